@@ -1,0 +1,28 @@
+"""Typed configuration of the detector (the ``model:`` section of the site YAML)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["DetectorConfig"]
+
+
+class DetectorConfig(BaseModel):
+    """Which model file to run and how.
+
+    ``path`` is a file path (relative paths resolve against the site YAML's folder)
+    or ``builtin:NAME`` for a model shipped in anjian's registry.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field("builtin:anjian-demo", min_length=1, description="ONNX file or builtin:NAME.")
+    confidence_threshold: float = Field(0.25, gt=0, lt=1, description="Drop detections scoring below.")
+    iou_threshold: float = Field(0.45, gt=0, lt=1, description="IoU above which NMS suppresses a box.")
+    max_detections: int = Field(300, ge=1, le=10000, description="Keep at most this many boxes per image.")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto: CUDA/TensorRT when onnxruntime-gpu sees a GPU, else CPU."
+    )
+    intra_op_threads: int = Field(0, ge=0, le=256, description="ONNX Runtime threads; 0 lets it choose.")

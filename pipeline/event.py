@@ -1,0 +1,110 @@
+"""Events: what the pipeline hands to the alert service, one per incident."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = ["Behaviour", "Event", "EventBox", "RiskLevel", "new_event_id"]
+
+
+class Behaviour(StrEnum):
+    """The unsafe behaviours anjian detects, plus camera faults."""
+
+    SMOKING = "smoking"
+    OPEN_FLAME = "open_flame"
+    BLOCKED_EXIT = "blocked_exit"
+    FALLEN_PERSON = "fallen_person"
+    UNCLEANED_DUST = "uncleaned_dust"
+    ABSENCE_FROM_POST = "absence_from_post"
+    CAMERA_FAULT = "camera_fault"
+
+
+class RiskLevel(StrEnum):
+    """The four risk colours of Chinese safety-supervision platforms, red the highest."""
+
+    RED = "red"
+    ORANGE = "orange"
+    YELLOW = "yellow"
+    BLUE = "blue"
+
+    @property
+    def rank(self) -> int:
+        """0 for blue up to 3 for red, for comparing and escalating levels."""
+        return {RiskLevel.BLUE: 0, RiskLevel.YELLOW: 1, RiskLevel.ORANGE: 2, RiskLevel.RED: 3}[self]
+
+
+@dataclass(frozen=True, slots=True)
+class EventBox:
+    """One detection that supports an event.
+
+    Attributes:
+        class_name: Detector class, e.g. ``"fire"``.
+        confidence: Detector score in ``[0, 1]``.
+        xyxy_norm: Box as ``(x1, y1, x2, y2)`` normalised to ``[0, 1]`` of the frame size.
+    """
+
+    class_name: str
+    confidence: float
+    xyxy_norm: tuple[float, float, float, float]
+
+
+def new_event_id() -> str:
+    """Return a fresh, globally unique event id."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One incident of one behaviour on one camera, as known at ``revision``.
+
+    An incident that goes on is re-published with the same ``id`` and a higher
+    ``revision`` (new ``last_seen_at``, peak ``confidence``); one that clears is
+    re-published with ``ended_at`` set.
+
+    Attributes:
+        id: Stable id of the incident (hex uuid).
+        revision: 1 when raised, incremented at each update.
+        site_id: Site the camera belongs to.
+        workshop_id: Workshop the camera belongs to.
+        camera_id: Camera id.
+        behaviour: What was detected.
+        severity: Risk colour.
+        started_at: Capture time of the first frame of the incident, epoch seconds.
+        last_seen_at: Capture time of the latest frame supporting it, epoch seconds.
+        ended_at: When the incident cleared, epoch seconds; ``None`` while ongoing.
+        confidence: Peak detector confidence over the incident.
+        boxes: Detections supporting the event, on the confirming frame.
+        zone_id: Zone the incident happened in, if the rule is zone-based.
+        model_version: Version string of the model that produced the detections.
+        message: One human sentence for the control room.
+        snapshot_jpeg: JPEG of the confirming frame with boxes drawn, or ``None``.
+    """
+
+    id: str
+    revision: int
+    site_id: str
+    workshop_id: str
+    camera_id: str
+    behaviour: Behaviour
+    severity: RiskLevel
+    started_at: float
+    last_seen_at: float
+    confidence: float
+    boxes: tuple[EventBox, ...] = ()
+    ended_at: float | None = None
+    zone_id: str | None = None
+    model_version: str = ""
+    message: str = ""
+    snapshot_jpeg: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.revision < 1:
+            raise ValueError(f"revision must be >= 1, got {self.revision}")
+        if not 0.0 <= self.confidence <= 1.0:
+            raise ValueError(f"confidence must be in [0, 1], got {self.confidence}")
+        if self.last_seen_at < self.started_at:
+            raise ValueError(
+                f"last_seen_at ({self.last_seen_at}) must not precede started_at ({self.started_at})"
+            )

@@ -1,0 +1,152 @@
+"""Evidence files: the snapshot JPEG of each event, kept on disk next to the database."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+from pathlib import Path, PurePosixPath
+
+from service.errors import EvidenceError, EvidenceNotFoundError, EvidencePathError
+
+__all__ = ["EvidenceStore"]
+
+logger = logging.getLogger(__name__)
+
+_EVIDENCE_DIR = "evidence"
+_SNAPSHOT_NAME = "snapshot.jpg"
+# The id pattern of the site config (cameras, zones), which event ids (hex uuids) also match.
+_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+def _check_id(kind: str, value: str) -> str:
+    """Return ``value`` if it is safe as one path component, else raise ``EvidencePathError``."""
+    if not isinstance(value, str) or not _SAFE_ID.fullmatch(value) or value in {".", ".."}:
+        raise EvidencePathError(
+            f"{kind} must match {_SAFE_ID.pattern} to be used in an evidence path, got {value!r}"
+        )
+    return value
+
+
+class EvidenceStore:
+    """Writes and reads event snapshots under ``{root}/evidence/{camera_id}/{event_id}/snapshot.jpg``.
+
+    Files are written atomically (a temporary file in the same folder, flushed, then
+    renamed over the target), so a reader or a crash never sees half a JPEG. Paths
+    handed out are relative to ``root`` with forward slashes, so the database stays
+    valid when the data folder moves. Every path is checked to stay inside
+    ``{root}/evidence``.
+
+    Args:
+        root: The data folder (``storage.dir``); created on first write.
+        is_fsync: Flush file contents to disk before the rename. Turn off only in tests.
+
+    Example:
+        >>> store = EvidenceStore(Path("data"))
+        >>> rel = store.save_snapshot("cam-1", "4f2a...", jpeg)   # "evidence/cam-1/4f2a.../snapshot.jpg"
+        >>> store.read(rel) == jpeg
+        True
+    """
+
+    def __init__(self, root: Path | str, *, is_fsync: bool = True) -> None:
+        self._root = Path(root).resolve()
+        self._evidence_root = self._root / _EVIDENCE_DIR
+        self._is_fsync = is_fsync
+
+    @property
+    def root(self) -> Path:
+        """The absolute data folder that relative evidence paths are resolved against."""
+        return self._root
+
+    @staticmethod
+    def snapshot_relpath(camera_id: str, event_id: str) -> str:
+        """Relative path of an event's snapshot, e.g. ``"evidence/cam-1/<event_id>/snapshot.jpg"``.
+
+        Raises:
+            EvidencePathError: An id is empty, contains a separator or is ``..``.
+        """
+        return "/".join(
+            (_EVIDENCE_DIR, _check_id("camera_id", camera_id), _check_id("event_id", event_id), _SNAPSHOT_NAME)
+        )
+
+    def resolve(self, relpath: str) -> Path:
+        """Turn a stored relative path into an absolute one, refusing paths outside the evidence folder.
+
+        Args:
+            relpath: A path as returned by ``save_snapshot``.
+
+        Returns:
+            The absolute path (which may not exist).
+
+        Raises:
+            EvidencePathError: The path is absolute, contains ``..`` or resolves
+                (through symlinks too) outside ``{root}/evidence``.
+        """
+        pure = PurePosixPath(relpath)
+        if not relpath or pure.is_absolute() or "\\" in relpath or ".." in pure.parts or "\x00" in relpath:
+            raise EvidencePathError(f"expected a relative path under {_EVIDENCE_DIR}/, got {relpath!r}")
+        path = (self._root / pure).resolve()
+        if not path.is_relative_to(self._evidence_root):
+            raise EvidencePathError(f"path {relpath!r} resolves outside the evidence folder")
+        return path
+
+    def save_snapshot(self, camera_id: str, event_id: str, jpeg: bytes) -> str:
+        """Write an event's snapshot atomically, replacing an earlier one of the same event.
+
+        Args:
+            camera_id: Camera of the event; one path component.
+            event_id: Id of the event; one path component.
+            jpeg: The encoded JPEG.
+
+        Returns:
+            The path relative to ``root``, to store with the event.
+
+        Raises:
+            EvidencePathError: An id is not a safe path component.
+            ValueError: ``jpeg`` is empty or is not JPEG data.
+            EvidenceError: The file cannot be written (disk full, permissions).
+        """
+        if not jpeg or not jpeg.startswith(b"\xff\xd8"):
+            raise ValueError(f"expected JPEG bytes (starting FF D8), got {jpeg[:4]!r} ({len(jpeg)} bytes)")
+        relpath = self.snapshot_relpath(camera_id, event_id)
+        path = self.resolve(relpath)
+        try:
+            if path.is_file() and path.stat().st_size == len(jpeg) and path.read_bytes() == jpeg:
+                return relpath  # the same snapshot again: skip the write and the fsync
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._write_atomic(path, jpeg)
+        except OSError as exc:
+            raise EvidenceError(f"{camera_id}: cannot write snapshot {relpath}: {exc}") from exc
+        logger.debug("%s: wrote snapshot %s (%d bytes)", camera_id, relpath, len(jpeg))
+        return relpath
+
+    def read(self, relpath: str) -> bytes:
+        """Read an evidence file back.
+
+        Raises:
+            EvidencePathError: The path leaves the evidence folder.
+            EvidenceNotFoundError: No file is there.
+            EvidenceError: The file exists but cannot be read.
+        """
+        path = self.resolve(relpath)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as exc:
+            raise EvidenceNotFoundError(f"evidence file {relpath} does not exist") from exc
+        except OSError as exc:
+            raise EvidenceError(f"cannot read evidence file {relpath}: {exc}") from exc
+
+    def _write_atomic(self, path: Path, data: bytes) -> None:
+        """Write ``data`` to a temporary sibling of ``path``, then rename it over ``path``."""
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".jpg", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as tmp:
+                tmp.write(data)
+                if self._is_fsync:
+                    tmp.flush()
+                    os.fsync(tmp.fileno())
+            os.replace(tmp_name, path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise

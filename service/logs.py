@@ -1,0 +1,54 @@
+"""Process-wide logging set-up for the CLI: structured lines, credentials always masked."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+from cameras.url import mask_credentials
+
+__all__ = ["JsonFormatter", "MaskCredentialsFilter", "setup_logging"]
+
+
+class MaskCredentialsFilter(logging.Filter):
+    """Masks ``scheme://user:pass@`` in every record's final message, whatever logged it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite the record's message with credentials masked; never drops a record."""
+        message = record.getMessage()
+        masked = mask_credentials(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message (and the exception, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render the record as a JSON line."""
+        entry = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = mask_credentials(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def setup_logging(level: str = "INFO", *, is_json: bool = False) -> None:
+    """Configure the root logger once for a CLI process (library code never calls this)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(MaskCredentialsFilter())
+    handler.setFormatter(
+        JsonFormatter() if is_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("httpx", "httpcore", "libav"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

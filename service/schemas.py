@@ -1,0 +1,164 @@
+"""JSON shapes the service shows the outside world: API responses and the webhook payload.
+
+Times are ISO-8601 strings in UTC (``"2025-01-31T08:15:02.250000Z"``) everywhere, in
+the API and in webhooks alike; the pipeline's epoch seconds are converted here and
+nowhere else.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pipeline.event import Behaviour, RiskLevel
+
+if TYPE_CHECKING:
+    from service.store import StoredEvent
+
+__all__ = [
+    "WEBHOOK_SCHEMA_VERSION",
+    "BoxOut",
+    "EventList",
+    "EventOut",
+    "HealthOut",
+    "WebhookKind",
+    "WebhookPayload",
+    "epoch_to_datetime",
+    "snapshot_url",
+]
+
+WEBHOOK_SCHEMA_VERSION = 1
+"""Bumped when the webhook payload changes incompatibly; receivers should check it."""
+
+WebhookKind = Literal["event.created", "event.updated", "event.ended"]
+
+
+class _SchemaModel(BaseModel):
+    """Base of the response models: unknown fields are errors, instances are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def epoch_to_datetime(epoch_s: float) -> datetime:
+    """Convert epoch seconds to an aware UTC datetime."""
+    return datetime.fromtimestamp(epoch_s, tz=UTC)
+
+
+def _optional_datetime(epoch_s: float | None) -> datetime | None:
+    """``epoch_to_datetime`` that passes ``None`` through."""
+    return None if epoch_s is None else epoch_to_datetime(epoch_s)
+
+
+def snapshot_url(event_id: str) -> str:
+    """The API path serving an event's snapshot, relative to the service root."""
+    return f"/events/{event_id}/snapshot.jpg"
+
+
+class BoxOut(_SchemaModel):
+    """One detection supporting an event."""
+
+    class_name: str = Field(..., description='Detector class, e.g. "fire".')
+    confidence: float = Field(..., ge=0, le=1, description="Detector score.")
+    xyxy_norm: tuple[float, float, float, float] = Field(
+        ..., description="(x1, y1, x2, y2) normalised to [0, 1] of the frame size, origin top-left."
+    )
+
+
+class EventOut(_SchemaModel):
+    """One incident as last known to the service (its highest revision)."""
+
+    id: str = Field(..., description="Stable id of the incident (hex uuid).")
+    revision: int = Field(..., ge=1, description="1 when raised, incremented at each update.")
+    site_id: str
+    workshop_id: str
+    camera_id: str
+    behaviour: Behaviour
+    severity: RiskLevel
+    state: str = Field(..., description='Alert lifecycle state; "raised" for now.')
+    started_at: datetime = Field(..., description="Capture time of the first frame, UTC.")
+    last_seen_at: datetime = Field(..., description="Capture time of the latest supporting frame, UTC.")
+    ended_at: datetime | None = Field(None, description="When the incident cleared, UTC; null while ongoing.")
+    confidence: float = Field(..., ge=0, le=1, description="Peak detector confidence over the incident.")
+    zone_id: str | None = None
+    model_version: str = ""
+    message: str = ""
+    boxes: list[BoxOut] = Field(default_factory=list)
+    snapshot_url: str | None = Field(None, description="Path of the snapshot JPEG; null when there is none.")
+    created_at: datetime = Field(..., description="When the service first stored the incident, UTC.")
+    updated_at: datetime = Field(..., description="When the service last stored a revision, UTC.")
+
+    @classmethod
+    def from_stored(cls, event: StoredEvent) -> EventOut:
+        """Build the response model of a stored event."""
+        return cls(
+            id=event.id,
+            revision=event.revision,
+            site_id=event.site_id,
+            workshop_id=event.workshop_id,
+            camera_id=event.camera_id,
+            behaviour=event.behaviour,
+            severity=event.severity,
+            state=event.state,
+            started_at=epoch_to_datetime(event.started_at),
+            last_seen_at=epoch_to_datetime(event.last_seen_at),
+            ended_at=_optional_datetime(event.ended_at),
+            confidence=event.confidence,
+            zone_id=event.zone_id,
+            model_version=event.model_version,
+            message=event.message,
+            boxes=[
+                BoxOut(class_name=b.class_name, confidence=b.confidence, xyxy_norm=b.xyxy_norm)
+                for b in event.boxes
+            ],
+            snapshot_url=snapshot_url(event.id) if event.snapshot_path else None,
+            created_at=epoch_to_datetime(event.created_at),
+            updated_at=epoch_to_datetime(event.updated_at),
+        )
+
+
+class EventList(_SchemaModel):
+    """A page of events, newest first."""
+
+    items: list[EventOut]
+    count: int = Field(..., ge=0, description="Number of items in this page.")
+
+
+class HealthOut(_SchemaModel):
+    """Liveness and the state of the parts the service depends on."""
+
+    status: Literal["ok", "degraded"] = Field(..., description='"degraded" when the database fails.')
+    version: str = Field(..., description="anjian version.")
+    is_database_ok: bool
+    is_dispatcher_running: bool = Field(..., description="Whether the webhook worker thread is alive.")
+    pending_deliveries: int | None = Field(
+        None, ge=0, description="Webhook deliveries not yet delivered or given up; null if unknown."
+    )
+
+
+class WebhookPayload(_SchemaModel):
+    """The JSON body POSTed to each webhook for every stored event revision.
+
+    Receivers should deduplicate on ``(event.id, event.revision)`` (also sent as
+    the ``Idempotency-Key`` header) and ignore a revision lower than one they have
+    seen: retries can deliver revisions out of order.
+    """
+
+    schema_version: int = Field(WEBHOOK_SCHEMA_VERSION, description="Version of this payload shape.")
+    kind: WebhookKind = Field(
+        ..., description="event.created (revision 1), event.updated, or event.ended (ended_at is set)."
+    )
+    event: EventOut
+
+    @staticmethod
+    def kind_of(event: StoredEvent) -> WebhookKind:
+        """``event.ended`` once ``ended_at`` is set, else ``event.created`` for revision 1, else ``event.updated``."""
+        if event.ended_at is not None:
+            return "event.ended"
+        return "event.created" if event.revision == 1 else "event.updated"
+
+    @classmethod
+    def for_event(cls, event: StoredEvent) -> WebhookPayload:
+        """Build the payload announcing ``event`` at its current revision."""
+        return cls(kind=cls.kind_of(event), event=EventOut.from_stored(event))

@@ -1,0 +1,105 @@
+"""The site YAML is validated once, and every error names the file, the field and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.event import RiskLevel
+from service.config import load_config
+from service.errors import ConfigError
+
+VALID = {
+    "site": {
+        "id": "plant-1",
+        "workshops": [
+            {
+                "id": "ws-1",
+                "kind": "freezing",
+                "cameras": [
+                    {
+                        "id": "cam-1",
+                        "url": "rtsp://admin:pw@10.0.0.5/stream1",
+                        "analysis_fps": 5,
+                        "zones": [{"id": "desk", "kind": "post", "polygon": [[0, 0], [1, 0], [1, 1]]}],
+                        "behaviours": {"open_flame": {"k": 2, "n": 4, "severity": "orange"}},
+                    },
+                    {"id": "cam-2", "url": "clips/door.mp4"},
+                ],
+            }
+        ],
+    },
+    "model": {"path": "models/custom.onnx"},
+    "webhooks": [{"url": "http://127.0.0.1:9000/hook", "secret": "s"}],
+}
+
+
+def _write(tmp_path: Path, data: object) -> Path:
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(data) if not isinstance(data, str) else data)
+    return path
+
+
+def test_valid_config_loads_with_relative_paths_resolved(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, VALID))
+    cameras = config.cameras()
+    assert [c.id for _, c in cameras] == ["cam-1", "cam-2"]
+    assert cameras[0][1].behaviours.open_flame is not None
+    assert cameras[0][1].behaviours.open_flame.severity is RiskLevel.ORANGE
+    assert cameras[1][1].url.get_secret_value() == str(tmp_path / "clips" / "door.mp4")
+    assert config.model.path == str(tmp_path / "models" / "custom.onnx")
+    assert "pw" not in repr(config)
+
+
+def _mutated(path: tuple[object, ...], value: object) -> dict[str, object]:
+    data = yaml.safe_load(yaml.safe_dump(VALID))
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return data
+
+
+CAM = ("site", "workshops", 0, "cameras", 0)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ((*CAM, "analysis_fpss"), 5, r"site\.workshops\.0\.cameras\.0\.analysis_fpss: Extra inputs"),
+        ((*CAM, "analysis_fps"), 0, r"cameras\.0\.analysis_fps: Input should be greater than 0"),
+        ((*CAM, "zones", 0, "polygon"), [[0, 0], [2, 0], [1, 1]], r"polygon: .*outside \[0, 1\]"),
+        ((*CAM, "zones", 0, "polygon"), [[0, 0], [1, 1]], r"at least 3 points"),
+        ((*CAM, "behaviours", "open_flame", "k"), 9, r"k \(9\) must be <= n \(4\)"),
+        ((*CAM, "behaviours", "open_flame", "severity"), "purple", r"severity: Input should be 'red'"),
+        ((*CAM, "id"), "cam-2", r"camera id 'cam-2' appears twice"),
+        (("webhooks", 0, "url"), "ftp://x", r"webhooks\.0\.url: String should match"),
+    ],
+    ids=["typo", "zero-fps", "polygon-range", "polygon-short", "k-above-n", "bad-colour", "dup-camera", "bad-hook"],
+)
+def test_invalid_config_names_field_and_problem(
+    tmp_path: Path, path: tuple[object, ...], value: object, expected: str
+) -> None:
+    config_path = _write(tmp_path, _mutated(path, value))
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_config(config_path)
+    assert str(config_path) in str(info.value)
+    assert "pw@" not in str(info.value)
+
+
+def test_missing_file_and_bad_yaml_give_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the site config"):
+        load_config(tmp_path / "absent.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_write(tmp_path, "site: [unclosed"))
+    with pytest.raises(ConfigError, match="expected a mapping at the top level"):
+        load_config(_write(tmp_path, "- a list"))
+
+
+def test_demo_site_template_is_valid(tmp_path: Path) -> None:
+    template = (Path(__file__).parents[2] / "service" / "demo" / "site.yaml").read_text()
+    path = _write(tmp_path, template.replace("{video}", "demo.mp4").replace("{storage}", "data"))
+    config = load_config(path)
+    assert config.model.path == "builtin:anjian-demo"
