@@ -117,16 +117,15 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         if not model_path.startswith("builtin:") and not os.path.isabs(model_path):
             model["path"] = str((base / model_path).resolve())
     storage = raw.get("storage")
-    if isinstance(storage, dict) and isinstance(storage.get("dir"), str):
-        if not os.path.isabs(storage["dir"]):
-            storage["dir"] = str((base / storage["dir"]).resolve())
+    if isinstance(storage, dict) and isinstance(storage.get("dir"), str) and not os.path.isabs(storage["dir"]):
+        storage["dir"] = str((base / storage["dir"]).resolve())
     site = raw.get("site")
     for workshop in site.get("workshops", []) if isinstance(site, dict) else []:
         for camera in workshop.get("cameras", []) if isinstance(workshop, dict) else []:
             url = camera.get("url") if isinstance(camera, dict) else None
-            if isinstance(url, str) and "://" not in url and not url.startswith("/dev/"):
-                if not os.path.isabs(url):
-                    camera["url"] = str((base / url).resolve())
+            is_relative_file = isinstance(url, str) and "://" not in url and not os.path.isabs(url)
+            if is_relative_file:
+                camera["url"] = str((base / url).resolve())
     return raw
 
 

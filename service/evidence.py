@@ -67,7 +67,12 @@ class EvidenceStore:
             EvidencePathError: An id is empty, contains a separator or is ``..``.
         """
         return "/".join(
-            (_EVIDENCE_DIR, _check_id("camera_id", camera_id), _check_id("event_id", event_id), _SNAPSHOT_NAME)
+            (
+                _EVIDENCE_DIR,
+                _check_id("camera_id", camera_id),
+                _check_id("event_id", event_id),
+                _SNAPSHOT_NAME,
+            )
         )
 
     def resolve(self, relpath: str) -> Path:

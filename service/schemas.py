@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cameras.health import CameraHealth, CameraState
 from pipeline.event import Behaviour, RiskLevel
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "WEBHOOK_SCHEMA_VERSION",
     "BoxOut",
+    "CameraHealthOut",
     "EventList",
     "EventOut",
     "HealthOut",
@@ -125,6 +127,39 @@ class EventList(_SchemaModel):
     count: int = Field(..., ge=0, description="Number of items in this page.")
 
 
+class CameraHealthOut(_SchemaModel):
+    """One camera's connection state and counters."""
+
+    camera_id: str
+    state: CameraState
+    since: datetime = Field(..., description="When the camera entered this state, UTC.")
+    fps: float = Field(..., ge=0, description="Recent rate of frames handed to the pipeline.")
+    frames_decoded: int = Field(..., ge=0)
+    frames_delivered: int = Field(..., ge=0)
+    frames_dropped: int = Field(..., ge=0)
+    decode_errors: int = Field(..., ge=0)
+    reconnects: int = Field(..., ge=0)
+    last_error: str | None = Field(None, description="Last error, credentials masked.")
+    last_frame_at: datetime | None = Field(None, description="Time of the last frame handed on, UTC.")
+
+    @classmethod
+    def from_health(cls, health: CameraHealth) -> CameraHealthOut:
+        """Build the response model of a camera health snapshot."""
+        return cls(
+            camera_id=health.camera_id,
+            state=health.state,
+            since=epoch_to_datetime(health.since),
+            fps=health.fps,
+            frames_decoded=health.frames_decoded,
+            frames_delivered=health.frames_delivered,
+            frames_dropped=health.frames_dropped,
+            decode_errors=health.decode_errors,
+            reconnects=health.reconnects,
+            last_error=health.last_error,
+            last_frame_at=_optional_datetime(health.last_frame_at),
+        )
+
+
 class HealthOut(_SchemaModel):
     """Liveness and the state of the parts the service depends on."""
 
@@ -134,6 +169,9 @@ class HealthOut(_SchemaModel):
     is_dispatcher_running: bool = Field(..., description="Whether the webhook worker thread is alive.")
     pending_deliveries: int | None = Field(
         None, ge=0, description="Webhook deliveries not yet delivered or given up; null if unknown."
+    )
+    cameras: list[CameraHealthOut] = Field(
+        default_factory=list, description="Cameras read by this process; empty for `anjian serve`."
     )
 
 

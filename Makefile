@@ -1,0 +1,54 @@
+# anjian: two set-up commands on a fresh clone (Debian 12, Python 3.11, as root):
+#   make demo   - create .venv with the base install, generate the demo footage, serve on :8000
+#   make test   - install everything the tests need (Debian packages too) and run the whole suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export YOLO_OFFLINE := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+# Debian packages the tests use: a real RTSP server (gst-rtsp-server under Debian's python3),
+# ffmpeg for the decode benchmark's floor.
+TEST_DEB_PACKAGES := gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly python3-gi ffmpeg
+
+.PHONY: demo test test-fast lint system-deps venv-base venv-all clean
+
+demo: venv-base
+	$(BIN)/anjian demo
+
+test: system-deps venv-all
+	$(BIN)/python -m pytest
+
+test-fast: venv-all
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: venv-all
+	$(BIN)/ruff check cameras pipeline models training datasets service tests
+
+system-deps:
+	@missing=$$(for p in $(TEST_DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.base-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.all-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[train,dev]'
+	touch $@ $(VENV)/.base-installed
+
+venv-base: $(VENV)/.base-installed
+venv-all: $(VENV)/.all-installed
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache

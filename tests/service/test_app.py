@@ -1,0 +1,219 @@
+"""The HTTP API over a real SQLite file: events published through StoreSink, read back over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cameras.health import CameraHealth, CameraState
+from pipeline.event import Behaviour, RiskLevel
+from service.app import create_app
+from service.config import AnjianConfig, SiteConfig, StorageConfig, WebhookConfig, WorkshopConfig
+from service.sink import StoreSink
+from service.store import EventStore
+from service.webhooks import WebhookDispatcher
+from tests.factories import make_event, make_jpeg
+
+
+def make_config(data_dir: Path, webhooks: list[WebhookConfig] | None = None) -> AnjianConfig:
+    return AnjianConfig(
+        site=SiteConfig(id="site-1", workshops=[WorkshopConfig(id="polishing-1")]),
+        storage=StorageConfig(dir=data_dir),
+        webhooks=webhooks or [],
+    )
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> AnjianConfig:
+    return make_config(tmp_path / "data")
+
+
+@pytest.fixture
+def client(config: AnjianConfig) -> Iterator[TestClient]:
+    app = create_app(config)
+    yield TestClient(app)
+    app.state.store.close()
+
+
+@pytest.fixture
+def sink(client: TestClient) -> StoreSink:
+    state = client.app.state  # type: ignore[attr-defined]
+    return StoreSink(state.store, state.evidence, state.dispatcher)
+
+
+def test_published_event_is_listed_and_readable(client: TestClient, sink: StoreSink) -> None:
+    event = make_event()
+    sink.publish(event)
+
+    listed = client.get("/events")
+    assert listed.status_code == 200
+    body = listed.json()
+    assert body["count"] == 1
+    (item,) = body["items"]
+    assert item["id"] == event.id
+    assert item["revision"] == 1
+    assert item["state"] == "raised"
+    assert item["behaviour"] == "open_flame"
+    assert item["severity"] == "red"
+    assert item["started_at"] == "2023-11-14T22:13:20Z"
+    assert item["last_seen_at"] == "2023-11-14T22:13:22.500000Z"
+    assert item["ended_at"] is None
+    assert item["snapshot_url"] == f"/events/{event.id}/snapshot.jpg"
+
+    one = client.get(f"/events/{event.id}")
+    assert one.status_code == 200
+    assert one.json() == item
+
+
+def test_snapshot_bytes_match_the_published_jpeg(client: TestClient, sink: StoreSink) -> None:
+    event = make_event()
+    sink.publish(event)
+
+    response = client.get(f"/events/{event.id}/snapshot.jpg")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/jpeg"
+    assert response.content == event.snapshot_jpeg
+
+
+def test_new_revision_with_new_snapshot_replaces_it_and_stale_one_does_not(
+    client: TestClient, sink: StoreSink
+) -> None:
+    event = make_event()
+    newer_jpeg = make_jpeg(bgr=(255, 0, 0))
+    sink.publish(event)
+    sink.publish(make_event(id=event.id, revision=3, snapshot_jpeg=newer_jpeg, ended_at=1_700_000_030.0))
+    sink.publish(make_event(id=event.id, revision=2, snapshot_jpeg=make_jpeg(bgr=(0, 255, 0))))
+
+    assert client.get(f"/events/{event.id}/snapshot.jpg").content == newer_jpeg
+    item = client.get(f"/events/{event.id}").json()
+    assert (item["revision"], item["ended_at"]) == (3, "2023-11-14T22:13:50Z")
+    assert (sink.stats().published, sink.stats().stored, sink.stats().ignored) == (3, 2, 1)
+
+
+def test_filters_and_ordering_over_http(client: TestClient, sink: StoreSink) -> None:
+    sink.publish(make_event(id="old", started_at=1_700_000_000.0, last_seen_at=1_700_000_000.0))
+    sink.publish(
+        make_event(
+            id="new",
+            camera_id="cam-2",
+            behaviour=Behaviour.SMOKING,
+            severity=RiskLevel.ORANGE,
+            started_at=1_700_003_600.0,
+            last_seen_at=1_700_003_600.0,
+        )
+    )
+
+    def ids(**params: str | int) -> list[str]:
+        response = client.get("/events", params=params)
+        assert response.status_code == 200, response.text
+        return [item["id"] for item in response.json()["items"]]
+
+    assert ids() == ["new", "old"]
+    assert ids(camera_id="cam-2") == ["new"]
+    assert ids(behaviour="open_flame") == ["old"]
+    assert ids(severity="orange") == ["new"]
+    assert ids(since="2023-11-14T23:00:00Z") == ["new"]
+    assert ids(until="2023-11-14T23:00:00+00:00") == ["old"]
+    assert ids(since=1_700_003_600) == ["new"]
+    assert ids(limit=1) == ["new"]
+
+
+def test_unknown_event_is_404_with_clear_detail(client: TestClient) -> None:
+    response = client.get("/events/does-not-exist")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "event 'does-not-exist' not found"}
+    assert client.get("/events/does-not-exist/snapshot.jpg").status_code == 404
+
+
+def test_event_without_snapshot_has_no_snapshot_url_and_its_snapshot_is_404(
+    client: TestClient, sink: StoreSink
+) -> None:
+    event = make_event(snapshot_jpeg=None)
+    sink.publish(event)
+
+    assert client.get(f"/events/{event.id}").json()["snapshot_url"] is None
+    response = client.get(f"/events/{event.id}/snapshot.jpg")
+    assert response.status_code == 404
+    assert response.json() == {"detail": f"event {event.id!r} has no snapshot"}
+
+
+def test_snapshot_file_deleted_from_disk_is_404(
+    client: TestClient, sink: StoreSink, config: AnjianConfig
+) -> None:
+    event = make_event()
+    sink.publish(event)
+    (config.storage.dir / "evidence" / "cam-1" / event.id / "snapshot.jpg").unlink()
+
+    response = client.get(f"/events/{event.id}/snapshot.jpg")
+
+    assert response.status_code == 404
+    assert "missing" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": 0},
+        {"limit": 1001},
+        {"limit": "ten"},
+        {"behaviour": "juggling"},
+        {"severity": "purple"},
+        {"since": "yesterday"},
+        {"since": "2023-11-15T00:00:00Z", "until": "2023-11-14T00:00:00Z"},
+    ],
+    ids=["limit-0", "limit-1001", "limit-text", "behaviour", "severity", "since-text", "since-after-until"],
+)
+def test_bad_query_is_422(client: TestClient, params: dict[str, str | int]) -> None:
+    response = client.get("/events", params=params)
+
+    assert response.status_code == 422
+    assert "detail" in response.json()
+
+
+def test_healthz_reports_ok_database_and_pending_deliveries(client: TestClient) -> None:
+    response = client.get("/healthz")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["status"], body["is_database_ok"], body["pending_deliveries"]) == ("ok", True, 0)
+    assert body["cameras"] == []
+
+
+def test_healthz_lists_camera_health_when_given(config: AnjianConfig) -> None:
+    health = CameraHealth(camera_id="cam-1", state=CameraState.ONLINE, since=1_700_000_000.0, fps=4.5)
+    app = create_app(config, camera_health=lambda: [health])
+    try:
+        (camera,) = TestClient(app).get("/healthz").json()["cameras"]
+    finally:
+        app.state.store.close()
+
+    assert (camera["camera_id"], camera["state"], camera["fps"]) == ("cam-1", "online", 4.5)
+    assert camera["since"] == "2023-11-14T22:13:20Z"
+
+
+def test_lifespan_starts_and_stops_the_dispatcher_the_app_created(tmp_path: Path) -> None:
+    app = create_app(make_config(tmp_path / "data", [WebhookConfig(url="http://127.0.0.1:9/hook")]))
+
+    with TestClient(app) as client:
+        assert client.get("/healthz").json()["is_dispatcher_running"] is True
+        dispatcher = app.state.dispatcher
+
+    assert not dispatcher.is_running
+
+
+def test_app_leaves_a_store_and_dispatcher_it_was_given_alone(config: AnjianConfig) -> None:
+    store = EventStore.from_config(config.storage)
+    dispatcher = WebhookDispatcher(store, [])
+    app = create_app(config, store=store, dispatcher=dispatcher)
+    try:
+        with TestClient(app) as client:
+            assert client.get("/healthz").json()["is_dispatcher_running"] is False
+        assert store.get_event("x") is None, "a store passed in stays open after shutdown"
+    finally:
+        dispatcher.stop()
+        store.close()

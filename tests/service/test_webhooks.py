@@ -1,0 +1,392 @@
+"""WebhookDispatcher: delivery guarantees against a real HTTP receiver on loopback, plus unit checks."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from service.config import StorageConfig, WebhookConfig
+from service.evidence import EvidenceStore
+from service.sink import StoreSink
+from service.store import DeliveryStatus, EventStore, WebhookDelivery
+from service.webhooks import (
+    SIGNATURE_HEADER,
+    WebhookDispatcher,
+    backoff_delay_s,
+    idempotency_key,
+    sign_payload,
+    verify_signature,
+)
+from tests.factories import make_event
+
+SECRET = "s3cret-for-tests"
+WAIT_S = 5.0
+
+
+@dataclass(frozen=True)
+class ReceivedRequest:
+    """One POST the receiver got."""
+
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class Receiver:
+    """A real HTTP server on 127.0.0.1 that records POSTs and answers with scripted statuses."""
+
+    def __init__(self) -> None:
+        self.requests: list[ReceivedRequest] = []
+        self.statuses: list[int] = []  # answered in order; 200 once exhausted
+        self._cond = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver._cond:
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                    receiver.requests.append(
+                        ReceivedRequest(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
+                    receiver._cond.notify_all()
+                payload = b"receiver says no" if status >= 300 else b"ok"
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05})
+        self._thread.start()
+
+    def wait_for_requests(self, count: int, timeout_s: float = WAIT_S) -> list[ReceivedRequest]:
+        """Block until ``count`` requests arrived (or fail the test after ``timeout_s``)."""
+        with self._cond:
+            if not self._cond.wait_for(lambda: len(self.requests) >= count, timeout_s):
+                pytest.fail(f"receiver got {len(self.requests)} request(s), expected {count}")
+            return list(self.requests)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(WAIT_S)
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float = WAIT_S) -> None:
+    """Poll ``predicate`` until it holds, failing the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout_s}s")
+        time.sleep(0.005)
+
+
+def only_delivery(store: EventStore) -> WebhookDelivery:
+    (delivery,) = store.list_deliveries()
+    return delivery
+
+
+def unused_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    receiver = Receiver()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[EventStore]:
+    store = EventStore.from_config(StorageConfig(dir=tmp_path / "data"))
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def evidence(tmp_path: Path) -> EvidenceStore:
+    return EvidenceStore(tmp_path / "data", is_fsync=False)
+
+
+@pytest.fixture
+def make_dispatcher(store: EventStore) -> Iterator[Callable[..., WebhookDispatcher]]:
+    created: list[WebhookDispatcher] = []
+
+    def make(webhooks: list[WebhookConfig], **kwargs: object) -> WebhookDispatcher:
+        kwargs.setdefault("backoff_base_s", 0.001)
+        kwargs.setdefault("backoff_max_s", 0.004)
+        dispatcher = WebhookDispatcher(store, webhooks, **kwargs)  # type: ignore[arg-type]
+        created.append(dispatcher)
+        return dispatcher
+
+    yield make
+    for dispatcher in created:
+        dispatcher.stop()
+
+
+# ------------------------------------------------------------ real HTTP receiver
+
+
+def test_published_event_arrives_promptly_as_signed_json(
+    receiver: Receiver,
+    store: EventStore,
+    evidence: EvidenceStore,
+    make_dispatcher: Callable[..., WebhookDispatcher],
+) -> None:
+    dispatcher = make_dispatcher([WebhookConfig(url=receiver.url, secret=SecretStr(SECRET))])
+    dispatcher.start()
+    sink = StoreSink(store, evidence, dispatcher)
+    event = make_event()
+
+    sink.publish(event)  # the worker is idle (its timer is 60 s): only wake() gets this out in time
+
+    (request,) = receiver.wait_for_requests(1)
+    assert request.path == "/hook"
+    assert request.headers["content-type"] == "application/json"
+    assert verify_signature(SECRET, request.headers[SIGNATURE_HEADER.lower()], request.body, now=time.time())
+    assert not verify_signature("wrong", request.headers[SIGNATURE_HEADER.lower()], request.body)
+    assert request.headers["x-anjian-event-id"] == event.id
+    assert request.headers["idempotency-key"] == idempotency_key(event.id, 1, receiver.url)
+    payload = json.loads(request.body)
+    assert payload["schema_version"] == 1
+    assert payload["kind"] == "event.created"
+    assert payload["event"]["id"] == event.id
+    assert payload["event"]["camera_id"] == "cam-1"
+    assert payload["event"]["behaviour"] == "open_flame"
+    assert payload["event"]["severity"] == "red"
+    assert payload["event"]["started_at"] == "2023-11-14T22:13:20Z"
+    assert payload["event"]["snapshot_url"] == f"/events/{event.id}/snapshot.jpg"
+    assert payload["event"]["boxes"] == [
+        {"class_name": "fire", "confidence": 0.87, "xyxy_norm": [0.1, 0.2, 0.3, 0.4]}
+    ]
+    wait_until(lambda: only_delivery(store).status is DeliveryStatus.DELIVERED)
+    delivery = only_delivery(store)
+    assert (delivery.attempts, delivery.last_status_code, delivery.last_error) == (1, 200, None)
+
+
+def test_receiver_failing_twice_gets_event_on_third_attempt(
+    receiver: Receiver, store: EventStore, make_dispatcher: Callable[..., WebhookDispatcher]
+) -> None:
+    receiver.statuses = [500, 500]
+    dispatcher = make_dispatcher([WebhookConfig(url=receiver.url, max_attempts=5)])
+    store.upsert_event(make_event(), webhook_urls=dispatcher.urls)
+
+    dispatcher.start()
+
+    requests = receiver.wait_for_requests(3)
+    wait_until(lambda: only_delivery(store).status is DeliveryStatus.DELIVERED)
+    delivery = only_delivery(store)
+    assert (delivery.attempts, delivery.last_status_code, delivery.last_error) == (3, 200, None)
+    assert len({r.body for r in requests}) == 1, "every retry sends the same body"
+    assert len({r.headers["idempotency-key"] for r in requests}) == 1
+    assert SIGNATURE_HEADER.lower() not in requests[0].headers, "no secret, no signature"
+
+
+def test_unreachable_url_fails_after_max_attempts_with_last_error(
+    store: EventStore, make_dispatcher: Callable[..., WebhookDispatcher]
+) -> None:
+    url = f"http://127.0.0.1:{unused_port()}/hook"
+    dispatcher = make_dispatcher([WebhookConfig(url=url, max_attempts=3, timeout_s=2)])
+    store.upsert_event(make_event(), webhook_urls=dispatcher.urls)
+
+    dispatcher.start()
+
+    wait_until(lambda: only_delivery(store).status is DeliveryStatus.FAILED)
+    delivery = only_delivery(store)
+    assert delivery.attempts == 3
+    assert delivery.last_status_code is None
+    assert delivery.last_error is not None and delivery.last_error.startswith("ConnectError")
+    assert delivery.next_attempt_at is None
+
+
+def test_receiver_answering_500_until_max_attempts_records_status_and_body(
+    receiver: Receiver, store: EventStore, make_dispatcher: Callable[..., WebhookDispatcher]
+) -> None:
+    receiver.statuses = [503, 503]
+    dispatcher = make_dispatcher([WebhookConfig(url=receiver.url, max_attempts=2)])
+    store.upsert_event(make_event(), webhook_urls=dispatcher.urls)
+
+    dispatcher.start()
+
+    wait_until(lambda: only_delivery(store).status is DeliveryStatus.FAILED)
+    delivery = only_delivery(store)
+    assert (delivery.attempts, delivery.last_status_code) == (2, 503)
+    assert delivery.last_error == "HTTP 503: receiver says no"
+
+
+def test_pending_delivery_is_sent_after_restart(
+    tmp_path: Path, receiver: Receiver, make_dispatcher: Callable[..., WebhookDispatcher]
+) -> None:
+    storage = StorageConfig(dir=tmp_path / "data")
+    before_crash = EventStore.from_config(storage)
+    event = make_event()
+    before_crash.upsert_event(event, webhook_urls=[receiver.url])  # stored, never dispatched
+    before_crash.close()
+
+    after_restart = EventStore.from_config(storage)
+    dispatcher = WebhookDispatcher(after_restart, [WebhookConfig(url=receiver.url)])
+    try:
+        dispatcher.start()
+        (request,) = receiver.wait_for_requests(1)
+        assert json.loads(request.body)["event"]["id"] == event.id
+        wait_until(lambda: only_delivery(after_restart).status is DeliveryStatus.DELIVERED)
+    finally:
+        dispatcher.stop()
+        after_restart.close()
+
+
+def test_stop_returns_promptly_and_leaves_pending_rows(
+    store: EventStore, make_dispatcher: Callable[..., WebhookDispatcher]
+) -> None:
+    dispatcher = make_dispatcher([WebhookConfig(url="http://127.0.0.1:9/hook")])
+    dispatcher.start()
+    assert dispatcher.is_running
+
+    dispatcher.stop(timeout_s=WAIT_S)
+
+    assert not dispatcher.is_running
+    with pytest.raises(RuntimeError, match="cannot be restarted"):
+        dispatcher.start()
+
+
+# ------------------------------------------------ unit checks (MockTransport, fake clock)
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_failed_attempts_back_off_exponentially_by_the_clock(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store = EventStore.from_config(StorageConfig(dir=tmp_path / "data"), clock=clock)
+    calls: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(500 if len(calls) < 4 else 204)
+
+    url = "http://control-room.example/hook"
+    dispatcher = WebhookDispatcher(
+        store,
+        [WebhookConfig(url=url, max_attempts=10)],
+        transport=httpx.MockTransport(handle),
+        clock=clock,
+        backoff_base_s=2.0,
+        backoff_max_s=5.0,
+    )
+    try:
+        store.upsert_event(make_event(), webhook_urls=[url])
+        schedule = []
+        for _ in range(3):
+            assert dispatcher.deliver_due() == 1
+            schedule.append(only_delivery(store).next_attempt_at)
+            assert dispatcher.deliver_due() == 0, "not due again until the backoff elapses"
+            clock.now = only_delivery(store).next_attempt_at or clock.now
+        assert dispatcher.deliver_due() == 1
+    finally:
+        dispatcher.stop()
+        store.close()
+
+    start = 1_800_000_000.0
+    assert schedule == [start + 2.0, start + 2.0 + 4.0, start + 2.0 + 4.0 + 5.0]
+    assert only_delivery(store).status is DeliveryStatus.DELIVERED
+
+
+def test_signature_uses_clock_time_and_body(tmp_path: Path) -> None:
+    clock = FakeClock(1_800_000_123.9)
+    store = EventStore.from_config(StorageConfig(dir=tmp_path / "data"), clock=clock)
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    url = "https://control-room.example/hook"
+    dispatcher = WebhookDispatcher(
+        store,
+        [WebhookConfig(url=url, secret=SecretStr(SECRET))],
+        transport=httpx.MockTransport(handle),
+        clock=clock,
+    )
+    try:
+        store.upsert_event(make_event(revision=4, ended_at=1_700_000_100.0), webhook_urls=[url])
+        dispatcher.deliver_due()
+    finally:
+        dispatcher.stop()
+        store.close()
+
+    (request,) = seen
+    body = request.content
+    assert request.headers[SIGNATURE_HEADER] == sign_payload(SECRET, body, 1_800_000_123)
+    assert request.headers[SIGNATURE_HEADER].startswith("t=1800000123,v1=")
+    assert request.headers["X-Anjian-Event-Kind"] == "event.ended"
+    assert json.loads(body)["kind"] == "event.ended"
+    assert verify_signature(SECRET, request.headers[SIGNATURE_HEADER], body, now=clock.now)
+    assert not verify_signature(SECRET, request.headers[SIGNATURE_HEADER], body + b" ", now=clock.now)
+    assert not verify_signature(SECRET, request.headers[SIGNATURE_HEADER], body, now=clock.now + 301)
+
+
+def test_delivery_to_url_no_longer_configured_fails_without_sending(tmp_path: Path) -> None:
+    store = EventStore.from_config(StorageConfig(dir=tmp_path / "data"))
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"nothing should be sent, got {request.url}")
+
+    dispatcher = WebhookDispatcher(store, [], transport=httpx.MockTransport(handle))
+    try:
+        store.upsert_event(make_event(), webhook_urls=["http://removed.example/hook"])
+        dispatcher.deliver_due()
+    finally:
+        dispatcher.stop()
+        store.close()
+
+    delivery = only_delivery(store)
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.FAILED, 0)
+    assert delivery.last_error == "webhook URL is no longer configured"
+
+
+@pytest.mark.parametrize(
+    ("attempts", "expected"), [(1, 1.0), (2, 2.0), (3, 4.0), (6, 30.0), (500, 30.0)], ids=str
+)
+def test_backoff_doubles_up_to_the_cap(attempts: int, expected: float) -> None:
+    assert backoff_delay_s(attempts, base_s=1.0, max_s=30.0) == expected
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["", "t=abc,v1=00", "v1=00", "t=1", "garbage"],
+    ids=["empty", "bad-t", "no-t", "no-v1", "garbage"],
+)
+def test_verify_signature_rejects_malformed_headers(header: str) -> None:
+    assert not verify_signature(SECRET, header, b"{}")
+
+
+def test_idempotency_key_is_stable_and_differs_per_url() -> None:
+    key = idempotency_key("abc", 2, "http://a/hook")
+
+    assert key == idempotency_key("abc", 2, "http://a/hook")
+    assert key.startswith("abc:2:") and len(key.split(":")[2]) == 16
+    assert key != idempotency_key("abc", 2, "http://b/hook")
