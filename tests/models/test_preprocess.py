@@ -1,0 +1,54 @@
+"""Letterboxing keeps aspect ratio, and boxes map back to the original pixels exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from models.postprocess import decode_yolo_output, nms_per_class
+from models.preprocess import PAD_VALUE, letterbox, letterbox_batch
+
+
+@pytest.mark.parametrize("size_wh", [(640, 360), (360, 640), (320, 320), (1920, 1080)], ids=str)
+def test_letterbox_round_trips_boxes(size_wh: tuple[int, int]) -> None:
+    w, h = size_wh
+    image = np.zeros((h, w, 3), np.uint8)
+    boxed, transform = letterbox(image, (320, 320))
+    assert boxed.shape == (320, 320, 3)
+    original = np.array([[0.1 * w, 0.2 * h, 0.6 * w, 0.9 * h]], np.float32)
+    in_model = original.copy()
+    in_model[:, [0, 2]] = in_model[:, [0, 2]] * transform.scale + transform.pad_xy[0]
+    in_model[:, [1, 3]] = in_model[:, [1, 3]] * transform.scale + transform.pad_xy[1]
+    np.testing.assert_allclose(transform.boxes_to_original(in_model, (w, h)), original, atol=1e-3)
+
+
+def test_letterbox_pads_grey_and_batch_is_rgb_unit_range() -> None:
+    image = np.zeros((100, 200, 3), np.uint8)
+    image[..., 0] = 255  # blue in BGR
+    boxed, transform = letterbox(image, (64, 64))
+    assert transform.pad_xy == (0.0, 16.0)
+    assert (boxed[0, 0] == PAD_VALUE).all()
+    batch, _ = letterbox_batch([image], (64, 64))
+    assert batch.shape == (1, 3, 64, 64) and batch.dtype == np.float32
+    assert batch[0, 2, 32, 32] == pytest.approx(1.0)  # blue lands in the last RGB channel
+    assert batch[0, 0, 32, 32] == pytest.approx(0.0)
+
+
+def test_nms_is_class_aware() -> None:
+    xyxy = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [0, 0, 10, 10], [50, 50, 60, 60]], np.float32)
+    scores = np.array([0.9, 0.8, 0.7, 0.6], np.float32)
+    classes = np.array([0, 0, 1, 0])
+    assert nms_per_class(xyxy, scores, classes, 0.5, 100).tolist() == [0, 2, 3]
+    assert nms_per_class(xyxy, scores, classes, 0.5, 2).tolist() == [0, 2]
+
+
+def test_decode_yolo_output_thresholds_and_converts_boxes() -> None:
+    output = np.zeros((4 + 2, 3), np.float32)
+    output[:4, 0] = [50, 50, 20, 10]  # cx, cy, w, h
+    output[4:, 0] = [0.1, 0.9]
+    output[:4, 1] = [10, 10, 4, 4]
+    output[4:, 1] = [0.2, 0.1]  # below threshold
+    xyxy, conf, cls = decode_yolo_output(output, 0.25, 0.45, 10)
+    np.testing.assert_allclose(xyxy, [[40, 45, 60, 55]])
+    assert conf.tolist() == pytest.approx([0.9])
+    assert cls.tolist() == [1]

@@ -1,0 +1,77 @@
+"""The CLI gives clear, credential-free errors for a bad config, an unreachable camera, a bad model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from service.cli import app
+from tests.support.receiver import unused_port
+
+runner = CliRunner()
+
+
+def _site(tmp_path: Path, **overrides: object) -> Path:
+    config: dict[str, object] = {
+        "site": {
+            "id": "p",
+            "workshops": [{"id": "w", "cameras": [{"id": "c", "url": "rtsp://admin:pw-123@127.0.0.1:1/x"}]}],
+        },
+        "storage": {"dir": str(tmp_path / "data")},
+    }
+    config.update(overrides)
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_config_check_accepts_a_valid_file(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["config", "check", str(_site(tmp_path))])
+    assert result.exit_code == 0, result.output
+    assert "OK" in result.output and "1 camera(s)" in result.output
+    assert "pw-123" not in result.output
+
+
+def test_config_check_rejects_an_invalid_file_naming_the_field(tmp_path: Path) -> None:
+    path = _site(tmp_path, server={"port": 70000})
+    result = runner.invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 2
+    assert str(path) in result.output
+    assert "server.port: Input should be less than or equal to 65535" in result.output
+
+
+def test_config_schema_is_json_schema_of_the_site() -> None:
+    result = runner.invoke(app, ["config", "schema"])
+    assert result.exit_code == 0
+    schema = json.loads(result.output)
+    assert set(schema["required"]) == {"site"}
+    assert "CameraPipelineConfig" in schema["$defs"]
+
+
+def test_probe_of_unreachable_camera_says_why_without_the_password() -> None:
+    url = f"rtsp://admin:pw-123@127.0.0.1:{unused_port()}/stream1"
+    result = runner.invoke(app, ["camera", "probe", url, "--timeout-s", "3"])
+    assert result.exit_code == 2
+    assert "connection refused" in result.output
+    assert "rtsp://***:***@127.0.0.1" in result.output
+    assert "pw-123" not in result.output
+
+
+def test_probe_of_a_file_that_is_not_video(tmp_path: Path) -> None:
+    path = tmp_path / "notes.mp4"
+    path.write_text("this is not a video")
+    result = runner.invoke(app, ["camera", "probe", str(path)])
+    assert result.exit_code == 2
+    assert "not a playable video" in result.output
+
+
+def test_run_with_a_corrupt_model_fails_naming_the_file(tmp_path: Path) -> None:
+    model = tmp_path / "broken.onnx"
+    model.write_bytes(b"not an onnx model at all")
+    path = _site(tmp_path, model={"path": str(model)})
+    result = runner.invoke(app, ["run", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "cannot load model" in result.output and "broken.onnx" in result.output
