@@ -35,7 +35,14 @@ def open_options(config: CameraConfig) -> dict[str, str]:
     scheme = url_scheme(url)
     timeout_us = str(int(config.stall_timeout_s * 1_000_000))
     if scheme in ("rtsp", "rtsps"):
-        return {"rtsp_transport": config.rtsp_transport, "timeout": timeout_us, "fflags": "nobuffer"}
+        # Short probing: FFmpeg otherwise reads ~20 frames (seconds at low fps) before opening.
+        return {
+            "rtsp_transport": config.rtsp_transport,
+            "timeout": timeout_us,
+            "fflags": "nobuffer",
+            "analyzeduration": "1000000",
+            "fpsprobesize": "0",
+        }
     if scheme in ("http", "https", "rtmp", "rtmps"):
         return {"timeout": timeout_us}
     return {}

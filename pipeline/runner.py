@@ -14,12 +14,11 @@ from cameras.source import VideoSource
 from models.detector import Detector
 from pipeline.config import CameraPipelineConfig
 from pipeline.incidents import EventContext, IncidentUpdate, UpdateKind
-from pipeline.rules.base import Rule
-from pipeline.rules.open_flame import OpenFlameRule
+from pipeline.rules import Rule, build_rules
 from pipeline.sink import EventSink
 from pipeline.snapshot import render_snapshot
 
-__all__ = ["CameraAssignment", "PipelineRunner", "build_rules"]
+__all__ = ["CameraAssignment", "PipelineRunner"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,15 +29,6 @@ class CameraAssignment:
 
     workshop_id: str
     camera: CameraPipelineConfig
-
-
-def build_rules(camera: CameraPipelineConfig, context: EventContext) -> list[Rule]:
-    """Instantiate the enabled behaviour rules of one camera."""
-    rules: list[Rule] = []
-    behaviours = camera.behaviours
-    if behaviours.open_flame is not None and behaviours.open_flame.enabled:
-        rules.append(OpenFlameRule(behaviours.open_flame, context))
-    return rules
 
 
 @dataclass(slots=True)

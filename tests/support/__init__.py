@@ -1,0 +1,1 @@
+"""Test support: synthetic clips, a real RTSP server and pytest fixtures."""
