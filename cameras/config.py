@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from cameras.url import mask_url
 
-__all__ = ["CameraConfig", "ReconnectConfig"]
+__all__ = ["CameraConfig", "CameraFaultConfig", "ReconnectConfig"]
 
 
 class _CamerasModel(BaseModel):
@@ -32,6 +32,52 @@ class ReconnectConfig(_CamerasModel):
                 f"max_delay_s ({self.max_delay_s}) must be >= initial_delay_s ({self.initial_delay_s})"
             )
         return self
+
+
+class CameraFaultConfig(_CamerasModel):
+    """When a camera's own trouble becomes a ``camera_fault`` alert, and when that alert ends.
+
+    Offline counts from the moment the camera stopped delivering frames (whatever the
+    reason: refused, unreachable, stalled, misconfigured). Frozen and black look at the
+    analysed frames: a live image that does not change at all (a hung encoder repeating
+    its last picture) or that is black or uniform (lens covered, sprayed, unplugged sensor).
+    """
+
+    enabled: bool = Field(True, description="Raise camera_fault events for this camera.")
+    offline_after_s: float = Field(
+        60.0, gt=0, le=86_400, description="Raise once the camera has delivered no frame for this long."
+    )
+    frozen_after_s: float = Field(
+        120.0, gt=0, le=86_400, description="Raise once a live image has not changed for this long."
+    )
+    black_after_s: float = Field(
+        60.0, gt=0, le=86_400, description="Raise once the image has been black or uniform for this long."
+    )
+    frozen_max_diff: float = Field(
+        0.5,
+        ge=0,
+        le=50,
+        description="Mean absolute grey-level change between analysed frames at or below which the image "
+        "counts as unchanged (live sensors are noisier than this).",
+    )
+    black_max_luma: float = Field(
+        20.0, ge=0, le=255, description="Mean grey level (0-255) at or below which the image counts as black."
+    )
+    uniform_max_std: float = Field(
+        3.0,
+        ge=0,
+        le=255,
+        description="Grey-level standard deviation at or below which the image counts as uniform (covered).",
+    )
+    clear_after_s: float = Field(
+        10.0, gt=0, le=3600, description="A fault ends once the camera has been fine for this long."
+    )
+    update_interval_s: float = Field(
+        60.0, gt=0, le=86_400, description="Re-publish an ongoing fault at most this often."
+    )
+    severity: Literal["red", "orange", "yellow", "blue"] = Field(
+        "orange", description="Risk colour of camera_fault events."
+    )
 
 
 class CameraConfig(_CamerasModel):
@@ -61,9 +107,38 @@ class CameraConfig(_CamerasModel):
     stall_timeout_s: float = Field(
         10.0, gt=0, le=300, description="No packet for this long on an open stream counts as a stall."
     )
+    keyframes_only: bool = Field(
+        False,
+        description="Decode keyframes only (skip_frame NONKEY): a fraction of the CPU, for cameras whose "
+        "behaviours need one frame every second or two. The analysed rate is then at most the keyframe rate.",
+    )
+    decode_threads: int = Field(
+        2,
+        ge=0,
+        le=16,
+        description="FFmpeg decoder threads for this camera (0: one per core). Few per camera scale best "
+        "across many cameras; each frame thread adds one frame of latency.",
+    )
+    decode_device: Literal["cpu", "cuda"] = Field(
+        "cpu",
+        description="'cuda': decode with NVDEC and keep frames on the GPU (torch tensors) when torch and an "
+        "NVIDIA GPU are present; falls back to CPU decoding otherwise.",
+    )
+    input_format: str | None = Field(
+        None,
+        max_length=32,
+        pattern=r"^[a-z0-9_,]+$",
+        description="FFmpeg input format, e.g. 'v4l2' (the default for /dev/videoN); auto-detected if unset.",
+    )
+    input_options: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Extra FFmpeg input options, e.g. {video_size: 1280x720, input_format: mjpeg} for V4L2.",
+    )
     loop: bool = Field(False, description="Files only: restart from the beginning at the end.")
     realtime: bool = Field(True, description="Files only: pace frames at the file's own rate.")
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
+    faults: CameraFaultConfig = Field(default_factory=CameraFaultConfig)
 
     @field_validator("url")
     @classmethod

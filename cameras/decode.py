@@ -1,27 +1,47 @@
-"""Open one stream with PyAV and yield sampled frames until it ends, stalls or fails."""
+"""Open one stream with PyAV and yield sampled frames until it ends, stalls or fails.
+
+Sources: ``rtsp://`` (TCP by default, UDP on request), ``rtsps://``, ``http(s)://``
+(progressive or HLS), ``rtmp(s)://``, local files (looping and real-time pacing, for
+replay and tests) and V4L2 capture devices (``/dev/videoN``). Every frame is decoded
+(H.264/H.265 need their references) unless ``keyframes_only`` is set, but only the
+frames the sampler keeps are converted to BGR, which is where the CPU goes.
+"""
 
 from __future__ import annotations
 
 import errno
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
+from typing import Any
+from urllib.parse import urlsplit
 
 import av
+import av.container
 import av.error
 
+from cameras import gpu
 from cameras.config import CameraConfig
-from cameras.errors import DecodeError, StreamOpenError, StreamStalledError
+from cameras.errors import (
+    DecodeError,
+    StreamConfigError,
+    StreamDisconnectedError,
+    StreamOpenError,
+    StreamStalledError,
+)
 from cameras.frame import Frame
 from cameras.url import mask_credentials, url_scheme
 
-__all__ = ["FrameSampler", "decode_frames", "is_live_url", "open_options"]
+__all__ = ["FrameSampler", "decode_frames", "describe_open_error", "input_format", "is_live_url", "open_options"]
 
 logger = logging.getLogger(__name__)
 
 _LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt"})
+_MAX_CONSECUTIVE_DECODE_ERRORS = 50
+_UDP_BUFFER_BYTES = 4 * 1024 * 1024
 
 
 def is_live_url(url: str) -> bool:
@@ -29,23 +49,39 @@ def is_live_url(url: str) -> bool:
     return url_scheme(url) in _LIVE_SCHEMES or url.startswith("/dev/video")
 
 
+def input_format(config: CameraConfig) -> str | None:
+    """FFmpeg input format for ``config``: its ``input_format``, else ``v4l2`` for ``/dev/videoN``."""
+    if config.input_format is not None:
+        return config.input_format
+    return "v4l2" if config.url.get_secret_value().startswith("/dev/video") else None
+
+
 def open_options(config: CameraConfig) -> dict[str, str]:
-    """FFmpeg options for opening ``config``'s URL (transport, socket timeout in µs)."""
+    """FFmpeg options for opening ``config``'s URL: transport, I/O timeouts in µs, probing.
+
+    ``input_options`` from the config are applied last, so they can override these.
+    """
     url = config.url.get_secret_value()
     scheme = url_scheme(url)
     timeout_us = str(int(config.stall_timeout_s * 1_000_000))
+    options: dict[str, str] = {}
     if scheme in ("rtsp", "rtsps"):
         # Short probing: FFmpeg otherwise reads ~20 frames (seconds at low fps) before opening.
-        return {
+        options = {
             "rtsp_transport": config.rtsp_transport,
             "timeout": timeout_us,
             "fflags": "nobuffer",
             "analyzeduration": "1000000",
             "fpsprobesize": "0",
+            "allowed_media_types": "video",
         }
-    if scheme in ("http", "https", "rtmp", "rtmps"):
-        return {"timeout": timeout_us}
-    return {}
+        if config.rtsp_transport == "udp":
+            options["buffer_size"] = str(_UDP_BUFFER_BYTES)  # 1080p I-frames overflow the default
+    elif scheme in ("http", "https"):
+        options = {"timeout": timeout_us}  # also used for each HLS segment request
+    elif scheme in ("rtmp", "rtmps"):
+        options = {"rw_timeout": timeout_us}  # rtmp's own "timeout" would make FFmpeg *listen*
+    return options | dict(config.input_options)
 
 
 class FrameSampler:
@@ -77,31 +113,106 @@ class FrameSampler:
         return False
 
 
-def _describe_open_error(exc: BaseException, masked_url: str) -> str:
-    """Turn a PyAV/OS error into a short, credential-free message that names the cause."""
+def _host_is_unknown(url: str) -> bool:
+    """True when ``url`` names a host that DNS cannot resolve."""
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return False
+    if not host:
+        return False
+    try:
+        socket.getaddrinfo(host, None)
+    except socket.gaierror:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def describe_open_error(exc: BaseException, config: CameraConfig) -> StreamOpenError:
+    """Turn a PyAV/OS open error into a credential-free ``StreamOpenError`` naming the cause.
+
+    Refusals that need a config change (wrong credentials, path or host name, a file that
+    is not a video) become ``StreamConfigError``; the rest (refused, unreachable, timed
+    out, server errors) are transient.
+    """
+    url = config.url.get_secret_value()
+    code = getattr(exc, "errno", None)
+    config_reason: str | None = None
+    reason: str
     if isinstance(exc, av.error.HTTPUnauthorizedError):
-        reason = "credentials refused (401 Unauthorized)"
+        config_reason = "credentials refused (401 Unauthorized)"
     elif isinstance(exc, av.error.HTTPForbiddenError):
-        reason = "access forbidden (403)"
+        config_reason = "access forbidden (403 Forbidden)"
     elif isinstance(exc, av.error.HTTPNotFoundError):
-        reason = "stream path not found (404)"
+        config_reason = "stream path not found (404 Not Found)"
+    elif isinstance(exc, av.error.HTTPBadRequestError):
+        config_reason = "request refused (400 Bad Request)"
     elif isinstance(exc, av.error.InvalidDataError):
-        reason = "not a playable video (invalid data)"
-    elif isinstance(exc, av.error.ExitError | av.error.TimeoutError) or getattr(exc, "errno", None) in (
-        errno.ETIMEDOUT,
-    ):
-        reason = "timed out"
-    elif isinstance(exc, FileNotFoundError) or getattr(exc, "errno", None) == errno.ENOENT:
-        reason = "no such file or device"
-    elif getattr(exc, "errno", None) == errno.ECONNREFUSED:
+        config_reason = "not a playable video (invalid data)"
+    elif isinstance(exc, av.error.ProtocolNotFoundError | av.error.DemuxerNotFoundError):
+        config_reason = "unsupported protocol or input format"
+    elif isinstance(exc, FileNotFoundError) or code == errno.ENOENT:
+        config_reason = "no such file or device"
+    elif isinstance(exc, PermissionError) or code == errno.EACCES:
+        config_reason = "permission denied"
+    elif isinstance(exc, av.error.ExitError | av.error.TimeoutError) or code == errno.ETIMEDOUT:
+        reason = f"timed out after {config.open_timeout_s:g}s"
+    elif code == errno.ECONNREFUSED:
         reason = "connection refused"
-    elif getattr(exc, "errno", None) in (errno.EHOSTUNREACH, errno.ENETUNREACH):
+    elif code in (errno.EHOSTUNREACH, errno.ENETUNREACH):
         reason = "host unreachable"
+    elif isinstance(exc, av.error.HTTPServerError):
+        reason = "server error (5xx)"
+    elif is_live_url(url) and _host_is_unknown(url):
+        config_reason = "unknown host (DNS cannot resolve it)"
     else:
-        reason = mask_credentials(str(exc)) or type(exc).__name__
-        if "resolve" in reason.lower() or "name or service" in reason.lower():
-            reason = f"unknown host ({reason})"
-    return f"cannot open {masked_url}: {reason}"
+        reason = _masked_text(exc, url) or type(exc).__name__
+    if config_reason is not None:
+        return StreamConfigError(f"cannot open {config.masked_url}: {config_reason}")
+    return StreamOpenError(f"cannot open {config.masked_url}: {reason}")
+
+
+def _masked_text(exc: BaseException, url: str) -> str:
+    """``str(exc)`` with credentials masked, including a raw password quoted on its own."""
+    text = mask_credentials(str(exc))
+    password = urlsplit(url).password if "://" in url else None
+    if password:
+        text = text.replace(password, "***")
+    return text
+
+
+def _open(config: CameraConfig) -> tuple[av.container.InputContainer, str]:
+    """Open the container (on NVDEC when asked and possible); return it and the decoder used."""
+    url = config.url.get_secret_value()
+    hwaccel = None
+    if config.decode_device == "cuda":
+        hwaccel = gpu.cuda_hwaccel()
+        if hwaccel is None:
+            logger.warning(
+                "%s: CUDA decoding unavailable (%s); decoding on the CPU",
+                config.id,
+                gpu.cuda_decode_unavailable_reason(),
+            )
+    try:
+        container = av.open(
+            url,
+            format=input_format(config),
+            options=open_options(config),
+            timeout=(config.open_timeout_s, config.stall_timeout_s),
+            hwaccel=hwaccel,
+        )
+    except (av.error.FFmpegError, OSError) as exc:
+        raise describe_open_error(exc, config) from None
+    return container, ("cuda" if hwaccel is not None else "cpu")
+
+
+def _to_image(av_frame: av.VideoFrame) -> Any:
+    """BGR pixels of a decoded frame: a numpy array, or a CUDA tensor for an NVDEC frame."""
+    if av_frame.format.name == "cuda":
+        return gpu.hw_frame_to_bgr_tensor(av_frame)
+    return av_frame.to_ndarray(format="bgr24")
 
 
 def decode_frames(
@@ -112,6 +223,7 @@ def decode_frames(
     start_index: int = 0,
     on_decoded: Callable[[], None] | None = None,
     on_decode_error: Callable[[str], None] | None = None,
+    on_open: Callable[[str], None] | None = None,
 ) -> Iterator[Frame]:
     """Yield frames of one connection to ``config``'s stream, sampled at ``analysis_fps``.
 
@@ -125,15 +237,19 @@ def decode_frames(
         clock: Wall clock, epoch seconds (injectable for tests).
         start_index: Index given to the first frame (keeps counting across reconnects).
         on_decoded: Called for every decoded frame, kept or not (for counters).
-        on_decode_error: Called with a message for each frame that failed to decode.
+        on_decode_error: Called with a message for each packet that failed to decode.
+        on_open: Called with the decoder in use (``"cpu"`` or ``"cuda"``) once open.
 
     Yields:
         Sampled frames in decode order.
 
     Raises:
-        StreamOpenError: The URL could not be opened or holds no video stream.
-        StreamStalledError: No data within ``stall_timeout_s`` on an open stream.
-        DecodeError: Too many consecutive decode errors to go on.
+        StreamConfigError: The stream refuses what is configured (credentials, path,
+            host name, not a video, no video stream in it).
+        StreamOpenError: The URL could not be opened for a transient reason.
+        StreamStalledError: No data, or no decodable picture, within ``stall_timeout_s``.
+        StreamDisconnectedError: A live stream ended or its connection broke.
+        DecodeError: Too many consecutive decode errors, or undecodable data mid-stream.
     """
     url = config.url.get_secret_value()
     masked = config.masked_url
@@ -143,23 +259,24 @@ def decode_frames(
     pts_offset_s = 0.0
     wall_start = clock()
     while not stop.is_set():
-        try:
-            container = av.open(
-                url,
-                options=open_options(config),
-                timeout=(config.open_timeout_s, config.stall_timeout_s),
-            )
-        except (av.error.FFmpegError, OSError) as exc:
-            raise StreamOpenError(_describe_open_error(exc, masked)) from None
+        container, decoder = _open(config)
         try:
             if not container.streams.video:
-                raise StreamOpenError(f"cannot open {masked}: it has no video stream")
+                raise StreamConfigError(f"cannot open {masked}: it has no video stream")
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            context = stream.codec_context
+            context.thread_type = "AUTO"
+            context.thread_count = config.decode_threads
+            if config.keyframes_only:
+                context.skip_frame = "NONKEY"
+            if on_open is not None:
+                on_open(decoder)
             time_base = stream.time_base or Fraction(1, 90000)
-            last_pts_s = pts_offset_s
+            frame_period_s = 1.0 / float(stream.average_rate) if stream.average_rate else 0.04
+            last_pts_s: float | None = None
             consecutive_errors = 0
             play_start_wall = clock()
+            last_picture_at = time.monotonic()
             first_pts_s: float | None = None
             try:
                 for packet in container.demux(stream):
@@ -171,15 +288,25 @@ def decode_frames(
                     except av.error.InvalidDataError as exc:
                         consecutive_errors += 1
                         if on_decode_error is not None:
-                            on_decode_error(mask_credentials(str(exc)))
-                        if consecutive_errors > 50:
+                            on_decode_error(_masked_text(exc, url))
+                        if consecutive_errors > _MAX_CONSECUTIVE_DECODE_ERRORS:
                             raise DecodeError(f"{masked}: {consecutive_errors} consecutive decode errors") from None
+                        decoded = []
+                    if not decoded:
+                        if is_live and time.monotonic() - last_picture_at > config.stall_timeout_s:
+                            raise StreamStalledError(
+                                f"{masked}: packets but no picture for {config.stall_timeout_s:g}s"
+                            )
                         continue
+                    last_picture_at = time.monotonic()
                     for av_frame in decoded:
                         if on_decoded is not None:
                             on_decoded()
                         raw_pts = av_frame.pts if av_frame.pts is not None else av_frame.dts
-                        pts_s = (float(raw_pts * time_base) if raw_pts is not None else last_pts_s) + pts_offset_s
+                        if raw_pts is not None:
+                            pts_s = float(raw_pts * time_base) + pts_offset_s
+                        else:  # RTP often leaves the very first frame unstamped
+                            pts_s = pts_offset_s if last_pts_s is None else last_pts_s + frame_period_s
                         last_pts_s = pts_s
                         if not sampler.should_keep(pts_s):
                             continue
@@ -190,21 +317,27 @@ def decode_frames(
                             if delay > 0 and stop.wait(delay):
                                 return
                         captured_at = clock() if (is_live or config.realtime) else wall_start + pts_s
-                        image = av_frame.to_ndarray(format="bgr24")
                         yield Frame(
-                            camera_id=config.id, image=image, captured_at=captured_at, pts_s=pts_s, index=index
+                            camera_id=config.id,
+                            image=_to_image(av_frame),
+                            captured_at=captured_at,
+                            pts_s=pts_s,
+                            index=index,
                         )
                         index += 1
             except (av.error.ExitError, av.error.TimeoutError) as exc:
                 raise StreamStalledError(
-                    f"{masked}: no data for {config.stall_timeout_s:.1f}s ({type(exc).__name__})"
+                    f"{masked}: no data for {config.stall_timeout_s:g}s ({type(exc).__name__})"
                 ) from None
-            except av.error.FFmpegError as exc:
-                raise DecodeError(f"{masked}: {mask_credentials(str(exc))}") from None
+            except (av.error.InvalidDataError, av.error.BugError, av.error.PatchWelcomeError) as exc:
+                raise DecodeError(f"{masked}: {_masked_text(exc, url)}") from None
+            except av.error.FFmpegError as exc:  # connection reset, EOF, I/O error
+                raise StreamDisconnectedError(f"{masked}: connection lost ({_masked_text(exc, url)})") from None
         finally:
             container.close()
-        if is_live or not config.loop:
+        if is_live:
+            raise StreamDisconnectedError(f"{masked}: stream ended (disconnected)")
+        if not config.loop:
             return
         # Looping a file: continue the timeline one frame period after the last frame.
-        rate = float(stream.average_rate) if stream.average_rate else 25.0
-        pts_offset_s = last_pts_s + 1.0 / rate
+        pts_offset_s = (last_pts_s if last_pts_s is not None else pts_offset_s) + frame_period_s

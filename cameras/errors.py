@@ -3,14 +3,24 @@
 Hierarchy::
 
     CameraError
-    ├── StreamOpenError      the URL could not be opened (host, path, auth, format)
-    ├── StreamStalledError   no frame arrived within the stall timeout
-    └── DecodeError          the stream opened but its packets could not be decoded
+    ├── StreamOpenError          the URL could not be opened (network down, refused, timed out)
+    │   └── StreamConfigError    it answered, but refuses what is configured (host name, path,
+    │                            credentials, not a video): needs a config change on one side
+    ├── StreamDisconnectedError  an open live stream ended or its connection broke
+    ├── StreamStalledError       no frame arrived within the stall timeout
+    └── DecodeError              the stream opened but its packets could not be decoded
 """
 
 from __future__ import annotations
 
-__all__ = ["CameraError", "DecodeError", "StreamOpenError", "StreamStalledError"]
+__all__ = [
+    "CameraError",
+    "DecodeError",
+    "StreamConfigError",
+    "StreamDisconnectedError",
+    "StreamOpenError",
+    "StreamStalledError",
+]
 
 
 class CameraError(Exception):
@@ -18,7 +28,20 @@ class CameraError(Exception):
 
 
 class StreamOpenError(CameraError):
-    """The stream could not be opened: unknown host, wrong path, refused credentials, not a video."""
+    """The stream could not be opened: unreachable, refused, timed out."""
+
+
+class StreamConfigError(StreamOpenError):
+    """The stream refuses the configured request: unknown host, wrong path, refused credentials,
+    not a video.
+
+    Sources still retry (a camera may be fixed on its side), but at the longest backoff,
+    and report ``failed_config``.
+    """
+
+
+class StreamDisconnectedError(CameraError):
+    """An open live stream ended (end of stream on a camera means it went away) or broke."""
 
 
 class StreamStalledError(CameraError):

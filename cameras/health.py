@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -10,7 +11,14 @@ __all__ = ["CameraHealth", "CameraState", "HealthTracker"]
 
 
 class CameraState(StrEnum):
-    """Connection state of a camera."""
+    """Connection state of a camera.
+
+    ``connecting`` before the first frame; ``online`` while frames flow; then, while
+    reconnecting, the reason it is down: ``stalled`` (the stream went silent),
+    ``offline`` (disconnected, unreachable, refused, timed out) or ``failed_config``
+    (it answers but refuses what is configured: credentials, path, host name, not a
+    video). ``stopped``: not read any more (removed, shut down, or a file that ended).
+    """
 
     CONNECTING = "connecting"
     ONLINE = "online"
@@ -27,8 +35,8 @@ class CameraHealth:
     Attributes:
         camera_id: Camera id.
         state: Current connection state.
-        since: Epoch seconds when ``state`` was entered.
-        fps: Recent rate of frames delivered to the pipeline (after sampling).
+        since: Epoch seconds when ``state`` was entered (retries in the same state keep it).
+        fps: Recent rate of frames delivered to the pipeline (after sampling); 0 when down.
         frames_decoded: Frames decoded since start.
         frames_delivered: Frames sampled and handed on since start.
         frames_dropped: Delivered frames overwritten before the pipeline took them.
@@ -36,6 +44,9 @@ class CameraHealth:
         reconnects: Connection attempts after the first.
         last_error: Last error message, credentials masked; ``None`` if none yet.
         last_frame_at: Epoch seconds of the last delivered frame, or ``None``.
+        down_since: Epoch seconds since when the camera has delivered no frame (the start,
+            or when it last left ``online``); ``None`` while online.
+        decoder: Where frames are decoded: ``"cpu"`` or ``"cuda"`` (after any fallback).
     """
 
     camera_id: str
@@ -49,6 +60,8 @@ class CameraHealth:
     reconnects: int = 0
     last_error: str | None = None
     last_frame_at: float | None = None
+    down_since: float | None = None
+    decoder: str = "cpu"
 
 
 class HealthTracker:
@@ -56,8 +69,10 @@ class HealthTracker:
 
     def __init__(self, camera_id: str, now: float) -> None:
         self._lock = threading.Lock()
-        self._health = CameraHealth(camera_id=camera_id, state=CameraState.CONNECTING, since=now)
+        self._health = CameraHealth(camera_id=camera_id, state=CameraState.CONNECTING, since=now, down_since=now)
         self._fps_ema = 0.0
+        self._previous_frame_at: float | None = None  # within the current online spell
+        self._last_decoded_monotonic: float | None = None
 
     def snapshot(self) -> CameraHealth:
         """Return the current health (an immutable copy)."""
@@ -65,17 +80,46 @@ class HealthTracker:
             return self._health
 
     def set_state(self, state: CameraState, now: float, error: str | None = None) -> None:
-        """Enter ``state`` (keeping ``since`` when unchanged) and record ``error`` if given."""
+        """Enter ``state`` (keeping ``since`` when unchanged) and record ``error`` if given.
+
+        Leaving ``online`` starts ``down_since`` and zeroes ``fps``; entering it clears both.
+        """
         with self._lock:
             h = self._health
             since = h.since if h.state == state else now
+            down_since = h.down_since
+            fps = h.fps
+            if state == CameraState.ONLINE:
+                down_since = None
+            elif h.state == CameraState.ONLINE or down_since is None:
+                down_since = now
+            if state != CameraState.ONLINE:
+                fps, self._fps_ema, self._previous_frame_at = 0.0, 0.0, None
             self._health = replace(
-                h, state=state, since=since, last_error=error if error is not None else h.last_error
+                h,
+                state=state,
+                since=since,
+                down_since=down_since,
+                fps=fps,
+                last_error=error if error is not None else h.last_error,
             )
 
-    def count(self, *, decoded: int = 0, dropped: int = 0, decode_errors: int = 0, reconnects: int = 0) -> None:
-        """Add to the counters."""
+    def set_decoder(self, decoder: str) -> None:
+        """Record where frames are decoded (``"cpu"`` or ``"cuda"``)."""
         with self._lock:
+            self._health = replace(self._health, decoder=decoder)
+
+    def seconds_since_decode(self) -> float | None:
+        """Seconds since the last decoded frame (monotonic), or ``None`` if none yet."""
+        with self._lock:
+            last = self._last_decoded_monotonic
+        return None if last is None else time.monotonic() - last
+
+    def count(self, *, decoded: int = 0, dropped: int = 0, decode_errors: int = 0, reconnects: int = 0) -> None:
+        """Add to the counters (a decoded frame also marks the stream as alive)."""
+        with self._lock:
+            if decoded:
+                self._last_decoded_monotonic = time.monotonic()
             h = self._health
             self._health = replace(
                 h,
@@ -89,9 +133,11 @@ class HealthTracker:
         """Record one frame handed to the pipeline at ``now``, updating the fps estimate."""
         with self._lock:
             h = self._health
-            if h.last_frame_at is not None and now > h.last_frame_at:
-                rate = 1.0 / (now - h.last_frame_at)
+            previous = self._previous_frame_at
+            if previous is not None and now > previous:
+                rate = 1.0 / (now - previous)
                 self._fps_ema = rate if self._fps_ema == 0.0 else 0.8 * self._fps_ema + 0.2 * rate
+            self._previous_frame_at = now
             self._health = replace(
                 h, frames_delivered=h.frames_delivered + 1, last_frame_at=now, fps=round(self._fps_ema, 2)
             )

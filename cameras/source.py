@@ -6,32 +6,20 @@ import logging
 import random
 import threading
 import time
+import traceback
 from collections.abc import Callable
 
+from cameras.backoff import Backoff
 from cameras.config import CameraConfig
 from cameras.decode import decode_frames, is_live_url
-from cameras.errors import CameraError, StreamOpenError, StreamStalledError
+from cameras.errors import CameraError, StreamConfigError, StreamStalledError
 from cameras.frame import Frame
 from cameras.health import CameraHealth, CameraState, HealthTracker
 from cameras.url import mask_credentials
 
-__all__ = ["VideoSource", "backoff_delays"]
+__all__ = ["VideoSource"]
 
 logger = logging.getLogger(__name__)
-
-
-def backoff_delays(
-    initial_s: float, max_s: float, multiplier: float, jitter: float, rng: random.Random
-) -> Callable[[], float]:
-    """Return a function giving successive reconnect delays: exponential, capped, jittered."""
-    state = {"next": initial_s}
-
-    def next_delay() -> float:
-        base = state["next"]
-        state["next"] = min(max_s, base * multiplier)
-        return max(0.0, base * (1.0 + rng.uniform(-jitter, jitter)))
-
-    return next_delay
 
 
 class VideoSource:
@@ -39,13 +27,16 @@ class VideoSource:
 
     A slow consumer never grows a queue: each new frame replaces the previous one,
     and a frame replaced before anyone took it is counted as dropped. Disconnects,
-    stalls and decode failures lead to reconnects with exponential backoff, forever,
-    until ``stop()``. Files (not looping) end the source when they end.
+    stalls and decode failures lead to reconnects with exponential backoff and
+    jitter, forever, until ``stop()``. Refusals that need a config change (wrong
+    credentials, path or host, not a video) are retried too, at the longest delay,
+    and reported as ``failed_config``. A file that is not looped ends the source
+    when it ends (or fails to open).
 
     Example:
         >>> source = VideoSource(camera_config)
         >>> source.start()
-        >>> frame = source.wait_frame(after_index=-1, timeout_s=5.0)
+        >>> frame = source.wait_frame(timeout_s=5.0)
         >>> source.stop()
     """
 
@@ -76,6 +67,7 @@ class VideoSource:
         self._taken_index = -1
         self._health = HealthTracker(config.id, clock())
         self._is_finished = False
+        self._is_live = is_live_url(config.url.get_secret_value())
 
     @property
     def camera_id(self) -> str:
@@ -88,8 +80,23 @@ class VideoSource:
         return self._is_finished
 
     def health(self) -> CameraHealth:
-        """Current health snapshot of this camera."""
-        return self._health.snapshot()
+        """Current health snapshot of this camera.
+
+        Also the stall watchdog: a live camera that has decoded no frame for
+        ``stall_timeout_s`` is reported ``stalled`` (since its last frame) at once, even
+        while its reader still waits inside FFmpeg for the socket timeout to fire.
+        """
+        health = self._health.snapshot()
+        if health.state == CameraState.ONLINE and self._is_live:
+            silent_s = self._health.seconds_since_decode()
+            if silent_s is not None and silent_s > self.config.stall_timeout_s:
+                self._health.set_state(
+                    CameraState.STALLED,
+                    self._clock() - silent_s,
+                    f"{self.config.masked_url}: no frame for {silent_s:.1f}s",
+                )
+                health = self._health.snapshot()
+        return health
 
     def start(self) -> None:
         """Start the reader thread (idempotent)."""
@@ -101,12 +108,18 @@ class VideoSource:
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Ask the reader to stop and wait for it up to ``timeout_s``."""
+        """Ask the reader to stop and wait for it up to ``timeout_s``.
+
+        A reader blocked inside FFmpeg notices within ``stall_timeout_s``; it publishes
+        nothing more once asked to stop, so callers may replace it at once.
+        """
         self._stop.set()
         with self._new_frame:
             self._new_frame.notify_all()
         if self._thread is not None:
             self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                logger.debug("%s: reader still inside FFmpeg; it will exit on its own", self.config.id)
         self._health.set_state(CameraState.STOPPED, self._clock())
         self._is_finished = True
 
@@ -134,6 +147,8 @@ class VideoSource:
 
     def _publish(self, frame: Frame) -> None:
         with self._new_frame:
+            if self._stop.is_set():
+                return
             previous = self._latest
             if previous is not None and previous.index > self._taken_index:
                 self._health.count(dropped=1)
@@ -141,58 +156,76 @@ class VideoSource:
             self._new_frame.notify_all()
         self._health.delivered(frame.captured_at)
 
-    def _run(self) -> None:
-        config = self.config
-        cfg = config.reconnect
-        next_delay = backoff_delays(cfg.initial_delay_s, cfg.max_delay_s, cfg.multiplier, cfg.jitter, self._rng)
-        is_live = is_live_url(config.url.get_secret_value())
-        index = 0
-        attempts = 0
-        while not self._stop.is_set():
-            if attempts > 0:
-                self._health.count(reconnects=1)
-            attempts += 1
-            self._health.set_state(CameraState.CONNECTING, self._clock())
-            error: str | None = None
-            state_on_error = CameraState.OFFLINE
-            try:
-                for frame in decode_frames(
-                    config,
-                    stop=self._stop,
-                    clock=self._clock,
-                    start_index=index,
-                    on_decoded=lambda: self._health.count(decoded=1),
-                    on_decode_error=lambda _msg: self._health.count(decode_errors=1),
-                ):
-                    if self.health().state != CameraState.ONLINE:
-                        self._health.set_state(CameraState.ONLINE, self._clock())
-                        next_delay = backoff_delays(
-                            cfg.initial_delay_s, cfg.max_delay_s, cfg.multiplier, cfg.jitter, self._rng
-                        )
-                    index = frame.index + 1
-                    self._publish(frame)
-                if not is_live and not self._stop.is_set():
-                    logger.info("%s: end of file", config.id)
-                    break
-                error = "stream ended (disconnected)"
-            except StreamStalledError as exc:
-                error, state_on_error = str(exc), CameraState.STALLED
-            except StreamOpenError as exc:
-                error = str(exc)
-                if not is_live:  # a missing or unreadable file will not fix itself
-                    self._health.set_state(CameraState.FAILED_CONFIG, self._clock(), error)
-                    logger.error("%s: %s", config.id, error)
-                    break
-            except CameraError as exc:
-                error = str(exc)
-            except Exception as exc:  # the loop must survive anything a decoder throws
-                error = f"unexpected {type(exc).__name__}: {mask_credentials(str(exc))}"
-                logger.exception("%s: reader failed", config.id)
+    def _next_index(self) -> int:
+        with self._new_frame:
+            return self._latest.index + 1 if self._latest is not None else 0
+
+    def _read_once(self, start_index: int) -> int:
+        """Run one connection until it ends; return the next frame index. Raises ``CameraError``."""
+        index = start_index
+        for frame in decode_frames(
+            self.config,
+            stop=self._stop,
+            clock=self._clock,
+            start_index=index,
+            on_decoded=lambda: self._health.count(decoded=1),
+            on_decode_error=lambda _message: self._health.count(decode_errors=1),
+            on_open=self._health.set_decoder,
+        ):
             if self._stop.is_set():
                 break
-            delay = next_delay()
-            self._health.set_state(state_on_error, self._clock(), error)
-            logger.warning("%s: %s; reconnect in %.1fs", config.id, error, delay)
+            if self._health.snapshot().state != CameraState.ONLINE:
+                self._health.set_state(CameraState.ONLINE, self._clock())
+                logger.info("%s: online (%s)", self.config.id, self.config.masked_url)
+            index = frame.index + 1
+            self._publish(frame)
+        return index
+
+    def _run(self) -> None:
+        config = self.config
+        backoff = Backoff(config.reconnect, self._rng)
+        is_file = not is_live_url(config.url.get_secret_value())
+        index = 0
+        last_problem: tuple[CameraState, str] | None = None
+        while not self._stop.is_set():
+            connected_at, index_before = time.monotonic(), index
+            state, error = CameraState.OFFLINE, ""
+            try:
+                index = self._read_once(index)
+                if is_file and not self._stop.is_set():
+                    logger.info("%s: end of file", config.id)
+                    self._health.set_state(CameraState.STOPPED, self._clock())
+                    break
+            except StreamStalledError as exc:
+                state, error = CameraState.STALLED, str(exc)
+            except StreamConfigError as exc:
+                state, error = CameraState.FAILED_CONFIG, str(exc)
+            except CameraError as exc:
+                error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - the loop must survive anything a decoder throws
+                error = f"unexpected {type(exc).__name__}: {mask_credentials(str(exc))}"
+                logger.error("%s: reader failed: %s", config.id, error)
+                logger.debug("%s: %s", config.id, mask_credentials("".join(traceback.format_exception(exc))))
+            if self._stop.is_set():
+                break
+            if is_file and not config.loop and state == CameraState.FAILED_CONFIG:
+                self._health.set_state(state, self._clock(), error)
+                logger.error("%s: %s", config.id, error)
+                break
+            # _read_once returned the next index even when it raised: re-read what it published.
+            index = max(index, self._next_index())
+            if index != index_before:
+                last_problem = None  # it was online in between: report the next problem again
+                if time.monotonic() - connected_at >= config.reconnect.max_delay_s:
+                    backoff.reset()  # the connection held: start again from the short delay
+            delay = backoff.max_delay() if state == CameraState.FAILED_CONFIG else backoff.next_delay()
+            self._health.set_state(state, self._clock(), error)
+            self._health.count(reconnects=1)
+            if (state, error) != last_problem:
+                logger.warning("%s: %s: %s; retrying in %.1fs", config.id, state, error, delay)
+                last_problem = (state, error)
+            else:
+                logger.debug("%s: %s: %s; retrying in %.1fs", config.id, state, error, delay)
             if self._stop.wait(delay):
                 break
         self._is_finished = True

@@ -1,0 +1,199 @@
+"""Camera faults as alerts: offline too long, frozen image, black or covered lens.
+
+A camera that stops watching is itself a safety problem, so its faults travel the
+same way as behaviour events: ``CameraFaultMonitor`` feeds an ``IncidentBook`` of
+``Behaviour.CAMERA_FAULT`` and returns its ``IncidentUpdate``s, which the runner
+publishes to the ``EventSink`` like any rule's. Each fault kind is its own
+incident (key ``offline``, ``frozen`` or ``black``), raised once, re-published
+while it lasts and closed (``ended_at``) once the camera has been fine for
+``faults.clear_after_s``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cameras.config import CameraConfig
+from cameras.decode import is_live_url
+from cameras.frame import Frame
+from cameras.health import CameraHealth, CameraState
+from cameras.url import mask_credentials
+from pipeline.event import Behaviour, RiskLevel
+from pipeline.incidents import EventContext, IncidentBook, IncidentUpdate
+
+__all__ = ["CameraFaultMonitor", "FaultKind", "ImageStats", "image_stats"]
+
+_THUMB_WIDTH = 160  # analysed pixels per row: enough to see a change, cheap at 1080p
+
+FaultKind = str
+"""Incident key of a camera fault: ``"offline"``, ``"frozen"`` or ``"black"``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImageStats:
+    """What the fault checks need from one frame.
+
+    Attributes:
+        grey: ``(h', w') float32`` grey levels of a strided subsample (no averaging, so
+            sensor noise stays visible and a live image never looks frozen).
+        mean: Mean grey level, 0-255.
+        std: Standard deviation of the grey levels.
+    """
+
+    grey: np.ndarray
+    mean: float
+    std: float
+
+
+def image_stats(frame: Frame) -> ImageStats:
+    """Subsample ``frame`` to about 160 px wide, in grey, and measure it (works on GPU frames too).
+
+    Args:
+        frame: A decoded frame, its image on the host or on the GPU.
+
+    Returns:
+        The frame's ``ImageStats``.
+    """
+    width = frame.resolution_wh[0]
+    step = max(1, width // _THUMB_WIDTH)
+    small = frame.image[::step, ::step]
+    if not isinstance(small, np.ndarray):  # a GPU tensor: bring back only the subsample
+        small = small.cpu().numpy()
+    bgr = small.astype(np.float32)
+    grey = 0.114 * bgr[..., 0] + 0.587 * bgr[..., 1] + 0.299 * bgr[..., 2]
+    return ImageStats(grey=grey, mean=float(grey.mean()), std=float(grey.std()))
+
+
+class CameraFaultMonitor:
+    """Watches one camera's health and frames and raises ``camera_fault`` incidents.
+
+    * ``offline``: the camera has delivered no frame for ``offline_after_s`` (any
+      state but online: connecting, stalled, offline, failed_config).
+    * ``frozen``: a live camera's image has not changed (mean absolute grey-level
+      change at most ``frozen_max_diff``) for ``frozen_after_s``.
+    * ``black``: the image has been black (mean grey at most ``black_max_luma``) or
+      uniform (grey std at most ``uniform_max_std``: lens covered) for ``black_after_s``.
+      A black or uniform image is not reported as frozen as well.
+
+    Call ``observe`` for the camera on every pass of the analysis loop, with the frame
+    just analysed or ``None`` (at least about once a second, so offline is noticed
+    without frames); publish what it returns; call ``close`` when the camera is
+    removed or the pipeline stops.
+
+    Example:
+        >>> monitor = CameraFaultMonitor(camera_config, context)
+        >>> for update in monitor.observe(source.health(), frame, clock()):
+        ...     sink.publish(update.event)
+    """
+
+    def __init__(self, config: CameraConfig, context: EventContext) -> None:
+        """Create the monitor of ``config``'s camera.
+
+        Args:
+            config: The camera; its ``faults`` section sets thresholds and severity.
+            context: Site, workshop, camera and model of the events.
+        """
+        self.config = config
+        faults = config.faults
+        self._book = IncidentBook(
+            behaviour=Behaviour.CAMERA_FAULT,
+            severity=RiskLevel(faults.severity),
+            clear_after_s=faults.clear_after_s,
+            update_interval_s=faults.update_interval_s,
+            context=context,
+        )
+        self._is_live = is_live_url(config.url.get_secret_value())
+        self._previous: ImageStats | None = None
+        self._previous_at: float | None = None
+        self._unchanged_since: float | None = None
+        self._blank_since: float | None = None
+
+    def is_open(self, kind: FaultKind) -> bool:
+        """True while a fault of ``kind`` (``offline``, ``frozen``, ``black``) is open."""
+        return self._book.is_open(kind)
+
+    def observe(self, health: CameraHealth, frame: Frame | None, now: float) -> list[IncidentUpdate]:
+        """Feed the camera's current health and, if one was analysed, its frame.
+
+        Args:
+            health: The camera's health snapshot.
+            frame: The frame analysed on this pass, or ``None``.
+            now: Wall clock, epoch seconds.
+
+        Returns:
+            Event revisions to publish (raised, updated or resolved faults), possibly none.
+        """
+        if not self.config.faults.enabled or health.state == CameraState.STOPPED:
+            return []
+        updates = [self._observe_offline(health, now)]
+        if frame is not None:
+            updates += self._observe_image(frame)
+        return [u for u in updates if u is not None]
+
+    def close(self, now: float) -> list[IncidentUpdate]:
+        """Close every open fault (the camera is removed or the pipeline stops)."""
+        return self._book.close_all(now)
+
+    def _observe_offline(self, health: CameraHealth, now: float) -> IncidentUpdate | None:
+        is_down = health.state != CameraState.ONLINE
+        down_since = health.down_since if health.down_since is not None else health.since
+        down_for_s = max(0.0, now - down_since)
+        reason = mask_credentials(health.last_error or "no frame yet")
+        return self._book.observe(
+            "offline",
+            now=now,
+            is_confirmed=is_down and down_for_s >= self.config.faults.offline_after_s,
+            is_present=is_down,
+            confidence=1.0,
+            started_at=down_since,
+            message=f"Camera {self.config.display_name} delivers no video ({health.state}): {reason}",
+        )
+
+    def _observe_image(self, frame: Frame) -> list[IncidentUpdate | None]:
+        faults = self.config.faults
+        at = frame.captured_at
+        stats = image_stats(frame)
+        is_black = stats.mean <= faults.black_max_luma
+        is_blank = is_black or stats.std <= faults.uniform_max_std
+        previous = self._previous
+        is_unchanged = (
+            not is_blank
+            and previous is not None
+            and previous.grey.shape == stats.grey.shape
+            and float(np.abs(previous.grey - stats.grey).mean()) <= faults.frozen_max_diff
+        )
+        if is_unchanged:
+            if self._unchanged_since is None:
+                self._unchanged_since = self._previous_at if self._previous_at is not None else at
+        else:
+            self._unchanged_since = None
+        self._blank_since = (self._blank_since if self._blank_since is not None else at) if is_blank else None
+        self._previous, self._previous_at = stats, at
+        name = self.config.display_name
+        blank_what = "black" if is_black else "uniform (lens covered?)"
+        updates = [
+            self._book.observe(
+                "black",
+                now=at,
+                is_confirmed=is_blank and at - (self._blank_since or at) >= faults.black_after_s,
+                is_present=is_blank,
+                confidence=1.0,
+                started_at=self._blank_since,
+                message=f"Camera {name} image is {blank_what} (mean grey {stats.mean:.0f}, std {stats.std:.1f})",
+            )
+        ]
+        if self._is_live:  # a file may legitimately show a still scene
+            updates.append(
+                self._book.observe(
+                    "frozen",
+                    now=at,
+                    is_confirmed=is_unchanged and at - (self._unchanged_since or at) >= faults.frozen_after_s,
+                    is_present=is_unchanged,
+                    confidence=1.0,
+                    started_at=self._unchanged_since,
+                    message=f"Camera {name} image is frozen (no pixel change)",
+                )
+            )
+        return updates

@@ -1,0 +1,130 @@
+"""Decoding real H.264 clips through PyAV: sampling, looping, pacing, keyframes, open errors."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cameras.config import CameraConfig
+from cameras.decode import decode_frames, input_format, open_options
+from cameras.errors import StreamConfigError, StreamOpenError
+from tests.support.clips import make_test_clip
+
+
+@pytest.fixture(scope="module")
+def one_second_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """1 s, 10 fps, 160x120, keyframe every 10 frames."""
+    return make_test_clip(tmp_path_factory.mktemp("clips") / "one-second.mp4", seconds=1, fps=10, size_wh=(160, 120))
+
+
+def _camera(url: str | Path, **overrides: object) -> CameraConfig:
+    return CameraConfig.model_validate({"id": "cam1", "url": str(url), "realtime": False} | overrides)
+
+
+def test_file_is_sampled_to_the_analysis_rate_in_stream_time(test_clip: Path) -> None:
+    frames = list(decode_frames(_camera(test_clip, analysis_fps=2), stop=threading.Event()))
+    assert len(frames) == 8  # 4 s at 2 fps
+    assert [f.index for f in frames] == list(range(8))
+    assert [round(f.pts_s, 2) for f in frames] == [i * 0.5 for i in range(8)]
+    assert frames[0].image.shape == (240, 320, 3)
+    assert frames[0].camera_id == "cam1"
+
+
+def test_looping_file_keeps_timestamps_increasing_across_the_loop(one_second_clip: Path) -> None:
+    stop = threading.Event()
+    frames = []
+    for frame in decode_frames(_camera(one_second_clip, analysis_fps=5, loop=True), stop=stop):
+        frames.append(frame)
+        if len(frames) == 16:  # more than three loops
+            stop.set()
+    steps = [b.pts_s - a.pts_s for a, b in itertools.pairwise(frames)]
+    assert min(steps) > 0.15 and max(steps) < 0.25, steps
+    assert [f.index for f in frames] == list(range(16))
+
+
+def test_realtime_file_is_paced_at_its_own_rate(one_second_clip: Path) -> None:
+    started = time.monotonic()
+    frames = list(decode_frames(_camera(one_second_clip, analysis_fps=5, realtime=True), stop=threading.Event()))
+    elapsed_s = time.monotonic() - started
+    assert len(frames) == 5
+    assert elapsed_s >= 0.75  # the last sampled frame is at 0.8 s of stream time
+    assert frames[-1].captured_at - frames[0].captured_at == pytest.approx(0.8, abs=0.3)
+
+
+def test_keyframes_only_mode_decodes_one_frame_per_gop(test_clip: Path) -> None:
+    decoded = {"all": 0, "keyframes": 0}
+
+    def counter(key: str) -> None:
+        decoded[key] += 1
+
+    every = list(decode_frames(_camera(test_clip, analysis_fps=30), stop=threading.Event(),
+                               on_decoded=lambda: counter("all")))
+    keyframes = list(
+        decode_frames(_camera(test_clip, analysis_fps=30, keyframes_only=True), stop=threading.Event(),
+                      on_decoded=lambda: counter("keyframes"))
+    )
+    assert len(every) == decoded["all"] == 40
+    assert len(keyframes) == decoded["keyframes"] == 4  # one keyframe a second in the 4 s clip
+    assert [round(f.pts_s, 1) for f in keyframes] == [0.0, 1.0, 2.0, 3.0]
+
+
+def test_stop_event_ends_the_iteration(test_clip: Path) -> None:
+    stop = threading.Event()
+    stop.set()
+    assert list(decode_frames(_camera(test_clip), stop=stop)) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "error", "reason"),
+    [
+        ("missing.mp4", StreamConfigError, "no such file"),
+        ("not-a-video.mp4", StreamConfigError, "not a playable video"),
+        ("rtsp://admin:hunter2@no-such-camera.invalid/stream1", StreamConfigError, "unknown host"),
+        ("rtsp://admin:hunter2@127.0.0.1:1/stream1", StreamOpenError, "connection refused"),
+    ],
+    ids=["missing-file", "not-a-video", "unknown-host", "connection-refused"],
+)
+def test_open_errors_name_their_cause_without_credentials(
+    tmp_path: Path, url: str, error: type[Exception], reason: str
+) -> None:
+    (tmp_path / "not-a-video.mp4").write_text("this is text, not video\n" * 100)
+    if "://" not in url:
+        url = str(tmp_path / url)
+    with pytest.raises(error, match=reason) as raised:
+        next(decode_frames(_camera(url, open_timeout_s=3), stop=threading.Event()))
+    assert "hunter2" not in str(raised.value)
+    assert "hunter2" not in repr(raised.value.__cause__) and raised.value.__suppress_context__
+    if error is StreamOpenError:
+        assert not isinstance(raised.value, StreamConfigError)  # transient: retried at the normal pace
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"url": "rtsp://h/s"}, {"rtsp_transport": "tcp", "timeout": "5000000", "allowed_media_types": "video"}),
+        ({"url": "rtsps://h/s", "rtsp_transport": "udp"}, {"rtsp_transport": "udp", "buffer_size": "4194304"}),
+        ({"url": "https://h/live.m3u8"}, {"timeout": "5000000"}),
+        ({"url": "rtmp://h/live/key"}, {"rw_timeout": "5000000"}),
+        ({"url": "/dev/video0", "input_options": {"video_size": "1280x720"}}, {"video_size": "1280x720"}),
+        ({"url": "rtsp://h/s", "input_options": {"timeout": "1"}}, {"timeout": "1"}),
+    ],
+    ids=["rtsp-tcp", "rtsps-udp", "hls", "rtmp-no-listen", "v4l2-size", "override"],
+)
+def test_open_options_per_source_kind(overrides: dict[str, object], expected: dict[str, str]) -> None:
+    options = open_options(CameraConfig.model_validate({"id": "c", "stall_timeout_s": 5} | overrides))
+    assert options.items() >= expected.items()
+    if str(overrides["url"]).startswith("rtmp"):
+        assert "timeout" not in options  # FFmpeg's rtmp "timeout" means: listen for a publisher
+
+
+@pytest.mark.parametrize(
+    ("url", "configured", "expected"),
+    [("/dev/video0", None, "v4l2"), ("/tmp/a.mp4", None, None), ("/dev/video2", "video4linux2", "video4linux2")],
+    ids=["v4l2-device", "file", "explicit"],
+)
+def test_input_format(url: str, configured: str | None, expected: str | None) -> None:
+    assert input_format(CameraConfig(id="c", url=url, input_format=configured)) == expected

@@ -1,0 +1,120 @@
+"""A camera reader keeps only the newest frame, counts drops, ends files and retries failures."""
+
+from __future__ import annotations
+
+import time
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+
+from cameras.config import CameraConfig
+from cameras.frame import Frame
+from cameras.health import CameraState
+from cameras.source import VideoSource
+
+_FAST_RETRY = {"initial_delay_s": 0.05, "max_delay_s": 0.2, "jitter": 0.0}
+
+
+def _camera(url: str | Path, **overrides: object) -> CameraConfig:
+    return CameraConfig.model_validate({"id": "cam1", "url": str(url), "realtime": False} | overrides)
+
+
+def _wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_slow_consumer_never_grows_memory_and_drops_are_counted(test_clip: Path) -> None:
+    source = VideoSource(_camera(test_clip, analysis_fps=30, loop=True))
+    taken: list[Frame] = []
+    tracemalloc.start()
+    try:
+        source.start()
+        assert source.wait_frame(timeout_s=10) is not None
+        warm_bytes, _ = tracemalloc.get_traced_memory()
+        for _ in range(10):  # a consumer far slower than the reader (which runs as fast as it can)
+            time.sleep(0.1)
+            if (frame := source.take_latest()) is not None:
+                taken.append(frame)
+        grown_bytes = tracemalloc.get_traced_memory()[0] - warm_bytes
+    finally:
+        tracemalloc.stop()
+        source.stop()
+    health = source.health()
+    frame_bytes = 320 * 240 * 3
+    assert health.frames_delivered > 100, "the reader should outrun the consumer by far"
+    assert grown_bytes < 4 * frame_bytes, f"memory grew by {grown_bytes} bytes while frames piled up"
+    pending = 1 if source.take_latest() is not None else 0
+    assert health.frames_dropped == health.frames_delivered - len(taken) - 1 - pending
+    indices = [f.index for f in taken]
+    assert indices == sorted(indices) and len(set(indices)) == len(indices)  # newest first, never twice
+
+
+def test_file_source_ends_and_reports_stopped(test_clip: Path) -> None:
+    source = VideoSource(_camera(test_clip, analysis_fps=2))
+    source.start()
+    frames = []
+    while (frame := source.wait_frame(timeout_s=10)) is not None:
+        frames.append(frame)
+    assert source.is_finished
+    assert frames and frames[-1].index >= 1
+    assert source.health().state == CameraState.STOPPED
+    source.stop()
+
+
+def test_missing_file_fails_config_and_ends(tmp_path: Path) -> None:
+    source = VideoSource(_camera(tmp_path / "gone.mp4", reconnect=_FAST_RETRY))
+    source.start()
+    assert _wait_until(lambda: source.is_finished, 10)
+    health = source.health()
+    assert health.state == CameraState.FAILED_CONFIG
+    assert health.last_error is not None and "no such file" in health.last_error
+    source.stop()
+
+
+def test_config_failures_on_a_looping_source_are_retried_at_the_longest_delay(tmp_path: Path) -> None:
+    not_video = tmp_path / "not-a-video.mp4"
+    not_video.write_text("text\n" * 200)
+    retry = {"initial_delay_s": 0.01, "max_delay_s": 0.3, "jitter": 0.0}
+    source = VideoSource(_camera(not_video, loop=True, reconnect=retry))
+    source.start()
+    time.sleep(1.0)
+    health = source.health()
+    source.stop()
+    assert health.state == CameraState.FAILED_CONFIG
+    assert "not a playable video" in (health.last_error or "")
+    # 0.3 s apart: 3 to 4 attempts in 1 s (with the 0.01 s initial delay it would be dozens).
+    assert 1 <= health.reconnects <= 5, health.reconnects
+
+
+def test_camera_fixed_on_its_side_recovers_without_restart(tmp_path: Path, test_clip: Path) -> None:
+    path = tmp_path / "cam.mp4"
+    path.write_text("not yet a video\n" * 100)
+    source = VideoSource(_camera(path, loop=True, analysis_fps=5, reconnect=_FAST_RETRY))
+    source.start()
+    try:
+        assert _wait_until(lambda: source.health().state == CameraState.FAILED_CONFIG, 10)
+        path.write_bytes(test_clip.read_bytes())
+        assert source.wait_frame(timeout_s=10) is not None
+        assert source.health().state == CameraState.ONLINE
+    finally:
+        source.stop()
+
+
+def test_stop_is_prompt_and_nothing_is_published_afterwards(test_clip: Path) -> None:
+    source = VideoSource(_camera(test_clip, loop=True, analysis_fps=30))
+    source.start()
+    assert source.wait_frame(timeout_s=10) is not None
+    started = time.monotonic()
+    source.stop()
+    assert time.monotonic() - started < 2.0
+    delivered = source.health().frames_delivered
+    time.sleep(0.2)
+    assert source.health().frames_delivered == delivered
+    assert source.health().state == CameraState.STOPPED
+    assert source.is_finished
+
