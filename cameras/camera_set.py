@@ -219,7 +219,9 @@ class CameraSet:
 
     def _stop_all(self, sources: list[VideoSource]) -> None:
         """Stop sources in parallel: each may take a moment to leave FFmpeg."""
-        threads = [threading.Thread(target=s.stop, args=(self._stop_timeout_s,), daemon=True) for s in sources]
+        threads = [
+            threading.Thread(target=s.stop, args=(self._stop_timeout_s,), daemon=True) for s in sources
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:

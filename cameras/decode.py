@@ -35,7 +35,14 @@ from cameras.errors import (
 from cameras.frame import Frame
 from cameras.url import mask_credentials, url_scheme
 
-__all__ = ["FrameSampler", "decode_frames", "describe_open_error", "input_format", "is_live_url", "open_options"]
+__all__ = [
+    "FrameSampler",
+    "decode_frames",
+    "describe_open_error",
+    "input_format",
+    "is_live_url",
+    "open_options",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -290,7 +297,9 @@ def decode_frames(
                         if on_decode_error is not None:
                             on_decode_error(_masked_text(exc, url))
                         if consecutive_errors > _MAX_CONSECUTIVE_DECODE_ERRORS:
-                            raise DecodeError(f"{masked}: {consecutive_errors} consecutive decode errors") from None
+                            raise DecodeError(
+                                f"{masked}: {consecutive_errors} consecutive decode errors"
+                            ) from None
                         decoded = []
                     if not decoded:
                         if is_live and time.monotonic() - last_picture_at > config.stall_timeout_s:
@@ -332,7 +341,9 @@ def decode_frames(
             except (av.error.InvalidDataError, av.error.BugError, av.error.PatchWelcomeError) as exc:
                 raise DecodeError(f"{masked}: {_masked_text(exc, url)}") from None
             except av.error.FFmpegError as exc:  # connection reset, EOF, I/O error
-                raise StreamDisconnectedError(f"{masked}: connection lost ({_masked_text(exc, url)})") from None
+                raise StreamDisconnectedError(
+                    f"{masked}: connection lost ({_masked_text(exc, url)})"
+                ) from None
         finally:
             container.close()
         if is_live:

@@ -69,7 +69,9 @@ class HealthTracker:
 
     def __init__(self, camera_id: str, now: float) -> None:
         self._lock = threading.Lock()
-        self._health = CameraHealth(camera_id=camera_id, state=CameraState.CONNECTING, since=now, down_since=now)
+        self._health = CameraHealth(
+            camera_id=camera_id, state=CameraState.CONNECTING, since=now, down_since=now
+        )
         self._fps_ema = 0.0
         self._previous_frame_at: float | None = None  # within the current online spell
         self._last_decoded_monotonic: float | None = None
@@ -115,7 +117,9 @@ class HealthTracker:
             last = self._last_decoded_monotonic
         return None if last is None else time.monotonic() - last
 
-    def count(self, *, decoded: int = 0, dropped: int = 0, decode_errors: int = 0, reconnects: int = 0) -> None:
+    def count(
+        self, *, decoded: int = 0, dropped: int = 0, decode_errors: int = 0, reconnects: int = 0
+    ) -> None:
         """Add to the counters (a decoded frame also marks the stream as alive)."""
         with self._lock:
             if decoded:

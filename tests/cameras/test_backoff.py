@@ -11,7 +11,9 @@ from cameras.config import ReconnectConfig
 
 
 def test_backoff_doubles_up_to_the_cap_without_jitter() -> None:
-    backoff = Backoff(ReconnectConfig(initial_delay_s=1, max_delay_s=8, multiplier=2, jitter=0), random.Random(0))
+    backoff = Backoff(
+        ReconnectConfig(initial_delay_s=1, max_delay_s=8, multiplier=2, jitter=0), random.Random(0)
+    )
     assert [backoff.next_delay() for _ in range(6)] == [1, 2, 4, 8, 8, 8]
 
 

@@ -18,7 +18,9 @@ from tests.support.clips import make_test_clip
 @pytest.fixture(scope="module")
 def one_second_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """1 s, 10 fps, 160x120, keyframe every 10 frames."""
-    return make_test_clip(tmp_path_factory.mktemp("clips") / "one-second.mp4", seconds=1, fps=10, size_wh=(160, 120))
+    return make_test_clip(
+        tmp_path_factory.mktemp("clips") / "one-second.mp4", seconds=1, fps=10, size_wh=(160, 120)
+    )
 
 
 def _camera(url: str | Path, **overrides: object) -> CameraConfig:
@@ -48,7 +50,9 @@ def test_looping_file_keeps_timestamps_increasing_across_the_loop(one_second_cli
 
 def test_realtime_file_is_paced_at_its_own_rate(one_second_clip: Path) -> None:
     started = time.monotonic()
-    frames = list(decode_frames(_camera(one_second_clip, analysis_fps=5, realtime=True), stop=threading.Event()))
+    frames = list(
+        decode_frames(_camera(one_second_clip, analysis_fps=5, realtime=True), stop=threading.Event())
+    )
     elapsed_s = time.monotonic() - started
     assert len(frames) == 5
     assert elapsed_s >= 0.75  # the last sampled frame is at 0.8 s of stream time
@@ -61,11 +65,17 @@ def test_keyframes_only_mode_decodes_one_frame_per_gop(test_clip: Path) -> None:
     def counter(key: str) -> None:
         decoded[key] += 1
 
-    every = list(decode_frames(_camera(test_clip, analysis_fps=30), stop=threading.Event(),
-                               on_decoded=lambda: counter("all")))
+    every = list(
+        decode_frames(
+            _camera(test_clip, analysis_fps=30), stop=threading.Event(), on_decoded=lambda: counter("all")
+        )
+    )
     keyframes = list(
-        decode_frames(_camera(test_clip, analysis_fps=30, keyframes_only=True), stop=threading.Event(),
-                      on_decoded=lambda: counter("keyframes"))
+        decode_frames(
+            _camera(test_clip, analysis_fps=30, keyframes_only=True),
+            stop=threading.Event(),
+            on_decoded=lambda: counter("keyframes"),
+        )
     )
     assert len(every) == decoded["all"] == 40
     assert len(keyframes) == decoded["keyframes"] == 4  # one keyframe a second in the 4 s clip
@@ -105,8 +115,14 @@ def test_open_errors_name_their_cause_without_credentials(
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"url": "rtsp://h/s"}, {"rtsp_transport": "tcp", "timeout": "5000000", "allowed_media_types": "video"}),
-        ({"url": "rtsps://h/s", "rtsp_transport": "udp"}, {"rtsp_transport": "udp", "buffer_size": "4194304"}),
+        (
+            {"url": "rtsp://h/s"},
+            {"rtsp_transport": "tcp", "timeout": "5000000", "allowed_media_types": "video"},
+        ),
+        (
+            {"url": "rtsps://h/s", "rtsp_transport": "udp"},
+            {"rtsp_transport": "udp", "buffer_size": "4194304"},
+        ),
         ({"url": "https://h/live.m3u8"}, {"timeout": "5000000"}),
         ({"url": "rtmp://h/live/key"}, {"rw_timeout": "5000000"}),
         ({"url": "/dev/video0", "input_options": {"video_size": "1280x720"}}, {"video_size": "1280x720"}),
@@ -123,7 +139,11 @@ def test_open_options_per_source_kind(overrides: dict[str, object], expected: di
 
 @pytest.mark.parametrize(
     ("url", "configured", "expected"),
-    [("/dev/video0", None, "v4l2"), ("/tmp/a.mp4", None, None), ("/dev/video2", "video4linux2", "video4linux2")],
+    [
+        ("/dev/video0", None, "v4l2"),
+        ("/tmp/a.mp4", None, None),
+        ("/dev/video2", "video4linux2", "video4linux2"),
+    ],
     ids=["v4l2-device", "file", "explicit"],
 )
 def test_input_format(url: str, configured: str | None, expected: str | None) -> None:

@@ -117,4 +117,3 @@ def test_stop_is_prompt_and_nothing_is_published_afterwards(test_clip: Path) -> 
     assert source.health().frames_delivered == delivered
     assert source.health().state == CameraState.STOPPED
     assert source.is_finished
-
