@@ -6,17 +6,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from cameras.frame import Frame
 from cameras.health import CameraHealth
 from cameras.source import VideoSource
 from models.detector import Detector
+from pipeline.analyzer import CameraAnalyzer
 from pipeline.config import CameraPipelineConfig
-from pipeline.incidents import EventContext, IncidentUpdate, UpdateKind
-from pipeline.rules import Rule, build_rules
+from pipeline.event import Event
+from pipeline.incidents import EventContext
 from pipeline.sink import EventSink
-from pipeline.snapshot import render_snapshot
 
 __all__ = ["CameraAssignment", "PipelineRunner"]
 
@@ -35,7 +35,7 @@ class CameraAssignment:
 class _CameraWorker:
     assignment: CameraAssignment
     source: VideoSource
-    rules: list[Rule]
+    analyzer: CameraAnalyzer
 
 
 class PipelineRunner:
@@ -84,7 +84,7 @@ class PipelineRunner:
                 model_version=detector.version,
             )
             self._workers.append(
-                _CameraWorker(assignment, factory(camera, self._new_frame), build_rules(camera, context))
+                _CameraWorker(assignment, factory(camera, self._new_frame), CameraAnalyzer(camera, context))
             )
 
     def health(self) -> list[CameraHealth]:
@@ -113,9 +113,8 @@ class PipelineRunner:
             self._thread.join(timeout_s)
         now = self._clock()
         for worker in self._workers:
-            for rule in worker.rules:
-                for update in rule.close(now):
-                    self._publish(worker, update, frame=None)
+            for event in worker.analyzer.close(now):
+                self._publish(event)
 
     def wait_finished(self, timeout_s: float) -> bool:
         """Block until every source has ended and its last frame was analysed."""
@@ -153,26 +152,21 @@ class PipelineRunner:
         detections = self.detector.detect([frame.image for _, frame in batch])
         self.frames_analysed += len(batch)
         for (worker, frame), dets in zip(batch, detections, strict=True):
-            for rule in worker.rules:
-                try:
-                    updates = rule.process(frame, dets)
-                except Exception:
-                    logger.exception("%s: rule %s failed", worker.assignment.camera.id, rule.behaviour)
-                    continue
-                for update in updates:
-                    self._publish(worker, update, frame)
+            try:
+                events = worker.analyzer.process(frame, dets)
+            except Exception:
+                logger.exception("%s: analysis failed on frame %d", worker.assignment.camera.id, frame.index)
+                continue
+            for event in events:
+                self._publish(event)
 
-    def _publish(self, worker: _CameraWorker, update: IncidentUpdate, frame: Frame | None) -> None:
-        event = update.event
-        if update.kind == UpdateKind.OPENED and frame is not None:
-            event = replace(
-                event, snapshot_jpeg=render_snapshot(frame.image, event.boxes, worker.assignment.camera.zones)
-            )
+    def _publish(self, event: Event) -> None:
+        state = "ended" if event.ended_at is not None else ("raised" if event.revision == 1 else "updated")
         logger.info(
             "%s: %s %s (revision %d, confidence %.2f)",
             event.camera_id,
             event.behaviour,
-            update.kind,
+            state,
             event.revision,
             event.confidence,
         )
