@@ -169,15 +169,20 @@ class CameraFaultMonitor:
                 self._unchanged_since = self._previous_at if self._previous_at is not None else at
         else:
             self._unchanged_since = None
-        self._blank_since = (self._blank_since if self._blank_since is not None else at) if is_blank else None
+        if not is_blank:
+            self._blank_since = None
+        elif self._blank_since is None:
+            self._blank_since = at
         self._previous, self._previous_at = stats, at
+        blank_for_s = at - self._blank_since if self._blank_since is not None else 0.0
+        unchanged_for_s = at - self._unchanged_since if self._unchanged_since is not None else 0.0
         name = self.config.display_name
         blank_what = "black" if is_black else "uniform (lens covered?)"
         updates = [
             self._book.observe(
                 "black",
                 now=at,
-                is_confirmed=is_blank and at - (self._blank_since or at) >= faults.black_after_s,
+                is_confirmed=is_blank and blank_for_s >= faults.black_after_s,
                 is_present=is_blank,
                 confidence=1.0,
                 started_at=self._blank_since,
@@ -189,7 +194,7 @@ class CameraFaultMonitor:
                 self._book.observe(
                     "frozen",
                     now=at,
-                    is_confirmed=is_unchanged and at - (self._unchanged_since or at) >= faults.frozen_after_s,
+                    is_confirmed=is_unchanged and unchanged_for_s >= faults.frozen_after_s,
                     is_present=is_unchanged,
                     confidence=1.0,
                     started_at=self._unchanged_since,
