@@ -9,9 +9,10 @@ export YOLO_OFFLINE := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 # Debian packages the tests use: a real RTSP server (gst-rtsp-server under Debian's python3),
-# ffmpeg for the decode benchmark's floor.
+# ffmpeg for the decode benchmark's floor, a PostgreSQL server (the tests start a private one),
+# headless Chromium and its driver for the dashboard test.
 TEST_DEB_PACKAGES := gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly python3-gi ffmpeg
+	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly python3-gi ffmpeg postgresql chromium chromium-driver
 
 .PHONY: demo test test-fast lint system-deps venv-base venv-all clean
 
@@ -44,7 +45,7 @@ $(VENV)/.base-installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.all-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[train,dev]'
+	$(BIN)/python -m pip install -q -e '.[train,dev,postgres]'
 	touch $@ $(VENV)/.base-installed
 
 venv-base: $(VENV)/.base-installed

@@ -21,7 +21,7 @@ from cameras.decode import decode_frames
 from cameras.errors import CameraError
 from models.errors import ModelError
 from service.config import AnjianConfig, load_config
-from service.errors import ConfigError
+from service.errors import ConfigError, DatabaseError
 from service.logs import setup_logging
 
 __all__ = ["app"]
@@ -36,8 +36,14 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Validate the site config and print its schema.", no_args_is_help=True)
 camera_app = typer.Typer(help="Check camera streams.", no_args_is_help=True)
+tokens_app = typer.Typer(help="Create, list and revoke API tokens.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema migrations.", no_args_is_help=True)
+bench_app = typer.Typer(help="Measure parts of anjian on this machine.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
 app.add_typer(camera_app, name="camera")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(db_app, name="db")
+app.add_typer(bench_app, name="bench")
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Site YAML file.")]
 LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")]
@@ -81,7 +87,12 @@ def camera_probe(
 ) -> None:
     """Open a stream, read a few frames, and report its size and rate, or why it failed."""
     camera = CameraConfig(
-        id="probe", url=url, analysis_fps=30, open_timeout_s=timeout_s, stall_timeout_s=timeout_s, realtime=False
+        id="probe",
+        url=url,
+        analysis_fps=30,
+        open_timeout_s=timeout_s,
+        stall_timeout_s=timeout_s,
+        realtime=False,
     )
     stop = threading.Event()
     started = time.monotonic()
@@ -101,41 +112,109 @@ def camera_probe(
     typer.echo(f"{camera.masked_url}: OK — {size[0]}x{size[1]}, {seen} frame(s) in {elapsed:.2f}s")
 
 
-def _serve(config: AnjianConfig, *, with_pipeline: bool) -> None:
+def _serve(config: AnjianConfig, *, with_pipeline: bool, banner: str = "") -> None:
     from service.runtime import build_runtime, server_port
 
     try:
         runtime = build_runtime(config, with_pipeline=with_pipeline)
         port = server_port(config)
-    except (ModelError, ValueError) as exc:
+    except (ModelError, ValueError, DatabaseError) as exc:
         raise _fail(str(exc)) from None
     host = config.server.host
-    typer.echo(f"anjian: serving on http://{host}:{port}/  (events: http://{host}:{port}/events)")
+    typer.echo(f"anjian: serving on http://{host}:{port}/  (dashboard: http://{host}:{port}/{banner})")
     runtime.start()
     try:
-        server = uvicorn.Server(uvicorn.Config(runtime.app, host=host, port=port, log_config=None, access_log=False))
+        server = uvicorn.Server(
+            uvicorn.Config(
+                runtime.app,  # type: ignore[arg-type]
+                host=host,
+                port=port,
+                log_config=None,
+                access_log=False,
+                timeout_graceful_shutdown=3,
+            )
+        )
         server.run()
+    finally:
+        runtime.stop()
+
+
+def _run_pipeline_only(config: AnjianConfig, service_url: str, token: str) -> None:
+    """Run the camera pipeline alone, sending events to a remote service, until Ctrl-C."""
+    from service.runtime import build_pipeline_runtime
+
+    try:
+        runtime = build_pipeline_runtime(config, service_url=service_url, token=token)
+    except (ModelError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"anjian: pipeline sending events to {service_url} (spool: {config.storage.dir / 'spool'})")
+    stop = threading.Event()
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    runtime.start()
+    try:
+        stop.wait()
     finally:
         runtime.stop()
 
 
 @app.command()
 def serve(config: ConfigOption, log_level: LogLevel = "INFO", json_logs: JsonLogs = False) -> None:
-    """Run the alert service alone (API, store, webhooks), without reading cameras."""
+    """Run the alert service alone (API, dashboard, store, webhooks), without reading cameras."""
     setup_logging(log_level, is_json=json_logs)
     _serve(_load(config), with_pipeline=False)
 
 
 @app.command()
-def run(config: ConfigOption, log_level: LogLevel = "INFO", json_logs: JsonLogs = False) -> None:
-    """Run the pipeline (cameras → detector → rules) and the alert service in one process."""
+def run(
+    config: ConfigOption,
+    log_level: LogLevel = "INFO",
+    json_logs: JsonLogs = False,
+    service_url: Annotated[
+        str | None,
+        typer.Option(help="Send events to the alert service at this URL instead of running it in-process."),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="ANJIAN_PIPELINE_TOKEN", help="pipeline-role token for --service-url."),
+    ] = None,
+) -> None:
+    """Run the pipeline (cameras → detector → rules) and the alert service in one process.
+
+    With --service-url, run only the pipeline and POST its events to that service
+    (spooled on disk while it is unreachable).
+    """
     setup_logging(log_level, is_json=json_logs)
-    _serve(_load(config), with_pipeline=True)
+    loaded = _load(config)
+    if service_url is None:
+        _serve(loaded, with_pipeline=True)
+        return
+    if not token:
+        raise _fail("--service-url needs a pipeline token: --token or ANJIAN_PIPELINE_TOKEN")
+    _run_pipeline_only(loaded, service_url, token)
+
+
+def _open_store(config: AnjianConfig, *, is_auto_migrate: bool = True):  # type: ignore[no-untyped-def]
+    """The site's event store, or a clean CLI error."""
+    from service.database import sqlite_url
+    from service.store import EventStore
+
+    config.storage.dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return EventStore(
+            config.storage.database_url or sqlite_url(config.storage.dir), is_auto_migrate=is_auto_migrate
+        )
+    except DatabaseError as exc:
+        raise _fail(str(exc)) from None
 
 
 @app.command()
 def demo(
-    directory: Annotated[Path, typer.Option("--dir", help="Where the demo footage and data go.")] = Path(".demo"),
+    directory: Annotated[Path, typer.Option("--dir", help="Where the demo footage and data go.")] = Path(
+        ".demo"
+    ),
     log_level: LogLevel = "INFO",
 ) -> None:
     """Run the embedded demo site: generated workshop footage with a fire, the shipped demo model."""
@@ -151,8 +230,129 @@ def demo(
     template = (Path(__file__).parent / "demo" / "site.yaml").read_text(encoding="utf-8")
     site = directory / "site.yaml"
     site.write_text(template.replace("{video}", str(video)).replace("{storage}", str(directory / "data")))
+    config = _load(site)
+    store = _open_store(config)
+    try:
+        _info, secret = store.tokens.create("demo operator", "operator")
+    finally:
+        store.close()
     typer.echo(f"anjian demo: site config {site}; a fire appears on the camera a few seconds in")
-    _serve(_load(site), with_pipeline=True)
+    typer.echo(f"anjian demo: operator token (reads and works alerts): {secret}")
+    typer.echo(f"anjian demo: e.g. curl -H 'Authorization: Bearer {secret}' http://127.0.0.1:<port>/events")
+    _serve(config, with_pipeline=True, banner=f"#token={secret}")
+
+
+@tokens_app.command("create")
+def tokens_create(
+    config: ConfigOption,
+    role: Annotated[str, typer.Option(help="viewer, operator, admin or pipeline.")],
+    name: Annotated[str | None, typer.Option(help="Who holds it (shown in the audit trail).")] = None,
+) -> None:
+    """Create an API token and print it (only its hash is stored: it cannot be shown again)."""
+    from service.tokens import Role
+
+    try:
+        role_value = Role(role)
+    except ValueError:
+        raise _fail(f"unknown role {role!r}; expected one of {[r.value for r in Role]}") from None
+    store = _open_store(_load(config))
+    try:
+        info, secret = store.tokens.create(name or f"{role_value.value} token", role_value)
+    finally:
+        store.close()
+    typer.secho(f"created {info.role.value} token {info.id} ({info.name!r}); keep it safe:", err=True)
+    typer.echo(secret)
+
+
+@tokens_app.command("list")
+def tokens_list(config: ConfigOption) -> None:
+    """List API tokens (never their secrets)."""
+    store = _open_store(_load(config))
+    try:
+        tokens = store.tokens.list()
+    finally:
+        store.close()
+    for token in tokens:
+        state = "revoked" if token.revoked_at is not None else "active"
+        typer.echo(f"{token.id}\t{token.role.value}\t{state}\t{token.name}")
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(config: ConfigOption, token_id: Annotated[int, typer.Argument(help="Token id.")]) -> None:
+    """Revoke an API token at once."""
+    store = _open_store(_load(config))
+    try:
+        revoked = store.tokens.revoke(token_id)
+    finally:
+        store.close()
+    if revoked is None:
+        raise _fail(f"no token {token_id}")
+    typer.echo(f"revoked token {token_id} ({revoked.name!r})")
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: ConfigOption) -> None:
+    """Apply pending schema migrations to the site's database (also done at start by default)."""
+    from service.database import masked_url, sqlite_url
+
+    loaded = _load(config)
+    store = _open_store(loaded)
+    store.close()
+    url = loaded.storage.database_url or sqlite_url(loaded.storage.dir)
+    from service.database import head_revision
+
+    typer.echo(f"{masked_url(url)}: at schema {head_revision()}")
+
+
+@bench_app.command("service")
+def bench_service(
+    events: Annotated[int, typer.Option(help="Events in the webhook burst.")] = 1000,
+    ingest_events: Annotated[int, typer.Option(help="Events POSTed to /ingest/events.")] = 1000,
+    workers: Annotated[int, typer.Option(help="Webhook worker threads.")] = 4,
+    database_url: Annotated[
+        str | None, typer.Option(help="Database to measure (default: a SQLite file in a temp folder).")
+    ] = None,
+) -> None:
+    """Measure webhook delivery latency (p50/p95) under a burst and event-ingest throughput."""
+    from service.bench import run_service_bench
+
+    setup_logging("WARNING")
+    report = run_service_bench(
+        events=events, ingest_events=ingest_events, workers=workers, database_url=database_url
+    )
+    typer.echo(report.render())
+
+
+@bench_app.command("decode")
+def bench_decode(
+    directory: Annotated[Path, typer.Option("--dir", help="Where the test clips go (reused).")] = Path(
+        ".bench/decode"
+    ),
+    resolutions: Annotated[list[str], typer.Option("--resolution", help="1080p, 720p or 360p.")] = [  # noqa: B006
+        "1080p",
+        "720p",
+    ],
+    seconds: Annotated[float, typer.Option(help="Clip length, seconds.")] = 10.0,
+    fps: Annotated[int, typer.Option(help="Clip (camera) frame rate.")] = 25,
+    analysis_fps: Annotated[float, typer.Option(help="Rate anjian samples to.")] = 5.0,
+    repeats: Annotated[int, typer.Option(help="Runs per method; the lowest CPU time counts.")] = 1,
+) -> None:
+    """Decode + sample cost per camera and per core, next to ffmpeg -f null and cv2.VideoCapture."""
+    from cameras.bench import format_decode_table, run_decode_bench
+
+    try:
+        rows = run_decode_bench(
+            directory,
+            resolutions=resolutions,
+            seconds=seconds,
+            fps=fps,
+            analysis_fps=analysis_fps,
+            repeats=repeats,
+            progress=lambda line: typer.echo(f"  {line}", err=True),
+        )
+    except (ValueError, FileNotFoundError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(format_decode_table(rows, analysis_fps=analysis_fps))
 
 
 def main() -> None:

@@ -7,16 +7,27 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from models.config import DetectorConfig
 from pipeline.config import CameraPipelineConfig
+from pipeline.event import Behaviour
 from service.errors import ConfigError
+from service.lifecycle import EVENT_KINDS
 
 __all__ = [
     "AnjianConfig",
     "ServerConfig",
     "SiteConfig",
+    "SlaConfig",
     "StorageConfig",
     "WebhookConfig",
     "WorkshopConfig",
@@ -49,12 +60,49 @@ class SiteConfig(_ServiceModel):
 
 
 class WebhookConfig(_ServiceModel):
-    """A control-room endpoint that receives every event as JSON."""
+    """A control-room endpoint that receives events (and their lifecycle changes) as signed JSON.
 
-    url: str = Field(..., pattern=r"^https?://", description="http(s) URL the events are POSTed to.")
-    secret: SecretStr | None = Field(None, description="Shared secret for the signature header.")
+    Filters narrow what is sent: an empty list means "all".
+    """
+
+    url: str = Field(
+        ..., pattern=r"^https?://", max_length=2048, description="http(s) URL the events are POSTed to."
+    )
+    secret: SecretStr | None = Field(None, description="Shared secret for the HMAC signature header.")
     timeout_s: float = Field(5.0, gt=0, le=120, description="Per-request timeout.")
-    max_attempts: int = Field(5, ge=1, le=1000, description="Delivery attempts before giving up.")
+    retry_for_s: float = Field(
+        86_400.0,
+        ge=60,
+        le=30 * 86_400,
+        description="How long a delivery is retried (exponential backoff) before it goes to the dead letters.",
+    )
+    max_attempts: int | None = Field(
+        None, ge=1, le=100_000, description="Optional cap on attempts; default: retry for `retry_for_s`."
+    )
+    kinds: list[str] = Field(
+        default_factory=list,
+        description='Event kinds sent, e.g. ["event.created", "event.escalated"]; empty: all.',
+    )
+    site_ids: list[str] = Field(default_factory=list, description="Only these sites; empty: all.")
+    camera_ids: list[str] = Field(default_factory=list, description="Only these cameras; empty: all.")
+    behaviours: list[str] = Field(default_factory=list, description="Only these behaviours; empty: all.")
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, kinds: list[str]) -> list[str]:
+        unknown = sorted(set(kinds) - set(EVENT_KINDS))
+        if unknown:
+            raise ValueError(f"unknown event kind(s) {unknown}; expected some of {list(EVENT_KINDS)}")
+        return kinds
+
+    @field_validator("behaviours")
+    @classmethod
+    def _known_behaviours(cls, behaviours: list[str]) -> list[str]:
+        known = [b.value for b in Behaviour]
+        unknown = sorted(set(behaviours) - set(known))
+        if unknown:
+            raise ValueError(f"unknown behaviour(s) {unknown}; expected some of {known}")
+        return behaviours
 
 
 class StorageConfig(_ServiceModel):
@@ -62,7 +110,11 @@ class StorageConfig(_ServiceModel):
 
     dir: Path = Field(Path("data"), description="Folder for the database and evidence files.")
     database_url: str | None = Field(
-        None, description="SQLAlchemy URL; default: a SQLite file in `dir`."
+        None,
+        description="SQLAlchemy URL (e.g. postgresql+psycopg://user:pw@host/db); default: a SQLite file in `dir`.",
+    )
+    is_auto_migrate: bool = Field(
+        True, description="Apply pending database migrations at start (else run `anjian db upgrade`)."
     )
 
 
@@ -71,6 +123,32 @@ class ServerConfig(_ServiceModel):
 
     host: str = Field("127.0.0.1", description="Bind address.")
     port: int = Field(8000, ge=1, le=65535, description="TCP port; ANJIAN_PORT overrides it.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Browser origins allowed to call the API; empty: CORS off."
+    )
+
+
+class SlaConfig(_ServiceModel):
+    """How long an alert may stay unacknowledged before it is escalated one colour and re-notified."""
+
+    blue_s: float = Field(3600.0, gt=0, le=7 * 86_400, description="Acknowledge deadline of a blue alert.")
+    yellow_s: float = Field(
+        1800.0, gt=0, le=7 * 86_400, description="Acknowledge deadline of a yellow alert."
+    )
+    orange_s: float = Field(
+        900.0, gt=0, le=7 * 86_400, description="Acknowledge deadline of an orange alert."
+    )
+    red_s: float = Field(300.0, gt=0, le=7 * 86_400, description="Acknowledge deadline of a red alert.")
+    max_escalations: int = Field(
+        3, ge=0, le=100, description="Escalations per alert at most (a red alert is re-notified, not raised)."
+    )
+    check_interval_s: float = Field(
+        15.0, gt=0, le=3600, description="How often overdue alerts are looked for."
+    )
+
+    def deadline_s(self, severity: str) -> float:
+        """The acknowledge deadline of a severity (``"red"`` … ``"blue"``)."""
+        return float(getattr(self, f"{severity}_s"))
 
 
 class AnjianConfig(_ServiceModel):
@@ -81,6 +159,7 @@ class AnjianConfig(_ServiceModel):
     webhooks: list[WebhookConfig] = Field(default_factory=list)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    sla: SlaConfig = Field(default_factory=SlaConfig)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> AnjianConfig:
@@ -117,7 +196,11 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         if not model_path.startswith("builtin:") and not os.path.isabs(model_path):
             model["path"] = str((base / model_path).resolve())
     storage = raw.get("storage")
-    if isinstance(storage, dict) and isinstance(storage.get("dir"), str) and not os.path.isabs(storage["dir"]):
+    if (
+        isinstance(storage, dict)
+        and isinstance(storage.get("dir"), str)
+        and not os.path.isabs(storage["dir"])
+    ):
         storage["dir"] = str((base / storage["dir"]).resolve())
     site = raw.get("site")
     for workshop in site.get("workshops", []) if isinstance(site, dict) else []:

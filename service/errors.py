@@ -4,6 +4,9 @@ Hierarchy::
 
     ServiceError
     ├── ConfigError           the site YAML is missing, malformed or invalid
+    ├── DatabaseError         the database cannot be migrated or is at the wrong schema
+    ├── LifecycleError        an alert cannot take the requested action
+    │   └── InvalidTransitionError  the action is not allowed from the alert's state
     └── EvidenceError         an evidence file cannot be written or read
         ├── EvidencePathError     a path or id would leave the evidence folder (also a ValueError)
         └── EvidenceNotFoundError the evidence file does not exist
@@ -13,9 +16,12 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "DatabaseError",
     "EvidenceError",
     "EvidenceNotFoundError",
     "EvidencePathError",
+    "InvalidTransitionError",
+    "LifecycleError",
     "ServiceError",
 ]
 
@@ -38,3 +44,27 @@ class EvidencePathError(EvidenceError, ValueError):
 
 class EvidenceNotFoundError(EvidenceError):
     """The evidence file a stored event points to does not exist."""
+
+
+class DatabaseError(ServiceError):
+    """The database cannot be migrated, or its schema is not the one this anjian needs."""
+
+
+class LifecycleError(ServiceError):
+    """An alert cannot take the requested action."""
+
+
+class InvalidTransitionError(LifecycleError):
+    """The action is not allowed from the alert's current state.
+
+    Attributes:
+        state: The alert's state.
+        action: The refused action.
+        allowed: The actions allowed from ``state``.
+    """
+
+    def __init__(self, state: str, action: str, allowed: list[str]) -> None:
+        super().__init__(f"cannot {action} an alert that is {state}; allowed: {', '.join(allowed) or 'none'}")
+        self.state = state
+        self.action = action
+        self.allowed = allowed

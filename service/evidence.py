@@ -1,4 +1,4 @@
-"""Evidence files: the snapshot JPEG of each event, kept on disk next to the database."""
+"""Evidence files: the snapshot JPEG and the clip MP4 of each event, kept on disk next to the database."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ logger = logging.getLogger(__name__)
 
 _EVIDENCE_DIR = "evidence"
 _SNAPSHOT_NAME = "snapshot.jpg"
+_CLIP_NAME = "clip.mp4"
 # The id pattern of the site config (cameras, zones), which event ids (hex uuids) also match.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -30,7 +31,9 @@ def _check_id(kind: str, value: str) -> str:
 
 
 class EvidenceStore:
-    """Writes and reads event snapshots under ``{root}/evidence/{camera_id}/{event_id}/snapshot.jpg``.
+    """Writes and reads event evidence under ``{root}/evidence/{camera_id}/{event_id}/``.
+
+    Each event folder holds ``snapshot.jpg`` and, once the pipeline records one, ``clip.mp4``.
 
     Files are written atomically (a temporary file in the same folder, flushed, then
     renamed over the target), so a reader or a crash never sees half a JPEG. Paths
@@ -74,6 +77,39 @@ class EvidenceStore:
                 _SNAPSHOT_NAME,
             )
         )
+
+    @staticmethod
+    def clip_relpath(camera_id: str, event_id: str) -> str:
+        """Relative path of an event's clip, e.g. ``"evidence/cam-1/<event_id>/clip.mp4"``.
+
+        Raises:
+            EvidencePathError: An id is not a safe path component.
+        """
+        return "/".join(
+            (_EVIDENCE_DIR, _check_id("camera_id", camera_id), _check_id("event_id", event_id), _CLIP_NAME)
+        )
+
+    def save_clip(self, camera_id: str, event_id: str, mp4: bytes) -> str:
+        """Write an event's clip (an MP4 file's bytes) atomically.
+
+        Returns:
+            The path relative to ``root``, to record with ``EventStore.attach_clip``.
+
+        Raises:
+            EvidencePathError: An id is not a safe path component.
+            ValueError: ``mp4`` is not an ISO media file (no ``ftyp`` box at byte 4).
+            EvidenceError: The file cannot be written.
+        """
+        if len(mp4) < 12 or mp4[4:8] != b"ftyp":
+            raise ValueError(f"expected MP4 bytes (an ftyp box at byte 4), got {mp4[:12]!r}")
+        relpath = self.clip_relpath(camera_id, event_id)
+        path = self.resolve(relpath)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._write_atomic(path, mp4)
+        except OSError as exc:
+            raise EvidenceError(f"{camera_id}: cannot write clip {relpath}: {exc}") from exc
+        return relpath
 
     def resolve(self, relpath: str) -> Path:
         """Turn a stored relative path into an absolute one, refusing paths outside the evidence folder.
@@ -144,7 +180,7 @@ class EvidenceStore:
 
     def _write_atomic(self, path: Path, data: bytes) -> None:
         """Write ``data`` to a temporary sibling of ``path``, then rename it over ``path``."""
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=".jpg", dir=path.parent)
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as tmp:
                 tmp.write(data)

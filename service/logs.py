@@ -4,21 +4,30 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
 from cameras.url import mask_credentials
 
-__all__ = ["JsonFormatter", "MaskCredentialsFilter", "setup_logging"]
+__all__ = ["JsonFormatter", "MaskCredentialsFilter", "mask_secrets", "setup_logging"]
+
+
+_API_TOKEN = re.compile(r"anj_[A-Za-z0-9_-]{8,}")
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with URL credentials and API tokens (``anj_…``) masked."""
+    return _API_TOKEN.sub("anj_***", mask_credentials(text))
 
 
 class MaskCredentialsFilter(logging.Filter):
-    """Masks ``scheme://user:pass@`` in every record's final message, whatever logged it."""
+    """Masks ``scheme://user:pass@`` and API tokens in every record's final message, whatever logged it."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Rewrite the record's message with credentials masked; never drops a record."""
+        """Rewrite the record's message with secrets masked; never drops a record."""
         message = record.getMessage()
-        masked = mask_credentials(message)
+        masked = mask_secrets(message)
         if masked != message:
             record.msg, record.args = masked, None
         return True
@@ -30,13 +39,14 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """Render the record as a JSON line."""
         entry = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
         }
         if record.exc_info:
-            entry["exc"] = mask_credentials(self.formatException(record.exc_info))
+            entry["exc"] = mask_secrets(self.formatException(record.exc_info))
         return json.dumps(entry, ensure_ascii=False)
 
 

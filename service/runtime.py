@@ -1,4 +1,13 @@
-"""Wire one anjian process: store, evidence, webhooks, detector, pipeline and the HTTP app."""
+"""Wire one anjian process: store, evidence, webhooks, escalation, detector, pipeline and the HTTP app.
+
+Three shapes:
+
+- ``anjian serve``: the alert service alone (API, store, webhooks, escalation);
+- ``anjian run``: the service and the camera pipeline in one process, the pipeline
+  storing events straight into the store (``StoreSink``, the fastest path);
+- ``anjian run --service-url URL``: the pipeline alone, POSTing events to a service
+  elsewhere through ``pipeline.http_sink.HttpEventSink`` with a disk spool.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +19,23 @@ from fastapi import FastAPI
 
 from models.onnx_detector import OnnxDetector
 from models.registry import resolve_model_path
+from pipeline.http_sink import HttpEventSink
 from pipeline.runner import CameraAssignment, PipelineRunner
+from pipeline.sink import EventSink
 from service.app import create_app
 from service.config import AnjianConfig
+from service.escalation import Escalator
 from service.evidence import EvidenceStore
+from service.metrics import ServiceMetrics
 from service.sink import StoreSink
 from service.store import EventStore
 from service.webhooks import WebhookDispatcher
 
-__all__ = ["Runtime", "build_runtime", "server_port"]
+__all__ = ["Runtime", "build_pipeline_runtime", "build_runtime", "server_port"]
 
 logger = logging.getLogger(__name__)
+
+_SPOOL_DIR = "spool"
 
 
 def server_port(config: AnjianConfig) -> int:
@@ -35,49 +50,97 @@ def server_port(config: AnjianConfig) -> int:
 
 @dataclass
 class Runtime:
-    """Everything a running anjian process holds, so it can be started and stopped as one."""
+    """Everything a running anjian process holds, so it can be started and stopped as one.
+
+    ``store``, ``dispatcher``, ``escalator`` and ``app`` are ``None`` in a pipeline-only
+    process; ``runner`` is ``None`` in a service-only one; ``http_sink`` is set when
+    the pipeline sends its events over HTTP.
+    """
 
     config: AnjianConfig
-    store: EventStore
-    dispatcher: WebhookDispatcher
-    app: FastAPI
+    store: EventStore | None
+    dispatcher: WebhookDispatcher | None
+    escalator: Escalator | None
+    app: FastAPI | None
     runner: PipelineRunner | None
+    http_sink: HttpEventSink | None = None
 
     def start(self) -> None:
-        """Start the webhook worker and, when built with one, the camera pipeline."""
-        self.dispatcher.start()
+        """Start the webhook and escalation workers, the HTTP sink, then the camera pipeline."""
+        if self.dispatcher is not None:
+            self.dispatcher.start()
+        if self.escalator is not None:
+            self.escalator.start()
+        if self.http_sink is not None:
+            self.http_sink.start()
         if self.runner is not None:
             self.runner.start()
 
     def stop(self) -> None:
-        """Stop the pipeline (closing open incidents), then the webhook worker and the store."""
+        """Stop the pipeline (closing open incidents), then the sink, the workers and the store."""
         if self.runner is not None:
             self.runner.stop()
-        self.dispatcher.stop()
-        self.store.close()
+        if self.http_sink is not None:
+            self.http_sink.stop()
+        if self.escalator is not None:
+            self.escalator.stop()
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
+        if self.store is not None:
+            self.store.close()
+
+
+def _runner(config: AnjianConfig, sink: EventSink) -> PipelineRunner:
+    """The camera pipeline of the site, publishing to ``sink``."""
+    detector = OnnxDetector(resolve_model_path(config.model.path), config.model)
+    assignments = [CameraAssignment(workshop.id, camera) for workshop, camera in config.cameras()]
+    return PipelineRunner(config.site.id, assignments, detector, sink)
 
 
 def build_runtime(config: AnjianConfig, *, with_pipeline: bool) -> Runtime:
     """Build the service (and, with ``with_pipeline``, the camera pipeline feeding it in-process).
 
     Raises:
+        DatabaseError: The database cannot be migrated.
         ModelLoadError: The configured model cannot be loaded.
         ModelMetadataError: It lacks what anjian needs.
     """
     store = EventStore.from_config(config.storage)
     evidence = EvidenceStore(config.storage.dir)
-    dispatcher = WebhookDispatcher(store, config.webhooks)
+    holder: list[PipelineRunner] = []
+    metrics = ServiceMetrics(store, lambda: holder[0].health() if holder else [])
+    dispatcher = WebhookDispatcher(store, metrics=metrics)
+    escalator = Escalator(store, config.sla, dispatcher=dispatcher, metrics=metrics)
     runner: PipelineRunner | None = None
     if with_pipeline:
-        detector = OnnxDetector(resolve_model_path(config.model.path), config.model)
-        sink = StoreSink(store, evidence, dispatcher, webhook_urls=[w.url for w in config.webhooks])
-        assignments = [CameraAssignment(workshop.id, camera) for workshop, camera in config.cameras()]
-        runner = PipelineRunner(config.site.id, assignments, detector, sink)
+        runner = _runner(config, StoreSink(store, evidence, dispatcher, metrics=metrics))
+        holder.append(runner)
     app = create_app(
         config,
         store=store,
         evidence=evidence,
         dispatcher=dispatcher,
         camera_health=runner.health if runner is not None else None,
+        metrics=metrics,
+        escalator=escalator,
     )
-    return Runtime(config=config, store=store, dispatcher=dispatcher, app=app, runner=runner)
+    return Runtime(
+        config=config, store=store, dispatcher=dispatcher, escalator=escalator, app=app, runner=runner
+    )
+
+
+def build_pipeline_runtime(config: AnjianConfig, *, service_url: str, token: str) -> Runtime:
+    """Build the camera pipeline alone, sending its events to the service at ``service_url``.
+
+    Undelivered events wait in ``{storage.dir}/spool`` and go out, in order, once the
+    service answers, after a restart of this process too.
+
+    Raises:
+        ValueError: The URL or token is unusable.
+        ModelLoadError: The configured model cannot be loaded.
+    """
+    sink = HttpEventSink(service_url, token, config.storage.dir / _SPOOL_DIR)
+    runner = _runner(config, sink)
+    return Runtime(
+        config=config, store=None, dispatcher=None, escalator=None, app=None, runner=runner, http_sink=sink
+    )

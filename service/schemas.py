@@ -14,12 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cameras.health import CameraHealth, CameraState
 from pipeline.event import Behaviour, RiskLevel
+from service.lifecycle import Action, AlertState, allowed_actions
 
 if TYPE_CHECKING:
-    from service.store import StoredEvent
+    from service.records import AuditEntry, StoredEvent
 
 __all__ = [
     "WEBHOOK_SCHEMA_VERSION",
+    "AuditOut",
     "BoxOut",
     "CameraHealthOut",
     "EventList",
@@ -27,6 +29,7 @@ __all__ = [
     "HealthOut",
     "WebhookKind",
     "WebhookPayload",
+    "clip_url",
     "epoch_to_datetime",
     "snapshot_url",
 ]
@@ -34,7 +37,17 @@ __all__ = [
 WEBHOOK_SCHEMA_VERSION = 1
 """Bumped when the webhook payload changes incompatibly; receivers should check it."""
 
-WebhookKind = Literal["event.created", "event.updated", "event.ended"]
+WebhookKind = Literal[
+    "event.created",
+    "event.updated",
+    "event.ended",
+    "event.acknowledged",
+    "event.dispatched",
+    "event.resolved",
+    "event.false_alarm",
+    "event.closed",
+    "event.escalated",
+]
 
 
 class _SchemaModel(BaseModel):
@@ -58,6 +71,11 @@ def snapshot_url(event_id: str) -> str:
     return f"/events/{event_id}/snapshot.jpg"
 
 
+def clip_url(event_id: str) -> str:
+    """The API path serving an event's clip (MP4, range requests), relative to the service root."""
+    return f"/events/{event_id}/clip.mp4"
+
+
 class BoxOut(_SchemaModel):
     """One detection supporting an event."""
 
@@ -77,8 +95,10 @@ class EventOut(_SchemaModel):
     workshop_id: str
     camera_id: str
     behaviour: Behaviour
-    severity: RiskLevel
-    state: str = Field(..., description='Alert lifecycle state; "raised" for now.')
+    severity: RiskLevel = Field(..., description="Current colour: detected, raised by escalations.")
+    detected_severity: RiskLevel = Field(..., description="The colour the pipeline gave the incident.")
+    state: AlertState = Field(..., description="Alert lifecycle state.")
+    allowed_actions: list[Action] = Field(..., description="Lifecycle actions possible from `state`.")
     started_at: datetime = Field(..., description="Capture time of the first frame, UTC.")
     last_seen_at: datetime = Field(..., description="Capture time of the latest supporting frame, UTC.")
     ended_at: datetime | None = Field(None, description="When the incident cleared, UTC; null while ongoing.")
@@ -88,8 +108,17 @@ class EventOut(_SchemaModel):
     message: str = ""
     boxes: list[BoxOut] = Field(default_factory=list)
     snapshot_url: str | None = Field(None, description="Path of the snapshot JPEG; null when there is none.")
+    clip_url: str | None = Field(None, description="Path of the clip MP4; null when there is none.")
+    assignee: str | None = Field(None, description="Who was dispatched, once dispatched.")
+    escalations: int = Field(
+        0, ge=0, description="Times the alert was escalated for want of acknowledgement."
+    )
+    escalated_at: datetime | None = Field(None, description="Last escalation, UTC.")
+    acknowledged_at: datetime | None = Field(None, description="When it was acknowledged, UTC.")
+    state_changed_at: datetime = Field(..., description="When it entered `state`, UTC.")
+    version: int = Field(..., ge=1, description="Bumped at every change of the stored alert.")
     created_at: datetime = Field(..., description="When the service first stored the incident, UTC.")
-    updated_at: datetime = Field(..., description="When the service last stored a revision, UTC.")
+    updated_at: datetime = Field(..., description="When the service last changed it, UTC.")
 
     @classmethod
     def from_stored(cls, event: StoredEvent) -> EventOut:
@@ -102,7 +131,9 @@ class EventOut(_SchemaModel):
             camera_id=event.camera_id,
             behaviour=event.behaviour,
             severity=event.severity,
+            detected_severity=event.detected_severity,
             state=event.state,
+            allowed_actions=allowed_actions(event.state),
             started_at=epoch_to_datetime(event.started_at),
             last_seen_at=epoch_to_datetime(event.last_seen_at),
             ended_at=_optional_datetime(event.ended_at),
@@ -115,8 +146,48 @@ class EventOut(_SchemaModel):
                 for b in event.boxes
             ],
             snapshot_url=snapshot_url(event.id) if event.snapshot_path else None,
+            clip_url=clip_url(event.id) if event.clip_path else None,
+            assignee=event.assignee,
+            escalations=event.escalations,
+            escalated_at=_optional_datetime(event.escalated_at),
+            acknowledged_at=_optional_datetime(event.acknowledged_at),
+            state_changed_at=epoch_to_datetime(event.state_changed_at),
+            version=event.version,
             created_at=epoch_to_datetime(event.created_at),
             updated_at=epoch_to_datetime(event.updated_at),
+        )
+
+
+class AuditOut(_SchemaModel):
+    """One line of an alert's audit trail: who did what, when, with which note."""
+
+    id: int = Field(..., ge=1, description="Increasing in time.")
+    event_id: str
+    at: datetime = Field(..., description="When, UTC.")
+    actor: str = Field(..., description='API token name, "pipeline" or "system" (escalation).')
+    action: str = Field(
+        ..., description="raise, escalate, acknowledge, dispatch, resolve, false_alarm or close."
+    )
+    from_state: AlertState | None = Field(None, description="State before; null when raised.")
+    to_state: AlertState
+    severity: RiskLevel = Field(..., description="Colour after the action.")
+    assignee: str | None = None
+    note: str = ""
+
+    @classmethod
+    def from_entry(cls, entry: AuditEntry) -> AuditOut:
+        """Build the response model of an audit entry."""
+        return cls(
+            id=entry.id,
+            event_id=entry.event_id,
+            at=epoch_to_datetime(entry.at),
+            actor=entry.actor,
+            action=entry.action,
+            from_state=entry.from_state,
+            to_state=entry.to_state,
+            severity=entry.severity,
+            assignee=entry.assignee,
+            note=entry.note,
         )
 
 
@@ -125,6 +196,9 @@ class EventList(_SchemaModel):
 
     items: list[EventOut]
     count: int = Field(..., ge=0, description="Number of items in this page.")
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next (older) page; null on the last page."
+    )
 
 
 class CameraHealthOut(_SchemaModel):
@@ -176,18 +250,21 @@ class HealthOut(_SchemaModel):
 
 
 class WebhookPayload(_SchemaModel):
-    """The JSON body POSTed to each webhook for every stored event revision.
+    """The JSON body POSTed to each webhook for every announcement of an event.
 
-    Receivers should deduplicate on ``(event.id, event.revision)`` (also sent as
-    the ``Idempotency-Key`` header) and ignore a revision lower than one they have
-    seen: retries can deliver revisions out of order.
+    Receivers should deduplicate on the ``Idempotency-Key`` header (the same for
+    every retry of one delivery), and order by ``event.version``: retries can
+    deliver announcements out of order.
     """
 
     schema_version: int = Field(WEBHOOK_SCHEMA_VERSION, description="Version of this payload shape.")
     kind: WebhookKind = Field(
-        ..., description="event.created (revision 1), event.updated, or event.ended (ended_at is set)."
+        ...,
+        description="event.created (revision 1), event.updated, event.ended (ended_at is set), or a "
+        "lifecycle change: event.acknowledged / dispatched / resolved / false_alarm / closed / escalated.",
     )
     event: EventOut
+    change: AuditOut | None = Field(None, description="The lifecycle change announced; null for detections.")
 
     @staticmethod
     def kind_of(event: StoredEvent) -> WebhookKind:
@@ -197,6 +274,12 @@ class WebhookPayload(_SchemaModel):
         return "event.created" if event.revision == 1 else "event.updated"
 
     @classmethod
-    def for_event(cls, event: StoredEvent) -> WebhookPayload:
-        """Build the payload announcing ``event`` at its current revision."""
-        return cls(kind=cls.kind_of(event), event=EventOut.from_stored(event))
+    def for_event(
+        cls, event: StoredEvent, *, kind: WebhookKind | None = None, change: AuditEntry | None = None
+    ) -> WebhookPayload:
+        """Build the payload announcing ``event`` (by default its detection kind, see ``kind_of``)."""
+        return cls(
+            kind=kind or cls.kind_of(event),
+            event=EventOut.from_stored(event),
+            change=None if change is None else AuditOut.from_entry(change),
+        )

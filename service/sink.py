@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.event import Event
 from service.evidence import EvidenceStore
-from service.store import EventStore
+from service.metrics import ServiceMetrics
+from service.store import EventStore, UpsertResult
 from service.webhooks import WebhookDispatcher
 
 __all__ = ["SinkStats", "StoreSink"]
@@ -54,8 +54,7 @@ class StoreSink:
         evidence: Where snapshots go.
         dispatcher: The webhook worker to wake after each stored revision;
             ``None`` stores events without waking anyone.
-        webhook_urls: URLs each revision is enqueued for; default the
-            dispatcher's configured ``urls`` (none without a dispatcher).
+        metrics: Counts received revisions, when given.
 
     Example:
         >>> sink = StoreSink(store, EvidenceStore(config.storage.dir), dispatcher)
@@ -68,14 +67,12 @@ class StoreSink:
         evidence: EvidenceStore,
         dispatcher: WebhookDispatcher | None = None,
         *,
-        webhook_urls: Sequence[str] | None = None,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self._store = store
         self._evidence = evidence
         self._dispatcher = dispatcher
-        if webhook_urls is None:
-            webhook_urls = dispatcher.urls if dispatcher is not None else []
-        self._webhook_urls = list(dict.fromkeys(webhook_urls))
+        self._metrics = metrics
         self._lock = threading.Lock()
         self._stats = SinkStats()
 
@@ -92,7 +89,7 @@ class StoreSink:
         """
         self._count(published=1)
         try:
-            self._publish(event)
+            self.store_event(event)
         except Exception:
             self._count(failed=1)
             logger.exception(
@@ -103,16 +100,27 @@ class StoreSink:
                 event.id,
             )
 
-    def _publish(self, event: Event) -> None:
-        """``publish`` without the safety net."""
+    def store_event(self, event: Event) -> UpsertResult:
+        """``publish`` without the safety net: what ``POST /ingest/events`` calls.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: The database failed.
+        """
         snapshot_path = self._save_snapshot(event)
-        result = self._store.upsert_event(event, snapshot_path=snapshot_path, webhook_urls=self._webhook_urls)
+        result = self._store.upsert_event(event, snapshot_path=snapshot_path)
+        if self._metrics is not None:
+            self._metrics.ingested.labels(
+                behaviour=event.behaviour.value,
+                severity=event.severity.value,
+                result="applied" if result.is_applied else "duplicate",
+            ).inc()
         if not result.is_applied:
             self._count(ignored=1)
-            return
+            return result
         self._count(stored=1)
         if result.deliveries_enqueued and self._dispatcher is not None:
             self._dispatcher.wake()
+        return result
 
     def _save_snapshot(self, event: Event) -> str | None:
         """Write the revision's snapshot if it brings one and is not stale; ``None`` keeps the stored one."""

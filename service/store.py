@@ -1,184 +1,57 @@
-"""The event store: events and their webhook outbox in one SQL database (SQLite by default).
+"""The event store: incidents, their alert lifecycle and audit trail, announced through the outbox.
 
-Two tables. ``events`` holds one row per incident at its highest revision;
-``webhook_deliveries`` is a durable outbox with one row per (event revision,
-webhook URL), written in the same transaction as the event, so a crash between
-storing an event and announcing it loses nothing: the dispatcher delivers what is
-pending after a restart.
+``EventStore`` is the one object the rest of the service holds: it owns the
+``Database`` and exposes the outbox (``store.outbox``), the webhook subscriptions
+(``store.subscriptions``) and the API tokens (``store.tokens``) that share it.
 
-The store is safe to share between threads (the pipeline thread writes, the API's
-worker threads read, the webhook dispatcher claims and updates deliveries): each
-call opens its own short session. On SQLite the database runs in WAL mode (readers
-never block the writer), write transactions start with ``BEGIN IMMEDIATE`` (so
-they queue on the busy timeout instead of failing on a lock upgrade), and a busy
-database waits ``busy_timeout_s`` before raising.
+Every change to an event happens in one transaction together with its audit line
+and its webhook deliveries (``service.outbox.enqueue``): a detection revision
+(``upsert_event``), an operator's action (``transition``), an escalation
+(``escalate_overdue``). A crash therefore never leaves a change unannounced.
 
-The schema is created with ``create_all`` for now; Alembic migrations replace that
-when the schema first changes.
+The store is safe to share between threads: each call opens its own short session.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
-from pathlib import Path
-from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    Engine,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-    create_engine,
-    event,
-    func,
-    select,
-    text,
-)
+from sqlalchemy import Engine, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.orm import Session
 
-from pipeline.event import Behaviour, Event, EventBox, RiskLevel
-from service.config import StorageConfig
-from service.schemas import WebhookPayload
+from pipeline.event import Behaviour, Event, RiskLevel
+from service.config import SlaConfig, StorageConfig
+from service.database import Database, sqlite_url
+from service.errors import InvalidTransitionError
+from service.lifecycle import (
+    Action,
+    AlertState,
+    allowed_actions,
+    escalated_severity,
+    kind_of_action,
+    next_state,
+)
+from service.outbox import Outbox, enqueue
+from service.records import AuditEntry, StoredEvent, audit_from_row, event_from_row
+from service.schemas import WebhookKind, WebhookPayload
+from service.subscriptions import SubscriptionStore
+from service.tables import AuditRow, EventRow
+from service.tokens import TokenStore
 
-__all__ = [
-    "STATE_RAISED",
-    "Base",
-    "DeliveryStatus",
-    "EventStore",
-    "StoredEvent",
-    "UpsertResult",
-    "WebhookDelivery",
-    "sqlite_url",
-]
+__all__ = ["ACTOR_PIPELINE", "ACTOR_SYSTEM", "EventPage", "EventStore", "TransitionResult", "UpsertResult"]
 
 logger = logging.getLogger(__name__)
 
-STATE_RAISED = "raised"
-"""The only alert state of this slice; the lifecycle (ack, dispatch, resolve) adds the others."""
-
-_WRITE_OPTION = "anjian_write"
-_MAX_ERROR_CHARS = 1000
-
-
-class DeliveryStatus(StrEnum):
-    """Where one webhook delivery stands."""
-
-    PENDING = "pending"
-    DELIVERED = "delivered"
-    FAILED = "failed"
-
-
-# ---------------------------------------------------------------------------- ORM
-
-
-class Base(DeclarativeBase):
-    """Declarative base of every anjian table (the metadata Alembic will target)."""
-
-
-class _EventRow(Base):
-    """One incident at its highest stored revision."""
-
-    __tablename__ = "events"
-
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    revision: Mapped[int] = mapped_column(Integer)
-    site_id: Mapped[str] = mapped_column(String(64))
-    workshop_id: Mapped[str] = mapped_column(String(64))
-    camera_id: Mapped[str] = mapped_column(String(64))
-    behaviour: Mapped[str] = mapped_column(String(32))
-    severity: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(16), default=STATE_RAISED)
-    started_at: Mapped[float] = mapped_column(Float)
-    last_seen_at: Mapped[float] = mapped_column(Float)
-    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    confidence: Mapped[float] = mapped_column(Float)
-    zone_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    model_version: Mapped[str] = mapped_column(String(128), default="")
-    message: Mapped[str] = mapped_column(Text, default="")
-    boxes: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
-    snapshot_path: Mapped[str | None] = mapped_column(String(512), nullable=True)
-    created_at: Mapped[float] = mapped_column(Float)
-    updated_at: Mapped[float] = mapped_column(Float)
-
-    __table_args__ = (
-        Index("ix_events_started_at", "started_at"),
-        Index("ix_events_camera_started", "camera_id", "started_at"),
-        Index("ix_events_behaviour_started", "behaviour", "started_at"),
-    )
-
-
-class _DeliveryRow(Base):
-    """One (event revision, webhook URL) to POST, or already POSTed."""
-
-    __tablename__ = "webhook_deliveries"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    event_id: Mapped[str] = mapped_column(String(64), ForeignKey("events.id", ondelete="CASCADE"))
-    revision: Mapped[int] = mapped_column(Integer)
-    url: Mapped[str] = mapped_column(String(2048))
-    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING.value)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    next_attempt_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    delivered_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[float] = mapped_column(Float)
-    updated_at: Mapped[float] = mapped_column(Float)
-
-    __table_args__ = (
-        UniqueConstraint("event_id", "revision", "url", name="uq_delivery_event_revision_url"),
-        Index("ix_deliveries_status_next", "status", "next_attempt_at"),
-    )
-
-
-# ------------------------------------------------------------------ typed records
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """An event as stored: the pipeline's fields plus the service's own.
-
-    Times are epoch seconds, as in ``pipeline.event.Event``.
-
-    Attributes:
-        state: Alert lifecycle state, ``"raised"`` in this slice.
-        snapshot_path: Snapshot file relative to the data folder, or ``None``.
-        created_at: When the service first stored the incident.
-        updated_at: When the service last stored a revision of it.
-    """
-
-    id: str
-    revision: int
-    site_id: str
-    workshop_id: str
-    camera_id: str
-    behaviour: Behaviour
-    severity: RiskLevel
-    state: str
-    started_at: float
-    last_seen_at: float
-    ended_at: float | None
-    confidence: float
-    zone_id: str | None
-    model_version: str
-    message: str
-    boxes: tuple[EventBox, ...]
-    snapshot_path: str | None
-    created_at: float
-    updated_at: float
+ACTOR_PIPELINE = "pipeline"
+ACTOR_SYSTEM = "system"
+_MAX_NOTE_CHARS = 4000
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,98 +70,60 @@ class UpsertResult:
 
 
 @dataclass(frozen=True, slots=True)
-class WebhookDelivery:
-    """One row of the webhook outbox.
+class TransitionResult:
+    """What ``EventStore.transition`` did: the alert after the action and its audit line."""
+
+    event: StoredEvent
+    audit: AuditEntry
+    deliveries_enqueued: int
+
+
+@dataclass(frozen=True, slots=True)
+class EventPage:
+    """One page of ``EventStore.list_events``.
 
     Attributes:
-        id: Row id.
-        event_id: Event announced.
-        revision: Revision of the event announced.
-        url: Webhook URL.
-        status: pending, delivered or failed (given up).
-        attempts: POSTs made so far.
-        last_error: Why the last attempt failed, or ``None``.
-        last_status_code: HTTP status of the last response, or ``None`` (no response).
-        next_attempt_at: Epoch seconds when it is due (a pending row), else ``None``.
-        delivered_at: Epoch seconds of the successful POST, else ``None``.
-        payload: The JSON body, fixed when the row was enqueued (``WebhookPayload``).
+        items: Events, newest ``started_at`` first.
+        next_cursor: Opaque cursor of the next (older) page, or ``None`` on the last one.
     """
 
-    id: int
-    event_id: str
-    revision: int
-    url: str
-    status: DeliveryStatus
-    attempts: int
-    last_error: str | None
-    last_status_code: int | None
-    next_attempt_at: float | None
-    delivered_at: float | None
-    payload: dict[str, Any]
+    items: list[StoredEvent]
+    next_cursor: str | None
 
 
-def _to_stored(row: _EventRow) -> StoredEvent:
-    """Copy an ORM row into an immutable record usable outside the session."""
-    return StoredEvent(
-        id=row.id,
-        revision=row.revision,
-        site_id=row.site_id,
-        workshop_id=row.workshop_id,
-        camera_id=row.camera_id,
-        behaviour=Behaviour(row.behaviour),
-        severity=RiskLevel(row.severity),
-        state=row.state,
-        started_at=row.started_at,
-        last_seen_at=row.last_seen_at,
-        ended_at=row.ended_at,
-        confidence=row.confidence,
-        zone_id=row.zone_id,
-        model_version=row.model_version,
-        message=row.message,
-        boxes=tuple(
-            EventBox(
-                class_name=str(b["class_name"]),
-                confidence=float(b["confidence"]),
-                xyxy_norm=(
-                    float(b["xyxy_norm"][0]),
-                    float(b["xyxy_norm"][1]),
-                    float(b["xyxy_norm"][2]),
-                    float(b["xyxy_norm"][3]),
-                ),
-            )
-            for b in row.boxes
-        ),
-        snapshot_path=row.snapshot_path,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-    )
+def _encode_cursor(event: StoredEvent) -> str:
+    """An opaque cursor positioned after ``event`` in list order."""
+    raw = json.dumps([event.started_at, event.id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _to_delivery(row: _DeliveryRow) -> WebhookDelivery:
-    """Copy an ORM delivery row into an immutable record."""
-    return WebhookDelivery(
-        id=row.id,
-        event_id=row.event_id,
-        revision=row.revision,
-        url=row.url,
-        status=DeliveryStatus(row.status),
-        attempts=row.attempts,
-        last_error=row.last_error,
-        last_status_code=row.last_status_code,
-        next_attempt_at=row.next_attempt_at,
-        delivered_at=row.delivered_at,
-        payload=dict(row.payload),
-    )
+def _decode_cursor(cursor: str) -> tuple[float, str]:
+    """The (started_at, id) a cursor points after; ``ValueError`` for a malformed one."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        started_at, event_id = json.loads(raw)
+        if (
+            isinstance(started_at, bool)
+            or not isinstance(started_at, int | float)
+            or not isinstance(event_id, str)
+        ):
+            raise TypeError
+        return float(started_at), event_id
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"malformed cursor {cursor[:40]!r}; pass next_cursor from a previous page") from exc
 
 
-def _apply_event(row: _EventRow, ev: Event) -> None:
-    """Copy the pipeline's fields of ``ev`` onto ``row``."""
+def _apply_event(row: EventRow, ev: Event) -> None:
+    """Copy the pipeline's fields of ``ev`` onto ``row`` (an escalated colour is kept if higher)."""
     row.revision = ev.revision
     row.site_id = ev.site_id
     row.workshop_id = ev.workshop_id
     row.camera_id = ev.camera_id
     row.behaviour = Behaviour(ev.behaviour).value
-    row.severity = RiskLevel(ev.severity).value
+    detected = RiskLevel(ev.severity)
+    row.detected_severity = detected.value
+    current = RiskLevel(row.severity) if row.severity else detected
+    row.severity = (current if row.escalations and current.rank > detected.rank else detected).value
     row.started_at = ev.started_at
     row.last_seen_at = ev.last_seen_at
     row.ended_at = ev.ended_at
@@ -302,112 +137,96 @@ def _apply_event(row: _EventRow, ev: Event) -> None:
     ]
 
 
-def sqlite_url(directory: Path | str) -> str:
-    """The default database URL: ``anjian.db`` in the data folder."""
-    return f"sqlite:///{Path(directory) / 'anjian.db'}"
-
-
-# -------------------------------------------------------------------------- store
-
-
 class EventStore:
-    """Stores event revisions and their webhook outbox; thread-safe.
+    """Stores incidents and their lifecycle; holds the outbox, subscriptions and tokens; thread-safe.
 
     Args:
-        database_url: SQLAlchemy URL, e.g. ``sqlite:///data/anjian.db`` or a
-            ``postgresql+psycopg://`` one.
-        clock: Returns epoch seconds; stamps ``created_at``/``updated_at`` and
-            outbox times. Inject a fake one in tests.
-        busy_timeout_s: How long a SQLite write waits for another writer.
-        is_create_schema: Create missing tables at construction.
+        database: A ``Database`` or a SQLAlchemy URL (``sqlite:///data/anjian.db``,
+            ``postgresql+psycopg://…``) to open one with.
+        clock: Returns epoch seconds; stamps every change. Inject a fake one in tests.
+        busy_timeout_s: How long a SQLite write waits for another writer (URL only).
+        is_auto_migrate: Apply pending migrations when opening a URL.
 
     Example:
         >>> store = EventStore.from_config(config.storage)
-        >>> result = store.upsert_event(event, webhook_urls=["http://cr.local/hook"])
-        >>> store.list_events(camera_id="cam-1", limit=10)
+        >>> store.upsert_event(event)
+        >>> store.transition(event.id, Action.ACKNOWLEDGE, actor="duty-officer")
     """
 
     def __init__(
         self,
-        database_url: str,
+        database: Database | str,
         *,
         clock: Callable[[], float] = time.time,
         busy_timeout_s: float = 5.0,
-        is_create_schema: bool = True,
+        is_auto_migrate: bool = True,
     ) -> None:
-        if busy_timeout_s <= 0:
-            raise ValueError(f"busy_timeout_s must be > 0, got {busy_timeout_s}")
         self._clock = clock
-        self._engine = self._make_engine(database_url, busy_timeout_s)
-        self._read_sessions = sessionmaker(self._engine, expire_on_commit=False)
-        self._write_sessions = sessionmaker(
-            self._engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
-        )
-        if is_create_schema:
-            Base.metadata.create_all(self._engine)
+        if isinstance(database, str):
+            database = Database(database, busy_timeout_s=busy_timeout_s, is_auto_migrate=is_auto_migrate)
+        self._db = database
+        self.outbox = Outbox(database, clock=clock)
+        self.subscriptions = SubscriptionStore(database, clock=clock)
+        self.tokens = TokenStore(database, clock=clock)
 
     @classmethod
     def from_config(cls, storage: StorageConfig, *, clock: Callable[[], float] = time.time) -> EventStore:
-        """Open the store the ``storage:`` section describes, creating the data folder if needed.
-
-        Args:
-            storage: ``database_url`` if set, else ``sqlite:///{dir}/anjian.db``.
-            clock: See the class.
-        """
+        """Open the store the ``storage:`` section describes, creating the data folder if needed."""
         storage.dir.mkdir(parents=True, exist_ok=True)
-        return cls(storage.database_url or sqlite_url(storage.dir), clock=clock)
+        return cls(
+            storage.database_url or sqlite_url(storage.dir),
+            clock=clock,
+            is_auto_migrate=storage.is_auto_migrate,
+        )
+
+    @property
+    def database(self) -> Database:
+        """The shared database."""
+        return self._db
 
     @property
     def engine(self) -> Engine:
-        """The SQLAlchemy engine (for migrations, health checks and tests)."""
-        return self._engine
+        """The SQLAlchemy engine (for tests and health checks)."""
+        return self._db.engine
 
     def close(self) -> None:
         """Close every pooled connection; the store must not be used afterwards."""
-        self._engine.dispose()
+        self._db.close()
 
-    # ------------------------------------------------------------------ events
+    def ping(self) -> None:
+        """Run a trivial query; raises ``sqlalchemy.exc.SQLAlchemyError`` when the database is unusable."""
+        self._db.ping()
 
-    def upsert_event(
-        self,
-        ev: Event,
-        *,
-        snapshot_path: str | None = None,
-        webhook_urls: Sequence[str] = (),
-    ) -> UpsertResult:
-        """Store an event revision and, in the same transaction, enqueue its webhook deliveries.
+    # ------------------------------------------------------------ detections
 
-        A new id is inserted. A known id is updated only when ``ev.revision`` is
-        higher than the stored one; a stale or duplicate revision is ignored (and
-        enqueues nothing), so re-publishing is harmless.
+    def upsert_event(self, ev: Event, *, snapshot_path: str | None = None) -> UpsertResult:
+        """Store a detection revision and, in the same transaction, enqueue its webhook deliveries.
+
+        A new id is inserted (state raised, with a ``raise`` audit line). A known id
+        is updated only when ``ev.revision`` is higher than the stored one; a stale
+        or duplicate revision is ignored (and enqueues nothing), so re-sending is harmless.
 
         Args:
-            ev: The revision from the pipeline; ``ev.snapshot_jpeg`` is not stored
-                here (see ``EvidenceStore``).
+            ev: The revision; ``ev.snapshot_jpeg`` is not stored here (see ``EvidenceStore``).
             snapshot_path: Relative path of a snapshot written for this revision;
                 ``None`` keeps the stored one.
-            webhook_urls: URLs to announce this revision to (duplicates ignored).
-
-        Returns:
-            The stored event and whether this revision was applied.
 
         Raises:
             sqlalchemy.exc.SQLAlchemyError: The database failed.
         """
-        urls = list(dict.fromkeys(webhook_urls))
         try:
-            return self._upsert_once(ev, snapshot_path, urls)
+            return self._upsert_once(ev, snapshot_path)
         except IntegrityError:
             # Another writer inserted the same id between our read and our insert
             # (possible on PostgreSQL; SQLite serialises writers): redo it as an update.
             logger.info("%s: event %s was inserted concurrently; retrying", ev.camera_id, ev.id)
-        return self._upsert_once(ev, snapshot_path, urls)
+        return self._upsert_once(ev, snapshot_path)
 
-    def _upsert_once(self, ev: Event, snapshot_path: str | None, urls: list[str]) -> UpsertResult:
+    def _upsert_once(self, ev: Event, snapshot_path: str | None) -> UpsertResult:
         """One transaction of ``upsert_event``."""
         now = self._clock()
-        with self._write() as session:
-            row = session.scalars(select(_EventRow).where(_EventRow.id == ev.id).with_for_update()).first()
+        with self._db.write() as session:
+            row = session.scalars(select(EventRow).where(EventRow.id == ev.id).with_for_update()).first()
             if row is not None and row.revision >= ev.revision:
                 logger.debug(
                     "%s: ignoring revision %d of event %s (stored: %d)",
@@ -416,260 +235,294 @@ class EventStore:
                     ev.id,
                     row.revision,
                 )
-                return UpsertResult(event=_to_stored(row), is_applied=False, deliveries_enqueued=0)
+                return UpsertResult(event=event_from_row(row), is_applied=False, deliveries_enqueued=0)
+            is_new = row is None
             if row is None:
-                row = _EventRow(id=ev.id, state=STATE_RAISED, created_at=now, snapshot_path=None)
+                row = EventRow(
+                    id=ev.id,
+                    state=AlertState.RAISED.value,
+                    severity="",
+                    escalations=0,
+                    version=0,
+                    created_at=now,
+                    state_changed_at=now,
+                )
                 session.add(row)
             _apply_event(row, ev)
             if snapshot_path is not None:
                 row.snapshot_path = snapshot_path
+            row.version += 1
             row.updated_at = now
             session.flush()
-            stored = _to_stored(row)
-            if urls:
-                payload = WebhookPayload.for_event(stored).model_dump(mode="json")
-                for url in urls:
-                    session.add(
-                        _DeliveryRow(
-                            event_id=stored.id,
-                            revision=stored.revision,
-                            url=url,
-                            status=DeliveryStatus.PENDING.value,
-                            attempts=0,
-                            next_attempt_at=now,
-                            payload=payload,
-                            created_at=now,
-                            updated_at=now,
-                        )
-                    )
-            return UpsertResult(event=stored, is_applied=True, deliveries_enqueued=len(urls))
+            if is_new:
+                self._audit(
+                    session, row, actor=ACTOR_PIPELINE, action="raise", from_state=None, note=ev.message
+                )
+            stored = event_from_row(row)
+            count = enqueue(session, stored, kind=WebhookPayload.kind_of(stored), change=None, now=now)
+            return UpsertResult(event=stored, is_applied=True, deliveries_enqueued=count)
+
+    def attach_clip(self, event_id: str, clip_path: str) -> StoredEvent:
+        """Record the clip of an event (relative to the data folder).
+
+        Raises:
+            KeyError: No event has this id.
+        """
+        with self._db.write() as session:
+            row = self._event_row(session, event_id)
+            row.clip_path = clip_path
+            row.version += 1
+            row.updated_at = self._clock()
+            return event_from_row(row)
+
+    # -------------------------------------------------------------- lifecycle
+
+    def transition(
+        self,
+        event_id: str,
+        action: Action | str,
+        *,
+        actor: str,
+        note: str = "",
+        assignee: str | None = None,
+    ) -> TransitionResult:
+        """Move an alert through its lifecycle, write the audit line and announce it, in one transaction.
+
+        Args:
+            event_id: The alert.
+            action: What is done.
+            actor: Who does it (an API token's name).
+            note: Work-order note (dispatch), disposal note (resolve), reason
+                (false_alarm) or a comment; at most 4000 characters.
+            assignee: Who is dispatched; required for ``dispatch``, ignored otherwise.
+
+        Raises:
+            KeyError: No event has this id.
+            InvalidTransitionError: The action is not allowed from the alert's state.
+            ValueError: ``dispatch`` without an assignee, or a note that is too long.
+        """
+        action = Action(action)
+        if len(note) > _MAX_NOTE_CHARS:
+            raise ValueError(f"a note may have at most {_MAX_NOTE_CHARS} characters, got {len(note)}")
+        if action is Action.DISPATCH and not (assignee and assignee.strip()):
+            raise ValueError("dispatch needs an assignee")
+        now = self._clock()
+        with self._db.write() as session:
+            row = session.scalars(select(EventRow).where(EventRow.id == event_id).with_for_update()).first()
+            if row is None:
+                raise KeyError(f"no event with id {event_id!r}")
+            state = AlertState(row.state)
+            target = next_state(state, action)
+            if target is None:
+                raise InvalidTransitionError(
+                    state.value, action.value, [a.value for a in allowed_actions(state)]
+                )
+            row.state = target.value
+            row.state_changed_at = now
+            if action is Action.ACKNOWLEDGE:
+                row.acknowledged_at = now
+            if action is Action.DISPATCH:
+                row.assignee = (assignee or "").strip()
+            row.version += 1
+            row.updated_at = now
+            session.flush()
+            audit = self._audit(
+                session,
+                row,
+                actor=actor,
+                action=action.value,
+                from_state=state,
+                note=note,
+                assignee=row.assignee if action is Action.DISPATCH else None,
+            )
+            stored = event_from_row(row)
+            kind: WebhookKind = kind_of_action(action)  # type: ignore[assignment]
+            count = enqueue(session, stored, kind=kind, change=audit, now=now)
+        logger.info(
+            "%s: %s %s event %s (%s → %s)", stored.camera_id, actor, action.value, event_id, state, target
+        )
+        return TransitionResult(event=stored, audit=audit, deliveries_enqueued=count)
+
+    def escalate_overdue(self, sla: SlaConfig) -> list[StoredEvent]:
+        """Escalate every raised alert not acknowledged within its colour's deadline.
+
+        The deadline runs from when the alert was stored, or from its last
+        escalation. Escalating raises the colour one step (red stays red), adds an
+        ``escalate`` audit line by ``system``, and announces ``event.escalated``. An
+        alert is escalated at most ``sla.max_escalations`` times.
+
+        Returns:
+            The escalated events, after escalation.
+        """
+        now = self._clock()
+        query = (
+            select(EventRow)
+            .where(EventRow.state == AlertState.RAISED.value, EventRow.escalations < sla.max_escalations)
+            .order_by(EventRow.created_at)
+            .with_for_update()
+        )
+        escalated: list[StoredEvent] = []
+        with self._db.write() as session:
+            for row in session.scalars(query).all():
+                since = row.escalated_at if row.escalated_at is not None else row.created_at
+                deadline_s = sla.deadline_s(row.severity)
+                if now - since < deadline_s:
+                    continue
+                before = row.severity
+                row.severity = escalated_severity(before).value
+                row.escalations += 1
+                row.escalated_at = now
+                row.version += 1
+                row.updated_at = now
+                session.flush()
+                note = f"not acknowledged within {deadline_s:g} s; {before} → {row.severity}"
+                audit = self._audit(
+                    session,
+                    row,
+                    actor=ACTOR_SYSTEM,
+                    action="escalate",
+                    from_state=AlertState.RAISED,
+                    note=note,
+                )
+                stored = event_from_row(row)
+                enqueue(session, stored, kind="event.escalated", change=audit, now=now)
+                escalated.append(stored)
+        for event in escalated:
+            logger.warning("%s: escalated event %s to %s", event.camera_id, event.id, event.severity)
+        return escalated
+
+    def audit_trail(self, event_id: str) -> list[AuditEntry]:
+        """The alert's audit lines, oldest first (empty for an unknown id)."""
+        query = select(AuditRow).where(AuditRow.event_id == event_id).order_by(AuditRow.id)
+        with self._db.read() as session:
+            return [audit_from_row(row) for row in session.scalars(query)]
+
+    # ------------------------------------------------------------------ reads
 
     def get_event(self, event_id: str) -> StoredEvent | None:
         """The stored event with this id, or ``None``."""
-        with self._read() as session:
-            row = session.get(_EventRow, event_id)
-            return None if row is None else _to_stored(row)
+        with self._db.read() as session:
+            row = session.get(EventRow, event_id)
+            return None if row is None else event_from_row(row)
 
     def list_events(
         self,
         *,
+        site_id: str | None = None,
+        workshop_id: str | None = None,
         camera_id: str | None = None,
-        behaviour: Behaviour | None = None,
-        severity: RiskLevel | None = None,
+        behaviours: Sequence[Behaviour] = (),
+        severities: Sequence[RiskLevel] = (),
+        states: Sequence[AlertState] = (),
         since: float | None = None,
         until: float | None = None,
+        cursor: str | None = None,
         limit: int = 100,
-    ) -> list[StoredEvent]:
-        """Events matching every given filter, newest ``started_at`` first.
+    ) -> EventPage:
+        """Events matching every given filter, newest ``started_at`` first, one page at a time.
 
         Args:
+            site_id: Only this site.
+            workshop_id: Only this workshop.
             camera_id: Only this camera.
-            behaviour: Only this behaviour.
-            severity: Only this risk level.
+            behaviours: Only these behaviours (any, when empty).
+            severities: Only these current colours.
+            states: Only these lifecycle states.
             since: Only events started at or after this time, epoch seconds.
             until: Only events started before this time, epoch seconds.
+            cursor: ``next_cursor`` of the previous page.
             limit: At most this many, 1 or more.
 
         Raises:
-            ValueError: ``limit`` is below 1.
+            ValueError: ``limit`` is below 1 or ``cursor`` is malformed.
         """
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
-        query = select(_EventRow)
-        if camera_id is not None:
-            query = query.where(_EventRow.camera_id == camera_id)
-        if behaviour is not None:
-            query = query.where(_EventRow.behaviour == Behaviour(behaviour).value)
-        if severity is not None:
-            query = query.where(_EventRow.severity == RiskLevel(severity).value)
+        query = select(EventRow)
+        for column, value in (
+            (EventRow.site_id, site_id),
+            (EventRow.workshop_id, workshop_id),
+            (EventRow.camera_id, camera_id),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if behaviours:
+            query = query.where(EventRow.behaviour.in_([Behaviour(b).value for b in behaviours]))
+        if severities:
+            query = query.where(EventRow.severity.in_([RiskLevel(s).value for s in severities]))
+        if states:
+            query = query.where(EventRow.state.in_([AlertState(s).value for s in states]))
         if since is not None:
-            query = query.where(_EventRow.started_at >= since)
+            query = query.where(EventRow.started_at >= since)
         if until is not None:
-            query = query.where(_EventRow.started_at < until)
-        query = query.order_by(_EventRow.started_at.desc(), _EventRow.id.desc()).limit(limit)
-        with self._read() as session:
-            return [_to_stored(row) for row in session.scalars(query)]
+            query = query.where(EventRow.started_at < until)
+        if cursor is not None:
+            after_started, after_id = _decode_cursor(cursor)
+            query = query.where(
+                or_(
+                    EventRow.started_at < after_started,
+                    and_(EventRow.started_at == after_started, EventRow.id < after_id),
+                )
+            )
+        query = query.order_by(EventRow.started_at.desc(), EventRow.id.desc()).limit(limit + 1)
+        with self._db.read() as session:
+            items = [event_from_row(row) for row in session.scalars(query)]
+        has_more = len(items) > limit
+        items = items[:limit]
+        return EventPage(items=items, next_cursor=_encode_cursor(items[-1]) if has_more else None)
 
-    def ping(self) -> None:
-        """Run a trivial query; raises ``sqlalchemy.exc.SQLAlchemyError`` when the database is unusable."""
-        with self._read() as session:
-            session.execute(text("SELECT 1"))
-
-    # -------------------------------------------------------------- deliveries
-
-    def claim_due_delivery(self, *, now: float, lease_s: float) -> WebhookDelivery | None:
-        """Take the pending delivery due first, leasing it for ``lease_s`` seconds.
-
-        The lease moves ``next_attempt_at`` to ``now + lease_s`` in the same
-        transaction, so a second dispatcher on the same database skips the row and
-        a dispatcher that dies mid-POST has the row retried once the lease ends.
-
-        Args:
-            now: Current epoch seconds.
-            lease_s: How long the caller may take to attempt it.
-
-        Returns:
-            The claimed delivery (as it was before the lease), or ``None`` if none is due.
-        """
+    def changed_since(self, updated_at: float, *, limit: int = 500) -> list[StoredEvent]:
+        """Events changed at or after ``updated_at`` (epoch seconds), oldest change first: the live feed."""
         query = (
-            select(_DeliveryRow)
-            .where(_DeliveryRow.status == DeliveryStatus.PENDING.value, _DeliveryRow.next_attempt_at <= now)
-            .order_by(_DeliveryRow.next_attempt_at, _DeliveryRow.id)
-            .limit(1)
-            .with_for_update(skip_locked=True)
+            select(EventRow)
+            .where(EventRow.updated_at >= updated_at)
+            .order_by(EventRow.updated_at, EventRow.id)
+            .limit(limit)
         )
-        with self._write() as session:
-            row = session.scalars(query).first()
-            if row is None:
-                return None
-            claimed = _to_delivery(row)
-            row.next_attempt_at = now + lease_s
-            row.updated_at = now
-            return claimed
+        with self._db.read() as session:
+            return [event_from_row(row) for row in session.scalars(query)]
 
-    def mark_delivered(self, delivery_id: int, *, status_code: int, now: float) -> WebhookDelivery:
-        """Record a successful POST: one more attempt, status delivered.
-
-        Raises:
-            KeyError: No delivery has this id.
-        """
-        with self._write() as session:
-            row = self._delivery_row(session, delivery_id)
-            row.attempts += 1
-            row.status = DeliveryStatus.DELIVERED.value
-            row.last_status_code = status_code
-            row.last_error = None
-            row.delivered_at = now
-            row.next_attempt_at = None
-            row.updated_at = now
-            return _to_delivery(row)
-
-    def mark_attempt_failed(
-        self,
-        delivery_id: int,
-        *,
-        error: str,
-        status_code: int | None,
-        retry_at: float | None,
-        now: float,
-        is_counted: bool = True,
-    ) -> WebhookDelivery:
-        """Record a failed POST: pending again until ``retry_at``, or failed for good when it is ``None``.
-
-        Args:
-            delivery_id: The delivery.
-            error: Why it failed (truncated to 1000 characters).
-            status_code: HTTP status received, or ``None`` when no response came.
-            retry_at: Epoch seconds of the next attempt; ``None`` gives up.
-            now: Current epoch seconds.
-            is_counted: Whether a POST was actually made (``False`` when giving up
-                without sending, e.g. the URL is no longer configured).
-
-        Raises:
-            KeyError: No delivery has this id.
-        """
-        with self._write() as session:
-            row = self._delivery_row(session, delivery_id)
-            if is_counted:
-                row.attempts += 1
-            row.last_error = error[:_MAX_ERROR_CHARS]
-            row.last_status_code = status_code
-            row.status = (DeliveryStatus.PENDING if retry_at is not None else DeliveryStatus.FAILED).value
-            row.next_attempt_at = retry_at
-            row.updated_at = now
-            return _to_delivery(row)
-
-    def next_delivery_due_at(self) -> float | None:
-        """Epoch seconds when the earliest pending delivery is due, or ``None`` when none is pending."""
-        query = select(func.min(_DeliveryRow.next_attempt_at)).where(
-            _DeliveryRow.status == DeliveryStatus.PENDING.value
+    def count_events(self) -> dict[tuple[str, str, str], int]:
+        """How many events there are per (behaviour, severity, state): for the metrics."""
+        query = select(EventRow.behaviour, EventRow.severity, EventRow.state, func.count()).group_by(
+            EventRow.behaviour, EventRow.severity, EventRow.state
         )
-        with self._read() as session:
-            value = session.execute(query).scalar()
-            return None if value is None else float(value)
+        with self._db.read() as session:
+            return {(b, s, st): int(n) for b, s, st, n in session.execute(query)}
 
-    def get_delivery(self, delivery_id: int) -> WebhookDelivery | None:
-        """The delivery with this id, or ``None``."""
-        with self._read() as session:
-            row = session.get(_DeliveryRow, delivery_id)
-            return None if row is None else _to_delivery(row)
+    # ---------------------------------------------------------------- helpers
 
-    def list_deliveries(
+    def _audit(
         self,
+        session: Session,
+        row: EventRow,
         *,
-        event_id: str | None = None,
-        status: DeliveryStatus | None = None,
-        limit: int = 1000,
-    ) -> list[WebhookDelivery]:
-        """Deliveries matching the filters, oldest first (by id)."""
-        query = select(_DeliveryRow)
-        if event_id is not None:
-            query = query.where(_DeliveryRow.event_id == event_id)
-        if status is not None:
-            query = query.where(_DeliveryRow.status == DeliveryStatus(status).value)
-        query = query.order_by(_DeliveryRow.id).limit(limit)
-        with self._read() as session:
-            return [_to_delivery(row) for row in session.scalars(query)]
-
-    def count_deliveries(self, status: DeliveryStatus) -> int:
-        """How many deliveries have this status."""
-        query = select(func.count()).select_from(_DeliveryRow).where(_DeliveryRow.status == status.value)
-        with self._read() as session:
-            return int(session.execute(query).scalar_one())
-
-    # ---------------------------------------------------------------- plumbing
+        actor: str,
+        action: str,
+        from_state: AlertState | None,
+        note: str,
+        assignee: str | None = None,
+    ) -> AuditEntry:
+        """Append one audit line for ``row`` as it is now."""
+        audit = AuditRow(
+            event_id=row.id,
+            at=row.updated_at,
+            actor=actor[:200],
+            action=action,
+            from_state=None if from_state is None else from_state.value,
+            to_state=row.state,
+            severity=row.severity,
+            assignee=assignee,
+            note=note[:_MAX_NOTE_CHARS],
+        )
+        session.add(audit)
+        session.flush()
+        return audit_from_row(audit)
 
     @staticmethod
-    def _delivery_row(session: Session, delivery_id: int) -> _DeliveryRow:
-        """The delivery row with this id, or ``KeyError``."""
-        row = session.get(_DeliveryRow, delivery_id)
+    def _event_row(session: Session, event_id: str) -> EventRow:
+        """The event row with this id, or ``KeyError``."""
+        row = session.get(EventRow, event_id)
         if row is None:
-            raise KeyError(f"no webhook delivery with id {delivery_id}")
+            raise KeyError(f"no event with id {event_id!r}")
         return row
-
-    @contextmanager
-    def _read(self) -> Iterator[Session]:
-        """A session in a read transaction (``BEGIN`` on SQLite: a consistent WAL snapshot)."""
-        with self._read_sessions() as session, session.begin():
-            yield session
-
-    @contextmanager
-    def _write(self) -> Iterator[Session]:
-        """A session in a write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on exit."""
-        with self._write_sessions() as session, session.begin():
-            yield session
-
-    @staticmethod
-    def _make_engine(database_url: str, busy_timeout_s: float) -> Engine:
-        """Create the engine; on SQLite: WAL, busy timeout, foreign keys, explicit BEGINs."""
-        if not database_url.startswith("sqlite"):
-            return create_engine(database_url, pool_pre_ping=True)
-        is_memory = database_url in {"sqlite://", "sqlite:///:memory:"} or "mode=memory" in database_url
-        engine = create_engine(
-            database_url,
-            connect_args={"check_same_thread": False, "timeout": busy_timeout_s},
-            # One shared connection for an in-memory database, else each connection sees its own.
-            **({"poolclass": StaticPool} if is_memory else {}),
-        )
-        busy_timeout_ms = int(busy_timeout_s * 1000)
-
-        @event.listens_for(engine, "connect")
-        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-            # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            try:
-                if not is_memory:
-                    cursor.execute("PRAGMA journal_mode=WAL")
-                    cursor.execute("PRAGMA synchronous=NORMAL")
-                cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-                cursor.execute("PRAGMA foreign_keys=ON")
-            finally:
-                cursor.close()
-
-        @event.listens_for(engine, "begin")
-        def _on_begin(conn: Any) -> None:
-            is_write = bool(conn.get_execution_options().get(_WRITE_OPTION))
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if is_write else "BEGIN")
-
-        return engine

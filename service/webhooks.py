@@ -1,24 +1,28 @@
-"""Deliver the webhook outbox: POST each pending event revision to its URL, retrying with backoff.
+"""Deliver the webhook outbox: POST each pending announcement to its subscription, retrying with backoff.
 
-``EventStore.upsert_event`` writes one ``webhook_deliveries`` row per (revision,
-URL) in the event's own transaction; ``WebhookDispatcher`` is the single worker
-thread that drains those rows. It sleeps until the earliest row is due or until
-``wake()`` is called (``StoreSink`` calls it after every stored revision), so a new
-event goes out within milliseconds, and a restart delivers whatever was pending.
+Every change of an event enqueues one ``webhook_deliveries`` row per matching
+subscription in the change's own transaction (``service.outbox``);
+``WebhookDispatcher`` runs the worker threads that drain those rows. They sleep
+until the earliest row is due or until ``wake()`` is called (after every stored
+change), so an announcement goes out within milliseconds, and a restart delivers
+whatever was pending.
 
 Each POST carries the stored JSON body (``service.schemas.WebhookPayload``) and:
 
 - ``Content-Type: application/json``
 - ``X-Anjian-Event-Id: <event id>``
-- ``X-Anjian-Event-Kind: event.created | event.updated | event.ended``
-- ``Idempotency-Key: <event id>:<revision>:<first 16 hex of sha256(url)>``
+- ``X-Anjian-Event-Kind: event.created | event.acknowledged | …``
+- ``Idempotency-Key: <event id>:<change>:<subscription id>`` (the same on every retry)
 - ``X-Anjian-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``
-  when the webhook has a secret (``verify_signature`` checks one).
+  when the subscription has a secret; receivers check it with ``verify_signature``
+  and refuse a ``t`` outside their replay window (300 s by default).
 
 A 2xx response delivers the row. A transport error (``httpx.HTTPError``) or any
 other status is retried after ``min(backoff_max_s, backoff_base_s * 2**(attempts-1))``
-seconds until ``max_attempts`` is reached; then the row is marked failed. Every
-attempt records its status code and error on the row.
+seconds for as long as the subscription's ``retry_for_s`` (24 h by default) allows,
+and at most ``max_attempts`` times when it sets one; then the row becomes a dead
+letter (status failed), which ``Outbox.redeliver`` queues again. Every attempt
+records its status code and error on the row.
 """
 
 from __future__ import annotations
@@ -29,14 +33,16 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 import httpx
 
-from service.config import WebhookConfig
-from service.store import EventStore, WebhookDelivery
+from service.metrics import ServiceMetrics
+from service.outbox import idempotency_key
+from service.records import Subscription, WebhookDelivery
+from service.store import EventStore
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -44,6 +50,7 @@ __all__ = [
     "backoff_delay_s",
     "idempotency_key",
     "sign_payload",
+    "signature_headers",
     "verify_signature",
 ]
 
@@ -51,6 +58,7 @@ logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Anjian-Signature"
 _LEASE_MARGIN_S = 10.0
+_MAX_TIMEOUT_S = 120.0  # the largest timeout_s a subscription may set
 _LOOP_FAULT_BACKOFF_S = 1.0
 _ERROR_BODY_CHARS = 200
 
@@ -109,9 +117,9 @@ def verify_signature(
     return hmac.compare_digest(expected, received)
 
 
-def idempotency_key(event_id: str, revision: int, url: str) -> str:
-    """``<event_id>:<revision>:<first 16 hex of sha256(url)>``: the same for every retry of one delivery."""
-    return f"{event_id}:{revision}:{hashlib.sha256(url.encode()).hexdigest()[:16]}"
+def signature_headers(secret: str | None, body: bytes, timestamp: int) -> dict[str, str]:
+    """The signature header for ``body`` when there is a secret, else nothing."""
+    return {} if secret is None else {SIGNATURE_HEADER: sign_payload(secret, body, timestamp)}
 
 
 def backoff_delay_s(attempts: int, *, base_s: float, max_s: float) -> float:
@@ -130,40 +138,43 @@ class _Outcome:
 
 
 class WebhookDispatcher:
-    """The worker thread that POSTs pending webhook deliveries from the store's outbox.
+    """The worker threads that POST pending webhook deliveries from the store's outbox.
 
-    Only one dispatcher should run per database; if two do, the lease taken by
-    ``EventStore.claim_due_delivery`` keeps them from POSTing the same row at once.
+    The lease taken by ``Outbox.claim_due`` keeps workers (and dispatchers of other
+    processes on the same database) from POSTing one row at once. With several
+    workers, announcements of one event may arrive out of order: receivers order
+    by ``event.version``.
 
     Args:
-        store: Where the outbox lives.
-        webhooks: The configured webhooks; a pending row whose URL is no longer
-            configured is marked failed without being sent.
+        store: Where the outbox and the subscriptions live.
         transport: httpx transport; inject ``httpx.MockTransport`` in unit tests.
         clock: Returns epoch seconds; stamps attempts and signatures.
         backoff_base_s: Delay after the first failed attempt, doubled after each.
         backoff_max_s: Longest delay between attempts.
         idle_poll_s: Longest sleep between looks at the outbox when nothing is
-            due and nobody calls ``wake()``: the delivery delay for events that
+            due and nobody calls ``wake()``: the delivery delay for changes that
             another process writes into the same database.
+        workers: Worker threads (concurrent POSTs).
+        metrics: Counts attempts and delivery latency, when given.
 
     Example:
-        >>> dispatcher = WebhookDispatcher(store, config.webhooks)
+        >>> dispatcher = WebhookDispatcher(store)
         >>> dispatcher.start()
-        >>> store.upsert_event(event, webhook_urls=dispatcher.urls); dispatcher.wake()
+        >>> store.upsert_event(event); dispatcher.wake()
         >>> dispatcher.stop()
     """
 
     def __init__(
         self,
         store: EventStore,
-        webhooks: Sequence[WebhookConfig],
         *,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], float] = time.time,
         backoff_base_s: float = 2.0,
-        backoff_max_s: float = 300.0,
-        idle_poll_s: float = 60.0,
+        backoff_max_s: float = 900.0,
+        idle_poll_s: float = 5.0,
+        workers: int = 4,
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         if backoff_base_s < 0 or backoff_max_s < backoff_base_s:
             raise ValueError(
@@ -171,40 +182,34 @@ class WebhookDispatcher:
             )
         if idle_poll_s <= 0:
             raise ValueError(f"idle_poll_s must be > 0, got {idle_poll_s}")
+        if not 1 <= workers <= 64:
+            raise ValueError(f"workers must be in 1..64, got {workers}")
         self._idle_poll_s = idle_poll_s
         self._store = store
-        self._webhooks: dict[str, WebhookConfig] = {}
-        for webhook in webhooks:
-            if webhook.url in self._webhooks:
-                logger.warning("webhook %s is configured twice; using the first entry", webhook.url)
-                continue
-            self._webhooks[webhook.url] = webhook
         self._clock = clock
         self._backoff_base_s = backoff_base_s
         self._backoff_max_s = backoff_max_s
+        self._workers = workers
+        self._metrics = metrics
         self._client = httpx.Client(
             transport=transport,
             follow_redirects=False,
             headers={"User-Agent": f"anjian/{_anjian_version()}"},
+            limits=httpx.Limits(max_connections=workers * 2, max_keepalive_connections=workers * 2),
         )
-        self._wake = threading.Event()
+        self._wake = threading.Condition()
+        self._wake_count = 0
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
 
     @property
-    def urls(self) -> list[str]:
-        """The configured webhook URLs, in config order, each once."""
-        return list(self._webhooks)
-
-    @property
     def is_running(self) -> bool:
-        """Whether the worker thread is alive."""
-        thread = self._thread
-        return thread is not None and thread.is_alive()
+        """Whether a worker thread is alive."""
+        return any(thread.is_alive() for thread in self._threads)
 
     def start(self) -> None:
-        """Start the worker thread; it first delivers whatever is already pending.
+        """Start the worker threads; they first deliver whatever is already pending.
 
         Raises:
             RuntimeError: The dispatcher was stopped (it cannot be restarted) or is running.
@@ -212,33 +217,38 @@ class WebhookDispatcher:
         with self._lock:
             if self._stop.is_set():
                 raise RuntimeError("a stopped WebhookDispatcher cannot be restarted; create a new one")
-            if self._thread is not None:
+            if self._threads:
                 raise RuntimeError("WebhookDispatcher is already running")
-            self._thread = threading.Thread(target=self._run, name="anjian-webhooks", daemon=True)
-            self._thread.start()
-        logger.info("webhook dispatcher started for %d URL(s)", len(self._webhooks))
+            for index in range(self._workers):
+                thread = threading.Thread(target=self._run, name=f"anjian-webhooks-{index}", daemon=True)
+                self._threads.append(thread)
+                thread.start()
+        logger.info("webhook dispatcher started with %d worker(s)", self._workers)
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the worker (after the POST in flight, if any) and close the HTTP client.
+        """Stop the workers (after the POSTs in flight, if any) and close the HTTP client.
 
         Pending rows stay in the outbox for the next start. Safe to call twice.
 
         Args:
-            timeout_s: How long to wait for the thread to finish.
+            timeout_s: How long to wait for the threads to finish.
         """
         self._stop.set()
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout_s)
-            if thread.is_alive():
-                logger.warning("webhook dispatcher did not stop within %.1fs", timeout_s)
-                return
+        self.wake()
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        if self.is_running:
+            logger.warning("webhook dispatcher did not stop within %.1fs", timeout_s)
+            return
         self._client.close()
 
     def wake(self) -> None:
-        """Tell the worker a new delivery is pending, so it does not wait for its timer."""
-        self._wake.set()
+        """Tell the workers a new delivery is pending, so they do not wait for their timer."""
+        with self._wake:
+            self._wake_count += 1
+            self._wake.notify_all()
 
     def deliver_due(self) -> int:
         """Attempt every delivery due now, in the calling thread; the worker loop calls this.
@@ -250,10 +260,10 @@ class WebhookDispatcher:
             How many deliveries were attempted.
         """
         attempted = 0
+        lease_s = self._lease_s()
         while not self._stop.is_set():
             now = self._clock()
-            lease_s = self._lease_s()
-            delivery = self._store.claim_due_delivery(now=now, lease_s=lease_s)
+            delivery = self._store.outbox.claim_due(now=now, lease_s=lease_s)
             if delivery is None:
                 break
             self._attempt(delivery)
@@ -261,17 +271,18 @@ class WebhookDispatcher:
         return attempted
 
     def _lease_s(self) -> float:
-        """How long a claimed row stays hidden from other dispatchers: the longest timeout plus a margin."""
-        longest = max((w.timeout_s for w in self._webhooks.values()), default=0.0)
-        return longest + _LEASE_MARGIN_S
+        """How long a claimed row stays hidden from other workers: the longest timeout plus a margin."""
+        timeouts = [s.timeout_s for s in self._store.subscriptions.list()]
+        return max(timeouts, default=_MAX_TIMEOUT_S) + _LEASE_MARGIN_S
 
     def _run(self) -> None:
         """Worker loop: deliver what is due, then sleep until the next row is due or ``wake()``."""
         while not self._stop.is_set():
-            self._wake.clear()  # before looking, so a wake() during delivery is not lost
+            with self._wake:
+                seen = self._wake_count  # before looking, so a wake() during delivery is not lost
             try:
                 self.deliver_due()
-                due_at = self._store.next_delivery_due_at()
+                due_at = self._store.outbox.next_due_at()
             except Exception:
                 logger.exception("webhook dispatcher loop failed; retrying in %.1fs", _LOOP_FAULT_BACKOFF_S)
                 self._stop.wait(_LOOP_FAULT_BACKOFF_S)
@@ -279,79 +290,93 @@ class WebhookDispatcher:
             idle_s = self._idle_poll_s
             wait_s = idle_s if due_at is None else min(idle_s, max(0.0, due_at - self._clock()))
             if wait_s > 0:
-                self._wake.wait(wait_s)
-        logger.info("webhook dispatcher stopped")
+                with self._wake:
+                    self._wake.wait_for(
+                        lambda seen=seen: self._wake_count != seen or self._stop.is_set(), wait_s
+                    )
+        logger.debug("webhook worker %s stopped", threading.current_thread().name)
 
     def _attempt(self, delivery: WebhookDelivery) -> None:
         """POST one claimed delivery and record the outcome on its row."""
-        webhook = self._webhooks.get(delivery.url)
+        subscription = self._store.subscriptions.get(delivery.subscription_id)
         now = self._clock()
-        if webhook is None:
+        if subscription is None or not subscription.is_active:
             logger.warning(
-                "webhook %s is no longer configured; dropping delivery %d", delivery.url, delivery.id
-            )
-            self._store.mark_attempt_failed(
+                "webhook subscription %d (%s) is no longer active; dropping delivery %d",
+                delivery.subscription_id,
+                delivery.url,
                 delivery.id,
-                error="webhook URL is no longer configured",
+            )
+            self._store.outbox.mark_attempt_failed(
+                delivery.id,
+                error="the webhook subscription is no longer active",
                 status_code=None,
                 retry_at=None,
                 now=now,
                 is_counted=False,
             )
+            self._count("dead_letter")
             return
-        outcome = self._post(webhook, delivery)
+        outcome = self._post(subscription, delivery)
         now = self._clock()
         if outcome.error is None and outcome.status_code is not None:
-            self._store.mark_delivered(delivery.id, status_code=outcome.status_code, now=now)
-            logger.debug(
-                "delivered event %s rev %d to %s", delivery.event_id, delivery.revision, delivery.url
-            )
+            self._store.outbox.mark_delivered(delivery.id, status_code=outcome.status_code, now=now)
+            self._count("delivered")
+            if self._metrics is not None:
+                self._metrics.delivery_latency.observe(max(0.0, now - delivery.created_at))
+            logger.debug("delivered %s of event %s to %s", delivery.kind, delivery.event_id, delivery.url)
             return
         attempts = delivery.attempts + 1
-        retry_at: float | None = None
-        if attempts < webhook.max_attempts:
-            retry_at = now + backoff_delay_s(attempts, base_s=self._backoff_base_s, max_s=self._backoff_max_s)
+        retry_at: float | None = now + backoff_delay_s(
+            attempts, base_s=self._backoff_base_s, max_s=self._backoff_max_s
+        )
+        is_capped = subscription.max_attempts is not None and attempts >= subscription.max_attempts
+        if is_capped or (retry_at is not None and retry_at > delivery.retry_until):
+            retry_at = None
         error = outcome.error or "unknown error"
-        self._store.mark_attempt_failed(
+        self._store.outbox.mark_attempt_failed(
             delivery.id, error=error, status_code=outcome.status_code, retry_at=retry_at, now=now
         )
         if retry_at is None:
+            self._count("dead_letter")
             logger.error(
-                "giving up on event %s rev %d to %s after %d attempt(s): %s",
+                "giving up on %s of event %s to %s after %d attempt(s): %s",
+                delivery.kind,
                 delivery.event_id,
-                delivery.revision,
                 delivery.url,
                 attempts,
                 error,
             )
         else:
+            self._count("retry")
             logger.warning(
-                "event %s rev %d to %s failed (attempt %d/%d): %s; retry in %.1fs",
+                "%s of event %s to %s failed (attempt %d): %s; retry in %.1fs",
+                delivery.kind,
                 delivery.event_id,
-                delivery.revision,
                 delivery.url,
                 attempts,
-                webhook.max_attempts,
                 error,
                 retry_at - now,
             )
 
-    def _post(self, webhook: WebhookConfig, delivery: WebhookDelivery) -> _Outcome:
+    def _count(self, result: str) -> None:
+        """Count one settled attempt."""
+        if self._metrics is not None:
+            self._metrics.deliveries.labels(result=result).inc()
+
+    def _post(self, subscription: Subscription, delivery: WebhookDelivery) -> _Outcome:
         """Send the delivery's body once; never raises for HTTP or network failures."""
         body = json.dumps(delivery.payload, ensure_ascii=False, separators=(",", ":")).encode()
         headers = {
             "Content-Type": "application/json",
             "X-Anjian-Event-Id": delivery.event_id,
-            "X-Anjian-Event-Kind": str(delivery.payload.get("kind", "")),
-            "Idempotency-Key": idempotency_key(delivery.event_id, delivery.revision, delivery.url),
+            "X-Anjian-Event-Kind": delivery.kind,
+            "Idempotency-Key": delivery.idempotency_key,
+            **signature_headers(subscription.secret, body, int(self._clock())),
         }
-        if webhook.secret is not None:
-            headers[SIGNATURE_HEADER] = sign_payload(
-                webhook.secret.get_secret_value(), body, int(self._clock())
-            )
         try:
             response = self._client.post(
-                webhook.url, content=body, headers=headers, timeout=webhook.timeout_s
+                subscription.url, content=body, headers=headers, timeout=subscription.timeout_s
             )
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             return _Outcome(status_code=None, error=f"{type(exc).__name__}: {exc}")

@@ -11,19 +11,12 @@ from fastapi.testclient import TestClient
 from cameras.health import CameraHealth, CameraState
 from pipeline.event import Behaviour, RiskLevel
 from service.app import create_app
-from service.config import AnjianConfig, SiteConfig, StorageConfig, WebhookConfig, WorkshopConfig
+from service.config import AnjianConfig, WebhookConfig
 from service.sink import StoreSink
 from service.store import EventStore
 from service.webhooks import WebhookDispatcher
 from tests.factories import make_event, make_jpeg
-
-
-def make_config(data_dir: Path, webhooks: list[WebhookConfig] | None = None) -> AnjianConfig:
-    return AnjianConfig(
-        site=SiteConfig(id="site-1", workshops=[WorkshopConfig(id="polishing-1")]),
-        storage=StorageConfig(dir=data_dir),
-        webhooks=webhooks or [],
-    )
+from tests.service.conftest import bearer, make_config
 
 
 @pytest.fixture
@@ -34,7 +27,9 @@ def config(tmp_path: Path) -> AnjianConfig:
 @pytest.fixture
 def client(config: AnjianConfig) -> Iterator[TestClient]:
     app = create_app(config)
-    yield TestClient(app)
+    client = TestClient(app)
+    client.headers.update(bearer(app.state.store, "viewer"))
+    yield client
     app.state.store.close()
 
 
@@ -56,6 +51,7 @@ def test_published_event_is_listed_and_readable(client: TestClient, sink: StoreS
     assert item["id"] == event.id
     assert item["revision"] == 1
     assert item["state"] == "raised"
+    assert item["allowed_actions"] == ["acknowledge"]
     assert item["behaviour"] == "open_flame"
     assert item["severity"] == "red"
     assert item["started_at"] == "2023-11-14T22:13:20Z"
@@ -188,12 +184,19 @@ def test_healthz_lists_camera_health_when_given(config: AnjianConfig) -> None:
     health = CameraHealth(camera_id="cam-1", state=CameraState.ONLINE, since=1_700_000_000.0, fps=4.5)
     app = create_app(config, camera_health=lambda: [health])
     try:
-        (camera,) = TestClient(app).get("/healthz").json()["cameras"]
+        client = TestClient(app)
+        (camera,) = client.get("/healthz").json()["cameras"]
+        grid = client.get("/cameras", headers=bearer(app.state.store, "viewer")).json()
+        metrics = client.get("/metrics").text
     finally:
         app.state.store.close()
 
     assert (camera["camera_id"], camera["state"], camera["fps"]) == ("cam-1", "online", 4.5)
     assert camera["since"] == "2023-11-14T22:13:20Z"
+    assert grid == [camera]
+    assert 'anjian_camera_fps{camera_id="cam-1"} 4.5' in metrics
+    assert 'anjian_camera_state{camera_id="cam-1",state="online"} 1.0' in metrics
+    assert 'anjian_camera_up{camera_id="cam-1"} 1.0' in metrics
 
 
 def test_lifespan_starts_and_stops_the_dispatcher_the_app_created(tmp_path: Path) -> None:
@@ -208,7 +211,7 @@ def test_lifespan_starts_and_stops_the_dispatcher_the_app_created(tmp_path: Path
 
 def test_app_leaves_a_store_and_dispatcher_it_was_given_alone(config: AnjianConfig) -> None:
     store = EventStore.from_config(config.storage)
-    dispatcher = WebhookDispatcher(store, [])
+    dispatcher = WebhookDispatcher(store)
     app = create_app(config, store=store, dispatcher=dispatcher)
     try:
         with TestClient(app) as client:

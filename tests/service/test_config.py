@@ -77,7 +77,16 @@ CAM = ("site", "workshops", 0, "cameras", 0)
         ((*CAM, "id"), "cam-2", r"camera id 'cam-2' appears twice"),
         (("webhooks", 0, "url"), "ftp://x", r"webhooks\.0\.url: String should match"),
     ],
-    ids=["typo", "zero-fps", "polygon-range", "polygon-short", "k-above-n", "bad-colour", "dup-camera", "bad-hook"],
+    ids=[
+        "typo",
+        "zero-fps",
+        "polygon-range",
+        "polygon-short",
+        "k-above-n",
+        "bad-colour",
+        "dup-camera",
+        "bad-hook",
+    ],
 )
 def test_invalid_config_names_field_and_problem(
     tmp_path: Path, path: tuple[object, ...], value: object, expected: str

@@ -1,9 +1,8 @@
-"""EventStore over a real SQLite file: upserts, revision dedup, filters, ordering, the outbox."""
+"""EventStore over a real SQLite file and a real PostgreSQL: upserts, revision dedup, filters, paging, outbox."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,39 +10,25 @@ from sqlalchemy import text
 
 from pipeline.event import Behaviour, EventBox, RiskLevel
 from service.config import StorageConfig
-from service.store import DeliveryStatus, EventStore
+from service.lifecycle import AlertState
+from service.records import DeliveryStatus
+from service.store import EventStore
+from service.subscriptions import SubscriptionSpec
 from tests.factories import make_event
+from tests.service.conftest import FakeClock
 
 HOOK = "http://127.0.0.1:9/hook"
 
 
-class FakeClock:
-    """A settable clock returning epoch seconds."""
-
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def store(tmp_path: Path, clock: FakeClock) -> Iterator[EventStore]:
-    store = EventStore.from_config(StorageConfig(dir=tmp_path / "data"), clock=clock)
-    yield store
-    store.close()
-
-
-def test_store_creates_sqlite_file_in_wal_mode(tmp_path: Path, store: EventStore) -> None:
-    assert (tmp_path / "data" / "anjian.db").is_file()
-    with store.engine.connect() as conn:
-        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 5000
+def test_sqlite_store_runs_in_wal_mode_with_busy_timeout(tmp_path: Path) -> None:
+    store = EventStore.from_config(StorageConfig(dir=tmp_path / "data"))
+    try:
+        assert (tmp_path / "data" / "anjian.db").is_file()
+        with store.engine.connect() as conn:
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 5000
+    finally:
+        store.close()
 
 
 def test_upsert_inserts_event_and_get_returns_every_field(store: EventStore, clock: FakeClock) -> None:
@@ -55,10 +40,10 @@ def test_upsert_inserts_event_and_get_returns_every_field(store: EventStore, clo
     stored = store.get_event(event.id)
     assert stored == result.event
     assert stored is not None
-    assert (stored.id, stored.revision, stored.camera_id) == (event.id, 1, "cam-1")
+    assert (stored.id, stored.revision, stored.camera_id, stored.version) == (event.id, 1, "cam-1", 1)
     assert stored.behaviour is Behaviour.OPEN_FLAME
-    assert stored.severity is RiskLevel.RED
-    assert stored.state == "raised"
+    assert stored.severity is stored.detected_severity is RiskLevel.RED
+    assert stored.state is AlertState.RAISED
     assert (stored.started_at, stored.last_seen_at, stored.ended_at) == (
         event.started_at,
         event.last_seen_at,
@@ -71,7 +56,14 @@ def test_upsert_inserts_event_and_get_returns_every_field(store: EventStore, clo
         event.message,
     )
     assert stored.snapshot_path == "evidence/cam-1/x/snapshot.jpg"
-    assert stored.created_at == stored.updated_at == clock.now
+    assert stored.created_at == stored.updated_at == stored.state_changed_at == clock.now
+    (raised,) = store.audit_trail(event.id)
+    assert (raised.actor, raised.action, raised.from_state, raised.to_state) == (
+        "pipeline",
+        "raise",
+        None,
+        AlertState.RAISED,
+    )
 
 
 def test_get_event_returns_none_for_unknown_id(store: EventStore) -> None:
@@ -91,53 +83,98 @@ def test_higher_revision_updates_event_and_keeps_created_at_and_snapshot(
 
     assert result.is_applied
     stored = result.event
-    assert (stored.revision, stored.last_seen_at, stored.confidence, stored.boxes) == (
+    assert (stored.revision, stored.last_seen_at, stored.confidence, stored.boxes, stored.version) == (
         2,
         1_700_000_009.0,
         0.95,
         (),
+        2,
     )
     assert stored.snapshot_path == "evidence/cam-1/a/snapshot.jpg"
     assert stored.created_at == clock.now - 5
     assert stored.updated_at == clock.now
+    assert len(store.audit_trail(first.id)) == 1, "an update is not a lifecycle step"
 
 
 @pytest.mark.parametrize("revision", [1, 2], ids=["older", "duplicate"])
 def test_stale_or_duplicate_revision_is_ignored_and_enqueues_nothing(
     store: EventStore, revision: int
 ) -> None:
+    store.subscriptions.create(SubscriptionSpec(url=HOOK))
     event = make_event(revision=2, confidence=0.9)
-    store.upsert_event(event, webhook_urls=[HOOK])
+    store.upsert_event(event)
 
-    result = store.upsert_event(
-        make_event(id=event.id, revision=revision, confidence=0.1), webhook_urls=[HOOK]
-    )
+    result = store.upsert_event(make_event(id=event.id, revision=revision, confidence=0.1))
 
     assert not result.is_applied
     assert result.deliveries_enqueued == 0
-    assert result.event.revision == 2
-    assert result.event.confidence == 0.9
-    assert len(store.list_deliveries(event_id=event.id)) == 1
+    assert (result.event.revision, result.event.confidence) == (2, 0.9)
+    assert len(store.outbox.list(event_id=event.id)) == 1
 
 
-def test_upsert_enqueues_one_pending_delivery_per_distinct_url_with_payload(
+def test_upsert_enqueues_one_pending_delivery_per_active_subscription(
     store: EventStore, clock: FakeClock
 ) -> None:
+    first = store.subscriptions.create(SubscriptionSpec(url=HOOK, retry_for_s=3600))
+    second = store.subscriptions.create(SubscriptionSpec(url="http://b.example/x"))
+    gone = store.subscriptions.create(SubscriptionSpec(url="http://c.example/x"))
+    store.subscriptions.deactivate(gone.id)
     event = make_event()
 
-    result = store.upsert_event(event, webhook_urls=[HOOK, "http://b.example/x", HOOK])
+    result = store.upsert_event(event)
 
     assert result.deliveries_enqueued == 2
-    deliveries = store.list_deliveries(event_id=event.id)
+    deliveries = store.outbox.list(event_id=event.id)
     assert [d.url for d in deliveries] == [HOOK, "http://b.example/x"]
+    assert [d.idempotency_key for d in deliveries] == [
+        f"{event.id}:r1:{first.id}",
+        f"{event.id}:r1:{second.id}",
+    ]
+    assert deliveries[0].retry_until == clock.now + 3600
     for delivery in deliveries:
         assert delivery.status is DeliveryStatus.PENDING
         assert (delivery.revision, delivery.attempts, delivery.next_attempt_at) == (1, 0, clock.now)
+        assert (delivery.kind, delivery.payload["kind"]) == ("event.created", "event.created")
         assert delivery.payload["schema_version"] == 1
-        assert delivery.payload["kind"] == "event.created"
         assert delivery.payload["event"]["id"] == event.id
-    assert store.next_delivery_due_at() == clock.now
-    assert store.count_deliveries(DeliveryStatus.PENDING) == 2
+        assert delivery.payload["change"] is None
+    assert store.outbox.next_due_at() == clock.now
+    assert store.outbox.count(DeliveryStatus.PENDING) == 2
+
+
+@pytest.mark.parametrize(
+    ("spec", "is_wanted"),
+    [
+        (SubscriptionSpec(url=HOOK), True),
+        (SubscriptionSpec(url=HOOK, kinds=("event.created",)), True),
+        (SubscriptionSpec(url=HOOK, kinds=("event.escalated",)), False),
+        (SubscriptionSpec(url=HOOK, site_ids=("site-1",)), True),
+        (SubscriptionSpec(url=HOOK, site_ids=("site-2",)), False),
+        (SubscriptionSpec(url=HOOK, camera_ids=("cam-1", "cam-2")), True),
+        (SubscriptionSpec(url=HOOK, camera_ids=("cam-2",)), False),
+        (SubscriptionSpec(url=HOOK, behaviours=("open_flame",)), True),
+        (SubscriptionSpec(url=HOOK, behaviours=("smoking",)), False),
+    ],
+    ids=[
+        "all",
+        "kind",
+        "other-kind",
+        "site",
+        "other-site",
+        "camera",
+        "other-camera",
+        "behaviour",
+        "other-behaviour",
+    ],
+)
+def test_subscription_filters_choose_what_is_enqueued(
+    store: EventStore, spec: SubscriptionSpec, is_wanted: bool
+) -> None:
+    store.subscriptions.create(spec)
+
+    result = store.upsert_event(make_event())
+
+    assert result.deliveries_enqueued == int(is_wanted)
 
 
 @pytest.mark.parametrize(
@@ -145,12 +182,13 @@ def test_upsert_enqueues_one_pending_delivery_per_distinct_url_with_payload(
     [(1, None, "event.created"), (2, None, "event.updated"), (3, 1_700_000_020.0, "event.ended")],
     ids=["created", "updated", "ended"],
 )
-def test_delivery_payload_kind_follows_revision_and_end(
+def test_delivery_kind_follows_revision_and_end(
     store: EventStore, revision: int, ended_at: float | None, kind: str
 ) -> None:
-    store.upsert_event(make_event(id="e1", revision=revision, ended_at=ended_at), webhook_urls=[HOOK])
+    store.subscriptions.create(SubscriptionSpec(url=HOOK))
+    store.upsert_event(make_event(id="e1", revision=revision, ended_at=ended_at))
 
-    (delivery,) = store.list_deliveries(event_id="e1")
+    (delivery,) = store.outbox.list(event_id="e1")
 
     assert delivery.payload["kind"] == kind
 
@@ -168,6 +206,7 @@ def _seed(store: EventStore, clock: FakeClock) -> None:
             make_event(
                 id=event_id,
                 camera_id=camera_id,
+                workshop_id="w2" if event_id == "b" else "polishing-1",
                 behaviour=behaviour,
                 severity=severity,
                 started_at=started_at,
@@ -180,30 +219,83 @@ def _seed(store: EventStore, clock: FakeClock) -> None:
 def test_list_events_is_newest_first_with_id_breaking_ties(store: EventStore, clock: FakeClock) -> None:
     _seed(store, clock)
 
-    assert [e.id for e in store.list_events()] == ["e", "d", "c", "b", "a"]
+    assert [e.id for e in store.list_events().items] == ["e", "d", "c", "b", "a"]
 
 
 @pytest.mark.parametrize(
     ("filters", "expected"),
     [
         ({"camera_id": "cam-1"}, ["e", "c", "a"]),
-        ({"behaviour": Behaviour.SMOKING}, ["c", "b"]),
-        ({"severity": RiskLevel.RED}, ["d", "a"]),
+        ({"workshop_id": "w2"}, ["b"]),
+        ({"site_id": "site-1"}, ["e", "d", "c", "b", "a"]),
+        ({"site_id": "site-9"}, []),
+        ({"behaviours": [Behaviour.SMOKING]}, ["c", "b"]),
+        ({"severities": [RiskLevel.RED]}, ["d", "a"]),
+        ({"severities": [RiskLevel.RED, RiskLevel.YELLOW]}, ["e", "d", "a"]),
+        ({"states": [AlertState.RAISED]}, ["e", "d", "c", "b", "a"]),
+        ({"states": [AlertState.CLOSED]}, []),
         ({"since": 300.0}, ["e", "d", "c"]),
         ({"until": 300.0}, ["b", "a"]),
         ({"since": 200.0, "until": 400.0}, ["c", "b"]),
-        ({"camera_id": "cam-1", "behaviour": Behaviour.OPEN_FLAME, "severity": RiskLevel.RED}, ["a"]),
+        ({"camera_id": "cam-1", "behaviours": [Behaviour.OPEN_FLAME], "severities": [RiskLevel.RED]}, ["a"]),
         ({"limit": 2}, ["e", "d"]),
-        ({"camera_id": "cam-9"}, []),
     ],
-    ids=["camera", "behaviour", "severity", "since", "until", "window", "combined", "limit", "none"],
+    ids=[
+        "camera",
+        "workshop",
+        "site",
+        "other-site",
+        "behaviour",
+        "severity",
+        "severities",
+        "state",
+        "other-state",
+        "since",
+        "until",
+        "window",
+        "combined",
+        "limit",
+    ],
 )
 def test_list_events_filters(
     store: EventStore, clock: FakeClock, filters: dict[str, object], expected: list[str]
 ) -> None:
     _seed(store, clock)
 
-    assert [e.id for e in store.list_events(**filters)] == expected  # type: ignore[arg-type]
+    assert [e.id for e in store.list_events(**filters).items] == expected  # type: ignore[arg-type]
+
+
+def test_cursor_pages_cover_every_event_once_in_order_even_with_ties(
+    store: EventStore, clock: FakeClock
+) -> None:
+    _seed(store, clock)
+    seen: list[str] = []
+    cursor: str | None = None
+    pages = 0
+
+    while True:
+        page = store.list_events(limit=2, cursor=cursor)
+        seen += [e.id for e in page.items]
+        pages += 1
+        cursor = page.next_cursor
+        if cursor is None:
+            break
+
+    assert seen == ["e", "d", "c", "b", "a"]
+    assert pages == 3
+    filtered = store.list_events(camera_id="cam-1", limit=1)
+    assert [e.id for e in store.list_events(camera_id="cam-1", cursor=filtered.next_cursor).items] == [
+        "c",
+        "a",
+    ]
+
+
+@pytest.mark.parametrize(
+    "cursor", ["!!!", "bm90IGpzb24", "WzEsMiwzXQ", "WyJ4IiwieSJd"], ids=["b64", "json", "len", "type"]
+)
+def test_malformed_cursor_is_a_value_error(store: EventStore, cursor: str) -> None:
+    with pytest.raises(ValueError, match="malformed cursor"):
+        store.list_events(cursor=cursor)
 
 
 def test_list_events_rejects_limit_below_one(store: EventStore) -> None:
@@ -214,62 +306,102 @@ def test_list_events_rejects_limit_below_one(store: EventStore) -> None:
 def test_events_and_outbox_survive_reopening_the_database(tmp_path: Path) -> None:
     storage = StorageConfig(dir=tmp_path / "data")
     first = EventStore.from_config(storage)
+    first.subscriptions.create(SubscriptionSpec(url=HOOK))
     event = make_event()
-    first.upsert_event(event, webhook_urls=[HOOK])
+    first.upsert_event(event)
     first.close()
 
     second = EventStore.from_config(storage)
     try:
         assert second.get_event(event.id) is not None
-        assert [d.status for d in second.list_deliveries()] == [DeliveryStatus.PENDING]
+        assert [d.status for d in second.outbox.list()] == [DeliveryStatus.PENDING]
     finally:
         second.close()
 
 
 def test_claim_leases_delivery_until_lease_ends(store: EventStore, clock: FakeClock) -> None:
-    store.upsert_event(make_event(), webhook_urls=[HOOK])
+    store.subscriptions.create(SubscriptionSpec(url=HOOK))
+    store.upsert_event(make_event())
 
-    claimed = store.claim_due_delivery(now=clock.now, lease_s=30.0)
+    claimed = store.outbox.claim_due(now=clock.now, lease_s=30.0)
 
     assert claimed is not None
     assert claimed.attempts == 0
-    assert store.claim_due_delivery(now=clock.now + 29.0, lease_s=30.0) is None
-    again = store.claim_due_delivery(now=clock.now + 30.0, lease_s=30.0)
+    assert store.outbox.claim_due(now=clock.now + 29.0, lease_s=30.0) is None
+    again = store.outbox.claim_due(now=clock.now + 30.0, lease_s=30.0)
     assert again is not None and again.id == claimed.id
 
 
 def test_marking_attempts_records_status_error_and_schedule(store: EventStore, clock: FakeClock) -> None:
-    store.upsert_event(make_event(), webhook_urls=[HOOK])
-    (delivery,) = store.list_deliveries()
+    store.subscriptions.create(SubscriptionSpec(url=HOOK))
+    store.upsert_event(make_event())
+    (delivery,) = store.outbox.list()
 
-    retried = store.mark_attempt_failed(
+    retried = store.outbox.mark_attempt_failed(
         delivery.id, error="HTTP 500: boom", status_code=500, retry_at=clock.now + 2, now=clock.now
     )
     assert (retried.status, retried.attempts, retried.last_status_code) == (DeliveryStatus.PENDING, 1, 500)
     assert (retried.last_error, retried.next_attempt_at) == ("HTTP 500: boom", clock.now + 2)
 
-    done = store.mark_delivered(delivery.id, status_code=204, now=clock.now + 3)
+    done = store.outbox.mark_delivered(delivery.id, status_code=204, now=clock.now + 3)
     assert (done.status, done.attempts, done.last_status_code) == (DeliveryStatus.DELIVERED, 2, 204)
     assert (done.last_error, done.next_attempt_at, done.delivered_at) == (None, None, clock.now + 3)
-    assert store.next_delivery_due_at() is None
+    assert store.outbox.next_due_at() is None
+
+
+def test_dead_letter_is_listed_and_redelivered_with_the_same_key(store: EventStore, clock: FakeClock) -> None:
+    store.subscriptions.create(SubscriptionSpec(url=HOOK))
+    store.upsert_event(make_event())
+    (delivery,) = store.outbox.list()
+    store.outbox.mark_attempt_failed(
+        delivery.id, error="gone", status_code=None, retry_at=None, now=clock.now
+    )
+    assert [d.id for d in store.outbox.list(status=DeliveryStatus.FAILED)] == [delivery.id]
+    clock.now += 100
+
+    again = store.outbox.redeliver(delivery.id, retry_for_s=600)
+
+    assert (again.status, again.next_attempt_at, again.retry_until) == (
+        DeliveryStatus.PENDING,
+        clock.now,
+        clock.now + 600,
+    )
+    assert again.idempotency_key == delivery.idempotency_key
+    assert store.outbox.list(status=DeliveryStatus.FAILED) == []
 
 
 def test_mark_unknown_delivery_raises_key_error(store: EventStore, clock: FakeClock) -> None:
     with pytest.raises(KeyError, match="no webhook delivery with id 42"):
-        store.mark_delivered(42, status_code=200, now=clock.now)
+        store.outbox.mark_delivered(42, status_code=200, now=clock.now)
+
+
+def test_config_webhooks_sync_adds_updates_and_deactivates(store: EventStore) -> None:
+    from service.config import WebhookConfig
+
+    first = store.subscriptions.sync_config(
+        [WebhookConfig(url=HOOK), WebhookConfig(url="http://b.example/x")]
+    )
+    api = store.subscriptions.create(SubscriptionSpec(url="http://api.example/x"))
+
+    second = store.subscriptions.sync_config([WebhookConfig(url=HOOK, secret="s" * 20, timeout_s=9)])
+
+    assert second[0].id == first[0].id, "the same URL keeps its subscription"
+    assert (second[0].secret, second[0].timeout_s) == ("s" * 20, 9)
+    assert {s.url for s in store.subscriptions.list()} == {HOOK, api.url}
+    assert store.subscriptions.get(first[1].id) is not None
+    assert store.subscriptions.get(first[1].id).is_active is False  # type: ignore[union-attr]
 
 
 def test_concurrent_writers_and_readers_do_not_fail(store: EventStore) -> None:
+    store.subscriptions.create(SubscriptionSpec(url=HOOK))
     errors: list[BaseException] = []
     event_ids = [[f"t{t}-e{i}" for i in range(15)] for t in range(3)]
 
     def write(ids: list[str]) -> None:
         try:
             for event_id in ids:
-                store.upsert_event(make_event(id=event_id, snapshot_jpeg=None), webhook_urls=[HOOK])
-                store.upsert_event(
-                    make_event(id=event_id, revision=2, snapshot_jpeg=None), webhook_urls=[HOOK]
-                )
+                store.upsert_event(make_event(id=event_id, snapshot_jpeg=None))
+                store.upsert_event(make_event(id=event_id, revision=2, snapshot_jpeg=None))
         except BaseException as exc:  # noqa: BLE001 - collected and re-raised by the test
             errors.append(exc)
 
@@ -285,9 +417,10 @@ def test_concurrent_writers_and_readers_do_not_fail(store: EventStore) -> None:
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=30)
+        thread.join(timeout=60)
 
     assert errors == []
-    assert len(store.list_events(limit=1000)) == 45
-    assert all(e.revision == 2 for e in store.list_events(limit=1000))
-    assert len(store.list_deliveries()) == 90
+    events = store.list_events(limit=1000).items
+    assert len(events) == 45
+    assert all(e.revision == 2 for e in events)
+    assert len(store.outbox.list()) == 90

@@ -13,17 +13,20 @@ from pydantic import SecretStr
 
 from service.config import StorageConfig, WebhookConfig
 from service.evidence import EvidenceStore
+from service.outbox import idempotency_key
+from service.records import DeliveryStatus, WebhookDelivery
 from service.sink import StoreSink
-from service.store import DeliveryStatus, EventStore, WebhookDelivery
+from service.store import EventStore
+from service.subscriptions import SubscriptionSpec
 from service.webhooks import (
     SIGNATURE_HEADER,
     WebhookDispatcher,
     backoff_delay_s,
-    idempotency_key,
     sign_payload,
     verify_signature,
 )
 from tests.factories import make_event
+from tests.service.conftest import FakeClock
 from tests.support.receiver import Receiver, unused_port, wait_until
 
 SECRET = "s3cret-for-tests"
@@ -31,7 +34,7 @@ WAIT_S = 5.0
 
 
 def only_delivery(store: EventStore) -> WebhookDelivery:
-    (delivery,) = store.list_deliveries()
+    (delivery,) = store.outbox.list()
     return delivery
 
 
@@ -54,7 +57,8 @@ def make_dispatcher(store: EventStore) -> Iterator[Callable[..., WebhookDispatch
     def make(webhooks: list[WebhookConfig], **kwargs: object) -> WebhookDispatcher:
         kwargs.setdefault("backoff_base_s", 0.001)
         kwargs.setdefault("backoff_max_s", 0.004)
-        dispatcher = WebhookDispatcher(store, webhooks, **kwargs)  # type: ignore[arg-type]
+        store.subscriptions.sync_config(webhooks)
+        dispatcher = WebhookDispatcher(store, **kwargs)  # type: ignore[arg-type]
         created.append(dispatcher)
         return dispatcher
 
@@ -85,7 +89,8 @@ def test_published_event_arrives_promptly_as_signed_json(
     assert verify_signature(SECRET, request.headers[SIGNATURE_HEADER.lower()], request.body, now=time.time())
     assert not verify_signature("wrong", request.headers[SIGNATURE_HEADER.lower()], request.body)
     assert request.headers["x-anjian-event-id"] == event.id
-    assert request.headers["idempotency-key"] == idempotency_key(event.id, 1, receiver.url)
+    (subscription,) = store.subscriptions.list()
+    assert request.headers["idempotency-key"] == idempotency_key(event.id, "r1", subscription.id)
     payload = json.loads(request.body)
     assert payload["schema_version"] == 1
     assert payload["kind"] == "event.created"
@@ -108,7 +113,7 @@ def test_receiver_failing_twice_gets_event_on_third_attempt(
 ) -> None:
     receiver.statuses = [500, 500]
     dispatcher = make_dispatcher([WebhookConfig(url=receiver.url, max_attempts=5)])
-    store.upsert_event(make_event(), webhook_urls=dispatcher.urls)
+    store.upsert_event(make_event())
 
     dispatcher.start()
 
@@ -126,7 +131,7 @@ def test_unreachable_url_fails_after_max_attempts_with_last_error(
 ) -> None:
     url = f"http://127.0.0.1:{unused_port()}/hook"
     dispatcher = make_dispatcher([WebhookConfig(url=url, max_attempts=3, timeout_s=2)])
-    store.upsert_event(make_event(), webhook_urls=dispatcher.urls)
+    store.upsert_event(make_event())
 
     dispatcher.start()
 
@@ -143,7 +148,7 @@ def test_receiver_answering_500_until_max_attempts_records_status_and_body(
 ) -> None:
     receiver.statuses = [503, 503]
     dispatcher = make_dispatcher([WebhookConfig(url=receiver.url, max_attempts=2)])
-    store.upsert_event(make_event(), webhook_urls=dispatcher.urls)
+    store.upsert_event(make_event())
 
     dispatcher.start()
 
@@ -158,12 +163,13 @@ def test_pending_delivery_is_sent_after_restart(
 ) -> None:
     storage = StorageConfig(dir=tmp_path / "data")
     before_crash = EventStore.from_config(storage)
+    before_crash.subscriptions.sync_config([WebhookConfig(url=receiver.url)])
     event = make_event()
-    before_crash.upsert_event(event, webhook_urls=[receiver.url])  # stored, never dispatched
+    before_crash.upsert_event(event)  # stored, never dispatched
     before_crash.close()
 
     after_restart = EventStore.from_config(storage)
-    dispatcher = WebhookDispatcher(after_restart, [WebhookConfig(url=receiver.url)])
+    dispatcher = WebhookDispatcher(after_restart)
     try:
         dispatcher.start()
         (request,) = receiver.wait_for_requests(1)
@@ -191,14 +197,6 @@ def test_stop_returns_promptly_and_leaves_pending_rows(
 # ------------------------------------------------ unit checks (MockTransport, fake clock)
 
 
-class FakeClock:
-    def __init__(self, now: float = 1_800_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_failed_attempts_back_off_exponentially_by_the_clock(tmp_path: Path) -> None:
     clock = FakeClock()
     store = EventStore.from_config(StorageConfig(dir=tmp_path / "data"), clock=clock)
@@ -209,16 +207,16 @@ def test_failed_attempts_back_off_exponentially_by_the_clock(tmp_path: Path) -> 
         return httpx.Response(500 if len(calls) < 4 else 204)
 
     url = "http://control-room.example/hook"
+    store.subscriptions.sync_config([WebhookConfig(url=url, max_attempts=10)])
     dispatcher = WebhookDispatcher(
         store,
-        [WebhookConfig(url=url, max_attempts=10)],
         transport=httpx.MockTransport(handle),
         clock=clock,
         backoff_base_s=2.0,
         backoff_max_s=5.0,
     )
     try:
-        store.upsert_event(make_event(), webhook_urls=[url])
+        store.upsert_event(make_event())
         schedule = []
         for _ in range(3):
             assert dispatcher.deliver_due() == 1
@@ -245,14 +243,14 @@ def test_signature_uses_clock_time_and_body(tmp_path: Path) -> None:
         return httpx.Response(200)
 
     url = "https://control-room.example/hook"
+    store.subscriptions.sync_config([WebhookConfig(url=url, secret=SecretStr(SECRET))])
     dispatcher = WebhookDispatcher(
         store,
-        [WebhookConfig(url=url, secret=SecretStr(SECRET))],
         transport=httpx.MockTransport(handle),
         clock=clock,
     )
     try:
-        store.upsert_event(make_event(revision=4, ended_at=1_700_000_100.0), webhook_urls=[url])
+        store.upsert_event(make_event(revision=4, ended_at=1_700_000_100.0))
         dispatcher.deliver_due()
     finally:
         dispatcher.stop()
@@ -269,15 +267,17 @@ def test_signature_uses_clock_time_and_body(tmp_path: Path) -> None:
     assert not verify_signature(SECRET, request.headers[SIGNATURE_HEADER], body, now=clock.now + 301)
 
 
-def test_delivery_to_url_no_longer_configured_fails_without_sending(tmp_path: Path) -> None:
+def test_delivery_to_a_deactivated_subscription_is_a_dead_letter_without_sending(tmp_path: Path) -> None:
     store = EventStore.from_config(StorageConfig(dir=tmp_path / "data"))
 
     def handle(request: httpx.Request) -> httpx.Response:
         raise AssertionError(f"nothing should be sent, got {request.url}")
 
-    dispatcher = WebhookDispatcher(store, [], transport=httpx.MockTransport(handle))
+    subscription = store.subscriptions.create(SubscriptionSpec(url="http://removed.example/hook"))
+    dispatcher = WebhookDispatcher(store, transport=httpx.MockTransport(handle))
     try:
-        store.upsert_event(make_event(), webhook_urls=["http://removed.example/hook"])
+        store.upsert_event(make_event())
+        store.subscriptions.deactivate(subscription.id)
         dispatcher.deliver_due()
     finally:
         dispatcher.stop()
@@ -285,7 +285,35 @@ def test_delivery_to_url_no_longer_configured_fails_without_sending(tmp_path: Pa
 
     delivery = only_delivery(store)
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.FAILED, 0)
-    assert delivery.last_error == "webhook URL is no longer configured"
+    assert delivery.last_error == "the webhook subscription is no longer active"
+
+
+def test_retries_go_on_for_the_whole_retry_window_then_dead_letter(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store = EventStore.from_config(StorageConfig(dir=tmp_path / "data"), clock=clock)
+    store.subscriptions.create(SubscriptionSpec(url="http://down.example/hook", retry_for_s=86_400))
+    dispatcher = WebhookDispatcher(
+        store,
+        transport=httpx.MockTransport(lambda _request: httpx.Response(503)),
+        clock=clock,
+        backoff_base_s=2.0,
+        backoff_max_s=900.0,
+    )
+    start = clock.now
+    try:
+        store.upsert_event(make_event())
+        while only_delivery(store).status is DeliveryStatus.PENDING:
+            clock.now = only_delivery(store).next_attempt_at or clock.now
+            assert dispatcher.deliver_due() == 1
+    finally:
+        dispatcher.stop()
+        store.close()
+
+    delivery = only_delivery(store)
+    assert delivery.status is DeliveryStatus.FAILED
+    assert clock.now - start >= 86_400 - 900, "retried for (nearly) the whole 24 h window"
+    assert clock.now - start <= 86_400
+    assert 100 < delivery.attempts < 120, "backoff capped at 15 min: about 96 attempts a day, plus the ramp"
 
 
 @pytest.mark.parametrize(
@@ -304,9 +332,6 @@ def test_verify_signature_rejects_malformed_headers(header: str) -> None:
     assert not verify_signature(SECRET, header, b"{}")
 
 
-def test_idempotency_key_is_stable_and_differs_per_url() -> None:
-    key = idempotency_key("abc", 2, "http://a/hook")
-
-    assert key == idempotency_key("abc", 2, "http://a/hook")
-    assert key.startswith("abc:2:") and len(key.split(":")[2]) == 16
-    assert key != idempotency_key("abc", 2, "http://b/hook")
+def test_idempotency_key_names_event_change_and_subscription() -> None:
+    assert idempotency_key("abc", "r2", 7) == "abc:r2:7"
+    assert idempotency_key("abc", "a15", 7) != idempotency_key("abc", "a15", 8)

@@ -1,0 +1,272 @@
+"""An ``EventSink`` that POSTs events to a remote alert service, spooling them on disk while it is away.
+
+``publish`` only puts the event on an in-memory queue (it never blocks the frame
+path; a full queue drops the event and counts it). One sender thread moves queued
+events into a ``DiskSpool`` (so they survive a restart of this process) and
+delivers the spool's oldest record to ``POST {base_url}/ingest/events``, one at a
+time, in order:
+
+- 2xx: delivered, removed from the spool;
+- 422 (the service refuses the event itself): moved to ``rejected/`` in the spool,
+  logged, and the next one goes;
+- anything else (connection refused, timeout, 5xx, 401/403 with a bad token): kept,
+  retried after a backoff doubling from ``backoff_base_s`` up to ``backoff_max_s``.
+
+The service deduplicates by event id and revision, so a record sent twice (the
+process died after the POST and before removing it) is harmless.
+
+Example:
+    >>> sink = HttpEventSink("http://alerts.local:8000", token, Path("data/spool"))
+    >>> sink.start()
+    >>> runner = PipelineRunner(site_id, assignments, detector, sink)
+    ...
+    >>> sink.stop()
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+
+from pipeline.event import Event
+from pipeline.event_json import event_to_json
+from pipeline.spool import DiskSpool
+
+__all__ = ["HttpEventSink", "HttpSinkStats"]
+
+logger = logging.getLogger(__name__)
+
+_INGEST_PATH = "/ingest/events"
+_ERROR_BODY_CHARS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSinkStats:
+    """Counters of an ``HttpEventSink`` since it was created.
+
+    Attributes:
+        published: Events handed to ``publish``.
+        dropped: Events lost because the in-memory queue was full.
+        spooled: Events written to the disk spool.
+        delivered: Events the service accepted (including duplicates it ignored).
+        rejected: Events the service refused for good (moved to ``rejected/``).
+        failed_attempts: POSTs that failed and will be retried.
+        spool_errors: Events lost because the spool could not be written.
+    """
+
+    published: int = 0
+    dropped: int = 0
+    spooled: int = 0
+    delivered: int = 0
+    rejected: int = 0
+    failed_attempts: int = 0
+    spool_errors: int = 0
+
+
+class HttpEventSink:
+    """Implements ``pipeline.sink.EventSink`` by POSTing events to the alert service, with a disk spool.
+
+    Args:
+        base_url: The service root, e.g. ``"http://127.0.0.1:8000"``.
+        token: A ``pipeline``-role API token.
+        spool_dir: Where undelivered events wait; records left by an earlier
+            process are delivered first.
+        transport: httpx transport (inject ``httpx.MockTransport`` in unit tests).
+        queue_size: Events held in memory before ``publish`` starts dropping.
+        timeout_s: Per-request timeout.
+        backoff_base_s: Wait after the first failed POST, doubled after each.
+        backoff_max_s: Longest wait between POSTs while the service is away.
+        is_fsync: Flush spool records to disk (turn off only in tests).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        spool_dir: Path | str,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        queue_size: int = 10_000,
+        timeout_s: float = 10.0,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        is_fsync: bool = True,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+        if not token:
+            raise ValueError("a pipeline token is required")
+        if queue_size < 1 or timeout_s <= 0 or backoff_base_s <= 0 or backoff_max_s < backoff_base_s:
+            raise ValueError(
+                "expected queue_size >= 1, timeout_s > 0 and 0 < backoff_base_s <= backoff_max_s, got "
+                f"{queue_size}, {timeout_s}, {backoff_base_s}, {backoff_max_s}"
+            )
+        self._url = base_url.rstrip("/") + _INGEST_PATH
+        self._spool = DiskSpool(spool_dir, is_fsync=is_fsync)
+        self._queue: queue.Queue[Event] = queue.Queue(maxsize=queue_size)
+        self._client = httpx.Client(
+            transport=transport, timeout=timeout_s, headers={"Authorization": f"Bearer {token}"}
+        )
+        self._backoff_base_s = backoff_base_s
+        self._backoff_max_s = backoff_max_s
+        self._stop = threading.Event()
+        self._idle = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._stats = HttpSinkStats()
+
+    @property
+    def spool(self) -> DiskSpool:
+        """The disk spool (for health reporting and tests)."""
+        return self._spool
+
+    def stats(self) -> HttpSinkStats:
+        """A copy of the counters."""
+        with self._lock:
+            return self._stats
+
+    def publish(self, event: Event) -> None:
+        """Queue one event revision for delivery; never blocks and never raises."""
+        self._count(published=1)
+        try:
+            self._queue.put_nowait(event)
+        except queue.Full:
+            self._count(dropped=1)
+            logger.error(
+                "%s: ingest queue full (%d); dropping revision %d of event %s",
+                event.camera_id,
+                self._queue.maxsize,
+                event.revision,
+                event.id,
+            )
+
+    def start(self) -> None:
+        """Start the sender thread.
+
+        Raises:
+            RuntimeError: It runs already, or was stopped (create a new sink).
+        """
+        if self._thread is not None or self._stop.is_set():
+            raise RuntimeError("an HttpEventSink starts once")
+        self._thread = threading.Thread(target=self._run, name="anjian-http-sink", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Spool whatever is queued, stop the sender (after the POST in flight) and close the client.
+
+        Undelivered events stay in the spool for the next start. Safe to call twice.
+        """
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+            if thread.is_alive():
+                logger.warning("ingest sender did not stop within %.1fs", timeout_s)
+                return
+        self._spool_queued()
+        self._client.close()
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until every published event was delivered (or rejected).
+
+        Returns:
+            ``True`` when nothing is left, ``False`` when ``timeout_s`` ran out first.
+        """
+        deadline = time.monotonic() + timeout_s
+        with self._idle:
+            return self._idle.wait_for(
+                lambda: self._queue.empty() and len(self._spool) == 0, max(0.0, deadline - time.monotonic())
+            )
+
+    # ---------------------------------------------------------------- sender
+
+    def _run(self) -> None:
+        """Sender loop: spool what is queued, deliver the oldest record, back off while the service is away."""
+        failures = 0
+        while not self._stop.is_set():
+            self._spool_queued()
+            head = self._spool.peek()
+            if head is None:
+                with self._idle:
+                    self._idle.notify_all()
+                self._wait_for_event(0.2)
+                continue
+            seq, data = head
+            if self._send(seq, data):
+                failures = 0
+                continue
+            failures += 1
+            delay = min(self._backoff_max_s, self._backoff_base_s * 2.0 ** min(failures - 1, 32))
+            deadline = time.monotonic() + delay
+            while not self._stop.is_set() and (remaining := deadline - time.monotonic()) > 0:
+                self._wait_for_event(remaining)  # keep spooling new events while waiting
+                self._spool_queued()
+
+    def _wait_for_event(self, timeout_s: float) -> None:
+        """Block until an event is queued (put back for ``_spool_queued``) or ``timeout_s`` passes."""
+        try:
+            event = self._queue.get(timeout=timeout_s)
+        except queue.Empty:
+            return
+        self._spool_one(event)
+
+    def _spool_queued(self) -> None:
+        """Move every queued event to the disk spool, in order."""
+        while True:
+            try:
+                event = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            self._spool_one(event)
+
+    def _spool_one(self, event: Event) -> None:
+        """Serialise one event into the spool; a failing disk loses it (logged and counted)."""
+        try:
+            self._spool.append(json.dumps(event_to_json(event), separators=(",", ":")).encode())
+        except OSError:
+            self._count(spool_errors=1)
+            logger.exception(
+                "%s: cannot spool revision %d of event %s", event.camera_id, event.revision, event.id
+            )
+            return
+        self._count(spooled=1)
+
+    def _send(self, seq: int, data: bytes) -> bool:
+        """POST one record; ``True`` when it left the spool (delivered or rejected)."""
+        try:
+            response = self._client.post(
+                self._url, content=data, headers={"Content-Type": "application/json"}
+            )
+        except httpx.HTTPError as exc:
+            self._count(failed_attempts=1)
+            logger.warning(
+                "ingest: service unreachable at %s: %s; %d event(s) spooled", self._url, exc, len(self._spool)
+            )
+            return False
+        if response.is_success:
+            self._spool.remove(seq)
+            self._count(delivered=1)
+            return True
+        excerpt = response.text[:_ERROR_BODY_CHARS]
+        if response.status_code == httpx.codes.UNPROCESSABLE_ENTITY:
+            where = self._spool.reject(seq, f"HTTP 422: {excerpt}")
+            self._count(rejected=1)
+            logger.error("ingest: the service refused a spooled event (%s); moved to %s", excerpt, where)
+            return True
+        self._count(failed_attempts=1)
+        logger.warning("ingest: HTTP %d from %s: %s", response.status_code, self._url, excerpt)
+        return False
+
+    def _count(self, **increments: int) -> None:
+        """Add to the counters."""
+        with self._lock:
+            self._stats = replace(
+                self._stats, **{k: getattr(self._stats, k) + v for k, v in increments.items()}
+            )

@@ -1,0 +1,131 @@
+"""An ordered on-disk queue of byte records that survives a process restart (the pipeline's outbox).
+
+Each record is one file ``{seq:012d}.rec`` in the spool folder, written atomically
+(temporary file, flush, fsync, rename), so a crash leaves whole records or none.
+Records come back oldest first; ``remove`` deletes one once it has been delivered.
+A record the receiver rejects for good can be moved to ``rejected/`` for a person
+to look at. Thread-safe within one process; one process per folder.
+
+Example:
+    >>> spool = DiskSpool(Path("data/spool"))
+    >>> seq = spool.append(b'{"id": ...}')
+    >>> spool.peek()
+    (1, b'{"id": ...}')
+    >>> spool.remove(1)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import threading
+from pathlib import Path
+
+__all__ = ["DiskSpool"]
+
+logger = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^(\d{12})\.rec$")
+_REJECTED_DIR = "rejected"
+
+
+class DiskSpool:
+    """A FIFO of byte records kept as files in one folder.
+
+    Args:
+        directory: The spool folder; created if missing. Records left by an
+            earlier process are kept and come first.
+        is_fsync: Flush each record to disk before it counts as written. Turn off
+            only in tests.
+
+    Raises:
+        OSError: The folder cannot be created or read.
+    """
+
+    def __init__(self, directory: Path | str, *, is_fsync: bool = True) -> None:
+        self._dir = Path(directory)
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._is_fsync = is_fsync
+        self._lock = threading.Lock()
+        for leftover in self._dir.glob(".tmp-*"):
+            leftover.unlink(missing_ok=True)  # a write interrupted by a crash: never counted
+        self._seqs = sorted(int(m.group(1)) for p in self._dir.iterdir() if (m := _NAME.match(p.name)))
+        self._next_seq = (self._seqs[-1] + 1) if self._seqs else 1
+        if self._seqs:
+            logger.info("spool %s: %d record(s) left from before", self._dir, len(self._seqs))
+
+    @property
+    def directory(self) -> Path:
+        """The spool folder."""
+        return self._dir
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._seqs)
+
+    def append(self, data: bytes) -> int:
+        """Write a record after the others; returns its sequence number.
+
+        Raises:
+            OSError: The disk refused the write (full, read-only).
+        """
+        with self._lock:
+            seq = self._next_seq
+            self._write_atomic(self._path(seq), data)
+            self._next_seq += 1
+            self._seqs.append(seq)
+            return seq
+
+    def peek(self) -> tuple[int, bytes] | None:
+        """The oldest record as ``(seq, data)``, or ``None`` when the spool is empty."""
+        with self._lock:
+            while self._seqs:
+                seq = self._seqs[0]
+                try:
+                    return seq, self._path(seq).read_bytes()
+                except FileNotFoundError:
+                    logger.warning("spool %s: record %d vanished; skipping it", self._dir, seq)
+                    self._seqs.pop(0)
+            return None
+
+    def remove(self, seq: int) -> None:
+        """Delete a delivered record (no error if it is already gone)."""
+        with self._lock:
+            self._path(seq).unlink(missing_ok=True)
+            if seq in self._seqs:
+                self._seqs.remove(seq)
+
+    def reject(self, seq: int, reason: str) -> Path:
+        """Move a record the receiver refuses for good to ``rejected/``, with the reason beside it.
+
+        Returns:
+            Where the record now lies.
+        """
+        with self._lock:
+            target_dir = self._dir / _REJECTED_DIR
+            target_dir.mkdir(exist_ok=True)
+            target = target_dir / self._path(seq).name
+            os.replace(self._path(seq), target)
+            (target_dir / f"{target.name}.reason.txt").write_text(reason, encoding="utf-8")
+            if seq in self._seqs:
+                self._seqs.remove(seq)
+            return target
+
+    def _path(self, seq: int) -> Path:
+        return self._dir / f"{seq:012d}.rec"
+
+    def _write_atomic(self, path: Path, data: bytes) -> None:
+        """Write ``data`` to a temporary sibling, then rename it over ``path``."""
+        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=self._dir)
+        try:
+            with os.fdopen(fd, "wb") as tmp:
+                tmp.write(data)
+                if self._is_fsync:
+                    tmp.flush()
+                    os.fsync(tmp.fileno())
+            os.replace(tmp_name, path)
+        except BaseException:
+            Path(tmp_name).unlink(missing_ok=True)
+            raise

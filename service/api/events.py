@@ -1,0 +1,342 @@
+"""Events: list with filters and cursor paging, one event, its audit trail, its evidence, its lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import Path as PathParam
+from fastapi.responses import FileResponse, Response
+
+from pipeline.event import Behaviour, RiskLevel
+from service.api.deps import (
+    AUTH_RESPONSES,
+    DispatcherDep,
+    EvidenceDep,
+    MetricsDep,
+    Operator,
+    StoreDep,
+    Viewer,
+    ViewerByQuery,
+)
+from service.api.models import (
+    AcknowledgeIn,
+    CloseIn,
+    ConflictOut,
+    ConflictResponse,
+    DispatchIn,
+    FalseAlarmIn,
+    ResolveIn,
+)
+from service.errors import EvidenceError, EvidenceNotFoundError, InvalidTransitionError
+from service.lifecycle import Action, AlertState
+from service.records import StoredEvent
+from service.schemas import AuditOut, EventList, EventOut
+from service.store import EventStore
+
+__all__ = ["router"]
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["events"], responses=AUTH_RESPONSES)  # type: ignore[arg-type]
+
+_EVENT_ID = PathParam(..., min_length=1, max_length=64, description="Event id.")
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No event has this id."}}
+_ID_FILTER = Query(min_length=1, max_length=64)
+
+
+def _epoch(moment: datetime | None) -> float | None:
+    """Epoch seconds of a query time; a time without a zone is taken as UTC."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _require_event(store: EventStore, event_id: str) -> StoredEvent:
+    """The stored event, or a 404."""
+    stored = store.get_event(event_id)
+    if stored is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"event {event_id!r} not found")
+    return stored
+
+
+@router.get("/events", response_model=EventList, summary="List events, newest first")
+def list_events(
+    store: StoreDep,
+    _token: Viewer,
+    site_id: Annotated[str | None, _ID_FILTER] = None,
+    workshop_id: Annotated[str | None, _ID_FILTER] = None,
+    camera_id: Annotated[str | None, _ID_FILTER] = None,
+    behaviour: Annotated[list[Behaviour] | None, Query(max_length=10, description="Any of these.")] = None,
+    severity: Annotated[
+        list[RiskLevel] | None, Query(max_length=4, description="Any of these colours.")
+    ] = None,
+    state: Annotated[list[AlertState] | None, Query(max_length=6, description="Any of these states.")] = None,
+    since: Annotated[
+        datetime | None, Query(description="Events started at or after this time (ISO-8601 or epoch s).")
+    ] = None,
+    until: Annotated[
+        datetime | None, Query(description="Events started before this time (ISO-8601 or epoch s).")
+    ] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=300, description="`next_cursor` of the previous page.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="Most items to return.")] = 100,
+) -> EventList:
+    """Events matching every given filter, ordered by ``started_at``, newest first, a page at a time."""
+    try:
+        since_s, until_s = _epoch(since), _epoch(until)
+    except (OverflowError, ValueError, OSError) as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"time out of range: {exc}"
+        ) from exc
+    if since_s is not None and until_s is not None and since_s > until_s:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"since ({since}) must not be after until ({until})"
+        )
+    try:
+        page = store.list_events(
+            site_id=site_id,
+            workshop_id=workshop_id,
+            camera_id=camera_id,
+            behaviours=behaviour or (),
+            severities=severity or (),
+            states=state or (),
+            since=since_s,
+            until=until_s,
+            cursor=cursor,
+            limit=limit,
+        )
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+    items = [EventOut.from_stored(e) for e in page.items]
+    return EventList(items=items, count=len(items), next_cursor=page.next_cursor)
+
+
+@router.get("/events/{event_id}", response_model=EventOut, summary="One event", responses=_NOT_FOUND)
+def get_event(store: StoreDep, _token: Viewer, event_id: Annotated[str, _EVENT_ID]) -> EventOut:
+    """The event at its latest stored revision; 404 when the id is unknown."""
+    return EventOut.from_stored(_require_event(store, event_id))
+
+
+@router.get(
+    "/events/{event_id}/audit",
+    response_model=list[AuditOut],
+    summary="The alert's audit trail",
+    responses=_NOT_FOUND,
+)
+def get_audit(store: StoreDep, _token: Viewer, event_id: Annotated[str, _EVENT_ID]) -> list[AuditOut]:
+    """Who did what to the alert, when, with which note: oldest first, starting with its raising."""
+    _require_event(store, event_id)
+    return [AuditOut.from_entry(entry) for entry in store.audit_trail(event_id)]
+
+
+def _evidence_path_or_404(evidence: EvidenceDep, stored: StoredEvent, relpath: str | None, what: str) -> str:
+    """The absolute path of an evidence file, or 404/500 saying why it cannot be served."""
+    if relpath is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"event {stored.id!r} has no {what}")
+    try:
+        path = evidence.resolve(relpath)
+    except EvidenceError as exc:
+        logger.error("%s: the %s path of event %s is invalid: %s", stored.camera_id, what, stored.id, exc)
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, detail=f"cannot read the {what}") from exc
+    if not path.is_file():
+        logger.warning("%s: the %s of event %s is missing at %s", stored.camera_id, what, stored.id, relpath)
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"the {what} file of event {stored.id!r} is missing"
+        )
+    return str(path)
+
+
+@router.get(
+    "/events/{event_id}/snapshot.jpg",
+    response_class=Response,
+    response_model=None,
+    summary="The event's snapshot JPEG",
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "The JPEG of the confirming frame."},
+        404: {"description": "Unknown event, or the event has no snapshot."},
+    },
+)
+def get_snapshot(
+    store: StoreDep, evidence: EvidenceDep, _token: ViewerByQuery, event_id: Annotated[str, _EVENT_ID]
+) -> Response:
+    """The snapshot of the event's latest revision that brought one; 404 when there is none."""
+    stored = _require_event(store, event_id)
+    if stored.snapshot_path is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"event {event_id!r} has no snapshot")
+    try:
+        data = evidence.read(stored.snapshot_path)
+    except EvidenceNotFoundError as exc:
+        logger.warning("%s: snapshot of event %s is missing: %s", stored.camera_id, event_id, exc)
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"the snapshot file of event {event_id!r} is missing"
+        ) from exc
+    except EvidenceError as exc:
+        logger.error("%s: cannot read the snapshot of event %s: %s", stored.camera_id, event_id, exc)
+        raise HTTPException(
+            status.HTTP_500_INTERNAL_SERVER_ERROR, detail=f"cannot read the snapshot of event {event_id!r}"
+        ) from exc
+    return Response(content=data, media_type="image/jpeg", headers={"Cache-Control": "no-cache"})
+
+
+@router.get(
+    "/events/{event_id}/clip.mp4",
+    response_class=FileResponse,
+    response_model=None,
+    summary="The event's clip (MP4), with range requests",
+    responses={
+        200: {"content": {"video/mp4": {}}, "description": "The whole clip."},
+        206: {"content": {"video/mp4": {}}, "description": "The requested byte range."},
+        404: {"description": "Unknown event, or the event has no clip."},
+        416: {"description": "The range lies outside the file."},
+    },
+)
+def get_clip(
+    store: StoreDep, evidence: EvidenceDep, _token: ViewerByQuery, event_id: Annotated[str, _EVENT_ID]
+) -> FileResponse:
+    """The clip the pipeline recorded around the event; ``Range: bytes=a-b`` answers 206 with that part."""
+    stored = _require_event(store, event_id)
+    relpath = stored.clip_path or evidence.clip_relpath(stored.camera_id, stored.id)
+    path = _evidence_path_or_404(evidence, stored, relpath, "clip")
+    return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "no-cache"})
+
+
+def _transition(
+    store: EventStore,
+    dispatcher: DispatcherDep,
+    metrics: MetricsDep,
+    event_id: str,
+    action: Action,
+    *,
+    actor: str,
+    note: str,
+    assignee: str | None = None,
+) -> EventOut:
+    """Apply a lifecycle action; 404 for an unknown id, 409 with the allowed actions when refused."""
+    try:
+        result = store.transition(event_id, action, actor=actor, note=note, assignee=assignee)
+    except KeyError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"event {event_id!r} not found") from exc
+    except InvalidTransitionError as exc:
+        conflict = ConflictOut(
+            message=str(exc), state=AlertState(exc.state), allowed_actions=[Action(a) for a in exc.allowed]
+        )
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=conflict.model_dump(mode="json")) from exc
+    metrics.transitions.labels(action=action.value).inc()
+    if result.deliveries_enqueued and dispatcher is not None:
+        dispatcher.wake()
+    return EventOut.from_stored(result.event)
+
+
+_LIFECYCLE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **_NOT_FOUND,
+    409: {
+        "description": "Not allowed from the alert's state; `detail` lists the allowed actions.",
+        "model": ConflictResponse,
+    },
+}
+
+
+@router.post(
+    "/events/{event_id}/acknowledge",
+    response_model=EventOut,
+    summary="Acknowledge an alert",
+    responses=_LIFECYCLE_RESPONSES,
+)
+def acknowledge(
+    store: StoreDep,
+    dispatcher: DispatcherDep,
+    metrics: MetricsDep,
+    token: Operator,
+    event_id: Annotated[str, _EVENT_ID],
+    body: AcknowledgeIn,
+) -> EventOut:
+    """raised → acknowledged: the control room has seen the alert (stops its escalation)."""
+    return _transition(
+        store, dispatcher, metrics, event_id, Action.ACKNOWLEDGE, actor=token.name, note=body.note
+    )
+
+
+@router.post(
+    "/events/{event_id}/dispatch",
+    response_model=EventOut,
+    summary="Dispatch someone",
+    responses=_LIFECYCLE_RESPONSES,
+)
+def dispatch(
+    store: StoreDep,
+    dispatcher: DispatcherDep,
+    metrics: MetricsDep,
+    token: Operator,
+    event_id: Annotated[str, _EVENT_ID],
+    body: DispatchIn,
+) -> EventOut:
+    """acknowledged → dispatched, with the assignee and the work-order note."""
+    return _transition(
+        store,
+        dispatcher,
+        metrics,
+        event_id,
+        Action.DISPATCH,
+        actor=token.name,
+        note=body.note,
+        assignee=body.assignee,
+    )
+
+
+@router.post(
+    "/events/{event_id}/resolve",
+    response_model=EventOut,
+    summary="Record the disposal",
+    responses=_LIFECYCLE_RESPONSES,
+)
+def resolve(
+    store: StoreDep,
+    dispatcher: DispatcherDep,
+    metrics: MetricsDep,
+    token: Operator,
+    event_id: Annotated[str, _EVENT_ID],
+    body: ResolveIn,
+) -> EventOut:
+    """acknowledged or dispatched → resolved, with the disposal note."""
+    return _transition(store, dispatcher, metrics, event_id, Action.RESOLVE, actor=token.name, note=body.note)
+
+
+@router.post(
+    "/events/{event_id}/false-alarm",
+    response_model=EventOut,
+    summary="Mark a false alarm",
+    responses=_LIFECYCLE_RESPONSES,
+)
+def false_alarm(
+    store: StoreDep,
+    dispatcher: DispatcherDep,
+    metrics: MetricsDep,
+    token: Operator,
+    event_id: Annotated[str, _EVENT_ID],
+    body: FalseAlarmIn,
+) -> EventOut:
+    """acknowledged or dispatched → false_alarm, with the reason."""
+    return _transition(
+        store, dispatcher, metrics, event_id, Action.FALSE_ALARM, actor=token.name, note=body.reason
+    )
+
+
+@router.post(
+    "/events/{event_id}/close", response_model=EventOut, summary="Close", responses=_LIFECYCLE_RESPONSES
+)
+def close(
+    store: StoreDep,
+    dispatcher: DispatcherDep,
+    metrics: MetricsDep,
+    token: Operator,
+    event_id: Annotated[str, _EVENT_ID],
+    body: CloseIn,
+) -> EventOut:
+    """resolved or false_alarm → closed."""
+    return _transition(store, dispatcher, metrics, event_id, Action.CLOSE, actor=token.name, note=body.note)

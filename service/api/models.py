@@ -1,0 +1,308 @@
+"""Request and response bodies of the API beyond events themselves (see ``service.schemas``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+
+from pipeline.event import Behaviour, RiskLevel
+from service.lifecycle import Action, AlertState
+from service.records import DeliveryStatus, Subscription, WebhookDelivery
+from service.schemas import WebhookKind, epoch_to_datetime
+from service.tokens import ApiToken, Role
+
+__all__ = [
+    "AcknowledgeIn",
+    "CloseIn",
+    "ConflictOut",
+    "ConflictResponse",
+    "DeliveryList",
+    "DeliveryOut",
+    "DispatchIn",
+    "FalseAlarmIn",
+    "IngestBoxIn",
+    "IngestEventIn",
+    "IngestResult",
+    "ReadyOut",
+    "ResolveIn",
+    "SubscriptionIn",
+    "SubscriptionOut",
+    "TokenCreated",
+    "TokenIn",
+    "TokenOut",
+]
+
+_Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+_Note = Annotated[str, StringConstraints(max_length=4000)]
+_RequiredNote = Annotated[str, StringConstraints(min_length=1, max_length=4000, pattern=r"\S")]
+
+
+class _Model(BaseModel):
+    """Base of the API bodies: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ------------------------------------------------------------------ lifecycle
+
+
+class AcknowledgeIn(_Model):
+    """Acknowledge an alert: the control room has seen it."""
+
+    note: _Note = Field("", description="Optional comment.")
+
+
+class DispatchIn(_Model):
+    """Send someone to deal with an alert."""
+
+    assignee: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")] = Field(
+        ..., description="Who is dispatched (name or team)."
+    )
+    note: _Note = Field("", description="The work-order note.")
+
+
+class ResolveIn(_Model):
+    """Record how an alert was disposed of."""
+
+    note: _RequiredNote = Field(..., description="The disposal note: what was done.")
+
+
+class FalseAlarmIn(_Model):
+    """Record that an alert was a false alarm."""
+
+    reason: _RequiredNote = Field(..., description="Why it was not a real hazard.")
+
+
+class CloseIn(_Model):
+    """Close a resolved or false alarm."""
+
+    note: _Note = Field("", description="Optional comment.")
+
+
+class ConflictOut(_Model):
+    """Why a lifecycle action was refused (409)."""
+
+    message: str
+    state: AlertState = Field(..., description="The alert's current state.")
+    allowed_actions: list[Action] = Field(..., description="What may be done from this state.")
+
+
+class ConflictResponse(_Model):
+    """The 409 body of a refused lifecycle action."""
+
+    detail: ConflictOut
+
+
+# --------------------------------------------------------------------- ingest
+
+
+class IngestBoxIn(_Model):
+    """One detection supporting an ingested event."""
+
+    class_name: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    confidence: float = Field(..., ge=0, le=1)
+    xyxy_norm: tuple[
+        Annotated[float, Field(ge=0, le=1)],
+        Annotated[float, Field(ge=0, le=1)],
+        Annotated[float, Field(ge=0, le=1)],
+        Annotated[float, Field(ge=0, le=1)],
+    ]
+
+
+class IngestEventIn(_Model):
+    """An event revision from a pipeline, in ``pipeline.event_json`` wire form (epoch-second times)."""
+
+    schema_version: Literal[1] = Field(..., description="Wire-form version (pipeline.event_json).")
+    id: _Id
+    revision: int = Field(..., ge=1, le=1_000_000_000)
+    site_id: _Id
+    workshop_id: _Id
+    camera_id: _Id
+    behaviour: Behaviour
+    severity: RiskLevel
+    started_at: float = Field(..., ge=0, le=1e11, description="Epoch seconds.")
+    last_seen_at: float = Field(..., ge=0, le=1e11, description="Epoch seconds; not before started_at.")
+    ended_at: float | None = Field(None, ge=0, le=1e11, description="Epoch seconds, when cleared.")
+    confidence: float = Field(..., ge=0, le=1)
+    boxes: list[IngestBoxIn] = Field(default_factory=list, max_length=100)
+    zone_id: _Id | None = None
+    model_version: Annotated[str, StringConstraints(max_length=128)] = ""
+    message: Annotated[str, StringConstraints(max_length=2000)] = ""
+    snapshot_jpeg_b64: Annotated[str, StringConstraints(max_length=16_000_000)] | None = Field(
+        None, description="The snapshot JPEG, base64."
+    )
+
+
+class IngestResult(_Model):
+    """What the service did with an ingested revision."""
+
+    event_id: str
+    revision: int = Field(..., description="The revision received.")
+    stored_revision: int = Field(..., description="The revision stored after the call.")
+    is_applied: bool = Field(..., description="False for a duplicate or stale revision (ignored).")
+
+
+# ------------------------------------------------------------------- webhooks
+
+
+class SubscriptionIn(_Model):
+    """A new webhook subscription; empty filter lists match everything."""
+
+    url: Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s/]+")] = Field(
+        ..., description="http(s) URL the announcements are POSTed to."
+    )
+    secret: SecretStr | None = Field(
+        None, min_length=16, max_length=512, description="HMAC secret (write-only; 16+ characters)."
+    )
+    description: Annotated[str, StringConstraints(max_length=200)] = ""
+    timeout_s: float = Field(5.0, gt=0, le=120)
+    retry_for_s: float = Field(
+        86_400.0, ge=60, le=30 * 86_400, description="Retry window before a dead letter."
+    )
+    max_attempts: int | None = Field(None, ge=1, le=100_000)
+    kinds: list[WebhookKind] = Field(default_factory=list, max_length=20)
+    site_ids: list[_Id] = Field(default_factory=list, max_length=100)
+    camera_ids: list[_Id] = Field(default_factory=list, max_length=1000)
+    behaviours: list[Behaviour] = Field(default_factory=list, max_length=20)
+
+
+class SubscriptionOut(_Model):
+    """A webhook subscription (its secret is never shown)."""
+
+    id: int
+    source: Literal["config", "api"] = Field(..., description="config: from the site YAML (managed there).")
+    url: str
+    has_secret: bool
+    description: str
+    timeout_s: float
+    retry_for_s: float
+    max_attempts: int | None
+    kinds: list[str]
+    site_ids: list[str]
+    camera_ids: list[str]
+    behaviours: list[str]
+    is_active: bool
+    created_at: datetime
+
+    @classmethod
+    def from_subscription(cls, sub: Subscription) -> SubscriptionOut:
+        """Build the response model of a subscription."""
+        return cls(
+            id=sub.id,
+            source="config" if sub.source == "config" else "api",
+            url=sub.url,
+            has_secret=sub.secret is not None,
+            description=sub.description,
+            timeout_s=sub.timeout_s,
+            retry_for_s=sub.retry_for_s,
+            max_attempts=sub.max_attempts,
+            kinds=list(sub.kinds),
+            site_ids=list(sub.site_ids),
+            camera_ids=list(sub.camera_ids),
+            behaviours=list(sub.behaviours),
+            is_active=sub.is_active,
+            created_at=epoch_to_datetime(sub.created_at),
+        )
+
+
+class DeliveryOut(_Model):
+    """One webhook delivery; ``failed`` ones are the dead letters."""
+
+    id: int
+    idempotency_key: str
+    subscription_id: int
+    event_id: str
+    kind: str
+    url: str
+    status: DeliveryStatus
+    attempts: int
+    last_error: str | None
+    last_status_code: int | None
+    next_attempt_at: datetime | None
+    retry_until: datetime
+    delivered_at: datetime | None
+    created_at: datetime
+
+    @classmethod
+    def from_delivery(cls, d: WebhookDelivery) -> DeliveryOut:
+        """Build the response model of a delivery."""
+        return cls(
+            id=d.id,
+            idempotency_key=d.idempotency_key,
+            subscription_id=d.subscription_id,
+            event_id=d.event_id,
+            kind=d.kind,
+            url=d.url,
+            status=d.status,
+            attempts=d.attempts,
+            last_error=d.last_error,
+            last_status_code=d.last_status_code,
+            next_attempt_at=None if d.next_attempt_at is None else epoch_to_datetime(d.next_attempt_at),
+            retry_until=epoch_to_datetime(d.retry_until),
+            delivered_at=None if d.delivered_at is None else epoch_to_datetime(d.delivered_at),
+            created_at=epoch_to_datetime(d.created_at),
+        )
+
+
+class DeliveryList(_Model):
+    """A page of deliveries, oldest first."""
+
+    items: list[DeliveryOut]
+    count: int
+    next_after_id: int | None = Field(
+        None, description="Pass as `after_id` for the next page; null on the last."
+    )
+
+
+# --------------------------------------------------------------------- tokens
+
+
+class TokenIn(_Model):
+    """A new API token."""
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")] = Field(
+        ..., description="Who holds it; recorded as the actor in the audit trail."
+    )
+    role: Role
+
+
+class TokenOut(_Model):
+    """An API token without its secret."""
+
+    id: int
+    name: str
+    role: Role
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_token(cls, token: ApiToken) -> TokenOut:
+        """Build the response model of a token."""
+        return cls(
+            id=token.id,
+            name=token.name,
+            role=token.role,
+            created_at=epoch_to_datetime(token.created_at),
+            last_used_at=None if token.last_used_at is None else epoch_to_datetime(token.last_used_at),
+            revoked_at=None if token.revoked_at is None else epoch_to_datetime(token.revoked_at),
+        )
+
+
+class TokenCreated(_Model):
+    """A new token and its secret, shown this once."""
+
+    token: str = Field(..., description="The secret: send it as `Authorization: Bearer <token>`.")
+    info: TokenOut
+
+
+# ----------------------------------------------------------------------- ops
+
+
+class ReadyOut(_Model):
+    """Whether the service can take traffic."""
+
+    is_ready: bool
+    checks: dict[str, bool] = Field(..., description="database, schema (migrations at head), dispatcher.")

@@ -1,0 +1,104 @@
+"""Operations: liveness (``/healthz``), readiness (``/readyz``), Prometheus (``/metrics``), camera health."""
+
+from __future__ import annotations
+
+import logging
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import APIRouter, Response, status
+from sqlalchemy.exc import SQLAlchemyError
+
+from service.api.deps import AUTH_RESPONSES, CameraHealthDep, DispatcherDep, MetricsDep, StoreDep, Viewer
+from service.api.models import ReadyOut
+from service.database import is_schema_current
+from service.errors import DatabaseError
+from service.metrics import CONTENT_TYPE
+from service.records import DeliveryStatus
+from service.schemas import CameraHealthOut, HealthOut
+
+__all__ = ["anjian_version", "router"]
+
+logger = logging.getLogger(__name__)
+
+router = APIRouter(tags=["operations"])
+
+
+def anjian_version() -> str:
+    """The installed anjian version, or ``"0"`` from a bare checkout."""
+    try:
+        return version("anjian")
+    except PackageNotFoundError:
+        return "0"
+
+
+@router.get("/healthz", response_model=HealthOut, summary="Liveness and dependencies")
+def healthz(
+    store: StoreDep, dispatcher: DispatcherDep, camera_health: CameraHealthDep, response: Response
+) -> HealthOut:
+    """200 with ``status: ok`` when the database answers, else 503 with ``status: degraded``."""
+    pending: int | None = None
+    try:
+        store.ping()
+        pending = store.outbox.count(DeliveryStatus.PENDING)
+        is_database_ok = True
+    except SQLAlchemyError:
+        logger.exception("health check: the database does not answer")
+        is_database_ok = False
+    if not is_database_ok:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return HealthOut(
+        status="ok" if is_database_ok else "degraded",
+        version=anjian_version(),
+        is_database_ok=is_database_ok,
+        is_dispatcher_running=dispatcher is not None and dispatcher.is_running,
+        pending_deliveries=pending,
+        cameras=[CameraHealthOut.from_health(h) for h in camera_health()] if camera_health else [],
+    )
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyOut,
+    summary="Readiness",
+    responses={503: {"description": "Not ready; `checks` says what fails.", "model": ReadyOut}},
+)
+def readyz(store: StoreDep, dispatcher: DispatcherDep, response: Response) -> ReadyOut:
+    """200 when the database answers at the schema this anjian needs and webhooks are being sent, else 503."""
+    checks = {
+        "database": False,
+        "schema": False,
+        "dispatcher": dispatcher is not None and dispatcher.is_running,
+    }
+    try:
+        store.ping()
+        checks["database"] = True
+        checks["schema"] = is_schema_current(store.engine)
+    except (SQLAlchemyError, DatabaseError):
+        logger.exception("readiness check failed")
+    is_ready = all(checks.values())
+    if not is_ready:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return ReadyOut(is_ready=is_ready, checks=checks)
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    response_model=None,
+    summary="Prometheus metrics",
+    responses={200: {"content": {CONTENT_TYPE: {}}, "description": "Prometheus text format."}},
+)
+def metrics(registry: MetricsDep) -> Response:
+    """Events by behaviour/colour/state, webhook deliveries and latency, outbox depth, camera fps and health."""
+    return Response(content=registry.render(), media_type=CONTENT_TYPE)
+
+
+@router.get(
+    "/cameras",
+    response_model=list[CameraHealthOut],
+    summary="Camera health",
+    responses=AUTH_RESPONSES,  # type: ignore[arg-type]
+)
+def cameras(camera_health: CameraHealthDep, _token: Viewer) -> list[CameraHealthOut]:
+    """Connection state, fps and counters of each camera this process reads (empty for `anjian serve`)."""
+    return [CameraHealthOut.from_health(h) for h in camera_health()] if camera_health else []

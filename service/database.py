@@ -1,0 +1,209 @@
+"""The database connection every store shares: engine, sessions, and schema migrations (Alembic).
+
+SQLite is the default (a file in the data folder); PostgreSQL is chosen by URL
+(``postgresql+psycopg://user:password@host/db``, with the ``anjian[postgres]``
+extra installed). On SQLite the database runs in WAL mode (readers never block the
+writer), write transactions start with ``BEGIN IMMEDIATE`` (so they queue on the
+busy timeout instead of failing on a lock upgrade), and foreign keys are enforced.
+
+The schema is built and changed only by the Alembic migrations shipped in
+``service/migrations`` (run by ``upgrade_database``, at start or by ``anjian db upgrade``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from service.errors import DatabaseError
+
+__all__ = ["Database", "head_revision", "is_schema_current", "masked_url", "sqlite_url", "upgrade_database"]
+
+logger = logging.getLogger(__name__)
+
+_WRITE_OPTION = "anjian_write"
+_MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def sqlite_url(directory: Path | str) -> str:
+    """The default database URL: ``anjian.db`` in the data folder."""
+    return f"sqlite:///{Path(directory) / 'anjian.db'}"
+
+
+def masked_url(database_url: str) -> str:
+    """The URL with its password hidden, for logs and messages."""
+    try:
+        return make_url(database_url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is shown as nothing rather than leaked
+        return "<unparsable database URL>"
+
+
+def _alembic_config() -> AlembicConfig:
+    """An Alembic config pointing at the migrations inside the installed package."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(_MIGRATIONS_DIR))
+    return config
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this anjian."""
+    head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+    if head is None:
+        raise DatabaseError("no migrations are shipped with this anjian (broken install?)")
+    return head
+
+
+def _current_revision(engine: Engine) -> str | None:
+    """The revision stamped in the database, or ``None`` for an empty one."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def is_schema_current(engine: Engine) -> bool:
+    """Whether the database is at the newest shipped migration."""
+    return _current_revision(engine) == head_revision()
+
+
+def upgrade_database(engine: Engine) -> str:
+    """Apply every pending migration; a database already at the head is left alone.
+
+    Args:
+        engine: The database.
+
+    Returns:
+        The revision the database is at afterwards.
+
+    Raises:
+        DatabaseError: The database holds anjian tables that no migration made
+            (an anjian older than migrations created it), or a migration failed.
+    """
+    head = head_revision()
+    current = _current_revision(engine)
+    if current == head:
+        return head
+    if current is None and inspect(engine).has_table("events"):
+        raise DatabaseError(
+            f"{masked_url(str(engine.url))} holds anjian tables but no migration stamp: it was made by an "
+            "anjian before 0.2; move it aside and start again"
+        )
+    logger.info("migrating the database from %s to %s", current or "empty", head)
+    config = _alembic_config()
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+    except Exception as exc:
+        raise DatabaseError(f"migrating {masked_url(str(engine.url))} to {head} failed: {exc}") from exc
+    return head
+
+
+class Database:
+    """An engine and its sessions, shared by the stores of one process; thread-safe.
+
+    Args:
+        database_url: SQLAlchemy URL.
+        busy_timeout_s: How long a SQLite write waits for another writer.
+        is_auto_migrate: Apply pending migrations now; otherwise refuse a
+            database that is not at the head revision.
+
+    Raises:
+        DatabaseError: The schema is behind and ``is_auto_migrate`` is off, or migrating failed.
+    """
+
+    def __init__(
+        self, database_url: str, *, busy_timeout_s: float = 5.0, is_auto_migrate: bool = True
+    ) -> None:
+        if busy_timeout_s <= 0:
+            raise ValueError(f"busy_timeout_s must be > 0, got {busy_timeout_s}")
+        self._engine = self._make_engine(database_url, busy_timeout_s)
+        self._read_sessions = sessionmaker(self._engine, expire_on_commit=False)
+        self._write_sessions = sessionmaker(
+            self._engine.execution_options(**{_WRITE_OPTION: True}), expire_on_commit=False
+        )
+        if is_auto_migrate:
+            upgrade_database(self._engine)
+        else:
+            current, head = _current_revision(self._engine), head_revision()
+            if current != head:
+                raise DatabaseError(
+                    f"{masked_url(database_url)} is at schema {current or 'empty'}, this anjian needs {head}: "
+                    "run `anjian db upgrade`"
+                )
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine."""
+        return self._engine
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the database is SQLite."""
+        return self._engine.dialect.name == "sqlite"
+
+    def close(self) -> None:
+        """Close every pooled connection."""
+        self._engine.dispose()
+
+    def ping(self) -> None:
+        """Run a trivial query; raises ``sqlalchemy.exc.SQLAlchemyError`` when the database is unusable."""
+        with self.read() as session:
+            session.execute(text("SELECT 1"))
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session in a read transaction (``BEGIN`` on SQLite: a consistent WAL snapshot)."""
+        with self._read_sessions() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session in a write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on exit."""
+        with self._write_sessions() as session, session.begin():
+            yield session
+
+    @staticmethod
+    def _make_engine(database_url: str, busy_timeout_s: float) -> Engine:
+        """Create the engine; on SQLite: WAL, busy timeout, foreign keys, explicit BEGINs."""
+        if not database_url.startswith("sqlite"):
+            return create_engine(database_url, pool_pre_ping=True)
+        is_memory = database_url in {"sqlite://", "sqlite:///:memory:"} or "mode=memory" in database_url
+        engine = create_engine(
+            database_url,
+            connect_args={"check_same_thread": False, "timeout": busy_timeout_s},
+            # One shared connection for an in-memory database, else each connection sees its own.
+            **({"poolclass": StaticPool} if is_memory else {}),
+        )
+        busy_timeout_ms = int(busy_timeout_s * 1000)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            try:
+                if not is_memory:
+                    cursor.execute("PRAGMA journal_mode=WAL")
+                    cursor.execute("PRAGMA synchronous=NORMAL")
+                cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+                cursor.execute("PRAGMA foreign_keys=ON")
+            finally:
+                cursor.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Any) -> None:
+            is_write = bool(conn.get_execution_options().get(_WRITE_OPTION))
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if is_write else "BEGIN")
+
+        return engine

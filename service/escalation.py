@@ -1,0 +1,88 @@
+"""SLA escalation: a worker that escalates alerts left unacknowledged past their colour's deadline.
+
+The rule itself is ``EventStore.escalate_overdue`` (one transaction: colour up,
+audit line, ``event.escalated`` deliveries); this thread runs it every
+``sla.check_interval_s`` and wakes the webhook dispatcher when something was
+escalated. Tests call ``run_once`` with a fake clock instead of waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from service.config import SlaConfig
+from service.metrics import ServiceMetrics
+from service.records import StoredEvent
+from service.store import EventStore
+from service.webhooks import WebhookDispatcher
+
+__all__ = ["Escalator"]
+
+logger = logging.getLogger(__name__)
+
+
+class Escalator:
+    """Escalates overdue alerts periodically.
+
+    Args:
+        store: Where the alerts live (its clock decides what is overdue).
+        sla: Deadlines per colour and how often to look.
+        dispatcher: Woken after an escalation, when given.
+        metrics: Counts escalations, when given.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        sla: SlaConfig,
+        *,
+        dispatcher: WebhookDispatcher | None = None,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        self._store = store
+        self._sla = sla
+        self._dispatcher = dispatcher
+        self._metrics = metrics
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the worker thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def run_once(self) -> list[StoredEvent]:
+        """Escalate what is overdue now; returns the escalated alerts."""
+        escalated = self._store.escalate_overdue(self._sla)
+        if escalated:
+            if self._metrics is not None:
+                self._metrics.escalations.inc(len(escalated))
+            if self._dispatcher is not None:
+                self._dispatcher.wake()
+        return escalated
+
+    def start(self) -> None:
+        """Start the worker thread.
+
+        Raises:
+            RuntimeError: It is running already, or was stopped (create a new one).
+        """
+        if self._thread is not None or self._stop.is_set():
+            raise RuntimeError("an Escalator starts once")
+        self._thread = threading.Thread(target=self._run, name="anjian-escalator", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the worker thread; safe to call twice."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        """Loop: escalate, sleep ``check_interval_s``; faults are logged and retried next round."""
+        while not self._stop.wait(self._sla.check_interval_s):
+            try:
+                self.run_once()
+            except Exception:
+                logger.exception("escalation round failed; retrying in %.0fs", self._sla.check_interval_s)

@@ -1,0 +1,138 @@
+"""Prometheus metrics of the service, served at ``/metrics``.
+
+Counters and the latency histogram are kept in memory by the parts that act
+(the webhook dispatcher, ingest, the lifecycle routes, the escalator). Gauges that
+describe state (events per behaviour/colour/state, outbox depth, camera fps and
+health) are read at scrape time from the database and the camera readers, so they
+are right after a restart too. Each app has its own registry, so several apps in
+one process (tests) do not collide.
+
+Metric names: ``anjian_events``, ``anjian_ingested_revisions_total``,
+``anjian_transitions_total``, ``anjian_escalations_total``,
+``anjian_webhook_deliveries_total``, ``anjian_webhook_delivery_latency_seconds``,
+``anjian_webhook_outbox``, ``anjian_camera_fps``, ``anjian_camera_up``,
+``anjian_camera_state``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy.exc import SQLAlchemyError
+
+from cameras.health import CameraHealth, CameraState
+from service.records import DeliveryStatus
+
+if TYPE_CHECKING:
+    from service.store import EventStore
+
+__all__ = ["CONTENT_TYPE", "ServiceMetrics"]
+
+logger = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400)
+
+
+class _StateCollector(Collector):
+    """Gauges read at scrape time: stored events, outbox depth, camera fps and state."""
+
+    def __init__(self, store: EventStore, camera_health: Callable[[], Sequence[CameraHealth]] | None) -> None:
+        self._store = store
+        self._camera_health = camera_health
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the gauges; a database that does not answer leaves its gauges out."""
+        try:
+            counts = self._store.count_events()
+            depth = {status: self._store.outbox.count(status) for status in DeliveryStatus}
+        except SQLAlchemyError:
+            logger.exception("metrics: the database does not answer")
+        else:
+            events = GaugeMetricFamily(
+                "anjian_events",
+                "Stored events by behaviour, colour and state.",
+                labels=["behaviour", "severity", "state"],
+            )
+            for (behaviour, severity, state), count in sorted(counts.items()):
+                events.add_metric([behaviour, severity, state], count)
+            yield events
+            outbox = GaugeMetricFamily(
+                "anjian_webhook_outbox",
+                "Webhook deliveries by status (failed: dead letters).",
+                labels=["status"],
+            )
+            for status, count in depth.items():
+                outbox.add_metric([status.value], count)
+            yield outbox
+        if self._camera_health is None:
+            return
+        fps = GaugeMetricFamily(
+            "anjian_camera_fps", "Frames per second handed to the pipeline.", labels=["camera_id"]
+        )
+        up = GaugeMetricFamily(
+            "anjian_camera_up", "1 when the camera is online, else 0.", labels=["camera_id"]
+        )
+        state = GaugeMetricFamily(
+            "anjian_camera_state",
+            "1 for the camera's current connection state.",
+            labels=["camera_id", "state"],
+        )
+        for health in self._camera_health():
+            fps.add_metric([health.camera_id], health.fps)
+            up.add_metric([health.camera_id], 1.0 if health.state is CameraState.ONLINE else 0.0)
+            for candidate in CameraState:
+                state.add_metric(
+                    [health.camera_id, candidate.value], 1.0 if candidate is health.state else 0.0
+                )
+        yield fps
+        yield up
+        yield state
+
+
+class ServiceMetrics:
+    """The service's Prometheus registry and the counters the service's parts update.
+
+    Args:
+        store: Read at scrape time for the state gauges.
+        camera_health: Reports camera health, when this process reads cameras.
+    """
+
+    def __init__(
+        self, store: EventStore, camera_health: Callable[[], Sequence[CameraHealth]] | None = None
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.ingested = Counter(
+            "anjian_ingested_revisions",
+            "Event revisions received, by behaviour, colour and result (applied or duplicate).",
+            ["behaviour", "severity", "result"],
+            registry=self.registry,
+        )
+        self.transitions = Counter(
+            "anjian_transitions", "Lifecycle actions taken, by action.", ["action"], registry=self.registry
+        )
+        self.escalations = Counter(
+            "anjian_escalations", "Alerts escalated for want of acknowledgement.", registry=self.registry
+        )
+        self.deliveries = Counter(
+            "anjian_webhook_deliveries",
+            "Webhook delivery attempts by result: delivered, retry (failed, will retry), dead_letter (gave up).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.delivery_latency = Histogram(
+            "anjian_webhook_delivery_latency_seconds",
+            "Seconds from enqueueing an announcement to its successful delivery.",
+            buckets=_LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self.registry.register(_StateCollector(store, camera_health))
+
+    def render(self) -> bytes:
+        """The registry in Prometheus text format."""
+        return generate_latest(self.registry)

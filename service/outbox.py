@@ -1,0 +1,247 @@
+"""The durable webhook outbox: deliveries enqueued in the event's transaction, claimed and settled by workers.
+
+Every announcement of an event (a detection revision, a lifecycle action, an
+escalation) enqueues one ``webhook_deliveries`` row per matching active
+subscription, inside the transaction that changed the event (``enqueue``), so a
+crash between the change and its announcement loses nothing. Workers claim due
+rows with a lease (``claim_due``), POST them, and settle them (``mark_delivered``,
+``mark_attempt_failed``). A row whose retries run out is ``failed``: a dead letter,
+listed by ``list(status=FAILED)`` and sent again by ``redeliver``.
+
+Each row has an idempotency key, unique in the table and the same on every attempt:
+``<event id>:<change>:<subscription id>`` where the change is ``r<revision>`` for a
+detection or ``a<audit id>`` for a lifecycle change.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.database import Database
+from service.records import (
+    AuditEntry,
+    DeliveryStatus,
+    StoredEvent,
+    WebhookDelivery,
+    delivery_from_row,
+    subscription_from_row,
+)
+from service.schemas import WebhookKind, WebhookPayload
+from service.tables import DeliveryRow, SubscriptionRow
+
+__all__ = ["Outbox", "enqueue", "idempotency_key"]
+
+_MAX_ERROR_CHARS = 1000
+
+
+def idempotency_key(event_id: str, change: str, subscription_id: int) -> str:
+    """``<event_id>:<change>:<subscription_id>``: the same for every attempt of one delivery."""
+    return f"{event_id}:{change}:{subscription_id}"
+
+
+def enqueue(
+    session: Session,
+    event: StoredEvent,
+    *,
+    kind: WebhookKind,
+    change: AuditEntry | None,
+    now: float,
+) -> int:
+    """Add one pending delivery per active subscription that wants ``kind`` for ``event``.
+
+    Call it inside the transaction that stored the change, so both commit or neither does.
+
+    Args:
+        session: The open write session.
+        event: The event after the change.
+        kind: What is announced.
+        change: The audit entry of a lifecycle change; ``None`` for a detection revision.
+        now: Epoch seconds.
+
+    Returns:
+        How many deliveries were enqueued.
+    """
+    subscriptions = [
+        subscription_from_row(row)
+        for row in session.scalars(select(SubscriptionRow).where(SubscriptionRow.is_active.is_(True)))
+    ]
+    wanted = [s for s in subscriptions if s.matches(kind, event)]
+    if not wanted:
+        return 0
+    payload = WebhookPayload.for_event(event, kind=kind, change=change).model_dump(mode="json")
+    change_key = f"r{event.revision}" if change is None else f"a{change.id}"
+    for subscription in wanted:
+        session.add(
+            DeliveryRow(
+                idempotency_key=idempotency_key(event.id, change_key, subscription.id),
+                subscription_id=subscription.id,
+                event_id=event.id,
+                revision=event.revision,
+                kind=kind,
+                url=subscription.url,
+                status=DeliveryStatus.PENDING.value,
+                attempts=0,
+                next_attempt_at=now,
+                retry_until=now + subscription.retry_for_s,
+                payload=payload,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return len(wanted)
+
+
+class Outbox:
+    """Claims, settles, lists and redelivers webhook deliveries; thread-safe.
+
+    Args:
+        database: The shared database.
+        clock: Returns epoch seconds (for ``redeliver``).
+    """
+
+    def __init__(self, database: Database, *, clock: Callable[[], float] = time.time) -> None:
+        self._db = database
+        self._clock = clock
+
+    def claim_due(self, *, now: float, lease_s: float) -> WebhookDelivery | None:
+        """Take the oldest due pending delivery and hide it from other claimers for ``lease_s``.
+
+        The row stays pending: if the worker dies before settling it, it is due
+        again when the lease ends (at-least-once delivery).
+        """
+        query = (
+            select(DeliveryRow)
+            .where(DeliveryRow.status == DeliveryStatus.PENDING.value, DeliveryRow.next_attempt_at <= now)
+            .order_by(DeliveryRow.next_attempt_at, DeliveryRow.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+        with self._db.write() as session:
+            row = session.scalars(query).first()
+            if row is None:
+                return None
+            claimed = delivery_from_row(row)
+            row.next_attempt_at = now + lease_s
+            row.updated_at = now
+            return claimed
+
+    def mark_delivered(self, delivery_id: int, *, status_code: int, now: float) -> WebhookDelivery:
+        """Record a successful POST: one more attempt, status delivered.
+
+        Raises:
+            KeyError: No delivery has this id.
+        """
+        with self._db.write() as session:
+            row = self._row(session, delivery_id)
+            row.attempts += 1
+            row.status = DeliveryStatus.DELIVERED.value
+            row.last_status_code = status_code
+            row.last_error = None
+            row.delivered_at = now
+            row.next_attempt_at = None
+            row.updated_at = now
+            return delivery_from_row(row)
+
+    def mark_attempt_failed(
+        self,
+        delivery_id: int,
+        *,
+        error: str,
+        status_code: int | None,
+        retry_at: float | None,
+        now: float,
+        is_counted: bool = True,
+    ) -> WebhookDelivery:
+        """Record a failed POST: pending again until ``retry_at``, or a dead letter when it is ``None``.
+
+        Args:
+            delivery_id: The delivery.
+            error: Why it failed (truncated to 1000 characters).
+            status_code: HTTP status received, or ``None`` when no response came.
+            retry_at: Epoch seconds of the next attempt; ``None`` gives up.
+            now: Current epoch seconds.
+            is_counted: Whether a POST was actually made (``False`` when giving up
+                without sending, e.g. the subscription was deactivated).
+
+        Raises:
+            KeyError: No delivery has this id.
+        """
+        with self._db.write() as session:
+            row = self._row(session, delivery_id)
+            if is_counted:
+                row.attempts += 1
+            row.last_error = error[:_MAX_ERROR_CHARS]
+            row.last_status_code = status_code
+            row.status = (DeliveryStatus.PENDING if retry_at is not None else DeliveryStatus.FAILED).value
+            row.next_attempt_at = retry_at
+            row.updated_at = now
+            return delivery_from_row(row)
+
+    def redeliver(self, delivery_id: int, *, retry_for_s: float) -> WebhookDelivery:
+        """Queue a dead letter (or any delivery) again, due now, with a fresh retry window.
+
+        The idempotency key stays the same, so a receiver that already has it can ignore it.
+
+        Raises:
+            KeyError: No delivery has this id.
+        """
+        now = self._clock()
+        with self._db.write() as session:
+            row = self._row(session, delivery_id)
+            row.status = DeliveryStatus.PENDING.value
+            row.next_attempt_at = now
+            row.retry_until = now + retry_for_s
+            row.delivered_at = None
+            row.updated_at = now
+            return delivery_from_row(row)
+
+    def next_due_at(self) -> float | None:
+        """Epoch seconds when the earliest pending delivery is due, or ``None`` when none is pending."""
+        query = select(func.min(DeliveryRow.next_attempt_at)).where(
+            DeliveryRow.status == DeliveryStatus.PENDING.value
+        )
+        with self._db.read() as session:
+            value = session.execute(query).scalar()
+            return None if value is None else float(value)
+
+    def get(self, delivery_id: int) -> WebhookDelivery | None:
+        """The delivery with this id, or ``None``."""
+        with self._db.read() as session:
+            row = session.get(DeliveryRow, delivery_id)
+            return None if row is None else delivery_from_row(row)
+
+    def list(
+        self,
+        *,
+        event_id: str | None = None,
+        status: DeliveryStatus | None = None,
+        after_id: int = 0,
+        limit: int = 1000,
+    ) -> list[WebhookDelivery]:
+        """Deliveries matching the filters with ids above ``after_id``, oldest first (by id)."""
+        query = select(DeliveryRow).where(DeliveryRow.id > after_id)
+        if event_id is not None:
+            query = query.where(DeliveryRow.event_id == event_id)
+        if status is not None:
+            query = query.where(DeliveryRow.status == DeliveryStatus(status).value)
+        query = query.order_by(DeliveryRow.id).limit(limit)
+        with self._db.read() as session:
+            return [delivery_from_row(row) for row in session.scalars(query)]
+
+    def count(self, status: DeliveryStatus) -> int:
+        """How many deliveries have this status."""
+        query = select(func.count()).select_from(DeliveryRow).where(DeliveryRow.status == status.value)
+        with self._db.read() as session:
+            return int(session.execute(query).scalar_one())
+
+    @staticmethod
+    def _row(session: Session, delivery_id: int) -> DeliveryRow:
+        """The delivery row with this id, or ``KeyError``."""
+        row = session.get(DeliveryRow, delivery_id)
+        if row is None:
+            raise KeyError(f"no webhook delivery with id {delivery_id}")
+        return row

@@ -1,0 +1,286 @@
+"""Immutable records the stores hand out: copies of database rows, safe to use outside a session.
+
+Times are epoch seconds, as in ``pipeline.event.Event``; ``service.schemas`` turns
+them into the ISO strings of the API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pipeline.event import Behaviour, EventBox, RiskLevel
+from service.lifecycle import AlertState
+from service.tables import AuditRow, DeliveryRow, EventRow, SubscriptionRow
+
+__all__ = [
+    "AuditEntry",
+    "DeliveryStatus",
+    "StoredEvent",
+    "Subscription",
+    "WebhookDelivery",
+    "audit_from_row",
+    "delivery_from_row",
+    "event_from_row",
+    "subscription_from_row",
+]
+
+
+class DeliveryStatus(StrEnum):
+    """Where one webhook delivery stands; ``failed`` ones are the dead letters."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as stored: the pipeline's fields plus the alert's lifecycle.
+
+    Attributes:
+        severity: Current colour: the detected one, raised by each escalation.
+        detected_severity: The colour the pipeline gave it.
+        state: Alert lifecycle state.
+        snapshot_path: Snapshot file relative to the data folder, or ``None``.
+        clip_path: Clip (MP4) relative to the data folder, or ``None``.
+        assignee: Who was dispatched, once dispatched.
+        escalations: How many times the alert was escalated.
+        escalated_at: When it was last escalated.
+        acknowledged_at: When it was acknowledged.
+        state_changed_at: When it entered ``state``.
+        version: Bumped at every change (revision, action, escalation): the live feed's cursor.
+        created_at: When the service first stored the incident.
+        updated_at: When the service last changed it.
+    """
+
+    id: str
+    revision: int
+    site_id: str
+    workshop_id: str
+    camera_id: str
+    behaviour: Behaviour
+    severity: RiskLevel
+    detected_severity: RiskLevel
+    state: AlertState
+    started_at: float
+    last_seen_at: float
+    ended_at: float | None
+    confidence: float
+    zone_id: str | None
+    model_version: str
+    message: str
+    boxes: tuple[EventBox, ...]
+    snapshot_path: str | None
+    clip_path: str | None
+    assignee: str | None
+    escalations: int
+    escalated_at: float | None
+    acknowledged_at: float | None
+    state_changed_at: float
+    version: int
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One line of an alert's audit trail.
+
+    Attributes:
+        id: Row id, increasing in time.
+        event_id: The alert.
+        at: When, epoch seconds.
+        actor: Who: an API token's name, ``"pipeline"`` or ``"system"`` (escalation).
+        action: ``raise``, ``escalate`` or an ``Action`` value.
+        from_state: State before (``None`` when raised).
+        to_state: State after.
+        severity: The alert's colour after the action.
+        assignee: Who was dispatched (``dispatch`` only).
+        note: Work-order note, disposal note, false-alarm reason, or empty.
+    """
+
+    id: int
+    event_id: str
+    at: float
+    actor: str
+    action: str
+    from_state: AlertState | None
+    to_state: AlertState
+    severity: RiskLevel
+    assignee: str | None
+    note: str
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    """A webhook endpoint and its filters; empty filter lists match everything.
+
+    Attributes:
+        source: ``"config"`` (from the site YAML) or ``"api"``.
+        secret: HMAC secret, or ``None`` for unsigned deliveries (never shown by the API).
+        retry_for_s: How long a delivery is retried before it becomes a dead letter.
+        max_attempts: Optional cap on attempts.
+    """
+
+    id: int
+    source: str
+    url: str
+    secret: str | None = field(repr=False)
+    description: str
+    timeout_s: float
+    retry_for_s: float
+    max_attempts: int | None
+    kinds: tuple[str, ...]
+    site_ids: tuple[str, ...]
+    camera_ids: tuple[str, ...]
+    behaviours: tuple[str, ...]
+    is_active: bool
+    created_at: float
+
+    def matches(self, kind: str, event: StoredEvent) -> bool:
+        """Whether this subscription wants ``kind`` announced for ``event``."""
+        return (
+            self.is_active
+            and (not self.kinds or kind in self.kinds)
+            and (not self.site_ids or event.site_id in self.site_ids)
+            and (not self.camera_ids or event.camera_id in self.camera_ids)
+            and (not self.behaviours or event.behaviour.value in self.behaviours)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One row of the webhook outbox.
+
+    Attributes:
+        idempotency_key: The same for every attempt of this delivery (sent as a header).
+        subscription_id: Where it goes.
+        kind: ``event.created``, ``event.acknowledged`` …
+        status: pending, delivered or failed (a dead letter).
+        attempts: POSTs made so far.
+        next_attempt_at: When it is due (a pending row), else ``None``.
+        retry_until: Last moment an attempt may be scheduled; later it is a dead letter.
+        payload: The JSON body, fixed when the row was enqueued (``WebhookPayload``).
+    """
+
+    id: int
+    idempotency_key: str
+    subscription_id: int
+    event_id: str
+    revision: int
+    kind: str
+    url: str
+    status: DeliveryStatus
+    attempts: int
+    last_error: str | None
+    last_status_code: int | None
+    next_attempt_at: float | None
+    retry_until: float
+    delivered_at: float | None
+    payload: dict[str, Any]
+    created_at: float
+
+
+def event_from_row(row: EventRow) -> StoredEvent:
+    """Copy an event row into an immutable record."""
+    return StoredEvent(
+        id=row.id,
+        revision=row.revision,
+        site_id=row.site_id,
+        workshop_id=row.workshop_id,
+        camera_id=row.camera_id,
+        behaviour=Behaviour(row.behaviour),
+        severity=RiskLevel(row.severity),
+        detected_severity=RiskLevel(row.detected_severity),
+        state=AlertState(row.state),
+        started_at=row.started_at,
+        last_seen_at=row.last_seen_at,
+        ended_at=row.ended_at,
+        confidence=row.confidence,
+        zone_id=row.zone_id,
+        model_version=row.model_version,
+        message=row.message,
+        boxes=tuple(
+            EventBox(
+                class_name=str(b["class_name"]),
+                confidence=float(b["confidence"]),
+                xyxy_norm=(
+                    float(b["xyxy_norm"][0]),
+                    float(b["xyxy_norm"][1]),
+                    float(b["xyxy_norm"][2]),
+                    float(b["xyxy_norm"][3]),
+                ),
+            )
+            for b in row.boxes
+        ),
+        snapshot_path=row.snapshot_path,
+        clip_path=row.clip_path,
+        assignee=row.assignee,
+        escalations=row.escalations,
+        escalated_at=row.escalated_at,
+        acknowledged_at=row.acknowledged_at,
+        state_changed_at=row.state_changed_at,
+        version=row.version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def audit_from_row(row: AuditRow) -> AuditEntry:
+    """Copy an audit row into an immutable record."""
+    return AuditEntry(
+        id=row.id,
+        event_id=row.event_id,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        from_state=None if row.from_state is None else AlertState(row.from_state),
+        to_state=AlertState(row.to_state),
+        severity=RiskLevel(row.severity),
+        assignee=row.assignee,
+        note=row.note,
+    )
+
+
+def subscription_from_row(row: SubscriptionRow) -> Subscription:
+    """Copy a subscription row into an immutable record."""
+    return Subscription(
+        id=row.id,
+        source=row.source,
+        url=row.url,
+        secret=row.secret,
+        description=row.description,
+        timeout_s=row.timeout_s,
+        retry_for_s=row.retry_for_s,
+        max_attempts=row.max_attempts,
+        kinds=tuple(row.kinds),
+        site_ids=tuple(row.site_ids),
+        camera_ids=tuple(row.camera_ids),
+        behaviours=tuple(row.behaviours),
+        is_active=row.is_active,
+        created_at=row.created_at,
+    )
+
+
+def delivery_from_row(row: DeliveryRow) -> WebhookDelivery:
+    """Copy a delivery row into an immutable record."""
+    return WebhookDelivery(
+        id=row.id,
+        idempotency_key=row.idempotency_key,
+        subscription_id=row.subscription_id,
+        event_id=row.event_id,
+        revision=row.revision,
+        kind=row.kind,
+        url=row.url,
+        status=DeliveryStatus(row.status),
+        attempts=row.attempts,
+        last_error=row.last_error,
+        last_status_code=row.last_status_code,
+        next_attempt_at=row.next_attempt_at,
+        retry_until=row.retry_until,
+        delivered_at=row.delivered_at,
+        payload=dict(row.payload),
+        created_at=row.created_at,
+    )

@@ -1,0 +1,165 @@
+"""Webhook subscriptions: the endpoints events are announced to, from the site YAML and from the API.
+
+Both kinds live in one table, so the outbox can enqueue deliveries for them in the
+event's own transaction. Webhooks of the site YAML are synchronised into it at start
+(``sync_config``): added, updated, and deactivated once removed from the file.
+Subscriptions made through the API are never touched by that. A deleted
+subscription is only deactivated, so its past deliveries keep their target.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from service.config import WebhookConfig
+from service.database import Database
+from service.records import Subscription, subscription_from_row
+from service.tables import SubscriptionRow
+
+__all__ = ["SOURCE_API", "SOURCE_CONFIG", "SubscriptionSpec", "SubscriptionStore"]
+
+logger = logging.getLogger(__name__)
+
+SOURCE_CONFIG = "config"
+SOURCE_API = "api"
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionSpec:
+    """What a new subscription needs (validated by the API model or ``WebhookConfig``)."""
+
+    url: str
+    secret: str | None = None
+    description: str = ""
+    timeout_s: float = 5.0
+    retry_for_s: float = 86_400.0
+    max_attempts: int | None = None
+    kinds: tuple[str, ...] = ()
+    site_ids: tuple[str, ...] = ()
+    camera_ids: tuple[str, ...] = ()
+    behaviours: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, webhook: WebhookConfig) -> SubscriptionSpec:
+        """The spec of a webhook from the site YAML."""
+        return cls(
+            url=webhook.url,
+            secret=None if webhook.secret is None else webhook.secret.get_secret_value(),
+            description="from the site config",
+            timeout_s=webhook.timeout_s,
+            retry_for_s=webhook.retry_for_s,
+            max_attempts=webhook.max_attempts,
+            kinds=tuple(webhook.kinds),
+            site_ids=tuple(webhook.site_ids),
+            camera_ids=tuple(webhook.camera_ids),
+            behaviours=tuple(webhook.behaviours),
+        )
+
+
+def _apply(row: SubscriptionRow, spec: SubscriptionSpec) -> None:
+    """Copy a spec onto a row."""
+    row.url = spec.url
+    row.secret = spec.secret
+    row.description = spec.description
+    row.timeout_s = spec.timeout_s
+    row.retry_for_s = spec.retry_for_s
+    row.max_attempts = spec.max_attempts
+    row.kinds = list(spec.kinds)
+    row.site_ids = list(spec.site_ids)
+    row.camera_ids = list(spec.camera_ids)
+    row.behaviours = list(spec.behaviours)
+
+
+class SubscriptionStore:
+    """Creates, lists and deactivates webhook subscriptions; thread-safe.
+
+    Args:
+        database: The shared database.
+        clock: Returns epoch seconds.
+    """
+
+    def __init__(self, database: Database, *, clock: Callable[[], float] = time.time) -> None:
+        self._db = database
+        self._clock = clock
+
+    def create(self, spec: SubscriptionSpec, *, source: str = SOURCE_API) -> Subscription:
+        """Add an active subscription."""
+        now = self._clock()
+        with self._db.write() as session:
+            row = SubscriptionRow(source=source, is_active=True, created_at=now, updated_at=now)
+            _apply(row, spec)
+            session.add(row)
+            session.flush()
+            return subscription_from_row(row)
+
+    def get(self, subscription_id: int) -> Subscription | None:
+        """The subscription with this id (active or not), or ``None``."""
+        with self._db.read() as session:
+            row = session.get(SubscriptionRow, subscription_id)
+            return None if row is None else subscription_from_row(row)
+
+    def list(self, *, is_active_only: bool = True) -> list[Subscription]:
+        """Subscriptions, oldest first."""
+        query = select(SubscriptionRow).order_by(SubscriptionRow.id)
+        if is_active_only:
+            query = query.where(SubscriptionRow.is_active.is_(True))
+        with self._db.read() as session:
+            return [subscription_from_row(row) for row in session.scalars(query)]
+
+    def deactivate(self, subscription_id: int) -> Subscription | None:
+        """Stop announcing to a subscription (its pending deliveries become dead letters when due).
+
+        Returns:
+            The deactivated subscription, or ``None`` when no subscription has this id.
+        """
+        with self._db.write() as session:
+            row = session.get(SubscriptionRow, subscription_id)
+            if row is None:
+                return None
+            row.is_active = False
+            row.updated_at = self._clock()
+            return subscription_from_row(row)
+
+    def sync_config(self, webhooks: Sequence[WebhookConfig]) -> list[Subscription]:
+        """Make the config subscriptions match the site YAML's ``webhooks`` (one per URL).
+
+        Returns:
+            The active config subscriptions, in config order.
+        """
+        now = self._clock()
+        specs: dict[str, SubscriptionSpec] = {}
+        for webhook in webhooks:
+            if webhook.url in specs:
+                logger.warning("webhook %s is configured twice; using the first entry", webhook.url)
+                continue
+            specs[webhook.url] = SubscriptionSpec.from_config(webhook)
+        with self._db.write() as session:
+            rows = session.scalars(
+                select(SubscriptionRow)
+                .where(SubscriptionRow.source == SOURCE_CONFIG)
+                .order_by(SubscriptionRow.id)
+            ).all()
+            by_url: dict[str, SubscriptionRow] = {}
+            for row in rows:
+                if row.url in specs and row.url not in by_url:
+                    by_url[row.url] = row
+                elif row.is_active:
+                    row.is_active = False
+                    row.updated_at = now
+            active: list[SubscriptionRow] = []
+            for url, spec in specs.items():
+                row = by_url.get(url)
+                if row is None:
+                    row = SubscriptionRow(source=SOURCE_CONFIG, created_at=now)
+                    session.add(row)
+                _apply(row, spec)
+                row.is_active = True
+                row.updated_at = now
+                active.append(row)
+            session.flush()
+            return [subscription_from_row(row) for row in active]

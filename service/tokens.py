@@ -1,0 +1,157 @@
+"""API tokens and their roles; only the SHA-256 of each token is stored.
+
+Tokens are 256-bit random strings (``anj_`` + 43 URL-safe characters), so a plain
+SHA-256 is enough to store them: there is nothing to brute-force. The secret is
+shown once, when created (``anjian tokens create --role operator``).
+
+Roles: ``viewer`` reads; ``operator`` also works alerts through their lifecycle;
+``admin`` also manages webhooks and tokens; ``pipeline`` only ingests events.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import select
+
+from service.database import Database
+from service.tables import ApiTokenRow
+
+__all__ = ["ApiToken", "Role", "TokenStore", "hash_token"]
+
+_PREFIX = "anj_"
+_LAST_USED_RESOLUTION_S = 60.0
+
+
+class Role(StrEnum):
+    """What a token may do."""
+
+    VIEWER = "viewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+    PIPELINE = "pipeline"
+
+    def grants(self, required: Role) -> bool:
+        """Whether this role may do what ``required`` may (admin ⊃ operator ⊃ viewer; pipeline alone)."""
+        ladder = [Role.VIEWER, Role.OPERATOR, Role.ADMIN]
+        if required is Role.PIPELINE:
+            return self in (Role.PIPELINE, Role.ADMIN)
+        if self is Role.PIPELINE:
+            return False
+        return ladder.index(self) >= ladder.index(required)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiToken:
+    """A stored token, without its secret.
+
+    Attributes:
+        id: Row id.
+        name: Who or what holds it; recorded as the actor in the audit trail.
+        role: What it may do.
+        created_at: Epoch seconds.
+        last_used_at: Epoch seconds of the last use (to the minute), or ``None``.
+        revoked_at: Epoch seconds of revocation, or ``None`` while valid.
+    """
+
+    id: int
+    name: str
+    role: Role
+    created_at: float
+    last_used_at: float | None
+    revoked_at: float | None
+
+
+def hash_token(token: str) -> str:
+    """Hex SHA-256 of a token: what the database keeps."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _to_token(row: ApiTokenRow) -> ApiToken:
+    """Copy a token row into a record."""
+    return ApiToken(
+        id=row.id,
+        name=row.name,
+        role=Role(row.role),
+        created_at=row.created_at,
+        last_used_at=row.last_used_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+class TokenStore:
+    """Creates, checks, lists and revokes API tokens; thread-safe.
+
+    Args:
+        database: The shared database.
+        clock: Returns epoch seconds.
+    """
+
+    def __init__(self, database: Database, *, clock: Callable[[], float] = time.time) -> None:
+        self._db = database
+        self._clock = clock
+
+    def create(self, name: str, role: Role | str) -> tuple[ApiToken, str]:
+        """Make a token.
+
+        Args:
+            name: Who holds it (1-200 characters); shown in the audit trail.
+            role: What it may do.
+
+        Returns:
+            The record and the secret token, which is not stored and cannot be shown again.
+
+        Raises:
+            ValueError: ``name`` is empty or too long, or ``role`` is unknown.
+        """
+        name = name.strip()
+        if not 1 <= len(name) <= 200:
+            raise ValueError(f"a token name must be 1-200 characters, got {len(name)}")
+        role = Role(role)
+        secret = _PREFIX + secrets.token_urlsafe(32)
+        with self._db.write() as session:
+            row = ApiTokenRow(
+                name=name, role=role.value, token_hash=hash_token(secret), created_at=self._clock()
+            )
+            session.add(row)
+            session.flush()
+            return _to_token(row), secret
+
+    def authenticate(self, token: str) -> ApiToken | None:
+        """The valid (not revoked) token with this secret, or ``None``."""
+        if not token.startswith(_PREFIX) or len(token) > 200:
+            return None
+        digest = hash_token(token)
+        now = self._clock()
+        with self._db.read() as session:
+            row = session.scalars(select(ApiTokenRow).where(ApiTokenRow.token_hash == digest)).first()
+            if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, digest):
+                return None
+            found = _to_token(row)
+        if found.last_used_at is None or now - found.last_used_at >= _LAST_USED_RESOLUTION_S:
+            with self._db.write() as session:
+                stored = session.get(ApiTokenRow, found.id)
+                if stored is not None:
+                    stored.last_used_at = now
+        return found
+
+    def list(self) -> list[ApiToken]:
+        """Every token, revoked ones too, oldest first."""
+        with self._db.read() as session:
+            return [_to_token(row) for row in session.scalars(select(ApiTokenRow).order_by(ApiTokenRow.id))]
+
+    def revoke(self, token_id: int) -> ApiToken | None:
+        """Revoke a token; ``None`` when no token has this id."""
+        with self._db.write() as session:
+            row = session.get(ApiTokenRow, token_id)
+            if row is None:
+                return None
+            if row.revoked_at is None:
+                row.revoked_at = self._clock()
+            return _to_token(row)

@@ -1,0 +1,87 @@
+"""Fixtures of the service tests: a fake clock, the store over SQLite and over a real PostgreSQL, tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from service.config import AnjianConfig, SiteConfig, StorageConfig, WebhookConfig, WorkshopConfig
+from service.store import EventStore
+from service.tokens import Role
+from tests.service.postgres import PostgresCluster, postgres_bin_dir
+from tests.support.receiver import unused_port
+
+
+class FakeClock:
+    """A settable clock returning epoch seconds."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_config(
+    data_dir: Path,
+    webhooks: list[WebhookConfig] | None = None,
+    *,
+    database_url: str | None = None,
+    **overrides: object,
+) -> AnjianConfig:
+    """A one-workshop site storing in ``data_dir`` (or ``database_url``)."""
+    return AnjianConfig(
+        site=SiteConfig(id="site-1", workshops=[WorkshopConfig(id="polishing-1")]),
+        storage=StorageConfig(dir=data_dir, database_url=database_url),
+        webhooks=webhooks or [],
+        **overrides,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster]:
+    """One private PostgreSQL server for the session; skipped when Debian's postgresql is not installed."""
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin (apt install postgresql)"
+        )
+    cluster = PostgresCluster(bin_dir, unused_port())
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)],
+    ids=["sqlite", "postgresql"],
+)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh empty database: a SQLite file, or a database on the private PostgreSQL server."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'anjian.db'}"
+        return
+    cluster: PostgresCluster = request.getfixturevalue("postgres_cluster")
+    name, url = cluster.create_database()
+    yield url
+    cluster.drop_database(name)
+
+
+@pytest.fixture
+def store(database_url: str, clock: FakeClock) -> Iterator[EventStore]:
+    store = EventStore(database_url, clock=clock)
+    yield store
+    store.close()
+
+
+def bearer(store: EventStore, role: Role | str, name: str | None = None) -> dict[str, str]:
+    """Headers carrying a fresh token of ``role``."""
+    _info, secret = store.tokens.create(name or f"{Role(role).value}-user", role)
+    return {"Authorization": f"Bearer {secret}"}
