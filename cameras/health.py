@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -74,7 +73,6 @@ class HealthTracker:
         )
         self._fps_ema = 0.0
         self._previous_frame_at: float | None = None  # within the current online spell
-        self._last_decoded_monotonic: float | None = None
 
     def snapshot(self) -> CameraHealth:
         """Return the current health (an immutable copy)."""
@@ -111,19 +109,11 @@ class HealthTracker:
         with self._lock:
             self._health = replace(self._health, decoder=decoder)
 
-    def seconds_since_decode(self) -> float | None:
-        """Seconds since the last decoded frame (monotonic), or ``None`` if none yet."""
-        with self._lock:
-            last = self._last_decoded_monotonic
-        return None if last is None else time.monotonic() - last
-
     def count(
         self, *, decoded: int = 0, dropped: int = 0, decode_errors: int = 0, reconnects: int = 0
     ) -> None:
-        """Add to the counters (a decoded frame also marks the stream as alive)."""
+        """Add to the counters."""
         with self._lock:
-            if decoded:
-                self._last_decoded_monotonic = time.monotonic()
             h = self._health
             self._health = replace(
                 h,

@@ -68,6 +68,9 @@ class VideoSource:
         self._health = HealthTracker(config.id, clock())
         self._is_finished = False
         self._is_live = is_live_url(config.url.get_secret_value())
+        # Liveness of the current connection (monotonic seconds), for the stall watchdog.
+        self._last_decoded_at = 0.0
+        self._flowing_at: float | None = None
 
     @property
     def camera_id(self) -> str:
@@ -88,8 +91,8 @@ class VideoSource:
         """
         health = self._health.snapshot()
         if health.state == CameraState.ONLINE and self._is_live:
-            silent_s = self._health.seconds_since_decode()
-            if silent_s is not None and silent_s > self.config.stall_timeout_s:
+            silent_s = self._silent_s()
+            if silent_s > self.config.stall_timeout_s:
                 self._health.set_state(
                     CameraState.STALLED,
                     self._clock() - silent_s,
@@ -156,6 +159,27 @@ class VideoSource:
             self._new_frame.notify_all()
         self._health.delivered(frame.captured_at)
 
+    def _on_open(self, decoder: str) -> None:
+        self._health.set_decoder(decoder)
+        self._last_decoded_at = self._flowing_at = time.monotonic()
+
+    def _on_decoded(self) -> None:
+        """Count a decoded frame; it proves the stream flows only if it came within the stall timeout.
+
+        When a stream hangs, FFmpeg's first I/O timeout flushes the frame its parser held
+        back; that lone late frame must not reset the watchdog or bring the camera online.
+        """
+        now = time.monotonic()
+        if now - self._last_decoded_at <= self.config.stall_timeout_s:
+            self._flowing_at = now
+        self._last_decoded_at = now
+        self._health.count(decoded=1)
+
+    def _silent_s(self) -> float:
+        """Seconds since frames last flowed on this connection (0 before it opened)."""
+        flowing_at = self._flowing_at
+        return 0.0 if flowing_at is None else time.monotonic() - flowing_at
+
     def _next_index(self) -> int:
         with self._new_frame:
             return self._latest.index + 1 if self._latest is not None else 0
@@ -168,13 +192,14 @@ class VideoSource:
             stop=self._stop,
             clock=self._clock,
             start_index=index,
-            on_decoded=lambda: self._health.count(decoded=1),
+            on_decoded=self._on_decoded,
             on_decode_error=lambda _message: self._health.count(decode_errors=1),
-            on_open=self._health.set_decoder,
+            on_open=self._on_open,
         ):
             if self._stop.is_set():
                 break
-            if self._health.snapshot().state != CameraState.ONLINE:
+            is_flowing = not self._is_live or self._silent_s() <= self.config.stall_timeout_s
+            if self._health.snapshot().state != CameraState.ONLINE and is_flowing:
                 self._health.set_state(CameraState.ONLINE, self._clock())
                 logger.info("%s: online (%s)", self.config.id, self.config.masked_url)
             index = frame.index + 1

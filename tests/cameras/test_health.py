@@ -44,11 +44,3 @@ def test_fps_follows_delivered_frames_and_drops_to_zero_when_down() -> None:
     tracker.delivered(now=60.0)
     tracker.delivered(now=60.5)
     assert tracker.snapshot().fps == 2.0  # the outage gap does not count as a slow frame
-
-
-def test_seconds_since_decode_is_none_until_a_frame_is_decoded() -> None:
-    tracker = HealthTracker("cam1", now=0.0)
-    assert tracker.seconds_since_decode() is None
-    tracker.count(decoded=1)
-    since = tracker.seconds_since_decode()
-    assert since is not None and 0.0 <= since < 5.0

@@ -70,10 +70,14 @@ def test_hung_server_is_reported_stalled_within_twice_the_timeout(rtsp_server: R
     try:
         assert source.wait_frame(timeout_s=10) is not None
         rtsp_server.pause()
-        detected_s = _wait_until(lambda: source.health().state == CameraState.STALLED, 4 * camera.stall_timeout_s)
+        detected_s = _wait_until(
+            lambda: source.health().state == CameraState.STALLED, 4 * camera.stall_timeout_s
+        )
         assert detected_s is not None, f"never stalled: {source.health()}"
         assert detected_s <= 2 * camera.stall_timeout_s
-        assert "no frame" in (source.health().last_error or "") or "no data" in (source.health().last_error or "")
+        assert "no frame" in (source.health().last_error or "") or "no data" in (
+            source.health().last_error or ""
+        )
         rtsp_server.resume()
         assert _wait_until(lambda: source.health().state == CameraState.ONLINE, 10) is not None
     finally:
@@ -93,7 +97,9 @@ def test_hung_server_is_reported_stalled_within_twice_the_timeout(rtsp_server: R
 def test_refusals_are_clear_config_failures_retried_without_crash(
     rtsp_server: RtspTestServer, make_url: Callable[[RtspTestServer], str], reason: str
 ) -> None:
-    source = VideoSource(_camera("cam1", make_url(rtsp_server), reconnect={"initial_delay_s": 0.1, "max_delay_s": 0.3}))
+    source = VideoSource(
+        _camera("cam1", make_url(rtsp_server), reconnect={"initial_delay_s": 0.1, "max_delay_s": 0.3})
+    )
     source.start()
     try:
         assert _wait_until(lambda: source.health().reconnects >= 2, 10) is not None
@@ -114,7 +120,8 @@ def test_one_dead_camera_of_eight_does_not_slow_the_other_seven(
     doomed = rtsp_server_factory({"/cam8": test_clip})
     cameras = CameraSet()
     cameras.apply(
-        [_camera(f"cam{i}", healthy.url(f"/cam{i}")) for i in range(1, 8)] + [_camera("cam8", doomed.url("/cam8"))]
+        [_camera(f"cam{i}", healthy.url(f"/cam{i}")) for i in range(1, 8)]
+        + [_camera("cam8", doomed.url("/cam8"))]
     )
     cameras.start()
     try:
