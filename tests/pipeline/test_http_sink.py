@@ -1,0 +1,262 @@
+"""HttpEventSink and its disk spool: never blocks the frame path, delivers in order after outages and restarts.
+
+The delivery tests run a real alert service (uvicorn on loopback) and check what
+it stored; unit checks use ``httpx.MockTransport``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from pipeline.event_json import event_from_json, event_to_json
+from pipeline.http_sink import HttpEventSink
+from pipeline.spool import DiskSpool
+from service.app import create_app
+from tests.factories import make_event
+from tests.service.conftest import make_config
+from tests.service.server import ServerThread
+from tests.support.receiver import unused_port, wait_until
+
+WAIT_S = 20.0
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[FastAPI]:
+    app = create_app(make_config(tmp_path / "service"))
+    yield app
+    app.state.store.close()
+
+
+@pytest.fixture
+def token(app: FastAPI) -> str:
+    return str(app.state.store.tokens.create("line-1 pipeline", "pipeline")[1])
+
+
+def _sink(base_url: str, token: str, spool: Path, **kwargs: object) -> HttpEventSink:
+    kwargs.setdefault("backoff_base_s", 0.05)
+    kwargs.setdefault("backoff_max_s", 0.2)
+    return HttpEventSink(base_url, token, spool, is_fsync=False, **kwargs)  # type: ignore[arg-type]
+
+
+def _stored_ids_in_arrival_order(app: FastAPI) -> list[str]:
+    page = app.state.store.list_events(limit=1000)
+    return [e.id for e in sorted(page.items, key=lambda e: (e.created_at, e.id))]
+
+
+# ------------------------------------------------------------------ wire form and spool
+
+
+def test_event_json_round_trips_every_field() -> None:
+    event = make_event(ended_at=1_700_000_009.25, zone_id=None)
+
+    assert event_from_json(event_to_json(event)) == event
+    assert event_from_json(event_to_json(make_event(snapshot_jpeg=None))).snapshot_jpeg is None
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"schema_version": 9}, "schema_version"),
+        ({"revision": "1"}, "revision"),
+        ({"started_at": float("nan")}, "started_at"),
+        ({"boxes": [{"class_name": "fire", "confidence": 0.5, "xyxy_norm": [0, 0, 1]}]}, "xyxy_norm"),
+        ({"snapshot_jpeg_b64": "@@"}, "base64"),
+        ({"surprise": 1}, "unknown field"),
+    ],
+    ids=["version", "revision-type", "nan", "box", "base64", "extra"],
+)
+def test_event_from_json_names_what_is_wrong(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        event_from_json({**event_to_json(make_event()), **change})
+
+
+def test_spool_keeps_order_across_reopening_and_drops_half_written_files(tmp_path: Path) -> None:
+    spool = DiskSpool(tmp_path / "spool", is_fsync=False)
+    for i in range(3):
+        spool.append(f"r{i}".encode())
+    first = spool.peek()
+    assert first is not None
+    spool.remove(first[0])
+    (tmp_path / "spool" / ".tmp-crashed").write_bytes(b"half")
+
+    reopened = DiskSpool(tmp_path / "spool", is_fsync=False)
+
+    assert len(reopened) == 2
+    assert reopened.peek() == (2, b"r1")
+    assert reopened.append(b"r3") == 4, "sequence numbers continue after the survivors"
+    assert not (tmp_path / "spool" / ".tmp-crashed").exists()
+
+
+# ----------------------------------------------------------------------- unit checks
+
+
+def test_publish_returns_at_once_while_the_service_hangs(tmp_path: Path) -> None:
+    release = threading.Event()
+
+    def hang(_request: httpx.Request) -> httpx.Response:
+        release.wait(10)
+        return httpx.Response(200, json={})
+
+    sink = _sink("http://service.example", "anj_x", tmp_path / "spool", transport=httpx.MockTransport(hang))
+    sink.start()
+    try:
+        started = time.perf_counter()
+        for i in range(200):
+            sink.publish(make_event(id=f"e{i}"))
+        elapsed_s = time.perf_counter() - started
+        wait_until(lambda: sink.stats().spooled == 200, WAIT_S)
+    finally:
+        release.set()
+        sink.stop()
+
+    assert elapsed_s < 1.0, f"publish blocked for {elapsed_s:.2f}s in total"
+    assert sink.stats().published == 200
+
+
+def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
+    sink = _sink("http://service.example", "anj_x", tmp_path / "spool", queue_size=2)  # never started
+
+    for i in range(5):
+        sink.publish(make_event(id=f"e{i}"))
+
+    assert (sink.stats().published, sink.stats().dropped) == (5, 3)
+
+
+def test_refused_event_is_moved_aside_and_the_next_one_goes(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        event_id = event_from_json(json.loads(request.content)).id
+        seen.append(event_id)
+        return httpx.Response(422 if event_id == "bad" else 200, json={"detail": "nope"})
+
+    sink = _sink("http://service.example", "anj_x", tmp_path / "spool", transport=httpx.MockTransport(handle))
+    sink.start()
+    try:
+        for event_id in ("bad", "good"):
+            sink.publish(make_event(id=event_id))
+        assert sink.flush(WAIT_S)
+    finally:
+        sink.stop()
+
+    assert seen == ["bad", "good"]
+    assert (sink.stats().rejected, sink.stats().delivered) == (1, 1)
+    rejected = list((tmp_path / "spool" / "rejected").glob("*.rec"))
+    assert len(rejected) == 1
+    assert "HTTP 422" in rejected[0].with_name(rejected[0].name + ".reason.txt").read_text()
+
+
+def test_constructor_rejects_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="http"):
+        HttpEventSink("ftp://x", "anj_x", tmp_path)
+    with pytest.raises(ValueError, match="token"):
+        HttpEventSink("http://x", "", tmp_path)
+
+
+# --------------------------------------------------------------- against a real service
+
+
+def test_events_reach_the_service_and_duplicates_are_ignored(
+    app: FastAPI, token: str, tmp_path: Path
+) -> None:
+    server = ServerThread(app).start()
+    sink = _sink(server.base_url, token, tmp_path / "spool")
+    sink.start()
+    event = make_event()
+    try:
+        sink.publish(event)
+        sink.publish(event)  # a resend after a crash, say
+        sink.publish(make_event(id=event.id, revision=2, ended_at=1_700_000_030.0))
+        assert sink.flush(WAIT_S)
+    finally:
+        sink.stop()
+        server.stop()
+
+    stored = app.state.store.get_event(event.id)
+    assert stored is not None and (stored.revision, stored.ended_at) == (2, 1_700_000_030.0)
+    assert sink.stats().delivered == 3
+    assert len(sink.spool) == 0
+
+
+@pytest.mark.slow
+def test_events_published_while_the_service_is_down_arrive_in_order_once_it_is_back(
+    app: FastAPI, token: str, tmp_path: Path
+) -> None:
+    port = unused_port()
+    sink = _sink(f"http://127.0.0.1:{port}", token, tmp_path / "spool")
+    sink.start()
+    ids = [f"outage-{i:02d}" for i in range(30)]
+    try:
+        for event_id in ids:
+            sink.publish(make_event(id=event_id))
+        wait_until(lambda: sink.stats().spooled == 30 and sink.stats().failed_attempts >= 2, WAIT_S)
+        assert len(sink.spool) == 30
+
+        server = ServerThread(app, port=port).start()
+        try:
+            assert sink.flush(WAIT_S)
+        finally:
+            server.stop()
+    finally:
+        sink.stop()
+
+    assert _stored_ids_in_arrival_order(app) == ids
+
+
+@pytest.mark.slow
+def test_spooled_events_survive_kill_9_of_the_pipeline_process(
+    app: FastAPI, token: str, tmp_path: Path
+) -> None:
+    port = unused_port()
+    spool = tmp_path / "spool"
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from pipeline.http_sink import HttpEventSink
+        from tests.factories import make_event
+        sink = HttpEventSink("http://127.0.0.1:{port}", {token!r}, {str(spool)!r}, backoff_base_s=0.05)
+        sink.start()
+        for i in range(20):
+            sink.publish(make_event(id=f"crash-{{i:02d}}"))
+        while sink.stats().spooled < 20:
+            time.sleep(0.01)
+        print("spooled", flush=True)
+        time.sleep(600)
+        """
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "spooled"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(10)
+
+    server = ServerThread(app, port=port).start()
+    restarted = _sink(server.base_url, token, spool)
+    restarted.start()
+    try:
+        assert restarted.flush(WAIT_S)
+    finally:
+        restarted.stop()
+        server.stop()
+
+    assert _stored_ids_in_arrival_order(app) == [f"crash-{i:02d}" for i in range(20)]

@@ -1,0 +1,47 @@
+"""Property-based fuzzing of the whole API from its OpenAPI document (Schemathesis): no request may get a 5xx.
+
+Every operation is called with generated parameters and bodies (valid and not),
+with an admin token, so the code behind authentication is reached too. The
+example count per operation is bounded to keep the run near a minute on 2 cores.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+
+from service.app import create_app
+from service.escalation import Escalator
+from service.store import EventStore
+from service.webhooks import WebhookDispatcher
+from tests.factories import make_event
+from tests.service.conftest import make_config
+
+pytestmark = pytest.mark.slow
+
+_CONFIG = make_config(Path(tempfile.mkdtemp(prefix="anjian-fuzz-")) / "data")
+_STORE = EventStore.from_config(_CONFIG.storage)
+# Parts passed in are not started and stopped by the app's lifespan, which Schemathesis runs per call.
+_DISPATCHER = WebhookDispatcher(_STORE, workers=1)
+_DISPATCHER.start()  # so /readyz may answer 200
+_APP = create_app(_CONFIG, store=_STORE, dispatcher=_DISPATCHER, escalator=Escalator(_STORE, _CONFIG.sla))
+_STORE.upsert_event(make_event(id="evt-1"))
+_ADMIN = _STORE.tokens.create("fuzzer", "admin")[1]
+
+schema = schemathesis.openapi.from_asgi("/openapi.json", _APP).exclude(
+    path="/stream"
+)  # the live feed never ends
+
+
+@schema.parametrize()
+@settings(max_examples=50, deadline=None, suppress_health_check=list(HealthCheck))
+def test_no_request_gets_a_server_error(case: schemathesis.Case) -> None:
+    response = case.call(headers={"Authorization": f"Bearer {_ADMIN}"})
+
+    assert response.status_code < 500, (
+        f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:500]}"
+    )

@@ -1,0 +1,72 @@
+"""The live feed over a real server: changes arrive as Server-Sent Events; the token may be in the query."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from pipeline.event_json import event_to_json
+from service.app import create_app
+from tests.factories import make_event
+from tests.service.conftest import make_config
+from tests.service.server import ServerThread
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> FastAPI:
+    return create_app(make_config(tmp_path / "data"))
+
+
+@pytest.fixture
+def server(app: FastAPI) -> Iterator[ServerThread]:
+    server = ServerThread(app).start()
+    yield server
+    server.stop()
+
+
+def _messages(lines: Iterator[str]) -> Iterator[dict[str, object]]:
+    """Parse ``event: event`` SSE messages into their JSON data."""
+    name = ""
+    for line in lines:
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: ") and name == "event":
+            yield json.loads(line.removeprefix("data: "))
+
+
+def test_new_and_acknowledged_event_arrive_on_the_live_feed(app: FastAPI, server: ServerThread) -> None:
+    store = app.state.store
+    viewer = store.tokens.create("wall screen", "viewer")[1]
+    pipeline = {"Authorization": f"Bearer {store.tokens.create('p', 'pipeline')[1]}"}
+    operator = {"Authorization": f"Bearer {store.tokens.create('o', 'operator')[1]}"}
+    event = make_event()
+
+    with (
+        httpx.Client(base_url=server.base_url, timeout=15) as client,
+        client.stream("GET", "/stream", params={"access_token": viewer}) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.iter_lines()
+        assert next(lines) == "retry: 2000"
+        client.post("/ingest/events", json=event_to_json(event), headers=pipeline).raise_for_status()
+        messages = _messages(lines)
+        first = next(messages)
+        assert (first["id"], first["state"], first["version"]) == (event.id, "raised", 1)
+        client.post(f"/events/{event.id}/acknowledge", json={}, headers=operator).raise_for_status()
+        second = next(messages)
+        assert (second["id"], second["state"], second["version"]) == (event.id, "acknowledged", 2)
+
+
+@pytest.mark.parametrize("token", [None, "anj_wrong-token-000000000000000000"], ids=["none", "wrong"])
+def test_live_feed_needs_a_valid_token(server: ServerThread, token: str | None) -> None:
+    params = {} if token is None else {"access_token": token}
+
+    response = httpx.get(f"{server.base_url}/stream", params=params, timeout=5)
+
+    assert response.status_code == 401
