@@ -1,0 +1,196 @@
+"""Webhook delivery guarantees with real parts: a loopback receiver that goes down and comes back,
+and a service process killed with SIGKILL between accepting an event and delivering it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from pipeline.event_json import event_to_json
+from service.app import create_app
+from service.config import WebhookConfig
+from service.records import DeliveryStatus
+from service.store import EventStore
+from service.webhooks import SIGNATURE_HEADER, WebhookDispatcher, verify_signature
+from tests.factories import make_event
+from tests.service.conftest import make_config
+from tests.support.receiver import unused_port, wait_until
+
+pytestmark = pytest.mark.slow
+
+SECRET = "outage-test-secret"
+
+
+@dataclass(frozen=True)
+class Hit:
+    headers: dict[str, str]
+    body: bytes
+
+
+class FlakyReceiver:
+    """A loopback webhook receiver on a fixed port that can be taken down and brought back."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}/hook"
+        self.hits: list[Hit] = []
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def up(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver._lock:
+                    receiver.hits.append(Hit({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05})
+        self._thread.start()
+
+    def down(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def unique(self) -> dict[str, Hit]:
+        """Hits deduplicated by Idempotency-Key, as a receiver should."""
+        with self._lock:
+            return {hit.headers["idempotency-key"]: hit for hit in self.hits}
+
+
+def test_receiver_down_for_100_events_gets_all_of_them_once_back(tmp_path: Path) -> None:
+    receiver = FlakyReceiver(unused_port())
+    config = make_config(tmp_path / "data", [WebhookConfig(url=receiver.url, secret=SecretStr(SECRET))])
+    store = EventStore.from_config(config.storage)
+    dispatcher = WebhookDispatcher(store, backoff_base_s=0.05, backoff_max_s=0.5, workers=4)
+    app = create_app(config, store=store, dispatcher=dispatcher)
+    pipeline = {"Authorization": f"Bearer {store.tokens.create('p', 'pipeline')[1]}"}
+    client = TestClient(app)
+    dispatcher.start()
+    events = [make_event(id=f"ev-{i:03d}", snapshot_jpeg=None) for i in range(100)]
+    try:
+        for event in events:  # raised through the API while the receiver is down
+            assert (
+                client.post("/ingest/events", json=event_to_json(event), headers=pipeline).status_code == 200
+            )
+        wait_until(lambda: store.outbox.count(DeliveryStatus.PENDING) == 100, 10)
+        wait_until(lambda: all(d.attempts >= 1 for d in store.outbox.list()), 30)
+
+        receiver.up()
+        wait_until(lambda: store.outbox.count(DeliveryStatus.DELIVERED) == 100, 60)
+    finally:
+        dispatcher.stop()
+        receiver.down()
+        store.close()
+
+    unique = receiver.unique()
+    assert len(unique) == 100
+    now = time.time()
+    for hit in unique.values():
+        assert verify_signature(SECRET, hit.headers[SIGNATURE_HEADER.lower()], hit.body, now=now)
+    delivered_ids = Counter(json.loads(hit.body)["event"]["id"] for hit in unique.values())
+    assert delivered_ids == Counter(e.id for e in events), "each event exactly once after dedup"
+
+
+def test_event_accepted_then_service_killed_is_delivered_after_restart(tmp_path: Path) -> None:
+    receiver = FlakyReceiver(unused_port())
+    site = tmp_path / "site.yaml"
+    site.write_text(
+        yaml.safe_dump(
+            {
+                "site": {"id": "site-1", "workshops": [{"id": "polishing-1"}]},
+                "webhooks": [{"url": receiver.url, "secret": SECRET}],
+                "storage": {"dir": str(tmp_path / "data")},
+            }
+        )
+    )
+    token = subprocess.run(
+        [sys.executable, "-m", "service", "tokens", "create", "--config", str(site), "--role", "pipeline"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[2],
+    ).stdout.strip()
+    port = unused_port()
+    env = {**os.environ, "ANJIAN_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+
+    def start_service(log: Path) -> subprocess.Popen[bytes]:
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "service", "serve", "--config", str(site)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=Path(__file__).parents[2],
+            )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    return process
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        process.kill()
+        pytest.fail(f"the service did not become ready:\n{log.read_text(errors='replace')[-2000:]}")
+
+    event = make_event()
+    first = start_service(tmp_path / "first.log")
+    try:
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/ingest/events",
+            json=event_to_json(event),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert response.status_code == 200 and response.json()["is_applied"] is True  # accepted …
+    finally:
+        first.send_signal(signal.SIGKILL)  # … and killed before the (unreachable) receiver could get it
+        first.wait(10)
+    assert receiver.hits == []
+
+    receiver.up()
+    second = start_service(tmp_path / "second.log")
+    try:
+        wait_until(lambda: len(receiver.unique()) == 1, 60)
+    finally:
+        second.send_signal(signal.SIGINT)
+        try:
+            second.wait(20)
+        except subprocess.TimeoutExpired:
+            second.kill()
+        receiver.down()
+
+    (hit,) = receiver.unique().values()
+    payload = json.loads(hit.body)
+    assert (payload["kind"], payload["event"]["id"]) == ("event.created", event.id)
+    assert verify_signature(SECRET, hit.headers[SIGNATURE_HEADER.lower()], hit.body, now=time.time())
+    log = (tmp_path / "first.log").read_text(errors="replace") + (tmp_path / "second.log").read_text(
+        errors="replace"
+    )
+    assert token not in log and SECRET not in log, "no secrets in the logs"
