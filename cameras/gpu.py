@@ -76,8 +76,8 @@ def nv12_to_bgr(y: Any, uv: Any, *, is_bt709: bool) -> Any:
 
 def hw_frame_to_bgr_tensor(frame: av.VideoFrame) -> Any:
     """Turn an NVDEC frame (format ``cuda``, NV12 underneath) into a ``(h, w, 3) uint8`` CUDA tensor."""
-    import torch
+    from torch.utils.dlpack import from_dlpack
 
-    y = torch.from_dlpack(frame.planes[0])[: frame.height, : frame.width]
-    uv = torch.from_dlpack(frame.planes[1])[: frame.height // 2, : frame.width]
+    y = from_dlpack(frame.planes[0])[: frame.height, : frame.width]
+    uv = from_dlpack(frame.planes[1])[: frame.height // 2, : frame.width]
     return nv12_to_bgr(y, uv, is_bt709=int(frame.colorspace) == _AVCOL_SPC_BT709)
