@@ -134,7 +134,10 @@ def _serve(config: AnjianConfig, *, with_pipeline: bool, banner: str = "") -> No
                 timeout_graceful_shutdown=3,
             )
         )
-        server.run()
+        try:
+            server.run()
+        except KeyboardInterrupt:
+            pass  # uvicorn re-raises the Ctrl-C it handled; a requested stop is a clean exit
     finally:
         runtime.stop()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -72,6 +73,11 @@ def test_rtsp_fire_becomes_stored_event_and_signed_webhook(
     port = unused_port()
     log_path = tmp_path / "anjian.log"
     env = {**os.environ, "ANJIAN_PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    token = subprocess.run(
+        [sys.executable, "-m", "service", "tokens", "create", "--config", str(site), "--role", "viewer"],
+        capture_output=True, text=True, check=True, env=env, cwd=Path(__file__).parents[1],
+    ).stdout.strip()
+    auth = {"Authorization": f"Bearer {token}"}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "service", "run", "--config", str(site)],
@@ -96,9 +102,10 @@ def test_rtsp_fire_becomes_stored_event_and_signed_webhook(
         assert verify_signature(SECRET, created.headers[SIGNATURE_HEADER.lower()], created.body)
 
         base = f"http://127.0.0.1:{port}"
-        listed = httpx.get(f"{base}/events", timeout=5).json()
+        assert httpx.get(f"{base}/events", timeout=5).status_code == 401, "reads need a token"
+        listed = httpx.get(f"{base}/events", headers=auth, timeout=5).json()
         assert event["id"] in [item["id"] for item in listed["items"]]
-        snapshot = httpx.get(f"{base}{event['snapshot_url']}", timeout=5)
+        snapshot = httpx.get(f"{base}{event['snapshot_url']}", headers=auth, timeout=5)
         assert snapshot.status_code == 200
         assert snapshot.headers["content-type"] == "image/jpeg"
         assert snapshot.content[:2] == b"\xff\xd8"
@@ -134,8 +141,12 @@ def test_demo_command_raises_an_alert_on_its_own_footage(tmp_path: Path) -> None
         items: list[dict[str, object]] = []
         while time.monotonic() < deadline and not items:
             time.sleep(1.0)
+            printed = re.search(r"operator token \(reads and works alerts\): (anj_\S+)", log_path.read_text(errors="replace"))
+            if printed is None:
+                continue  # the demo prints its token before serving
             try:
-                items = httpx.get(f"http://127.0.0.1:{port}/events", timeout=2).json()["items"]
+                headers = {"Authorization": f"Bearer {printed.group(1)}"}
+                items = httpx.get(f"http://127.0.0.1:{port}/events", headers=headers, timeout=2).json()["items"]
             except httpx.HTTPError:
                 continue
         assert items, log_path.read_text(errors="replace")[-3000:]

@@ -75,3 +75,50 @@ def test_run_with_a_corrupt_model_fails_naming_the_file(tmp_path: Path) -> None:
     result = runner.invoke(app, ["run", "--config", str(path)])
     assert result.exit_code == 2
     assert "cannot load model" in result.output and "broken.onnx" in result.output
+
+
+def test_tokens_create_prints_only_the_secret_and_stores_its_hash(tmp_path: Path) -> None:
+    from service.store import EventStore
+
+    site = _site(tmp_path)
+    result = runner.invoke(
+        app, ["tokens", "create", "--config", str(site), "--role", "operator", "--name", "shift A"]
+    )
+
+    assert result.exit_code == 0, result.output
+    secret = result.stdout.strip().splitlines()[-1]
+    assert secret.startswith("anj_")
+    store = EventStore(f"sqlite:///{tmp_path / 'data' / 'anjian.db'}")
+    try:
+        token = store.tokens.authenticate(secret)
+    finally:
+        store.close()
+    assert token is not None and (token.name, token.role.value) == ("shift A", "operator")
+    listed = runner.invoke(app, ["tokens", "list", "--config", str(site)])
+    assert "operator\tactive\tshift A" in listed.output and secret not in listed.output
+    revoked = runner.invoke(app, ["tokens", "revoke", "--config", str(site), str(token.id)])
+    assert revoked.exit_code == 0 and "revoked" in revoked.output
+
+
+def test_tokens_create_rejects_an_unknown_role(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["tokens", "create", "--config", str(_site(tmp_path)), "--role", "king"])
+    assert result.exit_code == 2
+    assert "unknown role 'king'" in result.output
+
+
+def test_db_upgrade_brings_a_new_database_to_the_head(tmp_path: Path) -> None:
+    from service.database import head_revision
+
+    result = runner.invoke(app, ["db", "upgrade", "--config", str(_site(tmp_path))])
+
+    assert result.exit_code == 0, result.output
+    assert f"at schema {head_revision()}" in result.output
+    assert (tmp_path / "data" / "anjian.db").is_file()
+
+
+def test_run_with_service_url_needs_a_token(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["run", "--config", str(_site(tmp_path)), "--service-url", "http://127.0.0.1:1"], env={}
+    )
+    assert result.exit_code == 2
+    assert "needs a pipeline token" in result.output
