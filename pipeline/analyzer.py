@@ -1,21 +1,41 @@
 """Everything the pipeline does with one camera's analysed frames after detection.
 
-The runner owns cameras, batching and detection; a ``CameraAnalyzer`` owns one
-camera's rules and evidence, and turns each frame's detections into the event
-revisions to publish (with the snapshot attached to a new incident).
+The runner owns cameras, batching, detection and tracking; a ``CameraAnalyzer`` owns
+one camera's rules and evidence, and turns each frame's (tracked) detections into
+the event revisions to publish:
+
+- a new incident (revision 1) carries the snapshot: the confirming frame with its
+  boxes and the camera's zones drawn;
+- ``clip_pre_s`` + ``clip_post_s`` later, one more revision of the same event carries
+  ``clip_mp4`` (an H.264 MP4 cut from the camera's ring buffer of analysed frames);
+- updates, escalations and the end of the incident are further revisions.
+
+What the runner calls, all from its one analysis thread (the analyzer is not
+thread-safe):
+
+- ``process(frame, detections)`` for every analysed frame (``detections.tracker_id``
+  set when tracking is on, ``None`` otherwise);
+- ``tick(now)`` about once a second per *live* camera with the wall clock, frames or
+  not: absence from post and blocked exits keep counting while a motion-gated camera
+  sends nothing, cleaning-window checks run, clips finish. Do not tick a camera that
+  is offline (that is a camera fault, and an absence would be invented);
+- ``close(now)`` when the camera is removed or the pipeline stops.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 from dataclasses import replace
 
 from cameras.frame import Frame
 from models.detections import Detections
 from pipeline.config import CameraPipelineConfig
 from pipeline.event import Event
+from pipeline.evidence import ClipRecorder, EvidenceStats
 from pipeline.incidents import EventContext, IncidentUpdate, UpdateKind
-from pipeline.rules import Rule, build_rules
+from pipeline.rules import BaseRule, build_rules
 from pipeline.snapshot import render_snapshot
 
 __all__ = ["CameraAnalyzer"]
@@ -26,16 +46,31 @@ logger = logging.getLogger(__name__)
 class CameraAnalyzer:
     """Applies one camera's behaviour rules to its analysed frames and builds the evidence.
 
+    Args:
+        camera: The camera's config (zones, schedules, behaviours, evidence).
+        context: Site, workshop, camera, model and time zone of the events.
+        clip_executor: Encodes clips in the background when given (share one across
+            cameras); inline in ``process``/``tick`` otherwise.
+
     Example:
         >>> analyzer = CameraAnalyzer(camera_config, context)
         >>> for event in analyzer.process(frame, detections):
         ...     sink.publish(event)
+        >>> for event in analyzer.tick(time.time()):   # about once a second
+        ...     sink.publish(event)
     """
 
-    def __init__(self, camera: CameraPipelineConfig, context: EventContext) -> None:
+    def __init__(
+        self, camera: CameraPipelineConfig, context: EventContext, *, clip_executor: Executor | None = None
+    ) -> None:
         self.camera = camera
         self.context = context
-        self.rules: list[Rule] = build_rules(camera, context)
+        self.rules: list[BaseRule] = build_rules(camera, context)
+        self.clips = (
+            ClipRecorder(camera.evidence, camera.id, executor=clip_executor) if camera.evidence.is_clip else None
+        )
+        self._clip_owner: dict[str, BaseRule] = {}
+        self._last_frame: Frame | None = None
 
     def process(self, frame: Frame, detections: Detections) -> list[Event]:
         """Feed one analysed frame and its detections; return the event revisions to publish.
@@ -43,22 +78,73 @@ class CameraAnalyzer:
         A rule that raises is logged and skipped for this frame, so one rule's bug
         cannot silence the others.
         """
+        self._last_frame = frame
+        if self.clips is not None:
+            self.clips.add_frame(frame)
+        events = self._run(lambda rule: rule.process(frame, detections), f"frame {frame.index}", frame)
+        return events + self._finished_clips(frame.captured_at)
+
+    def tick(self, now: float) -> list[Event]:
+        """Advance time without a frame (see the module docstring); return the revisions to publish."""
+        events = self._run(lambda rule: rule.tick(now), "tick", self._last_frame)
+        return events + self._finished_clips(now)
+
+    def close(self, now: float) -> list[Event]:
+        """Close every open incident and finish pending clips with the frames buffered so far."""
+        events = [update.event for rule in self.rules for update in rule.close(now)]
+        return events + self._finished_clips(now, is_final=True)
+
+    def reset_reference(self, zone_id: str) -> bool:
+        """Forget the learned clear/clean image of ``zone_id`` (relearned when next seen clear).
+
+        Returns:
+            True when a rule of this camera keeps a reference for that zone.
+        """
+        return sum(rule.reset_reference(zone_id) for rule in self.rules) > 0  # every rule, no short cut
+
+    def evidence_stats(self) -> EvidenceStats | None:
+        """Memory and counters of the clip buffer (``None`` when clips are off)."""
+        return None if self.clips is None else self.clips.stats()
+
+    def _run(self, step: Callable[[BaseRule], Iterable[IncidentUpdate]], what: str, frame: Frame | None) -> list[Event]:
         events: list[Event] = []
         for rule in self.rules:
             try:
-                updates = rule.process(frame, detections)
+                updates = list(step(rule))
             except Exception:
-                logger.exception("%s: rule %s failed on frame %d", self.camera.id, rule.behaviour, frame.index)
+                logger.exception("%s: rule %s failed on %s", self.camera.id, rule.behaviour, what)
                 continue
-            events.extend(self._with_evidence(update, frame) for update in updates)
+            events.extend(self._with_evidence(rule, update, frame) for update in updates)
         return events
 
-    def close(self, now: float) -> list[Event]:
-        """Close every open incident (camera removed or pipeline stopping)."""
-        return [update.event for rule in self.rules for update in rule.close(now)]
-
-    def _with_evidence(self, update: IncidentUpdate, frame: Frame) -> Event:
+    def _with_evidence(self, rule: BaseRule, update: IncidentUpdate, frame: Frame | None) -> Event:
+        event = update.event
         if update.kind != UpdateKind.OPENED:
-            return update.event
-        snapshot = render_snapshot(frame.image, update.event.boxes, self.camera.zones)
-        return replace(update.event, snapshot_jpeg=snapshot)
+            return event
+        if self.clips is not None:
+            self.clips.request(event.id, confirmed_at=event.last_seen_at)
+            self._clip_owner[event.id] = rule
+        if frame is None:
+            return event
+        try:
+            caption = f"{event.behaviour.value} [{event.severity.value}] {event.message}"
+            snapshot = render_snapshot(
+                frame.host_image(), event.boxes, self.camera.zones, highlight_zone=event.zone_id, caption=caption
+            )
+        except Exception:
+            logger.exception("%s: snapshot failed for %s", self.camera.id, event.id)
+            return event
+        return replace(event, snapshot_jpeg=snapshot)
+
+    def _finished_clips(self, now: float, *, is_final: bool = False) -> list[Event]:
+        if self.clips is None:
+            return []
+        events = []
+        for event_id, mp4 in self.clips.poll(now, is_final=is_final):
+            rule = self._clip_owner.pop(event_id, None)
+            event = None if rule is None else rule.amend(event_id, clip_mp4=mp4)
+            if event is None:
+                logger.warning("%s: clip of %s is ready but its incident is long gone", self.camera.id, event_id)
+                continue
+            events.append(event)
+        return events

@@ -18,6 +18,7 @@ class Behaviour(StrEnum):
     FALLEN_PERSON = "fallen_person"
     UNCLEANED_DUST = "uncleaned_dust"
     ABSENCE_FROM_POST = "absence_from_post"
+    OVERCROWDING = "overcrowding"
     CAMERA_FAULT = "camera_fault"
 
 
@@ -80,6 +81,10 @@ class Event:
         model_version: Version string of the model that produced the detections.
         message: One human sentence for the control room.
         snapshot_jpeg: JPEG of the confirming frame with boxes drawn, or ``None``.
+        clip_mp4: H.264 MP4 clip around the confirmation, or ``None``. It arrives on a
+            later revision of its own (the clip needs the seconds after confirmation);
+            other revisions leave it ``None``.
+        track_id: Tracker id of the object the incident is about (a person), if any.
     """
 
     id: str
@@ -98,6 +103,8 @@ class Event:
     model_version: str = ""
     message: str = ""
     snapshot_jpeg: bytes | None = field(default=None, repr=False)
+    clip_mp4: bytes | None = field(default=None, repr=False)
+    track_id: int | None = None
 
     def __post_init__(self) -> None:
         if self.revision < 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -18,6 +19,8 @@ class EventContext:
     workshop_id: str
     camera_id: str
     model_version: str
+    time_zone: str = "UTC"
+    """IANA time zone of the site, for schedules that name none."""
 
 
 class UpdateKind(StrEnum):
@@ -36,6 +39,9 @@ class IncidentUpdate:
     event: Event
 
 
+_RECENTLY_CLOSED = 64  # closed incidents that may still receive a late revision (their clip)
+
+
 @dataclass(slots=True)
 class _Incident:
     event: Event
@@ -49,7 +55,14 @@ class IncidentBook:
     raise) and whether it is *present* (still seen). The book raises one event when a
     key is first confirmed, re-publishes it at most every ``update_interval_s`` while
     present (new ``last_seen_at`` and peak confidence), and closes it with
-    ``ended_at`` once absent for ``clear_after_s``.
+    ``ended_at`` once absent for ``clear_after_s``. After a close, the same key may
+    not raise again for ``cooldown_s``. An incident lasting ``escalation[0]`` seconds
+    is re-published at once with the ``escalation[1]`` colour, if that is higher.
+
+    Example:
+        >>> book = IncidentBook(behaviour=Behaviour.OPEN_FLAME, severity=RiskLevel.RED,
+        ...                     clear_after_s=10, update_interval_s=5, context=context)
+        >>> update = book.observe("frame", now=t, is_confirmed=True, is_present=True, confidence=0.8)
     """
 
     def __init__(
@@ -60,13 +73,19 @@ class IncidentBook:
         clear_after_s: float,
         update_interval_s: float,
         context: EventContext,
+        cooldown_s: float = 0.0,
+        escalation: tuple[float, RiskLevel] | None = None,
     ) -> None:
         self.behaviour = behaviour
         self.severity = severity
         self.clear_after_s = clear_after_s
         self.update_interval_s = update_interval_s
         self.context = context
+        self.cooldown_s = cooldown_s
+        self.escalation = escalation
         self._open: dict[str, _Incident] = {}
+        self._closed_at: dict[str, float] = {}
+        self._recently_closed: OrderedDict[str, Event] = OrderedDict()
 
     def is_open(self, key: str) -> bool:
         """True while the incident for ``key`` is open."""
@@ -84,6 +103,7 @@ class IncidentBook:
         started_at: float | None = None,
         zone_id: str | None = None,
         message: str = "",
+        track_id: int | None = None,
     ) -> IncidentUpdate | None:
         """Feed one frame's decision for ``key``; return the revision to publish, if any.
 
@@ -97,11 +117,13 @@ class IncidentBook:
             started_at: When the condition began (defaults to ``now``).
             zone_id: Zone of the incident, if any.
             message: Sentence for the control room.
+            track_id: Tracker id of the object the incident is about, if any.
         """
         incident = self._open.get(key)
         if incident is None:
-            if not is_confirmed:
+            if not is_confirmed or self.in_cooldown(key, now):
                 return None
+            began = min(started_at if started_at is not None else now, now)
             event = Event(
                 id=new_event_id(),
                 revision=1,
@@ -109,46 +131,108 @@ class IncidentBook:
                 workshop_id=self.context.workshop_id,
                 camera_id=self.context.camera_id,
                 behaviour=self.behaviour,
-                severity=self.severity,
-                started_at=min(started_at if started_at is not None else now, now),
+                severity=self._severity_at(self.severity, began, now),
+                started_at=began,
                 last_seen_at=now,
                 confidence=confidence,
                 boxes=boxes,
                 zone_id=zone_id,
                 model_version=self.context.model_version,
                 message=message,
+                track_id=track_id,
             )
             self._open[key] = _Incident(event=event, last_published_at=now)
             return IncidentUpdate(UpdateKind.OPENED, event)
         current = incident.event
         if is_present:
+            severity = self._escalated(current, now)
             incident.event = replace(
                 current,
                 last_seen_at=max(now, current.last_seen_at),
                 confidence=max(confidence, current.confidence),
                 boxes=boxes or current.boxes,
                 message=message or current.message,
+                severity=severity,
                 snapshot_jpeg=None,
             )
-            if now - incident.last_published_at >= self.update_interval_s:
+            if severity != current.severity or now - incident.last_published_at >= self.update_interval_s:
                 incident.event = replace(incident.event, revision=current.revision + 1)
                 incident.last_published_at = now
                 return IncidentUpdate(UpdateKind.UPDATED, incident.event)
             return None
         if now - current.last_seen_at >= self.clear_after_s:
-            del self._open[key]
-            closed = replace(current, revision=current.revision + 1, ended_at=now, snapshot_jpeg=None)
-            return IncidentUpdate(UpdateKind.CLOSED, closed)
+            return self._close(key, now)
         return None
+
+    def in_cooldown(self, key: str, now: float) -> bool:
+        """True while ``key`` closed less than ``cooldown_s`` ago."""
+        closed_at = self._closed_at.get(key)
+        return closed_at is not None and now - closed_at < self.cooldown_s
+
+    def open_keys(self) -> list[str]:
+        """Keys of the open incidents."""
+        return list(self._open)
+
+    def event_of(self, key: str) -> Event | None:
+        """The latest revision of the open incident for ``key``, if any."""
+        incident = self._open.get(key)
+        return None if incident is None else incident.event
+
+    def sweep(self, now: float, *, keep: frozenset[str] | set[str] = frozenset()) -> list[IncidentUpdate]:
+        """Close the open incidents (other than ``keep``) last seen ``clear_after_s`` or more before ``now``.
+
+        Rules keyed by track call this each frame: a track that vanished is never
+        observed again, so only a sweep can close its incident.
+        """
+        return [
+            self._close(key, now)
+            for key, incident in list(self._open.items())
+            if key not in keep and now - incident.event.last_seen_at >= self.clear_after_s
+        ]
+
+    def amend(self, event_id: str, **changes: object) -> Event | None:
+        """Publish one more revision of an incident with ``changes`` (e.g. ``clip_mp4``), open or just closed.
+
+        The changed fields ride on this revision only; later revisions do not repeat
+        them (like the snapshot). Returns ``None`` when the book no longer knows the id.
+        """
+        for incident in self._open.values():
+            if incident.event.id == event_id:
+                incident.event = replace(incident.event, revision=incident.event.revision + 1)
+                return replace(incident.event, **changes)  # type: ignore[arg-type]
+        closed = self._recently_closed.get(event_id)
+        if closed is None:
+            return None
+        closed = replace(closed, revision=closed.revision + 1)
+        self._recently_closed[event_id] = closed
+        return replace(closed, **changes)  # type: ignore[arg-type]
+
+    def _escalated(self, event: Event, now: float) -> RiskLevel:
+        return self._severity_at(event.severity, event.started_at, now)
+
+    def _severity_at(self, severity: RiskLevel, started_at: float, now: float) -> RiskLevel:
+        if self.escalation is None:
+            return severity
+        after_s, level = self.escalation
+        return level if now - started_at >= after_s and level.rank > severity.rank else severity
+
+    def _close(self, key: str, now: float) -> IncidentUpdate:
+        current = self._open.pop(key).event
+        closed = replace(
+            current, revision=current.revision + 1, ended_at=max(now, current.last_seen_at), snapshot_jpeg=None
+        )
+        self._closed_at[key] = now
+        self._remember_closed(closed)
+        return IncidentUpdate(UpdateKind.CLOSED, closed)
+
+    def _remember_closed(self, event: Event) -> None:
+        self._recently_closed[event.id] = event
+        while len(self._recently_closed) > _RECENTLY_CLOSED:
+            self._recently_closed.popitem(last=False)
+        if len(self._closed_at) > _RECENTLY_CLOSED * 8:  # forget cooldowns long over
+            newest = sorted(self._closed_at.items(), key=lambda kv: kv[1])[-_RECENTLY_CLOSED:]
+            self._closed_at = dict(newest)
 
     def close_all(self, now: float) -> list[IncidentUpdate]:
         """Close every open incident (the camera was removed or the pipeline stops)."""
-        updates = [
-            IncidentUpdate(
-                UpdateKind.CLOSED,
-                replace(i.event, revision=i.event.revision + 1, ended_at=max(now, i.event.last_seen_at)),
-            )
-            for i in self._open.values()
-        ]
-        self._open.clear()
-        return updates
+        return [self._close(key, now) for key in list(self._open)]

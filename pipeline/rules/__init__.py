@@ -2,16 +2,54 @@
 
 from pipeline.config import CameraPipelineConfig
 from pipeline.incidents import EventContext
-from pipeline.rules.base import Rule, boxes_of
+from pipeline.rules.absence_from_post import AbsenceFromPostRule
+from pipeline.rules.base import BaseRule, Confirmation, Rule, RuleEnvironment, boxes_of
+from pipeline.rules.blocked_exit import BlockedExitRule
+from pipeline.rules.fallen_person import FallenPersonRule
 from pipeline.rules.open_flame import OpenFlameRule
+from pipeline.rules.smoking import SmokingRule
+from pipeline.rules.uncleaned_dust import UncleanedDustRule
+from pipeline.schedule import Schedule
+from pipeline.zones import ZoneSet
 
-__all__ = ["OpenFlameRule", "Rule", "boxes_of", "build_rules"]
+__all__ = [
+    "AbsenceFromPostRule",
+    "BaseRule",
+    "BlockedExitRule",
+    "Confirmation",
+    "FallenPersonRule",
+    "OpenFlameRule",
+    "Rule",
+    "RuleEnvironment",
+    "SmokingRule",
+    "UncleanedDustRule",
+    "boxes_of",
+    "build_environment",
+    "build_rules",
+]
 
 
-def build_rules(camera: CameraPipelineConfig, context: EventContext) -> list[Rule]:
+def build_environment(camera: CameraPipelineConfig, context: EventContext) -> RuleEnvironment:
+    """The zones, anchors and schedules of one camera, schedules in the site's time zone by default."""
+    return RuleEnvironment(
+        context=context,
+        zones=ZoneSet(camera.zones, camera.anchors),
+        schedules={name: Schedule(cfg, context.time_zone) for name, cfg in camera.schedules.items()},
+    )
+
+
+def build_rules(camera: CameraPipelineConfig, context: EventContext) -> list[BaseRule]:
     """Instantiate the enabled behaviour rules of one camera."""
-    rules: list[Rule] = []
-    behaviours = camera.behaviours
-    if behaviours.open_flame is not None and behaviours.open_flame.enabled:
-        rules.append(OpenFlameRule(behaviours.open_flame, context))
-    return rules
+    env = build_environment(camera, context)
+    b = camera.behaviours
+    candidates: list[BaseRule | None] = [
+        OpenFlameRule(b.open_flame, env) if b.open_flame and b.open_flame.enabled else None,
+        SmokingRule(b.smoking, env) if b.smoking and b.smoking.enabled else None,
+        FallenPersonRule(b.fallen_person, env) if b.fallen_person and b.fallen_person.enabled else None,
+        BlockedExitRule(b.blocked_exit, env) if b.blocked_exit and b.blocked_exit.enabled else None,
+        UncleanedDustRule(b.uncleaned_dust, env) if b.uncleaned_dust and b.uncleaned_dust.enabled else None,
+        AbsenceFromPostRule(b.absence_from_post, env)
+        if b.absence_from_post and b.absence_from_post.enabled
+        else None,
+    ]
+    return [rule for rule in candidates if rule is not None]

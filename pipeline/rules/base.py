@@ -1,19 +1,58 @@
-"""What every behaviour rule looks like to the runner."""
+"""What every behaviour rule looks like to the analyzer, and the machinery rules share.
+
+Shared pieces:
+
+- ``RuleEnvironment``: the camera-wide things a rule needs (event context, zones with
+  their anchors, named schedules).
+- ``BaseRule``: one ``IncidentBook`` per event kind, the rule's schedule, ``tick``,
+  ``close`` and ``amend``.
+- ``Confirmation``: k-of-n frames plus a minimum duration with tolerated gaps.
+- ``ObjectMatcher``: follows one object across frames by tracker id, falling back to
+  box overlap when tracking is off or a track id switches.
+"""
 
 from __future__ import annotations
 
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Protocol
+
+import numpy as np
 
 from cameras.frame import Frame
 from models.detections import Detections
-from pipeline.event import Behaviour, EventBox
-from pipeline.incidents import IncidentUpdate
+from pipeline.config import _RuleConfig
+from pipeline.event import Behaviour, Event, EventBox, RiskLevel
+from pipeline.incidents import EventContext, IncidentBook, IncidentUpdate
+from pipeline.references import ZoneReference
+from pipeline.schedule import Schedule
+from pipeline.zones import ZoneSet
 
-__all__ = ["Rule", "boxes_of"]
+__all__ = [
+    "BaseRule",
+    "Confirmation",
+    "ObjectMatcher",
+    "ObjectState",
+    "PerObjectConfirmation",
+    "Rule",
+    "RuleEnvironment",
+    "box_iou",
+    "boxes_of",
+    "concat",
+    "normalised",
+    "region_mean",
+    "select",
+    "sweep_closed",
+]
 
 
 class Rule(Protocol):
-    """A behaviour rule for one camera: sees each analysed frame, returns event revisions."""
+    """A behaviour rule for one camera: sees each analysed frame, returns event revisions.
+
+    Not thread-safe: the analyzer calls ``process``, ``tick``, ``amend`` and ``close``
+    from one thread.
+    """
 
     behaviour: Behaviour
 
@@ -21,9 +60,32 @@ class Rule(Protocol):
         """Update the rule's state with one frame and return the revisions to publish."""
         ...
 
+    def tick(self, now: float) -> list[IncidentUpdate]:
+        """Advance time without a frame (motion-gated camera); return revisions to publish."""
+        ...
+
+    def amend(self, event_id: str, **changes: object) -> Event | None:
+        """One more revision of one of this rule's incidents, carrying ``changes``; ``None`` if unknown."""
+        ...
+
     def close(self, now: float) -> list[IncidentUpdate]:
         """Close every open incident (camera removed, pipeline stopping)."""
         ...
+
+
+@dataclass(frozen=True)
+class RuleEnvironment:
+    """Camera-wide inputs of every rule.
+
+    Attributes:
+        context: Site, workshop, camera, model and time zone of the events.
+        zones: The camera's zones and anchors.
+        schedules: Named schedules of the camera, in the site's time zone by default.
+    """
+
+    context: EventContext
+    zones: ZoneSet = field(default_factory=lambda: ZoneSet([]))
+    schedules: Mapping[str, Schedule] = field(default_factory=dict)
 
 
 def boxes_of(detections: Detections, resolution_wh: tuple[int, int]) -> tuple[EventBox, ...]:
@@ -42,3 +104,286 @@ def boxes_of(detections: Detections, resolution_wh: tuple[int, int]) -> tuple[Ev
         )
         for box, conf, name in zip(detections.xyxy, detections.confidence, detections.names(), strict=True)
     )
+
+
+def select(detections: Detections, classes: Iterable[str], min_confidence: float) -> Detections:
+    """Detections of ``classes`` scoring at least ``min_confidence``."""
+    chosen = detections.with_classes(frozenset(classes))
+    return chosen.filter(chosen.confidence >= min_confidence) if len(chosen) else chosen
+
+
+def normalised(detections: Detections, resolution_wh: tuple[int, int]) -> np.ndarray:
+    """``(n, 4) float64`` boxes normalised to the frame size."""
+    w, h = resolution_wh
+    return detections.xyxy.astype(np.float64) / [w, h, w, h]
+
+
+def region_mean(image: object, xyxy_px: np.ndarray) -> float:
+    """Mean grey level (0-255) of a pixel box of an ``(h, w, 3)`` image (numpy, or a GPU tensor cropped there)."""
+    h, w = int(image.shape[0]), int(image.shape[1])  # type: ignore[attr-defined]
+    x1, y1 = max(0, int(xyxy_px[0])), max(0, int(xyxy_px[1]))
+    x2, y2 = min(w, max(x1 + 1, int(np.ceil(xyxy_px[2])))), min(h, max(y1 + 1, int(np.ceil(xyxy_px[3]))))
+    crop = image[y1:y2, x1:x2]  # type: ignore[index]
+    if isinstance(crop, np.ndarray):
+        return float(crop.mean()) if crop.size else 0.0
+    return float(crop.float().mean().item())
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two ``(4,)`` xyxy boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+class Confirmation:
+    """Decides when a per-frame condition is confirmed: ``k`` of the last ``n`` frames, for ``min_duration_s``.
+
+    The duration counts from the first hit of the current spell; a spell survives
+    misses (a flicker, a brief occlusion) as long as no gap between hits exceeds
+    ``max_gap_s``.
+
+    Example:
+        >>> c = Confirmation(k=2, n=3)
+        >>> [c.update(t, hit) for t, hit in [(0, True), (1, False), (2, True)]]
+        [False, False, True]
+    """
+
+    def __init__(self, *, k: int = 1, n: int = 1, min_duration_s: float = 0.0, max_gap_s: float = float("inf")):
+        if not 1 <= k <= n:
+            raise ValueError(f"expected 1 <= k <= n, got k={k}, n={n}")
+        self.k, self.n = k, n
+        self.min_duration_s = min_duration_s
+        self.max_gap_s = max_gap_s
+        self._window: deque[bool] = deque(maxlen=n)
+        self.since: float | None = None
+        self.last_hit: float | None = None
+
+    @property
+    def hits(self) -> int:
+        """Hits in the current window."""
+        return sum(self._window)
+
+    def update(self, now: float, is_hit: bool) -> bool:
+        """Feed one frame's condition at ``now``; return whether it is confirmed."""
+        if self.last_hit is not None and now - self.last_hit > self.max_gap_s:
+            self.since = None
+            self._window.clear()
+        self._window.append(is_hit)
+        if is_hit:
+            self.last_hit = now
+            if self.since is None:
+                self.since = now
+        elif self.hits == 0 and len(self._window) == self.n and self.max_gap_s == float("inf"):
+            self.since = None  # a whole window of misses ends the spell (gap-tolerant spells end by gap)
+        return self.is_confirmed(now)
+
+    def is_confirmed(self, now: float) -> bool:
+        """Whether the condition holds at ``now`` (without feeding a frame)."""
+        return self.since is not None and self.hits >= self.k and now - self.since >= self.min_duration_s
+
+    def reset(self) -> None:
+        """Forget everything (after an incident closes: the next one needs a fresh confirmation)."""
+        self._window.clear()
+        self.since = None
+        self.last_hit = None
+
+
+class ObjectMatcher:
+    """Gives each object a stable key across frames: its tracker id, or box overlap when ids are absent or switch.
+
+    Args:
+        min_iou: Overlap with an object's last box that makes a box the same object.
+        forget_after_s: Objects unseen this long are forgotten.
+    """
+
+    def __init__(self, *, min_iou: float = 0.3, forget_after_s: float = 30.0) -> None:
+        self.min_iou = min_iou
+        self.forget_after_s = forget_after_s
+        self._objects: dict[str, tuple[np.ndarray, float, int | None]] = {}
+        self._next = 0
+
+    def match(self, xyxy_norm: np.ndarray, tracker_ids: np.ndarray | None, now: float) -> list[str]:
+        """Key of each normalised box (a new key for a new object)."""
+        self._objects = {k: v for k, v in self._objects.items() if now - v[1] <= self.forget_after_s}
+        keys: list[str] = []
+        taken: set[str] = set()
+        for i, box in enumerate(xyxy_norm):
+            track = None if tracker_ids is None else int(tracker_ids[i])
+            key = None
+            if track is not None:
+                key = next((k for k, v in self._objects.items() if v[2] == track and k not in taken), None)
+            if key is None:
+                best = max(
+                    ((box_iou(box, v[0]), k) for k, v in self._objects.items() if k not in taken),
+                    default=(0.0, None),
+                )
+                key = best[1] if best[0] >= self.min_iou else None
+            if key is None:
+                key = f"obj{self._next}" if track is None else f"track{track}"
+                if key in self._objects:
+                    key = f"{key}-{self._next}"
+                self._next += 1
+            self._objects[key] = (box, now, track)
+            taken.add(key)
+            keys.append(key)
+        return keys
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectState:
+    """One object's confirmation state on this frame.
+
+    Attributes:
+        key: Stable key of the object (see ``ObjectMatcher``).
+        index: Index of its box in this frame's candidates.
+        is_hit: The condition holds for it on this frame.
+        is_confirmed: Its confirmation holds.
+        since: Start of its current spell, epoch seconds.
+        track_id: Tracker id of its box, if tracked.
+    """
+
+    key: str
+    index: int
+    is_hit: bool
+    is_confirmed: bool
+    since: float | None
+    track_id: int | None
+
+
+class PerObjectConfirmation:
+    """A ``Confirmation`` per object, objects followed across frames by ``ObjectMatcher``.
+
+    Objects not seen on a frame count a miss (so k-of-n counts frames, not sightings)
+    and are forgotten once their window holds no hit.
+    """
+
+    def __init__(self, *, k: int, n: int, min_duration_s: float = 0.0, min_iou: float = 0.3,
+                 forget_after_s: float = 30.0) -> None:
+        self._make = lambda: Confirmation(k=k, n=n, min_duration_s=min_duration_s)
+        self.matcher = ObjectMatcher(min_iou=min_iou, forget_after_s=forget_after_s)
+        self._states: dict[str, Confirmation] = {}
+
+    def step(
+        self, now: float, xyxy_norm: np.ndarray, hits: np.ndarray, tracker_ids: np.ndarray | None
+    ) -> list[ObjectState]:
+        """Feed this frame's candidate boxes and whether each meets the condition."""
+        keys = self.matcher.match(xyxy_norm, tracker_ids, now)
+        out = []
+        for i, key in enumerate(keys):
+            state = self._states.get(key)
+            if state is None:
+                if not hits[i]:
+                    continue
+                state = self._states[key] = self._make()
+            confirmed = state.update(now, bool(hits[i]))
+            track = None if tracker_ids is None else int(tracker_ids[i])
+            out.append(ObjectState(key, i, bool(hits[i]), confirmed, state.since, track))
+        seen = set(keys)
+        for key, state in list(self._states.items()):
+            if key not in seen:
+                state.update(now, False)
+            if state.hits == 0:
+                del self._states[key]
+        return out
+
+    def reset(self, key: str) -> None:
+        """Forget ``key``'s confirmation (its incident closed)."""
+        self._states.pop(key, None)
+
+
+def sweep_closed(
+    book: IncidentBook, objects: PerObjectConfirmation, now: float, *, keep: set[str]
+) -> list[IncidentUpdate]:
+    """Close the book's stale incidents other than ``keep``, forgetting their objects' confirmations."""
+    before = set(book.open_keys())
+    updates = book.sweep(now, keep=keep)
+    for key in before - set(book.open_keys()):
+        objects.reset(key)
+    return updates
+
+
+def concat(a: Detections, b: Detections) -> Detections:
+    """Concatenate two detections of the same model (tracker ids kept only when both have them)."""
+    if not len(b):
+        return a
+    if not len(a):
+        return b
+    tracks = None
+    if a.tracker_id is not None and b.tracker_id is not None:
+        tracks = np.concatenate([a.tracker_id, b.tracker_id])
+    return Detections(
+        xyxy=np.concatenate([a.xyxy, b.xyxy]),
+        confidence=np.concatenate([a.confidence, b.confidence]),
+        class_id=np.concatenate([a.class_id, b.class_id]),
+        class_names=a.class_names,
+        tracker_id=tracks,
+    )
+
+
+class BaseRule:
+    """Machinery every rule shares: incident books, schedule, ``tick``, ``amend``, ``close``.
+
+    Subclasses set ``behaviour`` and implement ``process``; ``books`` holds one book
+    per behaviour the rule raises (absence from post also raises overcrowding).
+    """
+
+    behaviour: Behaviour
+
+    def __init__(self, config: _RuleConfig, env: RuleEnvironment | EventContext) -> None:
+        if isinstance(env, EventContext):
+            env = RuleEnvironment(context=env)
+        self.config = config
+        self.env = env
+        self.context = env.context
+        self.schedule = env.schedules[config.schedule] if config.schedule else None
+        self.books: dict[Behaviour, IncidentBook] = {self.behaviour: self._new_book(self.behaviour, config.severity)}
+        self.references: dict[str, ZoneReference] = {}
+        """Learned zone images (clear exit, clean floor) by zone id, for rules that keep them."""
+
+    def reset_reference(self, zone_id: str) -> bool:
+        """Forget the learned image of ``zone_id`` (relearned when next seen clear); False if none is kept."""
+        reference = self.references.get(zone_id)
+        if reference is None:
+            return False
+        reference.reset()
+        return True
+
+    @property
+    def book(self) -> IncidentBook:
+        """The book of the rule's main behaviour."""
+        return self.books[self.behaviour]
+
+    def _new_book(self, behaviour: Behaviour, severity: RiskLevel) -> IncidentBook:
+        escalation = self.config.escalate
+        return IncidentBook(
+            behaviour=behaviour,
+            severity=severity,
+            clear_after_s=self.config.clear_after_s,
+            update_interval_s=self.config.update_interval_s,
+            context=self.context,
+            cooldown_s=self.config.cooldown_s,
+            escalation=None if escalation is None else (escalation.after_s, escalation.severity),
+        )
+
+    def is_active(self, now: float) -> bool:
+        """True when the rule's schedule (if any) is on at ``now``."""
+        return self.schedule is None or self.schedule.is_active(now)
+
+    def tick(self, now: float) -> list[IncidentUpdate]:
+        """Default: nothing happens without a frame."""
+        return []
+
+    def amend(self, event_id: str, **changes: object) -> Event | None:
+        """One more revision of one of this rule's incidents (see ``IncidentBook.amend``)."""
+        for book in self.books.values():
+            event = book.amend(event_id, **changes)
+            if event is not None:
+                return event
+        return None
+
+    def close(self, now: float) -> list[IncidentUpdate]:
+        """Close every open incident."""
+        return [u for book in self.books.values() for u in book.close_all(now)]

@@ -7,9 +7,16 @@ import pytest
 
 from cameras.frame import Frame
 from models.detections import Detections
-from pipeline.config import OpenFlameConfig
+from pipeline.config import (
+    CameraPipelineConfig,
+    OpenFlameConfig,
+    ScheduleConfig,
+    ScheduleWindowConfig,
+    ZoneConfig,
+)
 from pipeline.event import Behaviour, RiskLevel
 from pipeline.incidents import EventContext, IncidentUpdate, UpdateKind
+from pipeline.rules import build_environment
 from pipeline.rules.open_flame import OpenFlameRule
 
 NAMES = {0: "fire", 1: "smoke", 2: "person"}
@@ -32,9 +39,19 @@ def _dets(*boxes: tuple[str, float]) -> Detections:
     )
 
 
-def _run(rule: OpenFlameRule, script: list[Detections], fps: float = 1.0) -> list[tuple[int, IncidentUpdate]]:
+def _flicker(dets: Detections, i: int) -> Detections:
+    """A real flame changes size from frame to frame: grow the boxes by 0, 15 or 30 %."""
+    xyxy = dets.xyxy.copy()
+    xyxy[:, 2] += (xyxy[:, 2] - xyxy[:, 0]) * 0.15 * (i % 3)
+    return Detections(xyxy=xyxy, confidence=dets.confidence, class_id=dets.class_id, class_names=dets.class_names)
+
+
+def _run(
+    rule: OpenFlameRule, script: list[Detections], fps: float = 1.0, *, is_flickering: bool = True
+) -> list[tuple[int, IncidentUpdate]]:
     out = []
     for i, dets in enumerate(script):
+        dets = _flicker(dets, i) if is_flickering else dets
         out += [(i, u) for u in rule.process(_frame(1000.0 + i / fps, i), dets)]
     return out
 
@@ -52,7 +69,7 @@ def test_raises_once_after_k_of_n_frames_with_evidence() -> None:
     assert event.severity is RiskLevel.RED
     assert event.started_at == 1000.0  # the first flame frame of the window
     assert event.boxes[0].class_name == "fire"
-    assert event.boxes[0].xyxy_norm == (0.1, 0.1, 0.3, 0.5)
+    assert event.boxes[0].xyxy_norm == (0.1, 0.1, 0.3, 0.5)  # frame 3: not grown
     assert event.model_version == "m@1"
 
 
@@ -99,6 +116,48 @@ def test_re_arms_only_after_a_fresh_confirmation() -> None:
     kinds = [(i, u.kind) for i, u in updates]
     assert kinds == [(1, UpdateKind.OPENED), (2, UpdateKind.CLOSED), (6, UpdateKind.OPENED)]
     assert updates[0][1].event.id != updates[2][1].event.id
+
+
+def test_static_orange_light_is_rejected_by_the_temporal_check() -> None:
+    rule = OpenFlameRule(OpenFlameConfig(k=3, n=5), CONTEXT)
+    assert _run(rule, [FIRE] * 20, is_flickering=False) == []
+
+
+def test_temporal_check_can_be_turned_off() -> None:
+    rule = OpenFlameRule(OpenFlameConfig(k=3, n=5, is_temporal_check=False), CONTEXT)
+    assert [u.kind for _, u in _run(rule, [FIRE] * 5, is_flickering=False)] == [UpdateKind.OPENED]
+
+
+def test_flickering_brightness_alone_passes_the_temporal_check() -> None:
+    rule = OpenFlameRule(OpenFlameConfig(k=3, n=5), CONTEXT)
+    updates = []
+    for i in range(5):
+        image = np.zeros((100, 200, 3), np.uint8)
+        image[10:50, 20:60] = 150 + 40 * (i % 2)
+        frame = Frame(camera_id="cam", image=image, captured_at=1000.0 + i, pts_s=float(i), index=i)
+        updates += rule.process(frame, FIRE)
+    assert [u.kind for u in updates] == [UpdateKind.OPENED]
+
+
+def test_flame_in_an_exclusion_zone_is_ignored() -> None:
+    camera = CameraPipelineConfig(
+        id="cam",
+        url="x.mp4",
+        zones=[ZoneConfig(id="furnace", kind="exclusion", excludes=["open_flame"],
+                          polygon=[(0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)])],
+    )
+    rule = OpenFlameRule(OpenFlameConfig(k=3, n=5), build_environment(camera, CONTEXT))
+    assert _run(rule, [FIRE] * 10) == []  # the box centre (0.2, 0.3) is in the furnace
+
+
+def test_rule_is_quiet_outside_its_schedule() -> None:
+    camera = CameraPipelineConfig(
+        id="cam",
+        url="x.mp4",
+        schedules={"night": ScheduleConfig(windows=[ScheduleWindowConfig(start="00:00", end="00:10")])},
+    )
+    rule = OpenFlameRule(OpenFlameConfig(k=3, n=5, schedule="night"), build_environment(camera, CONTEXT))
+    assert _run(rule, [FIRE] * 10) == []  # 1000 s after the epoch is 00:16 UTC
 
 
 def test_close_ends_an_open_incident() -> None:

@@ -1,0 +1,291 @@
+"""Evidence clips: a per-camera ring buffer of analysed frames, and the MP4 (H.264) clips cut from it.
+
+What is buffered, and why: the frames the runner *analyses* (not every decoded
+frame), at most ``clip_fps`` per second, scaled to at most ``clip_width_px`` wide
+and stored as JPEG. A 640x360 JPEG at quality 70 is 25-50 kB, so 10 s at 5 fps
+costs about 2 MB per camera instead of 35 MB of raw pixels; 60 cameras fit in
+about 120 MB. Memory is capped by ``max_buffer_mb`` (oldest frames go first) and
+reported by ``ClipRecorder.stats()``.
+
+A clip covers ``clip_pre_s`` before to ``clip_post_s`` after the confirmation of an
+incident: the recorder keeps a pending request until the stream (or the clock) has
+passed the end, then encodes the buffered frames with their own timestamps
+(variable frame rate, so a motion-gated or slow camera still plays at real speed).
+Encoding runs inline, or on an ``Executor`` given by the caller so the frame path
+never waits for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+
+from cameras.frame import Frame
+from pipeline.config import EvidenceConfig
+
+__all__ = ["BufferedFrame", "ClipRecorder", "EvidenceStats", "FrameRing", "encode_clip"]
+
+logger = logging.getLogger(__name__)
+
+_TIME_BASE = Fraction(1, 1000)  # clip timestamps in milliseconds
+
+
+@dataclass(frozen=True, slots=True)
+class BufferedFrame:
+    """One buffered frame.
+
+    Attributes:
+        captured_at: Capture time, epoch seconds.
+        jpeg: The downscaled frame, JPEG.
+    """
+
+    captured_at: float
+    jpeg: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceStats:
+    """What a camera's evidence buffer holds and has done.
+
+    Attributes:
+        memory_bytes: Bytes of JPEG held in the ring.
+        frames: Frames held.
+        span_s: Seconds between the oldest and newest frame held.
+        frames_evicted_for_memory: Frames dropped early because the memory cap was hit.
+        pending_clips: Clips waiting for their end or being encoded.
+        clips_written: Clips encoded so far.
+        clip_failures: Clips that could not be encoded.
+    """
+
+    memory_bytes: int
+    frames: int
+    span_s: float
+    frames_evicted_for_memory: int
+    pending_clips: int
+    clips_written: int
+    clip_failures: int
+
+
+class FrameRing:
+    """Recent frames of one camera, downscaled and JPEG-compressed, bounded by age and bytes.
+
+    Args:
+        max_fps: Frames closer together than ``1 / max_fps`` are skipped.
+        width_px: Frames wider than this are scaled down (aspect kept, even sizes).
+        jpeg_quality: JPEG quality, 10..100.
+        max_bytes: Memory cap; the oldest frames are dropped to stay under it.
+    """
+
+    def __init__(self, *, max_fps: float, width_px: int, jpeg_quality: int, max_bytes: int) -> None:
+        self.min_interval_s = 1.0 / max_fps
+        self.width_px = width_px
+        self.jpeg_quality = jpeg_quality
+        self.max_bytes = max_bytes
+        self._frames: deque[BufferedFrame] = deque()
+        self.memory_bytes = 0
+        self.frames_evicted_for_memory = 0
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def add(self, frame: Frame) -> bool:
+        """Buffer ``frame`` unless it comes too soon after the last one; return whether it was kept."""
+        if self._frames and frame.captured_at - self._frames[-1].captured_at < self.min_interval_s * 0.9:
+            return False
+        if self._frames and frame.captured_at < self._frames[-1].captured_at:
+            self._frames.clear()  # time went backwards (a file restarted): old frames no longer fit
+            self.memory_bytes = 0
+        image = frame.host_image()
+        h, w = image.shape[:2]
+        if w > self.width_px:
+            new_w = self.width_px - self.width_px % 2
+            new_h = max(2, round(h * new_w / w / 2) * 2)
+            image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+        if not ok:
+            logger.warning("%s: JPEG encoding of a buffered frame failed", frame.camera_id)
+            return False
+        item = BufferedFrame(frame.captured_at, encoded.tobytes())
+        self._frames.append(item)
+        self.memory_bytes += len(item.jpeg)
+        while self.memory_bytes > self.max_bytes and len(self._frames) > 1:
+            self.memory_bytes -= len(self._frames.popleft().jpeg)
+            self.frames_evicted_for_memory += 1
+        return True
+
+    def drop_before(self, t: float) -> None:
+        """Forget frames captured before ``t``."""
+        while self._frames and self._frames[0].captured_at < t:
+            self.memory_bytes -= len(self._frames.popleft().jpeg)
+
+    def between(self, t0: float, t1: float) -> list[BufferedFrame]:
+        """Frames captured in ``[t0, t1]``, oldest first."""
+        return [f for f in self._frames if t0 <= f.captured_at <= t1]
+
+    @property
+    def span_s(self) -> float:
+        """Seconds between the oldest and the newest buffered frame."""
+        return self._frames[-1].captured_at - self._frames[0].captured_at if len(self._frames) > 1 else 0.0
+
+
+def encode_clip(frames: Sequence[BufferedFrame], *, crf: int = 28) -> bytes:
+    """Encode buffered frames into an H.264 MP4, each shown from its own capture time.
+
+    Args:
+        frames: Oldest first; at least one. Frames of another size than the first are scaled to it.
+        crf: x264 constant rate factor (lower: better, bigger).
+
+    Returns:
+        The MP4 bytes (``faststart``, plays in browsers).
+
+    Raises:
+        ValueError: ``frames`` is empty or a frame is not a decodable JPEG.
+    """
+    if not frames:
+        raise ValueError("a clip needs at least one frame, got none")
+    images = []
+    for item in frames:
+        image = cv2.imdecode(np.frombuffer(item.jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError(f"buffered frame at {item.captured_at} is not a decodable JPEG")
+        images.append(image)
+    h, w = images[0].shape[:2]
+    w, h = w - w % 2, h - h % 2
+    with tempfile.TemporaryDirectory(prefix="anjian-clip-") as tmp:
+        path = Path(tmp) / "clip.mp4"  # faststart rewrites the file, which a BytesIO cannot do
+        _write_mp4(path, frames, images, (w, h), crf)
+        return path.read_bytes()
+
+
+def _write_mp4(
+    path: Path, frames: Sequence[BufferedFrame], images: list[np.ndarray], size_wh: tuple[int, int], crf: int
+) -> None:
+    w, h = size_wh
+    with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+        stream = container.add_stream("libx264", rate=max(1, round(len(frames) / max(1e-3, _span(frames)))))
+        stream.width, stream.height = w, h
+        stream.pix_fmt = "yuv420p"
+        stream.time_base = _TIME_BASE
+        stream.codec_context.time_base = _TIME_BASE
+        stream.options = {"crf": str(crf), "preset": "veryfast"}
+        t0 = frames[0].captured_at
+        last_pts = -1
+        for item, image in zip(frames, images, strict=True):
+            if image.shape[:2] != (h, w):
+                image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+            video_frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            pts = max(last_pts + 1, round((item.captured_at - t0) / _TIME_BASE))
+            video_frame.pts, video_frame.time_base = pts, _TIME_BASE
+            last_pts = pts
+            container.mux(stream.encode(video_frame))
+        container.mux(stream.encode(None))
+
+
+def _span(frames: Sequence[BufferedFrame]) -> float:
+    return frames[-1].captured_at - frames[0].captured_at if len(frames) > 1 else 1.0
+
+
+@dataclass(slots=True)
+class _Pending:
+    event_id: str
+    start: float
+    end: float
+    future: Future[bytes] | None = None
+
+
+class ClipRecorder:
+    """Buffers one camera's analysed frames and cuts a clip around each confirmed incident.
+
+    Args:
+        config: Clip length, rate, size and memory cap.
+        camera_id: For logs.
+        executor: Encodes clips in the background when given; inline otherwise.
+
+    Example:
+        >>> recorder = ClipRecorder(EvidenceConfig(), "cam-1")
+        >>> recorder.add_frame(frame)
+        >>> recorder.request(event.id, confirmed_at=frame.captured_at)
+        >>> for event_id, mp4 in recorder.poll(now): ...
+    """
+
+    def __init__(self, config: EvidenceConfig, camera_id: str, *, executor: Executor | None = None) -> None:
+        self.config = config
+        self.camera_id = camera_id
+        self.executor = executor
+        self.ring = FrameRing(
+            max_fps=config.clip_fps,
+            width_px=config.clip_width_px,
+            jpeg_quality=config.jpeg_quality,
+            max_bytes=int(config.max_buffer_mb * 1024 * 1024),
+        )
+        self._pending: list[_Pending] = []
+        self.clips_written = 0
+        self.clip_failures = 0
+
+    def add_frame(self, frame: Frame) -> None:
+        """Buffer an analysed frame and forget frames no clip can need any more."""
+        self.ring.add(frame)
+        keep_since = frame.captured_at - self.config.clip_pre_s
+        if self._pending:
+            keep_since = min(keep_since, min(p.start for p in self._pending))
+        self.ring.drop_before(keep_since)
+
+    def request(self, event_id: str, *, confirmed_at: float) -> None:
+        """Ask for the clip of the incident ``event_id`` confirmed at ``confirmed_at``."""
+        self._pending.append(
+            _Pending(event_id, confirmed_at - self.config.clip_pre_s, confirmed_at + self.config.clip_post_s)
+        )
+
+    def poll(self, now: float, *, is_final: bool = False) -> list[tuple[str, bytes]]:
+        """Return ``(event_id, mp4)`` of the clips finished by ``now`` (all of them with ``is_final``)."""
+        done: list[tuple[str, bytes]] = []
+        still: list[_Pending] = []
+        for pending in self._pending:
+            if pending.future is None and (now >= pending.end or is_final):
+                frames = self.ring.between(pending.start, pending.end)
+                if not frames:
+                    logger.warning("%s: no buffered frame for the clip of %s", self.camera_id, pending.event_id)
+                    self.clip_failures += 1
+                    continue
+                if self.executor is None or is_final:
+                    self._finish(pending, lambda f=frames: encode_clip(f), done)
+                    continue
+                pending.future = self.executor.submit(encode_clip, frames)
+            if pending.future is not None and (pending.future.done() or is_final):
+                self._finish(pending, pending.future.result, done)
+                continue
+            still.append(pending)
+        self._pending = still
+        return done
+
+    def _finish(self, pending: _Pending, result: object, done: list[tuple[str, bytes]]) -> None:
+        try:
+            clip = result()  # type: ignore[operator]
+        except Exception:
+            logger.exception("%s: clip encoding failed for %s", self.camera_id, pending.event_id)
+            self.clip_failures += 1
+            return
+        self.clips_written += 1
+        done.append((pending.event_id, clip))
+
+    def stats(self) -> EvidenceStats:
+        """Memory and counters of this camera's evidence."""
+        return EvidenceStats(
+            memory_bytes=self.ring.memory_bytes,
+            frames=len(self.ring),
+            span_s=self.ring.span_s,
+            frames_evicted_for_memory=self.ring.frames_evicted_for_memory,
+            pending_clips=len(self._pending),
+            clips_written=self.clips_written,
+            clip_failures=self.clip_failures,
+        )

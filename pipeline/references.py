@@ -1,0 +1,151 @@
+"""Learned reference images of zones: what a clear exit or a clean floor looks like.
+
+``ZoneReference`` learns a zone's reference automatically the first time the zone is
+seen unobstructed (no detection on it) and still (nothing moving) for
+``learn_after_s``; afterwards it reports the *changed fraction*: the share of the
+zone's visible pixels whose grey level differs from the reference by more than
+``pixel_threshold``. People (and other moving objects the rules name) are masked
+out of both the comparison and the learning, so a person walking through an exit
+neither blocks it nor spoils its reference. While the zone stays clear the
+reference follows slow lighting drift (``adapt_rate``).
+
+Limits, by design: an object already standing in a zone when the camera starts is
+learned as part of "clear" — the control room resets the reference
+(``CameraAnalyzer.reset_reference``) once the zone is really clear. Lights switched
+on or off change the whole image; the rules treat that like any other change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from pipeline.config import ReferenceConfig
+from pipeline.zones import Zone
+
+__all__ = ["ReferenceReading", "ZoneReference", "small_grey"]
+
+_MIN_VISIBLE = 0.1  # below this fraction of the zone visible, no reading
+
+
+def small_grey(image: object, width_px: int) -> np.ndarray:
+    """Scale a BGR ``(h, w, 3)`` frame (numpy or GPU tensor) to ``width_px`` wide, grey, lightly blurred.
+
+    Returns:
+        ``(h', w') float32`` grey levels 0-255.
+    """
+    height, width = int(image.shape[0]), int(image.shape[1])  # type: ignore[attr-defined]
+    step = max(1, width // (width_px * 2))
+    small = image[::step, ::step]  # type: ignore[index]
+    if not isinstance(small, np.ndarray):
+        small = small.cpu().numpy()
+    small = np.ascontiguousarray(small)
+    out_h = max(1, round(height * width_px / width))
+    grey = cv2.cvtColor(cv2.resize(small, (width_px, out_h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+    return cv2.GaussianBlur(grey, (3, 3), 0).astype(np.float32)
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceReading:
+    """One comparison of a zone with its reference.
+
+    Attributes:
+        changed_fraction: Share of the zone's visible pixels that differ from the reference, 0..1.
+        visible_fraction: Share of the zone not masked out (people), 0..1.
+        changed_xyxy_norm: Bounding box of the changed pixels, normalised, or ``None`` if none changed.
+    """
+
+    changed_fraction: float
+    visible_fraction: float
+    changed_xyxy_norm: tuple[float, float, float, float] | None = None
+
+
+class ZoneReference:
+    """The learned reference image of one zone.
+
+    Args:
+        zone: The zone.
+        config: Learning and comparison parameters.
+
+    Example:
+        >>> ref = ZoneReference(zone, ReferenceConfig(learn_after_s=10))
+        >>> reading = ref.observe(small_grey(frame.image, 160), now, is_obstructed=False, masked=None)
+    """
+
+    def __init__(self, zone: Zone, config: ReferenceConfig) -> None:
+        self.zone = zone
+        self.config = config
+        self.image: np.ndarray | None = None
+        self.learned_at: float | None = None
+        self._previous: np.ndarray | None = None
+        self._calm_since: float | None = None
+
+    @property
+    def is_learned(self) -> bool:
+        """True once a reference exists."""
+        return self.image is not None
+
+    @property
+    def memory_bytes(self) -> int:
+        """Bytes held by the reference and the previous frame."""
+        return sum(a.nbytes for a in (self.image, self._previous) if a is not None)
+
+    def reset(self) -> None:
+        """Forget the reference; a new one is learned the next time the zone is seen clear."""
+        self.image = None
+        self.learned_at = None
+        self._calm_since = None
+
+    def observe(
+        self, grey: np.ndarray, now: float, *, is_obstructed: bool, masked: np.ndarray | None
+    ) -> ReferenceReading | None:
+        """Compare one frame with the reference, learning or adapting it when the zone is clear and still.
+
+        Args:
+            grey: ``(h', w') float32`` output of ``small_grey``.
+            now: Capture time, epoch seconds.
+            is_obstructed: A detection (of any class) covers the zone: do not learn.
+            masked: ``(h', w') bool`` pixels to ignore (people), or ``None``.
+
+        Returns:
+            The reading, or ``None`` while no reference exists or the zone is hidden.
+        """
+        h, w = grey.shape
+        zone = self.zone.mask((w, h))
+        visible = zone if masked is None else zone & ~masked
+        zone_area = max(1, int(zone.sum()))
+        visible_fraction = float(visible.sum()) / zone_area
+        if self.image is not None and self.image.shape != grey.shape:
+            self.reset()  # the stream changed resolution
+        is_still = (
+            self._previous is not None
+            and self._previous.shape == grey.shape
+            and float(np.abs(grey - self._previous)[zone].mean()) < self.config.still_max_diff
+        )
+        self._previous = grey
+        is_calm = is_still and not is_obstructed and visible_fraction >= 1.0 - 1e-9
+        if self.image is None:
+            self._calm_since = (self._calm_since if self._calm_since is not None else now) if is_calm else None
+            if self._calm_since is not None and now - self._calm_since >= self.config.learn_after_s:
+                self.image = grey.copy()
+                self.learned_at = now
+            return None
+        if visible_fraction < _MIN_VISIBLE:
+            return None
+        changed = (np.abs(grey - self.image) > self.config.pixel_threshold) & visible
+        fraction = float(changed.sum()) / max(1, int(visible.sum()))
+        if is_calm and fraction < 0.05 and self.config.adapt_rate > 0:
+            a = self.config.adapt_rate
+            self.image[zone] = (1 - a) * self.image[zone] + a * grey[zone]
+        box = None
+        if changed.any():
+            rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+            box = (cols[0] / w, rows[0] / h, (cols[-1] + 1) / w, (rows[-1] + 1) / h)
+        return ReferenceReading(fraction, visible_fraction, box)
+
+    def adopt(self, grey: np.ndarray, now: float) -> None:
+        """Take ``grey`` as the reference now (the zone is known to be clean)."""
+        self.image = grey.copy()
+        self.learned_at = now

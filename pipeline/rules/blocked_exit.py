@@ -1,0 +1,122 @@
+"""Blocked exit: an exit zone occupied over a fraction of its area, by anything but people, for minutes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cameras.frame import Frame
+from models.detections import Detections
+from pipeline.config import BlockedExitConfig
+from pipeline.event import Behaviour, EventBox
+from pipeline.incidents import EventContext, IncidentUpdate
+from pipeline.references import ZoneReference, small_grey
+from pipeline.rules.base import BaseRule, Confirmation, RuleEnvironment, boxes_of, normalised, select
+from pipeline.zones import Zone, box_mask
+
+__all__ = ["BlockedExitRule"]
+
+
+@dataclass(slots=True)
+class _ExitState:
+    zone: Zone
+    reference: ZoneReference
+    confirmation: Confirmation
+    last_occupied: float = 0.0
+    last_boxes: tuple[EventBox, ...] = ()
+    last_confidence: float = 0.0
+    has_frame: bool = False
+
+
+class BlockedExitRule(BaseRule):
+    """Raises ``blocked_exit`` per exit zone occupied over ``min_occupied_fraction`` for ``min_duration_s``.
+
+    Occupancy on a frame is the larger of: the share of the zone covered by
+    ``obstacle_classes`` boxes, and (with ``is_reference``) the share of the zone's
+    visible pixels that differ from its learned "clear" image, people masked out —
+    which finds obstacles the model has no class for. People never count: a person
+    walking through is masked. A clear spell shorter than ``max_gap_s`` (a worker
+    standing in front of the pallet) does not restart the duration. The reference is
+    learned automatically (see ``pipeline.references``) and reset with
+    ``reset_reference``. ``tick`` keeps the duration running while a motion-gated
+    camera sends no frames (nothing moved, so the obstacle is still there).
+    """
+
+    behaviour = Behaviour.BLOCKED_EXIT
+
+    def __init__(self, config: BlockedExitConfig, env: RuleEnvironment | EventContext) -> None:
+        super().__init__(config, env)
+        self.config: BlockedExitConfig = config
+        self._exits = [
+            _ExitState(
+                zone,
+                ZoneReference(zone, config.reference),
+                Confirmation(min_duration_s=config.min_duration_s, max_gap_s=max(config.max_gap_s, 1e-9)),
+            )
+            for zone in self.env.zones.of_kind("exit", config.zones)
+        ]
+        self.references = {s.zone.id: s.reference for s in self._exits}
+
+
+    def process(self, frame: Frame, detections: Detections) -> list[IncidentUpdate]:
+        """Feed one analysed frame; return the event revisions to publish."""
+        now = frame.captured_at
+        cfg = self.config
+        wh = frame.resolution_wh
+        obstacles = select(detections, cfg.obstacle_classes, cfg.min_confidence)
+        obstacle_boxes = normalised(obstacles, wh)
+        people = select(detections, cfg.person_classes, 0.2)
+        every_box = normalised(detections, wh)
+        grey = small_grey(frame.image, cfg.reference.width_px) if cfg.is_reference else None
+        people_mask = None
+        if grey is not None and len(people):
+            people_mask = box_mask(normalised(people, wh), (grey.shape[1], grey.shape[0]), cfg.reference.person_margin)
+        updates: list[IncidentUpdate] = []
+        for state in self._exits:
+            zone = state.zone
+            coverage = zone.coverage(obstacle_boxes)
+            in_zone = np.array([zone.coverage(b[None]) > 0 for b in obstacle_boxes], bool)
+            boxes = boxes_of(obstacles.filter(in_zone), wh) if len(obstacles) else ()
+            confidence = float(obstacles.confidence[in_zone].max()) if in_zone.any() else 0.0
+            occupied = coverage
+            if grey is not None:
+                reading = state.reference.observe(
+                    grey, now, is_obstructed=zone.coverage(every_box) > 0, masked=people_mask
+                )
+                if reading is not None and reading.changed_fraction > occupied:
+                    occupied = reading.changed_fraction
+                    if reading.changed_xyxy_norm is not None:
+                        boxes = (*boxes, EventBox("obstruction", round(occupied, 4), reading.changed_xyxy_norm))
+                    confidence = max(confidence, min(1.0, occupied))
+            state.last_occupied, state.last_boxes, state.last_confidence = occupied, boxes, confidence
+            state.has_frame = True
+            update = self._observe(state, now)
+            if update is not None:
+                updates.append(update)
+        return updates
+
+    def tick(self, now: float) -> list[IncidentUpdate]:
+        """No new frame: the scene is unchanged since the last one, so each exit keeps its last occupancy."""
+        return [u for s in self._exits if s.has_frame and (u := self._observe(s, now))]
+
+    def _observe(self, state: _ExitState, now: float) -> IncidentUpdate | None:
+        is_hit = self.is_active(now) and state.last_occupied >= self.config.min_occupied_fraction
+        is_confirmed = state.confirmation.update(now, is_hit)
+        since = state.confirmation.since
+        blocked_s = 0.0 if since is None else now - since
+        update = self.book.observe(
+            state.zone.id,
+            now=now,
+            is_confirmed=is_confirmed,
+            is_present=is_hit,
+            confidence=state.last_confidence if is_hit else 0.0,
+            boxes=state.last_boxes if is_hit else (),
+            started_at=since,
+            zone_id=state.zone.id,
+            message=f"Exit {state.zone.label} blocked: {state.last_occupied:.0%} of the zone occupied "
+            f"for {blocked_s:.0f} s",
+        )
+        if update is not None and not self.book.is_open(state.zone.id):
+            state.confirmation.reset()
+        return update

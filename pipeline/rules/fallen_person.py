@@ -1,0 +1,108 @@
+"""Fallen person: a person lying on the floor (fallen class and/or box geometry), persisting for seconds."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cameras.frame import Frame
+from models.detections import Detections
+from pipeline.config import FallenPersonConfig
+from pipeline.event import Behaviour
+from pipeline.incidents import EventContext, IncidentUpdate
+from pipeline.rules.base import (
+    BaseRule,
+    PerObjectConfirmation,
+    RuleEnvironment,
+    box_iou,
+    boxes_of,
+    concat,
+    normalised,
+    select,
+    sweep_closed,
+)
+
+__all__ = ["FallenPersonRule"]
+
+_DUPLICATE_IOU = 0.5  # a person box overlapping a fallen box this much is the same body
+
+
+class FallenPersonRule(BaseRule):
+    """Raises ``fallen_person`` for a person lying for at least ``min_duration_s``.
+
+    Evidence per frame, per person: a ``fallen_classes`` detection, or (with
+    ``is_geometry``) a person box at least ``lying_aspect_ratio`` times wider than
+    tall — optionally only for a track first seen upright (``is_upright_first``,
+    which needs tracking; it rejects a sleeping worker already lying when the view
+    starts). Lying must persist ``min_duration_s`` with ``k`` of every ``n`` frames,
+    so a person bending to pick something up or a one-frame mis-detection does not
+    raise. People lying in an exclusion zone (a bed, a bench) are ignored. One event
+    per person, kept through a track id switch by box overlap.
+    """
+
+    behaviour = Behaviour.FALLEN_PERSON
+
+    def __init__(self, config: FallenPersonConfig, env: RuleEnvironment | EventContext) -> None:
+        super().__init__(config, env)
+        self.config: FallenPersonConfig = config
+        self._objects = PerObjectConfirmation(
+            k=config.k, n=config.n, min_duration_s=config.min_duration_s, min_iou=config.match_iou
+        )
+        self._upright_tracks: set[int] = set()
+        self._zones = [z for z in self.env.zones.zones if z.kind != "exclusion"]
+
+    def _candidates(self, detections: Detections) -> tuple[Detections, np.ndarray]:
+        cfg = self.config
+        fallen = select(detections, cfg.fallen_classes, cfg.min_confidence)
+        people = select(detections, cfg.person_classes, cfg.min_confidence)
+        if len(people) and len(fallen):  # one body detected twice: keep the fallen box
+            keep = np.array([all(box_iou(p, f) < _DUPLICATE_IOU for f in fallen.xyxy) for p in people.xyxy])
+            people = people.filter(keep)
+        hits = np.ones(len(fallen), bool)
+        if len(people):
+            w = people.xyxy[:, 2] - people.xyxy[:, 0]
+            h = np.maximum(people.xyxy[:, 3] - people.xyxy[:, 1], 1e-6)
+            lying = (w / h >= cfg.lying_aspect_ratio) if cfg.is_geometry else np.zeros(len(people), bool)
+            if people.tracker_id is not None:
+                upright = w / h < 1.0
+                self._upright_tracks.update(int(t) for t in people.tracker_id[upright])
+                if cfg.is_upright_first:
+                    lying &= np.array([int(t) in self._upright_tracks for t in people.tracker_id], bool)
+            elif cfg.is_upright_first:
+                lying[:] = False  # cannot tell without tracks
+            hits = np.concatenate([hits, lying])
+        return concat(fallen, people), hits
+
+    def process(self, frame: Frame, detections: Detections) -> list[IncidentUpdate]:
+        """Feed one analysed frame; return the event revisions to publish."""
+        now = frame.captured_at
+        if not self.is_active(now):
+            detections = Detections.empty(detections.class_names)
+        candidates, hits = self._candidates(detections)
+        wh = frame.resolution_wh
+        points = self.env.zones.anchors_norm(candidates.xyxy, candidates.names(), wh)
+        hits &= ~self.env.zones.excluded(points, self.behaviour.value)
+        updates: list[IncidentUpdate] = []
+        seen: set[str] = set()
+        for state in self._objects.step(now, normalised(candidates, wh), hits, candidates.tracker_id):
+            seen.add(state.key)
+            i = state.index
+            zone_id = next((z.id for z in self._zones if z.contains(points[i : i + 1])[0]), None)
+            where = f" in zone {zone_id}" if zone_id else ""
+            lying_s = 0.0 if state.since is None else now - state.since
+            update = self.book.observe(
+                state.key,
+                now=now,
+                is_confirmed=state.is_confirmed,
+                is_present=state.is_hit,
+                confidence=float(candidates.confidence[i]) if state.is_hit else 0.0,
+                boxes=boxes_of(candidates.filter(np.arange(len(candidates)) == i), wh) if state.is_hit else (),
+                started_at=state.since,
+                zone_id=zone_id,
+                track_id=state.track_id,
+                message=f"Person lying on the floor{where} for {lying_s:.0f} s",
+            )
+            if update is not None:
+                updates.append(update)
+                if not self.book.is_open(state.key):
+                    self._objects.reset(state.key)
+        return updates + sweep_closed(self.book, self._objects, now, keep=seen)

@@ -1,0 +1,116 @@
+"""Smoking: a cigarette at a person's upper body (or a direct 'smoking' detection), k of n frames."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cameras.frame import Frame
+from models.detections import Detections
+from pipeline.config import SmokingConfig
+from pipeline.event import Behaviour
+from pipeline.incidents import EventContext, IncidentUpdate
+from pipeline.rules.base import (
+    BaseRule,
+    PerObjectConfirmation,
+    RuleEnvironment,
+    boxes_of,
+    concat,
+    normalised,
+    select,
+    sweep_closed,
+)
+
+__all__ = ["SmokingRule", "upper_body_boxes"]
+
+
+def upper_body_boxes(person_xyxy: np.ndarray, upper_fraction: float, margin_fraction: float) -> np.ndarray:
+    """The upper-body region of each ``(n, 4)`` person box: its top ``upper_fraction``, widened by the margin."""
+    out = person_xyxy.astype(np.float64).copy()
+    width = out[:, 2] - out[:, 0]
+    out[:, 0] -= width * margin_fraction
+    out[:, 2] += width * margin_fraction
+    out[:, 1] -= (out[:, 3] - out[:, 1]) * 0.05  # a hand raised just above the head box still counts
+    out[:, 3] = person_xyxy[:, 1] + (person_xyxy[:, 3] - person_xyxy[:, 1]) * upper_fraction
+    return out
+
+
+class SmokingRule(BaseRule):
+    """Raises ``smoking`` per person: a cigarette centred in the person's upper body in ``k`` of ``n`` frames.
+
+    A cigarette far from any person (on a table, a false detection on a pen in the
+    background) does not count; neither does a person far from any cigarette. A
+    ``smoking_classes`` detection (a model trained on "person smoking") counts on its
+    own. People are followed by tracker id, or by box overlap without tracking, so
+    one smoker gives one event even through a track id switch. With
+    ``is_no_smoking_zones_only`` only people standing in a ``no_smoking`` zone count.
+    """
+
+    behaviour = Behaviour.SMOKING
+
+    def __init__(self, config: SmokingConfig, env: RuleEnvironment | EventContext) -> None:
+        super().__init__(config, env)
+        self.config: SmokingConfig = config
+        self._objects = PerObjectConfirmation(k=config.k, n=config.n, min_duration_s=config.min_duration_s)
+        self._no_smoking = self.env.zones.of_kind("no_smoking")
+
+    def process(self, frame: Frame, detections: Detections) -> list[IncidentUpdate]:
+        """Feed one analysed frame; return the event revisions to publish."""
+        now = frame.captured_at
+        cfg = self.config
+        if not self.is_active(now):
+            detections = Detections.empty(detections.class_names)
+        people = select(detections, cfg.person_classes, cfg.min_confidence)
+        direct = select(detections, cfg.smoking_classes, cfg.min_confidence)
+        cigarettes = select(detections, cfg.cigarette_classes, cfg.min_confidence)
+        candidates = concat(people, direct)
+        wh = frame.resolution_wh
+        boxes = normalised(candidates, wh)
+        hits = np.zeros(len(candidates), bool)
+        hits[len(people):] = True
+        holders: dict[int, int] = {}  # candidate index -> cigarette index
+        if len(cigarettes) and len(people):
+            upper = upper_body_boxes(people.xyxy, cfg.upper_body_fraction, cfg.margin_fraction)
+            centres = (cigarettes.xyxy[:, :2] + cigarettes.xyxy[:, 2:]) / 2
+            for c, (cx, cy) in enumerate(centres):
+                inside = (upper[:, 0] <= cx) & (cx <= upper[:, 2]) & (upper[:, 1] <= cy) & (cy <= upper[:, 3])
+                if inside.any():
+                    p = int(np.argmax(np.where(inside, people.confidence, -1)))
+                    hits[p] = True
+                    holders.setdefault(p, c)
+        points = self.env.zones.anchors_norm(candidates.xyxy, candidates.names(), wh)
+        hits &= ~self.env.zones.excluded(points, self.behaviour.value)
+        zone_of = [None] * len(candidates)
+        for zone in self._no_smoking:
+            for i in np.flatnonzero(zone.contains(points)):
+                zone_of[i] = zone_of[i] or zone.id
+        if cfg.is_no_smoking_zones_only:
+            hits &= np.array([z is not None for z in zone_of], bool)
+        updates: list[IncidentUpdate] = []
+        seen: set[str] = set()
+        for state in self._objects.step(now, boxes, hits, candidates.tracker_id):
+            seen.add(state.key)
+            i = state.index
+            evidence = candidates.filter(np.arange(len(candidates)) == i)
+            confidence = float(candidates.confidence[i])
+            if i in holders:
+                c = holders[i]
+                evidence = concat(evidence, cigarettes.filter(np.arange(len(cigarettes)) == c))
+                confidence = min(confidence, float(cigarettes.confidence[c]))
+            where = f" in zone {zone_of[i]}" if zone_of[i] else ""
+            update = self.book.observe(
+                state.key,
+                now=now,
+                is_confirmed=state.is_confirmed,
+                is_present=state.is_hit,
+                confidence=confidence if state.is_hit else 0.0,
+                boxes=boxes_of(evidence, wh) if state.is_hit else (),
+                started_at=state.since,
+                zone_id=zone_of[i],
+                track_id=state.track_id,
+                message=f"Person smoking{where}",
+            )
+            if update is not None:
+                updates.append(update)
+                if not self.book.is_open(state.key):
+                    self._objects.reset(state.key)
+        return updates + sweep_closed(self.book, self._objects, now, keep=seen)
