@@ -1,10 +1,19 @@
-"""Run an ultralytics-exported YOLO detector with ONNX Runtime, batched, on CPU or GPU."""
+"""Run an ultralytics-exported YOLO detector with ONNX Runtime, batched, on CPU or GPU.
+
+On the CPU, images are letterboxed with OpenCV/numpy and boxes decoded with
+vectorised numpy and OpenCV's batched NMS. With ``onnxruntime-gpu`` and an NVIDIA
+GPU, the TensorRT (fp16) or CUDA execution provider runs the model; frames that are
+already CUDA tensors (NVDEC decoding) are letterboxed in torch, bound to the session
+with IOBinding, and decoded on the GPU, so only the surviving boxes reach the host.
+"""
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnxruntime as ort
@@ -14,20 +23,41 @@ from models.detections import Detections
 from models.errors import ModelLoadError
 from models.metadata import ModelInfo, file_digest, parse_ultralytics_metadata
 from models.postprocess import decode_yolo_output
-from models.preprocess import letterbox_batch
+from models.preprocess import LetterboxTransform, letterbox_batch
 
-__all__ = ["OnnxDetector"]
+__all__ = ["OnnxDetector", "execution_providers"]
 
 logger = logging.getLogger(__name__)
 
+_GPU_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider")
+_HEAD_STRIDES = (8, 16, 32)  # YOLOv8/11 detect head: one anchor per cell of each level
 
-def _providers(device: str) -> list[str]:
+
+def execution_providers(config: DetectorConfig) -> list[str | tuple[str, dict[str, Any]]]:
+    """ONNX Runtime providers for ``config.device``, best first, CPU always last.
+
+    Raises:
+        ModelLoadError: ``device`` is ``cuda`` but this ONNX Runtime has no GPU provider.
+    """
     available = ort.get_available_providers()
-    if device == "cpu":
+    if config.device == "cpu":
         return ["CPUExecutionProvider"]
-    wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider"] if device in ("auto", "cuda") else []
-    chosen = [p for p in wanted if p in available]
-    if device == "cuda" and not chosen:
+    chosen: list[str | tuple[str, dict[str, Any]]] = []
+    if "TensorrtExecutionProvider" in available:
+        cache = Path(tempfile.gettempdir()) / "anjian-tensorrt"
+        chosen.append(
+            (
+                "TensorrtExecutionProvider",
+                {
+                    "trt_fp16_enable": config.fp16,
+                    "trt_engine_cache_enable": True,
+                    "trt_engine_cache_path": str(cache),
+                },
+            )
+        )
+    if "CUDAExecutionProvider" in available:
+        chosen.append("CUDAExecutionProvider")
+    if config.device == "cuda" and not chosen:
         raise ModelLoadError(f"device 'cuda' asked for, but ONNX Runtime offers only {available}")
     return [*chosen, "CPUExecutionProvider"]
 
@@ -36,8 +66,9 @@ class OnnxDetector:
     """A YOLO detector (ultralytics ONNX export, NMS not embedded) run by ONNX Runtime.
 
     Class names, input size and task come from the file's metadata, so a model
-    carries its own label map. Images of any size are letterboxed; boxes come back
-    in each image's own pixels.
+    carries its own label map. Images of any size are letterboxed (to the stride
+    multiple they need when the model's input shape is dynamic); boxes come back in
+    each image's own pixels. Not thread-safe: one analysis thread calls ``detect``.
 
     Example:
         >>> detector = OnnxDetector(Path("model.onnx"), DetectorConfig())
@@ -61,7 +92,7 @@ class OnnxDetector:
             options.intra_op_num_threads = self.config.intra_op_threads
         try:
             self._session = ort.InferenceSession(
-                str(self.path), sess_options=options, providers=_providers(self.config.device)
+                str(self.path), sess_options=options, providers=execution_providers(self.config)
             )
         except ModelLoadError:
             raise
@@ -69,19 +100,23 @@ class OnnxDetector:
             raise ModelLoadError(f"cannot load model {self.path}: {str(exc).strip()[:300]}") from None
         model_input = self._session.get_inputs()[0]
         self._input_name = model_input.name
+        self._output_name = self._session.get_outputs()[0].name
         shape = model_input.shape
-        fallback_hw = (shape[2], shape[3]) if isinstance(shape[2], int) and isinstance(shape[3], int) else None
+        fixed_hw = (shape[2], shape[3]) if isinstance(shape[2], int) and isinstance(shape[3], int) else None
         self._is_dynamic_batch = not isinstance(shape[0], int)
         self._fp16 = model_input.type == "tensor(float16)"
         props = dict(self._session.get_modelmeta().custom_metadata_map)
         self.info: ModelInfo = parse_ultralytics_metadata(
-            props, source=self.path.name, fallback_hw=fallback_hw, digest=file_digest(self.path)
+            props, source=self.path.name, fallback_hw=fixed_hw, digest=file_digest(self.path)
         )
+        self._stride = self.info.stride if fixed_hw is None and self.config.minimal_padding else None
+        self._on_gpu = self._session.get_providers()[0] in _GPU_PROVIDERS
         logger.info(
-            "loaded %s (%d classes, input %s, providers %s)",
+            "loaded %s (%d classes, input %s%s, providers %s)",
             self.info.version,
             len(self.info.class_names),
             self.info.input_hw,
+            " dynamic" if fixed_hw is None else "",
             self._session.get_providers(),
         )
 
@@ -95,36 +130,98 @@ class OnnxDetector:
         """Version string recorded in events."""
         return self.info.version
 
-    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers ONNX Runtime uses, best first."""
+        return list(self._session.get_providers())
+
+    def detect(self, images: Sequence[Any]) -> list[Detections]:
         """Detect objects in each BGR image.
 
         Args:
-            images: ``(h, w, 3) uint8`` BGR images, any sizes.
+            images: ``(h, w, 3) uint8`` BGR images, any sizes: numpy arrays, or CUDA
+                tensors (frames decoded on the GPU), which stay on the GPU when the
+                session runs there.
 
         Returns:
             One ``Detections`` per image, boxes in that image's pixels.
         """
         if not images:
             return []
-        batch, transforms = letterbox_batch(list(images), self.info.input_hw)
-        if self._fp16:
-            batch = batch.astype(np.float16)
-        if self._is_dynamic_batch:
-            outputs = self._session.run(None, {self._input_name: batch})[0]
+        is_tensor = [not isinstance(im, np.ndarray) for im in images]
+        if self._on_gpu and all(is_tensor):
+            raw = self._detect_on_gpu(images)
         else:
-            outputs = np.concatenate(
-                [self._session.run(None, {self._input_name: batch[i : i + 1]})[0] for i in range(len(images))]
-            )
+            host = [im.cpu().numpy() if t else im for im, t in zip(images, is_tensor, strict=True)]
+            raw = self._detect_on_host(host)
         results = []
-        for output, transform, image in zip(outputs, transforms, images, strict=True):
-            xyxy, confidence, class_id = decode_yolo_output(
-                output.astype(np.float32, copy=False),
-                self.config.confidence_threshold,
-                self.config.iou_threshold,
-                self.config.max_detections,
-            )
-            xyxy = transform.boxes_to_original(xyxy, (image.shape[1], image.shape[0]))
+        for (xyxy, confidence, class_id, transform), image in zip(raw, images, strict=True):
+            xyxy = transform.boxes_to_original(xyxy, (int(image.shape[1]), int(image.shape[0])))
             results.append(
                 Detections(xyxy=xyxy, confidence=confidence, class_id=class_id, class_names=self.class_names)
             )
         return results
+
+    def _detect_on_host(
+        self, images: list[np.ndarray]
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, LetterboxTransform]]:
+        batch, transforms = letterbox_batch(images, self.info.input_hw, stride=self._stride)
+        if self._fp16:
+            batch = batch.astype(np.float16)
+        if self._is_dynamic_batch:
+            outputs = self._session.run([self._output_name], {self._input_name: batch})[0]
+        else:
+            outputs = np.concatenate(
+                [
+                    self._session.run([self._output_name], {self._input_name: batch[i : i + 1]})[0]
+                    for i in range(len(images))
+                ]
+            )
+        cfg = self.config
+        decoded = [
+            decode_yolo_output(
+                output.astype(np.float32, copy=False),
+                cfg.confidence_threshold,
+                cfg.iou_threshold,
+                cfg.max_detections,
+            )
+            for output in outputs
+        ]
+        return [(*d, t) for d, t in zip(decoded, transforms, strict=True)]
+
+    def _detect_on_gpu(
+        self, images: Sequence[Any]
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, LetterboxTransform]]:
+        """Letterbox, infer (IOBinding) and decode on the GPU; only kept boxes come back."""
+        import torch
+
+        from models.gpu_ops import decode_yolo_output_torch, letterbox_tensors
+
+        dtype = torch.float16 if self._fp16 else torch.float32
+        batch, transforms = letterbox_tensors(images, self.info.input_hw, stride=self._stride, dtype=dtype)
+        chunks = [batch] if self._is_dynamic_batch else list(batch.split(1))
+        outputs = [self._run_bound(chunk.contiguous()) for chunk in chunks]
+        output = outputs[0] if len(outputs) == 1 else torch.cat(outputs)
+        cfg = self.config
+        decoded = decode_yolo_output_torch(
+            output, cfg.confidence_threshold, cfg.iou_threshold, cfg.max_detections
+        )
+        return [(*d, t) for d, t in zip(decoded, transforms, strict=True)]
+
+    def _run_bound(self, batch: Any) -> Any:
+        """Run the session on a CUDA tensor through IOBinding into a preallocated CUDA output."""
+        import torch
+
+        b, _, h, w = (int(x) for x in batch.shape)
+        anchors = sum((h // s) * (w // s) for s in _HEAD_STRIDES)
+        output = torch.empty((b, 4 + len(self.class_names), anchors), dtype=batch.dtype, device=batch.device)
+        element = np.float16 if batch.dtype == torch.float16 else np.float32
+        device_id = batch.device.index or 0
+        binding = self._session.io_binding()
+        binding.bind_input(self._input_name, "cuda", device_id, element, tuple(batch.shape), batch.data_ptr())
+        binding.bind_output(
+            self._output_name, "cuda", device_id, element, tuple(output.shape), output.data_ptr()
+        )
+        torch.cuda.current_stream(batch.device).synchronize()  # the letterbox is done before ORT reads it
+        self._session.run_with_iobinding(binding)
+        return output

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["LetterboxTransform", "letterbox", "letterbox_batch"]
+__all__ = ["PAD_VALUE", "LetterboxTransform", "letterbox", "letterbox_batch", "letterbox_shape"]
 
 PAD_VALUE = 114
 
@@ -48,7 +48,11 @@ def letterbox(image: np.ndarray, size_hw: tuple[int, int]) -> tuple[np.ndarray, 
     target_h, target_w = size_hw
     scale = min(target_h / h, target_w / w)
     new_w, new_h = round(w * scale), round(h * scale)
-    resized = image if (new_w, new_h) == (w, h) else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    resized = (
+        image
+        if (new_w, new_h) == (w, h)
+        else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    )
     pad_x = (target_w - new_w) / 2
     pad_y = (target_h - new_h) / 2
     left, top = round(pad_x - 0.1), round(pad_y - 0.1)
@@ -64,15 +68,57 @@ def letterbox(image: np.ndarray, size_hw: tuple[int, int]) -> tuple[np.ndarray, 
     return out, LetterboxTransform(scale=scale, pad_xy=(float(left), float(top)))
 
 
+def letterbox_shape(
+    resolutions_wh: list[tuple[int, int]], size_hw: tuple[int, int], stride: int | None
+) -> tuple[int, int]:
+    """Model input ``(height, width)`` for a batch of images of these sizes.
+
+    Without ``stride`` the batch fills ``size_hw`` exactly (a static-shape model). With
+    it (a dynamic-shape model), the batch is only as large as its largest scaled image,
+    rounded up to a multiple of ``stride``: a 16:9 frame fits 384x640 instead of 640x640,
+    40 % fewer pixels at the same scale, as ultralytics' own ``predict`` does for ``.pt``.
+    """
+    if stride is None:
+        return size_hw
+    target_h, target_w = size_hw
+    height = width = 0
+    for w, h in resolutions_wh:
+        scale = min(target_h / h, target_w / w)
+        height = max(height, -(-round(h * scale) // stride) * stride)
+        width = max(width, -(-round(w * scale) // stride) * stride)
+    return min(height, target_h), min(width, target_w)
+
+
 def letterbox_batch(
-    images: list[np.ndarray], size_hw: tuple[int, int]
+    images: list[np.ndarray], size_hw: tuple[int, int], *, stride: int | None = None
 ) -> tuple[np.ndarray, list[LetterboxTransform]]:
-    """Letterbox several BGR images into one ``(b, 3, H, W) float32`` RGB tensor in ``[0, 1]``."""
-    batch = np.empty((len(images), 3, size_hw[0], size_hw[1]), dtype=np.float32)
+    """Letterbox several BGR images into one ``(b, 3, H, W) float32`` RGB tensor in ``[0, 1]``.
+
+    Args:
+        images: ``(h, w, 3) uint8`` BGR images, any sizes.
+        size_hw: The model's nominal input ``(height, width)``; every image is scaled to fit it.
+        stride: For dynamic-shape models, pad only to this multiple (see ``letterbox_shape``).
+
+    Returns:
+        The batch and, per image, the transform mapping model boxes back to its pixels.
+    """
+    batch_hw = letterbox_shape([(im.shape[1], im.shape[0]) for im in images], size_hw, stride)
+    canvas = np.full((len(images), batch_hw[0], batch_hw[1], 3), PAD_VALUE, dtype=np.uint8)
     transforms: list[LetterboxTransform] = []
     for i, image in enumerate(images):
-        boxed, transform = letterbox(image, size_hw)
-        # BGR -> RGB, HWC -> CHW, scale to [0, 1]
-        np.multiply(boxed[:, :, ::-1].transpose(2, 0, 1), 1.0 / 255.0, out=batch[i], casting="unsafe")
-        transforms.append(transform)
+        h, w = image.shape[:2]
+        scale = min(size_hw[0] / h, size_hw[1] / w)
+        new_w, new_h = min(round(w * scale), batch_hw[1]), min(round(h * scale), batch_hw[0])
+        left = round((batch_hw[1] - new_w) / 2 - 0.1)
+        top = round((batch_hw[0] - new_h) / 2 - 0.1)
+        resized = (
+            image
+            if (new_w, new_h) == (w, h)
+            else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        )
+        canvas[i, top : top + new_h, left : left + new_w] = resized
+        transforms.append(LetterboxTransform(scale=scale, pad_xy=(float(left), float(top))))
+    # One vectorised pass for the whole batch: BGR -> RGB, NHWC -> NCHW, scale to [0, 1].
+    batch = np.empty((len(images), 3, batch_hw[0], batch_hw[1]), dtype=np.float32)
+    np.multiply(canvas[..., ::-1].transpose(0, 3, 1, 2), np.float32(1.0 / 255.0), out=batch, casting="unsafe")
     return batch, transforms

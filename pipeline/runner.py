@@ -1,26 +1,48 @@
-"""Run the whole pipeline: camera sources → batched detection → rules → events to a sink."""
+"""Run the whole pipeline: cameras → cross-camera batches → detector → tracker → rules → events to a sink.
+
+One reader thread per camera keeps only its newest frame (``cameras.CameraSet``). One
+analysis thread takes batches from the ``FrameBatcher``, skips inference on still
+frames (motion gating, per camera), runs the detector once per batch, tracks each
+camera's detections (ByteTrack), feeds each camera's ``CameraAnalyzer`` and its
+``CameraFaultMonitor``, and publishes every event revision to the ``EventSink``.
+Cameras can be added, removed and reconfigured while it runs, and the detector
+swapped between two batches, without touching the other cameras.
+"""
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import numpy as np
+
+from cameras.camera_set import CameraSet
+from cameras.config import CameraConfig
 from cameras.frame import Frame
 from cameras.health import CameraHealth
 from cameras.source import VideoSource
+from models.detections import Detections
 from models.detector import Detector
 from pipeline.analyzer import CameraAnalyzer
+from pipeline.batcher import BatcherStats, FrameBatcher, PendingFrame
+from pipeline.camera_faults import CameraFaultMonitor
 from pipeline.config import CameraPipelineConfig
+from pipeline.engine_config import EngineConfig
 from pipeline.event import Event
 from pipeline.incidents import EventContext
+from pipeline.motion import MotionGate
 from pipeline.sink import EventSink
+from pipeline.tracking import CameraTracker
 
-__all__ = ["CameraAssignment", "PipelineRunner"]
+__all__ = ["CameraAssignment", "PipelineRunner", "RunnerStats"]
 
 logger = logging.getLogger(__name__)
+
+_LATENCY_WINDOW = 2048  # latencies kept for the percentiles
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,23 +53,76 @@ class CameraAssignment:
     camera: CameraPipelineConfig
 
 
+@dataclass(frozen=True, slots=True)
+class RunnerStats:
+    """What the analysis loop has done since start.
+
+    Attributes:
+        frames_analysed: Frames whose detections reached the rules.
+        frames_inferred: Of those, frames the detector ran on.
+        frames_skipped_motion: Frames motion gating spared the detector (compute saved).
+        frames_dropped: Frames never analysed: replaced in a camera before the loop took
+            them, superseded while pending, or dropped as stale.
+        inference_s: Seconds spent in the detector.
+        latency_p50_s: Median capture → rule-result latency over recent frames (``None`` before any).
+        latency_p95_s: 95th percentile of the same.
+        events_published: Event revisions handed to the sink.
+        detector_swaps: Detectors swapped in while running.
+        batcher: The batcher's own counters.
+    """
+
+    frames_analysed: int
+    frames_inferred: int
+    frames_skipped_motion: int
+    frames_dropped: int
+    inference_s: float
+    latency_p50_s: float | None
+    latency_p95_s: float | None
+    events_published: int
+    detector_swaps: int
+    batcher: BatcherStats
+
+
 @dataclass(slots=True)
 class _CameraWorker:
+    """Everything the analysis loop keeps for one camera."""
+
     assignment: CameraAssignment
-    source: VideoSource
     analyzer: CameraAnalyzer
+    monitor: CameraFaultMonitor
+    tracker: CameraTracker
+    gate: MotionGate
+    last_detections: Detections | None = None
+    faults_checked_at: float = field(default=float("-inf"))
+
+
+def _engine(camera: CameraPipelineConfig) -> EngineConfig:
+    engine = getattr(camera, "engine", None)
+    return engine if isinstance(engine, EngineConfig) else EngineConfig()
+
+
+def _analysis_settings(camera: CameraPipelineConfig) -> dict[str, object]:
+    """The fields a camera's rules depend on (all but the source's own, which the reader handles)."""
+    return {
+        name: getattr(camera, name)
+        for name in type(camera).model_fields
+        if name not in CameraConfig.model_fields
+    }
 
 
 class PipelineRunner:
-    """Reads every camera, detects in batches across cameras, applies rules, publishes events.
+    """Reads every camera, detects in batches across cameras, tracks, applies rules, publishes events.
 
-    Each camera has its own reader thread keeping only its newest frame; the runner
-    thread takes whatever is new from every camera, runs one detector batch, and
-    feeds each camera's rules. A dead or slow camera never holds the others back.
+    A dead or slow camera never holds the others back: the batcher waits for no one
+    beyond a short deadline, and camera faults (offline, frozen, black) are still
+    raised for a camera that sends nothing.
 
     Example:
         >>> runner = PipelineRunner("site-1", assignments, detector, sink)
-        >>> runner.start(); ...; runner.stop()
+        >>> runner.start()
+        >>> runner.add_camera(CameraAssignment("ws-2", new_camera))
+        >>> runner.swap_detector(retrained)
+        >>> runner.stop()
     """
 
     def __init__(
@@ -58,63 +133,196 @@ class PipelineRunner:
         sink: EventSink,
         *,
         clock: Callable[[], float] = time.time,
-        max_batch: int = 16,
+        max_batch: int = 8,
+        batch_deadline_s: float = 0.02,
+        max_frame_age_s: float = 2.0,
+        fault_check_interval_s: float = 0.5,
         source_factory: Callable[[CameraPipelineConfig, threading.Condition], VideoSource] | None = None,
     ) -> None:
+        """Create a stopped runner.
+
+        Args:
+            site_id: Site of every event.
+            assignments: Cameras and their workshops; disabled cameras are skipped.
+            detector: Runs on every batch.
+            sink: Receives every event revision.
+            clock: Wall clock, epoch seconds.
+            max_batch: Most frames per detector batch.
+            batch_deadline_s: Once a frame is ready, longest wait for frames of other cameras.
+            max_frame_age_s: A frame not analysed within this long after it arrived is dropped.
+            fault_check_interval_s: How often cameras that send no frames are checked for faults.
+            source_factory: Builds a camera source (tests inject fakes); ``VideoSource`` by default.
+        """
         self.site_id = site_id
         self.detector = detector
         self.sink = sink
         self._clock = clock
-        self._max_batch = max_batch
-        self._new_frame = threading.Condition()
+        self._fault_check_interval_s = fault_check_interval_s
+        self._cameras = CameraSet(clock=clock, source_factory=source_factory)  # type: ignore[arg-type]
+        self._batcher = FrameBatcher(
+            self._cameras.new_frame,
+            max_batch=max_batch,
+            deadline_s=batch_deadline_s,
+            max_age_s=max_frame_age_s,
+        )
+        self._lock = threading.RLock()  # held while a batch is analysed and while cameras change
+        self._workers: dict[str, _CameraWorker] = {}
+        self._pending_detector: Detector | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.frames_analysed = 0
+        self.frames_inferred = 0
         self.events_published = 0
-        factory = source_factory or (lambda cfg, cond: VideoSource(cfg, clock=clock, new_frame=cond))
-        self._workers: list[_CameraWorker] = []
+        self._inference_s = 0.0
+        self._detector_swaps = 0
+        self._latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
         for assignment in assignments:
-            camera = assignment.camera
-            if not camera.enabled:
-                continue
-            context = EventContext(
-                site_id=site_id,
-                workshop_id=assignment.workshop_id,
-                camera_id=camera.id,
-                model_version=detector.version,
-            )
-            self._workers.append(
-                _CameraWorker(assignment, factory(camera, self._new_frame), CameraAnalyzer(camera, context))
-            )
+            self.add_camera(assignment)
+
+    # ----------------------------------------------------------------- cameras
+
+    def camera_ids(self) -> list[str]:
+        """Ids of the cameras being analysed, in the order they were added."""
+        return self._cameras.ids()
+
+    def add_camera(self, assignment: CameraAssignment) -> bool:
+        """Start analysing a camera (at once if the runner is running).
+
+        Returns:
+            False if the camera is disabled (nothing is done), True once added.
+
+        Raises:
+            ValueError: A camera with this id is already analysed.
+        """
+        camera = assignment.camera
+        if not camera.enabled:
+            return False
+        with self._lock:
+            if camera.id in self._workers:
+                raise ValueError(
+                    f"camera {camera.id!r} is already analysed; use update_camera() to change it"
+                )
+            self._workers[camera.id] = self._new_worker(assignment)
+            self._cameras.add(camera)
+        return True
+
+    def remove_camera(self, camera_id: str) -> bool:
+        """Stop analysing a camera, closing its open incidents and faults (published to the sink).
+
+        Returns:
+            Whether the camera was there.
+        """
+        with self._lock:
+            worker = self._workers.pop(camera_id, None)
+            self._batcher.forget(camera_id)
+        if worker is None:
+            return False
+        self._cameras.remove(camera_id)
+        self._close_worker(worker)
+        logger.info("%s: camera no longer analysed", camera_id)
+        return True
+
+    def update_camera(self, assignment: CameraAssignment) -> None:
+        """Apply a camera's new settings, touching only what changed and no other camera.
+
+        The reader restarts only when how the stream is read changed; the rules are
+        rebuilt (open incidents closed) only when zones, behaviours or the workshop
+        changed; tracking and motion gating restart when their settings or the
+        analysis rate changed. A disabled camera is removed, an unknown one added.
+        """
+        camera = assignment.camera
+        if not camera.enabled:
+            self.remove_camera(camera.id)
+            return
+        closed: list[Event] = []
+        with self._lock:
+            old = self._workers.get(camera.id)
+            if old is None:
+                self.add_camera(assignment)
+                return
+            self._cameras.update(camera)
+            previous = old.assignment.camera
+            now = self._clock()
+            if assignment.workshop_id != old.assignment.workshop_id or _analysis_settings(
+                previous
+            ) != _analysis_settings(camera):
+                closed += old.analyzer.close(now)
+                old.analyzer = CameraAnalyzer(camera, self._context(assignment))
+                old.last_detections = None
+            if camera.faults != previous.faults or assignment.workshop_id != old.assignment.workshop_id:
+                closed += [u.event for u in old.monitor.close(now)]
+                old.monitor = CameraFaultMonitor(camera, self._context(assignment))
+            if _engine(camera) != _engine(previous) or camera.analysis_fps != previous.analysis_fps:
+                old.tracker = CameraTracker(
+                    _engine(camera).tracking, fps=camera.analysis_fps, camera_id=camera.id
+                )
+                old.gate = MotionGate(_engine(camera).motion_gate)
+            old.assignment = assignment
+        for event in closed:
+            self._publish(event)
+
+    def swap_detector(self, detector: Detector) -> None:
+        """Use ``detector`` from the next batch on (a retrained model); no camera is dropped.
+
+        Each camera's next frame is inferred whatever motion gating says, so no rule
+        sees the old model's detections after the swap.
+        """
+        with self._lock:
+            self._pending_detector = detector
+            if self._thread is None or not self._thread.is_alive():
+                self._apply_pending_detector()
+
+    # ----------------------------------------------------------------- state
 
     def health(self) -> list[CameraHealth]:
-        """Health of every camera, in configuration order."""
-        return [w.source.health() for w in self._workers]
+        """Health of every camera, in the order they were added."""
+        return self._cameras.health()
+
+    def stats(self) -> RunnerStats:
+        """Counters of the analysis loop (frames, compute saved, drops, latency)."""
+        with self._lock:
+            skipped = sum(w.gate.stats.frames_skipped for w in self._workers.values())
+        batcher = self._batcher.stats()
+        source_drops = sum(h.frames_dropped for h in self._cameras.health())
+        latencies = np.asarray(self._latencies, dtype=np.float64)
+        p50, p95 = (float(v) for v in np.percentile(latencies, [50, 95])) if len(latencies) else (None, None)
+        return RunnerStats(
+            frames_analysed=self.frames_analysed,
+            frames_inferred=self.frames_inferred,
+            frames_skipped_motion=skipped,
+            frames_dropped=source_drops + batcher.frames_superseded + batcher.frames_stale,
+            inference_s=self._inference_s,
+            latency_p50_s=p50,
+            latency_p95_s=p95,
+            events_published=self.events_published,
+            detector_swaps=self._detector_swaps,
+            batcher=batcher,
+        )
 
     @property
     def is_finished(self) -> bool:
         """True when every source has ended (only possible with non-looping files)."""
-        return all(w.source.is_finished for w in self._workers)
+        return all(source.is_finished for source in self._cameras.sources())
+
+    # ----------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
         """Start the camera readers and the analysis thread."""
-        for worker in self._workers:
-            worker.source.start()
         self._stop.clear()
+        self._cameras.start()
         self._thread = threading.Thread(target=self._loop, name="pipeline", daemon=True)
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop readers and analysis, closing any open incidents."""
+        """Stop readers and analysis, closing every open incident and fault."""
         self._stop.set()
-        for worker in self._workers:
-            worker.source.stop()
+        self._cameras.stop()
         if self._thread is not None:
             self._thread.join(timeout_s)
-        now = self._clock()
-        for worker in self._workers:
-            for event in worker.analyzer.close(now):
-                self._publish(event)
+        with self._lock:
+            workers = list(self._workers.values())
+        for worker in workers:
+            self._close_worker(worker)
 
     def wait_finished(self, timeout_s: float) -> bool:
         """Block until every source has ended and its last frame was analysed."""
@@ -123,42 +331,119 @@ class PipelineRunner:
         self._thread.join(timeout_s)
         return not self._thread.is_alive()
 
-    def _collect(self) -> list[tuple[_CameraWorker, Frame]]:
-        with self._new_frame:
-            batch = [(w, f) for w in self._workers if (f := w.source.take_latest()) is not None]
-            if not batch and not self._stop.is_set():
-                self._new_frame.wait(0.2)
-                batch = [(w, f) for w in self._workers if (f := w.source.take_latest()) is not None]
-        return batch[: self._max_batch]
+    # ----------------------------------------------------------------- internals
+
+    def _context(self, assignment: CameraAssignment) -> EventContext:
+        return EventContext(
+            site_id=self.site_id,
+            workshop_id=assignment.workshop_id,
+            camera_id=assignment.camera.id,
+            model_version=self.detector.version,
+        )
+
+    def _new_worker(self, assignment: CameraAssignment) -> _CameraWorker:
+        camera = assignment.camera
+        context = self._context(assignment)
+        engine = _engine(camera)
+        return _CameraWorker(
+            assignment=assignment,
+            analyzer=CameraAnalyzer(camera, context),
+            monitor=CameraFaultMonitor(camera, context),
+            tracker=CameraTracker(engine.tracking, fps=camera.analysis_fps, camera_id=camera.id),
+            gate=MotionGate(engine.motion_gate),
+        )
+
+    def _close_worker(self, worker: _CameraWorker) -> None:
+        now = self._clock()
+        events = worker.analyzer.close(now) + [u.event for u in worker.monitor.close(now)]
+        for event in events:
+            self._publish(event)
+
+    def _apply_pending_detector(self) -> None:
+        with self._lock:
+            detector, self._pending_detector = self._pending_detector, None
+            if detector is None:
+                return
+            self.detector = detector
+            self._detector_swaps += 1
+            for worker in self._workers.values():
+                worker.last_detections = None
+                worker.gate.reset()
+        logger.info("pipeline: detector swapped to %s", detector.version)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                batch = self._collect()
-                if not batch:
-                    if self.is_finished:
-                        # Sources flag "finished" after publishing their last frame: one more sweep.
-                        batch = self._collect()
-                        if not batch:
-                            break
-                    else:
-                        continue
-                self._analyse(batch)
+                batch = self._batcher.next_batch(
+                    self._cameras.sources, timeout_s=self._fault_check_interval_s
+                )
+                with self._lock:
+                    if batch:
+                        self._analyse(batch)
+                    self._check_idle_faults()
+                if not batch and self.is_finished:
+                    # Sources flag "finished" after publishing their last frame: one more sweep.
+                    batch = self._batcher.next_batch(self._cameras.sources, timeout_s=0.0)
+                    if not batch:
+                        break
+                    with self._lock:
+                        self._analyse(batch)
             except Exception:
                 logger.exception("pipeline: analysis step failed; continuing")
                 self._stop.wait(0.5)
 
-    def _analyse(self, batch: list[tuple[_CameraWorker, Frame]]) -> None:
-        detections = self.detector.detect([frame.image for _, frame in batch])
-        self.frames_analysed += len(batch)
-        for (worker, frame), dets in zip(batch, detections, strict=True):
-            try:
-                events = worker.analyzer.process(frame, dets)
-            except Exception:
-                logger.exception("%s: analysis failed on frame %d", worker.assignment.camera.id, frame.index)
+    def _analyse(self, batch: list[PendingFrame]) -> None:
+        self._apply_pending_detector()
+        work = [(w, p.frame) for p in batch if (w := self._workers.get(p.frame.camera_id)) is not None]
+        to_infer = [
+            (w, f)
+            for w, f in work
+            if w.gate.should_infer(f.image, f.captured_at) or w.last_detections is None
+        ]
+        if to_infer:
+            started = time.perf_counter()
+            detections = self.detector.detect([f.image for _, f in to_infer])
+            self._inference_s += time.perf_counter() - started
+            self.frames_inferred += len(to_infer)
+            for (worker, _), dets in zip(to_infer, detections, strict=True):
+                worker.last_detections = dets
+        for worker, frame in work:
+            self._analyse_frame(worker, frame)
+
+    def _analyse_frame(self, worker: _CameraWorker, frame: Frame) -> None:
+        camera_id = worker.assignment.camera.id
+        detections = worker.last_detections
+        if detections is None:  # _analyse infers every camera's first frame
+            return
+        events: list[Event] = []
+        try:
+            tracked = worker.tracker.update(detections, frame.captured_at)
+            events += worker.analyzer.process(frame, tracked)
+        except Exception:
+            logger.exception("%s: analysis failed on frame %d", camera_id, frame.index)
+        now = self._clock()
+        self.frames_analysed += 1
+        self._latencies.append(now - frame.captured_at)
+        source = self._cameras.get(camera_id)
+        if source is not None:
+            events += [u.event for u in worker.monitor.observe(source.health(), frame, now)]
+            worker.faults_checked_at = time.monotonic()
+        for event in events:
+            self._publish(event)
+
+    def _check_idle_faults(self) -> None:
+        """Check cameras that sent no frame lately, so offline faults rise without frames."""
+        due = time.monotonic() - self._fault_check_interval_s
+        now = self._clock()
+        for camera_id, worker in self._workers.items():
+            if worker.faults_checked_at > due:
                 continue
-            for event in events:
-                self._publish(event)
+            source = self._cameras.get(camera_id)
+            if source is None:
+                continue
+            worker.faults_checked_at = time.monotonic()
+            for update in worker.monitor.observe(source.health(), None, now):
+                self._publish(update.event)
 
     def _publish(self, event: Event) -> None:
         state = "ended" if event.ended_at is not None else ("raised" if event.revision == 1 else "updated")

@@ -107,7 +107,9 @@ def recover_yolov8n_from_int8(onnx_path: Path) -> Any:
             if isinstance(module, Conv) and f"{path}.conv.weight" in weights:
                 weight, bias = weights[f"{path}.conv.weight"], weights.get(f"{path}.conv.bias")
                 if bias is None or tuple(module.conv.weight.shape) != weight.shape:
-                    raise ValueError(f"{path}: recovered tensors do not fit {tuple(module.conv.weight.shape)}")
+                    raise ValueError(
+                        f"{path}: recovered tensors do not fit {tuple(module.conv.weight.shape)}"
+                    )
                 module.conv.weight.copy_(torch.from_numpy(weight))
                 bn = module.bn
                 bn.weight.fill_(1.0)

@@ -1,24 +1,38 @@
-"""The runner over a real file: decode → shipped ONNX model → open-flame rule → one incident."""
+"""The runner: a real file end to end, then the engine (batching, tracking, gating, faults, hot changes)."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, ClassVar
 
+import numpy as np
 import pytest
 
+from cameras.config import CameraConfig, CameraFaultConfig
+from cameras.frame import Frame
+from cameras.health import CameraHealth, CameraState, HealthTracker
 from datasets.synthetic import write_demo_video
+from models.detections import Detections
 from models.onnx_detector import OnnxDetector
 from models.registry import resolve_model_path
-from pipeline.config import BehavioursConfig, CameraPipelineConfig, OpenFlameConfig
-from pipeline.event import Behaviour
+from pipeline.config import BehavioursConfig, CameraPipelineConfig, OpenFlameConfig, ZoneConfig
+from pipeline.engine_config import EngineConfig, MotionGateConfig
+from pipeline.event import Behaviour, Event
+from pipeline.incidents import EventContext
 from pipeline.runner import CameraAssignment, PipelineRunner
 from pipeline.sink import ListSink
+from tests.factories import make_event
 
 
 @pytest.fixture(scope="module")
 def fire_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """12 s at 10 fps; a flame burns from 5 s to 7 s."""
-    return write_demo_video(tmp_path_factory.mktemp("clips") / "fire.mp4", seconds=12, fps=10, size_wh=(480, 270))
+    return write_demo_video(
+        tmp_path_factory.mktemp("clips") / "fire.mp4", seconds=12, fps=10, size_wh=(480, 270)
+    )
 
 
 def _camera(camera_id: str, url: str) -> CameraPipelineConfig:
@@ -58,6 +72,242 @@ def test_file_with_a_fire_gives_one_incident_opened_and_closed(fire_clip: Path, 
     assert event.behaviour is Behaviour.OPEN_FLAME
     assert event.snapshot_jpeg is not None and event.snapshot_jpeg[:2] == b"\xff\xd8"
     closed = [e for e in sink.events if e.ended_at is not None]
-    assert len(closed) == 1 and closed[0].id == event.id
+    assert len(closed) == 1 and closed[0].id == event.id, [(e.revision, e.ended_at, e.last_seen_at) for e in sink.events]
     # The flame burns 5..7 s into the clip: the incident spans about 2 s of wall time.
     assert 1.0 <= closed[0].last_seen_at - event.started_at <= 3.0
+
+
+# --------------------------------------------------------------------------------------------
+# The engine around the rules, with scripted cameras, a counting detector and a recording
+# analyzer (the rules have their own tests): batching, tracking, motion gating, faults,
+# hot changes of cameras and of the detector.
+
+
+class _ScriptedSource:
+    """A camera whose frames the test pushes; same surface as ``VideoSource``."""
+
+    def __init__(self, config: CameraConfig, condition: threading.Condition) -> None:
+        self.config = config
+        self._condition = condition
+        self._latest: Frame | None = None
+        self._index = 0
+        self._health = HealthTracker(config.id, time.time())
+        self.starts = 0
+        self.is_finished = False
+
+    @property
+    def camera_id(self) -> str:
+        return self.config.id
+
+    def start(self) -> None:
+        self.starts += 1
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._health.set_state(CameraState.STOPPED, time.time())
+
+    def health(self) -> CameraHealth:
+        return self._health.snapshot()
+
+    def push(self, image: np.ndarray) -> None:
+        now = time.time()
+        self._health.set_state(CameraState.ONLINE, now)
+        with self._condition:
+            self._latest = Frame(self.config.id, image, captured_at=now, pts_s=0.0, index=self._index)
+            self._index += 1
+            self._condition.notify_all()
+        self._health.delivered(now)
+
+    def take_latest(self) -> Frame | None:
+        with self._condition:
+            frame, self._latest = self._latest, None
+            return frame
+
+
+class _CountingDetector:
+    """One 'person' box per image; counts the images it saw."""
+
+    def __init__(self, version: str = "fake@1") -> None:
+        self.version = version
+        self.class_names = {0: "person"}
+        self.images = 0
+
+    def detect(self, images: list[np.ndarray]) -> list[Detections]:
+        self.images += len(images)
+        box = np.array([[10, 10, 50, 90]], np.float32)
+        return [
+            Detections(box, np.array([0.9], np.float32), np.array([0], np.int32), self.class_names)
+            for _ in images
+        ]
+
+
+class _RecordingAnalyzer:
+    """Stands in for ``CameraAnalyzer``: keeps what it was fed; closing yields one ended event."""
+
+    created: ClassVar[list[_RecordingAnalyzer]] = []
+
+    def __init__(self, camera: CameraPipelineConfig, context: EventContext) -> None:
+        self.camera = camera
+        self.context = context
+        self.fed: list[Detections] = []
+        _RecordingAnalyzer.created.append(self)
+
+    def process(self, frame: Frame, detections: Detections) -> list[Event]:
+        self.fed.append(detections)
+        return []
+
+    def close(self, now: float) -> list[Event]:
+        return [make_event(camera_id=self.camera.id, ended_at=now, started_at=now - 1, last_seen_at=now)]
+
+
+def _until(predicate: Callable[[], bool], timeout_s: float = 20.0) -> bool:
+    """Poll ``predicate`` until true or ``timeout_s`` passes."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.fixture
+def engine(
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Callable[..., tuple[PipelineRunner, dict[str, _ScriptedSource]]]]:
+    """Build a runner over scripted cameras; stops it after the test."""
+    monkeypatch.setattr("pipeline.runner.CameraAnalyzer", _RecordingAnalyzer)
+    _RecordingAnalyzer.created = []
+    runners: list[PipelineRunner] = []
+
+    def build(
+        cameras: list[CameraPipelineConfig], detector: _CountingDetector, sink: ListSink
+    ) -> tuple[PipelineRunner, dict[str, _ScriptedSource]]:
+        sources: dict[str, _ScriptedSource] = {}
+
+        def factory(config: CameraConfig, condition: threading.Condition) -> _ScriptedSource:
+            sources[config.id] = _ScriptedSource(config, condition)
+            return sources[config.id]
+
+        runner = PipelineRunner(
+            "site",
+            [CameraAssignment("ws", c) for c in cameras],
+            detector,  # type: ignore[arg-type]
+            sink,
+            source_factory=factory,  # type: ignore[arg-type]
+            batch_deadline_s=0.0,
+            fault_check_interval_s=0.05,
+        )
+        runners.append(runner)
+        return runner, sources
+
+    yield build
+    for runner in runners:
+        runner.stop()
+
+
+def _scripted(camera_id: str, **fields: object) -> CameraPipelineConfig:
+    fields.setdefault("url", f"rtsp://cam/{camera_id}")
+    return CameraPipelineConfig(id=camera_id, **fields)  # type: ignore[arg-type]
+
+
+_GREY = np.full((90, 160, 3), 100, np.uint8)
+
+
+def test_stalled_camera_does_not_slow_the_others_and_its_fault_is_published(engine: Any) -> None:
+    fast_fault = CameraFaultConfig(offline_after_s=0.3)
+    cameras = [_scripted("a"), _scripted("b"), _scripted("stalled", faults=fast_fault)]
+    detector, sink = _CountingDetector(), ListSink()
+    runner, sources = engine(cameras, detector, sink)
+    runner.start()
+
+    for i in range(20):
+        for camera_id in ("a", "b"):
+            sources[camera_id].push(_GREY)
+        assert _until(lambda i=i: runner.stats().frames_analysed >= 2 * (i + 1))
+
+    stats = runner.stats()
+    assert stats.frames_analysed == 40 and stats.frames_dropped == 0
+    assert stats.latency_p95_s is not None and stats.latency_p95_s < 20
+    # The stalled camera never sent a frame, yet its offline fault reached the sink.
+    assert _until(
+        lambda: any(e.camera_id == "stalled" and e.behaviour == "camera_fault" for e in sink.events)
+    )
+    assert not any(e.camera_id in ("a", "b") for e in sink.events)
+
+
+def test_rules_receive_tracked_detections(engine: Any) -> None:
+    runner, sources = engine([_scripted("a")], _CountingDetector(), ListSink())
+    runner.start()
+    for i in range(5):
+        sources["a"].push(_GREY)
+        assert _until(lambda i=i: runner.stats().frames_analysed >= i + 1)
+    [analyzer] = _RecordingAnalyzer.created
+    ids = [int(d.tracker_id[0]) for d in analyzer.fed if d.tracker_id is not None]
+    assert len(ids) == 5 and ids[0] == -1 and len(set(ids[1:])) == 1 and ids[1] >= 0
+
+
+def test_motion_gating_skips_inference_on_still_frames_but_feeds_the_rules(engine: Any) -> None:
+    gated = _scripted("a", engine=EngineConfig(motion_gate=MotionGateConfig(enabled=True, max_skip_s=600)))
+    detector = _CountingDetector()
+    runner, sources = engine([gated, _scripted("b")], detector, ListSink())
+    runner.start()
+    for i in range(10):
+        sources["a"].push(_GREY)
+        sources["b"].push(_GREY)
+        assert _until(lambda i=i: runner.stats().frames_analysed >= 2 * (i + 1))
+
+    stats = runner.stats()
+    assert stats.frames_skipped_motion == 9  # camera a: only its first frame was inferred
+    assert stats.frames_inferred == detector.images == 11
+    assert [len(a.fed) for a in _RecordingAnalyzer.created] == [10, 10]
+
+
+def test_cameras_are_added_updated_and_removed_while_running(engine: Any) -> None:
+    detector, sink = _CountingDetector(), ListSink()
+    runner, sources = engine([_scripted("a")], detector, sink)
+    runner.start()
+    sources["a"].push(_GREY)
+    assert _until(lambda: runner.stats().frames_analysed >= 1)
+
+    runner.add_camera(CameraAssignment("ws", _scripted("b")))
+    sources["b"].push(_GREY)
+    assert _until(lambda: len(_RecordingAnalyzer.created[1].fed) == 1)
+    with pytest.raises(ValueError, match="already analysed"):
+        runner.add_camera(CameraAssignment("ws", _scripted("b")))
+
+    # A new zone rebuilds a's rules (its incidents closed) but keeps its reader.
+    first_reader, rules_before = sources["a"], _RecordingAnalyzer.created[0]
+    zone = ZoneConfig(id="z", polygon=[(0, 0), (1, 0), (1, 1)])
+    runner.update_camera(CameraAssignment("ws", _scripted("a", zones=[zone])))
+    assert sources["a"] is first_reader and first_reader.starts == 1
+    assert _RecordingAnalyzer.created[-1] is not rules_before
+    assert [e.camera_id for e in sink.events if e.ended_at is not None] == ["a"]
+    # A new URL restarts a's reader, and only a's; its rules stay.
+    rules_count = len(_RecordingAnalyzer.created)
+    runner.update_camera(CameraAssignment("ws", _scripted("a", zones=[zone], url="rtsp://cam/other")))
+    assert sources["a"] is not first_reader and first_reader.health().state == CameraState.STOPPED
+    assert sources["a"].config.url.get_secret_value() == "rtsp://cam/other"
+    assert sources["b"].starts == 1 and len(_RecordingAnalyzer.created) == rules_count
+    sources["a"].push(_GREY)
+    sources["b"].push(_GREY)
+    assert _until(lambda: runner.stats().frames_analysed >= 4)
+
+    assert runner.remove_camera("b") is True
+    assert runner.remove_camera("b") is False
+    assert runner.camera_ids() == ["a"]
+    assert [e.camera_id for e in sink.events if e.ended_at is not None] == ["a", "b"]
+
+
+def test_detector_swap_takes_effect_between_batches(engine: Any) -> None:
+    old, new = _CountingDetector("old@1"), _CountingDetector("new@2")
+    gated = _scripted("a", engine=EngineConfig(motion_gate=MotionGateConfig(enabled=True, max_skip_s=600)))
+    runner, sources = engine([gated], old, ListSink())
+    runner.start()
+    sources["a"].push(_GREY)
+    assert _until(lambda: runner.stats().frames_analysed >= 1)
+
+    runner.swap_detector(new)  # type: ignore[arg-type]
+    sources["a"].push(_GREY)  # a still frame, but after a swap it is inferred anyway
+    assert _until(lambda: runner.stats().frames_analysed >= 2)
+
+    assert (old.images, new.images) == (1, 1)
+    assert runner.stats().detector_swaps == 1 and runner.detector is new

@@ -1,0 +1,39 @@
+"""Pick the detector backend for a model file: ONNX Runtime for ``.onnx``, ultralytics for ``.pt``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from models.config import DetectorConfig
+from models.detector import Detector
+from models.errors import ModelLoadError
+from models.onnx_detector import OnnxDetector
+from models.registry import resolve_model_path
+
+__all__ = ["load_detector"]
+
+
+def load_detector(spec: str | Path, config: DetectorConfig | None = None) -> Detector:
+    """Load the detector a model spec names.
+
+    Args:
+        spec: A ``.onnx`` file, a ``.pt`` checkpoint (needs the ``train`` extra), or
+            ``builtin:NAME[/VERSION]``.
+        config: Thresholds, device and threads.
+
+    Returns:
+        An ``OnnxDetector`` or a ``YoloDetector``.
+
+    Raises:
+        ModelLoadError: Unknown builtin, missing file, unsupported format.
+        ModelMetadataError: The file lacks class names or an input size.
+    """
+    path = resolve_model_path(str(spec))
+    suffix = path.suffix.lower()
+    if suffix == ".pt":
+        from models.yolo_detector import YoloDetector
+
+        return YoloDetector(path, config)
+    if suffix == ".onnx":
+        return OnnxDetector(path, config)
+    raise ModelLoadError(f"{path.name}: unsupported model format {suffix!r}; anjian runs .onnx (or .pt)")

@@ -1,0 +1,67 @@
+"""Per-camera settings of the inference engine: object tracking and motion gating.
+
+In the site YAML, under a camera:
+
+.. code-block:: yaml
+
+    engine:
+      tracking: {lost_track_s: 3.0}
+      motion_gate: {enabled: true, max_skip_s: 5.0}
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["EngineConfig", "MotionGateConfig", "TrackingConfig"]
+
+
+class _EngineModel(BaseModel):
+    """Base of the engine config models: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrackingConfig(_EngineModel):
+    """ByteTrack over one camera's detections, so rules can follow one person or object over time."""
+
+    enabled: bool = Field(True, description="Give detections track ids (rules keyed by track need it).")
+    lost_track_s: float = Field(
+        3.0, gt=0, le=600, description="Keep a track this long without a matching detection before ending it."
+    )
+    activation_confidence: float = Field(
+        0.35, gt=0, lt=1, description="A detection must score at least this to start a new track."
+    )
+    high_confidence: float = Field(
+        0.5, gt=0, lt=1, description="Detections above are matched first; those below only extend tracks."
+    )
+    min_consecutive_frames: int = Field(
+        2, ge=1, le=30, description="Analysed frames a new track needs before it gets an id (-1 until then)."
+    )
+    min_iou: float = Field(0.1, gt=0, lt=1, description="Least box overlap to match a detection to a track.")
+
+
+class MotionGateConfig(_EngineModel):
+    """Skip inference on frames where nothing moved since the last inferred frame.
+
+    A skipped frame still reaches the tracker and the rules, with the detections of
+    the last inferred frame: the scene is unchanged, so they still hold.
+    """
+
+    enabled: bool = Field(False, description="Gate inference on motion (saves compute on quiet cameras).")
+    pixel_delta: float = Field(
+        18.0, gt=0, le=255, description="Grey-level change (0-255) for a pixel to count as changed."
+    )
+    min_changed_fraction: float = Field(
+        0.002, gt=0, le=1, description="Share of changed pixels (of a ~160 px wide thumbnail) that is motion."
+    )
+    max_skip_s: float = Field(
+        5.0, gt=0, le=3600, description="Infer at least this often even on a still scene."
+    )
+
+
+class EngineConfig(_EngineModel):
+    """How the engine treats one camera's frames before its rules see them."""
+
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    motion_gate: MotionGateConfig = Field(default_factory=MotionGateConfig)

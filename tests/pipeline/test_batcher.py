@@ -1,0 +1,158 @@
+"""The cross-camera batcher: dynamic batches, no waiting on dead cameras, drops instead of queues, fairness."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from cameras.frame import Frame
+from pipeline.batcher import FrameBatcher
+
+_IMAGE = np.zeros((8, 8, 3), np.uint8)
+
+
+class _FakeSource:
+    """A camera that holds at most one frame, like ``VideoSource``."""
+
+    def __init__(self, camera_id: str, condition: threading.Condition) -> None:
+        self._id = camera_id
+        self._condition = condition
+        self._latest: Frame | None = None
+        self._index = 0
+
+    @property
+    def camera_id(self) -> str:
+        return self._id
+
+    def publish(self) -> None:
+        with self._condition:
+            self._latest = Frame(
+                self._id, _IMAGE, captured_at=float(self._index), pts_s=0.0, index=self._index
+            )
+            self._index += 1
+            self._condition.notify_all()
+
+    def take_latest(self) -> Frame | None:
+        with self._condition:
+            frame, self._latest = self._latest, None
+            return frame
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _sources(n: int, condition: threading.Condition) -> list[_FakeSource]:
+    return [_FakeSource(f"cam-{i}", condition) for i in range(n)]
+
+
+def test_batch_holds_the_newest_frame_of_every_ready_camera() -> None:
+    condition = threading.Condition()
+    sources = _sources(3, condition)
+    batcher = FrameBatcher(condition, max_batch=8, deadline_s=0.0)
+    for source in sources:
+        source.publish()
+    sources[0].publish()  # replaces its first frame inside the source
+
+    batch = batcher.next_batch(lambda: sources, timeout_s=0.0)
+
+    assert sorted(p.frame.camera_id for p in batch) == ["cam-0", "cam-1", "cam-2"]
+    assert next(p.frame.index for p in batch if p.frame.camera_id == "cam-0") == 1
+    stats = batcher.stats()
+    assert (stats.batches, stats.frames, stats.max_batch_size) == (1, 3, 3)
+
+
+def test_dead_camera_does_not_hold_the_batch_past_the_deadline() -> None:
+    condition = threading.Condition()
+    live, dead = _sources(2, condition)
+    batcher = FrameBatcher(condition, max_batch=8, deadline_s=0.05)
+    live.publish()
+
+    started = time.monotonic()
+    batch = batcher.next_batch(lambda: [live, dead], timeout_s=30.0)
+    elapsed = time.monotonic() - started
+
+    assert [p.frame.camera_id for p in batch] == ["cam-0"]
+    assert elapsed < 5.0  # the deadline (0.05 s) bounds the wait, not the 30 s timeout
+
+
+def test_frames_arriving_within_the_deadline_join_the_batch() -> None:
+    condition = threading.Condition()
+    first, second = _sources(2, condition)
+    batcher = FrameBatcher(condition, max_batch=8, deadline_s=10.0)
+    first.publish()
+    threading.Timer(0.05, second.publish).start()
+
+    batch = batcher.next_batch(lambda: [first, second], timeout_s=1.0)
+
+    # Both cameras are in: the batch flushed as soon as every camera had a frame, not after 10 s.
+    assert sorted(p.frame.camera_id for p in batch) == ["cam-0", "cam-1"]
+
+
+def test_no_frame_returns_an_empty_batch_after_the_timeout() -> None:
+    condition = threading.Condition()
+    batcher = FrameBatcher(condition)
+    assert batcher.next_batch(lambda: _sources(2, condition), timeout_s=0.01) == []
+
+
+def test_overload_serves_every_camera_in_turn() -> None:
+    condition = threading.Condition()
+    sources = _sources(5, condition)
+    batcher = FrameBatcher(condition, max_batch=2, deadline_s=0.0)
+    served: Counter[str] = Counter()
+    for _ in range(10):
+        for source in sources:  # every camera always has a new frame: more than fits
+            source.publish()
+        batch = batcher.next_batch(lambda: sources, timeout_s=0.0)
+        assert len(batch) == 2
+        served.update(p.frame.camera_id for p in batch)
+
+    assert served == {f"cam-{i}": 4 for i in range(5)}
+    # Frames that waited were replaced by newer ones of the same camera, never queued.
+    assert batcher.stats().frames_superseded > 0
+
+
+def test_frame_waiting_too_long_is_dropped_as_stale() -> None:
+    condition = threading.Condition()
+    clock = _FakeClock()
+    sources = _sources(3, condition)
+    batcher = FrameBatcher(condition, max_batch=1, deadline_s=0.0, max_age_s=2.0, monotonic=clock)
+    for source in sources:
+        source.publish()
+    assert len(batcher.next_batch(lambda: sources, timeout_s=0.0)) == 1  # two left pending
+
+    clock.now += 2.5
+    assert batcher.next_batch(lambda: sources, timeout_s=0.0) == []
+
+    assert batcher.stats().frames_stale == 2
+
+
+def test_removed_camera_leaves_no_pending_frame() -> None:
+    condition = threading.Condition()
+    sources = _sources(2, condition)
+    batcher = FrameBatcher(condition, max_batch=1, deadline_s=0.0)
+    for source in sources:
+        source.publish()
+    batcher.next_batch(lambda: sources, timeout_s=0.0)
+
+    batch = batcher.next_batch(list, timeout_s=0.0)
+
+    assert batch == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"max_batch": 0}, "max_batch"), ({"max_age_s": 0}, "max_age_s"), ({"deadline_s": -1}, "deadline_s")],
+    ids=["batch", "age", "deadline"],
+)
+def test_invalid_settings_are_refused(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        FrameBatcher(threading.Condition(), **kwargs)  # type: ignore[arg-type]
