@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
@@ -23,6 +23,9 @@ from models.errors import ModelError
 from service.config import AnjianConfig, load_config
 from service.errors import ConfigError, DatabaseError
 from service.logs import setup_logging
+
+if TYPE_CHECKING:
+    from service.store import EventStore
 
 __all__ = ["app"]
 
@@ -199,7 +202,7 @@ def run(
     _run_pipeline_only(loaded, service_url, token)
 
 
-def _open_store(config: AnjianConfig, *, is_auto_migrate: bool = True):  # type: ignore[no-untyped-def]
+def _open_store(config: AnjianConfig, *, is_auto_migrate: bool = True) -> EventStore:
     """The site's event store, or a clean CLI error."""
     from service.database import sqlite_url
     from service.store import EventStore

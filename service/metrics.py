@@ -78,7 +78,7 @@ class _StateCollector(Collector):
         up = GaugeMetricFamily(
             "anjian_camera_up", "1 when the camera is online, else 0.", labels=["camera_id"]
         )
-        state = GaugeMetricFamily(
+        states = GaugeMetricFamily(
             "anjian_camera_state",
             "1 for the camera's current connection state.",
             labels=["camera_id", "state"],
@@ -87,12 +87,12 @@ class _StateCollector(Collector):
             fps.add_metric([health.camera_id], health.fps)
             up.add_metric([health.camera_id], 1.0 if health.state is CameraState.ONLINE else 0.0)
             for candidate in CameraState:
-                state.add_metric(
+                states.add_metric(
                     [health.camera_id, candidate.value], 1.0 if candidate is health.state else 0.0
                 )
         yield fps
         yield up
-        yield state
+        yield states
 
 
 class ServiceMetrics:

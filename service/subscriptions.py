@@ -9,6 +9,7 @@ subscription is only deactivated, so its past deliveries keep their target.
 
 from __future__ import annotations
 
+import builtins
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -125,7 +126,7 @@ class SubscriptionStore:
             row.updated_at = self._clock()
             return subscription_from_row(row)
 
-    def sync_config(self, webhooks: Sequence[WebhookConfig]) -> list[Subscription]:
+    def sync_config(self, webhooks: Sequence[WebhookConfig]) -> builtins.list[Subscription]:
         """Make the config subscriptions match the site YAML's ``webhooks`` (one per URL).
 
         Returns:
@@ -151,15 +152,15 @@ class SubscriptionStore:
                 elif row.is_active:
                     row.is_active = False
                     row.updated_at = now
-            active: list[SubscriptionRow] = []
+            active: builtins.list[SubscriptionRow] = []
             for url, spec in specs.items():
-                row = by_url.get(url)
-                if row is None:
-                    row = SubscriptionRow(source=SOURCE_CONFIG, created_at=now)
-                    session.add(row)
-                _apply(row, spec)
-                row.is_active = True
-                row.updated_at = now
-                active.append(row)
+                target = by_url.get(url)
+                if target is None:
+                    target = SubscriptionRow(source=SOURCE_CONFIG, created_at=now)
+                    session.add(target)
+                _apply(target, spec)
+                target.is_active = True
+                target.updated_at = now
+                active.append(target)
             session.flush()
             return [subscription_from_row(row) for row in active]

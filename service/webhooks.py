@@ -290,11 +290,13 @@ class WebhookDispatcher:
             idle_s = self._idle_poll_s
             wait_s = idle_s if due_at is None else min(idle_s, max(0.0, due_at - self._clock()))
             if wait_s > 0:
-                with self._wake:
-                    self._wake.wait_for(
-                        lambda seen=seen: self._wake_count != seen or self._stop.is_set(), wait_s
-                    )
+                self._sleep(seen, wait_s)
         logger.debug("webhook worker %s stopped", threading.current_thread().name)
+
+    def _sleep(self, seen: int, wait_s: float) -> None:
+        """Wait ``wait_s`` unless ``wake()`` was called since the worker read ``seen`` or it is stopping."""
+        with self._wake:
+            self._wake.wait_for(lambda: self._wake_count != seen or self._stop.is_set(), wait_s)
 
     def _attempt(self, delivery: WebhookDelivery) -> None:
         """POST one claimed delivery and record the outcome on its row."""

@@ -40,7 +40,7 @@ __all__ = ["router"]
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["events"], responses=AUTH_RESPONSES)  # type: ignore[arg-type]
+router = APIRouter(tags=["events"], responses=AUTH_RESPONSES)
 
 _EVENT_ID = PathParam(..., min_length=1, max_length=64, description="Event id.")
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No event has this id."}}

@@ -15,7 +15,7 @@ __all__ = ["router"]
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["ingest"], responses=AUTH_RESPONSES)  # type: ignore[arg-type]
+router = APIRouter(tags=["ingest"], responses=AUTH_RESPONSES)
 
 
 @router.post(

@@ -97,7 +97,7 @@ def metrics(registry: MetricsDep) -> Response:
     "/cameras",
     response_model=list[CameraHealthOut],
     summary="Camera health",
-    responses=AUTH_RESPONSES,  # type: ignore[arg-type]
+    responses=AUTH_RESPONSES,
 )
 def cameras(camera_health: CameraHealthDep, _token: Viewer) -> list[CameraHealthOut]:
     """Connection state, fps and counters of each camera this process reads (empty for `anjian serve`)."""

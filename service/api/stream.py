@@ -29,7 +29,7 @@ __all__ = ["router"]
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["events"], responses=AUTH_RESPONSES)  # type: ignore[arg-type]
+router = APIRouter(tags=["events"], responses=AUTH_RESPONSES)
 
 _POLL_S = 0.5
 _HEARTBEAT_S = 15.0

@@ -12,7 +12,7 @@ from service.api.models import TokenCreated, TokenIn, TokenOut
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["tokens"], responses=AUTH_RESPONSES)  # type: ignore[arg-type]
+router = APIRouter(tags=["tokens"], responses=AUTH_RESPONSES)
 
 
 @router.get("/tokens", response_model=list[TokenOut], summary="List API tokens")

@@ -14,7 +14,7 @@ from service.subscriptions import SOURCE_CONFIG, SubscriptionSpec
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["webhooks"], responses=AUTH_RESPONSES)  # type: ignore[arg-type]
+router = APIRouter(tags=["webhooks"], responses=AUTH_RESPONSES)
 
 _SUB_ID = PathParam(..., ge=1, le=2**31 - 1, description="Subscription id.")
 _DELIVERY_ID = PathParam(..., ge=1, le=2**63 - 1, description="Delivery id.")
