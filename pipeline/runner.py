@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,7 +24,7 @@ import numpy as np
 from cameras.camera_set import CameraSet
 from cameras.config import CameraConfig
 from cameras.frame import Frame
-from cameras.health import CameraHealth
+from cameras.health import CameraHealth, CameraState
 from cameras.source import VideoSource
 from models.detections import Detections
 from models.detector import Detector
@@ -43,6 +44,7 @@ __all__ = ["CameraAssignment", "PipelineRunner", "RunnerStats"]
 logger = logging.getLogger(__name__)
 
 _LATENCY_WINDOW = 2048  # latencies kept for the percentiles
+_TICK_INTERVAL_S = 1.0  # how often analyzers of live cameras are ticked, frames or not
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +96,7 @@ class _CameraWorker:
     gate: MotionGate
     last_detections: Detections | None = None
     faults_checked_at: float = field(default=float("-inf"))
+    ticked_at: float = field(default=float("-inf"))
 
 
 def _engine(camera: CameraPipelineConfig) -> EngineConfig:
@@ -165,6 +168,7 @@ class PipelineRunner:
             deadline_s=batch_deadline_s,
             max_age_s=max_frame_age_s,
         )
+        self._clip_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clips")
         self._lock = threading.RLock()  # held while a batch is analysed and while cameras change
         self._workers: dict[str, _CameraWorker] = {}
         self._pending_detector: Detector | None = None
@@ -247,7 +251,7 @@ class PipelineRunner:
                 previous
             ) != _analysis_settings(camera):
                 closed += old.analyzer.close(now)
-                old.analyzer = CameraAnalyzer(camera, self._context(assignment))
+                old.analyzer = self._new_analyzer(camera, self._context(assignment))
                 old.last_detections = None
             if camera.faults != previous.faults or assignment.workshop_id != old.assignment.workshop_id:
                 closed += [u.event for u in old.monitor.close(now)]
@@ -323,6 +327,7 @@ class PipelineRunner:
             workers = list(self._workers.values())
         for worker in workers:
             self._close_worker(worker)
+        self._clip_executor.shutdown(wait=True)
 
     def wait_finished(self, timeout_s: float) -> bool:
         """Block until every source has ended and its last frame was analysed."""
@@ -347,11 +352,14 @@ class PipelineRunner:
         engine = _engine(camera)
         return _CameraWorker(
             assignment=assignment,
-            analyzer=CameraAnalyzer(camera, context),
+            analyzer=self._new_analyzer(camera, context),
             monitor=CameraFaultMonitor(camera, context),
             tracker=CameraTracker(engine.tracking, fps=camera.analysis_fps, camera_id=camera.id),
             gate=MotionGate(engine.motion_gate),
         )
+
+    def _new_analyzer(self, camera: CameraPipelineConfig, context: EventContext) -> CameraAnalyzer:
+        return CameraAnalyzer(camera, context, clip_executor=self._clip_executor)
 
     def _close_worker(self, worker: _CameraWorker) -> None:
         now = self._clock()
@@ -380,7 +388,7 @@ class PipelineRunner:
                 with self._lock:
                     if batch:
                         self._analyse(batch)
-                    self._check_idle_faults()
+                    self._check_idle_cameras()
                 if not batch and self.is_finished:
                     # Sources flag "finished" after publishing their last frame: one more sweep.
                     batch = self._batcher.next_batch(self._cameras.sources, timeout_s=0.0)
@@ -431,19 +439,31 @@ class PipelineRunner:
         for event in events:
             self._publish(event)
 
-    def _check_idle_faults(self) -> None:
-        """Check cameras that sent no frame lately, so offline faults rise without frames."""
-        due = time.monotonic() - self._fault_check_interval_s
+    def _check_idle_cameras(self) -> None:
+        """Fault-check cameras that sent no frame lately, and tick the analyzers of live cameras.
+
+        Offline faults thus rise without frames, and time-based rules (absence from post)
+        keep counting while a motion-gated or slow camera sends nothing.
+        """
+        monotonic = time.monotonic()
         now = self._clock()
         for camera_id, worker in self._workers.items():
-            if worker.faults_checked_at > due:
-                continue
             source = self._cameras.get(camera_id)
             if source is None:
                 continue
-            worker.faults_checked_at = time.monotonic()
-            for update in worker.monitor.observe(source.health(), None, now):
-                self._publish(update.event)
+            health = source.health()
+            events: list[Event] = []
+            if worker.faults_checked_at <= monotonic - self._fault_check_interval_s:
+                worker.faults_checked_at = monotonic
+                events += [u.event for u in worker.monitor.observe(health, None, now)]
+            if health.state == CameraState.ONLINE and worker.ticked_at <= monotonic - _TICK_INTERVAL_S:
+                worker.ticked_at = monotonic
+                try:
+                    events += worker.analyzer.tick(now)
+                except Exception:
+                    logger.exception("%s: analyzer tick failed", camera_id)
+            for event in events:
+                self._publish(event)
 
     def _publish(self, event: Event) -> None:
         state = "ended" if event.ended_at is not None else ("raised" if event.revision == 1 else "updated")
