@@ -133,6 +133,11 @@ class FrameRing:
         return [f for f in self._frames if t0 <= f.captured_at <= t1]
 
     @property
+    def newest_at(self) -> float | None:
+        """Capture time of the newest buffered frame, if any."""
+        return self._frames[-1].captured_at if self._frames else None
+
+    @property
     def span_s(self) -> float:
         """Seconds between the oldest and the newest buffered frame."""
         return self._frames[-1].captured_at - self._frames[0].captured_at if len(self._frames) > 1 else 0.0
@@ -235,7 +240,13 @@ class ClipRecorder:
     def add_frame(self, frame: Frame) -> None:
         """Buffer an analysed frame and forget frames no clip can need any more."""
         self.ring.add(frame)
-        keep_since = frame.captured_at - self.config.clip_pre_s
+        self._prune()
+
+    def _prune(self) -> None:
+        """Forget frames older than ``clip_pre_s`` before the newest, unless a pending clip needs them."""
+        if self.ring.newest_at is None:
+            return
+        keep_since = self.ring.newest_at - self.config.clip_pre_s
         if self._pending:
             keep_since = min(keep_since, min(p.start for p in self._pending))
         self.ring.drop_before(keep_since)
@@ -265,7 +276,9 @@ class ClipRecorder:
                 self._finish(pending, pending.future.result, done)
                 continue
             still.append(pending)
-        self._pending = still
+        if len(still) != len(self._pending):
+            self._pending = still
+            self._prune()
         return done
 
     def _finish(self, pending: _Pending, result: object, done: list[tuple[str, bytes]]) -> None:

@@ -141,7 +141,7 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
 class Confirmation:
     """Decides when a per-frame condition is confirmed: ``k`` of the last ``n`` frames, for ``min_duration_s``.
 
-    The duration counts from the first hit of the current spell; a spell survives
+    The duration runs from the first to the latest hit of the current spell; a spell survives
     misses (a flicker, a brief occlusion) as long as no gap between hits exceeds
     ``max_gap_s``.
 
@@ -182,7 +182,9 @@ class Confirmation:
 
     def is_confirmed(self, now: float) -> bool:
         """Whether the condition holds at ``now`` (without feeding a frame)."""
-        return self.since is not None and self.hits >= self.k and now - self.since >= self.min_duration_s
+        if self.since is None or self.last_hit is None or self.hits < self.k:
+            return False
+        return self.last_hit - self.since >= self.min_duration_s  # seen over that span, not merely remembered
 
     def reset(self) -> None:
         """Forget everything (after an incident closes: the next one needs a fresh confirmation)."""

@@ -1,0 +1,87 @@
+"""Smoking: a cigarette at a person's upper body, k of n frames, one event per smoker."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.detections import Detections
+from pipeline.config import SmokingConfig
+from pipeline.event import Behaviour
+from pipeline.rules.smoking import SmokingRule
+from tests.pipeline.scripted import dets, environment, kinds, run
+
+PERSON = ("person", (100, 10, 140, 95), 0.9, 1)
+AT_MOUTH = ("cigarette", (118, 18, 124, 22), 0.6, 9)
+AT_FEET = ("cigarette", (118, 90, 124, 94), 0.6, 9)
+ON_TABLE = ("cigarette", (20, 50, 26, 54), 0.6, 9)
+SMOKING = dets(PERSON, AT_MOUTH, is_tracked=True)
+PERSON_ONLY = dets(PERSON, is_tracked=True)
+
+
+def _rule(**overrides: object) -> SmokingRule:
+    config = SmokingConfig(k=3, n=5, update_interval_s=1000, clear_after_s=3, **overrides)
+    return SmokingRule(config, environment())
+
+
+def test_raised_once_per_smoker_with_person_and_cigarette_boxes() -> None:
+    updates = run(_rule(), [SMOKING] * 8)
+    assert kinds(updates) == [(2, "opened")]
+    event = updates[0][1].event
+    assert event.behaviour is Behaviour.SMOKING
+    assert [b.class_name for b in event.boxes] == ["person", "cigarette"]
+    assert event.confidence == pytest.approx(0.6)
+    assert event.track_id == 1
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        [dets(PERSON, AT_FEET, is_tracked=True)] * 8,
+        [dets(PERSON, ON_TABLE, is_tracked=True)] * 8,
+        [dets(AT_MOUTH, is_tracked=True)] * 8,
+        [SMOKING, PERSON_ONLY, PERSON_ONLY, SMOKING, PERSON_ONLY, PERSON_ONLY, SMOKING, PERSON_ONLY],
+        [dets(PERSON, ("cigarette", (118, 18, 124, 22), 0.1, 9), is_tracked=True)] * 8,
+    ],
+    ids=["cigarette-at-feet", "cigarette-on-table", "no-person", "flicker", "low-confidence"],
+)
+def test_stays_quiet_without_an_associated_confirmed_cigarette(script: list[Detections]) -> None:
+    assert run(_rule(), script) == []
+
+
+def test_two_smokers_give_two_events() -> None:
+    other = ("person", (20, 10, 60, 95), 0.9, 2)
+    other_cig = ("cigarette", (38, 18, 44, 22), 0.7, 8)
+    updates = run(_rule(), [dets(PERSON, AT_MOUTH, other, other_cig, is_tracked=True)] * 4)
+    assert kinds(updates) == [(2, "opened"), (2, "opened")]
+    assert {u.event.track_id for _, u in updates} == {1, 2}
+
+
+def test_track_id_switch_keeps_one_incident() -> None:
+    switched = dets(("person", (101, 10, 141, 95), 0.9, 7), AT_MOUTH, is_tracked=True)
+    updates = run(_rule(), [SMOKING] * 4 + [switched] * 4)
+    assert kinds(updates) == [(2, "opened")]
+
+
+def test_untracked_detections_work_by_overlap() -> None:
+    updates = run(_rule(), [dets(PERSON, AT_MOUTH)] * 4 + [dets(PERSON)] * 5)
+    assert kinds(updates) == [(2, "opened"), (6, "closed")]  # last seen at 3, clear after 3 s
+
+
+def test_brief_occlusion_does_not_split_and_re_arms_after_clear() -> None:
+    updates = run(_rule(), [SMOKING] * 3 + [PERSON_ONLY] * 2 + [SMOKING] * 2 + [PERSON_ONLY] * 4 + [SMOKING] * 3)
+    assert kinds(updates) == [(2, "opened"), (9, "closed"), (13, "opened")]
+    assert updates[0][1].event.id != updates[2][1].event.id
+
+
+def test_direct_smoking_class_needs_no_cigarette() -> None:
+    rule = SmokingRule(SmokingConfig(k=2, n=3, smoking_classes=["smoke"]), environment())
+    assert kinds(run(rule, [dets(("smoke", (100, 10, 140, 95)))] * 3)) == [(1, "opened")]
+
+
+def test_no_smoking_zones_only() -> None:
+    zone = {"id": "ammonia", "kind": "no_smoking", "polygon": [(0.0, 0.0), (0.4, 0.0), (0.4, 1.0), (0.0, 1.0)]}
+    rule = SmokingRule(SmokingConfig(k=2, n=3, is_no_smoking_zones_only=True), environment(zones=[zone]))
+    outside = run(rule, [SMOKING] * 4)  # feet at x = 0.6
+    inside = run(rule, [dets(("person", (20, 10, 60, 95), 0.9, 2), ("cigarette", (38, 18, 44, 22), 0.6, 9), is_tracked=True)] * 3)
+    assert outside == []
+    assert kinds(inside) == [(1, "opened")] and inside[0][1].event.zone_id == "ammonia"
