@@ -67,7 +67,9 @@ class CameraAnalyzer:
         self.context = context
         self.rules: list[BaseRule] = build_rules(camera, context)
         self.clips = (
-            ClipRecorder(camera.evidence, camera.id, executor=clip_executor) if camera.evidence.is_clip else None
+            ClipRecorder(camera.evidence, camera.id, executor=clip_executor)
+            if camera.evidence.is_clip
+            else None
         )
         self._clip_owner: dict[str, BaseRule] = {}
         self._last_frame: Frame | None = None
@@ -106,7 +108,9 @@ class CameraAnalyzer:
         """Memory and counters of the clip buffer (``None`` when clips are off)."""
         return None if self.clips is None else self.clips.stats()
 
-    def _run(self, step: Callable[[BaseRule], Iterable[IncidentUpdate]], what: str, frame: Frame | None) -> list[Event]:
+    def _run(
+        self, step: Callable[[BaseRule], Iterable[IncidentUpdate]], what: str, frame: Frame | None
+    ) -> list[Event]:
         events: list[Event] = []
         for rule in self.rules:
             try:
@@ -129,7 +133,11 @@ class CameraAnalyzer:
         try:
             caption = f"{event.behaviour.value} [{event.severity.value}] {event.message}"
             snapshot = render_snapshot(
-                frame.host_image(), event.boxes, self.camera.zones, highlight_zone=event.zone_id, caption=caption
+                frame.host_image(),
+                event.boxes,
+                self.camera.zones,
+                highlight_zone=event.zone_id,
+                caption=caption,
             )
         except Exception:
             logger.exception("%s: snapshot failed for %s", self.camera.id, event.id)
@@ -144,7 +152,9 @@ class CameraAnalyzer:
             rule = self._clip_owner.pop(event_id, None)
             event = None if rule is None else rule.amend(event_id, clip_mp4=mp4)
             if event is None:
-                logger.warning("%s: clip of %s is ready but its incident is long gone", self.camera.id, event_id)
+                logger.warning(
+                    "%s: clip of %s is ready but its incident is long gone", self.camera.id, event_id
+                )
                 continue
             events.append(event)
         return events

@@ -59,7 +59,13 @@ Anchor = Literal["bottom_center", "center", "top_center"]
 """Which point of a box decides whether an object is in a zone (people stand on their feet)."""
 
 BehaviourName = Literal[
-    "open_flame", "smoking", "fallen_person", "blocked_exit", "uncleaned_dust", "absence_from_post", "overcrowding"
+    "open_flame",
+    "smoking",
+    "fallen_person",
+    "blocked_exit",
+    "uncleaned_dust",
+    "absence_from_post",
+    "overcrowding",
 ]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -80,7 +86,9 @@ def _check_time_zone(name: str | None) -> str | None:
     try:
         ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r}; expected an IANA name such as 'Asia/Shanghai'") from None
+        raise ValueError(
+            f"unknown time zone {name!r}; expected an IANA name such as 'Asia/Shanghai'"
+        ) from None
     return name
 
 
@@ -114,14 +122,18 @@ class ZoneConfig(_PipelineModel):
     @model_validator(mode="after")
     def _excludes_only_on_exclusions(self) -> ZoneConfig:
         if self.excludes and self.kind != "exclusion":
-            raise ValueError(f"zone {self.id!r}: 'excludes' applies to kind 'exclusion' only, not {self.kind!r}")
+            raise ValueError(
+                f"zone {self.id!r}: 'excludes' applies to kind 'exclusion' only, not {self.kind!r}"
+            )
         return self
 
 
 class ScheduleWindowConfig(_PipelineModel):
     """One recurring window, e.g. weekdays 08:00-18:00; an end at or before the start crosses midnight."""
 
-    days: list[Weekday] = Field(default_factory=lambda: list(WEEKDAYS), description="Days the window starts on.")
+    days: list[Weekday] = Field(
+        default_factory=lambda: list(WEEKDAYS), description="Days the window starts on."
+    )
     start: str = Field("00:00", description="Local start time, HH:MM.")
     end: str = Field("24:00", description="Local end time, HH:MM (24:00 = midnight at the end of the day).")
 
@@ -139,7 +151,9 @@ class ScheduleConfig(_PipelineModel):
     time_zone: str | None = Field(
         None, max_length=64, description="IANA time zone; null uses the site's time zone."
     )
-    windows: list[ScheduleWindowConfig] = Field(..., min_length=1, max_length=64, description="Active windows.")
+    windows: list[ScheduleWindowConfig] = Field(
+        ..., min_length=1, max_length=64, description="Active windows."
+    )
     exclude_dates: list[dt.date] = Field(
         default_factory=list, max_length=1000, description="Local dates on which no window starts (holidays)."
     )
@@ -153,7 +167,9 @@ class ScheduleConfig(_PipelineModel):
 class EscalationConfig(_PipelineModel):
     """Raise the risk colour of an incident that lasts too long."""
 
-    after_s: float = Field(..., gt=0, le=30 * 86_400, description="Incident duration after which it escalates.")
+    after_s: float = Field(
+        ..., gt=0, le=30 * 86_400, description="Incident duration after which it escalates."
+    )
     severity: RiskLevel = Field(RiskLevel.RED, description="Risk colour once escalated.")
 
 
@@ -162,7 +178,9 @@ class _RuleConfig(_PipelineModel):
 
     enabled: bool = Field(True, description="Run this rule on the camera.")
     severity: RiskLevel = Field(RiskLevel.ORANGE, description="Risk colour of the event.")
-    escalate: EscalationConfig | None = Field(None, description="Escalate an incident lasting past a threshold.")
+    escalate: EscalationConfig | None = Field(
+        None, description="Escalate an incident lasting past a threshold."
+    )
     schedule: str | None = Field(
         None, max_length=64, description="Name of a camera schedule; the rule is active only inside it."
     )
@@ -174,7 +192,10 @@ class _RuleConfig(_PipelineModel):
         10.0, gt=0, le=86_400, description="Re-publish an ongoing incident at most this often."
     )
     cooldown_s: float = Field(
-        0.0, ge=0, le=86_400, description="After an incident ends, the same key may not raise again for this long."
+        0.0,
+        ge=0,
+        le=86_400,
+        description="After an incident ends, the same key may not raise again for this long.",
     )
 
 
@@ -199,9 +220,13 @@ class OpenFlameConfig(_WindowedConfig):
 
     severity: RiskLevel = Field(RiskLevel.RED, description="Risk colour of the event.")
     classes: list[str] = Field(
-        ["fire"], min_length=1, description="Detector classes that count as flame (add 'smoke' to count smoke)."
+        ["fire"],
+        min_length=1,
+        description="Detector classes that count as flame (add 'smoke' to count smoke).",
     )
-    update_interval_s: float = Field(5.0, gt=0, le=3600, description="Re-publish an ongoing incident this often.")
+    update_interval_s: float = Field(
+        5.0, gt=0, le=3600, description="Re-publish an ongoing incident this often."
+    )
     is_temporal_check: bool = Field(
         True,
         description="Reject flame boxes whose area and brightness do not vary over the window (a static "
@@ -253,10 +278,13 @@ class FallenPersonConfig(_WindowedConfig):
     n: int = Field(5, ge=1, le=1000, description="Window length, in analysed frames.")
     min_duration_s: float = Field(5.0, ge=0, le=3600, description="Lying must last this long.")
     fallen_classes: list[str] = Field(["fallen_person"], description="Classes that mean a person lying down.")
-    person_classes: list[str] = Field(["person"], description="Upright-person classes, for the geometry check.")
+    person_classes: list[str] = Field(
+        ["person"], description="Upright-person classes, for the geometry check."
+    )
     is_geometry: bool = Field(True, description="Also count a person box much wider than tall as lying.")
-    lying_aspect_ratio: float = Field(1.3, gt=0.5, le=10, description="Width / height at or above which a "
-                                      "person box counts as lying.")
+    lying_aspect_ratio: float = Field(
+        1.3, gt=0.5, le=10, description="Width / height at or above which a person box counts as lying."
+    )
     is_upright_first: bool = Field(
         False,
         description="Geometry only counts for a track first seen upright (needs tracking); the fallen "
@@ -272,10 +300,17 @@ class ReferenceConfig(_PipelineModel):
 
     width_px: int = Field(160, ge=32, le=1280, description="Width the frame is scaled to before comparing.")
     pixel_threshold: float = Field(
-        30.0, gt=0, le=255, description="Grey-level difference at which a reference pixel counts as changed."
+        20.0,
+        gt=0,
+        le=255,
+        description="Mean grey-level difference (over a pixel's 5x5 neighbourhood of the scaled frame) at which "
+        "it counts as changed from the reference.",
     )
     learn_after_s: float = Field(
-        10.0, ge=0, le=86_400, description="The zone must be seen unobstructed and still this long to learn it."
+        10.0,
+        ge=0,
+        le=86_400,
+        description="The zone must be seen unobstructed and still this long to learn it.",
     )
     still_max_diff: float = Field(
         4.0, gt=0, le=255, description="Mean frame-to-frame grey change below which the zone counts as still."
@@ -294,7 +329,9 @@ class BlockedExitConfig(_RuleConfig):
     obstacle_classes: list[str] = Field(
         ["pallet", "forklift", "box", "cart"], description="Classes that obstruct (a person never does)."
     )
-    person_classes: list[str] = Field(["person"], description="Classes masked out of the reference comparison.")
+    person_classes: list[str] = Field(
+        ["person"], description="Classes masked out of the reference comparison."
+    )
     min_occupied_fraction: float = Field(
         0.3, gt=0, le=1, description="Fraction of the zone covered by obstacles that counts as blocked."
     )
@@ -306,9 +343,15 @@ class BlockedExitConfig(_RuleConfig):
         True, description="Also compare the zone with its learned 'clear' image (finds unknown objects)."
     )
     reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
-    clear_after_s: float = Field(30.0, gt=0, le=86_400, description="The incident ends after this long clear.")
-    update_interval_s: float = Field(60.0, gt=0, le=86_400, description="Re-publish an ongoing incident this often.")
-    zones: list[str] = Field(default_factory=list, description="Exit zones to watch; empty: every 'exit' zone.")
+    clear_after_s: float = Field(
+        30.0, gt=0, le=86_400, description="The incident ends after this long clear."
+    )
+    update_interval_s: float = Field(
+        60.0, gt=0, le=86_400, description="Re-publish an ongoing incident this often."
+    )
+    zones: list[str] = Field(
+        default_factory=list, description="Exit zones to watch; empty: every 'exit' zone."
+    )
 
 
 class UncleanedDustConfig(_RuleConfig):
@@ -328,17 +371,24 @@ class UncleanedDustConfig(_RuleConfig):
         0.3, gt=0, le=1, description="Dirtiness (fraction of the zone changed vs clean) that raises."
     )
     cleaning_schedule: str | None = Field(
-        None, max_length=64,
+        None,
+        max_length=64,
         description="Schedule of cleaning windows: the score is checked at the end of each. Null: checked "
         "every check_interval_s.",
     )
-    check_interval_s: float = Field(600.0, gt=0, le=86_400, description="Check period without cleaning windows.")
+    check_interval_s: float = Field(
+        600.0, gt=0, le=86_400, description="Check period without cleaning windows."
+    )
     max_occluded_fraction: float = Field(
         0.5, ge=0, le=1, description="Defer a check while people cover more than this fraction of the zone."
     )
     clear_after_s: float = Field(60.0, gt=0, le=86_400, description="Resolved after being clean this long.")
-    update_interval_s: float = Field(300.0, gt=0, le=86_400, description="Re-publish an ongoing incident this often.")
-    zones: list[str] = Field(default_factory=list, description="Dust zones to watch; empty: every 'dust' zone.")
+    update_interval_s: float = Field(
+        300.0, gt=0, le=86_400, description="Re-publish an ongoing incident this often."
+    )
+    zones: list[str] = Field(
+        default_factory=list, description="Dust zones to watch; empty: every 'dust' zone."
+    )
 
 
 class PostConfig(_PipelineModel):
@@ -346,8 +396,12 @@ class PostConfig(_PipelineModel):
 
     zone: str = Field(..., min_length=1, max_length=64, description="Zone id of the post.")
     min_people: int = Field(1, ge=0, le=1000, description="Fewer people than this for too long: absence.")
-    max_people: int | None = Field(None, ge=0, le=10_000, description="More than this for too long: overcrowding.")
-    schedule: str | None = Field(None, max_length=64, description="When the post must be staffed; null: always.")
+    max_people: int | None = Field(
+        None, ge=0, le=10_000, description="More than this for too long: overcrowding."
+    )
+    schedule: str | None = Field(
+        None, max_length=64, description="When the post must be staffed; null: always."
+    )
 
     @model_validator(mode="after")
     def _bounds(self) -> PostConfig:
@@ -360,19 +414,30 @@ class AbsenceFromPostConfig(_RuleConfig):
     """Absence from post (and its twin, overcrowding): the head count of a zone out of bounds for too long."""
 
     severity: RiskLevel = Field(RiskLevel.YELLOW, description="Risk colour of absence events.")
-    overcrowding_severity: RiskLevel = Field(RiskLevel.ORANGE, description="Risk colour of overcrowding events.")
+    overcrowding_severity: RiskLevel = Field(
+        RiskLevel.ORANGE, description="Risk colour of overcrowding events."
+    )
     person_classes: list[str] = Field(["person"], min_length=1, description="Classes counted as people.")
     min_confidence: float = Field(0.4, gt=0, lt=1, description="Ignore people scoring below this.")
-    min_duration_s: float = Field(300.0, ge=0, le=86_400, description="Out of bounds this long before raising.")
+    min_duration_s: float = Field(
+        300.0, ge=0, le=86_400, description="Out of bounds this long before raising."
+    )
     restored_after_s: float = Field(
-        3.0, ge=0, le=3600,
+        3.0,
+        ge=0,
+        le=3600,
         description="The count must be back in bounds this long to end an incident or restart the timer "
         "(a person missed on one frame, or a passer-by, changes nothing).",
     )
     clear_after_s: float = Field(
-        0.1, gt=0, le=86_400, description="Unused by this rule: restored_after_s decides when an incident ends."
+        0.1,
+        gt=0,
+        le=86_400,
+        description="Unused by this rule: restored_after_s decides when an incident ends.",
     )
-    update_interval_s: float = Field(60.0, gt=0, le=86_400, description="Re-publish an ongoing incident this often.")
+    update_interval_s: float = Field(
+        60.0, gt=0, le=86_400, description="Re-publish an ongoing incident this often."
+    )
     posts: list[PostConfig] = Field(
         default_factory=list, description="Posts to watch; empty: every 'post' zone with min_people 1."
     )
@@ -386,7 +451,9 @@ class BehavioursConfig(_PipelineModel):
     fallen_person: FallenPersonConfig | None = Field(None, description="A person lying for seconds.")
     blocked_exit: BlockedExitConfig | None = Field(None, description="Exit zone obstructed for minutes.")
     uncleaned_dust: UncleanedDustConfig | None = Field(None, description="Dust zone dirty after cleaning.")
-    absence_from_post: AbsenceFromPostConfig | None = Field(None, description="Post head count out of bounds.")
+    absence_from_post: AbsenceFromPostConfig | None = Field(
+        None, description="Post head count out of bounds."
+    )
 
 
 class EvidenceConfig(_PipelineModel):
@@ -437,7 +504,9 @@ class CameraPipelineConfig(CameraConfig):
                 continue
             self._check_schedule(f"behaviours.{name}.schedule", rule.schedule)
         if b.uncleaned_dust is not None:
-            self._check_schedule("behaviours.uncleaned_dust.cleaning_schedule", b.uncleaned_dust.cleaning_schedule)
+            self._check_schedule(
+                "behaviours.uncleaned_dust.cleaning_schedule", b.uncleaned_dust.cleaning_schedule
+            )
         wanted: list[tuple[str, list[str], str]] = []
         if b.open_flame is not None:
             wanted.append(("open_flame.zones", b.open_flame.zones, ""))
@@ -447,7 +516,9 @@ class CameraPipelineConfig(CameraConfig):
             wanted.append(("uncleaned_dust.zones", b.uncleaned_dust.zones, "dust"))
         if b.absence_from_post is not None:
             for post in b.absence_from_post.posts:
-                self._check_schedule(f"behaviours.absence_from_post.posts[{post.zone}].schedule", post.schedule)
+                self._check_schedule(
+                    f"behaviours.absence_from_post.posts[{post.zone}].schedule", post.schedule
+                )
             wanted.append(("absence_from_post.posts", [p.zone for p in b.absence_from_post.posts], ""))
         for where, ids, kind in wanted:
             for zone_id in ids:

@@ -265,7 +265,9 @@ class ClipRecorder:
             if pending.future is None and (now >= pending.end or is_final):
                 frames = self.ring.between(pending.start, pending.end)
                 if not frames:
-                    logger.warning("%s: no buffered frame for the clip of %s", self.camera_id, pending.event_id)
+                    logger.warning(
+                        "%s: no buffered frame for the clip of %s", self.camera_id, pending.event_id
+                    )
                     self.clip_failures += 1
                     continue
                 if self.executor is None or is_final:

@@ -219,7 +219,10 @@ class IncidentBook:
     def _close(self, key: str, now: float) -> IncidentUpdate:
         current = self._open.pop(key).event
         closed = replace(
-            current, revision=current.revision + 1, ended_at=max(now, current.last_seen_at), snapshot_jpeg=None
+            current,
+            revision=current.revision + 1,
+            ended_at=max(now, current.last_seen_at),
+            snapshot_jpeg=None,
         )
         self._closed_at[key] = now
         self._remember_closed(closed)

@@ -4,7 +4,7 @@
 seen unobstructed (no detection on it) and still (nothing moving) for
 ``learn_after_s``; afterwards it reports the *changed fraction*: the share of the
 zone's visible pixels whose grey level differs from the reference by more than
-``pixel_threshold``. People (and other moving objects the rules name) are masked
+``pixel_threshold`` on average over their 5x5 neighbourhood. People (and other moving objects the rules name) are masked
 out of both the comparison and the learning, so a person walking through an exit
 neither blocks it nor spoils its reference. While the zone stays clear the
 reference follows slow lighting drift (``adapt_rate``).
@@ -43,7 +43,9 @@ def small_grey(image: object, width_px: int) -> np.ndarray:
         small = small.cpu().numpy()
     small = np.ascontiguousarray(small)
     out_h = max(1, round(height * width_px / width))
-    grey = cv2.cvtColor(cv2.resize(small, (width_px, out_h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY)
+    grey = cv2.cvtColor(
+        cv2.resize(small, (width_px, out_h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY
+    )
     return cv2.GaussianBlur(grey, (3, 3), 0).astype(np.float32)
 
 
@@ -127,14 +129,19 @@ class ZoneReference:
         self._previous = grey
         is_calm = is_still and not is_obstructed and visible_fraction >= 1.0 - 1e-9
         if self.image is None:
-            self._calm_since = (self._calm_since if self._calm_since is not None else now) if is_calm else None
+            self._calm_since = (
+                (self._calm_since if self._calm_since is not None else now) if is_calm else None
+            )
             if self._calm_since is not None and now - self._calm_since >= self.config.learn_after_s:
                 self.image = grey.copy()
                 self.learned_at = now
             return None
         if visible_fraction < _MIN_VISIBLE:
             return None
-        changed = (np.abs(grey - self.image) > self.config.pixel_threshold) & visible
+        # Mean difference over a 5x5 neighbourhood: sensor noise averages out, while a flat object
+        # over a textured floor (whose pixels differ from the floor's by a varying amount) shows whole.
+        difference = cv2.blur(np.abs(grey - self.image), (5, 5))
+        changed = (difference > self.config.pixel_threshold) & visible
         fraction = float(changed.sum()) / max(1, int(visible.sum()))
         if is_calm and fraction < 0.05 and self.config.adapt_rate > 0:
             a = self.config.adapt_rate

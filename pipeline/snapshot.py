@@ -23,7 +23,9 @@ _ZONE_COLOURS = {  # BGR, by zone kind
 }
 
 
-def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], colour: tuple[int, int, int], scale: float) -> None:
+def _text(
+    canvas: np.ndarray, text: str, origin: tuple[int, int], colour: tuple[int, int, int], scale: float
+) -> None:
     """Text with a dark outline, readable on any background."""
     cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
     cv2.putText(canvas, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, 1, cv2.LINE_AA)

@@ -36,8 +36,11 @@ def anchor_points(xyxy: np.ndarray, anchors: Sequence[Anchor]) -> np.ndarray:
     points = np.zeros((len(xyxy), 2), np.float64)
     for i, (box, anchor) in enumerate(zip(xyxy, anchors, strict=True)):
         x = (float(box[0]) + float(box[2])) / 2
-        y = {"bottom_center": float(box[3]), "center": (float(box[1]) + float(box[3])) / 2,
-             "top_center": float(box[1])}[anchor]
+        y = {
+            "bottom_center": float(box[3]),
+            "center": (float(box[1]) + float(box[3])) / 2,
+            "top_center": float(box[1]),
+        }[anchor]
         points[i] = (x, y)
     return points
 
@@ -69,7 +72,8 @@ class Zone:
             return np.zeros((0,), bool)
         contour = self.polygon.astype(np.float32).reshape(-1, 1, 2)
         return np.array(
-            [cv2.pointPolygonTest(contour, (float(x), float(y)), False) >= 0 for x, y in points_norm], dtype=bool
+            [cv2.pointPolygonTest(contour, (float(x), float(y)), False) >= 0 for x, y in points_norm],
+            dtype=bool,
         )
 
     def mask(self, resolution_wh: tuple[int, int]) -> np.ndarray:
@@ -128,7 +132,9 @@ class ZoneSet:
             return [self.by_id[i] for i in ids]
         return [z for z in self.zones if z.kind == kind]
 
-    def anchors_norm(self, xyxy: np.ndarray, class_names: Sequence[str], resolution_wh: tuple[int, int]) -> np.ndarray:
+    def anchors_norm(
+        self, xyxy: np.ndarray, class_names: Sequence[str], resolution_wh: tuple[int, int]
+    ) -> np.ndarray:
         """Normalised ``(n, 2)`` anchor point of each pixel box, by its class."""
         w, h = resolution_wh
         points = anchor_points(xyxy, [self.anchors.get(name, "center") for name in class_names])

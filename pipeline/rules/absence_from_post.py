@@ -115,7 +115,9 @@ class AbsenceFromPostRule(BaseRule):
     def __init__(self, config: AbsenceFromPostConfig, env: RuleEnvironment | EventContext) -> None:
         super().__init__(config, env)
         self.config: AbsenceFromPostConfig = config
-        self.books[Behaviour.OVERCROWDING] = self._new_book(Behaviour.OVERCROWDING, config.overcrowding_severity)
+        self.books[Behaviour.OVERCROWDING] = self._new_book(
+            Behaviour.OVERCROWDING, config.overcrowding_severity
+        )
         posts = config.posts or [PostConfig(zone=z.id) for z in self.env.zones.of_kind("post")]
         self._posts = [
             _PostState(
@@ -168,14 +170,24 @@ class AbsenceFromPostRule(BaseRule):
         return updates
 
     def _observe(
-        self, book: IncidentBook, state: _PostState, now: float, is_spell: bool, since: float | None, need: int | None
+        self,
+        book: IncidentBook,
+        state: _PostState,
+        now: float,
+        is_spell: bool,
+        since: float | None,
+        need: int | None,
     ) -> IncidentUpdate | None:
         duration = 0.0 if since is None else now - since
         if book.behaviour is Behaviour.ABSENCE_FROM_POST:
             message = f"Post {state.zone.label} unstaffed: {state.count} of {need} required people for {duration:.0f} s"
+            if need is not None and state.count is not None and state.count >= need:
+                message = f"Post {state.zone.label} staffed again after {duration:.0f} s unstaffed"
             boxes: tuple[EventBox, ...] = ()
         else:
-            message = f"Too many people in {state.zone.label}: {state.count} (limit {need}) for {duration:.0f} s"
+            message = (
+                f"Too many people in {state.zone.label}: {state.count} (limit {need}) for {duration:.0f} s"
+            )
             boxes = state.boxes
         return book.observe(
             state.zone.id,

@@ -44,6 +44,7 @@ __all__ = [
     "region_mean",
     "select",
     "sweep_closed",
+    "track_of",
 ]
 
 
@@ -129,6 +130,13 @@ def region_mean(image: object, xyxy_px: np.ndarray) -> float:
     return float(crop.float().mean().item())
 
 
+def track_of(tracker_ids: np.ndarray | None, index: int) -> int | None:
+    """Track id of detection ``index``, or ``None`` when untracked (no ids, or the tracker's ``-1``)."""
+    if tracker_ids is None or tracker_ids[index] < 0:
+        return None
+    return int(tracker_ids[index])
+
+
 def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two ``(4,)`` xyxy boxes."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
@@ -151,7 +159,9 @@ class Confirmation:
         [False, False, True]
     """
 
-    def __init__(self, *, k: int = 1, n: int = 1, min_duration_s: float = 0.0, max_gap_s: float = float("inf")):
+    def __init__(
+        self, *, k: int = 1, n: int = 1, min_duration_s: float = 0.0, max_gap_s: float = float("inf")
+    ):
         if not 1 <= k <= n:
             raise ValueError(f"expected 1 <= k <= n, got k={k}, n={n}")
         self.k, self.n = k, n
@@ -213,7 +223,7 @@ class ObjectMatcher:
         keys: list[str] = []
         taken: set[str] = set()
         for i, box in enumerate(xyxy_norm):
-            track = None if tracker_ids is None else int(tracker_ids[i])
+            track = track_of(tracker_ids, i)
             key = None
             if track is not None:
                 key = next((k for k, v in self._objects.items() if v[2] == track and k not in taken), None)
@@ -262,8 +272,15 @@ class PerObjectConfirmation:
     and are forgotten once their window holds no hit.
     """
 
-    def __init__(self, *, k: int, n: int, min_duration_s: float = 0.0, min_iou: float = 0.3,
-                 forget_after_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        *,
+        k: int,
+        n: int,
+        min_duration_s: float = 0.0,
+        min_iou: float = 0.3,
+        forget_after_s: float = 30.0,
+    ) -> None:
         self._make = lambda: Confirmation(k=k, n=n, min_duration_s=min_duration_s)
         self.matcher = ObjectMatcher(min_iou=min_iou, forget_after_s=forget_after_s)
         self._states: dict[str, Confirmation] = {}
@@ -281,8 +298,7 @@ class PerObjectConfirmation:
                     continue
                 state = self._states[key] = self._make()
             confirmed = state.update(now, bool(hits[i]))
-            track = None if tracker_ids is None else int(tracker_ids[i])
-            out.append(ObjectState(key, i, bool(hits[i]), confirmed, state.since, track))
+            out.append(ObjectState(key, i, bool(hits[i]), confirmed, state.since, track_of(tracker_ids, i)))
         seen = set(keys)
         for key, state in list(self._states.items()):
             if key not in seen:
@@ -341,7 +357,9 @@ class BaseRule:
         self.env = env
         self.context = env.context
         self.schedule = env.schedules[config.schedule] if config.schedule else None
-        self.books: dict[Behaviour, IncidentBook] = {self.behaviour: self._new_book(self.behaviour, config.severity)}
+        self.books: dict[Behaviour, IncidentBook] = {
+            self.behaviour: self._new_book(self.behaviour, config.severity)
+        }
         self.references: dict[str, ZoneReference] = {}
         """Learned zone images (clear exit, clean floor) by zone id, for rules that keep them."""
 

@@ -58,7 +58,6 @@ class BlockedExitRule(BaseRule):
         ]
         self.references = {s.zone.id: s.reference for s in self._exits}
 
-
     def process(self, frame: Frame, detections: Detections) -> list[IncidentUpdate]:
         """Feed one analysed frame; return the event revisions to publish."""
         now = frame.captured_at
@@ -71,7 +70,9 @@ class BlockedExitRule(BaseRule):
         grey = small_grey(frame.image, cfg.reference.width_px) if cfg.is_reference else None
         people_mask = None
         if grey is not None and len(people):
-            people_mask = box_mask(normalised(people, wh), (grey.shape[1], grey.shape[0]), cfg.reference.person_margin)
+            people_mask = box_mask(
+                normalised(people, wh), (grey.shape[1], grey.shape[0]), cfg.reference.person_margin
+            )
         updates: list[IncidentUpdate] = []
         for state in self._exits:
             zone = state.zone
@@ -87,7 +88,10 @@ class BlockedExitRule(BaseRule):
                 if reading is not None and reading.changed_fraction > occupied:
                     occupied = reading.changed_fraction
                     if reading.changed_xyxy_norm is not None:
-                        boxes = (*boxes, EventBox("obstruction", round(occupied, 4), reading.changed_xyxy_norm))
+                        boxes = (
+                            *boxes,
+                            EventBox("obstruction", round(occupied, 4), reading.changed_xyxy_norm),
+                        )
                     confidence = max(confidence, min(1.0, occupied))
             state.last_occupied, state.last_boxes, state.last_confidence = occupied, boxes, confidence
             state.has_frame = True

@@ -19,6 +19,7 @@ from pipeline.rules.base import (
     normalised,
     select,
     sweep_closed,
+    track_of,
 )
 
 __all__ = ["FallenPersonRule"]
@@ -62,13 +63,12 @@ class FallenPersonRule(BaseRule):
             w = people.xyxy[:, 2] - people.xyxy[:, 0]
             h = np.maximum(people.xyxy[:, 3] - people.xyxy[:, 1], 1e-6)
             lying = (w / h >= cfg.lying_aspect_ratio) if cfg.is_geometry else np.zeros(len(people), bool)
-            if people.tracker_id is not None:
-                upright = w / h < 1.0
-                self._upright_tracks.update(int(t) for t in people.tracker_id[upright])
-                if cfg.is_upright_first:
-                    lying &= np.array([int(t) in self._upright_tracks for t in people.tracker_id], bool)
-            elif cfg.is_upright_first:
-                lying[:] = False  # cannot tell without tracks
+            tracks = [track_of(people.tracker_id, i) for i in range(len(people))]
+            self._upright_tracks.update(
+                t for t, up in zip(tracks, w / h < 1.0, strict=True) if t is not None and up
+            )
+            if cfg.is_upright_first:  # without a track there is no history: geometry alone does not count
+                lying &= np.array([t in self._upright_tracks for t in tracks], bool)
             hits = np.concatenate([hits, lying])
         return concat(fallen, people), hits
 
@@ -95,7 +95,9 @@ class FallenPersonRule(BaseRule):
                 is_confirmed=state.is_confirmed,
                 is_present=state.is_hit,
                 confidence=float(candidates.confidence[i]) if state.is_hit else 0.0,
-                boxes=boxes_of(candidates.filter(np.arange(len(candidates)) == i), wh) if state.is_hit else (),
+                boxes=boxes_of(candidates.filter(np.arange(len(candidates)) == i), wh)
+                if state.is_hit
+                else (),
                 started_at=state.since,
                 zone_id=zone_id,
                 track_id=state.track_id,

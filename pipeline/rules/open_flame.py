@@ -79,10 +79,14 @@ class OpenFlameRule(BaseRule):
     def process(self, frame: Frame, detections: Detections) -> list[IncidentUpdate]:
         """Feed one analysed frame; return the event revisions to publish."""
         now = frame.captured_at
-        flames, zone_id = self._flames(frame, detections) if self.is_active(now) else (Detections.empty(), None)
+        flames, zone_id = (
+            self._flames(frame, detections) if self.is_active(now) else (Detections.empty(), None)
+        )
         is_present = len(flames) > 0
         if is_present:
-            largest = int(np.argmax((flames.xyxy[:, 2] - flames.xyxy[:, 0]) * (flames.xyxy[:, 3] - flames.xyxy[:, 1])))
+            largest = int(
+                np.argmax((flames.xyxy[:, 2] - flames.xyxy[:, 0]) * (flames.xyxy[:, 3] - flames.xyxy[:, 1]))
+            )
             box = normalised(flames, frame.resolution_wh)[largest]
             area = float((box[2] - box[0]) * (box[3] - box[1]))
             self._samples.append((area, region_mean(frame.image, flames.xyxy[largest])))
@@ -90,7 +94,11 @@ class OpenFlameRule(BaseRule):
             self._samples.append(None)
         is_confirmed = self._confirm.update(now, is_present)
         variation = flicker(*self._series())
-        if self.config.is_temporal_check and self._confirm.hits >= 2 and variation < self.config.min_variation:
+        if (
+            self.config.is_temporal_check
+            and self._confirm.hits >= 2
+            and variation < self.config.min_variation
+        ):
             is_confirmed = False
         confidence = float(flames.confidence.max()) if is_present else 0.0
         update = self.book.observe(

@@ -66,7 +66,7 @@ class SmokingRule(BaseRule):
         wh = frame.resolution_wh
         boxes = normalised(candidates, wh)
         hits = np.zeros(len(candidates), bool)
-        hits[len(people):] = True
+        hits[len(people) :] = True
         holders: dict[int, int] = {}  # candidate index -> cigarette index
         if len(cigarettes) and len(people):
             upper = upper_body_boxes(people.xyxy, cfg.upper_body_fraction, cfg.margin_fraction)

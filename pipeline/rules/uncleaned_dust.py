@@ -85,8 +85,12 @@ class UncleanedDustRule(BaseRule):
         dust_points = self.env.zones.anchors_norm(dust.xyxy, dust.names(), wh)
         if cfg.is_reference:
             grey = small_grey(frame.image, cfg.reference.width_px)
-            others = detections.filter(~np.isin(detections.names(), cfg.dust_classes)) if len(detections) else dust
-            mask = box_mask(normalised(others, wh), (grey.shape[1], grey.shape[0]), cfg.reference.person_margin)
+            others = (
+                detections.filter(~np.isin(detections.names(), cfg.dust_classes)) if len(detections) else dust
+            )
+            mask = box_mask(
+                normalised(others, wh), (grey.shape[1], grey.shape[0]), cfg.reference.person_margin
+            )
             self._last_grey, self._last_mask = grey, mask
         updates: list[IncidentUpdate] = []
         for state in self._zones:
@@ -127,7 +131,9 @@ class UncleanedDustRule(BaseRule):
             if not (state.is_check_due and self._visible(state, grey, mask)):
                 return None
             reference.adopt(grey, now)  # the end of a cleaning window: this is what clean looks like
-        is_obstructed = mask is not None and bool((mask & state.zone.mask((grey.shape[1], grey.shape[0]))).any())
+        is_obstructed = mask is not None and bool(
+            (mask & state.zone.mask((grey.shape[1], grey.shape[0]))).any()
+        )
         return reference.observe(grey, now, is_obstructed=is_obstructed, masked=mask)
 
     def _visible(self, state: _DustState, grey: np.ndarray, mask: np.ndarray | None) -> bool:

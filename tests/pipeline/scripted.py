@@ -13,12 +13,23 @@ from pipeline.incidents import EventContext, IncidentUpdate
 from pipeline.rules import build_environment
 from pipeline.rules.base import BaseRule, RuleEnvironment
 
-NAMES = {0: "person", 1: "fallen_person", 2: "fire", 3: "smoke", 4: "cigarette", 5: "pallet", 6: "forklift", 7: "dust"}
+NAMES = {
+    0: "person",
+    1: "fallen_person",
+    2: "fire",
+    3: "smoke",
+    4: "cigarette",
+    5: "pallet",
+    6: "forklift",
+    7: "dust",
+}
 CONTEXT = EventContext(site_id="s", workshop_id="w", camera_id="cam", model_version="m@1")
 SIZE_WH = (200, 100)
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC, a Tuesday
 
-Obj = tuple[str, tuple[float, float, float, float]] | tuple[str, tuple[float, float, float, float], float, int]
+Obj = (
+    tuple[str, tuple[float, float, float, float]] | tuple[str, tuple[float, float, float, float], float, int]
+)
 """``(class, xyxy_px)`` or ``(class, xyxy_px, confidence, track_id)``."""
 
 

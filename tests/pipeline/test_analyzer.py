@@ -59,7 +59,13 @@ FIRE = dets(("fire", (20, 10, 60, 50)))
 def test_all_six_behaviours_are_built_from_the_site_yaml() -> None:
     analyzer = _analyzer()
     assert [r.behaviour.value for r in analyzer.rules] == [
-        "open_flame", "smoking", "fallen_person", "blocked_exit", "uncleaned_dust", "absence_from_post"]
+        "open_flame",
+        "smoking",
+        "fallen_person",
+        "blocked_exit",
+        "uncleaned_dust",
+        "absence_from_post",
+    ]
 
 
 def test_new_incident_carries_a_snapshot_and_a_later_revision_carries_the_clip() -> None:
@@ -67,8 +73,11 @@ def test_new_incident_carries_a_snapshot_and_a_later_revision_carries_the_clip()
     events: list[tuple[int, Event]] = []
     for i in range(20):
         d = FIRE if i < 12 else Detections.empty(FIRE.class_names)
-        events += [(i, e) for e in analyzer.process(frame(T0 + i * 0.2, i, _image(i)), d)
-                   if e.behaviour is Behaviour.OPEN_FLAME]
+        events += [
+            (i, e)
+            for e in analyzer.process(frame(T0 + i * 0.2, i, _image(i)), d)
+            if e.behaviour is Behaviour.OPEN_FLAME
+        ]
     opened = events[0][1]
     assert events[0][0] == 1 and opened.revision == 1
     snapshot = cv2.imdecode(np.frombuffer(opened.snapshot_jpeg or b"", np.uint8), cv2.IMREAD_COLOR)
@@ -115,7 +124,9 @@ def test_close_ends_incidents_and_finishes_pending_clips() -> None:
     assert [e.revision for e in events] == [1]
     closing = analyzer.close(T0 + 1)
     assert [(e.revision, e.ended_at is not None, e.clip_mp4 is not None) for e in closing] == [
-        (2, True, False), (3, True, True)]
+        (2, True, False),
+        (3, True, True),
+    ]
     stats = analyzer.evidence_stats()
     assert stats is not None and stats.clips_written == 1 and stats.memory_bytes > 0
 

@@ -17,7 +17,9 @@ def _at(text: str, tz: ZoneInfo = SHANGHAI) -> float:
     return dt.datetime.fromisoformat(text).replace(tzinfo=tz).timestamp()
 
 
-DAY = ScheduleConfig(windows=[ScheduleWindowConfig(days=["mon", "tue", "wed", "thu", "fri"], start="08:00", end="18:00")])
+DAY = ScheduleConfig(
+    windows=[ScheduleWindowConfig(days=["mon", "tue", "wed", "thu", "fri"], start="08:00", end="18:00")]
+)
 NIGHT = ScheduleConfig(windows=[ScheduleWindowConfig(start="22:00", end="06:00")])
 
 
@@ -34,8 +36,17 @@ NIGHT = ScheduleConfig(windows=[ScheduleWindowConfig(start="22:00", end="06:00")
         (NIGHT, "2024-03-05 06:00", False),
         (NIGHT, "2024-03-05 12:00", False),
     ],
-    ids=["day-start", "day-last-second", "day-end", "before-day", "weekend", "night", "past-midnight",
-         "night-end", "noon"],
+    ids=[
+        "day-start",
+        "day-last-second",
+        "day-end",
+        "before-day",
+        "weekend",
+        "night",
+        "past-midnight",
+        "night-end",
+        "noon",
+    ],
 )
 def test_is_active_in_the_site_time_zone(config: ScheduleConfig, when: str, active: bool) -> None:
     assert Schedule(config, "Asia/Shanghai").is_active(_at(when)) is active
@@ -53,9 +64,13 @@ def test_holidays_have_no_window() -> None:
 
 def test_daylight_saving_keeps_local_times() -> None:
     berlin = ZoneInfo("Europe/Berlin")
-    schedule = Schedule(ScheduleConfig(windows=[ScheduleWindowConfig(start="08:00", end="09:00")]), "Europe/Berlin")
-    assert schedule.window_at(_at("2024-03-31 08:30", berlin)) == (_at("2024-03-31 08:00", berlin),
-                                                                   _at("2024-03-31 09:00", berlin))
+    schedule = Schedule(
+        ScheduleConfig(windows=[ScheduleWindowConfig(start="08:00", end="09:00")]), "Europe/Berlin"
+    )
+    assert schedule.window_at(_at("2024-03-31 08:30", berlin)) == (
+        _at("2024-03-31 08:00", berlin),
+        _at("2024-03-31 09:00", berlin),
+    )
 
 
 def test_ends_between_lists_window_ends_in_order() -> None:
@@ -70,9 +85,16 @@ def test_ends_between_lists_window_ends_in_order() -> None:
     [
         (lambda: ScheduleWindowConfig(start="8:00"), "HH:MM"),
         (lambda: ScheduleWindowConfig(end="25:00"), "HH:MM"),
-        (lambda: ScheduleConfig(time_zone="Mars/Olympus", windows=[ScheduleWindowConfig()]), "unknown time zone"),
-        (lambda: CameraPipelineConfig(id="c", url="x.mp4", behaviours={"open_flame": {"schedule": "nope"}}),
-         "no schedule 'nope'"),
+        (
+            lambda: ScheduleConfig(time_zone="Mars/Olympus", windows=[ScheduleWindowConfig()]),
+            "unknown time zone",
+        ),
+        (
+            lambda: CameraPipelineConfig(
+                id="c", url="x.mp4", behaviours={"open_flame": {"schedule": "nope"}}
+            ),
+            "no schedule 'nope'",
+        ),
     ],
     ids=["short-hour", "hour-25", "unknown-zone", "unknown-schedule-name"],
 )

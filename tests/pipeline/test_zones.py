@@ -39,7 +39,9 @@ def test_coverage_and_mask() -> None:
 
 
 def test_exclusion_zones_apply_to_their_behaviours() -> None:
-    bed = ZoneConfig(id="bed", kind="exclusion", excludes=["fallen_person"], polygon=[(0, 0), (0.5, 0), (0.5, 1)])
+    bed = ZoneConfig(
+        id="bed", kind="exclusion", excludes=["fallen_person"], polygon=[(0, 0), (0.5, 0), (0.5, 1)]
+    )
     furnace = ZoneConfig(id="furnace", kind="exclusion", polygon=[(0.5, 0), (1, 0), (1, 1)])
     zones = ZoneSet([bed, furnace])
     points = np.array([[0.45, 0.1], [0.9, 0.1]])
@@ -52,7 +54,10 @@ def test_exclusion_zones_apply_to_their_behaviours() -> None:
     [
         ({"id": "a", "polygon": [(0, 0), (1, 0)]}, "at least 3 points"),
         ({"id": "a", "polygon": [(0, 0), (1, 0), (1, 1.5)]}, "normalised"),
-        ({"id": "a", "kind": "post", "excludes": ["smoking"], "polygon": [(0, 0), (1, 0), (1, 1)]}, "exclusion"),
+        (
+            {"id": "a", "kind": "post", "excludes": ["smoking"], "polygon": [(0, 0), (1, 0), (1, 1)]},
+            "exclusion",
+        ),
     ],
     ids=["two-points", "outside-unit-square", "excludes-on-post"],
 )

@@ -41,7 +41,9 @@ def _rule(**overrides: object) -> BlockedExitRule:
     return BlockedExitRule(config, environment(zones=[EXIT]))
 
 
-def _run(rule: BlockedExitRule, script: list[tuple[np.ndarray, Detections]]) -> list[tuple[int, IncidentUpdate]]:
+def _run(
+    rule: BlockedExitRule, script: list[tuple[np.ndarray, Detections]]
+) -> list[tuple[int, IncidentUpdate]]:
     out = []
     for i, (image, d) in enumerate(script):
         out += [(i, u) for u in rule.process(frame(T0 + i, i, image), d)]
@@ -99,7 +101,9 @@ def test_tick_keeps_a_still_blockage_counting() -> None:
 def test_reference_is_not_learned_while_the_zone_is_obstructed_and_can_be_reset() -> None:
     rule = _rule()
     box = (10, 20, 70, 100)
-    _run(rule, [(_image(box=box, seed=i), dets(("forklift", box, 0.2, 0))) for i in range(6)])  # below min conf
+    _run(
+        rule, [(_image(box=box, seed=i), dets(("forklift", box, 0.2, 0))) for i in range(6)]
+    )  # below min conf
     assert not rule.references["door"].is_learned  # a detection covered the zone
     _run(rule, CLEAR)
     assert rule.references["door"].is_learned

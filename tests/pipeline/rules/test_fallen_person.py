@@ -13,17 +13,26 @@ from tests.pipeline.scripted import dets, environment, kinds, run
 UPRIGHT = ("person", (100, 10, 130, 95), 0.9, 1)
 LYING = ("person", (80, 70, 160, 95), 0.8, 1)  # 80 x 25: aspect 3.2
 FALLEN = ("fallen_person", (80, 70, 160, 95), 0.7, 1)
-BENCH = {"id": "bench", "kind": "exclusion", "excludes": ["fallen_person"],
-         "polygon": [(0.3, 0.6), (0.9, 0.6), (0.9, 1.0), (0.3, 1.0)]}
+BENCH = {
+    "id": "bench",
+    "kind": "exclusion",
+    "excludes": ["fallen_person"],
+    "polygon": [(0.3, 0.6), (0.9, 0.6), (0.9, 1.0), (0.3, 1.0)],
+}
 
 
 def _rule(**overrides: object) -> FallenPersonRule:
-    config = FallenPersonConfig(min_duration_s=5, k=3, n=5, clear_after_s=3, update_interval_s=1000, **overrides)
+    config = FallenPersonConfig(
+        min_duration_s=5, k=3, n=5, clear_after_s=3, update_interval_s=1000, **overrides
+    )
     return FallenPersonRule(config, environment())
 
 
-@pytest.mark.parametrize("lying", [dets(LYING, is_tracked=True), dets(FALLEN, is_tracked=True), dets(LYING)],
-                         ids=["geometry", "fallen-class", "untracked"])
+@pytest.mark.parametrize(
+    "lying",
+    [dets(LYING, is_tracked=True), dets(FALLEN, is_tracked=True), dets(LYING)],
+    ids=["geometry", "fallen-class", "untracked"],
+)
 def test_raised_after_lying_for_min_duration(lying: Detections) -> None:
     updates = run(_rule(), [dets(UPRIGHT, is_tracked=True)] * 3 + [lying] * 10)
     assert kinds(updates) == [(8, "opened")]  # lying from frame 3, 5 s later

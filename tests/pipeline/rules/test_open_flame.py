@@ -43,7 +43,9 @@ def _flicker(dets: Detections, i: int) -> Detections:
     """A real flame changes size from frame to frame: grow the boxes by 0, 15 or 30 %."""
     xyxy = dets.xyxy.copy()
     xyxy[:, 2] += (xyxy[:, 2] - xyxy[:, 0]) * 0.15 * (i % 3)
-    return Detections(xyxy=xyxy, confidence=dets.confidence, class_id=dets.class_id, class_names=dets.class_names)
+    return Detections(
+        xyxy=xyxy, confidence=dets.confidence, class_id=dets.class_id, class_names=dets.class_names
+    )
 
 
 def _run(
@@ -143,8 +145,14 @@ def test_flame_in_an_exclusion_zone_is_ignored() -> None:
     camera = CameraPipelineConfig(
         id="cam",
         url="x.mp4",
-        zones=[ZoneConfig(id="furnace", kind="exclusion", excludes=["open_flame"],
-                          polygon=[(0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)])],
+        zones=[
+            ZoneConfig(
+                id="furnace",
+                kind="exclusion",
+                excludes=["open_flame"],
+                polygon=[(0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)],
+            )
+        ],
     )
     rule = OpenFlameRule(OpenFlameConfig(k=3, n=5), build_environment(camera, CONTEXT))
     assert _run(rule, [FIRE] * 10) == []  # the box centre (0.2, 0.3) is in the furnace

@@ -68,7 +68,9 @@ def test_untracked_detections_work_by_overlap() -> None:
 
 
 def test_brief_occlusion_does_not_split_and_re_arms_after_clear() -> None:
-    updates = run(_rule(), [SMOKING] * 3 + [PERSON_ONLY] * 2 + [SMOKING] * 2 + [PERSON_ONLY] * 4 + [SMOKING] * 3)
+    updates = run(
+        _rule(), [SMOKING] * 3 + [PERSON_ONLY] * 2 + [SMOKING] * 2 + [PERSON_ONLY] * 4 + [SMOKING] * 3
+    )
     assert kinds(updates) == [(2, "opened"), (9, "closed"), (13, "opened")]
     assert updates[0][1].event.id != updates[2][1].event.id
 
@@ -79,9 +81,25 @@ def test_direct_smoking_class_needs_no_cigarette() -> None:
 
 
 def test_no_smoking_zones_only() -> None:
-    zone = {"id": "ammonia", "kind": "no_smoking", "polygon": [(0.0, 0.0), (0.4, 0.0), (0.4, 1.0), (0.0, 1.0)]}
+    zone = {
+        "id": "ammonia",
+        "kind": "no_smoking",
+        "polygon": [(0.0, 0.0), (0.4, 0.0), (0.4, 1.0), (0.0, 1.0)],
+    }
     rule = SmokingRule(SmokingConfig(k=2, n=3, is_no_smoking_zones_only=True), environment(zones=[zone]))
     outside = run(rule, [SMOKING] * 4)  # feet at x = 0.6
-    inside = run(rule, [dets(("person", (20, 10, 60, 95), 0.9, 2), ("cigarette", (38, 18, 44, 22), 0.6, 9), is_tracked=True)] * 3)
+    inside = run(
+        rule,
+        [dets(("person", (20, 10, 60, 95), 0.9, 2), ("cigarette", (38, 18, 44, 22), 0.6, 9), is_tracked=True)]
+        * 3,
+    )
     assert outside == []
     assert kinds(inside) == [(1, "opened")] and inside[0][1].event.zone_id == "ammonia"
+
+
+def test_untracked_minus_one_ids_are_not_one_shared_track() -> None:
+    left = [("person", (20, 10, 60, 95), 0.9, -1), ("cigarette", (38, 18, 44, 22), 0.7, -1)]
+    right = [("person", (140, 10, 180, 95), 0.9, -1), ("cigarette", (158, 18, 164, 22), 0.7, -1)]
+    updates = run(_rule(), [dets(*left, *right, is_tracked=True)] * 3)
+    assert kinds(updates) == [(2, "opened"), (2, "opened")]
+    assert {u.event.track_id for _, u in updates} == {None}

@@ -11,12 +11,20 @@ from pipeline.incidents import IncidentUpdate
 from pipeline.rules.uncleaned_dust import UncleanedDustRule
 from tests.pipeline.scripted import T0, dets, environment, frame, kinds
 
-DUST_ZONE = {"id": "station-3", "name": "polishing station 3", "kind": "dust",
-             "polygon": [(0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0)]}
+DUST_ZONE = {
+    "id": "station-3",
+    "name": "polishing station 3",
+    "kind": "dust",
+    "polygon": [(0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0)],
+}
 BACKGROUND = np.random.default_rng(1).integers(120, 220, (100, 200, 3), dtype=np.uint8)
 # T0 is 22:13:20 UTC: cleaning windows end at 22:20 (T0 + 400) and 22:40 (T0 + 1600).
-CLEANING = ScheduleConfig(windows=[ScheduleWindowConfig(start="22:00", end="22:20"),
-                                   ScheduleWindowConfig(start="22:30", end="22:40")])
+CLEANING = ScheduleConfig(
+    windows=[
+        ScheduleWindowConfig(start="22:00", end="22:20"),
+        ScheduleWindowConfig(start="22:30", end="22:40"),
+    ]
+)
 
 
 def _image(*, darkening: int = 0) -> np.ndarray:
@@ -34,8 +42,12 @@ def _rule(**overrides: object) -> UncleanedDustRule:
     return UncleanedDustRule(config, environment(zones=[DUST_ZONE], schedules={"cleaning": CLEANING}))
 
 
-def _run(rule: UncleanedDustRule, script: list[tuple[float, np.ndarray, Detections]]) -> list[tuple[float, IncidentUpdate]]:
-    return [(t, u) for i, (t, image, d) in enumerate(script) for u in rule.process(frame(T0 + t, i, image), d)]
+def _run(
+    rule: UncleanedDustRule, script: list[tuple[float, np.ndarray, Detections]]
+) -> list[tuple[float, IncidentUpdate]]:
+    return [
+        (t, u) for i, (t, image, d) in enumerate(script) for u in rule.process(frame(T0 + t, i, image), d)
+    ]
 
 
 def _every(step_s: float, until_s: float, darkening_at: tuple[float, float] = (1e9, 1e9)) -> list:
@@ -49,7 +61,10 @@ def _every(step_s: float, until_s: float, darkening_at: tuple[float, float] = (1
 def test_dirty_at_the_end_of_the_cleaning_window_raises_with_zone_and_score_then_resolves() -> None:
     rule = _rule(cleaning_schedule="cleaning")
     updates = _run(rule, _every(20, 2200, darkening_at=(800, 1800)))
-    assert [(t, u.kind.value) for t, u in updates] == [(1600, "opened"), (1840, "closed")]  # last dirty at 1780
+    assert [(t, u.kind.value) for t, u in updates] == [
+        (1600, "opened"),
+        (1840, "closed"),
+    ]  # last dirty at 1780
     event = updates[0][1].event
     assert event.behaviour is Behaviour.UNCLEANED_DUST and event.severity is RiskLevel.YELLOW
     assert event.zone_id == "station-3"
