@@ -22,11 +22,18 @@ def list_tokens(store: StoreDep, _token: Admin) -> list[TokenOut]:
 
 
 @router.post(
-    "/tokens", response_model=TokenCreated, status_code=status.HTTP_201_CREATED, summary="Create a token"
+    "/tokens",
+    response_model=TokenCreated,
+    status_code=status.HTTP_201_CREATED,
+    summary="Create a token",
+    responses={422: {"description": "The name is blank once trimmed, too long, or the role is unknown."}},
 )
 def create_token(store: StoreDep, _token: Admin, body: TokenIn) -> TokenCreated:
     """Make a token; its secret is in this response only."""
-    info, secret = store.tokens.create(body.name, body.role)
+    try:
+        info, secret = store.tokens.create(body.name, body.role)
+    except ValueError as exc:  # e.g. a name of control characters only, blank after strip()
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
     return TokenCreated(token=secret, info=TokenOut.from_token(info))
 
 

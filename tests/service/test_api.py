@@ -287,6 +287,13 @@ def test_admin_creates_and_revokes_tokens_over_the_api(client: TestClient) -> No
     assert all("token" not in t for t in listed)
 
 
+def test_token_name_blank_after_trimming_is_a_422_not_a_500(client: TestClient) -> None:
+    admin = bearer(_store(client), "admin")
+    response = client.post("/tokens", json={"name": "\x1f\x1e", "role": "viewer"}, headers=admin)
+    assert response.status_code == 422
+    assert "1-200 characters" in response.json()["detail"]
+
+
 def test_tokens_are_stored_only_as_hashes(client: TestClient) -> None:
     from sqlalchemy import text
 
