@@ -60,5 +60,5 @@ def setup_logging(level: str = "INFO", *, is_json: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "libav"):
+    for noisy in ("httpx", "httpcore", "libav", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
