@@ -13,6 +13,23 @@ from models.registry import resolve_model_path
 __all__ = ["load_detector"]
 
 
+def _wants_openvino(config: DetectorConfig) -> bool:
+    """OpenVINO when asked for, or on ``auto`` for a CPU run where it is installed."""
+    if config.backend != "auto":
+        return config.backend == "openvino"
+    if config.device == "cuda" or (config.device == "auto" and _has_gpu_provider()):
+        return False
+    from models.openvino_detector import openvino_available
+
+    return openvino_available()
+
+
+def _has_gpu_provider() -> bool:
+    import onnxruntime as ort
+
+    return bool({"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_available_providers()))
+
+
 def load_detector(spec: str | Path, config: DetectorConfig | None = None) -> Detector:
     """Load the detector a model spec names.
 
@@ -22,7 +39,8 @@ def load_detector(spec: str | Path, config: DetectorConfig | None = None) -> Det
         config: Thresholds, device and threads.
 
     Returns:
-        An ``OnnxDetector`` or a ``YoloDetector``.
+        An ``OnnxDetector``, an ``OpenVinoDetector`` (``.onnx`` on the CPU, see
+        ``DetectorConfig.backend``) or a ``YoloDetector``.
 
     Raises:
         ModelLoadError: Unknown builtin, missing file, unsupported format.
@@ -35,5 +53,10 @@ def load_detector(spec: str | Path, config: DetectorConfig | None = None) -> Det
 
         return YoloDetector(path, config)
     if suffix == ".onnx":
+        config = config or DetectorConfig()
+        if _wants_openvino(config):
+            from models.openvino_detector import OpenVinoDetector
+
+            return OpenVinoDetector(path, config)
         return OnnxDetector(path, config)
     raise ModelLoadError(f"{path.name}: unsupported model format {suffix!r}; anjian runs .onnx (or .pt)")

@@ -22,8 +22,8 @@ from models.config import DetectorConfig
 from models.detections import Detections
 from models.errors import ModelLoadError
 from models.metadata import ModelInfo, file_digest, parse_ultralytics_metadata
-from models.postprocess import decode_yolo_output
-from models.preprocess import LetterboxTransform, letterbox_batch
+from models.postprocess import detect_on_host
+from models.preprocess import LetterboxTransform
 
 __all__ = ["OnnxDetector", "execution_providers"]
 
@@ -165,29 +165,19 @@ class OnnxDetector:
     def _detect_on_host(
         self, images: list[np.ndarray]
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, LetterboxTransform]]:
-        batch, transforms = letterbox_batch(images, self.info.input_hw, stride=self._stride)
+        return detect_on_host(images, self.info, self._stride, self.config, self._infer_host)
+
+    def _infer_host(self, batch: np.ndarray) -> np.ndarray:
         if self._fp16:
             batch = batch.astype(np.float16)
         if self._is_dynamic_batch:
-            outputs = self._session.run([self._output_name], {self._input_name: batch})[0]
-        else:
-            outputs = np.concatenate(
-                [
-                    self._session.run([self._output_name], {self._input_name: batch[i : i + 1]})[0]
-                    for i in range(len(images))
-                ]
-            )
-        cfg = self.config
-        decoded = [
-            decode_yolo_output(
-                output.astype(np.float32, copy=False),
-                cfg.confidence_threshold,
-                cfg.iou_threshold,
-                cfg.max_detections,
-            )
-            for output in outputs
-        ]
-        return [(*d, t) for d, t in zip(decoded, transforms, strict=True)]
+            return np.asarray(self._session.run([self._output_name], {self._input_name: batch})[0])
+        return np.concatenate(
+            [
+                self._session.run([self._output_name], {self._input_name: batch[i : i + 1]})[0]
+                for i in range(len(batch))
+            ]
+        )
 
     def _detect_on_gpu(
         self, images: Sequence[Any]

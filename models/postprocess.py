@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
-__all__ = ["decode_yolo_output", "nms_per_class"]
+from models.config import DetectorConfig
+from models.metadata import ModelInfo
+from models.preprocess import LetterboxTransform, letterbox_batch
+
+__all__ = ["decode_yolo_output", "detect_on_host", "nms_per_class"]
 
 
 def nms_per_class(
@@ -64,3 +70,38 @@ def decode_yolo_output(
     xyxy[:, 2:] = cxcywh[:, :2] + cxcywh[:, 2:] / 2
     keep = nms_per_class(xyxy, scores, class_ids, iou_threshold, max_detections)
     return xyxy[keep], scores[keep], class_ids[keep]
+
+
+def detect_on_host(
+    images: list[np.ndarray],
+    info: ModelInfo,
+    stride: int | None,
+    config: DetectorConfig,
+    infer: Callable[[np.ndarray], np.ndarray],
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, LetterboxTransform]]:
+    """Letterbox a batch on the CPU, run ``infer`` on it, decode each image's output.
+
+    Args:
+        images: ``(h, w, 3) uint8`` BGR images.
+        info: The model's input size.
+        stride: Pad only to this multiple (dynamic-shape models), else to the full input.
+        config: Thresholds.
+        infer: Runs the model: ``(b, 3, H, W) float32`` in, ``(b, 4 + nc, anchors)`` out.
+
+    Returns:
+        Per image: boxes, scores and classes in model-input pixels, and the letterbox transform.
+    """
+    batch, transforms = letterbox_batch(images, info.input_hw, stride=stride)
+    outputs = infer(batch)
+    return [
+        (
+            *decode_yolo_output(
+                output.astype(np.float32, copy=False),
+                config.confidence_threshold,
+                config.iou_threshold,
+                config.max_detections,
+            ),
+            transform,
+        )
+        for output, transform in zip(outputs, transforms, strict=True)
+    ]

@@ -380,9 +380,17 @@ def bench_pipeline(
     ] = None,
     analysis_fps: Annotated[float, typer.Option(help="Analysed fps per camera in the real-time phase.")] = 2.0,
     seconds: Annotated[float, typer.Option(help="Measured seconds per phase.")] = 20.0,
+    phases: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--phase",
+            help="naive, anjian, 'anjian onnxruntime', 'anjian + motion gate', 'anjian real time' (default: "
+            "all but onnxruntime).",
+        ),
+    ] = None,
 ) -> None:
     """Analysed frames/s, latency, CPU and RSS per camera: anjian's engine vs a naive ultralytics loop."""
-    from pipeline.bench import run_pipeline_bench
+    from pipeline.bench import DEFAULT_PHASES, run_pipeline_bench
 
     setup_logging("WARNING")
     try:
@@ -392,6 +400,7 @@ def bench_pipeline(
             video=video,
             analysis_fps=analysis_fps,
             seconds=seconds,
+            phases=tuple(phases or DEFAULT_PHASES),
             progress=lambda line: typer.echo(f"  {line}", err=True),
         )
     except (ValueError, ModelError) as exc:

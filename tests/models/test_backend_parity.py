@@ -9,6 +9,7 @@ and frames of a 16:9 video, which exercise the stride-multiple letterbox).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -88,14 +89,31 @@ def _unmatched(reference: Detections, candidate: Detections) -> list[str]:
     return misses
 
 
+def _has_openvino() -> bool:
+    from models.openvino_detector import openvino_available
+
+    return openvino_available()
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        "onnxruntime",
+        pytest.param(
+            "openvino",
+            marks=pytest.mark.skipif(not _has_openvino(), reason="openvino (an extra) not installed"),
+        ),
+    ],
+)
 def test_onnx_backend_matches_ultralytics_predict(
-    coco_models: tuple[Path, Path], images: list[np.ndarray]
+    coco_models: tuple[Path, Path], images: list[np.ndarray], backend: str
 ) -> None:
     from ultralytics import YOLO
 
     pt_path, onnx_path = coco_models
     reference_model = YOLO(str(pt_path))
-    detector = OnnxDetector(onnx_path, DetectorConfig(device="cpu"))
+    detector: Any = load_detector(onnx_path, DetectorConfig(device="cpu", backend=backend))  # type: ignore[arg-type]
+    assert type(detector).__name__ == {"onnxruntime": "OnnxDetector", "openvino": "OpenVinoDetector"}[backend]
     assert detector.class_names[0] == "person" and len(detector.class_names) == 80
 
     found = 0
@@ -131,7 +149,8 @@ def test_loader_picks_the_backend_by_file_type(coco_models: tuple[Path, Path], t
     yolo = load_detector(pt_path, config)
     assert isinstance(yolo, YoloDetector) and yolo.class_names[0] == "person"
     assert yolo.info.input_hw == (640, 640)
-    assert isinstance(load_detector(onnx_path, config), OnnxDetector)
+    onnx_config = DetectorConfig(device="cpu", backend="onnxruntime")
+    assert isinstance(load_detector(onnx_path, onnx_config), OnnxDetector)
     weights = tmp_path / "model.tflite"
     weights.write_bytes(b"0")
     with pytest.raises(ModelLoadError, match="unsupported model format '.tflite'"):

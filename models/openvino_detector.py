@@ -1,0 +1,127 @@
+"""Run an ultralytics-exported YOLO ONNX file with OpenVINO on the CPU (the ``openvino`` extra).
+
+On x86 CPUs OpenVINO runs YOLO about twice as efficiently as ONNX Runtime's CPU
+provider (measured on this project's 2-core CI box: ~35 vs ~60-100 CPU-ms per
+640x384 image). It reads the same ``.onnx`` file; class names and input size come
+from the file's metadata (read with ONNX Runtime, which is always installed).
+Precision is kept at fp32 so boxes match the ONNX Runtime backend.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from models.config import DetectorConfig
+from models.detections import Detections
+from models.errors import ModelLoadError
+from models.metadata import ModelInfo, file_digest, parse_ultralytics_metadata
+from models.postprocess import detect_on_host
+
+__all__ = ["OpenVinoDetector", "openvino_available"]
+
+logger = logging.getLogger(__name__)
+
+
+def openvino_available() -> bool:
+    """True when the ``openvino`` package can be imported."""
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _read_info(path: Path, config: DetectorConfig) -> tuple[ModelInfo, bool]:
+    """The model's metadata and whether its height and width are dynamic."""
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - onnxruntime raises untyped pybind errors
+        raise ModelLoadError(f"cannot load model {path}: {str(exc).strip()[:300]}") from None
+    shape = session.get_inputs()[0].shape
+    fixed_hw = (shape[2], shape[3]) if isinstance(shape[2], int) and isinstance(shape[3], int) else None
+    props = dict(session.get_modelmeta().custom_metadata_map)
+    info = parse_ultralytics_metadata(props, source=path.name, fallback_hw=fixed_hw, digest=file_digest(path))
+    return info, fixed_hw is None
+
+
+class OpenVinoDetector:
+    """A YOLO detector (ultralytics ONNX export, NMS not embedded) run by OpenVINO on the CPU.
+
+    Same contract as ``OnnxDetector``: images of any size in, boxes in each image's
+    pixels out; dynamic-shape models are padded only to the stride multiple. Not
+    thread-safe: one analysis thread calls ``detect``.
+
+    Example:
+        >>> detector = OpenVinoDetector(Path("model.onnx"), DetectorConfig())
+        >>> [dets] = detector.detect([image_bgr])
+    """
+
+    def __init__(self, path: Path, config: DetectorConfig | None = None) -> None:
+        """Compile the model for the CPU.
+
+        Raises:
+            ModelLoadError: The file is missing, OpenVINO is not installed or cannot compile it.
+            ModelMetadataError: It lacks class names or an input size, or is not a detector.
+        """
+        self.path = Path(path)
+        self.config = config or DetectorConfig()
+        if not self.path.is_file():
+            raise ModelLoadError(f"model file not found: {self.path}")
+        try:
+            import openvino as ov
+        except ImportError:
+            raise ModelLoadError(
+                "backend 'openvino' needs the openvino package (pip install 'anjian[openvino]')"
+            ) from None
+        self.info, is_dynamic_hw = _read_info(self.path, self.config)
+        self._stride = self.info.stride if is_dynamic_hw and self.config.minimal_padding else None
+        properties: dict[str, Any] = {"PERFORMANCE_HINT": "THROUGHPUT", "INFERENCE_PRECISION_HINT": "f32"}
+        if self.config.intra_op_threads:
+            properties["INFERENCE_NUM_THREADS"] = self.config.intra_op_threads
+        try:
+            core = ov.Core()
+            self._compiled = core.compile_model(core.read_model(str(self.path)), "CPU", properties)
+        except Exception as exc:  # noqa: BLE001 - OpenVINO raises untyped runtime errors
+            raise ModelLoadError(f"OpenVINO cannot compile {self.path}: {str(exc).strip()[:300]}") from None
+        self._request = self._compiled.create_infer_request()
+        logger.info(
+            "loaded %s with OpenVINO (%d classes, input %s%s)",
+            self.info.version,
+            len(self.info.class_names),
+            self.info.input_hw,
+            " dynamic" if is_dynamic_hw else "",
+        )
+
+    @property
+    def class_names(self) -> dict[int, str]:
+        """Class id to name, from the model's metadata."""
+        return self.info.class_names
+
+    @property
+    def version(self) -> str:
+        """Version string recorded in events."""
+        return self.info.version
+
+    def detect(self, images: Sequence[Any]) -> list[Detections]:
+        """Detect objects in each ``(h, w, 3) uint8`` BGR image (numpy; tensors are downloaded)."""
+        if not images:
+            return []
+        host = [im if isinstance(im, np.ndarray) else im.cpu().numpy() for im in images]
+        raw = detect_on_host(host, self.info, self._stride, self.config, self._infer)
+        results = []
+        for (xyxy, confidence, class_id, transform), image in zip(raw, host, strict=True):
+            xyxy = transform.boxes_to_original(xyxy, (image.shape[1], image.shape[0]))
+            results.append(
+                Detections(xyxy=xyxy, confidence=confidence, class_id=class_id, class_names=self.class_names)
+            )
+        return results
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        outputs = self._request.infer({0: batch})
+        return np.asarray(outputs[self._compiled.output(0)])

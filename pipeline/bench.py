@@ -1,0 +1,387 @@
+"""``anjian bench pipeline``: analysed frames/s, latency, CPU and memory of the engine vs the naive loop.
+
+Every phase runs in its own fresh process (so CPU %, RSS and imports are its own),
+over ``cameras`` copies of one video file, for ``seconds`` after a short warm-up:
+
+- **naive**: what a user would write first: one ``cv2.VideoCapture`` per camera,
+  read in turn in one loop, and ``ultralytics.YOLO(model).predict`` on every frame,
+  as fast as it goes; same model and input size;
+- **anjian**: ``PipelineRunner`` (one PyAV reader per camera, cross-camera batches,
+  OpenVINO when installed else ONNX Runtime, ByteTrack, the rules) with every camera offering *every* frame of its
+  file at the file's own pace, more than the machine can analyse: analysed frames/s
+  is its capacity, the rest is dropped (newest frame wins), never queued;
+- **anjian onnxruntime** (on request): the same with ONNX Runtime instead of OpenVINO;
+- **anjian + motion gate**: the same with motion gating on (frames whose inference
+  was skipped still reach the tracker and rules: analysed, not inferred);
+- **anjian real time**: files paced like live cameras at ``analysis_fps``: latency
+  from capture to rule result, and frames dropped.
+
+Files are always paced for anjian: a file read as fast as it decodes would make its
+reader race ahead and burn a core decoding frames nobody analyses, which no live
+camera does.
+
+ultralytics (the ``train`` extra) is imported by the naive phase only. A ``.pt``
+model is exported once to a dynamic-shape ONNX file for anjian; an ``.onnx`` model
+is used by both sides as it is.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import resource
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["DEFAULT_PHASES", "BenchPhase", "PipelineBenchReport", "run_pipeline_bench"]
+
+_WARMUP_S = 4.0
+DEFAULT_PHASES = ("naive", "anjian", "anjian + motion gate", "anjian real time")
+_KNOWN_PHASES = (*DEFAULT_PHASES, "anjian onnxruntime")
+_MB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class BenchPhase:
+    """What one phase measured.
+
+    Attributes:
+        name: Phase label.
+        analysed_fps: Frames whose detections reached the rules (or ``predict``), per second.
+        inferred_fps: Frames the detector ran on, per second.
+        cpu_percent: Process CPU time over wall time, in % of one core.
+        rss_mb: Resident memory at the end, MB.
+        rss_per_camera_mb: (RSS at the end - RSS before the cameras started) / cameras.
+        latency_p50_s: Capture → rule result, median (real-time phase only).
+        latency_p95_s: The same, 95th percentile.
+        dropped: Frames sampled but never analysed (replaced by newer ones, or stale).
+        mean_batch: Frames per detector batch.
+    """
+
+    name: str
+    analysed_fps: float
+    inferred_fps: float
+    cpu_percent: float
+    rss_mb: float
+    rss_per_camera_mb: float
+    latency_p50_s: float | None = None
+    latency_p95_s: float | None = None
+    dropped: int = 0
+    mean_batch: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineBenchReport:
+    """All phases of one run, and the settings they shared."""
+
+    cameras: int
+    model: str
+    video: str
+    analysis_fps: float
+    seconds: float
+    phases: list[BenchPhase]
+
+    def phase(self, name: str) -> BenchPhase | None:
+        """The phase called ``name``, if it ran."""
+        return next((p for p in self.phases if p.name == name), None)
+
+    def render(self) -> str:
+        """A plain-text table and the ratios against the naive baseline."""
+
+        def opt(value: float | None, fmt: str) -> str:
+            return "-" if value is None else format(value, fmt)
+
+        lines = [
+            (
+                f"anjian bench pipeline: {self.cameras} cameras x {Path(self.video).name}, model {self.model}, "
+                f"every frame offered ({self.analysis_fps:g} fps per camera in real time), {self.seconds:g} s per phase"
+            ),
+            (
+                f"{'phase':<24}{'analysed/s':>11}{'inferred/s':>11}{'CPU %':>7}{'RSS MB':>8}{'MB/cam':>8}"
+                f"{'p50 s':>7}{'p95 s':>7}{'dropped':>9}{'batch':>7}"
+            ),
+        ]
+        for p in self.phases:
+            lines.append(
+                f"{p.name:<24}{p.analysed_fps:>11.2f}{p.inferred_fps:>11.2f}{p.cpu_percent:>7.0f}"
+                f"{p.rss_mb:>8.0f}{p.rss_per_camera_mb:>8.1f}{opt(p.latency_p50_s, '.2f'):>7}"
+                f"{opt(p.latency_p95_s, '.2f'):>7}{p.dropped:>9}{p.mean_batch:>7.1f}"
+            )
+        naive = self.phase("naive")
+        if naive is not None and naive.analysed_fps > 0:
+            for p in self.phases:
+                if p.name.startswith("anjian") and "real time" not in p.name:
+                    lines.append(
+                        f"ratio {p.name} / naive: {p.analysed_fps / naive.analysed_fps:.2f}x analysed frames/s"
+                    )
+        return "\n".join(lines)
+
+
+def _rss_mb() -> float:
+    """Current resident memory of this process (Linux ``/proc``; peak elsewhere), MB."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _cpu_s() -> float:
+    """CPU seconds of this process, all threads, user + system."""
+    return time.process_time()
+
+
+def _naive_phase(model: str, video: str, cameras: int, analysis_fps: float, seconds: float) -> BenchPhase:
+    """One ``cv2.VideoCapture`` per camera, read in turn; ``YOLO.predict`` on every sampled frame."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    import cv2
+    from ultralytics import YOLO
+
+    from models.loader import load_detector
+
+    reference: Any = load_detector(model)
+    imgsz = list(reference.info.input_hw)  # the model's own input size
+    del reference
+    yolo = YOLO(_with_fixed_batch(Path(model)), task="detect")
+    captures = [cv2.VideoCapture(video) for _ in range(cameras)]
+    step = max(1, round(captures[0].get(cv2.CAP_PROP_FPS) / analysis_fps))
+    counts = [0] * cameras
+
+    def sampled_frame(i: int) -> Any:
+        while True:
+            ok, frame = captures[i].read()
+            if not ok:  # end of file: loop it
+                captures[i].set(cv2.CAP_PROP_POS_FRAMES, 0)
+                continue
+            counts[i] += 1
+            if counts[i] % step == 0:
+                return frame
+
+    yolo.predict(sampled_frame(0), imgsz=imgsz, verbose=False)  # load and warm up
+    rss_before = _rss_mb()
+
+    def run_for(duration_s: float) -> int:
+        analysed, until = 0, time.monotonic() + duration_s
+        while time.monotonic() < until:
+            for i in range(cameras):
+                yolo.predict(sampled_frame(i), imgsz=imgsz, verbose=False)
+                analysed += 1
+        return analysed
+
+    run_for(_WARMUP_S)
+    started, cpu_started = time.monotonic(), _cpu_s()
+    analysed = run_for(seconds)
+    wall = time.monotonic() - started
+    return BenchPhase(
+        name="naive",
+        analysed_fps=analysed / wall,
+        inferred_fps=analysed / wall,
+        cpu_percent=100 * (_cpu_s() - cpu_started) / wall,
+        rss_mb=_rss_mb(),
+        rss_per_camera_mb=(_rss_mb() - rss_before) / cameras,
+    )
+
+
+def _with_fixed_batch(path: Path) -> str:
+    """An ONNX file with a fixed H x W but a dynamic batch, saved with batch 1 (same weights).
+
+    ultralytics takes a dynamic batch for a dynamic shape and letterboxes to a smaller
+    rectangle, which such a model refuses; with batch 1 it letterboxes to the full input.
+    """
+    if path.suffix != ".onnx":
+        return str(path)
+    import onnx
+
+    model = onnx.load(str(path))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    if not (dims[0].dim_param and dims[2].dim_value and dims[3].dim_value):
+        return str(path)
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_value = 1
+    fixed = Path(tempfile.mkdtemp(prefix="anjian-naive-")) / path.name
+    onnx.save(model, str(fixed))
+    return str(fixed)
+
+
+class _CountingSink:
+    def __init__(self) -> None:
+        self.events = 0
+
+    def publish(self, event: object) -> None:
+        self.events += 1
+
+
+def _anjian_phase(
+    name: str,
+    model: str,
+    video: str,
+    cameras: int,
+    analysis_fps: float,
+    seconds: float,
+    *,
+    realtime: bool,
+    gated: bool,
+) -> BenchPhase:
+    """``PipelineRunner`` over ``cameras`` copies of ``video``, measured after a warm-up."""
+    import numpy as np
+
+    from models.config import DetectorConfig
+    from models.loader import load_detector
+    from pipeline.config import BehavioursConfig, CameraPipelineConfig, OpenFlameConfig
+    from pipeline.engine_config import EngineConfig, MotionGateConfig
+    from pipeline.runner import CameraAssignment, PipelineRunner
+
+    backend = "onnxruntime" if "onnxruntime" in name else "auto"
+    detector = load_detector(model, DetectorConfig(backend=backend))
+    detector.detect([np.zeros((360, 640, 3), np.uint8)])  # warm up ONNX Runtime
+    rss_before = _rss_mb()
+    engine = EngineConfig(motion_gate=MotionGateConfig(enabled=gated))
+    assignments = [
+        CameraAssignment(
+            "bench",
+            CameraPipelineConfig(
+                id=f"cam-{i}",
+                url=video,
+                analysis_fps=analysis_fps,
+                realtime=realtime,
+                loop=True,
+                behaviours=BehavioursConfig(open_flame=OpenFlameConfig()),
+                engine=engine,
+            ),
+        )
+        for i in range(cameras)
+    ]
+    runner = PipelineRunner(
+        "bench", assignments, detector, _CountingSink(), max_batch=max(1, min(cameras, 8))
+    )
+    runner.start()
+    time.sleep(_WARMUP_S)
+    before, cpu_started, started = runner.stats(), _cpu_s(), time.monotonic()
+    time.sleep(seconds)
+    after, wall = runner.stats(), time.monotonic() - started
+    cpu = 100 * (_cpu_s() - cpu_started) / wall
+    rss = _rss_mb()
+    runner.stop()
+    batches = after.batcher.batches - before.batcher.batches
+    return BenchPhase(
+        name=name,
+        analysed_fps=(after.frames_analysed - before.frames_analysed) / wall,
+        inferred_fps=(after.frames_inferred - before.frames_inferred) / wall,
+        cpu_percent=cpu,
+        rss_mb=rss,
+        rss_per_camera_mb=(rss - rss_before) / cameras,
+        latency_p50_s=after.latency_p50_s,
+        latency_p95_s=after.latency_p95_s,
+        dropped=after.frames_dropped - before.frames_dropped,
+        mean_batch=(after.batcher.frames - before.batcher.frames) / batches if batches else 0.0,
+    )
+
+
+def _export_onnx(pt_path: Path, imgsz: int, out_dir: Path) -> Path:
+    """Export a copy of ``pt_path`` (ultralytics writes next to its input) to a dynamic-shape ONNX."""
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    import shutil
+
+    from ultralytics import YOLO
+
+    copy = Path(shutil.copy2(pt_path, out_dir / pt_path.name))
+    return Path(YOLO(str(copy)).export(format="onnx", dynamic=True, imgsz=imgsz, simplify=False))
+
+
+def _video_fps(video: Path) -> float:
+    import av
+
+    with av.open(str(video)) as container:
+        rate = container.streams.video[0].average_rate
+    return float(rate) if rate else 25.0
+
+
+def _in_child(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run one phase in a fresh process (spawned: nothing inherited)."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(function, *args, **kwargs).result()
+
+
+def run_pipeline_bench(
+    *,
+    cameras: int,
+    model: str,
+    video: Path | None = None,
+    analysis_fps: float = 2.0,
+    seconds: float = 20.0,
+    phases: tuple[str, ...] = DEFAULT_PHASES,
+    progress: Callable[[str], None] | None = None,
+) -> PipelineBenchReport:
+    """Measure the phases and return the report (see the module docstring).
+
+    Args:
+        cameras: Number of cameras, each reading its own copy of ``video``.
+        model: ``.pt``, ``.onnx`` or ``builtin:NAME``; the naive loop runs it with ultralytics.
+        video: Footage; a synthetic 30 s clip (640x360, 10 fps) is written when ``None``.
+        analysis_fps: Frames analysed per second and camera in the real-time phase
+            (the other phases offer every frame of the file).
+        seconds: Measured seconds per phase (after a warm-up).
+        phases: Which phases to run.
+        progress: Called with a line before each phase.
+
+    Raises:
+        ValueError: ``cameras`` or ``seconds`` is not positive.
+    """
+    if cameras < 1 or seconds <= 0:
+        raise ValueError(f"cameras must be >= 1 and seconds > 0, got {cameras} and {seconds}")
+    unknown = [p for p in phases if p not in _KNOWN_PHASES]
+    if unknown:
+        raise ValueError(f"unknown phase(s) {unknown}; known: {list(_KNOWN_PHASES)}")
+    from models.registry import resolve_model_path
+
+    say = progress or (lambda _line: None)
+    with tempfile.TemporaryDirectory(prefix="anjian-bench-") as tmp:
+        folder = Path(tmp)
+        if video is None:
+            from datasets.synthetic import write_demo_video
+
+            video = write_demo_video(folder / "demo.mp4", seconds=30, fps=10, size_wh=(640, 360))
+        model_path = resolve_model_path(model)
+        engine_model = model_path
+        if model_path.suffix == ".pt":
+            say(f"exporting {model_path.name} to ONNX (dynamic shape) for anjian")
+            engine_model = _in_child(_export_onnx, model_path, 640, folder)
+        file_fps = _video_fps(video)
+        results: list[BenchPhase] = []
+        for name in phases:
+            say(f"phase {name!r}: {seconds:g} s after {_WARMUP_S:g} s warm-up")
+            if name == "naive":
+                results.append(
+                    _in_child(_naive_phase, str(model_path), str(video), cameras, file_fps, seconds)
+                )
+                continue
+            is_real_time = "real time" in name
+            results.append(
+                _in_child(
+                    _anjian_phase,
+                    name,
+                    str(engine_model),
+                    str(video),
+                    cameras,
+                    analysis_fps if is_real_time else file_fps,
+                    seconds,
+                    realtime=True,
+                    gated="motion" in name,
+                )
+            )
+    return PipelineBenchReport(
+        cameras=cameras,
+        model=model,
+        video=str(video),
+        analysis_fps=analysis_fps,
+        seconds=seconds,
+        phases=results,
+    )
