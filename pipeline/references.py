@@ -11,8 +11,12 @@ reference follows slow lighting drift (``adapt_rate``).
 
 Limits, by design: an object already standing in a zone when the camera starts is
 learned as part of "clear" — the control room resets the reference
-(``CameraAnalyzer.reset_reference``) once the zone is really clear. Lights switched
-on or off change the whole image; the rules treat that like any other change.
+(``CameraAnalyzer.reset_reference``) once the zone is really clear. A lighting or
+exposure change larger than ``pixel_threshold`` (lights switched, a camera's
+auto-exposure reacting to a dark coat) looks like a change too: while the zone is
+clear and still, ``adapt_rate`` follows slow drift only. (Normalising by the
+brightness outside the zone was tried and made real footage worse: the saturated
+white walls of the test footage do not follow the floor's exposure.)
 """
 
 from __future__ import annotations
@@ -57,11 +61,13 @@ class ReferenceReading:
         changed_fraction: Share of the zone's visible pixels that differ from the reference, 0..1.
         visible_fraction: Share of the zone not masked out (people), 0..1.
         changed_xyxy_norm: Bounding box of the changed pixels, normalised, or ``None`` if none changed.
+        is_still: The zone did not change since the previous frame (nothing moving in it).
     """
 
     changed_fraction: float
     visible_fraction: float
     changed_xyxy_norm: tuple[float, float, float, float] | None = None
+    is_still: bool = True
 
 
 class ZoneReference:
@@ -150,7 +156,7 @@ class ZoneReference:
         if changed.any():
             rows, cols = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
             box = (cols[0] / w, rows[0] / h, (cols[-1] + 1) / w, (rows[-1] + 1) / h)
-        return ReferenceReading(fraction, visible_fraction, box)
+        return ReferenceReading(fraction, visible_fraction, box, is_still)
 
     def adopt(self, grey: np.ndarray, now: float) -> None:
         """Take ``grey`` as the reference now (the zone is known to be clean)."""

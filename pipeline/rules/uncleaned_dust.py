@@ -40,7 +40,8 @@ class UncleanedDustRule(BaseRule):
       darkens or lightens a floor and changes its texture. The score is checked at
       the end of each window of ``cleaning_schedule`` (at the first analysed frame
       after it, or on ``tick`` with the last one), or every ``check_interval_s``
-      without a schedule; a check finding ``score >= score_threshold`` raises. With a
+      without a schedule, once the zone is visible and still (nothing moving in
+      it); a check finding ``score >= score_threshold`` raises. With a
       cleaning schedule, the first check adopts the just-cleaned zone as the clean
       reference if none was learned; without one it is learned when first seen
       clear and still. While dirty, every frame re-scores the zone; the incident
@@ -157,7 +158,8 @@ class UncleanedDustRule(BaseRule):
         if can_score and reading is not None:
             state.score = reading.changed_fraction
             is_over = state.score >= cfg.score_threshold
-            if state.is_check_due:
+            # A check waits for a still zone: someone walking past, or a camera adjusting, is not dust.
+            if state.is_check_due and reading.is_still:
                 state.is_check_due = False
                 state.last_check_at = now
                 state.is_dirty = is_over and self.is_active(now)
