@@ -1,0 +1,87 @@
+"""Clean and compare normalised ``class, cx, cy, w, h`` boxes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from datasets.labels import Issue, IssueKind, Severity
+
+__all__ = ["clean_boxes", "iou_cxcywh"]
+
+_TOLERANCE = 1e-3  # rounding in exports: boxes this far outside [0, 1] are clipped without a word
+
+
+def iou_cxcywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of boxes given as ``(n, 4)`` and ``(m, 4)`` ``cx, cy, w, h`` arrays.
+
+    Returns:
+        ``(n, m) float32`` IoU matrix.
+    """
+    a_xyxy = np.concatenate([a[:, :2] - a[:, 2:] / 2, a[:, :2] + a[:, 2:] / 2], axis=1)
+    b_xyxy = np.concatenate([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], axis=1)
+    lt = np.maximum(a_xyxy[:, None, :2], b_xyxy[None, :, :2])
+    rb = np.minimum(a_xyxy[:, None, 2:], b_xyxy[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    area_a = a[:, 2] * a[:, 3]
+    area_b = b[:, 2] * b[:, 3]
+    union = area_a[:, None] + area_b[None, :] - inter
+    return (inter / np.maximum(union, 1e-12)).astype(np.float32)
+
+
+def clean_boxes(raw: np.ndarray, class_count: int, path: Path) -> tuple[np.ndarray, list[Issue]]:
+    """Drop or repair invalid boxes of one image and say what was done.
+
+    Unknown class ids and boxes without area are dropped (errors); boxes reaching out of
+    the image are clipped to it (warnings, silent within rounding); exact duplicates are
+    dropped (warnings).
+
+    Args:
+        raw: ``(n, 5)`` rows ``class_id, cx, cy, w, h``, normalised.
+        class_count: Number of classes the set names; ids must be in ``[0, class_count)``.
+        path: Label file (or annotation file) the rows came from, for the issues.
+
+    Returns:
+        The clean ``(k, 5) float32`` boxes and the issues found.
+    """
+    issues: list[Issue] = []
+    boxes = np.asarray(raw, np.float32).reshape(-1, 5)
+    if not len(boxes):
+        return boxes, issues
+    cls = boxes[:, 0]
+    bad_class = (cls < 0) | (cls >= class_count) | (cls != np.round(cls))
+    for row in boxes[bad_class]:
+        issues.append(
+            Issue(
+                IssueKind.UNKNOWN_CLASS,
+                Severity.ERROR,
+                path,
+                f"class id {row[0]:g} not in 0..{class_count - 1}",
+            )
+        )
+    boxes = boxes[~bad_class]
+    x1, y1 = boxes[:, 1] - boxes[:, 3] / 2, boxes[:, 2] - boxes[:, 4] / 2
+    x2, y2 = boxes[:, 1] + boxes[:, 3] / 2, boxes[:, 2] + boxes[:, 4] / 2
+    outside = (x1 < -_TOLERANCE) | (y1 < -_TOLERANCE) | (x2 > 1 + _TOLERANCE) | (y2 > 1 + _TOLERANCE)
+    x1, y1, x2, y2 = (np.clip(v, 0.0, 1.0) for v in (x1, y1, x2, y2))
+    no_area = ((x2 - x1) <= 0) | ((y2 - y1) <= 0) | ~np.isfinite(boxes).all(axis=1)
+    for row, gone in zip(boxes[outside | no_area], no_area[outside | no_area], strict=True):
+        what = "has no area inside the image; dropped" if gone else "reaches outside the image; clipped"
+        severity = Severity.ERROR if gone else Severity.WARNING
+        issues.append(
+            Issue(IssueKind.BOX_OUT_OF_RANGE, severity, path, f"box {row[1:].round(4).tolist()} {what}")
+        )
+    fixed = np.stack([boxes[:, 0], (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1], axis=1)[~no_area]
+    _, first = np.unique(np.round(fixed, 5), axis=0, return_index=True)
+    if len(first) < len(fixed):
+        issues.append(
+            Issue(
+                IssueKind.DUPLICATE_BOX,
+                Severity.WARNING,
+                path,
+                f"{len(fixed) - len(first)} duplicate box(es) dropped",
+            )
+        )
+        fixed = fixed[np.sort(first)]
+    return fixed.astype(np.float32), issues

@@ -1,0 +1,228 @@
+"""``anjian dataset ...``: import, validate, merge, split and count labelled sets.
+
+The commands are mounted on the ``anjian`` CLI by ``service/cli.py``; they use only
+``datasets`` (no torch). Progress bars go to stderr, tables and JSON to stdout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from datasets.checks import validate_set
+from datasets.classmap import load_class_map
+from datasets.coco import load_coco_set
+from datasets.errors import DatasetError
+from datasets.labels import DetectionSet
+from datasets.merge import merge_sets
+from datasets.split import split_by_group
+from datasets.stats import class_stats
+from datasets.yolo import LinkMode, load_yolo_set, write_yolo_set
+
+__all__ = ["dataset_app", "load_any", "rich_progress"]
+
+T = TypeVar("T")
+
+dataset_app = typer.Typer(
+    help="Import, check, merge, split and count labelled image sets.", no_args_is_help=True
+)
+_err = Console(stderr=True)
+_out = Console()
+
+
+def rich_progress(items: Iterable[T], description: str, total: int) -> Iterator[T]:
+    """A :class:`datasets.labels.ProgressFn` drawing a rich progress bar on stderr."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=_err, transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        for item in items:
+            yield item
+            progress.advance(task)
+
+
+def _fail(message: str) -> typer.Exit:
+    """Print an error and return the exit to raise."""
+    _err.print(f"[red]{message}[/red]")
+    return typer.Exit(2)
+
+
+def load_any(
+    source: Path, *, name: str | None = None, images: Path | None = None, split: str = "train"
+) -> DetectionSet:
+    """Read a YOLO set (``data.yaml`` or its folder) or a COCO JSON file (with ``images``).
+
+    Raises:
+        DatasetError: The set cannot be read.
+    """
+    if source.suffix.lower() == ".json":
+        if images is None:
+            raise DatasetError(
+                f"{source}: a COCO file needs --images (the folder its file_name entries are in)"
+            )
+        return load_coco_set({split: (source, images)}, name=name or source.stem, progress=rich_progress)
+    return load_yolo_set(source, name=name, progress=rich_progress)
+
+
+SourceArg = Annotated[Path, typer.Argument(help="A YOLO data.yaml (or its folder), or a COCO JSON file.")]
+ImagesOpt = Annotated[Path | None, typer.Option(help="COCO only: folder of the images.")]
+SplitOpt = Annotated[str, typer.Option(help="COCO only: split the JSON file holds.")]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON here.")]
+
+
+@dataset_app.command("import")
+def import_command(
+    source: SourceArg,
+    out: Annotated[Path, typer.Option(help="Folder to write the YOLO set into.")],
+    images: ImagesOpt = None,
+    split: SplitOpt = "train",
+    name: Annotated[str | None, typer.Option(help="Name of the set (default: folder or file name).")] = None,
+    link: Annotated[str, typer.Option(help="symlink, hardlink or copy the images.")] = "copy",
+) -> None:
+    """Read a YOLO or COCO-JSON set, repair what can be repaired, and write a clean YOLO set."""
+    if link not in ("symlink", "hardlink", "copy"):
+        raise _fail(f"--link must be symlink, hardlink or copy, got {link!r}")
+    try:
+        dataset = load_any(source, name=name, images=images, split=split)
+    except DatasetError as exc:
+        raise _fail(str(exc)) from None
+    link_mode: LinkMode = link  # type: ignore[assignment]
+    data_yaml = write_yolo_set(dataset, out, link=link_mode, progress=rich_progress)
+    errors = sum(1 for i in dataset.issues if i.severity.value == "error")
+    _out.print(
+        f"{dataset.name}: {len(dataset)} images, {dataset.box_count()} boxes, {len(dataset.class_names)} classes "
+        f"-> {data_yaml} ({len(dataset.issues)} issue(s), {errors} error(s); see `anjian dataset validate`)"
+    )
+
+
+@dataset_app.command("validate")
+def validate_command(
+    source: SourceArg,
+    images: ImagesOpt = None,
+    split: SplitOpt = "train",
+    json_out: JsonOpt = None,
+    show: Annotated[int, typer.Option(help="Issues to list (the counts cover all).")] = 20,
+    is_quick: Annotated[
+        bool, typer.Option("--quick", help="Do not decode images (only check they are not empty).")
+    ] = False,
+) -> None:
+    """Report missing images, bad boxes, unknown classes, duplicates, empty files; exit 1 on errors."""
+    try:
+        dataset = load_any(source, images=images, split=split)
+    except DatasetError as exc:
+        raise _fail(str(exc)) from None
+    report = validate_set(dataset, is_decoding_images=not is_quick, progress=rich_progress)
+    table = Table(title=f"{report.set_name}: {report.images} images, {report.boxes} boxes")
+    for column in ("severity", "issue", "count"):
+        table.add_column(column)
+    for (severity, kind), count in sorted(report.counts().items()):
+        table.add_row(severity, kind, str(count))
+    _out.print(
+        table
+        if report.issues
+        else f"{report.set_name}: {report.images} images, {report.boxes} boxes, no issues"
+    )
+    order = {"error": 0, "warning": 1, "info": 2}
+    for issue in sorted(report.issues, key=lambda i: order[i.severity.value])[:show]:
+        _out.print(f"  {issue.severity.value:7} {issue.kind.value:20} {issue.path}  {issue.detail}")
+    if json_out:
+        json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    if report.has_errors:
+        raise typer.Exit(1)
+
+
+@dataset_app.command("merge")
+def merge_command(
+    sources: Annotated[list[Path], typer.Argument(help="YOLO data.yaml files (or folders) to merge.")],
+    class_map: Annotated[
+        Path, typer.Option("--class-map", help="Class map YAML (see datasets/maps/anjian.yaml).")
+    ],
+    out: Annotated[Path, typer.Option(help="Folder to write the merged YOLO set into.")],
+    link: Annotated[str, typer.Option(help="symlink, hardlink or copy the images.")] = "symlink",
+    by_source: Annotated[bool, typer.Option(help="One sub-folder per source in each split.")] = True,
+    json_out: JsonOpt = None,
+) -> None:
+    """Map several sets onto one taxonomy through a class map and write them as one set."""
+    try:
+        mapping = load_class_map(class_map)
+        sets = [load_yolo_set(s, progress=rich_progress) for s in sources]
+        merged, report = merge_sets(sets, mapping, progress=rich_progress)
+    except (DatasetError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    data_yaml = write_yolo_set(merged, out, link=link, by_source=by_source, progress=rich_progress)  # type: ignore[arg-type]
+    table = Table(title=f"merged into {list(mapping.classes)}")
+    for column in ("set", "class", "->", "boxes", "kept"):
+        table.add_column(column)
+    for row in report.rows:
+        table.add_row(
+            row.set_name, row.source_class, row.target or "(dropped)", str(row.boxes), str(row.kept)
+        )
+    _out.print(table)
+    for name, labelled in merged.labelled_classes.items():
+        missing = [c for c in mapping.classes if c not in labelled]
+        if missing:
+            _out.print(f"  {name} never labels {missing}: those objects are unlabelled there, not background")
+    _out.print(f"-> {data_yaml}")
+    if json_out:
+        json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+
+
+@dataset_app.command("split")
+def split_command(
+    source: SourceArg,
+    out: Annotated[Path, typer.Option(help="Folder to write the re-split YOLO set into.")],
+    val: Annotated[float, typer.Option(help="Share of groups for val.")] = 0.15,
+    test: Annotated[float, typer.Option(help="Share of groups for test.")] = 0.0,
+    seed: Annotated[int, typer.Option(help="Changes the assignment; same seed, same split.")] = 0,
+    link: Annotated[str, typer.Option(help="symlink, hardlink or copy the images.")] = "symlink",
+) -> None:
+    """Re-split a set by group: augmented copies (same name before `.rf.`) stay on one side."""
+    fractions = {"train": 1.0 - val - test, "val": val}
+    if test:
+        fractions["test"] = test
+    try:
+        dataset = load_yolo_set(source, progress=rich_progress)
+        resplit = split_by_group(dataset, fractions, seed=seed)
+    except (DatasetError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    data_yaml = write_yolo_set(resplit, out, link=link, progress=rich_progress)  # type: ignore[arg-type]
+    groups = {s: len({im.group for im in resplit.in_split(s)}) for s in resplit.splits}
+    sizes = ", ".join(f"{s}: {len(resplit.in_split(s))} images in {groups[s]} groups" for s in resplit.splits)
+    _out.print(f"{sizes} -> {data_yaml}")
+
+
+@dataset_app.command("stats")
+def stats_command(
+    source: SourceArg, images: ImagesOpt = None, split: SplitOpt = "train", json_out: JsonOpt = None
+) -> None:
+    """Boxes and images per class and split, median box size, share of tiny boxes."""
+    try:
+        dataset = load_any(source, images=images, split=split)
+    except DatasetError as exc:
+        raise _fail(str(exc)) from None
+    rows, totals = class_stats(dataset)
+    table = Table(
+        title=f"{dataset.name}: "
+        + ", ".join(f"{s} {n} images ({bg} background)" for s, (n, bg) in totals.items())
+    )
+    for column in ("split", "class", "boxes", "images", "median side", "< 1/32 side"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r.split, r.class_name, str(r.boxes), str(r.images), f"{r.median_side:.3f}", f"{r.small_share:.0%}"
+        )
+    _out.print(table)
+    if json_out:
+        payload = {
+            "totals": totals,
+            "classes": [dataclasses.asdict(r) for r in rows],
+        }
+        json_out.write_text(json.dumps(payload, indent=2) + "\n")
+

@@ -1,0 +1,48 @@
+"""A content digest of a YOLO set, recorded next to every model trained or evaluated on it."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import yaml
+
+from datasets.labels import ProgressFn, list_images, no_progress
+from datasets.yolo import label_path_for
+
+__all__ = ["dataset_digest"]
+
+
+def dataset_digest(data_yaml: Path, *, progress: ProgressFn = no_progress) -> str:
+    """SHA-256 over a YOLO set's class names and, per split, every image's bytes and label text.
+
+    Paths enter only relative to their split folder, so a moved or re-linked copy of the
+    same data has the same digest, and any relabelled box or swapped image changes it.
+
+    Args:
+        data_yaml: The set's ``data.yaml``.
+        progress: Wraps the per-image loop.
+
+    Returns:
+        ``sha256:<hex>``.
+    """
+    data_yaml = Path(data_yaml)
+    data = yaml.safe_load(data_yaml.read_text())
+    root = Path(data["path"]) if data.get("path") else data_yaml.parent
+    root = root if root.is_absolute() else data_yaml.parent / root
+    digest = hashlib.sha256()
+    digest.update(repr(list(data.get("names", []))).encode())
+    for split in ("train", "val", "test"):
+        if not data.get(split):
+            continue
+        entries = data[split] if isinstance(data[split], list) else [data[split]]
+        for entry in entries:
+            folder = root / str(entry)
+            images = list_images(folder) if folder.is_dir() else []
+            digest.update(f"\n[{split}:{entry}]".encode())
+            for image in progress(images, f"hash {split}", len(images)):
+                digest.update(str(image.relative_to(folder)).encode())
+                digest.update(hashlib.sha256(image.read_bytes()).digest())
+                label = label_path_for(image)
+                digest.update(label.read_bytes() if label.is_file() else b"-")
+    return f"sha256:{digest.hexdigest()}"

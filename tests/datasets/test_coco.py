@@ -1,0 +1,88 @@
+"""Reading COCO-JSON sets: real images with converted labels, and broken annotations."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from datasets.coco import load_coco_set
+from datasets.errors import DatasetFormatError
+from datasets.labels import IssueKind
+from datasets.yolo import load_yolo_set
+from tests.support.real_data import copy_yolo_sample
+
+
+def _to_coco(yolo_yaml: Path, split: str, out: Path) -> Path:
+    """Write a COCO JSON for one split of a YOLO set (category ids start at 1, as in COCO)."""
+    dataset = load_yolo_set(yolo_yaml)
+    images, annotations = [], []
+    for image_id, item in enumerate(dataset.in_split(split), start=1):
+        h, w = cv2.imread(str(item.image)).shape[:2]
+        images.append({"id": image_id, "file_name": item.image.name, "width": w, "height": h})
+        for c, cx, cy, bw, bh in item.boxes.tolist():
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(c) + 1,
+                    "bbox": [(cx - bw / 2) * w, (cy - bh / 2) * h, bw * w, bh * h],
+                    "iscrowd": 0,
+                }
+            )
+    categories = [{"id": i + 1, "name": n} for i, n in enumerate(dataset.class_names)]
+    out.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return out
+
+
+def test_real_forklift_sample_as_coco_gives_the_yolo_boxes(tmp_path: Path) -> None:
+    yolo_yaml = copy_yolo_sample("forklift_person", tmp_path / "fp", per_split=4)
+    coco_json = _to_coco(yolo_yaml, "val", tmp_path / "val.json")
+
+    dataset = load_coco_set({"val": (coco_json, tmp_path / "fp" / "images" / "val")}, name="fp")
+    reference = load_yolo_set(yolo_yaml).in_split("val")
+
+    assert dataset.class_names == ("forklift", "person")
+    assert [im.image.name for im in dataset] == [im.image.name for im in reference]
+    for mine, theirs in zip(dataset, reference, strict=True):
+        np.testing.assert_allclose(mine.boxes, theirs.boxes, atol=1e-4)
+    assert not dataset.issues
+
+
+def test_broken_coco_annotations_are_reported(tmp_path: Path) -> None:
+    images_dir = tmp_path / "images"
+    images_dir.mkdir()
+    cv2.imwrite(str(images_dir / "a.jpg"), np.zeros((100, 200, 3), np.uint8))
+    data = {
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "width": 200, "height": 100},
+            {"id": 2, "file_name": "gone.jpg", "width": 200, "height": 100},
+        ],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 5, "bbox": [10, 10, 50, 50]},
+            {"id": 2, "image_id": 1, "category_id": 9, "bbox": [10, 10, 50, 50]},
+            {"id": 3, "image_id": 1, "category_id": 5, "bbox": [10, 10]},
+            {"id": 4, "image_id": 1, "category_id": 5, "bbox": [0, 0, 200, 100], "iscrowd": 1},
+            {"id": 5, "image_id": 7, "category_id": 5, "bbox": [1, 1, 2, 2]},
+        ],
+        "categories": [{"id": 5, "name": "fire"}],
+    }
+    (tmp_path / "a.json").write_text(json.dumps(data))
+
+    dataset = load_coco_set({"train": (tmp_path / "a.json", images_dir)}, name="broken")
+
+    kinds = sorted(i.kind.value for i in dataset.issues)
+    assert kinds == sorted(
+        [IssueKind.UNKNOWN_CLASS, IssueKind.MALFORMED_LINE, IssueKind.MISSING_IMAGE, IssueKind.MISSING_IMAGE]
+    )
+    [item] = dataset.images
+    np.testing.assert_allclose(item.boxes, [[0, 35 / 200, 35 / 100, 50 / 200, 50 / 100]], atol=1e-6)
+
+
+def test_not_a_coco_file_raises(tmp_path: Path) -> None:
+    (tmp_path / "x.json").write_text('{"images": 3}')
+    with pytest.raises(DatasetFormatError, match="needs 'images' and 'categories'"):
+        load_coco_set({"train": (tmp_path / "x.json", tmp_path)}, name="x")

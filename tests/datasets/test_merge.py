@@ -1,0 +1,124 @@
+"""Class maps and merging: real hospital labels onto anjian's taxonomy, overlap rules, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from datasets.classmap import ClassMap, OverlapPolicy, load_class_map
+from datasets.errors import ClassMapError
+from datasets.labels import DetectionSet, LabelledImage
+from datasets.merge import merge_sets, resolve_overlaps
+from datasets.yolo import load_yolo_set
+from tests.support.real_data import copy_yolo_sample
+
+ANJIAN_MAP = Path(__file__).resolve().parents[2] / "datasets" / "maps" / "anjian.yaml"
+
+
+def _set(name: str, classes: tuple[str, ...], rows: list[list[float]]) -> DetectionSet:
+    image = LabelledImage(Path(f"/x/{name}.jpg"), "train", np.array(rows, np.float32).reshape(-1, 5), name)
+    return DetectionSet(name=name, class_names=classes, images=[image], labelled_classes={name: classes})
+
+
+def test_real_fallen_patient_becomes_one_fallen_person_box(tmp_path: Path) -> None:
+    sample = load_yolo_set(copy_yolo_sample("fall_hospital", tmp_path / "fall_hospital", per_split=40))
+    fall_id = sample.class_names.index("fall")
+    with_fall = [im for im in sample if (im.class_ids == fall_id).any()]
+    if not with_fall:
+        pytest.skip("no 'fall' box among the first sample images")
+
+    merged, report = merge_sets([sample], load_class_map(ANJIAN_MAP))
+
+    index = {im.image: im for im in merged}
+    for item in with_fall:
+        out = index[item.image]
+        names = [merged.class_names[c] for c in out.class_ids]
+        assert names.count("fallen_person") == int((item.class_ids == fall_id).sum()) + int(
+            (item.class_ids == sample.class_names.index("lie")).sum()
+        )
+        assert "bed" not in names
+    rows = {r.source_class: r for r in report.rows}
+    assert rows["bed"].target is None and rows["bed"].kept == 0
+    assert rows["fall"].target == "fallen_person" and rows["fall"].kept == rows["fall"].boxes
+    assert rows["patient"].kept < rows["patient"].boxes  # the patient boxes under 'fall' were dropped
+    assert merged.labelled_classes == {"fall_hospital": ("person", "fallen_person")}
+
+
+@pytest.mark.parametrize(
+    ("rows", "kept"),
+    [
+        ([[0, 0.5, 0.5, 0.2, 0.4], [1, 0.5, 0.5, 0.2, 0.41]], [1]),
+        ([[0, 0.5, 0.5, 0.2, 0.4], [0, 0.5, 0.5, 0.2, 0.41]], [0]),
+        ([[0, 0.2, 0.5, 0.2, 0.4], [1, 0.7, 0.5, 0.2, 0.4]], [0, 1]),
+        ([[2, 0.5, 0.5, 0.2, 0.4], [0, 0.5, 0.5, 0.2, 0.4]], [2, 0]),
+    ],
+    ids=["priority-wins", "same-class-merged", "apart-kept", "outside-policy-kept"],
+)
+def test_overlapping_labels_of_one_object_resolve_by_priority(
+    rows: list[list[float]], kept: list[int]
+) -> None:
+    policy = OverlapPolicy(iou=0.7, priority=("fallen_person", "person"))
+    out = resolve_overlaps(np.array(rows, np.float32), ("person", "fallen_person", "fire"), policy)
+    assert out[:, 0].astype(int).tolist() == kept
+
+
+def test_merge_maps_names_drops_default_and_records_what_each_set_labels() -> None:
+    fire = _set(
+        "fire_smoke_cctv", ("Fire", "default", "smoke"), [[0, 0.5, 0.5, 0.1, 0.1], [1, 0.2, 0.2, 0.1, 0.1]]
+    )
+    cig = _set("cigarette", ("cigarette",), [[0, 0.5, 0.5, 0.05, 0.05]])
+
+    merged, report = merge_sets([fire, cig], load_class_map(ANJIAN_MAP))
+
+    assert merged.class_names[:5] == ("person", "fallen_person", "fire", "smoke", "cigarette")
+    by_source = {im.source: [merged.class_names[c] for c in im.class_ids] for im in merged}
+    assert by_source == {"fire_smoke_cctv": ["fire"], "cigarette": ["cigarette"]}
+    assert merged.labelled_classes["cigarette"] == ("cigarette",)  # persons there are unlabelled
+    assert {r.source_class: r.target for r in report.rows if r.set_name == "fire_smoke_cctv"} == {
+        "Fire": "fire",
+        "default": None,
+        "smoke": "smoke",
+    }
+
+
+def test_unmapped_class_is_an_error_when_the_map_says_so() -> None:
+    strict = ClassMap(classes=("fire",), unmapped="error")
+    with pytest.raises(ClassMapError, match="'flame' is not in the class map"):
+        merge_sets([_set("s", ("flame",), [])], strict)
+
+
+def test_sets_need_distinct_names() -> None:
+    with pytest.raises(ValueError, match="distinct names"):
+        merge_sets([_set("s", ("fire",), []), _set("s", ("fire",), [])], ClassMap(classes=("fire",)))
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("classes: [fire]\nmap: {Flame: flame}\n", "not in classes"),
+        ("classes: [fire, fire]\n", "repeat"),
+        ("classes: [fire]\nunmaped: drop\n", "unmaped"),
+        ("classes: []\n", "classes"),
+        ("classes: [fire]\noverlap: {priority: [smoke]}\n", "priority"),
+    ],
+    ids=["unknown-target", "repeated", "typo-key", "no-classes", "bad-priority"],
+)
+def test_invalid_class_map_file_is_rejected_with_its_path(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "map.yaml"
+    path.write_text(text)
+    with pytest.raises(ClassMapError, match=match):
+        load_class_map(path)
+
+
+def test_shipped_anjian_map_covers_every_public_set_class() -> None:
+    mapping = load_class_map(ANJIAN_MAP)
+    expected = {
+        ("fall_hospital", "lie"): "fallen_person",
+        ("fall_hospital", "wheelchair"): None,
+        ("forklift_person", "person"): "person",
+        ("pallet", "Wooden-Pallet"): "pallet",
+        ("fire_smoke_cctv", "Fire"): "fire",
+    }
+    assert {k: mapping.target_of(*k) for k in expected} == expected

@@ -1,0 +1,82 @@
+"""Group-aware splitting and per-class statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from datasets.labels import DetectionSet, LabelledImage
+from datasets.split import split_by_group
+from datasets.stats import class_stats
+from datasets.yolo import load_yolo_set
+from tests.support.real_data import copy_yolo_sample
+
+
+def _augmented_set(groups: int, copies: int) -> DetectionSet:
+    images = [
+        LabelledImage(
+            Path(f"/d/g{g}_jpg.rf.{c:04x}.jpg"), "train", np.array([[0, 0.5, 0.5, 0.1, 0.1]], np.float32), "d"
+        )
+        for g in range(groups)
+        for c in range(copies)
+    ]
+    return DetectionSet(name="d", class_names=("x",), images=images)
+
+
+def test_augmented_copies_never_straddle_splits() -> None:
+    resplit = split_by_group(_augmented_set(60, 3), {"train": 0.8, "val": 0.2}, seed=1)
+
+    splits_of = {}
+    for item in resplit:
+        splits_of.setdefault(item.group, set()).add(item.split)
+    assert all(len(s) == 1 for s in splits_of.values())
+    val_groups = sum(1 for s in splits_of.values() if s == {"val"})
+    assert 4 <= val_groups <= 24  # 20 % of 60 groups, give or take chance
+
+
+def test_split_is_stable_under_seed_and_when_images_are_added() -> None:
+    small = split_by_group(_augmented_set(30, 1), {"train": 0.7, "val": 0.3}, seed=3)
+    large = split_by_group(_augmented_set(60, 1), {"train": 0.7, "val": 0.3}, seed=3)
+    other_seed = split_by_group(_augmented_set(30, 1), {"train": 0.7, "val": 0.3}, seed=4)
+
+    assert [im.split for im in small] == [im.split for im in large][:30]
+    assert [im.split for im in small] != [im.split for im in other_seed]
+
+
+@pytest.mark.parametrize(
+    "fractions",
+    [{"train": 0.7, "val": 0.2}, {"train": 1.2, "val": -0.2}, {}],
+    ids=["short", "negative", "empty"],
+)
+def test_split_rejects_fractions_that_do_not_sum_to_one(fractions: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="sum to 1"):
+        split_by_group(_augmented_set(3, 1), fractions)
+
+
+def test_real_fall_hospital_train_resplit_keeps_groups_together(tmp_path: Path) -> None:
+    dataset = load_yolo_set(copy_yolo_sample("fall_hospital", tmp_path / "fh", per_split=30))
+    train_only = DetectionSet("fh", dataset.class_names, dataset.in_split("train"))
+    resplit = split_by_group(train_only, {"train": 0.5, "val": 0.5})
+    groups: dict[str, set[str]] = {}
+    for item in resplit:
+        groups.setdefault(item.group, set()).add(item.split)
+    assert max(len(s) for s in groups.values()) == 1
+    assert len(groups) < len(resplit)  # the sample really holds augmented copies
+
+
+def test_class_stats_count_boxes_images_and_backgrounds() -> None:
+    rows = np.array([[0, 0.5, 0.5, 0.5, 0.5], [0, 0.2, 0.2, 0.01, 0.01], [1, 0.5, 0.5, 0.2, 0.2]], np.float32)
+    images = [
+        LabelledImage(Path("/a.jpg"), "train", rows),
+        LabelledImage(Path("/b.jpg"), "train", np.zeros((0, 5), np.float32)),
+        LabelledImage(Path("/c.jpg"), "val", rows[2:]),
+    ]
+    stats, totals = class_stats(DetectionSet("s", ("person", "fire"), images))
+
+    by_key = {(s.split, s.class_name): s for s in stats}
+    assert totals == {"train": (2, 1), "val": (1, 0)}
+    assert (by_key["train", "person"].boxes, by_key["train", "person"].images) == (2, 1)
+    assert by_key["train", "person"].small_share == pytest.approx(0.5)
+    assert by_key["val", "person"].boxes == 0 and by_key["val", "fire"].median_side == pytest.approx(0.2)

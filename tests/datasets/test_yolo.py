@@ -1,0 +1,155 @@
+"""Reading, checking and writing YOLO sets: real samples and broken inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from datasets.checks import validate_set
+from datasets.errors import DatasetFormatError
+from datasets.labels import IssueKind, Severity, group_key
+from datasets.yolo import label_path_for, load_yolo_set, write_yolo_set
+from tests.support.real_data import copy_yolo_sample
+
+
+def _tiny_set(root: Path, labels: dict[str, str], *, names: tuple[str, ...] = ("fire", "smoke")) -> Path:
+    """A YOLO set whose train images are small grey JPEGs, one per label entry."""
+    for stem, text in labels.items():
+        image = root / "images" / "train" / f"{stem}.jpg"
+        image.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(image), np.full((32, 48, 3), 40 + 5 * len(stem), np.uint8))
+        label = root / "labels" / "train" / f"{stem}.txt"
+        label.parent.mkdir(parents=True, exist_ok=True)
+        label.write_text(text)
+    (root / "data.yaml").write_text(f"train: images/train\nnames: {list(names)}\n")
+    return root / "data.yaml"
+
+
+def test_real_fall_hospital_sample_loads_with_its_classes_and_groups(tmp_path: Path) -> None:
+    data_yaml = copy_yolo_sample("fall_hospital", tmp_path / "fh", per_split=6)
+    dataset = load_yolo_set(data_yaml)
+
+    assert dataset.name == "fh" and dataset.class_names[:3] == ("bed", "danger", "fall")
+    assert dataset.splits == ["train", "val"] and len(dataset) == 12
+    assert all(len(im.boxes) for im in dataset)  # every sample image has people or beds labelled
+    boxes = np.concatenate([im.boxes for im in dataset])
+    assert ((boxes[:, 1:] >= 0) & (boxes[:, 1:] <= 1)).all()
+    # the augmented copies of one photo share a group: name before '.rf.'
+    assert all(".rf." not in im.group and im.image.name.startswith(im.group) for im in dataset)
+    assert not [i for i in dataset.issues if i.severity is Severity.ERROR]
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "severity", "boxes_left"),
+    [
+        ("0 0.5 0.5 0.2 0.2\nnot a box\n", IssueKind.MALFORMED_LINE, Severity.ERROR, 1),
+        ("0 0.5 0.5 0.2\n", IssueKind.MALFORMED_LINE, Severity.ERROR, 0),
+        ("7 0.5 0.5 0.2 0.2\n", IssueKind.UNKNOWN_CLASS, Severity.ERROR, 0),
+        ("0 0.95 0.5 0.2 0.2\n", IssueKind.BOX_OUT_OF_RANGE, Severity.WARNING, 1),
+        ("0 1.5 0.5 0.2 0.2\n", IssueKind.BOX_OUT_OF_RANGE, Severity.ERROR, 0),
+        ("0 0.5 0.5 0.0 0.2\n", IssueKind.BOX_OUT_OF_RANGE, Severity.ERROR, 0),
+        ("1 0.5 0.5 0.2 0.2\n1 0.5 0.5 0.2 0.2\n", IssueKind.DUPLICATE_BOX, Severity.WARNING, 1),
+        ("", IssueKind.EMPTY_LABEL_FILE, Severity.INFO, 0),
+    ],
+    ids=[
+        "bad-line",
+        "four-fields",
+        "unknown-class",
+        "reaches-out",
+        "outside",
+        "no-area",
+        "duplicate",
+        "empty",
+    ],
+)
+def test_broken_label_file_is_reported_not_raised(
+    tmp_path: Path, text: str, kind: IssueKind, severity: Severity, boxes_left: int
+) -> None:
+    dataset = load_yolo_set(_tiny_set(tmp_path, {"a": text, "ok": "1 0.3 0.3 0.1 0.1\n"}))
+
+    found = [i for i in dataset.issues if i.kind is kind]
+    assert found and found[0].severity is severity and found[0].path.name == "a.txt"
+    by_stem = {im.image.stem: im for im in dataset}
+    assert len(by_stem["a"].boxes) == boxes_left
+    assert len(by_stem["ok"].boxes) == 1
+
+
+def test_clipped_box_stays_inside_the_image(tmp_path: Path) -> None:
+    dataset = load_yolo_set(_tiny_set(tmp_path, {"a": "0 0.95 0.5 0.2 0.2\n"}))
+    cx, _, w, _ = dataset.images[0].boxes[0, 1:]
+    assert cx + w / 2 == pytest.approx(1.0) and cx - w / 2 == pytest.approx(0.85)
+
+
+def test_label_without_image_and_image_without_label_are_reported(tmp_path: Path) -> None:
+    data_yaml = _tiny_set(tmp_path, {"a": "0 0.5 0.5 0.2 0.2\n", "b": "0 0.5 0.5 0.2 0.2\n"})
+    (tmp_path / "images" / "train" / "a.jpg").unlink()
+    (tmp_path / "labels" / "train" / "b.txt").unlink()
+
+    dataset = load_yolo_set(data_yaml)
+
+    kinds = {(i.kind, i.path.name) for i in dataset.issues}
+    assert (IssueKind.MISSING_IMAGE, "a.txt") in kinds
+    assert (IssueKind.MISSING_LABEL_FILE, "b.jpg") in kinds
+    assert [im.image.name for im in dataset] == ["b.jpg"]
+
+
+def test_validate_finds_unreadable_and_duplicate_images_and_groups_across_splits(tmp_path: Path) -> None:
+    data_yaml = _tiny_set(
+        tmp_path, {"x.rf.1": "0 0.5 0.5 0.2 0.2\n", "y": "0 0.5 0.5 0.2 0.2\n", "zz": "0 0.5 0.5 0.2 0.2\n"}
+    )
+    train = tmp_path / "images" / "train"
+    (train / "y.jpg").write_bytes(b"")  # empty file
+    (train / "zz.jpg").write_bytes((train / "x.rf.1.jpg").read_bytes())  # same bytes
+    for kind, suffix in (("images", ".jpg"), ("labels", ".txt")):  # an augmented copy of x in val
+        (tmp_path / kind / "val").mkdir(parents=True)
+        (tmp_path / kind / "val" / f"x.rf.2{suffix}").write_bytes(
+            (tmp_path / kind / "train" / f"x.rf.1{suffix}").read_bytes()
+        )
+    data_yaml.write_text(data_yaml.read_text() + "val: images/val\n")
+
+    report = validate_set(load_yolo_set(data_yaml))
+
+    kinds = {i.kind for i in report.issues}
+    assert {IssueKind.UNREADABLE_IMAGE, IssueKind.DUPLICATE_IMAGE, IssueKind.GROUP_ACROSS_SPLITS} <= kinds
+    assert report.has_errors
+    assert report.to_dict()["images"] == 4
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "match"),
+    [
+        ("train: images/train\n", "names"),
+        ("names: [a]\n", "no train/val/test"),
+        ("names: [a]\ntrain: nowhere\n", "neither a folder"),
+        ("names: {0: a, 2: b}\ntrain: images\n", "0..n-1"),
+        (": : :\n", "cannot read"),
+    ],
+    ids=["no-names", "no-splits", "missing-split", "gappy-ids", "not-yaml"],
+)
+def test_unreadable_description_raises_format_error(tmp_path: Path, yaml_text: str, match: str) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "data.yaml").write_text(yaml_text)
+    with pytest.raises(DatasetFormatError, match=match):
+        load_yolo_set(tmp_path / "data.yaml")
+
+
+def test_written_set_reads_back_identically_with_labels_where_ultralytics_looks(tmp_path: Path) -> None:
+    dataset = load_yolo_set(copy_yolo_sample("cigarette", tmp_path / "cig", per_split=3))
+
+    data_yaml = write_yolo_set(dataset, tmp_path / "out", link="symlink")
+    again = load_yolo_set(data_yaml)
+
+    assert again.class_names == dataset.class_names and again.splits == dataset.splits
+    for before, after in zip(dataset.images, again.images, strict=True):
+        np.testing.assert_allclose(before.boxes, after.boxes, atol=1e-6)
+        assert label_path_for(after.image).is_file()
+        assert after.image.is_symlink()
+    assert "path" not in data_yaml.read_text()
+
+
+def test_group_key_cuts_at_roboflow_mark() -> None:
+    assert group_key(Path("img_1_jpg.rf.abc.jpg")) == "img_1_jpg"
+    assert group_key(Path("plain.jpg")) == "plain"
