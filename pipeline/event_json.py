@@ -42,6 +42,8 @@ _FIELDS = (
     "model_version",
     "message",
     "snapshot_jpeg_b64",
+    "clip_mp4_b64",
+    "track_id",
 )
 
 
@@ -67,10 +69,24 @@ def event_to_json(event: Event) -> dict[str, Any]:
         "zone_id": event.zone_id,
         "model_version": event.model_version,
         "message": event.message,
-        "snapshot_jpeg_b64": None
-        if event.snapshot_jpeg is None
-        else base64.b64encode(event.snapshot_jpeg).decode("ascii"),
+        "snapshot_jpeg_b64": _b64(event.snapshot_jpeg),
+        "clip_mp4_b64": _b64(event.clip_mp4),
+        "track_id": event.track_id,
     }
+
+
+def _b64(data: bytes | None) -> str | None:
+    """Base64 text of evidence bytes, or ``None``."""
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def _evidence(data: dict[str, Any], key: str) -> bytes | None:
+    """Decode an optional base64 evidence field; ``ValueError`` naming it when malformed."""
+    text = _text(data, key, is_optional=True)
+    try:
+        return None if text is None else base64.b64decode(text, validate=True)
+    except binascii.Error as exc:
+        raise _invalid(f"{key}: not base64: {exc}") from exc
 
 
 def _invalid(message: str) -> ValueError:
@@ -131,11 +147,9 @@ def event_from_json(data: dict[str, Any]) -> Event:
     boxes_raw = data.get("boxes", [])
     if not isinstance(boxes_raw, list):
         raise _invalid(f"boxes: expected a list, got {boxes_raw!r}")
-    snapshot_b64 = _text(data, "snapshot_jpeg_b64", is_optional=True)
-    try:
-        snapshot = None if snapshot_b64 is None else base64.b64decode(snapshot_b64, validate=True)
-    except binascii.Error as exc:
-        raise ValueError(f"snapshot_jpeg_b64: not base64: {exc}") from exc
+    track_id = data.get("track_id")
+    if track_id is not None and (isinstance(track_id, bool) or not isinstance(track_id, int)):
+        raise _invalid(f"track_id: expected an integer or null, got {track_id!r}")
     ended_at = None if data.get("ended_at") is None else _number(data, "ended_at")
     return Event(
         id=str(_text(data, "id")),
@@ -153,5 +167,7 @@ def event_from_json(data: dict[str, Any]) -> Event:
         zone_id=_text(data, "zone_id", is_optional=True),
         model_version=_text(data, "model_version", is_optional=True) or "",
         message=_text(data, "message", is_optional=True) or "",
-        snapshot_jpeg=snapshot,
+        snapshot_jpeg=_evidence(data, "snapshot_jpeg_b64"),
+        clip_mp4=_evidence(data, "clip_mp4_b64"),
+        track_id=track_id,
     )

@@ -26,7 +26,7 @@ class SinkStats:
         stored: Revisions applied to the store.
         ignored: Stale or duplicate revisions the store ignored.
         failed: Revisions lost because storing them raised.
-        snapshot_failures: Snapshots that could not be written (the event was stored without one).
+        snapshot_failures: Snapshots or clips that could not be written (the event was stored without).
     """
 
     published: int = 0
@@ -118,9 +118,21 @@ class StoreSink:
             self._count(ignored=1)
             return result
         self._count(stored=1)
+        self._save_clip(event)
         if result.deliveries_enqueued and self._dispatcher is not None:
             self._dispatcher.wake()
         return result
+
+    def _save_clip(self, event: Event) -> None:
+        """Write the clip a revision brings and link it to the event; a failure keeps the event."""
+        if event.clip_mp4 is None:
+            return
+        try:
+            path = self._evidence.save_clip(event.camera_id, event.id, event.clip_mp4)
+            self._store.attach_clip(event.id, path)
+        except Exception:
+            self._count(snapshot_failures=1)
+            logger.exception("%s: cannot save the clip of event %s; the event keeps no clip", event.camera_id, event.id)
 
     def _save_snapshot(self, event: Event) -> str | None:
         """Write the revision's snapshot if it brings one and is not stale; ``None`` keeps the stored one."""

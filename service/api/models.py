@@ -133,6 +133,12 @@ class IngestEventIn(_Model):
     snapshot_jpeg_b64: Annotated[str, StringConstraints(max_length=16_000_000)] | None = Field(
         None, description="The snapshot JPEG, base64."
     )
+    clip_mp4_b64: Annotated[str, StringConstraints(max_length=200_000_000)] | None = Field(
+        None, description="The evidence clip (H.264 MP4), base64; usually on a later revision."
+    )
+    track_id: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | None = Field(
+        None, description="Tracker id of the person or object the incident is about."
+    )
 
 
 class IngestResult(_Model):

@@ -64,6 +64,8 @@ def test_event_json_round_trips_every_field() -> None:
 
     assert event_from_json(event_to_json(event)) == event
     assert event_from_json(event_to_json(make_event(snapshot_jpeg=None))).snapshot_jpeg is None
+    with_clip = make_event(revision=3, clip_mp4=b"\x00\x00\x00\x18ftypisom-clip-bytes", track_id=7)
+    assert event_from_json(event_to_json(with_clip)) == with_clip
 
 
 @pytest.mark.parametrize(
@@ -74,9 +76,11 @@ def test_event_json_round_trips_every_field() -> None:
         ({"started_at": float("nan")}, "started_at"),
         ({"boxes": [{"class_name": "fire", "confidence": 0.5, "xyxy_norm": [0, 0, 1]}]}, "xyxy_norm"),
         ({"snapshot_jpeg_b64": "@@"}, "base64"),
+        ({"clip_mp4_b64": "@@"}, "clip_mp4_b64: not base64"),
+        ({"track_id": "7"}, "track_id"),
         ({"surprise": 1}, "unknown field"),
     ],
-    ids=["version", "revision-type", "nan", "box", "base64", "extra"],
+    ids=["version", "revision-type", "nan", "box", "base64", "clip-base64", "track-type", "extra"],
 )
 def test_event_from_json_names_what_is_wrong(change: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -90,6 +90,20 @@ def test_new_revision_with_new_snapshot_replaces_it_and_stale_one_does_not(
     assert (sink.stats().published, sink.stats().stored, sink.stats().ignored) == (3, 2, 1)
 
 
+def test_clip_revision_is_stored_and_served(client: TestClient, sink: StoreSink) -> None:
+    event = make_event()
+    clip = b"\x00\x00\x00\x18ftypisom" + bytes(range(200))
+    sink.publish(event)
+    sink.publish(make_event(id=event.id, revision=2, snapshot_jpeg=None, clip_mp4=clip))
+
+    item = client.get(f"/events/{event.id}").json()
+    assert item["clip_url"] == f"/events/{event.id}/clip.mp4"
+    response = client.get(f"/events/{event.id}/clip.mp4")
+    assert response.status_code == 200
+    assert response.content == clip
+    assert client.get(f"/events/{event.id}/snapshot.jpg").content == event.snapshot_jpeg
+
+
 def test_filters_and_ordering_over_http(client: TestClient, sink: StoreSink) -> None:
     sink.publish(make_event(id="old", started_at=1_700_000_000.0, last_seen_at=1_700_000_000.0))
     sink.publish(
