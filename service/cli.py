@@ -47,6 +47,15 @@ app.add_typer(camera_app, name="camera")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(db_app, name="db")
 app.add_typer(bench_app, name="bench")
+# the analysts' loop (issue 7): these modules import neither torch nor ultralytics until a command runs
+from datasets.cli import dataset_app
+from training.cli import eval_command, export_command, models_app, train_command
+
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(models_app, name="models")
+app.command("train")(train_command)
+app.command("eval")(eval_command)
+app.command("export")(export_command)
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Site YAML file.")]
 LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")]
@@ -463,6 +472,150 @@ def replay(
         f"{video}: {report.frames} frames, {report.video_s:.1f} s of video in {report.wall_s:.1f} s "
         f"({report.speed:.1f}x); {report.incidents} incident(s), {report.events} event revision(s) -> {events}"
     )
+
+
+@dataset_app.command("harvest")
+def dataset_harvest(
+    config: ConfigOption,
+    out: Annotated[Path, typer.Option(help="Folder for hard_negatives/, to_label/ and manifest.jsonl.")],
+    camera: Annotated[str | None, typer.Option(help="Only this camera.")] = None,
+    since_days: Annotated[float | None, typer.Option(help="Only alerts started in the last N days.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many alerts.")] = 10000,
+) -> None:
+    """Judged alerts -> images: false alarms as hard negatives, confirmed (resolved) ones to label."""
+    from datasets.cli import rich_progress
+    from datasets.harvest import HarvestBox, HarvestItem, Verdict, write_harvest
+    from models.registry import resolve_model_path
+    from service.lifecycle import AlertState
+
+    loaded = _load(config)
+    store = _open_store(loaded)
+    items: list[HarvestItem] = []
+    try:
+        since = None if since_days is None else time.time() - since_days * 86400
+        cursor = None
+        while len(items) < limit:
+            page = store.list_events(
+                camera_id=camera,
+                states=(AlertState.FALSE_ALARM, AlertState.RESOLVED, AlertState.CLOSED),
+                since=since,
+                cursor=cursor,
+                limit=min(500, limit - len(items)),
+            )
+            for ev in page.items:
+                state = ev.state
+                if state is AlertState.CLOSED:  # closed after a false alarm or after being resolved
+                    trail = store.audit_trail(ev.id)
+                    state = next(
+                        (
+                            e.to_state
+                            for e in reversed(trail)
+                            if e.to_state in (AlertState.FALSE_ALARM, AlertState.RESOLVED)
+                        ),
+                        None,
+                    )
+                if state is None or ev.snapshot_path is None:
+                    continue
+                items.append(
+                    HarvestItem(
+                        event_id=ev.id,
+                        verdict=Verdict.FALSE_ALARM if state is AlertState.FALSE_ALARM else Verdict.CONFIRMED,
+                        image=loaded.storage.dir / ev.snapshot_path,
+                        camera_id=ev.camera_id,
+                        behaviour=ev.behaviour.value,
+                        started_at=ev.started_at,
+                        boxes=tuple(
+                            HarvestBox(b.class_name, b.confidence, tuple(b.xyxy_norm)) for b in ev.boxes
+                        ),
+                    )
+                )
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+    finally:
+        store.close()
+    try:
+        from models.onnx_detector import OnnxDetector
+
+        class_names = list(
+            OnnxDetector(resolve_model_path(loaded.model.path), loaded.model).class_names.values()
+        )
+    except ModelError:
+        class_names = sorted({b.class_name for item in items for b in item.boxes})
+    report = write_harvest(items, out, class_names, progress=rich_progress)
+    typer.echo(
+        f"{report.hard_negatives} hard negative(s), {report.to_label} image(s) to label -> {out}"
+        + (f"; {len(report.skipped)} alert(s) without a snapshot file skipped" if report.skipped else "")
+    )
+
+
+@app.command("eval-events")
+def eval_events(
+    spec: Annotated[Path, typer.Argument(help="YAML listing clips and the incidents each holds.")],
+    config: ConfigOption,
+    model: Annotated[str | None, typer.Option(help="Model to run instead of the site's.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON here.")] = None,
+    log_level: LogLevel = "WARNING",
+) -> None:
+    """Replay clips through the full pipeline; event precision, recall and time to alert per behaviour."""
+    import io
+
+    from models.onnx_detector import OnnxDetector
+    from models.registry import resolve_model_path
+    from pipeline.replay import replay_video
+    from training.event_eval import RaisedEvent, load_event_spec, score_clip, summarize
+
+    setup_logging(log_level)
+    loaded = _load(config)
+    cameras = {c.id: (w, c) for w, c in loaded.cameras()}
+    try:
+        plan = load_event_spec(spec)
+        detector = OnnxDetector(resolve_model_path(model or loaded.model.path), loaded.model)
+    except (ValueError, ModelError) as exc:
+        raise _fail(str(exc)) from None
+    scores = []
+    for clip in plan.clips:
+        if clip.camera not in cameras:
+            raise _fail(f"{spec}: no camera {clip.camera!r} in {config}")
+        workshop, camera_config = cameras[clip.camera]
+        raised: list[RaisedEvent] = []
+
+        def on_event(ev, sink: list[RaisedEvent] = raised) -> None:  # type: ignore[no-untyped-def]
+            if ev.revision == 1:
+                sink.append(RaisedEvent(ev.behaviour.value, ev.started_at))
+
+        try:
+            report = replay_video(
+                clip.video,
+                camera_config,
+                detector,
+                io.StringIO(),
+                site_id=loaded.site.id,
+                workshop_id=workshop.id,
+                time_zone=loaded.site.timezone,
+                start_at=0.0,
+                until_s=clip.until_s,
+                on_event=on_event,
+            )
+        except (CameraError, ValueError) as exc:
+            raise _fail(f"{clip.video}: {exc}") from None
+        scores.append(
+            score_clip(
+                str(clip.video), clip.expected, raised, tolerance_s=plan.tolerance_s, clip_s=report.video_s
+            )
+        )
+        typer.echo(f"{clip.video}: {len(raised)} alert(s) in {report.video_s:.0f} s of video", err=True)
+    rows = summarize(scores)
+    typer.echo(
+        f"{'behaviour':20} {'expected':>8} {'raised':>6} {'TP':>4} {'precision':>9} {'recall':>6} {'TTA p50':>8} {'TTA max':>8}"
+    )
+    for r in rows:
+        typer.echo(
+            f"{r.behaviour:20} {r.expected:8d} {r.raised:6d} {r.true_positives:4d} {r.precision:9.2f} "
+            f"{r.recall:6.2f} {r.median_time_to_alert_s:7.1f}s {r.max_time_to_alert_s:7.1f}s"
+        )
+    if json_out:
+        json_out.write_text(json.dumps({"behaviours": [r.to_dict() for r in rows]}, indent=2) + "\n")
 
 
 def main() -> None:

@@ -23,7 +23,6 @@ import importlib.util
 import logging
 import os
 import platform
-import shutil
 import sys
 import tempfile
 import time
@@ -35,13 +34,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from datasets.synthetic import CLASS_NAMES, write_training_set
+from training.export import ONNX_OPSET, stamp_onnx
+from training.ultralytics_env import OFFLINE_TRAIN_ARGS, offline_ultralytics, use_all_cores
 
 __all__ = ["ClassMetrics", "DemoModelMeta", "DemoRecipe", "main", "train_demo_model"]
 
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "anjian-demo"
-ONNX_OPSET = 17
 
 
 class _Frozen(BaseModel):
@@ -95,27 +95,6 @@ class DemoModelMeta(_Frozen):
     onnx_bytes: int
 
 
-def _prepare_offline_ultralytics() -> None:
-    """Set the environment so that ultralytics neither downloads nor installs anything."""
-    if "ultralytics" in sys.modules:
-        logger.warning("ultralytics was imported before the offline settings; they may not apply")
-    os.environ["YOLO_OFFLINE"] = "1"
-    os.environ["YOLO_AUTOINSTALL"] = "false"
-    if "YOLO_CONFIG_DIR" not in os.environ:
-        cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-        os.environ["YOLO_CONFIG_DIR"] = str(cache / "anjian")
-
-
-def _provide_font(config_dir: Path) -> None:
-    """Put a font where ultralytics' dataset check looks for Arial, so it never downloads one."""
-    import matplotlib
-
-    target = config_dir / "Arial.ttf"
-    if not target.exists():
-        config_dir.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf", target)
-
-
 def _write_model_yaml(path: Path, recipe: DemoRecipe) -> Path:
     """Write ultralytics' YOLOv8 detector yaml for our two classes at the recipe's scale."""
     import ultralytics
@@ -147,35 +126,6 @@ def _class_metrics(metrics: Any) -> tuple[float, float, tuple[ClassMetrics, ...]
             )
         )
     return round(float(metrics.box.map50), 4), round(float(metrics.box.map), 4), tuple(rows)
-
-
-def _finish_onnx(src: Path, dst: Path, imgsz: int, version: str) -> None:
-    """Pin the input size (batch stays dynamic), add anjian metadata and save to ``dst``."""
-    import onnx
-
-    model = onnx.load(str(src))
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    dims[2].dim_value = imgsz
-    dims[3].dim_value = imgsz
-    out_dims = model.graph.output[0].type.tensor_type.shape.dim
-    out_dims[1].dim_value = 4 + len(CLASS_NAMES)
-    out_dims[2].dim_value = sum((imgsz // s) ** 2 for s in (8, 16, 32))
-    props = {p.key: p.value for p in model.metadata_props}
-    props["ultralytics_version"] = props.get("version", "")
-    props["version"] = f"{MODEL_NAME}-{version}"
-    props["anjian_model"] = MODEL_NAME  # models.metadata names the model (and event versions) by this key
-    props["description"] = (
-        "anjian demo fire/smoke detector, trained only on synthetic footage; not for real sites"
-    )
-    props["output_layout"] = (
-        "(batch, 4 + nc, anchors): cx, cy, w, h in input pixels, then per-class scores; no NMS"
-    )
-    del model.metadata_props[:]
-    for key, value in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.checker.check_model(model)
-    onnx.save(model, str(dst))
 
 
 def _hardware(threads: int) -> str:
@@ -318,34 +268,29 @@ def _train_in(out_dir: Path, work: Path, recipe: DemoRecipe, version: str) -> Pa
         work / "data", recipe.images, recipe.render_size_wh, recipe.seed, recipe.val_fraction
     )
 
-    _prepare_offline_ultralytics()
+    offline_ultralytics()
     import torch
     from ultralytics.models.yolo.model import YOLO
-    from ultralytics.utils import USER_CONFIG_DIR
 
-    _provide_font(Path(USER_CONFIG_DIR))
     model = YOLO(str(_write_model_yaml(work / "anjian-demo-det.yaml", recipe)), task="detect")
-    # ultralytics pins CPU training to cpu_count - 1 torch threads (1 of 2 cores): use them all.
-    threads_before, threads = torch.get_num_threads(), max(1, len(os.sched_getaffinity(0)))
-    model.add_callback("on_pretrain_routine_end", lambda trainer: torch.set_num_threads(threads))
+    threads_before = torch.get_num_threads()
+    threads = use_all_cores(model)
     t_train = time.perf_counter()
     model.train(
         data=str(data_yaml),
         epochs=recipe.epochs,
         imgsz=recipe.imgsz,
         batch=recipe.batch,
-        device="cpu",
         workers=recipe.workers,
         seed=recipe.seed,
         deterministic=True,
         pretrained=False,
-        amp=False,
-        plots=False,
         cache="ram",
         project=str(work / "runs"),
         name="train",
         exist_ok=True,
         verbose=False,
+        **OFFLINE_TRAIN_ARGS,
     )
     training_s = time.perf_counter() - t_train
     torch.set_num_threads(threads_before)
@@ -376,7 +321,14 @@ def _train_in(out_dir: Path, work: Path, recipe: DemoRecipe, version: str) -> Pa
         )
     )
     onnx_path = out_dir / "model.onnx"
-    _finish_onnx(exported, onnx_path, recipe.imgsz, version)
+    stamp_onnx(
+        exported,
+        onnx_path,
+        imgsz=recipe.imgsz,
+        name=MODEL_NAME,
+        version=version,
+        description="anjian demo fire/smoke detector, trained only on synthetic footage; not for real sites",
+    )
     meta = DemoModelMeta(
         name=MODEL_NAME,
         version=version,

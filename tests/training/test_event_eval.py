@@ -1,0 +1,87 @@
+"""Event-level scoring: matching alerts to expected incidents, precision, recall, time to alert."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from training.event_eval import ExpectedEvent, RaisedEvent, load_event_spec, score_clip, summarize
+
+
+def _exp(behaviour: str, start: float, end: float | None = None) -> ExpectedEvent:
+    return ExpectedEvent(behaviour=behaviour, start_s=start, end_s=end)
+
+
+def test_alert_inside_the_incident_matches_once_and_a_second_one_is_a_false_positive() -> None:
+    score = score_clip(
+        "a.mp4",
+        [_exp("open_flame", 10, 20)],
+        [RaisedEvent("open_flame", 13.5), RaisedEvent("open_flame", 15.0)],
+        tolerance_s=2,
+        clip_s=60,
+    )
+    assert score.true_positives == [("open_flame", 3.5)]
+    assert score.false_positives == ["open_flame"] and score.missed == []
+
+
+@pytest.mark.parametrize(
+    ("alert", "is_match"),
+    [
+        (RaisedEvent("open_flame", 8.5), True),
+        (RaisedEvent("open_flame", 7.0), False),
+        (RaisedEvent("open_flame", 21.5), True),
+        (RaisedEvent("smoking", 12.0), False),
+    ],
+    ids=["early-within-tolerance", "too-early", "late-within-tolerance", "other-behaviour"],
+)
+def test_matching_window_and_behaviour(alert: RaisedEvent, is_match: bool) -> None:
+    score = score_clip("a.mp4", [_exp("open_flame", 10, 20)], [alert], tolerance_s=2, clip_s=60)
+    assert bool(score.true_positives) is is_match
+    assert score.missed == ([] if is_match else ["open_flame"])
+
+
+def test_incident_without_end_lasts_to_the_end_of_the_clip() -> None:
+    score = score_clip(
+        "a.mp4", [_exp("fallen_person", 5)], [RaisedEvent("fallen_person", 50)], tolerance_s=0, clip_s=55
+    )
+    assert score.true_positives == [("fallen_person", 45.0)]
+
+
+def test_summary_per_behaviour_and_overall() -> None:
+    clips = [
+        score_clip(
+            "a", [_exp("open_flame", 10, 20)], [RaisedEvent("open_flame", 12)], tolerance_s=1, clip_s=30
+        ),
+        score_clip(
+            "b",
+            [_exp("open_flame", 0, 5), _exp("smoking", 1, 9)],
+            [RaisedEvent("smoking", 30)],
+            tolerance_s=1,
+            clip_s=40,
+        ),
+        score_clip("c", [], [], tolerance_s=1, clip_s=40),
+    ]
+    rows = {r.behaviour: r for r in summarize(clips)}
+    flame, smoking, total = rows["open_flame"], rows["smoking"], rows["all"]
+    assert (flame.expected, flame.raised, flame.true_positives) == (2, 1, 1)
+    assert (flame.precision, flame.recall, flame.median_time_to_alert_s) == (1.0, 0.5, 2.0)
+    assert smoking.precision == 0.0 and smoking.recall == 0.0 and math.isnan(smoking.median_time_to_alert_s)
+    assert (total.expected, total.raised, total.true_positives) == (3, 2, 1)
+    assert smoking.to_dict()["median_time_to_alert_s"] is None
+
+
+def test_spec_paths_resolve_next_to_the_file_and_errors_name_the_field(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "clips:\n  - video: clips/a.mp4\n    camera: cam-1\n    expected: [{behaviour: open_flame, start_s: 3}]\n"
+    )
+    loaded = load_event_spec(spec)
+    assert loaded.clips[0].video == tmp_path / "clips" / "a.mp4" and loaded.tolerance_s == 2.0
+
+    spec.write_text(
+        "clips:\n  - video: a.mp4\n    camera: c\n    expected: [{behaviour: x, start_s: 5, end_s: 1}]\n"
+    )
+    with pytest.raises(ValueError, match="end_s 1.0 is before start_s 5.0"):
+        load_event_spec(spec)

@@ -1,0 +1,113 @@
+"""A real (tiny) training run: merge real samples, start from COCO, interrupt, resume, export, evaluate, register.
+
+Seconds of CPU: a few real images at a 64-pixel input, two epochs. It proves the whole
+analysts' loop runs offline end to end, not that the model is any good.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import cv2
+import pytest
+
+from datasets.classmap import ClassMap, load_class_map
+from datasets.merge import merge_sets
+from datasets.yolo import load_yolo_set, write_yolo_set
+from models.config import DetectorConfig
+from models.onnx_detector import OnnxDetector
+from models.registry import promote, register_version, resolve_model_path
+from tests.support.real_data import copy_yolo_sample, require_shared_data
+
+pytestmark = pytest.mark.slow
+
+ANJIAN_MAP = Path(__file__).resolve().parents[2] / "datasets" / "maps" / "anjian.yaml"
+
+
+class _Interrupted(Exception):
+    """Stands for the session ending in the middle of training."""
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to open a network connection fails the test."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"training tried to reach the network: {args!r}")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def test_tiny_real_training_resumes_exports_and_loads_in_the_onnx_backend(
+    tmp_path: Path, no_network: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("ultralytics")
+    coco = require_shared_data("weights", "coco_yolov8n_int8.onnx")
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
+    from training.export import export_onnx
+    from training.finetune_init import build_finetune_checkpoint
+    from training.train import TrainConfig, train_detector
+
+    sets = [
+        load_yolo_set(copy_yolo_sample(name, tmp_path / name, per_split=3))
+        for name in ("forklift_person", "fire_smoke_cctv")
+    ]
+    merged, _ = merge_sets(sets, load_class_map(ANJIAN_MAP))
+    data_yaml = write_yolo_set(merged, tmp_path / "data", by_source=True)
+    init = build_finetune_checkpoint(coco, merged.class_names, tmp_path / "init.pt")
+    config = TrainConfig(
+        data=data_yaml,
+        model=str(init),
+        project=tmp_path / "runs",
+        name="tiny",
+        epochs=2,
+        imgsz=64,
+        batch=2,
+        workers=0,
+        close_mosaic=0,
+    )
+
+    def stop_after_first(epoch: int) -> None:
+        if epoch == 1:
+            raise _Interrupted
+
+    with pytest.raises(_Interrupted):
+        train_detector(config, on_epoch_end=stop_after_first)
+    record = json.loads((tmp_path / "runs" / "tiny" / "anjian_train.json").read_text())
+    assert not record["is_finished"] and len(record["epochs"]) == 1
+    assert record["data_hash"].startswith("sha256:")
+
+    run = train_detector(config, resume=True)
+
+    record = json.loads(run.record.read_text())
+    assert record["is_finished"] and [int(e["epoch"]) for e in record["epochs"]] == [1, 2]
+    assert [s["resumed"] for s in record["sessions"]] == [False, True]
+    assert run.best.is_file()
+
+    onnx = export_onnx(run.best, tmp_path / "export" / "model.onnx", imgsz=64, name="tiny", version="1")
+    detector = OnnxDetector(onnx, DetectorConfig(path=str(onnx), confidence_threshold=0.001, device="cpu"))
+    assert list(detector.class_names.values()) == list(merged.class_names)
+    assert detector.info.input_hw == (64, 64) and detector.version.startswith("tiny@")
+    image = cv2.imread(str(merged.in_split("val")[0].image))
+    [detections] = detector.detect([image])
+    assert len(detections) > 0  # the COCO start still proposes boxes after one epoch
+
+    from training.evaluate import evaluate_detector
+
+    report = evaluate_detector(
+        detector,
+        load_yolo_set(data_yaml),
+        class_map=ClassMap(classes=("person", "forklift", "fire", "smoke")),
+    )
+    assert {c.name for c in report.classes} == {"person", "forklift", "fire", "smoke"}
+    assert all(0.0 <= c.ap50 <= 1.0 for c in report.classes if c.instances)
+
+    registry = tmp_path / "registry"
+    entry = register_version(
+        "tiny", onnx, {"data_hash": record["data_hash"], **report.to_dict()}, "# tiny\n", root=registry
+    )
+    promote("tiny", entry.version, root=registry)
+    assert resolve_model_path("builtin:tiny", root=registry) == entry.onnx

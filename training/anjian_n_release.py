@@ -1,0 +1,231 @@
+"""Last step of the anjian-n recipe: evaluate per source, export, write the card, register.
+
+``python -m training.anjian_n finish --work DIR`` exports the run's best weights (fp32
+and fp16 ONNX), evaluates the fp32 export through the pipeline's ONNX backend on the val
+split of every source set (only the classes that source labels), compares ``person``
+with the COCO teacher, writes ``card.md`` and ``meta.json`` and registers the version
+under ``models/registry/anjian-n/`` (promoted, so ``builtin:anjian-n`` serves it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from datasets.classmap import ClassMap
+from datasets.labels import DetectionSet, ProgressFn, no_progress
+from datasets.yolo import load_yolo_set
+from models.config import DetectorConfig
+from models.onnx_detector import OnnxDetector
+from models.registry import REGISTRY_DIR, promote, register_version
+from training.evaluate import EvalReport, evaluate_detector
+from training.export import export_onnx, to_fp16
+
+__all__ = ["MODEL_NAME", "evaluate_per_source", "finish"]
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "anjian-n"
+_CURVE_KEYS = ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)")
+
+
+def _source_subset(merged: DetectionSet, source_dir: str, split: str) -> DetectionSet:
+    """The images of one source in one split of a set written ``by_source``."""
+    return DetectionSet(
+        name=source_dir,
+        class_names=merged.class_names,
+        images=[im for im in merged.images if im.split == split and im.image.parent.name == source_dir],
+    )
+
+
+def evaluate_per_source(
+    onnx: Path, data_yaml: Path, *, split: str = "val", progress: ProgressFn = no_progress
+) -> dict[str, EvalReport]:
+    """Evaluate a model on each source's part of a split, scoring only the classes it labels."""
+    data = yaml.safe_load(Path(data_yaml).read_text())
+    merged = load_yolo_set(data_yaml)
+    detector = OnnxDetector(onnx, DetectorConfig(path=str(onnx), confidence_threshold=0.001, device="cpu"))
+    reports = {}
+    for source, labelled in data.get("labelled_classes", {}).items():
+        subset = _source_subset(merged, source, split)
+        if not subset.images:
+            continue
+        reports[source] = evaluate_detector(
+            detector, subset, split=split, class_map=ClassMap(classes=tuple(labelled)), progress=progress
+        )
+    return reports
+
+
+def _teacher_person(coco_onnx: Path, data_yaml: Path, sources: list[str]) -> dict[str, EvalReport]:
+    """The COCO teacher's ``person`` scores on the sources whose person boxes are real."""
+    merged = load_yolo_set(data_yaml)
+    teacher = OnnxDetector(
+        coco_onnx, DetectorConfig(path=str(coco_onnx), confidence_threshold=0.001, device="cpu")
+    )
+    return {
+        s: evaluate_detector(
+            teacher, _source_subset(merged, s, "val"), class_map=ClassMap(classes=("person",))
+        )
+        for s in sources
+    }
+
+
+def _fmt(value: float | None) -> str:
+    """Three decimals, or a dash."""
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def _card(meta: dict[str, Any]) -> str:
+    """The markdown model card."""
+    rows = []
+    for source, report in meta["val"].items():
+        for c in report["classes"]:
+            pseudo = (
+                " (pseudo GT)" if c["name"] == "person" and source in meta["pseudo_person_sources"] else ""
+            )
+            rows.append(
+                f"| {source} | {c['name']}{pseudo} | {c['images']} | {c['instances']} | {_fmt(c['precision'])} | "
+                f"{_fmt(c['recall'])} | {_fmt(c['ap50'])} | {_fmt(c['ap50_95'])} |"
+            )
+    teacher_rows = "\n".join(
+        f"| {s} | {_fmt(meta['teacher_person'][s])} | {_fmt(next((c['ap50'] for c in meta['val'][s]['classes'] if c['name'] == 'person'), None))} |"
+        for s in meta["teacher_person"]
+    )
+    curve = "\n".join(
+        f"| {int(e['epoch'])} | {_fmt(e.get(_CURVE_KEYS[0]))} | {_fmt(e.get(_CURVE_KEYS[1]))} | "
+        f"{_fmt(e.get(_CURVE_KEYS[2]))} | {_fmt(e.get(_CURVE_KEYS[3]))} |"
+        for e in meta["curve"]
+    )
+    sources = "\n".join(f"- `{k}`: {v}, CC BY 4.0." for k, v in meta["sources"].items())
+    r = meta["recipe"]
+    return f"""# {meta["name"]} {meta["version"]}
+
+anjian's default detector for real sites: a YOLOv8n fine-tuned from COCO on public, labelled,
+CC BY 4.0 images, for the classes the six behaviours need.
+
+## Model
+- Classes: {", ".join(f"`{c}` ({i})" for i, c in enumerate(meta["classes"]))}.
+- Input: `images`, float32 `(batch, 3, {meta["imgsz"]}, {meta["imgsz"]})`, RGB in `[0, 1]`, letterboxed; batch is dynamic.
+- Output: `output0` `(batch, {4 + len(meta["classes"])}, {sum((meta["imgsz"] // s) ** 2 for s in (8, 16, 32))})`: per anchor `cx, cy, w, h` in input
+  pixels, then one sigmoid score per class. NMS is not in the graph.
+- Files: `model.onnx` (fp32, {meta["onnx_bytes"] / 1e6:.1f} MB, sha256 `{meta["onnx_sha256"][:16]}…`);
+  fp16 export `model-fp16.onnx` is produced by `anjian export --half` (GPU sites).
+- Licence: AGPL-3.0 (it starts from Ultralytics' COCO YOLOv8n weights).
+
+## Data
+{sources}
+
+Merged with `datasets/maps/anjian.yaml`: `Fire`→`fire`, `smoke`→`smoke`, `default` dropped;
+`fall`,`lie`→`fallen_person`, `patient`,`person`,`stand`,`sit`,`move`,`danger`→`person` (one box
+per object: overlapping labels resolved with `fallen_person` before `person`), beds, walkers and
+wheelchairs dropped; `Wooden-Pallet`→`pallet`.
+
+**Unlabelled people.** The cigarette, fire/smoke and pallet sets never label `person`, so a naive
+merge teaches the model that the people in them are background. Before training, the COCO
+YOLOv8n (the teacher) labelled persons in those sets (score ≥ {r["teacher_confidence"]}, not
+overlapping an existing box): {meta["pseudo_person_boxes"]} boxes. On those sets' val splits the
+`person` ground truth is therefore the teacher's (marked *pseudo GT* below); the real `person`
+figures are those on `fall_hospital` and `forklift_person`.
+
+## Training recipe
+- Start: COCO YOLOv8n recovered from the int8 ONNX export (`training/coco_init.py`), new
+  7-class head; `person` and `fallen_person` score rows start from COCO's `person`.
+- {r["epochs"]} epochs, imgsz {r["imgsz"]}, batch {r["batch"]}, AdamW lr0 {r["lr0"]} with cosine decay,
+  backbone (first {r["freeze"]} layers) frozen, mosaic off for the last {r["close_mosaic"]} epochs, seed {r["seed"]}.
+- Training time {meta["training_seconds"] / 60:.0f} min on {meta["hardware"]} (shared with other work, niced).
+- Data digest `{meta["data_hash"]}`.
+- Reproduce: `python -m training.anjian_n prepare --work W && python -m training.anjian_n train --work W
+  && python -m training.anjian_n finish --work W` (`train --resume` continues an interrupted run).
+
+## Validation (val split of each source; the exported ONNX through anjian's ONNX backend)
+Precision and recall at the best-F1 confidence, AP COCO-style (101 points); only the classes a
+source labels are scored on it.
+
+| source | class | images | instances | precision | recall | AP50 | AP50-95 |
+|---|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+`person` AP50 against the COCO teacher (real labels only):
+
+| source | COCO YOLOv8n (640) | {meta["name"]} ({meta["imgsz"]}) |
+|---|---|---|
+{teacher_rows}
+
+## Training curve (merged val split, ultralytics' validator)
+| epoch | precision | recall | mAP50 | mAP50-95 |
+|---|---|---|---|---|
+{curve}
+
+## Limits
+- Hospital falls and stock fire footage are not factory floors: validate on site footage
+  (`anjian eval`) before relying on it, and retrain with harvested site images (`anjian dataset harvest`).
+- Small cigarettes at a distance are beyond a {meta["imgsz"]}-pixel input.
+
+Created {meta["created_at"]}.
+"""
+
+
+def finish(
+    work: Path,
+    *,
+    version: str = "1",
+    registry: Path | None = None,
+    is_promoting: bool = True,
+    progress: ProgressFn = no_progress,
+) -> Path:
+    """Export, evaluate and register the trained anjian-n; returns the registered ``model.onnx``."""
+    recipe = json.loads((work / "recipe.json").read_text())
+    run_dir = work / "runs" / MODEL_NAME
+    record = json.loads((run_dir / "anjian_train.json").read_text())
+    data_yaml = work / "data" / "data.yaml"
+    data = yaml.safe_load(data_yaml.read_text())
+    export_dir = work / "export"
+    onnx = export_onnx(
+        run_dir / "weights" / "best.pt",
+        export_dir / "model.onnx",
+        imgsz=recipe["imgsz"],
+        name=MODEL_NAME,
+        version=version,
+        description="anjian default detector: person, fallen_person, fire, smoke, cigarette, pallet, forklift",
+    )
+    to_fp16(onnx, export_dir / "model-fp16.onnx")
+    reports = evaluate_per_source(onnx, data_yaml, progress=progress)
+    real_person = [s for s, labelled in data["labelled_classes"].items() if "person" in labelled]
+    pseudo = {a["source"] for a in data.get("pseudo_labels", {}).get("added", [])}
+    real_person = [s for s in real_person if s not in pseudo]
+    teacher = _teacher_person(
+        Path(recipe["data_root"]) / "weights" / "coco_yolov8n_int8.onnx", data_yaml, real_person
+    )
+    meta: dict[str, Any] = {
+        "name": MODEL_NAME,
+        "version": version,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "classes": list(data["names"]),
+        "imgsz": recipe["imgsz"],
+        "data_hash": record["data_hash"],
+        "training_seconds": record["training_seconds"],
+        "hardware": record["sessions"][-1]["hardware"],
+        "recipe": recipe,
+        "sources": data["sources"],
+        "pseudo_person_sources": sorted(pseudo),
+        "pseudo_person_boxes": sum(a["boxes"] for a in data.get("pseudo_labels", {}).get("added", [])),
+        "val": {s: r.to_dict() for s, r in reports.items()},
+        "teacher_person": {s: r.classes[0].ap50 for s, r in teacher.items()},
+        "curve": [{k: v for k, v in e.items() if k == "epoch" or k in _CURVE_KEYS} for e in record["epochs"]],
+        "onnx_sha256": hashlib.sha256(onnx.read_bytes()).hexdigest(),
+        "onnx_bytes": onnx.stat().st_size,
+    }
+    entry = register_version(
+        MODEL_NAME, onnx, meta, _card(meta), version=version, root=registry or REGISTRY_DIR
+    )
+    if is_promoting:
+        promote(MODEL_NAME, entry.version, root=registry or REGISTRY_DIR, note="trained by training.anjian_n")
+    logger.info("registered %s %s at %s", MODEL_NAME, entry.version, entry.directory)
+    return entry.onnx

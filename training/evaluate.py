@@ -1,0 +1,350 @@
+"""Per-class precision, recall, AP50 and AP50-95 of any detector on a labelled split.
+
+:func:`evaluate_detector` runs a :class:`models.Detector` (so an ONNX export is measured
+exactly as the pipeline runs it) over one split of a :class:`datasets.DetectionSet`,
+maps the data's class names onto the model's through a class map, ignores data classes
+that map to nothing and model classes no data class maps to, and computes COCO-style
+101-point interpolated average precision in numpy.
+
+Matching follows ultralytics' validator: at each IoU threshold, prediction/ground-truth
+pairs of the same class are taken in order of decreasing IoU, each used once. Precision
+and recall are reported at the confidence that maximises F1 at IoU 0.5.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from datasets.classmap import ClassMap
+from datasets.labels import DetectionSet, ProgressFn, no_progress
+from models.detector import Detector
+
+__all__ = [
+    "IOU_THRESHOLDS",
+    "ClassResult",
+    "EvalReport",
+    "average_precision",
+    "class_table",
+    "evaluate_detector",
+    "match_predictions",
+]
+
+logger = logging.getLogger(__name__)
+
+IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
+"""IoU thresholds of AP50-95."""
+
+_RECALL_POINTS = np.linspace(0.0, 1.0, 101)
+
+
+def _iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``(n, m)`` IoU of ``(n, 4)`` and ``(m, 4)`` xyxy boxes."""
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=2)
+    area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
+    area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12)
+
+
+def match_predictions(
+    pred_xyxy: np.ndarray,
+    pred_class: np.ndarray,
+    gt_xyxy: np.ndarray,
+    gt_class: np.ndarray,
+    thresholds: np.ndarray = IOU_THRESHOLDS,
+) -> np.ndarray:
+    """Which predictions of one image are true positives at each IoU threshold.
+
+    Args:
+        pred_xyxy: ``(n, 4)`` predicted boxes, pixels.
+        pred_class: ``(n,)`` their class ids.
+        gt_xyxy: ``(m, 4)`` ground-truth boxes, same pixels.
+        gt_class: ``(m,)`` their class ids.
+        thresholds: ``(t,)`` IoU thresholds.
+
+    Returns:
+        ``(n, t) bool``: prediction ``i`` matched a ground-truth box at threshold ``t``.
+    """
+    tp = np.zeros((len(pred_xyxy), len(thresholds)), bool)
+    if not len(pred_xyxy) or not len(gt_xyxy):
+        return tp
+    iou = _iou_xyxy(pred_xyxy, gt_xyxy) * (pred_class[:, None] == gt_class[None, :])
+    for k, threshold in enumerate(thresholds):
+        i, j = np.nonzero(iou >= threshold)
+        if not len(i):
+            continue
+        order = np.argsort(-iou[i, j], kind="stable")
+        i, j = i[order], j[order]
+        _, first_gt = np.unique(j, return_index=True)
+        i, j = i[np.sort(first_gt)], j[np.sort(first_gt)]
+        order = np.argsort(-iou[i, j], kind="stable")
+        i = i[order]
+        _, first_pred = np.unique(i, return_index=True)
+        tp[i[first_pred], k] = True
+    return tp
+
+
+def average_precision(
+    tp: np.ndarray, confidence: np.ndarray, n_gt: int
+) -> tuple[np.ndarray, float, float, float]:
+    """COCO 101-point AP per threshold, and precision/recall at the best-F1 confidence.
+
+    Args:
+        tp: ``(n, t) bool`` true-positive flags of every prediction of one class.
+        confidence: ``(n,)`` their scores.
+        n_gt: Ground-truth boxes of the class.
+
+    Returns:
+        ``(t,)`` AP per IoU threshold, then precision, recall and the confidence at the
+        best F1 of the first threshold. All zero without predictions; NaN without ground truth.
+    """
+    t = tp.shape[1]
+    if n_gt == 0:
+        return np.full(t, math.nan), math.nan, math.nan, math.nan
+    if not len(tp):
+        return np.zeros(t), 0.0, 0.0, 0.0
+    order = np.argsort(-confidence, kind="stable")
+    tp, confidence = tp[order], confidence[order]
+    ctp = np.cumsum(tp, axis=0)
+    cfp = np.cumsum(~tp, axis=0)
+    recall = ctp / n_gt
+    precision = ctp / np.maximum(ctp + cfp, 1e-12)
+    ap = np.zeros(t)
+    for k in range(t):
+        envelope = np.maximum.accumulate(precision[::-1, k])[::-1]
+        index = np.searchsorted(recall[:, k], _RECALL_POINTS, side="left")
+        sampled = np.where(index < len(envelope), envelope[np.minimum(index, len(envelope) - 1)], 0.0)
+        ap[k] = sampled.mean()
+    f1 = 2 * precision[:, 0] * recall[:, 0] / np.maximum(precision[:, 0] + recall[:, 0], 1e-12)
+    best = int(np.argmax(f1))
+    return ap, float(precision[best, 0]), float(recall[best, 0]), float(confidence[best])
+
+
+@dataclass(frozen=True, slots=True)
+class ClassResult:
+    """Scores of one model class.
+
+    Attributes:
+        name: The model's class name.
+        data_classes: Data class names mapped onto it.
+        images: Images holding at least one of its ground-truth boxes.
+        instances: Its ground-truth boxes.
+        precision: At the best-F1 confidence, IoU 0.5 (NaN without ground truth).
+        recall: Same point.
+        ap50: AP at IoU 0.5.
+        ap50_95: AP averaged over IoU 0.5:0.95.
+        confidence: The best-F1 confidence.
+    """
+
+    name: str
+    data_classes: tuple[str, ...]
+    images: int
+    instances: int
+    precision: float
+    recall: float
+    ap50: float
+    ap50_95: float
+    confidence: float
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form (NaN as ``None``)."""
+
+        def clean(v: float) -> float | None:
+            return None if math.isnan(v) else round(v, 4)
+
+        return {
+            "name": self.name,
+            "data_classes": list(self.data_classes),
+            "images": self.images,
+            "instances": self.instances,
+            "precision": clean(self.precision),
+            "recall": clean(self.recall),
+            "ap50": clean(self.ap50),
+            "ap50_95": clean(self.ap50_95),
+            "confidence": clean(self.confidence),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class EvalReport:
+    """Result of one evaluation.
+
+    Attributes:
+        model: The detector's version string.
+        data: Name of the set (and split) evaluated.
+        images: Images evaluated.
+        classes: One row per evaluated model class.
+        ignored_data_classes: Data classes that map onto no model class.
+        ignored_model_classes: Model classes no data class maps onto (their boxes are not scored).
+        seconds: Wall time.
+    """
+
+    model: str
+    data: str
+    images: int
+    classes: tuple[ClassResult, ...]
+    ignored_data_classes: tuple[str, ...] = ()
+    ignored_model_classes: tuple[str, ...] = ()
+    seconds: float = 0.0
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def map50(self) -> float:
+        """Mean AP50 over classes with ground truth (NaN when none)."""
+        values = [c.ap50 for c in self.classes if c.instances]
+        return float(np.mean(values)) if values else math.nan
+
+    @property
+    def map50_95(self) -> float:
+        """Mean AP50-95 over classes with ground truth (NaN when none)."""
+        values = [c.ap50_95 for c in self.classes if c.instances]
+        return float(np.mean(values)) if values else math.nan
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form."""
+        return {
+            "model": self.model,
+            "data": self.data,
+            "images": self.images,
+            "map50": None if math.isnan(self.map50) else round(self.map50, 4),
+            "map50_95": None if math.isnan(self.map50_95) else round(self.map50_95, 4),
+            "classes": [c.to_dict() for c in self.classes],
+            "ignored_data_classes": list(self.ignored_data_classes),
+            "ignored_model_classes": list(self.ignored_model_classes),
+            "seconds": round(self.seconds, 1),
+            **self.extra,
+        }
+
+
+def class_table(
+    data_classes: Sequence[str], model_classes: Mapping[int, str], class_map: ClassMap | None, set_name: str
+) -> dict[int, int]:
+    """Data class id to model class id, for the data classes that map onto a model class.
+
+    Without a class map, a data class maps onto the model class of the same name
+    (ignoring case). With one, the map's target name must be a model class.
+    """
+    by_name = {name.lower(): i for i, name in model_classes.items()}
+    table: dict[int, int] = {}
+    for data_id, name in enumerate(data_classes):
+        target = class_map.target_of(set_name, name) if class_map else name
+        if target is not None and target.lower() in by_name:
+            table[data_id] = by_name[target.lower()]
+    return table
+
+
+def evaluate_detector(
+    detector: Detector,
+    dataset: DetectionSet,
+    *,
+    split: str = "val",
+    class_map: ClassMap | None = None,
+    batch_size: int = 8,
+    progress: ProgressFn = no_progress,
+) -> EvalReport:
+    """Run a detector over one split and score it per class.
+
+    The detector should keep low-confidence boxes (e.g. ``confidence_threshold=0.001``)
+    so the precision-recall curve reaches high recall.
+
+    Args:
+        detector: The model under test.
+        dataset: The labelled set.
+        split: Split to evaluate.
+        class_map: Maps the data's class names onto the model's; by name when ``None``.
+        batch_size: Images per ``detect`` call.
+        progress: Wraps the per-batch loop.
+
+    Returns:
+        The per-class report.
+
+    Raises:
+        ValueError: The split is empty or no data class maps onto a model class.
+    """
+    started = time.perf_counter()
+    items = dataset.in_split(split)
+    if not items:
+        raise ValueError(f"{dataset.name} has no images in split {split!r} (splits: {dataset.splits})")
+    model_names = detector.class_names
+    table = class_table(dataset.class_names, model_names, class_map, dataset.name)
+    if not table:
+        raise ValueError(
+            f"no class of {dataset.name} {list(dataset.class_names)} maps onto the model's {list(model_names.values())}"
+        )
+    evaluated = sorted(set(table.values()))
+    n_gt = dict.fromkeys(evaluated, 0)
+    images_with = dict.fromkeys(evaluated, 0)
+    tps: list[np.ndarray] = []
+    confs: list[np.ndarray] = []
+    classes: list[np.ndarray] = []
+    batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
+    for batch in progress(batches, f"eval {dataset.name}/{split}", len(batches)):
+        pictures = [cv2.imread(str(item.image)) for item in batch]
+        readable = [(item, p) for item, p in zip(batch, pictures, strict=True) if p is not None]
+        if len(readable) < len(batch):
+            logger.warning("%d unreadable image(s) skipped", len(batch) - len(readable))
+        results = detector.detect([p for _, p in readable]) if readable else []
+        for (item, picture), dets in zip(readable, results, strict=True):
+            h, w = picture.shape[:2]
+            keep_gt = np.array([int(c) in table for c in item.class_ids], bool)
+            gt = item.boxes[keep_gt]
+            gt_class = np.array([table[int(c)] for c in gt[:, 0]], np.int64)
+            gt_xyxy = (
+                np.stack(
+                    [
+                        (gt[:, 1] - gt[:, 3] / 2) * w,
+                        (gt[:, 2] - gt[:, 4] / 2) * h,
+                        (gt[:, 1] + gt[:, 3] / 2) * w,
+                        (gt[:, 2] + gt[:, 4] / 2) * h,
+                    ],
+                    axis=1,
+                )
+                if len(gt)
+                else np.zeros((0, 4))
+            )
+            for c in set(gt_class.tolist()):
+                images_with[c] += 1
+            for c in gt_class.tolist():
+                n_gt[c] += 1
+            keep = np.isin(dets.class_id, evaluated)
+            pred_class = dets.class_id[keep].astype(np.int64)
+            tps.append(match_predictions(dets.xyxy[keep], pred_class, gt_xyxy, gt_class))
+            confs.append(dets.confidence[keep])
+            classes.append(pred_class)
+    tp = np.concatenate(tps) if tps else np.zeros((0, len(IOU_THRESHOLDS)), bool)
+    conf = np.concatenate(confs) if confs else np.zeros(0)
+    cls = np.concatenate(classes) if classes else np.zeros(0, np.int64)
+    rows = []
+    for c in evaluated:
+        mine = cls == c
+        ap, p, r, best_conf = average_precision(tp[mine], conf[mine], n_gt[c])
+        rows.append(
+            ClassResult(
+                name=model_names[c],
+                data_classes=tuple(dataset.class_names[d] for d, m in table.items() if m == c),
+                images=images_with[c],
+                instances=n_gt[c],
+                precision=p,
+                recall=r,
+                ap50=float(ap[0]),
+                ap50_95=float(np.mean(ap)),
+                confidence=best_conf,
+            )
+        )
+    return EvalReport(
+        model=detector.version,
+        data=f"{dataset.name}/{split}",
+        images=len(items),
+        classes=tuple(rows),
+        ignored_data_classes=tuple(n for i, n in enumerate(dataset.class_names) if i not in table),
+        ignored_model_classes=tuple(n for i, n in sorted(model_names.items()) if i not in evaluated),
+        seconds=time.perf_counter() - started,
+    )

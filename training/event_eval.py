@@ -1,0 +1,228 @@
+"""Event-level evaluation: did the pipeline raise the alerts a clip should raise, and how fast?
+
+A spec file lists clips and the incidents each holds (``anjian eval-events SPEC``)::
+
+    tolerance_s: 2.0
+    clips:
+      - video: clips/flame_01.mp4        # relative to the spec file
+        camera: cam-1                    # the site camera whose zones and rules apply
+        expected:
+          - {behaviour: open_flame, start_s: 12.0, end_s: 40.0}
+      - video: clips/quiet_shift.mp4     # no incident: every alert is a false alarm
+        camera: cam-2
+        expected: []
+
+The CLI replays each clip through the full pipeline and hands the raised events (first
+revision of each incident, its start relative to the clip) to :func:`score_clip`. An
+alert matches an expected incident of the same behaviour when it starts within
+``[start_s - tolerance_s, end_s + tolerance_s]``; each incident matches at most one
+alert. Time to alert is the alert's start minus the incident's ``start_s``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+__all__ = [
+    "BehaviourScore",
+    "ClipScore",
+    "ClipSpec",
+    "EventEvalSpec",
+    "ExpectedEvent",
+    "RaisedEvent",
+    "load_event_spec",
+    "score_clip",
+    "summarize",
+]
+
+
+class _Strict(BaseModel):
+    """Base of the spec models."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ExpectedEvent(_Strict):
+    """An incident a clip holds."""
+
+    behaviour: str = Field(..., min_length=1, description="Behaviour, e.g. open_flame.")
+    start_s: float = Field(..., ge=0, description="When it becomes visible, seconds into the clip.")
+    end_s: float | None = Field(None, ge=0, description="When it ends; the clip's end when absent.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ExpectedEvent:
+        """``end_s`` comes after ``start_s``."""
+        if self.end_s is not None and self.end_s < self.start_s:
+            raise ValueError(f"end_s {self.end_s} is before start_s {self.start_s}")
+        return self
+
+
+class ClipSpec(_Strict):
+    """One clip and what it should raise."""
+
+    video: Path = Field(..., description="Video file, relative to the spec file.")
+    camera: str = Field(..., min_length=1, description="Site camera whose zones and rules apply.")
+    expected: tuple[ExpectedEvent, ...] = Field(
+        (), description="Incidents in the clip; empty for a quiet clip."
+    )
+    until_s: float | None = Field(None, gt=0, description="Replay only this many seconds.")
+
+
+class EventEvalSpec(_Strict):
+    """Clips with expected events."""
+
+    tolerance_s: float = Field(2.0, ge=0, le=600, description="Slack around each incident's interval.")
+    clips: tuple[ClipSpec, ...] = Field(..., min_length=1, description="The clips.")
+
+
+def load_event_spec(path: Path) -> EventEvalSpec:
+    """Read a spec file; clip paths become relative to its folder.
+
+    Raises:
+        ValueError: The file is unreadable or invalid.
+    """
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+        spec = EventEvalSpec.model_validate(raw)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from exc
+    except ValidationError as exc:
+        errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{path}: {errors}") from None
+    base = Path(path).parent
+    clips = tuple(
+        c.model_copy(update={"video": c.video if c.video.is_absolute() else base / c.video})
+        for c in spec.clips
+    )
+    return spec.model_copy(update={"clips": clips})
+
+
+@dataclass(frozen=True, slots=True)
+class RaisedEvent:
+    """An alert the pipeline raised during a replay.
+
+    Attributes:
+        behaviour: Its behaviour.
+        start_s: Its start, seconds into the clip.
+    """
+
+    behaviour: str
+    start_s: float
+
+
+@dataclass(slots=True)
+class ClipScore:
+    """Matches in one clip.
+
+    Attributes:
+        video: The clip.
+        true_positives: ``(behaviour, delay_s)`` per matched incident.
+        false_positives: Behaviours of alerts matching no incident.
+        missed: Behaviours of incidents no alert matched.
+    """
+
+    video: str
+    true_positives: list[tuple[str, float]] = field(default_factory=list)
+    false_positives: list[str] = field(default_factory=list)
+    missed: list[str] = field(default_factory=list)
+
+
+def score_clip(
+    video: str,
+    expected: Sequence[ExpectedEvent],
+    raised: Sequence[RaisedEvent],
+    *,
+    tolerance_s: float,
+    clip_s: float,
+) -> ClipScore:
+    """Match raised alerts to expected incidents (see the module docstring)."""
+    score = ClipScore(video=video)
+    used = [False] * len(expected)
+    for alert in sorted(raised, key=lambda a: a.start_s):
+        match = None
+        for i, incident in enumerate(expected):
+            end = incident.end_s if incident.end_s is not None else clip_s
+            if (
+                not used[i]
+                and incident.behaviour == alert.behaviour
+                and incident.start_s - tolerance_s <= alert.start_s <= end + tolerance_s
+            ):
+                match = i
+                break
+        if match is None:
+            score.false_positives.append(alert.behaviour)
+        else:
+            used[match] = True
+            score.true_positives.append((alert.behaviour, max(0.0, alert.start_s - expected[match].start_s)))
+    score.missed = [e.behaviour for e, u in zip(expected, used, strict=True) if not u]
+    return score
+
+
+@dataclass(frozen=True, slots=True)
+class BehaviourScore:
+    """Event-level figures of one behaviour over every clip.
+
+    Attributes:
+        behaviour: The behaviour (``all`` for the total).
+        expected: Incidents expected.
+        raised: Alerts raised.
+        true_positives: Incidents alerted.
+        precision: ``true_positives / raised`` (NaN without alerts).
+        recall: ``true_positives / expected`` (NaN without incidents).
+        median_time_to_alert_s: Median delay of matched alerts (NaN when none).
+        max_time_to_alert_s: Longest delay (NaN when none).
+    """
+
+    behaviour: str
+    expected: int
+    raised: int
+    true_positives: int
+    precision: float
+    recall: float
+    median_time_to_alert_s: float
+    max_time_to_alert_s: float
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form (NaN as ``None``)."""
+        out: dict[str, object] = {}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            out[name] = None if isinstance(value, float) and math.isnan(value) else value
+        return out
+
+
+def summarize(scores: Sequence[ClipScore]) -> list[BehaviourScore]:
+    """Per-behaviour precision, recall and time to alert, then the total (``all``)."""
+    behaviours = sorted(
+        {b for s in scores for b in [*(t[0] for t in s.true_positives), *s.false_positives, *s.missed]}
+    )
+    rows = []
+    for behaviour in [*behaviours, "all"]:
+
+        def mine(name: str, b: str = behaviour) -> bool:
+            return b == "all" or name == b
+
+        delays = [d for s in scores for name, d in s.true_positives if mine(name)]
+        tp = len(delays)
+        fp = sum(1 for s in scores for name in s.false_positives if mine(name))
+        fn = sum(1 for s in scores for name in s.missed if mine(name))
+        rows.append(
+            BehaviourScore(
+                behaviour=behaviour,
+                expected=tp + fn,
+                raised=tp + fp,
+                true_positives=tp,
+                precision=tp / (tp + fp) if tp + fp else math.nan,
+                recall=tp / (tp + fn) if tp + fn else math.nan,
+                median_time_to_alert_s=float(np.median(delays)) if delays else math.nan,
+                max_time_to_alert_s=float(np.max(delays)) if delays else math.nan,
+            )
+        )
+    return rows

@@ -1,0 +1,212 @@
+"""Train a YOLO detector with ultralytics, offline and resumable, and record how.
+
+:func:`train_detector` wraps ``YOLO.train`` with the offline settings of
+:mod:`training.ultralytics_env` and writes ``anjian_train.json`` into the run folder next
+to ``weights/``: the config, the data digest, the hardware, the wall time (summed over
+resumed sessions) and the metrics of every epoch, rewritten after each epoch so that an
+interrupted run still says how far it got. ``weights/last.pt`` is saved every epoch;
+:func:`train_detector` with ``resume=True`` continues from it.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from datasets.hashing import dataset_digest
+from training.ultralytics_env import OFFLINE_TRAIN_ARGS, offline_ultralytics, use_all_cores
+
+__all__ = [
+    "RECORD_NAME",
+    "TrainConfig",
+    "TrainRun",
+    "hardware_summary",
+    "read_epoch_metrics",
+    "train_detector",
+]
+
+logger = logging.getLogger(__name__)
+
+RECORD_NAME = "anjian_train.json"
+
+
+class TrainConfig(BaseModel):
+    """What to train on and how; recorded with the weights."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data: Path = Field(..., description="YOLO data.yaml to train on.")
+    model: str = Field(
+        ..., min_length=1, description="Starting point: an ultralytics .pt checkpoint or a model .yaml."
+    )
+    project: Path = Field(Path("runs"), description="Folder holding training runs.")
+    name: str = Field("train", min_length=1, description="Run name: the run folder is project/name.")
+    epochs: int = Field(30, ge=1, le=10000, description="Training epochs.")
+    imgsz: int = Field(416, ge=32, le=4096, multiple_of=32, description="Square input size, pixels.")
+    batch: int = Field(16, ge=1, le=1024, description="Images per batch.")
+    workers: int = Field(2, ge=0, le=32, description="Dataloader worker processes.")
+    seed: int = Field(0, ge=0, description="Seed of the run.")
+    patience: int = Field(100, ge=0, description="Stop after this many epochs without improvement.")
+    close_mosaic: int = Field(3, ge=0, description="Turn mosaic augmentation off for the last epochs.")
+    cache: bool = Field(False, description="Cache decoded images in RAM.")
+    fraction: float = Field(1.0, gt=0, le=1, description="Share of the train split to use.")
+    extra: dict[str, float | int | str | bool] = Field(
+        default_factory=dict, description="More ultralytics train arguments (lr0, mosaic, freeze, ...)."
+    )
+
+    @property
+    def run_dir(self) -> Path:
+        """Folder of this run."""
+        return self.project / self.name
+
+
+@dataclass(frozen=True, slots=True)
+class TrainRun:
+    """Where a training run left its results.
+
+    Attributes:
+        run_dir: The run folder.
+        best: ``weights/best.pt``.
+        last: ``weights/last.pt`` (resume from it).
+        record: ``anjian_train.json``.
+        is_finished: Whether every epoch ran.
+    """
+
+    run_dir: Path
+    best: Path
+    last: Path
+    record: Path
+    is_finished: bool
+
+
+def hardware_summary() -> str:
+    """One line naming the machine: GPU if torch sees one, else the CPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return f"GPU: {torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    try:
+        from ultralytics.utils.torch_utils import get_cpu_info
+
+        cpu = get_cpu_info()
+    except ImportError:
+        cpu = platform.processor() or platform.machine()
+    return f"CPU only: {cpu}, {len(os.sched_getaffinity(0))} cores, torch {torch.__version__}"
+
+
+def read_epoch_metrics(run_dir: Path) -> list[dict[str, float]]:
+    """Rows of ultralytics' ``results.csv`` (one per finished epoch), keys stripped."""
+    path = Path(run_dir) / "results.csv"
+    if not path.is_file():
+        return []
+    with path.open() as fh:
+        return [
+            {k.strip(): float(v) for k, v in row.items() if v not in (None, "")} for row in csv.DictReader(fh)
+        ]
+
+
+def _load_record(path: Path) -> dict[str, Any]:
+    """The run's record so far, empty when there is none."""
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def train_detector(
+    config: TrainConfig, *, resume: bool = False, on_epoch_end: Callable[[int], None] | None = None
+) -> TrainRun:
+    """Train (or resume training) and record config, data digest, metrics and time.
+
+    Args:
+        config: The run's settings. With ``resume``, only ``project`` and ``name`` matter:
+            the rest comes from the checkpoint.
+        resume: Continue ``project/name/weights/last.pt``.
+        on_epoch_end: Called with the number of the epoch just finished (1-based), after
+            its checkpoint and record were written.
+
+    Returns:
+        Where the weights and the record are.
+
+    Raises:
+        FileNotFoundError: ``resume`` without a ``last.pt`` to resume from.
+    """
+    run_dir = config.run_dir.resolve()
+    record_path = run_dir / RECORD_NAME
+    last = run_dir / "weights" / "last.pt"
+    record = _load_record(record_path)
+    if resume:
+        if not last.is_file():
+            raise FileNotFoundError(f"nothing to resume: {last} does not exist")
+        if record.get("is_finished"):
+            logger.info("%s finished already; nothing to resume", run_dir)
+            return TrainRun(run_dir, run_dir / "weights" / "best.pt", last, record_path, True)
+    else:
+        record = {
+            "config": json.loads(config.model_dump_json()),
+            "data_hash": dataset_digest(config.data),
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "training_seconds": 0.0,
+            "sessions": [],
+        }
+    offline_ultralytics()
+    from ultralytics import YOLO
+
+    model = YOLO(str(last) if resume else config.model, task="detect")
+    threads = use_all_cores(model)
+    session_start = time.perf_counter()
+    seconds_before = float(record.get("training_seconds", 0.0))
+    record.setdefault("sessions", []).append(
+        {
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "hardware": hardware_summary(),
+            "threads": threads,
+            "resumed": resume,
+        }
+    )
+
+    def _write(is_finished: bool = False) -> None:
+        record["training_seconds"] = round(seconds_before + time.perf_counter() - session_start, 1)
+        record["epochs"] = read_epoch_metrics(run_dir)
+        record["is_finished"] = is_finished
+        record_path.parent.mkdir(parents=True, exist_ok=True)
+        record_path.write_text(json.dumps(record, indent=2) + "\n")
+
+    def _epoch_end(trainer: Any) -> None:
+        _write()
+        if on_epoch_end is not None:
+            on_epoch_end(int(trainer.epoch) + 1)
+
+    model.add_callback("on_fit_epoch_end", _epoch_end)
+    _write()
+    if resume:
+        model.train(resume=True, **OFFLINE_TRAIN_ARGS)
+    else:
+        model.train(
+            data=str(config.data),
+            epochs=config.epochs,
+            imgsz=config.imgsz,
+            batch=config.batch,
+            workers=config.workers,
+            seed=config.seed,
+            patience=config.patience,
+            close_mosaic=config.close_mosaic,
+            cache="ram" if config.cache else False,
+            fraction=config.fraction,
+            project=str(config.project.resolve()),
+            name=config.name,
+            exist_ok=True,
+            verbose=True,
+            **{**OFFLINE_TRAIN_ARGS, **config.extra},
+        )
+    _write(is_finished=True)
+    logger.info("training finished in %s", run_dir)
+    return TrainRun(run_dir, run_dir / "weights" / "best.pt", last, record_path, True)
