@@ -1,0 +1,96 @@
+"""``anjian eval-events``: replay clips with known incidents and score the alerts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from datasets.synthetic import write_demo_video
+from service.cli import app
+
+pytestmark = pytest.mark.slow
+
+
+def test_eval_events_scores_alerts_against_expected_incidents(tmp_path: Path) -> None:
+    clip = write_demo_video(tmp_path / "clips" / "fire.mp4", seconds=12, fps=10, size_wh=(480, 270))
+    camera = {
+        "id": "cam-1",
+        "url": str(clip),
+        "analysis_fps": 5,
+        "behaviours": {
+            "open_flame": {"classes": ["fire"], "min_confidence": 0.4, "k": 3, "n": 5, "clear_after_s": 2}
+        },
+    }
+    site = {
+        "site": {
+            "id": "plant",
+            "timezone": "UTC",
+            "workshops": [{"id": "ws", "name": "WS", "cameras": [camera]}],
+        },
+        "model": {"path": "builtin:anjian-demo"},
+        "storage": {"dir": str(tmp_path / "data")},
+    }
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+    spec = {
+        "tolerance_s": 1.0,
+        "clips": [
+            {
+                "video": "clips/fire.mp4",
+                "camera": "cam-1",
+                "expected": [{"behaviour": "open_flame", "start_s": 5, "end_s": 7}],
+            },
+            {
+                "video": "clips/fire.mp4",
+                "camera": "cam-1",
+                "expected": [],
+            },  # told it is quiet: an alert is false
+            {
+                "video": "clips/fire.mp4",
+                "camera": "cam-1",
+                "until_s": 4,
+                "expected": [{"behaviour": "smoking", "start_s": 1, "end_s": 3}],
+            },  # missed: no such alert
+        ],
+    }
+    (tmp_path / "spec.yaml").write_text(yaml.safe_dump(spec))
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval-events",
+            str(tmp_path / "spec.yaml"),
+            "--config",
+            str(tmp_path / "site.yaml"),
+            "--json",
+            str(tmp_path / "out.json"),
+        ],
+    )
+
+    assert result.exit_code == 0, result.output
+    rows = {r["behaviour"]: r for r in json.loads((tmp_path / "out.json").read_text())["behaviours"]}
+    flame = rows["open_flame"]
+    assert (flame["expected"], flame["raised"], flame["true_positives"]) == (1, 2, 1)
+    assert flame["precision"] == 0.5 and flame["recall"] == 1.0
+    assert 0.0 <= flame["median_time_to_alert_s"] <= 2.0  # k=3 of n=5 frames at 5 fps
+    assert rows["smoking"]["recall"] == 0.0 and rows["all"]["expected"] == 2
+
+
+def test_eval_events_rejects_an_unknown_camera(tmp_path: Path) -> None:
+    site = {
+        "site": {
+            "id": "p",
+            "timezone": "UTC",
+            "workshops": [{"id": "ws", "name": "WS", "cameras": [{"id": "cam-1", "url": "x.mp4"}]}],
+        },
+        "storage": {"dir": str(tmp_path / "data")},
+    }
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+    (tmp_path / "spec.yaml").write_text("clips: [{video: a.mp4, camera: nope}]\n")
+    result = CliRunner().invoke(
+        app, ["eval-events", str(tmp_path / "spec.yaml"), "--config", str(tmp_path / "site.yaml")]
+    )
+    assert result.exit_code == 2 and "no camera 'nope'" in result.output
