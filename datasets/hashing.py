@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from datasets.labels import ProgressFn, list_images, no_progress
-from datasets.yolo import label_path_for
+from datasets.yolo import dataset_root, label_path_for
 
 __all__ = ["dataset_digest"]
 
@@ -28,8 +28,7 @@ def dataset_digest(data_yaml: Path, *, progress: ProgressFn = no_progress) -> st
     """
     data_yaml = Path(data_yaml)
     data = yaml.safe_load(data_yaml.read_text())
-    root = Path(data["path"]) if data.get("path") else data_yaml.parent
-    root = root if root.is_absolute() else data_yaml.parent / root
+    root = dataset_root(data, data_yaml)
     digest = hashlib.sha256()
     digest.update(repr(list(data.get("names", []))).encode())
     for split in ("train", "val", "test"):

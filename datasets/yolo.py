@@ -33,6 +33,7 @@ from datasets.labels import (
 
 __all__ = [
     "LinkMode",
+    "dataset_root",
     "label_path_for",
     "load_yolo_set",
     "read_class_names",
@@ -70,6 +71,15 @@ def read_class_names(data: dict[str, Any], source: Path) -> tuple[str, ...]:
     if isinstance(names, list) and all(isinstance(n, str | int) for n in names):
         return tuple(str(n) for n in names)
     raise DatasetFormatError(f"{source}: 'names' must list the class names, got {names!r}")
+
+
+def dataset_root(data: dict[str, Any], data_yaml: Path) -> Path:
+    """Folder the split paths of a parsed ``data.yaml`` are relative to: ``path:`` (relative to
+    the yaml's folder) or, without one, the yaml's folder."""
+    if not data.get("path"):
+        return data_yaml.parent
+    root = Path(str(data["path"]))
+    return root if root.is_absolute() else data_yaml.parent / root
 
 
 def _split_images(root: Path, entry: Any, source: Path) -> list[Path]:
@@ -155,8 +165,7 @@ def load_yolo_set(
     if not isinstance(data, dict):
         raise DatasetFormatError(f"{data_yaml}: expected a mapping with 'names' and split paths")
     class_names = read_class_names(data, data_yaml)
-    root = Path(data["path"]) if data.get("path") else data_yaml.parent
-    root = root if root.is_absolute() else data_yaml.parent / root
+    root = dataset_root(data, data_yaml)
     set_name = name or data_yaml.parent.name
     dataset = DetectionSet(name=set_name, class_names=class_names)
     split_entries = {s: data[s] for s in _SPLITS if data.get(s)}
