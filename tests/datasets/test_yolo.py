@@ -153,3 +153,17 @@ def test_written_set_reads_back_identically_with_labels_where_ultralytics_looks(
 def test_group_key_cuts_at_roboflow_mark() -> None:
     assert group_key(Path("img_1_jpg.rf.abc.jpg")) == "img_1_jpg"
     assert group_key(Path("plain.jpg")) == "plain"
+
+
+@pytest.mark.parametrize("path_key", ["", "path: .\n", "path: sub\n"], ids=["no-path", "path-dot", "path-sub"])
+def test_relative_yaml_path_resolves_splits_from_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path_key: str
+) -> None:
+    root = tmp_path / "set" / ("sub" if "sub" in path_key else "")
+    _tiny_set(root, {"a": "0 0.5 0.5 0.2 0.2\n"})
+    (tmp_path / "set" / "data.yaml").write_text(f"{path_key}train: images/train\nnames: [fire]\n")
+    monkeypatch.chdir(tmp_path)
+
+    dataset = load_yolo_set(Path("set/data.yaml"))
+
+    assert [im.image.name for im in dataset] == ["a.jpg"]
