@@ -164,7 +164,7 @@ class FrameBatcher:
                 if now >= flush_at:
                     break
                 self._new_frame.wait(flush_at - now)
-                ready = self._gather(sources())
+                ready = self._gather(sources(), only_missing=True)
             return self._take()
 
     def forget(self, camera_id: str) -> None:
@@ -176,16 +176,22 @@ class FrameBatcher:
     def _cameras_without_frame(self, sources: Sequence[FrameSource]) -> list[str]:
         return [s.camera_id for s in sources if s.camera_id not in self._slots]
 
-    def _gather(self, sources: Sequence[FrameSource]) -> int:
-        """Take every camera's new frame into its slot; drop stale and orphaned ones; return the count."""
+    def _gather(self, sources: Sequence[FrameSource], *, only_missing: bool = False) -> int:
+        """Take every camera's new frame into its slot; drop stale and orphaned ones; return the count.
+
+        With ``only_missing`` (while waiting for the other cameras) cameras that already
+        have a pending frame are left alone: their newer frame waits in the camera.
+        """
         now = self._monotonic()
         present = set()
         superseded = stale = 0
         for source in sources:
             camera_id = source.camera_id
             present.add(camera_id)
-            frame = source.take_latest()
             slot = self._slots.get(camera_id)
+            if only_missing and slot is not None:
+                continue
+            frame = source.take_latest()
             if frame is not None:
                 if slot is None:
                     self._slots[camera_id] = _Slot(PendingFrame(frame, now), waiting_since=now)

@@ -377,7 +377,6 @@ def bench_decode(
     typer.echo(format_decode_table(rows, analysis_fps=analysis_fps))
 
 
-
 @bench_app.command("pipeline")
 def bench_pipeline(
     cameras: Annotated[int, typer.Option(help="Cameras, each reading its own copy of the video.")] = 4,
@@ -387,7 +386,7 @@ def bench_pipeline(
     video: Annotated[
         Path | None, typer.Option(help="Footage (default: a synthetic 30 s 640x360 clip).")
     ] = None,
-    analysis_fps: Annotated[float, typer.Option(help="Analysed fps per camera in the real-time phase.")] = 2.0,
+    analysis_fps: Annotated[float, typer.Option(help="Analysed frames per second and camera.")] = 2.0,
     seconds: Annotated[float, typer.Option(help="Measured seconds per phase.")] = 20.0,
     phases: Annotated[
         list[str] | None,
@@ -421,17 +420,25 @@ def bench_pipeline(
 def replay(
     video: Annotated[Path, typer.Argument(help="Recorded video file.")],
     config: ConfigOption,
-    camera: Annotated[str, typer.Option("--camera", help="Id of the site camera whose zones and rules apply.")],
-    events: Annotated[Path, typer.Option("--events", help="Where the JSON lines go (one per event revision).")],
+    camera: Annotated[
+        str, typer.Option("--camera", help="Id of the site camera whose zones and rules apply.")
+    ],
+    events: Annotated[
+        Path, typer.Option("--events", help="Where the JSON lines go (one per event revision).")
+    ],
     evidence_dir: Annotated[
         Path | None, typer.Option("--evidence-dir", help="Also write snapshots (.jpg) and clips (.mp4) here.")
     ] = None,
     start_at: Annotated[
         str | None,
-        typer.Option(help="Wall-clock time of the first frame, ISO 8601 (default: the file's creation time)."),
+        typer.Option(
+            help="Wall-clock time of the first frame, ISO 8601 (default: the file's creation time)."
+        ),
     ] = None,
     until_s: Annotated[float | None, typer.Option(help="Stop after this many seconds of video.")] = None,
-    model: Annotated[str | None, typer.Option(help="Model to run instead of the site's (.onnx or builtin:NAME).")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model to run instead of the site's (.onnx or builtin:NAME).")
+    ] = None,
     log_level: LogLevel = "WARNING",
 ) -> None:
     """Run the full pipeline over a video file as fast as possible and write one JSON line per event."""
@@ -450,7 +457,9 @@ def replay(
     try:
         first = None if start_at is None else dt.datetime.fromisoformat(start_at)
     except ValueError:
-        raise _fail(f"--start-at: expected an ISO 8601 time such as 2024-03-04T08:00:00+08:00, got {start_at!r}") from None
+        raise _fail(
+            f"--start-at: expected an ISO 8601 time such as 2024-03-04T08:00:00+08:00, got {start_at!r}"
+        ) from None
     try:
         detector = OnnxDetector(resolve_model_path(model or loaded.model.path), loaded.model)
         with events.open("w", encoding="utf-8") as out:
