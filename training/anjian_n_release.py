@@ -197,9 +197,11 @@ def finish(
     )
     to_fp16(onnx, export_dir / "model-fp16.onnx")
     reports = evaluate_per_source(onnx, data_yaml, progress=progress)
-    real_person = [s for s, labelled in data["labelled_classes"].items() if "person" in labelled]
-    pseudo = {a["source"] for a in data.get("pseudo_labels", {}).get("added", [])}
-    real_person = [s for s in real_person if s not in pseudo]
+    filled = data.get("pseudo_labels", {}).get("filled_classes", {})
+    pseudo = {source for source, classes in filled.items() if "person" in classes}
+    real_person = [
+        s for s, labelled in data["labelled_classes"].items() if "person" in labelled and s not in pseudo
+    ]
     teacher = _teacher_person(
         Path(recipe["data_root"]) / "weights" / "coco_yolov8n_int8.onnx", data_yaml, real_person
     )

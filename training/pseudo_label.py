@@ -28,10 +28,11 @@ logger = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class PseudoLabelReport:
-    """Boxes added per ``(source, split, class)`` and images looked at per source."""
+    """Boxes added per ``(source, split, class)``, images looked at and classes filled in per source."""
 
     added: dict[tuple[str, str, str], int] = field(default_factory=dict)
     images_seen: dict[str, int] = field(default_factory=dict)
+    filled_classes: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form."""
@@ -40,6 +41,7 @@ class PseudoLabelReport:
                 {"source": s, "split": sp, "class": c, "boxes": n} for (s, sp, c), n in self.added.items()
             ],
             "images_seen": dict(self.images_seen),
+            "filled_classes": {k: list(v) for k, v in self.filled_classes.items()},
         }
 
 
@@ -130,6 +132,8 @@ def pseudo_label(
     out.images = images
     for source, labelled in dataset.labelled_classes.items():
         extra = tuple(c for c in class_sources if c not in labelled)
+        if extra:
+            report.filled_classes[source] = extra
         out.labelled_classes[source] = tuple(c for c in dataset.class_names if c in labelled or c in extra)
     logger.info("pseudo-labelled %d boxes over %d images", sum(report.added.values()), len(todo))
     return out, report

@@ -1,0 +1,61 @@
+"""The anjian-n recipe end to end on a few real images per source: prepare, train, finish."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from models.onnx_detector import OnnxDetector
+from models.registry import resolve_model_path
+from tests.support.real_data import copy_yolo_sample, require_shared_data
+
+pytestmark = pytest.mark.slow
+
+
+def test_recipe_prepares_trains_and_registers_a_model_with_its_card(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("ultralytics")
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
+    from training.anjian_n import SOURCES, AnjianNRecipe, prepare, train
+    from training.anjian_n_release import finish
+
+    data_root = tmp_path / "shared"
+    for name in SOURCES:
+        copy_yolo_sample(name, data_root / name, per_split=3)
+    (data_root / "weights").mkdir()
+    (data_root / "weights" / "coco_yolov8n_int8.onnx").symlink_to(
+        require_shared_data("weights", "coco_yolov8n_int8.onnx")
+    )
+    work = tmp_path / "work"
+    recipe = AnjianNRecipe(data_root=data_root, epochs=1, imgsz=64, batch=4, workers=0, close_mosaic=0)
+
+    data_yaml = prepare(work, recipe)
+
+    data = yaml.safe_load(data_yaml.read_text())
+    assert data["names"][:2] == ["person", "fallen_person"] and len(data["names"]) == 7
+    assert "person" in data["labelled_classes"]["cigarette"]  # filled in by the teacher
+    report = json.loads((work / "merge_report.json").read_text())
+    assert {a["source"] for a in report["pseudo_labels"]["added"]} <= {
+        "cigarette",
+        "fire_smoke_cctv",
+        "pallet",
+    }
+
+    best = train(work)
+    assert best.is_file()
+    registry = tmp_path / "registry"
+    onnx = finish(work, version="3", registry=registry)
+
+    assert resolve_model_path("builtin:anjian-n", root=registry) == onnx
+    detector = OnnxDetector(onnx)
+    assert detector.version.startswith("anjian-n@") and detector.info.input_hw == (64, 64)
+    meta = json.loads((onnx.parent / "meta.json").read_text())
+    assert set(meta["val"]) == set(SOURCES) and meta["data_hash"].startswith("sha256:")
+    assert set(meta["teacher_person"]) == {"fall_hospital", "forklift_person"}
+    card = (onnx.parent / "card.md").read_text()
+    assert "CC BY 4.0" in card and "| cigarette | person (pseudo GT) |" in card and "AGPL-3.0" in card
+    assert (work / "export" / "model-fp16.onnx").is_file()
