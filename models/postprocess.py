@@ -32,10 +32,10 @@ def nms_per_class(
     if len(xyxy) == 0:
         return np.zeros((0,), np.int64)
     xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
-    keep = cv2.dnn.NMSBoxesBatched(
+    kept = cv2.dnn.NMSBoxesBatched(
         xywh.tolist(), scores.tolist(), class_ids.astype(np.int32).tolist(), 0.0, iou_threshold
     )
-    keep = np.asarray(keep, dtype=np.int64).reshape(-1)
+    keep: np.ndarray = np.asarray(kept, dtype=np.int64).reshape(-1)
     keep = keep[np.argsort(-scores[keep], kind="stable")]
     return keep[:max_detections]
 

@@ -57,7 +57,7 @@ class YoloDetector:
             raise ModelLoadError(f"model file not found: {self.path}")
         os.environ.setdefault("YOLO_OFFLINE", "1")
         try:
-            from ultralytics import YOLO
+            from ultralytics import YOLO  # type: ignore[attr-defined]
         except ImportError:
             raise ModelLoadError(
                 f"{self.path.name}: .pt models need ultralytics (pip install 'anjian[train]'); "
@@ -102,7 +102,7 @@ class YoloDetector:
             return []
         host = [im if isinstance(im, np.ndarray) else im.cpu().numpy() for im in images]
         cfg = self.config
-        results = self._model.predict(
+        results: Any = self._model.predict(
             host,
             imgsz=list(self.info.input_hw),
             conf=cfg.confidence_threshold,

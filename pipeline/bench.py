@@ -35,7 +35,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 __all__ = ["DEFAULT_PHASES", "BenchPhase", "PipelineBenchReport", "run_pipeline_bench"]
 
@@ -142,7 +142,7 @@ def _naive_phase(model: str, video: str, cameras: int, analysis_fps: float, seco
     """One ``cv2.VideoCapture`` per camera, read in turn; ``YOLO.predict`` on every sampled frame."""
     os.environ.setdefault("YOLO_OFFLINE", "1")
     import cv2
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # type: ignore[attr-defined]
 
     from models.loader import load_detector
 
@@ -327,7 +327,7 @@ def _anjian_phase(
         detector,
         _CountingSink(),
         max_batch=max_batch,
-        source_factory=None if realtime else _PullFileSource,
+        source_factory=None if realtime else cast(Any, _PullFileSource),
     )
     runner.start()
     time.sleep(_WARMUP_S)
@@ -357,7 +357,7 @@ def _export_onnx(pt_path: Path, imgsz: int, out_dir: Path) -> Path:
     os.environ.setdefault("YOLO_OFFLINE", "1")
     import shutil
 
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # type: ignore[attr-defined]
 
     copy = Path(shutil.copy2(pt_path, out_dir / pt_path.name))
     return Path(YOLO(str(copy)).export(format="onnx", dynamic=True, imgsz=imgsz, simplify=False))

@@ -94,13 +94,13 @@ def recover_yolov8n_from_int8(onnx_path: Path) -> Any:
     """
     os.environ.setdefault("YOLO_OFFLINE", "1")
     import torch
-    from ultralytics import YOLO
+    from ultralytics import YOLO  # type: ignore[attr-defined]
     from ultralytics.nn.modules import Conv
 
     weights, names = load_int8_float_weights(onnx_path)
-    yolo = YOLO("yolov8n.yaml", task="detect")
-    net = yolo.model
-    modules = dict(net.named_modules())
+    yolo: Any = YOLO("yolov8n.yaml", task="detect")
+    net: Any = yolo.model
+    modules: dict[str, Any] = dict(net.named_modules())
     used: set[str] = set()
     with torch.no_grad():
         for path, module in modules.items():
@@ -111,7 +111,7 @@ def recover_yolov8n_from_int8(onnx_path: Path) -> Any:
                         f"{path}: recovered tensors do not fit {tuple(module.conv.weight.shape)}"
                     )
                 module.conv.weight.copy_(torch.from_numpy(weight))
-                bn = module.bn
+                bn: Any = module.bn
                 bn.weight.fill_(1.0)
                 bn.bias.copy_(torch.from_numpy(bias))
                 bn.running_mean.zero_()
