@@ -27,7 +27,7 @@ def iou_cxcywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     area_a = a[:, 2] * a[:, 3]
     area_b = b[:, 2] * b[:, 3]
     union = area_a[:, None] + area_b[None, :] - inter
-    return (inter / np.maximum(union, 1e-12)).astype(np.float32)
+    return np.asarray(inter / np.maximum(union, 1e-12), np.float32)
 
 
 def clean_boxes(raw: np.ndarray, class_count: int, path: Path) -> tuple[np.ndarray, list[Issue]]:

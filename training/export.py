@@ -92,7 +92,7 @@ def export_onnx(
     if imgsz % 32:
         raise ValueError(f"imgsz must be a multiple of 32, got {imgsz}")
     offline_ultralytics()
-    from ultralytics import YOLO
+    from ultralytics.models.yolo.model import YOLO
 
     with tempfile.TemporaryDirectory(prefix="anjian-export-") as tmp:
         local = Path(tmp) / "model.pt"
@@ -161,7 +161,7 @@ def export_tensorrt(weights: Path, out: Path, *, imgsz: int, half: bool = True) 
         logger.info("no NVIDIA GPU or no tensorrt package: TensorRT engine skipped")
         return None
     offline_ultralytics()
-    from ultralytics import YOLO
+    from ultralytics.models.yolo.model import YOLO
 
     engine = YOLO(str(weights), task="detect").export(
         format="engine", imgsz=imgsz, half=half, dynamic=True, device=0, verbose=False

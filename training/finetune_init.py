@@ -32,7 +32,7 @@ def write_model_yaml(path: Path, nc: int, scale: str = "n") -> Path:
     import yaml
 
     ultralytics = offline_ultralytics()
-    cfg = yaml.safe_load((Path(ultralytics.__file__).parent / "cfg/models/v8/yolov8.yaml").read_text())
+    cfg = yaml.safe_load((Path(str(ultralytics.__file__)).parent / "cfg/models/v8/yolov8.yaml").read_text())
     depth, width, max_channels = cfg.pop("scales")[scale]
     cfg.update(nc=nc, depth_multiple=depth, width_multiple=width, max_channels=max_channels)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -84,21 +84,21 @@ def build_finetune_checkpoint(
         ``out_pt``.
     """
     offline_ultralytics()
-    from ultralytics import YOLO
+    from ultralytics.models.yolo.model import YOLO
     from ultralytics.nn.tasks import DetectionModel
 
     from training.coco_init import recover_yolov8n_from_int8
 
     coco = recover_yolov8n_from_int8(Path(coco_onnx))
     yaml_path = write_model_yaml(out_pt.with_suffix(".yaml"), len(class_names))
-    model = DetectionModel(str(yaml_path), nc=len(class_names), verbose=False)
+    model: Any = DetectionModel(str(yaml_path), nc=len(class_names), verbose=False)  # type: ignore[no-untyped-call]
     model.names = dict(enumerate(class_names))
     model.load(coco.model, verbose=False)  # rebuilds the class branch at COCO's width
     head = model.model[-1]
     for conv, stride in zip((b[-1] for b in head.cv3), head.stride.tolist(), strict=True):
         conv.bias.data[:] = math.log(5 / len(class_names) / (640 / stride) ** 2)
     seeded = _seed_class_rows(model, coco.model, DEFAULT_SEEDS if seeds is None else seeds)
-    wrapper = YOLO(str(yaml_path), task="detect")
+    wrapper: Any = YOLO(str(yaml_path), task="detect")
     wrapper.model = model
     out_pt.parent.mkdir(parents=True, exist_ok=True)
     wrapper.save(str(out_pt))

@@ -158,7 +158,7 @@ def train_detector(
             "sessions": [],
         }
     offline_ultralytics()
-    from ultralytics import YOLO
+    from ultralytics.models.yolo.model import YOLO
 
     model = YOLO(str(last) if resume else config.model, task="detect")
     threads = use_all_cores(model)
