@@ -53,6 +53,7 @@ __all__ = [
     "SmokingConfig",
     "UncleanedDustConfig",
     "ZoneConfig",
+    "check_time_zone",
 ]
 
 Anchor = Literal["bottom_center", "center", "top_center"]
@@ -79,7 +80,7 @@ class _PipelineModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def _check_time_zone(name: str | None) -> str | None:
+def check_time_zone(name: str | None) -> str | None:
     """Reject unknown IANA names at load time rather than at the first schedule check."""
     if name is None:
         return None
@@ -161,7 +162,7 @@ class ScheduleConfig(_PipelineModel):
     @field_validator("time_zone")
     @classmethod
     def _known_zone(cls, value: str | None) -> str | None:
-        return _check_time_zone(value)
+        return check_time_zone(value)
 
 
 class EscalationConfig(_PipelineModel):

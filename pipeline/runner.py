@@ -140,6 +140,7 @@ class PipelineRunner:
         batch_deadline_s: float = 0.02,
         max_frame_age_s: float = 2.0,
         fault_check_interval_s: float = 0.5,
+        time_zone: str = "UTC",
         source_factory: Callable[[CameraPipelineConfig, threading.Condition], VideoSource] | None = None,
     ) -> None:
         """Create a stopped runner.
@@ -154,9 +155,11 @@ class PipelineRunner:
             batch_deadline_s: Once a frame is ready, longest wait for frames of other cameras.
             max_frame_age_s: A frame not analysed within this long after it arrived is dropped.
             fault_check_interval_s: How often cameras that send no frames are checked for faults.
+            time_zone: IANA time zone of the site, for schedules that name none.
             source_factory: Builds a camera source (tests inject fakes); ``VideoSource`` by default.
         """
         self.site_id = site_id
+        self.time_zone = time_zone
         self.detector = detector
         self.sink = sink
         self._clock = clock
@@ -344,6 +347,7 @@ class PipelineRunner:
             workshop_id=assignment.workshop_id,
             camera_id=assignment.camera.id,
             model_version=self.detector.version,
+            time_zone=self.time_zone,
         )
 
     def _new_worker(self, assignment: CameraAssignment) -> _CameraWorker:

@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from models.config import DetectorConfig
-from pipeline.config import CameraPipelineConfig
+from pipeline.config import CameraPipelineConfig, check_time_zone
 from pipeline.event import Behaviour
 from service.errors import ConfigError
 from service.lifecycle import EVENT_KINDS
@@ -56,6 +56,11 @@ class SiteConfig(_ServiceModel):
     id: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     name: str = Field("", max_length=200, description="Shown in the control room.")
     timezone: str = Field("UTC", description="IANA time zone of the site, for schedules.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        return check_time_zone(value) or "UTC"
     workshops: list[WorkshopConfig] = Field(..., min_length=1)
 
 

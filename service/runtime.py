@@ -17,8 +17,7 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
-from models.onnx_detector import OnnxDetector
-from models.registry import resolve_model_path
+from models.loader import load_detector
 from pipeline.http_sink import HttpEventSink
 from pipeline.runner import CameraAssignment, PipelineRunner
 from pipeline.sink import EventSink
@@ -92,9 +91,9 @@ class Runtime:
 
 def _runner(config: AnjianConfig, sink: EventSink) -> PipelineRunner:
     """The camera pipeline of the site, publishing to ``sink``."""
-    detector = OnnxDetector(resolve_model_path(config.model.path), config.model)
+    detector = load_detector(config.model.path, config.model)
     assignments = [CameraAssignment(workshop.id, camera) for workshop, camera in config.cameras()]
-    return PipelineRunner(config.site.id, assignments, detector, sink)
+    return PipelineRunner(config.site.id, assignments, detector, sink, time_zone=config.site.timezone)
 
 
 def build_runtime(config: AnjianConfig, *, with_pipeline: bool) -> Runtime:

@@ -186,7 +186,7 @@ def engine(
     runners: list[PipelineRunner] = []
 
     def build(
-        cameras: list[CameraPipelineConfig], detector: _CountingDetector, sink: ListSink
+        cameras: list[CameraPipelineConfig], detector: _CountingDetector, sink: ListSink, **options: Any
     ) -> tuple[PipelineRunner, dict[str, _ScriptedSource]]:
         sources: dict[str, _ScriptedSource] = {}
 
@@ -202,6 +202,7 @@ def engine(
             source_factory=factory,  # type: ignore[arg-type]
             batch_deadline_s=0.0,
             fault_check_interval_s=0.05,
+            **options,
         )
         runners.append(runner)
         return runner, sources
@@ -242,6 +243,12 @@ def test_stalled_camera_does_not_slow_the_others_and_its_fault_is_published(engi
     # Live cameras' analyzers are ticked (time-based rules), an offline one's never.
     ticks = {a.camera.id: a.ticks for a in _RecordingAnalyzer.created}
     assert ticks["a"] >= 1 and ticks["stalled"] == 0
+
+
+def test_rules_get_the_site_time_zone_and_the_model_version(engine: Any) -> None:
+    engine([_scripted("a")], _CountingDetector(version="m@7"), ListSink(), time_zone="Asia/Shanghai")
+    [analyzer] = _RecordingAnalyzer.created
+    assert (analyzer.context.time_zone, analyzer.context.model_version) == ("Asia/Shanghai", "m@7")
 
 
 def test_rules_receive_tracked_detections(engine: Any) -> None:

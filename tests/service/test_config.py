@@ -76,6 +76,7 @@ CAM = ("site", "workshops", 0, "cameras", 0)
         ((*CAM, "behaviours", "open_flame", "severity"), "purple", r"severity: Input should be 'red'"),
         ((*CAM, "id"), "cam-2", r"camera id 'cam-2' appears twice"),
         (("webhooks", 0, "url"), "ftp://x", r"webhooks\.0\.url: String should match"),
+        (("site", "timezone"), "Mars/Olympus", r"site\.timezone: .*unknown time zone 'Mars/Olympus'"),
     ],
     ids=[
         "typo",
@@ -86,6 +87,7 @@ CAM = ("site", "workshops", 0, "cameras", 0)
         "bad-colour",
         "dup-camera",
         "bad-hook",
+        "bad-time-zone",
     ],
 )
 def test_invalid_config_names_field_and_problem(
