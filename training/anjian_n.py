@@ -159,6 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--version", default="1", help="registry version written by 'finish'")
+    parser.add_argument(
+        "--ablation-work", type=Path, default=None, help="finish: compare with this run (--no-pseudo-labels)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     work = args.work.resolve()
@@ -178,7 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         from training.anjian_n_release import finish
 
-        print(finish(work, version=args.version))
+        print(finish(work, version=args.version, ablation_work=args.ablation_work))
     return 0
 
 

@@ -47,8 +47,13 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(
 
     best = train(work)
     assert best.is_file()
+    naive = tmp_path / "naive"  # the ablation: same recipe, no teacher labels
+    prepare(naive, recipe.model_copy(update={"is_pseudo_labelled": False}))
+    naive_data = yaml.safe_load((naive / "data" / "data.yaml").read_text())
+    assert "person" not in naive_data["labelled_classes"]["cigarette"]
+    train(naive)
     registry = tmp_path / "registry"
-    onnx = finish(work, version="3", registry=registry)
+    onnx = finish(work, version="3", registry=registry, ablation_work=naive)
 
     assert resolve_model_path("builtin:anjian-n", root=registry) == onnx
     detector = OnnxDetector(onnx)
@@ -59,3 +64,4 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(
     card = (onnx.parent / "card.md").read_text()
     assert "CC BY 4.0" in card and "| cigarette | person (pseudo GT) |" in card and "AGPL-3.0" in card
     assert (work / "export" / "model-fp16.onnx").is_file()
+    assert "## Ablation: the unlabelled people" in card and set(meta["ablation"]) == set(SOURCES)
