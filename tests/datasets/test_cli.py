@@ -82,3 +82,43 @@ def test_import_copies_a_set_into_a_clean_yolo_folder(tmp_path: Path) -> None:
 def test_unreadable_source_is_a_clean_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["dataset", "stats", str(tmp_path / "nothing.yaml")])
     assert result.exit_code == 2 and "cannot read" in result.output
+
+
+def test_import_of_a_coco_file_needs_its_image_folder(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    (tmp_path / "imgs").mkdir()
+    cv2.imwrite(str(tmp_path / "imgs" / "a.jpg"), np.zeros((50, 100, 3), np.uint8))
+    coco = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 50}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 3, "bbox": [10, 5, 20, 10]}],
+        "categories": [{"id": 3, "name": "smoke"}],
+    }
+    (tmp_path / "val.json").write_text(json.dumps(coco))
+
+    missing = runner.invoke(
+        app, ["dataset", "import", str(tmp_path / "val.json"), "--out", str(tmp_path / "o")]
+    )
+    assert missing.exit_code == 2 and "--images" in missing.output
+
+    result = runner.invoke(
+        app,
+        [
+            "dataset",
+            "import",
+            str(tmp_path / "val.json"),
+            "--images",
+            str(tmp_path / "imgs"),
+            "--split",
+            "val",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    imported = load_yolo_set(tmp_path / "o" / "data.yaml")
+    assert imported.class_names == ("smoke",) and imported.splits == ["val"]
+    assert (
+        tmp_path / "o" / "labels" / "val" / "a.txt"
+    ).read_text() == "0 0.200000 0.200000 0.200000 0.200000\n"
