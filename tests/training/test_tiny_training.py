@@ -47,7 +47,7 @@ def test_tiny_real_training_resumes_exports_and_loads_in_the_onnx_backend(
     pytest.importorskip("ultralytics")
     coco = require_shared_data("weights", "coco_yolov8n_int8.onnx")
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
-    from training.export import export_onnx
+    from training.export import export_onnx, to_fp16
     from training.finetune_init import build_finetune_checkpoint
     from training.train import TrainConfig, train_detector
 
@@ -92,8 +92,13 @@ def test_tiny_real_training_resumes_exports_and_loads_in_the_onnx_backend(
     assert list(detector.class_names.values()) == list(merged.class_names)
     assert detector.info.input_hw == (64, 64) and detector.version.startswith("tiny@")
     image = cv2.imread(str(merged.in_split("val")[0].image))
-    [detections] = detector.detect([image])
-    assert len(detections) > 0  # the COCO start still proposes boxes after one epoch
+    first, second = detector.detect([image, image[:, ::-1].copy()])  # one batch of two: dynamic batch axis
+    assert len(first) > 0 and len(second) > 0  # the COCO start still proposes boxes after one epoch
+    half = to_fp16(onnx, tmp_path / "export" / "model-fp16.onnx")
+    half_detector = OnnxDetector(half, DetectorConfig(path=str(half), confidence_threshold=0.001, device="cpu"))
+    [half_dets] = half_detector.detect([image])
+    assert half.stat().st_size < onnx.stat().st_size * 0.6
+    assert abs(len(half_dets) - len(first)) <= max(3, len(first) // 10)  # same model, fp16 rounding
 
     from training.evaluate import evaluate_detector
 
