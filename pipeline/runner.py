@@ -268,6 +268,21 @@ class PipelineRunner:
         for event in closed:
             self._publish(event)
 
+    def reset_reference(self, camera_id: str, zone_id: str) -> bool:
+        """Forget the learned clear/clean view of a zone (relearned the next time it is seen clear).
+
+        Returns:
+            True when a rule of that camera kept a reference for the zone.
+
+        Raises:
+            KeyError: The camera is not analysed.
+        """
+        with self._lock:  # the analysis thread holds it while it runs the rules
+            worker = self._workers.get(camera_id)
+            if worker is None:
+                raise KeyError(camera_id)
+            return worker.analyzer.reset_reference(zone_id)
+
     def swap_detector(self, detector: Detector) -> None:
         """Use ``detector`` from the next batch on (a retrained model); no camera is dropped.
 

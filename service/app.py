@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from service.api import dashboard, events, ingest, ops, stream, tokens, webhooks
+from service.api import control, dashboard, events, ingest, ops, stream, tokens, webhooks
 from service.api.deps import (
     CameraHealthProvider,
     get_camera_health,
@@ -25,6 +25,7 @@ from service.api.deps import (
 )
 from service.api.ops import anjian_version
 from service.config import AnjianConfig
+from service.control import PipelineControl
 from service.escalation import Escalator
 from service.evidence import EvidenceStore
 from service.metrics import ServiceMetrics
@@ -53,6 +54,7 @@ def create_app(
     camera_health: CameraHealthProvider | None = None,
     metrics: ServiceMetrics | None = None,
     escalator: Escalator | None = None,
+    pipeline_control: PipelineControl | None = None,
 ) -> FastAPI:
     """Build the alert service's FastAPI app.
 
@@ -71,6 +73,8 @@ def create_app(
             ``/metrics`` (``anjian run`` passes ``PipelineRunner.health``).
         metrics: Prometheus metrics; default new ones over ``store``.
         escalator: SLA escalation worker; default one over ``store`` and ``config.sla``.
+        pipeline_control: Camera reload and reference resets of the pipeline in this
+            process (``anjian run``); ``None`` answers those routes with 409.
 
     Returns:
         The app; ``app.state`` holds ``config``, ``store``, ``evidence``, ``dispatcher``,
@@ -124,8 +128,9 @@ def create_app(
     app.state.camera_health = camera_health
     app.state.metrics = metrics
     app.state.escalator = escalator
+    app.state.pipeline_control = pipeline_control
     app.state.sink = StoreSink(store, evidence, dispatcher, metrics=metrics)
-    for module in (events, stream, ingest, webhooks, tokens, ops, dashboard):
+    for module in (events, stream, ingest, webhooks, tokens, ops, control, dashboard):
         app.include_router(module.router)
     app.mount("/dashboard", StaticFiles(directory=dashboard.DASHBOARD_DIR), name="dashboard")
     if config.server.cors_origins:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import threading
 import time
 from pathlib import Path
@@ -25,6 +26,7 @@ from service.errors import ConfigError, DatabaseError
 from service.logs import setup_logging
 
 if TYPE_CHECKING:
+    from service.runtime import Runtime
     from service.store import EventStore
 
 __all__ = ["app"]
@@ -124,17 +126,39 @@ def camera_probe(
     typer.echo(f"{camera.masked_url}: OK — {size[0]}x{size[1]}, {seen} frame(s) in {elapsed:.2f}s")
 
 
-def _serve(config: AnjianConfig, *, with_pipeline: bool, banner: str = "") -> None:
+def _reload_on_sighup(runtime: Runtime) -> None:
+    """Make SIGHUP re-read the site YAML's cameras (as daemons do), off the signal handler's thread."""
+    control = runtime.control
+    if control is None:
+        return
+
+    def reload() -> None:
+        try:
+            changes = control.reload_cameras()
+            typer.echo(
+                f"anjian: cameras reloaded: added {changes.added}, removed {changes.removed}, "
+                f"{len(changes.updated)} kept (restarted only where changed)"
+            )
+        except (ConfigError, ValueError) as exc:
+            logger.error("camera reload refused, nothing changed: %s", exc)
+
+    signal.signal(signal.SIGHUP, lambda _sig, _frame: threading.Thread(target=reload, daemon=True).start())
+
+
+def _serve(
+    config: AnjianConfig, *, with_pipeline: bool, config_path: Path | None = None, banner: str = ""
+) -> None:
     from service.runtime import build_runtime, server_port
 
     try:
-        runtime = build_runtime(config, with_pipeline=with_pipeline)
+        runtime = build_runtime(config, with_pipeline=with_pipeline, config_path=config_path)
         port = server_port(config)
     except (ModelError, ValueError, DatabaseError) as exc:
         raise _fail(str(exc)) from None
     host = config.server.host
     typer.echo(f"anjian: serving on http://{host}:{port}/  (dashboard: http://{host}:{port}/{banner})")
     runtime.start()
+    _reload_on_sighup(runtime)
     try:
         server = uvicorn.Server(
             uvicorn.Config(
@@ -179,7 +203,7 @@ def _run_pipeline_only(config: AnjianConfig, service_url: str, token: str) -> No
 def serve(config: ConfigOption, log_level: LogLevel = "INFO", json_logs: JsonLogs = False) -> None:
     """Run the alert service alone (API, dashboard, store, webhooks), without reading cameras."""
     setup_logging(log_level, is_json=json_logs)
-    _serve(_load(config), with_pipeline=False)
+    _serve(_load(config), with_pipeline=False, config_path=config)
 
 
 @app.command()
@@ -204,7 +228,7 @@ def run(
     setup_logging(log_level, is_json=json_logs)
     loaded = _load(config)
     if service_url is None:
-        _serve(loaded, with_pipeline=True)
+        _serve(loaded, with_pipeline=True, config_path=config)
         return
     if not token:
         raise _fail("--service-url needs a pipeline token: --token or ANJIAN_PIPELINE_TOKEN")
@@ -261,7 +285,7 @@ def demo(
         raise _fail(str(exc)) from None
     host = config.server.host
     typer.echo(f"anjian demo: e.g. curl -H 'Authorization: Bearer {secret}' http://{host}:{port}/events")
-    _serve(config, with_pipeline=True, banner=f"#token={secret}")
+    _serve(config, with_pipeline=True, config_path=site, banner=f"#token={secret}")
 
 
 @tokens_app.command("create")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -23,6 +24,7 @@ from pipeline.runner import CameraAssignment, PipelineRunner
 from pipeline.sink import EventSink
 from service.app import create_app
 from service.config import AnjianConfig
+from service.control import RunnerControl
 from service.escalation import Escalator
 from service.evidence import EvidenceStore
 from service.metrics import ServiceMetrics
@@ -63,6 +65,7 @@ class Runtime:
     app: FastAPI | None
     runner: PipelineRunner | None
     http_sink: HttpEventSink | None = None
+    control: RunnerControl | None = None
 
     def start(self) -> None:
         """Start the webhook and escalation workers, the HTTP sink, then the camera pipeline."""
@@ -96,8 +99,11 @@ def _runner(config: AnjianConfig, sink: EventSink) -> PipelineRunner:
     return PipelineRunner(config.site.id, assignments, detector, sink, time_zone=config.site.timezone)
 
 
-def build_runtime(config: AnjianConfig, *, with_pipeline: bool) -> Runtime:
+def build_runtime(config: AnjianConfig, *, with_pipeline: bool, config_path: Path | None = None) -> Runtime:
     """Build the service (and, with ``with_pipeline``, the camera pipeline feeding it in-process).
+
+    With ``config_path`` (the site YAML the config came from), the API and SIGHUP can
+    reload the cameras from that file while running.
 
     Raises:
         DatabaseError: The database cannot be migrated.
@@ -111,9 +117,12 @@ def build_runtime(config: AnjianConfig, *, with_pipeline: bool) -> Runtime:
     dispatcher = WebhookDispatcher(store, metrics=metrics)
     escalator = Escalator(store, config.sla, dispatcher=dispatcher, metrics=metrics)
     runner: PipelineRunner | None = None
+    control: RunnerControl | None = None
     if with_pipeline:
         runner = _runner(config, StoreSink(store, evidence, dispatcher, metrics=metrics))
         holder.append(runner)
+        if config_path is not None:
+            control = RunnerControl(runner, config_path)
     app = create_app(
         config,
         store=store,
@@ -122,9 +131,16 @@ def build_runtime(config: AnjianConfig, *, with_pipeline: bool) -> Runtime:
         camera_health=runner.health if runner is not None else None,
         metrics=metrics,
         escalator=escalator,
+        pipeline_control=control,
     )
     return Runtime(
-        config=config, store=store, dispatcher=dispatcher, escalator=escalator, app=app, runner=runner
+        config=config,
+        store=store,
+        dispatcher=dispatcher,
+        escalator=escalator,
+        app=app,
+        runner=runner,
+        control=control,
     )
 
 

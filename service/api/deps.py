@@ -18,6 +18,7 @@ from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBear
 from sqlalchemy.exc import SQLAlchemyError
 
 from cameras.health import CameraHealth
+from service.control import PipelineControl
 from service.evidence import EvidenceStore
 from service.metrics import ServiceMetrics
 from service.sink import StoreSink
@@ -32,6 +33,7 @@ __all__ = [
     "get_dispatcher",
     "get_evidence",
     "get_metrics",
+    "get_pipeline_control",
     "get_sink",
     "get_store",
     "require_role",
@@ -75,6 +77,12 @@ def get_camera_health(request: Request) -> CameraHealthProvider | None:
     """Dependency: what reports camera health, when this process reads cameras."""
     provider: CameraHealthProvider | None = request.app.state.camera_health
     return provider
+
+
+def get_pipeline_control(request: Request) -> PipelineControl | None:
+    """Dependency: control of the pipeline running in this process (``None`` for ``anjian serve``)."""
+    control: PipelineControl | None = request.app.state.pipeline_control
+    return control
 
 
 def get_metrics(request: Request) -> ServiceMetrics:
@@ -152,6 +160,7 @@ EvidenceDep = Annotated[EvidenceStore, Depends(get_evidence)]
 DispatcherDep = Annotated[WebhookDispatcher | None, Depends(get_dispatcher)]
 CameraHealthDep = Annotated[CameraHealthProvider | None, Depends(get_camera_health)]
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
+PipelineControlDep = Annotated[PipelineControl | None, Depends(get_pipeline_control)]
 SinkDep = Annotated[StoreSink, Depends(get_sink)]
 Viewer = Annotated[ApiToken, Depends(require_role(Role.VIEWER))]
 ViewerByQuery = Annotated[ApiToken, Depends(require_role(Role.VIEWER, is_query_token_allowed=True))]

@@ -312,3 +312,19 @@ class ReadyOut(_Model):
 
     is_ready: bool
     checks: dict[str, bool] = Field(..., description="database, schema (migrations at head), dispatcher.")
+
+
+class CameraReloadOut(_Model):
+    """What a camera reload did, by camera id."""
+
+    added: list[str] = Field(..., description="Cameras now analysed that were not before.")
+    removed: list[str] = Field(..., description="Cameras no longer analysed (their incidents closed).")
+    updated: list[str] = Field(..., description="Cameras kept; each restarted only where its settings changed.")
+
+
+class ReferenceResetOut(_Model):
+    """Result of resetting a zone's learned reference view."""
+
+    camera_id: str
+    zone_id: str
+    is_reset: bool = Field(..., description="False when no rule of the camera keeps a reference for the zone.")
