@@ -96,6 +96,12 @@ class CameraAnalyzer:
         events = [update.event for rule in self.rules for update in rule.close(now)]
         return events + self._finished_clips(now, is_final=True)
 
+    def set_model_version(self, version: str) -> None:
+        """Stamp the events raised or updated from now on with a new model version (after a swap)."""
+        self.context = replace(self.context, model_version=version)
+        for rule in self.rules:
+            rule.set_context(self.context)
+
     def reset_reference(self, zone_id: str) -> bool:
         """Forget the learned clear/clean image of ``zone_id`` (relearned when next seen clear).
 

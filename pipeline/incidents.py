@@ -153,6 +153,7 @@ class IncidentBook:
                 boxes=boxes or current.boxes,
                 message=message or current.message,
                 severity=severity,
+                model_version=self.context.model_version,  # the model that saw it last
                 snapshot_jpeg=None,
             )
             if severity != current.severity or now - incident.last_published_at >= self.update_interval_s:

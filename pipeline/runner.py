@@ -396,6 +396,7 @@ class PipelineRunner:
             for worker in self._workers.values():
                 worker.last_detections = None
                 worker.gate.reset()
+                worker.analyzer.set_model_version(detector.version)
         logger.info("pipeline: detector swapped to %s", detector.version)
 
     def _loop(self) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -362,6 +362,13 @@ class BaseRule:
         }
         self.references: dict[str, ZoneReference] = {}
         """Learned zone images (clear exit, clean floor) by zone id, for rules that keep them."""
+
+    def set_context(self, context: EventContext) -> None:
+        """Stamp later revisions with ``context`` (a swapped model's version); open incidents go on."""
+        self.context = context
+        self.env = replace(self.env, context=context)
+        for book in self.books.values():
+            book.context = context
 
     def reset_reference(self, zone_id: str) -> bool:
         """Forget the learned image of ``zone_id`` (relearned when next seen clear); False if none is kept."""

@@ -94,6 +94,17 @@ def test_new_incident_carries_a_snapshot_and_a_later_revision_carries_the_clip()
     assert events[-1][1].ended_at is not None and events[-1][1].clip_mp4 is None
 
 
+def test_after_a_model_swap_the_ongoing_incident_carries_the_new_version() -> None:
+    analyzer = _analyzer()
+    flame = [e for i in range(3) for e in analyzer.process(frame(T0 + i * 0.6, i, _image(i)), FIRE)]
+    assert [e.model_version for e in flame if e.behaviour is Behaviour.OPEN_FLAME] == ["m@1"]
+    analyzer.set_model_version("m@2")
+    later = [e for i in range(3, 6) for e in analyzer.process(frame(T0 + i * 0.6, i, _image(i)), FIRE)]
+    updates = [e for e in later if e.behaviour is Behaviour.OPEN_FLAME]
+    assert updates and {e.model_version for e in updates} == {"m@2"}
+    assert {e.id for e in updates} == {flame[0].id}  # the same incident, not a new one
+
+
 def test_tick_raises_absence_with_the_last_frame_as_snapshot() -> None:
     analyzer = _analyzer()
     monday_noon_utc = 1_709_553_600.0  # 2024-03-04 12:00 UTC, inside the shift in UTC

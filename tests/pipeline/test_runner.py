@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -161,6 +162,9 @@ class _RecordingAnalyzer:
     def tick(self, now: float) -> list[Event]:
         self.ticks += 1
         return []
+
+    def set_model_version(self, version: str) -> None:
+        self.context = replace(self.context, model_version=version)
 
     def close(self, now: float) -> list[Event]:
         return [make_event(camera_id=self.camera.id, ended_at=now, started_at=now - 1, last_seen_at=now)]
@@ -328,3 +332,4 @@ def test_detector_swap_takes_effect_between_batches(engine: Any) -> None:
 
     assert (old.images, new.images) == (1, 1)
     assert runner.stats().detector_swaps == 1 and runner.detector is new
+    assert [a.context.model_version for a in _RecordingAnalyzer.created] == ["new@2"]
