@@ -159,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--version", default="1", help="registry version written by 'finish'")
+    parser.add_argument("--update", action="store_true", help="finish: rewrite meta and card of --version")
     parser.add_argument(
         "--ablation-work", type=Path, default=None, help="finish: compare with this run (--no-pseudo-labels)"
     )
@@ -181,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         from training.anjian_n_release import finish
 
-        print(finish(work, version=args.version, ablation_work=args.ablation_work))
+        print(finish(work, version=args.version, ablation_work=args.ablation_work, is_updating=args.update))
     return 0
 
 

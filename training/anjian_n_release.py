@@ -205,6 +205,7 @@ def finish(
     registry: Path | None = None,
     is_promoting: bool = True,
     ablation_work: Path | None = None,
+    is_updating: bool = False,
     progress: ProgressFn = no_progress,
 ) -> Path:
     """Export, evaluate and register the trained anjian-n; returns the registered ``model.onnx``.
@@ -217,6 +218,8 @@ def finish(
         ablation_work: Working folder of the same recipe run without teacher labels
             (``prepare --no-pseudo-labels``); its model is scored on this run's val splits
             and compared in the card.
+        is_updating: Re-evaluate the registered ``version`` (its file unchanged) and rewrite
+            its ``meta.json`` and ``card.md``, e.g. to add the ablation later.
         progress: Wraps the evaluation loops.
     """
     recipe = json.loads((work / "recipe.json").read_text())
@@ -225,15 +228,21 @@ def finish(
     data_yaml = work / "data" / "data.yaml"
     data = yaml.safe_load(data_yaml.read_text())
     export_dir = work / "export"
-    onnx = export_onnx(
-        run_dir / "weights" / "best.pt",
-        export_dir / "model.onnx",
-        imgsz=recipe["imgsz"],
-        name=MODEL_NAME,
-        version=version,
-        description="anjian default detector: person, fallen_person, fire, smoke, cigarette, pallet, forklift",
-    )
-    to_fp16(onnx, export_dir / "model-fp16.onnx")
+    registered = (registry or REGISTRY_DIR) / MODEL_NAME / version / "model.onnx"
+    if is_updating:
+        if not registered.is_file():
+            raise FileNotFoundError(f"nothing to update: {registered} does not exist")
+        onnx = registered
+    else:
+        onnx = export_onnx(
+            run_dir / "weights" / "best.pt",
+            export_dir / "model.onnx",
+            imgsz=recipe["imgsz"],
+            name=MODEL_NAME,
+            version=version,
+            description="anjian default detector: person, fallen_person, fire, smoke, cigarette, pallet, forklift",
+        )
+        to_fp16(onnx, export_dir / "model-fp16.onnx")
     reports = evaluate_per_source(onnx, data_yaml, progress=progress)
     filled = data.get("pseudo_labels", {}).get("filled_classes", {})
     pseudo = {source for source, classes in filled.items() if "person" in classes}
@@ -276,6 +285,13 @@ def finish(
         "onnx_bytes": onnx.stat().st_size,
         "ablation": ablation,
     }
+    if is_updating:  # same model file: only its metrics and card change
+        previous = json.loads((registered.parent / "meta.json").read_text())
+        meta.update(name=MODEL_NAME, version=version, created_at=previous["created_at"])
+        (registered.parent / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        (registered.parent / "card.md").write_text(_card(meta))
+        logger.info("updated the metrics and card of %s %s", MODEL_NAME, version)
+        return registered
     entry = register_version(
         MODEL_NAME, onnx, meta, _card(meta), version=version, root=registry or REGISTRY_DIR
     )

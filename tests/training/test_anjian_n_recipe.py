@@ -53,7 +53,11 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(
     assert "person" not in naive_data["labelled_classes"]["cigarette"]
     train(naive)
     registry = tmp_path / "registry"
-    onnx = finish(work, version="3", registry=registry, ablation_work=naive)
+    onnx = finish(work, version="3", registry=registry)
+    assert "## Ablation" not in (onnx.parent / "card.md").read_text()
+    bytes_before = onnx.read_bytes()
+    assert finish(work, version="3", registry=registry, ablation_work=naive, is_updating=True) == onnx
+    assert onnx.read_bytes() == bytes_before
 
     assert resolve_model_path("builtin:anjian-n", root=registry) == onnx
     detector = OnnxDetector(onnx)
