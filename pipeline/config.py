@@ -469,12 +469,17 @@ class EvidenceConfig(_PipelineModel):
     max_buffer_mb: float = Field(32.0, gt=0, le=4096, description="Memory cap of the camera's ring buffer.")
 
 
+def _default_anchors() -> dict[str, Anchor]:
+    """People are in a zone where their feet are."""
+    return {"person": "bottom_center"}
+
+
 class CameraPipelineConfig(CameraConfig):
     """A camera as the site YAML describes it: its source plus its zones, schedules, behaviours, evidence."""
 
     zones: list[ZoneConfig] = Field(default_factory=list, description="Named polygons of this view.")
     anchors: dict[str, Anchor] = Field(
-        default_factory=lambda: {"person": "bottom_center"},
+        default_factory=_default_anchors,
         description="Point of a box that decides zone membership, per class; unlisted classes: center.",
     )
     schedules: dict[str, ScheduleConfig] = Field(default_factory=dict, description="Named schedules.")

@@ -211,8 +211,7 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     for workshop in site.get("workshops", []) if isinstance(site, dict) else []:
         for camera in workshop.get("cameras", []) if isinstance(workshop, dict) else []:
             url = camera.get("url") if isinstance(camera, dict) else None
-            is_relative_file = isinstance(url, str) and "://" not in url and not os.path.isabs(url)
-            if is_relative_file:
+            if isinstance(url, str) and "://" not in url and not os.path.isabs(url):
                 camera["url"] = str((base / url).resolve())
     return raw
 

@@ -14,7 +14,7 @@ Shared pieces:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -281,7 +281,7 @@ class PerObjectConfirmation:
         min_iou: float = 0.3,
         forget_after_s: float = 30.0,
     ) -> None:
-        self._make = lambda: Confirmation(k=k, n=n, min_duration_s=min_duration_s)
+        self._make: Callable[[], Confirmation] = lambda: Confirmation(k=k, n=n, min_duration_s=min_duration_s)
         self.matcher = ObjectMatcher(min_iou=min_iou, forget_after_s=forget_after_s)
         self._states: dict[str, Confirmation] = {}
 
@@ -362,6 +362,10 @@ class BaseRule:
         }
         self.references: dict[str, ZoneReference] = {}
         """Learned zone images (clear exit, clean floor) by zone id, for rules that keep them."""
+
+    def process(self, frame: Frame, detections: Detections) -> list[IncidentUpdate]:
+        """Feed one analysed frame; return the revisions to publish (each rule implements it)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement process()")
 
     def set_context(self, context: EventContext) -> None:
         """Stamp later revisions with ``context`` (a swapped model's version); open incidents go on."""

@@ -79,9 +79,9 @@ class SmokingRule(BaseRule):
                     holders.setdefault(p, c)
         points = self.env.zones.anchors_norm(candidates.xyxy, candidates.names(), wh)
         hits &= ~self.env.zones.excluded(points, self.behaviour.value)
-        zone_of = [None] * len(candidates)
+        zone_of: list[str | None] = [None] * len(candidates)
         for zone in self._no_smoking:
-            for i in np.flatnonzero(zone.contains(points)):
+            for i in np.flatnonzero(zone.contains(points)).tolist():
                 zone_of[i] = zone_of[i] or zone.id
         if cfg.is_no_smoking_zones_only:
             hits &= np.array([z is not None for z in zone_of], bool)

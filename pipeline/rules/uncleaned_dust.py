@@ -55,7 +55,7 @@ class UncleanedDustRule(BaseRule):
     def __init__(self, config: UncleanedDustConfig, env: RuleEnvironment | EventContext) -> None:
         super().__init__(config, env)
         self.config: UncleanedDustConfig = config
-        self.cleaning = env.schedules[config.cleaning_schedule] if config.cleaning_schedule else None
+        self.cleaning = self.env.schedules[config.cleaning_schedule] if config.cleaning_schedule else None
         self._zones = [
             _DustState(zone, ZoneReference(zone, config.reference), Confirmation(k=config.k, n=config.n))
             for zone in self.env.zones.of_kind("dust", config.zones)

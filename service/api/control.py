@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, status
 from fastapi import Path as PathParam
@@ -19,7 +19,9 @@ logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["cameras"], responses=AUTH_RESPONSES)
 
-_NO_PIPELINE = {409: {"description": "This process reads no cameras (`anjian serve`)."}}
+_NO_PIPELINE: dict[int | str, dict[str, Any]] = {
+    409: {"description": "This process reads no cameras (`anjian serve`)."}
+}
 _Id = Annotated[str, PathParam(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 
 
