@@ -140,7 +140,7 @@ CC BY 4.0 images, for the classes the six behaviours need.
 - Output: `output0` `(batch, {4 + len(meta["classes"])}, {sum((meta["imgsz"] // s) ** 2 for s in (8, 16, 32))})`: per anchor `cx, cy, w, h` in input
   pixels, then one sigmoid score per class. NMS is not in the graph.
 - Files: `model.onnx` (fp32, {meta["onnx_bytes"] / 1e6:.1f} MB, sha256 `{meta["onnx_sha256"][:16]}…`);
-  fp16 export `model-fp16.onnx` is produced by `anjian export --half` (GPU sites).
+  an fp16 copy (half the size, for GPU sites) comes from `anjian export <best.pt> --out DIR`.
 - Licence: AGPL-3.0 (it starts from Ultralytics' COCO YOLOv8n weights).
 
 ## Data
