@@ -225,4 +225,3 @@ def stats_command(
             "classes": [dataclasses.asdict(r) for r in rows],
         }
         json_out.write_text(json.dumps(payload, indent=2) + "\n")
-

@@ -155,7 +155,9 @@ def test_group_key_cuts_at_roboflow_mark() -> None:
     assert group_key(Path("plain.jpg")) == "plain"
 
 
-@pytest.mark.parametrize("path_key", ["", "path: .\n", "path: sub\n"], ids=["no-path", "path-dot", "path-sub"])
+@pytest.mark.parametrize(
+    "path_key", ["", "path: .\n", "path: sub\n"], ids=["no-path", "path-dot", "path-sub"]
+)
 def test_relative_yaml_path_resolves_splits_from_its_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, path_key: str
 ) -> None:

@@ -95,7 +95,9 @@ def test_tiny_real_training_resumes_exports_and_loads_in_the_onnx_backend(
     first, second = detector.detect([image, image[:, ::-1].copy()])  # one batch of two: dynamic batch axis
     assert len(first) > 0 and len(second) > 0  # the COCO start still proposes boxes after one epoch
     half = to_fp16(onnx, tmp_path / "export" / "model-fp16.onnx")
-    half_detector = OnnxDetector(half, DetectorConfig(path=str(half), confidence_threshold=0.001, device="cpu"))
+    half_detector = OnnxDetector(
+        half, DetectorConfig(path=str(half), confidence_threshold=0.001, device="cpu")
+    )
     [half_dets] = half_detector.detect([image])
     assert half.stat().st_size < onnx.stat().st_size * 0.6
     assert abs(len(half_dets) - len(first)) <= max(3, len(first) // 10)  # same model, fp16 rounding
