@@ -18,7 +18,11 @@ class DetectorConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    path: str = Field("builtin:anjian-demo", min_length=1, description="ONNX file or builtin:NAME.")
+    path: str = Field(
+        "builtin:anjian-n",
+        min_length=1,
+        description="ONNX file, .pt checkpoint, or builtin:NAME (the promoted version of a shipped model).",
+    )
     confidence_threshold: float = Field(0.25, gt=0, lt=1, description="Drop detections scoring below.")
     iou_threshold: float = Field(0.45, gt=0, lt=1, description="IoU above which NMS suppresses a box.")
     max_detections: int = Field(300, ge=1, le=10000, description="Keep at most this many boxes per image.")

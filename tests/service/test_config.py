@@ -109,6 +109,13 @@ def test_missing_file_and_bad_yaml_give_clear_errors(tmp_path: Path) -> None:
         load_config(_write(tmp_path, "- a list"))
 
 
+def test_real_sites_default_to_the_real_model(tmp_path: Path) -> None:
+    data = yaml.safe_load(yaml.safe_dump(VALID))
+    del data["model"]
+    config = load_config(_write(tmp_path, data))
+    assert config.model.path == "builtin:anjian-n"
+
+
 def test_demo_site_template_is_valid(tmp_path: Path) -> None:
     template = (Path(__file__).parents[2] / "service" / "demo" / "site.yaml").read_text()
     path = _write(tmp_path, template.replace("{video}", "demo.mp4").replace("{storage}", "data"))
