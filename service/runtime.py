@@ -28,6 +28,7 @@ from service.control import RunnerControl
 from service.escalation import Escalator
 from service.evidence import EvidenceStore
 from service.metrics import ServiceMetrics
+from service.model_reload import ModelReloader
 from service.sink import StoreSink
 from service.store import EventStore
 from service.webhooks import WebhookDispatcher
@@ -66,9 +67,10 @@ class Runtime:
     runner: PipelineRunner | None
     http_sink: HttpEventSink | None = None
     control: RunnerControl | None = None
+    model_reloader: ModelReloader | None = None
 
     def start(self) -> None:
-        """Start the webhook and escalation workers, the HTTP sink, then the camera pipeline."""
+        """Start the webhook and escalation workers, the HTTP sink, the camera pipeline, model reloads."""
         if self.dispatcher is not None:
             self.dispatcher.start()
         if self.escalator is not None:
@@ -77,9 +79,13 @@ class Runtime:
             self.http_sink.start()
         if self.runner is not None:
             self.runner.start()
+        if self.model_reloader is not None:
+            self.model_reloader.start()
 
     def stop(self) -> None:
         """Stop the pipeline (closing open incidents), then the sink, the workers and the store."""
+        if self.model_reloader is not None:
+            self.model_reloader.stop()
         if self.runner is not None:
             self.runner.stop()
         if self.http_sink is not None:
@@ -90,6 +96,13 @@ class Runtime:
             self.dispatcher.stop()
         if self.store is not None:
             self.store.close()
+
+
+def _model_reloader(config: AnjianConfig, runner: PipelineRunner | None) -> ModelReloader | None:
+    """A reloader following promotions of the site's ``builtin:`` model (none for a file path)."""
+    if runner is None or not config.model.path.startswith("builtin:"):
+        return None
+    return ModelReloader(config.model.path, config.model, runner)
 
 
 def _runner(config: AnjianConfig, sink: EventSink) -> PipelineRunner:
@@ -141,6 +154,7 @@ def build_runtime(config: AnjianConfig, *, with_pipeline: bool, config_path: Pat
         app=app,
         runner=runner,
         control=control,
+        model_reloader=_model_reloader(config, runner),
     )
 
 
@@ -157,5 +171,12 @@ def build_pipeline_runtime(config: AnjianConfig, *, service_url: str, token: str
     sink = HttpEventSink(service_url, token, config.storage.dir / _SPOOL_DIR)
     runner = _runner(config, sink)
     return Runtime(
-        config=config, store=None, dispatcher=None, escalator=None, app=None, runner=runner, http_sink=sink
+        config=config,
+        store=None,
+        dispatcher=None,
+        escalator=None,
+        app=None,
+        runner=runner,
+        http_sink=sink,
+        model_reloader=_model_reloader(config, runner),
     )

@@ -1,0 +1,91 @@
+"""Hot reload of the promoted model: when ``anjian models promote|rollback`` changes what the
+site's ``builtin:NAME`` resolves to, the running pipeline swaps to it between two batches."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from models.config import DetectorConfig
+from models.errors import ModelError
+from models.loader import load_detector
+from models.registry import PromotionWatch
+from pipeline.runner import PipelineRunner
+
+__all__ = ["ModelReloader"]
+
+logger = logging.getLogger(__name__)
+
+
+class ModelReloader:
+    """Polls the model registry and swaps the runner's detector when a promotion lands.
+
+    A model that fails to load is logged and skipped: the pipeline keeps the model it
+    has, and no camera or frame is dropped either way (``PipelineRunner.swap_detector``).
+    Only ``builtin:`` specs can change; a plain file path is never reloaded.
+
+    Example:
+        >>> reloader = ModelReloader("builtin:anjian-n", config.model, runner)
+        >>> reloader.start(); ...; reloader.stop()
+    """
+
+    def __init__(
+        self,
+        spec: str,
+        config: DetectorConfig,
+        runner: PipelineRunner,
+        *,
+        interval_s: float = 5.0,
+        root: Path | None = None,
+    ) -> None:
+        """Watch ``spec`` from its current resolution on.
+
+        Raises:
+            ModelLoadError: ``spec`` does not resolve now.
+        """
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        self._watch = PromotionWatch(spec, root=root)
+        self._config = config
+        self._runner = runner
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.swaps = 0
+        self.failures = 0
+
+    def check_once(self) -> bool:
+        """Swap to the newly promoted model if there is one; True when a swap was requested."""
+        path = self._watch.poll()
+        if path is None:
+            return False
+        try:
+            detector = load_detector(path, self._config)
+        except ModelError as exc:
+            self.failures += 1
+            logger.error("promoted model %s cannot be loaded, keeping the current one: %s", path, exc)
+            return False
+        self._runner.swap_detector(detector)
+        self.swaps += 1
+        logger.info("promoted model %s: pipeline switching to %s", path, detector.version)
+        return True
+
+    def start(self) -> None:
+        """Poll every ``interval_s`` in a background thread."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="model-reload", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop polling."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            try:
+                self.check_once()
+            except Exception:
+                logger.exception("model reload check failed; will retry")

@@ -1,0 +1,97 @@
+"""Promoting or rolling back a model swaps the running pipeline's detector, with no camera dropped."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from models.config import DetectorConfig
+from models.registry import promote, register_version, resolve_model_path, rollback
+from pipeline.config import CameraPipelineConfig
+from pipeline.runner import CameraAssignment, PipelineRunner
+from pipeline.sink import ListSink
+from service.model_reload import ModelReloader
+from tests.support.clips import make_test_clip
+
+onnx = pytest.importorskip("onnx", reason="onnx (the train extra) re-labels the test model")
+
+
+def _variant(source: Path, out: Path, tag: str) -> Path:
+    """The shipped demo model with a different metadata tag: same network, another digest."""
+    model = onnx.load(str(source))
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "test_variant", tag
+    onnx.save(model, str(out))
+    return out
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> Path:
+    root = tmp_path / "registry"
+    shipped = resolve_model_path("builtin:anjian-demo")
+    for tag in ("1", "2"):
+        variant = _variant(shipped, tmp_path / f"v{tag}.onnx", tag)
+        register_version("site-model", variant, {"tag": tag}, f"# v{tag}\n", version=tag, root=root)
+    promote("site-model", "1", root=root)
+    return root
+
+
+@pytest.fixture
+def runner(tmp_path: Path, registry: Path) -> Iterator[PipelineRunner]:
+    from models.loader import load_detector
+
+    clip = make_test_clip(tmp_path / "clip.mp4", seconds=2, fps=10, size_wh=(160, 120))
+    camera = CameraPipelineConfig(id="cam", url=str(clip), analysis_fps=5, loop=True)
+    detector = load_detector(resolve_model_path("builtin:site-model", root=registry), DetectorConfig())
+    runner = PipelineRunner("site", [CameraAssignment("ws", camera)], detector, ListSink())
+    runner.start()
+    yield runner
+    runner.stop()
+
+
+def _wait(predicate: object, timeout_s: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_promote_and_rollback_swap_the_running_detector(registry: Path, runner: PipelineRunner) -> None:
+    reloader = ModelReloader("builtin:site-model", DetectorConfig(), runner, root=registry)
+    first = runner.detector.version
+    assert reloader.check_once() is False  # nothing promoted since start
+
+    promote("site-model", "2", root=registry)
+    assert reloader.check_once() is True
+    assert _wait(lambda: runner.detector.version != first)
+    analysed = runner.stats().frames_analysed
+    assert _wait(lambda: runner.stats().frames_analysed > analysed + 3)  # frames keep flowing
+    assert runner.camera_ids() == ["cam"]
+
+    assert rollback("site-model", root=registry) == "1"
+    assert reloader.check_once() is True
+    assert _wait(lambda: runner.detector.version == first)
+    assert reloader.swaps == 2 and reloader.failures == 0
+
+
+def test_a_broken_promoted_model_is_refused_and_the_old_one_kept(
+    tmp_path: Path, registry: Path, runner: PipelineRunner
+) -> None:
+    reloader = ModelReloader("builtin:site-model", DetectorConfig(), runner, root=registry)
+    before = runner.detector.version
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    register_version("site-model", broken, {}, "# broken\n", version="3", root=registry)
+    promote("site-model", "3", root=registry)
+
+    assert reloader.check_once() is False
+    assert reloader.failures == 1
+    assert runner.detector.version == before
+    history = (registry / "site-model" / "history.jsonl").read_text().splitlines()
+    assert json.loads(history[-1])["version"] == "3"
