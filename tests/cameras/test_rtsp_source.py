@@ -14,6 +14,7 @@ from cameras.health import CameraState
 from cameras.source import VideoSource
 from tests.support.fixtures import RTSP_PASSWORD, RTSP_USER, TEST_CLIP_FPS
 from tests.support.rtsp import RtspTestServer
+from tests.support.waiting import seconds_until
 
 pytestmark = pytest.mark.slow
 
@@ -30,16 +31,6 @@ def _camera(camera_id: str, url: str, **overrides: object) -> CameraConfig:
         "reconnect": _FAST_RETRY,
     }
     return CameraConfig.model_validate(settings | overrides)
-
-
-def _wait_until(predicate: Callable[[], bool], timeout_s: float, poll_s: float = 0.05) -> float | None:
-    """Return seconds until ``predicate`` held, or ``None`` if it did not within ``timeout_s``."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout_s:
-        if predicate():
-            return time.monotonic() - started
-        time.sleep(poll_s)
-    return None
 
 
 @pytest.mark.parametrize("transport", ["tcp", "udp"], ids=["tcp", "udp"])
@@ -70,7 +61,7 @@ def test_hung_server_is_reported_stalled_within_twice_the_timeout(rtsp_server: R
     try:
         assert source.wait_frame(timeout_s=10) is not None
         rtsp_server.pause()
-        detected_s = _wait_until(
+        detected_s = seconds_until(
             lambda: source.health().state == CameraState.STALLED, 4 * camera.stall_timeout_s
         )
         assert detected_s is not None, f"never stalled: {source.health()}"
@@ -79,7 +70,7 @@ def test_hung_server_is_reported_stalled_within_twice_the_timeout(rtsp_server: R
             source.health().last_error or ""
         )
         rtsp_server.resume()
-        assert _wait_until(lambda: source.health().state == CameraState.ONLINE, 10) is not None
+        assert seconds_until(lambda: source.health().state == CameraState.ONLINE, 10) is not None
     finally:
         rtsp_server.resume()
         source.stop()
@@ -102,7 +93,7 @@ def test_refusals_are_clear_config_failures_retried_without_crash(
     )
     source.start()
     try:
-        assert _wait_until(lambda: source.health().reconnects >= 2, 10) is not None
+        assert seconds_until(lambda: source.health().reconnects >= 2, 10) is not None
         health = source.health()
         assert health.state == CameraState.FAILED_CONFIG
         assert reason in (health.last_error or "")
@@ -125,7 +116,7 @@ def test_one_dead_camera_of_eight_does_not_slow_the_other_seven(
     )
     cameras.start()
     try:
-        all_online = _wait_until(lambda: all(h.state == CameraState.ONLINE for h in cameras.health()), 20)
+        all_online = seconds_until(lambda: all(h.state == CameraState.ONLINE for h in cameras.health()), 20)
         assert all_online is not None, cameras.health()
         doomed.kill()
         before = {h.camera_id: h.frames_delivered for h in cameras.health()}

@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import time
 import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 
 from cameras.config import CameraConfig
 from cameras.frame import Frame
 from cameras.health import CameraState
 from cameras.source import VideoSource
+from tests.support.waiting import wait_for
 
 _FAST_RETRY = {"initial_delay_s": 0.05, "max_delay_s": 0.2, "jitter": 0.0}
 
 
 def _camera(url: str | Path, **overrides: object) -> CameraConfig:
     return CameraConfig.model_validate({"id": "cam1", "url": str(url), "realtime": False} | overrides)
-
-
-def _wait_until(predicate: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def test_slow_consumer_never_grows_memory_and_drops_are_counted(test_clip: Path) -> None:
@@ -69,7 +60,7 @@ def test_file_source_ends_and_reports_stopped(test_clip: Path) -> None:
 def test_missing_file_fails_config_and_ends(tmp_path: Path) -> None:
     source = VideoSource(_camera(tmp_path / "gone.mp4", reconnect=_FAST_RETRY))
     source.start()
-    assert _wait_until(lambda: source.is_finished, 10)
+    assert wait_for(lambda: source.is_finished, 10)
     health = source.health()
     assert health.state == CameraState.FAILED_CONFIG
     assert health.last_error is not None and "no such file" in health.last_error
@@ -97,7 +88,7 @@ def test_camera_fixed_on_its_side_recovers_without_restart(tmp_path: Path, test_
     source = VideoSource(_camera(path, loop=True, analysis_fps=5, reconnect=_FAST_RETRY))
     source.start()
     try:
-        assert _wait_until(lambda: source.health().state == CameraState.FAILED_CONFIG, 10)
+        assert wait_for(lambda: source.health().state == CameraState.FAILED_CONFIG, 10)
         path.write_bytes(test_clip.read_bytes())
         assert source.wait_frame(timeout_s=10) is not None
         assert source.health().state == CameraState.ONLINE

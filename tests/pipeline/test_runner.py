@@ -26,6 +26,7 @@ from pipeline.incidents import EventContext
 from pipeline.runner import CameraAssignment, PipelineRunner
 from pipeline.sink import ListSink
 from tests.factories import make_event
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture(scope="module")
@@ -170,16 +171,6 @@ class _RecordingAnalyzer:
         return [make_event(camera_id=self.camera.id, ended_at=now, started_at=now - 1, last_seen_at=now)]
 
 
-def _until(predicate: Callable[[], bool], timeout_s: float = 20.0) -> bool:
-    """Poll ``predicate`` until true or ``timeout_s`` passes."""
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
-
-
 @pytest.fixture
 def engine(
     monkeypatch: pytest.MonkeyPatch,
@@ -234,13 +225,13 @@ def test_stalled_camera_does_not_slow_the_others_and_its_fault_is_published(engi
     for i in range(20):
         for camera_id in ("a", "b"):
             sources[camera_id].push(_GREY)
-        assert _until(lambda i=i: runner.stats().frames_analysed >= 2 * (i + 1))
+        assert wait_for(lambda i=i: runner.stats().frames_analysed >= 2 * (i + 1))
 
     stats = runner.stats()
     assert stats.frames_analysed == 40 and stats.frames_dropped == 0
     assert stats.latency_p95_s is not None and stats.latency_p95_s < 20
     # The stalled camera never sent a frame, yet its offline fault reached the sink.
-    assert _until(
+    assert wait_for(
         lambda: any(e.camera_id == "stalled" and e.behaviour == "camera_fault" for e in sink.events)
     )
     assert not any(e.camera_id in ("a", "b") for e in sink.events)
@@ -260,7 +251,7 @@ def test_rules_receive_tracked_detections(engine: Any) -> None:
     runner.start()
     for i in range(5):
         sources["a"].push(_GREY)
-        assert _until(lambda i=i: runner.stats().frames_analysed >= i + 1)
+        assert wait_for(lambda i=i: runner.stats().frames_analysed >= i + 1)
     [analyzer] = _RecordingAnalyzer.created
     ids = [int(d.tracker_id[0]) for d in analyzer.fed if d.tracker_id is not None]
     assert len(ids) == 5 and ids[0] == -1 and len(set(ids[1:])) == 1 and ids[1] >= 0
@@ -274,7 +265,7 @@ def test_motion_gating_skips_inference_on_still_frames_but_feeds_the_rules(engin
     for i in range(10):
         sources["a"].push(_GREY)
         sources["b"].push(_GREY)
-        assert _until(lambda i=i: runner.stats().frames_analysed >= 2 * (i + 1))
+        assert wait_for(lambda i=i: runner.stats().frames_analysed >= 2 * (i + 1))
 
     stats = runner.stats()
     assert stats.frames_skipped_motion == 9  # camera a: only its first frame was inferred
@@ -287,11 +278,11 @@ def test_cameras_are_added_updated_and_removed_while_running(engine: Any) -> Non
     runner, sources = engine([_scripted("a")], detector, sink)
     runner.start()
     sources["a"].push(_GREY)
-    assert _until(lambda: runner.stats().frames_analysed >= 1)
+    assert wait_for(lambda: runner.stats().frames_analysed >= 1)
 
     runner.add_camera(CameraAssignment("ws", _scripted("b")))
     sources["b"].push(_GREY)
-    assert _until(lambda: len(_RecordingAnalyzer.created[1].fed) == 1)
+    assert wait_for(lambda: len(_RecordingAnalyzer.created[1].fed) == 1)
     with pytest.raises(ValueError, match="already analysed"):
         runner.add_camera(CameraAssignment("ws", _scripted("b")))
 
@@ -310,7 +301,7 @@ def test_cameras_are_added_updated_and_removed_while_running(engine: Any) -> Non
     assert sources["b"].starts == 1 and len(_RecordingAnalyzer.created) == rules_count
     sources["a"].push(_GREY)
     sources["b"].push(_GREY)
-    assert _until(lambda: runner.stats().frames_analysed >= 4)
+    assert wait_for(lambda: runner.stats().frames_analysed >= 4)
 
     assert runner.remove_camera("b") is True
     assert runner.remove_camera("b") is False
@@ -324,11 +315,11 @@ def test_detector_swap_takes_effect_between_batches(engine: Any) -> None:
     runner, sources = engine([gated], old, ListSink())
     runner.start()
     sources["a"].push(_GREY)
-    assert _until(lambda: runner.stats().frames_analysed >= 1)
+    assert wait_for(lambda: runner.stats().frames_analysed >= 1)
 
     runner.swap_detector(new)  # type: ignore[arg-type]
     sources["a"].push(_GREY)  # a still frame, but after a swap it is inferred anyway
-    assert _until(lambda: runner.stats().frames_analysed >= 2)
+    assert wait_for(lambda: runner.stats().frames_analysed >= 2)
 
     assert (old.images, new.images) == (1, 1)
     assert runner.stats().detector_swaps == 1 and runner.detector is new

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from pipeline.runner import CameraAssignment, PipelineRunner
 from pipeline.sink import ListSink
 from service.model_reload import ModelReloader
 from tests.support.clips import make_test_clip
+from tests.support.waiting import wait_for
 
 onnx = pytest.importorskip("onnx", reason="onnx (the train extra) re-labels the test model")
 
@@ -53,15 +53,6 @@ def runner(tmp_path: Path, registry: Path) -> Iterator[PipelineRunner]:
     runner.stop()
 
 
-def _wait(predicate: object, timeout_s: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def test_promote_and_rollback_swap_the_running_detector(registry: Path, runner: PipelineRunner) -> None:
     reloader = ModelReloader("builtin:site-model", DetectorConfig(), runner, root=registry)
     first = runner.detector.version
@@ -69,14 +60,14 @@ def test_promote_and_rollback_swap_the_running_detector(registry: Path, runner: 
 
     promote("site-model", "2", root=registry)
     assert reloader.check_once() is True
-    assert _wait(lambda: runner.detector.version != first)
+    assert wait_for(lambda: runner.detector.version != first)
     analysed = runner.stats().frames_analysed
-    assert _wait(lambda: runner.stats().frames_analysed > analysed + 3)  # frames keep flowing
+    assert wait_for(lambda: runner.stats().frames_analysed > analysed + 3)  # frames keep flowing
     assert runner.camera_ids() == ["cam"]
 
     assert rollback("site-model", root=registry) == "1"
     assert reloader.check_once() is True
-    assert _wait(lambda: runner.detector.version == first)
+    assert wait_for(lambda: runner.detector.version == first)
     assert reloader.swaps == 2 and reloader.failures == 0
 
 

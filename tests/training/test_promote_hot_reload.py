@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from pipeline.config import BehavioursConfig, CameraPipelineConfig, OpenFlameCon
 from pipeline.event import Behaviour
 from pipeline.runner import CameraAssignment, PipelineRunner
 from pipeline.sink import ListSink
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -40,15 +40,6 @@ class _Counted:
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         self.images += len(images)
         return self.inner.detect(images)
-
-
-def _until(predicate: Callable[[], bool], timeout_s: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def test_promotion_and_rollback_reach_a_running_pipeline(tmp_path: Path) -> None:
@@ -89,12 +80,12 @@ def test_promotion_and_rollback_reach_a_running_pipeline(tmp_path: Path) -> None
     runner.start()
     poller.start()
     try:
-        assert _until(lambda: runner.stats().frames_analysed >= 5)
+        assert wait_for(lambda: runner.stats().frames_analysed >= 5)
         promote("flame", "2", root=registry)
-        assert _until(lambda: runner.detector is (loaded[0] if loaded else None))
-        assert _until(lambda: loaded[0].images >= 5)
+        assert wait_for(lambda: runner.detector is (loaded[0] if loaded else None))
+        assert wait_for(lambda: loaded[0].images >= 5)
         rollback("flame", root=registry)
-        assert _until(lambda: len(loaded) == 2 and runner.detector is loaded[1])
+        assert wait_for(lambda: len(loaded) == 2 and runner.detector is loaded[1])
         assert runner.wait_finished(timeout_s=120)
     finally:
         stop.set()
