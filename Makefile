@@ -45,7 +45,7 @@ $(VENV)/.base-installed: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.all-installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[train,dev,postgres,openvino]'
+	$(BIN)/python -m pip install -q -e '.[train,dev,postgres]'
 	touch $@ $(VENV)/.base-installed
 
 venv-base: $(VENV)/.base-installed

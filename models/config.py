@@ -31,8 +31,8 @@ class DetectorConfig(BaseModel):
     )
     backend: Literal["auto", "onnxruntime", "openvino"] = Field(
         "auto",
-        description="Runtime for .onnx files. auto: ONNX Runtime on a GPU; on the CPU, OpenVINO when installed "
-        "(the openvino extra: about twice as efficient on x86), else ONNX Runtime.",
+        description="Runtime for .onnx files. auto: ONNX Runtime on a GPU; on the CPU, OpenVINO (about twice "
+        "as efficient on x86) when it imports, else ONNX Runtime.",
     )
     intra_op_threads: int = Field(
         0,
@@ -44,6 +44,12 @@ class DetectorConfig(BaseModel):
         True,
         description="TensorRT: build fp16 engines (about twice the fp32 throughput, same boxes to within "
         "rounding). CUDA and CPU run the file's own precision.",
+    )
+    cpu_precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="OpenVINO on the CPU. auto: bf16 where the CPU computes it natively (AVX512-BF16 or AMX; "
+        "about 1.7x the fp32 throughput on this project's AMD EPYC; 98% of confident boxes within IoU 0.95 of "
+        "fp32, scores within 0.05), else fp32. ONNX Runtime on the CPU always runs fp32.",
     )
     minimal_padding: bool = Field(
         True,

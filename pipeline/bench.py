@@ -12,6 +12,8 @@ each camera analysed at ``analysis_fps`` (frames sampled in stream time):
   engine takes their frames (a reader decodes its next sampled frame once the last
   one was taken: like the naive loop it decodes only what is analysed, but decoding
   overlaps the analysis);
+- **anjian fp32** (on request): the same with OpenVINO held to fp32 (``anjian`` runs
+  bf16 where the CPU has native bf16);
 - **anjian onnxruntime** (on request): the same with ONNX Runtime;
 - **anjian + motion gate**: the same with motion gating on (frames whose inference
   was skipped still reach the tracker and rules: analysed, not inferred);
@@ -41,7 +43,7 @@ __all__ = ["DEFAULT_PHASES", "BenchPhase", "PipelineBenchReport", "run_pipeline_
 
 _WARMUP_S = 4.0
 DEFAULT_PHASES = ("naive", "anjian", "anjian + motion gate", "anjian real time")
-_KNOWN_PHASES = (*DEFAULT_PHASES, "anjian onnxruntime")
+_KNOWN_PHASES = (*DEFAULT_PHASES, "anjian fp32", "anjian onnxruntime")
 _MB = 1024 * 1024
 
 
@@ -60,6 +62,7 @@ class BenchPhase:
         latency_p95_s: The same, 95th percentile.
         dropped: Frames sampled but never analysed (replaced by newer ones, or stale).
         mean_batch: Frames per detector batch.
+        runtime: What ran the model (library and precision).
     """
 
     name: str
@@ -72,6 +75,7 @@ class BenchPhase:
     latency_p95_s: float | None = None
     dropped: int = 0
     mean_batch: float = 1.0
+    runtime: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,14 +106,14 @@ class PipelineBenchReport:
             ),
             (
                 f"{'phase':<24}{'analysed/s':>11}{'inferred/s':>11}{'CPU %':>7}{'RSS MB':>8}{'MB/cam':>8}"
-                f"{'p50 s':>7}{'p95 s':>7}{'dropped':>9}{'batch':>7}"
+                f"{'p50 s':>7}{'p95 s':>7}{'dropped':>9}{'batch':>7}  runtime"
             ),
         ]
         for p in self.phases:
             lines.append(
                 f"{p.name:<24}{p.analysed_fps:>11.2f}{p.inferred_fps:>11.2f}{p.cpu_percent:>7.0f}"
                 f"{p.rss_mb:>8.0f}{p.rss_per_camera_mb:>8.1f}{opt(p.latency_p50_s, '.2f'):>7}"
-                f"{opt(p.latency_p95_s, '.2f'):>7}{p.dropped:>9}{p.mean_batch:>7.1f}"
+                f"{opt(p.latency_p95_s, '.2f'):>7}{p.dropped:>9}{p.mean_batch:>7.1f}  {p.runtime}"
             )
         naive = self.phase("naive")
         if naive is not None and naive.analysed_fps > 0:
@@ -186,6 +190,7 @@ def _naive_phase(model: str, video: str, cameras: int, analysis_fps: float, seco
         cpu_percent=100 * (_cpu_s() - cpu_started) / wall,
         rss_mb=_rss_mb(),
         rss_per_camera_mb=(_rss_mb() - rss_before) / cameras,
+        runtime=f"ultralytics {'torch' if model.endswith('.pt') else 'onnxruntime'} fp32",
     )
 
 
@@ -299,7 +304,9 @@ def _anjian_phase(
     from pipeline.runner import CameraAssignment, PipelineRunner
 
     backend = "onnxruntime" if "onnxruntime" in name else "auto"
-    detector = load_detector(model, DetectorConfig(backend=backend))
+    precision = "fp32" if "fp32" in name else "auto"
+    detector = load_detector(model, DetectorConfig(backend=backend, cpu_precision=precision))
+    runtime = f"{type(detector).__name__} {getattr(detector, 'precision', 'fp32')}"
     max_batch = max(1, min(cameras, 8))
     height, width = _video_size(video)
     # Warm up with a full batch, so the runtime's buffers are in RSS before the cameras start.
@@ -349,6 +356,7 @@ def _anjian_phase(
         latency_p95_s=after.latency_p95_s if realtime else None,
         dropped=after.frames_dropped - before.frames_dropped,
         mean_batch=(after.batcher.frames - before.batcher.frames) / batches if batches else 0.0,
+        runtime=runtime,
     )
 
 

@@ -302,8 +302,8 @@ class PipelineRunner:
 
     def stats(self) -> RunnerStats:
         """Counters of the analysis loop (frames, compute saved, drops, latency)."""
-        with self._lock:
-            skipped = sum(w.gate.stats.frames_skipped for w in self._workers.values())
+        # No lock: stats must answer while the rules run; a copy of the table is taken atomically.
+        skipped = sum(w.gate.stats.frames_skipped for w in list(self._workers.values()))
         batcher = self._batcher.stats()
         source_drops = sum(h.frames_dropped for h in self._cameras.health())
         latencies = np.asarray(self._latencies, dtype=np.float64)

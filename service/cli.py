@@ -416,8 +416,8 @@ def bench_pipeline(
         list[str] | None,
         typer.Option(
             "--phase",
-            help="naive, anjian, 'anjian onnxruntime', 'anjian + motion gate', 'anjian real time' (default: "
-            "all but onnxruntime).",
+            help="naive, anjian, 'anjian fp32', 'anjian onnxruntime', 'anjian + motion gate', "
+            "'anjian real time' (default: all but fp32 and onnxruntime).",
         ),
     ] = None,
 ) -> None:

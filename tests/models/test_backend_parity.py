@@ -95,25 +95,43 @@ def _has_openvino() -> bool:
     return openvino_available()
 
 
+def _has_native_bf16() -> bool:
+    from models.openvino_detector import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
+
+
 @pytest.mark.parametrize(
-    "backend",
+    ("backend", "precision"),
     [
-        "onnxruntime",
+        ("onnxruntime", "fp32"),
         pytest.param(
             "openvino",
-            marks=pytest.mark.skipif(not _has_openvino(), reason="openvino (an extra) not installed"),
+            "fp32",
+            marks=pytest.mark.skipif(not _has_openvino(), reason="openvino (a base dependency) does not import here"),
+        ),
+        pytest.param(
+            "openvino",
+            "bf16",
+            marks=pytest.mark.skipif(
+                not _has_native_bf16(), reason="openvino not installed, or this CPU has no native bf16"
+            ),
         ),
     ],
+    ids=["onnxruntime", "openvino-fp32", "openvino-bf16"],
 )
 def test_onnx_backend_matches_ultralytics_predict(
-    coco_models: tuple[Path, Path], images: list[np.ndarray], backend: str
+    coco_models: tuple[Path, Path], images: list[np.ndarray], backend: str, precision: str
 ) -> None:
     from ultralytics import YOLO
 
     pt_path, onnx_path = coco_models
     reference_model = YOLO(str(pt_path))
-    detector: Any = load_detector(onnx_path, DetectorConfig(device="cpu", backend=backend))  # type: ignore[arg-type]
+    config = DetectorConfig(device="cpu", backend=backend, cpu_precision=precision)  # type: ignore[arg-type]
+    detector: Any = load_detector(onnx_path, config)
     assert type(detector).__name__ == {"onnxruntime": "OnnxDetector", "openvino": "OpenVinoDetector"}[backend]
+    if backend == "openvino":
+        assert detector.precision == precision
     assert detector.class_names[0] == "person" and len(detector.class_names) == 80
 
     found = 0
