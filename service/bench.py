@@ -53,11 +53,14 @@ class ServiceBenchReport:
 
     events: int
     workers: int
+    claim_batch: int
     database: str
     latency_p50_s: float
     latency_p95_s: float
     latency_max_s: float
     burst_drain_s: float
+    one_by_one_p50_s: float
+    one_by_one_drain_s: float
     bare_post_p50_s: float
     ingest_events: int
     ingest_per_s: float
@@ -69,12 +72,17 @@ class ServiceBenchReport:
             [
                 f"anjian bench service  ({self.database}, {os.cpu_count()} CPU(s))",
                 (
-                    f"webhook burst: {self.events} events, {self.workers} worker(s), drained in {self.burst_drain_s:.2f} s"
-                    f" ({self.events / self.burst_drain_s:.0f} deliveries/s)"
+                    f"webhook burst: {self.events} events, {self.workers} worker(s) claiming {self.claim_batch} at a"
+                    f" time, drained in {self.burst_drain_s:.2f} s ({self.events / self.burst_drain_s:.0f} deliveries/s)"
                 ),
                 (
                     f"  delivery latency p50 {self.latency_p50_s * 1000:.1f} ms, p95 {self.latency_p95_s * 1000:.1f} ms,"
                     f" max {self.latency_max_s * 1000:.1f} ms (enqueue → 2xx)"
+                ),
+                (
+                    f"  baseline: claiming 1 at a time, drained in {self.one_by_one_drain_s:.2f} s, latency p50"
+                    f" {self.one_by_one_p50_s * 1000:.1f} ms (batching = {self.one_by_one_p50_s / self.latency_p50_s:.1f}x"
+                    " lower p50)"
                 ),
                 (
                     f"  baseline: one bare signed POST p50 {self.bare_post_p50_s * 1000:.2f} ms"
@@ -122,11 +130,11 @@ class _Receiver:
         self._server.server_close()
 
 
-def _event(index: int, *, snapshot: bytes | None) -> Event:
-    """A plausible open-flame event."""
+def _event(index: int, *, snapshot: bytes | None, tag: str = "") -> Event:
+    """A plausible open-flame event; ``tag`` keeps the ids of separate runs apart."""
     now = time.time()
     return Event(
-        id=f"bench{index:07d}{os.getpid()}",
+        id=f"bench{tag}{index:07d}{os.getpid()}",
         revision=1,
         site_id="bench",
         workshop_id="w1",
@@ -156,12 +164,16 @@ def _config(directory: Path, database_url: str | None) -> AnjianConfig:
 
 
 def _webhook_burst(
-    directory: Path, database_url: str | None, events: int, workers: int
+    directory: Path, database_url: str | None, events: int, workers: int, claim_batch: int
 ) -> tuple[list[float], float, float]:
-    """Latencies of a burst of deliveries, the drain time, and the bare-POST baseline p50."""
+    """Latencies of a burst of deliveries, the drain time, and the bare-POST baseline p50.
+
+    Runs may share one database: each uses its own receiver, subscription and event ids.
+    """
     receiver = _Receiver()
     directory.mkdir(parents=True, exist_ok=True)
     store = EventStore(database_url or sqlite_url(directory))
+    tag = f"b{claim_batch}x"
     try:
         with httpx.Client() as client:
             bare: list[float] = []
@@ -171,20 +183,23 @@ def _webhook_burst(
                 started = time.perf_counter()
                 client.post(receiver.url, content=body, headers=headers)
                 bare.append(time.perf_counter() - started)
-        store.subscriptions.create(SubscriptionSpec(url=receiver.url, secret=_SECRET))
-        dispatcher = WebhookDispatcher(store, workers=workers)
+        subscription = store.subscriptions.create(SubscriptionSpec(url=receiver.url, secret=_SECRET))
+        delivered_before = store.outbox.count(DeliveryStatus.DELIVERED)
+        dispatcher = WebhookDispatcher(store, workers=workers, claim_batch=claim_batch)
         dispatcher.start()
         started = time.perf_counter()
         for index in range(events):
-            store.upsert_event(_event(index, snapshot=None))
+            store.upsert_event(_event(index, snapshot=None, tag=tag))
             dispatcher.wake()
-        while store.outbox.count(DeliveryStatus.DELIVERED) < events:
+        while store.outbox.count(DeliveryStatus.DELIVERED) < delivered_before + events:
             time.sleep(0.02)
         drain_s = time.perf_counter() - started
         dispatcher.stop()
+        store.subscriptions.deactivate(subscription.id)
         latencies = [
             (d.delivered_at or 0.0) - d.created_at
-            for d in store.outbox.list(status=DeliveryStatus.DELIVERED, limit=events + 10)
+            for d in store.outbox.list(status=DeliveryStatus.DELIVERED, limit=delivered_before + events + 10)
+            if d.event_id.startswith(f"bench{tag}")
         ]
         return latencies, drain_s, statistics.median(bare)
     finally:
@@ -242,7 +257,12 @@ def _free_port() -> int:
 
 
 def run_service_bench(
-    *, events: int = 1000, ingest_events: int = 1000, workers: int = 4, database_url: str | None = None
+    *,
+    events: int = 1000,
+    ingest_events: int = 1000,
+    workers: int = 4,
+    claim_batch: int = 64,
+    database_url: str | None = None,
 ) -> ServiceBenchReport:
     """Run both measurements and return the figures.
 
@@ -250,22 +270,29 @@ def run_service_bench(
         events: Events in the webhook burst.
         ingest_events: Events POSTed to the ingest endpoint.
         workers: Webhook worker threads.
+        claim_batch: Deliveries a worker claims at once (the burst is also run claiming one at a time).
         database_url: Database to use instead of a temp SQLite file (it must be empty).
     """
     if events < 1 or ingest_events < 1:
         raise ValueError(f"events and ingest_events must be >= 1, got {events} and {ingest_events}")
     with tempfile.TemporaryDirectory(prefix="anjian-bench-") as tmp:
         directory = Path(tmp)
-        latencies, drain_s, bare_s = _webhook_burst(directory / "burst", database_url, events, workers)
+        latencies, drain_s, bare_s = _webhook_burst(
+            directory / "burst", database_url, events, workers, claim_batch
+        )
+        one_by_one, one_by_one_drain_s, _ = _webhook_burst(directory / "burst", database_url, events, workers, 1)
         http_per_s, local_per_s = _ingest(directory, None, ingest_events)
     return ServiceBenchReport(
         events=events,
         workers=workers,
+        claim_batch=claim_batch,
         database="PostgreSQL" if database_url and database_url.startswith("postgresql") else "SQLite (WAL)",
         latency_p50_s=_percentile(latencies, 0.50),
         latency_p95_s=_percentile(latencies, 0.95),
         latency_max_s=max(latencies),
         burst_drain_s=drain_s,
+        one_by_one_p50_s=_percentile(one_by_one, 0.50),
+        one_by_one_drain_s=one_by_one_drain_s,
         bare_post_p50_s=bare_s,
         ingest_events=ingest_events,
         ingest_per_s=http_per_s,

@@ -355,6 +355,9 @@ def bench_service(
     events: Annotated[int, typer.Option(help="Events in the webhook burst.")] = 1000,
     ingest_events: Annotated[int, typer.Option(help="Events POSTed to /ingest/events.")] = 1000,
     workers: Annotated[int, typer.Option(help="Webhook worker threads.")] = 4,
+    claim_batch: Annotated[
+        int, typer.Option(help="Deliveries a worker claims at once (a 1-at-a-time burst runs too).")
+    ] = 64,
     database_url: Annotated[
         str | None, typer.Option(help="Database to measure (default: a SQLite file in a temp folder).")
     ] = None,
@@ -364,7 +367,11 @@ def bench_service(
 
     setup_logging("WARNING")
     report = run_service_bench(
-        events=events, ingest_events=ingest_events, workers=workers, database_url=database_url
+        events=events,
+        ingest_events=ingest_events,
+        workers=workers,
+        claim_batch=claim_batch,
+        database_url=database_url,
     )
     typer.echo(report.render())
 

@@ -4,8 +4,9 @@ Every announcement of an event (a detection revision, a lifecycle action, an
 escalation) enqueues one ``webhook_deliveries`` row per matching active
 subscription, inside the transaction that changed the event (``enqueue``), so a
 crash between the change and its announcement loses nothing. Workers claim due
-rows with a lease (``claim_due``), POST them, and settle them (``mark_delivered``,
-``mark_attempt_failed``). A row whose retries run out is ``failed``: a dead letter,
+rows a few at a time with a lease (``claim_due``), POST them, and settle them
+(``mark_delivered`` for a batch in one transaction, ``mark_attempt_failed``): under
+a burst, two SQLite writes per batch rather than per delivery. A row whose retries run out is ``failed``: a dead letter,
 listed by ``list(status=FAILED)`` and sent again by ``redeliver``.
 
 Each row has an idempotency key, unique in the table and the same on every attempt:
@@ -16,7 +17,7 @@ detection or ``a<audit id>`` for a lifecycle change.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -107,44 +108,75 @@ class Outbox:
         self._db = database
         self._clock = clock
 
-    def claim_due(self, *, now: float, lease_s: float) -> WebhookDelivery | None:
-        """Take the oldest due pending delivery and hide it from other claimers for ``lease_s``.
+    def claim_due(self, *, now: float, lease_s: float, limit: int = 1) -> list[WebhookDelivery]:
+        """Take up to ``limit`` of the oldest due pending deliveries, hidden from other claimers for ``lease_s``.
 
-        The row stays pending: if the worker dies before settling it, it is due
+        The rows stay pending: if the worker dies before settling them, they are due
         again when the lease ends (at-least-once delivery).
+
+        Returns:
+            The claimed deliveries, oldest first; empty when none is due.
         """
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
         query = (
             select(DeliveryRow)
             .where(DeliveryRow.status == DeliveryStatus.PENDING.value, DeliveryRow.next_attempt_at <= now)
             .order_by(DeliveryRow.next_attempt_at, DeliveryRow.id)
-            .limit(1)
+            .limit(limit)
             .with_for_update(skip_locked=True)
         )
         with self._db.write() as session:
-            row = session.scalars(query).first()
-            if row is None:
-                return None
-            claimed = delivery_from_row(row)
-            row.next_attempt_at = now + lease_s
-            row.updated_at = now
+            rows = list(session.scalars(query))
+            claimed = [delivery_from_row(row) for row in rows]
+            for row in rows:
+                row.next_attempt_at = now + lease_s
+                row.updated_at = now
             return claimed
 
-    def mark_delivered(self, delivery_id: int, *, status_code: int, now: float) -> WebhookDelivery:
-        """Record a successful POST: one more attempt, status delivered.
+    def mark_delivered(self, status_codes: Mapping[int, int], *, now: float) -> list[WebhookDelivery]:
+        """Record successful POSTs, in one transaction: one more attempt each, status delivered.
+
+        Args:
+            status_codes: Delivery id to the 2xx status its receiver answered.
+            now: Epoch seconds.
 
         Raises:
-            KeyError: No delivery has this id.
+            KeyError: A delivery id is unknown (nothing is recorded then).
         """
         with self._db.write() as session:
-            row = self._row(session, delivery_id)
-            row.attempts += 1
-            row.status = DeliveryStatus.DELIVERED.value
-            row.last_status_code = status_code
-            row.last_error = None
-            row.delivered_at = now
-            row.next_attempt_at = None
-            row.updated_at = now
-            return delivery_from_row(row)
+            rows = {
+                row.id: row
+                for row in session.scalars(select(DeliveryRow).where(DeliveryRow.id.in_(list(status_codes))))
+            }
+            settled = []
+            for delivery_id, status_code in status_codes.items():
+                row = rows.get(delivery_id)
+                if row is None:
+                    raise KeyError(f"no webhook delivery with id {delivery_id}")
+                row.attempts += 1
+                row.status = DeliveryStatus.DELIVERED.value
+                row.last_status_code = status_code
+                row.last_error = None
+                row.delivered_at = now
+                row.next_attempt_at = None
+                row.updated_at = now
+                settled.append(delivery_from_row(row))
+            return settled
+
+    def release(self, delivery_ids: Iterable[int], *, now: float) -> None:
+        """End the lease of claimed deliveries that were not attempted: due again at ``now``."""
+        ids = list(delivery_ids)
+        if not ids:
+            return
+        with self._db.write() as session:
+            for row in session.scalars(
+                select(DeliveryRow).where(
+                    DeliveryRow.id.in_(ids), DeliveryRow.status == DeliveryStatus.PENDING.value
+                )
+            ):
+                row.next_attempt_at = now
+                row.updated_at = now
 
     def mark_attempt_failed(
         self,

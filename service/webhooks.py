@@ -33,7 +33,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
@@ -155,6 +155,12 @@ class WebhookDispatcher:
             due and nobody calls ``wake()``: the delivery delay for changes that
             another process writes into the same database.
         workers: Worker threads (concurrent POSTs).
+        claim_batch: Deliveries a worker claims at once and settles in one write when
+            they succeed (fewer serialised database writes under a burst).
+        lease_margin_s: A claim hides its rows for the longest subscription timeout
+            plus this; a worker sends the next row of its batch only while that POST
+            would end within the lease, and hands the rest back otherwise. It is also
+            how long rows claimed by a crashed process wait.
         metrics: Counts attempts and delivery latency, when given.
 
     Example:
@@ -174,6 +180,8 @@ class WebhookDispatcher:
         backoff_max_s: float = 900.0,
         idle_poll_s: float = 5.0,
         workers: int = 4,
+        claim_batch: int = 64,
+        lease_margin_s: float = _LEASE_MARGIN_S,
         metrics: ServiceMetrics | None = None,
     ) -> None:
         if backoff_base_s < 0 or backoff_max_s < backoff_base_s:
@@ -184,6 +192,12 @@ class WebhookDispatcher:
             raise ValueError(f"idle_poll_s must be > 0, got {idle_poll_s}")
         if not 1 <= workers <= 64:
             raise ValueError(f"workers must be in 1..64, got {workers}")
+        if not 1 <= claim_batch <= 256:
+            raise ValueError(f"claim_batch must be in 1..256, got {claim_batch}")
+        if lease_margin_s <= 0:
+            raise ValueError(f"lease_margin_s must be > 0, got {lease_margin_s}")
+        self._claim_batch = claim_batch
+        self._lease_margin_s = lease_margin_s
         self._idle_poll_s = idle_poll_s
         self._store = store
         self._clock = clock
@@ -260,20 +274,50 @@ class WebhookDispatcher:
             How many deliveries were attempted.
         """
         attempted = 0
-        lease_s = self._lease_s()
         while not self._stop.is_set():
-            now = self._clock()
-            delivery = self._store.outbox.claim_due(now=now, lease_s=lease_s)
-            if delivery is None:
+            subscriptions = {s.id: s for s in self._store.subscriptions.list()}
+            lease_s = self._lease_s(subscriptions.values())
+            batch = self._store.outbox.claim_due(now=self._clock(), lease_s=lease_s, limit=self._claim_batch)
+            if not batch:
                 break
-            self._attempt(delivery)
-            attempted += 1
+            claimed_at = time.monotonic()
+            delivered: dict[int, int] = {}
+            try:
+                for index, delivery in enumerate(batch):
+                    subscription = subscriptions.get(delivery.subscription_id)
+                    timeout_s = subscription.timeout_s if subscription is not None else 0.0
+                    if self._stop.is_set() or time.monotonic() - claimed_at + timeout_s > lease_s:
+                        # Stopping, or the lease could run out during this POST (slow receivers):
+                        # hand the rest back rather than risk another worker sending them too.
+                        self._store.outbox.release([d.id for d in batch[index:]], now=self._clock())
+                        break
+                    status_code = self._attempt(delivery, subscription)
+                    attempted += 1
+                    if status_code is not None:
+                        delivered[delivery.id] = status_code
+            finally:
+                self._settle_delivered([d for d in batch if d.id in delivered], delivered)
         return attempted
 
-    def _lease_s(self) -> float:
-        """How long a claimed row stays hidden from other workers: the longest timeout plus a margin."""
-        timeouts = [s.timeout_s for s in self._store.subscriptions.list()]
-        return max(timeouts, default=_MAX_TIMEOUT_S) + _LEASE_MARGIN_S
+    def _lease_s(self, subscriptions: Iterable[Subscription]) -> float:
+        """How long a claimed batch stays hidden from other workers: the longest timeout plus a margin.
+
+        A worker sends a batch's next row only while its POST would end within the lease.
+        """
+        longest = max((s.timeout_s for s in subscriptions), default=_MAX_TIMEOUT_S)
+        return longest + self._lease_margin_s
+
+    def _settle_delivered(self, deliveries: list[WebhookDelivery], status_codes: dict[int, int]) -> None:
+        """Record the successful POSTs of a batch in one write."""
+        if not deliveries:
+            return
+        now = self._clock()
+        self._store.outbox.mark_delivered(status_codes, now=now)
+        for delivery in deliveries:
+            self._count("delivered")
+            if self._metrics is not None:
+                self._metrics.delivery_latency.observe(max(0.0, now - delivery.created_at))
+            logger.debug("delivered %s of event %s to %s", delivery.kind, delivery.event_id, delivery.url)
 
     def _run(self) -> None:
         """Worker loop: deliver what is due, then sleep until the next row is due or ``wake()``."""
@@ -298,9 +342,8 @@ class WebhookDispatcher:
         with self._wake:
             self._wake.wait_for(lambda: self._wake_count != seen or self._stop.is_set(), wait_s)
 
-    def _attempt(self, delivery: WebhookDelivery) -> None:
-        """POST one claimed delivery and record the outcome on its row."""
-        subscription = self._store.subscriptions.get(delivery.subscription_id)
+    def _attempt(self, delivery: WebhookDelivery, subscription: Subscription | None) -> int | None:
+        """POST one claimed delivery; record a failure on its row, return the status code of a success."""
         now = self._clock()
         if subscription is None or not subscription.is_active:
             logger.warning(
@@ -318,16 +361,11 @@ class WebhookDispatcher:
                 is_counted=False,
             )
             self._count("dead_letter")
-            return
+            return None
         outcome = self._post(subscription, delivery)
         now = self._clock()
         if outcome.error is None and outcome.status_code is not None:
-            self._store.outbox.mark_delivered(delivery.id, status_code=outcome.status_code, now=now)
-            self._count("delivered")
-            if self._metrics is not None:
-                self._metrics.delivery_latency.observe(max(0.0, now - delivery.created_at))
-            logger.debug("delivered %s of event %s to %s", delivery.kind, delivery.event_id, delivery.url)
-            return
+            return outcome.status_code
         attempts = delivery.attempts + 1
         retry_at: float | None = now + backoff_delay_s(
             attempts, base_s=self._backoff_base_s, max_s=self._backoff_max_s
@@ -360,6 +398,7 @@ class WebhookDispatcher:
                 error,
                 retry_at - now,
             )
+        return None
 
     def _count(self, result: str) -> None:
         """Count one settled attempt."""

@@ -323,13 +323,52 @@ def test_claim_leases_delivery_until_lease_ends(store: EventStore, clock: FakeCl
     store.subscriptions.create(SubscriptionSpec(url=HOOK))
     store.upsert_event(make_event())
 
-    claimed = store.outbox.claim_due(now=clock.now, lease_s=30.0)
+    [claimed] = store.outbox.claim_due(now=clock.now, lease_s=30.0)
 
-    assert claimed is not None
     assert claimed.attempts == 0
-    assert store.outbox.claim_due(now=clock.now + 29.0, lease_s=30.0) is None
-    again = store.outbox.claim_due(now=clock.now + 30.0, lease_s=30.0)
-    assert again is not None and again.id == claimed.id
+    assert store.outbox.claim_due(now=clock.now + 29.0, lease_s=30.0) == []
+    [again] = store.outbox.claim_due(now=clock.now + 30.0, lease_s=30.0)
+    assert again.id == claimed.id
+
+
+def test_claim_takes_the_oldest_due_batch_and_release_makes_the_rest_due(
+    store: EventStore, clock: FakeClock
+) -> None:
+    store.subscriptions.create(SubscriptionSpec(url=HOOK))
+    events = [make_event() for _ in range(5)]
+    for event in events:
+        store.upsert_event(event)
+        clock.now += 1
+
+    first = store.outbox.claim_due(now=clock.now, lease_s=30.0, limit=3)
+    rest = store.outbox.claim_due(now=clock.now, lease_s=30.0, limit=3)
+
+    assert [d.event_id for d in first] == [e.id for e in events[:3]]
+    assert [d.event_id for d in rest] == [e.id for e in events[3:]]
+    assert store.outbox.claim_due(now=clock.now, lease_s=30.0, limit=3) == []
+    store.outbox.release([d.id for d in first[1:]], now=clock.now)
+    assert [d.id for d in store.outbox.claim_due(now=clock.now, lease_s=30.0, limit=9)] == [
+        d.id for d in first[1:]
+    ]
+    with pytest.raises(ValueError, match="limit must be >= 1"):
+        store.outbox.claim_due(now=clock.now, lease_s=30.0, limit=0)
+
+
+def test_a_batch_is_marked_delivered_in_one_go_or_not_at_all(store: EventStore, clock: FakeClock) -> None:
+    store.subscriptions.create(SubscriptionSpec(url=HOOK))
+    store.upsert_event(make_event())
+    store.upsert_event(make_event())
+    one, two = store.outbox.list()
+
+    with pytest.raises(KeyError, match="no webhook delivery with id 999"):
+        store.outbox.mark_delivered({one.id: 200, 999: 200}, now=clock.now)
+    assert {d.status for d in store.outbox.list()} == {DeliveryStatus.PENDING}
+
+    settled = store.outbox.mark_delivered({one.id: 200, two.id: 204}, now=clock.now)
+    assert [(d.status, d.last_status_code) for d in settled] == [
+        (DeliveryStatus.DELIVERED, 200),
+        (DeliveryStatus.DELIVERED, 204),
+    ]
 
 
 def test_marking_attempts_records_status_error_and_schedule(store: EventStore, clock: FakeClock) -> None:
@@ -343,7 +382,7 @@ def test_marking_attempts_records_status_error_and_schedule(store: EventStore, c
     assert (retried.status, retried.attempts, retried.last_status_code) == (DeliveryStatus.PENDING, 1, 500)
     assert (retried.last_error, retried.next_attempt_at) == ("HTTP 500: boom", clock.now + 2)
 
-    done = store.outbox.mark_delivered(delivery.id, status_code=204, now=clock.now + 3)
+    [done] = store.outbox.mark_delivered({delivery.id: 204}, now=clock.now + 3)
     assert (done.status, done.attempts, done.last_status_code) == (DeliveryStatus.DELIVERED, 2, 204)
     assert (done.last_error, done.next_attempt_at, done.delivered_at) == (None, None, clock.now + 3)
     assert store.outbox.next_due_at() is None
@@ -372,7 +411,7 @@ def test_dead_letter_is_listed_and_redelivered_with_the_same_key(store: EventSto
 
 def test_mark_unknown_delivery_raises_key_error(store: EventStore, clock: FakeClock) -> None:
     with pytest.raises(KeyError, match="no webhook delivery with id 42"):
-        store.outbox.mark_delivered(42, status_code=200, now=clock.now)
+        store.outbox.mark_delivered({42: 200}, now=clock.now)
 
 
 def test_config_webhooks_sync_adds_updates_and_deactivates(store: EventStore) -> None:

@@ -267,6 +267,44 @@ def test_signature_uses_clock_time_and_body(tmp_path: Path) -> None:
     assert not verify_signature(SECRET, request.headers[SIGNATURE_HEADER], body, now=clock.now + 301)
 
 
+def test_a_batch_is_handed_back_before_its_lease_could_run_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EventStore.from_config(StorageConfig(dir=tmp_path / "data"))
+    sent: list[str] = []
+
+    def slow_receiver(request: httpx.Request) -> httpx.Response:
+        time.sleep(0.2)
+        sent.append(request.headers["Idempotency-Key"])
+        return httpx.Response(204)
+
+    claims: list[int] = []
+    claim_due = store.outbox.claim_due
+
+    def counting_claim(**kwargs: float) -> list[WebhookDelivery]:
+        claimed = claim_due(**kwargs)  # type: ignore[arg-type]
+        claims.append(len(claimed))
+        return claimed
+
+    monkeypatch.setattr(store.outbox, "claim_due", counting_claim)
+    store.subscriptions.create(SubscriptionSpec(url="http://slow.example/hook", timeout_s=1.0))
+    # Lease 1.3 s: a POST may start only within 0.3 s of the claim.
+    dispatcher = WebhookDispatcher(
+        store, transport=httpx.MockTransport(slow_receiver), claim_batch=5, lease_margin_s=0.3
+    )
+    try:
+        for _ in range(5):
+            store.upsert_event(make_event())
+        assert dispatcher.deliver_due() == 5
+    finally:
+        dispatcher.stop()
+        store.close()
+
+    assert len(sent) == len(set(sent)) == 5
+    assert {d.status for d in store.outbox.list()} == {DeliveryStatus.DELIVERED}
+    assert claims[0] == 5 and len(claims) >= 3, claims  # handed back, claimed again, then none left
+
+
 def test_delivery_to_a_deactivated_subscription_is_a_dead_letter_without_sending(tmp_path: Path) -> None:
     store = EventStore.from_config(StorageConfig(dir=tmp_path / "data"))
 
