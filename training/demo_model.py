@@ -155,7 +155,7 @@ def _write_card(path: Path, meta: DemoModelMeta) -> None:
         f"""# {meta.name} {meta.version}
 
 **A demo model, not for real sites.** A small YOLOv8 detector trained from scratch, only on
-synthetic workshop footage that anjian renders itself (`datasets/synthetic.py`). It exists so
+synthetic workshop footage that anjian renders itself (`datasets/synthetic/`). It exists so
 that `make demo` raises a real open-flame alert on a fresh clone with no external data. It has
 never seen a real camera image: on real footage expect misses and false alarms. The model for
 real sites comes from the training issue (real, labelled data, `training/`).

@@ -1,0 +1,55 @@
+"""Procedural workshop footage with labelled flames, for the demo and its detector.
+
+``make demo`` must raise a real alert on a fresh clone with no external data, so anjian
+draws its own footage: a workshop (wall, floor, machines, benches, crates), distractors
+that are *not* fire (static amber lamps and their floor reflections, safety cones, yellow
+floor markings, workers in hi-vis vests) and animated, flickering flames with optional
+grey smoke. Everything is deterministic from a seed and a timestamp.
+
+The same renderer writes the YOLO training set of the demo detector
+(:func:`write_training_set`) and the demo clip (:func:`write_demo_video`), so the detector
+is trained on the kind of pictures the demo shows. The module imports only numpy, OpenCV,
+PyAV and the standard library, so the core install can run it.
+
+Example:
+    >>> import numpy as np
+    >>> spec = random_scene_spec(np.random.default_rng(0), (320, 180), n_flames=1)
+    >>> image, boxes = render_scene(spec, t_s=1.0)
+    >>> image.shape, boxes[0].class_name
+    ((180, 320, 3), 'fire')
+"""
+
+from datasets.synthetic.drawing import render_scene
+from datasets.synthetic.specs import (
+    CLASS_NAMES,
+    BlockKind,
+    BlockSpec,
+    ConeSpec,
+    FigureSpec,
+    FlameSpec,
+    LabeledBox,
+    LampKind,
+    LampSpec,
+    SceneSpec,
+    demo_scene_spec,
+    random_scene_spec,
+)
+from datasets.synthetic.writers import write_demo_video, write_training_set
+
+__all__ = [
+    "CLASS_NAMES",
+    "BlockKind",
+    "BlockSpec",
+    "ConeSpec",
+    "FigureSpec",
+    "FlameSpec",
+    "LabeledBox",
+    "LampKind",
+    "LampSpec",
+    "SceneSpec",
+    "demo_scene_spec",
+    "random_scene_spec",
+    "render_scene",
+    "write_demo_video",
+    "write_training_set",
+]
