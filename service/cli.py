@@ -543,7 +543,7 @@ def dataset_harvest(
                 limit=min(500, limit - len(items)),
             )
             for ev in page.items:
-                state = ev.state
+                state: AlertState | None = ev.state
                 if state is AlertState.CLOSED:  # closed after a false alarm or after being resolved
                     trail = store.audit_trail(ev.id)
                     state = next(
@@ -565,7 +565,7 @@ def dataset_harvest(
                         behaviour=ev.behaviour.value,
                         started_at=ev.started_at,
                         boxes=tuple(
-                            HarvestBox(b.class_name, b.confidence, tuple(b.xyxy_norm)) for b in ev.boxes
+                            HarvestBox(b.class_name, b.confidence, b.xyxy_norm) for b in ev.boxes
                         ),
                     )
                 )
