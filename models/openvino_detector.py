@@ -53,13 +53,18 @@ def _read_info(path: Path, config: DetectorConfig) -> tuple[ModelInfo, bool]:
     return info, fixed_hw is None
 
 
+def _has_native_bf16(core: Any) -> bool:
+    """Whether OpenVINO reports native bf16 (AVX512-BF16 or AMX) on this CPU."""
+    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
 def _choose_precision(requested: str, core: Any) -> str:
     """``fp32`` or ``bf16``: bf16 when asked for, or on ``auto`` where the CPU has native bf16.
 
     Raises:
         ModelLoadError: bf16 was asked for on a CPU without native bf16 (it would be emulated, slower).
     """
-    native_bf16 = "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    native_bf16 = _has_native_bf16(core)
     if requested == "bf16" and not native_bf16:
         raise ModelLoadError(
             "cpu_precision 'bf16' needs a CPU with native bf16 (AVX512-BF16 or AMX); use 'auto'"
@@ -75,7 +80,7 @@ def cpu_has_native_bf16() -> bool:
         return False
     import openvino as ov
 
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return _has_native_bf16(ov.Core())
 
 
 class OpenVinoDetector:

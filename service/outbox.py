@@ -4,10 +4,11 @@ Every announcement of an event (a detection revision, a lifecycle action, an
 escalation) enqueues one ``webhook_deliveries`` row per matching active
 subscription, inside the transaction that changed the event (``enqueue``), so a
 crash between the change and its announcement loses nothing. Workers claim due
-rows a few at a time with a lease (``claim_due``), POST them, and settle them
+rows a batch at a time with a lease (``claim_due``), POST them, and settle them
 (``mark_delivered`` for a batch in one transaction, ``mark_attempt_failed``): under
-a burst, two SQLite writes per batch rather than per delivery. A row whose retries run out is ``failed``: a dead letter,
-listed by ``list(status=FAILED)`` and sent again by ``redeliver``.
+a burst, two SQLite writes per batch rather than per delivery. A row whose retries
+run out is ``failed``: a dead letter, listed by ``list(status=FAILED)`` and sent
+again by ``redeliver``.
 
 Each row has an idempotency key, unique in the table and the same on every attempt:
 ``<event id>:<change>:<subscription id>`` where the change is ``r<revision>`` for a

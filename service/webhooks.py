@@ -296,7 +296,7 @@ class WebhookDispatcher:
                     if status_code is not None:
                         delivered[delivery.id] = status_code
             finally:
-                self._settle_delivered([d for d in batch if d.id in delivered], delivered)
+                self._settle_delivered(batch, delivered)
         return attempted
 
     def _lease_s(self, subscriptions: Iterable[Subscription]) -> float:
@@ -307,13 +307,13 @@ class WebhookDispatcher:
         longest = max((s.timeout_s for s in subscriptions), default=_MAX_TIMEOUT_S)
         return longest + self._lease_margin_s
 
-    def _settle_delivered(self, deliveries: list[WebhookDelivery], status_codes: dict[int, int]) -> None:
-        """Record the successful POSTs of a batch in one write."""
-        if not deliveries:
+    def _settle_delivered(self, batch: list[WebhookDelivery], status_codes: dict[int, int]) -> None:
+        """Record the successful POSTs of a batch (``status_codes`` by delivery id) in one write."""
+        if not status_codes:
             return
         now = self._clock()
         self._store.outbox.mark_delivered(status_codes, now=now)
-        for delivery in deliveries:
+        for delivery in (d for d in batch if d.id in status_codes):
             self._count("delivered")
             if self._metrics is not None:
                 self._metrics.delivery_latency.observe(max(0.0, now - delivery.created_at))
