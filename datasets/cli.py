@@ -192,7 +192,9 @@ def split_command(
         resplit = split_by_group(dataset, fractions, seed=seed)
     except (DatasetError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    data_yaml = write_yolo_set(resplit, out, link=link, progress=rich_progress)  # type: ignore[arg-type]
+    # a merged set keeps one sub-folder per source, so each source's val can still be evaluated alone
+    by_source = len(resplit.labelled_classes) > 1
+    data_yaml = write_yolo_set(resplit, out, link=link, by_source=by_source, progress=rich_progress)  # type: ignore[arg-type]
     groups = {s: len({im.group for im in resplit.in_split(s)}) for s in resplit.splits}
     sizes = ", ".join(f"{s}: {len(resplit.in_split(s))} images in {groups[s]} groups" for s in resplit.splits)
     _out.print(f"{sizes} -> {data_yaml}")

@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 
 LinkMode = Literal["symlink", "hardlink", "copy"]
 _SPLITS = ("train", "val", "test")
+_SOURCE_MARK = "__"  # merged sets written without by_source name files <source>__<stem>
 
 
 def label_path_for(image: Path) -> Path:
@@ -171,11 +172,13 @@ def load_yolo_set(
     split_entries = {s: data[s] for s in _SPLITS if data.get(s)}
     if not split_entries:
         raise DatasetFormatError(f"{data_yaml}: no train/val/test split paths")
+    recorded = _recorded_labelled_classes(data, class_names, data_yaml)
     seen_labels: set[Path] = set()
     label_dirs: set[Path] = set()
     for split, entry in split_entries.items():
         images = _split_images(root, entry, data_yaml)
         for image in progress(images, f"{set_name}/{split}", len(images)):
+            source = _recorded_source(image, recorded) or set_name
             label = label_path_for(image)
             label_dirs.add(label.parent)
             if label.is_file():
@@ -192,7 +195,7 @@ def load_yolo_set(
                         "no label file: a background image",
                     )
                 )
-            dataset.images.append(LabelledImage(image=image, split=split, boxes=boxes, source=set_name))
+            dataset.images.append(LabelledImage(image=image, split=split, boxes=boxes, source=source))
     for folder in sorted(label_dirs):
         if folder.is_dir():
             for label in sorted(folder.glob("*.txt")):
@@ -200,8 +203,48 @@ def load_yolo_set(
                     dataset.issues.append(
                         Issue(IssueKind.MISSING_IMAGE, Severity.ERROR, label, "label file without an image")
                     )
-    dataset.labelled_classes = {set_name: class_names}
+    sources = {item.source for item in dataset.images}
+    dataset.labelled_classes = {s: recorded.get(s, class_names) for s in sorted(sources)} or {
+        set_name: class_names
+    }
     return dataset
+
+
+def _recorded_labelled_classes(
+    data: dict[str, Any], class_names: tuple[str, ...], data_yaml: Path
+) -> dict[str, tuple[str, ...]]:
+    """The per-source ``labelled_classes`` a merged set's ``data.yaml`` records (empty when none)."""
+    raw = data.get("labelled_classes")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not all(isinstance(v, list) for v in raw.values()):
+        raise DatasetFormatError(
+            f"{data_yaml}: 'labelled_classes' must map each source to a list of class names"
+        )
+    recorded: dict[str, tuple[str, ...]] = {}
+    for source, names in raw.items():
+        unknown = sorted(str(n) for n in names if str(n) not in class_names)
+        if unknown:
+            raise DatasetFormatError(
+                f"{data_yaml}: labelled_classes[{source!r}] names {unknown}, not in the set's classes {list(class_names)}"
+            )
+        recorded[str(source)] = tuple(c for c in class_names if c in {str(n) for n in names})
+    return recorded
+
+
+def _recorded_source(image: Path, recorded: dict[str, tuple[str, ...]]) -> str | None:
+    """Source set of an image of a merged set: its ``<split>/<source>/`` folder or ``<source>__`` prefix.
+
+    ``write_yolo_set`` puts each source in its own sub-folder (``by_source``) or prefixes file
+    names with the source; reading them back restores which source an image came from, so
+    per-source facts (the classes it labels) survive a merge, a split and a re-read.
+    """
+    if not recorded:
+        return None
+    if image.parent.name in recorded:
+        return image.parent.name
+    prefix, mark, _ = image.name.partition(_SOURCE_MARK)
+    return prefix if mark and prefix in recorded else None
 
 
 def _place(src: Path, dst: Path, link: LinkMode) -> None:
@@ -258,7 +301,10 @@ def write_yolo_set(
     used: set[Path] = set()
     for item in progress(dataset.images, f"write {out_dir.name}", len(dataset.images)):
         sub = Path(item.split) / item.source if by_source and item.source else Path(item.split)
-        stem = f"{item.source}__{item.image.stem}" if multi_source and not by_source else item.image.stem
+        is_prefixed = (
+            multi_source and not by_source and not item.image.stem.startswith(item.source + _SOURCE_MARK)
+        )
+        stem = f"{item.source}{_SOURCE_MARK}{item.image.stem}" if is_prefixed else item.image.stem
         image_dst = out_dir / "images" / sub / f"{stem}{item.image.suffix.lower()}"
         if image_dst in used:
             raise ValueError(f"two images would both be written to {image_dst}")

@@ -23,7 +23,7 @@ import onnxruntime as ort
 from models.config import DetectorConfig
 from models.detections import Detections
 from models.errors import ModelLoadError
-from models.metadata import ModelInfo, file_digest, parse_ultralytics_metadata
+from models.metadata import ModelInfo, file_digest, floor_to_thresholds, parse_ultralytics_metadata
 from models.postprocess import detect_on_host
 
 __all__ = ["OpenVinoDetector", "cpu_has_native_bf16", "openvino_available"]
@@ -113,6 +113,7 @@ class OpenVinoDetector:
                 "backend 'openvino' needs the openvino package (a base dependency of anjian: reinstall it)"
             ) from None
         self.info, is_dynamic_hw = _read_info(self.path, self.config)
+        self.config = floor_to_thresholds(self.config, self.info)
         self._stride = self.info.stride if is_dynamic_hw and self.config.minimal_padding else None
         try:
             core = ov.Core()
@@ -123,7 +124,11 @@ class OpenVinoDetector:
             }
             if self.config.intra_op_threads:
                 properties["INFERENCE_NUM_THREADS"] = self.config.intra_op_threads
-            self._compiled = core.compile_model(core.read_model(str(self.path)), "CPU", properties)
+            model = core.read_model(str(self.path))
+            batch_dim = model.inputs[0].get_partial_shape()[0]
+            # a static-batch export (ultralytics' default) takes exactly that many images per request
+            self._fixed_batch: int | None = None if batch_dim.is_dynamic else int(batch_dim.get_length())
+            self._compiled = core.compile_model(model, "CPU", properties)
         except Exception as exc:  # noqa: BLE001 - OpenVINO raises untyped runtime errors
             raise ModelLoadError(f"OpenVINO cannot compile {self.path}: {str(exc).strip()[:300]}") from None
         # THROUGHPUT runs one stream per few cores; a batch is split across the streams'
@@ -149,6 +154,11 @@ class OpenVinoDetector:
         """Version string recorded in events."""
         return self.info.version
 
+    @property
+    def class_thresholds(self) -> dict[str, float]:
+        """Calibrated operating score per class name, from the model's metadata (may be empty)."""
+        return self.info.class_thresholds
+
     def detect(self, images: Sequence[Any]) -> list[Detections]:
         """Detect objects in each ``(h, w, 3) uint8`` BGR image (numpy; tensors are downloaded)."""
         if not images:
@@ -164,10 +174,27 @@ class OpenVinoDetector:
         return results
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        chunks = np.array_split(batch, min(len(self._requests), len(batch)))
-        used = self._requests[: len(chunks)]
-        for request, chunk in zip(used, chunks, strict=True):
-            request.start_async({0: np.ascontiguousarray(chunk)})
-        for request in used:
-            request.wait()
-        return np.concatenate([np.asarray(request.get_output_tensor(0).data) for request in used])
+        if self._fixed_batch is None:
+            chunks = np.array_split(batch, min(len(self._requests), len(batch)))
+        else:
+            chunks = [
+                _padded(batch[i : i + self._fixed_batch], self._fixed_batch)
+                for i in range(0, len(batch), self._fixed_batch)
+            ]
+        outputs: list[np.ndarray] = []
+        for wave in range(0, len(chunks), len(self._requests)):
+            todo = chunks[wave : wave + len(self._requests)]
+            used = self._requests[: len(todo)]
+            for request, chunk in zip(used, todo, strict=True):
+                request.start_async({0: np.ascontiguousarray(chunk)})
+            for request in used:
+                request.wait()
+                outputs.append(np.array(request.get_output_tensor(0).data))
+        return np.concatenate(outputs)[: len(batch)]
+
+
+def _padded(chunk: np.ndarray, size: int) -> np.ndarray:
+    """``chunk`` filled up to ``size`` images with blank ones (their outputs are dropped)."""
+    if len(chunk) == size:
+        return chunk
+    return np.concatenate([chunk, np.zeros((size - len(chunk), *chunk.shape[1:]), chunk.dtype)])

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -24,16 +24,20 @@ import numpy as np
 
 from datasets.classmap import ClassMap
 from datasets.labels import DetectionSet, ProgressFn, no_progress
+from datasets.merge import merge_sets
 from models.detector import Detector
 
 __all__ = [
     "IOU_THRESHOLDS",
     "ClassResult",
     "EvalReport",
+    "ImageMatches",
+    "apply_class_map",
     "average_precision",
     "class_table",
     "evaluate_detector",
     "match_predictions",
+    "scored_classes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -142,6 +146,9 @@ class ClassResult:
         ap50: AP at IoU 0.5.
         ap50_95: AP averaged over IoU 0.5:0.95.
         confidence: The best-F1 confidence.
+        images_scored: Images the class was scored on: those whose source labels it. A
+            prediction of the class on any other image is neither right nor wrong, and ignored.
+        sources: The sources those images come from.
     """
 
     name: str
@@ -153,6 +160,8 @@ class ClassResult:
     ap50: float
     ap50_95: float
     confidence: float
+    images_scored: int = 0
+    sources: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form (NaN as ``None``)."""
@@ -170,6 +179,8 @@ class ClassResult:
             "ap50": clean(self.ap50),
             "ap50_95": clean(self.ap50_95),
             "confidence": clean(self.confidence),
+            "images_scored": self.images_scored,
+            "sources": list(self.sources),
         }
 
 
@@ -224,6 +235,38 @@ class EvalReport:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class ImageMatches:
+    """What was scored on one image, for reports that draw curves, confusion and galleries.
+
+    Everything is after class mapping and per-source scoping: only the classes scored on
+    this image appear, as model class ids.
+
+    Attributes:
+        image: The image file.
+        source: The source set it comes from.
+        size_wh: Its ``(width, height)``, pixels.
+        scored_classes: Model class ids scored on it.
+        gt_xyxy: ``(m, 4) float`` ground-truth boxes, pixels.
+        gt_class: ``(m,) int64`` their model class ids.
+        pred_xyxy: ``(n, 4) float`` predicted boxes of scored classes, pixels.
+        pred_class: ``(n,) int64`` their class ids.
+        pred_confidence: ``(n,) float`` their scores.
+        tp: ``(n, t) bool`` whether each prediction matched at each of :data:`IOU_THRESHOLDS`.
+    """
+
+    image: str
+    source: str
+    size_wh: tuple[int, int]
+    scored_classes: tuple[int, ...]
+    gt_xyxy: np.ndarray
+    gt_class: np.ndarray
+    pred_xyxy: np.ndarray
+    pred_class: np.ndarray
+    pred_confidence: np.ndarray
+    tp: np.ndarray
+
+
 def class_table(
     data_classes: Sequence[str], model_classes: Mapping[int, str], class_map: ClassMap | None, set_name: str
 ) -> dict[int, int]:
@@ -241,6 +284,32 @@ def class_table(
     return table
 
 
+def apply_class_map(dataset: DetectionSet, class_map: ClassMap) -> DetectionSet:
+    """The set as the class map's training merge would make it: remapped, overlaps resolved.
+
+    Evaluating through a class map must see the same ground truth as training on the
+    merged set: ``fall_hospital`` labels each person twice (``patient`` and ``stand`` on one
+    box), and only the map's overlap rule makes that one ``person``.
+    """
+    merged, _ = merge_sets([dataset], class_map, name=dataset.name)
+    return merged
+
+
+def scored_classes(dataset: DetectionSet, table: Mapping[int, int]) -> dict[str, tuple[int, ...]]:
+    """Per source, the model class ids scored on its images: those the source labels.
+
+    A source that never labels a class (the fire set and ``person``) says nothing about
+    it: the people found in its pictures are neither hits nor false alarms.
+    """
+    mapped = {dataset.class_names[d]: m for d, m in table.items()}
+    sources = {item.source for item in dataset.images}
+    out: dict[str, tuple[int, ...]] = {}
+    for source in sorted(sources):
+        labelled = dataset.labelled_classes.get(source, dataset.class_names)
+        out[source] = tuple(sorted({m for name, m in mapped.items() if name in labelled}))
+    return out
+
+
 def evaluate_detector(
     detector: Detector,
     dataset: DetectionSet,
@@ -249,11 +318,16 @@ def evaluate_detector(
     class_map: ClassMap | None = None,
     batch_size: int = 8,
     progress: ProgressFn = no_progress,
+    on_image: Callable[[ImageMatches], None] | None = None,
 ) -> EvalReport:
     """Run a detector over one split and score it per class.
 
     The detector should keep low-confidence boxes (e.g. ``confidence_threshold=0.001``)
-    so the precision-recall curve reaches high recall.
+    so the precision-recall curve reaches high recall. With a class map, the ground truth
+    is first merged as training merges it (:func:`apply_class_map`: overlap rule included),
+    so a raw set and the merged set give the same figures for the same images. On a set
+    merged from several sources, each class is scored only on the images of sources that
+    label it (:func:`scored_classes`).
 
     Args:
         detector: The model under test.
@@ -262,6 +336,7 @@ def evaluate_detector(
         class_map: Maps the data's class names onto the model's; by name when ``None``.
         batch_size: Images per ``detect`` call.
         progress: Wraps the per-batch loop.
+        on_image: Called with each image's :class:`ImageMatches` (for the HTML report).
 
     Returns:
         The per-class report.
@@ -274,12 +349,24 @@ def evaluate_detector(
     if not items:
         raise ValueError(f"{dataset.name} has no images in split {split!r} (splits: {dataset.splits})")
     model_names = detector.class_names
-    table = class_table(dataset.class_names, model_names, class_map, dataset.name)
+    raw_classes = dataset.class_names
+    dropped_by_map: tuple[str, ...] = ()
+    origins: dict[str, tuple[str, ...]] = {name: (name,) for name in raw_classes}
+    if class_map is not None:
+        targets = {c: class_map.target_of(dataset.name, c) for c in raw_classes}
+        dropped_by_map = tuple(c for c, t in targets.items() if t is None)
+        origins = {t: tuple(c for c in raw_classes if targets[c] == t) for t in class_map.classes}
+        dataset = apply_class_map(dataset, class_map)
+        items = dataset.in_split(split)
+    table = class_table(dataset.class_names, model_names, None, dataset.name)
     if not table:
         raise ValueError(
-            f"no class of {dataset.name} {list(dataset.class_names)} maps onto the model's {list(model_names.values())}"
+            f"no class of {dataset.name} {list(raw_classes)} maps onto the model's {list(model_names.values())}"
         )
     evaluated = sorted(set(table.values()))
+    scope = scored_classes(dataset, table)
+    scored_images = dict.fromkeys(evaluated, 0)
+    scored_sources: dict[int, set[str]] = {c: set() for c in evaluated}
     n_gt = dict.fromkeys(evaluated, 0)
     images_with = dict.fromkeys(evaluated, 0)
     tps: list[np.ndarray] = []
@@ -294,7 +381,11 @@ def evaluate_detector(
         results = detector.detect([p for _, p in readable]) if readable else []
         for (item, picture), dets in zip(readable, results, strict=True):
             h, w = picture.shape[:2]
-            keep_gt = np.array([int(c) in table for c in item.class_ids], bool)
+            scored = scope.get(item.source, tuple(evaluated))
+            for c in scored:
+                scored_images[c] += 1
+                scored_sources[c].add(item.source)
+            keep_gt = np.array([table.get(int(c), -1) in scored for c in item.class_ids], bool)
             gt = item.boxes[keep_gt]
             gt_class = np.array([table[int(c)] for c in gt[:, 0]], np.int64)
             gt_xyxy = (
@@ -314,11 +405,26 @@ def evaluate_detector(
                 images_with[c] += 1
             for c in gt_class.tolist():
                 n_gt[c] += 1
-            keep = np.isin(dets.class_id, evaluated)
+            keep = np.isin(dets.class_id, scored)
             pred_class = dets.class_id[keep].astype(np.int64)
             tps.append(match_predictions(dets.xyxy[keep], pred_class, gt_xyxy, gt_class))
             confs.append(dets.confidence[keep])
             classes.append(pred_class)
+            if on_image is not None:
+                on_image(
+                    ImageMatches(
+                        str(item.image),
+                        item.source,
+                        (w, h),
+                        tuple(int(c) for c in scored),
+                        gt_xyxy,
+                        gt_class,
+                        dets.xyxy[keep],
+                        pred_class,
+                        dets.confidence[keep],
+                        tps[-1],
+                    )
+                )
     tp = np.concatenate(tps) if tps else np.zeros((0, len(IOU_THRESHOLDS)), bool)
     conf = np.concatenate(confs) if confs else np.zeros(0)
     cls = np.concatenate(classes) if classes else np.zeros(0, np.int64)
@@ -329,7 +435,9 @@ def evaluate_detector(
         rows.append(
             ClassResult(
                 name=model_names[c],
-                data_classes=tuple(dataset.class_names[d] for d, m in table.items() if m == c),
+                data_classes=tuple(
+                    o for d, m in table.items() if m == c for o in origins.get(dataset.class_names[d], ())
+                ),
                 images=images_with[c],
                 instances=n_gt[c],
                 precision=p,
@@ -337,14 +445,17 @@ def evaluate_detector(
                 ap50=float(ap[0]),
                 ap50_95=float(np.mean(ap)),
                 confidence=best_conf,
+                images_scored=scored_images[c],
+                sources=tuple(sorted(scored_sources[c])),
             )
         )
+    ignored = dropped_by_map + tuple(n for i, n in enumerate(dataset.class_names) if i not in table)
     return EvalReport(
         model=detector.version,
         data=f"{dataset.name}/{split}",
         images=len(items),
         classes=tuple(rows),
-        ignored_data_classes=tuple(n for i, n in enumerate(dataset.class_names) if i not in table),
+        ignored_data_classes=tuple(dict.fromkeys(ignored)),
         ignored_model_classes=tuple(n for i, n in sorted(model_names.items()) if i not in evaluated),
         seconds=time.perf_counter() - started,
     )
