@@ -103,15 +103,28 @@ def train_command(
 
 
 def eval_command(
-    model: Annotated[str, typer.Option(help=".onnx, .pt or builtin:NAME[/VERSION].")],
+    model: Annotated[
+        str, typer.Option(help="Model to score: an .onnx or .pt file, builtin:NAME or builtin:NAME/VERSION.")
+    ],
     data: Annotated[Path, typer.Option(help="YOLO data.yaml (or a COCO JSON with --images).")],
-    split: Annotated[str, typer.Option(help="Split to evaluate.")] = "val",
+    split: Annotated[
+        str,
+        typer.Option(
+            help="Split of the data to score (train, val or test; a COCO JSON is read as this split)."
+        ),
+    ] = "val",
     class_map: Annotated[
         Path | None, typer.Option("--class-map", help="Maps the data's class names onto the model's.")
     ] = None,
     images: Annotated[Path | None, typer.Option(help="COCO only: image folder.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON here.")] = None,
-    confidence: Annotated[float, typer.Option(help="Lowest score kept (low: full PR curve).")] = 0.001,
+    confidence: Annotated[
+        float,
+        typer.Option(
+            help="Detections scoring below this are dropped before scoring; keep it low (0.001) so that "
+            "AP covers the whole precision-recall curve, not the site's alert threshold."
+        ),
+    ] = 0.001,
 ) -> None:
     """Per-class precision, recall, AP50 and AP50-95 of a model on a labelled split."""
     from datasets.classmap import load_class_map
