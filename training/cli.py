@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,6 +18,10 @@ from rich.table import Table
 from datasets.cli import rich_progress
 from datasets.errors import DatasetError
 from models.errors import ModelError
+
+if TYPE_CHECKING:
+    from models.detector import Detector
+    from training.compare import Comparison
 
 __all__ = ["eval_command", "export_command", "models_app", "train_command"]
 
@@ -142,13 +146,15 @@ def eval_command(
         report = evaluate_detector(detector, dataset, split=split, class_map=mapping, progress=rich_progress)
     except (DatasetError, ModelError, ValueError) as exc:
         raise _fail(str(exc)) from None
+    report.extra.update(_eval_conditions(model, detector, data, split, class_map, confidence))
     table = Table(title=f"{report.model} on {report.data}: {report.images} images, {report.seconds:.0f} s")
-    for column in ("class", "data classes", "images", "instances", "P", "R", "AP50", "AP50-95"):
+    for column in ("class", "data classes", "scored on", "images", "instances", "P", "R", "AP50", "AP50-95"):
         table.add_column(column)
     for c in report.classes:
         table.add_row(
             c.name,
             ",".join(c.data_classes),
+            f"{c.images_scored} images ({', '.join(c.sources)})",
             str(c.images),
             str(c.instances),
             _num(c.precision),
@@ -156,12 +162,30 @@ def eval_command(
             _num(c.ap50),
             _num(c.ap50_95),
         )
-    table.add_row("all", "", "", "", "", "", _num(report.map50), _num(report.map50_95))
+    table.add_row("all", "", "", "", "", "", "", _num(report.map50), _num(report.map50_95))
     _out.print(table)
     if report.ignored_data_classes:
         _out.print(f"ignored data classes (no model class): {list(report.ignored_data_classes)}")
     if json_out:
         json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+
+
+def _eval_conditions(
+    model: str, detector: object, data: Path, split: str, class_map: Path | None, confidence: float
+) -> dict[str, object]:
+    """What an eval's figures depend on, for its JSON: model, input size, threshold, data digest."""
+    from datasets.hashing import dataset_digest
+
+    info = getattr(detector, "info", None)
+    is_yolo_set = data.is_dir() or data.suffix in (".yaml", ".yml")
+    return {
+        "model_spec": model,
+        "imgsz": list(info.input_hw) if info is not None else None,
+        "confidence_threshold": confidence,
+        "split": split,
+        "class_map": str(class_map) if class_map else None,
+        "data_hash": dataset_digest(data / "data.yaml" if data.is_dir() else data) if is_yolo_set else None,
+    }
 
 
 def export_command(
@@ -257,6 +281,7 @@ def models_promote(
     except (ModelError, ValueError) as exc:
         raise _fail(str(exc)) from None
     _out.print(f"{name}{'@' + scope if scope else ''}: {previous or '(none)'} -> {version}")
+    _show_promotion_comparison(name, version, previous, registry)
 
 
 @models_app.command("rollback")
@@ -273,3 +298,148 @@ def models_rollback(
     except (ModelError, ValueError) as exc:
         raise _fail(str(exc)) from None
     _out.print(f"{name}{'@' + scope if scope else ''}: rolled back to {version}")
+
+
+def _load_scoring_detector(spec: str, confidence: float, registry: Path | None) -> Detector:
+    """The detector ``eval`` and ``compare`` score: low confidence floor, CPU, resolved in ``registry``."""
+    from models.config import DetectorConfig
+    from models.loader import load_detector
+    from models.registry import resolve_model_path
+
+    path = str(resolve_model_path(spec, root=registry))
+    return load_detector(path, DetectorConfig(path=path, confidence_threshold=confidence, device="cpu"))
+
+
+def _delta_cell(value: float) -> str:
+    """A signed difference, green when A is better, red when worse (dash when undefined)."""
+    if math.isnan(value):
+        return "–"
+    colour = "green" if value > 0.005 else "red" if value < -0.005 else "default"
+    return f"[{colour}]{value:+.3f}[/{colour}]"
+
+
+def _print_comparison(comparison: Comparison) -> None:
+    """One table per data set: each class's AP50, AP50-95, P and R for A and B, and A - B."""
+    from rich.markup import escape
+
+    from training.compare import METRICS
+
+    labels = {"ap50": "AP50", "ap50_95": "AP50-95", "precision": "P", "recall": "R"}
+    a, b = comparison.a.label, comparison.b.label
+    for d in comparison.data:
+        version = f", data version {d.data_version}" if d.data_version else ""
+        table = Table(title=escape(f"A = {a}, B = {b} on {d.data} ({d.images} images{version})"))
+        for column in ("class (instances)", "", "A", "B", "A - B"):
+            table.add_column(column, justify="left" if column in ("class (instances)", "") else "right")
+        for c in d.classes:
+            for k, metric in enumerate(METRICS):
+                table.add_row(
+                    escape(f"{c.name} ({c.instances})") if k == 0 else "",
+                    labels[metric],
+                    _num(c.a.get(metric) if c.a else None),
+                    _num(c.b.get(metric) if c.b else None),
+                    _delta_cell(c.delta(metric)),
+                    end_section=k == len(METRICS) - 1,
+                )
+        for k, metric in enumerate(("ap50", "ap50_95")):
+            mean_a, mean_b = d.common_mean(metric, "a"), d.common_mean(metric, "b")
+            table.add_row(
+                "mean, shared classes" if k == 0 else "",
+                labels[metric],
+                _num(mean_a),
+                _num(mean_b),
+                _delta_cell(mean_a - mean_b),
+            )
+        _out.print(table)
+
+
+@models_app.command("compare")
+def models_compare(
+    model_a: Annotated[
+        str,
+        typer.Argument(help="A, the candidate: an .onnx or .pt file, builtin:NAME or builtin:NAME/VERSION."),
+    ],
+    model_b: Annotated[str, typer.Argument(help="B, the model A is compared with (same forms).")],
+    data: Annotated[
+        list[Path],
+        typer.Option(
+            "--data",
+            help="YOLO data.yaml to score both on; repeat it to compare on several sets at once "
+            "(in-source val splits and cross-source sets).",
+        ),
+    ],
+    split: Annotated[str, typer.Option(help="Split of each set to score.")] = "val",
+    class_map: Annotated[
+        Path | None, typer.Option("--class-map", help="Maps the data's class names onto the models'.")
+    ] = None,
+    confidence: Annotated[
+        float, typer.Option(help="Lowest score kept (keep it low so AP covers the whole curve).")
+    ] = 0.001,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the comparison as JSON here.")
+    ] = None,
+    is_recording: Annotated[
+        bool,
+        typer.Option(
+            "--record/--no-record",
+            help="Keep the result in each registry version's meta.json (comparisons) and card.md.",
+        ),
+    ] = True,
+    registry: RegistryOpt = None,
+) -> None:
+    """Side by side before promoting: per-class AP50, AP50-95, P and R of A and B on each set, and A - B."""
+    from datasets.classmap import load_class_map
+    from training.compare import (
+        ModelRef,
+        compare_models,
+        load_compared_data,
+        record_comparison,
+        registry_version_of,
+    )
+
+    found = [registry_version_of(spec, root=registry) for spec in (model_a, model_b)]
+    if found[0] is not None and found[1] is not None and found[0][:2] == found[1][:2]:
+        raise _fail(f"A and B are the same registry version ({found[0][0]}/{found[0][1]})")
+    try:
+        mapping = load_class_map(class_map) if class_map else None
+        sides = []
+        for spec, where in zip((model_a, model_b), found, strict=True):
+            detector = _load_scoring_detector(spec, confidence, registry)
+            ref = ModelRef(spec, detector.version, where[0] if where else None, where[1] if where else None)
+            sides.append((ref, detector))
+        sets = [load_compared_data(path, progress=rich_progress) for path in data]
+        comparison, _ = compare_models(
+            sides[0],
+            sides[1],
+            sets,
+            split=split,
+            class_map=mapping,
+            progress=rich_progress,
+            settings={"confidence": confidence, "class_map": str(class_map) if class_map else None},
+        )
+    except (DatasetError, ModelError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    _print_comparison(comparison)
+    if json_out:
+        json_out.write_text(json.dumps(comparison.to_dict(), indent=2) + "\n")
+    if is_recording:
+        for where, view in zip(found, (comparison, comparison.swapped()), strict=True):
+            if where is not None:
+                record_comparison(where[2], view)
+                _out.print(f"recorded in {where[0]}/{where[1]}: meta.json (comparisons) and card.md")
+
+
+def _show_promotion_comparison(name: str, version: str, current: str | None, registry: Path | None) -> None:
+    """After a promotion: the stored comparison with the version it replaced, or how to make one."""
+    from training.compare import comparison_for_promotion
+
+    if current is None or current == version:
+        return
+    comparison = comparison_for_promotion(name, version, current, root=registry)
+    if comparison is None:
+        _out.print(
+            f"{name}/{version} was never compared with {name}/{current}: "
+            f"anjian models compare builtin:{name}/{version} builtin:{name}/{current} --data …"
+        )
+        return
+    _print_comparison(comparison)
