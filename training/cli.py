@@ -69,6 +69,18 @@ def train_command(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue project/name/weights/last.pt.")] = False,
+    teacher: Annotated[
+        bool,
+        typer.Option(
+            "--teacher/--no-teacher",
+            help="Before training a merged set, let the COCO teacher (--coco) fill in the classes a source "
+            "never labels (people in fire photos), so they are not learnt as background. On by default; "
+            "--no-teacher trains on the gaps as they are (an ablation).",
+        ),
+    ] = True,
+    teacher_confidence: Annotated[
+        float, typer.Option(min=0.05, max=0.95, help="Teacher boxes scoring below this are not added.")
+    ] = 0.5,
 ) -> None:
     """Train a detector offline (no downloads); checkpoints every epoch, resumable with --resume."""
     from training.train import TrainConfig, train_detector
@@ -80,6 +92,8 @@ def train_command(
         extra["lr0"] = lr0
     start = model
     try:
+        if not resume:
+            data = _complete_labels(data, project / name / "data", coco, teacher, teacher_confidence)
         if model == "coco" and not resume:
             import yaml
 
@@ -101,9 +115,31 @@ def train_command(
             extra=extra,
         )
         run = train_detector(config, resume=resume)
-    except (FileNotFoundError, ValueError, OSError) as exc:
+    except (FileNotFoundError, ValueError, OSError, DatasetError, ModelError) as exc:
         raise _fail(str(exc)) from None
     _out.print(f"weights: {run.best} (last: {run.last}); record: {run.record}")
+
+
+def _complete_labels(data: Path, out: Path, coco: Path, is_teaching: bool, confidence: float) -> Path:
+    """The set to train on: ``data`` with its label gaps filled by the teacher (see complete_labels)."""
+    from datasets.yolo import load_yolo_set
+    from training.complete_labels import complete_labels, label_gaps
+
+    if not is_teaching:
+        for source, missing in label_gaps(load_yolo_set(data)).items():
+            _err.print(
+                f"[yellow]--no-teacher: {source} never labels {list(missing)}: learnt as background[/yellow]"
+            )
+        return data
+    completion = complete_labels(data, out, coco, min_confidence=confidence, progress=rich_progress)
+    for source, filled in completion.filled.items():
+        _out.print(f"teacher filled {list(filled)} in {source}")
+    for source, missing in completion.remaining_gaps.items():
+        _err.print(
+            f"[yellow]{source} never labels {list(missing)} and no teacher knows them: "
+            "those objects are learnt as background there[/yellow]"
+        )
+    return completion.data_yaml
 
 
 def eval_command(

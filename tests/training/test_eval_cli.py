@@ -18,7 +18,9 @@ def test_eval_json_records_the_conditions_of_its_figures(tmp_path: Path) -> None
     out = tmp_path / "eval.json"
 
     result = CliRunner().invoke(
-        app, ["eval", "--model", str(weights), "--data", str(data), "--json", str(out)], env={"COLUMNS": "200"}
+        app,
+        ["eval", "--model", str(weights), "--data", str(data), "--json", str(out)],
+        env={"COLUMNS": "200"},
     )
 
     assert result.exit_code == 0, result.output
