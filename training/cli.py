@@ -55,20 +55,41 @@ def train_command(
         typer.Option(help="Start: an ultralytics .pt, a model .yaml, or 'coco' (COCO YOLOv8n, see --coco)."),
     ] = "coco",
     coco: Annotated[
-        Path, typer.Option(help="The int8 COCO YOLOv8n ONNX to recover weights from (for --model coco).")
-    ] = Path("../shared/data/weights/coco_yolov8n_int8.onnx"),
+        Path | None,
+        typer.Option(
+            help="The int8 COCO YOLOv8n ONNX to recover weights from (for --model coco). Default: "
+            "shared/data/weights/coco_yolov8n_int8.onnx beside the anjian checkout, whatever the current folder."
+        ),
+    ] = None,
     project: Annotated[Path, typer.Option(help="Folder of training runs.")] = Path("runs"),
     name: Annotated[str, typer.Option(help="Run name (folder project/name).")] = "train",
     epochs: Annotated[int, typer.Option(help="Epochs.")] = 30,
     imgsz: Annotated[int, typer.Option(help="Square input size, a multiple of 32.")] = 416,
     batch: Annotated[int, typer.Option(help="Images per batch.")] = 16,
-    workers: Annotated[int, typer.Option(help="Dataloader workers.")] = 2,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Dataloader worker processes (GPU training; on the CPU ultralytics loads data in the "
+            "training process, and anjian_train.json records the count really used)."
+        ),
+    ] = 2,
     freeze: Annotated[int, typer.Option(help="Leading layers to keep frozen (10: backbone).")] = 0,
     lr0: Annotated[
         float | None, typer.Option(help="Initial learning rate (ultralytics default when unset).")
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    seed: Annotated[
+        int,
+        typer.Option(help="Seeds the new class head and every generator of training: same seed, same run."),
+    ] = 0,
     resume: Annotated[bool, typer.Option("--resume", help="Continue project/name/weights/last.pt.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace a run already in project/name (deleted first). Without it, train refuses to "
+            "start over an existing run: pick another --name or continue it with --resume.",
+        ),
+    ] = False,
     teacher: Annotated[
         bool,
         typer.Option(
@@ -82,8 +103,12 @@ def train_command(
         float, typer.Option(min=0.05, max=0.95, help="Teacher boxes scoring below this are not added.")
     ] = 0.5,
 ) -> None:
-    """Train a detector offline (no downloads); checkpoints every epoch, resumable with --resume."""
-    from training.train import TrainConfig, train_detector
+    """Train a detector offline (no downloads); checkpoints every epoch, resumable with --resume.
+
+    A new run never replaces an old one of the same --name unless --overwrite says so.
+    """
+    from training.finetune_init import DEFAULT_COCO_ONNX
+    from training.train import TrainConfig, prepare_new_run, train_detector
 
     extra: dict[str, float | int | str | bool] = {}
     if freeze:
@@ -91,8 +116,14 @@ def train_command(
     if lr0 is not None:
         extra["lr0"] = lr0
     start = model
+    coco = coco or DEFAULT_COCO_ONNX
     try:
         if not resume:
+            prepare_new_run(project / name, overwrite=overwrite)
+            if model == "coco" and not coco.is_file():
+                raise FileNotFoundError(
+                    f"--model coco starts from the int8 COCO YOLOv8n, but {coco} does not exist: pass --coco PATH"
+                )
             data = _complete_labels(data, project / name / "data", coco, teacher, teacher_confidence)
         if model == "coco" and not resume:
             import yaml
@@ -101,7 +132,7 @@ def train_command(
 
             names = yaml.safe_load(data.read_text())["names"]
             names = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
-            start = str(build_finetune_checkpoint(coco, names, project / name / "init.pt"))
+            start = str(build_finetune_checkpoint(coco, names, project / name / "init.pt", seed=seed))
         config = TrainConfig(
             data=data,
             model=start,

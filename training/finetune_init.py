@@ -7,6 +7,10 @@ backbone, neck and box head, and seeds each new class's score row from a COCO cl
 (``person`` from ``person``; ``fallen_person`` also from ``person``, so it starts by
 finding people and only has to learn which ones lie on the floor). Classes without a
 COCO counterpart start from ultralytics' usual prior.
+
+Every tensor COCO does not provide (the new class branch's last convolutions) is drawn
+from a generator seeded by ``seed``, so two builds with the same seed write the same
+checkpoint and a training run started from it is reproducible.
 """
 
 from __future__ import annotations
@@ -19,9 +23,14 @@ from typing import Any
 
 from training.ultralytics_env import offline_ultralytics
 
-__all__ = ["DEFAULT_SEEDS", "build_finetune_checkpoint", "write_model_yaml"]
+__all__ = ["DEFAULT_COCO_ONNX", "DEFAULT_SEEDS", "build_finetune_checkpoint", "write_model_yaml"]
 
 logger = logging.getLogger(__name__)
+
+DEFAULT_COCO_ONNX = (
+    Path(__file__).resolve().parents[2] / "shared" / "data" / "weights" / "coco_yolov8n_int8.onnx"
+)
+"""Where the int8 COCO YOLOv8n sits in the workplace: ``shared/`` beside the anjian checkout."""
 
 DEFAULT_SEEDS: dict[str, str] = {"person": "person", "fallen_person": "person"}
 """anjian class to the COCO class its score row starts from."""
@@ -68,6 +77,7 @@ def build_finetune_checkpoint(
     out_pt: Path,
     *,
     seeds: Mapping[str, str] | None = None,
+    seed: int = 0,
 ) -> Path:
     """Write an ultralytics ``.pt`` for ``class_names`` that starts from the COCO YOLOv8n.
 
@@ -79,11 +89,14 @@ def build_finetune_checkpoint(
         class_names: anjian's classes, in id order (must match the data yaml).
         out_pt: Where to write the checkpoint.
         seeds: Target class to COCO class whose score row it copies; :data:`DEFAULT_SEEDS` when ``None``.
+        seed: Seeds the random initialisation of the tensors COCO does not provide (same
+            seed, same checkpoint). The caller's random state is left as it was.
 
     Returns:
         ``out_pt``.
     """
     offline_ultralytics()
+    import torch
     from ultralytics.models.yolo.model import YOLO
     from ultralytics.nn.tasks import DetectionModel
 
@@ -91,16 +104,24 @@ def build_finetune_checkpoint(
 
     coco = recover_yolov8n_from_int8(Path(coco_onnx))
     yaml_path = write_model_yaml(out_pt.with_suffix(".yaml"), len(class_names))
-    model: Any = DetectionModel(str(yaml_path), nc=len(class_names), verbose=False)  # type: ignore[no-untyped-call]
-    model.names = dict(enumerate(class_names))
-    model.load(coco.model, verbose=False)  # rebuilds the class branch at COCO's width
+    with torch.random.fork_rng(devices=[]):  # seeded draws, the caller's generator untouched
+        torch.manual_seed(seed)
+        model: Any = DetectionModel(str(yaml_path), nc=len(class_names), verbose=False)  # type: ignore[no-untyped-call]
+        model.names = dict(enumerate(class_names))
+        model.load(coco.model, verbose=False)  # rebuilds the class branch at COCO's width
+        wrapper: Any = YOLO(str(yaml_path), task="detect")
     head = model.model[-1]
     for conv, stride in zip((b[-1] for b in head.cv3), head.stride.tolist(), strict=True):
         conv.bias.data[:] = math.log(5 / len(class_names) / (640 / stride) ** 2)
     seeded = _seed_class_rows(model, coco.model, DEFAULT_SEEDS if seeds is None else seeds)
-    wrapper: Any = YOLO(str(yaml_path), task="detect")
     wrapper.model = model
     out_pt.parent.mkdir(parents=True, exist_ok=True)
     wrapper.save(str(out_pt))
-    logger.info("wrote %s: %d classes, score rows seeded from COCO for %s", out_pt, len(class_names), seeded)
+    logger.info(
+        "wrote %s: %d classes, score rows seeded from COCO for %s, seed %d",
+        out_pt,
+        len(class_names),
+        seeded,
+        seed,
+    )
     return out_pt

@@ -6,6 +6,12 @@ to ``weights/``: the config, the data digest, the hardware, the wall time (summe
 resumed sessions) and the metrics of every epoch, rewritten after each epoch so that an
 interrupted run still says how far it got. ``weights/last.pt`` is saved every epoch;
 :func:`train_detector` with ``resume=True`` continues from it.
+
+A new run never lands on an old one: when ``project/name`` already holds a run (its record,
+weights or ``results.csv``), :func:`train_detector` refuses unless told to replace it
+(``overwrite=True``, ``anjian train --overwrite``), which deletes the old run folder first.
+Runs are reproducible: ultralytics seeds every generator from ``seed`` and runs
+deterministic kernels (``deterministic=True``).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import json
 import logging
 import os
 import platform
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +38,9 @@ __all__ = [
     "RECORD_NAME",
     "TrainConfig",
     "TrainRun",
+    "existing_run_files",
     "hardware_summary",
+    "prepare_new_run",
     "read_epoch_metrics",
     "train_detector",
 ]
@@ -121,8 +130,72 @@ def _load_record(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def existing_run_files(run_dir: Path) -> list[Path]:
+    """The files showing that ``run_dir`` holds a training run: record, weights, ``results.csv``."""
+    run_dir = Path(run_dir)
+    candidates = (
+        run_dir / RECORD_NAME,
+        run_dir / "weights" / "last.pt",
+        run_dir / "weights" / "best.pt",
+        run_dir / "results.csv",
+    )
+    return [path for path in candidates if path.is_file()]
+
+
+def prepare_new_run(run_dir: Path, *, overwrite: bool = False) -> None:
+    """Make sure a new run does not land on an old one.
+
+    A folder without a run (absent, empty, or holding only a starting checkpoint) is
+    fine. One holding a run is refused, or deleted when ``overwrite`` says so.
+
+    Args:
+        run_dir: The new run's folder (``project/name``).
+        overwrite: Delete an existing run there instead of refusing.
+
+    Raises:
+        FileExistsError: ``run_dir`` holds a run and ``overwrite`` is false.
+    """
+    found = existing_run_files(run_dir)
+    if not found:
+        return
+    if not overwrite:
+        record = _load_record(Path(run_dir) / RECORD_NAME) if found[0].name == RECORD_NAME else {}
+        started = f", started {record['started_at']}" if record.get("started_at") else ""
+        epochs = f", {len(record.get('epochs', []))} epoch(s) done" if record else ""
+        names = ", ".join(str(p.relative_to(run_dir)) for p in found)
+        raise FileExistsError(
+            f"{run_dir} holds a training run already ({names}{started}{epochs}): give another --name, "
+            "continue it with --resume, or replace it with --overwrite"
+        )
+    logger.warning("replacing the training run in %s", run_dir)
+    shutil.rmtree(run_dir)
+
+
+def _record_workers(record: dict[str, Any], trainer: Any) -> None:
+    """Record the dataloader workers the trainer really uses (ultralytics forces 0 on a CPU)."""
+    loader = getattr(trainer, "train_loader", None)
+    used = getattr(loader, "num_workers", None)
+    if used is None:
+        return
+    record["sessions"][-1]["dataloader_workers"] = int(used)
+    requested = record.get("config", {}).get("workers")
+    if requested is not None and requested != used:
+        record["config"]["workers"] = int(used)
+        note = (
+            f"workers: {requested} requested, {used} used (ultralytics loads data in the training "
+            "process when it trains on the CPU)"
+        )
+        if note not in record.setdefault("notes", []):
+            record["notes"].append(note)
+        logger.warning("%s", note)
+
+
 def train_detector(
-    config: TrainConfig, *, resume: bool = False, on_epoch_end: Callable[[int], None] | None = None
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    on_epoch_end: Callable[[int], None] | None = None,
 ) -> TrainRun:
     """Train (or resume training) and record config, data digest, metrics and time.
 
@@ -130,6 +203,8 @@ def train_detector(
         config: The run's settings. With ``resume``, only ``project`` and ``name`` matter:
             the rest comes from the checkpoint.
         resume: Continue ``project/name/weights/last.pt``.
+        overwrite: A new run (not ``resume``) replaces a run already in ``project/name``
+            instead of refusing (see :func:`prepare_new_run`).
         on_epoch_end: Called with the number of the epoch just finished (1-based), after
             its checkpoint and record were written.
 
@@ -138,10 +213,13 @@ def train_detector(
 
     Raises:
         FileNotFoundError: ``resume`` without a ``last.pt`` to resume from.
+        FileExistsError: A new run where a run exists already, without ``overwrite``.
     """
     run_dir = config.run_dir.resolve()
     record_path = run_dir / RECORD_NAME
     last = run_dir / "weights" / "last.pt"
+    if not resume:
+        prepare_new_run(run_dir, overwrite=overwrite)
     record = _load_record(record_path)
     if resume:
         if not last.is_file():
@@ -185,6 +263,11 @@ def train_detector(
         if on_epoch_end is not None:
             on_epoch_end(int(trainer.epoch) + 1)
 
+    def _train_start(trainer: Any) -> None:
+        _record_workers(record, trainer)
+        _write()
+
+    model.add_callback("on_train_start", _train_start)
     model.add_callback("on_fit_epoch_end", _epoch_end)
     _write()
     if resume:
@@ -204,6 +287,7 @@ def train_detector(
             project=str(config.project.resolve()),
             name=config.name,
             exist_ok=True,
+            deterministic=True,
             verbose=True,
             **{**OFFLINE_TRAIN_ARGS, **config.extra},
         )

@@ -92,6 +92,7 @@ def test_tiny_real_training_resumes_exports_and_loads_in_the_onnx_backend(
     assert list(detector.class_names.values()) == list(merged.class_names)
     assert detector.info.input_hw == (64, 64) and detector.version.startswith("tiny@")
     image = cv2.imread(str(merged.in_split("val")[0].image))
+    assert image is not None
     first, second = detector.detect([image, image[:, ::-1].copy()])  # one batch of two: dynamic batch axis
     assert len(first) > 0 and len(second) > 0  # the COCO start still proposes boxes after one epoch
     half = to_fp16(onnx, tmp_path / "export" / "model-fp16.onnx")
@@ -118,3 +119,41 @@ def test_tiny_real_training_resumes_exports_and_loads_in_the_onnx_backend(
     )
     promote("tiny", entry.version, root=registry)
     assert resolve_model_path("builtin:tiny", root=registry) == entry.onnx
+
+
+def test_two_runs_with_the_same_seed_train_alike_and_record_the_workers_used(
+    tmp_path: Path, no_network: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("ultralytics")
+    coco = require_shared_data("weights", "coco_yolov8n_int8.onnx")
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
+    from training.finetune_init import build_finetune_checkpoint
+    from training.train import TrainConfig, train_detector
+
+    sample = load_yolo_set(copy_yolo_sample("forklift_person", tmp_path / "sample", per_split=4))
+    merged, _ = merge_sets([sample], load_class_map(ANJIAN_MAP))
+    data_yaml = write_yolo_set(merged, tmp_path / "data", by_source=True)
+    first_epochs, records = [], []
+    for run in ("a", "b"):
+        init = build_finetune_checkpoint(coco, merged.class_names, tmp_path / run / "init.pt", seed=7)
+        config = TrainConfig(
+            data=data_yaml,
+            model=str(init),
+            project=tmp_path / "runs",
+            name=run,
+            epochs=1,
+            imgsz=64,
+            batch=2,
+            workers=2,
+            close_mosaic=0,
+            seed=7,
+        )
+        record = json.loads(train_detector(config).record.read_text())
+        records.append(record)
+        first_epochs.append({k: v for k, v in record["epochs"][0].items() if k.startswith("train/")})
+
+    assert first_epochs[0] and first_epochs[0] == first_epochs[1]
+    # ultralytics loads data in the training process on a CPU: the record says so, not "2 workers"
+    [session] = records[0]["sessions"]
+    assert session["dataloader_workers"] == 0 and records[0]["config"]["workers"] == 0
+    assert any("2 requested, 0 used" in note for note in records[0]["notes"])
