@@ -22,6 +22,7 @@ from models.errors import ModelError
 if TYPE_CHECKING:
     from models.detector import Detector
     from training.compare import Comparison
+    from training.report import MatchCollector
 
 __all__ = ["eval_command", "export_command", "models_app", "train_command"]
 
@@ -196,6 +197,25 @@ def eval_command(
             "AP covers the whole precision-recall curve, not the site's alert threshold."
         ),
     ] = 0.001,
+    report_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Also write an offline HTML report into this folder: confusion matrix, precision-recall "
+            "and F1 curves, galleries of false positives and misses (needs the train extra's matplotlib).",
+        ),
+    ] = None,
+    report_confidence: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            max=0.99,
+            help="Confidence of the report's confusion matrix and galleries (an alert threshold).",
+        ),
+    ] = 0.25,
+    gallery_size: Annotated[
+        int, typer.Option(min=1, max=500, help="Crops per class in each gallery of the report, worst first.")
+    ] = 12,
 ) -> None:
     """Per-class precision, recall, AP50 and AP50-95 of a model on a labelled split."""
     from datasets.classmap import load_class_map
@@ -210,8 +230,11 @@ def eval_command(
         detector = load_detector(
             model, DetectorConfig(path=model, confidence_threshold=confidence, device="cpu")
         )
-        report = evaluate_detector(detector, dataset, split=split, class_map=mapping, progress=rich_progress)
-    except (DatasetError, ModelError, ValueError) as exc:
+        collector = _report_collector(report_dir)
+        report = evaluate_detector(
+            detector, dataset, split=split, class_map=mapping, progress=rich_progress, on_image=collector
+        )
+    except (DatasetError, ModelError, ValueError, ModuleNotFoundError) as exc:
         raise _fail(str(exc)) from None
     report.extra.update(_eval_conditions(model, detector, data, split, class_map, confidence))
     table = Table(title=f"{report.model} on {report.data}: {report.images} images, {report.seconds:.0f} s")
@@ -235,6 +258,32 @@ def eval_command(
         _out.print(f"ignored data classes (no model class): {list(report.ignored_data_classes)}")
     if json_out:
         json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    if report_dir is not None and collector is not None:
+        from training.report import write_eval_report
+
+        try:
+            index = write_eval_report(
+                report,
+                collector.images,
+                detector.class_names,
+                report_dir,
+                confidence=report_confidence,
+                per_class=gallery_size,
+            )
+        except (OSError, ValueError) as exc:
+            raise _fail(f"cannot write the report into {report_dir}: {exc}") from None
+        _out.print(f"report: {index}")
+
+
+def _report_collector(report_dir: Path | None) -> MatchCollector | None:
+    """What keeps each image's matches for ``--report`` (``None`` without it); fails early without matplotlib."""
+    if report_dir is None:
+        return None
+    from training.report import MatchCollector
+    from training.report.charts import require_matplotlib
+
+    require_matplotlib()
+    return MatchCollector()
 
 
 def _eval_conditions(
