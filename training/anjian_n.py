@@ -1,18 +1,24 @@
 """The recipe of anjian's default detector ``anjian-n``, step by step and resumable.
 
-``anjian-n`` is a YOLOv8n fine-tuned from COCO on the public sets in ``../shared/data``,
-merged into the classes the six behaviours need::
+``anjian-n`` is a YOLOv8n fine-tuned from COCO on the licensed public sets (``../shared/data``
+and the three staged by ``../shared/data/extra/stage.py``), merged into the classes the six
+behaviours need::
 
-    python -m training.anjian_n prepare --work /root/anjian-train   # merge, pseudo-label, init
-    python -m training.anjian_n train --work /root/anjian-train     # resumable; run it detached
-    python -m training.anjian_n train --work /root/anjian-train --resume
-    python -m training.anjian_n finish --work /root/anjian-train    # evaluate, export, register
+    python -m training.anjian_n prepare --work W [--extra-root ~/anjian-data] [--holdout fire_smoke_cctv ...]
+    nice -n 19 python -m training.anjian_n train --work W      # resumable: add --resume
+    python -m training.anjian_n crosseval --work W             # held-out sources: model vs v1 vs teacher
+    python -m training.anjian_n finish --work W --version 2    # evaluate, export, register
 
-``prepare`` merges the sets with ``datasets/maps/anjian.yaml``, fills in the ``person``
-boxes the cigarette, fire and pallet sets never label (COCO teacher, see
-:mod:`training.pseudo_label`; ``--no-pseudo-labels`` for the ablation), writes the merged
-YOLO set with one sub-folder per source (so each source's val split can be evaluated
-alone), and builds the COCO-initialised checkpoint (:mod:`training.finetune_init`).
+``prepare`` merges the training sources with ``datasets/maps/anjian.yaml``, lets the COCO
+teacher fill in the ``person`` boxes the cigarette, fire and pallet sets never label
+(:mod:`training.complete_labels`; ``--no-pseudo-labels`` for the ablation), writes the merged
+YOLO set with one sub-folder per source (so each source's val split can be evaluated alone),
+and builds the COCO-initialised checkpoint (:mod:`training.finetune_init`).
+
+**Generalisation, not fit.** ``--holdout SOURCE`` keeps a whole source out of training; its
+every image (train and val) is written to ``W/holdout`` and ``crosseval`` scores the model
+there, next to the registered model and the COCO teacher. The recipe's variants are chosen
+by those cross-source figures; the shipped model then trains on every source.
 """
 
 from __future__ import annotations
@@ -27,12 +33,12 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from datasets.classmap import load_class_map
-from datasets.labels import ProgressFn, no_progress
+from datasets.labels import DetectionSet, ProgressFn, no_progress
 from datasets.merge import merge_sets
 from datasets.yolo import load_yolo_set, write_yolo_set
 from training.train import TrainConfig, train_detector
 
-__all__ = ["SOURCES", "AnjianNRecipe", "main", "prepare", "train"]
+__all__ = ["EXTRA_SOURCES", "SOURCES", "AnjianNRecipe", "main", "prepare", "train", "training_set"]
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +48,23 @@ DEFAULT_DATA_ROOT = REPO_ROOT.parent / "shared" / "data"
 COCO_WEIGHTS = Path("weights") / "coco_yolov8n_int8.onnx"
 
 SOURCES: dict[str, str] = {
-    "fall_hospital": 'Roboflow "hospital_bed-qt6yg" v3',
-    "fire_smoke_cctv": 'Roboflow "fire-wrpgm" v8 (Cctv-fire)',
-    "cigarette": 'Roboflow "smoking-detection-wpb75" v3',
-    "forklift_person": 'Roboflow "forklift-dsitv" v5',
-    "pallet": 'Roboflow "palet-zsfnn" v1',
+    "fall_hospital": 'Roboflow "hospital_bed-qt6yg" v3, CC BY 4.0',
+    "fire_smoke_cctv": 'Roboflow "fire-wrpgm" v8 (Cctv-fire), CC BY 4.0',
+    "cigarette": 'Roboflow "smoking-detection-wpb75" v3, CC BY 4.0',
+    "forklift_person": 'Roboflow "forklift-dsitv" v5, CC BY 4.0',
+    "pallet": 'Roboflow "palet-zsfnn" v1, CC BY 4.0',
+    "fire_continuous": 'Roboflow "continuous_fire" v6, CC BY 4.0',
 }
-"""Source folder under the data root to its origin (all CC BY 4.0)."""
+"""Source folder under the data root (``../shared/data``) to its origin and licence."""
+
+EXTRA_SOURCES: dict[str, str] = {
+    "ur_fall": 'Roboflow "ur-fall-detection-dataset" v1 (UR Fall Detection frames), CC BY 4.0',
+    "cctv_person": 'Roboflow "cctv-vh5b6" v2 (overhead indoor CCTV), CC BY 4.0',
+    "smoking_photos": "Huyhoclaptrinh/smoking-detection (web and film photos), MIT",
+}
+"""Sources staged by ``../shared/data/extra/stage.py`` under the extra root, with origin and licence."""
+
+DEFAULT_EXTRA_ROOT = Path.home() / "anjian-data"
 
 
 class AnjianNRecipe(BaseModel):
@@ -72,42 +88,95 @@ class AnjianNRecipe(BaseModel):
     lr0: float = Field(
         0.002, gt=0, lt=1, description="Initial learning rate (fine-tuning: lower than from scratch)."
     )
+    extra_root: Path | None = Field(
+        None,
+        description="Folder of the staged extra sets (ur_fall, cctv_person, smoking_photos); None: not used.",
+    )
+    holdout: tuple[str, ...] = Field(
+        (), description="Sources kept out of training and scored whole by crosseval (generalisation)."
+    )
+    train_every: dict[str, int] = Field(
+        default_factory=lambda: {"ur_fall": 2},
+        description="Keep every k-th train image of a source whose frames come from a few videos (near duplicates).",
+    )
+    patience: int = Field(6, ge=1, description="Stop after this many epochs without a better fitness.")
+    augment: dict[str, float] = Field(
+        default_factory=lambda: {"hsv_h": 0.015, "hsv_s": 0.5, "hsv_v": 0.4, "scale": 0.5, "mosaic": 1.0},
+        description="Ultralytics augmentation settings (colour jitter as CCTV white balance drifts, scale for "
+        "small and frame-filling objects).",
+    )
+
+    def sources(self) -> dict[str, Path]:
+        """Every source this recipe can read: name to its ``data.yaml``."""
+        out = {name: self.data_root / name / "data.yaml" for name in SOURCES}
+        if self.extra_root is not None:
+            out.update({name: self.extra_root / name / "data.yaml" for name in EXTRA_SOURCES})
+        return out
+
+    def origins(self) -> dict[str, str]:
+        """Origin and licence of each source used."""
+        return {name: {**SOURCES, **EXTRA_SOURCES}[name] for name in self.sources()}
+
+
+def _load_source(name: str, data_yaml: Path, every: int, progress: ProgressFn) -> DetectionSet:
+    """One source set, its train split thinned to every ``every``-th image (sorted by name)."""
+    if not data_yaml.is_file():
+        raise FileNotFoundError(
+            f"source {name!r}: {data_yaml} is missing (shared sets: ../shared/data; extra sets: "
+            "stage them with ../shared/data/extra/stage.py)"
+        )
+    dataset = load_yolo_set(data_yaml, name=name, progress=progress)
+    if every > 1:
+        train = sorted((im for im in dataset.images if im.split == "train"), key=lambda im: im.image.name)
+        kept = {id(im) for im in train[::every]}
+        dataset.images = [im for im in dataset.images if im.split != "train" or id(im) in kept]
+    return dataset
 
 
 def prepare(work: Path, recipe: AnjianNRecipe, *, progress: ProgressFn = no_progress) -> Path:
-    """Merge, pseudo-label and write the training set; build the initial checkpoint.
+    """Merge, complete the labels and write the training set (and the held-out set); build the init.
 
     Returns:
-        The merged set's ``data.yaml``.
+        The training set's ``data.yaml``.
     """
     work.mkdir(parents=True, exist_ok=True)
-    sets = [
-        load_yolo_set(recipe.data_root / name / "data.yaml", name=name, progress=progress) for name in SOURCES
-    ]
+    paths = recipe.sources()
+    unknown = sorted(set(recipe.holdout) - set(paths))
+    if unknown:
+        raise ValueError(f"--holdout names {unknown}, not among the sources {sorted(paths)}")
     class_map = load_class_map(CLASS_MAP)
-    merged, merge_report = merge_sets(sets, class_map, name="anjian-n", progress=progress)
+    trained = [
+        _load_source(name, path, recipe.train_every.get(name, 1), progress)
+        for name, path in paths.items()
+        if name not in recipe.holdout
+    ]
+    merged, merge_report = merge_sets(trained, class_map, name="anjian-n", progress=progress)
+    extra = {"sources": {n: o for n, o in recipe.origins().items() if n not in recipe.holdout}}
+    raw_yaml = write_yolo_set(merged, work / "merged", by_source=True, progress=progress, extra=extra)
     pseudo: dict[str, object] = {}
+    data_yaml = raw_yaml
     if recipe.is_pseudo_labelled:
-        from models.config import DetectorConfig
-        from models.onnx_detector import OnnxDetector
-        from training.pseudo_label import pseudo_label
+        from training.complete_labels import complete_labels
 
-        weights = recipe.data_root / COCO_WEIGHTS
-        teacher = OnnxDetector(
-            weights,
-            DetectorConfig(path=str(weights), confidence_threshold=recipe.teacher_confidence, device="cpu"),
+        completion = complete_labels(
+            raw_yaml,
+            work / "data",
+            recipe.data_root / COCO_WEIGHTS,
+            min_confidence=recipe.teacher_confidence,
+            progress=progress,
         )
-        merged, pseudo_report = pseudo_label(
-            merged, teacher, {"person": "person"}, min_confidence=recipe.teacher_confidence, progress=progress
+        data_yaml = completion.data_yaml
+        pseudo = completion.report.to_dict() if completion.report else {}
+    if recipe.holdout:
+        held = [_load_source(name, paths[name], 1, progress) for name in recipe.holdout]
+        held_merged, _ = merge_sets(held, class_map, name="holdout", progress=progress)
+        write_yolo_set(
+            held_merged,
+            work / "holdout",
+            by_source=True,
+            progress=progress,
+            extra={"sources": {n: recipe.origins()[n] for n in recipe.holdout}},
         )
-        pseudo = pseudo_report.to_dict()
-    data_yaml = write_yolo_set(
-        merged,
-        work / "data",
-        by_source=True,
-        progress=progress,
-        extra={"sources": dict(SOURCES), "pseudo_labels": pseudo},
-    )
     (work / "merge_report.json").write_text(
         json.dumps({"merge": merge_report.to_dict(), "pseudo_labels": pseudo}, indent=2) + "\n"
     )
@@ -115,14 +184,21 @@ def prepare(work: Path, recipe: AnjianNRecipe, *, progress: ProgressFn = no_prog
 
     build_finetune_checkpoint(recipe.data_root / COCO_WEIGHTS, merged.class_names, work / "init.pt")
     (work / "recipe.json").write_text(recipe.model_dump_json(indent=2) + "\n")
+    (work / "training_set.txt").write_text(str(data_yaml) + "\n")
     return data_yaml
+
+
+def training_set(work: Path) -> Path:
+    """The ``data.yaml`` ``prepare`` wrote for training (labels completed unless the ablation)."""
+    pointer = work / "training_set.txt"
+    return Path(pointer.read_text().strip()) if pointer.is_file() else work / "data" / "data.yaml"
 
 
 def train(work: Path, *, resume: bool = False) -> Path:
     """Train (or resume) the run under ``<work>/runs/anjian-n``; returns the best weights."""
     recipe = AnjianNRecipe.model_validate_json((work / "recipe.json").read_text())
     config = TrainConfig(
-        data=work / "data" / "data.yaml",
+        data=training_set(work),
         model=str(work / "init.pt"),
         project=work / "runs",
         name="anjian-n",
@@ -132,6 +208,7 @@ def train(work: Path, *, resume: bool = False) -> Path:
         workers=recipe.workers,
         seed=recipe.seed,
         close_mosaic=recipe.close_mosaic,
+        patience=recipe.patience,
         cache=True,
         fraction=recipe.fraction,
         extra={
@@ -140,6 +217,7 @@ def train(work: Path, *, resume: bool = False) -> Path:
             "optimizer": "AdamW",
             "cos_lr": True,
             "warmup_epochs": 1.0,
+            **recipe.augment,
         },
     )
     return train_detector(config, resume=resume).best
@@ -148,9 +226,14 @@ def train(work: Path, *, resume: bool = False) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line of the recipe (see the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m training.anjian_n", description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=["prepare", "train", "finish"])
+    parser.add_argument("step", choices=["prepare", "train", "crosseval", "finish"])
     parser.add_argument("--work", type=Path, required=True, help="working folder, outside the repository")
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
+    parser.add_argument(
+        "--extra-root", type=Path, default=None, help=f"staged extra sets (e.g. {DEFAULT_EXTRA_ROOT})"
+    )
+    parser.add_argument("--holdout", nargs="*", default=[], help="sources kept out of training, scored whole")
+    parser.add_argument("--patience", type=int, default=6)
     parser.add_argument("--no-pseudo-labels", action="store_true", help="ablation: naive merge")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--imgsz", type=int, default=320)
@@ -175,10 +258,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             batch=args.batch,
             freeze=args.freeze,
             fraction=args.fraction,
+            extra_root=args.extra_root.resolve() if args.extra_root else None,
+            holdout=tuple(args.holdout),
+            patience=args.patience,
         )
         print(prepare(work, recipe))
     elif args.step == "train":
         print(train(work, resume=args.resume))
+    elif args.step == "crosseval":
+        from training.anjian_n_crosseval import crosseval
+
+        print(crosseval(work))
     else:
         from training.anjian_n_release import finish
 

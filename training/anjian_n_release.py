@@ -25,6 +25,7 @@ from datasets.yolo import load_yolo_set
 from models.config import DetectorConfig
 from models.onnx_detector import OnnxDetector
 from models.registry import REGISTRY_DIR, promote, register_version
+from training.anjian_n import training_set
 from training.evaluate import EvalReport, evaluate_detector
 from training.export import export_onnx, to_fp16
 
@@ -236,7 +237,7 @@ def finish(
     recipe = json.loads((work / "recipe.json").read_text())
     run_dir = work / "runs" / MODEL_NAME
     record = json.loads((run_dir / "anjian_train.json").read_text())
-    data_yaml = work / "data" / "data.yaml"
+    data_yaml = training_set(work)
     data = yaml.safe_load(data_yaml.read_text())
     export_dir = work / "export"
     registered = (registry or REGISTRY_DIR) / MODEL_NAME / version / "model.onnx"

@@ -15,6 +15,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from datasets.labels import DetectionSet, ProgressFn, no_progress
 from datasets.yolo import load_yolo_set, write_yolo_set
@@ -103,10 +106,21 @@ def complete_labels(
         out_dir,
         by_source=len(completed.labelled_classes) > 1,
         progress=progress,
-        extra={"pseudo_labels": report.to_dict(), "completed_from": str(Path(data_yaml).resolve())},
+        extra={
+            **_extra_keys(data_yaml),
+            "pseudo_labels": report.to_dict(),
+            "completed_from": str(Path(data_yaml).resolve()),
+        },
     )
     remaining = label_gaps(completed)
     logger.info("teacher filled %s; still unlabelled: %s", report.filled_classes, remaining)
     return LabelCompletion(
         data_yaml=written, filled=dict(report.filled_classes), remaining_gaps=remaining, report=report
     )
+
+
+def _extra_keys(data_yaml: Path) -> dict[str, Any]:
+    """The keys of a ``data.yaml`` beyond splits, classes and labelled classes (e.g. ``sources``)."""
+    data = yaml.safe_load(Path(data_yaml).read_text()) or {}
+    own = {"path", "train", "val", "test", "nc", "names", "labelled_classes"}
+    return {k: v for k, v in data.items() if k not in own}

@@ -429,7 +429,10 @@ def evaluate_detector(
     conf = np.concatenate(confs) if confs else np.zeros(0)
     cls = np.concatenate(classes) if classes else np.zeros(0, np.int64)
     rows = []
+    unscored = {c for c in evaluated if not scored_images[c]}  # no source of these images labels it
     for c in evaluated:
+        if c in unscored:
+            continue
         mine = cls == c
         ap, p, r, best_conf = average_precision(tp[mine], conf[mine], n_gt[c])
         rows.append(
@@ -456,6 +459,8 @@ def evaluate_detector(
         images=len(items),
         classes=tuple(rows),
         ignored_data_classes=tuple(dict.fromkeys(ignored)),
-        ignored_model_classes=tuple(n for i, n in sorted(model_names.items()) if i not in evaluated),
+        ignored_model_classes=tuple(
+            n for i, n in sorted(model_names.items()) if i not in evaluated or i in unscored
+        ),
         seconds=time.perf_counter() - started,
     )

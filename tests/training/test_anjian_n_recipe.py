@@ -20,7 +20,7 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(
 ) -> None:
     pytest.importorskip("ultralytics")
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
-    from training.anjian_n import SOURCES, AnjianNRecipe, prepare, train
+    from training.anjian_n import SOURCES, AnjianNRecipe, prepare, train, training_set
     from training.anjian_n_release import finish
 
     data_root = tmp_path / "shared"
@@ -42,6 +42,7 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(
     assert {a["source"] for a in report["pseudo_labels"]["added"]} <= {
         "cigarette",
         "fire_smoke_cctv",
+        "fire_continuous",
         "pallet",
     }
 
@@ -49,7 +50,7 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(
     assert best.is_file()
     naive = tmp_path / "naive"  # the ablation: same recipe, no teacher labels
     prepare(naive, recipe.model_copy(update={"is_pseudo_labelled": False}))
-    naive_data = yaml.safe_load((naive / "data" / "data.yaml").read_text())
+    naive_data = yaml.safe_load(training_set(naive).read_text())
     assert "person" not in naive_data["labelled_classes"]["cigarette"]
     train(naive)
     registry = tmp_path / "registry"
@@ -69,3 +70,50 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(
     assert "CC BY 4.0" in card and "| cigarette | person (pseudo GT) |" in card and "AGPL-3.0" in card
     assert (work / "export" / "model-fp16.onnx").is_file()
     assert "## Ablation: the unlabelled people" in card and set(meta["ablation"]) == set(SOURCES)
+
+
+def test_held_out_sources_stay_out_of_training_and_are_scored_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("ultralytics")
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
+    from training.anjian_n import SOURCES, AnjianNRecipe, prepare, train, training_set
+    from training.anjian_n_crosseval import crosseval
+
+    data_root = tmp_path / "shared"
+    for name in SOURCES:
+        copy_yolo_sample(name, data_root / name, per_split=3)
+    (data_root / "weights").mkdir()
+    (data_root / "weights" / "coco_yolov8n_int8.onnx").symlink_to(
+        require_shared_data("weights", "coco_yolov8n_int8.onnx")
+    )
+    work = tmp_path / "work"
+    recipe = AnjianNRecipe(
+        data_root=data_root,
+        epochs=1,
+        imgsz=64,
+        batch=4,
+        workers=0,
+        close_mosaic=0,
+        holdout=("fall_hospital", "fire_smoke_cctv"),
+    )
+
+    prepare(work, recipe)
+
+    trained = yaml.safe_load(training_set(work).read_text())
+    assert not {"fall_hospital", "fire_smoke_cctv"} & set(trained["labelled_classes"])
+    held = yaml.safe_load((work / "holdout" / "data.yaml").read_text())
+    assert set(held["labelled_classes"]) == {"fall_hospital", "fire_smoke_cctv"}
+    with pytest.raises(ValueError, match="not among the sources"):
+        prepare(tmp_path / "bad", recipe.model_copy(update={"holdout": ("no_such_set",)}))
+
+    train(work)
+    result = json.loads(crosseval(work, baseline="builtin:anjian-n").read_text())
+
+    run = result["models"]["run"]
+    assert set(run) == {"fall_hospital", "fire_smoke_cctv"}
+    assert run["fall_hospital"]["images"] == 6  # every image of the source: train and val
+    fire_classes = {c["name"] for c in run["fire_smoke_cctv"]["classes"]}
+    assert fire_classes == {"fire", "smoke"}  # only what that source labels
+    assert set(result["models"]["teacher"]) == {"fall_hospital"}  # the teacher knows no fire
+    assert "| fall_hospital | person |" in (work / "crosseval.md").read_text()

@@ -1,0 +1,141 @@
+"""Cross-source step of the anjian-n recipe: score a run on whole sources it never saw.
+
+``python -m training.anjian_n crosseval --work W`` exports the run's best weights, then
+scores them on every image (train and val) of each source the recipe held out
+(``prepare --holdout``), next to the registered model (``builtin:anjian-n``) and the COCO
+teacher (``person`` only). Each class is scored only on the sources that label it. The
+figures go to ``W/crosseval.json`` and a markdown table, which the card quotes: a variant
+of the recipe is chosen by them, not by its fit to its own validation split.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+from datasets.classmap import ClassMap
+from datasets.labels import DetectionSet, ProgressFn, no_progress
+from datasets.yolo import load_yolo_set
+from models.config import DetectorConfig
+from models.loader import load_detector
+from training.evaluate import EvalReport, evaluate_detector
+from training.export import export_onnx
+
+__all__ = ["crosseval", "crosseval_table", "whole_sources"]
+
+logger = logging.getLogger(__name__)
+
+_ALL = "all"
+
+
+def whole_sources(held_yaml: Path) -> dict[str, DetectionSet]:
+    """Each held-out source as one set whose every image (train and val) is in split ``all``."""
+    held = load_yolo_set(held_yaml)
+    out = {}
+    for source, labelled in held.labelled_classes.items():
+        images = [im.replace(split=_ALL) for im in held.images if im.source == source]
+        out[source] = DetectionSet(
+            name=source, class_names=held.class_names, images=images, labelled_classes={source: labelled}
+        )
+    return out
+
+
+def _score(
+    model: str | Path, sets: dict[str, DetectionSet], only: tuple[str, ...] | None, progress: ProgressFn
+) -> dict[str, EvalReport]:
+    """Evaluate one model on each set (restricted to ``only`` classes when given)."""
+    detector = load_detector(
+        model, DetectorConfig(path=str(model), confidence_threshold=0.001, cpu_precision="fp32")
+    )
+    out = {}
+    for source, dataset in sets.items():
+        if only and not set(only) & set(dataset.labelled_classes[source]):
+            continue  # the source labels none of the classes asked for
+        class_map = ClassMap(classes=only) if only else None
+        try:
+            out[source] = evaluate_detector(
+                detector, dataset, split=_ALL, class_map=class_map, progress=progress
+            )
+        except ValueError as exc:  # no class in common (the teacher on a fire set)
+            logger.info("%s on %s: %s", model, source, exc)
+    return out
+
+
+def crosseval(
+    work: Path,
+    *,
+    baseline: str = "builtin:anjian-n",
+    teacher: Path | None = None,
+    progress: ProgressFn = no_progress,
+) -> Path:
+    """Score the run, the baseline and the teacher on the held-out sources; write ``crosseval.json``.
+
+    Returns:
+        The JSON file.
+
+    Raises:
+        FileNotFoundError: The run has no weights or the recipe held nothing out.
+    """
+    recipe = json.loads((work / "recipe.json").read_text())
+    held_yaml = work / "holdout" / "data.yaml"
+    if not held_yaml.is_file():
+        raise FileNotFoundError(f"{held_yaml} is missing: prepare the recipe with --holdout SOURCE ...")
+    onnx = export_onnx(
+        work / "runs" / "anjian-n" / "weights" / "best.pt",
+        work / "export" / "model.onnx",
+        imgsz=recipe["imgsz"],
+        name="anjian-n-holdout",
+        version="0",
+        description="anjian-n recipe run with sources held out, for cross-source evaluation",
+    )
+    sets = whole_sources(held_yaml)
+    teacher = teacher or Path(recipe["data_root"]) / "weights" / "coco_yolov8n_int8.onnx"
+    scored = {
+        "run": _score(onnx, sets, None, progress),
+        "baseline": _score(baseline, sets, None, progress),
+        "teacher": _score(teacher, sets, ("person",), progress),
+    }
+    result: dict[str, Any] = {
+        "holdout": list(recipe["holdout"]),
+        "imgsz": recipe["imgsz"],
+        "baseline": baseline,
+        "models": {k: {s: r.to_dict() for s, r in v.items()} for k, v in scored.items()},
+    }
+    out = work / "crosseval.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    (work / "crosseval.md").write_text(crosseval_table(result) + "\n")
+    logger.info("cross-source figures in %s", out)
+    return out
+
+
+def _ap(result: dict[str, Any], model: str, source: str, name: str) -> float | None:
+    report = result["models"][model].get(source)
+    if report is None:
+        return None
+    return next((c["ap50"] for c in report["classes"] if c["name"] == name and c["instances"]), None)
+
+
+def crosseval_table(result: dict[str, Any]) -> str:
+    """Markdown: per held-out source and class, AP50 of the run, the baseline and the teacher."""
+    lines = [
+        f"| held-out source | class | images | instances | this run | {result['baseline']} | COCO teacher |",
+        "|---|---|---|---|---|---|---|",
+    ]
+
+    def fmt(v: float | None) -> str:
+        return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+    for source, report in result["models"]["run"].items():
+        for c in report["classes"]:
+            if not c["instances"]:
+                continue
+            name = c["name"]
+            lines.append(
+                f"| {source} | {name} | {c['images']} | {c['instances']} | {fmt(c['ap50'])} | "
+                f"{fmt(_ap(result, 'baseline', source, name))} | "
+                f"{fmt(_ap(result, 'teacher', source, name)) if name == 'person' else '–'} |"
+            )
+    return "\n".join(lines)
