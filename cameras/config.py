@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from cameras.url import mask_url
+from cameras.url import mask_url, remember_secret, split_url
 
 __all__ = ["CameraConfig", "CameraFaultConfig", "ReconnectConfig"]
 
@@ -83,8 +83,9 @@ class CameraFaultConfig(_CamerasModel):
 class CameraConfig(_CamerasModel):
     """One camera: where its stream is and how to read it.
 
-    ``url`` may carry credentials (``rtsp://user:pass@host/path``); it is kept in a
-    ``SecretStr`` and only ``masked_url`` ever reaches logs, errors and the API.
+    ``url`` may carry credentials (``rtsp://user:pass@host/path``, the password as it is,
+    ``/`` and ``@`` included, or percent-encoded); it is kept in a ``SecretStr`` and only
+    ``masked_url`` ever reaches logs, errors and the API.
     """
 
     id: str = Field(
@@ -146,6 +147,10 @@ class CameraConfig(_CamerasModel):
         if not value.get_secret_value().strip():
             raise ValueError("url must not be empty")
         return value
+
+    def model_post_init(self, context: object, /) -> None:
+        """Remember the URL's password, so that error texts quoting it on its own are masked too."""
+        remember_secret(split_url(self.url.get_secret_value()).password)
 
     @property
     def masked_url(self) -> str:

@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
-from urllib.parse import urlsplit
 
 import av
 import av.container
@@ -33,7 +32,7 @@ from cameras.errors import (
     StreamStalledError,
 )
 from cameras.frame import Frame
-from cameras.url import mask_credentials, url_scheme
+from cameras.url import ffmpeg_url, mask_credentials, split_url, url_scheme
 
 __all__ = [
     "FrameSampler",
@@ -122,10 +121,7 @@ class FrameSampler:
 
 def _host_is_unknown(url: str) -> bool:
     """True when ``url`` names a host that DNS cannot resolve."""
-    try:
-        host = urlsplit(url).hostname
-    except ValueError:
-        return False
+    host = split_url(url).host.strip("[]")
     if not host:
         return False
     try:
@@ -183,11 +179,7 @@ def describe_open_error(exc: BaseException, config: CameraConfig) -> StreamOpenE
 
 def _masked_text(exc: BaseException, url: str) -> str:
     """``str(exc)`` with credentials masked, including a raw password quoted on its own."""
-    text = mask_credentials(str(exc))
-    password = urlsplit(url).password if "://" in url else None
-    if password:
-        text = text.replace(password, "***")
-    return text
+    return mask_credentials(str(exc), url=url)
 
 
 def _open(config: CameraConfig) -> tuple[av.container.InputContainer, str]:
@@ -204,7 +196,7 @@ def _open(config: CameraConfig) -> tuple[av.container.InputContainer, str]:
             )
     try:
         container = av.open(
-            url,
+            ffmpeg_url(url),
             format=input_format(config),
             options=open_options(config),
             timeout=(config.open_timeout_s, config.stall_timeout_s),

@@ -6,6 +6,8 @@ import threading
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from cameras.url import mask_credentials
+
 __all__ = ["CameraHealth", "CameraState", "HealthTracker"]
 
 
@@ -83,7 +85,11 @@ class HealthTracker:
         """Enter ``state`` (keeping ``since`` when unchanged) and record ``error`` if given.
 
         Leaving ``online`` starts ``down_since`` and zeroes ``fps``; entering it clears both.
+        ``error`` is masked again here, the one door to ``last_error`` (``/healthz``,
+        ``/cameras``, camera-fault events), whatever produced it.
         """
+        if error is not None:
+            error = mask_credentials(error)
         with self._lock:
             h = self._health
             since = h.since if h.state == state else now

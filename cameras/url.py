@@ -1,42 +1,262 @@
-"""Mask credentials in camera URLs so that no log line, error or API answer leaks them."""
+"""Camera URLs: split them robustly, mask their credentials, and hand FFmpeg a form it parses.
+
+Camera passwords hold any character, ``/``, ``@``, ``:``, ``?``, ``#`` and ``%``
+included, and operators paste them into URLs as they are. RFC 3986 would end the
+userinfo at the first ``/`` and FFmpeg at the first ``/`` too, so both would read
+``rtsp://admin:pa/ss@host/x`` as host ``admin``. Here the userinfo is everything
+between ``scheme://`` and the **last** ``@`` of the URL (or, when a ``?key=`` query
+comes before that ``@``, the last ``@`` before the query: ``?user=a@b.com``);
+percent-encoded userinfo (``p%40ss``) is decoded. The price: a raw ``@`` in a path,
+or a password holding ``?`` and later ``=``, must be written percent-encoded (as RFC
+3986 wants anyway). Masking never takes that exception: ``mask_url`` hides everything
+up to the last ``@``, so an ambiguous URL is over-masked, never leaked.
+
+Every place a URL or an error text can surface masks it with ``mask_url`` (one URL)
+or ``mask_credentials`` (free text: each ``scheme://…`` in it, password-like query
+parameters, and every password a ``CameraConfig`` was built with). ``ffmpeg_url``
+percent-encodes the userinfo, which FFmpeg decodes before authenticating.
+"""
 
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
 
-__all__ = ["mask_credentials", "mask_url", "url_scheme"]
+__all__ = [
+    "UrlParts",
+    "ffmpeg_url",
+    "mask_credentials",
+    "mask_url",
+    "remember_secret",
+    "split_url",
+    "url_scheme",
+]
 
-_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>[^/@\s]+)@")
+MASK = "***"
+_MASKED_USERINFO = f"{MASK}:{MASK}@"
+_MIN_SECRET_CHARS = 4  # shorter passwords are masked inside URLs only: replacing "ab" everywhere garbles text
+_MAX_SECRETS = 4096
+
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+_SCHEME_AT_START = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
+_HOST_PORT = re.compile(r"^(?P<host>\[[^\]]*\]|[^:/?#\[\]]*)(?::(?P<port>\d{1,5}))?")
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
+_SECRET_QUERY = re.compile(
+    r"(?P<key>[?&;](?:pwd|pass|password|passwd|passphrase|secret|token|access_token|auth|key|api_key|apikey|sig|signature)=)"
+    r"[^&#\s'\"]*",
+    re.IGNORECASE,
+)
+
+_secrets_lock = threading.Lock()
+_secrets: dict[str, None] = {}  # insertion-ordered set
+_secrets_pattern: re.Pattern[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UrlParts:
+    """A URL split at its credentials.
+
+    Attributes:
+        scheme: Lower-case scheme (``"rtsp"``), ``""`` for ``//host`` or a bare ``user@host``.
+        user: The user name, percent-decoded; ``None`` when the URL has no userinfo.
+        password: The password, percent-decoded; ``None`` when there is none.
+        host: The host as written (an IPv6 address keeps its brackets); ``""`` for a path.
+        port: The port, or ``None`` when the URL gives none.
+        rest: Everything after the host and port (``/path?query#fragment``), as written.
+        has_authority: False for a plain file path or device (then only ``rest`` is set).
+    """
+
+    scheme: str
+    user: str | None
+    password: str | None
+    host: str
+    port: int | None
+    rest: str
+    has_authority: bool = True
+
+    @property
+    def host_port(self) -> str:
+        """``host`` with ``:port`` when a port was given."""
+        return self.host if self.port is None else f"{self.host}:{self.port}"
+
+
+def _looks_like_path(text: str) -> bool:
+    """True for file paths and devices (``/dev/video0``, ``./a.mp4``, ``C:\\clips\\a.mp4``)."""
+    return text.startswith(("/", ".", "~", "\\")) or re.match(r"^[A-Za-z]:[\\/]", text) is not None
+
+
+def split_url(url: str) -> UrlParts:
+    """Split ``url`` into scheme, decoded credentials, host, port and the rest.
+
+    The userinfo runs from ``scheme://`` to the last ``@``, so passwords may hold
+    ``/``, ``@``, ``:``, ``?`` and ``#`` unescaped; the user ends at its first ``:``.
+    Without a scheme, ``user:pass@host/x`` still counts as credentials; a path does not.
+
+    Args:
+        url: A camera URL, a bare ``user:pass@host/path`` or a file path.
+
+    Returns:
+        The parts; ``has_authority`` is False for file paths and devices.
+
+    Example:
+        >>> split_url("rtsp://admin:p@ss/w@[fe80::1]:554/live")
+        UrlParts(scheme='rtsp', user='admin', password='p@ss/w', host='[fe80::1]', port=554, rest='/live', ...)
+    """
+    match = _SCHEME_AT_START.match(url)
+    if match is not None:
+        scheme, body = match.group("scheme").lower(), url[match.end() :]
+    elif url.startswith("//"):
+        scheme, body = "", url[2:]
+    else:
+        at = url.rfind("@")
+        candidate = url[:at] if at > 0 else ""
+        has_userinfo = bool(candidate) and not _looks_like_path(url)
+        has_userinfo = has_userinfo and ("/" not in candidate or ":" in candidate.split("/", 1)[0])
+        if not has_userinfo:
+            return UrlParts("", None, None, "", None, url, has_authority=False)
+        scheme, body = "", url
+    user: str | None = None
+    password: str | None = None
+    at = _userinfo_end(body)
+    if at >= 0:
+        userinfo, body = body[:at], body[at + 1 :]
+        raw_user, has_password, raw_password = userinfo.partition(":")
+        user = unquote(raw_user)
+        password = unquote(raw_password) if has_password else None
+    host_port = _HOST_PORT.match(body)
+    host = host_port.group("host") if host_port is not None else ""
+    port_text = host_port.group("port") if host_port is not None else None
+    end = host_port.end() if host_port is not None else 0
+    port = int(port_text) if port_text is not None and int(port_text) <= 65535 else None
+    if port_text is not None and port is None:  # not a port after all: keep it in the rest
+        end = len(host)
+    return UrlParts(scheme, user, password, host, port, body[end:])
+
+
+def _userinfo_end(body: str) -> int:
+    """Index of the ``@`` that ends the userinfo in ``body`` (after ``scheme://``), or -1.
+
+    The last ``@``, unless a query (``?key=``) comes before it: then the ``@`` is the
+    query's (``?user=a@b.com``) and the userinfo ends at the last ``@`` before the ``?``.
+    """
+    at = body.rfind("@")
+    query = body.find("?")
+    if 0 <= query < at and "=" in body[query:at]:
+        at = body.rfind("@", 0, query)
+    return at
 
 
 def mask_url(url: str) -> str:
-    """Return ``url`` with any ``user:password@`` replaced by ``***:***@``.
+    """Return ``url`` with its userinfo replaced by ``***:***@`` and password-like query values by ``***``.
 
     Args:
-        url: A camera URL such as ``rtsp://admin:secret@10.0.0.5/stream1``.
+        url: A camera URL such as ``rtsp://admin:pa/ss@10.0.0.5/stream1``.
 
     Returns:
-        The same URL with credentials masked: ``rtsp://***:***@10.0.0.5/stream1``.
+        ``rtsp://***:***@10.0.0.5/stream1``; a URL without credentials comes back unchanged.
     """
-    return _USERINFO.sub(lambda m: f"{m.group('scheme')}***:***@", url)
+    url = _SECRET_QUERY.sub(lambda m: m.group("key") + MASK, url)
+    match = _SCHEME_AT_START.match(url)
+    if match is not None:
+        prefix, body = url[: match.end()], url[match.end() :]
+    elif url.startswith("//"):
+        prefix, body = "//", url[2:]
+    elif split_url(url).user is not None:
+        prefix, body = "", url
+    else:
+        return url
+    at = body.rfind("@")
+    if at < 0:
+        return url
+    return f"{prefix}{_MASKED_USERINFO}{body[at + 1 :]}"
 
 
-def mask_credentials(text: str) -> str:
-    """Mask every URL credential found anywhere in free text (error messages from FFmpeg, say).
+def mask_credentials(text: str, *, url: str | None = None) -> str:
+    """Mask every credential found in free text (an FFmpeg error, a traceback, a YAML snippet).
+
+    Masks each ``scheme://…`` run (to the next whitespace) with ``mask_url``,
+    password-like query parameters, every password remembered from a ``CameraConfig``
+    (as written, decoded and percent-encoded) and, with ``url``, that URL's own
+    password wherever it appears on its own.
 
     Args:
-        text: Any text that may quote one or more URLs.
+        text: Any text that may quote URLs or passwords.
+        url: The URL the text is about, whose password is masked too.
 
     Returns:
-        The text with each ``scheme://user:pass@`` masked.
+        The text with credentials replaced by ``***``.
     """
-    return _USERINFO.sub(lambda m: f"{m.group('scheme')}***:***@", text)
+    text = _URL_IN_TEXT.sub(lambda m: mask_url(m.group(0)), text)
+    text = _SECRET_QUERY.sub(lambda m: m.group("key") + MASK, text)
+    pattern = _secrets_regex(_secret_forms(split_url(url).password) if url else ())
+    return text if pattern is None else pattern.sub(MASK, text)
+
+
+def remember_secret(secret: str | None) -> None:
+    """Remember a password so that ``mask_credentials`` masks it anywhere it shows, URL or not.
+
+    Passwords shorter than four characters are masked inside URLs only.
+    """
+    global _secrets_pattern
+    forms = _secret_forms(secret)
+    with _secrets_lock:
+        if all(form in _secrets for form in forms):
+            return
+        for form in forms:
+            _secrets[form] = None
+        while len(_secrets) > _MAX_SECRETS:
+            del _secrets[next(iter(_secrets))]
+        _secrets_pattern = None
+
+
+def ffmpeg_url(url: str) -> str:
+    """Return ``url`` with its user and password percent-encoded, the form FFmpeg parses and decodes.
+
+    ``rtsp://admin:pa/ss@host/x`` becomes ``rtsp://admin:pa%2Fss@host/x``; an
+    already encoded ``p%40ss`` stays as it is. URLs without credentials, and
+    paths, are returned unchanged.
+    """
+    parts = split_url(url)
+    if parts.user is None or not parts.scheme:
+        return url
+    userinfo = quote(parts.user, safe="")
+    if parts.password is not None:
+        userinfo += ":" + quote(parts.password, safe="")
+    return f"{parts.scheme}://{userinfo}@{parts.host_port}{parts.rest}"
 
 
 def url_scheme(url: str) -> str:
     """Return the lower-case scheme of ``url``, or ``"file"`` for a plain path."""
-    scheme = urlsplit(url).scheme.lower()
-    if len(scheme) <= 1:  # "" for paths, a drive letter on Windows
+    match = _SCHEME.match(url)
+    if match is None:
         return "file"
-    return scheme
+    scheme = match.group(0)[:-3].lower()
+    return scheme if len(scheme) > 1 else "file"  # one letter: a Windows drive
+
+
+def _secret_forms(secret: str | None) -> tuple[str, ...]:
+    """A password as written, decoded and percent-encoded: the forms it may take in a text."""
+    if not secret or len(secret) < _MIN_SECRET_CHARS:
+        return ()
+    forms = {secret, unquote(secret), quote(secret, safe=""), quote(unquote(secret), safe="")}
+    return tuple(form for form in forms if len(form) >= _MIN_SECRET_CHARS)
+
+
+def _secrets_regex(extra: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One alternation of every remembered password (longest first) and ``extra``."""
+    global _secrets_pattern
+    with _secrets_lock:
+        if _secrets_pattern is None and _secrets:
+            _secrets_pattern = _alternation(_secrets)
+        if not extra:
+            return _secrets_pattern
+        return _alternation([*extra, *_secrets])
+
+
+def _alternation(secrets: Iterable[str]) -> re.Pattern[str]:
+    """A regex matching any of ``secrets``, the longest first (so no shorter one masks half of it)."""
+    words = sorted(set(secrets), key=len, reverse=True)
+    return re.compile("|".join(re.escape(word) for word in words))

@@ -100,14 +100,22 @@ def camera_probe(
     frames: Annotated[int, typer.Option(help="Frames to read before reporting success.")] = 5,
 ) -> None:
     """Open a stream, read a few frames, and report its size and rate, or why it failed."""
-    camera = CameraConfig(
-        id="probe",
-        url=url,
-        analysis_fps=30,
-        open_timeout_s=timeout_s,
-        stall_timeout_s=timeout_s,
-        realtime=False,
-    )
+    from pydantic import ValidationError
+
+    from cameras.url import mask_credentials
+
+    try:
+        camera = CameraConfig(
+            id="probe",
+            url=url,
+            analysis_fps=30,
+            open_timeout_s=timeout_s,
+            stall_timeout_s=timeout_s,
+            realtime=False,
+        )
+    except ValidationError as exc:  # its text would quote the URL: name the fields only
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise _fail(mask_credentials(f"cannot probe: {problems}", url=url)) from None
     stop = threading.Event()
     started = time.monotonic()
     seen = 0

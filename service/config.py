@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from cameras.url import mask_credentials, mask_url
 from models.config import DetectorConfig
 from pipeline.config import CameraPipelineConfig, check_time_zone
 from pipeline.event import Behaviour
@@ -25,6 +27,7 @@ from service.lifecycle import EVENT_KINDS
 
 __all__ = [
     "AnjianConfig",
+    "ApiLimitsConfig",
     "ServerConfig",
     "SiteConfig",
     "SlaConfig",
@@ -33,6 +36,12 @@ __all__ = [
     "WorkshopConfig",
     "load_config",
 ]
+
+
+_YAML_KEY_LINE = re.compile(
+    r"^(?P<prefix>[\s-]*[\"']?(?P<key>[A-Za-z_][A-Za-z0-9_]*)[\"']?\s*:\s*)(?P<value>.*)$"
+)
+_SECRET_KEYS = frozenset({"secret", "secrets", "password", "passwd", "pwd", "token", "api_key"})
 
 
 class _ServiceModel(BaseModel):
@@ -61,6 +70,7 @@ class SiteConfig(_ServiceModel):
     @classmethod
     def _known_time_zone(cls, value: str) -> str:
         return check_time_zone(value) or "UTC"
+
     workshops: list[WorkshopConfig] = Field(..., min_length=1)
 
 
@@ -123,6 +133,32 @@ class StorageConfig(_ServiceModel):
     )
 
 
+class ApiLimitsConfig(_ServiceModel):
+    """What the HTTP API accepts: body sizes, failed token attempts, dashboard session lifetime."""
+
+    max_body_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="Largest request body of every route but ingest (actions, notes, tokens, subscriptions).",
+    )
+    max_ingest_body_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=64 * 1024,
+        le=2 * 1024 * 1024 * 1024,
+        description="Largest event revision a pipeline may POST (snapshot and clip inline, base64).",
+    )
+    failed_auth_burst: int = Field(
+        20, ge=1, le=10_000, description="Failed token attempts a client address may make in a row."
+    )
+    failed_auth_per_minute: float = Field(
+        6.0, gt=0, le=60_000, description="Failed attempts a client address earns back per minute."
+    )
+    session_ttl_s: float = Field(
+        12 * 3600.0, ge=60, le=7 * 86_400, description="Lifetime of a dashboard session cookie."
+    )
+
+
 class ServerConfig(_ServiceModel):
     """Where the HTTP API listens."""
 
@@ -131,6 +167,7 @@ class ServerConfig(_ServiceModel):
     cors_origins: list[str] = Field(
         default_factory=list, description="Browser origins allowed to call the API; empty: CORS off."
     )
+    limits: ApiLimitsConfig = Field(default_factory=ApiLimitsConfig)
 
 
 class SlaConfig(_ServiceModel):
@@ -186,11 +223,47 @@ class AnjianConfig(_ServiceModel):
 
 
 def _format_validation_error(path: Path, error: ValidationError) -> str:
+    """One line per error: its field path and message (never its input, which may be a camera URL)."""
     lines = [f"{path}: {error.error_count()} error(s) in the site config"]
     for item in error.errors():
         location = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        lines.append(f"  {location}: {item['msg']}")
+        lines.append(f"  {location}: {mask_credentials(item['msg'])}")
     return "\n".join(lines)
+
+
+def _mask_yaml_line(line: str) -> str:
+    """A YAML line fit to echo: a URL value's credentials and a secret value masked."""
+    match = _YAML_KEY_LINE.match(line)
+    if match is None:
+        return mask_credentials(line)
+    key, value = match.group("key").lower(), match.group("value")
+    if key in _SECRET_KEYS:
+        return f"{match.group('prefix')}***"
+    if key.endswith("url"):
+        quote = value[: len(value) - len(value.lstrip("\"'"))]
+        value = quote + mask_url(value[len(quote) :])
+    return mask_credentials(match.group("prefix") + value)
+
+
+def _describe_yaml_error(path: Path, text: str, error: yaml.YAMLError) -> str:
+    """Where the YAML breaks and why, echoing the offending lines with their credentials masked."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None)
+    if mark is None or problem is None:
+        return f"{path}: not valid YAML: {mask_credentials(str(error))}"
+    context = getattr(error, "context", None)
+    context_mark = getattr(error, "context_mark", None)
+    why = str(problem)
+    if context:
+        at = f" (line {context_mark.line + 1})" if context_mark is not None else ""
+        why = f"{context}{at}: {problem}"
+    lines = text.splitlines()
+    echoed: list[int] = []
+    for line_index in (context_mark.line if context_mark is not None else -1, mark.line):
+        if 0 <= line_index < len(lines) and lines[line_index].strip() and line_index not in echoed:
+            echoed.append(line_index)
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}: not valid YAML: {why}"
+    return "\n".join([where, *(f"    {_mask_yaml_line(lines[i]).strip()}" for i in echoed)])
 
 
 def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -200,6 +273,9 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
         model_path = model["path"]
         if not model_path.startswith("builtin:") and not os.path.isabs(model_path):
             model["path"] = str((base / model_path).resolve())
+    if isinstance(model, dict) and isinstance(model.get("registry"), str):
+        registry = os.path.expanduser(model["registry"])
+        model["registry"] = registry if os.path.isabs(registry) else str((base / registry).resolve())
     storage = raw.get("storage")
     if (
         isinstance(storage, dict)
@@ -238,11 +314,11 @@ def load_config(path: str | Path) -> AnjianConfig:
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        raise ConfigError(_describe_yaml_error(path, text, exc)) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     raw = _resolve_relative_paths(raw, path.resolve().parent)
     try:
         return AnjianConfig.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError(_format_validation_error(path, exc)) from exc
+    except ValidationError as exc:  # not chained: its text quotes inputs, camera URLs included
+        raise ConfigError(_format_validation_error(path, exc)) from None

@@ -7,17 +7,18 @@ import logging
 import re
 import sys
 import time
+from typing import Any
 
 from cameras.url import mask_credentials
 
-__all__ = ["JsonFormatter", "MaskCredentialsFilter", "mask_secrets", "setup_logging"]
+__all__ = ["JsonFormatter", "MaskCredentialsFilter", "MaskingFormatter", "mask_secrets", "setup_logging"]
 
 
 _API_TOKEN = re.compile(r"anj_[A-Za-z0-9_-]{8,}")
 
 
 def mask_secrets(text: str) -> str:
-    """``text`` with URL credentials and API tokens (``anj_…``) masked."""
+    """``text`` with URL credentials, camera passwords and API tokens (``anj_…``) masked."""
     return _API_TOKEN.sub("anj_***", mask_credentials(text))
 
 
@@ -31,6 +32,22 @@ class MaskCredentialsFilter(logging.Filter):
         if masked != message:
             record.msg, record.args = masked, None
         return True
+
+
+class MaskingFormatter(logging.Formatter):
+    """A plain-text formatter that masks secrets in tracebacks and stacks too (the filter sees only messages).
+
+    An exception chained from a pydantic error or an FFmpeg one quotes its input, a
+    camera URL with its password among them.
+    """
+
+    def formatException(self, ei: Any) -> str:
+        """The traceback, secrets masked."""
+        return mask_secrets(super().formatException(ei))
+
+    def formatStack(self, stack_info: str) -> str:
+        """The stack, secrets masked."""
+        return mask_secrets(super().formatStack(stack_info))
 
 
 class JsonFormatter(logging.Formatter):
@@ -55,7 +72,7 @@ def setup_logging(level: str = "INFO", *, is_json: bool = False) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(MaskCredentialsFilter())
     handler.setFormatter(
-        JsonFormatter() if is_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        JsonFormatter() if is_json else MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

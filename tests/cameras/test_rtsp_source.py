@@ -77,6 +77,23 @@ def test_hung_server_is_reported_stalled_within_twice_the_timeout(rtsp_server: R
 
 
 @pytest.mark.parametrize(
+    "password", ["pa/ssW0rd", "p@ss@W0rd", "p:a/s@s?W#0rd%"], ids=["slash", "ats", "all"]
+)
+def test_password_with_slashes_and_ats_reaches_the_camera_as_written(
+    rtsp_server_factory: Callable[..., RtspTestServer], test_clip: Path, password: str
+) -> None:
+    server = rtsp_server_factory({"/cam1": test_clip}, user="admin", password=password)
+    source = VideoSource(_camera("cam1", f"rtsp://admin:{password}@127.0.0.1:{server.port}/cam1"))
+    source.start()
+    try:
+        assert source.wait_frame(timeout_s=20) is not None, source.health()
+        health = source.health()
+    finally:
+        source.stop()
+    assert health.reconnects == 0 and "W0rd" not in repr(health)
+
+
+@pytest.mark.parametrize(
     ("make_url", "reason"),
     [
         (lambda server: server.url("/cam1").replace(RTSP_PASSWORD, "wrong-pw"), "401"),

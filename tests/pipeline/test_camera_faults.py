@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Self
+from urllib.parse import quote
 
 import av.logging
 import numpy as np
@@ -272,12 +273,14 @@ def test_frozen_and_black_live_streams_raise_faults_and_a_moving_one_does_not(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    "wrong_password", ["wr0ng-s3cret", "wr0ng/s3@cret:x"], ids=["plain", "slash-at-colon"]
+)
 def test_credentials_never_leak_into_logs_errors_health_events_or_api(
-    rtsp_server: RtspTestServer, caplog: pytest.LogCaptureFixture
+    rtsp_server: RtspTestServer, caplog: pytest.LogCaptureFixture, wrong_password: str
 ) -> None:
     from service.schemas import CameraHealthOut
 
-    wrong_password = "wr0ng-s3cret"
     right = _live_camera("right", rtsp_server.url("/cam1"))
     wrong = _live_camera("wrong", rtsp_server.url("/cam1").replace(RTSP_PASSWORD, wrong_password))
     caplog.set_level(logging.DEBUG)
@@ -301,6 +304,6 @@ def test_credentials_never_leak_into_logs_errors_health_events_or_api(
         texts += [repr(e) + e.message for e in loop.events()]
         texts += [repr(loop.source.config), loop.source.config.model_dump_json()]
     assert any("401" in text for text in texts) and any("***:***@" in text for text in texts)
-    for secret in (RTSP_PASSWORD, wrong_password):
+    for secret in (RTSP_PASSWORD, wrong_password, quote(wrong_password, safe="")):
         leaks = [text for text in texts if secret in text]
         assert not leaks, leaks[:3]

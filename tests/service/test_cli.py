@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
 from service.cli import app
+from tests.support.fixtures import RTSP_PASSWORD
 from tests.support.receiver import unused_port
+from tests.support.rtsp import RtspTestServer
 
 runner = CliRunner()
 
@@ -58,6 +61,47 @@ def test_probe_of_unreachable_camera_says_why_without_the_password() -> None:
     assert "connection refused" in result.output
     assert "rtsp://***:***@127.0.0.1" in result.output
     assert "pw-123" not in result.output
+
+
+TRICKY_PASSWORDS = ["pa/ssW0rd", "p@ss@W0rd", "p:a/s@s?W#0rd%"]
+
+
+@pytest.mark.parametrize("password", TRICKY_PASSWORDS, ids=["slash", "ats", "every-separator"])
+def test_probe_of_a_dead_port_never_prints_a_password_with_slashes_or_ats(password: str) -> None:
+    url = f"rtsp://admin:{password}@127.0.0.1:{unused_port()}/x"
+    result = runner.invoke(app, ["camera", "probe", url, "--timeout-s", "3"])
+    assert result.exit_code == 2
+    assert "cannot open rtsp://***:***@127.0.0.1:" in result.output and "connection refused" in result.output
+    assert "W0rd" not in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("password", TRICKY_PASSWORDS, ids=["slash", "ats", "every-separator"])
+def test_probe_with_a_wrong_tricky_password_is_refused_without_echoing_it(
+    password: str, rtsp_server: RtspTestServer
+) -> None:
+    url = f"rtsp://admin:{password}@127.0.0.1:{rtsp_server.port}/cam1"
+    result = runner.invoke(app, ["camera", "probe", url, "--timeout-s", "5"])
+    assert result.exit_code == 2
+    assert "credentials refused (401 Unauthorized)" in result.output
+    assert "W0rd" not in result.output and RTSP_PASSWORD not in result.output
+
+
+def test_probe_of_an_invalid_url_names_the_problem_without_the_password() -> None:
+    result = runner.invoke(app, ["camera", "probe", "rtsp://admin:pa/ssW0rd@h/x", "--timeout-s", "0"])
+    assert result.exit_code == 2
+    assert "open_timeout_s: Input should be greater than 0" in result.output
+    assert "W0rd" not in result.output
+
+
+def test_config_check_of_a_broken_url_line_never_prints_the_password(tmp_path: Path) -> None:
+    path = _site(tmp_path)
+    path.write_text(path.read_text().replace("rtsp://admin:pw-123@", "'rtsp://admin:pa/ss@W0rd@"))
+    result = runner.invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 2
+    assert "not valid YAML" in result.output
+    assert "url: 'rtsp://***:***@127.0.0.1:1/x" in result.output
+    assert "W0rd" not in result.output and "pa/ss" not in result.output
 
 
 def test_probe_of_a_file_that_is_not_video(tmp_path: Path) -> None:

@@ -121,3 +121,53 @@ def test_demo_site_template_is_valid(tmp_path: Path) -> None:
     path = _write(tmp_path, template.replace("{video}", "demo.mp4").replace("{storage}", "data"))
     config = load_config(path)
     assert config.model.path == "builtin:anjian-demo"
+
+
+_PASSWORD = "pa/ss@W0rd"
+
+
+@pytest.mark.parametrize(
+    ("url_line", "expected"),
+    [
+        (f'url: "rtsp://admin:{_PASSWORD}@10.0.0.5/x', r"quoted scalar \(line 8\)"),
+        (f"url: rtsp://admin:{_PASSWORD}: x@10.0.0.5/x", r"mapping values are not allowed here"),
+        (f'url: "rtsp://admin:{_PASSWORD}"x@10.0.0.5/x"', r"expected <block end>"),
+        (f"url: [rtsp://admin:{_PASSWORD}@10.0.0.5/x", r"not valid YAML"),
+    ],
+    ids=["unclosed-quote", "colon-space-in-password", "quote-in-password", "unclosed-flow"],
+)
+def test_yaml_syntax_error_on_a_url_line_never_echoes_the_password(
+    tmp_path: Path, url_line: str, expected: str
+) -> None:
+    text = f"""site:
+  id: plant-1
+  workshops:
+    - id: ws-1
+      cameras:
+        - id: cam-1
+          analysis_fps: 5
+          {url_line}
+"""
+    with pytest.raises(ConfigError, match=expected) as info:
+        load_config(_write(tmp_path, text))
+    message = str(info.value)
+    assert "not valid YAML" in message and "W0rd" not in message and "pa/ss" not in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_yaml_syntax_error_elsewhere_still_shows_the_line(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError,
+        match=r"site\.yaml:3:6: .*flow sequence \(line 2\).*\n    name: \[unclosed\n    model: \{\}",
+    ) as info:
+        load_config(_write(tmp_path, "site:\n  name: [unclosed\nmodel: {}\n"))
+    assert "not valid YAML" in str(info.value)
+
+
+def test_validation_errors_never_quote_a_url_password(tmp_path: Path) -> None:
+    data = _mutated((*CAM, "url"), f"rtsp://admin:{_PASSWORD}@10.0.0.5/x")
+    data["site"]["workshops"][0]["cameras"][0]["analysis_fps"] = "fast"
+    data["site"]["workshops"][0]["cameras"][0]["reconnect"] = f"rtsp://admin:{_PASSWORD}@h/"
+    with pytest.raises(ConfigError, match=r"analysis_fps: Input should be a valid number") as info:
+        load_config(_write(tmp_path, data))
+    assert "W0rd" not in str(info.value) and info.value.__cause__ is None
