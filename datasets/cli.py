@@ -227,3 +227,115 @@ def stats_command(
             "classes": [dataclasses.asdict(r) for r in rows],
         }
         json_out.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+@dataset_app.command("label-import")
+def label_import_command(
+    export_file: Annotated[
+        Path,
+        typer.Argument(
+            help="The labelling tool's export: CVAT's annotations.xml (or the exported zip, format "
+            "'CVAT for images 1.1'), or Label Studio's JSON export."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder to write the corrected YOLO set into.")],
+    labelling: Annotated[
+        Path | None,
+        typer.Option(help="The folder label-export wrote (default: found next to the export file)."),
+    ] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option(help="Without a label-export folder: where the images are (matched by file name)."),
+    ] = None,
+    split: Annotated[
+        str, typer.Option(help="Split of images the label-export folder does not place.")
+    ] = "train",
+    name: Annotated[str, typer.Option(help="Name of the set.")] = "corrected",
+    show: Annotated[int, typer.Option(help="Issues to list (the counts cover all).")] = 20,
+) -> None:
+    """Corrected labels from CVAT or Label Studio into a clean YOLO set; exit 1 if labels were dropped."""
+    from datasets.labelling import read_corrections
+
+    try:
+        dataset, report = read_corrections(
+            export_file, labelling_dir=labelling, images_dir=images, split=split, name=name
+        )
+        data_yaml = write_yolo_set(dataset, out, link="copy", progress=rich_progress)
+    except (DatasetError, OSError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    splits = ", ".join(f"{s} {len(dataset.in_split(s))}" for s in dataset.splits)
+    _out.print(
+        f"{report.tool}: {report.images} images ({splits}), {report.boxes} boxes, classes "
+        f"{list(dataset.class_names)} -> {data_yaml}"
+    )
+    if report.unlabelled:
+        _out.print(
+            f"  {len(report.unlabelled)} task(s) nobody annotated were left out: {list(report.unlabelled)[:5]}"
+        )
+    order = {"error": 0, "warning": 1, "info": 2}
+    for issue in sorted(dataset.issues, key=lambda i: order[i.severity.value])[:show]:
+        _out.print(f"  {issue.severity.value:7} {issue.kind.value:18} {issue.path.name}  {issue.detail}")
+    if any(i.severity.value == "error" for i in dataset.issues):
+        raise typer.Exit(1)
+
+
+version_app = typer.Typer(
+    help="Name a set's exact content (a digest of its images and labels), and list the names.",
+    no_args_is_help=True,
+)
+dataset_app.add_typer(version_app, name="version")
+
+VersionsFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--versions-file",
+        help="The versions file (default: $ANJIAN_DATASET_VERSIONS, else ~/.local/share/anjian/dataset_versions.json).",
+    ),
+]
+
+
+@version_app.command("create")
+def version_create_command(
+    name: Annotated[
+        str, typer.Argument(help="The version's name, e.g. site-2025-03 (letters, digits, . _ -).")
+    ],
+    data: Annotated[Path, typer.Option(help="The set's data.yaml (or its folder).")],
+    note: Annotated[str, typer.Option(help="Free text kept with the version.")] = "",
+    versions_file: VersionsFileOpt = None,
+) -> None:
+    """Record NAME for the set's current content; training records and model cards then cite it."""
+    from datasets.versions import create_version, default_versions_path
+
+    try:
+        version, is_new = create_version(name, data, path=versions_file, note=note, progress=rich_progress)
+    except (DatasetError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    where = versions_file or default_versions_path()
+    if not is_new:
+        _out.print(f"{name} already names this content ({version.data_hash[:19]}…); nothing changed")
+        return
+    images = ", ".join(f"{s} {n}" for s, n in version.images.items())
+    _out.print(f"{name}: {version.data_hash} ({images} images; sources {list(version.sources)}) -> {where}")
+
+
+@version_app.command("list")
+def version_list_command(versions_file: VersionsFileOpt = None, json_out: JsonOpt = None) -> None:
+    """Every named version: name, time, digest, images per split, sources, note."""
+    from datasets.versions import default_versions_path, load_versions
+
+    try:
+        versions = load_versions(versions_file)
+    except DatasetError as exc:
+        raise _fail(str(exc)) from None
+    if not versions:
+        _out.print(f"no dataset versions in {versions_file or default_versions_path()}")
+        return
+    table = Table()
+    for column in ("name", "created", "digest", "images", "sources", "note"):
+        table.add_column(column)
+    for v in versions:
+        images = ", ".join(f"{s} {n}" for s, n in v.images.items())
+        table.add_row(v.name, v.created_at, v.data_hash[:19], images, ", ".join(v.sources), v.note)
+    _out.print(table)
+    if json_out:
+        json_out.write_text(json.dumps([v.to_dict() for v in versions], indent=2) + "\n")

@@ -98,6 +98,8 @@ class IssueKind(StrEnum):
     """An image without a label file: read as a background image."""
     GROUP_ACROSS_SPLITS = "group_across_splits"
     """Augmented copies of one photo sit in different splits."""
+    CONVERTED_SHAPE = "converted_shape"
+    """A labelling tool's shape stored as an axis-aligned box (rotated box, polygon) or left out."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,12 +38,14 @@ __all__ = [
     "default_versions_path",
     "find_version",
     "load_versions",
+    "version_of_data",
 ]
 
 VERSIONS_ENV = "ANJIAN_DATASET_VERSIONS"
 """Environment variable naming the versions file."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_DERIVED_FROM = "completed_from"  # written by training.complete_labels into the completed copy's data.yaml
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +137,47 @@ def find_version(data_hash: str, path: Path | None = None) -> DatasetVersion | N
         return None
     matches = [v for v in versions if v.data_hash == data_hash]
     return matches[-1] if matches else None
+
+
+def version_of_data(data_yaml: Path, data_hash: str, *, path: Path | None = None) -> dict[str, object] | None:
+    """The named version a set is, or was made from, for training records and model cards.
+
+    A set ``anjian train`` completed with teacher labels is a copy of the analyst's set
+    (its ``data.yaml`` says ``completed_from``): it names the version of that set, with
+    ``is_exact`` false.
+
+    Args:
+        data_yaml: The set trained or evaluated on.
+        data_hash: Its digest.
+        path: The versions file.
+
+    Returns:
+        ``{"name", "data_hash", "is_exact"}`` (plus ``"derived_by"`` when not exact), or ``None``.
+    """
+    exact = find_version(data_hash, path)
+    if exact is not None:
+        return {"name": exact.name, "data_hash": exact.data_hash, "is_exact": True}
+    try:
+        raw = yaml.safe_load(Path(data_yaml).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    origin = (
+        Path(str(raw.get(_DERIVED_FROM, ""))) if isinstance(raw, dict) and raw.get(_DERIVED_FROM) else None
+    )
+    try:
+        if origin is None or not origin.is_file() or not load_versions(path):
+            return None
+    except DatasetFormatError:
+        return None
+    found = find_version(dataset_digest(origin), path)
+    if found is None:
+        return None
+    return {
+        "name": found.name,
+        "data_hash": found.data_hash,
+        "is_exact": False,
+        "derived_by": "teacher labels added",
+    }
 
 
 def _sources_and_counts(data_yaml: Path) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, int]]:

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from datasets.cli import rich_progress
+from datasets.cli import dataset_app, rich_progress
 from datasets.errors import DatasetError
 from models.errors import ModelError
 
@@ -345,7 +345,9 @@ def export_command(
             meta.update(
                 data_hash=train.get("data_hash"), training=train.get("config"), epochs=train.get("epochs")
             )
+            meta["data_version"] = train.get("data_version")
         card = f"# {name}\n\nExported from `{weights}` at imgsz {imgsz}. Add metrics with `anjian eval`.\n"
+        card += _card_data_line(meta)
         entry = register_version(name, onnx, meta, card, root=registry)
         _out.print(f"registered {name} version {entry.version} (promote it with `anjian models promote`)")
 
@@ -559,3 +561,86 @@ def _show_promotion_comparison(name: str, version: str, current: str | None, reg
         )
         return
     _print_comparison(comparison)
+
+
+@dataset_app.command("label-export")
+def dataset_label_export(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="YOLO data.yaml (or its folder) of the images to label: a harvest's to_label, any set."
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="Folder to write for CVAT and Label Studio.")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Pre-label with this model: an .onnx or .pt file, builtin:NAME or builtin:NAME/VERSION "
+            "(default: the set's own labels are the pre-labels)."
+        ),
+    ] = None,
+    confidence: Annotated[
+        float, typer.Option(min=0.01, max=0.99, help="With --model: the lowest score of a pre-label.")
+    ] = 0.25,
+    split: Annotated[str | None, typer.Option(help="Only this split (default: every image, once).")] = None,
+    image_url: Annotated[
+        str,
+        typer.Option(
+            help="Label Studio's URL of each image, {name} standing for its file name (default: Label "
+            "Studio's local files, with the export folder as LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT)."
+        ),
+    ] = "/data/local-files/?d=images/{name}",
+    registry: RegistryOpt = None,
+) -> None:
+    """Images to label with pre-labels, for CVAT (CVAT for images 1.1) and Label Studio (JSON tasks)."""
+    from datasets.labelling import tasks_from_set, write_labelling_export
+    from datasets.yolo import load_yolo_set
+    from training.prelabel import predict_label_boxes
+
+    try:
+        dataset = load_yolo_set(source, progress=rich_progress)
+        predictions = None
+        class_names: tuple[str, ...] = dataset.class_names
+        version = ""
+        if model is not None:
+            from models.config import DetectorConfig
+            from models.loader import load_detector
+            from models.registry import resolve_model_path
+
+            path = str(resolve_model_path(model, root=registry))
+            detector = load_detector(
+                path, DetectorConfig(path=path, confidence_threshold=confidence, device="cpu")
+            )
+            wanted = {im.image for im in dataset.images if split is None or im.split == split}
+            predictions = predict_label_boxes(detector, sorted(wanted), progress=rich_progress)
+            class_names = tuple(detector.class_names[k] for k in sorted(detector.class_names))
+            version = detector.version
+        tasks = tasks_from_set(dataset, predictions=predictions, split=split, progress=rich_progress)
+        manifest = write_labelling_export(
+            tasks,
+            class_names,
+            out,
+            model=version,
+            image_url=image_url,
+            task_name=dataset.name,
+            progress=rich_progress,
+        )
+    except (DatasetError, ModelError, ValueError, OSError) as exc:
+        raise _fail(str(exc)) from None
+    boxes = sum(len(t.boxes) for t in tasks)
+    _out.print(
+        f"{len(tasks)} images, {boxes} pre-labels ({version or 'the set’s own labels'}) -> {out}: "
+        f"CVAT {out / 'cvat' / 'annotations.xml'}, Label Studio {out / 'label_studio' / 'tasks.json'}; "
+        f"steps in {out / 'README.md'}, manifest {manifest.name}"
+    )
+
+
+def _card_data_line(meta: dict[str, object]) -> str:
+    """The model card's line naming the training data: its named dataset version, if any, and digest."""
+    digest, version = meta.get("data_hash"), meta.get("data_version")
+    if not digest:
+        return ""
+    if isinstance(version, dict) and version.get("name"):
+        how = "" if version.get("is_exact") else f" ({version.get('derived_by')})"
+        return f"\nTrained on dataset version `{version['name']}`{how}, digest `{digest}`.\n"
+    return f"\nTrained on data with digest `{digest}` (not a named dataset version).\n"

@@ -32,6 +32,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from datasets.hashing import dataset_digest
+from datasets.versions import version_of_data
 from training.ultralytics_env import OFFLINE_TRAIN_ARGS, offline_ultralytics, use_all_cores
 
 __all__ = [
@@ -228,9 +229,11 @@ def train_detector(
             logger.info("%s finished already; nothing to resume", run_dir)
             return TrainRun(run_dir, run_dir / "weights" / "best.pt", last, record_path, True)
     else:
+        digest = dataset_digest(config.data)
         record = {
             "config": json.loads(config.model_dump_json()),
-            "data_hash": dataset_digest(config.data),
+            "data_hash": digest,
+            "data_version": version_of_data(config.data, digest),  # a named dataset version, if one matches
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "training_seconds": 0.0,
             "sessions": [],

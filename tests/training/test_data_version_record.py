@@ -1,0 +1,65 @@
+"""The training record and the registered model's card cite the named dataset version trained on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from datasets.versions import create_version
+from service.cli import app
+from tests.support.real_data import copy_yolo_sample, require_shared_data
+
+pytestmark = pytest.mark.slow
+
+
+class _Stop(Exception):
+    """Ends training after the first epoch: the checkpoint and the record are written by then."""
+
+
+def test_record_and_card_name_the_dataset_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("ultralytics")
+    coco = require_shared_data("weights", "coco_yolov8n_int8.onnx")
+    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
+    monkeypatch.setenv("ANJIAN_DATASET_VERSIONS", str(tmp_path / "versions.json"))
+    from training.finetune_init import build_finetune_checkpoint
+    from training.train import TrainConfig, train_detector
+
+    data = copy_yolo_sample("fire_smoke_cctv", tmp_path / "fire", per_split=2)
+    version, _ = create_version("fire-v1", data)
+    init = build_finetune_checkpoint(coco, ["Fire", "default", "smoke"], tmp_path / "init.pt")
+    config = TrainConfig(
+        data=data,
+        model=str(init),
+        project=tmp_path / "runs",
+        name="v",
+        epochs=2,
+        imgsz=64,
+        batch=2,
+        workers=0,
+    )
+
+    def stop(epoch: int) -> None:
+        raise _Stop
+
+    with pytest.raises(_Stop):
+        train_detector(config, on_epoch_end=stop)
+    record = json.loads((tmp_path / "runs" / "v" / "anjian_train.json").read_text())
+    assert record["data_version"] == {"name": "fire-v1", "data_hash": version.data_hash, "is_exact": True}
+
+    registry = tmp_path / "registry"
+    weights = tmp_path / "runs" / "v" / "weights" / "last.pt"
+    result = CliRunner().invoke(
+        app,
+        ["export", str(weights), "--out", str(tmp_path / "export"), "--imgsz", "64", "--name", "firetest"]
+        + ["--no-half", "--register", "--registry", str(registry)],
+    )
+    assert result.exit_code == 0, result.output
+    [folder] = [p for p in (registry / "firetest").iterdir() if p.is_dir()]
+    assert json.loads((folder / "meta.json").read_text())["data_version"]["name"] == "fire-v1"
+    assert (
+        f"Trained on dataset version `fire-v1`, digest `{version.data_hash}`"
+        in (folder / "card.md").read_text()
+    )
