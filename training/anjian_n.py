@@ -243,6 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--version", default="1", help="registry version written by 'finish'")
     parser.add_argument("--update", action="store_true", help="finish: rewrite meta and card of --version")
+    parser.add_argument("--no-promote", action="store_true", help="finish: register without promoting")
+    parser.add_argument(
+        "--crosseval", type=Path, default=None, help="finish: crosseval.json of a held-out run, for the card"
+    )
     parser.add_argument(
         "--ablation-work", type=Path, default=None, help="finish: compare with this run (--no-pseudo-labels)"
     )
@@ -272,7 +276,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         from training.anjian_n_release import finish
 
-        print(finish(work, version=args.version, ablation_work=args.ablation_work, is_updating=args.update))
+        print(
+            finish(
+                work,
+                version=args.version,
+                ablation_work=args.ablation_work,
+                is_updating=args.update,
+                is_promoting=not args.no_promote,
+                crosseval_json=args.crosseval,
+            )
+        )
     return 0
 
 

@@ -23,7 +23,7 @@ from datasets.classmap import ClassMap
 from datasets.labels import DetectionSet, ProgressFn, no_progress
 from datasets.yolo import load_yolo_set
 from models.config import DetectorConfig
-from models.onnx_detector import OnnxDetector
+from models.loader import load_detector
 from models.registry import REGISTRY_DIR, promote, register_version
 from training.anjian_n import training_set
 from training.evaluate import EvalReport, evaluate_detector
@@ -37,12 +37,13 @@ MODEL_NAME = "anjian-n"
 _CURVE_KEYS = ("metrics/precision(B)", "metrics/recall(B)", "metrics/mAP50(B)", "metrics/mAP50-95(B)")
 
 
-def _source_subset(merged: DetectionSet, source_dir: str, split: str) -> DetectionSet:
-    """The images of one source in one split of a set written ``by_source``."""
+def _source_subset(merged: DetectionSet, source: str, split: str) -> DetectionSet:
+    """The images of one source in one split of a merged set, with the classes that source labels."""
     return DetectionSet(
-        name=source_dir,
+        name=source,
         class_names=merged.class_names,
-        images=[im for im in merged.images if im.split == split and im.image.parent.name == source_dir],
+        images=[im for im in merged.images if im.split == split and im.source == source],
+        labelled_classes={source: merged.labelled_classes.get(source, merged.class_names)},
     )
 
 
@@ -52,7 +53,9 @@ def evaluate_per_source(
     """Evaluate a model on each source's part of a split, scoring only the classes it labels."""
     data = yaml.safe_load(Path(data_yaml).read_text())
     merged = load_yolo_set(data_yaml)
-    detector = OnnxDetector(onnx, DetectorConfig(path=str(onnx), confidence_threshold=0.001, device="cpu"))
+    detector = load_detector(
+        onnx, DetectorConfig(path=str(onnx), confidence_threshold=0.001, cpu_precision="fp32")
+    )
     reports = {}
     for source, labelled in data.get("labelled_classes", {}).items():
         subset = _source_subset(merged, source, split)
@@ -67,8 +70,8 @@ def evaluate_per_source(
 def _teacher_person(coco_onnx: Path, data_yaml: Path, sources: list[str]) -> dict[str, EvalReport]:
     """The COCO teacher's ``person`` scores on the sources whose person boxes are real."""
     merged = load_yolo_set(data_yaml)
-    teacher = OnnxDetector(
-        coco_onnx, DetectorConfig(path=str(coco_onnx), confidence_threshold=0.001, device="cpu")
+    teacher = load_detector(
+        coco_onnx, DetectorConfig(path=str(coco_onnx), confidence_threshold=0.001, cpu_precision="fp32")
     )
     return {
         s: evaluate_detector(
@@ -117,6 +120,23 @@ def _ablation_section(meta: dict[str, Any]) -> str:
     )
 
 
+def _crosseval_section(meta: dict[str, Any]) -> str:
+    """Card section with the held-out run's cross-source table ('' when the recipe held nothing out)."""
+    result = meta.get("crosseval") or {}
+    if not result:
+        return ""
+    from training.anjian_n_crosseval import crosseval_table
+
+    return (
+        "## Generalisation: sources never trained on\n"
+        f"The same recipe, trained with {', '.join(f'`{s}`' for s in result['holdout'])} held out, scored on every\n"
+        "image of each held-out source (only the classes it labels), next to the model it replaces and the\n"
+        "COCO teacher. These figures, not the val splits above, say how it does on a new site.\n\n"
+        + crosseval_table(result)
+        + "\n\n"
+    )
+
+
 def _card(meta: dict[str, Any]) -> str:
     """The markdown model card."""
     rows = []
@@ -138,7 +158,12 @@ def _card(meta: dict[str, Any]) -> str:
         f"{_fmt(e.get(_CURVE_KEYS[2]))} | {_fmt(e.get(_CURVE_KEYS[3]))} |"
         for e in meta["curve"]
     )
-    sources = "\n".join(f"- `{k}`: {v}, CC BY 4.0." for k, v in meta["sources"].items())
+    sources = "\n".join(
+        f"- `{k}`: {v}." if "CC BY" in v or "MIT" in v else f"- `{k}`: {v}, CC BY 4.0."
+        for k, v in meta["sources"].items()
+    )
+    real_person = ", ".join(f"`{s}`" for s in meta["teacher_person"]) or "none"
+    pseudo_sources = ", ".join(f"`{s}`" for s in meta["pseudo_person_sources"]) or "none"
     ablation = _ablation_section(meta)
     r = meta["recipe"]
     return f"""# {meta["name"]} {meta["version"]}
@@ -161,14 +186,15 @@ CC BY 4.0 images, for the classes the six behaviours need.
 Merged with `datasets/maps/anjian.yaml`: `Fire`→`fire`, `smoke`→`smoke`, `default` dropped;
 `fall`,`lie`→`fallen_person`, `patient`,`person`,`stand`,`sit`,`move`,`danger`→`person` (one box
 per object: overlapping labels resolved with `fallen_person` before `person`), beds, walkers and
-wheelchairs dropped; `Wooden-Pallet`→`pallet`.
+wheelchairs dropped; `Wooden-Pallet`→`pallet`; UR Fall `fall`→`fallen_person`; the smoking
+photos' `smoking` (cigarette with the hand or mouth holding it)→`cigarette`.
 
-**Unlabelled people.** The cigarette, fire/smoke and pallet sets never label `person`, so a naive
-merge teaches the model that the people in them are background. Before training, the COCO
-YOLOv8n (the teacher) labelled persons in those sets (score ≥ {r["teacher_confidence"]}, not
-overlapping an existing box): {meta["pseudo_person_boxes"]} boxes. On those sets' val splits the
-`person` ground truth is therefore the teacher's (marked *pseudo GT* below); the real `person`
-figures are those on `fall_hospital` and `forklift_person`.
+**Unlabelled people.** Sets that never label `person` ({pseudo_sources}) would teach a naive
+merge that the people in them are background. Before training, the COCO YOLOv8n (the teacher)
+labelled persons in those sets (score ≥ {r["teacher_confidence"]}, not overlapping an existing
+box): {meta["pseudo_person_boxes"]} boxes. On those sets' val splits the `person` ground truth is
+therefore the teacher's (marked *pseudo GT* below); the real `person` figures are those on
+{real_person}.
 
 ## Training recipe
 - Start: COCO YOLOv8n recovered from the int8 ONNX export (`training/coco_init.py`), new
@@ -180,7 +206,7 @@ figures are those on `fall_hospital` and `forklift_person`.
 - Reproduce: `python -m training.anjian_n prepare --work W && python -m training.anjian_n train --work W
   && python -m training.anjian_n finish --work W` (`train --resume` continues an interrupted run).
 
-## Validation (val split of each source; the exported ONNX through anjian's ONNX backend)
+## Validation (val split of each source; the exported ONNX through anjian's detector loader, fp32)
 Precision and recall at the best-F1 confidence, AP COCO-style (101 points); only the classes a
 source labels are scored on it.
 
@@ -194,7 +220,7 @@ source labels are scored on it.
 |---|---|---|
 {teacher_rows}
 
-{ablation}## Training curve (merged val split, ultralytics' validator)
+{_crosseval_section(meta)}{ablation}## Training curve (merged val split, ultralytics' validator)
 | epoch | precision | recall | mAP50 | mAP50-95 |
 |---|---|---|---|---|
 {curve}
@@ -218,6 +244,7 @@ def finish(
     is_promoting: bool = True,
     ablation_work: Path | None = None,
     is_updating: bool = False,
+    crosseval_json: Path | None = None,
     progress: ProgressFn = no_progress,
 ) -> Path:
     """Export, evaluate and register the trained anjian-n; returns the registered ``model.onnx``.
@@ -232,6 +259,8 @@ def finish(
             and compared in the card.
         is_updating: Re-evaluate the registered ``version`` (its file unchanged) and rewrite
             its ``meta.json`` and ``card.md``, e.g. to add the ablation later.
+        crosseval_json: The cross-source figures of a held-out run of the same recipe
+            (``crosseval`` in another working folder) for the card; default ``work/crosseval.json``.
         progress: Wraps the evaluation loops.
     """
     recipe = json.loads((work / "recipe.json").read_text())
@@ -256,6 +285,8 @@ def finish(
         )
         to_fp16(onnx, export_dir / "model-fp16.onnx")
     reports = evaluate_per_source(onnx, data_yaml, progress=progress)
+    crosseval_json = crosseval_json or work / "crosseval.json"
+    crosseval = json.loads(crosseval_json.read_text()) if crosseval_json.is_file() else {}
     filled = data.get("pseudo_labels", {}).get("filled_classes", {})
     pseudo = {source for source, classes in filled.items() if "person" in classes}
     real_person = [
@@ -296,6 +327,7 @@ def finish(
         "onnx_sha256": hashlib.sha256(onnx.read_bytes()).hexdigest(),
         "onnx_bytes": onnx.stat().st_size,
         "ablation": ablation,
+        "crosseval": crosseval,
     }
     if is_updating:  # same model file: only its metrics and card change
         previous = json.loads((registered.parent / "meta.json").read_text())
