@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-__all__ = ["DetectorConfig"]
+__all__ = ["DetectorConfig", "registry_of_site_config"]
 
 
 class DetectorConfig(BaseModel):
     """Which model file to run and how.
 
     ``path`` is a file path (relative paths resolve against the site YAML's folder)
-    or ``builtin:NAME`` for a model shipped in anjian's registry.
+    or ``builtin:NAME``: the version promoted in the site registry (``registry``), else
+    the one shipped with anjian (see :mod:`models.registry`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -21,7 +24,15 @@ class DetectorConfig(BaseModel):
     path: str = Field(
         "builtin:anjian-n",
         min_length=1,
-        description="ONNX file, .pt checkpoint, or builtin:NAME (the promoted version of a shipped model).",
+        description="ONNX file, .pt checkpoint, or builtin:NAME (the promoted version: the site registry's "
+        "promotion, else the model shipped with anjian), builtin:NAME@SCOPE or builtin:NAME/VERSION.",
+    )
+    registry: Path | None = Field(
+        None,
+        description="The site's model registry: the folder `anjian export --register` adds versions to and "
+        "`anjian models promote|rollback` changes; builtin:NAME looks there first, then in the models "
+        "shipped with anjian. Relative to the site YAML. Default: $ANJIAN_REGISTRY, else "
+        "~/.local/share/anjian/registry.",
     )
     confidence_threshold: float = Field(0.25, gt=0, lt=1, description="Drop detections scoring below.")
     iou_threshold: float = Field(0.45, gt=0, lt=1, description="IoU above which NMS suppresses a box.")
@@ -56,3 +67,28 @@ class DetectorConfig(BaseModel):
         description="Dynamic-shape models only: pad each batch to the stride multiple its frames need "
         "(384x640 for 16:9 at 640) rather than the full square; fewer pixels, same scale.",
     )
+
+
+def registry_of_site_config(path: Path) -> Path | None:
+    """The ``model.registry`` a site YAML names (relative to the YAML's folder), ``None`` when unset.
+
+    Only the ``model:`` section is read and validated, so that the analysts' commands
+    (``anjian models ... --config site.yaml``) act on the registry the site runs from.
+
+    Raises:
+        ValueError: The file cannot be read, or its ``model:`` section is invalid.
+    """
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read the site config: {exc}") from None
+    section = raw.get("model") if isinstance(raw, dict) else None
+    try:
+        config = DetectorConfig.model_validate(section or {})
+    except ValidationError as exc:
+        problems = "; ".join(f"model.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ValueError(f"{path}: {problems}") from None
+    if config.registry is None:
+        return None
+    registry = config.registry.expanduser()
+    return registry if registry.is_absolute() else Path(path).resolve().parent / registry

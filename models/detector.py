@@ -26,6 +26,14 @@ class Detector(Protocol):
         """Version string recorded in events."""
         ...
 
+    @property
+    def class_thresholds(self) -> dict[str, float]:
+        """Calibrated operating score per class name (empty when the model carries none).
+
+        Rules whose site config leaves ``min_confidence`` unset use these.
+        """
+        ...
+
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """Return one ``Detections`` per ``(h, w, 3) uint8`` BGR image, in its pixels."""
         ...

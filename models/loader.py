@@ -36,7 +36,8 @@ def load_detector(spec: str | Path, config: DetectorConfig | None = None) -> Det
     Args:
         spec: A ``.onnx`` file, a ``.pt`` checkpoint (needs the ``train`` extra), or
             ``builtin:NAME[/VERSION]``.
-        config: Thresholds, device and threads.
+        config: Thresholds, device, threads and the site registry ``builtin:`` specs
+            resolve in.
 
     Returns:
         An ``OnnxDetector``, an ``OpenVinoDetector`` (``.onnx`` on the CPU, see
@@ -46,7 +47,7 @@ def load_detector(spec: str | Path, config: DetectorConfig | None = None) -> Det
         ModelLoadError: Unknown builtin, missing file, unsupported format.
         ModelMetadataError: The file lacks class names or an input size.
     """
-    path = resolve_model_path(str(spec))
+    path = resolve_model_path(str(spec), root=config.registry if config else None)
     suffix = path.suffix.lower()
     if suffix == ".pt":
         from models.yolo_detector import YoloDetector

@@ -4,12 +4,26 @@ from __future__ import annotations
 
 import ast
 import hashlib
-from dataclasses import dataclass
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from models.config import DetectorConfig
 from models.errors import ModelMetadataError
 
-__all__ = ["ModelInfo", "file_digest", "parse_ultralytics_metadata"]
+__all__ = [
+    "THRESHOLDS_KEY",
+    "ModelInfo",
+    "file_digest",
+    "floor_to_thresholds",
+    "parse_class_thresholds",
+    "parse_ultralytics_metadata",
+]
+
+THRESHOLDS_KEY = "anjian_thresholds"
+"""Metadata key of the per-class operating thresholds: a JSON object ``{class name: score}``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +36,8 @@ class ModelInfo:
         task: ``"detect"`` for the detectors anjian runs.
         version: Version string recorded in events (name plus a content digest).
         stride: Largest feature stride of the network.
+        class_thresholds: Calibrated operating score per class name (from the validation
+            PR curves, see ``training.thresholds``); empty when the model carries none.
     """
 
     class_names: dict[int, str]
@@ -29,6 +45,7 @@ class ModelInfo:
     task: str
     version: str
     stride: int = 32
+    class_thresholds: dict[str, float] = field(default_factory=dict)
 
 
 def file_digest(path: Path, length: int = 12) -> str:
@@ -44,7 +61,51 @@ def _literal(value: str, key: str, source: str) -> object:
     try:
         return ast.literal_eval(value)
     except (ValueError, SyntaxError) as exc:
-        raise ModelMetadataError(f"{source}: metadata key {key!r} is not a Python literal: {value!r}") from exc
+        raise ModelMetadataError(
+            f"{source}: metadata key {key!r} is not a Python literal: {value!r}"
+        ) from exc
+
+
+def parse_class_thresholds(raw: str, class_names: Mapping[int, str], *, source: str) -> dict[str, float]:
+    """Parse the ``anjian_thresholds`` metadata value: per-class operating scores.
+
+    Args:
+        raw: The JSON text, e.g. ``{"fire": 0.21, "person": 0.38}``.
+        class_names: The model's class names; every key must be one of them.
+        source: File name, for error messages.
+
+    Returns:
+        Class name to score in ``(0, 1)``.
+
+    Raises:
+        ModelMetadataError: Not a JSON object of known class names to scores in ``(0, 1)``.
+    """
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ModelMetadataError(f"{source}: metadata {THRESHOLDS_KEY!r} is not JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ModelMetadataError(
+            f"{source}: metadata {THRESHOLDS_KEY!r} must be a JSON object of class name to score, got {raw!r}"
+        )
+    known = set(class_names.values())
+    thresholds: dict[str, float] = {}
+    for name, score in value.items():
+        if name not in known:
+            raise ModelMetadataError(
+                f"{source}: metadata {THRESHOLDS_KEY!r} names class {name!r}, not one of {sorted(known)}"
+            )
+        if (
+            isinstance(score, bool)
+            or not isinstance(score, int | float)
+            or not 0 < score < 1
+            or math.isnan(score)
+        ):
+            raise ModelMetadataError(
+                f"{source}: metadata {THRESHOLDS_KEY!r} gives {name!r} the score {score!r}; expected a number in (0, 1)"
+            )
+        thresholds[name] = float(score)
+    return thresholds
 
 
 def parse_ultralytics_metadata(
@@ -62,7 +123,8 @@ def parse_ultralytics_metadata(
         The model's facts.
 
     Raises:
-        ModelMetadataError: ``names`` is missing or malformed, or no input size is known.
+        ModelMetadataError: ``names`` is missing or malformed, no input size is known, or
+            ``anjian_thresholds`` is malformed.
     """
     if "names" not in props:
         raise ModelMetadataError(
@@ -72,7 +134,9 @@ def parse_ultralytics_metadata(
     names = _literal(props["names"], "names", source)
     if isinstance(names, list):
         names = dict(enumerate(names))
-    if not isinstance(names, dict) or not all(isinstance(k, int) and isinstance(v, str) for k, v in names.items()):
+    if not isinstance(names, dict) or not all(
+        isinstance(k, int) and isinstance(v, str) for k, v in names.items()
+    ):
         raise ModelMetadataError(f"{source}: metadata 'names' must map int ids to str names, got {names!r}")
     input_hw = fallback_hw
     if "imgsz" in props:
@@ -82,7 +146,9 @@ def parse_ultralytics_metadata(
         elif isinstance(imgsz, list | tuple) and len(imgsz) == 2:
             input_hw = (int(imgsz[0]), int(imgsz[1]))
     if input_hw is None:
-        raise ModelMetadataError(f"{source}: input size unknown (no 'imgsz' metadata and a dynamic input shape)")
+        raise ModelMetadataError(
+            f"{source}: input size unknown (no 'imgsz' metadata and a dynamic input shape)"
+        )
     task = props.get("task", "detect")
     if task != "detect":
         raise ModelMetadataError(f"{source}: task is {task!r}; anjian runs 'detect' models")
@@ -90,4 +156,27 @@ def parse_ultralytics_metadata(
     version = f"{name}@{digest}"
     stride_raw = props.get("stride", "32")
     stride = int(stride_raw) if stride_raw.isdigit() else 32
-    return ModelInfo(class_names=names, input_hw=input_hw, task=task, version=version, stride=stride)
+    thresholds = (
+        parse_class_thresholds(props[THRESHOLDS_KEY], names, source=source) if THRESHOLDS_KEY in props else {}
+    )
+    return ModelInfo(
+        class_names=names,
+        input_hw=input_hw,
+        task=task,
+        version=version,
+        stride=stride,
+        class_thresholds=thresholds,
+    )
+
+
+def floor_to_thresholds(config: DetectorConfig, info: ModelInfo) -> DetectorConfig:
+    """``config`` with its score floor lowered to the model's lowest calibrated threshold.
+
+    The rules default to the calibrated thresholds (a fire may be calibrated at 0.2); a
+    detector floor above them (0.25 by default) would drop the very boxes the calibration
+    counts. A floor the site set explicitly (``model.confidence_threshold``) is kept.
+    """
+    if not info.class_thresholds or "confidence_threshold" in config.model_fields_set:
+        return config
+    floor = min(config.confidence_threshold, *info.class_thresholds.values())
+    return config.model_copy(update={"confidence_threshold": floor})

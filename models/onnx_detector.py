@@ -21,7 +21,7 @@ import onnxruntime as ort
 from models.config import DetectorConfig
 from models.detections import Detections
 from models.errors import ModelLoadError
-from models.metadata import ModelInfo, file_digest, parse_ultralytics_metadata
+from models.metadata import ModelInfo, file_digest, floor_to_thresholds, parse_ultralytics_metadata
 from models.postprocess import detect_on_host
 from models.preprocess import LetterboxTransform
 
@@ -109,6 +109,7 @@ class OnnxDetector:
         self.info: ModelInfo = parse_ultralytics_metadata(
             props, source=self.path.name, fallback_hw=fixed_hw, digest=file_digest(self.path)
         )
+        self.config = floor_to_thresholds(self.config, self.info)
         self._stride = self.info.stride if fixed_hw is None and self.config.minimal_padding else None
         self._on_gpu = self._session.get_providers()[0] in _GPU_PROVIDERS
         logger.info(
@@ -129,6 +130,11 @@ class OnnxDetector:
     def version(self) -> str:
         """Version string recorded in events."""
         return self.info.version
+
+    @property
+    def class_thresholds(self) -> dict[str, float]:
+        """Calibrated operating score per class name, from the model's metadata (may be empty)."""
+        return self.info.class_thresholds
 
     @property
     def providers(self) -> list[str]:

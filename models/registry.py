@@ -1,19 +1,45 @@
 """The model registry: versioned detector files, a promoted version per model, rollback.
 
-Layout (``REGISTRY_DIR`` is ``models/registry/`` of the install; every function takes
-another ``root`` for a site's own registry)::
+Two layers, read in this order:
+
+- **the site registry**, a folder the analyst owns: new versions (``anjian export
+  --register``), promotions, rollbacks and the site's records about any version live here.
+  Which folder: the ``root`` argument (``--registry``), else the site config's
+  ``model.registry``, else ``$ANJIAN_REGISTRY``, else ``$XDG_DATA_HOME/anjian/registry``
+  (``~/.local/share/anjian/registry``): :func:`default_registry`.
+- **the shipped registry** (:data:`SHIPPED_DIR`, ``models/registry/`` of the install):
+  the models anjian releases, read-only.
+
+Layout of each layer::
 
     <root>/<name>/<version>/model.onnx      the detector (ultralytics ONNX export)
-    <root>/<name>/<version>/meta.json       metrics, data hash, created_at, recipe ...
+    <root>/<name>/<version>/meta.json       metrics, data hash, created_at, recipe, evals ...
     <root>/<name>/<version>/card.md         the model card
-    <root>/<name>/promoted                  the promoted version (one line); absent: the latest
+    <root>/<name>/promoted                  the promoted version (one line)
     <root>/<name>/promoted@<scope>          a version promoted for one scope (site or camera)
-    <root>/<name>/history.jsonl             every promotion, for rollback and audit
+    <root>/<name>/history.jsonl             every promotion and rollback, oldest first
 
-``builtin:NAME`` resolves to the promoted version, ``builtin:NAME@SCOPE`` to the one
-promoted for that scope (else the promoted one), ``builtin:NAME/VERSION`` to a fixed
-version. A running pipeline polls :class:`PromotionWatch` (one ``stat`` per poll) and
-swaps its detector when the promoted version changes. This module imports only the
+**Numbering.** A version number names one model file whatever the layer. anjian's releases
+number a shipped model's versions from 1 up to :data:`SITE_VERSION_START` - 1; a site's own
+versions of a shipped model start at :data:`SITE_VERSION_START` (101, 102, ...), so a later
+release never ships a number a site already uses. A model only the site has starts at 1.
+For a shipped version the site keeps its records (evaluations, comparisons) in
+``<site>/<name>/<version>/meta.json`` and ``card.md``, a folder without ``model.onnx``
+(:func:`version_record_dir`); :func:`list_versions` merges them into the version's meta.
+
+**Resolution.** ``builtin:NAME/VERSION`` is that version (site layer first).
+``builtin:NAME@SCOPE`` is the site's ``promoted@SCOPE``, else as ``builtin:NAME``.
+``builtin:NAME`` is the site's ``promoted``, else the shipped one (a shipped model without a
+pointer serves its latest shipped version). A site promotion may name a shipped version.
+Registering never changes what runs: a new version goes live only when promoted, and a
+model with nothing promoted and nothing shipped does not resolve (the error says how to
+promote).
+
+**History.** Each scope's promotions form a stack, replayed from ``history.jsonl``:
+``promote`` pushes, ``rollback`` pops, so A→B→C rolls back to B, then to A, then to what
+served before the site's first promotion (the shipped version, or the model's own pointer
+for a scope). A running pipeline polls :class:`PromotionWatch` (a few ``stat`` calls per
+poll) and swaps its detector when the resolution changes. This module imports only the
 standard library so the runtime can use it.
 """
 
@@ -33,20 +59,65 @@ from models.errors import ModelLoadError
 
 __all__ = [
     "REGISTRY_DIR",
+    "REGISTRY_ENV",
+    "SHIPPED_DIR",
+    "SITE_VERSION_START",
     "ModelVersion",
+    "Promotion",
     "PromotionWatch",
     "builtin_model_names",
+    "default_registry",
     "list_versions",
     "promote",
     "promoted_version",
+    "read_meta",
     "register_version",
     "resolve_model_path",
     "rollback",
+    "site_registry",
+    "version_record_dir",
+    "write_card_section",
+    "write_meta",
 ]
 
-REGISTRY_DIR = Path(__file__).resolve().parent / "registry"
+SHIPPED_DIR = Path(__file__).resolve().parent / "registry"
+"""The models shipped with anjian (read-only)."""
+
+REGISTRY_DIR = SHIPPED_DIR
+"""Former name of :data:`SHIPPED_DIR` (the release script writes there on purpose)."""
+
+REGISTRY_ENV = "ANJIAN_REGISTRY"
+"""Environment variable naming the site registry."""
+
+SITE_VERSION_START = 101
+"""First number of a site's own versions of a shipped model."""
 
 _SCOPE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_HISTORY = "history.jsonl"
+
+
+def default_registry() -> Path:
+    """The site registry when nothing names one: ``$ANJIAN_REGISTRY``, else the user's data folder."""
+    named = os.environ.get(REGISTRY_ENV)
+    if named:
+        return Path(named).expanduser()
+    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data_home) / "anjian" / "registry"
+
+
+def site_registry(root: Path | None = None) -> Path:
+    """The site registry folder: ``root`` when given, else :func:`default_registry`."""
+    return Path(root) if root is not None else default_registry()
+
+
+def _layers(root: Path | None) -> tuple[Path, ...]:
+    """Registry folders in resolution order: the site's, then the shipped one."""
+    site = site_registry(root)
+    try:
+        is_shipped = site.resolve() == SHIPPED_DIR
+    except OSError:
+        is_shipped = False
+    return (SHIPPED_DIR,) if is_shipped else (site, SHIPPED_DIR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,8 +128,11 @@ class ModelVersion:
         name: Model name (``anjian-n``).
         version: Version folder name (digits).
         directory: The version's folder.
-        meta: Parsed ``meta.json`` (empty when missing).
+        meta: Parsed ``meta.json`` (empty when missing), with the site's records about a
+            shipped version merged in.
         is_promoted: Whether ``builtin:NAME`` resolves to it.
+        is_shipped: Whether it ships with anjian (read-only) rather than being the site's.
+        scopes: Scopes whose ``builtin:NAME@SCOPE`` promotion names it.
     """
 
     name: str
@@ -66,6 +140,8 @@ class ModelVersion:
     directory: Path
     meta: Mapping[str, Any]
     is_promoted: bool
+    is_shipped: bool = False
+    scopes: tuple[str, ...] = ()
 
     @property
     def onnx(self) -> Path:
@@ -81,17 +157,42 @@ class ModelVersion:
         return datetime.fromtimestamp(self.onnx.stat().st_mtime, UTC).isoformat(timespec="seconds")
 
 
-def _root(root: Path | None) -> Path:
-    """The registry folder to use."""
-    return Path(root) if root is not None else REGISTRY_DIR
+@dataclass(frozen=True, slots=True)
+class Promotion:
+    """What :func:`promote` did.
+
+    Attributes:
+        name: Model name.
+        scope: The scope promoted for, ``None`` for the model itself.
+        version: The version now promoted.
+        previous: What ``builtin:NAME[@SCOPE]`` served before (``None``: nothing).
+        is_changed: False when ``version`` was promoted already (nothing was written).
+    """
+
+    name: str
+    scope: str | None
+    version: str
+    previous: str | None
+    is_changed: bool
 
 
 def builtin_model_names(root: Path | None = None) -> list[str]:
-    """Names of the models in the registry."""
-    folder = _root(root)
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if p.is_dir())
+    """Names of the models in the site registry and the shipped one."""
+    names: set[str] = set()
+    for layer in _layers(root):
+        if layer.is_dir():
+            names.update(p.name for p in layer.iterdir() if p.is_dir() and _version_dirs(p))
+    return sorted(names)
+
+
+def _known_models(root: Path | None) -> str:
+    """The models each layer has, for error messages."""
+    layers = _layers(root)
+    shipped = builtin_model_names(SHIPPED_DIR)
+    if len(layers) == 1:
+        return f"shipped models: {shipped or 'none'}"
+    site = sorted(set(builtin_model_names(root)) - set(shipped)) or "none"
+    return f"shipped models: {shipped or 'none'}; the site registry {layers[0]} adds: {site}"
 
 
 def _version_dirs(model_dir: Path) -> list[Path]:
@@ -102,6 +203,21 @@ def _version_dirs(model_dir: Path) -> list[Path]:
         p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit() and (p / "model.onnx").is_file()
     ]
     return sorted(found, key=lambda p: int(p.name))
+
+
+def _version_dir(name: str, version: str, root: Path | None) -> Path | None:
+    """The folder of a version (site layer first), ``None`` when no layer has it."""
+    for layer in _layers(root):
+        folder = layer / name / version
+        if (folder / "model.onnx").is_file():
+            return folder
+    return None
+
+
+def _all_versions(name: str, root: Path | None) -> list[str]:
+    """Every version number of a model across the layers, ascending."""
+    numbers = {p.name for layer in _layers(root) for p in _version_dirs(layer / name)}
+    return sorted(numbers, key=int)
 
 
 def _pointer(model_dir: Path, scope: str | None) -> Path:
@@ -120,40 +236,76 @@ def _read_pointer(path: Path) -> str | None:
     return text or None
 
 
-def promoted_version(name: str, *, scope: str | None = None, root: Path | None = None) -> str | None:
-    """The version ``builtin:NAME[@SCOPE]`` resolves to, ``None`` when the model has none.
-
-    The scope's pointer wins, then the model's pointer, then the latest version.
-    """
-    model_dir = _root(root) / name
-    for pointer in ([_pointer(model_dir, scope)] if scope else []) + [_pointer(model_dir, None)]:
-        version = _read_pointer(pointer)
-        if version and (model_dir / version / "model.onnx").is_file():
-            return version
+def _shipped_default(name: str, root: Path | None) -> str | None:
+    """What the last layer serves without a site promotion: its pointer, else its latest version."""
+    model_dir = _layers(root)[-1] / name
+    version = _read_pointer(model_dir / "promoted")
+    if version and (model_dir / version / "model.onnx").is_file():
+        return version
     versions = _version_dirs(model_dir)
     return versions[-1].name if versions else None
 
 
-def list_versions(name: str, *, root: Path | None = None) -> list[ModelVersion]:
-    """Every version of a model, oldest first.
+def promoted_version(name: str, *, scope: str | None = None, root: Path | None = None) -> str | None:
+    """The version ``builtin:NAME[@SCOPE]`` resolves to, ``None`` when nothing is promoted.
+
+    The site's scope pointer wins, then the site's model pointer, then the shipped one.
 
     Raises:
-        ModelLoadError: The model does not exist.
+        ValueError: The scope name is invalid.
     """
-    model_dir = _root(root) / name
+    model_dir = _layers(root)[0] / name
+    pointers = ([_pointer(model_dir, scope)] if scope else []) + [_pointer(model_dir, None)]
+    for pointer in pointers:
+        version = _read_pointer(pointer)
+        if version and _version_dir(name, version, root) is not None:
+            return version
+    return _shipped_default(name, root)
+
+
+def _scoped_pointers(model_dir: Path) -> dict[str, str]:
+    """Scope to version of every ``promoted@SCOPE`` file."""
     if not model_dir.is_dir():
-        raise ModelLoadError(
-            f"no model {name!r} in {_root(root)}; models: {builtin_model_names(root) or 'none'}"
-        )
+        return {}
+    found = {}
+    for path in model_dir.glob("promoted@*"):
+        version = _read_pointer(path)
+        if version:
+            found[path.name.partition("@")[2]] = version
+    return found
+
+
+def read_meta(folder: Path) -> dict[str, Any]:
+    """A version folder's ``meta.json`` as a dict, empty when missing or unreadable."""
+    path = folder / "meta.json"
+    try:
+        meta = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
+
+
+def list_versions(name: str, *, root: Path | None = None) -> list[ModelVersion]:
+    """Every version of a model in the site registry and the shipped one, oldest first.
+
+    Raises:
+        ModelLoadError: No layer has the model.
+    """
+    layers = _layers(root)
+    if not any((layer / name).is_dir() for layer in layers):
+        raise ModelLoadError(f"no model {name!r}; {_known_models(root)}")
     promoted = promoted_version(name, root=root)
+    scoped = _scoped_pointers(layers[0] / name)
+    folders = {p.name: p for layer in reversed(layers) for p in _version_dirs(layer / name)}  # site wins
     out = []
-    for folder in _version_dirs(model_dir):
-        meta_path = folder / "meta.json"
-        try:
-            meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        except (OSError, json.JSONDecodeError):
-            meta = {}
-        out.append(ModelVersion(name, folder.name, folder, meta, folder.name == promoted))
+    for number, folder in sorted(folders.items(), key=lambda item: int(item[0])):
+        is_shipped = folder.parent.parent == SHIPPED_DIR
+        meta = read_meta(folder)
+        if is_shipped and len(layers) > 1:  # the site's records about a shipped version
+            overlay = read_meta(layers[0] / name / number)
+            meta.update({k: v for k, v in overlay.items() if k not in ("name", "version", "created_at")})
+        scopes = tuple(sorted(s for s, v in scoped.items() if v == number))
+        out.append(ModelVersion(name, number, folder, meta, number == promoted, is_shipped, scopes))
     return out
 
 
@@ -164,67 +316,158 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def version_record_dir(name: str, version: str, *, root: Path | None = None) -> Path:
+    """The folder where the site writes its records about a version (``meta.json``, ``card.md``).
+
+    A site version's own folder; for a shipped version, ``<site>/<name>/<version>/`` (created
+    with a ``meta.json`` saying so), since the shipped files stay read-only.
+
+    Raises:
+        ModelLoadError: No layer has the version.
+    """
+    folder = _version_dir(name, version, root)
+    if folder is None:
+        raise ModelLoadError(
+            f"{name} has no version {version!r}; versions: {_all_versions(name, root) or 'none'}"
+        )
+    site = _layers(root)[0]
+    if folder.parent.parent != SHIPPED_DIR or site == SHIPPED_DIR:
+        return folder
+    overlay = site / name / version
+    if not (overlay / "meta.json").is_file():
+        overlay.mkdir(parents=True, exist_ok=True)
+        stub = {"name": name, "version": version, "shipped": True, "note": "the site's records"}
+        _write_atomic(overlay / "meta.json", json.dumps(stub, indent=2) + "\n")
+    return overlay
+
+
+def write_meta(folder: Path, meta: Mapping[str, Any]) -> None:
+    """Replace a version folder's ``meta.json`` in one rename (a reader never sees half of it)."""
+    _write_atomic(Path(folder) / "meta.json", json.dumps(meta, indent=2, default=str) + "\n")
+
+
+def write_card_section(card: Path, section: str, markdown: str) -> None:
+    """Put ``markdown`` into a model card between the markers of ``section``.
+
+    The markers are ``<!-- anjian:SECTION:start -->`` and ``<!-- anjian:SECTION:end -->``; an
+    older section is replaced in place, a new one appended. The rest of the card is kept.
+    """
+    start, end = f"<!-- anjian:{section}:start -->", f"<!-- anjian:{section}:end -->"
+    block = f"{start}\n{markdown.rstrip()}\n{end}\n"
+    text = card.read_text() if card.is_file() else ""
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text, count=1)
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + block
+    _write_atomic(card, text)
+
+
 def _history(model_dir: Path) -> list[dict[str, Any]]:
-    """Promotion records, oldest first."""
-    path = model_dir / "history.jsonl"
+    """Promotion and rollback records, oldest first."""
+    path = model_dir / _HISTORY
     if not path.is_file():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _stack(model_dir: Path, scope: str | None) -> list[str]:
+    """The scope's promotions still in force, oldest first: promotes push, rollbacks pop."""
+    stack: list[str] = []
+    for record in _history(model_dir):
+        if record.get("scope") != scope:
+            continue
+        if record.get("action", "promote") == "rollback":
+            if stack:
+                stack.pop()
+        elif record.get("version"):
+            stack.append(str(record["version"]))
+    return stack
+
+
+def _append_history(model_dir: Path, record: dict[str, Any]) -> None:
+    """Add one record to the model's history."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    stamped = {"at": datetime.now(UTC).isoformat(timespec="seconds"), **record}
+    with (model_dir / _HISTORY).open("a") as fh:
+        fh.write(json.dumps(stamped) + "\n")
+
+
 def promote(
     name: str, version: str, *, scope: str | None = None, root: Path | None = None, note: str = ""
-) -> str | None:
+) -> Promotion:
     """Make ``version`` the one ``builtin:NAME[@SCOPE]`` resolves to; running pipelines pick it up.
 
+    The pointer goes into the site registry; ``version`` may be a site or a shipped one.
+    Promoting what is promoted already writes nothing.
+
     Returns:
-        The version promoted before (``None`` when there was none).
+        What changed.
 
     Raises:
-        ModelLoadError: The version does not exist.
+        ModelLoadError: No layer has the version.
         ValueError: The scope name is invalid.
     """
-    model_dir = _root(root) / name
-    if not (model_dir / version / "model.onnx").is_file():
-        known = [v.name for v in _version_dirs(model_dir)]
-        raise ModelLoadError(
-            f"{name} has no version {version!r} with a model.onnx; versions: {known or 'none'}"
-        )
+    model_dir = _layers(root)[0] / name
     pointer = _pointer(model_dir, scope)
-    previous = _read_pointer(pointer) if scope else promoted_version(name, root=root)
+    if _version_dir(name, version, root) is None:
+        raise ModelLoadError(
+            f"{name} has no version {version!r} with a model.onnx; "
+            f"versions: {_all_versions(name, root) or 'none'}"
+        )
+    previous = promoted_version(name, scope=scope, root=root)
+    already = _read_pointer(pointer) if scope else previous
+    if already == version:
+        return Promotion(name, scope, version, previous, is_changed=False)
+    model_dir.mkdir(parents=True, exist_ok=True)
     _write_atomic(pointer, version + "\n")
-    record = {
-        "at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "scope": scope,
-        "version": version,
-        "previous": previous,
-        "note": note,
-    }
-    with (model_dir / "history.jsonl").open("a") as fh:
-        fh.write(json.dumps(record) + "\n")
-    return previous
+    _append_history(
+        model_dir,
+        {"action": "promote", "scope": scope, "version": version, "previous": previous, "note": note},
+    )
+    return Promotion(name, scope, version, previous, is_changed=True)
 
 
 def rollback(name: str, *, scope: str | None = None, root: Path | None = None) -> str:
-    """Promote again the version that was promoted before the current one.
+    """Undo the scope's last promotion: serve again what was promoted before it.
+
+    Walks back through the history (A→B→C, rollback: B, rollback: A). Undoing the site's
+    first promotion removes its pointer, so the shipped version (for a scope: the model's
+    promoted version) serves again.
 
     Returns:
-        The version now promoted.
+        The version now served.
 
     Raises:
-        ModelLoadError: There is no earlier promotion to go back to.
+        ModelLoadError: There is no earlier promotion to go back to, or its model is gone.
+        ValueError: The scope name is invalid.
     """
-    model_dir = _root(root) / name
+    model_dir = _layers(root)[0] / name
+    pointer = _pointer(model_dir, scope)
+    label = f"{name}{'@' + scope if scope else ''}"
+    stack = _stack(model_dir, scope)
     current = promoted_version(name, scope=scope, root=root)
-    mine = [r for r in _history(model_dir) if r.get("scope") == scope]
-    # walk back over promote/rollback records to the version before the current one
-    for record in reversed(mine):
-        if record["version"] == current and record.get("previous") and record["previous"] != current:
-            target = str(record["previous"])
-            if (model_dir / target / "model.onnx").is_file():
-                promote(name, target, scope=scope, root=root, note=f"rollback from {current}")
-                return target
-    raise ModelLoadError(f"{name}{'@' + scope if scope else ''}: no earlier promoted version to roll back to")
+    if not stack:
+        raise ModelLoadError(f"{label}: no earlier promoted version to roll back to (nothing promoted here)")
+    stack.pop()
+    if stack:
+        target: str | None = stack[-1]
+        if _version_dir(name, stack[-1], root) is None:
+            raise ModelLoadError(f"{label}: cannot roll back to {stack[-1]}: its model.onnx is gone")
+        _write_atomic(pointer, stack[-1] + "\n")
+    else:
+        fallback = promoted_version(name, root=root) if scope else _shipped_default(name, root)
+        if fallback is None or (len(_layers(root)) == 1 and not scope):
+            raise ModelLoadError(f"{label}: no earlier promoted version to roll back to")
+        target = None
+        pointer.unlink(missing_ok=True)
+    now = promoted_version(name, scope=scope, root=root) or "(none)"
+    note = f"rollback from {current} to {now}" + ("" if target else " (the site's promotion undone)")
+    _append_history(
+        model_dir,
+        {"action": "rollback", "scope": scope, "version": target, "previous": current, "note": note},
+    )
+    return now
 
 
 def register_version(
@@ -236,32 +479,39 @@ def register_version(
     version: str | None = None,
     root: Path | None = None,
 ) -> ModelVersion:
-    """Copy a model file into a new registry version with its metadata and card.
+    """Copy a model file into a new version of the site registry, with its metadata and card.
 
     ``meta`` gains ``name``, ``version`` and ``created_at`` when it lacks them. The new
-    version is not promoted.
+    version is not promoted: what runs does not change until :func:`promote`.
 
     Args:
         name: Model name.
         onnx_path: The exported model.
         meta: Metrics, data hash, recipe ... (JSON-serialisable).
         card_md: The model card, markdown.
-        version: Version folder name; the next free number when ``None``.
-        root: Registry folder.
+        version: Version folder name; the next free number when ``None`` (see the
+            numbering in the module docstring).
+        root: Site registry folder (:func:`site_registry`).
 
     Returns:
         The registered version.
 
     Raises:
-        FileExistsError: The version exists already.
+        FileExistsError: The version exists already, in this registry or shipped.
         ValueError: ``version`` is not made of digits.
     """
-    model_dir = _root(root) / name
-    existing = _version_dirs(model_dir)
-    version = version or str(int(existing[-1].name) + 1 if existing else 1)
+    layers = _layers(root)
+    known = _all_versions(name, root)
+    shipped = [p.name for p in _version_dirs(SHIPPED_DIR / name)] if len(layers) > 1 else []
+    start = SITE_VERSION_START if shipped else 1
+    version = version or str(max([start - 1, *map(int, known)]) + 1)
     if not version.isdigit():
         raise ValueError(f"versions are numbers, got {version!r}")
-    target = model_dir / version
+    if version in shipped:
+        raise FileExistsError(
+            f"{name} {version} is a shipped version; the site's versions of {name} start at {SITE_VERSION_START}"
+        )
+    target = layers[0] / name / version
     if (target / "model.onnx").exists():
         raise FileExistsError(f"{target} holds a model already")
     target.mkdir(parents=True, exist_ok=True)
@@ -277,34 +527,40 @@ def resolve_model_path(spec: str, *, root: Path | None = None) -> Path:
     """Turn a model spec into a file path.
 
     Args:
-        spec: A path to a model file; ``builtin:NAME`` (the promoted version, else the
-            latest); ``builtin:NAME@SCOPE`` (the version promoted for that scope, else as
+        spec: A path to a model file; ``builtin:NAME`` (the promoted version);
+            ``builtin:NAME@SCOPE`` (the version promoted for that scope, else as
             ``builtin:NAME``); or ``builtin:NAME/VERSION``.
-        root: Registry folder; the shipped one when ``None``.
+        root: Site registry folder (:func:`site_registry`); the shipped models are
+            looked up after it.
 
     Returns:
         Path of the ONNX file.
 
     Raises:
-        ModelLoadError: The builtin model or version does not exist.
+        ModelLoadError: The builtin model or version does not exist, or nothing is promoted.
     """
     if not spec.startswith("builtin:"):
         return Path(spec)
     body = spec.removeprefix("builtin:")
     name, _, version = body.partition("/")
     name, _, scope = name.partition("@")
-    model_dir = _root(root) / name
-    if not name or not model_dir.is_dir():
-        raise ModelLoadError(
-            f"no builtin model {name!r}; shipped models: {builtin_model_names(root) or 'none'}"
-        )
+    layers = _layers(root)
+    if not name or not any((layer / name).is_dir() for layer in layers):
+        raise ModelLoadError(f"no builtin model {name!r}; {_known_models(root)}")
     try:
         chosen = version or promoted_version(name, scope=scope or None, root=root)
     except ValueError as exc:
         raise ModelLoadError(f"{spec!r}: {exc}") from None
-    if chosen is None or not (model_dir / chosen / "model.onnx").is_file():
-        raise ModelLoadError(f"builtin model {spec!r} has no model.onnx under {model_dir}")
-    return model_dir / chosen / "model.onnx"
+    versions = ", ".join(_all_versions(name, root)) or "none"
+    if chosen is None:
+        raise ModelLoadError(
+            f"{spec!r}: no version of {name} is promoted (versions: {versions}); "
+            f"serve one with `anjian models promote {name} VERSION`"
+        )
+    folder = _version_dir(name, chosen, root)
+    if folder is None:
+        raise ModelLoadError(f"builtin model {spec!r} has no model.onnx (versions: {versions})")
+    return folder / "model.onnx"
 
 
 class PromotionWatch:
@@ -321,22 +577,29 @@ class PromotionWatch:
     def __init__(self, spec: str, *, root: Path | None = None) -> None:
         """Start watching; the current resolution is the baseline.
 
+        Args:
+            spec: The model spec (see :func:`resolve_model_path`).
+            root: Site registry folder (:func:`site_registry`), fixed for the watch's life.
+
         Raises:
             ModelLoadError: The spec does not resolve now.
         """
         self.spec = spec
-        self._root = root
+        self._root = site_registry(root)
         self._stamp = self._signature()
-        self.current: Path = resolve_model_path(spec, root=root)
+        self.current: Path = resolve_model_path(spec, root=self._root)
 
     def _signature(self) -> tuple[Any, ...]:
-        """Stat of the pointer files and of the model folder: changes when a promotion lands."""
+        """Stat of the pointer files and model folders of each layer: changes when a promotion lands."""
         if not self.spec.startswith("builtin:") or "/" in self.spec:
             return ()
         name, _, scope = self.spec.removeprefix("builtin:").partition("@")
-        model_dir = _root(self._root) / name
+        paths = []
+        for layer in _layers(self._root):
+            model_dir = layer / name
+            paths += [model_dir, _pointer(model_dir, None)] + ([_pointer(model_dir, scope)] if scope else [])
         stamps: list[Any] = []
-        for path in [model_dir, _pointer(model_dir, None)] + ([_pointer(model_dir, scope)] if scope else []):
+        for path in paths:
             try:
                 st = path.stat()
                 stamps.append((st.st_mtime_ns, st.st_size, st.st_ino))

@@ -96,6 +96,11 @@ class YoloDetector:
         """Version string recorded in events."""
         return self.info.version
 
+    @property
+    def class_thresholds(self) -> dict[str, float]:
+        """Empty: a checkpoint carries no calibrated thresholds (``anjian export`` stamps them into the ONNX file)."""
+        return self.info.class_thresholds
+
     def detect(self, images: Sequence[Any]) -> list[Detections]:
         """Detect objects in each ``(h, w, 3) uint8`` BGR image (numpy; tensors are downloaded)."""
         if not images:

@@ -500,7 +500,9 @@ def replay(
             f"--start-at: expected an ISO 8601 time such as 2024-03-04T08:00:00+08:00, got {start_at!r}"
         ) from None
     try:
-        detector = OnnxDetector(resolve_model_path(model or loaded.model.path), loaded.model)
+        detector = OnnxDetector(
+            resolve_model_path(model or loaded.model.path, root=loaded.model.registry), loaded.model
+        )
         with events.open("w", encoding="utf-8") as out:
             report = replay_video(
                 video,
@@ -586,7 +588,9 @@ def dataset_harvest(
         from models.onnx_detector import OnnxDetector
 
         class_names = list(
-            OnnxDetector(resolve_model_path(loaded.model.path), loaded.model).class_names.values()
+            OnnxDetector(
+                resolve_model_path(loaded.model.path, root=loaded.model.registry), loaded.model
+            ).class_names.values()
         )
     except ModelError:
         class_names = sorted({b.class_name for item in items for b in item.boxes})
@@ -618,7 +622,9 @@ def eval_events(
     cameras = {c.id: (w, c) for w, c in loaded.cameras()}
     try:
         plan = load_event_spec(spec)
-        detector = OnnxDetector(resolve_model_path(model or loaded.model.path), loaded.model)
+        detector = OnnxDetector(
+            resolve_model_path(model or loaded.model.path, root=loaded.model.registry), loaded.model
+        )
     except (ValueError, ModelError) as exc:
         raise _fail(str(exc)) from None
     scores = []

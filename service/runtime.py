@@ -102,7 +102,7 @@ def _model_reloader(config: AnjianConfig, runner: PipelineRunner | None) -> Mode
     """A reloader following promotions of the site's ``builtin:`` model (none for a file path)."""
     if runner is None or not config.model.path.startswith("builtin:"):
         return None
-    return ModelReloader(config.model.path, config.model, runner)
+    return ModelReloader(config.model.path, config.model, runner, root=config.model.registry)
 
 
 def _runner(config: AnjianConfig, sink: EventSink) -> PipelineRunner:

@@ -34,8 +34,29 @@ _out = Console()
 
 RegistryOpt = Annotated[
     Path | None,
-    typer.Option("--registry", help="Registry folder (default: the one shipped in models/registry)."),
+    typer.Option(
+        "--registry",
+        help="Site model registry: where versions are registered and promoted (default: the --config "
+        "site's model.registry, else $ANJIAN_REGISTRY, else ~/.local/share/anjian/registry). The models "
+        "shipped with anjian are read from the package after it, never written.",
+    ),
 ]
+SiteConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Site YAML: use the registry its model.registry names."),
+]
+
+
+def _site_registry(registry: Path | None, site_config: Path | None) -> Path | None:
+    """The site registry to act on: --registry, else the site config's, else ``None`` (the default)."""
+    if registry is not None or site_config is None:
+        return registry
+    from models.config import registry_of_site_config
+
+    try:
+        return registry_of_site_config(site_config)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
 
 
 def _fail(message: str) -> typer.Exit:
@@ -216,19 +237,36 @@ def eval_command(
     gallery_size: Annotated[
         int, typer.Option(min=1, max=500, help="Crops per class in each gallery of the report, worst first.")
     ] = 12,
+    record: Annotated[
+        str | None,
+        typer.Option(
+            "--record",
+            metavar="NAME/VERSION",
+            help="Keep the results with that registry version: meta.json (evals) and its card, where "
+            "`anjian models list` shows them. --model must be that version (builtin:NAME/VERSION, its "
+            "model.onnx, or the .pt it was exported from).",
+        ),
+    ] = None,
+    registry: RegistryOpt = None,
+    site_config: SiteConfigOpt = None,
 ) -> None:
     """Per-class precision, recall, AP50 and AP50-95 of a model on a labelled split."""
     from datasets.classmap import load_class_map
     from datasets.cli import load_any
     from models.config import DetectorConfig
     from models.loader import load_detector
+    from training.eval_record import check_recorded_model, parse_version_ref, record_evaluation
     from training.evaluate import evaluate_detector
 
+    root = _site_registry(registry, site_config)
     try:
+        target = parse_version_ref(record) if record else None
+        if target is not None:
+            check_recorded_model(model, *target, root=root)
         dataset = load_any(data, images=images, split=split)
         mapping = load_class_map(class_map) if class_map else None
         detector = load_detector(
-            model, DetectorConfig(path=model, confidence_threshold=confidence, device="cpu")
+            model, DetectorConfig(path=model, confidence_threshold=confidence, device="cpu", registry=root)
         )
         collector = _report_collector(report_dir)
         report = evaluate_detector(
@@ -258,6 +296,9 @@ def eval_command(
         _out.print(f"ignored data classes (no model class): {list(report.ignored_data_classes)}")
     if json_out:
         json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+    if target is not None:
+        folder = record_evaluation(*target, report.to_dict(), root=root)
+        _out.print(f"recorded with {target[0]}/{target[1]}: {folder / 'meta.json'} (evals) and card.md")
     if report_dir is not None and collector is not None:
         from training.report import write_eval_report
 
@@ -317,9 +358,14 @@ def export_command(
         bool, typer.Option(help="Also build a TensorRT engine (needs an NVIDIA GPU).")
     ] = False,
     register: Annotated[
-        bool, typer.Option(help="Register model.onnx as a new registry version of NAME.")
+        bool,
+        typer.Option(
+            help="Register model.onnx as a new version of NAME in the site registry (not served until "
+            "`anjian models promote NAME VERSION`)."
+        ),
     ] = False,
     registry: RegistryOpt = None,
+    site_config: SiteConfigOpt = None,
 ) -> None:
     """Export weights to ONNX (fp32, dynamic batch; fp16; TensorRT on a GPU), optionally register them."""
     from training.export import export_onnx, export_tensorrt, to_fp16
@@ -346,38 +392,60 @@ def export_command(
                 data_hash=train.get("data_hash"), training=train.get("config"), epochs=train.get("epochs")
             )
             meta["data_version"] = train.get("data_version")
-        card = f"# {name}\n\nExported from `{weights}` at imgsz {imgsz}. Add metrics with `anjian eval`.\n"
-        card += _card_data_line(meta)
-        entry = register_version(name, onnx, meta, card, root=registry)
-        _out.print(f"registered {name} version {entry.version} (promote it with `anjian models promote`)")
+        card = (
+            f"# {name}\n\nExported from `{weights}` at imgsz {imgsz}. Add metrics with "
+            f"`anjian eval --model builtin:{name}/VERSION --data … --record {name}/VERSION`.\n"
+        ) + _card_data_line(meta)
+        try:
+            entry = register_version(name, onnx, meta, card, root=_site_registry(registry, site_config))
+        except (FileExistsError, ValueError) as exc:
+            raise _fail(str(exc)) from None
+        _out.print(
+            f"registered {name} version {entry.version} in {entry.directory}; not served until "
+            f"`anjian models promote {name} {entry.version}`"
+        )
+
+
+_LIST_COLUMNS = ("", "model", "version", "from", "created", "mAP50", "AP50 per set", "promoted for", "data")
 
 
 @models_app.command("list")
 def models_list(
     name: Annotated[str | None, typer.Argument(help="One model (default: all).")] = None,
     registry: RegistryOpt = None,
+    site_config: SiteConfigOpt = None,
 ) -> None:
-    """Versions with creation time, mAP50, data hash; * marks the promoted one."""
-    from models.registry import builtin_model_names, list_versions
+    """Versions of the site registry and the shipped ones: where from, mAP50 per evaluated set, scopes.
 
-    names = [name] if name else builtin_model_names(registry)
-    table = Table()
-    for column in ("", "model", "version", "created", "mAP50", "data"):
+    * marks the version builtin:NAME serves; "promoted for" lists the scopes (builtin:NAME@SCOPE)
+    pinned to a version. mAP50 is the version's own figure, else the mean over the sets it was
+    evaluated on (the release's validation splits and every `anjian eval --record`).
+    """
+    from models.registry import builtin_model_names, list_versions, site_registry
+    from training.eval_record import ap50_by_data
+
+    root = _site_registry(registry, site_config)
+    names = [name] if name else builtin_model_names(root)
+    table = Table(title=f"site registry {site_registry(root)}, then the models shipped with anjian")
+    for column in _LIST_COLUMNS:
         table.add_column(column)
     try:
         for model in names:
-            for v in list_versions(model, root=registry):
+            for v in list_versions(model, root=root):
+                by_data = ap50_by_data(v.meta)
                 map50 = v.meta.get("map50")
-                if map50 is None and isinstance(v.meta.get("val"), dict):
-                    values = [r.get("map50") for r in v.meta["val"].values() if r.get("map50") is not None]
-                    map50 = sum(values) / len(values) if values else None
+                if not isinstance(map50, int | float):
+                    map50 = sum(by_data.values()) / len(by_data) if by_data else None
                 table.add_row(
                     "*" if v.is_promoted else "",
                     model,
                     v.version,
+                    "shipped" if v.is_shipped else "site",
                     v.created_at,
                     _num(map50),
-                    str(v.meta.get("data_hash", ""))[:19],
+                    ", ".join(f"{data} {value:.3f}" for data, value in by_data.items()) or "–",
+                    ", ".join(v.scopes),
+                    str(v.meta.get("data_hash") or "")[:19],
                 )
     except ModelError as exc:
         raise _fail(str(exc)) from None
@@ -390,15 +458,28 @@ def models_promote(
     version: Annotated[str, typer.Argument(help="Version to serve.")],
     scope: Annotated[str | None, typer.Option(help="Only for builtin:NAME@SCOPE (a site or camera).")] = None,
     registry: RegistryOpt = None,
+    site_config: SiteConfigOpt = None,
 ) -> None:
-    """Serve VERSION as builtin:NAME; running pipelines swap to it at their next check."""
+    """Serve VERSION as builtin:NAME; running pipelines swap to it at their next check.
+
+    VERSION may be the site's or a shipped one. Promoting the promoted version changes nothing.
+    """
     from models.registry import promote
 
+    registry = _site_registry(registry, site_config)
+    label = f"{name}{'@' + scope if scope else ''}"
     try:
-        previous = promote(name, version, scope=scope, root=registry)
+        promotion = promote(name, version, scope=scope, root=registry)
     except (ModelError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    _out.print(f"{name}{'@' + scope if scope else ''}: {previous or '(none)'} -> {version}")
+    previous = promotion.previous
+    if not promotion.is_changed:
+        _out.print(f"{label}: version {version} is promoted already; nothing changed")
+        return
+    if previous == version:  # a scope that followed the model's promotion is now pinned
+        _out.print(f"{label}: pinned to {version} (it followed {name}'s promoted version {version})")
+        return
+    _out.print(f"{label}: {previous or '(none)'} -> {version}")
     _show_promotion_comparison(name, version, previous, registry)
 
 
@@ -407,15 +488,18 @@ def models_rollback(
     name: Annotated[str, typer.Argument(help="Model name.")],
     scope: Annotated[str | None, typer.Option(help="Roll back builtin:NAME@SCOPE only.")] = None,
     registry: RegistryOpt = None,
+    site_config: SiteConfigOpt = None,
 ) -> None:
-    """Serve again the version promoted before the current one."""
-    from models.registry import rollback
+    """Undo the last promotion: A, B, C promoted in turn roll back to B, then to A, then to the shipped version."""
+    from models.registry import promoted_version, rollback
 
+    registry = _site_registry(registry, site_config)
     try:
+        before = promoted_version(name, scope=scope, root=registry)
         version = rollback(name, scope=scope, root=registry)
     except (ModelError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    _out.print(f"{name}{'@' + scope if scope else ''}: rolled back to {version}")
+    _out.print(f"{name}{'@' + scope if scope else ''}: rolled back to {version} (from {before})")
 
 
 def _load_scoring_detector(spec: str, confidence: float, registry: Path | None) -> Detector:

@@ -1,4 +1,4 @@
-"""The model registry: versions, promotion, scopes, rollback, change detection."""
+"""The model registry: a site layer over the shipped models, promotion, scopes, rollback, change detection."""
 
 from __future__ import annotations
 
@@ -9,65 +9,152 @@ import pytest
 
 from models.errors import ModelLoadError
 from models.registry import (
+    SHIPPED_DIR,
+    SITE_VERSION_START,
     PromotionWatch,
+    default_registry,
     list_versions,
     promote,
     promoted_version,
     register_version,
     resolve_model_path,
     rollback,
+    version_record_dir,
+    write_card_section,
 )
+
+
+def _model(tmp_path: Path, text: str) -> Path:
+    """A stand-in model file with distinct bytes."""
+    path = tmp_path / f"{text.replace(' ', '-')}.onnx"
+    path.write_bytes(text.encode())
+    return path
 
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Path:
-    """A registry with model 'det' versions 1, 2 and 3 (distinct bytes), nothing promoted."""
+    """A site registry with model 'det' (not shipped) versions 1, 2 and 3, nothing promoted."""
     root = tmp_path / "registry"
     for version in ("1", "2", "3"):
-        source = tmp_path / f"m{version}.onnx"
-        source.write_bytes(f"model {version}".encode())
-        register_version(
-            "det",
-            source,
-            {"map50": 0.1 * int(version), "data_hash": "sha256:abc"},
-            f"# det {version}\n",
-            root=root,
-        )
+        meta = {"map50": 0.1 * int(version), "data_hash": "sha256:abc"}
+        register_version("det", _model(tmp_path, f"model {version}"), meta, f"# det {version}\n", root=root)
     return root
 
 
-def test_without_promotion_builtin_resolves_to_the_latest(registry: Path) -> None:
-    assert promoted_version("det", root=registry) == "3"
-    assert resolve_model_path("builtin:det", root=registry) == registry / "det" / "3" / "model.onnx"
+def _served(spec: str, root: Path) -> str:
+    """The version folder a spec resolves to."""
+    return resolve_model_path(spec, root=root).parent.name
+
+
+def test_registering_never_puts_a_version_live(registry: Path) -> None:
+    assert promoted_version("det", root=registry) is None
+    with pytest.raises(ModelLoadError, match=r"no version of det is promoted .*anjian models promote det"):
+        resolve_model_path("builtin:det", root=registry)
     assert resolve_model_path("builtin:det/1", root=registry).read_bytes() == b"model 1"
+    promote("det", "2", root=registry)
+    register_version("det", _model(registry.parent, "model 4"), {}, "# det 4\n", root=registry)
+    assert _served("builtin:det", registry) == "2"
 
 
-def test_promote_then_rollback_walks_back_through_promotions(registry: Path) -> None:
-    assert promote("det", "1", root=registry) == "3"
-    assert promote("det", "2", root=registry) == "1"
-    assert resolve_model_path("builtin:det", root=registry).parent.name == "2"
+def test_a_site_version_of_a_shipped_model_does_not_replace_the_shipped_one(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    shipped = resolve_model_path("builtin:anjian-n", root=site)
+    assert shipped.is_relative_to(SHIPPED_DIR)
 
-    assert rollback("det", root=registry) == "1"
-    assert resolve_model_path("builtin:det", root=registry).parent.name == "1"
+    entry = register_version("anjian-n", _model(tmp_path, "site model"), {}, "# site\n", root=site)
+
+    assert entry.version == str(SITE_VERSION_START) and entry.directory.is_relative_to(site)
+    assert resolve_model_path("builtin:anjian-n", root=site) == shipped  # not live before a promote
+    assert not (SHIPPED_DIR / "anjian-n" / entry.version).exists()  # shipped files untouched
+    second = register_version("anjian-n", _model(tmp_path, "site model 2"), {}, "", root=site)
+    assert second.version == str(SITE_VERSION_START + 1)
+    with pytest.raises(FileExistsError, match="shipped version"):
+        register_version("anjian-n", _model(tmp_path, "clash"), {}, "", version="1", root=site)
+
+
+def test_a_site_promotion_may_name_a_shipped_version(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    shipped = resolve_model_path("builtin:anjian-n", root=site)
+    entry = register_version("anjian-n", _model(tmp_path, "site model"), {}, "# site\n", root=site)
+    promote("anjian-n", entry.version, root=site)
+    assert resolve_model_path("builtin:anjian-n", root=site) == entry.onnx
+    promote("anjian-n", shipped.parent.name, scope="line-2", root=site)
+    assert resolve_model_path("builtin:anjian-n@line-2", root=site) == shipped
+
+    listed = {v.version: v for v in list_versions("anjian-n", root=site)}
+    assert listed[shipped.parent.name].is_shipped and listed[shipped.parent.name].scopes == ("line-2",)
+    assert listed[entry.version].is_promoted and not listed[entry.version].is_shipped
+
+
+def test_rollback_walks_back_through_the_history(registry: Path) -> None:
+    for version in ("1", "2", "3"):
+        assert promote("det", version, root=registry).is_changed
+    assert _served("builtin:det", registry) == "3"
+
+    assert rollback("det", root=registry) == "2"
+    assert rollback("det", root=registry) == "1"  # back again, not back and forth between 2 and 3
     assert [v.version for v in list_versions("det", root=registry) if v.is_promoted] == ["1"]
+    with pytest.raises(ModelLoadError, match="no earlier promoted version"):
+        rollback("det", root=registry)  # a site-only model: nothing served before the first promotion
     history = [json.loads(line) for line in (registry / "det" / "history.jsonl").read_text().splitlines()]
-    assert [h["version"] for h in history] == ["1", "2", "1"] and history[-1]["note"] == "rollback from 2"
+    assert [(h["action"], h["version"]) for h in history] == [
+        ("promote", "1"),
+        ("promote", "2"),
+        ("promote", "3"),
+        ("rollback", "2"),
+        ("rollback", "1"),
+    ]
+    assert history[-1]["note"] == "rollback from 2 to 1"
 
 
-def test_rollback_without_an_earlier_promotion_fails(registry: Path) -> None:
+def test_promoting_again_after_a_rollback_pushes_on_the_stack(registry: Path) -> None:
+    promote("det", "1", root=registry)
+    promote("det", "2", root=registry)
+    rollback("det", root=registry)
+    promote("det", "3", root=registry)
+    assert rollback("det", root=registry) == "1"
+
+
+def test_rolling_back_the_sites_first_promotion_serves_the_shipped_version(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    shipped = resolve_model_path("builtin:anjian-n", root=site)
+    entry = register_version("anjian-n", _model(tmp_path, "site model"), {}, "", root=site)
+    promote("anjian-n", entry.version, root=site)
+
+    assert rollback("anjian-n", root=site) == shipped.parent.name
+    assert resolve_model_path("builtin:anjian-n", root=site) == shipped
+    assert not (site / "anjian-n" / "promoted").exists()
+
+
+def test_promoting_the_promoted_version_changes_nothing(registry: Path) -> None:
+    promote("det", "2", root=registry)
+    history = (registry / "det" / "history.jsonl").read_text()
+    again = promote("det", "2", root=registry)
+    assert not again.is_changed and again.previous == "2"
+    assert (registry / "det" / "history.jsonl").read_text() == history
+
+
+def test_rollback_without_a_promotion_fails(registry: Path) -> None:
     with pytest.raises(ModelLoadError, match="no earlier promoted version"):
         rollback("det", root=registry)
 
 
-def test_scope_promotion_overrides_only_that_scope(registry: Path) -> None:
+def test_scope_promotion_overrides_only_that_scope_and_rolls_back_to_following_the_model(
+    registry: Path,
+) -> None:
     promote("det", "2", root=registry)
-    promote("det", "1", scope="site-a", root=registry)
+    pinned = promote("det", "1", scope="site-a", root=registry)
+    assert pinned.previous == "2" and pinned.is_changed
 
-    assert resolve_model_path("builtin:det@site-a", root=registry).parent.name == "1"
-    assert resolve_model_path("builtin:det@site-b", root=registry).parent.name == "2"
-    assert resolve_model_path("builtin:det", root=registry).parent.name == "2"
+    assert _served("builtin:det@site-a", registry) == "1"
+    assert _served("builtin:det@site-b", registry) == "2"
+    assert _served("builtin:det", registry) == "2"
+    assert list_versions("det", root=registry)[0].scopes == ("site-a",)
     with pytest.raises(ValueError, match="scope must be"):
         promote("det", "1", scope="../etc", root=registry)
+
+    assert rollback("det", scope="site-a", root=registry) == "2"
+    assert _served("builtin:det@site-a", registry) == "2" and _served("builtin:det", registry) == "2"
 
 
 @pytest.mark.parametrize(
@@ -98,7 +185,41 @@ def test_register_writes_meta_card_and_refuses_to_overwrite(registry: Path, tmp_
         register_version("det", tmp_path / "m1.onnx", {}, "", version="3", root=registry)
 
 
+def test_the_default_site_registry_comes_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ANJIAN_REGISTRY", str(tmp_path / "from-env"))
+    assert default_registry() == tmp_path / "from-env"
+    entry = register_version("det", _model(tmp_path, "env model"), {}, "")
+    assert entry.directory == tmp_path / "from-env" / "det" / "1"
+    monkeypatch.delenv("ANJIAN_REGISTRY")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert default_registry() == tmp_path / "data" / "anjian" / "registry"
+
+
+def test_records_about_a_shipped_version_stay_in_the_site_registry(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    shipped = resolve_model_path("builtin:anjian-n", root=site)
+    version = shipped.parent.name
+    folder = version_record_dir("anjian-n", version, root=site)
+    assert folder == site / "anjian-n" / version and not folder.is_relative_to(SHIPPED_DIR)
+
+    meta = json.loads((folder / "meta.json").read_text())
+    meta["evals"] = [{"data": "site/val", "map50": 0.5}]
+    (folder / "meta.json").write_text(json.dumps(meta))
+    write_card_section(folder / "card.md", "evals", "## Site evaluations\n\none table")
+    write_card_section(folder / "card.md", "evals", "## Site evaluations\n\nnewer table")
+
+    [listed] = [v for v in list_versions("anjian-n", root=site) if v.version == version]
+    assert listed.meta["evals"] == [{"data": "site/val", "map50": 0.5}]
+    assert listed.meta["classes"]  # the shipped meta is still there
+    card = (folder / "card.md").read_text()
+    assert "newer table" in card and "one table" not in card
+    assert resolve_model_path("builtin:anjian-n", root=site) == shipped  # the record folder is no version
+
+
 def test_watch_reports_each_promotion_once(registry: Path) -> None:
+    promote("det", "3", root=registry)
     watch = PromotionWatch("builtin:det", root=registry)
     assert watch.current.parent.name == "3" and watch.poll() is None
 
@@ -108,6 +229,16 @@ def test_watch_reports_each_promotion_once(registry: Path) -> None:
 
     rollback("det", root=registry)
     assert watch.poll() == registry / "det" / "3" / "model.onnx"
+
+
+def test_watch_sees_the_sites_first_promotion_over_a_shipped_model(tmp_path: Path) -> None:
+    site = tmp_path / "site"  # not created yet: the site has never registered anything
+    watch = PromotionWatch("builtin:anjian-n", root=site)
+    assert watch.current.is_relative_to(SHIPPED_DIR)
+    entry = register_version("anjian-n", _model(tmp_path, "site model"), {}, "", root=site)
+    assert watch.poll() is None  # registered, not promoted
+    promote("anjian-n", entry.version, root=site)
+    assert watch.poll() == entry.onnx
 
 
 def test_watch_of_a_fixed_version_never_changes(registry: Path) -> None:

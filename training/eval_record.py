@@ -1,0 +1,140 @@
+"""Keep an evaluation with the registry version it scored, where ``models list`` and the card show it.
+
+``anjian eval --model M --data D --record NAME/VERSION`` hands the report here:
+:func:`record_evaluation` adds it to the version's ``meta.json`` under ``evals`` (a newer
+evaluation of the same data and class map replaces the older one) and rewrites the card's
+``evals`` section from them. For a shipped version both go to the site registry
+(:func:`models.registry.version_record_dir`); the shipped files stay as released.
+
+:func:`ap50_by_data` reads back the AP50 per evaluated set (the release's per-source ``val``
+figures and every recorded evaluation): ``models list`` shows them and their mean.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from models.registry import read_meta, resolve_model_path, version_record_dir, write_card_section, write_meta
+
+__all__ = ["ap50_by_data", "check_recorded_model", "evals_markdown", "parse_version_ref", "record_evaluation"]
+
+
+def parse_version_ref(text: str) -> tuple[str, str]:
+    """``NAME/VERSION`` (or ``builtin:NAME/VERSION``) as its two parts.
+
+    Raises:
+        ValueError: It is not of that form.
+    """
+    name, _, version = text.removeprefix("builtin:").partition("/")
+    if not name or "@" in name or not version.isdigit():
+        raise ValueError(f"--record takes NAME/VERSION, such as anjian-n/101; got {text!r}")
+    return name, version
+
+
+def _sha256(path: Path) -> str:
+    """Digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_recorded_model(spec: str, name: str, version: str, *, root: Path | None = None) -> None:
+    """Refuse to record figures of another model under ``NAME/VERSION``.
+
+    A ``builtin:`` spec must resolve to that version's file and an ``.onnx`` file must
+    have its bytes; a ``.pt`` checkpoint (the weights the version was exported from) is
+    taken at the analyst's word, its path kept in the record.
+
+    Raises:
+        ModelLoadError: The version does not exist.
+        ValueError: ``spec`` is another model.
+    """
+    target = resolve_model_path(f"builtin:{name}/{version}", root=root)
+    path = resolve_model_path(spec, root=root)
+    if spec.startswith("builtin:") and path.resolve() != target.resolve():
+        raise ValueError(f"--model {spec} is {path}, not {name}/{version} ({target}): nothing recorded")
+    if path.suffix.lower() == ".onnx" and path.is_file() and _sha256(path) != _sha256(target):
+        raise ValueError(f"--model {path} is not the model.onnx of {name}/{version}: nothing recorded")
+
+
+def _same_evaluation(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two records score the same data the same way (the newer replaces the older)."""
+    return all(a.get(key) == b.get(key) for key in ("data", "split", "class_map", "data_hash"))
+
+
+def _fmt(value: object) -> str:
+    """A stored figure with three decimals, or a dash."""
+    if isinstance(value, int | float) and not math.isnan(value):
+        return f"{value:.3f}"
+    return "–"
+
+
+def evals_markdown(evals: Sequence[Mapping[str, Any]]) -> str:
+    """The card section listing the recorded evaluations: one row per data set, AP50 per class."""
+    lines = [
+        "## Evaluations",
+        "",
+        "Written by `anjian eval --record`: AP COCO-style (101 points), P and R at the best-F1 confidence.",
+        "",
+        "| data | images | mAP50 | mAP50-95 | AP50 per class | model | recorded |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for record in evals:
+        classes = ", ".join(
+            f"{c.get('name')} {_fmt(c.get('ap50'))}"
+            for c in record.get("classes", [])
+            if isinstance(c, Mapping) and c.get("instances")
+        )
+        lines.append(
+            f"| {record.get('data', '?')} | {record.get('images', '?')} | {_fmt(record.get('map50'))} | "
+            f"{_fmt(record.get('map50_95'))} | {classes or '–'} | `{record.get('model_spec', record.get('model'))}` | "
+            f"{record.get('recorded_at', '')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def record_evaluation(
+    name: str, version: str, report: Mapping[str, Any], *, root: Path | None = None
+) -> Path:
+    """Keep an evaluation report (``EvalReport.to_dict()``) with a registry version.
+
+    Args:
+        name: Model name.
+        version: Its version.
+        report: The evaluation, JSON-ready.
+        root: Site registry folder (:func:`models.registry.site_registry`).
+
+    Returns:
+        The folder whose ``meta.json`` and ``card.md`` now hold it.
+
+    Raises:
+        ModelLoadError: The version does not exist.
+    """
+    folder = version_record_dir(name, version, root=root)
+    meta = read_meta(folder)
+    entry = {"recorded_at": datetime.now(UTC).isoformat(timespec="seconds"), **report}
+    kept = [r for r in meta.get("evals", []) if isinstance(r, Mapping) and not _same_evaluation(r, entry)]
+    meta["evals"] = [*kept, entry]
+    write_meta(folder, meta)
+    write_card_section(folder / "card.md", "evals", evals_markdown(meta["evals"]))
+    return folder
+
+
+def ap50_by_data(meta: Mapping[str, Any]) -> dict[str, float]:
+    """mAP50 per evaluated set: the release's per-source ``val`` figures, then recorded evaluations."""
+    found: dict[str, float] = {}
+    released = meta.get("val")
+    sources = released.items() if isinstance(released, Mapping) else ()
+    evals = ((r.get("data", "?"), r) for r in meta.get("evals", []) if isinstance(r, Mapping))
+    for data, record in [*sources, *evals]:
+        value = record.get("map50") if isinstance(record, Mapping) else None
+        if isinstance(value, int | float) and not math.isnan(value):
+            found[str(data)] = float(value)
+    return found
