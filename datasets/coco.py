@@ -27,6 +27,12 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _describe(categories: list[tuple[int, str]], most: int = 12) -> str:
+    """``id 'name'`` of the first categories, for messages."""
+    shown = ", ".join(f"{cid} {name!r}" for cid, name in categories[:most])
+    return shown + (f", … {len(categories) - most} more" if len(categories) > most else "") or "none"
+
+
 def load_coco_set(
     splits: dict[str, tuple[Path, Path]],
     *,
@@ -90,7 +96,10 @@ def load_coco_set(
             for ann in by_image.get(image_id, []):
                 if ann.get("iscrowd"):
                     continue
-                category = int(ann.get("category_id", -1))
+                try:
+                    category = int(ann.get("category_id", -1))
+                except (TypeError, ValueError):
+                    category = -1
                 bbox = ann.get("bbox")
                 if not isinstance(bbox, list) or len(bbox) != 4 or width <= 0 or height <= 0:
                     dataset.issues.append(
@@ -103,8 +112,19 @@ def load_coco_set(
                         )
                     )
                     continue
+                if category not in class_index:
+                    dataset.issues.append(
+                        Issue(
+                            IssueKind.UNKNOWN_CLASS,
+                            Severity.ERROR,
+                            path,
+                            f"annotation {ann.get('id')}: category_id {ann.get('category_id')!r} is not one of "
+                            f"the file's categories ({_describe(categories)}); box dropped",
+                        )
+                    )
+                    continue
                 x, y, w, h = (float(v) for v in bbox)
-                cls = class_index.get(category, -1)
+                cls = class_index[category]
                 rows.append([cls, (x + w / 2) / width, (y + h / 2) / height, w / width, h / height])
             boxes, issues = clean_boxes(np.array(rows, np.float32).reshape(-1, 5), len(categories), path)
             dataset.issues.extend(issues)

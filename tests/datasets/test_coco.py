@@ -80,6 +80,9 @@ def test_broken_coco_annotations_are_reported(tmp_path: Path) -> None:
     )
     [item] = dataset.images
     np.testing.assert_allclose(item.boxes, [[0, 35 / 200, 35 / 100, 50 / 200, 50 / 100]], atol=1e-6)
+    [unknown] = [i for i in dataset.issues if i.kind is IssueKind.UNKNOWN_CLASS]
+    assert "annotation 2: category_id 9 is not one of the file's categories (5 'fire')" in unknown.detail
+    assert "-1" not in unknown.detail
 
 
 def test_not_a_coco_file_raises(tmp_path: Path) -> None:
