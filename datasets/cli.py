@@ -14,6 +14,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -86,7 +87,11 @@ def import_command(
     name: Annotated[str | None, typer.Option(help="Name of the set (default: folder or file name).")] = None,
     link: Annotated[str, typer.Option(help="symlink, hardlink or copy the images.")] = "copy",
 ) -> None:
-    """Read a YOLO or COCO-JSON set, repair what can be repaired, and write a clean YOLO set."""
+    """Read a YOLO or COCO-JSON set, repair what can be repaired, and write a clean YOLO set.
+
+    Exits 1 when the source had errors (the set is written without what they dropped, and the
+    first errors are listed), so that a script notices.
+    """
     if link not in ("symlink", "hardlink", "copy"):
         raise _fail(f"--link must be symlink, hardlink or copy, got {link!r}")
     try:
@@ -95,11 +100,15 @@ def import_command(
         raise _fail(str(exc)) from None
     link_mode: LinkMode = link  # type: ignore[assignment]
     data_yaml = write_yolo_set(dataset, out, link=link_mode, progress=rich_progress)
-    errors = sum(1 for i in dataset.issues if i.severity.value == "error")
+    errors = [i for i in dataset.issues if i.severity.value == "error"]
     _out.print(
         f"{dataset.name}: {len(dataset)} images, {dataset.box_count()} boxes, {len(dataset.class_names)} classes "
-        f"-> {data_yaml} ({len(dataset.issues)} issue(s), {errors} error(s); see `anjian dataset validate`)"
+        f"-> {data_yaml} ({len(dataset.issues)} issue(s), {len(errors)} error(s); see `anjian dataset validate`)"
     )
+    for issue in errors[:10]:
+        _err.print(f"  error {issue.kind.value:20} {escape(str(issue.path))}  {escape(issue.detail)}")
+    if errors:
+        raise typer.Exit(1)
 
 
 @dataset_app.command("validate")

@@ -122,3 +122,27 @@ def test_import_of_a_coco_file_needs_its_image_folder(tmp_path: Path) -> None:
     assert (
         tmp_path / "o" / "labels" / "val" / "a.txt"
     ).read_text() == "0 0.200000 0.200000 0.200000 0.200000\n"
+
+
+def test_import_exits_1_when_the_source_had_errors_and_still_writes_the_rest(tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    (tmp_path / "imgs").mkdir()
+    cv2.imwrite(str(tmp_path / "imgs" / "a.jpg"), np.zeros((50, 100, 3), np.uint8))
+    coco = {
+        "images": [{"id": 1, "file_name": "a.jpg", "width": 100, "height": 50}],
+        "annotations": [
+            {"id": 1, "image_id": 1, "category_id": 3, "bbox": [10, 5, 20, 10]},
+            {"id": 2, "image_id": 1, "category_id": 8, "bbox": [10, 5, 20, 10]},
+        ],
+        "categories": [{"id": 3, "name": "smoke"}],
+    }
+    (tmp_path / "val.json").write_text(json.dumps(coco))
+    args = ["dataset", "import", str(tmp_path / "val.json"), "--images", str(tmp_path / "imgs")]
+
+    result = runner.invoke(app, [*args, "--out", str(tmp_path / "o")])
+
+    assert result.exit_code == 1, result.output
+    assert "1 error(s)" in result.output and "category_id 8" in " ".join(result.output.split())
+    assert load_yolo_set(tmp_path / "o" / "data.yaml").box_count() == 1
