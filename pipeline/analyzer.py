@@ -25,7 +25,7 @@ thread-safe):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import replace
 
@@ -51,6 +51,8 @@ class CameraAnalyzer:
         context: Site, workshop, camera, model and time zone of the events.
         clip_executor: Encodes clips in the background when given (share one across
             cameras); inline in ``process``/``tick`` otherwise.
+        class_thresholds: The model's calibrated score per class (``Detector.class_thresholds``);
+            rules whose ``min_confidence`` is unset use them.
 
     Example:
         >>> analyzer = CameraAnalyzer(camera_config, context)
@@ -61,11 +63,16 @@ class CameraAnalyzer:
     """
 
     def __init__(
-        self, camera: CameraPipelineConfig, context: EventContext, *, clip_executor: Executor | None = None
+        self,
+        camera: CameraPipelineConfig,
+        context: EventContext,
+        *,
+        clip_executor: Executor | None = None,
+        class_thresholds: Mapping[str, float] | None = None,
     ) -> None:
         self.camera = camera
         self.context = context
-        self.rules: list[BaseRule] = build_rules(camera, context)
+        self.rules: list[BaseRule] = build_rules(camera, context, class_thresholds)
         self.clips = (
             ClipRecorder(camera.evidence, camera.id, executor=clip_executor)
             if camera.evidence.is_clip
@@ -101,6 +108,11 @@ class CameraAnalyzer:
         self.context = replace(self.context, model_version=version)
         for rule in self.rules:
             rule.set_context(self.context)
+
+    def set_class_thresholds(self, thresholds: Mapping[str, float]) -> None:
+        """Apply a swapped-in model's calibrated per-class thresholds to every rule (after a swap)."""
+        for rule in self.rules:
+            rule.set_class_thresholds(thresholds)
 
     def reset_reference(self, zone_id: str) -> bool:
         """Forget the learned clear/clean image of ``zone_id`` (relearned when next seen clear).

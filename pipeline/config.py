@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Literal
+from collections.abc import Mapping
+from typing import ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -185,7 +186,15 @@ class _RuleConfig(_PipelineModel):
     schedule: str | None = Field(
         None, max_length=64, description="Name of a camera schedule; the rule is active only inside it."
     )
-    min_confidence: float = Field(0.35, gt=0, lt=1, description="Ignore detections scoring below this.")
+    default_min_confidence: ClassVar[float] = 0.35
+    """Score a detection needs when neither the site nor the model sets one."""
+    min_confidence: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="Ignore detections scoring below this. Unset: each class's calibrated threshold from the "
+        "model's metadata, else the rule's default (0.35; smoking 0.3; absence from post 0.4).",
+    )
     clear_after_s: float = Field(
         10.0, gt=0, le=86_400, description="An incident ends after its condition has been absent this long."
     )
@@ -198,6 +207,13 @@ class _RuleConfig(_PipelineModel):
         le=86_400,
         description="After an incident ends, the same key may not raise again for this long.",
     )
+
+    def min_confidence_for(self, class_name: str, model_thresholds: Mapping[str, float]) -> float:
+        """Score a ``class_name`` detection needs: the site's ``min_confidence``, else the model's
+        calibrated threshold for the class, else the rule's default."""
+        if self.min_confidence is not None:
+            return self.min_confidence
+        return model_thresholds.get(class_name, self.default_min_confidence)
 
 
 class _WindowedConfig(_RuleConfig):
@@ -230,8 +246,8 @@ class OpenFlameConfig(_WindowedConfig):
     )
     is_temporal_check: bool = Field(
         True,
-        description="Reject flame boxes whose area and brightness do not vary over the window (a static "
-        "orange lamp or a reflection); a real flame flickers.",
+        description="Reject flames that do not change over the window (a static orange lamp, a painted sign, "
+        "a steady reflection): a real flame flickers, in its box's size and brightness or in the pixels inside.",
     )
     min_variation: float = Field(
         0.03,
@@ -239,6 +255,16 @@ class OpenFlameConfig(_WindowedConfig):
         le=1,
         description="Smallest coefficient of variation (std/mean) of box area or brightness that counts as "
         "flickering.",
+    )
+    min_moving_fraction: float = Field(
+        0.015,
+        ge=0,
+        le=1,
+        description="Smallest median fraction of the flame box's pixels that move between flame frames (grey "
+        "level changed by more than 25, brightness shifts and one-pixel camera shake discounted) that counts as "
+        "flickering. Real flames measure 0.018 to 0.55, a still scene under sensor noise 0.000, shaken by a "
+        "pixel 0.013. It is what a flame filling the view passes on: its box clipped by the border, bright all "
+        "over.",
     )
     zones: list[str] = Field(default_factory=list, description="Only flames in these zones; empty: anywhere.")
 
@@ -248,7 +274,7 @@ class SmokingConfig(_WindowedConfig):
 
     k: int = Field(3, ge=1, le=1000, description="Frames with smoking needed in the window.")
     n: int = Field(6, ge=1, le=1000, description="Window length, in analysed frames.")
-    min_confidence: float = Field(0.3, gt=0, lt=1, description="Ignore detections scoring below this.")
+    default_min_confidence: ClassVar[float] = 0.3
     cigarette_classes: list[str] = Field(["cigarette"], description="Classes that must sit near a person.")
     smoking_classes: list[str] = Field(
         default_factory=list, description="Classes that already mean 'a person smoking' (no person needed)."
@@ -419,7 +445,7 @@ class AbsenceFromPostConfig(_RuleConfig):
         RiskLevel.ORANGE, description="Risk colour of overcrowding events."
     )
     person_classes: list[str] = Field(["person"], min_length=1, description="Classes counted as people.")
-    min_confidence: float = Field(0.4, gt=0, lt=1, description="Ignore people scoring below this.")
+    default_min_confidence: ClassVar[float] = 0.4
     min_duration_s: float = Field(
         300.0, ge=0, le=86_400, description="Out of bounds this long before raising."
     )

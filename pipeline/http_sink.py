@@ -7,8 +7,8 @@ delivers the spool's oldest record to ``POST {base_url}/ingest/events``, one at 
 time, in order:
 
 - 2xx: delivered, removed from the spool;
-- 422 (the service refuses the event itself): moved to ``rejected/`` in the spool,
-  logged, and the next one goes;
+- 422 or 413 (the service refuses the event itself, or its size): moved to
+  ``rejected/`` in the spool, logged, and the next one goes;
 - anything else (connection refused, timeout, 5xx, 401/403 with a bad token): kept,
   retried after a backoff doubling from ``backoff_base_s`` up to ``backoff_max_s``.
 
@@ -255,8 +255,8 @@ class HttpEventSink:
             self._count(delivered=1)
             return True
         excerpt = response.text[:_ERROR_BODY_CHARS]
-        if response.status_code == httpx.codes.UNPROCESSABLE_ENTITY:
-            where = self._spool.reject(seq, f"HTTP 422: {excerpt}")
+        if response.status_code in (httpx.codes.UNPROCESSABLE_ENTITY, httpx.codes.REQUEST_ENTITY_TOO_LARGE):
+            where = self._spool.reject(seq, f"HTTP {response.status_code}: {excerpt}")
             self._count(rejected=1)
             logger.error("ingest: the service refused a spooled event (%s); moved to %s", excerpt, where)
             return True

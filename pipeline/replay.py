@@ -145,7 +145,7 @@ def replay_video(
         {**camera.model_dump(), "url": str(video), "realtime": False, "loop": False}
     )
     context = EventContext(site_id, workshop_id, camera.id, detector.version, time_zone=time_zone)
-    analyzer = CameraAnalyzer(source, context)
+    analyzer = CameraAnalyzer(source, context, class_thresholds=detector.class_thresholds)
     tracker = CameraTracker(camera.engine.tracking, fps=camera.analysis_fps, camera_id=camera.id)
     if evidence_dir is not None:
         evidence_dir.mkdir(parents=True, exist_ok=True)

@@ -378,7 +378,9 @@ class PipelineRunner:
         )
 
     def _new_analyzer(self, camera: CameraPipelineConfig, context: EventContext) -> CameraAnalyzer:
-        return CameraAnalyzer(camera, context, clip_executor=self._clip_executor)
+        return CameraAnalyzer(
+            camera, context, clip_executor=self._clip_executor, class_thresholds=self.detector.class_thresholds
+        )
 
     def _close_worker(self, worker: _CameraWorker) -> None:
         now = self._clock()
@@ -397,6 +399,7 @@ class PipelineRunner:
                 worker.last_detections = None
                 worker.gate.reset()
                 worker.analyzer.set_model_version(detector.version)
+                worker.analyzer.set_class_thresholds(detector.class_thresholds)
         logger.info("pipeline: detector swapped to %s", detector.version)
 
     def _loop(self) -> None:

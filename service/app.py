@@ -3,6 +3,11 @@
 Routes are plain ``def`` functions (FastAPI runs them in its thread pool) because
 the store is synchronous SQLAlchemy; only the live feed is ``async``. One router per
 resource lives in ``service/api/``; the dashboard's files in ``service/dashboard/``.
+
+Every router uses ``GuardedRoute`` (token check and body limit before the body is
+read, strict JSON); every error answers RFC 9457 problem details
+(``service.api.problems``); every response carries the security headers
+(``service.api.security``).
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from service.api import control, dashboard, events, ingest, ops, stream, tokens, webhooks
+from service.api import control, dashboard, docs, events, ingest, ops, sessions, stream, tokens, webhooks
+from service.api.auth import Authenticator
 from service.api.deps import (
     CameraHealthProvider,
     get_camera_health,
@@ -23,7 +29,12 @@ from service.api.deps import (
     get_evidence,
     get_store,
 )
+from service.api.limits import FailedAuthLimiter
 from service.api.ops import anjian_version
+from service.api.problems import install_problem_handlers
+from service.api.routing import BodyLimits
+from service.api.security import SecurityHeadersMiddleware
+from service.api.session_cookie import SessionSigner
 from service.config import AnjianConfig
 from service.control import PipelineControl
 from service.escalation import Escalator
@@ -78,7 +89,8 @@ def create_app(
 
     Returns:
         The app; ``app.state`` holds ``config``, ``store``, ``evidence``, ``dispatcher``,
-        ``camera_health``, ``metrics``, ``escalator`` and ``sink`` (what ingest stores through).
+        ``camera_health``, ``metrics``, ``escalator``, ``sink`` (what ingest stores through),
+        ``sessions`` (dashboard cookies), ``authenticator`` and ``body_limits``.
 
     Example:
         >>> app = create_app(load_config("site.yaml"))
@@ -120,7 +132,11 @@ def create_app(
         version=anjian_version(),
         summary="Safety alerts from factory cameras: events, their lifecycle, webhooks, live feed.",
         lifespan=lifespan,
+        docs_url=None,  # served offline by service.api.docs
+        redoc_url=None,
     )
+    limits = config.server.limits
+    session_signer = SessionSigner(config.storage.dir, ttl_s=limits.session_ttl_s)
     app.state.config = config
     app.state.store = store
     app.state.evidence = evidence
@@ -130,9 +146,20 @@ def create_app(
     app.state.escalator = escalator
     app.state.pipeline_control = pipeline_control
     app.state.sink = StoreSink(store, evidence, dispatcher, metrics=metrics)
-    for module in (events, stream, ingest, webhooks, tokens, ops, control, dashboard):
+    app.state.sessions = session_signer
+    app.state.authenticator = Authenticator(
+        store.tokens,
+        session_signer,
+        FailedAuthLimiter(burst=limits.failed_auth_burst, per_minute=limits.failed_auth_per_minute),
+    )
+    app.state.body_limits = BodyLimits(
+        default_bytes=limits.max_body_bytes, ingest_bytes=limits.max_ingest_body_bytes
+    )
+    install_problem_handlers(app)
+    for module in (events, stream, ingest, webhooks, tokens, sessions, ops, control, dashboard, docs):
         app.include_router(module.router)
     app.mount("/dashboard", StaticFiles(directory=dashboard.DASHBOARD_DIR), name="dashboard")
+    app.mount(docs.ASSETS_PATH, StaticFiles(directory=docs.ASSETS_DIR), name="docs-assets")
     if config.server.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -140,4 +167,5 @@ def create_app(
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type"],
         )
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: CORS answers get the headers too
     return app

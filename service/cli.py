@@ -303,15 +303,19 @@ def tokens_create(
     name: Annotated[str | None, typer.Option(help="Who holds it (shown in the audit trail).")] = None,
 ) -> None:
     """Create an API token and print it (only its hash is stored: it cannot be shown again)."""
-    from service.tokens import Role
+    from service.tokens import Role, check_token_name
 
     try:
         role_value = Role(role)
     except ValueError:
         raise _fail(f"unknown role {role!r}; expected one of {[r.value for r in Role]}") from None
+    try:
+        token_name = check_token_name(name or f"{role_value.value} token")
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
     store = _open_store(_load(config))
     try:
-        info, secret = store.tokens.create(name or f"{role_value.value} token", role_value)
+        info, secret = store.tokens.create(token_name, role_value)
     finally:
         store.close()
     typer.secho(f"created {info.role.value} token {info.id} ({info.name!r}); keep it safe:", err=True)
@@ -326,9 +330,11 @@ def tokens_list(config: ConfigOption) -> None:
         tokens = store.tokens.list()
     finally:
         store.close()
+    from service.tokens import printable
+
     for token in tokens:
         state = "revoked" if token.revoked_at is not None else "active"
-        typer.echo(f"{token.id}\t{token.role.value}\t{state}\t{token.name}")
+        typer.echo(f"{token.id}\t{token.role.value}\t{state}\t{printable(token.name)}")
 
 
 @tokens_app.command("revoke")

@@ -68,7 +68,12 @@ class ModelReloader:
             return False
         self._runner.swap_detector(detector)
         self.swaps += 1
-        logger.info("promoted model %s: pipeline switching to %s", path, detector.version)
+        logger.info(
+            "promoted model %s: pipeline switching to %s (calibrated thresholds: %s)",
+            path,
+            detector.version,
+            detector.class_thresholds or "none, the rules' defaults apply",
+        )
         return True
 
     def start(self) -> None:

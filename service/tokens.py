@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import secrets
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -23,10 +24,12 @@ from sqlalchemy import select
 from service.database import Database
 from service.tables import ApiTokenRow
 
-__all__ = ["ApiToken", "Role", "TokenStore", "hash_token"]
+__all__ = ["ApiToken", "Role", "TokenStore", "check_token_name", "hash_token", "printable"]
 
 _PREFIX = "anj_"
 _LAST_USED_RESOLUTION_S = 60.0
+_MAX_NAME_CHARS = 200
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, format (bidi overrides), separators
 
 
 class Role(StrEnum):
@@ -73,6 +76,38 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def printable(text: str) -> str:
+    """``text`` with control, format and line-separator characters escaped (``\\x1b``), for logs and terminals.
+
+    Example:
+        >>> printable("ops\\x1b[2J")
+        'ops\\\\x1b[2J'
+    """
+    if text.isprintable():
+        return text
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in _UNPRINTABLE else ch
+        for ch in text
+    )
+
+
+def check_token_name(name: str) -> str:
+    """The name trimmed, if it is 1-200 characters without control, format or line-separator characters.
+
+    Raises:
+        ValueError: It is blank, too long, or holds such a character (named by code point).
+    """
+    name = name.strip()
+    if not 1 <= len(name) <= _MAX_NAME_CHARS:
+        raise ValueError(f"a token name must be 1-{_MAX_NAME_CHARS} characters, got {len(name)}")
+    for position, ch in enumerate(name):
+        if unicodedata.category(ch) in _UNPRINTABLE:
+            raise ValueError(
+                f"a token name may not hold control or format characters: U+{ord(ch):04X} at position {position}"
+            )
+    return name
+
+
 def _to_token(row: ApiTokenRow) -> ApiToken:
     """Copy a token row into a record."""
     return ApiToken(
@@ -101,18 +136,16 @@ class TokenStore:
         """Make a token.
 
         Args:
-            name: Who holds it (1-200 characters); shown in the audit trail.
+            name: Who holds it (1-200 characters, no control characters); shown in the audit trail.
             role: What it may do.
 
         Returns:
             The record and the secret token, which is not stored and cannot be shown again.
 
         Raises:
-            ValueError: ``name`` is empty or too long, or ``role`` is unknown.
+            ValueError: ``name`` is empty, too long or holds control characters, or ``role`` is unknown.
         """
-        name = name.strip()
-        if not 1 <= len(name) <= 200:
-            raise ValueError(f"a token name must be 1-200 characters, got {len(name)}")
+        name = check_token_name(name)
         role = Role(role)
         secret = _PREFIX + secrets.token_urlsafe(32)
         with self._db.write() as session:
@@ -140,6 +173,12 @@ class TokenStore:
                 if stored is not None:
                     stored.last_used_at = now
         return found
+
+    def get_active(self, token_id: int) -> ApiToken | None:
+        """The token with this id unless it is unknown or revoked (a dashboard session's token)."""
+        with self._db.read() as session:
+            row = session.get(ApiTokenRow, token_id)
+            return None if row is None or row.revoked_at is not None else _to_token(row)
 
     def list(self) -> list[ApiToken]:
         """Every token, revoked ones too, oldest first."""

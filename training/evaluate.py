@@ -26,6 +26,7 @@ from datasets.classmap import ClassMap
 from datasets.labels import DetectionSet, ProgressFn, no_progress
 from datasets.merge import merge_sets
 from models.detector import Detector
+from training.thresholds import ScoredPredictions
 
 __all__ = [
     "IOU_THRESHOLDS",
@@ -149,6 +150,9 @@ class ClassResult:
         images_scored: Images the class was scored on: those whose source labels it. A
             prediction of the class on any other image is neither right nor wrong, and ignored.
         sources: The sources those images come from.
+        predictions: Every scored prediction of the class (score, true positive at IoU
+            0.5) and its ground-truth count: the PR curve ``training.thresholds``
+            calibrates the operating threshold from. Not part of ``to_dict``.
     """
 
     name: str
@@ -162,6 +166,7 @@ class ClassResult:
     confidence: float
     images_scored: int = 0
     sources: tuple[str, ...] = ()
+    predictions: ScoredPredictions | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form (NaN as ``None``)."""
@@ -450,6 +455,7 @@ def evaluate_detector(
                 confidence=best_conf,
                 images_scored=scored_images[c],
                 sources=tuple(sorted(scored_sources[c])),
+                predictions=ScoredPredictions(conf[mine], tp[mine][:, 0], n_gt[c]),
             )
         )
     ignored = dropped_by_map + tuple(n for i, n in enumerate(dataset.class_names) if i not in table)

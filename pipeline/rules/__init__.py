@@ -1,5 +1,7 @@
 """Behaviour rules, one module per behaviour, and the factory that builds a camera's rules."""
 
+from collections.abc import Mapping
+
 from pipeline.config import CameraPipelineConfig
 from pipeline.incidents import EventContext
 from pipeline.rules.absence_from_post import AbsenceFromPostRule
@@ -29,18 +31,24 @@ __all__ = [
 ]
 
 
-def build_environment(camera: CameraPipelineConfig, context: EventContext) -> RuleEnvironment:
-    """The zones, anchors and schedules of one camera, schedules in the site's time zone by default."""
+def build_environment(
+    camera: CameraPipelineConfig, context: EventContext, class_thresholds: Mapping[str, float] | None = None
+) -> RuleEnvironment:
+    """The zones, anchors and schedules of one camera (schedules in the site's time zone by default),
+    and the running model's calibrated per-class thresholds."""
     return RuleEnvironment(
         context=context,
         zones=ZoneSet(camera.zones, camera.anchors),
         schedules={name: Schedule(cfg, context.time_zone) for name, cfg in camera.schedules.items()},
+        class_thresholds=dict(class_thresholds or {}),
     )
 
 
-def build_rules(camera: CameraPipelineConfig, context: EventContext) -> list[BaseRule]:
-    """Instantiate the enabled behaviour rules of one camera."""
-    env = build_environment(camera, context)
+def build_rules(
+    camera: CameraPipelineConfig, context: EventContext, class_thresholds: Mapping[str, float] | None = None
+) -> list[BaseRule]:
+    """Instantiate the enabled behaviour rules of one camera, for a model with ``class_thresholds``."""
+    env = build_environment(camera, context, class_thresholds)
     b = camera.behaviours
     candidates: list[BaseRule | None] = [
         OpenFlameRule(b.open_flame, env) if b.open_flame and b.open_flame.enabled else None,

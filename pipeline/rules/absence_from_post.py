@@ -133,7 +133,7 @@ class AbsenceFromPostRule(BaseRule):
     def process(self, frame: Frame, detections: Detections) -> list[IncidentUpdate]:
         """Count people per post on one analysed frame; return the event revisions to publish."""
         wh = frame.resolution_wh
-        people = select(detections, self.config.person_classes, self.config.min_confidence)
+        people = select(detections, self.config.person_classes, self.floors(self.config.person_classes))
         points = self.env.zones.anchors_norm(people.xyxy, people.names(), wh)
         for state in self._posts:
             inside = state.zone.contains(points) if len(people) else np.zeros(0, bool)

@@ -82,11 +82,14 @@ class RuleEnvironment:
         context: Site, workshop, camera, model and time zone of the events.
         zones: The camera's zones and anchors.
         schedules: Named schedules of the camera, in the site's time zone by default.
+        class_thresholds: The running model's calibrated score per class name (its
+            metadata); rules whose ``min_confidence`` is unset use them.
     """
 
     context: EventContext
     zones: ZoneSet = field(default_factory=lambda: ZoneSet([]))
     schedules: Mapping[str, Schedule] = field(default_factory=dict)
+    class_thresholds: Mapping[str, float] = field(default_factory=dict)
 
 
 def boxes_of(detections: Detections, resolution_wh: tuple[int, int]) -> tuple[EventBox, ...]:
@@ -107,10 +110,17 @@ def boxes_of(detections: Detections, resolution_wh: tuple[int, int]) -> tuple[Ev
     )
 
 
-def select(detections: Detections, classes: Iterable[str], min_confidence: float) -> Detections:
-    """Detections of ``classes`` scoring at least ``min_confidence``."""
+def select(
+    detections: Detections, classes: Iterable[str], min_confidence: float | Mapping[str, float]
+) -> Detections:
+    """Detections of ``classes`` scoring at least ``min_confidence`` (one score, or one per class name)."""
     chosen = detections.with_classes(frozenset(classes))
-    return chosen.filter(chosen.confidence >= min_confidence) if len(chosen) else chosen
+    if not len(chosen):
+        return chosen
+    if isinstance(min_confidence, Mapping):
+        floors = np.array([min_confidence[name] for name in chosen.names()], np.float32)
+        return chosen.filter(chosen.confidence >= floors)
+    return chosen.filter(chosen.confidence >= min_confidence)
 
 
 def normalised(detections: Detections, resolution_wh: tuple[int, int]) -> np.ndarray:
@@ -366,6 +376,14 @@ class BaseRule:
     def process(self, frame: Frame, detections: Detections) -> list[IncidentUpdate]:
         """Feed one analysed frame; return the revisions to publish (each rule implements it)."""
         raise NotImplementedError(f"{type(self).__name__} must implement process()")
+
+    def floors(self, classes: Iterable[str]) -> dict[str, float]:
+        """Score each of ``classes`` needs (see ``_RuleConfig.min_confidence_for``), for ``select``."""
+        return {name: self.config.min_confidence_for(name, self.env.class_thresholds) for name in classes}
+
+    def set_class_thresholds(self, thresholds: Mapping[str, float]) -> None:
+        """Use a swapped-in model's calibrated thresholds from the next frame on (site settings still win)."""
+        self.env = replace(self.env, class_thresholds=dict(thresholds))
 
     def set_context(self, context: EventContext) -> None:
         """Stamp later revisions with ``context`` (a swapped model's version); open incidents go on."""

@@ -63,7 +63,7 @@ class BlockedExitRule(BaseRule):
         now = frame.captured_at
         cfg = self.config
         wh = frame.resolution_wh
-        obstacles = select(detections, cfg.obstacle_classes, cfg.min_confidence)
+        obstacles = select(detections, cfg.obstacle_classes, self.floors(cfg.obstacle_classes))
         obstacle_boxes = normalised(obstacles, wh)
         people = select(detections, cfg.person_classes, 0.2)
         every_box = normalised(detections, wh)

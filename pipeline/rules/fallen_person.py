@@ -53,8 +53,8 @@ class FallenPersonRule(BaseRule):
 
     def _candidates(self, detections: Detections) -> tuple[Detections, np.ndarray]:
         cfg = self.config
-        fallen = select(detections, cfg.fallen_classes, cfg.min_confidence)
-        people = select(detections, cfg.person_classes, cfg.min_confidence)
+        fallen = select(detections, cfg.fallen_classes, self.floors(cfg.fallen_classes))
+        people = select(detections, cfg.person_classes, self.floors(cfg.person_classes))
         if len(people) and len(fallen):  # one body detected twice: keep the fallen box
             keep = np.array([all(box_iou(p, f) < _DUPLICATE_IOU for f in fallen.xyxy) for p in people.xyxy])
             people = people.filter(keep)

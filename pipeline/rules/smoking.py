@@ -59,9 +59,9 @@ class SmokingRule(BaseRule):
         cfg = self.config
         if not self.is_active(now):
             detections = Detections.empty(detections.class_names)
-        people = select(detections, cfg.person_classes, cfg.min_confidence)
-        direct = select(detections, cfg.smoking_classes, cfg.min_confidence)
-        cigarettes = select(detections, cfg.cigarette_classes, cfg.min_confidence)
+        people = select(detections, cfg.person_classes, self.floors(cfg.person_classes))
+        direct = select(detections, cfg.smoking_classes, self.floors(cfg.smoking_classes))
+        cigarettes = select(detections, cfg.cigarette_classes, self.floors(cfg.cigarette_classes))
         candidates = concat(people, direct)
         wh = frame.resolution_wh
         boxes = normalised(candidates, wh)

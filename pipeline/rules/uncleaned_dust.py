@@ -82,7 +82,7 @@ class UncleanedDustRule(BaseRule):
         cfg = self.config
         wh = frame.resolution_wh
         self._schedule_checks(now)
-        dust = select(detections, cfg.dust_classes, cfg.min_confidence)
+        dust = select(detections, cfg.dust_classes, self.floors(cfg.dust_classes))
         dust_points = self.env.zones.anchors_norm(dust.xyxy, dust.names(), wh)
         if cfg.is_reference:
             grey = small_grey(frame.image, cfg.reference.width_px)

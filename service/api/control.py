@@ -10,6 +10,7 @@ from fastapi import Path as PathParam
 
 from service.api.deps import AUTH_RESPONSES, Admin, Operator, PipelineControlDep
 from service.api.models import CameraReloadOut, ReferenceResetOut
+from service.api.routing import GuardedRoute
 from service.control import PipelineControl
 from service.errors import ConfigError
 
@@ -17,7 +18,7 @@ __all__ = ["router"]
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["cameras"], responses=AUTH_RESPONSES)
+router = APIRouter(tags=["cameras"], responses=AUTH_RESPONSES, route_class=GuardedRoute)
 
 _NO_PIPELINE: dict[int | str, dict[str, Any]] = {
     409: {"description": "This process reads no cameras (`anjian serve`)."}

@@ -7,11 +7,13 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
+from service.api.routing import GuardedRoute
+
 __all__ = ["DASHBOARD_DIR", "router"]
 
 DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "dashboard"
 
-router = APIRouter(tags=["dashboard"], include_in_schema=False)
+router = APIRouter(tags=["dashboard"], include_in_schema=False, route_class=GuardedRoute)
 
 
 @router.get("/", response_class=FileResponse)

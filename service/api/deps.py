@@ -1,23 +1,25 @@
 """FastAPI dependencies shared by the routers: the app's parts, and token authentication by role.
 
-Every route but the dashboard's files, ``/healthz``, ``/readyz`` and ``/metrics``
-requires a token: ``Authorization: Bearer <token>``. Routes a browser loads
-directly (``<img>``, ``<video>``, ``EventSource``), which cannot send headers,
-also accept ``?access_token=<token>``. No token or an unknown one answers 401; a
-token whose role is not enough answers 403.
+Every route but the dashboard's files, the API docs, ``/healthz``, ``/readyz``,
+``/metrics`` and ``DELETE /auth/session`` requires a token:
+``Authorization: Bearer <token>``. Routes a browser loads directly (``<img>``,
+``<video>``, ``EventSource``), which cannot send headers, also accept the
+dashboard session cookie (``POST /auth/session``); no route takes a token in
+its URL. No token or an unknown one answers 401; a token whose role is not
+enough answers 403 (``service.api.auth``; ``GuardedRoute`` checks before the
+body is read).
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Sequence
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
-from fastapi.security import APIKeyQuery, HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.exc import SQLAlchemyError
+from fastapi import Depends, Request
 
 from cameras.health import CameraHealth
+from service.api.auth import CookieRoleRequirement, OptionalRoleRequirement, RoleRequirement
+from service.api.problems import problem_responses
 from service.control import PipelineControl
 from service.evidence import EvidenceStore
 from service.metrics import ServiceMetrics
@@ -36,22 +38,20 @@ __all__ = [
     "get_pipeline_control",
     "get_sink",
     "get_store",
-    "require_role",
 ]
-
-logger = logging.getLogger(__name__)
 
 CameraHealthProvider = Callable[[], Sequence[CameraHealth]]
 """Returns the health of every camera this process reads (``PipelineRunner.health``)."""
 
-AUTH_RESPONSES: dict[int | str, dict[str, str]] = {
-    401: {"description": "No token, or an unknown or revoked one."},
-    403: {"description": "The token's role may not do this."},
-}
-
-_bearer = HTTPBearer(auto_error=False, description="An API token (`anjian tokens create`).")
-_query_token = APIKeyQuery(
-    name="access_token", auto_error=False, description="The token, for URLs a browser loads directly."
+AUTH_RESPONSES = problem_responses(
+    401,
+    403,
+    429,
+    descriptions={
+        401: "No token, or an unknown or revoked one.",
+        403: "The token's role may not do this.",
+        429: "Too many failed token attempts from this address; see Retry-After.",
+    },
 )
 
 
@@ -97,64 +97,6 @@ def get_sink(request: Request) -> StoreSink:
     return sink
 
 
-def _unauthorized(detail: str) -> HTTPException:
-    return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
-
-
-def _authenticate(store: EventStore, secret: str | None, required: Role) -> ApiToken:
-    """The token with this secret if its role grants ``required``; 401/403/503 otherwise."""
-    if not secret:
-        raise _unauthorized("an API token is required: send Authorization: Bearer <token>")
-    try:
-        token = store.tokens.authenticate(secret)
-    except SQLAlchemyError as exc:
-        logger.exception("authentication: the database does not answer")
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, detail="the database does not answer"
-        ) from exc
-    if token is None:
-        raise _unauthorized("unknown or revoked API token")
-    if not token.role.grants(required):
-        raise HTTPException(
-            status.HTTP_403_FORBIDDEN,
-            detail=f"a {token.role.value} token may not do this; {required.value} needed",
-        )
-    return token
-
-
-def require_role(required: Role, *, is_query_token_allowed: bool = False) -> Callable[..., ApiToken]:
-    """A dependency that authenticates the request's token and checks its role.
-
-    Args:
-        required: The least role needed (admin grants operator grants viewer;
-            pipeline is granted to pipeline and admin tokens).
-        is_query_token_allowed: Also accept ``?access_token=`` (media and the live feed).
-
-    Returns:
-        The dependency; it returns the ``ApiToken`` (its name is the audit actor).
-    """
-    if is_query_token_allowed:
-
-        def dependency_with_query(
-            request: Request,
-            credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-            access_token: Annotated[str | None, Depends(_query_token)],
-        ) -> ApiToken:
-            secret = credentials.credentials if credentials is not None else access_token
-            return _authenticate(get_store(request), secret, required)
-
-        return dependency_with_query
-
-    def dependency(
-        request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-    ) -> ApiToken:
-        return _authenticate(
-            get_store(request), None if credentials is None else credentials.credentials, required
-        )
-
-    return dependency
-
-
 StoreDep = Annotated[EventStore, Depends(get_store)]
 EvidenceDep = Annotated[EvidenceStore, Depends(get_evidence)]
 DispatcherDep = Annotated[WebhookDispatcher | None, Depends(get_dispatcher)]
@@ -162,8 +104,11 @@ CameraHealthDep = Annotated[CameraHealthProvider | None, Depends(get_camera_heal
 MetricsDep = Annotated[ServiceMetrics, Depends(get_metrics)]
 PipelineControlDep = Annotated[PipelineControl | None, Depends(get_pipeline_control)]
 SinkDep = Annotated[StoreSink, Depends(get_sink)]
-Viewer = Annotated[ApiToken, Depends(require_role(Role.VIEWER))]
-ViewerByQuery = Annotated[ApiToken, Depends(require_role(Role.VIEWER, is_query_token_allowed=True))]
-Operator = Annotated[ApiToken, Depends(require_role(Role.OPERATOR))]
-Admin = Annotated[ApiToken, Depends(require_role(Role.ADMIN))]
-Pipeline = Annotated[ApiToken, Depends(require_role(Role.PIPELINE))]
+Viewer = Annotated[ApiToken, Depends(RoleRequirement(Role.VIEWER))]
+ViewerByCookie = Annotated[ApiToken, Depends(CookieRoleRequirement(Role.VIEWER))]
+"""A viewer by bearer token or dashboard session cookie (media and the live feed)."""
+OptionalViewer = Annotated[ApiToken | None, Depends(OptionalRoleRequirement(Role.VIEWER))]
+"""A viewer's token when one is sent, else ``None`` (``/healthz`` details)."""
+Operator = Annotated[ApiToken, Depends(RoleRequirement(Role.OPERATOR))]
+Admin = Annotated[ApiToken, Depends(RoleRequirement(Role.ADMIN))]
+Pipeline = Annotated[ApiToken, Depends(RoleRequirement(Role.PIPELINE))]

@@ -19,17 +19,11 @@ from service.api.deps import (
     Operator,
     StoreDep,
     Viewer,
-    ViewerByQuery,
+    ViewerByCookie,
 )
-from service.api.models import (
-    AcknowledgeIn,
-    CloseIn,
-    ConflictOut,
-    ConflictResponse,
-    DispatchIn,
-    FalseAlarmIn,
-    ResolveIn,
-)
+from service.api.models import AcknowledgeIn, CloseIn, DispatchIn, FalseAlarmIn, ResolveIn
+from service.api.problems import ApiProblem, problem_responses
+from service.api.routing import GuardedRoute
 from service.errors import EvidenceError, EvidenceNotFoundError, InvalidTransitionError
 from service.lifecycle import Action, AlertState
 from service.records import StoredEvent
@@ -40,7 +34,7 @@ __all__ = ["router"]
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["events"], responses=AUTH_RESPONSES)
+router = APIRouter(tags=["events"], responses=AUTH_RESPONSES, route_class=GuardedRoute)
 
 _EVENT_ID = PathParam(..., min_length=1, max_length=64, description="Event id.")
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No event has this id."}}
@@ -163,7 +157,7 @@ def _evidence_path_or_404(evidence: EvidenceDep, stored: StoredEvent, relpath: s
     },
 )
 def get_snapshot(
-    store: StoreDep, evidence: EvidenceDep, _token: ViewerByQuery, event_id: Annotated[str, _EVENT_ID]
+    store: StoreDep, evidence: EvidenceDep, _token: ViewerByCookie, event_id: Annotated[str, _EVENT_ID]
 ) -> Response:
     """The snapshot of the event's latest revision that brought one; 404 when there is none."""
     stored = _require_event(store, event_id)
@@ -197,7 +191,7 @@ def get_snapshot(
     },
 )
 def get_clip(
-    store: StoreDep, evidence: EvidenceDep, _token: ViewerByQuery, event_id: Annotated[str, _EVENT_ID]
+    store: StoreDep, evidence: EvidenceDep, _token: ViewerByCookie, event_id: Annotated[str, _EVENT_ID]
 ) -> FileResponse:
     """The clip the pipeline recorded around the event; ``Range: bytes=a-b`` answers 206 with that part."""
     stored = _require_event(store, event_id)
@@ -223,10 +217,14 @@ def _transition(
     except KeyError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"event {event_id!r} not found") from exc
     except InvalidTransitionError as exc:
-        conflict = ConflictOut(
-            message=str(exc), state=AlertState(exc.state), allowed_actions=[Action(a) for a in exc.allowed]
-        )
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=conflict.model_dump(mode="json")) from exc
+        raise ApiProblem(
+            status.HTTP_409_CONFLICT,
+            str(exc),
+            extensions={
+                "state": AlertState(exc.state).value,
+                "allowed_actions": [Action(a).value for a in exc.allowed],
+            },
+        ) from exc
     metrics.transitions.labels(action=action.value).inc()
     if result.deliveries_enqueued and dispatcher is not None:
         dispatcher.wake()
@@ -235,10 +233,9 @@ def _transition(
 
 _LIFECYCLE_RESPONSES: dict[int | str, dict[str, Any]] = {
     **_NOT_FOUND,
-    409: {
-        "description": "Not allowed from the alert's state; `detail` lists the allowed actions.",
-        "model": ConflictResponse,
-    },
+    **problem_responses(
+        409, descriptions={409: "Not allowed from the alert's state; `allowed_actions` lists what is."}
+    ),
 }
 
 

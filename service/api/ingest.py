@@ -10,12 +10,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from pipeline.event_json import event_from_json
 from service.api.deps import AUTH_RESPONSES, Pipeline, SinkDep
 from service.api.models import IngestEventIn, IngestResult
+from service.api.routing import IngestRoute
 
 __all__ = ["router"]
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["ingest"], responses=AUTH_RESPONSES)
+router = APIRouter(tags=["ingest"], responses=AUTH_RESPONSES, route_class=IngestRoute)
 
 
 @router.post(

@@ -8,7 +8,6 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 
 from pipeline.event import Behaviour, RiskLevel
-from service.lifecycle import Action, AlertState
 from service.records import DeliveryStatus, Subscription, WebhookDelivery
 from service.schemas import WebhookKind, epoch_to_datetime
 from service.tokens import ApiToken, Role
@@ -16,8 +15,6 @@ from service.tokens import ApiToken, Role
 __all__ = [
     "AcknowledgeIn",
     "CloseIn",
-    "ConflictOut",
-    "ConflictResponse",
     "DeliveryList",
     "DeliveryOut",
     "DispatchIn",
@@ -25,6 +22,7 @@ __all__ = [
     "IngestBoxIn",
     "IngestEventIn",
     "IngestResult",
+    "LivenessOut",
     "ReadyOut",
     "ResolveIn",
     "SubscriptionIn",
@@ -79,20 +77,6 @@ class CloseIn(_Model):
     """Close a resolved or false alarm."""
 
     note: _Note = Field("", description="Optional comment.")
-
-
-class ConflictOut(_Model):
-    """Why a lifecycle action was refused (409)."""
-
-    message: str
-    state: AlertState = Field(..., description="The alert's current state.")
-    allowed_actions: list[Action] = Field(..., description="What may be done from this state.")
-
-
-class ConflictResponse(_Model):
-    """The 409 body of a refused lifecycle action."""
-
-    detail: ConflictOut
 
 
 # --------------------------------------------------------------------- ingest
@@ -305,6 +289,12 @@ class TokenCreated(_Model):
 
 
 # ----------------------------------------------------------------------- ops
+
+
+class LivenessOut(_Model):
+    """What ``/healthz`` tells a caller without a token: the process answers."""
+
+    status: Literal["ok"] = "ok"
 
 
 class ReadyOut(_Model):

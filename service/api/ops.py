@@ -1,4 +1,10 @@
-"""Operations: liveness (``/healthz``), readiness (``/readyz``), Prometheus (``/metrics``), camera health."""
+"""Operations: liveness (``/healthz``), readiness (``/readyz``), Prometheus (``/metrics``), camera health.
+
+``/healthz`` tells an anonymous caller only that the process answers
+(``{"status": "ok"}``); with a viewer token it adds the version, the database,
+the webhook worker and each camera's state and last error. ``/readyz`` answers
+booleans only.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +14,17 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import APIRouter, Response, status
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.api.deps import AUTH_RESPONSES, CameraHealthDep, DispatcherDep, MetricsDep, StoreDep, Viewer
-from service.api.models import ReadyOut
+from service.api.deps import (
+    AUTH_RESPONSES,
+    CameraHealthDep,
+    DispatcherDep,
+    MetricsDep,
+    OptionalViewer,
+    StoreDep,
+    Viewer,
+)
+from service.api.models import LivenessOut, ReadyOut
+from service.api.routing import GuardedRoute
 from service.database import is_schema_current
 from service.errors import DatabaseError
 from service.metrics import CONTENT_TYPE
@@ -20,7 +35,7 @@ __all__ = ["anjian_version", "router"]
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=GuardedRoute)
 
 
 def anjian_version() -> str:
@@ -31,11 +46,26 @@ def anjian_version() -> str:
         return "0"
 
 
-@router.get("/healthz", response_model=HealthOut, summary="Liveness and dependencies")
+@router.get(
+    "/healthz",
+    response_model=HealthOut | LivenessOut,
+    summary="Liveness; with a viewer token, dependencies and cameras too",
+    responses={
+        401: AUTH_RESPONSES[401],
+        429: AUTH_RESPONSES[429],
+        503: {"description": "With a token: the database does not answer.", "model": HealthOut},
+    },
+)
 def healthz(
-    store: StoreDep, dispatcher: DispatcherDep, camera_health: CameraHealthDep, response: Response
-) -> HealthOut:
-    """200 with ``status: ok`` when the database answers, else 503 with ``status: degraded``."""
+    store: StoreDep,
+    dispatcher: DispatcherDep,
+    camera_health: CameraHealthDep,
+    response: Response,
+    token: OptionalViewer,
+) -> HealthOut | LivenessOut:
+    """Anonymous: 200 ``{"status": "ok"}``. With a viewer token: the details, 503 ``degraded`` when the database fails."""
+    if token is None:
+        return LivenessOut()
     pending: int | None = None
     try:
         store.ping()

@@ -5,7 +5,8 @@ the ``EventOut`` JSON as data, sent when the event changes (its ``version`` grow
 Changes are found by polling the store's ``updated_at`` index twice a second, so
 the feed also shows changes written by other processes sharing the database. A
 comment line goes out every 15 s so proxies keep the connection open. Browsers
-pass the token as ``?access_token=`` (``EventSource`` cannot send headers).
+authenticate with the dashboard session cookie (``EventSource`` cannot send
+headers; ``POST /auth/session``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.api.deps import AUTH_RESPONSES, StoreDep, ViewerByQuery
+from service.api.deps import AUTH_RESPONSES, StoreDep, ViewerByCookie
+from service.api.routing import GuardedRoute
 from service.schemas import EventOut
 from service.store import EventStore
 
@@ -29,7 +31,7 @@ __all__ = ["router"]
 
 logger = logging.getLogger(__name__)
 
-router = APIRouter(tags=["events"], responses=AUTH_RESPONSES)
+router = APIRouter(tags=["events"], responses=AUTH_RESPONSES, route_class=GuardedRoute)
 
 _POLL_S = 0.5
 _HEARTBEAT_S = 15.0
@@ -71,7 +73,7 @@ async def _feed(request: Request, store: EventStore) -> AsyncIterator[str]:
     summary="Live feed of event changes (Server-Sent Events)",
     responses={200: {"content": {"text/event-stream": {}}, "description": "One message per change."}},
 )
-async def stream(request: Request, store: StoreDep, _token: ViewerByQuery) -> StreamingResponse:
+async def stream(request: Request, store: StoreDep, _token: ViewerByCookie) -> StreamingResponse:
     """Server-Sent Events, one per change of any event from now on; reconnect to resume."""
     return StreamingResponse(
         _feed(request, store),

@@ -9,12 +9,13 @@ from fastapi import Path as PathParam
 
 from service.api.deps import AUTH_RESPONSES, Admin, DispatcherDep, StoreDep
 from service.api.models import DeliveryList, DeliveryOut, SubscriptionIn, SubscriptionOut
+from service.api.routing import GuardedRoute
 from service.records import DeliveryStatus
 from service.subscriptions import SOURCE_CONFIG, SubscriptionSpec
 
 __all__ = ["router"]
 
-router = APIRouter(tags=["webhooks"], responses=AUTH_RESPONSES)
+router = APIRouter(tags=["webhooks"], responses=AUTH_RESPONSES, route_class=GuardedRoute)
 
 _SUB_ID = PathParam(..., ge=1, le=2**31 - 1, description="Subscription id.")
 _DELIVERY_ID = PathParam(..., ge=1, le=2**63 - 1, description="Delivery id.")

@@ -1,5 +1,7 @@
 // anjian control room: live event feed (SSE), filters, event detail with lifecycle buttons, camera grid.
-// Plain JavaScript served by the service itself: no build step, no CDN, works offline.
+// Plain JavaScript served by the service itself: no build step, no CDN, works offline, no inline script
+// (the Content-Security-Policy allows only this file). API calls send the token as a bearer header;
+// <img>, <video> and EventSource cannot, so the page opens a session (an HttpOnly cookie) and renews it.
 "use strict";
 
 const TOKEN_KEY = "anjian.token";
@@ -12,7 +14,9 @@ const ACTION_PATHS = {
 };
 const OPEN_STATES = ["raised", "acknowledged", "dispatched", "resolved", "false_alarm"];
 
-const state = { token: "", events: new Map(), selected: null, source: null, cameraTimer: null };
+const state = {
+  token: "", events: new Map(), selected: null, source: null, cameraTimer: null, sessionTimer: null, streamRetry: null,
+};
 const $ = (id) => document.getElementById(id);
 
 function showError(message) {
@@ -36,14 +40,22 @@ async function api(path, options = {}) {
   if (!response.ok) {
     let detail = response.statusText;
     try {
-      const body = await response.json();
-      detail = typeof body.detail === "string" ? body.detail : (body.detail.message || JSON.stringify(body.detail));
+      const problem = await response.json();  // RFC 9457 problem details
+      detail = problem.detail || problem.title || detail;
     } catch (_) { /* not JSON */ }
     const error = new Error(`${response.status}: ${detail}`);
     error.status = response.status;
     throw error;
   }
-  return response.json();
+  return response.status === 204 ? null : response.json();
+}
+
+// The cookie that media and the live feed need; renewed at half its life.
+async function openSession() {
+  const session = await api("/auth/session", { method: "POST" });
+  clearTimeout(state.sessionTimer);
+  state.sessionTimer = setTimeout(
+    () => openSession().catch((error) => showError(`Session: ${error.message}`)), session.ttl_s * 500);
 }
 
 function fmtTime(iso) {
@@ -68,10 +80,6 @@ function matches(event, f) {
   if (f.behaviour && event.behaviour !== f.behaviour) return false;
   if (f.camera && !event.camera_id.includes(f.camera)) return false;
   return true;
-}
-
-function mediaUrl(path) {
-  return `${path}?access_token=${encodeURIComponent(state.token)}`;
 }
 
 function renderFeed(freshId) {
@@ -137,12 +145,12 @@ async function renderDetail() {
   const img = $("detail-snapshot");
   const video = $("detail-clip");
   if (event.snapshot_url) {
-    const src = mediaUrl(event.snapshot_url) + `&v=${event.version}`;
+    const src = `${event.snapshot_url}?v=${event.version}`;
     if (img.dataset.src !== src) { img.src = src; img.dataset.src = src; }
     img.hidden = false;
   } else { img.hidden = true; img.removeAttribute("src"); img.dataset.src = ""; }
   if (event.clip_url) {
-    const src = mediaUrl(event.clip_url);
+    const src = event.clip_url;
     if (video.dataset.src !== src) { video.src = src; video.dataset.src = src; }
     video.hidden = false;
   } else { video.hidden = true; video.removeAttribute("src"); video.dataset.src = ""; }
@@ -227,10 +235,19 @@ function setLive(isOn, text) {
 
 function connectStream() {
   if (state.source) state.source.close();
-  const source = new EventSource(`/stream?access_token=${encodeURIComponent(state.token)}`);
+  clearTimeout(state.streamRetry);
+  const source = new EventSource("/stream");  // authenticated by the session cookie
   state.source = source;
   source.onopen = () => setLive(true, "live");
-  source.onerror = () => setLive(false, "reconnecting…");
+  source.onerror = () => {
+    setLive(false, "reconnecting…");
+    if (source.readyState !== EventSource.CLOSED) return;  // the browser retries by itself
+    // Refused (session expired or token revoked): open a new session, then reconnect.
+    state.streamRetry = setTimeout(() => openSession().then(connectStream).catch((error) => {
+      setLive(false, "offline");
+      showError(error.status === 401 ? "The token was refused: check it." : `Live feed: ${error.message}`);
+    }), 3000);
+  };
   source.addEventListener("event", (message) => upsert(JSON.parse(message.data), true));
 }
 
@@ -257,13 +274,20 @@ async function loadCameras() {
 async function connect() {
   state.token = readToken();
   $("token-input").value = state.token;
-  if (!state.token) { setLive(false, "enter a token"); return; }
+  if (!state.token) {
+    setLive(false, "enter a token");
+    fetch("/auth/session", { method: "DELETE" }).catch(() => {});
+    return;
+  }
   try {
+    await openSession();
     await loadEvents();
     showError("");
   } catch (error) {
     setLive(false, "offline");
-    showError(error.status === 401 ? "The token was refused: check it." : `Cannot load events: ${error.message}`);
+    const refused = { 401: "The token was refused: check it.", 403: "This token may not read events.",
+      429: "Too many refused tokens from this computer: wait a minute." };
+    showError(refused[error.status] || `Cannot load events: ${error.message}`);
     return;
   }
   connectStream();

@@ -139,13 +139,14 @@ def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None
     assert (sink.stats().published, sink.stats().dropped) == (5, 3)
 
 
-def test_refused_event_is_moved_aside_and_the_next_one_goes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("status", [422, 413], ids=["invalid", "too-large"])
+def test_refused_event_is_moved_aside_and_the_next_one_goes(tmp_path: Path, status: int) -> None:
     seen: list[str] = []
 
     def handle(request: httpx.Request) -> httpx.Response:
         event_id = event_from_json(json.loads(request.content)).id
         seen.append(event_id)
-        return httpx.Response(422 if event_id == "bad" else 200, json={"detail": "nope"})
+        return httpx.Response(status if event_id == "bad" else 200, json={"detail": "nope"})
 
     sink = _sink("http://service.example", "anj_x", tmp_path / "spool", transport=httpx.MockTransport(handle))
     sink.start()
@@ -160,7 +161,7 @@ def test_refused_event_is_moved_aside_and_the_next_one_goes(tmp_path: Path) -> N
     assert (sink.stats().rejected, sink.stats().delivered) == (1, 1)
     rejected = list((tmp_path / "spool" / "rejected").glob("*.rec"))
     assert len(rejected) == 1
-    assert "HTTP 422" in rejected[0].with_name(rejected[0].name + ".reason.txt").read_text()
+    assert f"HTTP {status}" in rejected[0].with_name(rejected[0].name + ".reason.txt").read_text()
 
 
 def test_constructor_rejects_bad_arguments(tmp_path: Path) -> None:

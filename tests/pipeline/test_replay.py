@@ -36,6 +36,7 @@ class _BlindDetector:
     """Sees nothing: the reference-image paths of the rules work alone."""
 
     class_names: ClassVar[dict[int, str]] = {0: "person"}
+    class_thresholds: ClassVar[dict[str, float]] = {}
     version = "blind@1"
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:

@@ -133,6 +133,7 @@ class _CountingDetector:
     def __init__(self, version: str = "fake@1") -> None:
         self.version = version
         self.class_names = {0: "person"}
+        self.class_thresholds: dict[str, float] = {}
         self.images = 0
 
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
@@ -149,9 +150,16 @@ class _RecordingAnalyzer:
 
     created: ClassVar[list[_RecordingAnalyzer]] = []
 
-    def __init__(self, camera: CameraPipelineConfig, context: EventContext, **_: object) -> None:
+    def __init__(
+        self,
+        camera: CameraPipelineConfig,
+        context: EventContext,
+        class_thresholds: dict[str, float] | None = None,
+        **_: object,
+    ) -> None:
         self.camera = camera
         self.context = context
+        self.class_thresholds = dict(class_thresholds or {})
         self.fed: list[Detections] = []
         self.ticks = 0
         _RecordingAnalyzer.created.append(self)
@@ -166,6 +174,9 @@ class _RecordingAnalyzer:
 
     def set_model_version(self, version: str) -> None:
         self.context = replace(self.context, model_version=version)
+
+    def set_class_thresholds(self, thresholds: dict[str, float]) -> None:
+        self.class_thresholds = dict(thresholds)
 
     def close(self, now: float) -> list[Event]:
         return [make_event(camera_id=self.camera.id, ended_at=now, started_at=now - 1, last_seen_at=now)]
@@ -311,11 +322,13 @@ def test_cameras_are_added_updated_and_removed_while_running(engine: Any) -> Non
 
 def test_detector_swap_takes_effect_between_batches(engine: Any) -> None:
     old, new = _CountingDetector("old@1"), _CountingDetector("new@2")
+    old.class_thresholds, new.class_thresholds = {"person": 0.3}, {"person": 0.6}
     gated = _scripted("a", engine=EngineConfig(motion_gate=MotionGateConfig(enabled=True, max_skip_s=600)))
     runner, sources = engine([gated], old, ListSink())
     runner.start()
     sources["a"].push(_GREY)
     assert wait_for(lambda: runner.stats().frames_analysed >= 1)
+    assert [a.class_thresholds for a in _RecordingAnalyzer.created] == [{"person": 0.3}]
 
     runner.swap_detector(new)  # type: ignore[arg-type]
     sources["a"].push(_GREY)  # a still frame, but after a swap it is inferred anyway
@@ -324,3 +337,4 @@ def test_detector_swap_takes_effect_between_batches(engine: Any) -> None:
     assert (old.images, new.images) == (1, 1)
     assert runner.stats().detector_swaps == 1 and runner.detector is new
     assert [a.context.model_version for a in _RecordingAnalyzer.created] == ["new@2"]
+    assert [a.class_thresholds for a in _RecordingAnalyzer.created] == [{"person": 0.6}]  # the rules' defaults

@@ -81,10 +81,12 @@ def test_invalid_transition_is_409_listing_the_allowed_actions(client: TestClien
     )
 
     assert response.status_code == 409
-    detail = response.json()["detail"]
-    assert detail["state"] == "raised"
-    assert detail["allowed_actions"] == ["acknowledge"]
-    assert "cannot resolve an alert that is raised" in detail["message"]
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert (problem["status"], problem["title"]) == (409, "Conflict")
+    assert problem["state"] == "raised"
+    assert problem["allowed_actions"] == ["acknowledge"]
+    assert "cannot resolve an alert that is raised" in problem["detail"]
 
 
 @pytest.mark.parametrize(
@@ -212,7 +214,9 @@ def test_clip_is_served_whole_and_by_range(client: TestClient) -> None:
         client.get(f"/events/{event.id}", headers=viewer).json()["clip_url"] == f"/events/{event.id}/clip.mp4"
     )
     token = viewer["Authorization"].removeprefix("Bearer ")
-    assert client.get(f"/events/{event.id}/clip.mp4?access_token={token}").status_code == 200
+    assert client.get(f"/events/{event.id}/clip.mp4?access_token={token}").status_code == 401
+    assert client.post("/auth/session", headers=viewer).status_code == 200
+    assert client.get(f"/events/{event.id}/clip.mp4").content == MP4, "the session cookie serves media"
 
 
 def test_event_without_clip_answers_404(client: TestClient) -> None:

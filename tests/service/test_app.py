@@ -136,7 +136,14 @@ def test_unknown_event_is_404_with_clear_detail(client: TestClient) -> None:
     response = client.get("/events/does-not-exist")
 
     assert response.status_code == 404
-    assert response.json() == {"detail": "event 'does-not-exist' not found"}
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json() == {
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "event 'does-not-exist' not found",
+        "instance": "/events/does-not-exist",
+    }
     assert client.get("/events/does-not-exist/snapshot.jpg").status_code == 404
 
 
@@ -149,7 +156,7 @@ def test_event_without_snapshot_has_no_snapshot_url_and_its_snapshot_is_404(
     assert client.get(f"/events/{event.id}").json()["snapshot_url"] is None
     response = client.get(f"/events/{event.id}/snapshot.jpg")
     assert response.status_code == 404
-    assert response.json() == {"detail": f"event {event.id!r} has no snapshot"}
+    assert response.json()["detail"] == f"event {event.id!r} has no snapshot"
 
 
 def test_snapshot_file_deleted_from_disk_is_404(
@@ -182,7 +189,30 @@ def test_bad_query_is_422(client: TestClient, params: dict[str, str | int]) -> N
     response = client.get("/events", params=params)
 
     assert response.status_code == 422
-    assert "detail" in response.json()
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert (problem["status"], problem["instance"]) == (422, "/events")
+    assert problem["detail"]
+
+
+def test_healthz_tells_an_anonymous_caller_only_that_it_is_alive(config: AnjianConfig) -> None:
+    health = CameraHealth(
+        camera_id="cam-1", state=CameraState.OFFLINE, since=1_700_000_000.0, last_error="refused by 10.0.0.5"
+    )
+    app = create_app(config, camera_health=lambda: [health])
+    try:
+        client = TestClient(app)
+        anonymous = client.get("/healthz")
+        pipeline = client.get("/healthz", headers=bearer(app.state.store, "pipeline"))
+        viewer = client.get("/healthz", headers=bearer(app.state.store, "viewer"))
+        wrong = client.get("/healthz", headers={"Authorization": "Bearer anj_wrong-0000000000000000000"})
+    finally:
+        app.state.store.close()
+
+    assert (anonymous.status_code, anonymous.json()) == (200, {"status": "ok"})
+    assert pipeline.json() == {"status": "ok"}, "a token that may not read gets liveness only"
+    assert viewer.json()["cameras"][0]["last_error"] == "refused by 10.0.0.5"
+    assert wrong.status_code == 401
 
 
 def test_healthz_reports_ok_database_and_pending_deliveries(client: TestClient) -> None:
@@ -199,6 +229,7 @@ def test_healthz_lists_camera_health_when_given(config: AnjianConfig) -> None:
     app = create_app(config, camera_health=lambda: [health])
     try:
         client = TestClient(app)
+        client.headers.update(bearer(app.state.store, "viewer"))
         (camera,) = client.get("/healthz").json()["cameras"]
         grid = client.get("/cameras", headers=bearer(app.state.store, "viewer")).json()
         metrics = client.get("/metrics").text
@@ -216,7 +247,7 @@ def test_healthz_lists_camera_health_when_given(config: AnjianConfig) -> None:
 def test_lifespan_starts_and_stops_the_dispatcher_the_app_created(tmp_path: Path) -> None:
     app = create_app(make_config(tmp_path / "data", [WebhookConfig(url="http://127.0.0.1:9/hook")]))
 
-    with TestClient(app) as client:
+    with TestClient(app, headers=bearer(app.state.store, "viewer")) as client:
         assert client.get("/healthz").json()["is_dispatcher_running"] is True
         dispatcher = app.state.dispatcher
 
@@ -228,7 +259,7 @@ def test_app_leaves_a_store_and_dispatcher_it_was_given_alone(config: AnjianConf
     dispatcher = WebhookDispatcher(store)
     app = create_app(config, store=store, dispatcher=dispatcher)
     try:
-        with TestClient(app) as client:
+        with TestClient(app, headers=bearer(store, "viewer")) as client:
             assert client.get("/healthz").json()["is_dispatcher_running"] is False
         assert store.get_event("x") is None, "a store passed in stays open after shutdown"
     finally:

@@ -25,6 +25,7 @@ class _BlindDetector:
     """Sees nothing: the test is about cameras, not detections."""
 
     class_names = {0: "person"}  # noqa: RUF012 - read-only
+    class_thresholds: dict[str, float] = {}  # noqa: RUF012 - read-only
     version = "blind@1"
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:

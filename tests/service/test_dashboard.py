@@ -1,6 +1,9 @@
-"""The dashboard in headless Chromium (Debian's, driven by Playwright): live feed, lifecycle buttons, camera grid.
+"""The dashboard and the API docs in headless Chromium (Debian's, driven by Playwright).
 
-Set ``ANJIAN_SCREENSHOT_DIR`` to keep the screenshot the test takes.
+The dashboard: live feed, lifecycle buttons, camera grid, media through the
+session cookie (no token in any URL), nothing blocked by the Content-Security-Policy.
+The docs: Swagger UI and ReDoc render from the service's own assets (the browser
+here reaches no CDN). Set ``ANJIAN_SCREENSHOT_DIR`` to keep the screenshot.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -41,6 +45,15 @@ def browser() -> Iterator[object]:
         browser.close()
 
 
+def _watch(page: Any) -> tuple[list[str], list[str]]:
+    """Lists that fill with the page's console messages and the URLs it requests."""
+    console: list[str] = []
+    requested: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    page.on("request", lambda request: requested.append(request.url))
+    return console, requested
+
+
 def test_operator_sees_a_new_alert_live_and_works_it_through_the_buttons(
     tmp_path: Path, browser: object
 ) -> None:
@@ -63,6 +76,7 @@ def test_operator_sees_a_new_alert_live_and_works_it_through_the_buttons(
     store.upsert_event(older)
     server = ServerThread(app).start()
     page = browser.new_page(viewport={"width": 1400, "height": 950})  # type: ignore[attr-defined]
+    console, requested = _watch(page)
     try:
         page.goto(f"{server.base_url}/#token={operator}")
         page.wait_for_selector("#live-status:text('live')", timeout=TIMEOUT_MS)
@@ -111,8 +125,38 @@ def test_operator_sees_a_new_alert_live_and_works_it_through_the_buttons(
         ("duty officer", "resolve"),
     ]
     assert trail[-1].note == "Flame put out with extinguisher; hot-work permit checked"
+    assert [m for m in console if "Content Security Policy" in m] == []
+    assert [url for url in requested if operator in url or "access_token" in url] == [], "no token in a URL"
+    assert any(url.endswith(f"/events/{event.id}/snapshot.jpg?v=1") for url in requested)
     keep = os.environ.get("ANJIAN_SCREENSHOT_DIR")
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(screenshot, Path(keep) / "dashboard.png")
     assert screenshot.stat().st_size > 10_000
+
+
+@pytest.mark.parametrize(
+    ("path", "rendered"),
+    [("/docs", ".swagger-ui .opblock"), ("/redoc", "[data-section-id]")],
+    ids=["swagger-ui", "redoc"],
+)
+def test_api_docs_render_offline_under_their_content_security_policy(
+    tmp_path: Path, browser: object, path: str, rendered: str
+) -> None:
+    app = create_app(make_config(tmp_path / "data"))
+    server = ServerThread(app).start()
+    page = browser.new_page()  # type: ignore[attr-defined]
+    console, requested = _watch(page)
+    try:
+        page.goto(f"{server.base_url}{path}")
+        page.wait_for_selector(rendered, timeout=TIMEOUT_MS)
+    finally:
+        page.close()
+        server.stop()
+        app.state.store.close()
+
+    # ReDoc's sidebar always shows Redocly's logo from their CDN: the policy blocks it (and it hides itself).
+    logo = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+    assert [m for m in console if "Content Security Policy" in m and logo not in m] == []
+    own = (server.base_url, f"blob:{server.base_url}/")  # ReDoc's search worker is a same-origin blob
+    assert [url for url in requested if not url.startswith(own) and url != logo] == [], "nothing from a CDN"

@@ -1,4 +1,4 @@
-"""The live feed over a real server: changes arrive as Server-Sent Events; the token may be in the query."""
+"""The live feed over a real server: changes arrive as Server-Sent Events; browsers use the session cookie."""
 
 from __future__ import annotations
 
@@ -41,32 +41,43 @@ def _messages(lines: Iterator[str]) -> Iterator[dict[str, object]]:
 
 def test_new_and_acknowledged_event_arrive_on_the_live_feed(app: FastAPI, server: ServerThread) -> None:
     store = app.state.store
-    viewer = store.tokens.create("wall screen", "viewer")[1]
+    viewer = {"Authorization": f"Bearer {store.tokens.create('wall screen', 'viewer')[1]}"}
     pipeline = {"Authorization": f"Bearer {store.tokens.create('p', 'pipeline')[1]}"}
     operator = {"Authorization": f"Bearer {store.tokens.create('o', 'operator')[1]}"}
     event = make_event()
 
-    with (
-        httpx.Client(base_url=server.base_url, timeout=15) as client,
-        client.stream("GET", "/stream", params={"access_token": viewer}) as response,
-    ):
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        lines = response.iter_lines()
-        assert next(lines) == "retry: 2000"
-        client.post("/ingest/events", json=event_to_json(event), headers=pipeline).raise_for_status()
-        messages = _messages(lines)
-        first = next(messages)
-        assert (first["id"], first["state"], first["version"]) == (event.id, "raised", 1)
-        client.post(f"/events/{event.id}/acknowledge", json={}, headers=operator).raise_for_status()
-        second = next(messages)
-        assert (second["id"], second["state"], second["version"]) == (event.id, "acknowledged", 2)
+    with httpx.Client(base_url=server.base_url, timeout=15) as client:
+        client.post("/auth/session", headers=viewer).raise_for_status()  # the cookie EventSource sends
+        with client.stream("GET", "/stream") as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            lines = response.iter_lines()
+            assert next(lines) == "retry: 2000"
+            client.post("/ingest/events", json=event_to_json(event), headers=pipeline).raise_for_status()
+            messages = _messages(lines)
+            first = next(messages)
+            assert (first["id"], first["state"], first["version"]) == (event.id, "raised", 1)
+            client.post(f"/events/{event.id}/acknowledge", json={}, headers=operator).raise_for_status()
+            second = next(messages)
+            assert (second["id"], second["state"], second["version"]) == (event.id, "acknowledged", 2)
 
 
-@pytest.mark.parametrize("token", [None, "anj_wrong-token-000000000000000000"], ids=["none", "wrong"])
-def test_live_feed_needs_a_valid_token(server: ServerThread, token: str | None) -> None:
-    params = {} if token is None else {"access_token": token}
+@pytest.mark.parametrize(
+    ("params", "cookies"),
+    [
+        ({}, {}),
+        ({}, {"anjian_session": "1.99999999999.forged"}),
+        ({"access_token": "TOKEN"}, {}),
+    ],
+    ids=["none", "forged-cookie", "token-in-url"],
+)
+def test_live_feed_needs_a_bearer_token_or_a_genuine_session(
+    app: FastAPI, server: ServerThread, params: dict[str, str], cookies: dict[str, str]
+) -> None:
+    viewer = app.state.store.tokens.create("wall screen", "viewer")[1]
+    params = {k: v.replace("TOKEN", viewer) for k, v in params.items()}
 
-    response = httpx.get(f"{server.base_url}/stream", params=params, timeout=5)
+    response = httpx.get(f"{server.base_url}/stream", params=params, cookies=cookies, timeout=5)
 
     assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"

@@ -37,6 +37,10 @@ class _Counted:
     def version(self) -> str:
         return self.inner.version
 
+    @property
+    def class_thresholds(self) -> dict[str, float]:
+        return self.inner.class_thresholds
+
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         self.images += len(images)
         return self.inner.detect(images)

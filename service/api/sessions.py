@@ -1,0 +1,82 @@
+"""Dashboard sessions: a short-lived HttpOnly cookie that lets the browser load media and the live feed.
+
+``<img>``, ``<video>`` and ``EventSource`` cannot send an ``Authorization``
+header, and a token in the URL ends up in proxy logs. So the dashboard trades
+its token for a cookie (``POST /auth/session`` with ``Authorization: Bearer``):
+``anjian_session`` (``service.api.session_cookie``), ``HttpOnly``,
+``SameSite=Strict``, ``Path=/``, ``Secure`` over HTTPS. It is accepted only by
+the read-only routes a browser loads directly (snapshot, clip, ``/stream``), and
+only while its token is still valid: revoking the token ends its sessions.
+
+Routes: ``POST /auth/session`` (a viewer, operator or admin token) sets the
+cookie and answers its expiry; ``DELETE /auth/session`` clears it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.api.auth import SESSION_COOKIE, RoleRequirement
+from service.api.problems import problem_responses
+from service.api.routing import GuardedRoute
+from service.api.session_cookie import SessionSigner
+from service.schemas import epoch_to_datetime
+from service.tokens import ApiToken, Role
+
+__all__ = ["SessionOut", "router"]
+
+
+class SessionOut(BaseModel):
+    """A dashboard session: the cookie is set; open a new one before it expires."""
+
+    model_config = ConfigDict(frozen=True)
+
+    expires_at: datetime = Field(..., description="When the cookie stops being accepted.")
+    ttl_s: float = Field(..., description="Its lifetime in seconds.")
+
+
+router = APIRouter(tags=["auth"], route_class=GuardedRoute)
+
+_SessionUser = Annotated[ApiToken, Depends(RoleRequirement(Role.VIEWER))]
+
+
+@router.post(
+    "/auth/session",
+    response_model=SessionOut,
+    summary="Open a dashboard session (sets an HttpOnly cookie)",
+    responses=problem_responses(401, 403, 429),
+)
+def open_session(request: Request, response: Response, token: _SessionUser) -> SessionOut:
+    """Set the ``anjian_session`` cookie that snapshot, clip and ``/stream`` accept; needs a bearer token."""
+    signer: SessionSigner = request.app.state.sessions
+    value, expires_at = signer.issue(token.id)
+    response.set_cookie(
+        SESSION_COOKIE,
+        value,
+        max_age=int(signer.ttl_s),
+        path="/",
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
+    )
+    return SessionOut(expires_at=epoch_to_datetime(expires_at), ttl_s=signer.ttl_s)
+
+
+@router.delete(
+    "/auth/session",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    response_model=None,
+    summary="Close the dashboard session (clears the cookie)",
+)
+def close_session(request: Request) -> Response:
+    """Clear the cookie; anyone may (it only makes this browser forget its session)."""
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", secure=request.url.scheme == "https", httponly=True, samesite="strict"
+    )
+    return response
