@@ -542,9 +542,16 @@ def dataset_harvest(
     from datasets.cli import rich_progress
     from datasets.harvest import HarvestBox, HarvestItem, Verdict, write_harvest
     from models.registry import resolve_model_path
+    from service.database import sqlite_url
     from service.lifecycle import AlertState
 
     loaded = _load(config)
+    database = Path(sqlite_url(loaded.storage.dir).removeprefix("sqlite:///"))
+    if loaded.storage.database_url is None and not database.is_file():
+        raise _fail(
+            f"no event database at {database}: is storage.dir in {config} the site's data folder? "
+            "(harvest reads the alerts a site has stored; it creates nothing)"
+        )
     store = _open_store(loaded)
     items: list[HarvestItem] = []
     try:
@@ -615,13 +622,24 @@ def eval_events(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON here.")] = None,
     log_level: LogLevel = "WARNING",
 ) -> None:
-    """Replay clips through the full pipeline; event precision, recall and time to alert per behaviour."""
+    """Replay clips through the full pipeline; event precision, recall and time to alert per behaviour.
+
+    Says when a clip is too short for a rule's min_duration_s (or its camera does not run the rule),
+    and its --json holds every clip's alerts, first alert and time to alert per incident.
+    """
     import io
 
     from models.onnx_detector import OnnxDetector
     from models.registry import resolve_model_path
     from pipeline.replay import replay_video
-    from training.event_eval import RaisedEvent, load_event_spec, score_clip, summarize
+    from training.event_eval import (
+        RaisedEvent,
+        clip_hints,
+        load_event_spec,
+        render_table,
+        score_clip,
+        summarize,
+    )
 
     setup_logging(log_level)
     loaded = _load(config)
@@ -659,23 +677,26 @@ def eval_events(
             )
         except (CameraError, ValueError) as exc:
             raise _fail(f"{clip.video}: {exc}") from None
-        scores.append(
-            score_clip(
-                str(clip.video), clip.expected, raised, tolerance_s=plan.tolerance_s, clip_s=report.video_s
-            )
+        score = score_clip(
+            str(clip.video), clip.expected, raised, tolerance_s=plan.tolerance_s, clip_s=report.video_s
         )
+        durations = {
+            name: float(getattr(rule, "min_duration_s", 0.0))
+            for name, rule in camera_config.behaviours
+            if rule is not None and rule.enabled
+        }
+        score.hints = clip_hints(
+            clip, clip_s=report.video_s, tolerance_s=plan.tolerance_s, min_duration_s=durations
+        )
+        scores.append(score)
         typer.echo(f"{clip.video}: {len(raised)} alert(s) in {report.video_s:.0f} s of video", err=True)
+        for hint in score.hints:
+            typer.secho(f"  hint: {hint}", fg=typer.colors.YELLOW, err=True)
     rows = summarize(scores)
-    typer.echo(
-        f"{'behaviour':20} {'expected':>8} {'raised':>6} {'TP':>4} {'precision':>9} {'recall':>6} {'TTA p50':>8} {'TTA max':>8}"
-    )
-    for r in rows:
-        typer.echo(
-            f"{r.behaviour:20} {r.expected:8d} {r.raised:6d} {r.true_positives:4d} {r.precision:9.2f} "
-            f"{r.recall:6.2f} {r.median_time_to_alert_s:7.1f}s {r.max_time_to_alert_s:7.1f}s"
-        )
+    typer.echo(render_table(rows))
     if json_out:
-        json_out.write_text(json.dumps({"behaviours": [r.to_dict() for r in rows]}, indent=2) + "\n")
+        payload = {"behaviours": [r.to_dict() for r in rows], "clips": [c.to_dict() for c in scores]}
+        json_out.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 def main() -> None:

@@ -17,12 +17,19 @@ revision of each incident, its start relative to the clip) to :func:`score_clip`
 alert matches an expected incident of the same behaviour when it starts within
 ``[start_s - tolerance_s, end_s + tolerance_s]``; each incident matches at most one
 alert. Time to alert is the alert's start minus the incident's ``start_s``.
+
+A rule with a ``min_duration_s`` cannot raise before the condition has lasted that long:
+:func:`clip_hints` names each incident a clip (or its ``until_s``) holds too briefly to be
+alerted, or whose behaviour the camera does not run, so a miss is explained, not puzzling.
+:func:`render_table` prints the summary with dashes where a figure is undefined, and
+:meth:`ClipScore.to_dict` carries each clip's alerts, its first alert and each incident's
+time to alert for the JSON report.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,8 +43,11 @@ __all__ = [
     "ClipSpec",
     "EventEvalSpec",
     "ExpectedEvent",
+    "IncidentResult",
     "RaisedEvent",
+    "clip_hints",
     "load_event_spec",
+    "render_table",
     "score_clip",
     "summarize",
 ]
@@ -117,6 +127,29 @@ class RaisedEvent:
     start_s: float
 
 
+@dataclass(frozen=True, slots=True)
+class IncidentResult:
+    """One expected incident and the alert that matched it.
+
+    Attributes:
+        incident: The expected incident.
+        alert_s: Start of the matching alert, seconds into the clip; ``None`` when missed.
+    """
+
+    incident: ExpectedEvent
+    alert_s: float | None
+
+    @property
+    def time_to_alert_s(self) -> float | None:
+        """Alert start minus incident start (0 for an alert within the early tolerance)."""
+        return None if self.alert_s is None else max(0.0, self.alert_s - self.incident.start_s)
+
+
+def _rounded(value: float | None) -> float | None:
+    """Seconds with two decimals, for JSON."""
+    return None if value is None else round(value, 2)
+
+
 @dataclass(slots=True)
 class ClipScore:
     """Matches in one clip.
@@ -126,12 +159,50 @@ class ClipScore:
         true_positives: ``(behaviour, delay_s)`` per matched incident.
         false_positives: Behaviours of alerts matching no incident.
         missed: Behaviours of incidents no alert matched.
+        clip_s: Seconds replayed.
+        alerts: Every alert raised, in order of start.
+        alert_matches: For each alert, whether it matched an incident.
+        incidents: Every expected incident with its matching alert.
+        hints: Why incidents could not be alerted (see :func:`clip_hints`).
     """
 
     video: str
     true_positives: list[tuple[str, float]] = field(default_factory=list)
     false_positives: list[str] = field(default_factory=list)
     missed: list[str] = field(default_factory=list)
+    clip_s: float = 0.0
+    alerts: list[RaisedEvent] = field(default_factory=list)
+    alert_matches: list[bool] = field(default_factory=list)
+    incidents: list[IncidentResult] = field(default_factory=list)
+    hints: list[str] = field(default_factory=list)
+
+    @property
+    def first_alert_s(self) -> float | None:
+        """Start of the clip's first alert, ``None`` when it raised none."""
+        return self.alerts[0].start_s if self.alerts else None
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready form: alerts, first alert, each incident's time to alert, hints."""
+        return {
+            "video": self.video,
+            "clip_s": _rounded(self.clip_s),
+            "first_alert_s": _rounded(self.first_alert_s),
+            "alerts": [
+                {"behaviour": a.behaviour, "start_s": _rounded(a.start_s), "matched": is_matched}
+                for a, is_matched in zip(self.alerts, self.alert_matches, strict=True)
+            ],
+            "incidents": [
+                {
+                    "behaviour": r.incident.behaviour,
+                    "start_s": r.incident.start_s,
+                    "end_s": r.incident.end_s,
+                    "alert_s": _rounded(r.alert_s),
+                    "time_to_alert_s": _rounded(r.time_to_alert_s),
+                }
+                for r in self.incidents
+            ],
+            "hints": list(self.hints),
+        }
 
 
 def score_clip(
@@ -143,9 +214,11 @@ def score_clip(
     clip_s: float,
 ) -> ClipScore:
     """Match raised alerts to expected incidents (see the module docstring)."""
-    score = ClipScore(video=video)
+    alerts = sorted(raised, key=lambda a: a.start_s)
+    score = ClipScore(video=video, clip_s=clip_s, alerts=alerts)
     used = [False] * len(expected)
-    for alert in sorted(raised, key=lambda a: a.start_s):
+    alert_at: list[float | None] = [None] * len(expected)
+    for alert in alerts:
         match = None
         for i, incident in enumerate(expected):
             end = incident.end_s if incident.end_s is not None else clip_s
@@ -156,13 +229,47 @@ def score_clip(
             ):
                 match = i
                 break
+        score.alert_matches.append(match is not None)
         if match is None:
             score.false_positives.append(alert.behaviour)
         else:
             used[match] = True
+            alert_at[match] = alert.start_s
             score.true_positives.append((alert.behaviour, max(0.0, alert.start_s - expected[match].start_s)))
     score.missed = [e.behaviour for e, u in zip(expected, used, strict=True) if not u]
+    score.incidents = [IncidentResult(e, at) for e, at in zip(expected, alert_at, strict=True)]
     return score
+
+
+def clip_hints(
+    clip: ClipSpec, *, clip_s: float, tolerance_s: float, min_duration_s: Mapping[str, float]
+) -> list[str]:
+    """Why some of a clip's incidents cannot be alerted, one sentence each.
+
+    Args:
+        clip: The clip and its expected incidents.
+        clip_s: Seconds actually replayed (``until_s`` or the video's length).
+        tolerance_s: The spec's matching slack.
+        min_duration_s: Each behaviour the clip's camera runs, with its rule's
+            ``min_duration_s`` (0 for rules without one).
+
+    Returns:
+        Hints naming the incident, the time it has and the time its rule needs.
+    """
+    hints = []
+    for incident in clip.expected:
+        label = f"{clip.video.name}: {incident.behaviour} at {incident.start_s:g} s"
+        if incident.behaviour not in min_duration_s:
+            hints.append(f"{label}: camera {clip.camera} does not run the {incident.behaviour} rule")
+            continue
+        needed = min_duration_s[incident.behaviour]
+        end = clip_s if incident.end_s is None else min(incident.end_s + tolerance_s, clip_s)
+        if incident.start_s + needed > end:
+            hints.append(
+                f"{label}: the rule's min_duration_s is {needed:g} s on {clip.camera}, but the replay leaves "
+                f"{max(0.0, end - incident.start_s):.1f} s to alert (clip, until_s or end_s + tolerance)"
+            )
+    return hints
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,3 +333,24 @@ def summarize(scores: Sequence[ClipScore]) -> list[BehaviourScore]:
             )
         )
     return rows
+
+
+def _cell(value: float, spec: str, suffix: str = "") -> str:
+    """A figure formatted, or an en dash when it is undefined (NaN)."""
+    return "–" if math.isnan(value) else f"{value:{spec}}{suffix}"
+
+
+def render_table(rows: Sequence[BehaviourScore]) -> str:
+    """The summary as aligned text: one line per behaviour, dashes for undefined figures."""
+    header = (
+        f"{'behaviour':20} {'expected':>8} {'raised':>6} {'TP':>4} {'precision':>9} {'recall':>6} "
+        f"{'TTA p50':>8} {'TTA max':>8}"
+    )
+    lines = [header]
+    for r in rows:
+        lines.append(
+            f"{r.behaviour:20} {r.expected:8d} {r.raised:6d} {r.true_positives:4d} "
+            f"{_cell(r.precision, '.2f'):>9} {_cell(r.recall, '.2f'):>6} "
+            f"{_cell(r.median_time_to_alert_s, '.1f', 's'):>8} {_cell(r.max_time_to_alert_s, '.1f', 's'):>8}"
+        )
+    return "\n".join(lines)

@@ -66,3 +66,20 @@ def test_false_alarms_and_resolved_alerts_are_harvested_open_ones_are_not(tmp_pa
     assert (out / "to_label" / "labels" / f"{ids['fire']}.txt").read_text().startswith("0 0.200000 0.300000")
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert len(manifest) == 3 and all(m["camera_id"] == "cam-1" for m in manifest)
+
+
+def test_a_mistyped_storage_dir_is_an_error_and_creates_nothing(tmp_path: Path) -> None:
+    typo = tmp_path / "dtaa"
+    site = {
+        "site": {"id": "plant", "workshops": [{"id": "ws", "cameras": [{"id": "cam-1", "url": "x.mp4"}]}]},
+        "model": {"path": "builtin:anjian-demo"},
+        "storage": {"dir": str(typo)},
+    }
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+    args = ["dataset", "harvest", "--config", str(tmp_path / "site.yaml"), "--out", str(tmp_path / "harvest")]
+
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == 2
+    assert f"no event database at {typo / 'anjian.db'}" in " ".join(result.output.split()).replace("\n", "")
+    assert not typo.exists() and not (tmp_path / "harvest").exists()

@@ -77,6 +77,13 @@ def test_eval_events_scores_alerts_against_expected_incidents(tmp_path: Path) ->
     assert flame["precision"] == 0.5 and flame["recall"] == 1.0
     assert 0.0 <= flame["median_time_to_alert_s"] <= 2.0  # k=3 of n=5 frames at 5 fps
     assert rows["smoking"]["recall"] == 0.0 and rows["all"]["expected"] == 2
+    assert "nan" not in result.output.lower()  # undefined figures print as dashes
+    assert "camera cam-1 does not run the smoking rule" in result.output  # why the smoking clip is missed
+    clips = json.loads((tmp_path / "out.json").read_text())["clips"]
+    [incident] = clips[0]["incidents"]
+    assert incident["time_to_alert_s"] == pytest.approx(flame["median_time_to_alert_s"], abs=0.01)
+    assert clips[0]["first_alert_s"] is not None and clips[0]["first_alert_s"] <= incident["alert_s"]
+    assert [a["matched"] for a in clips[1]["alerts"]] == [False] and clips[2]["hints"]
 
 
 def test_eval_events_rejects_an_unknown_camera(tmp_path: Path) -> None:

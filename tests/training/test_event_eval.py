@@ -85,3 +85,60 @@ def test_spec_paths_resolve_next_to_the_file_and_errors_name_the_field(tmp_path:
     )
     with pytest.raises(ValueError, match="end_s 1.0 is before start_s 5.0"):
         load_event_spec(spec)
+
+
+def test_clip_report_carries_alerts_first_alert_and_time_to_alert_per_incident() -> None:
+    score = score_clip(
+        "a.mp4",
+        [_exp("open_flame", 10, 20), _exp("smoking", 30, 35)],
+        [RaisedEvent("open_flame", 3.0), RaisedEvent("open_flame", 12.5)],
+        tolerance_s=1,
+        clip_s=40,
+    )
+    report = score.to_dict()
+    assert report["first_alert_s"] == 3.0 and report["clip_s"] == 40
+    assert report["alerts"] == [
+        {"behaviour": "open_flame", "start_s": 3.0, "matched": False},
+        {"behaviour": "open_flame", "start_s": 12.5, "matched": True},
+    ]
+    assert report["incidents"] == [
+        {"behaviour": "open_flame", "start_s": 10, "end_s": 20, "alert_s": 12.5, "time_to_alert_s": 2.5},
+        {"behaviour": "smoking", "start_s": 30, "end_s": 35, "alert_s": None, "time_to_alert_s": None},
+    ]
+    assert score_clip("q.mp4", [], [], tolerance_s=1, clip_s=5).to_dict()["first_alert_s"] is None
+
+
+def test_hints_name_incidents_too_short_for_the_rule_and_rules_the_camera_does_not_run(
+    tmp_path: Path,
+) -> None:
+    from training.event_eval import ClipSpec, clip_hints
+
+    clip = ClipSpec(
+        video=tmp_path / "fall.mp4",
+        camera="cam-1",
+        expected=(_exp("fallen_person", 1.0), _exp("fallen_person", 0.0, 2.0), _exp("smoking", 0.5)),
+    )
+    hints = clip_hints(clip, clip_s=4.3, tolerance_s=1.0, min_duration_s={"fallen_person": 5.0})
+    assert len(hints) == 3
+    assert "fall.mp4: fallen_person at 1 s" in hints[0] and "min_duration_s is 5 s on cam-1" in hints[0]
+    assert "leaves 3.3 s" in hints[0] and "leaves 3.0 s" in hints[1]
+    assert "camera cam-1 does not run the smoking rule" in hints[2]
+    assert (
+        clip_hints(clip, clip_s=60, tolerance_s=1.0, min_duration_s={"fallen_person": 1.0, "smoking": 0})
+        == []
+    )
+
+
+def test_table_shows_dashes_not_nan() -> None:
+    from training.event_eval import render_table
+
+    rows = summarize(
+        [
+            score_clip("a", [_exp("smoking", 1, 9)], [], tolerance_s=1, clip_s=10),
+            score_clip("b", [], [], tolerance_s=1, clip_s=1),
+        ]
+    )
+    table = render_table(rows)
+    assert "nan" not in table.lower()
+    smoking = next(line for line in table.splitlines() if line.startswith("smoking"))
+    assert smoking.split()[1:] == ["1", "0", "0", "–", "0.00", "–", "–"]
