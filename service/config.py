@@ -12,7 +12,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -24,6 +23,7 @@ from pipeline.config import CameraPipelineConfig, check_time_zone
 from pipeline.event import Behaviour
 from service.errors import ConfigError
 from service.lifecycle import EVENT_KINDS
+from service.signing import SigningSecret
 
 __all__ = [
     "AnjianConfig",
@@ -83,7 +83,13 @@ class WebhookConfig(_ServiceModel):
     url: str = Field(
         ..., pattern=r"^https?://", max_length=2048, description="http(s) URL the events are POSTed to."
     )
-    secret: SecretStr | None = Field(None, description="Shared secret for the HMAC signature header.")
+    secret: SigningSecret | None = Field(
+        None,
+        description=(
+            "Signing secret: `whsec_<base64>` (Standard Webhooks) or any string; several separated by "
+            "spaces while rotating (every delivery is signed with each)."
+        ),
+    )
     timeout_s: float = Field(5.0, gt=0, le=120, description="Per-request timeout.")
     retry_for_s: float = Field(
         86_400.0,

@@ -10,6 +10,7 @@ one process (tests) do not collide.
 Metric names: ``anjian_events``, ``anjian_ingested_revisions_total``,
 ``anjian_transitions_total``, ``anjian_escalations_total``,
 ``anjian_webhook_deliveries_total``, ``anjian_webhook_delivery_latency_seconds``,
+``anjian_webhook_failed_attempts_total``, ``anjian_webhook_failure_log_suppressed_total``,
 ``anjian_webhook_outbox``, ``anjian_camera_fps``, ``anjian_camera_up``,
 ``anjian_camera_state``.
 """
@@ -123,6 +124,17 @@ class ServiceMetrics:
             "anjian_webhook_deliveries",
             "Webhook delivery attempts by result: delivered, retry (failed, will retry), dead_letter (gave up).",
             ["result"],
+            registry=self.registry,
+        )
+        self.webhook_failures = Counter(
+            "anjian_webhook_failed_attempts",
+            "Failed webhook attempts (transport error or non-2xx, retried or given up), by subscription id.",
+            ["subscription_id"],
+            registry=self.registry,
+        )
+        self.webhook_log_suppressed = Counter(
+            "anjian_webhook_failure_log_suppressed",
+            "Failed webhook attempts not logged because their webhook was logged less than a minute before.",
             registry=self.registry,
         )
         self.delivery_latency = Histogram(

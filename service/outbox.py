@@ -6,7 +6,8 @@ subscription, inside the transaction that changed the event (``enqueue``), so a
 crash between the change and its announcement loses nothing. Workers claim due
 rows a batch at a time with a lease (``claim_due``), POST them, and settle them
 (``mark_delivered`` for a batch in one transaction, ``mark_attempt_failed``): under
-a burst, two SQLite writes per batch rather than per delivery. A row whose retries
+a burst, a few SQLite writes per batch rather than two per delivery. A claim's
+lease is short and renewed while its batch is worked on (``renew``). A row whose retries
 run out is ``failed``: a dead letter, listed by ``list(status=FAILED)`` and sent
 again by ``redeliver``.
 
@@ -134,6 +135,31 @@ class Outbox:
                 row.next_attempt_at = now + lease_s
                 row.updated_at = now
             return claimed
+
+    def renew(self, delivery_ids: Iterable[int], *, leased_until: float, until: float) -> int:
+        """Extend the lease of claimed rows still held by that claim to ``until``.
+
+        Only rows still pending with ``next_attempt_at == leased_until`` (the lease
+        this claim set or last renewed) are touched: a row settled, rescheduled
+        after a failure or released since is left alone.
+
+        Returns:
+            How many rows were renewed.
+        """
+        ids = list(delivery_ids)
+        if not ids:
+            return 0
+        with self._db.write() as session:
+            rows = session.scalars(
+                select(DeliveryRow).where(
+                    DeliveryRow.id.in_(ids),
+                    DeliveryRow.status == DeliveryStatus.PENDING.value,
+                    DeliveryRow.next_attempt_at == leased_until,
+                )
+            ).all()
+            for row in rows:
+                row.next_attempt_at = until
+            return len(rows)
 
     def mark_delivered(self, status_codes: Mapping[int, int], *, now: float) -> list[WebhookDelivery]:
         """Record successful POSTs, in one transaction: one more attempt each, status delivered.

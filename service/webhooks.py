@@ -10,42 +10,48 @@ whatever was pending.
 Each POST carries the stored JSON body (``service.schemas.WebhookPayload``) and:
 
 - ``Content-Type: application/json``
-- ``X-Anjian-Event-Id: <event id>``
-- ``X-Anjian-Event-Kind: event.created | event.acknowledged | …``
+- ``webhook-id: <idempotency key>``, ``webhook-timestamp: <unix seconds>`` and, with
+  a secret, ``webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">``
+  (Standard Webhooks: receivers verify and deduplicate with the standard libraries;
+  see ``service.signing`` for secrets and rotation)
 - ``Idempotency-Key: <event id>:<change>:<subscription id>`` (the same on every retry)
-- ``X-Anjian-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``
-  when the subscription has a secret; receivers check it with ``verify_signature``
-  and refuse a ``t`` outside their replay window (300 s by default).
+- ``X-Anjian-Event-Id: <event id>``, ``X-Anjian-Event-Kind: event.created | …``
+- ``X-Anjian-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`` with
+  a secret (anjian's own scheme, kept for existing receivers: ``verify_signature``).
 
-A 2xx response delivers the row. A transport error (``httpx.HTTPError``) or any
-other status is retried after ``min(backoff_max_s, backoff_base_s * 2**(attempts-1))``
-seconds for as long as the subscription's ``retry_for_s`` (24 h by default) allows,
-and at most ``max_attempts`` times when it sets one; then the row becomes a dead
-letter (status failed), which ``Outbox.redeliver`` queues again. Every attempt
-records its status code and error on the row.
+A 2xx response delivers the row; it is recorded at once (``service.claims.SuccessLog``),
+so a crash re-sends at most the POSTs in flight. A transport error
+(``httpx.HTTPError``) or any other status is retried after
+``min(backoff_max_s, backoff_base_s * 2**(attempts-1))`` seconds for as long as the
+subscription's ``retry_for_s`` (24 h by default) allows, and at most
+``max_attempts`` times when it sets one; then the row becomes a dead letter (status
+failed), which ``Outbox.redeliver`` queues again. Every attempt records its status
+code and error on the row. A receiver that stays down is logged once a minute
+(``FailureLog``), not once per attempt; ``/metrics`` counts every failed attempt.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 import httpx
 
+from service.claims import Claim, LeaseKeeper, SuccessLog
 from service.metrics import ServiceMetrics
 from service.outbox import idempotency_key
 from service.records import Subscription, WebhookDelivery
+from service.signing import SIGNATURE_HEADER, sign_payload, signature_headers, verify_signature
 from service.store import EventStore
 
 __all__ = [
     "SIGNATURE_HEADER",
+    "FailureLog",
     "WebhookDispatcher",
     "backoff_delay_s",
     "idempotency_key",
@@ -56,11 +62,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-SIGNATURE_HEADER = "X-Anjian-Signature"
-_LEASE_MARGIN_S = 10.0
-_MAX_TIMEOUT_S = 120.0  # the largest timeout_s a subscription may set
+_LEASE_S = 6.0
 _LOOP_FAULT_BACKOFF_S = 1.0
 _ERROR_BODY_CHARS = 200
+_FAILURE_LOG_INTERVAL_S = 60.0
 
 
 def _anjian_version() -> str:
@@ -69,57 +74,6 @@ def _anjian_version() -> str:
         return version("anjian")
     except PackageNotFoundError:
         return "0"
-
-
-def sign_payload(secret: str, body: bytes, timestamp: int) -> str:
-    """The ``X-Anjian-Signature`` header value for ``body`` sent at ``timestamp``.
-
-    Args:
-        secret: The webhook's shared secret.
-        body: The exact bytes POSTed.
-        timestamp: Unix seconds, included in the signed text against replays.
-
-    Returns:
-        ``"t=<timestamp>,v1=<hex HMAC-SHA256 of b"<timestamp>." + body>"``.
-    """
-    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
-
-
-def verify_signature(
-    secret: str, header: str, body: bytes, *, now: float | None = None, tolerance_s: float = 300.0
-) -> bool:
-    """Check an ``X-Anjian-Signature`` header, as a receiver would.
-
-    Args:
-        secret: The shared secret.
-        header: The header value, ``t=<unix>,v1=<hex>``.
-        body: The raw request body.
-        now: Current epoch seconds; ``None`` skips the freshness check.
-        tolerance_s: Largest accepted distance between ``t`` and ``now``.
-
-    Returns:
-        Whether the signature matches and, when ``now`` is given, is fresh.
-    """
-    fields: dict[str, str] = {}
-    for part in header.split(","):
-        key, sep, value = part.strip().partition("=")
-        if sep:
-            fields[key] = value
-    try:
-        timestamp = int(fields["t"])
-        received = fields["v1"]
-    except (KeyError, ValueError):
-        return False
-    if now is not None and abs(now - timestamp) > tolerance_s:
-        return False
-    expected = sign_payload(secret, body, timestamp).split(",v1=", 1)[1]
-    return hmac.compare_digest(expected, received)
-
-
-def signature_headers(secret: str | None, body: bytes, timestamp: int) -> dict[str, str]:
-    """The signature header for ``body`` when there is a secret, else nothing."""
-    return {} if secret is None else {SIGNATURE_HEADER: sign_payload(secret, body, timestamp)}
 
 
 def backoff_delay_s(attempts: int, *, base_s: float, max_s: float) -> float:
@@ -137,30 +91,102 @@ class _Outcome:
     error: str | None
 
 
+class FailureLog:
+    """Logs failed webhook attempts at most once per ``interval_s`` per subscription; counts every one.
+
+    A receiver that is down fails every attempt of every delivery: one WARNING per
+    attempt would bury the rest of the log. The first failure after a quiet spell is
+    logged at once; later ones within ``interval_s`` only count, and the next line
+    says how many were left out. A success after failures is logged (INFO). Dead
+    letters (ERROR) are rate-limited the same way, separately.
+
+    Args:
+        interval_s: Shortest time between two lines of one subscription and kind.
+        clock: Monotonic seconds.
+        metrics: Counts every failed attempt by subscription, and the lines left out.
+    """
+
+    def __init__(
+        self,
+        *,
+        interval_s: float = _FAILURE_LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+        metrics: ServiceMetrics | None = None,
+    ) -> None:
+        self._interval_s = interval_s
+        self._clock = clock
+        self._metrics = metrics
+        self._lock = threading.Lock()
+        self._last_logged: dict[tuple[int, int], float] = {}
+        self._suppressed: dict[tuple[int, int], int] = {}
+        self._failing: dict[int, int] = {}  # subscription id -> failed attempts since its last success
+
+    def failed(self, subscription_id: int, level: int, message: str, *args: object) -> bool:
+        """Count a failed attempt and log it (``logger.log(level, message, *args)``) unless rate-limited.
+
+        Returns:
+            Whether the line was logged.
+        """
+        key = (subscription_id, level)
+        now = self._clock()
+        with self._lock:
+            self._failing[subscription_id] = self._failing.get(subscription_id, 0) + 1
+            last = self._last_logged.get(key)
+            if last is not None and now - last < self._interval_s:
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                suppressed = -1
+            else:
+                self._last_logged[key] = now
+                suppressed = self._suppressed.pop(key, 0)
+        if self._metrics is not None:
+            self._metrics.webhook_failures.labels(subscription_id=str(subscription_id)).inc()
+            if suppressed < 0:
+                self._metrics.webhook_log_suppressed.inc()
+        if suppressed < 0:
+            return False
+        if suppressed:
+            message += " (%d similar line(s) of this webhook left out in the last %.0fs)"
+            args = (*args, suppressed, self._interval_s)
+        elif last is None:
+            message += " (further failures of this webhook: at most one line a minute)"
+        logger.log(level, message, *args)
+        return True
+
+    def succeeded(self, subscription_id: int, url: str) -> None:
+        """A 2xx from this subscription: say so once if it had been failing."""
+        with self._lock:
+            failures = self._failing.pop(subscription_id, 0)
+            if failures:
+                for key in [k for k in self._last_logged if k[0] == subscription_id]:
+                    self._last_logged.pop(key, None)
+                    self._suppressed.pop(key, None)
+        if failures:
+            logger.info("webhook %s answers again after %d failed attempt(s)", url, failures)
+
+
 class WebhookDispatcher:
     """The worker threads that POST pending webhook deliveries from the store's outbox.
 
-    The lease taken by ``Outbox.claim_due`` keeps workers (and dispatchers of other
-    processes on the same database) from POSTing one row at once. With several
-    workers, announcements of one event may arrive out of order: receivers order
-    by ``event.version``.
+    A worker claims a batch of due rows with a short lease (``lease_s``), which a
+    heartbeat thread renews while the batch is worked on (``service.claims``), and
+    records each success at once. With several workers, announcements of one event
+    may arrive out of order: receivers order by ``event.version``.
 
     Args:
         store: Where the outbox and the subscriptions live.
         transport: httpx transport; inject ``httpx.MockTransport`` in unit tests.
-        clock: Returns epoch seconds; stamps attempts and signatures.
+        clock: Returns epoch seconds; stamps attempts, leases and signatures.
         backoff_base_s: Delay after the first failed attempt, doubled after each.
         backoff_max_s: Longest delay between attempts.
         idle_poll_s: Longest sleep between looks at the outbox when nothing is
             due and nobody calls ``wake()``: the delivery delay for changes that
             another process writes into the same database.
         workers: Worker threads (concurrent POSTs).
-        claim_batch: Deliveries a worker claims at once and settles in one write when
-            they succeed (fewer serialised database writes under a burst).
-        lease_margin_s: A claim hides its rows for the longest subscription timeout
-            plus this; a worker sends the next row of its batch only while that POST
-            would end within the lease, and hands the rest back otherwise. It is also
-            how long rows claimed by a crashed process wait.
+        claim_batch: Deliveries a worker claims at once (fewer serialised database
+            writes under a burst).
+        lease_s: How long a claim hides its rows from other workers and processes;
+            renewed every third of it while the batch is worked on. It is also about
+            how long rows claimed by a crashed process wait before they are sent again.
         metrics: Counts attempts and delivery latency, when given.
 
     Example:
@@ -181,7 +207,7 @@ class WebhookDispatcher:
         idle_poll_s: float = 5.0,
         workers: int = 4,
         claim_batch: int = 64,
-        lease_margin_s: float = _LEASE_MARGIN_S,
+        lease_s: float = _LEASE_S,
         metrics: ServiceMetrics | None = None,
     ) -> None:
         if backoff_base_s < 0 or backoff_max_s < backoff_base_s:
@@ -194,10 +220,9 @@ class WebhookDispatcher:
             raise ValueError(f"workers must be in 1..64, got {workers}")
         if not 1 <= claim_batch <= 256:
             raise ValueError(f"claim_batch must be in 1..256, got {claim_batch}")
-        if lease_margin_s <= 0:
-            raise ValueError(f"lease_margin_s must be > 0, got {lease_margin_s}")
+        if lease_s <= 0:
+            raise ValueError(f"lease_s must be > 0, got {lease_s}")
         self._claim_batch = claim_batch
-        self._lease_margin_s = lease_margin_s
         self._idle_poll_s = idle_poll_s
         self._store = store
         self._clock = clock
@@ -205,6 +230,9 @@ class WebhookDispatcher:
         self._backoff_max_s = backoff_max_s
         self._workers = workers
         self._metrics = metrics
+        self._leases = LeaseKeeper(store.outbox, clock=clock, lease_s=lease_s)
+        self._successes = SuccessLog(store.outbox, clock=clock, metrics=metrics)
+        self._failures = FailureLog(metrics=metrics)
         self._client = httpx.Client(
             transport=transport,
             follow_redirects=False,
@@ -223,7 +251,7 @@ class WebhookDispatcher:
         return any(thread.is_alive() for thread in self._threads)
 
     def start(self) -> None:
-        """Start the worker threads; they first deliver whatever is already pending.
+        """Start the worker threads and the lease heartbeat; they first deliver whatever is already pending.
 
         Raises:
             RuntimeError: The dispatcher was stopped (it cannot be restarted) or is running.
@@ -233,6 +261,7 @@ class WebhookDispatcher:
                 raise RuntimeError("a stopped WebhookDispatcher cannot be restarted; create a new one")
             if self._threads:
                 raise RuntimeError("WebhookDispatcher is already running")
+            self._leases.start()
             for index in range(self._workers):
                 thread = threading.Thread(target=self._run, name=f"anjian-webhooks-{index}", daemon=True)
                 self._threads.append(thread)
@@ -242,7 +271,8 @@ class WebhookDispatcher:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the workers (after the POSTs in flight, if any) and close the HTTP client.
 
-        Pending rows stay in the outbox for the next start. Safe to call twice.
+        Rows a worker had claimed but not sent are handed back (due at once at the
+        next start). Pending rows stay in the outbox. Safe to call twice.
 
         Args:
             timeout_s: How long to wait for the threads to finish.
@@ -253,6 +283,7 @@ class WebhookDispatcher:
         for thread in self._threads:
             if thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
+        self._leases.stop(max(0.0, deadline - time.monotonic()))
         if self.is_running:
             logger.warning("webhook dispatcher did not stop within %.1fs", timeout_s)
             return
@@ -276,48 +307,31 @@ class WebhookDispatcher:
         attempted = 0
         while not self._stop.is_set():
             subscriptions = {s.id: s for s in self._store.subscriptions.list()}
-            lease_s = self._lease_s(subscriptions.values())
-            batch = self._store.outbox.claim_due(now=self._clock(), lease_s=lease_s, limit=self._claim_batch)
+            claim, batch = self._leases.claim(limit=self._claim_batch)
             if not batch:
                 break
-            claimed_at = time.monotonic()
-            delivered: dict[int, int] = {}
             try:
-                for index, delivery in enumerate(batch):
-                    subscription = subscriptions.get(delivery.subscription_id)
-                    timeout_s = subscription.timeout_s if subscription is not None else 0.0
-                    if self._stop.is_set() or time.monotonic() - claimed_at + timeout_s > lease_s:
-                        # Stopping, or the lease could run out during this POST (slow receivers):
-                        # hand the rest back rather than risk another worker sending them too.
-                        self._store.outbox.release([d.id for d in batch[index:]], now=self._clock())
-                        break
-                    status_code = self._attempt(delivery, subscription)
-                    attempted += 1
-                    if status_code is not None:
-                        delivered[delivery.id] = status_code
+                attempted += self._deliver_batch(claim, batch, subscriptions)
             finally:
-                self._settle_delivered(batch, delivered)
+                self._leases.done(claim)
         return attempted
 
-    def _lease_s(self, subscriptions: Iterable[Subscription]) -> float:
-        """How long a claimed batch stays hidden from other workers: the longest timeout plus a margin.
-
-        A worker sends a batch's next row only while its POST would end within the lease.
-        """
-        longest = max((s.timeout_s for s in subscriptions), default=_MAX_TIMEOUT_S)
-        return longest + self._lease_margin_s
-
-    def _settle_delivered(self, batch: list[WebhookDelivery], status_codes: dict[int, int]) -> None:
-        """Record the successful POSTs of a batch (``status_codes`` by delivery id) in one write."""
-        if not status_codes:
-            return
-        now = self._clock()
-        self._store.outbox.mark_delivered(status_codes, now=now)
-        for delivery in (d for d in batch if d.id in status_codes):
-            self._count("delivered")
-            if self._metrics is not None:
-                self._metrics.delivery_latency.observe(max(0.0, now - delivery.created_at))
-            logger.debug("delivered %s of event %s to %s", delivery.kind, delivery.event_id, delivery.url)
+    def _deliver_batch(
+        self, claim: Claim, batch: list[WebhookDelivery], subscriptions: dict[int, Subscription]
+    ) -> int:
+        """POST a claimed batch in order; hand the rest back when stopping or when the lease was lost."""
+        for index, delivery in enumerate(batch):
+            if self._stop.is_set() or self._leases.is_expired(claim):
+                # Stopping, or the lease ran out (renewal failed): hand the rest back rather than
+                # risk another worker sending them too.
+                self._store.outbox.release([d.id for d in batch[index:]], now=self._clock())
+                return index
+            subscription = subscriptions.get(delivery.subscription_id)
+            status_code = self._attempt(delivery, subscription)
+            if status_code is not None and subscription is not None:
+                self._successes.record(delivery, status_code)
+                self._failures.succeeded(subscription.id, subscription.url)
+        return len(batch)
 
     def _run(self) -> None:
         """Worker loop: deliver what is due, then sleep until the next row is due or ``wake()``."""
@@ -379,7 +393,9 @@ class WebhookDispatcher:
         )
         if retry_at is None:
             self._count("dead_letter")
-            logger.error(
+            self._failures.failed(
+                subscription.id,
+                logging.ERROR,
                 "giving up on %s of event %s to %s after %d attempt(s): %s",
                 delivery.kind,
                 delivery.event_id,
@@ -389,7 +405,9 @@ class WebhookDispatcher:
             )
         else:
             self._count("retry")
-            logger.warning(
+            self._failures.failed(
+                subscription.id,
+                logging.WARNING,
                 "%s of event %s to %s failed (attempt %d): %s; retry in %.1fs",
                 delivery.kind,
                 delivery.event_id,
@@ -408,12 +426,18 @@ class WebhookDispatcher:
     def _post(self, subscription: Subscription, delivery: WebhookDelivery) -> _Outcome:
         """Send the delivery's body once; never raises for HTTP or network failures."""
         body = json.dumps(delivery.payload, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            signatures = signature_headers(
+                subscription.secret, delivery.idempotency_key, body, int(self._clock())
+            )
+        except ValueError as exc:  # a secret stored before it was checked; the message never shows it
+            return _Outcome(status_code=None, error=f"cannot sign: {exc}")
         headers = {
             "Content-Type": "application/json",
             "X-Anjian-Event-Id": delivery.event_id,
             "X-Anjian-Event-Kind": delivery.kind,
             "Idempotency-Key": delivery.idempotency_key,
-            **signature_headers(subscription.secret, body, int(self._clock())),
+            **signatures,
         }
         try:
             response = self._client.post(

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from pipeline.event import Behaviour, RiskLevel
 from service.records import DeliveryStatus, Subscription, WebhookDelivery
 from service.schemas import WebhookKind, epoch_to_datetime
+from service.signing import SigningSecret
 from service.tokens import ApiToken, Role
 
 __all__ = [
@@ -143,8 +144,14 @@ class SubscriptionIn(_Model):
     url: Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s/]+")] = Field(
         ..., description="http(s) URL the announcements are POSTed to."
     )
-    secret: SecretStr | None = Field(
-        None, min_length=16, max_length=512, description="HMAC secret (write-only; 16+ characters)."
+    secret: SigningSecret | None = Field(
+        None,
+        min_length=16,
+        max_length=512,
+        description=(
+            "Signing secret (write-only): `whsec_<base64>` (Standard Webhooks) or any 16+ characters; "
+            "several separated by spaces while rotating."
+        ),
     )
     description: Annotated[str, StringConstraints(max_length=200)] = ""
     timeout_s: float = Field(5.0, gt=0, le=120)

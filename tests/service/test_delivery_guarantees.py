@@ -20,6 +20,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from standardwebhooks import Webhook
 
 from pipeline.event_json import event_to_json
 from service.app import create_app
@@ -114,6 +115,8 @@ def test_receiver_down_for_100_events_gets_all_of_them_once_back(tmp_path: Path)
     now = time.time()
     for hit in unique.values():
         assert verify_signature(SECRET, hit.headers[SIGNATURE_HEADER.lower()], hit.body, now=now)
+        Webhook(SECRET.encode()).verify(hit.body, hit.headers)  # what a Standard Webhooks receiver runs
+        assert hit.headers["webhook-id"] == hit.headers["idempotency-key"]
     delivered_ids = Counter(json.loads(hit.body)["event"]["id"] for hit in unique.values())
     assert delivered_ids == Counter(e.id for e in events), "each event exactly once after dedup"
 
@@ -190,6 +193,7 @@ def test_event_accepted_then_service_killed_is_delivered_after_restart(tmp_path:
     payload = json.loads(hit.body)
     assert (payload["kind"], payload["event"]["id"]) == ("event.created", event.id)
     assert verify_signature(SECRET, hit.headers[SIGNATURE_HEADER.lower()], hit.body, now=time.time())
+    Webhook(SECRET.encode()).verify(hit.body, hit.headers)
     log = (tmp_path / "first.log").read_text(errors="replace") + (tmp_path / "second.log").read_text(
         errors="replace"
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,9 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 from pydantic import SecretStr
+from standardwebhooks import Webhook
 
 from service.config import StorageConfig, WebhookConfig
 from service.evidence import EvidenceStore
+from service.metrics import ServiceMetrics
 from service.outbox import idempotency_key
 from service.records import DeliveryStatus, WebhookDelivery
 from service.sink import StoreSink
@@ -20,6 +24,7 @@ from service.store import EventStore
 from service.subscriptions import SubscriptionSpec
 from service.webhooks import (
     SIGNATURE_HEADER,
+    FailureLog,
     WebhookDispatcher,
     backoff_delay_s,
     sign_payload,
@@ -91,6 +96,8 @@ def test_published_event_arrives_promptly_as_signed_json(
     assert request.headers["x-anjian-event-id"] == event.id
     (subscription,) = store.subscriptions.list()
     assert request.headers["idempotency-key"] == idempotency_key(event.id, "r1", subscription.id)
+    assert request.headers["webhook-id"] == request.headers["idempotency-key"]
+    assert Webhook(SECRET.encode()).verify(request.body, request.headers)["event"]["id"] == event.id
     payload = json.loads(request.body)
     assert payload["schema_version"] == 1
     assert payload["kind"] == "event.created"
@@ -267,42 +274,80 @@ def test_signature_uses_clock_time_and_body(tmp_path: Path) -> None:
     assert not verify_signature(SECRET, request.headers[SIGNATURE_HEADER], body, now=clock.now + 301)
 
 
-def test_a_batch_is_handed_back_before_its_lease_could_run_out(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_batch_longer_than_its_lease_is_renewed_and_sent_once(tmp_path: Path) -> None:
     store = EventStore.from_config(StorageConfig(dir=tmp_path / "data"))
     sent: list[str] = []
+    lock = threading.Lock()
 
     def slow_receiver(request: httpx.Request) -> httpx.Response:
-        time.sleep(0.2)
-        sent.append(request.headers["Idempotency-Key"])
+        time.sleep(0.15)  # five of these take 0.75 s: several times the 0.2 s lease
+        with lock:
+            sent.append(request.headers["Idempotency-Key"])
         return httpx.Response(204)
 
-    claims: list[int] = []
-    claim_due = store.outbox.claim_due
-
-    def counting_claim(**kwargs: float) -> list[WebhookDelivery]:
-        claimed = claim_due(**kwargs)  # type: ignore[arg-type]
-        claims.append(len(claimed))
-        return claimed
-
-    monkeypatch.setattr(store.outbox, "claim_due", counting_claim)
     store.subscriptions.create(SubscriptionSpec(url="http://slow.example/hook", timeout_s=1.0))
-    # Lease 1.3 s: a POST may start only within 0.3 s of the claim.
+    for _ in range(5):
+        store.upsert_event(make_event())
     dispatcher = WebhookDispatcher(
-        store, transport=httpx.MockTransport(slow_receiver), claim_batch=5, lease_margin_s=0.3
+        store, transport=httpx.MockTransport(slow_receiver), claim_batch=5, workers=3, lease_s=0.2
     )
+    dispatcher.start()
     try:
-        for _ in range(5):
-            store.upsert_event(make_event())
-        assert dispatcher.deliver_due() == 5
+        wait_until(lambda: store.outbox.count(DeliveryStatus.DELIVERED) == 5, 20)
     finally:
         dispatcher.stop()
         store.close()
 
-    assert len(sent) == len(set(sent)) == 5
-    assert {d.status for d in store.outbox.list()} == {DeliveryStatus.DELIVERED}
-    assert claims[0] == 5 and len(claims) >= 3, claims  # handed back, claimed again, then none left
+    assert sorted(sent) == sorted(set(sent)) and len(sent) == 5, "the idle workers never took a leased row"
+
+
+def test_each_success_is_recorded_before_the_next_post_of_its_batch(tmp_path: Path) -> None:
+    store = EventStore.from_config(StorageConfig(dir=tmp_path / "data"))
+    statuses_seen: list[list[DeliveryStatus]] = []
+
+    def receiver(request: httpx.Request) -> httpx.Response:
+        statuses_seen.append([d.status for d in store.outbox.list()])
+        return httpx.Response(204)
+
+    store.subscriptions.create(SubscriptionSpec(url="http://receiver.example/hook"))
+    for _ in range(3):
+        store.upsert_event(make_event())
+    dispatcher = WebhookDispatcher(store, transport=httpx.MockTransport(receiver), claim_batch=3)
+    try:
+        assert dispatcher.deliver_due() == 3
+    finally:
+        dispatcher.stop()
+        store.close()
+
+    # What a kill -9 during the third POST would send again: only the third.
+    delivered, pending = DeliveryStatus.DELIVERED, DeliveryStatus.PENDING
+    assert statuses_seen == [
+        [pending, pending, pending],
+        [delivered, pending, pending],
+        [delivered, delivered, pending],
+    ]
+
+
+def test_renewal_leaves_rows_settled_or_rescheduled_since_the_claim_alone(
+    store: EventStore,
+) -> None:
+    store.subscriptions.create(SubscriptionSpec(url="http://receiver.example/hook"))
+    for _ in range(3):
+        store.upsert_event(make_event())
+    now = time.time()
+    first, second, third = store.outbox.claim_due(now=now, lease_s=5.0, limit=3)
+    store.outbox.mark_delivered({first.id: 200}, now=now)
+    store.outbox.mark_attempt_failed(
+        second.id, error="HTTP 500", status_code=500, retry_at=now + 2.0, now=now
+    )
+
+    renewed = store.outbox.renew([first.id, second.id, third.id], leased_until=now + 5.0, until=now + 11.0)
+
+    assert renewed == 1
+    by_id = {d.id: d for d in store.outbox.list()}
+    assert by_id[first.id].next_attempt_at is None
+    assert by_id[second.id].next_attempt_at == now + 2.0
+    assert by_id[third.id].next_attempt_at == now + 11.0
 
 
 def test_delivery_to_a_deactivated_subscription_is_a_dead_letter_without_sending(tmp_path: Path) -> None:
@@ -352,6 +397,59 @@ def test_retries_go_on_for_the_whole_retry_window_then_dead_letter(tmp_path: Pat
     assert clock.now - start >= 86_400 - 900, "retried for (nearly) the whole 24 h window"
     assert clock.now - start <= 86_400
     assert 100 < delivery.attempts < 120, "backoff capped at 15 min: about 96 attempts a day, plus the ramp"
+
+
+def test_a_webhook_that_stays_down_is_logged_once_not_per_attempt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = FakeClock()
+    store = EventStore.from_config(StorageConfig(dir=tmp_path / "data"), clock=clock)
+    metrics = ServiceMetrics(store)
+    subscription = store.subscriptions.create(SubscriptionSpec(url="http://down.example/hook"))
+    dispatcher = WebhookDispatcher(
+        store,
+        transport=httpx.MockTransport(lambda _request: httpx.Response(503)),
+        clock=clock,
+        backoff_base_s=1.0,
+        metrics=metrics,
+    )
+    try:
+        for _ in range(5):
+            store.upsert_event(make_event())
+        with caplog.at_level(logging.WARNING, logger="service.webhooks"):
+            for _ in range(4):  # 4 rounds x 5 deliveries, within a minute of the monotonic clock
+                assert dispatcher.deliver_due() == 5
+                clock.now += 20.0
+    finally:
+        dispatcher.stop()
+        store.close()
+
+    warnings = [r for r in caplog.records if r.name == "service.webhooks"]
+    assert len(warnings) == 1, [r.getMessage() for r in warnings]
+    assert "at most one line a minute" in warnings[0].getMessage()
+    text = metrics.render().decode()
+    assert f'anjian_webhook_failed_attempts_total{{subscription_id="{subscription.id}"}} 20.0' in text
+    assert "anjian_webhook_failure_log_suppressed_total 19.0" in text
+
+
+def test_failure_log_says_how_many_lines_it_left_out_and_when_the_webhook_recovers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    log = FailureLog(interval_s=60.0, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="service.webhooks"):
+        assert log.failed(7, logging.WARNING, "attempt %d failed", 1)
+        for attempt in range(2, 6):
+            now[0] += 10.0
+            assert not log.failed(7, logging.WARNING, "attempt %d failed", attempt)
+        assert log.failed(8, logging.WARNING, "another webhook, attempt %d failed", 1), "webhooks apart"
+        now[0] += 30.0
+        assert log.failed(7, logging.WARNING, "attempt %d failed", 6)
+        log.succeeded(7, "http://hook.example/")
+
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[2] == "attempt 6 failed (4 similar line(s) of this webhook left out in the last 60s)"
+    assert lines[3] == "webhook http://hook.example/ answers again after 6 failed attempt(s)"
 
 
 @pytest.mark.parametrize(

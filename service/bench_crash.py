@@ -1,0 +1,374 @@
+"""``anjian bench service --crash-rounds N``: webhooks POSTed twice after kill -9 of the service.
+
+A real ``anjian serve`` process takes events at a steady rate on ``/ingest/events``
+(a client that re-sends whatever was not acknowledged, like the pipeline's HTTP
+sink) and announces each to a real loopback receiver, which counts POSTs per
+``Idempotency-Key``. The service is killed with SIGKILL at a random moment of each
+round and started again on the same database; after the last round it runs until
+every acknowledged event was delivered. A key POSTed more than once is a
+duplicate: the receiver must deduplicate it (``webhook-id``), and the fewer the
+better. An acknowledged event never delivered is a loss (there must be none).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import yaml
+
+from pipeline.event import Behaviour, Event, EventBox, RiskLevel
+from pipeline.event_json import event_to_json
+
+__all__ = ["CrashBenchReport", "run_crash_bench"]
+
+_SECRET = "whsec_" + "YmVuY2gtc2VjcmV0LTAxMjM0NTY3ODlhYmNkZWY="  # base64 of 32 fixed bytes
+_READY_TIMEOUT_S = 120.0
+_DRAIN_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class CrashBenchReport:
+    """What ``run_crash_bench`` measured.
+
+    Attributes:
+        rounds: kill -9 rounds.
+        rate_per_s: Events offered per second.
+        acknowledged: Events the service acknowledged (each announced once).
+        unacknowledged: Events still not acknowledged when the run ended (0 unless it timed out).
+        posts: POSTs the receiver got.
+        delivered: Distinct idempotency keys received.
+        duplicates: POSTs beyond the first of their key.
+        lost: Acknowledged events never delivered.
+        resend_delay_s: For each duplicate, seconds between its first and second POST.
+        before_kill_s: For each duplicate, seconds between its first POST and the kill that
+            followed it: how long a success can stay unrecorded (the window a crash re-sends).
+        restart_s: Seconds from each start to ``/readyz`` answering.
+    """
+
+    rounds: int
+    rate_per_s: float
+    acknowledged: int
+    unacknowledged: int
+    posts: int
+    delivered: int
+    duplicates: int
+    lost: int
+    resend_delay_s: tuple[float, ...]
+    before_kill_s: tuple[float, ...]
+    restart_s: tuple[float, ...]
+
+    def render(self) -> str:
+        """A short human report."""
+        delays = (
+            f"; re-sent {statistics.median(self.resend_delay_s):.1f} s (median) after the first POST,"
+            f" which came {max(self.before_kill_s) * 1000:.0f} ms or less before the kill"
+            if self.resend_delay_s
+            else ""
+        )
+        first = (
+            f"kill -9 rounds: {self.rounds}, ingest {self.rate_per_s:.0f} events/s, "
+            f"service ready {statistics.median(self.restart_s):.1f} s after each start (median)"
+        )
+        second = (
+            f"  acknowledged {self.acknowledged} events ({self.unacknowledged} never acknowledged), "
+            f"receiver got {self.posts} POSTs for {self.delivered} idempotency keys: "
+            f"{self.duplicates} duplicate(s){delays}, {self.lost} lost"
+        )
+        return f"{first}\n{second}"
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A threaded HTTP server that does not print a traceback when the killed service drops a connection."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        return
+
+
+class _CountingReceiver:
+    """A loopback webhook receiver recording when each idempotency key was POSTed."""
+
+    def __init__(self) -> None:
+        self.posts: dict[str, list[float]] = defaultdict(list)
+        self.event_ids: set[str] = set()
+        self._lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver._lock:
+                    receiver.posts[self.headers.get("Idempotency-Key", "")].append(time.monotonic())
+                    receiver.event_ids.add(self.headers.get("X-Anjian-Event-Id", ""))
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self._server = _QuietServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def delivered_ids(self) -> set[str]:
+        with self._lock:
+            return set(self.event_ids)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+class _Ingester:
+    """Offers events at ``rate_per_s`` and re-sends what was not acknowledged, as the pipeline's sink does."""
+
+    def __init__(self, base_url: str, token: str, rate_per_s: float) -> None:
+        self.acknowledged: set[str] = set()
+        self._unacknowledged: list[Event] = []
+        self._base_url = base_url
+        self._token = token
+        self._interval_s = 1.0 / rate_per_s
+        self._stop = threading.Event()
+        self._is_offering = threading.Event()
+        self._is_offering.set()
+        self._thread = threading.Thread(target=self._run, name="bench-ingest", daemon=True)
+        self._count = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop_offering(self) -> None:
+        """Make no new events; keep re-sending the unacknowledged ones."""
+        self._is_offering.clear()
+
+    def is_settled(self) -> bool:
+        return not self._is_offering.is_set() and not self._unacknowledged
+
+    @property
+    def unacknowledged(self) -> int:
+        return len(self._unacknowledged)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        with httpx.Client(
+            base_url=self._base_url, headers={"Authorization": f"Bearer {self._token}"}, timeout=10.0
+        ) as client:
+            next_at = time.monotonic()
+            while not self._stop.is_set():
+                if self._is_offering.is_set():
+                    self._unacknowledged.append(_event(self._count))
+                    self._count += 1
+                for event in list(self._unacknowledged):
+                    try:
+                        response = client.post("/ingest/events", json=event_to_json(event))
+                    except httpx.HTTPError:
+                        break  # the service is down: keep it for later, in order
+                    if response.status_code != 200:
+                        break
+                    self._unacknowledged.remove(event)
+                    self.acknowledged.add(event.id)
+                next_at += self._interval_s
+                self._stop.wait(max(0.0, next_at - time.monotonic()))
+                next_at = max(next_at, time.monotonic() - 1.0)  # after an outage, do not burst to catch up
+
+
+def _event(index: int) -> Event:
+    """A small open-flame event (no snapshot): the webhook path is what is measured."""
+    now = time.time()
+    return Event(
+        id=f"crash{os.getpid()}x{index:07d}",
+        revision=1,
+        site_id="bench",
+        workshop_id="w1",
+        camera_id="cam-1",
+        behaviour=Behaviour.OPEN_FLAME,
+        severity=RiskLevel.RED,
+        started_at=now,
+        last_seen_at=now,
+        confidence=0.9,
+        boxes=(EventBox("fire", 0.9, (0.1, 0.2, 0.3, 0.4)),),
+        message="crash bench",
+    )
+
+
+def _write_site(directory: Path, receiver_url: str) -> Path:
+    """A site YAML with one camera (never opened by ``serve``) and the receiver as a signed webhook."""
+    site = directory / "site.yaml"
+    site.write_text(
+        yaml.safe_dump(
+            {
+                "site": {
+                    "id": "bench",
+                    "workshops": [
+                        {"id": "w1", "cameras": [{"id": "cam-1", "url": "rtsp://127.0.0.1:9/unused"}]}
+                    ],
+                },
+                "webhooks": [{"url": receiver_url, "secret": _SECRET}],
+                "storage": {"dir": str(directory / "data")},
+            }
+        )
+    )
+    return site
+
+
+class _Service:
+    """``python -m service serve`` as a child process of this one."""
+
+    def __init__(self, site: Path, port: int, log: Path) -> None:
+        self._site = site
+        self._port = port
+        self._log = log
+        self._root = Path(__file__).resolve().parents[1]
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def run_cli(self, *args: str) -> str:
+        return subprocess.run(
+            [sys.executable, "-m", "service", *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=self._root,
+        ).stdout.strip()
+
+    def start(self) -> float:
+        """Start and wait for ``/readyz``; returns the seconds it took."""
+        started = time.monotonic()
+        env = {**os.environ, "ANJIAN_PORT": str(self._port), "PYTHONUNBUFFERED": "1"}
+        with self._log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "service", "serve", "--config", str(self._site)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=self._root,
+            )
+        while time.monotonic() - started < _READY_TIMEOUT_S:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self._port}/readyz", timeout=1).status_code == 200:
+                    return time.monotonic() - started
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"the service did not become ready; see {self._log}")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def run_crash_bench(
+    *,
+    rounds: int = 3,
+    rate_per_s: float = 20.0,
+    min_run_s: float = 3.0,
+    max_run_s: float = 8.0,
+    seed: int = 1,
+) -> CrashBenchReport:
+    """Kill the service ``rounds`` times under a steady ingest and count webhooks POSTed twice.
+
+    Args:
+        rounds: How many times the service is killed with SIGKILL.
+        rate_per_s: Events offered per second.
+        min_run_s: Shortest time the service runs before a kill.
+        max_run_s: Longest time (the moment is drawn uniformly in between).
+        seed: Seed of the kill moments.
+
+    Raises:
+        ValueError: A parameter is out of range.
+        RuntimeError: The service did not start.
+    """
+    if rounds < 1 or rate_per_s <= 0 or not 0 < min_run_s <= max_run_s:
+        raise ValueError(
+            f"expected rounds >= 1, rate_per_s > 0 and 0 < min_run_s <= max_run_s, got {rounds}, "
+            f"{rate_per_s}, {min_run_s}, {max_run_s}"
+        )
+    draw = random.Random(seed)
+    receiver = _CountingReceiver()
+    with tempfile.TemporaryDirectory(prefix="anjian-crash-bench-") as tmp:
+        directory = Path(tmp)
+        port = _free_port()
+        service = _Service(_write_site(directory, receiver.url), port, directory / "service.log")
+        token = service.run_cli(
+            "tokens", "create", "--config", str(directory / "site.yaml"), "--role", "pipeline"
+        )
+        ingester = _Ingester(f"http://127.0.0.1:{port}", token, rate_per_s)
+        restarts: list[float] = []
+        kills: list[float] = []
+        try:
+            restarts.append(service.start())
+            ingester.start()
+            for _ in range(rounds):
+                time.sleep(draw.uniform(min_run_s, max_run_s))
+                kills.append(time.monotonic())
+                service.kill()
+                restarts.append(service.start())
+            time.sleep(min_run_s)
+            ingester.stop_offering()
+            deadline = time.monotonic() + _DRAIN_TIMEOUT_S
+            while time.monotonic() < deadline and not (
+                ingester.is_settled() and ingester.acknowledged <= receiver.delivered_ids()
+            ):
+                time.sleep(0.1)
+        finally:
+            ingester.stop()
+            service.stop()
+            receiver.close()
+    posts = dict(receiver.posts)
+    duplicated = [times for times in posts.values() if len(times) > 1]
+    delays = tuple(times[1] - times[0] for times in duplicated)
+    before_kill = tuple(
+        min((k - times[0] for k in kills if k >= times[0]), default=float("nan")) for times in duplicated
+    )
+    return CrashBenchReport(
+        rounds=rounds,
+        rate_per_s=rate_per_s,
+        acknowledged=len(ingester.acknowledged),
+        unacknowledged=ingester.unacknowledged,
+        posts=sum(len(times) for times in posts.values()),
+        delivered=len(posts),
+        duplicates=sum(len(times) - 1 for times in posts.values()),
+        lost=len(ingester.acknowledged - receiver.delivered_ids()),
+        resend_delay_s=delays,
+        before_kill_s=before_kill,
+        restart_s=tuple(restarts),
+    )
+
+
+def _free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
