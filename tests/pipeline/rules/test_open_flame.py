@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -16,8 +17,8 @@ from pipeline.config import (
 )
 from pipeline.event import Behaviour, RiskLevel
 from pipeline.incidents import EventContext, IncidentUpdate, UpdateKind
-from pipeline.rules import build_environment
-from pipeline.rules.open_flame import OpenFlameRule
+from pipeline.rules import RuleEnvironment, build_environment
+from pipeline.rules.open_flame import OpenFlameRule, moving_fraction
 
 NAMES = {0: "fire", 1: "smoke", 2: "person"}
 CONTEXT = EventContext(site_id="s", workshop_id="w", camera_id="cam", model_version="m@1")
@@ -174,3 +175,110 @@ def test_close_ends_an_open_incident() -> None:
     [closed] = rule.close(2000.0)
     assert closed.kind is UpdateKind.CLOSED
     assert closed.event.ended_at == 2000.0
+
+
+def _flame_view(rng: np.random.Generator, *, is_moving: bool, noise_sigma: float = 3.0) -> list[np.ndarray]:
+    """Frames filled by a bright flame-like texture: blobs that move (a flame) or stay put (a painted sign).
+
+    Every frame is bright all over and keeps its mean brightness, so neither a clipped box's area
+    nor its mean brightness varies: only the pixels inside tell a flame from a picture of one.
+    """
+    still = rng.integers(0, 2, (10, 20)).astype(np.float32)
+    frames = []
+    for _ in range(12):
+        blobs = rng.integers(0, 2, (10, 20)).astype(np.float32) if is_moving else still
+        texture = cv2.resize(blobs, (200, 100), interpolation=cv2.INTER_LINEAR)
+        grey = 150 + 80 * (texture - texture.mean())
+        grey = grey + rng.normal(0, noise_sigma, grey.shape)
+        image = np.clip(np.stack([grey * 0.3, grey * 0.8, grey], axis=2), 0, 255).astype(np.uint8)
+        frames.append(image)
+    return frames
+
+
+def _whole_view_fire(scores: list[float]) -> list[Detections]:
+    """The box a detector draws on a close-up: the whole frame, clipped by its border."""
+    return [
+        Detections(
+            xyxy=np.array([[-8, -5, 210, 104]], np.float32),
+            confidence=np.array([s], np.float32),
+            class_id=np.array([0], np.int32),
+            class_names=NAMES,
+        )
+        for s in scores
+    ]
+
+
+SWINGING = [
+    0.47,
+    0.12,
+    0.31,
+    0.22,
+    0.45,
+    0.10,
+    0.38,
+    0.27,
+    0.41,
+    0.19,
+    0.33,
+    0.44,
+]  # a real close-up's fire scores
+
+
+def _run_frames(
+    rule: OpenFlameRule, images: list[np.ndarray], script: list[Detections]
+) -> list[IncidentUpdate]:
+    updates = []
+    for i, (image, dets) in enumerate(zip(images, script, strict=True)):
+        frame = Frame(camera_id="cam", image=image, captured_at=1000.0 + i / 5, pts_s=i / 5, index=i)
+        updates += rule.process(frame, dets)
+    return updates
+
+
+def test_a_flame_filling_the_view_raises_at_the_model_s_calibrated_threshold() -> None:
+    env = RuleEnvironment(context=CONTEXT, class_thresholds={"fire": 0.1})
+    rule = OpenFlameRule(OpenFlameConfig(k=3, n=5), env)
+    flame = _flame_view(np.random.default_rng(0), is_moving=True)
+    updates = _run_frames(rule, flame, _whole_view_fire(SWINGING))
+    assert [u.kind for u in updates] == [UpdateKind.OPENED]
+    assert updates[0].event.boxes[0].xyxy_norm == (-0.04, -0.05, 1.05, 1.04)  # as the detector drew it
+
+
+def test_a_painted_flame_filling_the_view_is_still_rejected() -> None:
+    env = RuleEnvironment(context=CONTEXT, class_thresholds={"fire": 0.1})
+    rule = OpenFlameRule(OpenFlameConfig(k=3, n=5), env)
+    sign = _flame_view(np.random.default_rng(0), is_moving=False, noise_sigma=6.0)
+    assert _run_frames(rule, sign, _whole_view_fire(SWINGING)) == []
+
+
+def test_a_still_flame_picture_on_a_vibrating_camera_is_rejected() -> None:
+    rule = OpenFlameRule(OpenFlameConfig(k=3, n=5), CONTEXT)
+    [sign] = _flame_view(np.random.default_rng(1), is_moving=False)[:1]
+    shaken = [
+        np.roll(sign, (i % 3 - 1, (i // 3) % 3 - 1), axis=(0, 1)) for i in range(12)
+    ]  # one pixel each way
+    assert _run_frames(rule, shaken, [FIRE] * 12) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "low", "high"),
+    [
+        (lambda p: p, 0.0, 0.0),
+        (lambda p: p + 40, 0.0, 0.0),
+        (lambda p: np.roll(p, 1, axis=1), 0.0, 0.02),
+        (lambda p: 255 - p, 0.8, 1.0),
+    ],
+    ids=["unchanged", "exposure-change", "one-pixel-shake", "inverted"],
+)
+def test_moving_fraction_counts_only_pixels_that_changed_shape(
+    change: object, low: float, high: float
+) -> None:
+    rng = np.random.default_rng(2)
+    blocks = rng.integers(0, 2, (8, 8)).astype(np.float32) * 200
+    before = cv2.resize(blocks, (64, 64), interpolation=cv2.INTER_NEAREST)
+    after = change(before)  # type: ignore[operator]
+    assert low <= moving_fraction(before, after) <= high
+
+
+def test_moving_fraction_needs_patches_of_one_shape() -> None:
+    with pytest.raises(ValueError, match="patches must have one shape"):
+        moving_fraction(np.zeros((4, 4), np.float32), np.zeros((4, 5), np.float32))
