@@ -588,17 +588,14 @@ def models_compare(
         ),
     ] = True,
     registry: RegistryOpt = None,
+    site_config: SiteConfigOpt = None,
 ) -> None:
     """Side by side before promoting: per-class AP50, AP50-95, P and R of A and B on each set, and A - B."""
     from datasets.classmap import load_class_map
-    from training.compare import (
-        ModelRef,
-        compare_models,
-        load_compared_data,
-        record_comparison,
-        registry_version_of,
-    )
+    from training.compare import ModelRef, compare_models, load_compared_data
+    from training.comparison_record import record_comparison, registry_version_of
 
+    registry = _site_registry(registry, site_config)
     found = [registry_version_of(spec, root=registry) for spec in (model_a, model_b)]
     if found[0] is not None and found[1] is not None and found[0][:2] == found[1][:2]:
         raise _fail(f"A and B are the same registry version ({found[0][0]}/{found[0][1]})")
@@ -627,13 +624,15 @@ def models_compare(
     if is_recording:
         for where, view in zip(found, (comparison, comparison.swapped()), strict=True):
             if where is not None:
-                record_comparison(where[2], view)
-                _out.print(f"recorded in {where[0]}/{where[1]}: meta.json (comparisons) and card.md")
+                folder = record_comparison(where[0], where[1], view, root=registry)
+                _out.print(
+                    f"recorded with {where[0]}/{where[1]} in {folder}: meta.json (comparisons) and card.md"
+                )
 
 
 def _show_promotion_comparison(name: str, version: str, current: str | None, registry: Path | None) -> None:
     """After a promotion: the stored comparison with the version it replaced, or how to make one."""
-    from training.compare import comparison_for_promotion
+    from training.comparison_record import comparison_for_promotion
 
     if current is None or current == version:
         return

@@ -1,12 +1,10 @@
-"""Compare two models class by class on several labelled splits, and keep the result with each version.
+"""Compare two models class by class on several labelled splits.
 
 An analyst promotes a new version only after seeing it side by side with the one it replaces,
 on the sources it was trained on (in-source val splits) and on sources it never saw
 (cross-source sets). :func:`compare_models` scores both detectors with
 :func:`training.evaluate.evaluate_detector` on the same images and pairs their per-class
-figures; :func:`record_comparison` writes the result into a registry version's
-``meta.json`` (under ``comparisons``) and into a section of its ``card.md``, so that
-``anjian models promote`` can show it when the version goes live.
+figures; :mod:`training.comparison_record` keeps the result with each registry version.
 
 Differences are always *this model minus the other*: in a version's own meta, a positive
 ``delta`` means that version scores higher.
@@ -14,10 +12,7 @@ Differences are always *this model minus the other*: in a version's own meta, a 
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,8 +27,6 @@ from datasets.labels import DetectionSet, ProgressFn, no_progress
 from datasets.versions import find_version
 from datasets.yolo import load_yolo_set
 from models.detector import Detector
-from models.errors import ModelError
-from models.registry import list_versions, resolve_model_path
 from training.evaluate import ClassResult, EvalReport, class_table, evaluate_detector
 
 __all__ = [
@@ -46,19 +39,11 @@ __all__ = [
     "Scores",
     "compare_models",
     "compare_reports",
-    "comparison_for_promotion",
-    "comparison_markdown",
-    "find_comparison",
     "load_compared_data",
-    "record_comparison",
-    "registry_version_of",
 ]
 
 METRICS = ("ap50", "ap50_95", "precision", "recall")
 """Per-class figures compared, in display order."""
-
-_CARD_START = "<!-- anjian:comparisons:start -->"
-_CARD_END = "<!-- anjian:comparisons:end -->"
 
 
 def _clean(value: float) -> float | None:
@@ -486,149 +471,3 @@ def compare_models(
     recorded = {"split": split, **(settings or {})}
     created = datetime.now(UTC).isoformat(timespec="seconds")
     return Comparison(a[0], b[0], tuple(rows), created, recorded), pairs
-
-
-def registry_version_of(spec: str, *, root: Path | None = None) -> tuple[str, str, Path] | None:
-    """The registry model name, version and folder a model spec points at, if any.
-
-    ``builtin:NAME``, ``builtin:NAME@SCOPE`` and ``builtin:NAME/VERSION`` resolve through the
-    registry; a file path counts when it is a registry version's ``model.onnx`` (a folder
-    named by digits, with a ``meta.json``).
-    """
-    try:
-        path = resolve_model_path(spec, root=root).resolve()
-    except ModelError:
-        return None
-    folder = path.parent
-    if path.name == "model.onnx" and folder.name.isdigit() and (folder / "meta.json").is_file():
-        return folder.parent.name, folder.name, folder
-    return None
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace a file's content in one rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _fmt(value: float, *, signed: bool = False) -> str:
-    """Three decimals (with a sign for differences) or a dash."""
-    if math.isnan(value):
-        return "–"
-    return f"{value:+.3f}" if signed else f"{value:.3f}"
-
-
-def comparison_markdown(comparisons: Sequence[Comparison]) -> str:
-    """The model card section listing comparisons, each from this model's side.
-
-    Returns:
-        Markdown: one sub-section per compared model, one table per data set.
-    """
-    lines = [
-        "## Comparisons",
-        "",
-        "Written by `anjian models compare`; Δ is this version minus the other (positive: this one",
-        "scores higher). P and R are at each model's best-F1 confidence, IoU 0.5.",
-    ]
-    for comparison in comparisons:
-        lines += ["", f"### vs {comparison.b.label} ({comparison.created_at})", ""]
-        for d in comparison.data:
-            version = f", data version `{d.data_version}`" if d.data_version else ""
-            digest = f", `{d.data_hash[:19]}…`" if d.data_hash else ""
-            lines += [
-                (
-                    f"**{d.data}** ({d.images} images{version}{digest}): mAP50 "
-                    f"{_fmt(d.common_mean('ap50', 'a'))} vs {_fmt(d.common_mean('ap50', 'b'))} "
-                    "on the classes both score."
-                ),
-                "",
-                "| class | instances | AP50 | other | Δ | AP50-95 | other | Δ | P | R |",
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-            ]
-            for c in d.classes:
-                mine = c.a or Scores(math.nan, math.nan, math.nan, math.nan)
-                other = c.b or Scores(math.nan, math.nan, math.nan, math.nan)
-                lines.append(
-                    f"| {c.name} | {c.instances} | {_fmt(mine.ap50)} | {_fmt(other.ap50)} | "
-                    f"{_fmt(c.delta('ap50'), signed=True)} | {_fmt(mine.ap50_95)} | {_fmt(other.ap50_95)} | "
-                    f"{_fmt(c.delta('ap50_95'), signed=True)} | {_fmt(mine.precision)} | {_fmt(mine.recall)} |"
-                )
-            lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def _same_pair(record: Mapping[str, Any], comparison: Comparison) -> bool:
-    """Whether a stored record compares the same two models (a newer run replaces it)."""
-    try:
-        old = Comparison.from_dict(record)
-    except ValueError:
-        return False
-    if comparison.b.registry_name and comparison.b.registry_version:
-        return old.b.is_version(comparison.b.registry_name, comparison.b.registry_version)
-    return old.b.version == comparison.b.version
-
-
-def record_comparison(version_dir: Path, comparison: Comparison) -> None:
-    """Keep a comparison in a registry version's ``meta.json`` and ``card.md``.
-
-    ``comparison`` must be seen from this version's side (``comparison.a`` is this version;
-    use :meth:`Comparison.swapped` for the other one). A newer comparison against the same
-    model replaces the older one. The card's comparison section is rewritten between its
-    markers (appended when the card has none), leaving the rest of the card as it was.
-
-    Raises:
-        FileNotFoundError: The folder holds no ``meta.json``.
-    """
-    meta_path = version_dir / "meta.json"
-    meta = json.loads(meta_path.read_text())
-    kept = [r for r in meta.get("comparisons", []) if not _same_pair(r, comparison)]
-    meta["comparisons"] = [*kept, comparison.to_dict()]
-    _write_atomic(meta_path, json.dumps(meta, indent=2, default=str) + "\n")
-    stored = []
-    for record in meta["comparisons"]:
-        try:
-            stored.append(Comparison.from_dict(record))
-        except ValueError:
-            continue
-    section = f"{_CARD_START}\n{comparison_markdown(stored)}{_CARD_END}\n"
-    card_path = version_dir / "card.md"
-    card = card_path.read_text() if card_path.is_file() else ""
-    pattern = re.compile(re.escape(_CARD_START) + r".*?" + re.escape(_CARD_END) + r"\n?", re.DOTALL)
-    if pattern.search(card):
-        card = pattern.sub(lambda _: section, card, count=1)
-    else:
-        card = card.rstrip("\n") + ("\n\n" if card else "") + section
-    _write_atomic(card_path, card)
-
-
-def find_comparison(meta: Mapping[str, Any], name: str, version: str) -> Comparison | None:
-    """The latest stored comparison against registry version ``version`` of ``name``, if any."""
-    found = None
-    for record in meta.get("comparisons", []):
-        try:
-            comparison = Comparison.from_dict(record)
-        except ValueError:
-            continue
-        if comparison.b.is_version(name, version):
-            found = comparison
-    return found
-
-
-def comparison_for_promotion(
-    name: str, version: str, current: str | None, *, root: Path | None = None
-) -> Comparison | None:
-    """What ``promote`` shows: the stored comparison of ``version`` against the ``current`` one.
-
-    Returns:
-        The comparison from ``version``'s side, ``None`` when there is no current version,
-        it is the same, or the two were never compared.
-    """
-    if current is None or current == version:
-        return None
-    try:
-        versions = {v.version: v for v in list_versions(name, root=root)}
-    except ModelError:
-        return None
-    candidate = versions.get(version)
-    return find_comparison(candidate.meta, name, current) if candidate else None

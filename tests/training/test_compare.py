@@ -10,14 +10,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from models.registry import register_version, resolve_model_path
+from models.registry import SHIPPED_DIR, list_versions, register_version, resolve_model_path
 from service.cli import app
 from tests.support.real_data import copy_yolo_sample
-from training.compare import (
-    Comparison,
-    DataComparison,
-    ModelRef,
-    compare_reports,
+from training.compare import Comparison, DataComparison, ModelRef, compare_reports
+from training.comparison_record import (
     comparison_for_promotion,
     find_comparison,
     record_comparison,
@@ -87,9 +84,9 @@ def test_a_recorded_comparison_lands_in_meta_and_card_and_a_rerun_replaces_it(tm
     _version(registry, "det", model, "# det 1\n\nHand-written notes.\n")
     v2 = _version(registry, "det", model, "# det 2\n\nHand-written notes.\n")
     first = compare_reports(_report("det@2", _row("fire", 0.8)), _report("det@1", _row("fire", 0.6)))
-    record_comparison(v2, _comparison(NEW, OLD, first))
+    assert record_comparison("det", "2", _comparison(NEW, OLD, first), root=registry) == v2
     second = compare_reports(_report("det@2", _row("fire", 0.9)), _report("det@1", _row("fire", 0.6)))
-    record_comparison(v2, _comparison(NEW, OLD, second))
+    record_comparison("det", "2", _comparison(NEW, OLD, second), root=registry)
 
     meta = json.loads((v2 / "meta.json").read_text())
     assert meta["map50"] == 0.5  # the rest of the meta is kept
@@ -142,7 +139,7 @@ def test_compare_cli_scores_both_models_on_two_sets_records_and_promote_shows_it
 
     assert result.exit_code == 0, result.output
     assert "A = det/2, B = det/1 on fire/val (4 images)" in result.output
-    assert "cigarette" in result.output and "recorded in det/2" in result.output
+    assert "cigarette" in result.output and "recorded with det/2" in result.output
     payload = json.loads(out.read_text())
     fire_rows = {c["name"]: c for c in payload["data"][0]["classes"]}
     assert set(fire_rows) == {"fire", "smoke"}
@@ -188,3 +185,24 @@ def test_compare_cli_errors_are_clean(tmp_path: Path) -> None:
         app, ["models", "compare", "builtin:det/1", "builtin:nope", "--data", os.devnull, *reg]
     )
     assert missing.exit_code == 2 and "nope" in missing.output
+
+
+def test_a_comparison_with_a_shipped_version_is_kept_in_the_site_registry(tmp_path: Path) -> None:
+    registry = tmp_path / "site"
+    shipped_meta = (SHIPPED_DIR / "anjian-n" / "1" / "meta.json").read_bytes()
+    shipped_card = (SHIPPED_DIR / "anjian-n" / "1" / "card.md").read_bytes()
+    mine = ModelRef("builtin:anjian-n/1", "anjian-n@1", "anjian-n", "1")
+    other = ModelRef("coco.onnx", "coco@83de", None, None)
+    data = compare_reports(
+        _report("anjian-n@1", _row("person", 0.69)), _report("coco@83de", _row("person", 0.40))
+    )
+
+    folder = record_comparison("anjian-n", "1", _comparison(mine, other, data), root=registry)
+
+    assert folder == registry / "anjian-n" / "1"
+    assert (SHIPPED_DIR / "anjian-n" / "1" / "meta.json").read_bytes() == shipped_meta
+    assert (SHIPPED_DIR / "anjian-n" / "1" / "card.md").read_bytes() == shipped_card
+    assert "### vs coco.onnx" in (folder / "card.md").read_text()
+    [version] = [v for v in list_versions("anjian-n", root=registry) if v.version == "1"]
+    assert version.meta["comparisons"][0]["against"]["spec"] == "coco.onnx"  # merged into the version's meta
+    assert version.meta["val"]  # the shipped figures are still there
