@@ -18,12 +18,20 @@ class _CamerasModel(BaseModel):
 
 
 class ReconnectConfig(_CamerasModel):
-    """Exponential backoff between reconnect attempts; retries go on forever."""
+    """Exponential backoff between reconnect attempts, cut short when the camera's port comes back;
+    retries go on forever."""
 
     initial_delay_s: float = Field(1.0, gt=0, le=60, description="Delay before the first reconnect.")
     max_delay_s: float = Field(30.0, gt=0, le=3600, description="Cap on the delay between attempts.")
     multiplier: float = Field(2.0, ge=1.0, le=10.0, description="Growth of the delay per failed attempt.")
     jitter: float = Field(0.2, ge=0.0, le=1.0, description="Random +- fraction applied to each delay.")
+    probe_interval_s: float = Field(
+        1.0,
+        ge=0,
+        le=60,
+        description="While a camera is down, check this often whether its TCP port answers (a bare connect, "
+        "no request) and open it as soon as a port seen closed answers again; 0: wait the plain backoff.",
+    )
 
     @model_validator(mode="after")
     def _max_not_below_initial(self) -> ReconnectConfig:

@@ -30,6 +30,7 @@ from cameras.errors import (
     StreamDisconnectedError,
     StreamOpenError,
     StreamStalledError,
+    StreamUnreachableError,
 )
 from cameras.frame import Frame
 from cameras.url import ffmpeg_url, mask_credentials, split_url, url_scheme
@@ -137,13 +138,14 @@ def describe_open_error(exc: BaseException, config: CameraConfig) -> StreamOpenE
     """Turn a PyAV/OS open error into a credential-free ``StreamOpenError`` naming the cause.
 
     Refusals that need a config change (wrong credentials, path or host name, a file that
-    is not a video) become ``StreamConfigError``; the rest (refused, unreachable, timed
-    out, server errors) are transient.
+    is not a video) become ``StreamConfigError``; nothing answering at the port (refused,
+    no route) ``StreamUnreachableError``; the rest (timed out, server errors) are transient.
     """
     url = config.url.get_secret_value()
     code = getattr(exc, "errno", None)
     config_reason: str | None = None
-    reason: str
+    unreachable_reason: str | None = None
+    reason = ""
     if isinstance(exc, av.error.HTTPUnauthorizedError):
         config_reason = "credentials refused (401 Unauthorized)"
     elif isinstance(exc, av.error.HTTPForbiddenError):
@@ -163,9 +165,9 @@ def describe_open_error(exc: BaseException, config: CameraConfig) -> StreamOpenE
     elif isinstance(exc, av.error.ExitError | av.error.TimeoutError) or code == errno.ETIMEDOUT:
         reason = f"timed out after {config.open_timeout_s:g}s"
     elif code == errno.ECONNREFUSED:
-        reason = "connection refused"
+        unreachable_reason = "connection refused"
     elif code in (errno.EHOSTUNREACH, errno.ENETUNREACH):
-        reason = "host unreachable"
+        unreachable_reason = "host unreachable"
     elif isinstance(exc, av.error.HTTPServerError):
         reason = "server error (5xx)"
     elif is_live_url(url) and _host_is_unknown(url):
@@ -174,6 +176,8 @@ def describe_open_error(exc: BaseException, config: CameraConfig) -> StreamOpenE
         reason = _masked_text(exc, url) or type(exc).__name__
     if config_reason is not None:
         return StreamConfigError(f"cannot open {config.masked_url}: {config_reason}")
+    if unreachable_reason is not None:
+        return StreamUnreachableError(f"cannot open {config.masked_url}: {unreachable_reason}")
     return StreamOpenError(f"cannot open {config.masked_url}: {reason}")
 
 

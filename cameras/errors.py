@@ -4,6 +4,7 @@ Hierarchy::
 
     CameraError
     ├── StreamOpenError          the URL could not be opened (network down, refused, timed out)
+    │   ├── StreamUnreachableError  nothing answers at its host and port (refused, no route)
     │   └── StreamConfigError    it answered, but refuses what is configured (host name, path,
     │                            credentials, not a video): needs a config change on one side
     ├── StreamDisconnectedError  an open live stream ended or its connection broke
@@ -20,6 +21,7 @@ __all__ = [
     "StreamDisconnectedError",
     "StreamOpenError",
     "StreamStalledError",
+    "StreamUnreachableError",
 ]
 
 
@@ -29,6 +31,13 @@ class CameraError(Exception):
 
 class StreamOpenError(CameraError):
     """The stream could not be opened: unreachable, refused, timed out."""
+
+
+class StreamUnreachableError(StreamOpenError):
+    """Nothing answers at the stream's host and port: connection refused, host or network unreachable.
+
+    The camera (or its server) is down; sources reopen it as soon as its port answers again.
+    """
 
 
 class StreamConfigError(StreamOpenError):

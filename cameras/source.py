@@ -9,12 +9,13 @@ import time
 import traceback
 from collections.abc import Callable
 
-from cameras.backoff import Backoff
+from cameras.backoff import ReconnectWait
 from cameras.config import CameraConfig
 from cameras.decode import decode_frames, is_live_url
-from cameras.errors import CameraError, StreamConfigError, StreamStalledError
+from cameras.errors import CameraError, StreamConfigError, StreamStalledError, StreamUnreachableError
 from cameras.frame import Frame
 from cameras.health import CameraHealth, CameraState, HealthTracker
+from cameras.reachability import port_probe
 from cameras.url import mask_credentials
 
 __all__ = ["VideoSource"]
@@ -28,7 +29,9 @@ class VideoSource:
     A slow consumer never grows a queue: each new frame replaces the previous one,
     and a frame replaced before anyone took it is counted as dropped. Disconnects,
     stalls and decode failures lead to reconnects with exponential backoff and
-    jitter, forever, until ``stop()``. Refusals that need a config change (wrong
+    jitter, forever, until ``stop()``; between attempts the camera's TCP port is
+    checked about once a second, and a camera whose port comes back is reopened at
+    once (``ReconnectWait``). Refusals that need a config change (wrong
     credentials, path or host, not a video) are retried too, at the longest delay,
     and reported as ``failed_config``. A file that is not looped ends the source
     when it ends (or fails to open).
@@ -208,8 +211,14 @@ class VideoSource:
 
     def _run(self) -> None:
         config = self.config
-        backoff = Backoff(config.reconnect, self._rng)
-        is_file = not is_live_url(config.url.get_secret_value())
+        url = config.url.get_secret_value()
+        retry = ReconnectWait(
+            config.reconnect,
+            self._rng,
+            probe=port_probe(url, timeout_s=min(1.0, config.open_timeout_s)),
+            sleep=self._stop.wait,
+        )
+        is_file = not is_live_url(url)
         index = 0
         last_problem: tuple[CameraState, str] | None = None
         while not self._stop.is_set():
@@ -225,12 +234,17 @@ class VideoSource:
                 state, error = CameraState.STALLED, str(exc)
             except StreamConfigError as exc:
                 state, error = CameraState.FAILED_CONFIG, str(exc)
+            except StreamUnreachableError as exc:
+                error = str(exc)
+                retry.refused()
             except CameraError as exc:
                 error = str(exc)
             except Exception as exc:  # noqa: BLE001 - the loop must survive anything a decoder throws
-                error = f"unexpected {type(exc).__name__}: {mask_credentials(str(exc))}"
+                error = f"unexpected {type(exc).__name__}: {mask_credentials(str(exc), url=url)}"
                 logger.error("%s: reader failed: %s", config.id, error)
-                logger.debug("%s: %s", config.id, mask_credentials("".join(traceback.format_exception(exc))))
+                logger.debug(
+                    "%s: %s", config.id, mask_credentials("".join(traceback.format_exception(exc)), url=url)
+                )
             if self._stop.is_set():
                 break
             if is_file and not config.loop and state == CameraState.FAILED_CONFIG:
@@ -241,9 +255,8 @@ class VideoSource:
             index = max(index, self._next_index())
             if index != index_before:
                 last_problem = None  # it was online in between: report the next problem again
-                if time.monotonic() - connected_at >= config.reconnect.max_delay_s:
-                    backoff.reset()  # the connection held: start again from the short delay
-            delay = backoff.max_delay() if state == CameraState.FAILED_CONFIG else backoff.next_delay()
+                retry.connected(time.monotonic() - connected_at)
+            delay = retry.next_delay(is_config_error=state == CameraState.FAILED_CONFIG)
             self._health.set_state(state, self._clock(), error)
             self._health.count(reconnects=1)
             if (state, error) != last_problem:
@@ -251,7 +264,7 @@ class VideoSource:
                 last_problem = (state, error)
             else:
                 logger.debug("%s: %s: %s; retrying in %.1fs", config.id, state, error, delay)
-            if self._stop.wait(delay):
+            if retry.wait(delay):
                 break
         self._is_finished = True
         with self._new_frame:

@@ -422,6 +422,28 @@ def bench_decode(
     typer.echo(format_decode_table(rows, analysis_fps=analysis_fps))
 
 
+@bench_app.command("reconnect")
+def bench_reconnect(
+    rounds: Annotated[int, typer.Option(help="Server outages to measure.")] = 3,
+    down_s: Annotated[float, typer.Option(help="Seconds the server stays down each time.")] = 20.0,
+    cameras: Annotated[
+        int, typer.Option(help="Cameras for the one-dead-among-N comparison (0: skip it).")
+    ] = 8,
+) -> None:
+    """Seconds from an RTSP server answering again to its camera online (default settings), and
+    whether one dead camera slows the others; needs the tests' RTSP server (a source checkout)."""
+    from cameras.reconnect_bench import format_reconnect_report, run_dead_camera_bench, run_reconnect_bench
+
+    setup_logging("ERROR")
+    progress = lambda line: typer.echo(f"  {line}", err=True)
+    try:
+        rounds_measured = run_reconnect_bench(rounds=rounds, down_s=down_s, progress=progress)
+        dead = run_dead_camera_bench(cameras=cameras, progress=progress) if cameras >= 2 else None
+    except RuntimeError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(format_reconnect_report(rounds_measured, dead))
+
+
 @bench_app.command("pipeline")
 def bench_pipeline(
     cameras: Annotated[int, typer.Option(help="Cameras, each reading its own copy of the video.")] = 4,

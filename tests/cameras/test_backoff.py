@@ -1,12 +1,14 @@
-"""Reconnect delays grow exponentially, stay capped and jittered, and start over after a reset."""
+"""Reconnect delays grow exponentially, stay capped and jittered, start over after a reset, and are
+cut short when a closed port answers again, without hammering a camera that stays down (fake time)."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 
 import pytest
 
-from cameras.backoff import Backoff
+from cameras.backoff import Backoff, ReconnectWait
 from cameras.config import ReconnectConfig
 
 
@@ -44,3 +46,104 @@ def test_backoff_max_delay_is_at_the_cap_from_the_first_failure() -> None:
 def test_reconnect_config_rejects_cap_below_initial_delay() -> None:
     with pytest.raises(ValueError, match="max_delay_s"):
         ReconnectConfig(initial_delay_s=10, max_delay_s=5)
+
+
+class _FakeTime:
+    """A fake monotonic clock whose sleeps advance it; the camera's port opens in scripted spells."""
+
+    def __init__(self, port_open_spells: list[tuple[float, float]] | None = None) -> None:
+        self.now = 0.0
+        self.spells = port_open_spells or []
+        self.probes = 0
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> bool:
+        self.now += seconds
+        return False
+
+    def port_answers(self) -> bool:
+        self.probes += 1
+        return any(start <= self.now < end for start, end in self.spells)
+
+
+def _opens_until(
+    fake: _FakeTime, wait: ReconnectWait, *, until_s: float, is_up: Callable[[float], bool]
+) -> list[float]:
+    """Run a reader's retry loop on fake time: the times of every full open until one succeeds or ``until_s``."""
+    opens = []
+    while fake.now < until_s:
+        opens.append(fake.now)
+        fake.now += 0.5  # an open costs time too
+        if is_up(fake.now):
+            break
+        wait.wait(wait.next_delay(is_config_error=False))
+    return opens
+
+
+def test_a_camera_down_for_an_hour_is_opened_at_the_backoff_pace_only() -> None:
+    fake = _FakeTime()  # the port never answers
+    wait = ReconnectWait(
+        ReconnectConfig(), random.Random(0), probe=fake.port_answers, sleep=fake.sleep, clock=fake.clock
+    )
+    opens = _opens_until(fake, wait, until_s=3600, is_up=lambda _t: False)
+    assert len(opens) <= 3600 / (ReconnectConfig().max_delay_s * 0.8) + 8  # 1, 2, 4, 8, 16, then the cap
+    assert fake.probes <= fake.now / ReconnectConfig().probe_interval_s + len(opens)  # about one a second
+
+
+def test_a_camera_whose_port_answers_but_refuses_is_not_hammered() -> None:
+    fake = _FakeTime([(0.0, 1e9)])  # the port always answers, the stream never opens
+    wait = ReconnectWait(
+        ReconnectConfig(), random.Random(0), probe=fake.port_answers, sleep=fake.sleep, clock=fake.clock
+    )
+    opens = _opens_until(fake, wait, until_s=3600, is_up=lambda _t: False)
+    assert len(opens) <= 3600 / (ReconnectConfig().max_delay_s * 0.8) + 8
+
+
+def test_a_port_flapping_every_second_is_not_hammered_either() -> None:
+    fake = _FakeTime([(float(t), t + 1.0) for t in range(0, 3600, 2)])  # open one second in two
+    wait = ReconnectWait(
+        ReconnectConfig(), random.Random(0), probe=fake.port_answers, sleep=fake.sleep, clock=fake.clock
+    )
+    opens = _opens_until(fake, wait, until_s=3600, is_up=lambda _t: False)
+    assert len(opens) <= 3600 / 5  # not an open per flap: one early open per cap, then the backoff
+
+
+@pytest.mark.parametrize("down_s", [20.0, 95.0, 1800.0], ids=["20s", "95s", "30min"])
+def test_a_camera_is_opened_within_a_probe_interval_of_its_port_answering_again(down_s: float) -> None:
+    fake = _FakeTime([(down_s, 1e9)])
+    config = ReconnectConfig()
+    wait = ReconnectWait(
+        config, random.Random(0), probe=fake.port_answers, sleep=fake.sleep, clock=fake.clock
+    )
+    opens = _opens_until(fake, wait, until_s=down_s + 600, is_up=lambda t: t >= down_s)
+    assert down_s <= opens[-1] <= down_s + config.probe_interval_s + 1.0  # + a probe's own time
+
+
+def test_without_a_probe_the_plain_backoff_is_waited() -> None:
+    fake = _FakeTime()
+    config = ReconnectConfig(initial_delay_s=1, max_delay_s=8, jitter=0, probe_interval_s=0)
+    wait = ReconnectWait(
+        config, random.Random(0), probe=fake.port_answers, sleep=fake.sleep, clock=fake.clock
+    )
+    assert [wait.wait(wait.next_delay(is_config_error=False)) or fake.now for _ in range(4)] == [1, 3, 7, 15]
+    assert fake.probes == 0
+
+
+def test_a_refused_open_counts_as_a_closed_port_so_its_return_cuts_the_wait() -> None:
+    fake = _FakeTime([(0.0, 1e9)])  # it answers from the first check on
+    config = ReconnectConfig(initial_delay_s=30, max_delay_s=30, jitter=0)
+    wait = ReconnectWait(
+        config, random.Random(0), probe=fake.port_answers, sleep=fake.sleep, clock=fake.clock
+    )
+    wait.refused()
+    assert wait.wait(30) is False and fake.now == 0.0
+
+
+def test_wait_reports_a_stop_at_once() -> None:
+    stops: list[float] = []
+    wait = ReconnectWait(
+        ReconnectConfig(), random.Random(0), probe=lambda: False, sleep=lambda s: stops.append(s) or True
+    )
+    assert wait.wait(30) is True and stops == [1.0]

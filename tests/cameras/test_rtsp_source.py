@@ -76,6 +76,30 @@ def test_hung_server_is_reported_stalled_within_twice_the_timeout(rtsp_server: R
         source.stop()
 
 
+def test_camera_is_back_soon_after_its_server_not_at_the_end_of_a_long_backoff(
+    rtsp_server: RtspTestServer,
+) -> None:
+    # Delays of 10 s then 100 s: without the port probe the camera would next be opened
+    # 110 s after the outage began, 90 s after the server is back.
+    slow_backoff = {"initial_delay_s": 10, "multiplier": 10, "max_delay_s": 600, "jitter": 0}
+    source = VideoSource(_camera("cam1", rtsp_server.url("/cam1"), reconnect=slow_backoff))
+    source.start()
+    try:
+        assert seconds_until(lambda: source.health().state == CameraState.ONLINE, 20) is not None
+        rtsp_server.stop()
+        assert seconds_until(lambda: source.health().state != CameraState.ONLINE, 20) is not None
+        time.sleep(20)  # the outage
+        opens_while_down = source.health().reconnects
+        rtsp_server.start()  # same port
+        back_s = seconds_until(lambda: source.health().state == CameraState.ONLINE, 60)
+        health = source.health()
+    finally:
+        source.stop()
+    assert back_s is not None, f"not back within 60 s of its server (waiting out the backoff?): {health}"
+    assert opens_while_down <= 3, f"{opens_while_down} full opens in a 20 s outage"
+    assert health.reconnects <= opens_while_down + 2
+
+
 @pytest.mark.parametrize(
     "password", ["pa/ssW0rd", "p@ss@W0rd", "p:a/s@s?W#0rd%"], ids=["slash", "ats", "all"]
 )

@@ -1,0 +1,237 @@
+"""Measure how fast a camera comes back after its server does, and what a dead camera costs the others.
+
+Two measurements against a real RTSP server (the one the tests use, from a source
+checkout: ``tests/support/rtsp.py``, GStreamer under Debian's python3):
+
+* **Reconnect**: a camera with the default reconnect settings reads the server; the
+  server is stopped for ``down_s``, restarted on the same port, and the seconds from
+  "the server listens again" to "the camera is online" are recorded, with the number
+  of full opens the reader tried while the server was down (hammering shows there).
+* **One dead camera among N** (optional): N cameras read N mounts; one server is
+  killed; each healthy camera's delivered rate over the next seconds is compared with
+  its rate before, in the same run.
+
+``anjian bench reconnect`` prints both tables.
+"""
+
+from __future__ import annotations
+
+import importlib
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cameras.bench import make_bench_clip
+from cameras.camera_set import CameraSet
+from cameras.config import CameraConfig
+from cameras.health import CameraState
+from cameras.source import VideoSource
+
+__all__ = [
+    "DeadCameraReport",
+    "ReconnectRound",
+    "format_reconnect_report",
+    "run_dead_camera_bench",
+    "run_reconnect_bench",
+]
+
+_CLIP_FPS = 10
+_POLL_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectRound:
+    """One outage of the server and the camera's return.
+
+    Attributes:
+        down_s: Seconds the server was down.
+        opens_while_down: Full opens the reader tried while the server was down.
+        online_after_s: Seconds from the server listening again to the camera online
+            (``None``: not back within the deadline).
+    """
+
+    down_s: float
+    opens_while_down: int
+    online_after_s: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadCameraReport:
+    """Healthy cameras' delivered rates before and after one of them died.
+
+    Attributes:
+        cameras: Cameras read, the dead one included.
+        window_s: Seconds each rate was measured over.
+        fps_before: Delivered frames per second of each healthy camera before the kill.
+        fps_after: The same after the kill.
+    """
+
+    cameras: int
+    window_s: float
+    fps_before: dict[str, float]
+    fps_after: dict[str, float]
+
+    @property
+    def worst_ratio(self) -> float:
+        """The lowest after/before rate over the healthy cameras (1.0: not slowed at all)."""
+        return min(self.fps_after[c] / self.fps_before[c] for c in self.fps_before if self.fps_before[c] > 0)
+
+
+def _test_server_class() -> Any:
+    """``RtspTestServer`` from the source checkout's ``tests/support``, or a clear error."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "tests" / "support" / "rtsp.py").is_file():
+        raise RuntimeError(
+            "the reconnect benchmark needs a source checkout of anjian (tests/support/rtsp.py, its RTSP server)"
+        )
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    rtsp = importlib.import_module("tests.support.rtsp")
+    is_available, reason = rtsp.rtsp_server_available()
+    if not is_available:
+        raise RuntimeError(f"the test RTSP server cannot run here: {reason} (make system-deps installs it)")
+    return rtsp.RtspTestServer
+
+
+def _wait(predicate: Callable[[], bool], timeout_s: float) -> float | None:
+    """Seconds until ``predicate`` held, or ``None`` after ``timeout_s``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(_POLL_S)
+    return None
+
+
+def _clip(directory: Path | None) -> Path:
+    folder = directory or Path(tempfile.gettempdir()) / "anjian-bench"
+    folder.mkdir(parents=True, exist_ok=True)
+    return make_bench_clip(folder / "reconnect-320x240.mp4", (320, 240), seconds=4.0, fps=_CLIP_FPS)
+
+
+def run_reconnect_bench(
+    *,
+    rounds: int = 3,
+    down_s: float = 20.0,
+    deadline_s: float = 60.0,
+    directory: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[ReconnectRound]:
+    """Stop and restart a real RTSP server ``rounds`` times; time the camera's return each time.
+
+    The camera has every setting at its default (reconnect backoff, probes, timeouts).
+
+    Args:
+        rounds: Outages to measure.
+        down_s: Seconds the server stays down each time.
+        deadline_s: Give up waiting for the camera after this long (the round records ``None``).
+        directory: Where the test clip goes (default: a temp folder).
+        progress: Called with a line per round.
+
+    Returns:
+        One ``ReconnectRound`` per outage.
+
+    Raises:
+        RuntimeError: The test RTSP server is not available here.
+    """
+    server_class = _test_server_class()
+    server = server_class({"/cam": _clip(directory)}).start()
+    source = VideoSource(CameraConfig(id="bench", url=server.url("/cam")))
+    results: list[ReconnectRound] = []
+    try:
+        source.start()
+        if _wait(lambda: source.health().state == CameraState.ONLINE, deadline_s) is None:
+            raise RuntimeError(f"the camera never came online: {source.health().last_error}")
+        for index in range(rounds):
+            server.stop()
+            opens_before = source.health().reconnects
+            time.sleep(down_s)
+            server.start()
+            opens = source.health().reconnects - opens_before
+            online_after_s = _wait(lambda: source.health().state == CameraState.ONLINE, deadline_s)
+            results.append(ReconnectRound(down_s, opens, online_after_s))
+            if progress is not None:
+                shown = "not back" if online_after_s is None else f"online {online_after_s:.2f} s after"
+                progress(f"round {index + 1}: server down {down_s:g} s, {opens} open(s) meanwhile, {shown}")
+    finally:
+        source.stop()
+        server.stop()
+    return results
+
+
+def run_dead_camera_bench(
+    *,
+    cameras: int = 8,
+    window_s: float = 5.0,
+    directory: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> DeadCameraReport:
+    """Read ``cameras`` streams, kill one server, and compare the others' delivered rates before and after.
+
+    Raises:
+        RuntimeError: The test RTSP server is not available, or the cameras never all came online.
+    """
+    server_class = _test_server_class()
+    clip = _clip(directory)
+    healthy = server_class({f"/cam{i}": clip for i in range(1, cameras)}).start()
+    doomed = server_class({"/dead": clip}).start()
+    configs = [
+        CameraConfig(id=f"cam{i}", url=healthy.url(f"/cam{i}"), analysis_fps=5) for i in range(1, cameras)
+    ]
+    camera_set = CameraSet()
+    camera_set.apply([*configs, CameraConfig(id="dead", url=doomed.url("/dead"), analysis_fps=5)])
+    try:
+        camera_set.start()
+        if _wait(lambda: all(h.state == CameraState.ONLINE for h in camera_set.health()), 60) is None:
+            raise RuntimeError(f"not every camera came online: {camera_set.health()}")
+        fps_before = _delivered_fps(camera_set, window_s)
+        doomed.kill()
+        if progress is not None:
+            progress(f"killed the server of 'dead'; measuring the other {cameras - 1} for {window_s:g} s")
+        fps_after = _delivered_fps(camera_set, window_s)
+    finally:
+        camera_set.stop()
+        healthy.stop()
+        doomed.stop()
+    del fps_before["dead"], fps_after["dead"]
+    return DeadCameraReport(cameras, window_s, fps_before, fps_after)
+
+
+def _delivered_fps(camera_set: CameraSet, window_s: float) -> dict[str, float]:
+    """Frames each camera delivered per second over the next ``window_s``."""
+    before = {h.camera_id: h.frames_delivered for h in camera_set.health()}
+    started = time.monotonic()
+    time.sleep(window_s)
+    elapsed = time.monotonic() - started
+    return {h.camera_id: (h.frames_delivered - before[h.camera_id]) / elapsed for h in camera_set.health()}
+
+
+def format_reconnect_report(rounds: list[ReconnectRound], dead: DeadCameraReport | None = None) -> str:
+    """The reconnect rounds (and the dead-camera comparison) as a plain-text table with a summary."""
+    lines = ["round  server down  opens while down  server up -> camera online"]
+    for index, r in enumerate(rounds, 1):
+        shown = "not back" if r.online_after_s is None else f"{r.online_after_s:.2f} s"
+        lines.append(f"{index:>5}  {r.down_s:>9.1f} s  {r.opens_while_down:>16}  {shown:>26}")
+    back = [r.online_after_s for r in rounds if r.online_after_s is not None]
+    if back:
+        lines.append(
+            f"camera online {statistics.median(back):.2f} s (median), {max(back):.2f} s (max) after its server "
+            f"answered again; {len(rounds) - len(back)} round(s) not back"
+        )
+    if dead is not None:
+        lines.append("")
+        lines.append(
+            f"one dead camera among {dead.cameras}: healthy cameras' delivered fps over {dead.window_s:g} s"
+        )
+        lines.append("camera   before   after")
+        for camera_id in sorted(dead.fps_before):
+            lines.append(
+                f"{camera_id:<7} {dead.fps_before[camera_id]:>7.2f} {dead.fps_after[camera_id]:>7.2f}"
+            )
+        lines.append(f"worst healthy camera kept {dead.worst_ratio:.0%} of its rate")
+    return "\n".join(lines)
