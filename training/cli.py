@@ -22,6 +22,7 @@ from models.errors import ModelError
 if TYPE_CHECKING:
     from models.detector import Detector
     from training.compare import Comparison
+    from training.evaluate import EvalReport
     from training.report import MatchCollector
 
 __all__ = ["eval_command", "export_command", "models_app", "train_command"]
@@ -275,6 +276,7 @@ def eval_command(
     except (DatasetError, ModelError, ValueError, ModuleNotFoundError) as exc:
         raise _fail(str(exc)) from None
     report.extra.update(_eval_conditions(model, detector, data, split, class_map, confidence))
+    report.extra["thresholds"] = _calibrated_thresholds(report)
     table = Table(title=f"{report.model} on {report.data}: {report.images} images, {report.seconds:.0f} s")
     for column in ("class", "data classes", "scored on", "images", "instances", "P", "R", "AP50", "AP50-95"):
         table.add_column(column)
@@ -314,6 +316,20 @@ def eval_command(
         except (OSError, ValueError) as exc:
             raise _fail(f"cannot write the report into {report_dir}: {exc}") from None
         _out.print(f"report: {index}")
+
+
+def _calibrated_thresholds(report: EvalReport) -> dict[str, dict[str, object]]:
+    """Each class's operating threshold from this evaluation's PR curves; printed, and kept in the JSON."""
+    from training.thresholds import calibrate_thresholds
+
+    choices = calibrate_thresholds([report])
+    if choices:
+        _out.print(
+            "calibrated thresholds (F2 for fire, smoke, fallen_person; F1 otherwise): "
+            + ", ".join(f"{n} {c.threshold:.3f}" for n, c in choices.items())
+            + " (stamp them with `anjian export ... --thresholds THIS.json`)"
+        )
+    return {name: choice.to_dict() for name, choice in choices.items()}
 
 
 def _report_collector(report_dir: Path | None) -> MatchCollector | None:
@@ -366,14 +382,28 @@ def export_command(
     ] = False,
     registry: RegistryOpt = None,
     site_config: SiteConfigOpt = None,
+    thresholds: Annotated[
+        Path | None,
+        typer.Option(
+            "--thresholds",
+            help="Stamp each class's operating threshold into the model (rules without min_confidence use "
+            "them): the JSON `anjian eval --json` wrote for these weights, or {class: score}.",
+        ),
+    ] = None,
 ) -> None:
     """Export weights to ONNX (fp32, dynamic batch; fp16; TensorRT on a GPU), optionally register them."""
     from training.export import export_onnx, export_tensorrt, to_fp16
+    from training.thresholds import load_thresholds_json
 
     try:
-        onnx = export_onnx(weights, out / "model.onnx", imgsz=imgsz, name=name, version=version)
-    except (FileNotFoundError, ValueError) as exc:
+        calibrated = load_thresholds_json(thresholds) if thresholds is not None else None
+        onnx = export_onnx(
+            weights, out / "model.onnx", imgsz=imgsz, name=name, version=version, thresholds=calibrated
+        )
+    except (FileNotFoundError, ValueError, ModelError) as exc:
         raise _fail(str(exc)) from None
+    if calibrated:
+        _out.print(f"thresholds: {calibrated}")
     _out.print(f"fp32: {onnx} ({onnx.stat().st_size / 1e6:.1f} MB)")
     if half:
         fp16 = to_fp16(onnx, out / "model-fp16.onnx")
@@ -384,7 +414,7 @@ def export_command(
     if register:
         from models.registry import register_version
 
-        meta = {"source_weights": str(weights), "imgsz": imgsz}
+        meta = {"source_weights": str(weights), "imgsz": imgsz, "thresholds": calibrated or {}}
         record = weights.parent.parent / "anjian_train.json"
         if record.is_file():
             train = json.loads(record.read_text())
@@ -644,6 +674,44 @@ def _show_promotion_comparison(name: str, version: str, current: str | None, reg
         )
         return
     _print_comparison(comparison)
+
+
+@dataset_app.command("fire-clips")
+def dataset_fire_clips(
+    out: Annotated[
+        Path, typer.Option(help="Folder for the clips, site.yaml and clips.yaml (outside the repository).")
+    ],
+    frames: Annotated[
+        Path, typer.Option(help="Frames of real fire videos, named <video><frame>_<ext>.rf.<hash>.jpg.")
+    ] = Path("../shared/data/fire_continuous"),
+    videos: Annotated[
+        Path, typer.Option(help="Folder of the people-only and fall videos the spec adds.")
+    ] = Path("../shared/data/videos"),
+    min_frames: Annotated[int, typer.Option(min=2, help="Leave out videos with fewer frames.")] = 20,
+    max_frames: Annotated[int, typer.Option(min=2, help="Frames per clip at most (the first ones).")] = 50,
+    fps: Annotated[
+        int, typer.Option(min=1, max=30, help="Clip frame rate, also the eval camera's analysis rate.")
+    ] = 5,
+    size: Annotated[int, typer.Option(min=64, max=1920, help="Square frame size in pixels (even).")] = 448,
+) -> None:
+    """Real fire clips from consecutive frames of each video, and an eval-events spec (fire, people, a fall)."""
+    from training.fire_clips import build_fire_clips, write_eval_set
+
+    try:
+        clips = build_fire_clips(
+            frames, out, min_frames=min_frames, max_frames=max_frames, fps=fps, size_wh=(size, size)
+        )
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    if not clips:
+        raise _fail(f"no video in {frames} has {min_frames} frames or more")
+    site, spec = write_eval_set(clips, out, videos_dir=videos, fps=fps)
+    for clip in clips:
+        _out.print(f"{clip.path.name}: {len(clip.frame_numbers)} frames, {clip.seconds:.1f} s ({clip.video})")
+    _out.print(f"{len(clips)} fire clips; spec {spec}, site {site}")
+    _out.print(
+        f"score a model: anjian eval-events {spec} --config {site} --model builtin:anjian-n --json out.json"
+    )
 
 
 @dataset_app.command("label-export")

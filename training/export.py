@@ -3,7 +3,8 @@
 :func:`export_onnx` exports an ultralytics ``.pt`` with a dynamic batch axis and the
 square input size fixed, no NMS in the graph, and writes anjian's metadata next to
 ultralytics' (``names``, ``imgsz``, ``stride`` ...): ``anjian_model`` (the name events
-carry), ``version`` and a description. :func:`to_fp16` converts an fp32 export to
+carry), ``version``, a description and, when calibrated, ``anjian_thresholds`` (each
+class's operating score, see ``training.thresholds``). :func:`to_fp16` converts an fp32 export to
 float16 (inputs and outputs included; the pipeline's ONNX backend feeds float16 when a
 model asks for it). :func:`export_tensorrt` builds a TensorRT engine, only where an NVIDIA
 GPU is present; elsewhere it returns ``None``.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from training.ultralytics_env import offline_ultralytics
@@ -25,7 +27,16 @@ logger = logging.getLogger(__name__)
 ONNX_OPSET = 17
 
 
-def stamp_onnx(src: Path, dst: Path, *, imgsz: int, name: str, version: str, description: str) -> Path:
+def stamp_onnx(
+    src: Path,
+    dst: Path,
+    *,
+    imgsz: int,
+    name: str,
+    version: str,
+    description: str,
+    thresholds: Mapping[str, float] | None = None,
+) -> Path:
     """Fix the input size (batch stays dynamic), add anjian's metadata, check and save.
 
     Args:
@@ -35,9 +46,14 @@ def stamp_onnx(src: Path, dst: Path, *, imgsz: int, name: str, version: str, des
         name: Model name (``anjian_model`` metadata; events name the model by it).
         version: Registry version (``version`` metadata becomes ``<name>-<version>``).
         description: One line saying what the model is for.
+        thresholds: Calibrated operating score per class name (``anjian_thresholds``).
 
     Returns:
         ``dst``.
+
+    Raises:
+        models.errors.ModelMetadataError: ``thresholds`` names a class the model lacks or a score
+            outside ``(0, 1)``.
     """
     import ast
 
@@ -67,11 +83,22 @@ def stamp_onnx(src: Path, dst: Path, *, imgsz: int, name: str, version: str, des
     onnx.checker.check_model(model)
     dst.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(dst))
+    if thresholds:
+        from training.thresholds import stamp_thresholds
+
+        stamp_thresholds(dst, thresholds)
     return dst
 
 
 def export_onnx(
-    weights: Path, out: Path, *, imgsz: int, name: str, version: str = "0", description: str = ""
+    weights: Path,
+    out: Path,
+    *,
+    imgsz: int,
+    name: str,
+    version: str = "0",
+    description: str = "",
+    thresholds: Mapping[str, float] | None = None,
 ) -> Path:
     """Export ultralytics weights to an fp32 ONNX file with a dynamic batch axis.
 
@@ -82,6 +109,7 @@ def export_onnx(
         name: Model name stamped into the metadata.
         version: Version stamped into the metadata.
         description: One line stamped into the metadata.
+        thresholds: Calibrated operating score per class name, stamped into the metadata.
 
     Returns:
         ``out``.
@@ -115,6 +143,7 @@ def export_onnx(
             name=name,
             version=version,
             description=description or f"{name} detector",
+            thresholds=thresholds,
         )
 
 

@@ -1,0 +1,110 @@
+"""Real fire clips from fire_continuous frames: grouped by video, in frame order, and the eval-events spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from service.cli import app
+from service.config import load_config
+from tests.support.real_data import require_shared_data
+from training.event_eval import load_event_spec
+from training.fire_clips import FRAME_NAME, build_fire_clips, group_video_frames, write_eval_set
+
+pytestmark = pytest.mark.slow
+
+VIDEOS = {"barbecue": 39, "HouseFive": 47, "Seven": 11}  # frames each video has in the set
+
+
+@pytest.fixture(scope="module")
+def frames_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A few fire_continuous videos (links to the real frames, both splits), and an unrelated image."""
+    source = require_shared_data("fire_continuous")
+    root = tmp_path_factory.mktemp("fire_continuous")
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        for image in (source / "images" / split).iterdir():
+            match = FRAME_NAME.match(image.name)
+            if match and match["video"] in VIDEOS:
+                (root / "images" / split / image.name).symlink_to(image)
+    (root / "images" / "train" / "not-a-video-frame.jpg").symlink_to(
+        next((source / "images" / "val").iterdir())
+    )
+    return root
+
+
+def _decoded(path: Path) -> list[np.ndarray]:
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+
+
+def test_frames_are_grouped_by_video_and_ordered_by_number(frames_root: Path) -> None:
+    videos = {v.video: v for v in group_video_frames(frames_root)}
+    assert {name: len(v.frames) for name, v in videos.items()} == VIDEOS
+    numbers = [n for n, _ in videos["barbecue"].frames]
+    assert numbers == sorted(numbers) and numbers[:3] == [12, 14, 16]  # numerically, not as text
+    assert {p.parent.name for _, p in videos["barbecue"].frames} == {"train", "val"}
+
+
+def test_clips_hold_each_video_s_frames_in_order(frames_root: Path, tmp_path: Path) -> None:
+    clips = build_fire_clips(frames_root, tmp_path, min_frames=20, max_frames=40, fps=5, size_wh=(224, 224))
+    assert [(c.video, len(c.frame_numbers), c.seconds) for c in clips] == [
+        ("HouseFive", 40, 8.0),
+        ("barbecue", 39, 7.8),
+    ]  # Seven has 11 frames: left out; HouseFive is cut at 40
+    videos = {v.video: v for v in group_video_frames(frames_root)}
+    for clip in clips:
+        decoded = _decoded(clip.path)
+        assert len(decoded) == len(clip.frame_numbers)
+        assert decoded[0].shape == (224, 224, 3)
+        sources = [cv2.resize(cv2.imread(str(p)), (224, 224)) for _, p in videos[clip.video].frames[:40]]
+        for i, frame in enumerate(decoded):  # each decoded frame is closest to its own source frame
+            errors = [float(np.abs(frame.astype(np.float32) - s).mean()) for s in sources]
+            assert int(np.argmin(errors)) == i, (clip.video, i, errors[i], min(errors))
+
+
+def test_the_spec_expects_a_flame_per_fire_clip_silence_on_people_and_the_fall(
+    frames_root: Path, tmp_path: Path
+) -> None:
+    videos = require_shared_data("videos")
+    clips = build_fire_clips(
+        frames_root, tmp_path / "clips", min_frames=20, max_frames=20, size_wh=(128, 128)
+    )
+    site, spec_path = write_eval_set(clips, tmp_path, videos_dir=videos)
+    spec = load_event_spec(spec_path)
+    expected = {c.video.name: [(e.behaviour, e.start_s) for e in c.expected] for c in spec.clips}
+    assert expected == {
+        "HouseFive.mp4": [("open_flame", 0.0)],
+        "barbecue.mp4": [("open_flame", 0.0)],
+        "people_one_by_one.mp4": [],
+        "worker-zone-detection.mp4": [],
+        "home_daily_activity.mp4": [],
+        "fall_home_1.mp4": [("fallen_person", 0.4)],
+    }
+    assert all(c.video.is_file() for c in spec.clips)
+    config = load_config(site)
+    [(_, camera)] = list(config.cameras())
+    assert {c.camera for c in spec.clips} == {camera.id}
+    behaviours = camera.behaviours
+    assert behaviours.open_flame is not None and behaviours.open_flame.min_confidence is None  # the model's
+    assert behaviours.fallen_person is not None and behaviours.fallen_person.min_duration_s == 2.0
+
+
+def test_the_command_writes_clips_and_spec(frames_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "fire_clips"
+    args = ["dataset", "fire-clips", "--frames", str(frames_root), "--out", str(out), "--max-frames", "25"]
+    result = CliRunner().invoke(app, [*args, "--videos", str(tmp_path / "no-videos"), "--size", "160"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.glob("*.mp4")) == ["HouseFive.mp4", "barbecue.mp4"]
+    assert "anjian eval-events" in result.output
+    assert len(load_event_spec(out / "clips.yaml").clips) == 2  # no videos folder: fire clips only
+
+    failed = CliRunner().invoke(
+        app, ["dataset", "fire-clips", "--frames", str(tmp_path / "nope"), "--out", str(out)]
+    )
+    assert failed.exit_code == 2 and "no image folder" in failed.output

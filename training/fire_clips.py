@@ -1,0 +1,305 @@
+"""Short real fire clips from the frames of ``fire_continuous``, and an ``eval-events`` spec over them.
+
+``fire_continuous`` holds frames of real fire videos (vehicle and building fires, burn
+tests, rooms), named after their video and frame number:
+``barbecue88_png.rf.<hash>.jpg`` is frame 88 of the video ``barbecue``. Frames of one
+video are spread over ``train`` and ``val``. :func:`build_fire_clips` groups them by video
+(the name before the trailing frame number), orders each video's frames by number, keeps
+videos with at least ``min_frames`` frames (their first ``max_frames``), letterboxes them
+to one size and encodes each as an H.264 MP4 at ``fps``: a few seconds of real fire.
+The frames are sampled sparsely from the source videos (every 0.5 to a few seconds), so
+a clip plays the fire faster than it burned; a flame changes between any two of them.
+
+:func:`write_eval_set` adds the people-only and fall footage of ``../shared/data/videos``,
+a site config with one evaluation camera (open flame, smoking and fallen person at the
+site defaults, the model's calibrated thresholds) and the ``anjian eval-events`` spec:
+one ``open_flame`` expected on each fire clip, nothing on the people-only videos, one
+``fallen_person`` on ``fall_home_1.mp4``::
+
+    anjian dataset fire-clips --out /root/anjian-data/fire_clips
+    anjian eval-events /root/anjian-data/fire_clips/clips.yaml \\
+        --config /root/anjian-data/fire_clips/site.yaml --model builtin:anjian-n/1 --json v1.json
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import cv2
+import numpy as np
+import yaml
+
+__all__ = [
+    "FALL_VIDEOS",
+    "FRAME_NAME",
+    "PEOPLE_ONLY_VIDEOS",
+    "FireClip",
+    "VideoFrames",
+    "build_fire_clips",
+    "group_video_frames",
+    "write_clip",
+    "write_eval_set",
+]
+
+FRAME_NAME = re.compile(r"^(?P<video>.*?)(?P<frame>\d+)_(?:png|jpe?g)\.rf\.[0-9a-fA-F]+\.jpg$")
+"""A Roboflow export name of one video frame: ``<video><frame number>_<ext>.rf.<hash>.jpg``."""
+
+PEOPLE_ONLY_VIDEOS = ("people_one_by_one.mp4", "worker-zone-detection.mp4", "home_daily_activity.mp4")
+"""Videos of ``../shared/data/videos`` with people and no incident: every alert on them is false."""
+
+FALL_VIDEOS = {"fall_home_1.mp4": 0.4}
+"""Videos with one fall, and when the person starts falling (seconds; ``fall_home_1.csv``, row 13)."""
+
+EVAL_CAMERA = "eval-cam"
+_FALL_MIN_DURATION_S = 2.0  # the fall clip lasts 4.3 s: the site default (5 s lying) cannot fit in it
+
+
+@dataclass(frozen=True, slots=True)
+class VideoFrames:
+    """The frames of one source video, in order.
+
+    Attributes:
+        video: The video's name (file names without the frame number).
+        frames: ``(frame number, image path)`` pairs, by frame number.
+    """
+
+    video: str
+    frames: tuple[tuple[int, Path], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FireClip:
+    """One clip written by :func:`build_fire_clips`.
+
+    Attributes:
+        video: Source video name.
+        path: The MP4 file.
+        frame_numbers: Source frame numbers, in clip order.
+        fps: Frames per second of the clip.
+    """
+
+    video: str
+    path: Path
+    frame_numbers: tuple[int, ...]
+    fps: float
+
+    @property
+    def seconds(self) -> float:
+        """Duration of the clip."""
+        return len(self.frame_numbers) / self.fps
+
+
+def group_video_frames(root: Path, splits: Sequence[str] = ("train", "val")) -> list[VideoFrames]:
+    """Group a frame set's images by source video, each video's frames ordered by number.
+
+    Args:
+        root: The set's folder (holding ``images/<split>/``).
+        splits: Splits to read (a video's frames are spread over them).
+
+    Returns:
+        One entry per video, the videos with most frames first (then by name).
+
+    Raises:
+        FileNotFoundError: None of the split folders exists.
+    """
+    folders = [Path(root) / "images" / split for split in splits]
+    if not any(folder.is_dir() for folder in folders):
+        raise FileNotFoundError(f"no image folder {[str(f) for f in folders]} under {root}")
+    videos: dict[str, dict[int, Path]] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        for image in folder.iterdir():
+            match = FRAME_NAME.match(image.name)
+            if match is None or not match["video"]:
+                continue
+            frames = videos.setdefault(match["video"], {})
+            frames.setdefault(int(match["frame"]), image)  # one frame exported twice counts once
+    grouped = [VideoFrames(name, tuple(sorted(frames.items()))) for name, frames in videos.items()]
+    return sorted(grouped, key=lambda v: (-len(v.frames), v.video))
+
+
+def _letterboxed(image: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """``image`` scaled to fit ``size_wh``, keeping its aspect, centred on black."""
+    w, h = size_wh
+    scale = min(w / image.shape[1], h / image.shape[0])
+    new_w, new_h = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
+    resized = cv2.resize(
+        image, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    )
+    out = np.zeros((h, w, 3), np.uint8)
+    x, y = (w - new_w) // 2, (h - new_h) // 2
+    out[y : y + new_h, x : x + new_w] = resized
+    return out
+
+
+def write_clip(images: Iterable[Path], out: Path, *, size_wh: tuple[int, int], fps: int) -> int:
+    """Encode image files as one H.264 MP4, each letterboxed to ``size_wh``.
+
+    Args:
+        images: Image files, in clip order.
+        out: The MP4 to write.
+        size_wh: Frame size (even numbers, for yuv420p).
+        fps: Frames per second.
+
+    Returns:
+        Frames written.
+
+    Raises:
+        ValueError: ``size_wh`` is odd, ``fps`` below 1, or an image cannot be read.
+    """
+    if size_wh[0] % 2 or size_wh[1] % 2 or min(size_wh) < 16:
+        raise ValueError(f"size_wh must be even numbers >= 16 (yuv420p), got {size_wh}")
+    if fps < 1:
+        raise ValueError(f"fps must be >= 1, got {fps}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with av.open(str(out), "w") as container:
+        stream = container.add_stream(
+            "libx264", rate=fps, options={"crf": "20", "preset": "veryfast", "bf": "0"}
+        )
+        stream.width, stream.height = size_wh
+        stream.pix_fmt = "yuv420p"
+        for path in images:
+            image = cv2.imread(str(path))
+            if image is None:
+                raise ValueError(f"cannot read image {path}")
+            frame = av.VideoFrame.from_ndarray(_letterboxed(image, size_wh), format="bgr24")
+            container.mux(stream.encode(frame))
+            written += 1
+        container.mux(stream.encode(None))
+    return written
+
+
+def _file_name(video: str) -> str:
+    """A safe clip file name for a video name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", video).strip("._-") or "video"
+
+
+def build_fire_clips(
+    root: Path,
+    out_dir: Path,
+    *,
+    min_frames: int = 20,
+    max_frames: int = 50,
+    fps: int = 5,
+    size_wh: tuple[int, int] = (448, 448),
+) -> list[FireClip]:
+    """Write one MP4 per video of a frame set that has at least ``min_frames`` frames.
+
+    Args:
+        root: The frame set (``fire_continuous``).
+        out_dir: Folder the clips go to (``<video>.mp4``).
+        min_frames: Videos with fewer frames are left out.
+        max_frames: Each clip holds the video's first ``max_frames`` frames.
+        fps: Frames per second of the clips (5: a 20-frame video plays 4 s).
+        size_wh: Common frame size; frames are letterboxed into it.
+
+    Returns:
+        The clips written, the longest videos first.
+
+    Raises:
+        ValueError: The bounds are inconsistent.
+        FileNotFoundError: ``root`` holds no image folders.
+    """
+    if not 2 <= min_frames <= max_frames:
+        raise ValueError(f"expected 2 <= min_frames <= max_frames, got {min_frames} and {max_frames}")
+    clips = []
+    for video in group_video_frames(root):
+        if len(video.frames) < min_frames:
+            continue
+        frames = video.frames[:max_frames]
+        path = Path(out_dir) / f"{_file_name(video.video)}.mp4"
+        write_clip([p for _, p in frames], path, size_wh=size_wh, fps=fps)
+        clips.append(FireClip(video.video, path, tuple(n for n, _ in frames), float(fps)))
+    return clips
+
+
+def _site_config(out_dir: Path, fps: int, model: str) -> dict[str, object]:
+    """A site with one evaluation camera running the behaviours that need no zones."""
+    camera = {
+        "id": EVAL_CAMERA,
+        "name": "real footage under evaluation",
+        "url": "placeholder.mp4",  # eval-events replays each clip in its place
+        "analysis_fps": fps,
+        "behaviours": {
+            "open_flame": {},
+            "smoking": {},
+            "fallen_person": {"min_duration_s": _FALL_MIN_DURATION_S},
+        },
+    }
+    return {
+        "site": {
+            "id": "eval",
+            "timezone": "UTC",
+            "workshops": [{"id": "eval", "name": "Evaluation footage", "cameras": [camera]}],
+        },
+        "model": {"path": model},
+        "storage": {"dir": str(out_dir / "storage")},
+    }
+
+
+def write_eval_set(
+    clips: Sequence[FireClip],
+    out_dir: Path,
+    *,
+    videos_dir: Path,
+    fps: int = 5,
+    model: str = "builtin:anjian-n",
+    tolerance_s: float = 2.0,
+) -> tuple[Path, Path]:
+    """Write ``site.yaml`` and the ``anjian eval-events`` spec ``clips.yaml`` next to the clips.
+
+    Every fire clip expects one ``open_flame`` from its start to its end; each people-only
+    video of ``videos_dir`` expects nothing; the fall video one ``fallen_person`` from the
+    fall on. Videos missing from ``videos_dir`` are left out of the spec.
+
+    Args:
+        clips: From :func:`build_fire_clips`.
+        out_dir: Where the two files go (clip paths are written relative to it when inside).
+        videos_dir: ``../shared/data/videos``.
+        fps: Analysis rate of the evaluation camera (the clips' frame rate: every frame is analysed).
+        model: Model of the site (``eval-events --model`` overrides it).
+        tolerance_s: Slack around each expected incident.
+
+    Returns:
+        ``(site.yaml, clips.yaml)``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def where(path: Path) -> str:
+        path = Path(path).resolve()
+        return (
+            str(path.relative_to(out_dir.resolve())) if path.is_relative_to(out_dir.resolve()) else str(path)
+        )
+
+    entries: list[dict[str, object]] = [
+        {
+            "video": where(c.path),
+            "camera": EVAL_CAMERA,
+            "expected": [{"behaviour": "open_flame", "start_s": 0.0}],
+        }
+        for c in clips
+    ]
+    for name in PEOPLE_ONLY_VIDEOS:
+        if (Path(videos_dir) / name).is_file():
+            entries.append({"video": where(Path(videos_dir) / name), "camera": EVAL_CAMERA, "expected": []})
+    for name, start_s in FALL_VIDEOS.items():
+        if (Path(videos_dir) / name).is_file():
+            entries.append(
+                {
+                    "video": where(Path(videos_dir) / name),
+                    "camera": EVAL_CAMERA,
+                    "expected": [{"behaviour": "fallen_person", "start_s": start_s}],
+                }
+            )
+    site = out_dir / "site.yaml"
+    site.write_text(yaml.safe_dump(_site_config(out_dir, fps, model), sort_keys=False))
+    spec = out_dir / "clips.yaml"
+    spec.write_text(yaml.safe_dump({"tolerance_s": tolerance_s, "clips": entries}, sort_keys=False))
+    return site, spec
