@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import numpy as np
@@ -137,7 +138,7 @@ def _cvat_task_export(names: list[str]) -> str:
 
 def _ls_result(
     rid: str, label: str, x: float, y: float, w: float, h: float, rotation: float = 0
-) -> dict[str, object]:
+) -> dict[str, Any]:
     return {
         "original_width": 608,
         "original_height": 608,
@@ -152,8 +153,8 @@ def _ls_result(
 
 
 def _ls_annotation(
-    aid: int, task: int, result: list[dict[str, object]], updated: str, *, cancelled: bool = False
-) -> dict[str, object]:
+    aid: int, task: int, result: list[dict[str, Any]], updated: str, *, cancelled: bool = False
+) -> dict[str, Any]:
     return {
         "id": aid,
         "completed_by": 1,
@@ -178,7 +179,7 @@ def _ls_annotation(
     }
 
 
-def _ls_task(tid: int, data: dict[str, str], annotations: list[dict[str, object]]) -> dict[str, object]:
+def _ls_task(tid: int, data: dict[str, str], annotations: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "id": tid,
         "annotations": annotations,
@@ -202,7 +203,7 @@ def _ls_task(tid: int, data: dict[str, str], annotations: list[dict[str, object]
     }
 
 
-def _ls_export(names: list[str]) -> list[dict[str, object]]:
+def _ls_export(names: list[str]) -> list[dict[str, Any]]:
     """A Label Studio JSON export: a task corrected twice, an uploaded background task, a skipped task."""
     a, b, c = names
     older = _ls_annotation(7, 1, [_ls_result("r1", "Fire", 10, 10, 20, 20)], "2026-03-02T09:11:00.000000Z")
@@ -398,3 +399,40 @@ def test_images_without_a_manifest_are_found_by_name(
     assert np.isclose(dataset.images[1].boxes[:, 0], 3).sum() == 1  # helmet kept: it is a declared label
     with pytest.raises(DatasetFormatError, match="none of its 3 image"):
         read_corrections(export, images_dir=tmp_path / "nowhere")
+
+
+def test_a_harvest_folder_is_exported_once_per_image_with_the_alert_boxes_as_pre_labels(
+    tmp_path: Path,
+) -> None:
+    from datasets.harvest import HarvestBox, HarvestItem, Verdict, write_harvest
+
+    data = copy_yolo_sample("fire_smoke_cctv", tmp_path / "fire", per_split=2)
+    frames = sorted((data.parent / "images" / "val").iterdir())
+    items = [
+        HarvestItem(
+            f"evt-{k}",
+            Verdict.CONFIRMED,
+            frame,
+            "cam-1",
+            "open_flame",
+            1_700_000_000.0 + k,
+            (HarvestBox("fire", 0.81, (0.25, 0.25, 0.75, 0.5)),),
+        )
+        for k, frame in enumerate(frames)
+    ]
+    write_harvest(items, tmp_path / "harvest", ["person", "fire", "smoke"])
+    out = tmp_path / "export"
+    result = runner.invoke(
+        app, ["dataset", "label-export", str(tmp_path / "harvest" / "to_label"), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(out)
+    assert manifest is not None and sorted(manifest.images) == [
+        "evt-0.jpg",
+        "evt-1.jpg",
+    ]  # the harvest lists them twice
+    assert manifest.class_names == ("person", "fire", "smoke") and manifest.model == ""
+    _, images = read_cvat(out / "cvat" / "annotations.xml")
+    assert [[(b.label, b.xyxy) for b in i.boxes] for i in images] == [
+        [("fire", (152.0, 152.0, 456.0, 304.0))]
+    ] * 2

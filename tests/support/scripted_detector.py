@@ -33,6 +33,7 @@ class ScriptedDetector:
     ):
         self.class_names = dict(names)
         self.version = version
+        self.class_thresholds: dict[str, float] = {}
         self._boxes = boxes
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:

@@ -14,7 +14,7 @@ from datasets.labels import DetectionSet, LabelledImage
 from service.cli import app
 from tests.support.real_data import copy_yolo_sample
 from tests.support.scripted_detector import ScriptedDetector, tagged_image
-from training.evaluate import evaluate_detector
+from training.evaluate import EvalReport, evaluate_detector
 from training.report import MatchCollector, write_eval_report
 from training.report.matching import CONFIDENCE_GRID, class_curves, confusion_matrix, find_errors
 
@@ -40,7 +40,7 @@ PREDICTIONS = {
 }
 
 
-def _evaluate(tmp_path: Path) -> tuple[object, MatchCollector]:
+def _evaluate(tmp_path: Path) -> tuple[EvalReport, MatchCollector]:
     items = [
         LabelledImage(
             tagged_image(tmp_path / "images" / f"{tag}.png", tag),
@@ -89,7 +89,7 @@ def test_errors_are_ranked_worst_first_and_say_what_they_overlap(tmp_path: Path)
     errors = find_errors(collector.images, 0.25)
     fire_fp = errors[("false_positive", FIRE)]
     assert [c.confidence for c in fire_fp] == pytest.approx([0.7, 0.3])
-    assert (fire_fp[0].overlap_class, fire_fp[0].overlap_iou) == (SMOKE, pytest.approx(1.0))
+    assert fire_fp[0].overlap_class == SMOKE and fire_fp[0].overlap_iou == pytest.approx(1.0)
     assert fire_fp[1].overlap_class is None
     [smoke_fp] = errors[("false_positive", SMOKE)]
     assert Path(smoke_fp.image).name == "1.png"
