@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from datasets.labels import DetectionSet, LabelledImage
 from models.config import DetectorConfig
@@ -17,6 +18,8 @@ from models.errors import ModelMetadataError
 from models.metadata import parse_class_thresholds
 from models.onnx_detector import OnnxDetector
 from models.registry import resolve_model_path
+from service.cli import app
+from tests.support.real_data import copy_yolo_sample, require_shared_data
 from training.evaluate import ClassResult, EvalReport, evaluate_detector
 from training.thresholds import (
     ScoredPredictions,
@@ -209,3 +212,25 @@ def test_thresholds_are_read_from_an_eval_report_or_a_plain_mapping(tmp_path: Pa
         load_thresholds_json(plain)
     with pytest.raises(ValueError, match="cannot read thresholds"):
         load_thresholds_json(tmp_path / "absent.json")
+
+
+def test_eval_json_carries_each_class_s_calibrated_threshold(tmp_path: Path) -> None:
+    weights = require_shared_data("weights", "coco_yolov8n_int8.onnx")
+    data = copy_yolo_sample("forklift_person", tmp_path / "fp", per_split=6)
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(
+        app, ["eval", "--model", str(weights), "--data", str(data), "--json", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    person = json.loads(out.read_text())["thresholds"]["person"]
+    assert person["beta"] == 1.0 and 0.05 <= person["threshold"] <= 0.9 and person["recall"] > 0
+    assert "calibrated thresholds" in result.output
+    assert load_thresholds_json(out) == {"person": person["threshold"]}  # what `export --thresholds` stamps
+
+
+def test_export_refuses_a_thresholds_file_it_cannot_read(tmp_path: Path) -> None:
+    (tmp_path / "t.json").write_text('{"fire": "high"}')
+    args = ["export", str(tmp_path / "best.pt"), "--out", str(tmp_path / "out"), "--thresholds"]
+    result = CliRunner().invoke(app, [*args, str(tmp_path / "t.json")], env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "threshold of 'fire' must be a number" in result.output
+    assert not (tmp_path / "out").exists()
