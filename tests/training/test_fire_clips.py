@@ -92,7 +92,7 @@ def test_the_spec_expects_a_flame_per_fire_clip_silence_on_people_and_the_fall(
     assert {c.camera for c in spec.clips} == {camera.id}
     behaviours = camera.behaviours
     assert behaviours.open_flame is not None and behaviours.open_flame.min_confidence is None  # the model's
-    assert behaviours.fallen_person is not None and behaviours.fallen_person.min_duration_s == 2.0
+    assert behaviours.fallen_person is not None and behaviours.fallen_person.min_duration_s == 1.0
 
 
 def test_the_command_writes_clips_and_spec(frames_root: Path, tmp_path: Path) -> None:
