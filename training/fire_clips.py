@@ -11,9 +11,9 @@ The frames are sampled sparsely from the source videos (every 0.5 to a few secon
 a clip plays the fire faster than it burned; a flame changes between any two of them.
 
 :func:`write_eval_set` adds the people-only and fall footage of ``../shared/data/videos``,
-a site config with one evaluation camera (open flame and smoking at the site defaults,
-fallen person confirmed after 1 s of lying instead of 5 s so that the 4.3-s fall clip can
-raise it; every rule at the model's calibrated thresholds) and the ``anjian eval-events`` spec:
+a site config with two evaluation cameras (open flame, smoking and fallen person at the site
+defaults and the model's calibrated thresholds; the fall clip's camera confirms a fall after
+1 s of lying, as its 4.3 s cannot hold the default 5 s) and the ``anjian eval-events`` spec:
 one ``open_flame`` expected on each fire clip, nothing on the people-only videos, one
 ``fallen_person`` on ``fall_home_1.mp4``::
 
@@ -35,6 +35,8 @@ import numpy as np
 import yaml
 
 __all__ = [
+    "EVAL_CAMERA",
+    "FALL_CAMERA",
     "FALL_VIDEOS",
     "FRAME_NAME",
     "PEOPLE_ONLY_VIDEOS",
@@ -56,9 +58,11 @@ FALL_VIDEOS = {"fall_home_1.mp4": 0.4}
 """Videos with one fall, and when the person starts falling (seconds; ``fall_home_1.csv``, row 13)."""
 
 EVAL_CAMERA = "eval-cam"
-_FALL_MIN_DURATION_S = (
-    1.0  # fall_home_1 lasts 4.3 s, the person lies from ~1.5 s: the 5 s site default cannot fit
-)
+"""The camera the fire clips and the people-only videos are replayed on: the site defaults."""
+FALL_CAMERA = "fall-cam"
+"""The camera of the fall clip: a fall confirmed after 1 s of lying rather than 5 s (fall_home_1 lasts
+4.3 s and its person lies from about 1.5 s: the default cannot fit in it)."""
+_FALL_MIN_DURATION_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,23 +227,22 @@ def build_fire_clips(
 
 
 def _site_config(out_dir: Path, fps: int, model: str) -> dict[str, object]:
-    """A site with one evaluation camera running the behaviours that need no zones."""
-    camera = {
-        "id": EVAL_CAMERA,
-        "name": "real footage under evaluation",
-        "url": "placeholder.mp4",  # eval-events replays each clip in its place
-        "analysis_fps": fps,
-        "behaviours": {
-            "open_flame": {},
-            "smoking": {},
-            "fallen_person": {"min_duration_s": _FALL_MIN_DURATION_S},
-        },
-    }
+    """A site with the evaluation cameras, running the behaviours that need no zones."""
+
+    def camera(camera_id: str, fallen_person: dict[str, float]) -> dict[str, object]:
+        return {
+            "id": camera_id,
+            "url": "placeholder.mp4",  # eval-events replays each clip in its place
+            "analysis_fps": fps,
+            "behaviours": {"open_flame": {}, "smoking": {}, "fallen_person": fallen_person},
+        }
+
+    cameras = [camera(EVAL_CAMERA, {}), camera(FALL_CAMERA, {"min_duration_s": _FALL_MIN_DURATION_S})]
     return {
         "site": {
             "id": "eval",
             "timezone": "UTC",
-            "workshops": [{"id": "eval", "name": "Evaluation footage", "cameras": [camera]}],
+            "workshops": [{"id": "eval", "name": "Evaluation footage", "cameras": cameras}],
         },
         "model": {"path": model},
         "storage": {"dir": str(out_dir / "storage")},
@@ -297,7 +300,7 @@ def write_eval_set(
             entries.append(
                 {
                     "video": where(Path(videos_dir) / name),
-                    "camera": EVAL_CAMERA,
+                    "camera": FALL_CAMERA,
                     "expected": [{"behaviour": "fallen_person", "start_s": start_s}],
                 }
             )

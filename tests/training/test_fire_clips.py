@@ -14,7 +14,14 @@ from service.cli import app
 from service.config import load_config
 from tests.support.real_data import require_shared_data
 from training.event_eval import load_event_spec
-from training.fire_clips import FRAME_NAME, build_fire_clips, group_video_frames, write_eval_set
+from training.fire_clips import (
+    EVAL_CAMERA,
+    FALL_CAMERA,
+    FRAME_NAME,
+    build_fire_clips,
+    group_video_frames,
+    write_eval_set,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -87,12 +94,16 @@ def test_the_spec_expects_a_flame_per_fire_clip_silence_on_people_and_the_fall(
         "fall_home_1.mp4": [("fallen_person", 0.4)],
     }
     assert all(c.video.is_file() for c in spec.clips)
-    config = load_config(site)
-    [(_, camera)] = list(config.cameras())
-    assert {c.camera for c in spec.clips} == {camera.id}
-    behaviours = camera.behaviours
-    assert behaviours.open_flame is not None and behaviours.open_flame.min_confidence is None  # the model's
-    assert behaviours.fallen_person is not None and behaviours.fallen_person.min_duration_s == 1.0
+    cameras = {camera.id: camera.behaviours for _, camera in load_config(site).cameras()}
+    assert {c.video.name: c.camera for c in spec.clips if c.camera != EVAL_CAMERA} == {
+        "fall_home_1.mp4": FALL_CAMERA
+    }
+    site_defaults, fall = cameras[EVAL_CAMERA], cameras[FALL_CAMERA]
+    assert (
+        site_defaults.open_flame is not None and site_defaults.open_flame.min_confidence is None
+    )  # the model's
+    assert site_defaults.fallen_person is not None and site_defaults.fallen_person.min_duration_s == 5.0
+    assert fall.fallen_person is not None and fall.fallen_person.min_duration_s == 1.0
 
 
 def test_the_command_writes_clips_and_spec(frames_root: Path, tmp_path: Path) -> None:
