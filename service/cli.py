@@ -1,7 +1,9 @@
 """The ``anjian`` command line: the composition root that starts every part of anjian.
 
-It is the one module allowed to reach every package (``datasets``/``training`` commands
-are imported lazily, so the runtime path never loads torch).
+It is the one module allowed to reach every package. Every command imports what it
+needs inside its function (PyAV, uvicorn, the runtime, ``datasets``/``training`` work),
+so ``anjian --help`` and every command start without loading torch, SciPy, supervision,
+ONNX Runtime or OpenVINO until they are used (``anjian bench startup`` measures it).
 """
 
 from __future__ import annotations
@@ -15,17 +17,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
+from typer.core import TyperGroup
 
-from cameras.config import CameraConfig
-from cameras.decode import decode_frames
 from cameras.errors import CameraError
 from models.errors import ModelError
-from service.config import AnjianConfig, load_config
 from service.errors import ConfigError, DatabaseError
+from service.lazy_cli import LazyCommandGroup, LazyCommands
 from service.logs import setup_logging
 
 if TYPE_CHECKING:
+    from typer._click.core import Command
+
+    from service.config import AnjianConfig
     from service.runtime import Runtime
     from service.store import EventStore
 
@@ -33,11 +36,45 @@ __all__ = ["app"]
 
 logger = logging.getLogger("anjian")
 
+
+def _analyst_commands() -> dict[str, Command]:
+    """The analysts' loop (issue 7): ``dataset``, ``models``, ``train``, ``eval``, ``export``, imported
+    only when one of them runs (these modules import neither torch nor ultralytics until then)."""
+    from datasets.cli import dataset_app
+    from training.cli import eval_command, export_command, models_app, train_command
+
+    dataset_app.command("harvest")(dataset_harvest)
+    analysts = typer.Typer()
+    analysts.add_typer(dataset_app, name="dataset")
+    analysts.add_typer(models_app, name="models")
+    analysts.command("train")(train_command)
+    analysts.command("eval")(eval_command)
+    analysts.command("export")(export_command)
+    group = typer.main.get_command(analysts)
+    if not isinstance(group, TyperGroup):  # several commands always make a group
+        raise TypeError(f"expected the analysts' commands as a group, got {type(group).__name__}")
+    return dict(group.commands)
+
+
+class _AnjianCommands(LazyCommandGroup):
+    lazy = LazyCommands(
+        sources={
+            "dataset": ("datasets.cli", "dataset_app"),
+            "models": ("training.cli", "models_app"),
+            "train": ("training.cli", "train_command"),
+            "eval": ("training.cli", "eval_command"),
+            "export": ("training.cli", "export_command"),
+        },
+        load=lambda: _analyst_commands(),
+    )
+
+
 app = typer.Typer(
     name="anjian",
     help="anjian (安监): safety-supervision alerts from factory RTSP cameras.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    cls=_AnjianCommands,
 )
 config_app = typer.Typer(help="Validate the site config and print its schema.", no_args_is_help=True)
 camera_app = typer.Typer(help="Check camera streams.", no_args_is_help=True)
@@ -49,15 +86,6 @@ app.add_typer(camera_app, name="camera")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(db_app, name="db")
 app.add_typer(bench_app, name="bench")
-# the analysts' loop (issue 7): these modules import neither torch nor ultralytics until a command runs
-from datasets.cli import dataset_app
-from training.cli import eval_command, export_command, models_app, train_command
-
-app.add_typer(dataset_app, name="dataset")
-app.add_typer(models_app, name="models")
-app.command("train")(train_command)
-app.command("eval")(eval_command)
-app.command("export")(export_command)
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Site YAML file.")]
 LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")]
@@ -70,6 +98,8 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _load(path: Path) -> AnjianConfig:
+    from service.config import load_config
+
     try:
         return load_config(path)
     except ConfigError as exc:
@@ -90,6 +120,8 @@ def config_check(file: Annotated[Path, typer.Argument(help="Site YAML file.")]) 
 @config_app.command("schema")
 def config_schema() -> None:
     """Print the JSON Schema of the site YAML (for editors and CI checks)."""
+    from service.config import AnjianConfig
+
     typer.echo(json.dumps(AnjianConfig.model_json_schema(), indent=2))
 
 
@@ -102,6 +134,8 @@ def camera_probe(
     """Open a stream, read a few frames, and report its size and rate, or why it failed."""
     from pydantic import ValidationError
 
+    from cameras.config import CameraConfig
+    from cameras.decode import decode_frames
     from cameras.url import mask_credentials
 
     try:
@@ -136,11 +170,14 @@ def camera_probe(
 
 def _reload_on_sighup(runtime: Runtime) -> None:
     """Make SIGHUP re-read the site YAML's cameras (as daemons do), off the signal handler's thread."""
-    control = runtime.control
-    if control is None:
+    if runtime.control is None and runtime.pending_pipeline is None:
         return
 
     def reload() -> None:
+        control = runtime.control  # set once the pipeline has loaded
+        if control is None:
+            logger.warning("camera reload skipped: the camera pipeline is still loading")
+            return
         try:
             changes = control.reload_cameras()
             typer.echo(
@@ -156,34 +193,51 @@ def _reload_on_sighup(runtime: Runtime) -> None:
 def _serve(
     config: AnjianConfig, *, with_pipeline: bool, config_path: Path | None = None, banner: str = ""
 ) -> None:
+    import uvicorn
+
     from service.runtime import build_runtime, server_port
 
     try:
-        runtime = build_runtime(config, with_pipeline=with_pipeline, config_path=config_path)
+        runtime = build_runtime(
+            config, with_pipeline=with_pipeline, config_path=config_path, is_pipeline_deferred=True
+        )
         port = server_port(config)
     except (ModelError, ValueError, DatabaseError) as exc:
         raise _fail(str(exc)) from None
     host = config.server.host
     typer.echo(f"anjian: serving on http://{host}:{port}/  (dashboard: http://{host}:{port}/{banner})")
-    runtime.start()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            runtime.app,  # type: ignore[arg-type]
+            host=host,
+            port=port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=3,
+        )
+    )
+    pipeline_errors: list[Exception] = []
+
+    def stop_on_pipeline_error(exc: Exception) -> None:  # a model that cannot load ends the process
+        pipeline_errors.append(exc)
+        server.should_exit = True
+
+    runtime.on_pipeline_error = stop_on_pipeline_error
+    runtime.start()  # the pipeline loads in the background while the API already answers
     _reload_on_sighup(runtime)
     try:
-        server = uvicorn.Server(
-            uvicorn.Config(
-                runtime.app,  # type: ignore[arg-type]
-                host=host,
-                port=port,
-                log_config=None,
-                access_log=False,
-                timeout_graceful_shutdown=3,
-            )
-        )
         try:
             server.run()
         except KeyboardInterrupt:
             pass  # uvicorn re-raises the Ctrl-C it handled; a requested stop is a clean exit
     finally:
         runtime.stop()
+    if pipeline_errors:
+        error = pipeline_errors[0]
+        known = isinstance(error, ModelError | ValueError | CameraError)
+        raise _fail(
+            str(error) if known else f"the camera pipeline cannot start: {type(error).__name__}: {error}"
+        )
 
 
 def _run_pipeline_only(config: AnjianConfig, service_url: str, token: str) -> None:
@@ -444,6 +498,20 @@ def bench_reconnect(
     typer.echo(format_reconnect_report(rounds_measured, dead))
 
 
+@bench_app.command("startup")
+def bench_startup(
+    runs: Annotated[int, typer.Option(help="Fresh processes per figure.")] = 3,
+) -> None:
+    """Seconds from spawn to `anjian --help` done, to `anjian serve`/`run` answering /readyz, to a camera online."""
+    from service.startup_bench import format_startup_report, run_startup_bench
+
+    try:
+        figures = run_startup_bench(runs=runs, progress=lambda line: typer.echo(f"  {line}", err=True))
+    except RuntimeError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(format_startup_report(figures))
+
+
 @bench_app.command("pipeline")
 def bench_pipeline(
     cameras: Annotated[int, typer.Option(help="Cameras, each reading its own copy of the video.")] = 4,
@@ -511,8 +579,7 @@ def replay(
     """Run the full pipeline over a video file as fast as possible and write one JSON line per event."""
     import datetime as dt
 
-    from models.onnx_detector import OnnxDetector
-    from models.registry import resolve_model_path
+    from models.loader import load_detector
     from pipeline.replay import replay_video
 
     setup_logging(log_level)
@@ -528,9 +595,7 @@ def replay(
             f"--start-at: expected an ISO 8601 time such as 2024-03-04T08:00:00+08:00, got {start_at!r}"
         ) from None
     try:
-        detector = OnnxDetector(
-            resolve_model_path(model or loaded.model.path, root=loaded.model.registry), loaded.model
-        )
+        detector = load_detector(model or loaded.model.path, loaded.model)
         with events.open("w", encoding="utf-8") as out:
             report = replay_video(
                 video,
@@ -552,7 +617,6 @@ def replay(
     )
 
 
-@dataset_app.command("harvest")
 def dataset_harvest(
     config: ConfigOption,
     out: Annotated[Path, typer.Option(help="Folder for hard_negatives/, to_label/ and manifest.jsonl.")],
@@ -563,7 +627,6 @@ def dataset_harvest(
     """Judged alerts -> images: false alarms as hard negatives, confirmed (resolved) ones to label."""
     from datasets.cli import rich_progress
     from datasets.harvest import HarvestBox, HarvestItem, Verdict, write_harvest
-    from models.registry import resolve_model_path
     from service.database import sqlite_url
     from service.lifecycle import AlertState
 
@@ -609,9 +672,7 @@ def dataset_harvest(
                         camera_id=ev.camera_id,
                         behaviour=ev.behaviour.value,
                         started_at=ev.started_at,
-                        boxes=tuple(
-                            HarvestBox(b.class_name, b.confidence, b.xyxy_norm) for b in ev.boxes
-                        ),
+                        boxes=tuple(HarvestBox(b.class_name, b.confidence, b.xyxy_norm) for b in ev.boxes),
                     )
                 )
             cursor = page.next_cursor
@@ -620,13 +681,9 @@ def dataset_harvest(
     finally:
         store.close()
     try:
-        from models.onnx_detector import OnnxDetector
+        from models.loader import load_detector
 
-        class_names = list(
-            OnnxDetector(
-                resolve_model_path(loaded.model.path, root=loaded.model.registry), loaded.model
-            ).class_names.values()
-        )
+        class_names = list(load_detector(loaded.model.path, loaded.model).class_names.values())
     except ModelError:
         class_names = sorted({b.class_name for item in items for b in item.boxes})
     report = write_harvest(items, out, class_names, progress=rich_progress)
@@ -651,8 +708,7 @@ def eval_events(
     """
     import io
 
-    from models.onnx_detector import OnnxDetector
-    from models.registry import resolve_model_path
+    from models.loader import load_detector
     from pipeline.replay import replay_video
     from training.event_eval import (
         RaisedEvent,
@@ -668,9 +724,7 @@ def eval_events(
     cameras = {c.id: (w, c) for w, c in loaded.cameras()}
     try:
         plan = load_event_spec(spec)
-        detector = OnnxDetector(
-            resolve_model_path(model or loaded.model.path, root=loaded.model.registry), loaded.model
-        )
+        detector = load_detector(model or loaded.model.path, loaded.model)
     except (ValueError, ModelError) as exc:
         raise _fail(str(exc)) from None
     scores = []
