@@ -66,6 +66,7 @@ def create_app(
     metrics: ServiceMetrics | None = None,
     escalator: Escalator | None = None,
     pipeline_control: PipelineControl | None = None,
+    sink: StoreSink | None = None,
 ) -> FastAPI:
     """Build the alert service's FastAPI app.
 
@@ -86,6 +87,8 @@ def create_app(
         escalator: SLA escalation worker; default one over ``store`` and ``config.sla``.
         pipeline_control: Camera reload and reference resets of the pipeline in this
             process (``anjian run``); ``None`` answers those routes with 409.
+        sink: The event writer ingest stores through; default one over ``store``
+            (``anjian run`` shares its own with the pipeline).
 
     Returns:
         The app; ``app.state`` holds ``config``, ``store``, ``evidence``, ``dispatcher``,
@@ -109,7 +112,9 @@ def create_app(
         if escalator is not None
         else Escalator(store, config.sla, dispatcher=dispatcher, metrics=metrics)
     )
-    owned_store, owned_dispatcher, owned_escalator = store, dispatcher, escalator
+    is_sink_owned = sink is None
+    sink = sink if sink is not None else StoreSink(store, evidence, dispatcher, metrics=metrics)
+    owned_store, owned_dispatcher, owned_escalator, owned_sink = store, dispatcher, escalator, sink
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -120,6 +125,8 @@ def create_app(
         try:
             yield
         finally:
+            if is_sink_owned:
+                owned_sink.stop()  # stores what is queued before the store closes
             if is_escalator_owned:
                 owned_escalator.stop()
             if is_dispatcher_owned:
@@ -145,7 +152,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.escalator = escalator
     app.state.pipeline_control = pipeline_control
-    app.state.sink = StoreSink(store, evidence, dispatcher, metrics=metrics)
+    app.state.sink = sink
     app.state.sessions = session_signer
     app.state.authenticator = Authenticator(
         store.tokens,

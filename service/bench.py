@@ -8,15 +8,15 @@ file in a temp folder unless a URL is given):
   ``http.server`` on 127.0.0.1) answers 204. Latency is per delivery, from the
   outbox row's creation to its successful POST. Baseline: a bare signed POST to the
   same receiver, measured in the same run.
-- **Ingest**: ``ingest_events`` events (with a 30 kB snapshot) are POSTed one after
-  another to ``/ingest/events`` of the real app under uvicorn. Baseline: the same
-  events through ``StoreSink`` in-process (no HTTP), measured in the same run.
+- **Ingest**: events with a 30 kB snapshot offered at fixed rates to
+  ``/ingest/events`` of the real app in a child process (``service.bench_ingest``):
+  events/s achieved, p50/p95 latency and errors, for the batching event writer and,
+  as the baseline, the one-transaction-per-request path, in the same run.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import tempfile
 import threading
@@ -26,22 +26,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
-import uvicorn
 
 from pipeline.event import Behaviour, Event, EventBox, RiskLevel
-from pipeline.event_json import event_to_json
-from service.app import create_app
-from service.config import AnjianConfig, SiteConfig, StorageConfig, WorkshopConfig
+from service.bench_ingest import BASELINE, BATCHED, IngestRun, measure_ingest
 from service.database import sqlite_url
-from service.escalation import Escalator
-from service.evidence import EvidenceStore
 from service.records import DeliveryStatus
-from service.sink import StoreSink
 from service.store import EventStore
 from service.subscriptions import SubscriptionSpec
 from service.webhooks import WebhookDispatcher, sign_payload
 
-__all__ = ["ServiceBenchReport", "run_service_bench"]
+__all__ = ["ServiceBenchReport", "bench_event", "run_service_bench"]
 
 _SNAPSHOT = b"\xff\xd8" + os.urandom(30_000) + b"\xff\xd9"
 _SECRET = "bench-secret-0123456789"
@@ -62,9 +56,7 @@ class ServiceBenchReport:
     one_by_one_p50_s: float
     one_by_one_drain_s: float
     bare_post_p50_s: float
-    ingest_events: int
-    ingest_per_s: float
-    inprocess_per_s: float
+    ingest: tuple[IngestRun, ...]
 
     def render(self) -> str:
         """A short human report with the ratios against the baselines."""
@@ -88,12 +80,8 @@ class ServiceBenchReport:
                     f"  baseline: one bare signed POST p50 {self.bare_post_p50_s * 1000:.2f} ms"
                     f" (p50 latency = {self.latency_p50_s / self.bare_post_p50_s:.0f}× that, queueing included)"
                 ),
-                f"ingest: {self.ingest_events} events with 30 kB snapshots over HTTP: {self.ingest_per_s:.0f} events/s",
-                (
-                    f"  baseline: in-process StoreSink {self.inprocess_per_s:.0f} events/s"
-                    f" (HTTP = {self.ingest_per_s / self.inprocess_per_s:.2f}× in-process)"
-                ),
             ]
+            + _render_ingest(self.ingest)
         )
 
 
@@ -130,7 +118,7 @@ class _Receiver:
         self._server.server_close()
 
 
-def _event(index: int, *, snapshot: bytes | None, tag: str = "") -> Event:
+def bench_event(index: int, *, snapshot: bytes | None, tag: str = "") -> Event:
     """A plausible open-flame event; ``tag`` keeps the ids of separate runs apart."""
     now = time.time()
     return Event(
@@ -150,17 +138,24 @@ def _event(index: int, *, snapshot: bytes | None, tag: str = "") -> Event:
     )
 
 
+def _render_ingest(runs: tuple[IngestRun, ...]) -> list[str]:
+    """The ingest lines: per offered rate, the batched writer then the baseline, and their ratio."""
+    lines = []
+    for rate in sorted({run.offered_per_s for run in runs}):
+        at_rate = {run.path: run for run in runs if run.offered_per_s == rate}
+        batched, baseline = at_rate.get(BATCHED), at_rate.get(BASELINE)
+        seconds = next(iter(at_rate.values())).seconds
+        lines.append(f"ingest: {rate:.0f} events/s offered for {seconds:.0f} s, each with a 30 kB snapshot")
+        lines += [run.render() for run in (batched, baseline) if run is not None]
+        if batched is not None and baseline is not None and baseline.achieved_per_s > 0:
+            lines.append(f"  batching = {batched.achieved_per_s / baseline.achieved_per_s:.1f}x the events/s")
+    return lines
+
+
 def _percentile(values: list[float], q: float) -> float:
     """The q-quantile (0..1) by nearest rank."""
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
-
-
-def _config(directory: Path, database_url: str | None) -> AnjianConfig:
-    return AnjianConfig(
-        site=SiteConfig(id="bench", workshops=[WorkshopConfig(id="w1")]),
-        storage=StorageConfig(dir=directory, database_url=database_url),
-    )
 
 
 def _webhook_burst(
@@ -189,7 +184,7 @@ def _webhook_burst(
         dispatcher.start()
         started = time.perf_counter()
         for index in range(events):
-            store.upsert_event(_event(index, snapshot=None, tag=tag))
+            store.upsert_event(bench_event(index, snapshot=None, tag=tag))
             dispatcher.wake()
         while store.outbox.count(DeliveryStatus.DELIVERED) < delivered_before + events:
             time.sleep(0.02)
@@ -207,81 +202,42 @@ def _webhook_burst(
         receiver.close()
 
 
-def _ingest(directory: Path, database_url: str | None, count: int) -> tuple[float, float]:
-    """Events per second over HTTP, and in-process through StoreSink."""
-    config = _config(directory / "http", database_url)
-    store = EventStore.from_config(config.storage)
-    dispatcher = WebhookDispatcher(store)
-    app = create_app(config, store=store, dispatcher=dispatcher, escalator=Escalator(store, config.sla))
-    token = store.tokens.create("bench", "pipeline")[1]
-    port = _free_port()
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False)
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        bodies = [event_to_json(_event(i, snapshot=_SNAPSHOT)) for i in range(count)]
-        with httpx.Client(
-            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {token}"}
-        ) as client:
-            started = time.perf_counter()
-            for body in bodies:
-                client.post("/ingest/events", json=body).raise_for_status()
-            http_per_s = count / (time.perf_counter() - started)
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        store.close()
-
-    local = EventStore.from_config(StorageConfig(dir=directory / "local", database_url=None))
-    try:
-        sink = StoreSink(local, EvidenceStore(directory / "local"))
-        events = [_event(count + i, snapshot=_SNAPSHOT) for i in range(count)]
-        started = time.perf_counter()
-        for event in events:
-            sink.store_event(event)
-        local_per_s = count / (time.perf_counter() - started)
-    finally:
-        local.close()
-    return http_per_s, local_per_s
-
-
-def _free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def run_service_bench(
     *,
     events: int = 1000,
-    ingest_events: int = 1000,
     workers: int = 4,
     claim_batch: int = 64,
     database_url: str | None = None,
+    ingest_rates_per_s: tuple[float, ...] = (200.0, 500.0),
+    ingest_seconds: float = 10.0,
 ) -> ServiceBenchReport:
     """Run both measurements and return the figures.
 
     Args:
         events: Events in the webhook burst.
-        ingest_events: Events POSTed to the ingest endpoint.
         workers: Webhook worker threads.
         claim_batch: Deliveries a worker claims at once (the burst is also run claiming one at a time).
-        database_url: Database to use instead of a temp SQLite file (it must be empty).
+        database_url: Database of the burst instead of a temp SQLite file (it must be empty);
+            ingest always runs on SQLite, the default storage.
+        ingest_rates_per_s: Rates offered to ``/ingest/events``, each for ``ingest_seconds``.
+        ingest_seconds: How long each rate is offered.
     """
-    if events < 1 or ingest_events < 1:
-        raise ValueError(f"events and ingest_events must be >= 1, got {events} and {ingest_events}")
+    if events < 1 or not ingest_rates_per_s or min(ingest_rates_per_s) <= 0 or ingest_seconds <= 0:
+        raise ValueError(
+            "expected events >= 1, ingest rates > 0 and ingest_seconds > 0, got "
+            f"{events}, {ingest_rates_per_s} and {ingest_seconds}"
+        )
     with tempfile.TemporaryDirectory(prefix="anjian-bench-") as tmp:
         directory = Path(tmp)
         latencies, drain_s, bare_s = _webhook_burst(
             directory / "burst", database_url, events, workers, claim_batch
         )
-        one_by_one, one_by_one_drain_s, _ = _webhook_burst(directory / "burst", database_url, events, workers, 1)
-        http_per_s, local_per_s = _ingest(directory, None, ingest_events)
+        one_by_one, one_by_one_drain_s, _ = _webhook_burst(
+            directory / "burst", database_url, events, workers, 1
+        )
+        ingest = measure_ingest(
+            directory / "ingest", rates_per_s=ingest_rates_per_s, seconds=ingest_seconds, snapshot=_SNAPSHOT
+        )
     return ServiceBenchReport(
         events=events,
         workers=workers,
@@ -294,7 +250,5 @@ def run_service_bench(
         one_by_one_p50_s=_percentile(one_by_one, 0.50),
         one_by_one_drain_s=one_by_one_drain_s,
         bare_post_p50_s=bare_s,
-        ingest_events=ingest_events,
-        ingest_per_s=http_per_s,
-        inprocess_per_s=local_per_s,
+        ingest=tuple(ingest),
     )

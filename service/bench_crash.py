@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,8 +29,10 @@ from pathlib import Path
 import httpx
 import yaml
 
-from pipeline.event import Behaviour, Event, EventBox, RiskLevel
+from pipeline.event import Event
 from pipeline.event_json import event_to_json
+from service.bench import bench_event
+from service.bench_ingest import free_port
 
 __all__ = ["CrashBenchReport", "run_crash_bench"]
 
@@ -177,7 +178,7 @@ class _Ingester:
             next_at = time.monotonic()
             while not self._stop.is_set():
                 if self._is_offering.is_set():
-                    self._unacknowledged.append(_event(self._count))
+                    self._unacknowledged.append(bench_event(self._count, snapshot=None, tag="crash"))
                     self._count += 1
                 for event in list(self._unacknowledged):
                     try:
@@ -191,25 +192,6 @@ class _Ingester:
                 next_at += self._interval_s
                 self._stop.wait(max(0.0, next_at - time.monotonic()))
                 next_at = max(next_at, time.monotonic() - 1.0)  # after an outage, do not burst to catch up
-
-
-def _event(index: int) -> Event:
-    """A small open-flame event (no snapshot): the webhook path is what is measured."""
-    now = time.time()
-    return Event(
-        id=f"crash{os.getpid()}x{index:07d}",
-        revision=1,
-        site_id="bench",
-        workshop_id="w1",
-        camera_id="cam-1",
-        behaviour=Behaviour.OPEN_FLAME,
-        severity=RiskLevel.RED,
-        started_at=now,
-        last_seen_at=now,
-        confidence=0.9,
-        boxes=(EventBox("fire", 0.9, (0.1, 0.2, 0.3, 0.4)),),
-        message="crash bench",
-    )
 
 
 def _write_site(directory: Path, receiver_url: str) -> Path:
@@ -319,7 +301,7 @@ def run_crash_bench(
     receiver = _CountingReceiver()
     with tempfile.TemporaryDirectory(prefix="anjian-crash-bench-") as tmp:
         directory = Path(tmp)
-        port = _free_port()
+        port = free_port()
         service = _Service(_write_site(directory, receiver.url), port, directory / "service.log")
         token = service.run_cli(
             "tokens", "create", "--config", str(directory / "site.yaml"), "--role", "pipeline"
@@ -365,10 +347,3 @@ def run_crash_bench(
         before_kill_s=before_kill,
         restart_s=tuple(restarts),
     )
-
-
-def _free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -421,25 +421,40 @@ def db_upgrade(config: ConfigOption) -> None:
 @bench_app.command("service")
 def bench_service(
     events: Annotated[int, typer.Option(help="Events in the webhook burst.")] = 1000,
-    ingest_events: Annotated[int, typer.Option(help="Events POSTed to /ingest/events.")] = 1000,
     workers: Annotated[int, typer.Option(help="Webhook worker threads.")] = 4,
     claim_batch: Annotated[
         int, typer.Option(help="Deliveries a worker claims at once (a 1-at-a-time burst runs too).")
     ] = 64,
     database_url: Annotated[
-        str | None, typer.Option(help="Database to measure (default: a SQLite file in a temp folder).")
+        str | None, typer.Option(help="Database of the burst (default: a SQLite file in a temp folder).")
     ] = None,
+    ingest_rate: Annotated[
+        list[float], typer.Option(help="Events/s offered to /ingest/events (repeat for several rates).")
+    ] = [200.0, 500.0],  # noqa: B006
+    ingest_seconds: Annotated[float, typer.Option(help="How long each ingest rate is offered.")] = 10.0,
+    crash_rounds: Annotated[
+        int,
+        typer.Option(
+            help="Instead: kill -9 the service this many times under a 20 events/s ingest, count duplicates."
+        ),
+    ] = 0,
 ) -> None:
-    """Measure webhook delivery latency (p50/p95) under a burst and event-ingest throughput."""
+    """Measure webhook delivery latency (p50/p95) under a burst and ingest at offered rates, against baselines."""
+    setup_logging("WARNING")
+    if crash_rounds:
+        from service.bench_crash import run_crash_bench
+
+        typer.echo(run_crash_bench(rounds=crash_rounds).render())
+        return
     from service.bench import run_service_bench
 
-    setup_logging("WARNING")
     report = run_service_bench(
         events=events,
-        ingest_events=ingest_events,
         workers=workers,
         claim_batch=claim_batch,
         database_url=database_url,
+        ingest_rates_per_s=tuple(ingest_rate),
+        ingest_seconds=ingest_seconds,
     )
     typer.echo(report.render())
 

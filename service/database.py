@@ -34,6 +34,7 @@ __all__ = ["Database", "head_revision", "is_schema_current", "masked_url", "sqli
 logger = logging.getLogger(__name__)
 
 _WRITE_OPTION = "anjian_write"
+_SQLITE_POOL = 16
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
@@ -183,7 +184,9 @@ class Database:
             database_url,
             connect_args={"check_same_thread": False, "timeout": busy_timeout_s},
             # One shared connection for an in-memory database, else each connection sees its own.
-            **({"poolclass": StaticPool} if is_memory else {}),
+            # A file keeps enough connections for the request thread pool (40), so a busy
+            # service reuses them instead of opening (and setting up) one per request.
+            **({"poolclass": StaticPool} if is_memory else {"pool_size": _SQLITE_POOL, "max_overflow": 32}),
         )
         busy_timeout_ms = int(busy_timeout_s * 1000)
 

@@ -5,6 +5,7 @@ Hierarchy::
     ServiceError
     ├── ConfigError           the site YAML is missing, malformed or invalid
     ├── DatabaseError         the database cannot be migrated or is at the wrong schema
+    ├── IngestBusyError       the event writer has too much queued (or is stopping): send it again later
     ├── LifecycleError        an alert cannot take the requested action
     │   └── InvalidTransitionError  the action is not allowed from the alert's state
     └── EvidenceError         an evidence file cannot be written or read
@@ -20,6 +21,7 @@ __all__ = [
     "EvidenceError",
     "EvidenceNotFoundError",
     "EvidencePathError",
+    "IngestBusyError",
     "InvalidTransitionError",
     "LifecycleError",
     "ServiceError",
@@ -48,6 +50,10 @@ class EvidenceNotFoundError(EvidenceError):
 
 class DatabaseError(ServiceError):
     """The database cannot be migrated, or its schema is not the one this anjian needs."""
+
+
+class IngestBusyError(ServiceError):
+    """The event writer cannot take an ingested revision now (too much queued, or stopping); retry later."""
 
 
 class LifecycleError(ServiceError):

@@ -8,6 +8,7 @@ are right after a restart too. Each app has its own registry, so several apps in
 one process (tests) do not collide.
 
 Metric names: ``anjian_events``, ``anjian_ingested_revisions_total``,
+``anjian_ingest_backlog``, ``anjian_ingest_batch_size``,
 ``anjian_transitions_total``, ``anjian_escalations_total``,
 ``anjian_webhook_deliveries_total``, ``anjian_webhook_delivery_latency_seconds``,
 ``anjian_webhook_failed_attempts_total``, ``anjian_webhook_failure_log_suppressed_total``,
@@ -21,7 +22,7 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
@@ -37,6 +38,7 @@ __all__ = ["CONTENT_TYPE", "ServiceMetrics"]
 logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 _LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 86400)
 
 
@@ -112,6 +114,17 @@ class ServiceMetrics:
             "anjian_ingested_revisions",
             "Event revisions received, by behaviour, colour and result (applied or duplicate).",
             ["behaviour", "severity", "result"],
+            registry=self.registry,
+        )
+        self.ingest_backlog = Gauge(
+            "anjian_ingest_backlog",
+            "Event revisions queued for the event writer (published by the pipeline or ingested over HTTP).",
+            registry=self.registry,
+        )
+        self.ingest_batch_size = Histogram(
+            "anjian_ingest_batch_size",
+            "Event revisions stored per transaction by the event writer.",
+            buckets=_BATCH_BUCKETS,
             registry=self.registry,
         )
         self.transitions = Counter(

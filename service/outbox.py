@@ -19,7 +19,7 @@ detection or ``a<audit id>`` for a lifecycle change.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -29,6 +29,7 @@ from service.records import (
     AuditEntry,
     DeliveryStatus,
     StoredEvent,
+    Subscription,
     WebhookDelivery,
     delivery_from_row,
     subscription_from_row,
@@ -36,7 +37,7 @@ from service.records import (
 from service.schemas import WebhookKind, WebhookPayload
 from service.tables import DeliveryRow, SubscriptionRow
 
-__all__ = ["Outbox", "enqueue", "idempotency_key"]
+__all__ = ["Outbox", "active_subscriptions", "enqueue", "idempotency_key"]
 
 _MAX_ERROR_CHARS = 1000
 
@@ -46,6 +47,14 @@ def idempotency_key(event_id: str, change: str, subscription_id: int) -> str:
     return f"{event_id}:{change}:{subscription_id}"
 
 
+def active_subscriptions(session: Session) -> list[Subscription]:
+    """The active webhook subscriptions, read in ``session`` (load them once for a batch of ``enqueue``)."""
+    return [
+        subscription_from_row(row)
+        for row in session.scalars(select(SubscriptionRow).where(SubscriptionRow.is_active.is_(True)))
+    ]
+
+
 def enqueue(
     session: Session,
     event: StoredEvent,
@@ -53,6 +62,7 @@ def enqueue(
     kind: WebhookKind,
     change: AuditEntry | None,
     now: float,
+    subscriptions: Sequence[Subscription] | None = None,
 ) -> int:
     """Add one pending delivery per active subscription that wants ``kind`` for ``event``.
 
@@ -64,14 +74,14 @@ def enqueue(
         kind: What is announced.
         change: The audit entry of a lifecycle change; ``None`` for a detection revision.
         now: Epoch seconds.
+        subscriptions: The active subscriptions, when the caller read them already
+            (``active_subscriptions``) for many events in one transaction.
 
     Returns:
         How many deliveries were enqueued.
     """
-    subscriptions = [
-        subscription_from_row(row)
-        for row in session.scalars(select(SubscriptionRow).where(SubscriptionRow.is_active.is_(True)))
-    ]
+    if subscriptions is None:
+        subscriptions = active_subscriptions(session)
     wanted = [s for s in subscriptions if s.matches(kind, event)]
     if not wanted:
         return 0

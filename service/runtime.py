@@ -4,7 +4,7 @@ Three shapes:
 
 - ``anjian serve``: the alert service alone (API, store, webhooks, escalation);
 - ``anjian run``: the service and the camera pipeline in one process, the pipeline
-  storing events straight into the store (``StoreSink``, the fastest path);
+  queueing events to the store's writer thread (``StoreSink``, the fastest path);
 - ``anjian run --service-url URL``: the pipeline alone, POSTing events to a service
   elsewhere through ``pipeline.http_sink.HttpEventSink`` with a disk spool.
 """
@@ -68,9 +68,12 @@ class Runtime:
     http_sink: HttpEventSink | None = None
     control: RunnerControl | None = None
     model_reloader: ModelReloader | None = None
+    sink: StoreSink | None = None
 
     def start(self) -> None:
-        """Start the webhook and escalation workers, the HTTP sink, the camera pipeline, model reloads."""
+        """Start the event writer, the webhook and escalation workers, the HTTP sink, the camera pipeline, model reloads."""
+        if self.sink is not None:
+            self.sink.start()
         if self.dispatcher is not None:
             self.dispatcher.start()
         if self.escalator is not None:
@@ -90,6 +93,8 @@ class Runtime:
             self.runner.stop()
         if self.http_sink is not None:
             self.http_sink.stop()
+        if self.sink is not None:
+            self.sink.stop()  # stores what the pipeline and ingest queued
         if self.escalator is not None:
             self.escalator.stop()
         if self.dispatcher is not None:
@@ -129,10 +134,11 @@ def build_runtime(config: AnjianConfig, *, with_pipeline: bool, config_path: Pat
     metrics = ServiceMetrics(store, lambda: holder[0].health() if holder else [])
     dispatcher = WebhookDispatcher(store, metrics=metrics)
     escalator = Escalator(store, config.sla, dispatcher=dispatcher, metrics=metrics)
+    sink = StoreSink(store, evidence, dispatcher, metrics=metrics)
     runner: PipelineRunner | None = None
     control: RunnerControl | None = None
     if with_pipeline:
-        runner = _runner(config, StoreSink(store, evidence, dispatcher, metrics=metrics))
+        runner = _runner(config, sink)
         holder.append(runner)
         if config_path is not None:
             control = RunnerControl(runner, config_path)
@@ -145,6 +151,7 @@ def build_runtime(config: AnjianConfig, *, with_pipeline: bool, config_path: Pat
         metrics=metrics,
         escalator=escalator,
         pipeline_control=control,
+        sink=sink,
     )
     return Runtime(
         config=config,
@@ -155,6 +162,7 @@ def build_runtime(config: AnjianConfig, *, with_pipeline: bool, config_path: Pat
         runner=runner,
         control=control,
         model_reloader=_model_reloader(config, runner),
+        sink=sink,
     )
 
 

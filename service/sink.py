@@ -1,12 +1,45 @@
-"""The in-process ``EventSink`` of the service: store each revision, keep its snapshot, announce it."""
+"""Where event revisions enter the store: one writer thread that stores them in batches.
+
+Both ways in go through ``StoreSink``:
+
+- the in-process pipeline (``anjian run``) calls ``publish`` from its analysis
+  thread: the revision is queued and ``publish`` returns at once, so a slow or
+  locked database never stalls the cameras (the frame path never blocks);
+- ``POST /ingest/events`` calls ``submit`` and awaits the returned future, which
+  resolves once the revision is committed: nothing acknowledged is lost.
+
+One writer thread drains the queue: it takes every revision waiting (up to
+``max_batch``), writes their snapshots (in parallel, each fsynced), stores them
+all in one transaction with their audit lines and webhook deliveries
+(``EventStore.upsert_events``), then resolves the futures and wakes the webhook
+dispatcher once. SQLite allows one writer at a time; one transaction per batch
+instead of one per revision is what lets ingest keep up with hundreds of
+revisions a second.
+
+Queue policy. Revisions from ``publish`` are never dropped and never refused:
+the queue is unbounded but watched. Dropping would lose an alert, and blocking
+(even with a timeout) would stall every camera while the database is locked;
+the pipeline produces a few revisions a second, so even a minute of a locked
+database queues a few hundred, mostly without snapshots. The depth is exported
+(``anjian_ingest_backlog``) and logged when it crosses 1,000, 10,000 and
+100,000. A batch that fails to store is retried with backoff (its ``publish``
+revisions stay queued, in order). Revisions from ``submit`` get backpressure
+instead: beyond ``max_backlog`` queued, ``submit`` raises ``IngestBusyError``
+(503 for the pipeline, whose disk spool sends it again later), and a failed
+batch fails their futures at once (the pipeline retries those too).
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 
 from pipeline.event import Event
+from service.errors import IngestBusyError
 from service.evidence import EvidenceStore
 from service.metrics import ServiceMetrics
 from service.store import EventStore, UpsertResult
@@ -16,17 +49,23 @@ __all__ = ["SinkStats", "StoreSink"]
 
 logger = logging.getLogger(__name__)
 
+_BACKLOG_WARNINGS = (1_000, 10_000, 100_000)
+_NEW, _RUNNING, _STOPPING, _STOPPED = "new", "running", "stopping", "stopped"
+
 
 @dataclass(frozen=True, slots=True)
 class SinkStats:
     """Counters of a ``StoreSink`` since it was created.
 
     Attributes:
-        published: Revisions received.
+        published: Revisions received (``publish`` and ``submit``).
         stored: Revisions applied to the store.
         ignored: Stale or duplicate revisions the store ignored.
-        failed: Revisions lost because storing them raised.
+        failed: Revisions not stored: ingested ones whose batch failed (the
+            pipeline sends them again), or queued ones left when ``stop`` gave up.
         snapshot_failures: Snapshots or clips that could not be written (the event was stored without).
+        batches: Transactions written.
+        retries: Failed batches of published revisions, retried.
     """
 
     published: int = 0
@@ -34,31 +73,42 @@ class SinkStats:
     ignored: int = 0
     failed: int = 0
     snapshot_failures: int = 0
+    batches: int = 0
+    retries: int = 0
+
+
+@dataclass(slots=True)
+class _Job:
+    """One queued revision; ``future`` is set for ``submit`` (the ingest route awaits it)."""
+
+    event: Event
+    future: Future[UpsertResult] | None
 
 
 class StoreSink:
-    """Implements ``pipeline.sink.EventSink`` by writing straight to the store, in the caller's thread.
+    """Implements ``pipeline.sink.EventSink`` and the ingest path over one batching writer thread.
 
-    For each revision: write its snapshot (when it carries one and is newer than
-    the stored revision), upsert the event and enqueue one webhook delivery per
-    configured URL in the same transaction, then wake the dispatcher. ``publish``
-    never raises into the pipeline: failures are logged with the camera id and
-    counted in ``stats()``.
-
-    A call costs one small SQLite transaction plus, when a snapshot comes, one
-    file write with fsync: milliseconds, but a database locked by another writer
-    can hold it for up to the store's busy timeout.
+    The writer starts with the first revision (or ``start``); ``stop`` stores what is
+    queued and ends it. ``publish`` never raises into the pipeline and never blocks;
+    failures are logged with the camera id and counted in ``stats()``.
 
     Args:
         store: Where events go.
-        evidence: Where snapshots go.
-        dispatcher: The webhook worker to wake after each stored revision;
-            ``None`` stores events without waking anyone.
-        metrics: Counts received revisions, when given.
+        evidence: Where snapshots and clips go.
+        dispatcher: The webhook worker to wake after each batch that enqueued
+            deliveries; ``None`` stores events without waking anyone.
+        metrics: Counts received revisions, the backlog and the batch sizes, when given.
+        max_batch: Most revisions stored in one transaction.
+        max_backlog: Queued revisions beyond which ``submit`` refuses (``IngestBusyError``).
+        evidence_threads: Snapshots written in parallel within a batch (each is fsynced).
+        retry_base_s: Wait after a failed batch of published revisions, doubled each time.
+        retry_max_s: Longest wait between retries.
 
     Example:
         >>> sink = StoreSink(store, EvidenceStore(config.storage.dir), dispatcher)
-        >>> sink.publish(event)        # from the pipeline thread
+        >>> sink.publish(event)                     # from the pipeline thread: queued
+        >>> result = sink.submit(event).result()    # ingest: once committed
+        >>> sink.stop()                             # stores what is queued
     """
 
     def __init__(
@@ -68,28 +118,74 @@ class StoreSink:
         dispatcher: WebhookDispatcher | None = None,
         *,
         metrics: ServiceMetrics | None = None,
+        max_batch: int = 256,
+        max_backlog: int = 10_000,
+        evidence_threads: int = 8,
+        retry_base_s: float = 0.5,
+        retry_max_s: float = 10.0,
     ) -> None:
+        if max_batch < 1 or max_backlog < 1 or evidence_threads < 1:
+            raise ValueError(
+                "expected max_batch, max_backlog and evidence_threads >= 1, got "
+                f"{max_batch}, {max_backlog} and {evidence_threads}"
+            )
+        if not 0 < retry_base_s <= retry_max_s:
+            raise ValueError(
+                f"expected 0 < retry_base_s <= retry_max_s, got {retry_base_s} and {retry_max_s}"
+            )
         self._store = store
         self._evidence = evidence
         self._dispatcher = dispatcher
         self._metrics = metrics
-        self._lock = threading.Lock()
+        self._max_batch = max_batch
+        self._max_backlog = max_backlog
+        self._retry_base_s = retry_base_s
+        self._retry_max_s = retry_max_s
+        self._io = ThreadPoolExecutor(evidence_threads, thread_name_prefix="anjian-evidence")
+        self._jobs: deque[_Job] = deque()
+        self._in_flight = 0
+        self._state = _NEW
+        self._cond = threading.Condition()
+        self._abort = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._warned_backlog = 0
+        self._stats_lock = threading.Lock()
         self._stats = SinkStats()
+
+    # ------------------------------------------------------------- public
 
     def stats(self) -> SinkStats:
         """A copy of the counters."""
-        with self._lock:
+        with self._stats_lock:
             return self._stats
 
+    def backlog(self) -> int:
+        """Revisions queued or being written."""
+        with self._cond:
+            return len(self._jobs) + self._in_flight
+
+    def start(self) -> None:
+        """Start the writer thread (``publish`` and ``submit`` start it too); safe to call twice.
+
+        Raises:
+            RuntimeError: The sink was stopped.
+        """
+        with self._cond:
+            self._start_locked()
+
     def publish(self, event: Event) -> None:
-        """Store one event revision and announce it; never raises.
+        """Queue one revision from the pipeline; never blocks, never raises, never drops.
+
+        After ``stop`` a revision is stored in the calling thread rather than lost.
 
         Args:
             event: A revision from the pipeline.
         """
         self._count(published=1)
+        if self._enqueue(_Job(event, None), is_refusable=False):
+            return
         try:
-            self.store_event(event)
+            self._store_batch([event])
         except Exception:
             self._count(failed=1)
             logger.exception(
@@ -100,28 +196,224 @@ class StoreSink:
                 event.id,
             )
 
+    def submit(self, event: Event) -> Future[UpsertResult]:
+        """Queue one ingested revision; the future resolves once it is committed.
+
+        Returns:
+            Resolves to the store's ``UpsertResult``, or raises what storing raised
+            (``sqlalchemy.exc.SQLAlchemyError``).
+
+        Raises:
+            IngestBusyError: ``max_backlog`` revisions are already queued, or the sink is stopping.
+        """
+        self._count(published=1)
+        future: Future[UpsertResult] = Future()
+        if not self._enqueue(_Job(event, future), is_refusable=True):
+            raise IngestBusyError("the service is stopping; send the event again in a moment")
+        return future
+
     def store_event(self, event: Event) -> UpsertResult:
-        """``publish`` without the safety net: what ``POST /ingest/events`` calls.
+        """Store one revision now, in the calling thread, in its own transaction (no queue).
+
+        What ``publish`` falls back to after ``stop``; also the one-write-per-request
+        path that ``anjian bench service`` measures batching against.
 
         Raises:
             sqlalchemy.exc.SQLAlchemyError: The database failed.
         """
-        snapshot_path = self._save_snapshot(event)
-        result = self._store.upsert_event(event, snapshot_path=snapshot_path)
+        self._count(published=1)
+        return self._store_batch([event])[0]
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until every queued revision was written (or failed).
+
+        Returns:
+            ``True`` when nothing is left, ``False`` when ``timeout_s`` ran out first.
+        """
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._jobs and not self._in_flight, timeout_s)
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Store what is queued, then end the writer thread; safe to call twice.
+
+        Revisions published afterwards are stored in the caller's thread; ``submit``
+        refuses them. When the database does not take the queue within ``timeout_s``,
+        what is left is counted as failed and logged.
+        """
+        with self._cond:
+            if self._state in (_STOPPING, _STOPPED):
+                return
+            was_running = self._state == _RUNNING
+            self._state = _STOPPING
+            self._cond.notify_all()
+        thread = self._thread
+        if was_running and thread is not None:
+            thread.join(timeout_s)
+            if thread.is_alive():
+                self._abort.set()
+                logger.error(
+                    "event writer: %d revision(s) not stored within %.0fs of stopping",
+                    self.backlog(),
+                    timeout_s,
+                )
+        with self._cond:
+            self._state = _STOPPED
+        self._io.shutdown(wait=False)
+
+    # ------------------------------------------------------------- queue
+
+    def _start_locked(self) -> None:
+        """Start the writer if it is new (the caller holds ``_cond``)."""
+        if self._state == _RUNNING:
+            return
+        if self._state != _NEW:
+            raise RuntimeError("a stopped StoreSink cannot be restarted; create a new one")
+        self._state = _RUNNING
+        self._thread = threading.Thread(target=self._run, name="anjian-event-writer", daemon=True)
+        self._thread.start()
+
+    def _enqueue(self, job: _Job, *, is_refusable: bool) -> bool:
+        """Queue a job; ``False`` when the sink is stopping or stopped."""
+        with self._cond:
+            if self._state in (_STOPPING, _STOPPED):
+                return False
+            backlog = len(self._jobs) + self._in_flight
+            if is_refusable and backlog >= self._max_backlog:
+                raise IngestBusyError(
+                    f"{backlog} event revisions are waiting to be stored; send it again in a moment"
+                )
+            self._jobs.append(job)
+            self._start_locked()
+            self._cond.notify_all()
+        self._watch_backlog(backlog + 1)
+        return True
+
+    def _watch_backlog(self, backlog: int) -> None:
+        """Export the backlog; warn once each time it crosses a threshold upwards."""
         if self._metrics is not None:
-            self._metrics.ingested.labels(
-                behaviour=event.behaviour.value,
-                severity=event.severity.value,
-                result="applied" if result.is_applied else "duplicate",
-            ).inc()
-        if not result.is_applied:
-            self._count(ignored=1)
-            return result
-        self._count(stored=1)
-        self._save_clip(event)
-        if result.deliveries_enqueued and self._dispatcher is not None:
+            self._metrics.ingest_backlog.set(backlog)
+        crossed = max((t for t in _BACKLOG_WARNINGS if backlog >= t), default=0)
+        if crossed > self._warned_backlog:
+            logger.warning(
+                "event writer: %d revisions waiting to be stored (is the database slow or locked?)", backlog
+            )
+        self._warned_backlog = crossed
+
+    # ------------------------------------------------------------ writer
+
+    def _run(self) -> None:
+        """Writer loop: take what is queued, store it in one transaction, repeat until stopped and empty."""
+        failures = 0
+        while not self._abort.is_set():
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._jobs) or self._state != _RUNNING)
+                if not self._jobs:
+                    return
+                count = min(self._max_batch, len(self._jobs))
+                batch = [self._jobs.popleft() for _ in range(count)]
+                self._in_flight = count
+            is_stored = self._write(batch)
+            with self._cond:
+                self._in_flight = 0
+                self._cond.notify_all()
+                backlog = len(self._jobs)
+            self._watch_backlog(backlog)
+            failures = 0 if is_stored else failures + 1
+            if failures:
+                delay_s = min(self._retry_max_s, self._retry_base_s * 2.0 ** min(failures - 1, 32))
+                self._abort.wait(delay_s)
+        with self._cond:
+            left = list(self._jobs)
+            self._jobs.clear()
+        for job in left:
+            if job.future is not None:
+                job.future.set_exception(IngestBusyError("the service stopped before storing it"))
+        self._count(failed=len(left))
+
+    def _write(self, batch: list[_Job]) -> bool:
+        """Store a batch; on failure fail its futures and put its published revisions back in front."""
+        try:
+            results = self._store_batch([job.event for job in batch])
+        except Exception as exc:
+            retried = [job for job in batch if job.future is None]
+            submitted = len(batch) - len(retried)
+            for job in batch:
+                if job.future is not None:
+                    job.future.set_exception(exc)
+            self._count(failed=submitted, retries=1 if retried else 0)
+            logger.exception(
+                "event writer: cannot store %d revision(s) of %s; %d will be retried",
+                len(batch),
+                ", ".join(sorted({job.event.camera_id for job in batch})),
+                len(retried),
+            )
+            with self._cond:
+                self._jobs.extendleft(reversed(retried))
+            return False
+        for job, result in zip(batch, results, strict=True):
+            if job.future is not None:
+                job.future.set_result(result)
+        return True
+
+    def _store_batch(self, events: Sequence[Event]) -> list[UpsertResult]:
+        """Snapshots, one transaction, clips, counters and a wake-up of the dispatcher."""
+        paths = self._save_snapshots(events)
+        results = self._store.upsert_events(list(zip(events, paths, strict=True)))
+        applied = 0
+        for event, result in zip(events, results, strict=True):
+            if self._metrics is not None:
+                self._metrics.ingested.labels(
+                    behaviour=event.behaviour.value,
+                    severity=event.severity.value,
+                    result="applied" if result.is_applied else "duplicate",
+                ).inc()
+            if result.is_applied:
+                applied += 1
+                self._save_clip(event)
+        if self._metrics is not None:
+            self._metrics.ingest_batch_size.observe(len(events))
+        self._count(stored=applied, ignored=len(events) - applied, batches=1)
+        if self._dispatcher is not None and any(r.deliveries_enqueued for r in results):
             self._dispatcher.wake()
-        return result
+        return results
+
+    def _save_snapshots(self, events: Sequence[Event]) -> list[str | None]:
+        """Write the snapshot each revision brings, in parallel, unless a newer revision is stored or queued.
+
+        Returns:
+            Per revision, the snapshot's relative path, or ``None`` to keep the stored one.
+        """
+        paths: list[str | None] = [None] * len(events)
+        carrying = [i for i, event in enumerate(events) if event.snapshot_jpeg is not None]
+        if not carrying:
+            return paths
+        newest = self._store.stored_revisions(events[i].id for i in carrying)
+        chosen: dict[str, int] = {}  # event id -> index of the revision whose snapshot is written
+        for i in carrying:
+            event = events[i]
+            if event.revision > newest.get(event.id, 0):
+                newest[event.id] = event.revision  # a stale snapshot must not overwrite a newer one
+                chosen[event.id] = i
+        jobs = [(i, events[i], jpeg) for i in chosen.values() if (jpeg := events[i].snapshot_jpeg) is not None]
+        if len(jobs) == 1:  # one revision (``store_event``, a trickle): no hand-off to the pool
+            i, event, jpeg = jobs[0]
+            paths[i] = self._save_snapshot(event, jpeg)
+            return paths
+        futures = {i: self._io.submit(self._save_snapshot, event, jpeg) for i, event, jpeg in jobs}
+        for i, future in futures.items():
+            paths[i] = future.result()
+        return paths
+
+    def _save_snapshot(self, event: Event, jpeg: bytes) -> str | None:
+        """Write one snapshot; ``None`` (stored without) when it cannot be written."""
+        try:
+            return self._evidence.save_snapshot(event.camera_id, event.id, jpeg)
+        except Exception:
+            self._count(snapshot_failures=1)
+            logger.exception(
+                "%s: cannot save the snapshot of event %s; storing it without one", event.camera_id, event.id
+            )
+            return None
 
     def _save_clip(self, event: Event) -> None:
         """Write the clip a revision brings and link it to the event; a failure keeps the event."""
@@ -132,40 +424,13 @@ class StoreSink:
             self._store.attach_clip(event.id, path)
         except Exception:
             self._count(snapshot_failures=1)
-            logger.exception("%s: cannot save the clip of event %s; the event keeps no clip", event.camera_id, event.id)
-
-    def _save_snapshot(self, event: Event) -> str | None:
-        """Write the revision's snapshot if it brings one and is not stale; ``None`` keeps the stored one."""
-        if event.snapshot_jpeg is None:
-            return None
-        stored = self._store.get_event(event.id)
-        if stored is not None and stored.revision >= event.revision:
-            return None  # stale or duplicate: must not overwrite the evidence of a newer revision
-        try:
-            return self._evidence.save_snapshot(event.camera_id, event.id, event.snapshot_jpeg)
-        except Exception:
-            self._count(snapshot_failures=1)
             logger.exception(
-                "%s: cannot save the snapshot of event %s; storing it without one", event.camera_id, event.id
+                "%s: cannot save the clip of event %s; the event keeps no clip", event.camera_id, event.id
             )
-            return None
 
-    def _count(
-        self,
-        *,
-        published: int = 0,
-        stored: int = 0,
-        ignored: int = 0,
-        failed: int = 0,
-        snapshot_failures: int = 0,
-    ) -> None:
+    def _count(self, **increments: int) -> None:
         """Add to the counters."""
-        with self._lock:
-            s = self._stats
-            self._stats = SinkStats(
-                published=s.published + published,
-                stored=s.stored + stored,
-                ignored=s.ignored + ignored,
-                failed=s.failed + failed,
-                snapshot_failures=s.snapshot_failures + snapshot_failures,
+        with self._stats_lock:
+            self._stats = replace(
+                self._stats, **{k: getattr(self._stats, k) + v for k, v in increments.items()}
             )

@@ -19,7 +19,7 @@ import binascii
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, and_, func, or_, select
@@ -38,7 +38,7 @@ from service.lifecycle import (
     kind_of_action,
     next_state,
 )
-from service.outbox import Outbox, enqueue
+from service.outbox import Outbox, active_subscriptions, enqueue
 from service.records import AuditEntry, StoredEvent, audit_from_row, event_from_row
 from service.schemas import WebhookKind, WebhookPayload
 from service.subscriptions import SubscriptionStore
@@ -137,6 +137,36 @@ def _apply_event(row: EventRow, ev: Event) -> None:
     ]
 
 
+def _audit_row(
+    row: EventRow,
+    *,
+    actor: str,
+    action: str,
+    from_state: AlertState | None,
+    note: str,
+    assignee: str | None = None,
+) -> AuditRow:
+    """A new audit line for ``row`` as it is now (not yet added to a session)."""
+    return AuditRow(
+        event_id=row.id,
+        at=row.updated_at,
+        actor=actor[:200],
+        action=action,
+        from_state=None if from_state is None else from_state.value,
+        to_state=row.state,
+        severity=row.severity,
+        assignee=assignee,
+        note=note[:_MAX_NOTE_CHARS],
+    )
+
+
+def _append_audit(session: Session, audit: AuditRow) -> AuditEntry:
+    """Add an audit line (from ``_audit_row``) and return it, with its id."""
+    session.add(audit)
+    session.flush()
+    return audit_from_row(audit)
+
+
 class EventStore:
     """Stores incidents and their lifecycle; holds the outbox, subscriptions and tokens; thread-safe.
 
@@ -214,53 +244,107 @@ class EventStore:
         Raises:
             sqlalchemy.exc.SQLAlchemyError: The database failed.
         """
-        try:
-            return self._upsert_once(ev, snapshot_path)
-        except IntegrityError:
-            # Another writer inserted the same id between our read and our insert
-            # (possible on PostgreSQL; SQLite serialises writers): redo it as an update.
-            logger.info("%s: event %s was inserted concurrently; retrying", ev.camera_id, ev.id)
-        return self._upsert_once(ev, snapshot_path)
+        return self.upsert_events([(ev, snapshot_path)])[0]
 
-    def _upsert_once(self, ev: Event, snapshot_path: str | None) -> UpsertResult:
-        """One transaction of ``upsert_event``."""
+    def upsert_events(self, items: Sequence[tuple[Event, str | None]]) -> list[UpsertResult]:
+        """Store many detection revisions in one transaction, each as ``upsert_event`` would.
+
+        What the ingest writer (``service.sink``) calls with every revision that
+        arrived while the previous transaction ran: one commit for all of them. They
+        are applied in order, so a batch may hold several revisions of one event.
+
+        Args:
+            items: Each revision with the snapshot path written for it (or ``None``).
+
+        Returns:
+            One result per item, in order.
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: The database failed (nothing was stored).
+        """
+        if not items:
+            return []
+        try:
+            return self._upsert_batch(items)
+        except IntegrityError:
+            # Another writer inserted one of the ids between our read and our insert
+            # (possible on PostgreSQL; SQLite serialises writers): redo it, as updates.
+            logger.info("%d event revision(s): an event was inserted concurrently; retrying", len(items))
+        return self._upsert_batch(items)
+
+    def stored_revisions(self, event_ids: Iterable[str]) -> dict[str, int]:
+        """The stored revision of each of these events that exists (to skip stale snapshots)."""
+        ids = sorted(set(event_ids))
+        if not ids:
+            return {}
+        with self._db.read() as session:
+            query = select(EventRow.id, EventRow.revision).where(EventRow.id.in_(ids))
+            return {event_id: int(revision) for event_id, revision in session.execute(query)}
+
+    def _upsert_batch(self, items: Sequence[tuple[Event, str | None]]) -> list[UpsertResult]:
+        """One transaction of ``upsert_events``."""
         now = self._clock()
+        ids = sorted({ev.id for ev, _ in items})
+        results: list[UpsertResult] = []
+        applied: list[tuple[int, StoredEvent]] = []  # index in results, the event after that revision
+        audits: list[AuditRow] = []
         with self._db.write() as session:
-            row = session.scalars(select(EventRow).where(EventRow.id == ev.id).with_for_update()).first()
-            if row is not None and row.revision >= ev.revision:
-                logger.debug(
-                    "%s: ignoring revision %d of event %s (stored: %d)",
-                    ev.camera_id,
-                    ev.revision,
-                    ev.id,
-                    row.revision,
+            rows = {
+                row.id: row
+                for row in session.scalars(select(EventRow).where(EventRow.id.in_(ids)).with_for_update())
+            }
+            subscriptions = active_subscriptions(session)
+            for ev, snapshot_path in items:
+                row = rows.get(ev.id)
+                if row is not None and row.revision >= ev.revision:
+                    logger.debug(
+                        "%s: ignoring revision %d of event %s (stored: %d)",
+                        ev.camera_id,
+                        ev.revision,
+                        ev.id,
+                        row.revision,
+                    )
+                    results.append(UpsertResult(event_from_row(row), is_applied=False, deliveries_enqueued=0))
+                    continue
+                is_new = row is None
+                if row is None:
+                    row = rows[ev.id] = EventRow(
+                        id=ev.id,
+                        state=AlertState.RAISED.value,
+                        severity="",
+                        escalations=0,
+                        version=0,
+                        created_at=now,
+                        state_changed_at=now,
+                    )
+                    session.add(row)
+                _apply_event(row, ev)
+                if snapshot_path is not None:
+                    row.snapshot_path = snapshot_path
+                row.version += 1
+                row.updated_at = now
+                if is_new:
+                    audits.append(
+                        _audit_row(
+                            row, actor=ACTOR_PIPELINE, action="raise", from_state=None, note=ev.message
+                        )
+                    )
+                stored = event_from_row(row)
+                applied.append((len(results), stored))
+                results.append(UpsertResult(stored, is_applied=True, deliveries_enqueued=0))
+            session.flush()  # the new events first: their audit lines and deliveries point at them
+            session.add_all(audits)
+            for index, event in applied:
+                count = enqueue(
+                    session,
+                    event,
+                    kind=WebhookPayload.kind_of(event),
+                    change=None,
+                    now=now,
+                    subscriptions=subscriptions,
                 )
-                return UpsertResult(event=event_from_row(row), is_applied=False, deliveries_enqueued=0)
-            is_new = row is None
-            if row is None:
-                row = EventRow(
-                    id=ev.id,
-                    state=AlertState.RAISED.value,
-                    severity="",
-                    escalations=0,
-                    version=0,
-                    created_at=now,
-                    state_changed_at=now,
-                )
-                session.add(row)
-            _apply_event(row, ev)
-            if snapshot_path is not None:
-                row.snapshot_path = snapshot_path
-            row.version += 1
-            row.updated_at = now
-            session.flush()
-            if is_new:
-                self._audit(
-                    session, row, actor=ACTOR_PIPELINE, action="raise", from_state=None, note=ev.message
-                )
-            stored = event_from_row(row)
-            count = enqueue(session, stored, kind=WebhookPayload.kind_of(stored), change=None, now=now)
-            return UpsertResult(event=stored, is_applied=True, deliveries_enqueued=count)
+                results[index] = UpsertResult(event=event, is_applied=True, deliveries_enqueued=count)
+        return results
 
     def attach_clip(self, event_id: str, clip_path: str) -> StoredEvent:
         """Record the clip of an event (relative to the data folder).
@@ -326,14 +410,16 @@ class EventStore:
             row.version += 1
             row.updated_at = now
             session.flush()
-            audit = self._audit(
+            audit = _append_audit(
                 session,
-                row,
-                actor=actor,
-                action=action.value,
-                from_state=state,
-                note=note,
-                assignee=row.assignee if action is Action.DISPATCH else None,
+                _audit_row(
+                    row,
+                    actor=actor,
+                    action=action.value,
+                    from_state=state,
+                    note=note,
+                    assignee=row.assignee if action is Action.DISPATCH else None,
+                ),
             )
             stored = event_from_row(row)
             kind: WebhookKind = kind_of_action(action)  # type: ignore[assignment]
@@ -376,13 +462,11 @@ class EventStore:
                 row.updated_at = now
                 session.flush()
                 note = f"not acknowledged within {deadline_s:g} s; {before} → {row.severity}"
-                audit = self._audit(
+                audit = _append_audit(
                     session,
-                    row,
-                    actor=ACTOR_SYSTEM,
-                    action="escalate",
-                    from_state=AlertState.RAISED,
-                    note=note,
+                    _audit_row(
+                        row, actor=ACTOR_SYSTEM, action="escalate", from_state=AlertState.RAISED, note=note
+                    ),
                 )
                 stored = event_from_row(row)
                 enqueue(session, stored, kind="event.escalated", change=audit, now=now)
@@ -491,33 +575,6 @@ class EventStore:
             return {(b, s, st): int(n) for b, s, st, n in session.execute(query)}
 
     # ---------------------------------------------------------------- helpers
-
-    def _audit(
-        self,
-        session: Session,
-        row: EventRow,
-        *,
-        actor: str,
-        action: str,
-        from_state: AlertState | None,
-        note: str,
-        assignee: str | None = None,
-    ) -> AuditEntry:
-        """Append one audit line for ``row`` as it is now."""
-        audit = AuditRow(
-            event_id=row.id,
-            at=row.updated_at,
-            actor=actor[:200],
-            action=action,
-            from_state=None if from_state is None else from_state.value,
-            to_state=row.state,
-            severity=row.severity,
-            assignee=assignee,
-            note=note[:_MAX_NOTE_CHARS],
-        )
-        session.add(audit)
-        session.flush()
-        return audit_from_row(audit)
 
     @staticmethod
     def _event_row(session: Session, event_id: str) -> EventRow:

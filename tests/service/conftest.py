@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
+from pipeline.config import CameraPipelineConfig
 from service.config import AnjianConfig, SiteConfig, StorageConfig, WebhookConfig, WorkshopConfig
 from service.store import EventStore
 from service.tokens import Role
@@ -29,11 +30,18 @@ def make_config(
     webhooks: list[WebhookConfig] | None = None,
     *,
     database_url: str | None = None,
+    camera_ids: Sequence[str] = ("cam-1", "cam-2"),
     **overrides: object,
 ) -> AnjianConfig:
-    """A one-workshop site storing in ``data_dir`` (or ``database_url``)."""
+    """A one-workshop site storing in ``data_dir`` (or ``database_url``), with these cameras (never opened).
+
+    Ingest takes events of the site's cameras only: ``make_event`` uses ``cam-1``.
+    """
+    cameras = [
+        CameraPipelineConfig(id=camera_id, url=f"rtsp://127.0.0.1:9/{camera_id}") for camera_id in camera_ids
+    ]
     return AnjianConfig(
-        site=SiteConfig(id="site-1", workshops=[WorkshopConfig(id="polishing-1")]),
+        site=SiteConfig(id="site-1", workshops=[WorkshopConfig(id="polishing-1", cameras=cameras)]),
         storage=StorageConfig(dir=data_dir, database_url=database_url),
         webhooks=webhooks or [],
         **overrides,  # type: ignore[arg-type]

@@ -41,7 +41,7 @@ def sink(client: TestClient) -> StoreSink:
 
 def test_published_event_is_listed_and_readable(client: TestClient, sink: StoreSink) -> None:
     event = make_event()
-    sink.publish(event)
+    sink.store_event(event)
 
     listed = client.get("/events")
     assert listed.status_code == 200
@@ -66,7 +66,7 @@ def test_published_event_is_listed_and_readable(client: TestClient, sink: StoreS
 
 def test_snapshot_bytes_match_the_published_jpeg(client: TestClient, sink: StoreSink) -> None:
     event = make_event()
-    sink.publish(event)
+    sink.store_event(event)
 
     response = client.get(f"/events/{event.id}/snapshot.jpg")
 
@@ -80,9 +80,9 @@ def test_new_revision_with_new_snapshot_replaces_it_and_stale_one_does_not(
 ) -> None:
     event = make_event()
     newer_jpeg = make_jpeg(bgr=(255, 0, 0))
-    sink.publish(event)
-    sink.publish(make_event(id=event.id, revision=3, snapshot_jpeg=newer_jpeg, ended_at=1_700_000_030.0))
-    sink.publish(make_event(id=event.id, revision=2, snapshot_jpeg=make_jpeg(bgr=(0, 255, 0))))
+    sink.store_event(event)
+    sink.store_event(make_event(id=event.id, revision=3, snapshot_jpeg=newer_jpeg, ended_at=1_700_000_030.0))
+    sink.store_event(make_event(id=event.id, revision=2, snapshot_jpeg=make_jpeg(bgr=(0, 255, 0))))
 
     assert client.get(f"/events/{event.id}/snapshot.jpg").content == newer_jpeg
     item = client.get(f"/events/{event.id}").json()
@@ -93,8 +93,8 @@ def test_new_revision_with_new_snapshot_replaces_it_and_stale_one_does_not(
 def test_clip_revision_is_stored_and_served(client: TestClient, sink: StoreSink) -> None:
     event = make_event()
     clip = b"\x00\x00\x00\x18ftypisom" + bytes(range(200))
-    sink.publish(event)
-    sink.publish(make_event(id=event.id, revision=2, snapshot_jpeg=None, clip_mp4=clip))
+    sink.store_event(event)
+    sink.store_event(make_event(id=event.id, revision=2, snapshot_jpeg=None, clip_mp4=clip))
 
     item = client.get(f"/events/{event.id}").json()
     assert item["clip_url"] == f"/events/{event.id}/clip.mp4"
@@ -105,8 +105,8 @@ def test_clip_revision_is_stored_and_served(client: TestClient, sink: StoreSink)
 
 
 def test_filters_and_ordering_over_http(client: TestClient, sink: StoreSink) -> None:
-    sink.publish(make_event(id="old", started_at=1_700_000_000.0, last_seen_at=1_700_000_000.0))
-    sink.publish(
+    sink.store_event(make_event(id="old", started_at=1_700_000_000.0, last_seen_at=1_700_000_000.0))
+    sink.store_event(
         make_event(
             id="new",
             camera_id="cam-2",
@@ -151,7 +151,7 @@ def test_event_without_snapshot_has_no_snapshot_url_and_its_snapshot_is_404(
     client: TestClient, sink: StoreSink
 ) -> None:
     event = make_event(snapshot_jpeg=None)
-    sink.publish(event)
+    sink.store_event(event)
 
     assert client.get(f"/events/{event.id}").json()["snapshot_url"] is None
     response = client.get(f"/events/{event.id}/snapshot.jpg")
@@ -163,7 +163,7 @@ def test_snapshot_file_deleted_from_disk_is_404(
     client: TestClient, sink: StoreSink, config: AnjianConfig
 ) -> None:
     event = make_event()
-    sink.publish(event)
+    sink.store_event(event)
     (config.storage.dir / "evidence" / "cam-1" / event.id / "snapshot.jpg").unlink()
 
     response = client.get(f"/events/{event.id}/snapshot.jpg")

@@ -1,25 +1,54 @@
-"""``anjian bench service`` runs end to end on a small burst and reports both bursts and the baselines."""
+"""``anjian bench service`` runs end to end on small loads and reports its figures next to the baselines."""
 
 from __future__ import annotations
 
 import pytest
 
 from service.bench import run_service_bench
+from service.bench_crash import run_crash_bench
+from service.bench_ingest import BASELINE, BATCHED
 
 
 @pytest.mark.slow
-def test_service_bench_measures_batched_and_one_by_one_bursts() -> None:
-    report = run_service_bench(events=40, ingest_events=10, workers=2, claim_batch=8)
+def test_service_bench_measures_bursts_and_ingest_against_the_baselines() -> None:
+    report = run_service_bench(
+        events=40, workers=2, claim_batch=8, ingest_rates_per_s=(20.0,), ingest_seconds=1.0
+    )
 
     assert (report.events, report.workers, report.claim_batch) == (40, 2, 8)
     assert report.database == "SQLite (WAL)"
     assert 0 < report.latency_p50_s <= report.latency_p95_s <= report.latency_max_s
     assert report.burst_drain_s > 0 and report.one_by_one_drain_s > 0 and report.one_by_one_p50_s > 0
-    assert report.ingest_per_s > 0 and report.inprocess_per_s > 0
+    assert [run.path for run in report.ingest] == [BATCHED, BASELINE]
+    for run in report.ingest:
+        assert run.ok == 20 and run.errors == {}, run
+        assert 0 < run.latency_p50_s <= run.latency_p95_s and run.achieved_per_s > 0
     text = report.render()
     assert "claiming 8 at a time" in text and "claiming 1 at a time" in text
+    assert "ingest: 20 events/s offered for 1 s" in text and "batching = " in text
 
 
-def test_service_bench_refuses_an_empty_burst() -> None:
-    with pytest.raises(ValueError, match="events and ingest_events must be >= 1"):
-        run_service_bench(events=0)
+@pytest.mark.slow
+def test_crash_bench_kills_the_service_and_loses_nothing() -> None:
+    report = run_crash_bench(rounds=1, rate_per_s=10.0, min_run_s=1.0, max_run_s=1.5)
+
+    assert report.rounds == 1 and len(report.restart_s) == 2
+    assert report.acknowledged > 0 and report.unacknowledged == 0
+    assert report.lost == 0, "every acknowledged event was delivered after the restart"
+    assert report.posts == report.delivered + report.duplicates
+    assert "kill -9 rounds: 1" in report.render()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"events": 0}, {"ingest_rates_per_s": ()}, {"ingest_rates_per_s": (0.0,)}, {"ingest_seconds": 0.0}],
+    ids=["no-events", "no-rates", "zero-rate", "zero-seconds"],
+)
+def test_service_bench_refuses_an_empty_load(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError, match="expected events >= 1"):
+        run_service_bench(**kwargs)  # type: ignore[arg-type]
+
+
+def test_crash_bench_refuses_zero_rounds() -> None:
+    with pytest.raises(ValueError, match="expected rounds >= 1"):
+        run_crash_bench(rounds=0)

@@ -61,7 +61,9 @@ def test_operator_sees_a_new_alert_live_and_works_it_through_the_buttons(
         CameraHealth(camera_id="line-1", state=CameraState.ONLINE, since=1_700_000_000.0, fps=5.0),
         CameraHealth(camera_id="line-2", state=CameraState.OFFLINE, since=1_700_000_000.0, reconnects=3),
     ]
-    app = create_app(make_config(tmp_path / "data"), camera_health=lambda: cameras)
+    app = create_app(
+        make_config(tmp_path / "data", camera_ids=("line-1", "line-2")), camera_health=lambda: cameras
+    )
     store = app.state.store
     operator = store.tokens.create("duty officer", "operator")[1]
     pipeline = {"Authorization": f"Bearer {store.tokens.create('pipeline', 'pipeline')[1]}"}

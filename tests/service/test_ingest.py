@@ -1,0 +1,100 @@
+"""POST /ingest/events: only the site's own cameras, acknowledged once committed, 503 while the writer is full."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from pipeline.event import Event
+from pipeline.event_json import event_to_json
+from service.app import create_app
+from service.sink import StoreSink
+from service.store import EventStore, UpsertResult
+from tests.factories import make_event
+from tests.service.conftest import bearer, make_config
+from tests.support.receiver import wait_until
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    app = create_app(make_config(tmp_path / "data", camera_ids=("cam-1",)))
+    client = TestClient(app)
+    client.headers.update(bearer(app.state.store, "pipeline"))
+    yield client
+    app.state.sink.stop()
+    app.state.store.close()
+
+
+def test_an_acknowledged_revision_is_already_stored(client: TestClient) -> None:
+    event = make_event()
+
+    response = client.post("/ingest/events", json=event_to_json(event))
+
+    assert response.status_code == 200
+    assert response.json()["is_applied"] is True
+    store: EventStore = client.app.state.store  # type: ignore[attr-defined]
+    stored = store.get_event(event.id)
+    assert stored is not None and stored.snapshot_path is not None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "detail"),
+    [
+        ({"camera_id": "cam-9"}, "camera 'cam-9' is not a camera of site 'site-1'"),
+        ({"site_id": "other-site"}, "site 'other-site' is not this service's site ('site-1')"),
+        ({"workshop_id": "freezing-2"}, "camera 'cam-1' belongs to workshop 'polishing-1', not 'freezing-2'"),
+    ],
+    ids=["unknown-camera", "other-site", "wrong-workshop"],
+)
+def test_events_of_cameras_the_site_does_not_have_are_refused(
+    client: TestClient, overrides: dict[str, Any], detail: str
+) -> None:
+    event = make_event(**overrides)
+
+    response = client.post("/ingest/events", json=event_to_json(event))
+
+    assert response.status_code == 422
+    assert detail in response.json()["detail"]
+    store: EventStore = client.app.state.store  # type: ignore[attr-defined]
+    assert store.get_event(event.id) is None
+
+
+def test_a_full_writer_answers_503_with_retry_after(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = make_config(tmp_path / "data")
+    app = create_app(config)
+    store: EventStore = app.state.store
+    gate, waiting = threading.Event(), threading.Event()
+    upsert = store.upsert_events
+
+    def gated(items: Sequence[tuple[Event, str | None]]) -> list[UpsertResult]:
+        waiting.set()
+        gate.wait(30)
+        return upsert(items)
+
+    monkeypatch.setattr(store, "upsert_events", gated)
+    sink = StoreSink(store, app.state.evidence, max_backlog=1)
+    app.state.sink = sink
+    client = TestClient(app, headers=bearer(store, "pipeline"))
+    first = make_event()
+    answers: list[int] = []
+    sender = threading.Thread(
+        target=lambda: answers.append(client.post("/ingest/events", json=event_to_json(first)).status_code)
+    )
+    sender.start()
+    try:
+        assert waiting.wait(10)
+        refused = client.post("/ingest/events", json=event_to_json(make_event()))
+        assert refused.status_code == 503
+        assert refused.headers["retry-after"] == "1"
+        assert "waiting to be stored" in refused.json()["detail"]
+    finally:
+        gate.set()
+        sender.join(30)
+        sink.stop()
+        store.close()
+    wait_until(lambda: answers == [200])

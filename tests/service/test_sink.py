@@ -1,0 +1,193 @@
+"""StoreSink: the pipeline's revisions are queued off the frame path, ingested ones are committed in batches,
+and neither is lost when the database is locked or fails."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from pipeline.event import Event
+from service.errors import IngestBusyError
+from service.evidence import EvidenceStore
+from service.sink import StoreSink
+from service.store import EventStore, UpsertResult
+from tests.factories import make_event, make_jpeg
+from tests.support.receiver import wait_until
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[EventStore]:
+    store = EventStore(f"sqlite:///{tmp_path / 'anjian.db'}", busy_timeout_s=0.2)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def evidence(tmp_path: Path) -> EvidenceStore:
+    return EvidenceStore(tmp_path, is_fsync=False)
+
+
+class GatedStore:
+    """Wraps ``EventStore.upsert_events`` so a test decides when a transaction may run."""
+
+    def __init__(self, store: EventStore, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.gate = threading.Event()
+        self.waiting = threading.Event()
+        self.batches: list[int] = []
+        upsert = store.upsert_events
+
+        def gated(items: Sequence[tuple[Event, str | None]]) -> list[UpsertResult]:
+            self.waiting.set()
+            self.gate.wait(30)
+            self.batches.append(len(items))
+            return upsert(items)
+
+        monkeypatch.setattr(store, "upsert_events", gated)
+
+
+def test_publish_returns_while_the_database_is_locked_and_nothing_is_lost(
+    store: EventStore, evidence: EvidenceStore, tmp_path: Path
+) -> None:
+    sink = StoreSink(store, evidence, retry_base_s=0.05, retry_max_s=0.2)
+    locker = sqlite3.connect(tmp_path / "anjian.db", isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    events = [make_event() for _ in range(3)]
+    try:
+        for event in events:
+            sink.publish(event)  # the runner's thread: must come straight back
+        wait_until(lambda: sink.stats().retries >= 1, 10)  # the writer met the lock …
+        assert sink.backlog() == 3, "… and kept every revision queued"
+        assert all(store.get_event(e.id) is None for e in events)
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+
+    assert sink.flush(30)
+    sink.stop()
+    assert all(store.get_event(e.id) is not None for e in events)
+    assert (sink.stats().stored, sink.stats().failed) == (3, 0)
+
+
+def test_revisions_arriving_together_are_committed_in_one_transaction(
+    store: EventStore, evidence: EvidenceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gated = GatedStore(store, monkeypatch)
+    sink = StoreSink(store, evidence)
+    first = sink.submit(make_event())
+    assert gated.waiting.wait(10)  # the writer is inside the first transaction
+    rest = [sink.submit(make_event()) for _ in range(40)]
+    assert not any(f.done() for f in rest), "nothing is acknowledged before it is committed"
+
+    gated.gate.set()
+    results = [f.result(30) for f in [first, *rest]]
+    sink.stop()
+
+    assert all(r.is_applied for r in results)
+    assert gated.batches == [1, 40]
+    assert sink.stats().batches == 2
+
+
+def test_a_full_writer_refuses_ingest_but_never_the_pipeline(
+    store: EventStore, evidence: EvidenceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gated = GatedStore(store, monkeypatch)
+    sink = StoreSink(store, evidence, max_backlog=3)
+    futures = [sink.submit(make_event())]
+    assert gated.waiting.wait(10)
+    futures += [sink.submit(make_event()) for _ in range(2)]
+
+    with pytest.raises(IngestBusyError, match="3 event revisions are waiting"):
+        sink.submit(make_event())
+    sink.publish(make_event())  # the pipeline's revision is queued anyway
+
+    gated.gate.set()
+    assert all(f.result(30).is_applied for f in futures)
+    sink.stop()
+    assert sink.stats().stored == 4
+
+
+def test_a_failed_batch_fails_ingest_at_once_and_retries_the_pipelines_revisions(
+    store: EventStore, evidence: EvidenceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    upsert = store.upsert_events
+    calls: list[int] = []
+    gate = threading.Event()
+
+    def failing_once(items: Sequence[tuple[Event, str | None]]) -> list[UpsertResult]:
+        calls.append(len(items))
+        if len(calls) == 1:
+            gate.wait(30)  # the first transaction runs while the next two revisions queue
+        if len(calls) == 2:
+            raise OperationalError("INSERT …", {}, Exception("disk I/O error"))
+        return upsert(items)
+
+    monkeypatch.setattr(store, "upsert_events", failing_once)
+    sink = StoreSink(store, evidence, retry_base_s=0.01)
+    blocker, ingested, published = make_event(), make_event(), make_event()
+    sink.publish(blocker)
+    wait_until(lambda: calls == [1])
+    future = sink.submit(ingested)
+    sink.publish(published)
+    gate.set()
+
+    with pytest.raises(OperationalError):
+        future.result(30)
+    assert sink.flush(30)
+    sink.stop()
+    assert calls == [1, 2, 1]
+    assert store.get_event(ingested.id) is None, "the pipeline's HTTP sink sends it again"
+    assert store.get_event(published.id) is not None, "retried: events are never lost"
+    assert (sink.stats().failed, sink.stats().retries) == (1, 1)
+
+
+def test_a_batch_keeps_the_snapshot_of_the_newest_revision(
+    store: EventStore, evidence: EvidenceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gated = GatedStore(store, monkeypatch)
+    sink = StoreSink(store, evidence)
+    blocker = sink.submit(make_event())
+    assert gated.waiting.wait(10)
+    event = make_event(snapshot_jpeg=make_jpeg(bgr=(0, 0, 255)))
+    newest = make_jpeg(bgr=(255, 0, 0))
+    futures = [
+        sink.submit(event),
+        sink.submit(make_event(id=event.id, revision=3, snapshot_jpeg=newest)),
+        sink.submit(make_event(id=event.id, revision=2, snapshot_jpeg=make_jpeg(bgr=(0, 255, 0)))),
+    ]
+
+    gated.gate.set()
+    blocker.result(30)
+    applied = [f.result(30).is_applied for f in futures]
+    sink.stop()
+
+    assert gated.batches == [1, 3]
+    assert applied == [True, True, False]
+    stored = store.get_event(event.id)
+    assert stored is not None and stored.revision == 3 and stored.snapshot_path is not None
+    assert evidence.read(stored.snapshot_path) == newest
+
+
+def test_stop_stores_what_is_queued_and_later_revisions_synchronously(
+    store: EventStore, evidence: EvidenceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gated = GatedStore(store, monkeypatch)
+    sink = StoreSink(store, evidence)
+    queued = [make_event() for _ in range(5)]
+    for event in queued:
+        sink.publish(event)
+    assert gated.waiting.wait(10)
+    stopper = threading.Thread(target=sink.stop)
+    stopper.start()
+    gated.gate.set()
+    stopper.join(30)
+
+    late = make_event()
+    sink.publish(late)
+    with pytest.raises(IngestBusyError, match="stopping"):
+        sink.submit(make_event())
+    assert all(store.get_event(e.id) is not None for e in [*queued, late])
