@@ -18,7 +18,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from datasets.checks import validate_set
 from datasets.classmap import load_class_map
 from datasets.coco import load_coco_set
 from datasets.errors import DatasetError
@@ -123,6 +122,8 @@ def validate_command(
     ] = False,
 ) -> None:
     """Report missing images, bad boxes, unknown classes, duplicates, empty files; exit 1 on errors."""
+    from datasets.checks import validate_set  # OpenCV: loaded by the command, not by `anjian --help`
+
     try:
         dataset = load_any(source, images=images, split=split)
     except DatasetError as exc:

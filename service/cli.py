@@ -223,7 +223,8 @@ def _serve(
         server.should_exit = True
 
     runtime.on_pipeline_error = stop_on_pipeline_error
-    runtime.start()  # the pipeline loads in the background while the API already answers
+    runtime.start()
+    runtime.start_pipeline_loading(after=lambda: server.started or server.should_exit)  # API answers first
     _reload_on_sighup(runtime)
     try:
         try:

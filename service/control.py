@@ -6,10 +6,12 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from pipeline.runner import CameraAssignment, PipelineRunner
 from service.config import load_config
+
+if TYPE_CHECKING:
+    from pipeline.runner import PipelineRunner
 
 __all__ = ["CameraChanges", "PipelineControl", "RunnerControl"]
 
@@ -57,6 +59,8 @@ class RunnerControl:
             ConfigError: The file is invalid (nothing is changed).
             ValueError: The file names another site.
         """
+        from pipeline.runner import CameraAssignment  # the runner is loaded by now: no cost
+
         with self._lock:
             config = load_config(self._config_path)
             if config.site.id != self._runner.site_id:

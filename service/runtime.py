@@ -4,7 +4,9 @@ Three shapes:
 
 - ``anjian serve``: the alert service alone (API, store, webhooks, escalation);
 - ``anjian run``: the service and the camera pipeline in one process, the pipeline
-  queueing events to the store's writer thread (``StoreSink``, the fastest path);
+  queueing events to the store's writer thread (``StoreSink``, the fastest path); the
+  CLI builds it with ``is_pipeline_deferred``, so the API answers while the model and
+  the pipeline load in the background;
 - ``anjian run --service-url URL``: the pipeline alone, POSTing events to a service
   elsewhere through ``pipeline.http_sink.HttpEventSink`` with a disk spool.
 """
@@ -13,25 +15,30 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
-
-from models.loader import load_detector
-from pipeline.http_sink import HttpEventSink
-from pipeline.runner import CameraAssignment, PipelineRunner
-from pipeline.sink import EventSink
 from service.app import create_app
-from service.config import AnjianConfig
 from service.control import RunnerControl
 from service.escalation import Escalator
 from service.evidence import EvidenceStore
 from service.metrics import ServiceMetrics
-from service.model_reload import ModelReloader
 from service.sink import StoreSink
 from service.store import EventStore
 from service.webhooks import WebhookDispatcher
+
+if TYPE_CHECKING:  # the pipeline's modules (tracking, SciPy, ONNX Runtime, PyAV) load only where it runs
+    from fastapi import FastAPI
+
+    from pipeline.http_sink import HttpEventSink
+    from pipeline.runner import PipelineRunner
+    from pipeline.sink import EventSink
+    from service.config import AnjianConfig
+    from service.model_reload import ModelReloader
 
 __all__ = ["Runtime", "build_pipeline_runtime", "build_runtime", "server_port"]
 
@@ -56,7 +63,10 @@ class Runtime:
 
     ``store``, ``dispatcher``, ``escalator`` and ``app`` are ``None`` in a pipeline-only
     process; ``runner`` is ``None`` in a service-only one; ``http_sink`` is set when
-    the pipeline sends its events over HTTP.
+    the pipeline sends its events over HTTP. With ``pending_pipeline``,
+    ``start_pipeline_loading()`` builds the pipeline in a background thread once the
+    service runs, sets ``runner``, ``control`` and ``model_reloader`` and starts them; a
+    failure there goes to ``on_pipeline_error``.
     """
 
     config: AnjianConfig
@@ -69,6 +79,10 @@ class Runtime:
     control: RunnerControl | None = None
     model_reloader: ModelReloader | None = None
     sink: StoreSink | None = None
+    pending_pipeline: Callable[[], tuple[PipelineRunner, RunnerControl | None]] | None = None
+    on_pipeline_error: Callable[[Exception], None] | None = None
+    _pipeline_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _is_stopping: bool = False
 
     def start(self) -> None:
         """Start the event writer, the webhook and escalation workers, the HTTP sink, the camera pipeline, model reloads."""
@@ -85,8 +99,51 @@ class Runtime:
         if self.model_reloader is not None:
             self.model_reloader.start()
 
+    def start_pipeline_loading(self, *, after: Callable[[], bool] | None = None) -> None:
+        """Build the pending pipeline in a background thread and start it (no-op without one).
+
+        Args:
+            after: Polled until true before loading starts (the HTTP server listening), so
+                that the model's imports and load do not slow the API's own start.
+        """
+        if self.pending_pipeline is None:
+            return
+
+        def load() -> None:
+            while after is not None and not after() and not self._is_stopping:
+                time.sleep(0.02)
+            self._load_pipeline()
+
+        threading.Thread(target=load, name="pipeline-loader", daemon=True).start()
+
+    def _load_pipeline(self) -> None:
+        """Build the pending pipeline (model load included), wire it into the running service, start it."""
+        pending = self.pending_pipeline
+        if pending is None:
+            return
+        try:
+            runner, control = pending()
+        except Exception as exc:  # noqa: BLE001 - reported to the CLI, which stops the process with it
+            logger.error("the camera pipeline cannot start: %s", exc)
+            if self.on_pipeline_error is not None:
+                self.on_pipeline_error(exc)
+            return
+        with self._pipeline_lock:
+            if self._is_stopping:
+                return
+            self.runner, self.control = runner, control
+            if self.app is not None:
+                self.app.state.pipeline_control = control
+            self.model_reloader = _model_reloader(self.config, runner)
+            runner.start()
+            if self.model_reloader is not None:
+                self.model_reloader.start()
+        logger.info("camera pipeline started: %d camera(s)", len(runner.camera_ids()))
+
     def stop(self) -> None:
         """Stop the pipeline (closing open incidents), then the sink, the workers and the store."""
+        with self._pipeline_lock:
+            self._is_stopping = True  # a pipeline still loading will not start
         if self.model_reloader is not None:
             self.model_reloader.stop()
         if self.runner is not None:
@@ -107,21 +164,36 @@ def _model_reloader(config: AnjianConfig, runner: PipelineRunner | None) -> Mode
     """A reloader following promotions of the site's ``builtin:`` model (none for a file path)."""
     if runner is None or not config.model.path.startswith("builtin:"):
         return None
+    from service.model_reload import ModelReloader
+
     return ModelReloader(config.model.path, config.model, runner, root=config.model.registry)
 
 
 def _runner(config: AnjianConfig, sink: EventSink) -> PipelineRunner:
     """The camera pipeline of the site, publishing to ``sink``."""
+    from models.loader import load_detector
+    from pipeline.runner import CameraAssignment, PipelineRunner
+
     detector = load_detector(config.model.path, config.model)
     assignments = [CameraAssignment(workshop.id, camera) for workshop, camera in config.cameras()]
     return PipelineRunner(config.site.id, assignments, detector, sink, time_zone=config.site.timezone)
 
 
-def build_runtime(config: AnjianConfig, *, with_pipeline: bool, config_path: Path | None = None) -> Runtime:
+def build_runtime(
+    config: AnjianConfig,
+    *,
+    with_pipeline: bool,
+    config_path: Path | None = None,
+    is_pipeline_deferred: bool = False,
+) -> Runtime:
     """Build the service (and, with ``with_pipeline``, the camera pipeline feeding it in-process).
 
     With ``config_path`` (the site YAML the config came from), the API and SIGHUP can
-    reload the cameras from that file while running.
+    reload the cameras from that file while running. With ``is_pipeline_deferred``
+    the pipeline (its imports and the model load: seconds) is built by
+    ``Runtime.start_pipeline_loading()`` in the background, after the service is up, so
+    the API answers at once; its errors then go to ``Runtime.on_pipeline_error`` instead
+    of being raised here.
 
     Raises:
         DatabaseError: The database cannot be migrated.
@@ -137,17 +209,20 @@ def build_runtime(config: AnjianConfig, *, with_pipeline: bool, config_path: Pat
     sink = StoreSink(store, evidence, dispatcher, metrics=metrics)
     runner: PipelineRunner | None = None
     control: RunnerControl | None = None
-    if with_pipeline:
-        runner = _runner(config, sink)
-        holder.append(runner)
-        if config_path is not None:
-            control = RunnerControl(runner, config_path)
+
+    def build_pipeline() -> tuple[PipelineRunner, RunnerControl | None]:
+        built = _runner(config, sink)
+        holder.append(built)
+        return built, RunnerControl(built, config_path) if config_path is not None else None
+
+    if with_pipeline and not is_pipeline_deferred:
+        runner, control = build_pipeline()
     app = create_app(
         config,
         store=store,
         evidence=evidence,
         dispatcher=dispatcher,
-        camera_health=runner.health if runner is not None else None,
+        camera_health=(lambda: holder[0].health() if holder else []) if with_pipeline else None,
         metrics=metrics,
         escalator=escalator,
         pipeline_control=control,
@@ -163,6 +238,7 @@ def build_runtime(config: AnjianConfig, *, with_pipeline: bool, config_path: Pat
         control=control,
         model_reloader=_model_reloader(config, runner),
         sink=sink,
+        pending_pipeline=build_pipeline if with_pipeline and is_pipeline_deferred else None,
     )
 
 
@@ -176,6 +252,8 @@ def build_pipeline_runtime(config: AnjianConfig, *, service_url: str, token: str
         ValueError: The URL or token is unusable.
         ModelLoadError: The configured model cannot be loaded.
     """
+    from pipeline.http_sink import HttpEventSink
+
     sink = HttpEventSink(service_url, token, config.storage.dir / _SPOOL_DIR)
     runner = _runner(config, sink)
     return Runtime(

@@ -14,6 +14,7 @@ import typer
 from typer.testing import CliRunner
 
 from service.cli import app
+from service.lazy_cli import LazyCommandGroup
 
 runner = CliRunner()
 
@@ -31,7 +32,15 @@ def _command_paths(command: Any, prefix: tuple[str, ...] = ()) -> list[tuple[str
     return paths
 
 
-COMMANDS = _command_paths(typer.main.get_command(app))
+def _every_command() -> Any:
+    """The ``anjian`` command tree, the analysts' commands (loaded on demand) included."""
+    command = typer.main.get_command(app)
+    assert isinstance(command, LazyCommandGroup)
+    command.load_all()
+    return command
+
+
+COMMANDS = _command_paths(_every_command())
 
 
 def test_the_walk_finds_the_nested_commands() -> None:

@@ -116,7 +116,8 @@ def test_run_with_a_corrupt_model_fails_naming_the_file(tmp_path: Path) -> None:
     model = tmp_path / "broken.onnx"
     model.write_bytes(b"not an onnx model at all")
     path = _site(tmp_path, model={"path": str(model)})
-    result = runner.invoke(app, ["run", "--config", str(path)])
+    # The API starts first and the model loads behind it: its failure ends the process.
+    result = runner.invoke(app, ["run", "--config", str(path)], env={"ANJIAN_PORT": str(unused_port())})
     assert result.exit_code == 2
     assert "cannot load model" in result.output and "broken.onnx" in result.output
 
