@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from pipeline.config import BehavioursConfig, CameraPipelineConfig, OpenFlameConfig, ZoneConfig
     from pipeline.event import Behaviour, Event, EventBox, RiskLevel
+    from pipeline.incident_journal import IncidentJournal
     from pipeline.incidents import EventContext, IncidentBook, IncidentUpdate, UpdateKind
     from pipeline.runner import CameraAssignment, PipelineRunner
     from pipeline.sink import EventSink, ListSink
@@ -29,6 +30,7 @@ _EXPORTS = {
     "IncidentBook": "pipeline.incidents",
     "IncidentUpdate": "pipeline.incidents",
     "UpdateKind": "pipeline.incidents",
+    "IncidentJournal": "pipeline.incident_journal",
     "CameraAssignment": "pipeline.runner",
     "PipelineRunner": "pipeline.runner",
     "EventSink": "pipeline.sink",
@@ -45,6 +47,7 @@ __all__ = [
     "EventContext",
     "EventSink",
     "IncidentBook",
+    "IncidentJournal",
     "IncidentUpdate",
     "ListSink",
     "OpenFlameConfig",

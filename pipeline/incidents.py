@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from typing import TYPE_CHECKING
 
 from pipeline.event import Behaviour, Event, EventBox, RiskLevel, new_event_id
+
+if TYPE_CHECKING:
+    from pipeline.incident_journal import IncidentJournal
 
 __all__ = ["EventContext", "IncidentBook", "IncidentUpdate", "UpdateKind"]
 
@@ -21,6 +25,8 @@ class EventContext:
     model_version: str
     time_zone: str = "UTC"
     """IANA time zone of the site, for schedules that name none."""
+    journal: IncidentJournal | None = field(default=None, compare=False, repr=False)
+    """Where open incidents outlive a restart (``pipeline.incident_journal``); ``None``: they end with the process."""
 
 
 class UpdateKind(StrEnum):
@@ -46,6 +52,12 @@ _RECENTLY_CLOSED = 64  # closed incidents that may still receive a late revision
 class _Incident:
     event: Event
     last_published_at: float
+    is_resumed: bool = False
+    """Taken over from the previous run (``IncidentJournal``)."""
+    resumed_at: float | None = None
+    """When this run first looked at it: absence is counted from then."""
+    is_matched: bool = True
+    """Seen again in this run (a resumed incident starts unmatched)."""
 
 
 class IncidentBook:
@@ -58,6 +70,11 @@ class IncidentBook:
     ``ended_at`` once absent for ``clear_after_s``. After a close, the same key may
     not raise again for ``cooldown_s``. An incident lasting ``escalation[0]`` seconds
     is re-published at once with the ``escalation[1]`` colour, if that is higher.
+
+    With a journal in its context (``pipeline.incident_journal``) the book starts
+    with the incidents the previous run left open for its camera and behaviour,
+    reports every published revision and close to it, and, once the journal is
+    suspended (the pipeline stops), ``close_all`` keeps its incidents open.
 
     Example:
         >>> book = IncidentBook(behaviour=Behaviour.OPEN_FLAME, severity=RiskLevel.RED,
@@ -86,6 +103,12 @@ class IncidentBook:
         self._open: dict[str, _Incident] = {}
         self._closed_at: dict[str, float] = {}
         self._recently_closed: OrderedDict[str, Event] = OrderedDict()
+        journal = context.journal
+        if journal is not None:
+            for key, event in journal.claim(context.camera_id, behaviour).items():
+                self._open[key] = _Incident(
+                    event=event, last_published_at=float("-inf"), is_resumed=True, is_matched=False
+                )
 
     def is_open(self, key: str) -> bool:
         """True while the incident for ``key`` is open."""
@@ -119,7 +142,10 @@ class IncidentBook:
             message: Sentence for the control room.
             track_id: Tracker id of the object the incident is about, if any.
         """
+        self._start_resumed_clocks(now)
         incident = self._open.get(key)
+        if incident is None and is_confirmed and not self.in_cooldown(key, now):
+            incident = self._adopt(key, zone_id=zone_id, track_id=track_id)
         if incident is None:
             if not is_confirmed or self.in_cooldown(key, now):
                 return None
@@ -142,9 +168,11 @@ class IncidentBook:
                 track_id=track_id,
             )
             self._open[key] = _Incident(event=event, last_published_at=now)
+            self._journal_record(key, event)
             return IncidentUpdate(UpdateKind.OPENED, event)
         current = incident.event
         if is_present:
+            incident.is_matched = True
             severity = self._escalated(current, now)
             incident.event = replace(
                 current,
@@ -159,9 +187,10 @@ class IncidentBook:
             if severity != current.severity or now - incident.last_published_at >= self.update_interval_s:
                 incident.event = replace(incident.event, revision=current.revision + 1)
                 incident.last_published_at = now
+                self._journal_record(key, incident.event)
                 return IncidentUpdate(UpdateKind.UPDATED, incident.event)
             return None
-        if now - current.last_seen_at >= self.clear_after_s:
+        if now - _seen_at(incident) >= self.clear_after_s:
             return self._close(key, now)
         return None
 
@@ -185,10 +214,11 @@ class IncidentBook:
         Rules keyed by track call this each frame: a track that vanished is never
         observed again, so only a sweep can close its incident.
         """
+        self._start_resumed_clocks(now)
         return [
             self._close(key, now)
             for key, incident in list(self._open.items())
-            if key not in keep and now - incident.event.last_seen_at >= self.clear_after_s
+            if key not in keep and now - _seen_at(incident) >= self.clear_after_s
         ]
 
     def amend(self, event_id: str, **changes: object) -> Event | None:
@@ -197,9 +227,10 @@ class IncidentBook:
         The changed fields ride on this revision only; later revisions do not repeat
         them (like the snapshot). Returns ``None`` when the book no longer knows the id.
         """
-        for incident in self._open.values():
+        for key, incident in self._open.items():
             if incident.event.id == event_id:
                 incident.event = replace(incident.event, revision=incident.event.revision + 1)
+                self._journal_record(key, incident.event)
                 return replace(incident.event, **changes)  # type: ignore[arg-type]
         closed = self._recently_closed.get(event_id)
         if closed is None:
@@ -219,6 +250,8 @@ class IncidentBook:
 
     def _close(self, key: str, now: float) -> IncidentUpdate:
         current = self._open.pop(key).event
+        if self.context.journal is not None:
+            self.context.journal.forget(self.context.camera_id, self.behaviour, key)
         closed = replace(
             current,
             revision=current.revision + 1,
@@ -238,5 +271,54 @@ class IncidentBook:
             self._closed_at = dict(newest)
 
     def close_all(self, now: float) -> list[IncidentUpdate]:
-        """Close every open incident (the camera was removed or the pipeline stops)."""
+        """Close every open incident (the camera was removed or the pipeline stops).
+
+        While the context's journal is suspended (the pipeline stops and will resume
+        them), nothing is closed: the incidents stay open in the journal.
+        """
+        journal = self.context.journal
+        if journal is not None and journal.is_suspended:
+            return []
         return [self._close(key, now) for key in list(self._open)]
+
+    def _journal_record(self, key: str, event: Event) -> None:
+        """Tell the journal (if any) the latest published revision of an open incident."""
+        if self.context.journal is not None:
+            self.context.journal.record(self.context.camera_id, self.behaviour, key, event)
+
+    def _start_resumed_clocks(self, now: float) -> None:
+        """Resumed incidents count their absence from the first time this run looks at them."""
+        for incident in self._open.values():
+            if incident.is_resumed and incident.resumed_at is None:
+                incident.resumed_at = now
+
+    def _adopt(self, key: str, *, zone_id: str | None, track_id: int | None) -> _Incident | None:
+        """Move a resumed, not yet matched incident about a tracked object to ``key`` (its new track).
+
+        Track ids start again after a restart, so the smoker or fallen person of the
+        previous run comes back under a new key: the first new incident of the same
+        zone takes the old one over instead of raising another.
+        """
+        if track_id is None:
+            return None
+        for old_key, incident in list(self._open.items()):
+            if (
+                incident.is_resumed
+                and not incident.is_matched
+                and incident.event.track_id is not None
+                and incident.event.zone_id == zone_id
+            ):
+                del self._open[old_key]
+                if self.context.journal is not None:
+                    self.context.journal.forget(self.context.camera_id, self.behaviour, old_key)
+                incident.event = replace(incident.event, track_id=track_id)
+                self._open[key] = incident
+                return incident
+        return None
+
+
+def _seen_at(incident: _Incident) -> float:
+    """When the incident was last seen, or, for one resumed after a restart, when this run took it over."""
+    if incident.resumed_at is None:
+        return incident.event.last_seen_at
+    return max(incident.event.last_seen_at, incident.resumed_at)

@@ -34,6 +34,7 @@ from pipeline.camera_faults import CameraFaultMonitor
 from pipeline.config import CameraPipelineConfig
 from pipeline.engine_config import EngineConfig
 from pipeline.event import Event
+from pipeline.incident_journal import IncidentJournal
 from pipeline.incidents import EventContext
 from pipeline.motion import MotionGate
 from pipeline.sink import EventSink
@@ -142,6 +143,7 @@ class PipelineRunner:
         fault_check_interval_s: float = 0.5,
         time_zone: str = "UTC",
         source_factory: Callable[[CameraPipelineConfig, threading.Condition], VideoSource] | None = None,
+        incident_journal: IncidentJournal | None = None,
     ) -> None:
         """Create a stopped runner.
 
@@ -157,8 +159,12 @@ class PipelineRunner:
             fault_check_interval_s: How often cameras that send no frames are checked for faults.
             time_zone: IANA time zone of the site, for schedules that name none.
             source_factory: Builds a camera source (tests inject fakes); ``VideoSource`` by default.
+            incident_journal: Keeps open incidents across a restart: ``stop`` leaves them
+                open and the next runner over the same journal carries on with them.
+                ``None``: ``stop`` closes them.
         """
         self.site_id = site_id
+        self.incident_journal = incident_journal
         self.time_zone = time_zone
         self.detector = detector
         self.sink = sink
@@ -336,7 +342,9 @@ class PipelineRunner:
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop readers and analysis, closing every open incident and fault."""
+        """Stop readers and analysis, closing every open incident and fault (kept open with a journal)."""
+        if self.incident_journal is not None:
+            self.incident_journal.suspend()  # a restart resumes them: no ended_at goes out
         self._stop.set()
         self._cameras.stop()
         if self._thread is not None:
@@ -363,6 +371,7 @@ class PipelineRunner:
             camera_id=assignment.camera.id,
             model_version=self.detector.version,
             time_zone=self.time_zone,
+            journal=self.incident_journal,
         )
 
     def _new_worker(self, assignment: CameraAssignment) -> _CameraWorker:

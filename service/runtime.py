@@ -45,6 +45,7 @@ __all__ = ["Runtime", "build_pipeline_runtime", "build_runtime", "server_port"]
 logger = logging.getLogger(__name__)
 
 _SPOOL_DIR = "spool"
+_JOURNAL_FILE = "open_incidents.json"
 
 
 def server_port(config: AnjianConfig) -> int:
@@ -170,13 +171,30 @@ def _model_reloader(config: AnjianConfig, runner: PipelineRunner | None) -> Mode
 
 
 def _runner(config: AnjianConfig, sink: EventSink) -> PipelineRunner:
-    """The camera pipeline of the site, publishing to ``sink``."""
+    """The camera pipeline of the site, publishing to ``sink``.
+
+    Its open incidents outlive a restart (``{storage.dir}/open_incidents.json``): stopping
+    leaves them open and this runner carries on with those of the previous run; those
+    whose camera or rule is gone are ended here.
+    """
     from models.loader import load_detector
+    from pipeline.incident_journal import IncidentJournal
     from pipeline.runner import CameraAssignment, PipelineRunner
 
     detector = load_detector(config.model.path, config.model)
     assignments = [CameraAssignment(workshop.id, camera) for workshop, camera in config.cameras()]
-    return PipelineRunner(config.site.id, assignments, detector, sink, time_zone=config.site.timezone)
+    journal = IncidentJournal(config.storage.dir / _JOURNAL_FILE)
+    runner = PipelineRunner(
+        config.site.id,
+        assignments,
+        detector,
+        sink,
+        time_zone=config.site.timezone,
+        incident_journal=journal,
+    )
+    for event in journal.close_unclaimed(time.time()):
+        sink.publish(event)
+    return runner
 
 
 def build_runtime(

@@ -1,0 +1,174 @@
+"""Open incidents kept across a restart of the pipeline, so that stopping the service does not end them.
+
+A fire that still burns, or a camera that is still broken, is still an incident
+after the service restarts: the control room must see the same alert go on, not
+one alert ended by the restart and a new one raised a minute later.
+
+``IncidentJournal`` keeps the latest published revision of every open incident
+(every ``IncidentBook`` whose ``EventContext`` carries the journal reports to it)
+in a small JSON file, rewritten (atomically, without fsync) on each published
+revision and each close: a kill -9 loses nothing published. When the runner
+stops it calls ``suspend()``: from then on books keep their incidents open
+instead of closing them (no ``ended_at`` goes out), and the file holds them.
+
+At the next start each book ``claim``s the incidents of its camera and
+behaviour and carries on with them: same event id, next revision, the incident
+still open while the rule sees the condition, closed (``ended_at``) once it has
+been absent for the rule's ``clear_after_s`` counted from the restart. An
+incident about a tracked object (a smoker, a fallen person) is taken over by the
+first new incident of the same behaviour and zone, as track ids do not survive a
+restart. Incidents no book claims (the camera or the rule was removed while the
+service was down) are closed by ``close_unclaimed``.
+
+Example:
+    >>> journal = IncidentJournal(Path("data/open_incidents.json"))
+    >>> runner = PipelineRunner(site_id, assignments, detector, sink, incident_journal=journal)
+    >>> for event in journal.close_unclaimed(time.time()):
+    ...     sink.publish(event)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import threading
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from pipeline.event import Behaviour, Event
+from pipeline.event_json import event_from_json, event_to_json
+
+__all__ = ["IncidentJournal"]
+
+logger = logging.getLogger(__name__)
+
+_VERSION = 1
+_Key = tuple[str, str, str]  # camera id, behaviour, incident key
+
+
+class IncidentJournal:
+    """The open incidents of one pipeline, on disk; thread-safe.
+
+    Args:
+        path: The JSON file (created when the first incident opens). An unreadable
+            one is set aside (``.corrupt``) and the pipeline starts without it.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._open: dict[_Key, Event] = {}
+        self._pending: dict[_Key, Event] = {}  # loaded at start, not yet claimed by a book
+        self._is_suspended = False
+        self._load()
+
+    @property
+    def is_suspended(self) -> bool:
+        """Whether the pipeline is stopping: books keep their open incidents instead of closing them."""
+        return self._is_suspended
+
+    def pending(self) -> list[Event]:
+        """Incidents loaded at start that no book has claimed yet."""
+        with self._lock:
+            return list(self._pending.values())
+
+    def claim(self, camera_id: str, behaviour: Behaviour) -> dict[str, Event]:
+        """Hand a new book the open incidents of its camera and behaviour, by incident key (once)."""
+        with self._lock:
+            keys = [k for k in self._pending if k[0] == camera_id and k[1] == Behaviour(behaviour).value]
+            claimed = {k[2]: self._pending.pop(k) for k in keys}
+        if claimed:
+            logger.info(
+                "%s: resuming %d open %s incident(s) after a restart", camera_id, len(claimed), behaviour
+            )
+        return claimed
+
+    def record(self, camera_id: str, behaviour: Behaviour, key: str, event: Event) -> None:
+        """Keep the latest published revision of an open incident (evidence bytes left out)."""
+        stored = replace(event, snapshot_jpeg=None, clip_mp4=None)
+        with self._lock:
+            self._open[(camera_id, Behaviour(behaviour).value, key)] = stored
+            self._save_locked()
+
+    def forget(self, camera_id: str, behaviour: Behaviour, key: str) -> None:
+        """An incident closed (or moved to another key): drop it."""
+        with self._lock:
+            if self._open.pop((camera_id, Behaviour(behaviour).value, key), None) is not None:
+                self._save_locked()
+
+    def suspend(self) -> None:
+        """The pipeline is stopping: from now on books keep their open incidents for the next start."""
+        with self._lock:
+            self._is_suspended = True
+            self._save_locked()
+
+    def close_unclaimed(self, now: float) -> list[Event]:
+        """End the loaded incidents no book claimed: their camera or rule is gone. Returns the revisions to publish."""
+        with self._lock:
+            left, self._pending = self._pending, {}
+            for key in left:
+                self._open.pop(key, None)
+            if left:
+                self._save_locked()
+        closed = [
+            replace(event, revision=event.revision + 1, ended_at=max(now, event.last_seen_at))
+            for event in left.values()
+        ]
+        for event in closed:
+            logger.info(
+                "%s: ending %s incident %s: the camera or its rule is no longer configured",
+                event.camera_id,
+                event.behaviour,
+                event.id,
+            )
+        return closed
+
+    # ------------------------------------------------------------------ file
+
+    def _load(self) -> None:
+        """Read the file left by the previous run, if any."""
+        try:
+            document = json.loads(self.path.read_text(encoding="utf-8"))
+            entries = document["incidents"] if document.get("version") == _VERSION else []
+            loaded = {
+                (str(e["camera_id"]), Behaviour(e["behaviour"]).value, str(e["key"])): event_from_json(
+                    e["event"]
+                )
+                for e in entries
+            }
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            aside = self.path.with_suffix(".corrupt")
+            logger.warning("cannot read %s (%s); set aside as %s, starting without it", self.path, exc, aside)
+            try:
+                os.replace(self.path, aside)
+            except OSError:
+                logger.exception("cannot set %s aside", self.path)
+            return
+        self._pending = dict(loaded)
+        self._open = dict(loaded)
+
+    def _save_locked(self) -> None:
+        """Rewrite the file atomically (the caller holds the lock); a failure is logged, never raised."""
+        document: dict[str, Any] = {
+            "version": _VERSION,
+            "incidents": [
+                {"camera_id": c, "behaviour": b, "key": k, "event": event_to_json(event)}
+                for (c, b, k), event in self._open.items()
+            ],
+        }
+        tmp: str | None = None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.path.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(document, out, separators=(",", ":"))
+            os.replace(tmp, self.path)
+        except OSError:
+            logger.exception("cannot write the open incidents to %s", self.path)
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
