@@ -28,6 +28,7 @@ from models.registry import REGISTRY_DIR, promote, register_version
 from training.anjian_n import training_set
 from training.evaluate import EvalReport, evaluate_detector
 from training.export import export_onnx, to_fp16
+from training.thresholds import calibrate_thresholds, stamp_thresholds, thresholds_of
 
 __all__ = ["MODEL_NAME", "evaluate_per_source", "finish"]
 
@@ -117,6 +118,26 @@ def _ablation_section(meta: dict[str, Any]) -> str:
         "splits (persons in the cigarette, fire and pallet sets: the teacher's labels).\n\n"
         "| source | class | AP50 naive | AP50 with teacher persons | recall naive | recall with |\n"
         "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n" + summary
+    )
+
+
+def _thresholds_section(meta: dict[str, Any]) -> str:
+    """Card section with each class's calibrated operating threshold ('' when none)."""
+    thresholds = meta.get("thresholds") or {}
+    if not thresholds:
+        return ""
+    rows = "\n".join(
+        f"| {name} | {c['threshold']:.3f} | {c['beta']:g} | {_fmt(c.get('precision'))} | {_fmt(c.get('recall'))} | {c.get('instances', '')} |"
+        for name, c in thresholds.items()
+    )
+    return (
+        "## Operating thresholds (stored in the model file, the rules' default)\n"
+        "Per class, the score maximising F-beta on the pooled val splits above: beta 2 (recall first) for fire,\n"
+        "smoke and fallen_person, whose rules confirm over several frames; F1 for the rest. A site may\n"
+        "override any rule's `min_confidence`.\n\n"
+        "| class | threshold | beta | precision | recall | instances |\n|---|---|---|---|---|---|\n"
+        + rows
+        + "\n\n"
     )
 
 
@@ -220,7 +241,7 @@ source labels are scored on it.
 |---|---|---|
 {teacher_rows}
 
-{_crosseval_section(meta)}{ablation}## Training curve (merged val split, ultralytics' validator)
+{_thresholds_section(meta)}{_crosseval_section(meta)}{ablation}## Training curve (merged val split, ultralytics' validator)
 | epoch | precision | recall | mAP50 | mAP50-95 |
 |---|---|---|---|---|
 {curve}
@@ -283,8 +304,12 @@ def finish(
             version=version,
             description="anjian default detector: person, fallen_person, fire, smoke, cigarette, pallet, forklift",
         )
-        to_fp16(onnx, export_dir / "model-fp16.onnx")
     reports = evaluate_per_source(onnx, data_yaml, progress=progress)
+    # each class's operating score, from the PR curves of every source's val split (the rules default to it)
+    choices = calibrate_thresholds(reports.values())
+    if not is_updating:
+        stamp_thresholds(onnx, thresholds_of(choices))
+        to_fp16(onnx, export_dir / "model-fp16.onnx")
     crosseval_json = crosseval_json or work / "crosseval.json"
     crosseval = json.loads(crosseval_json.read_text()) if crosseval_json.is_file() else {}
     filled = data.get("pseudo_labels", {}).get("filled_classes", {})
@@ -328,6 +353,7 @@ def finish(
         "onnx_bytes": onnx.stat().st_size,
         "ablation": ablation,
         "crosseval": crosseval,
+        "thresholds": {name: choice.to_dict() for name, choice in choices.items()},
     }
     if is_updating:  # same model file: only its metrics and card change
         previous = json.loads((registered.parent / "meta.json").read_text())

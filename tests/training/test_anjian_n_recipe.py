@@ -70,6 +70,9 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(
     assert "CC BY 4.0" in card and "| cigarette | person (pseudo GT) |" in card and "AGPL-3.0" in card
     assert (work / "export" / "model-fp16.onnx").is_file()
     assert "## Ablation: the unlabelled people" in card and set(meta["ablation"]) == set(SOURCES)
+    # calibrated operating thresholds travel in the model file (a 1-epoch toy may have none)
+    thresholds = {name: c["threshold"] for name, c in meta["thresholds"].items()}
+    assert OnnxDetector(onnx).class_thresholds == thresholds
 
 
 def test_held_out_sources_stay_out_of_training_and_are_scored_whole(
