@@ -134,14 +134,21 @@ def _host_is_unknown(url: str) -> bool:
     return False
 
 
-def describe_open_error(exc: BaseException, config: CameraConfig) -> StreamOpenError:
+def describe_open_error(
+    exc: BaseException, config: CameraConfig, *, waited_s: float | None = None
+) -> StreamOpenError:
     """Turn a PyAV/OS open error into a credential-free ``StreamOpenError`` naming the cause.
 
     Refusals that need a config change (wrong credentials, path or host name, a file that
     is not a video) become ``StreamConfigError``; nothing answering at the port (refused,
     no route) ``StreamUnreachableError``; the rest (timed out, server errors) are transient.
+    ``waited_s``, how long the open took, tells a hung server apart from one that sent
+    something that is not a video: FFmpeg reports both as invalid data, the first only
+    after its I/O timeout.
     """
     url = config.url.get_secret_value()
+    io_timeout_s = min(config.open_timeout_s, config.stall_timeout_s)
+    is_timed_out = waited_s is not None and waited_s >= 0.9 * io_timeout_s
     code = getattr(exc, "errno", None)
     config_reason: str | None = None
     unreachable_reason: str | None = None
@@ -154,6 +161,8 @@ def describe_open_error(exc: BaseException, config: CameraConfig) -> StreamOpenE
         config_reason = "stream path not found (404 Not Found)"
     elif isinstance(exc, av.error.HTTPBadRequestError):
         config_reason = "request refused (400 Bad Request)"
+    elif isinstance(exc, av.error.InvalidDataError) and is_live_url(url) and is_timed_out:
+        reason = f"no answer within {io_timeout_s:g}s (the camera accepts connections but hangs)"
     elif isinstance(exc, av.error.InvalidDataError):
         config_reason = "not a playable video (invalid data)"
     elif isinstance(exc, av.error.ProtocolNotFoundError | av.error.DemuxerNotFoundError):
@@ -198,6 +207,7 @@ def _open(config: CameraConfig) -> tuple[av.container.InputContainer, str]:
                 config.id,
                 gpu.cuda_decode_unavailable_reason(),
             )
+    started = time.monotonic()
     try:
         container = av.open(
             ffmpeg_url(url),
@@ -207,7 +217,7 @@ def _open(config: CameraConfig) -> tuple[av.container.InputContainer, str]:
             hwaccel=hwaccel,
         )
     except (av.error.FFmpegError, OSError) as exc:
-        raise describe_open_error(exc, config) from None
+        raise describe_open_error(exc, config, waited_s=time.monotonic() - started) from None
     return container, ("cuda" if hwaccel is not None else "cpu")
 
 

@@ -7,6 +7,9 @@ checkout: ``tests/support/rtsp.py``, GStreamer under Debian's python3):
   server is stopped for ``down_s``, restarted on the same port, and the seconds from
   "the server listens again" to "the camera is online" are recorded, with the number
   of full opens the reader tried while the server was down (hammering shows there).
+* **A hung camera**: the server is paused (SIGSTOP: its sockets stay open, nothing
+  flows); the seconds until the camera is reported ``stalled`` (against its
+  ``stall_timeout_s``), and until it is online again once the server resumes.
 * **One dead camera among N** (optional): N cameras read N mounts; one server is
   killed; each healthy camera's delivered rate over the next seconds is compared with
   its rate before, in the same run.
@@ -35,9 +38,11 @@ from cameras.source import VideoSource
 __all__ = [
     "DeadCameraReport",
     "ReconnectRound",
+    "StallReport",
     "format_reconnect_report",
     "run_dead_camera_bench",
     "run_reconnect_bench",
+    "run_stall_bench",
 ]
 
 _CLIP_FPS = 10
@@ -80,6 +85,21 @@ class DeadCameraReport:
     def worst_ratio(self) -> float:
         """The lowest after/before rate over the healthy cameras (1.0: not slowed at all)."""
         return min(self.fps_after[c] / self.fps_before[c] for c in self.fps_before if self.fps_before[c] > 0)
+
+
+@dataclass(frozen=True, slots=True)
+class StallReport:
+    """A hung server: how soon its camera was reported stalled, and back once it resumed.
+
+    Attributes:
+        stall_timeout_s: The camera's stall timeout.
+        stalled_after_s: Seconds from the server hanging to ``stalled`` (``None``: never).
+        online_after_s: Seconds from the server resuming to ``online`` (``None``: never).
+    """
+
+    stall_timeout_s: float
+    stalled_after_s: float | None
+    online_after_s: float | None
 
 
 def _test_server_class() -> Any:
@@ -164,6 +184,29 @@ def run_reconnect_bench(
     return results
 
 
+def run_stall_bench(*, deadline_s: float = 60.0, directory: Path | None = None) -> StallReport:
+    """Hang a real RTSP server (SIGSTOP) under a camera with default settings, then resume it.
+
+    Raises:
+        RuntimeError: The test RTSP server is not available, or the camera never came online.
+    """
+    server = _test_server_class()({"/cam": _clip(directory)}).start()
+    camera = CameraConfig(id="bench", url=server.url("/cam"))
+    source = VideoSource(camera)
+    try:
+        source.start()
+        if _wait(lambda: source.health().state == CameraState.ONLINE, deadline_s) is None:
+            raise RuntimeError(f"the camera never came online: {source.health().last_error}")
+        server.pause()
+        stalled_after_s = _wait(lambda: source.health().state == CameraState.STALLED, deadline_s)
+        server.resume()
+        online_after_s = _wait(lambda: source.health().state == CameraState.ONLINE, deadline_s)
+    finally:
+        source.stop()
+        server.stop()
+    return StallReport(camera.stall_timeout_s, stalled_after_s, online_after_s)
+
+
 def run_dead_camera_bench(
     *,
     cameras: int = 8,
@@ -211,8 +254,10 @@ def _delivered_fps(camera_set: CameraSet, window_s: float) -> dict[str, float]:
     return {h.camera_id: (h.frames_delivered - before[h.camera_id]) / elapsed for h in camera_set.health()}
 
 
-def format_reconnect_report(rounds: list[ReconnectRound], dead: DeadCameraReport | None = None) -> str:
-    """The reconnect rounds (and the dead-camera comparison) as a plain-text table with a summary."""
+def format_reconnect_report(
+    rounds: list[ReconnectRound], dead: DeadCameraReport | None = None, stall: StallReport | None = None
+) -> str:
+    """The reconnect rounds (and the hung and dead camera measurements) as plain-text tables."""
     lines = ["round  server down  opens while down  server up -> camera online"]
     for index, r in enumerate(rounds, 1):
         shown = "not back" if r.online_after_s is None else f"{r.online_after_s:.2f} s"
@@ -222,6 +267,14 @@ def format_reconnect_report(rounds: list[ReconnectRound], dead: DeadCameraReport
         lines.append(
             f"camera online {statistics.median(back):.2f} s (median), {max(back):.2f} s (max) after its server "
             f"answered again; {len(rounds) - len(back)} round(s) not back"
+        )
+    if stall is not None:
+        stalled = "never" if stall.stalled_after_s is None else f"{stall.stalled_after_s:.2f} s"
+        resumed = "never" if stall.online_after_s is None else f"{stall.online_after_s:.2f} s"
+        lines.append("")
+        lines.append(
+            f"hung server: camera reported stalled {stalled} after it hung (stall_timeout_s "
+            f"{stall.stall_timeout_s:g}), online {resumed} after it resumed"
         )
     if dead is not None:
         lines.append("")

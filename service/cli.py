@@ -500,18 +500,24 @@ def bench_reconnect(
         int, typer.Option(help="Cameras for the one-dead-among-N comparison (0: skip it).")
     ] = 8,
 ) -> None:
-    """Seconds from an RTSP server answering again to its camera online (default settings), and
-    whether one dead camera slows the others; needs the tests' RTSP server (a source checkout)."""
-    from cameras.reconnect_bench import format_reconnect_report, run_dead_camera_bench, run_reconnect_bench
+    """Seconds from an RTSP server answering again to its camera online (default settings), from a hung
+    server to 'stalled', and whether one dead camera slows the others; needs the tests' RTSP server."""
+    from cameras.reconnect_bench import (
+        format_reconnect_report,
+        run_dead_camera_bench,
+        run_reconnect_bench,
+        run_stall_bench,
+    )
 
     setup_logging("ERROR")
     progress = lambda line: typer.echo(f"  {line}", err=True)
     try:
         rounds_measured = run_reconnect_bench(rounds=rounds, down_s=down_s, progress=progress)
+        stall = run_stall_bench()
         dead = run_dead_camera_bench(cameras=cameras, progress=progress) if cameras >= 2 else None
     except RuntimeError as exc:
         raise _fail(str(exc)) from None
-    typer.echo(format_reconnect_report(rounds_measured, dead))
+    typer.echo(format_reconnect_report(rounds_measured, dead, stall))
 
 
 @bench_app.command("startup")

@@ -13,6 +13,8 @@ from cameras.config import CameraConfig
 from cameras.decode import decode_frames, input_format, open_options
 from cameras.errors import StreamConfigError, StreamOpenError
 from tests.support.clips import make_test_clip
+from tests.support.fixtures import RTSP_PASSWORD
+from tests.support.rtsp import RtspTestServer
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +112,20 @@ def test_open_errors_name_their_cause_without_credentials(
     assert "hunter2" not in repr(raised.value.__cause__) and raised.value.__suppress_context__
     if error is StreamOpenError:
         assert not isinstance(raised.value, StreamConfigError)  # transient: retried at the normal pace
+
+
+@pytest.mark.slow
+def test_a_hung_camera_is_a_transient_timeout_not_a_config_error(rtsp_server: RtspTestServer) -> None:
+    # FFmpeg reports a server that accepts the connection and then says nothing as "invalid data".
+    rtsp_server.pause()
+    try:
+        camera = _camera(rtsp_server.url("/cam1"), open_timeout_s=3, stall_timeout_s=1.5)
+        with pytest.raises(StreamOpenError, match="no answer within 1.5s") as raised:
+            next(decode_frames(camera, stop=threading.Event()))
+    finally:
+        rtsp_server.resume()
+    assert not isinstance(raised.value, StreamConfigError)  # retried at the normal pace, reported offline
+    assert RTSP_PASSWORD not in str(raised.value)
 
 
 @pytest.mark.parametrize(
