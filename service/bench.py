@@ -35,9 +35,9 @@ from service.store import EventStore
 from service.subscriptions import SubscriptionSpec
 from service.webhooks import WebhookDispatcher, sign_payload
 
-__all__ = ["ServiceBenchReport", "bench_event", "run_service_bench"]
+__all__ = ["SNAPSHOT_JPEG", "ServiceBenchReport", "bench_event", "run_service_bench"]
 
-_SNAPSHOT = b"\xff\xd8" + os.urandom(30_000) + b"\xff\xd9"
+SNAPSHOT_JPEG = b"\xff\xd8" + os.urandom(30_000) + b"\xff\xd9"
 _SECRET = "bench-secret-0123456789"
 
 
@@ -236,7 +236,10 @@ def run_service_bench(
             directory / "burst", database_url, events, workers, 1
         )
         ingest = measure_ingest(
-            directory / "ingest", rates_per_s=ingest_rates_per_s, seconds=ingest_seconds, snapshot=_SNAPSHOT
+            directory / "ingest",
+            rates_per_s=ingest_rates_per_s,
+            seconds=ingest_seconds,
+            snapshot=SNAPSHOT_JPEG,
         )
     return ServiceBenchReport(
         events=events,

@@ -34,7 +34,7 @@ from pipeline.event_json import event_to_json
 from service.bench import bench_event
 from service.bench_ingest import free_port
 
-__all__ = ["CrashBenchReport", "run_crash_bench"]
+__all__ = ["CountingReceiver", "CrashBenchReport", "ServiceProcess", "run_crash_bench", "write_site"]
 
 _SECRET = "whsec_" + "YmVuY2gtc2VjcmV0LTAxMjM0NTY3ODlhYmNkZWY="  # base64 of 32 fixed bytes
 _READY_TIMEOUT_S = 120.0
@@ -99,7 +99,7 @@ class _QuietServer(ThreadingHTTPServer):
         return
 
 
-class _CountingReceiver:
+class CountingReceiver:
     """A loopback webhook receiver recording when each idempotency key was POSTed."""
 
     def __init__(self) -> None:
@@ -194,7 +194,7 @@ class _Ingester:
                 next_at = max(next_at, time.monotonic() - 1.0)  # after an outage, do not burst to catch up
 
 
-def _write_site(directory: Path, receiver_url: str) -> Path:
+def write_site(directory: Path, receiver_url: str) -> Path:
     """A site YAML with one camera (never opened by ``serve``) and the receiver as a signed webhook."""
     site = directory / "site.yaml"
     site.write_text(
@@ -214,7 +214,7 @@ def _write_site(directory: Path, receiver_url: str) -> Path:
     return site
 
 
-class _Service:
+class ServiceProcess:
     """``python -m service serve`` as a child process of this one."""
 
     def __init__(self, site: Path, port: int, log: Path) -> None:
@@ -298,11 +298,11 @@ def run_crash_bench(
             f"{rate_per_s}, {min_run_s}, {max_run_s}"
         )
     draw = random.Random(seed)
-    receiver = _CountingReceiver()
+    receiver = CountingReceiver()
     with tempfile.TemporaryDirectory(prefix="anjian-crash-bench-") as tmp:
         directory = Path(tmp)
         port = free_port()
-        service = _Service(_write_site(directory, receiver.url), port, directory / "service.log")
+        service = ServiceProcess(write_site(directory, receiver.url), port, directory / "service.log")
         token = service.run_cli(
             "tokens", "create", "--config", str(directory / "site.yaml"), "--role", "pipeline"
         )

@@ -36,7 +36,17 @@ from pipeline.event import Event
 from service.config import AnjianConfig, StorageConfig
 from service.store import EventStore, UpsertResult
 
-__all__ = ["IngestRun", "ingest_config", "measure_ingest"]
+__all__ = [
+    "BASELINE",
+    "BATCHED",
+    "IngestRun",
+    "RequestTemplate",
+    "free_port",
+    "ingest_config",
+    "measure_ingest",
+    "offer",
+    "process_rss_bytes",
+]
 
 BATCHED = "batched"
 BASELINE = "one write per request"
@@ -163,7 +173,7 @@ def process_rss_bytes(pid: int | None) -> int:
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
-class _RequestTemplate:
+class RequestTemplate:
     """The bytes of one ingest request, with a fresh event id per call (pre-encoded: the generator stays cheap)."""
 
     _ID = "0" * 32
@@ -207,8 +217,8 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def _offer(
-    port: int, template: _RequestTemplate, rate_per_s: float, seconds: float, connections: int
+async def offer(
+    port: int, template: RequestTemplate, rate_per_s: float, seconds: float, connections: int
 ) -> IngestRun:
     """Offer ``rate_per_s`` requests a second for ``seconds`` and collect the answers."""
     idle: asyncio.Queue[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = asyncio.Queue()
@@ -304,10 +314,10 @@ def measure_ingest(
         token = store.tokens.create("bench", "pipeline")[1]
         store.close()
         with _Server(data, path) as server:
-            template = _RequestTemplate(server.port, token, snapshot)
-            asyncio.run(_offer(server.port, template, min(rates_per_s), warmup_s, connections))
+            template = RequestTemplate(server.port, token, snapshot)
+            asyncio.run(offer(server.port, template, min(rates_per_s), warmup_s, connections))
             for rate in rates_per_s:
-                run = asyncio.run(_offer(server.port, template, rate, seconds, connections))
+                run = asyncio.run(offer(server.port, template, rate, seconds, connections))
                 runs.append(replace(run, path=path))
     return runs
 

@@ -23,6 +23,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy.exc import DBAPIError
+
 from service.metrics import ServiceMetrics
 from service.outbox import Outbox
 from service.records import WebhookDelivery
@@ -115,6 +117,10 @@ class LeaseKeeper:
         while not self._stop.wait(self.lease_s / 3):
             try:
                 self.renew_all()
+            except DBAPIError as exc:  # a busy or locked database: the next beat tries again
+                logger.warning(
+                    "webhook lease renewal failed (%s); retrying in %.1fs", exc.orig or exc, self.lease_s / 3
+                )
             except Exception:
                 logger.exception("webhook lease renewal failed; retrying in %.1fs", self.lease_s / 3)
 

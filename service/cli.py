@@ -439,9 +439,21 @@ def bench_service(
             help="Instead: kill -9 the service this many times under a 20 events/s ingest, count duplicates."
         ),
     ] = 0,
+    soak_s: Annotated[
+        float,
+        typer.Option(
+            "--soak",
+            help="Instead: load a real service this many seconds (30 events/s) and print its RSS, then idle.",
+        ),
+    ] = 0.0,
 ) -> None:
     """Measure webhook delivery latency (p50/p95) under a burst and ingest at offered rates, against baselines."""
     setup_logging("WARNING")
+    if soak_s:
+        from service.bench_soak import run_soak_bench
+
+        typer.echo(run_soak_bench(seconds=soak_s, warmup_s=min(60.0, soak_s / 4)).render())
+        return
     if crash_rounds:
         from service.bench_crash import run_crash_bench
 

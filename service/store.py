@@ -52,6 +52,7 @@ logger = logging.getLogger(__name__)
 ACTOR_PIPELINE = "pipeline"
 ACTOR_SYSTEM = "system"
 _MAX_NOTE_CHARS = 4000
+_ESCALATION_CHUNK = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,7 +430,7 @@ class EventStore:
         )
         return TransitionResult(event=stored, audit=audit, deliveries_enqueued=count)
 
-    def escalate_overdue(self, sla: SlaConfig) -> list[StoredEvent]:
+    def escalate_overdue(self, sla: SlaConfig, *, chunk: int = _ESCALATION_CHUNK) -> list[StoredEvent]:
         """Escalate every raised alert not acknowledged within its colour's deadline.
 
         The deadline runs from when the alert was stored, or from its last
@@ -437,43 +438,64 @@ class EventStore:
         ``escalate`` audit line by ``system``, and announces ``event.escalated``. An
         alert is escalated at most ``sla.max_escalations`` times.
 
+        Only the overdue alerts are read (the deadlines are compared in SQL), ``chunk``
+        per transaction: the thousands of raised alerts a busy site keeps are not loaded
+        every round, so the memory a round needs does not grow with them.
+
         Returns:
             The escalated events, after escalation.
         """
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
         now = self._clock()
+        since = func.coalesce(EventRow.escalated_at, EventRow.created_at)
+        is_overdue = or_(
+            *(
+                and_(EventRow.severity == level.value, since <= now - sla.deadline_s(level.value))
+                for level in RiskLevel
+            )
+        )
         query = (
             select(EventRow)
-            .where(EventRow.state == AlertState.RAISED.value, EventRow.escalations < sla.max_escalations)
-            .order_by(EventRow.created_at)
+            .where(
+                EventRow.state == AlertState.RAISED.value,
+                EventRow.escalations < sla.max_escalations,
+                is_overdue,
+            )
+            .order_by(EventRow.created_at, EventRow.id)
+            .limit(chunk)
             .with_for_update()
         )
         escalated: list[StoredEvent] = []
-        with self._db.write() as session:
-            for row in session.scalars(query).all():
-                since = row.escalated_at if row.escalated_at is not None else row.created_at
-                deadline_s = sla.deadline_s(row.severity)
-                if now - since < deadline_s:
-                    continue
-                before = row.severity
-                row.severity = escalated_severity(before).value
-                row.escalations += 1
-                row.escalated_at = now
-                row.version += 1
-                row.updated_at = now
-                session.flush()
-                note = f"not acknowledged within {deadline_s:g} s; {before} → {row.severity}"
-                audit = _append_audit(
-                    session,
-                    _audit_row(
-                        row, actor=ACTOR_SYSTEM, action="escalate", from_state=AlertState.RAISED, note=note
-                    ),
-                )
-                stored = event_from_row(row)
-                enqueue(session, stored, kind="event.escalated", change=audit, now=now)
-                escalated.append(stored)
+        while True:
+            with self._db.write() as session:
+                rows = session.scalars(query).all()
+                escalated += [self._escalate(session, row, sla, now) for row in rows]
+            if len(rows) < chunk:
+                break
         for event in escalated:
             logger.warning("%s: escalated event %s to %s", event.camera_id, event.id, event.severity)
         return escalated
+
+    @staticmethod
+    def _escalate(session: Session, row: EventRow, sla: SlaConfig, now: float) -> StoredEvent:
+        """Raise one overdue alert's colour, audit and announce it (in the caller's transaction)."""
+        deadline_s = sla.deadline_s(row.severity)
+        before = row.severity
+        row.severity = escalated_severity(before).value
+        row.escalations += 1
+        row.escalated_at = now
+        row.version += 1
+        row.updated_at = now
+        session.flush()
+        note = f"not acknowledged within {deadline_s:g} s; {before} → {row.severity}"
+        audit = _append_audit(
+            session,
+            _audit_row(row, actor=ACTOR_SYSTEM, action="escalate", from_state=AlertState.RAISED, note=note),
+        )
+        stored = event_from_row(row)
+        enqueue(session, stored, kind="event.escalated", change=audit, now=now)
+        return stored
 
     def audit_trail(self, event_id: str) -> list[AuditEntry]:
         """The alert's audit lines, oldest first (empty for an unknown id)."""

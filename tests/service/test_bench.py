@@ -7,6 +7,7 @@ import pytest
 from service.bench import run_service_bench
 from service.bench_crash import run_crash_bench
 from service.bench_ingest import BASELINE, BATCHED
+from service.bench_soak import run_soak_bench
 
 
 @pytest.mark.slow
@@ -47,6 +48,21 @@ def test_crash_bench_kills_the_service_and_loses_nothing() -> None:
 def test_service_bench_refuses_an_empty_load(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="expected events >= 1"):
         run_service_bench(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_soak_bench_samples_the_service_rss_under_load_and_idle() -> None:
+    report = run_soak_bench(seconds=6.0, rate_per_s=10.0, warmup_s=2.0, sample_s=2.0, idle_s=1.0)
+
+    assert report.events_ok == 60 and report.errors == 0
+    assert report.webhooks > 0 and report.live_messages > 0
+    assert len(report.rss_mb) == 3 and all(mb > 20 for _, mb in report.rss_mb) and report.idle_rss_mb > 20
+    assert "service RSS after 2 s warm-up" in report.render()
+
+
+def test_soak_bench_refuses_a_warmup_longer_than_the_load() -> None:
+    with pytest.raises(ValueError, match="expected 0 < warmup_s < seconds"):
+        run_soak_bench(seconds=10.0, warmup_s=10.0)
 
 
 def test_crash_bench_refuses_zero_rounds() -> None:

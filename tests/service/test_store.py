@@ -6,14 +6,16 @@ import threading
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event as orm_event
 from sqlalchemy import text
 
 from pipeline.event import Behaviour, EventBox, RiskLevel
-from service.config import StorageConfig
+from service.config import SlaConfig, StorageConfig
 from service.lifecycle import AlertState
 from service.records import DeliveryStatus
 from service.store import EventStore
 from service.subscriptions import SubscriptionSpec
+from service.tables import EventRow
 from tests.factories import make_event
 from tests.service.conftest import FakeClock
 
@@ -463,3 +465,27 @@ def test_concurrent_writers_and_readers_do_not_fail(store: EventStore) -> None:
     assert len(events) == 45
     assert all(e.revision == 2 for e in events)
     assert len(store.outbox.list()) == 90
+
+
+def test_escalation_reads_only_the_overdue_alerts_a_chunk_at_a_time(
+    store: EventStore, clock: FakeClock
+) -> None:
+    sla = SlaConfig(red_s=60, orange_s=900, max_escalations=3)
+    for _ in range(30):  # raised 100 s ago: overdue when red, not when orange
+        store.upsert_event(make_event(severity=RiskLevel.ORANGE))
+    overdue = [store.upsert_event(make_event(severity=RiskLevel.RED)).event.id for _ in range(5)]
+    clock.now += 100
+    loaded: list[str] = []
+
+    def count(target: EventRow, _context: object) -> None:
+        loaded.append(target.id)
+
+    orm_event.listen(EventRow, "load", count)
+    try:
+        escalated = store.escalate_overdue(sla, chunk=2)
+    finally:
+        orm_event.remove(EventRow, "load", count)
+
+    assert sorted(e.id for e in escalated) == sorted(overdue)
+    assert sorted(set(loaded)) == sorted(overdue), "the 30 alerts within their deadline were never loaded"
+    assert store.escalate_overdue(sla) == [], "the next deadline runs from the escalation"
