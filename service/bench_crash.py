@@ -194,23 +194,20 @@ class _Ingester:
                 next_at = max(next_at, time.monotonic() - 1.0)  # after an outage, do not burst to catch up
 
 
-def write_site(directory: Path, receiver_url: str) -> Path:
-    """A site YAML with one camera (never opened by ``serve``) and the receiver as a signed webhook."""
+def write_site(directory: Path, receiver_url: str, *, sla: dict[str, float] | None = None) -> Path:
+    """A site YAML with one camera (never opened by ``serve``), the receiver as a signed webhook, and ``sla``."""
     site = directory / "site.yaml"
-    site.write_text(
-        yaml.safe_dump(
-            {
-                "site": {
-                    "id": "bench",
-                    "workshops": [
-                        {"id": "w1", "cameras": [{"id": "cam-1", "url": "rtsp://127.0.0.1:9/unused"}]}
-                    ],
-                },
-                "webhooks": [{"url": receiver_url, "secret": _SECRET}],
-                "storage": {"dir": str(directory / "data")},
-            }
-        )
-    )
+    document: dict[str, object] = {
+        "site": {
+            "id": "bench",
+            "workshops": [{"id": "w1", "cameras": [{"id": "cam-1", "url": "rtsp://127.0.0.1:9/unused"}]}],
+        },
+        "webhooks": [{"url": receiver_url, "secret": _SECRET}],
+        "storage": {"dir": str(directory / "data")},
+    }
+    if sla is not None:
+        document["sla"] = sla
+    site.write_text(yaml.safe_dump(document))
     return site
 
 

@@ -3,7 +3,8 @@
 A real ``anjian serve`` process (child of this one) takes events with 30 kB
 snapshots at a steady rate on ``/ingest/events`` for ``seconds``, announces each to
 a loopback webhook receiver, and feeds a live-feed (``/stream``) client, as a site
-does all day. Its resident memory (RSS, from ``/proc``) is sampled every
+does all day. Nobody acknowledges the alerts, and the site's red deadline is 30 s,
+so SLA escalation (and its webhooks) runs from the warm-up on. Its resident memory (RSS, from ``/proc``) is sampled every
 ``sample_s``: after the warm-up, during the load, at the end, and after
 ``idle_s`` without load. A leak shows as RSS that keeps growing after the
 warm-up; memory that is used but given back shows as the idle figure falling
@@ -30,6 +31,7 @@ from service.bench_ingest import RequestTemplate, free_port, offer, process_rss_
 __all__ = ["SoakReport", "run_soak_bench"]
 
 _MB = 1024 * 1024
+_SLA = {"red_s": 30.0, "check_interval_s": 5.0}  # escalation runs during the warm-up too
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +158,7 @@ def run_soak_bench(
     with tempfile.TemporaryDirectory(prefix="anjian-soak-") as tmp:
         directory = Path(tmp)
         port = free_port()
-        site = write_site(directory, receiver.url)
+        site = write_site(directory, receiver.url, sla=_SLA)
         service = ServiceProcess(site, port, directory / "service.log")
         pipeline = service.run_cli("tokens", "create", "--config", str(site), "--role", "pipeline")
         viewer = service.run_cli("tokens", "create", "--config", str(site), "--role", "viewer")

@@ -10,9 +10,9 @@ than it must:
   seconds after it died, not after the longest timeout.
 - ``SuccessLog`` records each 2xx as soon as it arrives (group commit: one write
   takes every success that arrived while the previous write ran), so a row
-  POSTed successfully is marked delivered within one write, not at the end of
-  its batch. What a kill -9 can still re-send is the POST in flight and the
-  successes of the write in flight.
+  POSTed successfully is marked delivered within two writes, not at the end of
+  its batch. What a kill -9 can still re-send is the POSTs in flight and the
+  successes not yet written.
 """
 
 from __future__ import annotations
@@ -128,9 +128,10 @@ class LeaseKeeper:
 class SuccessLog:
     """Records successful POSTs in the outbox at once, many per write when they arrive together.
 
-    ``record`` returns after the success is written, either by this thread or by
-    the thread whose write was running when it arrived (the group leader), which
-    writes everything that arrived meanwhile in its next round.
+    The first worker to record a success while no write is running writes it (and
+    whatever arrives during that write, in further rounds) before it goes on; a
+    worker recording while a write runs leaves its success to that writer and goes
+    on at once. A success thus waits at most for the write in progress and its own.
 
     Args:
         outbox: Where the rows live.
@@ -145,42 +146,31 @@ class SuccessLog:
         self._clock = clock
         self._metrics = metrics
         self._pending: dict[int, tuple[WebhookDelivery, int]] = {}
-        self._written = threading.Condition()
-        self._generation = 0  # rounds written (or failed) so far
+        self._lock = threading.Lock()
         self._is_writing = False
 
     def record(self, delivery: WebhookDelivery, status_code: int) -> None:
-        """Mark one delivery delivered with ``status_code``; returns once that is written (or failed: logged)."""
-        with self._written:
+        """Mark one delivery delivered with ``status_code``: now, or by the write already running."""
+        with self._lock:
             self._pending[delivery.id] = (delivery, status_code)
             if self._is_writing:
-                target = self._generation + 2  # the round running now may have missed it; the next one has it
-                self._written.wait_for(lambda: self._generation >= target or not self._is_writing)
-                if delivery.id not in self._pending:
-                    return
+                return
             self._is_writing = True
-        try:
-            self._write_rounds()
-        finally:
-            with self._written:
-                self._is_writing = False
-                self._written.notify_all()
+        self._write_rounds()
 
     def _write_rounds(self) -> None:
-        """Write what is pending until nothing is; as the group leader."""
+        """Write what is pending until nothing is, as the writer; then let the next success write."""
         while True:
-            with self._written:
+            with self._lock:
                 batch, self._pending = self._pending, {}
-            if not batch:
-                return
+                if not batch:
+                    self._is_writing = False  # under the lock: a success added now finds no writer
+                    return
             try:
                 self._write(batch)
             except Exception:
                 # The rows stay pending in the outbox: sent again when their lease ends (at least once).
                 logger.exception("cannot record %d delivered webhook(s); they will be sent again", len(batch))
-            with self._written:
-                self._generation += 1
-                self._written.notify_all()
 
     def _write(self, batch: dict[int, tuple[WebhookDelivery, int]]) -> None:
         """One transaction for the batch, then the counters."""

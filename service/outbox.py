@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from service.database import Database
@@ -171,34 +171,49 @@ class Outbox:
                 row.next_attempt_at = until
             return len(rows)
 
-    def mark_delivered(self, status_codes: Mapping[int, int], *, now: float) -> list[WebhookDelivery]:
+    def mark_delivered(self, status_codes: Mapping[int, int], *, now: float) -> int:
         """Record successful POSTs, in one transaction: one more attempt each, status delivered.
+
+        One ``UPDATE`` per status code, without reading the rows (their payloads): a
+        worker records each success as it arrives, so this runs once per POST in a trickle.
 
         Args:
             status_codes: Delivery id to the 2xx status its receiver answered.
             now: Epoch seconds.
 
+        Returns:
+            How many deliveries were recorded.
+
         Raises:
             KeyError: A delivery id is unknown (nothing is recorded then).
         """
+        by_code: dict[int, list[int]] = {}
+        for delivery_id, status_code in status_codes.items():
+            by_code.setdefault(status_code, []).append(delivery_id)
         with self._db.write() as session:
-            rows = {
-                row.id: row
-                for row in session.scalars(select(DeliveryRow).where(DeliveryRow.id.in_(list(status_codes))))
-            }
-            settled = []
-            for delivery_id, status_code in status_codes.items():
-                row = rows.get(delivery_id)
-                if row is None:
-                    raise KeyError(f"no webhook delivery with id {delivery_id}")
-                row.attempts += 1
-                row.status = DeliveryStatus.DELIVERED.value
-                row.last_status_code = status_code
-                row.last_error = None
-                row.delivered_at = now
-                row.next_attempt_at = None
-                row.updated_at = now
-                settled.append(delivery_from_row(row))
+            settled = 0
+            for status_code, ids in by_code.items():
+                result = session.execute(
+                    update(DeliveryRow)
+                    .where(DeliveryRow.id.in_(ids))
+                    .values(
+                        attempts=DeliveryRow.attempts + 1,
+                        status=DeliveryStatus.DELIVERED.value,
+                        last_status_code=status_code,
+                        last_error=None,
+                        delivered_at=now,
+                        next_attempt_at=None,
+                        updated_at=now,
+                    )
+                    .execution_options(synchronize_session=False)
+                )
+                settled += int(result.rowcount)  # type: ignore[attr-defined]
+            if settled != len(status_codes):
+                known = set(
+                    session.scalars(select(DeliveryRow.id).where(DeliveryRow.id.in_(list(status_codes))))
+                )
+                missing = min(set(status_codes) - known)
+                raise KeyError(f"no webhook delivery with id {missing}")  # rolls the transaction back
             return settled
 
     def release(self, delivery_ids: Iterable[int], *, now: float) -> None:

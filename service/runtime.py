@@ -142,7 +142,7 @@ class Runtime:
         logger.info("camera pipeline started: %d camera(s)", len(runner.camera_ids()))
 
     def stop(self) -> None:
-        """Stop the pipeline (closing open incidents), then the sink, the workers and the store."""
+        """Stop the pipeline (its open incidents stay open for the next start), then the sink, the workers and the store."""
         with self._pipeline_lock:
             self._is_stopping = True  # a pipeline still loading will not start
         if self.model_reloader is not None:

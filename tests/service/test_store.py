@@ -366,8 +366,8 @@ def test_a_batch_is_marked_delivered_in_one_go_or_not_at_all(store: EventStore, 
         store.outbox.mark_delivered({one.id: 200, 999: 200}, now=clock.now)
     assert {d.status for d in store.outbox.list()} == {DeliveryStatus.PENDING}
 
-    settled = store.outbox.mark_delivered({one.id: 200, two.id: 204}, now=clock.now)
-    assert [(d.status, d.last_status_code) for d in settled] == [
+    assert store.outbox.mark_delivered({one.id: 200, two.id: 204}, now=clock.now) == 2
+    assert [(d.status, d.last_status_code) for d in store.outbox.list()] == [
         (DeliveryStatus.DELIVERED, 200),
         (DeliveryStatus.DELIVERED, 204),
     ]
@@ -384,7 +384,9 @@ def test_marking_attempts_records_status_error_and_schedule(store: EventStore, c
     assert (retried.status, retried.attempts, retried.last_status_code) == (DeliveryStatus.PENDING, 1, 500)
     assert (retried.last_error, retried.next_attempt_at) == ("HTTP 500: boom", clock.now + 2)
 
-    [done] = store.outbox.mark_delivered({delivery.id: 204}, now=clock.now + 3)
+    assert store.outbox.mark_delivered({delivery.id: 204}, now=clock.now + 3) == 1
+    done = store.outbox.get(delivery.id)
+    assert done is not None
     assert (done.status, done.attempts, done.last_status_code) == (DeliveryStatus.DELIVERED, 2, 204)
     assert (done.last_error, done.next_attempt_at, done.delivered_at) == (None, None, clock.now + 3)
     assert store.outbox.next_due_at() is None
