@@ -127,7 +127,12 @@ def test_event_accepted_then_service_killed_is_delivered_after_restart(tmp_path:
     site.write_text(
         yaml.safe_dump(
             {
-                "site": {"id": "site-1", "workshops": [{"id": "polishing-1"}]},
+                "site": {
+                    "id": "site-1",
+                    "workshops": [
+                        {"id": "polishing-1", "cameras": [{"id": "cam-1", "url": "rtsp://127.0.0.1:9/x"}]}
+                    ],
+                },
                 "webhooks": [{"url": receiver.url, "secret": SECRET}],
                 "storage": {"dir": str(tmp_path / "data")},
             }
