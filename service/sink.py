@@ -208,6 +208,9 @@ class StoreSink:
         """
         self._count(published=1)
         future: Future[UpsertResult] = Future()
+        # Running from the start: a caller that gives up (a client that hung up) cannot cancel it,
+        # so the writer always resolves it; the revision is stored either way.
+        future.set_running_or_notify_cancel()
         if not self._enqueue(_Job(event, future), is_refusable=True):
             raise IngestBusyError("the service is stopping; send the event again in a moment")
         return future
@@ -394,7 +397,9 @@ class StoreSink:
             if event.revision > newest.get(event.id, 0):
                 newest[event.id] = event.revision  # a stale snapshot must not overwrite a newer one
                 chosen[event.id] = i
-        jobs = [(i, events[i], jpeg) for i in chosen.values() if (jpeg := events[i].snapshot_jpeg) is not None]
+        jobs = [
+            (i, events[i], jpeg) for i in chosen.values() if (jpeg := events[i].snapshot_jpeg) is not None
+        ]
         if len(jobs) == 1:  # one revision (``store_event``, a trickle): no hand-off to the pool
             i, event, jpeg = jobs[0]
             paths[i] = self._save_snapshot(event, jpeg)

@@ -191,3 +191,17 @@ def test_stop_stores_what_is_queued_and_later_revisions_synchronously(
     with pytest.raises(IngestBusyError, match="stopping"):
         sink.submit(make_event())
     assert all(store.get_event(e.id) is not None for e in [*queued, late])
+
+
+def test_an_ingest_whose_client_hung_up_is_still_stored_and_the_writer_goes_on(
+    store: EventStore, evidence: EvidenceStore
+) -> None:
+    sink = StoreSink(store, evidence)
+    abandoned, later = make_event(), make_event()
+
+    future = sink.submit(abandoned)
+    assert not future.cancel(), "a submitted revision cannot be taken back"
+    assert sink.submit(later).result(30).is_applied
+    sink.stop()
+
+    assert store.get_event(abandoned.id) is not None
