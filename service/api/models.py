@@ -316,7 +316,9 @@ class CameraReloadOut(_Model):
 
     added: list[str] = Field(..., description="Cameras now analysed that were not before.")
     removed: list[str] = Field(..., description="Cameras no longer analysed (their incidents closed).")
-    updated: list[str] = Field(..., description="Cameras kept; each restarted only where its settings changed.")
+    updated: list[str] = Field(
+        ..., description="Cameras kept; each restarted only where its settings changed."
+    )
 
 
 class ReferenceResetOut(_Model):
@@ -324,4 +326,6 @@ class ReferenceResetOut(_Model):
 
     camera_id: str
     zone_id: str
-    is_reset: bool = Field(..., description="False when no rule of the camera keeps a reference for the zone.")
+    is_reset: bool = Field(
+        ..., description="False when no rule of the camera keeps a reference for the zone."
+    )
