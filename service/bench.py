@@ -19,16 +19,15 @@ from __future__ import annotations
 import os
 import statistics
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 
 from pipeline.event import Behaviour, Event, EventBox, RiskLevel
 from service.bench_ingest import BASELINE, BATCHED, IngestRun, measure_ingest
+from service.bench_receiver import CountingReceiver
 from service.database import sqlite_url
 from service.records import DeliveryStatus
 from service.store import EventStore
@@ -85,39 +84,6 @@ class ServiceBenchReport:
         )
 
 
-class _Receiver:
-    """A loopback webhook receiver answering 204, counting POSTs."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with receiver._lock:
-                    receiver.count += 1
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-
 def bench_event(index: int, *, snapshot: bytes | None, tag: str = "") -> Event:
     """A plausible open-flame event; ``tag`` keeps the ids of separate runs apart."""
     now = time.time()
@@ -165,7 +131,7 @@ def _webhook_burst(
 
     Runs may share one database: each uses its own receiver, subscription and event ids.
     """
-    receiver = _Receiver()
+    receiver = CountingReceiver()
     directory.mkdir(parents=True, exist_ok=True)
     store = EventStore(database_url or sqlite_url(directory))
     tag = f"b{claim_batch}x"

@@ -21,9 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -33,8 +31,9 @@ from pipeline.event import Event
 from pipeline.event_json import event_to_json
 from service.bench import bench_event
 from service.bench_ingest import free_port
+from service.bench_receiver import CountingReceiver
 
-__all__ = ["CountingReceiver", "CrashBenchReport", "ServiceProcess", "run_crash_bench", "write_site"]
+__all__ = ["CrashBenchReport", "ServiceProcess", "run_crash_bench", "write_site"]
 
 _SECRET = "whsec_" + "YmVuY2gtc2VjcmV0LTAxMjM0NTY3ODlhYmNkZWY="  # base64 of 32 fixed bytes
 _READY_TIMEOUT_S = 120.0
@@ -90,52 +89,6 @@ class CrashBenchReport:
             f"{self.duplicates} duplicate(s){delays}, {self.lost} lost"
         )
         return f"{first}\n{second}"
-
-
-class _QuietServer(ThreadingHTTPServer):
-    """A threaded HTTP server that does not print a traceback when the killed service drops a connection."""
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        return
-
-
-class CountingReceiver:
-    """A loopback webhook receiver recording when each idempotency key was POSTed."""
-
-    def __init__(self) -> None:
-        self.posts: dict[str, list[float]] = defaultdict(list)
-        self.event_ids: set[str] = set()
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_POST(self) -> None:
-                self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with receiver._lock:
-                    receiver.posts[self.headers.get("Idempotency-Key", "")].append(time.monotonic())
-                    receiver.event_ids.add(self.headers.get("X-Anjian-Event-Id", ""))
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def delivered_ids(self) -> set[str]:
-        with self._lock:
-            return set(self.event_ids)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 class _Ingester:

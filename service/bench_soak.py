@@ -25,8 +25,9 @@ from pathlib import Path
 import httpx
 
 from service.bench import SNAPSHOT_JPEG
-from service.bench_crash import CountingReceiver, ServiceProcess, write_site
+from service.bench_crash import ServiceProcess, write_site
 from service.bench_ingest import RequestTemplate, free_port, offer, process_rss_bytes
+from service.bench_receiver import CountingReceiver
 
 __all__ = ["SoakReport", "run_soak_bench"]
 

@@ -15,6 +15,19 @@ from tests.support.real_data import copy_yolo_sample, require_shared_data
 pytestmark = pytest.mark.slow
 
 
+def _sample_data_root(data_root: Path) -> Path:
+    """A data root with three images per split of every recipe source and the COCO teacher."""
+    from training.anjian_n import SOURCES
+
+    for name in SOURCES:
+        copy_yolo_sample(name, data_root / name, per_split=3)
+    (data_root / "weights").mkdir()
+    (data_root / "weights" / "coco_yolov8n_int8.onnx").symlink_to(
+        require_shared_data("weights", "coco_yolov8n_int8.onnx")
+    )
+    return data_root
+
+
 def test_recipe_prepares_trains_and_registers_a_model_with_its_card(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -23,13 +36,7 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(
     from training.anjian_n import SOURCES, AnjianNRecipe, prepare, train, training_set
     from training.anjian_n_release import finish
 
-    data_root = tmp_path / "shared"
-    for name in SOURCES:
-        copy_yolo_sample(name, data_root / name, per_split=3)
-    (data_root / "weights").mkdir()
-    (data_root / "weights" / "coco_yolov8n_int8.onnx").symlink_to(
-        require_shared_data("weights", "coco_yolov8n_int8.onnx")
-    )
+    data_root = _sample_data_root(tmp_path / "shared")
     work = tmp_path / "work"
     recipe = AnjianNRecipe(data_root=data_root, epochs=1, imgsz=64, batch=4, workers=0, close_mosaic=0)
 
@@ -80,16 +87,10 @@ def test_held_out_sources_stay_out_of_training_and_are_scored_whole(
 ) -> None:
     pytest.importorskip("ultralytics")
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
-    from training.anjian_n import SOURCES, AnjianNRecipe, prepare, train, training_set
+    from training.anjian_n import AnjianNRecipe, prepare, train, training_set
     from training.anjian_n_crosseval import crosseval
 
-    data_root = tmp_path / "shared"
-    for name in SOURCES:
-        copy_yolo_sample(name, data_root / name, per_split=3)
-    (data_root / "weights").mkdir()
-    (data_root / "weights" / "coco_yolov8n_int8.onnx").symlink_to(
-        require_shared_data("weights", "coco_yolov8n_int8.onnx")
-    )
+    data_root = _sample_data_root(tmp_path / "shared")
     work = tmp_path / "work"
     recipe = AnjianNRecipe(
         data_root=data_root,
