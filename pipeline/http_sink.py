@@ -3,14 +3,19 @@
 ``publish`` only puts the event on an in-memory queue (it never blocks the frame
 path; a full queue drops the event and counts it). One sender thread moves queued
 events into a ``DiskSpool`` (so they survive a restart of this process) and
-delivers the spool's oldest record to ``POST {base_url}/ingest/events``, one at a
-time, in order:
+delivers the spool's oldest records, in order, to ``POST {base_url}/ingest/batch``
+(up to ``batch_size`` at once: a backlog after an outage, or a site with many
+cameras, costs one request per batch, not per revision) or, for a lone record or a
+service without the batch route, ``POST {base_url}/ingest/events``:
 
 - 2xx: delivered, removed from the spool;
 - 422 or 413 (the service refuses the event itself, or its size): moved to
   ``rejected/`` in the spool, logged, and the next one goes;
 - anything else (connection refused, timeout, 5xx, 401/403 with a bad token): kept,
   retried after a backoff doubling from ``backoff_base_s`` up to ``backoff_max_s``.
+
+A batch the service refuses (422 or 413: one bad revision refuses the whole batch)
+is sent again one record at a time, so only the bad record is set aside.
 
 The service deduplicates by event id and revision, so a record sent twice (the
 process died after the POST and before removing it) is harmless.
@@ -44,6 +49,8 @@ __all__ = ["HttpEventSink", "HttpSinkStats"]
 logger = logging.getLogger(__name__)
 
 _INGEST_PATH = "/ingest/events"
+_BATCH_PATH = "/ingest/batch"
+_BATCH_MAX_BYTES = 8 * 1024 * 1024  # well under the service's 64 MiB ingest body limit
 _ERROR_BODY_CHARS = 300
 
 
@@ -84,6 +91,7 @@ class HttpEventSink:
         backoff_base_s: Wait after the first failed POST, doubled after each.
         backoff_max_s: Longest wait between POSTs while the service is away.
         is_fsync: Flush spool records to disk (turn off only in tests).
+        batch_size: Most records per ``POST /ingest/batch`` (1: one request per record).
     """
 
     def __init__(
@@ -98,17 +106,22 @@ class HttpEventSink:
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 30.0,
         is_fsync: bool = True,
+        batch_size: int = 50,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
         if not token:
             raise ValueError("a pipeline token is required")
+        if not 1 <= batch_size <= 200:
+            raise ValueError(f"batch_size must be 1-200 (the service takes at most 200), got {batch_size}")
         if queue_size < 1 or timeout_s <= 0 or backoff_base_s <= 0 or backoff_max_s < backoff_base_s:
             raise ValueError(
                 "expected queue_size >= 1, timeout_s > 0 and 0 < backoff_base_s <= backoff_max_s, got "
                 f"{queue_size}, {timeout_s}, {backoff_base_s}, {backoff_max_s}"
             )
         self._url = base_url.rstrip("/") + _INGEST_PATH
+        self._batch_url = base_url.rstrip("/") + _BATCH_PATH
+        self._batch_size = batch_size
         self._spool = DiskSpool(spool_dir, is_fsync=is_fsync)
         self._queue: queue.Queue[Event] = queue.Queue(maxsize=queue_size)
         self._client = httpx.Client(
@@ -192,14 +205,13 @@ class HttpEventSink:
         failures = 0
         while not self._stop.is_set():
             self._spool_queued()
-            head = self._spool.peek()
-            if head is None:
+            records = self._spool.peek_many(self._batch_size, _BATCH_MAX_BYTES)
+            if not records:
                 with self._idle:
                     self._idle.notify_all()
                 self._wait_for_event(0.2)
                 continue
-            seq, data = head
-            if self._send(seq, data):
+            if self._deliver(records):
                 failures = 0
                 continue
             failures += 1
@@ -237,6 +249,57 @@ class HttpEventSink:
             )
             return
         self._count(spooled=1)
+
+    def _deliver(self, records: list[tuple[int, bytes]]) -> bool:
+        """Deliver the oldest records, as one batch where it can; ``True`` when all left the spool."""
+        if len(records) > 1:
+            verdict = self._send_batch(records)
+            if verdict is not None:
+                return verdict
+        return all(self._send(seq, data) for seq, data in records)  # stops at the first failure
+
+    def _send_batch(self, records: list[tuple[int, bytes]]) -> bool | None:
+        """POST records as one batch: ``True`` delivered, ``False`` retry later, ``None`` send them one by one."""
+        body = b'{"events":[' + b",".join(data for _, data in records) + b"]}"
+        try:
+            response = self._client.post(
+                self._batch_url, content=body, headers={"Content-Type": "application/json"}
+            )
+        except httpx.HTTPError as exc:
+            self._count(failed_attempts=1)
+            logger.warning(
+                "ingest: service unreachable at %s: %s; %d event(s) spooled",
+                self._batch_url,
+                exc,
+                len(self._spool),
+            )
+            return False
+        if response.is_success:
+            for seq, _ in records:
+                self._spool.remove(seq)
+            self._count(delivered=len(records))
+            return True
+        if response.status_code in (httpx.codes.NOT_FOUND, httpx.codes.METHOD_NOT_ALLOWED):
+            logger.info(
+                "ingest: %s has no batch route (an older service); sending one event per request", self._url
+            )
+            self._batch_size = 1
+            return None
+        if response.status_code in (httpx.codes.UNPROCESSABLE_ENTITY, httpx.codes.REQUEST_ENTITY_TOO_LARGE):
+            logger.warning(
+                "ingest: the service refused a batch of %d (%s); sending them one by one",
+                len(records),
+                response.text[:_ERROR_BODY_CHARS],
+            )
+            return None
+        self._count(failed_attempts=1)
+        logger.warning(
+            "ingest: HTTP %d from %s: %s",
+            response.status_code,
+            self._batch_url,
+            response.text[:_ERROR_BODY_CHARS],
+        )
+        return False
 
     def _send(self, seq: int, data: bytes) -> bool:
         """POST one record; ``True`` when it left the spool (delivered or rejected)."""

@@ -90,6 +90,31 @@ class DiskSpool:
                     self._seqs.pop(0)
             return None
 
+    def peek_many(self, limit: int, max_bytes: int) -> list[tuple[int, bytes]]:
+        """The oldest records as ``(seq, data)``, at most ``limit`` of them and ``max_bytes`` together.
+
+        The oldest record is returned even when it alone is larger than ``max_bytes``,
+        so a big record is sent alone rather than never.
+        """
+        records: list[tuple[int, bytes]] = []
+        size = 0
+        with self._lock:
+            index = 0
+            while index < len(self._seqs) and len(records) < limit:
+                seq = self._seqs[index]
+                try:
+                    data = self._path(seq).read_bytes()
+                except FileNotFoundError:
+                    logger.warning("spool %s: record %d vanished; skipping it", self._dir, seq)
+                    self._seqs.pop(index)
+                    continue
+                if records and size + len(data) > max_bytes:
+                    break
+                records.append((seq, data))
+                size += len(data)
+                index += 1
+        return records
+
     def remove(self, seq: int) -> None:
         """Delete a delivered record (no error if it is already gone)."""
         with self._lock:

@@ -8,10 +8,13 @@ latency and errors, not as a lower offered rate), each with a 30 kB snapshot,
 over up to ``connections`` keep-alive HTTP/1.1 connections. Latency is measured
 from each request's slot to its response.
 
-Two servers are measured in the same run:
+Three paths are measured in the same run:
 
-- **batched**: the service as shipped, ingest committed by the one writer thread
-  many revisions per transaction (``service.sink``);
+- **pipeline batches**: the service as shipped, fed as ``pipeline.http_sink``
+  feeds it: a few pipelines (one connection each) POST whatever is due to
+  ``/ingest/batch`` (up to 50 revisions) as soon as their previous POST is answered;
+- **batched**: the same service, one revision per request to ``/ingest/events``
+  (committed by the one writer thread many revisions per transaction, ``service.sink``);
 - **baseline**: the same app with ingest writing each request in its own
   transaction from a pool of 40 threads, the path before the writer.
 """
@@ -39,15 +42,18 @@ from service.store import EventStore, UpsertResult
 __all__ = [
     "BASELINE",
     "BATCHED",
+    "PIPELINE_BATCHES",
     "IngestRun",
     "RequestTemplate",
     "free_port",
     "ingest_config",
     "measure_ingest",
     "offer",
+    "offer_batches",
     "process_rss_bytes",
 ]
 
+PIPELINE_BATCHES = "pipeline batches"
 BATCHED = "batched"
 BASELINE = "one write per request"
 _THREADPOOL = 40  # FastAPI's default thread pool: how many requests the old path wrote at once
@@ -174,32 +180,43 @@ def process_rss_bytes(pid: int | None) -> int:
 
 
 class RequestTemplate:
-    """The bytes of one ingest request, with a fresh event id per call (pre-encoded: the generator stays cheap)."""
+    """The bytes of ingest requests, with a fresh event id per event (pre-encoded: the generator stays cheap)."""
 
     _ID = "0" * 32
 
     def __init__(self, port: int, token: str, snapshot: bytes) -> None:
         now = time.time()
         snapshot_b64 = base64.b64encode(snapshot).decode()
-        body = (
+        self._body = (
             f'{{"schema_version":1,"id":"{self._ID}","revision":1,"site_id":"bench","workshop_id":"w1",'
             f'"camera_id":"cam-1","behaviour":"open_flame","severity":"red","started_at":{now!r},'
             f'"last_seen_at":{now!r},"ended_at":null,"confidence":0.9,"boxes":[{{"class_name":"fire",'
             '"confidence":0.9,"xyxy_norm":[0.1,0.2,0.3,0.4]}],"zone_id":null,"model_version":"bench",'
             f'"message":"bench","snapshot_jpeg_b64":"{snapshot_b64}","clip_mp4_b64":null,"track_id":null}}'
-        )
-        head = (
-            f"POST /ingest/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
-        self._request = (head + body).encode()
+        ).encode()
+        self._head = (
+            f"HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+            "Content-Type: application/json\r\nContent-Length: "
+        ).encode()
         self._count = 0
         self._prefix = f"{os.getpid():08x}{int(now):08x}"
 
-    def next(self) -> bytes:
+    def _event(self) -> bytes:
         self._count += 1
         event_id = f"{self._prefix}{self._count:016x}".encode()
-        return self._request.replace(self._ID.encode(), event_id, 1)
+        return self._body.replace(self._ID.encode(), event_id, 1)
+
+    def _request(self, path: bytes, body: bytes) -> bytes:
+        return b"POST " + path + b" " + self._head + str(len(body)).encode() + b"\r\n\r\n" + body
+
+    def next(self) -> bytes:
+        """A ``POST /ingest/events`` request of one new event."""
+        return self._request(b"/ingest/events", self._event())
+
+    def batch(self, size: int) -> bytes:
+        """A ``POST /ingest/batch`` request of ``size`` new events."""
+        body = b'{"events":[' + b",".join(self._event() for _ in range(size)) + b"]}"
+        return self._request(b"/ingest/batch", body)
 
 
 async def _read_response(reader: asyncio.StreamReader) -> int:
@@ -285,6 +302,87 @@ async def offer(
     )
 
 
+async def offer_batches(
+    port: int,
+    template: RequestTemplate,
+    rate_per_s: float,
+    seconds: float,
+    *,
+    senders: int = 4,
+    batch_size: int = 50,
+) -> IngestRun:
+    """Offer ``rate_per_s`` events a second as ``senders`` pipelines would: each POSTs what is due, in batches.
+
+    Events fall due at fixed slots (open loop) and are dealt round-robin to the
+    senders; a sender takes every event due to it (up to ``batch_size``) as soon as
+    its previous POST is answered, like ``pipeline.http_sink``. Latency is per event,
+    from its slot to the answer of the batch that carried it.
+    """
+    queues: list[asyncio.Queue[float | None]] = [asyncio.Queue() for _ in range(senders)]
+    latencies: list[float] = []
+    errors: Counter[str] = Counter()
+    last_answer = 0.0
+
+    async def sender(due: asyncio.Queue[float | None]) -> None:
+        nonlocal last_answer
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        is_done = False
+        try:
+            while not is_done:
+                slots: list[float] = []
+                first = await due.get()
+                if first is None:
+                    return
+                slots.append(first)
+                while len(slots) < batch_size and not due.empty():
+                    slot = due.get_nowait()
+                    if slot is None:
+                        is_done = True
+                        break
+                    slots.append(slot)
+                try:
+                    writer.write(template.batch(len(slots)))
+                    status = await asyncio.wait_for(_read_response(reader), _REQUEST_TIMEOUT_S)
+                except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                    errors["timeout" if isinstance(exc, TimeoutError) else "connection"] += len(slots)
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                    continue
+                now = time.perf_counter()
+                last_answer = max(last_answer, now)
+                if status == 200:
+                    latencies.extend(now - slot for slot in slots)
+                else:
+                    errors[str(status)] += len(slots)
+        finally:
+            writer.close()
+
+    tasks = [asyncio.create_task(sender(due)) for due in queues]
+    total = max(1, round(rate_per_s * seconds))
+    started = time.perf_counter()
+    for index in range(total):
+        slot = started + index / rate_per_s
+        delay = slot - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queues[index % senders].put_nowait(slot)
+    for due in queues:
+        due.put_nowait(None)
+    await asyncio.gather(*tasks)
+    elapsed = max(last_answer - started, 1e-9)
+    ordered = sorted(latencies) or [float("nan")]
+    return IngestRun(
+        path="",
+        offered_per_s=rate_per_s,
+        seconds=seconds,
+        ok=len(latencies),
+        achieved_per_s=len(latencies) / elapsed,
+        latency_p50_s=statistics.median(ordered),
+        latency_p95_s=ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
+        errors=dict(errors),
+    )
+
+
 def measure_ingest(
     directory: Path,
     *,
@@ -294,18 +392,18 @@ def measure_ingest(
     connections: int = 64,
     warmup_s: float = 2.0,
 ) -> list[IngestRun]:
-    """Offer each rate to the batched service, then to the one-write-per-request baseline.
+    """Offer each rate as pipeline batches and one per request to the shipped service, then to the baseline.
 
     Args:
         directory: An empty folder for the two servers' data.
-        rates_per_s: Offered rates, in order, against each server.
+        rates_per_s: Offered rates, in order, against each path.
         seconds: How long each rate is offered.
         snapshot: The JPEG bytes every event carries.
-        connections: Most keep-alive connections the generator opens.
+        connections: Most keep-alive connections the one-per-request generator opens.
         warmup_s: Seconds offered at the lowest rate before measuring (not reported).
 
     Returns:
-        One run per (path, rate), batched first.
+        One run per (path, rate): pipeline batches, batched, baseline.
     """
     runs: list[IngestRun] = []
     for path in (BATCHED, BASELINE):
@@ -317,6 +415,9 @@ def measure_ingest(
             template = RequestTemplate(server.port, token, snapshot)
             asyncio.run(offer(server.port, template, min(rates_per_s), warmup_s, connections))
             for rate in rates_per_s:
+                if path == BATCHED:
+                    run = asyncio.run(offer_batches(server.port, template, rate, seconds))
+                    runs.append(replace(run, path=PIPELINE_BATCHES))
                 run = asyncio.run(offer(server.port, template, rate, seconds, connections))
                 runs.append(replace(run, path=path))
     return runs

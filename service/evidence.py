@@ -151,11 +151,13 @@ class EvidenceStore:
         if not jpeg or not jpeg.startswith(b"\xff\xd8"):
             raise ValueError(f"expected JPEG bytes (starting FF D8), got {jpeg[:4]!r} ({len(jpeg)} bytes)")
         relpath = self.snapshot_relpath(camera_id, event_id)
-        path = self.resolve(relpath)
+        path = self._evidence_root / camera_id / event_id / _SNAPSHOT_NAME  # checked ids: no resolve needed
         try:
-            if path.is_file() and path.stat().st_size == len(jpeg) and path.read_bytes() == jpeg:
-                return relpath  # the same snapshot again: skip the write and the fsync
-            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                if path.stat().st_size == len(jpeg) and path.read_bytes() == jpeg:
+                    return relpath  # the same snapshot again: skip the write and the fsync
+            except FileNotFoundError:
+                path.parent.mkdir(parents=True, exist_ok=True)
             self._write_atomic(path, jpeg)
         except OSError as exc:
             raise EvidenceError(f"{camera_id}: cannot write snapshot {relpath}: {exc}") from exc

@@ -11,7 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from pipeline.event import Event
 from pipeline.event_json import event_from_json
 from service.api.deps import AUTH_RESPONSES, Pipeline
-from service.api.models import IngestEventIn, IngestResult
+from service.api.models import IngestBatchIn, IngestBatchResult, IngestEventIn, IngestResult
 from service.api.routing import IngestRoute
 from service.config import AnjianConfig
 from service.errors import IngestBusyError
@@ -43,35 +43,83 @@ async def ingest_event(request: Request, _token: Pipeline, body: IngestEventIn) 
     ``is_applied: false`` and changes nothing, so a pipeline may resend whatever it
     is unsure about.
     """
+    event = _checked_event(request.app.state.config, body)
+    return (await _store(request, [event]))[0]
+
+
+@router.post(
+    "/ingest/batch",
+    response_model=IngestBatchResult,
+    summary="Store several event revisions from a pipeline at once",
+    responses={
+        422: {
+            "description": "One of the events is malformed or names a site or camera this service does not "
+            "have (named by its index); none of the batch is stored."
+        },
+        503: {
+            "description": "The database does not answer or the writer is full; send the batch again later."
+        },
+    },
+)
+async def ingest_batch(request: Request, _token: Pipeline, body: IngestBatchIn) -> IngestBatchResult:
+    """Store up to 200 revisions in one request; answers once all are committed.
+
+    What ``POST /ingest/events`` does for each, without paying a request per
+    revision: a pipeline with a backlog (after an outage, or many cameras) sends
+    what it has queued. All or nothing at the door: one refused event refuses the
+    batch (422 naming its index) before anything is stored, so the sender can send
+    the batch's revisions one by one and set only the bad one aside. Idempotent
+    like the single route; a 503 means "send the whole batch again".
+    """
+    config: AnjianConfig = request.app.state.config
+    events = []
+    for index, item in enumerate(body.events):
+        try:
+            events.append(_checked_event(config, item))
+        except HTTPException as exc:
+            raise HTTPException(exc.status_code, detail=f"events[{index}]: {exc.detail}") from exc
+    return IngestBatchResult(results=await _store(request, events))
+
+
+def _checked_event(config: AnjianConfig, body: IngestEventIn) -> Event:
+    """The event of an ingested body, or a 422 saying why this site refuses it."""
     try:
         event = event_from_json(body.model_dump(mode="json"))
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
-    config: AnjianConfig = request.app.state.config
     problem = unknown_source(config, event)
     if problem is not None:
         logger.warning("ingest: refused event %s: %s", event.id, problem)
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=problem)
+    return event
+
+
+async def _store(request: Request, events: list[Event]) -> list[IngestResult]:
+    """Hand revisions to the event writer and wait until they are committed (503 when it cannot)."""
     sink: StoreSink = request.app.state.sink  # not a dependency: a sync one costs a thread-pool hop
     try:
-        result = await asyncio.wrap_future(sink.submit(event))
+        futures = [sink.submit(event) for event in events]
+        results = [await asyncio.wrap_future(future) for future in futures]
     except IngestBusyError as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers={"Retry-After": "1"}
         ) from exc
     except SQLAlchemyError as exc:
-        logger.error("%s: cannot store ingested event %s: %s", event.camera_id, event.id, exc)
+        logger.error("%s: cannot store ingested event(s): %s", events[0].camera_id, exc)
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
             detail="the database does not answer",
             headers={"Retry-After": "5"},
         ) from exc
-    return IngestResult(
-        event_id=event.id,
-        revision=event.revision,
-        stored_revision=result.event.revision,
-        is_applied=result.is_applied,
-    )
+    return [
+        IngestResult(
+            event_id=event.id,
+            revision=event.revision,
+            stored_revision=result.event.revision,
+            is_applied=result.is_applied,
+        )
+        for event, result in zip(events, results, strict=True)
+    ]
 
 
 def unknown_source(config: AnjianConfig, event: Event) -> str | None:

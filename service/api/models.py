@@ -135,6 +135,22 @@ class IngestResult(_Model):
     is_applied: bool = Field(..., description="False for a duplicate or stale revision (ignored).")
 
 
+MAX_INGEST_BATCH = 200
+"""Most revisions in one ``POST /ingest/batch``."""
+
+
+class IngestBatchIn(_Model):
+    """Several event revisions from one pipeline, stored together (``pipeline.http_sink`` sends what is queued)."""
+
+    events: list[IngestEventIn] = Field(..., min_length=1, max_length=MAX_INGEST_BATCH)
+
+
+class IngestBatchResult(_Model):
+    """What the service did with each revision of a batch, in the order sent."""
+
+    results: list[IngestResult]
+
+
 # ------------------------------------------------------------------- webhooks
 
 

@@ -143,6 +143,9 @@ def test_refused_event_is_moved_aside_and_the_next_one_goes(tmp_path: Path, stat
     seen: list[str] = []
 
     def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/ingest/batch":  # both queued before the first send: one bad refuses all
+            ids = [event_from_json(e).id for e in json.loads(request.content)["events"]]
+            return httpx.Response(status if "bad" in ids else 200, json={"detail": "events[0]: nope"})
         event_id = event_from_json(json.loads(request.content)).id
         seen.append(event_id)
         return httpx.Response(status if event_id == "bad" else 200, json={"detail": "nope"})
@@ -163,7 +166,65 @@ def test_refused_event_is_moved_aside_and_the_next_one_goes(tmp_path: Path, stat
     assert f"HTTP {status}" in rejected[0].with_name(rejected[0].name + ".reason.txt").read_text()
 
 
+def _batched_service(
+    calls: list[tuple[str, list[str]]], *, has_batch_route: bool = True
+) -> httpx.MockTransport:
+    """A service that records each request as (path, event ids) and accepts everything."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        if request.url.path == "/ingest/batch":
+            if not has_batch_route:
+                return httpx.Response(404, json={"detail": "Not Found"})
+            calls.append(("batch", [event_from_json(e).id for e in body["events"]]))
+        else:
+            calls.append(("single", [event_from_json(body).id]))
+        return httpx.Response(200, json={})
+
+    return httpx.MockTransport(handle)
+
+
+def test_a_backlog_goes_in_batches_in_order(tmp_path: Path) -> None:
+    calls: list[tuple[str, list[str]]] = []
+    ids = [f"e{i:02d}" for i in range(25)]
+    spool = tmp_path / "spool"
+    first = _sink("http://service.example", "anj_x", spool, transport=_batched_service(calls))
+    for event_id in ids:
+        first.publish(make_event(id=event_id))
+    first.stop()  # a pipeline stopped with a backlog: everything is in the spool
+    sink = _sink("http://service.example", "anj_x", spool, transport=_batched_service(calls), batch_size=10)
+    sink.start()
+    try:
+        assert sink.flush(WAIT_S)
+    finally:
+        sink.stop()
+
+    assert calls == [("batch", ids[0:10]), ("batch", ids[10:20]), ("batch", ids[20:25])]
+    assert sink.stats().delivered == 25
+
+
+def test_a_service_without_the_batch_route_gets_one_event_per_request(tmp_path: Path) -> None:
+    calls: list[tuple[str, list[str]]] = []
+    ids = [f"e{i}" for i in range(4)]
+    spool = tmp_path / "spool"
+    first = _sink("http://service.example", "anj_x", spool)
+    for event_id in ids:
+        first.publish(make_event(id=event_id))
+    first.stop()
+    transport = _batched_service(calls, has_batch_route=False)
+    sink = _sink("http://service.example", "anj_x", spool, transport=transport)
+    sink.start()
+    try:
+        assert sink.flush(WAIT_S)
+    finally:
+        sink.stop()
+
+    assert calls == [("single", [i]) for i in ids]
+
+
 def test_constructor_rejects_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="batch_size"):
+        HttpEventSink("http://x", "anj_x", tmp_path, batch_size=0)
     with pytest.raises(ValueError, match="http"):
         HttpEventSink("ftp://x", "anj_x", tmp_path)
     with pytest.raises(ValueError, match="token"):

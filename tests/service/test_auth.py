@@ -51,6 +51,7 @@ REQUIRED: dict[tuple[str, str], Role | None] = {
     ("POST", "/events/{event_id}/false-alarm"): Role.OPERATOR,
     ("POST", "/events/{event_id}/close"): Role.OPERATOR,
     ("POST", "/ingest/events"): Role.PIPELINE,
+    ("POST", "/ingest/batch"): Role.PIPELINE,
     ("GET", "/webhooks/subscriptions"): Role.ADMIN,
     ("POST", "/webhooks/subscriptions"): Role.ADMIN,
     ("GET", "/webhooks/subscriptions/{subscription_id}"): Role.ADMIN,

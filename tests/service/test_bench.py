@@ -6,7 +6,7 @@ import pytest
 
 from service.bench import run_service_bench
 from service.bench_crash import run_crash_bench
-from service.bench_ingest import BASELINE, BATCHED
+from service.bench_ingest import BASELINE, BATCHED, PIPELINE_BATCHES
 from service.bench_soak import run_soak_bench
 
 
@@ -20,13 +20,17 @@ def test_service_bench_measures_bursts_and_ingest_against_the_baselines() -> Non
     assert report.database == "SQLite (WAL)"
     assert 0 < report.latency_p50_s <= report.latency_p95_s <= report.latency_max_s
     assert report.burst_drain_s > 0 and report.one_by_one_drain_s > 0 and report.one_by_one_p50_s > 0
-    assert [run.path for run in report.ingest] == [BATCHED, BASELINE]
+    assert [run.path for run in report.ingest] == [PIPELINE_BATCHES, BATCHED, BASELINE]
     for run in report.ingest:
         assert run.ok == 20 and run.errors == {}, run
         assert 0 < run.latency_p50_s <= run.latency_p95_s and run.achieved_per_s > 0
     text = report.render()
     assert "claiming 8 at a time" in text and "claiming 1 at a time" in text
-    assert "ingest: 20 events/s offered for 1 s" in text and "batching = " in text
+    assert (
+        "ingest: 20 events/s offered for 1 s" in text
+        and "pipeline batches = " in text
+        and "batched = " in text
+    )
 
 
 @pytest.mark.slow

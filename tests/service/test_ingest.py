@@ -98,3 +98,37 @@ def test_a_full_writer_answers_503_with_retry_after(tmp_path: Path, monkeypatch:
         sink.stop()
         store.close()
     wait_until(lambda: answers == [200])
+
+
+def test_a_batch_is_stored_whole_and_answered_in_order(client: TestClient) -> None:
+    events = [make_event() for _ in range(5)]
+    duplicate = events[1]
+
+    response = client.post("/ingest/batch", json={"events": [event_to_json(e) for e in [*events, duplicate]]})
+
+    assert response.status_code == 200
+    results = response.json()["results"]
+    assert [r["event_id"] for r in results] == [e.id for e in [*events, duplicate]]
+    assert [r["is_applied"] for r in results] == [True] * 5 + [False]
+    store: EventStore = client.app.state.store  # type: ignore[attr-defined]
+    for event in events:
+        stored = store.get_event(event.id)
+        assert stored is not None and stored.snapshot_path is not None
+
+
+def test_one_refused_event_refuses_the_batch_naming_it_and_stores_nothing(client: TestClient) -> None:
+    good, bad = make_event(), make_event(camera_id="cam-9")
+
+    response = client.post("/ingest/batch", json={"events": [event_to_json(good), event_to_json(bad)]})
+
+    assert response.status_code == 422
+    assert response.json()["detail"].startswith("events[1]: camera 'cam-9' is not a camera")
+    store: EventStore = client.app.state.store  # type: ignore[attr-defined]
+    assert store.get_event(good.id) is None
+
+
+@pytest.mark.parametrize("events", [[], None], ids=["empty", "missing"])
+def test_an_empty_or_missing_batch_is_refused(client: TestClient, events: list[Any] | None) -> None:
+    response = client.post("/ingest/batch", json={} if events is None else {"events": events})
+
+    assert response.status_code == 422
