@@ -1,7 +1,7 @@
 """Camera ingest: decode streams with PyAV, sample, reconnect, report health.
 
 The names below load on first use (PEP 562), so importing one light module
-(``cameras.config``, ``cameras.url``) does not pull in PyAV and NumPy.
+(``anjian.cameras.config``, ``anjian.cameras.url``) does not pull in PyAV and NumPy.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cameras.backoff import Backoff, ReconnectWait
-    from cameras.camera_set import CameraSet, CameraSetChange, source_settings_differ
-    from cameras.config import CameraConfig, CameraFaultConfig, ReconnectConfig
-    from cameras.decode import FrameSampler, decode_frames, is_live_url
-    from cameras.errors import (
+    from anjian.cameras.backoff import Backoff, ReconnectWait
+    from anjian.cameras.camera_set import CameraSet, CameraSetChange, source_settings_differ
+    from anjian.cameras.config import CameraConfig, CameraFaultConfig, ReconnectConfig
+    from anjian.cameras.decode import FrameSampler, decode_frames, is_live_url
+    from anjian.cameras.errors import (
         CameraError,
         DecodeError,
         StreamConfigError,
@@ -23,36 +23,36 @@ if TYPE_CHECKING:
         StreamStalledError,
         StreamUnreachableError,
     )
-    from cameras.frame import Frame
-    from cameras.health import CameraHealth, CameraState
-    from cameras.source import VideoSource
-    from cameras.url import mask_credentials, mask_url
+    from anjian.cameras.frame import Frame
+    from anjian.cameras.health import CameraHealth, CameraState
+    from anjian.cameras.source import VideoSource
+    from anjian.cameras.url import mask_credentials, mask_url
 
 _EXPORTS = {
-    "Backoff": "cameras.backoff",
-    "ReconnectWait": "cameras.backoff",
-    "CameraSet": "cameras.camera_set",
-    "CameraSetChange": "cameras.camera_set",
-    "source_settings_differ": "cameras.camera_set",
-    "CameraConfig": "cameras.config",
-    "CameraFaultConfig": "cameras.config",
-    "ReconnectConfig": "cameras.config",
-    "FrameSampler": "cameras.decode",
-    "decode_frames": "cameras.decode",
-    "is_live_url": "cameras.decode",
-    "CameraError": "cameras.errors",
-    "DecodeError": "cameras.errors",
-    "StreamConfigError": "cameras.errors",
-    "StreamDisconnectedError": "cameras.errors",
-    "StreamOpenError": "cameras.errors",
-    "StreamStalledError": "cameras.errors",
-    "StreamUnreachableError": "cameras.errors",
-    "Frame": "cameras.frame",
-    "CameraHealth": "cameras.health",
-    "CameraState": "cameras.health",
-    "VideoSource": "cameras.source",
-    "mask_credentials": "cameras.url",
-    "mask_url": "cameras.url",
+    "Backoff": "anjian.cameras.backoff",
+    "ReconnectWait": "anjian.cameras.backoff",
+    "CameraSet": "anjian.cameras.camera_set",
+    "CameraSetChange": "anjian.cameras.camera_set",
+    "source_settings_differ": "anjian.cameras.camera_set",
+    "CameraConfig": "anjian.cameras.config",
+    "CameraFaultConfig": "anjian.cameras.config",
+    "ReconnectConfig": "anjian.cameras.config",
+    "FrameSampler": "anjian.cameras.decode",
+    "decode_frames": "anjian.cameras.decode",
+    "is_live_url": "anjian.cameras.decode",
+    "CameraError": "anjian.cameras.errors",
+    "DecodeError": "anjian.cameras.errors",
+    "StreamConfigError": "anjian.cameras.errors",
+    "StreamDisconnectedError": "anjian.cameras.errors",
+    "StreamOpenError": "anjian.cameras.errors",
+    "StreamStalledError": "anjian.cameras.errors",
+    "StreamUnreachableError": "anjian.cameras.errors",
+    "Frame": "anjian.cameras.frame",
+    "CameraHealth": "anjian.cameras.health",
+    "CameraState": "anjian.cameras.health",
+    "VideoSource": "anjian.cameras.source",
+    "mask_credentials": "anjian.cameras.url",
+    "mask_url": "anjian.cameras.url",
 }
 
 __all__ = [

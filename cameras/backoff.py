@@ -8,7 +8,7 @@ import random
 import time
 from collections.abc import Callable
 
-from cameras.config import ReconnectConfig
+from anjian.cameras.config import ReconnectConfig
 
 __all__ = ["Backoff", "ReconnectWait"]
 

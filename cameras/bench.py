@@ -28,8 +28,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from cameras.config import CameraConfig
-from cameras.decode import decode_frames
+from anjian.cameras.config import CameraConfig
+from anjian.cameras.decode import decode_frames
 
 __all__ = ["DecodeBenchRow", "format_decode_table", "make_bench_clip", "run_decode_bench"]
 

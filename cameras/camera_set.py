@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from cameras.config import CameraConfig
-from cameras.frame import Frame
-from cameras.health import CameraHealth
-from cameras.source import VideoSource
+from anjian.cameras.config import CameraConfig
+from anjian.cameras.frame import Frame
+from anjian.cameras.health import CameraHealth
+from anjian.cameras.source import VideoSource
 
 __all__ = ["CameraSet", "CameraSetChange", "source_settings_differ"]
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from cameras.url import mask_url, remember_secret, split_url
+from anjian.cameras.url import mask_url, remember_secret, split_url
 
 __all__ = ["CameraConfig", "CameraFaultConfig", "ReconnectConfig"]
 

@@ -22,9 +22,9 @@ import av
 import av.container
 import av.error
 
-from cameras import gpu
-from cameras.config import CameraConfig
-from cameras.errors import (
+from anjian.cameras import gpu
+from anjian.cameras.config import CameraConfig
+from anjian.cameras.errors import (
     DecodeError,
     StreamConfigError,
     StreamDisconnectedError,
@@ -32,8 +32,8 @@ from cameras.errors import (
     StreamStalledError,
     StreamUnreachableError,
 )
-from cameras.frame import Frame
-from cameras.url import ffmpeg_url, mask_credentials, split_url, url_scheme
+from anjian.cameras.frame import Frame
+from anjian.cameras.url import ffmpeg_url, mask_credentials, split_url, url_scheme
 
 __all__ = [
     "FrameSampler",

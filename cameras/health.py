@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from cameras.url import mask_credentials
+from anjian.cameras.url import mask_credentials
 
 __all__ = ["CameraHealth", "CameraState", "HealthTracker"]
 

@@ -12,7 +12,7 @@ import socket
 from collections.abc import Callable
 from urllib.parse import unquote
 
-from cameras.url import split_url
+from anjian.cameras.url import split_url
 
 __all__ = ["port_answers", "port_probe", "tcp_endpoint"]
 

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cameras.bench import make_bench_clip
-from cameras.camera_set import CameraSet
-from cameras.config import CameraConfig
-from cameras.health import CameraState
-from cameras.source import VideoSource
+from anjian.cameras.bench import make_bench_clip
+from anjian.cameras.camera_set import CameraSet
+from anjian.cameras.config import CameraConfig
+from anjian.cameras.health import CameraState
+from anjian.cameras.source import VideoSource
 
 __all__ = [
     "DeadCameraReport",

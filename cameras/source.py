@@ -9,14 +9,14 @@ import time
 import traceback
 from collections.abc import Callable
 
-from cameras.backoff import ReconnectWait
-from cameras.config import CameraConfig
-from cameras.decode import decode_frames, is_live_url
-from cameras.errors import CameraError, StreamConfigError, StreamStalledError, StreamUnreachableError
-from cameras.frame import Frame
-from cameras.health import CameraHealth, CameraState, HealthTracker
-from cameras.reachability import port_probe
-from cameras.url import mask_credentials
+from anjian.cameras.backoff import ReconnectWait
+from anjian.cameras.config import CameraConfig
+from anjian.cameras.decode import decode_frames, is_live_url
+from anjian.cameras.errors import CameraError, StreamConfigError, StreamStalledError, StreamUnreachableError
+from anjian.cameras.frame import Frame
+from anjian.cameras.health import CameraHealth, CameraState, HealthTracker
+from anjian.cameras.reachability import port_probe
+from anjian.cameras.url import mask_credentials
 
 __all__ = ["VideoSource"]
 

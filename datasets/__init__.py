@@ -1,7 +1,7 @@
 """Labelled detection sets: import (YOLO, COCO), validate, merge by class map, split, stats, harvest.
 
 The names below load on first use (PEP 562), so ``anjian --help`` and commands that
-need one module (``datasets.cli``) do not pull in OpenCV with every other one.
+need one module (``anjian.datasets.cli``) do not pull in OpenCV with every other one.
 """
 
 from __future__ import annotations
@@ -10,47 +10,47 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from datasets.checks import ValidationReport, validate_set
-    from datasets.classmap import ClassMap, OverlapPolicy, load_class_map
-    from datasets.coco import load_coco_set
-    from datasets.errors import ClassMapError, DatasetError, DatasetFormatError
-    from datasets.harvest import HarvestBox, HarvestItem, HarvestReport, Verdict, write_harvest
-    from datasets.hashing import dataset_digest
-    from datasets.labels import DetectionSet, Issue, IssueKind, LabelledImage, Severity, group_key
-    from datasets.merge import MergeReport, merge_sets
-    from datasets.split import split_by_group
-    from datasets.stats import ClassStats, class_stats
-    from datasets.yolo import load_yolo_set, write_yolo_set
+    from anjian.datasets.checks import ValidationReport, validate_set
+    from anjian.datasets.classmap import ClassMap, OverlapPolicy, load_class_map
+    from anjian.datasets.coco import load_coco_set
+    from anjian.datasets.errors import ClassMapError, DatasetError, DatasetFormatError
+    from anjian.datasets.harvest import HarvestBox, HarvestItem, HarvestReport, Verdict, write_harvest
+    from anjian.datasets.hashing import dataset_digest
+    from anjian.datasets.labels import DetectionSet, Issue, IssueKind, LabelledImage, Severity, group_key
+    from anjian.datasets.merge import MergeReport, merge_sets
+    from anjian.datasets.split import split_by_group
+    from anjian.datasets.stats import ClassStats, class_stats
+    from anjian.datasets.yolo import load_yolo_set, write_yolo_set
 
 _EXPORTS = {
-    "ValidationReport": "datasets.checks",
-    "validate_set": "datasets.checks",
-    "ClassMap": "datasets.classmap",
-    "OverlapPolicy": "datasets.classmap",
-    "load_class_map": "datasets.classmap",
-    "load_coco_set": "datasets.coco",
-    "ClassMapError": "datasets.errors",
-    "DatasetError": "datasets.errors",
-    "DatasetFormatError": "datasets.errors",
-    "HarvestBox": "datasets.harvest",
-    "HarvestItem": "datasets.harvest",
-    "HarvestReport": "datasets.harvest",
-    "Verdict": "datasets.harvest",
-    "write_harvest": "datasets.harvest",
-    "dataset_digest": "datasets.hashing",
-    "DetectionSet": "datasets.labels",
-    "Issue": "datasets.labels",
-    "IssueKind": "datasets.labels",
-    "LabelledImage": "datasets.labels",
-    "Severity": "datasets.labels",
-    "group_key": "datasets.labels",
-    "MergeReport": "datasets.merge",
-    "merge_sets": "datasets.merge",
-    "split_by_group": "datasets.split",
-    "ClassStats": "datasets.stats",
-    "class_stats": "datasets.stats",
-    "load_yolo_set": "datasets.yolo",
-    "write_yolo_set": "datasets.yolo",
+    "ValidationReport": "anjian.datasets.checks",
+    "validate_set": "anjian.datasets.checks",
+    "ClassMap": "anjian.datasets.classmap",
+    "OverlapPolicy": "anjian.datasets.classmap",
+    "load_class_map": "anjian.datasets.classmap",
+    "load_coco_set": "anjian.datasets.coco",
+    "ClassMapError": "anjian.datasets.errors",
+    "DatasetError": "anjian.datasets.errors",
+    "DatasetFormatError": "anjian.datasets.errors",
+    "HarvestBox": "anjian.datasets.harvest",
+    "HarvestItem": "anjian.datasets.harvest",
+    "HarvestReport": "anjian.datasets.harvest",
+    "Verdict": "anjian.datasets.harvest",
+    "write_harvest": "anjian.datasets.harvest",
+    "dataset_digest": "anjian.datasets.hashing",
+    "DetectionSet": "anjian.datasets.labels",
+    "Issue": "anjian.datasets.labels",
+    "IssueKind": "anjian.datasets.labels",
+    "LabelledImage": "anjian.datasets.labels",
+    "Severity": "anjian.datasets.labels",
+    "group_key": "anjian.datasets.labels",
+    "MergeReport": "anjian.datasets.merge",
+    "merge_sets": "anjian.datasets.merge",
+    "split_by_group": "anjian.datasets.split",
+    "ClassStats": "anjian.datasets.stats",
+    "class_stats": "anjian.datasets.stats",
+    "load_yolo_set": "anjian.datasets.yolo",
+    "write_yolo_set": "anjian.datasets.yolo",
 }
 
 __all__ = [

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datasets.labels import Issue, IssueKind, Severity
+from anjian.datasets.labels import Issue, IssueKind, Severity
 
 __all__ = ["clean_boxes", "iou_cxcywh"]
 

@@ -1,6 +1,6 @@
 """Check a detection set's files: unreadable images, duplicate images, groups across splits.
 
-Reading a set (:mod:`datasets.yolo`, :mod:`datasets.coco`) already reports bad label lines,
+Reading a set (:mod:`anjian.datasets.yolo`, :mod:`anjian.datasets.coco`) already reports bad label lines,
 unknown classes, boxes out of range, empty label files and labels without images;
 :func:`validate_set` adds the checks that need the image files themselves and a view of
 the whole set, and sums everything up in a :class:`ValidationReport`.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import cv2
 
-from datasets.labels import DetectionSet, Issue, IssueKind, ProgressFn, Severity, no_progress
+from anjian.datasets.labels import DetectionSet, Issue, IssueKind, ProgressFn, Severity, no_progress
 
 __all__ = ["ValidationReport", "validate_set"]
 

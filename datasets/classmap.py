@@ -27,7 +27,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from datasets.errors import ClassMapError
+from anjian.datasets.errors import ClassMapError
 
 __all__ = ["ClassMap", "OverlapPolicy", "load_class_map"]
 

@@ -18,14 +18,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from datasets.classmap import load_class_map
-from datasets.coco import load_coco_set
-from datasets.errors import DatasetError
-from datasets.labels import DetectionSet
-from datasets.merge import merge_sets
-from datasets.split import split_by_group
-from datasets.stats import class_stats
-from datasets.yolo import LinkMode, load_yolo_set, write_yolo_set
+from anjian.datasets.classmap import load_class_map
+from anjian.datasets.coco import load_coco_set
+from anjian.datasets.errors import DatasetError
+from anjian.datasets.labels import DetectionSet
+from anjian.datasets.merge import merge_sets
+from anjian.datasets.split import split_by_group
+from anjian.datasets.stats import class_stats
+from anjian.datasets.yolo import LinkMode, load_yolo_set, write_yolo_set
 
 __all__ = ["dataset_app", "load_any", "rich_progress"]
 
@@ -39,7 +39,7 @@ _out = Console()
 
 
 def rich_progress(items: Iterable[T], description: str, total: int) -> Iterator[T]:
-    """A :class:`datasets.labels.ProgressFn` drawing a rich progress bar on stderr."""
+    """A :class:`anjian.datasets.labels.ProgressFn` drawing a rich progress bar on stderr."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=_err, transient=True) as progress:
         task = progress.add_task(description, total=total)
@@ -122,7 +122,7 @@ def validate_command(
     ] = False,
 ) -> None:
     """Report missing images, bad boxes, unknown classes, duplicates, empty files; exit 1 on errors."""
-    from datasets.checks import validate_set  # OpenCV: loaded by the command, not by `anjian --help`
+    from anjian.datasets.checks import validate_set  # OpenCV: loaded by the command, not by `anjian --help`
 
     try:
         dataset = load_any(source, images=images, split=split)
@@ -264,7 +264,7 @@ def label_import_command(
     show: Annotated[int, typer.Option(help="Issues to list (the counts cover all).")] = 20,
 ) -> None:
     """Corrected labels from CVAT or Label Studio into a clean YOLO set; exit 1 if labels were dropped."""
-    from datasets.labelling import read_corrections
+    from anjian.datasets.labelling import read_corrections
 
     try:
         dataset, report = read_corrections(
@@ -314,7 +314,7 @@ def version_create_command(
     versions_file: VersionsFileOpt = None,
 ) -> None:
     """Record NAME for the set's current content; training records and model cards then cite it."""
-    from datasets.versions import create_version, default_versions_path
+    from anjian.datasets.versions import create_version, default_versions_path
 
     try:
         version, is_new = create_version(name, data, path=versions_file, note=note, progress=rich_progress)
@@ -331,7 +331,7 @@ def version_create_command(
 @version_app.command("list")
 def version_list_command(versions_file: VersionsFileOpt = None, json_out: JsonOpt = None) -> None:
     """Every named version: name, time, digest, images per split, sources, note."""
-    from datasets.versions import default_versions_path, load_versions
+    from anjian.datasets.versions import default_versions_path, load_versions
 
     try:
         versions = load_versions(versions_file)

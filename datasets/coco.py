@@ -9,9 +9,17 @@ from typing import Any
 
 import numpy as np
 
-from datasets.boxes import clean_boxes
-from datasets.errors import DatasetFormatError
-from datasets.labels import DetectionSet, Issue, IssueKind, LabelledImage, ProgressFn, Severity, no_progress
+from anjian.datasets.boxes import clean_boxes
+from anjian.datasets.errors import DatasetFormatError
+from anjian.datasets.labels import (
+    DetectionSet,
+    Issue,
+    IssueKind,
+    LabelledImage,
+    ProgressFn,
+    Severity,
+    no_progress,
+)
 
 __all__ = ["load_coco_set"]
 

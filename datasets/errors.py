@@ -7,7 +7,7 @@ Hierarchy::
     └── ClassMapError        a class map is malformed or does not fit the sets it is applied to
 
 Problems *inside* a readable set (a bad label line, a missing image) are not raised: they
-are collected as :class:`datasets.labels.Issue` records, so one bad file never stops an import.
+are collected as :class:`anjian.datasets.labels.Issue` records, so one bad file never stops an import.
 """
 
 from __future__ import annotations

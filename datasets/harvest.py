@@ -25,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from datasets.labels import ProgressFn, no_progress
+from anjian.datasets.labels import ProgressFn, no_progress
 
 __all__ = ["HarvestBox", "HarvestItem", "HarvestReport", "Verdict", "write_harvest"]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from datasets.labels import ProgressFn, list_images, no_progress
-from datasets.yolo import dataset_root, label_path_for
+from anjian.datasets.labels import ProgressFn, list_images, no_progress
+from anjian.datasets.yolo import dataset_root, label_path_for
 
 __all__ = ["dataset_digest"]
 

@@ -1,6 +1,6 @@
 """In-memory labelled detection sets: images, normalised boxes, class names and issues.
 
-Every importer (:mod:`datasets.yolo`, :mod:`datasets.coco`) produces a
+Every importer (:mod:`anjian.datasets.yolo`, :mod:`anjian.datasets.coco`) produces a
 :class:`DetectionSet`; merge, split, stats and the writer consume one. Problems found while
 reading or checking a set are :class:`Issue` records gathered in a report rather than
 exceptions, so an analyst sees every problem of a set at once.

@@ -8,9 +8,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from datasets.boxes import iou_cxcywh
-from datasets.classmap import ClassMap, OverlapPolicy
-from datasets.labels import DetectionSet, ProgressFn, no_progress
+from anjian.datasets.boxes import iou_cxcywh
+from anjian.datasets.classmap import ClassMap, OverlapPolicy
+from anjian.datasets.labels import DetectionSet, ProgressFn, no_progress
 
 __all__ = ["MergeReport", "MergeRow", "merge_sets", "remap_boxes", "resolve_overlaps"]
 
@@ -113,7 +113,7 @@ def merge_sets(
     so the merged set can be written per source and evaluated per source. The merged
     set's ``labelled_classes`` records, per source, which target classes that source
     labels at all: a person in a set that never labels ``person`` is *unlabelled*, not
-    background (see ``training.pseudo_label``).
+    background (see ``anjian.training.pseudo_label``).
 
     Args:
         sets: The sets, each with a distinct ``name``.

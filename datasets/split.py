@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 
-from datasets.labels import DetectionSet
+from anjian.datasets.labels import DetectionSet
 
 __all__ = ["split_by_group"]
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from datasets.labels import DetectionSet
+from anjian.datasets.labels import DetectionSet
 
 __all__ = ["ClassStats", "class_stats"]
 

@@ -1,6 +1,6 @@
 """Named dataset versions: a name an analyst can cite for a set's exact content.
 
-A content digest (:func:`datasets.hashing.dataset_digest`) tells whether two copies hold the
+A content digest (:func:`anjian.datasets.hashing.dataset_digest`) tells whether two copies hold the
 same images and labels, but nobody remembers ``sha256:3d43…``. ``anjian dataset version
 create site-2025-03 --data sets/site/data.yaml`` records a name with the set's digest, the
 sources it merges, its classes, its images per split and the time; the training record
@@ -26,10 +26,10 @@ from typing import Any
 
 import yaml
 
-from datasets.errors import DatasetError, DatasetFormatError
-from datasets.hashing import dataset_digest
-from datasets.labels import ProgressFn, no_progress
-from datasets.yolo import load_yolo_set
+from anjian.datasets.errors import DatasetError, DatasetFormatError
+from anjian.datasets.hashing import dataset_digest
+from anjian.datasets.labels import ProgressFn, no_progress
+from anjian.datasets.yolo import load_yolo_set
 
 __all__ = [
     "VERSIONS_ENV",

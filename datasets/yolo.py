@@ -17,9 +17,9 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
-from datasets.boxes import clean_boxes
-from datasets.errors import DatasetFormatError
-from datasets.labels import (
+from anjian.datasets.boxes import clean_boxes
+from anjian.datasets.errors import DatasetFormatError
+from anjian.datasets.labels import (
     DetectionSet,
     Issue,
     IssueKind,

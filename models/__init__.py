@@ -1,7 +1,7 @@
 """Detectors: load models, letterbox, infer, decode boxes, NMS.
 
-The names below load on first use (PEP 562), so importing ``models.config`` or
-``models.errors`` does not pull in ONNX Runtime or OpenVINO.
+The names below load on first use (PEP 562), so importing ``anjian.models.config`` or
+``anjian.models.errors`` does not pull in ONNX Runtime or OpenVINO.
 """
 
 from __future__ import annotations
@@ -10,28 +10,28 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from models.config import DetectorConfig
-    from models.detections import Detections
-    from models.detector import Detector
-    from models.errors import ModelError, ModelLoadError, ModelMetadataError
-    from models.loader import load_detector
-    from models.metadata import ModelInfo
-    from models.onnx_detector import OnnxDetector, execution_providers
-    from models.registry import builtin_model_names, resolve_model_path
+    from anjian.models.config import DetectorConfig
+    from anjian.models.detections import Detections
+    from anjian.models.detector import Detector
+    from anjian.models.errors import ModelError, ModelLoadError, ModelMetadataError
+    from anjian.models.loader import load_detector
+    from anjian.models.metadata import ModelInfo
+    from anjian.models.onnx_detector import OnnxDetector, execution_providers
+    from anjian.models.registry import builtin_model_names, resolve_model_path
 
 _EXPORTS = {
-    "DetectorConfig": "models.config",
-    "Detections": "models.detections",
-    "Detector": "models.detector",
-    "ModelError": "models.errors",
-    "ModelLoadError": "models.errors",
-    "ModelMetadataError": "models.errors",
-    "load_detector": "models.loader",
-    "ModelInfo": "models.metadata",
-    "OnnxDetector": "models.onnx_detector",
-    "execution_providers": "models.onnx_detector",
-    "builtin_model_names": "models.registry",
-    "resolve_model_path": "models.registry",
+    "DetectorConfig": "anjian.models.config",
+    "Detections": "anjian.models.detections",
+    "Detector": "anjian.models.detector",
+    "ModelError": "anjian.models.errors",
+    "ModelLoadError": "anjian.models.errors",
+    "ModelMetadataError": "anjian.models.errors",
+    "load_detector": "anjian.models.loader",
+    "ModelInfo": "anjian.models.metadata",
+    "OnnxDetector": "anjian.models.onnx_detector",
+    "execution_providers": "anjian.models.onnx_detector",
+    "builtin_model_names": "anjian.models.registry",
+    "resolve_model_path": "anjian.models.registry",
 }
 
 __all__ = [

@@ -16,7 +16,7 @@ class DetectorConfig(BaseModel):
 
     ``path`` is a file path (relative paths resolve against the site YAML's folder)
     or ``builtin:NAME``: the version promoted in the site registry (``registry``), else
-    the one shipped with anjian (see :mod:`models.registry`).
+    the one shipped with anjian (see :mod:`anjian.models.registry`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)

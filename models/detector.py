@@ -7,7 +7,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from models.detections import Detections
+from anjian.models.detections import Detections
 
 __all__ = ["Detector"]
 

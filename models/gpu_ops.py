@@ -1,7 +1,7 @@
 """Letterbox and NMS in torch, for frames that already live on the GPU.
 
 Frames decoded by NVDEC arrive as ``(h, w, 3) uint8`` CUDA tensors
-(``cameras.gpu``). These functions letterbox them into the model's input batch and
+(``anjian.cameras.gpu``). These functions letterbox them into the model's input batch and
 decode the model's output on the same device, so only the small result arrays
 (boxes, scores, classes) ever cross to the host. torch and torchvision are imported
 inside the functions: the CPU path never loads them.
@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from models.preprocess import PAD_VALUE, LetterboxTransform, letterbox_shape
+from anjian.models.preprocess import PAD_VALUE, LetterboxTransform, letterbox_shape
 
 __all__ = ["decode_yolo_output_torch", "letterbox_tensors"]
 
@@ -24,7 +24,7 @@ def letterbox_tensors(
 ) -> tuple[Any, list[LetterboxTransform]]:
     """Letterbox ``(h, w, 3) uint8`` BGR CUDA tensors into one ``(b, 3, H, W)`` RGB batch in ``[0, 1]``.
 
-    Same geometry as ``models.preprocess.letterbox_batch`` (bilinear resize, grey 114
+    Same geometry as ``anjian.models.preprocess.letterbox_batch`` (bilinear resize, grey 114
     padding, centred), computed on the images' device.
 
     Args:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from models.config import DetectorConfig
-from models.detector import Detector
-from models.errors import ModelLoadError
-from models.onnx_detector import OnnxDetector
-from models.registry import resolve_model_path
+from anjian.models.config import DetectorConfig
+from anjian.models.detector import Detector
+from anjian.models.errors import ModelLoadError
+from anjian.models.onnx_detector import OnnxDetector
+from anjian.models.registry import resolve_model_path
 
 __all__ = ["load_detector"]
 
@@ -19,7 +19,7 @@ def _wants_openvino(config: DetectorConfig) -> bool:
         return config.backend == "openvino"
     if config.device == "cuda" or (config.device == "auto" and _has_gpu_provider()):
         return False
-    from models.openvino_detector import openvino_available
+    from anjian.models.openvino_detector import openvino_available
 
     return openvino_available()
 
@@ -50,13 +50,13 @@ def load_detector(spec: str | Path, config: DetectorConfig | None = None) -> Det
     path = resolve_model_path(str(spec), root=config.registry if config else None)
     suffix = path.suffix.lower()
     if suffix == ".pt":
-        from models.yolo_detector import YoloDetector
+        from anjian.models.yolo_detector import YoloDetector
 
         return YoloDetector(path, config)
     if suffix == ".onnx":
         config = config or DetectorConfig()
         if _wants_openvino(config):
-            from models.openvino_detector import OpenVinoDetector
+            from anjian.models.openvino_detector import OpenVinoDetector
 
             return OpenVinoDetector(path, config)
         return OnnxDetector(path, config)

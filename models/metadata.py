@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from models.config import DetectorConfig
-from models.errors import ModelMetadataError
+from anjian.models.config import DetectorConfig
+from anjian.models.errors import ModelMetadataError
 
 __all__ = [
     "THRESHOLDS_KEY",
@@ -37,7 +37,7 @@ class ModelInfo:
         version: Version string recorded in events (name plus a content digest).
         stride: Largest feature stride of the network.
         class_thresholds: Calibrated operating score per class name (from the validation
-            PR curves, see ``training.thresholds``); empty when the model carries none.
+            PR curves, see ``anjian.training.thresholds``); empty when the model carries none.
     """
 
     class_names: dict[int, str]

@@ -18,12 +18,12 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from models.config import DetectorConfig
-from models.detections import Detections
-from models.errors import ModelLoadError
-from models.metadata import ModelInfo, file_digest, floor_to_thresholds, parse_ultralytics_metadata
-from models.postprocess import detect_on_host
-from models.preprocess import LetterboxTransform
+from anjian.models.config import DetectorConfig
+from anjian.models.detections import Detections
+from anjian.models.errors import ModelLoadError
+from anjian.models.metadata import ModelInfo, file_digest, floor_to_thresholds, parse_ultralytics_metadata
+from anjian.models.postprocess import detect_on_host
+from anjian.models.preprocess import LetterboxTransform
 
 __all__ = ["OnnxDetector", "execution_providers"]
 
@@ -191,7 +191,7 @@ class OnnxDetector:
         """Letterbox, infer (IOBinding) and decode on the GPU; only kept boxes come back."""
         import torch
 
-        from models.gpu_ops import decode_yolo_output_torch, letterbox_tensors
+        from anjian.models.gpu_ops import decode_yolo_output_torch, letterbox_tensors
 
         dtype = torch.float16 if self._fp16 else torch.float32
         batch, transforms = letterbox_tensors(images, self.info.input_hw, stride=self._stride, dtype=dtype)

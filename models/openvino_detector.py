@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from models.config import DetectorConfig
-from models.detections import Detections
-from models.errors import ModelLoadError
-from models.metadata import ModelInfo, file_digest, floor_to_thresholds, parse_ultralytics_metadata
-from models.postprocess import detect_on_host
+from anjian.models.config import DetectorConfig
+from anjian.models.detections import Detections
+from anjian.models.errors import ModelLoadError
+from anjian.models.metadata import ModelInfo, file_digest, floor_to_thresholds, parse_ultralytics_metadata
+from anjian.models.postprocess import detect_on_host
 
 __all__ = ["OpenVinoDetector", "cpu_has_native_bf16", "openvino_available"]
 

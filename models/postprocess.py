@@ -7,9 +7,9 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from models.config import DetectorConfig
-from models.metadata import ModelInfo
-from models.preprocess import LetterboxTransform, letterbox_batch
+from anjian.models.config import DetectorConfig
+from anjian.models.metadata import ModelInfo
+from anjian.models.preprocess import LetterboxTransform, letterbox_batch
 
 __all__ = ["decode_yolo_output", "detect_on_host", "nms_per_class"]
 

@@ -55,7 +55,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models.errors import ModelLoadError
+from anjian.models.errors import ModelLoadError
 
 __all__ = [
     "REGISTRY_DIR",

@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from models.config import DetectorConfig
-from models.detections import Detections
-from models.errors import ModelLoadError, ModelMetadataError
-from models.metadata import ModelInfo, file_digest
+from anjian.models.config import DetectorConfig
+from anjian.models.detections import Detections
+from anjian.models.errors import ModelLoadError, ModelMetadataError
+from anjian.models.metadata import ModelInfo, file_digest
 
 __all__ = ["YoloDetector"]
 

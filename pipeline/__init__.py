@@ -1,6 +1,6 @@
 """Analysis: batch frames across cameras, detect, apply behaviour rules, emit events.
 
-The names below load on first use (PEP 562), so importing ``pipeline.config`` (the site
+The names below load on first use (PEP 562), so importing ``anjian.pipeline.config`` (the site
 YAML's camera sections) does not pull in the runner, tracking and its SciPy/supervision.
 """
 
@@ -10,31 +10,31 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from pipeline.config import BehavioursConfig, CameraPipelineConfig, OpenFlameConfig, ZoneConfig
-    from pipeline.event import Behaviour, Event, EventBox, RiskLevel
-    from pipeline.incident_journal import IncidentJournal
-    from pipeline.incidents import EventContext, IncidentBook, IncidentUpdate, UpdateKind
-    from pipeline.runner import CameraAssignment, PipelineRunner
-    from pipeline.sink import EventSink, ListSink
+    from anjian.pipeline.config import BehavioursConfig, CameraPipelineConfig, OpenFlameConfig, ZoneConfig
+    from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel
+    from anjian.pipeline.incident_journal import IncidentJournal
+    from anjian.pipeline.incidents import EventContext, IncidentBook, IncidentUpdate, UpdateKind
+    from anjian.pipeline.runner import CameraAssignment, PipelineRunner
+    from anjian.pipeline.sink import EventSink, ListSink
 
 _EXPORTS = {
-    "BehavioursConfig": "pipeline.config",
-    "CameraPipelineConfig": "pipeline.config",
-    "OpenFlameConfig": "pipeline.config",
-    "ZoneConfig": "pipeline.config",
-    "Behaviour": "pipeline.event",
-    "Event": "pipeline.event",
-    "EventBox": "pipeline.event",
-    "RiskLevel": "pipeline.event",
-    "EventContext": "pipeline.incidents",
-    "IncidentBook": "pipeline.incidents",
-    "IncidentUpdate": "pipeline.incidents",
-    "UpdateKind": "pipeline.incidents",
-    "IncidentJournal": "pipeline.incident_journal",
-    "CameraAssignment": "pipeline.runner",
-    "PipelineRunner": "pipeline.runner",
-    "EventSink": "pipeline.sink",
-    "ListSink": "pipeline.sink",
+    "BehavioursConfig": "anjian.pipeline.config",
+    "CameraPipelineConfig": "anjian.pipeline.config",
+    "OpenFlameConfig": "anjian.pipeline.config",
+    "ZoneConfig": "anjian.pipeline.config",
+    "Behaviour": "anjian.pipeline.event",
+    "Event": "anjian.pipeline.event",
+    "EventBox": "anjian.pipeline.event",
+    "RiskLevel": "anjian.pipeline.event",
+    "EventContext": "anjian.pipeline.incidents",
+    "IncidentBook": "anjian.pipeline.incidents",
+    "IncidentUpdate": "anjian.pipeline.incidents",
+    "UpdateKind": "anjian.pipeline.incidents",
+    "IncidentJournal": "anjian.pipeline.incident_journal",
+    "CameraAssignment": "anjian.pipeline.runner",
+    "PipelineRunner": "anjian.pipeline.runner",
+    "EventSink": "anjian.pipeline.sink",
+    "ListSink": "anjian.pipeline.sink",
 }
 
 __all__ = [

@@ -29,14 +29,14 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Executor
 from dataclasses import replace
 
-from cameras.frame import Frame
-from models.detections import Detections
-from pipeline.config import CameraPipelineConfig
-from pipeline.event import Event
-from pipeline.evidence import ClipRecorder, EvidenceStats
-from pipeline.incidents import EventContext, IncidentUpdate, UpdateKind
-from pipeline.rules import BaseRule, build_rules
-from pipeline.snapshot import render_snapshot
+from anjian.cameras.frame import Frame
+from anjian.models.detections import Detections
+from anjian.pipeline.config import CameraPipelineConfig
+from anjian.pipeline.event import Event
+from anjian.pipeline.evidence import ClipRecorder, EvidenceStats
+from anjian.pipeline.incidents import EventContext, IncidentUpdate, UpdateKind
+from anjian.pipeline.rules import BaseRule, build_rules
+from anjian.pipeline.snapshot import render_snapshot
 
 __all__ = ["CameraAnalyzer"]
 

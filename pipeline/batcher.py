@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from cameras.frame import Frame
+from anjian.cameras.frame import Frame
 
 __all__ = ["BatcherStats", "FrameBatcher", "FrameSource", "PendingFrame"]
 
@@ -212,9 +212,7 @@ class FrameBatcher:
         return len(self._slots)
 
     def _take(self) -> list[PendingFrame]:
-        order = sorted(
-            self._slots, key=lambda c: (self._slots[c].waiting_since, self._served_seq.get(c, -1))
-        )
+        order = sorted(self._slots, key=lambda c: (self._slots[c].waiting_since, self._served_seq.get(c, -1)))
         chosen = order[: self.max_batch]
         batch = [self._slots.pop(camera_id).pending for camera_id in chosen]
         for camera_id in chosen:

@@ -148,7 +148,7 @@ def _naive_phase(model: str, video: str, cameras: int, analysis_fps: float, seco
     import cv2
     from ultralytics import YOLO  # type: ignore[attr-defined]
 
-    from models.loader import load_detector
+    from anjian.models.loader import load_detector
 
     reference: Any = load_detector(model)
     imgsz = list(reference.info.input_hw)  # the model's own input size
@@ -224,7 +224,7 @@ class _PullFileSource:
     """
 
     def __init__(self, config: Any, condition: threading.Condition) -> None:
-        from cameras.health import HealthTracker
+        from anjian.cameras.health import HealthTracker
 
         self.config = config
         self._condition = condition
@@ -260,8 +260,8 @@ class _PullFileSource:
             return frame
 
     def _run(self) -> None:
-        from cameras.decode import decode_frames
-        from cameras.health import CameraState
+        from anjian.cameras.decode import decode_frames
+        from anjian.cameras.health import CameraState
 
         self._health.set_state(CameraState.ONLINE, time.time())
         for frame in decode_frames(self.config, stop=self._stop):
@@ -297,11 +297,11 @@ def _anjian_phase(
     """``PipelineRunner`` over ``cameras`` copies of ``video``, measured after a warm-up."""
     import numpy as np
 
-    from models.config import DetectorConfig
-    from models.loader import load_detector
-    from pipeline.config import BehavioursConfig, CameraPipelineConfig, OpenFlameConfig
-    from pipeline.engine_config import EngineConfig, MotionGateConfig
-    from pipeline.runner import CameraAssignment, PipelineRunner
+    from anjian.models.config import DetectorConfig
+    from anjian.models.loader import load_detector
+    from anjian.pipeline.config import BehavioursConfig, CameraPipelineConfig, OpenFlameConfig
+    from anjian.pipeline.engine_config import EngineConfig, MotionGateConfig
+    from anjian.pipeline.runner import CameraAssignment, PipelineRunner
 
     backend = "onnxruntime" if "onnxruntime" in name else "auto"
     precision = "fp32" if "fp32" in name else "auto"
@@ -414,13 +414,13 @@ def run_pipeline_bench(
     unknown = [p for p in phases if p not in _KNOWN_PHASES]
     if unknown:
         raise ValueError(f"unknown phase(s) {unknown}; known: {list(_KNOWN_PHASES)}")
-    from models.registry import resolve_model_path
+    from anjian.models.registry import resolve_model_path
 
     say = progress or (lambda _line: None)
     with tempfile.TemporaryDirectory(prefix="anjian-bench-") as tmp:
         folder = Path(tmp)
         if video is None:
-            from datasets.synthetic import write_demo_video
+            from anjian.datasets.synthetic import write_demo_video
 
             video = write_demo_video(folder / "demo.mp4", seconds=30, fps=10, size_wh=(640, 360))
         model_path = resolve_model_path(model)

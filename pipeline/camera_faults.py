@@ -15,13 +15,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cameras.config import CameraConfig
-from cameras.decode import is_live_url
-from cameras.frame import Frame
-from cameras.health import CameraHealth, CameraState
-from cameras.url import mask_credentials
-from pipeline.event import Behaviour, RiskLevel
-from pipeline.incidents import EventContext, IncidentBook, IncidentUpdate
+from anjian.cameras.config import CameraConfig
+from anjian.cameras.decode import is_live_url
+from anjian.cameras.frame import Frame
+from anjian.cameras.health import CameraHealth, CameraState
+from anjian.cameras.url import mask_credentials
+from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.pipeline.incidents import EventContext, IncidentBook, IncidentUpdate
 
 __all__ = ["CameraFaultMonitor", "FaultKind", "ImageStats", "image_stats"]
 

@@ -1,6 +1,6 @@
 """Typed configuration of zones, schedules, behaviours and evidence, per camera (composed into the site YAML).
 
-A camera in the site YAML carries, besides its source (``cameras.config.CameraConfig``):
+A camera in the site YAML carries, besides its source (``anjian.cameras.config.CameraConfig``):
 
 .. code-block:: yaml
 
@@ -33,9 +33,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from cameras.config import CameraConfig
-from pipeline.engine_config import EngineConfig
-from pipeline.event import RiskLevel
+from anjian.cameras.config import CameraConfig
+from anjian.pipeline.engine_config import EngineConfig
+from anjian.pipeline.event import RiskLevel
 
 __all__ = [
     "AbsenceFromPostConfig",

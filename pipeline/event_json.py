@@ -17,7 +17,7 @@ import binascii
 import math
 from typing import Any
 
-from pipeline.event import Behaviour, Event, EventBox, RiskLevel
+from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel
 
 __all__ = ["EVENT_JSON_VERSION", "event_from_json", "event_to_json"]
 

@@ -30,8 +30,8 @@ import av
 import cv2
 import numpy as np
 
-from cameras.frame import Frame
-from pipeline.config import EvidenceConfig
+from anjian.cameras.frame import Frame
+from anjian.pipeline.config import EvidenceConfig
 
 __all__ = ["BufferedFrame", "ClipRecorder", "EvidenceStats", "FrameRing", "encode_clip"]
 

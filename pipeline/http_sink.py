@@ -40,9 +40,9 @@ from pathlib import Path
 
 import httpx
 
-from pipeline.event import Event
-from pipeline.event_json import event_to_json
-from pipeline.spool import DiskSpool
+from anjian.pipeline.event import Event
+from anjian.pipeline.event_json import event_to_json
+from anjian.pipeline.spool import DiskSpool
 
 __all__ = ["HttpEventSink", "HttpSinkStats"]
 
@@ -78,7 +78,7 @@ class HttpSinkStats:
 
 
 class HttpEventSink:
-    """Implements ``pipeline.sink.EventSink`` by POSTing events to the alert service, with a disk spool.
+    """Implements ``anjian.pipeline.sink.EventSink`` by POSTing events to the alert service, with a disk spool.
 
     Args:
         base_url: The service root, e.g. ``"http://127.0.0.1:8000"``.

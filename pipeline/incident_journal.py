@@ -38,8 +38,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from pipeline.event import Behaviour, Event
-from pipeline.event_json import event_from_json, event_to_json
+from anjian.pipeline.event import Behaviour, Event
+from anjian.pipeline.event_json import event_from_json, event_to_json
 
 __all__ = ["IncidentJournal"]
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from pipeline.event import Behaviour, Event, EventBox, RiskLevel, new_event_id
+from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel, new_event_id
 
 if TYPE_CHECKING:
-    from pipeline.incident_journal import IncidentJournal
+    from anjian.pipeline.incident_journal import IncidentJournal
 
 __all__ = ["EventContext", "IncidentBook", "IncidentUpdate", "UpdateKind"]
 
@@ -26,7 +26,7 @@ class EventContext:
     time_zone: str = "UTC"
     """IANA time zone of the site, for schedules that name none."""
     journal: IncidentJournal | None = field(default=None, compare=False, repr=False)
-    """Where open incidents outlive a restart (``pipeline.incident_journal``); ``None``: they end with the process."""
+    """Where open incidents outlive a restart (``anjian.pipeline.incident_journal``); ``None``: they end with the process."""
 
 
 class UpdateKind(StrEnum):
@@ -71,7 +71,7 @@ class IncidentBook:
     not raise again for ``cooldown_s``. An incident lasting ``escalation[0]`` seconds
     is re-published at once with the ``escalation[1]`` colour, if that is higher.
 
-    With a journal in its context (``pipeline.incident_journal``) the book starts
+    With a journal in its context (``anjian.pipeline.incident_journal``) the book starts
     with the incidents the previous run left open for its camera and behaviour,
     reports every published revision and close to it, and, once the journal is
     suspended (the pipeline stops), ``close_all`` keeps its incidents open.

@@ -8,7 +8,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline.engine_config import MotionGateConfig
+from anjian.pipeline.engine_config import MotionGateConfig
 
 __all__ = ["MotionGate", "MotionGateStats", "motion_thumbnail"]
 

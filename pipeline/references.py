@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from pipeline.config import ReferenceConfig
-from pipeline.zones import Zone
+from anjian.pipeline.config import ReferenceConfig
+from anjian.pipeline.zones import Zone
 
 __all__ = ["ReferenceReading", "ZoneReference", "small_grey"]
 

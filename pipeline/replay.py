@@ -10,7 +10,7 @@ frame (by default the file's ``creation_time`` tag, else the epoch).
 Every frame is analysed (no motion gating) and ``tick`` runs once per second of
 video between frames, as the runner does for live cameras.
 
-Each JSON line is the event's wire form (``pipeline.event_json.event_to_json``)
+Each JSON line is the event's wire form (``anjian.pipeline.event_json.event_to_json``)
 without the embedded snapshot unless asked, plus ``video_started_s``,
 ``video_last_seen_s``, ``video_ended_s`` (seconds into the video) and, with an
 evidence folder, ``snapshot_file`` / ``clip_file``.
@@ -31,15 +31,15 @@ from typing import IO, Any
 
 import av
 
-from cameras.decode import decode_frames
-from cameras.frame import Frame
-from models.detector import Detector
-from pipeline.analyzer import CameraAnalyzer
-from pipeline.config import CameraPipelineConfig
-from pipeline.event import Event
-from pipeline.event_json import event_to_json
-from pipeline.incidents import EventContext
-from pipeline.tracking import CameraTracker
+from anjian.cameras.decode import decode_frames
+from anjian.cameras.frame import Frame
+from anjian.models.detector import Detector
+from anjian.pipeline.analyzer import CameraAnalyzer
+from anjian.pipeline.config import CameraPipelineConfig
+from anjian.pipeline.event import Event
+from anjian.pipeline.event_json import event_to_json
+from anjian.pipeline.incidents import EventContext
+from anjian.pipeline.tracking import CameraTracker
 
 __all__ = ["ReplayReport", "replay_video", "video_start_time"]
 

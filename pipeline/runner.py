@@ -21,24 +21,24 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cameras.camera_set import CameraSet
-from cameras.config import CameraConfig
-from cameras.frame import Frame
-from cameras.health import CameraHealth, CameraState
-from cameras.source import VideoSource
-from models.detections import Detections
-from models.detector import Detector
-from pipeline.analyzer import CameraAnalyzer
-from pipeline.batcher import BatcherStats, FrameBatcher, PendingFrame
-from pipeline.camera_faults import CameraFaultMonitor
-from pipeline.config import CameraPipelineConfig
-from pipeline.engine_config import EngineConfig
-from pipeline.event import Event
-from pipeline.incident_journal import IncidentJournal
-from pipeline.incidents import EventContext
-from pipeline.motion import MotionGate
-from pipeline.sink import EventSink
-from pipeline.tracking import CameraTracker
+from anjian.cameras.camera_set import CameraSet
+from anjian.cameras.config import CameraConfig
+from anjian.cameras.frame import Frame
+from anjian.cameras.health import CameraHealth, CameraState
+from anjian.cameras.source import VideoSource
+from anjian.models.detections import Detections
+from anjian.models.detector import Detector
+from anjian.pipeline.analyzer import CameraAnalyzer
+from anjian.pipeline.batcher import BatcherStats, FrameBatcher, PendingFrame
+from anjian.pipeline.camera_faults import CameraFaultMonitor
+from anjian.pipeline.config import CameraPipelineConfig
+from anjian.pipeline.engine_config import EngineConfig
+from anjian.pipeline.event import Event
+from anjian.pipeline.incident_journal import IncidentJournal
+from anjian.pipeline.incidents import EventContext
+from anjian.pipeline.motion import MotionGate
+from anjian.pipeline.sink import EventSink
+from anjian.pipeline.tracking import CameraTracker
 
 __all__ = ["CameraAssignment", "PipelineRunner", "RunnerStats"]
 
@@ -388,7 +388,10 @@ class PipelineRunner:
 
     def _new_analyzer(self, camera: CameraPipelineConfig, context: EventContext) -> CameraAnalyzer:
         return CameraAnalyzer(
-            camera, context, clip_executor=self._clip_executor, class_thresholds=self.detector.class_thresholds
+            camera,
+            context,
+            clip_executor=self._clip_executor,
+            class_thresholds=self.detector.class_thresholds,
         )
 
     def _close_worker(self, worker: _CameraWorker) -> None:

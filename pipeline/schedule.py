@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
-from pipeline.config import WEEKDAYS, ScheduleConfig
+from anjian.pipeline.config import WEEKDAYS, ScheduleConfig
 
 __all__ = ["Schedule"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from pipeline.event import Event
+from anjian.pipeline.event import Event
 
 __all__ = ["EventSink", "ListSink"]
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from pipeline.config import ZoneConfig
-from pipeline.event import EventBox
+from anjian.pipeline.config import ZoneConfig
+from anjian.pipeline.event import EventBox
 
 __all__ = ["render_snapshot"]
 

@@ -17,8 +17,8 @@ import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
 
-from models.detections import Detections
-from pipeline.engine_config import TrackingConfig
+from anjian.models.detections import Detections
+from anjian.pipeline.engine_config import TrackingConfig
 
 __all__ = ["UNTRACKED", "CameraTracker"]
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import cv2
 import numpy as np
 
-from pipeline.config import Anchor, ZoneConfig
+from anjian.pipeline.config import Anchor, ZoneConfig
 
 __all__ = ["Zone", "ZoneSet", "anchor_points", "box_mask"]
 

@@ -1,10 +1,10 @@
-"""``python -m service``: the ``anjian`` CLI (``python -m service --validate-config FILE`` also works)."""
+"""``python -m anjian.service``: the ``anjian`` CLI (``python -m anjian.service --validate-config FILE`` also works)."""
 
 from __future__ import annotations
 
 import sys
 
-from service.cli import app
+from anjian.service.cli import app
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--validate-config":

@@ -6,8 +6,8 @@ resource lives in ``service/api/``; the dashboard's files in ``service/dashboard
 
 Every router uses ``GuardedRoute`` (token check and body limit before the body is
 read, strict JSON); every error answers RFC 9457 problem details
-(``service.api.problems``); every response carries the security headers
-(``service.api.security``).
+(``anjian.service.api.problems``); every response carries the security headers
+(``anjian.service.api.security``).
 """
 
 from __future__ import annotations
@@ -20,29 +20,40 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 
-from service.api import control, dashboard, docs, events, ingest, ops, sessions, stream, tokens, webhooks
-from service.api.auth import Authenticator
-from service.api.deps import (
+from anjian.service.api import (
+    control,
+    dashboard,
+    docs,
+    events,
+    ingest,
+    ops,
+    sessions,
+    stream,
+    tokens,
+    webhooks,
+)
+from anjian.service.api.auth import Authenticator
+from anjian.service.api.deps import (
     CameraHealthProvider,
     get_camera_health,
     get_dispatcher,
     get_evidence,
     get_store,
 )
-from service.api.limits import FailedAuthLimiter
-from service.api.ops import anjian_version
-from service.api.problems import install_problem_handlers
-from service.api.routing import BodyLimits
-from service.api.security import SecurityHeadersMiddleware
-from service.api.session_cookie import SessionSigner
-from service.config import AnjianConfig
-from service.control import PipelineControl
-from service.escalation import Escalator
-from service.evidence import EvidenceStore
-from service.metrics import ServiceMetrics
-from service.sink import StoreSink
-from service.store import EventStore
-from service.webhooks import WebhookDispatcher
+from anjian.service.api.limits import FailedAuthLimiter
+from anjian.service.api.ops import anjian_version
+from anjian.service.api.problems import install_problem_handlers
+from anjian.service.api.routing import BodyLimits
+from anjian.service.api.security import SecurityHeadersMiddleware
+from anjian.service.api.session_cookie import SessionSigner
+from anjian.service.config import AnjianConfig
+from anjian.service.control import PipelineControl
+from anjian.service.escalation import Escalator
+from anjian.service.evidence import EvidenceStore
+from anjian.service.metrics import ServiceMetrics
+from anjian.service.sink import StoreSink
+from anjian.service.store import EventStore
+from anjian.service.webhooks import WebhookDispatcher
 
 __all__ = [
     "CameraHealthProvider",

@@ -9,7 +9,7 @@ file in a temp folder unless a URL is given):
   outbox row's creation to its successful POST. Baseline: a bare signed POST to the
   same receiver, measured in the same run.
 - **Ingest**: events with a 30 kB snapshot offered at fixed rates to
-  ``/ingest/events`` of the real app in a child process (``service.bench_ingest``):
+  ``/ingest/events`` of the real app in a child process (``anjian.service.bench_ingest``):
   events/s achieved, p50/p95 latency and errors, for the shipped service fed as
   pipelines feed it (``/ingest/batch``) and one event per request, and, as the
   baseline, the one-transaction-per-request path, in the same run.
@@ -26,14 +26,14 @@ from pathlib import Path
 
 import httpx
 
-from pipeline.event import Behaviour, Event, EventBox, RiskLevel
-from service.bench_ingest import BASELINE, BATCHED, PIPELINE_BATCHES, IngestRun, measure_ingest
-from service.bench_receiver import CountingReceiver
-from service.database import sqlite_url
-from service.records import DeliveryStatus
-from service.store import EventStore
-from service.subscriptions import SubscriptionSpec
-from service.webhooks import WebhookDispatcher, sign_payload
+from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel
+from anjian.service.bench_ingest import BASELINE, BATCHED, PIPELINE_BATCHES, IngestRun, measure_ingest
+from anjian.service.bench_receiver import CountingReceiver
+from anjian.service.database import sqlite_url
+from anjian.service.records import DeliveryStatus
+from anjian.service.store import EventStore
+from anjian.service.subscriptions import SubscriptionSpec
+from anjian.service.webhooks import WebhookDispatcher, sign_payload
 
 __all__ = ["SNAPSHOT_JPEG", "ServiceBenchReport", "bench_event", "run_service_bench"]
 

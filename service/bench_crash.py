@@ -27,11 +27,11 @@ from pathlib import Path
 import httpx
 import yaml
 
-from pipeline.event import Event
-from pipeline.event_json import event_to_json
-from service.bench import bench_event
-from service.bench_ingest import free_port
-from service.bench_receiver import CountingReceiver
+from anjian.pipeline.event import Event
+from anjian.pipeline.event_json import event_to_json
+from anjian.service.bench import bench_event
+from anjian.service.bench_ingest import free_port
+from anjian.service.bench_receiver import CountingReceiver
 
 __all__ = ["CrashBenchReport", "ServiceProcess", "run_crash_bench", "write_site"]
 
@@ -165,7 +165,7 @@ def write_site(directory: Path, receiver_url: str, *, sla: dict[str, float] | No
 
 
 class ServiceProcess:
-    """``python -m service serve`` as a child process of this one."""
+    """``python -m anjian.service serve`` as a child process of this one."""
 
     def __init__(self, site: Path, port: int, log: Path) -> None:
         self._site = site
@@ -176,7 +176,7 @@ class ServiceProcess:
 
     def run_cli(self, *args: str) -> str:
         return subprocess.run(
-            [sys.executable, "-m", "service", *args],
+            [sys.executable, "-m", "anjian.service", *args],
             capture_output=True,
             text=True,
             check=True,
@@ -189,7 +189,7 @@ class ServiceProcess:
         env = {**os.environ, "ANJIAN_PORT": str(self._port), "PYTHONUNBUFFERED": "1"}
         with self._log.open("ab") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "service", "serve", "--config", str(self._site)],
+                [sys.executable, "-m", "anjian.service", "serve", "--config", str(self._site)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,

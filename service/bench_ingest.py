@@ -10,11 +10,11 @@ from each request's slot to its response.
 
 Three paths are measured in the same run:
 
-- **pipeline batches**: the service as shipped, fed as ``pipeline.http_sink``
+- **pipeline batches**: the service as shipped, fed as ``anjian.pipeline.http_sink``
   feeds it: a few pipelines (one connection each) POST whatever is due to
   ``/ingest/batch`` (up to 50 revisions) as soon as their previous POST is answered;
 - **batched**: the same service, one revision per request to ``/ingest/events``
-  (committed by the one writer thread many revisions per transaction, ``service.sink``);
+  (committed by the one writer thread many revisions per transaction, ``anjian.service.sink``);
 - **baseline**: the same app with ingest writing each request in its own
   transaction from a pool of 40 threads, the path before the writer.
 """
@@ -35,9 +35,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Self
 
-from pipeline.event import Event
-from service.config import AnjianConfig, StorageConfig
-from service.store import EventStore, UpsertResult
+from anjian.pipeline.event import Event
+from anjian.service.config import AnjianConfig, StorageConfig
+from anjian.service.store import EventStore, UpsertResult
 
 __all__ = [
     "BASELINE",
@@ -123,7 +123,7 @@ def _serve(directory: str, port: int, path: str) -> None:
     """Child process: serve the app on ``port`` (``path`` chooses the ingest path) until terminated."""
     import uvicorn
 
-    from service.app import create_app
+    from anjian.service.app import create_app
 
     app = create_app(ingest_config(Path(directory)))
     if path == BASELINE:
@@ -315,7 +315,7 @@ async def offer_batches(
 
     Events fall due at fixed slots (open loop) and are dealt round-robin to the
     senders; a sender takes every event due to it (up to ``batch_size``) as soon as
-    its previous POST is answered, like ``pipeline.http_sink``. Latency is per event,
+    its previous POST is answered, like ``anjian.pipeline.http_sink``. Latency is per event,
     from its slot to the answer of the batch that carried it.
     """
     queues: list[asyncio.Queue[float | None]] = [asyncio.Queue() for _ in range(senders)]

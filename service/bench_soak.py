@@ -24,10 +24,10 @@ from pathlib import Path
 
 import httpx
 
-from service.bench import SNAPSHOT_JPEG
-from service.bench_crash import ServiceProcess, write_site
-from service.bench_ingest import RequestTemplate, free_port, offer, process_rss_bytes
-from service.bench_receiver import CountingReceiver
+from anjian.service.bench import SNAPSHOT_JPEG
+from anjian.service.bench_crash import ServiceProcess, write_site
+from anjian.service.bench_ingest import RequestTemplate, free_port, offer, process_rss_bytes
+from anjian.service.bench_receiver import CountingReceiver
 
 __all__ = ["SoakReport", "run_soak_bench"]
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import DBAPIError
 
-from service.metrics import ServiceMetrics
-from service.outbox import Outbox
-from service.records import WebhookDelivery
+from anjian.service.metrics import ServiceMetrics
+from anjian.service.outbox import Outbox
+from anjian.service.records import WebhookDelivery
 
 __all__ = ["Claim", "LeaseKeeper", "SuccessLog"]
 

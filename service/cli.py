@@ -19,18 +19,18 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from typer.core import TyperGroup
 
-from cameras.errors import CameraError
-from models.errors import ModelError
-from service.errors import ConfigError, DatabaseError
-from service.lazy_cli import LazyCommandGroup, LazyCommands
-from service.logs import setup_logging
+from anjian.cameras.errors import CameraError
+from anjian.models.errors import ModelError
+from anjian.service.errors import ConfigError, DatabaseError
+from anjian.service.lazy_cli import LazyCommandGroup, LazyCommands
+from anjian.service.logs import setup_logging
 
 if TYPE_CHECKING:
     from typer._click.core import Command
 
-    from service.config import AnjianConfig
-    from service.runtime import Runtime
-    from service.store import EventStore
+    from anjian.service.config import AnjianConfig
+    from anjian.service.runtime import Runtime
+    from anjian.service.store import EventStore
 
 __all__ = ["app"]
 
@@ -40,8 +40,8 @@ logger = logging.getLogger("anjian")
 def _analyst_commands() -> dict[str, Command]:
     """The analysts' loop (issue 7): ``dataset``, ``models``, ``train``, ``eval``, ``export``, imported
     only when one of them runs (these modules import neither torch nor ultralytics until then)."""
-    from datasets.cli import dataset_app
-    from training.cli import eval_command, export_command, models_app, train_command
+    from anjian.datasets.cli import dataset_app
+    from anjian.training.cli import eval_command, export_command, models_app, train_command
 
     dataset_app.command("harvest")(dataset_harvest)
     analysts = typer.Typer()
@@ -59,11 +59,11 @@ def _analyst_commands() -> dict[str, Command]:
 class _AnjianCommands(LazyCommandGroup):
     lazy = LazyCommands(
         sources={
-            "dataset": ("datasets.cli", "dataset_app"),
-            "models": ("training.cli", "models_app"),
-            "train": ("training.cli", "train_command"),
-            "eval": ("training.cli", "eval_command"),
-            "export": ("training.cli", "export_command"),
+            "dataset": ("anjian.datasets.cli", "dataset_app"),
+            "models": ("anjian.training.cli", "models_app"),
+            "train": ("anjian.training.cli", "train_command"),
+            "eval": ("anjian.training.cli", "eval_command"),
+            "export": ("anjian.training.cli", "export_command"),
         },
         load=lambda: _analyst_commands(),
     )
@@ -98,7 +98,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _load(path: Path) -> AnjianConfig:
-    from service.config import load_config
+    from anjian.service.config import load_config
 
     try:
         return load_config(path)
@@ -120,7 +120,7 @@ def config_check(file: Annotated[Path, typer.Argument(help="Site YAML file.")]) 
 @config_app.command("schema")
 def config_schema() -> None:
     """Print the JSON Schema of the site YAML (for editors and CI checks)."""
-    from service.config import AnjianConfig
+    from anjian.service.config import AnjianConfig
 
     typer.echo(json.dumps(AnjianConfig.model_json_schema(), indent=2))
 
@@ -134,9 +134,9 @@ def camera_probe(
     """Open a stream, read a few frames, and report its size and rate, or why it failed."""
     from pydantic import ValidationError
 
-    from cameras.config import CameraConfig
-    from cameras.decode import decode_frames
-    from cameras.url import mask_credentials
+    from anjian.cameras.config import CameraConfig
+    from anjian.cameras.decode import decode_frames
+    from anjian.cameras.url import mask_credentials
 
     try:
         camera = CameraConfig(
@@ -195,7 +195,7 @@ def _serve(
 ) -> None:
     import uvicorn
 
-    from service.runtime import build_runtime, server_port
+    from anjian.service.runtime import build_runtime, server_port
 
     try:
         runtime = build_runtime(
@@ -243,7 +243,7 @@ def _serve(
 
 def _run_pipeline_only(config: AnjianConfig, service_url: str, token: str) -> None:
     """Run the camera pipeline alone, sending events to a remote service, until Ctrl-C."""
-    from service.runtime import build_pipeline_runtime
+    from anjian.service.runtime import build_pipeline_runtime
 
     try:
         runtime = build_pipeline_runtime(config, service_url=service_url, token=token)
@@ -300,8 +300,8 @@ def run(
 
 def _open_store(config: AnjianConfig, *, is_auto_migrate: bool = True) -> EventStore:
     """The site's event store, or a clean CLI error."""
-    from service.database import sqlite_url
-    from service.store import EventStore
+    from anjian.service.database import sqlite_url
+    from anjian.service.store import EventStore
 
     config.storage.dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -320,7 +320,7 @@ def demo(
     log_level: LogLevel = "INFO",
 ) -> None:
     """Run the embedded demo site: generated workshop footage with a fire, the shipped demo model."""
-    from datasets.synthetic import write_demo_video
+    from anjian.datasets.synthetic import write_demo_video
 
     setup_logging(log_level)
     directory = directory.resolve()
@@ -340,7 +340,7 @@ def demo(
         store.close()
     typer.echo(f"anjian demo: site config {site}; a fire appears on the camera a few seconds in")
     typer.echo(f"anjian demo: operator token (reads and works alerts): {secret}")
-    from service.runtime import server_port
+    from anjian.service.runtime import server_port
 
     try:
         port = server_port(config)
@@ -358,7 +358,7 @@ def tokens_create(
     name: Annotated[str | None, typer.Option(help="Who holds it (shown in the audit trail).")] = None,
 ) -> None:
     """Create an API token and print it (only its hash is stored: it cannot be shown again)."""
-    from service.tokens import Role, check_token_name
+    from anjian.service.tokens import Role, check_token_name
 
     try:
         role_value = Role(role)
@@ -385,7 +385,7 @@ def tokens_list(config: ConfigOption) -> None:
         tokens = store.tokens.list()
     finally:
         store.close()
-    from service.tokens import printable
+    from anjian.service.tokens import printable
 
     for token in tokens:
         state = "revoked" if token.revoked_at is not None else "active"
@@ -408,13 +408,13 @@ def tokens_revoke(config: ConfigOption, token_id: Annotated[int, typer.Argument(
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOption) -> None:
     """Apply pending schema migrations to the site's database (also done at start by default)."""
-    from service.database import masked_url, sqlite_url
+    from anjian.service.database import masked_url, sqlite_url
 
     loaded = _load(config)
     store = _open_store(loaded)
     store.close()
     url = loaded.storage.database_url or sqlite_url(loaded.storage.dir)
-    from service.database import head_revision
+    from anjian.service.database import head_revision
 
     typer.echo(f"{masked_url(url)}: at schema {head_revision()}")
 
@@ -450,16 +450,16 @@ def bench_service(
     """Measure webhook delivery latency (p50/p95) under a burst and ingest at offered rates, against baselines."""
     setup_logging("WARNING")
     if soak_s:
-        from service.bench_soak import run_soak_bench
+        from anjian.service.bench_soak import run_soak_bench
 
         typer.echo(run_soak_bench(seconds=soak_s, warmup_s=min(60.0, soak_s / 4)).render())
         return
     if crash_rounds:
-        from service.bench_crash import run_crash_bench
+        from anjian.service.bench_crash import run_crash_bench
 
         typer.echo(run_crash_bench(rounds=crash_rounds).render())
         return
-    from service.bench import run_service_bench
+    from anjian.service.bench import run_service_bench
 
     report = run_service_bench(
         events=events,
@@ -487,7 +487,7 @@ def bench_decode(
     repeats: Annotated[int, typer.Option(help="Runs per method; the lowest CPU time counts.")] = 1,
 ) -> None:
     """Decode + sample cost per camera and per core, next to ffmpeg -f null and cv2.VideoCapture."""
-    from cameras.bench import format_decode_table, run_decode_bench
+    from anjian.cameras.bench import format_decode_table, run_decode_bench
 
     try:
         rows = run_decode_bench(
@@ -514,7 +514,7 @@ def bench_reconnect(
 ) -> None:
     """Seconds from an RTSP server answering again to its camera online (default settings), from a hung
     server to 'stalled', and whether one dead camera slows the others; needs the tests' RTSP server."""
-    from cameras.reconnect_bench import (
+    from anjian.cameras.reconnect_bench import (
         format_reconnect_report,
         run_dead_camera_bench,
         run_reconnect_bench,
@@ -537,7 +537,7 @@ def bench_startup(
     runs: Annotated[int, typer.Option(help="Fresh processes per figure.")] = 3,
 ) -> None:
     """Seconds from spawn to `anjian --help` done, to `anjian serve`/`run` answering /readyz, to a camera online."""
-    from service.startup_bench import format_startup_report, run_startup_bench
+    from anjian.service.startup_bench import format_startup_report, run_startup_bench
 
     try:
         figures = run_startup_bench(runs=runs, progress=lambda line: typer.echo(f"  {line}", err=True))
@@ -567,7 +567,7 @@ def bench_pipeline(
     ] = None,
 ) -> None:
     """Analysed frames/s, latency, CPU and RSS per camera: anjian's engine vs a naive ultralytics loop."""
-    from pipeline.bench import DEFAULT_PHASES, run_pipeline_bench
+    from anjian.pipeline.bench import DEFAULT_PHASES, run_pipeline_bench
 
     setup_logging("WARNING")
     try:
@@ -613,8 +613,8 @@ def replay(
     """Run the full pipeline over a video file as fast as possible and write one JSON line per event."""
     import datetime as dt
 
-    from models.loader import load_detector
-    from pipeline.replay import replay_video
+    from anjian.models.loader import load_detector
+    from anjian.pipeline.replay import replay_video
 
     setup_logging(log_level)
     loaded = _load(config)
@@ -659,10 +659,10 @@ def dataset_harvest(
     limit: Annotated[int, typer.Option(help="At most this many alerts.")] = 10000,
 ) -> None:
     """Judged alerts -> images: false alarms as hard negatives, confirmed (resolved) ones to label."""
-    from datasets.cli import rich_progress
-    from datasets.harvest import HarvestBox, HarvestItem, Verdict, write_harvest
-    from service.database import sqlite_url
-    from service.lifecycle import AlertState
+    from anjian.datasets.cli import rich_progress
+    from anjian.datasets.harvest import HarvestBox, HarvestItem, Verdict, write_harvest
+    from anjian.service.database import sqlite_url
+    from anjian.service.lifecycle import AlertState
 
     loaded = _load(config)
     database = Path(sqlite_url(loaded.storage.dir).removeprefix("sqlite:///"))
@@ -715,7 +715,7 @@ def dataset_harvest(
     finally:
         store.close()
     try:
-        from models.loader import load_detector
+        from anjian.models.loader import load_detector
 
         class_names = list(load_detector(loaded.model.path, loaded.model).class_names.values())
     except ModelError:
@@ -742,9 +742,9 @@ def eval_events(
     """
     import io
 
-    from models.loader import load_detector
-    from pipeline.replay import replay_video
-    from training.event_eval import (
+    from anjian.models.loader import load_detector
+    from anjian.pipeline.replay import replay_video
+    from anjian.training.event_eval import (
         RaisedEvent,
         clip_hints,
         load_event_spec,

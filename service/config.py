@@ -17,13 +17,13 @@ from pydantic import (
     model_validator,
 )
 
-from cameras.url import mask_credentials, mask_url
-from models.config import DetectorConfig
-from pipeline.config import CameraPipelineConfig, check_time_zone
-from pipeline.event import Behaviour
-from service.errors import ConfigError
-from service.lifecycle import EVENT_KINDS
-from service.signing import SigningSecret
+from anjian.cameras.url import mask_credentials, mask_url
+from anjian.models.config import DetectorConfig
+from anjian.pipeline.config import CameraPipelineConfig, check_time_zone
+from anjian.pipeline.event import Behaviour
+from anjian.service.errors import ConfigError
+from anjian.service.lifecycle import EVENT_KINDS
+from anjian.service.signing import SigningSecret
 
 __all__ = [
     "AnjianConfig",

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from service.config import load_config
+from anjian.service.config import load_config
 
 if TYPE_CHECKING:
-    from pipeline.runner import PipelineRunner
+    from anjian.pipeline.runner import PipelineRunner
 
 __all__ = ["CameraChanges", "PipelineControl", "RunnerControl"]
 
@@ -59,7 +59,7 @@ class RunnerControl:
             ConfigError: The file is invalid (nothing is changed).
             ValueError: The file names another site.
         """
-        from pipeline.runner import CameraAssignment  # the runner is loaded by now: no cost
+        from anjian.pipeline.runner import CameraAssignment  # the runner is loaded by now: no cost
 
         with self._lock:
             config = load_config(self._config_path)

@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
-from service.errors import DatabaseError
+from anjian.service.errors import DatabaseError
 
 __all__ = ["Database", "head_revision", "is_schema_current", "masked_url", "sqlite_url", "upgrade_database"]
 

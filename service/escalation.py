@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 
-from service.config import SlaConfig
-from service.metrics import ServiceMetrics
-from service.records import StoredEvent
-from service.store import EventStore
-from service.webhooks import WebhookDispatcher
+from anjian.service.config import SlaConfig
+from anjian.service.metrics import ServiceMetrics
+from anjian.service.records import StoredEvent
+from anjian.service.store import EventStore
+from anjian.service.webhooks import WebhookDispatcher
 
 __all__ = ["Escalator"]
 

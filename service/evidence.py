@@ -8,7 +8,7 @@ import re
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from service.errors import EvidenceError, EvidenceNotFoundError, EvidencePathError
+from anjian.service.errors import EvidenceError, EvidenceNotFoundError, EvidencePathError
 
 __all__ = ["EvidenceStore"]
 

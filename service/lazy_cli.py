@@ -1,7 +1,7 @@
 """``anjian`` commands whose modules load only when one of them runs.
 
 The analysts' commands (``dataset …``, ``models …``, ``train``, ``eval``, ``export``)
-live in ``datasets.cli`` and ``training.cli``, whose imports (NumPy, rich tables, their
+live in ``anjian.datasets.cli`` and ``anjian.training.cli``, whose imports (NumPy, rich tables, their
 pydantic models) cost about 0.3 s of CPU. ``anjian --help``, ``anjian serve`` and every
 other command should not pay that. ``LazyCommandGroup`` lists those commands with the
 first line of their help, read from their source with ``ast`` (nothing imported), and

@@ -20,7 +20,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Final
 
-from pipeline.event import RiskLevel
+from anjian.pipeline.event import RiskLevel
 
 __all__ = [
     "EVENT_KINDS",

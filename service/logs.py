@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any
 
-from cameras.url import mask_credentials
+from anjian.cameras.url import mask_credentials
 
 __all__ = ["JsonFormatter", "MaskCredentialsFilter", "MaskingFormatter", "mask_secrets", "setup_logging"]
 

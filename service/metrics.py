@@ -27,11 +27,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 
-from cameras.health import CameraHealth, CameraState
-from service.records import DeliveryStatus
+from anjian.cameras.health import CameraHealth, CameraState
+from anjian.service.records import DeliveryStatus
 
 if TYPE_CHECKING:
-    from service.store import EventStore
+    from anjian.service.store import EventStore
 
 __all__ = ["CONTENT_TYPE", "ServiceMetrics"]
 

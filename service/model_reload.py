@@ -7,11 +7,11 @@ import logging
 import threading
 from pathlib import Path
 
-from models.config import DetectorConfig
-from models.errors import ModelError
-from models.loader import load_detector
-from models.registry import PromotionWatch
-from pipeline.runner import PipelineRunner
+from anjian.models.config import DetectorConfig
+from anjian.models.errors import ModelError
+from anjian.models.loader import load_detector
+from anjian.models.registry import PromotionWatch
+from anjian.pipeline.runner import PipelineRunner
 
 __all__ = ["ModelReloader"]
 

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from service.database import Database
-from service.records import (
+from anjian.service.database import Database
+from anjian.service.records import (
     AuditEntry,
     DeliveryStatus,
     StoredEvent,
@@ -34,8 +34,8 @@ from service.records import (
     delivery_from_row,
     subscription_from_row,
 )
-from service.schemas import WebhookKind, WebhookPayload
-from service.tables import DeliveryRow, SubscriptionRow
+from anjian.service.schemas import WebhookKind, WebhookPayload
+from anjian.service.tables import DeliveryRow, SubscriptionRow
 
 __all__ = ["Outbox", "active_subscriptions", "enqueue", "idempotency_key"]
 

@@ -1,6 +1,6 @@
 """Immutable records the stores hand out: copies of database rows, safe to use outside a session.
 
-Times are epoch seconds, as in ``pipeline.event.Event``; ``service.schemas`` turns
+Times are epoch seconds, as in ``anjian.pipeline.event.Event``; ``anjian.service.schemas`` turns
 them into the ISO strings of the API.
 """
 
@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from pipeline.event import Behaviour, EventBox, RiskLevel
-from service.lifecycle import AlertState
-from service.tables import AuditRow, DeliveryRow, EventRow, SubscriptionRow
+from anjian.pipeline.event import Behaviour, EventBox, RiskLevel
+from anjian.service.lifecycle import AlertState
+from anjian.service.tables import AuditRow, DeliveryRow, EventRow, SubscriptionRow
 
 __all__ = [
     "AuditEntry",

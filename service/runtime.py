@@ -8,7 +8,7 @@ Three shapes:
   CLI builds it with ``is_pipeline_deferred``, so the API answers while the model and
   the pipeline load in the background;
 - ``anjian run --service-url URL``: the pipeline alone, POSTing events to a service
-  elsewhere through ``pipeline.http_sink.HttpEventSink`` with a disk spool.
+  elsewhere through ``anjian.pipeline.http_sink.HttpEventSink`` with a disk spool.
 """
 
 from __future__ import annotations
@@ -22,23 +22,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from service.app import create_app
-from service.control import RunnerControl
-from service.escalation import Escalator
-from service.evidence import EvidenceStore
-from service.metrics import ServiceMetrics
-from service.sink import StoreSink
-from service.store import EventStore
-from service.webhooks import WebhookDispatcher
+from anjian.service.app import create_app
+from anjian.service.control import RunnerControl
+from anjian.service.escalation import Escalator
+from anjian.service.evidence import EvidenceStore
+from anjian.service.metrics import ServiceMetrics
+from anjian.service.sink import StoreSink
+from anjian.service.store import EventStore
+from anjian.service.webhooks import WebhookDispatcher
 
 if TYPE_CHECKING:  # the pipeline's modules (tracking, SciPy, ONNX Runtime, PyAV) load only where it runs
     from fastapi import FastAPI
 
-    from pipeline.http_sink import HttpEventSink
-    from pipeline.runner import PipelineRunner
-    from pipeline.sink import EventSink
-    from service.config import AnjianConfig
-    from service.model_reload import ModelReloader
+    from anjian.pipeline.http_sink import HttpEventSink
+    from anjian.pipeline.runner import PipelineRunner
+    from anjian.pipeline.sink import EventSink
+    from anjian.service.config import AnjianConfig
+    from anjian.service.model_reload import ModelReloader
 
 __all__ = ["Runtime", "build_pipeline_runtime", "build_runtime", "server_port"]
 
@@ -165,7 +165,7 @@ def _model_reloader(config: AnjianConfig, runner: PipelineRunner | None) -> Mode
     """A reloader following promotions of the site's ``builtin:`` model (none for a file path)."""
     if runner is None or not config.model.path.startswith("builtin:"):
         return None
-    from service.model_reload import ModelReloader
+    from anjian.service.model_reload import ModelReloader
 
     return ModelReloader(config.model.path, config.model, runner, root=config.model.registry)
 
@@ -177,9 +177,9 @@ def _runner(config: AnjianConfig, sink: EventSink) -> PipelineRunner:
     leaves them open and this runner carries on with those of the previous run; those
     whose camera or rule is gone are ended here.
     """
-    from models.loader import load_detector
-    from pipeline.incident_journal import IncidentJournal
-    from pipeline.runner import CameraAssignment, PipelineRunner
+    from anjian.models.loader import load_detector
+    from anjian.pipeline.incident_journal import IncidentJournal
+    from anjian.pipeline.runner import CameraAssignment, PipelineRunner
 
     detector = load_detector(config.model.path, config.model)
     assignments = [CameraAssignment(workshop.id, camera) for workshop, camera in config.cameras()]
@@ -270,7 +270,7 @@ def build_pipeline_runtime(config: AnjianConfig, *, service_url: str, token: str
         ValueError: The URL or token is unusable.
         ModelLoadError: The configured model cannot be loaded.
     """
-    from pipeline.http_sink import HttpEventSink
+    from anjian.pipeline.http_sink import HttpEventSink
 
     sink = HttpEventSink(service_url, token, config.storage.dir / _SPOOL_DIR)
     runner = _runner(config, sink)

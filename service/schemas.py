@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from cameras.health import CameraHealth, CameraState
-from pipeline.event import Behaviour, RiskLevel
-from service.lifecycle import Action, AlertState, allowed_actions
+from anjian.cameras.health import CameraHealth, CameraState
+from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.service.lifecycle import Action, AlertState, allowed_actions
 
 if TYPE_CHECKING:
-    from service.records import AuditEntry, StoredEvent
+    from anjian.service.records import AuditEntry, StoredEvent
 
 __all__ = [
     "WEBHOOK_SCHEMA_VERSION",

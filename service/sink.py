@@ -38,12 +38,12 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from pipeline.event import Event
-from service.errors import IngestBusyError
-from service.evidence import EvidenceStore
-from service.metrics import ServiceMetrics
-from service.store import EventStore, UpsertResult
-from service.webhooks import WebhookDispatcher
+from anjian.pipeline.event import Event
+from anjian.service.errors import IngestBusyError
+from anjian.service.evidence import EvidenceStore
+from anjian.service.metrics import ServiceMetrics
+from anjian.service.store import EventStore, UpsertResult
+from anjian.service.webhooks import WebhookDispatcher
 
 __all__ = ["SinkStats", "StoreSink"]
 
@@ -86,7 +86,7 @@ class _Job:
 
 
 class StoreSink:
-    """Implements ``pipeline.sink.EventSink`` and the ingest path over one batching writer thread.
+    """Implements ``anjian.pipeline.sink.EventSink`` and the ingest path over one batching writer thread.
 
     The writer starts with the first revision (or ``start``); ``stop`` stores what is
     queued and ends it. ``publish`` never raises into the pipeline and never blocks;

@@ -56,9 +56,9 @@ class StartupFigure:
 
 
 def _anjian_command() -> list[str]:
-    """The ``anjian`` console script next to this interpreter, else ``python -m service``."""
+    """The ``anjian`` console script next to this interpreter, else ``python -m anjian.service``."""
     script = Path(sys.executable).with_name("anjian")
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "service"]
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "anjian.service"]
 
 
 def _free_port() -> int:
@@ -81,7 +81,7 @@ def _site(folder: Path, *, with_camera: bool) -> Path:
     """A site YAML storing in ``folder``; with a looping file camera and the demo model when asked."""
     cameras = []
     if with_camera:
-        from cameras.bench import make_bench_clip
+        from anjian.cameras.bench import make_bench_clip
 
         clip = make_bench_clip(folder.parent / "startup-clip.mp4", (320, 240), seconds=4.0, fps=10)
         cameras = [{"id": "cam-1", "url": str(clip), "loop": True, "analysis_fps": 2}]

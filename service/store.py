@@ -5,7 +5,7 @@
 (``store.subscriptions``) and the API tokens (``store.tokens``) that share it.
 
 Every change to an event happens in one transaction together with its audit line
-and its webhook deliveries (``service.outbox.enqueue``): a detection revision
+and its webhook deliveries (``anjian.service.outbox.enqueue``): a detection revision
 (``upsert_event``), an operator's action (``transition``), an escalation
 (``escalate_overdue``). A crash therefore never leaves a change unannounced.
 
@@ -26,11 +26,11 @@ from sqlalchemy import Engine, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from pipeline.event import Behaviour, Event, RiskLevel
-from service.config import SlaConfig, StorageConfig
-from service.database import Database, sqlite_url
-from service.errors import InvalidTransitionError
-from service.lifecycle import (
+from anjian.pipeline.event import Behaviour, Event, RiskLevel
+from anjian.service.config import SlaConfig, StorageConfig
+from anjian.service.database import Database, sqlite_url
+from anjian.service.errors import InvalidTransitionError
+from anjian.service.lifecycle import (
     Action,
     AlertState,
     allowed_actions,
@@ -38,12 +38,12 @@ from service.lifecycle import (
     kind_of_action,
     next_state,
 )
-from service.outbox import Outbox, active_subscriptions, enqueue
-from service.records import AuditEntry, StoredEvent, audit_from_row, event_from_row
-from service.schemas import WebhookKind, WebhookPayload
-from service.subscriptions import SubscriptionStore
-from service.tables import AuditRow, EventRow
-from service.tokens import TokenStore
+from anjian.service.outbox import Outbox, active_subscriptions, enqueue
+from anjian.service.records import AuditEntry, StoredEvent, audit_from_row, event_from_row
+from anjian.service.schemas import WebhookKind, WebhookPayload
+from anjian.service.subscriptions import SubscriptionStore
+from anjian.service.tables import AuditRow, EventRow
+from anjian.service.tokens import TokenStore
 
 __all__ = ["ACTOR_PIPELINE", "ACTOR_SYSTEM", "EventPage", "EventStore", "TransitionResult", "UpsertResult"]
 
@@ -250,7 +250,7 @@ class EventStore:
     def upsert_events(self, items: Sequence[tuple[Event, str | None]]) -> list[UpsertResult]:
         """Store many detection revisions in one transaction, each as ``upsert_event`` would.
 
-        What the ingest writer (``service.sink``) calls with every revision that
+        What the ingest writer (``anjian.service.sink``) calls with every revision that
         arrived while the previous transaction ran: one commit for all of them. They
         are applied in order, so a batch may hold several revisions of one event.
 

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from service.config import WebhookConfig
-from service.database import Database
-from service.records import Subscription, subscription_from_row
-from service.tables import SubscriptionRow
+from anjian.service.config import WebhookConfig
+from anjian.service.database import Database
+from anjian.service.records import Subscription, subscription_from_row
+from anjian.service.tables import SubscriptionRow
 
 __all__ = ["SOURCE_API", "SOURCE_CONFIG", "SubscriptionSpec", "SubscriptionStore"]
 

@@ -24,8 +24,8 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.database import Database
-from service.tables import ApiTokenRow
+from anjian.service.database import Database
+from anjian.service.tables import ApiTokenRow
 
 __all__ = ["ApiToken", "Role", "TokenStore", "check_token_name", "hash_token", "printable"]
 

@@ -1,25 +1,25 @@
 """Deliver the webhook outbox: POST each pending announcement to its subscription, retrying with backoff.
 
 Every change of an event enqueues one ``webhook_deliveries`` row per matching
-subscription in the change's own transaction (``service.outbox``);
+subscription in the change's own transaction (``anjian.service.outbox``);
 ``WebhookDispatcher`` runs the worker threads that drain those rows. They sleep
 until the earliest row is due or until ``wake()`` is called (after every stored
 change), so an announcement goes out within milliseconds, and a restart delivers
 whatever was pending.
 
-Each POST carries the stored JSON body (``service.schemas.WebhookPayload``) and:
+Each POST carries the stored JSON body (``anjian.service.schemas.WebhookPayload``) and:
 
 - ``Content-Type: application/json``
 - ``webhook-id: <idempotency key>``, ``webhook-timestamp: <unix seconds>`` and, with
   a secret, ``webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">``
   (Standard Webhooks: receivers verify and deduplicate with the standard libraries;
-  see ``service.signing`` for secrets and rotation)
+  see ``anjian.service.signing`` for secrets and rotation)
 - ``Idempotency-Key: <event id>:<change>:<subscription id>`` (the same on every retry)
 - ``X-Anjian-Event-Id: <event id>``, ``X-Anjian-Event-Kind: event.created | …``
 - ``X-Anjian-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`` with
   a secret (anjian's own scheme, kept for existing receivers: ``verify_signature``).
 
-A 2xx response delivers the row; it is recorded at once (``service.claims.SuccessLog``),
+A 2xx response delivers the row; it is recorded at once (``anjian.service.claims.SuccessLog``),
 so a crash re-sends at most the POSTs in flight. A transport error
 (``httpx.HTTPError``) or any other status is retried after
 ``min(backoff_max_s, backoff_base_s * 2**(attempts-1))`` seconds for as long as the
@@ -42,12 +42,12 @@ from importlib.metadata import PackageNotFoundError, version
 
 import httpx
 
-from service.claims import Claim, LeaseKeeper, SuccessLog
-from service.metrics import ServiceMetrics
-from service.outbox import idempotency_key
-from service.records import Subscription, WebhookDelivery
-from service.signing import SIGNATURE_HEADER, sign_payload, signature_headers, verify_signature
-from service.store import EventStore
+from anjian.service.claims import Claim, LeaseKeeper, SuccessLog
+from anjian.service.metrics import ServiceMetrics
+from anjian.service.outbox import idempotency_key
+from anjian.service.records import Subscription, WebhookDelivery
+from anjian.service.signing import SIGNATURE_HEADER, sign_payload, signature_headers, verify_signature
+from anjian.service.store import EventStore
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -168,7 +168,7 @@ class WebhookDispatcher:
     """The worker threads that POST pending webhook deliveries from the store's outbox.
 
     A worker claims a batch of due rows with a short lease (``lease_s``), which a
-    heartbeat thread renews while the batch is worked on (``service.claims``), and
+    heartbeat thread renews while the batch is worked on (``anjian.service.claims``), and
     records each success at once. With several workers, announcements of one event
     may arrive out of order: receivers order by ``event.version``.
 

@@ -9,7 +9,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline.event import Behaviour, Event, EventBox, RiskLevel, new_event_id
+from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel, new_event_id
 
 __all__ = ["make_event", "make_jpeg"]
 

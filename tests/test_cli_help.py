@@ -13,8 +13,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from service.cli import app
-from service.lazy_cli import LazyCommandGroup
+from anjian.service.cli import app
+from anjian.service.lazy_cli import LazyCommandGroup
 
 runner = CliRunner()
 

@@ -17,8 +17,8 @@ import httpx
 import pytest
 import yaml
 
-from datasets.synthetic import write_demo_video
-from service.webhooks import SIGNATURE_HEADER, verify_signature
+from anjian.datasets.synthetic import write_demo_video
+from anjian.service.webhooks import SIGNATURE_HEADER, verify_signature
 from tests.support.receiver import Receiver, unused_port
 from tests.support.rtsp import RtspTestServer
 
@@ -29,7 +29,9 @@ SECRET = "webhook-secret"
 @pytest.fixture(scope="module")
 def fire_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """14 s of generated workshop footage; a flame burns from 5 s to 9 s."""
-    return write_demo_video(tmp_path_factory.mktemp("clips") / "line.mp4", seconds=14, fps=10, size_wh=(480, 270))
+    return write_demo_video(
+        tmp_path_factory.mktemp("clips") / "line.mp4", seconds=14, fps=10, size_wh=(480, 270)
+    )
 
 
 def _site_config(tmp_path: Path, camera_url: str, webhook_url: str) -> Path:
@@ -74,13 +76,27 @@ def test_rtsp_fire_becomes_stored_event_and_signed_webhook(
     log_path = tmp_path / "anjian.log"
     env = {**os.environ, "ANJIAN_PORT": str(port), "PYTHONUNBUFFERED": "1"}
     token = subprocess.run(
-        [sys.executable, "-m", "service", "tokens", "create", "--config", str(site), "--role", "viewer"],
-        capture_output=True, text=True, check=True, env=env, cwd=Path(__file__).parents[1],
+        [
+            sys.executable,
+            "-m",
+            "anjian.service",
+            "tokens",
+            "create",
+            "--config",
+            str(site),
+            "--role",
+            "viewer",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=Path(__file__).parents[1],
     ).stdout.strip()
     auth = {"Authorization": f"Bearer {token}"}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service", "run", "--config", str(site)],
+            [sys.executable, "-m", "anjian.service", "run", "--config", str(site)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -131,7 +147,7 @@ def test_demo_command_raises_an_alert_on_its_own_footage(tmp_path: Path) -> None
     log_path = tmp_path / "demo.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "service", "demo", "--dir", str(tmp_path / "demo")],
+            [sys.executable, "-m", "anjian.service", "demo", "--dir", str(tmp_path / "demo")],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -141,12 +157,16 @@ def test_demo_command_raises_an_alert_on_its_own_footage(tmp_path: Path) -> None
         items: list[dict[str, object]] = []
         while time.monotonic() < deadline and not items:
             time.sleep(1.0)
-            printed = re.search(r"operator token \(reads and works alerts\): (anj_\S+)", log_path.read_text(errors="replace"))
+            printed = re.search(
+                r"operator token \(reads and works alerts\): (anj_\S+)", log_path.read_text(errors="replace")
+            )
             if printed is None:
                 continue  # the demo prints its token before serving
             try:
                 headers = {"Authorization": f"Bearer {printed.group(1)}"}
-                items = httpx.get(f"http://127.0.0.1:{port}/events", headers=headers, timeout=2).json()["items"]
+                items = httpx.get(f"http://127.0.0.1:{port}/events", headers=headers, timeout=2).json()[
+                    "items"
+                ]
             except httpx.HTTPError:
                 continue
         assert items, log_path.read_text(errors="replace")[-3000:]

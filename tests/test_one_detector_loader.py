@@ -1,4 +1,4 @@
-"""Every command runs the detector the site runs: only ``models.loader.load_detector`` builds one."""
+"""Every command runs the detector the site runs: only ``anjian.models.loader.load_detector`` builds one."""
 
 from __future__ import annotations
 

@@ -4,16 +4,16 @@
 and the three staged by ``../shared/data/extra/stage.py``), merged into the classes the six
 behaviours need::
 
-    python -m training.anjian_n prepare --work W [--extra-root ~/anjian-data] [--holdout fire_smoke_cctv ...]
-    nice -n 19 python -m training.anjian_n train --work W      # resumable: add --resume
-    python -m training.anjian_n crosseval --work W             # held-out sources: model vs v1 vs teacher
-    python -m training.anjian_n finish --work W --version 2    # evaluate, export, register
+    python -m anjian.training.anjian_n prepare --work W [--extra-root ~/anjian-data] [--holdout fire_smoke_cctv ...]
+    nice -n 19 python -m anjian.training.anjian_n train --work W      # resumable: add --resume
+    python -m anjian.training.anjian_n crosseval --work W             # held-out sources: model vs v1 vs teacher
+    python -m anjian.training.anjian_n finish --work W --version 2    # evaluate, export, register
 
 ``prepare`` merges the training sources with ``datasets/maps/anjian.yaml``, lets the COCO
 teacher fill in the ``person`` boxes the cigarette, fire and pallet sets never label
-(:mod:`training.complete_labels`; ``--no-pseudo-labels`` for the ablation), writes the merged
+(:mod:`anjian.training.complete_labels`; ``--no-pseudo-labels`` for the ablation), writes the merged
 YOLO set with one sub-folder per source (so each source's val split can be evaluated alone),
-and builds the COCO-initialised checkpoint (:mod:`training.finetune_init`).
+and builds the COCO-initialised checkpoint (:mod:`anjian.training.finetune_init`).
 
 **Generalisation, not fit.** ``--holdout SOURCE`` keeps a whole source out of training; its
 every image (train and val) is written to ``W/holdout`` and ``crosseval`` scores the model
@@ -32,11 +32,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from datasets.classmap import load_class_map
-from datasets.labels import DetectionSet, ProgressFn, no_progress
-from datasets.merge import merge_sets
-from datasets.yolo import load_yolo_set, write_yolo_set
-from training.train import TrainConfig, train_detector
+from anjian.datasets.classmap import load_class_map
+from anjian.datasets.labels import DetectionSet, ProgressFn, no_progress
+from anjian.datasets.merge import merge_sets
+from anjian.datasets.yolo import load_yolo_set, write_yolo_set
+from anjian.training.train import TrainConfig, train_detector
 
 __all__ = ["EXTRA_SOURCES", "SOURCES", "AnjianNRecipe", "main", "prepare", "train", "training_set"]
 
@@ -156,7 +156,7 @@ def prepare(work: Path, recipe: AnjianNRecipe, *, progress: ProgressFn = no_prog
     pseudo: dict[str, object] = {}
     data_yaml = raw_yaml
     if recipe.is_pseudo_labelled:
-        from training.complete_labels import complete_labels
+        from anjian.training.complete_labels import complete_labels
 
         completion = complete_labels(
             raw_yaml,
@@ -180,7 +180,7 @@ def prepare(work: Path, recipe: AnjianNRecipe, *, progress: ProgressFn = no_prog
     (work / "merge_report.json").write_text(
         json.dumps({"merge": merge_report.to_dict(), "pseudo_labels": pseudo}, indent=2) + "\n"
     )
-    from training.finetune_init import build_finetune_checkpoint
+    from anjian.training.finetune_init import build_finetune_checkpoint
 
     build_finetune_checkpoint(recipe.data_root / COCO_WEIGHTS, merged.class_names, work / "init.pt")
     (work / "recipe.json").write_text(recipe.model_dump_json(indent=2) + "\n")
@@ -225,7 +225,9 @@ def train(work: Path, *, resume: bool = False) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line of the recipe (see the module docstring)."""
-    parser = argparse.ArgumentParser(prog="python -m training.anjian_n", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m anjian.training.anjian_n", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("step", choices=["prepare", "train", "crosseval", "finish"])
     parser.add_argument("--work", type=Path, required=True, help="working folder, outside the repository")
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
@@ -270,11 +272,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.step == "train":
         print(train(work, resume=args.resume))
     elif args.step == "crosseval":
-        from training.anjian_n_crosseval import crosseval
+        from anjian.training.anjian_n_crosseval import crosseval
 
         print(crosseval(work))
     else:
-        from training.anjian_n_release import finish
+        from anjian.training.anjian_n_release import finish
 
         print(
             finish(

@@ -1,6 +1,6 @@
 """Cross-source step of the anjian-n recipe: score a run on whole sources it never saw.
 
-``python -m training.anjian_n crosseval --work W`` exports the run's best weights, then
+``python -m anjian.training.anjian_n crosseval --work W`` exports the run's best weights, then
 scores them on every image (train and val) of each source the recipe held out
 (``prepare --holdout``), next to the registered model (``builtin:anjian-n``) and the COCO
 teacher (``person`` only). Each class is scored only on the sources that label it. The
@@ -16,13 +16,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from datasets.classmap import ClassMap
-from datasets.labels import DetectionSet, ProgressFn, no_progress
-from datasets.yolo import load_yolo_set
-from models.config import DetectorConfig
-from models.loader import load_detector
-from training.evaluate import EvalReport, evaluate_detector
-from training.export import export_onnx
+from anjian.datasets.classmap import ClassMap
+from anjian.datasets.labels import DetectionSet, ProgressFn, no_progress
+from anjian.datasets.yolo import load_yolo_set
+from anjian.models.config import DetectorConfig
+from anjian.models.loader import load_detector
+from anjian.training.evaluate import EvalReport, evaluate_detector
+from anjian.training.export import export_onnx
 
 __all__ = ["crosseval", "crosseval_table", "whole_sources"]
 

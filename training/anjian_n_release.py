@@ -1,6 +1,6 @@
 """Last step of the anjian-n recipe: evaluate per source, export, write the card, register.
 
-``python -m training.anjian_n finish --work DIR`` exports the run's best weights (fp32
+``python -m anjian.training.anjian_n finish --work DIR`` exports the run's best weights (fp32
 and fp16 ONNX), evaluates the fp32 export through the pipeline's ONNX backend on the val
 split of every source set (only the classes that source labels), compares ``person``
 with the COCO teacher, writes ``card.md`` and ``meta.json`` and registers the version
@@ -19,16 +19,16 @@ from typing import Any
 
 import yaml
 
-from datasets.classmap import ClassMap
-from datasets.labels import DetectionSet, ProgressFn, no_progress
-from datasets.yolo import load_yolo_set
-from models.config import DetectorConfig
-from models.loader import load_detector
-from models.registry import REGISTRY_DIR, promote, register_version
-from training.anjian_n import training_set
-from training.evaluate import EvalReport, evaluate_detector
-from training.export import export_onnx, to_fp16
-from training.thresholds import calibrate_thresholds, stamp_thresholds, thresholds_of
+from anjian.datasets.classmap import ClassMap
+from anjian.datasets.labels import DetectionSet, ProgressFn, no_progress
+from anjian.datasets.yolo import load_yolo_set
+from anjian.models.config import DetectorConfig
+from anjian.models.loader import load_detector
+from anjian.models.registry import REGISTRY_DIR, promote, register_version
+from anjian.training.anjian_n import training_set
+from anjian.training.evaluate import EvalReport, evaluate_detector
+from anjian.training.export import export_onnx, to_fp16
+from anjian.training.thresholds import calibrate_thresholds, stamp_thresholds, thresholds_of
 
 __all__ = ["MODEL_NAME", "evaluate_per_source", "finish"]
 
@@ -146,7 +146,7 @@ def _crosseval_section(meta: dict[str, Any]) -> str:
     result = meta.get("crosseval") or {}
     if not result:
         return ""
-    from training.anjian_n_crosseval import crosseval_table
+    from anjian.training.anjian_n_crosseval import crosseval_table
 
     return (
         "## Generalisation: sources never trained on\n"
@@ -224,8 +224,8 @@ therefore the teacher's (marked *pseudo GT* below); the real `person` figures ar
   backbone (first {r["freeze"]} layers) frozen, mosaic off for the last {r["close_mosaic"]} epochs, seed {r["seed"]}.
 - Training time {meta["training_seconds"] / 60:.0f} min on {meta["hardware"]} (shared with other work, niced).
 - Data digest `{meta["data_hash"]}`.
-- Reproduce: `python -m training.anjian_n prepare --work W && python -m training.anjian_n train --work W
-  && python -m training.anjian_n finish --work W` (`train --resume` continues an interrupted run).
+- Reproduce: `python -m anjian.training.anjian_n prepare --work W && python -m anjian.training.anjian_n train --work W
+  && python -m anjian.training.anjian_n finish --work W` (`train --resume` continues an interrupted run).
 
 ## Validation (val split of each source; the exported ONNX through anjian's detector loader, fp32)
 Precision and recall at the best-F1 confidence, AP COCO-style (101 points); only the classes a

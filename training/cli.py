@@ -15,15 +15,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from datasets.cli import dataset_app, rich_progress
-from datasets.errors import DatasetError
-from models.errors import ModelError
+from anjian.datasets.cli import dataset_app, rich_progress
+from anjian.datasets.errors import DatasetError
+from anjian.models.errors import ModelError
 
 if TYPE_CHECKING:
-    from models.detector import Detector
-    from training.compare import Comparison
-    from training.evaluate import EvalReport
-    from training.report import MatchCollector
+    from anjian.models.detector import Detector
+    from anjian.training.compare import Comparison
+    from anjian.training.evaluate import EvalReport
+    from anjian.training.report import MatchCollector
 
 __all__ = ["eval_command", "export_command", "models_app", "train_command"]
 
@@ -52,7 +52,7 @@ def _site_registry(registry: Path | None, site_config: Path | None) -> Path | No
     """The site registry to act on: --registry, else the site config's, else ``None`` (the default)."""
     if registry is not None or site_config is None:
         return registry
-    from models.config import registry_of_site_config
+    from anjian.models.config import registry_of_site_config
 
     try:
         return registry_of_site_config(site_config)
@@ -130,8 +130,8 @@ def train_command(
 
     A new run never replaces an old one of the same --name unless --overwrite says so.
     """
-    from training.finetune_init import DEFAULT_COCO_ONNX
-    from training.train import TrainConfig, prepare_new_run, train_detector
+    from anjian.training.finetune_init import DEFAULT_COCO_ONNX
+    from anjian.training.train import TrainConfig, prepare_new_run, train_detector
 
     extra: dict[str, float | int | str | bool] = {}
     if freeze:
@@ -151,7 +151,7 @@ def train_command(
         if model == "coco" and not resume:
             import yaml
 
-            from training.finetune_init import build_finetune_checkpoint
+            from anjian.training.finetune_init import build_finetune_checkpoint
 
             names = yaml.safe_load(data.read_text())["names"]
             names = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
@@ -176,8 +176,8 @@ def train_command(
 
 def _complete_labels(data: Path, out: Path, coco: Path, is_teaching: bool, confidence: float) -> Path:
     """The set to train on: ``data`` with its label gaps filled by the teacher (see complete_labels)."""
-    from datasets.yolo import load_yolo_set
-    from training.complete_labels import complete_labels, label_gaps
+    from anjian.datasets.yolo import load_yolo_set
+    from anjian.training.complete_labels import complete_labels, label_gaps
 
     if not is_teaching:
         for source, missing in label_gaps(load_yolo_set(data)).items():
@@ -252,12 +252,12 @@ def eval_command(
     site_config: SiteConfigOpt = None,
 ) -> None:
     """Per-class precision, recall, AP50 and AP50-95 of a model on a labelled split."""
-    from datasets.classmap import load_class_map
-    from datasets.cli import load_any
-    from models.config import DetectorConfig
-    from models.loader import load_detector
-    from training.eval_record import check_recorded_model, parse_version_ref, record_evaluation
-    from training.evaluate import evaluate_detector
+    from anjian.datasets.classmap import load_class_map
+    from anjian.datasets.cli import load_any
+    from anjian.models.config import DetectorConfig
+    from anjian.models.loader import load_detector
+    from anjian.training.eval_record import check_recorded_model, parse_version_ref, record_evaluation
+    from anjian.training.evaluate import evaluate_detector
 
     root = _site_registry(registry, site_config)
     try:
@@ -302,7 +302,7 @@ def eval_command(
         folder = record_evaluation(*target, report.to_dict(), root=root)
         _out.print(f"recorded with {target[0]}/{target[1]}: {folder / 'meta.json'} (evals) and card.md")
     if report_dir is not None and collector is not None:
-        from training.report import write_eval_report
+        from anjian.training.report import write_eval_report
 
         try:
             index = write_eval_report(
@@ -320,7 +320,7 @@ def eval_command(
 
 def _calibrated_thresholds(report: EvalReport) -> dict[str, dict[str, object]]:
     """Each class's operating threshold from this evaluation's PR curves; printed, and kept in the JSON."""
-    from training.thresholds import calibrate_thresholds
+    from anjian.training.thresholds import calibrate_thresholds
 
     choices = calibrate_thresholds([report])
     if choices:
@@ -336,8 +336,8 @@ def _report_collector(report_dir: Path | None) -> MatchCollector | None:
     """What keeps each image's matches for ``--report`` (``None`` without it); fails early without matplotlib."""
     if report_dir is None:
         return None
-    from training.report import MatchCollector
-    from training.report.charts import require_matplotlib
+    from anjian.training.report import MatchCollector
+    from anjian.training.report.charts import require_matplotlib
 
     require_matplotlib()
     return MatchCollector()
@@ -347,7 +347,7 @@ def _eval_conditions(
     model: str, detector: object, data: Path, split: str, class_map: Path | None, confidence: float
 ) -> dict[str, object]:
     """What an eval's figures depend on, for its JSON: model, input size, threshold, data digest."""
-    from datasets.hashing import dataset_digest
+    from anjian.datasets.hashing import dataset_digest
 
     info = getattr(detector, "info", None)
     is_yolo_set = data.is_dir() or data.suffix in (".yaml", ".yml")
@@ -392,8 +392,8 @@ def export_command(
     ] = None,
 ) -> None:
     """Export weights to ONNX (fp32, dynamic batch; fp16; TensorRT on a GPU), optionally register them."""
-    from training.export import export_onnx, export_tensorrt, to_fp16
-    from training.thresholds import load_thresholds_json
+    from anjian.training.export import export_onnx, export_tensorrt, to_fp16
+    from anjian.training.thresholds import load_thresholds_json
 
     try:
         calibrated = load_thresholds_json(thresholds) if thresholds is not None else None
@@ -412,7 +412,7 @@ def export_command(
         engine = export_tensorrt(weights, out / "model.engine", imgsz=imgsz)
         _out.print(f"TensorRT: {engine}" if engine else "TensorRT: skipped (no NVIDIA GPU or no tensorrt)")
     if register:
-        from models.registry import register_version
+        from anjian.models.registry import register_version
 
         meta = {"source_weights": str(weights), "imgsz": imgsz, "thresholds": calibrated or {}}
         record = weights.parent.parent / "anjian_train.json"
@@ -451,8 +451,8 @@ def models_list(
     pinned to a version. mAP50 is the version's own figure, else the mean over the sets it was
     evaluated on (the release's validation splits and every `anjian eval --record`).
     """
-    from models.registry import builtin_model_names, list_versions, site_registry
-    from training.eval_record import ap50_by_data
+    from anjian.models.registry import builtin_model_names, list_versions, site_registry
+    from anjian.training.eval_record import ap50_by_data
 
     root = _site_registry(registry, site_config)
     names = [name] if name else builtin_model_names(root)
@@ -494,7 +494,7 @@ def models_promote(
 
     VERSION may be the site's or a shipped one. Promoting the promoted version changes nothing.
     """
-    from models.registry import promote
+    from anjian.models.registry import promote
 
     registry = _site_registry(registry, site_config)
     label = f"{name}{'@' + scope if scope else ''}"
@@ -521,7 +521,7 @@ def models_rollback(
     site_config: SiteConfigOpt = None,
 ) -> None:
     """Undo the last promotion: A, B, C promoted in turn roll back to B, then to A, then to the shipped version."""
-    from models.registry import promoted_version, rollback
+    from anjian.models.registry import promoted_version, rollback
 
     registry = _site_registry(registry, site_config)
     try:
@@ -534,9 +534,9 @@ def models_rollback(
 
 def _load_scoring_detector(spec: str, confidence: float, registry: Path | None) -> Detector:
     """The detector ``eval`` and ``compare`` score: low confidence floor, CPU, resolved in ``registry``."""
-    from models.config import DetectorConfig
-    from models.loader import load_detector
-    from models.registry import resolve_model_path
+    from anjian.models.config import DetectorConfig
+    from anjian.models.loader import load_detector
+    from anjian.models.registry import resolve_model_path
 
     path = str(resolve_model_path(spec, root=registry))
     return load_detector(path, DetectorConfig(path=path, confidence_threshold=confidence, device="cpu"))
@@ -554,7 +554,7 @@ def _print_comparison(comparison: Comparison) -> None:
     """One table per data set: each class's AP50, AP50-95, P and R for A and B, and A - B."""
     from rich.markup import escape
 
-    from training.compare import METRICS
+    from anjian.training.compare import METRICS
 
     labels = {"ap50": "AP50", "ap50_95": "AP50-95", "precision": "P", "recall": "R"}
     a, b = comparison.a.label, comparison.b.label
@@ -621,9 +621,9 @@ def models_compare(
     site_config: SiteConfigOpt = None,
 ) -> None:
     """Side by side before promoting: per-class AP50, AP50-95, P and R of A and B on each set, and A - B."""
-    from datasets.classmap import load_class_map
-    from training.compare import ModelRef, compare_models, load_compared_data
-    from training.comparison_record import record_comparison, registry_version_of
+    from anjian.datasets.classmap import load_class_map
+    from anjian.training.compare import ModelRef, compare_models, load_compared_data
+    from anjian.training.comparison_record import record_comparison, registry_version_of
 
     registry = _site_registry(registry, site_config)
     found = [registry_version_of(spec, root=registry) for spec in (model_a, model_b)]
@@ -662,7 +662,7 @@ def models_compare(
 
 def _show_promotion_comparison(name: str, version: str, current: str | None, registry: Path | None) -> None:
     """After a promotion: the stored comparison with the version it replaced, or how to make one."""
-    from training.comparison_record import comparison_for_promotion
+    from anjian.training.comparison_record import comparison_for_promotion
 
     if current is None or current == version:
         return
@@ -695,7 +695,7 @@ def dataset_fire_clips(
     size: Annotated[int, typer.Option(min=64, max=1920, help="Square frame size in pixels (even).")] = 448,
 ) -> None:
     """Real fire clips from consecutive frames of each video, and an eval-events spec (fire, people, a fall)."""
-    from training.fire_clips import build_fire_clips, write_eval_set
+    from anjian.training.fire_clips import build_fire_clips, write_eval_set
 
     try:
         clips = build_fire_clips(
@@ -744,9 +744,9 @@ def dataset_label_export(
     registry: RegistryOpt = None,
 ) -> None:
     """Images to label with pre-labels, for CVAT (CVAT for images 1.1) and Label Studio (JSON tasks)."""
-    from datasets.labelling import tasks_from_set, write_labelling_export
-    from datasets.yolo import load_yolo_set
-    from training.prelabel import predict_label_boxes
+    from anjian.datasets.labelling import tasks_from_set, write_labelling_export
+    from anjian.datasets.yolo import load_yolo_set
+    from anjian.training.prelabel import predict_label_boxes
 
     try:
         dataset = load_yolo_set(source, progress=rich_progress)
@@ -754,9 +754,9 @@ def dataset_label_export(
         class_names: tuple[str, ...] = dataset.class_names
         version = ""
         if model is not None:
-            from models.config import DetectorConfig
-            from models.loader import load_detector
-            from models.registry import resolve_model_path
+            from anjian.models.config import DetectorConfig
+            from anjian.models.loader import load_detector
+            from anjian.models.registry import resolve_model_path
 
             path = str(resolve_model_path(model, root=registry))
             detector = load_detector(

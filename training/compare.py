@@ -3,8 +3,8 @@
 An analyst promotes a new version only after seeing it side by side with the one it replaces,
 on the sources it was trained on (in-source val splits) and on sources it never saw
 (cross-source sets). :func:`compare_models` scores both detectors with
-:func:`training.evaluate.evaluate_detector` on the same images and pairs their per-class
-figures; :mod:`training.comparison_record` keeps the result with each registry version.
+:func:`anjian.training.evaluate.evaluate_detector` on the same images and pairs their per-class
+figures; :mod:`anjian.training.comparison_record` keeps the result with each registry version.
 
 Differences are always *this model minus the other*: in a version's own meta, a positive
 ``delta`` means that version scores higher.
@@ -21,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from datasets.classmap import ClassMap
-from datasets.hashing import dataset_digest
-from datasets.labels import DetectionSet, ProgressFn, no_progress
-from datasets.versions import find_version
-from datasets.yolo import load_yolo_set
-from models.detector import Detector
-from training.evaluate import ClassResult, EvalReport, class_table, evaluate_detector
+from anjian.datasets.classmap import ClassMap
+from anjian.datasets.hashing import dataset_digest
+from anjian.datasets.labels import DetectionSet, ProgressFn, no_progress
+from anjian.datasets.versions import find_version
+from anjian.datasets.yolo import load_yolo_set
+from anjian.models.detector import Detector
+from anjian.training.evaluate import ClassResult, EvalReport, class_table, evaluate_detector
 
 __all__ = [
     "METRICS",

@@ -1,9 +1,9 @@
 """Keep model comparisons with the registry versions they compare, and read them back for ``promote``.
 
-:func:`record_comparison` adds a :class:`training.compare.Comparison` to a version's
+:func:`record_comparison` adds a :class:`anjian.training.compare.Comparison` to a version's
 ``meta.json`` under ``comparisons`` (a newer comparison against the same model replaces the
 older one) and rewrites the card's ``comparisons`` section from them. For a shipped version
-both go to the site registry (:func:`models.registry.version_record_dir`); the shipped files
+both go to the site registry (:func:`anjian.models.registry.version_record_dir`); the shipped files
 stay as released. :func:`comparison_for_promotion` finds what ``anjian models promote``
 shows: the candidate against the version it replaces.
 """
@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from models.errors import ModelError
-from models.registry import (
+from anjian.models.errors import ModelError
+from anjian.models.registry import (
     list_versions,
     read_meta,
     resolve_model_path,
@@ -24,7 +24,7 @@ from models.registry import (
     write_card_section,
     write_meta,
 )
-from training.compare import Comparison, Scores
+from anjian.training.compare import Comparison, Scores
 
 __all__ = [
     "comparison_for_promotion",

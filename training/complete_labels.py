@@ -19,11 +19,11 @@ from typing import Any
 
 import yaml
 
-from datasets.labels import DetectionSet, ProgressFn, no_progress
-from datasets.yolo import load_yolo_set, write_yolo_set
-from models.config import DetectorConfig
-from models.loader import load_detector
-from training.pseudo_label import PseudoLabelReport, pseudo_label
+from anjian.datasets.labels import DetectionSet, ProgressFn, no_progress
+from anjian.datasets.yolo import load_yolo_set, write_yolo_set
+from anjian.models.config import DetectorConfig
+from anjian.models.loader import load_detector
+from anjian.training.pseudo_label import PseudoLabelReport, pseudo_label
 
 __all__ = ["LabelCompletion", "complete_labels", "label_gaps"]
 

@@ -2,7 +2,7 @@
 
 ``make demo`` needs a detector that sees the flames of the generated demo clip without
 downloading anything. This module renders a synthetic training set with
-:mod:`datasets.synthetic`, trains a slim YOLOv8 detector *from scratch* on the CPU with
+:mod:`anjian.datasets.synthetic`, trains a slim YOLOv8 detector *from scratch* on the CPU with
 ultralytics, exports it to ONNX and writes ``model.onnx``, ``card.md`` and ``meta.json``
 into a registry folder such as ``models/registry/anjian-demo/1``.
 
@@ -12,7 +12,7 @@ pretrained weights are loaded (``pretrained=False``), the AMP check that downloa
 ``yolo11n.pt`` is off (``amp=False``), plots are off, and the one font ultralytics checks
 for when it reads a dataset is served from matplotlib's bundled DejaVu Sans.
 
-Run it as ``python -m training.demo_model --out models/registry/anjian-demo/1``.
+Run it as ``python -m anjian.training.demo_model --out models/registry/anjian-demo/1``.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from datasets.synthetic import CLASS_NAMES, write_training_set
-from training.export import ONNX_OPSET, stamp_onnx
-from training.ultralytics_env import OFFLINE_TRAIN_ARGS, offline_ultralytics, use_all_cores
+from anjian.datasets.synthetic import CLASS_NAMES, write_training_set
+from anjian.training.export import ONNX_OPSET, stamp_onnx
+from anjian.training.ultralytics_env import OFFLINE_TRAIN_ARGS, offline_ultralytics, use_all_cores
 
 __all__ = ["ClassMetrics", "DemoModelMeta", "DemoRecipe", "main", "train_demo_model"]
 
@@ -180,7 +180,7 @@ real sites comes from the training issue (real, labelled data, `training/`).
   (optimizer auto, mosaic, HSV and flip augmentation), deterministic, seed {r.seed}.
 - Training took {meta.training_seconds / 60:.1f} min ({meta.total_seconds / 60:.1f} min with rendering,
   validation and export) on {meta.hardware}.
-- Reproduce: `python -m training.demo_model --out models/registry/{meta.name}/{meta.version}
+- Reproduce: `python -m anjian.training.demo_model --out models/registry/{meta.name}/{meta.version}
   --images {r.images} --epochs {r.epochs} --imgsz {r.imgsz} --seed {r.seed}`.
 
 ## Validation (synthetic val split, as ultralytics reported it)
@@ -361,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         The process exit code.
     """
     parser = argparse.ArgumentParser(
-        prog="python -m training.demo_model", description=__doc__.splitlines()[0]
+        prog="python -m anjian.training.demo_model", description=__doc__.splitlines()[0]
     )
     parser.add_argument(
         "--out", type=Path, required=True, help="registry folder, e.g. models/registry/anjian-demo/1"

@@ -4,7 +4,7 @@
 :func:`record_evaluation` adds it to the version's ``meta.json`` under ``evals`` (a newer
 evaluation of the same data and class map replaces the older one) and rewrites the card's
 ``evals`` section from them. For a shipped version both go to the site registry
-(:func:`models.registry.version_record_dir`); the shipped files stay as released.
+(:func:`anjian.models.registry.version_record_dir`); the shipped files stay as released.
 
 :func:`ap50_by_data` reads back the AP50 per evaluated set (the release's per-source ``val``
 figures and every recorded evaluation): ``models list`` shows them and their mean.
@@ -19,7 +19,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from models.registry import read_meta, resolve_model_path, version_record_dir, write_card_section, write_meta
+from anjian.models.registry import (
+    read_meta,
+    resolve_model_path,
+    version_record_dir,
+    write_card_section,
+    write_meta,
+)
 
 __all__ = ["ap50_by_data", "check_recorded_model", "evals_markdown", "parse_version_ref", "record_evaluation"]
 
@@ -109,7 +115,7 @@ def record_evaluation(
         name: Model name.
         version: Its version.
         report: The evaluation, JSON-ready.
-        root: Site registry folder (:func:`models.registry.site_registry`).
+        root: Site registry folder (:func:`anjian.models.registry.site_registry`).
 
     Returns:
         The folder whose ``meta.json`` and ``card.md`` now hold it.

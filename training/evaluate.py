@@ -1,7 +1,7 @@
 """Per-class precision, recall, AP50 and AP50-95 of any detector on a labelled split.
 
-:func:`evaluate_detector` runs a :class:`models.Detector` (so an ONNX export is measured
-exactly as the pipeline runs it) over one split of a :class:`datasets.DetectionSet`,
+:func:`evaluate_detector` runs a :class:`anjian.models.Detector` (so an ONNX export is measured
+exactly as the pipeline runs it) over one split of a :class:`anjian.datasets.DetectionSet`,
 maps the data's class names onto the model's through a class map, ignores data classes
 that map to nothing and model classes no data class maps to, and computes COCO-style
 101-point interpolated average precision in numpy.
@@ -22,11 +22,11 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from datasets.classmap import ClassMap
-from datasets.labels import DetectionSet, ProgressFn, no_progress
-from datasets.merge import merge_sets
-from models.detector import Detector
-from training.thresholds import ScoredPredictions
+from anjian.datasets.classmap import ClassMap
+from anjian.datasets.labels import DetectionSet, ProgressFn, no_progress
+from anjian.datasets.merge import merge_sets
+from anjian.models.detector import Detector
+from anjian.training.thresholds import ScoredPredictions
 
 __all__ = [
     "IOU_THRESHOLDS",
@@ -151,7 +151,7 @@ class ClassResult:
             prediction of the class on any other image is neither right nor wrong, and ignored.
         sources: The sources those images come from.
         predictions: Every scored prediction of the class (score, true positive at IoU
-            0.5) and its ground-truth count: the PR curve ``training.thresholds``
+            0.5) and its ground-truth count: the PR curve ``anjian.training.thresholds``
             calibrates the operating threshold from. Not part of ``to_dict``.
     """
 

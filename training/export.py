@@ -4,7 +4,7 @@
 square input size fixed, no NMS in the graph, and writes anjian's metadata next to
 ultralytics' (``names``, ``imgsz``, ``stride`` ...): ``anjian_model`` (the name events
 carry), ``version``, a description and, when calibrated, ``anjian_thresholds`` (each
-class's operating score, see ``training.thresholds``). :func:`to_fp16` converts an fp32 export to
+class's operating score, see ``anjian.training.thresholds``). :func:`to_fp16` converts an fp32 export to
 float16 (inputs and outputs included; the pipeline's ONNX backend feeds float16 when a
 model asks for it). :func:`export_tensorrt` builds a TensorRT engine, only where an NVIDIA
 GPU is present; elsewhere it returns ``None``.
@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from training.ultralytics_env import offline_ultralytics
+from anjian.training.ultralytics_env import offline_ultralytics
 
 __all__ = ["ONNX_OPSET", "export_onnx", "export_tensorrt", "stamp_onnx", "to_fp16"]
 
@@ -84,7 +84,7 @@ def stamp_onnx(
     dst.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(dst))
     if thresholds:
-        from training.thresholds import stamp_thresholds
+        from anjian.training.thresholds import stamp_thresholds
 
         stamp_thresholds(dst, thresholds)
     return dst

@@ -2,7 +2,7 @@
 
 A few hundred labelled people cannot teach a detector what a person looks like; COCO's
 YOLOv8n already knows. :func:`build_finetune_checkpoint` recovers its float weights
-(:mod:`training.coco_init`), builds a YOLOv8n with anjian's classes, transfers the
+(:mod:`anjian.training.coco_init`), builds a YOLOv8n with anjian's classes, transfers the
 backbone, neck and box head, and seeds each new class's score row from a COCO class
 (``person`` from ``person``; ``fallen_person`` also from ``person``, so it starts by
 finding people and only has to learn which ones lie on the floor). Classes without a
@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from training.ultralytics_env import offline_ultralytics
+from anjian.training.ultralytics_env import offline_ultralytics
 
 __all__ = ["DEFAULT_COCO_ONNX", "DEFAULT_SEEDS", "build_finetune_checkpoint", "write_model_yaml"]
 
@@ -100,7 +100,7 @@ def build_finetune_checkpoint(
     from ultralytics.models.yolo.model import YOLO
     from ultralytics.nn.tasks import DetectionModel
 
-    from training.coco_init import recover_yolov8n_from_int8
+    from anjian.training.coco_init import recover_yolov8n_from_int8
 
     coco = recover_yolov8n_from_int8(Path(coco_onnx))
     yaml_path = write_model_yaml(out_pt.with_suffix(".yaml"), len(class_names))

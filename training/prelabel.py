@@ -1,7 +1,7 @@
 """Pre-labels from a model, for the images an analyst sends to a labelling tool.
 
 Correcting a model's boxes is quicker than drawing every box; the model's confident boxes
-become the tool's predictions (see :mod:`datasets.labelling`).
+become the tool's predictions (see :mod:`anjian.datasets.labelling`).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import cv2
 
-from datasets.labelling import LabelBox
-from datasets.labels import ProgressFn, no_progress
-from models.detector import Detector
+from anjian.datasets.labelling import LabelBox
+from anjian.datasets.labels import ProgressFn, no_progress
+from anjian.models.detector import Detector
 
 __all__ = ["predict_label_boxes"]
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from datasets.boxes import iou_cxcywh
-from datasets.labels import DetectionSet, ProgressFn, no_progress
-from models.detector import Detector
+from anjian.datasets.boxes import iou_cxcywh
+from anjian.datasets.labels import DetectionSet, ProgressFn, no_progress
+from anjian.models.detector import Detector
 
 __all__ = ["PseudoLabelReport", "pseudo_label"]
 

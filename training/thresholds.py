@@ -19,7 +19,7 @@ positive gets no threshold; the rules keep their defaults for it.
 
 :func:`calibrate_thresholds` pools each class over several evaluations (one per source),
 :func:`stamp_thresholds` writes the result into an ONNX file's metadata
-(``anjian_thresholds``, read back by ``models.metadata``), and
+(``anjian_thresholds``, read back by ``anjian.models.metadata``), and
 :func:`load_thresholds_json` reads what ``anjian eval --json`` wrote.
 
 Example:
@@ -39,10 +39,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from models.metadata import THRESHOLDS_KEY, parse_class_thresholds
+from anjian.models.metadata import THRESHOLDS_KEY, parse_class_thresholds
 
 if TYPE_CHECKING:
-    from training.evaluate import EvalReport
+    from anjian.training.evaluate import EvalReport
 
 __all__ = [
     "RECALL_FIRST_CLASSES",
@@ -197,7 +197,7 @@ def calibrate_thresholds(
     """Each class's threshold from its predictions pooled over ``reports`` (e.g. one per source).
 
     Args:
-        reports: Evaluations of one model (``training.evaluate.evaluate_detector``), each
+        reports: Evaluations of one model (``anjian.training.evaluate.evaluate_detector``), each
             class carrying its scored predictions.
         betas: F-beta weight per class name; 1 for classes not listed.
         min_score: Lowest threshold returned.
@@ -250,7 +250,7 @@ def stamp_thresholds(src: Path, thresholds: Mapping[str, float], dst: Path | Non
     """
     import onnx
 
-    from models.metadata import parse_ultralytics_metadata
+    from anjian.models.metadata import parse_ultralytics_metadata
 
     model = onnx.load(str(src))
     props = {p.key: p.value for p in model.metadata_props}

@@ -1,7 +1,7 @@
 """Train a YOLO detector with ultralytics, offline and resumable, and record how.
 
 :func:`train_detector` wraps ``YOLO.train`` with the offline settings of
-:mod:`training.ultralytics_env` and writes ``anjian_train.json`` into the run folder next
+:mod:`anjian.training.ultralytics_env` and writes ``anjian_train.json`` into the run folder next
 to ``weights/``: the config, the data digest, the hardware, the wall time (summed over
 resumed sessions) and the metrics of every epoch, rewritten after each epoch so that an
 interrupted run still says how far it got. ``weights/last.pt`` is saved every epoch;
@@ -31,9 +31,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from datasets.hashing import dataset_digest
-from datasets.versions import version_of_data
-from training.ultralytics_env import OFFLINE_TRAIN_ARGS, offline_ultralytics, use_all_cores
+from anjian.datasets.hashing import dataset_digest
+from anjian.datasets.versions import version_of_data
+from anjian.training.ultralytics_env import OFFLINE_TRAIN_ARGS, offline_ultralytics, use_all_cores
 
 __all__ = [
     "RECORD_NAME",

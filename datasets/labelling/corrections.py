@@ -18,12 +18,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from datasets.boxes import clean_boxes
-from datasets.errors import DatasetFormatError
-from datasets.labelling.cvat import read_cvat
-from datasets.labelling.label_studio import read_label_studio
-from datasets.labelling.tasks import Manifest, ToolImage, read_manifest
-from datasets.labels import DetectionSet, Issue, IssueKind, LabelledImage, Severity, empty_boxes, list_images
+from anjian.datasets.boxes import clean_boxes
+from anjian.datasets.errors import DatasetFormatError
+from anjian.datasets.labelling.cvat import read_cvat
+from anjian.datasets.labelling.label_studio import read_label_studio
+from anjian.datasets.labelling.tasks import Manifest, ToolImage, read_manifest
+from anjian.datasets.labels import (
+    DetectionSet,
+    Issue,
+    IssueKind,
+    LabelledImage,
+    Severity,
+    empty_boxes,
+    list_images,
+)
 
 __all__ = ["CorrectionsReport", "read_corrections", "tool_of"]
 

@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from xml.etree import ElementTree
 
-from datasets.errors import DatasetFormatError
-from datasets.labelling.tasks import LabelBox, LabelTask, ToolImage
+from anjian.datasets.errors import DatasetFormatError
+from anjian.datasets.labelling.tasks import LabelBox, LabelTask, ToolImage
 
 __all__ = ["cvat_labels_json", "cvat_xml", "read_cvat"]
 

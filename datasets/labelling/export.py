@@ -3,7 +3,7 @@
 :func:`tasks_from_set` turns a labelled set (a harvest's ``to_label``, any YOLO set) into
 :class:`LabelTask` records whose pre-labels are the set's own boxes or a model's
 predictions; :func:`write_labelling_export` writes them out (layout in
-:mod:`datasets.labelling.tasks`).
+:mod:`anjian.datasets.labelling.tasks`).
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import cv2
 
-from datasets.errors import DatasetFormatError
-from datasets.labelling.cvat import cvat_labels_json, cvat_xml
-from datasets.labelling.label_studio import LOCAL_FILES_URL, label_config, label_studio_tasks
-from datasets.labelling.tasks import MANIFEST_NAME, LabelBox, LabelTask, Manifest, unique_names
-from datasets.labels import DetectionSet, LabelledImage, ProgressFn, no_progress
+from anjian.datasets.errors import DatasetFormatError
+from anjian.datasets.labelling.cvat import cvat_labels_json, cvat_xml
+from anjian.datasets.labelling.label_studio import LOCAL_FILES_URL, label_config, label_studio_tasks
+from anjian.datasets.labelling.tasks import MANIFEST_NAME, LabelBox, LabelTask, Manifest, unique_names
+from anjian.datasets.labels import DetectionSet, LabelledImage, ProgressFn, no_progress
 
 __all__ = ["tasks_from_set", "write_labelling_export"]
 

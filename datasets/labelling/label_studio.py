@@ -24,8 +24,8 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 from xml.sax.saxutils import quoteattr
 
-from datasets.errors import DatasetFormatError
-from datasets.labelling.tasks import LabelBox, LabelTask, ToolImage
+from anjian.datasets.errors import DatasetFormatError
+from anjian.datasets.labelling.tasks import LabelBox, LabelTask, ToolImage
 
 __all__ = [
     "FROM_NAME",

@@ -11,7 +11,7 @@ An export is a folder an analyst hands to CVAT or Label Studio::
     <out>/README.md                   the steps, for whoever labels
 
 The manifest lets the corrected labels come back as a clean YOLO set with each image's
-original split and source (:mod:`datasets.labelling.corrections`).
+original split and source (:mod:`anjian.datasets.labelling.corrections`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datasets.errors import DatasetFormatError
+from anjian.datasets.errors import DatasetFormatError
 
 __all__ = [
     "MANIFEST_NAME",

@@ -19,8 +19,8 @@ Example:
     ((180, 320, 3), 'fire')
 """
 
-from datasets.synthetic.drawing import render_scene
-from datasets.synthetic.specs import (
+from anjian.datasets.synthetic.drawing import render_scene
+from anjian.datasets.synthetic.specs import (
     CLASS_NAMES,
     BlockKind,
     BlockSpec,
@@ -34,7 +34,7 @@ from datasets.synthetic.specs import (
     demo_scene_spec,
     random_scene_spec,
 )
-from datasets.synthetic.writers import write_demo_video, write_training_set
+from anjian.datasets.synthetic.writers import write_demo_video, write_training_set
 
 __all__ = [
     "CLASS_NAMES",

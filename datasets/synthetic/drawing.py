@@ -12,7 +12,7 @@ import math
 import cv2
 import numpy as np
 
-from datasets.synthetic.specs import (
+from anjian.datasets.synthetic.specs import (
     BlockKind,
     BlockSpec,
     ConeSpec,

@@ -1,7 +1,7 @@
 """Scene specifications of the synthetic workshop: what is where, and how it moves.
 
 Random scenes for the demo detector's training set (:func:`random_scene_spec`) and the
-fixed scene of the demo clip (:func:`demo_scene_spec`); :mod:`datasets.synthetic.drawing`
+fixed scene of the demo clip (:func:`demo_scene_spec`); :mod:`anjian.datasets.synthetic.drawing`
 renders them.
 """
 

@@ -9,8 +9,8 @@ import av
 import cv2
 import numpy as np
 
-from datasets.synthetic.drawing import clear_static_layer_cache, render_scene
-from datasets.synthetic.specs import CLASS_NAMES, demo_scene_spec, random_scene_spec
+from anjian.datasets.synthetic.drawing import clear_static_layer_cache, render_scene
+from anjian.datasets.synthetic.specs import CLASS_NAMES, demo_scene_spec, random_scene_spec
 
 __all__ = ["write_demo_video", "write_training_set"]
 

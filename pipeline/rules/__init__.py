@@ -2,17 +2,17 @@
 
 from collections.abc import Mapping
 
-from pipeline.config import CameraPipelineConfig
-from pipeline.incidents import EventContext
-from pipeline.rules.absence_from_post import AbsenceFromPostRule
-from pipeline.rules.base import BaseRule, Confirmation, Rule, RuleEnvironment, boxes_of
-from pipeline.rules.blocked_exit import BlockedExitRule
-from pipeline.rules.fallen_person import FallenPersonRule
-from pipeline.rules.open_flame import OpenFlameRule
-from pipeline.rules.smoking import SmokingRule
-from pipeline.rules.uncleaned_dust import UncleanedDustRule
-from pipeline.schedule import Schedule
-from pipeline.zones import ZoneSet
+from anjian.pipeline.config import CameraPipelineConfig
+from anjian.pipeline.incidents import EventContext
+from anjian.pipeline.rules.absence_from_post import AbsenceFromPostRule
+from anjian.pipeline.rules.base import BaseRule, Confirmation, Rule, RuleEnvironment, boxes_of
+from anjian.pipeline.rules.blocked_exit import BlockedExitRule
+from anjian.pipeline.rules.fallen_person import FallenPersonRule
+from anjian.pipeline.rules.open_flame import OpenFlameRule
+from anjian.pipeline.rules.smoking import SmokingRule
+from anjian.pipeline.rules.uncleaned_dust import UncleanedDustRule
+from anjian.pipeline.schedule import Schedule
+from anjian.pipeline.zones import ZoneSet
 
 __all__ = [
     "AbsenceFromPostRule",

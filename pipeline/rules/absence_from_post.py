@@ -6,14 +6,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cameras.frame import Frame
-from models.detections import Detections
-from pipeline.config import AbsenceFromPostConfig, PostConfig
-from pipeline.event import Behaviour, EventBox
-from pipeline.incidents import EventContext, IncidentBook, IncidentUpdate
-from pipeline.rules.base import BaseRule, RuleEnvironment, boxes_of, select
-from pipeline.schedule import Schedule
-from pipeline.zones import Zone
+from anjian.cameras.frame import Frame
+from anjian.models.detections import Detections
+from anjian.pipeline.config import AbsenceFromPostConfig, PostConfig
+from anjian.pipeline.event import Behaviour, EventBox
+from anjian.pipeline.incidents import EventContext, IncidentBook, IncidentUpdate
+from anjian.pipeline.rules.base import BaseRule, RuleEnvironment, boxes_of, select
+from anjian.pipeline.schedule import Schedule
+from anjian.pipeline.zones import Zone
 
 __all__ = ["Absence", "AbsenceFromPostRule", "OutOfBounds"]
 

@@ -20,14 +20,14 @@ from typing import Protocol
 
 import numpy as np
 
-from cameras.frame import Frame
-from models.detections import Detections
-from pipeline.config import _RuleConfig
-from pipeline.event import Behaviour, Event, EventBox, RiskLevel
-from pipeline.incidents import EventContext, IncidentBook, IncidentUpdate
-from pipeline.references import ZoneReference
-from pipeline.schedule import Schedule
-from pipeline.zones import ZoneSet
+from anjian.cameras.frame import Frame
+from anjian.models.detections import Detections
+from anjian.pipeline.config import _RuleConfig
+from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel
+from anjian.pipeline.incidents import EventContext, IncidentBook, IncidentUpdate
+from anjian.pipeline.references import ZoneReference
+from anjian.pipeline.schedule import Schedule
+from anjian.pipeline.zones import ZoneSet
 
 __all__ = [
     "BaseRule",

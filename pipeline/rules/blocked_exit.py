@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cameras.frame import Frame
-from models.detections import Detections
-from pipeline.config import BlockedExitConfig
-from pipeline.event import Behaviour, EventBox
-from pipeline.incidents import EventContext, IncidentUpdate
-from pipeline.references import ZoneReference, small_grey
-from pipeline.rules.base import BaseRule, Confirmation, RuleEnvironment, boxes_of, normalised, select
-from pipeline.zones import Zone, box_mask
+from anjian.cameras.frame import Frame
+from anjian.models.detections import Detections
+from anjian.pipeline.config import BlockedExitConfig
+from anjian.pipeline.event import Behaviour, EventBox
+from anjian.pipeline.incidents import EventContext, IncidentUpdate
+from anjian.pipeline.references import ZoneReference, small_grey
+from anjian.pipeline.rules.base import BaseRule, Confirmation, RuleEnvironment, boxes_of, normalised, select
+from anjian.pipeline.zones import Zone, box_mask
 
 __all__ = ["BlockedExitRule"]
 
@@ -38,7 +38,7 @@ class BlockedExitRule(BaseRule):
     which finds obstacles the model has no class for. People never count: a person
     walking through is masked. A clear spell shorter than ``max_gap_s`` (a worker
     standing in front of the pallet) does not restart the duration. The reference is
-    learned automatically (see ``pipeline.references``) and reset with
+    learned automatically (see ``anjian.pipeline.references``) and reset with
     ``reset_reference``. ``tick`` keeps the duration running while a motion-gated
     camera sends no frames (nothing moved, so the obstacle is still there).
     """

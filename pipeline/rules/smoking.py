@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from cameras.frame import Frame
-from models.detections import Detections
-from pipeline.config import SmokingConfig
-from pipeline.event import Behaviour
-from pipeline.incidents import EventContext, IncidentUpdate
-from pipeline.rules.base import (
+from anjian.cameras.frame import Frame
+from anjian.models.detections import Detections
+from anjian.pipeline.config import SmokingConfig
+from anjian.pipeline.event import Behaviour
+from anjian.pipeline.incidents import EventContext, IncidentUpdate
+from anjian.pipeline.rules.base import (
     BaseRule,
     PerObjectConfirmation,
     RuleEnvironment,

@@ -6,14 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cameras.frame import Frame
-from models.detections import Detections
-from pipeline.config import UncleanedDustConfig
-from pipeline.event import Behaviour, EventBox
-from pipeline.incidents import EventContext, IncidentUpdate
-from pipeline.references import ReferenceReading, ZoneReference, small_grey
-from pipeline.rules.base import BaseRule, Confirmation, RuleEnvironment, boxes_of, normalised, select
-from pipeline.zones import Zone, box_mask
+from anjian.cameras.frame import Frame
+from anjian.models.detections import Detections
+from anjian.pipeline.config import UncleanedDustConfig
+from anjian.pipeline.event import Behaviour, EventBox
+from anjian.pipeline.incidents import EventContext, IncidentUpdate
+from anjian.pipeline.references import ReferenceReading, ZoneReference, small_grey
+from anjian.pipeline.rules.base import BaseRule, Confirmation, RuleEnvironment, boxes_of, normalised, select
+from anjian.pipeline.zones import Zone, box_mask
 
 __all__ = ["UncleanedDustRule"]
 

@@ -1,1 +1,1 @@
-"""The HTTP API of the alert service, one router per resource (wired by ``service.app.create_app``)."""
+"""The HTTP API of the alert service, one router per resource (wired by ``anjian.service.app.create_app``)."""

@@ -28,10 +28,10 @@ from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import Scope
 
-from service.api.limits import FailedAuthLimiter
-from service.api.problems import ApiProblem
-from service.api.session_cookie import SessionSigner, SessionVerdict
-from service.tokens import ApiToken, Role, TokenStore, hash_token, printable
+from anjian.service.api.limits import FailedAuthLimiter
+from anjian.service.api.problems import ApiProblem
+from anjian.service.api.session_cookie import SessionSigner, SessionVerdict
+from anjian.service.tokens import ApiToken, Role, TokenStore, hash_token, printable
 
 __all__ = [
     "AUTH_SCOPE_KEY",

@@ -8,11 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, status
 from fastapi import Path as PathParam
 
-from service.api.deps import AUTH_RESPONSES, Admin, Operator, PipelineControlDep
-from service.api.models import CameraReloadOut, ReferenceResetOut
-from service.api.routing import GuardedRoute
-from service.control import PipelineControl
-from service.errors import ConfigError
+from anjian.service.api.deps import AUTH_RESPONSES, Admin, Operator, PipelineControlDep
+from anjian.service.api.models import CameraReloadOut, ReferenceResetOut
+from anjian.service.api.routing import GuardedRoute
+from anjian.service.control import PipelineControl
+from anjian.service.errors import ConfigError
 
 __all__ = ["router"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from service.api.routing import GuardedRoute
+from anjian.service.api.routing import GuardedRoute
 
 __all__ = ["DASHBOARD_DIR", "router"]
 

@@ -6,7 +6,7 @@ Every route but the dashboard's files, the API docs, ``/healthz``, ``/readyz``,
 ``<video>``, ``EventSource``), which cannot send headers, also accept the
 dashboard session cookie (``POST /auth/session``); no route takes a token in
 its URL. No token or an unknown one answers 401; a token whose role is not
-enough answers 403 (``service.api.auth``; ``GuardedRoute`` checks before the
+enough answers 403 (``anjian.service.api.auth``; ``GuardedRoute`` checks before the
 body is read).
 """
 
@@ -17,16 +17,16 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from cameras.health import CameraHealth
-from service.api.auth import CookieRoleRequirement, OptionalRoleRequirement, RoleRequirement
-from service.api.problems import problem_responses
-from service.control import PipelineControl
-from service.evidence import EvidenceStore
-from service.metrics import ServiceMetrics
-from service.sink import StoreSink
-from service.store import EventStore
-from service.tokens import ApiToken, Role
-from service.webhooks import WebhookDispatcher
+from anjian.cameras.health import CameraHealth
+from anjian.service.api.auth import CookieRoleRequirement, OptionalRoleRequirement, RoleRequirement
+from anjian.service.api.problems import problem_responses
+from anjian.service.control import PipelineControl
+from anjian.service.evidence import EvidenceStore
+from anjian.service.metrics import ServiceMetrics
+from anjian.service.sink import StoreSink
+from anjian.service.store import EventStore
+from anjian.service.tokens import ApiToken, Role
+from anjian.service.webhooks import WebhookDispatcher
 
 __all__ = [
     "AUTH_RESPONSES",

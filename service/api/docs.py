@@ -15,8 +15,8 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 
-from service.api.routing import GuardedRoute
-from service.api.security import csp_with_inline_scripts
+from anjian.service.api.routing import GuardedRoute
+from anjian.service.api.security import csp_with_inline_scripts
 
 __all__ = ["ASSETS_DIR", "ASSETS_PATH", "router"]
 

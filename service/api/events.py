@@ -10,8 +10,8 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
-from pipeline.event import Behaviour, RiskLevel
-from service.api.deps import (
+from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.service.api.deps import (
     AUTH_RESPONSES,
     DispatcherDep,
     EvidenceDep,
@@ -21,14 +21,14 @@ from service.api.deps import (
     Viewer,
     ViewerByCookie,
 )
-from service.api.models import AcknowledgeIn, CloseIn, DispatchIn, FalseAlarmIn, ResolveIn
-from service.api.problems import ApiProblem, problem_responses
-from service.api.routing import GuardedRoute
-from service.errors import EvidenceError, EvidenceNotFoundError, InvalidTransitionError
-from service.lifecycle import Action, AlertState
-from service.records import StoredEvent
-from service.schemas import AuditOut, EventList, EventOut
-from service.store import EventStore
+from anjian.service.api.models import AcknowledgeIn, CloseIn, DispatchIn, FalseAlarmIn, ResolveIn
+from anjian.service.api.problems import ApiProblem, problem_responses
+from anjian.service.api.routing import GuardedRoute
+from anjian.service.errors import EvidenceError, EvidenceNotFoundError, InvalidTransitionError
+from anjian.service.lifecycle import Action, AlertState
+from anjian.service.records import StoredEvent
+from anjian.service.schemas import AuditOut, EventList, EventOut
+from anjian.service.store import EventStore
 
 __all__ = ["router"]
 

@@ -1,4 +1,4 @@
-"""Ingest: event revisions POSTed by pipelines running in other processes (``pipeline.http_sink``)."""
+"""Ingest: event revisions POSTed by pipelines running in other processes (``anjian.pipeline.http_sink``)."""
 
 from __future__ import annotations
 
@@ -8,14 +8,14 @@ import logging
 from fastapi import APIRouter, HTTPException, Request, status
 from sqlalchemy.exc import SQLAlchemyError
 
-from pipeline.event import Event
-from pipeline.event_json import event_from_json
-from service.api.deps import AUTH_RESPONSES, Pipeline
-from service.api.models import IngestBatchIn, IngestBatchResult, IngestEventIn, IngestResult
-from service.api.routing import IngestRoute
-from service.config import AnjianConfig
-from service.errors import IngestBusyError
-from service.sink import StoreSink
+from anjian.pipeline.event import Event
+from anjian.pipeline.event_json import event_from_json
+from anjian.service.api.deps import AUTH_RESPONSES, Pipeline
+from anjian.service.api.models import IngestBatchIn, IngestBatchResult, IngestEventIn, IngestResult
+from anjian.service.api.routing import IngestRoute
+from anjian.service.config import AnjianConfig
+from anjian.service.errors import IngestBusyError
+from anjian.service.sink import StoreSink
 
 __all__ = ["router", "unknown_source"]
 
@@ -38,7 +38,7 @@ async def ingest_event(request: Request, _token: Pipeline, body: IngestEventIn) 
 
     Only events of this site's configured cameras are taken (422 otherwise, which
     the pipeline's sink sets aside instead of retrying). Revisions arriving together
-    are committed together by the event writer (``service.sink``). Idempotent: a
+    are committed together by the event writer (``anjian.service.sink``). Idempotent: a
     revision already stored (or older than the stored one) is acknowledged with
     ``is_applied: false`` and changes nothing, so a pipeline may resend whatever it
     is unsure about.

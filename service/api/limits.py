@@ -19,7 +19,7 @@ from collections.abc import Callable
 from starlette.datastructures import Headers
 from starlette.types import Message, Receive, Scope
 
-from service.api.problems import ApiProblem
+from anjian.service.api.problems import ApiProblem
 
 __all__ = ["BodyTooLargeError", "FailedAuthLimiter", "check_declared_length", "limit_body"]
 

@@ -1,4 +1,4 @@
-"""Request and response bodies of the API beyond events themselves (see ``service.schemas``)."""
+"""Request and response bodies of the API beyond events themselves (see ``anjian.service.schemas``)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from pipeline.event import Behaviour, RiskLevel
-from service.records import DeliveryStatus, Subscription, WebhookDelivery
-from service.schemas import WebhookKind, epoch_to_datetime
-from service.signing import SigningSecret
-from service.tokens import ApiToken, Role
+from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.service.records import DeliveryStatus, Subscription, WebhookDelivery
+from anjian.service.schemas import WebhookKind, epoch_to_datetime
+from anjian.service.signing import SigningSecret
+from anjian.service.tokens import ApiToken, Role
 
 __all__ = [
     "AcknowledgeIn",
@@ -97,7 +97,7 @@ class IngestBoxIn(_Model):
 
 
 class IngestEventIn(_Model):
-    """An event revision from a pipeline, in ``pipeline.event_json`` wire form (epoch-second times)."""
+    """An event revision from a pipeline, in ``anjian.pipeline.event_json`` wire form (epoch-second times)."""
 
     schema_version: Literal[1] = Field(..., description="Wire-form version (pipeline.event_json).")
     id: _Id
@@ -140,7 +140,7 @@ MAX_INGEST_BATCH = 200
 
 
 class IngestBatchIn(_Model):
-    """Several event revisions from one pipeline, stored together (``pipeline.http_sink`` sends what is queued)."""
+    """Several event revisions from one pipeline, stored together (``anjian.pipeline.http_sink`` sends what is queued)."""
 
     events: list[IngestEventIn] = Field(..., min_length=1, max_length=MAX_INGEST_BATCH)
 

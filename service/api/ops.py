@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import APIRouter, Response, status
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.api.deps import (
+from anjian.service.api.deps import (
     AUTH_RESPONSES,
     CameraHealthDep,
     DispatcherDep,
@@ -23,13 +23,13 @@ from service.api.deps import (
     StoreDep,
     Viewer,
 )
-from service.api.models import LivenessOut, ReadyOut
-from service.api.routing import GuardedRoute
-from service.database import is_schema_current
-from service.errors import DatabaseError
-from service.metrics import CONTENT_TYPE
-from service.records import DeliveryStatus
-from service.schemas import CameraHealthOut, HealthOut
+from anjian.service.api.models import LivenessOut, ReadyOut
+from anjian.service.api.routing import GuardedRoute
+from anjian.service.database import is_schema_current
+from anjian.service.errors import DatabaseError
+from anjian.service.metrics import CONTENT_TYPE
+from anjian.service.records import DeliveryStatus
+from anjian.service.schemas import CameraHealthOut, HealthOut
 
 __all__ = ["anjian_version", "router"]
 

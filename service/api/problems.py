@@ -35,8 +35,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 
-from service.api.security import SECURITY_HEADERS
-from service.lifecycle import Action, AlertState
+from anjian.service.api.security import SECURITY_HEADERS
+from anjian.service.lifecycle import Action, AlertState
 
 __all__ = [
     "MAX_ERRORS",

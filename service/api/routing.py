@@ -25,8 +25,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from service.api.auth import AUTH_SCOPE_KEY, Authenticator, AuthOutcome, Requirement
-from service.api.limits import check_declared_length, limit_body
+from anjian.service.api.auth import AUTH_SCOPE_KEY, Authenticator, AuthOutcome, Requirement
+from anjian.service.api.limits import check_declared_length, limit_body
 
 __all__ = ["BodyLimits", "GuardedRoute", "IngestRoute", "find_requirement", "loads_strict_json"]
 

@@ -4,7 +4,7 @@ The MAC key is random, made on first use and kept in ``session.key`` (mode
 0600) in the storage folder, so every process sharing that folder accepts the
 same cookies, and a restart keeps sessions open. The cookie holds no secret and
 cannot be forged or extended; what it grants is checked against the token store
-on each use (``service.api.auth``).
+on each use (``anjian.service.api.auth``).
 """
 
 from __future__ import annotations

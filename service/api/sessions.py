@@ -3,7 +3,7 @@
 ``<img>``, ``<video>`` and ``EventSource`` cannot send an ``Authorization``
 header, and a token in the URL ends up in proxy logs. So the dashboard trades
 its token for a cookie (``POST /auth/session`` with ``Authorization: Bearer``):
-``anjian_session`` (``service.api.session_cookie``), ``HttpOnly``,
+``anjian_session`` (``anjian.service.api.session_cookie``), ``HttpOnly``,
 ``SameSite=Strict``, ``Path=/``, ``Secure`` over HTTPS. It is accepted only by
 the read-only routes a browser loads directly (snapshot, clip, ``/stream``), and
 only while its token is still valid: revoking the token ends its sessions.
@@ -20,12 +20,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.auth import SESSION_COOKIE, RoleRequirement
-from service.api.problems import problem_responses
-from service.api.routing import GuardedRoute
-from service.api.session_cookie import SessionSigner
-from service.schemas import epoch_to_datetime
-from service.tokens import ApiToken, Role
+from anjian.service.api.auth import SESSION_COOKIE, RoleRequirement
+from anjian.service.api.problems import problem_responses
+from anjian.service.api.routing import GuardedRoute
+from anjian.service.api.session_cookie import SessionSigner
+from anjian.service.schemas import epoch_to_datetime
+from anjian.service.tokens import ApiToken, Role
 
 __all__ = ["SessionOut", "router"]
 

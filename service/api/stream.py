@@ -22,10 +22,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.api.deps import AUTH_RESPONSES, StoreDep, ViewerByCookie
-from service.api.routing import GuardedRoute
-from service.schemas import EventOut
-from service.store import EventStore
+from anjian.service.api.deps import AUTH_RESPONSES, StoreDep, ViewerByCookie
+from anjian.service.api.routing import GuardedRoute
+from anjian.service.schemas import EventOut
+from anjian.service.store import EventStore
 
 __all__ = ["router"]
 

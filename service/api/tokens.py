@@ -1,7 +1,7 @@
 """API tokens: list, create and revoke (admin only; ``anjian tokens create`` works without a token).
 
 Names with control or format characters are refused (422); creations and
-revocations are logged with the names escaped (``service.tokens.printable``).
+revocations are logged with the names escaped (``anjian.service.tokens.printable``).
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, status
 from fastapi import Path as PathParam
 
-from service.api.deps import AUTH_RESPONSES, Admin, StoreDep
-from service.api.models import TokenCreated, TokenIn, TokenOut
-from service.api.problems import problem_responses
-from service.api.routing import GuardedRoute
-from service.tokens import printable
+from anjian.service.api.deps import AUTH_RESPONSES, Admin, StoreDep
+from anjian.service.api.models import TokenCreated, TokenIn, TokenOut
+from anjian.service.api.problems import problem_responses
+from anjian.service.api.routing import GuardedRoute
+from anjian.service.tokens import printable
 
 __all__ = ["router"]
 

@@ -7,11 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi import Path as PathParam
 
-from service.api.deps import AUTH_RESPONSES, Admin, DispatcherDep, StoreDep
-from service.api.models import DeliveryList, DeliveryOut, SubscriptionIn, SubscriptionOut
-from service.api.routing import GuardedRoute
-from service.records import DeliveryStatus
-from service.subscriptions import SOURCE_CONFIG, SubscriptionSpec
+from anjian.service.api.deps import AUTH_RESPONSES, Admin, DispatcherDep, StoreDep
+from anjian.service.api.models import DeliveryList, DeliveryOut, SubscriptionIn, SubscriptionOut
+from anjian.service.api.routing import GuardedRoute
+from anjian.service.records import DeliveryStatus
+from anjian.service.subscriptions import SOURCE_CONFIG, SubscriptionSpec
 
 __all__ = ["router"]
 

@@ -1,1 +1,1 @@
-"""Alembic migrations of the service's database, shipped inside the package (see ``service.database``)."""
+"""Alembic migrations of the service's database, shipped inside the package (see ``anjian.service.database``)."""

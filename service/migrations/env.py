@@ -1,11 +1,11 @@
-"""Alembic environment of anjian: migrates the connection ``service.database.upgrade_database`` hands in."""
+"""Alembic environment of anjian: migrates the connection ``anjian.service.database.upgrade_database`` hands in."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine
 
-from service.tables import Base
+from anjian.service.tables import Base
 
 config = context.config
 connection = config.attributes.get("connection")

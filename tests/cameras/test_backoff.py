@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import pytest
 
-from cameras.backoff import Backoff, ReconnectWait
-from cameras.config import ReconnectConfig
+from anjian.cameras.backoff import Backoff, ReconnectWait
+from anjian.cameras.config import ReconnectConfig
 
 
 def test_backoff_doubles_up_to_the_cap_without_jitter() -> None:

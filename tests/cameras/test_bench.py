@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cameras.bench import format_decode_table, run_decode_bench
-from cameras.reconnect_bench import (
+from anjian.cameras.bench import format_decode_table, run_decode_bench
+from anjian.cameras.reconnect_bench import (
     DeadCameraReport,
     ReconnectRound,
     format_reconnect_report,

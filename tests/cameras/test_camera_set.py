@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from cameras.camera_set import CameraSet, source_settings_differ
-from cameras.config import CameraConfig
-from cameras.health import CameraState
-from cameras.source import VideoSource
+from anjian.cameras.camera_set import CameraSet, source_settings_differ
+from anjian.cameras.config import CameraConfig
+from anjian.cameras.health import CameraState
+from anjian.cameras.source import VideoSource
 from tests.support.waiting import wait_for
 
 

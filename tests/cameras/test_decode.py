@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from cameras.config import CameraConfig
-from cameras.decode import decode_frames, input_format, open_options
-from cameras.errors import StreamConfigError, StreamOpenError
+from anjian.cameras.config import CameraConfig
+from anjian.cameras.decode import decode_frames, input_format, open_options
+from anjian.cameras.errors import StreamConfigError, StreamOpenError
 from tests.support.clips import make_test_clip
 from tests.support.fixtures import RTSP_PASSWORD
 from tests.support.rtsp import RtspTestServer

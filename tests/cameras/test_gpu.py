@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from cameras import gpu
-from cameras.config import CameraConfig
-from cameras.decode import decode_frames
+from anjian.cameras import gpu
+from anjian.cameras.config import CameraConfig
+from anjian.cameras.decode import decode_frames
 
 torch = pytest.importorskip("torch")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cameras.health import CameraState, HealthTracker
+from anjian.cameras.health import CameraState, HealthTracker
 
 
 def test_health_starts_connecting_and_down_since_start() -> None:

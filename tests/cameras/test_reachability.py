@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from cameras.reachability import port_answers, port_probe, tcp_endpoint
+from anjian.cameras.reachability import port_answers, port_probe, tcp_endpoint
 from tests.support.receiver import unused_port
 
 

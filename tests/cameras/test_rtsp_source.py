@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from cameras.camera_set import CameraSet
-from cameras.config import CameraConfig
-from cameras.health import CameraState
-from cameras.source import VideoSource
+from anjian.cameras.camera_set import CameraSet
+from anjian.cameras.config import CameraConfig
+from anjian.cameras.health import CameraState
+from anjian.cameras.source import VideoSource
 from tests.support.fixtures import RTSP_PASSWORD, RTSP_USER, TEST_CLIP_FPS
 from tests.support.rtsp import RtspTestServer
 from tests.support.waiting import seconds_until, wait_for

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cameras.decode import FrameSampler
+from anjian.cameras.decode import FrameSampler
 
 
 @pytest.mark.parametrize(

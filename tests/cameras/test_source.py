@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from cameras.config import CameraConfig
-from cameras.frame import Frame
-from cameras.health import CameraState
-from cameras.source import VideoSource
+from anjian.cameras.config import CameraConfig
+from anjian.cameras.frame import Frame
+from anjian.cameras.health import CameraState
+from anjian.cameras.source import VideoSource
 from tests.support.waiting import wait_for
 
 _FAST_RETRY = {"initial_delay_s": 0.05, "max_delay_s": 0.2, "jitter": 0.0}
@@ -79,7 +79,7 @@ def test_config_failures_on_a_looping_source_are_retried_at_the_longest_delay(
     not_video.write_text("text\n" * 200)
     retry = {"initial_delay_s": 0.01, "max_delay_s": 0.3, "jitter": 0.0}
     source = VideoSource(_camera(not_video, loop=True, reconnect=retry))
-    caplog.set_level(logging.DEBUG, logger="cameras.source")
+    caplog.set_level(logging.DEBUG, logger="anjian.cameras.source")
     source.start()
     try:
         assert wait_for(lambda: source.health().reconnects >= 3, 30), source.health()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cameras.config import CameraConfig
-from cameras.health import CameraState, HealthTracker
-from cameras.url import ffmpeg_url, mask_credentials, mask_url, remember_secret, split_url, url_scheme
+from anjian.cameras.config import CameraConfig
+from anjian.cameras.health import CameraState, HealthTracker
+from anjian.cameras.url import ffmpeg_url, mask_credentials, mask_url, remember_secret, split_url, url_scheme
 
 MASK_CASES = [
     ("rtsp://admin:secret@10.0.0.5:554/stream1", "rtsp://***:***@10.0.0.5:554/stream1", "secret"),

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from datasets.yolo import load_yolo_set
-from service.cli import app
+from anjian.datasets.yolo import load_yolo_set
+from anjian.service.cli import app
 from tests.support.real_data import copy_yolo_sample
 
 ANJIAN_MAP = Path(__file__).resolve().parents[2] / "datasets" / "maps" / "anjian.yaml"

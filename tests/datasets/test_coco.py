@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets.coco import load_coco_set
-from datasets.errors import DatasetFormatError
-from datasets.labels import IssueKind
-from datasets.yolo import load_yolo_set
+from anjian.datasets.coco import load_coco_set
+from anjian.datasets.errors import DatasetFormatError
+from anjian.datasets.labels import IssueKind
+from anjian.datasets.yolo import load_yolo_set
 from tests.support.real_data import copy_yolo_sample
 
 

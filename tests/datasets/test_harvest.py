@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from datasets.harvest import HarvestBox, HarvestItem, Verdict, write_harvest
-from datasets.yolo import load_yolo_set
+from anjian.datasets.harvest import HarvestBox, HarvestItem, Verdict, write_harvest
+from anjian.datasets.yolo import load_yolo_set
 from tests.factories import make_jpeg
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from service.cli import app
-from service.config import load_config
-from service.lifecycle import Action
-from service.store import EventStore
+from anjian.service.cli import app
+from anjian.service.config import load_config
+from anjian.service.lifecycle import Action
+from anjian.service.store import EventStore
 from tests.factories import make_event, make_jpeg
 
 

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from datasets.errors import DatasetFormatError
-from datasets.labelling import (
+from anjian.datasets.errors import DatasetFormatError
+from anjian.datasets.labelling import (
     read_corrections,
     read_cvat,
     read_label_studio,
@@ -31,9 +31,9 @@ from datasets.labelling import (
     tool_of,
     write_labelling_export,
 )
-from datasets.labels import IssueKind
-from datasets.yolo import load_yolo_set
-from service.cli import app
+from anjian.datasets.labels import IssueKind
+from anjian.datasets.yolo import load_yolo_set
+from anjian.service.cli import app
 from tests.support.real_data import copy_yolo_sample
 
 runner = CliRunner()
@@ -404,7 +404,7 @@ def test_images_without_a_manifest_are_found_by_name(
 def test_a_harvest_folder_is_exported_once_per_image_with_the_alert_boxes_as_pre_labels(
     tmp_path: Path,
 ) -> None:
-    from datasets.harvest import HarvestBox, HarvestItem, Verdict, write_harvest
+    from anjian.datasets.harvest import HarvestBox, HarvestItem, Verdict, write_harvest
 
     data = copy_yolo_sample("fire_smoke_cctv", tmp_path / "fire", per_split=2)
     frames = sorted((data.parent / "images" / "val").iterdir())

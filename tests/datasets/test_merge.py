@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datasets.classmap import ClassMap, OverlapPolicy, load_class_map
-from datasets.errors import ClassMapError
-from datasets.labels import DetectionSet, LabelledImage
-from datasets.merge import merge_sets, resolve_overlaps
-from datasets.yolo import load_yolo_set
+from anjian.datasets.classmap import ClassMap, OverlapPolicy, load_class_map
+from anjian.datasets.errors import ClassMapError
+from anjian.datasets.labels import DetectionSet, LabelledImage
+from anjian.datasets.merge import merge_sets, resolve_overlaps
+from anjian.datasets.yolo import load_yolo_set
 from tests.support.real_data import copy_yolo_sample
 
 ANJIAN_MAP = Path(__file__).resolve().parents[2] / "datasets" / "maps" / "anjian.yaml"

@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datasets.labels import DetectionSet, LabelledImage
-from datasets.split import split_by_group
-from datasets.stats import class_stats
-from datasets.yolo import load_yolo_set
+from anjian.datasets.labels import DetectionSet, LabelledImage
+from anjian.datasets.split import split_by_group
+from anjian.datasets.stats import class_stats
+from anjian.datasets.yolo import load_yolo_set
 from tests.support.real_data import copy_yolo_sample
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import yaml
 
-from datasets.synthetic import (
+from anjian.datasets.synthetic import (
     CLASS_NAMES,
     FlameSpec,
     SceneSpec,

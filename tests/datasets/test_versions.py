@@ -9,10 +9,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from datasets.errors import DatasetError
-from datasets.hashing import dataset_digest
-from datasets.versions import create_version, find_version, load_versions, version_of_data
-from service.cli import app
+from anjian.datasets.errors import DatasetError
+from anjian.datasets.hashing import dataset_digest
+from anjian.datasets.versions import create_version, find_version, load_versions, version_of_data
+from anjian.service.cli import app
 from tests.support.real_data import copy_yolo_sample
 
 runner = CliRunner()

@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets.checks import validate_set
-from datasets.errors import DatasetFormatError
-from datasets.labels import IssueKind, Severity, group_key
-from datasets.yolo import label_path_for, load_yolo_set, write_yolo_set
+from anjian.datasets.checks import validate_set
+from anjian.datasets.errors import DatasetFormatError
+from anjian.datasets.labels import IssueKind, Severity, group_key
+from anjian.datasets.yolo import label_path_for, load_yolo_set, write_yolo_set
 from tests.support.real_data import copy_yolo_sample
 
 

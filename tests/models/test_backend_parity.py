@@ -1,7 +1,7 @@
 """The ONNX backend finds the same boxes as ultralytics' own ``predict`` on the same model and images.
 
 The model is the real COCO YOLOv8n: its float weights are recovered from the shared
-int8 file (``training.coco_init``), saved as a ``.pt``, and exported to a dynamic-shape
+int8 file (``anjian.training.coco_init``), saved as a ``.pt``, and exported to a dynamic-shape
 ONNX file by ultralytics; both then run on real images (warehouse photos with people,
 and frames of a 16:9 video, which exercise the stride-multiple letterbox).
 """
@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 import pytest
 
-from models.config import DetectorConfig
-from models.detections import Detections
-from models.errors import ModelLoadError
-from models.loader import load_detector
-from models.onnx_detector import OnnxDetector
+from anjian.models.config import DetectorConfig
+from anjian.models.detections import Detections
+from anjian.models.errors import ModelLoadError
+from anjian.models.loader import load_detector
+from anjian.models.onnx_detector import OnnxDetector
 
 pytest.importorskip("ultralytics", reason="ultralytics (the train extra) is the reference")
 pytest.importorskip("onnx", reason="onnx (the train extra) reads the int8 weights")
@@ -42,7 +42,7 @@ def coco_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """The recovered COCO model as ``.pt`` and as a dynamic-shape ONNX export of it."""
     from ultralytics import YOLO
 
-    from training.coco_init import save_recovered_checkpoint
+    from anjian.training.coco_init import save_recovered_checkpoint
 
     folder = tmp_path_factory.mktemp("coco")
     pt_path = save_recovered_checkpoint(COCO_INT8, folder / "coco_yolov8n.pt")
@@ -90,13 +90,13 @@ def _unmatched(reference: Detections, candidate: Detections) -> list[str]:
 
 
 def _has_openvino() -> bool:
-    from models.openvino_detector import openvino_available
+    from anjian.models.openvino_detector import openvino_available
 
     return openvino_available()
 
 
 def _has_native_bf16() -> bool:
-    from models.openvino_detector import cpu_has_native_bf16
+    from anjian.models.openvino_detector import cpu_has_native_bf16
 
     return cpu_has_native_bf16()
 
@@ -108,7 +108,9 @@ def _has_native_bf16() -> bool:
         pytest.param(
             "openvino",
             "fp32",
-            marks=pytest.mark.skipif(not _has_openvino(), reason="openvino (a base dependency) does not import here"),
+            marks=pytest.mark.skipif(
+                not _has_openvino(), reason="openvino (a base dependency) does not import here"
+            ),
         ),
         pytest.param(
             "openvino",
@@ -160,7 +162,7 @@ def test_batched_detection_equals_one_by_one(
 
 
 def test_loader_picks_the_backend_by_file_type(coco_models: tuple[Path, Path], tmp_path: Path) -> None:
-    from models.yolo_detector import YoloDetector
+    from anjian.models.yolo_detector import YoloDetector
 
     pt_path, onnx_path = coco_models
     config = DetectorConfig(device="cpu")

@@ -11,16 +11,16 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from models.config import DetectorConfig
-from models.onnx_detector import OnnxDetector, execution_providers
-from models.postprocess import decode_yolo_output
-from models.preprocess import letterbox_batch
-from models.registry import resolve_model_path
+from anjian.models.config import DetectorConfig
+from anjian.models.onnx_detector import OnnxDetector, execution_providers
+from anjian.models.postprocess import decode_yolo_output
+from anjian.models.preprocess import letterbox_batch
+from anjian.models.registry import resolve_model_path
 
 torch = pytest.importorskip("torch", reason="torch (the train or GPU extra) runs the GPU ops")
 pytest.importorskip("torchvision", reason="torchvision provides batched NMS")
 
-from models.gpu_ops import decode_yolo_output_torch, letterbox_tensors
+from anjian.models.gpu_ops import decode_yolo_output_torch, letterbox_tensors
 
 
 @pytest.mark.parametrize("size_wh", [(640, 360), (300, 500), (320, 320)], ids=str)
@@ -66,7 +66,7 @@ def test_cuda_frames_are_detected_on_the_gpu_like_host_frames() -> None:
     path = resolve_model_path("builtin:anjian-demo")
     detector = OnnxDetector(path, DetectorConfig(device="cuda"))
     assert detector.providers[0] in ("TensorrtExecutionProvider", "CUDAExecutionProvider")
-    from datasets.synthetic import demo_scene_spec, render_scene
+    from anjian.datasets.synthetic import demo_scene_spec, render_scene
 
     image, flames = render_scene(demo_scene_spec((640, 360)), t_s=10.0)  # a flame burns
     assert flames

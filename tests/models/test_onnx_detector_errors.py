@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from models.config import DetectorConfig
-from models.errors import ModelLoadError, ModelMetadataError
-from models.onnx_detector import OnnxDetector
-from models.registry import resolve_model_path
+from anjian.models.config import DetectorConfig
+from anjian.models.errors import ModelLoadError, ModelMetadataError
+from anjian.models.onnx_detector import OnnxDetector
+from anjian.models.registry import resolve_model_path
 
 onnx = pytest.importorskip("onnx", reason="onnx (the train extra) builds the test graphs")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.postprocess import decode_yolo_output, nms_per_class
-from models.preprocess import PAD_VALUE, letterbox, letterbox_batch
+from anjian.models.postprocess import decode_yolo_output, nms_per_class
+from anjian.models.preprocess import PAD_VALUE, letterbox, letterbox_batch
 
 
 @pytest.mark.parametrize("size_wh", [(640, 360), (360, 640), (320, 320), (1920, 1080)], ids=str)

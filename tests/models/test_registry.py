@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from models.errors import ModelLoadError
-from models.registry import (
+from anjian.models.errors import ModelLoadError
+from anjian.models.registry import (
     SHIPPED_DIR,
     SITE_VERSION_START,
     PromotionWatch,

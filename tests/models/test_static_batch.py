@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from models.config import DetectorConfig
-from models.loader import load_detector
+from anjian.models.config import DetectorConfig
+from anjian.models.loader import load_detector
 from tests.support.real_data import require_shared_data
 
 

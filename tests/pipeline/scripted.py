@@ -6,12 +6,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cameras.frame import Frame
-from models.detections import Detections
-from pipeline.config import CameraPipelineConfig
-from pipeline.incidents import EventContext, IncidentUpdate
-from pipeline.rules import build_environment
-from pipeline.rules.base import BaseRule, RuleEnvironment
+from anjian.cameras.frame import Frame
+from anjian.models.detections import Detections
+from anjian.pipeline.config import CameraPipelineConfig
+from anjian.pipeline.incidents import EventContext, IncidentUpdate
+from anjian.pipeline.rules import build_environment
+from anjian.pipeline.rules.base import BaseRule, RuleEnvironment
 
 NAMES = {
     0: "person",

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import yaml
 
-from models.detections import Detections
-from pipeline.analyzer import CameraAnalyzer
-from pipeline.config import CameraPipelineConfig
-from pipeline.event import Behaviour, Event
+from anjian.models.detections import Detections
+from anjian.pipeline.analyzer import CameraAnalyzer
+from anjian.pipeline.config import CameraPipelineConfig
+from anjian.pipeline.event import Behaviour, Event
 from tests.pipeline.scripted import CONTEXT, T0, dets, frame
 
 SITE_CAMERA = """

@@ -9,8 +9,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from cameras.frame import Frame
-from pipeline.batcher import FrameBatcher
+from anjian.cameras.frame import Frame
+from anjian.pipeline.batcher import FrameBatcher
 
 _IMAGE = np.zeros((8, 8, 3), np.uint8)
 

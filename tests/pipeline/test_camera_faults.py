@@ -14,14 +14,14 @@ import av.logging
 import numpy as np
 import pytest
 
-from cameras.config import CameraConfig
-from cameras.frame import Frame
-from cameras.health import CameraHealth, CameraState
-from cameras.source import VideoSource
-from pipeline.camera_faults import CameraFaultMonitor, image_stats
-from pipeline.event import Behaviour, Event, RiskLevel
-from pipeline.incidents import EventContext, UpdateKind
-from pipeline.sink import ListSink
+from anjian.cameras.config import CameraConfig
+from anjian.cameras.frame import Frame
+from anjian.cameras.health import CameraHealth, CameraState
+from anjian.cameras.source import VideoSource
+from anjian.pipeline.camera_faults import CameraFaultMonitor, image_stats
+from anjian.pipeline.event import Behaviour, Event, RiskLevel
+from anjian.pipeline.incidents import EventContext, UpdateKind
+from anjian.pipeline.sink import ListSink
 from tests.support.clips import make_test_clip
 from tests.support.fixtures import RTSP_PASSWORD
 from tests.support.rtsp import RtspTestServer
@@ -282,7 +282,7 @@ def test_frozen_and_black_live_streams_raise_faults_and_a_moving_one_does_not(
 def test_credentials_never_leak_into_logs_errors_health_events_or_api(
     rtsp_server: RtspTestServer, caplog: pytest.LogCaptureFixture, wrong_password: str
 ) -> None:
-    from service.schemas import CameraHealthOut
+    from anjian.service.schemas import CameraHealthOut
 
     right = _live_camera("right", rtsp_server.url("/cam1"))
     wrong = _live_camera("wrong", rtsp_server.url("/cam1").replace(RTSP_PASSWORD, wrong_password))

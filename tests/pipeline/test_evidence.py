@@ -9,9 +9,9 @@ import av
 import numpy as np
 import pytest
 
-from cameras.frame import Frame
-from pipeline.config import EvidenceConfig
-from pipeline.evidence import BufferedFrame, ClipRecorder, FrameRing, encode_clip
+from anjian.cameras.frame import Frame
+from anjian.pipeline.config import EvidenceConfig
+from anjian.pipeline.evidence import BufferedFrame, ClipRecorder, FrameRing, encode_clip
 
 T0 = 1_700_000_000.0
 

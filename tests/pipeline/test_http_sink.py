@@ -20,10 +20,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from pipeline.event_json import event_from_json, event_to_json
-from pipeline.http_sink import HttpEventSink
-from pipeline.spool import DiskSpool
-from service.app import create_app
+from anjian.pipeline.event_json import event_from_json, event_to_json
+from anjian.pipeline.http_sink import HttpEventSink
+from anjian.pipeline.spool import DiskSpool
+from anjian.service.app import create_app
 from tests.factories import make_event
 from tests.service.conftest import make_config
 from tests.service.server import ServerThread
@@ -290,7 +290,7 @@ def test_spooled_events_survive_kill_9_of_the_pipeline_process(
     script = textwrap.dedent(
         f"""
         import sys, time
-        from pipeline.http_sink import HttpEventSink
+        from anjian.pipeline.http_sink import HttpEventSink
         from tests.factories import make_event
         sink = HttpEventSink("http://127.0.0.1:{port}", {token!r}, {str(spool)!r}, backoff_base_s=0.05)
         sink.start()

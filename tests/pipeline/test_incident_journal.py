@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.event import Behaviour, RiskLevel
-from pipeline.incident_journal import IncidentJournal
-from pipeline.incidents import EventContext, IncidentBook, UpdateKind
+from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.pipeline.incident_journal import IncidentJournal
+from anjian.pipeline.incidents import EventContext, IncidentBook, UpdateKind
 
 T0 = 1_700_000_000.0
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.engine_config import MotionGateConfig
-from pipeline.motion import MotionGate
+from anjian.pipeline.engine_config import MotionGateConfig
+from anjian.pipeline.motion import MotionGate
 
 
 def _scene(box_x: int | None = None, *, noise_seed: int | None = None) -> np.ndarray:

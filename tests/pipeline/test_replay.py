@@ -22,9 +22,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from models.detections import Detections
-from pipeline.config import CameraPipelineConfig
-from pipeline.replay import replay_video
+from anjian.models.detections import Detections
+from anjian.pipeline.config import CameraPipelineConfig
+from anjian.pipeline.replay import replay_video
 
 SHARED = Path("/work/shared/data")
 PEOPLE_VIDEO = SHARED / "videos" / "people_one_by_one.mp4"
@@ -77,7 +77,7 @@ def _opened(lines: list[dict]) -> list[dict]:
     reason="needs /work/shared/data footage and weights",
 )
 def test_absence_from_post_on_real_footage() -> None:
-    from models.onnx_detector import OnnxDetector
+    from anjian.models.onnx_detector import OnnxDetector
 
     camera = {
         "id": "room",
@@ -195,7 +195,7 @@ def test_floor_zone_that_darkens_raises_uncleaned_dust_then_resolves(tmp_path: P
 
 @pytest.mark.slow
 def test_anjian_replay_command_writes_json_lines(tmp_path: Path) -> None:
-    from service.cli import app
+    from anjian.service.cli import app
 
     def pallet(t: float, image: np.ndarray) -> None:
         if t >= 4:

@@ -12,19 +12,19 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from cameras.config import CameraConfig, CameraFaultConfig
-from cameras.frame import Frame
-from cameras.health import CameraHealth, CameraState, HealthTracker
-from datasets.synthetic import write_demo_video
-from models.detections import Detections
-from models.onnx_detector import OnnxDetector
-from models.registry import resolve_model_path
-from pipeline.config import BehavioursConfig, CameraPipelineConfig, OpenFlameConfig, ZoneConfig
-from pipeline.engine_config import EngineConfig, MotionGateConfig
-from pipeline.event import Behaviour, Event
-from pipeline.incidents import EventContext
-from pipeline.runner import CameraAssignment, PipelineRunner
-from pipeline.sink import ListSink
+from anjian.cameras.config import CameraConfig, CameraFaultConfig
+from anjian.cameras.frame import Frame
+from anjian.cameras.health import CameraHealth, CameraState, HealthTracker
+from anjian.datasets.synthetic import write_demo_video
+from anjian.models.detections import Detections
+from anjian.models.onnx_detector import OnnxDetector
+from anjian.models.registry import resolve_model_path
+from anjian.pipeline.config import BehavioursConfig, CameraPipelineConfig, OpenFlameConfig, ZoneConfig
+from anjian.pipeline.engine_config import EngineConfig, MotionGateConfig
+from anjian.pipeline.event import Behaviour, Event
+from anjian.pipeline.incidents import EventContext
+from anjian.pipeline.runner import CameraAssignment, PipelineRunner
+from anjian.pipeline.sink import ListSink
 from tests.factories import make_event
 from tests.support.waiting import wait_for
 
@@ -187,7 +187,7 @@ def engine(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Callable[..., tuple[PipelineRunner, dict[str, _ScriptedSource]]]]:
     """Build a runner over scripted cameras; stops it after the test."""
-    monkeypatch.setattr("pipeline.runner.CameraAnalyzer", _RecordingAnalyzer)
+    monkeypatch.setattr("anjian.pipeline.runner.CameraAnalyzer", _RecordingAnalyzer)
     _RecordingAnalyzer.created = []
     runners: list[PipelineRunner] = []
 
@@ -337,4 +337,6 @@ def test_detector_swap_takes_effect_between_batches(engine: Any) -> None:
     assert (old.images, new.images) == (1, 1)
     assert runner.stats().detector_swaps == 1 and runner.detector is new
     assert [a.context.model_version for a in _RecordingAnalyzer.created] == ["new@2"]
-    assert [a.class_thresholds for a in _RecordingAnalyzer.created] == [{"person": 0.6}]  # the rules' defaults
+    assert [a.class_thresholds for a in _RecordingAnalyzer.created] == [
+        {"person": 0.6}
+    ]  # the rules' defaults

@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pipeline.config import CameraPipelineConfig, ScheduleConfig, ScheduleWindowConfig
-from pipeline.schedule import Schedule
+from anjian.pipeline.config import CameraPipelineConfig, ScheduleConfig, ScheduleWindowConfig
+from anjian.pipeline.schedule import Schedule
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

@@ -9,11 +9,11 @@ import av
 import numpy as np
 import pytest
 
-from models.config import DetectorConfig
-from models.detections import Detections
-from models.onnx_detector import OnnxDetector
-from pipeline.engine_config import TrackingConfig
-from pipeline.tracking import UNTRACKED, CameraTracker
+from anjian.models.config import DetectorConfig
+from anjian.models.detections import Detections
+from anjian.models.onnx_detector import OnnxDetector
+from anjian.pipeline.engine_config import TrackingConfig
+from anjian.pipeline.tracking import UNTRACKED, CameraTracker
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 COCO_INT8 = SHARED / "weights" / "coco_yolov8n_int8.onnx"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.config import ZoneConfig
-from pipeline.zones import Zone, ZoneSet, anchor_points
+from anjian.pipeline.config import ZoneConfig
+from anjian.pipeline.zones import Zone, ZoneSet, anchor_points
 
 SQUARE = ZoneConfig(id="desk", kind="post", polygon=[(0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0)])
 

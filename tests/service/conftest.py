@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import CameraPipelineConfig
-from service.config import AnjianConfig, SiteConfig, StorageConfig, WebhookConfig, WorkshopConfig
-from service.store import EventStore
-from service.tokens import Role
+from anjian.pipeline.config import CameraPipelineConfig
+from anjian.service.config import AnjianConfig, SiteConfig, StorageConfig, WebhookConfig, WorkshopConfig
+from anjian.service.store import EventStore
+from anjian.service.tokens import Role
 from tests.service.postgres import PostgresCluster, postgres_bin_dir
 from tests.support.receiver import unused_port
 

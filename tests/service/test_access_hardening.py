@@ -17,13 +17,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from service.api.limits import FailedAuthLimiter
-from service.api.security import DEFAULT_CSP
-from service.api.session_cookie import SessionSigner, SessionVerdict
-from service.app import create_app
-from service.config import AnjianConfig, ApiLimitsConfig, ServerConfig
-from service.tables import ApiTokenRow
-from service.tokens import check_token_name, printable
+from anjian.service.api.limits import FailedAuthLimiter
+from anjian.service.api.security import DEFAULT_CSP
+from anjian.service.api.session_cookie import SessionSigner, SessionVerdict
+from anjian.service.app import create_app
+from anjian.service.config import AnjianConfig, ApiLimitsConfig, ServerConfig
+from anjian.service.tables import ApiTokenRow
+from anjian.service.tokens import check_token_name, printable
 from tests.factories import make_event
 from tests.service.conftest import FakeClock, bearer, make_config
 
@@ -108,7 +108,7 @@ def test_forged_session_cookies_count_as_failed_attempts(app: FastAPI) -> None:
 
 def test_running_out_of_attempts_is_logged_once(app: FastAPI, caplog: pytest.LogCaptureFixture) -> None:
     client = _client(app, "10.0.0.70")
-    with caplog.at_level(logging.WARNING, logger="service.api.auth"):
+    with caplog.at_level(logging.WARNING, logger="anjian.service.api.auth"):
         for _ in range(9):
             client.get("/events", headers={"Authorization": f"Bearer {WRONG}"})
 
@@ -221,7 +221,7 @@ def test_every_response_carries_the_security_headers(app: FastAPI) -> None:
 
 
 def test_the_dashboard_page_has_no_inline_script() -> None:
-    from service.api.dashboard import DASHBOARD_DIR
+    from anjian.service.api.dashboard import DASHBOARD_DIR
 
     html = (DASHBOARD_DIR / "index.html").read_text()
 
@@ -275,7 +275,7 @@ def test_token_names_are_checked_and_escaped() -> None:
 
 
 def test_cli_refuses_a_control_character_name(tmp_path: Path) -> None:
-    from service.cli import app as cli
+    from anjian.service.cli import app as cli
 
     site = tmp_path / "site.yaml"
     site.write_text(
@@ -302,7 +302,7 @@ def test_names_stored_before_the_check_are_escaped_in_logs(
         row.name = "legacy\x1b[31mRED\r\nFAKE LOG LINE"
     admin = bearer(store, "admin")
 
-    with caplog.at_level(logging.INFO, logger="service.api.tokens"):
+    with caplog.at_level(logging.INFO, logger="anjian.service.api.tokens"):
         assert _client(app).delete(f"/tokens/{info.id}", headers=admin).status_code == 200
 
     (line,) = [r.getMessage() for r in caplog.records if "revoked" in r.getMessage()]

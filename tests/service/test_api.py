@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.event_json import event_to_json
-from service.app import create_app
-from service.config import AnjianConfig, ServerConfig
-from service.records import DeliveryStatus
-from service.store import EventStore
+from anjian.pipeline.event_json import event_to_json
+from anjian.service.app import create_app
+from anjian.service.config import AnjianConfig, ServerConfig
+from anjian.service.records import DeliveryStatus
+from anjian.service.store import EventStore
 from tests.factories import make_event
 from tests.service.conftest import bearer, make_config
 
@@ -262,7 +262,7 @@ def test_admin_manages_subscriptions_and_redelivers_dead_letters(client: TestCli
 
 
 def test_config_webhooks_are_listed_but_cannot_be_deleted_through_the_api(tmp_path: Path) -> None:
-    from service.config import WebhookConfig
+    from anjian.service.config import WebhookConfig
 
     app = create_app(make_config(tmp_path / "data", [WebhookConfig(url="http://127.0.0.1:9/hook")]))
     try:
@@ -351,7 +351,7 @@ def test_dashboard_is_served_offline_without_a_token(client: TestClient) -> None
 
 
 def test_escalation_worker_escalates_through_the_app_and_counts_it(tmp_path: Path) -> None:
-    from service.config import SlaConfig
+    from anjian.service.config import SlaConfig
     from tests.service.conftest import FakeClock
 
     clock = FakeClock()

@@ -14,10 +14,10 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from service.app import create_app
-from service.escalation import Escalator
-from service.store import EventStore
-from service.webhooks import WebhookDispatcher
+from anjian.service.app import create_app
+from anjian.service.escalation import Escalator
+from anjian.service.store import EventStore
+from anjian.service.webhooks import WebhookDispatcher
 from tests.factories import make_event
 from tests.service.conftest import make_config
 

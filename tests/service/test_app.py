@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from cameras.health import CameraHealth, CameraState
-from pipeline.event import Behaviour, RiskLevel
-from service.app import create_app
-from service.config import AnjianConfig, WebhookConfig
-from service.sink import StoreSink
-from service.store import EventStore
-from service.webhooks import WebhookDispatcher
+from anjian.cameras.health import CameraHealth, CameraState
+from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.service.app import create_app
+from anjian.service.config import AnjianConfig, WebhookConfig
+from anjian.service.sink import StoreSink
+from anjian.service.store import EventStore
+from anjian.service.webhooks import WebhookDispatcher
 from tests.factories import make_event, make_jpeg
 from tests.service.conftest import bearer, make_config
 

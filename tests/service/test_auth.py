@@ -16,11 +16,11 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from starlette.routing import BaseRoute, Mount, Route
 
-from service.api.routing import GuardedRoute
-from service.app import create_app
-from service.config import ApiLimitsConfig, ServerConfig
-from service.subscriptions import SubscriptionSpec
-from service.tokens import Role
+from anjian.service.api.routing import GuardedRoute
+from anjian.service.app import create_app
+from anjian.service.config import ApiLimitsConfig, ServerConfig
+from anjian.service.subscriptions import SubscriptionSpec
+from anjian.service.tokens import Role
 from tests.factories import make_event
 from tests.service.conftest import make_config
 
@@ -189,7 +189,7 @@ def test_role_ladder(role: Role, required: Role, expected: bool) -> None:
 
 
 def test_api_token_is_masked_in_log_lines(app: FastAPI) -> None:
-    from service.logs import mask_secrets
+    from anjian.service.logs import mask_secrets
 
     _info, secret = app.state.store.tokens.create("logged", Role.VIEWER)
 

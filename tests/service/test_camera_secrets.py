@@ -16,9 +16,9 @@ from urllib.parse import quote
 import pytest
 from fastapi.testclient import TestClient
 
-from cameras.health import CameraState
-from service.config import AnjianConfig
-from service.runtime import Runtime, build_runtime
+from anjian.cameras.health import CameraState
+from anjian.service.config import AnjianConfig
+from anjian.service.runtime import Runtime, build_runtime
 from tests.service.conftest import bearer
 from tests.support.receiver import Receiver, unused_port
 from tests.support.rtsp import RtspTestServer

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from service.cli import app
+from anjian.service.cli import app
 from tests.support.fixtures import RTSP_PASSWORD
 from tests.support.receiver import unused_port
 from tests.support.rtsp import RtspTestServer
@@ -123,7 +123,7 @@ def test_run_with_a_corrupt_model_fails_naming_the_file(tmp_path: Path) -> None:
 
 
 def test_tokens_create_prints_only_the_secret_and_stores_its_hash(tmp_path: Path) -> None:
-    from service.store import EventStore
+    from anjian.service.store import EventStore
 
     site = _site(tmp_path)
     result = runner.invoke(
@@ -152,7 +152,7 @@ def test_tokens_create_rejects_an_unknown_role(tmp_path: Path) -> None:
 
 
 def test_db_upgrade_brings_a_new_database_to_the_head(tmp_path: Path) -> None:
-    from service.database import head_revision
+    from anjian.service.database import head_revision
 
     result = runner.invoke(app, ["db", "upgrade", "--config", str(_site(tmp_path))])
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.event import RiskLevel
-from service.config import load_config
-from service.errors import ConfigError
+from anjian.pipeline.event import RiskLevel
+from anjian.service.config import load_config
+from anjian.service.errors import ConfigError
 
 VALID = {
     "site": {

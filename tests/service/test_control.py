@@ -10,13 +10,13 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from models.detections import Detections
-from pipeline.runner import CameraAssignment, PipelineRunner
-from pipeline.sink import ListSink
-from service.app import create_app
-from service.config import load_config
-from service.control import RunnerControl
-from service.errors import ConfigError
+from anjian.models.detections import Detections
+from anjian.pipeline.runner import CameraAssignment, PipelineRunner
+from anjian.pipeline.sink import ListSink
+from anjian.service.app import create_app
+from anjian.service.config import load_config
+from anjian.service.control import RunnerControl
+from anjian.service.errors import ConfigError
 from tests.service.conftest import bearer
 from tests.support.clips import make_test_clip
 

@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from cameras.health import CameraHealth, CameraState
-from pipeline.event import Behaviour, RiskLevel
-from pipeline.event_json import event_to_json
-from service.app import create_app
+from anjian.cameras.health import CameraHealth, CameraState
+from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.pipeline.event_json import event_to_json
+from anjian.service.app import create_app
 from tests.factories import make_event, make_jpeg
 from tests.service.conftest import make_config
 from tests.service.server import ServerThread
@@ -99,9 +99,10 @@ def test_operator_sees_a_new_alert_live_and_works_it_through_the_buttons(
         assert "sev-red" in (row.get_attribute("class") or "")
         row.click()
         page.wait_for_selector(f"#detail[data-id='{event.id}']", timeout=TIMEOUT_MS)
-        page.wait_for_function(
-            "document.querySelector('#detail-snapshot').naturalWidth === 320", timeout=TIMEOUT_MS
-        )
+        expect = pytest.importorskip("playwright.sync_api").expect
+        # Locator assertions, not wait_for_function: its string predicate is eval'd in the page,
+        # which the dashboard's Content-Security-Policy (rightly) forbids once it has to poll.
+        expect(page.locator("#detail-snapshot")).to_have_js_property("naturalWidth", 320, timeout=TIMEOUT_MS)
         assert page.is_disabled("button[data-action='resolve']"), "resolve is not allowed while raised"
 
         page.click("button[data-action='acknowledge']")
@@ -112,7 +113,7 @@ def test_operator_sees_a_new_alert_live_and_works_it_through_the_buttons(
         page.wait_for_selector(
             f".event-row[data-id='{event.id}'] .state:text('resolved')", timeout=TIMEOUT_MS
         )
-        page.wait_for_function("document.querySelectorAll('#audit tr').length === 3", timeout=TIMEOUT_MS)
+        expect(page.locator("#audit tr")).to_have_count(3, timeout=TIMEOUT_MS)
         screenshot = tmp_path / "dashboard.png"
         page.screenshot(path=str(screenshot), full_page=True)
         trail = store.audit_trail(event.id)

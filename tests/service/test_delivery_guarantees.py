@@ -22,12 +22,12 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from standardwebhooks import Webhook
 
-from pipeline.event_json import event_to_json
-from service.app import create_app
-from service.config import WebhookConfig
-from service.records import DeliveryStatus
-from service.store import EventStore
-from service.webhooks import SIGNATURE_HEADER, WebhookDispatcher, verify_signature
+from anjian.pipeline.event_json import event_to_json
+from anjian.service.app import create_app
+from anjian.service.config import WebhookConfig
+from anjian.service.records import DeliveryStatus
+from anjian.service.store import EventStore
+from anjian.service.webhooks import SIGNATURE_HEADER, WebhookDispatcher, verify_signature
 from tests.factories import make_event
 from tests.service.conftest import make_config
 from tests.support.receiver import unused_port, wait_until
@@ -139,7 +139,17 @@ def test_event_accepted_then_service_killed_is_delivered_after_restart(tmp_path:
         )
     )
     token = subprocess.run(
-        [sys.executable, "-m", "service", "tokens", "create", "--config", str(site), "--role", "pipeline"],
+        [
+            sys.executable,
+            "-m",
+            "anjian.service",
+            "tokens",
+            "create",
+            "--config",
+            str(site),
+            "--role",
+            "pipeline",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -151,7 +161,7 @@ def test_event_accepted_then_service_killed_is_delivered_after_restart(tmp_path:
     def start_service(log: Path) -> subprocess.Popen[bytes]:
         with log.open("wb") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "service", "serve", "--config", str(site)],
+                [sys.executable, "-m", "anjian.service", "serve", "--config", str(site)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from service.errors import EvidenceNotFoundError, EvidencePathError
-from service.evidence import EvidenceStore
+from anjian.service.errors import EvidenceNotFoundError, EvidencePathError
+from anjian.service.evidence import EvidenceStore
 from tests.factories import make_jpeg
 
 

@@ -12,18 +12,18 @@ from pathlib import Path
 
 import numpy as np
 
-from cameras.config import CameraFaultConfig
-from cameras.frame import Frame
-from cameras.health import CameraHealth, CameraState, HealthTracker
-from models.detections import Detections
-from pipeline.config import BehavioursConfig, CameraPipelineConfig, OpenFlameConfig
-from pipeline.event import Behaviour
-from pipeline.incident_journal import IncidentJournal
-from pipeline.runner import CameraAssignment, PipelineRunner
-from service.evidence import EvidenceStore
-from service.records import StoredEvent
-from service.sink import StoreSink
-from service.store import EventStore
+from anjian.cameras.config import CameraFaultConfig
+from anjian.cameras.frame import Frame
+from anjian.cameras.health import CameraHealth, CameraState, HealthTracker
+from anjian.models.detections import Detections
+from anjian.pipeline.config import BehavioursConfig, CameraPipelineConfig, OpenFlameConfig
+from anjian.pipeline.event import Behaviour
+from anjian.pipeline.incident_journal import IncidentJournal
+from anjian.pipeline.runner import CameraAssignment, PipelineRunner
+from anjian.service.evidence import EvidenceStore
+from anjian.service.records import StoredEvent
+from anjian.service.sink import StoreSink
+from anjian.service.store import EventStore
 from tests.support.waiting import wait_for
 
 _IMAGE = np.random.default_rng(0).integers(0, 255, (90, 160, 3), dtype=np.uint8)

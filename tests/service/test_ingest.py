@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from pipeline.event import Event
-from pipeline.event_json import event_to_json
-from service.app import create_app
-from service.sink import StoreSink
-from service.store import EventStore, UpsertResult
+from anjian.pipeline.event import Event
+from anjian.pipeline.event_json import event_to_json
+from anjian.service.app import create_app
+from anjian.service.sink import StoreSink
+from anjian.service.store import EventStore, UpsertResult
 from tests.factories import make_event
 from tests.service.conftest import bearer, make_config
 from tests.support.receiver import wait_until

@@ -6,12 +6,19 @@ import itertools
 
 import pytest
 
-from pipeline.event import RiskLevel
-from service.config import SlaConfig
-from service.errors import InvalidTransitionError
-from service.lifecycle import EVENT_KINDS, Action, AlertState, allowed_actions, escalated_severity, next_state
-from service.store import EventStore
-from service.subscriptions import SubscriptionSpec
+from anjian.pipeline.event import RiskLevel
+from anjian.service.config import SlaConfig
+from anjian.service.errors import InvalidTransitionError
+from anjian.service.lifecycle import (
+    EVENT_KINDS,
+    Action,
+    AlertState,
+    allowed_actions,
+    escalated_severity,
+    next_state,
+)
+from anjian.service.store import EventStore
+from anjian.service.subscriptions import SubscriptionSpec
 from tests.factories import make_event
 from tests.service.conftest import FakeClock
 

@@ -9,9 +9,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
-from service.database import Database, head_revision, is_schema_current, upgrade_database
-from service.errors import DatabaseError
-from service.tables import Base
+from anjian.service.database import Database, head_revision, is_schema_current, upgrade_database
+from anjian.service.errors import DatabaseError
+from anjian.service.tables import Base
 
 
 def test_migrations_build_exactly_the_orm_schema(database_url: str) -> None:
@@ -61,8 +61,8 @@ def test_database_made_before_migrations_is_refused_not_clobbered(tmp_path: Path
 
 
 def test_migrations_ship_inside_the_package() -> None:
-    import service.migrations
+    import anjian.service.migrations
 
-    folder = Path(service.migrations.__file__).parent
+    folder = Path(anjian.service.migrations.__file__).parent
     assert (folder / "env.py").is_file()
     assert list((folder / "versions").glob("0001_*.py"))

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from models.config import DetectorConfig
-from models.registry import promote, register_version, resolve_model_path, rollback
-from pipeline.config import CameraPipelineConfig
-from pipeline.runner import CameraAssignment, PipelineRunner
-from pipeline.sink import ListSink
-from service.model_reload import ModelReloader
+from anjian.models.config import DetectorConfig
+from anjian.models.registry import promote, register_version, resolve_model_path, rollback
+from anjian.pipeline.config import CameraPipelineConfig
+from anjian.pipeline.runner import CameraAssignment, PipelineRunner
+from anjian.pipeline.sink import ListSink
+from anjian.service.model_reload import ModelReloader
 from tests.support.clips import make_test_clip
 from tests.support.waiting import wait_for
 
@@ -42,7 +42,7 @@ def registry(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def runner(tmp_path: Path, registry: Path) -> Iterator[PipelineRunner]:
-    from models.loader import load_detector
+    from anjian.models.loader import load_detector
 
     clip = make_test_clip(tmp_path / "clip.mp4", seconds=2, fps=10, size_wh=(160, 120))
     camera = CameraPipelineConfig(id="cam", url=str(clip), analysis_fps=5, loop=True)

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from models.config import DetectorConfig
-from models.loader import load_detector
-from models.registry import promote, register_version, resolve_model_path, rollback
-from pipeline.config import CameraPipelineConfig
-from pipeline.runner import CameraAssignment, PipelineRunner
-from pipeline.sink import ListSink
-from service.model_reload import ModelReloader
+from anjian.models.config import DetectorConfig
+from anjian.models.loader import load_detector
+from anjian.models.registry import promote, register_version, resolve_model_path, rollback
+from anjian.pipeline.config import CameraPipelineConfig
+from anjian.pipeline.runner import CameraAssignment, PipelineRunner
+from anjian.pipeline.sink import ListSink
+from anjian.service.model_reload import ModelReloader
 from tests.support.clips import make_test_clip
 from tests.support.waiting import wait_for
 
@@ -20,7 +20,7 @@ pytest.importorskip("onnx", reason="onnx (the train extra) stamps the thresholds
 
 
 def test_promoting_a_calibrated_version_swaps_in_its_thresholds(tmp_path: Path) -> None:
-    from training.thresholds import stamp_thresholds
+    from anjian.training.thresholds import stamp_thresholds
 
     registry = tmp_path / "registry"
     demo = resolve_model_path("builtin:anjian-demo")

@@ -18,10 +18,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from pipeline.event_json import event_to_json
-from service.api.problems import MAX_ERRORS, PREVIEW_CHARS, PROBLEM_MEDIA_TYPE
-from service.api.routing import loads_strict_json
-from service.app import create_app
+from anjian.pipeline.event_json import event_to_json
+from anjian.service.api.problems import MAX_ERRORS, PREVIEW_CHARS, PROBLEM_MEDIA_TYPE
+from anjian.service.api.routing import loads_strict_json
+from anjian.service.app import create_app
 from tests.factories import make_event
 from tests.service.conftest import bearer, make_config
 
@@ -196,7 +196,7 @@ def test_an_unhandled_exception_is_a_500_problem_without_internals(
 
     app.add_api_route("/explode", explode)
 
-    with caplog.at_level(logging.ERROR, logger="service.api.problems"):
+    with caplog.at_level(logging.ERROR, logger="anjian.service.api.problems"):
         response = client.get("/explode")
 
     problem = _problem(response, 500)

@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 
-from pipeline.event import Event
-from pipeline.event_json import event_to_json
-from service.app import create_app
-from service.config import ApiLimitsConfig, ServerConfig
+from anjian.pipeline.event import Event
+from anjian.pipeline.event_json import event_to_json
+from anjian.service.app import create_app
+from anjian.service.config import ApiLimitsConfig, ServerConfig
 from tests.factories import make_event
 from tests.service.conftest import make_config
 from tests.service.server import ServerThread

@@ -13,8 +13,8 @@ from pydantic import SecretStr, ValidationError
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from service.config import WebhookConfig
-from service.signing import (
+from anjian.service.config import WebhookConfig
+from anjian.service.signing import (
     SIGNATURE_HEADER,
     new_secret,
     parse_secrets,

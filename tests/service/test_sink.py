@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from pipeline.event import Event
-from service.errors import IngestBusyError
-from service.evidence import EvidenceStore
-from service.sink import StoreSink
-from service.store import EventStore, UpsertResult
+from anjian.pipeline.event import Event
+from anjian.service.errors import IngestBusyError
+from anjian.service.evidence import EvidenceStore
+from anjian.service.sink import StoreSink
+from anjian.service.store import EventStore, UpsertResult
 from tests.factories import make_event, make_jpeg
 from tests.support.receiver import wait_until
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import yaml
 
-from models.loader import load_detector
-from models.registry import promote, register_version, resolve_model_path
-from service.config import load_config
+from anjian.models.loader import load_detector
+from anjian.models.registry import promote, register_version, resolve_model_path
+from anjian.service.config import load_config
 
 SITE = {
     "site": {"id": "plant-1", "workshops": [{"id": "ws-1", "cameras": [{"id": "cam-1", "url": "clip.mp4"}]}]},

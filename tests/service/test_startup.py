@@ -14,11 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from service.cli import app
-from service.config import AnjianConfig
-from service.lazy_cli import source_help
-from service.runtime import build_runtime
-from service.startup_bench import StartupFigure, format_startup_report, run_startup_bench
+from anjian.service.cli import app
+from anjian.service.config import AnjianConfig
+from anjian.service.lazy_cli import source_help
+from anjian.service.runtime import build_runtime
+from anjian.service.startup_bench import StartupFigure, format_startup_report, run_startup_bench
 from tests.service.conftest import bearer
 from tests.support.waiting import wait_for
 
@@ -48,7 +48,7 @@ def _modules_after(statement: str) -> set[str]:
         ("import service.cli", (*_PIPELINE_ONLY, *_NEVER, "uvicorn", "sqlalchemy", "fastapi", "numpy")),
         (
             "from typer.testing import CliRunner; from service.cli import app; CliRunner().invoke(app, ['--help'])",
-            (*_PIPELINE_ONLY, *_NEVER, "numpy", "datasets.cli", "training.cli"),
+            (*_PIPELINE_ONLY, *_NEVER, "numpy", "anjian.datasets.cli", "anjian.training.cli"),
         ),
         (
             _HELP_OF_DATASET,
@@ -169,8 +169,8 @@ def test_help_lists_the_lazy_commands_with_their_own_help_and_running_one_loads_
     ids=["typer-help", "docstring"],
 )
 def test_source_help_reads_help_without_importing(attribute: str, expected: str) -> None:
-    assert source_help("datasets.cli", attribute).startswith(expected)
-    assert source_help("datasets.cli", "no_such_name") == ""
+    assert source_help("anjian.datasets.cli", attribute).startswith(expected)
+    assert source_help("anjian.datasets.cli", "no_such_name") == ""
 
 
 def test_startup_report_gives_median_slowest_and_misses() -> None:

@@ -9,13 +9,13 @@ import pytest
 from sqlalchemy import event as orm_event
 from sqlalchemy import text
 
-from pipeline.event import Behaviour, EventBox, RiskLevel
-from service.config import SlaConfig, StorageConfig
-from service.lifecycle import AlertState
-from service.records import DeliveryStatus
-from service.store import EventStore
-from service.subscriptions import SubscriptionSpec
-from service.tables import EventRow
+from anjian.pipeline.event import Behaviour, EventBox, RiskLevel
+from anjian.service.config import SlaConfig, StorageConfig
+from anjian.service.lifecycle import AlertState
+from anjian.service.records import DeliveryStatus
+from anjian.service.store import EventStore
+from anjian.service.subscriptions import SubscriptionSpec
+from anjian.service.tables import EventRow
 from tests.factories import make_event
 from tests.service.conftest import FakeClock
 
@@ -419,7 +419,7 @@ def test_mark_unknown_delivery_raises_key_error(store: EventStore, clock: FakeCl
 
 
 def test_config_webhooks_sync_adds_updates_and_deactivates(store: EventStore) -> None:
-    from service.config import WebhookConfig
+    from anjian.service.config import WebhookConfig
 
     first = store.subscriptions.sync_config(
         [WebhookConfig(url=HOOK), WebhookConfig(url="http://b.example/x")]

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from pipeline.event_json import event_to_json
-from service.app import create_app
+from anjian.pipeline.event_json import event_to_json
+from anjian.service.app import create_app
 from tests.factories import make_event
 from tests.service.conftest import make_config
 from tests.service.server import ServerThread

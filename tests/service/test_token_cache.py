@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from service.database import Database
-from service.tokens import ACCEPTED_CACHE_S, Role, TokenStore
+from anjian.service.database import Database
+from anjian.service.tokens import ACCEPTED_CACHE_S, Role, TokenStore
 
 
 class _Clock:

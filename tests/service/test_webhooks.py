@@ -14,15 +14,15 @@ import pytest
 from pydantic import SecretStr
 from standardwebhooks import Webhook
 
-from service.config import StorageConfig, WebhookConfig
-from service.evidence import EvidenceStore
-from service.metrics import ServiceMetrics
-from service.outbox import idempotency_key
-from service.records import DeliveryStatus, WebhookDelivery
-from service.sink import StoreSink
-from service.store import EventStore
-from service.subscriptions import SubscriptionSpec
-from service.webhooks import (
+from anjian.service.config import StorageConfig, WebhookConfig
+from anjian.service.evidence import EvidenceStore
+from anjian.service.metrics import ServiceMetrics
+from anjian.service.outbox import idempotency_key
+from anjian.service.records import DeliveryStatus, WebhookDelivery
+from anjian.service.sink import StoreSink
+from anjian.service.store import EventStore
+from anjian.service.subscriptions import SubscriptionSpec
+from anjian.service.webhooks import (
     SIGNATURE_HEADER,
     FailureLog,
     WebhookDispatcher,
@@ -416,7 +416,7 @@ def test_a_webhook_that_stays_down_is_logged_once_not_per_attempt(
     try:
         for _ in range(5):
             store.upsert_event(make_event())
-        with caplog.at_level(logging.WARNING, logger="service.webhooks"):
+        with caplog.at_level(logging.WARNING, logger="anjian.service.webhooks"):
             for _ in range(4):  # 4 rounds x 5 deliveries, within a minute of the monotonic clock
                 assert dispatcher.deliver_due() == 5
                 clock.now += 20.0
@@ -424,7 +424,7 @@ def test_a_webhook_that_stays_down_is_logged_once_not_per_attempt(
         dispatcher.stop()
         store.close()
 
-    warnings = [r for r in caplog.records if r.name == "service.webhooks"]
+    warnings = [r for r in caplog.records if r.name == "anjian.service.webhooks"]
     assert len(warnings) == 1, [r.getMessage() for r in warnings]
     assert "at most one line a minute" in warnings[0].getMessage()
     text = metrics.render().decode()
@@ -437,7 +437,7 @@ def test_failure_log_says_how_many_lines_it_left_out_and_when_the_webhook_recove
 ) -> None:
     now = [0.0]
     log = FailureLog(interval_s=60.0, clock=lambda: now[0])
-    with caplog.at_level(logging.INFO, logger="service.webhooks"):
+    with caplog.at_level(logging.INFO, logger="anjian.service.webhooks"):
         assert log.failed(7, logging.WARNING, "attempt %d failed", 1)
         for attempt in range(2, 6):
             now[0] += 10.0

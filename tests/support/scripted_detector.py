@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from models.detections import Detections
+from anjian.models.detections import Detections
 
 __all__ = ["Box", "ScriptedDetector", "tagged_image"]
 

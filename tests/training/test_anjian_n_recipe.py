@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from models.onnx_detector import OnnxDetector
-from models.registry import resolve_model_path
+from anjian.models.onnx_detector import OnnxDetector
+from anjian.models.registry import resolve_model_path
 from tests.support.real_data import copy_yolo_sample, require_shared_data
 
 pytestmark = pytest.mark.slow
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 def _sample_data_root(data_root: Path) -> Path:
     """A data root with three images per split of every recipe source and the COCO teacher."""
-    from training.anjian_n import SOURCES
+    from anjian.training.anjian_n import SOURCES
 
     for name in SOURCES:
         copy_yolo_sample(name, data_root / name, per_split=3)
@@ -33,8 +33,8 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(
 ) -> None:
     pytest.importorskip("ultralytics")
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
-    from training.anjian_n import SOURCES, AnjianNRecipe, prepare, train, training_set
-    from training.anjian_n_release import finish
+    from anjian.training.anjian_n import SOURCES, AnjianNRecipe, prepare, train, training_set
+    from anjian.training.anjian_n_release import finish
 
     data_root = _sample_data_root(tmp_path / "shared")
     work = tmp_path / "work"
@@ -87,8 +87,8 @@ def test_held_out_sources_stay_out_of_training_and_are_scored_whole(
 ) -> None:
     pytest.importorskip("ultralytics")
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
-    from training.anjian_n import AnjianNRecipe, prepare, train, training_set
-    from training.anjian_n_crosseval import crosseval
+    from anjian.training.anjian_n import AnjianNRecipe, prepare, train, training_set
+    from anjian.training.anjian_n_crosseval import crosseval
 
     data_root = _sample_data_root(tmp_path / "shared")
     work = tmp_path / "work"

@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from models.registry import SHIPPED_DIR, list_versions, register_version, resolve_model_path
-from service.cli import app
-from tests.support.real_data import copy_yolo_sample
-from training.compare import Comparison, DataComparison, ModelRef, compare_reports
-from training.comparison_record import (
+from anjian.models.registry import SHIPPED_DIR, list_versions, register_version, resolve_model_path
+from anjian.service.cli import app
+from anjian.training.compare import Comparison, DataComparison, ModelRef, compare_reports
+from anjian.training.comparison_record import (
     comparison_for_promotion,
     find_comparison,
     record_comparison,
     registry_version_of,
 )
-from training.evaluate import ClassResult, EvalReport
+from anjian.training.evaluate import ClassResult, EvalReport
+from tests.support.real_data import copy_yolo_sample
 
 runner = CliRunner()
 

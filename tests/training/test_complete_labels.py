@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from datasets.classmap import load_class_map
-from datasets.merge import merge_sets
-from datasets.yolo import load_yolo_set, write_yolo_set
+from anjian.datasets.classmap import load_class_map
+from anjian.datasets.merge import merge_sets
+from anjian.datasets.yolo import load_yolo_set, write_yolo_set
+from anjian.training.complete_labels import complete_labels, label_gaps
 from tests.support.real_data import copy_yolo_sample, require_shared_data
-from training.complete_labels import complete_labels, label_gaps
 
 REPO = Path(__file__).resolve().parents[2]
 

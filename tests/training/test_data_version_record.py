@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from datasets.versions import create_version
-from service.cli import app
+from anjian.datasets.versions import create_version
+from anjian.service.cli import app
 from tests.support.real_data import copy_yolo_sample, require_shared_data
 
 pytestmark = pytest.mark.slow
@@ -24,8 +24,8 @@ def test_record_and_card_name_the_dataset_version(tmp_path: Path, monkeypatch: p
     coco = require_shared_data("weights", "coco_yolov8n_int8.onnx")
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
     monkeypatch.setenv("ANJIAN_DATASET_VERSIONS", str(tmp_path / "versions.json"))
-    from training.finetune_init import build_finetune_checkpoint
-    from training.train import TrainConfig, train_detector
+    from anjian.training.finetune_init import build_finetune_checkpoint
+    from anjian.training.train import TrainConfig, train_detector
 
     data = copy_yolo_sample("fire_smoke_cctv", tmp_path / "fire", per_split=2)
     version, _ = create_version("fire-v1", data)

@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("ultralytics")
 onnxruntime = pytest.importorskip("onnxruntime")
 
-from training.demo_model import DemoModelMeta, train_demo_model
+from anjian.training.demo_model import DemoModelMeta, train_demo_model
 
 
 @pytest.fixture

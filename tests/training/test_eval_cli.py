@@ -7,8 +7,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from datasets.hashing import dataset_digest
-from service.cli import app
+from anjian.datasets.hashing import dataset_digest
+from anjian.service.cli import app
 from tests.support.real_data import copy_yolo_sample, require_shared_data
 
 

@@ -9,8 +9,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from datasets.synthetic import write_demo_video
-from service.cli import app
+from anjian.datasets.synthetic import write_demo_video
+from anjian.service.cli import app
 
 pytestmark = pytest.mark.slow
 

@@ -9,12 +9,12 @@ import cv2
 import numpy as np
 import pytest
 
-from datasets.classmap import ClassMap
-from datasets.labels import DetectionSet, LabelledImage
-from datasets.yolo import load_yolo_set
-from models.detections import Detections
+from anjian.datasets.classmap import ClassMap
+from anjian.datasets.labels import DetectionSet, LabelledImage
+from anjian.datasets.yolo import load_yolo_set
+from anjian.models.detections import Detections
+from anjian.training.evaluate import average_precision, evaluate_detector, match_predictions
 from tests.support.real_data import copy_yolo_sample, require_shared_data
-from training.evaluate import average_precision, evaluate_detector, match_predictions
 
 
 class _ScriptedDetector:
@@ -122,8 +122,8 @@ def test_average_precision_without_predictions_or_ground_truth() -> None:
 
 @pytest.mark.slow
 def test_coco_detector_finds_real_forklift_workers(tmp_path: Path) -> None:
-    from models.config import DetectorConfig
-    from models.onnx_detector import OnnxDetector
+    from anjian.models.config import DetectorConfig
+    from anjian.models.onnx_detector import OnnxDetector
 
     weights = require_shared_data("weights", "coco_yolov8n_int8.onnx")
     data = load_yolo_set(

@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datasets.classmap import ClassMap, OverlapPolicy, load_class_map
-from datasets.labels import DetectionSet, LabelledImage
-from datasets.merge import merge_sets
-from datasets.yolo import load_yolo_set, write_yolo_set
+from anjian.datasets.classmap import ClassMap, OverlapPolicy, load_class_map
+from anjian.datasets.labels import DetectionSet, LabelledImage
+from anjian.datasets.merge import merge_sets
+from anjian.datasets.yolo import load_yolo_set, write_yolo_set
+from anjian.training.evaluate import evaluate_detector
 from tests.support.real_data import copy_yolo_sample, require_shared_data
 from tests.training.test_evaluate import _image, _ScriptedDetector
-from training.evaluate import evaluate_detector
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -98,7 +98,7 @@ def test_on_a_merged_set_a_class_is_scored_only_on_the_sources_that_label_it(tmp
 
 
 def test_per_source_labelled_classes_survive_write_read_and_split(tmp_path: Path) -> None:
-    from datasets.split import split_by_group
+    from anjian.datasets.split import split_by_group
 
     fires = DetectionSet(
         "fires",
@@ -120,7 +120,7 @@ def test_per_source_labelled_classes_survive_write_read_and_split(tmp_path: Path
 
 
 def test_a_recorded_class_the_set_does_not_have_is_refused(tmp_path: Path) -> None:
-    from datasets.errors import DatasetFormatError
+    from anjian.datasets.errors import DatasetFormatError
 
     (tmp_path / "images" / "val").mkdir(parents=True)
     (tmp_path / "data.yaml").write_text("val: images/val\nnames: [fire]\nlabelled_classes: {a: [smoke]}\n")
@@ -130,8 +130,8 @@ def test_a_recorded_class_the_set_does_not_have_is_refused(tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_real_hospital_set_scores_the_same_raw_with_the_map_and_merged(tmp_path: Path) -> None:
-    from models.config import DetectorConfig
-    from models.loader import load_detector
+    from anjian.models.config import DetectorConfig
+    from anjian.models.loader import load_detector
 
     weights = require_shared_data("weights", "coco_yolov8n_int8.onnx")
     sample = tmp_path / "fall_hospital"

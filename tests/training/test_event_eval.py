@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from training.event_eval import ExpectedEvent, RaisedEvent, load_event_spec, score_clip, summarize
+from anjian.training.event_eval import ExpectedEvent, RaisedEvent, load_event_spec, score_clip, summarize
 
 
 def _exp(behaviour: str, start: float, end: float | None = None) -> ExpectedEvent:
@@ -111,7 +111,7 @@ def test_clip_report_carries_alerts_first_alert_and_time_to_alert_per_incident()
 def test_hints_name_incidents_too_short_for_the_rule_and_rules_the_camera_does_not_run(
     tmp_path: Path,
 ) -> None:
-    from training.event_eval import ClipSpec, clip_hints
+    from anjian.training.event_eval import ClipSpec, clip_hints
 
     clip = ClipSpec(
         video=tmp_path / "fall.mp4",
@@ -130,7 +130,7 @@ def test_hints_name_incidents_too_short_for_the_rule_and_rules_the_camera_does_n
 
 
 def test_table_shows_dashes_not_nan() -> None:
-    from training.event_eval import render_table
+    from anjian.training.event_eval import render_table
 
     rows = summarize(
         [

@@ -23,7 +23,7 @@ def test_same_seed_builds_the_same_checkpoint_and_another_seed_differs(tmp_path:
     pytest.importorskip("ultralytics")
     import torch
 
-    from training.finetune_init import build_finetune_checkpoint
+    from anjian.training.finetune_init import build_finetune_checkpoint
 
     coco = require_shared_data("weights", "coco_yolov8n_int8.onnx")
     torch.manual_seed(1234)

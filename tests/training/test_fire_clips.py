@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from service.cli import app
-from service.config import load_config
-from tests.support.real_data import require_shared_data
-from training.event_eval import load_event_spec
-from training.fire_clips import (
+from anjian.service.cli import app
+from anjian.service.config import load_config
+from anjian.training.event_eval import load_event_spec
+from anjian.training.fire_clips import (
     EVAL_CAMERA,
     FALL_CAMERA,
     FRAME_NAME,
@@ -22,6 +21,7 @@ from training.fire_clips import (
     group_video_frames,
     write_eval_set,
 )
+from tests.support.real_data import require_shared_data
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from models.registry import SHIPPED_DIR, register_version, resolve_model_path
-from service.cli import app
+from anjian.models.registry import SHIPPED_DIR, register_version, resolve_model_path
+from anjian.service.cli import app
 
 runner = CliRunner()
 

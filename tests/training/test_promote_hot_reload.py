@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from datasets.synthetic import write_demo_video
-from models.detections import Detections
-from models.onnx_detector import OnnxDetector
-from models.registry import PromotionWatch, promote, register_version, resolve_model_path, rollback
-from pipeline.config import BehavioursConfig, CameraPipelineConfig, OpenFlameConfig
-from pipeline.event import Behaviour
-from pipeline.runner import CameraAssignment, PipelineRunner
-from pipeline.sink import ListSink
+from anjian.datasets.synthetic import write_demo_video
+from anjian.models.detections import Detections
+from anjian.models.onnx_detector import OnnxDetector
+from anjian.models.registry import PromotionWatch, promote, register_version, resolve_model_path, rollback
+from anjian.pipeline.config import BehavioursConfig, CameraPipelineConfig, OpenFlameConfig
+from anjian.pipeline.event import Behaviour
+from anjian.pipeline.runner import CameraAssignment, PipelineRunner
+from anjian.pipeline.sink import ListSink
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
@@ -48,7 +48,7 @@ class _Counted:
 
 def test_promotion_and_rollback_reach_a_running_pipeline(tmp_path: Path) -> None:
     pytest.importorskip("onnx")
-    from training.export import to_fp16
+    from anjian.training.export import to_fp16
 
     registry = tmp_path / "registry"
     demo = resolve_model_path("builtin:anjian-demo")

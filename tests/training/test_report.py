@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from datasets.labels import DetectionSet, LabelledImage
-from service.cli import app
+from anjian.datasets.labels import DetectionSet, LabelledImage
+from anjian.service.cli import app
+from anjian.training.evaluate import EvalReport, evaluate_detector
+from anjian.training.report import MatchCollector, write_eval_report
+from anjian.training.report.matching import CONFIDENCE_GRID, class_curves, confusion_matrix, find_errors
 from tests.support.real_data import copy_yolo_sample
 from tests.support.scripted_detector import ScriptedDetector, tagged_image
-from training.evaluate import EvalReport, evaluate_detector
-from training.report import MatchCollector, write_eval_report
-from training.report.matching import CONFIDENCE_GRID, class_curves, confusion_matrix, find_errors
 
 pytest.importorskip("matplotlib")
 

@@ -11,17 +11,16 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from datasets.labels import DetectionSet, LabelledImage
-from models.config import DetectorConfig
-from models.detections import Detections
-from models.errors import ModelMetadataError
-from models.metadata import parse_class_thresholds
-from models.onnx_detector import OnnxDetector
-from models.registry import resolve_model_path
-from service.cli import app
-from tests.support.real_data import copy_yolo_sample, require_shared_data
-from training.evaluate import ClassResult, EvalReport, evaluate_detector
-from training.thresholds import (
+from anjian.datasets.labels import DetectionSet, LabelledImage
+from anjian.models.config import DetectorConfig
+from anjian.models.detections import Detections
+from anjian.models.errors import ModelMetadataError
+from anjian.models.metadata import parse_class_thresholds
+from anjian.models.onnx_detector import OnnxDetector
+from anjian.models.registry import resolve_model_path
+from anjian.service.cli import app
+from anjian.training.evaluate import ClassResult, EvalReport, evaluate_detector
+from anjian.training.thresholds import (
     ScoredPredictions,
     calibrate_thresholds,
     load_thresholds_json,
@@ -29,6 +28,7 @@ from training.thresholds import (
     stamp_thresholds,
     thresholds_of,
 )
+from tests.support.real_data import copy_yolo_sample, require_shared_data
 
 # Three hits, three misses, a hit, a miss, scored 0.9 down to 0.2; five boxes to find.
 # Keeping 3 (>= 0.7): P 1.00, R 0.6 -> F1 0.750, F2 0.652

@@ -13,12 +13,12 @@ from pathlib import Path
 import cv2
 import pytest
 
-from datasets.classmap import ClassMap, load_class_map
-from datasets.merge import merge_sets
-from datasets.yolo import load_yolo_set, write_yolo_set
-from models.config import DetectorConfig
-from models.onnx_detector import OnnxDetector
-from models.registry import promote, register_version, resolve_model_path
+from anjian.datasets.classmap import ClassMap, load_class_map
+from anjian.datasets.merge import merge_sets
+from anjian.datasets.yolo import load_yolo_set, write_yolo_set
+from anjian.models.config import DetectorConfig
+from anjian.models.onnx_detector import OnnxDetector
+from anjian.models.registry import promote, register_version, resolve_model_path
 from tests.support.real_data import copy_yolo_sample, require_shared_data
 
 pytestmark = pytest.mark.slow
@@ -47,9 +47,9 @@ def test_tiny_real_training_resumes_exports_and_loads_in_the_onnx_backend(
     pytest.importorskip("ultralytics")
     coco = require_shared_data("weights", "coco_yolov8n_int8.onnx")
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
-    from training.export import export_onnx, to_fp16
-    from training.finetune_init import build_finetune_checkpoint
-    from training.train import TrainConfig, train_detector
+    from anjian.training.export import export_onnx, to_fp16
+    from anjian.training.finetune_init import build_finetune_checkpoint
+    from anjian.training.train import TrainConfig, train_detector
 
     sets = [
         load_yolo_set(copy_yolo_sample(name, tmp_path / name, per_split=3))
@@ -103,7 +103,7 @@ def test_tiny_real_training_resumes_exports_and_loads_in_the_onnx_backend(
     assert half.stat().st_size < onnx.stat().st_size * 0.6
     assert abs(len(half_dets) - len(first)) <= max(3, len(first) // 10)  # same model, fp16 rounding
 
-    from training.evaluate import evaluate_detector
+    from anjian.training.evaluate import evaluate_detector
 
     report = evaluate_detector(
         detector,
@@ -127,8 +127,8 @@ def test_two_runs_with_the_same_seed_train_alike_and_record_the_workers_used(
     pytest.importorskip("ultralytics")
     coco = require_shared_data("weights", "coco_yolov8n_int8.onnx")
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
-    from training.finetune_init import build_finetune_checkpoint
-    from training.train import TrainConfig, train_detector
+    from anjian.training.finetune_init import build_finetune_checkpoint
+    from anjian.training.train import TrainConfig, train_detector
 
     sample = load_yolo_set(copy_yolo_sample("forklift_person", tmp_path / "sample", per_split=4))
     merged, _ = merge_sets([sample], load_class_map(ANJIAN_MAP))

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from service.cli import app
-from training.train import TrainConfig, TrainRun, prepare_new_run, train_detector
+from anjian.service.cli import app
+from anjian.training.train import TrainConfig, TrainRun, prepare_new_run, train_detector
 
 runner = CliRunner()
 
@@ -78,7 +78,7 @@ def test_cli_resume_continues_the_existing_run(tmp_path: Path, monkeypatch: pyte
         calls.append((config, resume))
         return TrainRun(run_dir, run_dir / "weights/best.pt", run_dir / "weights/last.pt", run_dir, True)
 
-    monkeypatch.setattr("training.train.train_detector", fake_train)
+    monkeypatch.setattr("anjian.training.train.train_detector", fake_train)
     result = runner.invoke(app, ["train", "--project", str(tmp_path / "runs"), "--name", "site", "--resume"])
     assert result.exit_code == 0, result.output
     assert [(c.name, r) for c, r in calls] == [("site", True)]
@@ -95,8 +95,8 @@ def test_cli_coco_start_without_the_weights_names_the_option(tmp_path: Path) -> 
 def test_the_default_coco_weights_do_not_depend_on_the_current_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from anjian.training.finetune_init import DEFAULT_COCO_ONNX
     from tests.support.real_data import require_shared_data
-    from training.finetune_init import DEFAULT_COCO_ONNX
 
     shared = require_shared_data("weights", "coco_yolov8n_int8.onnx")
     monkeypatch.chdir(tmp_path)

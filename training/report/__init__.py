@@ -1,6 +1,6 @@
 """The HTML report of an evaluation: curves, confusion matrix and galleries of errors."""
 
-from training.report.matching import MatchCollector
-from training.report.page import write_eval_report
+from anjian.training.report.matching import MatchCollector
+from anjian.training.report.page import write_eval_report
 
 __all__ = ["MatchCollector", "write_eval_report"]

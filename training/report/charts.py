@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from training.report.matching import CONFIDENCE_GRID, ClassCurves
+from anjian.training.report.matching import CONFIDENCE_GRID, ClassCurves
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from training.report.matching import ErrorCase
+from anjian.training.report.matching import ErrorCase
 
 __all__ = ["GalleryItem", "write_gallery"]
 

@@ -1,6 +1,6 @@
 """What an eval report draws, computed from the per-image matches of an evaluation.
 
-:class:`MatchCollector` keeps the :class:`training.evaluate.ImageMatches` that
+:class:`MatchCollector` keeps the :class:`anjian.training.evaluate.ImageMatches` that
 ``evaluate_detector(..., on_image=collector)`` hands over. From them, at IoU 0.5:
 
 - :func:`class_curves`: each class's precision-recall curve and its precision, recall and F1
@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from datasets.boxes import iou_cxcywh
-from training.evaluate import ImageMatches
+from anjian.datasets.boxes import iou_cxcywh
+from anjian.training.evaluate import ImageMatches
 
 __all__ = [
     "ClassCurves",
@@ -40,7 +40,7 @@ CONFIDENCE_GRID = np.linspace(0.0, 1.0, 101)
 
 @dataclass(slots=True)
 class MatchCollector:
-    """An ``on_image`` callback for :func:`training.evaluate.evaluate_detector` that keeps every image."""
+    """An ``on_image`` callback for :func:`anjian.training.evaluate.evaluate_detector` that keeps every image."""
 
     images: list[ImageMatches] = field(default_factory=list)
 

@@ -17,10 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
-from training.evaluate import EvalReport, ImageMatches
-from training.report.charts import plot_confusion, plot_f1_curves, plot_pr_curves, require_matplotlib
-from training.report.gallery import GalleryItem, write_gallery
-from training.report.matching import ClassCurves, ErrorCase, class_curves, confusion_matrix, find_errors
+from anjian.training.evaluate import EvalReport, ImageMatches
+from anjian.training.report.charts import plot_confusion, plot_f1_curves, plot_pr_curves, require_matplotlib
+from anjian.training.report.gallery import GalleryItem, write_gallery
+from anjian.training.report.matching import (
+    ClassCurves,
+    ErrorCase,
+    class_curves,
+    confusion_matrix,
+    find_errors,
+)
 
 __all__ = ["write_eval_report"]
 

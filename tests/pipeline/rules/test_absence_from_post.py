@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.config import AbsenceFromPostConfig, PostConfig, ScheduleConfig, ScheduleWindowConfig
-from pipeline.event import Behaviour, RiskLevel
-from pipeline.rules.absence_from_post import AbsenceFromPostRule
+from anjian.pipeline.config import AbsenceFromPostConfig, PostConfig, ScheduleConfig, ScheduleWindowConfig
+from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.pipeline.rules.absence_from_post import AbsenceFromPostRule
 from tests.pipeline.scripted import T0, dets, environment, frame, kinds, run
 
 DESK = {"id": "desk", "kind": "post", "polygon": [(0.5, 0.5), (1.0, 0.5), (1.0, 1.0), (0.5, 1.0)]}

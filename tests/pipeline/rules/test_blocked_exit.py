@@ -6,11 +6,11 @@ import re
 
 import numpy as np
 
-from models.detections import Detections
-from pipeline.config import BlockedExitConfig, ReferenceConfig
-from pipeline.event import Behaviour
-from pipeline.incidents import IncidentUpdate
-from pipeline.rules.blocked_exit import BlockedExitRule
+from anjian.models.detections import Detections
+from anjian.pipeline.config import BlockedExitConfig, ReferenceConfig
+from anjian.pipeline.event import Behaviour
+from anjian.pipeline.incidents import IncidentUpdate
+from anjian.pipeline.rules.blocked_exit import BlockedExitRule
 from tests.pipeline.scripted import T0, dets, environment, frame, kinds
 
 EXIT = {"id": "door", "kind": "exit", "polygon": [(0.0, 0.0), (0.4, 0.0), (0.4, 1.0), (0.0, 1.0)]}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cameras.frame import Frame
-from models.detections import Detections
-from pipeline.analyzer import CameraAnalyzer
-from pipeline.config import (
+from anjian.cameras.frame import Frame
+from anjian.models.detections import Detections
+from anjian.pipeline.analyzer import CameraAnalyzer
+from anjian.pipeline.config import (
     AbsenceFromPostConfig,
     BehavioursConfig,
     CameraPipelineConfig,
@@ -18,10 +18,10 @@ from pipeline.config import (
     SmokingConfig,
     _RuleConfig,
 )
-from pipeline.event import Behaviour
-from pipeline.incidents import EventContext
-from pipeline.rules import build_rules
-from pipeline.rules.base import select
+from anjian.pipeline.event import Behaviour
+from anjian.pipeline.incidents import EventContext
+from anjian.pipeline.rules import build_rules
+from anjian.pipeline.rules.base import select
 
 NAMES = {0: "person", 1: "fire", 2: "cigarette"}
 CONTEXT = EventContext(site_id="s", workshop_id="w", camera_id="cam", model_version="m@1")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from models.detections import Detections
-from pipeline.config import FallenPersonConfig
-from pipeline.event import Behaviour, RiskLevel
-from pipeline.rules.fallen_person import FallenPersonRule
+from anjian.models.detections import Detections
+from anjian.pipeline.config import FallenPersonConfig
+from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.pipeline.rules.fallen_person import FallenPersonRule
 from tests.pipeline.scripted import dets, environment, kinds, run
 
 UPRIGHT = ("person", (100, 10, 130, 95), 0.9, 1)

@@ -6,19 +6,19 @@ import cv2
 import numpy as np
 import pytest
 
-from cameras.frame import Frame
-from models.detections import Detections
-from pipeline.config import (
+from anjian.cameras.frame import Frame
+from anjian.models.detections import Detections
+from anjian.pipeline.config import (
     CameraPipelineConfig,
     OpenFlameConfig,
     ScheduleConfig,
     ScheduleWindowConfig,
     ZoneConfig,
 )
-from pipeline.event import Behaviour, RiskLevel
-from pipeline.incidents import EventContext, IncidentUpdate, UpdateKind
-from pipeline.rules import RuleEnvironment, build_environment
-from pipeline.rules.open_flame import OpenFlameRule, moving_fraction
+from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.pipeline.incidents import EventContext, IncidentUpdate, UpdateKind
+from anjian.pipeline.rules import RuleEnvironment, build_environment
+from anjian.pipeline.rules.open_flame import OpenFlameRule, moving_fraction
 
 NAMES = {0: "fire", 1: "smoke", 2: "person"}
 CONTEXT = EventContext(site_id="s", workshop_id="w", camera_id="cam", model_version="m@1")

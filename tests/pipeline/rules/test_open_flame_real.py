@@ -16,16 +16,16 @@ import cv2
 import numpy as np
 import pytest
 
-from cameras.frame import Frame
-from models.config import DetectorConfig
-from models.detections import Detections
-from models.detector import Detector
-from models.loader import load_detector
-from pipeline.config import OpenFlameConfig
-from pipeline.incidents import EventContext, UpdateKind
-from pipeline.rules.open_flame import OpenFlameRule
+from anjian.cameras.frame import Frame
+from anjian.models.config import DetectorConfig
+from anjian.models.detections import Detections
+from anjian.models.detector import Detector
+from anjian.models.loader import load_detector
+from anjian.pipeline.config import OpenFlameConfig
+from anjian.pipeline.incidents import EventContext, UpdateKind
+from anjian.pipeline.rules.open_flame import OpenFlameRule
+from anjian.training.fire_clips import group_video_frames
 from tests.support.real_data import require_shared_data
-from training.fire_clips import group_video_frames
 
 pytestmark = pytest.mark.slow
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from models.detections import Detections
-from pipeline.config import SmokingConfig
-from pipeline.event import Behaviour
-from pipeline.rules.smoking import SmokingRule
+from anjian.models.detections import Detections
+from anjian.pipeline.config import SmokingConfig
+from anjian.pipeline.event import Behaviour
+from anjian.pipeline.rules.smoking import SmokingRule
 from tests.pipeline.scripted import dets, environment, kinds, run
 
 PERSON = ("person", (100, 10, 140, 95), 0.9, 1)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.detections import Detections
-from pipeline.config import ReferenceConfig, ScheduleConfig, ScheduleWindowConfig, UncleanedDustConfig
-from pipeline.event import Behaviour, RiskLevel
-from pipeline.incidents import IncidentUpdate
-from pipeline.rules.uncleaned_dust import UncleanedDustRule
+from anjian.models.detections import Detections
+from anjian.pipeline.config import ReferenceConfig, ScheduleConfig, ScheduleWindowConfig, UncleanedDustConfig
+from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.pipeline.incidents import IncidentUpdate
+from anjian.pipeline.rules.uncleaned_dust import UncleanedDustRule
 from tests.pipeline.scripted import T0, dets, environment, frame, kinds
 
 DUST_ZONE = {
