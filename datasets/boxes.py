@@ -16,18 +16,21 @@ _TOLERANCE = 1e-3  # rounding in exports: boxes this far outside [0, 1] are clip
 def iou_cxcywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pairwise IoU of boxes given as ``(n, 4)`` and ``(m, 4)`` ``cx, cy, w, h`` arrays.
 
+    The arithmetic is supervision's ``box_iou_batch`` (loaded on the first call); datasets
+    imports nothing of anjian, so it cannot share ``anjian.models.boxes``.
+
     Returns:
         ``(n, m) float32`` IoU matrix.
     """
-    a_xyxy = np.concatenate([a[:, :2] - a[:, 2:] / 2, a[:, :2] + a[:, 2:] / 2], axis=1)
-    b_xyxy = np.concatenate([b[:, :2] - b[:, 2:] / 2, b[:, :2] + b[:, 2:] / 2], axis=1)
-    lt = np.maximum(a_xyxy[:, None, :2], b_xyxy[None, :, :2])
-    rb = np.minimum(a_xyxy[:, None, 2:], b_xyxy[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area_a = a[:, 2] * a[:, 3]
-    area_b = b[:, 2] * b[:, 3]
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.asarray(inter / np.maximum(union, 1e-12), np.float32)
+    from supervision.detection.utils.iou_and_nms import box_iou_batch
+
+    return box_iou_batch(_to_xyxy(a), _to_xyxy(b))
+
+
+def _to_xyxy(cxcywh: np.ndarray) -> np.ndarray:
+    """``(n, 4)`` ``cx, cy, w, h`` boxes as ``x1, y1, x2, y2``."""
+    centre, size = cxcywh[:, :2], cxcywh[:, 2:]
+    return np.concatenate([centre - size / 2, centre + size / 2], axis=1)
 
 
 def clean_boxes(raw: np.ndarray, class_count: int, path: Path) -> tuple[np.ndarray, list[Issue]]:

@@ -25,6 +25,7 @@ import numpy as np
 from anjian.datasets.classmap import ClassMap
 from anjian.datasets.labels import DetectionSet, ProgressFn, no_progress
 from anjian.datasets.merge import merge_sets
+from anjian.models.boxes import box_iou_batch
 from anjian.models.detector import Detector
 from anjian.training.thresholds import ScoredPredictions
 
@@ -49,16 +50,6 @@ IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 _RECALL_POINTS = np.linspace(0.0, 1.0, 101)
 
 
-def _iou_xyxy(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(n, m)`` IoU of ``(n, 4)`` and ``(m, 4)`` xyxy boxes."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(rb - lt, 0, None).prod(axis=2)
-    area_a = (a[:, 2:] - a[:, :2]).prod(axis=1)
-    area_b = (b[:, 2:] - b[:, :2]).prod(axis=1)
-    return np.asarray(inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-12), np.float64)
-
-
 def match_predictions(
     pred_xyxy: np.ndarray,
     pred_class: np.ndarray,
@@ -81,7 +72,7 @@ def match_predictions(
     tp = np.zeros((len(pred_xyxy), len(thresholds)), bool)
     if not len(pred_xyxy) or not len(gt_xyxy):
         return tp
-    iou = _iou_xyxy(pred_xyxy, gt_xyxy) * (pred_class[:, None] == gt_class[None, :])
+    iou = box_iou_batch(pred_xyxy, gt_xyxy) * (pred_class[:, None] == gt_class[None, :])
     for k, threshold in enumerate(thresholds):
         i, j = np.nonzero(iou >= threshold)
         if not len(i):

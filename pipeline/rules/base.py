@@ -21,6 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from anjian.cameras.frame import Frame
+from anjian.models.boxes import box_iou
 from anjian.models.detections import Detections
 from anjian.pipeline.config import _RuleConfig
 from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel
@@ -145,15 +146,6 @@ def track_of(tracker_ids: np.ndarray | None, index: int) -> int | None:
     if tracker_ids is None or tracker_ids[index] < 0:
         return None
     return int(tracker_ids[index])
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two ``(4,)`` xyxy boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
 
 
 class Confirmation:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from anjian.datasets.boxes import iou_cxcywh
+from anjian.models.boxes import box_iou_batch
 from anjian.training.evaluate import ImageMatches
 
 __all__ = [
@@ -80,12 +80,6 @@ class ClassCurves:
         return float(CONFIDENCE_GRID[last])
 
 
-def _to_cxcywh(xyxy: np.ndarray) -> np.ndarray:
-    """``(n, 4)`` xyxy boxes as cx, cy, w, h."""
-    xyxy = np.asarray(xyxy, np.float64).reshape(-1, 4)
-    return np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], axis=1)
-
-
 def pair_boxes(
     pred_xyxy: np.ndarray,
     pred_class: np.ndarray,
@@ -111,7 +105,7 @@ def pair_boxes(
     """
     if not len(pred_xyxy) or not len(gt_xyxy):
         return []
-    iou = iou_cxcywh(_to_cxcywh(pred_xyxy), _to_cxcywh(gt_xyxy)).astype(np.float64)
+    iou = box_iou_batch(pred_xyxy, gt_xyxy)
     if is_class_aware:
         iou = iou * (np.asarray(pred_class)[:, None] == np.asarray(gt_class)[None, :])
     rows, cols = np.nonzero(iou >= iou_min)
@@ -232,7 +226,7 @@ def _best_overlap(box: np.ndarray, others: np.ndarray, classes: np.ndarray) -> t
     """Class and IoU of the box among ``others`` that overlaps ``box`` most (``None, 0`` if none)."""
     if not len(others):
         return None, 0.0
-    iou = iou_cxcywh(_to_cxcywh(box[None]), _to_cxcywh(others))[0]
+    iou = box_iou_batch(box[None], others)[0]
     best = int(np.argmax(iou))
     return (int(classes[best]), float(iou[best])) if iou[best] > 0 else (None, 0.0)
 
@@ -272,7 +266,7 @@ def _image_errors(m: ImageMatches, confidence: float) -> list[ErrorCase]:
         same = m.pred_class == c
         best = 0.0
         if np.any(same):
-            iou = iou_cxcywh(_to_cxcywh(m.gt_xyxy[j][None]), _to_cxcywh(m.pred_xyxy[same]))[0]
+            iou = box_iou_batch(m.gt_xyxy[j][None], m.pred_xyxy[same])[0]
             scores = conf[same][iou >= IOU_MATCH]
             best = float(scores.max()) if len(scores) else 0.0
         other, other_iou = _best_overlap(m.gt_xyxy[j], pred_xyxy, pred_class)
