@@ -5,6 +5,7 @@
 "use strict";
 
 const TOKEN_KEY = "anjian.token";
+const MUTED_KEY = "anjian.muted";
 const LABELS = {
   smoking: "Smoking", open_flame: "Open flame", blocked_exit: "Blocked exit", fallen_person: "Fallen person",
   uncleaned_dust: "Uncleaned dust", absence_from_post: "Absence from post", camera_fault: "Camera fault",
@@ -16,6 +17,7 @@ const OPEN_STATES = ["raised", "acknowledged", "dispatched", "resolved", "false_
 
 const state = {
   token: "", events: new Map(), selected: null, source: null, cameraTimer: null, sessionTimer: null, streamRetry: null,
+  order: [], isMuted: false, audio: null, announced: 0,
 };
 const $ = (id) => document.getElementById(id);
 
@@ -82,32 +84,98 @@ function matches(event, f) {
   return true;
 }
 
+const BASE_TITLE = document.title;
+
 function renderFeed(freshId) {
   const f = filters();
-  const list = [...state.events.values()]
-    .filter((e) => matches(e, f))
-    .sort((a, b) => (a.started_at < b.started_at ? 1 : a.started_at > b.started_at ? -1 : a.id < b.id ? 1 : -1));
+  const visible = [...state.events.values()].filter((e) => matches(e, f));
+  const rows = anjianQueue.rows(visible);
+  state.order = rows.map((row) => row.event.id);
   const feed = $("feed");
-  feed.replaceChildren(...list.map((event) => {
+  feed.replaceChildren(...rows.map(({ event, count, members }) => {
     const row = document.createElement("li");
-    row.className = `event-row sev-${event.severity}${event.id === state.selected ? " selected" : ""}${event.id === freshId ? " fresh" : ""}`;
+    const isSelected = members.includes(state.selected);
+    row.className = `event-row sev-${event.severity}${isSelected ? " selected" : ""}`
+      + `${members.includes(freshId) ? " fresh" : ""}${anjianQueue.needsPerson(event) ? " unacked" : ""}`;
     row.dataset.id = event.id;
+    row.dataset.count = String(count);
     row.innerHTML = `
       <span class="badge ${event.severity}"></span>
       <span class="what"></span>
       <span class="state state-pill ${event.state}"></span>
-      <span></span>
+      <span class="repeat"></span>
       <span class="where"></span>
       <span class="when"></span>`;
-    row.children[0].textContent = event.severity + (event.escalations ? " ▲" : "");
+    row.children[0].textContent = event.severity + (event.escalations ? ` ▲${event.escalations}` : "");
     row.children[1].textContent = LABELS[event.behaviour] || event.behaviour;
     row.children[2].textContent = event.state.replace("_", " ");
+    row.children[3].textContent = `${count > 1 ? `×${count} · ` : ""}${anjianQueue.isOngoing(event) ? "ongoing" : "ended"}`;
+    row.children[3].className = `repeat ${anjianQueue.isOngoing(event) ? "ongoing" : "ended"}`;
     row.children[4].textContent = `${event.workshop_id} · ${event.camera_id}`;
     row.children[5].textContent = fmtTime(event.started_at);
     row.addEventListener("click", () => select(event.id));
     return row;
   }));
-  $("feed-empty").hidden = list.length > 0;
+  $("feed-empty").hidden = rows.length > 0;
+  renderCounters();
+}
+
+// Unacknowledged alerts per colour in the header and their total in the tab title, whatever the filters.
+function renderCounters() {
+  const counts = anjianQueue.counters(state.events.values());
+  for (const colour of ["red", "orange", "yellow", "blue"]) {
+    $(`count-${colour}`).textContent = String(counts[colour]);
+  }
+  document.title = counts.total ? `(${counts.total}) ${BASE_TITLE}` : BASE_TITLE;
+}
+
+// A new red or orange alert: a tone and a desktop notification, unless the operator muted them.
+function announce(event) {
+  if (state.isMuted || !anjianQueue.isUrgent(event)) return;
+  state.announced += 1;
+  document.body.dataset.announced = String(state.announced);
+  try {
+    const audio = state.audio || (state.audio = new AudioContext());
+    const tone = audio.createOscillator();
+    const gain = audio.createGain();
+    tone.frequency.value = event.severity === "red" ? 880 : 660;
+    gain.gain.value = 0.2;
+    tone.connect(gain).connect(audio.destination);
+    tone.start();
+    tone.stop(audio.currentTime + 0.4);
+  } catch (_) { /* no audio device */ }
+  if ("Notification" in window && Notification.permission === "granted") {
+    const label = LABELS[event.behaviour] || event.behaviour;
+    new Notification(`${event.severity.toUpperCase()} · ${label}`, { body: `${event.workshop_id} · ${event.camera_id}`, tag: event.id });
+  }
+}
+
+function setMuted(isMuted) {
+  state.isMuted = isMuted;
+  localStorage.setItem(MUTED_KEY, isMuted ? "1" : "");
+  $("mute").textContent = isMuted ? "Sound off" : "Sound on";
+  $("mute").setAttribute("aria-pressed", String(isMuted));
+}
+
+// Keyboard: j/k (or arrows) move through the queue; a, d, r, f, c act on the selected alert; m mutes.
+const KEY_ACTIONS = { a: "acknowledge", d: "dispatch", r: "resolve", f: "false_alarm", c: "close" };
+
+function onKey(e) {
+  if (e.ctrlKey || e.metaKey || e.altKey || e.target.closest("input, textarea, select")) return;
+  const key = e.key.toLowerCase();
+  if (key === "j" || key === "arrowdown" || key === "k" || key === "arrowup") {
+    const order = state.order || [];
+    if (!order.length) return;
+    const at = order.indexOf(state.selected);
+    const step = key === "j" || key === "arrowdown" ? 1 : -1;
+    select(order[at < 0 ? 0 : Math.min(order.length - 1, Math.max(0, at + step))]);
+    e.preventDefault();
+  } else if (key === "m") {
+    setMuted(!state.isMuted);
+  } else if (KEY_ACTIONS[key] && state.selected) {
+    const button = document.querySelector(`.buttons button[data-action="${KEY_ACTIONS[key]}"]`);
+    if (button && !button.disabled) { act(KEY_ACTIONS[key]); e.preventDefault(); }
+  }
 }
 
 function fact(dl, term, value) {
@@ -211,6 +279,7 @@ function upsert(event, isFresh = false) {
   const known = state.events.get(event.id);
   if (known && known.version > event.version) return;
   state.events.set(event.id, event);
+  if (isFresh && !known) announce(event);
   renderFeed(isFresh && !known ? event.id : null);
   if (event.id === state.selected) renderDetail();
 }
@@ -310,5 +379,12 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const button of document.querySelectorAll(".buttons button")) {
     button.addEventListener("click", () => act(button.dataset.action));
   }
+  setMuted(localStorage.getItem(MUTED_KEY) === "1");
+  $("mute").addEventListener("click", () => setMuted(!state.isMuted));
+  $("notify").addEventListener("click", () => {
+    if ("Notification" in window) Notification.requestPermission().then((p) => { $("notify").hidden = p === "granted"; });
+  });
+  $("notify").hidden = !("Notification" in window) || Notification.permission === "granted";
+  document.addEventListener("keydown", onKey);
   connect();
 });

@@ -21,6 +21,7 @@ from anjian.cameras.health import CameraHealth, CameraState
 from anjian.pipeline.event import Behaviour, RiskLevel
 from anjian.pipeline.event_json import event_to_json
 from anjian.service.app import create_app
+from anjian.service.composition import build_service_parts
 from tests.factories import make_event, make_jpeg
 from tests.service.conftest import make_config
 from tests.service.server import ServerThread
@@ -61,10 +62,11 @@ def test_operator_sees_a_new_alert_live_and_works_it_through_the_buttons(
         CameraHealth(camera_id="line-1", state=CameraState.ONLINE, since=1_700_000_000.0, fps=5.0),
         CameraHealth(camera_id="line-2", state=CameraState.OFFLINE, since=1_700_000_000.0, reconnects=3),
     ]
-    app = create_app(
-        make_config(tmp_path / "data", camera_ids=("line-1", "line-2")), camera_health=lambda: cameras
-    )
-    store = app.state.store
+    config = make_config(tmp_path / "data", camera_ids=("line-1", "line-2"))
+    parts = build_service_parts(config, camera_health=lambda: cameras)
+    app = create_app(config, parts)
+    parts.start()  # the caller owns the parts it passes in
+    store = parts.store
     operator = store.tokens.create("duty officer", "operator")[1]
     pipeline = {"Authorization": f"Bearer {store.tokens.create('pipeline', 'pipeline')[1]}"}
     older = make_event(
@@ -120,7 +122,7 @@ def test_operator_sees_a_new_alert_live_and_works_it_through_the_buttons(
     finally:
         page.close()
         server.stop()
-        store.close()
+        parts.close()
 
     assert [(a.actor, a.action) for a in trail] == [
         ("pipeline", "raise"),
@@ -136,6 +138,110 @@ def test_operator_sees_a_new_alert_live_and_works_it_through_the_buttons(
         Path(keep).mkdir(parents=True, exist_ok=True)
         shutil.copy(screenshot, Path(keep) / "dashboard.png")
     assert screenshot.stat().st_size > 10_000
+
+
+def test_the_queue_puts_what_needs_a_person_first_and_the_keys_work_it(
+    tmp_path: Path, browser: object
+) -> None:
+    app = create_app(make_config(tmp_path / "data", camera_ids=("line-1", "line-2", "line-3")))
+    store = app.state.store
+    operator = store.tokens.create("duty officer", "operator")[1]
+    pipeline = {"Authorization": f"Bearer {store.tokens.create('pipeline', 'pipeline')[1]}"}
+    t0 = 1_700_000_000.0
+    newest_handled = make_event(
+        camera_id="line-3", severity=RiskLevel.ORANGE, started_at=t0 + 50, last_seen_at=t0 + 51
+    )
+    ended_yellow = make_event(
+        camera_id="line-2", severity=RiskLevel.YELLOW, started_at=t0, last_seen_at=t0 + 1, ended_at=t0 + 5
+    )
+    flame_repeats = [
+        make_event(camera_id="line-1", severity=RiskLevel.RED, started_at=t0 + i, last_seen_at=t0 + i + 1)
+        for i in (10, 20, 30)
+    ]
+    blue = make_event(
+        camera_id="line-2",
+        behaviour=Behaviour.SMOKING,
+        severity=RiskLevel.BLUE,
+        started_at=t0 + 40,
+        last_seen_at=t0 + 41,
+    )
+    for event in (newest_handled, ended_yellow, *flame_repeats, blue):
+        store.upsert_event(event)
+    server = ServerThread(app).start()
+    operator_headers = {"Authorization": f"Bearer {operator}"}
+    httpx.post(
+        f"{server.base_url}/events/{newest_handled.id}/acknowledge",
+        json={"note": ""},
+        headers=operator_headers,
+    ).raise_for_status()
+    page = browser.new_page(viewport={"width": 1440, "height": 900})  # type: ignore[attr-defined]
+    console, _ = _watch(page)
+    expect = pytest.importorskip("playwright.sync_api").expect
+    try:
+        page.goto(f"{server.base_url}/#token={operator}")
+        page.wait_for_selector("#live-status:text('live')", timeout=TIMEOUT_MS)
+        rows = page.locator(".event-row")
+        # Unacknowledged first, by colour (red folded x3, yellow although it ended, blue), then the acknowledged one.
+        expect(rows).to_have_count(4, timeout=TIMEOUT_MS)
+        assert rows.evaluate_all("rs => rs.map(r => [r.dataset.id, r.dataset.count])") == [
+            [flame_repeats[0].id, "3"],
+            [ended_yellow.id, "1"],
+            [blue.id, "1"],
+            [newest_handled.id, "1"],
+        ]
+        assert "ended" in rows.nth(1).inner_text() and "ongoing" in rows.nth(2).inner_text()
+        assert [page.inner_text(f"#count-{c}") for c in ("red", "orange", "yellow", "blue")] == [
+            "3",
+            "0",
+            "1",
+            "1",
+        ]
+        expect(page).to_have_title("(5) anjian · control room", timeout=TIMEOUT_MS)
+
+        page.keyboard.press("j")  # the first row: the oldest of the three red repeats
+        page.wait_for_selector(f"#detail[data-id='{flame_repeats[0].id}']", timeout=TIMEOUT_MS)
+        page.keyboard.press("a")
+        page.wait_for_selector("#detail-state:text('acknowledged')", timeout=TIMEOUT_MS)
+        expect(page).to_have_title("(4) anjian · control room", timeout=TIMEOUT_MS)
+        expect(rows.first).to_have_attribute("data-count", "2", timeout=TIMEOUT_MS)
+        expect(rows.first).to_have_attribute("data-id", flame_repeats[1].id)
+
+        page.keyboard.press("m")
+        expect(page.locator("#mute")).to_have_attribute("aria-pressed", "true")
+        quiet = make_event(
+            camera_id="line-3", severity=RiskLevel.RED, started_at=t0 + 60, last_seen_at=t0 + 61
+        )
+        httpx.post(
+            f"{server.base_url}/ingest/events", json=event_to_json(quiet), headers=pipeline
+        ).raise_for_status()
+        expect(rows.nth(1)).to_have_attribute("data-id", quiet.id, timeout=TIMEOUT_MS)
+        assert page.get_attribute("body", "data-announced") is None, "muted: no tone for a new red"
+        page.keyboard.press("m")
+        loud = make_event(
+            camera_id="line-2", severity=RiskLevel.RED, started_at=t0 + 70, last_seen_at=t0 + 71
+        )
+        httpx.post(
+            f"{server.base_url}/ingest/events", json=event_to_json(loud), headers=pipeline
+        ).raise_for_status()
+        expect(page.locator("body")).to_have_attribute("data-announced", "1", timeout=TIMEOUT_MS)
+        expect(page).to_have_title("(6) anjian · control room", timeout=TIMEOUT_MS)
+        _keep_screenshot(page, tmp_path, "dashboard-queue.png")
+    finally:
+        page.close()
+        server.stop()
+        store.close()
+
+    assert [m for m in console if "Content Security Policy" in m] == []
+
+
+def _keep_screenshot(page: Any, tmp_path: Path, name: str) -> None:
+    """Save a full-page screenshot, also under $ANJIAN_SCREENSHOT_DIR when set (test artefacts)."""
+    shot = tmp_path / name
+    page.screenshot(path=str(shot), full_page=True)
+    keep = os.environ.get("ANJIAN_SCREENSHOT_DIR")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shot, Path(keep) / name)
 
 
 @pytest.mark.parametrize(
