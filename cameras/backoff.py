@@ -1,5 +1,9 @@
-"""Delays between reconnect attempts: exponential, jittered, capped, never giving up; cut short
-when a camera's port, seen closed, answers again."""
+"""Delays between retries: exponential, capped, never giving up.
+
+``backoff_delay_s`` is the one schedule every retry loop uses (camera reconnects here, the
+pipeline's HTTP sink, the service's event writer and webhook deliveries); ``Backoff`` adds
+jitter for cameras, and ``ReconnectWait`` cuts a wait short when a camera's port, seen
+closed, answers again."""
 
 from __future__ import annotations
 
@@ -10,7 +14,31 @@ from collections.abc import Callable
 
 from anjian.cameras.config import ReconnectConfig
 
-__all__ = ["Backoff", "ReconnectWait"]
+__all__ = ["Backoff", "ReconnectWait", "backoff_delay_s"]
+
+
+def backoff_delay_s(attempts: int, *, base_s: float, max_s: float, multiplier: float = 2.0) -> float:
+    """Seconds to wait after the ``attempts``-th failure in a row: ``min(max_s, base_s * multiplier**(attempts-1))``.
+
+    Args:
+        attempts: Failed attempts so far, from 1.
+        base_s: Wait after the first failure (0: retry at once, every time).
+        max_s: Longest wait; every attempt past the one that reaches it waits this long.
+        multiplier: Growth of the wait per failure (at least 1).
+
+    Raises:
+        ValueError: When ``attempts`` is below 1.
+
+    Example:
+        >>> [backoff_delay_s(n, base_s=1.0, max_s=5.0) for n in (1, 2, 3, 4, 1000)]
+        [1.0, 2.0, 4.0, 5.0, 5.0]
+    """
+    if attempts < 1:
+        raise ValueError(f"attempts must be >= 1, got {attempts}")
+    try:
+        return min(max_s, base_s * multiplier ** (attempts - 1))
+    except OverflowError:  # the growth passed any float long after the cap
+        return max_s if base_s > 0 else 0.0
 
 
 class Backoff:
@@ -28,13 +56,19 @@ class Backoff:
     def __init__(self, config: ReconnectConfig, rng: random.Random) -> None:
         self._config = config
         self._rng = rng
-        self._next_base_s = config.initial_delay_s
+        self._attempts = 0
 
     def next_delay(self) -> float:
         """Return the next delay in seconds and grow the one after it."""
-        base = self._next_base_s
-        self._next_base_s = min(self._config.max_delay_s, base * self._config.multiplier)
-        return self._jittered(base)
+        self._attempts += 1
+        config = self._config
+        base_s = backoff_delay_s(
+            self._attempts,
+            base_s=config.initial_delay_s,
+            max_s=config.max_delay_s,
+            multiplier=config.multiplier,
+        )
+        return self._jittered(base_s)
 
     def max_delay(self) -> float:
         """Return a delay at the cap (for failures that a quick retry will not fix)."""
@@ -42,7 +76,7 @@ class Backoff:
 
     def reset(self) -> None:
         """Start again from the initial delay (after a connection that held)."""
-        self._next_base_s = self._config.initial_delay_s
+        self._attempts = 0
 
     def _jittered(self, base_s: float) -> float:
         jitter = self._config.jitter

@@ -40,8 +40,9 @@ from pathlib import Path
 
 import httpx
 
+from anjian.cameras.backoff import backoff_delay_s
 from anjian.pipeline.event import Event
-from anjian.pipeline.event_json import event_to_json
+from anjian.pipeline.event_wire import EventWire
 from anjian.pipeline.spool import DiskSpool
 
 __all__ = ["HttpEventSink", "HttpSinkStats"]
@@ -215,7 +216,7 @@ class HttpEventSink:
                 failures = 0
                 continue
             failures += 1
-            delay = min(self._backoff_max_s, self._backoff_base_s * 2.0 ** min(failures - 1, 32))
+            delay = backoff_delay_s(failures, base_s=self._backoff_base_s, max_s=self._backoff_max_s)
             deadline = time.monotonic() + delay
             while not self._stop.is_set() and (remaining := deadline - time.monotonic()) > 0:
                 self._wait_for_event(remaining)  # keep spooling new events while waiting
@@ -241,7 +242,8 @@ class HttpEventSink:
     def _spool_one(self, event: Event) -> None:
         """Serialise one event into the spool; a failing disk loses it (logged and counted)."""
         try:
-            self._spool.append(json.dumps(event_to_json(event), separators=(",", ":")).encode())
+            wire = EventWire.from_event(event).model_dump(mode="json")
+            self._spool.append(json.dumps(wire, separators=(",", ":")).encode())
         except OSError:
             self._count(spool_errors=1)
             logger.exception(

@@ -38,6 +38,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
+from anjian.cameras.backoff import backoff_delay_s
 from anjian.pipeline.event import Event
 from anjian.service.errors import IngestBusyError
 from anjian.service.evidence import EvidenceStore
@@ -323,7 +324,7 @@ class StoreSink:
             self._watch_backlog(backlog)
             failures = 0 if is_stored else failures + 1
             if failures:
-                delay_s = min(self._retry_max_s, self._retry_base_s * 2.0 ** min(failures - 1, 32))
+                delay_s = backoff_delay_s(failures, base_s=self._retry_base_s, max_s=self._retry_max_s)
                 self._abort.wait(delay_s)
         with self._cond:
             left = list(self._jobs)

@@ -42,6 +42,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 import httpx
 
+from anjian.cameras.backoff import backoff_delay_s
 from anjian.service.claims import Claim, LeaseKeeper, SuccessLog
 from anjian.service.metrics import ServiceMetrics
 from anjian.service.outbox import idempotency_key
@@ -53,7 +54,6 @@ __all__ = [
     "SIGNATURE_HEADER",
     "FailureLog",
     "WebhookDispatcher",
-    "backoff_delay_s",
     "idempotency_key",
     "sign_payload",
     "signature_headers",
@@ -74,13 +74,6 @@ def _anjian_version() -> str:
         return version("anjian")
     except PackageNotFoundError:
         return "0"
-
-
-def backoff_delay_s(attempts: int, *, base_s: float, max_s: float) -> float:
-    """Seconds to wait after the ``attempts``-th failed attempt: ``min(max_s, base_s * 2**(attempts-1))``."""
-    if attempts < 1:
-        raise ValueError(f"attempts must be >= 1, got {attempts}")
-    return min(max_s, base_s * 2.0 ** min(attempts - 1, 64))
 
 
 @dataclass(frozen=True, slots=True)

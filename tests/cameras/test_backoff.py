@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from anjian.cameras.backoff import Backoff, ReconnectWait
+from anjian.cameras.backoff import Backoff, ReconnectWait, backoff_delay_s
 from anjian.cameras.config import ReconnectConfig
 
 
@@ -41,6 +41,36 @@ def test_backoff_max_delay_is_at_the_cap_from_the_first_failure() -> None:
     backoff = Backoff(ReconnectConfig(initial_delay_s=1, max_delay_s=30, jitter=0), random.Random(0))
     assert backoff.max_delay() == 30
     assert backoff.next_delay() == 1  # the exponential schedule is untouched
+
+
+@pytest.mark.parametrize(
+    ("attempts", "base_s", "max_s", "multiplier", "expected"),
+    [
+        (1, 0.5, 30.0, 2.0, 0.5),
+        (4, 0.5, 30.0, 2.0, 4.0),
+        (3, 1.0, 600.0, 10.0, 100.0),
+        (2, 1.0, 5.0, 1.0, 1.0),
+        (5000, 0.5, 30.0, 2.0, 30.0),  # 2.0**4999 is no float: the cap, not an OverflowError
+        (5000, 0.0, 30.0, 2.0, 0.0),  # no wait stays no wait
+    ],
+    ids=["first", "doubled", "multiplier", "flat", "far-past-the-cap", "zero-base"],
+)
+def test_backoff_delay_grows_by_the_multiplier_up_to_the_cap(
+    attempts: int, base_s: float, max_s: float, multiplier: float, expected: float
+) -> None:
+    assert backoff_delay_s(attempts, base_s=base_s, max_s=max_s, multiplier=multiplier) == expected
+
+
+def test_backoff_delay_refuses_an_attempt_below_one() -> None:
+    with pytest.raises(ValueError, match="attempts must be >= 1, got 0"):
+        backoff_delay_s(0, base_s=1.0, max_s=2.0)
+
+
+def test_camera_backoff_follows_the_shared_schedule_after_many_failures() -> None:
+    config = ReconnectConfig(initial_delay_s=1, max_delay_s=600, multiplier=10, jitter=0)
+    backoff = Backoff(config, random.Random(0))
+    delays = [backoff.next_delay() for _ in range(3000)]
+    assert delays[:4] == [1, 10, 100, 600] and set(delays[3:]) == {600}
 
 
 def test_reconnect_config_rejects_cap_below_initial_delay() -> None:

@@ -14,6 +14,7 @@ import pytest
 from pydantic import SecretStr
 from standardwebhooks import Webhook
 
+from anjian.cameras.backoff import backoff_delay_s
 from anjian.service.config import StorageConfig, WebhookConfig
 from anjian.service.evidence import EvidenceStore
 from anjian.service.metrics import ServiceMetrics
@@ -26,7 +27,6 @@ from anjian.service.webhooks import (
     SIGNATURE_HEADER,
     FailureLog,
     WebhookDispatcher,
-    backoff_delay_s,
     sign_payload,
     verify_signature,
 )
