@@ -55,6 +55,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from anjian.models.atomic import write_atomic
 from anjian.models.errors import ModelLoadError
 
 __all__ = [
@@ -309,13 +310,6 @@ def list_versions(name: str, *, root: Path | None = None) -> list[ModelVersion]:
     return out
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    """Replace a file's content in one rename, so a reader never sees half of it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def version_record_dir(name: str, version: str, *, root: Path | None = None) -> Path:
     """The folder where the site writes its records about a version (``meta.json``, ``card.md``).
 
@@ -337,13 +331,13 @@ def version_record_dir(name: str, version: str, *, root: Path | None = None) -> 
     if not (overlay / "meta.json").is_file():
         overlay.mkdir(parents=True, exist_ok=True)
         stub = {"name": name, "version": version, "shipped": True, "note": "the site's records"}
-        _write_atomic(overlay / "meta.json", json.dumps(stub, indent=2) + "\n")
+        write_atomic(overlay / "meta.json", json.dumps(stub, indent=2) + "\n")
     return overlay
 
 
 def write_meta(folder: Path, meta: Mapping[str, Any]) -> None:
     """Replace a version folder's ``meta.json`` in one rename (a reader never sees half of it)."""
-    _write_atomic(Path(folder) / "meta.json", json.dumps(meta, indent=2, default=str) + "\n")
+    write_atomic(Path(folder) / "meta.json", json.dumps(meta, indent=2, default=str) + "\n")
 
 
 def write_card_section(card: Path, section: str, markdown: str) -> None:
@@ -360,7 +354,7 @@ def write_card_section(card: Path, section: str, markdown: str) -> None:
         text = pattern.sub(lambda _: block, text, count=1)
     else:
         text = text.rstrip("\n") + ("\n\n" if text else "") + block
-    _write_atomic(card, text)
+    write_atomic(card, text)
 
 
 def _history(model_dir: Path) -> list[dict[str, Any]]:
@@ -420,7 +414,7 @@ def promote(
     if already == version:
         return Promotion(name, scope, version, previous, is_changed=False)
     model_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(pointer, version + "\n")
+    write_atomic(pointer, version + "\n")
     _append_history(
         model_dir,
         {"action": "promote", "scope": scope, "version": version, "previous": previous, "note": note},
@@ -454,7 +448,7 @@ def rollback(name: str, *, scope: str | None = None, root: Path | None = None) -
         target: str | None = stack[-1]
         if _version_dir(name, stack[-1], root) is None:
             raise ModelLoadError(f"{label}: cannot roll back to {stack[-1]}: its model.onnx is gone")
-        _write_atomic(pointer, stack[-1] + "\n")
+        write_atomic(pointer, stack[-1] + "\n")
     else:
         fallback = promoted_version(name, root=root) if scope else _shipped_default(name, root)
         if fallback is None or (len(_layers(root)) == 1 and not scope):

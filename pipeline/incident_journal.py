@@ -32,12 +32,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from anjian.models.atomic import write_atomic
 from anjian.pipeline.event import Behaviour, Event
 from anjian.pipeline.event_json import event_from_json, event_to_json
 
@@ -161,14 +161,8 @@ class IncidentJournal:
                 for (c, b, k), event in self._open.items()
             ],
         }
-        tmp: str | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.path.parent)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                json.dump(document, out, separators=(",", ":"))
-            os.replace(tmp, self.path)
+            write_atomic(self.path, json.dumps(document, separators=(",", ":")), is_fsync=False)
         except OSError:
             logger.exception("cannot write the open incidents to %s", self.path)
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)

@@ -19,9 +19,10 @@ from __future__ import annotations
 import logging
 import os
 import re
-import tempfile
 import threading
 from pathlib import Path
+
+from anjian.models.atomic import TEMPORARY_PREFIX, write_atomic
 
 __all__ = ["DiskSpool"]
 
@@ -49,7 +50,7 @@ class DiskSpool:
         self._dir.mkdir(parents=True, exist_ok=True)
         self._is_fsync = is_fsync
         self._lock = threading.Lock()
-        for leftover in self._dir.glob(".tmp-*"):
+        for leftover in self._dir.glob(f"{TEMPORARY_PREFIX}*"):
             leftover.unlink(missing_ok=True)  # a write interrupted by a crash: never counted
         self._seqs = sorted(int(m.group(1)) for p in self._dir.iterdir() if (m := _NAME.match(p.name)))
         self._next_seq = (self._seqs[-1] + 1) if self._seqs else 1
@@ -73,7 +74,7 @@ class DiskSpool:
         """
         with self._lock:
             seq = self._next_seq
-            self._write_atomic(self._path(seq), data)
+            write_atomic(self._path(seq), data, is_fsync=self._is_fsync)
             self._next_seq += 1
             self._seqs.append(seq)
             return seq
@@ -140,17 +141,3 @@ class DiskSpool:
 
     def _path(self, seq: int) -> Path:
         return self._dir / f"{seq:012d}.rec"
-
-    def _write_atomic(self, path: Path, data: bytes) -> None:
-        """Write ``data`` to a temporary sibling, then rename it over ``path``."""
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", dir=self._dir)
-        try:
-            with os.fdopen(fd, "wb") as tmp:
-                tmp.write(data)
-                if self._is_fsync:
-                    tmp.flush()
-                    os.fsync(tmp.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path, PurePosixPath
 
+from anjian.models.atomic import write_atomic
 from anjian.service.errors import EvidenceError, EvidenceNotFoundError, EvidencePathError
 
 __all__ = ["EvidenceStore"]
@@ -106,7 +105,7 @@ class EvidenceStore:
         path = self.resolve(relpath)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._write_atomic(path, mp4)
+            write_atomic(path, mp4, is_fsync=self._is_fsync)
         except OSError as exc:
             raise EvidenceError(f"{camera_id}: cannot write clip {relpath}: {exc}") from exc
         return relpath
@@ -158,7 +157,7 @@ class EvidenceStore:
                     return relpath  # the same snapshot again: skip the write and the fsync
             except FileNotFoundError:
                 path.parent.mkdir(parents=True, exist_ok=True)
-            self._write_atomic(path, jpeg)
+            write_atomic(path, jpeg, is_fsync=self._is_fsync)
         except OSError as exc:
             raise EvidenceError(f"{camera_id}: cannot write snapshot {relpath}: {exc}") from exc
         logger.debug("%s: wrote snapshot %s (%d bytes)", camera_id, relpath, len(jpeg))
@@ -179,17 +178,3 @@ class EvidenceStore:
             raise EvidenceNotFoundError(f"evidence file {relpath} does not exist") from exc
         except OSError as exc:
             raise EvidenceError(f"cannot read evidence file {relpath}: {exc}") from exc
-
-    def _write_atomic(self, path: Path, data: bytes) -> None:
-        """Write ``data`` to a temporary sibling of ``path``, then rename it over ``path``."""
-        fd, tmp_name = tempfile.mkstemp(prefix=".tmp-", suffix=path.suffix, dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as tmp:
-                tmp.write(data)
-                if self._is_fsync:
-                    tmp.flush()
-                    os.fsync(tmp.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
