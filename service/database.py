@@ -13,7 +13,7 @@ The schema is built and changed only by the Alembic migrations shipped in
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -167,6 +167,15 @@ class Database:
         """A session in a read transaction (``BEGIN`` on SQLite: a consistent WAL snapshot)."""
         with self._read_sessions() as session, session.begin():
             yield session
+
+    def on_write_commit(self, callback: Callable[[Session], None]) -> None:
+        """Call ``callback(session)`` after each write transaction commits (SQLAlchemy's ``after_commit``).
+
+        The callback runs in the committing thread, after the data is durable; it must not
+        use the session for more SQL. ``Outbox`` uses it to tell the webhook workers about
+        deliveries a commit made due.
+        """
+        event.listen(self._write_sessions, "after_commit", callback)
 
     @contextmanager
     def write(self) -> Iterator[Session]:

@@ -2,8 +2,8 @@
 
 The rule itself is ``EventStore.escalate_overdue`` (one transaction: colour up,
 audit line, ``event.escalated`` deliveries); this thread runs it every
-``sla.check_interval_s`` and wakes the webhook dispatcher when something was
-escalated. Tests call ``run_once`` with a fake clock instead of waiting.
+``sla.check_interval_s`` (the commit that escalates wakes the webhook dispatcher
+through the outbox). Tests call ``run_once`` with a fake clock instead of waiting.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ class Escalator:
     Args:
         store: Where the alerts live (its clock decides what is overdue).
         sla: Deadlines per colour and how often to look.
-        dispatcher: Woken after an escalation, when given.
+        dispatcher: Unused (the outbox wakes the dispatcher after each commit that enqueues
+            deliveries); kept until the composition root stops passing it.
         metrics: Counts escalations, when given.
     """
 
@@ -42,7 +43,6 @@ class Escalator:
     ) -> None:
         self._store = store
         self._sla = sla
-        self._dispatcher = dispatcher
         self._metrics = metrics
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -55,11 +55,8 @@ class Escalator:
     def run_once(self) -> list[StoredEvent]:
         """Escalate what is overdue now; returns the escalated alerts."""
         escalated = self._store.escalate_overdue(self._sla)
-        if escalated:
-            if self._metrics is not None:
-                self._metrics.escalations.inc(len(escalated))
-            if self._dispatcher is not None:
-                self._dispatcher.wake()
+        if escalated and self._metrics is not None:
+            self._metrics.escalations.inc(len(escalated))
         return escalated
 
     def start(self) -> None:

@@ -11,6 +11,10 @@ lease is short and renewed while its batch is worked on (``renew``). A row whose
 run out is ``failed``: a dead letter, listed by ``list(status=FAILED)`` and sent
 again by ``redeliver``.
 
+A commit that made a delivery due (``enqueue``, ``redeliver``) calls the outbox's due
+listeners once, after the data is durable: the webhook dispatcher listens, so none of the
+writers (ingest, lifecycle actions, escalation, redelivery) has to remember to wake it.
+
 Each row has an idempotency key, unique in the table and the same on every attempt:
 ``<event id>:<change>:<subscription id>`` where the change is ``r<revision>`` for a
 detection or ``a<audit id>`` for a lifecycle change.
@@ -40,6 +44,7 @@ from anjian.service.tables import DeliveryRow, SubscriptionRow
 __all__ = ["Outbox", "active_subscriptions", "enqueue", "idempotency_key"]
 
 _MAX_ERROR_CHARS = 1000
+_MADE_DUE = "anjian.outbox.made_due"  # session.info flag: this transaction made a delivery due
 
 
 def idempotency_key(event_id: str, change: str, subscription_id: int) -> str:
@@ -105,6 +110,7 @@ def enqueue(
                 updated_at=now,
             )
         )
+    session.info[_MADE_DUE] = True
     return len(wanted)
 
 
@@ -118,6 +124,8 @@ class Outbox:
 
     def __init__(self, database: Database, *, clock: Callable[[], float] = time.time) -> None:
         self._db = database
+        self._due_listeners: list[Callable[[], None]] = []
+        database.on_write_commit(self._after_commit)
         self._clock = clock
 
     def claim_due(self, *, now: float, lease_s: float, limit: int = 1) -> list[WebhookDelivery]:
@@ -281,7 +289,27 @@ class Outbox:
             row.retry_until = now + retry_for_s
             row.delivered_at = None
             row.updated_at = now
+            session.info[_MADE_DUE] = True
             return delivery_from_row(row)
+
+    def add_due_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` after every commit that made a delivery due (enqueued or redelivered).
+
+        It runs in the committing thread, so it must be quick and must not raise (the
+        dispatcher's ``wake``: a notify).
+        """
+        self._due_listeners.append(listener)
+
+    def remove_due_listener(self, listener: Callable[[], None]) -> None:
+        """Stop calling ``listener`` (a stopped dispatcher); unknown listeners are ignored."""
+        if listener in self._due_listeners:
+            self._due_listeners.remove(listener)
+
+    def _after_commit(self, session: Session) -> None:
+        """Tell the due listeners when the transaction just committed made a delivery due."""
+        if session.info.pop(_MADE_DUE, False):
+            for listener in tuple(self._due_listeners):
+                listener()
 
     def next_due_at(self) -> float | None:
         """Epoch seconds when the earliest pending delivery is due, or ``None`` when none is pending."""

@@ -11,8 +11,8 @@ Both ways in go through ``StoreSink``:
 One writer thread drains the queue: it takes every revision waiting (up to
 ``max_batch``), writes their snapshots (in parallel, each fsynced), stores them
 all in one transaction with their audit lines and webhook deliveries
-(``EventStore.upsert_events``), then resolves the futures and wakes the webhook
-dispatcher once. SQLite allows one writer at a time; one transaction per batch
+(``EventStore.upsert_events``), then resolves the futures (the commit wakes the webhook
+dispatcher once, through the outbox). SQLite allows one writer at a time; one transaction per batch
 instead of one per revision is what lets ingest keep up with hundreds of
 revisions a second.
 
@@ -96,8 +96,8 @@ class StoreSink:
     Args:
         store: Where events go.
         evidence: Where snapshots and clips go.
-        dispatcher: The webhook worker to wake after each batch that enqueued
-            deliveries; ``None`` stores events without waking anyone.
+        dispatcher: Unused (the outbox wakes the dispatcher after each commit that enqueues
+            deliveries); kept until the composition root stops passing it.
         metrics: Counts received revisions, the backlog and the batch sizes, when given.
         max_batch: Most revisions stored in one transaction.
         max_backlog: Queued revisions beyond which ``submit`` refuses (``IngestBusyError``).
@@ -136,7 +136,6 @@ class StoreSink:
             )
         self._store = store
         self._evidence = evidence
-        self._dispatcher = dispatcher
         self._metrics = metrics
         self._max_batch = max_batch
         self._max_backlog = max_backlog
@@ -360,7 +359,7 @@ class StoreSink:
         return True
 
     def _store_batch(self, events: Sequence[Event]) -> list[UpsertResult]:
-        """Snapshots, one transaction, clips, counters and a wake-up of the dispatcher."""
+        """Snapshots, one transaction, clips and counters."""
         paths = self._save_snapshots(events)
         results = self._store.upsert_events(list(zip(events, paths, strict=True)))
         applied = 0
@@ -377,8 +376,6 @@ class StoreSink:
         if self._metrics is not None:
             self._metrics.ingest_batch_size.observe(len(events))
         self._count(stored=applied, ignored=len(events) - applied, batches=1)
-        if self._dispatcher is not None and any(r.deliveries_enqueued for r in results):
-            self._dispatcher.wake()
         return results
 
     def _save_snapshots(self, events: Sequence[Event]) -> list[str | None]:

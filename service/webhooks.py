@@ -3,9 +3,9 @@
 Every change of an event enqueues one ``webhook_deliveries`` row per matching
 subscription in the change's own transaction (``anjian.service.outbox``);
 ``WebhookDispatcher`` runs the worker threads that drain those rows. They sleep
-until the earliest row is due or until ``wake()`` is called (after every stored
-change), so an announcement goes out within milliseconds, and a restart delivers
-whatever was pending.
+until the earliest row is due or until ``wake()`` is called, which the outbox does
+after every commit that made a delivery due (``Outbox.add_due_listener``), so an
+announcement goes out within milliseconds, and a restart delivers whatever was pending.
 
 Each POST carries the stored JSON body (``anjian.service.schemas.WebhookPayload``) and:
 
@@ -22,7 +22,7 @@ Each POST carries the stored JSON body (``anjian.service.schemas.WebhookPayload`
 A 2xx response delivers the row; it is recorded at once (``anjian.service.claims.SuccessLog``),
 so a crash re-sends at most the POSTs in flight. A transport error
 (``httpx.HTTPError``) or any other status is retried after
-``min(backoff_max_s, backoff_base_s * 2**(attempts-1))`` seconds for as long as the
+``min(backoff_max_s, backoff_base_s * 2**(attempts-1))`` seconds (``anjian.cameras.backoff``) for as long as the
 subscription's ``retry_for_s`` (24 h by default) allows, and at most
 ``max_attempts`` times when it sets one; then the row becomes a dead letter (status
 failed), which ``Outbox.redeliver`` queues again. Every attempt records its status
@@ -172,8 +172,8 @@ class WebhookDispatcher:
         backoff_base_s: Delay after the first failed attempt, doubled after each.
         backoff_max_s: Longest delay between attempts.
         idle_poll_s: Longest sleep between looks at the outbox when nothing is
-            due and nobody calls ``wake()``: the delivery delay for changes that
-            another process writes into the same database.
+            due and no commit of this process made a delivery due: the delivery
+            delay for changes that another process writes into the same database.
         workers: Worker threads (concurrent POSTs).
         claim_batch: Deliveries a worker claims at once (fewer serialised database
             writes under a burst).
@@ -185,7 +185,7 @@ class WebhookDispatcher:
     Example:
         >>> dispatcher = WebhookDispatcher(store)
         >>> dispatcher.start()
-        >>> store.upsert_event(event); dispatcher.wake()
+        >>> store.upsert_event(event)  # its commit wakes the workers
         >>> dispatcher.stop()
     """
 
@@ -237,6 +237,7 @@ class WebhookDispatcher:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        store.outbox.add_due_listener(self.wake)
 
     @property
     def is_running(self) -> bool:
@@ -271,6 +272,7 @@ class WebhookDispatcher:
             timeout_s: How long to wait for the threads to finish.
         """
         self._stop.set()
+        self._store.outbox.remove_due_listener(self.wake)
         self.wake()
         deadline = time.monotonic() + timeout_s
         for thread in self._threads:
@@ -283,7 +285,7 @@ class WebhookDispatcher:
         self._client.close()
 
     def wake(self) -> None:
-        """Tell the workers a new delivery is pending, so they do not wait for their timer."""
+        """Tell the workers a new delivery is pending, so they do not wait for their timer (the outbox calls it)."""
         with self._wake:
             self._wake_count += 1
             self._wake.notify_all()

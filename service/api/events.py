@@ -13,7 +13,6 @@ from fastapi.responses import FileResponse, Response
 from anjian.pipeline.event import Behaviour, RiskLevel
 from anjian.service.api.deps import (
     AUTH_RESPONSES,
-    DispatcherDep,
     EvidenceDep,
     MetricsDep,
     Operator,
@@ -202,7 +201,6 @@ def get_clip(
 
 def _transition(
     store: EventStore,
-    dispatcher: DispatcherDep,
     metrics: MetricsDep,
     event_id: str,
     action: Action,
@@ -226,8 +224,6 @@ def _transition(
             },
         ) from exc
     metrics.transitions.labels(action=action.value).inc()
-    if result.deliveries_enqueued and dispatcher is not None:
-        dispatcher.wake()
     return EventOut.from_stored(result.event)
 
 
@@ -247,16 +243,13 @@ _LIFECYCLE_RESPONSES: dict[int | str, dict[str, Any]] = {
 )
 def acknowledge(
     store: StoreDep,
-    dispatcher: DispatcherDep,
     metrics: MetricsDep,
     token: Operator,
     event_id: Annotated[str, _EVENT_ID],
     body: AcknowledgeIn,
 ) -> EventOut:
     """raised → acknowledged: the control room has seen the alert (stops its escalation)."""
-    return _transition(
-        store, dispatcher, metrics, event_id, Action.ACKNOWLEDGE, actor=token.name, note=body.note
-    )
+    return _transition(store, metrics, event_id, Action.ACKNOWLEDGE, actor=token.name, note=body.note)
 
 
 @router.post(
@@ -267,7 +260,6 @@ def acknowledge(
 )
 def dispatch(
     store: StoreDep,
-    dispatcher: DispatcherDep,
     metrics: MetricsDep,
     token: Operator,
     event_id: Annotated[str, _EVENT_ID],
@@ -276,7 +268,6 @@ def dispatch(
     """acknowledged → dispatched, with the assignee and the work-order note."""
     return _transition(
         store,
-        dispatcher,
         metrics,
         event_id,
         Action.DISPATCH,
@@ -294,14 +285,13 @@ def dispatch(
 )
 def resolve(
     store: StoreDep,
-    dispatcher: DispatcherDep,
     metrics: MetricsDep,
     token: Operator,
     event_id: Annotated[str, _EVENT_ID],
     body: ResolveIn,
 ) -> EventOut:
     """acknowledged or dispatched → resolved, with the disposal note."""
-    return _transition(store, dispatcher, metrics, event_id, Action.RESOLVE, actor=token.name, note=body.note)
+    return _transition(store, metrics, event_id, Action.RESOLVE, actor=token.name, note=body.note)
 
 
 @router.post(
@@ -312,16 +302,13 @@ def resolve(
 )
 def false_alarm(
     store: StoreDep,
-    dispatcher: DispatcherDep,
     metrics: MetricsDep,
     token: Operator,
     event_id: Annotated[str, _EVENT_ID],
     body: FalseAlarmIn,
 ) -> EventOut:
     """acknowledged or dispatched → false_alarm, with the reason."""
-    return _transition(
-        store, dispatcher, metrics, event_id, Action.FALSE_ALARM, actor=token.name, note=body.reason
-    )
+    return _transition(store, metrics, event_id, Action.FALSE_ALARM, actor=token.name, note=body.reason)
 
 
 @router.post(
@@ -329,11 +316,10 @@ def false_alarm(
 )
 def close(
     store: StoreDep,
-    dispatcher: DispatcherDep,
     metrics: MetricsDep,
     token: Operator,
     event_id: Annotated[str, _EVENT_ID],
     body: CloseIn,
 ) -> EventOut:
     """resolved or false_alarm → closed."""
-    return _transition(store, dispatcher, metrics, event_id, Action.CLOSE, actor=token.name, note=body.note)
+    return _transition(store, metrics, event_id, Action.CLOSE, actor=token.name, note=body.note)

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi import Path as PathParam
 
-from anjian.service.api.deps import AUTH_RESPONSES, Admin, DispatcherDep, StoreDep
+from anjian.service.api.deps import AUTH_RESPONSES, Admin, StoreDep
 from anjian.service.api.models import DeliveryList, DeliveryOut, SubscriptionIn, SubscriptionOut
 from anjian.service.api.routing import GuardedRoute
 from anjian.service.records import DeliveryStatus
@@ -127,9 +127,7 @@ def list_deliveries(
     summary="Send a delivery again",
     responses={**_NOT_FOUND, 409: {"description": "Its subscription is no longer active."}},
 )
-def redeliver(
-    store: StoreDep, dispatcher: DispatcherDep, _token: Admin, delivery_id: Annotated[int, _DELIVERY_ID]
-) -> DeliveryOut:
+def redeliver(store: StoreDep, _token: Admin, delivery_id: Annotated[int, _DELIVERY_ID]) -> DeliveryOut:
     """Queue a dead letter (or any delivery) again now, with a fresh retry window and the same idempotency key."""
     delivery = store.outbox.get(delivery_id)
     if delivery is None:
@@ -139,7 +137,5 @@ def redeliver(
         raise HTTPException(
             status.HTTP_409_CONFLICT, detail="the delivery's subscription is no longer active"
         )
-    queued = store.outbox.redeliver(delivery_id, retry_for_s=sub.retry_for_s)
-    if dispatcher is not None:
-        dispatcher.wake()
+    queued = store.outbox.redeliver(delivery_id, retry_for_s=sub.retry_for_s)  # the commit wakes the workers
     return DeliveryOut.from_delivery(queued)
