@@ -3,14 +3,16 @@
 ::
 
     raised ──acknowledge──▶ acknowledged ──dispatch──▶ dispatched
-                               │   │                       │   │
-                               │   └──────resolve──────────┼───┼──▶ resolved ──close──▶ closed
-                               └──────────false_alarm──────┴───┴──▶ false_alarm ─close─▶ closed
+      │                        │   │                       │   │
+      │                        │   └──────resolve──────────┼───┼──▶ resolved ──close──▶ closed
+      └──────false_alarm───────┴──────────false_alarm──────┴───┴──▶ false_alarm ─close─▶ closed
 
 A control room acknowledges an alert, dispatches someone (assignee and a work-order
 note), and records the disposal (resolved, with a note) or that it was a false alarm
 (with the reason); a supervisor then closes it. An operator who settles an alert on
-the spot may resolve or mark it a false alarm straight after acknowledging it.
+the spot may resolve it straight after acknowledging it, and mark an alert a false alarm in
+one step, even before acknowledging it (the control room sees a reflection: one click, with
+the reason; leaving ``raised`` counts as the acknowledgement for response times).
 Escalation (an unacknowledged alert past its deadline) is not a transition: the
 alert stays raised, one colour higher.
 """
@@ -55,7 +57,7 @@ class Action(StrEnum):
 
 
 _TRANSITIONS: Final[dict[AlertState, dict[Action, AlertState]]] = {
-    AlertState.RAISED: {Action.ACKNOWLEDGE: AlertState.ACKNOWLEDGED},
+    AlertState.RAISED: {Action.ACKNOWLEDGE: AlertState.ACKNOWLEDGED, Action.FALSE_ALARM: AlertState.FALSE_ALARM},
     AlertState.ACKNOWLEDGED: {
         Action.DISPATCH: AlertState.DISPATCHED,
         Action.RESOLVE: AlertState.RESOLVED,

@@ -404,8 +404,8 @@ class EventStore:
                 )
             row.state = target.value
             row.state_changed_at = now
-            if action is Action.ACKNOWLEDGE:
-                row.acknowledged_at = now
+            if state is AlertState.RAISED and row.acknowledged_at is None:
+                row.acknowledged_at = now  # acknowledged, or marked a false alarm at once
             if action is Action.DISPATCH:
                 row.assignee = (assignee or "").strip()
             row.version += 1

@@ -1,4 +1,5 @@
-"""Operations: liveness (``/healthz``), readiness (``/readyz``), Prometheus (``/metrics``), camera health.
+"""Operations: liveness (``/healthz``), readiness (``/readyz``), Prometheus (``/metrics``), camera health,
+and the site's directory (``/site``: the names the control room shows instead of ids).
 
 ``/healthz`` tells an anonymous caller only that the process answers
 (``{"status": "ok"}``); with a viewer token it adds the version, the database,
@@ -11,7 +12,8 @@ from __future__ import annotations
 import logging
 from importlib.metadata import PackageNotFoundError, version
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from anjian.service.api.deps import (
@@ -31,7 +33,7 @@ from anjian.service.metrics import CONTENT_TYPE
 from anjian.service.records import DeliveryStatus
 from anjian.service.schemas import CameraHealthOut, HealthOut
 
-__all__ = ["anjian_version", "router"]
+__all__ = ["SiteOut", "anjian_version", "router"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,3 +134,68 @@ def metrics(registry: MetricsDep) -> Response:
 def cameras(camera_health: CameraHealthDep, _token: Viewer) -> list[CameraHealthOut]:
     """Connection state, fps and counters of each camera this process reads (empty for `anjian serve`)."""
     return [CameraHealthOut.from_health(h) for h in camera_health()] if camera_health else []
+
+
+class _DirectoryModel(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ZoneOut(_DirectoryModel):
+    """A zone of a camera's view."""
+
+    id: str
+    name: str = Field(..., description="The site YAML's name, else the id.")
+    kind: str
+
+
+class CameraOut(_DirectoryModel):
+    """A camera of a workshop (no URL: it carries credentials)."""
+
+    id: str
+    name: str = Field(..., description="The site YAML's name, else the id.")
+    zones: list[ZoneOut]
+
+
+class WorkshopOut(_DirectoryModel):
+    """A workshop and its cameras."""
+
+    id: str
+    name: str = Field(..., description="The site YAML's name, else the id.")
+    kind: str
+    cameras: list[CameraOut]
+
+
+class SiteOut(_DirectoryModel):
+    """The site's workshops, cameras and zones with the names the control room shows."""
+
+    id: str
+    name: str = Field(..., description="The site YAML's name, else the id.")
+    workshops: list[WorkshopOut]
+
+
+@router.get(
+    "/site", response_model=SiteOut, summary="Workshops, cameras and zones by name", responses=AUTH_RESPONSES
+)
+def site(request: Request, _token: Viewer) -> SiteOut:
+    """The site's directory from its YAML, so screens and reports show names where events carry ids."""
+    config = request.app.state.config.site
+    return SiteOut(
+        id=config.id,
+        name=config.name or config.id,
+        workshops=[
+            WorkshopOut(
+                id=workshop.id,
+                name=workshop.name or workshop.id,
+                kind=workshop.kind,
+                cameras=[
+                    CameraOut(
+                        id=camera.id,
+                        name=camera.name or camera.id,
+                        zones=[ZoneOut(id=z.id, name=z.name or z.id, kind=z.kind) for z in camera.zones],
+                    )
+                    for camera in workshop.cameras
+                ],
+            )
+            for workshop in config.workshops
+        ],
+    )

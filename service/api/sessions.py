@@ -37,6 +37,8 @@ class SessionOut(BaseModel):
 
     expires_at: datetime = Field(..., description="When the cookie stops being accepted.")
     ttl_s: float = Field(..., description="Its lifetime in seconds.")
+    role: Role = Field(..., description="The token's role: the dashboard shows what it may not do as such.")
+    token_name: str = Field(..., description="Who holds the token (the audit trail's actor).")
 
 
 router = APIRouter(tags=["auth"], route_class=GuardedRoute)
@@ -63,7 +65,9 @@ def open_session(request: Request, response: Response, token: _SessionUser) -> S
         httponly=True,
         samesite="strict",
     )
-    return SessionOut(expires_at=epoch_to_datetime(expires_at), ttl_s=signer.ttl_s)
+    return SessionOut(
+        expires_at=epoch_to_datetime(expires_at), ttl_s=signer.ttl_s, role=token.role, token_name=token.name
+    )
 
 
 @router.delete(

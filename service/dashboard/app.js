@@ -6,10 +6,12 @@
 
 const TOKEN_KEY = "anjian.token";
 const MUTED_KEY = "anjian.muted";
-const LABELS = {
-  smoking: "Smoking", open_flame: "Open flame", blocked_exit: "Blocked exit", fallen_person: "Fallen person",
-  uncleaned_dust: "Uncleaned dust", absence_from_post: "Absence from post", camera_fault: "Camera fault",
-};
+const t = (key, vars) => anjianI18n.t(key, vars);
+// A code's label where the dictionary has one, else the code made readable (a newer server's value).
+const label = (key, code) => (anjianI18n.has(key) ? t(key) : String(code).replaceAll("_", " "));
+const behaviourLabel = (behaviour) => label(`b_${behaviour}`, behaviour);
+const stateLabel = (value) => label(value, value);
+const ACTING_ROLES = ["operator", "admin"];
 const ACTION_PATHS = {
   acknowledge: "acknowledge", dispatch: "dispatch", resolve: "resolve", false_alarm: "false-alarm", close: "close",
 };
@@ -17,7 +19,8 @@ const OPEN_STATES = ["raised", "acknowledged", "dispatched", "resolved", "false_
 
 const state = {
   token: "", events: new Map(), selected: null, source: null, cameraTimer: null, sessionTimer: null, streamRetry: null,
-  order: [], isMuted: false, audio: null, announced: 0,
+  order: [], isMuted: false, audio: null, announced: 0, role: "", cameras: null,
+  names: { site: {}, workshop: {}, camera: {}, zone: {} },
 };
 const $ = (id) => document.getElementById(id);
 
@@ -55,9 +58,27 @@ async function api(path, options = {}) {
 // The cookie that media and the live feed need; renewed at half its life.
 async function openSession() {
   const session = await api("/auth/session", { method: "POST" });
+  state.role = session.role;
+  $("whoami").textContent = `${session.token_name} · ${session.role}`;
   clearTimeout(state.sessionTimer);
   state.sessionTimer = setTimeout(
-    () => openSession().catch((error) => showError(`Session: ${error.message}`)), session.ttl_s * 500);
+    () => openSession().catch((error) => showError(t("e_session", { error: error.message }))), session.ttl_s * 500);
+}
+
+// The names the site YAML gives (shown in the control room), else the id.
+const nameOf = (kind, id) => (id && state.names[kind][id]) || id || "";
+
+async function loadSite() {
+  const site = await api("/site");
+  const names = { site: { [site.id]: site.name }, workshop: {}, camera: {}, zone: {} };
+  for (const workshop of site.workshops) {
+    names.workshop[workshop.id] = workshop.name;
+    for (const camera of workshop.cameras) {
+      names.camera[camera.id] = camera.name;
+      for (const zone of camera.zones) names.zone[zone.id] = zone.name;
+    }
+  }
+  state.names = names;
 }
 
 function fmtTime(iso) {
@@ -80,11 +101,10 @@ function matches(event, f) {
   if (f.state === "open" && !OPEN_STATES.includes(event.state)) return false;
   if (f.state && f.state !== "open" && event.state !== f.state) return false;
   if (f.behaviour && event.behaviour !== f.behaviour) return false;
-  if (f.camera && !event.camera_id.includes(f.camera)) return false;
+  if (f.camera && !`${event.camera_id} ${nameOf("camera", event.camera_id)}`.includes(f.camera)) return false;
   return true;
 }
 
-const BASE_TITLE = document.title;
 
 function renderFeed(freshId) {
   const f = filters();
@@ -106,12 +126,13 @@ function renderFeed(freshId) {
       <span class="repeat"></span>
       <span class="where"></span>
       <span class="when"></span>`;
-    row.children[0].textContent = event.severity + (event.escalations ? ` ▲${event.escalations}` : "");
-    row.children[1].textContent = LABELS[event.behaviour] || event.behaviour;
-    row.children[2].textContent = event.state.replace("_", " ");
-    row.children[3].textContent = `${count > 1 ? `×${count} · ` : ""}${anjianQueue.isOngoing(event) ? "ongoing" : "ended"}`;
-    row.children[3].className = `repeat ${anjianQueue.isOngoing(event) ? "ongoing" : "ended"}`;
-    row.children[4].textContent = `${event.workshop_id} · ${event.camera_id}`;
+    row.children[0].textContent = t(event.severity) + (event.escalations ? ` ▲${event.escalations}` : "");
+    row.children[1].textContent = behaviourLabel(event.behaviour);
+    row.children[2].textContent = stateLabel(event.state);
+    const going = anjianQueue.isOngoing(event) ? "ongoing" : "ended";
+    row.children[3].textContent = `${count > 1 ? `×${count} · ` : ""}${t(going)}`;
+    row.children[3].className = `repeat ${going}`;
+    row.children[4].textContent = `${nameOf("workshop", event.workshop_id)} · ${nameOf("camera", event.camera_id)}`;
     row.children[5].textContent = fmtTime(event.started_at);
     row.addEventListener("click", () => select(event.id));
     return row;
@@ -126,7 +147,7 @@ function renderCounters() {
   for (const colour of ["red", "orange", "yellow", "blue"]) {
     $(`count-${colour}`).textContent = String(counts[colour]);
   }
-  document.title = counts.total ? `(${counts.total}) ${BASE_TITLE}` : BASE_TITLE;
+  document.title = counts.total ? `(${counts.total}) ${t("title")}` : t("title");
 }
 
 // A new red or orange alert: a tone and a desktop notification, unless the operator muted them.
@@ -145,15 +166,17 @@ function announce(event) {
     tone.stop(audio.currentTime + 0.4);
   } catch (_) { /* no audio device */ }
   if ("Notification" in window && Notification.permission === "granted") {
-    const label = LABELS[event.behaviour] || event.behaviour;
-    new Notification(`${event.severity.toUpperCase()} · ${label}`, { body: `${event.workshop_id} · ${event.camera_id}`, tag: event.id });
+    new Notification(`${t(event.severity)} · ${behaviourLabel(event.behaviour)}`, {
+      body: `${nameOf("workshop", event.workshop_id)} · ${nameOf("camera", event.camera_id)}`, tag: event.id,
+    });
   }
 }
 
 function setMuted(isMuted) {
   state.isMuted = isMuted;
   localStorage.setItem(MUTED_KEY, isMuted ? "1" : "");
-  $("mute").textContent = isMuted ? "Sound off" : "Sound on";
+  $("mute").dataset.i18n = isMuted ? "sound_off" : "sound_on";
+  $("mute").textContent = t($("mute").dataset.i18n);
   $("mute").setAttribute("aria-pressed", String(isMuted));
 }
 
@@ -193,22 +216,25 @@ async function renderDetail() {
   pane.hidden = false;
   pane.dataset.id = event.id;
   $("detail-severity").className = `badge ${event.severity}`;
-  $("detail-severity").textContent = event.severity;
-  $("detail-title").textContent = `${LABELS[event.behaviour] || event.behaviour} · ${event.camera_id}`;
+  $("detail-severity").textContent = t(event.severity);
+  $("detail-title").textContent = `${behaviourLabel(event.behaviour)} · ${nameOf("camera", event.camera_id)}`;
   $("detail-state").className = `state-pill ${event.state}`;
-  $("detail-state").textContent = event.state.replace("_", " ");
+  $("detail-state").dataset.state = event.state;
+  $("detail-state").textContent = stateLabel(event.state);
   $("detail-message").textContent = event.message || "";
   const dl = $("detail-facts");
   dl.replaceChildren();
-  fact(dl, "Site / workshop", `${event.site_id} / ${event.workshop_id}`);
-  fact(dl, "Started", fmtTime(event.started_at));
-  fact(dl, "Last seen", fmtTime(event.last_seen_at));
-  fact(dl, "Ended", event.ended_at ? fmtTime(event.ended_at) : "ongoing");
-  fact(dl, "Confidence", `${Math.round(event.confidence * 100)} %`);
-  fact(dl, "Colour", event.escalations
-    ? `${event.severity} (detected ${event.detected_severity}, escalated ${event.escalations}×)` : event.severity);
-  if (event.assignee) fact(dl, "Assignee", event.assignee);
-  fact(dl, "Model", event.model_version || "—");
+  fact(dl, t("f_site"), `${nameOf("site", event.site_id)} / ${nameOf("workshop", event.workshop_id)}`);
+  if (event.zone_id) fact(dl, t("f_zone"), nameOf("zone", event.zone_id));
+  fact(dl, t("f_started"), fmtTime(event.started_at));
+  fact(dl, t("f_last_seen"), fmtTime(event.last_seen_at));
+  fact(dl, t("f_ended"), event.ended_at ? fmtTime(event.ended_at) : t("ongoing"));
+  fact(dl, t("f_confidence"), `${Math.round(event.confidence * 100)} %`);
+  fact(dl, t("f_colour"), event.escalations
+    ? t("escalated", { colour: t(event.severity), detected: t(event.detected_severity), n: event.escalations })
+    : t(event.severity));
+  if (event.assignee) fact(dl, t("f_assignee"), event.assignee);
+  fact(dl, t("f_model"), event.model_version || "—");
 
   const img = $("detail-snapshot");
   const video = $("detail-clip");
@@ -224,22 +250,26 @@ async function renderDetail() {
   } else { video.hidden = true; video.removeAttribute("src"); video.dataset.src = ""; }
   $("detail-no-media").hidden = Boolean(event.snapshot_url || event.clip_url);
 
+  const mayAct = ACTING_ROLES.includes(state.role);
   for (const button of document.querySelectorAll(".buttons button")) {
-    button.disabled = !event.allowed_actions.includes(button.dataset.action);
+    button.disabled = !mayAct || !event.allowed_actions.includes(button.dataset.action);
+    button.title = mayAct ? "" : t("read_only_title", { role: state.role });
   }
+  $("actions").classList.toggle("read-only", !mayAct);
+  $("false-reason").disabled = !mayAct || !event.allowed_actions.includes("false_alarm");
   try {
     const trail = await api(`/events/${encodeURIComponent(event.id)}/audit`);
     $("audit").replaceChildren(...trail.map((entry) => {
       const tr = document.createElement("tr");
-      for (const text of [fmtTime(entry.at), entry.actor, entry.action.replace("_", " ") + (entry.assignee ? ` → ${entry.assignee}` : ""),
-        entry.to_state.replace("_", " "), entry.note]) {
+      for (const text of [fmtTime(entry.at), entry.actor, label(`a_${entry.action}`, entry.action) + (entry.assignee ? ` → ${entry.assignee}` : ""),
+        stateLabel(entry.to_state), entry.note]) {
         const td = document.createElement("td");
         td.textContent = text;
         tr.append(td);
       }
       return tr;
     }));
-  } catch (error) { showError(`Audit trail: ${error.message}`); }
+  } catch (error) { showError(t("e_audit", { error: error.message })); }
 }
 
 function select(id) {
@@ -255,13 +285,15 @@ async function act(action) {
   const assignee = $("assignee").value.trim();
   let body = { note };
   if (action === "dispatch") {
-    if (!assignee) { showError("Dispatch needs an assignee."); $("assignee").focus(); return; }
+    if (!assignee) { showError(t("e_dispatch")); $("assignee").focus(); return; }
     body = { assignee, note };
   } else if (action === "resolve" && !note) {
-    showError("Resolving needs a disposal note."); $("note").focus(); return;
+    showError(t("e_resolve")); $("note").focus(); return;
   } else if (action === "false_alarm") {
-    if (!note) { showError("A false alarm needs a reason."); $("note").focus(); return; }
-    body = { reason: note };
+    const reason = $("false-reason").value;
+    if (!reason) { showError(t("e_reason")); $("false-reason").focus(); return; }
+    if (reason === "other" && !note) { showError(t("e_other")); $("note").focus(); return; }
+    body = { reason: note ? `${reason}: ${note}` : reason };
   }
   try {
     const updated = await api(`/events/${encodeURIComponent(id)}/${ACTION_PATHS[action]}`, {
@@ -269,9 +301,10 @@ async function act(action) {
     });
     showError("");
     $("note").value = "";
+    $("false-reason").value = "";
     upsert(updated);
   } catch (error) {
-    showError(error.status === 403 ? "This token may only read: ask for an operator token." : error.message);
+    showError(error.status === 403 ? t("e_viewer") : error.message);
   }
 }
 
@@ -297,9 +330,10 @@ async function loadEvents() {
   renderDetail();
 }
 
-function setLive(isOn, text) {
+function setLive(isOn, key) {
   $("live-dot").className = `dot ${isOn ? "on" : "off"}`;
-  $("live-status").textContent = text;
+  $("live-status").dataset.i18n = key;
+  $("live-status").textContent = t(key);
 }
 
 function connectStream() {
@@ -309,12 +343,12 @@ function connectStream() {
   state.source = source;
   source.onopen = () => setLive(true, "live");
   source.onerror = () => {
-    setLive(false, "reconnecting…");
+    setLive(false, "reconnecting");
     if (source.readyState !== EventSource.CLOSED) return;  // the browser retries by itself
     // Refused (session expired or token revoked): open a new session, then reconnect.
     state.streamRetry = setTimeout(() => openSession().then(connectStream).catch((error) => {
       setLive(false, "offline");
-      showError(error.status === 401 ? "The token was refused: check it." : `Live feed: ${error.message}`);
+      showError(error.status === 401 ? t("e_refused") : t("e_live", { error: error.message }));
     }), 3000);
   };
   source.addEventListener("event", (message) => upsert(JSON.parse(message.data), true));
@@ -322,41 +356,53 @@ function connectStream() {
 
 async function loadCameras() {
   try {
-    const cameras = await api("/cameras");
-    const grid = $("cameras");
-    if (!cameras.length) { grid.innerHTML = '<p class="muted">This service reads no cameras itself.</p>'; return; }
-    grid.replaceChildren(...cameras.map((camera) => {
-      const card = document.createElement("div");
-      card.className = `camera ${camera.state}`;
-      card.dataset.camera = camera.camera_id;
-      const name = document.createElement("b");
-      name.textContent = camera.camera_id;
-      const info = document.createElement("span");
-      info.textContent = `${camera.state} · ${camera.fps.toFixed(1)} fps · ${camera.reconnects} reconnects`;
-      card.append(name, info);
-      if (camera.last_error && camera.state !== "online") card.title = camera.last_error;
-      return card;
-    }));
+    state.cameras = await api("/cameras");
+    renderCameras();
   } catch (error) { /* shown by the event loaders */ }
+}
+
+function renderCameras() {
+  const cameras = state.cameras;
+  if (cameras === null) return;  // not loaded yet: the page's placeholder stays
+  const grid = $("cameras");
+  if (!cameras.length) {
+    const empty = document.createElement("p");
+    empty.className = "muted";
+    empty.textContent = t("no_cameras");
+    grid.replaceChildren(empty);
+    return;
+  }
+  grid.replaceChildren(...cameras.map((camera) => {
+    const card = document.createElement("div");
+    card.className = `camera ${camera.state}`;
+    card.dataset.camera = camera.camera_id;
+    const name = document.createElement("b");
+    name.textContent = nameOf("camera", camera.camera_id);
+    const info = document.createElement("span");
+    info.textContent = t("camera_line", { state: t(camera.state), fps: camera.fps.toFixed(1), reconnects: camera.reconnects });
+    card.append(name, info);
+    if (camera.last_error && camera.state !== "online") card.title = camera.last_error;
+    return card;
+  }));
 }
 
 async function connect() {
   state.token = readToken();
   $("token-input").value = state.token;
   if (!state.token) {
-    setLive(false, "enter a token");
+    setLive(false, "enter_token");
     fetch("/auth/session", { method: "DELETE" }).catch(() => {});
     return;
   }
   try {
     await openSession();
+    await loadSite();
     await loadEvents();
     showError("");
   } catch (error) {
     setLive(false, "offline");
-    const refused = { 401: "The token was refused: check it.", 403: "This token may not read events.",
-      429: "Too many refused tokens from this computer: wait a minute." };
-    showError(refused[error.status] || `Cannot load events: ${error.message}`);
+    const refused = { 401: "e_refused", 403: "e_forbidden", 429: "e_too_many" };
+    showError(refused[error.status] ? t(refused[error.status]) : t("e_load", { error: error.message }));
     return;
   }
   connectStream();
@@ -365,7 +411,19 @@ async function connect() {
   state.cameraTimer = setInterval(loadCameras, 5000);
 }
 
+// A new language: the static text, then everything drawn from data.
+function relabel(lang) {
+  anjianI18n.setLang(lang);
+  $("language").value = anjianI18n.lang;
+  renderFeed();
+  renderDetail();
+  renderCameras();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  anjianI18n.apply();
+  $("language").value = anjianI18n.lang;
+  $("language").addEventListener("change", () => relabel($("language").value));
   $("token-form").addEventListener("submit", (e) => {
     e.preventDefault();
     localStorage.setItem(TOKEN_KEY, $("token-input").value.trim());

@@ -85,7 +85,7 @@ def test_invalid_transition_is_409_listing_the_allowed_actions(client: TestClien
     problem = response.json()
     assert (problem["status"], problem["title"]) == (409, "Conflict")
     assert problem["state"] == "raised"
-    assert problem["allowed_actions"] == ["acknowledge"]
+    assert problem["allowed_actions"] == ["acknowledge", "false_alarm"]
     assert "cannot resolve an alert that is raised" in problem["detail"]
 
 

@@ -51,7 +51,7 @@ def test_published_event_is_listed_and_readable(client: TestClient, sink: StoreS
     assert item["id"] == event.id
     assert item["revision"] == 1
     assert item["state"] == "raised"
-    assert item["allowed_actions"] == ["acknowledge"]
+    assert item["allowed_actions"] == ["acknowledge", "false_alarm"]
     assert item["behaviour"] == "open_flame"
     assert item["severity"] == "red"
     assert item["started_at"] == "2023-11-14T22:13:20Z"

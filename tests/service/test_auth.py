@@ -43,6 +43,7 @@ REQUIRED: dict[tuple[str, str], Role | None] = {
     ("GET", "/events/{event_id}/clip.mp4"): Role.VIEWER,
     ("GET", "/stream"): Role.VIEWER,
     ("GET", "/cameras"): Role.VIEWER,
+    ("GET", "/site"): Role.VIEWER,
     ("POST", "/cameras/reload"): Role.ADMIN,
     ("POST", "/cameras/{camera_id}/zones/{zone_id}/reset-reference"): Role.OPERATOR,
     ("POST", "/events/{event_id}/acknowledge"): Role.OPERATOR,

@@ -22,6 +22,7 @@ from anjian.pipeline.event import Behaviour, RiskLevel
 from anjian.pipeline.event_json import event_to_json
 from anjian.service.app import create_app
 from anjian.service.composition import build_service_parts
+from anjian.service.config import AnjianConfig
 from tests.factories import make_event, make_jpeg
 from tests.service.conftest import make_config
 from tests.service.server import ServerThread
@@ -97,9 +98,10 @@ def test_operator_sees_a_new_alert_live_and_works_it_through_the_buttons(
             f"{server.base_url}/ingest/events", json=event_to_json(event), headers=pipeline
         ).raise_for_status()
 
-        row = page.wait_for_selector(f".event-row[data-id='{event.id}']", timeout=TIMEOUT_MS)
+        row = page.locator(f".event-row[data-id='{event.id}']")  # rows are redrawn: a locator retries
+        row.wait_for(timeout=TIMEOUT_MS)
         assert "sev-red" in (row.get_attribute("class") or "")
-        row.click()
+        row.click(timeout=TIMEOUT_MS)
         page.wait_for_selector(f"#detail[data-id='{event.id}']", timeout=TIMEOUT_MS)
         expect = pytest.importorskip("playwright.sync_api").expect
         # Locator assertions, not wait_for_function: its string predicate is eval'd in the page,
@@ -228,6 +230,128 @@ def test_the_queue_puts_what_needs_a_person_first_and_the_keys_work_it(
         _keep_screenshot(page, tmp_path, "dashboard-queue.png")
     finally:
         page.close()
+        server.stop()
+        store.close()
+
+    assert [m for m in console if "Content Security Policy" in m] == []
+
+
+def test_a_false_alarm_takes_one_step_with_a_reason_and_a_viewer_sees_read_only(
+    tmp_path: Path, browser: object
+) -> None:
+    app = create_app(make_config(tmp_path / "data", camera_ids=("line-1",)))
+    store = app.state.store
+    operator = store.tokens.create("duty officer", "operator")[1]
+    viewer = store.tokens.create("visitor", "viewer")[1]
+    glare = make_event(camera_id="line-1", message="Open flame in zone-a on line-1")
+    store.upsert_event(glare)
+    server = ServerThread(app).start()
+    expect = pytest.importorskip("playwright.sync_api").expect
+    page = browser.new_page(viewport={"width": 1440, "height": 900})  # type: ignore[attr-defined]
+    try:
+        page.goto(f"{server.base_url}/#token={viewer}")
+        page.locator(f".event-row[data-id='{glare.id}']").click(
+            timeout=TIMEOUT_MS
+        )  # rows are redrawn: a locator retries
+        page.wait_for_selector(f"#detail[data-id='{glare.id}']", timeout=TIMEOUT_MS)
+        expect(page.locator("#actions")).to_have_class("actions read-only", timeout=TIMEOUT_MS)
+        for action in ("acknowledge", "false_alarm"):
+            assert page.is_disabled(f"button[data-action='{action}']"), f"a viewer cannot {action}"
+        assert "viewer" in page.inner_text("#whoami")
+
+        page.goto("about:blank")
+        page.goto(f"{server.base_url}/#token={operator}")
+        page.locator(f".event-row[data-id='{glare.id}']").click(
+            timeout=TIMEOUT_MS
+        )  # rows are redrawn: a locator retries
+        page.wait_for_selector(f"#detail[data-id='{glare.id}']", timeout=TIMEOUT_MS)
+        box = page.locator("button[data-action='false_alarm']").bounding_box()
+        assert box is not None and box["y"] + box["height"] <= 900, (
+            "the action bar is visible without scrolling"
+        )
+        page.select_option("#false-reason", "reflection")
+        page.fill("#note", "sunlight on the polished drum")
+        page.click("button[data-action='false_alarm']")
+        page.wait_for_selector("#detail-state:text('false alarm')", timeout=TIMEOUT_MS)
+        _keep_screenshot(page, tmp_path, "dashboard-false-alarm.png")
+        trail = store.audit_trail(glare.id)
+        stored = store.get_event(glare.id)
+    finally:
+        page.close()
+        server.stop()
+        store.close()
+
+    assert [(a.actor, a.action, a.note) for a in trail][1:] == [
+        ("duty officer", "false_alarm", "reflection: sunlight on the polished drum")
+    ]
+    assert stored is not None and stored.acknowledged_at is not None, "leaving raised counts as acknowledged"
+
+
+def _named_site(data_dir: Path) -> AnjianConfig:
+    """A site whose workshop, cameras and zone carry Chinese names."""
+    return AnjianConfig.model_validate(
+        {
+            "site": {
+                "id": "site-1",
+                "name": "华东抛光厂",
+                "workshops": [
+                    {
+                        "id": "polishing-1",
+                        "name": "一号抛光车间",
+                        "cameras": [
+                            {
+                                "id": "cam-1",
+                                "name": "抛光线东侧",
+                                "url": "rtsp://admin:secret@127.0.0.1:9/cam-1",
+                                "zones": [
+                                    {"id": "zone-a", "name": "打磨工位", "polygon": [[0, 0], [1, 0], [1, 1]]}
+                                ],
+                            }
+                        ],
+                    }
+                ],
+            },
+            "storage": {"dir": str(data_dir)},
+        }
+    )
+
+
+def test_a_chinese_browser_gets_chinese_with_the_sites_names_and_can_switch(
+    tmp_path: Path, browser: object
+) -> None:
+    app = create_app(_named_site(tmp_path / "data"))
+    store = app.state.store
+    operator = store.tokens.create("值班员", "operator")[1]
+    event = make_event()
+    store.upsert_event(event)
+    server = ServerThread(app).start()
+    expect = pytest.importorskip("playwright.sync_api").expect
+    context = browser.new_context(locale="zh-CN", viewport={"width": 1920, "height": 1080})  # type: ignore[attr-defined]
+    page = context.new_page()
+    console, _ = _watch(page)
+    try:
+        page.goto(f"{server.base_url}/#token={operator}")
+        page.wait_for_selector("#live-status:text('实时')", timeout=TIMEOUT_MS)
+        row = page.locator(f".event-row[data-id='{event.id}']")
+        expect(row).to_contain_text("明火", timeout=TIMEOUT_MS)
+        expect(row).to_contain_text("一号抛光车间 · 抛光线东侧")
+        expect(row).to_contain_text("待确认")
+        row.click()
+        expect(page.locator("#detail-facts")).to_contain_text("打磨工位", timeout=TIMEOUT_MS)
+        expect(page.locator("button[data-action='acknowledge']")).to_have_text("确认")
+        assert page.evaluate("document.documentElement.lang") == "zh-CN"
+        _keep_screenshot(page, tmp_path, "dashboard-zh-1920.png")
+
+        page.select_option("#language", "en")
+        expect(page.locator("button[data-action='acknowledge']")).to_have_text("Acknowledge")
+        expect(row).to_contain_text("Open flame")
+        expect(row).to_contain_text("一号抛光车间 · 抛光线东侧")  # names stay as the site wrote them
+        page.reload()
+        expect(page.locator("button[data-action='acknowledge']")).to_have_text(
+            "Acknowledge", timeout=TIMEOUT_MS
+        )
+    finally:
+        context.close()
         server.stop()
         store.close()
 

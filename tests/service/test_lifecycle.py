@@ -29,13 +29,14 @@ _PATHS = {
     "ack-dispatch-false-close": [Action.ACKNOWLEDGE, Action.DISPATCH, Action.FALSE_ALARM, Action.CLOSE],
     "ack-resolve-close": [Action.ACKNOWLEDGE, Action.RESOLVE, Action.CLOSE],
     "ack-false-close": [Action.ACKNOWLEDGE, Action.FALSE_ALARM, Action.CLOSE],
+    "false-close": [Action.FALSE_ALARM, Action.CLOSE],
 }
 
 
 @pytest.mark.parametrize(
     ("state", "expected"),
     [
-        (AlertState.RAISED, [Action.ACKNOWLEDGE]),
+        (AlertState.RAISED, [Action.ACKNOWLEDGE, Action.FALSE_ALARM]),
         (AlertState.ACKNOWLEDGED, [Action.DISPATCH, Action.RESOLVE, Action.FALSE_ALARM]),
         (AlertState.DISPATCHED, [Action.RESOLVE, Action.FALSE_ALARM]),
         (AlertState.RESOLVED, [Action.CLOSE]),
