@@ -10,7 +10,7 @@ frame (by default the file's ``creation_time`` tag, else the epoch).
 Every frame is analysed (no motion gating) and ``tick`` runs once per second of
 video between frames, as the runner does for live cameras.
 
-Each JSON line is the event's wire form (``anjian.pipeline.event_json.event_to_json``)
+Each JSON line is the event's wire form (``anjian.pipeline.event_wire.EventWire``)
 without the embedded snapshot unless asked, plus ``video_started_s``,
 ``video_last_seen_s``, ``video_ended_s`` (seconds into the video) and, with an
 evidence folder, ``snapshot_file`` / ``clip_file``.
@@ -37,7 +37,7 @@ from anjian.models.detector import Detector
 from anjian.pipeline.analyzer import CameraAnalyzer
 from anjian.pipeline.config import CameraPipelineConfig
 from anjian.pipeline.event import Event
-from anjian.pipeline.event_json import event_to_json
+from anjian.pipeline.event_wire import EventWire
 from anjian.pipeline.incidents import EventContext
 from anjian.pipeline.tracking import CameraTracker
 
@@ -191,10 +191,9 @@ def replay_video(
 def _record(
     event: Event, begin: float, evidence_dir: Path | None, is_snapshot_embedded: bool
 ) -> dict[str, Any]:
-    record = event_to_json(event)
+    record = EventWire.from_event(event).model_dump(mode="json")
     if not is_snapshot_embedded:
         record["snapshot_jpeg_b64"] = None
-    record["track_id"] = event.track_id
     record["video_started_s"] = round(event.started_at - begin, 3)
     record["video_last_seen_s"] = round(event.last_seen_at - begin, 3)
     record["video_ended_s"] = None if event.ended_at is None else round(event.ended_at - begin, 3)

@@ -1,7 +1,9 @@
 """Immutable records the stores hand out: copies of database rows, safe to use outside a session.
 
 Times are epoch seconds, as in ``anjian.pipeline.event.Event``; ``anjian.service.schemas`` turns
-them into the ISO strings of the API.
+them into the ISO strings of the API. The mapping between an event and its row lives here,
+both ways: ``apply_event`` writes a pipeline revision onto a row, ``event_from_row`` reads a
+row back as a ``StoredEvent``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from anjian.pipeline.event import Behaviour, EventBox, RiskLevel
+from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel
 from anjian.service.lifecycle import AlertState
 from anjian.service.tables import AuditRow, DeliveryRow, EventRow, SubscriptionRow
 
@@ -20,6 +22,7 @@ __all__ = [
     "StoredEvent",
     "Subscription",
     "WebhookDelivery",
+    "apply_event",
     "audit_from_row",
     "delivery_from_row",
     "event_from_row",
@@ -39,10 +42,19 @@ class DeliveryStatus(StrEnum):
 class StoredEvent:
     """An event as stored: the pipeline's fields plus the alert's lifecycle.
 
+    What is stored, on purpose: every field of the pipeline's ``Event`` (its highest
+    revision), ``track_id`` included (so a control room can tell two incidents about
+    the same person from two people, and an integrator can follow one person's
+    incidents on a camera while the tracker keeps them), except the evidence bytes:
+    the snapshot and clip are files in the data folder, and the row keeps their
+    paths. The tracker restarts its ids with the pipeline, so a ``track_id`` only
+    means something together with the camera and the incident's times.
+
     Attributes:
         severity: Current colour: the detected one, raised by each escalation.
         detected_severity: The colour the pipeline gave it.
         state: Alert lifecycle state.
+        track_id: Tracker id of the person or object the incident is about, or ``None``.
         snapshot_path: Snapshot file relative to the data folder, or ``None``.
         clip_path: Clip (MP4) relative to the data folder, or ``None``.
         assignee: Who was dispatched, once dispatched.
@@ -72,6 +84,7 @@ class StoredEvent:
     model_version: str
     message: str
     boxes: tuple[EventBox, ...]
+    track_id: int | None
     snapshot_path: str | None
     clip_path: str | None
     assignee: str | None
@@ -183,6 +196,32 @@ class WebhookDelivery:
     created_at: float
 
 
+def apply_event(row: EventRow, event: Event) -> None:
+    """Copy the pipeline's fields of a revision onto its row (an escalated colour is kept if higher).
+
+    The lifecycle columns, the evidence paths and the bookkeeping (``version``,
+    ``updated_at``) are the store's to set.
+    """
+    row.revision = event.revision
+    row.site_id = event.site_id
+    row.workshop_id = event.workshop_id
+    row.camera_id = event.camera_id
+    row.behaviour = Behaviour(event.behaviour).value
+    detected = RiskLevel(event.severity)
+    row.detected_severity = detected.value
+    current = RiskLevel(row.severity) if row.severity else detected
+    row.severity = (current if row.escalations and current.rank > detected.rank else detected).value
+    row.started_at = event.started_at
+    row.last_seen_at = event.last_seen_at
+    row.ended_at = event.ended_at
+    row.confidence = event.confidence
+    row.zone_id = event.zone_id
+    row.model_version = event.model_version
+    row.message = event.message
+    row.boxes = [_box_to_json(box) for box in event.boxes]
+    row.track_id = event.track_id
+
+
 def event_from_row(row: EventRow) -> StoredEvent:
     """Copy an event row into an immutable record."""
     return StoredEvent(
@@ -202,19 +241,8 @@ def event_from_row(row: EventRow) -> StoredEvent:
         zone_id=row.zone_id,
         model_version=row.model_version,
         message=row.message,
-        boxes=tuple(
-            EventBox(
-                class_name=str(b["class_name"]),
-                confidence=float(b["confidence"]),
-                xyxy_norm=(
-                    float(b["xyxy_norm"][0]),
-                    float(b["xyxy_norm"][1]),
-                    float(b["xyxy_norm"][2]),
-                    float(b["xyxy_norm"][3]),
-                ),
-            )
-            for b in row.boxes
-        ),
+        boxes=tuple(_box_from_json(box) for box in row.boxes),
+        track_id=row.track_id,
         snapshot_path=row.snapshot_path,
         clip_path=row.clip_path,
         assignee=row.assignee,
@@ -225,6 +253,19 @@ def event_from_row(row: EventRow) -> StoredEvent:
         version=row.version,
         created_at=row.created_at,
         updated_at=row.updated_at,
+    )
+
+
+def _box_to_json(box: EventBox) -> dict[str, Any]:
+    """A box as the ``boxes`` JSON column keeps it."""
+    return {"class_name": box.class_name, "confidence": box.confidence, "xyxy_norm": list(box.xyxy_norm)}
+
+
+def _box_from_json(data: dict[str, Any]) -> EventBox:
+    """A box of the ``boxes`` JSON column."""
+    x1, y1, x2, y2 = (float(v) for v in data["xyxy_norm"])
+    return EventBox(
+        class_name=str(data["class_name"]), confidence=float(data["confidence"]), xyxy_norm=(x1, y1, x2, y2)
     )
 
 

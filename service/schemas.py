@@ -13,7 +13,24 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from anjian.cameras.health import CameraHealth, CameraState
-from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.pipeline.event import RiskLevel
+from anjian.pipeline.event_wire import (
+    BehaviourKind,
+    BoxClassName,
+    BoxConfidence,
+    CameraId,
+    Confidence,
+    DetectedSeverity,
+    IncidentId,
+    Message,
+    ModelVersion,
+    Revision,
+    SiteId,
+    TrackId,
+    WorkshopId,
+    XyxyNorm,
+    ZoneId,
+)
 from anjian.service.lifecycle import Action, AlertState, allowed_actions
 
 if TYPE_CHECKING:
@@ -77,36 +94,41 @@ def clip_url(event_id: str) -> str:
 
 
 class BoxOut(_SchemaModel):
-    """One detection supporting an event."""
+    """One detection supporting an event (the fields of ``anjian.pipeline.event_wire.EventBoxWire``)."""
 
-    class_name: str = Field(..., description='Detector class, e.g. "fire".')
-    confidence: float = Field(..., ge=0, le=1, description="Detector score.")
-    xyxy_norm: tuple[float, float, float, float] = Field(
-        ..., description="(x1, y1, x2, y2) normalised to [0, 1] of the frame size, origin top-left."
-    )
+    class_name: BoxClassName
+    confidence: BoxConfidence
+    xyxy_norm: XyxyNorm
 
 
 class EventOut(_SchemaModel):
-    """One incident as last known to the service (its highest revision)."""
+    """One incident as last known to the service (its highest revision).
 
-    id: str = Field(..., description="Stable id of the incident (hex uuid).")
-    revision: int = Field(..., ge=1, description="1 when raised, incremented at each update.")
-    site_id: str
-    workshop_id: str
-    camera_id: str
-    behaviour: Behaviour
+    The pipeline's facts share their definitions with the wire form
+    (``anjian.pipeline.event_wire``); times are UTC here, and the lifecycle is added.
+    """
+
+    id: IncidentId
+    revision: Revision
+    site_id: SiteId
+    workshop_id: WorkshopId
+    camera_id: CameraId
+    behaviour: BehaviourKind
     severity: RiskLevel = Field(..., description="Current colour: detected, raised by escalations.")
-    detected_severity: RiskLevel = Field(..., description="The colour the pipeline gave the incident.")
+    detected_severity: DetectedSeverity
     state: AlertState = Field(..., description="Alert lifecycle state.")
     allowed_actions: list[Action] = Field(..., description="Lifecycle actions possible from `state`.")
     started_at: datetime = Field(..., description="Capture time of the first frame, UTC.")
     last_seen_at: datetime = Field(..., description="Capture time of the latest supporting frame, UTC.")
     ended_at: datetime | None = Field(None, description="When the incident cleared, UTC; null while ongoing.")
-    confidence: float = Field(..., ge=0, le=1, description="Peak detector confidence over the incident.")
-    zone_id: str | None = None
-    model_version: str = ""
-    message: str = ""
-    boxes: list[BoxOut] = Field(default_factory=list)
+    confidence: Confidence
+    zone_id: ZoneId = None
+    model_version: ModelVersion = ""
+    message: Message = ""
+    boxes: list[BoxOut] = Field(
+        default_factory=list, description="Detections supporting it, on the confirming frame."
+    )
+    track_id: TrackId = None
     snapshot_url: str | None = Field(None, description="Path of the snapshot JPEG; null when there is none.")
     clip_url: str | None = Field(None, description="Path of the clip MP4; null when there is none.")
     assignee: str | None = Field(None, description="Who was dispatched, once dispatched.")
@@ -145,6 +167,7 @@ class EventOut(_SchemaModel):
                 BoxOut(class_name=b.class_name, confidence=b.confidence, xyxy_norm=b.xyxy_norm)
                 for b in event.boxes
             ],
+            track_id=event.track_id,
             snapshot_url=snapshot_url(event.id) if event.snapshot_path else None,
             clip_url=clip_url(event.id) if event.clip_path else None,
             assignee=event.assignee,

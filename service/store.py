@@ -39,7 +39,7 @@ from anjian.service.lifecycle import (
     next_state,
 )
 from anjian.service.outbox import Outbox, active_subscriptions, enqueue
-from anjian.service.records import AuditEntry, StoredEvent, audit_from_row, event_from_row
+from anjian.service.records import AuditEntry, StoredEvent, apply_event, audit_from_row, event_from_row
 from anjian.service.schemas import WebhookKind, WebhookPayload
 from anjian.service.subscriptions import SubscriptionStore
 from anjian.service.tables import AuditRow, EventRow
@@ -112,30 +112,6 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
         return float(started_at), event_id
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed cursor {cursor[:40]!r}; pass next_cursor from a previous page") from exc
-
-
-def _apply_event(row: EventRow, ev: Event) -> None:
-    """Copy the pipeline's fields of ``ev`` onto ``row`` (an escalated colour is kept if higher)."""
-    row.revision = ev.revision
-    row.site_id = ev.site_id
-    row.workshop_id = ev.workshop_id
-    row.camera_id = ev.camera_id
-    row.behaviour = Behaviour(ev.behaviour).value
-    detected = RiskLevel(ev.severity)
-    row.detected_severity = detected.value
-    current = RiskLevel(row.severity) if row.severity else detected
-    row.severity = (current if row.escalations and current.rank > detected.rank else detected).value
-    row.started_at = ev.started_at
-    row.last_seen_at = ev.last_seen_at
-    row.ended_at = ev.ended_at
-    row.confidence = ev.confidence
-    row.zone_id = ev.zone_id
-    row.model_version = ev.model_version
-    row.message = ev.message
-    row.boxes = [
-        {"class_name": b.class_name, "confidence": b.confidence, "xyxy_norm": list(b.xyxy_norm)}
-        for b in ev.boxes
-    ]
 
 
 def _audit_row(
@@ -319,7 +295,7 @@ class EventStore:
                         state_changed_at=now,
                     )
                     session.add(row)
-                _apply_event(row, ev)
+                apply_event(row, ev)
                 if snapshot_path is not None:
                     row.snapshot_path = snapshot_path
                 row.version += 1

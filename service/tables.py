@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = ["ApiTokenRow", "AuditRow", "Base", "DeliveryRow", "EventRow", "SubscriptionRow"]
@@ -48,6 +48,7 @@ class EventRow(Base):
     model_version: Mapped[str] = mapped_column(String(128))
     message: Mapped[str] = mapped_column(Text)
     boxes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    track_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     snapshot_path: Mapped[str | None] = mapped_column(String(512), nullable=True)
     clip_path: Mapped[str | None] = mapped_column(String(512), nullable=True)
     assignee: Mapped[str | None] = mapped_column(String(200), nullable=True)

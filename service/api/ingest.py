@@ -1,4 +1,9 @@
-"""Ingest: event revisions POSTed by pipelines running in other processes (``anjian.pipeline.http_sink``)."""
+"""Ingest: event revisions POSTed by pipelines running in other processes (``anjian.pipeline.http_sink``).
+
+The body is the pipeline's own wire model (``anjian.pipeline.event_wire.EventWire``):
+FastAPI validates it once, as it parses the request, and the route only turns it
+into the pipeline's ``Event`` and checks it belongs to this site.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,9 @@ from fastapi import APIRouter, HTTPException, Request, status
 from sqlalchemy.exc import SQLAlchemyError
 
 from anjian.pipeline.event import Event
-from anjian.pipeline.event_json import event_from_json
+from anjian.pipeline.event_wire import EventWire
 from anjian.service.api.deps import AUTH_RESPONSES, Pipeline
-from anjian.service.api.models import IngestBatchIn, IngestBatchResult, IngestEventIn, IngestResult
+from anjian.service.api.models import IngestBatchIn, IngestBatchResult, IngestResult
 from anjian.service.api.routing import IngestRoute
 from anjian.service.config import AnjianConfig
 from anjian.service.errors import IngestBusyError
@@ -33,7 +38,7 @@ router = APIRouter(tags=["ingest"], responses=AUTH_RESPONSES, route_class=Ingest
         503: {"description": "The database does not answer or the writer is full; send it again later."},
     },
 )
-async def ingest_event(request: Request, _token: Pipeline, body: IngestEventIn) -> IngestResult:
+async def ingest_event(request: Request, _token: Pipeline, body: EventWire) -> IngestResult:
     """Store one revision (snapshot, event, webhook deliveries) and announce it; answers once it is committed.
 
     Only events of this site's configured cameras are taken (422 otherwise, which
@@ -81,12 +86,9 @@ async def ingest_batch(request: Request, _token: Pipeline, body: IngestBatchIn) 
     return IngestBatchResult(results=await _store(request, events))
 
 
-def _checked_event(config: AnjianConfig, body: IngestEventIn) -> Event:
-    """The event of an ingested body, or a 422 saying why this site refuses it."""
-    try:
-        event = event_from_json(body.model_dump(mode="json"))
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from exc
+def _checked_event(config: AnjianConfig, body: EventWire) -> Event:
+    """The event of a validated body, or a 422 saying why this site refuses it."""
+    event = body.to_event()
     problem = unknown_source(config, event)
     if problem is not None:
         logger.warning("ingest: refused event %s: %s", event.id, problem)

@@ -1,4 +1,8 @@
-"""Request and response bodies of the API beyond events themselves (see ``anjian.service.schemas``)."""
+"""Request and response bodies of the API beyond events themselves (see ``anjian.service.schemas``).
+
+An ingested event revision is the pipeline's wire model, ``anjian.pipeline.event_wire.EventWire``,
+taken as it is: it is not declared again here.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.pipeline.event import Behaviour
+from anjian.pipeline.event_wire import EventWire
 from anjian.service.records import DeliveryStatus, Subscription, WebhookDelivery
 from anjian.service.schemas import WebhookKind, epoch_to_datetime
 from anjian.service.signing import SigningSecret
@@ -20,8 +25,6 @@ __all__ = [
     "DeliveryOut",
     "DispatchIn",
     "FalseAlarmIn",
-    "IngestBoxIn",
-    "IngestEventIn",
     "IngestResult",
     "LivenessOut",
     "ReadyOut",
@@ -83,49 +86,6 @@ class CloseIn(_Model):
 # --------------------------------------------------------------------- ingest
 
 
-class IngestBoxIn(_Model):
-    """One detection supporting an ingested event."""
-
-    class_name: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    confidence: float = Field(..., ge=0, le=1)
-    xyxy_norm: tuple[
-        Annotated[float, Field(ge=0, le=1)],
-        Annotated[float, Field(ge=0, le=1)],
-        Annotated[float, Field(ge=0, le=1)],
-        Annotated[float, Field(ge=0, le=1)],
-    ]
-
-
-class IngestEventIn(_Model):
-    """An event revision from a pipeline, in ``anjian.pipeline.event_json`` wire form (epoch-second times)."""
-
-    schema_version: Literal[1] = Field(..., description="Wire-form version (pipeline.event_json).")
-    id: _Id
-    revision: int = Field(..., ge=1, le=1_000_000_000)
-    site_id: _Id
-    workshop_id: _Id
-    camera_id: _Id
-    behaviour: Behaviour
-    severity: RiskLevel
-    started_at: float = Field(..., ge=0, le=1e11, description="Epoch seconds.")
-    last_seen_at: float = Field(..., ge=0, le=1e11, description="Epoch seconds; not before started_at.")
-    ended_at: float | None = Field(None, ge=0, le=1e11, description="Epoch seconds, when cleared.")
-    confidence: float = Field(..., ge=0, le=1)
-    boxes: list[IngestBoxIn] = Field(default_factory=list, max_length=100)
-    zone_id: _Id | None = None
-    model_version: Annotated[str, StringConstraints(max_length=128)] = ""
-    message: Annotated[str, StringConstraints(max_length=2000)] = ""
-    snapshot_jpeg_b64: Annotated[str, StringConstraints(max_length=16_000_000)] | None = Field(
-        None, description="The snapshot JPEG, base64."
-    )
-    clip_mp4_b64: Annotated[str, StringConstraints(max_length=200_000_000)] | None = Field(
-        None, description="The evidence clip (H.264 MP4), base64; usually on a later revision."
-    )
-    track_id: Annotated[int, Field(ge=-(2**63), le=2**63 - 1)] | None = Field(
-        None, description="Tracker id of the person or object the incident is about."
-    )
-
-
 class IngestResult(_Model):
     """What the service did with an ingested revision."""
 
@@ -140,9 +100,12 @@ MAX_INGEST_BATCH = 200
 
 
 class IngestBatchIn(_Model):
-    """Several event revisions from one pipeline, stored together (``anjian.pipeline.http_sink`` sends what is queued)."""
+    """Several event revisions from one pipeline, stored together (``anjian.pipeline.http_sink`` sends what is queued).
 
-    events: list[IngestEventIn] = Field(..., min_length=1, max_length=MAX_INGEST_BATCH)
+    Each is an ``anjian.pipeline.event_wire.EventWire``, the body of ``POST /ingest/events``.
+    """
+
+    events: list[EventWire] = Field(..., min_length=1, max_length=MAX_INGEST_BATCH)
 
 
 class IngestBatchResult(_Model):

@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
 from anjian.service.database import Database, head_revision, is_schema_current, upgrade_database
 from anjian.service.errors import DatabaseError
+from anjian.service.store import EventStore
 from anjian.service.tables import Base
+from tests.factories import make_event
 
 
 def test_migrations_build_exactly_the_orm_schema(database_url: str) -> None:
@@ -66,3 +70,37 @@ def test_migrations_ship_inside_the_package() -> None:
     folder = Path(anjian.service.migrations.__file__).parent
     assert (folder / "env.py").is_file()
     assert list((folder / "versions").glob("0001_*.py"))
+
+
+def test_an_event_stored_before_track_id_existed_survives_the_upgrade_without_one(database_url: str) -> None:
+    import anjian.service.migrations
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(Path(anjian.service.migrations.__file__).parent))
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "0001")
+            conn.execute(
+                text(
+                    "INSERT INTO events (id, revision, site_id, workshop_id, camera_id, behaviour, severity, "
+                    "detected_severity, state, started_at, last_seen_at, confidence, model_version, message, "
+                    "boxes, escalations, state_changed_at, version, created_at, updated_at) VALUES ('old-1', 1, "
+                    "'site-1', 'polishing-1', 'cam-1', 'smoking', 'orange', 'orange', 'raised', 1.0, 2.0, 0.5, "
+                    "'', '', '[]', 0, 3.0, 1, 3.0, 3.0)"
+                )
+            )
+    finally:
+        engine.dispose()
+
+    store = EventStore(database_url)
+    try:
+        old = store.get_event("old-1")
+        store.upsert_event(make_event(id="new-1", track_id=9))
+        new = store.get_event("new-1")
+    finally:
+        store.close()
+
+    assert old is not None and old.track_id is None and old.behaviour == "smoking"
+    assert new is not None and new.track_id == 9
