@@ -1,0 +1,14 @@
+"""Shift and daily reports: figures from the event store, an HTML page with SVG charts, and its PDF."""
+
+from anjian.service.report.figures import FALSE_ALARM_REASONS, ReportFigures, build_figures
+from anjian.service.report.page import render_report_html
+from anjian.service.report.pdf import ReportPdfError, html_to_pdf
+
+__all__ = [
+    "FALSE_ALARM_REASONS",
+    "ReportFigures",
+    "ReportPdfError",
+    "build_figures",
+    "html_to_pdf",
+    "render_report_html",
+]

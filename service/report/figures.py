@@ -1,0 +1,207 @@
+"""The figures of a shift or daily report, computed from the event store for one time window.
+
+A control room hands over at the end of a shift, and a safety office reads the day:
+how many alerts of which behaviour, on which camera, at which hour; how fast they were
+acknowledged and settled against the SLA; which behaviours and cameras raise false
+alarms and why; how long each camera was down; and what is still open at hand-over.
+Everything here is read through the store's public API (events started in the window,
+their audit trails), so the report says what the audit trail says.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+from anjian.pipeline.event import Behaviour
+from anjian.service.config import AnjianConfig
+from anjian.service.lifecycle import AlertState
+from anjian.service.records import AuditEntry, StoredEvent
+from anjian.service.store import EventStore
+
+__all__ = ["FALSE_ALARM_REASONS", "CameraUptime", "Percentiles", "ReportFigures", "build_figures"]
+
+FALSE_ALARM_REASONS = ("reflection", "person misread", "camera fault", "test", "other")
+"""The reasons the dashboard offers; a free-text reason outside the list counts as ``other``."""
+
+_SETTLING_ACTIONS = frozenset({"resolve", "false_alarm"})
+_OPEN_STATES = frozenset({AlertState.RAISED, AlertState.ACKNOWLEDGED, AlertState.DISPATCHED})
+_PAGE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Percentiles:
+    """Durations in seconds: how many, median, 90th percentile, and the share within the SLA."""
+
+    count: int
+    p50_s: float | None
+    p90_s: float | None
+    within_sla: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CameraUptime:
+    """One camera's share of the window without an open camera fault."""
+
+    camera_id: str
+    down_s: float
+    uptime: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReportFigures:
+    """Everything a shift report shows, for the window ``[since, until)`` (epoch seconds).
+
+    Attributes:
+        since: Window start.
+        until: Window end.
+        total: Alerts started in the window (camera faults included).
+        by_behaviour: Alerts per behaviour value.
+        by_camera: Alerts per camera id.
+        by_colour: Alerts per detected colour.
+        by_hour: Alerts per hour of the window, index 0 the first hour.
+        acknowledge: Time from the service storing an alert to its acknowledgement (or one-step false alarm).
+        settle: Time from storing to its resolution or false alarm.
+        false_alarms_by_behaviour: (false alarms, alerts) per behaviour.
+        false_alarms_by_camera: (false alarms, alerts) per camera.
+        false_alarm_reasons: False alarms per reason (``FALSE_ALARM_REASONS``).
+        uptime: Per configured camera.
+        open_at_handover: Alerts still raised, acknowledged or dispatched, most urgent first.
+        escalated: Alerts escalated at least once for want of acknowledgement.
+    """
+
+    since: float
+    until: float
+    total: int
+    by_behaviour: dict[str, int]
+    by_camera: dict[str, int]
+    by_colour: dict[str, int]
+    by_hour: list[int]
+    acknowledge: Percentiles
+    settle: Percentiles
+    false_alarms_by_behaviour: dict[str, tuple[int, int]]
+    false_alarms_by_camera: dict[str, tuple[int, int]]
+    false_alarm_reasons: dict[str, int]
+    uptime: list[CameraUptime]
+    open_at_handover: list[StoredEvent] = field(default_factory=list)
+    escalated: int = 0
+
+
+def _events_in(store: EventStore, since: float, until: float) -> Iterator[StoredEvent]:
+    """Every event started in the window, page by page."""
+    cursor: str | None = None
+    while True:
+        page = store.list_events(since=since, until=until, cursor=cursor, limit=_PAGE)
+        yield from page.items
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+def _percentile(ordered: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile of sorted values, ``None`` when there are none."""
+    if not ordered:
+        return None
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
+
+
+def _percentiles(durations: list[float], within: list[bool] | None = None) -> Percentiles:
+    ordered = sorted(durations)
+    share = (sum(within) / len(within)) if within else None
+    return Percentiles(len(ordered), _percentile(ordered, 0.5), _percentile(ordered, 0.9), share)
+
+
+def _reason_of(note: str) -> str:
+    """The listed reason a false-alarm note starts with (``"reflection: sun on the drum"``), else ``other``."""
+    head = note.split(":", 1)[0].strip().lower()
+    return head if head in FALSE_ALARM_REASONS else "other"
+
+
+def _settled_at(trail: Sequence[AuditEntry]) -> tuple[float, str] | None:
+    """When and how the alert was settled (resolved or marked a false alarm), from its audit trail."""
+    for entry in trail:
+        if entry.action in _SETTLING_ACTIONS:
+            return entry.at, entry.note
+    return None
+
+
+def build_figures(store: EventStore, config: AnjianConfig, since: float, until: float) -> ReportFigures:
+    """Compute a report's figures for alerts started in ``[since, until)``.
+
+    Args:
+        store: The event store (SQLite or PostgreSQL).
+        config: The site: its cameras (for uptime) and SLA deadlines.
+        since: Window start, epoch seconds.
+        until: Window end, epoch seconds; after ``since``.
+
+    Raises:
+        ValueError: The window is empty or reversed.
+    """
+    if not until > since:
+        raise ValueError(f"the report window must end after it starts, got {since} .. {until}")
+    hours = max(1, math.ceil((until - since) / 3600))
+    by_behaviour: Counter[str] = Counter()
+    by_camera: Counter[str] = Counter()
+    by_colour: Counter[str] = Counter()
+    by_hour = [0] * hours
+    ack_s: list[float] = []
+    ack_within: list[bool] = []
+    settle_s: list[float] = []
+    fa_behaviour: Counter[str] = Counter()
+    fa_camera: Counter[str] = Counter()
+    reasons: Counter[str] = Counter({reason: 0 for reason in FALSE_ALARM_REASONS})
+    down: Counter[str] = Counter()
+    open_items: list[StoredEvent] = []
+    escalated = 0
+    total = 0
+    for event in _events_in(store, since, until):
+        total += 1
+        behaviour = event.behaviour.value
+        by_behaviour[behaviour] += 1
+        by_camera[event.camera_id] += 1
+        by_colour[event.detected_severity.value] += 1
+        by_hour[min(hours - 1, int((event.started_at - since) // 3600))] += 1
+        escalated += event.escalations > 0
+        if event.behaviour is Behaviour.CAMERA_FAULT:
+            end = min(until, event.ended_at if event.ended_at is not None else until)
+            down[event.camera_id] += max(0.0, end - max(since, event.started_at))
+        if event.acknowledged_at is not None:
+            waited = max(0.0, event.acknowledged_at - event.created_at)
+            ack_s.append(waited)
+            ack_within.append(waited <= config.sla.deadline_s(event.detected_severity.value))
+        trail = store.audit_trail(event.id) if event.state not in _OPEN_STATES else []
+        settled = _settled_at(trail)
+        if settled is not None:
+            settle_s.append(max(0.0, settled[0] - event.created_at))
+        if any(entry.action == "false_alarm" for entry in trail):
+            fa_behaviour[behaviour] += 1
+            fa_camera[event.camera_id] += 1
+            reasons[_reason_of(settled[1] if settled else "")] += 1
+        if event.state in _OPEN_STATES:
+            open_items.append(event)
+    window = until - since
+    uptime = [
+        CameraUptime(camera.id, down[camera.id], max(0.0, 1.0 - down[camera.id] / window))
+        for _, camera in config.cameras()
+    ]
+    rank = {"red": 0, "orange": 1, "yellow": 2, "blue": 3}
+    open_items.sort(key=lambda e: (e.state is not AlertState.RAISED, rank[e.severity.value], e.created_at))
+    return ReportFigures(
+        since=since,
+        until=until,
+        total=total,
+        by_behaviour=dict(by_behaviour.most_common()),
+        by_camera=dict(by_camera.most_common()),
+        by_colour={c: by_colour[c] for c in rank},
+        by_hour=by_hour,
+        acknowledge=_percentiles(ack_s, ack_within),
+        settle=_percentiles(settle_s),
+        false_alarms_by_behaviour={b: (fa_behaviour[b], n) for b, n in by_behaviour.most_common()},
+        false_alarms_by_camera={c: (fa_camera[c], n) for c, n in by_camera.most_common()},
+        false_alarm_reasons=dict(reasons),
+        uptime=uptime,
+        open_at_handover=open_items,
+        escalated=escalated,
+    )

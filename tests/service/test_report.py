@@ -1,0 +1,156 @@
+"""Shift reports: the figures of a window from the store (SQLite and PostgreSQL), the HTML page, the PDF."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.service.config import AnjianConfig
+from anjian.service.report import build_figures, html_to_pdf, render_report_html
+from anjian.service.report.pdf import find_chromium
+from anjian.service.store import EventStore
+from tests.factories import make_event
+from tests.service.conftest import FakeClock
+
+T0 = 1_800_000_000.0  # the window starts here; the clock runs inside it
+
+
+def _site(tmp_path: Path) -> AnjianConfig:
+    return AnjianConfig.model_validate(
+        {
+            "site": {
+                "id": "site-1",
+                "name": "华东抛光厂",
+                "timezone": "Asia/Shanghai",
+                "workshops": [
+                    {
+                        "id": "polishing-1",
+                        "name": "一号抛光车间",
+                        "cameras": [
+                            {"id": "cam-1", "name": "抛光线东侧", "url": "rtsp://127.0.0.1:9/a"},
+                            {"id": "cam-2", "url": "rtsp://127.0.0.1:9/b"},
+                        ],
+                    }
+                ],
+            },
+            "storage": {"dir": str(tmp_path / "data")},
+            "sla": {"red_s": 300, "orange_s": 900},
+        }
+    )
+
+
+def _raise(store: EventStore, clock: FakeClock, at: float, **fields: object) -> str:
+    clock.now = at
+    event = make_event(started_at=at, last_seen_at=at + 1, **fields)
+    store.upsert_event(event)
+    return event.id
+
+
+def _shift(store: EventStore, clock: FakeClock) -> dict[str, str]:
+    """Five alerts over three hours: worked, false alarms, one left open; a camera down for 30 min."""
+    ids = {
+        "fire": _raise(store, clock, T0 + 600, camera_id="cam-1", severity=RiskLevel.RED),
+        "glare": _raise(store, clock, T0 + 3_700, camera_id="cam-1", severity=RiskLevel.RED),
+        "smoke": _raise(
+            store,
+            clock,
+            T0 + 3_800,
+            camera_id="cam-2",
+            behaviour=Behaviour.SMOKING,
+            severity=RiskLevel.ORANGE,
+        ),
+        "drill": _raise(
+            store,
+            clock,
+            T0 + 7_300,
+            camera_id="cam-2",
+            behaviour=Behaviour.SMOKING,
+            severity=RiskLevel.ORANGE,
+        ),
+        "fault": _raise(
+            store,
+            clock,
+            T0 + 7_400,
+            camera_id="cam-2",
+            behaviour=Behaviour.CAMERA_FAULT,
+            severity=RiskLevel.YELLOW,
+            ended_at=T0 + 9_200,
+        ),
+    }
+    clock.now = T0 + 600 + 120  # acknowledged after 2 min, resolved after 10
+    store.transition(ids["fire"], "acknowledge", actor="op")
+    clock.now = T0 + 600 + 600
+    store.transition(ids["fire"], "resolve", actor="op", note="extinguished")
+    clock.now = T0 + 3_700 + 60  # a one-step false alarm after a minute, then closed
+    store.transition(ids["glare"], "false_alarm", actor="op", note="reflection: sun on the drum")
+    store.transition(ids["glare"], "close", actor="supervisor")
+    clock.now = T0 + 3_800 + 1_200  # acknowledged after 20 min: past the orange SLA
+    store.transition(ids["smoke"], "acknowledge", actor="op")
+    store.transition(ids["smoke"], "false_alarm", actor="op", note="test")
+    return ids
+
+
+def test_the_figures_count_time_and_judge_a_shift(
+    store: EventStore, clock: FakeClock, tmp_path: Path
+) -> None:
+    config = _site(tmp_path)
+    ids = _shift(store, clock)
+
+    figures = build_figures(store, config, T0, T0 + 4 * 3600)
+
+    assert figures.total == 5
+    assert figures.by_behaviour == {"open_flame": 2, "smoking": 2, "camera_fault": 1}
+    assert figures.by_hour == [1, 2, 2, 0]
+    assert figures.by_colour == {"red": 2, "orange": 2, "yellow": 1, "blue": 0}
+    assert (figures.acknowledge.count, figures.acknowledge.p50_s, figures.acknowledge.p90_s) == (
+        3,
+        120.0,
+        1_200.0,
+    )
+    assert figures.acknowledge.within_sla == pytest.approx(2 / 3)
+    assert (figures.settle.count, figures.settle.p50_s) == (3, 600.0)
+    assert figures.false_alarms_by_behaviour["open_flame"] == (1, 2)
+    assert figures.false_alarms_by_behaviour["smoking"] == (1, 2)
+    assert figures.false_alarm_reasons == {
+        "reflection": 1,
+        "person misread": 0,
+        "camera fault": 0,
+        "test": 1,
+        "other": 0,
+    }
+    assert [(u.camera_id, u.down_s) for u in figures.uptime] == [("cam-1", 0.0), ("cam-2", 1_800.0)]
+    assert [e.id for e in figures.open_at_handover] == [ids["drill"], ids["fault"]]
+
+
+def test_a_reversed_window_is_refused(store: EventStore, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must end after it starts"):
+        build_figures(store, _site(tmp_path), T0, T0)
+
+
+def test_the_page_has_charts_names_and_local_times(
+    store: EventStore, clock: FakeClock, tmp_path: Path
+) -> None:
+    config = _site(tmp_path)
+    _shift(store, clock)
+
+    html = render_report_html(build_figures(store, config, T0, T0 + 4 * 3600), config)
+
+    assert html.count("<svg") == 8
+    assert "华东抛光厂" in html and "抛光线东侧" in html and "明火 Open flame" in html
+    assert "2027-01-15 16:00" in html, "the window starts at T0 in Asia/Shanghai"
+    assert "<script" not in html and "http://" not in html.replace("http://www.w3.org/2000/svg", "")
+
+
+@pytest.mark.slow
+def test_the_report_prints_to_pdf(store: EventStore, clock: FakeClock, tmp_path: Path) -> None:
+    if find_chromium() is None:
+        pytest.skip("Debian chromium is not installed (apt install chromium)")
+    config = _site(tmp_path)
+    _shift(store, clock)
+    html = render_report_html(build_figures(store, config, T0, T0 + 86_400), config)
+
+    pdf = html_to_pdf(html, tmp_path / "report.pdf")
+
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 10_000
