@@ -18,28 +18,43 @@ A camera in the site YAML carries, besides its source (``anjian.cameras.config.C
         posts: [{zone: duty-desk, min_people: 1, schedule: day-shift}]
     evidence: {clip_pre_s: 5, clip_post_s: 5}
 
-Every rule shares the ``_RuleConfig`` fields: severity (one of the four colours, with an
+Every rule shares the ``RuleConfig`` fields: severity (one of the four colours, with an
 optional escalation), an optional schedule (by name), how an incident clears, how often
 an ongoing one is re-published, and a cooldown before the same key may raise again.
+
+This module holds the building blocks. Each behaviour's own model lives in its rule module
+(``anjian.pipeline.rules.open_flame.OpenFlameConfig``, ...), and the models that depend on
+which behaviours exist (``BehavioursConfig``, ``ZoneConfig``, ``CameraPipelineConfig``) are
+derived from the rule registry in ``anjian.pipeline.camera_config``; both are importable from
+here too (they load on first use, as the registry imports the rules, which import this module).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import re
 from collections.abc import Mapping
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from anjian.cameras.config import CameraConfig
-from anjian.pipeline.engine_config import EngineConfig
 from anjian.pipeline.event import RiskLevel
+
+if TYPE_CHECKING:
+    from anjian.pipeline.camera_config import BehavioursConfig, CameraPipelineConfig, ZoneConfig
+    from anjian.pipeline.rules.absence_from_post import AbsenceFromPostConfig, PostConfig
+    from anjian.pipeline.rules.blocked_exit import BlockedExitConfig
+    from anjian.pipeline.rules.fallen_person import FallenPersonConfig
+    from anjian.pipeline.rules.open_flame import OpenFlameConfig
+    from anjian.pipeline.rules.smoking import SmokingConfig
+    from anjian.pipeline.rules.uncleaned_dust import UncleanedDustConfig
 
 __all__ = [
     "AbsenceFromPostConfig",
     "Anchor",
+    "BaseZoneConfig",
     "BehavioursConfig",
     "BlockedExitConfig",
     "CameraPipelineConfig",
@@ -47,35 +62,50 @@ __all__ = [
     "EvidenceConfig",
     "FallenPersonConfig",
     "OpenFlameConfig",
+    "PipelineModel",
     "PostConfig",
     "ReferenceConfig",
+    "RuleConfig",
     "ScheduleConfig",
     "ScheduleWindowConfig",
     "SmokingConfig",
     "UncleanedDustConfig",
+    "WindowedConfig",
     "ZoneConfig",
     "check_time_zone",
 ]
 
+_LATER = {
+    "BehavioursConfig": "anjian.pipeline.camera_config",
+    "CameraPipelineConfig": "anjian.pipeline.camera_config",
+    "ZoneConfig": "anjian.pipeline.camera_config",
+    "AbsenceFromPostConfig": "anjian.pipeline.rules.absence_from_post",
+    "PostConfig": "anjian.pipeline.rules.absence_from_post",
+    "BlockedExitConfig": "anjian.pipeline.rules.blocked_exit",
+    "FallenPersonConfig": "anjian.pipeline.rules.fallen_person",
+    "OpenFlameConfig": "anjian.pipeline.rules.open_flame",
+    "SmokingConfig": "anjian.pipeline.rules.smoking",
+    "UncleanedDustConfig": "anjian.pipeline.rules.uncleaned_dust",
+}
+"""Names that lived here before the rule registry, by the module that holds them now."""
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LATER:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_LATER[name]), name)
+
+
 Anchor = Literal["bottom_center", "center", "top_center"]
 """Which point of a box decides whether an object is in a zone (people stand on their feet)."""
 
-BehaviourName = Literal[
-    "open_flame",
-    "smoking",
-    "fallen_person",
-    "blocked_exit",
-    "uncleaned_dust",
-    "absence_from_post",
-    "overcrowding",
-]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
-class _PipelineModel(BaseModel):
+class PipelineModel(BaseModel):
     """Base of the pipeline config models: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -94,18 +124,20 @@ def check_time_zone(name: str | None) -> str | None:
     return name
 
 
-class ZoneConfig(_PipelineModel):
-    """A polygon in normalised image coordinates (0..1, origin top-left)."""
+class BaseZoneConfig(PipelineModel):
+    """A polygon in normalised image coordinates (0..1, origin top-left).
+
+    ``kind`` and ``excludes`` are plain strings here; ``anjian.pipeline.camera_config.ZoneConfig``
+    narrows them to the zone kinds and behaviours of the registered rules.
+    """
 
     id: str = Field(..., min_length=1, max_length=64, pattern=_ID_PATTERN)
     name: str = Field("", max_length=200, description="Shown in the control room.")
-    kind: Literal["generic", "post", "exit", "dust", "no_smoking", "exclusion"] = Field(
-        "generic", description="What the zone is for; rules pick the zones of their kind."
-    )
+    kind: str = Field("generic", description="What the zone is for; rules pick the zones of their kind.")
     polygon: list[tuple[float, float]] = Field(
         ..., description="At least 3 (x, y) vertices, each coordinate in [0, 1]."
     )
-    excludes: list[BehaviourName] = Field(
+    excludes: list[str] = Field(
         default_factory=list,
         description="Exclusion zones only: the behaviours it suppresses (a furnace: open_flame; a bed: "
         "fallen_person). Empty: every behaviour.",
@@ -122,7 +154,7 @@ class ZoneConfig(_PipelineModel):
         return polygon
 
     @model_validator(mode="after")
-    def _excludes_only_on_exclusions(self) -> ZoneConfig:
+    def _excludes_only_on_exclusions(self) -> BaseZoneConfig:
         if self.excludes and self.kind != "exclusion":
             raise ValueError(
                 f"zone {self.id!r}: 'excludes' applies to kind 'exclusion' only, not {self.kind!r}"
@@ -130,7 +162,7 @@ class ZoneConfig(_PipelineModel):
         return self
 
 
-class ScheduleWindowConfig(_PipelineModel):
+class ScheduleWindowConfig(PipelineModel):
     """One recurring window, e.g. weekdays 08:00-18:00; an end at or before the start crosses midnight."""
 
     days: list[Weekday] = Field(
@@ -147,7 +179,7 @@ class ScheduleWindowConfig(_PipelineModel):
         return value
 
 
-class ScheduleConfig(_PipelineModel):
+class ScheduleConfig(PipelineModel):
     """Recurring active windows (a shift calendar) in a time zone, minus holidays."""
 
     time_zone: str | None = Field(
@@ -166,7 +198,7 @@ class ScheduleConfig(_PipelineModel):
         return check_time_zone(value)
 
 
-class EscalationConfig(_PipelineModel):
+class EscalationConfig(PipelineModel):
     """Raise the risk colour of an incident that lasts too long."""
 
     after_s: float = Field(
@@ -175,7 +207,7 @@ class EscalationConfig(_PipelineModel):
     severity: RiskLevel = Field(RiskLevel.RED, description="Risk colour once escalated.")
 
 
-class _RuleConfig(_PipelineModel):
+class RuleConfig(PipelineModel):
     """Fields every behaviour rule shares."""
 
     enabled: bool = Field(True, description="Run this rule on the camera.")
@@ -215,8 +247,21 @@ class _RuleConfig(_PipelineModel):
             return self.min_confidence
         return model_thresholds.get(class_name, self.default_min_confidence)
 
+    def named_schedules(self) -> list[tuple[str, str | None]]:
+        """Camera schedules this config names, as ``(path under its behaviour, name or None)``.
 
-class _WindowedConfig(_RuleConfig):
+        The camera checks each name exists; a rule naming more (a cleaning schedule, a
+        schedule per post) adds them.
+        """
+        return [("schedule", self.schedule)]
+
+    def named_zones(self) -> list[tuple[str, list[str], str]]:
+        """Camera zones this config names, as ``(path under its behaviour, zone ids, kind they
+        must have or "" for any)``; the camera checks each id exists and is of that kind."""
+        return []
+
+
+class WindowedConfig(RuleConfig):
     """A rule confirmed over ``k`` of the last ``n`` analysed frames and, optionally, a minimum duration."""
 
     k: int = Field(3, ge=1, le=1000, description="Frames with the condition needed in the window.")
@@ -226,103 +271,13 @@ class _WindowedConfig(_RuleConfig):
     )
 
     @model_validator(mode="after")
-    def _k_within_n(self) -> _WindowedConfig:
+    def _k_within_n(self) -> WindowedConfig:
         if self.k > self.n:
             raise ValueError(f"k ({self.k}) must be <= n ({self.n})")
         return self
 
 
-class OpenFlameConfig(_WindowedConfig):
-    """Open flame: a fire-class detection seen in ``k`` of the last ``n`` analysed frames, that flickers."""
-
-    severity: RiskLevel = Field(RiskLevel.RED, description="Risk colour of the event.")
-    classes: list[str] = Field(
-        ["fire"],
-        min_length=1,
-        description="Detector classes that count as flame (add 'smoke' to count smoke).",
-    )
-    update_interval_s: float = Field(
-        5.0, gt=0, le=3600, description="Re-publish an ongoing incident this often."
-    )
-    is_temporal_check: bool = Field(
-        True,
-        description="Reject flames that do not change over the window (a static orange lamp, a painted sign, "
-        "a steady reflection): a real flame flickers, in its box's size and brightness or in the pixels inside.",
-    )
-    min_variation: float = Field(
-        0.03,
-        ge=0,
-        le=1,
-        description="Smallest coefficient of variation (std/mean) of box area or brightness that counts as "
-        "flickering.",
-    )
-    min_moving_fraction: float = Field(
-        0.015,
-        ge=0,
-        le=1,
-        description="Smallest median fraction of the flame box's pixels that move between flame frames (grey "
-        "level changed by more than 25, brightness shifts and one-pixel camera shake discounted) that counts as "
-        "flickering. Real flames measure 0.018 to 0.55, a still scene under sensor noise 0.000, shaken by a "
-        "pixel 0.013. It is what a flame filling the view passes on: its box clipped by the border, bright all "
-        "over.",
-    )
-    zones: list[str] = Field(default_factory=list, description="Only flames in these zones; empty: anywhere.")
-
-
-class SmokingConfig(_WindowedConfig):
-    """Smoking: a cigarette near a person's upper body (or a direct 'smoking' class), k of n frames."""
-
-    k: int = Field(3, ge=1, le=1000, description="Frames with smoking needed in the window.")
-    n: int = Field(6, ge=1, le=1000, description="Window length, in analysed frames.")
-    default_min_confidence: ClassVar[float] = 0.3
-    cigarette_classes: list[str] = Field(["cigarette"], description="Classes that must sit near a person.")
-    smoking_classes: list[str] = Field(
-        default_factory=list, description="Classes that already mean 'a person smoking' (no person needed)."
-    )
-    person_classes: list[str] = Field(["person"], min_length=1, description="Classes that are people.")
-    upper_body_fraction: float = Field(
-        0.6, gt=0, le=1, description="Top fraction of a person box that counts as the upper body."
-    )
-    margin_fraction: float = Field(
-        0.25, ge=0, le=2, description="The upper-body box is widened by this fraction of the person width."
-    )
-    is_no_smoking_zones_only: bool = Field(
-        False, description="Only raise for people standing in zones of kind no_smoking."
-    )
-
-    @model_validator(mode="after")
-    def _some_class(self) -> SmokingConfig:
-        if not self.cigarette_classes and not self.smoking_classes:
-            raise ValueError("smoking needs cigarette_classes or smoking_classes")
-        return self
-
-
-class FallenPersonConfig(_WindowedConfig):
-    """Fallen person: a lying person (class and/or box geometry), persisting at least ``min_duration_s``."""
-
-    severity: RiskLevel = Field(RiskLevel.RED, description="Risk colour of the event.")
-    k: int = Field(3, ge=1, le=1000, description="Lying frames needed in the window.")
-    n: int = Field(5, ge=1, le=1000, description="Window length, in analysed frames.")
-    min_duration_s: float = Field(5.0, ge=0, le=3600, description="Lying must last this long.")
-    fallen_classes: list[str] = Field(["fallen_person"], description="Classes that mean a person lying down.")
-    person_classes: list[str] = Field(
-        ["person"], description="Upright-person classes, for the geometry check."
-    )
-    is_geometry: bool = Field(True, description="Also count a person box much wider than tall as lying.")
-    lying_aspect_ratio: float = Field(
-        1.3, gt=0.5, le=10, description="Width / height at or above which a person box counts as lying."
-    )
-    is_upright_first: bool = Field(
-        False,
-        description="Geometry only counts for a track first seen upright (needs tracking); the fallen "
-        "class always counts.",
-    )
-    match_iou: float = Field(
-        0.3, gt=0, le=1, description="Box overlap that links a lying person across frames without a track id."
-    )
-
-
-class ReferenceConfig(_PipelineModel):
+class ReferenceConfig(PipelineModel):
     """How a zone's reference image (clear exit, clean floor) is learned and compared."""
 
     width_px: int = Field(160, ge=32, le=1280, description="Width the frame is scaled to before comparing.")
@@ -350,140 +305,7 @@ class ReferenceConfig(_PipelineModel):
     )
 
 
-class BlockedExitConfig(_RuleConfig):
-    """Blocked exit: an exit zone occupied over a fraction of its area for at least ``min_duration_s``."""
-
-    obstacle_classes: list[str] = Field(
-        ["pallet", "forklift", "box", "cart"], description="Classes that obstruct (a person never does)."
-    )
-    person_classes: list[str] = Field(
-        ["person"], description="Classes masked out of the reference comparison."
-    )
-    min_occupied_fraction: float = Field(
-        0.3, gt=0, le=1, description="Fraction of the zone covered by obstacles that counts as blocked."
-    )
-    min_duration_s: float = Field(120.0, ge=0, le=86_400, description="Blocked this long before raising.")
-    max_gap_s: float = Field(
-        10.0, ge=0, le=3600, description="A clear spell shorter than this does not restart the duration."
-    )
-    is_reference: bool = Field(
-        True, description="Also compare the zone with its learned 'clear' image (finds unknown objects)."
-    )
-    reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
-    clear_after_s: float = Field(
-        30.0, gt=0, le=86_400, description="The incident ends after this long clear."
-    )
-    update_interval_s: float = Field(
-        60.0, gt=0, le=86_400, description="Re-publish an ongoing incident this often."
-    )
-    zones: list[str] = Field(
-        default_factory=list, description="Exit zones to watch; empty: every 'exit' zone."
-    )
-
-
-class UncleanedDustConfig(_RuleConfig):
-    """Uncleaned dust: a dust zone dirtier than its clean reference after cleaning, or a dust detection."""
-
-    severity: RiskLevel = Field(RiskLevel.YELLOW, description="Risk colour of the event.")
-    dust_classes: list[str] = Field(["dust"], description="Detector classes that are dust.")
-    k: int = Field(3, ge=1, le=1000, description="Frames with a dust detection needed in the window.")
-    n: int = Field(5, ge=1, le=1000, description="Window length, in analysed frames.")
-    is_reference: bool = Field(True, description="Score each zone against its learned clean image.")
-    reference: ReferenceConfig = Field(
-        default_factory=lambda: ReferenceConfig(adapt_rate=0.0),
-        description="Clean-image parameters; adapt_rate 0 so slowly settling dust is not learned as clean "
-        "(the reference is refreshed instead at each check that finds the zone clean).",
-    )
-    score_threshold: float = Field(
-        0.3, gt=0, le=1, description="Dirtiness (fraction of the zone changed vs clean) that raises."
-    )
-    cleaning_schedule: str | None = Field(
-        None,
-        max_length=64,
-        description="Schedule of cleaning windows: the score is checked at the end of each. Null: checked "
-        "every check_interval_s.",
-    )
-    check_interval_s: float = Field(
-        600.0, gt=0, le=86_400, description="Check period without cleaning windows."
-    )
-    max_occluded_fraction: float = Field(
-        0.5, ge=0, le=1, description="Defer a check while people cover more than this fraction of the zone."
-    )
-    clear_after_s: float = Field(60.0, gt=0, le=86_400, description="Resolved after being clean this long.")
-    update_interval_s: float = Field(
-        300.0, gt=0, le=86_400, description="Re-publish an ongoing incident this often."
-    )
-    zones: list[str] = Field(
-        default_factory=list, description="Dust zones to watch; empty: every 'dust' zone."
-    )
-
-
-class PostConfig(_PipelineModel):
-    """One staffed post (or a room with a head-count limit)."""
-
-    zone: str = Field(..., min_length=1, max_length=64, description="Zone id of the post.")
-    min_people: int = Field(1, ge=0, le=1000, description="Fewer people than this for too long: absence.")
-    max_people: int | None = Field(
-        None, ge=0, le=10_000, description="More than this for too long: overcrowding."
-    )
-    schedule: str | None = Field(
-        None, max_length=64, description="When the post must be staffed; null: always."
-    )
-
-    @model_validator(mode="after")
-    def _bounds(self) -> PostConfig:
-        if self.max_people is not None and self.max_people < self.min_people:
-            raise ValueError(f"max_people ({self.max_people}) must be >= min_people ({self.min_people})")
-        return self
-
-
-class AbsenceFromPostConfig(_RuleConfig):
-    """Absence from post (and its twin, overcrowding): the head count of a zone out of bounds for too long."""
-
-    severity: RiskLevel = Field(RiskLevel.YELLOW, description="Risk colour of absence events.")
-    overcrowding_severity: RiskLevel = Field(
-        RiskLevel.ORANGE, description="Risk colour of overcrowding events."
-    )
-    person_classes: list[str] = Field(["person"], min_length=1, description="Classes counted as people.")
-    default_min_confidence: ClassVar[float] = 0.4
-    min_duration_s: float = Field(
-        300.0, ge=0, le=86_400, description="Out of bounds this long before raising."
-    )
-    restored_after_s: float = Field(
-        3.0,
-        ge=0,
-        le=3600,
-        description="The count must be back in bounds this long to end an incident or restart the timer "
-        "(a person missed on one frame, or a passer-by, changes nothing).",
-    )
-    clear_after_s: float = Field(
-        0.1,
-        gt=0,
-        le=86_400,
-        description="Unused by this rule: restored_after_s decides when an incident ends.",
-    )
-    update_interval_s: float = Field(
-        60.0, gt=0, le=86_400, description="Re-publish an ongoing incident this often."
-    )
-    posts: list[PostConfig] = Field(
-        default_factory=list, description="Posts to watch; empty: every 'post' zone with min_people 1."
-    )
-
-
-class BehavioursConfig(_PipelineModel):
-    """The rules run on one camera, with their parameters; absent means disabled."""
-
-    open_flame: OpenFlameConfig | None = Field(None, description="Fire seen in k of n frames, flickering.")
-    smoking: SmokingConfig | None = Field(None, description="Cigarette at a person's upper body.")
-    fallen_person: FallenPersonConfig | None = Field(None, description="A person lying for seconds.")
-    blocked_exit: BlockedExitConfig | None = Field(None, description="Exit zone obstructed for minutes.")
-    uncleaned_dust: UncleanedDustConfig | None = Field(None, description="Dust zone dirty after cleaning.")
-    absence_from_post: AbsenceFromPostConfig | None = Field(
-        None, description="Post head count out of bounds."
-    )
-
-
-class EvidenceConfig(_PipelineModel):
+class EvidenceConfig(PipelineModel):
     """The clip kept as evidence: a ring buffer of the analysed frames, JPEG-compressed and downscaled."""
 
     is_clip: bool = Field(True, description="Attach an MP4 clip to each new incident (a later revision).")
@@ -493,76 +315,3 @@ class EvidenceConfig(_PipelineModel):
     clip_width_px: int = Field(640, ge=64, le=3840, description="Frames wider than this are scaled down.")
     jpeg_quality: int = Field(70, ge=10, le=100, description="JPEG quality of buffered frames.")
     max_buffer_mb: float = Field(32.0, gt=0, le=4096, description="Memory cap of the camera's ring buffer.")
-
-
-def _default_anchors() -> dict[str, Anchor]:
-    """People are in a zone where their feet are."""
-    return {"person": "bottom_center"}
-
-
-class CameraPipelineConfig(CameraConfig):
-    """A camera as the site YAML describes it: its source plus its zones, schedules, behaviours, evidence."""
-
-    zones: list[ZoneConfig] = Field(default_factory=list, description="Named polygons of this view.")
-    anchors: dict[str, Anchor] = Field(
-        default_factory=_default_anchors,
-        description="Point of a box that decides zone membership, per class; unlisted classes: center.",
-    )
-    schedules: dict[str, ScheduleConfig] = Field(default_factory=dict, description="Named schedules.")
-    behaviours: BehavioursConfig = Field(default_factory=BehavioursConfig)
-    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig)
-    engine: EngineConfig = Field(
-        default_factory=EngineConfig, description="Tracking and motion gating of this camera's frames."
-    )
-
-    @model_validator(mode="after")
-    def _references_resolve(self) -> CameraPipelineConfig:
-        zones: dict[str, ZoneConfig] = {}
-        for zone in self.zones:
-            if zone.id in zones:
-                raise ValueError(f"zone id {zone.id!r} appears twice on camera {self.id!r}")
-            zones[zone.id] = zone
-        b = self.behaviours
-        rules: list[tuple[str, _RuleConfig | None]] = [
-            ("open_flame", b.open_flame),
-            ("smoking", b.smoking),
-            ("fallen_person", b.fallen_person),
-            ("blocked_exit", b.blocked_exit),
-            ("uncleaned_dust", b.uncleaned_dust),
-            ("absence_from_post", b.absence_from_post),
-        ]
-        for name, rule in rules:
-            if rule is None:
-                continue
-            self._check_schedule(f"behaviours.{name}.schedule", rule.schedule)
-        if b.uncleaned_dust is not None:
-            self._check_schedule(
-                "behaviours.uncleaned_dust.cleaning_schedule", b.uncleaned_dust.cleaning_schedule
-            )
-        wanted: list[tuple[str, list[str], str]] = []
-        if b.open_flame is not None:
-            wanted.append(("open_flame.zones", b.open_flame.zones, ""))
-        if b.blocked_exit is not None:
-            wanted.append(("blocked_exit.zones", b.blocked_exit.zones, "exit"))
-        if b.uncleaned_dust is not None:
-            wanted.append(("uncleaned_dust.zones", b.uncleaned_dust.zones, "dust"))
-        if b.absence_from_post is not None:
-            for post in b.absence_from_post.posts:
-                self._check_schedule(
-                    f"behaviours.absence_from_post.posts[{post.zone}].schedule", post.schedule
-                )
-            wanted.append(("absence_from_post.posts", [p.zone for p in b.absence_from_post.posts], ""))
-        for where, ids, kind in wanted:
-            for zone_id in ids:
-                if zone_id not in zones:
-                    raise ValueError(f"behaviours.{where}: no zone {zone_id!r} on camera {self.id!r}")
-                if kind and zones[zone_id].kind != kind:
-                    raise ValueError(
-                        f"behaviours.{where}: zone {zone_id!r} is of kind {zones[zone_id].kind!r}, expected {kind!r}"
-                    )
-        return self
-
-    def _check_schedule(self, where: str, name: str | None) -> None:
-        if name is not None and name not in self.schedules:
-            known = sorted(self.schedules) or "none"
-            raise ValueError(f"{where}: no schedule {name!r} on camera {self.id!r} (known: {known})")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from anjian.pipeline.config import ReferenceConfig
@@ -47,6 +46,8 @@ def small_grey(image: object, width_px: int) -> np.ndarray:
         small = small.cpu().numpy()
     small = np.ascontiguousarray(small)
     out_h = max(1, round(height * width_px / width))
+    import cv2  # on first use: the site config imports the rules, and must not load OpenCV
+
     grey = cv2.cvtColor(
         cv2.resize(small, (width_px, out_h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2GRAY
     )
@@ -146,6 +147,8 @@ class ZoneReference:
             return None
         # Mean difference over a 5x5 neighbourhood: sensor noise averages out, while a flat object
         # over a textured floor (whose pixels differ from the floor's by a varying amount) shows whole.
+        import cv2  # on first use: the site config imports the rules, and must not load OpenCV
+
         difference = cv2.blur(np.abs(grey - self.image), (5, 5))
         changed = (difference > self.config.pixel_threshold) & visible
         fraction = float(changed.sum()) / max(1, int(visible.sum()))

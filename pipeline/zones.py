@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import cv2
 import numpy as np
 
-from anjian.pipeline.config import Anchor, ZoneConfig
+from anjian.pipeline.config import Anchor, BaseZoneConfig
 
 __all__ = ["Zone", "ZoneSet", "anchor_points", "box_mask"]
 
@@ -54,7 +53,7 @@ class Zone:
         [True, False]
     """
 
-    def __init__(self, config: ZoneConfig) -> None:
+    def __init__(self, config: BaseZoneConfig) -> None:
         self.config = config
         self.id = config.id
         self.kind = config.kind
@@ -70,6 +69,8 @@ class Zone:
         """Return an ``(n,) bool`` mask of the normalised ``(n, 2)`` points inside the polygon (edges count)."""
         if len(points_norm) == 0:
             return np.zeros((0,), bool)
+        import cv2  # on first use: the site config imports the rules, and must not load OpenCV
+
         contour = self.polygon.astype(np.float32).reshape(-1, 1, 2)
         return np.array(
             [cv2.pointPolygonTest(contour, (float(x), float(y)), False) >= 0 for x, y in points_norm],
@@ -80,6 +81,8 @@ class Zone:
         """Return the zone as an ``(h, w) bool`` pixel mask at ``resolution_wh`` (cached per size)."""
         cached = self._masks.get(resolution_wh)
         if cached is None:
+            import cv2  # on first use: the site config imports the rules, and must not load OpenCV
+
             w, h = resolution_wh
             canvas = np.zeros((h, w), np.uint8)
             pts = np.round(self.polygon * [w - 1, h - 1]).astype(np.int32)
@@ -121,7 +124,7 @@ class ZoneSet:
         anchors: Anchor per class name; other classes use the box centre.
     """
 
-    def __init__(self, zones: Sequence[ZoneConfig], anchors: Mapping[str, Anchor] | None = None) -> None:
+    def __init__(self, zones: Sequence[BaseZoneConfig], anchors: Mapping[str, Anchor] | None = None) -> None:
         self.zones = [Zone(z) for z in zones]
         self.by_id = {z.id: z for z in self.zones}
         self.anchors: dict[str, Anchor] = dict(anchors or {})

@@ -3,19 +3,83 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
-from anjian.pipeline.config import AbsenceFromPostConfig, PostConfig
-from anjian.pipeline.event import Behaviour, EventBox
+from anjian.pipeline.config import PipelineModel, RuleConfig
+from anjian.pipeline.event import Behaviour, EventBox, RiskLevel
 from anjian.pipeline.incidents import EventContext, IncidentBook, IncidentUpdate
 from anjian.pipeline.rules.base import BaseRule, RuleEnvironment, boxes_of, select
+from anjian.pipeline.rules.spec import BehaviourSpec
 from anjian.pipeline.schedule import Schedule
 from anjian.pipeline.zones import Zone
 
-__all__ = ["Absence", "AbsenceFromPostRule", "OutOfBounds"]
+__all__ = ["SPEC", "Absence", "AbsenceFromPostConfig", "AbsenceFromPostRule", "OutOfBounds", "PostConfig"]
+
+
+class PostConfig(PipelineModel):
+    """One staffed post (or a room with a head-count limit)."""
+
+    zone: str = Field(..., min_length=1, max_length=64, description="Zone id of the post.")
+    min_people: int = Field(1, ge=0, le=1000, description="Fewer people than this for too long: absence.")
+    max_people: int | None = Field(
+        None, ge=0, le=10_000, description="More than this for too long: overcrowding."
+    )
+    schedule: str | None = Field(
+        None, max_length=64, description="When the post must be staffed; null: always."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> PostConfig:
+        if self.max_people is not None and self.max_people < self.min_people:
+            raise ValueError(f"max_people ({self.max_people}) must be >= min_people ({self.min_people})")
+        return self
+
+
+class AbsenceFromPostConfig(RuleConfig):
+    """Absence from post (and its twin, overcrowding): the head count of a zone out of bounds for too long."""
+
+    severity: RiskLevel = Field(RiskLevel.YELLOW, description="Risk colour of absence events.")
+    overcrowding_severity: RiskLevel = Field(
+        RiskLevel.ORANGE, description="Risk colour of overcrowding events."
+    )
+    person_classes: list[str] = Field(["person"], min_length=1, description="Classes counted as people.")
+    default_min_confidence: ClassVar[float] = 0.4
+    min_duration_s: float = Field(
+        300.0, ge=0, le=86_400, description="Out of bounds this long before raising."
+    )
+    restored_after_s: float = Field(
+        3.0,
+        ge=0,
+        le=3600,
+        description="The count must be back in bounds this long to end an incident or restart the timer "
+        "(a person missed on one frame, or a passer-by, changes nothing).",
+    )
+    clear_after_s: float = Field(
+        0.1,
+        gt=0,
+        le=86_400,
+        description="Unused by this rule: restored_after_s decides when an incident ends.",
+    )
+    update_interval_s: float = Field(
+        60.0, gt=0, le=86_400, description="Re-publish an ongoing incident this often."
+    )
+    posts: list[PostConfig] = Field(
+        default_factory=list, description="Posts to watch; empty: every 'post' zone with min_people 1."
+    )
+
+    def named_schedules(self) -> list[tuple[str, str | None]]:
+        """The rule's schedule and each post's."""
+        posts = [(f"posts[{post.zone}].schedule", post.schedule) for post in self.posts]
+        return [*super().named_schedules(), *posts]
+
+    def named_zones(self) -> list[tuple[str, list[str], str]]:
+        """The posts' zones (any kind)."""
+        return [("posts", [post.zone for post in self.posts], "")]
 
 
 @dataclass(slots=True)
@@ -200,3 +264,13 @@ class AbsenceFromPostRule(BaseRule):
             zone_id=state.zone.id,
             message=message,
         )
+
+
+SPEC = BehaviourSpec(
+    key="absence_from_post",
+    config=AbsenceFromPostConfig,
+    rule=AbsenceFromPostRule,
+    description="Post head count out of bounds.",
+    raises=(Behaviour.ABSENCE_FROM_POST, Behaviour.OVERCROWDING),
+    zone_kinds=("post",),
+)

@@ -23,7 +23,7 @@ import numpy as np
 from anjian.cameras.frame import Frame
 from anjian.models.boxes import box_iou
 from anjian.models.detections import Detections
-from anjian.pipeline.config import _RuleConfig
+from anjian.pipeline.config import RuleConfig
 from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel
 from anjian.pipeline.incidents import EventContext, IncidentBook, IncidentUpdate
 from anjian.pipeline.references import ZoneReference
@@ -352,7 +352,7 @@ class BaseRule:
 
     behaviour: Behaviour
 
-    def __init__(self, config: _RuleConfig, env: RuleEnvironment | EventContext) -> None:
+    def __init__(self, config: RuleConfig, env: RuleEnvironment | EventContext) -> None:
         if isinstance(env, EventContext):
             env = RuleEnvironment(context=env)
         self.config = config
@@ -370,7 +370,7 @@ class BaseRule:
         raise NotImplementedError(f"{type(self).__name__} must implement process()")
 
     def floors(self, classes: Iterable[str]) -> dict[str, float]:
-        """Score each of ``classes`` needs (see ``_RuleConfig.min_confidence_for``), for ``select``."""
+        """Score each of ``classes`` needs (see ``RuleConfig.min_confidence_for``), for ``select``."""
         return {name: self.config.min_confidence_for(name, self.env.class_thresholds) for name in classes}
 
     def set_class_thresholds(self, thresholds: Mapping[str, float]) -> None:

@@ -5,17 +5,54 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import Field
 
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
-from anjian.pipeline.config import BlockedExitConfig
+from anjian.pipeline.config import ReferenceConfig, RuleConfig
 from anjian.pipeline.event import Behaviour, EventBox
 from anjian.pipeline.incidents import EventContext, IncidentUpdate
 from anjian.pipeline.references import ZoneReference, small_grey
 from anjian.pipeline.rules.base import BaseRule, Confirmation, RuleEnvironment, boxes_of, normalised, select
+from anjian.pipeline.rules.spec import BehaviourSpec
 from anjian.pipeline.zones import Zone, box_mask
 
-__all__ = ["BlockedExitRule"]
+__all__ = ["SPEC", "BlockedExitConfig", "BlockedExitRule"]
+
+
+class BlockedExitConfig(RuleConfig):
+    """Blocked exit: an exit zone occupied over a fraction of its area for at least ``min_duration_s``."""
+
+    obstacle_classes: list[str] = Field(
+        ["pallet", "forklift", "box", "cart"], description="Classes that obstruct (a person never does)."
+    )
+    person_classes: list[str] = Field(
+        ["person"], description="Classes masked out of the reference comparison."
+    )
+    min_occupied_fraction: float = Field(
+        0.3, gt=0, le=1, description="Fraction of the zone covered by obstacles that counts as blocked."
+    )
+    min_duration_s: float = Field(120.0, ge=0, le=86_400, description="Blocked this long before raising.")
+    max_gap_s: float = Field(
+        10.0, ge=0, le=3600, description="A clear spell shorter than this does not restart the duration."
+    )
+    is_reference: bool = Field(
+        True, description="Also compare the zone with its learned 'clear' image (finds unknown objects)."
+    )
+    reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
+    clear_after_s: float = Field(
+        30.0, gt=0, le=86_400, description="The incident ends after this long clear."
+    )
+    update_interval_s: float = Field(
+        60.0, gt=0, le=86_400, description="Re-publish an ongoing incident this often."
+    )
+    zones: list[str] = Field(
+        default_factory=list, description="Exit zones to watch; empty: every 'exit' zone."
+    )
+
+    def named_zones(self) -> list[tuple[str, list[str], str]]:
+        """The exit zones watched."""
+        return [("zones", self.zones, "exit")]
 
 
 @dataclass(slots=True)
@@ -124,3 +161,13 @@ class BlockedExitRule(BaseRule):
         if update is not None and not self.book.is_open(state.zone.id):
             state.confirmation.reset()
         return update
+
+
+SPEC = BehaviourSpec(
+    key="blocked_exit",
+    config=BlockedExitConfig,
+    rule=BlockedExitRule,
+    description="Exit zone obstructed for minutes.",
+    raises=(Behaviour.BLOCKED_EXIT,),
+    zone_kinds=("exit",),
+)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
-from anjian.pipeline.config import FallenPersonConfig
-from anjian.pipeline.event import Behaviour
+from anjian.pipeline.config import WindowedConfig
+from anjian.pipeline.event import Behaviour, RiskLevel
 from anjian.pipeline.incidents import EventContext, IncidentUpdate
 from anjian.pipeline.rules.base import (
     BaseRule,
@@ -21,8 +22,35 @@ from anjian.pipeline.rules.base import (
     sweep_closed,
     track_of,
 )
+from anjian.pipeline.rules.spec import BehaviourSpec
 
-__all__ = ["FallenPersonRule"]
+__all__ = ["SPEC", "FallenPersonConfig", "FallenPersonRule"]
+
+
+class FallenPersonConfig(WindowedConfig):
+    """Fallen person: a lying person (class and/or box geometry), persisting at least ``min_duration_s``."""
+
+    severity: RiskLevel = Field(RiskLevel.RED, description="Risk colour of the event.")
+    k: int = Field(3, ge=1, le=1000, description="Lying frames needed in the window.")
+    n: int = Field(5, ge=1, le=1000, description="Window length, in analysed frames.")
+    min_duration_s: float = Field(5.0, ge=0, le=3600, description="Lying must last this long.")
+    fallen_classes: list[str] = Field(["fallen_person"], description="Classes that mean a person lying down.")
+    person_classes: list[str] = Field(
+        ["person"], description="Upright-person classes, for the geometry check."
+    )
+    is_geometry: bool = Field(True, description="Also count a person box much wider than tall as lying.")
+    lying_aspect_ratio: float = Field(
+        1.3, gt=0.5, le=10, description="Width / height at or above which a person box counts as lying."
+    )
+    is_upright_first: bool = Field(
+        False,
+        description="Geometry only counts for a track first seen upright (needs tracking); the fallen "
+        "class always counts.",
+    )
+    match_iou: float = Field(
+        0.3, gt=0, le=1, description="Box overlap that links a lying person across frames without a track id."
+    )
+
 
 _DUPLICATE_IOU = 0.5  # a person box overlapping a fallen box this much is the same body
 
@@ -108,3 +136,13 @@ class FallenPersonRule(BaseRule):
                 if not self.book.is_open(state.key):
                     self._objects.reset(state.key)
         return updates + sweep_closed(self.book, self._objects, now, keep=seen)
+
+
+SPEC = BehaviourSpec(
+    key="fallen_person",
+    config=FallenPersonConfig,
+    rule=FallenPersonRule,
+    description="A person lying for seconds.",
+    raises=(Behaviour.FALLEN_PERSON,),
+    zone_kinds=(),
+)

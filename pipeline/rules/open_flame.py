@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
+from pydantic import Field
 
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
-from anjian.pipeline.config import OpenFlameConfig
-from anjian.pipeline.event import Behaviour
+from anjian.pipeline.config import WindowedConfig
+from anjian.pipeline.event import Behaviour, RiskLevel
 from anjian.pipeline.incidents import EventContext, IncidentUpdate
 from anjian.pipeline.rules.base import (
     BaseRule,
@@ -22,8 +22,51 @@ from anjian.pipeline.rules.base import (
     region_mean,
     select,
 )
+from anjian.pipeline.rules.spec import BehaviourSpec
 
-__all__ = ["OpenFlameRule", "flicker", "grey_patch", "moving_fraction"]
+__all__ = ["SPEC", "OpenFlameConfig", "OpenFlameRule", "flicker", "grey_patch", "moving_fraction"]
+
+
+class OpenFlameConfig(WindowedConfig):
+    """Open flame: a fire-class detection seen in ``k`` of the last ``n`` analysed frames, that flickers."""
+
+    severity: RiskLevel = Field(RiskLevel.RED, description="Risk colour of the event.")
+    classes: list[str] = Field(
+        ["fire"],
+        min_length=1,
+        description="Detector classes that count as flame (add 'smoke' to count smoke).",
+    )
+    update_interval_s: float = Field(
+        5.0, gt=0, le=3600, description="Re-publish an ongoing incident this often."
+    )
+    is_temporal_check: bool = Field(
+        True,
+        description="Reject flames that do not change over the window (a static orange lamp, a painted sign, "
+        "a steady reflection): a real flame flickers, in its box's size and brightness or in the pixels inside.",
+    )
+    min_variation: float = Field(
+        0.03,
+        ge=0,
+        le=1,
+        description="Smallest coefficient of variation (std/mean) of box area or brightness that counts as "
+        "flickering.",
+    )
+    min_moving_fraction: float = Field(
+        0.015,
+        ge=0,
+        le=1,
+        description="Smallest median fraction of the flame box's pixels that move between flame frames (grey "
+        "level changed by more than 25, brightness shifts and one-pixel camera shake discounted) that counts as "
+        "flickering. Real flames measure 0.018 to 0.55, a still scene under sensor noise 0.000, shaken by a "
+        "pixel 0.013. It is what a flame filling the view passes on: its box clipped by the border, bright all "
+        "over.",
+    )
+    zones: list[str] = Field(default_factory=list, description="Only flames in these zones; empty: anywhere.")
+
+    def named_zones(self) -> list[tuple[str, list[str], str]]:
+        """The zones flames are looked for in (any kind)."""
+        return [("zones", self.zones, "")]
+
 
 _KEY = "frame"
 _PATCH_SIDE_PX = 64
@@ -60,6 +103,8 @@ def grey_patch(image: object, xyxy_norm: np.ndarray, shape_hw: tuple[int, int] |
     crop = image[y1:y2, x1:x2]  # type: ignore[index]
     if not isinstance(crop, np.ndarray):
         crop = crop.cpu().numpy()
+    import cv2  # on first use: the site config imports the rules, and must not load OpenCV
+
     grey = cv2.cvtColor(np.ascontiguousarray(crop), cv2.COLOR_BGR2GRAY)
     if shape_hw is None:
         scale = min(1.0, _PATCH_SIDE_PX / max(grey.shape))
@@ -228,3 +273,13 @@ class OpenFlameRule(BaseRule):
         self._confirm.reset()
         self._samples.clear()
         self._patch = None
+
+
+SPEC = BehaviourSpec(
+    key="open_flame",
+    config=OpenFlameConfig,
+    rule=OpenFlameRule,
+    description="Fire seen in k of n frames, flickering.",
+    raises=(Behaviour.OPEN_FLAME,),
+    zone_kinds=(),
+)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
+from pydantic import Field, model_validator
 
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
-from anjian.pipeline.config import SmokingConfig
+from anjian.pipeline.config import WindowedConfig
 from anjian.pipeline.event import Behaviour
 from anjian.pipeline.incidents import EventContext, IncidentUpdate
 from anjian.pipeline.rules.base import (
@@ -19,8 +22,37 @@ from anjian.pipeline.rules.base import (
     select,
     sweep_closed,
 )
+from anjian.pipeline.rules.spec import BehaviourSpec
 
-__all__ = ["SmokingRule", "upper_body_boxes"]
+__all__ = ["SPEC", "SmokingConfig", "SmokingRule", "upper_body_boxes"]
+
+
+class SmokingConfig(WindowedConfig):
+    """Smoking: a cigarette near a person's upper body (or a direct 'smoking' class), k of n frames."""
+
+    k: int = Field(3, ge=1, le=1000, description="Frames with smoking needed in the window.")
+    n: int = Field(6, ge=1, le=1000, description="Window length, in analysed frames.")
+    default_min_confidence: ClassVar[float] = 0.3
+    cigarette_classes: list[str] = Field(["cigarette"], description="Classes that must sit near a person.")
+    smoking_classes: list[str] = Field(
+        default_factory=list, description="Classes that already mean 'a person smoking' (no person needed)."
+    )
+    person_classes: list[str] = Field(["person"], min_length=1, description="Classes that are people.")
+    upper_body_fraction: float = Field(
+        0.6, gt=0, le=1, description="Top fraction of a person box that counts as the upper body."
+    )
+    margin_fraction: float = Field(
+        0.25, ge=0, le=2, description="The upper-body box is widened by this fraction of the person width."
+    )
+    is_no_smoking_zones_only: bool = Field(
+        False, description="Only raise for people standing in zones of kind no_smoking."
+    )
+
+    @model_validator(mode="after")
+    def _some_class(self) -> SmokingConfig:
+        if not self.cigarette_classes and not self.smoking_classes:
+            raise ValueError("smoking needs cigarette_classes or smoking_classes")
+        return self
 
 
 def upper_body_boxes(person_xyxy: np.ndarray, upper_fraction: float, margin_fraction: float) -> np.ndarray:
@@ -114,3 +146,13 @@ class SmokingRule(BaseRule):
                 if not self.book.is_open(state.key):
                     self._objects.reset(state.key)
         return updates + sweep_closed(self.book, self._objects, now, keep=seen)
+
+
+SPEC = BehaviourSpec(
+    key="smoking",
+    config=SmokingConfig,
+    rule=SmokingRule,
+    description="Cigarette at a person's upper body.",
+    raises=(Behaviour.SMOKING,),
+    zone_kinds=("no_smoking",),
+)

@@ -5,17 +5,64 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import Field
 
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
-from anjian.pipeline.config import UncleanedDustConfig
-from anjian.pipeline.event import Behaviour, EventBox
+from anjian.pipeline.config import ReferenceConfig, RuleConfig
+from anjian.pipeline.event import Behaviour, EventBox, RiskLevel
 from anjian.pipeline.incidents import EventContext, IncidentUpdate
 from anjian.pipeline.references import ReferenceReading, ZoneReference, small_grey
 from anjian.pipeline.rules.base import BaseRule, Confirmation, RuleEnvironment, boxes_of, normalised, select
+from anjian.pipeline.rules.spec import BehaviourSpec
 from anjian.pipeline.zones import Zone, box_mask
 
-__all__ = ["UncleanedDustRule"]
+__all__ = ["SPEC", "UncleanedDustConfig", "UncleanedDustRule"]
+
+
+class UncleanedDustConfig(RuleConfig):
+    """Uncleaned dust: a dust zone dirtier than its clean reference after cleaning, or a dust detection."""
+
+    severity: RiskLevel = Field(RiskLevel.YELLOW, description="Risk colour of the event.")
+    dust_classes: list[str] = Field(["dust"], description="Detector classes that are dust.")
+    k: int = Field(3, ge=1, le=1000, description="Frames with a dust detection needed in the window.")
+    n: int = Field(5, ge=1, le=1000, description="Window length, in analysed frames.")
+    is_reference: bool = Field(True, description="Score each zone against its learned clean image.")
+    reference: ReferenceConfig = Field(
+        default_factory=lambda: ReferenceConfig(adapt_rate=0.0),
+        description="Clean-image parameters; adapt_rate 0 so slowly settling dust is not learned as clean "
+        "(the reference is refreshed instead at each check that finds the zone clean).",
+    )
+    score_threshold: float = Field(
+        0.3, gt=0, le=1, description="Dirtiness (fraction of the zone changed vs clean) that raises."
+    )
+    cleaning_schedule: str | None = Field(
+        None,
+        max_length=64,
+        description="Schedule of cleaning windows: the score is checked at the end of each. Null: checked "
+        "every check_interval_s.",
+    )
+    check_interval_s: float = Field(
+        600.0, gt=0, le=86_400, description="Check period without cleaning windows."
+    )
+    max_occluded_fraction: float = Field(
+        0.5, ge=0, le=1, description="Defer a check while people cover more than this fraction of the zone."
+    )
+    clear_after_s: float = Field(60.0, gt=0, le=86_400, description="Resolved after being clean this long.")
+    update_interval_s: float = Field(
+        300.0, gt=0, le=86_400, description="Re-publish an ongoing incident this often."
+    )
+    zones: list[str] = Field(
+        default_factory=list, description="Dust zones to watch; empty: every 'dust' zone."
+    )
+
+    def named_schedules(self) -> list[tuple[str, str | None]]:
+        """The rule's schedule and its cleaning schedule."""
+        return [*super().named_schedules(), ("cleaning_schedule", self.cleaning_schedule)]
+
+    def named_zones(self) -> list[tuple[str, list[str], str]]:
+        """The dust zones watched."""
+        return [("zones", self.zones, "dust")]
 
 
 @dataclass(slots=True)
@@ -186,3 +233,13 @@ class UncleanedDustRule(BaseRule):
             state.detections.reset()
             state.is_dirty = False
         return update
+
+
+SPEC = BehaviourSpec(
+    key="uncleaned_dust",
+    config=UncleanedDustConfig,
+    rule=UncleanedDustRule,
+    description="Dust zone dirty after cleaning.",
+    raises=(Behaviour.UNCLEANED_DUST,),
+    zone_kinds=("dust",),
+)

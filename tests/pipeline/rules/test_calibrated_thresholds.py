@@ -15,8 +15,8 @@ from anjian.pipeline.config import (
     EvidenceConfig,
     FallenPersonConfig,
     OpenFlameConfig,
+    RuleConfig,
     SmokingConfig,
-    _RuleConfig,
 )
 from anjian.pipeline.event import Behaviour
 from anjian.pipeline.incidents import EventContext
@@ -52,7 +52,7 @@ CALIBRATED = {"fire": 0.2, "person": 0.5}
     ],
 )
 def test_each_class_needs_the_site_value_else_the_model_value_else_the_rule_default(
-    config: _RuleConfig, class_name: str, expected: float
+    config: RuleConfig, class_name: str, expected: float
 ) -> None:
     assert config.min_confidence_for(class_name, CALIBRATED) == expected
 
