@@ -23,13 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from anjian.service.app import create_app
+from anjian.service.composition import ServiceParts, build_service_parts
 from anjian.service.control import RunnerControl
-from anjian.service.escalation import Escalator
-from anjian.service.evidence import EvidenceStore
-from anjian.service.metrics import ServiceMetrics
-from anjian.service.sink import StoreSink
-from anjian.service.store import EventStore
-from anjian.service.webhooks import WebhookDispatcher
 
 if TYPE_CHECKING:  # the pipeline's modules (tracking, SciPy, ONNX Runtime, PyAV) load only where it runs
     from fastapi import FastAPI
@@ -62,8 +57,8 @@ def server_port(config: AnjianConfig) -> int:
 class Runtime:
     """Everything a running anjian process holds, so it can be started and stopped as one.
 
-    ``store``, ``dispatcher``, ``escalator`` and ``app`` are ``None`` in a pipeline-only
-    process; ``runner`` is ``None`` in a service-only one; ``http_sink`` is set when
+    ``parts`` (the service's store, workers and event writer, from the composition root
+    ``anjian.service.composition``) and ``app`` are ``None`` in a pipeline-only process; ``runner`` is ``None`` in a service-only one; ``http_sink`` is set when
     the pipeline sends its events over HTTP. With ``pending_pipeline``,
     ``start_pipeline_loading()`` builds the pipeline in a background thread once the
     service runs, sets ``runner``, ``control`` and ``model_reloader`` and starts them; a
@@ -71,28 +66,21 @@ class Runtime:
     """
 
     config: AnjianConfig
-    store: EventStore | None
-    dispatcher: WebhookDispatcher | None
-    escalator: Escalator | None
+    parts: ServiceParts | None
     app: FastAPI | None
     runner: PipelineRunner | None
     http_sink: HttpEventSink | None = None
     control: RunnerControl | None = None
     model_reloader: ModelReloader | None = None
-    sink: StoreSink | None = None
     pending_pipeline: Callable[[], tuple[PipelineRunner, RunnerControl | None]] | None = None
     on_pipeline_error: Callable[[Exception], None] | None = None
     _pipeline_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _is_stopping: bool = False
 
     def start(self) -> None:
-        """Start the event writer, the webhook and escalation workers, the HTTP sink, the camera pipeline, model reloads."""
-        if self.sink is not None:
-            self.sink.start()
-        if self.dispatcher is not None:
-            self.dispatcher.start()
-        if self.escalator is not None:
-            self.escalator.start()
+        """Start the service's parts (webhook and escalation workers, event writer), the HTTP sink, the camera pipeline, model reloads."""
+        if self.parts is not None:
+            self.parts.start()
         if self.http_sink is not None:
             self.http_sink.start()
         if self.runner is not None:
@@ -142,7 +130,7 @@ class Runtime:
         logger.info("camera pipeline started: %d camera(s)", len(runner.camera_ids()))
 
     def stop(self) -> None:
-        """Stop the pipeline (its open incidents stay open for the next start), then the sink, the workers and the store."""
+        """Stop the pipeline (its open incidents stay open for the next start), then close the service's parts."""
         with self._pipeline_lock:
             self._is_stopping = True  # a pipeline still loading will not start
         if self.model_reloader is not None:
@@ -151,14 +139,8 @@ class Runtime:
             self.runner.stop()
         if self.http_sink is not None:
             self.http_sink.stop()
-        if self.sink is not None:
-            self.sink.stop()  # stores what the pipeline and ingest queued
-        if self.escalator is not None:
-            self.escalator.stop()
-        if self.dispatcher is not None:
-            self.dispatcher.stop()
-        if self.store is not None:
-            self.store.close()
+        if self.parts is not None:
+            self.parts.close()  # the event writer first stores what the pipeline and ingest queued
 
 
 def _model_reloader(config: AnjianConfig, runner: PipelineRunner | None) -> ModelReloader | None:
@@ -218,44 +200,31 @@ def build_runtime(
         ModelLoadError: The configured model cannot be loaded.
         ModelMetadataError: It lacks what anjian needs.
     """
-    store = EventStore.from_config(config.storage)
-    evidence = EvidenceStore(config.storage.dir)
-    holder: list[PipelineRunner] = []
-    metrics = ServiceMetrics(store, lambda: holder[0].health() if holder else [])
-    dispatcher = WebhookDispatcher(store, metrics=metrics)
-    escalator = Escalator(store, config.sla, dispatcher=dispatcher, metrics=metrics)
-    sink = StoreSink(store, evidence, dispatcher, metrics=metrics)
+    holder: list[PipelineRunner] = []  # the runner, once built: the cameras' health comes from it
+    parts = build_service_parts(
+        config, camera_health=(lambda: holder[0].health() if holder else []) if with_pipeline else None
+    )
     runner: PipelineRunner | None = None
     control: RunnerControl | None = None
 
     def build_pipeline() -> tuple[PipelineRunner, RunnerControl | None]:
-        built = _runner(config, sink)
+        built = _runner(config, parts.sink)
         holder.append(built)
         return built, RunnerControl(built, config_path) if config_path is not None else None
 
     if with_pipeline and not is_pipeline_deferred:
-        runner, control = build_pipeline()
-    app = create_app(
-        config,
-        store=store,
-        evidence=evidence,
-        dispatcher=dispatcher,
-        camera_health=(lambda: holder[0].health() if holder else []) if with_pipeline else None,
-        metrics=metrics,
-        escalator=escalator,
-        pipeline_control=control,
-        sink=sink,
-    )
+        try:
+            runner, control = build_pipeline()
+        except BaseException:
+            parts.close()
+            raise
     return Runtime(
         config=config,
-        store=store,
-        dispatcher=dispatcher,
-        escalator=escalator,
-        app=app,
+        parts=parts,
+        app=create_app(config, parts, pipeline_control=control),
         runner=runner,
         control=control,
         model_reloader=_model_reloader(config, runner),
-        sink=sink,
         pending_pipeline=build_pipeline if with_pipeline and is_pipeline_deferred else None,
     )
 
@@ -276,9 +245,7 @@ def build_pipeline_runtime(config: AnjianConfig, *, service_url: str, token: str
     runner = _runner(config, sink)
     return Runtime(
         config=config,
-        store=None,
-        dispatcher=None,
-        escalator=None,
+        parts=None,
         app=None,
         runner=runner,
         http_sink=sink,

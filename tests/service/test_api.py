@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from anjian.pipeline.event_json import event_to_json
 from anjian.service.app import create_app
+from anjian.service.composition import build_service_parts
 from anjian.service.config import AnjianConfig, ServerConfig
 from anjian.service.records import DeliveryStatus
 from anjian.service.store import EventStore
@@ -356,15 +357,16 @@ def test_escalation_worker_escalates_through_the_app_and_counts_it(tmp_path: Pat
 
     clock = FakeClock()
     config = make_config(tmp_path / "data", sla=SlaConfig(red_s=60))
-    store = EventStore.from_config(config.storage, clock=clock)
-    app = create_app(config, store=store)
+    parts = build_service_parts(config, clock=clock)
+    store = parts.store
+    app = create_app(config, parts)
     try:
         store.upsert_event(make_event())
         clock.now += 61
         escalated = app.state.escalator.run_once()
         metrics = TestClient(app).get("/metrics").text
     finally:
-        store.close()
+        parts.close()
 
     assert len(escalated) == 1
     assert "anjian_escalations_total 1.0" in metrics

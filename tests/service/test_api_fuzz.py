@@ -15,8 +15,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from anjian.service.app import create_app
-from anjian.service.escalation import Escalator
-from anjian.service.store import EventStore
+from anjian.service.composition import build_service_parts
 from anjian.service.webhooks import WebhookDispatcher
 from tests.factories import make_event
 from tests.service.conftest import make_config
@@ -24,11 +23,13 @@ from tests.service.conftest import make_config
 pytestmark = pytest.mark.slow
 
 _CONFIG = make_config(Path(tempfile.mkdtemp(prefix="anjian-fuzz-")) / "data")
-_STORE = EventStore.from_config(_CONFIG.storage)
 # Parts passed in are not started and stopped by the app's lifespan, which Schemathesis runs per call.
-_DISPATCHER = WebhookDispatcher(_STORE, workers=1)
-_DISPATCHER.start()  # so /readyz may answer 200
-_APP = create_app(_CONFIG, store=_STORE, dispatcher=_DISPATCHER, escalator=Escalator(_STORE, _CONFIG.sla))
+_PARTS = build_service_parts(
+    _CONFIG, make_dispatcher=lambda store, metrics: WebhookDispatcher(store, workers=1, metrics=metrics)
+)
+_STORE = _PARTS.store
+_PARTS.dispatcher.start()  # so /readyz may answer 200
+_APP = create_app(_CONFIG, _PARTS)
 _STORE.upsert_event(make_event(id="evt-1"))
 _ADMIN = _STORE.tokens.create("fuzzer", "admin")[1]
 

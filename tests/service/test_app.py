@@ -11,10 +11,9 @@ from fastapi.testclient import TestClient
 from anjian.cameras.health import CameraHealth, CameraState
 from anjian.pipeline.event import Behaviour, RiskLevel
 from anjian.service.app import create_app
+from anjian.service.composition import build_service_parts
 from anjian.service.config import AnjianConfig, WebhookConfig
 from anjian.service.sink import StoreSink
-from anjian.service.store import EventStore
-from anjian.service.webhooks import WebhookDispatcher
 from tests.factories import make_event, make_jpeg
 from tests.service.conftest import bearer, make_config
 
@@ -199,7 +198,8 @@ def test_healthz_tells_an_anonymous_caller_only_that_it_is_alive(config: AnjianC
     health = CameraHealth(
         camera_id="cam-1", state=CameraState.OFFLINE, since=1_700_000_000.0, last_error="refused by 10.0.0.5"
     )
-    app = create_app(config, camera_health=lambda: [health])
+    parts = build_service_parts(config, camera_health=lambda: [health])
+    app = create_app(config, parts)
     try:
         client = TestClient(app)
         anonymous = client.get("/healthz")
@@ -207,7 +207,7 @@ def test_healthz_tells_an_anonymous_caller_only_that_it_is_alive(config: AnjianC
         viewer = client.get("/healthz", headers=bearer(app.state.store, "viewer"))
         wrong = client.get("/healthz", headers={"Authorization": "Bearer anj_wrong-0000000000000000000"})
     finally:
-        app.state.store.close()
+        parts.close()
 
     assert (anonymous.status_code, anonymous.json()) == (200, {"status": "ok"})
     assert pipeline.json() == {"status": "ok"}, "a token that may not read gets liveness only"
@@ -226,7 +226,8 @@ def test_healthz_reports_ok_database_and_pending_deliveries(client: TestClient) 
 
 def test_healthz_lists_camera_health_when_given(config: AnjianConfig) -> None:
     health = CameraHealth(camera_id="cam-1", state=CameraState.ONLINE, since=1_700_000_000.0, fps=4.5)
-    app = create_app(config, camera_health=lambda: [health])
+    parts = build_service_parts(config, camera_health=lambda: [health])
+    app = create_app(config, parts)
     try:
         client = TestClient(app)
         client.headers.update(bearer(app.state.store, "viewer"))
@@ -234,7 +235,7 @@ def test_healthz_lists_camera_health_when_given(config: AnjianConfig) -> None:
         grid = client.get("/cameras", headers=bearer(app.state.store, "viewer")).json()
         metrics = client.get("/metrics").text
     finally:
-        app.state.store.close()
+        parts.close()
 
     assert (camera["camera_id"], camera["state"], camera["fps"]) == ("cam-1", "online", 4.5)
     assert camera["since"] == "2023-11-14T22:13:20Z"
@@ -254,14 +255,12 @@ def test_lifespan_starts_and_stops_the_dispatcher_the_app_created(tmp_path: Path
     assert not dispatcher.is_running
 
 
-def test_app_leaves_a_store_and_dispatcher_it_was_given_alone(config: AnjianConfig) -> None:
-    store = EventStore.from_config(config.storage)
-    dispatcher = WebhookDispatcher(store)
-    app = create_app(config, store=store, dispatcher=dispatcher)
+def test_app_leaves_the_parts_it_was_given_alone(config: AnjianConfig) -> None:
+    parts = build_service_parts(config)
+    app = create_app(config, parts)
     try:
-        with TestClient(app, headers=bearer(store, "viewer")) as client:
+        with TestClient(app, headers=bearer(parts.store, "viewer")) as client:
             assert client.get("/healthz").json()["is_dispatcher_running"] is False
-        assert store.get_event("x") is None, "a store passed in stays open after shutdown"
+        assert parts.store.get_event("x") is None, "a store passed in stays open after shutdown"
     finally:
-        dispatcher.stop()
-        store.close()
+        parts.close()

@@ -81,9 +81,9 @@ def test_tricky_password_never_surfaces_anywhere(
     runtime: Runtime, receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    assert runtime.app is not None and runtime.store is not None and runtime.runner is not None
+    assert runtime.app is not None and runtime.parts is not None and runtime.runner is not None
     client = TestClient(runtime.app)
-    headers = bearer(runtime.store, "admin")
+    headers = bearer(runtime.parts.store, "admin")
 
     def both_faults_delivered() -> bool:
         bodies = [request.body.decode() for request in receiver.requests]

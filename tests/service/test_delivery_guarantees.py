@@ -24,9 +24,9 @@ from standardwebhooks import Webhook
 
 from anjian.pipeline.event_json import event_to_json
 from anjian.service.app import create_app
+from anjian.service.composition import build_service_parts
 from anjian.service.config import WebhookConfig
 from anjian.service.records import DeliveryStatus
-from anjian.service.store import EventStore
 from anjian.service.webhooks import SIGNATURE_HEADER, WebhookDispatcher, verify_signature
 from tests.factories import make_event
 from tests.service.conftest import make_config
@@ -88,9 +88,14 @@ class FlakyReceiver:
 def test_receiver_down_for_100_events_gets_all_of_them_once_back(tmp_path: Path) -> None:
     receiver = FlakyReceiver(unused_port())
     config = make_config(tmp_path / "data", [WebhookConfig(url=receiver.url, secret=SecretStr(SECRET))])
-    store = EventStore.from_config(config.storage)
-    dispatcher = WebhookDispatcher(store, backoff_base_s=0.05, backoff_max_s=0.5, workers=4)
-    app = create_app(config, store=store, dispatcher=dispatcher)
+    parts = build_service_parts(
+        config,
+        make_dispatcher=lambda store, metrics: WebhookDispatcher(
+            store, backoff_base_s=0.05, backoff_max_s=0.5, workers=4, metrics=metrics
+        ),
+    )
+    store, dispatcher = parts.store, parts.dispatcher
+    app = create_app(config, parts)
     pipeline = {"Authorization": f"Bearer {store.tokens.create('p', 'pipeline')[1]}"}
     client = TestClient(app)
     dispatcher.start()

@@ -90,8 +90,8 @@ def test_the_api_answers_while_the_pipeline_is_still_loading(tmp_path: Path, tes
     runtime.start_pipeline_loading()
     try:
         client = TestClient(runtime.app)
-        assert runtime.store is not None
-        headers = bearer(runtime.store, "viewer")
+        assert runtime.parts is not None
+        headers = bearer(runtime.parts.store, "viewer")
         assert client.get("/readyz").status_code == 200
         assert client.get("/cameras", headers=headers).json() == []
         assert runtime.runner is None  # still loading

@@ -1,0 +1,134 @@
+"""The alert service's composition root: every part built once from the site config, started and closed as one.
+
+The recipe, in order (``build_service_parts``):
+
+1. the event store (opened, migrated when ``storage.is_auto_migrate``), the site's
+   webhooks synchronised into its subscriptions table;
+2. the evidence folder (snapshots and clips under ``storage.dir``);
+3. the Prometheus metrics, reading the store and the cameras' health;
+4. the webhook dispatcher, delivering the store's outbox;
+5. the SLA escalator, raising the colour of alerts left unworked;
+6. the event writer (``StoreSink``) that ingest and the in-process pipeline store through.
+
+``ServiceParts.start()`` starts the workers (dispatcher, escalator, writer);
+``close()`` stops them in reverse order, so the writer stores what is queued while the
+dispatcher and the store are still there, and closes the store last.
+
+Who holds the parts starts and closes them: ``create_app(config)`` builds its own and
+its lifespan does; ``build_runtime`` (``anjian serve`` / ``anjian run``) builds them,
+hands them to ``create_app`` and starts and closes them around the camera pipeline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from anjian.service.escalation import Escalator
+from anjian.service.evidence import EvidenceStore
+from anjian.service.metrics import ServiceMetrics
+from anjian.service.sink import StoreSink
+from anjian.service.store import EventStore
+from anjian.service.webhooks import WebhookDispatcher
+
+if TYPE_CHECKING:
+    from anjian.service.api.deps import CameraHealthProvider
+    from anjian.service.config import AnjianConfig
+
+__all__ = ["DispatcherFactory", "ServiceParts", "build_service_parts"]
+
+DispatcherFactory = Callable[[EventStore, ServiceMetrics], WebhookDispatcher]
+"""Builds the webhook dispatcher over the store and metrics (tests tune its backoff and workers)."""
+
+
+@dataclass(frozen=True)
+class ServiceParts:
+    """The parts of one alert service, sharing one store.
+
+    Attributes:
+        store: The event store (events, audit trails, outbox, tokens, subscriptions).
+        evidence: The evidence folder under ``storage.dir``.
+        metrics: The Prometheus registry and the counters the parts update.
+        dispatcher: The webhook worker delivering the outbox.
+        escalator: The SLA escalation worker.
+        sink: The event writer that ingest and the in-process pipeline store through.
+        camera_health: Reports the health of the cameras this process reads; ``None``
+            when it reads none (``anjian serve``).
+    """
+
+    store: EventStore
+    evidence: EvidenceStore
+    metrics: ServiceMetrics
+    dispatcher: WebhookDispatcher
+    escalator: Escalator
+    sink: StoreSink
+    camera_health: CameraHealthProvider | None = None
+
+    def start(self) -> None:
+        """Start the webhook dispatcher, the escalator and the event writer.
+
+        Raises:
+            RuntimeError: The parts were started or closed before (they start once).
+        """
+        self.dispatcher.start()
+        self.escalator.start()
+        self.sink.start()
+
+    def close(self) -> None:
+        """Stop the workers in reverse start order (the writer first stores what is queued), then close the store.
+
+        Safe to call twice, and on parts never started.
+        """
+        self.sink.stop()
+        self.escalator.stop()
+        self.dispatcher.stop()
+        self.store.close()
+
+
+def _dispatcher(clock: Callable[[], float]) -> DispatcherFactory:
+    """The default dispatcher factory: the site's webhook worker on ``clock``."""
+    return lambda store, metrics: WebhookDispatcher(store, clock=clock, metrics=metrics)
+
+
+def build_service_parts(
+    config: AnjianConfig,
+    *,
+    camera_health: CameraHealthProvider | None = None,
+    clock: Callable[[], float] = time.time,
+    make_dispatcher: DispatcherFactory | None = None,
+) -> ServiceParts:
+    """Build the alert service's parts from the site config, once, in start-up order (not started).
+
+    Args:
+        config: The validated site config.
+        camera_health: Reports the health of the cameras this process reads (``anjian
+            run``); ``None`` for a service that reads none.
+        clock: Time source of the store and the dispatcher, epoch seconds.
+        make_dispatcher: Builds the webhook dispatcher; default the site's, on ``clock``.
+
+    Returns:
+        The parts; the caller starts them (``start()``) and closes them (``close()``).
+
+    Raises:
+        DatabaseError: The database cannot be opened, or its schema is behind and
+            ``storage.is_auto_migrate`` is off.
+
+    Example:
+        >>> parts = build_service_parts(load_config("site.yaml"))
+        >>> app = create_app(config, parts)
+        >>> parts.start()  # ... serve ...; parts.close()
+    """
+    store = EventStore.from_config(config.storage, clock=clock)
+    try:
+        store.subscriptions.sync_config(config.webhooks)
+        evidence = EvidenceStore(config.storage.dir)
+        metrics = ServiceMetrics(store, camera_health)
+        dispatcher = (make_dispatcher or _dispatcher(clock))(store, metrics)
+    except BaseException:
+        store.close()
+        raise
+    escalator = Escalator(store, config.sla, metrics=metrics)
+    sink = StoreSink(store, evidence, metrics=metrics)
+    return ServiceParts(store, evidence, metrics, dispatcher, escalator, sink, camera_health)
