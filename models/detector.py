@@ -1,15 +1,19 @@
-"""The interface every detector backend implements."""
+"""The interface every detector backend implements, and the part of it every model file gives the same way."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from anjian.models.config import DetectorConfig
 from anjian.models.detections import Detections
+from anjian.models.errors import ModelLoadError
+from anjian.models.metadata import ModelInfo
 
-__all__ = ["Detector"]
+__all__ = ["Detector", "FileDetector", "host_images"]
 
 
 @runtime_checkable
@@ -37,3 +41,43 @@ class Detector(Protocol):
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """Return one ``Detections`` per ``(h, w, 3) uint8`` BGR image, in its pixels."""
         ...
+
+
+class FileDetector:
+    """A detector loaded from one model file: its path, its config and the ``ModelInfo`` it carries.
+
+    The base of every backend (ONNX Runtime, OpenVINO, ultralytics): it checks the file is
+    there and answers the ``Detector`` properties from ``info``, which the subclass sets
+    while loading; the subclass implements ``detect``.
+
+    Raises:
+        ModelLoadError: The file is missing.
+    """
+
+    info: ModelInfo
+
+    def __init__(self, path: Path, config: DetectorConfig | None = None) -> None:
+        self.path = Path(path)
+        self.config = config or DetectorConfig()
+        if not self.path.is_file():
+            raise ModelLoadError(f"model file not found: {self.path}")
+
+    @property
+    def class_names(self) -> dict[int, str]:
+        """Class id to name, from the model file."""
+        return self.info.class_names
+
+    @property
+    def version(self) -> str:
+        """Version string recorded in events (the file's name and a digest of its content)."""
+        return self.info.version
+
+    @property
+    def class_thresholds(self) -> dict[str, float]:
+        """Calibrated operating score per class name, from the model's metadata (empty when it carries none)."""
+        return self.info.class_thresholds
+
+
+def host_images(images: Sequence[Any]) -> list[np.ndarray]:
+    """The images as numpy arrays: CUDA tensors (frames decoded on the GPU) are downloaded, arrays pass as they are."""
+    return [im if isinstance(im, np.ndarray) else im.cpu().numpy() for im in images]

@@ -17,6 +17,7 @@ import numpy as np
 
 from anjian.models.config import DetectorConfig
 from anjian.models.detections import Detections
+from anjian.models.detector import FileDetector, host_images
 from anjian.models.errors import ModelLoadError, ModelMetadataError
 from anjian.models.metadata import ModelInfo, file_digest
 
@@ -33,11 +34,13 @@ def _imgsz(value: object) -> tuple[int, int] | None:
     return None
 
 
-class YoloDetector:
+class YoloDetector(FileDetector):
     """A YOLO ``.pt`` checkpoint run by ultralytics' own ``predict``.
 
     Class names, input size and task are read from the checkpoint. Images of any
-    size go in; boxes come back in each image's pixels.
+    size go in; boxes come back in each image's pixels. A checkpoint carries no
+    calibrated thresholds (``anjian export`` stamps them into the ONNX file), so
+    ``class_thresholds`` is empty.
 
     Example:
         >>> detector = YoloDetector(Path("best.pt"), DetectorConfig(device="cpu"))
@@ -51,10 +54,7 @@ class YoloDetector:
             ModelLoadError: The file is missing, ultralytics is not installed, or it cannot load the file.
             ModelMetadataError: The checkpoint is not a detection model.
         """
-        self.path = Path(path)
-        self.config = config or DetectorConfig()
-        if not self.path.is_file():
-            raise ModelLoadError(f"model file not found: {self.path}")
+        super().__init__(path, config)
         os.environ.setdefault("YOLO_OFFLINE", "1")
         try:
             from ultralytics import YOLO  # type: ignore[attr-defined]
@@ -86,29 +86,13 @@ class YoloDetector:
             "loaded %s with ultralytics (%d classes, input %s)", self.info.version, len(names), input_hw
         )
 
-    @property
-    def class_names(self) -> dict[int, str]:
-        """Class id to name, from the checkpoint."""
-        return self.info.class_names
-
-    @property
-    def version(self) -> str:
-        """Version string recorded in events."""
-        return self.info.version
-
-    @property
-    def class_thresholds(self) -> dict[str, float]:
-        """Empty: a checkpoint carries no calibrated thresholds (``anjian export`` stamps them into the ONNX file)."""
-        return self.info.class_thresholds
-
     def detect(self, images: Sequence[Any]) -> list[Detections]:
         """Detect objects in each ``(h, w, 3) uint8`` BGR image (numpy; tensors are downloaded)."""
         if not images:
             return []
-        host = [im if isinstance(im, np.ndarray) else im.cpu().numpy() for im in images]
         cfg = self.config
         results: Any = self._model.predict(
-            host,
+            host_images(images),
             imgsz=list(self.info.input_hw),
             conf=cfg.confidence_threshold,
             iou=cfg.iou_threshold,

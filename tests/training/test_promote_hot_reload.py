@@ -11,6 +11,7 @@ import pytest
 
 from anjian.datasets.synthetic import write_demo_video
 from anjian.models.detections import Detections
+from anjian.models.detector import FileDetector
 from anjian.models.onnx_detector import OnnxDetector
 from anjian.models.registry import PromotionWatch, promote, register_version, resolve_model_path, rollback
 from anjian.pipeline.config import BehavioursConfig, CameraPipelineConfig, OpenFlameConfig
@@ -22,24 +23,14 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.slow
 
 
-class _Counted:
-    """Wraps a detector and counts the images it analysed."""
+class _Counted(FileDetector):
+    """Wraps a detector (same file, same model info) and counts the images it analysed."""
 
     def __init__(self, inner: OnnxDetector) -> None:
+        super().__init__(inner.path, inner.config)
+        self.info = inner.info
         self.inner = inner
         self.images = 0
-
-    @property
-    def class_names(self) -> dict[int, str]:
-        return self.inner.class_names
-
-    @property
-    def version(self) -> str:
-        return self.inner.version
-
-    @property
-    def class_thresholds(self) -> dict[str, float]:
-        return self.inner.class_thresholds
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         self.images += len(images)
