@@ -450,16 +450,16 @@ def bench_service(
     """Measure webhook delivery latency (p50/p95) under a burst and ingest at offered rates, against baselines."""
     setup_logging("WARNING")
     if soak_s:
-        from anjian.service.bench_soak import run_soak_bench
+        from anjian.service.benchmarks.soak import run_soak_bench
 
         typer.echo(run_soak_bench(seconds=soak_s, warmup_s=min(60.0, soak_s / 4)).render())
         return
     if crash_rounds:
-        from anjian.service.bench_crash import run_crash_bench
+        from anjian.service.benchmarks.crash import run_crash_bench
 
         typer.echo(run_crash_bench(rounds=crash_rounds).render())
         return
-    from anjian.service.bench import run_service_bench
+    from anjian.service.benchmarks.service import run_service_bench
 
     report = run_service_bench(
         events=events,
@@ -487,7 +487,7 @@ def bench_decode(
     repeats: Annotated[int, typer.Option(help="Runs per method; the lowest CPU time counts.")] = 1,
 ) -> None:
     """Decode + sample cost per camera and per core, next to ffmpeg -f null and cv2.VideoCapture."""
-    from anjian.cameras.bench import format_decode_table, run_decode_bench
+    from anjian.service.benchmarks.decode import format_decode_table, run_decode_bench
 
     try:
         rows = run_decode_bench(
@@ -513,8 +513,8 @@ def bench_reconnect(
     ] = 8,
 ) -> None:
     """Seconds from an RTSP server answering again to its camera online (default settings), from a hung
-    server to 'stalled', and whether one dead camera slows the others; needs the tests' RTSP server."""
-    from anjian.cameras.reconnect_bench import (
+    server to 'stalled', and whether one dead camera slows the others; needs GStreamer's RTSP server."""
+    from anjian.service.benchmarks.reconnect import (
         format_reconnect_report,
         run_dead_camera_bench,
         run_reconnect_bench,
@@ -537,7 +537,7 @@ def bench_startup(
     runs: Annotated[int, typer.Option(help="Fresh processes per figure.")] = 3,
 ) -> None:
     """Seconds from spawn to `anjian --help` done, to `anjian serve`/`run` answering /readyz, to a camera online."""
-    from anjian.service.startup_bench import format_startup_report, run_startup_bench
+    from anjian.service.benchmarks.startup import format_startup_report, run_startup_bench
 
     try:
         figures = run_startup_bench(runs=runs, progress=lambda line: typer.echo(f"  {line}", err=True))
@@ -567,7 +567,7 @@ def bench_pipeline(
     ] = None,
 ) -> None:
     """Analysed frames/s, latency, CPU and RSS per camera: anjian's engine vs a naive ultralytics loop."""
-    from anjian.pipeline.bench import DEFAULT_PHASES, run_pipeline_bench
+    from anjian.service.benchmarks.pipeline import DEFAULT_PHASES, run_pipeline_bench
 
     setup_logging("WARNING")
     try:

@@ -18,7 +18,7 @@ from anjian.service.cli import app
 from anjian.service.config import AnjianConfig
 from anjian.service.lazy_cli import source_help
 from anjian.service.runtime import build_runtime
-from anjian.service.startup_bench import StartupFigure, format_startup_report, run_startup_bench
+from anjian.service.benchmarks.startup import StartupFigure, format_startup_report, run_startup_bench
 from tests.service.conftest import bearer
 from tests.support.waiting import wait_for
 

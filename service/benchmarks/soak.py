@@ -24,10 +24,12 @@ from pathlib import Path
 
 import httpx
 
-from anjian.service.bench import SNAPSHOT_JPEG
-from anjian.service.bench_crash import ServiceProcess, write_site
-from anjian.service.bench_ingest import RequestTemplate, free_port, offer, process_rss_bytes
-from anjian.service.bench_receiver import CountingReceiver
+from anjian.service.benchmarks.events import SNAPSHOT_JPEG
+from anjian.service.benchmarks.ingest import RequestTemplate, offer
+from anjian.service.benchmarks.ports import free_port
+from anjian.service.benchmarks.processes import process_rss_bytes
+from anjian.service.benchmarks.receiver import WebhookReceiver
+from anjian.service.benchmarks.service_process import ServiceProcess, write_site
 
 __all__ = ["SoakReport", "run_soak_bench"]
 
@@ -155,7 +157,7 @@ def run_soak_bench(
             "expected 0 < warmup_s < seconds, rate_per_s > 0, sample_s > 0 and idle_s >= 0, got "
             f"{warmup_s}, {seconds}, {rate_per_s}, {sample_s} and {idle_s}"
         )
-    receiver = CountingReceiver()
+    receiver = WebhookReceiver()
     with tempfile.TemporaryDirectory(prefix="anjian-soak-") as tmp:
         directory = Path(tmp)
         port = free_port()
@@ -191,7 +193,7 @@ def run_soak_bench(
         seconds=seconds,
         events_ok=ok,
         errors=errors,
-        webhooks=sum(len(times) for times in receiver.posts.values()),
+        webhooks=len(receiver.requests),
         live_messages=live.messages if live is not None else 0,
         warmup_s=warmup_s,
         rss_mb=tuple(samples),

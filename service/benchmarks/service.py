@@ -9,7 +9,7 @@ file in a temp folder unless a URL is given):
   outbox row's creation to its successful POST. Baseline: a bare signed POST to the
   same receiver, measured in the same run.
 - **Ingest**: events with a 30 kB snapshot offered at fixed rates to
-  ``/ingest/events`` of the real app in a child process (``anjian.service.bench_ingest``):
+  ``/ingest/events`` of the real app in a child process (``anjian.service.benchmarks.ingest``):
   events/s achieved, p50/p95 latency and errors, for the shipped service fed as
   pipelines feed it (``/ingest/batch``) and one event per request, and, as the
   baseline, the one-transaction-per-request path, in the same run.
@@ -26,18 +26,17 @@ from pathlib import Path
 
 import httpx
 
-from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel
-from anjian.service.bench_ingest import BASELINE, BATCHED, PIPELINE_BATCHES, IngestRun, measure_ingest
-from anjian.service.bench_receiver import CountingReceiver
+from anjian.service.benchmarks.events import SNAPSHOT_JPEG, bench_event
+from anjian.service.benchmarks.ingest import BASELINE, BATCHED, PIPELINE_BATCHES, IngestRun, measure_ingest
+from anjian.service.benchmarks.receiver import WebhookReceiver
 from anjian.service.database import sqlite_url
 from anjian.service.records import DeliveryStatus
 from anjian.service.store import EventStore
 from anjian.service.subscriptions import SubscriptionSpec
 from anjian.service.webhooks import WebhookDispatcher, sign_payload
 
-__all__ = ["SNAPSHOT_JPEG", "ServiceBenchReport", "bench_event", "run_service_bench"]
+__all__ = ["ServiceBenchReport", "run_service_bench"]
 
-SNAPSHOT_JPEG = b"\xff\xd8" + os.urandom(30_000) + b"\xff\xd9"
 _SECRET = "bench-secret-0123456789"
 
 
@@ -85,26 +84,6 @@ class ServiceBenchReport:
         )
 
 
-def bench_event(index: int, *, snapshot: bytes | None, tag: str = "") -> Event:
-    """A plausible open-flame event; ``tag`` keeps the ids of separate runs apart."""
-    now = time.time()
-    return Event(
-        id=f"bench{tag}{index:07d}{os.getpid()}",
-        revision=1,
-        site_id="bench",
-        workshop_id="w1",
-        camera_id="cam-1",
-        behaviour=Behaviour.OPEN_FLAME,
-        severity=RiskLevel.RED,
-        started_at=now,
-        last_seen_at=now,
-        confidence=0.9,
-        boxes=(EventBox("fire", 0.9, (0.1, 0.2, 0.3, 0.4)),),
-        message="bench",
-        snapshot_jpeg=snapshot,
-    )
-
-
 def _render_ingest(runs: tuple[IngestRun, ...]) -> list[str]:
     """The ingest lines: per offered rate, pipeline batches, one per request and the baseline, and their ratios."""
     lines = []
@@ -136,7 +115,7 @@ def _webhook_burst(
 
     Runs may share one database: each uses its own receiver, subscription and event ids.
     """
-    receiver = CountingReceiver()
+    receiver = WebhookReceiver()
     directory.mkdir(parents=True, exist_ok=True)
     store = EventStore(database_url or sqlite_url(directory))
     tag = f"b{claim_batch}x"

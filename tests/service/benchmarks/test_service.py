@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from anjian.service.bench import run_service_bench
-from anjian.service.bench_crash import run_crash_bench
-from anjian.service.bench_ingest import BASELINE, BATCHED, PIPELINE_BATCHES
-from anjian.service.bench_soak import run_soak_bench
+from anjian.service.benchmarks.crash import run_crash_bench
+from anjian.service.benchmarks.ingest import BASELINE, BATCHED, PIPELINE_BATCHES
+from anjian.service.benchmarks.service import run_service_bench
+from anjian.service.benchmarks.soak import run_soak_bench
 
 
 @pytest.mark.slow

@@ -1,8 +1,8 @@
-"""Serve MP4 clips as looping live H.264 RTSP streams, for tests (a stand-in camera).
+"""Serve MP4 clips as looping live H.264 RTSP streams, for tests and benchmarks (a stand-in camera).
 
 Run under Debian's ``/usr/bin/python3`` (the only interpreter with ``gi``)::
 
-    /usr/bin/python3 tests/support/rtsp_server.py --port 8554 \\
+    /usr/bin/python3 service/benchmarks/rtsp_server.py --port 8554 \\
         --mount /cam1=/tmp/clip.mp4 [--mount /cam2=/tmp/other.mp4] [--user U --password W]
 
 Why it works this way:

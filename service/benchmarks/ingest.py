@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Self
 
 from anjian.pipeline.event import Event
+from anjian.service.benchmarks.ports import free_port
+from anjian.service.benchmarks.processes import process_rss_bytes
 from anjian.service.config import AnjianConfig, StorageConfig
 from anjian.service.store import EventStore, UpsertResult
 
@@ -45,12 +47,10 @@ __all__ = [
     "PIPELINE_BATCHES",
     "IngestRun",
     "RequestTemplate",
-    "free_port",
     "ingest_config",
     "measure_ingest",
     "offer",
     "offer_batches",
-    "process_rss_bytes",
 ]
 
 PIPELINE_BATCHES = "pipeline batches"
@@ -84,6 +84,23 @@ class IngestRun:
     latency_p50_s: float
     latency_p95_s: float
     errors: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def measured(
+        cls, rate_per_s: float, seconds: float, latencies: list[float], errors: Counter[str], elapsed_s: float
+    ) -> IngestRun:
+        """The run of one offered rate (``path`` left for the caller): ``elapsed_s`` from first slot to last answer."""
+        ordered = sorted(latencies) or [float("nan")]
+        return cls(
+            path="",
+            offered_per_s=rate_per_s,
+            seconds=seconds,
+            ok=len(latencies),
+            achieved_per_s=len(latencies) / max(elapsed_s, 1e-9),
+            latency_p50_s=statistics.median(ordered),
+            latency_p95_s=ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
+            errors=dict(errors),
+        )
 
     def render(self) -> str:
         """One line of the report."""
@@ -166,17 +183,6 @@ class _Server:
     def rss_bytes(self) -> int:
         """Resident memory of the server process (Linux), 0 when unknown."""
         return process_rss_bytes(self._process.pid)
-
-
-def process_rss_bytes(pid: int | None) -> int:
-    """Resident set size of a process from ``/proc/<pid>/statm``, in bytes; 0 when unknown."""
-    if pid is None:
-        return 0
-    try:
-        pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0
-    return pages * os.sysconf("SC_PAGE_SIZE")
 
 
 class RequestTemplate:
@@ -288,18 +294,7 @@ async def offer(
     while not idle.empty():
         _, writer = idle.get_nowait()
         writer.close()
-    elapsed = max(last_answer - started, 1e-9)
-    ordered = sorted(latencies) or [float("nan")]
-    return IngestRun(
-        path="",
-        offered_per_s=rate_per_s,
-        seconds=seconds,
-        ok=len(latencies),
-        achieved_per_s=len(latencies) / elapsed,
-        latency_p50_s=statistics.median(ordered),
-        latency_p95_s=ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
-        errors=dict(errors),
-    )
+    return IngestRun.measured(rate_per_s, seconds, latencies, errors, last_answer - started)
 
 
 async def offer_batches(
@@ -369,18 +364,7 @@ async def offer_batches(
     for due in queues:
         due.put_nowait(None)
     await asyncio.gather(*tasks)
-    elapsed = max(last_answer - started, 1e-9)
-    ordered = sorted(latencies) or [float("nan")]
-    return IngestRun(
-        path="",
-        offered_per_s=rate_per_s,
-        seconds=seconds,
-        ok=len(latencies),
-        achieved_per_s=len(latencies) / elapsed,
-        latency_p50_s=statistics.median(ordered),
-        latency_p95_s=ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))],
-        errors=dict(errors),
-    )
+    return IngestRun.measured(rate_per_s, seconds, latencies, errors, last_answer - started)
 
 
 def measure_ingest(
@@ -421,10 +405,3 @@ def measure_ingest(
                 run = asyncio.run(offer(server.port, template, rate, seconds, connections))
                 runs.append(replace(run, path=path))
     return runs
-
-
-def free_port() -> int:
-    """A free TCP port on loopback."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

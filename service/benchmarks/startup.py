@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import resource
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,10 @@ from pathlib import Path
 
 import httpx
 import yaml
+
+from anjian.service.benchmarks.clips import write_synthetic_clip
+from anjian.service.benchmarks.ports import free_port
+from anjian.service.benchmarks.processes import process_cpu_s
 
 __all__ = ["StartupFigure", "format_startup_report", "run_startup_bench"]
 
@@ -61,12 +64,6 @@ def _anjian_command() -> list[str]:
     return [str(script)] if script.is_file() else [sys.executable, "-m", "anjian.service"]
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def _time_help() -> tuple[float, float]:
     """Wall and CPU seconds (user + system) of one ``anjian --help``; CPU time barely moves with load."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -81,9 +78,9 @@ def _site(folder: Path, *, with_camera: bool) -> Path:
     """A site YAML storing in ``folder``; with a looping file camera and the demo model when asked."""
     cameras = []
     if with_camera:
-        from anjian.cameras.bench import make_bench_clip
-
-        clip = make_bench_clip(folder.parent / "startup-clip.mp4", (320, 240), seconds=4.0, fps=10)
+        clip = folder.parent / "startup-clip.mp4"
+        if not clip.is_file():
+            write_synthetic_clip(clip, seconds=4.0, fps=10, keyframe_interval_s=2.0)
         cameras = [{"id": "cam-1", "url": str(clip), "loop": True, "analysis_fps": 2}]
     config = {
         "site": {"id": "bench", "workshops": [{"id": "ws", "cameras": cameras}]},
@@ -107,15 +104,6 @@ def _viewer_token(site: Path) -> str:
     return created.stdout.strip()
 
 
-def _cpu_s(pid: int) -> float | None:
-    """CPU seconds (user + system, all threads) process ``pid`` has used so far (Linux), else ``None``."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _time_service(
     command: str, site: Path, *, timeout_s: float, camera_token: str | None = None
 ) -> tuple[float | None, float | None, float | None]:
@@ -125,7 +113,7 @@ def _time_service(
     Raises:
         RuntimeError: The process exited before answering (its last log lines are in the message).
     """
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "ANJIAN_PORT": str(port), "YOLO_OFFLINE": "1"}
     base = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {camera_token}"} if camera_token else {}
@@ -147,7 +135,7 @@ def _time_service(
                 try:
                     if ready_s is None and client.get(f"{base}/readyz").status_code == 200:
                         ready_s = time.perf_counter() - started
-                        ready_cpu_s = _cpu_s(process.pid)
+                        ready_cpu_s = process_cpu_s(process.pid)
                     if camera_token and ready_s is not None and online_s is None:
                         cameras = client.get(f"{base}/cameras", headers=headers)
                         if cameras.status_code == 200 and any(c["state"] == "online" for c in cameras.json()):

@@ -1,7 +1,7 @@
 """Measure how fast a camera comes back after its server does, and what a dead camera costs the others.
 
-Two measurements against a real RTSP server (the one the tests use, from a source
-checkout: ``tests/support/rtsp.py``, GStreamer under Debian's python3):
+Measurements against a real RTSP server (:mod:`anjian.service.benchmarks.rtsp`,
+GStreamer under Debian's python3, the one the tests use too):
 
 * **Reconnect**: a camera with the default reconnect settings reads the server; the
   server is stopped for ``down_s``, restarted on the same port, and the seconds from
@@ -19,21 +19,19 @@ checkout: ``tests/support/rtsp.py``, GStreamer under Debian's python3):
 
 from __future__ import annotations
 
-import importlib
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from anjian.cameras.bench import make_bench_clip
 from anjian.cameras.camera_set import CameraSet
 from anjian.cameras.config import CameraConfig
 from anjian.cameras.health import CameraState
 from anjian.cameras.source import VideoSource
+from anjian.service.benchmarks.clips import write_synthetic_clip
+from anjian.service.benchmarks.rtsp import RtspTestServer, rtsp_server_available
 
 __all__ = [
     "DeadCameraReport",
@@ -102,20 +100,12 @@ class StallReport:
     online_after_s: float | None
 
 
-def _test_server_class() -> Any:
-    """``RtspTestServer`` from the source checkout's ``tests/support``, or a clear error."""
-    root = Path(__file__).resolve().parents[1]
-    if not (root / "tests" / "support" / "rtsp.py").is_file():
-        raise RuntimeError(
-            "the reconnect benchmark needs a source checkout of anjian (tests/support/rtsp.py, its RTSP server)"
-        )
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    rtsp = importlib.import_module("tests.support.rtsp")
-    is_available, reason = rtsp.rtsp_server_available()
+def _server(mounts: dict[str, Path]) -> RtspTestServer:
+    """A started RTSP server serving ``mounts``, or a clear error where it cannot run."""
+    is_available, reason = rtsp_server_available()
     if not is_available:
-        raise RuntimeError(f"the test RTSP server cannot run here: {reason} (make system-deps installs it)")
-    return rtsp.RtspTestServer
+        raise RuntimeError(f"the RTSP server cannot run here: {reason} (make system-deps installs it)")
+    return RtspTestServer(mounts).start()
 
 
 def _wait(predicate: Callable[[], bool], timeout_s: float) -> float | None:
@@ -129,9 +119,11 @@ def _wait(predicate: Callable[[], bool], timeout_s: float) -> float | None:
 
 
 def _clip(directory: Path | None) -> Path:
-    folder = directory or Path(tempfile.gettempdir()) / "anjian-bench"
-    folder.mkdir(parents=True, exist_ok=True)
-    return make_bench_clip(folder / "reconnect-320x240.mp4", (320, 240), seconds=4.0, fps=_CLIP_FPS)
+    """The served clip (320x240, 4 s), written once per folder."""
+    clip = (directory or Path(tempfile.gettempdir()) / "anjian-bench") / "reconnect-320x240.mp4"
+    if clip.is_file():
+        return clip
+    return write_synthetic_clip(clip, seconds=4.0, fps=_CLIP_FPS, keyframe_interval_s=2.0)
 
 
 def run_reconnect_bench(
@@ -157,10 +149,9 @@ def run_reconnect_bench(
         One ``ReconnectRound`` per outage.
 
     Raises:
-        RuntimeError: The test RTSP server is not available here.
+        RuntimeError: The RTSP server is not available here.
     """
-    server_class = _test_server_class()
-    server = server_class({"/cam": _clip(directory)}).start()
+    server = _server({"/cam": _clip(directory)})
     source = VideoSource(CameraConfig(id="bench", url=server.url("/cam")))
     results: list[ReconnectRound] = []
     try:
@@ -188,9 +179,9 @@ def run_stall_bench(*, deadline_s: float = 60.0, directory: Path | None = None) 
     """Hang a real RTSP server (SIGSTOP) under a camera with default settings, then resume it.
 
     Raises:
-        RuntimeError: The test RTSP server is not available, or the camera never came online.
+        RuntimeError: The RTSP server is not available, or the camera never came online.
     """
-    server = _test_server_class()({"/cam": _clip(directory)}).start()
+    server = _server({"/cam": _clip(directory)})
     camera = CameraConfig(id="bench", url=server.url("/cam"))
     source = VideoSource(camera)
     try:
@@ -217,12 +208,11 @@ def run_dead_camera_bench(
     """Read ``cameras`` streams, kill one server, and compare the others' delivered rates before and after.
 
     Raises:
-        RuntimeError: The test RTSP server is not available, or the cameras never all came online.
+        RuntimeError: The RTSP server is not available, or the cameras never all came online.
     """
-    server_class = _test_server_class()
     clip = _clip(directory)
-    healthy = server_class({f"/cam{i}": clip for i in range(1, cameras)}).start()
-    doomed = server_class({"/dead": clip}).start()
+    healthy = _server({f"/cam{i}": clip for i in range(1, cameras)})
+    doomed = _server({"/dead": clip})
     configs = [
         CameraConfig(id=f"cam{i}", url=healthy.url(f"/cam{i}"), analysis_fps=5) for i in range(1, cameras)
     ]

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import resource
 import tempfile
 import threading
 import time
@@ -38,6 +37,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
+
+from anjian.service.benchmarks.processes import process_rss_bytes
 
 __all__ = ["DEFAULT_PHASES", "BenchPhase", "PipelineBenchReport", "run_pipeline_bench"]
 
@@ -126,15 +127,8 @@ class PipelineBenchReport:
 
 
 def _rss_mb() -> float:
-    """Current resident memory of this process (Linux ``/proc``; peak elsewhere), MB."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Current resident memory of this process, MB."""
+    return process_rss_bytes(os.getpid()) / _MB
 
 
 def _cpu_s() -> float:

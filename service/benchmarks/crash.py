@@ -12,12 +12,8 @@ better. An acknowledged event never delivered is a loss (there must be none).
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -25,18 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import yaml
 
 from anjian.pipeline.event import Event
 from anjian.pipeline.event_json import event_to_json
-from anjian.service.bench import bench_event
-from anjian.service.bench_ingest import free_port
-from anjian.service.bench_receiver import CountingReceiver
+from anjian.service.benchmarks.events import bench_event
+from anjian.service.benchmarks.ports import free_port
+from anjian.service.benchmarks.receiver import WebhookReceiver
+from anjian.service.benchmarks.service_process import ServiceProcess, write_site
 
-__all__ = ["CrashBenchReport", "ServiceProcess", "run_crash_bench", "write_site"]
+__all__ = ["CrashBenchReport", "run_crash_bench"]
 
-_SECRET = "whsec_" + "YmVuY2gtc2VjcmV0LTAxMjM0NTY3ODlhYmNkZWY="  # base64 of 32 fixed bytes
-_READY_TIMEOUT_S = 120.0
 _DRAIN_TIMEOUT_S = 120.0
 
 
@@ -147,80 +141,6 @@ class _Ingester:
                 next_at = max(next_at, time.monotonic() - 1.0)  # after an outage, do not burst to catch up
 
 
-def write_site(directory: Path, receiver_url: str, *, sla: dict[str, float] | None = None) -> Path:
-    """A site YAML with one camera (never opened by ``serve``), the receiver as a signed webhook, and ``sla``."""
-    site = directory / "site.yaml"
-    document: dict[str, object] = {
-        "site": {
-            "id": "bench",
-            "workshops": [{"id": "w1", "cameras": [{"id": "cam-1", "url": "rtsp://127.0.0.1:9/unused"}]}],
-        },
-        "webhooks": [{"url": receiver_url, "secret": _SECRET}],
-        "storage": {"dir": str(directory / "data")},
-    }
-    if sla is not None:
-        document["sla"] = sla
-    site.write_text(yaml.safe_dump(document))
-    return site
-
-
-class ServiceProcess:
-    """``python -m anjian.service serve`` as a child process of this one."""
-
-    def __init__(self, site: Path, port: int, log: Path) -> None:
-        self._site = site
-        self._port = port
-        self._log = log
-        self._root = Path(__file__).resolve().parents[1]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def run_cli(self, *args: str) -> str:
-        return subprocess.run(
-            [sys.executable, "-m", "anjian.service", *args],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=self._root,
-        ).stdout.strip()
-
-    def start(self) -> float:
-        """Start and wait for ``/readyz``; returns the seconds it took."""
-        started = time.monotonic()
-        env = {**os.environ, "ANJIAN_PORT": str(self._port), "PYTHONUNBUFFERED": "1"}
-        with self._log.open("ab") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "anjian.service", "serve", "--config", str(self._site)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=self._root,
-            )
-        while time.monotonic() - started < _READY_TIMEOUT_S:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self._port}/readyz", timeout=1).status_code == 200:
-                    return time.monotonic() - started
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"the service did not become ready; see {self._log}")
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 def run_crash_bench(
     *,
     rounds: int = 3,
@@ -248,7 +168,7 @@ def run_crash_bench(
             f"{rate_per_s}, {min_run_s}, {max_run_s}"
         )
     draw = random.Random(seed)
-    receiver = CountingReceiver()
+    receiver = WebhookReceiver()
     with tempfile.TemporaryDirectory(prefix="anjian-crash-bench-") as tmp:
         directory = Path(tmp)
         port = free_port()
@@ -278,7 +198,7 @@ def run_crash_bench(
             ingester.stop()
             service.stop()
             receiver.close()
-    posts = dict(receiver.posts)
+    posts = receiver.posts_by_key()
     duplicated = [times for times in posts.values() if len(times) > 1]
     delays = tuple(times[1] - times[0] for times in duplicated)
     before_kill = tuple(

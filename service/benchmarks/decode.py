@@ -1,7 +1,8 @@
 """Measure what decoding and sampling a camera costs, against FFmpeg's floor and OpenCV.
 
 For each resolution it writes an H.264 clip that looks like a camera (textured scene,
-sensor noise, something moving, a keyframe every two seconds), then decodes the same
+sensor noise, something moving, a keyframe every two seconds, encoded as a camera's
+main stream is), then decodes the same
 file four ways and records CPU time (all threads) and wall time:
 
 * ``ffmpeg -f null``: the FFmpeg CLI decoding every frame and discarding it; CPU time of
@@ -26,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import av
-import numpy as np
 
 from anjian.cameras.config import CameraConfig
 from anjian.cameras.decode import decode_frames
+from anjian.service.benchmarks.clips import write_synthetic_clip
 
-__all__ = ["DecodeBenchRow", "format_decode_table", "make_bench_clip", "run_decode_bench"]
+__all__ = ["DecodeBenchRow", "format_decode_table", "run_decode_bench"]
 
 RESOLUTIONS: dict[str, tuple[int, int]] = {"1080p": (1920, 1080), "720p": (1280, 720), "360p": (640, 360)}
 
@@ -76,8 +77,8 @@ class DecodeBenchRow:
         return self.cpu_s / self.ffmpeg_cpu_s if self.ffmpeg_cpu_s > 0 else float("nan")
 
 
-def make_bench_clip(path: Path, size_wh: tuple[int, int], *, seconds: float = 10.0, fps: int = 25) -> Path:
-    """Write a camera-like H.264 clip: static texture, sensor noise, a moving box, GOP of 2 s.
+def _camera_clip(path: Path, size_wh: tuple[int, int], *, seconds: float = 10.0, fps: int = 25) -> Path:
+    """Write a camera-like H.264 clip (textured scene, sensor noise, a moving box, a keyframe every 2 s).
 
     Args:
         path: Output ``.mp4``; kept if it already exists (generation costs seconds).
@@ -90,29 +91,16 @@ def make_bench_clip(path: Path, size_wh: tuple[int, int], *, seconds: float = 10
     """
     if path.is_file():
         return path
-    width, height = size_wh
-    rng = np.random.default_rng(0)
-    tiles = rng.integers(40, 200, size=(height // 16 + 1, width // 16 + 1, 3), dtype=np.uint8)
-    background = np.kron(tiles, np.ones((16, 16, 1), dtype=np.uint8))[:height, :width]
-    noise_bank = rng.integers(-3, 4, size=(8, height, width, 1), dtype=np.int16)
-    box = height // 5
-    tmp = path.with_suffix(".partial.mp4")
-    with av.open(str(tmp), mode="w") as container:
-        stream = container.add_stream("libx264" if "libx264" in av.codecs_available else "h264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.gop_size = 2 * fps
-        stream.max_b_frames = 0  # like most IP cameras' main profile streams
-        stream.options = {"preset": "veryfast", "crf": "23", "sc_threshold": "0"}
-        for index in range(round(seconds * fps)):
-            image = (background + noise_bank[index % len(noise_bank)]).clip(0, 255).astype(np.uint8)
-            x = (index * 7) % (width - box)
-            image[height // 3 : height // 3 + box, x : x + box] = (230, 220, 40)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode(None):
-            container.mux(packet)
-    tmp.rename(path)
-    return path
+    partial = write_synthetic_clip(
+        path.with_suffix(".partial.mp4"),
+        seconds=seconds,
+        fps=fps,
+        size_wh=size_wh,
+        sensor_noise=3,
+        keyframe_interval_s=2.0,
+        encoding="camera",
+    )
+    return partial.rename(path)
 
 
 def _clip_info(path: Path) -> tuple[float, int]:
@@ -233,7 +221,7 @@ def run_decode_bench(
     for resolution in resolutions:
         width, height = RESOLUTIONS[resolution]
         say(f"clip {resolution}: {seconds:g}s at {fps} fps")
-        clip = make_bench_clip(
+        clip = _camera_clip(
             directory / f"bench-{resolution}-{seconds:g}s-{fps}fps.mp4",
             (width, height),
             seconds=seconds,

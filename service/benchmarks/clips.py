@@ -1,0 +1,154 @@
+"""Write small synthetic H.264 MP4 clips with PyAV: the stand-in camera footage of benchmarks and tests.
+
+Benchmarks and tests need real encoded video (to exercise the real PyAV decode path
+and to feed the RTSP server in :mod:`anjian.service.benchmarks.rtsp`) without files
+checked into the repo, so clips are generated on the fly from numpy frames: a textured
+background, optionally with per-frame sensor noise, and a bright box moving across it.
+The demo scene with a flame (what the detector is meant to see) is
+:func:`anjian.datasets.synthetic.write_demo_video`; this writer makes footage where only
+decoding, streaming and motion matter.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import av
+import numpy as np
+
+__all__ = ["ClipEncoding", "ClipPattern", "write_synthetic_clip"]
+
+ClipPattern = Literal["moving-box", "static", "black"]
+ClipEncoding = Literal["fast", "camera"]
+
+_PATTERNS: tuple[str, ...] = ("moving-box", "static", "black")
+_ENCODINGS: dict[str, dict[str, str]] = {
+    # cheap to write: tests generate many clips
+    "fast": {"preset": "ultrafast", "tune": "zerolatency"},
+    # like an IP camera's main stream (CABAC, deblocking): what decoding costs on a site
+    "camera": {"preset": "veryfast", "crf": "23"},
+}
+_NOISE_FRAMES = 8
+
+
+def write_synthetic_clip(
+    path: str | Path,
+    *,
+    seconds: float,
+    fps: int,
+    size_wh: tuple[int, int] = (320, 240),
+    pattern: ClipPattern = "moving-box",
+    seed: int = 0,
+    sensor_noise: int = 0,
+    keyframe_interval_s: float = 1.0,
+    encoding: ClipEncoding = "fast",
+) -> Path:
+    """Write a small H.264 (yuv420p) MP4 clip made of synthetic frames.
+
+    Every clip has a keyframe each ``keyframe_interval_s`` (never more often: no
+    scene-cut keyframes) and no B-frames, like most IP cameras' streams, so the RTSP
+    server can pass its access units through unchanged and late joiners wait at most
+    one interval for a picture.
+
+    Args:
+        path: Output file; parent directories are created. Should end in ``.mp4``.
+        seconds: Clip length in seconds (> 0); the frame count is
+            ``max(1, round(seconds * fps))``.
+        fps: Frame rate in frames per second (> 0).
+        size_wh: Frame size ``(width, height)`` in pixels; both even and >= 16.
+        pattern: ``"moving-box"``: a bright box sliding over a fixed textured
+            background, so consecutive frames differ; ``"static"``: the same
+            textured frame every time; ``"black"``: all-black frames.
+        seed: Seed for the background texture and the noise.
+        sensor_noise: Amplitude (0-64 grey levels) of the noise added to every frame
+            of a textured pattern, as a camera sensor adds; 0 for clean frames.
+        keyframe_interval_s: Seconds between keyframes (> 0; at least one frame).
+        encoding: ``"fast"`` (x264 ultrafast, zero latency: cheap to write) or
+            ``"camera"`` (veryfast, CRF 23: what decoding a camera costs).
+
+    Returns:
+        The path written, as a ``Path``.
+
+    Raises:
+        ValueError: If an argument is out of range or ``pattern`` / ``encoding`` is unknown.
+
+    Example:
+        >>> clip = write_synthetic_clip(tmp_path / "cam.mp4", seconds=2, fps=10)
+    """
+    width, height = size_wh
+    if seconds <= 0:
+        raise ValueError(f"seconds must be > 0, got {seconds!r}")
+    if fps <= 0:
+        raise ValueError(f"fps must be > 0, got {fps!r}")
+    if width < 16 or height < 16 or width % 2 or height % 2:
+        raise ValueError(f"size_wh must be even and >= 16 in both axes, got {size_wh!r}")
+    if pattern not in _PATTERNS:
+        raise ValueError(f"pattern must be one of {_PATTERNS}, got {pattern!r}")
+    if not 0 <= sensor_noise <= 64:
+        raise ValueError(f"sensor_noise must be 0-64 grey levels, got {sensor_noise!r}")
+    if keyframe_interval_s <= 0:
+        raise ValueError(f"keyframe_interval_s must be > 0, got {keyframe_interval_s!r}")
+    if encoding not in _ENCODINGS:
+        raise ValueError(f"encoding must be one of {tuple(_ENCODINGS)}, got {encoding!r}")
+
+    out_path = Path(path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    n_frames = max(1, round(seconds * fps))
+    gop = max(1, round(keyframe_interval_s * fps))
+    rng = np.random.default_rng(seed)
+    background = _background(width, height, rng)
+    noise = (
+        rng.integers(-sensor_noise, sensor_noise + 1, size=(_NOISE_FRAMES, height, width, 1), dtype=np.int16)
+        if sensor_noise and pattern != "black"
+        else None
+    )
+
+    with av.open(str(out_path), mode="w") as container:
+        stream = container.add_stream(_encoder_name(), rate=fps)
+        if not isinstance(stream, av.VideoStream):
+            raise TypeError(f"expected a video stream from {_encoder_name()}, got {type(stream).__name__}")
+        stream.width = width
+        stream.height = height
+        stream.pix_fmt = "yuv420p"
+        stream.gop_size = gop
+        stream.max_b_frames = 0
+        if stream.codec_context.name == "libx264":
+            stream.options = {**_ENCODINGS[encoding], "keyint_min": str(gop), "sc_threshold": "0"}
+        for index in range(n_frames):
+            image = _frame(pattern, background, index, n_frames)
+            if noise is not None:
+                image = (image + noise[index % _NOISE_FRAMES]).clip(0, 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return out_path
+
+
+def _encoder_name() -> str:
+    """Prefer libx264; fall back to whatever FFmpeg calls its H.264 encoder."""
+    return "libx264" if "libx264" in av.codecs_available else "h264"
+
+
+def _background(width: int, height: int, rng: np.random.Generator) -> np.ndarray:
+    """Return a mid-grey textured (height, width, 3) uint8 background."""
+    noise = rng.integers(0, 48, size=(height // 8 + 1, width // 8 + 1, 3), dtype=np.uint8)
+    blocks = np.kron(noise, np.ones((8, 8, 1), dtype=np.uint8))[:height, :width]
+    return (blocks + 80).astype(np.uint8)
+
+
+def _frame(pattern: str, background: np.ndarray, index: int, n_frames: int) -> np.ndarray:
+    """Return frame ``index`` of ``pattern`` as a (height, width, 3) uint8 RGB array."""
+    if pattern == "black":
+        return np.zeros_like(background)
+    if pattern == "static":
+        return background.copy()
+    height, width = background.shape[:2]
+    box = max(8, min(width, height) // 4)
+    x = round((width - box) * index / max(1, n_frames - 1))
+    y = (height - box) // 2
+    image = background.copy()
+    image[y : y + box, x : x + box] = (250, 240, 40)
+    return image
