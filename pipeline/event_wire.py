@@ -32,10 +32,10 @@ from typing import Annotated, Final, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
+    PlainValidator,
     Strict,
     StringConstraints,
     ValidationInfo,
@@ -113,7 +113,7 @@ _MAX_SNAPSHOT_B64_CHARS = 16_000_000
 _MAX_CLIP_B64_CHARS = 200_000_000
 
 
-def _base64_decoder(max_chars: int) -> BeforeValidator:
+def _base64_decoder(max_chars: int) -> PlainValidator:
     """Decode a base64 string of at most ``max_chars`` characters to bytes; errors name what is wrong."""
 
     def decode(value: object) -> bytes:
@@ -126,7 +126,7 @@ def _base64_decoder(max_chars: int) -> BeforeValidator:
         except (binascii.Error, ValueError) as exc:
             raise PydanticCustomError("base64", "not base64: {reason}", {"reason": str(exc)}) from exc
 
-    return BeforeValidator(decode)
+    return PlainValidator(decode)
 
 
 def _base64_text(data: bytes) -> str:
