@@ -9,6 +9,7 @@ for another registry (a site with one more behaviour, a test's toy rule).
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, create_model, model_validator
@@ -79,6 +80,7 @@ class CameraPipelineConfig(CameraConfig):
             raise ValueError(f"{where}: no schedule {name!r} on camera {self.id!r} (known: {known})")
 
 
+@functools.cache
 def camera_config_model(registry: BehaviourRegistry) -> type[CameraPipelineConfig]:
     """``CameraPipelineConfig`` for the behaviours of ``registry``: its zones and behaviours sections
     take their kinds and rules from it (``REGISTRY`` gives ``CameraPipelineConfig`` itself)."""

@@ -124,12 +124,10 @@ def check_time_zone(name: str | None) -> str | None:
     return name
 
 
+# kind and excludes are plain strings here: anjian.pipeline.camera_config.ZoneConfig narrows them to the
+# zone kinds and behaviours of the registered rules (and takes this docstring as its schema description).
 class BaseZoneConfig(PipelineModel):
-    """A polygon in normalised image coordinates (0..1, origin top-left).
-
-    ``kind`` and ``excludes`` are plain strings here; ``anjian.pipeline.camera_config.ZoneConfig``
-    narrows them to the zone kinds and behaviours of the registered rules.
-    """
+    """A polygon in normalised image coordinates (0..1, origin top-left)."""
 
     id: str = Field(..., min_length=1, max_length=64, pattern=_ID_PATTERN)
     name: str = Field("", max_length=200, description="Shown in the control room.")

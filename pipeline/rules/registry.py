@@ -47,11 +47,9 @@ COMMON_ZONE_KINDS = ("generic", "exclusion")
 """Zone kinds of every camera: a plain named area, and an area whose detections rules ignore."""
 
 
+# A registry's behaviours_model adds one optional field per spec; the docstring is its schema description.
 class BaseBehavioursConfig(PipelineModel):
-    """The rules run on one camera, with their parameters; absent means disabled.
-
-    A registry adds one optional field per spec (``BehaviourRegistry.behaviours_model``).
-    """
+    """The rules run on one camera, with their parameters; absent means disabled."""
 
     specs: ClassVar[tuple[BehaviourSpec[Any], ...]] = ()
     """The specs whose sections this model holds, in registry order."""
@@ -112,7 +110,7 @@ class BehaviourRegistry:
         model = create_model(
             "BehavioursConfig",
             __base__=BaseBehavioursConfig,
-            __doc__=BaseBehavioursConfig.__doc__.split("\n")[0] if BaseBehavioursConfig.__doc__ else None,
+            __doc__=BaseBehavioursConfig.__doc__,
             __module__="anjian.pipeline.camera_config",
             **fields,
         )
@@ -129,7 +127,7 @@ class BehaviourRegistry:
         return create_model(
             "ZoneConfig",
             __base__=BaseZoneConfig,
-            __doc__=BaseZoneConfig.__doc__.split("\n")[0] if BaseZoneConfig.__doc__ else None,
+            __doc__=BaseZoneConfig.__doc__,
             __module__="anjian.pipeline.camera_config",
             kind=(kind, base["kind"]),
             excludes=(excludes, base["excludes"]),

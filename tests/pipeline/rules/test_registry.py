@@ -179,6 +179,8 @@ def test_the_shipped_registry_does_not_know_the_new_behaviour_or_its_zone_kind()
 
 
 def test_the_new_behaviour_appears_in_the_json_schema() -> None:
+    assert camera_config_model(REGISTRY) is CameraPipelineConfig
+    assert camera_config_model(REGISTRY.with_spec(HEAD_COUNT)) is camera_config_model(WITH_HEAD_COUNT)
     schema = camera_config_model(WITH_HEAD_COUNT).model_json_schema()
     behaviours = schema["$defs"]["BehavioursConfig"]
     assert behaviours["additionalProperties"] is False
