@@ -7,6 +7,10 @@ built from that config, the event behaviours it raises, and the zone kinds it wa
 zone kinds a zone may have, the behaviours an exclusion zone may name and
 ``build_rules`` are all derived from them, so a new behaviour is one module (and its
 tests) plus, when it raises a new kind of event, its wire value in ``Behaviour``.
+
+Rule modules load with the site config (``anjian config check`` and the service's start-up
+import them for their config models), so a rule imports heavy libraries (OpenCV,
+supervision) inside the functions that use them; ``tests/service/test_startup.py`` checks.
 """
 
 from __future__ import annotations
