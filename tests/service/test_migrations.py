@@ -97,10 +97,10 @@ def test_an_event_stored_before_track_id_existed_survives_the_upgrade_without_on
     store = EventStore(database_url)
     try:
         old = store.get_event("old-1")
-        store.upsert_event(make_event(id="new-1", track_id=9))
+        store.upsert_event(make_event(id="new-1", track_id=2**40 + 9))  # BIGINT on PostgreSQL
         new = store.get_event("new-1")
     finally:
         store.close()
 
     assert old is not None and old.track_id is None and old.behaviour == "smoking"
-    assert new is not None and new.track_id == 9
+    assert new is not None and new.track_id == 2**40 + 9
