@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -38,6 +39,9 @@ from anjian.pipeline.incident_journal import IncidentJournal
 from anjian.pipeline.incidents import EventContext
 from anjian.pipeline.motion import MotionGate
 from anjian.pipeline.sink import EventSink
+
+if TYPE_CHECKING:
+    from anjian.pipeline.live import LiveView
 from anjian.pipeline.tracking import CameraTracker
 
 __all__ = ["CameraAssignment", "PipelineRunner", "RunnerStats"]
@@ -144,6 +148,7 @@ class PipelineRunner:
         time_zone: str = "UTC",
         source_factory: Callable[[CameraPipelineConfig, threading.Condition], VideoSource] | None = None,
         incident_journal: IncidentJournal | None = None,
+        live_view: LiveView | None = None,
     ) -> None:
         """Create a stopped runner.
 
@@ -162,9 +167,12 @@ class PipelineRunner:
             incident_journal: Keeps open incidents across a restart: ``stop`` leaves them
                 open and the next runner over the same journal carries on with them.
                 ``None``: ``stop`` closes them.
+            live_view: Receives every analysed frame with its tracked detections (a
+                reference, drawn only when a screen asks: ``pipeline.live``).
         """
         self.site_id = site_id
         self.incident_journal = incident_journal
+        self.live_view = live_view
         self.time_zone = time_zone
         self.detector = detector
         self.sink = sink
@@ -228,6 +236,8 @@ class PipelineRunner:
         with self._lock:
             worker = self._workers.pop(camera_id, None)
             self._batcher.forget(camera_id)
+        if self.live_view is not None:
+            self.live_view.forget(camera_id)
         if worker is None:
             return False
         self._cameras.remove(camera_id)
@@ -461,6 +471,8 @@ class PipelineRunner:
         events: list[Event] = []
         try:
             tracked = worker.tracker.update(detections, frame.captured_at)
+            if self.live_view is not None:
+                self.live_view.update(frame, tracked, worker.assignment.camera.zones)
             events += worker.analyzer.process(frame, tracked)
         except Exception:
             logger.exception("%s: analysis failed on frame %d", camera_id, frame.index)

@@ -23,9 +23,11 @@ from anjian.pipeline.config import BehavioursConfig, CameraPipelineConfig, OpenF
 from anjian.pipeline.engine_config import EngineConfig, MotionGateConfig
 from anjian.pipeline.event import Behaviour, Event
 from anjian.pipeline.incidents import EventContext
+from anjian.pipeline.live import LiveView
 from anjian.pipeline.runner import CameraAssignment, PipelineRunner
 from anjian.pipeline.sink import ListSink
 from tests.factories import make_event
+from tests.support.pushed_camera import PushedCamera
 from tests.support.waiting import wait_for
 
 
@@ -266,6 +268,21 @@ def test_rules_receive_tracked_detections(engine: Any) -> None:
     [analyzer] = _RecordingAnalyzer.created
     ids = [int(d.tracker_id[0]) for d in analyzer.fed if d.tracker_id is not None]
     assert len(ids) == 5 and ids[0] == -1 and len(set(ids[1:])) == 1 and ids[1] >= 0
+
+
+def test_the_live_view_gets_every_analysed_frame_and_forgets_a_removed_camera(engine: Any) -> None:
+    live = LiveView()
+    zone = ZoneConfig(id="z", polygon=[(0.0, 0.0), (1.0, 0.0), (1.0, 1.0)])
+    runner, sources = engine([_scripted("a", zones=[zone])], _CountingDetector(), ListSink(), live_view=live)
+    runner.start()
+    for i in range(3):
+        sources["a"].push(_GREY)
+        assert wait_for(lambda i=i: runner.stats().frames_analysed >= i + 1)
+
+    latest = live.frame("a")
+    assert latest is not None and latest.seq == 3 and latest.jpeg[:2] == b"\xff\xd8"
+    runner.remove_camera("a")
+    assert live.frame("a") is None
 
 
 def test_motion_gating_skips_inference_on_still_frames_but_feeds_the_rules(engine: Any) -> None:
