@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 
 from anjian.service.metrics import ServiceMetrics
 from anjian.service.outbox import Outbox
+from anjian.service.periodic import PeriodicThread
 from anjian.service.records import WebhookDelivery
 
 __all__ = ["Claim", "LeaseKeeper", "SuccessLog"]
@@ -65,8 +66,9 @@ class LeaseKeeper:
         self._claims: dict[int, Claim] = {}
         self._tokens = itertools.count(1)
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._heartbeat = PeriodicThread(
+            self.renew_all, interval_s=lease_s / 3, name="anjian-webhook-leases", transient=(DBAPIError,)
+        )
 
     def claim(self, *, limit: int) -> tuple[Claim, list[WebhookDelivery]]:
         """Claim up to ``limit`` due rows for ``lease_s`` and track the claim until ``done``."""
@@ -102,27 +104,12 @@ class LeaseKeeper:
         return renewed
 
     def start(self) -> None:
-        """Start the heartbeat thread."""
-        self._thread = threading.Thread(target=self._run, name="anjian-webhook-leases", daemon=True)
-        self._thread.start()
+        """Start the heartbeat: every third of the lease, ``renew_all`` (a failed renewal is retried on the next beat)."""
+        self._heartbeat.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the heartbeat thread; safe to call twice."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        """Heartbeat: renew every third of the lease; a failed renewal is retried on the next beat."""
-        while not self._stop.wait(self.lease_s / 3):
-            try:
-                self.renew_all()
-            except DBAPIError as exc:  # a busy or locked database: the next beat tries again
-                logger.warning(
-                    "webhook lease renewal failed (%s); retrying in %.1fs", exc.orig or exc, self.lease_s / 3
-                )
-            except Exception:
-                logger.exception("webhook lease renewal failed; retrying in %.1fs", self.lease_s / 3)
+        self._heartbeat.stop(timeout_s)
 
 
 class SuccessLog:

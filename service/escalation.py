@@ -8,18 +8,14 @@ through the outbox). Tests call ``run_once`` with a fake clock instead of waitin
 
 from __future__ import annotations
 
-import logging
-import threading
-
 from anjian.service.config import SlaConfig
 from anjian.service.metrics import ServiceMetrics
+from anjian.service.periodic import PeriodicThread
 from anjian.service.records import StoredEvent
 from anjian.service.store import EventStore
 from anjian.service.webhooks import WebhookDispatcher
 
 __all__ = ["Escalator"]
-
-logger = logging.getLogger(__name__)
 
 
 class Escalator:
@@ -44,13 +40,12 @@ class Escalator:
         self._store = store
         self._sla = sla
         self._metrics = metrics
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = PeriodicThread(self.run_once, interval_s=sla.check_interval_s, name="anjian-escalator")
 
     @property
     def is_running(self) -> bool:
         """Whether the worker thread is alive."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._ticker.is_running
 
     def run_once(self) -> list[StoredEvent]:
         """Escalate what is overdue now; returns the escalated alerts."""
@@ -65,21 +60,8 @@ class Escalator:
         Raises:
             RuntimeError: It is running already, or was stopped (create a new one).
         """
-        if self._thread is not None or self._stop.is_set():
-            raise RuntimeError("an Escalator starts once")
-        self._thread = threading.Thread(target=self._run, name="anjian-escalator", daemon=True)
-        self._thread.start()
+        self._ticker.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the worker thread; safe to call twice."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-
-    def _run(self) -> None:
-        """Loop: escalate, sleep ``check_interval_s``; faults are logged and retried next round."""
-        while not self._stop.wait(self._sla.check_interval_s):
-            try:
-                self.run_once()
-            except Exception:
-                logger.exception("escalation round failed; retrying in %.0fs", self._sla.check_interval_s)
+        self._ticker.stop(timeout_s)

@@ -4,7 +4,6 @@ site's ``builtin:NAME`` resolves to, the running pipeline swaps to it between tw
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 
 from anjian.models.config import DetectorConfig
@@ -12,6 +11,7 @@ from anjian.models.errors import ModelError
 from anjian.models.loader import load_detector
 from anjian.models.registry import PromotionWatch
 from anjian.pipeline.runner import PipelineRunner
+from anjian.service.periodic import PeriodicThread
 
 __all__ = ["ModelReloader"]
 
@@ -49,9 +49,7 @@ class ModelReloader:
         self._watch = PromotionWatch(spec, root=root)
         self._config = config
         self._runner = runner
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._ticker = PeriodicThread(self.check_once, interval_s=interval_s, name="anjian-model-reload")
         self.swaps = 0
         self.failures = 0
 
@@ -77,20 +75,9 @@ class ModelReloader:
         return True
 
     def start(self) -> None:
-        """Poll every ``interval_s`` in a background thread."""
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="model-reload", daemon=True)
-        self._thread.start()
+        """Poll every ``interval_s`` in a background thread (a failed check is logged and retried)."""
+        self._ticker.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop polling."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                self.check_once()
-            except Exception:
-                logger.exception("model reload check failed; will retry")
+        self._ticker.stop(timeout_s)
