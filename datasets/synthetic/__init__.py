@@ -22,30 +22,15 @@ Example:
 from anjian.datasets.synthetic.drawing import render_scene
 from anjian.datasets.synthetic.specs import (
     CLASS_NAMES,
-    BlockKind,
-    BlockSpec,
-    ConeSpec,
-    FigureSpec,
-    FlameSpec,
-    LabeledBox,
-    LampKind,
-    LampSpec,
     SceneSpec,
     demo_scene_spec,
     random_scene_spec,
 )
 from anjian.datasets.synthetic.writers import write_demo_video, write_training_set
 
+# The entry points; the parts of a scene (FlameSpec, LampSpec, ...) are in .specs.
 __all__ = [
     "CLASS_NAMES",
-    "BlockKind",
-    "BlockSpec",
-    "ConeSpec",
-    "FigureSpec",
-    "FlameSpec",
-    "LabeledBox",
-    "LampKind",
-    "LampSpec",
     "SceneSpec",
     "demo_scene_spec",
     "random_scene_spec",

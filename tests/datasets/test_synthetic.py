@@ -12,7 +12,6 @@ import yaml
 
 from anjian.datasets.synthetic import (
     CLASS_NAMES,
-    FlameSpec,
     SceneSpec,
     demo_scene_spec,
     random_scene_spec,
@@ -20,6 +19,7 @@ from anjian.datasets.synthetic import (
     write_demo_video,
     write_training_set,
 )
+from anjian.datasets.synthetic.specs import FlameSpec
 
 SMALL_WH = (160, 96)
 

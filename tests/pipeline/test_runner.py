@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 from anjian.cameras.config import CameraConfig, CameraFaultConfig
 from anjian.cameras.frame import Frame
-from anjian.cameras.health import CameraHealth, CameraState, HealthTracker
+from anjian.cameras.health import CameraState
 from anjian.datasets.synthetic import write_demo_video
 from anjian.models.detections import Detections
 from anjian.models.onnx_detector import OnnxDetector
@@ -89,46 +88,6 @@ def test_file_with_a_fire_gives_one_incident_opened_and_closed(fire_clip: Path, 
 # hot changes of cameras and of the detector.
 
 
-class _ScriptedSource:
-    """A camera whose frames the test pushes; same surface as ``VideoSource``."""
-
-    def __init__(self, config: CameraConfig, condition: threading.Condition) -> None:
-        self.config = config
-        self._condition = condition
-        self._latest: Frame | None = None
-        self._index = 0
-        self._health = HealthTracker(config.id, time.time())
-        self.starts = 0
-        self.is_finished = False
-
-    @property
-    def camera_id(self) -> str:
-        return self.config.id
-
-    def start(self) -> None:
-        self.starts += 1
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        self._health.set_state(CameraState.STOPPED, time.time())
-
-    def health(self) -> CameraHealth:
-        return self._health.snapshot()
-
-    def push(self, image: np.ndarray) -> None:
-        now = time.time()
-        self._health.set_state(CameraState.ONLINE, now)
-        with self._condition:
-            self._latest = Frame(self.config.id, image, captured_at=now, pts_s=0.0, index=self._index)
-            self._index += 1
-            self._condition.notify_all()
-        self._health.delivered(now)
-
-    def take_latest(self) -> Frame | None:
-        with self._condition:
-            frame, self._latest = self._latest, None
-            return frame
-
-
 class _CountingDetector:
     """One 'person' box per image; counts the images it saw."""
 
@@ -187,7 +146,7 @@ class _RecordingAnalyzer:
 @pytest.fixture
 def engine(
     monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Callable[..., tuple[PipelineRunner, dict[str, _ScriptedSource]]]]:
+) -> Iterator[Callable[..., tuple[PipelineRunner, dict[str, PushedCamera]]]]:
     """Build a runner over scripted cameras; stops it after the test."""
     monkeypatch.setattr("anjian.pipeline.runner.CameraAnalyzer", _RecordingAnalyzer)
     _RecordingAnalyzer.created = []
@@ -195,11 +154,11 @@ def engine(
 
     def build(
         cameras: list[CameraPipelineConfig], detector: _CountingDetector, sink: ListSink, **options: Any
-    ) -> tuple[PipelineRunner, dict[str, _ScriptedSource]]:
-        sources: dict[str, _ScriptedSource] = {}
+    ) -> tuple[PipelineRunner, dict[str, PushedCamera]]:
+        sources: dict[str, PushedCamera] = {}
 
-        def factory(config: CameraConfig, condition: threading.Condition) -> _ScriptedSource:
-            sources[config.id] = _ScriptedSource(config, condition)
+        def factory(config: CameraConfig, condition: threading.Condition) -> PushedCamera:
+            sources[config.id] = PushedCamera(config, condition)
             return sources[config.id]
 
         runner = PipelineRunner(

@@ -5,7 +5,6 @@ built again, with scripted cameras (one with a fire, one that stays broken) and 
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +12,6 @@ from pathlib import Path
 import numpy as np
 
 from anjian.cameras.config import CameraFaultConfig
-from anjian.cameras.frame import Frame
-from anjian.cameras.health import CameraHealth, CameraState, HealthTracker
 from anjian.models.detections import Detections
 from anjian.pipeline.config import BehavioursConfig, CameraPipelineConfig, OpenFlameConfig
 from anjian.pipeline.event import Behaviour
@@ -24,48 +21,10 @@ from anjian.service.evidence import EvidenceStore
 from anjian.service.records import StoredEvent
 from anjian.service.sink import StoreSink
 from anjian.service.store import EventStore
+from tests.support.pushed_camera import PushedCamera
 from tests.support.waiting import wait_for
 
 _IMAGE = np.random.default_rng(0).integers(0, 255, (90, 160, 3), dtype=np.uint8)
-
-
-class PushedCamera:
-    """A camera whose frames the test pushes (same surface as ``VideoSource``); one never pushed stays down."""
-
-    def __init__(self, config: CameraPipelineConfig, condition: threading.Condition) -> None:
-        self.config = config
-        self._condition = condition
-        self._latest: Frame | None = None
-        self._index = 0
-        self._health = HealthTracker(config.id, time.time())
-        self.is_finished = False
-
-    @property
-    def camera_id(self) -> str:
-        return self.config.id
-
-    def start(self) -> None:
-        return
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        self._health.set_state(CameraState.STOPPED, time.time())
-
-    def health(self) -> CameraHealth:
-        return self._health.snapshot()
-
-    def push(self) -> None:
-        now = time.time()
-        self._health.set_state(CameraState.ONLINE, now)
-        with self._condition:
-            self._latest = Frame(self.config.id, _IMAGE, captured_at=now, pts_s=0.0, index=self._index)
-            self._index += 1
-            self._condition.notify_all()
-        self._health.delivered(now)
-
-    def take_latest(self) -> Frame | None:
-        with self._condition:
-            frame, self._latest = self._latest, None
-            return frame
 
 
 class FireDetector:
@@ -152,7 +111,7 @@ class Service:
         """Push frames of the line camera until ``predicate()`` holds."""
 
         def step() -> bool:
-            self.cameras["line"].push()
+            self.cameras["line"].push(_IMAGE)
             return predicate()
 
         return wait_for(step, timeout_s=30, poll_s=0.05)

@@ -1,0 +1,64 @@
+"""A camera whose frames the test pushes, with the surface of ``anjian.cameras.source.VideoSource``.
+
+The pipeline tests and the service's restart test drive the real runner with it: a frame exists
+only when the test pushes one, and a camera never pushed stays down.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from anjian.cameras.config import CameraConfig
+from anjian.cameras.frame import Frame
+from anjian.cameras.health import CameraHealth, CameraState, HealthTracker
+
+__all__ = ["PushedCamera"]
+
+
+class PushedCamera:
+    """Holds the latest pushed frame (as ``VideoSource`` holds the latest decoded one) and counts its starts.
+
+    Args:
+        config: The camera (its ``id`` names the frames).
+        condition: The runner's frame condition, notified at each push.
+    """
+
+    def __init__(self, config: CameraConfig, condition: threading.Condition) -> None:
+        self.config = config
+        self._condition = condition
+        self._latest: Frame | None = None
+        self._index = 0
+        self._health = HealthTracker(config.id, time.time())
+        self.starts = 0
+        self.is_finished = False
+
+    @property
+    def camera_id(self) -> str:
+        return self.config.id
+
+    def start(self) -> None:
+        self.starts += 1
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._health.set_state(CameraState.STOPPED, time.time())
+
+    def health(self) -> CameraHealth:
+        return self._health.snapshot()
+
+    def push(self, image: np.ndarray) -> None:
+        """Deliver ``image`` as the camera's newest frame, now."""
+        now = time.time()
+        self._health.set_state(CameraState.ONLINE, now)
+        with self._condition:
+            self._latest = Frame(self.config.id, image, captured_at=now, pts_s=0.0, index=self._index)
+            self._index += 1
+            self._condition.notify_all()
+        self._health.delivered(now)
+
+    def take_latest(self) -> Frame | None:
+        with self._condition:
+            frame, self._latest = self._latest, None
+            return frame
