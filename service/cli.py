@@ -298,16 +298,13 @@ def run(
     _run_pipeline_only(loaded, service_url, token)
 
 
-def _open_store(config: AnjianConfig, *, is_auto_migrate: bool = True) -> EventStore:
-    """The site's event store, or a clean CLI error."""
-    from anjian.service.database import sqlite_url
+def _open_store(config: AnjianConfig) -> EventStore:
+    """The site's event store, or a clean CLI error; commands migrate it to the head whatever
+    ``storage.is_auto_migrate`` says (as ``anjian db upgrade`` does)."""
     from anjian.service.store import EventStore
 
-    config.storage.dir.mkdir(parents=True, exist_ok=True)
     try:
-        return EventStore(
-            config.storage.database_url or sqlite_url(config.storage.dir), is_auto_migrate=is_auto_migrate
-        )
+        return EventStore.from_config(config.storage.model_copy(update={"is_auto_migrate": True}))
     except DatabaseError as exc:
         raise _fail(str(exc)) from None
 
@@ -660,67 +657,15 @@ def dataset_harvest(
 ) -> None:
     """Judged alerts -> images: false alarms as hard negatives, confirmed (resolved) ones to label."""
     from anjian.datasets.cli import rich_progress
-    from anjian.datasets.harvest import HarvestBox, HarvestItem, Verdict, write_harvest
-    from anjian.service.database import sqlite_url
-    from anjian.service.lifecycle import AlertState
+    from anjian.service.harvest_source import harvest_site
 
     loaded = _load(config)
-    database = Path(sqlite_url(loaded.storage.dir).removeprefix("sqlite:///"))
-    if loaded.storage.database_url is None and not database.is_file():
-        raise _fail(
-            f"no event database at {database}: is storage.dir in {config} the site's data folder? "
-            "(harvest reads the alerts a site has stored; it creates nothing)"
+    try:
+        report = harvest_site(
+            loaded, out, camera_id=camera, since_days=since_days, limit=limit, progress=rich_progress
         )
-    store = _open_store(loaded)
-    items: list[HarvestItem] = []
-    try:
-        since = None if since_days is None else time.time() - since_days * 86400
-        cursor = None
-        while len(items) < limit:
-            page = store.list_events(
-                camera_id=camera,
-                states=(AlertState.FALSE_ALARM, AlertState.RESOLVED, AlertState.CLOSED),
-                since=since,
-                cursor=cursor,
-                limit=min(500, limit - len(items)),
-            )
-            for ev in page.items:
-                state: AlertState | None = ev.state
-                if state is AlertState.CLOSED:  # closed after a false alarm or after being resolved
-                    trail = store.audit_trail(ev.id)
-                    state = next(
-                        (
-                            e.to_state
-                            for e in reversed(trail)
-                            if e.to_state in (AlertState.FALSE_ALARM, AlertState.RESOLVED)
-                        ),
-                        None,
-                    )
-                if state is None or ev.snapshot_path is None:
-                    continue
-                items.append(
-                    HarvestItem(
-                        event_id=ev.id,
-                        verdict=Verdict.FALSE_ALARM if state is AlertState.FALSE_ALARM else Verdict.CONFIRMED,
-                        image=loaded.storage.dir / ev.snapshot_path,
-                        camera_id=ev.camera_id,
-                        behaviour=ev.behaviour.value,
-                        started_at=ev.started_at,
-                        boxes=tuple(HarvestBox(b.class_name, b.confidence, b.xyxy_norm) for b in ev.boxes),
-                    )
-                )
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-    finally:
-        store.close()
-    try:
-        from anjian.models.loader import load_detector
-
-        class_names = list(load_detector(loaded.model.path, loaded.model).class_names.values())
-    except ModelError:
-        class_names = sorted({b.class_name for item in items for b in item.boxes})
-    report = write_harvest(items, out, class_names, progress=rich_progress)
+    except (DatabaseError, ValueError) as exc:
+        raise _fail(f"{config}: {exc}") from None
     typer.echo(
         f"{report.hard_negatives} hard negative(s), {report.to_label} image(s) to label -> {out}"
         + (f"; {len(report.skipped)} alert(s) without a snapshot file skipped" if report.skipped else "")
@@ -740,68 +685,40 @@ def eval_events(
     Says when a clip is too short for a rule's min_duration_s (or its camera does not run the rule),
     and its --json holds every clip's alerts, first alert and time to alert per incident.
     """
-    import io
-
     from anjian.models.loader import load_detector
-    from anjian.pipeline.replay import replay_video
     from anjian.training.event_eval import (
-        RaisedEvent,
-        clip_hints,
+        ClipScore,
+        EvalCamera,
+        evaluate_events,
         load_event_spec,
         render_table,
-        score_clip,
         summarize,
     )
 
     setup_logging(log_level)
     loaded = _load(config)
-    cameras = {c.id: (w, c) for w, c in loaded.cameras()}
+
+    def report_clip(score: ClipScore) -> None:
+        typer.echo(f"{score.video}: {len(score.alerts)} alert(s) in {score.clip_s:.0f} s of video", err=True)
+        for hint in score.hints:
+            typer.secho(f"  hint: {hint}", fg=typer.colors.YELLOW, err=True)
+
     try:
         plan = load_event_spec(spec)
         detector = load_detector(model or loaded.model.path, loaded.model)
     except (ValueError, ModelError) as exc:
         raise _fail(str(exc)) from None
-    scores = []
-    for clip in plan.clips:
-        if clip.camera not in cameras:
-            raise _fail(f"{spec}: no camera {clip.camera!r} in {config}")
-        workshop, camera_config = cameras[clip.camera]
-        raised: list[RaisedEvent] = []
-
-        def on_event(ev, sink: list[RaisedEvent] = raised) -> None:  # type: ignore[no-untyped-def]
-            if ev.revision == 1:
-                sink.append(RaisedEvent(ev.behaviour.value, ev.started_at))
-
-        try:
-            report = replay_video(
-                clip.video,
-                camera_config,
-                detector,
-                io.StringIO(),
-                site_id=loaded.site.id,
-                workshop_id=workshop.id,
-                time_zone=loaded.site.timezone,
-                start_at=0.0,
-                until_s=clip.until_s,
-                on_event=on_event,
-            )
-        except (CameraError, ValueError) as exc:
-            raise _fail(f"{clip.video}: {exc}") from None
-        score = score_clip(
-            str(clip.video), clip.expected, raised, tolerance_s=plan.tolerance_s, clip_s=report.video_s
+    try:
+        scores = evaluate_events(
+            plan,
+            {camera.id: EvalCamera(workshop.id, camera) for workshop, camera in loaded.cameras()},
+            detector,
+            site_id=loaded.site.id,
+            time_zone=loaded.site.timezone,
+            on_clip=report_clip,
         )
-        durations = {
-            name: float(getattr(rule, "min_duration_s", 0.0))
-            for name, rule in camera_config.behaviours
-            if rule is not None and rule.enabled
-        }
-        score.hints = clip_hints(
-            clip, clip_s=report.video_s, tolerance_s=plan.tolerance_s, min_duration_s=durations
-        )
-        scores.append(score)
-        typer.echo(f"{clip.video}: {len(raised)} alert(s) in {report.video_s:.0f} s of video", err=True)
-        for hint in score.hints:
-            typer.secho(f"  hint: {hint}", fg=typer.colors.YELLOW, err=True)
+    except ValueError as exc:
+        raise _fail(f"{spec}: {exc}") from None
     rows = summarize(scores)
     typer.echo(render_table(rows))
     if json_out:

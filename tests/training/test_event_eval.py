@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from anjian.training.event_eval import ExpectedEvent, RaisedEvent, load_event_spec, score_clip, summarize
+from anjian.datasets.synthetic import write_demo_video
+from anjian.models.detections import Detections
+from anjian.pipeline.camera_config import CameraPipelineConfig
+from anjian.training.event_eval import (
+    EvalCamera,
+    EventEvalSpec,
+    ExpectedEvent,
+    RaisedEvent,
+    evaluate_events,
+    load_event_spec,
+    score_clip,
+    summarize,
+)
 
 
 def _exp(behaviour: str, start: float, end: float | None = None) -> ExpectedEvent:
@@ -142,3 +156,95 @@ def test_table_shows_dashes_not_nan() -> None:
     assert "nan" not in table.lower()
     smoking = next(line for line in table.splitlines() if line.startswith("smoking"))
     assert smoking.split()[1:] == ["1", "0", "0", "–", "0.00", "–", "–"]
+
+
+class _FireEverywhere:
+    """Satisfies ``models.Detector``: one confident fire box on every frame."""
+
+    def __init__(self) -> None:
+        self.class_names = {0: "fire"}
+        self.version = "fire-everywhere@1"
+        self.class_thresholds: dict[str, float] = {}
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        return [
+            Detections(
+                np.array([[10, 10, 60, 60]], np.float32),
+                np.array([0.9], np.float32),
+                np.array([0]),
+                {0: "fire"},
+            )
+            for _ in images
+        ]
+
+
+def _eval_camera() -> EvalCamera:
+    camera = CameraPipelineConfig.model_validate(
+        {
+            "id": "cam-1",
+            "url": "unused.mp4",
+            "analysis_fps": 5,
+            "behaviours": {
+                "open_flame": {
+                    "classes": ["fire"],
+                    "min_confidence": 0.4,
+                    "k": 3,
+                    "n": 5,
+                    "is_temporal_check": False,  # the scripted box does not flicker
+                }
+            },
+        }
+    )
+    return EvalCamera("ws-1", camera)
+
+
+def _plan(tmp_path: Path, clips: str) -> EventEvalSpec:
+    (tmp_path / "spec.yaml").write_text(clips)
+    return load_event_spec(tmp_path / "spec.yaml")
+
+
+def test_evaluate_events_replays_each_clip_as_its_camera_and_scores_its_alerts(tmp_path: Path) -> None:
+    write_demo_video(tmp_path / "fire.mp4", seconds=12, fps=10, size_wh=(160, 90))
+    plan = _plan(
+        tmp_path,
+        "tolerance_s: 1\nclips:\n"
+        "  - {video: fire.mp4, camera: cam-1, until_s: 3, expected: [{behaviour: open_flame, start_s: 0}]}\n"
+        "  - {video: fire.mp4, camera: cam-1, until_s: 2,"
+        " expected: [{behaviour: smoking, start_s: 0, end_s: 1}]}\n",
+    )
+    seen: list[str] = []
+
+    scores = evaluate_events(
+        plan,
+        {"cam-1": _eval_camera()},
+        _FireEverywhere(),
+        site_id="plant",
+        time_zone="UTC",
+        on_clip=lambda score: seen.append(score.video),
+    )
+
+    assert seen == [str(tmp_path / "fire.mp4")] * 2, "progress is reported clip by clip"
+    first, second = scores
+    assert [a.behaviour for a in first.alerts] == ["open_flame"], "one alert per incident (first revision)"
+    assert first.true_positives and first.true_positives[0][1] <= 1.0  # k=3 of n=5 frames at 5 fps
+    assert first.hints == []
+    assert second.missed == ["smoking"] and second.clip_s <= 2.0 + 0.2
+    assert any("does not run the smoking rule" in hint for hint in second.hints)
+
+
+def test_evaluate_events_names_every_unknown_camera_before_replaying_anything(tmp_path: Path) -> None:
+    plan = _plan(
+        tmp_path,
+        "clips: [{video: missing.mp4, camera: nope}, {video: missing.mp4, camera: cam-1},"
+        " {video: missing.mp4, camera: gone}]\n",
+    )
+
+    with pytest.raises(ValueError, match=r"no camera 'gone', 'nope' among the site's cameras \['cam-1'\]"):
+        evaluate_events(plan, {"cam-1": _eval_camera()}, _FireEverywhere(), site_id="p", time_zone="UTC")
+
+
+def test_evaluate_events_names_the_clip_it_cannot_replay(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, "clips: [{video: missing.mp4, camera: cam-1}]\n")
+
+    with pytest.raises(ValueError, match=r"missing\.mp4: "):
+        evaluate_events(plan, {"cam-1": _eval_camera()}, _FireEverywhere(), site_id="p", time_zone="UTC")
