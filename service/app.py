@@ -26,6 +26,7 @@ from anjian.service.api import (
     docs,
     events,
     ingest,
+    live,
     ops,
     sessions,
     stream,
@@ -112,6 +113,7 @@ def create_app(
     app.state.evidence = parts.evidence
     app.state.dispatcher = parts.dispatcher
     app.state.camera_health = parts.camera_health
+    app.state.live_view = parts.live_view
     app.state.metrics = parts.metrics
     app.state.escalator = parts.escalator
     app.state.pipeline_control = pipeline_control
@@ -126,7 +128,7 @@ def create_app(
         default_bytes=limits.max_body_bytes, ingest_bytes=limits.max_ingest_body_bytes
     )
     install_problem_handlers(app)
-    for module in (events, stream, ingest, webhooks, tokens, sessions, ops, control, dashboard, docs):
+    for module in (events, stream, ingest, webhooks, tokens, sessions, ops, live, control, dashboard, docs):
         app.include_router(module.router)
     app.mount("/dashboard", StaticFiles(directory=dashboard.DASHBOARD_DIR), name="dashboard")
     app.mount(docs.ASSETS_PATH, StaticFiles(directory=docs.ASSETS_DIR), name="docs-assets")

@@ -34,6 +34,7 @@ from anjian.service.store import EventStore
 from anjian.service.webhooks import WebhookDispatcher
 
 if TYPE_CHECKING:
+    from anjian.pipeline.live import LiveView
     from anjian.service.api.deps import CameraHealthProvider
     from anjian.service.config import AnjianConfig
 
@@ -56,6 +57,8 @@ class ServiceParts:
         sink: The event writer that ingest and the in-process pipeline store through.
         camera_health: Reports the health of the cameras this process reads; ``None``
             when it reads none (``anjian serve``).
+        live_view: The latest analysed frame of each camera this process reads (``None``
+            when it reads none): the control room's live view.
     """
 
     store: EventStore
@@ -65,6 +68,7 @@ class ServiceParts:
     escalator: Escalator
     sink: StoreSink
     camera_health: CameraHealthProvider | None = None
+    live_view: LiveView | None = None
 
     def start(self) -> None:
         """Start the webhook dispatcher, the escalator and the event writer.
@@ -96,6 +100,7 @@ def build_service_parts(
     config: AnjianConfig,
     *,
     camera_health: CameraHealthProvider | None = None,
+    live_view: LiveView | None = None,
     clock: Callable[[], float] = time.time,
     make_dispatcher: DispatcherFactory | None = None,
 ) -> ServiceParts:
@@ -105,6 +110,7 @@ def build_service_parts(
         config: The validated site config.
         camera_health: Reports the health of the cameras this process reads (``anjian
             run``); ``None`` for a service that reads none.
+        live_view: The runner's live view (``anjian run``); ``None`` for a service that reads no cameras.
         clock: Time source of the store and the dispatcher, epoch seconds.
         make_dispatcher: Builds the webhook dispatcher; default the site's, on ``clock``.
 
@@ -131,4 +137,4 @@ def build_service_parts(
         raise
     escalator = Escalator(store, config.sla, metrics=metrics)
     sink = StoreSink(store, evidence, metrics=metrics)
-    return ServiceParts(store, evidence, metrics, dispatcher, escalator, sink, camera_health)
+    return ServiceParts(store, evidence, metrics, dispatcher, escalator, sink, camera_health, live_view)

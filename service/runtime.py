@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the pipeline's modules (tracking, SciPy, ONNX Runtime, PyAV
     from fastapi import FastAPI
 
     from anjian.pipeline.http_sink import HttpEventSink
+    from anjian.pipeline.live import LiveView
     from anjian.pipeline.runner import PipelineRunner
     from anjian.pipeline.sink import EventSink
     from anjian.service.config import AnjianConfig
@@ -152,7 +153,7 @@ def _model_reloader(config: AnjianConfig, runner: PipelineRunner | None) -> Mode
     return ModelReloader(config.model.path, config.model, runner, root=config.model.registry)
 
 
-def _runner(config: AnjianConfig, sink: EventSink) -> PipelineRunner:
+def _runner(config: AnjianConfig, sink: EventSink, live_view: LiveView | None = None) -> PipelineRunner:
     """The camera pipeline of the site, publishing to ``sink``.
 
     Its open incidents outlive a restart (``{storage.dir}/open_incidents.json``): stopping
@@ -173,10 +174,21 @@ def _runner(config: AnjianConfig, sink: EventSink) -> PipelineRunner:
         sink,
         time_zone=config.site.timezone,
         incident_journal=journal,
+        live_view=live_view,
     )
     for event in journal.close_unclaimed(time.time()):
         sink.publish(event)
     return runner
+
+
+def _live_view(config: AnjianConfig) -> LiveView:
+    """The control room's live view of the site's cameras, captioned with their names and the site's time."""
+    from anjian.pipeline.live import LiveView, clock_caption
+
+    names = {camera.id: camera.name or camera.id for _, camera in config.cameras()}
+    return LiveView(
+        caption=clock_caption(lambda camera_id: names.get(camera_id, camera_id), config.site.timezone)
+    )
 
 
 def build_runtime(
@@ -201,14 +213,17 @@ def build_runtime(
         ModelMetadataError: It lacks what anjian needs.
     """
     holder: list[PipelineRunner] = []  # the runner, once built: the cameras' health comes from it
+    live_view = _live_view(config) if with_pipeline else None
     parts = build_service_parts(
-        config, camera_health=(lambda: holder[0].health() if holder else []) if with_pipeline else None
+        config,
+        camera_health=(lambda: holder[0].health() if holder else []) if with_pipeline else None,
+        live_view=live_view,
     )
     runner: PipelineRunner | None = None
     control: RunnerControl | None = None
 
     def build_pipeline() -> tuple[PipelineRunner, RunnerControl | None]:
-        built = _runner(config, parts.sink)
+        built = _runner(config, parts.sink, live_view)
         holder.append(built)
         return built, RunnerControl(built, config_path) if config_path is not None else None
 

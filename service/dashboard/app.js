@@ -20,6 +20,7 @@ const OPEN_STATES = ["raised", "acknowledged", "dispatched", "resolved", "false_
 const state = {
   token: "", events: new Map(), selected: null, source: null, cameraTimer: null, sessionTimer: null, streamRetry: null,
   order: [], isMuted: false, audio: null, announced: 0, role: "", cameras: null,
+  live: new Map(), liveTimer: null,
   names: { site: {}, workshop: {}, camera: {}, zone: {} },
 };
 const $ = (id) => document.getElementById(id);
@@ -380,10 +381,52 @@ function renderCameras() {
     name.textContent = nameOf("camera", camera.camera_id);
     const info = document.createElement("span");
     info.textContent = t("camera_line", { state: t(camera.state), fps: camera.fps.toFixed(1), reconnects: camera.reconnects });
-    card.append(name, info);
+    const thumb = document.createElement("img");  // the live frame, filled in by refreshWall
+    thumb.className = "thumb";
+    thumb.alt = nameOf("camera", camera.camera_id);
+    thumb.dataset.camera = camera.camera_id;
+    const known = state.live.get(camera.camera_id);
+    if (known) thumb.src = known.url;
+    card.append(thumb, name, info);
     if (camera.last_error && camera.state !== "online") card.title = camera.last_error;
     return card;
   }));
+}
+
+// Live frames: each camera's latest analysed frame, fetched when it changed (ETag) and shown on the
+// wall and beside the selected alert's evidence.
+async function refreshLive(cameraId) {
+  const known = state.live.get(cameraId);
+  const response = await fetch(`/cameras/${encodeURIComponent(cameraId)}/live.jpg`, {
+    cache: "no-cache", headers: known ? { "If-None-Match": known.etag } : {},
+  });
+  if (response.status === 404) return null;
+  if (response.status === 304 || !response.ok) return known || null;
+  const etag = response.headers.get("ETag") || "";
+  if (known && known.etag === etag) return known;
+  const url = URL.createObjectURL(await response.blob());
+  if (known) URL.revokeObjectURL(known.url);
+  const fresh = { etag, url };
+  state.live.set(cameraId, fresh);
+  return fresh;
+}
+
+async function refreshWall() {
+  if (document.hidden || !state.cameras) return;
+  const selected = state.events.get(state.selected);
+  const wanted = new Set(state.cameras.map((c) => c.camera_id));
+  if (selected) wanted.add(selected.camera_id);
+  for (const cameraId of wanted) {
+    const frame = await refreshLive(cameraId).catch(() => null);
+    if (!frame) continue;  // no frame yet (or this process reads no cameras: /cameras is empty then)
+    for (const img of document.querySelectorAll(`img.thumb[data-camera="${CSS.escape(cameraId)}"]`)) {
+      if (img.src !== frame.url) img.src = frame.url;
+    }
+    if (selected && selected.camera_id === cameraId && $("detail-live").src !== frame.url) {
+      $("detail-live").src = frame.url;
+    }
+  }
+  $("detail-live").hidden = !(selected && state.live.has(selected.camera_id));
 }
 
 async function connect() {
@@ -406,9 +449,11 @@ async function connect() {
     return;
   }
   connectStream();
-  loadCameras();
+  loadCameras().then(refreshWall);
   clearInterval(state.cameraTimer);
   state.cameraTimer = setInterval(loadCameras, 5000);
+  clearInterval(state.liveTimer);
+  state.liveTimer = setInterval(() => refreshWall().catch(() => {}), 1500);
 }
 
 // A new language: the static text, then everything drawn from data.

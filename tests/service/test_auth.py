@@ -44,6 +44,8 @@ REQUIRED: dict[tuple[str, str], Role | None] = {
     ("GET", "/stream"): Role.VIEWER,
     ("GET", "/cameras"): Role.VIEWER,
     ("GET", "/site"): Role.VIEWER,
+    ("GET", "/cameras/{camera_id}/live.jpg"): Role.VIEWER,
+    ("GET", "/cameras/{camera_id}/live.mjpeg"): Role.VIEWER,
     ("POST", "/cameras/reload"): Role.ADMIN,
     ("POST", "/cameras/{camera_id}/zones/{zone_id}/reset-reference"): Role.OPERATOR,
     ("POST", "/events/{event_id}/acknowledge"): Role.OPERATOR,

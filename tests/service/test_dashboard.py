@@ -358,6 +358,55 @@ def test_a_chinese_browser_gets_chinese_with_the_sites_names_and_can_switch(
     assert [m for m in console if "Content Security Policy" in m] == []
 
 
+def test_the_camera_wall_and_the_alert_show_the_live_frame(tmp_path: Path, browser: object) -> None:
+    import numpy as np
+
+    from anjian.cameras.frame import Frame
+    from anjian.models.detections import Detections
+    from anjian.pipeline.live import LiveView
+
+    live = LiveView()
+    image = np.zeros((360, 640, 3), np.uint8)
+    image[:, :, 1] = 160
+    boxes = Detections(
+        xyxy=np.array([[200, 100, 400, 300]], np.float32),
+        confidence=np.array([0.8], np.float32),
+        class_id=np.array([0], np.int32),
+        class_names={0: "person"},
+    )
+    live.update(
+        Frame(camera_id="line-1", image=image, captured_at=1_800_000_000.0, pts_s=0.0, index=0), boxes
+    )
+    config = make_config(tmp_path / "data", camera_ids=("line-1",))
+    health = [CameraHealth(camera_id="line-1", state=CameraState.ONLINE, since=1_700_000_000.0, fps=5.0)]
+    parts = build_service_parts(config, camera_health=lambda: health, live_view=live)
+    app = create_app(config, parts)
+    parts.start()
+    store = parts.store
+    operator = store.tokens.create("duty officer", "operator")[1]
+    event = make_event(camera_id="line-1")
+    store.upsert_event(event)
+    server = ServerThread(app).start()
+    expect = pytest.importorskip("playwright.sync_api").expect
+    page = browser.new_page(viewport={"width": 1440, "height": 900})  # type: ignore[attr-defined]
+    console, _ = _watch(page)
+    try:
+        page.goto(f"{server.base_url}/#token={operator}")
+        thumb = page.locator("img.thumb[data-camera='line-1']")
+        expect(thumb).to_have_js_property("naturalWidth", 640, timeout=TIMEOUT_MS)
+        page.locator(f".event-row[data-id='{event.id}']").click(timeout=TIMEOUT_MS)
+        expect(page.locator("#detail-live")).to_be_visible(timeout=TIMEOUT_MS)
+        expect(page.locator("#detail-live")).to_have_js_property("naturalWidth", 640, timeout=TIMEOUT_MS)
+        _keep_screenshot(page, tmp_path, "dashboard-live.png")
+    finally:
+        page.close()
+        server.stop()
+        parts.close()
+
+    assert [m for m in console if "Content Security Policy" in m] == []
+    assert live.renders == 1, "the wall and the alert pane shared one drawing of the frame"
+
+
 def _keep_screenshot(page: Any, tmp_path: Path, name: str) -> None:
     """Save a full-page screenshot, also under $ANJIAN_SCREENSHOT_DIR when set (test artefacts)."""
     shot = tmp_path / name
