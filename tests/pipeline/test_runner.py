@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from anjian.cameras.config import CameraConfig, CameraFaultConfig
+from anjian.cameras.config import CameraFaultConfig
 from anjian.cameras.frame import Frame
 from anjian.cameras.health import CameraState
 from anjian.datasets.synthetic import write_demo_video
@@ -26,7 +25,7 @@ from anjian.pipeline.live import LiveView
 from anjian.pipeline.runner import CameraAssignment, PipelineRunner
 from anjian.pipeline.sink import ListSink
 from tests.factories import make_event
-from tests.support.pushed_camera import PushedCamera
+from tests.support.pushed_camera import PushedCamera, PushedCameras
 from tests.support.waiting import wait_for
 
 
@@ -155,18 +154,13 @@ def engine(
     def build(
         cameras: list[CameraPipelineConfig], detector: _CountingDetector, sink: ListSink, **options: Any
     ) -> tuple[PipelineRunner, dict[str, PushedCamera]]:
-        sources: dict[str, PushedCamera] = {}
-
-        def factory(config: CameraConfig, condition: threading.Condition) -> PushedCamera:
-            sources[config.id] = PushedCamera(config, condition)
-            return sources[config.id]
-
+        sources = PushedCameras()
         runner = PipelineRunner(
             "site",
             [CameraAssignment("ws", c) for c in cameras],
             detector,  # type: ignore[arg-type]
             sink,
-            source_factory=factory,  # type: ignore[arg-type]
+            source_factory=sources.open,  # type: ignore[arg-type]
             batch_deadline_s=0.0,
             fault_check_interval_s=0.05,
             **options,

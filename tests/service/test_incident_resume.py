@@ -4,7 +4,6 @@ built again, with scripted cameras (one with a fire, one that stays broken) and 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from anjian.service.evidence import EvidenceStore
 from anjian.service.records import StoredEvent
 from anjian.service.sink import StoreSink
 from anjian.service.store import EventStore
-from tests.support.pushed_camera import PushedCamera
+from tests.support.pushed_camera import PushedCameras
 from tests.support.waiting import wait_for
 
 _IMAGE = np.random.default_rng(0).integers(0, 255, (90, 160, 3), dtype=np.uint8)
@@ -70,24 +69,19 @@ class Service:
     store: EventStore
     sink: StoreSink
     runner: PipelineRunner
-    cameras: dict[str, PushedCamera]
+    cameras: PushedCameras
 
     @classmethod
     def start(cls, data: Path, detector: FireDetector) -> Service:
         store = EventStore(f"sqlite:///{data / 'anjian.db'}")
         sink = StoreSink(store, EvidenceStore(data, is_fsync=False))
-        cameras: dict[str, PushedCamera] = {}
-
-        def source(config: CameraPipelineConfig, condition: threading.Condition) -> PushedCamera:
-            cameras[config.id] = PushedCamera(config, condition)
-            return cameras[config.id]
-
+        cameras = PushedCameras()
         runner = PipelineRunner(
             "site-1",
             [CameraAssignment("polishing-1", camera) for camera in CAMERAS],
             detector,  # type: ignore[arg-type]
             sink,
-            source_factory=source,  # type: ignore[arg-type]
+            source_factory=cameras.open,  # type: ignore[arg-type]
             batch_deadline_s=0.0,
             fault_check_interval_s=0.05,
             incident_journal=IncidentJournal(data / "open_incidents.json"),

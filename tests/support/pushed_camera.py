@@ -15,7 +15,7 @@ from anjian.cameras.config import CameraConfig
 from anjian.cameras.frame import Frame
 from anjian.cameras.health import CameraHealth, CameraState, HealthTracker
 
-__all__ = ["PushedCamera"]
+__all__ = ["PushedCamera", "PushedCameras"]
 
 
 class PushedCamera:
@@ -62,3 +62,12 @@ class PushedCamera:
         with self._condition:
             frame, self._latest = self._latest, None
             return frame
+
+
+class PushedCameras(dict[str, PushedCamera]):
+    """The cameras a runner opened, by id: pass ``open`` as the runner's ``source_factory``."""
+
+    def open(self, config: CameraConfig, condition: threading.Condition) -> PushedCamera:
+        """Open (create) the pushed camera of ``config``, as ``VideoSource`` would be opened."""
+        self[config.id] = PushedCamera(config, condition)
+        return self[config.id]
