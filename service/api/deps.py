@@ -92,7 +92,7 @@ def get_metrics(request: Request) -> ServiceMetrics:
 
 
 def get_sink(request: Request) -> StoreSink:
-    """Dependency: the sink that stores ingested events (snapshot, store, wake the dispatcher)."""
+    """Dependency: the sink that stores ingested events (snapshots, then one transaction per batch)."""
     sink: StoreSink = request.app.state.sink
     return sink
 
