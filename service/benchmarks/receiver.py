@@ -8,11 +8,14 @@ does, and stays quiet when a killed service drops a connection mid-request.
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 __all__ = ["ReceivedRequest", "WebhookReceiver"]
 
@@ -37,9 +40,32 @@ class ReceivedRequest:
 
 
 class _QuietServer(ThreadingHTTPServer):
-    """A threaded HTTP server that prints no traceback when a killed client drops a connection."""
+    """A threaded HTTP server that can drop its open connections and prints no traceback when a client does."""
 
     daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Reset every open (keep-alive) connection, as a receiver that goes down does."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: object, client_address: object) -> None:
         return
@@ -50,6 +76,13 @@ class WebhookReceiver:
 
     Set ``statuses`` to script the answers (each POST takes the next one, with the body
     ``receiver says no`` for a failure); once they run out it answers ``200 ok``.
+    ``down()`` stops it (open connections reset, the records kept) and ``up()`` serves
+    again on the same port: a receiver's outage.
+
+    Args:
+        port: TCP port; 0 lets the OS choose one at the first ``up()``.
+        is_up: Serve from the start (else call ``up()``; ``url`` is known before only
+            with a ``port``).
 
     Example:
         >>> receiver = WebhookReceiver()
@@ -58,10 +91,49 @@ class WebhookReceiver:
         >>> receiver.close()
     """
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0, *, is_up: bool = True) -> None:
         self.requests: list[ReceivedRequest] = []
         self.statuses: list[int] = []
+        self.port = port
         self._cond = threading.Condition()
+        self._server: _QuietServer | None = None
+        self._thread: threading.Thread | None = None
+        if is_up:
+            self.up()
+
+    @property
+    def url(self) -> str:
+        """Where to POST: ``http://127.0.0.1:PORT/hook``."""
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def up(self) -> None:
+        """Start serving on ``port`` (chosen now if it is 0); no-op when already up."""
+        if self._server is not None:
+            return
+        self._server = _QuietServer(("127.0.0.1", self.port), self._handler())
+        self.port = int(self._server.server_address[1])
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self._thread.start()
+
+    def down(self) -> None:
+        """Stop serving: the port refuses connections and open ones are reset; no-op when down."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        server.shutdown()
+        server.server_close()
+        server.drop_connections()
+        if self._thread is not None:
+            self._thread.join(_WAIT_S)
+
+    def close(self) -> None:
+        """Stop serving and free the port (the records stay readable)."""
+        self.down()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        """The request handler class, bound to this receiver."""
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -83,12 +155,7 @@ class WebhookReceiver:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
+        return Handler
 
     def wait_for_requests(self, count: int, timeout_s: float = _WAIT_S) -> list[ReceivedRequest]:
         """Block until ``count`` requests arrived; all of them so far.
@@ -113,9 +180,3 @@ class WebhookReceiver:
         """The distinct ``X-Anjian-Event-Id`` values received."""
         with self._cond:
             return {request.headers.get("x-anjian-event-id", "") for request in self.requests}
-
-    def close(self) -> None:
-        """Stop serving and free the port."""
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(_WAIT_S)

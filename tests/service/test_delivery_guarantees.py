@@ -8,11 +8,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -30,63 +27,20 @@ from anjian.service.records import DeliveryStatus
 from anjian.service.webhooks import SIGNATURE_HEADER, WebhookDispatcher, verify_signature
 from tests.factories import make_event
 from tests.service.conftest import make_config
-from tests.support.receiver import unused_port, wait_until
+from tests.support.receiver import ReceivedRequest, Receiver, unused_port, wait_until
 
 pytestmark = pytest.mark.slow
 
 SECRET = "outage-test-secret"
 
 
-@dataclass(frozen=True)
-class Hit:
-    headers: dict[str, str]
-    body: bytes
-
-
-class FlakyReceiver:
-    """A loopback webhook receiver on a fixed port that can be taken down and brought back."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}/hook"
-        self.hits: list[Hit] = []
-        self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    def up(self) -> None:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with receiver._lock:
-                    receiver.hits.append(Hit({k.lower(): v for k, v in self.headers.items()}, body))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05})
-        self._thread.start()
-
-    def down(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def unique(self) -> dict[str, Hit]:
-        """Hits deduplicated by Idempotency-Key, as a receiver should."""
-        with self._lock:
-            return {hit.headers["idempotency-key"]: hit for hit in self.hits}
+def _unique(receiver: Receiver) -> dict[str, ReceivedRequest]:
+    """Requests deduplicated by Idempotency-Key, as a receiver should."""
+    return {request.headers["idempotency-key"]: request for request in list(receiver.requests)}
 
 
 def test_receiver_down_for_100_events_gets_all_of_them_once_back(tmp_path: Path) -> None:
-    receiver = FlakyReceiver(unused_port())
+    receiver = Receiver(unused_port(), is_up=False)
     config = make_config(tmp_path / "data", [WebhookConfig(url=receiver.url, secret=SecretStr(SECRET))])
     parts = build_service_parts(
         config,
@@ -115,7 +69,7 @@ def test_receiver_down_for_100_events_gets_all_of_them_once_back(tmp_path: Path)
         receiver.down()
         store.close()
 
-    unique = receiver.unique()
+    unique = _unique(receiver)
     assert len(unique) == 100
     now = time.time()
     for hit in unique.values():
@@ -127,7 +81,7 @@ def test_receiver_down_for_100_events_gets_all_of_them_once_back(tmp_path: Path)
 
 
 def test_event_accepted_then_service_killed_is_delivered_after_restart(tmp_path: Path) -> None:
-    receiver = FlakyReceiver(unused_port())
+    receiver = Receiver(unused_port(), is_up=False)
     site = tmp_path / "site.yaml"
     site.write_text(
         yaml.safe_dump(
@@ -195,12 +149,12 @@ def test_event_accepted_then_service_killed_is_delivered_after_restart(tmp_path:
     finally:
         first.send_signal(signal.SIGKILL)  # … and killed before the (unreachable) receiver could get it
         first.wait(10)
-    assert receiver.hits == []
+    assert receiver.requests == []
 
     receiver.up()
     second = start_service(tmp_path / "second.log")
     try:
-        wait_until(lambda: len(receiver.unique()) == 1, 60)
+        wait_until(lambda: len(_unique(receiver)) == 1, 60)
     finally:
         second.send_signal(signal.SIGINT)
         try:
@@ -209,7 +163,7 @@ def test_event_accepted_then_service_killed_is_delivered_after_restart(tmp_path:
             second.kill()
         receiver.down()
 
-    (hit,) = receiver.unique().values()
+    (hit,) = _unique(receiver).values()
     payload = json.loads(hit.body)
     assert (payload["kind"], payload["event"]["id"]) == ("event.created", event.id)
     assert verify_signature(SECRET, hit.headers[SIGNATURE_HEADER.lower()], hit.body, now=time.time())

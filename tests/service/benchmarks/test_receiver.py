@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from anjian.service.benchmarks.ports import free_port
 from anjian.service.benchmarks.receiver import WebhookReceiver
 
 
@@ -54,3 +55,35 @@ def test_receiver_groups_posts_by_idempotency_key_for_duplicate_counts(receiver:
 def test_waiting_for_more_requests_than_arrive_times_out(receiver: WebhookReceiver) -> None:
     with pytest.raises(TimeoutError, match="got 0 request"):
         receiver.wait_for_requests(1, timeout_s=0.1)
+
+
+def test_a_receiver_that_goes_down_refuses_even_kept_alive_connections_and_comes_back_on_its_port() -> None:
+    receiver = WebhookReceiver()
+    try:
+        with httpx.Client(timeout=5) as client:  # keeps its connection alive, as the dispatcher does
+            assert client.post(receiver.url, content=b"1").status_code == 200
+            port = receiver.port
+
+            receiver.down()
+            with pytest.raises(httpx.TransportError):
+                client.post(receiver.url, content=b"2")
+
+            receiver.up()
+            assert receiver.port == port and client.post(receiver.url, content=b"3").status_code == 200
+        assert [request.body for request in receiver.requests] == [b"1", b"3"]
+    finally:
+        receiver.close()
+
+
+def test_a_receiver_on_a_chosen_port_can_start_down() -> None:
+    port = free_port()
+    receiver = WebhookReceiver(port, is_up=False)
+
+    with pytest.raises(httpx.ConnectError):
+        httpx.post(receiver.url, content=b"1", timeout=5)
+    receiver.up()
+    try:
+        assert receiver.url == f"http://127.0.0.1:{port}/hook"
+        assert httpx.post(receiver.url, content=b"1", timeout=5).status_code == 200
+    finally:
+        receiver.close()
