@@ -10,7 +10,7 @@ from fastapi import Path as PathParam
 from anjian.service.api.deps import AUTH_RESPONSES, Admin, StoreDep
 from anjian.service.api.models import DeliveryList, DeliveryOut, SubscriptionIn, SubscriptionOut
 from anjian.service.api.routing import GuardedRoute
-from anjian.service.records import DeliveryStatus
+from anjian.service.records import DeliveryStatus, Subscription
 from anjian.service.subscriptions import SOURCE_CONFIG, SubscriptionSpec
 
 __all__ = ["router"]
@@ -66,10 +66,9 @@ def get_subscription(
     store: StoreDep, _token: Admin, subscription_id: Annotated[int, _SUB_ID]
 ) -> SubscriptionOut:
     """The subscription, active or not."""
-    sub = store.subscriptions.get(subscription_id)
-    if sub is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no subscription {subscription_id}")
-    return SubscriptionOut.from_subscription(sub)
+    return SubscriptionOut.from_subscription(
+        _found(store.subscriptions.get(subscription_id), subscription_id)
+    )
 
 
 @router.delete(
@@ -82,17 +81,21 @@ def delete_subscription(
     store: StoreDep, _token: Admin, subscription_id: Annotated[int, _SUB_ID]
 ) -> SubscriptionOut:
     """Stop announcing to it; its pending deliveries become dead letters."""
-    sub = store.subscriptions.get(subscription_id)
-    if sub is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no subscription {subscription_id}")
+    sub = _found(store.subscriptions.get(subscription_id), subscription_id)
     if sub.source == SOURCE_CONFIG:
         raise HTTPException(
             status.HTTP_409_CONFLICT, detail="this webhook comes from the site config; remove it there"
         )
-    deactivated = store.subscriptions.deactivate(subscription_id)
-    if deactivated is None:
+    return SubscriptionOut.from_subscription(
+        _found(store.subscriptions.deactivate(subscription_id), subscription_id)
+    )
+
+
+def _found(sub: Subscription | None, subscription_id: int) -> Subscription:
+    """``sub``, or a 404 naming the subscription that is not there."""
+    if sub is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no subscription {subscription_id}")
-    return SubscriptionOut.from_subscription(deactivated)
+    return sub
 
 
 @router.get(
