@@ -28,15 +28,18 @@ def _sample_data_root(data_root: Path) -> Path:
     return data_root
 
 
-def test_recipe_prepares_trains_and_registers_a_model_with_its_card(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The sample data root, with ultralytics' settings kept in the test's folder (skips without ultralytics)."""
     pytest.importorskip("ultralytics")
     monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
+    return _sample_data_root(tmp_path / "shared")
+
+
+def test_recipe_prepares_trains_and_registers_a_model_with_its_card(tmp_path: Path, data_root: Path) -> None:
     from anjian.training.anjian_n import SOURCES, AnjianNRecipe, prepare, train, training_set
     from anjian.training.anjian_n_release import finish
 
-    data_root = _sample_data_root(tmp_path / "shared")
     work = tmp_path / "work"
     recipe = AnjianNRecipe(data_root=data_root, epochs=1, imgsz=64, batch=4, workers=0, close_mosaic=0)
 
@@ -82,15 +85,10 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(
     assert OnnxDetector(onnx).class_thresholds == thresholds
 
 
-def test_held_out_sources_stay_out_of_training_and_are_scored_whole(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pytest.importorskip("ultralytics")
-    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
+def test_held_out_sources_stay_out_of_training_and_are_scored_whole(tmp_path: Path, data_root: Path) -> None:
     from anjian.training.anjian_n import AnjianNRecipe, prepare, train, training_set
     from anjian.training.anjian_n_crosseval import crosseval
 
-    data_root = _sample_data_root(tmp_path / "shared")
     work = tmp_path / "work"
     recipe = AnjianNRecipe(
         data_root=data_root,
