@@ -21,8 +21,9 @@ from anjian.cameras.url import mask_credentials, mask_url
 from anjian.models.config import DetectorConfig
 from anjian.pipeline.config import CameraPipelineConfig, check_time_zone
 from anjian.pipeline.event import Behaviour
+from anjian.service.channels.config import ChannelsConfig
 from anjian.service.errors import ConfigError
-from anjian.service.lifecycle import EVENT_KINDS
+from anjian.service.lifecycle import check_event_kinds
 from anjian.service.signing import SigningSecret
 
 __all__ = [
@@ -42,6 +43,7 @@ _YAML_KEY_LINE = re.compile(
     r"^(?P<prefix>[\s-]*[\"']?(?P<key>[A-Za-z_][A-Za-z0-9_]*)[\"']?\s*:\s*)(?P<value>.*)$"
 )
 _SECRET_KEYS = frozenset({"secret", "secrets", "password", "passwd", "pwd", "token", "api_key"})
+_HOOK_PATH = re.compile(r"(?P<prefix>/hook/)[^/?#\s'\"]+")  # a Feishu robot's token is its URL's last segment
 
 
 class _ServiceModel(BaseModel):
@@ -111,10 +113,7 @@ class WebhookConfig(_ServiceModel):
     @field_validator("kinds")
     @classmethod
     def _known_kinds(cls, kinds: list[str]) -> list[str]:
-        unknown = sorted(set(kinds) - set(EVENT_KINDS))
-        if unknown:
-            raise ValueError(f"unknown event kind(s) {unknown}; expected some of {list(EVENT_KINDS)}")
-        return kinds
+        return check_event_kinds(kinds)
 
     @field_validator("behaviours")
     @classmethod
@@ -205,6 +204,10 @@ class AnjianConfig(_ServiceModel):
     site: SiteConfig
     model: DetectorConfig = Field(default_factory=DetectorConfig)
     webhooks: list[WebhookConfig] = Field(default_factory=list)
+    channels: ChannelsConfig = Field(
+        default_factory=ChannelsConfig,
+        description="Group robots (DingTalk, WeCom, Feishu) and e-mail, delivered through the webhook outbox.",
+    )
     storage: StorageConfig = Field(default_factory=StorageConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     sla: SlaConfig = Field(default_factory=SlaConfig)
@@ -221,6 +224,17 @@ class AnjianConfig(_ServiceModel):
                 if camera.id in cameras:
                     raise ValueError(f"camera id {camera.id!r} appears twice")
                 cameras.add(camera.id)
+        return self
+
+    @model_validator(mode="after")
+    def _channel_workshops(self) -> AnjianConfig:
+        workshops = {w.id: w for w in self.site.workshops}
+        for channel in [*self.channels.robots, *self.channels.email]:
+            for workshop_id in channel.workshop_ids:
+                if workshop_id not in workshops:
+                    raise ValueError(f"channel {channel.name}: workshop {workshop_id!r} is not in the site")
+                if not workshops[workshop_id].cameras:
+                    raise ValueError(f"channel {channel.name}: workshop {workshop_id!r} has no cameras")
         return self
 
     def cameras(self) -> list[tuple[WorkshopConfig, CameraPipelineConfig]]:
@@ -247,7 +261,7 @@ def _mask_yaml_line(line: str) -> str:
         return f"{match.group('prefix')}***"
     if key.endswith("url"):
         quote = value[: len(value) - len(value.lstrip("\"'"))]
-        value = quote + mask_url(value[len(quote) :])
+        value = quote + _HOOK_PATH.sub(r"\g<prefix>***", mask_url(value[len(quote) :]))
     return mask_credentials(match.group("prefix") + value)
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "Action",
     "AlertState",
     "allowed_actions",
+    "check_event_kinds",
     "escalated_severity",
     "kind_of_action",
     "next_state",
@@ -85,6 +86,19 @@ EVENT_KINDS: Final[tuple[str, ...]] = (
     "event.escalated",
 )
 """Every webhook kind, in lifecycle order: what a subscription's ``kinds`` filter may name."""
+
+
+def check_event_kinds(kinds: list[str]) -> list[str]:
+    """``kinds`` when each is one of ``EVENT_KINDS`` (a ``kinds`` filter of the site YAML).
+
+    Raises:
+        ValueError: Naming the unknown kinds and the known ones.
+    """
+    unknown = sorted(set(kinds) - set(EVENT_KINDS))
+    if unknown:
+        raise ValueError(f"unknown event kind(s) {unknown}; expected some of {list(EVENT_KINDS)}")
+    return kinds
+
 
 _ESCALATION: Final[dict[RiskLevel, RiskLevel]] = {
     RiskLevel.BLUE: RiskLevel.YELLOW,

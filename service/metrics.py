@@ -135,7 +135,8 @@ class ServiceMetrics:
         )
         self.deliveries = Counter(
             "anjian_webhook_deliveries",
-            "Webhook delivery attempts by result: delivered, retry (failed, will retry), dead_letter (gave up).",
+            "Webhook, robot and e-mail delivery attempts by result: delivered, retry (failed, will retry), "
+            "dead_letter (gave up), deferred (held back to keep a robot under its rate; not an attempt).",
             ["result"],
             registry=self.registry,
         )

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from anjian.service.channels.address import admits
 from anjian.service.database import Database
 from anjian.service.records import (
     AuditEntry,
@@ -71,6 +72,8 @@ def enqueue(
 ) -> int:
     """Add one pending delivery per active subscription that wants ``kind`` for ``event``.
 
+    A robot or e-mail channel (``channel:<name>?colours=...``) also filters on the event's colour.
+
     Call it inside the transaction that stored the change, so both commit or neither does.
 
     Args:
@@ -87,7 +90,7 @@ def enqueue(
     """
     if subscriptions is None:
         subscriptions = active_subscriptions(session)
-    wanted = [s for s in subscriptions if s.matches(kind, event)]
+    wanted = [s for s in subscriptions if s.matches(kind, event) and admits(s.url, event.severity.value)]
     if not wanted:
         return 0
     payload = WebhookPayload.for_event(event, kind=kind, change=change).model_dump(mode="json")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from anjian.service.channels.address import channel_name
 from anjian.service.config import WebhookConfig
 from anjian.service.database import Database
 from anjian.service.records import Subscription, subscription_from_row
@@ -60,6 +61,12 @@ class SubscriptionSpec:
             camera_ids=tuple(webhook.camera_ids),
             behaviours=tuple(webhook.behaviours),
         )
+
+
+def _identity(url: str) -> str:
+    """What makes a config subscription the same one: a webhook's URL, a channel's name (not its colours)."""
+    name = channel_name(url)
+    return url if name is None else f"channel:{name}"
 
 
 def _apply(row: SubscriptionRow, spec: SubscriptionSpec) -> None:
@@ -126,11 +133,18 @@ class SubscriptionStore:
             row.updated_at = self._clock()
             return subscription_from_row(row)
 
-    def sync_config(self, webhooks: Sequence[WebhookConfig]) -> builtins.list[Subscription]:
-        """Make the config subscriptions match the site YAML's ``webhooks`` (one per URL).
+    def sync_config(
+        self, webhooks: Sequence[WebhookConfig], *, channels: Sequence[SubscriptionSpec] = ()
+    ) -> builtins.list[Subscription]:
+        """Make the config subscriptions match the site YAML's ``webhooks`` (one per URL) and channels.
+
+        Args:
+            webhooks: The site YAML's webhooks.
+            channels: The rows of its robots and e-mail lists
+                (``AlertChannels.subscription_specs``: ``channel:<name>`` addresses).
 
         Returns:
-            The active config subscriptions, in config order.
+            The active config subscriptions, in config order (webhooks, then channels).
         """
         now = self._clock()
         specs: dict[str, SubscriptionSpec] = {}
@@ -139,6 +153,8 @@ class SubscriptionStore:
                 logger.warning("webhook %s is configured twice; using the first entry", webhook.url)
                 continue
             specs[webhook.url] = SubscriptionSpec.from_config(webhook)
+        for channel in channels:
+            specs.setdefault(_identity(channel.url), channel)
         with self._db.write() as session:
             rows = session.scalars(
                 select(SubscriptionRow)
@@ -147,8 +163,8 @@ class SubscriptionStore:
             ).all()
             by_url: dict[str, SubscriptionRow] = {}
             for row in rows:
-                if row.url in specs and row.url not in by_url:
-                    by_url[row.url] = row
+                if _identity(row.url) in specs and _identity(row.url) not in by_url:
+                    by_url[_identity(row.url)] = row
                 elif row.is_active:
                     row.is_active = False
                     row.updated_at = now

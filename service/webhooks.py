@@ -28,6 +28,13 @@ subscription's ``retry_for_s`` (24 h by default) allows, and at most
 failed), which ``Outbox.redeliver`` queues again. Every attempt records its status
 code and error on the row. A receiver that stays down is logged once a minute
 (``FailureLog``), not once per attempt; ``/metrics`` counts every failed attempt.
+
+A subscription whose target is a channel address (``channel:<name>``: a DingTalk, WeCom
+or Feishu robot, or an e-mail list; ``anjian.service.channels``) goes through the same
+rows, claims, retries and dead letters; the dispatcher hands it to ``AlertChannels.send``
+instead of POSTing the JSON. A robot's refusal in an HTTP 200 (``errcode``/``code`` not 0)
+is a failed attempt; a rate limit waits at least as long as the vendor asks, and a
+message held back to keep a robot under its rate is not counted as an attempt.
 """
 
 from __future__ import annotations
@@ -37,18 +44,23 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 import httpx
 
 from anjian.cameras.backoff import backoff_delay_s
+from anjian.service.channels.address import is_channel_address
+from anjian.service.channels.outcome import SendOutcome
 from anjian.service.claims import Claim, LeaseKeeper, SuccessLog
 from anjian.service.metrics import ServiceMetrics
 from anjian.service.outbox import idempotency_key
 from anjian.service.records import Subscription, WebhookDelivery
 from anjian.service.signing import SIGNATURE_HEADER, sign_payload, signature_headers, verify_signature
 from anjian.service.store import EventStore
+
+if TYPE_CHECKING:
+    from anjian.service.channels.registry import AlertChannels
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -74,14 +86,6 @@ def _anjian_version() -> str:
         return version("anjian")
     except PackageNotFoundError:
         return "0"
-
-
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    """Result of one POST: a status code, an error, or both."""
-
-    status_code: int | None
-    error: str | None
 
 
 class FailureLog:
@@ -181,6 +185,8 @@ class WebhookDispatcher:
             renewed every third of it while the batch is worked on. It is also about
             how long rows claimed by a crashed process wait before they are sent again.
         metrics: Counts attempts and delivery latency, when given.
+        channels: The site's robots and e-mail lists, which deliveries to ``channel:<name>``
+            subscriptions go to; closed by ``stop``. ``None``: such deliveries fail (and are retried).
 
     Example:
         >>> dispatcher = WebhookDispatcher(store)
@@ -202,6 +208,7 @@ class WebhookDispatcher:
         claim_batch: int = 64,
         lease_s: float = _LEASE_S,
         metrics: ServiceMetrics | None = None,
+        channels: AlertChannels | None = None,
     ) -> None:
         if backoff_base_s < 0 or backoff_max_s < backoff_base_s:
             raise ValueError(
@@ -223,6 +230,7 @@ class WebhookDispatcher:
         self._backoff_max_s = backoff_max_s
         self._workers = workers
         self._metrics = metrics
+        self._channels = channels
         self._leases = LeaseKeeper(store.outbox, clock=clock, lease_s=lease_s)
         self._successes = SuccessLog(store.outbox, clock=clock, metrics=metrics)
         self._failures = FailureLog(metrics=metrics)
@@ -283,6 +291,8 @@ class WebhookDispatcher:
             logger.warning("webhook dispatcher did not stop within %.1fs", timeout_s)
             return
         self._client.close()
+        if self._channels is not None:
+            self._channels.close()
 
     def wake(self) -> None:
         """Tell the workers a new delivery is pending, so they do not wait for their timer (the outbox calls it)."""
@@ -371,14 +381,16 @@ class WebhookDispatcher:
             )
             self._count("dead_letter")
             return None
-        outcome = self._post(subscription, delivery)
+        outcome = self._send(subscription, delivery)
         now = self._clock()
-        if outcome.error is None and outcome.status_code is not None:
+        if outcome.is_success and outcome.status_code is not None:
             return outcome.status_code
+        if not outcome.is_attempted:
+            self._defer(delivery, outcome, now)
+            return None
         attempts = delivery.attempts + 1
-        retry_at: float | None = now + backoff_delay_s(
-            attempts, base_s=self._backoff_base_s, max_s=self._backoff_max_s
-        )
+        delay_s = backoff_delay_s(attempts, base_s=self._backoff_base_s, max_s=self._backoff_max_s)
+        retry_at: float | None = now + max(delay_s, outcome.retry_after_s or 0.0)
         is_capped = subscription.max_attempts is not None and attempts >= subscription.max_attempts
         if is_capped or (retry_at is not None and retry_at > delivery.retry_until):
             retry_at = None
@@ -418,7 +430,35 @@ class WebhookDispatcher:
         if self._metrics is not None:
             self._metrics.deliveries.labels(result=result).inc()
 
-    def _post(self, subscription: Subscription, delivery: WebhookDelivery) -> _Outcome:
+    def _defer(self, delivery: WebhookDelivery, outcome: SendOutcome, now: float) -> None:
+        """Hold back a delivery that was not sent (a robot at its rate): due again later, no attempt counted."""
+        retry_at = now + (outcome.retry_after_s or self._backoff_base_s)
+        self._store.outbox.mark_attempt_failed(
+            delivery.id,
+            error=outcome.error or "held back",
+            status_code=None,
+            retry_at=retry_at if retry_at <= delivery.retry_until else None,
+            now=now,
+            is_counted=False,
+        )
+        self._count("deferred" if retry_at <= delivery.retry_until else "dead_letter")
+        logger.debug(
+            "%s of event %s to %s held back %.1fs",
+            delivery.kind,
+            delivery.event_id,
+            delivery.url,
+            retry_at - now,
+        )
+
+    def _send(self, subscription: Subscription, delivery: WebhookDelivery) -> SendOutcome:
+        """Send the delivery once: to its robot or e-mail channel, else POST it to the webhook."""
+        if not is_channel_address(subscription.url):
+            return self._post(subscription, delivery)
+        if self._channels is None:
+            return SendOutcome(None, "no alert channels are configured in this process")
+        return self._channels.send(subscription, delivery)
+
+    def _post(self, subscription: Subscription, delivery: WebhookDelivery) -> SendOutcome:
         """Send the delivery's body once; never raises for HTTP or network failures."""
         body = json.dumps(delivery.payload, ensure_ascii=False, separators=(",", ":")).encode()
         try:
@@ -426,7 +466,7 @@ class WebhookDispatcher:
                 subscription.secret, delivery.idempotency_key, body, int(self._clock())
             )
         except ValueError as exc:  # a secret stored before it was checked; the message never shows it
-            return _Outcome(status_code=None, error=f"cannot sign: {exc}")
+            return SendOutcome(status_code=None, error=f"cannot sign: {exc}")
         headers = {
             "Content-Type": "application/json",
             "X-Anjian-Event-Id": delivery.event_id,
@@ -439,11 +479,11 @@ class WebhookDispatcher:
                 subscription.url, content=body, headers=headers, timeout=subscription.timeout_s
             )
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
-            return _Outcome(status_code=None, error=f"{type(exc).__name__}: {exc}")
+            return SendOutcome(status_code=None, error=f"{type(exc).__name__}: {exc}")
         if response.is_success:
-            return _Outcome(status_code=response.status_code, error=None)
+            return SendOutcome(status_code=response.status_code, error=None)
         excerpt = response.text[:_ERROR_BODY_CHARS].strip()
-        return _Outcome(
+        return SendOutcome(
             status_code=response.status_code,
             error=f"HTTP {response.status_code}" + (f": {excerpt}" if excerpt else ""),
         )

@@ -1,0 +1,523 @@
+"""Group robots (DingTalk, WeCom, Feishu) and e-mail through the webhook outbox, against real local receivers.
+
+Each robot's receiver checks the signature exactly as its vendor documents it
+(``tests/service/robot_receivers.py``); e-mail goes to a real SMTP server (aiosmtpd)
+with STARTTLS and AUTH. The dispatcher runs on a fake clock (``deliver_due``) so
+retries and rate limits are stepped through without sleeping.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from anjian.pipeline.config import CameraPipelineConfig
+from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.service.channels import AlertChannels, ChannelsConfig
+from anjian.service.config import AnjianConfig, SiteConfig, StorageConfig, WorkshopConfig, load_config
+from anjian.service.errors import ConfigError
+from anjian.service.evidence import EvidenceStore
+from anjian.service.lifecycle import Action
+from anjian.service.metrics import ServiceMetrics
+from anjian.service.records import DeliveryStatus, WebhookDelivery
+from anjian.service.store import EventStore
+from anjian.service.webhooks import WebhookDispatcher
+from tests.factories import make_event, make_jpeg
+from tests.service.conftest import FakeClock
+from tests.service.robot_receivers import RobotReceiver
+from tests.support.receiver import unused_port
+from tests.support.waiting import wait_for
+
+PUBLIC_URL = "https://anjian.plant.example.cn"
+SECRET = "SEC0123456789abcdef-robot-secret"
+# 2023-11-14 22:13:20 UTC, when make_event's incidents start: 06:13:20 the next morning in Suzhou.
+LOCAL_START = "2023-11-15 06:13:20 CST"
+_BUSY: dict[str, dict[str, Any]] = {
+    "dingtalk": {"errcode": -1, "errmsg": "系统繁忙"},
+    "wecom": {"errcode": -1, "errmsg": "system busy"},
+    "feishu": {"code": 9499, "msg": "Bad Request"},
+}
+
+
+def _site() -> SiteConfig:
+    cameras = [
+        CameraPipelineConfig(id="cam-1", name="东门 East gate", url="rtsp://127.0.0.1:9/cam-1"),
+        CameraPipelineConfig(id="cam-2", url="rtsp://127.0.0.1:9/cam-2"),
+    ]
+    return SiteConfig(
+        id="site-1",
+        name="苏州抛光厂",
+        timezone="Asia/Shanghai",
+        workshops=[
+            WorkshopConfig(id="polishing-1", name="抛光车间一", cameras=cameras),
+            WorkshopConfig(
+                id="freezer", cameras=[CameraPipelineConfig(id="cam-9", url="rtsp://127.0.0.1:9/cam-9")]
+            ),
+        ],
+    )
+
+
+def _config(tmp_path: Path, channels: dict[str, Any]) -> AnjianConfig:
+    return AnjianConfig(
+        site=_site(),
+        storage=StorageConfig(dir=tmp_path / "data"),
+        channels=ChannelsConfig.model_validate({"public_url": PUBLIC_URL, **channels}),
+    )
+
+
+@dataclass
+class Rig:
+    """A store, its channels and a dispatcher on the fake clock (the composition root's wiring)."""
+
+    store: EventStore
+    channels: AlertChannels
+    dispatcher: WebhookDispatcher
+    evidence: EvidenceStore
+    metrics: ServiceMetrics
+
+    def deliveries(self) -> list[WebhookDelivery]:
+        return self.store.outbox.list()
+
+    def raise_event(self, **overrides: Any) -> str:
+        event = make_event(**overrides)
+        path = None
+        if event.snapshot_jpeg is not None:
+            path = self.evidence.save_snapshot(event.camera_id, event.id, event.snapshot_jpeg)
+        self.store.upsert_event(event, snapshot_path=path)
+        return event.id
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(1_800_000_000.0)
+
+
+@pytest.fixture
+def rigs(tmp_path: Path, clock: FakeClock) -> Iterator[list[Rig]]:
+    """Rigs made by ``_rig`` (closed at the end): a second one plays a restarted process."""
+    made: list[Rig] = []
+    yield made
+    for rig in made:
+        rig.dispatcher.stop()
+    if made:
+        made[0].store.close()
+
+
+def _rig(rigs: list[Rig], config: AnjianConfig, clock: FakeClock) -> Rig:
+    store = rigs[0].store if rigs else EventStore.from_config(config.storage, clock=clock)
+    channels = AlertChannels.from_config(config, clock=clock, spacing_clock=clock)
+    store.subscriptions.sync_config(config.webhooks, channels=channels.subscription_specs())
+    metrics = ServiceMetrics(store)
+    dispatcher = WebhookDispatcher(
+        store, clock=clock, backoff_base_s=2.0, backoff_max_s=600.0, channels=channels, metrics=metrics
+    )
+    rig = Rig(store, channels, dispatcher, EvidenceStore(config.storage.dir), metrics)
+    rigs.append(rig)
+    return rig
+
+
+@pytest.fixture
+def robot(request: pytest.FixtureRequest, clock: FakeClock) -> Iterator[RobotReceiver]:
+    kind = request.param
+    credential = "9f1c2e44-7a51-4c3b-8d2e-0b6f5a9c1d77" if kind == "wecom" else SECRET
+    receiver = RobotReceiver(kind=kind, credential=credential, clock=clock)
+    yield receiver
+    receiver.close()
+
+
+def _robot_channel(robot: RobotReceiver, **overrides: Any) -> dict[str, Any]:
+    channel: dict[str, Any] = {"name": f"{robot.kind}-leaders", "kind": robot.kind, "url": robot.url}
+    if robot.kind != "wecom":
+        channel["secret"] = SECRET
+    return {"robots": [{**channel, **overrides}]}
+
+
+def _message_text(kind: str, body: dict[str, Any]) -> str:
+    """Everything a reader of the card sees, as one string."""
+    if kind == "dingtalk":
+        return json.dumps(body["actionCard"], ensure_ascii=False)
+    if kind == "wecom":
+        return str(body["markdown"]["content"])
+    return json.dumps(body["card"], ensure_ascii=False)
+
+
+ROBOTS = pytest.mark.parametrize("robot", ["dingtalk", "wecom", "feishu"], indirect=True)
+
+
+@ROBOTS
+def test_a_robot_refusing_in_a_200_is_retried_and_the_message_lands_once(
+    robot: RobotReceiver, rigs: list[Rig], tmp_path: Path, clock: FakeClock
+) -> None:
+    rig = _rig(rigs, _config(tmp_path, _robot_channel(robot)), clock)
+    robot.scripted.append(_BUSY[robot.kind])
+    event_id = rig.raise_event()
+
+    assert rig.dispatcher.deliver_due() == 1
+    (delivery,) = rig.deliveries()
+    assert delivery.status is DeliveryStatus.PENDING and delivery.attempts == 1
+    assert delivery.last_status_code == 200 and "refused the message" in (delivery.last_error or "")
+    assert robot.accepted == []
+    assert rig.dispatcher.deliver_due() == 0, "not again before its backoff"
+
+    clock.now = delivery.next_attempt_at or clock.now
+    assert rig.dispatcher.deliver_due() == 1
+    clock.now += 86_400
+    assert rig.dispatcher.deliver_due() == 0
+    (landed,) = robot.accepted
+    (delivery,) = rig.deliveries()
+    assert delivery.status is DeliveryStatus.DELIVERED and delivery.attempts == 2
+    assert delivery.url == f"channel:{robot.kind}-leaders", "the outbox row holds no robot credential"
+
+    text = _message_text(robot.kind, landed.body)
+    for expected in (
+        "明火 Open flame",
+        "红色",
+        "苏州抛光厂 / 抛光车间一 / 东门 East gate",
+        LOCAL_START,
+        "新告警 New alert",
+    ):
+        assert expected in text, expected
+    assert f"{PUBLIC_URL}/#event={event_id}" in text
+    assert f"{PUBLIC_URL}/events/{event_id}/snapshot.jpg" in text
+    colour = {"dingtalk": "#D32F2F", "wecom": 'color=\\"warning\\"', "feishu": '"template": "red"'}[
+        robot.kind
+    ]
+    assert colour in (text if robot.kind != "wecom" else json.dumps(text)), colour
+
+
+@ROBOTS
+def test_a_wrong_credential_is_refused_and_retried_until_the_fixed_config_delivers_once(
+    robot: RobotReceiver, rigs: list[Rig], tmp_path: Path, clock: FakeClock
+) -> None:
+    if robot.kind == "wecom":
+        wrong = _robot_channel(robot, url=robot.url.replace(robot.credential, "00000000-dead-beef"))
+    else:
+        wrong = _robot_channel(robot, secret="SECwrong-secret")
+    first = _rig(rigs, _config(tmp_path, wrong), clock)
+    first.raise_event()
+    for _ in range(3):
+        assert first.dispatcher.deliver_due() == 1
+        clock.now = first.deliveries()[0].next_attempt_at or clock.now
+    assert robot.accepted == [] and len(robot.refused) == 3
+    (delivery,) = first.deliveries()
+    assert delivery.status is DeliveryStatus.PENDING and delivery.attempts == 3
+    expected_code = {"dingtalk": "310000", "wecom": "93000", "feishu": "19021"}[robot.kind]
+    assert f"code {expected_code}" in (delivery.last_error or "")
+    assert "dead-beef" not in (delivery.last_error or "") and "wrong-secret" not in (
+        delivery.last_error or ""
+    )
+    first.dispatcher.stop()
+
+    fixed = _rig(
+        rigs, _config(tmp_path, _robot_channel(robot)), clock
+    )  # the operator fixed the YAML, restarted
+    assert fixed.dispatcher.deliver_due() == 1
+    clock.now += 86_400
+    assert fixed.dispatcher.deliver_due() == 0
+    assert len(robot.accepted) == 1
+    assert fixed.deliveries()[0].status is DeliveryStatus.DELIVERED
+
+
+@pytest.mark.parametrize("robot", ["dingtalk"], indirect=True)
+def test_a_robots_rate_limit_answer_waits_a_minute_and_its_own_spacing_holds_messages_back(
+    robot: RobotReceiver, rigs: list[Rig], tmp_path: Path, clock: FakeClock
+) -> None:
+    rig = _rig(rigs, _config(tmp_path, _robot_channel(robot, max_per_minute=2)), clock)
+    robot.scripted.append({"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"})
+    ids = [rig.raise_event() for _ in range(3)]
+
+    assert rig.dispatcher.deliver_due() == 3
+    by_event = {d.event_id: d for d in rig.deliveries()}
+    limited, second, held = (by_event[i] for i in ids)
+    assert limited.attempts == 1 and (limited.next_attempt_at or 0) - clock.now >= 60, (
+        "the vendor asked to wait"
+    )
+    assert second.status is DeliveryStatus.DELIVERED
+    assert held.attempts == 0 and held.status is DeliveryStatus.PENDING, "held back: no attempt spent"
+    assert "held back" in (held.last_error or "")
+    assert rig.metrics.deliveries.labels(result="deferred")._value.get() == 1
+
+    clock.now += 61
+    assert rig.dispatcher.deliver_due() == 2
+    assert {d.status for d in rig.deliveries()} == {DeliveryStatus.DELIVERED}
+    assert len(robot.accepted) == 3
+
+
+@pytest.mark.parametrize("robot", ["feishu"], indirect=True)
+def test_colour_workshop_and_kind_filters_choose_what_a_robot_hears(
+    robot: RobotReceiver, rigs: list[Rig], tmp_path: Path, clock: FakeClock
+) -> None:
+    channel = _robot_channel(robot, colours=["red", "orange"], workshop_ids=["polishing-1"])
+    rig = _rig(rigs, _config(tmp_path, channel), clock)
+    rig.raise_event(severity=RiskLevel.BLUE)
+    rig.raise_event(camera_id="cam-9", workshop_id="freezer")
+    red = rig.raise_event(camera_id="cam-2", behaviour=Behaviour.SMOKING, snapshot_jpeg=None)
+    rig.store.transition(red, Action.ACKNOWLEDGE, actor="op", note="seen")  # not a default kind
+    assert [d.event_id for d in rig.deliveries()] == [red]
+
+    rig.dispatcher.deliver_due()
+    text = _message_text("feishu", robot.accepted[0].body)
+    assert "吸烟 Smoking" in text and "抛光车间一 / cam-2" in text, "a camera without a name shows its id"
+    assert "snapshot.jpg" not in text, "no snapshot, no snapshot link"
+
+
+@pytest.mark.parametrize("robot", ["dingtalk"], indirect=True)
+def test_changing_a_channels_colours_keeps_its_subscription_and_pending_messages(
+    robot: RobotReceiver, rigs: list[Rig], tmp_path: Path, clock: FakeClock
+) -> None:
+    first = _rig(rigs, _config(tmp_path, _robot_channel(robot, colours=["red"])), clock)
+    robot.scripted.append(_BUSY["dingtalk"])
+    first.raise_event()
+    first.dispatcher.deliver_due()
+    first.dispatcher.stop()
+    second = _rig(rigs, _config(tmp_path, _robot_channel(robot, colours=["red", "orange"])), clock)
+    (subscription,) = second.store.subscriptions.list()
+    assert subscription.url == "channel:dingtalk-leaders?colours=orange%2Cred"
+    clock.now += 600
+    assert second.dispatcher.deliver_due() == 1
+    assert len(robot.accepted) == 1
+
+
+@pytest.mark.parametrize("robot", ["wecom"], indirect=True)
+def test_the_running_dispatcher_sends_a_new_alert_to_a_robot_at_once(
+    robot: RobotReceiver, tmp_path: Path, clock: FakeClock
+) -> None:
+    config = _config(tmp_path, _robot_channel(robot))
+    store = EventStore.from_config(config.storage, clock=clock)
+    channels = AlertChannels.from_config(config, clock=clock)
+    store.subscriptions.sync_config([], channels=channels.subscription_specs())
+    dispatcher = WebhookDispatcher(store, clock=clock, channels=channels, workers=2)
+    dispatcher.start()
+    try:
+        store.upsert_event(make_event(snapshot_jpeg=None))
+        assert wait_for(lambda: len(robot.accepted) == 1)
+    finally:
+        dispatcher.stop()
+        store.close()
+
+
+# ------------------------------------------------------------------------------------------- e-mail
+
+
+@dataclass
+class Smtp:
+    """A real SMTP server on loopback (aiosmtpd) with STARTTLS and AUTH; ``fail_next`` scripts refusals."""
+
+    port: int
+    cert: Path
+    received: list[EmailMessage]
+    fail_next: list[str]
+
+
+@pytest.fixture
+def smtp(tmp_path: Path) -> Iterator[Smtp]:
+    aiosmtpd = pytest.importorskip("aiosmtpd.controller")
+    import ssl
+
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    cert, key = tmp_path / "smtp.pem", tmp_path / "smtp.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    state = Smtp(port=0, cert=cert, received=[], fail_next=[])
+
+    class Handler:
+        async def handle_DATA(self, server: object, session: object, envelope: Any) -> str:
+            if state.fail_next:
+                return state.fail_next.pop(0)
+            message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+            assert isinstance(message, EmailMessage)
+            message["X-Test-Rcpt"] = ", ".join(envelope.rcpt_tos)
+            state.received.append(message)
+            return "250 OK"
+
+    def authenticate(
+        server: object, session: object, envelope: object, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"anjian", b"s3cret-pw")
+        return AuthResult(success=ok, handled=False)  # not handled: the server answers 535 itself
+
+    controller = aiosmtpd.Controller(
+        Handler(), hostname="127.0.0.1", port=unused_port(), tls_context=context, require_starttls=True,
+        authenticator=authenticate, auth_require_tls=True, auth_exclude_mechanism=["LOGIN"],
+    )  # fmt: skip
+    controller.start()
+    state.port = controller.port
+    yield state
+    controller.stop()
+
+
+def _email_channel(smtp: Smtp, **overrides: Any) -> dict[str, Any]:
+    channel = {
+        "name": "safety-office",
+        "host": "localhost",
+        "port": smtp.port,
+        "security": "starttls",
+        "ca_file": str(smtp.cert),
+        "username": "anjian",
+        "password": "s3cret-pw",
+        "sender": "anjian@plant.example.cn",
+        "to": ["duty@plant.example.cn", "safety@plant.example.cn"],
+    }
+    return {"email": [{**channel, **overrides}]}
+
+
+def test_an_email_refused_by_the_server_is_retried_and_lands_once_with_text_html_and_snapshot(
+    smtp: Smtp, rigs: list[Rig], tmp_path: Path, clock: FakeClock
+) -> None:
+    rig = _rig(rigs, _config(tmp_path, _email_channel(smtp)), clock)
+    smtp.fail_next.append("451 4.3.0 mailbox busy, try again")
+    event_id = rig.raise_event()
+
+    assert rig.dispatcher.deliver_due() == 1
+    (delivery,) = rig.deliveries()
+    assert delivery.status is DeliveryStatus.PENDING and delivery.last_status_code == 451
+    assert "mailbox busy" in (delivery.last_error or "") and smtp.received == []
+    clock.now = delivery.next_attempt_at or clock.now
+    assert rig.dispatcher.deliver_due() == 1
+    clock.now += 86_400
+    assert rig.dispatcher.deliver_due() == 0
+
+    (mail,) = smtp.received
+    assert mail["X-Test-Rcpt"] == "duty@plant.example.cn, safety@plant.example.cn"
+    assert "明火 Open flame" in str(mail["Subject"]) and str(mail["Subject"]).startswith("[安检 anjian]")
+    key = rig.deliveries()[0].idempotency_key
+    assert mail["Message-ID"] == f"<{key.replace(':', '.')}@plant.example.cn>"
+    text = mail.get_body(preferencelist=("plain",))
+    html = mail.get_body(preferencelist=("html",))
+    assert text is not None and html is not None
+    for part in (text.get_content(), html.get_content()):
+        assert "苏州抛光厂 / 抛光车间一 / 东门 East gate" in part and LOCAL_START in part
+        assert f"{PUBLIC_URL}/#event={event_id}" in part
+    attachments = [p for p in mail.iter_attachments() if p.get_filename() == f"{event_id}.jpg"]
+    assert [a.get_content() for a in attachments] == [make_jpeg()]
+    assert rig.deliveries()[0].status is DeliveryStatus.DELIVERED
+
+
+def test_the_same_email_sent_twice_carries_one_message_id(
+    smtp: Smtp, rigs: list[Rig], tmp_path: Path, clock: FakeClock
+) -> None:
+    rig = _rig(rigs, _config(tmp_path, _email_channel(smtp, is_snapshot_attached=False)), clock)
+    event_id = rig.raise_event()
+    rig.dispatcher.deliver_due()
+    (delivery,) = rig.deliveries()
+    rig.store.outbox.redeliver(delivery.id, retry_for_s=3600)  # what a crash after sending amounts to
+    rig.dispatcher.deliver_due()
+    first, second = smtp.received
+    assert first["Message-ID"] == second["Message-ID"]
+    assert not list(first.iter_attachments()), "not attached: linked"
+    assert f"{PUBLIC_URL}/events/{event_id}/snapshot.jpg" in first.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def test_a_wrong_smtp_password_fails_the_attempt_without_showing_it(
+    smtp: Smtp, rigs: list[Rig], tmp_path: Path, clock: FakeClock
+) -> None:
+    rig = _rig(rigs, _config(tmp_path, _email_channel(smtp, password="wrong-pw-123")), clock)
+    rig.raise_event()
+    rig.dispatcher.deliver_due()
+    (delivery,) = rig.deliveries()
+    assert delivery.status is DeliveryStatus.PENDING and delivery.last_status_code == 535
+    assert "wrong-pw-123" not in (delivery.last_error or "") and smtp.received == []
+
+
+# ------------------------------------------------------------------------------------------- config
+
+
+def test_channel_secrets_never_show_in_the_config_repr_or_its_errors() -> None:
+    config = ChannelsConfig.model_validate(
+        {
+            "robots": [
+                {"name": "a", "kind": "dingtalk", "url": "https://oapi.dingtalk.com/robot/send?access_token=TOKEN1",
+                 "secret": "SECsecret1"},
+                {"name": "b", "kind": "feishu", "url": "https://open.feishu.cn/open-apis/bot/v2/hook/HOOK1"},
+            ],
+            "email": [{"name": "c", "host": "smtp.example.cn", "username": "u", "password": "PASSWORD1",
+                       "sender": "a@example.cn", "to": ["b@example.cn"]}],
+        }
+    )  # fmt: skip
+    shown = repr(config) + str(config)
+    for secret in ("TOKEN1", "SECsecret1", "HOOK1", "PASSWORD1"):
+        assert secret not in shown
+    with pytest.raises(ValidationError) as caught:
+        ChannelsConfig.model_validate({"robots": [{"name": "a", "kind": "dingtalk", "url": "ftp://TOKEN2"}]})
+    assert "TOKEN2" not in "".join(e["msg"] for e in caught.value.errors())
+
+
+@pytest.mark.parametrize(
+    ("channels", "message"),
+    [
+        ({"robots": [{"name": "w", "kind": "wecom", "url": "https://q/x?key=k", "secret": "s"}]}, "do not sign"),
+        ({"robots": [{"name": "x", "kind": "slack", "url": "https://q/x"}]}, "dingtalk"),
+        ({"robots": [{"name": "x", "kind": "wecom", "url": "https://q/x", "colours": ["pink"]}]}, "red"),
+        ({"robots": [{"name": "x", "kind": "wecom", "url": "https://q/x", "kinds": ["event.nope"]}]}, "event.nope"),
+        ({"robots": [{"name": "x", "kind": "wecom", "url": "https://q/x", "colour": ["red"]}]}, "Extra inputs"),
+        ({"robots": [{"name": "x", "kind": "wecom", "url": "https://q/x", "max_per_minute": 0}]}, "greater than"),
+        (
+            {"robots": [{"name": "x", "kind": "wecom", "url": "https://q/x"}],
+             "email": [{"name": "x", "host": "h", "sender": "a@b.cn", "to": ["c@d.cn"]}]},
+            "appears twice",
+        ),
+        ({"email": [{"name": "m", "host": "h", "sender": "a@b.cn", "to": ["not-an-address"]}]}, "not e-mail"),
+        ({"email": [{"name": "m", "host": "h", "sender": "a@b.cn", "to": ["c@d.cn"], "username": "u"}]}, "both"),
+    ],
+    ids=["wecom-secret", "unknown-vendor", "colour", "kind", "typo", "rate", "duplicate", "address", "login"],
+)  # fmt: skip
+def test_bad_channel_config_is_refused_with_what_is_wrong(channels: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ChannelsConfig.model_validate(channels)
+
+
+@pytest.mark.parametrize(
+    ("workshop", "message"),
+    [
+        ("paint-shop", "workshop 'paint-shop' is not in the site"),
+        ("empty", "workshop 'empty' has no cameras"),
+    ],
+)
+def test_a_channel_on_an_unknown_or_empty_workshop_is_refused(
+    tmp_path: Path, workshop: str, message: str
+) -> None:
+    robot = {"name": "x", "kind": "wecom", "url": "https://q/x?key=k", "workshop_ids": [workshop]}
+    site = _site().model_copy(update={"workshops": [*_site().workshops, WorkshopConfig(id="empty")]})
+    with pytest.raises(ValidationError, match=message):
+        AnjianConfig.model_validate(
+            {"site": site.model_dump(), "storage": {"dir": str(tmp_path)}, "channels": {"robots": [robot]}}
+        )
+
+
+def test_the_readme_example_is_a_valid_channels_section() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Group robots and e-mail", 1)[1]
+    block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    config = ChannelsConfig.model_validate(yaml.safe_load(block)["channels"])
+    assert [r.kind for r in config.robots] == ["dingtalk", "wecom", "feishu"]
+    assert config.email[0].security == "starttls"
+
+
+def test_a_broken_yaml_line_with_a_robot_url_is_echoed_without_its_token(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(
+        "site: {id: s, workshops: [{id: w}]}\nchannels:\n  robots:\n"
+        "    - url: https://open.feishu.cn/open-apis/bot/v2/hook/HOOKTOKEN1 kind: feishu\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "open-apis/bot/v2/hook/***" in str(caught.value)
+    assert "HOOKTOKEN1" not in str(caught.value)
