@@ -1,4 +1,4 @@
-"""The RTSP test server is a real camera stand-in: live rate, looping timestamps, auth, faults.
+"""The RTSP server of the tests and the reconnect bench is a real camera stand-in: live rate, looping timestamps, auth, faults.
 
 Clients are PyAV from the venv, opened the way camera code opens real cameras.
 """
@@ -15,9 +15,9 @@ import av
 import av.container
 import pytest
 
-from tests.support.clips import make_test_clip
+from anjian.service.benchmarks.clips import write_synthetic_clip
+from anjian.service.benchmarks.rtsp import RtspTestServer
 from tests.support.fixtures import RTSP_PASSWORD, RTSP_USER, TEST_CLIP_FPS
-from tests.support.rtsp import RtspTestServer
 
 pytestmark = pytest.mark.slow
 
@@ -66,7 +66,7 @@ def test_rtsp_server_streams_clip_at_its_frame_rate(rtsp_server: RtspTestServer)
 def test_rtsp_server_timestamps_increase_across_loop_point(
     rtsp_server_factory: Callable[..., RtspTestServer], tmp_path: Path
 ) -> None:
-    clip = make_test_clip(tmp_path / "one-second.mp4", seconds=1, fps=10)
+    clip = write_synthetic_clip(tmp_path / "one-second.mp4", seconds=1, fps=10)
     server = rtsp_server_factory({"/loop": clip})
     with _open(server.url("/loop")) as container:
         time_base = _time_base_s(container.streams.video[0])
