@@ -13,7 +13,6 @@ from anjian.service.metrics import ServiceMetrics
 from anjian.service.periodic import PeriodicThread
 from anjian.service.records import StoredEvent
 from anjian.service.store import EventStore
-from anjian.service.webhooks import WebhookDispatcher
 
 __all__ = ["Escalator"]
 
@@ -24,8 +23,6 @@ class Escalator:
     Args:
         store: Where the alerts live (its clock decides what is overdue).
         sla: Deadlines per colour and how often to look.
-        dispatcher: Unused (the outbox wakes the dispatcher after each commit that enqueues
-            deliveries); kept until the composition root stops passing it.
         metrics: Counts escalations, when given.
     """
 
@@ -34,7 +31,6 @@ class Escalator:
         store: EventStore,
         sla: SlaConfig,
         *,
-        dispatcher: WebhookDispatcher | None = None,
         metrics: ServiceMetrics | None = None,
     ) -> None:
         self._store = store

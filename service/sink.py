@@ -44,7 +44,6 @@ from anjian.service.errors import IngestBusyError
 from anjian.service.evidence import EvidenceStore
 from anjian.service.metrics import ServiceMetrics
 from anjian.service.store import EventStore, UpsertResult
-from anjian.service.webhooks import WebhookDispatcher
 
 __all__ = ["SinkStats", "StoreSink"]
 
@@ -96,8 +95,6 @@ class StoreSink:
     Args:
         store: Where events go.
         evidence: Where snapshots and clips go.
-        dispatcher: Unused (the outbox wakes the dispatcher after each commit that enqueues
-            deliveries); kept until the composition root stops passing it.
         metrics: Counts received revisions, the backlog and the batch sizes, when given.
         max_batch: Most revisions stored in one transaction.
         max_backlog: Queued revisions beyond which ``submit`` refuses (``IngestBusyError``).
@@ -106,7 +103,7 @@ class StoreSink:
         retry_max_s: Longest wait between retries.
 
     Example:
-        >>> sink = StoreSink(store, EvidenceStore(config.storage.dir), dispatcher)
+        >>> sink = StoreSink(store, EvidenceStore(config.storage.dir))
         >>> sink.publish(event)                     # from the pipeline thread: queued
         >>> result = sink.submit(event).result()    # ingest: once committed
         >>> sink.stop()                             # stores what is queued
@@ -116,7 +113,6 @@ class StoreSink:
         self,
         store: EventStore,
         evidence: EvidenceStore,
-        dispatcher: WebhookDispatcher | None = None,
         *,
         metrics: ServiceMetrics | None = None,
         max_batch: int = 256,

@@ -35,7 +35,7 @@ def client(config: AnjianConfig) -> Iterator[TestClient]:
 @pytest.fixture
 def sink(client: TestClient) -> StoreSink:
     state = client.app.state  # type: ignore[attr-defined]
-    return StoreSink(state.store, state.evidence, state.dispatcher)
+    return StoreSink(state.store, state.evidence)
 
 
 def test_published_event_is_listed_and_readable(client: TestClient, sink: StoreSink) -> None:

@@ -83,7 +83,7 @@ def test_published_event_arrives_promptly_as_signed_json(
 ) -> None:
     dispatcher = make_dispatcher([WebhookConfig(url=receiver.url, secret=SecretStr(SECRET))])
     dispatcher.start()
-    sink = StoreSink(store, evidence, dispatcher)
+    sink = StoreSink(store, evidence)  # the store wakes the dispatcher
     event = make_event()
 
     sink.publish(event)  # the worker is idle (its timer is 60 s): only wake() gets this out in time
