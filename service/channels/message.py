@@ -161,7 +161,7 @@ class MessageBuilder:
             idempotency_key=idempotency_key,
             kind=announced.kind,
             colour=colour,
-            title=f"【{_COLOURS.get(colour, (colour,))[0]}】{behaviour_zh} {behaviour_en} · {camera}",
+            title=_title(announced.kind, colour, f"{behaviour_zh} {behaviour_en} · {camera}"),
             behaviour_zh=behaviour_zh,
             behaviour_en=behaviour_en,
             place=place,
@@ -172,6 +172,14 @@ class MessageBuilder:
             camera_id=event.camera_id,
             has_snapshot=event.snapshot_url is not None,
         )
+
+
+def _title(kind: str, colour: str, what: str) -> str:
+    """``【红色】明火 Open flame · 东门``, led by what happened when it is not a new alert."""
+    title = f"【{_COLOURS.get(colour, (colour,))[0]}】{what}"
+    if kind == "event.created":
+        return title
+    return f"[{_KINDS.get(kind, (kind,))[0]}] {title}"
 
 
 def _local_time(moment: datetime, zone: ZoneInfo) -> str:

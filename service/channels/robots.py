@@ -80,7 +80,7 @@ def _markdown_lines(message: AlertMessage, *, bold: str = "**") -> list[str]:
 def dingtalk_body(message: AlertMessage) -> dict[str, Any]:
     """The DingTalk robot message: an action card with one button to the alert, else markdown."""
     colour = _DINGTALK_COLOURS.get(message.colour, "#000000")
-    text = "\n\n".join([f'### <font color="{colour}">{message.title}</font>', *_markdown_lines(message)])
+    text = "\n\n".join([f"### <font color={colour}>{message.title}</font>", *_markdown_lines(message)])
     if message.alert_url is None:
         return {"msgtype": "markdown", "markdown": {"title": message.title, "text": text}}
     if message.snapshot_url is not None:
@@ -192,7 +192,7 @@ class RobotChannel:
                 timeout=self._config.timeout_s,
             )
         except (httpx.HTTPError, httpx.InvalidURL) as exc:  # the message may quote the URL: mask it
-            return SendOutcome(status_code=None, error=mask_credentials(f"{type(exc).__name__}: {exc}"))
+            return SendOutcome(status_code=None, error=self._scrub(f"{type(exc).__name__}: {exc}"))
         return self._judge(response)
 
     def _request(self, message: AlertMessage) -> tuple[str, dict[str, Any]]:
@@ -215,10 +215,19 @@ class RobotChannel:
             return url, body
         return url, wecom_body(message)
 
+    def _scrub(self, text: str) -> str:
+        """``text`` with the robot's URL (its token, a Feishu hook id in the path) and its secret masked."""
+        url = self._config.url.get_secret_value()
+        secret = None if self._config.secret is None else self._config.secret.get_secret_value()
+        for hidden in (url, url.split("?", 1)[0], secret):
+            if hidden and len(hidden) >= 8:  # a short secret would garble the text; none is that short
+                text = text.replace(hidden, f"<{self._config.kind} robot {self.name}>")
+        return mask_credentials(text)
+
     def _judge(self, response: httpx.Response) -> SendOutcome:
         """A 2xx with a zero error code is a success; anything else fails, a rate limit asks to wait."""
         status = response.status_code
-        excerpt = mask_credentials(response.text[:_ERROR_CHARS].strip())
+        excerpt = self._scrub(response.text[:_ERROR_CHARS].strip())
         if status == 429:
             return SendOutcome(status, f"HTTP 429: {excerpt}", retry_after_s=_retry_after(response))
         if not response.is_success:
@@ -238,7 +247,9 @@ class RobotChannel:
             code, text = answer.get("errcode"), answer.get("errmsg")
         if code == 0:
             return SendOutcome(status, None)
-        error = f"{self._config.kind} refused the message: code {code}, {mask_credentials(str(text))[:_ERROR_CHARS]}"
+        error = (
+            f"{self._config.kind} refused the message: code {code}, {self._scrub(str(text))[:_ERROR_CHARS]}"
+        )
         if isinstance(code, int) and code in _RATE_LIMIT_CODES[self._config.kind]:
             return SendOutcome(status, error, retry_after_s=_RATE_LIMIT_WAIT_S)
         return SendOutcome(status, error)

@@ -18,19 +18,35 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from anjian.pipeline.config import CameraPipelineConfig
 from anjian.pipeline.event import Behaviour, RiskLevel
-from anjian.service.channels import AlertChannels, ChannelsConfig
-from anjian.service.config import AnjianConfig, SiteConfig, StorageConfig, WorkshopConfig, load_config
+from anjian.service.channels import (
+    AlertChannels,
+    AlertMessage,
+    ChannelsConfig,
+    MessageBuilder,
+    RobotChannel,
+    RobotConfig,
+)
+from anjian.service.config import (
+    AnjianConfig,
+    SiteConfig,
+    SlaConfig,
+    StorageConfig,
+    WorkshopConfig,
+    load_config,
+)
 from anjian.service.errors import ConfigError
 from anjian.service.evidence import EvidenceStore
 from anjian.service.lifecycle import Action
 from anjian.service.metrics import ServiceMetrics
 from anjian.service.records import DeliveryStatus, WebhookDelivery
+from anjian.service.schemas import WebhookPayload
 from anjian.service.store import EventStore
 from anjian.service.webhooks import WebhookDispatcher
 from tests.factories import make_event, make_jpeg
@@ -521,3 +537,49 @@ def test_a_broken_yaml_line_with_a_robot_url_is_echoed_without_its_token(tmp_pat
         load_config(path)
     assert "open-apis/bot/v2/hook/***" in str(caught.value)
     assert "HOOKTOKEN1" not in str(caught.value)
+
+
+@pytest.mark.parametrize("robot", ["dingtalk"], indirect=True)
+def test_an_escalation_is_a_second_card_that_says_so(
+    robot: RobotReceiver, rigs: list[Rig], tmp_path: Path, clock: FakeClock
+) -> None:
+    rig = _rig(rigs, _config(tmp_path, _robot_channel(robot)), clock)
+    rig.raise_event(severity=RiskLevel.ORANGE)
+    clock.now += 901
+    rig.store.escalate_overdue(SlaConfig(orange_s=900))
+    assert rig.dispatcher.deliver_due() == 2
+    titles = [landed.body["actionCard"]["title"] for landed in robot.accepted]
+    assert sorted(titles) == sorted(
+        [
+            "【橙色】明火 Open flame · 东门 East gate",
+            "[超时未确认，已升级] 【红色】明火 Open flame · 东门 East gate",
+        ]
+    )
+    escalated = next(a for a in robot.accepted if "升级" in a.body["actionCard"]["title"])
+    assert "红色 red (已升级 escalated ×1)" in escalated.body["actionCard"]["text"]
+
+
+def test_a_robot_answer_quoting_its_url_is_recorded_without_the_token(tmp_path: Path) -> None:
+    token = "3f9a1c2e-hook-token-77"
+    url = f"https://open.feishu.cn/open-apis/bot/v2/hook/{token}"
+    config = RobotConfig(name="f", kind="feishu", url=SecretStr(url), secret=SecretStr("feishu-secret-1"))
+    transport = httpx.MockTransport(
+        lambda request: httpx.Response(502, text=f"bad gateway for {request.url}")
+    )
+    with httpx.Client(transport=transport) as client:
+        channel = RobotChannel(config, client, clock=lambda: 1_800_000_000.0)
+        outcome = channel.send(_sample_message(tmp_path), None)
+    assert outcome.status_code == 502 and outcome.error is not None
+    assert token not in outcome.error and "<feishu robot f>" in outcome.error
+
+
+def _sample_message(tmp_path: Path) -> AlertMessage:
+    """The message of a new red open-flame alert on cam-1, stored for real."""
+    store = EventStore(f"sqlite:///{tmp_path / 'sample.db'}")
+    try:
+        event = make_event()
+        stored = store.upsert_event(event).event
+        payload = WebhookPayload.for_event(stored).model_dump(mode="json")
+    finally:
+        store.close()
+    return MessageBuilder(_site(), PUBLIC_URL).build(payload, idempotency_key="k")
