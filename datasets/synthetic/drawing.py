@@ -228,6 +228,23 @@ def _static_layer(spec: SceneSpec) -> np.ndarray:
 # --------------------------------------------------------------------------- dynamic parts
 
 
+def _trapezoid(
+    x: float, y: float, hgt: float, *, top: tuple[float, float], bottom: tuple[float, float]
+) -> np.ndarray:
+    """A body part of a figure standing at ``(x, y)``, ``hgt`` pixels tall, as an ``(4, 2) int32`` polygon.
+
+    ``top`` and ``bottom`` are ``(height above the feet, half width)`` of its two edges, in figure heights.
+    """
+    (top_up, top_half), (bottom_up, bottom_half) = top, bottom
+    corners = [
+        (x - top_half * hgt, y - top_up * hgt),
+        (x + top_half * hgt, y - top_up * hgt),
+        (x + bottom_half * hgt, y - bottom_up * hgt),
+        (x - bottom_half * hgt, y - bottom_up * hgt),
+    ]
+    return np.array(corners, np.int32)
+
+
 def _draw_figure(img: np.ndarray, fig: FigureSpec, t_s: float, gain: float) -> None:
     """Draw a stick-and-block person, shifted along x by its walk at ``t_s``."""
     x = fig.foot_xy[0] + fig.sway_px * math.sin(2 * math.pi * t_s / fig.period_s)
@@ -239,26 +256,10 @@ def _draw_figure(img: np.ndarray, fig: FigureSpec, t_s: float, gain: float) -> N
     hip = (int(x), int(y - 0.48 * hgt))
     cv2.line(img, hip, (int(x - 0.07 * hgt + stride), int(y)), trousers, lw)
     cv2.line(img, hip, (int(x + 0.07 * hgt - stride), int(y)), trousers, lw)
-    torso = np.array(
-        [
-            (x - 0.12 * hgt, y - 0.8 * hgt),
-            (x + 0.12 * hgt, y - 0.8 * hgt),
-            (x + 0.1 * hgt, y - 0.46 * hgt),
-            (x - 0.1 * hgt, y - 0.46 * hgt),
-        ],
-        np.int32,
-    )
+    torso = _trapezoid(x, y, hgt, top=(0.8, 0.12), bottom=(0.46, 0.1))
     cv2.fillPoly(img, [torso], _c(np.array(fig.shirt_bgr, float) * gain))
     if fig.vest_bgr is not None:
-        vest = np.array(
-            [
-                (x - 0.1 * hgt, y - 0.78 * hgt),
-                (x + 0.1 * hgt, y - 0.78 * hgt),
-                (x + 0.09 * hgt, y - 0.5 * hgt),
-                (x - 0.09 * hgt, y - 0.5 * hgt),
-            ],
-            np.int32,
-        )
+        vest = _trapezoid(x, y, hgt, top=(0.78, 0.1), bottom=(0.5, 0.09))
         cv2.fillPoly(img, [vest], _c(np.array(fig.vest_bgr, float) * min(1.2, gain * 1.1)))
         sy = int(y - 0.6 * hgt)
         cv2.line(img, (int(x - 0.1 * hgt), sy), (int(x + 0.1 * hgt), sy), (210, 210, 210), max(1, lw // 2))
