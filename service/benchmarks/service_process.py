@@ -48,6 +48,11 @@ class ServiceProcess:
         self._cwd = site.parent
         self.process: subprocess.Popen[bytes] | None = None
 
+    @property
+    def port(self) -> int:
+        """The port the service listens on (``ANJIAN_PORT``)."""
+        return self._port
+
     def run_cli(self, *args: str) -> str:
         """Run ``anjian ARGS`` to completion (e.g. ``tokens create``); its stdout, stripped."""
         return subprocess.run(

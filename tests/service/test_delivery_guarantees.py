@@ -4,10 +4,6 @@ and a service process killed with SIGKILL between accepting an event and deliver
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -21,6 +17,7 @@ from standardwebhooks import Webhook
 
 from anjian.pipeline.event_json import event_to_json
 from anjian.service.app import create_app
+from anjian.service.benchmarks.service_process import ServiceProcess
 from anjian.service.composition import build_service_parts
 from anjian.service.config import WebhookConfig
 from anjian.service.records import DeliveryStatus
@@ -97,70 +94,29 @@ def test_event_accepted_then_service_killed_is_delivered_after_restart(tmp_path:
             }
         )
     )
-    token = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "anjian.service",
-            "tokens",
-            "create",
-            "--config",
-            str(site),
-            "--role",
-            "pipeline",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).parents[2],
-    ).stdout.strip()
-    port = unused_port()
-    env = {**os.environ, "ANJIAN_PORT": str(port), "PYTHONUNBUFFERED": "1"}
-
-    def start_service(log: Path) -> subprocess.Popen[bytes]:
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "anjian.service", "serve", "--config", str(site)],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=Path(__file__).parents[2],
-            )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    return process
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        process.kill()
-        pytest.fail(f"the service did not become ready:\n{log.read_text(errors='replace')[-2000:]}")
+    service = ServiceProcess(site, unused_port(), tmp_path / "service.log")
+    token = service.run_cli("tokens", "create", "--config", str(site), "--role", "pipeline")
 
     event = make_event()
-    first = start_service(tmp_path / "first.log")
+    service.start()
     try:
         response = httpx.post(
-            f"http://127.0.0.1:{port}/ingest/events",
+            f"http://127.0.0.1:{service.port}/ingest/events",
             json=event_to_json(event),
             headers={"Authorization": f"Bearer {token}"},
             timeout=10,
         )
         assert response.status_code == 200 and response.json()["is_applied"] is True  # accepted …
     finally:
-        first.send_signal(signal.SIGKILL)  # … and killed before the (unreachable) receiver could get it
-        first.wait(10)
+        service.kill()  # … and killed (SIGKILL) before the (unreachable) receiver could get it
     assert receiver.requests == []
 
     receiver.up()
-    second = start_service(tmp_path / "second.log")
+    service.start()
     try:
         wait_until(lambda: len(_unique(receiver)) == 1, 60)
     finally:
-        second.send_signal(signal.SIGINT)
-        try:
-            second.wait(20)
-        except subprocess.TimeoutExpired:
-            second.kill()
+        service.stop()
         receiver.down()
 
     (hit,) = _unique(receiver).values()
@@ -168,7 +124,5 @@ def test_event_accepted_then_service_killed_is_delivered_after_restart(tmp_path:
     assert (payload["kind"], payload["event"]["id"]) == ("event.created", event.id)
     assert verify_signature(SECRET, hit.headers[SIGNATURE_HEADER.lower()], hit.body, now=time.time())
     Webhook(SECRET.encode()).verify(hit.body, hit.headers)
-    log = (tmp_path / "first.log").read_text(errors="replace") + (tmp_path / "second.log").read_text(
-        errors="replace"
-    )
+    log = (tmp_path / "service.log").read_text(errors="replace")  # both runs
     assert token not in log and SECRET not in log, "no secrets in the logs"
