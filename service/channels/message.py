@@ -19,7 +19,10 @@ from zoneinfo import ZoneInfo
 from anjian.service.config import SiteConfig
 from anjian.service.schemas import WebhookPayload
 
-__all__ = ["AlertMessage", "MessageBuilder", "bilingual"]
+__all__ = ["SOURCE", "AlertMessage", "MessageBuilder", "bilingual"]
+
+SOURCE = "安监 anjian"
+"""Every message carries it: a robot's custom keyword (自定义关键词) of 安监 or anjian always matches."""
 
 _BEHAVIOURS: dict[str, tuple[str, str]] = {
     "smoking": ("吸烟", "Smoking"),
@@ -155,6 +158,9 @@ class MessageBuilder:
         if announced.change is not None and announced.change.note:
             fields.append(("备注 Note", announced.change.note[:500]))
         fields.append(("置信度 Confidence", f"{event.confidence:.2f}"))
+        fields.append(
+            ("来源 Source", SOURCE)
+        )  # a robot with the keyword setting: 安监 or anjian always matches
         base = self._public_url
         return AlertMessage(
             event_id=event.id,
