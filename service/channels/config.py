@@ -157,6 +157,10 @@ class EmailConfig(_FilteredChannel):
     def _login_pairs(self) -> EmailConfig:
         if (self.username is None) != (self.password is None):
             raise ValueError("set both `username` and `password` for SMTP AUTH, or neither")
+        if self.username is not None and self.security == "none":
+            raise ValueError(
+                "SMTP AUTH over a plain connection would send the password in clear: use starttls or tls"
+            )
         return self
 
 

@@ -103,13 +103,28 @@ class AlertChannels:
         self._specs = [_spec(channel, _cameras(channel, site)) for channel in every]
 
     @classmethod
-    def from_config(cls, config: AnjianConfig, **kwargs: object) -> AlertChannels:
-        """The channels of a whole site config (snapshots read from its storage folder)."""
+    def from_config(
+        cls,
+        config: AnjianConfig,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        spacing_clock: Callable[[], float] = time.monotonic,
+    ) -> AlertChannels:
+        """The channels of a whole site config (snapshots read from its storage folder).
+
+        Example:
+            >>> channels = AlertChannels.from_config(config)
+            >>> store.subscriptions.sync_config(config.webhooks, channels=channels.subscription_specs())
+            >>> dispatcher = WebhookDispatcher(store, channels=channels)  # its stop() closes them
+        """
         return cls(
             config.channels,
             config.site,
             evidence=EvidenceStore(config.storage.dir),
-            **kwargs,  # type: ignore[arg-type]
+            transport=transport,
+            clock=clock,
+            spacing_clock=spacing_clock,
         )
 
     @property

@@ -491,8 +491,14 @@ def test_channel_secrets_never_show_in_the_config_repr_or_its_errors() -> None:
         ),
         ({"email": [{"name": "m", "host": "h", "sender": "a@b.cn", "to": ["not-an-address"]}]}, "not e-mail"),
         ({"email": [{"name": "m", "host": "h", "sender": "a@b.cn", "to": ["c@d.cn"], "username": "u"}]}, "both"),
+        (
+            {"email": [{"name": "m", "host": "h", "sender": "a@b.cn", "to": ["c@d.cn"], "security": "none",
+                        "username": "u", "password": "p"}]},
+            "in clear",
+        ),
     ],
-    ids=["wecom-secret", "unknown-vendor", "colour", "kind", "typo", "rate", "duplicate", "address", "login"],
+    ids=["wecom-secret", "unknown-vendor", "colour", "kind", "typo", "rate", "duplicate", "address", "login",
+         "clear-password"],
 )  # fmt: skip
 def test_bad_channel_config_is_refused_with_what_is_wrong(channels: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
