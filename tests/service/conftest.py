@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 
 from anjian.pipeline.config import CameraPipelineConfig
 from anjian.service.config import AnjianConfig, SiteConfig, StorageConfig, WebhookConfig, WorkshopConfig
@@ -51,6 +52,22 @@ def make_config(
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> AnjianConfig:
+    """The site of ``make_config`` storing in ``tmp_path / "data"``; a module overrides it for other settings."""
+    return make_config(tmp_path / "data")
+
+
+@pytest.fixture
+def app(config: AnjianConfig) -> Iterator[FastAPI]:
+    """The service over ``config``; its store is closed after the test."""
+    from anjian.service.app import create_app
+
+    app = create_app(config)
+    yield app
+    app.state.store.close()
 
 
 @pytest.fixture(scope="session")

@@ -9,7 +9,6 @@ import hashlib
 import logging
 import re
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,6 @@ from typer.testing import CliRunner
 from anjian.service.api.limits import FailedAuthLimiter
 from anjian.service.api.security import DEFAULT_CSP
 from anjian.service.api.session_cookie import SessionSigner, SessionVerdict
-from anjian.service.app import create_app
 from anjian.service.config import AnjianConfig, ApiLimitsConfig, ServerConfig
 from anjian.service.tables import ApiTokenRow
 from anjian.service.tokens import check_token_name, printable
@@ -34,13 +32,6 @@ WRONG = "anj_" + "w" * 43
 def config(tmp_path: Path) -> AnjianConfig:
     limits = ApiLimitsConfig(failed_auth_burst=5, failed_auth_per_minute=6)
     return make_config(tmp_path / "data", server=ServerConfig(limits=limits))
-
-
-@pytest.fixture
-def app(config: AnjianConfig) -> Iterator[FastAPI]:
-    app = create_app(config)
-    yield app
-    app.state.store.close()
 
 
 def _client(app: FastAPI, address: str = "10.0.0.9") -> TestClient:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from anjian.pipeline.event_json import event_to_json
@@ -21,15 +21,8 @@ MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(range(256)) * 
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> AnjianConfig:
-    return make_config(tmp_path / "data")
-
-
-@pytest.fixture
-def client(config: AnjianConfig) -> Iterator[TestClient]:
-    app = create_app(config)
-    yield TestClient(app)
-    app.state.store.close()
+def client(app: FastAPI) -> TestClient:
+    return TestClient(app)
 
 
 def _store(client: TestClient) -> EventStore:

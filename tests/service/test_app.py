@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from anjian.cameras.health import CameraHealth, CameraState
@@ -19,17 +19,10 @@ from tests.service.conftest import bearer, make_config
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> AnjianConfig:
-    return make_config(tmp_path / "data")
-
-
-@pytest.fixture
-def client(config: AnjianConfig) -> Iterator[TestClient]:
-    app = create_app(config)
+def client(app: FastAPI) -> TestClient:
     client = TestClient(app)
     client.headers.update(bearer(app.state.store, "viewer"))
-    yield client
-    app.state.store.close()
+    return client
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,19 +19,11 @@ from fastapi.testclient import TestClient
 from anjian.pipeline.event_json import event_to_json
 from anjian.service.api.problems import MAX_ERRORS, PREVIEW_CHARS, PROBLEM_MEDIA_TYPE
 from anjian.service.api.routing import loads_strict_json
-from anjian.service.app import create_app
 from tests.factories import make_event
-from tests.service.conftest import bearer, make_config
+from tests.service.conftest import bearer
 
 PROBLEM_KEYS = {"type", "title", "status", "detail", "instance"}
 INGESTED = "evt-ingested"
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Iterator[FastAPI]:
-    app = create_app(make_config(tmp_path / "data"))
-    yield app
-    app.state.store.close()
 
 
 @pytest.fixture

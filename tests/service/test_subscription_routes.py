@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from anjian.service.app import create_app
-from anjian.service.config import WebhookConfig
+from anjian.service.config import AnjianConfig, WebhookConfig
 from tests.service.conftest import bearer, make_config
 
 
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[TestClient]:
-    app = create_app(make_config(tmp_path / "data", [WebhookConfig(url="http://127.0.0.1:9/from-config")]))
-    yield TestClient(app)
-    app.state.store.close()
+def config(tmp_path: Path) -> AnjianConfig:
+    return make_config(tmp_path / "data", [WebhookConfig(url="http://127.0.0.1:9/from-config")])
+
+
+@pytest.fixture
+def client(app: FastAPI) -> TestClient:
+    return TestClient(app)
 
 
 @pytest.mark.parametrize("method", ["GET", "DELETE"])
