@@ -1,6 +1,9 @@
-"""The ``anjian`` command line: the composition root that starts every part of anjian.
+"""The ``anjian`` command line: each command parses its arguments, calls one function of the packages, prints.
 
-It is the one module allowed to reach every package. Every command imports what it
+The service's parts are built by ``anjian.service.composition`` (the composition root),
+a process is assembled by ``anjian.service.runtime`` and served by ``anjian.service.serve``;
+harvests come from ``anjian.service.harvest_source``, event evaluation from
+``anjian.training.event_eval``. This module may reach every package. Every command imports what it
 needs inside its function (PyAV, uvicorn, the runtime, ``datasets``/``training`` work),
 so ``anjian --help`` and every command start without loading torch, SciPy, supervision,
 ONNX Runtime or OpenVINO until they are used (``anjian bench startup`` measures it).
@@ -9,8 +12,6 @@ ONNX Runtime or OpenVINO until they are used (``anjian bench startup`` measures 
 from __future__ import annotations
 
 import json
-import logging
-import signal
 import threading
 import time
 from pathlib import Path
@@ -29,12 +30,9 @@ if TYPE_CHECKING:
     from typer._click.core import Command
 
     from anjian.service.config import AnjianConfig
-    from anjian.service.runtime import Runtime
     from anjian.service.store import EventStore
 
 __all__ = ["app"]
-
-logger = logging.getLogger("anjian")
 
 
 def _analyst_commands() -> dict[str, Command]:
@@ -168,73 +166,24 @@ def camera_probe(
     typer.echo(f"{camera.masked_url}: OK — {size[0]}x{size[1]}, {seen} frame(s) in {elapsed:.2f}s")
 
 
-def _reload_on_sighup(runtime: Runtime) -> None:
-    """Make SIGHUP re-read the site YAML's cameras (as daemons do), off the signal handler's thread."""
-    if runtime.control is None and runtime.pending_pipeline is None:
-        return
-
-    def reload() -> None:
-        control = runtime.control  # set once the pipeline has loaded
-        if control is None:
-            logger.warning("camera reload skipped: the camera pipeline is still loading")
-            return
-        try:
-            changes = control.reload_cameras()
-            typer.echo(
-                f"anjian: cameras reloaded: added {changes.added}, removed {changes.removed}, "
-                f"{len(changes.updated)} kept (restarted only where changed)"
-            )
-        except (ConfigError, ValueError) as exc:
-            logger.error("camera reload refused, nothing changed: %s", exc)
-
-    signal.signal(signal.SIGHUP, lambda _sig, _frame: threading.Thread(target=reload, daemon=True).start())
-
-
 def _serve(
     config: AnjianConfig, *, with_pipeline: bool, config_path: Path | None = None, banner: str = ""
 ) -> None:
-    import uvicorn
-
+    """Serve the site (with its camera pipeline loading in the background) until Ctrl-C or SIGTERM."""
     from anjian.service.runtime import build_runtime, server_port
+    from anjian.service.serve import serve_runtime
 
     try:
+        port = server_port(config)
         runtime = build_runtime(
             config, with_pipeline=with_pipeline, config_path=config_path, is_pipeline_deferred=True
         )
-        port = server_port(config)
     except (ModelError, ValueError, DatabaseError) as exc:
         raise _fail(str(exc)) from None
     host = config.server.host
     typer.echo(f"anjian: serving on http://{host}:{port}/  (dashboard: http://{host}:{port}/{banner})")
-    server = uvicorn.Server(
-        uvicorn.Config(
-            runtime.app,  # type: ignore[arg-type]
-            host=host,
-            port=port,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=3,
-        )
-    )
-    pipeline_errors: list[Exception] = []
-
-    def stop_on_pipeline_error(exc: Exception) -> None:  # a model that cannot load ends the process
-        pipeline_errors.append(exc)
-        server.should_exit = True
-
-    runtime.on_pipeline_error = stop_on_pipeline_error
-    runtime.start()
-    runtime.start_pipeline_loading(after=lambda: server.started or server.should_exit)  # API answers first
-    _reload_on_sighup(runtime)
-    try:
-        try:
-            server.run()
-        except KeyboardInterrupt:
-            pass  # uvicorn re-raises the Ctrl-C it handled; a requested stop is a clean exit
-    finally:
-        runtime.stop()
-    if pipeline_errors:
-        error = pipeline_errors[0]
+    error = serve_runtime(runtime, host=host, port=port)
+    if error is not None:
         known = isinstance(error, ModelError | ValueError | CameraError)
         raise _fail(
             str(error) if known else f"the camera pipeline cannot start: {type(error).__name__}: {error}"
@@ -242,24 +191,16 @@ def _serve(
 
 
 def _run_pipeline_only(config: AnjianConfig, service_url: str, token: str) -> None:
-    """Run the camera pipeline alone, sending events to a remote service, until Ctrl-C."""
+    """Run the camera pipeline alone, sending events to a remote service, until Ctrl-C or SIGTERM."""
     from anjian.service.runtime import build_pipeline_runtime
+    from anjian.service.serve import run_until_signalled
 
     try:
         runtime = build_pipeline_runtime(config, service_url=service_url, token=token)
     except (ModelError, ValueError) as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"anjian: pipeline sending events to {service_url} (spool: {config.storage.dir / 'spool'})")
-    stop = threading.Event()
-    import signal
-
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    runtime.start()
-    try:
-        stop.wait()
-    finally:
-        runtime.stop()
+    run_until_signalled(runtime)
 
 
 @app.command()
@@ -405,15 +346,12 @@ def tokens_revoke(config: ConfigOption, token_id: Annotated[int, typer.Argument(
 @db_app.command("upgrade")
 def db_upgrade(config: ConfigOption) -> None:
     """Apply pending schema migrations to the site's database (also done at start by default)."""
-    from anjian.service.database import masked_url, sqlite_url
+    from anjian.service.database import head_revision, masked_url
 
-    loaded = _load(config)
-    store = _open_store(loaded)
+    store = _open_store(_load(config))
+    url = masked_url(str(store.engine.url))
     store.close()
-    url = loaded.storage.database_url or sqlite_url(loaded.storage.dir)
-    from anjian.service.database import head_revision
-
-    typer.echo(f"{masked_url(url)}: at schema {head_revision()}")
+    typer.echo(f"{url}: at schema {head_revision()}")
 
 
 @bench_app.command("service")

@@ -1,0 +1,45 @@
+"""Serving a built runtime: a camera pipeline that cannot load stops the server and is reported; all is stopped."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+
+from anjian.models.config import DetectorConfig
+from anjian.service.config import AnjianConfig
+from anjian.service.runtime import build_pipeline_runtime, build_runtime
+from anjian.service.serve import serve_runtime
+from tests.service.conftest import make_config
+from tests.support.receiver import unused_port
+
+
+def _site(tmp_path: Path, model: str) -> AnjianConfig:
+    """A site whose cameras are never opened (the pipeline does not get that far)."""
+    return make_config(tmp_path / "data", model=DetectorConfig(path=model))
+
+
+def test_a_pipeline_that_cannot_load_stops_the_server_and_is_returned(tmp_path: Path) -> None:
+    model = tmp_path / "broken.onnx"
+    model.write_bytes(b"not an onnx model")
+    runtime = build_runtime(_site(tmp_path, str(model)), with_pipeline=True, is_pipeline_deferred=True)
+    assert runtime.parts is not None
+    sighup = signal.getsignal(signal.SIGHUP)
+    try:
+        error = serve_runtime(runtime, host="127.0.0.1", port=unused_port())
+    finally:
+        signal.signal(signal.SIGHUP, sighup)
+
+    assert error is not None and "broken.onnx" in str(error)
+    assert runtime.runner is None
+    assert not runtime.parts.dispatcher.is_running, "the runtime is stopped when the server ends"
+
+
+def test_a_pipeline_only_runtime_has_nothing_to_serve(tmp_path: Path) -> None:
+    runtime = build_pipeline_runtime(
+        _site(tmp_path, "builtin:anjian-demo"), service_url="http://127.0.0.1:9", token="anj_x"
+    )
+
+    with pytest.raises(ValueError, match="pipeline-only runtime has no HTTP app"):
+        serve_runtime(runtime, host="127.0.0.1", port=unused_port())
