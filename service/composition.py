@@ -26,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from anjian.service.channels import AlertChannels
 from anjian.service.escalation import Escalator
 from anjian.service.evidence import EvidenceStore
 from anjian.service.metrics import ServiceMetrics
@@ -59,6 +60,8 @@ class ServiceParts:
             when it reads none (``anjian serve``).
         live_view: The latest analysed frame of each camera this process reads (``None``
             when it reads none): the control room's live view.
+        channels: The group robots and e-mail of the site's ``channels:``, delivered by the
+            dispatcher through the same outbox as webhooks.
     """
 
     store: EventStore
@@ -69,6 +72,7 @@ class ServiceParts:
     sink: StoreSink
     camera_health: CameraHealthProvider | None = None
     live_view: LiveView | None = None
+    channels: AlertChannels | None = None
 
     def start(self) -> None:
         """Start the webhook dispatcher, the escalator and the event writer.
@@ -88,12 +92,14 @@ class ServiceParts:
         self.sink.stop()
         self.escalator.stop()
         self.dispatcher.stop()
+        if self.channels is not None:
+            self.channels.close()
         self.store.close()
 
 
-def _dispatcher(clock: Callable[[], float]) -> DispatcherFactory:
-    """The default dispatcher factory: the site's webhook worker on ``clock``."""
-    return lambda store, metrics: WebhookDispatcher(store, clock=clock, metrics=metrics)
+def _dispatcher(clock: Callable[[], float], channels: AlertChannels) -> DispatcherFactory:
+    """The default dispatcher factory: the site's webhook worker on ``clock``, robots and e-mail included."""
+    return lambda store, metrics: WebhookDispatcher(store, clock=clock, metrics=metrics, channels=channels)
 
 
 def build_service_parts(
@@ -127,14 +133,20 @@ def build_service_parts(
         >>> parts.start()  # ... serve ...; parts.close()
     """
     store = EventStore.from_config(config.storage, clock=clock)
+    channels: AlertChannels | None = None
     try:
-        store.subscriptions.sync_config(config.webhooks)
+        channels = AlertChannels.from_config(config, clock=clock)
+        store.subscriptions.sync_config(config.webhooks, channels=channels.subscription_specs())
         evidence = EvidenceStore(config.storage.dir)
         metrics = ServiceMetrics(store, camera_health)
-        dispatcher = (make_dispatcher or _dispatcher(clock))(store, metrics)
+        dispatcher = (make_dispatcher or _dispatcher(clock, channels))(store, metrics)
     except BaseException:
+        if channels is not None:
+            channels.close()
         store.close()
         raise
     escalator = Escalator(store, config.sla, metrics=metrics)
     sink = StoreSink(store, evidence, metrics=metrics)
-    return ServiceParts(store, evidence, metrics, dispatcher, escalator, sink, camera_health, live_view)
+    return ServiceParts(
+        store, evidence, metrics, dispatcher, escalator, sink, camera_health, live_view, channels
+    )

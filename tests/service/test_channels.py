@@ -33,6 +33,7 @@ from anjian.service.channels import (
     RobotChannel,
     RobotConfig,
 )
+from anjian.service.composition import build_service_parts
 from anjian.service.config import (
     AnjianConfig,
     SiteConfig,
@@ -310,17 +311,13 @@ def test_the_running_dispatcher_sends_a_new_alert_to_a_robot_at_once(
     robot: RobotReceiver, tmp_path: Path, clock: FakeClock
 ) -> None:
     config = _config(tmp_path, _robot_channel(robot))
-    store = EventStore.from_config(config.storage, clock=clock)
-    channels = AlertChannels.from_config(config, clock=clock)
-    store.subscriptions.sync_config([], channels=channels.subscription_specs())
-    dispatcher = WebhookDispatcher(store, clock=clock, channels=channels, workers=2)
-    dispatcher.start()
+    parts = build_service_parts(config, clock=clock)  # the composition root wires the site's channels
+    parts.start()
     try:
-        store.upsert_event(make_event(snapshot_jpeg=None))
+        parts.store.upsert_event(make_event(snapshot_jpeg=None))
         assert wait_for(lambda: len(robot.accepted) == 1)
     finally:
-        dispatcher.stop()
-        store.close()
+        parts.close()
 
 
 # ------------------------------------------------------------------------------------------- e-mail
