@@ -20,7 +20,7 @@ const OPEN_STATES = ["raised", "acknowledged", "dispatched", "resolved", "false_
 const state = {
   token: "", events: new Map(), selected: null, source: null, cameraTimer: null, sessionTimer: null, streamRetry: null,
   order: [], isMuted: false, audio: null, announced: 0, role: "", cameras: null,
-  live: new Map(), liveTimer: null,
+  live: new Map(), liveTimer: null, linked: null,
   names: { site: {}, workshop: {}, camera: {}, zone: {} },
 };
 const $ = (id) => document.getElementById(id);
@@ -29,6 +29,12 @@ function showError(message) {
   const box = $("error");
   box.textContent = message;
   box.hidden = !message;
+}
+
+// A link from a robot's card or an e-mail: /#event=<id> opens that alert.
+function readEventLink() {
+  const match = /(?:^#|&)event=([^&]+)/.exec(window.location.hash);
+  return match ? decodeURIComponent(match[1]) : null;
 }
 
 function readToken() {
@@ -441,6 +447,12 @@ async function connect() {
     await openSession();
     await loadSite();
     await loadEvents();
+    if (state.linked) {
+      const linked = state.linked;
+      state.linked = null;
+      if (!state.events.has(linked)) upsert(await api(`/events/${encodeURIComponent(linked)}`));
+      select(linked);
+    }
     showError("");
   } catch (error) {
     setLive(false, "offline");
@@ -466,6 +478,7 @@ function relabel(lang) {
 }
 
 document.addEventListener("DOMContentLoaded", () => {
+  state.linked = readEventLink();
   anjianI18n.apply();
   $("language").value = anjianI18n.lang;
   $("language").addEventListener("change", () => relabel($("language").value));
