@@ -10,30 +10,22 @@ import yaml
 
 from anjian.models.onnx_detector import OnnxDetector
 from anjian.models.registry import resolve_model_path
-from tests.support.real_data import copy_yolo_sample, require_shared_data
+from tests.support.real_data import copy_yolo_sample
 
 pytestmark = pytest.mark.slow
 
 
-def _sample_data_root(data_root: Path) -> Path:
+@pytest.fixture
+def data_root(tmp_path: Path, coco_weights: Path) -> Path:
     """A data root with three images per split of every recipe source and the COCO teacher."""
     from anjian.training.anjian_n import SOURCES
 
+    data_root = tmp_path / "shared"
     for name in SOURCES:
         copy_yolo_sample(name, data_root / name, per_split=3)
     (data_root / "weights").mkdir()
-    (data_root / "weights" / "coco_yolov8n_int8.onnx").symlink_to(
-        require_shared_data("weights", "coco_yolov8n_int8.onnx")
-    )
+    (data_root / "weights" / coco_weights.name).symlink_to(coco_weights)
     return data_root
-
-
-@pytest.fixture
-def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The sample data root, with ultralytics' settings kept in the test's folder (skips without ultralytics)."""
-    pytest.importorskip("ultralytics")
-    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
-    return _sample_data_root(tmp_path / "shared")
 
 
 def test_recipe_prepares_trains_and_registers_a_model_with_its_card(tmp_path: Path, data_root: Path) -> None:

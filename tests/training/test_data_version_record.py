@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from anjian.datasets.versions import create_version
 from anjian.service.cli import app
-from tests.support.real_data import copy_yolo_sample, require_shared_data
+from tests.support.real_data import copy_yolo_sample
+from tests.training.conftest import tiny_train_config
 
 pytestmark = pytest.mark.slow
 
@@ -19,27 +20,17 @@ class _Stop(Exception):
     """Ends training after the first epoch: the checkpoint and the record are written by then."""
 
 
-def test_record_and_card_name_the_dataset_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("ultralytics")
-    coco = require_shared_data("weights", "coco_yolov8n_int8.onnx")
-    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
+def test_record_and_card_name_the_dataset_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, coco_weights: Path
+) -> None:
     monkeypatch.setenv("ANJIAN_DATASET_VERSIONS", str(tmp_path / "versions.json"))
     from anjian.training.finetune_init import build_finetune_checkpoint
-    from anjian.training.train import TrainConfig, train_detector
+    from anjian.training.train import train_detector
 
     data = copy_yolo_sample("fire_smoke_cctv", tmp_path / "fire", per_split=2)
     version, _ = create_version("fire-v1", data)
-    init = build_finetune_checkpoint(coco, ["Fire", "default", "smoke"], tmp_path / "init.pt")
-    config = TrainConfig(
-        data=data,
-        model=str(init),
-        project=tmp_path / "runs",
-        name="v",
-        epochs=2,
-        imgsz=64,
-        batch=2,
-        workers=0,
-    )
+    init = build_finetune_checkpoint(coco_weights, ["Fire", "default", "smoke"], tmp_path / "init.pt")
+    config = tiny_train_config(data, init, tmp_path / "runs", "v")
 
     def stop(epoch: int) -> None:
         raise _Stop

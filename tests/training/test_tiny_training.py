@@ -19,7 +19,8 @@ from anjian.datasets.yolo import load_yolo_set, write_yolo_set
 from anjian.models.config import DetectorConfig
 from anjian.models.onnx_detector import OnnxDetector
 from anjian.models.registry import promote, register_version, resolve_model_path
-from tests.support.real_data import copy_yolo_sample, require_shared_data
+from tests.support.real_data import copy_yolo_sample
+from tests.training.conftest import tiny_train_config
 
 pytestmark = pytest.mark.slow
 
@@ -42,14 +43,11 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_tiny_real_training_resumes_exports_and_loads_in_the_onnx_backend(
-    tmp_path: Path, no_network: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, no_network: None, coco_weights: Path
 ) -> None:
-    pytest.importorskip("ultralytics")
-    coco = require_shared_data("weights", "coco_yolov8n_int8.onnx")
-    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
     from anjian.training.export import export_onnx, to_fp16
     from anjian.training.finetune_init import build_finetune_checkpoint
-    from anjian.training.train import TrainConfig, train_detector
+    from anjian.training.train import train_detector
 
     sets = [
         load_yolo_set(copy_yolo_sample(name, tmp_path / name, per_split=3))
@@ -57,18 +55,8 @@ def test_tiny_real_training_resumes_exports_and_loads_in_the_onnx_backend(
     ]
     merged, _ = merge_sets(sets, load_class_map(ANJIAN_MAP))
     data_yaml = write_yolo_set(merged, tmp_path / "data", by_source=True)
-    init = build_finetune_checkpoint(coco, merged.class_names, tmp_path / "init.pt")
-    config = TrainConfig(
-        data=data_yaml,
-        model=str(init),
-        project=tmp_path / "runs",
-        name="tiny",
-        epochs=2,
-        imgsz=64,
-        batch=2,
-        workers=0,
-        close_mosaic=0,
-    )
+    init = build_finetune_checkpoint(coco_weights, merged.class_names, tmp_path / "init.pt")
+    config = tiny_train_config(data_yaml, init, tmp_path / "runs", "tiny", close_mosaic=0)
 
     def stop_after_first(epoch: int) -> None:
         if epoch == 1:
@@ -122,31 +110,19 @@ def test_tiny_real_training_resumes_exports_and_loads_in_the_onnx_backend(
 
 
 def test_two_runs_with_the_same_seed_train_alike_and_record_the_workers_used(
-    tmp_path: Path, no_network: None, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, no_network: None, coco_weights: Path
 ) -> None:
-    pytest.importorskip("ultralytics")
-    coco = require_shared_data("weights", "coco_yolov8n_int8.onnx")
-    monkeypatch.setenv("YOLO_CONFIG_DIR", str(tmp_path / "yolo-config"))
     from anjian.training.finetune_init import build_finetune_checkpoint
-    from anjian.training.train import TrainConfig, train_detector
+    from anjian.training.train import train_detector
 
     sample = load_yolo_set(copy_yolo_sample("forklift_person", tmp_path / "sample", per_split=4))
     merged, _ = merge_sets([sample], load_class_map(ANJIAN_MAP))
     data_yaml = write_yolo_set(merged, tmp_path / "data", by_source=True)
     first_epochs, records = [], []
     for run in ("a", "b"):
-        init = build_finetune_checkpoint(coco, merged.class_names, tmp_path / run / "init.pt", seed=7)
-        config = TrainConfig(
-            data=data_yaml,
-            model=str(init),
-            project=tmp_path / "runs",
-            name=run,
-            epochs=1,
-            imgsz=64,
-            batch=2,
-            workers=2,
-            close_mosaic=0,
-            seed=7,
+        init = build_finetune_checkpoint(coco_weights, merged.class_names, tmp_path / run / "init.pt", seed=7)
+        config = tiny_train_config(
+            data_yaml, init, tmp_path / "runs", run, epochs=1, workers=2, close_mosaic=0, seed=7
         )
         record = json.loads(train_detector(config).record.read_text())
         records.append(record)
