@@ -354,6 +354,38 @@ def db_upgrade(config: ConfigOption) -> None:
     typer.echo(f"{url}: at schema {head_revision()}")
 
 
+@app.command()
+def report(
+    config: ConfigOption,
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            help="Start, ISO 8601 (site time zone unless it has an offset); default: 12 h before --to.",
+        ),
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="End, ISO 8601; default: now.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="html or pdf (pdf needs Chromium).")] = "html",
+    out: Annotated[
+        Path | None, typer.Option(help="Report file; default report-<from>.<format> here.")
+    ] = None,
+) -> None:
+    """A shift or daily report: alerts by behaviour, camera and hour, response times, false alarms, uptime, open items."""
+    from anjian.service.report import ReportPdfError, parse_report_time, write_report
+
+    if fmt not in ("html", "pdf"):
+        raise _fail(f"--format must be html or pdf, got {fmt!r}")
+    site = _load(config)
+    try:
+        until = parse_report_time(end, site.site.timezone) if end else time.time()
+        since = parse_report_time(start, site.site.timezone) if start else until - 12 * 3600
+        target = out or Path(f"report-{time.strftime('%Y%m%d-%H%M', time.localtime(since))}.{fmt}")
+        written = write_report(site, since, until, target, fmt)  # type: ignore[arg-type]
+    except (ValueError, DatabaseError, ReportPdfError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"wrote {written}")
+
+
 @bench_app.command("service")
 def bench_service(
     events: Annotated[int, typer.Option(help="Events in the webhook burst.")] = 1000,

@@ -20,8 +20,6 @@ from typing import TYPE_CHECKING
 from anjian.datasets.harvest import HarvestBox, HarvestItem, HarvestReport, Verdict, write_harvest
 from anjian.datasets.labels import ProgressFn, no_progress
 from anjian.models.errors import ModelError
-from anjian.service.database import sqlite_url
-from anjian.service.errors import DatabaseError
 from anjian.service.lifecycle import AlertState
 from anjian.service.store import EventStore
 
@@ -100,17 +98,6 @@ def judged_alerts(
     return items
 
 
-def _open_existing_store(config: AnjianConfig) -> EventStore:
-    """The site's event store, migrated to the head; refused when ``storage.dir`` holds no SQLite database."""
-    database = Path(sqlite_url(config.storage.dir).removeprefix("sqlite:///"))
-    if config.storage.database_url is None and not database.is_file():
-        raise DatabaseError(
-            f"no event database at {database}: is storage.dir the site's data folder? "
-            "(harvest reads the alerts a site has stored; it creates nothing)"
-        )
-    return EventStore.from_config(config.storage.model_copy(update={"is_auto_migrate": True}))
-
-
 def _class_names(config: AnjianConfig, items: list[HarvestItem]) -> list[str]:
     """The site model's classes (label ids follow them); the alerts' own classes when it cannot load."""
     from anjian.models.loader import load_detector  # ONNX Runtime / OpenVINO: only here
@@ -151,7 +138,7 @@ def harvest_site(
             the database cannot be opened or migrated.
         ValueError: ``limit`` is below 1.
     """
-    store = _open_existing_store(config)
+    store = EventStore.open_existing(config.storage, purpose="harvest reads the alerts a site has stored")
     try:
         since = None if since_days is None else clock() - since_days * 86_400
         items = judged_alerts(store, config.storage.dir, camera_id=camera_id, since=since, limit=limit)

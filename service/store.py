@@ -21,6 +21,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Engine, and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -29,7 +30,7 @@ from sqlalchemy.orm import Session
 from anjian.pipeline.event import Behaviour, Event, RiskLevel
 from anjian.service.config import SlaConfig, StorageConfig
 from anjian.service.database import Database, sqlite_url
-from anjian.service.errors import InvalidTransitionError
+from anjian.service.errors import DatabaseError, InvalidTransitionError
 from anjian.service.lifecycle import (
     Action,
     AlertState,
@@ -185,6 +186,29 @@ class EventStore:
             clock=clock,
             is_auto_migrate=storage.is_auto_migrate,
         )
+
+    @classmethod
+    def open_existing(cls, storage: StorageConfig, *, purpose: str) -> EventStore:
+        """Open a site's store to read what it has stored, migrated to the head; create nothing.
+
+        For commands that read a site's alerts (harvest, reports): a mistyped
+        ``storage.dir`` must say so, not report nothing from a new empty database.
+
+        Args:
+            storage: The site's ``storage:`` section.
+            purpose: What the caller reads, for the error ("harvest reads the alerts a site has stored").
+
+        Raises:
+            DatabaseError: ``storage.dir`` holds no SQLite database (and no ``database_url`` is
+                set), or the database cannot be opened or migrated.
+        """
+        if storage.database_url is None:
+            database = Path(sqlite_url(storage.dir).removeprefix("sqlite:///"))
+            if not database.is_file():
+                raise DatabaseError(
+                    f"no event database at {database}: is storage.dir the site's data folder? ({purpose}; it creates nothing)"
+                )
+        return cls.from_config(storage.model_copy(update={"is_auto_migrate": True}))
 
     @property
     def database(self) -> Database:

@@ -154,3 +154,54 @@ def test_the_report_prints_to_pdf(store: EventStore, clock: FakeClock, tmp_path:
     pdf = html_to_pdf(html, tmp_path / "report.pdf")
 
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 10_000
+
+
+def _site_file(tmp_path: Path) -> Path:
+    import yaml
+
+    config = _site(tmp_path).model_dump(mode="json", exclude_defaults=True)
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(config, allow_unicode=True))
+    return path
+
+
+def test_the_cli_writes_a_report_of_the_window_and_refuses_bad_input_clearly(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from anjian.service.cli import app
+
+    site = _site_file(tmp_path)
+    runner = CliRunner()
+    missing = runner.invoke(app, ["report", "--config", str(site), "--out", str(tmp_path / "r.html")])
+    assert missing.exit_code == 2 and "no event database" in missing.output
+
+    clock = FakeClock()
+    store = EventStore.from_config(_site(tmp_path).storage, clock=clock)
+    _shift(store, clock)
+    store.close()
+    done = runner.invoke(
+        app,
+        [
+            "report",
+            "--config",
+            str(site),
+            "--from",
+            "2027-01-15T16:00",
+            "--to",
+            "2027-01-15T20:00",
+            "--out",
+            str(tmp_path / "r.html"),
+        ],
+    )
+    bad = runner.invoke(app, ["report", "--config", str(site), "--from", "yesterday"])
+    reversed_window = runner.invoke(
+        app, ["report", "--config", str(site), "--from", "2027-01-15T20:00", "--to", "2027-01-15T16:00"]
+    )
+
+    assert done.exit_code == 0, done.output
+    assert (
+        "<svg" in (tmp_path / "r.html").read_text()
+        and "5</b>告警 alerts" in (tmp_path / "r.html").read_text()
+    )
+    assert bad.exit_code == 2 and "'yesterday' is not an ISO 8601 time" in bad.output
+    assert reversed_window.exit_code == 2 and "must end after it starts" in reversed_window.output
