@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
+from anjian.models.boxes import box_iou_batch
 from anjian.models.config import DetectorConfig
 from anjian.models.detections import Detections
 from anjian.models.errors import ModelLoadError
@@ -65,17 +66,6 @@ def images() -> list[np.ndarray]:
     return [im for im in photos if im is not None] + frames
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    x1 = np.maximum(box[0], boxes[:, 0])
-    y1 = np.maximum(box[1], boxes[:, 1])
-    x2 = np.minimum(box[2], boxes[:, 2])
-    y2 = np.minimum(box[3], boxes[:, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    return np.asarray(inter / (area + areas - inter + 1e-9))
-
-
 def _unmatched(reference: Detections, candidate: Detections) -> list[str]:
     """Confident boxes of ``reference`` with no same-class box in ``candidate`` at IoU >= 0.95."""
     misses = []
@@ -83,7 +73,7 @@ def _unmatched(reference: Detections, candidate: Detections) -> list[str]:
         if score < MIN_SCORE:
             continue
         same_class = candidate.xyxy[candidate.class_id == cls]
-        best = float(_iou(box, same_class).max()) if len(same_class) else 0.0
+        best = float(box_iou_batch(box[None], same_class).max()) if len(same_class) else 0.0
         if best < 0.95:
             misses.append(f"class {cls} score {score:.2f} best IoU {best:.3f}")
     return misses
