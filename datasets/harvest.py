@@ -64,6 +64,9 @@ class HarvestItem:
         behaviour: Behaviour alerted.
         started_at: Epoch seconds.
         boxes: The alert's detections.
+        reason: Why the control room called it a false alarm (its note, e.g. ``"reflection: sun on
+            the drum"``); empty for a confirmed alert. Kept in the manifest, so an analyst can pick
+            the hard negatives of one kind (reflections, misread people).
     """
 
     event_id: str
@@ -73,6 +76,7 @@ class HarvestItem:
     behaviour: str
     started_at: float
     boxes: tuple[HarvestBox, ...] = ()
+    reason: str = ""
 
 
 @dataclass(frozen=True, slots=True)

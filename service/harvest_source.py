@@ -34,12 +34,20 @@ _VERDICTS = {AlertState.FALSE_ALARM: Verdict.FALSE_ALARM, AlertState.RESOLVED: V
 _PAGE_SIZE = 500
 
 
-def _verdict(store: EventStore, event: StoredEvent) -> Verdict | None:
-    """The control room's verdict on a judged alert; a closed one's comes from its audit trail."""
-    if event.state is not AlertState.CLOSED:
-        return _VERDICTS.get(event.state)
+def _judgement(store: EventStore, event: StoredEvent) -> tuple[Verdict, str] | None:
+    """The control room's verdict on a judged alert and, for a false alarm, its reason (from the audit trail).
+
+    A closed alert's verdict is the last one its trail shows; the reason is the note the
+    operator gave when marking it a false alarm (``"reflection: sun on the drum"``), which
+    the harvest keeps with the hard negative.
+    """
+    if event.state is AlertState.RESOLVED:
+        return Verdict.CONFIRMED, ""
     trail = store.audit_trail(event.id)
-    return next((_VERDICTS[e.to_state] for e in reversed(trail) if e.to_state in _VERDICTS), None)
+    judged = next((e for e in reversed(trail) if e.to_state in _VERDICTS), None)
+    if judged is None:
+        return None
+    return _VERDICTS[judged.to_state], judged.note if judged.to_state is AlertState.FALSE_ALARM else ""
 
 
 def judged_alerts(
@@ -78,9 +86,10 @@ def judged_alerts(
             limit=min(_PAGE_SIZE, limit - len(items)),
         )
         for event in page.items:
-            verdict = _verdict(store, event)
-            if verdict is None or event.snapshot_path is None:
+            judgement = _judgement(store, event) if event.snapshot_path is not None else None
+            if judgement is None or event.snapshot_path is None:
                 continue
+            verdict, reason = judgement
             items.append(
                 HarvestItem(
                     event_id=event.id,
@@ -90,6 +99,7 @@ def judged_alerts(
                     behaviour=event.behaviour.value,
                     started_at=event.started_at,
                     boxes=tuple(HarvestBox(b.class_name, b.confidence, b.xyxy_norm) for b in event.boxes),
+                    reason=reason,
                 )
             )
         cursor = page.next_cursor

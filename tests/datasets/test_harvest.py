@@ -38,6 +38,7 @@ def test_false_alarms_become_empty_labels_and_confirmed_ones_pre_labels(tmp_path
     assert [im.image.name for im in negatives.in_split("train")] == ["e1.jpg"]
     manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert {(m["event_id"], m["verdict"]) for m in manifest} == {("e1", "false_alarm"), ("e2", "confirmed")}
+    assert all("reason" in m for m in manifest), "the false-alarm reason travels with each hard negative"
 
 
 def test_harvesting_again_adds_without_duplicating(tmp_path: Path) -> None:

@@ -54,6 +54,22 @@ def test_a_closed_alert_counts_as_the_verdict_its_audit_trail_shows(
     assert [(b.class_name, b.xyxy_norm) for b in items[fire].boxes] == [("fire", (0.1, 0.2, 0.3, 0.4))]
 
 
+def test_a_false_alarm_keeps_the_reason_the_control_room_gave(store: EventStore, tmp_path: Path) -> None:
+    glare = make_event()
+    store.upsert_event(glare, snapshot_path=f"snapshots/{glare.id}.jpg")
+    store.transition(glare.id, Action.FALSE_ALARM, actor="op", note="reflection: sun on the drum")
+    store.transition(glare.id, Action.CLOSE, actor="supervisor", note="ok")
+    fire = _judged(store, _CONFIRMED)
+
+    items = {item.event_id: item for item in judged_alerts(store, tmp_path / "data")}
+
+    assert (items[glare.id].verdict, items[glare.id].reason) == (
+        Verdict.FALSE_ALARM,
+        "reflection: sun on the drum",
+    )
+    assert items[fire].reason == ""
+
+
 def test_judged_alerts_keep_to_the_camera_and_the_period(store: EventStore, tmp_path: Path) -> None:
     recent = _judged(store, _FALSE_ALARM, camera_id="cam-1", started_at=2_000.0, last_seen_at=2_001.0)
     _judged(store, _FALSE_ALARM, camera_id="cam-1", started_at=1_000.0, last_seen_at=1_001.0)
