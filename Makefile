@@ -29,11 +29,12 @@ lint: venv-all
 	$(BIN)/ruff check cameras pipeline models training datasets service tests
 
 # mypy cannot follow the editable install's import hook (the folders install as anjian.*), so it
-# reads them through a tree of links under build/typing/anjian/.
+# reads them through a tree of links under build/typing/anjian/ (a regular package there, so that
+# models/registry/, the shipped models' folder, is not taken for a namespace package beside registry.py).
 PACKAGES := cameras datasets models pipeline service training
 typecheck: venv-all
-	@mkdir -p build/typing/anjian && for p in $(PACKAGES); do ln -sfn ../../../$$p build/typing/anjian/$$p; done
-	MYPYPATH=build/typing $(BIN)/mypy $(foreach p,$(PACKAGES),-p anjian.$(p))
+	@mkdir -p build/typing/anjian && touch build/typing/anjian/__init__.py && for p in $(PACKAGES); do ln -sfn ../../../$$p build/typing/anjian/$$p; done
+	MYPYPATH=build/typing $(BIN)/mypy --no-namespace-packages $(foreach p,$(PACKAGES),-p anjian.$(p))
 
 system-deps:
 	@missing=$$(for p in $(TEST_DEB_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; done); \

@@ -260,27 +260,32 @@ class HttpEventSink:
                 return verdict
         return all(self._send(seq, data) for seq, data in records)  # stops at the first failure
 
+    def _post(self, url: str, body: bytes) -> httpx.Response | None:
+        """POST JSON; ``None`` (counted as a failed attempt, logged) when the service cannot be reached."""
+        try:
+            return self._client.post(url, content=body, headers={"Content-Type": "application/json"})
+        except httpx.HTTPError as exc:
+            self._failed(f"service unreachable at {url}: {exc}; {len(self._spool)} event(s) spooled")
+            return None
+
+    def _failed(self, why: str) -> None:
+        """Count a failed attempt (the records stay spooled and are retried after a backoff)."""
+        self._count(failed_attempts=1)
+        logger.warning("ingest: %s", why)
+
     def _send_batch(self, records: list[tuple[int, bytes]]) -> bool | None:
         """POST records as one batch: ``True`` delivered, ``False`` retry later, ``None`` send them one by one."""
-        body = b'{"events":[' + b",".join(data for _, data in records) + b"]}"
-        try:
-            response = self._client.post(
-                self._batch_url, content=body, headers={"Content-Type": "application/json"}
-            )
-        except httpx.HTTPError as exc:
-            self._count(failed_attempts=1)
-            logger.warning(
-                "ingest: service unreachable at %s: %s; %d event(s) spooled",
-                self._batch_url,
-                exc,
-                len(self._spool),
-            )
+        response = self._post(
+            self._batch_url, b'{"events":[' + b",".join(data for _, data in records) + b"]}"
+        )
+        if response is None:
             return False
         if response.is_success:
             for seq, _ in records:
                 self._spool.remove(seq)
             self._count(delivered=len(records))
             return True
+        excerpt = response.text[:_ERROR_BODY_CHARS]
         if response.status_code in (httpx.codes.NOT_FOUND, httpx.codes.METHOD_NOT_ALLOWED):
             logger.info(
                 "ingest: %s has no batch route (an older service); sending one event per request", self._url
@@ -291,29 +296,16 @@ class HttpEventSink:
             logger.warning(
                 "ingest: the service refused a batch of %d (%s); sending them one by one",
                 len(records),
-                response.text[:_ERROR_BODY_CHARS],
+                excerpt,
             )
             return None
-        self._count(failed_attempts=1)
-        logger.warning(
-            "ingest: HTTP %d from %s: %s",
-            response.status_code,
-            self._batch_url,
-            response.text[:_ERROR_BODY_CHARS],
-        )
+        self._failed(f"HTTP {response.status_code} from {self._batch_url}: {excerpt}")
         return False
 
     def _send(self, seq: int, data: bytes) -> bool:
         """POST one record; ``True`` when it left the spool (delivered or rejected)."""
-        try:
-            response = self._client.post(
-                self._url, content=data, headers={"Content-Type": "application/json"}
-            )
-        except httpx.HTTPError as exc:
-            self._count(failed_attempts=1)
-            logger.warning(
-                "ingest: service unreachable at %s: %s; %d event(s) spooled", self._url, exc, len(self._spool)
-            )
+        response = self._post(self._url, data)
+        if response is None:
             return False
         if response.is_success:
             self._spool.remove(seq)
@@ -325,8 +317,7 @@ class HttpEventSink:
             self._count(rejected=1)
             logger.error("ingest: the service refused a spooled event (%s); moved to %s", excerpt, where)
             return True
-        self._count(failed_attempts=1)
-        logger.warning("ingest: HTTP %d from %s: %s", response.status_code, self._url, excerpt)
+        self._failed(f"HTTP {response.status_code} from {self._url}: {excerpt}")
         return False
 
     def _count(self, **increments: int) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
@@ -30,7 +30,9 @@ router = APIRouter(tags=["cameras"], route_class=GuardedRoute)
 
 _CAMERA_ID = Path(..., min_length=1, max_length=64, description="Camera id.")
 _BOUNDARY = "anjian-frame"
-_NOT_FOUND = {404: {"description": "This process reads no cameras, or the camera has no frame yet."}}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "This process reads no cameras, or the camera has no frame yet."}
+}
 
 
 def _view(request: Request) -> LiveView:

@@ -11,7 +11,7 @@ their audit trails), so the report says what the audit trail says.
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -152,7 +152,7 @@ def build_figures(store: EventStore, config: AnjianConfig, since: float, until: 
     fa_behaviour: Counter[str] = Counter()
     fa_camera: Counter[str] = Counter()
     reasons: Counter[str] = Counter({reason: 0 for reason in FALSE_ALARM_REASONS})
-    down: Counter[str] = Counter()
+    down: defaultdict[str, float] = defaultdict(float)
     open_items: list[StoredEvent] = []
     escalated = 0
     total = 0
