@@ -50,34 +50,20 @@ def _raise(store: EventStore, clock: FakeClock, at: float, **fields: object) -> 
 
 def _shift(store: EventStore, clock: FakeClock) -> dict[str, str]:
     """Five alerts over three hours: worked, false alarms, one left open; a camera down for 30 min."""
+    fire, smoking, fault = Behaviour.OPEN_FLAME, Behaviour.SMOKING, Behaviour.CAMERA_FAULT
+    red, orange, yellow = RiskLevel.RED, RiskLevel.ORANGE, RiskLevel.YELLOW
+    shift: dict[
+        str, tuple[float, str, Behaviour, RiskLevel, float | None]
+    ] = {  # start, camera, what, colour, end
+        "fire": (T0 + 600, "cam-1", fire, red, None),
+        "glare": (T0 + 3_700, "cam-1", fire, red, None),
+        "smoke": (T0 + 3_800, "cam-2", smoking, orange, None),
+        "drill": (T0 + 7_300, "cam-2", smoking, orange, None),
+        "fault": (T0 + 7_400, "cam-2", fault, yellow, T0 + 9_200),
+    }
     ids = {
-        "fire": _raise(store, clock, T0 + 600, camera_id="cam-1", severity=RiskLevel.RED),
-        "glare": _raise(store, clock, T0 + 3_700, camera_id="cam-1", severity=RiskLevel.RED),
-        "smoke": _raise(
-            store,
-            clock,
-            T0 + 3_800,
-            camera_id="cam-2",
-            behaviour=Behaviour.SMOKING,
-            severity=RiskLevel.ORANGE,
-        ),
-        "drill": _raise(
-            store,
-            clock,
-            T0 + 7_300,
-            camera_id="cam-2",
-            behaviour=Behaviour.SMOKING,
-            severity=RiskLevel.ORANGE,
-        ),
-        "fault": _raise(
-            store,
-            clock,
-            T0 + 7_400,
-            camera_id="cam-2",
-            behaviour=Behaviour.CAMERA_FAULT,
-            severity=RiskLevel.YELLOW,
-            ended_at=T0 + 9_200,
-        ),
+        name: _raise(store, clock, at, camera_id=camera, behaviour=what, severity=colour, ended_at=end)
+        for name, (at, camera, what, colour, end) in shift.items()
     }
     clock.now = T0 + 600 + 120  # acknowledged after 2 min, resolved after 10
     store.transition(ids["fire"], "acknowledge", actor="op")
