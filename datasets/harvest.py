@@ -10,8 +10,8 @@ in a labelling tool and later merge into the training data:
     <out>/manifest.jsonl                      one line per event: verdict, camera, behaviour, boxes
 
 A false-alarm image is background only for the classes that fired: review it for other
-objects (people) before training on it. This module reads nothing from the service: the
-CLI turns stored events into :class:`HarvestItem` records.
+objects (people) before training on it. This module reads nothing from the service:
+``anjian.service.harvest_source`` turns stored events into :class:`HarvestItem` records.
 """
 
 from __future__ import annotations
