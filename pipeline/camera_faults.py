@@ -22,6 +22,7 @@ from anjian.cameras.health import CameraHealth, CameraState
 from anjian.cameras.url import mask_credentials
 from anjian.pipeline.event import Behaviour, RiskLevel
 from anjian.pipeline.incidents import EventContext, IncidentBook, IncidentUpdate
+from anjian.pipeline.messages import text
 
 __all__ = ["CameraFaultMonitor", "FaultKind", "ImageStats", "image_stats"]
 
@@ -96,6 +97,7 @@ class CameraFaultMonitor:
             context: Site, workshop, camera and model of the events.
         """
         self.config = config
+        self._language = context.language
         faults = config.faults
         self._book = IncidentBook(
             behaviour=Behaviour.CAMERA_FAULT,
@@ -148,7 +150,13 @@ class CameraFaultMonitor:
             is_present=is_down,
             confidence=1.0,
             started_at=down_since,
-            message=f"Camera {self.config.display_name} delivers no video ({health.state}): {reason}",
+            message=text(
+                "camera.no_video",
+                self._language,
+                camera=self.config.display_name,
+                state=health.state,
+                reason=reason,
+            ),
         )
 
     def _observe_image(self, frame: Frame) -> list[IncidentUpdate | None]:
@@ -177,7 +185,7 @@ class CameraFaultMonitor:
         blank_for_s = at - self._blank_since if self._blank_since is not None else 0.0
         unchanged_for_s = at - self._unchanged_since if self._unchanged_since is not None else 0.0
         name = self.config.display_name
-        blank_what = "black" if is_black else "uniform (lens covered?)"
+        blank_what = text("camera.black" if is_black else "camera.covered", self._language)
         updates = [
             self._book.observe(
                 "black",
@@ -186,7 +194,14 @@ class CameraFaultMonitor:
                 is_present=is_blank,
                 confidence=1.0,
                 started_at=self._blank_since,
-                message=f"Camera {name} image is {blank_what} (mean grey {stats.mean:.0f}, std {stats.std:.1f})",
+                message=text(
+                    "camera.blank",
+                    self._language,
+                    camera=name,
+                    what=blank_what,
+                    mean=stats.mean,
+                    std=stats.std,
+                ),
             )
         ]
         if self._is_live:  # a file may legitimately show a still scene
@@ -198,7 +213,7 @@ class CameraFaultMonitor:
                     is_present=is_unchanged,
                     confidence=1.0,
                     started_at=self._unchanged_since,
-                    message=f"Camera {name} image is frozen (no pixel change)",
+                    message=text("camera.frozen", self._language, camera=name),
                 )
             )
         return updates

@@ -25,6 +25,8 @@ class EventContext:
     model_version: str
     time_zone: str = "UTC"
     """IANA time zone of the site, for schedules that name none."""
+    language: str = "en"
+    """Language of the event messages (``anjian.pipeline.messages``): ``en`` or ``zh-CN``."""
     journal: IncidentJournal | None = field(default=None, compare=False, repr=False)
     """Where open incidents outlive a restart (``anjian.pipeline.incident_journal``); ``None``: they end with the process."""
 

@@ -146,6 +146,7 @@ class PipelineRunner:
         max_frame_age_s: float = 2.0,
         fault_check_interval_s: float = 0.5,
         time_zone: str = "UTC",
+        language: str = "en",
         source_factory: Callable[[CameraPipelineConfig, threading.Condition], VideoSource] | None = None,
         incident_journal: IncidentJournal | None = None,
         live_view: LiveView | None = None,
@@ -163,6 +164,7 @@ class PipelineRunner:
             max_frame_age_s: A frame not analysed within this long after it arrived is dropped.
             fault_check_interval_s: How often cameras that send no frames are checked for faults.
             time_zone: IANA time zone of the site, for schedules that name none.
+            language: Language of the event messages, ``en`` or ``zh-CN`` (``site.language``).
             source_factory: Builds a camera source (tests inject fakes); ``VideoSource`` by default.
             incident_journal: Keeps open incidents across a restart: ``stop`` leaves them
                 open and the next runner over the same journal carries on with them.
@@ -174,6 +176,7 @@ class PipelineRunner:
         self.incident_journal = incident_journal
         self.live_view = live_view
         self.time_zone = time_zone
+        self.language = language
         self.detector = detector
         self.sink = sink
         self._clock = clock
@@ -381,6 +384,7 @@ class PipelineRunner:
             camera_id=assignment.camera.id,
             model_version=self.detector.version,
             time_zone=self.time_zone,
+            language=self.language,
             journal=self.incident_journal,
         )
 

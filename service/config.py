@@ -67,6 +67,10 @@ class SiteConfig(_ServiceModel):
     id: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     name: str = Field("", max_length=200, description="Shown in the control room.")
     timezone: str = Field("UTC", description="IANA time zone of the site, for schedules.")
+    language: Literal["en", "zh-CN"] = Field(
+        "en",
+        description="Language of the texts anjian writes into events (their messages), webhooks and robots.",
+    )
 
     @field_validator("timezone")
     @classmethod

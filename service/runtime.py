@@ -173,6 +173,7 @@ def _runner(config: AnjianConfig, sink: EventSink, live_view: LiveView | None = 
         detector,
         sink,
         time_zone=config.site.timezone,
+        language=config.site.language,
         incident_journal=journal,
         live_view=live_view,
     )

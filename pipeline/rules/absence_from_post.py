@@ -244,13 +244,15 @@ class AbsenceFromPostRule(BaseRule):
     ) -> IncidentUpdate | None:
         duration = 0.0 if since is None else now - since
         if book.behaviour is Behaviour.ABSENCE_FROM_POST:
-            message = f"Post {state.zone.label} unstaffed: {state.count} of {need} required people for {duration:.0f} s"
+            message = self.say(
+                "absence.unstaffed", zone=state.zone.label, count=state.count, need=need, seconds=duration
+            )
             if need is not None and state.count is not None and state.count >= need:
-                message = f"Post {state.zone.label} staffed again after {duration:.0f} s unstaffed"
+                message = self.say("absence.staffed", zone=state.zone.label, seconds=duration)
             boxes: tuple[EventBox, ...] = ()
         else:
-            message = (
-                f"Too many people in {state.zone.label}: {state.count} (limit {need}) for {duration:.0f} s"
+            message = self.say(
+                "absence.crowded", zone=state.zone.label, count=state.count, need=need, seconds=duration
             )
             boxes = state.boxes
         return book.observe(

@@ -26,6 +26,7 @@ from anjian.models.detections import Detections
 from anjian.pipeline.config import RuleConfig
 from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel
 from anjian.pipeline.incidents import EventContext, IncidentBook, IncidentUpdate
+from anjian.pipeline.messages import text
 from anjian.pipeline.references import ZoneReference
 from anjian.pipeline.schedule import Schedule
 from anjian.pipeline.zones import ZoneSet
@@ -364,6 +365,14 @@ class BaseRule:
         }
         self.references: dict[str, ZoneReference] = {}
         """Learned zone images (clear exit, clean floor) by zone id, for rules that keep them."""
+
+    def say(self, key: str, **values: object) -> str:
+        """The event text ``key`` in the site's language (``anjian.pipeline.messages``)."""
+        return text(key, self.context.language, **values)
+
+    def where(self, zone_id: str | None) -> str:
+        """`` in zone X`` (or its Chinese) for a message, empty without a zone."""
+        return self.say("where.zone", zone=zone_id) if zone_id else ""
 
     def process(self, frame: Frame, detections: Detections) -> list[IncidentUpdate]:
         """Feed one analysed frame; return the revisions to publish (each rule implements it)."""

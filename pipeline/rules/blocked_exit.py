@@ -155,8 +155,9 @@ class BlockedExitRule(BaseRule):
             boxes=state.last_boxes if is_hit else (),
             started_at=since,
             zone_id=state.zone.id,
-            message=f"Exit {state.zone.label} blocked: {state.last_occupied:.0%} of the zone occupied "
-            f"for {blocked_s:.0f} s",
+            message=self.say(
+                "exit.blocked", zone=state.zone.label, share=state.last_occupied, seconds=blocked_s
+            ),
         )
         if update is not None and not self.book.is_open(state.zone.id):
             state.confirmation.reset()

@@ -115,7 +115,6 @@ class FallenPersonRule(BaseRule):
             seen.add(state.key)
             i = state.index
             zone_id = next((z.id for z in self._zones if z.contains(points[i : i + 1])[0]), None)
-            where = f" in zone {zone_id}" if zone_id else ""
             lying_s = 0.0 if state.since is None else now - state.since
             update = self.book.observe(
                 state.key,
@@ -129,7 +128,7 @@ class FallenPersonRule(BaseRule):
                 started_at=state.since,
                 zone_id=zone_id,
                 track_id=state.track_id,
-                message=f"Person lying on the floor{where} for {lying_s:.0f} s",
+                message=self.say("fallen.lying", where=self.where(zone_id), seconds=lying_s),
             )
             if update is not None:
                 updates.append(update)

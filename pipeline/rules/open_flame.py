@@ -236,8 +236,9 @@ class OpenFlameRule(BaseRule):
             boxes=boxes_of(flames, frame.resolution_wh),
             started_at=self._confirm.since,
             zone_id=zone_id,
-            message=f"Open flame seen in {self._confirm.hits} of the last {len(self._samples)} frames"
-            + (f" in zone {zone_id}" if zone_id else ""),
+            message=self.say(
+                "flame.seen", hits=self._confirm.hits, frames=len(self._samples), where=self.where(zone_id)
+            ),
         )
         if update is None:
             return []

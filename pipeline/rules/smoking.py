@@ -128,7 +128,6 @@ class SmokingRule(BaseRule):
                 c = holders[i]
                 evidence = concat(evidence, cigarettes.filter(np.arange(len(cigarettes)) == c))
                 confidence = min(confidence, float(cigarettes.confidence[c]))
-            where = f" in zone {zone_of[i]}" if zone_of[i] else ""
             update = self.book.observe(
                 state.key,
                 now=now,
@@ -139,7 +138,7 @@ class SmokingRule(BaseRule):
                 started_at=state.since,
                 zone_id=zone_of[i],
                 track_id=state.track_id,
-                message=f"Person smoking{where}",
+                message=self.say("smoking.seen", where=self.where(zone_of[i])),
             )
             if update is not None:
                 updates.append(update)

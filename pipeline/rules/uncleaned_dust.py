@@ -218,7 +218,7 @@ class UncleanedDustRule(BaseRule):
         score_hit = state.is_dirty
         if score_hit and reading is not None and reading.changed_xyxy_norm is not None:
             boxes = (*boxes, EventBox("dust", round(state.score, 4), reading.changed_xyxy_norm))
-        why = "a dust detection" if class_hit and not score_hit else "not cleaned in its cleaning window"
+        why = self.say("dust.detected" if class_hit and not score_hit else "dust.overdue")
         update = self.book.observe(
             state.zone.id,
             now=now,
@@ -227,7 +227,7 @@ class UncleanedDustRule(BaseRule):
             confidence=max(confidence, min(1.0, state.score) if score_hit else 0.0),
             boxes=boxes,
             zone_id=state.zone.id,
-            message=f"Dust zone {state.zone.label} dirty ({why}): score {state.score:.2f}",
+            message=self.say("dust.dirty", zone=state.zone.label, why=why, score=state.score),
         )
         if update is not None and not self.book.is_open(state.zone.id):
             state.detections.reset()
