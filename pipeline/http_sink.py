@@ -1,9 +1,9 @@
 """An ``EventSink`` that POSTs events to a remote alert service, spooling them on disk while it is away.
 
 ``publish`` only puts the event on an in-memory queue (it never blocks the frame
-path; a full queue drops the event and counts it). One sender thread moves queued
-events into a ``DiskSpool`` (so they survive a restart of this process) and
-delivers the spool's oldest records, in order, to ``POST {base_url}/ingest/batch``
+path; a full queue drops the event and counts it). A spooler thread moves queued
+events into a ``DiskSpool`` as they come (so they survive a restart of this process,
+even while a POST hangs), and a sender thread delivers the spool's oldest records, in order, to ``POST {base_url}/ingest/batch``
 (up to ``batch_size`` at once: a backlog after an outage, or a site with many
 cameras, costs one request per batch, not per revision) or, for a lone record or a
 service without the batch route, ``POST {base_url}/ingest/events``:
@@ -133,6 +133,8 @@ class HttpEventSink:
         self._stop = threading.Event()
         self._idle = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._spooler: threading.Thread | None = None
+        self._spooled = threading.Event()  # set by the spooler when the spool gained a record
         self._lock = threading.Lock()
         self._stats = HttpSinkStats()
 
@@ -162,14 +164,16 @@ class HttpEventSink:
             )
 
     def start(self) -> None:
-        """Start the sender thread.
+        """Start the spooler and the sender threads.
 
         Raises:
             RuntimeError: It runs already, or was stopped (create a new sink).
         """
         if self._thread is not None or self._stop.is_set():
             raise RuntimeError("an HttpEventSink starts once")
+        self._spooler = threading.Thread(target=self._spool_loop, name="anjian-http-spool", daemon=True)
         self._thread = threading.Thread(target=self._run, name="anjian-http-sink", daemon=True)
+        self._spooler.start()
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -178,11 +182,14 @@ class HttpEventSink:
         Undelivered events stay in the spool for the next start. Safe to call twice.
         """
         self._stop.set()
+        if self._spooler is not None:
+            self._spooler.join(timeout_s)
         thread = self._thread
         if thread is not None:
             thread.join(timeout_s)
             if thread.is_alive():
                 logger.warning("ingest sender did not stop within %.1fs", timeout_s)
+                self._spool_queued()  # what came meanwhile is on disk for the next start
                 return
         self._spool_queued()
         self._client.close()
@@ -196,39 +203,44 @@ class HttpEventSink:
         deadline = time.monotonic() + timeout_s
         with self._idle:
             return self._idle.wait_for(
-                lambda: self._queue.empty() and len(self._spool) == 0, max(0.0, deadline - time.monotonic())
+                lambda: self._in_memory() == 0 and len(self._spool) == 0,
+                max(0.0, deadline - time.monotonic()),
             )
+
+    def _in_memory(self) -> int:
+        """Events published but not yet on disk (queued, or in the spooler's hands)."""
+        stats = self.stats()
+        return stats.published - stats.dropped - stats.spooled - stats.spool_errors
 
     # ---------------------------------------------------------------- sender
 
+    def _spool_loop(self) -> None:
+        """Spooler loop: move each queued event to the disk spool as it comes, whatever the sender is doing."""
+        while not self._stop.is_set():
+            try:
+                event = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            self._spool_one(event)
+            self._spool_queued()
+            self._spooled.set()
+
     def _run(self) -> None:
-        """Sender loop: spool what is queued, deliver the oldest record, back off while the service is away."""
+        """Sender loop: deliver the spool's oldest records, back off while the service is away."""
         failures = 0
         while not self._stop.is_set():
-            self._spool_queued()
+            self._spooled.clear()
             records = self._spool.peek_many(self._batch_size, _BATCH_MAX_BYTES)
             if not records:
                 with self._idle:
                     self._idle.notify_all()
-                self._wait_for_event(0.2)
+                self._spooled.wait(0.2)
                 continue
             if self._deliver(records):
                 failures = 0
                 continue
             failures += 1
-            delay = backoff_delay_s(failures, base_s=self._backoff_base_s, max_s=self._backoff_max_s)
-            deadline = time.monotonic() + delay
-            while not self._stop.is_set() and (remaining := deadline - time.monotonic()) > 0:
-                self._wait_for_event(remaining)  # keep spooling new events while waiting
-                self._spool_queued()
-
-    def _wait_for_event(self, timeout_s: float) -> None:
-        """Block until an event is queued (put back for ``_spool_queued``) or ``timeout_s`` passes."""
-        try:
-            event = self._queue.get(timeout=timeout_s)
-        except queue.Empty:
-            return
-        self._spool_one(event)
+            self._stop.wait(backoff_delay_s(failures, base_s=self._backoff_base_s, max_s=self._backoff_max_s))
 
     def _spool_queued(self) -> None:
         """Move every queued event to the disk spool, in order."""

@@ -107,9 +107,10 @@ def test_spool_keeps_order_across_reopening_and_drops_half_written_files(tmp_pat
 
 
 def test_publish_returns_at_once_while_the_service_hangs(tmp_path: Path) -> None:
-    release, answered = threading.Event(), threading.Event()
+    release, entered, answered = threading.Event(), threading.Event(), threading.Event()
 
     def hang(_request: httpx.Request) -> httpx.Response:
+        entered.set()
         release.wait(60)  # the service answers nothing until the test lets it (or a minute passes)
         answered.set()
         return httpx.Response(200, json={})
@@ -117,9 +118,12 @@ def test_publish_returns_at_once_while_the_service_hangs(tmp_path: Path) -> None
     sink = _sink("http://service.example", "anj_x", tmp_path / "spool", transport=httpx.MockTransport(hang))
     sink.start()
     try:
-        for i in range(200):
+        sink.publish(make_event(id="e0"))
+        wait_until(entered.is_set, WAIT_S)  # the sender is stuck in its POST from here on
+        for i in range(1, 200):
             sink.publish(make_event(id=f"e{i}"))
         is_all_published_while_hung = not answered.is_set()  # behaviour, not a time: no publish waited on it
+        # ... and what came while the POST hung is on disk all the same (a kill -9 now loses nothing)
         wait_until(lambda: sink.stats().spooled == 200, WAIT_S)
     finally:
         release.set()
