@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel
+from anjian.service.copying import copy_fields
 from anjian.service.lifecycle import AlertState
 from anjian.service.tables import AuditRow, DeliveryRow, EventRow, SubscriptionRow
 
@@ -224,35 +225,14 @@ def apply_event(row: EventRow, event: Event) -> None:
 
 def event_from_row(row: EventRow) -> StoredEvent:
     """Copy an event row into an immutable record."""
-    return StoredEvent(
-        id=row.id,
-        revision=row.revision,
-        site_id=row.site_id,
-        workshop_id=row.workshop_id,
-        camera_id=row.camera_id,
+    return copy_fields(
+        StoredEvent,
+        row,
         behaviour=Behaviour(row.behaviour),
         severity=RiskLevel(row.severity),
         detected_severity=RiskLevel(row.detected_severity),
         state=AlertState(row.state),
-        started_at=row.started_at,
-        last_seen_at=row.last_seen_at,
-        ended_at=row.ended_at,
-        confidence=row.confidence,
-        zone_id=row.zone_id,
-        model_version=row.model_version,
-        message=row.message,
         boxes=tuple(_box_from_json(box) for box in row.boxes),
-        track_id=row.track_id,
-        snapshot_path=row.snapshot_path,
-        clip_path=row.clip_path,
-        assignee=row.assignee,
-        escalations=row.escalations,
-        escalated_at=row.escalated_at,
-        acknowledged_at=row.acknowledged_at,
-        state_changed_at=row.state_changed_at,
-        version=row.version,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
     )
 
 
@@ -271,57 +251,27 @@ def _box_from_json(data: dict[str, Any]) -> EventBox:
 
 def audit_from_row(row: AuditRow) -> AuditEntry:
     """Copy an audit row into an immutable record."""
-    return AuditEntry(
-        id=row.id,
-        event_id=row.event_id,
-        at=row.at,
-        actor=row.actor,
-        action=row.action,
+    return copy_fields(
+        AuditEntry,
+        row,
         from_state=None if row.from_state is None else AlertState(row.from_state),
         to_state=AlertState(row.to_state),
         severity=RiskLevel(row.severity),
-        assignee=row.assignee,
-        note=row.note,
     )
 
 
 def subscription_from_row(row: SubscriptionRow) -> Subscription:
     """Copy a subscription row into an immutable record."""
-    return Subscription(
-        id=row.id,
-        source=row.source,
-        url=row.url,
-        secret=row.secret,
-        description=row.description,
-        timeout_s=row.timeout_s,
-        retry_for_s=row.retry_for_s,
-        max_attempts=row.max_attempts,
+    return copy_fields(
+        Subscription,
+        row,
         kinds=tuple(row.kinds),
         site_ids=tuple(row.site_ids),
         camera_ids=tuple(row.camera_ids),
         behaviours=tuple(row.behaviours),
-        is_active=row.is_active,
-        created_at=row.created_at,
     )
 
 
 def delivery_from_row(row: DeliveryRow) -> WebhookDelivery:
     """Copy a delivery row into an immutable record."""
-    return WebhookDelivery(
-        id=row.id,
-        idempotency_key=row.idempotency_key,
-        subscription_id=row.subscription_id,
-        event_id=row.event_id,
-        revision=row.revision,
-        kind=row.kind,
-        url=row.url,
-        status=DeliveryStatus(row.status),
-        attempts=row.attempts,
-        last_error=row.last_error,
-        last_status_code=row.last_status_code,
-        next_attempt_at=row.next_attempt_at,
-        retry_until=row.retry_until,
-        delivered_at=row.delivered_at,
-        payload=dict(row.payload),
-        created_at=row.created_at,
-    )
+    return copy_fields(WebhookDelivery, row, status=DeliveryStatus(row.status), payload=dict(row.payload))

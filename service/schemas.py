@@ -8,9 +8,9 @@ nowhere else.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from anjian.cameras.health import CameraHealth, CameraState
 from anjian.pipeline.event import RiskLevel
@@ -31,6 +31,7 @@ from anjian.pipeline.event_wire import (
     XyxyNorm,
     ZoneId,
 )
+from anjian.service.copying import copy_fields
 from anjian.service.lifecycle import Action, AlertState, allowed_actions
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ __all__ = [
     "EventList",
     "EventOut",
     "HealthOut",
+    "UtcTime",
     "WebhookKind",
     "WebhookPayload",
     "clip_url",
@@ -78,9 +80,15 @@ def epoch_to_datetime(epoch_s: float) -> datetime:
     return datetime.fromtimestamp(epoch_s, tz=UTC)
 
 
-def _optional_datetime(epoch_s: float | None) -> datetime | None:
-    """``epoch_to_datetime`` that passes ``None`` through."""
-    return None if epoch_s is None else epoch_to_datetime(epoch_s)
+def _from_epoch(value: object) -> object:
+    """Epoch seconds (a record's time) as an aware UTC datetime; anything else unchanged, for pydantic."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return epoch_to_datetime(value)
+    return value
+
+
+UtcTime = Annotated[datetime, BeforeValidator(_from_epoch)]
+"""A time the API shows in UTC; a record's epoch seconds convert through ``epoch_to_datetime``."""
 
 
 def snapshot_url(event_id: str) -> str:
@@ -118,9 +126,9 @@ class EventOut(_SchemaModel):
     detected_severity: DetectedSeverity
     state: AlertState = Field(..., description="Alert lifecycle state.")
     allowed_actions: list[Action] = Field(..., description="Lifecycle actions possible from `state`.")
-    started_at: datetime = Field(..., description="Capture time of the first frame, UTC.")
-    last_seen_at: datetime = Field(..., description="Capture time of the latest supporting frame, UTC.")
-    ended_at: datetime | None = Field(None, description="When the incident cleared, UTC; null while ongoing.")
+    started_at: UtcTime = Field(..., description="Capture time of the first frame, UTC.")
+    last_seen_at: UtcTime = Field(..., description="Capture time of the latest supporting frame, UTC.")
+    ended_at: UtcTime | None = Field(None, description="When the incident cleared, UTC; null while ongoing.")
     confidence: Confidence
     zone_id: ZoneId = None
     model_version: ModelVersion = ""
@@ -135,49 +143,23 @@ class EventOut(_SchemaModel):
     escalations: int = Field(
         0, ge=0, description="Times the alert was escalated for want of acknowledgement."
     )
-    escalated_at: datetime | None = Field(None, description="Last escalation, UTC.")
-    acknowledged_at: datetime | None = Field(None, description="When it was acknowledged, UTC.")
-    state_changed_at: datetime = Field(..., description="When it entered `state`, UTC.")
+    escalated_at: UtcTime | None = Field(None, description="Last escalation, UTC.")
+    acknowledged_at: UtcTime | None = Field(None, description="When it was acknowledged, UTC.")
+    state_changed_at: UtcTime = Field(..., description="When it entered `state`, UTC.")
     version: int = Field(..., ge=1, description="Bumped at every change of the stored alert.")
-    created_at: datetime = Field(..., description="When the service first stored the incident, UTC.")
-    updated_at: datetime = Field(..., description="When the service last changed it, UTC.")
+    created_at: UtcTime = Field(..., description="When the service first stored the incident, UTC.")
+    updated_at: UtcTime = Field(..., description="When the service last changed it, UTC.")
 
     @classmethod
     def from_stored(cls, event: StoredEvent) -> EventOut:
         """Build the response model of a stored event."""
-        return cls(
-            id=event.id,
-            revision=event.revision,
-            site_id=event.site_id,
-            workshop_id=event.workshop_id,
-            camera_id=event.camera_id,
-            behaviour=event.behaviour,
-            severity=event.severity,
-            detected_severity=event.detected_severity,
-            state=event.state,
+        return copy_fields(
+            cls,
+            event,
             allowed_actions=allowed_actions(event.state),
-            started_at=epoch_to_datetime(event.started_at),
-            last_seen_at=epoch_to_datetime(event.last_seen_at),
-            ended_at=_optional_datetime(event.ended_at),
-            confidence=event.confidence,
-            zone_id=event.zone_id,
-            model_version=event.model_version,
-            message=event.message,
-            boxes=[
-                BoxOut(class_name=b.class_name, confidence=b.confidence, xyxy_norm=b.xyxy_norm)
-                for b in event.boxes
-            ],
-            track_id=event.track_id,
+            boxes=[copy_fields(BoxOut, box) for box in event.boxes],
             snapshot_url=snapshot_url(event.id) if event.snapshot_path else None,
             clip_url=clip_url(event.id) if event.clip_path else None,
-            assignee=event.assignee,
-            escalations=event.escalations,
-            escalated_at=_optional_datetime(event.escalated_at),
-            acknowledged_at=_optional_datetime(event.acknowledged_at),
-            state_changed_at=epoch_to_datetime(event.state_changed_at),
-            version=event.version,
-            created_at=epoch_to_datetime(event.created_at),
-            updated_at=epoch_to_datetime(event.updated_at),
         )
 
 
@@ -186,7 +168,7 @@ class AuditOut(_SchemaModel):
 
     id: int = Field(..., ge=1, description="Increasing in time.")
     event_id: str
-    at: datetime = Field(..., description="When, UTC.")
+    at: UtcTime = Field(..., description="When, UTC.")
     actor: str = Field(..., description='API token name, "pipeline" or "system" (escalation).')
     action: str = Field(
         ..., description="raise, escalate, acknowledge, dispatch, resolve, false_alarm or close."
@@ -200,18 +182,7 @@ class AuditOut(_SchemaModel):
     @classmethod
     def from_entry(cls, entry: AuditEntry) -> AuditOut:
         """Build the response model of an audit entry."""
-        return cls(
-            id=entry.id,
-            event_id=entry.event_id,
-            at=epoch_to_datetime(entry.at),
-            actor=entry.actor,
-            action=entry.action,
-            from_state=entry.from_state,
-            to_state=entry.to_state,
-            severity=entry.severity,
-            assignee=entry.assignee,
-            note=entry.note,
-        )
+        return copy_fields(cls, entry)
 
 
 class EventList(_SchemaModel):
@@ -229,7 +200,7 @@ class CameraHealthOut(_SchemaModel):
 
     camera_id: str
     state: CameraState
-    since: datetime = Field(..., description="When the camera entered this state, UTC.")
+    since: UtcTime = Field(..., description="When the camera entered this state, UTC.")
     fps: float = Field(..., ge=0, description="Recent rate of frames handed to the pipeline.")
     frames_decoded: int = Field(..., ge=0)
     frames_delivered: int = Field(..., ge=0)
@@ -237,24 +208,12 @@ class CameraHealthOut(_SchemaModel):
     decode_errors: int = Field(..., ge=0)
     reconnects: int = Field(..., ge=0)
     last_error: str | None = Field(None, description="Last error, credentials masked.")
-    last_frame_at: datetime | None = Field(None, description="Time of the last frame handed on, UTC.")
+    last_frame_at: UtcTime | None = Field(None, description="Time of the last frame handed on, UTC.")
 
     @classmethod
     def from_health(cls, health: CameraHealth) -> CameraHealthOut:
         """Build the response model of a camera health snapshot."""
-        return cls(
-            camera_id=health.camera_id,
-            state=health.state,
-            since=epoch_to_datetime(health.since),
-            fps=health.fps,
-            frames_decoded=health.frames_decoded,
-            frames_delivered=health.frames_delivered,
-            frames_dropped=health.frames_dropped,
-            decode_errors=health.decode_errors,
-            reconnects=health.reconnects,
-            last_error=health.last_error,
-            last_frame_at=_optional_datetime(health.last_frame_at),
-        )
+        return copy_fields(cls, health)
 
 
 class HealthOut(_SchemaModel):

@@ -24,6 +24,7 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 
+from anjian.service.copying import copy_fields
 from anjian.service.database import Database
 from anjian.service.tables import ApiTokenRow
 
@@ -119,14 +120,7 @@ def check_token_name(name: str) -> str:
 
 def _to_token(row: ApiTokenRow) -> ApiToken:
     """Copy a token row into a record."""
-    return ApiToken(
-        id=row.id,
-        name=row.name,
-        role=Role(row.role),
-        created_at=row.created_at,
-        last_used_at=row.last_used_at,
-        revoked_at=row.revoked_at,
-    )
+    return copy_fields(ApiToken, row, role=Role(row.role))
 
 
 class TokenStore:

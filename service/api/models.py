@@ -6,15 +6,15 @@ taken as it is: it is not declared again here.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from anjian.pipeline.event import Behaviour
 from anjian.pipeline.event_wire import EventWire
+from anjian.service.copying import copy_fields
 from anjian.service.records import DeliveryStatus, Subscription, WebhookDelivery
-from anjian.service.schemas import WebhookKind, epoch_to_datetime
+from anjian.service.schemas import UtcTime, WebhookKind
 from anjian.service.signing import SigningSecret
 from anjian.service.tokens import ApiToken, Role
 
@@ -160,26 +160,13 @@ class SubscriptionOut(_Model):
     camera_ids: list[str]
     behaviours: list[str]
     is_active: bool
-    created_at: datetime
+    created_at: UtcTime
 
     @classmethod
     def from_subscription(cls, sub: Subscription) -> SubscriptionOut:
         """Build the response model of a subscription."""
-        return cls(
-            id=sub.id,
-            source="config" if sub.source == "config" else "api",
-            url=sub.url,
-            has_secret=sub.secret is not None,
-            description=sub.description,
-            timeout_s=sub.timeout_s,
-            retry_for_s=sub.retry_for_s,
-            max_attempts=sub.max_attempts,
-            kinds=list(sub.kinds),
-            site_ids=list(sub.site_ids),
-            camera_ids=list(sub.camera_ids),
-            behaviours=list(sub.behaviours),
-            is_active=sub.is_active,
-            created_at=epoch_to_datetime(sub.created_at),
+        return copy_fields(
+            cls, sub, source="config" if sub.source == "config" else "api", has_secret=sub.secret is not None
         )
 
 
@@ -196,30 +183,15 @@ class DeliveryOut(_Model):
     attempts: int
     last_error: str | None
     last_status_code: int | None
-    next_attempt_at: datetime | None
-    retry_until: datetime
-    delivered_at: datetime | None
-    created_at: datetime
+    next_attempt_at: UtcTime | None
+    retry_until: UtcTime
+    delivered_at: UtcTime | None
+    created_at: UtcTime
 
     @classmethod
     def from_delivery(cls, d: WebhookDelivery) -> DeliveryOut:
         """Build the response model of a delivery."""
-        return cls(
-            id=d.id,
-            idempotency_key=d.idempotency_key,
-            subscription_id=d.subscription_id,
-            event_id=d.event_id,
-            kind=d.kind,
-            url=d.url,
-            status=d.status,
-            attempts=d.attempts,
-            last_error=d.last_error,
-            last_status_code=d.last_status_code,
-            next_attempt_at=None if d.next_attempt_at is None else epoch_to_datetime(d.next_attempt_at),
-            retry_until=epoch_to_datetime(d.retry_until),
-            delivered_at=None if d.delivered_at is None else epoch_to_datetime(d.delivered_at),
-            created_at=epoch_to_datetime(d.created_at),
-        )
+        return copy_fields(cls, d)
 
 
 class DeliveryList(_Model):
@@ -250,21 +222,14 @@ class TokenOut(_Model):
     id: int
     name: str
     role: Role
-    created_at: datetime
-    last_used_at: datetime | None
-    revoked_at: datetime | None
+    created_at: UtcTime
+    last_used_at: UtcTime | None
+    revoked_at: UtcTime | None
 
     @classmethod
     def from_token(cls, token: ApiToken) -> TokenOut:
         """Build the response model of a token."""
-        return cls(
-            id=token.id,
-            name=token.name,
-            role=token.role,
-            created_at=epoch_to_datetime(token.created_at),
-            last_used_at=None if token.last_used_at is None else epoch_to_datetime(token.last_used_at),
-            revoked_at=None if token.revoked_at is None else epoch_to_datetime(token.revoked_at),
-        )
+        return copy_fields(cls, token)
 
 
 class TokenCreated(_Model):
