@@ -43,6 +43,7 @@ __all__ = [
     "boxes_of",
     "concat",
     "normalised",
+    "observe_object",
     "region_mean",
     "select",
     "sweep_closed",
@@ -324,6 +325,40 @@ def sweep_closed(
     for key in before - set(book.open_keys()):
         objects.reset(key)
     return updates
+
+
+def observe_object(
+    book: IncidentBook,
+    objects: PerObjectConfirmation,
+    state: ObjectState,
+    *,
+    now: float,
+    confidence: float,
+    boxes: tuple[EventBox, ...],
+    zone_id: str | None,
+    message: str,
+) -> IncidentUpdate | None:
+    """Feed one followed object's frame to ``book``; forget its confirmation once its incident closes.
+
+    ``confidence`` and ``boxes`` count only on a frame where the condition holds for the
+    object (``state.is_hit``); the incident starts with the object's spell and carries its
+    track id.
+    """
+    update = book.observe(
+        state.key,
+        now=now,
+        is_confirmed=state.is_confirmed,
+        is_present=state.is_hit,
+        confidence=confidence if state.is_hit else 0.0,
+        boxes=boxes if state.is_hit else (),
+        started_at=state.since,
+        zone_id=zone_id,
+        track_id=state.track_id,
+        message=message,
+    )
+    if update is not None and not book.is_open(state.key):
+        objects.reset(state.key)
+    return update
 
 
 def concat(a: Detections, b: Detections) -> Detections:

@@ -18,6 +18,7 @@ from anjian.pipeline.rules.base import (
     boxes_of,
     concat,
     normalised,
+    observe_object,
     select,
     sweep_closed,
     track_of,
@@ -116,24 +117,18 @@ class FallenPersonRule(BaseRule):
             i = state.index
             zone_id = next((z.id for z in self._zones if z.contains(points[i : i + 1])[0]), None)
             lying_s = 0.0 if state.since is None else now - state.since
-            update = self.book.observe(
-                state.key,
+            update = observe_object(
+                self.book,
+                self._objects,
+                state,
                 now=now,
-                is_confirmed=state.is_confirmed,
-                is_present=state.is_hit,
-                confidence=float(candidates.confidence[i]) if state.is_hit else 0.0,
-                boxes=boxes_of(candidates.filter(np.arange(len(candidates)) == i), wh)
-                if state.is_hit
-                else (),
-                started_at=state.since,
+                confidence=float(candidates.confidence[i]),
+                boxes=boxes_of(candidates.filter(np.arange(len(candidates)) == i), wh),
                 zone_id=zone_id,
-                track_id=state.track_id,
                 message=self.say("fallen.lying", where=self.where(zone_id), seconds=lying_s),
             )
             if update is not None:
                 updates.append(update)
-                if not self.book.is_open(state.key):
-                    self._objects.reset(state.key)
         return updates + sweep_closed(self.book, self._objects, now, keep=seen)
 
 

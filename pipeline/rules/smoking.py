@@ -19,6 +19,7 @@ from anjian.pipeline.rules.base import (
     boxes_of,
     concat,
     normalised,
+    observe_object,
     select,
     sweep_closed,
 )
@@ -128,22 +129,18 @@ class SmokingRule(BaseRule):
                 c = holders[i]
                 evidence = concat(evidence, cigarettes.filter(np.arange(len(cigarettes)) == c))
                 confidence = min(confidence, float(cigarettes.confidence[c]))
-            update = self.book.observe(
-                state.key,
+            update = observe_object(
+                self.book,
+                self._objects,
+                state,
                 now=now,
-                is_confirmed=state.is_confirmed,
-                is_present=state.is_hit,
-                confidence=confidence if state.is_hit else 0.0,
-                boxes=boxes_of(evidence, wh) if state.is_hit else (),
-                started_at=state.since,
+                confidence=confidence,
+                boxes=boxes_of(evidence, wh),
                 zone_id=zone_of[i],
-                track_id=state.track_id,
                 message=self.say("smoking.seen", where=self.where(zone_of[i])),
             )
             if update is not None:
                 updates.append(update)
-                if not self.book.is_open(state.key):
-                    self._objects.reset(state.key)
         return updates + sweep_closed(self.book, self._objects, now, keep=seen)
 
 
