@@ -6,7 +6,8 @@ The recipe, in order (``build_service_parts``):
    webhooks synchronised into its subscriptions table;
 2. the evidence folder (snapshots and clips under ``storage.dir``);
 3. the Prometheus metrics, reading the store and the cameras' health;
-4. the webhook dispatcher, delivering the store's outbox;
+4. the webhook dispatcher, delivering the store's outbox (webhooks, robots and e-mail, and with a
+   ``bus:`` section the supervising hub, through the plant's NATS leaf node: ``PlantBus``);
 5. the SLA escalator, raising the colour of alerts left unworked;
 6. the event writer (``StoreSink``) that ingest and the in-process pipeline store through.
 
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from anjian.service.bus.plant import PlantBus
 from anjian.service.channels import AlertChannels
 from anjian.service.escalation import Escalator
 from anjian.service.evidence import EvidenceStore
@@ -62,6 +64,8 @@ class ServiceParts:
             when it reads none): the control room's live view.
         channels: The group robots and e-mail of the site's ``channels:``, delivered by the
             dispatcher through the same outbox as webhooks.
+        bus: The plant's side of the bus to the supervising hub (``bus:``), ``None`` without one:
+            the dispatcher publishes the ``bus:hub`` deliveries through it.
     """
 
     store: EventStore
@@ -73,13 +77,16 @@ class ServiceParts:
     camera_health: CameraHealthProvider | None = None
     live_view: LiveView | None = None
     channels: AlertChannels | None = None
+    bus: PlantBus | None = None
 
     def start(self) -> None:
-        """Start the webhook dispatcher, the escalator and the event writer.
+        """Start the bus (when configured), the webhook dispatcher, the escalator and the event writer.
 
         Raises:
             RuntimeError: The parts were started or closed before (they start once).
         """
+        if self.bus is not None:
+            self.bus.start()
         self.dispatcher.start()
         self.escalator.start()
         self.sink.start()
@@ -92,14 +99,20 @@ class ServiceParts:
         self.sink.stop()
         self.escalator.stop()
         self.dispatcher.stop()
+        if self.bus is not None:
+            self.bus.stop()
         if self.channels is not None:
             self.channels.close()
         self.store.close()
 
 
-def _dispatcher(clock: Callable[[], float], channels: AlertChannels) -> DispatcherFactory:
-    """The default dispatcher factory: the site's webhook worker on ``clock``, robots and e-mail included."""
-    return lambda store, metrics: WebhookDispatcher(store, clock=clock, metrics=metrics, channels=channels)
+def _dispatcher(
+    clock: Callable[[], float], channels: AlertChannels, bus: PlantBus | None
+) -> DispatcherFactory:
+    """The default dispatcher factory: the site's webhook worker on ``clock``, robots, e-mail and bus included."""
+    return lambda store, metrics: WebhookDispatcher(
+        store, clock=clock, metrics=metrics, channels=channels, bus=bus
+    )
 
 
 def build_service_parts(
@@ -136,10 +149,23 @@ def build_service_parts(
     channels: AlertChannels | None = None
     try:
         channels = AlertChannels.from_config(config, clock=clock)
-        store.subscriptions.sync_config(config.webhooks, channels=channels.subscription_specs())
         evidence = EvidenceStore(config.storage.dir)
+        bus = (
+            None
+            if config.bus is None
+            else PlantBus(
+                config.bus,
+                site_id=config.site.id,
+                store=store,
+                evidence=evidence,
+                camera_health=camera_health,
+                clock=clock,
+            )
+        )
+        specs = channels.subscription_specs() + ([] if bus is None else [bus.subscription_spec()])
+        store.subscriptions.sync_config(config.webhooks, channels=specs)
         metrics = ServiceMetrics(store, camera_health)
-        dispatcher = (make_dispatcher or _dispatcher(clock, channels))(store, metrics)
+        dispatcher = (make_dispatcher or _dispatcher(clock, channels, bus))(store, metrics)
     except BaseException:
         if channels is not None:
             channels.close()
@@ -148,5 +174,5 @@ def build_service_parts(
     escalator = Escalator(store, config.sla, metrics=metrics)
     sink = StoreSink(store, evidence, metrics=metrics)
     return ServiceParts(
-        store, evidence, metrics, dispatcher, escalator, sink, camera_health, live_view, channels
+        store, evidence, metrics, dispatcher, escalator, sink, camera_health, live_view, channels, bus
     )

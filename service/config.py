@@ -21,6 +21,8 @@ from anjian.cameras.url import mask_credentials, mask_url
 from anjian.models.config import DetectorConfig
 from anjian.pipeline.config import CameraPipelineConfig, check_time_zone
 from anjian.pipeline.event import Behaviour
+from anjian.service.bus.config import BusConfig
+from anjian.service.bus.subjects import check_bus_id
 from anjian.service.channels.config import ChannelsConfig
 from anjian.service.errors import ConfigError
 from anjian.service.lifecycle import check_event_kinds
@@ -215,6 +217,15 @@ class AnjianConfig(_ServiceModel):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     sla: SlaConfig = Field(default_factory=SlaConfig)
+    bus: BusConfig | None = Field(
+        None, description="The plant's NATS leaf node, to a supervising hub (`anjian hub`); none: no hub."
+    )
+
+    @model_validator(mode="after")
+    def _bus_plant_id(self) -> AnjianConfig:
+        if self.bus is not None and self.bus.plant_id is None:
+            check_bus_id("site id (set bus.plant_id to use another id on the bus)", self.site.id)
+        return self
 
     @model_validator(mode="after")
     def _unique_ids(self) -> AnjianConfig:

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from anjian.cameras.backoff import backoff_delay_s
+from anjian.service.bus.address import is_bus_address
 from anjian.service.channels.address import is_channel_address
 from anjian.service.channels.outcome import SendOutcome
 from anjian.service.claims import Claim, LeaseKeeper, SuccessLog
@@ -60,6 +61,7 @@ from anjian.service.signing import SIGNATURE_HEADER, sign_payload, signature_hea
 from anjian.service.store import EventStore
 
 if TYPE_CHECKING:
+    from anjian.service.bus.plant import PlantBus
     from anjian.service.channels.registry import AlertChannels
 
 __all__ = [
@@ -187,6 +189,8 @@ class WebhookDispatcher:
         metrics: Counts attempts and delivery latency, when given.
         channels: The site's robots and e-mail lists, which deliveries to ``channel:<name>``
             subscriptions go to; closed by ``stop``. ``None``: such deliveries fail (and are retried).
+        bus: The plant's bus, which the delivery to ``bus:hub`` (the supervising hub) is published
+            to; ``None``: such deliveries fail (and are retried). Its owner starts and stops it.
 
     Example:
         >>> dispatcher = WebhookDispatcher(store)
@@ -209,6 +213,7 @@ class WebhookDispatcher:
         lease_s: float = _LEASE_S,
         metrics: ServiceMetrics | None = None,
         channels: AlertChannels | None = None,
+        bus: PlantBus | None = None,
     ) -> None:
         if backoff_base_s < 0 or backoff_max_s < backoff_base_s:
             raise ValueError(
@@ -231,6 +236,7 @@ class WebhookDispatcher:
         self._workers = workers
         self._metrics = metrics
         self._channels = channels
+        self._bus = bus
         self._leases = LeaseKeeper(store.outbox, clock=clock, lease_s=lease_s)
         self._successes = SuccessLog(store.outbox, clock=clock, metrics=metrics)
         self._failures = FailureLog(metrics=metrics)
@@ -451,7 +457,11 @@ class WebhookDispatcher:
         )
 
     def _send(self, subscription: Subscription, delivery: WebhookDelivery) -> SendOutcome:
-        """Send the delivery once: to its robot or e-mail channel, else POST it to the webhook."""
+        """Send the delivery once: to the hub's bus, its robot or e-mail channel, else POST it to the webhook."""
+        if is_bus_address(subscription.url):
+            if self._bus is None:
+                return SendOutcome(None, "no bus is configured in this process")
+            return self._bus.send(subscription, delivery)
         if not is_channel_address(subscription.url):
             return self._post(subscription, delivery)
         if self._channels is None:

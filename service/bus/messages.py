@@ -1,0 +1,123 @@
+"""What travels on the bus, as pydantic models: the JSON of every message, validated where it is read.
+
+Plant to hub (the plant's events stream):
+
+- ``EventChange``: one announcement of an event from the plant's outbox (a detection revision or a
+  lifecycle change), the same ``WebhookPayload`` a webhook receives, with the snapshot
+  for detection revisions; its ``key`` is the outbox row's idempotency key, also its ``Nats-Msg-Id``.
+- ``HealthReport``: the health of the plant's cameras, every ``bus.health_interval_s``.
+
+Hub to plant (the hub's commands stream, sourced into the plant's):
+
+- ``SupervisorRemark``: a supervisor's remark on an incident, or a press for action.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, TypeAdapter
+from pydantic_core import PydanticCustomError
+
+from anjian.cameras.health import CameraState
+from anjian.service.schemas import WebhookPayload
+
+__all__ = [
+    "BUS_SCHEMA_VERSION",
+    "BusMessage",
+    "CameraReport",
+    "EventChange",
+    "HealthReport",
+    "SupervisorRemark",
+    "parse_plant_message",
+]
+
+BUS_SCHEMA_VERSION: Literal[1] = 1
+_ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+
+
+def _decode_b64(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError("base64", "expected base64 text")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise PydanticCustomError("base64", "not base64: {reason}", {"reason": str(exc)}) from exc
+
+
+_Jpeg = Annotated[
+    bytes,
+    PlainValidator(_decode_b64),
+    PlainSerializer(lambda data: base64.b64encode(data).decode("ascii"), return_type=str),
+]
+
+
+class _BusModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EventChange(_BusModel):
+    """An event announcement from a plant's outbox."""
+
+    type: Literal["event"] = "event"
+    schema_version: Literal[1] = BUS_SCHEMA_VERSION
+    plant_id: str = Field(..., pattern=_ID, max_length=64)
+    key: str = Field(..., min_length=1, max_length=200, description="The outbox idempotency key.")
+    sent_at: float = Field(..., ge=0, description="When the plant published it, epoch seconds.")
+    payload: WebhookPayload
+    snapshot_jpeg: _Jpeg | None = Field(None, description="The event's snapshot (detection revisions).")
+
+
+class CameraReport(_BusModel):
+    """One camera's health as the plant last saw it."""
+
+    camera_id: str = Field(..., pattern=_ID, max_length=64)
+    state: CameraState
+    since: float = Field(..., ge=0)
+    fps: float = Field(0.0, ge=0)
+    reconnects: int = Field(0, ge=0)
+    last_error: str | None = Field(None, max_length=1000)
+    last_frame_at: float | None = None
+
+
+class HealthReport(_BusModel):
+    """The health of a plant's cameras."""
+
+    type: Literal["health"] = "health"
+    schema_version: Literal[1] = BUS_SCHEMA_VERSION
+    plant_id: str = Field(..., pattern=_ID, max_length=64)
+    sent_at: float = Field(..., ge=0)
+    cameras: list[CameraReport] = Field(default_factory=list, max_length=10_000)
+
+
+class SupervisorRemark(_BusModel):
+    """A supervisor's remark on a plant's incident; ``is_press_for_action`` when it presses the plant to act."""
+
+    type: Literal["remark"] = "remark"
+    schema_version: Literal[1] = BUS_SCHEMA_VERSION
+    id: str = Field(..., pattern=r"^[0-9a-f]{32}$", description="Unique id (hex uuid): the Nats-Msg-Id.")
+    plant_id: str = Field(..., pattern=_ID, max_length=64)
+    event_id: str = Field(..., pattern=_ID, max_length=64)
+    actor: str = Field(..., min_length=1, max_length=200, description="The supervisor (hub token name).")
+    note: str = Field(..., min_length=1, max_length=4000)
+    is_press_for_action: bool = False
+    at: float = Field(..., ge=0, description="When the supervisor wrote it, epoch seconds.")
+
+
+BusMessage = EventChange | HealthReport
+"""What a plant sends the hub."""
+
+_PLANT_MESSAGE: TypeAdapter[BusMessage] = TypeAdapter(Annotated[BusMessage, Field(discriminator="type")])
+
+
+def parse_plant_message(data: bytes) -> BusMessage:
+    """The plant message in ``data`` (JSON), told apart by its ``type``.
+
+    Raises:
+        pydantic.ValidationError: Not a plant message, naming the fields that are wrong.
+    """
+    return _PLANT_MESSAGE.validate_json(data)

@@ -1,0 +1,287 @@
+"""A plant's side of the bus: its outbox announcements and camera health out, supervisors' remarks in.
+
+Out. Every change of an event already enqueues one outbox row per subscription in the
+change's own transaction (``anjian.service.outbox``). A plant with a ``bus:`` section has
+one more subscription, ``bus:hub``, so each event revision and lifecycle change gets a
+row; the webhook dispatcher claims it like any other and hands it to ``PlantBus.send``,
+which publishes it to the plant's own JetStream (``PLANT_<id>_EVENTS``, on the plant's
+disk) with ``Nats-Msg-Id: <plant>:<outbox idempotency key>``. JetStream drops a
+re-publish of the same id (a retry after a lost ack); the dispatcher's retries and dead
+letters cover a plant's nats-server that is down. The link to the hub is not on this
+path at all: the hub's stream sources the plant's when the link is up.
+
+In. A consumer on the plant's commands stream (sourced from the hub's) writes each
+supervisor's remark into the incident's audit trail (``anjian.service.bus.remarks``),
+then acks it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final
+
+import nats.errors
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+from pydantic import ValidationError
+
+from anjian.service.bus import subjects
+from anjian.service.bus.address import BUS_ADDRESS
+from anjian.service.bus.config import BusConfig
+from anjian.service.bus.connection import BusConnection
+from anjian.service.bus.errors import BusUnavailableError
+from anjian.service.bus.messages import CameraReport, EventChange, HealthReport, SupervisorRemark
+from anjian.service.bus.remarks import record_remark
+from anjian.service.bus.streams import ensure_durable, ensure_plant_streams
+from anjian.service.channels.outcome import SendOutcome
+from anjian.service.errors import EvidenceError
+from anjian.service.evidence import EvidenceStore
+from anjian.service.periodic import PeriodicThread
+from anjian.service.schemas import WebhookPayload
+from anjian.service.store import EventStore
+from anjian.service.subscriptions import SubscriptionSpec
+
+if TYPE_CHECKING:
+    from anjian.service.api.deps import CameraHealthProvider
+    from anjian.service.records import Subscription, WebhookDelivery
+
+__all__ = ["PlantBus"]
+
+logger = logging.getLogger(__name__)
+
+_STORED: Final = 200  # the status an outbox row records for a message the plant's JetStream stored
+_DETECTION_KINDS: Final = frozenset({"event.created", "event.updated", "event.ended"})
+_FETCH_BATCH: Final = 64
+_RETRY_S: Final = 1.0
+
+
+class PlantBus:
+    """Publishes a plant's outbox deliveries and camera health to its JetStream; records the hub's remarks.
+
+    Args:
+        config: The ``bus:`` section.
+        site_id: The site's id (the plant id unless ``config.plant_id`` is set).
+        store: The plant's event store (remarks go into its audit trails).
+        evidence: Where the snapshots sent with detection revisions are read.
+        camera_health: The cameras' health, reported every ``config.health_interval_s``; ``None``: none.
+        clock: Epoch seconds.
+
+    Raises:
+        ValueError: The plant id cannot be used on the bus (it holds a dot).
+    """
+
+    def __init__(
+        self,
+        config: BusConfig,
+        *,
+        site_id: str,
+        store: EventStore,
+        evidence: EvidenceStore,
+        camera_health: CameraHealthProvider | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.plant_id = subjects.check_bus_id(
+            "plant id (bus.plant_id, or the site id)", config.plant_id or site_id
+        )
+        self._config = config
+        self._store = store
+        self._evidence = evidence
+        self._camera_health = camera_health
+        self._clock = clock
+        self.connection = BusConnection(config.url, name=f"anjian-plant-{self.plant_id}")
+        self._is_ready = False  # the streams were ensured (only the loop thread reads and writes it)
+        self._health = (
+            None
+            if camera_health is None
+            else PeriodicThread(
+                self.report_health,
+                interval_s=config.health_interval_s,
+                name="anjian-bus-health",
+                transient=(BusUnavailableError,),
+            )
+        )
+
+    def subscription_spec(self) -> SubscriptionSpec:
+        """The outbox subscription of the hub: every kind of every event, retried for the stream's retention."""
+        return SubscriptionSpec(
+            url=BUS_ADDRESS,
+            description="the supervising hub, through the plant's NATS leaf node",
+            timeout_s=self._config.publish_timeout_s,
+            retry_for_s=self._config.retention_days * 86_400.0,
+        )
+
+    def start(self) -> None:
+        """Connect (in the background), start the remark consumer and the health reports."""
+        self.connection.start()
+        self.connection.spawn(self._consume_remarks())
+        if self._health is not None:
+            self._health.start()
+
+    def stop(self) -> None:
+        """Stop the health reports, the consumer and the connection; safe to call twice."""
+        if self._health is not None:
+            self._health.stop()
+        self.connection.stop()
+
+    # ---------------------------------------------------------------- out
+
+    async def _ensure(self, js: JetStreamContext) -> None:
+        """Create the plant's streams once (again after a failure: a server that lost its store)."""
+        if self._is_ready:
+            return
+        await ensure_plant_streams(
+            js, self.plant_id, hub_domain=self._config.hub_domain, retention_days=self._config.retention_days
+        )
+        self._is_ready = True
+
+    def _publish(self, subject: str, data: bytes, msg_id: str) -> None:
+        """Publish to the plant's JetStream and wait for it to be stored."""
+        timeout_s = self._config.publish_timeout_s
+
+        async def publish(js: JetStreamContext) -> None:
+            await self._ensure(js)
+            try:
+                await js.publish(subject, data, timeout=timeout_s, headers={"Nats-Msg-Id": msg_id})
+            except (NotFoundError, nats.errors.NoRespondersError):
+                self._is_ready = False  # the stream is gone (a wiped server): create it on the next try
+                raise
+
+        self.connection.call(publish, timeout_s=timeout_s + 1.0)
+
+    def send(self, subscription: Subscription, delivery: WebhookDelivery) -> SendOutcome:
+        """Publish one claimed outbox delivery to the plant's JetStream; never raises.
+
+        Returns:
+            Status 200 once the plant's JetStream stored it; else the error (the dispatcher retries).
+        """
+        del subscription
+        try:
+            payload = WebhookPayload.model_validate(delivery.payload)
+            change = EventChange(
+                plant_id=self.plant_id,
+                key=delivery.idempotency_key,
+                sent_at=self._clock(),
+                payload=payload,
+                snapshot_jpeg=self._snapshot(payload) if delivery.kind in _DETECTION_KINDS else None,
+            )
+            self._publish(
+                subjects.event_subject(self.plant_id),
+                change.model_dump_json().encode(),
+                f"{self.plant_id}:{delivery.idempotency_key}",
+            )
+        except ValidationError as exc:
+            return SendOutcome(
+                None, f"the stored announcement is not a valid payload: {exc.error_count()} error(s)"
+            )
+        except Exception as exc:  # noqa: BLE001 - every failure is an attempt the dispatcher retries
+            return SendOutcome(None, f"NATS publish failed: {type(exc).__name__}: {exc}")
+        return SendOutcome(_STORED, None)
+
+    def _snapshot(self, payload: WebhookPayload) -> bytes | None:
+        """The event's snapshot, when it has one no bigger than ``max_snapshot_bytes``."""
+        event = payload.event
+        if event.snapshot_url is None or self._config.max_snapshot_bytes == 0:
+            return None
+        relpath = EvidenceStore.snapshot_relpath(event.camera_id, event.id)
+        try:
+            data = self._evidence.read(relpath)
+        except EvidenceError as exc:
+            logger.warning("%s: snapshot of event %s not sent to the hub: %s", event.camera_id, event.id, exc)
+            return None
+        if len(data) > self._config.max_snapshot_bytes:
+            logger.warning(
+                "%s: snapshot of event %s (%d bytes) is over bus.max_snapshot_bytes; not sent",
+                event.camera_id,
+                event.id,
+                len(data),
+            )
+            return None
+        return data
+
+    def report_health(self) -> None:
+        """Publish the cameras' health now (the periodic thread calls it).
+
+        Raises:
+            BusUnavailableError: The plant's NATS server cannot be reached.
+        """
+        if self._camera_health is None:
+            return
+        now = self._clock()
+        report = HealthReport(
+            plant_id=self.plant_id,
+            sent_at=now,
+            cameras=[
+                CameraReport(
+                    camera_id=h.camera_id,
+                    state=h.state,
+                    since=h.since,
+                    fps=h.fps,
+                    reconnects=h.reconnects,
+                    last_error=None if h.last_error is None else h.last_error[:1000],
+                    last_frame_at=h.last_frame_at,
+                )
+                for h in self._camera_health()
+            ],
+        )
+        self._publish(
+            subjects.health_subject(self.plant_id),
+            report.model_dump_json().encode(),
+            f"{self.plant_id}:h{now!r}",
+        )
+
+    # ----------------------------------------------------------------- in
+
+    async def _consume_remarks(self) -> None:
+        """Record every remark of the plant's commands stream; reconnect and resume after any fault."""
+        stream = subjects.plant_commands_stream(self.plant_id)
+        while True:
+            try:
+                if not self.connection.is_connected:
+                    await asyncio.sleep(_RETRY_S / 2)
+                    continue
+                js = self.connection.jetstream()
+                await self._ensure(js)
+                await ensure_durable(js, stream, subjects.PLANT_COMMANDS_CONSUMER, ack_wait_s=30.0)
+                subscription = await js.pull_subscribe_bind(subjects.PLANT_COMMANDS_CONSUMER, stream)
+                while True:
+                    try:
+                        messages = await subscription.fetch(_FETCH_BATCH, timeout=1.0)
+                    except nats.errors.TimeoutError:
+                        continue
+                    for message in messages:
+                        await self._apply_remark(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the consumer must outlive a server restart
+                self._is_ready = False
+                logger.warning("plant %s: remark consumer: %s; retrying", self.plant_id, exc)
+                await asyncio.sleep(_RETRY_S)
+
+    async def _apply_remark(self, message: Msg) -> None:
+        """Write one remark into the audit trail and ack it; a malformed or unknown one is dropped (term)."""
+        try:
+            remark = SupervisorRemark.model_validate_json(message.data)
+        except ValidationError as exc:
+            logger.error("plant %s: dropping a malformed remark: %s", self.plant_id, exc)
+            await message.term()
+            return
+        if remark.plant_id != self.plant_id:
+            logger.error("plant %s: dropping a remark addressed to %s", self.plant_id, remark.plant_id)
+            await message.term()
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, lambda: record_remark(self._store, remark, now=self._clock()))
+        except KeyError:
+            logger.error("plant %s: remark on unknown event %s dropped", self.plant_id, remark.event_id)
+            await message.term()
+            return
+        except Exception as exc:  # noqa: BLE001 - a busy database: the remark comes again
+            logger.warning("plant %s: cannot record remark %s yet: %s", self.plant_id, remark.id, exc)
+            await message.nak(delay=_RETRY_S)
+            return
+        await message.ack()

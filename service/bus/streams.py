@@ -1,0 +1,161 @@
+"""Creating (or updating) the JetStream streams and consumers of a plant and of the hub, idempotently.
+
+Each side creates only what lives on its own server: a plant its events and commands
+streams, the hub its events stream (sourcing every configured plant) and its commands
+stream. ``ensure_*`` may run at every start and after a server lost its store: a stream
+that exists is updated to the wanted config (a new plant becomes a new source).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    ExternalStream,
+    StorageType,
+    StreamConfig,
+    StreamSource,
+)
+from nats.js.errors import NotFoundError
+
+from anjian.service.bus import subjects
+
+__all__ = ["PlantStreams", "SourcedPlant", "ensure_durable", "ensure_hub_streams", "ensure_plant_streams"]
+
+_DAY_S = 86_400.0
+_DUPLICATE_WINDOW_S = 3_600.0  # longer than any outbox retry of one publish
+
+
+@dataclass(frozen=True)
+class SourcedPlant:
+    """A plant whose events the hub sources: its id and its nats-server's JetStream domain."""
+
+    plant_id: str
+    domain: str
+
+
+@dataclass(frozen=True)
+class PlantStreams:
+    """The names of a plant's streams."""
+
+    events: str
+    commands: str
+
+
+async def _put_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create the stream, or update it to ``config`` when it exists."""
+    if config.name is None:
+        raise ValueError("a stream config needs a name")
+    try:
+        await js.stream_info(config.name)
+    except NotFoundError:
+        await js.add_stream(config)
+        return
+    await js.update_stream(config)
+
+
+async def ensure_plant_streams(
+    js: JetStreamContext, plant_id: str, *, hub_domain: str, retention_days: float
+) -> PlantStreams:
+    """Create a plant's events stream and its commands stream (sourced from the hub's, only this plant's).
+
+    Args:
+        js: JetStream of the plant's own server.
+        plant_id: The plant.
+        hub_domain: JetStream domain of the hub.
+        retention_days: How long the events stream keeps messages.
+    """
+    events = subjects.plant_events_stream(plant_id)
+    commands = subjects.plant_commands_stream(plant_id)
+    await _put_stream(
+        js,
+        StreamConfig(
+            name=events,
+            description=f"what plant {plant_id} tells the hub; sourced by the hub's {subjects.HUB_EVENTS_STREAM}",
+            subjects=[subjects.plant_subjects(plant_id)],
+            storage=StorageType.FILE,
+            max_age=retention_days * _DAY_S,
+            duplicate_window=_DUPLICATE_WINDOW_S,
+        ),
+    )
+    await _put_stream(
+        js,
+        StreamConfig(
+            name=commands,
+            description=f"supervisors' remarks to plant {plant_id}, sourced from the hub",
+            storage=StorageType.FILE,
+            max_age=retention_days * _DAY_S,
+            sources=[
+                StreamSource(
+                    name=subjects.HUB_COMMANDS_STREAM,
+                    filter_subject=subjects.command_subject(plant_id),
+                    external=ExternalStream(api=subjects.api_prefix(hub_domain)),
+                )
+            ],
+        ),
+    )
+    return PlantStreams(events=events, commands=commands)
+
+
+async def ensure_hub_streams(
+    js: JetStreamContext, plants: Iterable[SourcedPlant], *, retention_days: float = 365.0
+) -> None:
+    """Create the hub's events stream sourcing every plant's, and its commands stream.
+
+    Args:
+        js: JetStream of the hub's own server.
+        plants: The plants to source (the stream's sources become exactly these).
+        retention_days: How long the hub's streams keep messages.
+    """
+    sources = [
+        StreamSource(
+            name=subjects.plant_events_stream(plant.plant_id),
+            external=ExternalStream(api=subjects.api_prefix(plant.domain)),
+        )
+        for plant in plants
+    ]
+    await _put_stream(
+        js,
+        StreamConfig(
+            name=subjects.HUB_EVENTS_STREAM,
+            description="every plant's events, sourced from the plants' leaf nodes",
+            storage=StorageType.FILE,
+            max_age=retention_days * _DAY_S,
+            duplicate_window=_DUPLICATE_WINDOW_S,
+            sources=sources,
+        ),
+    )
+    await _put_stream(
+        js,
+        StreamConfig(
+            name=subjects.HUB_COMMANDS_STREAM,
+            description="supervisors' remarks to the plants; each plant sources its own",
+            subjects=[subjects.command_subject()],
+            storage=StorageType.FILE,
+            max_age=retention_days * _DAY_S,
+            duplicate_window=_DUPLICATE_WINDOW_S,
+        ),
+    )
+
+
+async def ensure_durable(js: JetStreamContext, stream: str, durable: str, *, ack_wait_s: float) -> None:
+    """Create a durable pull consumer with explicit acks on ``stream`` (kept when it exists)."""
+    try:
+        await js.consumer_info(stream, durable)
+    except NotFoundError:
+        await js.add_consumer(
+            stream,
+            ConsumerConfig(
+                durable_name=durable,
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=ack_wait_s,
+                max_ack_pending=20_000,
+                max_deliver=-1,
+            ),
+        )

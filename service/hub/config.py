@@ -1,0 +1,146 @@
+"""The hub's YAML: its NATS server, its database, the plants it supervises and their groups.
+
+Example::
+
+    hub:
+      name: City emergency-management bureau
+    bus:
+      url: nats://127.0.0.1:4222
+    storage:
+      dir: /var/lib/anjian-hub
+      database_url: postgresql+psycopg://anjian@127.0.0.1/anjian_hub
+    plants:
+      - id: lab-3
+        name: Polishing workshop, Lab 3
+        group: dust
+      - id: cold-1
+        name: Cold store 1
+        group: ammonia
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from anjian.service.bus.subjects import BUS_ID_PATTERN, plant_domain
+from anjian.service.config import ServerConfig, SlaConfig, StorageConfig
+from anjian.service.errors import ConfigError
+
+__all__ = ["HubBusConfig", "HubConfig", "HubSiteConfig", "PlantConfig", "load_hub_config"]
+
+
+class _HubModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PlantConfig(_HubModel):
+    """One supervised plant."""
+
+    id: str = Field(
+        ..., min_length=1, max_length=64, pattern=BUS_ID_PATTERN, description="The plant's bus id."
+    )
+    name: str = Field("", max_length=200, description="Shown on the hub's view.")
+    group: str = Field(
+        "",
+        max_length=64,
+        pattern=r"^([A-Za-z0-9][A-Za-z0-9_.-]*)?$",
+        description="A named group of plants (a district, a company): hub tokens may be limited to one.",
+    )
+    domain: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        pattern=BUS_ID_PATTERN,
+        description="JetStream domain of the plant's leaf node; default plant-<id>.",
+    )
+
+    @property
+    def jetstream_domain(self) -> str:
+        """The plant's JetStream domain."""
+        return self.domain or plant_domain(self.id)
+
+
+class HubSiteConfig(_HubModel):
+    """The supervising office."""
+
+    name: str = Field("anjian hub", max_length=200, description="Shown on the hub's view.")
+
+
+class HubBusConfig(_HubModel):
+    """The hub's own nats-server (which the plants' leaf nodes connect to)."""
+
+    url: str = Field("nats://127.0.0.1:4222", pattern=r"^(nats|tls)://[^\s]+$")
+    domain: str = Field("hub", min_length=1, max_length=64, pattern=BUS_ID_PATTERN)
+    fetch_batch: int = Field(256, ge=1, le=5000, description="Messages taken per database transaction.")
+    ack_wait_s: float = Field(30.0, gt=0, le=3600, description="Redelivery delay of a message not acked.")
+    retention_days: float = Field(
+        365.0, gt=0, le=3650, description="How long the hub's streams keep messages."
+    )
+
+
+class HubConfig(_HubModel):
+    """Everything one hub needs."""
+
+    hub: HubSiteConfig = Field(default_factory=HubSiteConfig)
+    bus: HubBusConfig = Field(default_factory=HubBusConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    sla: SlaConfig = Field(default_factory=SlaConfig, description="Acknowledge deadlines: what is overdue.")
+    plants: list[PlantConfig] = Field(..., min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_plants(self) -> HubConfig:
+        seen: set[str] = set()
+        domains: set[str] = set()
+        for plant in self.plants:
+            if plant.id in seen:
+                raise ValueError(f"plant id {plant.id!r} appears twice")
+            if plant.jetstream_domain in domains or plant.jetstream_domain == self.bus.domain:
+                raise ValueError(f"plant {plant.id}: JetStream domain {plant.jetstream_domain!r} is taken")
+            seen.add(plant.id)
+            domains.add(plant.jetstream_domain)
+        return self
+
+    def plant(self, plant_id: str) -> PlantConfig | None:
+        """The plant with this id, or ``None``."""
+        return next((p for p in self.plants if p.id == plant_id), None)
+
+    @property
+    def groups(self) -> list[str]:
+        """The named groups, sorted."""
+        return sorted({p.group for p in self.plants if p.group})
+
+
+def load_hub_config(path: str | Path) -> HubConfig:
+    """Read and validate a hub YAML (a relative ``storage.dir`` resolves against the file's folder).
+
+    Raises:
+        ConfigError: The file is missing, is not YAML or breaks the schema; each error with its field path.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the hub config: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    storage = raw.get("storage")
+    if (
+        isinstance(storage, dict)
+        and isinstance(storage.get("dir"), str)
+        and not Path(storage["dir"]).is_absolute()
+    ):
+        storage["dir"] = str((path.resolve().parent / storage["dir"]).resolve())
+    try:
+        return HubConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{path}: {exc.error_count()} error(s) in the hub config"]
+        for item in exc.errors():
+            location = ".".join(str(part) for part in item["loc"]) or "(top level)"
+            lines.append(f"  {location}: {item['msg']}")
+        raise ConfigError("\n".join(lines)) from None

@@ -1,0 +1,202 @@
+"""The hub's side of the bus: every plant's messages into the hub's store, supervisors' remarks out.
+
+In. A durable pull consumer (``anjian-hub``, explicit acks) reads the hub's events stream,
+which sources every configured plant's stream over the leaf connections. It takes up to
+``bus.fetch_batch`` messages, writes them in one transaction (``HubStore.apply``,
+idempotent), and only then acks them. A hub killed between the write and the ack gets
+the same messages again after ``ack_wait_s`` and writes nothing twice. A message that
+is not a plant message, or claims another plant than the stream it came from, is
+terminated (logged, never redelivered).
+
+Out. A remark is first stored in the hub's database, then published to the hub's
+commands stream (``anjian.hub.command.<plant>``, ``Nats-Msg-Id`` = the remark's id) and
+marked sent; each plant's commands stream sources its own subject. Remarks not yet taken
+by the bus (the hub's nats-server was down) are published again every second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from dataclasses import dataclass, replace
+from typing import Final
+
+import nats.errors
+from nats.aio.msg import Msg
+from pydantic import ValidationError
+
+from anjian.service.bus import subjects
+from anjian.service.bus.connection import BusConnection
+from anjian.service.bus.messages import BusMessage, SupervisorRemark, parse_plant_message
+from anjian.service.bus.streams import SourcedPlant, ensure_durable, ensure_hub_streams
+from anjian.service.hub.config import HubConfig
+from anjian.service.hub.store import HubStore
+
+__all__ = ["HubBus", "HubBusStats"]
+
+logger = logging.getLogger(__name__)
+
+_RETRY_S: Final = 1.0
+_RELAY_INTERVAL_S: Final = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class HubBusStats:
+    """Counters since start: messages received, written batches, terminated messages, remarks published."""
+
+    received: int = 0
+    batches: int = 0
+    terminated: int = 0
+    remarks_sent: int = 0
+
+
+class HubBus:
+    """Consumes every plant's messages into the store and publishes the supervisors' remarks.
+
+    Args:
+        config: The hub config (its NATS server, plants, batch size, ack wait).
+        store: The hub's store.
+    """
+
+    def __init__(self, config: HubConfig, store: HubStore) -> None:
+        self._config = config
+        self._store = store
+        self._plants = {plant.id for plant in config.plants}
+        self.connection = BusConnection(config.bus.url, name="anjian-hub")
+        self._remarks_due = asyncio.Event()
+        self._stats = HubBusStats()
+        self._stats_lock = threading.Lock()
+
+    def stats(self) -> HubBusStats:
+        """A copy of the counters."""
+        with self._stats_lock:
+            return self._stats
+
+    def _count(self, **increments: int) -> None:
+        with self._stats_lock:
+            self._stats = replace(
+                self._stats, **{k: getattr(self._stats, k) + v for k, v in increments.items()}
+            )
+
+    def start(self) -> None:
+        """Connect (in the background) and start the consumer and the remark relay."""
+        self.connection.start()
+        self.connection.spawn(self._consume())
+        self.connection.spawn(self._relay_remarks())
+
+    def stop(self) -> None:
+        """Stop the consumer and the relay and close the connection; safe to call twice."""
+        self.connection.stop()
+
+    def remark_added(self) -> None:
+        """Publish pending remarks now (the API calls it after storing one); thread-safe."""
+        self.connection.call_soon(self._remarks_due.set)
+
+    # ----------------------------------------------------------------- in
+
+    async def _consume(self) -> None:
+        """Fetch, store, ack, forever; after any fault (a server restart) set up again and resume."""
+        bus = self._config.bus
+        plants = [SourcedPlant(plant.id, plant.jetstream_domain) for plant in self._config.plants]
+        while True:
+            try:
+                if not self.connection.is_connected:
+                    await asyncio.sleep(_RETRY_S / 2)
+                    continue
+                js = self.connection.jetstream()
+                await ensure_hub_streams(js, plants, retention_days=bus.retention_days)
+                await ensure_durable(
+                    js, subjects.HUB_EVENTS_STREAM, subjects.HUB_CONSUMER, ack_wait_s=bus.ack_wait_s
+                )
+                subscription = await js.pull_subscribe_bind(subjects.HUB_CONSUMER, subjects.HUB_EVENTS_STREAM)
+                logger.info("hub: consuming %s for %d plant(s)", subjects.HUB_EVENTS_STREAM, len(plants))
+                while True:
+                    try:
+                        messages = await subscription.fetch(bus.fetch_batch, timeout=1.0)
+                    except nats.errors.TimeoutError:
+                        continue
+                    await self._handle(messages)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the consumer must outlive a server restart
+                logger.warning("hub: consumer: %s: %s; retrying", type(exc).__name__, exc)
+                await asyncio.sleep(_RETRY_S)
+
+    async def _handle(self, messages: list[Msg]) -> None:
+        """Store a fetched batch in one transaction, then ack it; nak it when the database fails."""
+        self._count(received=len(messages))
+        good: list[tuple[Msg, BusMessage]] = []
+        for message in messages:
+            parsed = self._parse(message)
+            if parsed is None:
+                self._count(terminated=1)
+                await message.term()
+            else:
+                good.append((message, parsed))
+        if not good:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, self._store.apply, [parsed for _, parsed in good])
+        except Exception as exc:  # noqa: BLE001 - a database outage: the batch comes again
+            logger.warning("hub: cannot store %d message(s) yet: %s", len(good), exc)
+            for message, _ in good:
+                await message.nak(delay=_RETRY_S)
+            return
+        for message, _ in good:
+            await message.ack()
+        self._count(batches=1)
+
+    def _parse(self, message: Msg) -> BusMessage | None:
+        """The plant message, or ``None`` (logged) when it is malformed or not the sending plant's."""
+        try:
+            parsed = parse_plant_message(message.data)
+        except ValidationError as exc:
+            logger.error(
+                "hub: dropping a malformed message on %s: %d error(s)", message.subject, exc.error_count()
+            )
+            return None
+        tokens = message.subject.split(".")
+        subject_plant = tokens[2] if len(tokens) == 4 and tokens[:2] == ["anjian", "plant"] else None
+        if subject_plant != parsed.plant_id or parsed.plant_id not in self._plants:
+            logger.error(
+                "hub: dropping a message of plant %r on %s (not a configured plant's own subject)",
+                parsed.plant_id,
+                message.subject,
+            )
+            return None
+        return parsed
+
+    # ---------------------------------------------------------------- out
+
+    async def _relay_remarks(self) -> None:
+        """Publish the remarks the bus has not taken yet: when one is added, and every second."""
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await asyncio.wait_for(self._remarks_due.wait(), _RELAY_INTERVAL_S)
+            except TimeoutError:
+                pass
+            self._remarks_due.clear()
+            if not self.connection.is_connected:
+                continue
+            try:
+                remarks = await loop.run_in_executor(None, self._store.unsent_remarks)
+                for remark in remarks:
+                    await self._publish_remark(remark)
+                    await loop.run_in_executor(None, self._store.mark_sent, remark)
+                    self._count(remarks_sent=1)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - retried on the next round
+                logger.warning("hub: cannot publish remarks yet: %s: %s", type(exc).__name__, exc)
+
+    async def _publish_remark(self, remark: SupervisorRemark) -> None:
+        js = self.connection.jetstream()
+        await js.publish(
+            subjects.command_subject(remark.plant_id),
+            remark.model_dump_json().encode(),
+            timeout=5.0,
+            headers={"Nats-Msg-Id": remark.id},
+        )

@@ -1,0 +1,526 @@
+"""The hub's store: every plant's incidents, audit trails and camera health, written idempotently.
+
+The bus delivers at least once (a message not acked before a crash comes again), and the
+plants' outbox workers may publish one incident's announcements out of order. Each write
+is therefore idempotent and order-free:
+
+- an incident row is inserted once per (plant, incident) and replaced only by a higher
+  ``version`` (the plant bumps it at every change);
+- an audit line is keyed per (plant, incident): ``a<plant audit id>`` for a lifecycle
+  change, ``raise`` for the raise, ``r<remark id>`` for a supervisor's remark, and a key
+  seen before is not written again;
+- a camera's health is replaced only by a later report.
+
+``apply`` takes a batch of messages and writes them in one transaction, so the consumer
+acks a batch only once it is durable.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+from sqlalchemy import func, select, tuple_
+from sqlalchemy.orm import Session
+
+from anjian.service.bus.messages import BusMessage, EventChange, HealthReport, SupervisorRemark
+from anjian.service.config import SlaConfig, StorageConfig
+from anjian.service.database import Database, sqlite_url
+from anjian.service.hub.records import CameraStatus, HubAuditEntry, HubEvent, PlantSummary
+from anjian.service.hub.tables import HubAuditRow, HubBase, HubCameraRow, HubEventRow, HubPlantRow
+from anjian.service.hub.tokens import HubTokens
+
+__all__ = ["OPEN_STATES", "ApplyResult", "HubStore"]
+
+OPEN_STATES: Final = ("raised", "acknowledged", "dispatched")
+_SETTLED_STATES: Final = frozenset({"resolved", "false_alarm"})
+_ACTION_REMARK: Final = "remark"
+_ACTION_PRESS: Final = "press_for_action"
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    """What one ``apply`` wrote.
+
+    Attributes:
+        events_written: Incident rows inserted or moved to a higher version.
+        audit_written: Audit lines added.
+        duplicates: Event messages that changed nothing (seen before, or older than what is stored).
+        health_reports: Camera health reports applied.
+    """
+
+    events_written: int = 0
+    audit_written: int = 0
+    duplicates: int = 0
+    health_reports: int = 0
+
+
+def _epoch(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+class HubStore:
+    """The hub's incidents, audit trails, camera health and tokens; thread-safe.
+
+    Args:
+        database: A ``Database`` or a SQLAlchemy URL (PostgreSQL in production).
+        clock: Epoch seconds.
+    """
+
+    def __init__(self, database: Database | str, *, clock: Callable[[], float] = time.time) -> None:
+        self._db = database if isinstance(database, Database) else Database(database)
+        HubBase.metadata.create_all(self._db.engine)
+        self._clock = clock
+        self.tokens = HubTokens(self._db, clock=clock)
+
+    @classmethod
+    def from_config(cls, storage: StorageConfig, *, clock: Callable[[], float] = time.time) -> HubStore:
+        """The store the hub's ``storage:`` section names (SQLite in ``dir`` when no ``database_url``)."""
+        storage.dir.mkdir(parents=True, exist_ok=True)
+        return cls(storage.database_url or sqlite_url(storage.dir), clock=clock)
+
+    @property
+    def database(self) -> Database:
+        """The shared database."""
+        return self._db
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._db.close()
+
+    # ------------------------------------------------------------- ingest
+
+    def apply(self, messages: Sequence[BusMessage]) -> ApplyResult:
+        """Write a batch of plant messages in one transaction, idempotently (see the module docstring).
+
+        Raises:
+            sqlalchemy.exc.SQLAlchemyError: The database failed; nothing was written.
+        """
+        now = self._clock()
+        changes = [m for m in messages if isinstance(m, EventChange)]
+        reports = [m for m in messages if isinstance(m, HealthReport)]
+        written = audits = duplicates = 0
+        with self._db.write() as session:
+            keys = {(c.plant_id, c.payload.event.id) for c in changes}
+            rows = self._event_rows(session, keys)
+            seen = self._audit_keys(session, keys)
+            for change in changes:
+                is_written, added = self._apply_change(session, change, rows, seen, now)
+                written += is_written
+                audits += added
+                duplicates += not (is_written or added)
+            for report in reports:
+                self._apply_health(session, report)
+            self._touch_plants(session, messages, now)
+        return ApplyResult(written, audits, duplicates, len(reports))
+
+    @staticmethod
+    def _event_rows(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str], HubEventRow]:
+        if not keys:
+            return {}
+        query = select(HubEventRow).where(
+            tuple_(HubEventRow.plant_id, HubEventRow.event_id).in_(sorted(keys))
+        )
+        return {(row.plant_id, row.event_id): row for row in session.scalars(query.with_for_update())}
+
+    @staticmethod
+    def _audit_keys(session: Session, keys: set[tuple[str, str]]) -> set[tuple[str, str, str]]:
+        if not keys:
+            return set()
+        query = select(HubAuditRow.plant_id, HubAuditRow.event_id, HubAuditRow.key).where(
+            tuple_(HubAuditRow.plant_id, HubAuditRow.event_id).in_(sorted(keys))
+        )
+        return {(p, e, k) for p, e, k in session.execute(query)}
+
+    def _apply_change(
+        self,
+        session: Session,
+        change: EventChange,
+        rows: dict[tuple[str, str], HubEventRow],
+        seen: set[tuple[str, str, str]],
+        now: float,
+    ) -> tuple[bool, int]:
+        """Apply one announcement; returns (incident row written, audit lines added)."""
+        event = change.payload.event
+        key = (change.plant_id, event.id)
+        row = rows.get(key)
+        is_written = False
+        added = 0
+        if row is None or event.version > row.version:
+            if row is None:
+                row = rows[key] = HubEventRow(
+                    plant_id=change.plant_id, event_id=event.id, resolved_at=None, snapshot_bytes=0
+                )
+                session.add(row)
+            row.version = event.version
+            row.revision = event.revision
+            row.workshop_id = event.workshop_id
+            row.camera_id = event.camera_id
+            row.behaviour = event.behaviour.value
+            row.severity = event.severity.value
+            row.state = event.state.value
+            row.started_at = event.started_at.timestamp()
+            row.ended_at = _epoch(event.ended_at)
+            row.created_at = event.created_at.timestamp()
+            row.acknowledged_at = _epoch(event.acknowledged_at)
+            row.escalated_at = _epoch(event.escalated_at)
+            row.message = event.message
+            row.event = event.model_dump(mode="json")
+            row.sent_at = change.sent_at
+            row.received_at = now
+            is_written = True
+        if change.snapshot_jpeg is not None and (is_written or not row.snapshot_bytes):
+            row.snapshot_jpeg = change.snapshot_jpeg
+            row.snapshot_bytes = len(change.snapshot_jpeg)
+        if (change.plant_id, event.id, "raise") not in seen:
+            seen.add((change.plant_id, event.id, "raise"))
+            session.add(
+                HubAuditRow(
+                    plant_id=change.plant_id,
+                    event_id=event.id,
+                    key="raise",
+                    at=event.created_at.timestamp(),
+                    actor="pipeline",
+                    action="raise",
+                    from_state=None,
+                    to_state="raised",
+                    severity=event.detected_severity.value,
+                    assignee=None,
+                    note=event.message,
+                    is_from_hub=False,
+                )
+            )
+            added += 1
+        audit = change.payload.change
+        if audit is not None and (change.plant_id, event.id, f"a{audit.id}") not in seen:
+            seen.add((change.plant_id, event.id, f"a{audit.id}"))
+            session.add(
+                HubAuditRow(
+                    plant_id=change.plant_id,
+                    event_id=event.id,
+                    key=f"a{audit.id}",
+                    at=audit.at.timestamp(),
+                    actor=audit.actor,
+                    action=audit.action,
+                    from_state=None if audit.from_state is None else audit.from_state.value,
+                    to_state=audit.to_state.value,
+                    severity=audit.severity.value,
+                    assignee=audit.assignee,
+                    note=audit.note,
+                    is_from_hub=False,
+                )
+            )
+            added += 1
+            if audit.to_state.value in _SETTLED_STATES:
+                at = audit.at.timestamp()
+                row.resolved_at = at if row.resolved_at is None else min(row.resolved_at, at)
+        return is_written, added
+
+    @staticmethod
+    def _apply_health(session: Session, report: HealthReport) -> None:
+        for camera in report.cameras:
+            row = session.get(HubCameraRow, (report.plant_id, camera.camera_id))
+            if row is None:
+                row = HubCameraRow(plant_id=report.plant_id, camera_id=camera.camera_id)
+                session.add(row)
+            elif row.reported_at >= report.sent_at:
+                continue
+            row.state = camera.state.value
+            row.since = camera.since
+            row.fps = camera.fps
+            row.reconnects = camera.reconnects
+            row.last_error = camera.last_error
+            row.reported_at = report.sent_at
+
+    @staticmethod
+    def _touch_plants(session: Session, messages: Sequence[BusMessage], now: float) -> None:
+        counts: dict[str, int] = defaultdict(int)
+        for message in messages:
+            counts[message.plant_id] += 1
+        for plant_id, count in counts.items():
+            row = session.get(HubPlantRow, plant_id)
+            if row is None:
+                session.add(HubPlantRow(id=plant_id, last_message_at=now, messages=count))
+            else:
+                row.last_message_at = now
+                row.messages += count
+
+    # ------------------------------------------------------------ remarks
+
+    def add_remark(
+        self, plant_id: str, event_id: str, *, actor: str, note: str, is_press_for_action: bool
+    ) -> SupervisorRemark:
+        """Record a supervisor's remark in the incident's audit trail here, to be sent to the plant.
+
+        Raises:
+            KeyError: The hub has no such incident.
+            ValueError: The note is blank or longer than 4000 characters.
+        """
+        note = note.strip()
+        if not 1 <= len(note) <= 4000:
+            raise ValueError(f"a remark needs a note of 1-4000 characters, got {len(note)}")
+        remark = SupervisorRemark(
+            id=uuid.uuid4().hex,
+            plant_id=plant_id,
+            event_id=event_id,
+            actor=actor,
+            note=note,
+            is_press_for_action=is_press_for_action,
+            at=self._clock(),
+        )
+        with self._db.write() as session:
+            row = session.get(HubEventRow, (plant_id, event_id))
+            if row is None:
+                raise KeyError(f"no event {event_id!r} of plant {plant_id!r}")
+            session.add(
+                HubAuditRow(
+                    plant_id=plant_id,
+                    event_id=event_id,
+                    key=f"r{remark.id}",
+                    at=remark.at,
+                    actor=actor,
+                    action=_ACTION_PRESS if is_press_for_action else _ACTION_REMARK,
+                    from_state=None,
+                    to_state=None,
+                    severity=None,
+                    assignee=None,
+                    note=note,
+                    is_from_hub=True,
+                    sent_at=None,
+                )
+            )
+        return remark
+
+    def unsent_remarks(self, limit: int = 100) -> list[SupervisorRemark]:
+        """Remarks the bus has not taken yet, oldest first."""
+        query = (
+            select(HubAuditRow)
+            .where(HubAuditRow.is_from_hub.is_(True), HubAuditRow.sent_at.is_(None))
+            .order_by(HubAuditRow.id)
+            .limit(limit)
+        )
+        with self._db.read() as session:
+            return [
+                SupervisorRemark(
+                    id=row.key[1:],
+                    plant_id=row.plant_id,
+                    event_id=row.event_id,
+                    actor=row.actor,
+                    note=row.note,
+                    is_press_for_action=row.action == _ACTION_PRESS,
+                    at=row.at,
+                )
+                for row in session.scalars(query)
+            ]
+
+    def mark_sent(self, remark: SupervisorRemark) -> None:
+        """Record that the bus took the remark."""
+        with self._db.write() as session:
+            row = session.scalars(
+                select(HubAuditRow).where(
+                    HubAuditRow.plant_id == remark.plant_id,
+                    HubAuditRow.event_id == remark.event_id,
+                    HubAuditRow.key == f"r{remark.id}",
+                )
+            ).first()
+            if row is not None and row.sent_at is None:
+                row.sent_at = self._clock()
+
+    # -------------------------------------------------------------- reads
+
+    def summaries(
+        self, plants: Sequence[tuple[str, str, str]], sla: SlaConfig, *, now: float | None = None
+    ) -> list[PlantSummary]:
+        """One summary per plant (id, name, group), in the order given.
+
+        Args:
+            plants: The plants to summarise (the caller's scope).
+            sla: The acknowledge deadlines that make a raised incident overdue.
+            now: Epoch seconds; default the store's clock.
+        """
+        now = self._clock() if now is None else now
+        ids = [p[0] for p in plants]
+        open_by: dict[str, dict[str, int]] = defaultdict(dict)
+        overdue: dict[str, int] = defaultdict(int)
+        acknowledge: dict[str, list[float]] = defaultdict(list)
+        resolve: dict[str, list[float]] = defaultdict(list)
+        cameras: dict[str, dict[str, int]] = defaultdict(dict)
+        with self._db.read() as session:
+            for plant_id, severity, count in session.execute(
+                select(HubEventRow.plant_id, HubEventRow.severity, func.count())
+                .where(HubEventRow.plant_id.in_(ids), HubEventRow.state.in_(OPEN_STATES))
+                .group_by(HubEventRow.plant_id, HubEventRow.severity)
+            ):
+                open_by[plant_id][severity] = int(count)
+            for plant_id, severity, created_at in session.execute(
+                select(HubEventRow.plant_id, HubEventRow.severity, HubEventRow.created_at).where(
+                    HubEventRow.plant_id.in_(ids), HubEventRow.state == "raised"
+                )
+            ):
+                if now - created_at > sla.deadline_s(severity):
+                    overdue[plant_id] += 1
+            for plant_id, created_at, acknowledged_at, resolved_at in session.execute(
+                select(
+                    HubEventRow.plant_id,
+                    HubEventRow.created_at,
+                    HubEventRow.acknowledged_at,
+                    HubEventRow.resolved_at,
+                ).where(
+                    HubEventRow.plant_id.in_(ids),
+                    (HubEventRow.acknowledged_at.is_not(None)) | (HubEventRow.resolved_at.is_not(None)),
+                )
+            ):
+                if acknowledged_at is not None:
+                    acknowledge[plant_id].append(max(0.0, acknowledged_at - created_at))
+                if resolved_at is not None:
+                    resolve[plant_id].append(max(0.0, resolved_at - created_at))
+            for plant_id, state, count in session.execute(
+                select(HubCameraRow.plant_id, HubCameraRow.state, func.count())
+                .where(HubCameraRow.plant_id.in_(ids))
+                .group_by(HubCameraRow.plant_id, HubCameraRow.state)
+            ):
+                cameras[plant_id][state] = int(count)
+            heard = {
+                row.id: row.last_message_at
+                for row in session.scalars(select(HubPlantRow).where(HubPlantRow.id.in_(ids)))
+            }
+        return [
+            PlantSummary(
+                plant_id=plant_id,
+                name=name,
+                group=group,
+                open_by_colour=dict(open_by[plant_id]),
+                overdue=overdue[plant_id],
+                acknowledge_median_s=statistics.median(acknowledge[plant_id])
+                if acknowledge[plant_id]
+                else None,
+                resolve_median_s=statistics.median(resolve[plant_id]) if resolve[plant_id] else None,
+                cameras_by_state=dict(cameras[plant_id]),
+                last_message_at=heard.get(plant_id),
+            )
+            for plant_id, name, group in plants
+        ]
+
+    def list_events(
+        self, plant_ids: Iterable[str], *, is_open: bool | None = None, limit: int = 200
+    ) -> list[HubEvent]:
+        """The incidents of these plants, newest first; only open (or only closed) ones when asked."""
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        query = select(HubEventRow).where(HubEventRow.plant_id.in_(list(plant_ids)))
+        if is_open is True:
+            query = query.where(HubEventRow.state.in_(OPEN_STATES))
+        elif is_open is False:
+            query = query.where(HubEventRow.state.not_in(OPEN_STATES))
+        query = query.order_by(HubEventRow.started_at.desc(), HubEventRow.event_id).limit(limit)
+        with self._db.read() as session:
+            return [_event(row) for row in session.scalars(query)]
+
+    def get_event(self, plant_id: str, event_id: str) -> HubEvent | None:
+        """One incident, or ``None``."""
+        with self._db.read() as session:
+            row = session.get(HubEventRow, (plant_id, event_id))
+            return None if row is None else _event(row)
+
+    def snapshot(self, plant_id: str, event_id: str) -> bytes | None:
+        """The incident's snapshot JPEG, or ``None``."""
+        with self._db.read() as session:
+            return session.scalars(
+                select(HubEventRow.snapshot_jpeg).where(
+                    HubEventRow.plant_id == plant_id, HubEventRow.event_id == event_id
+                )
+            ).first()
+
+    def audit_trail(self, plant_id: str, event_id: str) -> list[HubAuditEntry]:
+        """The incident's audit lines and remarks, oldest first."""
+        query = (
+            select(HubAuditRow)
+            .where(HubAuditRow.plant_id == plant_id, HubAuditRow.event_id == event_id)
+            .order_by(HubAuditRow.at, HubAuditRow.id)
+        )
+        with self._db.read() as session:
+            return [
+                HubAuditEntry(
+                    id=row.id,
+                    plant_id=row.plant_id,
+                    event_id=row.event_id,
+                    at=row.at,
+                    actor=row.actor,
+                    action=row.action,
+                    from_state=row.from_state,
+                    to_state=row.to_state,
+                    severity=row.severity,
+                    assignee=row.assignee,
+                    note=row.note,
+                    is_from_hub=row.is_from_hub,
+                    sent_at=row.sent_at,
+                )
+                for row in session.scalars(query)
+            ]
+
+    def cameras(self, plant_ids: Iterable[str]) -> list[CameraStatus]:
+        """The cameras of these plants as last reported, by plant and camera."""
+        query = (
+            select(HubCameraRow)
+            .where(HubCameraRow.plant_id.in_(list(plant_ids)))
+            .order_by(HubCameraRow.plant_id, HubCameraRow.camera_id)
+        )
+        with self._db.read() as session:
+            return [
+                CameraStatus(
+                    plant_id=row.plant_id,
+                    camera_id=row.camera_id,
+                    state=row.state,
+                    since=row.since,
+                    fps=row.fps,
+                    reconnects=row.reconnects,
+                    last_error=row.last_error,
+                    reported_at=row.reported_at,
+                )
+                for row in session.scalars(query)
+            ]
+
+    def count_events(self, plant_id: str | None = None) -> int:
+        """How many incidents the hub holds (of one plant)."""
+        query = select(func.count()).select_from(HubEventRow)
+        if plant_id is not None:
+            query = query.where(HubEventRow.plant_id == plant_id)
+        with self._db.read() as session:
+            return int(session.execute(query).scalar_one())
+
+    def count_audit(self, plant_id: str | None = None, *, action: str | None = None) -> int:
+        """How many audit lines the hub holds (of one plant, of one action)."""
+        query = select(func.count()).select_from(HubAuditRow)
+        if plant_id is not None:
+            query = query.where(HubAuditRow.plant_id == plant_id)
+        if action is not None:
+            query = query.where(HubAuditRow.action == action)
+        with self._db.read() as session:
+            return int(session.execute(query).scalar_one())
+
+
+def _event(row: HubEventRow) -> HubEvent:
+    return HubEvent(
+        plant_id=row.plant_id,
+        event_id=row.event_id,
+        version=row.version,
+        camera_id=row.camera_id,
+        behaviour=row.behaviour,
+        severity=row.severity,
+        state=row.state,
+        started_at=row.started_at,
+        created_at=row.created_at,
+        acknowledged_at=row.acknowledged_at,
+        resolved_at=row.resolved_at,
+        message=row.message,
+        event=row.event,
+        has_snapshot=row.snapshot_bytes > 0,
+        sent_at=row.sent_at,
+        received_at=row.received_at,
+    )

@@ -1,0 +1,122 @@
+"""The hub's SQL schema: what it knows of every plant, in its own metadata beside the service's tables.
+
+- ``hub_events``: each plant's incidents at their latest version, with the snapshot;
+- ``hub_audit``: their audit trails as the plants wrote them, plus the supervisors' remarks;
+- ``hub_cameras``: each plant's cameras' last reported health;
+- ``hub_plants``: when each plant was last heard from;
+- ``hub_tokens``: the hub's tokens, each limited to all plants, a group, or one plant.
+
+The hub creates these tables when it opens its database (``HubStore``); its database also
+holds the service's migrated schema (the ``Database`` it shares the store layer with).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Float, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["HubAuditRow", "HubBase", "HubCameraRow", "HubEventRow", "HubPlantRow", "HubTokenRow"]
+
+
+class HubBase(DeclarativeBase):
+    """Declarative base of the hub's tables."""
+
+
+class HubPlantRow(HubBase):
+    """A plant the hub has heard from."""
+
+    __tablename__ = "hub_plants"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_message_at: Mapped[float] = mapped_column(Float)
+    messages: Mapped[int] = mapped_column(Integer)
+
+
+class HubEventRow(HubBase):
+    """One plant's incident at the highest version received."""
+
+    __tablename__ = "hub_events"
+
+    plant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    revision: Mapped[int] = mapped_column(Integer)
+    workshop_id: Mapped[str] = mapped_column(String(64))
+    camera_id: Mapped[str] = mapped_column(String(64))
+    behaviour: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    acknowledged_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    resolved_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    escalated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    message: Mapped[str] = mapped_column(Text)
+    event: Mapped[dict[str, Any]] = mapped_column(JSON)
+    snapshot_jpeg: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True, deferred=True)
+    snapshot_bytes: Mapped[int] = mapped_column(Integer, default=0, doc="size of the snapshot, 0: none")
+    sent_at: Mapped[float] = mapped_column(Float)
+    received_at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_hub_events_plant_state", "plant_id", "state"),
+        Index("ix_hub_events_started", "started_at"),
+    )
+
+
+class HubAuditRow(HubBase):
+    """One line of a plant's incident's audit trail, or a supervisor's remark from the hub."""
+
+    __tablename__ = "hub_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    plant_id: Mapped[str] = mapped_column(String(64))
+    event_id: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(64), doc="a<plant audit id>, raise, or r<remark id>")
+    at: Mapped[float] = mapped_column(Float)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(32))
+    from_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    to_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    severity: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    assignee: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    note: Mapped[str] = mapped_column(Text)
+    is_from_hub: Mapped[bool] = mapped_column(Boolean)
+    sent_at: Mapped[float | None] = mapped_column(Float, nullable=True, doc="remarks: when the bus took it")
+
+    __table_args__ = (
+        UniqueConstraint("plant_id", "event_id", "key", name="uq_hub_audit_key"),
+        Index("ix_hub_audit_event", "plant_id", "event_id", "at"),
+    )
+
+
+class HubCameraRow(HubBase):
+    """A plant's camera at its last reported health."""
+
+    __tablename__ = "hub_cameras"
+
+    plant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))
+    since: Mapped[float] = mapped_column(Float)
+    fps: Mapped[float] = mapped_column(Float)
+    reconnects: Mapped[int] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reported_at: Mapped[float] = mapped_column(Float)
+
+
+class HubTokenRow(HubBase):
+    """A hub token: only the SHA-256 of the secret is kept; ``scope`` limits the plants it sees."""
+
+    __tablename__ = "hub_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    scope: Mapped[str] = mapped_column(String(80), doc="all, group:<name> or plant:<id>")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)

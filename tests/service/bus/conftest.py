@@ -1,0 +1,67 @@
+"""Fixtures of the bus tests: real nats-servers (a hub and a plant leaf node), a plant service and a hub."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from anjian.service.bus.config import BusConfig
+from anjian.service.composition import ServiceParts, build_service_parts
+from anjian.service.config import AnjianConfig, StorageConfig
+from anjian.service.hub.config import HubBusConfig, HubConfig, PlantConfig
+from anjian.service.hub.consumer import HubBus
+from anjian.service.hub.store import HubStore
+from tests.service.conftest import make_config
+from tests.support.nats import NatsTopology, nats_server_available
+
+PLANT = "site-1"  # make_config's site id: the plant id on the bus
+
+
+@pytest.fixture
+def topology(tmp_path: Path) -> Iterator[NatsTopology]:
+    """A hub nats-server and one plant leaf node (``site-1``), started."""
+    if not nats_server_available():
+        pytest.skip("nats-server is not installed (apt install nats-server)")
+    topology = NatsTopology(tmp_path / "nats")
+    topology.add_plant(PLANT)
+    topology.start()
+    yield topology
+    for server in [*topology.plants.values(), topology.hub]:
+        server.kill()
+
+
+def plant_config(data_dir: Path, nats_url: str, **bus: object) -> AnjianConfig:
+    """The tests' site with a ``bus:`` section to the plant's nats-server."""
+    return make_config(data_dir, bus=BusConfig(url=nats_url, **bus))  # type: ignore[arg-type]
+
+
+def hub_config(data_dir: Path, nats_url: str, database_url: str | None = None) -> HubConfig:
+    """A hub supervising the one plant, storing in ``data_dir`` (or ``database_url``)."""
+    return HubConfig(
+        bus=HubBusConfig(url=nats_url, ack_wait_s=2.0),
+        storage=StorageConfig(dir=data_dir, database_url=database_url),
+        plants=[PlantConfig(id=PLANT, name="Polishing plant", group="dust")],
+    )
+
+
+@pytest.fixture
+def plant(tmp_path: Path, topology: NatsTopology) -> Iterator[ServiceParts]:
+    """The plant's service parts, started, publishing to its leaf node."""
+    parts = build_service_parts(plant_config(tmp_path / "plant", topology.plants[PLANT].url))
+    parts.start()
+    yield parts
+    parts.close()
+
+
+@pytest.fixture
+def hub(tmp_path: Path, topology: NatsTopology) -> Iterator[tuple[HubStore, HubBus]]:
+    """The hub's store (SQLite) and its bus consumer, started."""
+    config = hub_config(tmp_path / "hub", topology.hub.url)
+    store = HubStore.from_config(config.storage)
+    bus = HubBus(config, store)
+    bus.start()
+    yield store, bus
+    bus.stop()
+    store.close()

@@ -1,0 +1,55 @@
+"""A plant's events, lifecycle changes and camera health reach the hub over real nats-servers; remarks come back."""
+
+from __future__ import annotations
+
+from anjian.service.bus.remarks import ACTION_PRESS
+from anjian.service.composition import ServiceParts
+from anjian.service.hub.consumer import HubBus
+from anjian.service.hub.store import HubStore
+from tests.factories import make_event
+from tests.service.bus.conftest import PLANT
+from tests.support.waiting import wait_for
+
+
+def test_event_revisions_and_lifecycle_reach_the_hub_with_snapshot_and_audit_trail(
+    plant: ServiceParts, hub: tuple[HubStore, HubBus]
+) -> None:
+    store, _bus = hub
+    first, second = make_event(), make_event(camera_id="cam-2", snapshot_jpeg=None)
+    for event in (first, second):
+        plant.sink.publish(event)
+    assert wait_for(lambda: store.count_events(PLANT) == 2, 30)
+
+    plant.store.transition(first.id, "acknowledge", actor="duty officer")
+    plant.store.transition(first.id, "resolve", actor="duty officer", note="extinguished")
+    assert wait_for(lambda: (e := store.get_event(PLANT, first.id)) is not None and e.state == "resolved", 30)
+
+    hub_event = store.get_event(PLANT, first.id)
+    assert hub_event is not None and hub_event.has_snapshot
+    assert store.snapshot(PLANT, first.id) == first.snapshot_jpeg
+    assert hub_event.acknowledged_at is not None and hub_event.resolved_at is not None
+    trail = [(line.actor, line.action) for line in store.audit_trail(PLANT, first.id)]
+    assert trail == [("pipeline", "raise"), ("duty officer", "acknowledge"), ("duty officer", "resolve")]
+    other = store.get_event(PLANT, second.id)
+    assert other is not None and not other.has_snapshot and other.state == "raised"
+
+
+def test_a_supervisors_press_for_action_lands_in_the_plants_audit_trail_once(
+    plant: ServiceParts, hub: tuple[HubStore, HubBus]
+) -> None:
+    store, bus = hub
+    event = make_event()
+    plant.sink.publish(event)
+    assert wait_for(lambda: store.count_events(PLANT) == 1, 30)
+
+    store.add_remark(PLANT, event.id, actor="bureau", note="Send someone now", is_press_for_action=True)
+    bus.remark_added()
+
+    def pressed() -> list[str]:
+        return [line.note for line in plant.store.audit_trail(event.id) if line.action == ACTION_PRESS]
+
+    assert wait_for(lambda: pressed() == ["Send someone now"], 30)
+    assert wait_for(lambda: store.unsent_remarks() == [], 10)
+    hub_trail = store.audit_trail(PLANT, event.id)
+    assert [(line.action, line.is_from_hub) for line in hub_trail] == [("raise", False), (ACTION_PRESS, True)]
+    assert [line.actor for line in plant.store.audit_trail(event.id)] == ["pipeline", "hub:bureau"]
