@@ -35,7 +35,7 @@ import datetime as dt
 import importlib
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -58,9 +58,11 @@ __all__ = [
     "BehavioursConfig",
     "BlockedExitConfig",
     "CameraPipelineConfig",
+    "ClearAfterS",
     "EscalationConfig",
     "EvidenceConfig",
     "FallenPersonConfig",
+    "MinDurationS",
     "OpenFlameConfig",
     "PipelineModel",
     "PostConfig",
@@ -68,8 +70,12 @@ __all__ = [
     "RuleConfig",
     "ScheduleConfig",
     "ScheduleWindowConfig",
+    "Severity",
     "SmokingConfig",
     "UncleanedDustConfig",
+    "UpdateIntervalS",
+    "WindowK",
+    "WindowN",
     "WindowedConfig",
     "ZoneConfig",
     "check_time_zone",
@@ -205,11 +211,27 @@ class EscalationConfig(PipelineModel):
     severity: RiskLevel = Field(RiskLevel.RED, description="Risk colour once escalated.")
 
 
+# Rule fields a behaviour may give its own default (or wording): their bounds are set here, once.
+Severity = Annotated[RiskLevel, Field(description="Risk colour of the event.")]
+ClearAfterS = Annotated[
+    float,
+    Field(gt=0, le=86_400, description="An incident ends after its condition has been absent this long."),
+]
+UpdateIntervalS = Annotated[
+    float, Field(gt=0, le=86_400, description="Re-publish an ongoing incident at most this often.")
+]
+MinDurationS = Annotated[
+    float, Field(ge=0, le=86_400, description="The condition must also have lasted this long before raising.")
+]
+WindowK = Annotated[int, Field(ge=1, le=1000, description="Frames with the condition needed in the window.")]
+WindowN = Annotated[int, Field(ge=1, le=1000, description="Window length, in analysed frames.")]
+
+
 class RuleConfig(PipelineModel):
     """Fields every behaviour rule shares."""
 
     enabled: bool = Field(True, description="Run this rule on the camera.")
-    severity: RiskLevel = Field(RiskLevel.ORANGE, description="Risk colour of the event.")
+    severity: Severity = RiskLevel.ORANGE
     escalate: EscalationConfig | None = Field(
         None, description="Escalate an incident lasting past a threshold."
     )
@@ -225,12 +247,8 @@ class RuleConfig(PipelineModel):
         description="Ignore detections scoring below this. Unset: each class's calibrated threshold from the "
         "model's metadata, else the rule's default (0.35; smoking 0.3; absence from post 0.4).",
     )
-    clear_after_s: float = Field(
-        10.0, gt=0, le=86_400, description="An incident ends after its condition has been absent this long."
-    )
-    update_interval_s: float = Field(
-        10.0, gt=0, le=86_400, description="Re-publish an ongoing incident at most this often."
-    )
+    clear_after_s: ClearAfterS = 10.0
+    update_interval_s: UpdateIntervalS = 10.0
     cooldown_s: float = Field(
         0.0,
         ge=0,
@@ -262,11 +280,9 @@ class RuleConfig(PipelineModel):
 class WindowedConfig(RuleConfig):
     """A rule confirmed over ``k`` of the last ``n`` analysed frames and, optionally, a minimum duration."""
 
-    k: int = Field(3, ge=1, le=1000, description="Frames with the condition needed in the window.")
-    n: int = Field(5, ge=1, le=1000, description="Window length, in analysed frames.")
-    min_duration_s: float = Field(
-        0.0, ge=0, le=86_400, description="The condition must also have lasted this long before raising."
-    )
+    k: WindowK = 3
+    n: WindowN = 5
+    min_duration_s: MinDurationS = 0.0
 
     @model_validator(mode="after")
     def _k_within_n(self) -> WindowedConfig:

@@ -10,7 +10,14 @@ from pydantic import Field, model_validator
 
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
-from anjian.pipeline.config import PipelineModel, RuleConfig
+from anjian.pipeline.config import (
+    ClearAfterS,
+    MinDurationS,
+    PipelineModel,
+    RuleConfig,
+    Severity,
+    UpdateIntervalS,
+)
 from anjian.pipeline.event import Behaviour, EventBox, RiskLevel
 from anjian.pipeline.incidents import EventContext, IncidentBook, IncidentUpdate
 from anjian.pipeline.rules.base import BaseRule, RuleEnvironment, boxes_of, select
@@ -43,15 +50,13 @@ class PostConfig(PipelineModel):
 class AbsenceFromPostConfig(RuleConfig):
     """Absence from post (and its twin, overcrowding): the head count of a zone out of bounds for too long."""
 
-    severity: RiskLevel = Field(RiskLevel.YELLOW, description="Risk colour of absence events.")
-    overcrowding_severity: RiskLevel = Field(
+    severity: Severity = Field(RiskLevel.YELLOW, description="Risk colour of absence events.")
+    overcrowding_severity: Severity = Field(
         RiskLevel.ORANGE, description="Risk colour of overcrowding events."
     )
     person_classes: list[str] = Field(["person"], min_length=1, description="Classes counted as people.")
     default_min_confidence: ClassVar[float] = 0.4
-    min_duration_s: float = Field(
-        300.0, ge=0, le=86_400, description="Out of bounds this long before raising."
-    )
+    min_duration_s: MinDurationS = Field(300.0, description="Out of bounds this long before raising.")
     restored_after_s: float = Field(
         3.0,
         ge=0,
@@ -59,15 +64,10 @@ class AbsenceFromPostConfig(RuleConfig):
         description="The count must be back in bounds this long to end an incident or restart the timer "
         "(a person missed on one frame, or a passer-by, changes nothing).",
     )
-    clear_after_s: float = Field(
-        0.1,
-        gt=0,
-        le=86_400,
-        description="Unused by this rule: restored_after_s decides when an incident ends.",
+    clear_after_s: ClearAfterS = Field(
+        0.1, description="Unused by this rule: restored_after_s decides when an incident ends."
     )
-    update_interval_s: float = Field(
-        60.0, gt=0, le=86_400, description="Re-publish an ongoing incident this often."
-    )
+    update_interval_s: UpdateIntervalS = 60.0
     posts: list[PostConfig] = Field(
         default_factory=list, description="Posts to watch; empty: every 'post' zone with min_people 1."
     )

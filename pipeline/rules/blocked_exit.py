@@ -9,7 +9,7 @@ from pydantic import Field
 
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
-from anjian.pipeline.config import ReferenceConfig, RuleConfig
+from anjian.pipeline.config import ClearAfterS, MinDurationS, ReferenceConfig, RuleConfig, UpdateIntervalS
 from anjian.pipeline.event import Behaviour, EventBox
 from anjian.pipeline.incidents import EventContext, IncidentUpdate
 from anjian.pipeline.references import ZoneReference, small_grey
@@ -32,7 +32,7 @@ class BlockedExitConfig(RuleConfig):
     min_occupied_fraction: float = Field(
         0.3, gt=0, le=1, description="Fraction of the zone covered by obstacles that counts as blocked."
     )
-    min_duration_s: float = Field(120.0, ge=0, le=86_400, description="Blocked this long before raising.")
+    min_duration_s: MinDurationS = Field(120.0, description="Blocked this long before raising.")
     max_gap_s: float = Field(
         10.0, ge=0, le=3600, description="A clear spell shorter than this does not restart the duration."
     )
@@ -40,12 +40,8 @@ class BlockedExitConfig(RuleConfig):
         True, description="Also compare the zone with its learned 'clear' image (finds unknown objects)."
     )
     reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
-    clear_after_s: float = Field(
-        30.0, gt=0, le=86_400, description="The incident ends after this long clear."
-    )
-    update_interval_s: float = Field(
-        60.0, gt=0, le=86_400, description="Re-publish an ongoing incident this often."
-    )
+    clear_after_s: ClearAfterS = Field(30.0, description="The incident ends after this long clear.")
+    update_interval_s: UpdateIntervalS = 60.0
     zones: list[str] = Field(
         default_factory=list, description="Exit zones to watch; empty: every 'exit' zone."
     )

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
-from anjian.pipeline.config import WindowedConfig
+from anjian.pipeline.config import Severity, WindowedConfig, WindowK
 from anjian.pipeline.event import Behaviour, RiskLevel
 from anjian.pipeline.incidents import EventContext, IncidentUpdate
 from anjian.pipeline.rules.base import (
@@ -31,9 +31,8 @@ __all__ = ["SPEC", "FallenPersonConfig", "FallenPersonRule"]
 class FallenPersonConfig(WindowedConfig):
     """Fallen person: a lying person (class and/or box geometry), persisting at least ``min_duration_s``."""
 
-    severity: RiskLevel = Field(RiskLevel.RED, description="Risk colour of the event.")
-    k: int = Field(3, ge=1, le=1000, description="Lying frames needed in the window.")
-    n: int = Field(5, ge=1, le=1000, description="Window length, in analysed frames.")
+    severity: Severity = RiskLevel.RED
+    k: WindowK = Field(3, description="Lying frames needed in the window.")
     min_duration_s: float = Field(5.0, ge=0, le=3600, description="Lying must last this long.")
     fallen_classes: list[str] = Field(["fallen_person"], description="Classes that mean a person lying down.")
     person_classes: list[str] = Field(

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
-from anjian.pipeline.config import WindowedConfig
+from anjian.pipeline.config import Severity, WindowedConfig
 from anjian.pipeline.event import Behaviour, RiskLevel
 from anjian.pipeline.incidents import EventContext, IncidentUpdate
 from anjian.pipeline.rules.base import (
@@ -30,7 +30,7 @@ __all__ = ["SPEC", "OpenFlameConfig", "OpenFlameRule", "flicker", "grey_patch", 
 class OpenFlameConfig(WindowedConfig):
     """Open flame: a fire-class detection seen in ``k`` of the last ``n`` analysed frames, that flickers."""
 
-    severity: RiskLevel = Field(RiskLevel.RED, description="Risk colour of the event.")
+    severity: Severity = RiskLevel.RED
     classes: list[str] = Field(
         ["fire"],
         min_length=1,

@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
-from anjian.pipeline.config import WindowedConfig
+from anjian.pipeline.config import WindowedConfig, WindowK, WindowN
 from anjian.pipeline.event import Behaviour
 from anjian.pipeline.incidents import EventContext, IncidentUpdate
 from anjian.pipeline.rules.base import (
@@ -31,8 +31,8 @@ __all__ = ["SPEC", "SmokingConfig", "SmokingRule", "upper_body_boxes"]
 class SmokingConfig(WindowedConfig):
     """Smoking: a cigarette near a person's upper body (or a direct 'smoking' class), k of n frames."""
 
-    k: int = Field(3, ge=1, le=1000, description="Frames with smoking needed in the window.")
-    n: int = Field(6, ge=1, le=1000, description="Window length, in analysed frames.")
+    k: WindowK = Field(3, description="Frames with smoking needed in the window.")
+    n: WindowN = 6
     default_min_confidence: ClassVar[float] = 0.3
     cigarette_classes: list[str] = Field(["cigarette"], description="Classes that must sit near a person.")
     smoking_classes: list[str] = Field(

@@ -9,7 +9,15 @@ from pydantic import Field
 
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
-from anjian.pipeline.config import ReferenceConfig, RuleConfig
+from anjian.pipeline.config import (
+    ClearAfterS,
+    ReferenceConfig,
+    RuleConfig,
+    Severity,
+    UpdateIntervalS,
+    WindowK,
+    WindowN,
+)
 from anjian.pipeline.event import Behaviour, EventBox, RiskLevel
 from anjian.pipeline.incidents import EventContext, IncidentUpdate
 from anjian.pipeline.references import ReferenceReading, ZoneReference, small_grey
@@ -23,10 +31,10 @@ __all__ = ["SPEC", "UncleanedDustConfig", "UncleanedDustRule"]
 class UncleanedDustConfig(RuleConfig):
     """Uncleaned dust: a dust zone dirtier than its clean reference after cleaning, or a dust detection."""
 
-    severity: RiskLevel = Field(RiskLevel.YELLOW, description="Risk colour of the event.")
+    severity: Severity = RiskLevel.YELLOW
     dust_classes: list[str] = Field(["dust"], description="Detector classes that are dust.")
-    k: int = Field(3, ge=1, le=1000, description="Frames with a dust detection needed in the window.")
-    n: int = Field(5, ge=1, le=1000, description="Window length, in analysed frames.")
+    k: WindowK = Field(3, description="Frames with a dust detection needed in the window.")
+    n: WindowN = 5
     is_reference: bool = Field(True, description="Score each zone against its learned clean image.")
     reference: ReferenceConfig = Field(
         default_factory=lambda: ReferenceConfig(adapt_rate=0.0),
@@ -48,10 +56,8 @@ class UncleanedDustConfig(RuleConfig):
     max_occluded_fraction: float = Field(
         0.5, ge=0, le=1, description="Defer a check while people cover more than this fraction of the zone."
     )
-    clear_after_s: float = Field(60.0, gt=0, le=86_400, description="Resolved after being clean this long.")
-    update_interval_s: float = Field(
-        300.0, gt=0, le=86_400, description="Re-publish an ongoing incident this often."
-    )
+    clear_after_s: ClearAfterS = Field(60.0, description="Resolved after being clean this long.")
+    update_interval_s: UpdateIntervalS = 300.0
     zones: list[str] = Field(
         default_factory=list, description="Dust zones to watch; empty: every 'dust' zone."
     )
