@@ -6,11 +6,11 @@ import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["Behaviour", "Event", "EventBox", "RiskLevel", "new_event_id"]
+__all__ = ["Behaviour", "Event", "EventBox", "RiskLevel", "SensorFacts", "new_event_id"]
 
 
 class Behaviour(StrEnum):
-    """The unsafe behaviours anjian detects, plus camera faults."""
+    """The unsafe behaviours anjian detects, camera faults, and the alerts of process sensors."""
 
     SMOKING = "smoking"
     OPEN_FLAME = "open_flame"
@@ -20,6 +20,14 @@ class Behaviour(StrEnum):
     ABSENCE_FROM_POST = "absence_from_post"
     OVERCROWDING = "overcrowding"
     CAMERA_FAULT = "camera_fault"
+    SENSOR_THRESHOLD = "sensor_threshold"
+    SENSOR_RATE_OF_RISE = "sensor_rate_of_rise"
+    SENSOR_FAULT = "sensor_fault"
+
+    @property
+    def is_sensor(self) -> bool:
+        """True for the alerts of process sensors (``anjian.pipeline.sensors``), not cameras."""
+        return self in (Behaviour.SENSOR_THRESHOLD, Behaviour.SENSOR_RATE_OF_RISE, Behaviour.SENSOR_FAULT)
 
 
 class RiskLevel(StrEnum):
@@ -49,6 +57,34 @@ class EventBox:
     class_name: str
     confidence: float
     xyxy_norm: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class SensorFacts:
+    """What a sensor event is about: the reading, its worst, and the limit crossed.
+
+    Attributes:
+        sensor_id: The sensor (the event's ``camera_id`` holds it too: the source of the event).
+        quantity: What it measures, e.g. ``"ammonia"``.
+        unit: Unit of the values, e.g. ``"ppm"``.
+        kind: ``high`` / ``low`` (a threshold), ``rate`` (rate of rise, ``value`` and ``peak``
+            in units per minute), ``stale``, ``flatline`` or ``out_of_range`` (sensor faults).
+        value: The latest reading (or rate) of the incident; ``None`` for ``stale``.
+        peak: The worst reading (or rate) over the incident: highest for ``high`` and
+            ``rate``, lowest for ``low``; ``None`` for ``stale``.
+        threshold: The limit crossed, in ``unit`` (per minute for ``rate``); ``None`` for
+            ``stale`` and ``flatline``.
+        camera_ids: The cameras that watch the sensor's place (their snapshot rides on the event).
+    """
+
+    sensor_id: str
+    quantity: str
+    unit: str
+    kind: str
+    value: float | None
+    peak: float | None
+    threshold: float | None
+    camera_ids: tuple[str, ...] = ()
 
 
 def new_event_id() -> str:
@@ -85,6 +121,8 @@ class Event:
             later revision of its own (the clip needs the seconds after confirmation);
             other revisions leave it ``None``.
         track_id: Tracker id of the object the incident is about (a person), if any.
+        sensor: The reading behind a sensor event (``Behaviour.is_sensor``); ``None`` for cameras.
+            A sensor event's ``camera_id`` is its sensor's id.
     """
 
     id: str
@@ -105,6 +143,7 @@ class Event:
     snapshot_jpeg: bytes | None = field(default=None, repr=False)
     clip_mp4: bytes | None = field(default=None, repr=False)
     track_id: int | None = None
+    sensor: SensorFacts | None = None
 
     def __post_init__(self) -> None:
         if self.revision < 1:

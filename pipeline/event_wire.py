@@ -44,7 +44,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError, PydanticKnownError
 
-from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel
+from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel, SensorFacts
 
 __all__ = [
     "EVENT_WIRE_VERSION",
@@ -63,6 +63,7 @@ __all__ = [
     "Revision",
     "SiteId",
     "TrackId",
+    "SensorFactsWire",
     "WorkshopId",
     "XyxyNorm",
     "ZoneId",
@@ -176,6 +177,46 @@ class EventBoxWire(_WireModel):
 
 class EventWire(_WireModel):
     """One event revision as a pipeline sends it (``anjian.pipeline.event.Event`` on the wire).
+_SENSOR_KINDS = Literal["high", "low", "rate", "stale", "flatline", "out_of_range"]
+_READING = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
+
+
+class SensorFactsWire(_WireModel):
+    """The reading behind a sensor event (``anjian.pipeline.event.SensorFacts`` on the wire)."""
+
+    sensor_id: Annotated[str, _ID] = Field(..., description="The sensor.")
+    quantity: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        ..., description='What it measures, e.g. "ammonia".'
+    )
+    unit: Annotated[str, StringConstraints(max_length=32)] = Field(..., description='Unit, e.g. "ppm".')
+    kind: _SENSOR_KINDS = Field(
+        ...,
+        description="high / low (a threshold), rate (rate of rise, per minute), stale, flatline or "
+        "out_of_range (sensor faults).",
+    )
+    value: _READING | None = Field(..., description="Latest reading of the incident (null when stale).")
+    peak: _READING | None = Field(..., description="Worst reading over the incident (null when stale).")
+    threshold: _READING | None = Field(
+        ..., description="Limit crossed, in the unit (null: a fault without one)."
+    )
+    camera_ids: list[Annotated[str, _ID]] = Field(
+        default_factory=list, max_length=16, description="Cameras watching the sensor's place."
+    )
+
+    @classmethod
+    def from_facts(cls, facts: SensorFacts) -> SensorFactsWire:
+        """The wire form of a pipeline's sensor facts (trusted: built without validation)."""
+        values = {field.name: getattr(facts, field.name) for field in dataclasses.fields(facts)}
+        values["camera_ids"] = list(facts.camera_ids)
+        return cls.model_construct(**values)
+
+    def to_facts(self) -> SensorFacts:
+        """The pipeline's sensor facts."""
+        values = {field.name: getattr(self, field.name) for field in dataclasses.fields(SensorFacts)}
+        values["camera_ids"] = tuple(self.camera_ids)
+        return SensorFacts(**values)
+
+
 
     Fields are in the order of the JSON the sink writes. ``snapshot_jpeg`` and
     ``clip_mp4`` hold bytes and travel as ``snapshot_jpeg_b64`` / ``clip_mp4_b64``.
@@ -216,6 +257,17 @@ class EventWire(_WireModel):
     track_id: Annotated[TrackId, Strict(), Field(ge=-(2**63), le=2**63 - 1)] = None
 
     @field_validator("last_seen_at", mode="after")
+    sensor: SensorFactsWire | None = Field(
+        None, description="The reading behind a sensor event; null for camera events."
+    )
+
+    @model_serializer(mode="wrap")
+    def _without_absent_sensor(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A camera event's JSON has no ``sensor`` key, so services that predate sensors still take it."""
+        data: dict[str, Any] = handler(self)
+        if data.get("sensor") is None:
+            data.pop("sensor", None)
+        return data
     @classmethod
     def _not_before_start(cls, last_seen_at: float, info: ValidationInfo) -> float:
         started_at = info.data.get("started_at")
@@ -239,8 +291,10 @@ class EventWire(_WireModel):
         values["boxes"] = [EventBoxWire.from_box(box) for box in event.boxes]
         return cls.model_construct(schema_version=EVENT_WIRE_VERSION, **values)
 
+        values["sensor"] = None if event.sensor is None else SensorFactsWire.from_facts(event.sensor)
     def to_event(self) -> Event:
         """The pipeline's ``Event`` of this revision (every field the wire carries)."""
         values = {field.name: getattr(self, field.name) for field in dataclasses.fields(Event)}
         values["boxes"] = tuple(box.to_box() for box in self.boxes)
         return Event(**values)
+        values["sensor"] = None if self.sensor is None else self.sensor.to_facts()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel, new_event_id
+from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel, SensorFacts, new_event_id
 
 if TYPE_CHECKING:
     from anjian.pipeline.incident_journal import IncidentJournal
@@ -129,6 +129,8 @@ class IncidentBook:
         zone_id: str | None = None,
         message: str = "",
         track_id: int | None = None,
+        severity: RiskLevel | None = None,
+        sensor: SensorFacts | None = None,
     ) -> IncidentUpdate | None:
         """Feed one frame's decision for ``key``; return the revision to publish, if any.
 
@@ -143,6 +145,10 @@ class IncidentBook:
             zone_id: Zone of the incident, if any.
             message: Sentence for the control room.
             track_id: Tracker id of the object the incident is about, if any.
+            severity: This observation's colour, for rules whose colour follows a measure (a
+                sensor's limits); the incident takes the highest seen, published at once when it
+                rises. ``None``: the book's ``severity``.
+            sensor: The reading behind a sensor incident (kept while absent, for the closing revision).
         """
         self._start_resumed_clocks(now)
         incident = self._open.get(key)
@@ -168,6 +174,7 @@ class IncidentBook:
                 model_version=self.context.model_version,
                 message=message,
                 track_id=track_id,
+                sensor=sensor,
             )
             self._open[key] = _Incident(event=event, last_published_at=now)
             self._journal_record(key, event)
@@ -187,6 +194,7 @@ class IncidentBook:
                 snapshot_jpeg=None,
             )
             if severity != current.severity or now - incident.last_published_at >= self.update_interval_s:
+                sensor=sensor or current.sensor,
                 incident.event = replace(incident.event, revision=current.revision + 1)
                 incident.last_published_at = now
                 self._journal_record(key, incident.event)
@@ -194,6 +202,8 @@ class IncidentBook:
             return None
         if now - _seen_at(incident) >= self.clear_after_s:
             return self._close(key, now)
+        if sensor is not None:
+            incident.event = replace(current, sensor=sensor)
         return None
 
     def in_cooldown(self, key: str, now: float) -> bool:

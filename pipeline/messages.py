@@ -61,6 +61,34 @@ _TEXTS: Final[dict[str, tuple[str, str]]] = {
         "Camera {camera} image is {what} (mean grey {mean:.0f}, std {std:.1f})",
         "摄像头 {camera} 画面{what}（平均灰度 {mean:.0f}，标准差 {std:.1f}）",
     ),
+    "sensor.high": (
+        "{sensor} {quantity} {value:g} {unit}: at or above the {colour} limit {limit:g} {unit} (peak {peak:g})",
+        "{sensor} {quantity} {value:g} {unit}：达到{colour}阈值 {limit:g} {unit}（峰值 {peak:g}）",
+    ),
+    "sensor.low": (
+        "{sensor} {quantity} {value:g} {unit}: at or below the {colour} limit {limit:g} {unit} (lowest {peak:g})",
+        "{sensor} {quantity} {value:g} {unit}：低于{colour}阈值 {limit:g} {unit}（最低 {peak:g}）",
+    ),
+    "sensor.rate": (
+        "{sensor} {quantity} rising {value:.3g} {unit}/min (limit {limit:g} {unit}/min)",
+        "{sensor} {quantity} 上升过快：每分钟 {value:.3g} {unit}（限值 {limit:g} {unit}/分钟）",
+    ),
+    "sensor.stale": (
+        "Sensor {sensor} sends no data: last reading {seconds:.0f} s ago",
+        "传感器 {sensor} 无数据：已 {seconds:.0f} 秒未收到读数",
+    ),
+    "sensor.flatline": (
+        "Sensor {sensor} stuck at {value:g} {unit} for {seconds:.0f} s",
+        "传感器 {sensor} 读数停滞在 {value:g} {unit}，已 {seconds:.0f} 秒",
+    ),
+    "sensor.out_of_range": (
+        "Sensor {sensor} reads {value:g} {unit}, outside its physical range {low} to {high}",
+        "传感器 {sensor} 读数 {value:g} {unit} 超出量程 {low} 至 {high}",
+    ),
+    "colour.red": ("red", "红色"),
+    "colour.orange": ("orange", "橙色"),
+    "colour.yellow": ("yellow", "黄色"),
+    "colour.blue": ("blue", "蓝色"),
     "camera.frozen": (
         "Camera {camera} image is frozen (no pixel change)",
         "摄像头 {camera} 画面冻结（像素无变化）",

@@ -21,6 +21,7 @@ from anjian.cameras.url import mask_credentials, mask_url
 from anjian.models.config import DetectorConfig
 from anjian.pipeline.config import CameraPipelineConfig, check_time_zone
 from anjian.pipeline.event import Behaviour
+from anjian.pipeline.sensors.config import SensorConfig, SensorSourcesConfig
 from anjian.service.bus.config import BusConfig
 from anjian.service.bus.subjects import check_bus_id
 from anjian.service.channels.config import ChannelsConfig
@@ -61,6 +62,9 @@ class WorkshopConfig(_ServiceModel):
     name: str = Field("", max_length=200, description="Shown in the control room.")
     kind: Literal["polishing", "freezing", "other"] = Field("other", description="Kind of workshop.")
     cameras: list[CameraPipelineConfig] = Field(default_factory=list)
+    sensors: list[SensorConfig] = Field(
+        default_factory=list, description="Process sensors (gas, dust, temperature, level, pressure)."
+    )
 
 
 class SiteConfig(_ServiceModel):
@@ -217,6 +221,10 @@ class AnjianConfig(_ServiceModel):
     storage: StorageConfig = Field(default_factory=StorageConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     sla: SlaConfig = Field(default_factory=SlaConfig)
+    sensor_sources: SensorSourcesConfig = Field(
+        default_factory=SensorSourcesConfig,
+        description="MQTT brokers and Modbus TCP devices the workshops' sensors read through.",
+    )
     bus: BusConfig | None = Field(
         None, description="The plant's NATS leaf node, to a supervising hub (`anjian hub`); none: no hub."
     )
@@ -242,19 +250,52 @@ class AnjianConfig(_ServiceModel):
         return self
 
     @model_validator(mode="after")
+    def _sensors_known(self) -> AnjianConfig:
+        cameras = {camera.id for _, camera in self.cameras()}
+        brokers = {broker.id for broker in self.sensor_sources.mqtt}
+        devices = {device.id for device in self.sensor_sources.modbus}
+        seen: set[str] = set()
+        for _, sensor in self.sensors():
+            where = f"sensor {sensor.id!r}"
+            if sensor.id in seen or sensor.id in cameras:
+                raise ValueError(
+                    f"{where}: the id is taken by another sensor or a camera (its events carry it)"
+                )
+            seen.add(sensor.id)
+            source = sensor.source
+            if source.kind == "mqtt" and source.broker not in brokers:
+                raise ValueError(
+                    f"{where}: MQTT broker {source.broker!r} is not in sensor_sources.mqtt {sorted(brokers)}"
+                )
+            if source.kind == "modbus" and source.device not in devices:
+                raise ValueError(
+                    f"{where}: Modbus device {source.device!r} is not in sensor_sources.modbus {sorted(devices)}"
+                )
+            unknown = sorted(set(sensor.camera_ids) - cameras)
+            if unknown:
+                raise ValueError(f"{where}: camera(s) {unknown} are not cameras of the site")
+        return self
+
+    @model_validator(mode="after")
     def _channel_workshops(self) -> AnjianConfig:
         workshops = {w.id: w for w in self.site.workshops}
         for channel in [*self.channels.robots, *self.channels.email]:
             for workshop_id in channel.workshop_ids:
                 if workshop_id not in workshops:
                     raise ValueError(f"channel {channel.name}: workshop {workshop_id!r} is not in the site")
-                if not workshops[workshop_id].cameras:
-                    raise ValueError(f"channel {channel.name}: workshop {workshop_id!r} has no cameras")
+                if not workshops[workshop_id].cameras and not workshops[workshop_id].sensors:
+                    raise ValueError(
+                        f"channel {channel.name}: workshop {workshop_id!r} has no cameras or sensors"
+                    )
         return self
 
     def cameras(self) -> list[tuple[WorkshopConfig, CameraPipelineConfig]]:
         """Every configured camera with its workshop, in file order."""
         return [(w, c) for w in self.site.workshops for c in w.cameras]
+
+    def sensors(self) -> list[tuple[WorkshopConfig, SensorConfig]]:
+        """Every configured sensor with its workshop, in file order."""
+        return [(w, s) for w in self.site.workshops for s in w.sensors]
 
 
 def _format_validation_error(path: Path, error: ValidationError) -> str:

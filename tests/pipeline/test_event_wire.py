@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel
+from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel, SensorFacts
 from anjian.pipeline.event_json import event_from_json, event_to_json
 from anjian.pipeline.event_wire import EVENT_WIRE_VERSION, EventBoxWire, EventWire
 from tests.factories import make_event
@@ -50,6 +50,29 @@ def test_the_wire_form_is_version_1_with_its_keys_in_order_and_evidence_in_base6
     assert data["boxes"] == [{"class_name": "fire", "confidence": 0.87, "xyxy_norm": [0.1, 0.2, 0.3, 0.4]}]
     assert data["track_id"] == 12
     assert event_to_json(event) == data
+
+
+def test_a_sensor_event_carries_its_reading_last_and_a_camera_event_has_no_sensor_key() -> None:
+    facts = SensorFacts("nh3-1", "ammonia", "ppm", "high", 62.0, 80.5, 50.0, ("cam-1",))
+    event = make_event(behaviour=Behaviour.SENSOR_THRESHOLD, camera_id="nh3-1", sensor=facts)
+
+    data = event_to_json(event)
+
+    assert list(data) == [*WIRE_V1_KEYS, "sensor"]
+    assert data["sensor"] == {
+        "sensor_id": "nh3-1",
+        "quantity": "ammonia",
+        "unit": "ppm",
+        "kind": "high",
+        "value": 62.0,
+        "peak": 80.5,
+        "threshold": 50.0,
+        "camera_ids": ["cam-1"],
+    }
+    assert event_from_json(json.loads(json.dumps(data))) == event
+    assert "sensor" not in event_to_json(make_event())
+    with pytest.raises(ValueError, match=r"sensor.kind: Input should be"):
+        event_from_json({**data, "sensor": {**data["sensor"], "kind": "smell"}})
 
 
 def test_a_spooled_record_of_an_older_pipeline_still_reads() -> None:

@@ -13,6 +13,15 @@ from anjian.pipeline.rules.open_flame import OpenFlameRule
 from tests.pipeline.rules.test_open_flame import CONTEXT, FIRE, NONE, _run
 
 _VALUES = {
+    "sensor": "nh3-1",
+    "quantity": "ammonia",
+    "value": 62.5,
+    "unit": "ppm",
+    "colour": "red",
+    "limit": 50.0,
+    "peak": 80.0,
+    "low": 0.0,
+    "high": 1000.0,
     "zone": "打磨工位",
     "count": 1,
     "need": 2,

@@ -1,0 +1,308 @@
+"""Typed configuration of process sensors (gas, dust, temperature, level, pressure) and their connections.
+
+Connections are declared once, at the top of the site YAML (one MQTT client per broker,
+one Modbus TCP connection per device, however many sensors read through it); each
+workshop lists its sensors, each naming its source, its limits and its faults:
+
+.. code-block:: yaml
+
+    sensor_sources:
+      mqtt:
+        - {id: plant-broker, url: "mqtt://anjian:s3cret@10.0.0.2:1883", subscribe: ["plant/#"]}
+      modbus:
+        - {id: plc-1, host: 10.0.0.3, port: 502, unit_id: 1, poll_interval_s: 1}
+    site:
+      workshops:
+        - id: freezing-1
+          sensors:
+            - id: nh3-1
+              quantity: ammonia
+              unit: ppm
+              source: {kind: mqtt, broker: plant-broker, topic: plant/nh3/1, json_path: data.value}
+              thresholds: {yellow: 25, orange: 50, red: 150, hysteresis: 2, min_duration_s: 5}
+              rate_of_rise: {per_minute: 20, severity: orange}
+              faults: {stale_after_s: 60, flatline_after_s: 1800, min: 0, max: 1000}
+              camera_ids: [freezer-cam-1]
+            - id: level-1
+              quantity: liquid level
+              unit: "%"
+              source: {kind: modbus, device: plc-1, address: 100, register_type: input, scale: 0.1}
+              thresholds: {direction: low, yellow: 30, red: 10}
+            - {id: p-1, quantity: pressure, unit: MPa, source: {kind: http}}   # pushed to /ingest/readings
+
+Thresholds name the four colours; ``direction: high`` raises at or above a limit,
+``low`` at or below it. The meaning of each limit is in ``anjian.pipeline.sensors.rules``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from anjian.cameras.config import ReconnectConfig
+from anjian.cameras.url import mask_url, remember_secret, split_url
+from anjian.pipeline.event import RiskLevel
+
+__all__ = [
+    "HttpSensorSource",
+    "ModbusDeviceConfig",
+    "ModbusSensorSource",
+    "MqttBrokerConfig",
+    "MqttSensorSource",
+    "RateOfRiseConfig",
+    "SensorConfig",
+    "SensorFaultsConfig",
+    "SensorSourcesConfig",
+    "ThresholdsConfig",
+]
+
+_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_ID = Field(..., min_length=1, max_length=64, pattern=_ID_PATTERN)
+_COLOURS = ("blue", "yellow", "orange", "red")
+Colour = Literal["blue", "yellow", "orange", "red"]
+
+
+class SensorModel(BaseModel):
+    """Base of the sensor config models: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ----------------------------------------------------------------------------- connections
+
+
+class MqttBrokerConfig(SensorModel):
+    """One MQTT broker: one client connection, subscribed to the given topic filters."""
+
+    id: str = _ID
+    url: SecretStr = Field(
+        ...,
+        description="mqtt://[user:password@]host[:port] (mqtts:// for TLS); the credentials are masked in logs.",
+    )
+    subscribe: list[str] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Topic filters to subscribe (e.g. plant/#); empty: the topics of the sensors that read "
+        "through this broker. A message on a subscribed topic no sensor reads is counted as unknown.",
+    )
+    client_id: str = Field("", max_length=128, description="MQTT client id; empty: anjian-<broker id>.")
+    qos: Literal[0, 1] = Field(1, description="QoS of the subscriptions.")
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keep-alive interval.")
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
+
+    @field_validator("url")
+    @classmethod
+    def _mqtt_url(cls, value: SecretStr) -> SecretStr:
+        parts = split_url(value.get_secret_value())
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.host:
+            raise ValueError(
+                f"expected mqtt://[user:password@]host[:port], got {mask_url(value.get_secret_value())}"
+            )
+        remember_secret(parts.password)
+        return value
+
+    @field_validator("subscribe")
+    @classmethod
+    def _filters(cls, filters: list[str]) -> list[str]:
+        for topic in filters:
+            if not topic or "#" in topic[:-1] or len(topic) > 512:
+                raise ValueError(f"not a topic filter: {topic!r} ('#' may only end it)")
+        return filters
+
+    @property
+    def display_url(self) -> str:
+        """The URL with its credentials masked, fit for logs and the API."""
+        return mask_url(self.url.get_secret_value())
+
+
+class ModbusDeviceConfig(SensorModel):
+    """One Modbus TCP device (a PLC, a gas controller, a gateway): one connection, polled in turn."""
+
+    id: str = _ID
+    host: str = Field(..., min_length=1, max_length=253, description="Host name or address.")
+    port: int = Field(502, ge=1, le=65535, description="Modbus TCP port.")
+    unit_id: int = Field(1, ge=0, le=255, description="Modbus unit (slave) id.")
+    poll_interval_s: float = Field(1.0, ge=0.05, le=3600, description="How often every register is read.")
+    timeout_s: float = Field(3.0, gt=0, le=60, description="Per-request timeout.")
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig)
+
+
+class SensorSourcesConfig(SensorModel):
+    """The site's sensor connections (``sensor_sources:``)."""
+
+    mqtt: list[MqttBrokerConfig] = Field(default_factory=list, max_length=100)
+    modbus: list[ModbusDeviceConfig] = Field(default_factory=list, max_length=1000)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> SensorSourcesConfig:
+        for name, items in (("mqtt", self.mqtt), ("modbus", self.modbus)):
+            ids = [item.id for item in items]
+            twice = sorted({i for i in ids if ids.count(i) > 1})
+            if twice:
+                raise ValueError(f"sensor_sources.{name}: id(s) {twice} appear twice")
+        return self
+
+
+# ------------------------------------------------------------------------- per sensor
+
+
+class MqttSensorSource(SensorModel):
+    """A sensor read from MQTT messages on one topic."""
+
+    kind: Literal["mqtt"] = "mqtt"
+    broker: str = Field(..., min_length=1, description="Id of the broker in sensor_sources.mqtt.")
+    topic: str = Field(..., min_length=1, max_length=512, description="Exact topic (no wildcards).")
+    json_path: str | None = Field(
+        None,
+        max_length=200,
+        description="Dot path of the value in a JSON payload (data.nh3, values.0); null: the payload is the "
+        "number itself (plain text like 12.5).",
+    )
+
+    @field_validator("topic")
+    @classmethod
+    def _exact(cls, topic: str) -> str:
+        if "+" in topic or "#" in topic:
+            raise ValueError(f"a sensor reads one exact topic, got the filter {topic!r}")
+        return topic
+
+
+class ModbusSensorSource(SensorModel):
+    """A sensor read from one or two registers of a Modbus TCP device: ``value = raw * scale + offset``."""
+
+    kind: Literal["modbus"] = "modbus"
+    device: str = Field(..., min_length=1, description="Id of the device in sensor_sources.modbus.")
+    address: int = Field(..., ge=0, le=65535, description="Register address (0-based, as on the wire).")
+    register_type: Literal["holding", "input"] = Field("holding", description="Function 3 or 4.")
+    data_type: Literal["int16", "uint16", "int32", "uint32", "float32"] = Field(
+        "uint16", description="How the register(s) encode the raw value (32-bit types read two)."
+    )
+    word_order: Literal["big", "little"] = Field(
+        "big", description="Which register of a 32-bit value holds the high word (big: the first)."
+    )
+    scale: float = Field(1.0, allow_inf_nan=False, description="Multiplies the raw value.")
+    offset: float = Field(0.0, allow_inf_nan=False, description="Added after scaling.")
+
+
+class HttpSensorSource(SensorModel):
+    """A sensor whose gateway POSTs readings to ``/ingest/readings`` (a pipeline token)."""
+
+    kind: Literal["http"] = "http"
+
+
+SensorSource = Annotated[
+    MqttSensorSource | ModbusSensorSource | HttpSensorSource, Field(discriminator="kind")
+]
+
+
+class ThresholdsConfig(SensorModel):
+    """Limits in the four colours, with hysteresis and a minimum duration.
+
+    A colour holds once the reading is at or beyond its limit for ``min_duration_s``;
+    it lets go only when the reading is back ``hysteresis`` units inside the limit,
+    so a reading wavering at a limit raises one incident. The incident takes the
+    highest colour held (it never drops while it lasts) and ends once no colour has
+    held for ``clear_after_s``.
+    """
+
+    direction: Literal["high", "low"] = Field(
+        "high", description="high: raise at or above; low: at or below."
+    )
+    blue: float | None = Field(None, allow_inf_nan=False, description="Blue limit, in the sensor's unit.")
+    yellow: float | None = Field(None, allow_inf_nan=False, description="Yellow limit.")
+    orange: float | None = Field(None, allow_inf_nan=False, description="Orange limit.")
+    red: float | None = Field(None, allow_inf_nan=False, description="Red limit.")
+    hysteresis: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="Units back inside a limit to let go."
+    )
+    min_duration_s: float = Field(5.0, ge=0, le=86_400, description="Seconds beyond a limit before it holds.")
+    clear_after_s: float = Field(
+        10.0, ge=0, le=86_400, description="Seconds with no colour held before the end."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ThresholdsConfig:
+        limits = self.limits()
+        if not limits:
+            raise ValueError("give at least one of blue, yellow, orange, red")
+        values = [limit for _, limit in limits]
+        is_ordered = (
+            values == sorted(values) if self.direction == "high" else values == sorted(values, reverse=True)
+        )
+        if not is_ordered or len(set(values)) != len(values):
+            want = "rise" if self.direction == "high" else "fall"
+            raise ValueError(
+                f"limits must strictly {want} from blue to red for direction {self.direction}, got {values}"
+            )
+        return self
+
+    def limits(self) -> list[tuple[RiskLevel, float]]:
+        """The configured ``(colour, limit)`` pairs, lowest colour first."""
+        return [(RiskLevel(c), getattr(self, c)) for c in _COLOURS if getattr(self, c) is not None]
+
+
+class RateOfRiseConfig(SensorModel):
+    """An alert when the reading climbs faster than ``per_minute`` (a leak before the limit is reached)."""
+
+    per_minute: float = Field(
+        ..., gt=0, allow_inf_nan=False, description="Rise per minute, in the unit, that raises."
+    )
+    window_s: float = Field(60.0, ge=2, le=3600, description="The rise is measured over this window.")
+    severity: Colour = Field("orange", description="Colour of the alert.")
+    clear_after_s: float = Field(30.0, ge=0, le=86_400, description="Seconds below the rate before the end.")
+
+
+class SensorFaultsConfig(SensorModel):
+    """When a sensor's own trouble becomes a ``sensor_fault`` alert."""
+
+    enabled: bool = Field(True, description="Raise sensor_fault events for this sensor.")
+    stale_after_s: float = Field(
+        60.0, gt=0, le=86_400, description="Raise once no reading came for this long."
+    )
+    flatline_after_s: float | None = Field(
+        None,
+        gt=0,
+        le=30 * 86_400,
+        description="Raise once the reading has not moved for this long; null: off.",
+    )
+    flatline_tolerance: float = Field(
+        0.0, ge=0, allow_inf_nan=False, description="Moves this small count as none."
+    )
+    min: float | None = Field(None, allow_inf_nan=False, description="Lowest physically possible reading.")
+    max: float | None = Field(None, allow_inf_nan=False, description="Highest physically possible reading.")
+    severity: Colour = Field("orange", description="Colour of sensor_fault events.")
+    clear_after_s: float = Field(10.0, ge=0, le=86_400, description="Seconds fine before a fault ends.")
+
+    @model_validator(mode="after")
+    def _range(self) -> SensorFaultsConfig:
+        if self.min is not None and self.max is not None and self.min >= self.max:
+            raise ValueError(f"min ({self.min}) must be below max ({self.max})")
+        return self
+
+
+class SensorConfig(SensorModel):
+    """One sensor of a workshop: its source, limits, faults and the cameras that watch its place."""
+
+    id: str = _ID
+    name: str = Field("", max_length=200, description="Shown in the control room.")
+    quantity: str = Field(..., min_length=1, max_length=64, description="What it measures: ammonia, dust ...")
+    unit: str = Field("", max_length=32, description="Unit of the readings: ppm, mg/m3, %LEL, C, %, MPa.")
+    source: SensorSource
+    thresholds: ThresholdsConfig | None = None
+    rate_of_rise: RateOfRiseConfig | None = None
+    faults: SensorFaultsConfig = Field(default_factory=SensorFaultsConfig)
+    camera_ids: list[str] = Field(
+        default_factory=list, max_length=16, description="Cameras of the site watching the sensor's place."
+    )
+    update_interval_s: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="How often an ongoing incident is re-published with its latest reading.",
+    )
+
+    @property
+    def display_name(self) -> str:
+        """The name, or the id when it has none."""
+        return self.name or self.id

@@ -1,0 +1,352 @@
+"""The alert rules of one sensor: limits in four colours, rate of rise, and the sensor's own faults.
+
+``SensorRules`` takes a sensor's readings in time order and returns the event
+revisions to publish, through three ``IncidentBook``s keyed by sensor (one incident
+per sensor and kind, updated while it lasts, ended on recovery):
+
+* ``sensor_threshold``: a colour *holds* once the reading has stayed at or beyond
+  its limit (``direction: high``: ``>=``, ``low``: ``<=``) for ``min_duration_s``,
+  and lets go only once the reading is ``hysteresis`` units back inside; a reading
+  that dips into that band keeps the clock running, so a value wavering at a limit
+  raises one incident. The incident takes the highest colour held (published at
+  once when it rises, never lowered while it lasts) and ends ``clear_after_s``
+  after no colour holds. It carries the latest value, the peak and the limit of its
+  colour (``SensorFacts``).
+* ``sensor_rate_of_rise``: the rise per minute over the last ``window_s`` (from the
+  oldest reading of the window, at least half a window old) at or above
+  ``per_minute``; value and peak in units per minute.
+* ``sensor_fault``, one incident per fault kind: ``stale`` (no reading for
+  ``stale_after_s``, found by ``tick``), ``flatline`` (not moved more than
+  ``flatline_tolerance`` for ``flatline_after_s``), ``out_of_range`` (outside the
+  physical ``min``/``max``; such a reading is not used for limits or rate: a broken
+  transmitter reading 65535 is a fault, not a red gas alarm).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from anjian.pipeline.event import Behaviour, RiskLevel, SensorFacts
+from anjian.pipeline.incidents import EventContext, IncidentBook, IncidentUpdate
+from anjian.pipeline.messages import text
+from anjian.pipeline.sensors.config import SensorConfig, ThresholdsConfig
+
+__all__ = ["SensorRules"]
+
+_KEY = "reading"
+
+
+@dataclass(slots=True)
+class _Hold:
+    """One colour's limit: beyond it since when, and whether it holds."""
+
+    colour: RiskLevel
+    limit: float
+    since: float | None = None
+    is_held: bool = False
+
+
+class _Thresholds:
+    """The four-colour limits with hysteresis and minimum duration (see the module docstring)."""
+
+    def __init__(self, config: ThresholdsConfig) -> None:
+        self.config = config
+        self.is_high = config.direction == "high"
+        self.holds = [_Hold(colour, limit) for colour, limit in config.limits()]
+
+    def observe(self, value: float, at: float) -> _Hold | None:
+        """Update every colour with ``value``; return the highest colour holding, if any."""
+        band = self.config.hysteresis
+        for hold in self.holds:
+            is_beyond = value >= hold.limit if self.is_high else value <= hold.limit
+            is_back = value < hold.limit - band if self.is_high else value > hold.limit + band
+            if is_beyond and hold.since is None:
+                hold.since = at
+            elif is_back:
+                hold.since, hold.is_held = None, False
+            if hold.since is not None and at - hold.since >= self.config.min_duration_s:
+                hold.is_held = True
+        held = [hold for hold in self.holds if hold.is_held]
+        return held[-1] if held else None
+
+    def first_beyond_at(self) -> float | None:
+        """When the reading first went beyond the lowest limit still timing or held."""
+        times = [hold.since for hold in self.holds if hold.since is not None]
+        return min(times) if times else None
+
+
+class SensorRules:
+    """Limits, rate of rise and faults of one sensor, as incidents (see the module docstring).
+
+    Call ``observe`` with each reading in time order and ``tick`` about once a second
+    (stale is found without readings); publish what they return; ``close`` when the
+    sensor is removed or the runner stops.
+
+    Example:
+        >>> rules = SensorRules(sensor_config, EventContext("site", "freezing-1", "nh3-1", ""))
+        >>> for update in rules.observe(62.0, at=time.time()):
+        ...     sink.publish(update.event)
+    """
+
+    def __init__(self, config: SensorConfig, context: EventContext, *, started_at: float) -> None:
+        """Build the books of ``config``'s sensor.
+
+        Args:
+            config: The sensor.
+            context: Site, workshop and (as ``camera_id``) the sensor id of its events.
+            started_at: When watching began: ``stale`` counts from here until a first reading.
+        """
+        self.config = config
+        self._language = context.language
+        self._thresholds = _Thresholds(config.thresholds) if config.thresholds is not None else None
+
+        def book(behaviour: Behaviour, severity: str, clear_after_s: float) -> IncidentBook:
+            return IncidentBook(
+                behaviour=behaviour,
+                severity=RiskLevel(severity),
+                clear_after_s=clear_after_s,
+                update_interval_s=config.update_interval_s,
+                context=context,
+            )
+
+        thresholds, rate, faults = config.thresholds, config.rate_of_rise, config.faults
+        self._threshold_book = (
+            None
+            if thresholds is None
+            else book(Behaviour.SENSOR_THRESHOLD, thresholds.limits()[0][0], thresholds.clear_after_s)
+        )
+        self._rate_book = (
+            None if rate is None else book(Behaviour.SENSOR_RATE_OF_RISE, rate.severity, rate.clear_after_s)
+        )
+        self._fault_book = book(Behaviour.SENSOR_FAULT, faults.severity, faults.clear_after_s)
+        self._window: deque[tuple[float, float]] = deque()
+        self._last_at = started_at
+        self._has_reading = False
+        self._peak: dict[str, float] = {}
+        self._peak_hold: _Hold | None = None
+        self._flat_value: float | None = None
+        self._flat_since: float | None = None
+
+    @property
+    def last_reading_at(self) -> float | None:
+        """When the latest reading was measured, or ``None`` before the first."""
+        return self._last_at if self._has_reading else None
+
+    def is_out_of_order(self, at: float) -> bool:
+        """True when a reading at ``at`` would come before the latest one."""
+        return self._has_reading and at < self._last_at
+
+    def observe(self, value: float, at: float) -> list[IncidentUpdate]:
+        """Feed one reading (in time order); return the revisions to publish.
+
+        Args:
+            value: The reading, in the sensor's unit.
+            at: When it was measured, epoch seconds.
+        """
+        self._last_at, self._has_reading = at, True
+        updates = [self._observe_stale(at)]
+        faults = self.config.faults
+        low, high = faults.min, faults.max
+        is_out = (low is not None and value < low) or (high is not None and value > high)
+        if faults.enabled:
+            updates.append(self._observe_out_of_range(value, at, is_out=is_out))
+        if not is_out:
+            updates.append(self._observe_threshold(value, at))
+            updates.append(self._observe_rate(value, at))
+            updates.append(self._observe_flatline(value, at))
+        return [update for update in updates if update is not None]
+
+    def tick(self, now: float) -> list[IncidentUpdate]:
+        """Look for a stale sensor at ``now`` (call about once a second)."""
+        update = self._observe_stale(now)
+        return [] if update is None else [update]
+
+    def close(self, now: float) -> list[IncidentUpdate]:
+        """End every open incident of the sensor (the sensor is removed or the runner stops)."""
+        books = [self._threshold_book, self._rate_book, self._fault_book]
+        return [update for book in books if book is not None for update in book.close_all(now)]
+
+    def open_kinds(self) -> list[str]:
+        """What is open now: ``threshold``, ``rate``, and the fault kinds (for tests and the API)."""
+        kinds = []
+        if self._threshold_book is not None and self._threshold_book.open_keys():
+            kinds.append("threshold")
+        if self._rate_book is not None and self._rate_book.open_keys():
+            kinds.append("rate")
+        return kinds + self._fault_book.open_keys()
+
+    # ------------------------------------------------------------------- the rules
+
+    def _facts(
+        self, kind: str, value: float | None, peak: float | None, threshold: float | None
+    ) -> SensorFacts:
+        config = self.config
+        return SensorFacts(
+            sensor_id=config.id,
+            quantity=config.quantity,
+            unit=config.unit,
+            kind=kind,
+            value=value,
+            peak=peak,
+            threshold=threshold,
+            camera_ids=tuple(config.camera_ids),
+        )
+
+    def _worst(self, kind: str, value: float, *, is_open: bool, is_higher_worse: bool = True) -> float:
+        """The worst value of the ``kind`` incident so far, ``value`` included (a new incident starts afresh)."""
+        previous = self._peak.get(kind) if is_open else None
+        worst = (
+            value if previous is None else (max(previous, value) if is_higher_worse else min(previous, value))
+        )
+        self._peak[kind] = worst
+        return worst
+
+    def _observe_threshold(self, value: float, at: float) -> IncidentUpdate | None:
+        if self._thresholds is None or self._threshold_book is None:
+            return None
+        book = self._threshold_book
+        held = self._thresholds.observe(value, at)
+        is_open = book.is_open(_KEY)
+        if not is_open:
+            self._peak_hold = None
+        if held is not None and (self._peak_hold is None or held.colour.rank > self._peak_hold.colour.rank):
+            self._peak_hold = held
+        direction = self._thresholds.config.direction
+        peak = self._worst(direction, value, is_open=is_open, is_higher_worse=direction == "high")
+        hold = self._peak_hold
+        if hold is None:
+            return book.observe(_KEY, now=at, is_confirmed=False, is_present=False)
+        return book.observe(
+            _KEY,
+            now=at,
+            is_confirmed=held is not None,
+            is_present=held is not None,
+            confidence=1.0,
+            started_at=self._thresholds.first_beyond_at(),
+            severity=held.colour if held is not None else None,
+            message=text(
+                f"sensor.{direction}",
+                self._language,
+                sensor=self.config.display_name,
+                quantity=self.config.quantity,
+                value=value,
+                unit=self.config.unit,
+                colour=text(f"colour.{hold.colour.value}", self._language),
+                limit=hold.limit,
+                peak=peak,
+            ),
+            sensor=self._facts(direction, value, peak, hold.limit),
+        )
+
+    def _observe_rate(self, value: float, at: float) -> IncidentUpdate | None:
+        rate_config = self.config.rate_of_rise
+        if rate_config is None or self._rate_book is None:
+            return None
+        window = self._window
+        window.append((at, value))
+        while window and at - window[0][0] > rate_config.window_s:
+            window.popleft()
+        first_at, first_value = window[0]
+        if at - first_at < rate_config.window_s / 2:
+            return None  # not enough history yet
+        per_minute = (value - first_value) / (at - first_at) * 60.0
+        is_rising = per_minute >= rate_config.per_minute
+        is_open = self._rate_book.is_open(_KEY)
+        if not is_rising and not is_open:
+            return None
+        peak = self._worst("rate", per_minute, is_open=is_open)
+        return self._rate_book.observe(
+            _KEY,
+            now=at,
+            is_confirmed=is_rising,
+            is_present=is_rising,
+            confidence=1.0,
+            started_at=first_at,
+            message=text(
+                "sensor.rate",
+                self._language,
+                sensor=self.config.display_name,
+                quantity=self.config.quantity,
+                value=per_minute,
+                unit=self.config.unit,
+                limit=rate_config.per_minute,
+            ),
+            sensor=self._facts("rate", per_minute, peak, rate_config.per_minute),
+        )
+
+    def _observe_flatline(self, value: float, at: float) -> IncidentUpdate | None:
+        faults = self.config.faults
+        if not faults.enabled or faults.flatline_after_s is None:
+            return None
+        if self._flat_value is None or abs(value - self._flat_value) > faults.flatline_tolerance:
+            self._flat_value, self._flat_since = value, at
+        since = self._flat_since if self._flat_since is not None else at
+        flat_for_s = at - since
+        is_flat = flat_for_s >= faults.flatline_after_s
+        return self._fault_book.observe(
+            "flatline",
+            now=at,
+            is_confirmed=is_flat,
+            is_present=is_flat,
+            confidence=1.0,
+            started_at=since,
+            message=text(
+                "sensor.flatline",
+                self._language,
+                sensor=self.config.display_name,
+                value=value,
+                unit=self.config.unit,
+                seconds=flat_for_s,
+            ),
+            sensor=self._facts("flatline", value, value, None),
+        )
+
+    def _observe_out_of_range(self, value: float, at: float, *, is_out: bool) -> IncidentUpdate | None:
+        faults = self.config.faults
+        if faults.min is None and faults.max is None:
+            return None
+        is_open = self._fault_book.is_open("out_of_range")
+        if not is_out and not is_open:
+            return None
+        low = faults.min if faults.min is not None else "-inf"
+        high = faults.max if faults.max is not None else "+inf"
+        is_below = faults.min is not None and value < faults.min
+        limit = faults.min if is_below else faults.max
+        peak = self._worst("out_of_range", value, is_open=is_open, is_higher_worse=not is_below)
+        return self._fault_book.observe(
+            "out_of_range",
+            now=at,
+            is_confirmed=is_out,
+            is_present=is_out,
+            confidence=1.0,
+            message=text(
+                "sensor.out_of_range",
+                self._language,
+                sensor=self.config.display_name,
+                value=value,
+                unit=self.config.unit,
+                low=low,
+                high=high,
+            ),
+            sensor=self._facts("out_of_range", value, peak, limit),
+        )
+
+    def _observe_stale(self, now: float) -> IncidentUpdate | None:
+        faults = self.config.faults
+        if not faults.enabled:
+            return None
+        silent_s = now - self._last_at
+        is_stale = silent_s >= faults.stale_after_s
+        if not is_stale and not self._fault_book.is_open("stale"):
+            return None
+        return self._fault_book.observe(
+            "stale",
+            now=now,
+            is_confirmed=is_stale,
+            is_present=is_stale,
+            confidence=1.0,
+            started_at=self._last_at,
+            message=text("sensor.stale", self._language, sensor=self.config.display_name, seconds=silent_s),
+            sensor=self._facts("stale", None, None, None),
+        )

@@ -1,0 +1,279 @@
+"""The sensor runner: every source of the site, one queue of readings, the rules, events out.
+
+Sources (``MqttSource`` per broker, ``ModbusSource`` per device, and the service's
+``POST /ingest/readings`` for gateways that push) ``offer`` readings; one worker
+thread takes them in arrival order, runs each sensor's ``SensorRules``, publishes
+the event revisions to the ``EventSink`` (the same one the camera pipeline uses:
+one alert stream), hands the readings to the ``ReadingSink`` (history) in batches,
+and ticks every rule about once a second so a silent sensor goes stale. A raised
+sensor incident carries the latest live frame of the first of its cameras that has
+one (``snapshot``), so the control room sees the place of a gas alarm.
+
+Readings never block a source: when the queue is full the reading is dropped and
+counted (``queue_full``). Stopping ends the open incidents of every sensor.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from anjian.pipeline.incidents import EventContext, IncidentUpdate, UpdateKind
+from anjian.pipeline.sensors.config import (
+    ModbusSensorSource,
+    MqttSensorSource,
+    SensorConfig,
+    SensorSourcesConfig,
+)
+from anjian.pipeline.sensors.modbus_source import ModbusSource
+from anjian.pipeline.sensors.mqtt_source import MqttSource
+from anjian.pipeline.sensors.reading import BadInput, Reading, ReadingSink
+from anjian.pipeline.sensors.rules import SensorRules
+from anjian.pipeline.sink import EventSink
+
+__all__ = ["SensorAssignment", "SensorRunner", "SensorStats"]
+
+logger = logging.getLogger(__name__)
+
+SnapshotProvider = Callable[[str], bytes | None]
+"""The latest JPEG of a camera, or ``None`` (``LiveView.frame(camera_id).jpeg``)."""
+
+_BATCH = 2000  # readings taken off the queue per pass at most
+
+
+@dataclass(frozen=True, slots=True)
+class SensorAssignment:
+    """A sensor and the workshop it belongs to."""
+
+    workshop_id: str
+    config: SensorConfig
+
+
+@dataclass(frozen=True, slots=True)
+class SensorStats:
+    """What the runner has done so far.
+
+    Attributes:
+        readings: Readings evaluated.
+        events: Event revisions published.
+        queued: Readings waiting in the queue.
+        bad_input: Input that could not become a reading, by reason.
+    """
+
+    readings: int
+    events: int
+    queued: int
+    bad_input: dict[str, int]
+
+
+class SensorRunner:
+    """Reads every sensor of the site and raises their incidents (see the module docstring).
+
+    Args:
+        site_id: The site of the events.
+        assignments: The sensors, with their workshops.
+        sources: The site's MQTT brokers and Modbus devices.
+        sink: Where event revisions go (the alert service's writer, or a pipeline's HTTP sink).
+        readings: Where accepted readings go (the history), or ``None``.
+        snapshot: The latest JPEG of a camera, for the cameras a sensor names; ``None``: no snapshots.
+        language: Language of the event messages.
+        clock: Wall clock, epoch seconds.
+        queue_size: Readings that may wait before new ones are dropped.
+        tick_s: How often silent sensors are checked for staleness.
+        start_sources: False to run only the rules (readings offered by the caller: tests, the bench).
+
+    Example:
+        >>> runner = SensorRunner("plant", assignments, config.sensor_sources, parts.sink)
+        >>> runner.start(); ...; runner.stop()
+    """
+
+    def __init__(
+        self,
+        site_id: str,
+        assignments: Sequence[SensorAssignment],
+        sources: SensorSourcesConfig,
+        sink: EventSink,
+        *,
+        readings: ReadingSink | None = None,
+        snapshot: SnapshotProvider | None = None,
+        language: str = "en",
+        clock: Callable[[], float] = time.time,
+        queue_size: int = 100_000,
+        tick_s: float = 1.0,
+        start_sources: bool = True,
+    ) -> None:
+        self._sink = sink
+        self._readings = readings
+        self._snapshot = snapshot
+        self._clock = clock
+        self._tick_s = tick_s
+        self._queue: queue.Queue[Reading] = queue.Queue(maxsize=queue_size)
+        self._bad = BadInput()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # rules are touched by the worker, and by stop() after it
+        self._evaluated = 0
+        self._published = 0
+        now = clock()
+        self.sensors = {a.config.id: a.config for a in assignments}
+        self._rules = {
+            a.config.id: SensorRules(
+                a.config,
+                EventContext(site_id, a.workshop_id, a.config.id, "", language=language),
+                started_at=now,
+            )
+            for a in assignments
+        }
+        self._sources: list[MqttSource | ModbusSource] = (
+            self._build_sources(assignments, sources) if start_sources else []
+        )
+
+    def _build_sources(
+        self, assignments: Sequence[SensorAssignment], sources: SensorSourcesConfig
+    ) -> list[MqttSource | ModbusSource]:
+        """One client per broker and one poller per device that some sensor reads through."""
+        mqtt: dict[str, list[tuple[str, MqttSensorSource]]] = {}
+        modbus: dict[str, list[tuple[str, ModbusSensorSource]]] = {}
+        for assignment in assignments:
+            source = assignment.config.source
+            if isinstance(source, MqttSensorSource):
+                mqtt.setdefault(source.broker, []).append((assignment.config.id, source))
+            elif isinstance(source, ModbusSensorSource):
+                modbus.setdefault(source.device, []).append((assignment.config.id, source))
+        built: list[MqttSource | ModbusSource] = [
+            MqttSource(broker, mqtt[broker.id], self, clock=self._clock)
+            for broker in sources.mqtt
+            if broker.id in mqtt
+        ]
+        built += [
+            ModbusSource(device, modbus[device.id], self, clock=self._clock)
+            for device in sources.modbus
+            if device.id in modbus
+        ]
+        return built
+
+    @property
+    def sources(self) -> list[MqttSource | ModbusSource]:
+        """The running sources (one per broker and device in use)."""
+        return list(self._sources)
+
+    def offer(self, reading: Reading) -> bool:
+        """Queue a reading for the rules; False (and counted) for an unknown sensor or a full queue."""
+        if reading.sensor_id not in self._rules:
+            self._bad.count("unknown_sensor", reading.sensor_id, "no sensor of the site has this id")
+            return False
+        try:
+            self._queue.put_nowait(reading)
+        except queue.Full:
+            self._bad.count("queue_full", reading.sensor_id, f"{self._queue.maxsize} readings waiting")
+            return False
+        return True
+
+    def bad_input(self, reason: str, where: str, detail: str = "") -> None:
+        """Count input that could not become a reading (logged once per reason and place)."""
+        self._bad.count(reason, where, detail)
+
+    def stats(self) -> SensorStats:
+        """Readings and events so far, the queue's depth and the bad input."""
+        return SensorStats(self._evaluated, self._published, self._queue.qsize(), self._bad.counts())
+
+    def open_kinds(self, sensor_id: str) -> list[str]:
+        """What is open for a sensor: ``threshold``, ``rate``, fault kinds."""
+        with self._lock:
+            return self._rules[sensor_id].open_kinds()
+
+    def start(self) -> None:
+        """Start the worker, then the sources."""
+        if self._thread is not None:
+            raise RuntimeError("the sensor runner was started before")
+        self._thread = threading.Thread(target=self._run, name="sensor-rules", daemon=True)
+        self._thread.start()
+        for source in self._sources:
+            source.start()
+        logger.info("sensors: %d sensor(s) on %d source(s)", len(self._rules), len(self._sources))
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the sources, evaluate what is queued, end every open incident, stop the worker."""
+        for source in self._sources:
+            source.stop()
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        with self._lock:
+            self._drain()
+            now = self._clock()
+            for rules in self._rules.values():
+                self._publish(rules.close(now))
+
+    def _run(self) -> None:
+        next_tick = self._clock() + self._tick_s
+        while not self._stop.is_set():
+            try:
+                first = self._queue.get(timeout=max(0.01, min(self._tick_s, next_tick - self._clock())))
+            except queue.Empty:
+                first = None
+            try:
+                with self._lock:
+                    if first is not None:
+                        self._evaluate([first, *self._take(_BATCH - 1)])
+                    now = self._clock()
+                    if now >= next_tick:
+                        next_tick = now + self._tick_s
+                        for rules in self._rules.values():
+                            self._publish(rules.tick(now))
+            except Exception:
+                logger.exception("sensors: evaluating readings failed")
+                self._stop.wait(0.5)
+
+    def _take(self, most: int) -> list[Reading]:
+        taken: list[Reading] = []
+        while len(taken) < most:
+            try:
+                taken.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return taken
+
+    def _drain(self) -> None:
+        while batch := self._take(_BATCH):
+            self._evaluate(batch)
+
+    def _evaluate(self, batch: list[Reading]) -> None:
+        kept: list[Reading] = []
+        for reading in batch:
+            rules = self._rules[reading.sensor_id]
+            if rules.is_out_of_order(reading.at):
+                self._bad.count(
+                    "out_of_order", reading.sensor_id, f"reading at {reading.at} after a later one"
+                )
+                continue
+            kept.append(reading)
+            self._publish(rules.observe(reading.value, reading.at))
+        self._evaluated += len(kept)
+        if self._readings is not None and kept:
+            self._readings.add(kept)
+
+    def _publish(self, updates: list[IncidentUpdate]) -> None:
+        for update in updates:
+            event = update.event
+            if update.kind is UpdateKind.OPENED and event.sensor is not None and self._snapshot is not None:
+                event = replace(event, snapshot_jpeg=self._first_snapshot(event.sensor.camera_ids))
+            try:
+                self._sink.publish(event)
+            except Exception:
+                logger.exception("sensors: %s: cannot publish event %s", event.camera_id, event.id)
+                continue
+            self._published += 1
+
+    def _first_snapshot(self, camera_ids: Sequence[str]) -> bytes | None:
+        """The latest frame of the first of ``camera_ids`` that has one."""
+        assert self._snapshot is not None
+        for camera_id in camera_ids:
+            jpeg = self._snapshot(camera_id)
+            if jpeg is not None:
+                return jpeg
+        return None

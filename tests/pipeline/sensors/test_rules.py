@@ -1,0 +1,182 @@
+"""Sensor rules: four-colour limits with hysteresis and minimum duration, rate of rise, sensor faults."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from anjian.pipeline.event import Behaviour, Event, RiskLevel
+from anjian.pipeline.incidents import EventContext, IncidentUpdate, UpdateKind
+from anjian.pipeline.sensors.config import SensorConfig, ThresholdsConfig
+from anjian.pipeline.sensors.rules import SensorRules
+
+T0 = 1_700_000_000.0
+
+
+def make_sensor(**overrides: Any) -> SensorConfig:
+    data: dict[str, Any] = {
+        "id": "nh3-1",
+        "quantity": "ammonia",
+        "unit": "ppm",
+        "source": {"kind": "http"},
+        "thresholds": {"yellow": 25, "orange": 50, "red": 150, "hysteresis": 3, "min_duration_s": 5},
+        "faults": {"stale_after_s": 60},
+        "camera_ids": ["cam-1"],
+        "update_interval_s": 30,
+    }
+    data.update(overrides)
+    return SensorConfig.model_validate(data)
+
+
+def make_rules(config: SensorConfig, language: str = "en") -> SensorRules:
+    context = EventContext("plant", "freezing-1", config.id, "", language=language)
+    return SensorRules(config, context, started_at=T0)
+
+
+def feed(
+    rules: SensorRules, values: list[float], *, start: float = T0, step_s: float = 1.0
+) -> list[IncidentUpdate]:
+    updates: list[IncidentUpdate] = []
+    for index, value in enumerate(values):
+        updates += rules.observe(value, start + index * step_s)
+    return updates
+
+
+def of(updates: list[IncidentUpdate], behaviour: Behaviour) -> list[IncidentUpdate]:
+    return [u for u in updates if u.event.behaviour is behaviour]
+
+
+def test_a_reading_wavering_at_the_limit_raises_one_incident_not_fifty() -> None:
+    rules = make_rules(make_sensor())
+    wavering = [24.0, 26.0, 23.5, 25.5, 24.0, 26.5] * 10  # around the yellow limit 25, inside the 3 ppm band
+    updates = of(feed(rules, wavering), Behaviour.SENSOR_THRESHOLD)
+    opened = [u for u in updates if u.kind is UpdateKind.OPENED]
+    assert len(opened) == 1
+    assert opened[0].event.severity is RiskLevel.YELLOW
+    assert opened[0].event.started_at == T0 + 1  # the first reading at the limit
+    assert not [u for u in updates if u.kind is UpdateKind.CLOSED]
+
+
+def test_a_short_spike_under_the_minimum_duration_raises_nothing() -> None:
+    rules = make_rules(make_sensor())
+    assert feed(rules, [10, 200, 200, 200, 10, 10]) == []
+
+
+def test_one_incident_rises_through_the_colours_and_ends_on_recovery_with_its_peak() -> None:
+    rules = make_rules(make_sensor())
+    readings = [30.0] * 6 + [60.0] * 6 + [180.0] * 6 + [20.0] * 12
+    updates = of(feed(rules, readings), Behaviour.SENSOR_THRESHOLD)
+    assert [(u.kind, u.event.severity) for u in updates] == [
+        (UpdateKind.OPENED, RiskLevel.YELLOW),
+        (UpdateKind.UPDATED, RiskLevel.ORANGE),
+        (UpdateKind.UPDATED, RiskLevel.RED),
+        (UpdateKind.CLOSED, RiskLevel.RED),
+    ]
+    assert len({u.event.id for u in updates}) == 1
+    red, closed = updates[2].event, updates[3].event
+    assert red.sensor is not None and red.sensor.threshold == 150 and red.sensor.value == 180
+    assert red.sensor.kind == "high" and red.sensor.unit == "ppm" and red.sensor.camera_ids == ("cam-1",)
+    assert closed.ended_at is not None and closed.sensor is not None
+    assert closed.sensor.peak == 180 and closed.sensor.value == 20  # the reading it recovered at
+    assert "red limit 150 ppm" in red.message
+
+
+def test_an_ongoing_incident_is_republished_with_its_latest_reading_every_update_interval() -> None:
+    rules = make_rules(make_sensor(update_interval_s=10))
+    updates = of(feed(rules, [30.0] * 6 + [31.0, 32.0, 33.0, 34.0] * 5), Behaviour.SENSOR_THRESHOLD)
+    kinds = [u.kind for u in updates]
+    assert kinds[0] is UpdateKind.OPENED and kinds.count(UpdateKind.UPDATED) == 2
+    last = updates[-1].event
+    assert last.revision == 3 and last.sensor is not None and last.sensor.peak == 34
+
+
+def test_a_low_limit_raises_when_the_level_falls() -> None:
+    thresholds = {"direction": "low", "yellow": 30, "red": 10, "hysteresis": 2, "min_duration_s": 0}
+    rules = make_rules(make_sensor(id="level-1", quantity="level", unit="%", thresholds=thresholds))
+    updates = of(feed(rules, [50, 29, 9, 8, 35, 35] + [40.0] * 12), Behaviour.SENSOR_THRESHOLD)
+    assert [(u.kind, u.event.severity) for u in updates] == [
+        (UpdateKind.OPENED, RiskLevel.YELLOW),
+        (UpdateKind.UPDATED, RiskLevel.RED),
+        (UpdateKind.CLOSED, RiskLevel.RED),
+    ]
+    assert updates[-1].event.sensor is not None and updates[-1].event.sensor.peak == 8
+
+
+def test_a_fast_rise_raises_a_rate_of_rise_alert_before_any_limit() -> None:
+    config = make_sensor(rate_of_rise={"per_minute": 10, "window_s": 20, "severity": "orange"})
+    rules = make_rules(config)
+    rising = [5.0 + 0.5 * i for i in range(30)]  # 30 ppm/min, staying under the yellow 25
+    updates = feed(rules, rising + [20.0] * 60)
+    assert not of(updates, Behaviour.SENSOR_THRESHOLD)
+    rate = of(updates, Behaviour.SENSOR_RATE_OF_RISE)
+    assert rate[0].kind is UpdateKind.OPENED and rate[0].event.severity is RiskLevel.ORANGE
+    assert rate[0].event.sensor is not None and rate[0].event.sensor.kind == "rate"
+    assert rate[0].event.sensor.value == pytest.approx(30.0)
+    assert rate[-1].kind is UpdateKind.CLOSED
+
+
+def test_a_silent_sensor_goes_stale_and_recovers_when_readings_come_back() -> None:
+    rules = make_rules(make_sensor())
+    assert rules.tick(T0 + 59) == []
+    stale = rules.tick(T0 + 61)
+    assert [(u.kind, u.event.behaviour, u.event.sensor.kind if u.event.sensor else None) for u in stale] == [
+        (UpdateKind.OPENED, Behaviour.SENSOR_FAULT, "stale")
+    ]
+    assert "sends no data" in stale[0].event.message
+    updates = feed(rules, [10.0] * 15, start=T0 + 62)
+    assert [u.kind for u in of(updates, Behaviour.SENSOR_FAULT)] == [UpdateKind.CLOSED]
+
+
+def test_a_stuck_reading_is_a_flatline_fault() -> None:
+    rules = make_rules(make_sensor(faults={"flatline_after_s": 30, "flatline_tolerance": 0.01}))
+    updates = feed(rules, [12.0, 12.005] * 20 + [13.0, 14.0] * 8)
+    faults = of(updates, Behaviour.SENSOR_FAULT)
+    assert [(u.kind, u.event.sensor.kind if u.event.sensor else None) for u in faults] == [
+        (UpdateKind.OPENED, "flatline"),
+        (UpdateKind.CLOSED, "flatline"),
+    ]
+
+
+def test_a_reading_outside_the_physical_range_is_a_fault_and_not_a_red_alarm() -> None:
+    rules = make_rules(make_sensor(faults={"min": 0, "max": 1000}))
+    updates = feed(rules, [65535.0] * 10 + [5.0] * 15)
+    assert not of(updates, Behaviour.SENSOR_THRESHOLD)
+    faults = of(updates, Behaviour.SENSOR_FAULT)
+    assert [u.kind for u in faults] == [UpdateKind.OPENED, UpdateKind.CLOSED]
+    opened: Event = faults[0].event
+    assert (
+        opened.sensor is not None and opened.sensor.kind == "out_of_range" and opened.sensor.threshold == 1000
+    )
+    assert "outside its physical range 0.0 to 1000.0" in opened.message
+
+
+def test_messages_follow_the_site_language() -> None:
+    rules = make_rules(make_sensor(), language="zh-CN")
+    opened = feed(rules, [200.0] * 6)[0].event
+    assert "达到红色阈值" in opened.message
+
+
+def test_closing_the_rules_ends_every_open_incident() -> None:
+    rules = make_rules(make_sensor(faults={"min": 0, "max": 100}))
+    feed(rules, [60.0] * 6 + [500.0])
+    assert sorted(rules.open_kinds()) == ["out_of_range", "threshold"]
+    closed = rules.close(T0 + 100)
+    assert len(closed) == 2 and all(u.kind is UpdateKind.CLOSED for u in closed)
+    assert rules.open_kinds() == []
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "message"),
+    [
+        ({}, "give at least one of blue, yellow, orange, red"),
+        ({"yellow": 50, "red": 25}, "limits must strictly rise from blue to red"),
+        ({"direction": "low", "yellow": 10, "red": 30}, "limits must strictly fall from blue to red"),
+        ({"yellow": 10, "colour": 5}, "Extra inputs are not permitted"),
+    ],
+    ids=["none", "high-unordered", "low-unordered", "typo"],
+)
+def test_bad_thresholds_are_refused_with_what_is_wrong(thresholds: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        ThresholdsConfig.model_validate(thresholds)
