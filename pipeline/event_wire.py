@@ -28,7 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -36,11 +36,13 @@ from pydantic import (
     Field,
     PlainSerializer,
     PlainValidator,
+    SerializerFunctionWrapHandler,
     Strict,
     StringConstraints,
     ValidationInfo,
     WithJsonSchema,
     field_validator,
+    model_serializer,
 )
 from pydantic_core import PydanticCustomError, PydanticKnownError
 
@@ -61,9 +63,9 @@ __all__ = [
     "Message",
     "ModelVersion",
     "Revision",
+    "SensorFactsWire",
     "SiteId",
     "TrackId",
-    "SensorFactsWire",
     "WorkshopId",
     "XyxyNorm",
     "ZoneId",
@@ -175,8 +177,6 @@ class EventBoxWire(_WireModel):
         return EventBox(class_name=self.class_name, confidence=self.confidence, xyxy_norm=self.xyxy_norm)
 
 
-class EventWire(_WireModel):
-    """One event revision as a pipeline sends it (``anjian.pipeline.event.Event`` on the wire).
 _SENSOR_KINDS = Literal["high", "low", "rate", "stale", "flatline", "out_of_range"]
 _READING = Annotated[float, Strict(), Field(allow_inf_nan=False, ge=-1e15, le=1e15)]
 
@@ -217,6 +217,8 @@ class SensorFactsWire(_WireModel):
         return SensorFacts(**values)
 
 
+class EventWire(_WireModel):
+    """One event revision as a pipeline sends it (``anjian.pipeline.event.Event`` on the wire).
 
     Fields are in the order of the JSON the sink writes. ``snapshot_jpeg`` and
     ``clip_mp4`` hold bytes and travel as ``snapshot_jpeg_b64`` / ``clip_mp4_b64``.
@@ -255,8 +257,6 @@ class SensorFactsWire(_WireModel):
         description="H.264 MP4 clip around the confirmation, base64; it comes on a later revision of its own.",
     )
     track_id: Annotated[TrackId, Strict(), Field(ge=-(2**63), le=2**63 - 1)] = None
-
-    @field_validator("last_seen_at", mode="after")
     sensor: SensorFactsWire | None = Field(
         None, description="The reading behind a sensor event; null for camera events."
     )
@@ -268,6 +268,8 @@ class SensorFactsWire(_WireModel):
         if data.get("sensor") is None:
             data.pop("sensor", None)
         return data
+
+    @field_validator("last_seen_at", mode="after")
     @classmethod
     def _not_before_start(cls, last_seen_at: float, info: ValidationInfo) -> float:
         started_at = info.data.get("started_at")
@@ -289,12 +291,12 @@ class SensorFactsWire(_WireModel):
         """
         values = {field.name: getattr(event, field.name) for field in dataclasses.fields(event)}
         values["boxes"] = [EventBoxWire.from_box(box) for box in event.boxes]
+        values["sensor"] = None if event.sensor is None else SensorFactsWire.from_facts(event.sensor)
         return cls.model_construct(schema_version=EVENT_WIRE_VERSION, **values)
 
-        values["sensor"] = None if event.sensor is None else SensorFactsWire.from_facts(event.sensor)
     def to_event(self) -> Event:
         """The pipeline's ``Event`` of this revision (every field the wire carries)."""
         values = {field.name: getattr(self, field.name) for field in dataclasses.fields(Event)}
         values["boxes"] = tuple(box.to_box() for box in self.boxes)
-        return Event(**values)
         values["sensor"] = None if self.sensor is None else self.sensor.to_facts()
+        return Event(**values)

@@ -165,7 +165,7 @@ class IncidentBook:
                 workshop_id=self.context.workshop_id,
                 camera_id=self.context.camera_id,
                 behaviour=self.behaviour,
-                severity=self._severity_at(self.severity, began, now),
+                severity=self._severity_at(severity or self.severity, began, now),
                 started_at=began,
                 last_seen_at=now,
                 confidence=confidence,
@@ -182,28 +182,30 @@ class IncidentBook:
         current = incident.event
         if is_present:
             incident.is_matched = True
-            severity = self._escalated(current, now)
+            escalated = self._escalated(current, now)
+            if severity is not None and severity.rank > escalated.rank:
+                escalated = severity
             incident.event = replace(
                 current,
                 last_seen_at=max(now, current.last_seen_at),
                 confidence=max(confidence, current.confidence),
                 boxes=boxes or current.boxes,
                 message=message or current.message,
-                severity=severity,
+                severity=escalated,
                 model_version=self.context.model_version,  # the model that saw it last
                 snapshot_jpeg=None,
-            )
-            if severity != current.severity or now - incident.last_published_at >= self.update_interval_s:
                 sensor=sensor or current.sensor,
+            )
+            if escalated != current.severity or now - incident.last_published_at >= self.update_interval_s:
                 incident.event = replace(incident.event, revision=current.revision + 1)
                 incident.last_published_at = now
                 self._journal_record(key, incident.event)
                 return IncidentUpdate(UpdateKind.UPDATED, incident.event)
             return None
-        if now - _seen_at(incident) >= self.clear_after_s:
-            return self._close(key, now)
         if sensor is not None:
             incident.event = replace(current, sensor=sensor)
+        if now - _seen_at(incident) >= self.clear_after_s:
+            return self._close(key, now)
         return None
 
     def in_cooldown(self, key: str, now: float) -> bool:
