@@ -6,7 +6,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
@@ -199,127 +199,77 @@ def get_clip(
     return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "no-cache"})
 
 
-def _transition(
-    store: EventStore,
-    metrics: MetricsDep,
-    event_id: str,
-    action: Action,
-    *,
-    actor: str,
-    note: str,
-    assignee: str | None = None,
-) -> EventOut:
-    """Apply a lifecycle action; 404 for an unknown id, 409 with the allowed actions when refused."""
-    try:
-        result = store.transition(event_id, action, actor=actor, note=note, assignee=assignee)
-    except KeyError as exc:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"event {event_id!r} not found") from exc
-    except InvalidTransitionError as exc:
-        raise ApiProblem(
-            status.HTTP_409_CONFLICT,
-            str(exc),
-            extensions={
-                "state": AlertState(exc.state).value,
-                "allowed_actions": [Action(a).value for a in exc.allowed],
-            },
-        ) from exc
-    metrics.transitions.labels(action=action.value).inc()
-    return EventOut.from_stored(result.event)
+class _Alert:
+    """The alert a lifecycle route acts on: its id (from the path), the operator, the store and the metrics."""
+
+    def __init__(
+        self, store: StoreDep, metrics: MetricsDep, token: Operator, event_id: Annotated[str, _EVENT_ID]
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._actor = token.name
+        self.event_id = event_id
+
+    def apply(self, action: Action, *, note: str, assignee: str | None = None) -> EventOut:
+        """Apply a lifecycle action; 404 for an unknown id, 409 with the allowed actions when refused."""
+        try:
+            result = self._store.transition(
+                self.event_id, action, actor=self._actor, note=note, assignee=assignee
+            )
+        except KeyError as exc:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, detail=f"event {self.event_id!r} not found"
+            ) from exc
+        except InvalidTransitionError as exc:
+            raise ApiProblem(
+                status.HTTP_409_CONFLICT,
+                str(exc),
+                extensions={
+                    "state": AlertState(exc.state).value,
+                    "allowed_actions": [Action(a).value for a in exc.allowed],
+                },
+            ) from exc
+        self._metrics.transitions.labels(action=action.value).inc()
+        return EventOut.from_stored(result.event)
 
 
-_LIFECYCLE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **_NOT_FOUND,
-    **problem_responses(
-        409, descriptions={409: "Not allowed from the alert's state; `allowed_actions` lists what is."}
-    ),
+_AlertDep = Annotated[_Alert, Depends()]
+_LIFECYCLE: dict[str, Any] = {
+    "response_model": EventOut,
+    "responses": {
+        **_NOT_FOUND,
+        **problem_responses(
+            409, descriptions={409: "Not allowed from the alert's state; `allowed_actions` lists what is."}
+        ),
+    },
 }
 
 
-@router.post(
-    "/events/{event_id}/acknowledge",
-    response_model=EventOut,
-    summary="Acknowledge an alert",
-    responses=_LIFECYCLE_RESPONSES,
-)
-def acknowledge(
-    store: StoreDep,
-    metrics: MetricsDep,
-    token: Operator,
-    event_id: Annotated[str, _EVENT_ID],
-    body: AcknowledgeIn,
-) -> EventOut:
+@router.post("/events/{event_id}/acknowledge", summary="Acknowledge an alert", **_LIFECYCLE)
+def acknowledge(alert: _AlertDep, body: AcknowledgeIn) -> EventOut:
     """raised → acknowledged: the control room has seen the alert (stops its escalation)."""
-    return _transition(store, metrics, event_id, Action.ACKNOWLEDGE, actor=token.name, note=body.note)
+    return alert.apply(Action.ACKNOWLEDGE, note=body.note)
 
 
-@router.post(
-    "/events/{event_id}/dispatch",
-    response_model=EventOut,
-    summary="Dispatch someone",
-    responses=_LIFECYCLE_RESPONSES,
-)
-def dispatch(
-    store: StoreDep,
-    metrics: MetricsDep,
-    token: Operator,
-    event_id: Annotated[str, _EVENT_ID],
-    body: DispatchIn,
-) -> EventOut:
+@router.post("/events/{event_id}/dispatch", summary="Dispatch someone", **_LIFECYCLE)
+def dispatch(alert: _AlertDep, body: DispatchIn) -> EventOut:
     """acknowledged → dispatched, with the assignee and the work-order note."""
-    return _transition(
-        store,
-        metrics,
-        event_id,
-        Action.DISPATCH,
-        actor=token.name,
-        note=body.note,
-        assignee=body.assignee,
-    )
+    return alert.apply(Action.DISPATCH, note=body.note, assignee=body.assignee)
 
 
-@router.post(
-    "/events/{event_id}/resolve",
-    response_model=EventOut,
-    summary="Record the disposal",
-    responses=_LIFECYCLE_RESPONSES,
-)
-def resolve(
-    store: StoreDep,
-    metrics: MetricsDep,
-    token: Operator,
-    event_id: Annotated[str, _EVENT_ID],
-    body: ResolveIn,
-) -> EventOut:
+@router.post("/events/{event_id}/resolve", summary="Record the disposal", **_LIFECYCLE)
+def resolve(alert: _AlertDep, body: ResolveIn) -> EventOut:
     """acknowledged or dispatched → resolved, with the disposal note."""
-    return _transition(store, metrics, event_id, Action.RESOLVE, actor=token.name, note=body.note)
+    return alert.apply(Action.RESOLVE, note=body.note)
 
 
-@router.post(
-    "/events/{event_id}/false-alarm",
-    response_model=EventOut,
-    summary="Mark a false alarm",
-    responses=_LIFECYCLE_RESPONSES,
-)
-def false_alarm(
-    store: StoreDep,
-    metrics: MetricsDep,
-    token: Operator,
-    event_id: Annotated[str, _EVENT_ID],
-    body: FalseAlarmIn,
-) -> EventOut:
+@router.post("/events/{event_id}/false-alarm", summary="Mark a false alarm", **_LIFECYCLE)
+def false_alarm(alert: _AlertDep, body: FalseAlarmIn) -> EventOut:
     """acknowledged or dispatched → false_alarm, with the reason."""
-    return _transition(store, metrics, event_id, Action.FALSE_ALARM, actor=token.name, note=body.reason)
+    return alert.apply(Action.FALSE_ALARM, note=body.reason)
 
 
-@router.post(
-    "/events/{event_id}/close", response_model=EventOut, summary="Close", responses=_LIFECYCLE_RESPONSES
-)
-def close(
-    store: StoreDep,
-    metrics: MetricsDep,
-    token: Operator,
-    event_id: Annotated[str, _EVENT_ID],
-    body: CloseIn,
-) -> EventOut:
+@router.post("/events/{event_id}/close", summary="Close", **_LIFECYCLE)
+def close(alert: _AlertDep, body: CloseIn) -> EventOut:
     """resolved or false_alarm → closed."""
-    return _transition(store, metrics, event_id, Action.CLOSE, actor=token.name, note=body.note)
+    return alert.apply(Action.CLOSE, note=body.note)
