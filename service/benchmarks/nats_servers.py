@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from anjian.service.benchmarks.ports import free_port
+from anjian.service.benchmarks.tcp_link import TcpLink
 from anjian.service.bus.server_config import hub_server_config, plant_server_config
 from anjian.service.bus.subjects import plant_domain
 
@@ -112,11 +113,14 @@ class NatsServer:
 class NatsTopology:
     """A hub nats-server and plant leaf nodes, each in a sub-folder of ``root``.
 
+    Every plant's leaf connection goes through one ``TcpLink`` (``link``, the hub's WAN link, which
+    the hub advertises), which a test cuts and restores while every server keeps running.
+
     Example:
         >>> topology = NatsTopology(tmp_path)
         >>> plant = topology.add_plant("lab-3")
         >>> topology.start()
-        >>> topology.hub.kill(); ...; topology.hub.start()   # the link is down meanwhile
+        >>> topology.link.cut(); ...; topology.link.restore()
         >>> topology.stop()
     """
 
@@ -124,15 +128,18 @@ class NatsTopology:
     hub_domain: str = "hub"
     hub: NatsServer = field(init=False)
     plants: dict[str, NatsServer] = field(default_factory=dict, init=False)
+    link: TcpLink = field(init=False)
     leaf_port: int = field(init=False)
 
     def __post_init__(self) -> None:
         port, self.leaf_port = free_port(), free_port()
+        self.link = TcpLink(self.leaf_port)
         self.hub = NatsServer(
             self.root / "hub",
             hub_server_config(
                 listen=f"127.0.0.1:{port}",
                 leaf_listen=f"127.0.0.1:{self.leaf_port}",
+                leaf_advertise=f"127.0.0.1:{self.link.port}",
                 store_dir=self.root / "hub" / "jetstream",
                 domain=self.hub_domain,
             ),
@@ -147,7 +154,7 @@ class NatsTopology:
             plant_server_config(
                 plant_id=plant_id,
                 listen=f"127.0.0.1:{port}",
-                hub_leaf_url=f"nats-leaf://127.0.0.1:{self.leaf_port}",
+                hub_leaf_url=f"nats-leaf://127.0.0.1:{self.link.port}",
                 store_dir=self.root / f"plant-{plant_id}" / "jetstream",
                 domain=plant_domain(plant_id),
             ),
@@ -157,13 +164,15 @@ class NatsTopology:
         return server
 
     def start(self) -> None:
-        """Start the hub, then every plant."""
+        """Start the hub, the link, then every plant."""
         self.hub.start()
+        self.link.restore()
         for server in self.plants.values():
             server.start()
 
     def stop(self) -> None:
-        """Stop the plants, then the hub."""
+        """Stop the plants, the link, then the hub."""
         for server in self.plants.values():
             server.stop()
+        self.link.cut()
         self.hub.stop()

@@ -4,7 +4,7 @@ A hub::
 
     listen: 0.0.0.0:4222
     jetstream { store_dir: "/var/lib/anjian-nats", domain: hub }
-    leafnodes { listen: 0.0.0.0:7422 }
+    leafnodes { listen: 0.0.0.0:7422, advertise: "hub.example:7422" }
 
 A plant (its leaf node connects out to the hub, so a plant needs no inbound port)::
 
@@ -56,6 +56,7 @@ def hub_server_config(
     domain: str = "hub",
     name: str = "anjian-hub",
     monitor: str | None = None,
+    leaf_advertise: str | None = None,
 ) -> str:
     """The hub's nats-server config: JetStream in ``domain``, accepting the plants' leaf connections.
 
@@ -66,13 +67,20 @@ def hub_server_config(
         domain: The hub's JetStream domain (the plants' ``bus.hub_domain``).
         name: The server's name.
         monitor: ``host:port`` of the HTTP monitoring endpoint, or ``None``.
+        leaf_advertise: ``host:port`` the plants reach the leaf port at, when it is not
+            ``leaf_listen`` (NAT, VPN, a proxy); the plants reconnect to what the hub advertises.
 
     Raises:
         ValueError: An address is not ``host:port`` or the domain cannot be used on the bus.
     """
     check_bus_id("domain", domain)
     lines = _common(name, listen, store_dir, domain, monitor)
-    lines.append(f"leafnodes {{ listen: {json.dumps(_check_listen('leaf_listen', leaf_listen))} }}")
+    leaf = f"listen: {json.dumps(_check_listen('leaf_listen', leaf_listen))}"
+    if leaf_advertise is not None:
+        # The plants learn this address from the hub and reconnect to it, so behind NAT, a VPN
+        # or a proxy it must be the one they reach (not the hub's own listen address).
+        leaf += f", advertise: {json.dumps(_check_listen('leaf_advertise', leaf_advertise))}"
+    lines.append(f"leafnodes {{ {leaf} }}")
     return "\n".join(lines) + "\n"
 
 

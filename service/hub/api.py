@@ -1,0 +1,193 @@
+"""The hub's HTTP API and dashboard: one view over every plant a token may see.
+
+Every ``/api`` route needs ``Authorization: Bearer <hub token>``; the token's scope
+(``all``, ``group:<name>``, ``plant:<id>``) decides which plants exist for it: an incident of
+another plant answers 404, as if it did not exist. Adding a remark needs the supervisor role.
+Errors are RFC 9457 problem details, and every response carries the service's security headers.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, status
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from anjian.service.api.problems import install_problem_handlers
+from anjian.service.api.security import SecurityHeadersMiddleware
+from anjian.service.hub.api_models import (
+    CameraOut,
+    EventDetailOut,
+    HubAuditOut,
+    HubEventOut,
+    MeOut,
+    OverviewOut,
+    PlantOut,
+    RemarkIn,
+    RemarkOut,
+)
+from anjian.service.hub.config import HubConfig
+from anjian.service.hub.store import HubStore
+from anjian.service.hub.tokens import HubRole, HubToken
+from anjian.service.schemas import epoch_to_datetime
+
+__all__ = ["create_hub_app"]
+
+_DASHBOARD = Path(__file__).parent / "dashboard"
+
+
+class _Scope:
+    """The token of a request and the plants it sees."""
+
+    def __init__(self, token: HubToken, plant_ids: list[str]) -> None:
+        self.token = token
+        self.plant_ids = plant_ids
+
+    def require_plant(self, plant_id: str) -> None:
+        """404 for a plant the token does not see (its existence is not disclosed)."""
+        if plant_id not in self.plant_ids:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no plant {plant_id!r}")
+
+
+def create_hub_app(
+    config: HubConfig, store: HubStore, *, on_remark: Callable[[], None] | None = None
+) -> FastAPI:
+    """Build the hub's FastAPI app over its store.
+
+    Args:
+        config: The hub config (plants, groups, deadlines).
+        store: The hub's store (its owner opens and closes it).
+        on_remark: Called after a remark is stored (``HubBus.remark_added``: publish it now).
+    """
+    app = FastAPI(title="anjian hub", docs_url=None, redoc_url=None)
+    app.add_middleware(SecurityHeadersMiddleware)
+    install_problem_handlers(app)
+    plants = [(p.id, p.group) for p in config.plants]
+
+    def scope(request: Request) -> _Scope:
+        header = request.headers.get("authorization", "")
+        kind, _, secret = header.partition(" ")
+        token = store.tokens.authenticate(secret.strip()) if kind.lower() == "bearer" else None
+        if token is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "a valid hub token is needed (Authorization: Bearer ...)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return _Scope(token, token.plant_ids(plants))
+
+    Scope = Annotated[_Scope, Depends(scope)]
+    api = APIRouter(prefix="/api")
+
+    @api.get("/me", response_model=MeOut)
+    def me(who: Scope) -> MeOut:
+        """The token's name, role, scope and plants."""
+        return MeOut(
+            name=who.token.name, role=who.token.role.value, scope=who.token.scope, plant_ids=who.plant_ids
+        )
+
+    @api.get("/overview", response_model=OverviewOut)
+    def overview(who: Scope) -> OverviewOut:
+        """Every plant the token sees: open incidents by colour, overdue ones, response times, cameras."""
+        seen = [(p.id, p.name or p.id, p.group) for p in config.plants if p.id in who.plant_ids]
+        now = time.time()
+        return OverviewOut(
+            hub_name=config.hub.name,
+            at=epoch_to_datetime(now),
+            plants=[PlantOut.from_summary(s) for s in store.summaries(seen, config.sla, now=now)],
+        )
+
+    @api.get("/events", response_model=list[HubEventOut])
+    def events(
+        who: Scope,
+        plant_id: Annotated[str | None, Query(max_length=64)] = None,
+        is_open: Annotated[bool | None, Query(alias="open")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> list[HubEventOut]:
+        """Incidents of the plants the token sees (or of one of them), newest first."""
+        ids = who.plant_ids
+        if plant_id is not None:
+            who.require_plant(plant_id)
+            ids = [plant_id]
+        return [HubEventOut.from_event(e) for e in store.list_events(ids, is_open=is_open, limit=limit)]
+
+    @api.get("/plants/{plant_id}/events/{event_id}", response_model=EventDetailOut)
+    def event_detail(who: Scope, plant_id: str, event_id: str) -> EventDetailOut:
+        """One incident with the plant's record of it and its audit trail (remarks included)."""
+        who.require_plant(plant_id)
+        event = store.get_event(plant_id, event_id)
+        if event is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no event {event_id!r} of plant {plant_id!r}")
+        return EventDetailOut(
+            summary=HubEventOut.from_event(event),
+            event=event.event,
+            snapshot_url=f"/api/plants/{plant_id}/events/{event_id}/snapshot" if event.has_snapshot else None,
+            audit=[HubAuditOut.from_entry(line) for line in store.audit_trail(plant_id, event_id)],
+        )
+
+    @api.get(
+        "/plants/{plant_id}/events/{event_id}/snapshot",
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}}}},
+    )
+    def snapshot(who: Scope, plant_id: str, event_id: str) -> Response:
+        """The incident's snapshot JPEG, as the plant sent it."""
+        who.require_plant(plant_id)
+        data = store.snapshot(plant_id, event_id)
+        if data is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no snapshot of event {event_id!r}")
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})
+
+    @api.post(
+        "/plants/{plant_id}/events/{event_id}/remarks",
+        response_model=RemarkOut,
+        status_code=status.HTTP_202_ACCEPTED,
+    )
+    def add_remark(who: Scope, plant_id: str, event_id: str, body: RemarkIn) -> RemarkOut:
+        """Add a remark (or press for action): stored here, then sent to the plant's audit trail by the bus."""
+        who.require_plant(plant_id)
+        if who.token.role is not HubRole.SUPERVISOR:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "adding a remark needs a supervisor token")
+        try:
+            remark = store.add_remark(
+                plant_id,
+                event_id,
+                actor=who.token.name,
+                note=body.note,
+                is_press_for_action=body.press_for_action,
+            )
+        except KeyError as exc:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, f"no event {event_id!r} of plant {plant_id!r}"
+            ) from exc
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from exc
+        if on_remark is not None:
+            on_remark()
+        return RemarkOut(id=remark.id, plant_id=plant_id, event_id=event_id, at=epoch_to_datetime(remark.at))
+
+    @api.get("/cameras", response_model=list[CameraOut])
+    def cameras(who: Scope, plant_id: Annotated[str | None, Query(max_length=64)] = None) -> list[CameraOut]:
+        """The cameras of the plants the token sees, as last reported."""
+        ids = who.plant_ids
+        if plant_id is not None:
+            who.require_plant(plant_id)
+            ids = [plant_id]
+        return [CameraOut.from_status(c) for c in store.cameras(ids)]
+
+    app.include_router(api)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(_DASHBOARD / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=_DASHBOARD), name="static")
+    return app

@@ -1,0 +1,199 @@
+"""The hub API's request and response models (times in UTC ISO, as the service's API)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from anjian.service.hub.records import CameraStatus, HubAuditEntry, HubEvent, PlantSummary
+from anjian.service.schemas import epoch_to_datetime
+
+__all__ = [
+    "CameraOut",
+    "EventDetailOut",
+    "HubAuditOut",
+    "HubEventOut",
+    "MeOut",
+    "OverviewOut",
+    "PlantOut",
+    "RemarkIn",
+    "RemarkOut",
+]
+
+
+def _at(value: float | None) -> datetime | None:
+    return None if value is None else epoch_to_datetime(value)
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class PlantOut(_Out):
+    """One plant on the hub's view."""
+
+    plant_id: str
+    name: str
+    group: str
+    open_by_colour: dict[str, int] = Field(..., description="Open incidents per current colour.")
+    open_total: int
+    overdue: int = Field(..., description="Raised incidents past their colour's acknowledge deadline.")
+    acknowledge_median_s: float | None = Field(..., description="Median time from raise to acknowledgement.")
+    resolve_median_s: float | None = Field(..., description="Median time from raise to resolution.")
+    cameras_by_state: dict[str, int]
+    last_message_at: datetime | None = Field(..., description="When the plant was last heard from.")
+
+    @classmethod
+    def from_summary(cls, summary: PlantSummary) -> PlantOut:
+        """The response model of a plant summary."""
+        return cls(
+            plant_id=summary.plant_id,
+            name=summary.name,
+            group=summary.group,
+            open_by_colour=summary.open_by_colour,
+            open_total=sum(summary.open_by_colour.values()),
+            overdue=summary.overdue,
+            acknowledge_median_s=summary.acknowledge_median_s,
+            resolve_median_s=summary.resolve_median_s,
+            cameras_by_state=summary.cameras_by_state,
+            last_message_at=_at(summary.last_message_at),
+        )
+
+
+class OverviewOut(_Out):
+    """Every plant the token sees."""
+
+    hub_name: str
+    at: datetime
+    plants: list[PlantOut]
+
+
+class HubEventOut(_Out):
+    """A plant's incident in a list."""
+
+    plant_id: str
+    event_id: str
+    camera_id: str
+    behaviour: str
+    severity: str
+    state: str
+    started_at: datetime
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    message: str
+    has_snapshot: bool
+
+    @classmethod
+    def from_event(cls, event: HubEvent) -> HubEventOut:
+        """The response model of a hub incident."""
+        return cls(
+            plant_id=event.plant_id,
+            event_id=event.event_id,
+            camera_id=event.camera_id,
+            behaviour=event.behaviour,
+            severity=event.severity,
+            state=event.state,
+            started_at=epoch_to_datetime(event.started_at),
+            acknowledged_at=_at(event.acknowledged_at),
+            resolved_at=_at(event.resolved_at),
+            message=event.message,
+            has_snapshot=event.has_snapshot,
+        )
+
+
+class HubAuditOut(_Out):
+    """One audit line: the plant's, or a supervisor's remark (``is_from_hub``)."""
+
+    at: datetime
+    actor: str
+    action: str
+    from_state: str | None
+    to_state: str | None
+    severity: str | None
+    assignee: str | None
+    note: str
+    is_from_hub: bool
+    sent_at: datetime | None = Field(..., description="Remarks: when the bus took it; null while pending.")
+
+    @classmethod
+    def from_entry(cls, entry: HubAuditEntry) -> HubAuditOut:
+        """The response model of an audit line."""
+        return cls(
+            at=epoch_to_datetime(entry.at),
+            actor=entry.actor,
+            action=entry.action,
+            from_state=entry.from_state,
+            to_state=entry.to_state,
+            severity=entry.severity,
+            assignee=entry.assignee,
+            note=entry.note,
+            is_from_hub=entry.is_from_hub,
+            sent_at=_at(entry.sent_at),
+        )
+
+
+class EventDetailOut(_Out):
+    """An incident with the plant's full record of it and its audit trail."""
+
+    summary: HubEventOut
+    event: dict[str, Any] = Field(..., description="The plant's own record of it (its EventOut).")
+    snapshot_url: str | None
+    audit: list[HubAuditOut]
+
+
+class CameraOut(_Out):
+    """A plant's camera as last reported."""
+
+    plant_id: str
+    camera_id: str
+    state: str
+    since: datetime
+    fps: float
+    reconnects: int
+    last_error: str | None
+    reported_at: datetime
+
+    @classmethod
+    def from_status(cls, status: CameraStatus) -> CameraOut:
+        """The response model of a camera's status."""
+        return cls(
+            plant_id=status.plant_id,
+            camera_id=status.camera_id,
+            state=status.state,
+            since=epoch_to_datetime(status.since),
+            fps=status.fps,
+            reconnects=status.reconnects,
+            last_error=status.last_error,
+            reported_at=epoch_to_datetime(status.reported_at),
+        )
+
+
+class RemarkIn(BaseModel):
+    """A supervisor's remark on an incident."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    note: str = Field(
+        ..., min_length=1, max_length=4000, description="What the supervisor says to the plant."
+    )
+    press_for_action: bool = Field(False, description="Press the plant to act on it now.")
+
+
+class RemarkOut(_Out):
+    """A stored remark, on its way to the plant."""
+
+    id: str
+    plant_id: str
+    event_id: str
+    at: datetime
+
+
+class MeOut(_Out):
+    """Who the token is and which plants it sees."""
+
+    name: str
+    role: str
+    scope: str
+    plant_ids: list[str]

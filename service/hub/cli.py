@@ -1,0 +1,161 @@
+"""``anjian hub …``: run the supervising hub, manage its tokens, write the nats-server configs.
+
+Heavy imports (the store, the bus, uvicorn) load only when a command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from anjian.service.errors import ConfigError, DatabaseError
+from anjian.service.logs import setup_logging
+
+if TYPE_CHECKING:
+    from anjian.service.hub.config import HubConfig
+    from anjian.service.hub.store import HubStore
+
+__all__ = ["hub_app"]
+
+hub_app = typer.Typer(
+    help="The supervising hub: every plant's incidents, camera health and response times on one view.",
+    no_args_is_help=True,
+)
+hub_tokens_app = typer.Typer(
+    help="Create, list and revoke hub tokens (each limited to plants).", no_args_is_help=True
+)
+hub_app.add_typer(hub_tokens_app, name="tokens")
+
+HubConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Hub YAML file.")]
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(message, fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
+
+
+def _load(path: Path) -> HubConfig:
+    from anjian.service.hub.config import load_hub_config
+
+    try:
+        return load_hub_config(path)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _open(config: HubConfig) -> HubStore:
+    from anjian.service.hub.store import HubStore
+
+    try:
+        return HubStore.from_config(config.storage)
+    except DatabaseError as exc:
+        raise _fail(str(exc)) from None
+
+
+@hub_app.command("serve")
+def hub_serve(
+    config: HubConfigOption,
+    log_level: Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")] = "INFO",
+) -> None:
+    """Run the hub: consume every plant's events from NATS into its database; serve its API and dashboard."""
+    from anjian.service.hub.runtime import serve_hub
+
+    setup_logging(log_level)
+    hub = _load(config)
+    host, port = hub.server.host, hub.server.port
+    typer.echo(
+        f"anjian hub: {len(hub.plants)} plant(s), NATS {hub.bus.url}, serving on http://{host}:{port}/"
+    )
+    try:
+        serve_hub(hub, host=host, port=port)
+    except DatabaseError as exc:
+        raise _fail(str(exc)) from None
+
+
+@hub_tokens_app.command("create")
+def hub_tokens_create(
+    config: HubConfigOption,
+    name: Annotated[str, typer.Option("--name", help="Who holds it (shown in the audit trail).")],
+    scope: Annotated[str, typer.Option("--scope", help="all, group:<name> or plant:<id>.")],
+    role: Annotated[str, typer.Option("--role", help="viewer, or supervisor (may add remarks).")] = "viewer",
+) -> None:
+    """Create a hub token and print it (only its hash is stored)."""
+    hub = _load(config)
+    kind, _, value = scope.partition(":")
+    if kind == "plant" and hub.plant(value) is None:
+        raise _fail(f"no plant {value!r} in {config}; plants: {[p.id for p in hub.plants]}")
+    if kind == "group" and value not in hub.groups:
+        raise _fail(f"no group {value!r} in {config}; groups: {hub.groups}")
+    store = _open(hub)
+    try:
+        info, secret = store.tokens.create(name, role, scope)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.close()
+    typer.secho(
+        f"created {info.role.value} token {info.id} ({info.name!r}, {info.scope}); keep it safe:", err=True
+    )
+    typer.echo(secret)
+
+
+@hub_tokens_app.command("list")
+def hub_tokens_list(config: HubConfigOption) -> None:
+    """List the hub's tokens (never their secrets)."""
+    store = _open(_load(config))
+    try:
+        tokens = store.tokens.list()
+    finally:
+        store.close()
+    for token in tokens:
+        revoked = " revoked" if token.revoked_at is not None else ""
+        typer.echo(f"{token.id}\t{token.role.value}\t{token.scope}\t{token.name}{revoked}")
+
+
+@hub_tokens_app.command("revoke")
+def hub_tokens_revoke(
+    config: HubConfigOption, token_id: Annotated[int, typer.Argument(help="Token id.")]
+) -> None:
+    """Revoke a hub token."""
+    store = _open(_load(config))
+    try:
+        info = store.tokens.revoke(token_id)
+    except KeyError as exc:
+        raise _fail(str(exc.args[0])) from None
+    finally:
+        store.close()
+    typer.echo(f"revoked token {info.id} ({info.name!r})")
+
+
+@hub_app.command("nats-config")
+def hub_nats_config(
+    store_dir: Annotated[Path, typer.Option("--store-dir", help="Where this nats-server keeps JetStream.")],
+    plant: Annotated[
+        str | None,
+        typer.Option("--plant", help="Write a plant's leaf node config (its bus id); default the hub's."),
+    ] = None,
+    hub_leaf_url: Annotated[
+        str, typer.Option("--hub-leaf-url", help="A plant's: the hub's leaf address, nats-leaf://host:7422.")
+    ] = "",
+    listen: Annotated[str, typer.Option("--listen", help="host:port for clients.")] = "127.0.0.1:4222",
+    leaf_listen: Annotated[
+        str, typer.Option("--leaf-listen", help="The hub's: host:port the plants connect to.")
+    ] = "0.0.0.0:7422",
+) -> None:
+    """Print a nats-server config: the hub's (JetStream domain hub) or a plant's leaf node (--plant)."""
+    from anjian.service.bus.server_config import hub_server_config, plant_server_config
+
+    try:
+        if plant is None:
+            text = hub_server_config(listen=listen, leaf_listen=leaf_listen, store_dir=store_dir.resolve())
+        else:
+            if not hub_leaf_url:
+                raise ValueError("a plant's config needs --hub-leaf-url nats-leaf://<hub>:7422")
+            text = plant_server_config(
+                plant_id=plant, listen=listen, hub_leaf_url=hub_leaf_url, store_dir=store_dir.resolve()
+            )
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(text, nl=False)
