@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from anjian.pipeline.event import Behaviour
 from anjian.pipeline.event_wire import EventWire
 from anjian.service.copying import copy_fields
+from anjian.service.delivery_policy import AttemptTimeoutS, MaxAttempts, RetryForS
 from anjian.service.records import DeliveryStatus, Subscription, WebhookDelivery
 from anjian.service.schemas import UtcTime, WebhookKind
 from anjian.service.signing import SigningSecret
@@ -133,11 +134,9 @@ class SubscriptionIn(_Model):
         ),
     )
     description: Annotated[str, StringConstraints(max_length=200)] = ""
-    timeout_s: float = Field(5.0, gt=0, le=120)
-    retry_for_s: float = Field(
-        86_400.0, ge=60, le=30 * 86_400, description="Retry window before a dead letter."
-    )
-    max_attempts: int | None = Field(None, ge=1, le=100_000)
+    timeout_s: AttemptTimeoutS = 5.0
+    retry_for_s: RetryForS = 86_400.0
+    max_attempts: MaxAttempts = None
     kinds: list[WebhookKind] = Field(default_factory=list, max_length=20)
     site_ids: list[_Id] = Field(default_factory=list, max_length=100)
     camera_ids: list[_Id] = Field(default_factory=list, max_length=1000)

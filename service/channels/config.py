@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.service.delivery_policy import AttemptTimeoutS, MaxAttempts, RetryForS
 from anjian.service.lifecycle import check_event_kinds
 
 __all__ = [
@@ -61,16 +62,9 @@ class _FilteredChannel(_ChannelModel):
     workshop_ids: list[str] = Field(
         default_factory=list, description="Only the cameras of these workshops; empty: all."
     )
-    timeout_s: float = Field(10.0, gt=0, le=120, description="Per-attempt timeout.")
-    retry_for_s: float = Field(
-        86_400.0,
-        ge=60,
-        le=30 * 86_400,
-        description="How long a message is retried (exponential backoff) before it goes to the dead letters.",
-    )
-    max_attempts: int | None = Field(
-        None, ge=1, le=100_000, description="Optional cap on attempts; default: retry for `retry_for_s`."
-    )
+    timeout_s: AttemptTimeoutS = 10.0
+    retry_for_s: RetryForS = 86_400.0
+    max_attempts: MaxAttempts = None
 
     @field_validator("kinds")
     @classmethod
