@@ -1,4 +1,9 @@
-"""Pick the detector backend for a model file: ONNX Runtime for ``.onnx``, ultralytics for ``.pt``."""
+"""Pick the detector backend for a model file: ONNX Runtime or OpenVINO for ``.onnx``, ultralytics for ``.pt``.
+
+The only place detectors are built. On the CPU with OpenVINO it also picks the precision:
+the version's accepted int8 IR (:mod:`anjian.models.int8_ir`) unless the site forces
+``model.cpu_precision: fp32`` (or ``bf16``); ``int8`` requires one.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from pathlib import Path
 from anjian.models.config import DetectorConfig
 from anjian.models.detector import Detector
 from anjian.models.errors import ModelLoadError
+from anjian.models.int8_ir import Int8Files, accepted_int8
 from anjian.models.onnx_detector import OnnxDetector
 from anjian.models.registry import resolve_model_path
 
@@ -30,6 +36,32 @@ def _has_gpu_provider() -> bool:
     return bool({"CUDAExecutionProvider", "TensorrtExecutionProvider"} & set(ort.get_available_providers()))
 
 
+def _int8_files(path: Path, config: DetectorConfig, *, is_openvino: bool) -> Int8Files | None:
+    """The accepted int8 IR to run for ``cpu_precision``, ``None`` for the float file.
+
+    Raises:
+        ModelLoadError: ``int8`` was asked for, but the runtime is not OpenVINO on the CPU or the
+            version has no accepted int8 model; or the accepted IR is missing or damaged.
+    """
+    wanted = config.cpu_precision
+    if wanted in ("fp32", "bf16"):
+        return None
+    if not is_openvino:
+        if wanted == "int8":
+            raise ModelLoadError(
+                f"cpu_precision 'int8' runs with OpenVINO on the CPU; this model would run with ONNX Runtime "
+                f"(backend {config.backend!r}, device {config.device!r}): set backend 'openvino' and device 'cpu'"
+            )
+        return None
+    files = accepted_int8(path)
+    if files is None and wanted == "int8":
+        raise ModelLoadError(
+            f"cpu_precision 'int8': {path.parent} has no accepted int8 model (none was made, or it lost "
+            "accuracy: see the int8 section of its card); quantise with `anjian models quantize`, or use 'auto'"
+        )
+    return files
+
+
 def load_detector(spec: str | Path, config: DetectorConfig | None = None) -> Detector:
     """Load the detector a model spec names.
 
@@ -44,7 +76,9 @@ def load_detector(spec: str | Path, config: DetectorConfig | None = None) -> Det
         ``DetectorConfig.backend``) or a ``YoloDetector``.
 
     Raises:
-        ModelLoadError: Unknown builtin, missing file, unsupported format.
+        ModelLoadError: Unknown builtin, missing file, unsupported format; a corrupt or
+            missing int8 IR where the version records an accepted one; ``cpu_precision``
+            ``int8`` where there is none.
         ModelMetadataError: The file lacks class names or an input size.
     """
     path = resolve_model_path(str(spec), root=config.registry if config else None)
@@ -55,9 +89,11 @@ def load_detector(spec: str | Path, config: DetectorConfig | None = None) -> Det
         return YoloDetector(path, config)
     if suffix == ".onnx":
         config = config or DetectorConfig()
-        if _wants_openvino(config):
+        is_openvino = _wants_openvino(config)
+        int8 = _int8_files(path, config, is_openvino=is_openvino)
+        if is_openvino:
             from anjian.models.openvino_detector import OpenVinoDetector
 
-            return OpenVinoDetector(path, config)
+            return OpenVinoDetector(path, config, int8=int8)
         return OnnxDetector(path, config)
     raise ModelLoadError(f"{path.name}: unsupported model format {suffix!r}; anjian runs .onnx (or .pt)")

@@ -533,13 +533,18 @@ def models_rollback(
 
 
 def _load_scoring_detector(spec: str, confidence: float, registry: Path | None) -> Detector:
-    """The detector ``eval`` and ``compare`` score: low confidence floor, CPU, resolved in ``registry``."""
+    """The detector ``eval`` and ``compare`` score: low confidence floor, CPU, fp32, resolved in ``registry``.
+
+    fp32 even where the version has an accepted int8 model: versions are compared on their own
+    file; the int8 model's figures are in its ``int8`` record.
+    """
     from anjian.models.config import DetectorConfig
     from anjian.models.loader import load_detector
     from anjian.models.registry import resolve_model_path
 
     path = str(resolve_model_path(spec, root=registry))
-    return load_detector(path, DetectorConfig(path=path, confidence_threshold=confidence, device="cpu"))
+    config = DetectorConfig(path=path, confidence_threshold=confidence, device="cpu", cpu_precision="fp32")
+    return load_detector(path, config)
 
 
 def _delta_cell(value: float) -> str:
@@ -658,6 +663,71 @@ def models_compare(
                 _out.print(
                     f"recorded with {where[0]}/{where[1]} in {folder}: meta.json (comparisons) and card.md"
                 )
+
+
+@models_app.command("quantize")
+def models_quantize(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Version to quantise (its model.onnx).")],
+    data: Annotated[
+        list[Path],
+        typer.Option(
+            "--data",
+            help="YOLO data.yaml whose train split calibrates and whose val split judges; repeat it, one "
+            "per source (the sets the model was trained on).",
+        ),
+    ],
+    class_map: Annotated[
+        Path | None, typer.Option("--class-map", help="Maps the data's class names onto the model's.")
+    ] = None,
+    calibration_images: Annotated[
+        int, typer.Option(min=1, max=10000, help="Calibration images in all, drawn evenly from the sets.")
+    ] = 300,
+    seed: Annotated[int, typer.Option(help="Seeds the draw of calibration images.")] = 0,
+    max_source_drop: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Accept only if each source's mean AP50 falls at most this."),
+    ] = 0.01,
+    max_class_drop: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Also hold each class's AP50 to this fall.")
+    ] = None,
+    registry: RegistryOpt = None,
+    site_config: SiteConfigOpt = None,
+) -> None:
+    """int8 for CPUs: NNCF quantisation, kept only if AP50 on every val split stays within the tolerance.
+
+    The accepted model (OpenVINO IR) goes beside model.onnx and runs by default on CPUs; the table goes
+    into meta.json and the card either way. Needs the train extra (nncf).
+    """
+    from anjian.training.quantize import quantize_and_record
+
+    root = _site_registry(registry, site_config)
+    try:
+        record = quantize_and_record(
+            name,
+            version,
+            data,
+            class_map=class_map,
+            root=root,
+            calibration_count=calibration_images,
+            seed=seed,
+            max_source_drop=max_source_drop,
+            max_class_drop=max_class_drop,
+            progress=rich_progress,
+            report=_out.print,
+        )
+    except (DatasetError, ModelError, ValueError, PermissionError) as exc:
+        raise _fail(str(exc)) from None
+    from anjian.training.int8_gate import Int8Verdict
+
+    verdict = Int8Verdict.from_dict(record["gate"])
+    _out.print(verdict.markdown())
+    if record["status"] == "accepted":
+        _out.print(
+            f"{name}/{version}: int8 accepted ({record['bytes'] / 1e6:.1f} MB); CPUs run it by default"
+        )
+    else:
+        raise _fail(f"{name}/{version}: int8 rejected, CPUs keep fp32: " + "; ".join(verdict.failures))
 
 
 def _show_promotion_comparison(name: str, version: str, current: str | None, registry: Path | None) -> None:

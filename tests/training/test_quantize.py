@@ -1,0 +1,107 @@
+"""Quantising a registered version: an int8 model that loses accuracy is rejected, one that keeps it is run.
+
+Real NNCF quantisation of the shipped anjian-n detector, calibrated and judged on a
+sample of the real fire_smoke_cctv set; slow (tens of seconds), skips without nncf or the data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import cv2
+import pytest
+
+from anjian.models.config import DetectorConfig
+from anjian.models.int8_ir import INT8_BIN, INT8_XML, accepted_int8, int8_record
+from anjian.models.loader import load_detector
+from anjian.models.registry import read_meta, register_version, resolve_model_path
+from anjian.training.quantize import (
+    FLOAT_LADDER,
+    calibration_images,
+    load_sources,
+    quantize_and_record,
+)
+from tests.support.real_data import copy_yolo_sample
+
+pytest.importorskip("nncf", reason="nncf (the train extra) quantises")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A site registry with anjian-n 1 as demo-q/1, a sample of a real set, the class map onto its classes."""
+    registry = tmp_path / "registry"
+    register_version("demo-q", resolve_model_path("builtin:anjian-n/1"), {}, "# demo-q 1\n", root=registry)
+    data = copy_yolo_sample("fire_smoke_cctv", tmp_path / "fire_smoke_cctv", per_split=16)
+    class_map = tmp_path / "map.yaml"
+    class_map.write_text(
+        "classes: [person, fallen_person, fire, smoke, cigarette, pallet, forklift]\nmap: {Fire: fire, default: null}\n"
+    )
+    return registry, data, class_map
+
+
+def _cpu(registry: Path, **fields: object) -> DetectorConfig:
+    return DetectorConfig(registry=registry, device="cpu", backend="openvino", **fields)  # type: ignore[arg-type]
+
+
+def _quantize(site: tuple[Path, Path, Path], **options: Any) -> dict[str, Any]:
+    """Quantise demo-q/1 on the sample: 16 calibration images, the sample's val split."""
+    registry, data, class_map = site
+    return quantize_and_record(
+        "demo-q", "1", [data], class_map=class_map, root=registry, calibration_count=16, **options
+    )
+
+
+def test_an_int8_model_that_loses_accuracy_is_rejected_and_never_run(site: tuple[Path, Path, Path]) -> None:
+    """Calibrated on blank frames, the activation ranges miss every real scene: the gate refuses it, CPUs keep fp32."""
+    registry, data, _ = site
+    for image in (data.parent / "images" / "train").iterdir():
+        cv2.imwrite(str(image), cv2.imread(str(image)) * 0)
+    lines: list[str] = []
+    record = _quantize(site, ladder=FLOAT_LADDER[:1], report=lines.append)
+    folder = registry / "demo-q" / "1"
+    assert record["status"] == "rejected"
+    assert record["gate"]["failures"][0].startswith("fire_smoke_cctv/val: AP50")
+    assert not (folder / INT8_XML).exists() and not (folder / INT8_BIN).exists()
+    assert read_meta(folder)["int8"]["status"] == "rejected"
+    card = (folder / "card.md").read_text()
+    assert (
+        "## int8 (CPU)" in card and "No int8 model" in card and "| fire_smoke_cctv/val | **mean** |" in card
+    )
+    assert any("rejected" in line for line in lines)
+    detector = load_detector("builtin:demo-q/1", _cpu(registry))
+    assert detector.precision == "fp32"  # type: ignore[attr-defined]
+
+
+def test_an_accepted_int8_model_is_registered_and_run_by_default(site: tuple[Path, Path, Path]) -> None:
+    """With the head in fp32 the model keeps its accuracy (a loose tolerance: 16 val images are noisy)."""
+    registry, data, _ = site
+    record = _quantize(site, ladder=FLOAT_LADDER[:2], max_source_drop=0.25)
+    onnx = registry / "demo-q" / "1" / "model.onnx"
+    assert record["status"] == "accepted"
+    assert record["attempts"][-1]["is_accepted"] and record["float_scope"]["name"] in ("decode", "head")
+    files = accepted_int8(onnx)  # the digests in meta.json match the files beside the ONNX
+    assert files is not None and int8_record(onnx) == record
+    assert record["bytes"] < onnx.stat().st_size  # int8 weights: smaller than the fp32 file
+
+    int8 = load_detector("builtin:demo-q/1", _cpu(registry))
+    fp32 = load_detector("builtin:demo-q/1", _cpu(registry, cpu_precision="fp32"))
+    assert int8.precision == "int8" and fp32.precision == "fp32"  # type: ignore[attr-defined]
+    image = cv2.imread(str(next((data.parent / "images" / "val").iterdir())))
+    [a], [b] = int8.detect([image]), fp32.detect([image])
+    assert len(a) > 0 and abs(len(a) - len(b)) <= max(2, len(b) // 3)
+
+
+def test_calibration_draws_evenly_from_each_source(tmp_path: Path) -> None:
+    sets = []
+    for name in ("fire_smoke_cctv", "pallet"):
+        sets.append(copy_yolo_sample(name, tmp_path / name, per_split=6))
+    sources = load_sources(sets)
+    chosen = calibration_images(sources, 7, seed=1)
+    assert len(chosen) == 7
+    assert sum("fire_smoke_cctv" in str(p) for p in chosen) == 4  # the remainder goes to the first source
+    assert chosen == calibration_images(sources, 7, seed=1)
+    assert len(calibration_images(sources, 100)) == 12  # no more than they have
+    with pytest.raises(ValueError, match="at least one image"):
+        calibration_images(sources, 0)

@@ -1,0 +1,520 @@
+"""Quantise a registered model to int8 (NNCF, OpenVINO IR) and keep it only if it keeps its accuracy.
+
+A step of registering a model (``anjian models quantize``, ``anjian export --register
+--quantize-data``, the anjian-n recipe's ``finish``):
+
+1. **Calibrate**: NNCF post-training quantisation of the OpenVINO model read from
+   ``model.onnx``, on images drawn evenly from the train splits of the given sets and
+   letterboxed exactly as the pipeline does (:func:`calibration_images`).
+2. **Mixed precision**: the first try keeps only the detect head's decoding in float (DFL,
+   anchor and box maths, the concat of pixel boxes with 0-1 scores: one int8 scale over both
+   would crush the scores); each next rung of :data:`FLOAT_LADDER` keeps more of the
+   sensitive layers in fp32, and the first rung that passes the gate wins.
+3. **Gate**: the int8 IR runs through anjian's own detector on every val split, is scored by
+   :func:`anjian.training.evaluate.evaluate_detector` like the fp32 file, and is accepted only
+   when :func:`anjian.training.int8_gate.judge_int8` passes (AP50 within 1 point on each source).
+4. **Register**: an accepted IR goes beside ``model.onnx`` (``model.int8.xml``/``.bin``); the
+   version's ``meta.json`` gets the ``int8`` record (verdict, table, digests, how it was made) and
+   its card an int8 section. A rejected model leaves only its best table.
+
+Needs the ``train`` extra (nncf); the pipeline only reads the result (:mod:`anjian.models.int8_ir`).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from anjian.datasets.classmap import ClassMap
+from anjian.datasets.labels import DetectionSet, ProgressFn, no_progress
+from anjian.models.config import DetectorConfig
+from anjian.models.int8_ir import INT8_BIN, INT8_KEY, INT8_XML, Int8Files, file_sha256
+from anjian.models.openvino_detector import OpenVinoDetector
+from anjian.models.preprocess import letterbox_batch
+from anjian.models.registry import read_meta, write_card_section, write_meta
+from anjian.training.evaluate import EvalReport, evaluate_detector
+from anjian.training.int8_gate import DEFAULT_MAX_SOURCE_DROP, Int8Verdict, judge_int8
+
+__all__ = [
+    "FLOAT_LADDER",
+    "FloatScope",
+    "Int8Attempt",
+    "Int8Outcome",
+    "ValidationSource",
+    "calibration_images",
+    "evaluate_sources",
+    "load_sources",
+    "quantize_and_record",
+    "quantize_ir",
+    "quantize_registered",
+    "record_int8",
+]
+
+logger = logging.getLogger(__name__)
+
+_HEAD = "{head}"
+
+
+@dataclass(frozen=True, slots=True)
+class FloatScope:
+    """Layers kept in fp32 in one try, as NNCF ignored-scope patterns over OpenVINO node names.
+
+    ``{head}`` in a pattern stands for the detect head's module index (``22`` in YOLOv8n,
+    ``23`` in YOLO11n), found in the graph by its ``dfl`` node.
+
+    Attributes:
+        name: Short name, recorded in ``meta.json``.
+        description: What stays fp32, for the card.
+        patterns: Regular expressions of node names kept in float.
+    """
+
+    name: str
+    description: str
+    patterns: tuple[str, ...]
+
+    def resolved(self, head: int) -> list[str]:
+        """The patterns with the head's module index filled in."""
+        return [p.replace(_HEAD, str(head)) for p in self.patterns]
+
+
+FLOAT_LADDER: tuple[FloatScope, ...] = (
+    FloatScope(
+        "decode",
+        "the detect head's decoding (DFL, anchors, box maths, output concat)",
+        (r"/model\.{head}/(?!cv[23]\.).*",),
+    ),
+    FloatScope(
+        "head",
+        "the whole detect head (its box and class convolutions too)",
+        (r"/model\.{head}/.*",),
+    ),
+    FloatScope(
+        "head+stem",
+        "the whole detect head and the first two convolutions (full-range input)",
+        (r"/model\.{head}/.*", r"/model\.[01]/.*"),
+    ),
+)
+"""Mixed-precision tries, fewest fp32 layers first."""
+
+
+@dataclass(frozen=True, slots=True)
+class ValidationSource:
+    """One labelled set: its train split calibrates, its val split judges.
+
+    Attributes:
+        name: Source name, the row of the accuracy table.
+        dataset: The set (raw, or one source's part of a merged set).
+        class_map: Maps its class names onto the model's (``None``: by name).
+    """
+
+    name: str
+    dataset: DetectionSet
+    class_map: ClassMap | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Int8Attempt:
+    """One mixed-precision try and how it scored.
+
+    Attributes:
+        scope: What stayed fp32.
+        verdict: The gate's verdict with its table.
+        seconds: Quantising and scoring time.
+    """
+
+    scope: FloatScope
+    verdict: Int8Verdict
+    seconds: float
+
+
+@dataclass(slots=True)
+class Int8Outcome:
+    """The result of quantising one model.
+
+    Attributes:
+        attempts: Every try, in ladder order (it stops at the first accepted one).
+        calibration: How many calibration images, from which sets, with which seed.
+        accepted_dir: Folder holding the accepted ``model.int8.xml``/``.bin`` (temporary), or ``None``.
+    """
+
+    attempts: list[Int8Attempt] = field(default_factory=list)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    accepted_dir: Path | None = None
+
+    @property
+    def accepted(self) -> Int8Attempt | None:
+        """The try that passed the gate, ``None`` when none did."""
+        return next((a for a in self.attempts if a.verdict.is_accepted), None)
+
+    @property
+    def best(self) -> Int8Attempt:
+        """The accepted try, else the one whose worst source fell least.
+
+        Raises:
+            ValueError: Nothing was tried.
+        """
+        if not self.attempts:
+            raise ValueError("no int8 attempt was made")
+        return self.accepted or min(self.attempts, key=lambda a: a.verdict.worst_drop)
+
+
+def calibration_images(sources: Sequence[ValidationSource], count: int, *, seed: int = 0) -> list[Path]:
+    """``count`` training images drawn evenly from the sources' train splits (fewer if they have fewer).
+
+    Each source gives ``count // len(sources)`` images (the remainder to the first ones), so a
+    large source cannot crowd out a small one's scenes; the draw is reproducible from ``seed``.
+
+    Raises:
+        ValueError: ``count`` < 1, or no source has train images.
+    """
+    if count < 1:
+        raise ValueError(f"calibration needs at least one image, got {count}")
+    pools = []
+    for source in sources:
+        pool = sorted(item.image for item in source.dataset.in_split("train"))
+        random.Random(f"{seed}:{source.name}").shuffle(pool)
+        pools.append(pool)
+    if not any(pools):
+        raise ValueError(f"no train images to calibrate on in {[s.name for s in sources]}")
+    chosen: list[Path] = []
+    share, extra = divmod(count, len(pools))
+    for k, pool in enumerate(pools):
+        chosen += pool[: share + (1 if k < extra else 0)]
+    return chosen
+
+
+def _head_index(model: Any) -> int:
+    """The detect head's module index: the one holding the ``dfl`` node.
+
+    Raises:
+        ValueError: The graph has no ultralytics detect head.
+    """
+    pattern = re.compile(r"^/model\.(\d+)/dfl/")
+    for op in model.get_ordered_ops():
+        found = pattern.match(op.get_friendly_name())
+        if found:
+            return int(found.group(1))
+    raise ValueError(
+        "no ultralytics detect head (a /model.N/dfl/ node) in the graph: cannot place fp32 layers"
+    )
+
+
+def quantize_ir(
+    onnx: Path,
+    images: Sequence[Path],
+    scope: FloatScope,
+    out_xml: Path,
+    *,
+    input_hw: tuple[int, int],
+) -> Path:
+    """NNCF post-training int8 of ``onnx`` (read by OpenVINO), ``scope`` kept fp32, saved as an IR.
+
+    Args:
+        onnx: The fp32 model.
+        images: Calibration images (BGR files), letterboxed as the pipeline does.
+        scope: Layers kept in fp32.
+        out_xml: Where to write the IR (``.bin`` beside it).
+        input_hw: The model's input size.
+
+    Returns:
+        ``out_xml``.
+
+    Raises:
+        ValueError: No image can be read, or the graph has no detect head.
+    """
+    import nncf
+    import openvino as ov
+
+    readable = [p for p in images if cv2.imread(str(p)) is not None]
+    if not readable:
+        raise ValueError("none of the calibration images can be read")
+
+    def to_input(path: Path) -> Any:
+        image = cv2.imread(str(path))
+        if image is None:
+            raise ValueError(f"calibration image {path} became unreadable")
+        batch, _ = letterbox_batch([image], input_hw)
+        return batch
+
+    model = ov.Core().read_model(str(onnx))
+    ignored = nncf.IgnoredScope(patterns=scope.resolved(_head_index(model)), validate=False)
+    quantized = nncf.quantize(
+        model,
+        nncf.Dataset(readable, to_input),
+        preset=nncf.QuantizationPreset.MIXED,
+        subset_size=len(readable),
+        ignored_scope=ignored,
+    )
+    out_xml.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(
+        quantized, str(out_xml)
+    )  # compresses float weights to fp16 on disk: the int8 file stays small
+    return out_xml
+
+
+def evaluate_sources(
+    detector: Any, sources: Sequence[ValidationSource], *, progress: ProgressFn = no_progress
+) -> dict[str, EvalReport]:
+    """Each source's val split scored with anjian's evaluation (only the classes it labels)."""
+    return {
+        s.name: evaluate_detector(detector, s.dataset, split="val", class_map=s.class_map, progress=progress)
+        for s in sources
+    }
+
+
+def _scoring_config(onnx: Path) -> DetectorConfig:
+    """Low score floor (AP covers the whole curve), CPU, fp32 for the reference."""
+    return DetectorConfig(path=str(onnx), confidence_threshold=0.001, device="cpu", cpu_precision="fp32")
+
+
+def quantize_registered(
+    onnx: Path,
+    sources: Sequence[ValidationSource],
+    *,
+    calibration_count: int = 300,
+    seed: int = 0,
+    ladder: Sequence[FloatScope] = FLOAT_LADDER,
+    max_source_drop: float = DEFAULT_MAX_SOURCE_DROP,
+    max_class_drop: float | None = None,
+    work_dir: Path | None = None,
+    progress: ProgressFn = no_progress,
+    report: Callable[[str], None] = logger.info,
+) -> Int8Outcome:
+    """Quantise ``onnx`` rung by rung of ``ladder`` until an int8 model passes the accuracy gate.
+
+    Args:
+        onnx: The registered fp32 model.
+        sources: Sets whose train splits calibrate and whose val splits judge.
+        calibration_count: Calibration images in all.
+        seed: Seeds the draw of calibration images.
+        ladder: Mixed-precision tries, fewest fp32 layers first.
+        max_source_drop: Tolerance on each source's mean AP50 (0.01: 1 point).
+        max_class_drop: Tolerance on each class's AP50 (``None``: not held).
+        work_dir: Where the tries' IRs are written (a temporary folder when ``None``).
+        progress: Wraps the evaluation loops.
+        report: Called with one line per step (the CLI prints them).
+
+    Returns:
+        The tries and, when one passed, the folder of its IR.
+
+    Raises:
+        ValueError: No sources, an empty ladder, no calibration images, or no val split.
+    """
+    import time
+
+    if not sources:
+        raise ValueError("quantising needs at least one labelled set (calibration and validation)")
+    if not ladder:
+        raise ValueError("the mixed-precision ladder is empty")
+    images = calibration_images(sources, calibration_count, seed=seed)
+    config = _scoring_config(onnx)
+    reference = OpenVinoDetector(onnx, config)
+    report(f"fp32 reference on {', '.join(s.name for s in sources)} (val)")
+    fp32 = evaluate_sources(reference, sources, progress=progress)
+    work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="anjian-int8-"))
+    outcome = Int8Outcome(
+        calibration={
+            "images": len(images),
+            "seed": seed,
+            "split": "train",
+            "sources": [s.name for s in sources],
+        }
+    )
+    for scope in ladder:
+        started = time.perf_counter()
+        report(
+            f"int8 try '{scope.name}': fp32 kept for {scope.description}; calibrating on {len(images)} images"
+        )
+        xml = quantize_ir(onnx, images, scope, work / scope.name / INT8_XML, input_hw=reference.info.input_hw)
+        files = Int8Files(xml, xml.with_suffix(".bin"), {})
+        candidate = OpenVinoDetector(onnx, config, int8=files)
+        int8 = evaluate_sources(candidate, sources, progress=progress)
+        verdict = judge_int8(fp32, int8, max_source_drop=max_source_drop, max_class_drop=max_class_drop)
+        outcome.attempts.append(Int8Attempt(scope, verdict, time.perf_counter() - started))
+        lines = verdict.failures or ["every source within tolerance"]
+        report(
+            f"int8 try '{scope.name}': {'accepted' if verdict.is_accepted else 'rejected'}; "
+            + "; ".join(lines)
+        )
+        if verdict.is_accepted:
+            outcome.accepted_dir = xml.parent
+            break
+    return outcome
+
+
+def _int8_record(onnx: Path, outcome: Int8Outcome) -> dict[str, Any]:
+    """The ``int8`` record for ``meta.json``."""
+    import nncf
+    import openvino as ov
+
+    best = outcome.best
+    record: dict[str, Any] = {
+        "status": "accepted" if outcome.accepted else "rejected",
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "tool": f"nncf {nncf.__version__}, openvino {ov.get_version()}",
+        "method": "NNCF post-training quantisation (preset mixed), OpenVINO IR; fp32 layers per float_scope",
+        "calibration": outcome.calibration,
+        "float_scope": {"name": best.scope.name, "description": best.scope.description},
+        "gate": best.verdict.to_dict(),
+        "attempts": [
+            {
+                "float_scope": a.scope.name,
+                "is_accepted": a.verdict.is_accepted,
+                "worst_source_drop": round(a.verdict.worst_drop, 4),
+                "seconds": round(a.seconds, 1),
+            }
+            for a in outcome.attempts
+        ],
+        "onnx_sha256": file_sha256(onnx),
+    }
+    if outcome.accepted and outcome.accepted_dir is not None:
+        folder = onnx.parent
+        record.update(
+            xml=INT8_XML,
+            bin=INT8_BIN,
+            xml_sha256=file_sha256(folder / INT8_XML),
+            bin_sha256=file_sha256(folder / INT8_BIN),
+            bytes=(folder / INT8_XML).stat().st_size + (folder / INT8_BIN).stat().st_size,
+        )
+    return record
+
+
+def _worst(drop: float) -> str:
+    """A rejected try's worst source fall, in points."""
+    return f"worst source {-drop * 100:+.1f} points"
+
+
+def _card_section(record: Mapping[str, Any], verdict: Int8Verdict) -> str:
+    """The model card's int8 section."""
+    calibration = record["calibration"]
+    tolerance = f"{verdict.max_source_drop * 100:.1f} point"
+    if verdict.max_class_drop is not None:
+        tolerance += f" per source, {verdict.max_class_drop * 100:.1f} per class"
+    tries = ", ".join(
+        f"{a['float_scope']} ({'accepted' if a['is_accepted'] else _worst(a['worst_source_drop'])})"
+        for a in record["attempts"]
+    )
+    if record["status"] == "accepted":
+        head = (
+            f"`{INT8_XML}` + `{INT8_BIN}` ({record['bytes'] / 1e6:.1f} MB, OpenVINO IR): accepted, so the\n"
+            "pipeline runs it on CPUs by default (`model.cpu_precision: fp32` forces `model.onnx`).\n"
+            f"fp32 kept for {record['float_scope']['description']}."
+        )
+    else:
+        head = (
+            "No int8 model: no try kept AP50 within the tolerance on every source, so CPUs run\n"
+            f"`model.onnx`. Best try below: fp32 kept for {record['float_scope']['description']}.\n"
+            + "".join(f"- {line}\n" for line in verdict.failures)
+        )
+    return (
+        "## int8 (CPU)\n"
+        f"{head}\n\n"
+        f"NNCF post-training quantisation ({record['tool']}), calibrated on {calibration['images']} train images\n"
+        f"drawn evenly from {', '.join(f'`{s}`' for s in calibration['sources'])} (seed {calibration['seed']}); "
+        f"judged on each source's val split\nthrough anjian's detector, tolerance {tolerance} of AP50. "
+        f"Tries: {tries}.\n\n" + verdict.markdown() + "\n"
+    )
+
+
+def record_int8(onnx: Path, outcome: Int8Outcome) -> dict[str, Any]:
+    """Put the outcome into the version folder of ``onnx``: the accepted IR, ``meta.json`` and the card.
+
+    An accepted IR replaces any earlier one; a rejected outcome removes an earlier IR (the
+    version no longer vouches for it) and keeps the best table.
+
+    Returns:
+        The ``int8`` record written to ``meta.json``.
+
+    Raises:
+        ValueError: The outcome has no attempt.
+    """
+    folder = Path(onnx).parent
+    for name in (INT8_XML, INT8_BIN):
+        (folder / name).unlink(missing_ok=True)
+    if outcome.accepted and outcome.accepted_dir is not None:
+        for name in (INT8_BIN, INT8_XML):
+            shutil.copyfile(outcome.accepted_dir / name, folder / f".{name}.tmp")
+            (folder / f".{name}.tmp").replace(folder / name)
+    record = _int8_record(Path(onnx), outcome)
+    meta = read_meta(folder)
+    meta[INT8_KEY] = record
+    write_meta(folder, meta)
+    write_card_section(folder / "card.md", "int8", _card_section(record, outcome.best.verdict))
+    return record
+
+
+def load_sources(data: Sequence[Path], class_map: Path | None = None) -> list[ValidationSource]:
+    """The labelled sets given on the command line, one source each (named after the set).
+
+    Raises:
+        DatasetError: A set or the class map cannot be read.
+        ValueError: No set given, or two sets share a name.
+    """
+    from anjian.datasets.classmap import load_class_map
+    from anjian.datasets.yolo import load_yolo_set
+
+    if not data:
+        raise ValueError(
+            "give the labelled sets to calibrate and judge on (--data data.yaml, one per source)"
+        )
+    mapping = load_class_map(class_map) if class_map else None
+    sources = []
+    for path in data:
+        path = Path(path) / "data.yaml" if Path(path).is_dir() else Path(path)
+        dataset = load_yolo_set(path)
+        sources.append(ValidationSource(dataset.name, dataset, mapping))
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ValueError(f"two sets share a name, so the table could not tell them apart: {names}")
+    return sources
+
+
+def quantize_and_record(
+    name: str,
+    version: str,
+    data: Sequence[Path],
+    *,
+    class_map: Path | None = None,
+    root: Path | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Quantise a registry version and record the outcome in its folder (:func:`record_int8`).
+
+    Args:
+        name: Model name.
+        version: Version number.
+        data: The sets' ``data.yaml`` files (:func:`load_sources`).
+        class_map: Maps their class names onto the model's.
+        root: Site registry (see :mod:`anjian.models.registry`).
+        **options: Passed to :func:`quantize_registered` (``calibration_count``, ``seed``, tolerances,
+            ``progress``, ``report``).
+
+    Returns:
+        The ``int8`` record written to the version's ``meta.json``.
+
+    Raises:
+        ModelLoadError: No such version.
+        PermissionError: The version ships with anjian and ``root`` is not the shipped registry.
+        DatasetError, ValueError: As :func:`load_sources` and :func:`quantize_registered`.
+    """
+    from anjian.models.registry import SHIPPED_DIR, resolve_model_path, site_registry
+
+    onnx = resolve_model_path(f"builtin:{name}/{version}", root=root)
+    if onnx.resolve().is_relative_to(SHIPPED_DIR) and site_registry(root).resolve() != SHIPPED_DIR:
+        raise PermissionError(
+            f"{name}/{version} ships with anjian ({onnx.parent}): its int8 model comes with the release "
+            f"(a source checkout quantises it with --registry {SHIPPED_DIR})"
+        )
+    sources = load_sources(data, class_map)
+    outcome = quantize_registered(onnx, sources, **options)
+    return record_int8(onnx, outcome)
