@@ -19,6 +19,7 @@ from sqlalchemy import select
 
 from anjian.service.channels.address import channel_name
 from anjian.service.config import WebhookConfig
+from anjian.service.copying import copy_fields
 from anjian.service.database import Database
 from anjian.service.records import Subscription, subscription_from_row
 from anjian.service.tables import SubscriptionRow
@@ -33,7 +34,12 @@ SOURCE_API = "api"
 
 @dataclass(frozen=True, slots=True)
 class SubscriptionSpec:
-    """What a new subscription needs (validated by the API model or ``WebhookConfig``)."""
+    """What a new subscription needs (validated by the API model or ``WebhookConfig``).
+
+    The filters (``kinds``, ``site_ids``, ``camera_ids``, ``behaviours``) may be given as any
+    iterable of strings or string enums (a config model's lists); they are kept as tuples of
+    ``str``, so a spec is built from a model with ``copy_fields``.
+    """
 
     url: str
     secret: str | None = None
@@ -46,21 +52,18 @@ class SubscriptionSpec:
     camera_ids: tuple[str, ...] = ()
     behaviours: tuple[str, ...] = ()
 
+    def __post_init__(self) -> None:
+        for name in _FILTERS:
+            object.__setattr__(self, name, tuple(str(value) for value in getattr(self, name)))
+
     @classmethod
     def from_config(cls, webhook: WebhookConfig) -> SubscriptionSpec:
         """The spec of a webhook from the site YAML."""
-        return cls(
-            url=webhook.url,
-            secret=None if webhook.secret is None else webhook.secret.get_secret_value(),
-            description="from the site config",
-            timeout_s=webhook.timeout_s,
-            retry_for_s=webhook.retry_for_s,
-            max_attempts=webhook.max_attempts,
-            kinds=tuple(webhook.kinds),
-            site_ids=tuple(webhook.site_ids),
-            camera_ids=tuple(webhook.camera_ids),
-            behaviours=tuple(webhook.behaviours),
-        )
+        secret = None if webhook.secret is None else webhook.secret.get_secret_value()
+        return copy_fields(cls, webhook, secret=secret, description="from the site config")
+
+
+_FILTERS = ("kinds", "site_ids", "camera_ids", "behaviours")
 
 
 def _identity(url: str) -> str:

@@ -10,6 +10,7 @@ from fastapi import Path as PathParam
 from anjian.service.api.deps import AUTH_RESPONSES, Admin, StoreDep
 from anjian.service.api.models import DeliveryList, DeliveryOut, SubscriptionIn, SubscriptionOut
 from anjian.service.api.routing import GuardedRoute
+from anjian.service.copying import copy_fields
 from anjian.service.records import DeliveryStatus, Subscription
 from anjian.service.subscriptions import SOURCE_CONFIG, SubscriptionSpec
 
@@ -41,18 +42,8 @@ def list_subscriptions(
 )
 def create_subscription(store: StoreDep, _token: Admin, body: SubscriptionIn) -> SubscriptionOut:
     """Start announcing matching events (created from now on) to a URL."""
-    spec = SubscriptionSpec(
-        url=body.url,
-        secret=None if body.secret is None else body.secret.get_secret_value(),
-        description=body.description,
-        timeout_s=body.timeout_s,
-        retry_for_s=body.retry_for_s,
-        max_attempts=body.max_attempts,
-        kinds=tuple(body.kinds),
-        site_ids=tuple(body.site_ids),
-        camera_ids=tuple(body.camera_ids),
-        behaviours=tuple(b.value for b in body.behaviours),
-    )
+    secret = None if body.secret is None else body.secret.get_secret_value()
+    spec = copy_fields(SubscriptionSpec, body, secret=secret)
     return SubscriptionOut.from_subscription(store.subscriptions.create(spec))
 
 

@@ -27,6 +27,7 @@ from anjian.service.channels.message import AlertMessage, MessageBuilder
 from anjian.service.channels.outcome import SendOutcome
 from anjian.service.channels.robots import RobotChannel
 from anjian.service.channels.spacing import MessageSpacing
+from anjian.service.copying import copy_fields
 from anjian.service.errors import EvidenceError
 from anjian.service.evidence import EvidenceStore
 from anjian.service.subscriptions import SubscriptionSpec
@@ -188,14 +189,12 @@ def _cameras(channel: RobotConfig | EmailConfig, site: SiteConfig) -> tuple[str,
 def _spec(channel: RobotConfig | EmailConfig, cameras: tuple[str, ...]) -> SubscriptionSpec:
     """The subscription row of one channel."""
     kind = channel.kind if isinstance(channel, RobotConfig) else "email"
-    return SubscriptionSpec(
+    return copy_fields(
+        SubscriptionSpec,
+        channel,
         url=channel_address(channel.name, [str(c) for c in channel.colours]),
         secret=None,
         description=f"{kind} channel from the site config",
-        timeout_s=channel.timeout_s,
-        retry_for_s=channel.retry_for_s,
-        max_attempts=channel.max_attempts,
-        kinds=tuple(channel.kinds),
+        site_ids=(),
         camera_ids=cameras,
-        behaviours=tuple(str(b) for b in channel.behaviours),
     )
