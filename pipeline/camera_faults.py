@@ -141,15 +141,13 @@ class CameraFaultMonitor:
     def _observe_offline(self, health: CameraHealth, now: float) -> IncidentUpdate | None:
         is_down = health.state != CameraState.ONLINE
         down_since = health.down_since if health.down_since is not None else health.since
-        down_for_s = max(0.0, now - down_since)
         reason = mask_credentials(health.last_error or "no frame yet")
-        return self._book.observe(
+        return self._observe_fault(
             "offline",
             now=now,
-            is_confirmed=is_down and down_for_s >= self.config.faults.offline_after_s,
             is_present=is_down,
-            confidence=1.0,
-            started_at=down_since,
+            since=down_since,
+            after_s=self.config.faults.offline_after_s,
             message=text(
                 "camera.no_video",
                 self._language,
@@ -157,6 +155,20 @@ class CameraFaultMonitor:
                 state=health.state,
                 reason=reason,
             ),
+        )
+
+    def _observe_fault(
+        self, key: str, *, now: float, is_present: bool, since: float | None, after_s: float, message: str
+    ) -> IncidentUpdate | None:
+        """Feed one fault to the book: present since ``since``, confirmed once it has lasted ``after_s``."""
+        return self._book.observe(
+            key,
+            now=now,
+            is_confirmed=is_present and since is not None and now - since >= after_s,
+            is_present=is_present,
+            confidence=1.0,
+            started_at=since,
+            message=message,
         )
 
     def _observe_image(self, frame: Frame) -> list[IncidentUpdate | None]:
@@ -182,18 +194,15 @@ class CameraFaultMonitor:
         elif self._blank_since is None:
             self._blank_since = at
         self._previous, self._previous_at = stats, at
-        blank_for_s = at - self._blank_since if self._blank_since is not None else 0.0
-        unchanged_for_s = at - self._unchanged_since if self._unchanged_since is not None else 0.0
         name = self.config.display_name
         blank_what = text("camera.black" if is_black else "camera.covered", self._language)
         updates = [
-            self._book.observe(
+            self._observe_fault(
                 "black",
                 now=at,
-                is_confirmed=is_blank and blank_for_s >= faults.black_after_s,
                 is_present=is_blank,
-                confidence=1.0,
-                started_at=self._blank_since,
+                since=self._blank_since,
+                after_s=faults.black_after_s,
                 message=text(
                     "camera.blank",
                     self._language,
@@ -206,13 +215,12 @@ class CameraFaultMonitor:
         ]
         if self._is_live:  # a file may legitimately show a still scene
             updates.append(
-                self._book.observe(
+                self._observe_fault(
                     "frozen",
                     now=at,
-                    is_confirmed=is_unchanged and unchanged_for_s >= faults.frozen_after_s,
                     is_present=is_unchanged,
-                    confidence=1.0,
-                    started_at=self._unchanged_since,
+                    since=self._unchanged_since,
+                    after_s=faults.frozen_after_s,
                     message=text("camera.frozen", self._language, camera=name),
                 )
             )
