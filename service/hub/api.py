@@ -53,6 +53,24 @@ class _Scope:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no plant {plant_id!r}")
 
 
+def _scope(request: Request) -> _Scope:
+    """The request's token (401 without a valid one) and the plants it sees."""
+    store: HubStore = request.app.state.hub_store
+    header = request.headers.get("authorization", "")
+    kind, _, secret = header.partition(" ")
+    token = store.tokens.authenticate(secret.strip()) if kind.lower() == "bearer" else None
+    if token is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "a valid hub token is needed (Authorization: Bearer ...)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return _Scope(token, token.plant_ids(request.app.state.hub_plants))
+
+
+Scope = Annotated[_Scope, Depends(_scope)]
+
+
 def create_hub_app(
     config: HubConfig, store: HubStore, *, on_remark: Callable[[], None] | None = None
 ) -> FastAPI:
@@ -66,21 +84,9 @@ def create_hub_app(
     app = FastAPI(title="anjian hub", docs_url=None, redoc_url=None)
     app.add_middleware(SecurityHeadersMiddleware)
     install_problem_handlers(app)
-    plants = [(p.id, p.group) for p in config.plants]
+    app.state.hub_store = store
+    app.state.hub_plants = [(p.id, p.group) for p in config.plants]
 
-    def scope(request: Request) -> _Scope:
-        header = request.headers.get("authorization", "")
-        kind, _, secret = header.partition(" ")
-        token = store.tokens.authenticate(secret.strip()) if kind.lower() == "bearer" else None
-        if token is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "a valid hub token is needed (Authorization: Bearer ...)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        return _Scope(token, token.plant_ids(plants))
-
-    Scope = Annotated[_Scope, Depends(scope)]
     api = APIRouter(prefix="/api")
 
     @api.get("/me", response_model=MeOut)

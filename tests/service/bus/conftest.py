@@ -57,9 +57,9 @@ def plant(tmp_path: Path, topology: NatsTopology) -> Iterator[ServiceParts]:
 
 
 @pytest.fixture
-def hub(tmp_path: Path, topology: NatsTopology) -> Iterator[tuple[HubStore, HubBus]]:
-    """The hub's store (SQLite) and its bus consumer, started."""
-    config = hub_config(tmp_path / "hub", topology.hub.url)
+def hub(tmp_path: Path, topology: NatsTopology, database_url: str) -> Iterator[tuple[HubStore, HubBus]]:
+    """The hub's store (SQLite, and PostgreSQL in the slow run) and its bus consumer, started."""
+    config = hub_config(tmp_path / "hub", topology.hub.url, database_url)
     store = HubStore.from_config(config.storage)
     bus = HubBus(config, store)
     bus.start()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from anjian.cameras.health import CameraHealth, CameraState
 from anjian.service.bus.remarks import ACTION_PRESS
-from anjian.service.composition import ServiceParts
+from anjian.service.composition import ServiceParts, build_service_parts
 from anjian.service.hub.consumer import HubBus
 from anjian.service.hub.store import HubStore
 from tests.factories import make_event
-from tests.service.bus.conftest import PLANT
+from tests.service.bus.conftest import PLANT, plant_config
+from tests.support.nats import NatsTopology
 from tests.support.waiting import wait_for
 
 
@@ -53,3 +57,23 @@ def test_a_supervisors_press_for_action_lands_in_the_plants_audit_trail_once(
     hub_trail = store.audit_trail(PLANT, event.id)
     assert [(line.action, line.is_from_hub) for line in hub_trail] == [("raise", False), (ACTION_PRESS, True)]
     assert [line.actor for line in plant.store.audit_trail(event.id)] == ["pipeline", "hub:bureau"]
+
+
+def test_camera_health_reaches_the_hub_and_a_later_report_replaces_it(
+    tmp_path: Path, topology: NatsTopology, hub: tuple[HubStore, HubBus]
+) -> None:
+    store, _bus = hub
+    cameras = [CameraHealth(camera_id="cam-1", state=CameraState.ONLINE, since=1_700_000_000.0, fps=5.0)]
+    config = plant_config(tmp_path / "plant", topology.plants[PLANT].url, health_interval_s=0.2)
+    parts = build_service_parts(config, camera_health=lambda: cameras)
+    parts.start()
+    try:
+        assert wait_for(lambda: [c.state for c in store.cameras([PLANT])] == ["online"], 30)
+        cameras[0] = CameraHealth(
+            camera_id="cam-1", state=CameraState.OFFLINE, since=1_700_000_100.0, reconnects=2
+        )
+        assert wait_for(lambda: [c.state for c in store.cameras([PLANT])] == ["offline"], 30)
+    finally:
+        parts.close()
+    (camera,) = store.cameras([PLANT])
+    assert camera.reconnects == 2

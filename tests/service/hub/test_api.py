@@ -1,0 +1,157 @@
+"""The hub's API: a token sees only the plants of its scope (all, a group, one plant); only supervisors remark."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from anjian.service.config import StorageConfig
+from anjian.service.hub.api import create_hub_app
+from anjian.service.hub.config import HubConfig, PlantConfig
+from anjian.service.hub.store import HubStore
+from tests.factories import make_event
+from tests.service.conftest import FakeClock
+from tests.service.hub.conftest import PlantRecorder
+
+PLANTS = [
+    PlantConfig(id="dust-1", name="Dust 1", group="dust"),
+    PlantConfig(id="dust-2", name="Dust 2", group="dust"),
+    PlantConfig(id="cold-1", name="Cold 1", group="ammonia"),
+]
+
+
+@pytest.fixture
+def hub(tmp_path: Path, clock: FakeClock) -> Iterator[tuple[TestClient, HubStore, dict[str, str]]]:
+    """The hub's API over a store holding one incident per plant; returns the client, the store and event ids."""
+    config = HubConfig(storage=StorageConfig(dir=tmp_path / "hub"), plants=PLANTS)
+    store = HubStore.from_config(config.storage, clock=clock)
+    events: dict[str, str] = {}
+    for plant in PLANTS:
+        recorder = PlantRecorder(plant.id, tmp_path / f"{plant.id}.db", clock)
+        event = make_event()
+        store.apply([recorder.raise_event(event)])
+        events[plant.id] = event.id
+        recorder.store.close()
+    remarks: list[int] = []
+    app = create_hub_app(config, store, on_remark=lambda: remarks.append(1))
+    with TestClient(app) as client:
+        yield client, store, events
+    store.close()
+
+
+def _bearer(store: HubStore, scope: str, role: str = "viewer") -> dict[str, str]:
+    _info, secret = store.tokens.create(f"{role} of {scope}", role, scope)
+    return {"Authorization": f"Bearer {secret}"}
+
+
+@pytest.mark.parametrize(
+    ("scope", "seen"),
+    [
+        ("all", ["dust-1", "dust-2", "cold-1"]),
+        ("group:dust", ["dust-1", "dust-2"]),
+        ("plant:cold-1", ["cold-1"]),
+    ],
+    ids=["all", "group", "plant"],
+)
+def test_a_token_sees_exactly_the_plants_of_its_scope(
+    hub: tuple[TestClient, HubStore, dict[str, str]], scope: str, seen: list[str]
+) -> None:
+    client, store, events = hub
+    headers = _bearer(store, scope)
+
+    overview = client.get("/api/overview", headers=headers).json()
+    listed = client.get("/api/events", headers=headers).json()
+
+    assert [p["plant_id"] for p in overview["plants"]] == seen
+    assert sorted(e["plant_id"] for e in listed) == sorted(seen)
+    for plant_id, event_id in events.items():
+        detail = client.get(f"/api/plants/{plant_id}/events/{event_id}", headers=headers)
+        snapshot = client.get(f"/api/plants/{plant_id}/events/{event_id}/snapshot", headers=headers)
+        expected = 200 if plant_id in seen else 404
+        assert (detail.status_code, snapshot.status_code) == (expected, expected)
+
+
+def test_a_plant_token_cannot_list_another_plants_events_or_cameras(
+    hub: tuple[TestClient, HubStore, dict[str, str]],
+) -> None:
+    client, store, _events = hub
+    headers = _bearer(store, "plant:dust-1")
+
+    for path in ("/api/events?plant_id=cold-1", "/api/cameras?plant_id=cold-1"):
+        response = client.get(path, headers=headers)
+        assert response.status_code == 404
+        assert response.json()["detail"] == "no plant 'cold-1'"
+
+
+def test_the_incident_detail_has_the_plants_record_the_audit_trail_and_the_snapshot(
+    hub: tuple[TestClient, HubStore, dict[str, str]],
+) -> None:
+    client, store, events = hub
+    headers = _bearer(store, "all")
+
+    detail = client.get(f"/api/plants/dust-2/events/{events['dust-2']}", headers=headers).json()
+    snapshot = client.get(detail["snapshot_url"], headers=headers)
+
+    assert detail["event"]["id"] == events["dust-2"]
+    assert [line["action"] for line in detail["audit"]] == ["raise"]
+    assert snapshot.headers["content-type"] == "image/jpeg"
+    assert snapshot.content[:2] == b"\xff\xd8"
+
+
+def test_only_a_supervisor_in_scope_may_remark(hub: tuple[TestClient, HubStore, dict[str, str]]) -> None:
+    client, store, events = hub
+    path = f"/api/plants/cold-1/events/{events['cold-1']}/remarks"
+    body = {"note": "Acknowledge this now", "press_for_action": True}
+
+    viewer = client.post(path, json=body, headers=_bearer(store, "all", "viewer"))
+    other_group = client.post(path, json=body, headers=_bearer(store, "group:dust", "supervisor"))
+    supervisor = client.post(path, json=body, headers=_bearer(store, "group:ammonia", "supervisor"))
+
+    assert viewer.status_code == 403
+    assert other_group.status_code == 404
+    assert supervisor.status_code == 202
+    (remark,) = store.unsent_remarks()
+    assert (remark.plant_id, remark.is_press_for_action, remark.actor) == (
+        "cold-1",
+        True,
+        "supervisor of group:ammonia",
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [({"note": ""}, 422), ({"note": "x", "extra": 1}, 422), ({"press_for_action": True}, 422)],
+    ids=["empty-note", "unknown-field", "no-note"],
+)
+def test_a_bad_remark_is_refused_with_a_problem(
+    hub: tuple[TestClient, HubStore, dict[str, str]], body: dict[str, object], status: int
+) -> None:
+    client, store, events = hub
+    response = client.post(
+        f"/api/plants/dust-1/events/{events['dust-1']}/remarks",
+        json=body,
+        headers=_bearer(store, "all", "supervisor"),
+    )
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer wrong", "Basic abc"], ids=["none", "unknown-token", "not-bearer"]
+)
+def test_without_a_valid_hub_token_nothing_is_shown(
+    hub: tuple[TestClient, HubStore, dict[str, str]], authorization: str | None
+) -> None:
+    client, _store, _events = hub
+    headers = {} if authorization is None else {"Authorization": authorization}
+    assert client.get("/api/overview", headers=headers).status_code == 401
+
+
+def test_a_revoked_token_is_refused(hub: tuple[TestClient, HubStore, dict[str, str]]) -> None:
+    client, store, _events = hub
+    info, secret = store.tokens.create("temp", "viewer", "all")
+    store.tokens.revoke(info.id)
+    assert client.get("/api/me", headers={"Authorization": f"Bearer {secret}"}).status_code == 401

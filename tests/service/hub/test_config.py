@@ -1,0 +1,99 @@
+"""The hub YAML, a plant's ``bus:`` section and the nats-server configs: bad input is named, never a traceback."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+from typer.testing import CliRunner
+
+from anjian.service.cli import app
+from anjian.service.config import AnjianConfig
+from anjian.service.errors import ConfigError
+from anjian.service.hub.config import load_hub_config
+from tests.service.conftest import make_config
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "hub.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("plants: []\n", "plants: List should have at least 1 item"),
+        ("plants:\n  - id: a.b\n", "plants.0.id: String should match pattern"),
+        ("plants:\n  - id: a\n  - id: a\n", "plant id 'a' appears twice"),
+        ("plants:\n  - id: a\n  - id: b\n    domain: plant-a\n", "JetStream domain 'plant-a' is taken"),
+        ("plants:\n  - id: a\n    colour: red\n", "plants.0.colour: Extra inputs are not permitted"),
+        ("plants: [\n", "not valid YAML"),
+    ],
+    ids=["no-plants", "dotted-id", "twice", "same-domain", "typo", "not-yaml"],
+)
+def test_a_bad_hub_config_names_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_hub_config(_write(tmp_path, text))
+
+
+def test_a_hub_config_resolves_its_storage_dir_against_its_folder(tmp_path: Path) -> None:
+    config = load_hub_config(_write(tmp_path, "storage:\n  dir: data\nplants:\n  - id: a\n    group: dust\n"))
+    assert config.storage.dir == (tmp_path / "data").resolve()
+    assert config.groups == ["dust"]
+    assert config.plants[0].jetstream_domain == "plant-a"
+
+
+def test_a_site_whose_id_cannot_be_a_bus_id_needs_bus_plant_id(tmp_path: Path) -> None:
+    config = make_config(tmp_path)
+    site = config.site.model_copy(update={"id": "plant.one"})
+    raw = config.model_dump() | {"site": site.model_dump(), "bus": {"url": "nats://127.0.0.1:4222"}}
+    with pytest.raises(ValidationError, match=r"set bus.plant_id"):
+        AnjianConfig.model_validate(raw)
+    raw["bus"]["plant_id"] = "plant-one"
+    assert AnjianConfig.model_validate(raw).bus is not None
+
+
+@pytest.mark.skipif(shutil.which("nats-server") is None, reason="nats-server is not installed")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--store-dir", "js", "--leaf-listen", "0.0.0.0:7422"],
+        ["--store-dir", "js", "--plant", "lab-3", "--hub-leaf-url", "nats-leaf://hub.example:7422"],
+    ],
+    ids=["hub", "plant"],
+)
+def test_nats_config_prints_a_config_nats_server_accepts(tmp_path: Path, args: list[str]) -> None:
+    result = CliRunner().invoke(app, ["hub", "nats-config", *args])
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "nats.conf"
+    path.write_text(result.output, encoding="utf-8")
+    check = subprocess.run(
+        ["nats-server", "-t", "-c", str(path)], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stderr
+
+
+def test_a_plant_nats_config_without_the_hubs_address_is_refused() -> None:
+    result = CliRunner().invoke(app, ["hub", "nats-config", "--store-dir", "js", "--plant", "lab-3"])
+    assert result.exit_code == 2
+    assert "needs --hub-leaf-url" in result.output
+
+
+def test_tokens_create_refuses_an_unknown_group_and_prints_a_scoped_token(tmp_path: Path) -> None:
+    path = _write(tmp_path, "storage:\n  dir: data\nplants:\n  - id: a\n    group: dust\n")
+    runner = CliRunner()
+    unknown = runner.invoke(
+        app, ["hub", "tokens", "create", "-c", str(path), "--name", "x", "--scope", "group:c"]
+    )
+    created = runner.invoke(
+        app, ["hub", "tokens", "create", "-c", str(path), "--name", "bureau", "--scope", "group:dust"]
+    )
+    listed = runner.invoke(app, ["hub", "tokens", "list", "-c", str(path)])
+
+    assert unknown.exit_code == 2 and "no group 'c'" in unknown.output
+    assert created.exit_code == 0 and created.stdout.strip().startswith("anjhub_")
+    assert "viewer\tgroup:dust\tbureau" in listed.output

@@ -1,0 +1,116 @@
+"""The hub's store writes every plant message idempotently and in any order, and summarises each plant."""
+
+from __future__ import annotations
+
+import pytest
+
+from anjian.cameras.health import CameraState
+from anjian.pipeline.event import RiskLevel
+from anjian.service.bus.messages import CameraReport, HealthReport
+from anjian.service.config import SlaConfig
+from anjian.service.hub.store import HubStore
+from tests.factories import make_event
+from tests.service.conftest import FakeClock
+from tests.service.hub.conftest import PlantRecorder
+
+
+def test_a_message_delivered_twice_is_written_once(hub_store: HubStore, recorder: PlantRecorder) -> None:
+    raised = recorder.raise_event(make_event())
+    first = hub_store.apply([raised])
+    again = hub_store.apply([raised, raised])
+
+    assert (first.events_written, first.audit_written, first.duplicates) == (1, 1, 0)
+    assert (again.events_written, again.audit_written, again.duplicates) == (0, 0, 2)
+    assert hub_store.count_events("lab-3") == 1
+    assert hub_store.count_audit("lab-3") == 1
+
+
+def test_announcements_out_of_order_end_in_the_latest_state_with_the_whole_trail(
+    hub_store: HubStore, recorder: PlantRecorder, clock: FakeClock
+) -> None:
+    event = make_event()
+    raised = recorder.raise_event(event)
+    clock.now += 30
+    acknowledged = recorder.act(event.id, "acknowledge")
+    clock.now += 90
+    resolved = recorder.act(event.id, "resolve", note="put out")
+
+    hub_store.apply([resolved])
+    hub_store.apply([acknowledged, raised])
+
+    stored = hub_store.get_event("lab-3", event.id)
+    assert stored is not None
+    assert stored.state == "resolved"
+    assert stored.has_snapshot  # the raise carried it, though an older version
+    assert stored.acknowledged_at is not None and stored.resolved_at is not None
+    assert stored.resolved_at - stored.created_at == 120
+    trail = hub_store.audit_trail("lab-3", event.id)
+    assert [line.action for line in trail] == ["raise", "acknowledge", "resolve"]
+
+
+def test_summary_counts_open_incidents_by_colour_overdue_ones_and_response_times(
+    hub_store: HubStore, recorder: PlantRecorder, clock: FakeClock
+) -> None:
+    sla = SlaConfig(red_s=300, orange_s=600)
+    red, orange, settled = (
+        make_event(severity=RiskLevel.RED),
+        make_event(severity=RiskLevel.ORANGE),
+        make_event(severity=RiskLevel.RED),
+    )
+    messages = [recorder.raise_event(e) for e in (red, orange, settled)]
+    clock.now += 60
+    messages.append(recorder.act(settled.id, "acknowledge"))
+    clock.now += 60
+    messages.append(recorder.act(settled.id, "resolve", note="cleared"))
+    hub_store.apply(messages)
+
+    (summary,) = hub_store.summaries([("lab-3", "Lab 3", "dust")], sla, now=clock.now + 400)
+
+    assert summary.open_by_colour == {"red": 1, "orange": 1}
+    assert summary.overdue == 1  # the red one is past 300 s unacknowledged; the orange is not past 600 s
+    assert summary.acknowledge_median_s == 60
+    assert summary.resolve_median_s == 120
+    assert summary.last_message_at is not None
+
+
+def test_a_later_camera_report_wins_and_an_older_one_is_ignored(hub_store: HubStore) -> None:
+    def report(sent_at: float, state: CameraState) -> HealthReport:
+        camera = CameraReport(camera_id="cam-1", state=state, since=sent_at - 5, fps=5.0)
+        return HealthReport(plant_id="lab-3", sent_at=sent_at, cameras=[camera])
+
+    hub_store.apply([report(200.0, CameraState.OFFLINE)])
+    hub_store.apply([report(100.0, CameraState.ONLINE)])
+
+    (camera,) = hub_store.cameras(["lab-3"])
+    assert camera.state == "offline"
+    (summary,) = hub_store.summaries([("lab-3", "Lab 3", "")], SlaConfig())
+    assert summary.cameras_by_state == {"offline": 1}
+
+
+def test_a_remark_waits_as_unsent_until_the_bus_takes_it(
+    hub_store: HubStore, recorder: PlantRecorder
+) -> None:
+    event = make_event()
+    hub_store.apply([recorder.raise_event(event)])
+
+    remark = hub_store.add_remark(
+        "lab-3", event.id, actor="bureau", note=" Act now ", is_press_for_action=True
+    )
+
+    assert hub_store.unsent_remarks() == [remark]
+    assert remark.note == "Act now"
+    hub_store.mark_sent(remark)
+    assert hub_store.unsent_remarks() == []
+    (_, line) = hub_store.audit_trail("lab-3", event.id)
+    assert (line.action, line.is_from_hub, line.sent_at is not None) == ("press_for_action", True, True)
+
+
+def test_a_remark_on_an_unknown_incident_or_without_a_note_is_refused(
+    hub_store: HubStore, recorder: PlantRecorder
+) -> None:
+    event = make_event()
+    hub_store.apply([recorder.raise_event(event)])
+    with pytest.raises(KeyError, match="no event"):
+        hub_store.add_remark("lab-3", "nope", actor="bureau", note="x", is_press_for_action=False)
+    with pytest.raises(ValueError, match="1-4000 characters"):
+        hub_store.add_remark("lab-3", event.id, actor="bureau", note="   ", is_press_for_action=False)
