@@ -25,7 +25,7 @@ from anjian.pipeline.live import LiveView
 from anjian.pipeline.runner import CameraAssignment, PipelineRunner
 from anjian.pipeline.sink import ListSink
 from tests.factories import make_event
-from tests.support.pushed_camera import PushedCamera, PushedCameras
+from tests.support.pushed_camera import PushedCamera, pushed_runner
 from tests.support.waiting import wait_for
 
 
@@ -154,17 +154,7 @@ def engine(
     def build(
         cameras: list[CameraPipelineConfig], detector: _CountingDetector, sink: ListSink, **options: Any
     ) -> tuple[PipelineRunner, dict[str, PushedCamera]]:
-        sources = PushedCameras()
-        runner = PipelineRunner(
-            "site",
-            [CameraAssignment("ws", c) for c in cameras],
-            detector,  # type: ignore[arg-type]
-            sink,
-            source_factory=sources.open,  # type: ignore[arg-type]
-            batch_deadline_s=0.0,
-            fault_check_interval_s=0.05,
-            **options,
-        )
+        runner, sources = pushed_runner("site", "ws", cameras, detector, sink, **options)
         runners.append(runner)
         return runner, sources
 

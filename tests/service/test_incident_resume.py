@@ -15,12 +15,12 @@ from anjian.models.detections import Detections
 from anjian.pipeline.config import BehavioursConfig, CameraPipelineConfig, OpenFlameConfig
 from anjian.pipeline.event import Behaviour
 from anjian.pipeline.incident_journal import IncidentJournal
-from anjian.pipeline.runner import CameraAssignment, PipelineRunner
+from anjian.pipeline.runner import PipelineRunner
 from anjian.service.evidence import EvidenceStore
 from anjian.service.records import StoredEvent
 from anjian.service.sink import StoreSink
 from anjian.service.store import EventStore
-from tests.support.pushed_camera import PushedCameras
+from tests.support.pushed_camera import PushedCameras, pushed_runner
 from tests.support.waiting import wait_for
 
 _IMAGE = np.random.default_rng(0).integers(0, 255, (90, 160, 3), dtype=np.uint8)
@@ -75,15 +75,12 @@ class Service:
     def start(cls, data: Path, detector: FireDetector) -> Service:
         store = EventStore(f"sqlite:///{data / 'anjian.db'}")
         sink = StoreSink(store, EvidenceStore(data, is_fsync=False))
-        cameras = PushedCameras()
-        runner = PipelineRunner(
+        runner, cameras = pushed_runner(
             "site-1",
-            [CameraAssignment("polishing-1", camera) for camera in CAMERAS],
-            detector,  # type: ignore[arg-type]
+            "polishing-1",
+            CAMERAS,
+            detector,
             sink,
-            source_factory=cameras.open,  # type: ignore[arg-type]
-            batch_deadline_s=0.0,
-            fault_check_interval_s=0.05,
             incident_journal=IncidentJournal(data / "open_incidents.json"),
         )
         runner.start()

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from anjian.cameras.config import CameraConfig
 from anjian.cameras.frame import Frame
 from anjian.cameras.health import CameraHealth, CameraState, HealthTracker
+from anjian.pipeline.camera_config import CameraPipelineConfig
+from anjian.pipeline.runner import CameraAssignment, PipelineRunner
+from anjian.pipeline.sink import EventSink
 
-__all__ = ["PushedCamera", "PushedCameras"]
+__all__ = ["PushedCamera", "PushedCameras", "pushed_runner"]
 
 
 class PushedCamera:
@@ -71,3 +76,30 @@ class PushedCameras(dict[str, PushedCamera]):
         """Open (create) the pushed camera of ``config``, as ``VideoSource`` would be opened."""
         self[config.id] = PushedCamera(config, condition)
         return self[config.id]
+
+
+def pushed_runner(
+    site_id: str,
+    workshop_id: str,
+    cameras: Sequence[CameraPipelineConfig],
+    detector: Any,
+    sink: EventSink,
+    **options: Any,
+) -> tuple[PipelineRunner, PushedCameras]:
+    """A stopped ``PipelineRunner`` over pushed cameras of one workshop, and those cameras once it opens them.
+
+    Tuned for tests: a batch goes out as soon as a frame is there, and camera faults are
+    checked every 50 ms; ``options`` are the runner's other keyword arguments.
+    """
+    sources = PushedCameras()
+    runner = PipelineRunner(
+        site_id,
+        [CameraAssignment(workshop_id, camera) for camera in cameras],
+        detector,
+        sink,
+        source_factory=sources.open,  # type: ignore[arg-type]
+        batch_deadline_s=0.0,
+        fault_check_interval_s=0.05,
+        **options,
+    )
+    return runner, sources
