@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,12 @@ class GatedStore:
 
         monkeypatch.setattr(store, "upsert_events", gated)
 
+    def hold_first(self, sink: StoreSink) -> Future[UpsertResult]:
+        """Submit one revision and return once the writer is inside its transaction, held at the gate."""
+        first = sink.submit(make_event())
+        assert self.waiting.wait(10)
+        return first
+
 
 def test_publish_returns_while_the_database_is_locked_and_nothing_is_lost(
     store: EventStore, evidence: EvidenceStore, tmp_path: Path
@@ -78,8 +85,7 @@ def test_revisions_arriving_together_are_committed_in_one_transaction(
 ) -> None:
     gated = GatedStore(store, monkeypatch)
     sink = StoreSink(store, evidence)
-    first = sink.submit(make_event())
-    assert gated.waiting.wait(10)  # the writer is inside the first transaction
+    first = gated.hold_first(sink)
     rest = [sink.submit(make_event()) for _ in range(40)]
     assert not any(f.done() for f in rest), "nothing is acknowledged before it is committed"
 
@@ -97,8 +103,7 @@ def test_a_full_writer_refuses_ingest_but_never_the_pipeline(
 ) -> None:
     gated = GatedStore(store, monkeypatch)
     sink = StoreSink(store, evidence, max_backlog=3)
-    futures = [sink.submit(make_event())]
-    assert gated.waiting.wait(10)
+    futures = [gated.hold_first(sink)]
     futures += [sink.submit(make_event()) for _ in range(2)]
 
     with pytest.raises(IngestBusyError, match="3 event revisions are waiting"):
@@ -150,8 +155,7 @@ def test_a_batch_keeps_the_snapshot_of_the_newest_revision(
 ) -> None:
     gated = GatedStore(store, monkeypatch)
     sink = StoreSink(store, evidence)
-    blocker = sink.submit(make_event())
-    assert gated.waiting.wait(10)
+    blocker = gated.hold_first(sink)
     event = make_event(snapshot_jpeg=make_jpeg(bgr=(0, 0, 255)))
     newest = make_jpeg(bgr=(255, 0, 0))
     futures = [
