@@ -259,26 +259,21 @@ def demo(
     ),
     log_level: LogLevel = "INFO",
 ) -> None:
-    """Run the embedded demo site: generated workshop footage with a fire, the shipped demo model."""
-    from anjian.datasets.synthetic import write_demo_video
+    """Run the embedded demo plant: four generated cameras, all six behaviours within minutes, the demo model."""
+    from anjian.service.demo_site import DEMO_SCRIPT, prepare_demo_site
 
     setup_logging(log_level)
-    directory = directory.resolve()
-    video = directory / "footage" / "polishing-line.mp4"
-    if not video.is_file():
-        video.parent.mkdir(parents=True, exist_ok=True)
-        typer.echo(f"anjian demo: generating demo footage in {video}")
-        write_demo_video(video)
-    template = (Path(__file__).parent / "demo" / "site.yaml").read_text(encoding="utf-8")
-    site = directory / "site.yaml"
-    site.write_text(template.replace("{video}", str(video)).replace("{storage}", str(directory / "data")))
+    typer.echo(f"anjian demo: preparing the demo plant in {directory} (the footage is generated once)")
+    site = prepare_demo_site(directory)
     config = _load(site)
     store = _open_store(config)
     try:
         _info, secret = store.tokens.create("demo operator", "operator")
     finally:
         store.close()
-    typer.echo(f"anjian demo: site config {site}; a fire appears on the camera a few seconds in")
+    typer.echo(f"anjian demo: site config {site}; what happens (seconds after start, looping every 200 s):")
+    for line in DEMO_SCRIPT:
+        typer.echo(f"  {line}")
     typer.echo(f"anjian demo: operator token (reads and works alerts): {secret}")
     from anjian.service.runtime import server_port
 

@@ -28,7 +28,13 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["load_int8_float_weights", "recover_yolov8n_from_int8", "save_recovered_checkpoint"]
+__all__ = [
+    "load_float_onnx_weights",
+    "load_int8_float_weights",
+    "recover_yolov8n_from_int8",
+    "save_recovered_checkpoint",
+    "transplant_weights",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -93,23 +99,55 @@ def recover_yolov8n_from_int8(onnx_path: Path) -> Any:
         ValueError: A recovered tensor has no place in YOLOv8n, or one is missing.
     """
     os.environ.setdefault("YOLO_OFFLINE", "1")
-    import torch
     from ultralytics import YOLO  # type: ignore[attr-defined]
-    from ultralytics.nn.modules import Conv
 
     weights, names = load_int8_float_weights(onnx_path)
     yolo: Any = YOLO("yolov8n.yaml", task="detect")
     net: Any = yolo.model
-    modules: dict[str, Any] = dict(net.named_modules())
+    used = transplant_weights(net, weights)
+    unused = sorted(set(weights) - used - {k for k in weights if ".dfl." in k})
+    if unused:
+        raise ValueError(f"recovered tensors with no place in yolov8n: {unused[:5]} ...")
+    net.names = names
+    yolo.overrides["imgsz"] = 640
+    logger.info("recovered %d tensors from %s", len(used), onnx_path.name)
+    return yolo
+
+
+def transplant_weights(net: Any, weights: dict[str, np.ndarray], *, is_strict: bool = True) -> set[str]:
+    """Copy fused float conv weights, keyed by ultralytics module path, into an unfused model.
+
+    Each ``Conv`` (conv + batch-norm) takes the fused weight and bias with its batch-norm
+    made the identity (see the module docstring); each bare ``Conv2d`` (the head's outputs)
+    takes its weight and bias.
+
+    Args:
+        net: The ``ultralytics`` ``DetectionModel`` to fill.
+        weights: Float tensors named ``model.N....conv.weight`` / ``.bias`` (an export's
+            initialisers, or the dequantised int8 ones).
+        is_strict: Raise on a tensor whose shape does not fit its module; otherwise leave
+            that module as initialised (a head re-sized for other classes).
+
+    Returns:
+        The names of the tensors copied.
+
+    Raises:
+        ValueError: With ``is_strict``, a tensor that does not fit its module.
+    """
+    import torch
+    from ultralytics.nn.modules import Conv
+
     used: set[str] = set()
     with torch.no_grad():
-        for path, module in modules.items():
+        for path, module in dict(net.named_modules()).items():
             if isinstance(module, Conv) and f"{path}.conv.weight" in weights:
                 weight, bias = weights[f"{path}.conv.weight"], weights.get(f"{path}.conv.bias")
                 if bias is None or tuple(module.conv.weight.shape) != weight.shape:
-                    raise ValueError(
-                        f"{path}: recovered tensors do not fit {tuple(module.conv.weight.shape)}"
-                    )
+                    if is_strict:
+                        raise ValueError(
+                            f"{path}: recovered tensors do not fit {tuple(module.conv.weight.shape)}"
+                        )
+                    continue
                 module.conv.weight.copy_(torch.from_numpy(weight))
                 bn: Any = module.bn
                 bn.weight.fill_(1.0)
@@ -125,17 +163,26 @@ def recover_yolov8n_from_int8(onnx_path: Path) -> Any:
             ):
                 weight, bias = weights[f"{path}.weight"], weights.get(f"{path}.bias")
                 if bias is None or tuple(module.weight.shape) != weight.shape or module.bias is None:
-                    raise ValueError(f"{path}: recovered tensors do not fit {tuple(module.weight.shape)}")
+                    if is_strict:
+                        raise ValueError(f"{path}: recovered tensors do not fit {tuple(module.weight.shape)}")
+                    continue
                 module.weight.copy_(torch.from_numpy(weight))
                 module.bias.copy_(torch.from_numpy(bias))
                 used.update({f"{path}.weight", f"{path}.bias"})
-    unused = sorted(set(weights) - used - {k for k in weights if ".dfl." in k})
-    if unused:
-        raise ValueError(f"recovered tensors with no place in yolov8n: {unused[:5]} ...")
-    net.names = names
-    yolo.overrides["imgsz"] = 640
-    logger.info("recovered %d tensors from %s", len(used), onnx_path.name)
-    return yolo
+    return used
+
+
+def load_float_onnx_weights(onnx_path: Path) -> dict[str, np.ndarray]:
+    """The float initialisers of an ultralytics ONNX export, by module path (``model.0.conv.weight``)."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(onnx_path)).graph
+    return {
+        init.name: numpy_helper.to_array(init).astype(np.float32)
+        for init in graph.initializer
+        if init.name.startswith("model.") and init.data_type == onnx.TensorProto.FLOAT
+    }
 
 
 def save_recovered_checkpoint(onnx_path: Path, pt_path: Path) -> Path:

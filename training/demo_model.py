@@ -63,6 +63,11 @@ class DemoRecipe(_Frozen):
     width_multiple: float = Field(0.125, gt=0, description="YOLOv8 width multiple (0.25 is the 'n' scale).")
     seed: int = Field(0, ge=0, description="Seeds the synthetic set and the training run.")
     workers: int = Field(0, ge=0, le=8, description="Dataloader worker processes.")
+    init_from: str | None = Field(
+        None,
+        description="ONNX export of an earlier demo model of the same scale whose weights start the training "
+        "(the class outputs, re-sized for new classes, start fresh); None: from scratch.",
+    )
 
 
 class ClassMetrics(_Frozen):
@@ -211,8 +216,9 @@ def train_demo_model(
     workers: int = 0,
     version: str = "1",
     work_dir: Path | None = None,
+    init_from: Path | None = None,
 ) -> Path:
-    """Render a synthetic set, train the demo detector from scratch and export it.
+    """Render a synthetic set, train the demo detector (from scratch or an earlier one) and export it.
 
     Writes ``model.onnx`` (opset 17, dynamic batch, fixed ``imgsz``, no NMS),
     ``card.md`` and ``meta.json`` into ``out_dir``.
@@ -228,6 +234,7 @@ def train_demo_model(
         depth_multiple: YOLOv8 depth multiple.
         render_size_wh: Size the synthetic images are rendered at.
         workers: Dataloader worker processes.
+        init_from: ONNX export of an earlier demo model of the same scale to start from.
         version: Registry version, stored in the metadata as ``anjian-demo-<version>``.
         work_dir: Folder for the dataset and ultralytics run; a temporary one (deleted
             afterwards) when ``None``.
@@ -250,6 +257,7 @@ def train_demo_model(
         depth_multiple=depth_multiple,
         render_size_wh=render_size_wh,
         workers=workers,
+        init_from=None if init_from is None else str(init_from),
     )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -258,6 +266,23 @@ def train_demo_model(
         return _train_in(out_dir, Path(work_dir).resolve(), recipe, version)
     with tempfile.TemporaryDirectory(prefix="anjian-demo-") as tmp:
         return _train_in(out_dir, Path(tmp), recipe, version)
+
+
+def _initialised(model: Any, onnx_path: Path, pt_path: Path) -> Any:
+    """``model`` with an earlier demo model's weights wherever their shapes fit, as a checkpoint-backed YOLO.
+
+    ultralytics trains from a model's weights only when it was loaded from a checkpoint, so
+    the filled model is saved and loaded back.
+    """
+    from ultralytics.models.yolo.model import YOLO
+
+    from anjian.training.coco_init import load_float_onnx_weights, transplant_weights
+
+    weights = load_float_onnx_weights(onnx_path)
+    used = transplant_weights(model.model, weights, is_strict=False)
+    logger.info("initialised %d of %d tensors from %s", len(used), len(weights), onnx_path)
+    model.save(str(pt_path))
+    return YOLO(str(pt_path), task="detect")
 
 
 def _train_in(out_dir: Path, work: Path, recipe: DemoRecipe, version: str) -> Path:
@@ -273,6 +298,8 @@ def _train_in(out_dir: Path, work: Path, recipe: DemoRecipe, version: str) -> Pa
     from ultralytics.models.yolo.model import YOLO
 
     model = YOLO(str(_write_model_yaml(work / "anjian-demo-det.yaml", recipe)), task="detect")
+    if recipe.init_from is not None:
+        model = _initialised(model, Path(recipe.init_from), work / "init.pt")
     threads_before = torch.get_num_threads()
     threads = use_all_cores(model)
     t_train = time.perf_counter()
@@ -375,6 +402,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--version", default=None, help="registry version; defaults to the name of --out")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the dataset and runs here")
+    parser.add_argument(
+        "--init-from", type=Path, default=None, help="start from an earlier demo model's ONNX (same scale)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     path = train_demo_model(
@@ -388,6 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=args.workers,
         version=args.version or args.out.name,
         work_dir=args.work_dir,
+        init_from=args.init_from,
     )
     print(path)
     return 0

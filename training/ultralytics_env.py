@@ -63,7 +63,9 @@ def use_all_cores(model: Any) -> int:
     """Make a ``YOLO`` model's CPU training use every core this process may run on.
 
     ultralytics pins CPU training to ``cpu_count - 1`` torch threads (one of two cores
-    here); a callback resets it once the trainer is set up.
+    here); a callback resets it once the trainer is set up. ``ANJIAN_TRAIN_THREADS`` caps it:
+    on a machine shared with other jobs, one thread per training run avoids the OpenMP
+    threads of one run spinning while they wait for each other (several times slower).
 
     Returns:
         The thread count training will use.
@@ -71,5 +73,7 @@ def use_all_cores(model: Any) -> int:
     import torch
 
     threads = max(1, len(os.sched_getaffinity(0)))
+    if (cap := os.environ.get("ANJIAN_TRAIN_THREADS", "").strip()).isdigit() and int(cap) > 0:
+        threads = min(threads, int(cap))
     model.add_callback("on_pretrain_routine_end", lambda trainer: torch.set_num_threads(threads))
     return threads

@@ -20,21 +20,26 @@ Example:
 """
 
 from anjian.datasets.synthetic.drawing import render_scene
+from anjian.datasets.synthetic.plant import PLANT_CAMERAS, PLANT_LOOP_S, plant_scene_spec
 from anjian.datasets.synthetic.specs import (
     CLASS_NAMES,
     SceneSpec,
     demo_scene_spec,
     random_scene_spec,
 )
-from anjian.datasets.synthetic.writers import write_demo_video, write_training_set
+from anjian.datasets.synthetic.writers import write_demo_video, write_plant_footage, write_training_set
 
 # The entry points; the parts of a scene (FlameSpec, LampSpec, ...) are in .specs.
 __all__ = [
     "CLASS_NAMES",
+    "PLANT_CAMERAS",
+    "PLANT_LOOP_S",
     "SceneSpec",
     "demo_scene_spec",
+    "plant_scene_spec",
     "random_scene_spec",
     "render_scene",
     "write_demo_video",
+    "write_plant_footage",
     "write_training_set",
 ]

@@ -16,11 +16,14 @@ from anjian.datasets.synthetic.specs import (
     BlockKind,
     BlockSpec,
     ConeSpec,
+    DustSpec,
+    ExitSpec,
     FigureSpec,
     FlameSpec,
     LabeledBox,
     LampKind,
     LampSpec,
+    Pose,
     SceneSpec,
     random_color,
 )
@@ -42,6 +45,9 @@ def _draw_block(img: np.ndarray, block: BlockSpec, rng: np.random.Generator) -> 
     depth = max(2, int(0.12 * (x2 - x1)))
     top = [(x1, y1), (x1 + depth, y1 - depth // 2), (x2 + depth, y1 - depth // 2), (x2, y1)]
     side = [(x2, y1), (x2 + depth, y1 - depth // 2), (x2 + depth, y2 - depth // 2), (x2, y2)]
+    if block.kind is BlockKind.PALLET:
+        _draw_pallet(img, block)
+        return
     if block.kind is BlockKind.BENCH:
         slab = max(2, (y2 - y1) // 8)
         cv2.fillPoly(img, [np.array(top, np.int32)], _c(c * 1.25))
@@ -80,6 +86,56 @@ def _draw_block(img: np.ndarray, block: BlockSpec, rng: np.random.Generator) -> 
     else:  # crate
         cv2.line(img, (x1, y1), (x2, y2), _c(c * 0.7), 2)
         cv2.line(img, (x1, y2), (x2, y1), _c(c * 0.7), 2)
+
+
+def _draw_pallet(img: np.ndarray, block: BlockSpec) -> None:
+    """Draw a wooden pallet with a shrink-wrapped load of boxes stacked on it."""
+    x1, y1, x2, y2 = block.xyxy
+    wood = np.array((70, 130, 170), np.float64)
+    base = max(3, (y2 - y1) // 7)
+    cv2.rectangle(img, (x1, y2 - base), (x2, y2), _c(wood), -1)
+    for k in range(4):  # the openings between the blocks of the pallet
+        bx = x1 + (k * 2 + 1) * (x2 - x1) // 8
+        cv2.rectangle(img, (bx, y2 - base // 2), (bx + (x2 - x1) // 10, y2), (25, 25, 25), -1)
+    cv2.line(img, (x1, y2 - base), (x2, y2 - base), _c(wood * 0.6), 1)
+    load = np.array(block.color_bgr, np.float64)
+    top = y2 - base
+    rows = 2 if (y2 - y1) > 3 * base else 1
+    row_h = (top - y1) // rows
+    for r in range(rows):
+        cols = 2 + (r + x1) % 2
+        for c in range(cols):
+            cx1 = x1 + 1 + c * (x2 - x1) // cols
+            cx2 = x1 - 1 + (c + 1) * (x2 - x1) // cols
+            ry2 = top - r * row_h
+            shade = 1.0 - 0.08 * ((c + r) % 3)
+            cv2.rectangle(img, (cx1, ry2 - row_h + 1), (cx2, ry2), _c(load * shade), -1)
+            cv2.rectangle(img, (cx1, ry2 - row_h + 1), (cx2, ry2), _c(load * 0.55), 1)
+            tape_y = ry2 - row_h // 2
+            cv2.line(img, (cx1, tape_y), (cx2, tape_y), _c(load * 0.75 + 40), max(1, row_h // 12))
+    cv2.line(img, (x1, y1), (x2, top), (235, 235, 235), 1)  # the shine of the wrap
+
+
+def _draw_exit(img: np.ndarray, door: ExitSpec) -> None:
+    """Draw an emergency exit door with a green running-man sign above it."""
+    x1, y1, x2, y2 = door.door_xyxy
+    cv2.rectangle(img, (x1 - 3, y1 - 3), (x2 + 3, y2), (60, 60, 60), -1)
+    cv2.rectangle(img, (x1, y1), (x2, y2), (95, 120, 80), -1)
+    cv2.line(img, ((x1 + x2) // 2, y1), ((x1 + x2) // 2, y2), (50, 70, 45), 1)
+    bar_y = y1 + int(0.55 * (y2 - y1))
+    cv2.rectangle(img, (x1 + 3, bar_y), (x2 - 3, bar_y + max(2, (y2 - y1) // 40)), (190, 190, 190), -1)
+    sw, sh = max(8, int(0.8 * (x2 - x1))), max(4, int(0.3 * (x2 - x1)))
+    sx, sy = (x1 + x2) // 2 - sw // 2, max(0, y1 - sh - 6)
+    cv2.rectangle(img, (sx, sy), (sx + sw, sy + sh), (60, 170, 30), -1)
+    man = (sx + sw // 3, sy + sh // 2)
+    cv2.circle(img, (man[0], sy + sh // 4), max(1, sh // 8), (250, 250, 250), -1)
+    cv2.line(
+        img, (man[0], man[1] - sh // 8), (man[0] - sh // 5, sy + sh - 2), (250, 250, 250), max(1, sh // 8)
+    )
+    cv2.line(
+        img, (man[0], man[1] - sh // 8), (man[0] + sh // 4, sy + sh - 2), (250, 250, 250), max(1, sh // 8)
+    )
+    cv2.arrowedLine(img, (sx + sw // 2, sy + sh // 2), (sx + sw - 3, sy + sh // 2), (250, 250, 250), 1)
 
 
 def _c(color: np.ndarray) -> tuple[int, int, int]:
@@ -200,8 +256,11 @@ def _static_layer(spec: SceneSpec) -> np.ndarray:
         my = hy + int((h - hy) * rng.uniform(0.2, 0.6))
         thick = max(2, h // 60)
         cv2.line(img, (0, my), (w, my + int(rng.uniform(-0.1, 0.1) * h)), (30, 190, 220), thick)
+    for door in spec.exits:
+        _draw_exit(img, door)
     for block in spec.blocks:
-        _draw_block(img, block, rng)
+        if block.is_static:
+            _draw_block(img, block, rng)
     for cone in spec.cones:
         _draw_cone(img, cone)
 
@@ -245,33 +304,169 @@ def _trapezoid(
     return np.array(corners, np.int32)
 
 
-def _draw_figure(img: np.ndarray, fig: FigureSpec, t_s: float, gain: float) -> None:
-    """Draw a stick-and-block person, shifted along x by its walk at ``t_s``."""
-    x = fig.foot_xy[0] + fig.sway_px * math.sin(2 * math.pi * t_s / fig.period_s)
+def _draw_figure(img: np.ndarray, fig: FigureSpec, t_s: float, gain: float) -> list[LabeledBox]:
+    """Draw a stick-and-block person in its pose at ``t_s``; return its labels (person or fallen, cigarette)."""
+    if not fig.is_visible(t_s):
+        return []
+    x, is_walking = fig.foot_x_at(t_s)
     y, hgt = fig.foot_xy[1], fig.height_px
-    lw = max(1, int(0.06 * hgt))
+    pose = fig.pose_at(t_s)
     skin = _c(np.array((90, 130, 175)) * gain)
     trousers = _c(np.array(fig.trousers_bgr, float) * gain)
-    stride = 0.08 * hgt * math.sin(2 * math.pi * t_s * 1.5) if fig.sway_px else 0.0
+    shirt = _c(np.array(fig.shirt_bgr, float) * gain)
+    if pose is Pose.LYING:
+        return [_draw_lying_figure(img, fig, x, skin, trousers, shirt, gain)]
+    lw = max(1, int(0.06 * hgt))
+    stride = 0.08 * hgt * math.sin(2 * math.pi * t_s * 1.5) if is_walking else 0.0
     hip = (int(x), int(y - 0.48 * hgt))
     cv2.line(img, hip, (int(x - 0.07 * hgt + stride), int(y)), trousers, lw)
     cv2.line(img, hip, (int(x + 0.07 * hgt - stride), int(y)), trousers, lw)
     torso = _trapezoid(x, y, hgt, top=(0.8, 0.12), bottom=(0.46, 0.1))
-    cv2.fillPoly(img, [torso], _c(np.array(fig.shirt_bgr, float) * gain))
+    cv2.fillPoly(img, [torso], shirt)
     if fig.vest_bgr is not None:
         vest = _trapezoid(x, y, hgt, top=(0.78, 0.1), bottom=(0.5, 0.09))
         cv2.fillPoly(img, [vest], _c(np.array(fig.vest_bgr, float) * min(1.2, gain * 1.1)))
         sy = int(y - 0.6 * hgt)
         cv2.line(img, (int(x - 0.1 * hgt), sy), (int(x + 0.1 * hgt), sy), (210, 210, 210), max(1, lw // 2))
+    f = 1 if fig.facing >= 0 else -1
+    hand_up = pose in (Pose.SMOKING, Pose.PHONING)
     for side in (-1, 1):
-        cv2.line(
+        shoulder = (int(x + side * 0.12 * hgt), int(y - 0.78 * hgt))
+        if hand_up and side == f:  # the forearm folded up to the face
+            elbow = (int(x + f * 0.2 * hgt), int(y - 0.62 * hgt))
+            hand = (int(x + f * 0.07 * hgt), int(y - 0.85 * hgt))
+            cv2.line(img, shoulder, elbow, skin, max(1, lw - 1))
+            cv2.line(img, elbow, hand, skin, max(1, lw - 1))
+        else:
+            cv2.line(img, shoulder, (int(x + side * 0.16 * hgt), int(y - 0.5 * hgt)), skin, max(1, lw - 1))
+    head = (int(x), int(y - 0.88 * hgt))
+    cv2.circle(img, head, max(2, int(0.08 * hgt)), skin, -1)
+    boxes = [_clip_box(img, "person", (x - 0.17 * hgt, y - 0.97 * hgt, x + 0.17 * hgt, y))]
+    if pose is Pose.PHONING:
+        px = x + f * 0.07 * hgt
+        cv2.rectangle(
             img,
-            (int(x + side * 0.12 * hgt), int(y - 0.78 * hgt)),
-            (int(x + side * 0.16 * hgt), int(y - 0.5 * hgt)),
-            skin,
-            max(1, lw - 1),
+            (int(px - 0.02 * hgt), int(y - 0.93 * hgt)),
+            (int(px + 0.02 * hgt), int(y - 0.83 * hgt)),
+            (25, 25, 25),
+            -1,
         )
-    cv2.circle(img, (int(x), int(y - 0.88 * hgt)), max(2, int(0.08 * hgt)), skin, -1)
+    elif pose is Pose.SMOKING:
+        boxes.append(_draw_cigarette(img, x, y, hgt, f, t_s))
+    return [b for b in boxes if b is not None]
+
+
+def _draw_cigarette(img: np.ndarray, x: float, y: float, hgt: float, f: int, t_s: float) -> LabeledBox | None:
+    """A white cigarette held at the mouth with a glowing tip and a thread of smoke; its label box.
+
+    The box takes the cigarette and the fingers holding it, as the smoking-photo labels do.
+    """
+    mouth = (x + f * 0.06 * hgt, y - 0.86 * hgt)
+    tip = (x + f * 0.17 * hgt, y - 0.885 * hgt)
+    thick = max(1, round(0.02 * hgt))
+    cv2.line(img, (int(mouth[0]), int(mouth[1])), (int(tip[0]), int(tip[1])), (240, 245, 245), thick)
+    glow = 0.75 + 0.25 * math.sin(2 * math.pi * 0.7 * t_s)
+    cv2.circle(img, (int(tip[0]), int(tip[1])), max(1, thick), (40, int(90 * glow), int(255 * glow)), -1)
+    for k in range(3):  # a thin wisp rising from the tip
+        wx = tip[0] + f * 0.01 * hgt * math.sin(2 * math.pi * (0.4 * t_s + k / 3))
+        wy = tip[1] - (k + 1) * 0.03 * hgt
+        cv2.circle(img, (int(wx), int(wy)), max(1, thick // 2), (200, 200, 200), -1)
+    pad = 0.02 * hgt
+    return _clip_box(
+        img,
+        "cigarette",
+        (min(mouth[0], tip[0]) - pad, tip[1] - 2 * pad, max(mouth[0], tip[0]) + pad, mouth[1] + 2 * pad),
+    )
+
+
+def _draw_lying_figure(
+    img: np.ndarray,
+    fig: FigureSpec,
+    x: float,
+    skin: tuple[int, int, int],
+    trousers: tuple[int, int, int],
+    shirt: tuple[int, int, int],
+    gain: float,
+) -> LabeledBox:
+    """A figure lying on the floor along x, head towards ``facing``; its fallen_person box."""
+    y, hgt = fig.foot_xy[1], fig.height_px
+    f = 1 if fig.facing >= 0 else -1
+    lw = max(1, int(0.06 * hgt))
+    thick = 0.1 * hgt  # the body seen from the side, lying
+    hip = (int(x - f * 0.02 * hgt), int(y - 0.5 * thick))
+    for dy in (-0.3, 0.3):
+        cv2.line(img, hip, (int(x - f * 0.48 * hgt), int(y - 0.5 * thick + dy * thick)), trousers, lw)
+    shoulder_x = x + f * 0.32 * hgt
+    torso = np.array(
+        [
+            (hip[0], y - 0.05 * hgt),
+            (shoulder_x, y - 0.02 * hgt),
+            (shoulder_x, y - 1.15 * thick),
+            (hip[0], y - 1.05 * thick),
+        ],
+        np.int32,
+    )
+    cv2.fillPoly(img, [torso], shirt)
+    if fig.vest_bgr is not None:
+        cv2.fillPoly(img, [torso], _c(np.array(fig.vest_bgr, float) * min(1.2, gain * 1.1)))
+    cv2.line(
+        img,
+        (int(shoulder_x), int(y - thick)),
+        (int(x + f * 0.2 * hgt), int(y - 0.1 * thick)),
+        skin,
+        max(1, lw - 1),
+    )
+    cv2.line(
+        img,
+        (int(shoulder_x), int(y - thick)),
+        (int(shoulder_x + f * 0.1 * hgt), int(y - 1.6 * thick)),
+        skin,
+        max(1, lw - 1),
+    )
+    head = (int(x + f * 0.41 * hgt), int(y - 0.7 * thick))
+    cv2.circle(img, head, max(2, int(0.08 * hgt)), skin, -1)
+    x_lo, x_hi = sorted((x - f * 0.5 * hgt, x + f * 0.5 * hgt))
+    box = _clip_box(img, "fallen_person", (x_lo, y - 1.7 * thick, x_hi, y + 0.05 * thick))
+    assert box is not None  # a lying figure is never smaller than the minimum box
+    return box
+
+
+def _clip_box(img: np.ndarray, name: str, xyxy: tuple[float, float, float, float]) -> LabeledBox | None:
+    """A label clipped to the image, or ``None`` where too little of it is inside."""
+    h, w = img.shape[:2]
+    x1, y1 = max(0.0, xyxy[0]), max(0.0, xyxy[1])
+    x2, y2 = min(float(w), xyxy[2]), min(float(h), xyxy[3])
+    if x2 - x1 < _MIN_BOX_PX or y2 - y1 < _MIN_BOX_PX:
+        return None
+    return LabeledBox(name, (x1, y1, x2, y2))
+
+
+def _draw_dynamic_block(img: np.ndarray, block: BlockSpec, gain: float) -> None:
+    """Draw a block that comes and goes (a pallet put down in front of an exit) into the lit frame."""
+    before = np.clip(img, 0, 255).astype(np.uint8)
+    canvas = before.copy()
+    _draw_block(canvas, block, np.random.default_rng(0))
+    changed = (canvas != before).any(axis=2)
+    img[changed] = canvas[changed].astype(np.float32) * gain
+
+
+def _draw_dust(img: np.ndarray, dust: DustSpec, t_s: float, gain: float) -> None:
+    """Blend a speckled layer of pale dust onto the floor at its density for ``t_s``."""
+    density = dust.density(t_s)
+    if density <= 0.0:
+        return
+    h, w = img.shape[:2]
+    (cx, cy), (rx, ry) = dust.center_xy, dust.radius_xy
+    x1, x2 = max(0, int(cx - rx)), min(w, int(cx + rx) + 1)
+    y1, y2 = max(0, int(cy - ry)), min(h, int(cy + ry) + 1)
+    if x2 <= x1 or y2 <= y1:
+        return
+    yy, xx = np.mgrid[y1:y2, x1:x2].astype(np.float32)
+    inside = np.clip(1.0 - ((xx - cx) / rx) ** 2 - ((yy - cy) / ry) ** 2, 0.0, 1.0) ** 0.5
+    speckle = np.random.default_rng(dust.seed).uniform(0.4, 1.0, inside.shape).astype(np.float32)
+    alpha = (0.85 * density * inside * speckle)[..., None]
+    colour = np.array((150, 165, 175), np.float32) * gain
+    img[y1:y2, x1:x2] = img[y1:y2, x1:x2] * (1 - alpha) + colour * alpha
 
 
 def _flicker(flame: FlameSpec, t_s: float) -> tuple[float, float, float, np.random.Generator]:
@@ -399,7 +594,7 @@ def _render_smoke(img: np.ndarray, flame: FlameSpec, t_s: float) -> LabeledBox |
 
 
 def render_scene(spec: SceneSpec, t_s: float) -> tuple[np.ndarray, list[LabeledBox]]:
-    """Render the scene at time ``t_s`` and label its flames and smoke.
+    """Render the scene at time ``t_s`` and label what it shows.
 
     Rendering is deterministic in ``(spec, t_s)``. The static part of a scene is cached,
     so rendering consecutive frames of one spec is cheap.
@@ -409,14 +604,23 @@ def render_scene(spec: SceneSpec, t_s: float) -> tuple[np.ndarray, list[LabeledB
         t_s: Time in seconds; flames animate with it and burn only inside their window.
 
     Returns:
-        The image, ``(h, w, 3) uint8`` BGR, and one box per visible fire and smoke plume,
-        in pixels of that image.
+        The image, ``(h, w, 3) uint8`` BGR, and one box per visible fire, smoke plume, pallet,
+        figure (person, or fallen_person when lying) and cigarette, in pixels of that image.
     """
     w, h = spec.size_wh
     img = np.array(_static_layer(spec), np.float32)
-    for fig in spec.figures:
-        _draw_figure(img, fig, t_s, spec.light_gain)
     boxes: list[LabeledBox] = []
+    for dust in spec.dust:
+        _draw_dust(img, dust, t_s, spec.light_gain)
+    for block in spec.blocks:
+        if not block.is_static and block.is_present(t_s):
+            _draw_dynamic_block(img, block, spec.light_gain)
+        if block.kind is BlockKind.PALLET and block.is_present(t_s):
+            x1, y1, x2, y2 = block.xyxy
+            if (box := _clip_box(img, "pallet", (x1, y1, x2, y2))) is not None:
+                boxes.append(box)
+    for fig in sorted(spec.figures, key=lambda f: f.foot_xy[1]):
+        boxes.extend(_draw_figure(img, fig, t_s, spec.light_gain))
     active = [f for f in spec.flames if f.is_active(t_s)]
     for flame in active:
         if flame.has_smoke and (box := _render_smoke(img, flame, t_s)) is not None:

@@ -18,19 +18,22 @@ __all__ = [
     "BlockKind",
     "BlockSpec",
     "ConeSpec",
+    "DustSpec",
+    "ExitSpec",
     "FigureSpec",
     "FlameSpec",
     "LabeledBox",
     "LampKind",
     "LampSpec",
+    "Pose",
     "SceneSpec",
     "demo_scene_spec",
     "random_color",
     "random_scene_spec",
 ]
 
-CLASS_NAMES: tuple[str, ...] = ("fire", "smoke")
-"""Class names of the synthetic labels, in class-id order."""
+CLASS_NAMES: tuple[str, ...] = ("fire", "smoke", "person", "fallen_person", "cigarette", "pallet")
+"""Class names of the synthetic labels, in class-id order (anjian's taxonomy names, fire and smoke first)."""
 
 Color = tuple[int, int, int]
 
@@ -51,6 +54,7 @@ class BlockKind(str, Enum):
     BENCH = "bench"
     CABINET = "cabinet"
     CRATE = "crate"
+    PALLET = "pallet"  # a loaded pallet: labelled, the obstacle of the blocked-exit behaviour
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,31 +125,59 @@ class LampSpec:
 
 @dataclasses.dataclass(frozen=True)
 class BlockSpec:
-    """A machine, bench, cabinet or crate drawn as shaded rectangles.
+    """A machine, bench, cabinet, crate or loaded pallet drawn as shaded rectangles.
 
     Attributes:
         kind: What the block represents.
         xyxy: Front face, ``x1, y1, x2, y2`` pixels (``y2`` rests on the floor).
         color_bgr: Paint colour of the front face.
+        appear_s: Time the block is put down (0: always there).
+        disappear_s: Time it is taken away; ``math.inf`` for never.
     """
 
     kind: BlockKind
     xyxy: tuple[int, int, int, int]
     color_bgr: Color
+    appear_s: float = 0.0
+    disappear_s: float = math.inf
+
+    def is_present(self, t_s: float) -> bool:
+        """Whether the block stands in the scene at ``t_s`` (a pallet may be moved in and out)."""
+        return self.appear_s <= t_s < self.disappear_s
+
+    @property
+    def is_static(self) -> bool:
+        """Whether the block is there all the time (drawn once into the cached background)."""
+        return self.appear_s <= 0.0 and math.isinf(self.disappear_s)
+
+
+class Pose(str, Enum):
+    """What a figure is doing at an instant; each pose has its own label (or none)."""
+
+    STANDING = "standing"  # labelled person
+    LYING = "lying"  # on the floor, labelled fallen_person
+    SMOKING = "smoking"  # standing, a lit cigarette at the mouth: person + cigarette
+    PHONING = "phoning"  # standing, a phone at the ear (a hand at the head that is not smoking)
 
 
 @dataclasses.dataclass(frozen=True)
 class FigureSpec:
-    """A person-like figure standing on the floor, optionally walking to and fro.
+    """A person-like figure on the floor: standing, walking, lying, smoking, on the phone.
 
     Attributes:
-        foot_xy: Pixel between the feet.
+        foot_xy: Pixel between the feet (for a lying figure: the middle of the body on the floor).
         height_px: Height from feet to top of head.
         shirt_bgr: Torso colour.
         trousers_bgr: Leg colour.
         vest_bgr: Hi-vis vest colour, or ``None`` for none.
         sway_px: Amplitude of the walk along x.
         period_s: Period of the walk.
+        appear_s: Time the figure comes into view.
+        disappear_s: Time it has left; ``math.inf`` for never.
+        walk: ``(t_s, foot x)`` keyframes; between two the figure walks in a straight line (replaces
+            the sway while it lasts).
+        poses: ``(start_s, end_s, pose)`` windows; standing outside them.
+        facing: ``1`` faces right (the hand, cigarette and a lying head go right), ``-1`` left.
     """
 
     foot_xy: tuple[float, float]
@@ -155,6 +187,76 @@ class FigureSpec:
     vest_bgr: Color | None = None
     sway_px: float = 0.0
     period_s: float = 10.0
+    appear_s: float = 0.0
+    disappear_s: float = math.inf
+    walk: tuple[tuple[float, float], ...] = ()
+    poses: tuple[tuple[float, float, Pose], ...] = ()
+    facing: int = 1
+
+    def is_visible(self, t_s: float) -> bool:
+        """Whether the figure is in the scene at ``t_s``."""
+        return self.appear_s <= t_s < self.disappear_s
+
+    def pose_at(self, t_s: float) -> Pose:
+        """The figure's pose at ``t_s``."""
+        for start, end, pose in self.poses:
+            if start <= t_s < end:
+                return pose
+        return Pose.STANDING
+
+    def foot_x_at(self, t_s: float) -> tuple[float, bool]:
+        """Foot x at ``t_s`` and whether the figure is walking then."""
+        if self.walk:
+            times = [k[0] for k in self.walk]
+            xs = [k[1] for k in self.walk]
+            x = float(np.interp(t_s, times, xs))
+            i = int(np.searchsorted(times, t_s))
+            is_walking = 0 < i < len(times) and xs[i] != xs[i - 1]
+            return x, is_walking
+        moving = self.sway_px > 0 and self.pose_at(t_s) is not Pose.LYING
+        return self.foot_xy[0] + (
+            self.sway_px * math.sin(2 * math.pi * t_s / self.period_s) if moving else 0.0
+        ), moving
+
+
+@dataclasses.dataclass(frozen=True)
+class DustSpec:
+    """Dust settling on the floor and swept away: unlabelled, seen by the dust zone's clean reference.
+
+    Attributes:
+        center_xy: Centre of the patch, pixels.
+        radius_xy: Half axes of the patch, pixels.
+        start_s: Dust starts to settle.
+        full_s: The patch is at full density.
+        swept_s: It is swept away; ``math.inf`` for never.
+        seed: Seeds the speckle texture.
+    """
+
+    center_xy: tuple[float, float]
+    radius_xy: tuple[float, float]
+    start_s: float = 0.0
+    full_s: float = 0.0
+    swept_s: float = math.inf
+    seed: int = 0
+
+    def density(self, t_s: float) -> float:
+        """Opacity of the patch at ``t_s``, 0 to 1."""
+        if t_s < self.start_s or t_s >= self.swept_s:
+            return 0.0
+        if self.full_s <= self.start_s:
+            return 1.0
+        return min(1.0, (t_s - self.start_s) / (self.full_s - self.start_s))
+
+
+@dataclasses.dataclass(frozen=True)
+class ExitSpec:
+    """An emergency exit door in the wall with its green sign (static).
+
+    Attributes:
+        door_xyxy: The door, ``x1, y1, x2, y2`` pixels (``y2`` on the floor line).
+    """
+
+    door_xyxy: tuple[int, int, int, int]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,6 +291,8 @@ class SceneSpec:
         figures: People-like figures.
         cones: Safety cones.
         flames: Flames, each with its own time window.
+        dust: Dust patches on the floor, each with its own time window.
+        exits: Emergency exit doors.
     """
 
     seed: int
@@ -205,6 +309,8 @@ class SceneSpec:
     figures: tuple[FigureSpec, ...] = ()
     cones: tuple[ConeSpec, ...] = ()
     flames: tuple[FlameSpec, ...] = ()
+    dust: tuple[DustSpec, ...] = ()
+    exits: tuple[ExitSpec, ...] = ()
 
     def __post_init__(self) -> None:
         w, h = self.size_wh
@@ -317,22 +423,7 @@ def random_scene_spec(
             LampSpec(lamp_kind, (float(rng.uniform(0.05, 0.95) * w), y), r, color, bool(rng.random() < 0.5))
         )
 
-    figures = []
-    for _ in range(int(rng.choice([0, 0, 1, 1, 2]))):
-        fh = float(rng.uniform(0.25, 0.65) * h)
-        fy = float(rng.uniform(floor_y + 0.1 * (h - floor_y), h * 1.02))
-        vest = _VESTS[int(rng.integers(len(_VESTS)))] if rng.random() < 0.5 else None
-        figures.append(
-            FigureSpec(
-                (float(rng.uniform(0.05, 0.95) * w), fy),
-                fh,
-                random_color(rng, 30, 200),
-                random_color(rng, 20, 110),
-                vest,
-                float(rng.uniform(0, 0.1) * w),
-                float(rng.uniform(6, 14)),
-            )
-        )
+    figures = [_random_figure(rng, w, h, floor_y) for _ in range(int(rng.choice([0, 1, 1, 2, 2, 3])))]
 
     cones = [
         ConeSpec(
@@ -349,6 +440,31 @@ def random_scene_spec(
             flame = dataclasses.replace(flame, has_smoke=True)
         flames.append(flame)
 
+    for _ in range(int(rng.choice([0, 0, 1, 1, 2]))):  # loaded pallets, the blocked-exit obstacle
+        pw = float(rng.uniform(0.1, 0.3) * w)
+        ph = float(pw * rng.uniform(0.5, 1.1))
+        py2 = float(rng.uniform(floor_y + 0.1 * (h - floor_y), h))
+        px1 = float(rng.uniform(-0.05 * w, w - 0.7 * pw))
+        blocks.append(
+            BlockSpec(BlockKind.PALLET, (int(px1), int(py2 - ph), int(px1 + pw), int(py2)), _random_load(rng))
+        )
+    blocks.sort(key=lambda b: b.xyxy[3])
+    dust = [
+        DustSpec(
+            (float(rng.uniform(0.1, 0.9) * w), float(rng.uniform(floor_y + 0.15 * (h - floor_y), 0.95 * h))),
+            (float(rng.uniform(0.06, 0.2) * w), float(rng.uniform(0.03, 0.08) * h)),
+            seed=int(rng.integers(0, 2**31)),
+        )
+        for _ in range(int(rng.choice([0, 0, 0, 1, 2])))
+    ]
+    exits = []
+    if rng.random() < 0.3:
+        dw = float(rng.uniform(0.08, 0.14) * w)
+        dx = float(rng.uniform(0.02, 0.9) * w)
+        exits.append(
+            ExitSpec((int(dx), int(floor_y - min(2.2 * dw, 0.8 * floor_y)), int(dx + dw), int(floor_y)))
+        )
+
     return SceneSpec(
         seed=int(rng.integers(0, 2**31)),
         size_wh=(int(w), int(h)),
@@ -364,6 +480,49 @@ def random_scene_spec(
         figures=tuple(figures),
         cones=tuple(cones),
         flames=tuple(flames),
+        dust=tuple(dust),
+        exits=tuple(exits),
+    )
+
+
+_LOADS: tuple[Color, ...] = ((60, 110, 160), (80, 130, 180), (200, 200, 200), (50, 90, 140), (150, 110, 70))
+"""Cardboard, shrink-wrap and blue-drum colours of what stands on a pallet."""
+
+
+def _random_load(rng: np.random.Generator) -> Color:
+    """The colour of a pallet's load."""
+    return _LOADS[int(rng.integers(len(_LOADS)))]
+
+
+def _random_figure(rng: np.random.Generator, w: int, h: int, floor_y: float) -> FigureSpec:
+    """A figure in a random pose: mostly standing or walking, some lying, smoking or on the phone.
+
+    A smoker is drawn large enough for its cigarette to be visible (a cigarette on a 60-pixel
+    figure is a pixel or two and would teach the detector noise).
+    """
+    fh = float(rng.uniform(0.25, 0.7) * h)
+    fy = float(rng.uniform(floor_y + 0.1 * (h - floor_y), h * 1.02))
+    vest = _VESTS[int(rng.integers(len(_VESTS)))] if rng.random() < 0.5 else None
+    roll = rng.random()
+    if roll < 0.18:
+        pose = Pose.LYING
+    elif roll < 0.42 and fh >= 0.4 * h:
+        pose = Pose.SMOKING
+    elif roll < 0.52:
+        pose = Pose.PHONING
+    else:
+        pose = Pose.STANDING
+    is_still = pose is not Pose.STANDING or rng.random() < 0.4
+    return FigureSpec(
+        (float(rng.uniform(0.05, 0.95) * w), fy),
+        fh,
+        random_color(rng, 30, 200),
+        random_color(rng, 20, 110),
+        vest,
+        0.0 if is_still else float(rng.uniform(0, 0.1) * w),
+        float(rng.uniform(6, 14)),
+        poses=((-math.inf, math.inf, pose),) if pose is not Pose.STANDING else (),
+        facing=1 if rng.random() < 0.5 else -1,
     )
 
 

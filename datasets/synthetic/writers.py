@@ -10,9 +10,10 @@ import cv2
 import numpy as np
 
 from anjian.datasets.synthetic.drawing import clear_static_layer_cache, render_scene
-from anjian.datasets.synthetic.specs import CLASS_NAMES, demo_scene_spec, random_scene_spec
+from anjian.datasets.synthetic.plant import PLANT_CAMERAS, PLANT_LOOP_S, plant_scene_spec
+from anjian.datasets.synthetic.specs import CLASS_NAMES, SceneSpec, demo_scene_spec, random_scene_spec
 
-__all__ = ["write_demo_video", "write_training_set"]
+__all__ = ["write_demo_video", "write_plant_footage", "write_scene_video", "write_training_set"]
 
 
 def write_training_set(
@@ -103,16 +104,39 @@ def write_demo_video(
     Raises:
         ValueError: If the size is odd, ``fps`` < 1 or ``seconds`` < 12.
     """
+    spec = demo_scene_spec(size_wh, seconds=seconds, seed=seed)
+    return write_scene_video(path, spec, seconds, fps)
+
+
+def write_scene_video(path: Path, spec: SceneSpec, seconds: float, fps: int, *, crf: int = 23) -> Path:
+    """Render ``seconds`` of a scene into an H.264 MP4 that loops cleanly into an RTSP server.
+
+    yuv420p, one keyframe per second and no B-frames, so a looping reader can restart at any
+    second.
+
+    Args:
+        path: Output ``.mp4`` file; its folder is created.
+        spec: The scene; its size must be even.
+        seconds: Length of the clip.
+        fps: Frames per second.
+        crf: x264 quality (23 good, 30 about what a CCTV camera streams: most sensor noise gone).
+
+    Returns:
+        ``path``.
+
+    Raises:
+        ValueError: If the size is odd or ``fps`` < 1.
+    """
+    size_wh = spec.size_wh
     if size_wh[0] % 2 or size_wh[1] % 2:
         raise ValueError(f"size_wh must be even for yuv420p, got {size_wh}")
     if fps < 1:
         raise ValueError(f"fps must be >= 1, got {fps}")
-    spec = demo_scene_spec(size_wh, seconds=seconds, seed=seed)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as container:
         stream = container.add_stream(
-            "libx264", rate=fps, options={"crf": "23", "preset": "veryfast", "g": str(fps), "bf": "0"}
+            "libx264", rate=fps, options={"crf": str(crf), "preset": "veryfast", "g": str(fps), "bf": "0"}
         )
         stream.width, stream.height = size_wh
         stream.pix_fmt = "yuv420p"
@@ -121,4 +145,29 @@ def write_demo_video(
             frame = av.VideoFrame.from_ndarray(image, format="bgr24")
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
+    clear_static_layer_cache()
     return path
+
+
+def write_plant_footage(
+    out_dir: Path, fps: int = 5, size_wh: tuple[int, int] = (640, 360)
+) -> dict[str, Path]:
+    """Write one looping clip per camera of the demo plant (see :mod:`anjian.datasets.synthetic.plant`).
+
+    About 2 MB per camera at CCTV-like compression.
+
+    Args:
+        out_dir: Folder for ``<camera id>.mp4``; created.
+        fps: Frames per second of the clips (the demo analyses every frame at 5).
+        size_wh: Frame size ``(width, height)``; both even.
+
+    Returns:
+        The clip of each camera id.
+    """
+    clips = {}
+    for camera in PLANT_CAMERAS:
+        spec = plant_scene_spec(camera.camera_id, size_wh)
+        clips[camera.camera_id] = write_scene_video(
+            Path(out_dir) / f"{camera.camera_id}.mp4", spec, PLANT_LOOP_S, fps, crf=30
+        )
+    return clips

@@ -43,7 +43,9 @@ def test_render_scene_is_deterministic_for_spec_and_time() -> None:
 
 def test_flames_flicker_from_frame_to_frame() -> None:
     spec = _spec(5, n_flames=1, smoke_probability=0.0)
-    (image_a, [box_a]), (image_b, [box_b]) = render_scene(spec, 1.0), render_scene(spec, 1.1)
+    (image_a, boxes_a), (image_b, boxes_b) = render_scene(spec, 1.0), render_scene(spec, 1.1)
+    [box_a] = [b for b in boxes_a if b.class_name == "fire"]
+    [box_b] = [b for b in boxes_b if b.class_name == "fire"]
     assert not np.array_equal(image_a, image_b)
     assert box_a.xyxy != box_b.xyxy
 
@@ -76,9 +78,9 @@ def test_flame_at_the_border_is_clipped_to_the_image() -> None:
         assert x1 == 0 and 0 <= y1 < y2 <= SMALL_WH[1] and x2 <= SMALL_WH[0]
 
 
-def test_scene_without_flames_has_no_boxes() -> None:
+def test_scene_without_flames_has_no_fire_or_smoke_boxes() -> None:
     _, boxes = render_scene(_spec(2, n_flames=0), 4.0)
-    assert boxes == []
+    assert not {"fire", "smoke"} & {b.class_name for b in boxes}
 
 
 @pytest.mark.parametrize(
@@ -115,7 +117,11 @@ def test_invalid_arguments_raise_value_error(call: object, message: str) -> None
 
 
 def _read_labels(label_dir: Path) -> list[list[str]]:
-    return [line.split() for f in sorted(label_dir.glob("*.txt")) for line in f.read_text().splitlines()]
+    return [row for f in sorted(label_dir.glob("*.txt")) for row in _read_labels_of(f)]
+
+
+def _read_labels_of(label_file: Path) -> list[list[str]]:
+    return [line.split() for line in label_file.read_text().splitlines()]
 
 
 def test_write_training_set_makes_a_valid_yolo_layout(tmp_path: Path) -> None:
@@ -123,7 +129,7 @@ def test_write_training_set_makes_a_valid_yolo_layout(tmp_path: Path) -> None:
 
     data = yaml.safe_load(data_yaml.read_text())
     assert data["names"] == dict(enumerate(CLASS_NAMES))
-    assert data["nc"] == 2
+    assert data["nc"] == len(CLASS_NAMES) == 6
     assert Path(data["path"]) == (tmp_path / "set").resolve()
     root = Path(data["path"])
     counts = {}
@@ -141,8 +147,14 @@ def test_write_training_set_makes_a_valid_yolo_layout(tmp_path: Path) -> None:
         cx, cy, bw, bh = map(float, row[1:])
         assert all(0.0 <= v <= 1.0 for v in (cx, cy, bw, bh))
         assert bw > 0 and bh > 0
-    empty = [f for f in (root / "labels" / "train").glob("*.txt") if not f.read_text()]
-    assert empty, "the set must contain negatives (images without flames)"
+    fire_id = CLASS_NAMES.index("fire")
+    without_fire = [
+        f
+        for f in (root / "labels" / "train").glob("*.txt")
+        if all(int(r[0]) != fire_id for r in _read_labels_of(f))
+    ]
+    assert without_fire, "the set must contain fire negatives (images without flames)"
+    assert {CLASS_NAMES[int(r[0])] for r in rows} >= {"fire", "person"}, "flames and people are labelled"
 
 
 def test_write_training_set_is_deterministic(tmp_path: Path) -> None:
