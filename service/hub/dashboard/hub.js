@@ -203,7 +203,9 @@ async function refresh() {
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("signin").addEventListener("submit", (event) => {
     event.preventDefault();
-    signIn(document.getElementById("token").value).catch((error) => signOut(`Cannot sign in: ${error.message}`));
+    signIn(document.getElementById("token").value).catch((error) => {
+      if (error.message !== "unauthorised") signOut(`Cannot sign in: ${error.message}`);
+    });
   });
   document.getElementById("remark").addEventListener("submit", sendRemark);
   if (state.token) signIn(state.token).catch(() => signOut(""));

@@ -1,0 +1,145 @@
+"""The hub's dashboard in headless Chromium (Debian's, driven by Playwright), over a real plant and real NATS.
+
+A plant service publishes through its leaf node; the hub consumes and serves the page. The
+supervisor sees every plant with its open incidents by colour, drills down to an incident
+with its snapshot and audit trail, and presses the plant for action, which lands in the
+plant's own audit trail. A plant's token sees its plant alone. Nothing is blocked by the
+Content-Security-Policy (no eval, no CDN). Set ``ANJIAN_SCREENSHOT_DIR`` to keep a screenshot.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.service.bus.remarks import ACTION_PRESS
+from anjian.service.composition import ServiceParts
+from anjian.service.config import StorageConfig
+from anjian.service.hub.api import create_hub_app
+from anjian.service.hub.config import HubBusConfig, HubConfig, PlantConfig
+from anjian.service.hub.consumer import HubBus
+from anjian.service.hub.store import HubStore
+from tests.factories import make_event, make_jpeg
+from tests.service.bus.conftest import PLANT, plant, topology  # noqa: F401 - fixtures
+from tests.service.server import ServerThread
+from tests.service.test_dashboard import browser  # noqa: F401 - fixture
+from tests.support.nats import NatsTopology
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.slow
+
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture
+def hub_server(tmp_path: Path, topology: NatsTopology) -> Iterator[tuple[ServerThread, HubStore]]:  # noqa: F811
+    """The hub (SQLite) consuming the plant and a second, silent plant, served on loopback."""
+    config = HubConfig(
+        bus=HubBusConfig(url=topology.hub.url, ack_wait_s=2.0),
+        storage=StorageConfig(dir=tmp_path / "hub"),
+        plants=[
+            PlantConfig(id=PLANT, name="Polishing plant", group="dust"),
+            PlantConfig(id="cold-1", name="Cold store", group="ammonia"),
+        ],
+    )
+    store = HubStore.from_config(config.storage)
+    bus = HubBus(config, store)
+    bus.start()
+    server = ServerThread(create_hub_app(config, store, on_remark=bus.remark_added)).start()
+    yield server, store
+    server.stop()
+    bus.stop()
+    store.close()
+
+
+def _sign_in(page: Any, base_url: str, token: str) -> None:
+    page.goto(f"{base_url}/")
+    page.fill("#token", token)
+    page.click("#signin button[type=submit]")
+
+
+def test_supervisor_sees_every_plant_drills_down_and_presses_for_action(
+    plant: ServiceParts,  # noqa: F811
+    hub_server: tuple[ServerThread, HubStore],
+    browser: Any,  # noqa: F811
+) -> None:
+    expect = pytest.importorskip("playwright.sync_api").expect
+    server, store = hub_server
+    fire = make_event(snapshot_jpeg=make_jpeg(320, 240), message="Open flame at polishing line 2")
+    smoking = make_event(camera_id="cam-2", behaviour=Behaviour.SMOKING, severity=RiskLevel.ORANGE)
+    for event in (fire, smoking):
+        plant.sink.publish(event)
+    assert wait_for(lambda: store.count_events(PLANT) == 2, 60)
+    _info, token = store.tokens.create("city bureau", "supervisor", "all")
+
+    page = browser.new_page()
+    console: list[str] = []
+    page.on("console", lambda message: console.append(message.text))
+    _sign_in(page, server.base_url, token)
+
+    rows = page.locator("#plants tbody tr")
+    expect(rows).to_have_count(2, timeout=TIMEOUT_MS)
+    plant_row = page.locator(f"#plants tr[data-plant='{PLANT}']")
+    expect(plant_row.locator("td[data-colour='red']")).to_have_text("1", timeout=TIMEOUT_MS)
+    expect(plant_row.locator("td[data-colour='orange']")).to_have_text("1")
+    expect(page.locator("#plants tr[data-plant='cold-1'] td").last).to_have_text("never")
+
+    plant_row.click()
+    expect(page.locator("#events tbody tr")).to_have_count(2, timeout=TIMEOUT_MS)
+    page.locator(f"#events tr[data-event='{fire.id}']").click()
+    expect(page.locator("#detail-title")).to_contain_text("open_flame on cam-1", timeout=TIMEOUT_MS)
+    expect(page.locator("#snapshot")).to_have_js_property("naturalWidth", 320, timeout=TIMEOUT_MS)
+    expect(page.locator("#audit li")).to_have_count(1)
+
+    page.fill("#remark-note", "Red alert unacknowledged: send someone now")
+    page.click("#remark button[name=press]")
+    expect(page.locator("#remark-status")).to_have_text("Pressed for action.", timeout=TIMEOUT_MS)
+    expect(page.locator(f"#audit li[data-action='{ACTION_PRESS}']")).to_have_count(1, timeout=TIMEOUT_MS)
+
+    def pressed() -> bool:
+        return any(line.action == ACTION_PRESS for line in plant.store.audit_trail(fire.id))
+
+    assert wait_for(pressed, 60)  # it reached the plant's control room through the bus
+    screenshots = os.environ.get("ANJIAN_SCREENSHOT_DIR")
+    if screenshots:
+        page.screenshot(path=str(Path(screenshots) / "hub-dashboard.png"), full_page=True)
+    assert not [m for m in console if "Content Security Policy" in m or "Refused" in m]
+
+
+def test_a_plant_token_sees_its_plant_alone_and_cannot_remark(
+    plant: ServiceParts,  # noqa: F811
+    hub_server: tuple[ServerThread, HubStore],
+    browser: Any,  # noqa: F811
+) -> None:
+    expect = pytest.importorskip("playwright.sync_api").expect
+    server, store = hub_server
+    event = make_event()
+    plant.sink.publish(event)
+    assert wait_for(lambda: store.count_events(PLANT) == 1, 60)
+    _info, token = store.tokens.create("cold store staff", "viewer", "plant:cold-1")
+
+    page = browser.new_page()
+    _sign_in(page, server.base_url, token)
+
+    expect(page.locator("#plants tbody tr")).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(page.locator("#plants tbody tr")).to_have_attribute("data-plant", "cold-1")
+    expect(page.locator("#who")).to_have_text("cold store staff (viewer, plant:cold-1)")
+    page.locator("#plants tbody tr").click()
+    expect(page.locator("#no-events")).to_be_visible(timeout=TIMEOUT_MS)
+
+
+def test_a_wrong_token_is_refused_on_the_sign_in_form(
+    hub_server: tuple[ServerThread, HubStore],
+    browser: Any,  # noqa: F811
+) -> None:
+    expect = pytest.importorskip("playwright.sync_api").expect
+    server, _store = hub_server
+    page = browser.new_page()
+    _sign_in(page, server.base_url, "anjhub_not-a-token")
+    expect(page.locator("#signin-error")).to_have_text("The token was refused.", timeout=TIMEOUT_MS)
+    expect(page.locator("#main")).to_be_hidden()
