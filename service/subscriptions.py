@@ -10,6 +10,7 @@ subscription is only deactivated, so its past deliveries keep their target.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -73,17 +74,10 @@ def _identity(url: str) -> str:
 
 
 def _apply(row: SubscriptionRow, spec: SubscriptionSpec) -> None:
-    """Copy a spec onto a row."""
-    row.url = spec.url
-    row.secret = spec.secret
-    row.description = spec.description
-    row.timeout_s = spec.timeout_s
-    row.retry_for_s = spec.retry_for_s
-    row.max_attempts = spec.max_attempts
-    row.kinds = list(spec.kinds)
-    row.site_ids = list(spec.site_ids)
-    row.camera_ids = list(spec.camera_ids)
-    row.behaviours = list(spec.behaviours)
+    """Copy every field of a spec onto the row's column of the same name (filters as JSON lists)."""
+    for field in dataclasses.fields(spec):
+        value = getattr(spec, field.name)
+        setattr(row, field.name, list(value) if field.name in _FILTERS else value)
 
 
 class SubscriptionStore:
