@@ -137,8 +137,7 @@ class OpenVinoDetector(ExportDetector):
             raise ModelLoadError(f"OpenVINO cannot compile {source}: {str(exc).strip()[:300]}") from None
         # THROUGHPUT runs one stream per few cores; a batch is split across the streams'
         # requests, which run in parallel, so every core works on every batch.
-        streams = max(1, int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
-        self._requests = [self._compiled.create_infer_request() for _ in range(streams)]
+        self.use_compiled(self._compiled)
         logger.info(
             "loaded %s with OpenVINO %s (%d classes, input %s%s)",
             self.info.version,
@@ -147,6 +146,21 @@ class OpenVinoDetector(ExportDetector):
             self.info.input_hw,
             " dynamic" if self._is_dynamic_hw else "",
         )
+
+    @property
+    def compiled_model(self) -> Any:
+        """The compiled OpenVINO model (the pipeline bench measures its raw throughput)."""
+        return self._compiled
+
+    def use_compiled(self, compiled: Any) -> None:
+        """Run another compiled model of the same input and output through this detector.
+
+        The quantiser scores NNCF's candidates (compiled models it hands over) with the same
+        letterbox and decoding as the pipeline.
+        """
+        self._compiled = compiled
+        streams = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        self._requests = [compiled.create_infer_request() for _ in range(streams)]
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         """Spread the batch over the infer requests; ``(b, 4 + classes, anchors)`` back."""

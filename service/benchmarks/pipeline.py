@@ -1,4 +1,4 @@
-"""``anjian bench pipeline``: analysed frames/s, latency, CPU and memory of the engine vs the naive loop.
+"""``anjian bench pipeline``: analysed frames/s, latency, CPU and memory of the engine vs its peers and the model's limit.
 
 Every phase runs in its own fresh process (so CPU %, RSS and imports are its own),
 over ``cameras`` copies of one video file, for ``seconds`` after a short warm-up,
@@ -7,18 +7,27 @@ each camera analysed at ``analysis_fps`` (frames sampled in stream time):
 - **naive**: what a user would write first: one ``cv2.VideoCapture`` per camera,
   read in turn in one loop, and ``ultralytics.YOLO(model).predict`` on every sampled
   frame, as fast as it goes; same model and input size;
+- **ultralytics openvino**: the peer a capable user would pick: the same loop over the
+  same model through ultralytics' OpenVINO backend (what ``yolo export format=openvino``
+  gives: an fp32 IR of the same weights with ultralytics' ``metadata.yaml``);
 - **anjian**: ``PipelineRunner`` (a reader per camera, cross-camera batches, OpenVINO
   when installed else ONNX Runtime, ByteTrack, the rules), files read as fast as the
   engine takes their frames (a reader decodes its next sampled frame once the last
   one was taken: like the naive loop it decodes only what is analysed, but decoding
   overlaps the analysis);
-- **anjian fp32** (on request): the same with OpenVINO held to fp32 (``anjian`` runs
-  bf16 where the CPU has native bf16);
+- **anjian fp32**: the same with OpenVINO held to fp32 (``anjian`` as shipped runs the
+  version's accepted int8 model, else bf16 where the CPU has native bf16);
 - **anjian onnxruntime** (on request): the same with ONNX Runtime;
 - **anjian + motion gate**: the same with motion gating on (frames whose inference
   was skipped still reach the tracker and rules: analysed, not inferred);
 - **anjian real time**: the real ``VideoSource`` with files paced like live cameras:
-  latency from capture to rule result, and frames dropped (newest frame wins).
+  latency from capture to rule result, and frames dropped (newest frame wins);
+- **model limit** and **model limit fp32**: the model's own raw throughput on this CPU
+  (OpenVINO compiled as anjian compiles it, batch 1, every infer request busy, random
+  input, no decoding, no video): no engine can analyse more frames per second.
+
+The report ends with ``ratio anjian / naive``, ``ratio anjian / ultralytics openvino`` and
+``share of the model's limit`` (each anjian phase against the limit at its own precision).
 
 ultralytics (the ``train`` extra) is imported by the naive phase only. A ``.pt``
 model is exported once to a dynamic-shape ONNX file for anjian; an ``.onnx`` model
@@ -43,8 +52,19 @@ from anjian.service.benchmarks.processes import process_rss_bytes
 __all__ = ["DEFAULT_PHASES", "BenchPhase", "PipelineBenchReport", "run_pipeline_bench"]
 
 _WARMUP_S = 4.0
-DEFAULT_PHASES = ("naive", "anjian", "anjian + motion gate", "anjian real time")
-_KNOWN_PHASES = (*DEFAULT_PHASES, "anjian fp32", "anjian onnxruntime")
+DEFAULT_PHASES = (
+    "naive",
+    "ultralytics openvino",
+    "anjian",
+    "anjian fp32",
+    "anjian + motion gate",
+    "anjian real time",
+    "model limit",
+    "model limit fp32",
+)
+_KNOWN_PHASES = (*DEFAULT_PHASES, "anjian onnxruntime")
+_PEERS = ("naive", "ultralytics openvino")
+_LIMITS = {"anjian": "model limit", "anjian fp32": "model limit fp32"}
 _MB = 1024 * 1024
 
 
@@ -116,13 +136,22 @@ class PipelineBenchReport:
                 f"{p.rss_mb:>8.0f}{p.rss_per_camera_mb:>8.1f}{opt(p.latency_p50_s, '.2f'):>7}"
                 f"{opt(p.latency_p95_s, '.2f'):>7}{p.dropped:>9}{p.mean_batch:>7.1f}  {p.runtime}"
             )
-        naive = self.phase("naive")
-        if naive is not None and naive.analysed_fps > 0:
-            for p in self.phases:
-                if p.name.startswith("anjian") and "real time" not in p.name:
-                    lines.append(
-                        f"ratio {p.name} / naive: {p.analysed_fps / naive.analysed_fps:.2f}x analysed frames/s"
-                    )
+        engines = [p for p in self.phases if p.name.startswith("anjian") and "real time" not in p.name]
+        for peer_name in _PEERS:
+            peer = self.phase(peer_name)
+            if peer is None or peer.analysed_fps <= 0:
+                continue
+            for p in engines:
+                lines.append(
+                    f"ratio {p.name} / {peer_name}: {p.analysed_fps / peer.analysed_fps:.2f}x analysed frames/s"
+                )
+        for engine_name, limit_name in _LIMITS.items():
+            engine, limit = self.phase(engine_name), self.phase(limit_name)
+            if engine is not None and limit is not None and limit.analysed_fps > 0:
+                lines.append(
+                    f"share of the model's limit: {engine_name} {100 * engine.analysed_fps / limit.analysed_fps:.0f}% "
+                    f"of {limit_name} ({engine.analysed_fps:.1f} of {limit.analysed_fps:.1f} frames/s, {limit.runtime})"
+                )
         return "\n".join(lines)
 
 
@@ -136,18 +165,29 @@ def _cpu_s() -> float:
     return time.process_time()
 
 
-def _naive_phase(model: str, video: str, cameras: int, analysis_fps: float, seconds: float) -> BenchPhase:
-    """One ``cv2.VideoCapture`` per camera, read in turn; ``YOLO.predict`` on every sampled frame."""
+def _naive_phase(
+    name: str, model: str, video: str, cameras: int, analysis_fps: float, seconds: float
+) -> BenchPhase:
+    """One ``cv2.VideoCapture`` per camera, read in turn; ``YOLO.predict`` on every sampled frame.
+
+    ``naive`` runs the model file as it is (ONNX Runtime, or torch for a ``.pt``);
+    ``ultralytics openvino`` runs its OpenVINO export.
+    """
     os.environ.setdefault("YOLO_OFFLINE", "1")
     import cv2
     from ultralytics import YOLO  # type: ignore[attr-defined]
 
+    from anjian.models.config import DetectorConfig
     from anjian.models.loader import load_detector
 
-    reference: Any = load_detector(model)
+    reference: Any = load_detector(model, DetectorConfig(cpu_precision="fp32"))
     imgsz = list(reference.info.input_hw)  # the model's own input size
     del reference
-    yolo = YOLO(_with_fixed_batch(Path(model)), task="detect")
+    is_openvino = name == "ultralytics openvino"
+    weights = (
+        _ultralytics_openvino_export(Path(model), imgsz) if is_openvino else _with_fixed_batch(Path(model))
+    )
+    yolo = YOLO(weights, task="detect")
     captures = [cv2.VideoCapture(video) for _ in range(cameras)]
     step = max(1, round(captures[0].get(cv2.CAP_PROP_FPS) / analysis_fps))
     counts = [0] * cameras
@@ -177,14 +217,86 @@ def _naive_phase(model: str, video: str, cameras: int, analysis_fps: float, seco
     started, cpu_started = time.monotonic(), _cpu_s()
     analysed = run_for(seconds)
     wall = time.monotonic() - started
+    plain = "torch" if model.endswith(".pt") else "onnxruntime"
     return BenchPhase(
-        name="naive",
+        name=name,
         analysed_fps=analysed / wall,
         inferred_fps=analysed / wall,
         cpu_percent=100 * (_cpu_s() - cpu_started) / wall,
         rss_mb=_rss_mb(),
         rss_per_camera_mb=(_rss_mb() - rss_before) / cameras,
-        runtime=f"ultralytics {'torch' if model.endswith('.pt') else 'onnxruntime'} fp32",
+        runtime=f"ultralytics {'openvino' if is_openvino else plain} fp32",
+    )
+
+
+def _ultralytics_openvino_export(model: Path, imgsz: list[int]) -> str:
+    """What ``yolo export format=openvino`` gives for ``model``: ``<stem>_openvino_model/`` (fp32 IR + metadata.yaml).
+
+    A ``.pt`` is exported by ultralytics itself; an ONNX file (no ``.pt`` to export from) is
+    converted by OpenVINO the way ultralytics' exporter does (same weights, fp32, batch 1),
+    with its ultralytics metadata written to the ``metadata.yaml`` ultralytics reads.
+    """
+    if model.suffix == ".pt":
+        from ultralytics import YOLO  # type: ignore[attr-defined]
+
+        return str(YOLO(str(model)).export(format="openvino", imgsz=imgsz, half=False, int8=False))
+    import onnx
+    import openvino as ov
+    import yaml
+
+    fixed = _with_fixed_batch(model)
+    folder = Path(tempfile.mkdtemp(prefix="anjian-peer-")) / f"{model.stem}_openvino_model"
+    folder.mkdir(parents=True)
+    ov.save_model(ov.Core().read_model(fixed), str(folder / f"{model.stem}.xml"), compress_to_fp16=False)
+    props = {p.key: p.value for p in onnx.load(fixed).metadata_props}
+    # as ultralytics' exporter records it: a static H x W, so predict letterboxes to the full input
+    props["args"] = repr({"batch": 1, "dynamic": False, "half": False, "int8": False, "nms": False})
+    (folder / "metadata.yaml").write_text(yaml.safe_dump(props))
+    return str(folder)
+
+
+def _model_limit_phase(name: str, model: str, seconds: float) -> BenchPhase:
+    """Raw throughput of the model as anjian compiles it: batch 1, every infer request busy, no decoding."""
+    import numpy as np
+    import openvino as ov
+
+    from anjian.models.config import DetectorConfig
+    from anjian.models.loader import load_detector
+    from anjian.models.openvino_detector import OpenVinoDetector
+
+    precision = "fp32" if "fp32" in name else "auto"
+    detector = load_detector(model, DetectorConfig(backend="openvino", device="cpu", cpu_precision=precision))
+    if not isinstance(detector, OpenVinoDetector):
+        raise TypeError(
+            f"the model's limit is measured with OpenVINO; {model} loads as {type(detector).__name__}"
+        )
+    height, width = detector.info.input_hw
+    compiled = detector.compiled_model
+    jobs = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+    queue = ov.AsyncInferQueue(compiled, jobs)
+    image = np.random.default_rng(0).random((1, 3, height, width), dtype=np.float32)
+
+    def run_for(duration_s: float) -> int:
+        done, until = 0, time.monotonic() + duration_s
+        while time.monotonic() < until:
+            queue.start_async({0: image})  # blocks while every request is busy
+            done += 1
+        queue.wait_all()
+        return done
+
+    run_for(_WARMUP_S)
+    rss_before = _rss_mb()
+    started, cpu_started = time.monotonic(), _cpu_s()
+    done = run_for(seconds)
+    wall = time.monotonic() - started
+    return BenchPhase(
+        name=name,
+        analysed_fps=done / wall,
+        inferred_fps=done / wall,
+        cpu_percent=100 * (_cpu_s() - cpu_started) / wall,
+        rss_mb=_rss_mb(),
+        rss_per_camera_mb=_rss_mb() - rss_before,
+        runtime=f"OpenVINO {detector.precision} raw, {jobs} requests",
     )
 
 
@@ -425,10 +537,13 @@ def run_pipeline_bench(
         results: list[BenchPhase] = []
         for name in phases:
             say(f"phase {name!r}: {seconds:g} s after {_WARMUP_S:g} s warm-up")
-            if name == "naive":
+            if name in _PEERS:
                 results.append(
-                    _in_child(_naive_phase, str(model_path), str(video), cameras, analysis_fps, seconds)
+                    _in_child(_naive_phase, name, str(model_path), str(video), cameras, analysis_fps, seconds)
                 )
+                continue
+            if name.startswith("model limit"):
+                results.append(_in_child(_model_limit_phase, name, str(engine_model), seconds))
                 continue
             is_real_time = "real time" in name
             results.append(

@@ -1,0 +1,64 @@
+"""``anjian bench pipeline``: the ratios against both peers and the share of the model's limit, from one run."""
+
+from __future__ import annotations
+
+import pytest
+
+from anjian.service.benchmarks.pipeline import BenchPhase, PipelineBenchReport, run_pipeline_bench
+
+
+def _phase(name: str, fps: float, runtime: str = "") -> BenchPhase:
+    return BenchPhase(name, fps, fps, 180.0, 400.0, 20.0, runtime=runtime)
+
+
+def test_report_gives_both_ratios_and_the_share_of_the_limit_at_equal_precision() -> None:
+    report = PipelineBenchReport(
+        cameras=4,
+        model="builtin:anjian-n",
+        video="clip.mp4",
+        analysis_fps=2.0,
+        seconds=20.0,
+        phases=[
+            _phase("naive", 10.0),
+            _phase("ultralytics openvino", 20.0),
+            _phase("anjian", 45.0, "OpenVinoDetector int8"),
+            _phase("anjian fp32", 30.0, "OpenVinoDetector fp32"),
+            _phase("anjian real time", 8.0),
+            _phase("model limit", 50.0, "OpenVINO int8 raw, 2 requests"),
+            _phase("model limit fp32", 40.0, "OpenVINO fp32 raw, 2 requests"),
+        ],
+    )
+    lines = report.render().splitlines()
+    assert "ratio anjian / naive: 4.50x analysed frames/s" in lines
+    assert "ratio anjian / ultralytics openvino: 2.25x analysed frames/s" in lines
+    assert "ratio anjian fp32 / ultralytics openvino: 1.50x analysed frames/s" in lines
+    assert (
+        "share of the model's limit: anjian 90% of model limit (45.0 of 50.0 frames/s, OpenVINO int8 raw, 2 requests)"
+        in lines
+    )
+    assert any(
+        line.startswith("share of the model's limit: anjian fp32 75% of model limit fp32") for line in lines
+    )
+    assert not any("real time /" in line for line in lines)  # paced phases are not throughput
+
+
+def test_report_without_the_peers_or_limits_prints_no_ratio() -> None:
+    report = PipelineBenchReport(1, "m.onnx", "clip.mp4", 2.0, 5.0, [_phase("anjian", 12.0)])
+    assert "ratio" not in report.render() and "share" not in report.render()
+
+
+@pytest.mark.slow
+def test_the_peer_and_the_limit_run_on_this_cpu() -> None:
+    """ultralytics through its OpenVINO export of the same model, and the model's raw throughput: both measured."""
+    pytest.importorskip("ultralytics")
+    report = run_pipeline_bench(
+        cameras=1,
+        model="builtin:anjian-demo",
+        seconds=1.0,
+        phases=("ultralytics openvino", "model limit fp32"),
+    )
+    peer, limit = report.phases
+    assert peer.name == "ultralytics openvino" and peer.analysed_fps > 0
+    assert peer.runtime == "ultralytics openvino fp32"
+    assert limit.name == "model limit fp32" and limit.analysed_fps > 0
+    assert limit.runtime.startswith("OpenVINO fp32 raw")
