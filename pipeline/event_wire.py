@@ -64,6 +64,7 @@ __all__ = [
     "ModelVersion",
     "Revision",
     "SensorFactsWire",
+    "SensorReading",
     "SiteId",
     "TrackId",
     "WorkshopId",
@@ -217,6 +218,14 @@ class SensorFactsWire(_WireModel):
         return SensorFacts(**values)
 
 
+SensorReading = Annotated[
+    SensorFactsWire | None,
+    Field(
+        description="The reading behind a sensor event (value, peak, threshold crossed, unit); null for cameras."
+    ),
+]
+
+
 class EventWire(_WireModel):
     """One event revision as a pipeline sends it (``anjian.pipeline.event.Event`` on the wire).
 
@@ -257,9 +266,7 @@ class EventWire(_WireModel):
         description="H.264 MP4 clip around the confirmation, base64; it comes on a later revision of its own.",
     )
     track_id: Annotated[TrackId, Strict(), Field(ge=-(2**63), le=2**63 - 1)] = None
-    sensor: SensorFactsWire | None = Field(
-        None, description="The reading behind a sensor event; null for camera events."
-    )
+    sensor: SensorReading = None
 
     @model_serializer(mode="wrap")
     def _without_absent_sensor(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:

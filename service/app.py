@@ -28,6 +28,7 @@ from anjian.service.api import (
     ingest,
     live,
     ops,
+    sensors,
     sessions,
     stream,
     tokens,
@@ -118,6 +119,8 @@ def create_app(
     app.state.escalator = parts.escalator
     app.state.pipeline_control = pipeline_control
     app.state.sink = parts.sink
+    app.state.readings = parts.readings
+    app.state.sensors = parts.sensors
     app.state.sessions = session_signer
     app.state.authenticator = Authenticator(
         parts.store.tokens,
@@ -130,6 +133,8 @@ def create_app(
     install_problem_handlers(app)
     for module in (events, stream, ingest, webhooks, tokens, sessions, ops, live, control, dashboard, docs):
         app.include_router(module.router)
+    app.include_router(sensors.router)
+    app.include_router(sensors.ingest_router)
     app.mount("/dashboard", StaticFiles(directory=dashboard.DASHBOARD_DIR), name="dashboard")
     app.mount(docs.ASSETS_PATH, StaticFiles(directory=docs.ASSETS_DIR), name="docs-assets")
     if config.server.cors_origins:

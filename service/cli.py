@@ -510,6 +510,22 @@ def bench_startup(
     typer.echo(format_startup_report(figures))
 
 
+@bench_app.command("sensors")
+def bench_sensors(
+    sensors: Annotated[int, typer.Option(help="Sensors, each sending one reading a second.")] = 1000,
+    seconds: Annotated[float, typer.Option(help="Length of the measured window.")] = 30.0,
+    crossings: Annotated[int, typer.Option(help="Sensors crossing their red limit each second.")] = 5,
+) -> None:
+    """Sensors at 1 Hz over a real Mosquitto broker into the sensor rules and the store: CPU, RSS, reading-to-alert latency."""
+    from anjian.service.benchmarks.sensors import run_sensor_bench
+
+    try:
+        report = run_sensor_bench(sensors=sensors, seconds=seconds, crossings_per_s=crossings)
+    except RuntimeError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(report.render())
+
+
 @bench_app.command("pipeline")
 def bench_pipeline(
     cameras: Annotated[int, typer.Option(help="Cameras, each reading its own copy of the video.")] = 4,

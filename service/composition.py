@@ -9,7 +9,9 @@ The recipe, in order (``build_service_parts``):
 4. the webhook dispatcher, delivering the store's outbox (webhooks, robots and e-mail, and with a
    ``bus:`` section the supervising hub, through the plant's NATS leaf node: ``PlantBus``);
 5. the SLA escalator, raising the colour of alerts left unworked;
-6. the event writer (``StoreSink``) that ingest and the in-process pipeline store through.
+6. the event writer (``StoreSink``) that ingest and the in-process pipeline store through;
+7. the sensors' reading history (``ReadingStore``) and, when the site has sensors, their
+   runner (``anjian.service.sensors``), publishing to the same event writer.
 
 ``ServiceParts.start()`` starts the workers (dispatcher, escalator, writer);
 ``close()`` stops them in reverse order, so the writer stores what is queued while the
@@ -32,12 +34,15 @@ from anjian.service.channels import AlertChannels
 from anjian.service.escalation import Escalator
 from anjian.service.evidence import EvidenceStore
 from anjian.service.metrics import ServiceMetrics
+from anjian.service.readings import ReadingStore
+from anjian.service.sensors import build_sensor_runner
 from anjian.service.sink import StoreSink
 from anjian.service.store import EventStore
 from anjian.service.webhooks import WebhookDispatcher
 
 if TYPE_CHECKING:
     from anjian.pipeline.live import LiveView
+    from anjian.pipeline.sensors.runner import SensorRunner
     from anjian.service.api.deps import CameraHealthProvider
     from anjian.service.config import AnjianConfig
 
@@ -66,6 +71,8 @@ class ServiceParts:
             dispatcher through the same outbox as webhooks.
         bus: The plant's side of the bus to the supervising hub (``bus:``), ``None`` without one:
             the dispatcher publishes the ``bus:hub`` deliveries through it.
+        readings: The sensors' reading history.
+        sensors: The sensor runner, ``None`` when the site has no sensors.
     """
 
     store: EventStore
@@ -78,6 +85,8 @@ class ServiceParts:
     live_view: LiveView | None = None
     channels: AlertChannels | None = None
     bus: PlantBus | None = None
+    readings: ReadingStore | None = None
+    sensors: SensorRunner | None = None
 
     def start(self) -> None:
         """Start the bus (when configured), the webhook dispatcher, the escalator and the event writer.
@@ -90,12 +99,20 @@ class ServiceParts:
         self.dispatcher.start()
         self.escalator.start()
         self.sink.start()
+        if self.readings is not None:
+            self.readings.start()
+        if self.sensors is not None:
+            self.sensors.start()
 
     def close(self) -> None:
         """Stop the workers in reverse start order (the writer first stores what is queued), then close the store.
 
         Safe to call twice, and on parts never started.
         """
+        if self.sensors is not None:
+            self.sensors.stop()  # their open incidents end, through the writer
+        if self.readings is not None:
+            self.readings.stop()
         self.sink.stop()
         self.escalator.stop()
         self.dispatcher.stop()
@@ -173,6 +190,19 @@ def build_service_parts(
         raise
     escalator = Escalator(store, config.sla, metrics=metrics)
     sink = StoreSink(store, evidence, metrics=metrics)
+    readings = ReadingStore(store.database, config.sensor_history, clock=clock)
+    sensors = build_sensor_runner(config, sink, readings, live_view=live_view, clock=clock)
     return ServiceParts(
-        store, evidence, metrics, dispatcher, escalator, sink, camera_health, live_view, channels, bus
+        store,
+        evidence,
+        metrics,
+        dispatcher,
+        escalator,
+        sink,
+        camera_health,
+        live_view,
+        channels,
+        bus,
+        readings,
+        sensors,
     )

@@ -21,7 +21,7 @@ from anjian.cameras.url import mask_credentials, mask_url
 from anjian.models.config import DetectorConfig
 from anjian.pipeline.config import CameraPipelineConfig, check_time_zone
 from anjian.pipeline.event import Behaviour
-from anjian.pipeline.sensors.config import SensorConfig, SensorSourcesConfig
+from anjian.pipeline.sensors.config import ReadingHistoryConfig, SensorConfig, SensorSourcesConfig
 from anjian.service.bus.config import BusConfig
 from anjian.service.bus.subjects import check_bus_id
 from anjian.service.channels.config import ChannelsConfig
@@ -224,6 +224,10 @@ class AnjianConfig(_ServiceModel):
     sensor_sources: SensorSourcesConfig = Field(
         default_factory=SensorSourcesConfig,
         description="MQTT brokers and Modbus TCP devices the workshops' sensors read through.",
+    )
+    sensor_history: ReadingHistoryConfig = Field(
+        default_factory=ReadingHistoryConfig,
+        description="How long sensor readings are kept raw, then downsampled, then deleted.",
     )
     bus: BusConfig | None = Field(
         None, description="The plant's NATS leaf node, to a supervising hub (`anjian hub`); none: no hub."

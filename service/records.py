@@ -8,11 +8,11 @@ row back as a ``StoredEvent``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel
+from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel, SensorFacts
 from anjian.service.copying import copy_fields
 from anjian.service.lifecycle import AlertState
 from anjian.service.tables import AuditRow, DeliveryRow, EventRow, SubscriptionRow
@@ -49,7 +49,9 @@ class StoredEvent:
     incidents on a camera while the tracker keeps them), except the evidence bytes:
     the snapshot and clip are files in the data folder, and the row keeps their
     paths. The tracker restarts its ids with the pipeline, so a ``track_id`` only
-    means something together with the camera and the incident's times.
+    means something together with the camera and the incident's times. A sensor
+    event's reading (``sensor``: value, peak, threshold, unit ...) is kept as one
+    JSON document: it is shown and sent whole, never filtered on alone.
 
     Attributes:
         severity: Current colour: the detected one, raised by each escalation.
@@ -66,6 +68,7 @@ class StoredEvent:
         version: Bumped at every change (revision, action, escalation): the live feed's cursor.
         created_at: When the service first stored the incident.
         updated_at: When the service last changed it.
+        sensor: The reading behind a sensor event, ``None`` for a camera's.
     """
 
     id: str
@@ -96,6 +99,7 @@ class StoredEvent:
     version: int
     created_at: float
     updated_at: float
+    sensor: SensorFacts | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +225,7 @@ def apply_event(row: EventRow, event: Event) -> None:
     row.message = event.message
     row.boxes = [_box_to_json(box) for box in event.boxes]
     row.track_id = event.track_id
+    row.sensor = None if event.sensor is None else _sensor_to_json(event.sensor)
 
 
 def event_from_row(row: EventRow) -> StoredEvent:
@@ -233,7 +238,18 @@ def event_from_row(row: EventRow) -> StoredEvent:
         detected_severity=RiskLevel(row.detected_severity),
         state=AlertState(row.state),
         boxes=tuple(_box_from_json(box) for box in row.boxes),
+        sensor=None if row.sensor is None else _sensor_from_json(row.sensor),
     )
+
+
+def _sensor_to_json(facts: SensorFacts) -> dict[str, Any]:
+    """A sensor event's reading as the ``sensor`` JSON column keeps it."""
+    return {**asdict(facts), "camera_ids": list(facts.camera_ids)}
+
+
+def _sensor_from_json(data: dict[str, Any]) -> SensorFacts:
+    """A sensor event's reading of the ``sensor`` JSON column."""
+    return SensorFacts(**{**data, "camera_ids": tuple(data.get("camera_ids", ()))})
 
 
 def _box_to_json(box: EventBox) -> dict[str, Any]:

@@ -25,6 +25,8 @@ from anjian.pipeline.event_wire import (
     Message,
     ModelVersion,
     Revision,
+    SensorFactsWire,
+    SensorReading,
     SiteId,
     TrackId,
     WorkshopId,
@@ -137,6 +139,7 @@ class EventOut(_SchemaModel):
         default_factory=list, description="Detections supporting it, on the confirming frame."
     )
     track_id: TrackId = None
+    sensor: SensorReading = None
     snapshot_url: str | None = Field(None, description="Path of the snapshot JPEG; null when there is none.")
     clip_url: str | None = Field(None, description="Path of the clip MP4; null when there is none.")
     assignee: str | None = Field(None, description="Who was dispatched, once dispatched.")
@@ -158,6 +161,7 @@ class EventOut(_SchemaModel):
             event,
             allowed_actions=allowed_actions(event.state),
             boxes=[copy_fields(BoxOut, box) for box in event.boxes],
+            sensor=None if event.sensor is None else SensorFactsWire.from_facts(event.sensor),
             snapshot_url=snapshot_url(event.id) if event.snapshot_path else None,
             clip_url=clip_url(event.id) if event.clip_path else None,
         )

@@ -1,12 +1,13 @@
 """The SQL schema of the service as SQLAlchemy ORM classes: the metadata the Alembic migrations build.
 
-Five tables:
+Six tables:
 
 - ``events``: one row per incident at its highest revision, with its alert state;
 - ``event_audit``: who did what to an alert, when, with which note (append-only);
 - ``webhook_subscriptions``: where events are announced (from the site YAML or the API);
 - ``webhook_deliveries``: the durable outbox, one row per (announcement, subscription);
-- ``api_tokens``: hashed API tokens and their roles.
+- ``api_tokens``: hashed API tokens and their roles;
+- ``sensor_readings``: the history of the sensors' readings (raw, then downsampled).
 
 A change here needs a migration in ``service/migrations/versions`` (the schema test
 compares the two on SQLite and PostgreSQL).
@@ -19,7 +20,7 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["ApiTokenRow", "AuditRow", "Base", "DeliveryRow", "EventRow", "SubscriptionRow"]
+__all__ = ["ApiTokenRow", "AuditRow", "Base", "DeliveryRow", "EventRow", "ReadingRow", "SubscriptionRow"]
 
 
 class Base(DeclarativeBase):
@@ -49,6 +50,7 @@ class EventRow(Base):
     message: Mapped[str] = mapped_column(Text)
     boxes: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     track_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    sensor: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     snapshot_path: Mapped[str | None] = mapped_column(String(512), nullable=True)
     clip_path: Mapped[str | None] = mapped_column(String(512), nullable=True)
     assignee: Mapped[str | None] = mapped_column(String(200), nullable=True)
@@ -153,3 +155,23 @@ class ApiTokenRow(Base):
     created_at: Mapped[float] = mapped_column(Float)
     last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class ReadingRow(Base):
+    """One sensor reading (``bucket_s`` 0), or the mean, min and max of ``count`` readings over ``bucket_s`` seconds."""
+
+    __tablename__ = "sensor_readings"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sensor_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float)
+    value: Mapped[float] = mapped_column(Float)
+    min: Mapped[float] = mapped_column(Float)
+    max: Mapped[float] = mapped_column(Float)
+    count: Mapped[int] = mapped_column(Integer)
+    bucket_s: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        Index("ix_sensor_readings_sensor_at", "sensor_id", "at"),
+        Index("ix_sensor_readings_bucket_at", "bucket_s", "at"),
+    )

@@ -51,6 +51,7 @@ __all__ = [
     "MqttBrokerConfig",
     "MqttSensorSource",
     "RateOfRiseConfig",
+    "ReadingHistoryConfig",
     "SensorConfig",
     "SensorFaultsConfig",
     "SensorSourcesConfig",
@@ -306,3 +307,28 @@ class SensorConfig(SensorModel):
     def display_name(self) -> str:
         """The name, or the id when it has none."""
         return self.name or self.id
+
+
+class ReadingHistoryConfig(SensorModel):
+    """How long readings are kept, and at which resolution (``sensor_history:`` in the site YAML)."""
+
+    raw_for_s: float = Field(86_400.0, ge=60, le=30 * 86_400, description="Raw readings are kept this long.")
+    bucket_s: int = Field(
+        60,
+        ge=1,
+        le=86_400,
+        description="Older readings are kept as the mean, min and max of buckets this long.",
+    )
+    keep_for_s: float = Field(
+        90 * 86_400.0, ge=3600, le=10 * 365 * 86_400, description="Buckets older than this are deleted."
+    )
+    flush_interval_s: float = Field(0.5, gt=0, le=60, description="How often queued readings are written.")
+    compact_interval_s: float = Field(
+        300.0, gt=0, le=86_400, description="How often old readings are downsampled."
+    )
+
+    @model_validator(mode="after")
+    def _order(self) -> ReadingHistoryConfig:
+        if self.keep_for_s < self.raw_for_s:
+            raise ValueError(f"keep_for_s ({self.keep_for_s}) must be >= raw_for_s ({self.raw_for_s})")
+        return self

@@ -127,6 +127,8 @@ class SensorRules:
         self._peak_hold: _Hold | None = None
         self._flat_value: float | None = None
         self._flat_since: float | None = None
+        self._is_threshold_clear = True
+        self._is_rate_clear = True
 
     @property
     def last_reading_at(self) -> float | None:
@@ -158,9 +160,21 @@ class SensorRules:
         return [update for update in updates if update is not None]
 
     def tick(self, now: float) -> list[IncidentUpdate]:
-        """Look for a stale sensor at ``now`` (call about once a second)."""
-        update = self._observe_stale(now)
-        return [] if update is None else [update]
+        """Look for a stale sensor, and end incidents whose last reading was back to normal, at ``now``.
+
+        Call about once a second: a sensor that reports only on change (or rarely)
+        recovers ``clear_after_s`` after its normal reading, not at its next one.
+        Silence is not recovery: an incident whose last reading was still beyond its
+        limit stays open (and the sensor goes stale).
+        """
+        updates = [self._observe_stale(now)]
+        for book, is_clear in (
+            (self._threshold_book, self._is_threshold_clear),
+            (self._rate_book, self._is_rate_clear),
+        ):
+            if book is not None and is_clear and book.is_open(_KEY):
+                updates.append(book.observe(_KEY, now=now, is_confirmed=False, is_present=False))
+        return [update for update in updates if update is not None]
 
     def close(self, now: float) -> list[IncidentUpdate]:
         """End every open incident of the sensor (the sensor is removed or the runner stops)."""
@@ -215,6 +229,7 @@ class SensorRules:
         direction = self._thresholds.config.direction
         peak = self._worst(direction, value, is_open=is_open, is_higher_worse=direction == "high")
         hold = self._peak_hold
+        self._is_threshold_clear = held is None
         if hold is None:
             return book.observe(_KEY, now=at, is_confirmed=False, is_present=False)
         return book.observe(
@@ -252,6 +267,7 @@ class SensorRules:
             return None  # not enough history yet
         per_minute = (value - first_value) / (at - first_at) * 60.0
         is_rising = per_minute >= rate_config.per_minute
+        self._is_rate_clear = not is_rising
         is_open = self._rate_book.is_open(_KEY)
         if not is_rising and not is_open:
             return None

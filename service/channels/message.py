@@ -33,6 +33,9 @@ _BEHAVIOURS: dict[str, tuple[str, str]] = {
     "absence_from_post": ("脱岗", "Absence from post"),
     "overcrowding": ("人员聚集", "Overcrowding"),
     "camera_fault": ("摄像头故障", "Camera fault"),
+    "sensor_threshold": ("传感器超限", "Sensor threshold"),
+    "sensor_rate_of_rise": ("传感器快速上升", "Sensor rate of rise"),
+    "sensor_fault": ("传感器故障", "Sensor fault"),
 }
 _COLOURS: dict[str, tuple[str, str]] = {
     "red": ("红色", "red"),

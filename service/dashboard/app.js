@@ -236,12 +236,18 @@ async function renderDetail() {
   fact(dl, t("f_started"), fmtTime(event.started_at));
   fact(dl, t("f_last_seen"), fmtTime(event.last_seen_at));
   fact(dl, t("f_ended"), event.ended_at ? fmtTime(event.ended_at) : t("ongoing"));
-  fact(dl, t("f_confidence"), `${Math.round(event.confidence * 100)} %`);
+  if (!event.sensor) fact(dl, t("f_confidence"), `${Math.round(event.confidence * 100)} %`);
   fact(dl, t("f_colour"), event.escalations
     ? t("escalated", { colour: t(event.severity), detected: t(event.detected_severity), n: event.escalations })
     : t(event.severity));
   if (event.assignee) fact(dl, t("f_assignee"), event.assignee);
-  fact(dl, t("f_model"), event.model_version || "—");
+  if (event.sensor) {
+    const unit = event.sensor.unit ? ` ${event.sensor.unit}` : "";
+    if (event.sensor.value !== null) fact(dl, t("f_reading"), `${event.sensor.value}${unit}`);
+    if (event.sensor.peak !== null) fact(dl, t("f_peak"), `${event.sensor.peak}${unit}`);
+    if (event.sensor.threshold !== null) fact(dl, t("f_threshold"), `${event.sensor.threshold}${unit}`);
+  } else fact(dl, t("f_model"), event.model_version || "—");
+  renderTrend(event).catch((error) => showError(error.message));
 
   const img = $("detail-snapshot");
   const video = $("detail-clip");
@@ -277,6 +283,56 @@ async function renderDetail() {
       return tr;
     }));
   } catch (error) { showError(t("e_audit", { error: error.message })); }
+}
+
+// The trend of a sensor alert's readings, from ten minutes before it to two after it ended (or now), as an
+// inline SVG: the reading, the alert's span and the sensor's limits in their colours.
+const SVG = "http://www.w3.org/2000/svg";
+const TREND_W = 600, TREND_H = 220, PAD = { left: 48, right: 10, top: 10, bottom: 24 };
+
+function svgEl(name, attrs, text) {
+  const el = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attrs)) el.setAttribute(key, String(value));
+  if (text !== undefined) el.textContent = text;
+  return el;
+}
+
+async function renderTrend(event) {
+  const figure = $("detail-trend");
+  if (!event.sensor) { figure.hidden = true; figure.dataset.sensor = ""; return; }
+  const started = Date.parse(event.started_at), ended = event.ended_at ? Date.parse(event.ended_at) : Date.now();
+  const start = started - 10 * 60 * 1000, end = Math.min(Date.now(), ended + 2 * 60 * 1000);
+  const query = `start=${encodeURIComponent(new Date(start).toISOString())}&end=${encodeURIComponent(new Date(end).toISOString())}&max_points=300`;
+  const trend = await api(`/sensors/${encodeURIComponent(event.sensor.sensor_id)}/readings?${query}`);
+  if (state.selected !== event.id) return;  // another alert was selected meanwhile
+  const chart = $("detail-trend-chart");
+  const points = trend.points.map((p) => ({ x: Date.parse(p.at), y: p.value }));
+  const limits = Object.entries(trend.sensor.limits);
+  const ys = [...points.map((p) => p.y), ...limits.map(([, v]) => v)];
+  const low = ys.length ? Math.min(...ys) : 0, high = ys.length ? Math.max(...ys) : 1;
+  const margin = (high - low) * 0.08 || 1;
+  const y0 = low - margin, y1 = high + margin;
+  const sx = (x) => PAD.left + ((x - start) / Math.max(1, end - start)) * (TREND_W - PAD.left - PAD.right);
+  const sy = (y) => TREND_H - PAD.bottom - ((y - y0) / (y1 - y0)) * (TREND_H - PAD.top - PAD.bottom);
+  const parts = [svgEl("rect", { class: "span", x: sx(started), y: PAD.top, width: Math.max(1, sx(ended) - sx(started)), height: TREND_H - PAD.top - PAD.bottom })];
+  for (const [colour, value] of limits) {
+    parts.push(svgEl("line", { class: `limit ${colour}`, x1: PAD.left, x2: TREND_W - PAD.right, y1: sy(value), y2: sy(value) }));
+  }
+  if (points.length) {
+    parts.push(svgEl("polyline", { class: "line", points: points.map((p) => `${sx(p.x).toFixed(1)},${sy(p.y).toFixed(1)}`).join(" ") }));
+  } else {
+    parts.push(svgEl("text", { x: TREND_W / 2, y: TREND_H / 2, "text-anchor": "middle" }, t("trend_none")));
+  }
+  parts.push(svgEl("text", { x: 4, y: sy(high) + 4 }, String(Math.round(high * 100) / 100)));
+  parts.push(svgEl("text", { x: 4, y: sy(low) + 4 }, String(Math.round(low * 100) / 100)));
+  parts.push(svgEl("text", { x: PAD.left, y: TREND_H - 6 }, fmtTime(new Date(start).toISOString())));
+  parts.push(svgEl("text", { x: TREND_W - PAD.right, y: TREND_H - 6, "text-anchor": "end" }, fmtTime(new Date(end).toISOString())));
+  chart.replaceChildren(...parts);
+  chart.dataset.points = String(points.length);
+  chart.setAttribute("aria-label", t("trend_title", { quantity: trend.sensor.quantity, unit: trend.sensor.unit }));
+  $("detail-trend-caption").textContent = t("trend_title", { quantity: trend.sensor.quantity, unit: trend.sensor.unit });
+  figure.dataset.sensor = event.sensor.sensor_id;
+  figure.hidden = false;
 }
 
 function select(id) {
@@ -417,22 +473,25 @@ async function refreshLive(cameraId) {
   return fresh;
 }
 
+// The camera to show live beside an alert: its own, or for a sensor alert the first camera watching the sensor.
+const viewedCamera = (event) => (event && event.sensor && event.sensor.camera_ids.length ? event.sensor.camera_ids[0] : event && event.camera_id);
+
 async function refreshWall() {
   if (document.hidden || !state.cameras) return;
   const selected = state.events.get(state.selected);
   const wanted = new Set(state.cameras.map((c) => c.camera_id));
-  if (selected) wanted.add(selected.camera_id);
+  if (selected) wanted.add(viewedCamera(selected));
   for (const cameraId of wanted) {
     const frame = await refreshLive(cameraId).catch(() => null);
     if (!frame) continue;  // no frame yet (or this process reads no cameras: /cameras is empty then)
     for (const img of document.querySelectorAll(`img.thumb[data-camera="${CSS.escape(cameraId)}"]`)) {
       if (img.src !== frame.url) img.src = frame.url;
     }
-    if (selected && selected.camera_id === cameraId && $("detail-live").src !== frame.url) {
+    if (selected && viewedCamera(selected) === cameraId && $("detail-live").src !== frame.url) {
       $("detail-live").src = frame.url;
     }
   }
-  $("detail-live").hidden = !(selected && state.live.has(selected.camera_id));
+  $("detail-live").hidden = !(selected && state.live.has(viewedCamera(selected)));
 }
 
 async function connect() {

@@ -54,6 +54,11 @@ window.anjianI18n = (() => {
     f_colour: ["Colour", "等级"],
     f_assignee: ["Assignee", "处置人"],
     f_model: ["Model", "模型"],
+    f_reading: ["Reading", "读数"],
+    f_peak: ["Peak", "峰值"],
+    f_threshold: ["Limit crossed", "越过阈值"],
+    trend_title: ["{quantity} ({unit}) around the alert", "告警前后 {quantity}（{unit}）趋势"],
+    trend_none: ["No readings in this window.", "该时段无读数。"],
     f_zone: ["Zone", "区域"],
     escalated: ["{colour} (detected {detected}, escalated {n}×)", "{colour}（识别为{detected}，已升级 {n} 次）"],
     ongoing: ["ongoing", "持续中"],
@@ -105,6 +110,9 @@ window.anjianI18n = (() => {
     b_uncleaned_dust: ["Uncleaned dust", "粉尘未清理"],
     b_absence_from_post: ["Absence from post", "脱岗"],
     b_camera_fault: ["Camera fault", "摄像头故障"],
+    b_sensor_threshold: ["Sensor threshold", "传感器超限"],
+    b_sensor_rate_of_rise: ["Sensor rate of rise", "传感器快速上升"],
+    b_sensor_fault: ["Sensor fault", "传感器故障"],
   };
   const LANGS = ["en", "zh-CN"];
 

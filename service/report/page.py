@@ -25,6 +25,9 @@ BEHAVIOUR_NAMES = {
     "uncleaned_dust": "粉尘未清理 Uncleaned dust",
     "absence_from_post": "脱岗 Absence from post",
     "camera_fault": "摄像头故障 Camera fault",
+    "sensor_threshold": "传感器超限 Sensor threshold",
+    "sensor_rate_of_rise": "传感器快速上升 Sensor rate of rise",
+    "sensor_fault": "传感器故障 Sensor fault",
 }
 _COLOURS = {
     "red": ("红色 red", "#d32f2f"),

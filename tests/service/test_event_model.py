@@ -102,7 +102,7 @@ def test_the_api_shows_the_facts_of_an_event_with_the_wire_models_definitions() 
     different = {"severity", "started_at", "last_seen_at", "ended_at"}
     shared = (set(EventOut.model_fields) & set(EventWire.model_fields)) - different
 
-    assert len(shared) == 12 and "track_id" in shared
+    assert len(shared) == 13 and {"track_id", "sensor"} <= shared
     for name in shared:
         assert _description(EventOut, name) == _description(EventWire, name), name
         assert _description(EventOut, name), name

@@ -180,3 +180,17 @@ def test_closing_the_rules_ends_every_open_incident() -> None:
 def test_bad_thresholds_are_refused_with_what_is_wrong(thresholds: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         ThresholdsConfig.model_validate(thresholds)
+
+
+def test_an_incident_ends_after_a_normal_reading_without_waiting_for_the_next_one_but_silence_is_no_recovery() -> (
+    None
+):
+    rules = make_rules(make_sensor(thresholds={"red": 150, "min_duration_s": 0, "clear_after_s": 5}))
+    assert [u.kind for u in rules.observe(200.0, T0)] == [UpdateKind.OPENED]
+    assert rules.tick(T0 + 30) == []  # silent while red: still open (stale comes later)
+    assert [u.kind for u in rules.observe(200.0, T0 + 31)] == [UpdateKind.UPDATED]  # the update interval
+    assert rules.observe(20.0, T0 + 32) == []  # back to normal: ends clear_after_s after the last red reading
+    assert rules.tick(T0 + 35) == []
+    assert [(u.kind, u.event.behaviour) for u in rules.tick(T0 + 36.5)] == [
+        (UpdateKind.CLOSED, Behaviour.SENSOR_THRESHOLD)
+    ]
