@@ -19,12 +19,14 @@ DEMO_SCRIPT: tuple[str, ...] = tuple(f"{camera.camera_id}: {camera.script}" for 
 """What each demo camera shows, and when, for the banner of ``anjian demo``."""
 
 
-def prepare_demo_site(directory: Path) -> Path:
+def prepare_demo_site(directory: Path, size_wh: tuple[int, int] = (640, 360)) -> Path:
     """Write the demo plant's footage (if missing) and its site config into ``directory``.
 
     Args:
         directory: The demo's folder: ``footage/`` (one clip per camera), ``data/`` (the
             store) and ``site.yaml`` go in it.
+        size_wh: Frame size of newly written footage (tests use a quarter of the default:
+            the demo model sees 320 pixels across either way).
 
     Returns:
         The path of the written ``site.yaml``.
@@ -33,7 +35,7 @@ def prepare_demo_site(directory: Path) -> Path:
     footage = directory / "footage"
     clips = {camera.camera_id: footage / f"{camera.camera_id}.mp4" for camera in PLANT_CAMERAS}
     if not all(clip.is_file() for clip in clips.values()):
-        clips = write_plant_footage(footage)
+        clips = write_plant_footage(footage, size_wh=size_wh)
     text = _TEMPLATE.read_text(encoding="utf-8").replace("{storage}", str(directory / "data"))
     for camera_id, clip in clips.items():
         text = text.replace(f"{{video:{camera_id}}}", str(clip))
