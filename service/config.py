@@ -25,6 +25,7 @@ from anjian.pipeline.sensors.config import ReadingHistoryConfig, SensorConfig, S
 from anjian.service.bus.config import BusConfig
 from anjian.service.bus.subjects import check_bus_id
 from anjian.service.channels.config import ChannelsConfig
+from anjian.service.delivery_policy import AttemptTimeoutS, MaxAttempts, RetryForS
 from anjian.service.errors import ConfigError
 from anjian.service.lifecycle import check_event_kinds
 from anjian.service.signing import SigningSecret
@@ -102,16 +103,9 @@ class WebhookConfig(_ServiceModel):
             "spaces while rotating (every delivery is signed with each)."
         ),
     )
-    timeout_s: float = Field(5.0, gt=0, le=120, description="Per-request timeout.")
-    retry_for_s: float = Field(
-        86_400.0,
-        ge=60,
-        le=30 * 86_400,
-        description="How long a delivery is retried (exponential backoff) before it goes to the dead letters.",
-    )
-    max_attempts: int | None = Field(
-        None, ge=1, le=100_000, description="Optional cap on attempts; default: retry for `retry_for_s`."
-    )
+    timeout_s: AttemptTimeoutS = 5.0
+    retry_for_s: RetryForS = 86_400.0
+    max_attempts: MaxAttempts = None
     kinds: list[str] = Field(
         default_factory=list,
         description='Event kinds sent, e.g. ["event.created", "event.escalated"]; empty: all.',
