@@ -86,6 +86,8 @@ def judged_alerts(
             limit=min(_PAGE_SIZE, limit - len(items)),
         )
         for event in page.items:
+            if event.behaviour.is_sensor:  # its snapshot shows the sensor's place, not what raised it
+                continue
             judgement = _judgement(store, event) if event.snapshot_path is not None else None
             if judgement is None or event.snapshot_path is None:
                 continue

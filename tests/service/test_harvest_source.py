@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from anjian.datasets.harvest import Verdict
+from anjian.pipeline.event import Behaviour, SensorFacts
 from anjian.service.errors import DatabaseError
 from anjian.service.harvest_source import harvest_site, judged_alerts
 from anjian.service.lifecycle import Action
@@ -68,6 +69,20 @@ def test_a_false_alarm_keeps_the_reason_the_control_room_gave(store: EventStore,
         "reflection: sun on the drum",
     )
     assert items[fire].reason == ""
+
+
+def test_a_sensor_alert_is_no_training_material_even_with_its_cameras_snapshot(
+    store: EventStore, tmp_path: Path
+) -> None:
+    facts = SensorFacts("nh3-1", "ammonia", "ppm", "high", 60.0, 62.0, 50.0, ("cam-1",))
+    gas = _judged(
+        store, _FALSE_ALARM, behaviour=Behaviour.SENSOR_THRESHOLD, camera_id="nh3-1", boxes=(), sensor=facts
+    )
+    lamp = _judged(store, _FALSE_ALARM)
+
+    assert [item.event_id for item in judged_alerts(store, tmp_path / "data")] == [lamp]
+    stored = store.get_event(gas)
+    assert stored is not None and stored.sensor == facts  # stored with its reading, only not harvested
 
 
 def test_judged_alerts_keep_to_the_camera_and_the_period(store: EventStore, tmp_path: Path) -> None:
