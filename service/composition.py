@@ -35,7 +35,7 @@ from anjian.service.escalation import Escalator
 from anjian.service.evidence import EvidenceStore
 from anjian.service.metrics import ServiceMetrics
 from anjian.service.readings import ReadingStore
-from anjian.service.sensors import build_sensor_runner
+from anjian.service.sensors import SensorCollector, build_sensor_runner
 from anjian.service.sink import StoreSink
 from anjian.service.store import EventStore
 from anjian.service.webhooks import WebhookDispatcher
@@ -192,6 +192,8 @@ def build_service_parts(
     sink = StoreSink(store, evidence, metrics=metrics)
     readings = ReadingStore(store.database, config.sensor_history, clock=clock)
     sensors = build_sensor_runner(config, sink, readings, live_view=live_view, clock=clock)
+    if sensors is not None:
+        metrics.registry.register(SensorCollector(sensors))
     return ServiceParts(
         store,
         evidence,

@@ -11,8 +11,11 @@ the latest live frame of the first camera it names that has one.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from anjian.pipeline.live import LiveView
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
     from anjian.service.config import AnjianConfig
     from anjian.service.readings import ReadingStore
 
-__all__ = ["build_sensor_runner"]
+__all__ = ["SensorCollector", "build_sensor_runner"]
 
 
 def build_sensor_runner(
@@ -60,3 +63,38 @@ def build_sensor_runner(
         language=config.site.language,
         clock=clock,
     )
+
+
+class SensorCollector(Collector):
+    """The sensors' figures at ``/metrics``, read from the runner at scrape time.
+
+    ``anjian_sensor_readings_total`` (evaluated), ``anjian_sensor_bad_input_total{reason}``
+    (not_numeric, unknown_topic, unknown_sensor, read_error, out_of_order, queue_full),
+    ``anjian_sensor_queue`` (readings waiting) and ``anjian_sensor_source_up{source}``
+    (1 while an MQTT broker's session or a Modbus device's connection is up).
+    """
+
+    def __init__(self, runner: SensorRunner) -> None:
+        self._runner = runner
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the sensor metrics."""
+        stats = self._runner.stats()
+        yield CounterMetricFamily(
+            "anjian_sensor_readings", "Sensor readings evaluated.", value=stats.readings
+        )
+        bad = CounterMetricFamily(
+            "anjian_sensor_bad_input", "Sensor input that could not become a reading.", labels=["reason"]
+        )
+        for reason, count in sorted(stats.bad_input.items()):
+            bad.add_metric([reason], count)
+        yield bad
+        yield GaugeMetricFamily(
+            "anjian_sensor_queue", "Sensor readings waiting for the rules.", value=stats.queued
+        )
+        up = GaugeMetricFamily(
+            "anjian_sensor_source_up", "1 while a sensor source is connected.", labels=["source"]
+        )
+        for name, is_up in self._runner.source_states().items():
+            up.add_metric([name], 1.0 if is_up else 0.0)
+        yield up

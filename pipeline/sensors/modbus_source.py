@@ -97,6 +97,12 @@ class ModbusSource:
         self._thread: threading.Thread | None = None
         self._client = ModbusTcpClient(device.host, port=device.port, timeout=device.timeout_s, retries=0)
         self.polls = 0
+        self._is_up = False
+
+    @property
+    def is_connected(self) -> bool:
+        """True while the connection to the device is open and its last poll answered."""
+        return self._is_up
 
     def start(self) -> None:
         """Poll on a background thread until ``stop``."""
@@ -111,6 +117,7 @@ class ModbusSource:
         if self._thread is not None:
             self._thread.join(timeout_s)
         self._client.close()  # type: ignore[no-untyped-call]
+        self._is_up = False
 
     def poll_once(self) -> bool:
         """Read every sensor's register(s) once; False when the connection is lost (reconnect)."""
@@ -118,6 +125,7 @@ class ModbusSource:
             try:
                 value = self._read(source)
             except ConnectionException as exc:
+                self._is_up = False
                 logger.warning(
                     "Modbus %s (%s:%d): connection lost: %s",
                     self.device.id,
@@ -136,6 +144,7 @@ class ModbusSource:
                 Reading(sensor_id, value * source.scale + source.offset, at=now, received_at=now)
             )
         self.polls += 1
+        self._is_up = True
         return True
 
     def _read(self, source: ModbusSensorSource) -> float:
@@ -165,6 +174,7 @@ class ModbusSource:
 
     def _connect(self) -> bool:
         """Open the connection; on failure wait the next backoff delay and return False."""
+        self._is_up = False
         try:
             if self._client.connect():  # type: ignore[no-untyped-call]
                 return True

@@ -161,6 +161,16 @@ class SensorRunner:
         """The running sources (one per broker and device in use)."""
         return list(self._sources)
 
+    def source_states(self) -> dict[str, bool]:
+        """Whether each source is connected, by ``mqtt:<broker id>`` / ``modbus:<device id>``."""
+        states: dict[str, bool] = {}
+        for source in self._sources:
+            if isinstance(source, MqttSource):
+                states[f"mqtt:{source.broker.id}"] = source.is_connected
+            else:
+                states[f"modbus:{source.device.id}"] = source.is_connected
+        return states
+
     def offer(self, reading: Reading) -> bool:
         """Queue a reading for the rules; False (and counted) for an unknown sensor or a full queue."""
         if reading.sensor_id not in self._rules:

@@ -85,6 +85,9 @@ async function loadSite() {
       for (const zone of camera.zones) names.zone[zone.id] = zone.name;
     }
   }
+  // A sensor's events carry its id where a camera's carry the camera's: its name is shown the same way.
+  const sensors = await api("/sensors").catch(() => ({ items: [] }));
+  for (const sensor of sensors.items) names.camera[sensor.id] = sensor.name;
   state.names = names;
 }
 

@@ -84,6 +84,7 @@ def test_a_sensor_alert_shows_its_trend_with_its_limits_beside_the_linked_camera
         expect(chart.locator("line.limit")).to_have_count(3)
         expect(chart.locator("line.limit.red")).to_have_count(1)
         expect(page.locator("#detail-trend-caption")).to_have_text("hydrogen (%LEL) around the alert")
+        expect(page.locator("#detail-title")).to_have_text("Sensor threshold · Hydrogen, polishing line")
         expect(page.locator("#detail-facts")).to_contain_text("Peak31 %LEL")
         expect(page.locator("#detail-facts")).to_contain_text("Limit crossed25 %LEL")
         expect(page.locator("#detail-facts")).not_to_contain_text("Confidence")

@@ -266,4 +266,8 @@ def _exercise(config, parts, live, broker, plc, receiver, nh3) -> None:  # type:
         ]
         assert created and created[0]["event"]["sensor"]["kind"] == "high"
         assert sensors.stats().bad_input.get("unknown_sensor") == 1
+        metrics = client.get("/metrics", headers=site.headers).text
+        assert 'anjian_sensor_bad_input_total{reason="unknown_sensor"} 1.0' in metrics
+        assert 'anjian_sensor_source_up{source="mqtt:plant"} 1.0' in metrics
+        assert 'anjian_sensor_source_up{source="modbus:plc"} 1.0' in metrics
         assert seen == ["blue", "yellow", "orange", "red"]
