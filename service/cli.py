@@ -23,7 +23,7 @@ from typer.core import TyperGroup
 from anjian.cameras.errors import CameraError
 from anjian.models.errors import ModelError
 from anjian.service.errors import ConfigError, DatabaseError
-from anjian.service.hub.cli import hub_app
+from anjian.service.hub.cli import bench_hub, hub_app
 from anjian.service.lazy_cli import LazyCommandGroup, LazyCommands
 from anjian.service.logs import setup_logging
 
@@ -86,6 +86,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(db_app, name="db")
 app.add_typer(bench_app, name="bench")
 app.add_typer(hub_app, name="hub")
+bench_app.command("hub")(bench_hub)
 
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Site YAML file.")]
 LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING or ERROR.")]

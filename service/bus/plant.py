@@ -250,7 +250,7 @@ class PlantBus:
                 while True:
                     try:
                         messages = await subscription.fetch(_FETCH_BATCH, timeout=1.0)
-                    except nats.errors.TimeoutError:
+                    except TimeoutError:  # nats' own and asyncio's: nothing to fetch now
                         continue
                     for message in messages:
                         await self._apply_remark(message)
@@ -258,7 +258,9 @@ class PlantBus:
                 raise
             except Exception as exc:  # noqa: BLE001 - the consumer must outlive a server restart
                 self._is_ready = False
-                logger.warning("plant %s: remark consumer: %s; retrying", self.plant_id, exc)
+                logger.warning(
+                    "plant %s: remark consumer: %s: %s; retrying", self.plant_id, type(exc).__name__, exc
+                )
                 await asyncio.sleep(_RETRY_S)
 
     async def _apply_remark(self, message: Msg) -> None:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from anjian.service.hub.config import HubConfig
     from anjian.service.hub.store import HubStore
 
-__all__ = ["hub_app"]
+__all__ = ["bench_hub", "hub_app"]
 
 hub_app = typer.Typer(
     help="The supervising hub: every plant's incidents, camera health and response times on one view.",
@@ -159,3 +159,49 @@ def hub_nats_config(
     except ValueError as exc:
         raise _fail(str(exc)) from None
     typer.echo(text, nl=False)
+
+
+def bench_hub(
+    plants: Annotated[
+        int, typer.Option(help="Plant leaf nodes (each with its plant service) on this machine.")
+    ] = 2,
+    events: Annotated[int, typer.Option(help="Events in the burst.")] = 2000,
+    rate: Annotated[float, typer.Option(help="Events/s of the trickle the latency is measured on.")] = 50.0,
+    seconds: Annotated[float, typer.Option(help="How long the trickle runs.")] = 10.0,
+    database_url: Annotated[
+        str | None, typer.Option(help="The hub's database (default: a SQLite file in a temp folder).")
+    ] = None,
+    target_plants: Annotated[int, typer.Option(help="Plants of the region the calculation is for.")] = 100,
+    cameras_per_plant: Annotated[int, typer.Option(help="Cameras per plant in the calculation.")] = 60,
+    incidents_per_camera_hour: Annotated[
+        float, typer.Option(help="Incidents per camera per hour at a busy time (calculation).")
+    ] = 2.0,
+    messages_per_incident: Annotated[
+        float, typer.Option(help="Bus messages per incident: revisions and lifecycle changes (calculation).")
+    ] = 10.0,
+) -> None:
+    """Measure events/s through the bus and plant-to-hub latency p50/p95; what one hub carries for a region."""
+    from anjian.service.benchmarks.hub import HubLoadModel, run_hub_bench
+    from anjian.service.benchmarks.nats_servers import nats_server_available
+
+    setup_logging("WARNING")
+    if not nats_server_available():
+        raise _fail("nats-server is not installed (apt install nats-server)")
+    model = HubLoadModel(
+        plants=target_plants,
+        cameras_per_plant=cameras_per_plant,
+        incidents_per_camera_hour=incidents_per_camera_hour,
+        messages_per_incident=messages_per_incident,
+    )
+    try:
+        report = run_hub_bench(
+            plants=plants,
+            events=events,
+            rate_per_s=rate,
+            seconds=seconds,
+            database_url=database_url,
+            model=model,
+        )
+    except (ValueError, TimeoutError, RuntimeError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(report.render())

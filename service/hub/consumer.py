@@ -22,7 +22,6 @@ import threading
 from dataclasses import dataclass, replace
 from typing import Final
 
-import nats.errors
 from nats.aio.msg import Msg
 from pydantic import ValidationError
 
@@ -114,7 +113,7 @@ class HubBus:
                 while True:
                     try:
                         messages = await subscription.fetch(bus.fetch_batch, timeout=1.0)
-                    except nats.errors.TimeoutError:
+                    except TimeoutError:  # nats' own and asyncio's: nothing to fetch now
                         continue
                     await self._handle(messages)
             except asyncio.CancelledError:
