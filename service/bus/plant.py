@@ -57,6 +57,7 @@ _STORED: Final = 200  # the status an outbox row records for a message the plant
 _DETECTION_KINDS: Final = frozenset({"event.created", "event.updated", "event.ended"})
 _FETCH_BATCH: Final = 64
 _RETRY_S: Final = 1.0
+_HOLD_BACK_S: Final = 2.0
 
 
 class PlantBus:
@@ -157,8 +158,18 @@ class PlantBus:
 
         Returns:
             Status 200 once the plant's JetStream stored it; else the error (the dispatcher retries).
+            While the plant's nats-server is unreachable nothing is sent: the delivery is held back
+            for ``_HOLD_BACK_S`` without counting an attempt, so the backoff does not grow through an
+            outage and the backlog flows within seconds of the server's return.
         """
         del subscription
+        if not self.connection.is_connected:
+            return SendOutcome(
+                None,
+                f"the plant's NATS server at {self._config.url} is not reachable",
+                retry_after_s=_HOLD_BACK_S,
+                is_attempted=False,
+            )
         try:
             payload = WebhookPayload.model_validate(delivery.payload)
             change = EventChange(

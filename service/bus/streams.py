@@ -21,13 +21,14 @@ from nats.js.api import (
     StreamConfig,
     StreamSource,
 )
-from nats.js.errors import NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError
 
 from anjian.service.bus import subjects
 
 __all__ = ["PlantStreams", "SourcedPlant", "ensure_durable", "ensure_hub_streams", "ensure_plant_streams"]
 
 _DAY_S = 86_400.0
+_STREAM_NAME_IN_USE = 10058  # JetStream's error code: a stream of that name exists
 _DUPLICATE_WINDOW_S = 3_600.0  # longer than any outbox retry of one publish
 
 
@@ -54,8 +55,12 @@ async def _put_stream(js: JetStreamContext, config: StreamConfig) -> None:
     try:
         await js.stream_info(config.name)
     except NotFoundError:
-        await js.add_stream(config)
-        return
+        try:
+            await js.add_stream(config)
+            return
+        except BadRequestError as exc:
+            if exc.err_code != _STREAM_NAME_IN_USE:  # created meanwhile, or still being recovered from disk
+                raise
     await js.update_stream(config)
 
 

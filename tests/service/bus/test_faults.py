@@ -138,3 +138,26 @@ def test_a_plant_service_restarted_mid_stream_resumes_publishing(
         _assert_once(store, before + after)
     finally:
         parts.close()
+
+
+def test_events_raised_while_the_plants_own_nats_server_is_down_flow_when_it_returns(
+    plant: ServiceParts, hub: tuple[HubStore, HubBus], topology: NatsTopology
+) -> None:
+    store, _bus = hub
+    server = topology.plants[PLANT]
+    server.kill()
+    events = _raise(plant, 200)
+    plant.sink.flush(30.0)
+
+    def held_back() -> bool:
+        deliveries = plant.store.outbox.list(status=DeliveryStatus.PENDING, limit=1000)
+        return len(deliveries) == 200 and all(d.last_error and not d.attempts for d in deliveries)
+
+    # Nothing can be published: the announcements wait in the plant's outbox, held back without
+    # counting attempts (so no backoff grows while the server is down).
+    assert wait_for(held_back, 60)
+    assert store.count_events(PLANT) == 0
+
+    server.start()
+    assert wait_for(lambda: store.count_events(PLANT) == 200, DELIVERY_TIMEOUT_S)
+    _assert_once(store, events)
