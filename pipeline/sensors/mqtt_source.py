@@ -121,11 +121,12 @@ class MqttSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._connected = threading.Event()
+        self._subscribe_mid: int | None = None
         self.client = self._new_client()
 
     @property
     def is_connected(self) -> bool:
-        """True while the client holds a session with the broker (subscribed)."""
+        """True while the client holds a session with the broker and the broker has acknowledged its subscriptions."""
         return self._connected.is_set()
 
     def start(self) -> None:
@@ -154,6 +155,7 @@ class MqttSource:
         if parts.scheme == "mqtts":
             client.tls_set_context(ssl.create_default_context())
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         return client
@@ -201,9 +203,20 @@ class MqttSource:
                 "MQTT %s (%s): connection refused: %s", self.broker.id, self.broker.display_url, reason
             )
             return
-        for topic in self._filters:
-            client.subscribe(topic, qos=self.broker.qos)
-        self._connected.set()
+        filters: list[tuple[str, int]] = [(topic, self.broker.qos) for topic in self._filters]
+        _rc, self._subscribe_mid = client.subscribe(filters)
+
+    def _on_subscribe(
+        self, _client: mqtt.Client, _userdata: object, mid: int, reasons: list[Any], _props: object
+    ) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [topic for topic, reason in zip(self._filters, reasons, strict=False) if reason.is_failure]
+        if refused:
+            logger.warning(
+                "MQTT %s (%s): the broker refused %s", self.broker.id, self.broker.display_url, refused
+            )
+        self._connected.set()  # subscribed: from now on no reading is missed
         logger.info(
             "MQTT %s (%s): connected, %d filter(s)",
             self.broker.id,

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from anjian.pipeline.event_wire import SensorFactsWire
 from anjian.service.config import SiteConfig
 from anjian.service.schemas import WebhookPayload
 
@@ -120,6 +121,7 @@ class MessageBuilder:
         self._zone = ZoneInfo(site.timezone)
         self._workshops = {w.id: w.name or w.id for w in site.workshops}
         self._cameras = {c.id: c.name or c.id for w in site.workshops for c in w.cameras}
+        self._cameras.update({s.id: s.display_name for w in site.workshops for s in w.sensors})
         self._zones = {
             (c.id, z.id): z.name or z.id for w in site.workshops for c in w.cameras for z in c.zones
         }
@@ -160,7 +162,10 @@ class MessageBuilder:
             fields.append(("处理人 By", who))
         if announced.change is not None and announced.change.note:
             fields.append(("备注 Note", announced.change.note[:500]))
-        fields.append(("置信度 Confidence", f"{event.confidence:.2f}"))
+        if event.sensor is not None:
+            fields.append(("读数 Reading", _reading_text(event.sensor)))
+        else:
+            fields.append(("置信度 Confidence", f"{event.confidence:.2f}"))
         fields.append(
             ("来源 Source", SOURCE)
         )  # a robot with the keyword setting: 安监 or anjian always matches
@@ -195,3 +200,15 @@ def _local_time(moment: datetime, zone: ZoneInfo) -> str:
     """``moment`` in ``zone`` as ``YYYY-MM-DD HH:MM:SS TZ``."""
     local = moment.astimezone(zone)
     return f"{local:%Y-%m-%d %H:%M:%S} {local.tzname() or ''}".strip()
+
+
+def _reading_text(sensor: SensorFactsWire) -> str:
+    """A sensor event's reading on a card: value, peak and limit crossed, in the sensor's unit."""
+    unit = f" {sensor.unit}" if sensor.unit else ""
+    per = "/min" if sensor.kind == "rate" else ""
+    parts = [] if sensor.value is None else [f"{sensor.value:g}{unit}{per}"]
+    if sensor.peak is not None:
+        parts.append(f"峰值 peak {sensor.peak:g}")
+    if sensor.threshold is not None:
+        parts.append(f"阈值 limit {sensor.threshold:g}")
+    return " · ".join(parts) or "无数据 no data"

@@ -290,11 +290,10 @@ async function renderDetail() {
 
 // The trend of a sensor alert's readings, from ten minutes before it to two after it ended (or now), as an
 // inline SVG: the reading, the alert's span and the sensor's limits in their colours.
-const SVG = "http://www.w3.org/2000/svg";
 const TREND_W = 600, TREND_H = 220, PAD = { left: 48, right: 10, top: 10, bottom: 24 };
 
 function svgEl(name, attrs, text) {
-  const el = document.createElementNS(SVG, name);
+  const el = document.createElementNS($("detail-trend-chart").namespaceURI, name);  // the SVG namespace
   for (const [key, value] of Object.entries(attrs)) el.setAttribute(key, String(value));
   if (text !== undefined) el.textContent = text;
   return el;

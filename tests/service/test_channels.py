@@ -24,7 +24,8 @@ import yaml
 from pydantic import SecretStr, ValidationError
 
 from anjian.pipeline.config import CameraPipelineConfig
-from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.pipeline.event import Behaviour, RiskLevel, SensorFacts
+from anjian.pipeline.sensors.config import SensorConfig
 from anjian.service.channels import (
     AlertChannels,
     AlertMessage,
@@ -574,6 +575,31 @@ def test_a_robot_answer_quoting_its_url_is_recorded_without_the_token(tmp_path: 
         outcome = channel.send(_sample_message(tmp_path), None)
     assert outcome.status_code == 502 and outcome.error is not None
     assert token not in outcome.error and "<feishu robot f>" in outcome.error
+
+
+def test_a_sensor_alert_card_names_the_sensor_and_gives_its_reading_not_a_confidence(tmp_path: Path) -> None:
+    site = _site()
+    sensor = SensorConfig.model_validate(
+        {"id": "nh3-1", "name": "氨气 机房", "quantity": "ammonia", "unit": "ppm", "source": {"kind": "http"}}
+    )
+    workshops = [site.workshops[0].model_copy(update={"sensors": [sensor]}), *site.workshops[1:]]
+    facts = SensorFacts("nh3-1", "ammonia", "ppm", "high", 62.5, 80.0, 50.0, ("cam-1",))
+    event = make_event(behaviour=Behaviour.SENSOR_THRESHOLD, camera_id="nh3-1", boxes=(), sensor=facts)
+    store = EventStore(f"sqlite:///{tmp_path / 'sensor.db'}")
+    try:
+        payload = WebhookPayload.for_event(store.upsert_event(event).event).model_dump(mode="json")
+    finally:
+        store.close()
+
+    message = MessageBuilder(site.model_copy(update={"workshops": workshops}), PUBLIC_URL).build(
+        payload, idempotency_key="k"
+    )
+
+    fields = dict(message.fields)
+    assert fields["读数 Reading"] == "62.5 ppm · 峰值 peak 80 · 阈值 limit 50"
+    assert "置信度 Confidence" not in fields
+    assert fields["行为 Behaviour"] == "传感器超限 Sensor threshold"
+    assert "氨气 机房" in fields["地点 Place"]
 
 
 def _sample_message(tmp_path: Path) -> AlertMessage:
