@@ -56,6 +56,10 @@ class NatsServer:
         self.log_path = folder / "nats.log"
         self._process: subprocess.Popen[bytes] | None = None
 
+    def reconfigure(self, config: str) -> None:
+        """Replace the config file (it takes effect at the next ``start``)."""
+        self.config_path.write_text(config, encoding="utf-8")
+
     @property
     def url(self) -> str:
         """The client URL."""
@@ -126,6 +130,7 @@ class NatsTopology:
 
     root: Path
     hub_domain: str = "hub"
+    leaf_passwords: dict[str, str] = field(default_factory=dict)
     hub: NatsServer = field(init=False)
     plants: dict[str, NatsServer] = field(default_factory=dict, init=False)
     link: TcpLink = field(init=False)
@@ -140,25 +145,35 @@ class NatsTopology:
                 listen=f"127.0.0.1:{port}",
                 leaf_listen=f"127.0.0.1:{self.leaf_port}",
                 leaf_advertise=f"127.0.0.1:{self.link.port}",
+                leaf_users=self.leaf_passwords,
                 store_dir=self.root / "hub" / "jetstream",
                 domain=self.hub_domain,
             ),
             port,
         )
 
-    def add_plant(self, plant_id: str) -> NatsServer:
-        """Add a plant's leaf node (not started), JetStream domain ``plant-<plant_id>``."""
+    def plant_config(self, plant_id: str, port: int, leaf_password: str | None) -> str:
+        """The config text of a plant's leaf node on ``port``, presenting ``leaf_password``."""
+        return plant_server_config(
+            plant_id=plant_id,
+            listen=f"127.0.0.1:{port}",
+            hub_leaf_url=f"nats-leaf://127.0.0.1:{self.link.port}",
+            store_dir=self.root / f"plant-{plant_id}" / "jetstream",
+            domain=plant_domain(plant_id),
+            leaf_password=leaf_password,
+        )
+
+    def add_plant(self, plant_id: str, *, leaf_password: str | None = None) -> NatsServer:
+        """Add a plant's leaf node (not started), JetStream domain ``plant-<plant_id>``.
+
+        Args:
+            plant_id: The plant.
+            leaf_password: What it presents to the hub; default its entry in ``leaf_passwords``.
+        """
         port = free_port()
+        password = leaf_password if leaf_password is not None else self.leaf_passwords.get(plant_id)
         server = NatsServer(
-            self.root / f"plant-{plant_id}",
-            plant_server_config(
-                plant_id=plant_id,
-                listen=f"127.0.0.1:{port}",
-                hub_leaf_url=f"nats-leaf://127.0.0.1:{self.link.port}",
-                store_dir=self.root / f"plant-{plant_id}" / "jetstream",
-                domain=plant_domain(plant_id),
-            ),
-            port,
+            self.root / f"plant-{plant_id}", self.plant_config(plant_id, port, password), port
         )
         self.plants[plant_id] = server
         return server

@@ -132,6 +132,10 @@ def hub_tokens_revoke(
 @hub_app.command("nats-config")
 def hub_nats_config(
     store_dir: Annotated[Path, typer.Option("--store-dir", help="Where this nats-server keeps JetStream.")],
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="The hub's: hub YAML whose plants' leaf passwords to require."),
+    ] = None,
     plant: Annotated[
         str | None,
         typer.Option("--plant", help="Write a plant's leaf node config (its bus id); default the hub's."),
@@ -139,6 +143,9 @@ def hub_nats_config(
     hub_leaf_url: Annotated[
         str, typer.Option("--hub-leaf-url", help="A plant's: the hub's leaf address, nats-leaf://host:7422.")
     ] = "",
+    leaf_password_file: Annotated[
+        Path | None, typer.Option("--leaf-password-file", help="A plant's: file holding its leaf password.")
+    ] = None,
     listen: Annotated[str, typer.Option("--listen", help="host:port for clients.")] = "127.0.0.1:4222",
     leaf_listen: Annotated[
         str, typer.Option("--leaf-listen", help="The hub's: host:port the plants connect to.")
@@ -149,12 +156,25 @@ def hub_nats_config(
 
     try:
         if plant is None:
-            text = hub_server_config(listen=listen, leaf_listen=leaf_listen, store_dir=store_dir.resolve())
+            users = _load(config).leaf_users() if config is not None else {}
+            text = hub_server_config(
+                listen=listen, leaf_listen=leaf_listen, store_dir=store_dir.resolve(), leaf_users=users
+            )
         else:
             if not hub_leaf_url:
                 raise ValueError("a plant's config needs --hub-leaf-url nats-leaf://<hub>:7422")
+            password = None
+            if leaf_password_file is not None:
+                try:
+                    password = leaf_password_file.read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise ValueError(f"cannot read {leaf_password_file}: {exc.strerror or exc}") from None
             text = plant_server_config(
-                plant_id=plant, listen=listen, hub_leaf_url=hub_leaf_url, store_dir=store_dir.resolve()
+                plant_id=plant,
+                listen=listen,
+                hub_leaf_url=hub_leaf_url,
+                store_dir=store_dir.resolve(),
+                leaf_password=password,
             )
     except ValueError as exc:
         raise _fail(str(exc)) from None

@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from anjian.service.bus.subjects import BUS_ID_PATTERN, plant_domain
 from anjian.service.config import ServerConfig, SlaConfig, StorageConfig
@@ -55,6 +55,14 @@ class PlantConfig(_HubModel):
         max_length=64,
         pattern=BUS_ID_PATTERN,
         description="JetStream domain of the plant's leaf node; default plant-<id>.",
+    )
+
+    leaf_password: SecretStr | None = Field(
+        None,
+        min_length=16,
+        max_length=200,
+        description="The password this plant's leaf node presents to the hub's nats-server (user: the plant "
+        "id); set for every plant or none (`anjian hub nats-config --config` writes them).",
     )
 
     @property
@@ -102,7 +110,16 @@ class HubConfig(_HubModel):
                 raise ValueError(f"plant {plant.id}: JetStream domain {plant.jetstream_domain!r} is taken")
             seen.add(plant.id)
             domains.add(plant.jetstream_domain)
+        with_password = {plant.leaf_password is not None for plant in self.plants}
+        if len(with_password) > 1:
+            raise ValueError(
+                "set leaf_password for every plant or for none (the hub accepts leaf nodes one way)"
+            )
         return self
+
+    def leaf_users(self) -> dict[str, str]:
+        """Plant id to leaf password, for the hub's nats-server (empty when the plants have none)."""
+        return {p.id: p.leaf_password.get_secret_value() for p in self.plants if p.leaf_password is not None}
 
     def plant(self, plant_id: str) -> PlantConfig | None:
         """The plant with this id, or ``None``."""

@@ -32,8 +32,25 @@ def _write(tmp_path: Path, text: str) -> Path:
         ("plants:\n  - id: a\n  - id: b\n    domain: plant-a\n", "JetStream domain 'plant-a' is taken"),
         ("plants:\n  - id: a\n    colour: red\n", "plants.0.colour: Extra inputs are not permitted"),
         ("plants: [\n", "not valid YAML"),
+        (
+            "plants:\n  - id: a\n    leaf_password: aaaaaaaaaaaaaaaaaaaa\n  - id: b\n",
+            "set leaf_password for every plant or for none",
+        ),
+        (
+            "plants:\n  - id: a\n    leaf_password: short\n",
+            "leaf_password: Value should have at least 16 items",
+        ),
     ],
-    ids=["no-plants", "dotted-id", "twice", "same-domain", "typo", "not-yaml"],
+    ids=[
+        "no-plants",
+        "dotted-id",
+        "twice",
+        "same-domain",
+        "typo",
+        "not-yaml",
+        "some-passwords",
+        "short-password",
+    ],
 )
 def test_a_bad_hub_config_names_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
@@ -97,3 +114,48 @@ def test_tokens_create_refuses_an_unknown_group_and_prints_a_scoped_token(tmp_pa
     assert unknown.exit_code == 2 and "no group 'c'" in unknown.output
     assert created.exit_code == 0 and created.stdout.strip().startswith("anjhub_")
     assert "viewer\tgroup:dust\tbureau" in listed.output
+
+
+@pytest.mark.skipif(shutil.which("nats-server") is None, reason="nats-server is not installed")
+def test_leaf_passwords_go_into_the_hubs_authorization_and_the_plants_remote_url(tmp_path: Path) -> None:
+    hub_yaml = _write(tmp_path, "plants:\n  - id: lab-3\n    leaf_password: 'p@ss word/with:odd chars'\n")
+    secret = tmp_path / "leaf-password"
+    secret.write_text("p@ss word/with:odd chars\n", encoding="utf-8")
+    runner = CliRunner()
+    hub = runner.invoke(app, ["hub", "nats-config", "--store-dir", "js", "--config", str(hub_yaml)])
+    plant = runner.invoke(
+        app,
+        [
+            "hub", "nats-config", "--store-dir", "js", "--plant", "lab-3",
+            "--hub-leaf-url", "nats-leaf://hub.example:7422", "--leaf-password-file", str(secret),
+        ],
+    )  # fmt: skip
+
+    assert hub.exit_code == 0 and plant.exit_code == 0, hub.output + plant.output
+    assert 'authorization { users = [ {user: "lab-3", password: "p@ss word/with:odd chars"} ] }' in hub.output
+    assert "nats-leaf://lab-3:p%40ss%20word%2Fwith%3Aodd%20chars@hub.example:7422" in plant.output
+    for name, text in (("hub.conf", hub.output), ("plant.conf", plant.output)):
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        check = subprocess.run(
+            ["nats-server", "-t", "-c", str(path)], capture_output=True, text=True, check=False
+        )
+        assert check.returncode == 0, check.stderr
+
+
+def test_a_hub_leaf_url_with_credentials_in_it_is_refused() -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "hub",
+            "nats-config",
+            "--store-dir",
+            "js",
+            "--plant",
+            "a",
+            "--hub-leaf-url",
+            "nats-leaf://a:b@hub:7422",
+        ],
+    )
+    assert result.exit_code == 2
+    assert "no credentials" in result.output
