@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.service.app import create_app
 from anjian.service.bus.remarks import ACTION_PRESS
 from anjian.service.composition import ServiceParts
 from anjian.service.config import StorageConfig
@@ -25,7 +26,7 @@ from anjian.service.hub.config import HubBusConfig, HubConfig, PlantConfig
 from anjian.service.hub.consumer import HubBus
 from anjian.service.hub.store import HubStore
 from tests.factories import make_event, make_jpeg
-from tests.service.bus.conftest import PLANT, plant, topology  # noqa: F401 - fixtures
+from tests.service.bus.conftest import PLANT, plant, plant_config, topology  # noqa: F401 - fixtures
 from tests.service.server import ServerThread
 from tests.service.test_dashboard import browser  # noqa: F401 - fixture
 from tests.support.nats import NatsTopology
@@ -64,6 +65,8 @@ def _sign_in(page: Any, base_url: str, token: str) -> None:
 
 
 def test_supervisor_sees_every_plant_drills_down_and_presses_for_action(
+    tmp_path: Path,
+    topology: NatsTopology,  # noqa: F811
     plant: ServiceParts,  # noqa: F811
     hub_server: tuple[ServerThread, HubStore],
     browser: Any,  # noqa: F811
@@ -105,6 +108,19 @@ def test_supervisor_sees_every_plant_drills_down_and_presses_for_action(
         return any(line.action == ACTION_PRESS for line in plant.store.audit_trail(fire.id))
 
     assert wait_for(pressed, 60)  # it reached the plant's control room through the bus
+    config = plant_config(tmp_path / "plant", topology.plants[PLANT].url)  # the plant fixture's
+    plant_server = ServerThread(create_app(config, plant)).start()
+    try:
+        operator = plant.store.tokens.create("duty officer", "operator")[1]
+        control_room = browser.new_page()
+        control_room.goto(f"{plant_server.base_url}/#token={operator}")
+        control_room.locator(f".event-row[data-id='{fire.id}']").click(timeout=TIMEOUT_MS)
+        expect(control_room.locator("#audit tr").last).to_contain_text(
+            "Pressed for action by the supervising office", timeout=TIMEOUT_MS
+        )
+        expect(control_room.locator("#audit tr").last).to_contain_text("send someone now")
+    finally:
+        plant_server.stop()
     screenshots = os.environ.get("ANJIAN_SCREENSHOT_DIR")
     if screenshots:
         page.screenshot(path=str(Path(screenshots) / "hub-dashboard.png"), full_page=True)
