@@ -5,7 +5,8 @@ service's process, in every shape (``anjian serve`` and ``anjian run``): its eve
 to the same event writer (``StoreSink``) as the cameras' and ingest's, its readings to
 the ``ReadingStore``, and gateways push to it through ``POST /ingest/readings``. Where
 the process also reads the cameras (``anjian run``), a raised sensor incident carries
-the latest live frame of the first camera it names that has one.
+the latest live frame of the first camera it names that has one, and a later revision
+the clip of that camera's live frames around the crossing.
 """
 
 from __future__ import annotations
@@ -47,11 +48,16 @@ def build_sensor_runner(
     sensors = config.sensors()
     if not sensors:
         return None
+    from anjian.pipeline.evidence import BufferedFrame
     from anjian.pipeline.sensors.runner import SensorAssignment, SensorRunner  # paho and pymodbus load here
 
     def snapshot(camera_id: str) -> bytes | None:
         frame = live_view.frame(camera_id) if live_view is not None else None
         return None if frame is None else frame.jpeg
+
+    def clip_frame(camera_id: str) -> BufferedFrame | None:
+        frame = live_view.frame(camera_id) if live_view is not None else None
+        return None if frame is None else BufferedFrame(frame.captured_at, frame.jpeg)
 
     return SensorRunner(
         config.site.id,
@@ -60,6 +66,7 @@ def build_sensor_runner(
         sink,
         readings=readings,
         snapshot=snapshot if live_view is not None else None,
+        clip_frames=clip_frame if live_view is not None else None,
         language=config.site.language,
         clock=clock,
     )

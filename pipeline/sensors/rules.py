@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from anjian.pipeline.event import Behaviour, RiskLevel, SensorFacts
+from anjian.pipeline.event import Behaviour, Event, RiskLevel, SensorFacts
 from anjian.pipeline.incidents import EventContext, IncidentBook, IncidentUpdate
 from anjian.pipeline.messages import text
 from anjian.pipeline.sensors.config import SensorConfig, ThresholdsConfig
@@ -180,6 +180,14 @@ class SensorRules:
         """End every open incident of the sensor (the sensor is removed or the runner stops)."""
         books = [self._threshold_book, self._rate_book, self._fault_book]
         return [update for book in books if book is not None for update in book.close_all(now)]
+
+    def amend(self, event_id: str, **changes: object) -> Event | None:
+        """One more revision of the sensor's incident ``event_id`` carrying ``changes`` (its clip), or ``None``."""
+        for book in (self._threshold_book, self._rate_book, self._fault_book):
+            event = None if book is None else book.amend(event_id, **changes)
+            if event is not None:
+                return event
+        return None
 
     def open_kinds(self) -> list[str]:
         """What is open now: ``threshold``, ``rate``, and the fault kinds (for tests and the API)."""

@@ -7,7 +7,9 @@ the event revisions to the ``EventSink`` (the same one the camera pipeline uses:
 one alert stream), hands the readings to the ``ReadingSink`` (history) in batches,
 and ticks every rule about once a second so a silent sensor goes stale. A raised
 sensor incident carries the latest live frame of the first of its cameras that has
-one (``snapshot``), so the control room sees the place of a gas alarm.
+one (``snapshot``), and, ``clip_post_s`` later, one more revision carries the clip of
+that camera around the crossing (``anjian.pipeline.sensors.clips``), so the control
+room sees the place of a gas alarm.
 
 Readings never block a source: when the queue is full the reading is dropped and
 counted (``queue_full``). Stopping ends the open incidents of every sensor.
@@ -22,7 +24,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
+from anjian.pipeline.event import Event
 from anjian.pipeline.incidents import EventContext, IncidentUpdate, UpdateKind
+from anjian.pipeline.sensors.clips import LinkedCameraClips, LiveFrameSource
 from anjian.pipeline.sensors.config import (
     ModbusSensorSource,
     MqttSensorSource,
@@ -80,6 +84,10 @@ class SensorRunner:
         sink: Where event revisions go (the alert service's writer, or a pipeline's HTTP sink).
         readings: Where accepted readings go (the history), or ``None``.
         snapshot: The latest JPEG of a camera, for the cameras a sensor names; ``None``: no snapshots.
+        clip_frames: The latest live frame of a camera, buffered for clips of the cameras sensors
+            name; ``None``: no clips.
+        clip_pre_s: Seconds of a clip before the crossing.
+        clip_post_s: Seconds of a clip after it.
         language: Language of the event messages.
         clock: Wall clock, epoch seconds.
         queue_size: Readings that may wait before new ones are dropped.
@@ -100,6 +108,9 @@ class SensorRunner:
         *,
         readings: ReadingSink | None = None,
         snapshot: SnapshotProvider | None = None,
+        clip_frames: LiveFrameSource | None = None,
+        clip_pre_s: float = 5.0,
+        clip_post_s: float = 5.0,
         language: str = "en",
         clock: Callable[[], float] = time.time,
         queue_size: int = 100_000,
@@ -128,6 +139,14 @@ class SensorRunner:
             )
             for a in assignments
         }
+        linked = sorted({camera_id for a in assignments for camera_id in a.config.camera_ids})
+        self._clips = (
+            LinkedCameraClips(
+                linked, clip_frames, self.attach_clip, pre_s=clip_pre_s, post_s=clip_post_s, clock=clock
+            )
+            if clip_frames is not None and linked
+            else None
+        )
         self._sources: list[MqttSource | ModbusSource] = (
             self._build_sources(assignments, sources) if start_sources else []
         )
@@ -202,6 +221,8 @@ class SensorRunner:
             raise RuntimeError("the sensor runner was started before")
         self._thread = threading.Thread(target=self._run, name="sensor-rules", daemon=True)
         self._thread.start()
+        if self._clips is not None:
+            self._clips.start()
         for source in self._sources:
             source.start()
         logger.info("sensors: %d sensor(s) on %d source(s)", len(self._rules), len(self._sources))
@@ -218,6 +239,20 @@ class SensorRunner:
             now = self._clock()
             for rules in self._rules.values():
                 self._publish(rules.close(now))
+        if self._clips is not None:
+            self._clips.stop()  # clips still due are cut now and published as revisions of the ended incidents
+
+    def attach_clip(self, event_id: str, mp4: bytes) -> bool:
+        """Publish one more revision of sensor incident ``event_id`` carrying its clip; False when it is long gone."""
+        with self._lock:
+            for rules in self._rules.values():
+                event = rules.amend(event_id, clip_mp4=mp4)
+                if event is not None:
+                    self._sink.publish(event)
+                    self._published += 1
+                    return True
+        logger.warning("sensors: the clip of %s is ready but its incident is long gone", event_id)
+        return False
 
     def _run(self) -> None:
         next_tick = self._clock() + self._tick_s
@@ -270,14 +305,21 @@ class SensorRunner:
     def _publish(self, updates: list[IncidentUpdate]) -> None:
         for update in updates:
             event = update.event
-            if update.kind is UpdateKind.OPENED and event.sensor is not None and self._snapshot is not None:
-                event = replace(event, snapshot_jpeg=self._first_snapshot(event.sensor.camera_ids))
+            if update.kind is UpdateKind.OPENED and event.sensor is not None:
+                self._add_evidence_requests(event)
+                if self._snapshot is not None:
+                    event = replace(event, snapshot_jpeg=self._first_snapshot(event.sensor.camera_ids))
             try:
                 self._sink.publish(event)
             except Exception:
                 logger.exception("sensors: %s: cannot publish event %s", event.camera_id, event.id)
                 continue
             self._published += 1
+
+    def _add_evidence_requests(self, event: Event) -> None:
+        """Ask for the clip of the sensor's first camera around the moment the incident was raised."""
+        if self._clips is not None and event.sensor is not None and event.sensor.camera_ids:
+            self._clips.request(event.id, event.sensor.camera_ids[0], at=event.last_seen_at)
 
     def _first_snapshot(self, camera_ids: Sequence[str]) -> bytes | None:
         """The latest frame of the first of ``camera_ids`` that has one."""
