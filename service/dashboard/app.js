@@ -250,6 +250,7 @@ async function renderDetail() {
     if (event.sensor.peak !== null) fact(dl, t("f_peak"), `${event.sensor.peak}${unit}`);
     if (event.sensor.threshold !== null) fact(dl, t("f_threshold"), `${event.sensor.threshold}${unit}`);
   } else fact(dl, t("f_model"), event.model_version || "—");
+  if (event.track_id !== null && event.track_id !== undefined) fact(dl, t("f_track"), `#${event.track_id}`);
   renderTrend(event).catch((error) => showError(error.message));
 
   const img = $("detail-snapshot");

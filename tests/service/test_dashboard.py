@@ -93,6 +93,7 @@ def test_operator_sees_a_new_alert_live_and_works_it_through_the_buttons(
             camera_id="line-1",
             message="Open flame in zone-a on line-1",
             snapshot_jpeg=make_jpeg(320, 180, (0, 80, 255)),
+            track_id=7,
         )
         httpx.post(
             f"{server.base_url}/ingest/events", json=event_to_json(event), headers=pipeline
@@ -107,6 +108,7 @@ def test_operator_sees_a_new_alert_live_and_works_it_through_the_buttons(
         # Locator assertions, not wait_for_function: its string predicate is eval'd in the page,
         # which the dashboard's Content-Security-Policy (rightly) forbids once it has to poll.
         expect(page.locator("#detail-snapshot")).to_have_js_property("naturalWidth", 320, timeout=TIMEOUT_MS)
+        expect(page.locator("#detail-facts")).to_contain_text("Tracked object#7")  # the rules' track id
         assert page.is_disabled("button[data-action='resolve']"), "resolve is not allowed while raised"
 
         page.click("button[data-action='acknowledge']")
