@@ -19,6 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
+    from anjian.pipeline.evidence import BufferedFrame
     from anjian.pipeline.live import LiveView
     from anjian.pipeline.sensors.runner import SensorRunner
     from anjian.pipeline.sink import EventSink
@@ -48,7 +49,6 @@ def build_sensor_runner(
     sensors = config.sensors()
     if not sensors:
         return None
-    from anjian.pipeline.evidence import BufferedFrame
     from anjian.pipeline.sensors.runner import SensorAssignment, SensorRunner  # paho and pymodbus load here
 
     def snapshot(camera_id: str) -> bytes | None:
@@ -56,6 +56,8 @@ def build_sensor_runner(
         return None if frame is None else frame.jpeg
 
     def clip_frame(camera_id: str) -> BufferedFrame | None:
+        from anjian.pipeline.evidence import BufferedFrame  # loaded already where a live view runs
+
         frame = live_view.frame(camera_id) if live_view is not None else None
         return None if frame is None else BufferedFrame(frame.captured_at, frame.jpeg)
 

@@ -23,10 +23,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from anjian.pipeline.event import Event
 from anjian.pipeline.incidents import EventContext, IncidentUpdate, UpdateKind
-from anjian.pipeline.sensors.clips import LinkedCameraClips, LiveFrameSource
 from anjian.pipeline.sensors.config import (
     ModbusSensorSource,
     MqttSensorSource,
@@ -38,6 +38,9 @@ from anjian.pipeline.sensors.mqtt_source import MqttSource
 from anjian.pipeline.sensors.reading import BadInput, Reading, ReadingSink
 from anjian.pipeline.sensors.rules import SensorRules
 from anjian.pipeline.sink import EventSink
+
+if TYPE_CHECKING:  # clips load PyAV and OpenCV: only where a live view feeds them (anjian run)
+    from anjian.pipeline.sensors.clips import LinkedCameraClips, LiveFrameSource
 
 __all__ = ["SensorAssignment", "SensorRunner", "SensorStats"]
 
@@ -140,13 +143,13 @@ class SensorRunner:
             for a in assignments
         }
         linked = sorted({camera_id for a in assignments for camera_id in a.config.camera_ids})
-        self._clips = (
-            LinkedCameraClips(
+        self._clips: LinkedCameraClips | None = None
+        if clip_frames is not None and linked:
+            from anjian.pipeline.sensors.clips import LinkedCameraClips
+
+            self._clips = LinkedCameraClips(
                 linked, clip_frames, self.attach_clip, pre_s=clip_pre_s, post_s=clip_post_s, clock=clock
             )
-            if clip_frames is not None and linked
-            else None
-        )
         self._sources: list[MqttSource | ModbusSource] = (
             self._build_sources(assignments, sources) if start_sources else []
         )
