@@ -33,10 +33,11 @@ from anjian.service.bus import subjects
 from anjian.service.bus.address import BUS_ADDRESS
 from anjian.service.bus.config import BusConfig
 from anjian.service.bus.connection import BusConnection
+from anjian.service.bus.consuming import run_pull_consumer
 from anjian.service.bus.errors import BusUnavailableError
 from anjian.service.bus.messages import CameraReport, EventChange, HealthReport, SupervisorRemark
 from anjian.service.bus.remarks import record_remark
-from anjian.service.bus.streams import ensure_durable, ensure_plant_streams
+from anjian.service.bus.streams import ensure_plant_streams
 from anjian.service.channels.outcome import SendOutcome
 from anjian.service.errors import EvidenceError
 from anjian.service.evidence import EvidenceStore
@@ -248,31 +249,25 @@ class PlantBus:
 
     async def _consume_remarks(self) -> None:
         """Record every remark of the plant's commands stream; reconnect and resume after any fault."""
-        stream = subjects.plant_commands_stream(self.plant_id)
-        while True:
-            try:
-                if not self.connection.is_connected:
-                    await asyncio.sleep(_RETRY_S / 2)
-                    continue
-                js = self.connection.jetstream()
-                await self._ensure(js)
-                await ensure_durable(js, stream, subjects.PLANT_COMMANDS_CONSUMER, ack_wait_s=30.0)
-                subscription = await js.pull_subscribe_bind(subjects.PLANT_COMMANDS_CONSUMER, stream)
-                while True:
-                    try:
-                        messages = await subscription.fetch(_FETCH_BATCH, timeout=1.0)
-                    except TimeoutError:  # nats' own and asyncio's: nothing to fetch now
-                        continue
-                    for message in messages:
-                        await self._apply_remark(message)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the consumer must outlive a server restart
-                self._is_ready = False
-                logger.warning(
-                    "plant %s: remark consumer: %s: %s; retrying", self.plant_id, type(exc).__name__, exc
-                )
-                await asyncio.sleep(_RETRY_S)
+
+        async def handle(messages: list[Msg]) -> None:
+            for message in messages:
+                await self._apply_remark(message)
+
+        def forget() -> None:
+            self._is_ready = False
+
+        await run_pull_consumer(
+            self.connection,
+            stream=subjects.plant_commands_stream(self.plant_id),
+            durable=subjects.PLANT_COMMANDS_CONSUMER,
+            batch=_FETCH_BATCH,
+            ack_wait_s=30.0,
+            setup=self._ensure,
+            handle=handle,
+            on_fault=forget,
+            name=f"plant {self.plant_id}: remark consumer",
+        )
 
     async def _apply_remark(self, message: Msg) -> None:
         """Write one remark into the audit trail and ack it; a malformed or unknown one is dropped (term)."""

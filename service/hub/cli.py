@@ -104,6 +104,8 @@ def hub_tokens_create(
 @hub_tokens_app.command("list")
 def hub_tokens_list(config: HubConfigOption) -> None:
     """List the hub's tokens (never their secrets)."""
+    from anjian.service.tokens import printable
+
     store = _open(_load(config))
     try:
         tokens = store.tokens.list()
@@ -111,7 +113,7 @@ def hub_tokens_list(config: HubConfigOption) -> None:
         store.close()
     for token in tokens:
         revoked = " revoked" if token.revoked_at is not None else ""
-        typer.echo(f"{token.id}\t{token.role.value}\t{token.scope}\t{token.name}{revoked}")
+        typer.echo(f"{token.id}\t{token.role.value}\t{token.scope}\t{printable(token.name)}{revoked}")
 
 
 @hub_tokens_app.command("revoke")

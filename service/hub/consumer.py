@@ -23,12 +23,14 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from pydantic import ValidationError
 
 from anjian.service.bus import subjects
 from anjian.service.bus.connection import BusConnection
+from anjian.service.bus.consuming import run_pull_consumer
 from anjian.service.bus.messages import BusMessage, SupervisorRemark, parse_plant_message
-from anjian.service.bus.streams import SourcedPlant, ensure_durable, ensure_hub_streams
+from anjian.service.bus.streams import SourcedPlant, ensure_hub_streams
 from anjian.service.hub.config import HubConfig
 from anjian.service.hub.store import HubStore
 
@@ -98,29 +100,20 @@ class HubBus:
         """Fetch, store, ack, forever; after any fault (a server restart) set up again and resume."""
         bus = self._config.bus
         plants = [SourcedPlant(plant.id, plant.jetstream_domain) for plant in self._config.plants]
-        while True:
-            try:
-                if not self.connection.is_connected:
-                    await asyncio.sleep(_RETRY_S / 2)
-                    continue
-                js = self.connection.jetstream()
-                await ensure_hub_streams(js, plants, retention_days=bus.retention_days)
-                await ensure_durable(
-                    js, subjects.HUB_EVENTS_STREAM, subjects.HUB_CONSUMER, ack_wait_s=bus.ack_wait_s
-                )
-                subscription = await js.pull_subscribe_bind(subjects.HUB_CONSUMER, subjects.HUB_EVENTS_STREAM)
-                logger.info("hub: consuming %s for %d plant(s)", subjects.HUB_EVENTS_STREAM, len(plants))
-                while True:
-                    try:
-                        messages = await subscription.fetch(bus.fetch_batch, timeout=1.0)
-                    except TimeoutError:  # nats' own and asyncio's: nothing to fetch now
-                        continue
-                    await self._handle(messages)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - the consumer must outlive a server restart
-                logger.warning("hub: consumer: %s: %s; retrying", type(exc).__name__, exc)
-                await asyncio.sleep(_RETRY_S)
+
+        async def setup(js: JetStreamContext) -> None:
+            await ensure_hub_streams(js, plants, retention_days=bus.retention_days)
+
+        await run_pull_consumer(
+            self.connection,
+            stream=subjects.HUB_EVENTS_STREAM,
+            durable=subjects.HUB_CONSUMER,
+            batch=bus.fetch_batch,
+            ack_wait_s=bus.ack_wait_s,
+            setup=setup,
+            handle=self._handle,
+            name=f"hub ({len(plants)} plant(s))",
+        )
 
     async def _handle(self, messages: list[Msg]) -> None:
         """Store a fetched batch in one transaction, then ack it; nak it when the database fails."""
