@@ -6,7 +6,9 @@ to the same event writer (``StoreSink``) as the cameras' and ingest's, its readi
 the ``ReadingStore``, and gateways push to it through ``POST /ingest/readings``. Where
 the process also reads the cameras (``anjian run``), a raised sensor incident carries
 the latest live frame of the first camera it names that has one, and a later revision
-the clip of that camera's live frames around the crossing.
+the clip of that camera's live frames around the crossing. Open sensor incidents
+outlive a restart (``{storage.dir}/open_sensor_incidents.json``): a gas alarm that
+goes on through a restart stays one alert.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from anjian.service.readings import ReadingStore
 
 __all__ = ["SensorCollector", "build_sensor_runner"]
+
+_JOURNAL_FILE = "open_sensor_incidents.json"  # the camera pipeline keeps its own (open_incidents.json)
 
 
 def build_sensor_runner(
@@ -49,6 +53,7 @@ def build_sensor_runner(
     sensors = config.sensors()
     if not sensors:
         return None
+    from anjian.pipeline.incident_journal import IncidentJournal
     from anjian.pipeline.sensors.runner import SensorAssignment, SensorRunner  # paho and pymodbus load here
 
     def snapshot(camera_id: str) -> bytes | None:
@@ -61,7 +66,8 @@ def build_sensor_runner(
         frame = live_view.frame(camera_id) if live_view is not None else None
         return None if frame is None else BufferedFrame(frame.captured_at, frame.jpeg)
 
-    return SensorRunner(
+    journal = IncidentJournal(config.storage.dir / _JOURNAL_FILE)
+    runner = SensorRunner(
         config.site.id,
         [SensorAssignment(workshop.id, sensor) for workshop, sensor in sensors],
         config.sensor_sources,
@@ -71,7 +77,11 @@ def build_sensor_runner(
         clip_frames=clip_frame if live_view is not None else None,
         language=config.site.language,
         clock=clock,
+        incident_journal=journal,
     )
+    for event in journal.close_unclaimed(clock()):  # sensors removed while the service was down
+        sink.publish(event)
+    return runner
 
 
 class SensorCollector(Collector):

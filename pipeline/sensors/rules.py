@@ -215,9 +215,24 @@ class SensorRules:
             camera_ids=tuple(config.camera_ids),
         )
 
-    def _worst(self, kind: str, value: float, *, is_open: bool, is_higher_worse: bool = True) -> float:
-        """The worst value of the ``kind`` incident so far, ``value`` included (a new incident starts afresh)."""
+    def _worst(
+        self,
+        kind: str,
+        value: float,
+        *,
+        is_open: bool,
+        is_higher_worse: bool = True,
+        book: IncidentBook | None = None,
+        key: str = _KEY,
+    ) -> float:
+        """The worst value of the ``kind`` incident so far, ``value`` included (a new incident starts afresh).
+
+        An incident resumed after a restart starts from the peak its last revision carried.
+        """
         previous = self._peak.get(kind) if is_open else None
+        if previous is None and is_open and book is not None:
+            resumed = book.event_of(key)
+            previous = None if resumed is None or resumed.sensor is None else resumed.sensor.peak
         worst = (
             value if previous is None else (max(previous, value) if is_higher_worse else min(previous, value))
         )
@@ -235,7 +250,7 @@ class SensorRules:
         if held is not None and (self._peak_hold is None or held.colour.rank > self._peak_hold.colour.rank):
             self._peak_hold = held
         direction = self._thresholds.config.direction
-        peak = self._worst(direction, value, is_open=is_open, is_higher_worse=direction == "high")
+        peak = self._worst(direction, value, is_open=is_open, is_higher_worse=direction == "high", book=book)
         hold = self._peak_hold
         self._is_threshold_clear = held is None
         if hold is None:
@@ -279,7 +294,7 @@ class SensorRules:
         is_open = self._rate_book.is_open(_KEY)
         if not is_rising and not is_open:
             return None
-        peak = self._worst("rate", per_minute, is_open=is_open)
+        peak = self._worst("rate", per_minute, is_open=is_open, book=self._rate_book)
         return self._rate_book.observe(
             _KEY,
             now=at,
@@ -337,7 +352,14 @@ class SensorRules:
         high = faults.max if faults.max is not None else "+inf"
         is_below = faults.min is not None and value < faults.min
         limit = faults.min if is_below else faults.max
-        peak = self._worst("out_of_range", value, is_open=is_open, is_higher_worse=not is_below)
+        peak = self._worst(
+            "out_of_range",
+            value,
+            is_open=is_open,
+            is_higher_worse=not is_below,
+            book=self._fault_book,
+            key="out_of_range",
+        )
         return self._fault_book.observe(
             "out_of_range",
             now=at,

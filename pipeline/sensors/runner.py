@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from anjian.pipeline.event import Event
+from anjian.pipeline.incident_journal import IncidentJournal
 from anjian.pipeline.incidents import EventContext, IncidentUpdate, UpdateKind
 from anjian.pipeline.sensors.config import (
     ModbusSensorSource,
@@ -95,6 +96,9 @@ class SensorRunner:
         clock: Wall clock, epoch seconds.
         queue_size: Readings that may wait before new ones are dropped.
         tick_s: How often silent sensors are checked for staleness.
+        incident_journal: Keeps open incidents across a restart (``anjian.pipeline.incident_journal``;
+            a file of its own, not the camera pipeline's): ``stop`` leaves them open and the next
+            runner carries on with them, so a restart during a gas alarm does not end it.
         start_sources: False to run only the rules (readings offered by the caller: tests, the bench).
 
     Example:
@@ -118,9 +122,11 @@ class SensorRunner:
         clock: Callable[[], float] = time.time,
         queue_size: int = 100_000,
         tick_s: float = 1.0,
+        incident_journal: IncidentJournal | None = None,
         start_sources: bool = True,
     ) -> None:
         self._sink = sink
+        self._journal = incident_journal
         self._readings = readings
         self._snapshot = snapshot
         self._clock = clock
@@ -137,7 +143,9 @@ class SensorRunner:
         self._rules = {
             a.config.id: SensorRules(
                 a.config,
-                EventContext(site_id, a.workshop_id, a.config.id, "", language=language),
+                EventContext(
+                    site_id, a.workshop_id, a.config.id, "", language=language, journal=incident_journal
+                ),
                 started_at=now,
             )
             for a in assignments
@@ -231,9 +239,11 @@ class SensorRunner:
         logger.info("sensors: %d sensor(s) on %d source(s)", len(self._rules), len(self._sources))
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the sources, evaluate what is queued, end every open incident, stop the worker."""
+        """Stop the sources, evaluate what is queued, end every open incident (kept open with a journal), stop the worker."""
         for source in self._sources:
             source.stop()
+        if self._journal is not None:
+            self._journal.suspend()  # a restart resumes them: no ended_at goes out
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
