@@ -72,7 +72,12 @@ Scope = Annotated[_Scope, Depends(_scope)]
 
 
 def create_hub_app(
-    config: HubConfig, store: HubStore, *, on_remark: Callable[[], None] | None = None
+    config: HubConfig,
+    store: HubStore,
+    *,
+    on_remark: Callable[[], None] | None = None,
+    is_bus_connected: Callable[[], bool] = lambda: True,
+    clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """Build the hub's FastAPI app over its store.
 
@@ -80,6 +85,8 @@ def create_hub_app(
         config: The hub config (plants, groups, deadlines).
         store: The hub's store (its owner opens and closes it).
         on_remark: Called after a remark is stored (``HubBus.remark_added``: publish it now).
+        is_bus_connected: Whether the hub's NATS connection is up, for ``/readyz``.
+        clock: Epoch seconds: what "overdue" and "silent" are judged against.
     """
     app = FastAPI(title="anjian hub", docs_url=None, redoc_url=None)
     app.add_middleware(SecurityHeadersMiddleware)
@@ -100,11 +107,14 @@ def create_hub_app(
     def overview(who: Scope) -> OverviewOut:
         """Every plant the token sees: open incidents by colour, overdue ones, response times, cameras."""
         seen = [(p.id, p.name or p.id, p.group) for p in config.plants if p.id in who.plant_ids]
-        now = time.time()
+        now = clock()
         return OverviewOut(
             hub_name=config.hub.name,
             at=epoch_to_datetime(now),
-            plants=[PlantOut.from_summary(s) for s in store.summaries(seen, config.sla, now=now)],
+            plants=[
+                PlantOut.from_summary(s, now=now, silent_after_s=config.hub.silent_after_s)
+                for s in store.summaries(seen, config.sla, now=now)
+            ],
         )
 
     @api.get("/events", response_model=list[HubEventOut])
@@ -190,6 +200,19 @@ def create_hub_app(
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz(response: Response) -> dict[str, str]:
+        """503 unless the database answers and the hub is connected to its nats-server."""
+        try:
+            store.ping()
+            database = "ok"
+        except Exception as exc:  # noqa: BLE001 - any database failure makes the hub not ready
+            database = type(exc).__name__
+        bus = "connected" if is_bus_connected() else "disconnected"
+        if database != "ok" or bus != "connected":
+            response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return {"database": database, "nats": bus}
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:

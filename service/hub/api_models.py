@@ -44,10 +44,12 @@ class PlantOut(_Out):
     resolve_median_s: float | None = Field(..., description="Median time from raise to resolution.")
     cameras_by_state: dict[str, int]
     last_message_at: datetime | None = Field(..., description="When the plant was last heard from.")
+    is_silent: bool = Field(..., description="Not heard from within hub.silent_after_s (or never).")
 
     @classmethod
-    def from_summary(cls, summary: PlantSummary) -> PlantOut:
-        """The response model of a plant summary."""
+    def from_summary(cls, summary: PlantSummary, *, now: float, silent_after_s: float) -> PlantOut:
+        """The response model of a plant summary at ``now`` (epoch seconds)."""
+        last = summary.last_message_at
         return cls(
             plant_id=summary.plant_id,
             name=summary.name,
@@ -58,7 +60,8 @@ class PlantOut(_Out):
             acknowledge_median_s=summary.acknowledge_median_s,
             resolve_median_s=summary.resolve_median_s,
             cameras_by_state=summary.cameras_by_state,
-            last_message_at=_at(summary.last_message_at),
+            last_message_at=_at(last),
+            is_silent=last is None or now - last > silent_after_s,
         )
 
 

@@ -75,6 +75,13 @@ class HubSiteConfig(_HubModel):
     """The supervising office."""
 
     name: str = Field("anjian hub", max_length=200, description="Shown on the hub's view.")
+    silent_after_s: float = Field(
+        120.0,
+        gt=0,
+        le=86_400,
+        description="A plant not heard from for this long is shown silent (it reports camera health every "
+        "bus.health_interval_s, 30 s by default).",
+    )
 
 
 class HubBusConfig(_HubModel):

@@ -28,7 +28,9 @@ def serve_hub(config: HubConfig, *, host: str, port: int) -> None:
     store = HubStore.from_config(config.storage)
     bus = HubBus(config, store)
     try:
-        app = create_hub_app(config, store, on_remark=bus.remark_added)
+        app = create_hub_app(
+            config, store, on_remark=bus.remark_added, is_bus_connected=lambda: bus.connection.is_connected
+        )
         bus.start()
         logger.info("hub: %d plant(s), NATS at %s", len(config.plants), config.bus.url)
         uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)

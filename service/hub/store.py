@@ -94,6 +94,10 @@ class HubStore:
         """Close the pooled connections."""
         self._db.close()
 
+    def ping(self) -> None:
+        """Run a trivial query; raises ``sqlalchemy.exc.SQLAlchemyError`` when the database is unusable."""
+        self._db.ping()
+
     # ------------------------------------------------------------- ingest
 
     def apply(self, messages: Sequence[BusMessage]) -> ApplyResult:

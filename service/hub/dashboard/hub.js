@@ -82,7 +82,8 @@ async function loadOverview() {
     row.append(el("td", duration(plant.acknowledge_median_s)), el("td", duration(plant.resolve_median_s)));
     const cameras = plant.cameras_by_state;
     const total = Object.values(cameras).reduce((a, b) => a + b, 0);
-    row.append(el("td", total ? `${cameras.online || 0} / ${total}` : "–"), el("td", when(plant.last_message_at)));
+    const heard = el("td", when(plant.last_message_at) + (plant.is_silent ? " (silent)" : ""), plant.is_silent ? "silent" : "");
+    row.append(el("td", total ? `${cameras.online || 0} / ${total}` : "–"), heard);
     row.addEventListener("click", () => selectPlant(plant.plant_id, plant.name));
     body.append(row);
   }

@@ -36,7 +36,7 @@ def hub(tmp_path: Path, clock: FakeClock) -> Iterator[tuple[TestClient, HubStore
         events[plant.id] = event.id
         recorder.store.close()
     remarks: list[int] = []
-    app = create_hub_app(config, store, on_remark=lambda: remarks.append(1))
+    app = create_hub_app(config, store, on_remark=lambda: remarks.append(1), clock=clock)
     with TestClient(app) as client:
         yield client, store, events
     store.close()
@@ -155,3 +155,39 @@ def test_a_revoked_token_is_refused(hub: tuple[TestClient, HubStore, dict[str, s
     info, secret = store.tokens.create("temp", "viewer", "all")
     store.tokens.revoke(info.id)
     assert client.get("/api/me", headers={"Authorization": f"Bearer {secret}"}).status_code == 401
+
+
+def test_a_plant_never_heard_from_or_quiet_too_long_is_shown_silent(
+    hub: tuple[TestClient, HubStore, dict[str, str]], tmp_path: Path, clock: FakeClock
+) -> None:
+    client, store, _events = hub
+    headers = _bearer(store, "all")
+
+    def silent() -> dict[str, bool]:
+        plants = client.get("/api/overview", headers=headers).json()["plants"]
+        return {p["plant_id"]: p["is_silent"] for p in plants}
+
+    assert silent() == {"dust-1": False, "dust-2": False, "cold-1": False}  # all heard just now
+    clock.now += 100
+    recorder = PlantRecorder("dust-1", tmp_path / "again.db", clock)
+    store.apply([recorder.raise_event(make_event())])
+    recorder.store.close()
+    clock.now += 60  # dust-1 heard 60 s ago, the others 160 s ago (silent after 120 s)
+    assert silent() == {"dust-1": False, "dust-2": True, "cold-1": True}
+
+
+@pytest.mark.parametrize(
+    ("connected", "status"), [(True, 200), (False, 503)], ids=["connected", "disconnected"]
+)
+def test_readyz_says_whether_the_database_and_nats_are_up(
+    tmp_path: Path, connected: bool, status: int
+) -> None:
+    config = HubConfig(storage=StorageConfig(dir=tmp_path / "hub"), plants=PLANTS)
+    store = HubStore.from_config(config.storage)
+    try:
+        with TestClient(create_hub_app(config, store, is_bus_connected=lambda: connected)) as client:
+            response = client.get("/readyz")
+        assert response.status_code == status
+        assert response.json() == {"database": "ok", "nats": "connected" if connected else "disconnected"}
+    finally:
+        store.close()

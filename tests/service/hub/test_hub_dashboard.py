@@ -90,7 +90,8 @@ def test_supervisor_sees_every_plant_drills_down_and_presses_for_action(
     plant_row = page.locator(f"#plants tr[data-plant='{PLANT}']")
     expect(plant_row.locator("td[data-colour='red']")).to_have_text("1", timeout=TIMEOUT_MS)
     expect(plant_row.locator("td[data-colour='orange']")).to_have_text("1")
-    expect(page.locator("#plants tr[data-plant='cold-1'] td").last).to_have_text("never")
+    expect(page.locator("#plants tr[data-plant='cold-1'] td").last).to_have_text("never (silent)")
+    expect(plant_row.locator("td").last).not_to_have_class("silent")
 
     plant_row.click()
     expect(page.locator("#events tbody tr")).to_have_count(2, timeout=TIMEOUT_MS)
