@@ -246,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", default="1", help="registry version written by 'finish'")
     parser.add_argument("--update", action="store_true", help="finish: rewrite meta and card of --version")
     parser.add_argument("--no-promote", action="store_true", help="finish: register without promoting")
+    parser.add_argument("--no-int8", action="store_true", help="finish: do not quantise the registered model")
     parser.add_argument(
         "--crosseval", type=Path, default=None, help="finish: crosseval.json of a held-out run, for the card"
     )
@@ -286,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 is_updating=args.update,
                 is_promoting=not args.no_promote,
                 crosseval_json=args.crosseval,
+                is_quantizing=not args.no_int8,
             )
         )
     return 0

@@ -4,7 +4,9 @@
 and fp16 ONNX), evaluates the fp32 export through the pipeline's ONNX backend on the val
 split of every source set (only the classes that source labels), compares ``person``
 with the COCO teacher, writes ``card.md`` and ``meta.json`` and registers the version
-under ``models/registry/anjian-n/`` (promoted, so ``builtin:anjian-n`` serves it).
+under ``models/registry/anjian-n/`` (promoted, so ``builtin:anjian-n`` serves it). Last, it
+quantises the registered model to int8 for CPUs (:mod:`anjian.training.quantize`: calibrated
+on the sources' train images, kept only if AP50 on each source's val split stays within 1 point).
 """
 
 from __future__ import annotations
@@ -266,6 +268,7 @@ def finish(
     ablation_work: Path | None = None,
     is_updating: bool = False,
     crosseval_json: Path | None = None,
+    is_quantizing: bool = True,
     progress: ProgressFn = no_progress,
 ) -> Path:
     """Export, evaluate and register the trained anjian-n; returns the registered ``model.onnx``.
@@ -282,6 +285,7 @@ def finish(
             its ``meta.json`` and ``card.md``, e.g. to add the ablation later.
         crosseval_json: The cross-source figures of a held-out run of the same recipe
             (``crosseval`` in another working folder) for the card; default ``work/crosseval.json``.
+        is_quantizing: Quantise the registered model to int8 (kept only if it passes the gate).
         progress: Wraps the evaluation loops.
     """
     recipe = json.loads((work / "recipe.json").read_text())
@@ -368,4 +372,26 @@ def finish(
     if is_promoting:
         promote(MODEL_NAME, entry.version, root=registry or REGISTRY_DIR, note="trained by training.anjian_n")
     logger.info("registered %s %s at %s", MODEL_NAME, entry.version, entry.directory)
+    if is_quantizing:
+        _quantize(entry.onnx, data_yaml, progress)
     return entry.onnx
+
+
+def _quantize(onnx: Path, data_yaml: Path, progress: ProgressFn) -> None:
+    """int8 of the registered model, calibrated and judged per source of the merged set."""
+    from anjian.training.quantize import ValidationSource, quantize_registered, record_int8
+
+    data = yaml.safe_load(Path(data_yaml).read_text())
+    merged = load_yolo_set(data_yaml)
+    sources = []
+    for source, labelled in data.get("labelled_classes", {}).items():
+        subset = DetectionSet(
+            name=source,
+            class_names=merged.class_names,
+            images=[im for im in merged.images if im.source == source],
+            labelled_classes={source: tuple(labelled)},
+        )
+        if subset.in_split("val") and subset.in_split("train"):
+            sources.append(ValidationSource(source, subset, ClassMap(classes=tuple(labelled))))
+    record = record_int8(onnx, quantize_registered(onnx, sources, progress=progress))
+    logger.info("int8 of %s: %s", onnx.parent, record["status"])

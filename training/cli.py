@@ -390,11 +390,28 @@ def export_command(
             "them): the JSON `anjian eval --json` wrote for these weights, or {class: score}.",
         ),
     ] = None,
+    quantize_data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--quantize-data",
+            help="With --register: also make the int8 model for CPUs, calibrated on this set's train split and "
+            "kept only if AP50 on each set's val split stays within 1 point (repeat: one per source; see "
+            "`anjian models quantize`).",
+        ),
+    ] = None,
+    quantize_class_map: Annotated[
+        Path | None,
+        typer.Option(
+            "--quantize-class-map", help="Maps the --quantize-data sets' class names onto the model's."
+        ),
+    ] = None,
 ) -> None:
-    """Export weights to ONNX (fp32, dynamic batch; fp16; TensorRT on a GPU), optionally register them."""
+    """Export weights to ONNX (fp32, dynamic batch; fp16; TensorRT on a GPU), optionally register (and quantise) them."""
     from anjian.training.export import export_onnx, export_tensorrt, to_fp16
     from anjian.training.thresholds import load_thresholds_json
 
+    if quantize_data and not register:
+        raise _fail("--quantize-data quantises the registered version: add --register")
     try:
         calibrated = load_thresholds_json(thresholds) if thresholds is not None else None
         onnx = export_onnx(
@@ -434,6 +451,14 @@ def export_command(
             f"registered {name} version {entry.version} in {entry.directory}; not served until "
             f"`anjian models promote {name} {entry.version}`"
         )
+        if quantize_data:
+            models_quantize(
+                name,
+                entry.version,
+                quantize_data,
+                class_map=quantize_class_map,
+                registry=_site_registry(registry, site_config),
+            )
 
 
 _LIST_COLUMNS = ("", "model", "version", "from", "created", "mAP50", "AP50 per set", "promoted for", "data")
@@ -691,6 +716,13 @@ def models_quantize(
     max_class_drop: Annotated[
         float | None, typer.Option(min=0.0, max=1.0, help="Also hold each class's AP50 to this fall.")
     ] = None,
+    start_at: Annotated[
+        str | None,
+        typer.Option(
+            help="Skip the mixed-precision tries before this one (decode, head, accuracy-control), e.g. when "
+            "an earlier run rejected them."
+        ),
+    ] = None,
     registry: RegistryOpt = None,
     site_config: SiteConfigOpt = None,
 ) -> None:
@@ -699,8 +731,12 @@ def models_quantize(
     The accepted model (OpenVINO IR) goes beside model.onnx and runs by default on CPUs; the table goes
     into meta.json and the card either way. Needs the train extra (nncf).
     """
-    from anjian.training.quantize import quantize_and_record
+    from anjian.training.quantize import FLOAT_LADDER, quantize_and_record
 
+    names = [scope.name for scope in FLOAT_LADDER]
+    if start_at is not None and start_at not in names:
+        raise _fail(f"--start-at must be one of {names}, got {start_at!r}")
+    ladder = FLOAT_LADDER[names.index(start_at) if start_at else 0 :]
     root = _site_registry(registry, site_config)
     try:
         record = quantize_and_record(
@@ -713,6 +749,7 @@ def models_quantize(
             seed=seed,
             max_source_drop=max_source_drop,
             max_class_drop=max_class_drop,
+            ladder=ladder,
             progress=rich_progress,
             report=_out.print,
         )
