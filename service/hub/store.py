@@ -33,7 +33,8 @@ from anjian.service.bus.messages import BusMessage, EventChange, HealthReport, S
 from anjian.service.config import SlaConfig, StorageConfig
 from anjian.service.database import Database, sqlite_url
 from anjian.service.hub.records import CameraStatus, HubAuditEntry, HubEvent, PlantSummary
-from anjian.service.hub.tables import HubAuditRow, HubBase, HubCameraRow, HubEventRow, HubPlantRow
+from anjian.service.hub.schema import upgrade_hub_database
+from anjian.service.hub.tables import HubAuditRow, HubCameraRow, HubEventRow, HubPlantRow
 from anjian.service.hub.tokens import HubTokens
 
 __all__ = ["OPEN_STATES", "ApplyResult", "HubStore"]
@@ -75,7 +76,7 @@ class HubStore:
 
     def __init__(self, database: Database | str, *, clock: Callable[[], float] = time.time) -> None:
         self._db = database if isinstance(database, Database) else Database(database)
-        HubBase.metadata.create_all(self._db.engine)
+        upgrade_hub_database(self._db.engine)
         self._clock = clock
         self.tokens = HubTokens(self._db, clock=clock)
 

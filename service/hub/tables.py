@@ -6,8 +6,10 @@
 - ``hub_plants``: when each plant was last heard from;
 - ``hub_tokens``: the hub's tokens, each limited to all plants, a group, or one plant.
 
-The hub creates these tables when it opens its database (``HubStore``); its database also
-holds the service's migrated schema (the ``Database`` it shares the store layer with).
+Its own Alembic migrations build them (``service/hub/migrations``, version table
+``hub_alembic_version``) when the hub opens its database (``HubStore``): a change here needs a
+migration there (the hub's schema test compares the two). The database also holds the
+service's migrated schema (the ``Database`` the hub shares the store layer with).
 """
 
 from __future__ import annotations
