@@ -58,9 +58,13 @@ class HubBus:
     Args:
         config: The hub config (its NATS server, plants, batch size, ack wait).
         store: The hub's store.
+        max_deliveries: Tries of a message the database refuses before it is given up (terminated).
     """
 
-    def __init__(self, config: HubConfig, store: HubStore) -> None:
+    def __init__(self, config: HubConfig, store: HubStore, *, max_deliveries: int = 20) -> None:
+        if max_deliveries < 1:
+            raise ValueError(f"max_deliveries must be >= 1, got {max_deliveries}")
+        self._max_deliveries = max_deliveries
         self._config = config
         self._store = store
         self._plants = {plant.id for plant in config.plants}
@@ -131,14 +135,42 @@ class HubBus:
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(None, self._store.apply, [parsed for _, parsed in good])
-        except Exception as exc:  # noqa: BLE001 - a database outage: the batch comes again
-            logger.warning("hub: cannot store %d message(s) yet: %s", len(good), exc)
-            for message, _ in good:
-                await message.nak(delay=_RETRY_S)
+        except Exception as exc:  # noqa: BLE001 - an outage, or one message the database refuses
+            logger.warning("hub: cannot store a batch of %d message(s) (%s); one by one", len(good), exc)
+            for message, parsed in good:
+                await self._store_alone(message, parsed)
             return
         for message, _ in good:
             await message.ack()
         self._count(batches=1)
+
+    async def _store_alone(self, message: Msg, parsed: BusMessage) -> None:
+        """Store one message in its own transaction: ack it, or nak it, or give up on it after many tries.
+
+        So one message the database refuses (a poison message) does not hold back the ones
+        fetched with it; after ``max_deliveries`` tries it is terminated and logged with its
+        stream sequence (it stays in the hub's stream for an operator to look at).
+        """
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(None, self._store.apply, [parsed])
+        except Exception as exc:  # noqa: BLE001 - the message comes again, or is given up
+            deliveries = message.metadata.num_delivered or 1
+            if deliveries >= self._max_deliveries:
+                logger.error(
+                    "hub: giving up on message %d of %s (plant %s) after %d tries: %s",
+                    message.metadata.sequence.stream,
+                    message.metadata.stream,
+                    parsed.plant_id,
+                    deliveries,
+                    exc,
+                )
+                self._count(terminated=1)
+                await message.term()
+            else:
+                await message.nak(delay=_RETRY_S)
+            return
+        await message.ack()
 
     def _parse(self, message: Msg) -> BusMessage | None:
         """The plant message, or ``None`` (logged) when it is malformed or not the sending plant's."""
