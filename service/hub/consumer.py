@@ -39,6 +39,7 @@ __all__ = ["HubBus", "HubBusStats"]
 logger = logging.getLogger(__name__)
 
 _RETRY_S: Final = 1.0
+_OUTAGE_RETRY_S: Final = 2.0
 _RELAY_INTERVAL_S: Final = 1.0
 
 
@@ -136,6 +137,11 @@ class HubBus:
         try:
             await loop.run_in_executor(None, self._store.apply, [parsed for _, parsed in good])
         except Exception as exc:  # noqa: BLE001 - an outage, or one message the database refuses
+            if not await self._is_database_up():
+                logger.warning("hub: the database is down (%s); %d message(s) come again", exc, len(good))
+                for message, _ in good:
+                    await message.nak(delay=_OUTAGE_RETRY_S)
+                return
             logger.warning("hub: cannot store a batch of %d message(s) (%s); one by one", len(good), exc)
             for message, parsed in good:
                 await self._store_alone(message, parsed)
@@ -144,17 +150,29 @@ class HubBus:
             await message.ack()
         self._count(batches=1)
 
+    async def _is_database_up(self) -> bool:
+        """Whether the database answers (a failed batch is then the fault of a message in it)."""
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self._store.ping)
+        except Exception:  # noqa: BLE001 - any failure: down
+            return False
+        return True
+
     async def _store_alone(self, message: Msg, parsed: BusMessage) -> None:
         """Store one message in its own transaction: ack it, or nak it, or give up on it after many tries.
 
         So one message the database refuses (a poison message) does not hold back the ones
         fetched with it; after ``max_deliveries`` tries it is terminated and logged with its
-        stream sequence (it stays in the hub's stream for an operator to look at).
+        stream sequence (it stays in the hub's stream for an operator to look at). Only tries
+        while the database answers count: through an outage nothing is given up.
         """
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(None, self._store.apply, [parsed])
         except Exception as exc:  # noqa: BLE001 - the message comes again, or is given up
+            if not await self._is_database_up():
+                await message.nak(delay=_OUTAGE_RETRY_S)
+                return
             deliveries = message.metadata.num_delivered or 1
             if deliveries >= self._max_deliveries:
                 logger.error(

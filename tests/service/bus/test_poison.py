@@ -44,3 +44,39 @@ def test_a_poison_message_is_given_up_and_the_rest_of_its_batch_is_stored(
     finally:
         bus.stop()
         store.close()
+
+
+def test_through_a_database_outage_nothing_is_given_up(
+    tmp_path: Path, topology: NatsTopology, plant: ServiceParts
+) -> None:
+    config = hub_config(tmp_path / "hub", topology.hub.url)
+    store = HubStore.from_config(config.storage)
+    real_apply, real_ping = store.apply, store.ping
+    outage = {"is_down": True, "refused": 0}
+
+    def apply(messages: Sequence[BusMessage]) -> ApplyResult:
+        if outage["is_down"]:
+            outage["refused"] += 1
+            raise RuntimeError("connection refused")
+        return real_apply(messages)
+
+    def ping() -> None:
+        if outage["is_down"]:
+            raise RuntimeError("connection refused")
+        real_ping()
+
+    store.apply = apply  # type: ignore[method-assign]
+    store.ping = ping  # type: ignore[method-assign]
+    bus = HubBus(config, store, max_deliveries=2)
+    bus.start()
+    try:
+        events = [make_event() for _ in range(10)]
+        for event in events:
+            plant.sink.publish(event)
+        assert wait_for(lambda: outage["refused"] >= 5, 60)  # refused again and again, past max_deliveries
+        outage["is_down"] = False
+        assert wait_for(lambda: store.count_events(PLANT) == 10, 60)
+        assert bus.stats().terminated == 0
+    finally:
+        bus.stop()
+        store.close()
