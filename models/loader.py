@@ -11,10 +11,10 @@ from pathlib import Path
 
 from anjian.models.config import DetectorConfig
 from anjian.models.detector import Detector
-from anjian.models.errors import ModelLoadError
+from anjian.models.errors import ModelError, ModelLoadError
 from anjian.models.int8_ir import Int8Files, accepted_int8
 from anjian.models.onnx_detector import OnnxDetector
-from anjian.models.registry import resolve_model_path
+from anjian.models.registry import read_meta, resolve_model_path
 
 __all__ = ["load_detector"]
 
@@ -73,15 +73,22 @@ def load_detector(spec: str | Path, config: DetectorConfig | None = None) -> Det
 
     Returns:
         An ``OnnxDetector``, an ``OpenVinoDetector`` (``.onnx`` on the CPU, see
-        ``DetectorConfig.backend``) or a ``YoloDetector``.
+        ``DetectorConfig.backend``) or a ``YoloDetector``; wrapped in a
+        ``SecondStageDetector`` when the version's ``meta.json`` has a ``second_stage``.
 
     Raises:
         ModelLoadError: Unknown builtin, missing file, unsupported format; a corrupt or
             missing int8 IR where the version records an accepted one; ``cpu_precision``
-            ``int8`` where there is none.
+            ``int8`` where there is none; a bad ``second_stage`` entry or a crop model that
+            does not load.
         ModelMetadataError: The file lacks class names or an input size.
     """
     path = resolve_model_path(str(spec), root=config.registry if config else None)
+    return _with_second_stage(path, _load_file(path, config), config)
+
+
+def _load_file(path: Path, config: DetectorConfig | None) -> Detector:
+    """The backend for one model file (no second stage)."""
     suffix = path.suffix.lower()
     if suffix == ".pt":
         from anjian.models.yolo_detector import YoloDetector
@@ -97,3 +104,33 @@ def load_detector(spec: str | Path, config: DetectorConfig | None = None) -> Det
             return OpenVinoDetector(path, config, int8=int8)
         return OnnxDetector(path, config)
     raise ModelLoadError(f"{path.name}: unsupported model format {suffix!r}; anjian runs .onnx (or .pt)")
+
+
+def _with_second_stage(path: Path, primary: Detector, config: DetectorConfig | None) -> Detector:
+    """``primary`` with the crop model its version's ``meta.json`` names (:mod:`anjian.models.second_stage`).
+
+    Raises:
+        ModelLoadError: The entry is malformed, the crop model does not load or has a second
+            stage itself, or the class names do not fit.
+    """
+    meta_path = path.parent / "meta.json"
+    raw = read_meta(path.parent).get("second_stage")
+    if raw is None:
+        return primary
+    from anjian.models.second_stage import SecondStageDetector, parse_second_stage
+
+    stage = parse_second_stage(raw, source=str(meta_path))
+    root = config.registry if config else None
+    try:
+        crop_path = resolve_model_path(stage.model, root=root)
+        if not stage.model.startswith("builtin:") and not crop_path.is_absolute():
+            crop_path = path.parent / crop_path
+        is_beside = crop_path.parent.resolve() == path.parent.resolve()  # the meta.json read above
+        if not is_beside and read_meta(crop_path.parent).get("second_stage") is not None:
+            raise ModelLoadError("it has a second stage itself; a crop model must be a plain detector")
+        crop_model = _load_file(crop_path, config)
+    except ModelError as exc:
+        raise ModelLoadError(
+            f"{meta_path}: second_stage model {stage.model!r} does not load: {exc}"
+        ) from None
+    return SecondStageDetector(primary, crop_model, stage)
