@@ -56,7 +56,9 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(tmp_path: Pa
     assert "person" not in naive_data["labelled_classes"]["cigarette"]
     train(naive)
     registry = tmp_path / "registry"
-    onnx = finish(work, version="3", registry=registry)
+    onnx = finish(
+        work, version="3", registry=registry, is_quantizing=False
+    )  # int8: tests/training/test_quantize.py
     assert "## Ablation" not in (onnx.parent / "card.md").read_text()
     bytes_before = onnx.read_bytes()
     assert finish(work, version="3", registry=registry, ablation_work=naive, is_updating=True) == onnx
