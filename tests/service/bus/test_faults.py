@@ -85,8 +85,11 @@ def test_every_event_raised_while_the_link_is_cut_reaches_the_hub_once(
 
 
 @pytest.fixture
-def hub_process(tmp_path: Path, topology: NatsTopology) -> Iterator[tuple[HubProcess, Path]]:
-    """``anjian hub serve`` as a child process (SQLite), taking 50 messages a batch, redelivering after 2 s."""
+def hub_process(
+    tmp_path: Path, topology: NatsTopology, database_url: str
+) -> Iterator[tuple[HubProcess, str]]:
+    """``anjian hub serve`` as a child process (SQLite; PostgreSQL in the slow run), 50 messages a batch,
+    redelivering after 2 s; with the URL of its database."""
     port = unused_port()
     config = write_hub_config(
         tmp_path / "hub",
@@ -95,18 +98,20 @@ def hub_process(tmp_path: Path, topology: NatsTopology) -> Iterator[tuple[HubPro
         port=port,
         fetch_batch=50,
         ack_wait_s=2.0,
+        database_url=None if database_url.startswith("sqlite") else database_url,
     )
     process = HubProcess(config, port, tmp_path / "hub.log")
     process.start()
-    yield process, tmp_path / "hub" / "data"
+    data = tmp_path / "hub" / "data"
+    yield process, f"sqlite:///{data / 'anjian.db'}" if database_url.startswith("sqlite") else database_url
     process.kill()
 
 
 def test_a_hub_killed_mid_stream_and_restarted_loses_nothing_and_repeats_nothing(
-    plant: ServiceParts, hub_process: tuple[HubProcess, Path]
+    plant: ServiceParts, hub_process: tuple[HubProcess, str]
 ) -> None:
-    process, data = hub_process
-    store = HubStore(f"sqlite:///{data / 'anjian.db'}")
+    process, hub_database = hub_process
+    store = HubStore(hub_database)
     try:
         events = _raise(plant, 1000)
         assert wait_for(lambda: store.count_events(PLANT) >= 100, DELIVERY_TIMEOUT_S)
