@@ -108,7 +108,7 @@ async def ensure_plant_streams(
 
 
 async def ensure_hub_streams(
-    js: JetStreamContext, plants: Iterable[SourcedPlant], *, retention_days: float = 365.0
+    js: JetStreamContext, plants: Iterable[SourcedPlant], *, retention_days: float
 ) -> None:
     """Create the hub's events stream sourcing every plant's, and its commands stream.
 

@@ -92,7 +92,11 @@ class HubBusConfig(_HubModel):
     fetch_batch: int = Field(256, ge=1, le=5000, description="Messages taken per database transaction.")
     ack_wait_s: float = Field(30.0, gt=0, le=3600, description="Redelivery delay of a message not acked.")
     retention_days: float = Field(
-        365.0, gt=0, le=3650, description="How long the hub's streams keep messages."
+        14.0,
+        gt=0,
+        le=3650,
+        description="How long the hub's streams keep messages: the longest stop of the hub service they "
+        "bridge (what it stored is in its database; the stream is only the way in).",
     )
 
 
