@@ -542,12 +542,13 @@ def bench_pipeline(
         list[str] | None,
         typer.Option(
             "--phase",
-            help="naive, anjian, 'anjian fp32', 'anjian onnxruntime', 'anjian + motion gate', "
-            "'anjian real time' (default: all but fp32 and onnxruntime).",
+            help="naive, 'ultralytics openvino', anjian, 'anjian fp32', 'anjian onnxruntime', "
+            "'anjian + motion gate', 'anjian real time', 'model limit', 'model limit fp32' "
+            "(default: all but onnxruntime).",
         ),
     ] = None,
 ) -> None:
-    """Analysed frames/s, latency, CPU and RSS per camera: anjian's engine vs a naive ultralytics loop."""
+    """Analysed frames/s, latency, CPU, RSS per camera: anjian vs naive, ultralytics+OpenVINO, the model's limit."""
     from anjian.service.benchmarks.pipeline import DEFAULT_PHASES, run_pipeline_bench
 
     setup_logging("WARNING")
