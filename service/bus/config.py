@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from anjian.service.bus.subjects import BUS_ID_PATTERN
 
@@ -54,6 +54,13 @@ class BusConfig(BaseModel):
         ge=0,
         le=7_000_000,
         description="Largest snapshot sent with an event (bigger ones stay on the plant); 0 sends none.",
+    )
+    signing_key: SecretStr | None = Field(
+        None,
+        min_length=16,
+        max_length=200,
+        description="The key this plant and the hub share (the hub's plants[].signing_key): every message "
+        "between them is signed with it, so no other plant can speak for this one.",
     )
     retention_days: float = Field(
         30.0,

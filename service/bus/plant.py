@@ -37,6 +37,7 @@ from anjian.service.bus.consuming import run_pull_consumer
 from anjian.service.bus.errors import BusUnavailableError
 from anjian.service.bus.messages import CameraReport, EventChange, HealthReport, SupervisorRemark
 from anjian.service.bus.remarks import record_remark
+from anjian.service.bus.signing import SIGNATURE_HEADER, is_signed_by, signature
 from anjian.service.bus.streams import ensure_plant_streams
 from anjian.service.channels.outcome import SendOutcome
 from anjian.service.errors import EvidenceError
@@ -141,13 +142,16 @@ class PlantBus:
         self._is_ready = True
 
     def _publish(self, subject: str, data: bytes, msg_id: str) -> None:
-        """Publish to the plant's JetStream and wait for it to be stored."""
+        """Publish to the plant's JetStream (signed, with a key) and wait for it to be stored."""
         timeout_s = self._config.publish_timeout_s
+        headers = {"Nats-Msg-Id": msg_id}
+        if self._config.signing_key is not None:
+            headers[SIGNATURE_HEADER] = signature(self._config.signing_key.get_secret_value(), data)
 
         async def publish(js: JetStreamContext) -> None:
             await self._ensure(js)
             try:
-                await js.publish(subject, data, timeout=timeout_s, headers={"Nats-Msg-Id": msg_id})
+                await js.publish(subject, data, timeout=timeout_s, headers=headers)
             except (NotFoundError, nats.errors.NoRespondersError):
                 self._is_ready = False  # the stream is gone (a wiped server): create it on the next try
                 raise
@@ -275,6 +279,13 @@ class PlantBus:
             remark = SupervisorRemark.model_validate_json(message.data)
         except ValidationError as exc:
             logger.error("plant %s: dropping a malformed remark: %s", self.plant_id, exc)
+            await message.term()
+            return
+        key = self._config.signing_key
+        if key is not None and not is_signed_by(key.get_secret_value(), message.data, message.headers):
+            logger.error(
+                "plant %s: dropping remark %s: not signed with this plant's key", self.plant_id, remark.id
+            )
             await message.term()
             return
         if remark.plant_id != self.plant_id:

@@ -65,6 +65,14 @@ class PlantConfig(_HubModel):
         "id); set for every plant or none (`anjian hub nats-config --config` writes them).",
     )
 
+    signing_key: SecretStr | None = Field(
+        None,
+        min_length=16,
+        max_length=200,
+        description="The key this plant signs its messages with (its bus.signing_key); the hub drops "
+        "a message of this plant without a valid signature, and signs its remarks to it.",
+    )
+
     @property
     def jetstream_domain(self) -> str:
         """The plant's JetStream domain."""

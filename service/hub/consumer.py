@@ -30,6 +30,7 @@ from anjian.service.bus import subjects
 from anjian.service.bus.connection import BusConnection
 from anjian.service.bus.consuming import run_pull_consumer
 from anjian.service.bus.messages import BusMessage, SupervisorRemark, parse_plant_message
+from anjian.service.bus.signing import SIGNATURE_HEADER, is_signed_by, signature
 from anjian.service.bus.streams import SourcedPlant, ensure_hub_streams
 from anjian.service.hub.config import HubConfig
 from anjian.service.hub.store import HubStore
@@ -69,6 +70,11 @@ class HubBus:
         self._config = config
         self._store = store
         self._plants = {plant.id for plant in config.plants}
+        self._keys = {
+            plant.id: plant.signing_key.get_secret_value()
+            for plant in config.plants
+            if plant.signing_key is not None
+        }
         self.connection = BusConnection(config.bus.url, name="anjian-hub")
         self._remarks_due = asyncio.Event()
         self._stats = HubBusStats()
@@ -208,6 +214,14 @@ class HubBus:
                 message.subject,
             )
             return None
+        key = self._keys.get(parsed.plant_id)
+        if key is not None and not is_signed_by(key, message.data, message.headers):
+            logger.error(
+                "hub: dropping a message on %s: not signed with plant %s's key",
+                message.subject,
+                parsed.plant_id,
+            )
+            return None
         return parsed
 
     # ---------------------------------------------------------------- out
@@ -236,9 +250,9 @@ class HubBus:
 
     async def _publish_remark(self, remark: SupervisorRemark) -> None:
         js = self.connection.jetstream()
-        await js.publish(
-            subjects.command_subject(remark.plant_id),
-            remark.model_dump_json().encode(),
-            timeout=5.0,
-            headers={"Nats-Msg-Id": remark.id},
-        )
+        data = remark.model_dump_json().encode()
+        headers = {"Nats-Msg-Id": remark.id}
+        key = self._keys.get(remark.plant_id)
+        if key is not None:
+            headers[SIGNATURE_HEADER] = signature(key, data)
+        await js.publish(subjects.command_subject(remark.plant_id), data, timeout=5.0, headers=headers)

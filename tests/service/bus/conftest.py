@@ -38,12 +38,15 @@ def plant_config(data_dir: Path, nats_url: str, **bus: object) -> AnjianConfig:
     return make_config(data_dir, bus=BusConfig(url=nats_url, **bus))  # type: ignore[arg-type]
 
 
-def hub_config(data_dir: Path, nats_url: str, database_url: str | None = None) -> HubConfig:
+def hub_config(
+    data_dir: Path, nats_url: str, database_url: str | None = None, *, signing_key: str | None = None
+) -> HubConfig:
     """A hub supervising the one plant, storing in ``data_dir`` (or ``database_url``)."""
+    plant = PlantConfig(id=PLANT, name="Polishing plant", group="dust", signing_key=signing_key)  # type: ignore[arg-type]
     return HubConfig(
         bus=HubBusConfig(url=nats_url, ack_wait_s=2.0),
         storage=StorageConfig(dir=data_dir, database_url=database_url),
-        plants=[PlantConfig(id=PLANT, name="Polishing plant", group="dust")],
+        plants=[plant],
     )
 
 

@@ -159,3 +159,11 @@ def test_a_hub_leaf_url_with_credentials_in_it_is_refused() -> None:
     )
     assert result.exit_code == 2
     assert "no credentials" in result.output
+
+
+def test_a_short_signing_key_is_refused_at_the_plant_and_at_the_hub(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="signing_key: Value should have at least 16 items"):
+        load_hub_config(_write(tmp_path, "plants:\n  - id: a\n    signing_key: short\n"))
+    raw = make_config(tmp_path).model_dump() | {"bus": {"signing_key": "short"}}
+    with pytest.raises(ValidationError, match="bus.signing_key"):
+        AnjianConfig.model_validate(raw)

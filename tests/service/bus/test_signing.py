@@ -1,0 +1,109 @@
+"""With a signing key per plant, no one else can speak for a plant: forged events and remarks are dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import nats
+import pytest
+
+from anjian.service.bus import subjects
+from anjian.service.bus.messages import EventChange, SupervisorRemark
+from anjian.service.bus.remarks import ACTION_REMARK
+from anjian.service.bus.signing import is_signed_by, signature
+from anjian.service.composition import ServiceParts, build_service_parts
+from anjian.service.hub.consumer import HubBus
+from anjian.service.hub.store import HubStore
+from anjian.service.schemas import WebhookPayload
+from tests.factories import make_event
+from tests.service.bus.conftest import PLANT, hub_config, plant_config
+from tests.support.nats import NatsTopology
+from tests.support.waiting import wait_for
+
+KEY = "a-key-only-site-1-and-the-hub-hold"
+
+
+def test_a_signature_verifies_only_with_its_key_and_its_body() -> None:
+    headers = {"Anjian-Signature": signature(KEY, b"body")}
+    assert is_signed_by(KEY, b"body", headers)
+    assert not is_signed_by(KEY, b"other body", headers)
+    assert not is_signed_by("another-key-of-16+chars", b"body", headers)
+    assert not is_signed_by(KEY, b"body", None)
+
+
+@pytest.fixture
+def signed(tmp_path: Path, topology: NatsTopology) -> Iterator[tuple[ServiceParts, HubStore, HubBus]]:
+    """The plant and the hub sharing ``KEY``, started."""
+    config = hub_config(tmp_path / "hub", topology.hub.url, signing_key=KEY)
+    store = HubStore.from_config(config.storage)
+    bus = HubBus(config, store)
+    parts = build_service_parts(plant_config(tmp_path / "plant", topology.plants[PLANT].url, signing_key=KEY))
+    bus.start()
+    parts.start()
+    yield parts, store, bus
+    parts.close()
+    bus.stop()
+    store.close()
+
+
+async def _publish(url: str, subject: str, data: bytes, msg_id: str) -> None:
+    client = await nats.connect(url)
+    try:
+        await client.jetstream().publish(subject, data, headers={"Nats-Msg-Id": msg_id})
+    finally:
+        await client.close()
+
+
+def test_an_unsigned_event_in_the_plants_stream_is_dropped_and_signed_ones_are_stored(
+    signed: tuple[ServiceParts, HubStore, HubBus], topology: NatsTopology
+) -> None:
+    plant, store, bus = signed
+    genuine = make_event()
+    plant.sink.publish(genuine)
+    assert wait_for(lambda: store.get_event(PLANT, genuine.id) is not None, 60)
+    stored = plant.store.get_event(genuine.id)
+    assert stored is not None
+
+    forged_event = make_event()
+    payload = WebhookPayload.for_event(stored)
+    payload = payload.model_copy(update={"event": payload.event.model_copy(update={"id": forged_event.id})})
+    change = EventChange(plant_id=PLANT, key="forged:1", sent_at=0.0, payload=payload)
+    # Another plant publishing on site-1's subject: it lands in site-1's stream, unsigned.
+    asyncio.run(
+        _publish(
+            topology.plants[PLANT].url,
+            subjects.event_subject(PLANT),
+            change.model_dump_json().encode(),
+            "forged:1",
+        )
+    )
+    assert wait_for(lambda: bus.stats().terminated == 1, 60)
+    assert store.get_event(PLANT, forged_event.id) is None
+
+
+def test_a_remark_not_signed_with_the_plants_key_is_dropped(
+    signed: tuple[ServiceParts, HubStore, HubBus], topology: NatsTopology
+) -> None:
+    plant, store, bus = signed
+    event = make_event()
+    plant.sink.publish(event)
+    assert wait_for(lambda: store.get_event(PLANT, event.id) is not None, 60)
+    forged = SupervisorRemark(
+        id=uuid.uuid4().hex, plant_id=PLANT, event_id=event.id, actor="bureau", note="forged", at=1.0
+    )
+    asyncio.run(
+        _publish(
+            topology.hub.url, subjects.command_subject(PLANT), forged.model_dump_json().encode(), forged.id
+        )
+    )
+    store.add_remark(PLANT, event.id, actor="bureau", note="genuine", is_press_for_action=False)
+    bus.remark_added()
+
+    def remarks() -> list[str]:
+        return [line.note for line in plant.store.audit_trail(event.id) if line.action == ACTION_REMARK]
+
+    assert wait_for(lambda: remarks() != [], 60)
+    assert remarks() == ["genuine"]  # the forged one came first, and was dropped
