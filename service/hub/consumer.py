@@ -41,17 +41,21 @@ logger = logging.getLogger(__name__)
 
 _RETRY_S: Final = 1.0
 _OUTAGE_RETRY_S: Final = 2.0
+_UNSIGNED_RETRY_S: Final = 30.0
+_UNSIGNED_MAX_DELIVERIES: Final = 120  # x 30 s: an hour to fix a wrong key before such a message is given up
 _RELAY_INTERVAL_S: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
 class HubBusStats:
-    """Counters since start: messages received, written batches, terminated messages, remarks published."""
+    """Counters since start: messages received, written batches, terminated messages, remarks published,
+    deliveries of messages not signed with their plant's key."""
 
     received: int = 0
     batches: int = 0
     terminated: int = 0
     remarks_sent: int = 0
+    unsigned: int = 0
 
 
 class HubBus:
@@ -61,12 +65,23 @@ class HubBus:
         config: The hub config (its NATS server, plants, batch size, ack wait).
         store: The hub's store.
         max_deliveries: Tries of a message the database refuses before it is given up (terminated).
+        unsigned_retry_s: How often a message not signed with its plant's key comes again.
     """
 
-    def __init__(self, config: HubConfig, store: HubStore, *, max_deliveries: int = 20) -> None:
-        if max_deliveries < 1:
-            raise ValueError(f"max_deliveries must be >= 1, got {max_deliveries}")
+    def __init__(
+        self,
+        config: HubConfig,
+        store: HubStore,
+        *,
+        max_deliveries: int = 20,
+        unsigned_retry_s: float = _UNSIGNED_RETRY_S,
+    ) -> None:
+        if max_deliveries < 1 or unsigned_retry_s <= 0:
+            raise ValueError(
+                f"expected max_deliveries >= 1 and unsigned_retry_s > 0, got {max_deliveries}, {unsigned_retry_s}"
+            )
         self._max_deliveries = max_deliveries
+        self._unsigned_retry_s = unsigned_retry_s
         self._config = config
         self._store = store
         self._plants = {plant.id for plant in config.plants}
@@ -131,6 +146,9 @@ class HubBus:
         self._count(received=len(messages))
         good: list[tuple[Msg, BusMessage]] = []
         for message in messages:
+            if not self._is_signed(message):
+                await self._hold_unsigned(message)
+                continue
             parsed = self._parse(message)
             if parsed is None:
                 self._count(terminated=1)
@@ -214,15 +232,35 @@ class HubBus:
                 message.subject,
             )
             return None
-        key = self._keys.get(parsed.plant_id)
-        if key is not None and not is_signed_by(key, message.data, message.headers):
-            logger.error(
-                "hub: dropping a message on %s: not signed with plant %s's key",
-                message.subject,
-                parsed.plant_id,
-            )
-            return None
         return parsed
+
+    def _is_signed(self, message: Msg) -> bool:
+        """Whether the message is signed with the key of the plant whose subject it came on (if it has one)."""
+        tokens = message.subject.split(".")
+        key = self._keys.get(tokens[2]) if len(tokens) == 4 else None
+        return key is None or is_signed_by(key, message.data, message.headers)
+
+    async def _hold_unsigned(self, message: Msg) -> None:
+        """An unsigned (or wrongly signed) message: held back, given up after about an hour.
+
+        A wrong key in the hub's or the plant's config must not lose events: they come again
+        every ``unsigned_retry_s`` (30 s) for 120 tries, the time to fix it (then the hub takes
+        them); a forged message is given up after that.
+        """
+        self._count(unsigned=1)
+        deliveries = message.metadata.num_delivered or 1
+        if deliveries == 1 or deliveries % 20 == 0:
+            logger.error(
+                "hub: message %d on %s is not signed with that plant's signing_key (try %d)",
+                message.metadata.sequence.stream,
+                message.subject,
+                deliveries,
+            )
+        if deliveries >= _UNSIGNED_MAX_DELIVERIES:
+            self._count(terminated=1)
+            await message.term()
+        else:
+            await message.nak(delay=self._unsigned_retry_s)
 
     # ---------------------------------------------------------------- out
 

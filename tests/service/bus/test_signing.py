@@ -1,4 +1,4 @@
-"""With a signing key per plant, no one else can speak for a plant: forged events and remarks are dropped."""
+"""With a signing key per plant, no one else can speak for a plant: forged events are held back (then given up), forged remarks dropped."""
 
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ async def _publish(url: str, subject: str, data: bytes, msg_id: str) -> None:
         await client.close()
 
 
-def test_an_unsigned_event_in_the_plants_stream_is_dropped_and_signed_ones_are_stored(
+def test_an_unsigned_event_in_the_plants_stream_is_held_back_and_signed_ones_are_stored(
     signed: tuple[ServiceParts, HubStore, HubBus], topology: NatsTopology
 ) -> None:
     plant, store, bus = signed
@@ -80,8 +80,8 @@ def test_an_unsigned_event_in_the_plants_stream_is_dropped_and_signed_ones_are_s
             "forged:1",
         )
     )
-    assert wait_for(lambda: bus.stats().terminated == 1, 60)
-    assert store.get_event(PLANT, forged_event.id) is None
+    assert wait_for(lambda: bus.stats().unsigned == 1, 60)  # held back (a wrong key loses nothing) ...
+    assert store.get_event(PLANT, forged_event.id) is None  # ... and not stored
 
 
 def test_a_remark_not_signed_with_the_plants_key_is_dropped(
@@ -107,3 +107,29 @@ def test_a_remark_not_signed_with_the_plants_key_is_dropped(
 
     assert wait_for(lambda: remarks() != [], 60)
     assert remarks() == ["genuine"]  # the forged one came first, and was dropped
+
+
+def test_events_held_back_under_a_wrong_hub_key_are_stored_once_the_key_is_fixed(
+    tmp_path: Path, topology: NatsTopology
+) -> None:
+    wrong = hub_config(tmp_path / "hub", topology.hub.url, signing_key="not-the-key-site-1-signs-with")
+    store = HubStore.from_config(wrong.storage)
+    parts = build_service_parts(plant_config(tmp_path / "plant", topology.plants[PLANT].url, signing_key=KEY))
+    bus = HubBus(wrong, store, unsigned_retry_s=0.5)
+    bus.start()
+    parts.start()
+    try:
+        events = [make_event() for _ in range(5)]
+        for event in events:
+            parts.sink.publish(event)
+        assert wait_for(lambda: bus.stats().unsigned >= 10, 60)  # held back and offered again
+        assert store.count_events(PLANT) == 0
+        bus.stop()
+
+        bus = HubBus(hub_config(tmp_path / "hub", topology.hub.url, signing_key=KEY), store)
+        bus.start()
+        assert wait_for(lambda: store.count_events(PLANT) == 5, 60)
+    finally:
+        parts.close()
+        bus.stop()
+        store.close()
