@@ -149,6 +149,13 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _start(recipe: DemoRecipe) -> str:
+    """Where training started, for the card."""
+    if recipe.init_from is None:
+        return "trained from scratch (no pretrained weights)"
+    return f"started from the weights of `{Path(recipe.init_from).name}` of an earlier demo model (see below)"
+
+
 def _write_card(path: Path, meta: DemoModelMeta) -> None:
     """Write the markdown model card."""
     r = meta.recipe
@@ -159,14 +166,14 @@ def _write_card(path: Path, meta: DemoModelMeta) -> None:
     path.write_text(
         f"""# {meta.name} {meta.version}
 
-**A demo model, not for real sites.** A small YOLOv8 detector trained from scratch, only on
-synthetic workshop footage that anjian renders itself (`datasets/synthetic/`). It exists so
-that `make demo` raises a real open-flame alert on a fresh clone with no external data. It has
-never seen a real camera image: on real footage expect misses and false alarms. The model for
-real sites comes from the training issue (real, labelled data, `training/`).
+**A demo model, not for real sites.** A small YOLOv8 detector trained only on synthetic
+workshop footage that anjian renders itself (`datasets/synthetic/`). It exists so that
+`make demo` raises real alerts on a fresh clone with no external data. It has never seen a
+real camera image: on real footage expect misses and false alarms. The model for real sites is
+`anjian-n` (real, labelled data, `training/`).
 
 ## Model
-- Architecture: ultralytics YOLOv8 detector, depth x{r.depth_multiple}, width x{r.width_multiple}, no pretrained weights.
+- Architecture: ultralytics YOLOv8 detector, depth x{r.depth_multiple}, width x{r.width_multiple}; {_start(r)}.
 - Classes: {", ".join(f"`{c}` ({i})" for i, c in enumerate(meta.classes))}.
 - Input: `images`, float32 `(batch, 3, {meta.imgsz}, {meta.imgsz})`, RGB in `[0, 1]`, letterboxed
   (grey 114 padding); batch is dynamic.
@@ -179,8 +186,9 @@ real sites comes from the training issue (real, labelled data, `training/`).
 
 ## Training recipe
 - Data: {r.images} synthetic images rendered at {r.render_size_wh[0]}x{r.render_size_wh[1]} (seed {r.seed}),
-  {r.val_fraction:.0%} held out for val; about a third hold no flame but static amber lamps,
-  reflections, cones, hi-vis vests and yellow floor markings.
+  {r.val_fraction:.0%} held out for val: workshops with flames and smoke, people standing, walking,
+  lying, smoking or on the phone, loaded pallets, dust on the floor, exit doors; about a third
+  hold no flame but static amber lamps, reflections, cones, hi-vis vests and yellow floor markings.
 - {r.epochs} epochs, imgsz {r.imgsz}, batch {r.batch}, ultralytics defaults otherwise
   (optimizer auto, mosaic, HSV and flip augmentation), deterministic, seed {r.seed}.
 - Training took {meta.training_seconds / 60:.1f} min ({meta.total_seconds / 60:.1f} min with rendering,

@@ -504,11 +504,12 @@ def _random_figure(rng: np.random.Generator, w: int, h: int, floor_y: float) -> 
     fy = float(rng.uniform(floor_y + 0.1 * (h - floor_y), h * 1.02))
     vest = _VESTS[int(rng.integers(len(_VESTS)))] if rng.random() < 0.5 else None
     roll = rng.random()
-    if roll < 0.18:
+    if roll < 0.25:
         pose = Pose.LYING
-    elif roll < 0.42 and fh >= 0.4 * h:
+    elif roll < 0.55:
         pose = Pose.SMOKING
-    elif roll < 0.52:
+        fh = float(rng.uniform(0.5, 0.95) * h)  # close to the camera: the cigarette is a dozen pixels
+    elif roll < 0.65:
         pose = Pose.PHONING
     else:
         pose = Pose.STANDING
