@@ -8,7 +8,8 @@ into a registry folder such as ``models/registry/anjian-demo/1``.
 
 Nothing may reach the network: ultralytics is imported only after ``YOLO_OFFLINE`` and
 ``YOLO_AUTOINSTALL=false`` are set (so ``check_requirements`` never pip-installs), no
-pretrained weights are loaded (``pretrained=False``), the AMP check that downloads
+weights are fetched (the model comes from its yaml, or from ``--init-from``; ultralytics'
+``pretrained=False`` would drop the latter, so it is set only without one), the AMP check that downloads
 ``yolo11n.pt`` is off (``amp=False``), plots are off, and the one font ultralytics checks
 for when it reads a dataset is served from matplotlib's bundled DejaVu Sans.
 
@@ -65,8 +66,10 @@ class DemoRecipe(_Frozen):
     workers: int = Field(0, ge=0, le=8, description="Dataloader worker processes.")
     init_from: str | None = Field(
         None,
-        description="ONNX export of an earlier demo model of the same scale whose weights start the training "
-        "(the class outputs, re-sized for new classes, start fresh); None: from scratch.",
+        description="Where training starts: an ultralytics checkpoint (.pt) of the same classes (weights and "
+        "batch-norm statistics as they were), or the ONNX export of an earlier demo model of the same scale "
+        "(fused weights, batch-norms unfolded to the identity; class outputs re-sized for new classes start "
+        "fresh); None: from scratch.",
     )
 
 
@@ -242,7 +245,8 @@ def train_demo_model(
         depth_multiple: YOLOv8 depth multiple.
         render_size_wh: Size the synthetic images are rendered at.
         workers: Dataloader worker processes.
-        init_from: ONNX export of an earlier demo model of the same scale to start from.
+        init_from: A checkpoint (.pt) of the same classes, or the ONNX export of an earlier demo model
+            of the same scale, to start from.
         version: Registry version, stored in the metadata as ``anjian-demo-<version>``.
         work_dir: Folder for the dataset and ultralytics run; a temporary one (deleted
             afterwards) when ``None``.
@@ -306,7 +310,9 @@ def _train_in(out_dir: Path, work: Path, recipe: DemoRecipe, version: str) -> Pa
     from ultralytics.models.yolo.model import YOLO
 
     model = YOLO(str(_write_model_yaml(work / "anjian-demo-det.yaml", recipe)), task="detect")
-    if recipe.init_from is not None:
+    if recipe.init_from is not None and Path(recipe.init_from).suffix == ".pt":
+        model = YOLO(recipe.init_from, task="detect")  # an ultralytics checkpoint of this recipe's classes
+    elif recipe.init_from is not None:
         model = _initialised(model, Path(recipe.init_from), work / "init.pt")
     threads_before = torch.get_num_threads()
     threads = use_all_cores(model)
@@ -319,7 +325,7 @@ def _train_in(out_dir: Path, work: Path, recipe: DemoRecipe, version: str) -> Pa
         workers=recipe.workers,
         seed=recipe.seed,
         deterministic=True,
-        pretrained=False,
+        pretrained=recipe.init_from is not None,  # False would drop the weights just loaded
         cache="ram",
         project=str(work / "runs"),
         name="train",
@@ -411,7 +417,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--version", default=None, help="registry version; defaults to the name of --out")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the dataset and runs here")
     parser.add_argument(
-        "--init-from", type=Path, default=None, help="start from an earlier demo model's ONNX (same scale)"
+        "--init-from",
+        type=Path,
+        default=None,
+        help="start from a checkpoint (.pt, same classes) or an earlier demo model's ONNX (same scale)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
