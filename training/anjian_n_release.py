@@ -15,6 +15,7 @@ import hashlib
 import json
 import logging
 import math
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -393,5 +394,7 @@ def _quantize(onnx: Path, data_yaml: Path, progress: ProgressFn) -> None:
         )
         if subset.in_split("val") and subset.in_split("train"):
             sources.append(ValidationSource(source, subset, ClassMap(classes=tuple(labelled))))
-    record = record_int8(onnx, quantize_registered(onnx, sources, progress=progress))
+    with tempfile.TemporaryDirectory(prefix="anjian-int8-") as work:
+        outcome = quantize_registered(onnx, sources, work_dir=Path(work), progress=progress)
+        record = record_int8(onnx, outcome)
     logger.info("int8 of %s: %s", onnx.parent, record["status"])

@@ -364,7 +364,7 @@ def quantize_registered(
         ladder: Mixed-precision tries, fewest fp32 layers first.
         max_source_drop: Tolerance on each source's mean AP50 (0.01: 1 point).
         max_class_drop: Tolerance on each class's AP50 (``None``: not held).
-        work_dir: Where the tries' IRs are written (a temporary folder when ``None``).
+        work_dir: Where the tries' IRs are written (a temporary folder, left to the caller, when ``None``).
         progress: Wraps the evaluation loops.
         report: Called with one line per step (the CLI prints them).
 
@@ -502,7 +502,7 @@ def _card_section(record: Mapping[str, Any], verdict: Int8Verdict) -> str:
         )
     return (
         "## int8 (CPU)\n"
-        f"{head}\n\n"
+        f"{head.rstrip()}\n\n"
         f"NNCF post-training quantisation ({record['tool']}), calibrated on {calibration['images']} train images\n"
         f"drawn evenly from {', '.join(f'`{s}`' for s in calibration['sources'])} (seed {calibration['seed']}); "
         f"judged on each source's val split\nthrough anjian's detector, tolerance {tolerance} of AP50. "
@@ -600,5 +600,6 @@ def quantize_and_record(
             f"(a source checkout quantises it with --registry {SHIPPED_DIR})"
         )
     sources = load_sources(data, class_map)
-    outcome = quantize_registered(onnx, sources, **options)
-    return record_int8(onnx, outcome)
+    with tempfile.TemporaryDirectory(prefix="anjian-int8-") as work:
+        outcome = quantize_registered(onnx, sources, work_dir=Path(work), **options)
+        return record_int8(onnx, outcome)

@@ -166,12 +166,12 @@ def _cpu_s() -> float:
 
 
 def _naive_phase(
-    name: str, model: str, video: str, cameras: int, analysis_fps: float, seconds: float
+    name: str, model: str, video: str, cameras: int, analysis_fps: float, seconds: float, work_dir: str
 ) -> BenchPhase:
     """One ``cv2.VideoCapture`` per camera, read in turn; ``YOLO.predict`` on every sampled frame.
 
     ``naive`` runs the model file as it is (ONNX Runtime, or torch for a ``.pt``);
-    ``ultralytics openvino`` runs its OpenVINO export.
+    ``ultralytics openvino`` runs its OpenVINO export, written under ``work_dir``.
     """
     os.environ.setdefault("YOLO_OFFLINE", "1")
     import cv2
@@ -185,7 +185,9 @@ def _naive_phase(
     del reference
     is_openvino = name == "ultralytics openvino"
     weights = (
-        _ultralytics_openvino_export(Path(model), imgsz) if is_openvino else _with_fixed_batch(Path(model))
+        _ultralytics_openvino_export(Path(model), imgsz, Path(work_dir))
+        if is_openvino
+        else _with_fixed_batch(Path(model))
     )
     yolo = YOLO(weights, task="detect")
     captures = [cv2.VideoCapture(video) for _ in range(cameras)]
@@ -229,7 +231,7 @@ def _naive_phase(
     )
 
 
-def _ultralytics_openvino_export(model: Path, imgsz: list[int]) -> str:
+def _ultralytics_openvino_export(model: Path, imgsz: list[int], work_dir: Path) -> str:
     """What ``yolo export format=openvino`` gives for ``model``: ``<stem>_openvino_model/`` (fp32 IR + metadata.yaml).
 
     A ``.pt`` is exported by ultralytics itself; an ONNX file (no ``.pt`` to export from) is
@@ -237,15 +239,18 @@ def _ultralytics_openvino_export(model: Path, imgsz: list[int]) -> str:
     with its ultralytics metadata written to the ``metadata.yaml`` ultralytics reads.
     """
     if model.suffix == ".pt":
+        import shutil
+
         from ultralytics import YOLO  # type: ignore[attr-defined]
 
-        return str(YOLO(str(model)).export(format="openvino", imgsz=imgsz, half=False, int8=False))
+        copy = Path(shutil.copy2(model, work_dir / model.name))  # ultralytics writes beside its input
+        return str(YOLO(str(copy)).export(format="openvino", imgsz=imgsz, half=False, int8=False))
     import onnx
     import openvino as ov
     import yaml
 
     fixed = _with_fixed_batch(model)
-    folder = Path(tempfile.mkdtemp(prefix="anjian-peer-")) / f"{model.stem}_openvino_model"
+    folder = Path(tempfile.mkdtemp(prefix="peer-", dir=work_dir)) / f"{model.stem}_openvino_model"
     folder.mkdir(parents=True)
     ov.save_model(ov.Core().read_model(fixed), str(folder / f"{model.stem}.xml"), compress_to_fp16=False)
     props = {p.key: p.value for p in onnx.load(fixed).metadata_props}
@@ -539,7 +544,16 @@ def run_pipeline_bench(
             say(f"phase {name!r}: {seconds:g} s after {_WARMUP_S:g} s warm-up")
             if name in _PEERS:
                 results.append(
-                    _in_child(_naive_phase, name, str(model_path), str(video), cameras, analysis_fps, seconds)
+                    _in_child(
+                        _naive_phase,
+                        name,
+                        str(model_path),
+                        str(video),
+                        cameras,
+                        analysis_fps,
+                        seconds,
+                        str(folder),
+                    )
                 )
                 continue
             if name.startswith("model limit"):
