@@ -35,6 +35,7 @@ from anjian.models.crop_geometry import boxes_from_crop, upper_body_regions
 from anjian.models.detections import Detections
 from anjian.models.detector import Detector, host_images
 from anjian.models.errors import ModelLoadError
+from anjian.models.metadata import ModelInfo
 from anjian.models.postprocess import nms_per_class
 
 __all__ = ["SecondStageConfig", "SecondStageDetector", "parse_second_stage"]
@@ -126,6 +127,17 @@ class SecondStageDetector:
     def class_thresholds(self) -> dict[str, float]:
         """The primary's calibrated thresholds."""
         return self.primary.class_thresholds
+
+    @property
+    def info(self) -> ModelInfo:
+        """The primary's model facts (input size, task): what tools that size their input read."""
+        info: ModelInfo = self.primary.info  # type: ignore[attr-defined]
+        return info
+
+    @property
+    def precision(self) -> str:
+        """The primary's runtime precision (``fp32`` where it does not say)."""
+        return str(getattr(self.primary, "precision", "fp32"))
 
     def regions(self, detections: Detections, frame_wh: tuple[int, int]) -> np.ndarray:
         """The ``(k, 4) int32`` crops of one image: upper bodies of its best-scored ``on_classes`` boxes."""

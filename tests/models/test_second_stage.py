@@ -206,6 +206,8 @@ def test_the_loader_builds_the_second_stage_a_version_names(tmp_path: Path) -> N
     assert detector.config.margin == 0.2
     assert detector.class_names[4] == "cigarette"
     assert "+" in detector.version
+    assert detector.info.input_hw == (320, 320)  # the primary's, for tools that size their input
+    assert detector.precision == "fp32"
     frame = np.zeros((240, 320, 3), np.uint8)
     assert len(detector.detect([frame, frame])) == 2
     plain = load_detector("builtin:crops/1", _config(tmp_path))
