@@ -271,6 +271,7 @@ def _model_limit_phase(name: str, model: str, seconds: float) -> BenchPhase:
 
     precision = "fp32" if "fp32" in name else "auto"
     detector = load_detector(model, DetectorConfig(backend="openvino", device="cpu", cpu_precision=precision))
+    detector = getattr(detector, "primary", detector)  # a second-stage pair: the limit is its primary model's
     if not isinstance(detector, OpenVinoDetector):
         raise TypeError(
             f"the model's limit is measured with OpenVINO; {model} loads as {type(detector).__name__}"

@@ -62,3 +62,19 @@ def test_the_peer_and_the_limit_run_on_this_cpu() -> None:
     assert peer.runtime == "ultralytics openvino fp32"
     assert limit.name == "model limit fp32" and limit.analysed_fps > 0
     assert limit.runtime.startswith("OpenVINO fp32 raw")
+
+
+def test_the_limit_of_a_second_stage_pair_is_its_primary_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A version with a crop model loads as a pair; the raw throughput measured is the primary detector's."""
+    from types import SimpleNamespace
+
+    from anjian.models.config import DetectorConfig
+    from anjian.models.loader import load_detector
+    from anjian.service.benchmarks import pipeline
+
+    primary = load_detector("builtin:anjian-demo", DetectorConfig(device="cpu", backend="openvino"))
+    monkeypatch.setattr(
+        "anjian.models.loader.load_detector", lambda *_a, **_k: SimpleNamespace(primary=primary)
+    )
+    phase = pipeline._model_limit_phase("model limit fp32", "builtin:anjian-demo", 0.5)
+    assert phase.analysed_fps > 0 and phase.runtime.startswith("OpenVINO fp32 raw")
