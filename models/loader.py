@@ -8,6 +8,7 @@ the version's accepted int8 IR (:mod:`anjian.models.int8_ir`) unless the site fo
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from anjian.models.config import DetectorConfig
 from anjian.models.detector import Detector
@@ -16,7 +17,10 @@ from anjian.models.int8_ir import Int8Files, accepted_int8
 from anjian.models.onnx_detector import OnnxDetector
 from anjian.models.registry import read_meta, resolve_model_path
 
-__all__ = ["load_detector"]
+if TYPE_CHECKING:
+    from anjian.models.openvino_detector import OpenVinoDetector
+
+__all__ = ["load_detector", "load_openvino_candidate"]
 
 
 def _wants_openvino(config: DetectorConfig) -> bool:
@@ -85,6 +89,19 @@ def load_detector(spec: str | Path, config: DetectorConfig | None = None) -> Det
     """
     path = resolve_model_path(str(spec), root=config.registry if config else None)
     return _with_second_stage(path, _load_file(path, config), config)
+
+
+def load_openvino_candidate(
+    path: Path, config: DetectorConfig, int8: Int8Files | None = None
+) -> OpenVinoDetector:
+    """An OpenVINO detector of an ONNX file, in fp32 or with an int8 IR not (yet) accepted into its version.
+
+    For the quantiser only: it scores candidate IRs before any is recorded in the version's
+    ``meta.json``, which :func:`load_detector` requires (and verifies) before it runs one.
+    """
+    from anjian.models.openvino_detector import OpenVinoDetector
+
+    return OpenVinoDetector(path, config, int8=int8)
 
 
 def _load_file(path: Path, config: DetectorConfig | None) -> Detector:

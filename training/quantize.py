@@ -41,7 +41,7 @@ from anjian.datasets.classmap import ClassMap
 from anjian.datasets.labels import DetectionSet, ProgressFn, no_progress
 from anjian.models.config import DetectorConfig
 from anjian.models.int8_ir import INT8_BIN, INT8_KEY, INT8_XML, Int8Files, file_sha256
-from anjian.models.openvino_detector import OpenVinoDetector
+from anjian.models.loader import load_openvino_candidate
 from anjian.models.preprocess import letterbox_batch
 from anjian.models.registry import read_meta, write_card_section, write_meta
 from anjian.training.evaluate import EvalReport, evaluate_detector
@@ -382,7 +382,7 @@ def quantize_registered(
         raise ValueError("the mixed-precision ladder is empty")
     images = calibration_images(sources, calibration_count, seed=seed)
     config = _scoring_config(onnx)
-    reference = OpenVinoDetector(onnx, config)
+    reference = load_openvino_candidate(onnx, config)
     report(f"fp32 reference on {', '.join(s.name for s in sources)} (val)")
     fp32 = evaluate_sources(reference, sources, progress=progress)
     work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="anjian-int8-"))
@@ -421,7 +421,7 @@ def quantize_registered(
             max_drop=max_source_drop,
         )
         files = Int8Files(xml, xml.with_suffix(".bin"), {})
-        candidate = OpenVinoDetector(onnx, config, int8=files)
+        candidate = load_openvino_candidate(onnx, config, int8=files)
         int8 = evaluate_sources(candidate, sources, progress=progress)
         verdict = judge_int8(fp32, int8, max_source_drop=max_source_drop, max_class_drop=max_class_drop)
         outcome.attempts.append(Int8Attempt(scope, verdict, time.perf_counter() - started))
