@@ -21,14 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field, Strict
 from anjian.pipeline.sensors.config import SensorConfig
 from anjian.pipeline.sensors.reading import Reading
 from anjian.service.api.deps import AUTH_RESPONSES, Pipeline, Viewer
-from anjian.service.api.routing import IngestRoute
+from anjian.service.api.routing import GuardedRoute, IngestRoute
 from anjian.service.config import AnjianConfig
 from anjian.service.readings import ReadingStore
 from anjian.service.schemas import UtcTime
 
 __all__ = ["ingest_router", "router"]
 
-router = APIRouter(tags=["sensors"], responses=AUTH_RESPONSES)
+router = APIRouter(tags=["sensors"], responses=AUTH_RESPONSES, route_class=GuardedRoute)
 ingest_router = APIRouter(tags=["ingest"], responses=AUTH_RESPONSES, route_class=IngestRoute)
 
 _SENSOR_ID = Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
