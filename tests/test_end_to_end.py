@@ -142,6 +142,14 @@ def test_rtsp_fire_becomes_stored_event_and_signed_webhook(
 
 @pytest.mark.slow
 def test_demo_command_raises_an_alert_on_its_own_footage(tmp_path: Path) -> None:
+    """``anjian demo`` serves the demo plant; its first scripted incident (smoking, 15 s in) is raised.
+
+    The footage is written beforehand at a quarter size (the command reuses what it finds), so
+    the test measures the demo, not the rendering.
+    """
+    from anjian.service.demo_site import prepare_demo_site
+
+    prepare_demo_site(tmp_path / "demo", size_wh=(320, 180))
     port = unused_port()
     env = {**os.environ, "ANJIAN_PORT": str(port), "PYTHONUNBUFFERED": "1"}
     log_path = tmp_path / "demo.log"
@@ -153,9 +161,9 @@ def test_demo_command_raises_an_alert_on_its_own_footage(tmp_path: Path) -> None
             env=env,
         )
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 150
         items: list[dict[str, object]] = []
-        while time.monotonic() < deadline and not items:
+        while time.monotonic() < deadline and not any(i["behaviour"] == "smoking" for i in items):
             time.sleep(1.0)
             printed = re.search(
                 r"operator token \(reads and works alerts\): (anj_\S+)", log_path.read_text(errors="replace")
@@ -170,7 +178,9 @@ def test_demo_command_raises_an_alert_on_its_own_footage(tmp_path: Path) -> None
             except httpx.HTTPError:
                 continue
         assert items, log_path.read_text(errors="replace")[-3000:]
-        assert items[0]["behaviour"] == "open_flame"
+        smoking = [i for i in items if i["behaviour"] == "smoking"]
+        assert smoking, f"{[(i['camera_id'], i['behaviour']) for i in items]}"
+        assert smoking[0]["camera_id"] == "polishing-1-cam-1"
     finally:
         process.send_signal(signal.SIGINT)
         try:

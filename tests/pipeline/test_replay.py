@@ -212,7 +212,7 @@ def test_anjian_replay_command_writes_json_lines(tmp_path: Path) -> None:
             "timezone": "Asia/Shanghai",
             "workshops": [{"id": "ws-1", "name": "Polishing 1", "cameras": [camera]}],
         },
-        "model": {"path": "builtin:anjian-demo"},
+        "model": {"path": "builtin:anjian-demo/1"},
         "storage": {"dir": str(tmp_path / "data")},
     }
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))

@@ -49,7 +49,7 @@ def _camera(camera_id: str, url: str) -> CameraPipelineConfig:
 
 @pytest.mark.slow
 def test_file_with_a_fire_gives_one_incident_opened_and_closed(fire_clip: Path, tmp_path: Path) -> None:
-    detector = OnnxDetector(resolve_model_path("builtin:anjian-demo"))
+    detector = OnnxDetector(resolve_model_path("builtin:anjian-demo/1"))
     sink = ListSink()
     runner = PipelineRunner(
         "site",

@@ -124,7 +124,7 @@ def test_compare_cli_scores_both_models_on_two_sets_records_and_promote_shows_it
     fire = copy_yolo_sample("fire_smoke_cctv", tmp_path / "fire", per_split=4)
     cigarette = copy_yolo_sample("cigarette", tmp_path / "cig", per_split=4)
     registry = tmp_path / "registry"
-    _version(registry, "det", resolve_model_path("builtin:anjian-demo"))
+    _version(registry, "det", resolve_model_path("builtin:anjian-demo/1"))
     _version(registry, "det", resolve_model_path("builtin:anjian-n"))
     reg = ["--registry", str(registry)]
     assert runner.invoke(app, ["models", "promote", "det", "1", *reg]).exit_code == 0
@@ -177,7 +177,7 @@ def test_promote_without_a_comparison_says_how_to_make_one(tmp_path: Path) -> No
 
 def test_compare_cli_errors_are_clean(tmp_path: Path) -> None:
     registry = tmp_path / "registry"
-    _version(registry, "det", resolve_model_path("builtin:anjian-demo"))
+    _version(registry, "det", resolve_model_path("builtin:anjian-demo/1"))
     reg = ["--registry", str(registry)]
     same = runner.invoke(app, ["models", "compare", "builtin:det/1", "builtin:det/1", "--data", "x", *reg])
     assert same.exit_code == 2 and "same registry version" in same.output

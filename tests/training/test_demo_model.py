@@ -12,6 +12,7 @@ import pytest
 pytest.importorskip("ultralytics")
 onnxruntime = pytest.importorskip("onnxruntime")
 
+from anjian.datasets.synthetic import CLASS_NAMES
 from anjian.training.demo_model import DemoModelMeta, train_demo_model
 
 
@@ -43,16 +44,20 @@ def test_tiny_training_run_exports_labelled_onnx(tmp_path: Path) -> None:
     assert onnx_path == out / "model.onnx"
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     props = session.get_modelmeta().custom_metadata_map
-    assert ast.literal_eval(props["names"]) == {0: "fire", 1: "smoke"}
+    assert ast.literal_eval(props["names"]) == dict(enumerate(CLASS_NAMES))
     assert ast.literal_eval(props["imgsz"]) == [64, 64]
     assert props["task"] == "detect"
     assert props["version"] == "anjian-demo-7"
     assert props["anjian_model"] == "anjian-demo"
     [output] = session.run(None, {"images": np.zeros((2, 3, 64, 64), np.float32)})
-    assert output.shape == (2, 6, 64 + 16 + 4)  # (batch, 4 + nc, anchors at strides 8, 16, 32)
+    assert output.shape == (
+        2,
+        4 + len(CLASS_NAMES),
+        64 + 16 + 4,
+    )  # (batch, 4 + nc, anchors at strides 8, 16, 32)
 
     meta = DemoModelMeta.model_validate_json((out / "meta.json").read_text())
-    assert meta.classes == ("fire", "smoke")
+    assert meta.classes == CLASS_NAMES
     assert meta.imgsz == 64
     assert meta.version == "7"
     card = (out / "card.md").read_text()

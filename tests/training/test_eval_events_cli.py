@@ -31,7 +31,7 @@ def test_eval_events_scores_alerts_against_expected_incidents(tmp_path: Path) ->
             "timezone": "UTC",
             "workshops": [{"id": "ws", "name": "WS", "cameras": [camera]}],
         },
-        "model": {"path": "builtin:anjian-demo"},
+        "model": {"path": "builtin:anjian-demo/1"},
         "storage": {"dir": str(tmp_path / "data")},
     }
     (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))

@@ -171,14 +171,14 @@ def test_an_evaluation_keeps_each_class_s_scored_predictions(tmp_path: Path) -> 
 def test_stamped_thresholds_reach_the_detector_and_lower_its_floor(tmp_path: Path) -> None:
     pytest.importorskip("onnx", reason="onnx (the train extra) rewrites the metadata")
     model = stamp_thresholds(
-        resolve_model_path("builtin:anjian-demo"), {"fire": 0.18, "smoke": 0.4}, tmp_path / "m.onnx"
+        resolve_model_path("builtin:anjian-demo/1"), {"fire": 0.18, "smoke": 0.4}, tmp_path / "m.onnx"
     )
     detector = OnnxDetector(model, DetectorConfig(device="cpu"))
     assert detector.class_thresholds == {"fire": 0.18, "smoke": 0.4}
     assert detector.config.confidence_threshold == 0.18  # else a 0.2 fire would never reach the rules
     explicit = OnnxDetector(model, DetectorConfig(device="cpu", confidence_threshold=0.3))
     assert explicit.config.confidence_threshold == 0.3  # the site's own floor stands
-    assert OnnxDetector(resolve_model_path("builtin:anjian-demo")).class_thresholds == {}
+    assert OnnxDetector(resolve_model_path("builtin:anjian-demo/1")).class_thresholds == {}
 
     with pytest.raises(ModelMetadataError, match="names class 'person', not one of"):
         stamp_thresholds(model, {"person": 0.3}, tmp_path / "bad.onnx")
