@@ -26,7 +26,7 @@ def test_the_registry_path_is_relative_to_the_site_yaml(tmp_path: Path) -> None:
 def test_the_site_loads_the_version_promoted_in_its_registry(tmp_path: Path) -> None:
     registry = tmp_path / "models" / "registry"
     entry = register_version(
-        "flame", resolve_model_path("builtin:anjian-demo"), {}, "# flame\n", root=registry
+        "flame", resolve_model_path("builtin:anjian-demo/1"), {}, "# flame\n", root=registry
     )
     promote("flame", entry.version, root=registry)
     path = tmp_path / "site.yaml"
