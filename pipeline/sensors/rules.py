@@ -200,19 +200,56 @@ class SensorRules:
 
     # ------------------------------------------------------------------- the rules
 
-    def _facts(
-        self, kind: str, value: float | None, peak: float | None, threshold: float | None
-    ) -> SensorFacts:
+    def _report(
+        self,
+        book: IncidentBook,
+        kind: str,
+        reading: tuple[float | None, float | None, float | None],
+        *,
+        now: float,
+        is_on: bool,
+        key: str | None = None,
+        started_at: float | None = None,
+        severity: RiskLevel | None = None,
+        **message_values: object,
+    ) -> IncidentUpdate | None:
+        """Feed ``book``'s incident one decision of the ``kind`` rule: on (confirmed and present) or not.
+
+        ``reading`` is the value, peak and limit the event carries (``SensorFacts``);
+        the sentence is the text ``sensor.{kind}``, filled with them, the sensor's
+        names and unit, and ``message_values``. ``key`` defaults to ``kind``.
+        """
         config = self.config
-        return SensorFacts(
+        value, peak, limit = reading
+        facts = SensorFacts(
             sensor_id=config.id,
             quantity=config.quantity,
             unit=config.unit,
             kind=kind,
             value=value,
             peak=peak,
-            threshold=threshold,
+            threshold=limit,
             camera_ids=tuple(config.camera_ids),
+        )
+        names = {"sensor": config.display_name, "quantity": config.quantity, "unit": config.unit}
+        return book.observe(
+            kind if key is None else key,
+            now=now,
+            is_confirmed=is_on,
+            is_present=is_on,
+            confidence=1.0,
+            started_at=started_at,
+            severity=severity,
+            message=text(
+                f"sensor.{kind}",
+                self._language,
+                **names,
+                value=value,
+                peak=peak,
+                limit=limit,
+                **message_values,
+            ),
+            sensor=facts,
         )
 
     def _worst(
@@ -255,26 +292,16 @@ class SensorRules:
         self._is_threshold_clear = held is None
         if hold is None:
             return book.observe(_KEY, now=at, is_confirmed=False, is_present=False)
-        return book.observe(
-            _KEY,
+        return self._report(
+            book,
+            direction,
+            (value, peak, hold.limit),
+            key=_KEY,
             now=at,
-            is_confirmed=held is not None,
-            is_present=held is not None,
-            confidence=1.0,
+            is_on=held is not None,
             started_at=self._thresholds.first_beyond_at(),
             severity=held.colour if held is not None else None,
-            message=text(
-                f"sensor.{direction}",
-                self._language,
-                sensor=self.config.display_name,
-                quantity=self.config.quantity,
-                value=value,
-                unit=self.config.unit,
-                colour=text(f"colour.{hold.colour.value}", self._language),
-                limit=hold.limit,
-                peak=peak,
-            ),
-            sensor=self._facts(direction, value, peak, hold.limit),
+            colour=text(f"colour.{hold.colour.value}", self._language),
         )
 
     def _observe_rate(self, value: float, at: float) -> IncidentUpdate | None:
@@ -295,23 +322,14 @@ class SensorRules:
         if not is_rising and not is_open:
             return None
         peak = self._worst("rate", per_minute, is_open=is_open, book=self._rate_book)
-        return self._rate_book.observe(
-            _KEY,
+        return self._report(
+            self._rate_book,
+            "rate",
+            (per_minute, peak, rate_config.per_minute),
+            key=_KEY,
             now=at,
-            is_confirmed=is_rising,
-            is_present=is_rising,
-            confidence=1.0,
+            is_on=is_rising,
             started_at=first_at,
-            message=text(
-                "sensor.rate",
-                self._language,
-                sensor=self.config.display_name,
-                quantity=self.config.quantity,
-                value=per_minute,
-                unit=self.config.unit,
-                limit=rate_config.per_minute,
-            ),
-            sensor=self._facts("rate", per_minute, peak, rate_config.per_minute),
         )
 
     def _observe_flatline(self, value: float, at: float) -> IncidentUpdate | None:
@@ -323,22 +341,14 @@ class SensorRules:
         since = self._flat_since if self._flat_since is not None else at
         flat_for_s = at - since
         is_flat = flat_for_s >= faults.flatline_after_s
-        return self._fault_book.observe(
+        return self._report(
+            self._fault_book,
             "flatline",
+            (value, value, None),
             now=at,
-            is_confirmed=is_flat,
-            is_present=is_flat,
-            confidence=1.0,
+            is_on=is_flat,
             started_at=since,
-            message=text(
-                "sensor.flatline",
-                self._language,
-                sensor=self.config.display_name,
-                value=value,
-                unit=self.config.unit,
-                seconds=flat_for_s,
-            ),
-            sensor=self._facts("flatline", value, value, None),
+            seconds=flat_for_s,
         )
 
     def _observe_out_of_range(self, value: float, at: float, *, is_out: bool) -> IncidentUpdate | None:
@@ -360,22 +370,8 @@ class SensorRules:
             book=self._fault_book,
             key="out_of_range",
         )
-        return self._fault_book.observe(
-            "out_of_range",
-            now=at,
-            is_confirmed=is_out,
-            is_present=is_out,
-            confidence=1.0,
-            message=text(
-                "sensor.out_of_range",
-                self._language,
-                sensor=self.config.display_name,
-                value=value,
-                unit=self.config.unit,
-                low=low,
-                high=high,
-            ),
-            sensor=self._facts("out_of_range", value, peak, limit),
+        return self._report(
+            self._fault_book, "out_of_range", (value, peak, limit), now=at, is_on=is_out, low=low, high=high
         )
 
     def _observe_stale(self, now: float) -> IncidentUpdate | None:
@@ -386,13 +382,12 @@ class SensorRules:
         is_stale = silent_s >= faults.stale_after_s
         if not is_stale and not self._fault_book.is_open("stale"):
             return None
-        return self._fault_book.observe(
+        return self._report(
+            self._fault_book,
             "stale",
+            (None, None, None),
             now=now,
-            is_confirmed=is_stale,
-            is_present=is_stale,
-            confidence=1.0,
+            is_on=is_stale,
             started_at=self._last_at,
-            message=text("sensor.stale", self._language, sensor=self.config.display_name, seconds=silent_s),
-            sensor=self._facts("stale", None, None, None),
+            seconds=silent_s,
         )
