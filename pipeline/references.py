@@ -17,6 +17,12 @@ auto-exposure reacting to a dark coat) looks like a change too: while the zone i
 clear and still, ``adapt_rate`` follows slow drift only. (Normalising by the
 brightness outside the zone was tried and made real footage worse: the saturated
 white walls of the test footage do not follow the floor's exposure.)
+
+Rules that refresh a reference at checks instead of adapting it every frame (the dust
+rule without a cleaning schedule) keep an *anchor*: the image last known clean (first
+learned, or adopted at the end of a cleaning window). ``refresh`` takes a new image
+only if it differs from the anchor by lighting alone (a gain and an offset over the
+zone), so dust that creeps in a little between checks is not learned as clean.
 """
 
 from __future__ import annotations
@@ -87,6 +93,7 @@ class ZoneReference:
         self.zone = zone
         self.config = config
         self.image: np.ndarray | None = None
+        self.anchor: np.ndarray | None = None
         self.learned_at: float | None = None
         self._previous: np.ndarray | None = None
         self._calm_since: float | None = None
@@ -98,12 +105,13 @@ class ZoneReference:
 
     @property
     def memory_bytes(self) -> int:
-        """Bytes held by the reference and the previous frame."""
-        return sum(a.nbytes for a in (self.image, self._previous) if a is not None)
+        """Bytes held by the reference, its anchor and the previous frame."""
+        return sum(a.nbytes for a in (self.image, self.anchor, self._previous) if a is not None)
 
     def reset(self) -> None:
         """Forget the reference; a new one is learned the next time the zone is seen clear."""
         self.image = None
+        self.anchor = None
         self.learned_at = None
         self._calm_since = None
 
@@ -140,17 +148,11 @@ class ZoneReference:
                 (self._calm_since if self._calm_since is not None else now) if is_calm else None
             )
             if self._calm_since is not None and now - self._calm_since >= self.config.learn_after_s:
-                self.image = grey.copy()
-                self.learned_at = now
+                self.adopt(grey, now)
             return None
         if visible_fraction < _MIN_VISIBLE:
             return None
-        # Mean difference over a 5x5 neighbourhood: sensor noise averages out, while a flat object
-        # over a textured floor (whose pixels differ from the floor's by a varying amount) shows whole.
-        import cv2  # on first use: the site config imports the rules, and must not load OpenCV
-
-        difference = cv2.blur(np.abs(grey - self.image), (5, 5))
-        changed = (difference > self.config.pixel_threshold) & visible
+        changed = self._changed(grey, self.image, visible)
         fraction = float(changed.sum()) / max(1, int(visible.sum()))
         if is_calm and fraction < 0.05 and self.config.adapt_rate > 0:
             a = self.config.adapt_rate
@@ -162,6 +164,42 @@ class ZoneReference:
         return ReferenceReading(fraction, visible_fraction, box, is_still)
 
     def adopt(self, grey: np.ndarray, now: float) -> None:
-        """Take ``grey`` as the reference now (the zone is known to be clean)."""
+        """Take ``grey`` as the reference and the anchor now (the zone is known to be clean)."""
+        self.image = grey.copy()
+        self.anchor = grey.copy()  # its own copy: ``observe`` blends lighting drift into ``image`` in place
+        self.learned_at = now
+
+    def refresh(self, grey: np.ndarray, now: float, *, masked: np.ndarray | None, max_change: float) -> bool:
+        """Take ``grey`` as the reference if it differs from the anchor by lighting alone; say whether it did.
+
+        Follows lighting drift between known-clean moments without learning dust that creeps in: the
+        anchor, fitted to ``grey`` by one gain and offset over the zone's visible pixels, must leave
+        less than ``max_change`` of them changed. The anchor itself stays.
+        """
+        if self.anchor is None or self.anchor.shape != grey.shape:
+            return False
+        h, w = grey.shape
+        zone = self.zone.mask((w, h))
+        visible = zone if masked is None else zone & ~masked
+        if visible.sum() < 2:
+            return False
+        gain, offset = np.polyfit(self.anchor[visible], grey[visible], 1)
+        relit = (gain * self.anchor + offset).astype(np.float32)
+        fraction = float(self._changed(grey, relit, visible).sum()) / max(1, int(visible.sum()))
+        if fraction >= max_change:
+            return False
         self.image = grey.copy()
         self.learned_at = now
+        return True
+
+    def _changed(self, grey: np.ndarray, reference: np.ndarray, visible: np.ndarray) -> np.ndarray:
+        """Visible pixels whose mean difference from ``reference`` over a 5x5 neighbourhood passes the threshold.
+
+        Averaging over the neighbourhood lets sensor noise cancel, while a flat object over a textured
+        floor (whose pixels differ from the floor's by a varying amount) shows whole.
+        """
+        import cv2  # on first use: the site config imports the rules, and must not load OpenCV
+
+        difference: np.ndarray = cv2.blur(np.abs(grey - reference), (5, 5))
+        changed: np.ndarray = (difference > self.config.pixel_threshold) & visible
+        return changed

@@ -154,9 +154,9 @@ def _polishing_line(w: int, h: int) -> SceneSpec:
             _figure(wh, (0.45, 0.5), 0.3, ((60, 60, 150), (50, 50, 50), (30, 200, 250)), sway_px=0.05 * w),
         ),
         flames=(flame,),
-        # spilled at once, not settling over seconds: without a cleaning schedule the rule refreshes its
-        # clean reference at each check that finds the zone clean, so dust settling across a check would
-        # be taken in as clean (a limit of the rule, see the closing note of session 5)
+        # spilled at once, so the dust is whole at the first check after it (a check landing mid-settle
+        # would score thin dust; the rule's anchor keeps that from being learned as clean, but the
+        # incident would then wait for the next check)
         dust=(DustSpec((0.5 * w, 0.76 * h), (0.12 * w, 0.07 * h), 100.0, 100.5, 160.0, seed=5),),
     )
 

@@ -39,7 +39,8 @@ class UncleanedDustConfig(RuleConfig):
     reference: ReferenceConfig = Field(
         default_factory=lambda: ReferenceConfig(adapt_rate=0.0),
         description="Clean-image parameters; adapt_rate 0 so slowly settling dust is not learned as clean "
-        "(the reference is refreshed instead at each check that finds the zone clean).",
+        "(the reference is refreshed instead at each check that finds the zone clean, when it differs from the "
+        "last known-clean image by lighting alone).",
     )
     score_threshold: float = Field(
         0.3, gt=0, le=1, description="Dirtiness (fraction of the zone changed vs clean) that raises."
@@ -217,7 +218,10 @@ class UncleanedDustRule(BaseRule):
                 state.last_check_at = now
                 state.is_dirty = is_over and self.is_active(now)
                 if state.score < cfg.score_threshold / 2 and self._last_grey is not None:
-                    state.reference.adopt(self._last_grey, now)  # follow lighting drift between cleanings
+                    # Follow lighting drift between cleanings, but never learn creeping dust as clean.
+                    state.reference.refresh(
+                        self._last_grey, now, masked=self._last_mask, max_change=cfg.score_threshold / 2
+                    )
             elif state.is_dirty:
                 state.is_dirty = is_over  # cleaned since the check
         is_open = self.book.is_open(state.zone.id)

@@ -104,3 +104,33 @@ def test_dust_class_raises_without_waiting_for_a_check() -> None:
     in_zone, elsewhere = dets(("dust", (120, 60, 140, 80))), dets(("dust", (10, 10, 30, 30)))
     updates = _run(rule, [(t, _image(), in_zone if t < 3 else elsewhere) for t in range(70)])
     assert kinds([(int(t), u) for t, u in updates]) == [(1, "opened"), (62, "closed")]
+
+
+def _creeping(step_s: float, until_s: float, *, spread_every_s: float, brighten_per_s: float = 0.0) -> list:
+    """The floor with dust spreading over one more tenth of the zone every ``spread_every_s``.
+
+    ``brighten_per_s`` adds a slow, even lighting drift to the whole picture as well.
+    """
+    script = []
+    for t in np.arange(0, until_s, step_s):
+        image = BACKGROUND.astype(np.float32) + brighten_per_s * t
+        tenths = min(10, int(t // spread_every_s))
+        if tenths:
+            image[50:100, 100 : 100 + 10 * tenths] -= 60
+        script.append((t, np.clip(image, 0, 255).astype(np.uint8), dets()))
+    return script
+
+
+def test_without_a_cleaning_schedule_dust_creeping_in_between_checks_is_not_learned_as_clean() -> None:
+    # Each check finds a tenth more of the zone dusty than the one before: under half the threshold,
+    # so each alone looks clean; the anchor (the floor first learned clean) keeps them adding up.
+    rule = _rule(check_interval_s=60)
+    updates = _run(rule, _creeping(10, 1000, spread_every_s=60))
+    [(t, update)] = [(t, u) for t, u in updates if u.kind.value == "opened"]
+    assert update.event.behaviour is Behaviour.UNCLEANED_DUST and t < 600
+
+
+def test_without_a_cleaning_schedule_slow_lighting_drift_is_followed_not_raised() -> None:
+    rule = _rule(check_interval_s=60)
+    # 36 grey levels brighter over the hour, far past pixel_threshold: only the refreshes keep it clean.
+    assert _run(rule, _creeping(10, 3600, spread_every_s=1e9, brighten_per_s=0.01)) == []
