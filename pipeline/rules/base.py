@@ -34,6 +34,7 @@ from anjian.pipeline.zones import ZoneSet
 __all__ = [
     "BaseRule",
     "Confirmation",
+    "ObjectEvidence",
     "ObjectMatcher",
     "ObjectState",
     "PerObjectConfirmation",
@@ -44,6 +45,7 @@ __all__ = [
     "concat",
     "normalised",
     "observe_object",
+    "observe_objects",
     "region_mean",
     "select",
     "sweep_closed",
@@ -359,6 +361,58 @@ def observe_object(
     if update is not None and not book.is_open(state.key):
         objects.reset(state.key)
     return update
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectEvidence:
+    """What one followed object shows on this frame, for ``observe_objects``.
+
+    Attributes:
+        confidence: Confidence of the frame's evidence for the object.
+        boxes: The detections behind it (the object's box, and what it holds).
+        zone_id: Zone of the object, if any.
+        message: Sentence for the control room.
+    """
+
+    confidence: float
+    boxes: tuple[EventBox, ...]
+    zone_id: str | None
+    message: str
+
+
+def observe_objects(
+    book: IncidentBook,
+    objects: PerObjectConfirmation,
+    states: Iterable[ObjectState],
+    *,
+    now: float,
+    evidence: Callable[[ObjectState], ObjectEvidence],
+) -> list[IncidentUpdate]:
+    """Feed every followed object of this frame to ``book`` (``observe_object``), then close the rest.
+
+    For a rule with one incident per object (a smoker, a fallen person): ``states`` are
+    what its ``PerObjectConfirmation.step`` returned for the frame, and ``evidence``
+    says what each object shows; incidents of objects no longer followed end
+    (``sweep_closed``).
+    """
+    updates: list[IncidentUpdate] = []
+    seen: set[str] = set()
+    for state in states:
+        seen.add(state.key)
+        shown = evidence(state)
+        update = observe_object(
+            book,
+            objects,
+            state,
+            now=now,
+            confidence=shown.confidence,
+            boxes=shown.boxes,
+            zone_id=shown.zone_id,
+            message=shown.message,
+        )
+        if update is not None:
+            updates.append(update)
+    return updates + sweep_closed(book, objects, now, keep=seen)
 
 
 def concat(a: Detections, b: Detections) -> Detections:

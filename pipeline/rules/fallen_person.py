@@ -12,15 +12,16 @@ from anjian.pipeline.event import Behaviour, RiskLevel
 from anjian.pipeline.incidents import EventContext, IncidentUpdate
 from anjian.pipeline.rules.base import (
     BaseRule,
+    ObjectEvidence,
+    ObjectState,
     PerObjectConfirmation,
     RuleEnvironment,
     box_iou,
     boxes_of,
     concat,
     normalised,
-    observe_object,
+    observe_objects,
     select,
-    sweep_closed,
     track_of,
 )
 from anjian.pipeline.rules.spec import BehaviourSpec
@@ -109,26 +110,20 @@ class FallenPersonRule(BaseRule):
         wh = frame.resolution_wh
         points = self.env.zones.anchors_norm(candidates.xyxy, candidates.names(), wh)
         hits &= ~self.env.zones.excluded(points, self.behaviour.value)
-        updates: list[IncidentUpdate] = []
-        seen: set[str] = set()
-        for state in self._objects.step(now, normalised(candidates, wh), hits, candidates.tracker_id):
-            seen.add(state.key)
+
+        def evidence(state: ObjectState) -> ObjectEvidence:
             i = state.index
             zone_id = next((z.id for z in self._zones if z.contains(points[i : i + 1])[0]), None)
             lying_s = 0.0 if state.since is None else now - state.since
-            update = observe_object(
-                self.book,
-                self._objects,
-                state,
-                now=now,
+            return ObjectEvidence(
                 confidence=float(candidates.confidence[i]),
                 boxes=boxes_of(candidates.filter(np.arange(len(candidates)) == i), wh),
                 zone_id=zone_id,
                 message=self.say("fallen.lying", where=self.where(zone_id), seconds=lying_s),
             )
-            if update is not None:
-                updates.append(update)
-        return updates + sweep_closed(self.book, self._objects, now, keep=seen)
+
+        states = self._objects.step(now, normalised(candidates, wh), hits, candidates.tracker_id)
+        return observe_objects(self.book, self._objects, states, now=now, evidence=evidence)
 
 
 SPEC = BehaviourSpec(

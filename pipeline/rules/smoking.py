@@ -14,14 +14,15 @@ from anjian.pipeline.event import Behaviour
 from anjian.pipeline.incidents import EventContext, IncidentUpdate
 from anjian.pipeline.rules.base import (
     BaseRule,
+    ObjectEvidence,
+    ObjectState,
     PerObjectConfirmation,
     RuleEnvironment,
     boxes_of,
     concat,
     normalised,
-    observe_object,
+    observe_objects,
     select,
-    sweep_closed,
 )
 from anjian.pipeline.rules.spec import BehaviourSpec
 
@@ -118,30 +119,24 @@ class SmokingRule(BaseRule):
                 zone_of[i] = zone_of[i] or zone.id
         if cfg.is_no_smoking_zones_only:
             hits &= np.array([z is not None for z in zone_of], bool)
-        updates: list[IncidentUpdate] = []
-        seen: set[str] = set()
-        for state in self._objects.step(now, boxes, hits, candidates.tracker_id):
-            seen.add(state.key)
+
+        def evidence(state: ObjectState) -> ObjectEvidence:
             i = state.index
-            evidence = candidates.filter(np.arange(len(candidates)) == i)
+            shown = candidates.filter(np.arange(len(candidates)) == i)
             confidence = float(candidates.confidence[i])
             if i in holders:
                 c = holders[i]
-                evidence = concat(evidence, cigarettes.filter(np.arange(len(cigarettes)) == c))
+                shown = concat(shown, cigarettes.filter(np.arange(len(cigarettes)) == c))
                 confidence = min(confidence, float(cigarettes.confidence[c]))
-            update = observe_object(
-                self.book,
-                self._objects,
-                state,
-                now=now,
+            return ObjectEvidence(
                 confidence=confidence,
-                boxes=boxes_of(evidence, wh),
+                boxes=boxes_of(shown, wh),
                 zone_id=zone_of[i],
                 message=self.say("smoking.seen", where=self.where(zone_of[i])),
             )
-            if update is not None:
-                updates.append(update)
-        return updates + sweep_closed(self.book, self._objects, now, keep=seen)
+
+        states = self._objects.step(now, boxes, hits, candidates.tracker_id)
+        return observe_objects(self.book, self._objects, states, now=now, evidence=evidence)
 
 
 SPEC = BehaviourSpec(
