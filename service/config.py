@@ -28,6 +28,7 @@ from anjian.service.channels.config import ChannelsConfig
 from anjian.service.delivery_policy import AttemptTimeoutS, MaxAttempts, RetryForS
 from anjian.service.errors import ConfigError
 from anjian.service.lifecycle import check_event_kinds
+from anjian.service.node_config import NodesConfig, check_node_cameras
 from anjian.service.signing import SigningSecret
 
 __all__ = [
@@ -226,6 +227,20 @@ class AnjianConfig(_ServiceModel):
     bus: BusConfig | None = Field(
         None, description="The plant's NATS leaf node, to a supervising hub (`anjian hub`); none: no hub."
     )
+    nodes: NodesConfig | None = Field(
+        None,
+        description="Several pipeline nodes sharing the plant's cameras, with leases on the bus (needs `bus:`); "
+        "none: one node runs every camera.",
+    )
+
+    @model_validator(mode="after")
+    def _nodes_known(self) -> AnjianConfig:
+        if self.nodes is None:
+            return self
+        if self.bus is None:
+            raise ValueError("nodes: needs a bus: section (the camera leases live in the plant's NATS JetStream)")
+        check_node_cameras(self.nodes, (camera.id for _, camera in self.cameras()))
+        return self
 
     @model_validator(mode="after")
     def _bus_plant_id(self) -> AnjianConfig:

@@ -1,0 +1,182 @@
+"""Camera leases of a plant's pipeline nodes, in a JetStream key-value bucket on the plant's nats-server.
+
+One bucket per plant (``anjian_leases_<plant id>``), history 1, whose TTL is the lease's:
+
+- ``camera.<camera id>`` holds the lease of a camera: the node running it and when it
+  renewed (JSON). A node takes a free camera with ``create`` (which fails when the key
+  exists) and renews with ``update(last=revision)`` (which fails when someone else wrote
+  the key since): compare-and-set, so two live nodes never both hold a camera.
+- ``node.<name>`` says a node is alive (``put`` at every round).
+
+A key not renewed within the TTL ages out on the server (its own clock, not the nodes'),
+so the lease of a node that died (kill -9, power cut) is free after ``lease_ttl_s`` and
+``create`` succeeds for the first live node that tries.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from nats.js import JetStreamContext
+from nats.js.api import KeyValueConfig, StorageType
+from nats.js.errors import (
+    APIError,
+    BadRequestError,
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+)
+from nats.js.kv import KeyValue
+
+from anjian.service.bus.subjects import check_bus_id
+
+__all__ = ["Lease", "LeaseBucket", "lease_bucket_name"]
+
+_STREAM_NAME_IN_USE = 10058  # JetStream's error code: a stream of that name exists (created meanwhile)
+_WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream's error codes: the key was written since that revision
+
+
+def lease_bucket_name(plant_id: str) -> str:
+    """The key-value bucket holding a plant's camera leases."""
+    return f"anjian_leases_{check_bus_id('plant id', plant_id)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A camera's lease as stored: who holds it, since which bucket revision, renewed when (epoch s)."""
+
+    camera_id: str
+    node: str
+    revision: int
+    renewed_at: float
+
+
+def _camera_key(camera_id: str) -> str:
+    return f"camera.{camera_id}"
+
+
+def _node_key(node: str) -> str:
+    return f"node.{node}"
+
+
+def _value(node: str, renewed_at: float) -> bytes:
+    return json.dumps({"node": node, "renewed_at": round(renewed_at, 3)}).encode()
+
+
+class LeaseBucket:
+    """The leases of one plant, over its key-value bucket (async: run on the bus connection's loop).
+
+    Args:
+        kv: The bucket (from ``LeaseBucket.ensure``).
+        clock: Epoch seconds written into a lease (shown to people, never compared).
+
+    Example:
+        >>> bucket = await LeaseBucket.ensure(js, "plant-1", ttl_s=15)
+        >>> lease = await bucket.acquire("cam-1", "line-a")
+        >>> lease = await bucket.renew(lease)  # None: it was lost
+    """
+
+    def __init__(self, kv: KeyValue, *, clock: Callable[[], float] = time.time) -> None:
+        self._kv = kv
+        self._clock = clock
+
+    @classmethod
+    async def ensure(cls, js: JetStreamContext, plant_id: str, *, ttl_s: float) -> LeaseBucket:
+        """Open the plant's lease bucket, creating it (or setting its TTL to ``ttl_s``) as needed.
+
+        Raises:
+            ValueError: ``plant_id`` cannot be part of a bucket name.
+            nats.errors.Error: The server refused or did not answer.
+        """
+        name = lease_bucket_name(plant_id)
+        try:
+            kv = await js.key_value(name)
+        except BucketNotFoundError:
+            try:
+                kv = await js.create_key_value(
+                    KeyValueConfig(
+                        bucket=name,
+                        description=f"camera leases of plant {plant_id}'s pipeline nodes",
+                        history=1,
+                        ttl=ttl_s,
+                        storage=StorageType.FILE,
+                    )
+                )
+            except BadRequestError as exc:
+                if exc.err_code != _STREAM_NAME_IN_USE:  # another node created it meanwhile
+                    raise
+                kv = await js.key_value(name)
+        status = await kv.status()
+        if status.ttl is None or abs(status.ttl - ttl_s) > 1e-3:  # the site's lease_ttl_s changed
+            stream = await js.stream_info(f"KV_{name}")
+            config = stream.config
+            config.max_age = ttl_s
+            config.duplicate_window = min(ttl_s, 120.0)
+            await js.update_stream(config)
+        return cls(kv)
+
+    async def leases(self, camera_ids: Iterable[str]) -> dict[str, Lease]:
+        """The live leases of these cameras (a camera without one is missing)."""
+        found: dict[str, Lease] = {}
+        for camera_id in camera_ids:
+            try:
+                entry = await self._kv.get(_camera_key(camera_id))
+            except KeyNotFoundError:  # never taken, released, or aged out
+                continue
+            if entry.value is None or entry.revision is None:
+                continue
+            data = json.loads(entry.value)
+            found[camera_id] = Lease(camera_id, str(data["node"]), entry.revision, float(data["renewed_at"]))
+        return found
+
+    async def alive_nodes(self, names: Iterable[str]) -> set[str]:
+        """Which of these nodes announced themselves within the lease TTL."""
+        alive: set[str] = set()
+        for name in names:
+            try:
+                await self._kv.get(_node_key(name))
+            except KeyNotFoundError:
+                continue
+            alive.add(name)
+        return alive
+
+    async def announce(self, node: str) -> None:
+        """Say ``node`` is alive (until the TTL passes without another announcement)."""
+        await self._kv.put(_node_key(node), _value(node, self._clock()))
+
+    async def withdraw(self, node: str) -> None:
+        """Say ``node`` is gone (a graceful stop), so no one waits for it to take its cameras."""
+        await self._kv.delete(_node_key(node))
+
+    async def acquire(self, camera_id: str, node: str) -> Lease | None:
+        """Take the lease of a camera no one holds; ``None`` when someone does (another node won the race)."""
+        now = self._clock()
+        try:
+            revision = await self._kv.create(_camera_key(camera_id), _value(node, now))
+        except KeyWrongLastSequenceError:
+            return None
+        return Lease(camera_id, node, revision, now)
+
+    async def renew(self, lease: Lease) -> Lease | None:
+        """Extend a lease held since ``lease.revision``; ``None`` when it was lost (expired and taken, or released)."""
+        now = self._clock()
+        try:
+            revision = await self._kv.update(
+                _camera_key(lease.camera_id), _value(lease.node, now), last=lease.revision
+            )
+        except KeyWrongLastSequenceError:
+            return None
+        return Lease(lease.camera_id, lease.node, revision, now)
+
+    async def release(self, lease: Lease) -> bool:
+        """Give a lease up (it must still be ``lease.revision``); whether it was still held."""
+        try:
+            await self._kv.delete(_camera_key(lease.camera_id), last=lease.revision)
+        except APIError as exc:
+            if exc.err_code in _WRONG_LAST_SEQUENCE:
+                return False
+            raise
+        return True

@@ -1,0 +1,240 @@
+"""Camera leases of a plant's pipeline nodes against a real nats-server: acquire, renew, expire, race, hand back."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from nats.js import JetStreamContext
+
+from anjian.service.benchmarks.ports import free_port
+from anjian.service.bus.connection import BusConnection
+from anjian.service.bus.leases import Lease, LeaseBucket
+from anjian.service.node_config import NodeConfig, NodesConfig
+from anjian.service.nodes import CameraNode, plan_round
+from tests.support.nats import NatsServer, nats_server_available
+from tests.support.waiting import wait_for
+
+TTL_S = 1.5
+RENEW_S = 0.5
+NODES = NodesConfig(
+    lease_ttl_s=TTL_S,
+    renew_interval_s=RENEW_S,
+    members=[
+        NodeConfig(name="line-a", cameras=["cam-1", "cam-2"]),
+        NodeConfig(name="line-b", cameras=["cam-3"]),
+    ],
+)
+CAMERAS = ["cam-1", "cam-2", "cam-3"]
+
+
+def _start_server(folder: Path) -> NatsServer:
+    if not nats_server_available():
+        pytest.skip("nats-server is not installed (apt install nats-server)")
+    port = free_port()
+    config = f'listen: "127.0.0.1:{port}"\njetstream {{ store_dir: "{folder / "js"}" }}\n'
+    server = NatsServer(folder, config, port)
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
+    """One JetStream nats-server for the module; each test leases in its own plant's bucket."""
+    nats = _start_server(tmp_path_factory.mktemp("nats"))
+    yield nats
+    nats.kill()
+
+
+@pytest.fixture
+def bus(server: NatsServer) -> Iterator[BusConnection]:
+    connection = BusConnection(server.url, name="lease-test")
+    connection.start()
+    assert connection.wait_connected(10)
+    yield connection
+    connection.stop()
+
+
+class Cameras:
+    """A ``CameraHost`` shared by the nodes of a test: who runs which camera, and every overlap seen."""
+
+    def __init__(self) -> None:
+        self.running: dict[str, str] = {}
+        self.overlaps: list[str] = []
+        self.settled: list[str] = []
+        self._lock = threading.Lock()
+
+    def host(self, node: str) -> NodeCameras:
+        return NodeCameras(self, node)
+
+    def nodes_of(self, camera_id: str) -> str | None:
+        with self._lock:
+            return self.running.get(camera_id)
+
+
+class NodeCameras:
+    def __init__(self, cameras: Cameras, node: str) -> None:
+        self._cameras = cameras
+        self._node = node
+
+    def start_camera(self, camera_id: str) -> None:
+        with self._cameras._lock:
+            if camera_id in self._cameras.running:
+                self._cameras.overlaps.append(
+                    f"{camera_id}: {self._cameras.running[camera_id]} and {self._node}"
+                )
+            self._cameras.running[camera_id] = self._node
+
+    def stop_camera(self, camera_id: str) -> None:
+        with self._cameras._lock:
+            if self._cameras.running.get(camera_id) == self._node:
+                del self._cameras.running[camera_id]
+
+    def settle(self) -> None:
+        self._cameras.settled.append(self._node)
+
+
+def _node(name: str, server: NatsServer, plant: str) -> CameraNode:
+    return CameraNode(name, NODES, plant_id=plant, bus_url=server.url, camera_ids=CAMERAS)
+
+
+def test_create_lets_one_of_two_racing_nodes_take_a_free_camera(bus: BusConnection) -> None:
+    async def race(js: JetStreamContext) -> list[Lease | None]:
+        bucket = await LeaseBucket.ensure(js, "race", ttl_s=TTL_S)
+        return list(await asyncio.gather(*(bucket.acquire("cam-1", f"node-{i}") for i in range(4))))
+
+    won = [lease for lease in bus.call(race, timeout_s=10) if lease is not None]
+
+    assert len(won) == 1
+
+
+def test_a_lease_renews_with_its_revision_and_a_stale_revision_loses(bus: BusConnection) -> None:
+    async def scenario(js: JetStreamContext) -> tuple[Lease | None, Lease | None, bool, dict[str, Lease]]:
+        bucket = await LeaseBucket.ensure(js, "renew", ttl_s=TTL_S)
+        first = await bucket.acquire("cam-1", "line-a")
+        assert first is not None
+        renewed = await bucket.renew(first)
+        stale = await bucket.renew(first)  # the revision it names was replaced by the renewal
+        released_stale = await bucket.release(first)
+        return renewed, stale, released_stale, await bucket.leases(["cam-1", "cam-2"])
+
+    renewed, stale, released_stale, leases = bus.call(scenario, timeout_s=10)
+
+    assert renewed is not None and stale is None and not released_stale
+    assert list(leases) == ["cam-1"] and leases["cam-1"].node == "line-a"
+    assert leases["cam-1"].revision == renewed.revision
+
+
+def test_an_unrenewed_lease_expires_on_the_server_and_another_node_can_take_it(bus: BusConnection) -> None:
+    async def take(js: JetStreamContext, node: str) -> Lease | None:
+        bucket = await LeaseBucket.ensure(js, "expire", ttl_s=TTL_S)
+        return await bucket.acquire("cam-1", node)
+
+    assert bus.call(lambda js: take(js, "line-a"), timeout_s=10) is not None
+    assert bus.call(lambda js: take(js, "line-b"), timeout_s=10) is None  # held
+
+    assert wait_for(lambda: bus.call(lambda js: take(js, "line-b"), timeout_s=10) is not None, timeout_s=20)
+
+
+@pytest.mark.parametrize(
+    ("leases", "alive", "running", "expected"),
+    [
+        ({}, {"line-a"}, [], ([], [], [], ["cam-1", "cam-2", "cam-3"])),
+        ({}, {"line-a", "line-b"}, [], ([], [], [], ["cam-1", "cam-2"])),
+        (
+            {"cam-3": Lease("cam-3", "line-a", 5, 0.0)},
+            {"line-a", "line-b"},
+            ["cam-3"],
+            ([], ["cam-3"], [], ["cam-1", "cam-2"]),
+        ),
+        (
+            {"cam-1": Lease("cam-1", "line-b", 5, 0.0)},
+            {"line-a", "line-b"},
+            ["cam-1"],
+            ([], [], ["cam-1"], ["cam-2"]),
+        ),
+        (
+            {"cam-1": Lease("cam-1", "line-a", 7, 0.0)},
+            {"line-a"},
+            [],
+            (["cam-1"], [], [], ["cam-2", "cam-3"]),
+        ),
+    ],
+    ids=["free-own-and-dead-nodes", "others-preferred-alive", "hand-back", "lost", "own-lease-after-restart"],
+)
+def test_plan_round_renews_hands_back_and_takes_only_what_it_should(
+    leases: dict[str, Lease],
+    alive: set[str],
+    running: list[str],
+    expected: tuple[list[str], list[str], list[str], list[str]],
+) -> None:
+    plan = plan_round("line-a", NODES.preferred_nodes(), leases, alive, running)
+
+    got = ([x.camera_id for x in plan.renew], [x.camera_id for x in plan.hand_back], plan.lost, plan.acquire)
+    assert got == expected
+
+
+def test_a_dead_nodes_cameras_are_taken_by_a_live_node_and_handed_back_when_it_returns(
+    server: NatsServer,
+) -> None:
+    cameras = Cameras()
+    line_a, line_b = _node("line-a", server, "handover"), _node("line-b", server, "handover")
+    line_a.start(cameras.host("line-a"))
+    line_b.start(cameras.host("line-b"))
+    try:
+        assert wait_for(lambda: line_a.held() == ["cam-1", "cam-2"] and line_b.held() == ["cam-3"])
+        assert sorted(cameras.settled) == ["line-a", "line-b"]
+
+        line_a.stop(release=False)  # as if it died: its leases are left to expire
+        assert wait_for(lambda: line_b.held() == CAMERAS)
+
+        line_a = _node("line-a", server, "handover")
+        line_a.start(cameras.host("line-a"))
+        assert wait_for(lambda: line_a.held() == ["cam-1", "cam-2"] and line_b.held() == ["cam-3"])
+        assert cameras.running == {"cam-1": "line-a", "cam-2": "line-a", "cam-3": "line-b"}
+    finally:
+        line_a.stop()
+        line_b.stop()
+    assert cameras.overlaps == []
+
+
+def test_a_node_that_stops_gracefully_releases_its_cameras_at_once(server: NatsServer) -> None:
+    cameras = Cameras()
+    line_a = _node("line-a", server, "graceful")
+    line_b = CameraNode(
+        "line-b",
+        NODES.model_copy(update={"lease_ttl_s": 60.0}),  # expiry alone would take a minute
+        plant_id="graceful",
+        bus_url=server.url,
+        camera_ids=CAMERAS,
+    )
+    line_a.start(cameras.host("line-a"))
+    line_b.start(cameras.host("line-b"))
+    try:
+        assert wait_for(lambda: line_a.held() == ["cam-1", "cam-2"] and line_b.held() == ["cam-3"])
+        line_a.stop()
+
+        assert wait_for(lambda: line_b.held() == CAMERAS, timeout_s=10)
+    finally:
+        line_a.stop()
+        line_b.stop()
+    assert cameras.overlaps == []
+
+
+def test_a_node_cut_off_from_nats_stops_its_cameras_before_its_leases_expire(tmp_path: Path) -> None:
+    server = _start_server(tmp_path / "nats")
+    cameras = Cameras()
+    line_a = _node("line-a", server, "fence")
+    line_a.start(cameras.host("line-a"))
+    try:
+        assert wait_for(lambda: line_a.held() == ["cam-1", "cam-2", "cam-3"])
+        server.kill()
+
+        assert wait_for(lambda: cameras.running == {}, timeout_s=20)
+        assert line_a.held() == []
+    finally:
+        line_a.stop()
+        server.kill()
