@@ -194,6 +194,8 @@ def build_service_parts(
     sensors = build_sensor_runner(config, sink, readings, live_view=live_view, clock=clock)
     if sensors is not None:
         metrics.registry.register(SensorCollector(sensors))
+        if bus is not None:
+            bus.report_sensors(sensors.health)
     return ServiceParts(
         store,
         evidence,

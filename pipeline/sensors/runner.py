@@ -29,11 +29,13 @@ from anjian.pipeline.event import Event
 from anjian.pipeline.incident_journal import IncidentJournal
 from anjian.pipeline.incidents import EventContext, IncidentUpdate, UpdateKind
 from anjian.pipeline.sensors.config import (
+    HttpSensorSource,
     ModbusSensorSource,
     MqttSensorSource,
     SensorConfig,
     SensorSourcesConfig,
 )
+from anjian.pipeline.sensors.health import SensorHealth, sensor_state
 from anjian.pipeline.sensors.modbus_source import ModbusSource
 from anjian.pipeline.sensors.mqtt_source import MqttSource
 from anjian.pipeline.sensors.reading import BadInput, Reading, ReadingSink
@@ -140,6 +142,8 @@ class SensorRunner:
         self._published = 0
         now = clock()
         self.sensors = {a.config.id: a.config for a in assignments}
+        self._workshops = {a.config.id: a.workshop_id for a in assignments}
+        self._last_values: dict[str, float] = {}
         self._rules = {
             a.config.id: SensorRules(
                 a.config,
@@ -200,6 +204,38 @@ class SensorRunner:
             else:
                 states[f"modbus:{source.device.id}"] = source.is_connected
         return states
+
+    def health(self) -> list[SensorHealth]:
+        """Each sensor's health now, in config order: its source's connection, last reading and open faults."""
+        connected = self.source_states()
+        with self._lock:
+            open_kinds = {sensor_id: tuple(rules.open_kinds()) for sensor_id, rules in self._rules.items()}
+            last_at = {sensor_id: rules.last_reading_at for sensor_id, rules in self._rules.items()}
+            last_values = dict(self._last_values)
+        health = []
+        for sensor_id, config in self.sensors.items():
+            source = config.source
+            key = "http" if isinstance(source, HttpSensorSource) else f"{source.kind}:{_source_id(source)}"
+            is_connected = connected.get(key)
+            health.append(
+                SensorHealth(
+                    sensor_id=sensor_id,
+                    workshop_id=self._workshops[sensor_id],
+                    quantity=config.quantity,
+                    unit=config.unit,
+                    source=key,
+                    state=sensor_state(
+                        is_source_connected=is_connected,
+                        open_kinds=open_kinds[sensor_id],
+                        last_reading_at=last_at[sensor_id],
+                    ),
+                    is_source_connected=is_connected,
+                    last_reading_at=last_at[sensor_id],
+                    last_value=last_values.get(sensor_id),
+                    open_kinds=open_kinds[sensor_id],
+                )
+            )
+        return health
 
     def offer(self, reading: Reading) -> bool:
         """Queue a reading for the rules; False (and counted) for an unknown sensor or a full queue."""
@@ -310,6 +346,7 @@ class SensorRunner:
                 )
                 continue
             kept.append(reading)
+            self._last_values[reading.sensor_id] = reading.value
             self._publish(rules.observe(reading.value, reading.at))
         self._evaluated += len(kept)
         if self._readings is not None and kept:
@@ -342,3 +379,8 @@ class SensorRunner:
             if jpeg is not None:
                 return jpeg
         return None
+
+
+def _source_id(source: MqttSensorSource | ModbusSensorSource) -> str:
+    """The broker or device a sensor reads through."""
+    return source.broker if isinstance(source, MqttSensorSource) else source.device

@@ -5,7 +5,8 @@ Plant to hub (the plant's events stream):
 - ``EventChange``: one announcement of an event from the plant's outbox (a detection revision or a
   lifecycle change), the same ``WebhookPayload`` a webhook receives, with the snapshot
   for detection revisions; its ``key`` is the outbox row's idempotency key, also its ``Nats-Msg-Id``.
-- ``HealthReport``: the health of the plant's cameras, every ``bus.health_interval_s``.
+- ``HealthReport``: the health of the plant's cameras and sensors, every ``bus.health_interval_s``
+  (``sensors`` empty from a plant without sensors, or one older than them).
 
 Hub to plant (the hub's commands stream, sourced into the plant's):
 
@@ -22,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidat
 from pydantic_core import PydanticCustomError
 
 from anjian.cameras.health import CameraState
+from anjian.pipeline.sensors.health import SensorState
 from anjian.service.schemas import WebhookPayload
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "CameraReport",
     "EventChange",
     "HealthReport",
+    "SensorReport",
     "SupervisorRemark",
     "parse_plant_message",
 ]
@@ -84,14 +87,32 @@ class CameraReport(_BusModel):
     last_frame_at: float | None = None
 
 
+class SensorReport(_BusModel):
+    """One sensor's health as the plant last saw it (``anjian.pipeline.sensors.health``)."""
+
+    sensor_id: str = Field(..., pattern=_ID, max_length=64)
+    workshop_id: str = Field(..., pattern=_ID, max_length=64)
+    quantity: str = Field(..., min_length=1, max_length=64)
+    unit: str = Field("", max_length=32)
+    source: str = Field(
+        ..., min_length=1, max_length=80, description="mqtt:<broker>, modbus:<device> or http."
+    )
+    state: SensorState
+    is_source_connected: bool | None = None
+    last_reading_at: float | None = None
+    last_value: float | None = Field(None, allow_inf_nan=False)
+    open_kinds: list[str] = Field(default_factory=list, max_length=16)
+
+
 class HealthReport(_BusModel):
-    """The health of a plant's cameras."""
+    """The health of a plant's cameras and sensors."""
 
     type: Literal["health"] = "health"
     schema_version: Literal[1] = BUS_SCHEMA_VERSION
     plant_id: str = Field(..., pattern=_ID, max_length=64)
     sent_at: float = Field(..., ge=0)
     cameras: list[CameraReport] = Field(default_factory=list, max_length=10_000)
+    sensors: list[SensorReport] = Field(default_factory=list, max_length=10_000)
 
 
 class SupervisorRemark(_BusModel):

@@ -1,4 +1,4 @@
-"""A plant's side of the bus: its outbox announcements and camera health out, supervisors' remarks in.
+"""A plant's side of the bus: its outbox announcements and camera and sensor health out, supervisors' remarks in.
 
 Out. Every change of an event already enqueues one outbox row per subscription in the
 change's own transaction (``anjian.service.outbox``). A plant with a ``bus:`` section has
@@ -35,11 +35,18 @@ from anjian.service.bus.config import BusConfig
 from anjian.service.bus.connection import BusConnection
 from anjian.service.bus.consuming import run_pull_consumer
 from anjian.service.bus.errors import BusUnavailableError
-from anjian.service.bus.messages import CameraReport, EventChange, HealthReport, SupervisorRemark
+from anjian.service.bus.messages import (
+    CameraReport,
+    EventChange,
+    HealthReport,
+    SensorReport,
+    SupervisorRemark,
+)
 from anjian.service.bus.remarks import record_remark
 from anjian.service.bus.signing import SIGNATURE_HEADER, is_signed_by, signature
 from anjian.service.bus.streams import ensure_plant_streams
 from anjian.service.channels.outcome import SendOutcome
+from anjian.service.copying import copy_fields
 from anjian.service.errors import EvidenceError
 from anjian.service.evidence import EvidenceStore
 from anjian.service.periodic import PeriodicThread
@@ -48,6 +55,7 @@ from anjian.service.store import EventStore
 from anjian.service.subscriptions import SubscriptionSpec
 
 if TYPE_CHECKING:
+    from anjian.pipeline.sensors.health import SensorHealth
     from anjian.service.api.deps import CameraHealthProvider
     from anjian.service.records import Subscription, WebhookDelivery
 
@@ -63,7 +71,7 @@ _HOLD_BACK_S: Final = 2.0
 
 
 class PlantBus:
-    """Publishes a plant's outbox deliveries and camera health to its JetStream; records the hub's remarks.
+    """Publishes a plant's outbox deliveries and camera and sensor health to its JetStream; records the hub's remarks.
 
     Args:
         config: The ``bus:`` section.
@@ -71,6 +79,8 @@ class PlantBus:
         store: The plant's event store (remarks go into its audit trails).
         evidence: Where the snapshots sent with detection revisions are read.
         camera_health: The cameras' health, reported every ``config.health_interval_s``; ``None``: none.
+        sensor_health: The sensors' health (``SensorRunner.health``), reported with the cameras';
+            ``None``: none (``report_sensors`` may name it later).
         clock: Epoch seconds.
 
     Raises:
@@ -85,6 +95,7 @@ class PlantBus:
         store: EventStore,
         evidence: EvidenceStore,
         camera_health: CameraHealthProvider | None = None,
+        sensor_health: Callable[[], list[SensorHealth]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.plant_id = subjects.check_bus_id(
@@ -94,19 +105,15 @@ class PlantBus:
         self._store = store
         self._evidence = evidence
         self._camera_health = camera_health
+        self._sensor_health = sensor_health
         self._clock = clock
         self.connection = BusConnection(config.url, name=f"anjian-plant-{self.plant_id}")
         self._is_ready = False  # the streams were ensured (only the loop thread reads and writes it)
-        self._health = (
-            None
-            if camera_health is None
-            else PeriodicThread(
-                self.report_health,
-                interval_s=config.health_interval_s,
-                name="anjian-bus-health",
-                transient=(BusUnavailableError,),
-            )
-        )
+        self._health: PeriodicThread | None = None
+
+    def report_sensors(self, sensor_health: Callable[[], list[SensorHealth]]) -> None:
+        """Report the sensors' health too (the sensor runner is built after the bus); call before ``start``."""
+        self._sensor_health = sensor_health
 
     def subscription_spec(self) -> SubscriptionSpec:
         """The outbox subscription of the hub: every kind of every event, retried for the stream's retention."""
@@ -121,7 +128,13 @@ class PlantBus:
         """Connect (in the background), start the remark consumer and the health reports."""
         self.connection.start()
         self.connection.spawn(self._consume_remarks())
-        if self._health is not None:
+        if self._camera_health is not None or self._sensor_health is not None:
+            self._health = PeriodicThread(
+                self.report_health,
+                interval_s=self._config.health_interval_s,
+                name="anjian-bus-health",
+                transient=(BusUnavailableError,),
+            )
             self._health.start()
 
     def stop(self) -> None:
@@ -219,12 +232,12 @@ class PlantBus:
         return data
 
     def report_health(self) -> None:
-        """Publish the cameras' health now (the periodic thread calls it).
+        """Publish the cameras' and sensors' health now (the periodic thread calls it).
 
         Raises:
             BusUnavailableError: The plant's NATS server cannot be reached.
         """
-        if self._camera_health is None:
+        if self._camera_health is None and self._sensor_health is None:
             return
         now = self._clock()
         report = HealthReport(
@@ -240,7 +253,11 @@ class PlantBus:
                     last_error=None if h.last_error is None else h.last_error[:1000],
                     last_frame_at=h.last_frame_at,
                 )
-                for h in self._camera_health()
+                for h in (self._camera_health() if self._camera_health is not None else [])
+            ],
+            sensors=[
+                copy_fields(SensorReport, h, open_kinds=list(h.open_kinds))
+                for h in (self._sensor_health() if self._sensor_health is not None else [])
             ],
         )
         self._publish(

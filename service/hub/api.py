@@ -29,6 +29,7 @@ from anjian.service.hub.api_models import (
     PlantOut,
     RemarkIn,
     RemarkOut,
+    SensorOut,
 )
 from anjian.service.hub.config import HubConfig
 from anjian.service.hub.store import HubStore
@@ -105,7 +106,7 @@ def create_hub_app(
 
     @api.get("/overview", response_model=OverviewOut)
     def overview(who: Scope) -> OverviewOut:
-        """Every plant the token sees: open incidents by colour, overdue ones, response times, cameras."""
+        """Every plant the token sees: open incidents by colour, overdue ones, response times, cameras, sensors."""
         seen = [(p.id, p.name or p.id, p.group) for p in config.plants if p.id in who.plant_ids]
         now = clock()
         return OverviewOut(
@@ -194,6 +195,15 @@ def create_hub_app(
             who.require_plant(plant_id)
             ids = [plant_id]
         return [CameraOut.from_status(c) for c in store.cameras(ids)]
+
+    @api.get("/sensors", response_model=list[SensorOut])
+    def sensors(who: Scope, plant_id: Annotated[str | None, Query(max_length=64)] = None) -> list[SensorOut]:
+        """The sensors of the plants the token sees, as last reported (gas, dust, pressure ... with their health)."""
+        ids = who.plant_ids
+        if plant_id is not None:
+            who.require_plant(plant_id)
+            ids = [plant_id]
+        return [SensorOut.from_status(s) for s in store.sensors(ids)]
 
     app.include_router(api)
 

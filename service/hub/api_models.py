@@ -7,8 +7,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from anjian.service.hub.records import CameraStatus, HubAuditEntry, HubEvent, PlantSummary
-from anjian.service.schemas import epoch_to_datetime
+from anjian.pipeline.sensors.health import ALARM_KINDS
+from anjian.service.copying import copy_fields
+from anjian.service.hub.records import CameraStatus, HubAuditEntry, HubEvent, PlantSummary, SensorStatus
+from anjian.service.schemas import UtcTime, epoch_to_datetime
 
 __all__ = [
     "CameraOut",
@@ -20,6 +22,7 @@ __all__ = [
     "PlantOut",
     "RemarkIn",
     "RemarkOut",
+    "SensorOut",
 ]
 
 
@@ -43,6 +46,9 @@ class PlantOut(_Out):
     acknowledge_median_s: float | None = Field(..., description="Median time from raise to acknowledgement.")
     resolve_median_s: float | None = Field(..., description="Median time from raise to resolution.")
     cameras_by_state: dict[str, int]
+    sensors_by_state: dict[str, int] = Field(
+        ..., description="Sensors per state: ok, waiting, fault, offline."
+    )
     last_message_at: datetime | None = Field(..., description="When the plant was last heard from.")
     is_silent: bool = Field(..., description="Not heard from within hub.silent_after_s (or never).")
 
@@ -60,6 +66,7 @@ class PlantOut(_Out):
             acknowledge_median_s=summary.acknowledge_median_s,
             resolve_median_s=summary.resolve_median_s,
             cameras_by_state=summary.cameras_by_state,
+            sensors_by_state=summary.sensors_by_state,
             last_message_at=_at(last),
             is_silent=last is None or now - last > silent_after_s,
         )
@@ -170,6 +177,38 @@ class CameraOut(_Out):
             reconnects=status.reconnects,
             last_error=status.last_error,
             reported_at=epoch_to_datetime(status.reported_at),
+        )
+
+
+class SensorOut(_Out):
+    """A plant's sensor as last reported."""
+
+    plant_id: str
+    sensor_id: str
+    workshop_id: str
+    quantity: str
+    unit: str
+    source: str = Field(..., description="mqtt:<broker>, modbus:<device>, or http (pushed by a gateway).")
+    state: str = Field(
+        ..., description="offline (source down), fault (stale, flatline, out of range), waiting, ok."
+    )
+    is_source_connected: bool | None = Field(..., description="null for pushed readings.")
+    last_reading_at: UtcTime | None
+    last_value: float | None
+    open_kinds: list[str] = Field(
+        ..., description="What is open: threshold, rate, stale, flatline, out_of_range."
+    )
+    is_alarm: bool = Field(..., description="A limit or rate-of-rise alarm is open.")
+    reported_at: UtcTime
+
+    @classmethod
+    def from_status(cls, status: SensorStatus) -> SensorOut:
+        """The response model of a sensor's status."""
+        return copy_fields(
+            cls,
+            status,
+            open_kinds=list(status.open_kinds),
+            is_alarm=any(kind in ALARM_KINDS for kind in status.open_kinds),
         )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["CameraStatus", "HubAuditEntry", "HubEvent", "PlantSummary"]
+__all__ = ["CameraStatus", "HubAuditEntry", "HubEvent", "PlantSummary", "SensorStatus"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +71,24 @@ class CameraStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class SensorStatus:
+    """A plant's sensor as last reported (its fields: ``anjian.pipeline.sensors.health.SensorHealth``)."""
+
+    plant_id: str
+    sensor_id: str
+    workshop_id: str
+    quantity: str
+    unit: str
+    source: str
+    state: str
+    is_source_connected: bool | None
+    last_reading_at: float | None
+    last_value: float | None
+    open_kinds: tuple[str, ...]
+    reported_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class PlantSummary:
     """One plant on the hub's view.
 
@@ -80,6 +98,7 @@ class PlantSummary:
         acknowledge_median_s: Median time from raise to acknowledgement, ``None`` without any.
         resolve_median_s: Median time from raise to resolution (or false alarm), ``None`` without any.
         cameras_by_state: The cameras per reported state.
+        sensors_by_state: The sensors per reported state (ok, waiting, fault, offline).
         last_message_at: When the plant was last heard from, ``None`` if never.
     """
 
@@ -91,4 +110,5 @@ class PlantSummary:
     acknowledge_median_s: float | None = None
     resolve_median_s: float | None = None
     cameras_by_state: dict[str, int] = field(default_factory=dict)
+    sensors_by_state: dict[str, int] = field(default_factory=dict)
     last_message_at: float | None = None

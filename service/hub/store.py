@@ -1,4 +1,4 @@
-"""The hub's store: every plant's incidents, audit trails and camera health, written idempotently.
+"""The hub's store: every plant's incidents, audit trails and camera and sensor health, written idempotently.
 
 The bus delivers at least once (a message not acked before a crash comes again), and the
 plants' outbox workers may publish one incident's announcements out of order. Each write
@@ -9,7 +9,9 @@ is therefore idempotent and order-free:
 - an audit line is keyed per (plant, incident): ``a<plant audit id>`` for a lifecycle
   change, ``raise`` for the raise, ``r<remark id>`` for a supervisor's remark, and a key
   seen before is not written again;
-- a camera's health is replaced only by a later report.
+- a camera's health is replaced only by a later report;
+- a plant's sensors are replaced as a set by a later report (a sensor it no longer
+  reports was removed from its site), an older report is ignored.
 
 ``apply`` takes a batch of messages and writes them in one transaction, so the consumer
 acks a batch only once it is durable.
@@ -24,20 +26,23 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Final, TypeVar
 
 from sqlalchemy import func, select, tuple_
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from anjian.service.bus.messages import BusMessage, EventChange, HealthReport, SupervisorRemark
 from anjian.service.config import SlaConfig, StorageConfig
+from anjian.service.copying import copy_fields
 from anjian.service.database import Database, sqlite_url
-from anjian.service.hub.records import CameraStatus, HubAuditEntry, HubEvent, PlantSummary
+from anjian.service.hub.records import CameraStatus, HubAuditEntry, HubEvent, PlantSummary, SensorStatus
 from anjian.service.hub.schema import upgrade_hub_database
-from anjian.service.hub.tables import HubAuditRow, HubCameraRow, HubEventRow, HubPlantRow
+from anjian.service.hub.tables import HubAuditRow, HubCameraRow, HubEventRow, HubPlantRow, HubSensorRow
 from anjian.service.hub.tokens import HubTokens
 
 __all__ = ["OPEN_STATES", "ApplyResult", "HubStore"]
+
+_ReportedRow = TypeVar("_ReportedRow", HubCameraRow, HubSensorRow)
 
 OPEN_STATES: Final = ("raised", "acknowledged", "dispatched")
 _SETTLED_STATES: Final = frozenset({"resolved", "false_alarm"})
@@ -53,7 +58,7 @@ class ApplyResult:
         events_written: Incident rows inserted or moved to a higher version.
         audit_written: Audit lines added.
         duplicates: Event messages that changed nothing (seen before, or older than what is stored).
-        health_reports: Camera health reports applied.
+        health_reports: Camera and sensor health reports applied.
     """
 
     events_written: int = 0
@@ -242,6 +247,36 @@ class HubStore:
             row.reconnects = camera.reconnects
             row.last_error = camera.last_error
             row.reported_at = report.sent_at
+        HubStore._apply_sensors(session, report)
+
+    @staticmethod
+    def _apply_sensors(session: Session, report: HealthReport) -> None:
+        """Replace the plant's sensors by the report's, unless what is stored came from a later report."""
+        rows = {
+            row.sensor_id: row
+            for row in session.scalars(
+                select(HubSensorRow).where(HubSensorRow.plant_id == report.plant_id).with_for_update()
+            )
+        }
+        if any(row.reported_at >= report.sent_at for row in rows.values()):
+            return
+        for sensor in report.sensors:
+            row = rows.pop(sensor.sensor_id, None)
+            if row is None:
+                row = HubSensorRow(plant_id=report.plant_id, sensor_id=sensor.sensor_id)
+                session.add(row)
+            row.workshop_id = sensor.workshop_id
+            row.quantity = sensor.quantity
+            row.unit = sensor.unit
+            row.source = sensor.source
+            row.state = sensor.state.value
+            row.is_source_connected = sensor.is_source_connected
+            row.last_reading_at = sensor.last_reading_at
+            row.last_value = sensor.last_value
+            row.open_kinds = list(sensor.open_kinds)
+            row.reported_at = report.sent_at
+        for removed in rows.values():  # no longer on the plant's site
+            session.delete(removed)
 
     @staticmethod
     def _touch_plants(session: Session, messages: Sequence[BusMessage], now: float) -> None:
@@ -356,6 +391,7 @@ class HubStore:
         acknowledge: dict[str, list[float]] = defaultdict(list)
         resolve: dict[str, list[float]] = defaultdict(list)
         cameras: dict[str, dict[str, int]] = defaultdict(dict)
+        sensors: dict[str, dict[str, int]] = defaultdict(dict)
         with self._db.read() as session:
             for plant_id, severity, count in session.execute(
                 select(HubEventRow.plant_id, HubEventRow.severity, func.count())
@@ -391,6 +427,12 @@ class HubStore:
                 .group_by(HubCameraRow.plant_id, HubCameraRow.state)
             ):
                 cameras[plant_id][state] = int(count)
+            for plant_id, state, count in session.execute(
+                select(HubSensorRow.plant_id, HubSensorRow.state, func.count())
+                .where(HubSensorRow.plant_id.in_(ids))
+                .group_by(HubSensorRow.plant_id, HubSensorRow.state)
+            ):
+                sensors[plant_id][state] = int(count)
             heard = {
                 row.id: row.last_message_at
                 for row in session.scalars(select(HubPlantRow).where(HubPlantRow.id.in_(ids)))
@@ -407,6 +449,7 @@ class HubStore:
                 else None,
                 resolve_median_s=statistics.median(resolve[plant_id]) if resolve[plant_id] else None,
                 cameras_by_state=dict(cameras[plant_id]),
+                sensors_by_state=dict(sensors[plant_id]),
                 last_message_at=heard.get(plant_id),
             )
             for plant_id, name, group in plants
@@ -471,25 +514,23 @@ class HubStore:
 
     def cameras(self, plant_ids: Iterable[str]) -> list[CameraStatus]:
         """The cameras of these plants as last reported, by plant and camera."""
-        query = (
-            select(HubCameraRow)
-            .where(HubCameraRow.plant_id.in_(list(plant_ids)))
-            .order_by(HubCameraRow.plant_id, HubCameraRow.camera_id)
-        )
+        rows = self._reported(HubCameraRow, HubCameraRow.camera_id, plant_ids)
+        return [copy_fields(CameraStatus, row) for row in rows]
+
+    def sensors(self, plant_ids: Iterable[str]) -> list[SensorStatus]:
+        """The sensors of these plants as last reported, by plant and sensor."""
+        rows = self._reported(HubSensorRow, HubSensorRow.sensor_id, plant_ids)
+        return [copy_fields(SensorStatus, row, open_kinds=tuple(row.open_kinds)) for row in rows]
+
+    def _reported(
+        self, table: type[_ReportedRow], key: InstrumentedAttribute[str], plant_ids: Iterable[str]
+    ) -> list[_ReportedRow]:
+        """The rows of a per-plant health table for these plants, by plant and ``key`` (detached, loaded)."""
+        query = select(table).where(table.plant_id.in_(list(plant_ids))).order_by(table.plant_id, key)
         with self._db.read() as session:
-            return [
-                CameraStatus(
-                    plant_id=row.plant_id,
-                    camera_id=row.camera_id,
-                    state=row.state,
-                    since=row.since,
-                    fps=row.fps,
-                    reconnects=row.reconnects,
-                    last_error=row.last_error,
-                    reported_at=row.reported_at,
-                )
-                for row in session.scalars(query)
-            ]
+            rows = list(session.scalars(query))
+            session.expunge_all()
+            return rows
 
     def count_events(self, plant_id: str | None = None) -> int:
         """How many incidents the hub holds (of one plant)."""

@@ -3,6 +3,7 @@
 - ``hub_events``: each plant's incidents at their latest version, with the snapshot;
 - ``hub_audit``: their audit trails as the plants wrote them, plus the supervisors' remarks;
 - ``hub_cameras``: each plant's cameras' last reported health;
+- ``hub_sensors``: each plant's sensors' last reported health;
 - ``hub_plants``: when each plant was last heard from;
 - ``hub_tokens``: the hub's tokens, each limited to all plants, a group, or one plant.
 
@@ -19,7 +20,15 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Float, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["HubAuditRow", "HubBase", "HubCameraRow", "HubEventRow", "HubPlantRow", "HubTokenRow"]
+__all__ = [
+    "HubAuditRow",
+    "HubBase",
+    "HubCameraRow",
+    "HubEventRow",
+    "HubPlantRow",
+    "HubSensorRow",
+    "HubTokenRow",
+]
 
 
 class HubBase(DeclarativeBase):
@@ -107,6 +116,25 @@ class HubCameraRow(HubBase):
     fps: Mapped[float] = mapped_column(Float)
     reconnects: Mapped[int] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    reported_at: Mapped[float] = mapped_column(Float)
+
+
+class HubSensorRow(HubBase):
+    """A plant's sensor at its last reported health."""
+
+    __tablename__ = "hub_sensors"
+
+    plant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sensor_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workshop_id: Mapped[str] = mapped_column(String(64))
+    quantity: Mapped[str] = mapped_column(String(64))
+    unit: Mapped[str] = mapped_column(String(32))
+    source: Mapped[str] = mapped_column(String(80))
+    state: Mapped[str] = mapped_column(String(16))
+    is_source_connected: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    last_reading_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_value: Mapped[float | None] = mapped_column(Float, nullable=True)
+    open_kinds: Mapped[list[str]] = mapped_column(JSON)
     reported_at: Mapped[float] = mapped_column(Float)
 
 

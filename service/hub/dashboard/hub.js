@@ -1,5 +1,5 @@
-// The hub's view over every plant a token sees: a table of plants, a plant's open incidents and
-// cameras, an incident with its evidence and audit trail, and the supervisor's remark form.
+// The hub's view over every plant a token sees: a table of plants, a plant's open incidents,
+// cameras and sensors, an incident with its evidence and audit trail, and the supervisor's remark form.
 // Everything is built with textContent (no HTML from data); the token stays in sessionStorage.
 "use strict";
 
@@ -83,10 +83,27 @@ async function loadOverview() {
     const cameras = plant.cameras_by_state;
     const total = Object.values(cameras).reduce((a, b) => a + b, 0);
     const heard = el("td", when(plant.last_message_at) + (plant.is_silent ? " (silent)" : ""), plant.is_silent ? "silent" : "");
-    row.append(el("td", total ? `${cameras.online || 0} / ${total}` : "–"), heard);
+    row.append(el("td", total ? `${cameras.online || 0} / ${total}` : "–"), sensorCell(plant.sensors_by_state), heard);
     row.addEventListener("click", () => selectPlant(plant.plant_id, plant.name));
     body.append(row);
   }
+}
+
+function sensorCell(sensors) {
+  // Sound sensors (state ok) of all reported; the others' states in the tooltip.
+  const total = Object.values(sensors).reduce((a, b) => a + b, 0);
+  const sound = sensors.ok || 0;
+  const cell = el("td", total ? `${sound} / ${total}` : "–", sound < total ? "unsound" : "");
+  cell.dataset.column = "sensors";
+  cell.title = Object.entries(sensors).map(([state, count]) => `${count} ${state}`).join(", ");
+  return cell;
+}
+
+function sensorText(sensor) {
+  const reading = sensor.last_value === null ? "no reading yet"
+    : `${sensor.last_value} ${sensor.unit} at ${when(sensor.last_reading_at)}`;
+  const open = sensor.open_kinds.length ? `; open: ${sensor.open_kinds.join(", ")}` : "";
+  return `${sensor.sensor_id} (${sensor.quantity}, ${sensor.workshop_id}, ${sensor.source}): ${sensor.state}, ${reading}${open}`;
 }
 
 async function selectPlant(plantId, name) {
@@ -100,9 +117,10 @@ async function selectPlant(plantId, name) {
 async function loadIncidents() {
   if (!state.plant) return;
   const plant = encodeURIComponent(state.plant);
-  const [events, cameras] = await Promise.all([
+  const [events, cameras, sensors] = await Promise.all([
     (await api(`/api/events?plant_id=${plant}&open=true`)).json(),
     (await api(`/api/cameras?plant_id=${plant}`)).json(),
+    (await api(`/api/sensors?plant_id=${plant}`)).json(),
   ]);
   const body = document.querySelector("#events tbody");
   body.replaceChildren();
@@ -124,6 +142,16 @@ async function loadIncidents() {
     item.dataset.camera = camera.camera_id;
     list.append(item);
   }
+  const sensorList = document.getElementById("sensors");
+  sensorList.replaceChildren();
+  for (const sensor of sensors) {
+    const item = el("li", sensorText(sensor), sensor.state === "ok" ? "" : "unsound");
+    item.dataset.sensor = sensor.sensor_id;
+    item.dataset.state = sensor.state;
+    if (sensor.is_alarm) item.classList.add("alarm");
+    sensorList.append(item);
+  }
+  document.getElementById("no-sensors").hidden = sensors.length > 0;
 }
 
 async function selectEvent(plantId, eventId) {

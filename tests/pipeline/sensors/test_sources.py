@@ -12,6 +12,7 @@ from paho.mqtt import publish
 from pydantic import ValidationError
 
 from anjian.pipeline.sensors.config import MqttBrokerConfig, SensorSourcesConfig
+from anjian.pipeline.sensors.health import SensorState
 from anjian.pipeline.sensors.modbus_source import decode_registers
 from anjian.pipeline.sensors.mqtt_source import parse_payload
 from anjian.pipeline.sensors.reading import Reading
@@ -151,8 +152,13 @@ def test_mqtt_readings_arrive_bad_input_is_counted_and_the_client_reconnects_aft
             sum("not_numeric" in r.getMessage() for r in caplog.records) == 1
         )  # logged once, counted thrice
 
+        assert [(h.source, h.state, h.last_value) for h in runner.health()] == [
+            ("mqtt:plant", SensorState.OK, 12.5),
+            ("mqtt:plant", SensorState.OK, 3.25),
+        ]
         broker.stop()
         assert wait_for(lambda: not source.is_connected, 20)  # type: ignore[union-attr]
+        assert {h.state for h in runner.health()} == {SensorState.OFFLINE}
         broker.start()
         assert wait_for(lambda: source.is_connected, 30)  # type: ignore[union-attr]
         send("plant/nh3/1", "13")

@@ -1,15 +1,19 @@
-"""A plant's events, lifecycle changes and camera health reach the hub over real nats-servers; remarks come back."""
+"""A plant's events, lifecycle changes, camera and sensor health reach the hub over real nats-servers; remarks come back."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from anjian.cameras.health import CameraHealth, CameraState
+from anjian.pipeline.sensors.reading import Reading
 from anjian.service.bus.remarks import ACTION_PRESS
 from anjian.service.composition import ServiceParts, build_service_parts
+from anjian.service.config import SiteConfig, WorkshopConfig
 from anjian.service.hub.consumer import HubBus
 from anjian.service.hub.store import HubStore
 from tests.factories import make_event
+from tests.pipeline.sensors.test_rules import make_sensor
 from tests.service.bus.conftest import PLANT, plant_config
 from tests.support.nats import NatsTopology
 from tests.support.waiting import wait_for
@@ -77,3 +81,31 @@ def test_camera_health_reaches_the_hub_and_a_later_report_replaces_it(
         parts.close()
     (camera,) = store.cameras([PLANT])
     assert camera.reconnects == 2
+
+
+def test_sensor_health_reaches_the_hub_with_the_last_reading(
+    tmp_path: Path, topology: NatsTopology, hub: tuple[HubStore, HubBus]
+) -> None:
+    store, _bus = hub
+    sensor = make_sensor(id="nh3-1", faults={"stale_after_s": 3600})
+    workshop = WorkshopConfig(id="freezing-1", sensors=[sensor])
+    config = plant_config(tmp_path / "plant", topology.plants[PLANT].url, health_interval_s=0.2).model_copy(
+        update={"site": SiteConfig(id=PLANT, workshops=[workshop])}
+    )
+    parts = build_service_parts(config)
+    assert parts.sensors is not None
+    parts.start()
+    try:
+        assert wait_for(lambda: [s.state for s in store.sensors([PLANT])] == ["waiting"], 30)
+        parts.sensors.offer(Reading("nh3-1", 12.5, at=time.time(), received_at=time.time()))
+        assert wait_for(lambda: [s.last_value for s in store.sensors([PLANT])] == [12.5], 30)
+    finally:
+        parts.close()
+    (reported,) = store.sensors([PLANT])
+    assert (reported.state, reported.quantity, reported.unit, reported.source) == (
+        "ok",
+        "ammonia",
+        "ppm",
+        "http",
+    )
+    assert reported.workshop_id == "freezing-1" and reported.open_kinds == ()

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from anjian.pipeline.event import Event
-from anjian.service.bus.messages import EventChange
+from anjian.pipeline.sensors.health import SensorState
+from anjian.service.bus.messages import EventChange, HealthReport, SensorReport
 from anjian.service.hub.store import HubStore
 from anjian.service.records import AuditEntry
 from anjian.service.schemas import WebhookPayload
@@ -46,6 +47,29 @@ class PlantRecorder:
         """Apply a lifecycle action; the message announcing it."""
         result = self.store.transition(event_id, action, actor="duty officer", **kwargs)
         return self._change(event_id, result.audit, None)
+
+
+def sensor_report(plant_id: str, sent_at: float, **states: SensorState) -> HealthReport:
+    """A plant's health report naming these sensors (``nh3_1=SensorState.OK`` is sensor ``nh3-1``) and no camera."""
+    return HealthReport(
+        plant_id=plant_id,
+        sent_at=sent_at,
+        sensors=[
+            SensorReport(
+                sensor_id=name.replace("_", "-"),
+                workshop_id="freezing-1",
+                quantity="ammonia",
+                unit="ppm",
+                source="mqtt:plant",
+                state=state,
+                is_source_connected=state is not SensorState.OFFLINE,
+                last_reading_at=None if state is SensorState.WAITING else sent_at - 1,
+                last_value=None if state is SensorState.WAITING else 12.5,
+                open_kinds=["stale"] if state is SensorState.FAULT else [],
+            )
+            for name, state in states.items()
+        ],
+    )
 
 
 @pytest.fixture

@@ -8,13 +8,14 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from anjian.pipeline.sensors.health import SensorState
 from anjian.service.config import StorageConfig
 from anjian.service.hub.api import create_hub_app
 from anjian.service.hub.config import HubConfig, PlantConfig
 from anjian.service.hub.store import HubStore
 from tests.factories import make_event
 from tests.service.conftest import FakeClock
-from tests.service.hub.conftest import PlantRecorder
+from tests.service.hub.conftest import PlantRecorder, sensor_report
 
 PLANTS = [
     PlantConfig(id="dust-1", name="Dust 1", group="dust"),
@@ -74,16 +75,41 @@ def test_a_token_sees_exactly_the_plants_of_its_scope(
         assert (detail.status_code, snapshot.status_code) == (expected, expected)
 
 
-def test_a_plant_token_cannot_list_another_plants_events_or_cameras(
+def test_a_plant_token_cannot_list_another_plants_events_cameras_or_sensors(
     hub: tuple[TestClient, HubStore, dict[str, str]],
 ) -> None:
     client, store, _events = hub
     headers = _bearer(store, "plant:dust-1")
 
-    for path in ("/api/events?plant_id=cold-1", "/api/cameras?plant_id=cold-1"):
+    for path in (
+        "/api/events?plant_id=cold-1",
+        "/api/cameras?plant_id=cold-1",
+        "/api/sensors?plant_id=cold-1",
+    ):
         response = client.get(path, headers=headers)
         assert response.status_code == 404
         assert response.json()["detail"] == "no plant 'cold-1'"
+
+
+def test_sensors_and_their_states_show_to_the_tokens_that_see_their_plant(
+    hub: tuple[TestClient, HubStore, dict[str, str]], clock: FakeClock
+) -> None:
+    client, store, _events = hub
+    store.apply([sensor_report("cold-1", clock.now, nh3_1=SensorState.FAULT, nh3_2=SensorState.OK)])
+    store.apply([sensor_report("dust-1", clock.now, dust_1=SensorState.WAITING)])
+
+    cold = client.get("/api/sensors", headers=_bearer(store, "plant:cold-1")).json()
+    everyone = client.get("/api/sensors", headers=_bearer(store, "all")).json()
+    overview = client.get("/api/overview", headers=_bearer(store, "group:ammonia")).json()
+
+    assert [(s["plant_id"], s["sensor_id"], s["state"]) for s in cold] == [
+        ("cold-1", "nh3-1", "fault"),
+        ("cold-1", "nh3-2", "ok"),
+    ]
+    assert cold[0]["open_kinds"] == ["stale"] and cold[0]["is_alarm"] is False
+    assert cold[1]["last_value"] == 12.5 and cold[1]["last_reading_at"].endswith("Z")
+    assert [s["sensor_id"] for s in everyone] == ["nh3-1", "nh3-2", "dust-1"]
+    assert overview["plants"][0]["sensors_by_state"] == {"fault": 1, "ok": 1}
 
 
 def test_the_incident_detail_has_the_plants_record_the_audit_trail_and_the_snapshot(

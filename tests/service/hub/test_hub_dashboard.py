@@ -10,6 +10,7 @@ Content-Security-Policy (no eval, no CDN). Set ``ANJIAN_SCREENSHOT_DIR`` to keep
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.pipeline.sensors.health import SensorState
 from anjian.service.app import create_app
 from anjian.service.bus.remarks import ACTION_PRESS
 from anjian.service.composition import ServiceParts
@@ -27,6 +29,7 @@ from anjian.service.hub.consumer import HubBus
 from anjian.service.hub.store import HubStore
 from tests.factories import make_event, make_jpeg
 from tests.service.bus.conftest import PLANT, plant, plant_config, topology  # noqa: F401 - fixtures
+from tests.service.hub.conftest import sensor_report
 from tests.service.server import ServerThread
 from tests.service.test_dashboard import browser  # noqa: F401 - fixture
 from tests.support.nats import NatsTopology
@@ -78,6 +81,7 @@ def test_supervisor_sees_every_plant_drills_down_and_presses_for_action(
     for event in (fire, smoking):
         plant.sink.publish(event)
     assert wait_for(lambda: store.count_events(PLANT) == 2, 60)
+    store.apply([sensor_report(PLANT, time.time(), nh3_1=SensorState.FAULT, nh3_2=SensorState.OK)])
     _info, token = store.tokens.create("city bureau", "supervisor", "all")
 
     page = browser.new_page()
@@ -92,9 +96,13 @@ def test_supervisor_sees_every_plant_drills_down_and_presses_for_action(
     expect(plant_row.locator("td[data-colour='orange']")).to_have_text("1")
     expect(page.locator("#plants tr[data-plant='cold-1'] td").last).to_have_text("never (silent)")
     expect(plant_row.locator("td").last).not_to_have_class("silent")
+    expect(plant_row.locator("td[data-column='sensors']")).to_have_text("1 / 2")
 
     plant_row.click()
     expect(page.locator("#events tbody tr")).to_have_count(2, timeout=TIMEOUT_MS)
+    faulty = page.locator("#sensors li[data-sensor='nh3-1']")
+    expect(faulty).to_have_attribute("data-state", "fault")
+    expect(faulty).to_contain_text("open: stale")
     page.locator(f"#events tr[data-event='{fire.id}']").click()
     expect(page.locator("#detail-title")).to_contain_text("open_flame on cam-1", timeout=TIMEOUT_MS)
     expect(page.locator("#snapshot")).to_have_js_property("naturalWidth", 320, timeout=TIMEOUT_MS)

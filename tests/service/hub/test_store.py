@@ -6,12 +6,13 @@ import pytest
 
 from anjian.cameras.health import CameraState
 from anjian.pipeline.event import RiskLevel
+from anjian.pipeline.sensors.health import SensorState
 from anjian.service.bus.messages import CameraReport, HealthReport
 from anjian.service.config import SlaConfig
 from anjian.service.hub.store import HubStore
 from tests.factories import make_event
 from tests.service.conftest import FakeClock
-from tests.service.hub.conftest import PlantRecorder
+from tests.service.hub.conftest import PlantRecorder, sensor_report
 
 
 def test_a_message_delivered_twice_is_written_once(hub_store: HubStore, recorder: PlantRecorder) -> None:
@@ -85,6 +86,30 @@ def test_a_later_camera_report_wins_and_an_older_one_is_ignored(hub_store: HubSt
     assert camera.state == "offline"
     (summary,) = hub_store.summaries([("lab-3", "Lab 3", "")], SlaConfig())
     assert summary.cameras_by_state == {"offline": 1}
+
+
+def test_a_later_sensor_report_replaces_the_plants_sensors_and_an_older_one_is_ignored(
+    hub_store: HubStore,
+) -> None:
+    ok, fault, offline = SensorState.OK, SensorState.FAULT, SensorState.OFFLINE
+    hub_store.apply([sensor_report("lab-3", 100.0, nh3_1=ok, nh3_2=ok, dust_1=ok)])
+    hub_store.apply([sensor_report("lab-3", 200.0, nh3_1=fault, nh3_2=offline)])  # dust-1 left the site
+    hub_store.apply([sensor_report("lab-3", 150.0, nh3_1=ok, nh3_2=ok, dust_1=ok)])  # late: ignored
+    hub_store.apply([sensor_report("cold-1", 120.0, nh3_1=ok)])  # another plant's own sensors
+
+    sensors = hub_store.sensors(["lab-3"])
+    assert [(s.sensor_id, s.state, s.open_kinds) for s in sensors] == [
+        ("nh3-1", "fault", ("stale",)),
+        ("nh3-2", "offline", ()),
+    ]
+    assert (sensors[1].is_source_connected, sensors[1].last_value, sensors[1].reported_at) == (
+        False,
+        12.5,
+        200.0,
+    )
+    lab, cold = hub_store.summaries([("lab-3", "Lab 3", ""), ("cold-1", "Cold", "")], SlaConfig())
+    assert lab.sensors_by_state == {"fault": 1, "offline": 1}
+    assert cold.sensors_by_state == {"ok": 1}
 
 
 def test_a_remark_waits_as_unsent_until_the_bus_takes_it(
