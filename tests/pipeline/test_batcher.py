@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -54,10 +55,24 @@ def _sources(n: int, condition: threading.Condition) -> list[_FakeSource]:
     return [_FakeSource(f"cam-{i}", condition) for i in range(n)]
 
 
-def test_batch_holds_the_newest_frame_of_every_ready_camera() -> None:
+def _cameras(
+    n: int,
+    *,
+    max_batch: int,
+    deadline_s: float,
+    max_age_s: float = 2.0,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> tuple[list[_FakeSource], FrameBatcher]:
+    """``n`` fake cameras and a batcher over them, sharing one condition."""
     condition = threading.Condition()
-    sources = _sources(3, condition)
-    batcher = FrameBatcher(condition, max_batch=8, deadline_s=0.0)
+    batcher = FrameBatcher(
+        condition, max_batch=max_batch, deadline_s=deadline_s, max_age_s=max_age_s, monotonic=monotonic
+    )
+    return _sources(n, condition), batcher
+
+
+def test_batch_holds_the_newest_frame_of_every_ready_camera() -> None:
+    sources, batcher = _cameras(3, max_batch=8, deadline_s=0.0)
     for source in sources:
         source.publish()
     sources[0].publish()  # replaces its first frame inside the source
@@ -71,9 +86,7 @@ def test_batch_holds_the_newest_frame_of_every_ready_camera() -> None:
 
 
 def test_dead_camera_does_not_hold_the_batch_past_the_deadline() -> None:
-    condition = threading.Condition()
-    live, dead = _sources(2, condition)
-    batcher = FrameBatcher(condition, max_batch=8, deadline_s=0.05)
+    (live, dead), batcher = _cameras(2, max_batch=8, deadline_s=0.05)
     live.publish()
 
     started = time.monotonic()
@@ -85,9 +98,7 @@ def test_dead_camera_does_not_hold_the_batch_past_the_deadline() -> None:
 
 
 def test_frames_arriving_within_the_deadline_join_the_batch() -> None:
-    condition = threading.Condition()
-    first, second = _sources(2, condition)
-    batcher = FrameBatcher(condition, max_batch=8, deadline_s=10.0)
+    (first, second), batcher = _cameras(2, max_batch=8, deadline_s=10.0)
     first.publish()
     threading.Timer(0.05, second.publish).start()
 
@@ -104,9 +115,7 @@ def test_no_frame_returns_an_empty_batch_after_the_timeout() -> None:
 
 
 def test_overload_serves_every_camera_in_turn() -> None:
-    condition = threading.Condition()
-    sources = _sources(5, condition)
-    batcher = FrameBatcher(condition, max_batch=2, deadline_s=0.0)
+    sources, batcher = _cameras(5, max_batch=2, deadline_s=0.0)
     served: Counter[str] = Counter()
     for _ in range(10):
         for source in sources:  # every camera always has a new frame: more than fits
@@ -121,10 +130,8 @@ def test_overload_serves_every_camera_in_turn() -> None:
 
 
 def test_frame_waiting_too_long_is_dropped_as_stale() -> None:
-    condition = threading.Condition()
     clock = _FakeClock()
-    sources = _sources(3, condition)
-    batcher = FrameBatcher(condition, max_batch=1, deadline_s=0.0, max_age_s=2.0, monotonic=clock)
+    sources, batcher = _cameras(3, max_batch=1, deadline_s=0.0, max_age_s=2.0, monotonic=clock)
     for source in sources:
         source.publish()
     assert len(batcher.next_batch(lambda: sources, timeout_s=0.0)) == 1  # two left pending
@@ -136,9 +143,7 @@ def test_frame_waiting_too_long_is_dropped_as_stale() -> None:
 
 
 def test_removed_camera_leaves_no_pending_frame() -> None:
-    condition = threading.Condition()
-    sources = _sources(2, condition)
-    batcher = FrameBatcher(condition, max_batch=1, deadline_s=0.0)
+    sources, batcher = _cameras(2, max_batch=1, deadline_s=0.0)
     for source in sources:
         source.publish()
     batcher.next_batch(lambda: sources, timeout_s=0.0)
