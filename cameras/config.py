@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from anjian.cameras.fields import DurationS, GreyLevelOrZero
 from anjian.cameras.url import mask_url, remember_secret, split_url
 
 __all__ = ["CameraConfig", "CameraFaultConfig", "ReconnectConfig"]
@@ -52,14 +53,14 @@ class CameraFaultConfig(_CamerasModel):
     """
 
     enabled: bool = Field(True, description="Raise camera_fault events for this camera.")
-    offline_after_s: float = Field(
-        60.0, gt=0, le=86_400, description="Raise once the camera has delivered no frame for this long."
+    offline_after_s: DurationS = Field(
+        60.0, description="Raise once the camera has delivered no frame for this long."
     )
-    frozen_after_s: float = Field(
-        120.0, gt=0, le=86_400, description="Raise once a live image has not changed for this long."
+    frozen_after_s: DurationS = Field(
+        120.0, description="Raise once a live image has not changed for this long."
     )
-    black_after_s: float = Field(
-        60.0, gt=0, le=86_400, description="Raise once the image has been black or uniform for this long."
+    black_after_s: DurationS = Field(
+        60.0, description="Raise once the image has been black or uniform for this long."
     )
     frozen_max_diff: float = Field(
         0.5,
@@ -68,21 +69,17 @@ class CameraFaultConfig(_CamerasModel):
         description="Mean absolute grey-level change between analysed frames at or below which the image "
         "counts as unchanged (live sensors are noisier than this).",
     )
-    black_max_luma: float = Field(
-        20.0, ge=0, le=255, description="Mean grey level (0-255) at or below which the image counts as black."
+    black_max_luma: GreyLevelOrZero = Field(
+        20.0, description="Mean grey level (0-255) at or below which the image counts as black."
     )
-    uniform_max_std: float = Field(
+    uniform_max_std: GreyLevelOrZero = Field(
         3.0,
-        ge=0,
-        le=255,
         description="Grey-level standard deviation at or below which the image counts as uniform (covered).",
     )
     clear_after_s: float = Field(
         10.0, gt=0, le=3600, description="A fault ends once the camera has been fine for this long."
     )
-    update_interval_s: float = Field(
-        60.0, gt=0, le=86_400, description="Re-publish an ongoing fault at most this often."
-    )
+    update_interval_s: DurationS = Field(60.0, description="Re-publish an ongoing fault at most this often.")
     severity: Literal["red", "orange", "yellow", "blue"] = Field(
         "orange", description="Risk colour of camera_fault events."
     )

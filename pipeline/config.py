@@ -40,6 +40,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from anjian.cameras.fields import DurationOrZeroS, DurationS, FractionOrZero, GreyLevel
 from anjian.pipeline.event import RiskLevel
 
 if TYPE_CHECKING:
@@ -214,14 +215,13 @@ class EscalationConfig(PipelineModel):
 # Rule fields a behaviour may give its own default (or wording): their bounds are set here, once.
 Severity = Annotated[RiskLevel, Field(description="Risk colour of the event.")]
 ClearAfterS = Annotated[
-    float,
-    Field(gt=0, le=86_400, description="An incident ends after its condition has been absent this long."),
+    DurationS, Field(description="An incident ends after its condition has been absent this long.")
 ]
 UpdateIntervalS = Annotated[
-    float, Field(gt=0, le=86_400, description="Re-publish an ongoing incident at most this often.")
+    DurationS, Field(description="Re-publish an ongoing incident at most this often.")
 ]
 MinDurationS = Annotated[
-    float, Field(ge=0, le=86_400, description="The condition must also have lasted this long before raising.")
+    DurationOrZeroS, Field(description="The condition must also have lasted this long before raising.")
 ]
 WindowK = Annotated[int, Field(ge=1, le=1000, description="Frames with the condition needed in the window.")]
 WindowN = Annotated[int, Field(ge=1, le=1000, description="Window length, in analysed frames.")]
@@ -249,10 +249,8 @@ class RuleConfig(PipelineModel):
     )
     clear_after_s: ClearAfterS = 10.0
     update_interval_s: UpdateIntervalS = 10.0
-    cooldown_s: float = Field(
+    cooldown_s: DurationOrZeroS = Field(
         0.0,
-        ge=0,
-        le=86_400,
         description="After an incident ends, the same key may not raise again for this long.",
     )
 
@@ -295,24 +293,20 @@ class ReferenceConfig(PipelineModel):
     """How a zone's reference image (clear exit, clean floor) is learned and compared."""
 
     width_px: int = Field(160, ge=32, le=1280, description="Width the frame is scaled to before comparing.")
-    pixel_threshold: float = Field(
+    pixel_threshold: GreyLevel = Field(
         20.0,
-        gt=0,
-        le=255,
         description="Mean grey-level difference (over a pixel's 5x5 neighbourhood of the scaled frame) at which "
         "it counts as changed from the reference.",
     )
-    learn_after_s: float = Field(
+    learn_after_s: DurationOrZeroS = Field(
         10.0,
-        ge=0,
-        le=86_400,
         description="The zone must be seen unobstructed and still this long to learn it.",
     )
-    still_max_diff: float = Field(
-        4.0, gt=0, le=255, description="Mean frame-to-frame grey change below which the zone counts as still."
+    still_max_diff: GreyLevel = Field(
+        4.0, description="Mean frame-to-frame grey change below which the zone counts as still."
     )
-    adapt_rate: float = Field(
-        0.02, ge=0, le=1, description="While clear, blend this fraction of each frame into the reference."
+    adapt_rate: FractionOrZero = Field(
+        0.02, description="While clear, blend this fraction of each frame into the reference."
     )
     person_margin: float = Field(
         0.15, ge=0, le=2, description="People boxes are widened by this fraction before being masked out."

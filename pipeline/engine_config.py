@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from anjian.cameras.fields import Fraction, GreyLevel, Score
+
 __all__ = ["EngineConfig", "MotionGateConfig", "TrackingConfig"]
 
 
@@ -29,16 +31,16 @@ class TrackingConfig(_EngineModel):
     lost_track_s: float = Field(
         3.0, gt=0, le=600, description="Keep a track this long without a matching detection before ending it."
     )
-    activation_confidence: float = Field(
-        0.35, gt=0, lt=1, description="A detection must score at least this to start a new track."
+    activation_confidence: Score = Field(
+        0.35, description="A detection must score at least this to start a new track."
     )
-    high_confidence: float = Field(
-        0.5, gt=0, lt=1, description="Detections above are matched first; those below only extend tracks."
+    high_confidence: Score = Field(
+        0.5, description="Detections above are matched first; those below only extend tracks."
     )
     min_consecutive_frames: int = Field(
         2, ge=1, le=30, description="Analysed frames a new track needs before it gets an id (-1 until then)."
     )
-    min_iou: float = Field(0.1, gt=0, lt=1, description="Least box overlap to match a detection to a track.")
+    min_iou: Score = Field(0.1, description="Least box overlap to match a detection to a track.")
 
 
 class MotionGateConfig(_EngineModel):
@@ -49,11 +51,11 @@ class MotionGateConfig(_EngineModel):
     """
 
     enabled: bool = Field(False, description="Gate inference on motion (saves compute on quiet cameras).")
-    pixel_delta: float = Field(
-        18.0, gt=0, le=255, description="Grey-level change (0-255) for a pixel to count as changed."
+    pixel_delta: GreyLevel = Field(
+        18.0, description="Grey-level change (0-255) for a pixel to count as changed."
     )
-    min_changed_fraction: float = Field(
-        0.002, gt=0, le=1, description="Share of changed pixels (of a ~160 px wide thumbnail) that is motion."
+    min_changed_fraction: Fraction = Field(
+        0.002, description="Share of changed pixels (of a ~160 px wide thumbnail) that is motion."
     )
     max_skip_s: float = Field(
         5.0, gt=0, le=3600, description="Infer at least this often even on a still scene."

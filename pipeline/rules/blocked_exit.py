@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field
 
+from anjian.cameras.fields import Fraction
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
 from anjian.pipeline.config import ClearAfterS, MinDurationS, ReferenceConfig, RuleConfig, UpdateIntervalS
@@ -29,8 +30,8 @@ class BlockedExitConfig(RuleConfig):
     person_classes: list[str] = Field(
         ["person"], description="Classes masked out of the reference comparison."
     )
-    min_occupied_fraction: float = Field(
-        0.3, gt=0, le=1, description="Fraction of the zone covered by obstacles that counts as blocked."
+    min_occupied_fraction: Fraction = Field(
+        0.3, description="Fraction of the zone covered by obstacles that counts as blocked."
     )
     min_duration_s: MinDurationS = Field(120.0, description="Blocked this long before raising.")
     max_gap_s: float = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
+from anjian.cameras.fields import Fraction
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
 from anjian.pipeline.config import Severity, WindowedConfig, WindowK
@@ -48,8 +49,8 @@ class FallenPersonConfig(WindowedConfig):
         description="Geometry only counts for a track first seen upright (needs tracking); the fallen "
         "class always counts.",
     )
-    match_iou: float = Field(
-        0.3, gt=0, le=1, description="Box overlap that links a lying person across frames without a track id."
+    match_iou: Fraction = Field(
+        0.3, description="Box overlap that links a lying person across frames without a track id."
     )
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field
 
+from anjian.cameras.fields import FractionOrZero
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
 from anjian.pipeline.config import Severity, WindowedConfig
@@ -44,17 +45,13 @@ class OpenFlameConfig(WindowedConfig):
         description="Reject flames that do not change over the window (a static orange lamp, a painted sign, "
         "a steady reflection): a real flame flickers, in its box's size and brightness or in the pixels inside.",
     )
-    min_variation: float = Field(
+    min_variation: FractionOrZero = Field(
         0.03,
-        ge=0,
-        le=1,
         description="Smallest coefficient of variation (std/mean) of box area or brightness that counts as "
         "flickering.",
     )
-    min_moving_fraction: float = Field(
+    min_moving_fraction: FractionOrZero = Field(
         0.015,
-        ge=0,
-        le=1,
         description="Smallest median fraction of the flame box's pixels that move between flame frames (grey "
         "level changed by more than 25, brightness shifts and one-pixel camera shake discounted) that counts as "
         "flickering. Real flames measure 0.018 to 0.55, a still scene under sensor noise 0.000, shaken by a "

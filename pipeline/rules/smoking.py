@@ -7,6 +7,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field, model_validator
 
+from anjian.cameras.fields import Fraction
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
 from anjian.pipeline.config import WindowedConfig, WindowK, WindowN
@@ -40,8 +41,8 @@ class SmokingConfig(WindowedConfig):
         default_factory=list, description="Classes that already mean 'a person smoking' (no person needed)."
     )
     person_classes: list[str] = Field(["person"], min_length=1, description="Classes that are people.")
-    upper_body_fraction: float = Field(
-        0.6, gt=0, le=1, description="Top fraction of a person box that counts as the upper body."
+    upper_body_fraction: Fraction = Field(
+        0.6, description="Top fraction of a person box that counts as the upper body."
     )
     margin_fraction: float = Field(
         0.25, ge=0, le=2, description="The upper-body box is widened by this fraction of the person width."

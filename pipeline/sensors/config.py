@@ -41,6 +41,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from anjian.cameras.config import ReconnectConfig
+from anjian.cameras.fields import DurationOrZeroS, DurationS
 from anjian.cameras.url import mask_url, remember_secret, split_url
 from anjian.pipeline.event import RiskLevel
 
@@ -217,10 +218,8 @@ class ThresholdsConfig(SensorModel):
     hysteresis: float = Field(
         0.0, ge=0, allow_inf_nan=False, description="Units back inside a limit to let go."
     )
-    min_duration_s: float = Field(5.0, ge=0, le=86_400, description="Seconds beyond a limit before it holds.")
-    clear_after_s: float = Field(
-        10.0, ge=0, le=86_400, description="Seconds with no colour held before the end."
-    )
+    min_duration_s: DurationOrZeroS = Field(5.0, description="Seconds beyond a limit before it holds.")
+    clear_after_s: DurationOrZeroS = Field(10.0, description="Seconds with no colour held before the end.")
 
     @model_validator(mode="after")
     def _ordered(self) -> ThresholdsConfig:
@@ -251,16 +250,14 @@ class RateOfRiseConfig(SensorModel):
     )
     window_s: float = Field(60.0, ge=2, le=3600, description="The rise is measured over this window.")
     severity: Colour = Field("orange", description="Colour of the alert.")
-    clear_after_s: float = Field(30.0, ge=0, le=86_400, description="Seconds below the rate before the end.")
+    clear_after_s: DurationOrZeroS = Field(30.0, description="Seconds below the rate before the end.")
 
 
 class SensorFaultsConfig(SensorModel):
     """When a sensor's own trouble becomes a ``sensor_fault`` alert."""
 
     enabled: bool = Field(True, description="Raise sensor_fault events for this sensor.")
-    stale_after_s: float = Field(
-        60.0, gt=0, le=86_400, description="Raise once no reading came for this long."
-    )
+    stale_after_s: DurationS = Field(60.0, description="Raise once no reading came for this long.")
     flatline_after_s: float | None = Field(
         None,
         gt=0,
@@ -273,7 +270,7 @@ class SensorFaultsConfig(SensorModel):
     min: float | None = Field(None, allow_inf_nan=False, description="Lowest physically possible reading.")
     max: float | None = Field(None, allow_inf_nan=False, description="Highest physically possible reading.")
     severity: Colour = Field("orange", description="Colour of sensor_fault events.")
-    clear_after_s: float = Field(10.0, ge=0, le=86_400, description="Seconds fine before a fault ends.")
+    clear_after_s: DurationOrZeroS = Field(10.0, description="Seconds fine before a fault ends.")
 
     @model_validator(mode="after")
     def _range(self) -> SensorFaultsConfig:
@@ -323,9 +320,7 @@ class ReadingHistoryConfig(SensorModel):
         90 * 86_400.0, ge=3600, le=10 * 365 * 86_400, description="Buckets older than this are deleted."
     )
     flush_interval_s: float = Field(0.5, gt=0, le=60, description="How often queued readings are written.")
-    compact_interval_s: float = Field(
-        300.0, gt=0, le=86_400, description="How often old readings are downsampled."
-    )
+    compact_interval_s: DurationS = Field(300.0, description="How often old readings are downsampled.")
 
     @model_validator(mode="after")
     def _order(self) -> ReadingHistoryConfig:
