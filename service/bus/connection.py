@@ -126,6 +126,14 @@ class BusConnection:
             raise BusUnavailableError(f"not connected to NATS at {self.url}")
         return client
 
+    def client(self) -> Client:
+        """The connected client, for core NATS (request/reply, subscriptions); use it on the loop only.
+
+        Raises:
+            BusUnavailableError: Not connected now.
+        """
+        return self._require_client()
+
     def jetstream(self, domain: str | None = None) -> JetStreamContext:
         """A JetStream context of the connected client (``domain``: another server's JetStream over a leaf link).
 

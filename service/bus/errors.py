@@ -4,14 +4,25 @@ Hierarchy::
 
     ServiceError
     └── BusError               something on the bus failed
-        └── BusUnavailableError  the NATS server cannot be reached now (retry later)
+        ├── BusUnavailableError  the NATS server cannot be reached now (retry later)
+        │   └── PlantUnreachableError  a plant did not answer a request (offline, or its link is down)
+        └── ClipError          a clip could not be fetched from its plant (the message says why)
+            ├── ClipNotFoundError  the plant has no clip of that incident
+            └── ClipTooBigError    the clip is larger than the hub takes
 """
 
 from __future__ import annotations
 
 from anjian.service.errors import ServiceError
 
-__all__ = ["BusError", "BusUnavailableError"]
+__all__ = [
+    "BusError",
+    "BusUnavailableError",
+    "ClipError",
+    "ClipNotFoundError",
+    "ClipTooBigError",
+    "PlantUnreachableError",
+]
 
 
 class BusError(ServiceError):
@@ -20,3 +31,19 @@ class BusError(ServiceError):
 
 class BusUnavailableError(BusError):
     """The NATS server cannot be reached now; what was asked can be tried again later."""
+
+
+class PlantUnreachableError(BusUnavailableError):
+    """A plant did not answer a request in time: it is offline, or its link to the hub is down."""
+
+
+class ClipError(BusError):
+    """A clip could not be fetched from its plant; the message says why."""
+
+
+class ClipNotFoundError(ClipError):
+    """The plant has no clip of that incident (none was recorded, or it was deleted)."""
+
+
+class ClipTooBigError(ClipError):
+    """The clip is larger than the hub takes (``hub.max_clip_bytes``)."""

@@ -11,6 +11,10 @@ Plant to hub (the plant's events stream):
 Hub to plant (the hub's commands stream, sourced into the plant's):
 
 - ``SupervisorRemark``: a supervisor's remark on an incident, or a press for action.
+
+Hub to plant, core request/reply (``anjian.service.bus.clips``):
+
+- ``ClipRequest``: a part of an incident's clip; the plant answers with the bytes.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ __all__ = [
     "BUS_SCHEMA_VERSION",
     "BusMessage",
     "CameraReport",
+    "ClipRequest",
     "EventChange",
     "HealthReport",
     "SensorReport",
@@ -127,6 +132,17 @@ class SupervisorRemark(_BusModel):
     note: str = Field(..., min_length=1, max_length=4000)
     is_press_for_action: bool = False
     at: float = Field(..., ge=0, description="When the supervisor wrote it, epoch seconds.")
+
+
+class ClipRequest(_BusModel):
+    """The hub asks for ``length`` bytes of an incident's clip from ``offset`` (the first asks also size and hash)."""
+
+    type: Literal["clip_request"] = "clip_request"
+    schema_version: Literal[1] = BUS_SCHEMA_VERSION
+    plant_id: str = Field(..., pattern=_ID, max_length=64)
+    event_id: str = Field(..., pattern=_ID, max_length=64)
+    offset: int = Field(0, ge=0)
+    length: int = Field(..., ge=1, le=64 * 1024 * 1024)
 
 
 BusMessage = EventChange | HealthReport

@@ -12,7 +12,8 @@ path at all: the hub's stream sources the plant's when the link is up.
 
 In. A consumer on the plant's commands stream (sourced from the hub's) writes each
 supervisor's remark into the incident's audit trail (``anjian.service.bus.remarks``),
-then acks it.
+then acks it. A core subscription answers the hub's requests for clips, which stay on the
+plant until asked for (``anjian.service.bus.clips``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pydantic import ValidationError
 
 from anjian.service.bus import subjects
 from anjian.service.bus.address import BUS_ADDRESS
+from anjian.service.bus.clips import ClipResponder
 from anjian.service.bus.config import BusConfig
 from anjian.service.bus.connection import BusConnection
 from anjian.service.bus.consuming import run_pull_consumer
@@ -68,6 +70,7 @@ _DETECTION_KINDS: Final = frozenset({"event.created", "event.updated", "event.en
 _FETCH_BATCH: Final = 64
 _RETRY_S: Final = 1.0
 _HOLD_BACK_S: Final = 2.0
+_CLIP_QUEUE: Final = "anjian-plant-clips"
 
 
 class PlantBus:
@@ -128,6 +131,7 @@ class PlantBus:
         """Connect (in the background), start the remark consumer and the health reports."""
         self.connection.start()
         self.connection.spawn(self._consume_remarks())
+        self.connection.spawn(self._serve_clips())
         if self._camera_health is not None or self._sensor_health is not None:
             self._health = PeriodicThread(
                 self.report_health,
@@ -267,6 +271,30 @@ class PlantBus:
         )
 
     # ----------------------------------------------------------------- in
+
+    async def _serve_clips(self) -> None:
+        """Answer the hub's clip requests: subscribe once connected (the client renews it after reconnects)."""
+        key = self._config.signing_key
+        responder = ClipResponder(
+            self.plant_id,
+            self._store,
+            self._evidence,
+            signing_key=None if key is None else key.get_secret_value(),
+            client=self.connection.client,
+        )
+        while True:
+            try:
+                if not self.connection.is_connected:
+                    await asyncio.sleep(_RETRY_S / 2)
+                    continue
+                await self.connection.client().subscribe(
+                    subjects.clip_subject(self.plant_id), queue=_CLIP_QUEUE, cb=responder.handle
+                )
+                logger.info("plant %s: answering clip requests", self.plant_id)
+                return
+            except Exception as exc:  # noqa: BLE001 - a connection lost meanwhile: try again
+                logger.warning("plant %s: cannot answer clip requests yet: %s", self.plant_id, exc)
+                await asyncio.sleep(_RETRY_S)
 
     async def _consume_remarks(self) -> None:
         """Record every remark of the plant's commands stream; reconnect and resume after any fault."""

@@ -7,7 +7,10 @@ Topology (one hub, many plants)::
            (on the plant's disk while the link is down)  ───sourced───▶    (sources every plant's stream)
       stream PLANT_<id>_COMMANDS ◀───sourced (filter anjian.hub.command.<id>)── stream HUB_COMMANDS
 
-Both directions are stream sourcing across JetStream domains (``$JS.<domain>.API``), the
+Clips travel on demand, outside JetStream: the hub sends a core NATS request on
+``anjian.clip.<id>`` (not under any stream's subjects) and the plant answers it.
+
+Both directions of events and remarks are stream sourcing across JetStream domains (``$JS.<domain>.API``), the
 pattern NATS documents for leaf nodes that must work disconnected: each side writes only to
 its own server's JetStream, and the server moves the messages over the leaf connection when it is up,
 resuming where it stopped.
@@ -26,6 +29,7 @@ __all__ = [
     "PLANT_COMMANDS_CONSUMER",
     "api_prefix",
     "check_bus_id",
+    "clip_subject",
     "command_subject",
     "event_subject",
     "health_subject",
@@ -94,3 +98,8 @@ def health_subject(plant_id: str) -> str:
 def command_subject(plant_id: str | None = None) -> str:
     """Supervisors' remarks to one plant (``None``: the wildcard of every plant, the hub stream's subject)."""
     return f"{_COMMAND_PREFIX}.{'*' if plant_id is None else plant_id}"
+
+
+def clip_subject(plant_id: str) -> str:
+    """The hub's requests for a plant's clips (core NATS request/reply, no stream)."""
+    return f"anjian.clip.{plant_id}"

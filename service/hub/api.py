@@ -3,6 +3,9 @@
 Every ``/api`` route needs ``Authorization: Bearer <hub token>``; the token's scope
 (``all``, ``group:<name>``, ``plant:<id>``) decides which plants exist for it: an incident of
 another plant answers 404, as if it did not exist. Adding a remark needs the supervisor role.
+An incident's clip is fetched from its plant over the bus when first asked for
+(``anjian.service.hub.clips``): 504 when the plant does not answer, 404 when it has none,
+413 when it is over ``hub.max_clip_bytes``.
 Errors are RFC 9457 problem details, and every response carries the service's security headers.
 """
 
@@ -18,7 +21,15 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from anjian.service.api.problems import install_problem_handlers
-from anjian.service.api.security import SecurityHeadersMiddleware
+from anjian.service.api.security import DEFAULT_CSP, SecurityHeadersMiddleware
+from anjian.service.bus.errors import (
+    BusError,
+    BusUnavailableError,
+    ClipError,
+    ClipNotFoundError,
+    ClipTooBigError,
+    PlantUnreachableError,
+)
 from anjian.service.hub.api_models import (
     CameraOut,
     EventDetailOut,
@@ -31,6 +42,7 @@ from anjian.service.hub.api_models import (
     RemarkOut,
     SensorOut,
 )
+from anjian.service.hub.clips import HubClips
 from anjian.service.hub.config import HubConfig
 from anjian.service.hub.store import HubStore
 from anjian.service.hub.tokens import HubRole, HubToken
@@ -39,6 +51,18 @@ from anjian.service.schemas import epoch_to_datetime
 __all__ = ["create_hub_app"]
 
 _DASHBOARD = Path(__file__).parent / "dashboard"
+_CLIP_ERRORS: tuple[tuple[type[Exception], int], ...] = (  # the first that matches, so subclasses first
+    (ClipNotFoundError, status.HTTP_404_NOT_FOUND),
+    (ClipTooBigError, status.HTTP_413_CONTENT_TOO_LARGE),
+    (PlantUnreachableError, status.HTTP_504_GATEWAY_TIMEOUT),
+    (BusUnavailableError, status.HTTP_503_SERVICE_UNAVAILABLE),
+    (ClipError, status.HTTP_502_BAD_GATEWAY),
+    (BusError, status.HTTP_502_BAD_GATEWAY),
+    (ValueError, status.HTTP_404_NOT_FOUND),  # an id that cannot name a clip
+)
+_DASHBOARD_CSP = DEFAULT_CSP.replace(
+    "media-src 'self'", "media-src 'self' blob:"
+)  # a fetched clip plays from a blob
 
 
 class _Scope:
@@ -77,6 +101,7 @@ def create_hub_app(
     store: HubStore,
     *,
     on_remark: Callable[[], None] | None = None,
+    clips: HubClips | None = None,
     is_bus_connected: Callable[[], bool] = lambda: True,
     clock: Callable[[], float] = time.time,
 ) -> FastAPI:
@@ -86,6 +111,7 @@ def create_hub_app(
         config: The hub config (plants, groups, deadlines).
         store: The hub's store (its owner opens and closes it).
         on_remark: Called after a remark is stored (``HubBus.remark_added``: publish it now).
+        clips: Fetches and caches the plants' clips; ``None``: clips are not served (503).
         is_bus_connected: Whether the hub's NATS connection is up, for ``/readyz``.
         clock: Epoch seconds: what "overdue" and "silent" are judged against.
     """
@@ -143,6 +169,7 @@ def create_hub_app(
             summary=HubEventOut.from_event(event),
             event=event.event,
             snapshot_url=f"/api/plants/{plant_id}/events/{event_id}/snapshot" if event.has_snapshot else None,
+            clip_url=f"/api/plants/{plant_id}/events/{event_id}/clip",
             audit=[HubAuditOut.from_entry(line) for line in store.audit_trail(plant_id, event_id)],
         )
 
@@ -158,6 +185,32 @@ def create_hub_app(
         if data is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no snapshot of event {event_id!r}")
         return Response(data, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=300"})
+
+    @api.get(
+        "/plants/{plant_id}/events/{event_id}/clip",
+        response_class=FileResponse,
+        responses={
+            200: {"content": {"video/mp4": {}}},
+            404: {"description": "No such incident, or its plant has no clip of it."},
+            413: {"description": "The clip is over hub.max_clip_bytes."},
+            502: {"description": "The plant failed to send it, or sent bytes that do not check out."},
+            503: {"description": "The hub is not connected to its nats-server."},
+            504: {"description": "The plant did not answer: offline, or its link is down."},
+        },
+    )
+    def clip(who: Scope, plant_id: str, event_id: str) -> FileResponse:
+        """The incident's clip (MP4, range requests), fetched from its plant over the bus when first asked for."""
+        who.require_plant(plant_id)
+        if store.get_event(plant_id, event_id) is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no event {event_id!r} of plant {plant_id!r}")
+        if clips is None:
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "this hub fetches no clips (no bus)")
+        try:
+            path = clips.path(plant_id, event_id)
+        except (BusError, ValueError) as exc:
+            code = next(code for kind, code in _CLIP_ERRORS if isinstance(exc, kind))
+            raise HTTPException(code, str(exc)) from exc
+        return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "private, max-age=300"})
 
     @api.post(
         "/plants/{plant_id}/events/{event_id}/remarks",
@@ -226,7 +279,10 @@ def create_hub_app(
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
-        return FileResponse(_DASHBOARD / "index.html", headers={"Cache-Control": "no-cache"})
+        return FileResponse(
+            _DASHBOARD / "index.html",
+            headers={"Cache-Control": "no-cache", "Content-Security-Policy": _DASHBOARD_CSP},
+        )
 
     app.mount("/static", StaticFiles(directory=_DASHBOARD), name="static")
     return app

@@ -150,6 +150,11 @@ class EventDetailOut(_Out):
     summary: HubEventOut
     event: dict[str, Any] = Field(..., description="The plant's own record of it (its EventOut).")
     snapshot_url: str | None
+    clip_url: str = Field(
+        ...,
+        description="Where the clip is served: asked for from the plant when first requested (404 when the "
+        "plant has none; a clip is often recorded after the announcements the hub has).",
+    )
     audit: list[HubAuditOut]
 
 

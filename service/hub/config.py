@@ -90,6 +90,27 @@ class HubSiteConfig(_HubModel):
         description="A plant not heard from for this long is shown silent (it reports camera health every "
         "bus.health_interval_s, 30 s by default).",
     )
+    max_clip_bytes: int = Field(
+        200_000_000,
+        ge=1,
+        le=10_000_000_000,
+        description="A larger clip is refused (413) rather than fetched from its plant.",
+    )
+    clip_timeout_s: float = Field(
+        15.0, gt=0, le=600, description="How long each part of a clip may take to come from its plant."
+    )
+    clip_part_bytes: int = Field(
+        512 * 1024,
+        ge=4096,
+        le=64 * 1024 * 1024,
+        description="Bytes of a clip per bus message (lowered to what the nats-server's max_payload carries).",
+    )
+    clip_cache_bytes: int = Field(
+        2_000_000_000,
+        ge=0,
+        description="Clips fetched are kept in {storage.dir}/clips up to this total; the least recently "
+        "served go first. 0: keep none (each request fetches again).",
+    )
 
 
 class HubBusConfig(_HubModel):

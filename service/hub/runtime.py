@@ -7,6 +7,7 @@ import logging
 import uvicorn
 
 from anjian.service.hub.api import create_hub_app
+from anjian.service.hub.clips import HubClips
 from anjian.service.hub.config import HubConfig
 from anjian.service.hub.consumer import HubBus
 from anjian.service.hub.store import HubStore
@@ -29,7 +30,11 @@ def serve_hub(config: HubConfig, *, host: str, port: int) -> None:
     bus = HubBus(config, store)
     try:
         app = create_hub_app(
-            config, store, on_remark=bus.remark_added, is_bus_connected=lambda: bus.connection.is_connected
+            config,
+            store,
+            on_remark=bus.remark_added,
+            clips=HubClips(config, bus.connection),
+            is_bus_connected=lambda: bus.connection.is_connected,
         )
         bus.start()
         logger.info("hub: %d plant(s), NATS at %s", len(config.plants), config.bus.url)

@@ -156,7 +156,29 @@ async function loadIncidents() {
 
 async function selectEvent(plantId, eventId) {
   state.event = { plantId, eventId };
+  const video = document.getElementById("clip");
+  if (video.src.startsWith("blob:")) URL.revokeObjectURL(video.src);
+  video.removeAttribute("src");
+  video.hidden = true;
+  document.getElementById("clip-status").textContent = "";
   await loadDetail();
+}
+
+async function loadClip() {
+  // Clips stay on the plant: the hub fetches one over the bus when asked (504 while the plant is offline).
+  if (!state.clipUrl) return;
+  const status = document.getElementById("clip-status");
+  const video = document.getElementById("clip");
+  status.textContent = "Fetching the clip from the plant…";
+  try {
+    const blob = await (await api(state.clipUrl)).blob();
+    if (video.src.startsWith("blob:")) URL.revokeObjectURL(video.src);
+    video.src = URL.createObjectURL(blob);
+    video.hidden = false;
+    status.textContent = `${(blob.size / 1e6).toFixed(1)} MB`;
+  } catch (error) {
+    status.textContent = `No clip: ${error.message}`;
+  }
 }
 
 async function loadDetail() {
@@ -164,6 +186,7 @@ async function loadDetail() {
   const { plantId, eventId } = state.event;
   const path = `/api/plants/${encodeURIComponent(plantId)}/events/${encodeURIComponent(eventId)}`;
   const detail = await (await api(path)).json();
+  state.clipUrl = detail.clip_url;
   const section = document.getElementById("detail");
   section.hidden = false;
   document.getElementById("detail-title").textContent =
@@ -237,6 +260,7 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
   document.getElementById("remark").addEventListener("submit", sendRemark);
+  document.getElementById("load-clip").addEventListener("click", loadClip);
   if (state.token) signIn(state.token).catch(() => signOut(""));
   else signOut("");
   setInterval(() => { if (state.token) refresh(); }, REFRESH_MS);

@@ -24,6 +24,7 @@ from anjian.service.bus.remarks import ACTION_PRESS
 from anjian.service.composition import ServiceParts
 from anjian.service.config import StorageConfig
 from anjian.service.hub.api import create_hub_app
+from anjian.service.hub.clips import HubClips
 from anjian.service.hub.config import HubBusConfig, HubConfig, PlantConfig
 from anjian.service.hub.consumer import HubBus
 from anjian.service.hub.store import HubStore
@@ -54,7 +55,8 @@ def hub_server(tmp_path: Path, topology: NatsTopology) -> Iterator[tuple[ServerT
     store = HubStore.from_config(config.storage)
     bus = HubBus(config, store)
     bus.start()
-    server = ServerThread(create_hub_app(config, store, on_remark=bus.remark_added)).start()
+    clips = HubClips(config, bus.connection)
+    server = ServerThread(create_hub_app(config, store, on_remark=bus.remark_added, clips=clips)).start()
     yield server, store
     server.stop()
     bus.stop()
@@ -76,7 +78,10 @@ def test_supervisor_sees_every_plant_drills_down_and_presses_for_action(
 ) -> None:
     expect = pytest.importorskip("playwright.sync_api").expect
     server, store = hub_server
-    fire = make_event(snapshot_jpeg=make_jpeg(320, 240), message="Open flame at polishing line 2")
+    clip = b"\x00\x00\x00\x18ftypisom" + bytes(1_500_000)  # stays on the plant until asked for
+    fire = make_event(
+        snapshot_jpeg=make_jpeg(320, 240), clip_mp4=clip, message="Open flame at polishing line 2"
+    )
     smoking = make_event(camera_id="cam-2", behaviour=Behaviour.SMOKING, severity=RiskLevel.ORANGE)
     for event in (fire, smoking):
         plant.sink.publish(event)
@@ -107,6 +112,9 @@ def test_supervisor_sees_every_plant_drills_down_and_presses_for_action(
     expect(page.locator("#detail-title")).to_contain_text("open_flame on cam-1", timeout=TIMEOUT_MS)
     expect(page.locator("#snapshot")).to_have_js_property("naturalWidth", 320, timeout=TIMEOUT_MS)
     expect(page.locator("#audit li")).to_have_count(1)
+    page.click("#load-clip")
+    expect(page.locator("#clip-status")).to_have_text("1.5 MB", timeout=TIMEOUT_MS)
+    expect(page.locator("#clip")).to_be_visible()
 
     page.fill("#remark-note", "Red alert unacknowledged: send someone now")
     page.click("#remark button[name=press]")

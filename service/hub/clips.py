@@ -1,0 +1,130 @@
+"""The hub's clips: fetched from their plant over the bus when first asked for, then served from a cache.
+
+``HubClips.path`` answers with the cached file of an incident's clip, or fetches it
+(``anjian.service.bus.clips.fetch_clip``), writes it to ``{storage.dir}/clips/<plant>/<event>.mp4``
+atomically and evicts the least recently served clips beyond ``hub.clip_cache_bytes`` (the
+one just fetched always stays). Two requests for the same clip at once fetch it once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import defaultdict
+from pathlib import Path
+from typing import Final
+
+from anjian.models.atomic import write_atomic
+from anjian.service.bus.clips import fetch_clip
+from anjian.service.bus.connection import BusConnection
+from anjian.service.bus.errors import BusUnavailableError
+from anjian.service.bus.subjects import check_bus_id
+from anjian.service.hub.config import HubConfig
+
+__all__ = ["HubClips"]
+
+_SUFFIX: Final = ".mp4"
+
+
+class HubClips:
+    """Clips of the plants' incidents, fetched on demand and cached.
+
+    Args:
+        config: The hub config (limits, timeouts, cache size, the plants' signing keys).
+        connection: The hub's NATS connection (``HubBus.connection``).
+        cache_dir: Where clips are kept; default ``{storage.dir}/clips``.
+    """
+
+    def __init__(
+        self, config: HubConfig, connection: BusConnection, *, cache_dir: Path | None = None
+    ) -> None:
+        self._config = config.hub
+        self._connection = connection
+        self._dir = cache_dir or config.storage.dir / "clips"
+        self._keys = {
+            p.id: p.signing_key.get_secret_value() for p in config.plants if p.signing_key is not None
+        }
+        self._locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
+        self._locks_lock = threading.Lock()
+        self._evict_lock = threading.Lock()
+
+    def cached(self, plant_id: str, event_id: str) -> Path:
+        """Where the clip of an incident is (or would be) cached.
+
+        Raises:
+            ValueError: An id cannot be a file name.
+        """
+        check_bus_id("plant id", plant_id)
+        if (
+            not event_id
+            or "/" in event_id
+            or "\\" in event_id
+            or event_id.startswith(".")
+            or "\x00" in event_id
+        ):
+            raise ValueError(f"event id {event_id!r} cannot name a clip")
+        return self._dir / plant_id / f"{event_id}{_SUFFIX}"
+
+    def path(self, plant_id: str, event_id: str) -> Path:
+        """The cached clip of an incident, fetched from its plant first when not cached.
+
+        Raises:
+            ValueError: An id cannot be a file name.
+            BusUnavailableError: The hub is not connected to its nats-server.
+            PlantUnreachableError: The plant did not answer (offline, link down).
+            ClipNotFoundError: The plant has no clip of that incident.
+            ClipTooBigError: The clip is over ``hub.max_clip_bytes``.
+            ClipError: The plant failed or sent bytes that do not check out.
+        """
+        path = self.cached(plant_id, event_id)
+        with self._locks_lock:
+            lock = self._locks[(plant_id, event_id)]
+        with lock:
+            if path.exists():
+                os.utime(path)  # recently served: evicted last
+                return path
+            clip = self._fetch(plant_id, event_id)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(path, clip, is_fsync=False)  # a cache: lost on a crash, fetched again
+        with self._locks_lock:
+            self._locks.pop((plant_id, event_id), None)
+        self._evict(keep=path)
+        return path
+
+    def _fetch(self, plant_id: str, event_id: str) -> bytes:
+        if not self._connection.is_connected:
+            raise BusUnavailableError("the hub is not connected to its nats-server; clips cannot be fetched")
+        config = self._config
+        parts = math.ceil(config.max_clip_bytes / config.clip_part_bytes) + 1
+
+        async def fetch(_js: object) -> bytes:
+            return await fetch_clip(
+                self._connection.client(),
+                plant_id,
+                event_id,
+                signing_key=self._keys.get(plant_id),
+                part_bytes=config.clip_part_bytes,
+                max_bytes=config.max_clip_bytes,
+                timeout_s=config.clip_timeout_s,
+            )
+
+        return self._connection.call(fetch, timeout_s=config.clip_timeout_s * parts)
+
+    def _evict(self, *, keep: Path) -> None:
+        """Delete the least recently served clips while the cache is over ``hub.clip_cache_bytes``."""
+        with self._evict_lock:
+            files = []
+            for path in self._dir.glob(f"*/*{_SUFFIX}"):
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:
+                    continue
+                files.append((stat.st_mtime, stat.st_size, path))
+            total = sum(size for _, size, _ in files)
+            for _, size, path in sorted(files):
+                if total <= self._config.clip_cache_bytes:
+                    break
+                if path != keep:
+                    path.unlink(missing_ok=True)
+                    total -= size
