@@ -216,18 +216,37 @@ def _naive_phase(
         return analysed
 
     run_for(_WARMUP_S)
-    started, cpu_started = time.monotonic(), _cpu_s()
-    analysed = run_for(seconds)
-    wall = time.monotonic() - started
     plain = "torch" if model.endswith(".pt") else "onnxruntime"
+    runtime = f"ultralytics {'openvino' if is_openvino else plain} fp32"
+    return _timed_phase(name, run_for, seconds, rss_before=rss_before, cameras=cameras, runtime=runtime)
+
+
+def _timed_phase(
+    name: str,
+    run_for: Callable[[float], int],
+    seconds: float,
+    *,
+    rss_before: float,
+    cameras: int,
+    runtime: str,
+) -> BenchPhase:
+    """Time ``run_for(seconds)``, which runs the model on every frame it counts, as one phase.
+
+    Every frame counted is analysed and inferred; RSS grows from ``rss_before`` over ``cameras``.
+    """
+    started, cpu_started = time.monotonic(), _cpu_s()
+    frames = run_for(seconds)
+    wall = time.monotonic() - started
+    cpu_percent = 100 * (_cpu_s() - cpu_started) / wall
+    rss = _rss_mb()
     return BenchPhase(
         name=name,
-        analysed_fps=analysed / wall,
-        inferred_fps=analysed / wall,
-        cpu_percent=100 * (_cpu_s() - cpu_started) / wall,
-        rss_mb=_rss_mb(),
-        rss_per_camera_mb=(_rss_mb() - rss_before) / cameras,
-        runtime=f"ultralytics {'openvino' if is_openvino else plain} fp32",
+        analysed_fps=frames / wall,
+        inferred_fps=frames / wall,
+        cpu_percent=cpu_percent,
+        rss_mb=rss,
+        rss_per_camera_mb=(rss - rss_before) / cameras,
+        runtime=runtime,
     )
 
 
@@ -291,19 +310,8 @@ def _model_limit_phase(name: str, model: str, seconds: float) -> BenchPhase:
         return done
 
     run_for(_WARMUP_S)
-    rss_before = _rss_mb()
-    started, cpu_started = time.monotonic(), _cpu_s()
-    done = run_for(seconds)
-    wall = time.monotonic() - started
-    return BenchPhase(
-        name=name,
-        analysed_fps=done / wall,
-        inferred_fps=done / wall,
-        cpu_percent=100 * (_cpu_s() - cpu_started) / wall,
-        rss_mb=_rss_mb(),
-        rss_per_camera_mb=_rss_mb() - rss_before,
-        runtime=f"OpenVINO {detector.precision} raw, {jobs} requests",
-    )
+    runtime = f"OpenVINO {detector.precision} raw, {jobs} requests"
+    return _timed_phase(name, run_for, seconds, rss_before=_rss_mb(), cameras=1, runtime=runtime)
 
 
 def _with_fixed_batch(path: Path) -> str:
