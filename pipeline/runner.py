@@ -342,8 +342,13 @@ class PipelineRunner:
 
     @property
     def is_finished(self) -> bool:
-        """True when every source has ended (only possible with non-looping files)."""
-        return all(source.is_finished for source in self._cameras.sources())
+        """True when every source has ended (only possible with non-looping files); never without cameras.
+
+        A runner with no camera now (a pipeline node before it leases any, or a reload that
+        removed them all) keeps running for the cameras added later.
+        """
+        sources = self._cameras.sources()
+        return bool(sources) and all(source.is_finished for source in sources)
 
     # ----------------------------------------------------------------- lifecycle
 

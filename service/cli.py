@@ -170,7 +170,12 @@ def camera_probe(
 
 
 def _serve(
-    config: AnjianConfig, *, with_pipeline: bool, config_path: Path | None = None, banner: str = ""
+    config: AnjianConfig,
+    *,
+    with_pipeline: bool,
+    config_path: Path | None = None,
+    banner: str = "",
+    node: str | None = None,
 ) -> None:
     """Serve the site (with its camera pipeline loading in the background) until Ctrl-C or SIGTERM."""
     from anjian.service.runtime import build_runtime, server_port
@@ -179,7 +184,7 @@ def _serve(
     try:
         port = server_port(config)
         runtime = build_runtime(
-            config, with_pipeline=with_pipeline, config_path=config_path, is_pipeline_deferred=True
+            config, with_pipeline=with_pipeline, config_path=config_path, is_pipeline_deferred=True, node=node
         )
     except (ModelError, ValueError, DatabaseError) as exc:
         raise _fail(str(exc)) from None
@@ -193,16 +198,17 @@ def _serve(
         )
 
 
-def _run_pipeline_only(config: AnjianConfig, service_url: str, token: str) -> None:
+def _run_pipeline_only(config: AnjianConfig, service_url: str, token: str, node: str | None) -> None:
     """Run the camera pipeline alone, sending events to a remote service, until Ctrl-C or SIGTERM."""
     from anjian.service.runtime import build_pipeline_runtime
     from anjian.service.serve import run_until_signalled
 
     try:
-        runtime = build_pipeline_runtime(config, service_url=service_url, token=token)
+        runtime = build_pipeline_runtime(config, service_url=service_url, token=token, node=node)
     except (ModelError, ValueError) as exc:
         raise _fail(str(exc)) from None
-    typer.echo(f"anjian: pipeline sending events to {service_url} (spool: {config.storage.dir / 'spool'})")
+    spool = config.storage.dir / ("spool" if node is None else f"nodes/{node}/spool")
+    typer.echo(f"anjian: pipeline sending events to {service_url} (spool: {spool})")
     run_until_signalled(runtime)
 
 
@@ -226,20 +232,32 @@ def run(
         str | None,
         typer.Option(envvar="ANJIAN_PIPELINE_TOKEN", help="pipeline-role token for --service-url."),
     ] = None,
+    node: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ANJIAN_NODE",
+            help="Run as this node of the site YAML's nodes: only the cameras it leases on the plant's bus.",
+        ),
+    ] = None,
 ) -> None:
     """Run the pipeline (cameras → detector → rules) and the alert service in one process.
 
     With --service-url, run only the pipeline and POST its events to that service
-    (spooled on disk while it is unreachable).
+    (spooled on disk while it is unreachable). With --node, run one of the plant's
+    pipeline nodes (the site YAML's nodes:): the cameras it leases, taking over those of
+    a node that died.
     """
     setup_logging(log_level, is_json=json_logs)
     loaded = _load(config)
+    if node is None and loaded.nodes is not None:
+        names = [member.name for member in loaded.nodes.members]
+        raise _fail(f"{config}: the site runs several pipeline nodes {names}; choose one with --node NAME")
     if service_url is None:
-        _serve(loaded, with_pipeline=True, config_path=config)
+        _serve(loaded, with_pipeline=True, config_path=config, node=node)
         return
     if not token:
         raise _fail("--service-url needs a pipeline token: --token or ANJIAN_PIPELINE_TOKEN")
-    _run_pipeline_only(loaded, service_url, token)
+    _run_pipeline_only(loaded, service_url, token, node)
 
 
 def _open_store(config: AnjianConfig) -> EventStore:

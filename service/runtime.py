@@ -9,6 +9,11 @@ Three shapes:
   the pipeline load in the background;
 - ``anjian run --service-url URL``: the pipeline alone, POSTing events to a service
   elsewhere through ``anjian.pipeline.http_sink.HttpEventSink`` with a disk spool.
+
+With ``--node NAME`` (a plant with several pipeline nodes, the site YAML's ``nodes:``)
+either shape runs only the cameras the node leases on the plant's bus
+(``anjian.service.nodes.CameraNode``): its runner starts with none, the node adds and
+removes them, and its incident journal and spool live in ``{storage.dir}/nodes/NAME``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from typing import TYPE_CHECKING
 from anjian.service.app import create_app
 from anjian.service.composition import ServiceParts, build_service_parts
 from anjian.service.control import RunnerControl
+from anjian.service.nodes import CameraNode, RunnerCameras
 
 if TYPE_CHECKING:  # the pipeline's modules (tracking, SciPy, ONNX Runtime, PyAV) load only where it runs
     from fastapi import FastAPI
@@ -75,6 +81,7 @@ class Runtime:
     model_reloader: ModelReloader | None = None
     pending_pipeline: Callable[[], tuple[PipelineRunner, RunnerControl | None]] | None = None
     on_pipeline_error: Callable[[Exception], None] | None = None
+    node: CameraNode | None = None
     _pipeline_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _is_stopping: bool = False
 
@@ -86,8 +93,14 @@ class Runtime:
             self.http_sink.start()
         if self.runner is not None:
             self.runner.start()
+            self._start_node(self.runner)
         if self.model_reloader is not None:
             self.model_reloader.start()
+
+    def _start_node(self, runner: PipelineRunner) -> None:
+        """Start leasing the node's cameras into ``runner`` (no-op without ``--node``)."""
+        if self.node is not None:
+            self.node.start(RunnerCameras(runner, self.config))
 
     def start_pipeline_loading(self, *, after: Callable[[], bool] | None = None) -> None:
         """Build the pending pipeline in a background thread and start it (no-op without one).
@@ -126,6 +139,7 @@ class Runtime:
                 self.app.state.pipeline_control = control
             self.model_reloader = _model_reloader(self.config, runner)
             runner.start()
+            self._start_node(runner)
             if self.model_reloader is not None:
                 self.model_reloader.start()
         logger.info("camera pipeline started: %d camera(s)", len(runner.camera_ids()))
@@ -136,6 +150,8 @@ class Runtime:
             self._is_stopping = True  # a pipeline still loading will not start
         if self.model_reloader is not None:
             self.model_reloader.stop()
+        if self.node is not None:
+            self.node.stop()  # its cameras stop, their leases go to the other nodes
         if self.runner is not None:
             self.runner.stop()
         if self.http_sink is not None:
@@ -153,20 +169,31 @@ def _model_reloader(config: AnjianConfig, runner: PipelineRunner | None) -> Mode
     return ModelReloader(config.model.path, config.model, runner, root=config.model.registry)
 
 
-def _runner(config: AnjianConfig, sink: EventSink, live_view: LiveView | None = None) -> PipelineRunner:
+def _node_dir(config: AnjianConfig, node: str | None) -> Path:
+    """Where a process keeps its journal and spool: ``storage.dir``, or a node's own folder under it."""
+    return config.storage.dir if node is None else config.storage.dir / "nodes" / node
+
+
+def _runner(
+    config: AnjianConfig, sink: EventSink, live_view: LiveView | None = None, node: str | None = None
+) -> PipelineRunner:
     """The camera pipeline of the site, publishing to ``sink``.
 
     Its open incidents outlive a restart (``{storage.dir}/open_incidents.json``): stopping
     leaves them open and this runner carries on with those of the previous run; those
-    whose camera or rule is gone are ended here.
+    whose camera or rule is gone are ended here. A ``node``'s runner starts with no
+    cameras (its ``CameraNode`` adds those it leases) and ends the others' incidents
+    after its first lease round instead.
     """
     from anjian.models.loader import load_detector
     from anjian.pipeline.incident_journal import IncidentJournal
     from anjian.pipeline.runner import CameraAssignment, PipelineRunner
 
     detector = load_detector(config.model.path, config.model)
-    assignments = [CameraAssignment(workshop.id, camera) for workshop, camera in config.cameras()]
-    journal = IncidentJournal(config.storage.dir / _JOURNAL_FILE)
+    assignments = (
+        [] if node is not None else [CameraAssignment(w.id, camera) for w, camera in config.cameras()]
+    )
+    journal = IncidentJournal(_node_dir(config, node) / _JOURNAL_FILE)
     runner = PipelineRunner(
         config.site.id,
         assignments,
@@ -177,6 +204,8 @@ def _runner(config: AnjianConfig, sink: EventSink, live_view: LiveView | None = 
         incident_journal=journal,
         live_view=live_view,
     )
+    if node is not None:
+        return runner  # RunnerCameras.settle() ends what the node does not take
     for event in journal.close_unclaimed(time.time()):
         sink.publish(event)
     return runner
@@ -198,6 +227,7 @@ def build_runtime(
     with_pipeline: bool,
     config_path: Path | None = None,
     is_pipeline_deferred: bool = False,
+    node: str | None = None,
 ) -> Runtime:
     """Build the service (and, with ``with_pipeline``, the camera pipeline feeding it in-process).
 
@@ -206,13 +236,19 @@ def build_runtime(
     the pipeline (its imports and the model load: seconds) is built by
     ``Runtime.start_pipeline_loading()`` in the background, after the service is up, so
     the API answers at once; its errors then go to ``Runtime.on_pipeline_error`` instead
-    of being raised here.
+    of being raised here. With ``node`` (a name in the site's ``nodes:``) the pipeline
+    runs only the cameras that node leases; the cameras are then not reloaded from the
+    file (a node restarts to change them).
 
     Raises:
+        ValueError: ``node`` is not one of the site's nodes.
         DatabaseError: The database cannot be migrated.
         ModelLoadError: The configured model cannot be loaded.
         ModelMetadataError: It lacks what anjian needs.
     """
+    camera_node = CameraNode.from_config(config, node) if with_pipeline and node is not None else None
+    if camera_node is not None:
+        config_path = None  # the node's leases decide its cameras, not a reload
     holder: list[PipelineRunner] = []  # the runner, once built: the cameras' health comes from it
     live_view = _live_view(config) if with_pipeline else None
     parts = build_service_parts(
@@ -224,7 +260,7 @@ def build_runtime(
     control: RunnerControl | None = None
 
     def build_pipeline() -> tuple[PipelineRunner, RunnerControl | None]:
-        built = _runner(config, parts.sink, live_view)
+        built = _runner(config, parts.sink, live_view, node)
         holder.append(built)
         return built, RunnerControl(built, config_path) if config_path is not None else None
 
@@ -242,23 +278,28 @@ def build_runtime(
         control=control,
         model_reloader=_model_reloader(config, runner),
         pending_pipeline=build_pipeline if with_pipeline and is_pipeline_deferred else None,
+        node=camera_node,
     )
 
 
-def build_pipeline_runtime(config: AnjianConfig, *, service_url: str, token: str) -> Runtime:
+def build_pipeline_runtime(
+    config: AnjianConfig, *, service_url: str, token: str, node: str | None = None
+) -> Runtime:
     """Build the camera pipeline alone, sending its events to the service at ``service_url``.
 
-    Undelivered events wait in ``{storage.dir}/spool`` and go out, in order, once the
-    service answers, after a restart of this process too.
+    Undelivered events wait in ``{storage.dir}/spool`` (a node's: ``{storage.dir}/nodes/NAME/spool``)
+    and go out, in order, once the service answers, after a restart of this process too.
+    With ``node`` the pipeline runs only the cameras that node leases.
 
     Raises:
-        ValueError: The URL or token is unusable.
+        ValueError: The URL or token is unusable, or ``node`` is not one of the site's nodes.
         ModelLoadError: The configured model cannot be loaded.
     """
     from anjian.pipeline.http_sink import HttpEventSink
 
-    sink = HttpEventSink(service_url, token, config.storage.dir / _SPOOL_DIR)
-    runner = _runner(config, sink)
+    camera_node = None if node is None else CameraNode.from_config(config, node)
+    sink = HttpEventSink(service_url, token, _node_dir(config, node) / _SPOOL_DIR)
+    runner = _runner(config, sink, node=node)
     return Runtime(
         config=config,
         parts=None,
@@ -266,4 +307,5 @@ def build_pipeline_runtime(config: AnjianConfig, *, service_url: str, token: str
         runner=runner,
         http_sink=sink,
         model_reloader=_model_reloader(config, runner),
+        node=camera_node,
     )

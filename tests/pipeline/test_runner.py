@@ -280,6 +280,18 @@ def test_cameras_are_added_updated_and_removed_while_running(engine: Any) -> Non
     assert [e.camera_id for e in sink.events if e.ended_at is not None] == ["a", "b"]
 
 
+def test_a_runner_started_without_cameras_analyses_those_added_later(engine: Any) -> None:
+    detector, sink = _CountingDetector(), ListSink()
+    runner, sources = engine([], detector, sink)
+    runner.start()
+    assert not runner.wait_finished(0.3), "the analysis thread must wait for cameras, not end"
+
+    runner.add_camera(CameraAssignment("ws", _scripted("a")))
+    sources["a"].push(_GREY)
+
+    assert wait_for(lambda: runner.stats().frames_analysed >= 1)
+
+
 def test_detector_swap_takes_effect_between_batches(engine: Any) -> None:
     old, new = _CountingDetector("old@1"), _CountingDetector("new@2")
     old.class_thresholds, new.class_thresholds = {"person": 0.3}, {"person": 0.6}

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from anjian.service.cli import app
 from anjian.service.config import load_config
 from anjian.service.errors import ConfigError
 from anjian.service.nodes import CameraNode
@@ -120,3 +123,21 @@ def test_a_node_name_the_site_lacks_is_refused_with_the_names_it_has(tmp_path: P
     without = config.model_copy(update={"nodes": None})
     with pytest.raises(ValueError, match="the site YAML has no nodes: section"):
         CameraNode.from_config(without, "line-a")
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], r"runs several pipeline nodes \['line-a', 'line-b'\]; choose one with --node NAME"),
+        (["--node", "line-z"], r"no node 'line-z' in nodes.members; the nodes are \['line-a', 'line-b'\]"),
+    ],
+    ids=["no-node", "unknown-node"],
+)
+def test_anjian_run_refuses_a_missing_or_unknown_node_clearly(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    result = CliRunner().invoke(app, ["run", "--config", str(_write(tmp_path)), *args])
+
+    assert result.exit_code == 2
+    assert re.search(expected, result.output.replace("\n", "")), result.output
+    assert "Traceback" not in result.output

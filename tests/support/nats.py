@@ -1,7 +1,36 @@
-"""The tests' NATS servers are the bus benchmark's: a hub and plant leaf nodes on loopback."""
+"""The tests' NATS servers are the bus benchmark's: a hub and plant leaf nodes on loopback, or one plain server."""
 
 from __future__ import annotations
 
-from anjian.service.benchmarks.nats_servers import NatsServer, NatsTopology, nats_server_available
+import subprocess
+from pathlib import Path
 
-__all__ = ["NatsServer", "NatsTopology", "nats_server_available"]
+from anjian.service.benchmarks.nats_servers import NatsServer, NatsTopology, nats_server_available
+from anjian.service.benchmarks.ports import free_port
+
+__all__ = [
+    "NatsServer",
+    "NatsTopology",
+    "assert_nats_server_accepts",
+    "nats_server_available",
+    "start_jetstream_server",
+]
+
+
+def start_jetstream_server(folder: Path) -> NatsServer:
+    """Start one nats-server with JetStream on a free loopback port, its store in ``folder`` (a plant's own server)."""
+    port = free_port()
+    config = f'listen: "127.0.0.1:{port}"\njetstream {{ store_dir: "{folder / "jetstream"}" }}\n'
+    server = NatsServer(folder, config, port)
+    server.start()
+    return server
+
+
+def assert_nats_server_accepts(folder: Path, name: str, text: str) -> None:
+    """Write config ``text`` to ``folder/name`` and assert ``nats-server -t`` (test the config) accepts it."""
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    check = subprocess.run(
+        ["nats-server", "-t", "-c", str(path)], capture_output=True, text=True, check=False
+    )
+    assert check.returncode == 0, check.stderr

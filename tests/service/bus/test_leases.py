@@ -10,12 +10,11 @@ from pathlib import Path
 import pytest
 from nats.js import JetStreamContext
 
-from anjian.service.benchmarks.ports import free_port
 from anjian.service.bus.connection import BusConnection
 from anjian.service.bus.leases import Lease, LeaseBucket
 from anjian.service.node_config import NodeConfig, NodesConfig
 from anjian.service.nodes import CameraNode, plan_round
-from tests.support.nats import NatsServer, nats_server_available
+from tests.support.nats import NatsServer, nats_server_available, start_jetstream_server
 from tests.support.waiting import wait_for
 
 TTL_S = 1.5
@@ -34,11 +33,7 @@ CAMERAS = ["cam-1", "cam-2", "cam-3"]
 def _start_server(folder: Path) -> NatsServer:
     if not nats_server_available():
         pytest.skip("nats-server is not installed (apt install nats-server)")
-    port = free_port()
-    config = f'listen: "127.0.0.1:{port}"\njetstream {{ store_dir: "{folder / "js"}" }}\n'
-    server = NatsServer(folder, config, port)
-    server.start()
-    return server
+    return start_jetstream_server(folder)
 
 
 @pytest.fixture(scope="module")

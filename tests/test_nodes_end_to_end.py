@@ -1,0 +1,154 @@
+"""Two pipeline nodes of one plant as real processes: kill -9 one, the other takes its camera within a minute.
+
+``node-a`` runs the alert service and its camera in one process (``anjian run --node node-a``);
+``node-b`` runs its camera alone and sends its events to that service over HTTP
+(``anjian run --node node-b --service-url ...``). Their leases live in a real nats-server.
+The cameras point at a closed port, so each raises a "camera offline" fault: an event that
+shows which node runs the camera, without decoding video.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from tests.support.nats import nats_server_available, start_jetstream_server
+from tests.support.receiver import unused_port
+from tests.support.waiting import seconds_until, wait_for
+
+ROOT = Path(__file__).parents[1]
+LEASE_TTL_S = 6.0
+RENEW_S = 2.0
+
+
+def _site(tmp_path: Path, nats_url: str) -> Path:
+    def camera(camera_id: str) -> dict[str, object]:
+        return {"id": camera_id, "url": f"rtsp://127.0.0.1:9/{camera_id}", "faults": {"offline_after_s": 1}}
+
+    config = {
+        "site": {
+            "id": "plant-n",
+            "workshops": [{"id": "ws-1", "cameras": [camera("cam-a"), camera("cam-b")]}],
+        },
+        "model": {"path": "builtin:anjian-demo"},
+        "storage": {"dir": str(tmp_path / "data")},
+        "bus": {"url": nats_url},
+        "nodes": {
+            "lease_ttl_s": LEASE_TTL_S,
+            "renew_interval_s": RENEW_S,
+            "members": [{"name": "node-a", "cameras": ["cam-a"]}, {"name": "node-b", "cameras": ["cam-b"]}],
+        },
+    }
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _anjian(*args: str, env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+    with (log or Path(os.devnull)).open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "anjian.service", *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+        )
+
+
+def _token(site: Path, role: str, env: dict[str, str]) -> str:
+    command = [
+        sys.executable,
+        "-m",
+        "anjian.service",
+        "tokens",
+        "create",
+        "--config",
+        str(site),
+        "--role",
+        role,
+    ]
+    return subprocess.run(
+        command, capture_output=True, text=True, check=True, env=env, cwd=ROOT
+    ).stdout.strip()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        return process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+@pytest.mark.slow
+def test_killed_nodes_camera_is_taken_by_the_live_node_and_its_events_reach_the_service(
+    tmp_path: Path,
+) -> None:
+    if not nats_server_available():
+        pytest.skip("nats-server is not installed (apt install nats-server)")
+    nats = start_jetstream_server(tmp_path / "nats")
+    site = _site(tmp_path, nats.url)
+    port = unused_port()
+    env = {**os.environ, "ANJIAN_PORT": str(port), "PYTHONUNBUFFERED": "1", "YOLO_OFFLINE": "1"}
+    auth = {"Authorization": f"Bearer {_token(site, 'viewer', env)}"}
+    pipeline_token = _token(site, "pipeline", env)
+    base = f"http://127.0.0.1:{port}"
+
+    def events_of(camera_id: str) -> set[str]:
+        try:
+            listed = httpx.get(
+                f"{base}/events", params={"camera_id": camera_id}, headers=auth, timeout=5
+            ).json()
+        except httpx.HTTPError:
+            return set()
+        return {item["id"] for item in listed.get("items", [])}
+
+    def cameras_of_node_a() -> list[str]:
+        try:
+            health = httpx.get(f"{base}/cameras", headers=auth, timeout=5).json()
+        except httpx.HTTPError:
+            return []
+        return sorted(camera["camera_id"] for camera in health) if isinstance(health, list) else []
+
+    node_a = _anjian("run", "--config", str(site), "--node", "node-a", env=env, log=tmp_path / "node-a.log")
+    node_b = _anjian(
+        "run", "--config", str(site), "--node", "node-b", "--service-url", base, "--token", pipeline_token,
+        env={**env, "ANJIAN_PORT": str(unused_port())},
+        log=tmp_path / "node-b.log",
+    )  # fmt: skip
+    try:
+        assert wait_for(lambda: cameras_of_node_a() == ["cam-a"], timeout_s=90), (
+            tmp_path / "node-a.log"
+        ).read_text()
+        assert wait_for(lambda: len(events_of("cam-b")) == 1, timeout_s=90), (
+            tmp_path / "node-b.log"
+        ).read_text()
+        assert cameras_of_node_a() == ["cam-a"], "node-a runs only its own camera while node-b lives"
+
+        node_b.kill()  # kill -9: its lease is left to expire
+        node_b.wait()
+        take_over_s = seconds_until(lambda: cameras_of_node_a() == ["cam-a", "cam-b"], timeout_s=60)
+
+        assert take_over_s is not None, (tmp_path / "node-a.log").read_text()[-3000:]
+        print(f"node-b killed: node-a runs cam-b after {take_over_s:.1f} s (lease TTL {LEASE_TTL_S:g} s)")
+        assert wait_for(lambda: len(events_of("cam-b")) == 2, timeout_s=30), (
+            "node-a raises cam-b's fault itself"
+        )
+        assert (
+            "node node-a: took camera cam-b (node node-b is not alive)"
+            in (tmp_path / "node-a.log").read_text()
+        )
+    finally:
+        _stop(node_b)
+        exit_code = _stop(node_a)
+        nats.kill()
+    assert exit_code == 0, (tmp_path / "node-a.log").read_text()[-3000:]
