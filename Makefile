@@ -12,7 +12,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 # ffmpeg for the decode benchmark's floor, a PostgreSQL server (the tests start a private one),
 # headless Chromium and its driver for the dashboard test.
 TEST_DEB_PACKAGES := gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
-	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly python3-gi ffmpeg postgresql chromium chromium-driver nats-server mosquitto
+	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly python3-gi ffmpeg postgresql chromium chromium-driver nats-server mosquitto openssl
 
 .PHONY: demo test test-fast lint typecheck system-deps venv-base venv-all clean
 

@@ -152,15 +152,41 @@ def hub_nats_config(
     leaf_listen: Annotated[
         str, typer.Option("--leaf-listen", help="The hub's: host:port the plants connect to.")
     ] = "0.0.0.0:7422",
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert", help="TLS on the leaf link: this server's certificate (PEM; the hub's: needed)."
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="TLS: the certificate's private key (PEM).")
+    ] = None,
+    tls_ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-ca",
+            help="TLS: a plant's: the CA that signed the hub's certificate (needed); the hub's: the CA of the "
+            "plants' certificates (then every plant must present one: mutual TLS).",
+        ),
+    ] = None,
 ) -> None:
-    """Print a nats-server config: the hub's (JetStream domain hub) or a plant's leaf node (--plant)."""
-    from anjian.service.bus.server_config import hub_server_config, plant_server_config
+    """Print a nats-server config: the hub's (JetStream domain hub) or a plant's leaf node (--plant).
+
+    With --tls-cert/--tls-key/--tls-ca the leaf link between them is TLS (see the README).
+    """
+    from anjian.service.bus.server_config import LeafTls, hub_server_config, plant_server_config
 
     try:
+        has_tls = any(path is not None for path in (tls_cert, tls_key, tls_ca))
+        tls = LeafTls(cert_file=tls_cert, key_file=tls_key, ca_file=tls_ca) if has_tls else None
         if plant is None:
             users = _load(config).leaf_users() if config is not None else {}
             text = hub_server_config(
-                listen=listen, leaf_listen=leaf_listen, store_dir=store_dir.resolve(), leaf_users=users
+                listen=listen,
+                leaf_listen=leaf_listen,
+                store_dir=store_dir.resolve(),
+                leaf_users=users,
+                tls=tls,
             )
         else:
             if not hub_leaf_url:
@@ -177,6 +203,7 @@ def hub_nats_config(
                 hub_leaf_url=hub_leaf_url,
                 store_dir=store_dir.resolve(),
                 leaf_password=password,
+                tls=tls,
             )
     except ValueError as exc:
         raise _fail(str(exc)) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,20 @@ def hub(tmp_path: Path, topology: NatsTopology, database_url: str) -> Iterator[t
     yield store, bus
     bus.stop()
     store.close()
+
+
+@contextmanager
+def plant_and_hub(data_dir: Path, plant_url: str, hub_url: str) -> Iterator[tuple[ServiceParts, HubStore]]:
+    """A plant service on ``plant_url`` and a hub consuming from ``hub_url`` (SQLite), started, then closed."""
+    config = hub_config(data_dir / "hub", hub_url)
+    store = HubStore.from_config(config.storage)
+    bus = HubBus(config, store)
+    parts = build_service_parts(plant_config(data_dir / "plant", plant_url))
+    bus.start()
+    parts.start()
+    try:
+        yield parts, store
+    finally:
+        parts.close()
+        bus.stop()
+        store.close()

@@ -7,11 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from anjian.service.composition import build_service_parts
-from anjian.service.hub.consumer import HubBus
-from anjian.service.hub.store import HubStore
 from tests.factories import make_event
-from tests.service.bus.conftest import PLANT, hub_config, plant_config
+from tests.service.bus.conftest import PLANT, plant_and_hub
 from tests.support.nats import NatsTopology, nats_server_available
 from tests.support.waiting import wait_for
 
@@ -36,14 +33,8 @@ def test_a_leaf_node_with_a_wrong_password_is_refused_and_the_right_one_carries_
     tmp_path: Path, guarded: NatsTopology
 ) -> None:
     leaf = guarded.plants[PLANT]
-    store = HubStore.from_config(hub_config(tmp_path / "hub", guarded.hub.url).storage)
-    bus = HubBus(hub_config(tmp_path / "hub", guarded.hub.url), store)
-    parts = build_service_parts(plant_config(tmp_path / "plant", leaf.url))
-    bus.start()
-    parts.start()
-    try:
-        events = [make_event() for _ in range(20)]
-        for event in events:
+    with plant_and_hub(tmp_path, leaf.url, guarded.hub.url) as (parts, store):
+        for event in [make_event() for _ in range(20)]:
             parts.sink.publish(event)
         assert wait_for(lambda: "Authorization Violation" in leaf.log_path.read_text(errors="replace"), 30)
         assert store.count_events(PLANT) == 0
@@ -52,7 +43,3 @@ def test_a_leaf_node_with_a_wrong_password_is_refused_and_the_right_one_carries_
         leaf.reconfigure(guarded.plant_config(PLANT, leaf.port, PASSWORD))
         leaf.start()
         assert wait_for(lambda: store.count_events(PLANT) == 20, 120)
-    finally:
-        parts.close()
-        bus.stop()
-        store.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,6 +14,7 @@ from anjian.service.config import AnjianConfig
 from anjian.service.errors import ConfigError
 from anjian.service.hub.config import load_hub_config
 from tests.service.conftest import make_config
+from tests.support.nats import assert_nats_server_accepts
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -86,12 +86,7 @@ def test_a_site_whose_id_cannot_be_a_bus_id_needs_bus_plant_id(tmp_path: Path) -
 def test_nats_config_prints_a_config_nats_server_accepts(tmp_path: Path, args: list[str]) -> None:
     result = CliRunner().invoke(app, ["hub", "nats-config", *args])
     assert result.exit_code == 0, result.output
-    path = tmp_path / "nats.conf"
-    path.write_text(result.output, encoding="utf-8")
-    check = subprocess.run(
-        ["nats-server", "-t", "-c", str(path)], capture_output=True, text=True, check=False
-    )
-    assert check.returncode == 0, check.stderr
+    assert_nats_server_accepts(tmp_path, "nats.conf", result.output)
 
 
 def test_a_plant_nats_config_without_the_hubs_address_is_refused() -> None:
@@ -134,13 +129,8 @@ def test_leaf_passwords_go_into_the_hubs_authorization_and_the_plants_remote_url
     assert hub.exit_code == 0 and plant.exit_code == 0, hub.output + plant.output
     assert 'authorization { users = [ {user: "lab-3", password: "p@ss word/with:odd chars"} ] }' in hub.output
     assert "nats-leaf://lab-3:p%40ss%20word%2Fwith%3Aodd%20chars@hub.example:7422" in plant.output
-    for name, text in (("hub.conf", hub.output), ("plant.conf", plant.output)):
-        path = tmp_path / name
-        path.write_text(text, encoding="utf-8")
-        check = subprocess.run(
-            ["nats-server", "-t", "-c", str(path)], capture_output=True, text=True, check=False
-        )
-        assert check.returncode == 0, check.stderr
+    assert_nats_server_accepts(tmp_path, "hub.conf", hub.output)
+    assert_nats_server_accepts(tmp_path, "plant.conf", plant.output)
 
 
 def test_a_hub_leaf_url_with_credentials_in_it_is_refused() -> None:
