@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-__all__ = ["Behaviour", "Event", "EventBox", "RiskLevel", "SensorFacts", "new_event_id"]
+__all__ = ["Behaviour", "Event", "EventBox", "IncidentFacts", "RiskLevel", "SensorFacts", "new_event_id"]
 
 
 class Behaviour(StrEnum):
@@ -93,12 +93,12 @@ def new_event_id() -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
-    """One incident of one behaviour on one camera, as known at ``revision``.
+class IncidentFacts:
+    """What every record of an incident states, whoever keeps it.
 
-    An incident that goes on is re-published with the same ``id`` and a higher
-    ``revision`` (new ``last_seen_at``, peak ``confidence``); one that clears is
-    re-published with ``ended_at`` set.
+    The pipeline's ``Event`` (one revision) and the service's stored alert
+    (``anjian.service.records.StoredEvent``) both begin with these fields, so they
+    are declared once.
 
     Attributes:
         id: Stable id of the incident (hex uuid).
@@ -110,8 +110,32 @@ class Event:
         severity: Risk colour.
         started_at: Capture time of the first frame of the incident, epoch seconds.
         last_seen_at: Capture time of the latest frame supporting it, epoch seconds.
-        ended_at: When the incident cleared, epoch seconds; ``None`` while ongoing.
         confidence: Peak detector confidence over the incident.
+    """
+
+    id: str
+    revision: int
+    site_id: str
+    workshop_id: str
+    camera_id: str
+    behaviour: Behaviour
+    severity: RiskLevel
+    started_at: float
+    last_seen_at: float
+    confidence: float
+
+
+@dataclass(frozen=True, slots=True)
+class Event(IncidentFacts):
+    """One incident of one behaviour on one camera, as known at ``revision``.
+
+    An incident that goes on is re-published with the same ``id`` and a higher
+    ``revision`` (new ``last_seen_at``, peak ``confidence``); one that clears is
+    re-published with ``ended_at`` set. It carries the ``IncidentFacts`` (id, revision,
+    site, workshop, camera, behaviour, severity, times, confidence) and:
+
+    Attributes:
+        ended_at: When the incident cleared, epoch seconds; ``None`` while ongoing.
         boxes: Detections supporting the event, on the confirming frame.
         zone_id: Zone the incident happened in, if the rule is zone-based.
         model_version: Version string of the model that produced the detections.
@@ -125,16 +149,6 @@ class Event:
             A sensor event's ``camera_id`` is its sensor's id.
     """
 
-    id: str
-    revision: int
-    site_id: str
-    workshop_id: str
-    camera_id: str
-    behaviour: Behaviour
-    severity: RiskLevel
-    started_at: float
-    last_seen_at: float
-    confidence: float
     boxes: tuple[EventBox, ...] = ()
     ended_at: float | None = None
     zone_id: str | None = None

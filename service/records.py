@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel, SensorFacts
+from anjian.pipeline.event import Behaviour, Event, EventBox, IncidentFacts, RiskLevel, SensorFacts
 from anjian.service.copying import copy_fields
 from anjian.service.lifecycle import AlertState
 from anjian.service.tables import AuditRow, DeliveryRow, EventRow, SubscriptionRow
@@ -40,7 +40,7 @@ class DeliveryStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class StoredEvent:
+class StoredEvent(IncidentFacts):
     """An event as stored: the pipeline's fields plus the alert's lifecycle.
 
     What is stored, on purpose: every field of the pipeline's ``Event`` (its highest
@@ -51,7 +51,8 @@ class StoredEvent:
     paths. The tracker restarts its ids with the pipeline, so a ``track_id`` only
     means something together with the camera and the incident's times. A sensor
     event's reading (``sensor``: value, peak, threshold, unit ...) is kept as one
-    JSON document: it is shown and sent whole, never filtered on alone.
+    JSON document: it is shown and sent whole, never filtered on alone. It begins
+    with the ``IncidentFacts`` the pipeline's ``Event`` begins with.
 
     Attributes:
         severity: Current colour: the detected one, raised by each escalation.
@@ -71,19 +72,9 @@ class StoredEvent:
         sensor: The reading behind a sensor event, ``None`` for a camera's.
     """
 
-    id: str
-    revision: int
-    site_id: str
-    workshop_id: str
-    camera_id: str
-    behaviour: Behaviour
-    severity: RiskLevel
     detected_severity: RiskLevel
     state: AlertState
-    started_at: float
-    last_seen_at: float
     ended_at: float | None
-    confidence: float
     zone_id: str | None
     model_version: str
     message: str
