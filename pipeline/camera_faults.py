@@ -144,23 +144,31 @@ class CameraFaultMonitor:
         reason = mask_credentials(health.last_error or "no frame yet")
         return self._observe_fault(
             "offline",
+            "camera.no_video",
             now=now,
             is_present=is_down,
             since=down_since,
             after_s=self.config.faults.offline_after_s,
-            message=text(
-                "camera.no_video",
-                self._language,
-                camera=self.config.display_name,
-                state=health.state,
-                reason=reason,
-            ),
+            state=health.state,
+            reason=reason,
         )
 
     def _observe_fault(
-        self, key: str, *, now: float, is_present: bool, since: float | None, after_s: float, message: str
+        self,
+        key: str,
+        message_key: str,
+        *,
+        now: float,
+        is_present: bool,
+        since: float | None,
+        after_s: float,
+        **message_values: object,
     ) -> IncidentUpdate | None:
-        """Feed one fault to the book: present since ``since``, confirmed once it has lasted ``after_s``."""
+        """Feed one fault to the book: present since ``since``, confirmed once it has lasted ``after_s``.
+
+        Its sentence is the text ``message_key`` naming the camera, filled with ``message_values``.
+        """
+        message = text(message_key, self._language, camera=self.config.display_name, **message_values)
         return self._book.observe(
             key,
             now=now,
@@ -194,34 +202,29 @@ class CameraFaultMonitor:
         elif self._blank_since is None:
             self._blank_since = at
         self._previous, self._previous_at = stats, at
-        name = self.config.display_name
         blank_what = text("camera.black" if is_black else "camera.covered", self._language)
         updates = [
             self._observe_fault(
                 "black",
+                "camera.blank",
                 now=at,
                 is_present=is_blank,
                 since=self._blank_since,
                 after_s=faults.black_after_s,
-                message=text(
-                    "camera.blank",
-                    self._language,
-                    camera=name,
-                    what=blank_what,
-                    mean=stats.mean,
-                    std=stats.std,
-                ),
+                what=blank_what,
+                mean=stats.mean,
+                std=stats.std,
             )
         ]
         if self._is_live:  # a file may legitimately show a still scene
             updates.append(
                 self._observe_fault(
                     "frozen",
+                    "camera.frozen",
                     now=at,
                     is_present=is_unchanged,
                     since=self._unchanged_since,
                     after_s=faults.frozen_after_s,
-                    message=text("camera.frozen", self._language, camera=name),
                 )
             )
         return updates
