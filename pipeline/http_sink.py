@@ -35,12 +35,13 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from anjian.cameras.backoff import backoff_delay_s
+from anjian.pipeline.counters import Counters
 from anjian.pipeline.event import Event
 from anjian.pipeline.event_wire import EventWire
 from anjian.pipeline.spool import DiskSpool
@@ -135,8 +136,7 @@ class HttpEventSink:
         self._thread: threading.Thread | None = None
         self._spooler: threading.Thread | None = None
         self._spooled = threading.Event()  # set by the spooler when the spool gained a record
-        self._lock = threading.Lock()
-        self._stats = HttpSinkStats()
+        self._counters = Counters(HttpSinkStats())
 
     @property
     def spool(self) -> DiskSpool:
@@ -145,16 +145,15 @@ class HttpEventSink:
 
     def stats(self) -> HttpSinkStats:
         """A copy of the counters."""
-        with self._lock:
-            return self._stats
+        return self._counters.snapshot()
 
     def publish(self, event: Event) -> None:
         """Queue one event revision for delivery; never blocks and never raises."""
-        self._count(published=1)
+        self._counters.add(published=1)
         try:
             self._queue.put_nowait(event)
         except queue.Full:
-            self._count(dropped=1)
+            self._counters.add(dropped=1)
             logger.error(
                 "%s: ingest queue full (%d); dropping revision %d of event %s",
                 event.camera_id,
@@ -257,12 +256,12 @@ class HttpEventSink:
             wire = EventWire.from_event(event).model_dump(mode="json")
             self._spool.append(json.dumps(wire, separators=(",", ":")).encode())
         except OSError:
-            self._count(spool_errors=1)
+            self._counters.add(spool_errors=1)
             logger.exception(
                 "%s: cannot spool revision %d of event %s", event.camera_id, event.revision, event.id
             )
             return
-        self._count(spooled=1)
+        self._counters.add(spooled=1)
 
     def _deliver(self, records: list[tuple[int, bytes]]) -> bool:
         """Deliver the oldest records, as one batch where it can; ``True`` when all left the spool."""
@@ -282,7 +281,7 @@ class HttpEventSink:
 
     def _failed(self, why: str) -> None:
         """Count a failed attempt (the records stay spooled and are retried after a backoff)."""
-        self._count(failed_attempts=1)
+        self._counters.add(failed_attempts=1)
         logger.warning("ingest: %s", why)
 
     def _send_batch(self, records: list[tuple[int, bytes]]) -> bool | None:
@@ -295,7 +294,7 @@ class HttpEventSink:
         if response.is_success:
             for seq, _ in records:
                 self._spool.remove(seq)
-            self._count(delivered=len(records))
+            self._counters.add(delivered=len(records))
             return True
         excerpt = response.text[:_ERROR_BODY_CHARS]
         if response.status_code in (httpx.codes.NOT_FOUND, httpx.codes.METHOD_NOT_ALLOWED):
@@ -321,20 +320,13 @@ class HttpEventSink:
             return False
         if response.is_success:
             self._spool.remove(seq)
-            self._count(delivered=1)
+            self._counters.add(delivered=1)
             return True
         excerpt = response.text[:_ERROR_BODY_CHARS]
         if response.status_code in (httpx.codes.UNPROCESSABLE_ENTITY, httpx.codes.REQUEST_ENTITY_TOO_LARGE):
             where = self._spool.reject(seq, f"HTTP {response.status_code}: {excerpt}")
-            self._count(rejected=1)
+            self._counters.add(rejected=1)
             logger.error("ingest: the service refused a spooled event (%s); moved to %s", excerpt, where)
             return True
         self._failed(f"HTTP {response.status_code} from {self._url}: {excerpt}")
         return False
-
-    def _count(self, **increments: int) -> None:
-        """Add to the counters."""
-        with self._lock:
-            self._stats = replace(
-                self._stats, **{k: getattr(self._stats, k) + v for k, v in increments.items()}
-            )

@@ -36,9 +36,10 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from anjian.cameras.backoff import backoff_delay_s
+from anjian.pipeline.counters import Counters
 from anjian.pipeline.event import Event
 from anjian.service.errors import IngestBusyError
 from anjian.service.evidence import EvidenceStore
@@ -145,15 +146,13 @@ class StoreSink:
         self._abort = threading.Event()
         self._thread: threading.Thread | None = None
         self._warned_backlog = 0
-        self._stats_lock = threading.Lock()
-        self._stats = SinkStats()
+        self._counters = Counters(SinkStats())
 
     # ------------------------------------------------------------- public
 
     def stats(self) -> SinkStats:
         """A copy of the counters."""
-        with self._stats_lock:
-            return self._stats
+        return self._counters.snapshot()
 
     def backlog(self) -> int:
         """Revisions queued or being written."""
@@ -177,13 +176,13 @@ class StoreSink:
         Args:
             event: A revision from the pipeline.
         """
-        self._count(published=1)
+        self._counters.add(published=1)
         if self._enqueue(_Job(event, None), is_refusable=False):
             return
         try:
             self._store_batch([event])
         except Exception:
-            self._count(failed=1)
+            self._counters.add(failed=1)
             logger.exception(
                 "%s: cannot store revision %d of %s event %s",
                 event.camera_id,
@@ -202,7 +201,7 @@ class StoreSink:
         Raises:
             IngestBusyError: ``max_backlog`` revisions are already queued, or the sink is stopping.
         """
-        self._count(published=1)
+        self._counters.add(published=1)
         future: Future[UpsertResult] = Future()
         # Running from the start: a caller that gives up (a client that hung up) cannot cancel it,
         # so the writer always resolves it; the revision is stored either way.
@@ -220,7 +219,7 @@ class StoreSink:
         Raises:
             sqlalchemy.exc.SQLAlchemyError: The database failed.
         """
-        self._count(published=1)
+        self._counters.add(published=1)
         return self._store_batch([event])[0]
 
     def flush(self, timeout_s: float) -> bool:
@@ -327,7 +326,7 @@ class StoreSink:
         for job in left:
             if job.future is not None:
                 job.future.set_exception(IngestBusyError("the service stopped before storing it"))
-        self._count(failed=len(left))
+        self._counters.add(failed=len(left))
 
     def _write(self, batch: list[_Job]) -> bool:
         """Store a batch; on failure fail its futures and put its published revisions back in front."""
@@ -339,7 +338,7 @@ class StoreSink:
             for job in batch:
                 if job.future is not None:
                     job.future.set_exception(exc)
-            self._count(failed=submitted, retries=1 if retried else 0)
+            self._counters.add(failed=submitted, retries=1 if retried else 0)
             logger.exception(
                 "event writer: cannot store %d revision(s) of %s; %d will be retried",
                 len(batch),
@@ -371,7 +370,7 @@ class StoreSink:
                 self._save_clip(event)
         if self._metrics is not None:
             self._metrics.ingest_batch_size.observe(len(events))
-        self._count(stored=applied, ignored=len(events) - applied, batches=1)
+        self._counters.add(stored=applied, ignored=len(events) - applied, batches=1)
         return results
 
     def _save_snapshots(self, events: Sequence[Event]) -> list[str | None]:
@@ -408,7 +407,7 @@ class StoreSink:
         try:
             return self._evidence.save_snapshot(event.camera_id, event.id, jpeg)
         except Exception:
-            self._count(snapshot_failures=1)
+            self._counters.add(snapshot_failures=1)
             logger.exception(
                 "%s: cannot save the snapshot of event %s; storing it without one", event.camera_id, event.id
             )
@@ -422,14 +421,7 @@ class StoreSink:
             path = self._evidence.save_clip(event.camera_id, event.id, event.clip_mp4)
             self._store.attach_clip(event.id, path)
         except Exception:
-            self._count(snapshot_failures=1)
+            self._counters.add(snapshot_failures=1)
             logger.exception(
                 "%s: cannot save the clip of event %s; the event keeps no clip", event.camera_id, event.id
-            )
-
-    def _count(self, **increments: int) -> None:
-        """Add to the counters."""
-        with self._stats_lock:
-            self._stats = replace(
-                self._stats, **{k: getattr(self._stats, k) + v for k, v in increments.items()}
             )
