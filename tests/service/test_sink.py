@@ -57,6 +57,11 @@ class GatedStore:
         return first
 
 
+@pytest.fixture
+def gated(store: EventStore, monkeypatch: pytest.MonkeyPatch) -> GatedStore:
+    return GatedStore(store, monkeypatch)
+
+
 def test_publish_returns_while_the_database_is_locked_and_nothing_is_lost(
     store: EventStore, evidence: EvidenceStore, tmp_path: Path
 ) -> None:
@@ -81,9 +86,8 @@ def test_publish_returns_while_the_database_is_locked_and_nothing_is_lost(
 
 
 def test_revisions_arriving_together_are_committed_in_one_transaction(
-    store: EventStore, evidence: EvidenceStore, monkeypatch: pytest.MonkeyPatch
+    store: EventStore, evidence: EvidenceStore, gated: GatedStore
 ) -> None:
-    gated = GatedStore(store, monkeypatch)
     sink = StoreSink(store, evidence)
     first = gated.hold_first(sink)
     rest = [sink.submit(make_event()) for _ in range(40)]
@@ -99,9 +103,8 @@ def test_revisions_arriving_together_are_committed_in_one_transaction(
 
 
 def test_a_full_writer_refuses_ingest_but_never_the_pipeline(
-    store: EventStore, evidence: EvidenceStore, monkeypatch: pytest.MonkeyPatch
+    store: EventStore, evidence: EvidenceStore, gated: GatedStore
 ) -> None:
-    gated = GatedStore(store, monkeypatch)
     sink = StoreSink(store, evidence, max_backlog=3)
     futures = [gated.hold_first(sink)]
     futures += [sink.submit(make_event()) for _ in range(2)]
@@ -151,9 +154,8 @@ def test_a_failed_batch_fails_ingest_at_once_and_retries_the_pipelines_revisions
 
 
 def test_a_batch_keeps_the_snapshot_of_the_newest_revision(
-    store: EventStore, evidence: EvidenceStore, monkeypatch: pytest.MonkeyPatch
+    store: EventStore, evidence: EvidenceStore, gated: GatedStore
 ) -> None:
-    gated = GatedStore(store, monkeypatch)
     sink = StoreSink(store, evidence)
     blocker = gated.hold_first(sink)
     event = make_event(snapshot_jpeg=make_jpeg(bgr=(0, 0, 255)))
@@ -177,9 +179,8 @@ def test_a_batch_keeps_the_snapshot_of_the_newest_revision(
 
 
 def test_stop_stores_what_is_queued_and_later_revisions_synchronously(
-    store: EventStore, evidence: EvidenceStore, monkeypatch: pytest.MonkeyPatch
+    store: EventStore, evidence: EvidenceStore, gated: GatedStore
 ) -> None:
-    gated = GatedStore(store, monkeypatch)
     sink = StoreSink(store, evidence)
     queued = [make_event() for _ in range(5)]
     for event in queued:
