@@ -1,8 +1,11 @@
-"""The hub API's request and response models (times in UTC ISO, as the service's API)."""
+"""The hub API's request and response models (times in UTC ISO, as the service's API).
+
+Each response model copies the store's record of the same field names (``copy_fields``); times
+are ``UtcTime``, so a record's epoch seconds become UTC datetimes on the way.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from anjian.pipeline.sensors.health import ALARM_KINDS
 from anjian.service.copying import copy_fields
 from anjian.service.hub.records import CameraStatus, HubAuditEntry, HubEvent, PlantSummary, SensorStatus
-from anjian.service.schemas import UtcTime, epoch_to_datetime
+from anjian.service.schemas import UtcTime
 
 __all__ = [
     "CameraOut",
@@ -24,10 +27,6 @@ __all__ = [
     "RemarkOut",
     "SensorOut",
 ]
-
-
-def _at(value: float | None) -> datetime | None:
-    return None if value is None else epoch_to_datetime(value)
 
 
 class _Out(BaseModel):
@@ -49,25 +48,17 @@ class PlantOut(_Out):
     sensors_by_state: dict[str, int] = Field(
         ..., description="Sensors per state: ok, waiting, fault, offline."
     )
-    last_message_at: datetime | None = Field(..., description="When the plant was last heard from.")
+    last_message_at: UtcTime | None = Field(..., description="When the plant was last heard from.")
     is_silent: bool = Field(..., description="Not heard from within hub.silent_after_s (or never).")
 
     @classmethod
     def from_summary(cls, summary: PlantSummary, *, now: float, silent_after_s: float) -> PlantOut:
         """The response model of a plant summary at ``now`` (epoch seconds)."""
         last = summary.last_message_at
-        return cls(
-            plant_id=summary.plant_id,
-            name=summary.name,
-            group=summary.group,
-            open_by_colour=summary.open_by_colour,
+        return copy_fields(
+            cls,
+            summary,
             open_total=sum(summary.open_by_colour.values()),
-            overdue=summary.overdue,
-            acknowledge_median_s=summary.acknowledge_median_s,
-            resolve_median_s=summary.resolve_median_s,
-            cameras_by_state=summary.cameras_by_state,
-            sensors_by_state=summary.sensors_by_state,
-            last_message_at=_at(last),
             is_silent=last is None or now - last > silent_after_s,
         )
 
@@ -76,7 +67,7 @@ class OverviewOut(_Out):
     """Every plant the token sees."""
 
     hub_name: str
-    at: datetime
+    at: UtcTime
     plants: list[PlantOut]
 
 
@@ -89,34 +80,22 @@ class HubEventOut(_Out):
     behaviour: str
     severity: str
     state: str
-    started_at: datetime
-    acknowledged_at: datetime | None
-    resolved_at: datetime | None
+    started_at: UtcTime
+    acknowledged_at: UtcTime | None
+    resolved_at: UtcTime | None
     message: str
     has_snapshot: bool
 
     @classmethod
     def from_event(cls, event: HubEvent) -> HubEventOut:
         """The response model of a hub incident."""
-        return cls(
-            plant_id=event.plant_id,
-            event_id=event.event_id,
-            camera_id=event.camera_id,
-            behaviour=event.behaviour,
-            severity=event.severity,
-            state=event.state,
-            started_at=epoch_to_datetime(event.started_at),
-            acknowledged_at=_at(event.acknowledged_at),
-            resolved_at=_at(event.resolved_at),
-            message=event.message,
-            has_snapshot=event.has_snapshot,
-        )
+        return copy_fields(cls, event)
 
 
 class HubAuditOut(_Out):
     """One audit line: the plant's, or a supervisor's remark (``is_from_hub``)."""
 
-    at: datetime
+    at: UtcTime
     actor: str
     action: str
     from_state: str | None
@@ -125,23 +104,12 @@ class HubAuditOut(_Out):
     assignee: str | None
     note: str
     is_from_hub: bool
-    sent_at: datetime | None = Field(..., description="Remarks: when the bus took it; null while pending.")
+    sent_at: UtcTime | None = Field(..., description="Remarks: when the bus took it; null while pending.")
 
     @classmethod
     def from_entry(cls, entry: HubAuditEntry) -> HubAuditOut:
         """The response model of an audit line."""
-        return cls(
-            at=epoch_to_datetime(entry.at),
-            actor=entry.actor,
-            action=entry.action,
-            from_state=entry.from_state,
-            to_state=entry.to_state,
-            severity=entry.severity,
-            assignee=entry.assignee,
-            note=entry.note,
-            is_from_hub=entry.is_from_hub,
-            sent_at=_at(entry.sent_at),
-        )
+        return copy_fields(cls, entry)
 
 
 class EventDetailOut(_Out):
@@ -164,25 +132,16 @@ class CameraOut(_Out):
     plant_id: str
     camera_id: str
     state: str
-    since: datetime
+    since: UtcTime
     fps: float
     reconnects: int
     last_error: str | None
-    reported_at: datetime
+    reported_at: UtcTime
 
     @classmethod
     def from_status(cls, status: CameraStatus) -> CameraOut:
         """The response model of a camera's status."""
-        return cls(
-            plant_id=status.plant_id,
-            camera_id=status.camera_id,
-            state=status.state,
-            since=epoch_to_datetime(status.since),
-            fps=status.fps,
-            reconnects=status.reconnects,
-            last_error=status.last_error,
-            reported_at=epoch_to_datetime(status.reported_at),
-        )
+        return copy_fields(cls, status)
 
 
 class SensorOut(_Out):
@@ -234,7 +193,7 @@ class RemarkOut(_Out):
     id: str
     plant_id: str
     event_id: str
-    at: datetime
+    at: UtcTime
 
 
 class MeOut(_Out):

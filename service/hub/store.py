@@ -188,32 +188,21 @@ class HubStore:
         if change.snapshot_jpeg is not None and (is_written or not row.snapshot_bytes):
             row.snapshot_jpeg = change.snapshot_jpeg
             row.snapshot_bytes = len(change.snapshot_jpeg)
-        if (change.plant_id, event.id, "raise") not in seen:
-            seen.add((change.plant_id, event.id, "raise"))
-            session.add(
-                HubAuditRow(
-                    plant_id=change.plant_id,
-                    event_id=event.id,
-                    key="raise",
-                    at=event.created_at.timestamp(),
-                    actor="pipeline",
-                    action="raise",
-                    from_state=None,
-                    to_state="raised",
-                    severity=event.detected_severity.value,
-                    assignee=None,
-                    note=event.message,
-                    is_from_hub=False,
-                )
-            )
-            added += 1
         audit = change.payload.change
-        if audit is not None and (change.plant_id, event.id, f"a{audit.id}") not in seen:
-            seen.add((change.plant_id, event.id, f"a{audit.id}"))
-            session.add(
+        lines = [
+            HubAuditRow(
+                key="raise",
+                at=event.created_at.timestamp(),
+                actor="pipeline",
+                action="raise",
+                to_state="raised",
+                severity=event.detected_severity.value,
+                note=event.message,
+            )
+        ]
+        if audit is not None:
+            lines.append(
                 HubAuditRow(
-                    plant_id=change.plant_id,
-                    event_id=event.id,
                     key=f"a{audit.id}",
                     at=audit.at.timestamp(),
                     actor=audit.actor,
@@ -223,13 +212,17 @@ class HubStore:
                     severity=audit.severity.value,
                     assignee=audit.assignee,
                     note=audit.note,
-                    is_from_hub=False,
                 )
             )
-            added += 1
             if audit.to_state.value in _SETTLED_STATES:
                 at = audit.at.timestamp()
                 row.resolved_at = at if row.resolved_at is None else min(row.resolved_at, at)
+        for line in lines:
+            if (change.plant_id, event.id, line.key) not in seen:  # a line the hub has: not again
+                seen.add((change.plant_id, event.id, line.key))
+                line.plant_id, line.event_id, line.is_from_hub = change.plant_id, event.id, False
+                session.add(line)
+                added += 1
         return is_written, added
 
     @staticmethod
@@ -326,14 +319,9 @@ class HubStore:
                     at=remark.at,
                     actor=actor,
                     action=_ACTION_PRESS if is_press_for_action else _ACTION_REMARK,
-                    from_state=None,
-                    to_state=None,
-                    severity=None,
-                    assignee=None,
                     note=note,
                     is_from_hub=True,
-                    sent_at=None,
-                )
+                )  # no state change, colour or assignee; sent_at: once the bus takes it
             )
         return remark
 
@@ -493,24 +481,7 @@ class HubStore:
             .order_by(HubAuditRow.at, HubAuditRow.id)
         )
         with self._db.read() as session:
-            return [
-                HubAuditEntry(
-                    id=row.id,
-                    plant_id=row.plant_id,
-                    event_id=row.event_id,
-                    at=row.at,
-                    actor=row.actor,
-                    action=row.action,
-                    from_state=row.from_state,
-                    to_state=row.to_state,
-                    severity=row.severity,
-                    assignee=row.assignee,
-                    note=row.note,
-                    is_from_hub=row.is_from_hub,
-                    sent_at=row.sent_at,
-                )
-                for row in session.scalars(query)
-            ]
+            return [copy_fields(HubAuditEntry, row) for row in session.scalars(query)]
 
     def cameras(self, plant_ids: Iterable[str]) -> list[CameraStatus]:
         """The cameras of these plants as last reported, by plant and camera."""
@@ -552,21 +523,4 @@ class HubStore:
 
 
 def _event(row: HubEventRow) -> HubEvent:
-    return HubEvent(
-        plant_id=row.plant_id,
-        event_id=row.event_id,
-        version=row.version,
-        camera_id=row.camera_id,
-        behaviour=row.behaviour,
-        severity=row.severity,
-        state=row.state,
-        started_at=row.started_at,
-        created_at=row.created_at,
-        acknowledged_at=row.acknowledged_at,
-        resolved_at=row.resolved_at,
-        message=row.message,
-        event=row.event,
-        has_snapshot=row.snapshot_bytes > 0,
-        sent_at=row.sent_at,
-        received_at=row.received_at,
-    )
+    return copy_fields(HubEvent, row, has_snapshot=row.snapshot_bytes > 0)
