@@ -1,12 +1,28 @@
-"""The ``bus:`` section of a plant's site YAML: where its NATS leaf node is and how the service uses it."""
+"""The ``bus:`` section of a plant's site YAML, and the field types it shares with the hub's YAML.
+
+``BusId`` (a plant id or JetStream domain), ``NatsUrl`` and ``SigningKey`` are declared once
+here; the hub's config (``anjian.service.hub.config``) uses the same ones, so both sides of a
+link validate a value the same way.
+"""
 
 from __future__ import annotations
+
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from anjian.service.bus.subjects import BUS_ID_PATTERN
 
-__all__ = ["BusConfig"]
+__all__ = ["BusConfig", "BusId", "NatsUrl", "SigningKey"]
+
+BusId = Annotated[str, Field(min_length=1, max_length=64, pattern=BUS_ID_PATTERN)]
+"""A plant id or JetStream domain on the bus (one subject token: no dots)."""
+
+NatsUrl = Annotated[str, Field(pattern=r"^(nats|tls)://[^\s]+$")]
+"""A NATS client URL, ``nats://host:port`` (or ``tls://``)."""
+
+SigningKey = Annotated[SecretStr, Field(min_length=16, max_length=200)]
+"""The key a plant and the hub sign their messages with (``anjian.service.bus.signing``)."""
 
 
 class BusConfig(BaseModel):
@@ -21,28 +37,18 @@ class BusConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    url: str = Field(
+    url: NatsUrl = Field(
         "nats://127.0.0.1:4222",
-        pattern=r"^(nats|tls)://[^\s]+$",
         description="The plant's own nats-server (the leaf node), normally on this machine.",
     )
-    plant_id: str | None = Field(
+    plant_id: BusId | None = Field(
         None,
-        min_length=1,
-        max_length=64,
-        pattern=BUS_ID_PATTERN,
         description="The plant's id on the bus; default the site id (which then must not contain a dot).",
     )
-    plant_domain: str | None = Field(
-        None,
-        min_length=1,
-        max_length=64,
-        pattern=BUS_ID_PATTERN,
-        description="JetStream domain of the plant's nats-server; default plant-<plant id>.",
+    plant_domain: BusId | None = Field(
+        None, description="JetStream domain of the plant's nats-server; default plant-<plant id>."
     )
-    hub_domain: str = Field(
-        "hub", min_length=1, max_length=64, pattern=BUS_ID_PATTERN, description="JetStream domain of the hub."
-    )
+    hub_domain: BusId = Field("hub", description="JetStream domain of the hub.")
     publish_timeout_s: float = Field(
         5.0, gt=0, le=60, description="How long one publish waits for the plant's JetStream to store it."
     )
@@ -55,10 +61,8 @@ class BusConfig(BaseModel):
         le=7_000_000,
         description="Largest snapshot sent with an event (bigger ones stay on the plant); 0 sends none.",
     )
-    signing_key: SecretStr | None = Field(
+    signing_key: SigningKey | None = Field(
         None,
-        min_length=16,
-        max_length=200,
         description="The key this plant and the hub share (the hub's plants[].signing_key): every message "
         "between them is signed with it, so no other plant can speak for this one.",
     )

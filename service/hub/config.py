@@ -25,7 +25,8 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
-from anjian.service.bus.subjects import BUS_ID_PATTERN, plant_domain
+from anjian.service.bus.config import BusId, NatsUrl, SigningKey
+from anjian.service.bus.subjects import plant_domain
 from anjian.service.config import ServerConfig, SlaConfig, StorageConfig
 from anjian.service.errors import ConfigError
 
@@ -39,9 +40,7 @@ class _HubModel(BaseModel):
 class PlantConfig(_HubModel):
     """One supervised plant."""
 
-    id: str = Field(
-        ..., min_length=1, max_length=64, pattern=BUS_ID_PATTERN, description="The plant's bus id."
-    )
+    id: BusId = Field(..., description="The plant's bus id.")
     name: str = Field("", max_length=200, description="Shown on the hub's view.")
     group: str = Field(
         "",
@@ -49,12 +48,8 @@ class PlantConfig(_HubModel):
         pattern=r"^([A-Za-z0-9][A-Za-z0-9_.-]*)?$",
         description="A named group of plants (a district, a company): hub tokens may be limited to one.",
     )
-    domain: str | None = Field(
-        None,
-        min_length=1,
-        max_length=64,
-        pattern=BUS_ID_PATTERN,
-        description="JetStream domain of the plant's leaf node; default plant-<id>.",
+    domain: BusId | None = Field(
+        None, description="JetStream domain of the plant's leaf node; default plant-<id>."
     )
 
     leaf_password: SecretStr | None = Field(
@@ -65,10 +60,8 @@ class PlantConfig(_HubModel):
         "id); set for every plant or none (`anjian hub nats-config --config` writes them).",
     )
 
-    signing_key: SecretStr | None = Field(
+    signing_key: SigningKey | None = Field(
         None,
-        min_length=16,
-        max_length=200,
         description="The key this plant signs its messages with (its bus.signing_key); the hub drops "
         "a message of this plant without a valid signature, and signs its remarks to it.",
     )
@@ -116,8 +109,8 @@ class HubSiteConfig(_HubModel):
 class HubBusConfig(_HubModel):
     """The hub's own nats-server (which the plants' leaf nodes connect to)."""
 
-    url: str = Field("nats://127.0.0.1:4222", pattern=r"^(nats|tls)://[^\s]+$")
-    domain: str = Field("hub", min_length=1, max_length=64, pattern=BUS_ID_PATTERN)
+    url: NatsUrl = Field("nats://127.0.0.1:4222", description="The hub's own nats-server.")
+    domain: BusId = Field("hub", description="The hub's JetStream domain (the plants' bus.hub_domain).")
     fetch_batch: int = Field(256, ge=1, le=5000, description="Messages taken per database transaction.")
     ack_wait_s: float = Field(30.0, gt=0, le=3600, description="Redelivery delay of a message not acked.")
     retention_days: float = Field(
