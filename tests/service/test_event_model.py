@@ -6,16 +6,19 @@ record, API field or webhook did.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
 
+from anjian.pipeline.event import Event, IncidentFacts
 from anjian.pipeline.event_json import event_to_json
 from anjian.pipeline.event_wire import EventBoxWire, EventWire
 from anjian.service.app import create_app
 from anjian.service.config import WebhookConfig
+from anjian.service.records import StoredEvent
 from anjian.service.schemas import BoxOut, EventOut
 from tests.factories import make_event
 from tests.service.conftest import bearer, make_config
@@ -109,3 +112,11 @@ def test_the_api_shows_the_facts_of_an_event_with_the_wire_models_definitions() 
     assert _description(EventOut, "detected_severity") == _description(EventWire, "severity")
     for name in ("class_name", "confidence", "xyxy_norm"):
         assert _description(BoxOut, name) == _description(EventBoxWire, name), name
+
+
+def test_the_stored_record_keeps_every_field_of_the_pipelines_event_but_the_evidence_bytes() -> None:
+    def names(record: type[Any]) -> set[str]:
+        return {field.name for field in dataclasses.fields(record)}
+
+    assert issubclass(Event, IncidentFacts) and issubclass(StoredEvent, IncidentFacts)
+    assert names(Event) - names(StoredEvent) == {"snapshot_jpeg", "clip_mp4"}  # kept as files: *_path
