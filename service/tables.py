@@ -20,7 +20,16 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["ApiTokenRow", "AuditRow", "Base", "DeliveryRow", "EventRow", "ReadingRow", "SubscriptionRow"]
+__all__ = [
+    "ApiTokenRow",
+    "AuditRow",
+    "Base",
+    "DeliveryRow",
+    "EventRow",
+    "ReadingRow",
+    "SubscriptionRow",
+    "TokenColumns",
+]
 
 
 class Base(DeclarativeBase):
@@ -143,18 +152,23 @@ class DeliveryRow(Base):
     )
 
 
-class ApiTokenRow(Base):
-    """An API token: only the SHA-256 of the secret is kept."""
-
-    __tablename__ = "api_tokens"
+class TokenColumns:
+    """The columns every token table has (the service's and the hub's): only the secret's SHA-256 is kept."""
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[float] = mapped_column(Float)
-    last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+class ApiTokenRow(TokenColumns, Base):
+    """An API token: only the SHA-256 of the secret is kept."""
+
+    __tablename__ = "api_tokens"
+
+    last_used_at: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class ReadingRow(Base):

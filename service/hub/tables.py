@@ -20,6 +20,8 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Float, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from anjian.service.tables import TokenColumns
+
 __all__ = [
     "HubAuditRow",
     "HubBase",
@@ -138,15 +140,9 @@ class HubSensorRow(HubBase):
     reported_at: Mapped[float] = mapped_column(Float)
 
 
-class HubTokenRow(HubBase):
+class HubTokenRow(TokenColumns, HubBase):
     """A hub token: only the SHA-256 of the secret is kept; ``scope`` limits the plants it sees."""
 
     __tablename__ = "hub_tokens"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    name: Mapped[str] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(16))
     scope: Mapped[str] = mapped_column(String(80), doc="all, group:<name> or plant:<id>")
-    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    created_at: Mapped[float] = mapped_column(Float)
-    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)

@@ -23,6 +23,7 @@ from typing import Final
 
 from sqlalchemy import select
 
+from anjian.service.copying import copy_fields
 from anjian.service.database import Database
 from anjian.service.hub.tables import HubTokenRow
 from anjian.service.tokens import check_token_name, hash_token
@@ -73,7 +74,7 @@ class HubToken:
 
 
 def _token(row: HubTokenRow) -> HubToken:
-    return HubToken(row.id, row.name, HubRole(row.role), row.scope, row.created_at, row.revoked_at)
+    return copy_fields(HubToken, row, role=HubRole(row.role))
 
 
 class HubTokens:
