@@ -77,6 +77,13 @@ class _Scope:
         if plant_id not in self.plant_ids:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no plant {plant_id!r}")
 
+    def plants(self, plant_id: str | None) -> list[str]:
+        """The plants a list covers: every plant the token sees, or the one asked for (404 if not seen)."""
+        if plant_id is None:
+            return self.plant_ids
+        self.require_plant(plant_id)
+        return [plant_id]
+
 
 def _scope(request: Request) -> _Scope:
     """The request's token (401 without a valid one) and the plants it sees."""
@@ -152,11 +159,8 @@ def create_hub_app(
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> list[HubEventOut]:
         """Incidents of the plants the token sees (or of one of them), newest first."""
-        ids = who.plant_ids
-        if plant_id is not None:
-            who.require_plant(plant_id)
-            ids = [plant_id]
-        return [HubEventOut.from_event(e) for e in store.list_events(ids, is_open=is_open, limit=limit)]
+        events = store.list_events(who.plants(plant_id), is_open=is_open, limit=limit)
+        return [HubEventOut.from_event(e) for e in events]
 
     @api.get("/plants/{plant_id}/events/{event_id}", response_model=EventDetailOut)
     def event_detail(who: Scope, plant_id: str, event_id: str) -> EventDetailOut:
@@ -243,20 +247,12 @@ def create_hub_app(
     @api.get("/cameras", response_model=list[CameraOut])
     def cameras(who: Scope, plant_id: Annotated[str | None, Query(max_length=64)] = None) -> list[CameraOut]:
         """The cameras of the plants the token sees, as last reported."""
-        ids = who.plant_ids
-        if plant_id is not None:
-            who.require_plant(plant_id)
-            ids = [plant_id]
-        return [CameraOut.from_status(c) for c in store.cameras(ids)]
+        return [CameraOut.from_status(c) for c in store.cameras(who.plants(plant_id))]
 
     @api.get("/sensors", response_model=list[SensorOut])
     def sensors(who: Scope, plant_id: Annotated[str | None, Query(max_length=64)] = None) -> list[SensorOut]:
         """The sensors of the plants the token sees, as last reported (gas, dust, pressure ... with their health)."""
-        ids = who.plant_ids
-        if plant_id is not None:
-            who.require_plant(plant_id)
-            ids = [plant_id]
-        return [SensorOut.from_status(s) for s in store.sensors(ids)]
+        return [SensorOut.from_status(s) for s in store.sensors(who.plants(plant_id))]
 
     app.include_router(api)
 

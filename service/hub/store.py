@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import func, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
@@ -234,12 +235,7 @@ class HubStore:
                 session.add(row)
             elif row.reported_at >= report.sent_at:
                 continue
-            row.state = camera.state.value
-            row.since = camera.since
-            row.fps = camera.fps
-            row.reconnects = camera.reconnects
-            row.last_error = camera.last_error
-            row.reported_at = report.sent_at
+            _set_columns(row, camera, reported_at=report.sent_at)
         HubStore._apply_sensors(session, report)
 
     @staticmethod
@@ -258,16 +254,7 @@ class HubStore:
             if row is None:
                 row = HubSensorRow(plant_id=report.plant_id, sensor_id=sensor.sensor_id)
                 session.add(row)
-            row.workshop_id = sensor.workshop_id
-            row.quantity = sensor.quantity
-            row.unit = sensor.unit
-            row.source = sensor.source
-            row.state = sensor.state.value
-            row.is_source_connected = sensor.is_source_connected
-            row.last_reading_at = sensor.last_reading_at
-            row.last_value = sensor.last_value
-            row.open_kinds = list(sensor.open_kinds)
-            row.reported_at = report.sent_at
+            _set_columns(row, sensor, reported_at=report.sent_at)
         for removed in rows.values():  # no longer on the plant's site
             session.delete(removed)
 
@@ -520,6 +507,14 @@ class HubStore:
             query = query.where(HubAuditRow.action == action)
         with self._db.read() as session:
             return int(session.execute(query).scalar_one())
+
+
+def _set_columns(row: HubCameraRow | HubSensorRow, report: BaseModel, **extra: object) -> None:
+    """Set each of ``row``'s columns that ``report`` (a camera's or sensor's report) has, in its JSON form."""
+    columns = row.__table__.columns.keys()
+    for name, value in {**report.model_dump(mode="json"), **extra}.items():
+        if name in columns:
+            setattr(row, name, value)
 
 
 def _event(row: HubEventRow) -> HubEvent:
