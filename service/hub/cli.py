@@ -5,6 +5,8 @@ Heavy imports (the store, the bus, uvicorn) load only when a command runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -16,6 +18,7 @@ from anjian.service.logs import setup_logging
 if TYPE_CHECKING:
     from anjian.service.hub.config import HubConfig
     from anjian.service.hub.store import HubStore
+    from anjian.service.hub.tokens import HubTokens
 
 __all__ = ["bench_hub", "hub_app"]
 
@@ -54,6 +57,20 @@ def _open(config: HubConfig) -> HubStore:
         raise _fail(str(exc)) from None
 
 
+@contextmanager
+def _tokens(config: HubConfig) -> Iterator[HubTokens]:
+    """The hub's tokens, its store closed afterwards; a refused name, role, scope or id ends the command (exit 2)."""
+    store = _open(config)
+    try:
+        yield store.tokens
+    except KeyError as exc:
+        raise _fail(str(exc.args[0])) from None
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.close()
+
+
 @hub_app.command("serve")
 def hub_serve(
     config: HubConfigOption,
@@ -88,13 +105,8 @@ def hub_tokens_create(
         raise _fail(f"no plant {value!r} in {config}; plants: {[p.id for p in hub.plants]}")
     if kind == "group" and value not in hub.groups:
         raise _fail(f"no group {value!r} in {config}; groups: {hub.groups}")
-    store = _open(hub)
-    try:
-        info, secret = store.tokens.create(name, role, scope)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-    finally:
-        store.close()
+    with _tokens(hub) as tokens:
+        info, secret = tokens.create(name, role, scope)
     typer.secho(
         f"created {info.role.value} token {info.id} ({info.name!r}, {info.scope}); keep it safe:", err=True
     )
@@ -106,12 +118,9 @@ def hub_tokens_list(config: HubConfigOption) -> None:
     """List the hub's tokens (never their secrets)."""
     from anjian.service.tokens import printable
 
-    store = _open(_load(config))
-    try:
-        tokens = store.tokens.list()
-    finally:
-        store.close()
-    for token in tokens:
+    with _tokens(_load(config)) as tokens:
+        listed = tokens.list()
+    for token in listed:
         revoked = " revoked" if token.revoked_at is not None else ""
         typer.echo(f"{token.id}\t{token.role.value}\t{token.scope}\t{printable(token.name)}{revoked}")
 
@@ -121,13 +130,8 @@ def hub_tokens_revoke(
     config: HubConfigOption, token_id: Annotated[int, typer.Argument(help="Token id.")]
 ) -> None:
     """Revoke a hub token."""
-    store = _open(_load(config))
-    try:
-        info = store.tokens.revoke(token_id)
-    except KeyError as exc:
-        raise _fail(str(exc.args[0])) from None
-    finally:
-        store.close()
+    with _tokens(_load(config)) as tokens:
+        info = tokens.revoke(token_id)
     typer.echo(f"revoked token {info.id} ({info.name!r})")
 
 

@@ -157,3 +157,20 @@ def test_a_short_signing_key_is_refused_at_the_plant_and_at_the_hub(tmp_path: Pa
     raw = make_config(tmp_path).model_dump() | {"bus": {"signing_key": "short"}}
     with pytest.raises(ValidationError, match="bus.signing_key"):
         AnjianConfig.model_validate(raw)
+
+
+def test_tokens_revoke_names_an_unknown_id_and_revokes_a_known_one(tmp_path: Path) -> None:
+    path = _write(tmp_path, "storage:\n  dir: data\nplants:\n  - id: a\n")
+    runner = CliRunner()
+    runner.invoke(app, ["hub", "tokens", "create", "-c", str(path), "--name", "bureau", "--scope", "all"])
+
+    unknown = runner.invoke(app, ["hub", "tokens", "revoke", "-c", str(path), "99"])
+    known = runner.invoke(app, ["hub", "tokens", "revoke", "-c", str(path), "1"])
+    bad_scope = runner.invoke(
+        app, ["hub", "tokens", "create", "-c", str(path), "--name", "x", "--scope", "every"]
+    )
+
+    assert unknown.exit_code == 2 and "no hub token with id 99" in unknown.output
+    assert known.exit_code == 0 and "revoked token 1 ('bureau')" in known.output
+    assert bad_scope.exit_code == 2 and "a scope is all, group:<name> or plant:<id>" in bad_scope.output
+    assert runner.invoke(app, ["hub", "tokens", "list", "-c", str(path)]).output.endswith("\tbureau revoked\n")
