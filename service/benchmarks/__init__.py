@@ -9,7 +9,8 @@ Shared parts, one module each: ``clips`` (synthetic H.264 clips), ``rtsp`` with
 ``rtsp_server`` (a real RTSP server run under Debian's ``/usr/bin/python3``),
 ``receiver`` (a loopback webhook receiver), ``ports`` (a free TCP port), ``processes``
 (RSS and CPU time of a process), ``events`` (the events the service benchmarks send),
-``service_process`` (``anjian serve`` as a child process).
+``service_process`` (``anjian serve`` as a child process), ``background_server`` (the
+``start``/``stop``/``with`` of the brokers and servers the tests run beside them).
 
 They live under the service because it is the most downstream package: a benchmark
 may import from every package (datasets' synthetic footage, ultralytics for the naive

@@ -13,13 +13,13 @@ import asyncio
 import struct
 import threading
 from concurrent.futures import Future
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from anjian.service.benchmarks.background_server import BackgroundServer
 from anjian.service.benchmarks.ports import free_port
 
 __all__ = ["ModbusTestServer", "words_of"]
@@ -37,7 +37,7 @@ def words_of(value: float, data_type: str) -> list[int]:
     return list(struct.unpack(f">{len(packed) // 2}H", packed))
 
 
-class ModbusTestServer:
+class ModbusTestServer(BackgroundServer):
     """``with ModbusTestServer() as plc: plc.set_value("input", 100, 12.5, "float32")``.
 
     Args:
@@ -132,12 +132,3 @@ class ModbusTestServer:
         if self._thread is not None:
             self._thread.join(10)
         self._thread = None
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -14,9 +14,8 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
+from anjian.service.benchmarks.background_server import BackgroundServer
 from anjian.service.benchmarks.ports import free_port
 
 __all__ = ["MosquittoBroker", "MosquittoError", "mosquitto_available"]
@@ -38,7 +37,7 @@ def mosquitto_available() -> bool:
     return _binary("mosquitto") is not None and _binary("mosquitto_passwd") is not None
 
 
-class MosquittoBroker:
+class MosquittoBroker(BackgroundServer):
     """One broker process; ``with MosquittoBroker(user="u", password="p") as broker: broker.url``.
 
     Args:
@@ -131,12 +130,3 @@ class MosquittoBroker:
     def pid(self) -> int | None:
         """The broker's process id while it runs."""
         return None if self._process is None else self._process.pid
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

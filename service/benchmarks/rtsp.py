@@ -19,9 +19,10 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Self
 from urllib.parse import quote
+
+from anjian.service.benchmarks.background_server import BackgroundServer
 
 __all__ = ["SYSTEM_PYTHON", "RtspServerError", "RtspTestServer", "rtsp_server_available"]
 
@@ -73,7 +74,7 @@ def rtsp_server_available() -> tuple[bool, str]:
     return True, "ok"
 
 
-class RtspTestServer:
+class RtspTestServer(BackgroundServer):
     """A real RTSP server serving looping clips, controlled from tests.
 
     Each mount serves one H.264 MP4 clip as a live stream at the clip's own
@@ -255,15 +256,8 @@ class RtspTestServer:
         self._stderr.seek(0, os.SEEK_END)
         return text
 
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def close(self) -> None:
+        """Stop the server and close its stderr capture (what ``with`` does on the way out)."""
         self.stop()
         self._close_stderr()
 
