@@ -20,6 +20,12 @@ first new incident of the same behaviour and zone, as track ids do not survive a
 restart. Incidents no book claims (the camera or the rule was removed while the
 service was down) are closed by ``close_unclaimed``.
 
+A plant with several pipeline nodes moves a camera from one node to another: the node
+giving it up calls ``hand_over(camera_id)`` before removing the camera (its books then
+keep their incidents open), ``export``s them and ``drop``s them; the node taking the
+camera over ``adopt``s them before adding it, and its books carry on with them as after a
+restart: one incident, whichever node watches it.
+
 Example:
     >>> journal = IncidentJournal(Path("data/open_incidents.json"))
     >>> runner = PipelineRunner(site_id, assignments, detector, sink, incident_journal=journal)
@@ -33,6 +39,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Collection
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -41,12 +48,24 @@ from anjian.models.atomic import write_atomic
 from anjian.pipeline.event import Behaviour, Event
 from anjian.pipeline.event_json import event_from_json, event_to_json
 
-__all__ = ["IncidentJournal"]
+__all__ = ["IncidentJournal", "JournalEntry"]
 
 logger = logging.getLogger(__name__)
 
 _VERSION = 1
 _Key = tuple[str, str, str]  # camera id, behaviour, incident key
+JournalEntry = dict[str, Any]
+"""One open incident as JSON: ``camera_id``, ``behaviour``, ``key`` and ``event`` (``event_to_json``)."""
+
+
+def _entry(key: _Key, event: Event) -> JournalEntry:
+    return {"camera_id": key[0], "behaviour": key[1], "key": key[2], "event": event_to_json(event)}
+
+
+def _parse(entry: JournalEntry) -> tuple[_Key, Event]:
+    """An entry back as its key and event; ``ValueError``/``KeyError``/``TypeError`` when malformed."""
+    key = (str(entry["camera_id"]), Behaviour(entry["behaviour"]).value, str(entry["key"]))
+    return key, event_from_json(entry["event"])
 
 
 class IncidentJournal:
@@ -63,12 +82,54 @@ class IncidentJournal:
         self._open: dict[_Key, Event] = {}
         self._pending: dict[_Key, Event] = {}  # loaded at start, not yet claimed by a book
         self._is_suspended = False
+        self._handed_over: set[str] = set()
         self._load()
 
     @property
     def is_suspended(self) -> bool:
         """Whether the pipeline is stopping: books keep their open incidents instead of closing them."""
         return self._is_suspended
+
+    def keeps_open(self, camera_id: str) -> bool:
+        """Whether the books of ``camera_id`` keep their incidents open when closed (stopping, or handed over)."""
+        return self._is_suspended or camera_id in self._handed_over
+
+    def hand_over(self, camera_id: str) -> None:
+        """The camera goes to another node: from now on its books keep their incidents open for it."""
+        with self._lock:
+            self._handed_over.add(camera_id)
+
+    def export(self, camera_id: str) -> list[JournalEntry]:
+        """The camera's open incidents (latest revisions, no evidence bytes), for the node that takes it over."""
+        with self._lock:
+            return [_entry(key, event) for key, event in self._open.items() if key[0] == camera_id]
+
+    def drop(self, camera_id: str) -> None:
+        """Forget the camera's incidents: another node carries on with them."""
+        with self._lock:
+            self._handed_over.discard(camera_id)
+            self._pending = {k: e for k, e in self._pending.items() if k[0] != camera_id}
+            self._open = {k: e for k, e in self._open.items() if k[0] != camera_id}
+            self._save_locked()
+
+    def adopt(self, camera_id: str, entries: list[JournalEntry]) -> None:
+        """Take over the camera's open incidents from the node that ran it; its books claim them when added.
+
+        Raises:
+            ValueError: An entry is malformed or of another camera (nothing is adopted).
+        """
+        try:
+            parsed = dict(_parse(entry) for entry in entries)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{camera_id}: cannot adopt the open incidents handed over: {exc}") from exc
+        others = sorted({key[0] for key in parsed} - {camera_id})
+        if others:
+            raise ValueError(f"{camera_id}: the incidents handed over are of camera(s) {others}")
+        with self._lock:
+            self._handed_over.discard(camera_id)
+            self._pending.update(parsed)
+            self._open.update(parsed)
+            self._save_locked()
 
     def pending(self) -> list[Event]:
         """Incidents loaded at start that no book has claimed yet."""
@@ -82,7 +143,10 @@ class IncidentJournal:
             claimed = {k[2]: self._pending.pop(k) for k in keys}
         if claimed:
             logger.info(
-                "%s: resuming %d open %s incident(s) after a restart", camera_id, len(claimed), behaviour
+                "%s: resuming %d open %s incident(s) left by a previous run or node",
+                camera_id,
+                len(claimed),
+                behaviour,
             )
         return claimed
 
@@ -105,14 +169,24 @@ class IncidentJournal:
             self._is_suspended = True
             self._save_locked()
 
-    def close_unclaimed(self, now: float) -> list[Event]:
-        """End the loaded incidents no book claimed: their camera or rule is gone. Returns the revisions to publish."""
+    def close_unclaimed(
+        self, now: float, *, camera_id: str | None = None, carried_on: Collection[str] = ()
+    ) -> list[Event]:
+        """End the loaded incidents no book claimed: their camera or rule is gone. Returns the revisions to publish.
+
+        Args:
+            now: Wall clock, epoch seconds: their end.
+            camera_id: Only this camera's (``None``: every camera's).
+            carried_on: Ids of incidents another pipeline node carries on: forgotten here, not ended.
+        """
         with self._lock:
-            left, self._pending = self._pending, {}
-            for key in left:
+            chosen = {k: e for k, e in self._pending.items() if camera_id is None or k[0] == camera_id}
+            self._pending = {k: e for k, e in self._pending.items() if k not in chosen}
+            for key in chosen:
                 self._open.pop(key, None)
-            if left:
+            if chosen:
                 self._save_locked()
+        left = {k: e for k, e in chosen.items() if e.id not in carried_on}
         closed = [
             replace(event, revision=event.revision + 1, ended_at=max(now, event.last_seen_at))
             for event in left.values()
@@ -133,12 +207,7 @@ class IncidentJournal:
         try:
             document = json.loads(self.path.read_text(encoding="utf-8"))
             entries = document["incidents"] if document.get("version") == _VERSION else []
-            loaded = {
-                (str(e["camera_id"]), Behaviour(e["behaviour"]).value, str(e["key"])): event_from_json(
-                    e["event"]
-                )
-                for e in entries
-            }
+            loaded = dict(_parse(entry) for entry in entries)
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -156,10 +225,7 @@ class IncidentJournal:
         """Rewrite the file atomically (the caller holds the lock); a failure is logged, never raised."""
         document: dict[str, Any] = {
             "version": _VERSION,
-            "incidents": [
-                {"camera_id": c, "behaviour": b, "key": k, "event": event_to_json(event)}
-                for (c, b, k), event in self._open.items()
-            ],
+            "incidents": [_entry(key, event) for key, event in self._open.items()],
         }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

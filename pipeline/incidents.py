@@ -288,10 +288,11 @@ class IncidentBook:
         """Close every open incident (the camera was removed or the pipeline stops).
 
         While the context's journal is suspended (the pipeline stops and will resume
-        them), nothing is closed: the incidents stay open in the journal.
+        them) or the camera is handed over to another node, nothing is closed: the
+        incidents stay open in the journal.
         """
         journal = self.context.journal
-        if journal is not None and journal.is_suspended:
+        if journal is not None and journal.keeps_open(self.context.camera_id):
             return []
         return [self._close(key, now) for key in list(self._open)]
 

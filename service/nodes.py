@@ -18,12 +18,18 @@ stops its cameras before another node can take them. A node that stops gracefull
 stops its cameras and releases their leases, so the others take them at their next round.
 
 The pipeline runs only what the node holds: ``RunnerCameras`` adds and removes the
-runner's cameras (as the camera reload does), and after the first round closes the
-journal's incidents of cameras this node no longer runs (another node raised its own).
+runner's cameras (as the camera reload does). An incident outlives a change of node:
+the node running a camera saves its open incidents in the plant's incident bucket when
+they change (at most one round old), and on every hand-over; the node taking the
+camera adopts them into its journal before adding it, so its rules carry the same
+incidents on (same event id, next revision) instead of raising them again. After its
+first round a node ends the incidents left in its own journal for cameras it no longer
+runs, except those another node carries on.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -39,6 +45,7 @@ from anjian.service.bus.leases import Lease, LeaseBucket
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
 
+    from anjian.pipeline.incident_journal import JournalEntry
     from anjian.pipeline.runner import CameraAssignment, PipelineRunner
     from anjian.service.config import AnjianConfig
     from anjian.service.node_config import NodesConfig
@@ -51,18 +58,26 @@ T = TypeVar("T")
 
 
 class CameraHost(Protocol):
-    """What a node starts and stops: the cameras of its pipeline."""
+    """What a node starts and stops: the cameras of its pipeline, with their open incidents."""
 
-    def start_camera(self, camera_id: str) -> None:
-        """Start analysing a camera."""
+    def start_camera(self, camera_id: str, incidents: list[JournalEntry]) -> None:
+        """Start analysing a camera, carrying on with the open incidents its previous node left."""
         ...
 
-    def stop_camera(self, camera_id: str) -> None:
-        """Stop analysing a camera (its open incidents end)."""
+    def stop_camera(self, camera_id: str) -> list[JournalEntry]:
+        """Stop analysing a camera that goes to another node; its open incidents, kept open for that node."""
         ...
 
-    def settle(self) -> None:
-        """Called once, after the node's first round: the cameras it does not hold now are not its own."""
+    def open_incidents(self, camera_id: str) -> list[JournalEntry]:
+        """The camera's open incidents now."""
+        ...
+
+    def settle(self, continued: set[str]) -> None:
+        """Called once, after the node's first round, with the ids of the incidents other nodes carry on.
+
+        The node's own incidents of cameras it does not hold now, and that no other node
+        carries on, are ended.
+        """
         ...
 
 
@@ -153,6 +168,7 @@ class CameraNode:
         self._bucket: LeaseBucket | None = None
         self._held: dict[str, Lease] = {}
         self._written_at: dict[str, float] = {}  # monotonic time the write now holding each lease was sent
+        self._saved: dict[str, bytes] = {}  # the open incidents last saved for each camera held
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -205,11 +221,10 @@ class CameraNode:
             self._thread.join(self._call_timeout_s() + 5)
         with self._lock:
             held, self._held = list(self._held.values()), {}
-        for lease in held:
-            self._stop_camera(lease.camera_id, "the node stops")
+        incidents = {lease.camera_id: self._stop_camera(lease.camera_id, "the node stops") for lease in held}
         if release and self._bucket is not None and self._bus.is_connected:
             try:
-                self._on_bucket(partial(_release_all, leases=held, node=self.name))
+                self._on_bucket(partial(_release_all, leases=held, node=self.name, incidents=incidents))
             except Exception as exc:  # noqa: BLE001 - the leases then age out
                 logger.warning("node %s: leases not released (%s); they expire on their own", self.name, exc)
         self._bus.stop()
@@ -241,12 +256,17 @@ class CameraNode:
         with self._lock:
             running = list(self._held)
         plan = plan_round(self.name, self._preferred, leases, alive, running)
-        for camera_id in plan.lost:
+        for camera_id in plan.lost:  # its new node carries on with the incidents last saved
             self._forget(camera_id)
             self._stop_camera(camera_id, "its lease was lost")
-        for lease in plan.hand_back:
+        for lease in plan.hand_back:  # stopped, its incidents saved, then released: never run twice
             self._forget(lease.camera_id)
-            self._stop_camera(lease.camera_id, f"handed back to node {self._preferred[lease.camera_id]}")
+            incidents = self._stop_camera(
+                lease.camera_id, f"handed back to node {self._preferred[lease.camera_id]}"
+            )
+            self._on_bucket(
+                partial(LeaseBucket.save_incidents, camera_id=lease.camera_id, incidents=_dump(incidents))
+            )
             self._on_bucket(partial(LeaseBucket.release, lease=lease))
         for lease in plan.renew:
             renewed = self._on_bucket(partial(LeaseBucket.renew, lease=lease))
@@ -254,7 +274,7 @@ class CameraNode:
                 self._forget(lease.camera_id)
                 self._stop_camera(lease.camera_id, "its lease was lost")
             else:
-                self._hold(renewed, sent)
+                self._hold(renewed, sent, [])  # new here only after a quick restart: its own journal has them
         for camera_id in plan.acquire:
             acquire_sent = self._clock()
             taken = self._on_bucket(partial(LeaseBucket.acquire, camera_id=camera_id, node=self.name))
@@ -262,11 +282,26 @@ class CameraNode:
                 owner = self._preferred[camera_id]
                 why = "its preferred node" if owner == self.name else f"node {owner} is not alive"
                 logger.info("node %s: took camera %s (%s)", self.name, camera_id, why)
-                self._hold(taken, acquire_sent)
+                saved = self._on_bucket(partial(LeaseBucket.load_incidents, camera_ids=[camera_id]))
+                self._hold(taken, acquire_sent, _load(saved.get(camera_id, b"[]")))
+        self._save_incidents()
         if not self._is_settled and self._host is not None:
+            with self._lock:
+                others = [c for c in self._preferred if c not in self._held]
+            saved = self._on_bucket(partial(LeaseBucket.load_incidents, camera_ids=others))
+            self._host.settle({str(entry["event"]["id"]) for data in saved.values() for entry in _load(data)})
             self._is_settled = True
-            self._host.settle()
         return plan
+
+    def _save_incidents(self) -> None:
+        """Save the open incidents of the cameras held that changed since last saved (for a node taking one over)."""
+        if self._host is None:
+            return
+        for camera_id in self.held():
+            data = _dump(self._host.open_incidents(camera_id))
+            if self._saved.get(camera_id) != data:
+                self._on_bucket(partial(LeaseBucket.save_incidents, camera_id=camera_id, incidents=data))
+                self._saved[camera_id] = data
 
     async def _read_bucket(self, js: JetStreamContext) -> tuple[dict[str, Lease], set[str]]:
         """Announce this node; the cameras' leases and the live nodes."""
@@ -284,24 +319,27 @@ class CameraNode:
             raise BusError("the lease bucket is not open yet")
         return self._bus.call(lambda _js: work(bucket), timeout_s=self._call_timeout_s())
 
-    def _hold(self, lease: Lease, sent: float) -> None:
-        """Record a lease written at ``sent``; start its camera when it is new to this node."""
+    def _hold(self, lease: Lease, sent: float, incidents: list[JournalEntry]) -> None:
+        """Record a lease written at ``sent``; start its camera, with ``incidents``, when it is new to this node."""
         with self._lock:
             is_new = lease.camera_id not in self._held
             self._held[lease.camera_id] = lease
             self._written_at[lease.camera_id] = sent
-        if is_new and self._host is not None:
-            self._host.start_camera(lease.camera_id)
+        if is_new:
+            self._saved[lease.camera_id] = _dump(incidents)
+            if self._host is not None:
+                self._host.start_camera(lease.camera_id, incidents)
 
     def _forget(self, camera_id: str) -> None:
         with self._lock:
             self._held.pop(camera_id, None)
             self._written_at.pop(camera_id, None)
+        self._saved.pop(camera_id, None)
 
-    def _stop_camera(self, camera_id: str, why: str) -> None:
+    def _stop_camera(self, camera_id: str, why: str) -> list[JournalEntry]:
+        """Stop a camera going to another node; its open incidents, kept open."""
         logger.info("node %s: stops camera %s (%s)", self.name, camera_id, why)
-        if self._host is not None:
-            self._host.stop_camera(camera_id)
+        return [] if self._host is None else self._host.stop_camera(camera_id)
 
     def _fence(self) -> None:
         """Stop the cameras whose lease may expire before this node can renew it."""
@@ -314,11 +352,28 @@ class CameraNode:
             self._stop_camera(camera_id, "its lease could not be renewed in time")
 
 
-async def _release_all(bucket: LeaseBucket, leases: list[Lease], node: str) -> None:
-    """Release ``leases`` and withdraw ``node``."""
+async def _release_all(
+    bucket: LeaseBucket, leases: list[Lease], node: str, incidents: dict[str, list[JournalEntry]]
+) -> None:
+    """Save the cameras' open incidents, release their ``leases`` and withdraw ``node``."""
     for lease in leases:
+        await bucket.save_incidents(lease.camera_id, _dump(incidents.get(lease.camera_id, [])))
         await bucket.release(lease)
     await bucket.withdraw(node)
+
+
+def _dump(incidents: list[JournalEntry]) -> bytes:
+    return json.dumps(incidents, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _load(data: bytes) -> list[JournalEntry]:
+    """Saved incidents back as journal entries; none when unreadable (the node then raises them anew)."""
+    try:
+        incidents = json.loads(data)
+    except ValueError:
+        logger.warning("unreadable open incidents in the bucket; the camera starts without them")
+        return []
+    return incidents if isinstance(incidents, list) else []
 
 
 class RunnerCameras:
@@ -341,19 +396,45 @@ class RunnerCameras:
             camera.id: CameraAssignment(workshop.id, camera) for workshop, camera in config.cameras()
         }
 
-    def start_camera(self, camera_id: str) -> None:
-        """Add the camera to the runner (nothing when it runs already)."""
-        if camera_id not in self._runner.camera_ids():
-            self._runner.add_camera(self._assignments[camera_id])
+    def start_camera(self, camera_id: str, incidents: list[JournalEntry]) -> None:
+        """Add the camera to the runner (nothing when it runs already), carrying on with ``incidents``.
 
-    def stop_camera(self, camera_id: str) -> None:
-        """Remove the camera from the runner; its open incidents end."""
+        Those no rule of the camera claims (its config changed meanwhile) are ended.
+        """
+        if camera_id in self._runner.camera_ids():
+            return
+        journal = self._runner.incident_journal
+        if journal is not None and incidents:
+            try:
+                journal.adopt(camera_id, incidents)
+            except ValueError as exc:
+                logger.warning("%s; it starts without them", exc)
+        self._runner.add_camera(self._assignments[camera_id])
+        if journal is not None and incidents:
+            for event in journal.close_unclaimed(self._clock(), camera_id=camera_id):
+                self._runner.sink.publish(event)
+
+    def stop_camera(self, camera_id: str) -> list[JournalEntry]:
+        """Remove the camera from the runner, its open incidents kept open (and returned) for its next node."""
+        journal = self._runner.incident_journal
+        if journal is None:
+            self._runner.remove_camera(camera_id)
+            return []
+        journal.hand_over(camera_id)
         self._runner.remove_camera(camera_id)
+        incidents = journal.export(camera_id)
+        journal.drop(camera_id)
+        return incidents
 
-    def settle(self) -> None:
-        """End the journal's open incidents of cameras this node does not run (their new node raises its own)."""
+    def open_incidents(self, camera_id: str) -> list[JournalEntry]:
+        """The camera's open incidents in the runner's journal."""
+        journal = self._runner.incident_journal
+        return [] if journal is None else journal.export(camera_id)
+
+    def settle(self, continued: set[str]) -> None:
+        """End the journal's open incidents of cameras this node does not run, unless another node carries them on."""
         journal = self._runner.incident_journal
         if journal is None:
             return
-        for event in journal.close_unclaimed(self._clock()):
+        for event in journal.close_unclaimed(self._clock(), carried_on=continued):
             self._runner.sink.publish(event)

@@ -11,6 +11,11 @@ One bucket per plant (``anjian_leases_<plant id>``), history 1, whose TTL is the
 A key not renewed within the TTL ages out on the server (its own clock, not the nodes'),
 so the lease of a node that died (kill -9, power cut) is free after ``lease_ttl_s`` and
 ``create`` succeeds for the first live node that tries.
+
+A second bucket, ``anjian_incidents_<plant id>`` (kept a week, not the lease TTL), holds
+each camera's open incidents as its node last wrote them (``camera.<camera id>``: the
+journal entries of ``anjian.pipeline.incident_journal``), so that the node taking a
+camera over carries on with them instead of raising them again.
 """
 
 from __future__ import annotations
@@ -33,15 +38,45 @@ from nats.js.kv import KeyValue
 
 from anjian.service.bus.subjects import check_bus_id
 
-__all__ = ["Lease", "LeaseBucket", "lease_bucket_name"]
+__all__ = ["Lease", "LeaseBucket", "incident_bucket_name", "lease_bucket_name"]
 
 _STREAM_NAME_IN_USE = 10058  # JetStream's error code: a stream of that name exists (created meanwhile)
 _WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream's error codes: the key was written since that revision
+_INCIDENTS_KEPT_S = 7 * 86_400.0  # a camera's open incidents outlive any outage of its nodes
 
 
 def lease_bucket_name(plant_id: str) -> str:
     """The key-value bucket holding a plant's camera leases."""
     return f"anjian_leases_{check_bus_id('plant id', plant_id)}"
+
+
+def incident_bucket_name(plant_id: str) -> str:
+    """The key-value bucket holding the open incidents of a plant's cameras, for the node taking one over."""
+    return f"anjian_incidents_{check_bus_id('plant id', plant_id)}"
+
+
+async def _open_bucket(js: JetStreamContext, name: str, *, description: str, ttl_s: float) -> KeyValue:
+    """Open a history-1 bucket, creating it, or setting its TTL to ``ttl_s`` when it differs."""
+    try:
+        kv = await js.key_value(name)
+    except BucketNotFoundError:
+        try:
+            kv = await js.create_key_value(
+                KeyValueConfig(
+                    bucket=name, description=description, history=1, ttl=ttl_s, storage=StorageType.FILE
+                )
+            )
+        except BadRequestError as exc:
+            if exc.err_code != _STREAM_NAME_IN_USE:  # another node created it meanwhile
+                raise
+            kv = await js.key_value(name)
+    status = await kv.status()
+    if status.ttl is None or abs(status.ttl - ttl_s) > 1e-3:  # the site's lease_ttl_s changed
+        config = status.stream_info.config
+        config.max_age = ttl_s
+        config.duplicate_window = min(ttl_s, 120.0)
+        await js.update_stream(config)
+    return kv
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +105,8 @@ class LeaseBucket:
     """The leases of one plant, over its key-value bucket (async: run on the bus connection's loop).
 
     Args:
-        kv: The bucket (from ``LeaseBucket.ensure``).
+        kv: The leases' bucket (from ``LeaseBucket.ensure``).
+        incidents: The cameras' open incidents' bucket.
         clock: Epoch seconds written into a lease (shown to people, never compared).
 
     Example:
@@ -79,44 +115,32 @@ class LeaseBucket:
         >>> lease = await bucket.renew(lease)  # None: it was lost
     """
 
-    def __init__(self, kv: KeyValue, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, kv: KeyValue, incidents: KeyValue, *, clock: Callable[[], float] = time.time) -> None:
         self._kv = kv
+        self._incidents = incidents
         self._clock = clock
 
     @classmethod
     async def ensure(cls, js: JetStreamContext, plant_id: str, *, ttl_s: float) -> LeaseBucket:
-        """Open the plant's lease bucket, creating it (or setting its TTL to ``ttl_s``) as needed.
+        """Open the plant's lease and incident buckets, creating them (or setting the leases' TTL) as needed.
 
         Raises:
             ValueError: ``plant_id`` cannot be part of a bucket name.
             nats.errors.Error: The server refused or did not answer.
         """
-        name = lease_bucket_name(plant_id)
-        try:
-            kv = await js.key_value(name)
-        except BucketNotFoundError:
-            try:
-                kv = await js.create_key_value(
-                    KeyValueConfig(
-                        bucket=name,
-                        description=f"camera leases of plant {plant_id}'s pipeline nodes",
-                        history=1,
-                        ttl=ttl_s,
-                        storage=StorageType.FILE,
-                    )
-                )
-            except BadRequestError as exc:
-                if exc.err_code != _STREAM_NAME_IN_USE:  # another node created it meanwhile
-                    raise
-                kv = await js.key_value(name)
-        status = await kv.status()
-        if status.ttl is None or abs(status.ttl - ttl_s) > 1e-3:  # the site's lease_ttl_s changed
-            stream = await js.stream_info(f"KV_{name}")
-            config = stream.config
-            config.max_age = ttl_s
-            config.duplicate_window = min(ttl_s, 120.0)
-            await js.update_stream(config)
-        return cls(kv)
+        leases = await _open_bucket(
+            js,
+            lease_bucket_name(plant_id),
+            description=f"camera leases of plant {plant_id}'s pipeline nodes",
+            ttl_s=ttl_s,
+        )
+        incidents = await _open_bucket(
+            js,
+            incident_bucket_name(plant_id),
+            description=f"open incidents of plant {plant_id}'s cameras, for the node taking one over",
+            ttl_s=_INCIDENTS_KEPT_S,
+        )
+        return cls(leases, incidents)
 
     async def leases(self, camera_ids: Iterable[str]) -> dict[str, Lease]:
         """The live leases of these cameras (a camera without one is missing)."""
@@ -180,3 +204,19 @@ class LeaseBucket:
                 return False
             raise
         return True
+
+    async def save_incidents(self, camera_id: str, incidents: bytes) -> None:
+        """Keep the camera's open incidents (JSON) for whichever node runs it next."""
+        await self._incidents.put(_camera_key(camera_id), incidents)
+
+    async def load_incidents(self, camera_ids: Iterable[str]) -> dict[str, bytes]:
+        """The open incidents last saved for these cameras (a camera never saved is missing)."""
+        found: dict[str, bytes] = {}
+        for camera_id in camera_ids:
+            try:
+                entry = await self._incidents.get(_camera_key(camera_id))
+            except KeyNotFoundError:
+                continue
+            if entry.value is not None:
+                found[camera_id] = entry.value
+        return found

@@ -10,7 +10,7 @@ import pytest
 
 from anjian.pipeline.event import Behaviour, RiskLevel
 from anjian.pipeline.incident_journal import IncidentJournal
-from anjian.pipeline.incidents import EventContext, IncidentBook, UpdateKind
+from anjian.pipeline.incidents import EventContext, IncidentBook, IncidentUpdate, UpdateKind
 
 T0 = 1_700_000_000.0
 
@@ -85,12 +85,18 @@ def test_a_tracked_incident_is_taken_over_by_the_first_new_track_of_its_zone(tmp
     assert resumed.open_keys() == ["t1", "t2"]
 
 
+def _flame_and_smoke(journal: IncidentJournal) -> tuple[IncidentUpdate, IncidentUpdate]:
+    """A flame and a smoker raised on cam-1, recorded in ``journal``."""
+    flame = book(journal).observe("fire", now=T0, is_confirmed=True, is_present=True)
+    smoke = book(journal, Behaviour.SMOKING).observe("t1", now=T0, is_confirmed=True, is_present=True)
+    assert flame is not None and smoke is not None
+    return flame, smoke
+
+
 def test_incidents_of_a_camera_or_rule_that_is_gone_are_ended_at_start(tmp_path: Path) -> None:
     path = tmp_path / "open_incidents.json"
     first_run = IncidentJournal(path)
-    flame = book(first_run).observe("fire", now=T0, is_confirmed=True, is_present=True)
-    smoke = book(first_run, Behaviour.SMOKING).observe("t1", now=T0, is_confirmed=True, is_present=True)
-    assert flame is not None and smoke is not None
+    flame, smoke = _flame_and_smoke(first_run)
     first_run.suspend()
 
     second_run = IncidentJournal(path)
@@ -131,3 +137,42 @@ def test_an_unreadable_journal_is_set_aside(tmp_path: Path) -> None:
 
     assert journal.pending() == []
     assert (tmp_path / "open_incidents.corrupt").read_text() == "{not json"
+
+
+def test_a_camera_handed_to_another_node_carries_its_open_incident_on_there(tmp_path: Path) -> None:
+    giving, taking = IncidentJournal(tmp_path / "a.json"), IncidentJournal(tmp_path / "b.json")
+    flames = book(giving)
+    opened = flames.observe("fire", now=T0, is_confirmed=True, is_present=True, confidence=0.8)
+    assert opened is not None
+
+    giving.hand_over("cam-1")
+    assert flames.close_all(T0 + 1) == [], "a camera handed over must not end its incident"
+    entries = json.loads(json.dumps(giving.export("cam-1")))  # through the bus as JSON
+    giving.drop("cam-1")
+    taking.adopt("cam-1", entries)
+    update = book(taking).observe("fire", now=T0 + 30, is_confirmed=False, is_present=True, confidence=0.7)
+
+    assert update is not None and update.kind is UpdateKind.UPDATED
+    assert (update.event.id, update.event.revision, update.event.started_at) == (opened.event.id, 2, T0)
+    assert giving.export("cam-1") == [] and json.loads((tmp_path / "a.json").read_text())["incidents"] == []
+
+
+def test_a_node_ends_its_old_incidents_at_start_unless_another_node_carries_them_on(tmp_path: Path) -> None:
+    path = tmp_path / "open_incidents.json"
+    flame, smoke = _flame_and_smoke(IncidentJournal(path))
+    # killed; another node took cam-1 over with the flame it had saved, not the newer smoking incident
+
+    (ended,) = IncidentJournal(path).close_unclaimed(T0 + 50, carried_on={flame.event.id})
+
+    assert (ended.id, ended.ended_at) == (smoke.event.id, T0 + 50)
+    assert json.loads(path.read_text())["incidents"] == []
+
+
+def test_adopting_incidents_of_another_camera_is_refused(tmp_path: Path) -> None:
+    journal = IncidentJournal(tmp_path / "a.json")
+    book(journal).observe("fire", now=T0, is_confirmed=True, is_present=True)
+
+    with pytest.raises(ValueError, match=r"cam-2: the incidents handed over are of camera\(s\) \['cam-1'\]"):
+        IncidentJournal(tmp_path / "b.json").adopt("cam-2", journal.export("cam-1"))
+    with pytest.raises(ValueError, match="cam-2: cannot adopt the open incidents handed over"):
+        IncidentJournal(tmp_path / "b.json").adopt("cam-2", [{"camera_id": "cam-2"}])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from nats.js import JetStreamContext
 
+from anjian.pipeline.incident_journal import JournalEntry
 from anjian.service.bus.connection import BusConnection
 from anjian.service.bus.leases import Lease, LeaseBucket
 from anjian.service.node_config import NodeConfig, NodesConfig
@@ -17,8 +19,8 @@ from anjian.service.nodes import CameraNode, plan_round
 from tests.support.nats import NatsServer, nats_server_available, start_jetstream_server
 from tests.support.waiting import wait_for
 
-TTL_S = 1.5
-RENEW_S = 0.5
+TTL_S = 3.0
+RENEW_S = 1.0
 NODES = NodesConfig(
     lease_ttl_s=TTL_S,
     renew_interval_s=RENEW_S,
@@ -59,7 +61,9 @@ class Cameras:
     def __init__(self) -> None:
         self.running: dict[str, str] = {}
         self.overlaps: list[str] = []
-        self.settled: list[str] = []
+        self.settled: dict[str, set[str]] = {}
+        self.incidents: dict[str, list[JournalEntry]] = {}  # open on each camera, whichever node runs it
+        self.received: list[tuple[str, str, list[JournalEntry]]] = []  # node, camera, incidents carried on
         self._lock = threading.Lock()
 
     def host(self, node: str) -> NodeCameras:
@@ -75,21 +79,27 @@ class NodeCameras:
         self._cameras = cameras
         self._node = node
 
-    def start_camera(self, camera_id: str) -> None:
+    def start_camera(self, camera_id: str, incidents: list[JournalEntry]) -> None:
         with self._cameras._lock:
+            self._cameras.received.append((self._node, camera_id, incidents))
             if camera_id in self._cameras.running:
                 self._cameras.overlaps.append(
                     f"{camera_id}: {self._cameras.running[camera_id]} and {self._node}"
                 )
             self._cameras.running[camera_id] = self._node
 
-    def stop_camera(self, camera_id: str) -> None:
+    def stop_camera(self, camera_id: str) -> list[JournalEntry]:
         with self._cameras._lock:
             if self._cameras.running.get(camera_id) == self._node:
                 del self._cameras.running[camera_id]
+            return self._cameras.incidents.get(camera_id, [])
 
-    def settle(self) -> None:
-        self._cameras.settled.append(self._node)
+    def open_incidents(self, camera_id: str) -> list[JournalEntry]:
+        with self._cameras._lock:
+            return self._cameras.incidents.get(camera_id, [])
+
+    def settle(self, continued: set[str]) -> None:
+        self._cameras.settled[self._node] = continued
 
 
 def _node(name: str, server: NatsServer, plant: str) -> CameraNode:
@@ -173,27 +183,45 @@ def test_plan_round_renews_hands_back_and_takes_only_what_it_should(
 
 
 def test_a_dead_nodes_cameras_are_taken_by_a_live_node_and_handed_back_when_it_returns(
-    server: NatsServer,
+    server: NatsServer, bus: BusConnection
 ) -> None:
     cameras = Cameras()
+    fire = [{"camera_id": "cam-1", "event": {"id": "fire-1"}}]
+    cameras.incidents["cam-1"] = fire  # open on cam-1: whichever node runs it carries it on
     line_a, line_b = _node("line-a", server, "handover"), _node("line-b", server, "handover")
     line_a.start(cameras.host("line-a"))
     line_b.start(cameras.host("line-b"))
     try:
         assert wait_for(lambda: line_a.held() == ["cam-1", "cam-2"] and line_b.held() == ["cam-3"])
-        assert sorted(cameras.settled) == ["line-a", "line-b"]
+        assert wait_for(
+            lambda: sorted(cameras.settled) == ["line-a", "line-b"]
+        )  # after each one's first round
+        assert wait_for(lambda: _saved_incidents(bus, "handover", "cam-1") == fire)
 
         line_a.stop(release=False)  # as if it died: its leases are left to expire
-        assert wait_for(lambda: line_b.held() == CAMERAS)
+        assert wait_for(lambda: line_b.held() == CAMERAS and len(cameras.running) == 3)
+        assert ("line-b", "cam-1", fire) in cameras.received, "the fire goes on, not raised again"
 
         line_a = _node("line-a", server, "handover")
         line_a.start(cameras.host("line-a"))
-        assert wait_for(lambda: line_a.held() == ["cam-1", "cam-2"] and line_b.held() == ["cam-3"])
-        assert cameras.running == {"cam-1": "line-a", "cam-2": "line-a", "cam-3": "line-b"}
+        handed_back = {"cam-1": "line-a", "cam-2": "line-a", "cam-3": "line-b"}
+        assert wait_for(lambda: cameras.running == handed_back and line_b.held() == ["cam-3"])
+        assert cameras.settled["line-a"] == {"fire-1"}, "its old fire is line-b's now: not ended at start"
+        handed_back = {(node, camera): incidents for node, camera, incidents in cameras.received[-2:]}
+        assert handed_back == {("line-a", "cam-1"): fire, ("line-a", "cam-2"): []}
     finally:
         line_a.stop()
         line_b.stop()
     assert cameras.overlaps == []
+
+
+def _saved_incidents(bus: BusConnection, plant: str, camera_id: str) -> list[JournalEntry]:
+    async def load(js: JetStreamContext) -> dict[str, bytes]:
+        bucket = await LeaseBucket.ensure(js, plant, ttl_s=TTL_S)
+        return await bucket.load_incidents([camera_id])
+
+    saved = bus.call(load, timeout_s=10)
+    return json.loads(saved[camera_id]) if camera_id in saved else []
 
 
 def test_a_node_that_stops_gracefully_releases_its_cameras_at_once(server: NatsServer) -> None:
