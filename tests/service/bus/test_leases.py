@@ -13,7 +13,7 @@ from nats.js import JetStreamContext
 
 from anjian.pipeline.incident_journal import JournalEntry
 from anjian.service.bus.connection import BusConnection
-from anjian.service.bus.leases import Lease, LeaseBucket
+from anjian.service.bus.leases import Lease, LeaseBucket, lease_bucket_name
 from anjian.service.node_config import NodeConfig, NodesConfig
 from anjian.service.nodes import CameraNode, plan_round
 from tests.support.nats import NatsServer, nats_server_available, start_jetstream_server
@@ -142,6 +142,15 @@ def test_an_unrenewed_lease_expires_on_the_server_and_another_node_can_take_it(b
     assert bus.call(lambda js: take(js, "line-b"), timeout_s=10) is None  # held
 
     assert wait_for(lambda: bus.call(lambda js: take(js, "line-b"), timeout_s=10) is not None, timeout_s=20)
+
+
+def test_a_changed_lease_ttl_is_applied_to_the_existing_bucket(bus: BusConnection) -> None:
+    async def ttl_after(js: JetStreamContext, ttl_s: float) -> float | None:
+        await LeaseBucket.ensure(js, "retimed", ttl_s=ttl_s)
+        return (await (await js.key_value(lease_bucket_name("retimed"))).status()).ttl
+
+    assert bus.call(lambda js: ttl_after(js, TTL_S), timeout_s=10) == pytest.approx(TTL_S)
+    assert bus.call(lambda js: ttl_after(js, 20.0), timeout_s=10) == pytest.approx(20.0)
 
 
 @pytest.mark.parametrize(
