@@ -116,3 +116,20 @@ def test_with_signing_keys_only_the_hub_holding_the_plants_key_gets_its_clips(
                 f"plant {PLANT} answered refused: the request is not signed with the plant's key"
             )
     assert response.content == CLIP[:300_000]
+
+
+def test_clips_are_answered_again_after_the_plants_nats_server_restarts(
+    plant: ServiceParts, topology: NatsTopology, hub_api: tuple[TestClient, HubStore, HubConfig]
+) -> None:
+    client, store, _config = hub_api
+    event = make_event(clip_mp4=CLIP[:200_000])
+    plant.sink.publish(event)
+    assert wait_for(lambda: store.count_events(PLANT) == 1, 30)
+    assert wait_for(lambda: (stored := plant.store.get_event(event.id)) is not None and stored.clip_path, 30)
+
+    server = topology.plants[PLANT]
+    server.stop()
+    server.start()  # the plant's client reconnects and subscribes again; the leaf link comes back
+    path, headers = f"/api/plants/{PLANT}/events/{event.id}/clip", _headers(store)
+    assert wait_for(lambda: client.get(path, headers=headers).status_code == 200, 30)
+    assert client.get(path, headers=headers).content == CLIP[:200_000]
