@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from anjian.datasets.synthetic import write_demo_video
+from anjian.service.benchmarks.service_process import create_token
 from anjian.service.webhooks import SIGNATURE_HEADER, verify_signature
 from tests.support.receiver import Receiver, unused_port
 from tests.support.rtsp import RtspTestServer
@@ -75,25 +76,7 @@ def test_rtsp_fire_becomes_stored_event_and_signed_webhook(
     port = unused_port()
     log_path = tmp_path / "anjian.log"
     env = {**os.environ, "ANJIAN_PORT": str(port), "PYTHONUNBUFFERED": "1"}
-    token = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "anjian.service",
-            "tokens",
-            "create",
-            "--config",
-            str(site),
-            "--role",
-            "viewer",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-        cwd=Path(__file__).parents[1],
-    ).stdout.strip()
-    auth = {"Authorization": f"Bearer {token}"}
+    auth = {"Authorization": f"Bearer {create_token(site, 'viewer')}"}
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "anjian.service", "run", "--config", str(site)],

@@ -27,7 +27,7 @@ from anjian.pipeline.event_json import event_to_json
 from anjian.service.benchmarks.events import bench_event
 from anjian.service.benchmarks.ports import free_port
 from anjian.service.benchmarks.receiver import WebhookReceiver
-from anjian.service.benchmarks.service_process import ServiceProcess, write_site
+from anjian.service.benchmarks.service_process import ServiceProcess, create_token, write_site
 
 __all__ = ["CrashBenchReport", "run_crash_bench"]
 
@@ -172,10 +172,9 @@ def run_crash_bench(
     with tempfile.TemporaryDirectory(prefix="anjian-crash-bench-") as tmp:
         directory = Path(tmp)
         port = free_port()
-        service = ServiceProcess(write_site(directory, receiver.url), port, directory / "service.log")
-        token = service.run_cli(
-            "tokens", "create", "--config", str(directory / "site.yaml"), "--role", "pipeline"
-        )
+        site = write_site(directory, receiver.url)
+        service = ServiceProcess(site, port, directory / "service.log")
+        token = create_token(site, "pipeline")
         ingester = _Ingester(f"http://127.0.0.1:{port}", token, rate_per_s)
         restarts: list[float] = []
         kills: list[float] = []

@@ -12,10 +12,11 @@ from pathlib import Path
 import httpx
 import yaml
 
-__all__ = ["ServiceProcess", "write_site"]
+__all__ = ["ServiceProcess", "create_token", "write_site"]
 
 _SECRET = "whsec_" + "YmVuY2gtc2VjcmV0LTAxMjM0NTY3ODlhYmNkZWY="  # base64 of 32 fixed bytes
 _READY_TIMEOUT_S = 120.0
+_CLI_TIMEOUT_S = 120.0
 
 
 def write_site(directory: Path, receiver_url: str, *, sla: dict[str, float] | None = None) -> Path:
@@ -35,6 +36,25 @@ def write_site(directory: Path, receiver_url: str, *, sla: dict[str, float] | No
     return site
 
 
+def create_token(site: Path, role: str) -> str:
+    """A new API token of ``role`` for ``site``, made by ``anjian tokens create`` in a child process; its secret.
+
+    The command also creates and migrates the site's database, so a caller that times a
+    start makes its tokens first. It runs in the site's folder.
+
+    Raises:
+        subprocess.CalledProcessError: The command failed (an invalid site, an unknown role).
+    """
+    return subprocess.run(
+        [sys.executable, "-m", "anjian.service", "tokens", "create", "--config", str(site), "--role", role],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=site.parent,
+        timeout=_CLI_TIMEOUT_S,
+    ).stdout.strip()
+
+
 class ServiceProcess:
     """``python -m anjian.service serve --config SITE`` as a child process of this one, on ``port``.
 
@@ -52,16 +72,6 @@ class ServiceProcess:
     def port(self) -> int:
         """The port the service listens on (``ANJIAN_PORT``)."""
         return self._port
-
-    def run_cli(self, *args: str) -> str:
-        """Run ``anjian ARGS`` to completion (e.g. ``tokens create``); its stdout, stripped."""
-        return subprocess.run(
-            [sys.executable, "-m", "anjian.service", *args],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=self._cwd,
-        ).stdout.strip()
 
     def start(self) -> float:
         """Start and wait for ``/readyz``; returns the seconds it took."""

@@ -29,7 +29,7 @@ from anjian.service.benchmarks.ingest import RequestTemplate, offer
 from anjian.service.benchmarks.ports import free_port
 from anjian.service.benchmarks.processes import process_rss_bytes
 from anjian.service.benchmarks.receiver import WebhookReceiver
-from anjian.service.benchmarks.service_process import ServiceProcess, write_site
+from anjian.service.benchmarks.service_process import ServiceProcess, create_token, write_site
 
 __all__ = ["SoakReport", "run_soak_bench"]
 
@@ -163,8 +163,8 @@ def run_soak_bench(
         port = free_port()
         site = write_site(directory, receiver.url, sla=_SLA)
         service = ServiceProcess(site, port, directory / "service.log")
-        pipeline = service.run_cli("tokens", "create", "--config", str(site), "--role", "pipeline")
-        viewer = service.run_cli("tokens", "create", "--config", str(site), "--role", "viewer")
+        pipeline = create_token(site, "pipeline")
+        viewer = create_token(site, "viewer")
         live: _LiveFeedClient | None = None
         samples: list[tuple[float, float]] = []
         ok = errors = 0

@@ -33,6 +33,7 @@ import yaml
 from anjian.service.benchmarks.clips import write_synthetic_clip
 from anjian.service.benchmarks.ports import free_port
 from anjian.service.benchmarks.processes import process_cpu_s
+from anjian.service.benchmarks.service_process import create_token
 
 __all__ = ["StartupFigure", "format_startup_report", "run_startup_bench"]
 
@@ -90,18 +91,6 @@ def _site(folder: Path, *, with_camera: bool) -> Path:
     path = folder / "site.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
-
-
-def _viewer_token(site: Path) -> str:
-    """A viewer token for ``site`` (this creates and migrates its database, outside the timed start)."""
-    created = subprocess.run(
-        [*_anjian_command(), "tokens", "create", "--config", str(site), "--role", "viewer"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    return created.stdout.strip()
 
 
 def _time_service(
@@ -198,7 +187,7 @@ def run_startup_bench(
             folder.mkdir()
             site = _site(folder, with_camera=True)
             ready, _, online = _time_service(
-                "run", site, timeout_s=timeout_s, camera_token=_viewer_token(site)
+                "run", site, timeout_s=timeout_s, camera_token=create_token(site, "viewer")
             )
             run_ready.append(ready)
             run_online.append(online)

@@ -17,7 +17,7 @@ from standardwebhooks import Webhook
 
 from anjian.pipeline.event_json import event_to_json
 from anjian.service.app import create_app
-from anjian.service.benchmarks.service_process import ServiceProcess
+from anjian.service.benchmarks.service_process import ServiceProcess, create_token
 from anjian.service.composition import build_service_parts
 from anjian.service.config import WebhookConfig
 from anjian.service.records import DeliveryStatus
@@ -95,7 +95,7 @@ def test_event_accepted_then_service_killed_is_delivered_after_restart(tmp_path:
         )
     )
     service = ServiceProcess(site, unused_port(), tmp_path / "service.log")
-    token = service.run_cli("tokens", "create", "--config", str(site), "--role", "pipeline")
+    token = create_token(site, "pipeline")
 
     event = make_event()
     service.start()
