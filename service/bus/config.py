@@ -53,7 +53,7 @@ class BusConfig(BaseModel):
         5.0, gt=0, le=60, description="How long one publish waits for the plant's JetStream to store it."
     )
     health_interval_s: float = Field(
-        30.0, gt=0, le=3600, description="How often the cameras' health is reported to the hub."
+        30.0, gt=0, le=3600, description="How often the cameras' and sensors' health is reported to the hub."
     )
     max_snapshot_bytes: int = Field(
         4_000_000,

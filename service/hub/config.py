@@ -80,8 +80,8 @@ class HubSiteConfig(_HubModel):
         120.0,
         gt=0,
         le=86_400,
-        description="A plant not heard from for this long is shown silent (it reports camera health every "
-        "bus.health_interval_s, 30 s by default).",
+        description="A plant not heard from for this long is shown silent (it reports its cameras' and "
+        "sensors' health every bus.health_interval_s, 30 s by default).",
     )
     max_clip_bytes: int = Field(
         200_000_000,
