@@ -19,12 +19,11 @@ from anjian.pipeline.config import (
     SmokingConfig,
 )
 from anjian.pipeline.event import Behaviour
-from anjian.pipeline.incidents import EventContext
 from anjian.pipeline.rules import build_rules
 from anjian.pipeline.rules.base import select
+from tests.pipeline.scripted import CONTEXT
 
 NAMES = {0: "person", 1: "fire", 2: "cigarette"}
-CONTEXT = EventContext(site_id="s", workshop_id="w", camera_id="cam", model_version="m@1")
 CALIBRATED = {"fire": 0.2, "person": 0.5}
 
 

@@ -16,12 +16,12 @@ from anjian.pipeline.config import (
     ZoneConfig,
 )
 from anjian.pipeline.event import Behaviour, RiskLevel
-from anjian.pipeline.incidents import EventContext, IncidentUpdate, UpdateKind
+from anjian.pipeline.incidents import IncidentUpdate, UpdateKind
 from anjian.pipeline.rules import RuleEnvironment, build_environment
 from anjian.pipeline.rules.open_flame import OpenFlameRule, moving_fraction
+from tests.pipeline.scripted import CONTEXT
 
 NAMES = {0: "fire", 1: "smoke", 2: "person"}
-CONTEXT = EventContext(site_id="s", workshop_id="w", camera_id="cam", model_version="m@1")
 IMAGE = np.zeros((100, 200, 3), np.uint8)
 
 
