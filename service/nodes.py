@@ -169,6 +169,9 @@ class CameraNode:
         self._held: dict[str, Lease] = {}
         self._written_at: dict[str, float] = {}  # monotonic time the write now holding each lease was sent
         self._saved: dict[str, bytes] = {}  # the open incidents last saved for each camera held
+        self._handing_back: dict[
+            str, bytes
+        ] = {}  # incidents of cameras stopped for their preferred node, not yet saved
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -260,13 +263,20 @@ class CameraNode:
             self._forget(camera_id)
             self._stop_camera(camera_id, "its lease was lost")
         for lease in plan.hand_back:  # stopped, its incidents saved, then released: never run twice
-            self._forget(lease.camera_id)
-            incidents = self._stop_camera(
-                lease.camera_id, f"handed back to node {self._preferred[lease.camera_id]}"
-            )
-            self._on_bucket(
-                partial(LeaseBucket.save_incidents, camera_id=lease.camera_id, incidents=_dump(incidents))
-            )
+            camera_id = lease.camera_id
+            if camera_id in running:
+                self._forget(camera_id)
+                incidents = self._stop_camera(camera_id, f"handed back to node {self._preferred[camera_id]}")
+                self._handing_back[camera_id] = _dump(incidents)
+            if camera_id in self._handing_back:  # kept until saved: a failed round retries the save
+                self._on_bucket(
+                    partial(
+                        LeaseBucket.save_incidents,
+                        camera_id=camera_id,
+                        incidents=self._handing_back[camera_id],
+                    )
+                )
+                del self._handing_back[camera_id]
             self._on_bucket(partial(LeaseBucket.release, lease=lease))
         for lease in plan.renew:
             renewed = self._on_bucket(partial(LeaseBucket.renew, lease=lease))
@@ -274,7 +284,8 @@ class CameraNode:
                 self._forget(lease.camera_id)
                 self._stop_camera(lease.camera_id, "its lease was lost")
             else:
-                self._hold(renewed, sent, [])  # new here only after a quick restart: its own journal has them
+                # new here after a quick restart (its own journal has the incidents), or after a failed hand-back
+                self._hold(renewed, sent, _load(self._handing_back.pop(lease.camera_id, b"[]")))
         for camera_id in plan.acquire:
             acquire_sent = self._clock()
             taken = self._on_bucket(partial(LeaseBucket.acquire, camera_id=camera_id, node=self.name))

@@ -13,6 +13,7 @@ from nats.js import JetStreamContext
 
 from anjian.pipeline.incident_journal import JournalEntry
 from anjian.service.bus.connection import BusConnection
+from anjian.service.bus.errors import BusUnavailableError
 from anjian.service.bus.leases import Lease, LeaseBucket, lease_bucket_name
 from anjian.service.node_config import NodeConfig, NodesConfig
 from anjian.service.nodes import CameraNode, plan_round
@@ -90,8 +91,9 @@ class NodeCameras:
 
     def stop_camera(self, camera_id: str) -> list[JournalEntry]:
         with self._cameras._lock:
-            if self._cameras.running.get(camera_id) == self._node:
-                del self._cameras.running[camera_id]
+            if self._cameras.running.get(camera_id) != self._node:
+                return []  # as a journal that handed them over already
+            del self._cameras.running[camera_id]
             return self._cameras.incidents.get(camera_id, [])
 
     def open_incidents(self, camera_id: str) -> list[JournalEntry]:
@@ -220,6 +222,39 @@ def test_a_dead_nodes_cameras_are_taken_by_a_live_node_and_handed_back_when_it_r
         assert handed_back == {("line-a", "cam-1"): fire, ("line-a", "cam-2"): []}
     finally:
         line_a.stop()
+        line_b.stop()
+    assert cameras.overlaps == []
+
+
+def test_a_hand_back_whose_save_failed_still_hands_the_incidents_over(
+    server: NatsServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cameras = Cameras()
+    fire = [{"camera_id": "cam-1", "event": {"id": "fire-1"}}]
+    line_b = _node("line-b", server, "retry")
+    line_b.start(cameras.host("line-b"))  # alone: it takes every camera
+    try:
+        assert wait_for(lambda: line_b.held() == CAMERAS and len(cameras.running) == 3)
+        cameras.incidents["cam-1"] = fire
+        real_save = LeaseBucket.save_incidents
+        failures: list[str] = []
+
+        async def save_failing_once(bucket: LeaseBucket, camera_id: str, incidents: bytes) -> None:
+            if camera_id == "cam-1" and not failures:
+                failures.append(camera_id)
+                raise BusUnavailableError("NATS did not answer")
+            await real_save(bucket, camera_id, incidents)
+
+        monkeypatch.setattr(LeaseBucket, "save_incidents", save_failing_once)
+        line_a = _node("line-a", server, "retry")
+        line_a.start(cameras.host("line-a"))
+        try:
+            assert wait_for(lambda: line_a.held() == ["cam-1", "cam-2"] and "cam-1" in cameras.running)
+            assert failures == ["cam-1"]
+            assert ("line-a", "cam-1", fire) in cameras.received
+        finally:
+            line_a.stop()
+    finally:
         line_b.stop()
     assert cameras.overlaps == []
 
