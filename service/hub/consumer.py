@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Final
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from pydantic import ValidationError
 
+from anjian.pipeline.counters import Counters
 from anjian.service.bus import subjects
 from anjian.service.bus.connection import BusConnection
 from anjian.service.bus.consuming import run_pull_consumer
@@ -92,19 +92,12 @@ class HubBus:
         }
         self.connection = BusConnection(config.bus.url, name="anjian-hub")
         self._remarks_due = asyncio.Event()
-        self._stats = HubBusStats()
-        self._stats_lock = threading.Lock()
+        self._counters = Counters(HubBusStats())
+        self._count = self._counters.add
 
     def stats(self) -> HubBusStats:
-        """A copy of the counters."""
-        with self._stats_lock:
-            return self._stats
-
-    def _count(self, **increments: int) -> None:
-        with self._stats_lock:
-            self._stats = replace(
-                self._stats, **{k: getattr(self._stats, k) + v for k, v in increments.items()}
-            )
+        """The counters as they are now."""
+        return self._counters.snapshot()
 
     def start(self) -> None:
         """Connect (in the background) and start the consumer and the remark relay."""
