@@ -98,6 +98,11 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+def _progress(line: str) -> None:
+    """A benchmark's progress line, indented on stderr (stdout keeps only the report)."""
+    typer.echo(f"  {line}", err=True)
+
+
 def _load(path: Path) -> AnjianConfig:
     from anjian.service.config import load_config
 
@@ -480,7 +485,7 @@ def bench_decode(
             fps=fps,
             analysis_fps=analysis_fps,
             repeats=repeats,
-            progress=lambda line: typer.echo(f"  {line}", err=True),
+            progress=_progress,
         )
     except (ValueError, FileNotFoundError) as exc:
         raise _fail(str(exc)) from None
@@ -505,11 +510,10 @@ def bench_reconnect(
     )
 
     setup_logging("ERROR")
-    progress = lambda line: typer.echo(f"  {line}", err=True)
     try:
-        rounds_measured = run_reconnect_bench(rounds=rounds, down_s=down_s, progress=progress)
+        rounds_measured = run_reconnect_bench(rounds=rounds, down_s=down_s, progress=_progress)
         stall = run_stall_bench()
-        dead = run_dead_camera_bench(cameras=cameras, progress=progress) if cameras >= 2 else None
+        dead = run_dead_camera_bench(cameras=cameras, progress=_progress) if cameras >= 2 else None
     except RuntimeError as exc:
         raise _fail(str(exc)) from None
     typer.echo(format_reconnect_report(rounds_measured, dead, stall))
@@ -523,7 +527,7 @@ def bench_startup(
     from anjian.service.benchmarks.startup import format_startup_report, run_startup_bench
 
     try:
-        figures = run_startup_bench(runs=runs, progress=lambda line: typer.echo(f"  {line}", err=True))
+        figures = run_startup_bench(runs=runs, progress=_progress)
     except RuntimeError as exc:
         raise _fail(str(exc)) from None
     typer.echo(format_startup_report(figures))
@@ -578,7 +582,7 @@ def bench_pipeline(
             analysis_fps=analysis_fps,
             seconds=seconds,
             phases=tuple(phases or DEFAULT_PHASES),
-            progress=lambda line: typer.echo(f"  {line}", err=True),
+            progress=_progress,
         )
     except (ValueError, ModelError) as exc:
         raise _fail(str(exc)) from None
