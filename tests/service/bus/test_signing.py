@@ -10,6 +10,7 @@ from pathlib import Path
 import nats
 import pytest
 
+from anjian.pipeline.event import Event
 from anjian.service.bus import subjects
 from anjian.service.bus.messages import EventChange, SupervisorRemark
 from anjian.service.bus.remarks import ACTION_REMARK
@@ -49,22 +50,32 @@ def signed(tmp_path: Path, topology: NatsTopology) -> Iterator[tuple[ServicePart
     store.close()
 
 
-async def _publish(url: str, subject: str, data: bytes, msg_id: str) -> None:
-    client = await nats.connect(url)
-    try:
-        await client.jetstream().publish(subject, data, headers={"Nats-Msg-Id": msg_id})
-    finally:
-        await client.close()
+def _stored_at_the_hub(plant: ServiceParts, store: HubStore) -> Event:
+    """An event the plant publishes (signed), once the hub has stored it."""
+    event = make_event()
+    plant.sink.publish(event)
+    assert wait_for(lambda: store.get_event(PLANT, event.id) is not None, 60)
+    return event
+
+
+def _publish_unsigned(url: str, subject: str, data: bytes, msg_id: str) -> None:
+    """Publish ``data`` on ``subject`` with no signature, as a stranger on the bus would."""
+
+    async def publish() -> None:
+        client = await nats.connect(url)
+        try:
+            await client.jetstream().publish(subject, data, headers={"Nats-Msg-Id": msg_id})
+        finally:
+            await client.close()
+
+    asyncio.run(publish())
 
 
 def test_an_unsigned_event_in_the_plants_stream_is_held_back_and_signed_ones_are_stored(
     signed: tuple[ServiceParts, HubStore, HubBus], topology: NatsTopology
 ) -> None:
     plant, store, bus = signed
-    genuine = make_event()
-    plant.sink.publish(genuine)
-    assert wait_for(lambda: store.get_event(PLANT, genuine.id) is not None, 60)
-    stored = plant.store.get_event(genuine.id)
+    stored = plant.store.get_event(_stored_at_the_hub(plant, store).id)
     assert stored is not None
 
     forged_event = make_event()
@@ -72,13 +83,11 @@ def test_an_unsigned_event_in_the_plants_stream_is_held_back_and_signed_ones_are
     payload = payload.model_copy(update={"event": payload.event.model_copy(update={"id": forged_event.id})})
     change = EventChange(plant_id=PLANT, key="forged:1", sent_at=0.0, payload=payload)
     # Another plant publishing on site-1's subject: it lands in site-1's stream, unsigned.
-    asyncio.run(
-        _publish(
-            topology.plants[PLANT].url,
-            subjects.event_subject(PLANT),
-            change.model_dump_json().encode(),
-            "forged:1",
-        )
+    _publish_unsigned(
+        topology.plants[PLANT].url,
+        subjects.event_subject(PLANT),
+        change.model_dump_json().encode(),
+        "forged:1",
     )
     assert wait_for(lambda: bus.stats().unsigned == 1, 60)  # held back (a wrong key loses nothing) ...
     assert store.get_event(PLANT, forged_event.id) is None  # ... and not stored
@@ -88,16 +97,12 @@ def test_a_remark_not_signed_with_the_plants_key_is_dropped(
     signed: tuple[ServiceParts, HubStore, HubBus], topology: NatsTopology
 ) -> None:
     plant, store, bus = signed
-    event = make_event()
-    plant.sink.publish(event)
-    assert wait_for(lambda: store.get_event(PLANT, event.id) is not None, 60)
+    event = _stored_at_the_hub(plant, store)
     forged = SupervisorRemark(
         id=uuid.uuid4().hex, plant_id=PLANT, event_id=event.id, actor="bureau", note="forged", at=1.0
     )
-    asyncio.run(
-        _publish(
-            topology.hub.url, subjects.command_subject(PLANT), forged.model_dump_json().encode(), forged.id
-        )
+    _publish_unsigned(
+        topology.hub.url, subjects.command_subject(PLANT), forged.model_dump_json().encode(), forged.id
     )
     store.add_remark(PLANT, event.id, actor="bureau", note="genuine", is_press_for_action=False)
     bus.remark_added()
