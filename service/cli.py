@@ -265,6 +265,23 @@ def run(
     _run_pipeline_only(loaded, service_url, token, node)
 
 
+@app.command()
+def nodes(
+    config: ConfigOption,
+    timeout_s: Annotated[float, typer.Option(help="How long to wait for the plant's nats-server.")] = 5.0,
+) -> None:
+    """Show which of the plant's pipeline nodes are alive and which node runs each camera (the site YAML's nodes:)."""
+    from anjian.service.bus.errors import BusUnavailableError
+    from anjian.service.node_status import format_node_status, read_node_status
+
+    loaded = _load(config)
+    try:
+        status = read_node_status(loaded, timeout_s=timeout_s)
+    except (ValueError, BusUnavailableError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(format_node_status(status))
+
+
 def _open_store(config: AnjianConfig) -> EventStore:
     """The site's event store, or a clean CLI error; commands migrate it to the head whatever
     ``storage.is_auto_migrate`` says (as ``anjian db upgrade`` does)."""
