@@ -38,6 +38,11 @@ def reload_cameras_on_sighup(runtime: Runtime) -> None:
         return
 
     def reload() -> None:
+        if runtime.node is not None:
+            logger.warning(
+                "camera reload skipped: a pipeline node runs the cameras it leases; restart it instead"
+            )
+            return
         control = runtime.control  # set once the pipeline has loaded
         if control is None:
             logger.warning("camera reload skipped: the camera pipeline is still loading")

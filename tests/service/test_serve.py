@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 from pathlib import Path
 
 import pytest
 
 from anjian.models.config import DetectorConfig
+from anjian.service.bus.config import BusConfig
 from anjian.service.config import AnjianConfig
+from anjian.service.node_config import NodeConfig, NodesConfig
 from anjian.service.runtime import build_pipeline_runtime, build_runtime
-from anjian.service.serve import serve_runtime
+from anjian.service.serve import reload_cameras_on_sighup, serve_runtime
 from tests.service.conftest import make_config
 from tests.support.receiver import unused_port
+from tests.support.waiting import wait_for
 
 
 def _site(tmp_path: Path, model: str) -> AnjianConfig:
@@ -43,3 +48,21 @@ def test_a_pipeline_only_runtime_has_nothing_to_serve(tmp_path: Path) -> None:
 
     with pytest.raises(ValueError, match="pipeline-only runtime has no HTTP app"):
         serve_runtime(runtime, host="127.0.0.1", port=unused_port())
+
+
+def test_sighup_on_a_pipeline_node_leaves_its_cameras_to_its_leases(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    nodes = NodesConfig(members=[NodeConfig(name="line-a", cameras=["cam-1", "cam-2"])])
+    site = make_config(tmp_path / "data", bus=BusConfig(url=f"nats://127.0.0.1:{unused_port()}"), nodes=nodes)
+    runtime = build_runtime(site, with_pipeline=True, is_pipeline_deferred=True, node="line-a")
+    assert runtime.node is not None and runtime.control is None, "a node's cameras come from its leases"
+    sighup = signal.getsignal(signal.SIGHUP)
+    try:
+        reload_cameras_on_sighup(runtime)
+        with caplog.at_level(logging.WARNING, logger="anjian.service.serve"):
+            os.kill(os.getpid(), signal.SIGHUP)
+            assert wait_for(lambda: "a pipeline node runs the cameras it leases" in caplog.text, timeout_s=10)
+    finally:
+        signal.signal(signal.SIGHUP, sighup)
+        runtime.stop()
