@@ -22,6 +22,7 @@ import pytest
 import yaml
 from nats.js import JetStreamContext
 
+from anjian.service.benchmarks.service_process import create_token
 from anjian.service.bus.connection import BusConnection
 from anjian.service.bus.leases import LeaseBucket
 from tests.support.nats import nats_server_available, start_jetstream_server
@@ -71,23 +72,6 @@ def _anjian(*args: str, env: dict[str, str], log: Path | None = None) -> subproc
         )
 
 
-def _token(site: Path, role: str, env: dict[str, str]) -> str:
-    command = [
-        sys.executable,
-        "-m",
-        "anjian.service",
-        "tokens",
-        "create",
-        "--config",
-        str(site),
-        "--role",
-        role,
-    ]
-    return subprocess.run(
-        command, capture_output=True, text=True, check=True, env=env, cwd=ROOT
-    ).stdout.strip()
-
-
 def _stop(process: subprocess.Popen[bytes]) -> int:
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
@@ -106,8 +90,8 @@ def test_killed_nodes_camera_is_taken_by_the_live_node_which_carries_its_inciden
     site = _site(tmp_path, nats.url)
     port = unused_port()
     env = {**os.environ, "ANJIAN_PORT": str(port), "PYTHONUNBUFFERED": "1", "YOLO_OFFLINE": "1"}
-    auth = {"Authorization": f"Bearer {_token(site, 'viewer', env)}"}
-    pipeline_token = _token(site, "pipeline", env)
+    auth = {"Authorization": f"Bearer {create_token(site, 'viewer')}"}
+    pipeline_token = create_token(site, "pipeline")
     base = f"http://127.0.0.1:{port}"
     bus = BusConnection(nats.url, name="e2e-test")
     bus.start()
