@@ -8,7 +8,8 @@ lease bucket (``anjian.service.bus.leases``):
 3. it hands back a camera it holds for a preferred node that is alive again:
    it stops the camera first, then releases the lease, so the two never both run it;
 4. it takes a free camera (never leased, released, or expired because its node died)
-   when it is the camera's preferred node, or when the preferred node is not alive;
+   when it is the camera's preferred node, or when the preferred node is not alive and
+   the camera falls to it in the even share of such cameras among the live nodes;
    ``create`` fails for all but one of the nodes that try, so one node wins.
 
 A node stops a camera whose lease it has not renewed for ``lease_ttl_s -
@@ -50,7 +51,7 @@ if TYPE_CHECKING:
     from anjian.service.config import AnjianConfig
     from anjian.service.node_config import NodesConfig
 
-__all__ = ["CameraHost", "CameraNode", "LeasePlan", "RunnerCameras", "plan_round"]
+__all__ = ["CameraHost", "CameraNode", "LeasePlan", "RunnerCameras", "plan_round", "share_orphans"]
 
 logger = logging.getLogger(__name__)
 
@@ -110,10 +111,12 @@ def plan_round(
     Returns:
         Leases to renew (its own, found in the bucket: after a quick restart too), to hand
         back (a live preferred node wants them), cameras it runs but no longer holds (stop
-        them), and free cameras to try to take.
+        them), and free cameras to try to take: its own, and its share of the cameras
+        whose preferred node is not alive (``share_orphans``).
     """
     plan = LeasePlan()
     running_now = set(running)
+    orphans: list[str] = []
     for camera_id, owner in preferred.items():
         lease = leases.get(camera_id)
         if lease is not None and lease.node == node:
@@ -124,9 +127,38 @@ def plan_round(
             continue
         if camera_id in running_now:
             plan.lost.append(camera_id)
-        if lease is None and (owner == node or owner not in alive):
+        if lease is None and owner == node:
             plan.acquire.append(camera_id)
+        elif lease is None and owner not in alive:
+            orphans.append(camera_id)
+    shares = share_orphans(orphans, preferred, leases, alive | {node})
+    plan.acquire.extend(camera_id for camera_id in orphans if shares[camera_id] == node)
     return plan
+
+
+def share_orphans(
+    orphans: list[str], preferred: dict[str, str], leases: dict[str, Lease], alive: set[str]
+) -> dict[str, str]:
+    """Share the cameras of dead nodes among the live ones, each to the least loaded (then by name).
+
+    A node's load is the cameras it holds plus the free ones it prefers (it takes them
+    this round). Every node computes the same shares from the same bucket; when their
+    views differ, ``create`` still lets only one node take a camera, and a camera left
+    free is shared again at the next round.
+    """
+    load = dict.fromkeys(alive, 0)
+    free_orphans = set(orphans)
+    for camera_id, owner in preferred.items():
+        lease = leases.get(camera_id)
+        holder = lease.node if lease is not None else owner
+        if holder in load and camera_id not in free_orphans:
+            load[holder] += 1
+    shares: dict[str, str] = {}
+    for camera_id in sorted(orphans):
+        taker = min(load, key=lambda name: (load[name], name))
+        shares[camera_id] = taker
+        load[taker] += 1
+    return shares
 
 
 class CameraNode:

@@ -16,7 +16,7 @@ from anjian.service.bus.connection import BusConnection
 from anjian.service.bus.errors import BusUnavailableError
 from anjian.service.bus.leases import Lease, LeaseBucket, lease_bucket_name
 from anjian.service.node_config import NodeConfig, NodesConfig
-from anjian.service.nodes import CameraNode, plan_round
+from anjian.service.nodes import CameraNode, plan_round, share_orphans
 from tests.support.nats import NatsServer, nats_server_available, start_jetstream_server
 from tests.support.waiting import wait_for
 
@@ -191,6 +191,18 @@ def test_plan_round_renews_hands_back_and_takes_only_what_it_should(
 
     got = ([x.camera_id for x in plan.renew], [x.camera_id for x in plan.hand_back], plan.lost, plan.acquire)
     assert got == expected
+
+
+def test_a_dead_nodes_cameras_are_shared_evenly_among_the_live_nodes() -> None:
+    preferred = {"a1": "a", "a2": "a", "b1": "b", "c1": "c", "c2": "c", "c3": "c", "c4": "c"}
+    leases = {c: Lease(c, preferred[c], 1, 0.0) for c in ("a1", "a2", "b1")}  # c died: its leases expired
+    orphans = ["c1", "c2", "c3", "c4"]
+
+    shares = share_orphans(orphans, preferred, leases, {"a", "b"})
+    takes = {node: plan_round(node, preferred, leases, {"a", "b"}, []).acquire for node in ("a", "b")}
+
+    assert shares == {"c1": "b", "c2": "a", "c3": "b", "c4": "a"}  # b had fewer: 3 cameras each at the end
+    assert takes == {"a": ["c2", "c4"], "b": ["c1", "c3"]}
 
 
 def test_a_dead_nodes_cameras_are_taken_by_a_live_node_and_handed_back_when_it_returns(
