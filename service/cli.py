@@ -536,6 +536,30 @@ def bench_reconnect(
     typer.echo(format_reconnect_report(rounds_measured, dead, stall))
 
 
+@bench_app.command("nodes")
+def bench_nodes(
+    rounds: Annotated[int, typer.Option(help="Nodes killed, one per round.")] = 3,
+    cameras: Annotated[int, typer.Option(help="Cameras, half preferred by each of the two nodes.")] = 8,
+    lease_ttl_s: Annotated[float, typer.Option(help="nodes.lease_ttl_s to measure.")] = 15.0,
+    renew_interval_s: Annotated[float, typer.Option(help="nodes.renew_interval_s to measure.")] = 3.0,
+) -> None:
+    """Seconds from kill -9 of a pipeline node to a live node holding its cameras, over a real nats-server."""
+    from anjian.service.benchmarks.nodes import format_takeover_report, run_takeover_bench
+
+    setup_logging("ERROR")
+    try:
+        figures = run_takeover_bench(
+            rounds=rounds,
+            cameras=cameras,
+            lease_ttl_s=lease_ttl_s,
+            renew_interval_s=renew_interval_s,
+            progress=_progress,
+        )
+    except (RuntimeError, ValueError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(format_takeover_report(figures, lease_ttl_s=lease_ttl_s, renew_interval_s=renew_interval_s))
+
+
 @bench_app.command("startup")
 def bench_startup(
     runs: Annotated[int, typer.Option(help="Fresh processes per figure.")] = 3,

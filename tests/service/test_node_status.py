@@ -9,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from anjian.pipeline.incident_journal import JournalEntry
+from anjian.service.benchmarks.nodes import IdleCameras
 from anjian.service.bus.config import BusConfig
 from anjian.service.bus.errors import BusUnavailableError
 from anjian.service.cli import app
@@ -32,22 +32,6 @@ NODES = NodesConfig(
 )
 
 
-class _Host:
-    """Runs nothing: the status reads the bucket, not the cameras."""
-
-    def start_camera(self, camera_id: str, incidents: list[JournalEntry]) -> None:
-        """Nothing to start."""
-
-    def stop_camera(self, camera_id: str) -> list[JournalEntry]:
-        return []
-
-    def open_incidents(self, camera_id: str) -> list[JournalEntry]:
-        return []
-
-    def settle(self, continued: set[str]) -> None:
-        """Nothing to end."""
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[NatsServer]:
     if not nats_server_available():
@@ -68,7 +52,7 @@ def test_status_shows_live_nodes_and_a_camera_running_away_from_its_dead_preferr
 ) -> None:
     config = _config(tmp_path, server.url)
     line_a = CameraNode.from_config(config, "line-a")
-    line_a.start(_Host())
+    line_a.start(IdleCameras())
     try:
         assert wait_for(lambda: line_a.held() == ["cam-1", "cam-2", "cam-3"])  # line-b never started
 
