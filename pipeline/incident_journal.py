@@ -112,14 +112,26 @@ class IncidentJournal:
             self._open = {k: e for k, e in self._open.items() if k[0] != camera_id}
             self._save_locked()
 
-    def adopt(self, camera_id: str, entries: list[JournalEntry]) -> None:
+    def adopt(self, camera_id: str, entries: list[JournalEntry], *, skip_revisions: int = 0) -> None:
         """Take over the camera's open incidents from the node that ran it; its books claim them when added.
+
+        Args:
+            camera_id: The camera.
+            entries: Its open incidents, as the other node's ``export`` gave them.
+            skip_revisions: Added to each incident's revision, so that the next one published
+                here is above any the other node published after it exported these (a
+                receiver ignores a revision not above the one it holds).
 
         Raises:
             ValueError: An entry is malformed or of another camera (nothing is adopted).
         """
+        if skip_revisions < 0:
+            raise ValueError(f"skip_revisions must be >= 0, got {skip_revisions}")
         try:
-            parsed = dict(_parse(entry) for entry in entries)
+            parsed = {
+                key: replace(event, revision=event.revision + skip_revisions)
+                for key, event in (_parse(entry) for entry in entries)
+            }
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{camera_id}: cannot adopt the open incidents handed over: {exc}") from exc
         others = sorted({key[0] for key in parsed} - {camera_id})

@@ -57,6 +57,10 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+_REVISIONS_SKIPPED = 10
+"""Revisions an adopted incident skips: a dead node may have published a few after its last save
+(one round's worth), and the service ignores a revision not above the one it holds."""
+
 
 class CameraHost(Protocol):
     """What a node starts and stops: the cameras of its pipeline, with their open incidents."""
@@ -449,7 +453,7 @@ class RunnerCameras:
         journal = self._runner.incident_journal
         if journal is not None and incidents:
             try:
-                journal.adopt(camera_id, incidents)
+                journal.adopt(camera_id, incidents, skip_revisions=_REVISIONS_SKIPPED)
             except ValueError as exc:
                 logger.warning("%s; it starts without them", exc)
         self._runner.add_camera(self._assignments[camera_id])

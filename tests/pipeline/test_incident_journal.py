@@ -168,6 +168,27 @@ def test_a_node_ends_its_old_incidents_at_start_unless_another_node_carries_them
     assert json.loads(path.read_text())["incidents"] == []
 
 
+def test_an_adopted_incident_skips_the_revisions_its_dead_node_may_have_sent_after_saving(
+    tmp_path: Path,
+) -> None:
+    dead = IncidentJournal(tmp_path / "a.json")
+    flames = book(dead)
+    opened = flames.observe("fire", now=T0, is_confirmed=True, is_present=True)
+    saved = dead.export("cam-1")  # the last save before the node died ...
+    flames.observe(
+        "fire", now=T0 + 6, is_confirmed=True, is_present=True
+    )  # ... which sent revision 2 after it
+    taking = IncidentJournal(tmp_path / "b.json")
+    taking.adopt("cam-1", saved, skip_revisions=10)
+
+    update = book(taking).observe("fire", now=T0 + 20, is_confirmed=False, is_present=True)
+
+    assert opened is not None and update is not None
+    assert (update.event.id, update.event.revision) == (opened.event.id, 12), (
+        "above the dead node's revision 2"
+    )
+
+
 def test_adopting_incidents_of_another_camera_is_refused(tmp_path: Path) -> None:
     journal = IncidentJournal(tmp_path / "a.json")
     book(journal).observe("fire", now=T0, is_confirmed=True, is_present=True)
