@@ -10,14 +10,17 @@ from pathlib import Path
 
 import pytest
 from nats.js import JetStreamContext
+from nats.js.errors import BucketNotFoundError
 
 from anjian.pipeline.incident_journal import JournalEntry
 from anjian.service.bus.connection import BusConnection
 from anjian.service.bus.errors import BusUnavailableError
 from anjian.service.bus.leases import Lease, LeaseBucket, lease_bucket_name
+from anjian.service.bus.subjects import plant_domain
 from anjian.service.node_config import NodeConfig, NodesConfig
 from anjian.service.nodes import CameraNode, plan_round, share_orphans
-from tests.support.nats import NatsServer, nats_server_available, start_jetstream_server
+from tests.service.bus.conftest import PLANT
+from tests.support.nats import NatsServer, NatsTopology, nats_server_available, start_jetstream_server
 from tests.support.waiting import wait_for
 
 TTL_S = 3.0
@@ -317,3 +320,21 @@ def test_a_node_cut_off_from_nats_stops_its_cameras_before_its_leases_expire(tmp
     finally:
         line_a.stop()
         server.kill()
+
+
+def test_leases_live_on_the_plants_leaf_node_not_the_hub(topology: NatsTopology) -> None:
+    cameras = Cameras()
+    line_a = _node("line-a", topology.plants[PLANT], PLANT)
+    line_a.start(cameras.host("line-a"))
+    hub = BusConnection(topology.hub.url, name="hub-check")
+    hub.start()
+    try:
+        assert wait_for(lambda: line_a.held() == CAMERAS)
+        assert hub.wait_connected(10)
+        with pytest.raises(BucketNotFoundError):  # they work while the link to the hub is down
+            hub.call(lambda js: js.key_value(lease_bucket_name(PLANT)), timeout_s=10)
+        plant_js = hub.jetstream(domain=plant_domain(PLANT))  # the plant's JetStream, over the leaf link
+        assert hub.call(lambda _js: plant_js.key_value(lease_bucket_name(PLANT)), timeout_s=10) is not None
+    finally:
+        hub.stop()
+        line_a.stop()
