@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
+from nats.errors import Error as NatsError
+
 from anjian.service.bus.connection import BusConnection
 from anjian.service.bus.errors import BusError
 from anjian.service.bus.leases import Lease, LeaseBucket
@@ -277,10 +279,12 @@ class CameraNode:
         while not self._stop.is_set():
             try:
                 self.play_round()
-            except (BusError, OSError, TimeoutError) as exc:
+            except (BusError, NatsError, OSError, TimeoutError) as exc:
                 logger.warning("node %s: lease round failed: %s", self.name, exc)
+                self._bucket = None  # opened again next round: the server may have lost its store
             except Exception:
                 logger.exception("node %s: lease round failed", self.name)
+                self._bucket = None
             self._fence()
             self._stop.wait(self._nodes.renew_interval_s)
 

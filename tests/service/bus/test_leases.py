@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -338,3 +339,22 @@ def test_leases_live_on_the_plants_leaf_node_not_the_hub(topology: NatsTopology)
     finally:
         hub.stop()
         line_a.stop()
+
+
+def test_a_node_leases_its_cameras_again_after_the_server_lost_its_store(tmp_path: Path) -> None:
+    server = _start_server(tmp_path / "nats")
+    cameras = Cameras()
+    line_a = _node("line-a", server, "amnesia")
+    line_a.start(cameras.host("line-a"))
+    try:
+        assert wait_for(lambda: line_a.held() == CAMERAS)
+        server.kill()
+        shutil.rmtree(tmp_path / "nats" / "jetstream")  # a new disk: the bucket is gone
+        assert wait_for(lambda: line_a.held() == [], timeout_s=20)  # fenced while the server was away
+        server.start()
+
+        assert wait_for(lambda: line_a.held() == CAMERAS, timeout_s=30)
+    finally:
+        line_a.stop()
+        server.kill()
+    assert cameras.overlaps == []
