@@ -54,11 +54,27 @@ def _assert_once(store: HubStore, events: list[Event], *, already: int = 0) -> N
     assert missing == []
 
 
-@pytest.mark.parametrize(
-    "cut_s", [0.0, pytest.param(60.0, marks=pytest.mark.slow)], ids=["burst-during-cut", "cut-60s"]
-)
 def test_every_event_raised_while_the_link_is_cut_reaches_the_hub_once(
-    plant: ServiceParts, hub: tuple[HubStore, HubBus], topology: NatsTopology, cut_s: float
+    plant: ServiceParts, hub: tuple[HubStore, HubBus], topology: NatsTopology
+) -> None:
+    """1,000 events in a burst while the link is down (on SQLite and PostgreSQL)."""
+    _cut_link_while_raising(plant, hub, topology, cut_s=0.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_events_raised_over_a_60_s_cut_reach_the_hub_once(
+    plant: ServiceParts, hub: tuple[HubStore, HubBus], topology: NatsTopology
+) -> None:
+    """The issue's case: the link cut for 60 s while 1,000 events are raised through it.
+
+    The hub's database plays no part in the cut itself, so PostgreSQL runs the burst above only.
+    """
+    _cut_link_while_raising(plant, hub, topology, cut_s=60.0)
+
+
+def _cut_link_while_raising(
+    plant: ServiceParts, hub: tuple[HubStore, HubBus], topology: NatsTopology, *, cut_s: float
 ) -> None:
     store, bus = hub
     warm_up = _raise(plant, 1)
