@@ -19,6 +19,9 @@ class CameraState(StrEnum):
     ``offline`` (disconnected, unreachable, refused, timed out) or ``failed_config``
     (it answers but refuses what is configured: credentials, path, host name, not a
     video). ``stopped``: not read any more (removed, shut down, or a file that ended).
+    ``stale``: set by the alert service, never by a reader: the pipeline node that read
+    the camera stopped reporting it (its last report is older than a few report
+    intervals), so its real state is unknown until a node reports it again.
     """
 
     CONNECTING = "connecting"
@@ -27,6 +30,7 @@ class CameraState(StrEnum):
     OFFLINE = "offline"
     FAILED_CONFIG = "failed_config"
     STOPPED = "stopped"
+    STALE = "stale"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +52,8 @@ class CameraHealth:
         down_since: Epoch seconds since when the camera has delivered no frame (the start,
             or when it last left ``online``); ``None`` while online.
         decoder: Where frames are decoded: ``"cpu"`` or ``"cuda"`` (after any fallback).
+        node: The pipeline node reading the camera (``anjian run --node NAME``), set by the
+            alert service that gathers the plant's cameras; ``None`` when it is not a node's.
     """
 
     camera_id: str
@@ -63,6 +69,7 @@ class CameraHealth:
     last_frame_at: float | None = None
     down_since: float | None = None
     decoder: str = "cpu"
+    node: str | None = None
 
 
 class HealthTracker:

@@ -20,6 +20,11 @@ is sent again one record at a time, so only the bad record is set aside.
 The service deduplicates by event id and revision, so a record sent twice (the
 process died after the POST and before removing it) is harmless.
 
+``report_health`` POSTs the pipeline's camera health (``HealthReportWire``) to
+``POST {base_url}/ingest/health`` through the same client, once: a report that does not
+get through is not retried, the next one replaces it (the caller sends one every few
+seconds). A service without the route (404) is told nothing more.
+
 Example:
     >>> sink = HttpEventSink("http://alerts.local:8000", token, Path("data/spool"))
     >>> sink.start()
@@ -44,6 +49,7 @@ from anjian.cameras.backoff import backoff_delay_s
 from anjian.pipeline.counters import Counters
 from anjian.pipeline.event import Event
 from anjian.pipeline.event_wire import EventWire
+from anjian.pipeline.health_wire import HealthReportWire
 from anjian.pipeline.spool import DiskSpool
 
 __all__ = ["HttpEventSink", "HttpSinkStats"]
@@ -52,8 +58,11 @@ logger = logging.getLogger(__name__)
 
 _INGEST_PATH = "/ingest/events"
 _BATCH_PATH = "/ingest/batch"
+_HEALTH_PATH = "/ingest/health"
 _BATCH_MAX_BYTES = 8 * 1024 * 1024  # well under the service's 64 MiB ingest body limit
 _ERROR_BODY_CHARS = 300
+_JSON = {"Content-Type": "application/json"}
+_NO_HEALTH_ROUTE = "the service has no /ingest/health route (an older anjian); camera health is not reported"
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +132,8 @@ class HttpEventSink:
             )
         self._url = base_url.rstrip("/") + _INGEST_PATH
         self._batch_url = base_url.rstrip("/") + _BATCH_PATH
+        self._health_url = base_url.rstrip("/") + _HEALTH_PATH
+        self._health_problem: str | None = None  # the last report's failure, logged once until it changes
         self._batch_size = batch_size
         self._spool = DiskSpool(spool_dir, is_fsync=is_fsync)
         self._queue: queue.Queue[Event] = queue.Queue(maxsize=queue_size)
@@ -192,6 +203,42 @@ class HttpEventSink:
                 return
         self._spool_queued()
         self._client.close()
+
+    def report_health(self, report: HealthReportWire) -> bool:
+        """POST the health of the pipeline's cameras to the service now; one try, never raises.
+
+        A failure is logged when it differs from the previous one (not every few seconds
+        while the service is away), and its end once. After a 404 (a service without the
+        route) nothing more is sent.
+
+        Returns:
+            ``True`` when the service took the report.
+        """
+        if self._health_problem == _NO_HEALTH_ROUTE:
+            return False
+        body = report.model_dump_json().encode()
+        try:
+            response = self._client.post(self._health_url, content=body, headers=_JSON)
+        except httpx.HTTPError as exc:
+            self._health_failed(f"service unreachable at {self._health_url}: {exc}")
+            return False
+        if response.status_code == httpx.codes.NOT_FOUND:
+            self._health_failed(_NO_HEALTH_ROUTE)
+            return False
+        if not response.is_success:
+            excerpt = response.text[:_ERROR_BODY_CHARS]
+            self._health_failed(f"HTTP {response.status_code} from {self._health_url}: {excerpt}")
+            return False
+        if self._health_problem is not None:
+            logger.info("camera health: the service takes the reports again")
+            self._health_problem = None
+        return True
+
+    def _health_failed(self, problem: str) -> None:
+        """Log a failed health report unless the previous one failed the same way."""
+        if problem != self._health_problem:
+            logger.warning("camera health: %s", problem)
+            self._health_problem = problem
 
     def flush(self, timeout_s: float) -> bool:
         """Wait until every published event was delivered (or rejected).
@@ -274,7 +321,7 @@ class HttpEventSink:
     def _post(self, url: str, body: bytes) -> httpx.Response | None:
         """POST JSON; ``None`` (counted as a failed attempt, logged) when the service cannot be reached."""
         try:
-            return self._client.post(url, content=body, headers={"Content-Type": "application/json"})
+            return self._client.post(url, content=body, headers=_JSON)
         except httpx.HTTPError as exc:
             self._failed(f"service unreachable at {url}: {exc}; {len(self._spool)} event(s) spooled")
             return None

@@ -5,7 +5,8 @@ The recipe, in order (``build_service_parts``):
 1. the event store (opened, migrated when ``storage.is_auto_migrate``), the site's
    webhooks synchronised into its subscriptions table;
 2. the evidence folder (snapshots and clips under ``storage.dir``);
-3. the Prometheus metrics, reading the store and the cameras' health;
+3. the plant's camera health (``CameraHealthBoard``: this process's cameras and those pipeline
+   nodes elsewhere report) and the Prometheus metrics, reading the store and that health;
 4. the webhook dispatcher, delivering the store's outbox (webhooks, robots and e-mail, and with a
    ``bus:`` section the supervising hub, through the plant's NATS leaf node: ``PlantBus``);
 5. the SLA escalator, raising the colour of alerts left unworked;
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from anjian.service.bus.plant import PlantBus
+from anjian.service.camera_board import CameraHealthBoard
 from anjian.service.channels import AlertChannels
 from anjian.service.escalation import Escalator
 from anjian.service.evidence import EvidenceStore
@@ -63,8 +65,8 @@ class ServiceParts:
         dispatcher: The webhook worker delivering the outbox.
         escalator: The SLA escalation worker.
         sink: The event writer that ingest and the in-process pipeline store through.
-        camera_health: Reports the health of the cameras this process reads; ``None``
-            when it reads none (``anjian serve``).
+        camera_health: The health of every camera of the plant: those this process reads
+            and those pipelines elsewhere report (``POST /ingest/health``).
         live_view: The latest analysed frame of each camera this process reads (``None``
             when it reads none): the control room's live view.
         channels: The group robots and e-mail of the site's ``channels:``, delivered by the
@@ -81,7 +83,7 @@ class ServiceParts:
     dispatcher: WebhookDispatcher
     escalator: Escalator
     sink: StoreSink
-    camera_health: CameraHealthProvider | None = None
+    camera_health: CameraHealthBoard
     live_view: LiveView | None = None
     channels: AlertChannels | None = None
     bus: PlantBus | None = None
@@ -136,6 +138,7 @@ def build_service_parts(
     config: AnjianConfig,
     *,
     camera_health: CameraHealthProvider | None = None,
+    camera_node: str | None = None,
     live_view: LiveView | None = None,
     clock: Callable[[], float] = time.time,
     make_dispatcher: DispatcherFactory | None = None,
@@ -145,9 +148,10 @@ def build_service_parts(
     Args:
         config: The validated site config.
         camera_health: Reports the health of the cameras this process reads (``anjian
-            run``); ``None`` for a service that reads none.
+            run``); ``None`` for a service that reads none. Pipelines elsewhere add theirs.
+        camera_node: This process's node name (``anjian run --node NAME``), shown with its cameras.
         live_view: The runner's live view (``anjian run``); ``None`` for a service that reads no cameras.
-        clock: Time source of the store and the dispatcher, epoch seconds.
+        clock: Time source of the store, the dispatcher and the camera reports' age, epoch seconds.
         make_dispatcher: Builds the webhook dispatcher; default the site's, on ``clock``.
 
     Returns:
@@ -163,6 +167,12 @@ def build_service_parts(
         >>> parts.start()  # ... serve ...; parts.close()
     """
     store = EventStore.from_config(config.storage, clock=clock)
+    board = CameraHealthBoard(
+        camera_health,
+        local_node=camera_node,
+        camera_order=[camera.id for _, camera in config.cameras()],
+        clock=clock,
+    )
     channels: AlertChannels | None = None
     try:
         channels = AlertChannels.from_config(config, clock=clock)
@@ -175,13 +185,13 @@ def build_service_parts(
                 site_id=config.site.id,
                 store=store,
                 evidence=evidence,
-                camera_health=camera_health,
+                camera_health=board,
                 clock=clock,
             )
         )
         specs = channels.subscription_specs() + ([] if bus is None else [bus.subscription_spec()])
         store.subscriptions.sync_config(config.webhooks, channels=specs)
-        metrics = ServiceMetrics(store, camera_health)
+        metrics = ServiceMetrics(store, board)
         dispatcher = (make_dispatcher or _dispatcher(clock, channels, bus))(store, metrics)
     except BaseException:
         if channels is not None:
@@ -203,7 +213,7 @@ def build_service_parts(
         dispatcher,
         escalator,
         sink,
-        camera_health,
+        board,
         live_view,
         channels,
         bus,

@@ -8,7 +8,9 @@ Three shapes:
   CLI builds it with ``is_pipeline_deferred``, so the API answers while the model and
   the pipeline load in the background;
 - ``anjian run --service-url URL``: the pipeline alone, POSTing events to a service
-  elsewhere through ``anjian.pipeline.http_sink.HttpEventSink`` with a disk spool.
+  elsewhere through ``anjian.pipeline.http_sink.HttpEventSink`` with a disk spool, and
+  its cameras' health every few seconds (``POST /ingest/health``: the service lists
+  them with its own, ``anjian.service.camera_board``).
 
 With ``--node NAME`` (a plant with several pipeline nodes, the site YAML's ``nodes:``)
 either shape runs only the cameras the node leases on the plant's bus
@@ -31,6 +33,7 @@ from anjian.service.app import create_app
 from anjian.service.composition import ServiceParts, build_service_parts
 from anjian.service.control import RunnerControl
 from anjian.service.nodes import CameraNode, RunnerCameras
+from anjian.service.periodic import PeriodicThread
 
 if TYPE_CHECKING:  # the pipeline's modules (tracking, SciPy, ONNX Runtime, PyAV) load only where it runs
     from fastapi import FastAPI
@@ -48,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 _SPOOL_DIR = "spool"
 _JOURNAL_FILE = "open_incidents.json"
+_HEALTH_INTERVAL_S = 5.0
+"""How often a lone pipeline (no ``--node``) reports its cameras' health to the service."""
 
 
 def server_port(config: AnjianConfig) -> int:
@@ -66,7 +71,8 @@ class Runtime:
 
     ``parts`` (the service's store, workers and event writer, from the composition root
     ``anjian.service.composition``) and ``app`` are ``None`` in a pipeline-only process; ``runner`` is ``None`` in a service-only one; ``http_sink`` is set when
-    the pipeline sends its events over HTTP. With ``pending_pipeline``,
+    the pipeline sends its events over HTTP, and ``health_reporter`` then POSTs its
+    cameras' health through it every few seconds. With ``pending_pipeline``,
     ``start_pipeline_loading()`` builds the pipeline in a background thread once the
     service runs, sets ``runner``, ``control`` and ``model_reloader`` and starts them; a
     failure there goes to ``on_pipeline_error``.
@@ -82,6 +88,7 @@ class Runtime:
     pending_pipeline: Callable[[], tuple[PipelineRunner, RunnerControl | None]] | None = None
     on_pipeline_error: Callable[[Exception], None] | None = None
     node: CameraNode | None = None
+    health_reporter: PeriodicThread | None = None
     _pipeline_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _is_stopping: bool = False
 
@@ -94,6 +101,8 @@ class Runtime:
         if self.runner is not None:
             self.runner.start()
             self._start_node(self.runner)
+        if self.health_reporter is not None:
+            self.health_reporter.start()
         if self.model_reloader is not None:
             self.model_reloader.start()
 
@@ -150,6 +159,8 @@ class Runtime:
             self._is_stopping = True  # a pipeline still loading will not start
         if self.model_reloader is not None:
             self.model_reloader.stop()
+        if self.health_reporter is not None:
+            self.health_reporter.stop()
         if self.node is not None:
             self.node.stop()  # its cameras stop, their leases go to the other nodes
         if self.runner is not None:
@@ -254,6 +265,7 @@ def build_runtime(
     parts = build_service_parts(
         config,
         camera_health=(lambda: holder[0].health() if holder else []) if with_pipeline else None,
+        camera_node=node if with_pipeline else None,
         live_view=live_view,
     )
     runner: PipelineRunner | None = None
@@ -289,7 +301,8 @@ def build_pipeline_runtime(
 
     Undelivered events wait in ``{storage.dir}/spool`` (a node's: ``{storage.dir}/nodes/NAME/spool``)
     and go out, in order, once the service answers, after a restart of this process too.
-    With ``node`` the pipeline runs only the cameras that node leases.
+    With ``node`` the pipeline runs only the cameras that node leases. The cameras' health
+    goes to the service every ``_health_interval_s`` (``POST /ingest/health``).
 
     Raises:
         ValueError: The URL or token is unusable, or ``node`` is not one of the site's nodes.
@@ -308,4 +321,33 @@ def build_pipeline_runtime(
         http_sink=sink,
         model_reloader=_model_reloader(config, runner),
         node=camera_node,
+        health_reporter=_health_reporter(config, sink, runner, node),
+    )
+
+
+def _health_interval_s(config: AnjianConfig, node: str | None) -> float:
+    """How often a pipeline reports its cameras' health: a node, twice per lease round.
+
+    The service shows a camera stale after three silent intervals: a dead node's cameras
+    then show stale after 1.5 rounds, well before their leases (at least three rounds)
+    let another node take them.
+    """
+    if node is None or config.nodes is None:
+        return _HEALTH_INTERVAL_S
+    return config.nodes.renew_interval_s / 2
+
+
+def _health_reporter(
+    config: AnjianConfig, sink: HttpEventSink, runner: PipelineRunner, node: str | None
+) -> PeriodicThread:
+    """A thread POSTing the runner's camera health through ``sink`` to the service, every few seconds."""
+    from anjian.pipeline.health_wire import HealthReportWire
+
+    interval_s = _health_interval_s(config, node)
+    return PeriodicThread(
+        lambda: sink.report_health(
+            HealthReportWire.from_health(runner.health(), node=node, interval_s=interval_s)
+        ),
+        interval_s=interval_s,
+        name="anjian-health-report",
     )

@@ -213,6 +213,11 @@ class CameraHealthOut(_SchemaModel):
     reconnects: int = Field(..., ge=0)
     last_error: str | None = Field(None, description="Last error, credentials masked.")
     last_frame_at: UtcTime | None = Field(None, description="Time of the last frame handed on, UTC.")
+    node: str | None = Field(
+        None,
+        description="The pipeline node reading the camera (a plant with several nodes); null otherwise. "
+        "A camera whose node stopped reporting it shows state `stale` until a node reports it again.",
+    )
 
     @classmethod
     def from_health(cls, health: CameraHealth) -> CameraHealthOut:
@@ -231,7 +236,8 @@ class HealthOut(_SchemaModel):
         None, ge=0, description="Webhook deliveries not yet delivered or given up; null if unknown."
     )
     cameras: list[CameraHealthOut] = Field(
-        default_factory=list, description="Cameras read by this process; empty for `anjian serve`."
+        default_factory=list,
+        description="Cameras read by this process and those pipelines elsewhere report (`POST /ingest/health`).",
     )
 
 

@@ -1,11 +1,13 @@
 """Two pipeline nodes of one plant as real processes: kill -9 one, the other takes its camera within a minute
-and carries its open incident on (no second alert).
+and carries its open incident on (no second alert); the service's camera list shows the dead node's camera
+stale, then on the live node.
 
 ``node-a`` runs the alert service and its camera in one process (``anjian run --node node-a``);
 ``node-b`` runs its camera alone and sends its events to that service over HTTP
 (``anjian run --node node-b --service-url ...``). Their leases live in a real nats-server.
 The cameras point at a closed port, so each raises a "camera offline" fault: an event that
-shows which node runs the camera, without decoding video.
+shows which node runs the camera, without decoding video. node-b reports its camera's health to the
+service (``POST /ingest/health``), so ``GET /cameras`` lists both cameras with their nodes.
 """
 
 from __future__ import annotations
@@ -105,12 +107,16 @@ def test_killed_nodes_camera_is_taken_by_the_live_node_which_carries_its_inciden
             return {}
         return {item["id"]: item["revision"] for item in listed.get("items", [])}
 
-    def cameras_of_node_a() -> list[str]:
+    def cameras() -> dict[str, tuple[str, str]]:
+        """Every camera of the plant in the service's list: its node and state."""
         try:
             health = httpx.get(f"{base}/cameras", headers=auth, timeout=5).json()
         except httpx.HTTPError:
-            return []
-        return sorted(camera["camera_id"] for camera in health) if isinstance(health, list) else []
+            return {}
+        return {c["camera_id"]: (c["node"], c["state"]) for c in health} if isinstance(health, list) else {}
+
+    def cameras_of_node_a() -> list[str]:
+        return sorted(camera_id for camera_id, (node, _) in cameras().items() if node == "node-a")
 
     def saved_incidents(camera_id: str) -> set[str]:
         """Ids of the camera's open incidents its node saved on the bus, for a node taking it over."""
@@ -136,11 +142,13 @@ def test_killed_nodes_camera_is_taken_by_the_live_node_which_carries_its_inciden
         assert wait_for(lambda: len(events_of("cam-b")) == 1, timeout_s=90), log_of("node-b")
         assert cameras_of_node_a() == ["cam-a"], "node-a runs only its own camera while node-b lives"
         (fault_id,) = events_of("cam-b")  # node-b's "camera offline", sent over HTTP
+        assert wait_for(lambda: cameras().get("cam-b", ("", ""))[0] == "node-b"), "node-b reports its camera"
         assert wait_for(lambda: saved_incidents("cam-b") == {fault_id})
 
         node_b.kill()  # kill -9: its lease is left to expire
         node_b.wait()
         revision_at_kill = events_of("cam-b")[fault_id]
+        assert wait_for(lambda: cameras().get("cam-b") == ("node-b", "stale"), timeout_s=30), cameras()
         take_over_s = seconds_until(lambda: cameras_of_node_a() == ["cam-a", "cam-b"], timeout_s=60)
 
         assert take_over_s is not None, log_of("node-a")[-3000:]

@@ -1,8 +1,10 @@
-"""Ingest: event revisions POSTed by pipelines running in other processes (``anjian.pipeline.http_sink``).
+"""Ingest: event revisions and camera health POSTed by pipelines running in other processes (``anjian.pipeline.http_sink``).
 
 The body is the pipeline's own wire model (``anjian.pipeline.event_wire.EventWire``):
 FastAPI validates it once, as it parses the request, and the route only turns it
-into the pipeline's ``Event`` and checks it belongs to this site.
+into the pipeline's ``Event`` and checks it belongs to this site. Camera health
+(``POST /ingest/health``, ``anjian.pipeline.health_wire.HealthReportWire``) goes to the
+plant's ``CameraHealthBoard``, where ``GET /cameras`` and the hub's reports read it.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from anjian.pipeline.event import Event
 from anjian.pipeline.event_wire import EventWire
+from anjian.pipeline.health_wire import HealthReportWire
 from anjian.service.api.deps import AUTH_RESPONSES, Pipeline
-from anjian.service.api.models import IngestBatchIn, IngestBatchResult, IngestResult
+from anjian.service.api.models import HealthReportResult, IngestBatchIn, IngestBatchResult, IngestResult
 from anjian.service.api.routing import IngestRoute
+from anjian.service.camera_board import CameraHealthBoard
 from anjian.service.config import AnjianConfig
 from anjian.service.errors import IngestBusyError
 from anjian.service.sink import StoreSink
@@ -84,6 +88,52 @@ async def ingest_batch(request: Request, _token: Pipeline, body: IngestBatchIn) 
         except HTTPException as exc:
             raise HTTPException(exc.status_code, detail=f"events[{index}]: {exc.detail}") from exc
     return IngestBatchResult(results=await _store(request, events))
+
+
+@router.post(
+    "/ingest/health",
+    response_model=HealthReportResult,
+    summary="Record the health of a pipeline's cameras",
+    responses={
+        422: {
+            "description": "The report is malformed, names a node the site does not have, or a camera "
+            "that is not this site's (named by its index)."
+        }
+    },
+)
+def ingest_health(request: Request, _token: Pipeline, body: HealthReportWire) -> HealthReportResult:
+    """Record the health of every camera a pipeline running elsewhere reads; it sends one every `interval_s`.
+
+    `GET /cameras`, `/healthz`, the control room, `/metrics` and the plant's health
+    reports to the hub then list these cameras with the node's name. A camera not
+    reported for a few intervals (its node died) shows as `stale`, and so does one its
+    node stops listing, until a node reports it again: the latest report of a camera wins.
+    """
+    config: AnjianConfig = request.app.state.config
+    problem = _unknown_reporter(config, body)
+    if problem is not None:
+        logger.warning("ingest: refused a camera health report: %s", problem)
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=problem)
+    board: CameraHealthBoard = request.app.state.camera_health
+    board.record(body.node, body.interval_s, [camera.to_health() for camera in body.cameras])
+    return HealthReportResult(cameras=len(body.cameras), stale_after_s=board.stale_after_s(body.interval_s))
+
+
+def _unknown_reporter(config: AnjianConfig, body: HealthReportWire) -> str | None:
+    """Why this site refuses a health report (a node or a camera it does not have), naming the field; else ``None``."""
+    if body.node is not None:
+        members = [] if config.nodes is None else [node.name for node in config.nodes.members]
+        if body.node not in members:
+            known = ", ".join(members) if members else "none: the site YAML has no nodes: section"
+            return f"node: {body.node!r} is not a node of site {config.site.id!r} (its nodes: {known})"
+    cameras = {camera.id for _, camera in config.cameras()}
+    for index, camera in enumerate(body.cameras):
+        if camera.camera_id not in cameras:
+            return (
+                f"cameras[{index}].camera_id: {camera.camera_id!r} is not a camera of site "
+                f"{config.site.id!r}; add it to the service's site YAML (and restart the service)"
+            )
+    return None
 
 
 def _checked_event(config: AnjianConfig, body: EventWire) -> Event:

@@ -26,6 +26,7 @@ __all__ = [
     "DeliveryOut",
     "DispatchIn",
     "FalseAlarmIn",
+    "HealthReportResult",
     "IngestResult",
     "LivenessOut",
     "ReadyOut",
@@ -107,6 +108,15 @@ class IngestBatchIn(_Model):
     """
 
     events: list[EventWire] = Field(..., min_length=1, max_length=MAX_INGEST_BATCH)
+
+
+class HealthReportResult(_Model):
+    """What the service took from a pipeline's camera health report."""
+
+    cameras: int = Field(..., ge=0, description="Cameras recorded.")
+    stale_after_s: float = Field(
+        ..., gt=0, description="Seconds without a report after which these cameras show as stale."
+    )
 
 
 class IngestBatchResult(_Model):

@@ -132,7 +132,8 @@ def metrics(registry: MetricsDep) -> Response:
     responses=AUTH_RESPONSES,
 )
 def cameras(camera_health: CameraHealthDep, _token: Viewer) -> list[CameraHealthOut]:
-    """Connection state, fps and counters of each camera this process reads (empty for `anjian serve`)."""
+    """Connection state, fps and counters of each camera this process reads and of those pipelines elsewhere
+    report (`POST /ingest/health`), with their `node`; `stale` when their node stopped reporting them."""
     return [CameraHealthOut.from_health(h) for h in camera_health()] if camera_health else []
 
 

@@ -446,6 +446,7 @@ function renderCameras() {
     name.textContent = nameOf("camera", camera.camera_id);
     const info = document.createElement("span");
     info.textContent = t("camera_line", { state: t(camera.state), fps: camera.fps.toFixed(1), reconnects: camera.reconnects });
+    if (camera.node) info.textContent += ` · ${t("camera_node", { node: camera.node })}`;  // a plant's pipeline node
     const thumb = document.createElement("img");  // the live frame, filled in by refreshWall
     thumb.className = "thumb";
     thumb.alt = nameOf("camera", camera.camera_id);

@@ -74,6 +74,8 @@ window.anjianI18n = (() => {
     connecting: ["connecting", "连接中"],
     stalled: ["stalled", "卡顿"],
     failed_config: ["bad config", "配置错误"],
+    stale: ["not reporting", "无上报"],
+    camera_node: ["node {node}", "节点 {node}"],
     camera_line: ["{state} · {fps} fps · {reconnects} reconnects", "{state} · {fps} 帧/秒 · 重连 {reconnects} 次"],
     e_dispatch: ["Dispatch needs an assignee.", "派单需要填写处置人。"],
     e_resolve: ["Resolving needs a disposal note.", "处置完成需要填写处置说明。"],

@@ -58,6 +58,7 @@ REQUIRED: dict[tuple[str, str], Role | None] = {
     ("GET", "/sensors"): Role.VIEWER,
     ("GET", "/sensors/{sensor_id}/readings"): Role.VIEWER,
     ("POST", "/ingest/batch"): Role.PIPELINE,
+    ("POST", "/ingest/health"): Role.PIPELINE,
     ("GET", "/webhooks/subscriptions"): Role.ADMIN,
     ("POST", "/webhooks/subscriptions"): Role.ADMIN,
     ("GET", "/webhooks/subscriptions/{subscription_id}"): Role.ADMIN,

@@ -30,7 +30,8 @@ def test_the_app_serves_the_parts_it_is_given(tmp_path: Path) -> None:
             parts.escalator,
             parts.sink,
         )
-        assert state.camera_health is None
+        assert state.camera_health is parts.camera_health
+        assert state.camera_health() == []  # no cameras of its own, none reported by a node yet
     finally:
         parts.close()
 

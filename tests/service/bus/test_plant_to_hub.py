@@ -15,6 +15,7 @@ from anjian.service.hub.store import HubStore
 from tests.factories import make_event
 from tests.pipeline.sensors.test_rules import make_sensor
 from tests.service.bus.conftest import PLANT, plant_config
+from tests.service.conftest import FakeClock
 from tests.support.nats import NatsTopology
 from tests.support.waiting import wait_for
 
@@ -109,3 +110,24 @@ def test_sensor_health_reaches_the_hub_with_the_last_reading(
         "http",
     )
     assert reported.workshop_id == "freezing-1" and reported.open_kinds == ()
+
+
+def test_a_pipeline_nodes_cameras_reach_the_hub_through_the_plant_service_and_go_stale_there(
+    tmp_path: Path, topology: NatsTopology, hub: tuple[HubStore, HubBus]
+) -> None:
+    store, _bus = hub
+    clock = FakeClock(time.time())
+    config = plant_config(tmp_path / "plant", topology.plants[PLANT].url, health_interval_s=0.2)
+    parts = build_service_parts(config, clock=clock)  # `anjian serve`: it reads no camera itself
+    parts.camera_health.record(
+        "node-b", 2.0, [CameraHealth(camera_id="cam-2", state=CameraState.ONLINE, since=1.0)]
+    )
+    parts.start()
+    try:
+        assert wait_for(
+            lambda: [(c.camera_id, c.state) for c in store.cameras([PLANT])] == [("cam-2", "online")], 30
+        )
+        clock.now += 10.0  # node-b fell silent
+        assert wait_for(lambda: [c.state for c in store.cameras([PLANT])] == ["stale"], 30)
+    finally:
+        parts.close()
