@@ -63,8 +63,10 @@ def test_operator_sees_a_new_alert_live_and_works_it_through_the_buttons(
         CameraHealth(camera_id="line-1", state=CameraState.ONLINE, since=1_700_000_000.0, fps=5.0),
         CameraHealth(camera_id="line-2", state=CameraState.OFFLINE, since=1_700_000_000.0, reconnects=3),
     ]
-    config = make_config(tmp_path / "data", camera_ids=("line-1", "line-2"))
+    config = make_config(tmp_path / "data", camera_ids=("line-1", "line-2", "line-3"))
     parts = build_service_parts(config, camera_health=lambda: cameras)
+    line_3 = CameraHealth(camera_id="line-3", state=CameraState.ONLINE, since=1_700_000_000.0, fps=5.0)
+    parts.camera_health.record("node-b", 0.001, [line_3])  # a node elsewhere, silent since
     app = create_app(config, parts)
     parts.start()  # the caller owns the parts it passes in
     store = parts.store
@@ -88,6 +90,9 @@ def test_operator_sees_a_new_alert_live_and_works_it_through_the_buttons(
         assert "token=" not in page.url, "the token leaves the address bar"
         page.wait_for_selector(f".event-row[data-id='{older.id}']", timeout=TIMEOUT_MS)
         page.wait_for_selector(".camera[data-camera='line-2'].offline", timeout=TIMEOUT_MS)
+        silent = page.locator(".camera[data-camera='line-3'].stale")
+        silent.wait_for(timeout=TIMEOUT_MS)
+        assert "not reporting" in silent.inner_text() and "node node-b" in silent.inner_text()
 
         event = make_event(
             camera_id="line-1",
