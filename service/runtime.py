@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING
 from anjian.service.app import create_app
 from anjian.service.composition import ServiceParts, build_service_parts
 from anjian.service.control import RunnerControl
+from anjian.service.health_reporter import HealthReporter, health_interval_s
 from anjian.service.nodes import CameraNode, RunnerCameras
-from anjian.service.periodic import PeriodicThread
 
 if TYPE_CHECKING:  # the pipeline's modules (tracking, SciPy, ONNX Runtime, PyAV) load only where it runs
     from fastapi import FastAPI
@@ -51,8 +51,6 @@ logger = logging.getLogger(__name__)
 
 _SPOOL_DIR = "spool"
 _JOURNAL_FILE = "open_incidents.json"
-_HEALTH_INTERVAL_S = 5.0
-"""How often a lone pipeline (no ``--node``) reports its cameras' health to the service."""
 
 
 def server_port(config: AnjianConfig) -> int:
@@ -72,7 +70,7 @@ class Runtime:
     ``parts`` (the service's store, workers and event writer, from the composition root
     ``anjian.service.composition``) and ``app`` are ``None`` in a pipeline-only process; ``runner`` is ``None`` in a service-only one; ``http_sink`` is set when
     the pipeline sends its events over HTTP, and ``health_reporter`` then POSTs its
-    cameras' health through it every few seconds. With ``pending_pipeline``,
+    cameras' health through it every few seconds, and once more when it stops. With ``pending_pipeline``,
     ``start_pipeline_loading()`` builds the pipeline in a background thread once the
     service runs, sets ``runner``, ``control`` and ``model_reloader`` and starts them; a
     failure there goes to ``on_pipeline_error``.
@@ -88,7 +86,7 @@ class Runtime:
     pending_pipeline: Callable[[], tuple[PipelineRunner, RunnerControl | None]] | None = None
     on_pipeline_error: Callable[[Exception], None] | None = None
     node: CameraNode | None = None
-    health_reporter: PeriodicThread | None = None
+    health_reporter: HealthReporter | None = None
     _pipeline_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _is_stopping: bool = False
 
@@ -159,12 +157,12 @@ class Runtime:
             self._is_stopping = True  # a pipeline still loading will not start
         if self.model_reloader is not None:
             self.model_reloader.stop()
-        if self.health_reporter is not None:
-            self.health_reporter.stop()
         if self.node is not None:
             self.node.stop()  # its cameras stop, their leases go to the other nodes
         if self.runner is not None:
             self.runner.stop()
+        if self.health_reporter is not None:
+            self.health_reporter.stop()  # the last report: what it runs now (a node: nothing)
         if self.http_sink is not None:
             self.http_sink.stop()
         if self.parts is not None:
@@ -302,7 +300,7 @@ def build_pipeline_runtime(
     Undelivered events wait in ``{storage.dir}/spool`` (a node's: ``{storage.dir}/nodes/NAME/spool``)
     and go out, in order, once the service answers, after a restart of this process too.
     With ``node`` the pipeline runs only the cameras that node leases. The cameras' health
-    goes to the service every ``_health_interval_s`` (``POST /ingest/health``).
+    goes to the service every few seconds (``POST /ingest/health``, ``HealthReporter``).
 
     Raises:
         ValueError: The URL or token is unusable, or ``node`` is not one of the site's nodes.
@@ -321,33 +319,7 @@ def build_pipeline_runtime(
         http_sink=sink,
         model_reloader=_model_reloader(config, runner),
         node=camera_node,
-        health_reporter=_health_reporter(config, sink, runner, node),
-    )
-
-
-def _health_interval_s(config: AnjianConfig, node: str | None) -> float:
-    """How often a pipeline reports its cameras' health: a node, twice per lease round.
-
-    The service shows a camera stale after three silent intervals: a dead node's cameras
-    then show stale after 1.5 rounds, well before their leases (at least three rounds)
-    let another node take them.
-    """
-    if node is None or config.nodes is None:
-        return _HEALTH_INTERVAL_S
-    return config.nodes.renew_interval_s / 2
-
-
-def _health_reporter(
-    config: AnjianConfig, sink: HttpEventSink, runner: PipelineRunner, node: str | None
-) -> PeriodicThread:
-    """A thread POSTing the runner's camera health through ``sink`` to the service, every few seconds."""
-    from anjian.pipeline.health_wire import HealthReportWire
-
-    interval_s = _health_interval_s(config, node)
-    return PeriodicThread(
-        lambda: sink.report_health(
-            HealthReportWire.from_health(runner.health(), node=node, interval_s=interval_s)
+        health_reporter=HealthReporter(
+            sink, runner.health, node=node, interval_s=health_interval_s(config, node)
         ),
-        interval_s=interval_s,
-        name="anjian-health-report",
     )
