@@ -238,7 +238,9 @@ class AnjianConfig(_ServiceModel):
         if self.nodes is None:
             return self
         if self.bus is None:
-            raise ValueError("nodes: needs a bus: section (the camera leases live in the plant's NATS JetStream)")
+            raise ValueError(
+                "nodes: needs a bus: section (the camera leases live in the plant's NATS JetStream)"
+            )
         check_node_cameras(self.nodes, (camera.id for _, camera in self.cameras()))
         return self
 

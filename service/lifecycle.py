@@ -58,7 +58,10 @@ class Action(StrEnum):
 
 
 _TRANSITIONS: Final[dict[AlertState, dict[Action, AlertState]]] = {
-    AlertState.RAISED: {Action.ACKNOWLEDGE: AlertState.ACKNOWLEDGED, Action.FALSE_ALARM: AlertState.FALSE_ALARM},
+    AlertState.RAISED: {
+        Action.ACKNOWLEDGE: AlertState.ACKNOWLEDGED,
+        Action.FALSE_ALARM: AlertState.FALSE_ALARM,
+    },
     AlertState.ACKNOWLEDGED: {
         Action.DISPATCH: AlertState.DISPATCHED,
         Action.RESOLVE: AlertState.RESOLVED,

@@ -31,7 +31,11 @@ def test_every_package_folder_is_installed_under_the_namespace() -> None:
 @pytest.mark.parametrize("name", FOLDERS)
 def test_outside_the_checkout_a_generic_name_is_not_anjians(tmp_path: Path, name: str) -> None:
     found = subprocess.run(
-        [sys.executable, "-c", f"import importlib.util as u; s = u.find_spec({name!r}); print(s and s.origin)"],
+        [
+            sys.executable,
+            "-c",
+            f"import importlib.util as u; s = u.find_spec({name!r}); print(s and s.origin)",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,

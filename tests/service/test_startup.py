@@ -14,11 +14,11 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from anjian.service.benchmarks.startup import StartupFigure, format_startup_report, run_startup_bench
 from anjian.service.cli import app
 from anjian.service.config import AnjianConfig
 from anjian.service.lazy_cli import source_help
 from anjian.service.runtime import build_runtime
-from anjian.service.benchmarks.startup import StartupFigure, format_startup_report, run_startup_bench
 from tests.service.conftest import bearer
 from tests.support.waiting import wait_for
 

@@ -173,4 +173,6 @@ def test_tokens_revoke_names_an_unknown_id_and_revokes_a_known_one(tmp_path: Pat
     assert unknown.exit_code == 2 and "no hub token with id 99" in unknown.output
     assert known.exit_code == 0 and "revoked token 1 ('bureau')" in known.output
     assert bad_scope.exit_code == 2 and "a scope is all, group:<name> or plant:<id>" in bad_scope.output
-    assert runner.invoke(app, ["hub", "tokens", "list", "-c", str(path)]).output.endswith("\tbureau revoked\n")
+    assert runner.invoke(app, ["hub", "tokens", "list", "-c", str(path)]).output.endswith(
+        "\tbureau revoked\n"
+    )
