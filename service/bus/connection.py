@@ -76,7 +76,7 @@ class BusConnection:
     def start(self) -> None:
         """Start the loop thread and connect in the background (retrying until it succeeds)."""
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._connect_forever(), self._loop)
+        self.spawn(self._connect_forever())  # tracked: stop cancels it even mid-backoff
 
     def wait_connected(self, timeout_s: float) -> bool:
         """Whether a first connection was made within ``timeout_s``."""
@@ -175,9 +175,10 @@ class BusConnection:
         self._loop.call_soon_threadsafe(create)
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Cancel the consumers, drain and close the client, end the loop; safe to call twice."""
+        """Cancel the consumers, drain and close the client, end and close the loop; safe to call twice."""
         if self._is_stopped or not self._thread.is_alive():
             self._is_stopped = True
+            self._close_loop(timeout_s)
             return
         self._is_stopped = True
 
@@ -197,3 +198,20 @@ class BusConnection:
             logger.warning("%s: NATS client did not close cleanly: %s", self.name, exc)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout_s)
+        self._close_loop(timeout_s)
+
+    def _close_loop(self, timeout_s: float) -> None:
+        """Cancel what is left on the stopped loop and close it.
+
+        A task left pending on an abandoned loop is destroyed by the garbage collector at
+        any later point of the process, logging from inside whatever code is running then
+        (inside ``ast.parse`` that is a ``SystemError``).
+        """
+        if self._thread.is_alive() or self._loop.is_closed():
+            return  # still running (join timed out): closing it now would raise
+        pending = [task for task in asyncio.all_tasks(self._loop) if not task.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            self._loop.run_until_complete(asyncio.wait(pending, timeout=timeout_s))
+        self._loop.close()
