@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from anjian.pipeline.event import Event
 from anjian.service.composition import ServiceParts
 from anjian.service.hub.api import create_hub_app
 from anjian.service.hub.clips import HubClips
@@ -42,15 +43,23 @@ def _headers(store: HubStore, scope: str = "all") -> dict[str, str]:
     return {"Authorization": f"Bearer {store.tokens.create('bureau', 'viewer', scope)[1]}"}
 
 
+def _published_with_clip(plant: ServiceParts, store: HubStore, clip: bytes, *others: Event) -> Event:
+    """Publish an incident carrying ``clip`` (then ``others``); wait until the hub holds them all and the
+    plant has stored the clip."""
+    event = make_event(clip_mp4=clip)
+    for each in (event, *others):
+        plant.sink.publish(each)
+    assert wait_for(lambda: store.count_events(PLANT) == 1 + len(others), 30)
+    assert wait_for(lambda: (stored := plant.store.get_event(event.id)) is not None and stored.clip_path, 30)
+    return event
+
+
 def test_a_clip_comes_from_the_plant_in_parts_is_cached_and_served_after_the_plant_goes_offline(
     plant: ServiceParts, hub_api: tuple[TestClient, HubStore, HubConfig], tmp_path: Path
 ) -> None:
     client, store, _config = hub_api
-    event, bare = make_event(clip_mp4=CLIP), make_event(camera_id="cam-2")
-    for each in (event, bare):
-        plant.sink.publish(each)
-    assert wait_for(lambda: store.count_events(PLANT) == 2, 30)
-    assert wait_for(lambda: (stored := plant.store.get_event(event.id)) is not None and stored.clip_path, 30)
+    bare = make_event(camera_id="cam-2")
+    event = _published_with_clip(plant, store, CLIP, bare)
     headers = _headers(store)
     path = f"/api/plants/{PLANT}/events/{event.id}/clip"
 
@@ -79,10 +88,7 @@ def test_a_clip_over_the_hubs_limit_is_refused(
     plant: ServiceParts, hub_api: tuple[TestClient, HubStore, HubConfig]
 ) -> None:
     client, store, _config = hub_api
-    event = make_event(clip_mp4=CLIP + os.urandom(1_000_000))
-    plant.sink.publish(event)
-    assert wait_for(lambda: store.count_events(PLANT) == 1, 30)
-    assert wait_for(lambda: (stored := plant.store.get_event(event.id)) is not None and stored.clip_path, 30)
+    event = _published_with_clip(plant, store, CLIP + os.urandom(1_000_000))
 
     response = client.get(f"/api/plants/{PLANT}/events/{event.id}/clip", headers=_headers(store))
 
@@ -98,10 +104,7 @@ def test_with_signing_keys_only_the_hub_holding_the_plants_key_gets_its_clips(
     signed: tuple[ServiceParts, HubStore, HubBus],  # noqa: F811
 ) -> None:
     plant, store, bus = signed
-    event = make_event(clip_mp4=CLIP[:300_000])
-    plant.sink.publish(event)
-    assert wait_for(lambda: store.count_events(PLANT) == 1, 30)
-    assert wait_for(lambda: (stored := plant.store.get_event(event.id)) is not None and stored.clip_path, 30)
+    event = _published_with_clip(plant, store, CLIP[:300_000])
     path = f"/api/plants/{PLANT}/events/{event.id}/clip"
     keyed = hub_config(tmp_path / "hub", topology.hub.url, signing_key=KEY)
     keyless = hub_config(tmp_path / "hub", topology.hub.url)
@@ -122,10 +125,7 @@ def test_clips_are_answered_again_after_the_plants_nats_server_restarts(
     plant: ServiceParts, topology: NatsTopology, hub_api: tuple[TestClient, HubStore, HubConfig]
 ) -> None:
     client, store, _config = hub_api
-    event = make_event(clip_mp4=CLIP[:200_000])
-    plant.sink.publish(event)
-    assert wait_for(lambda: store.count_events(PLANT) == 1, 30)
-    assert wait_for(lambda: (stored := plant.store.get_event(event.id)) is not None and stored.clip_path, 30)
+    event = _published_with_clip(plant, store, CLIP[:200_000])
 
     server = topology.plants[PLANT]
     server.stop()
