@@ -11,7 +11,7 @@ from pydantic import Field
 from anjian.cameras.fields import FractionOrZero
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
-from anjian.pipeline.config import Severity, WindowedConfig
+from anjian.pipeline.config import Severity, UpdateIntervalS, WindowedConfig
 from anjian.pipeline.event import Behaviour, RiskLevel
 from anjian.pipeline.incidents import EventContext, IncidentUpdate
 from anjian.pipeline.rules.base import (
@@ -37,9 +37,7 @@ class OpenFlameConfig(WindowedConfig):
         min_length=1,
         description="Detector classes that count as flame (add 'smoke' to count smoke).",
     )
-    update_interval_s: float = Field(
-        5.0, gt=0, le=3600, description="Re-publish an ongoing incident this often."
-    )
+    update_interval_s: UpdateIntervalS = 5.0
     is_temporal_check: bool = Field(
         True,
         description="Reject flames that do not change over the window (a static orange lamp, a painted sign, "

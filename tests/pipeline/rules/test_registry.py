@@ -225,3 +225,11 @@ def test_a_registry_refuses_two_behaviours_under_one_key() -> None:
             description="",
             raises=(Behaviour.OVERCROWDING,),
         )
+
+
+@pytest.mark.parametrize("spec", REGISTRY.specs, ids=lambda spec: spec.key)
+def test_every_rule_bounds_its_timing_fields_alike(spec: BehaviourSpec[Any]) -> None:
+    """Each rule's clear-after and re-publish intervals take the shared field types: over 0, up to a day."""
+    properties = spec.config.model_json_schema()["properties"]
+    for field in ("clear_after_s", "update_interval_s"):
+        assert (properties[field]["exclusiveMinimum"], properties[field]["maximum"]) == (0, 86_400), field
