@@ -7,6 +7,7 @@ import json
 import shutil
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,19 @@ class NodeCameras:
 
 def _node(name: str, server: NatsServer, plant: str) -> CameraNode:
     return CameraNode(name, NODES, plant_id=plant, bus_url=server.url, camera_ids=CAMERAS)
+
+
+@contextmanager
+def _running(cameras: Cameras, *nodes: CameraNode) -> Iterator[None]:
+    """Start ``nodes`` on the test's shared cameras; stop each on the way out, then check no camera ran twice."""
+    for node in nodes:
+        node.start(cameras.host(node.name))
+    try:
+        yield
+    finally:
+        for node in nodes:
+            node.stop()
+    assert cameras.overlaps == []
 
 
 def test_create_lets_one_of_two_racing_nodes_take_a_free_camera(bus: BusConnection) -> None:
@@ -216,9 +230,7 @@ def test_a_dead_nodes_cameras_are_taken_by_a_live_node_and_handed_back_when_it_r
     fire = [{"camera_id": "cam-1", "event": {"id": "fire-1"}}]
     cameras.incidents["cam-1"] = fire  # open on cam-1: whichever node runs it carries it on
     line_a, line_b = _node("line-a", server, "handover"), _node("line-b", server, "handover")
-    line_a.start(cameras.host("line-a"))
-    line_b.start(cameras.host("line-b"))
-    try:
+    with _running(cameras, line_a, line_b):
         assert wait_for(lambda: line_a.held() == ["cam-1", "cam-2"] and line_b.held() == ["cam-3"])
         assert wait_for(
             lambda: sorted(cameras.settled) == ["line-a", "line-b"]
@@ -229,17 +241,12 @@ def test_a_dead_nodes_cameras_are_taken_by_a_live_node_and_handed_back_when_it_r
         assert wait_for(lambda: line_b.held() == CAMERAS and len(cameras.running) == 3)
         assert ("line-b", "cam-1", fire) in cameras.received, "the fire goes on, not raised again"
 
-        line_a = _node("line-a", server, "handover")
-        line_a.start(cameras.host("line-a"))
-        handed_back = {"cam-1": "line-a", "cam-2": "line-a", "cam-3": "line-b"}
-        assert wait_for(lambda: cameras.running == handed_back and line_b.held() == ["cam-3"])
-        assert cameras.settled["line-a"] == {"fire-1"}, "its old fire is line-b's now: not ended at start"
-        handed_back = {(node, camera): incidents for node, camera, incidents in cameras.received[-2:]}
-        assert handed_back == {("line-a", "cam-1"): fire, ("line-a", "cam-2"): []}
-    finally:
-        line_a.stop()
-        line_b.stop()
-    assert cameras.overlaps == []
+        with _running(cameras, _node("line-a", server, "handover")):  # it comes back
+            handed_back = {"cam-1": "line-a", "cam-2": "line-a", "cam-3": "line-b"}
+            assert wait_for(lambda: cameras.running == handed_back and line_b.held() == ["cam-3"])
+            assert cameras.settled["line-a"] == {"fire-1"}, "its old fire is line-b's now: not ended at start"
+            handed_back = {(node, camera): incidents for node, camera, incidents in cameras.received[-2:]}
+            assert handed_back == {("line-a", "cam-1"): fire, ("line-a", "cam-2"): []}
 
 
 def test_a_hand_back_whose_save_failed_still_hands_the_incidents_over(
@@ -248,8 +255,7 @@ def test_a_hand_back_whose_save_failed_still_hands_the_incidents_over(
     cameras = Cameras()
     fire = [{"camera_id": "cam-1", "event": {"id": "fire-1"}}]
     line_b = _node("line-b", server, "retry")
-    line_b.start(cameras.host("line-b"))  # alone: it takes every camera
-    try:
+    with _running(cameras, line_b):  # alone: it takes every camera
         assert wait_for(lambda: line_b.held() == CAMERAS and len(cameras.running) == 3)
         cameras.incidents["cam-1"] = fire
         real_save = LeaseBucket.save_incidents
@@ -263,16 +269,10 @@ def test_a_hand_back_whose_save_failed_still_hands_the_incidents_over(
 
         monkeypatch.setattr(LeaseBucket, "save_incidents", save_failing_once)
         line_a = _node("line-a", server, "retry")
-        line_a.start(cameras.host("line-a"))
-        try:
+        with _running(cameras, line_a):
             assert wait_for(lambda: line_a.held() == ["cam-1", "cam-2"] and "cam-1" in cameras.running)
             assert failures == ["cam-1"]
             assert ("line-a", "cam-1", fire) in cameras.received
-        finally:
-            line_a.stop()
-    finally:
-        line_b.stop()
-    assert cameras.overlaps == []
 
 
 def _saved_incidents(bus: BusConnection, plant: str, camera_id: str) -> list[JournalEntry]:
@@ -294,67 +294,59 @@ def test_a_node_that_stops_gracefully_releases_its_cameras_at_once(server: NatsS
         bus_url=server.url,
         camera_ids=CAMERAS,
     )
-    line_a.start(cameras.host("line-a"))
-    line_b.start(cameras.host("line-b"))
-    try:
+    with _running(cameras, line_a, line_b):
         assert wait_for(lambda: line_a.held() == ["cam-1", "cam-2"] and line_b.held() == ["cam-3"])
         line_a.stop()
 
         assert wait_for(lambda: line_b.held() == CAMERAS, timeout_s=10)
-    finally:
-        line_a.stop()
-        line_b.stop()
-    assert cameras.overlaps == []
 
 
 def test_a_node_cut_off_from_nats_stops_its_cameras_before_its_leases_expire(tmp_path: Path) -> None:
     server = _start_server(tmp_path / "nats")
     cameras = Cameras()
     line_a = _node("line-a", server, "fence")
-    line_a.start(cameras.host("line-a"))
     try:
-        assert wait_for(lambda: line_a.held() == ["cam-1", "cam-2", "cam-3"])
-        server.kill()
+        with _running(cameras, line_a):
+            assert wait_for(lambda: line_a.held() == ["cam-1", "cam-2", "cam-3"])
+            server.kill()
 
-        assert wait_for(lambda: cameras.running == {}, timeout_s=20)
-        assert line_a.held() == []
+            assert wait_for(lambda: cameras.running == {}, timeout_s=20)
+            assert line_a.held() == []
     finally:
-        line_a.stop()
         server.kill()
 
 
 def test_leases_live_on_the_plants_leaf_node_not_the_hub(topology: NatsTopology) -> None:
     cameras = Cameras()
     line_a = _node("line-a", topology.plants[PLANT], PLANT)
-    line_a.start(cameras.host("line-a"))
     hub = BusConnection(topology.hub.url, name="hub-check")
-    hub.start()
-    try:
-        assert wait_for(lambda: line_a.held() == CAMERAS)
-        assert hub.wait_connected(10)
-        with pytest.raises(BucketNotFoundError):  # they work while the link to the hub is down
-            hub.call(lambda js: js.key_value(lease_bucket_name(PLANT)), timeout_s=10)
-        plant_js = hub.jetstream(domain=plant_domain(PLANT))  # the plant's JetStream, over the leaf link
-        assert hub.call(lambda _js: plant_js.key_value(lease_bucket_name(PLANT)), timeout_s=10) is not None
-    finally:
-        hub.stop()
-        line_a.stop()
+    with _running(cameras, line_a):
+        hub.start()
+        try:
+            assert wait_for(lambda: line_a.held() == CAMERAS)
+            assert hub.wait_connected(10)
+            with pytest.raises(BucketNotFoundError):  # they work while the link to the hub is down
+                hub.call(lambda js: js.key_value(lease_bucket_name(PLANT)), timeout_s=10)
+            plant_js = hub.jetstream(domain=plant_domain(PLANT))  # the plant's JetStream, over the leaf link
+            assert (
+                hub.call(lambda _js: plant_js.key_value(lease_bucket_name(PLANT)), timeout_s=10) is not None
+            )
+        finally:
+            hub.stop()
 
 
 def test_a_node_leases_its_cameras_again_after_the_server_lost_its_store(tmp_path: Path) -> None:
     server = _start_server(tmp_path / "nats")
     cameras = Cameras()
     line_a = _node("line-a", server, "amnesia")
-    line_a.start(cameras.host("line-a"))
     try:
-        assert wait_for(lambda: line_a.held() == CAMERAS)
-        server.kill()
-        shutil.rmtree(tmp_path / "nats" / "jetstream")  # a new disk: the bucket is gone
-        assert wait_for(lambda: line_a.held() == [], timeout_s=20)  # fenced while the server was away
-        server.start()
+        with _running(cameras, line_a):
+            assert wait_for(lambda: line_a.held() == CAMERAS)
+            server.kill()
+            shutil.rmtree(tmp_path / "nats" / "jetstream")  # a new disk: the bucket is gone
+            assert wait_for(lambda: line_a.held() == [], timeout_s=20)  # fenced while the server was away
+            server.start()
 
-        assert wait_for(lambda: line_a.held() == CAMERAS, timeout_s=30)
+            assert wait_for(lambda: line_a.held() == CAMERAS, timeout_s=30)
     finally:
-        line_a.stop()
         server.kill()
-    assert cameras.overlaps == []
