@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field
 
+from anjian.cameras.fields import DurationS
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
 from anjian.pipeline.config import (
@@ -51,9 +52,7 @@ class UncleanedDustConfig(RuleConfig):
         description="Schedule of cleaning windows: the score is checked at the end of each. Null: checked "
         "every check_interval_s.",
     )
-    check_interval_s: float = Field(
-        600.0, gt=0, le=86_400, description="Check period without cleaning windows."
-    )
+    check_interval_s: DurationS = Field(600.0, description="Check period without cleaning windows.")
     max_occluded_fraction: float = Field(
         0.5, ge=0, le=1, description="Defer a check while people cover more than this fraction of the zone."
     )

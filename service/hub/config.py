@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
+from anjian.cameras.fields import DurationS
 from anjian.service.bus.config import BusId, NatsUrl, SigningKey
 from anjian.service.bus.subjects import plant_domain
 from anjian.service.config import ServerConfig, SlaConfig, StorageConfig
@@ -76,10 +77,8 @@ class HubSiteConfig(_HubModel):
     """The supervising office."""
 
     name: str = Field("anjian hub", max_length=200, description="Shown on the hub's view.")
-    silent_after_s: float = Field(
+    silent_after_s: DurationS = Field(
         120.0,
-        gt=0,
-        le=86_400,
         description="A plant not heard from for this long is shown silent (it reports its cameras' and "
         "sensors' health every bus.health_interval_s, 30 s by default).",
     )
