@@ -22,7 +22,9 @@ __all__ = [
     "FractionOrZero",
     "GreyLevel",
     "GreyLevelOrZero",
+    "HostName",
     "Score",
+    "TcpPort",
 ]
 
 DurationS = Annotated[float, Field(gt=0, le=86_400)]
@@ -45,3 +47,9 @@ GreyLevel = Annotated[float, Field(gt=0, le=255)]
 
 GreyLevelOrZero = Annotated[float, Field(ge=0, le=255)]
 """A grey level or grey-level spread (0-255 scale), from 0."""
+
+TcpPort = Annotated[int, Field(ge=1, le=65535)]
+"""A TCP port number."""
+
+HostName = Annotated[str, Field(min_length=1, max_length=253)]
+"""A host name or IP address (a DNS name is at most 253 characters)."""

@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from anjian.cameras.fields import TcpPort
 from anjian.cameras.url import mask_credentials, mask_url
 from anjian.models.config import DetectorConfig
 from anjian.pipeline.config import CameraPipelineConfig, check_time_zone
@@ -173,7 +174,7 @@ class ServerConfig(_ServiceModel):
     """Where the HTTP API listens."""
 
     host: str = Field("127.0.0.1", description="Bind address.")
-    port: int = Field(8000, ge=1, le=65535, description="TCP port; ANJIAN_PORT overrides it.")
+    port: TcpPort = Field(8000, description="TCP port; ANJIAN_PORT overrides it.")
     cors_origins: list[str] = Field(
         default_factory=list, description="Browser origins allowed to call the API; empty: CORS off."
     )

@@ -41,7 +41,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from anjian.cameras.config import ReconnectConfig
-from anjian.cameras.fields import DurationOrZeroS, DurationS
+from anjian.cameras.fields import DurationOrZeroS, DurationS, HostName, TcpPort
 from anjian.cameras.url import mask_url, remember_secret, split_url
 from anjian.pipeline.event import RiskLevel
 
@@ -122,8 +122,8 @@ class ModbusDeviceConfig(SensorModel):
     """One Modbus TCP device (a PLC, a gas controller, a gateway): one connection, polled in turn."""
 
     id: str = _ID
-    host: str = Field(..., min_length=1, max_length=253, description="Host name or address.")
-    port: int = Field(502, ge=1, le=65535, description="Modbus TCP port.")
+    host: HostName = Field(..., description="Host name or address.")
+    port: TcpPort = Field(502, description="Modbus TCP port.")
     unit_id: int = Field(1, ge=0, le=255, description="Modbus unit (slave) id.")
     poll_interval_s: float = Field(1.0, ge=0.05, le=3600, description="How often every register is read.")
     timeout_s: float = Field(3.0, gt=0, le=60, description="Per-request timeout.")

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from anjian.cameras.fields import HostName, TcpPort
 from anjian.pipeline.event import Behaviour, RiskLevel
 from anjian.service.delivery_policy import AttemptTimeoutS, MaxAttempts, RetryForS
 from anjian.service.lifecycle import check_event_kinds
@@ -121,8 +122,8 @@ class RobotConfig(_FilteredChannel):
 class EmailConfig(_FilteredChannel):
     """E-mail through an SMTP server, to a list of addresses (HTML and text, the snapshot attached)."""
 
-    host: str = Field(..., min_length=1, max_length=253, description="SMTP server host name or address.")
-    port: int = Field(587, ge=1, le=65535, description="SMTP port (587 submission, 465 TLS, 25 relay).")
+    host: HostName = Field(..., description="SMTP server host name or address.")
+    port: TcpPort = Field(587, description="SMTP port (587 submission, 465 TLS, 25 relay).")
     security: Literal["starttls", "tls", "none"] = Field(
         "starttls",
         description="starttls: upgrade the connection (587); tls: TLS from the start (465); none: plain.",
