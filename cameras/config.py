@@ -118,6 +118,13 @@ class CameraConfig(_CamerasModel):
         description="Decode keyframes only (skip_frame NONKEY): a fraction of the CPU, for cameras whose "
         "behaviours need one frame every second or two. The analysed rate is then at most the keyframe rate.",
     )
+    skip_unused_frames: bool = Field(
+        True,
+        description="Skip decoding the frames no other frame refers to (B-frames: skip_frame NONREF) when "
+        "analysis_fps is at most half the stream's frame rate. Such frames are never analysed at that rate and "
+        "are most of the decoding CPU of streams that have them (files, some encoders); an analysed frame may "
+        "then come up to one frame later. Streams without B-frames (most IP cameras) decode as before.",
+    )
     decode_threads: int = Field(
         2,
         ge=0,

@@ -221,6 +221,15 @@ def _open(config: CameraConfig) -> tuple[av.container.InputContainer, str]:
     return container, ("cuda" if hwaccel is not None else "cpu")
 
 
+def _samples_at_most_half(config: CameraConfig, stream: av.VideoStream) -> bool:
+    """Whether the sampler keeps at most every other frame, so non-reference frames may go undecoded.
+
+    An unknown frame rate (some live streams) decodes every frame.
+    """
+    rate = stream.average_rate
+    return config.skip_unused_frames and bool(rate) and 2 * config.analysis_fps <= float(rate or 0)
+
+
 def _to_image(av_frame: av.VideoFrame) -> Any:
     """BGR pixels of a decoded frame: a numpy array, or a CUDA tensor for an NVDEC frame."""
     if av_frame.format.name == "cuda":
@@ -282,6 +291,8 @@ def decode_frames(
             context.thread_count = config.decode_threads
             if config.keyframes_only:
                 context.skip_frame = "NONKEY"
+            elif _samples_at_most_half(config, stream):
+                context.skip_frame = "NONREF"
             if on_open is not None:
                 on_open(decoder)
             time_base = stream.time_base or Fraction(1, 90000)

@@ -43,13 +43,14 @@ def write_synthetic_clip(
     sensor_noise: int = 0,
     keyframe_interval_s: float = 1.0,
     encoding: ClipEncoding = "fast",
+    b_frames: int = 0,
 ) -> Path:
     """Write a small H.264 (yuv420p) MP4 clip made of synthetic frames.
 
     Every clip has a keyframe each ``keyframe_interval_s`` (never more often: no
-    scene-cut keyframes) and no B-frames, like most IP cameras' streams, so the RTSP
-    server can pass its access units through unchanged and late joiners wait at most
-    one interval for a picture.
+    scene-cut keyframes) and, unless ``b_frames`` asks for them, no B-frames, like most
+    IP cameras' streams, so the RTSP server can pass its access units through unchanged
+    and late joiners wait at most one interval for a picture.
 
     Args:
         path: Output file; parent directories are created. Should end in ``.mp4``.
@@ -66,6 +67,8 @@ def write_synthetic_clip(
         keyframe_interval_s: Seconds between keyframes (> 0; at least one frame).
         encoding: ``"fast"`` (x264 ultrafast, zero latency: cheap to write) or
             ``"camera"`` (veryfast, CRF 23: what decoding a camera costs).
+        b_frames: Most B-frames between two reference frames (0-4), as files exported by
+            editors have; needs the ``camera`` encoding (``fast`` tunes for zero latency).
 
     Returns:
         The path written, as a ``Path``.
@@ -91,6 +94,8 @@ def write_synthetic_clip(
         raise ValueError(f"keyframe_interval_s must be > 0, got {keyframe_interval_s!r}")
     if encoding not in _ENCODINGS:
         raise ValueError(f"encoding must be one of {tuple(_ENCODINGS)}, got {encoding!r}")
+    if not 0 <= b_frames <= 4 or (b_frames and encoding != "camera"):
+        raise ValueError(f"b_frames must be 0-4, and 0 unless encoding='camera', got {b_frames!r}")
 
     out_path = Path(path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +117,7 @@ def write_synthetic_clip(
         stream.height = height
         stream.pix_fmt = "yuv420p"
         stream.gop_size = gop
-        stream.max_b_frames = 0
+        stream.max_b_frames = b_frames
         if stream.codec_context.name == "libx264":
             stream.options = {**_ENCODINGS[encoding], "keyint_min": str(gop), "sc_threshold": "0"}
         for index in range(n_frames):

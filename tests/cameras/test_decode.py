@@ -84,6 +84,36 @@ def test_keyframes_only_mode_decodes_one_frame_per_gop(test_clip: Path) -> None:
     assert [round(f.pts_s, 1) for f in keyframes] == [0.0, 1.0, 2.0, 3.0]
 
 
+def test_b_frames_are_not_decoded_when_the_analysis_keeps_at_most_every_other_frame(tmp_path: Path) -> None:
+    clip = make_test_clip(tmp_path / "b.mp4", seconds=4, fps=10, encoding="camera", b_frames=2)
+    decoded = {True: 0, False: 0}
+    analysed = {}
+    for skip in (True, False):
+
+        def count(skip: bool = skip) -> None:
+            decoded[skip] += 1
+
+        camera = _camera(clip, analysis_fps=2, skip_unused_frames=skip)
+        analysed[skip] = [f.pts_s for f in decode_frames(camera, stop=threading.Event(), on_decoded=count)]
+    assert decoded[False] == 40
+    assert decoded[True] < 0.8 * decoded[False]  # the B-frames nothing refers to were skipped
+    assert len(analysed[True]) == len(analysed[False]) == 8  # the same rate reaches the pipeline
+    assert all(0 <= s - e <= 0.1 + 1e-6 for s, e in zip(analysed[True], analysed[False], strict=True))
+
+
+def test_every_frame_is_decoded_when_the_analysis_needs_more_than_half(tmp_path: Path) -> None:
+    clip = make_test_clip(tmp_path / "b.mp4", seconds=2, fps=10, encoding="camera", b_frames=2)
+    decoded = 0
+
+    def count() -> None:
+        nonlocal decoded
+        decoded += 1
+
+    frames = list(decode_frames(_camera(clip, analysis_fps=6), stop=threading.Event(), on_decoded=count))
+    assert decoded == 20
+    assert len(frames) >= 11
+
+
 def test_stop_event_ends_the_iteration(test_clip: Path) -> None:
     stop = threading.Event()
     stop.set()
