@@ -32,6 +32,7 @@ import numpy as np
 
 from anjian.cameras.frame import Frame
 from anjian.pipeline.config import EvidenceConfig
+from anjian.pipeline.shrink import shrink
 
 __all__ = ["BufferedFrame", "ClipRecorder", "EvidenceStats", "FrameRing", "encode_clip"]
 
@@ -110,7 +111,7 @@ class FrameRing:
         if w > self.width_px:
             new_w = self.width_px - self.width_px % 2
             new_h = max(2, round(h * new_w / w / 2) * 2)
-            image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+            image = shrink(image, (new_w, new_h))
         ok, encoded = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
         if not ok:
             logger.warning("%s: JPEG encoding of a buffered frame failed", frame.camera_id)
@@ -187,7 +188,7 @@ def _write_mp4(
         last_pts = -1
         for item, image in zip(frames, images, strict=True):
             if image.shape[:2] != (h, w):
-                image = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA)
+                image = shrink(image, (w, h))
             video_frame = av.VideoFrame.from_ndarray(image, format="bgr24")
             pts = max(last_pts + 1, round((item.captured_at - t0) / _TIME_BASE))
             video_frame.pts, video_frame.time_base = pts, _TIME_BASE

@@ -12,13 +12,13 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
 from anjian.pipeline.config import ZoneConfig
 from anjian.pipeline.event import EventBox
+from anjian.pipeline.shrink import shrink
 from anjian.pipeline.snapshot import render_snapshot
 
 __all__ = ["LiveFrame", "LiveView", "clock_caption"]
@@ -123,9 +123,7 @@ class LiveView:
         image = np.asarray(latest.frame.host_image())
         h, w = image.shape[:2]  # the detections' pixel space
         if w > self._max_width:
-            image = cv2.resize(
-                image, (self._max_width, round(h * self._max_width / w)), interpolation=cv2.INTER_AREA
-            )
+            image = shrink(image, (self._max_width, round(h * self._max_width / w)))
         dets = latest.detections
         names = dets.class_names
         keep = np.flatnonzero(dets.confidence >= self._min_confidence)
