@@ -20,15 +20,26 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from anjian.service.copying import copy_fields
 from anjian.service.database import Database
-from anjian.service.tables import ApiTokenRow
+from anjian.service.tables import ApiTokenRow, TokenColumns
 
-__all__ = ["ApiToken", "Role", "TokenStore", "check_token_name", "hash_token", "printable"]
+__all__ = [
+    "ApiToken",
+    "Role",
+    "TokenStore",
+    "check_token_name",
+    "find_live_token",
+    "hash_token",
+    "new_token_secret",
+    "printable",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +51,8 @@ another process, e.g. ``anjian tokens revoke``, takes effect within this time; i
 _ACCEPTED_CACHE_ENTRIES = 1024
 _MAX_NAME_CHARS = 200
 _UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, format (bidi overrides), separators
+
+_Row = TypeVar("_Row", bound=TokenColumns)
 
 
 class Role(StrEnum):
@@ -84,6 +97,25 @@ class ApiToken:
 def hash_token(token: str) -> str:
     """Hex SHA-256 of a token: what the database keeps."""
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token_secret(prefix: str) -> str:
+    """A new secret: ``prefix`` and 256 random bits as 43 URL-safe characters (only its hash is stored)."""
+    return prefix + secrets.token_urlsafe(32)
+
+
+def find_live_token(session: Session, row_type: type[_Row], digest: str) -> _Row | None:
+    """The token row of ``row_type`` whose hash is ``digest``, unless it is revoked; else ``None``.
+
+    Args:
+        session: An open session of the token table's database.
+        row_type: The token table (the service's ``ApiTokenRow``, the hub's ``HubTokenRow``).
+        digest: ``hash_token`` of the secret presented; matched in constant time.
+    """
+    row = session.scalars(select(row_type).where(row_type.token_hash == digest)).first()
+    if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, digest):
+        return None
+    return row
 
 
 def printable(text: str) -> str:
@@ -152,7 +184,7 @@ class TokenStore:
         """
         name = check_token_name(name)
         role = Role(role)
-        secret = _PREFIX + secrets.token_urlsafe(32)
+        secret = new_token_secret(_PREFIX)
         with self._db.write() as session:
             row = ApiTokenRow(
                 name=name, role=role.value, token_hash=hash_token(secret), created_at=self._clock()
@@ -178,8 +210,8 @@ class TokenStore:
         if cached is not None and now < cached[1]:
             return cached[0]
         with self._db.read() as session:
-            row = session.scalars(select(ApiTokenRow).where(ApiTokenRow.token_hash == digest)).first()
-            if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, digest):
+            row = find_live_token(session, ApiTokenRow, digest)
+            if row is None:
                 self._forget(digest)
                 return None
             found = _to_token(row)

@@ -12,9 +12,7 @@ Only the SHA-256 of a token is stored, as for the service's own tokens.
 
 from __future__ import annotations
 
-import hmac
 import re
-import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,7 +24,7 @@ from sqlalchemy import select
 from anjian.service.copying import copy_fields
 from anjian.service.database import Database
 from anjian.service.hub.tables import HubTokenRow
-from anjian.service.tokens import check_token_name, hash_token
+from anjian.service.tokens import check_token_name, find_live_token, hash_token, new_token_secret
 
 __all__ = ["HubRole", "HubToken", "HubTokens", "check_scope"]
 
@@ -98,7 +96,7 @@ class HubTokens:
         name = check_token_name(name)
         role = HubRole(role)
         scope = check_scope(scope)
-        secret = _PREFIX + secrets.token_urlsafe(32)
+        secret = new_token_secret(_PREFIX)
         with self._db.write() as session:
             row = HubTokenRow(
                 name=name,
@@ -116,12 +114,9 @@ class HubTokens:
         """The valid token with this secret, or ``None``."""
         if not secret.startswith(_PREFIX):
             return None
-        digest = hash_token(secret)
         with self._db.read() as session:
-            row = session.scalars(select(HubTokenRow).where(HubTokenRow.token_hash == digest)).first()
-            if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, digest):
-                return None
-            return _token(row)
+            row = find_live_token(session, HubTokenRow, hash_token(secret))
+            return None if row is None else _token(row)
 
     def list(self) -> list[HubToken]:
         """Every token, oldest first."""
