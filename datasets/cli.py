@@ -27,7 +27,7 @@ from anjian.datasets.split import split_by_group
 from anjian.datasets.stats import class_stats
 from anjian.datasets.yolo import LinkMode, load_yolo_set, write_yolo_set
 
-__all__ = ["dataset_app", "load_any", "rich_progress"]
+__all__ = ["dataset_app", "fail", "load_any", "rich_progress"]
 
 T = TypeVar("T")
 
@@ -48,9 +48,10 @@ def rich_progress(items: Iterable[T], description: str, total: int) -> Iterator[
             progress.advance(task)
 
 
-def _fail(message: str) -> typer.Exit:
-    """Print an error and return the exit to raise."""
-    _err.print(f"[red]{message}[/red]")
+def fail(message: str) -> typer.Exit:
+    """Print an error in red on stderr, as written (a path holding ``[bold]`` or ``[/x]`` is not read as
+    markup), and return the exit to raise."""
+    _err.print(f"[red]{escape(message)}[/red]")
     return typer.Exit(2)
 
 
@@ -92,11 +93,11 @@ def import_command(
     first errors are listed), so that a script notices.
     """
     if link not in ("symlink", "hardlink", "copy"):
-        raise _fail(f"--link must be symlink, hardlink or copy, got {link!r}")
+        raise fail(f"--link must be symlink, hardlink or copy, got {link!r}")
     try:
         dataset = load_any(source, name=name, images=images, split=split)
     except DatasetError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     link_mode: LinkMode = link  # type: ignore[assignment]
     data_yaml = write_yolo_set(dataset, out, link=link_mode, progress=rich_progress)
     errors = [i for i in dataset.issues if i.severity.value == "error"]
@@ -127,7 +128,7 @@ def validate_command(
     try:
         dataset = load_any(source, images=images, split=split)
     except DatasetError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     report = validate_set(dataset, is_decoding_images=not is_quick, progress=rich_progress)
     table = Table(title=f"{report.set_name}: {report.images} images, {report.boxes} boxes")
     for column in ("severity", "issue", "count"):
@@ -165,7 +166,7 @@ def merge_command(
         sets = [load_yolo_set(s, progress=rich_progress) for s in sources]
         merged, report = merge_sets(sets, mapping, progress=rich_progress)
     except (DatasetError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     data_yaml = write_yolo_set(merged, out, link=link, by_source=by_source, progress=rich_progress)  # type: ignore[arg-type]
     table = Table(title=f"merged into {list(mapping.classes)}")
     for column in ("set", "class", "->", "boxes", "kept"):
@@ -201,7 +202,7 @@ def split_command(
         dataset = load_yolo_set(source, progress=rich_progress)
         resplit = split_by_group(dataset, fractions, seed=seed)
     except (DatasetError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     # a merged set keeps one sub-folder per source, so each source's val can still be evaluated alone
     by_source = len(resplit.labelled_classes) > 1
     data_yaml = write_yolo_set(resplit, out, link=link, by_source=by_source, progress=rich_progress)  # type: ignore[arg-type]
@@ -218,7 +219,7 @@ def stats_command(
     try:
         dataset = load_any(source, images=images, split=split)
     except DatasetError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     rows, totals = class_stats(dataset)
     table = Table(
         title=f"{dataset.name}: "
@@ -272,7 +273,7 @@ def label_import_command(
         )
         data_yaml = write_yolo_set(dataset, out, link="copy", progress=rich_progress)
     except (DatasetError, OSError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     splits = ", ".join(f"{s} {len(dataset.in_split(s))}" for s in dataset.splits)
     _out.print(
         f"{report.tool}: {report.images} images ({splits}), {report.boxes} boxes, classes "
@@ -319,7 +320,7 @@ def version_create_command(
     try:
         version, is_new = create_version(name, data, path=versions_file, note=note, progress=rich_progress)
     except (DatasetError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     where = versions_file or default_versions_path()
     if not is_new:
         _out.print(f"{name} already names this content ({version.data_hash[:19]}…); nothing changed")
@@ -336,7 +337,7 @@ def version_list_command(versions_file: VersionsFileOpt = None, json_out: JsonOp
     try:
         versions = load_versions(versions_file)
     except DatasetError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if not versions:
         _out.print(f"no dataset versions in {versions_file or default_versions_path()}")
         return

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from anjian.datasets.cli import dataset_app, rich_progress
+from anjian.datasets.cli import dataset_app, fail, rich_progress
 from anjian.datasets.errors import DatasetError
 from anjian.models.errors import ModelError
 
@@ -57,13 +57,7 @@ def _site_registry(registry: Path | None, site_config: Path | None) -> Path | No
     try:
         return registry_of_site_config(site_config)
     except ValueError as exc:
-        raise _fail(str(exc)) from None
-
-
-def _fail(message: str) -> typer.Exit:
-    """Print an error and return the exit to raise."""
-    _err.print(f"[red]{message}[/red]")
-    return typer.Exit(2)
+        raise fail(str(exc)) from None
 
 
 def _num(value: float | None) -> str:
@@ -170,7 +164,7 @@ def train_command(
         )
         run = train_detector(config, resume=resume)
     except (FileNotFoundError, ValueError, OSError, DatasetError, ModelError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     _out.print(f"weights: {run.best} (last: {run.last}); record: {run.record}")
 
 
@@ -274,7 +268,7 @@ def eval_command(
             detector, dataset, split=split, class_map=mapping, progress=rich_progress, on_image=collector
         )
     except (DatasetError, ModelError, ValueError, ModuleNotFoundError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     report.extra.update(_eval_conditions(model, detector, data, split, class_map, confidence))
     report.extra["thresholds"] = _calibrated_thresholds(report)
     table = Table(title=f"{report.model} on {report.data}: {report.images} images, {report.seconds:.0f} s")
@@ -314,7 +308,7 @@ def eval_command(
                 per_class=gallery_size,
             )
         except (OSError, ValueError) as exc:
-            raise _fail(f"cannot write the report into {report_dir}: {exc}") from None
+            raise fail(f"cannot write the report into {report_dir}: {exc}") from None
         _out.print(f"report: {index}")
 
 
@@ -411,14 +405,14 @@ def export_command(
     from anjian.training.thresholds import load_thresholds_json
 
     if quantize_data and not register:
-        raise _fail("--quantize-data quantises the registered version: add --register")
+        raise fail("--quantize-data quantises the registered version: add --register")
     try:
         calibrated = load_thresholds_json(thresholds) if thresholds is not None else None
         onnx = export_onnx(
             weights, out / "model.onnx", imgsz=imgsz, name=name, version=version, thresholds=calibrated
         )
     except (FileNotFoundError, ValueError, ModelError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if calibrated:
         _out.print(f"thresholds: {calibrated}")
     _out.print(f"fp32: {onnx} ({onnx.stat().st_size / 1e6:.1f} MB)")
@@ -446,7 +440,7 @@ def export_command(
         try:
             entry = register_version(name, onnx, meta, card, root=_site_registry(registry, site_config))
         except (FileExistsError, ValueError) as exc:
-            raise _fail(str(exc)) from None
+            raise fail(str(exc)) from None
         _out.print(
             f"registered {name} version {entry.version} in {entry.directory}; not served until "
             f"`anjian models promote {name} {entry.version}`"
@@ -503,7 +497,7 @@ def models_list(
                     str(v.meta.get("data_hash") or "")[:19],
                 )
     except ModelError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     _out.print(table)
 
 
@@ -526,7 +520,7 @@ def models_promote(
     try:
         promotion = promote(name, version, scope=scope, root=registry)
     except (ModelError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     previous = promotion.previous
     if not promotion.is_changed:
         _out.print(f"{label}: version {version} is promoted already; nothing changed")
@@ -553,7 +547,7 @@ def models_rollback(
         before = promoted_version(name, scope=scope, root=registry)
         version = rollback(name, scope=scope, root=registry)
     except (ModelError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     _out.print(f"{name}{'@' + scope if scope else ''}: rolled back to {version} (from {before})")
 
 
@@ -658,7 +652,7 @@ def models_compare(
     registry = _site_registry(registry, site_config)
     found = [registry_version_of(spec, root=registry) for spec in (model_a, model_b)]
     if found[0] is not None and found[1] is not None and found[0][:2] == found[1][:2]:
-        raise _fail(f"A and B are the same registry version ({found[0][0]}/{found[0][1]})")
+        raise fail(f"A and B are the same registry version ({found[0][0]}/{found[0][1]})")
     try:
         mapping = load_class_map(class_map) if class_map else None
         sides = []
@@ -677,7 +671,7 @@ def models_compare(
             settings={"confidence": confidence, "class_map": str(class_map) if class_map else None},
         )
     except (DatasetError, ModelError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     _print_comparison(comparison)
     if json_out:
         json_out.write_text(json.dumps(comparison.to_dict(), indent=2) + "\n")
@@ -735,7 +729,7 @@ def models_quantize(
 
     names = [scope.name for scope in FLOAT_LADDER]
     if start_at is not None and start_at not in names:
-        raise _fail(f"--start-at must be one of {names}, got {start_at!r}")
+        raise fail(f"--start-at must be one of {names}, got {start_at!r}")
     ladder = FLOAT_LADDER[names.index(start_at) if start_at else 0 :]
     root = _site_registry(registry, site_config)
     try:
@@ -754,7 +748,7 @@ def models_quantize(
             report=_out.print,
         )
     except (DatasetError, ModelError, ValueError, PermissionError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     from anjian.training.int8_gate import Int8Verdict
 
     verdict = Int8Verdict.from_dict(record["gate"])
@@ -764,7 +758,7 @@ def models_quantize(
             f"{name}/{version}: int8 accepted ({record['bytes'] / 1e6:.1f} MB); CPUs run it by default"
         )
     else:
-        raise _fail(f"{name}/{version}: int8 rejected, CPUs keep fp32: " + "; ".join(verdict.failures))
+        raise fail(f"{name}/{version}: int8 rejected, CPUs keep fp32: " + "; ".join(verdict.failures))
 
 
 def _show_promotion_comparison(name: str, version: str, current: str | None, registry: Path | None) -> None:
@@ -809,9 +803,9 @@ def dataset_fire_clips(
             frames, out, min_frames=min_frames, max_frames=max_frames, fps=fps, size_wh=(size, size)
         )
     except (FileNotFoundError, ValueError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if not clips:
-        raise _fail(f"no video in {frames} has {min_frames} frames or more")
+        raise fail(f"no video in {frames} has {min_frames} frames or more")
     site, spec = write_eval_set(clips, out, videos_dir=videos, fps=fps)
     for clip in clips:
         _out.print(f"{clip.path.name}: {len(clip.frame_numbers)} frames, {clip.seconds:.1f} s ({clip.video})")
@@ -884,7 +878,7 @@ def dataset_label_export(
             progress=rich_progress,
         )
     except (DatasetError, ModelError, ValueError, OSError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     boxes = sum(len(t.boxes) for t in tasks)
     _out.print(
         f"{len(tasks)} images, {boxes} pre-labels ({version or 'the set’s own labels'}) -> {out}: "

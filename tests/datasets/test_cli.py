@@ -146,3 +146,10 @@ def test_import_exits_1_when_the_source_had_errors_and_still_writes_the_rest(tmp
     assert result.exit_code == 1, result.output
     assert "1 error(s)" in result.output and "category_id 8" in " ".join(result.output.split())
     assert load_yolo_set(tmp_path / "o" / "data.yaml").box_count() == 1
+
+
+def test_an_error_shows_a_path_with_brackets_as_written(tmp_path: Path) -> None:
+    for name in ("set[bold]1", "set[/x]2"):  # rich markup once: dropped, or a MarkupError traceback
+        result = runner.invoke(app, ["dataset", "stats", str(tmp_path / name)])
+        assert result.exit_code == 2, result.output
+        assert str(tmp_path / name) in result.output.replace("\n", "")
