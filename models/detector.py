@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -13,7 +13,7 @@ from anjian.models.detections import Detections
 from anjian.models.errors import ModelLoadError
 from anjian.models.metadata import ModelInfo
 
-__all__ = ["Detector", "FileDetector", "host_images"]
+__all__ = ["Detector", "FileDetector", "PendingDetections", "host_images", "start_detection"]
 
 
 @runtime_checkable
@@ -76,6 +76,43 @@ class FileDetector:
     def class_thresholds(self) -> dict[str, float]:
         """Calibrated operating score per class name, from the model's metadata (empty when it carries none)."""
         return self.info.class_thresholds
+
+
+class PendingDetections:
+    """Detections being computed: ``result()`` waits for them (once; later calls return the same list)."""
+
+    def __init__(self, finish: Callable[[], list[Detections]]) -> None:
+        self._finish: Callable[[], list[Detections]] | None = finish
+        self._result: list[Detections] = []
+
+    @classmethod
+    def done(cls, detections: list[Detections]) -> PendingDetections:
+        """Detections already computed."""
+        pending = cls(lambda: detections)
+        pending.result()
+        return pending
+
+    def result(self) -> list[Detections]:
+        """One ``Detections`` per image submitted, in order."""
+        if self._finish is not None:
+            finish, self._finish = self._finish, None
+            self._result = finish()
+        return self._result
+
+
+def start_detection(detector: Detector, images: Sequence[Any]) -> PendingDetections:
+    """Start detecting objects in ``images`` and return at once where the backend can, else detect now.
+
+    A backend that runs batches concurrently (OpenVINO's infer requests) offers
+    ``detect_async``: the caller then prepares the next batch while the model works on
+    this one, and the model is never left idle between batches. Any other detector
+    answers synchronously, so every ``Detector`` can be used this way.
+    """
+    detect_async = getattr(detector, "detect_async", None)
+    if detect_async is not None:
+        pending: PendingDetections = detect_async(images)
+        return pending
+    return PendingDetections.done(detector.detect(images))
 
 
 def host_images(images: Sequence[Any]) -> list[np.ndarray]:

@@ -102,10 +102,12 @@ class ExportDetector(FileDetector, ABC):
         """
         if not images:
             return []
+        return self._in_image_pixels(self._detect_raw(images), images)
+
+    def _in_image_pixels(self, raw: list[RawDetections], images: Sequence[Any]) -> list[Detections]:
+        """Each image's raw detections as ``Detections`` in that image's own pixels."""
         results = []
-        for (xyxy, confidence, class_id, transform), image in zip(
-            self._detect_raw(images), images, strict=True
-        ):
+        for (xyxy, confidence, class_id, transform), image in zip(raw, images, strict=True):
             xyxy = transform.boxes_to_original(xyxy, (int(image.shape[1]), int(image.shape[0])))
             results.append(
                 Detections(xyxy=xyxy, confidence=confidence, class_id=class_id, class_names=self.class_names)

@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from anjian.models.config import DetectorConfig
+from anjian.models.detector import PendingDetections, host_images
 from anjian.models.errors import ModelLoadError
 from anjian.models.int8_ir import Int8Files
 from anjian.models.onnx_export import ExportDetector, fixed_batch_chunks, open_session
+from anjian.models.postprocess import decode_outputs
+from anjian.models.preprocess import letterbox_batch
 
 __all__ = ["OpenVinoDetector", "cpu_has_native_bf16", "openvino_available"]
 
@@ -83,7 +87,9 @@ class OpenVinoDetector(ExportDetector):
 
     Everything but compiling and running the model is ``ExportDetector``'s (metadata read
     with ONNX Runtime, letterbox, decode, static batches); a batch is spread over the
-    compiled model's parallel infer requests.
+    compiled model's parallel infer requests. ``detect_async`` starts a batch and returns
+    at once, so the next batch can be queued behind it and the streams never idle
+    between batches (the pipeline keeps one batch in flight while it prepares the next).
 
     Example:
         >>> detector = OpenVinoDetector(Path("model.onnx"), DetectorConfig())
@@ -159,25 +165,53 @@ class OpenVinoDetector(ExportDetector):
         letterbox and decoding as the pipeline.
         """
         self._compiled = compiled
-        streams = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
-        self._requests = [compiled.create_infer_request() for _ in range(streams)]
+        self._streams = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        # Two batches' worth: one running on the streams, the next queued behind it.
+        self._idle_requests = [compiled.create_infer_request() for _ in range(2 * self._streams)]
+
+    def detect_async(self, images: Sequence[Any]) -> PendingDetections:
+        """Letterbox the images and start the model on them; ``result()`` waits, decodes and maps the boxes back."""
+        if not images:
+            return PendingDetections.done([])
+        batch, transforms = letterbox_batch(host_images(images), self.info.input_hw, stride=self._stride)
+        outputs = self._start(batch)
+        return PendingDetections(
+            lambda: self._in_image_pixels(decode_outputs(outputs(), transforms, self.config), images)
+        )
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        """Spread the batch over the infer requests; ``(b, 4 + classes, anchors)`` back."""
+        """Spread the batch over the infer requests and wait; ``(b, 4 + classes, anchors)`` back."""
+        return self._start(batch)()
+
+    def _start(self, batch: np.ndarray) -> Callable[[], np.ndarray]:
+        """Start the batch, spread over idle infer requests (one chunk per stream); return what waits for it.
+
+        A static-batch export is cut into chunks of its batch size; more chunks than the
+        streams run in waves, so that batch is waited for here.
+        """
         if self._fixed_batch is None:
-            chunks = np.array_split(batch, min(len(self._requests), len(batch)))
+            chunks = np.array_split(batch, min(self._streams, len(batch)))
         else:
             chunks = fixed_batch_chunks(batch, self._fixed_batch)
-        outputs: list[np.ndarray] = []
-        for wave in range(0, len(chunks), len(self._requests)):
-            todo = chunks[wave : wave + len(self._requests)]
-            used = self._requests[: len(todo)]
-            for request, chunk in zip(used, todo, strict=True):
-                request.start_async({0: np.ascontiguousarray(chunk)})
-            for request in used:
+        if len(chunks) > self._streams:
+            outputs = np.concatenate([self._start(chunk)() for chunk in chunks])[: len(batch)]
+            return lambda: outputs
+        requests = [
+            self._idle_requests.pop() if self._idle_requests else self._compiled.create_infer_request()
+            for _ in chunks
+        ]
+        for request, chunk in zip(requests, chunks, strict=True):
+            request.start_async({0: np.ascontiguousarray(chunk)})
+
+        def wait() -> np.ndarray:
+            outputs = []
+            for request in requests:
                 request.wait()
                 outputs.append(np.array(request.get_output_tensor(0).data))
-        return np.concatenate(outputs)[: len(batch)]
+            self._idle_requests.extend(requests)
+            return np.concatenate(outputs)[: len(batch)]
+
+        return wait
 
 
 def _read_int8(core: Any, int8: Int8Files, session: Any) -> Any:

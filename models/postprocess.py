@@ -11,7 +11,7 @@ from anjian.models.config import DetectorConfig
 from anjian.models.metadata import ModelInfo
 from anjian.models.preprocess import LetterboxTransform, letterbox_batch
 
-__all__ = ["decode_yolo_output", "detect_on_host", "nms_per_class"]
+__all__ = ["decode_outputs", "decode_yolo_output", "detect_on_host", "nms_per_class"]
 
 
 def nms_per_class(
@@ -92,7 +92,17 @@ def detect_on_host(
         Per image: boxes, scores and classes in model-input pixels, and the letterbox transform.
     """
     batch, transforms = letterbox_batch(images, info.input_hw, stride=stride)
-    outputs = infer(batch)
+    return decode_outputs(infer(batch), transforms, config)
+
+
+def decode_outputs(
+    outputs: np.ndarray, transforms: list[LetterboxTransform], config: DetectorConfig
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, LetterboxTransform]]:
+    """Decode a batch's raw outputs, ``(b, 4 + nc, anchors)``, with each image's letterbox transform.
+
+    Returns:
+        Per image: boxes, scores and classes in model-input pixels (after NMS), and the transform.
+    """
     return [
         (
             *decode_yolo_output(

@@ -1,18 +1,21 @@
 """Run the whole pipeline: cameras → cross-camera batches → detector → tracker → rules → events to a sink.
 
-One reader thread per camera keeps only its newest frame (``cameras.CameraSet``). One
-analysis thread takes batches from the ``FrameBatcher``, skips inference on still
-frames (motion gating, per camera), runs the detector once per batch, tracks each
-camera's detections (ByteTrack), feeds each camera's ``CameraAnalyzer`` and its
-``CameraFaultMonitor``, and publishes every event revision to the ``EventSink``.
-Cameras can be added, removed and reconfigured while it runs, and the detector
-swapped between two batches, without touching the other cameras.
+One reader thread per camera keeps only its newest frame (``cameras.CameraSet``). An
+inference thread takes batches from the ``FrameBatcher``, skips inference on still
+frames (motion gating, per camera) and runs the detector once per batch; an analysis
+thread tracks each camera's detections (ByteTrack), feeds each camera's
+``CameraAnalyzer`` and its ``CameraFaultMonitor``, and publishes every event revision
+to the ``EventSink``. The two overlap: the rules of one batch run while the model
+infers the next, so the model is not left idle while Python works (one batch waits
+between them at most, in order). Cameras can be added, removed and reconfigured while
+it runs, and the detector swapped between two batches, without touching the other cameras.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +31,7 @@ from anjian.cameras.frame import Frame
 from anjian.cameras.health import CameraHealth, CameraState
 from anjian.cameras.source import VideoSource
 from anjian.models.detections import Detections
-from anjian.models.detector import Detector
+from anjian.models.detector import Detector, PendingDetections, start_detection
 from anjian.pipeline.analyzer import CameraAnalyzer
 from anjian.pipeline.batcher import BatcherStats, FrameBatcher, PendingFrame
 from anjian.pipeline.camera_faults import CameraFaultMonitor
@@ -99,9 +102,32 @@ class _CameraWorker:
     monitor: CameraFaultMonitor
     tracker: CameraTracker
     gate: MotionGate
-    last_detections: Detections | None = None
+    rules_model: Detector  # whose version and thresholds the analyzer has (the analysis thread's view)
+    last_detections: Detections | None = None  # the inference thread's: reused on motion-gated frames
     faults_checked_at: float = field(default=float("-inf"))
     ticked_at: float = field(default=float("-inf"))
+
+
+@dataclass(frozen=True, slots=True)
+class _SubmittedBatch:
+    """A batch whose inference was started: its frames, which of them the model runs on, and the run."""
+
+    detector: Detector
+    frames: list[tuple[_CameraWorker, Frame, bool]]  # (camera, frame, inferred)
+    pending: PendingDetections | None
+    started: float
+
+
+@dataclass(frozen=True, slots=True)
+class _InferredBatch:
+    """A batch on its way from the inference thread to the rules: each frame with the detections it gets."""
+
+    detector: Detector
+    frames: list[tuple[_CameraWorker, Frame, Detections]]
+
+
+def _is_alive(thread: threading.Thread | None) -> bool:
+    return thread is not None and thread.is_alive()
 
 
 def _engine(camera: CameraPipelineConfig) -> EngineConfig:
@@ -193,7 +219,10 @@ class PipelineRunner:
         self._workers: dict[str, _CameraWorker] = {}
         self._pending_detector: Detector | None = None
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # analysis: tracking, rules, faults, publishing
+        self._infer_thread: threading.Thread | None = None
+        # One batch waits for the rules while the next is inferred; None: no batch will follow.
+        self._inferred: queue.Queue[_InferredBatch | None] = queue.Queue(maxsize=1)
         self.frames_analysed = 0
         self.frames_inferred = 0
         self.events_published = 0
@@ -274,6 +303,7 @@ class PipelineRunner:
             ) != _analysis_settings(camera):
                 closed += old.analyzer.close(now)
                 old.analyzer = self._new_analyzer(camera, self._context(assignment))
+                old.rules_model = self.detector
                 old.last_detections = None
             if camera.faults != previous.faults or assignment.workshop_id != old.assignment.workshop_id:
                 closed += [u.event for u in old.monitor.close(now)]
@@ -310,7 +340,7 @@ class PipelineRunner:
         """
         with self._lock:
             self._pending_detector = detector
-            if self._thread is None or not self._thread.is_alive():
+            if not _is_alive(self._infer_thread):
                 self._apply_pending_detector()
 
     # ----------------------------------------------------------------- state
@@ -353,10 +383,13 @@ class PipelineRunner:
     # ----------------------------------------------------------------- lifecycle
 
     def start(self) -> None:
-        """Start the camera readers and the analysis thread."""
+        """Start the camera readers, the inference thread and the analysis thread."""
         self._stop.clear()
+        self._inferred = queue.Queue(maxsize=1)
         self._cameras.start()
-        self._thread = threading.Thread(target=self._loop, name="pipeline", daemon=True)
+        self._infer_thread = threading.Thread(target=self._infer_loop, name="pipeline-infer", daemon=True)
+        self._thread = threading.Thread(target=self._analysis_loop, name="pipeline", daemon=True)
+        self._infer_thread.start()
         self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -365,8 +398,9 @@ class PipelineRunner:
             self.incident_journal.suspend()  # a restart resumes them: no ended_at goes out
         self._stop.set()
         self._cameras.stop()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        for thread in (self._infer_thread, self._thread):
+            if thread is not None:
+                thread.join(timeout_s)
         with self._lock:
             workers = list(self._workers.values())
         for worker in workers:
@@ -403,6 +437,7 @@ class PipelineRunner:
             monitor=CameraFaultMonitor(camera, context),
             tracker=CameraTracker(engine.tracking, fps=camera.analysis_fps, camera_id=camera.id),
             gate=MotionGate(engine.motion_gate),
+            rules_model=self.detector,
         )
 
     def _new_analyzer(self, camera: CameraPipelineConfig, context: EventContext) -> CameraAnalyzer:
@@ -420,6 +455,7 @@ class PipelineRunner:
             self._publish(event)
 
     def _apply_pending_detector(self) -> None:
+        """Infer with the pending detector from now on (the rules follow with its first batch)."""
         with self._lock:
             detector, self._pending_detector = self._pending_detector, None
             if detector is None:
@@ -429,54 +465,115 @@ class PipelineRunner:
             for worker in self._workers.values():
                 worker.last_detections = None
                 worker.gate.reset()
-                worker.analyzer.set_model_version(detector.version)
-                worker.analyzer.set_class_thresholds(detector.class_thresholds)
+                if not (_is_alive(self._infer_thread) and _is_alive(self._thread)):
+                    self._use_rules_model(worker, detector)  # no batch in flight: the rules follow now
         logger.info("pipeline: detector swapped to %s", detector.version)
 
-    def _loop(self) -> None:
+    @staticmethod
+    def _use_rules_model(worker: _CameraWorker, detector: Detector) -> None:
+        """Give the camera's rules the version and score thresholds of the model whose detections they get."""
+        if worker.rules_model is not detector:
+            worker.rules_model = detector
+            worker.analyzer.set_model_version(detector.version)
+            worker.analyzer.set_class_thresholds(detector.class_thresholds)
+
+    def _infer_loop(self) -> None:
+        """Take batches, infer them, hand them to the analysis thread; ``None`` to it once the sources end.
+
+        While a batch is on the model, the next one is taken and started behind it if its
+        frames are already there (a loaded pipeline: the model never waits for Python);
+        if none are, the running batch is collected at once (a light load adds no latency).
+        """
+        in_flight: _SubmittedBatch | None = None
         while not self._stop.is_set():
             try:
                 batch = self._batcher.next_batch(
-                    self._cameras.sources, timeout_s=self._fault_check_interval_s
+                    self._cameras.sources, timeout_s=0.0 if in_flight else self._fault_check_interval_s
                 )
-                with self._lock:
-                    if batch:
-                        self._analyse(batch)
-                    self._check_idle_cameras()
-                if not batch and self.is_finished:
+                if not batch and in_flight is None and self.is_finished:
                     # Sources flag "finished" after publishing their last frame: one more sweep.
                     batch = self._batcher.next_batch(self._cameras.sources, timeout_s=0.0)
                     if not batch:
                         break
-                    with self._lock:
-                        self._analyse(batch)
+                submitted = self._submit(batch) if batch else None
+                if in_flight is not None:
+                    self._hand_over(self._collect(in_flight))
+                in_flight = submitted
+            except Exception:
+                in_flight = None
+                logger.exception("pipeline: inference step failed; continuing")
+                self._stop.wait(0.5)
+        if in_flight is not None and not self._stop.is_set():
+            self._hand_over(self._collect(in_flight))
+        self._hand_over(None)
+
+    def _hand_over(self, inferred: _InferredBatch | None) -> None:
+        """Queue a batch for the rules, waiting while the previous one is still queued (unless stopping)."""
+        while not self._stop.is_set():
+            try:
+                self._inferred.put(inferred, timeout=0.25)
+                return
+            except queue.Full:
+                continue
+
+    def _submit(self, batch: list[PendingFrame]) -> _SubmittedBatch:
+        """Start the detector on the batch's frames that motion gating lets through."""
+        self._apply_pending_detector()
+        with self._lock:
+            detector = self.detector
+            frames = [
+                (
+                    w,
+                    p.frame,
+                    w.gate.should_infer(p.frame.image, p.frame.captured_at) or w.last_detections is None,
+                )
+                for p in batch
+                if (w := self._workers.get(p.frame.camera_id)) is not None
+            ]
+        images = [f.image for _, f, inferred in frames if inferred]
+        started = time.perf_counter()
+        return _SubmittedBatch(
+            detector, frames, start_detection(detector, images) if images else None, started
+        )
+
+    def _collect(self, submitted: _SubmittedBatch) -> _InferredBatch:
+        """Wait for a started batch; frames the model skipped reuse their camera's latest detections."""
+        detections = iter(submitted.pending.result() if submitted.pending is not None else [])
+        inferred = sum(1 for *_, is_inferred in submitted.frames if is_inferred)
+        if inferred:
+            self._inference_s += time.perf_counter() - submitted.started
+            self.frames_inferred += inferred
+        with self._lock:
+            for worker, _, is_inferred in submitted.frames:
+                if is_inferred:
+                    worker.last_detections = next(detections)
+            frames = [
+                (w, f, w.last_detections) for w, f, _ in submitted.frames if w.last_detections is not None
+            ]
+        return _InferredBatch(submitted.detector, frames)
+
+    def _analysis_loop(self) -> None:
+        """Track, apply the rules and publish each inferred batch in order; check idle cameras between them."""
+        while not self._stop.is_set():
+            try:
+                try:
+                    inferred = self._inferred.get(timeout=self._fault_check_interval_s)
+                except queue.Empty:
+                    inferred = _InferredBatch(self.detector, [])
+                if inferred is None:
+                    break
+                with self._lock:
+                    for worker, frame, detections in inferred.frames:
+                        if self._workers.get(worker.assignment.camera.id) is worker:  # not removed meanwhile
+                            self._use_rules_model(worker, inferred.detector)
+                            self._analyse_frame(worker, frame, detections)
+                    self._check_idle_cameras()
             except Exception:
                 logger.exception("pipeline: analysis step failed; continuing")
                 self._stop.wait(0.5)
 
-    def _analyse(self, batch: list[PendingFrame]) -> None:
-        self._apply_pending_detector()
-        work = [(w, p.frame) for p in batch if (w := self._workers.get(p.frame.camera_id)) is not None]
-        to_infer = [
-            (w, f)
-            for w, f in work
-            if w.gate.should_infer(f.image, f.captured_at) or w.last_detections is None
-        ]
-        if to_infer:
-            started = time.perf_counter()
-            detections = self.detector.detect([f.image for _, f in to_infer])
-            self._inference_s += time.perf_counter() - started
-            self.frames_inferred += len(to_infer)
-            for (worker, _), dets in zip(to_infer, detections, strict=True):
-                worker.last_detections = dets
-        for worker, frame in work:
-            self._analyse_frame(worker, frame)
-
-    def _analyse_frame(self, worker: _CameraWorker, frame: Frame) -> None:
+    def _analyse_frame(self, worker: _CameraWorker, frame: Frame, detections: Detections) -> None:
         camera_id = worker.assignment.camera.id
-        detections = worker.last_detections
-        if detections is None:  # _analyse infers every camera's first frame
-            return
         events: list[Event] = []
         try:
             tracked = worker.tracker.update(detections, frame.captured_at)

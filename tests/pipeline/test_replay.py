@@ -198,7 +198,7 @@ def test_anjian_replay_command_writes_json_lines(tmp_path: Path) -> None:
     from anjian.service.cli import app
 
     def pallet(t: float, image: np.ndarray) -> None:
-        if t >= 4:
+        if t >= 5:  # the clear view is learnt 3 s after the first still pair of frames, wherever they fall
             image[70:165, 200:300] = (40, 90, 160)
 
     video = _write_video(tmp_path / "blocked.mp4", 20, pallet)
@@ -225,6 +225,6 @@ def test_anjian_replay_command_writes_json_lines(tmp_path: Path) -> None:
     assert "1 incident(s)" in result.output
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert lines[0]["behaviour"] == "blocked_exit" and lines[0]["site_id"] == "plant"
-    assert lines[0]["workshop_id"] == "ws-1" and lines[0]["started_at"] == pytest.approx(1709510404, abs=1)
+    assert lines[0]["workshop_id"] == "ws-1" and lines[0]["started_at"] == pytest.approx(1709510405, abs=1)
     bad = CliRunner().invoke(app, [*args, "--camera", "nope"])
     assert bad.exit_code == 2 and "no camera 'nope'" in bad.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +16,7 @@ from anjian.cameras.frame import Frame
 from anjian.cameras.health import CameraState
 from anjian.datasets.synthetic import write_demo_video
 from anjian.models.detections import Detections
+from anjian.models.detector import PendingDetections
 from anjian.models.onnx_detector import OnnxDetector
 from anjian.models.registry import resolve_model_path
 from anjian.pipeline.config import BehavioursConfig, CameraPipelineConfig, OpenFlameConfig, ZoneConfig
@@ -103,6 +105,29 @@ class _CountingDetector:
             Detections(box, np.array([0.9], np.float32), np.array([0], np.int32), self.class_names)
             for _ in images
         ]
+
+
+class _HeldDetector(_CountingDetector):
+    """Starts batches without waiting; the first batch's start waits for ``second_frame_ready`` and its
+    detections for ``release``, so a test can see whether the next batch is started meanwhile."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = 0
+        self.second_frame_ready = threading.Event()
+        self.release = threading.Event()
+
+    def detect_async(self, images: list[np.ndarray]) -> PendingDetections:
+        self.started += 1
+        if self.started == 1:
+            assert self.second_frame_ready.wait(10)
+        detections = self.detect(images)
+
+        def finish() -> list[Detections]:
+            assert self.release.wait(10)
+            return detections
+
+        return PendingDetections(finish)
 
 
 class _RecordingAnalyzer:
@@ -290,6 +315,23 @@ def test_a_runner_started_without_cameras_analyses_those_added_later(engine: Any
     sources["a"].push(_GREY)
 
     assert wait_for(lambda: runner.stats().frames_analysed >= 1)
+
+
+def test_the_next_batch_is_started_while_the_model_works_on_the_last(engine: Any) -> None:
+    detector = _HeldDetector()
+    runner, sources = engine([_scripted("a")], detector, ListSink())
+    runner.start()
+    sources["a"].push(_GREY)
+    assert wait_for(lambda: detector.started == 1)
+    sources["a"].push(_GREY)  # there when the first batch is on its way: taken at once
+    detector.second_frame_ready.set()
+
+    assert wait_for(lambda: detector.started == 2)  # started before the first batch's detections came back
+    assert runner.stats().frames_analysed == 0
+    detector.release.set()
+    assert wait_for(lambda: runner.stats().frames_analysed == 2)
+    [analyzer] = _RecordingAnalyzer.created
+    assert len(analyzer.fed) == 2 and runner.stats().frames_inferred == 2
 
 
 def test_detector_swap_takes_effect_between_batches(engine: Any) -> None:

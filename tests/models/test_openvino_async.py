@@ -1,0 +1,60 @@
+"""OpenVINO batches started without waiting give what ``detect`` gives, with two batches in flight at once."""
+
+from __future__ import annotations
+
+import av
+import numpy as np
+import pytest
+
+from anjian.datasets.synthetic import write_demo_video
+from anjian.models.config import DetectorConfig
+from anjian.models.detections import Detections
+from anjian.models.detector import start_detection
+from anjian.models.loader import load_detector
+
+pytest.importorskip("openvino")
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory: pytest.TempPathFactory) -> list[np.ndarray]:
+    video = write_demo_video(
+        tmp_path_factory.mktemp("clip") / "demo.mp4", seconds=12, fps=1, size_wh=(480, 270)
+    )
+    with av.open(str(video)) as container:
+        return [frame.to_ndarray(format="bgr24") for frame in container.decode(video=0)]
+
+
+def _same(a: list[Detections], b: list[Detections]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        assert np.array_equal(x.class_id, y.class_id)
+        np.testing.assert_allclose(x.xyxy, y.xyxy, atol=1e-3)
+        np.testing.assert_allclose(x.confidence, y.confidence, atol=1e-5)
+
+
+def test_two_batches_in_flight_each_get_their_own_detections(frames: list[np.ndarray]) -> None:
+    config = DetectorConfig(backend="openvino", cpu_precision="fp32", device="cpu", confidence_threshold=0.01)
+    detector = load_detector("builtin:anjian-demo/1", config)
+    first, second = frames[:4], frames[4:9]  # the flame burns from 5 s to 7 s
+    expected_first, expected_second = detector.detect(first), detector.detect(second)
+    assert sum(len(d) for d in expected_first + expected_second) > 0, "the frames should hold detections"
+
+    running = start_detection(detector, first)
+    queued = start_detection(detector, second)  # started behind the first, before it is waited for
+    _same(queued.result(), expected_second)  # taken in the other order: no mix-up
+    _same(running.result(), expected_first)
+    _same(running.result(), expected_first)  # asking again gives the same list
+    _same(detector.detect(first), expected_first)  # the requests went back to the pool
+
+
+def test_a_detector_without_async_answers_through_the_same_call(frames: list[np.ndarray]) -> None:
+    config = DetectorConfig(backend="onnxruntime", device="cpu", confidence_threshold=0.01)
+    detector = load_detector("builtin:anjian-demo/1", config)
+    _same(start_detection(detector, frames[:3]).result(), detector.detect(frames[:3]))
+
+
+def test_an_empty_batch_is_done_at_once() -> None:
+    detector = load_detector(
+        "builtin:anjian-demo/1", DetectorConfig(backend="openvino", cpu_precision="fp32", device="cpu")
+    )
+    assert start_detection(detector, []).result() == []
