@@ -543,13 +543,17 @@ class PipelineRunner:
         if inferred:
             self._inference_s += time.perf_counter() - submitted.started
             self.frames_inferred += inferred
+        frames: list[tuple[_CameraWorker, Frame, Detections]] = []
         with self._lock:
-            for worker, _, is_inferred in submitted.frames:
-                if is_inferred:
-                    worker.last_detections = next(detections)
-            frames = [
-                (w, f, w.last_detections) for w, f, _ in submitted.frames if w.last_detections is not None
-            ]
+            # A batch started before a detector swap still reaches the rules, but its detections are
+            # not reused: each camera's next frame goes to the new model whatever motion gating says.
+            is_current = submitted.detector is self.detector
+            for worker, frame, is_inferred in submitted.frames:
+                dets = next(detections) if is_inferred else worker.last_detections
+                if is_inferred and is_current:
+                    worker.last_detections = dets
+                if dets is not None:
+                    frames.append((worker, frame, dets))
         return _InferredBatch(submitted.detector, frames)
 
     def _analysis_loop(self) -> None:
