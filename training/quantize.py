@@ -531,6 +531,11 @@ def record_int8(onnx: Path, outcome: Int8Outcome) -> dict[str, Any]:
             (folder / f".{name}.tmp").replace(folder / name)
     record = _int8_record(Path(onnx), outcome)
     meta = read_meta(folder)
+    earlier = meta.get(INT8_KEY) or {}
+    if earlier.get("onnx_sha256") == record["onnx_sha256"]:  # the same model: earlier tries stay on record
+        tried_now = {a["float_scope"] for a in record["attempts"]}
+        kept = [a for a in earlier.get("attempts", []) if a["float_scope"] not in tried_now]
+        record["attempts"] = kept + record["attempts"]
     meta[INT8_KEY] = record
     write_meta(folder, meta)
     write_card_section(folder / "card.md", "int8", _card_section(record, outcome.best.verdict))

@@ -16,11 +16,15 @@ from anjian.models.config import DetectorConfig
 from anjian.models.int8_ir import INT8_BIN, INT8_XML, accepted_int8, int8_record
 from anjian.models.loader import load_detector
 from anjian.models.registry import read_meta, register_version, resolve_model_path
+from anjian.training.int8_gate import Int8Verdict
 from anjian.training.quantize import (
     FLOAT_LADDER,
+    Int8Attempt,
+    Int8Outcome,
     calibration_images,
     load_sources,
     quantize_and_record,
+    record_int8,
 )
 from tests.support.real_data import copy_yolo_sample
 
@@ -72,6 +76,15 @@ def test_an_int8_model_that_loses_accuracy_is_rejected_and_never_run(site: tuple
     assert any("rejected" in line for line in lines)
     detector = load_detector("builtin:demo-q/1", _cpu(registry))
     assert detector.precision == "fp32"  # type: ignore[attr-defined]
+
+    # A later run that starts further up the ladder (--start-at) keeps this one's try on record.
+    later = Int8Outcome(
+        attempts=[Int8Attempt(FLOAT_LADDER[1], Int8Verdict.from_dict(record["gate"]), 1.0)],
+        calibration=record["calibration"],
+    )
+    again = record_int8(folder / "model.onnx", later)
+    assert [a["float_scope"] for a in again["attempts"]] == ["decode", "head"]
+    assert read_meta(folder)["int8"]["attempts"] == again["attempts"]
 
 
 def test_an_accepted_int8_model_is_registered_and_run_by_default(site: tuple[Path, Path, Path]) -> None:
