@@ -186,16 +186,20 @@ class OpenVinoDetector(ExportDetector):
     def _start(self, batch: np.ndarray) -> Callable[[], np.ndarray]:
         """Start the batch, spread over idle infer requests (one chunk per stream); return what waits for it.
 
-        A static-batch export is cut into chunks of its batch size; more chunks than the
-        streams run in waves, so that batch is waited for here.
+        A static-batch export is cut into chunks of its batch size; with more chunks than
+        streams they run in waves of one chunk per stream, all but the last waited for here.
         """
         if self._fixed_batch is None:
             chunks = np.array_split(batch, min(self._streams, len(batch)))
         else:
             chunks = fixed_batch_chunks(batch, self._fixed_batch)
-        if len(chunks) > self._streams:
-            outputs = np.concatenate([self._start(chunk)() for chunk in chunks])[: len(batch)]
-            return lambda: outputs
+        waves = [chunks[i : i + self._streams] for i in range(0, len(chunks), self._streams)]
+        done = [output for wave in waves[:-1] for output in self._start_wave(wave)()]
+        last = self._start_wave(waves[-1])
+        return lambda: np.concatenate([*done, *last()])[: len(batch)]
+
+    def _start_wave(self, chunks: list[np.ndarray]) -> Callable[[], list[np.ndarray]]:
+        """Start one chunk on each of ``len(chunks)`` idle requests; return what waits for their outputs."""
         requests = [
             self._idle_requests.pop() if self._idle_requests else self._compiled.create_infer_request()
             for _ in chunks
@@ -203,13 +207,13 @@ class OpenVinoDetector(ExportDetector):
         for request, chunk in zip(requests, chunks, strict=True):
             request.start_async({0: np.ascontiguousarray(chunk)})
 
-        def wait() -> np.ndarray:
+        def wait() -> list[np.ndarray]:
             outputs = []
             for request in requests:
                 request.wait()
                 outputs.append(np.array(request.get_output_tensor(0).data))
             self._idle_requests.extend(requests)
-            return np.concatenate(outputs)[: len(batch)]
+            return outputs
 
         return wait
 
