@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from anjian.pipeline.event import Behaviour
 from anjian.pipeline.event_wire import EventWire
@@ -40,7 +40,21 @@ __all__ = [
 
 _Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
 _Note = Annotated[str, StringConstraints(max_length=4000)]
-_RequiredNote = Annotated[str, StringConstraints(min_length=1, max_length=4000, pattern=r"\S")]
+
+
+def _not_blank(value: str) -> str:
+    """Refuse text that Python's ``str.strip`` empties, as the store does.
+
+    A regex ``\\S`` is not enough: it accepts control separators such as U+001F, which
+    ``str.strip`` removes, and the store then refused the text with a 500.
+    """
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+_RequiredNote = Annotated[str, StringConstraints(min_length=1, max_length=4000), AfterValidator(_not_blank)]
+_Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_not_blank)]
 
 
 class _Model(BaseModel):
@@ -61,9 +75,7 @@ class AcknowledgeIn(_Model):
 class DispatchIn(_Model):
     """Send someone to deal with an alert."""
 
-    assignee: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")] = Field(
-        ..., description="Who is dispatched (name or team)."
-    )
+    assignee: _Name = Field(..., description="Who is dispatched (name or team).")
     note: _Note = Field("", description="The work-order note.")
 
 
@@ -219,9 +231,7 @@ class DeliveryList(_Model):
 class TokenIn(_Model):
     """A new API token."""
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S")] = Field(
-        ..., description="Who holds it; recorded as the actor in the audit trail."
-    )
+    name: _Name = Field(..., description="Who holds it; recorded as the actor in the audit trail.")
     role: Role
 
 

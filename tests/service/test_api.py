@@ -88,10 +88,12 @@ def test_invalid_transition_is_409_listing_the_allowed_actions(client: TestClien
     [
         ("dispatch", {"note": "x"}),
         ("dispatch", {"assignee": "   "}),
+        ("dispatch", {"assignee": "\u001f"}),  # str.strip empties it; a regex \S does not (was a 500)
         ("resolve", {}),
+        ("resolve", {"note": "\u001c\u001d"}),
         ("false-alarm", {"reason": ""}),
     ],
-    ids=["no-assignee", "blank-assignee", "no-note", "empty-reason"],
+    ids=["no-assignee", "blank-assignee", "separator-assignee", "no-note", "separator-note", "empty-reason"],
 )
 def test_lifecycle_bodies_are_validated(client: TestClient, action: str, body: dict[str, str]) -> None:
     operator = bearer(_store(client), "operator")
