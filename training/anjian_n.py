@@ -113,6 +113,14 @@ class AnjianNRecipe(BaseModel):
         "small and frame-filling objects).",
     )
 
+    cctv_degradation: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of training images made to look as a plant's CCTV delivers them (sub-stream "
+        "resolution, blur, noise, clipped exposure, faded colour, JPEG): the sources are mostly clean photos.",
+    )
+
     def sources(self) -> dict[str, Path]:
         """Every source this recipe can read: name to its ``data.yaml``."""
         out = {name: self.data_root / name / "data.yaml" for name in SOURCES}
@@ -218,6 +226,7 @@ def train(work: Path, *, resume: bool = False) -> Path:
         patience=recipe.patience,
         cache=True,
         fraction=recipe.fraction,
+        cctv_degradation=recipe.cctv_degradation,
         extra={
             "freeze": recipe.freeze,
             "lr0": recipe.lr0,
@@ -249,6 +258,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--freeze", type=int, default=10)
     parser.add_argument("--fraction", type=float, default=1.0)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument(
+        "--cctv-degradation", type=float, default=0.0, help="share of training images made to look like CCTV"
+    )
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--version", default="1", help="registry version written by 'finish'")
     parser.add_argument("--update", action="store_true", help="finish: rewrite meta and card of --version")
@@ -275,6 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             extra_root=args.extra_root.resolve() if args.extra_root else None,
             holdout=tuple(args.holdout),
             patience=args.patience,
+            cctv_degradation=args.cctv_degradation,
         )
         print(prepare(work, recipe))
     elif args.step == "train":

@@ -33,12 +33,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from anjian.datasets.hashing import dataset_digest
 from anjian.datasets.versions import version_of_data
+from anjian.training.cctv_augment import CctvDegradation
 from anjian.training.ultralytics_env import OFFLINE_TRAIN_ARGS, offline_ultralytics, use_all_cores
 
 __all__ = [
     "RECORD_NAME",
     "TrainConfig",
     "TrainRun",
+    "degrading_trainer",
     "existing_run_files",
     "hardware_summary",
     "prepare_new_run",
@@ -73,6 +75,13 @@ class TrainConfig(BaseModel):
     fraction: float = Field(1.0, gt=0, le=1, description="Share of the train split to use.")
     extra: dict[str, float | int | str | bool] = Field(
         default_factory=dict, description="More ultralytics train arguments (lr0, mosaic, freeze, ...)."
+    )
+    cctv_degradation: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="Share of training images made to look as CCTV delivers them (low resolution, blur, "
+        "noise, clipped exposure, faded colour, JPEG): see anjian.training.cctv_augment. 0: off.",
     )
 
     @property
@@ -191,6 +200,36 @@ def _record_workers(record: dict[str, Any], trainer: Any) -> None:
         logger.warning("%s", note)
 
 
+def degrading_trainer(p: float, *, seed: int = 0) -> type[Any]:
+    """An ultralytics ``DetectionTrainer`` whose training images pass through :class:`CctvDegradation`.
+
+    The transform goes last before the tensors are made (after mosaic, perspective and colour
+    jitter), and again when the last epochs rebuild the pipeline without mosaic. Validation
+    images stay clean.
+    """
+    from ultralytics.models.yolo.detect import DetectionTrainer
+
+    def _add(dataset: Any) -> None:
+        transforms = getattr(dataset, "transforms", None)
+        if transforms is None or not getattr(dataset, "augment", False):
+            return
+        if not any(isinstance(t, CctvDegradation) for t in transforms.transforms):
+            transforms.insert(-1, CctvDegradation(p, seed=seed))
+
+    class CctvDegradingTrainer(DetectionTrainer):  # type: ignore[misc]
+        def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None) -> Any:
+            dataset = super().build_dataset(img_path, mode, batch)
+            if mode == "train":
+                _add(dataset)
+            return dataset
+
+        def _close_dataloader_mosaic(self) -> None:
+            super()._close_dataloader_mosaic()  # rebuilds the training transforms without ours
+            _add(self.train_loader.dataset)
+
+    return CctvDegradingTrainer
+
+
 def train_detector(
     config: TrainConfig,
     *,
@@ -241,6 +280,12 @@ def train_detector(
     offline_ultralytics()
     from ultralytics.models.yolo.model import YOLO
 
+    # the share recorded when the run started wins on resume: a resumed run keeps its augmentation
+    degradation = (
+        float(record.get("config", {}).get("cctv_degradation", 0.0)) if resume else config.cctv_degradation
+    )
+    trainer_args = {"trainer": degrading_trainer(degradation, seed=config.seed)} if degradation > 0 else {}
+
     model = YOLO(str(last) if resume else config.model, task="detect")
     threads = use_all_cores(model)
     session_start = time.perf_counter()
@@ -274,7 +319,7 @@ def train_detector(
     model.add_callback("on_fit_epoch_end", _epoch_end)
     _write()
     if resume:
-        model.train(resume=True, **OFFLINE_TRAIN_ARGS)
+        model.train(resume=True, **trainer_args, **OFFLINE_TRAIN_ARGS)
     else:
         model.train(
             data=str(config.data),
@@ -292,6 +337,7 @@ def train_detector(
             exist_ok=True,
             deterministic=True,
             verbose=True,
+            **trainer_args,
             **{**OFFLINE_TRAIN_ARGS, **config.extra},
         )
     _write(is_finished=True)

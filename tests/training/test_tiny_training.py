@@ -11,6 +11,7 @@ import socket
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from anjian.datasets.classmap import ClassMap, load_class_map
@@ -133,3 +134,49 @@ def test_two_runs_with_the_same_seed_train_alike_and_record_the_workers_used(
     [session] = records[0]["sessions"]
     assert session["dataloader_workers"] == 0 and records[0]["config"]["workers"] == 0
     assert any("2 requested, 0 used" in note for note in records[0]["notes"])
+
+
+def test_a_run_with_the_cctv_look_degrades_every_epoch_and_keeps_it_on_resume(
+    tmp_path: Path, no_network: None, coco_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look reaches the images of both epochs: before and after the resume, and after mosaic closes."""
+    from anjian.training import cctv_augment
+    from anjian.training.finetune_init import build_finetune_checkpoint
+    from anjian.training.train import train_detector
+
+    degraded: list[tuple[int, int]] = []  # (epoch, image height) of each degraded training image
+    epoch = [1]
+    real_degrade = cctv_augment.degrade_like_cctv
+
+    def counting(image: np.ndarray, rng: np.random.Generator, look: object = None) -> np.ndarray:
+        degraded.append((epoch[0], image.shape[0]))
+        return real_degrade(image, rng, look)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cctv_augment, "degrade_like_cctv", counting)
+    sample = load_yolo_set(copy_yolo_sample("fire_smoke_cctv", tmp_path / "sample", per_split=3))
+    merged, _ = merge_sets([sample], load_class_map(ANJIAN_MAP))
+    data_yaml = write_yolo_set(merged, tmp_path / "data", by_source=True)
+    init = build_finetune_checkpoint(coco_weights, merged.class_names, tmp_path / "init.pt")
+    config = tiny_train_config(
+        data_yaml, init, tmp_path / "runs", "cctv", close_mosaic=1, cctv_degradation=1.0
+    )
+
+    def stop_after_first(done: int) -> None:
+        if done == 1:
+            raise _Interrupted
+
+    with pytest.raises(_Interrupted):
+        train_detector(config, on_epoch_end=stop_after_first)
+    epoch[0] = 2
+    # the resumed run is given no share: the one recorded when the run started applies
+    run = train_detector(config.model_copy(update={"cctv_degradation": 0.0}), resume=True)
+
+    record = json.loads(run.record.read_text())
+    assert record["is_finished"] and record["config"]["cctv_degradation"] == 1.0
+    train_images = len(merged.in_split("train"))
+    by_epoch = [sum(1 for e, _ in degraded if e == n) for n in (1, 2)]
+    assert by_epoch == [
+        train_images,
+        train_images,
+    ]  # every training image, both epochs (epoch 2 without mosaic)
+    assert {h for _, h in degraded} == {64}  # after letterbox / mosaic: the training input size
