@@ -25,6 +25,7 @@ __all__ = [
     "LabelledImage",
     "ProgressFn",
     "Severity",
+    "WHOLE_SPLIT",
     "empty_boxes",
     "group_key",
     "list_images",
@@ -165,6 +166,10 @@ class LabelledImage:
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
 
+WHOLE_SPLIT = "all"
+"""Split name of a set scored whole (:meth:`DetectionSet.as_one_split`)."""
+
+
 @dataclass(slots=True)
 class DetectionSet:
     """A labelled detection set in memory.
@@ -193,6 +198,14 @@ class DetectionSet:
     def in_split(self, split: str) -> list[LabelledImage]:
         """Images of one split."""
         return [im for im in self.images if im.split == split]
+
+    def as_one_split(self, split: str = WHOLE_SPLIT) -> DetectionSet:
+        """The same set with every image (train, val, test) in ``split``: a source scored whole.
+
+        Used where a model is judged on a source it never trained on, so that no split of it is
+        any less unseen than another.
+        """
+        return dataclasses.replace(self, images=[im.replace(split=split) for im in self.images])
 
     def box_count(self) -> int:
         """Total number of boxes."""

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from anjian.datasets.classmap import ClassMap
-from anjian.datasets.labels import DetectionSet, ProgressFn, no_progress
+from anjian.datasets.labels import WHOLE_SPLIT, DetectionSet, ProgressFn, no_progress
 from anjian.datasets.yolo import load_yolo_set
 from anjian.models.config import DetectorConfig
 from anjian.models.loader import load_detector
@@ -28,18 +28,15 @@ __all__ = ["crosseval", "crosseval_table", "whole_sources"]
 
 logger = logging.getLogger(__name__)
 
-_ALL = "all"
-
-
 def whole_sources(held_yaml: Path) -> dict[str, DetectionSet]:
     """Each held-out source as one set whose every image (train and val) is in split ``all``."""
     held = load_yolo_set(held_yaml)
     out = {}
     for source, labelled in held.labelled_classes.items():
-        images = [im.replace(split=_ALL) for im in held.images if im.source == source]
+        images = [im for im in held.images if im.source == source]
         out[source] = DetectionSet(
             name=source, class_names=held.class_names, images=images, labelled_classes={source: labelled}
-        )
+        ).as_one_split()
     return out
 
 
@@ -57,7 +54,7 @@ def _score(
         class_map = ClassMap(classes=only) if only else None
         try:
             out[source] = evaluate_detector(
-                detector, dataset, split=_ALL, class_map=class_map, progress=progress
+                detector, dataset, split=WHOLE_SPLIT, class_map=class_map, progress=progress
             )
         except ValueError as exc:  # no class in common (the teacher on a fire set)
             logger.info("%s on %s: %s", model, source, exc)

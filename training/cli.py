@@ -699,6 +699,14 @@ def models_quantize(
     class_map: Annotated[
         Path | None, typer.Option("--class-map", help="Maps the data's class names onto the model's.")
     ] = None,
+    cross_data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--cross-data",
+            help="YOLO data.yaml of a source the model never trained on: every image judges, none "
+            "calibrates, tolerance --max-cross-drop; repeat it.",
+        ),
+    ] = None,
     calibration_images: Annotated[
         int, typer.Option(min=1, max=10000, help="Calibration images in all, drawn evenly from the sets.")
     ] = 300,
@@ -710,6 +718,12 @@ def models_quantize(
     max_class_drop: Annotated[
         float | None, typer.Option(min=0.0, max=1.0, help="Also hold each class's AP50 to this fall.")
     ] = None,
+    max_cross_drop: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Accept only if each --cross-data source's AP50 falls at most this."
+        ),
+    ] = 0.015,
     start_at: Annotated[
         str | None,
         typer.Option(
@@ -720,7 +734,7 @@ def models_quantize(
     registry: RegistryOpt = None,
     site_config: SiteConfigOpt = None,
 ) -> None:
-    """int8 for CPUs: NNCF quantisation, kept only if AP50 on every val split stays within the tolerance.
+    """int8 for CPUs: NNCF quantisation, kept only if AP50 on every val split (and unseen source) holds.
 
     The accepted model (OpenVINO IR) goes beside model.onnx and runs by default on CPUs; the table goes
     into meta.json and the card either way. Needs the train extra (nncf).
@@ -739,10 +753,12 @@ def models_quantize(
             data,
             class_map=class_map,
             root=root,
+            cross_data=cross_data or (),
             calibration_count=calibration_images,
             seed=seed,
             max_source_drop=max_source_drop,
             max_class_drop=max_class_drop,
+            max_cross_drop=max_cross_drop,
             ladder=ladder,
             progress=rich_progress,
             report=_out.print,

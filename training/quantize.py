@@ -12,9 +12,11 @@ A step of registering a model (``anjian models quantize``, ``anjian export --reg
    control return the most harmful int8 layers to fp32 until the worst source is within the
    tolerance (:data:`FLOAT_LADDER`). The first rung that passes the gate wins. Full bias
    correction throughout (1-3 AP50 points better than the fast one on anjian-n).
-3. **Gate**: the int8 IR runs through anjian's own detector on every val split, is scored by
-   :func:`anjian.training.evaluate.evaluate_detector` like the fp32 file, and is accepted only
-   when :func:`anjian.training.int8_gate.judge_int8` passes (AP50 within 1 point on each source).
+3. **Gate**: the int8 IR runs through anjian's own detector on every val split, and on every
+   image of the sources the model never trained on (``cross`` sources: they calibrate nothing),
+   is scored by :func:`anjian.training.evaluate.evaluate_detector` like the fp32 file, and is
+   accepted only when :func:`anjian.training.int8_gate.judge_int8` passes (AP50 within 1 point
+   on each val split, 1.5 on each cross source).
 4. **Register**: an accepted IR goes beside ``model.onnx`` (``model.int8.xml``/``.bin``); the
    version's ``meta.json`` gets the ``int8`` record (verdict, table, digests, how it was made) and
    its card an int8 section. A rejected model leaves only its best table.
@@ -38,14 +40,14 @@ from typing import Any
 import cv2
 
 from anjian.datasets.classmap import ClassMap
-from anjian.datasets.labels import DetectionSet, ProgressFn, no_progress
+from anjian.datasets.labels import WHOLE_SPLIT, DetectionSet, ProgressFn, no_progress
 from anjian.models.config import DetectorConfig
 from anjian.models.int8_ir import INT8_BIN, INT8_KEY, INT8_XML, Int8Files, file_sha256
 from anjian.models.loader import load_openvino_candidate
 from anjian.models.preprocess import letterbox_batch
 from anjian.models.registry import read_meta, write_card_section, write_meta
 from anjian.training.evaluate import EvalReport, evaluate_detector
-from anjian.training.int8_gate import DEFAULT_MAX_SOURCE_DROP, Int8Verdict, judge_int8
+from anjian.training.int8_gate import DEFAULT_MAX_CROSS_DROP, DEFAULT_MAX_SOURCE_DROP, Int8Verdict, judge_int8
 
 __all__ = [
     "FLOAT_LADDER",
@@ -116,17 +118,27 @@ FLOAT_LADDER: tuple[FloatScope, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class ValidationSource:
-    """One labelled set: its train split calibrates, its val split judges.
+    """One labelled set: its train split calibrates, its val split judges; a cross source is judged whole.
 
     Attributes:
         name: Source name, the row of the accuracy table.
         dataset: The set (raw, or one source's part of a merged set).
         class_map: Maps its class names onto the model's (``None``: by name).
+        is_cross_source: A source the model never trained on: every image judges (none
+            calibrates), with the cross-source tolerance.
     """
 
     name: str
     dataset: DetectionSet
     class_map: ClassMap | None = None
+    is_cross_source: bool = False
+
+    @property
+    def judged(self) -> tuple[DetectionSet, str]:
+        """The set and split the gate scores: the val split, or the whole of a cross source."""
+        if self.is_cross_source:
+            return self.dataset.as_one_split(), WHOLE_SPLIT
+        return self.dataset, "val"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,14 +177,14 @@ class Int8Outcome:
 
     @property
     def best(self) -> Int8Attempt:
-        """The accepted try, else the one whose worst source fell least.
+        """The accepted try, else the one whose worst source fell least (as a share of its tolerance).
 
         Raises:
             ValueError: Nothing was tried.
         """
         if not self.attempts:
             raise ValueError("no int8 attempt was made")
-        return self.accepted or min(self.attempts, key=lambda a: a.verdict.worst_drop)
+        return self.accepted or min(self.attempts, key=lambda a: a.verdict.worst_share_of_tolerance)
 
 
 def calibration_images(sources: Sequence[ValidationSource], count: int, *, seed: int = 0) -> list[Path]:
@@ -180,6 +192,7 @@ def calibration_images(sources: Sequence[ValidationSource], count: int, *, seed:
 
     Each source gives ``count // len(sources)`` images (the remainder to the first ones), so a
     large source cannot crowd out a small one's scenes; the draw is reproducible from ``seed``.
+    Cross sources give none: they stay unseen, so that they judge fairly.
 
     Raises:
         ValueError: ``count`` < 1, or no source has train images.
@@ -187,12 +200,14 @@ def calibration_images(sources: Sequence[ValidationSource], count: int, *, seed:
     if count < 1:
         raise ValueError(f"calibration needs at least one image, got {count}")
     pools = []
-    for source in sources:
+    for source in (s for s in sources if not s.is_cross_source):
         pool = sorted(item.image for item in source.dataset.in_split("train"))
         random.Random(f"{seed}:{source.name}").shuffle(pool)
         pools.append(pool)
     if not any(pools):
-        raise ValueError(f"no train images to calibrate on in {[s.name for s in sources]}")
+        raise ValueError(
+            f"no train images to calibrate on in {[s.name for s in sources if not s.is_cross_source]}"
+        )
     chosen: list[Path] = []
     share, extra = divmod(count, len(pools))
     for k, pool in enumerate(pools):
@@ -329,11 +344,15 @@ def _quantize_with_accuracy_control(
 def evaluate_sources(
     detector: Any, sources: Sequence[ValidationSource], *, progress: ProgressFn = no_progress
 ) -> dict[str, EvalReport]:
-    """Each source's val split scored with anjian's evaluation (only the classes it labels)."""
-    return {
-        s.name: evaluate_detector(detector, s.dataset, split="val", class_map=s.class_map, progress=progress)
-        for s in sources
-    }
+    """Each source scored with anjian's evaluation (only the classes it labels): its val split, or
+    the whole of a cross source."""
+    out = {}
+    for s in sources:
+        dataset, split = s.judged
+        out[s.name] = evaluate_detector(
+            detector, dataset, split=split, class_map=s.class_map, progress=progress
+        )
+    return out
 
 
 def _scoring_config(onnx: Path) -> DetectorConfig:
@@ -350,6 +369,7 @@ def quantize_registered(
     ladder: Sequence[FloatScope] = FLOAT_LADDER,
     max_source_drop: float = DEFAULT_MAX_SOURCE_DROP,
     max_class_drop: float | None = None,
+    max_cross_drop: float = DEFAULT_MAX_CROSS_DROP,
     work_dir: Path | None = None,
     progress: ProgressFn = no_progress,
     report: Callable[[str], None] = logger.info,
@@ -358,12 +378,14 @@ def quantize_registered(
 
     Args:
         onnx: The registered fp32 model.
-        sources: Sets whose train splits calibrate and whose val splits judge.
+        sources: Sets whose train splits calibrate and whose val splits judge; cross sources
+            (never trained on) are judged whole and calibrate nothing.
         calibration_count: Calibration images in all.
         seed: Seeds the draw of calibration images.
         ladder: Mixed-precision tries, fewest fp32 layers first.
         max_source_drop: Tolerance on each source's mean AP50 (0.01: 1 point).
         max_class_drop: Tolerance on each class's AP50 (``None``: not held).
+        max_cross_drop: Tolerance on each cross source's mean AP50.
         work_dir: Where the tries' IRs are written (a temporary folder, left to the caller, when ``None``).
         progress: Wraps the evaluation loops.
         report: Called with one line per step (the CLI prints them).
@@ -383,7 +405,12 @@ def quantize_registered(
     images = calibration_images(sources, calibration_count, seed=seed)
     config = _scoring_config(onnx)
     reference = load_openvino_candidate(onnx, config)
-    report(f"fp32 reference on {', '.join(s.name for s in sources)} (val)")
+    report(
+        "fp32 reference on "
+        + ", ".join(
+            f"{s.name} ({'whole, never trained on' if s.is_cross_source else 'val'})" for s in sources
+        )
+    )
     fp32 = evaluate_sources(reference, sources, progress=progress)
     work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix="anjian-int8-"))
     outcome = Int8Outcome(
@@ -391,19 +418,26 @@ def quantize_registered(
             "images": len(images),
             "seed": seed,
             "split": "train",
-            "sources": [s.name for s in sources],
+            "sources": [s.name for s in sources if not s.is_cross_source],
+            "cross_sources": [s.name for s in sources if s.is_cross_source],
         }
     )
-    val_images = [item.image for s in sources for item in s.dataset.in_split("val")]
+    cross = {s.name for s in sources if s.is_cross_source}
+    judged_images = [item.image for s in sources for item in s.judged[0].in_split(s.judged[1])]
 
     def worst_source_change(compiled: Any) -> float:
         """1 for the fp32 model, 1 + the worst source's AP50 change for a candidate NNCF compiled.
 
-        (Offset from 0: NNCF divides by the reference metric, even for an absolute drop.)
+        A cross source's change is scaled to the val tolerance (its own is wider), so that one
+        ``max_drop`` holds both. (Offset from 0: NNCF divides by the reference metric, even for
+        an absolute drop.)
         """
         reference.use_compiled(compiled)
         scores = evaluate_sources(reference, sources, progress=progress)
-        return 1.0 + min(scores[name].map50 - report_.map50 for name, report_ in fp32.items())
+        return 1.0 + min(
+            (scores[name].map50 - ref.map50) * (max_source_drop / max_cross_drop if name in cross else 1.0)
+            for name, ref in fp32.items()
+        )
 
     for scope in ladder:
         started = time.perf_counter()
@@ -417,13 +451,20 @@ def quantize_registered(
             work / scope.name / INT8_XML,
             input_hw=reference.info.input_hw,
             validate=worst_source_change,
-            validation_images=val_images,
+            validation_images=judged_images,
             max_drop=max_source_drop,
         )
         files = Int8Files(xml, xml.with_suffix(".bin"), {})
         candidate = load_openvino_candidate(onnx, config, int8=files)
         int8 = evaluate_sources(candidate, sources, progress=progress)
-        verdict = judge_int8(fp32, int8, max_source_drop=max_source_drop, max_class_drop=max_class_drop)
+        verdict = judge_int8(
+            fp32,
+            int8,
+            max_source_drop=max_source_drop,
+            max_class_drop=max_class_drop,
+            cross_sources=cross,
+            max_cross_drop=max_cross_drop,
+        )
         outcome.attempts.append(Int8Attempt(scope, verdict, time.perf_counter() - started))
         lines = verdict.failures or ["every source within tolerance"]
         report(
@@ -484,6 +525,13 @@ def _card_section(record: Mapping[str, Any], verdict: Int8Verdict) -> str:
     tolerance = f"{verdict.max_source_drop * 100:.1f} point"
     if verdict.max_class_drop is not None:
         tolerance += f" per source, {verdict.max_class_drop * 100:.1f} per class"
+    cross = calibration.get("cross_sources") or []
+    judged = "judged on each source's val split"
+    if cross:
+        judged += (
+            f" and on every image of {', '.join(f'`{s}`' for s in cross)} (never trained on, tolerance "
+            f"{verdict.max_cross_drop * 100:.1f} points)"
+        )
     tries = ", ".join(
         f"{a['float_scope']} ({'accepted' if a['is_accepted'] else _worst(a['worst_source_drop'])})"
         for a in record["attempts"]
@@ -505,7 +553,7 @@ def _card_section(record: Mapping[str, Any], verdict: Int8Verdict) -> str:
         f"{head.rstrip()}\n\n"
         f"NNCF post-training quantisation ({record['tool']}), calibrated on {calibration['images']} train images\n"
         f"drawn evenly from {', '.join(f'`{s}`' for s in calibration['sources'])} (seed {calibration['seed']}); "
-        f"judged on each source's val split\nthrough anjian's detector, tolerance {tolerance} of AP50. "
+        f"{judged}\nthrough anjian's detector, tolerance {tolerance} of AP50. "
         f"Tries: {tries}.\n\n" + verdict.markdown() + "\n"
     )
 
@@ -542,8 +590,15 @@ def record_int8(onnx: Path, outcome: Int8Outcome) -> dict[str, Any]:
     return record
 
 
-def load_sources(data: Sequence[Path], class_map: Path | None = None) -> list[ValidationSource]:
+def load_sources(
+    data: Sequence[Path], class_map: Path | None = None, *, cross_data: Sequence[Path] = ()
+) -> list[ValidationSource]:
     """The labelled sets given on the command line, one source each (named after the set).
+
+    Args:
+        data: Sets the model trained on (their train splits calibrate, their val splits judge).
+        class_map: Maps their class names onto the model's.
+        cross_data: Sets the model never trained on, judged whole.
 
     Raises:
         DatasetError: A set or the class map cannot be read.
@@ -558,10 +613,10 @@ def load_sources(data: Sequence[Path], class_map: Path | None = None) -> list[Va
         )
     mapping = load_class_map(class_map) if class_map else None
     sources = []
-    for path in data:
+    for path, is_cross in [*((p, False) for p in data), *((p, True) for p in cross_data)]:
         path = Path(path) / "data.yaml" if Path(path).is_dir() else Path(path)
         dataset = load_yolo_set(path)
-        sources.append(ValidationSource(dataset.name, dataset, mapping))
+        sources.append(ValidationSource(dataset.name, dataset, mapping, is_cross))
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ValueError(f"two sets share a name, so the table could not tell them apart: {names}")
@@ -575,6 +630,7 @@ def quantize_and_record(
     *,
     class_map: Path | None = None,
     root: Path | None = None,
+    cross_data: Sequence[Path] = (),
     **options: Any,
 ) -> dict[str, Any]:
     """Quantise a registry version and record the outcome in its folder (:func:`record_int8`).
@@ -585,6 +641,7 @@ def quantize_and_record(
         data: The sets' ``data.yaml`` files (:func:`load_sources`).
         class_map: Maps their class names onto the model's.
         root: Site registry (see :mod:`anjian.models.registry`).
+        cross_data: Sets the model never trained on, judged whole (:func:`load_sources`).
         **options: Passed to :func:`quantize_registered` (``calibration_count``, ``seed``, tolerances,
             ``progress``, ``report``).
 
@@ -604,7 +661,7 @@ def quantize_and_record(
             f"{name}/{version} ships with anjian ({onnx.parent}): its int8 model comes with the release "
             f"(a source checkout quantises it with --registry {SHIPPED_DIR})"
         )
-    sources = load_sources(data, class_map)
+    sources = load_sources(data, class_map, cross_data=cross_data)
     with tempfile.TemporaryDirectory(prefix="anjian-int8-") as work:
         outcome = quantize_registered(onnx, sources, work_dir=Path(work), **options)
         return record_int8(onnx, outcome)

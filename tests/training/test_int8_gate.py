@@ -92,3 +92,44 @@ def test_evaluations_of_different_data_are_not_compared(int8: dict[str, EvalRepo
 def test_no_sources_is_an_error() -> None:
     with pytest.raises(ValueError, match="at least one validation source"):
         judge_int8({}, {})
+
+
+def _whole(source: str, ap50: dict[str, float]) -> EvalReport:
+    report = _report(source, ap50, images=900)
+    return EvalReport(report.model, f"{source}/all", report.images, report.classes)
+
+
+def test_a_source_never_trained_on_is_held_to_its_own_tolerance() -> None:
+    fp32 = {**FP32, "fire_continuous": _whole("fire_continuous", {"fire": 0.50})}
+
+    def judged(cross_fire: float, **options: float) -> list[str]:
+        int8 = {**_int8(0.42, 0.89, 0.81), "fire_continuous": _whole("fire_continuous", {"fire": cross_fire})}
+        return judge_int8(fp32, int8, cross_sources={"fire_continuous"}, **options).failures
+
+    assert judged(0.488) == []  # -1.2 points: within 1.5 on an unseen source (a val split would fail)
+    assert judged(0.48) == ["fire_continuous/all: AP50 0.500 -> 0.480 (-2.0 points, tolerance -1.5)"]
+    assert judged(0.48, max_cross_drop=0.025) == []
+    # the same fall on a val source the model trained on is beyond its 1 point
+    assert not judge_int8(
+        fp32, {**_int8(0.42, 0.89, 0.81), "fire_continuous": _whole("fire_continuous", {"fire": 0.488})}
+    ).is_accepted
+
+
+def test_the_cross_rows_survive_meta_json_and_are_marked_in_the_card() -> None:
+    fp32 = {**FP32, "fire_continuous": _whole("fire_continuous", {"fire": 0.50})}
+    int8 = {**_int8(0.42, 0.89, 0.81), "fire_continuous": _whole("fire_continuous", {"fire": 0.49})}
+    verdict = judge_int8(fp32, int8, cross_sources={"fire_continuous"}, max_cross_drop=0.02)
+    again = Int8Verdict.from_dict(verdict.to_dict())
+    assert again == verdict
+    assert verdict.worst_share_of_tolerance == pytest.approx(0.5)  # -1 point of a 2-point tolerance
+    assert (
+        "| fire_continuous/all (never trained on) | **mean** | 900 | 0.500 | 0.490 | **-1.0** |"
+        in verdict.markdown()
+    )
+    older = {k: v for k, v in verdict.to_dict().items() if k != "max_cross_drop"}  # a record from before
+    assert Int8Verdict.from_dict(older).max_cross_drop == 0.015
+
+
+def test_a_cross_source_that_was_not_scored_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"cross sources \['ur_fall'\] were not scored"):
+        judge_int8(FP32, _int8(0.42, 0.89, 0.81), cross_sources={"ur_fall"})

@@ -40,7 +40,8 @@ def site(tmp_path: Path) -> tuple[Path, Path, Path]:
     data = copy_yolo_sample("fire_smoke_cctv", tmp_path / "fire_smoke_cctv", per_split=16)
     class_map = tmp_path / "map.yaml"
     class_map.write_text(
-        "classes: [person, fallen_person, fire, smoke, cigarette, pallet, forklift]\nmap: {Fire: fire, default: null}\n"
+        "classes: [person, fallen_person, fire, smoke, cigarette, pallet, forklift]\n"
+        "map: {Fire: fire, default: null, Wooden-Pallet: pallet}\n"
     )
     return registry, data, class_map
 
@@ -87,12 +88,27 @@ def test_an_int8_model_that_loses_accuracy_is_rejected_and_never_run(site: tuple
     assert read_meta(folder)["int8"]["attempts"] == again["attempts"]
 
 
-def test_an_accepted_int8_model_is_registered_and_run_by_default(site: tuple[Path, Path, Path]) -> None:
-    """With the head in fp32 the model keeps its accuracy (a loose tolerance: 16 val images are noisy)."""
+def test_an_accepted_int8_model_is_registered_and_run_by_default(
+    site: tuple[Path, Path, Path], tmp_path: Path
+) -> None:
+    """With the head in fp32 the model keeps its accuracy (a loose tolerance: 16 val images are noisy).
+
+    A source given as never trained on (a pallet sample) is judged on every image and calibrates nothing.
+    """
     registry, data, _ = site
-    record = _quantize(site, ladder=FLOAT_LADDER[:2], max_source_drop=0.25)
+    pallet = copy_yolo_sample("pallet", tmp_path / "pallet", per_split=5)
+    record = _quantize(
+        site, ladder=FLOAT_LADDER[:2], max_source_drop=0.25, max_cross_drop=0.25, cross_data=[pallet]
+    )
     onnx = registry / "demo-q" / "1" / "model.onnx"
     assert record["status"] == "accepted"
+    assert record["calibration"]["sources"] == ["fire_smoke_cctv"]
+    assert record["calibration"]["cross_sources"] == ["pallet"]
+    rows = {row["source"]: row for row in record["gate"]["sources"]}
+    assert rows["pallet/all"]["is_cross_source"] and rows["pallet/all"]["images"] == 10  # train and val
+    assert not rows["fire_smoke_cctv/val"]["is_cross_source"]
+    card = (registry / "demo-q" / "1" / "card.md").read_text()
+    assert "on every image of `pallet` (never trained on, tolerance 25.0 points)" in card
     assert record["attempts"][-1]["is_accepted"] and record["float_scope"]["name"] in ("decode", "head")
     files = accepted_int8(onnx)  # the digests in meta.json match the files beside the ONNX
     assert files is not None and int8_record(onnx) == record
@@ -118,3 +134,17 @@ def test_calibration_draws_evenly_from_each_source(tmp_path: Path) -> None:
     assert len(calibration_images(sources, 100)) == 12  # no more than they have
     with pytest.raises(ValueError, match="at least one image"):
         calibration_images(sources, 0)
+
+
+def test_a_source_never_trained_on_calibrates_nothing_and_is_judged_whole(tmp_path: Path) -> None:
+    fire = copy_yolo_sample("fire_smoke_cctv", tmp_path / "fire", per_split=6)
+    pallet = copy_yolo_sample("pallet", tmp_path / "pallet", per_split=6)
+    trained, unseen = load_sources([fire], cross_data=[pallet])
+    assert not trained.is_cross_source and unseen.is_cross_source
+    chosen = calibration_images([trained, unseen], 10)
+    assert len(chosen) == 6 and not any("pallet" in str(p) for p in chosen)
+    dataset, split = unseen.judged
+    assert split == "all" and len(dataset.in_split(split)) == 12
+    assert trained.judged[1] == "val"
+    with pytest.raises(ValueError, match=r"no train images to calibrate on in \[\]"):
+        calibration_images([unseen], 4)
