@@ -28,6 +28,7 @@ __all__ = ["crosseval", "crosseval_table", "whole_sources"]
 
 logger = logging.getLogger(__name__)
 
+
 def whole_sources(held_yaml: Path) -> dict[str, DetectionSet]:
     """Each held-out source as one set whose every image (train and val) is in split ``all``."""
     held = load_yolo_set(held_yaml)

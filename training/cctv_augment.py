@@ -113,7 +113,7 @@ def degrade_like_cctv(
     if not is_encoded:  # pragma: no cover - OpenCV encodes any uint8 image
         return out
     decoded = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED)
-    return decoded.reshape(image.shape)
+    return out if decoded is None else decoded.reshape(image.shape)
 
 
 class CctvDegradation:

@@ -216,7 +216,7 @@ def degrading_trainer(p: float, *, seed: int = 0) -> type[Any]:
         if not any(isinstance(t, CctvDegradation) for t in transforms.transforms):
             transforms.insert(-1, CctvDegradation(p, seed=seed))
 
-    class CctvDegradingTrainer(DetectionTrainer):  # type: ignore[misc]
+    class CctvDegradingTrainer(DetectionTrainer):
         def build_dataset(self, img_path: str, mode: str = "train", batch: int | None = None) -> Any:
             dataset = super().build_dataset(img_path, mode, batch)
             if mode == "train":
@@ -224,7 +224,7 @@ def degrading_trainer(p: float, *, seed: int = 0) -> type[Any]:
             return dataset
 
         def _close_dataloader_mosaic(self) -> None:
-            super()._close_dataloader_mosaic()  # rebuilds the training transforms without ours
+            super()._close_dataloader_mosaic()  # type: ignore[no-untyped-call]  # rebuilds the transforms without ours
             _add(self.train_loader.dataset)
 
     return CctvDegradingTrainer
