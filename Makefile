@@ -19,11 +19,16 @@ TEST_DEB_PACKAGES := gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstrea
 demo: venv-base
 	$(BIN)/anjian demo
 
+# Two pytest-xdist workers: the suite mostly waits on real servers, decoders and subprocesses, so two
+# workers take ~12 minutes on a 2-core machine where one takes ~20. TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
+TEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),-p no:xdist,-n $(TEST_WORKERS))
+
 test: system-deps venv-all
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(TEST_PARALLEL)
 
 test-fast: venv-all
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest $(TEST_PARALLEL) -m "not slow"
 
 lint: venv-all
 	$(BIN)/ruff check cameras pipeline models training datasets service tests

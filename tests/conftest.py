@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
+# rich fixes a Console's width from COLUMNS when the console is built (the CLIs build theirs at import):
+# pytest-xdist's workers inherit COLUMNS=80, which would pin every CLI table to 80 columns whatever width a
+# test asks for with CliRunner(env={"COLUMNS": ...}). Without it, each console reads COLUMNS when it prints.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 
 pytest_plugins = ["tests.support.fixtures", "tests.support.receiver"]
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored() -> Iterator[None]:
+    """A CLI run under CliRunner points the root logger at the runner's stream (``setup_logging``), which
+    closes when the run ends: drop such handlers and put the level back after each test, so that no later
+    test logs into a closed stream ("--- Logging error ---" in its output). pytest's own handlers stay."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for handler in root.handlers[:]:
+        if getattr(getattr(handler, "stream", None), "closed", False):
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

@@ -35,7 +35,12 @@ def _camera(camera_id: str, url: str, **overrides: object) -> CameraConfig:
 
 @pytest.mark.parametrize("transport", ["tcp", "udp"], ids=["tcp", "udp"])
 def test_reader_delivers_frames_at_the_served_rate(rtsp_server: RtspTestServer, transport: str) -> None:
-    source = VideoSource(_camera("cam1", rtsp_server.url("/cam1"), analysis_fps=30, rtsp_transport=transport))
+    source = VideoSource(
+        # a busy CPU may hold the first packets past the 1.5 s stall limit: not what this test is about
+        _camera(
+            "cam1", rtsp_server.url("/cam1"), analysis_fps=30, rtsp_transport=transport, stall_timeout_s=10
+        )
+    )
     source.start()
     try:
         frames = []
@@ -104,7 +109,8 @@ def test_password_with_slashes_and_ats_reaches_the_camera_as_written(
     rtsp_server_factory: Callable[..., RtspTestServer], test_clip: Path, password: str
 ) -> None:
     server = rtsp_server_factory({"/cam1": test_clip}, user="admin", password=password)
-    source = VideoSource(_camera("cam1", f"rtsp://admin:{password}@127.0.0.1:{server.port}/cam1"))
+    url = f"rtsp://admin:{password}@127.0.0.1:{server.port}/cam1"
+    source = VideoSource(_camera("cam1", url, stall_timeout_s=10))  # a reconnect here must mean auth failed
     source.start()
     try:
         assert source.wait_frame(timeout_s=30) is not None, source.health()
