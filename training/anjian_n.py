@@ -6,6 +6,7 @@ behaviours need::
 
     python -m anjian.training.anjian_n prepare --work W [--extra-root ~/anjian-data] [--holdout fire_smoke_cctv ...]
     nice -n 19 python -m anjian.training.anjian_n train --work W      # resumable: add --resume
+    python -m anjian.training.anjian_n negatives --work W --model builtin:anjian-n  # optional: fire look-alikes
     python -m anjian.training.anjian_n crosseval --work W             # held-out sources: model vs v1 vs teacher
     python -m anjian.training.anjian_n finish --work W --version 2    # evaluate, export, register
 
@@ -21,6 +22,11 @@ teacher fill in the ``person`` boxes the cigarette, fire and pallet sets never l
 (:mod:`anjian.training.complete_labels`; ``--no-pseudo-labels`` for the ablation), writes the merged
 YOLO set with one sub-folder per source (so each source's val split can be evaluated alone),
 and builds the COCO-initialised checkpoint (:mod:`anjian.training.finetune_init`).
+
+``negatives`` (optional, before ``train``) adds fire hard negatives: the training images that
+certainly show no fire (fire sources' frames without a fire box, and the sources in
+:data:`FIRE_FREE_SOURCES`) that a model scores highest for fire are written into the training
+set again (:mod:`anjian.training.hard_negatives`).
 
 **Generalisation, not fit.** ``--holdout SOURCE`` keeps a whole source out of training; its
 every image (train and val) is written to ``W/holdout`` and ``crosseval`` scores the model
@@ -45,7 +51,17 @@ from anjian.datasets.merge import merge_sets
 from anjian.datasets.yolo import load_yolo_set, write_yolo_set
 from anjian.training.train import TrainConfig, train_detector
 
-__all__ = ["EXTRA_SOURCES", "SOURCES", "AnjianNRecipe", "main", "prepare", "train", "training_set"]
+__all__ = [
+    "EXTRA_SOURCES",
+    "FIRE_FREE_SOURCES",
+    "SOURCES",
+    "AnjianNRecipe",
+    "add_fire_negatives",
+    "main",
+    "prepare",
+    "train",
+    "training_set",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +88,10 @@ EXTRA_SOURCES: dict[str, str] = {
 """Sources staged by ``../shared/data/extra/stage.py`` under the extra root, with origin and licence."""
 
 DEFAULT_EXTRA_ROOT = Path.home() / "anjian-data"
+
+FIRE_FREE_SOURCES: tuple[str, ...] = ("forklift_person", "pallet", "fall_hospital", "cctv_person", "ur_fall")
+"""Sources that never show fire (warehouses, hospital rooms, offices): their look-alikes are fire hard
+negatives. The smoking sets are not among them: a lighter's flame is fire, unlabelled there."""
 
 
 class AnjianNRecipe(BaseModel):
@@ -239,12 +259,49 @@ def train(work: Path, *, resume: bool = False) -> Path:
     return train_detector(config, resume=resume).best
 
 
+def add_fire_negatives(
+    work: Path,
+    model: str,
+    *,
+    min_score: float = 0.25,
+    limit: int = 500,
+    copies: int = 2,
+    progress: ProgressFn = no_progress,
+) -> Path:
+    """Mine the training set's fire look-alikes with ``model`` and write them in again (see the module doc).
+
+    Returns:
+        The folder of the added images.
+    """
+    from anjian.models.config import DetectorConfig
+    from anjian.models.loader import load_detector
+    from anjian.training.hard_negatives import add_hard_negatives, mine_hard_negatives
+
+    data_yaml = training_set(work)
+    detector = load_detector(
+        model, DetectorConfig(path=model, confidence_threshold=max(0.001, min(min_score, 0.05)))
+    )
+    negatives = mine_hard_negatives(
+        detector,
+        data_yaml,
+        class_name="fire",
+        free_sources=FIRE_FREE_SOURCES,
+        min_score=min_score,
+        limit=limit,
+        progress=progress,
+    )
+    logger.info(
+        "%d fire look-alikes at fire score >= %.2f, written %d times each", len(negatives), min_score, copies
+    )
+    return add_hard_negatives(data_yaml, negatives, class_name="fire", copies=copies)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line of the recipe (see the module docstring)."""
     parser = argparse.ArgumentParser(
         prog="python -m anjian.training.anjian_n", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("step", choices=["prepare", "train", "crosseval", "finish"])
+    parser.add_argument("step", choices=["prepare", "negatives", "train", "crosseval", "finish"])
     parser.add_argument("--work", type=Path, required=True, help="working folder, outside the repository")
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     parser.add_argument(
@@ -262,6 +319,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cctv-degradation", type=float, default=0.0, help="share of training images made to look like CCTV"
     )
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument(
+        "--model", default="builtin:anjian-n", help="negatives: the model whose mistakes are mined"
+    )
+    parser.add_argument("--min-score", type=float, default=0.25, help="negatives: lowest fire score kept")
+    parser.add_argument("--limit", type=int, default=500, help="negatives: at most this many images")
+    parser.add_argument("--copies", type=int, default=2, help="negatives: times each is written again")
     parser.add_argument("--version", default="1", help="registry version written by 'finish'")
     parser.add_argument("--update", action="store_true", help="finish: rewrite meta and card of --version")
     parser.add_argument("--no-promote", action="store_true", help="finish: register without promoting")
@@ -290,6 +353,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             cctv_degradation=args.cctv_degradation,
         )
         print(prepare(work, recipe))
+    elif args.step == "negatives":
+        print(
+            add_fire_negatives(
+                work, args.model, min_score=args.min_score, limit=args.limit, copies=args.copies
+            )
+        )
     elif args.step == "train":
         print(train(work, resume=args.resume))
     elif args.step == "crosseval":

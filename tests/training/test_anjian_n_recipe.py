@@ -29,7 +29,15 @@ def data_root(tmp_path: Path, coco_weights: Path) -> Path:
 
 
 def test_recipe_prepares_trains_and_registers_a_model_with_its_card(tmp_path: Path, data_root: Path) -> None:
-    from anjian.training.anjian_n import SOURCES, AnjianNRecipe, prepare, train, training_set
+    from anjian.training.anjian_n import (
+        FIRE_FREE_SOURCES,
+        SOURCES,
+        AnjianNRecipe,
+        add_fire_negatives,
+        prepare,
+        train,
+        training_set,
+    )
     from anjian.training.anjian_n_release import finish
 
     work = tmp_path / "work"
@@ -47,6 +55,12 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(tmp_path: Pa
         "fire_continuous",
         "pallet",
     }
+
+    # fire look-alikes mined by the shipped model go back into the set the run trains on
+    folder = add_fire_negatives(work, "builtin:anjian-n/1", min_score=0.0, limit=4, copies=1)
+    mined = json.loads((training_set(work).parent / "hard_negatives.json").read_text())
+    assert mined["images"] == 4 == len(list(folder.iterdir()))
+    assert set(mined["by_source"]) <= set(FIRE_FREE_SOURCES) | {"fire_smoke_cctv", "fire_continuous"}
 
     best = train(work)
     assert best.is_file()
