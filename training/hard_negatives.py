@@ -16,6 +16,7 @@ source); the model is any the one loader reads (``builtin:anjian-n``, an ``.onnx
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
@@ -28,6 +29,8 @@ from anjian.datasets.labels import IMAGE_SUFFIXES, ProgressFn, no_progress
 from anjian.models.detector import Detector
 
 __all__ = ["HardNegative", "add_hard_negatives", "mine_hard_negatives"]
+
+logger = logging.getLogger(__name__)
 
 REPORT_NAME = "hard_negatives.json"
 
@@ -149,6 +152,14 @@ def mine_hard_negatives(
             if best >= min_score:
                 found.append(HardNegative(image, label, source, round(best, 4)))
     found.sort(key=lambda n: (-n.score, str(n.image)))
+    logger.info(
+        "%d of %d images without %s (from %s) score >= %.2f for it",
+        len(found),
+        len(candidates),
+        class_name,
+        ", ".join(read),
+        min_score,
+    )
     return found[:limit]
 
 
