@@ -119,6 +119,15 @@ def train_command(
     teacher_confidence: Annotated[
         float, typer.Option(min=0.05, max=0.95, help="Teacher boxes scoring below this are not added.")
     ] = 0.5,
+    cctv_degradation: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Share of training images made to look as a plant's camera delivers them (sub-stream "
+            "resolution, blur, noise, clipped exposure, faded colour, JPEG). 0: off.",
+        ),
+    ] = 0.0,
 ) -> None:
     """Train a detector offline (no downloads); checkpoints every epoch, resumable with --resume.
 
@@ -160,6 +169,7 @@ def train_command(
             batch=batch,
             workers=workers,
             seed=seed,
+            cctv_degradation=cctv_degradation,
             extra=extra,
         )
         run = train_detector(config, resume=resume)
