@@ -6,10 +6,15 @@ scores them on every image (train and val) of each source the recipe held out
 teacher (``person`` only). Each class is scored only on the sources that label it. The
 figures go to ``W/crosseval.json`` and a markdown table, which the card quotes: a variant
 of the recipe is chosen by them, not by its fit to its own validation split.
+
+The baseline's and the teacher's figures depend only on their model file and the held-out set,
+so they are kept beside the held-out set (``holdout/.reference_scores/``, keyed by both digests)
+and reused: every variant scored against the same held-out set pays only for its own model.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -17,10 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from anjian.datasets.classmap import ClassMap
+from anjian.datasets.hashing import dataset_digest
 from anjian.datasets.labels import WHOLE_SPLIT, DetectionSet, ProgressFn, no_progress
 from anjian.datasets.yolo import load_yolo_set
 from anjian.models.config import DetectorConfig
+from anjian.models.int8_ir import file_sha256
 from anjian.models.loader import load_detector
+from anjian.models.registry import resolve_model_path
 from anjian.training.evaluate import EvalReport, evaluate_detector
 from anjian.training.export import export_onnx
 
@@ -62,6 +70,29 @@ def _score(
     return out
 
 
+def _reference_scores(
+    model: str | Path,
+    sets: dict[str, DetectionSet],
+    only: tuple[str, ...] | None,
+    held_yaml: Path,
+    progress: ProgressFn,
+) -> dict[str, dict[str, Any]]:
+    """A reference model's reports (as dicts), computed once per model file and held-out set."""
+    path = resolve_model_path(str(model)) if str(model).startswith("builtin:") else Path(model)
+    key = hashlib.sha256(
+        f"{file_sha256(path)}|{dataset_digest(held_yaml)}|{','.join(only or ())}".encode()
+    ).hexdigest()[:24]
+    cached = held_yaml.parent / ".reference_scores" / f"{key}.json"
+    if cached.is_file():
+        logger.info("%s: reference figures reused from %s", model, cached)
+        loaded: dict[str, dict[str, Any]] = json.loads(cached.read_text())
+        return loaded
+    scores = {source: report.to_dict() for source, report in _score(model, sets, only, progress).items()}
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    cached.write_text(json.dumps(scores, indent=2) + "\n")
+    return scores
+
+
 def crosseval(
     work: Path,
     *,
@@ -92,15 +123,15 @@ def crosseval(
     sets = whole_sources(held_yaml)
     teacher = teacher or Path(recipe["data_root"]) / "weights" / "coco_yolov8n_int8.onnx"
     scored = {
-        "run": _score(onnx, sets, None, progress),
-        "baseline": _score(baseline, sets, None, progress),
-        "teacher": _score(teacher, sets, ("person",), progress),
+        "run": {s: r.to_dict() for s, r in _score(onnx, sets, None, progress).items()},
+        "baseline": _reference_scores(baseline, sets, None, held_yaml, progress),
+        "teacher": _reference_scores(teacher, sets, ("person",), held_yaml, progress),
     }
     result: dict[str, Any] = {
         "holdout": list(recipe["holdout"]),
         "imgsz": recipe["imgsz"],
         "baseline": baseline,
-        "models": {k: {s: r.to_dict() for s, r in v.items()} for k, v in scored.items()},
+        "models": scored,
     }
     out = work / "crosseval.json"
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -127,3 +127,12 @@ def test_held_out_sources_stay_out_of_training_and_are_scored_whole(tmp_path: Pa
     assert fire_classes == {"fire", "smoke"}  # only what that source labels
     assert set(result["models"]["teacher"]) == {"fall_hospital"}  # the teacher knows no fire
     assert "| fall_hospital | person |" in (work / "crosseval.md").read_text()
+
+    # a second variant against the same held-out set pays only for its own model: the references are reused
+    cached = sorted((work / "holdout" / ".reference_scores").iterdir())
+    assert len(cached) == 2  # the baseline and the teacher
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    again = json.loads(crosseval(work, baseline="builtin:anjian-n").read_text())
+    assert again["models"]["baseline"] == result["models"]["baseline"]
+    assert again["models"]["teacher"] == result["models"]["teacher"]
+    assert [p.stat().st_mtime_ns for p in cached] == stamps
