@@ -29,7 +29,7 @@ from anjian.models.config import DetectorConfig
 from anjian.models.int8_ir import file_sha256
 from anjian.models.loader import load_detector
 from anjian.models.registry import resolve_model_path
-from anjian.training.evaluate import EvalReport, evaluate_detector
+from anjian.training.evaluate import EvalReport, ImageMatches, evaluate_detector
 from anjian.training.export import export_onnx
 
 __all__ = ["crosseval", "crosseval_table", "whole_sources"]
@@ -49,10 +49,43 @@ def whole_sources(held_yaml: Path) -> dict[str, DetectionSet]:
     return out
 
 
+OPERATING_SCORE = 0.35
+"""Score at which the image-level figures count a class as seen (the behaviour rules' usual floor)."""
+
+
+class _ImageHits:
+    """Per class, over the images it is scored on: images showing it and found at the operating score,
+    images not showing it where it was reported anyway (a false alarm on that image)."""
+
+    def __init__(self, names: dict[int, str], score: float) -> None:
+        self._names = names
+        self._score = score
+        self.counts: dict[str, dict[str, int]] = {}
+
+    def __call__(self, matches: ImageMatches) -> None:
+        for class_id in matches.scored_classes:
+            row = self.counts.setdefault(
+                self._names[class_id], {"with": 0, "found": 0, "without": 0, "false_alarms": 0}
+            )
+            scores = matches.pred_confidence[matches.pred_class == class_id]
+            is_reported = bool(scores.size) and float(scores.max()) >= self._score
+            if (matches.gt_class == class_id).any():
+                row["with"] += 1
+                row["found"] += is_reported
+            else:
+                row["without"] += 1
+                row["false_alarms"] += is_reported
+
+
 def _score(
     model: str | Path, sets: dict[str, DetectionSet], only: tuple[str, ...] | None, progress: ProgressFn
 ) -> dict[str, EvalReport]:
-    """Evaluate one model on each set (restricted to ``only`` classes when given)."""
+    """Evaluate one model on each set (restricted to ``only`` classes when given).
+
+    Each report's ``extra["images_at_operating_score"]`` holds the image-level figures (see
+    :class:`_ImageHits`): whether a class is seen on an image at all is what raises an alert, where
+    AP50 also asks for boxes drawn as the source's labellers drew them.
+    """
     detector = load_detector(
         model, DetectorConfig(path=str(model), confidence_threshold=0.001, cpu_precision="fp32")
     )
@@ -61,12 +94,16 @@ def _score(
         if only and not set(only) & set(dataset.labelled_classes[source]):
             continue  # the source labels none of the classes asked for
         class_map = ClassMap(classes=only) if only else None
+        hits = _ImageHits(detector.class_names, OPERATING_SCORE)
         try:
-            out[source] = evaluate_detector(
-                detector, dataset, split=WHOLE_SPLIT, class_map=class_map, progress=progress
+            report = evaluate_detector(
+                detector, dataset, split=WHOLE_SPLIT, class_map=class_map, progress=progress, on_image=hits
             )
         except ValueError as exc:  # no class in common (the teacher on a fire set)
             logger.info("%s on %s: %s", model, source, exc)
+            continue
+        report.extra["images_at_operating_score"] = {"score": OPERATING_SCORE, "classes": hits.counts}
+        out[source] = report
     return out
 
 
@@ -147,11 +184,28 @@ def _ap(result: dict[str, Any], model: str, source: str, name: str) -> float | N
     return next((c["ap50"] for c in report["classes"] if c["name"] == name and c["instances"]), None)
 
 
+def _image_figures(report: dict[str, Any], name: str) -> str:
+    """``found/with (rate) | false alarms/without (rate)`` of the run for one class, or dashes."""
+    row = report.get("images_at_operating_score", {}).get("classes", {}).get(name)
+    if not row:
+        return "– | –"
+
+    def rate(k: int, n: int) -> str:
+        return f"{k}/{n} ({k / n:.0%})" if n else "–"
+
+    return f"{rate(row['found'], row['with'])} | {rate(row['false_alarms'], row['without'])}"
+
+
 def crosseval_table(result: dict[str, Any]) -> str:
-    """Markdown: per held-out source and class, AP50 of the run, the baseline and the teacher."""
+    """Markdown: per held-out source and class, AP50 of the run, the baseline and the teacher, and the
+    run's image-level figures at the operating score (images showing the class where it was found; images
+    not showing it where it was reported)."""
     lines = [
-        f"| held-out source | class | images | instances | this run | {result['baseline']} | COCO teacher |",
-        "|---|---|---|---|---|---|---|",
+        (
+            f"| held-out source | class | images | instances | this run | {result['baseline']} | COCO teacher "
+            f"| run: found at {OPERATING_SCORE} | run: false alarms at {OPERATING_SCORE} |"
+        ),
+        "|---|---|---|---|---|---|---|---|---|",
     ]
 
     def fmt(v: float | None) -> str:
@@ -165,6 +219,7 @@ def crosseval_table(result: dict[str, Any]) -> str:
             lines.append(
                 f"| {source} | {name} | {c['images']} | {c['instances']} | {fmt(c['ap50'])} | "
                 f"{fmt(_ap(result, 'baseline', source, name))} | "
-                f"{fmt(_ap(result, 'teacher', source, name)) if name == 'person' else '–'} |"
+                f"{fmt(_ap(result, 'teacher', source, name)) if name == 'person' else '–'} | "
+                f"{_image_figures(report, name)} |"
             )
     return "\n".join(lines)

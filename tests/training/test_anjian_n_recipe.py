@@ -127,6 +127,13 @@ def test_held_out_sources_stay_out_of_training_and_are_scored_whole(tmp_path: Pa
     assert fire_classes == {"fire", "smoke"}  # only what that source labels
     assert set(result["models"]["teacher"]) == {"fall_hospital"}  # the teacher knows no fire
     assert "| fall_hospital | person |" in (work / "crosseval.md").read_text()
+    # image-level figures at the operating score: every image counts once per class, found <= showing it
+    seen = run["fire_smoke_cctv"]["images_at_operating_score"]
+    assert seen["score"] == 0.35 and set(seen["classes"]) == {"fire", "smoke"}
+    for row in seen["classes"].values():
+        assert row["with"] + row["without"] == run["fire_smoke_cctv"]["images"]
+        assert 0 <= row["found"] <= row["with"] and 0 <= row["false_alarms"] <= row["without"]
+    assert "run: found at 0.35 | run: false alarms at 0.35 |" in (work / "crosseval.md").read_text()
 
     # a second variant against the same held-out set pays only for its own model: the references are reused
     cached = sorted((work / "holdout" / ".reference_scores").iterdir())
