@@ -8,6 +8,7 @@ behaviours need::
     nice -n 19 python -m anjian.training.anjian_n train --work W      # resumable: add --resume
     python -m anjian.training.anjian_n negatives --work W --model builtin:anjian-n  # optional: fire look-alikes
     python -m anjian.training.anjian_n crosseval --work W             # held-out sources: model vs v1 vs teacher
+    python -m anjian.training.anjian_n crosseval --work W --snapshot  # the same, mid-run, into W/snapshots/epoch-N
     python -m anjian.training.anjian_n finish --work W --version 2    # evaluate, export, register
 
 Run ``train`` at the lowest priority of the whole machine: where the kernel groups processes by
@@ -320,6 +321,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--resume", action="store_true")
     parser.add_argument(
+        "--snapshot",
+        action="store_true",
+        help="crosseval: score the best weights now, into W/snapshots/epoch-N",
+    )
+    parser.add_argument(
         "--model", default="builtin:anjian-n", help="negatives: the model whose mistakes are mined"
     )
     parser.add_argument("--min-score", type=float, default=0.25, help="negatives: lowest fire score kept")
@@ -364,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     elif args.step == "crosseval":
         from anjian.training.anjian_n_crosseval import crosseval
 
-        print(crosseval(work))
+        print(crosseval(work, is_snapshot=args.snapshot))
     else:
         from anjian.training.anjian_n_release import finish
 

@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from anjian.models.loader import load_detector
 from anjian.models.registry import resolve_model_path
 from anjian.training.evaluate import EvalReport, ImageMatches, evaluate_detector
 from anjian.training.export import export_onnx
+from anjian.training.train import read_epoch_metrics
 
 __all__ = ["crosseval", "crosseval_table", "whole_sources"]
 
@@ -135,9 +137,19 @@ def crosseval(
     *,
     baseline: str = "builtin:anjian-n",
     teacher: Path | None = None,
+    is_snapshot: bool = False,
     progress: ProgressFn = no_progress,
 ) -> Path:
     """Score the run, the baseline and the teacher on the held-out sources; write ``crosseval.json``.
+
+    Args:
+        work: The recipe's working folder.
+        baseline: The model the run is compared with.
+        teacher: The COCO teacher (``person`` only); default: the recipe's.
+        is_snapshot: Score the best weights as they are now, while the run goes on: they are copied
+            to ``W/snapshots/epoch-N`` (N: epochs finished) and the figures written there, leaving
+            ``W/crosseval.*`` to the finished run. This is how variants are screened every few epochs.
+        progress: Wraps the evaluation loops.
 
     Returns:
         The JSON file.
@@ -149,9 +161,19 @@ def crosseval(
     held_yaml = work / "holdout" / "data.yaml"
     if not held_yaml.is_file():
         raise FileNotFoundError(f"{held_yaml} is missing: prepare the recipe with --holdout SOURCE ...")
+    weights = work / "runs" / "anjian-n" / "weights" / "best.pt"
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights} is missing: train the recipe first")
+    out_dir = work
+    if is_snapshot:
+        epochs = len(read_epoch_metrics(weights.parent.parent))
+        out_dir = work / "snapshots" / f"epoch-{epochs}"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(weights, out_dir / "best.pt")  # the run may replace best.pt while it is scored
+        weights = out_dir / "best.pt"
     onnx = export_onnx(
-        work / "runs" / "anjian-n" / "weights" / "best.pt",
-        work / "export" / "model.onnx",
+        weights,
+        out_dir / "export" / "model.onnx",
         imgsz=recipe["imgsz"],
         name="anjian-n-holdout",
         version="0",
@@ -170,9 +192,9 @@ def crosseval(
         "baseline": baseline,
         "models": scored,
     }
-    out = work / "crosseval.json"
+    out = out_dir / "crosseval.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
-    (work / "crosseval.md").write_text(crosseval_table(result) + "\n")
+    (out_dir / "crosseval.md").write_text(crosseval_table(result) + "\n")
     logger.info("cross-source figures in %s", out)
     return out
 

@@ -143,3 +143,13 @@ def test_held_out_sources_stay_out_of_training_and_are_scored_whole(tmp_path: Pa
     assert again["models"]["baseline"] == result["models"]["baseline"]
     assert again["models"]["teacher"] == result["models"]["teacher"]
     assert [p.stat().st_mtime_ns for p in cached] == stamps
+
+    # screening mid-run: the best weights as they are now, scored into W/snapshots/epoch-N; the run's own files stay
+    before = (work / "crosseval.json").read_text()
+    snapshot = crosseval(work, is_snapshot=True)
+    assert snapshot == work / "snapshots" / "epoch-1" / "crosseval.json"
+    assert (snapshot.parent / "best.pt").is_file() and (snapshot.parent / "crosseval.md").is_file()
+    snap_run = json.loads(snapshot.read_text())["models"]["run"]
+    for source, report in again["models"]["run"].items():  # the same weights give the same figures
+        assert snap_run[source]["classes"] == report["classes"]
+    assert (work / "crosseval.json").read_text() == before
