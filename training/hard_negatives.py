@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from anjian.datasets.labels import IMAGE_SUFFIXES, ProgressFn, no_progress
+from anjian.datasets.yolo import read_class_names
 from anjian.models.detector import Detector
 
 __all__ = ["HardNegative", "add_hard_negatives", "mine_hard_negatives"]
@@ -71,9 +72,7 @@ def _candidates(
     import yaml
 
     data = yaml.safe_load(data_yaml.read_text())
-    names = data["names"]
-    names = [names[k] for k in sorted(names)] if isinstance(names, dict) else list(names)
-    class_id = _class_id(names, class_name)
+    class_id = _class_id(read_class_names(data, data_yaml), class_name)
     labelled = data.get("labelled_classes") or {}
     root = data_yaml.parent
     train = root / "images" / "train"
