@@ -19,13 +19,13 @@ import numpy as np
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "WHOLE_SPLIT",
     "DetectionSet",
     "Issue",
     "IssueKind",
     "LabelledImage",
     "ProgressFn",
     "Severity",
-    "WHOLE_SPLIT",
     "empty_boxes",
     "group_key",
     "list_images",

@@ -34,6 +34,7 @@ from anjian.datasets.labels import (
 __all__ = [
     "LinkMode",
     "dataset_root",
+    "empty_source_folders",
     "label_path_for",
     "load_yolo_set",
     "read_class_names",
@@ -56,6 +57,22 @@ def label_path_for(image: Path) -> Path:
             parts[i] = "labels"
             return Path(*parts).with_suffix(".txt")
     return image.with_suffix(".txt")
+
+
+def empty_source_folders(root: Path, split: str, source: str) -> tuple[Path, Path]:
+    """The ``images`` and ``labels`` folders of one source's split in a set at ``root``, emptied.
+
+    Steps that add a derived source to a training set (hard negatives, zoomed crops) write into
+    them: running such a step again replaces what it wrote, never piles up.
+
+    Returns:
+        ``(images, labels)`` folders, existing and empty.
+    """
+    folders = (root / "images" / split / source, root / "labels" / split / source)
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+    return folders
 
 
 def read_class_names(data: dict[str, Any], source: Path) -> tuple[str, ...]:

@@ -7,6 +7,7 @@ behaviours need::
     python -m anjian.training.anjian_n prepare --work W [--extra-root ~/anjian-data] [--holdout fire_smoke_cctv ...]
     nice -n 19 python -m anjian.training.anjian_n train --work W      # resumable: add --resume
     python -m anjian.training.anjian_n negatives --work W --model builtin:anjian-n  # optional: fire look-alikes
+    python -m anjian.training.anjian_n zoom --work W --zoom-class fire  # optional: fires filling the view
     python -m anjian.training.anjian_n crosseval --work W             # held-out sources: model vs v1 vs teacher
     python -m anjian.training.anjian_n crosseval --work W --snapshot  # the same, mid-run, into W/snapshots/epoch-N
     python -m anjian.training.anjian_n finish --work W --version 2    # evaluate, export, register
@@ -28,6 +29,10 @@ and builds the COCO-initialised checkpoint (:mod:`anjian.training.finetune_init`
 certainly show no fire (fire sources' frames without a fire box, and the sources in
 :data:`FIRE_FREE_SOURCES`) that a model scores highest for fire are written into the training
 set again (:mod:`anjian.training.hard_negatives`).
+
+``zoom`` (optional, before ``train``) adds crops in which a class's box fills 40-95% of the view
+(:mod:`anjian.training.zoom_crops`): mosaic shows every object at half its size, so without them
+a flame filling the camera's view is one the model has never seen.
 
 **Generalisation, not fit.** ``--holdout SOURCE`` keeps a whole source out of training; its
 every image (train and val) is written to ``W/holdout`` and ``crosseval`` scores the model
@@ -302,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m anjian.training.anjian_n", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("step", choices=["prepare", "negatives", "train", "crosseval", "finish"])
+    parser.add_argument("step", choices=["prepare", "negatives", "zoom", "train", "crosseval", "finish"])
     parser.add_argument("--work", type=Path, required=True, help="working folder, outside the repository")
     parser.add_argument("--data-root", type=Path, default=DEFAULT_DATA_ROOT)
     parser.add_argument(
@@ -319,6 +324,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cctv-degradation", type=float, default=0.0, help="share of training images made to look like CCTV"
     )
+    parser.add_argument("--lr0", type=float, default=0.002, help="initial learning rate")
+    parser.add_argument("--mosaic", type=float, default=1.0, help="share of training images made as mosaics")
+    parser.add_argument("--scale", type=float, default=0.5, help="random scale gain range (+/-)")
     parser.add_argument("--resume", action="store_true")
     parser.add_argument(
         "--snapshot",
@@ -331,6 +339,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--min-score", type=float, default=0.25, help="negatives: lowest fire score kept")
     parser.add_argument("--limit", type=int, default=500, help="negatives: at most this many images")
     parser.add_argument("--copies", type=int, default=2, help="negatives: times each is written again")
+    parser.add_argument("--zoom-class", default="fire", help="zoom: the class the crops zoom into")
+    parser.add_argument("--zoom-per-image", type=int, default=1, help="zoom: crops cut from each image")
+    parser.add_argument(
+        "--zoom-fill", type=float, nargs=2, default=(0.4, 0.95), help="zoom: share of the crop the box takes"
+    )
     parser.add_argument("--version", default="1", help="registry version written by 'finish'")
     parser.add_argument("--update", action="store_true", help="finish: rewrite meta and card of --version")
     parser.add_argument("--no-promote", action="store_true", help="finish: register without promoting")
@@ -357,6 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             holdout=tuple(args.holdout),
             patience=args.patience,
             cctv_degradation=args.cctv_degradation,
+            lr0=args.lr0,
+            augment={**AnjianNRecipe().augment, "mosaic": args.mosaic, "scale": args.scale},
         )
         print(prepare(work, recipe))
     elif args.step == "negatives":
@@ -365,6 +380,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 work, args.model, min_score=args.min_score, limit=args.limit, copies=args.copies
             )
         )
+    elif args.step == "zoom":
+        from anjian.training.zoom_crops import ZoomSpec, add_zoom_crops
+
+        seed = AnjianNRecipe.model_validate_json((work / "recipe.json").read_text()).seed
+        report = add_zoom_crops(
+            training_set(work),
+            class_name=args.zoom_class,
+            spec=ZoomSpec(fill=tuple(args.zoom_fill), per_image=args.zoom_per_image, seed=seed),
+        )
+        print(f"{report.crops} crops from {report.images} images into {report.folder}")
     elif args.step == "train":
         print(train(work, resume=args.resume))
     elif args.step == "crosseval":

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ import cv2
 import numpy as np
 
 from anjian.datasets.labels import IMAGE_SUFFIXES, ProgressFn, no_progress
-from anjian.datasets.yolo import read_class_names
+from anjian.datasets.yolo import empty_source_folders, read_class_names
 from anjian.models.detector import Detector
 
 __all__ = ["HardNegative", "add_hard_negatives", "mine_hard_negatives"]
@@ -180,12 +179,7 @@ def add_hard_negatives(
     if copies < 1:
         raise ValueError(f"copies must be >= 1, got {copies}")
     root = data_yaml.parent
-    source = f"{class_name}_hard_negatives"
-    images = root / "images" / "train" / source
-    labels = root / "labels" / "train" / source
-    for folder in (images, labels):
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
+    images, labels = empty_source_folders(root, "train", f"{class_name}_hard_negatives")
     for negative in negatives:
         text = negative.label.read_text() if negative.label.is_file() else ""
         for k in range(copies):

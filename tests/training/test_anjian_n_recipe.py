@@ -34,6 +34,7 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(tmp_path: Pa
         SOURCES,
         AnjianNRecipe,
         add_fire_negatives,
+        main,
         prepare,
         train,
         training_set,
@@ -61,6 +62,15 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(tmp_path: Pa
     mined = json.loads((training_set(work).parent / "hard_negatives.json").read_text())
     assert mined["images"] == 4 == len(list(folder.iterdir()))
     assert set(mined["by_source"]) <= set(FIRE_FREE_SOURCES) | {"fire_smoke_cctv", "fire_continuous"}
+
+    # fires seen filling the view: crops cut by the recipe's command line step, trained on below
+    assert main(["zoom", "--work", str(work), "--zoom-fill", "0.5", "0.9"]) == 0
+    zoomed = json.loads((training_set(work).parent / "zoom_crops_fire.json").read_text())
+    assert zoomed["spec"]["fill"] == [0.5, 0.9] and set(zoomed["by_source"]) <= {
+        "fire_smoke_cctv",
+        "fire_continuous",
+    }
+    assert zoomed["images"] >= 1 and len(list(Path(zoomed["folder"]).iterdir())) == zoomed["crops"]
 
     best = train(work)
     assert best.is_file()
