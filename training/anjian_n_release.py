@@ -208,7 +208,7 @@ CC BY 4.0 images, for the classes the six behaviours need.
 {sources}
 
 Merged with `datasets/maps/anjian.yaml`: `Fire`→`fire`, `smoke`→`smoke`, `default` dropped;
-`fall`,`lie`→`fallen_person`, `patient`,`person`,`stand`,`sit`,`move`,`danger`→`person` (one box
+`fall`→`fallen_person`, `patient`,`person`,`stand`,`sit`,`move`,`danger`,`lie` (in bed)→`person` (one box
 per object: overlapping labels resolved with `fallen_person` before `person`), beds, walkers and
 wheelchairs dropped; `Wooden-Pallet`→`pallet`; UR Fall `fall`→`fallen_person`; the smoking
 photos' `smoking` (cigarette with the hand or mouth holding it)→`cigarette`.
@@ -253,8 +253,8 @@ source labels are scored on it.
 - Hospital falls and stock fire footage are not factory floors: validate on site footage
   (`anjian eval`) before relying on it, and retrain with harvested site images (`anjian dataset harvest`).
 - Small cigarettes at a distance are beyond a {meta["imgsz"]}-pixel input.
-- `fallen_person` was learnt from hospital footage, where `lie` also covers patients lying in bed:
-  it flags people lying down, wherever they lie.
+- `fallen_person` is a person on the floor: a person lying in a bed (the hospital set's `lie`) is
+  labelled `person`, so that a bed, a bench or a cot is not a fall.
 
 Created {meta["created_at"]}.
 """

@@ -12,7 +12,7 @@ from anjian.datasets.errors import ClassMapError
 from anjian.datasets.labels import DetectionSet, LabelledImage
 from anjian.datasets.merge import merge_sets, resolve_overlaps
 from anjian.datasets.yolo import load_yolo_set
-from tests.support.real_data import copy_yolo_sample
+from tests.support.real_data import copy_yolo_sample, require_shared_data
 
 ANJIAN_MAP = Path(__file__).resolve().parents[2] / "datasets" / "maps" / "anjian.yaml"
 
@@ -35,15 +35,28 @@ def test_real_fallen_patient_becomes_one_fallen_person_box(tmp_path: Path) -> No
     for item in with_fall:
         out = index[item.image]
         names = [merged.class_names[c] for c in out.class_ids]
-        assert names.count("fallen_person") == int((item.class_ids == fall_id).sum()) + int(
-            (item.class_ids == sample.class_names.index("lie")).sum()
-        )
+        assert names.count("fallen_person") == int((item.class_ids == fall_id).sum())
         assert "bed" not in names
     rows = {r.source_class: r for r in report.rows}
     assert rows["bed"].target is None and rows["bed"].kept == 0
     assert rows["fall"].target == "fallen_person" and rows["fall"].kept == rows["fall"].boxes
     assert rows["patient"].kept < rows["patient"].boxes  # the patient boxes under 'fall' were dropped
     assert merged.labelled_classes == {"fall_hospital": ("person", "fallen_person")}
+
+
+def test_real_patients_lying_in_bed_stay_people() -> None:
+    sample = load_yolo_set(require_shared_data("fall_hospital") / "data.yaml")
+    lie_id, fall_id = sample.class_names.index("lie"), sample.class_names.index("fall")
+    in_bed = [im for im in sample if (im.class_ids == lie_id).any() and not (im.class_ids == fall_id).any()]
+    assert len(in_bed) > 100  # every 'lie' box of the set is a patient on a bed
+
+    merged, _ = merge_sets([sample], load_class_map(ANJIAN_MAP))
+
+    index = {im.image: im for im in merged}
+    for item in in_bed:
+        names = [merged.class_names[c] for c in index[item.image].class_ids]
+        assert "fallen_person" not in names
+        assert names.count("person") >= int((item.class_ids == lie_id).sum())
 
 
 @pytest.mark.parametrize(
@@ -115,7 +128,8 @@ def test_invalid_class_map_file_is_rejected_with_its_path(tmp_path: Path, text: 
 def test_shipped_anjian_map_covers_every_public_set_class() -> None:
     mapping = load_class_map(ANJIAN_MAP)
     expected = {
-        ("fall_hospital", "lie"): "fallen_person",
+        ("fall_hospital", "fall"): "fallen_person",
+        ("fall_hospital", "lie"): "person",  # a patient lying in bed has not fallen
         ("fall_hospital", "wheelchair"): None,
         ("forklift_person", "person"): "person",
         ("pallet", "Wooden-Pallet"): "pallet",
