@@ -161,6 +161,53 @@ def _crosseval_section(meta: dict[str, Any]) -> str:
     )
 
 
+def _derived_sources(data_yaml: Path) -> dict[str, dict[str, Any]]:
+    """What the optional recipe steps added to the training set: zoomed crops and hard negatives, per report."""
+    out: dict[str, dict[str, Any]] = {}
+    for report in sorted(data_yaml.parent.glob("zoom_crops_*.json")):
+        zoom = json.loads(report.read_text())
+        out[f"{zoom['class_name']}_zoom"] = {
+            "step": "zoom",
+            "images": zoom["crops"],
+            "by_source": zoom["by_source"],
+            "fill": zoom["spec"]["fill"],
+        }
+    negatives_report = data_yaml.parent / "hard_negatives.json"
+    if negatives_report.is_file():
+        negatives = json.loads(negatives_report.read_text())
+        out[f"{negatives['class']}_hard_negatives"] = {
+            "step": "negatives",
+            "images": negatives["images"] * negatives["copies"],
+            "by_source": negatives["by_source"],
+        }
+    return out
+
+
+def _augmentation_lines(meta: dict[str, Any]) -> str:
+    """The card's lines on augmentation and on the images the optional steps added."""
+    r = meta["recipe"]
+    augment = ", ".join(f"{k} {v:g}" for k, v in sorted((r.get("augment") or {}).items()))
+    lines = [f"- Augmentation (ultralytics): {augment or 'defaults'}."]
+    if r.get("cctv_degradation"):
+        lines.append(
+            f"- The CCTV look (`training/cctv_augment.py`) on {r['cctv_degradation']:.0%} of training images: "
+            "sub-stream resolution, blur, noise, clipped exposure, faded colour or IR grey, JPEG."
+        )
+    for name, derived in (meta.get("derived_sources") or {}).items():
+        origin = ", ".join(f"{k} {v}" for k, v in derived["by_source"].items())
+        if derived["step"] == "zoom":
+            low, high = derived["fill"]
+            lines.append(
+                f"- `{name}`: {derived['images']} zoomed crops in which the box fills {low:.0%}-{high:.0%} of the "
+                f"view (`training/zoom_crops.py`; from {origin})."
+            )
+        else:
+            lines.append(
+                f"- `{name}`: {derived['images']} hard-negative images (`training/hard_negatives.py`; from {origin})."
+            )
+    return "\n".join(lines)
+
+
 def _card(meta: dict[str, Any]) -> str:
     """The markdown model card."""
     rows = []
@@ -225,6 +272,7 @@ therefore the teacher's (marked *pseudo GT* below); the real `person` figures ar
   7-class head; `person` and `fallen_person` score rows start from COCO's `person`.
 - {r["epochs"]} epochs, imgsz {r["imgsz"]}, batch {r["batch"]}, AdamW lr0 {r["lr0"]} with cosine decay,
   backbone (first {r["freeze"]} layers) frozen, mosaic off for the last {r["close_mosaic"]} epochs, seed {r["seed"]}.
+{_augmentation_lines(meta)}
 - Training time {meta["training_seconds"] / 60:.0f} min on {meta["hardware"]} (shared with other work, niced).
 - Data digest `{meta["data_hash"]}`.
 - Reproduce: `python -m anjian.training.anjian_n prepare --work W && python -m anjian.training.anjian_n train --work W
@@ -359,6 +407,7 @@ def finish(
         "ablation": ablation,
         "crosseval": crosseval,
         "thresholds": {name: choice.to_dict() for name, choice in choices.items()},
+        "derived_sources": _derived_sources(data_yaml),
     }
     if is_updating:  # same model file: only its metrics and card change
         previous = json.loads((registered.parent / "meta.json").read_text())

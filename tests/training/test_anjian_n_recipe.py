@@ -96,6 +96,11 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(tmp_path: Pa
     assert set(meta["teacher_person"]) == {"fall_hospital", "forklift_person"}
     card = (onnx.parent / "card.md").read_text()
     assert "CC BY 4.0" in card and "| cigarette | person (pseudo GT) |" in card and "AGPL-3.0" in card
+    # what the optional steps added to the training set is on the card
+    assert "- Augmentation (ultralytics): hsv_h 0.015, hsv_s 0.5, hsv_v 0.4, mosaic 1, scale 0.5." in card
+    assert "- `fire_hard_negatives`: 4 hard-negative images" in card
+    assert f"- `fire_zoom`: {zoomed['crops']} zoomed crops in which the box fills 50%-90% of the view" in card
+    assert meta["derived_sources"]["fire_zoom"]["images"] == zoomed["crops"]
     assert (work / "export" / "model-fp16.onnx").is_file()
     assert "## Ablation: the unlabelled people" in card and set(meta["ablation"]) == set(SOURCES)
     # calibrated operating thresholds travel in the model file (a 1-epoch toy may have none)
