@@ -22,6 +22,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from anjian.datasets.classmap import ClassMap
 from anjian.datasets.hashing import dataset_digest
 from anjian.datasets.labels import WHOLE_SPLIT, DetectionSet, ProgressFn, no_progress
@@ -30,7 +32,7 @@ from anjian.models.config import DetectorConfig
 from anjian.models.int8_ir import file_sha256
 from anjian.models.loader import load_detector
 from anjian.models.registry import resolve_model_path
-from anjian.training.evaluate import EvalReport, ImageMatches, evaluate_detector
+from anjian.training.evaluate import EvalReport, ImageMatches, average_precision, evaluate_detector
 from anjian.training.export import export_onnx
 from anjian.training.train import read_epoch_metrics
 
@@ -51,32 +53,54 @@ def whole_sources(held_yaml: Path) -> dict[str, DetectionSet]:
     return out
 
 
+_REFERENCE_FIGURES = "image-ap"
+"""Bumped when a report gains figures, so references cached before are scored again."""
+
 OPERATING_SCORE = 0.35
 """Score at which the image-level figures count a class as seen (the behaviour rules' usual floor)."""
 
 
 class _ImageHits:
     """Per class, over the images it is scored on: images showing it and found at the operating score,
-    images not showing it where it was reported anyway (a false alarm on that image)."""
+    images not showing it where it was reported anyway (a false alarm on that image), and the image AP.
+
+    The image AP ranks the images by the class's top score and asks which show the class: the AP of
+    "is it in this frame", whatever boxes the source's labellers drew (one loose box around a burning
+    building in one fire set, one tight box per flame in the other), which is what raises an alert.
+    """
 
     def __init__(self, names: dict[int, str], score: float) -> None:
         self._names = names
         self._score = score
-        self.counts: dict[str, dict[str, int]] = {}
+        self.counts: dict[str, dict[str, Any]] = {}
+        self._ranked: dict[str, list[tuple[float, bool]]] = {}
 
     def __call__(self, matches: ImageMatches) -> None:
         for class_id in matches.scored_classes:
-            row = self.counts.setdefault(
-                self._names[class_id], {"with": 0, "found": 0, "without": 0, "false_alarms": 0}
-            )
+            name = self._names[class_id]
+            row = self.counts.setdefault(name, {"with": 0, "found": 0, "without": 0, "false_alarms": 0})
             scores = matches.pred_confidence[matches.pred_class == class_id]
-            is_reported = bool(scores.size) and float(scores.max()) >= self._score
-            if (matches.gt_class == class_id).any():
+            top = float(scores.max()) if scores.size else None
+            is_reported = top is not None and top >= self._score
+            shows = bool((matches.gt_class == class_id).any())
+            if shows:
                 row["with"] += 1
                 row["found"] += is_reported
             else:
                 row["without"] += 1
                 row["false_alarms"] += is_reported
+            if top is not None:
+                self._ranked.setdefault(name, []).append((top, shows))
+
+    def finish(self) -> dict[str, dict[str, Any]]:
+        """The counts, each class with its ``image_ap`` (NaN where no image shows the class)."""
+        for name, row in self.counts.items():
+            ranked = self._ranked.get(name, [])
+            shows = np.array([s for _, s in ranked], bool).reshape(-1, 1)
+            top = np.array([t for t, _ in ranked], float)
+            ap, *_ = average_precision(shows, top, row["with"])
+            row["image_ap"] = float(ap[0])
+        return self.counts
 
 
 def _score(
@@ -104,7 +128,7 @@ def _score(
         except ValueError as exc:  # no class in common (the teacher on a fire set)
             logger.info("%s on %s: %s", model, source, exc)
             continue
-        report.extra["images_at_operating_score"] = {"score": OPERATING_SCORE, "classes": hits.counts}
+        report.extra["images_at_operating_score"] = {"score": OPERATING_SCORE, "classes": hits.finish()}
         out[source] = report
     return out
 
@@ -119,7 +143,7 @@ def _reference_scores(
     """A reference model's reports (as dicts), computed once per model file and held-out set."""
     path = resolve_model_path(str(model)) if str(model).startswith("builtin:") else Path(model)
     key = hashlib.sha256(
-        f"{file_sha256(path)}|{dataset_digest(held_yaml)}|{','.join(only or ())}".encode()
+        f"{_REFERENCE_FIGURES}|{file_sha256(path)}|{dataset_digest(held_yaml)}|{','.join(only or ())}".encode()
     ).hexdigest()[:24]
     cached = held_yaml.parent / ".reference_scores" / f"{key}.json"
     if cached.is_file():
@@ -206,6 +230,13 @@ def _ap(result: dict[str, Any], model: str, source: str, name: str) -> float | N
     return next((c["ap50"] for c in report["classes"] if c["name"] == name and c["instances"]), None)
 
 
+def _image_ap(result: dict[str, Any], model: str, source: str, name: str) -> float | None:
+    report = result["models"][model].get(source) or {}
+    row = report.get("images_at_operating_score", {}).get("classes", {}).get(name) or {}
+    value = row.get("image_ap")
+    return None if value is None else float(value)
+
+
 def _image_figures(report: dict[str, Any], name: str) -> str:
     """``found/with (rate) | false alarms/without (rate)`` of the run for one class, or dashes."""
     row = report.get("images_at_operating_score", {}).get("classes", {}).get(name)
@@ -219,15 +250,17 @@ def _image_figures(report: dict[str, Any], name: str) -> str:
 
 
 def crosseval_table(result: dict[str, Any]) -> str:
-    """Markdown: per held-out source and class, AP50 of the run, the baseline and the teacher, and the
-    run's image-level figures at the operating score (images showing the class where it was found; images
-    not showing it where it was reported)."""
+    """Markdown: per held-out source and class, AP50 of the run, the baseline and the teacher, the image AP
+    of the run and the baseline (is the class in the frame at all), and the run's image-level figures at the
+    operating score (images showing the class where it was found; images not showing it where it was
+    reported)."""
     lines = [
         (
             f"| held-out source | class | images | instances | this run | {result['baseline']} | COCO teacher "
+            f"| image AP: run / {result['baseline']} "
             f"| run: found at {OPERATING_SCORE} | run: false alarms at {OPERATING_SCORE} |"
         ),
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def fmt(v: float | None) -> str:
@@ -242,6 +275,7 @@ def crosseval_table(result: dict[str, Any]) -> str:
                 f"| {source} | {name} | {c['images']} | {c['instances']} | {fmt(c['ap50'])} | "
                 f"{fmt(_ap(result, 'baseline', source, name))} | "
                 f"{fmt(_ap(result, 'teacher', source, name)) if name == 'person' else '–'} | "
+                f"{fmt(_image_ap(result, 'run', source, name))} / {fmt(_image_ap(result, 'baseline', source, name))} | "
                 f"{_image_figures(report, name)} |"
             )
     return "\n".join(lines)
