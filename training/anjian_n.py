@@ -302,6 +302,63 @@ def add_fire_negatives(
     return add_hard_negatives(data_yaml, negatives, class_name="fire", copies=copies)
 
 
+def _run_step(args: argparse.Namespace, work: Path) -> None:
+    """Run one step of the recipe with the parsed command line."""
+    if args.step == "prepare":
+        recipe = AnjianNRecipe(
+            data_root=args.data_root.resolve(),
+            is_pseudo_labelled=not args.no_pseudo_labels,
+            epochs=args.epochs,
+            imgsz=args.imgsz,
+            batch=args.batch,
+            freeze=args.freeze,
+            fraction=args.fraction,
+            extra_root=args.extra_root.resolve() if args.extra_root else None,
+            holdout=tuple(args.holdout),
+            patience=args.patience,
+            cctv_degradation=args.cctv_degradation,
+            lr0=args.lr0,
+            augment={**AnjianNRecipe().augment, "mosaic": args.mosaic, "scale": args.scale},
+        )
+        print(prepare(work, recipe))
+    elif args.step == "negatives":
+        print(
+            add_fire_negatives(
+                work, args.model, min_score=args.min_score, limit=args.limit, copies=args.copies
+            )
+        )
+    elif args.step == "zoom":
+        from anjian.training.zoom_crops import ZoomSpec, add_zoom_crops
+
+        seed = AnjianNRecipe.model_validate_json((work / "recipe.json").read_text()).seed
+        report = add_zoom_crops(
+            training_set(work),
+            class_name=args.zoom_class,
+            spec=ZoomSpec(fill=tuple(args.zoom_fill), per_image=args.zoom_per_image, seed=seed),
+        )
+        print(f"{report.crops} crops from {report.images} images into {report.folder}")
+    elif args.step == "train":
+        print(train(work, resume=args.resume))
+    elif args.step == "crosseval":
+        from anjian.training.anjian_n_crosseval import crosseval
+
+        print(crosseval(work, is_snapshot=args.snapshot))
+    else:
+        from anjian.training.anjian_n_release import finish
+
+        print(
+            finish(
+                work,
+                version=args.version,
+                ablation_work=args.ablation_work,
+                is_updating=args.update,
+                is_promoting=not args.no_promote,
+                crosseval_json=args.crosseval,
+                is_quantizing=not args.no_int8,
+            )
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line of the recipe (see the module docstring)."""
     parser = argparse.ArgumentParser(
@@ -357,59 +414,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     work = args.work.resolve()
-    if args.step == "prepare":
-        recipe = AnjianNRecipe(
-            data_root=args.data_root.resolve(),
-            is_pseudo_labelled=not args.no_pseudo_labels,
-            epochs=args.epochs,
-            imgsz=args.imgsz,
-            batch=args.batch,
-            freeze=args.freeze,
-            fraction=args.fraction,
-            extra_root=args.extra_root.resolve() if args.extra_root else None,
-            holdout=tuple(args.holdout),
-            patience=args.patience,
-            cctv_degradation=args.cctv_degradation,
-            lr0=args.lr0,
-            augment={**AnjianNRecipe().augment, "mosaic": args.mosaic, "scale": args.scale},
-        )
-        print(prepare(work, recipe))
-    elif args.step == "negatives":
-        print(
-            add_fire_negatives(
-                work, args.model, min_score=args.min_score, limit=args.limit, copies=args.copies
-            )
-        )
-    elif args.step == "zoom":
-        from anjian.training.zoom_crops import ZoomSpec, add_zoom_crops
-
-        seed = AnjianNRecipe.model_validate_json((work / "recipe.json").read_text()).seed
-        report = add_zoom_crops(
-            training_set(work),
-            class_name=args.zoom_class,
-            spec=ZoomSpec(fill=tuple(args.zoom_fill), per_image=args.zoom_per_image, seed=seed),
-        )
-        print(f"{report.crops} crops from {report.images} images into {report.folder}")
-    elif args.step == "train":
-        print(train(work, resume=args.resume))
-    elif args.step == "crosseval":
-        from anjian.training.anjian_n_crosseval import crosseval
-
-        print(crosseval(work, is_snapshot=args.snapshot))
-    else:
-        from anjian.training.anjian_n_release import finish
-
-        print(
-            finish(
-                work,
-                version=args.version,
-                ablation_work=args.ablation_work,
-                is_updating=args.update,
-                is_promoting=not args.no_promote,
-                crosseval_json=args.crosseval,
-                is_quantizing=not args.no_int8,
-            )
-        )
+    try:
+        _run_step(args, work)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {args.step}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -302,7 +302,7 @@ source labels are scored on it.
   (`anjian eval`) before relying on it, and retrain with harvested site images (`anjian dataset harvest`).
 - Small cigarettes at a distance are beyond a {meta["imgsz"]}-pixel input.
 - `fallen_person` is a person on the floor: a person lying in a bed (the hospital set's `lie`) is
-  labelled `person`, so that a bed, a bench or a cot is not a fall.
+  labelled `person`: a patient in bed is not a fall.
 
 Created {meta["created_at"]}.
 """

@@ -134,3 +134,22 @@ def test_a_class_the_set_lacks_or_no_source_labels_is_refused(tmp_path: Path) ->
         add_zoom_crops(data, sources=["pallet"])
     with pytest.raises(ValueError, match="fill must be"):
         ZoomSpec(fill=(0.9, 0.4))
+
+
+def test_the_recipe_step_names_what_is_wrong_instead_of_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from anjian.training.anjian_n import AnjianNRecipe, main
+
+    work = tmp_path / "work"
+    work.mkdir()
+    assert main(["zoom", "--work", str(work)]) == 2
+    assert "recipe.json" in capsys.readouterr().err  # not prepared yet
+    (work / "recipe.json").write_text(AnjianNRecipe().model_dump_json())
+    (work / "training_set.txt").write_text(f"{_training_set(tmp_path)}\n")
+    assert main(["zoom", "--work", str(work), "--zoom-fill", "0.9", "0.4"]) == 2
+    assert "error: zoom: fill must be a range within (0, 1], got (0.9, 0.4)" in capsys.readouterr().err
+    assert main(["zoom", "--work", str(work), "--zoom-class", "smoke"]) == 2
+    assert "no class 'smoke'" in capsys.readouterr().err
+    assert main(["zoom", "--work", str(work)]) == 0
+    assert "1 crops from 2 images" in capsys.readouterr().out
