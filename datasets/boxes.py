@@ -8,7 +8,7 @@ import numpy as np
 
 from anjian.datasets.labels import Issue, IssueKind, Severity
 
-__all__ = ["clean_boxes", "iou_cxcywh"]
+__all__ = ["clean_boxes", "cxcywh_to_xyxy", "iou_cxcywh"]
 
 _TOLERANCE = 1e-3  # rounding in exports: boxes this far outside [0, 1] are clipped without a word
 
@@ -24,13 +24,23 @@ def iou_cxcywh(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """
     from supervision.detection.utils.iou_and_nms import box_iou_batch
 
-    return box_iou_batch(_to_xyxy(a), _to_xyxy(b))
+    return box_iou_batch(cxcywh_to_xyxy(a), cxcywh_to_xyxy(b))
 
 
-def _to_xyxy(cxcywh: np.ndarray) -> np.ndarray:
-    """``(n, 4)`` ``cx, cy, w, h`` boxes as ``x1, y1, x2, y2``."""
-    centre, size = cxcywh[:, :2], cxcywh[:, 2:]
-    return np.concatenate([centre - size / 2, centre + size / 2], axis=1)
+def cxcywh_to_xyxy(cxcywh: np.ndarray, wh: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """``(n, 4)`` ``cx, cy, w, h`` boxes as ``(n, 4) x1, y1, x2, y2``, scaled by ``wh``.
+
+    Label files hold boxes normalised by the image's size; pass the image's ``(width,
+    height)`` to get pixels, or leave ``wh`` at ``(1, 1)`` to stay normalised. The one
+    conversion every label reader and crop writer uses.
+    """
+    boxes = np.asarray(cxcywh).reshape(-1, 4)
+    centre, size = boxes[:, :2], boxes[:, 2:]
+    corners = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
+    if wh == (1, 1):
+        return corners
+    scaled: np.ndarray = corners * np.array([wh[0], wh[1], wh[0], wh[1]], corners.dtype)
+    return scaled
 
 
 def clean_boxes(raw: np.ndarray, class_count: int, path: Path) -> tuple[np.ndarray, list[Issue]]:

@@ -38,6 +38,7 @@ __all__ = [
     "label_path_for",
     "load_yolo_set",
     "read_class_names",
+    "read_label_file",
     "source_split_yaml",
     "write_yolo_set",
 ]
@@ -119,8 +120,12 @@ def _split_images(root: Path, entry: Any, source: Path) -> list[Path]:
     return images
 
 
-def _read_label_file(path: Path, class_count: int) -> tuple[np.ndarray, list[Issue]]:
-    """Boxes of one label file and the problems in it."""
+def read_label_file(path: Path, class_count: int) -> tuple[np.ndarray, list[Issue]]:
+    """Boxes of one label file and the problems in it.
+
+    Returns the clean ``(n, 5) float32`` rows ``class_id, cx, cy, w, h`` (bad lines dropped,
+    boxes clipped as :func:`clean_boxes` does) and an issue for each problem found.
+    """
     issues: list[Issue] = []
     rows: list[list[float]] = []
     try:
@@ -199,7 +204,7 @@ def load_yolo_set(
             label = label_path_for(image)
             label_dirs.add(label.parent)
             if label.is_file():
-                boxes, issues = _read_label_file(label, len(class_names))
+                boxes, issues = read_label_file(label, len(class_names))
                 seen_labels.add(label.resolve())
                 dataset.issues.extend(issues)
             else:

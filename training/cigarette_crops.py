@@ -36,6 +36,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from anjian.datasets.boxes import cxcywh_to_xyxy
 from anjian.datasets.labels import DetectionSet, LabelledImage
 from anjian.datasets.yolo import load_yolo_set
 from anjian.models.config import DetectorConfig
@@ -83,19 +84,6 @@ class CropSetReport:
         }
 
 
-def _xyxy(image: LabelledImage, rows: np.ndarray, wh: tuple[int, int]) -> np.ndarray:
-    w, h = wh
-    return np.stack(
-        [
-            (rows[:, 1] - rows[:, 3] / 2) * w,
-            (rows[:, 2] - rows[:, 4] / 2) * h,
-            (rows[:, 1] + rows[:, 3] / 2) * w,
-            (rows[:, 2] + rows[:, 4] / 2) * h,
-        ],
-        axis=1,
-    ).reshape(-1, 4)
-
-
 def _people(
     dataset: DetectionSet, image: LabelledImage, picture: np.ndarray, teacher: Detector, spec: CropSpec
 ) -> np.ndarray:
@@ -103,7 +91,7 @@ def _people(
     h, w = picture.shape[:2]
     if "person" in dataset.class_names:
         person_id = dataset.class_names.index("person")
-        return _xyxy(image, image.boxes[image.class_ids == person_id], (w, h))
+        return cxcywh_to_xyxy(image.boxes[image.class_ids == person_id, 1:], (w, h))
     found = teacher.detect([picture])[0]
     names = found.names()
     keep = np.array([n == "person" for n in names], bool) & (found.confidence >= spec.person_score)
@@ -179,7 +167,7 @@ def build_crop_set(
                 if picture is None:
                     continue
                 h, w = picture.shape[:2]
-                targets = _xyxy(image, image.boxes[np.isin(image.class_ids, wanted)], (w, h))
+                targets = cxcywh_to_xyxy(image.boxes[np.isin(image.class_ids, wanted), 1:], (w, h))
                 area = (targets[:, 2] - targets[:, 0]) * (targets[:, 3] - targets[:, 1])
                 if role == "positive" and (area > max_box_fraction * w * h).any():
                     report.dropped_images += 1

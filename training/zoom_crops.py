@@ -26,8 +26,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from anjian.datasets.labels import IMAGE_SUFFIXES, ProgressFn, no_progress
-from anjian.datasets.yolo import empty_source_folders, read_class_names
+from anjian.datasets.boxes import cxcywh_to_xyxy
+from anjian.datasets.labels import IMAGE_SUFFIXES, ProgressFn, Severity, no_progress
+from anjian.datasets.yolo import empty_source_folders, read_class_names, read_label_file
 from anjian.models.crop_geometry import boxes_into_crop
 
 __all__ = ["ZoomCropReport", "ZoomSpec", "add_zoom_crops", "zoom_crop_region"]
@@ -118,19 +119,19 @@ def zoom_crop_region(
     return np.array([left, top, left + side, top + side])
 
 
-def _rows_xyxy(rows: np.ndarray, wh: tuple[int, int]) -> np.ndarray:
-    width, height = wh
-    cx, cy, w, h = rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4]
-    return np.stack(
-        [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1
-    )
+def _read_rows(label: Path, class_count: int) -> np.ndarray:
+    """The ``class, cx, cy, w, h`` rows of one training label file (none where it is absent).
 
-
-def _read_rows(label: Path) -> np.ndarray:
+    Raises:
+        ValueError: The file has a line the reader had to drop (it names the file and line).
+    """
     if not label.is_file():
-        return np.zeros((0, 5))
-    values = [line.split() for line in label.read_text().splitlines() if line.strip()]
-    return np.array([[float(v) for v in row[:5]] for row in values], np.float64).reshape(-1, 5)
+        return np.zeros((0, 5), np.float32)
+    rows, issues = read_label_file(label, class_count)
+    errors = [issue for issue in issues if issue.severity is Severity.ERROR]
+    if errors:
+        raise ValueError(f"{label}: {errors[0].detail}")
+    return rows
 
 
 def _write_crop(
@@ -139,7 +140,7 @@ def _write_crop(
     """Write one crop and its labels; returns the number of boxes it keeps."""
     height, width = picture.shape[:2]
     x1, y1, x2, y2 = (int(v) for v in crop)
-    moved, kept = boxes_into_crop(_rows_xyxy(rows, (width, height)), crop, min_inside=MIN_VISIBLE)
+    moved, kept = boxes_into_crop(cxcywh_to_xyxy(rows[:, 1:], (width, height)), crop, min_inside=MIN_VISIBLE)
     side_w, side_h = x2 - x1, y2 - y1
     cv2.imwrite(str(image_out), picture[y1:y2, x1:x2], [cv2.IMWRITE_JPEG_QUALITY, 95])
     lines = [
@@ -203,7 +204,7 @@ def add_zoom_crops(
         if image.suffix.lower() in IMAGE_SUFFIXES
     ]
     for source, image in progress(work, f"zoom into {class_name}", len(work)):
-        rows = _read_rows(root / "labels" / "train" / source / f"{image.stem}.txt")
+        rows = _read_rows(root / "labels" / "train" / source / f"{image.stem}.txt", len(names))
         targets = np.flatnonzero(rows[:, 0] == class_id)
         if not len(targets):
             continue
@@ -212,7 +213,7 @@ def add_zoom_crops(
             continue
         report.images += 1
         height, width = picture.shape[:2]
-        boxes = _rows_xyxy(rows, (width, height))
+        boxes = cxcywh_to_xyxy(rows[:, 1:], (width, height))
         written = 0
         for k in range(spec.per_image):
             chosen_box = boxes[int(rng.choice(targets))]

@@ -169,3 +169,14 @@ def test_relative_yaml_path_resolves_splits_from_its_folder(
     dataset = load_yolo_set(Path("set/data.yaml"))
 
     assert [im.image.name for im in dataset] == ["a.jpg"]
+
+
+def test_centre_size_boxes_become_corners_in_pixels_or_normalised() -> None:
+    from anjian.datasets.boxes import cxcywh_to_xyxy
+
+    rows = np.array([[0.5, 0.5, 0.2, 0.4], [0.1, 0.9, 0.2, 0.2]], np.float32)
+    np.testing.assert_allclose(cxcywh_to_xyxy(rows), [[0.4, 0.3, 0.6, 0.7], [0.0, 0.8, 0.2, 1.0]], atol=1e-6)
+    np.testing.assert_allclose(
+        cxcywh_to_xyxy(rows, (640, 480)), [[256, 144, 384, 336], [0, 384, 128, 480]], atol=1e-3
+    )
+    assert cxcywh_to_xyxy(np.zeros((0, 4))).shape == (0, 4)

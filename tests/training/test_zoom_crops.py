@@ -136,6 +136,14 @@ def test_a_class_the_set_lacks_or_no_source_labels_is_refused(tmp_path: Path) ->
         ZoomSpec(fill=(0.9, 0.4))
 
 
+def test_a_malformed_label_line_is_named(tmp_path: Path) -> None:
+    data = _training_set(tmp_path)
+    label = data.parent / "labels" / "train" / "fire_continuous" / "small_fire.txt"
+    label.write_text(label.read_text() + "1 0.5 0.5 0.2\n")
+    with pytest.raises(ValueError, match=r"small_fire.txt: line 3: 4 fields, want 5"):
+        add_zoom_crops(data)
+
+
 def test_the_recipe_step_names_what_is_wrong_instead_of_a_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
