@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from anjian.cameras.health import CameraHealth, CameraState
+from anjian.cameras.health import CameraState
 from anjian.pipeline.event import RiskLevel
 from anjian.pipeline.event_wire import (
     BehaviourKind,
@@ -72,9 +72,12 @@ WebhookKind = Literal[
 
 
 class _SchemaModel(BaseModel):
-    """Base of the response models: unknown fields are errors, instances are immutable."""
+    """Base of the response models: unknown fields are errors, instances are immutable.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    ``model_validate(record)`` builds one from a store record of the same field names.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, from_attributes=True)
 
 
 def epoch_to_datetime(epoch_s: float) -> datetime:
@@ -183,11 +186,6 @@ class AuditOut(_SchemaModel):
     assignee: str | None = None
     note: str = ""
 
-    @classmethod
-    def from_entry(cls, entry: AuditEntry) -> AuditOut:
-        """Build the response model of an audit entry."""
-        return copy_fields(cls, entry)
-
 
 class EventList(_SchemaModel):
     """A page of events, newest first."""
@@ -218,11 +216,6 @@ class CameraHealthOut(_SchemaModel):
         description="The pipeline node reading the camera (a plant with several nodes); null otherwise. "
         "A camera whose node stopped reporting it shows state `stale` until a node reports it again.",
     )
-
-    @classmethod
-    def from_health(cls, health: CameraHealth) -> CameraHealthOut:
-        """Build the response model of a camera health snapshot."""
-        return copy_fields(cls, health)
 
 
 class HealthOut(_SchemaModel):
@@ -273,5 +266,5 @@ class WebhookPayload(_SchemaModel):
         return cls(
             kind=kind or cls.kind_of(event),
             event=EventOut.from_stored(event),
-            change=None if change is None else AuditOut.from_entry(change),
+            change=None if change is None else AuditOut.model_validate(change),
         )

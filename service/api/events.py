@@ -125,7 +125,7 @@ def get_event(store: StoreDep, _token: Viewer, event_id: Annotated[str, _EVENT_I
 def get_audit(store: StoreDep, _token: Viewer, event_id: Annotated[str, _EVENT_ID]) -> list[AuditOut]:
     """Who did what to the alert, when, with which note: oldest first, starting with its raising."""
     _require_event(store, event_id)
-    return [AuditOut.from_entry(entry) for entry in store.audit_trail(event_id)]
+    return [AuditOut.model_validate(entry) for entry in store.audit_trail(event_id)]
 
 
 def _evidence_path_or_404(evidence: EvidenceDep, stored: StoredEvent, relpath: str | None, what: str) -> str:

@@ -14,10 +14,10 @@ from anjian.pipeline.event import Behaviour
 from anjian.pipeline.event_wire import EventWire
 from anjian.service.copying import copy_fields
 from anjian.service.delivery_policy import AttemptTimeoutS, MaxAttempts, RetryForS
-from anjian.service.records import DeliveryStatus, Subscription, WebhookDelivery
+from anjian.service.records import DeliveryStatus, Subscription
 from anjian.service.schemas import UtcTime, WebhookKind
 from anjian.service.signing import SigningSecret
-from anjian.service.tokens import ApiToken, Role
+from anjian.service.tokens import Role
 
 __all__ = [
     "AcknowledgeIn",
@@ -58,9 +58,12 @@ _Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterVal
 
 
 class _Model(BaseModel):
-    """Base of the API bodies: unknown fields are errors."""
+    """Base of the API bodies: unknown fields are errors.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    ``model_validate(record)`` builds a response body from a store record of the same field names.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, from_attributes=True)
 
 
 # ------------------------------------------------------------------ lifecycle
@@ -209,11 +212,6 @@ class DeliveryOut(_Model):
     delivered_at: UtcTime | None
     created_at: UtcTime
 
-    @classmethod
-    def from_delivery(cls, d: WebhookDelivery) -> DeliveryOut:
-        """Build the response model of a delivery."""
-        return copy_fields(cls, d)
-
 
 class DeliveryList(_Model):
     """A page of deliveries, oldest first."""
@@ -244,11 +242,6 @@ class TokenOut(_Model):
     created_at: UtcTime
     last_used_at: UtcTime | None
     revoked_at: UtcTime | None
-
-    @classmethod
-    def from_token(cls, token: ApiToken) -> TokenOut:
-        """Build the response model of a token."""
-        return copy_fields(cls, token)
 
 
 class TokenCreated(_Model):

@@ -84,7 +84,7 @@ def healthz(
         is_database_ok=is_database_ok,
         is_dispatcher_running=dispatcher is not None and dispatcher.is_running,
         pending_deliveries=pending,
-        cameras=[CameraHealthOut.from_health(h) for h in camera_health()] if camera_health else [],
+        cameras=[CameraHealthOut.model_validate(h) for h in camera_health()] if camera_health else [],
     )
 
 
@@ -134,7 +134,7 @@ def metrics(registry: MetricsDep) -> Response:
 def cameras(camera_health: CameraHealthDep, _token: Viewer) -> list[CameraHealthOut]:
     """Connection state, fps and counters of each camera this process reads and of those pipelines elsewhere
     report (`POST /ingest/health`), with their `node`; `stale` when their node stopped reporting them."""
-    return [CameraHealthOut.from_health(h) for h in camera_health()] if camera_health else []
+    return [CameraHealthOut.model_validate(h) for h in camera_health()] if camera_health else []
 
 
 class _DirectoryModel(BaseModel):

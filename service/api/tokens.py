@@ -28,7 +28,7 @@ router = APIRouter(tags=["tokens"], responses=AUTH_RESPONSES, route_class=Guarde
 @router.get("/tokens", response_model=list[TokenOut], summary="List API tokens")
 def list_tokens(store: StoreDep, _token: Admin) -> list[TokenOut]:
     """Every token (revoked ones too), without secrets."""
-    return [TokenOut.from_token(t) for t in store.tokens.list()]
+    return [TokenOut.model_validate(t) for t in store.tokens.list()]
 
 
 @router.post(
@@ -57,7 +57,7 @@ def create_token(store: StoreDep, admin: Admin, body: TokenIn) -> TokenCreated:
         admin.id,
         printable(admin.name),
     )
-    return TokenCreated(token=secret, info=TokenOut.from_token(info))
+    return TokenCreated(token=secret, info=TokenOut.model_validate(info))
 
 
 @router.delete(
@@ -80,4 +80,4 @@ def revoke_token(
         admin.id,
         printable(admin.name),
     )
-    return TokenOut.from_token(revoked)
+    return TokenOut.model_validate(revoked)

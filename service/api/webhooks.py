@@ -109,7 +109,7 @@ def list_deliveries(
     has_more = len(rows) > limit
     rows = rows[:limit]
     return DeliveryList(
-        items=[DeliveryOut.from_delivery(d) for d in rows],
+        items=[DeliveryOut.model_validate(d) for d in rows],
         count=len(rows),
         next_after_id=rows[-1].id if has_more else None,
     )
@@ -132,4 +132,4 @@ def redeliver(store: StoreDep, _token: Admin, delivery_id: Annotated[int, _DELIV
             status.HTTP_409_CONFLICT, detail="the delivery's subscription is no longer active"
         )
     queued = store.outbox.redeliver(delivery_id, retry_for_s=sub.retry_for_s)  # the commit wakes the workers
-    return DeliveryOut.from_delivery(queued)
+    return DeliveryOut.model_validate(queued)

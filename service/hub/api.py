@@ -160,7 +160,7 @@ def create_hub_app(
     ) -> list[HubEventOut]:
         """Incidents of the plants the token sees (or of one of them), newest first."""
         events = store.list_events(who.plants(plant_id), is_open=is_open, limit=limit)
-        return [HubEventOut.from_event(e) for e in events]
+        return [HubEventOut.model_validate(e) for e in events]
 
     @api.get("/plants/{plant_id}/events/{event_id}", response_model=EventDetailOut)
     def event_detail(who: Scope, plant_id: str, event_id: str) -> EventDetailOut:
@@ -170,11 +170,11 @@ def create_hub_app(
         if event is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no event {event_id!r} of plant {plant_id!r}")
         return EventDetailOut(
-            summary=HubEventOut.from_event(event),
+            summary=HubEventOut.model_validate(event),
             event=event.event,
             snapshot_url=f"/api/plants/{plant_id}/events/{event_id}/snapshot" if event.has_snapshot else None,
             clip_url=f"/api/plants/{plant_id}/events/{event_id}/clip",
-            audit=[HubAuditOut.from_entry(line) for line in store.audit_trail(plant_id, event_id)],
+            audit=[HubAuditOut.model_validate(line) for line in store.audit_trail(plant_id, event_id)],
         )
 
     @api.get(
@@ -247,7 +247,7 @@ def create_hub_app(
     @api.get("/cameras", response_model=list[CameraOut])
     def cameras(who: Scope, plant_id: Annotated[str | None, Query(max_length=64)] = None) -> list[CameraOut]:
         """The cameras of the plants the token sees, as last reported."""
-        return [CameraOut.from_status(c) for c in store.cameras(who.plants(plant_id))]
+        return [CameraOut.model_validate(c) for c in store.cameras(who.plants(plant_id))]
 
     @api.get("/sensors", response_model=list[SensorOut])
     def sensors(who: Scope, plant_id: Annotated[str | None, Query(max_length=64)] = None) -> list[SensorOut]:

@@ -1,6 +1,7 @@
 """The hub API's request and response models (times in UTC ISO, as the service's API).
 
-Each response model copies the store's record of the same field names (``copy_fields``); times
+Each response model is built from the store's record of the same field names (``model_validate``,
+or ``copy_fields`` where a field is derived); times
 are ``UtcTime``, so a record's epoch seconds become UTC datetimes on the way.
 """
 
@@ -12,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from anjian.pipeline.sensors.health import ALARM_KINDS
 from anjian.service.copying import copy_fields
-from anjian.service.hub.records import CameraStatus, HubAuditEntry, HubEvent, PlantSummary, SensorStatus
+from anjian.service.hub.records import PlantSummary, SensorStatus
 from anjian.service.schemas import UtcTime
 
 __all__ = [
@@ -30,7 +31,9 @@ __all__ = [
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    """Base of the hub's response models: immutable, built from a record with ``model_validate``."""
+
+    model_config = ConfigDict(frozen=True, from_attributes=True)
 
 
 class PlantOut(_Out):
@@ -86,11 +89,6 @@ class HubEventOut(_Out):
     message: str
     has_snapshot: bool
 
-    @classmethod
-    def from_event(cls, event: HubEvent) -> HubEventOut:
-        """The response model of a hub incident."""
-        return copy_fields(cls, event)
-
 
 class HubAuditOut(_Out):
     """One audit line: the plant's, or a supervisor's remark (``is_from_hub``)."""
@@ -105,11 +103,6 @@ class HubAuditOut(_Out):
     note: str
     is_from_hub: bool
     sent_at: UtcTime | None = Field(..., description="Remarks: when the bus took it; null while pending.")
-
-    @classmethod
-    def from_entry(cls, entry: HubAuditEntry) -> HubAuditOut:
-        """The response model of an audit line."""
-        return copy_fields(cls, entry)
 
 
 class EventDetailOut(_Out):
@@ -137,11 +130,6 @@ class CameraOut(_Out):
     reconnects: int
     last_error: str | None
     reported_at: UtcTime
-
-    @classmethod
-    def from_status(cls, status: CameraStatus) -> CameraOut:
-        """The response model of a camera's status."""
-        return copy_fields(cls, status)
 
 
 class SensorOut(_Out):

@@ -303,7 +303,7 @@ def test_credentials_never_leak_into_logs_errors_health_events_or_api(
     texts += [caplog.text]
     for loop in (good, bad):
         texts += [repr(h) for h in loop.health_seen]
-        texts += [CameraHealthOut.from_health(h).model_dump_json() for h in loop.health_seen]
+        texts += [CameraHealthOut.model_validate(h).model_dump_json() for h in loop.health_seen]
         texts += [repr(e) + e.message for e in loop.events()]
         texts += [repr(loop.source.config), loop.source.config.model_dump_json()]
     assert any("401" in text for text in texts) and any("***:***@" in text for text in texts)
