@@ -6,7 +6,7 @@ from .coco import load_coco_set
 from .errors import ClassMapError, DatasetError, DatasetFormatError
 from .harvest import HarvestBox, HarvestItem, HarvestReport, Verdict, write_harvest
 from .hashing import dataset_digest
-from .labels import DetectionSet, Issue, IssueKind, LabelledImage, Severity, group_key
+from .labels import DetectionSet, Issue, IssueKind, LabelledImage, Severity, group_key, video_key
 from .merge import MergeReport, merge_sets
 from .split import split_by_group
 from .stats import ClassStats, class_stats
@@ -39,6 +39,7 @@ __all__ = [
     "merge_sets",
     "split_by_group",
     "validate_set",
+    "video_key",
     "write_harvest",
     "write_yolo_set",
 ]

@@ -9,6 +9,7 @@ exceptions, so an analyst sees every problem of a set at once.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -30,6 +31,7 @@ __all__ = [
     "group_key",
     "list_images",
     "no_progress",
+    "video_key",
 ]
 
 T = TypeVar("T")
@@ -38,6 +40,10 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".
 """File suffixes (lower case) read as images."""
 
 _AUGMENTED_MARK = ".rf."  # Roboflow names augmented copies <original>.rf.<hash>.jpg
+# Roboflow names a frame it sampled from an uploaded video <video>_mp4-<frame>_jpg
+_VIDEO_FRAME = re.compile(
+    r"^(?P<video>.+_(?:mp4|avi|mov|mkv|webm|m4v|mpg|mpeg|flv|wmv))-\d+(?:_[a-z]+)?$", re.IGNORECASE
+)
 
 
 class ProgressFn(Protocol):
@@ -66,6 +72,24 @@ def group_key(image: Path) -> str:
     name = image.name
     cut = name.find(_AUGMENTED_MARK)
     return name[:cut] if cut > 0 else image.stem
+
+
+def video_key(image: Path) -> str:
+    """Name shared by every frame sampled from one video, else the image's :func:`group_key`.
+
+    Roboflow names a frame of an uploaded video ``<video>_mp4-<frame>_jpg`` (then ``.rf.<hash>``).
+    Neighbouring frames are near copies: a val split holding frames of a training video
+    measures memory, so a split meant to measure the model keeps each video on one side.
+
+    Example:
+        >>> video_key(Path("fire2_mp4-79_jpg.rf.82c481ab.jpg"))
+        'fire2_mp4'
+        >>> video_key(Path("img_727_jpg.rf.72947ba6.jpg"))
+        'img_727_jpg'
+    """
+    group = group_key(image)
+    found = _VIDEO_FRAME.match(group)
+    return found["video"] if found else group
 
 
 class Severity(StrEnum):

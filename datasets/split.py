@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from anjian.datasets.labels import DetectionSet
+from anjian.datasets.labels import DetectionSet, LabelledImage
 
 __all__ = ["split_by_group"]
 
@@ -16,7 +16,13 @@ def _unit(seed: int, key: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def split_by_group(dataset: DetectionSet, fractions: Mapping[str, float], *, seed: int = 0) -> DetectionSet:
+def split_by_group(
+    dataset: DetectionSet,
+    fractions: Mapping[str, float],
+    *,
+    seed: int = 0,
+    key: Callable[[LabelledImage], str] | None = None,
+) -> DetectionSet:
     """Reassign every image to a split, keeping each group (see ``group_key``) together.
 
     Assignment hashes the group key with the seed, so it is stable: adding images later
@@ -27,6 +33,8 @@ def split_by_group(dataset: DetectionSet, fractions: Mapping[str, float], *, see
         fractions: Split name to share, e.g. ``{"train": 0.85, "val": 0.15}``; shares must
             be positive and sum to 1.
         seed: Changes the assignment.
+        key: The group of an image; ``None``: its augmented-copy group (``LabelledImage.group``).
+            Pass ``lambda im: video_key(im.image)`` to keep the frames of one video together.
 
     Returns:
         A new set with the same images in the new splits.
@@ -46,7 +54,8 @@ def split_by_group(dataset: DetectionSet, fractions: Mapping[str, float], *, see
         u = _unit(seed, key)
         return next((name for bound, name in bounds if u < bound), bounds[-1][1])
 
-    images = [item.replace(split=assign(f"{item.source}/{item.group}")) for item in dataset.images]
+    group_of = key or (lambda item: item.group)
+    images = [item.replace(split=assign(f"{item.source}/{group_of(item)}")) for item in dataset.images]
     return DetectionSet(
         name=dataset.name,
         class_names=dataset.class_names,

@@ -48,12 +48,14 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from anjian.datasets.classmap import load_class_map
-from anjian.datasets.labels import DetectionSet, ProgressFn, no_progress
+from anjian.datasets.labels import DetectionSet, ProgressFn, no_progress, video_key
 from anjian.datasets.merge import merge_sets
+from anjian.datasets.split import split_by_group
 from anjian.datasets.yolo import load_yolo_set, write_yolo_set
 from anjian.training.train import TrainConfig, train_detector
 
@@ -132,6 +134,13 @@ class AnjianNRecipe(BaseModel):
         default_factory=lambda: {"ur_fall": 2},
         description="Keep every k-th train image of a source whose frames come from a few videos (near duplicates).",
     )
+    resplit: dict[str, Annotated[float, Field(gt=0, le=0.5)]] = Field(
+        default_factory=dict,
+        description="Sources whose own train/val split is drawn again with this val share, each video "
+        "(``video_key``) on one side. The command line re-draws fire_smoke_cctv at 0.2 unless told "
+        "otherwise: it ships 47 val frames, every one from a video whose neighbouring frames are in "
+        "train (18 fire boxes, and a measure of memory).",
+    )
     patience: int = Field(6, ge=1, description="Stop after this many epochs without a better fitness.")
     augment: dict[str, float] = Field(
         default_factory=lambda: {"hsv_h": 0.015, "hsv_s": 0.5, "hsv_v": 0.4, "scale": 0.5, "mosaic": 1.0},
@@ -159,14 +168,25 @@ class AnjianNRecipe(BaseModel):
         return {name: {**SOURCES, **EXTRA_SOURCES}[name] for name in self.sources()}
 
 
-def _load_source(name: str, data_yaml: Path, every: int, progress: ProgressFn) -> DetectionSet:
-    """One source set, its train split thinned to every ``every``-th image (sorted by name)."""
+def _load_source(
+    name: str, data_yaml: Path, every: int, progress: ProgressFn, *, val_share: float | None = None
+) -> DetectionSet:
+    """One source set, its train split thinned to every ``every``-th image (sorted by name).
+
+    With ``val_share``, the source's own splits are replaced by a split keeping each video
+    on one side (:func:`anjian.datasets.labels.video_key`), ``val_share`` of the groups in val.
+    """
     if not data_yaml.is_file():
         raise FileNotFoundError(
             f"source {name!r}: {data_yaml} is missing (shared sets: ../shared/data; extra sets: "
             "stage them with ../shared/data/extra/stage.py)"
         )
     dataset = load_yolo_set(data_yaml, name=name, progress=progress)
+    if val_share is not None:
+        redrawn = split_by_group(
+            dataset, {"train": 1 - val_share, "val": val_share}, key=lambda image: video_key(image.image)
+        )
+        dataset.images = redrawn.images
     if every > 1:
         train = sorted((im for im in dataset.images if im.split == "train"), key=lambda im: im.image.name)
         kept = {id(im) for im in train[::every]}
@@ -185,9 +205,14 @@ def prepare(work: Path, recipe: AnjianNRecipe, *, progress: ProgressFn = no_prog
     unknown = sorted(set(recipe.holdout) - set(paths))
     if unknown:
         raise ValueError(f"--holdout names {unknown}, not among the sources {sorted(paths)}")
+    unknown = sorted(set(recipe.resplit) - set(paths))
+    if unknown:
+        raise ValueError(f"resplit names {unknown}, not among the sources {sorted(paths)}")
     class_map = load_class_map(CLASS_MAP)
     trained = [
-        _load_source(name, path, recipe.train_every.get(name, 1), progress)
+        _load_source(
+            name, path, recipe.train_every.get(name, 1), progress, val_share=recipe.resplit.get(name)
+        )
         for name, path in paths.items()
         if name not in recipe.holdout
     ]
@@ -302,6 +327,22 @@ def add_fire_negatives(
     return add_hard_negatives(data_yaml, negatives, class_name="fire", copies=copies)
 
 
+def _parse_resplit(items: Sequence[str]) -> dict[str, float]:
+    """``SOURCE=SHARE`` words of ``--resplit`` as a mapping (the shares are checked by the recipe)."""
+    out: dict[str, float] = {}
+    for item in items:
+        source, sep, share = item.partition("=")
+        try:
+            if not sep or not source:
+                raise ValueError
+            out[source] = float(share)
+        except ValueError:
+            raise ValueError(
+                f"--resplit takes SOURCE=SHARE (e.g. fire_smoke_cctv=0.2), got {item!r}"
+            ) from None
+    return out
+
+
 def _run_step(args: argparse.Namespace, work: Path) -> None:
     """Run one step of the recipe with the parsed command line."""
     if args.step == "prepare":
@@ -319,6 +360,7 @@ def _run_step(args: argparse.Namespace, work: Path) -> None:
             cctv_degradation=args.cctv_degradation,
             lr0=args.lr0,
             augment={**AnjianNRecipe().augment, "mosaic": args.mosaic, "scale": args.scale},
+            resplit=_parse_resplit(args.resplit),
         )
         print(prepare(work, recipe))
     elif args.step == "negatives":
@@ -372,6 +414,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--holdout", nargs="*", default=[], help="sources kept out of training, scored whole")
     parser.add_argument("--patience", type=int, default=6)
+    parser.add_argument(
+        "--resplit",
+        nargs="*",
+        default=["fire_smoke_cctv=0.2"],
+        metavar="SOURCE=SHARE",
+        help="draw a source's val split again, whole videos on one side, SHARE of them in val "
+        "(default: fire_smoke_cctv=0.2; give --resplit alone for none)",
+    )
     parser.add_argument("--no-pseudo-labels", action="store_true", help="ablation: naive merge")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--imgsz", type=int, default=320)

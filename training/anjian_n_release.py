@@ -208,6 +208,19 @@ def _augmentation_lines(meta: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _split_lines(recipe: dict[str, Any]) -> str:
+    """The card's paragraph on val splits the recipe drew again (none before the ``resplit`` setting)."""
+    redrawn = recipe.get("resplit") or {}
+    if not redrawn:
+        return ""
+    shares = ", ".join(f"`{source}` {share:.0%}" for source, share in sorted(redrawn.items()))
+    return (
+        f"\n**Val splits drawn again** ({shares} of each source's videos and stills in val): a source's "
+        "own val split held frames of videos whose neighbouring frames are in its train split, which "
+        "measures memory. Every frame of one video (`datasets.labels.video_key`) now sits on one side.\n"
+    )
+
+
 def _card(meta: dict[str, Any]) -> str:
     """The markdown model card."""
     rows = []
@@ -259,7 +272,7 @@ Merged with `datasets/maps/anjian.yaml`: `Fire`→`fire`, `smoke`→`smoke`, `de
 per object: overlapping labels resolved with `fallen_person` before `person`), beds, walkers and
 wheelchairs dropped; `Wooden-Pallet`→`pallet`; UR Fall `fall`→`fallen_person`; the smoking
 photos' `smoking` (cigarette with the hand or mouth holding it)→`cigarette`.
-
+{_split_lines(r)}
 **Unlabelled people.** Sets that never label `person` ({pseudo_sources}) would teach a naive
 merge that the people in them are background. Before training, the COCO YOLOv8n (the teacher)
 labelled persons in those sets (score ≥ {r["teacher_confidence"]}, not overlapping an existing

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from anjian.datasets.labels import DetectionSet, LabelledImage
+from anjian.datasets.labels import DetectionSet, LabelledImage, video_key
 from anjian.datasets.split import split_by_group
 from anjian.datasets.stats import class_stats
 from anjian.datasets.yolo import load_yolo_set
@@ -80,3 +80,41 @@ def test_class_stats_count_boxes_images_and_backgrounds() -> None:
     assert (by_key["train", "person"].boxes, by_key["train", "person"].images) == (2, 1)
     assert by_key["train", "person"].small_share == pytest.approx(0.5)
     assert by_key["val", "person"].boxes == 0 and by_key["val", "fire"].median_side == pytest.approx(0.2)
+
+
+@pytest.mark.parametrize(
+    ("name", "video"),
+    [
+        ("fire2_mp4-79_jpg.rf.82c481ab0e5aff3e.jpg", "fire2_mp4"),
+        ("pexels-alan-w-8365993_mp4-12_jpg.rf.1f.jpg", "pexels-alan-w-8365993_mp4"),
+        ("yard_AVI-3_png.rf.aa.jpg", "yard_AVI"),
+        ("img_727_jpg.rf.72947ba6.jpg", "img_727_jpg"),  # a still: its augmented-copy group
+        ("mp4-1_jpg.jpg", "mp4-1_jpg"),  # no video name before the extension
+    ],
+)
+def test_video_key_names_the_video_a_frame_was_sampled_from(name: str, video: str) -> None:
+    assert video_key(Path(name)) == video
+
+
+def test_frames_of_one_video_stay_on_one_side_when_split_by_video() -> None:
+    boxes = np.array([[0, 0.5, 0.5, 0.1, 0.1]], np.float32)
+    frames = [
+        LabelledImage(Path(f"/d/clip{v}_mp4-{f}_jpg.rf.{f:04x}.jpg"), "train", boxes, "d")
+        for v in range(12)
+        for f in range(20)
+    ]
+    stills = [LabelledImage(Path(f"/d/img_{i}_jpg.rf.{i:04x}.jpg"), "val", boxes, "d") for i in range(40)]
+    dataset = DetectionSet(name="d", class_names=("x",), images=frames + stills)
+
+    by_frame = split_by_group(dataset, {"train": 0.7, "val": 0.3}, seed=2)
+    by_video = split_by_group(dataset, {"train": 0.7, "val": 0.3}, seed=2, key=lambda im: video_key(im.image))
+
+    def sides(split: DetectionSet) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for item in split:
+            out.setdefault(video_key(item.image), set()).add(item.split)
+        return out
+
+    assert max(len(s) for s in sides(by_frame).values()) == 2  # frame by frame, videos straddle
+    assert max(len(s) for s in sides(by_video).values()) == 1
+    assert {"train", "val"} == {im.split for im in by_video if "img_" in im.image.name}  # stills still split

@@ -1,0 +1,59 @@
+"""The recipe's re-drawn val splits: each video on one side, and a clear error for a bad ``--resplit``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from anjian.datasets.labels import no_progress, video_key
+from anjian.training.anjian_n import _load_source, main
+from tests.support.real_data import copy_yolo_sample
+
+
+def test_a_resplit_source_keeps_each_real_video_on_one_side(tmp_path: Path) -> None:
+    data_yaml = copy_yolo_sample("fire_smoke_cctv", tmp_path / "fire", per_split=40)
+    shipped = _load_source("fire_smoke_cctv", data_yaml, 1, no_progress)
+    redrawn = _load_source("fire_smoke_cctv", data_yaml, 1, no_progress, val_share=0.3)
+
+    def sides(images: list) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for item in images:
+            out.setdefault(video_key(item.image), set()).add(item.split)
+        return out
+
+    # the shipped val holds frames of videos whose neighbouring frames are in train
+    assert any(len(s) == 2 for s in sides(shipped.images).values())
+    assert all(len(s) == 1 for s in sides(redrawn.images).values())
+    assert sorted(im.image.name for im in redrawn.images) == sorted(im.image.name for im in shipped.images)
+    assert {im.split for im in redrawn.images} == {"train", "val"}
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (
+            ["fire_smoke_cctv"],
+            "--resplit takes SOURCE=SHARE (e.g. fire_smoke_cctv=0.2), got 'fire_smoke_cctv'",
+        ),
+        (["fire_smoke_cctv=lots"], "got 'fire_smoke_cctv=lots'"),
+        (["fire_smoke_cctv=0.8"], "less than or equal to 0.5"),
+        (["no_such_set=0.2"], "resplit names ['no_such_set'], not among the sources"),
+    ],
+)
+def test_a_bad_resplit_is_named_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], words: list[str], message: str
+) -> None:
+    code = main(["prepare", "--work", str(tmp_path / "w"), "--data-root", str(tmp_path), "--resplit", *words])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: prepare: ") and message in err
+
+
+def test_the_card_says_which_val_splits_were_drawn_again() -> None:
+    from anjian.training.anjian_n_release import _split_lines
+
+    assert _split_lines({}) == ""  # a recipe from before the setting
+    assert _split_lines({"resplit": {}}) == ""
+    line = _split_lines({"resplit": {"fire_smoke_cctv": 0.2}})
+    assert "`fire_smoke_cctv` 20%" in line and "one side" in line
