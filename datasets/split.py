@@ -50,8 +50,8 @@ def split_by_group(
         total += share
         bounds.append((total, name))
 
-    def assign(key: str) -> str:
-        u = _unit(seed, key)
+    def assign(group: str) -> str:
+        u = _unit(seed, group)
         return next((name for bound, name in bounds if u < bound), bounds[-1][1])
 
     group_of = key or (lambda item: item.group)
