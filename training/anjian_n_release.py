@@ -155,9 +155,9 @@ def _crosseval_section(meta: dict[str, Any]) -> str:
         "## Generalisation: sources never trained on\n"
         f"The same recipe, trained with {', '.join(f'`{s}`' for s in result['holdout'])} held out, scored on every\n"
         "image of each held-out source (only the classes it labels), next to the model it replaces and the\n"
-        "COCO teacher. These figures, not the val splits above, say how it does on a new site.\n\n"
-        + crosseval_table(result)
-        + "\n\n"
+        "COCO teacher (as shipped, 640, and its recovered weights at this model's input size: the gap between\n"
+        "the two is the input size's, the rest the training's). These figures, not the val splits above, say\n"
+        "how it does on a new site.\n\n" + crosseval_table(result) + "\n\n"
     )
 
 

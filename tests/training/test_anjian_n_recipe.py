@@ -142,6 +142,9 @@ def test_held_out_sources_stay_out_of_training_and_are_scored_whole(tmp_path: Pa
     fire_classes = {c["name"] for c in run["fire_smoke_cctv"]["classes"]}
     assert fire_classes == {"fire", "smoke"}  # only what that source labels
     assert set(result["models"]["teacher"]) == {"fall_hospital"}  # the teacher knows no fire
+    # and the teacher again at the run's input size (64 here): what of the gap is the input size's
+    assert set(result["models"]["teacher_at_run_size"]) == {"fall_hospital"}
+    assert result["models"]["teacher_at_run_size"] != result["models"]["teacher"]
     assert "| fall_hospital | person |" in (work / "crosseval.md").read_text()
     # image-level figures at the operating score: every image counts once per class, found <= showing it
     seen = run["fire_smoke_cctv"]["images_at_operating_score"]
@@ -151,15 +154,19 @@ def test_held_out_sources_stay_out_of_training_and_are_scored_whole(tmp_path: Pa
         assert 0 <= row["found"] <= row["with"] and 0 <= row["false_alarms"] <= row["without"]
         assert math.isnan(row["image_ap"]) if not row["with"] else 0 <= row["image_ap"] <= 1
     table = (work / "crosseval.md").read_text()
-    assert "| image AP: run / builtin:anjian-n | run: found at 0.35 | run: false alarms at 0.35 |" in table
+    assert "| COCO teacher | COCO teacher at 64 | image AP: run / builtin:anjian-n | run: found at 0.35 |" in table
 
     # a second variant against the same held-out set pays only for its own model: the references are reused
-    cached = sorted((work / "holdout" / ".reference_scores").iterdir())
-    assert len(cached) == 2  # the baseline and the teacher
+    cached = sorted((work / "holdout" / ".reference_scores").glob("*.json"))
+    assert len(cached) == 3  # the baseline, the teacher, the teacher at the run's input size
+    [resized] = (work / "holdout" / ".reference_scores").glob("teacher-*-64.onnx")
+    resized_stamp = resized.stat().st_mtime_ns
     stamps = [p.stat().st_mtime_ns for p in cached]
     again = json.loads(crosseval(work, baseline="builtin:anjian-n").read_text())
     assert again["models"]["baseline"] == result["models"]["baseline"]
     assert again["models"]["teacher"] == result["models"]["teacher"]
+    assert again["models"]["teacher_at_run_size"] == result["models"]["teacher_at_run_size"]
+    assert resized.stat().st_mtime_ns == resized_stamp  # exported once
     assert [p.stat().st_mtime_ns for p in cached] == stamps
 
     # screening mid-run: the best weights as they are now, scored into W/snapshots/epoch-N; the run's own files stay
