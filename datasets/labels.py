@@ -44,6 +44,8 @@ _AUGMENTED_MARK = ".rf."  # Roboflow names augmented copies <original>.rf.<hash>
 _VIDEO_FRAME = re.compile(
     r"^(?P<video>.+_(?:mp4|avi|mov|mkv|webm|m4v|mpg|mpeg|flv|wmv))-\d+(?:_[a-z]+)?$", re.IGNORECASE
 )
+# a set that names frames <video><frame>_png (no separator): CarOne123_png, Img_25883_jpg
+_NUMBERED_FRAME = re.compile(r"^(?P<video>.*[A-Za-z_-])\d+(?:_(?:png|jpe?g|bmp|webp))?$", re.IGNORECASE)
 
 
 class ProgressFn(Protocol):
@@ -74,21 +76,26 @@ def group_key(image: Path) -> str:
     return name[:cut] if cut > 0 else image.stem
 
 
-def video_key(image: Path) -> str:
+def video_key(image: Path, *, is_frame_numbered: bool = False) -> str:
     """Name shared by every frame sampled from one video, else the image's :func:`group_key`.
 
     Roboflow names a frame of an uploaded video ``<video>_mp4-<frame>_jpg`` (then ``.rf.<hash>``).
-    Neighbouring frames are near copies: a val split holding frames of a training video
-    measures memory, so a split meant to measure the model keeps each video on one side.
+    Some sets append the frame number to the video's name (``CarOne123_png``): say so with
+    ``is_frame_numbered`` (it would also join stills named ``img_1``, ``img_2`` ..., so it is
+    asked for per set, never guessed). Neighbouring frames are near copies: a val split holding
+    frames of a training video measures memory, so a split meant to measure the model keeps
+    each video on one side.
 
     Example:
         >>> video_key(Path("fire2_mp4-79_jpg.rf.82c481ab.jpg"))
         'fire2_mp4'
         >>> video_key(Path("img_727_jpg.rf.72947ba6.jpg"))
         'img_727_jpg'
+        >>> video_key(Path("CarOne123_png.rf.5e1d.jpg"), is_frame_numbered=True)
+        'CarOne'
     """
     group = group_key(image)
-    found = _VIDEO_FRAME.match(group)
+    found = _VIDEO_FRAME.match(group) or (_NUMBERED_FRAME.match(group) if is_frame_numbered else None)
     return found["video"] if found else group
 
 

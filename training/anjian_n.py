@@ -102,6 +102,10 @@ FIRE_FREE_SOURCES: tuple[str, ...] = ("forklift_person", "pallet", "fall_hospita
 negatives. The smoking sets are not among them: a lighter's flame is fire, unlabelled there."""
 
 
+FRAME_NUMBERED_SOURCES: tuple[str, ...] = ("fire_continuous",)
+"""Sources naming a video's frames ``<video><frame>_png`` (``CarOne123_png``): re-drawn by that video name."""
+
+
 class AnjianNRecipe(BaseModel):
     """Settings of the anjian-n recipe, written to ``<work>/recipe.json`` by ``prepare``."""
 
@@ -137,9 +141,10 @@ class AnjianNRecipe(BaseModel):
     resplit: dict[str, Annotated[float, Field(gt=0, le=0.5)]] = Field(
         default_factory=dict,
         description="Sources whose own train/val split is drawn again with this val share, each video "
-        "(``video_key``) on one side. The command line re-draws fire_smoke_cctv at 0.2 unless told "
-        "otherwise: it ships 47 val frames, every one from a video whose neighbouring frames are in "
-        "train (18 fire boxes, and a measure of memory).",
+        "(``video_key``) on one side. The command line re-draws fire_smoke_cctv at 0.2 and fire_continuous "
+        "at 0.3 unless told otherwise: the first ships 47 val frames, every one from a video whose "
+        "neighbouring frames are in train (18 fire boxes, and a measure of memory); the second has frames "
+        "of 29 of its 39 training videos in val.",
     )
     patience: int = Field(6, ge=1, description="Stop after this many epochs without a better fitness.")
     augment: dict[str, float] = Field(
@@ -183,8 +188,11 @@ def _load_source(
         )
     dataset = load_yolo_set(data_yaml, name=name, progress=progress)
     if val_share is not None:
+        numbered = name in FRAME_NUMBERED_SOURCES
         redrawn = split_by_group(
-            dataset, {"train": 1 - val_share, "val": val_share}, key=lambda image: video_key(image.image)
+            dataset,
+            {"train": 1 - val_share, "val": val_share},
+            key=lambda image: video_key(image.image, is_frame_numbered=numbered),
         )
         dataset.images = redrawn.images
     if every > 1:
@@ -417,10 +425,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--resplit",
         nargs="*",
-        default=["fire_smoke_cctv=0.2"],
+        default=["fire_smoke_cctv=0.2", "fire_continuous=0.3"],
         metavar="SOURCE=SHARE",
         help="draw a source's val split again, whole videos on one side, SHARE of them in val "
-        "(default: fire_smoke_cctv=0.2; give --resplit alone for none)",
+        "(default: fire_smoke_cctv=0.2 fire_continuous=0.3; give --resplit alone for none)",
     )
     parser.add_argument("--no-pseudo-labels", action="store_true", help="ablation: naive merge")
     parser.add_argument("--epochs", type=int, default=8)

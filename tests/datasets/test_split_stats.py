@@ -96,6 +96,17 @@ def test_video_key_names_the_video_a_frame_was_sampled_from(name: str, video: st
     assert video_key(Path(name)) == video
 
 
+def test_a_set_naming_frames_by_number_is_grouped_only_when_said() -> None:
+    assert video_key(Path("CarOne123_png.rf.5e1d.jpg"), is_frame_numbered=True) == "CarOne"
+    assert video_key(Path("Img_25883_jpg.rf.aa.jpg"), is_frame_numbered=True) == "Img_"
+    assert video_key(Path("2ndAlarmFire117N1874_png.rf.1.jpg"), is_frame_numbered=True) == "2ndAlarmFire117N"
+    assert (
+        video_key(Path("Living_Room_Camp_Fire_jpg.rf.2.jpg"), is_frame_numbered=True)
+        == "Living_Room_Camp_Fire_jpg"
+    )
+    assert video_key(Path("img_727_jpg.rf.3.jpg")) == "img_727_jpg"  # stills of another set stay apart
+
+
 def test_frames_of_one_video_stay_on_one_side_when_split_by_video() -> None:
     boxes = np.array([[0, 0.5, 0.5, 0.1, 0.1]], np.float32)
     frames = [

@@ -154,7 +154,10 @@ def test_held_out_sources_stay_out_of_training_and_are_scored_whole(tmp_path: Pa
         assert 0 <= row["found"] <= row["with"] and 0 <= row["false_alarms"] <= row["without"]
         assert math.isnan(row["image_ap"]) if not row["with"] else 0 <= row["image_ap"] <= 1
     table = (work / "crosseval.md").read_text()
-    assert "| COCO teacher | COCO teacher at 64 | image AP: run / builtin:anjian-n | run: found at 0.35 |" in table
+    assert (
+        "| COCO teacher | COCO teacher at 64 | image AP: run / builtin:anjian-n | run: found at 0.35 |"
+        in table
+    )
 
     # a second variant against the same held-out set pays only for its own model: the references are reused
     cached = sorted((work / "holdout" / ".reference_scores").glob("*.json"))

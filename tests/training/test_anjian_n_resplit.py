@@ -29,6 +29,16 @@ def test_a_resplit_source_keeps_each_real_video_on_one_side(tmp_path: Path) -> N
     assert {im.split for im in redrawn.images} == {"train", "val"}
 
 
+def test_fire_continuous_is_redrawn_by_its_numbered_video_names(tmp_path: Path) -> None:
+    data_yaml = copy_yolo_sample("fire_continuous", tmp_path / "fc", per_split=60)
+    redrawn = _load_source("fire_continuous", data_yaml, 1, no_progress, val_share=0.3)
+    sides: dict[str, set[str]] = {}
+    for item in redrawn.images:
+        sides.setdefault(video_key(item.image, is_frame_numbered=True), set()).add(item.split)
+    assert all(len(s) == 1 for s in sides.values())
+    assert len(sides) < len(redrawn.images)  # frames really were joined into videos
+
+
 @pytest.mark.parametrize(
     ("words", "message"),
     [
