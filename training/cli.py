@@ -820,22 +820,46 @@ def dataset_fire_clips(
         int, typer.Option(min=1, max=30, help="Clip frame rate, also the eval camera's analysis rate.")
     ] = 5,
     size: Annotated[int, typer.Option(min=64, max=1920, help="Square frame size in pixels (even).")] = 448,
+    people_frames: Annotated[
+        Path | None,
+        typer.Option(
+            help="A staged people set of dense video frames (ur_fall): its recordings become real-time clips, "
+            "daily activities expecting nothing, falls one fallen_person."
+        ),
+    ] = None,
+    people_min_frames: Annotated[
+        int, typer.Option(min=2, help="Leave out people recordings with fewer frames.")
+    ] = 60,
 ) -> None:
-    """Real fire clips from consecutive frames of each video, and an eval-events spec (fire, people, a fall)."""
-    from anjian.training.fire_clips import build_fire_clips, write_eval_set
+    """Real fire clips from consecutive frames of each video, and an eval-events spec (fire, people, falls)."""
+    from anjian.training.fire_clips import build_fire_clips, build_people_clips, write_eval_set
 
     try:
         clips = build_fire_clips(
             frames, out, min_frames=min_frames, max_frames=max_frames, fps=fps, size_wh=(size, size)
         )
+        people = (
+            build_people_clips(
+                people_frames,
+                out / "people",
+                min_frames=people_min_frames,
+                max_frames=max(people_min_frames, 300),
+                size_wh=(size, size),
+            )
+            if people_frames is not None
+            else []
+        )
     except (FileNotFoundError, ValueError) as exc:
         raise fail(str(exc)) from None
     if not clips:
         raise fail(f"no video in {frames} has {min_frames} frames or more")
-    site, spec = write_eval_set(clips, out, videos_dir=videos, fps=fps)
-    for clip in clips:
-        _out.print(f"{clip.path.name}: {len(clip.frame_numbers)} frames, {clip.seconds:.1f} s ({clip.video})")
-    _out.print(f"{len(clips)} fire clips; spec {spec}, site {site}")
+    site, spec = write_eval_set(clips, out, videos_dir=videos, people_clips=people, fps=fps)
+    for clip in [*clips, *people]:
+        fall = f", falls at {clip.fall_start_s:.1f} s" if clip.fall_start_s is not None else ""
+        _out.print(
+            f"{clip.path.name}: {len(clip.frame_numbers)} frames, {clip.seconds:.1f} s ({clip.video}{fall})"
+        )
+    _out.print(f"{len(clips)} fire clips, {len(people)} people clips; spec {spec}, site {site}")
     _out.print(
         f"score a model: anjian eval-events {spec} --config {site} --model builtin:anjian-n --json out.json"
     )

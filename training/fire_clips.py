@@ -15,9 +15,11 @@ a site config with two evaluation cameras (open flame, smoking and fallen person
 defaults and the model's calibrated thresholds; the fall clip's camera confirms a fall after
 1 s of lying, as its 4.3 s cannot hold the default 5 s) and the ``anjian eval-events`` spec:
 one ``open_flame`` expected on each fire clip, nothing on the people-only videos, one
-``fallen_person`` on ``fall_home_1.mp4``::
+``fallen_person`` on ``fall_home_1.mp4``. :func:`build_people_clips` adds real-time clips of a
+staged people set's recordings (``ur_fall``: daily activities expect nothing, falls one
+``fallen_person``)::
 
-    anjian dataset fire-clips --out /root/anjian-data/fire_clips
+    anjian dataset fire-clips --out /root/anjian-data/fire_clips --people-frames /root/anjian-data/ur_fall
     anjian eval-events /root/anjian-data/fire_clips/clips.yaml \\
         --config /root/anjian-data/fire_clips/site.yaml --model builtin:anjian-n/1 --json v1.json
 """
@@ -34,15 +36,18 @@ import cv2
 import numpy as np
 import yaml
 
+from anjian.datasets.yolo import read_class_names, read_label_file
+
 __all__ = [
     "EVAL_CAMERA",
     "FALL_CAMERA",
     "FALL_VIDEOS",
     "FRAME_NAME",
     "PEOPLE_ONLY_VIDEOS",
-    "FireClip",
+    "FrameClip",
     "VideoFrames",
     "build_fire_clips",
+    "build_people_clips",
     "group_video_frames",
     "write_clip",
     "write_eval_set",
@@ -79,20 +84,23 @@ class VideoFrames:
 
 
 @dataclass(frozen=True, slots=True)
-class FireClip:
-    """One clip written by :func:`build_fire_clips`.
+class FrameClip:
+    """One clip written by :func:`build_fire_clips` or :func:`build_people_clips`.
 
     Attributes:
         video: Source video name.
         path: The MP4 file.
         frame_numbers: Source frame numbers, in clip order.
         fps: Frames per second of the clip.
+        fall_start_s: People clips: when the first frame labelled fallen plays; ``None`` when
+            nobody falls in the clip (and for fire clips).
     """
 
     video: str
     path: Path
     frame_numbers: tuple[int, ...]
     fps: float
+    fall_start_s: float | None = None
 
     @property
     def seconds(self) -> float:
@@ -195,7 +203,7 @@ def build_fire_clips(
     max_frames: int = 50,
     fps: int = 5,
     size_wh: tuple[int, int] = (448, 448),
-) -> list[FireClip]:
+) -> list[FrameClip]:
     """Write one MP4 per video of a frame set that has at least ``min_frames`` frames.
 
     Args:
@@ -222,7 +230,81 @@ def build_fire_clips(
         frames = video.frames[:max_frames]
         path = Path(out_dir) / f"{_file_name(video.video)}.mp4"
         write_clip([p for _, p in frames], path, size_wh=size_wh, fps=fps)
-        clips.append(FireClip(video.video, path, tuple(n for n, _ in frames), float(fps)))
+        clips.append(FrameClip(video.video, path, tuple(n for n, _ in frames), float(fps)))
+    return clips
+
+
+def _labelled_classes(root: Path, image: Path, class_count: int) -> set[int]:
+    """Class ids labelled on one image of a YOLO set (``labels/<split>/<stem>.txt``; none if missing)."""
+    label = Path(root) / "labels" / image.parent.name / f"{image.stem}.txt"
+    if not label.is_file():
+        return set()
+    rows, _ = read_label_file(label, class_count)
+    return {int(c) for c in rows[:, 0]}
+
+
+def build_people_clips(
+    root: Path,
+    out_dir: Path,
+    *,
+    fall_class: str = "fall",
+    min_frames: int = 60,
+    max_frames: int = 300,
+    source_fps: float = 30.0,
+    size_wh: tuple[int, int] = (448, 448),
+) -> list[FrameClip]:
+    """Write one real-time MP4 per densely sampled recording of a people set (``ur_fall``).
+
+    UR Fall's frames are most of the frames of 30 fps recordings: daily activities (sitting,
+    lying on a bed, picking things up) and falls. Played at their own rate (``source_fps``
+    over the median step between frame numbers), they test the rules at the speed people
+    move: an activity clip must raise nothing, a fall clip one ``fallen_person`` from its
+    first frame labelled ``fall_class`` (:attr:`FrameClip.fall_start_s`).
+
+    Args:
+        root: The set (``images/<split>/``, ``labels/<split>/`` and ``data.yaml``).
+        out_dir: Folder the clips go to (``<video>.mp4``).
+        fall_class: The set's class of a fallen person.
+        min_frames: Recordings with fewer frames are left out (sparse ones play as slides).
+        max_frames: Each clip holds the recording's first ``max_frames`` frames.
+        source_fps: Frame rate the recordings were made at.
+        size_wh: Common frame size; frames are letterboxed into it.
+
+    Returns:
+        The clips written, the longest recordings first.
+
+    Raises:
+        ValueError: The bounds are inconsistent, or the set has no ``fall_class``.
+        FileNotFoundError: ``root`` holds no image folders or no ``data.yaml``.
+    """
+    if not 2 <= min_frames <= max_frames:
+        raise ValueError(f"expected 2 <= min_frames <= max_frames, got {min_frames} and {max_frames}")
+    data_yaml = Path(root) / "data.yaml"
+    if not data_yaml.is_file():
+        raise FileNotFoundError(f"no data.yaml in {root} (the set's class names)")
+    names = read_class_names(yaml.safe_load(data_yaml.read_text()) or {}, data_yaml)
+    if fall_class not in names:
+        raise ValueError(f"{data_yaml}: no class {fall_class!r} (classes: {list(names)})")
+    fall_id = names.index(fall_class)
+    clips = []
+    for video in group_video_frames(root):
+        if len(video.frames) < min_frames:
+            continue
+        frames = video.frames[:max_frames]
+        step = float(np.median(np.diff([n for n, _ in frames])))
+        fps = max(1, round(source_fps / max(step, 1.0)))
+        path = Path(out_dir) / f"{_file_name(video.video)}.mp4"
+        write_clip([p for _, p in frames], path, size_wh=size_wh, fps=fps)
+        fallen = [i for i, (_, p) in enumerate(frames) if fall_id in _labelled_classes(root, p, len(names))]
+        clips.append(
+            FrameClip(
+                video.video,
+                path,
+                tuple(n for n, _ in frames),
+                float(fps),
+                fall_start_s=round(fallen[0] / fps, 2) if fallen else None,
+            )
+        )
     return clips
 
 
@@ -250,10 +332,11 @@ def _site_config(out_dir: Path, fps: int, model: str) -> dict[str, object]:
 
 
 def write_eval_set(
-    clips: Sequence[FireClip],
+    clips: Sequence[FrameClip],
     out_dir: Path,
     *,
     videos_dir: Path,
+    people_clips: Sequence[FrameClip] = (),
     fps: int = 5,
     model: str = "builtin:anjian-n",
     tolerance_s: float = 2.0,
@@ -268,6 +351,7 @@ def write_eval_set(
         clips: From :func:`build_fire_clips`.
         out_dir: Where the two files go (clip paths are written relative to it when inside).
         videos_dir: ``../shared/data/videos``.
+        people_clips: From :func:`build_people_clips` (none by default).
         fps: Analysis rate of the evaluation camera (the clips' frame rate: every frame is analysed).
         model: Model of the site (``eval-events --model`` overrides it).
         tolerance_s: Slack around each expected incident.
@@ -304,6 +388,12 @@ def write_eval_set(
                     "expected": [{"behaviour": "fallen_person", "start_s": start_s}],
                 }
             )
+    for clip in people_clips:
+        if clip.fall_start_s is None:
+            entries.append({"video": where(clip.path), "camera": EVAL_CAMERA, "expected": []})
+        else:
+            expected = [{"behaviour": "fallen_person", "start_s": clip.fall_start_s}]
+            entries.append({"video": where(clip.path), "camera": FALL_CAMERA, "expected": expected})
     site = out_dir / "site.yaml"
     site.write_text(yaml.safe_dump(_site_config(out_dir, fps, model), sort_keys=False))
     spec = out_dir / "clips.yaml"

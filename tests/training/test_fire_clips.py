@@ -18,6 +18,7 @@ from anjian.training.fire_clips import (
     FALL_CAMERA,
     FRAME_NAME,
     build_fire_clips,
+    build_people_clips,
     group_video_frames,
     write_eval_set,
 )
@@ -119,3 +120,79 @@ def test_the_command_writes_clips_and_spec(frames_root: Path, tmp_path: Path) ->
         app, ["dataset", "fire-clips", "--frames", str(tmp_path / "nope"), "--out", str(out)]
     )
     assert failed.exit_code == 2 and "no image folder" in failed.output
+
+
+def _people_set(root: Path) -> Path:
+    """A two-recording people set named as UR Fall's: an activity every frame, a fall every second frame."""
+    for split in ("train", "val"):
+        (root / "images" / split).mkdir(parents=True)
+        (root / "labels" / split).mkdir(parents=True)
+    (root / "data.yaml").write_text('names: ["fall", "person"]\n')
+    rng = np.random.default_rng(0)
+    recordings = {"adl-01-cam0-rgb-": range(1, 31), "fall-01-cam1-rgb-": range(1, 41, 2)}
+    for video, numbers in recordings.items():
+        for i, number in enumerate(numbers):
+            split = "val" if i % 5 == 0 else "train"
+            stem = f"{video}{number:03d}_png.rf.{i:08x}"
+            image = rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)
+            cv2.imwrite(str(root / "images" / split / f"{stem}.jpg"), image)
+            is_fallen = video.startswith("fall") and i >= 12
+            (root / "labels" / split / f"{stem}.txt").write_text(
+                "0 0.5 0.7 0.6 0.3\n" if is_fallen else "1 0.5 0.5 0.2 0.6\n"
+            )
+    return root
+
+
+def test_people_clips_play_in_real_time_and_know_when_someone_falls(tmp_path: Path) -> None:
+    root = _people_set(tmp_path / "ur_fall")
+    clips = build_people_clips(root, tmp_path / "people", min_frames=20, size_wh=(96, 64), source_fps=30.0)
+    by_video = {c.video: c for c in clips}
+    assert sorted(by_video) == ["adl-01-cam0-rgb-", "fall-01-cam1-rgb-"]
+    activity, fall = by_video["adl-01-cam0-rgb-"], by_video["fall-01-cam1-rgb-"]
+    assert (activity.fps, activity.seconds, activity.fall_start_s) == (30.0, 1.0, None)
+    assert (fall.fps, len(fall.frame_numbers), fall.fall_start_s) == (
+        15.0,
+        20,
+        0.8,
+    )  # frame 12 of 20 at 15 fps
+    assert len(_decoded(fall.path)) == 20
+
+    _, spec_path = write_eval_set([], tmp_path, videos_dir=tmp_path / "no-videos", people_clips=clips)
+    expected = {
+        c.video.name: (c.camera, [(e.behaviour, e.start_s) for e in c.expected])
+        for c in load_event_spec(spec_path).clips
+    }
+    assert expected == {
+        "adl-01-cam0-rgb.mp4": (EVAL_CAMERA, []),
+        "fall-01-cam1-rgb.mp4": (FALL_CAMERA, [("fallen_person", 0.8)]),
+    }
+
+    shorter = build_people_clips(root, tmp_path / "none", min_frames=25, size_wh=(96, 64))
+    assert [c.video for c in shorter] == ["adl-01-cam0-rgb-"]  # the 20-frame fall recording is left out
+
+
+def test_people_clips_refuse_a_set_without_the_fall_class_or_class_names(tmp_path: Path) -> None:
+    root = _people_set(tmp_path / "ur_fall")
+    with pytest.raises(ValueError, match="no class 'fallen'"):
+        build_people_clips(root, tmp_path / "out", fall_class="fallen", min_frames=20)
+    (root / "data.yaml").unlink()
+    with pytest.raises(FileNotFoundError, match="no data.yaml"):
+        build_people_clips(root, tmp_path / "out", min_frames=20)
+
+
+def test_the_command_adds_people_clips(tmp_path: Path, frames_root: Path) -> None:
+    root = _people_set(tmp_path / "ur_fall")
+    out = tmp_path / "clips"
+    args = ["dataset", "fire-clips", "--frames", str(frames_root), "--out", str(out), "--max-frames", "20"]
+    args += ["--videos", str(tmp_path / "no-videos"), "--size", "96", "--people-frames", str(root)]
+    result = CliRunner().invoke(app, [*args, "--people-min-frames", "20"])
+    assert result.exit_code == 0, result.output
+    assert "falls at 0.8 s" in result.output and "2 people clips" in result.output
+    assert sorted(p.name for p in (out / "people").glob("*.mp4")) == [
+        "adl-01-cam0-rgb.mp4",
+        "fall-01-cam1-rgb.mp4",
+    ]
+
+    (root / "data.yaml").write_text('names: ["person"]\n')
+    failed = CliRunner().invoke(app, [*args, "--people-min-frames", "20"])
+    assert failed.exit_code == 2 and "no class 'fall'" in failed.output
