@@ -19,13 +19,13 @@ rather than running unvetted weights. Standard library only, like the registry.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from anjian.models.errors import ModelLoadError
+from anjian.models.metadata import file_digest
 
 __all__ = [
     "INT8_BIN",
@@ -52,12 +52,8 @@ _FIX = (
 
 
 def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's content."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Hex SHA-256 of a file's content (all 64 digits of :func:`anjian.models.metadata.file_digest`)."""
+    return file_digest(Path(path), length=64)
 
 
 @dataclass(frozen=True, slots=True)

@@ -726,6 +726,19 @@ def eval_events(
     config: ConfigOption,
     model: Annotated[str | None, typer.Option(help="Model to run instead of the site's.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON here.")] = None,
+    record: Annotated[
+        str | None,
+        typer.Option(
+            "--record",
+            metavar="NAME/VERSION",
+            help="Keep the figures with that registry version (meta.json event_evals, a card section); the model "
+            "run must be that version.",
+        ),
+    ] = None,
+    registry: Annotated[
+        Path | None,
+        typer.Option(help="Site registry --record writes to (default: the site's model.registry)."),
+    ] = None,
     log_level: LogLevel = "WARNING",
 ) -> None:
     """Replay clips through the full pipeline; event precision, recall and time to alert per behaviour.
@@ -734,6 +747,7 @@ def eval_events(
     and its --json holds every clip's alerts, first alert and time to alert per incident.
     """
     from anjian.models.loader import load_detector
+    from anjian.training.eval_record import check_recorded_model, parse_version_ref, record_event_evaluation
     from anjian.training.event_eval import (
         ClipScore,
         EvalCamera,
@@ -751,9 +765,14 @@ def eval_events(
         for hint in score.hints:
             typer.secho(f"  hint: {hint}", fg=typer.colors.YELLOW, err=True)
 
+    model_spec = model or loaded.model.path
+    root = registry or loaded.model.registry
     try:
+        target = parse_version_ref(record) if record else None
+        if target is not None:
+            check_recorded_model(model_spec, *target, root=root)
         plan = load_event_spec(spec)
-        detector = load_detector(model or loaded.model.path, loaded.model)
+        detector = load_detector(model_spec, loaded.model)
     except (ValueError, ModelError) as exc:
         raise _fail(str(exc)) from None
     try:
@@ -769,9 +788,12 @@ def eval_events(
         raise _fail(f"{spec}: {exc}") from None
     rows = summarize(scores)
     typer.echo(render_table(rows))
+    payload = {"behaviours": [r.to_dict() for r in rows], "clips": [c.to_dict() for c in scores]}
     if json_out:
-        payload = {"behaviours": [r.to_dict() for r in rows], "clips": [c.to_dict() for c in scores]}
         json_out.write_text(json.dumps(payload, indent=2) + "\n")
+    if target is not None:
+        folder = record_event_evaluation(*target, payload, spec=str(spec), model_spec=model_spec, root=root)
+        typer.echo(f"recorded with {target[0]}/{target[1]}: {folder / 'meta.json'} (event_evals) and card.md")
 
 
 def main() -> None:

@@ -11,7 +11,6 @@ on the sources' train images, kept only if AP50 on each source's val split stays
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -26,12 +25,18 @@ from anjian.datasets.classmap import ClassMap
 from anjian.datasets.labels import DetectionSet, ProgressFn, no_progress
 from anjian.datasets.yolo import load_yolo_set
 from anjian.models.config import DetectorConfig
+from anjian.models.int8_ir import file_sha256
 from anjian.models.loader import load_detector
 from anjian.models.registry import REGISTRY_DIR, promote, register_version
 from anjian.training.anjian_n import training_set
 from anjian.training.evaluate import EvalReport, evaluate_detector
 from anjian.training.export import export_onnx, to_fp16
-from anjian.training.thresholds import calibrate_thresholds, stamp_thresholds, thresholds_of
+from anjian.training.thresholds import (
+    calibrate_thresholds,
+    stamp_thresholds,
+    thresholds_card_section,
+    thresholds_of,
+)
 
 __all__ = ["MODEL_NAME", "evaluate_per_source", "finish"]
 
@@ -121,26 +126,6 @@ def _ablation_section(meta: dict[str, Any]) -> str:
         "splits (persons in the cigarette, fire and pallet sets: the teacher's labels).\n\n"
         "| source | class | AP50 naive | AP50 with teacher persons | recall naive | recall with |\n"
         "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n" + summary
-    )
-
-
-def _thresholds_section(meta: dict[str, Any]) -> str:
-    """Card section with each class's calibrated operating threshold ('' when none)."""
-    thresholds = meta.get("thresholds") or {}
-    if not thresholds:
-        return ""
-    rows = "\n".join(
-        f"| {name} | {c['threshold']:.3f} | {c['beta']:g} | {_fmt(c.get('precision'))} | {_fmt(c.get('recall'))} | {c.get('instances', '')} |"
-        for name, c in thresholds.items()
-    )
-    return (
-        "## Operating thresholds (stored in the model file, the rules' default)\n"
-        "Per class, the score maximising F-beta on the pooled val splits above: beta 2 (recall first) for fire,\n"
-        "smoke and fallen_person, whose rules confirm over several frames; F1 for the rest. A site may\n"
-        "override any rule's `min_confidence`.\n\n"
-        "| class | threshold | beta | precision | recall | instances |\n|---|---|---|---|---|---|\n"
-        + rows
-        + "\n\n"
     )
 
 
@@ -305,7 +290,7 @@ source labels are scored on it.
 |---|---|---|
 {teacher_rows}
 
-{_thresholds_section(meta)}{_crosseval_section(meta)}{ablation}## Training curve (merged val split, ultralytics' validator)
+{thresholds_card_section(meta.get("thresholds") or {}, where="the pooled val splits above")}{_crosseval_section(meta)}{ablation}## Training curve (merged val split, ultralytics' validator)
 | epoch | precision | recall | mAP50 | mAP50-95 |
 |---|---|---|---|---|
 {curve}
@@ -415,7 +400,7 @@ def finish(
         "val": {s: r.to_dict() for s, r in reports.items()},
         "teacher_person": {s: r.classes[0].ap50 for s, r in teacher.items()},
         "curve": [{k: v for k, v in e.items() if k == "epoch" or k in _CURVE_KEYS} for e in record["epochs"]],
-        "onnx_sha256": hashlib.sha256(onnx.read_bytes()).hexdigest(),
+        "onnx_sha256": file_sha256(onnx),
         "onnx_bytes": onnx.stat().st_size,
         "ablation": ablation,
         "crosseval": crosseval,

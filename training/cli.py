@@ -787,6 +787,88 @@ def models_quantize(
         raise fail(f"{name}/{version}: int8 rejected, CPUs keep fp32: " + "; ".join(verdict.failures))
 
 
+@models_app.command("calibrate")
+def models_calibrate(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Version whose thresholds to calibrate (its model.onnx).")],
+    data: Annotated[
+        list[Path],
+        typer.Option(
+            "--data",
+            help="YOLO data.yaml whose val split is scored; repeat it, one per source (each class's PR curve is "
+            "pooled over them).",
+        ),
+    ],
+    class_map: Annotated[
+        Path | None, typer.Option("--class-map", help="Maps the data's class names onto the model's.")
+    ] = None,
+    register: Annotated[
+        bool,
+        typer.Option(
+            help="Register the model with these thresholds stored in it as a new version (same weights; not "
+            "served until `anjian models promote NAME VERSION`)."
+        ),
+    ] = False,
+    new_version: Annotated[
+        str | None,
+        typer.Option("--new-version", help="Number of the new version (default: the next free one)."),
+    ] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--json", help="Write the thresholds chosen here (what `anjian export --thresholds` reads)."
+        ),
+    ] = None,
+    registry: RegistryOpt = None,
+    site_config: SiteConfigOpt = None,
+) -> None:
+    """Each class's operating threshold from the PR curves of labelled val splits (F2 for fire, smoke, falls).
+
+    The rules default to the thresholds stored in the model file; a model without them runs the rules'
+    hand-set scores. With --register the calibrated copy becomes a new version beside the old one.
+    """
+    from anjian.training.recalibrate import recalibrate_version
+
+    try:
+        result = recalibrate_version(
+            name,
+            version,
+            data,
+            class_map=class_map,
+            root=_site_registry(registry, site_config),
+            register=register,
+            new_version=new_version,
+            progress=rich_progress,
+        )
+    except (DatasetError, ModelError, ValueError, FileExistsError) as exc:
+        raise fail(str(exc)) from None
+    table = Table(title=f"{result.model}: thresholds from the val splits of {', '.join(result.sources)}")
+    for column in ("class", "before", "threshold", "beta", "precision", "recall", "instances"):
+        table.add_column(column)
+    for class_name, choice in result.choices.items():
+        before = result.previous.get(class_name)
+        table.add_row(
+            class_name,
+            "none" if before is None else f"{before:.3f}",
+            f"{choice.threshold:.3f}",
+            f"{choice.beta:g}",
+            _num(choice.precision),
+            _num(choice.recall),
+            str(choice.instances),
+        )
+    _out.print(table)
+    if json_out is not None:
+        thresholds = {n: c.to_dict() for n, c in result.choices.items()}
+        record = {"model": result.model, "sources": list(result.sources), "thresholds": thresholds}
+        json_out.write_text(json.dumps(record, indent=2) + "\n")  # export --thresholds reads it
+    if result.registered is not None:
+        _out.print(
+            f"registered {name} version {result.registered.version} in {result.registered.directory} (the weights "
+            f"of {result.model} with these thresholds); not served until "
+            f"`anjian models promote {name} {result.registered.version}`"
+        )
+
+
 def _show_promotion_comparison(name: str, version: str, current: str | None, registry: Path | None) -> None:
     """After a promotion: the stored comparison with the version it replaced, or how to make one."""
     from anjian.training.comparison_record import comparison_for_promotion

@@ -3,7 +3,10 @@
 ``anjian eval --model M --data D --record NAME/VERSION`` hands the report here:
 :func:`record_evaluation` adds it to the version's ``meta.json`` under ``evals`` (a newer
 evaluation of the same data and class map replaces the older one) and rewrites the card's
-``evals`` section from them. For a shipped version both go to the site registry
+``evals`` section from them; ``anjian eval-events --record NAME/VERSION`` hands its
+report to :func:`record_event_evaluation` (``event_evals``, the card's ``events`` section:
+each behaviour's figures on the clips, and which clips missed or alerted falsely). For a
+shipped version both go to the site registry
 (:func:`anjian.models.registry.version_record_dir`); the shipped files stay as released.
 
 :func:`ap50_by_data` reads back the AP50 per evaluated set (the release's per-source ``val``
@@ -12,13 +15,13 @@ figures and every recorded evaluation): ``models list`` shows them and their mea
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from anjian.models.int8_ir import file_sha256
 from anjian.models.registry import (
     read_meta,
     resolve_model_path,
@@ -27,7 +30,15 @@ from anjian.models.registry import (
     write_meta,
 )
 
-__all__ = ["ap50_by_data", "check_recorded_model", "evals_markdown", "parse_version_ref", "record_evaluation"]
+__all__ = [
+    "ap50_by_data",
+    "check_recorded_model",
+    "evals_markdown",
+    "event_evals_markdown",
+    "parse_version_ref",
+    "record_evaluation",
+    "record_event_evaluation",
+]
 
 
 def parse_version_ref(text: str) -> tuple[str, str]:
@@ -40,15 +51,6 @@ def parse_version_ref(text: str) -> tuple[str, str]:
     if not name or "@" in name or not version.isdigit():
         raise ValueError(f"--record takes NAME/VERSION, such as anjian-n/101; got {text!r}")
     return name, version
-
-
-def _sha256(path: Path) -> str:
-    """Digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_recorded_model(spec: str, name: str, version: str, *, root: Path | None = None) -> None:
@@ -66,7 +68,7 @@ def check_recorded_model(spec: str, name: str, version: str, *, root: Path | Non
     path = resolve_model_path(spec, root=root)
     if spec.startswith("builtin:") and path.resolve() != target.resolve():
         raise ValueError(f"--model {spec} is {path}, not {name}/{version} ({target}): nothing recorded")
-    if path.suffix.lower() == ".onnx" and path.is_file() and _sha256(path) != _sha256(target):
+    if path.suffix.lower() == ".onnx" and path.is_file() and file_sha256(path) != file_sha256(target):
         raise ValueError(f"--model {path} is not the model.onnx of {name}/{version}: nothing recorded")
 
 
@@ -130,6 +132,112 @@ def record_evaluation(
     meta["evals"] = [*kept, entry]
     write_meta(folder, meta)
     write_card_section(folder / "card.md", "evals", evals_markdown(meta["evals"]))
+    return folder
+
+
+def _event_summary(report: Mapping[str, Any]) -> dict[str, Any]:
+    """What the card needs of an ``eval-events`` report: the clips that missed an incident or alerted falsely."""
+    clips = [c for c in report.get("clips", []) if isinstance(c, Mapping)]
+    missed = [
+        f"{Path(str(c.get('video'))).name} ({i.get('behaviour')})"
+        for c in clips
+        for i in c.get("incidents", [])
+        if isinstance(i, Mapping) and i.get("alert_s") is None
+    ]
+    false_alerts = [
+        f"{Path(str(c.get('video'))).name} ({a.get('behaviour')})"
+        for c in clips
+        for a in c.get("alerts", [])
+        if isinstance(a, Mapping) and not a.get("matched")
+    ]
+    quiet = [c for c in clips if not c.get("incidents")]
+    return {
+        "clips": len(clips),
+        "quiet_clips": len(quiet),
+        "quiet_seconds": round(sum(float(c.get("clip_s") or 0.0) for c in quiet), 1),
+        "missed": missed,
+        "false_alerts": false_alerts,
+    }
+
+
+def event_evals_markdown(records: Sequence[Mapping[str, Any]]) -> str:
+    """The card section listing the recorded ``eval-events`` runs: per run, each behaviour's figures."""
+    lines = [
+        "## Real clips through the whole pipeline",
+        "",
+        (
+            "Written by `anjian eval-events --record`: the clips replayed through the site's pipeline (rules at the "
+            "model's thresholds), alerts matched with the incidents each clip holds."
+        ),
+    ]
+    for record in records:
+        lines += [
+            "",
+            (
+                f"`{record.get('spec')}` ({record.get('clips')} clips; {record.get('quiet_clips')} of them, "
+                f"{record.get('quiet_seconds')} s, hold no incident), `{record.get('model_spec')}`, "
+                f"recorded {record.get('recorded_at', '')}:"
+            ),
+            "",
+            "| behaviour | expected | raised | true | precision | recall | time to alert p50 | max |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for row in record.get("behaviours", []):
+            lines.append(
+                f"| {row.get('behaviour')} | {row.get('expected')} | {row.get('raised')} | "
+                f"{row.get('true_positives')} | {_fmt(row.get('precision'))} | {_fmt(row.get('recall'))} | "
+                f"{_fmt(row.get('median_time_to_alert_s'))} s | {_fmt(row.get('max_time_to_alert_s'))} s |"
+            )
+        lines += [
+            "",
+            (
+                f"Missed: {', '.join(record.get('missed', [])) or 'none'}. "
+                f"False alerts: {', '.join(record.get('false_alerts', [])) or 'none'}."
+            ),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def record_event_evaluation(
+    name: str,
+    version: str,
+    report: Mapping[str, Any],
+    *,
+    spec: str,
+    model_spec: str,
+    root: Path | None = None,
+) -> Path:
+    """Keep an ``eval-events`` report (its ``--json`` payload) with a registry version.
+
+    A newer run of the same spec replaces the older one.
+
+    Args:
+        name: Model name.
+        version: Its version.
+        report: ``{"behaviours": [...], "clips": [...]}`` as ``eval-events --json`` writes it.
+        spec: The clips spec replayed (as given).
+        model_spec: The ``--model`` that ran.
+        root: Site registry folder (:func:`anjian.models.registry.site_registry`).
+
+    Returns:
+        The folder whose ``meta.json`` and ``card.md`` now hold it.
+
+    Raises:
+        ModelLoadError: The version does not exist.
+    """
+    folder = version_record_dir(name, version, root=root)
+    meta = read_meta(folder)
+    entry = {
+        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "spec": spec,
+        "model_spec": model_spec,
+        "behaviours": list(report.get("behaviours", [])),
+        **_event_summary(report),
+    }
+    kept = [r for r in meta.get("event_evals", []) if isinstance(r, Mapping) and r.get("spec") != spec]
+    meta["event_evals"] = [*kept, entry]
+    write_meta(folder, meta)
+    write_card_section(folder / "card.md", "events", event_evals_markdown(meta["event_evals"]))
     return folder
 
 

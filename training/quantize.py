@@ -62,6 +62,7 @@ __all__ = [
     "quantize_ir",
     "quantize_registered",
     "record_int8",
+    "scoring_config",
 ]
 
 logger = logging.getLogger(__name__)
@@ -355,7 +356,7 @@ def evaluate_sources(
     return out
 
 
-def _scoring_config(onnx: Path) -> DetectorConfig:
+def scoring_config(onnx: Path) -> DetectorConfig:
     """Low score floor (AP covers the whole curve), CPU, fp32 for the reference."""
     return DetectorConfig(path=str(onnx), confidence_threshold=0.001, device="cpu", cpu_precision="fp32")
 
@@ -403,7 +404,7 @@ def quantize_registered(
     if not ladder:
         raise ValueError("the mixed-precision ladder is empty")
     images = calibration_images(sources, calibration_count, seed=seed)
-    config = _scoring_config(onnx)
+    config = scoring_config(onnx)
     reference = load_openvino_candidate(onnx, config)
     report(
         "fp32 reference on "

@@ -52,6 +52,7 @@ __all__ = [
     "load_thresholds_json",
     "pick_threshold",
     "stamp_thresholds",
+    "thresholds_card_section",
     "thresholds_of",
 ]
 
@@ -232,6 +233,36 @@ def calibrate_thresholds(
 def thresholds_of(choices: Mapping[str, ThresholdChoice]) -> dict[str, float]:
     """Class name to threshold: what the model file's metadata carries."""
     return {name: choice.threshold for name, choice in choices.items()}
+
+
+def thresholds_card_section(thresholds: Mapping[str, Mapping[str, object]], *, where: str) -> str:
+    """A model card's section with each class's operating threshold ('' when none).
+
+    Args:
+        thresholds: Class name to :meth:`ThresholdChoice.to_dict` (``meta.json``'s ``thresholds``).
+        where: What the curves were pooled over, e.g. "the pooled val splits above".
+    """
+    if not thresholds:
+        return ""
+
+    def cell(value: object, spec: str = ".3f") -> str:
+        is_number = isinstance(value, int | float) and not math.isnan(value)
+        return format(value, spec) if is_number else "–"
+
+    rows = "\n".join(
+        f"| {name} | {cell(c.get('threshold'))} | {cell(c.get('beta'), 'g')} | {cell(c.get('precision'))} | "
+        f"{cell(c.get('recall'))} | {c.get('instances', '')} |"
+        for name, c in thresholds.items()
+    )
+    return (
+        "## Operating thresholds (stored in the model file, the rules' default)\n"
+        f"Per class, the score maximising F-beta on {where}: beta 2 (recall first) for fire,\n"
+        "smoke and fallen_person, whose rules confirm over several frames; F1 for the rest. A site may\n"
+        "override any rule's `min_confidence`.\n\n"
+        "| class | threshold | beta | precision | recall | instances |\n|---|---|---|---|---|---|\n"
+        + rows
+        + "\n\n"
+    )
 
 
 def stamp_thresholds(src: Path, thresholds: Mapping[str, float], dst: Path | None = None) -> Path:

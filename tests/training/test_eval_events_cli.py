@@ -67,6 +67,10 @@ def test_eval_events_scores_alerts_against_expected_incidents(tmp_path: Path) ->
             str(tmp_path / "site.yaml"),
             "--json",
             str(tmp_path / "out.json"),
+            "--record",
+            "anjian-demo/1",
+            "--registry",
+            str(tmp_path / "site"),
         ],
     )
 
@@ -78,6 +82,22 @@ def test_eval_events_scores_alerts_against_expected_incidents(tmp_path: Path) ->
     assert 0.0 <= flame["median_time_to_alert_s"] <= 2.0  # k=3 of n=5 frames at 5 fps
     assert rows["smoking"]["recall"] == 0.0 and rows["all"]["expected"] == 2
     assert "nan" not in result.output.lower()  # undefined figures print as dashes
+
+    record_dir = (
+        tmp_path / "site" / "anjian-demo" / "1"
+    )  # a shipped version's records live in the site's registry
+    (kept,) = json.loads((record_dir / "meta.json").read_text())["event_evals"]
+    assert (kept["spec"], kept["model_spec"], kept["clips"], kept["quiet_clips"]) == (
+        str(tmp_path / "spec.yaml"),
+        "builtin:anjian-demo/1",
+        3,
+        1,
+    )
+    assert kept["missed"] == ["fire.mp4 (smoking)"] and kept["false_alerts"] == ["fire.mp4 (open_flame)"]
+    card = (record_dir / "card.md").read_text()
+    assert "## Real clips through the whole pipeline" in card
+    assert "| open_flame | 1 | 2 | 1 | 0.500 | 1.000 |" in card
+    assert "False alerts: fire.mp4 (open_flame)." in card
     assert "camera cam-1 does not run the smoking rule" in result.output  # why the smoking clip is missed
     clips = json.loads((tmp_path / "out.json").read_text())["clips"]
     [incident] = clips[0]["incidents"]
@@ -101,3 +121,25 @@ def test_eval_events_rejects_an_unknown_camera(tmp_path: Path) -> None:
         app, ["eval-events", str(tmp_path / "spec.yaml"), "--config", str(tmp_path / "site.yaml")]
     )
     assert result.exit_code == 2 and "no camera 'nope'" in result.output
+
+
+def test_eval_events_records_only_the_version_that_ran(tmp_path: Path) -> None:
+    site = {
+        "site": {
+            "id": "p",
+            "timezone": "UTC",
+            "workshops": [{"id": "ws", "name": "WS", "cameras": [{"id": "cam-1", "url": "x.mp4"}]}],
+        },
+        "model": {"path": "builtin:anjian-demo/1"},
+        "storage": {"dir": str(tmp_path / "data")},
+    }
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+    (tmp_path / "spec.yaml").write_text("clips: [{video: a.mp4, camera: cam-1}]\n")
+    args = ["eval-events", str(tmp_path / "spec.yaml"), "--config", str(tmp_path / "site.yaml")]
+    result = CliRunner().invoke(
+        app, [*args, "--record", "anjian-demo/2", "--registry", str(tmp_path / "reg")]
+    )
+    assert result.exit_code == 2
+    output = " ".join(result.output.split())
+    assert "--model builtin:anjian-demo/1 is" in output and "not anjian-demo/2" in output, output
+    assert not (tmp_path / "reg").exists()  # nothing replayed, nothing recorded
