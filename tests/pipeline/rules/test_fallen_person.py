@@ -71,6 +71,25 @@ def test_person_and_fallen_box_on_one_body_is_one_person() -> None:
     assert kinds(updates) == [(5, "opened")]
 
 
+@pytest.mark.parametrize("body", [LYING, FALLEN], ids=["geometry", "fallen-class"])
+def test_a_partial_upright_box_inside_a_lying_body_is_that_body(body: tuple[object, ...]) -> None:
+    part = (
+        "person",
+        (125, 66, 155, 97),
+        0.9,
+        None,
+    )  # a second, upright box on the legs: IoU 0.34, 81% inside
+    script = [dets(body)] * 2 + [dets(part, body)] * 8  # the part, listed first, would take the body's place
+    assert kinds(run(_rule(), script)) == [(5, "opened")]  # the spell is not restarted at frame 2
+
+
+def test_someone_standing_beside_a_lying_person_is_kept_apart() -> None:
+    beside = ("person", (150, 10, 180, 95), 0.9, None)  # upright, its feet touching the lying box
+    updates = run(_rule(), [dets(LYING, beside)] * 10)
+    assert kinds(updates) == [(5, "opened")]
+    assert len(updates[0][1].event.boxes) == 1  # the event is about the lying person only
+
+
 def test_lying_on_a_bench_is_ignored() -> None:
     rule = FallenPersonRule(FallenPersonConfig(min_duration_s=2), environment(zones=[BENCH]))
     assert run(rule, [dets(LYING)] * 10) == []
