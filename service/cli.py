@@ -792,7 +792,9 @@ def eval_events(
     if json_out:
         json_out.write_text(json.dumps(payload, indent=2) + "\n")
     if target is not None:
-        folder = record_event_evaluation(*target, payload, spec=str(spec), model_spec=model_spec, root=root)
+        folder = record_event_evaluation(
+            *target, payload, spec=str(spec), model_spec=model_spec, description=plan.description, root=root
+        )
         typer.echo(f"recorded with {target[0]}/{target[1]}: {folder / 'meta.json'} (event_evals) and card.md")
 
 

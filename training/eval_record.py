@@ -160,6 +160,11 @@ def _event_summary(report: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _seconds(value: object) -> str:
+    """A stored delay with one decimal and its unit, or a dash."""
+    return f"{value:.1f} s" if isinstance(value, int | float) and not math.isnan(value) else "–"
+
+
 def event_evals_markdown(records: Sequence[Mapping[str, Any]]) -> str:
     """The card section listing the recorded ``eval-events`` runs: per run, each behaviour's figures."""
     lines = [
@@ -173,6 +178,7 @@ def event_evals_markdown(records: Sequence[Mapping[str, Any]]) -> str:
     for record in records:
         lines += [
             "",
+            *([f"{record['description']}.", ""] if record.get("description") else []),
             (
                 f"`{record.get('spec')}` ({record.get('clips')} clips; {record.get('quiet_clips')} of them, "
                 f"{record.get('quiet_seconds')} s, hold no incident), `{record.get('model_spec')}`, "
@@ -186,7 +192,7 @@ def event_evals_markdown(records: Sequence[Mapping[str, Any]]) -> str:
             lines.append(
                 f"| {row.get('behaviour')} | {row.get('expected')} | {row.get('raised')} | "
                 f"{row.get('true_positives')} | {_fmt(row.get('precision'))} | {_fmt(row.get('recall'))} | "
-                f"{_fmt(row.get('median_time_to_alert_s'))} s | {_fmt(row.get('max_time_to_alert_s'))} s |"
+                f"{_seconds(row.get('median_time_to_alert_s'))} | {_seconds(row.get('max_time_to_alert_s'))} |"
             )
         lines += [
             "",
@@ -205,6 +211,7 @@ def record_event_evaluation(
     *,
     spec: str,
     model_spec: str,
+    description: str | None = None,
     root: Path | None = None,
 ) -> Path:
     """Keep an ``eval-events`` report (its ``--json`` payload) with a registry version.
@@ -216,6 +223,7 @@ def record_event_evaluation(
         version: Its version.
         report: ``{"behaviours": [...], "clips": [...]}`` as ``eval-events --json`` writes it.
         spec: The clips spec replayed (as given).
+        description: What the spec says its clips are.
         model_spec: The ``--model`` that ran.
         root: Site registry folder (:func:`anjian.models.registry.site_registry`).
 
@@ -230,6 +238,7 @@ def record_event_evaluation(
     entry = {
         "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "spec": spec,
+        "description": description,
         "model_spec": model_spec,
         "behaviours": list(report.get("behaviours", [])),
         **_event_summary(report),

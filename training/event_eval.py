@@ -97,6 +97,9 @@ class ClipSpec(_Strict):
 class EventEvalSpec(_Strict):
     """Clips with expected events."""
 
+    description: str | None = Field(
+        None, max_length=2000, description="What the clips are and how they were made (cards quote it)."
+    )
     tolerance_s: float = Field(2.0, ge=0, le=600, description="Slack around each incident's interval.")
     clips: tuple[ClipSpec, ...] = Field(..., min_length=1, description="The clips.")
 

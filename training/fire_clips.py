@@ -397,5 +397,12 @@ def write_eval_set(
     site = out_dir / "site.yaml"
     site.write_text(yaml.safe_dump(_site_config(out_dir, fps, model), sort_keys=False))
     spec = out_dir / "clips.yaml"
-    spec.write_text(yaml.safe_dump({"tolerance_s": tolerance_s, "clips": entries}, sort_keys=False))
+    falls = sum(1 for c in people_clips if c.fall_start_s is not None)
+    description = (
+        f"{len(clips)} real fire clips (consecutive frames of fire_continuous videos, {fps} fps), "
+        f"{len(people_clips) - falls} real-time daily-activity and {falls} fall recordings of a people set, "
+        "and the people-only and fall videos of ../shared/data/videos; made by `anjian dataset fire-clips`"
+    )
+    document = {"description": description, "tolerance_s": tolerance_s, "clips": entries}
+    spec.write_text(yaml.safe_dump(document, sort_keys=False))
     return site, spec

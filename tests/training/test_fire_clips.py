@@ -158,10 +158,13 @@ def test_people_clips_play_in_real_time_and_know_when_someone_falls(tmp_path: Pa
     assert len(_decoded(fall.path)) == 20
 
     _, spec_path = write_eval_set([], tmp_path, videos_dir=tmp_path / "no-videos", people_clips=clips)
-    expected = {
-        c.video.name: (c.camera, [(e.behaviour, e.start_s) for e in c.expected])
-        for c in load_event_spec(spec_path).clips
-    }
+    spec = load_event_spec(spec_path)
+    assert spec.description is not None
+    assert (
+        "0 real fire clips" in spec.description
+        and "1 real-time daily-activity and 1 fall" in spec.description
+    )
+    expected = {c.video.name: (c.camera, [(e.behaviour, e.start_s) for e in c.expected]) for c in spec.clips}
     assert expected == {
         "adl-01-cam0-rgb.mp4": (EVAL_CAMERA, []),
         "fall-01-cam1-rgb.mp4": (FALL_CAMERA, [("fallen_person", 0.8)]),
