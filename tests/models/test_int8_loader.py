@@ -13,11 +13,13 @@ from anjian.models.config import DetectorConfig
 from anjian.models.errors import ModelLoadError
 from anjian.models.int8_ir import INT8_BIN, INT8_XML, accepted_int8, file_sha256
 from anjian.models.loader import load_detector
+from anjian.models.openvino_detector import cpu_has_native_bf16
 from anjian.models.registry import resolve_model_path
 
 ov = pytest.importorskip("openvino")
 
 CPU = {"device": "cpu", "backend": "openvino"}
+FLOAT = "bf16" if cpu_has_native_bf16() else "fp32"  # what `auto` runs without an accepted int8 model
 
 
 def _version(tmp_path: Path, *, status: str = "accepted") -> Path:
@@ -60,7 +62,7 @@ def test_a_site_forces_fp32(tmp_path: Path) -> None:
 def test_a_rejected_int8_model_is_not_run(tmp_path: Path) -> None:
     onnx = _version(tmp_path, status="rejected")
     detector = load_detector(onnx, DetectorConfig(**CPU))  # type: ignore[arg-type]
-    assert detector.precision == "fp32"  # type: ignore[attr-defined]
+    assert detector.precision == FLOAT  # type: ignore[attr-defined]
     with pytest.raises(ModelLoadError, match="has no accepted int8 model"):
         load_detector(onnx, DetectorConfig(cpu_precision="int8", **CPU))  # type: ignore[arg-type]
 
@@ -68,7 +70,7 @@ def test_a_rejected_int8_model_is_not_run(tmp_path: Path) -> None:
 def test_int8_asked_for_without_one_names_the_folder(tmp_path: Path) -> None:
     onnx = tmp_path / "plain.onnx"
     shutil.copyfile(resolve_model_path("builtin:anjian-demo"), onnx)
-    assert load_detector(onnx, DetectorConfig(**CPU)).precision == "fp32"  # type: ignore[arg-type, attr-defined]
+    assert load_detector(onnx, DetectorConfig(**CPU)).precision == FLOAT  # type: ignore[arg-type, attr-defined]
     with pytest.raises(ModelLoadError, match=rf"{tmp_path}.* has no accepted int8 model"):
         load_detector(onnx, DetectorConfig(cpu_precision="int8", **CPU))  # type: ignore[arg-type]
 

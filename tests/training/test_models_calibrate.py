@@ -64,7 +64,8 @@ def test_calibrated_thresholds_go_into_a_new_version_with_the_same_weights(tmp_p
     )
     assert "## Operating thresholds" in card and f"| pallet | {chosen['pallet']:.3f} | 1 |" in card
     assert old_meta["onnx_sha256"][:16] not in card  # the digest named is the new file's
-    assert resolve_model_path("builtin:anjian-n", root=site) == old / "model.onnx"  # nothing promoted
+    served = resolve_model_path("builtin:anjian-n", root=tmp_path / "untouched")
+    assert resolve_model_path("builtin:anjian-n", root=site) == served  # registered, not promoted
 
 
 def test_an_accepted_int8_record_stays_with_its_own_file(tmp_path: Path) -> None:
@@ -107,7 +108,7 @@ def test_sets_without_a_true_positive_and_unknown_versions_are_refused(tmp_path:
 
 @pytest.mark.parametrize(
     ("taken", "message"),
-    [("1", "anjian-n 1 is a shipped version"), ("101", "anjian-n/101 holds a model already")],
+    [("1", "anjian-n 1 is a shipped version"), ("101", "101 holds a model already")],
 )
 def test_a_taken_version_number_is_refused(tmp_path: Path, taken: str, message: str) -> None:
     pallet = require_shared_data("pallet")

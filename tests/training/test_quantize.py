@@ -15,6 +15,7 @@ import pytest
 from anjian.models.config import DetectorConfig
 from anjian.models.int8_ir import INT8_BIN, INT8_XML, accepted_int8, int8_record
 from anjian.models.loader import load_detector
+from anjian.models.openvino_detector import cpu_has_native_bf16
 from anjian.models.registry import read_meta, register_version, resolve_model_path
 from anjian.training.int8_gate import Int8Verdict
 from anjian.training.quantize import (
@@ -76,7 +77,8 @@ def test_an_int8_model_that_loses_accuracy_is_rejected_and_never_run(site: tuple
     )
     assert any("rejected" in line for line in lines)
     detector = load_detector("builtin:demo-q/1", _cpu(registry))
-    assert detector.precision == "fp32"  # type: ignore[attr-defined]
+    float_precision = "bf16" if cpu_has_native_bf16() else "fp32"
+    assert detector.precision == float_precision  # type: ignore[attr-defined]
 
     # A later run that starts further up the ladder (--start-at) keeps this one's try on record.
     later = Int8Outcome(

@@ -72,7 +72,8 @@ def test_the_limit_of_a_second_stage_pair_is_its_primary_models(monkeypatch: pyt
     from anjian.models.loader import load_detector
     from anjian.service.benchmarks import pipeline
 
-    primary = load_detector("builtin:anjian-demo", DetectorConfig(device="cpu", backend="openvino"))
+    fp32 = DetectorConfig(device="cpu", backend="openvino", cpu_precision="fp32")  # what the phase asks for
+    primary = load_detector("builtin:anjian-demo", fp32)
     monkeypatch.setattr(
         "anjian.models.loader.load_detector", lambda *_a, **_k: SimpleNamespace(primary=primary)
     )
