@@ -42,6 +42,10 @@ RegistryOpt = Annotated[
         "shipped with anjian are read from the package after it, never written.",
     ),
 ]
+ModelNameArg = Annotated[str, typer.Argument(help="Model name.")]
+ClassMapOpt = Annotated[
+    Path | None, typer.Option("--class-map", help="Maps the data's class names onto the model's.")
+]
 SiteConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="Site YAML: use the registry its model.registry names."),
@@ -211,9 +215,7 @@ def eval_command(
             help="Split of the data to score (train, val or test; a COCO JSON is read as this split)."
         ),
     ] = "val",
-    class_map: Annotated[
-        Path | None, typer.Option("--class-map", help="Maps the data's class names onto the model's.")
-    ] = None,
+    class_map: ClassMapOpt = None,
     images: Annotated[Path | None, typer.Option(help="COCO only: image folder.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the report as JSON here.")] = None,
     confidence: Annotated[
@@ -513,7 +515,7 @@ def models_list(
 
 @models_app.command("promote")
 def models_promote(
-    name: Annotated[str, typer.Argument(help="Model name.")],
+    name: ModelNameArg,
     version: Annotated[str, typer.Argument(help="Version to serve.")],
     scope: Annotated[str | None, typer.Option(help="Only for builtin:NAME@SCOPE (a site or camera).")] = None,
     registry: RegistryOpt = None,
@@ -544,7 +546,7 @@ def models_promote(
 
 @models_app.command("rollback")
 def models_rollback(
-    name: Annotated[str, typer.Argument(help="Model name.")],
+    name: ModelNameArg,
     scope: Annotated[str | None, typer.Option(help="Roll back builtin:NAME@SCOPE only.")] = None,
     registry: RegistryOpt = None,
     site_config: SiteConfigOpt = None,
@@ -696,7 +698,7 @@ def models_compare(
 
 @models_app.command("quantize")
 def models_quantize(
-    name: Annotated[str, typer.Argument(help="Model name.")],
+    name: ModelNameArg,
     version: Annotated[str, typer.Argument(help="Version to quantise (its model.onnx).")],
     data: Annotated[
         list[Path],
@@ -706,9 +708,7 @@ def models_quantize(
             "per source (the sets the model was trained on).",
         ),
     ],
-    class_map: Annotated[
-        Path | None, typer.Option("--class-map", help="Maps the data's class names onto the model's.")
-    ] = None,
+    class_map: ClassMapOpt = None,
     cross_data: Annotated[
         list[Path] | None,
         typer.Option(
@@ -789,7 +789,7 @@ def models_quantize(
 
 @models_app.command("calibrate")
 def models_calibrate(
-    name: Annotated[str, typer.Argument(help="Model name.")],
+    name: ModelNameArg,
     version: Annotated[str, typer.Argument(help="Version whose thresholds to calibrate (its model.onnx).")],
     data: Annotated[
         list[Path],
@@ -799,9 +799,7 @@ def models_calibrate(
             "pooled over them).",
         ),
     ],
-    class_map: Annotated[
-        Path | None, typer.Option("--class-map", help="Maps the data's class names onto the model's.")
-    ] = None,
+    class_map: ClassMapOpt = None,
     register: Annotated[
         bool,
         typer.Option(

@@ -16,7 +16,7 @@ figures and every recorded evaluation): ``models list`` shows them and their mea
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -108,6 +108,33 @@ def evals_markdown(evals: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _now() -> str:
+    """When a record is kept, UTC to the second."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _keep_record(
+    name: str,
+    version: str,
+    key: str,
+    section: str,
+    entry: dict[str, Any],
+    is_same: Callable[[Mapping[str, Any], Mapping[str, Any]], bool],
+    render: Callable[[Sequence[Mapping[str, Any]]], str],
+    *,
+    root: Path | None,
+) -> Path:
+    """Add ``entry`` to the list ``key`` of a version's meta.json (replacing a record it ``is_same`` as),
+    then rewrite the card's ``section`` from the list."""
+    folder = version_record_dir(name, version, root=root)
+    meta = read_meta(folder)
+    kept = [r for r in meta.get(key, []) if isinstance(r, Mapping) and not is_same(r, entry)]
+    meta[key] = [*kept, entry]
+    write_meta(folder, meta)
+    write_card_section(folder / "card.md", section, render(meta[key]))
+    return folder
+
+
 def record_evaluation(
     name: str, version: str, report: Mapping[str, Any], *, root: Path | None = None
 ) -> Path:
@@ -125,14 +152,8 @@ def record_evaluation(
     Raises:
         ModelLoadError: The version does not exist.
     """
-    folder = version_record_dir(name, version, root=root)
-    meta = read_meta(folder)
-    entry = {"recorded_at": datetime.now(UTC).isoformat(timespec="seconds"), **report}
-    kept = [r for r in meta.get("evals", []) if isinstance(r, Mapping) and not _same_evaluation(r, entry)]
-    meta["evals"] = [*kept, entry]
-    write_meta(folder, meta)
-    write_card_section(folder / "card.md", "evals", evals_markdown(meta["evals"]))
-    return folder
+    entry = {"recorded_at": _now(), **report}
+    return _keep_record(name, version, "evals", "evals", entry, _same_evaluation, evals_markdown, root=root)
 
 
 def _event_summary(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -233,21 +254,24 @@ def record_event_evaluation(
     Raises:
         ModelLoadError: The version does not exist.
     """
-    folder = version_record_dir(name, version, root=root)
-    meta = read_meta(folder)
     entry = {
-        "recorded_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "recorded_at": _now(),
         "spec": spec,
         "description": description,
         "model_spec": model_spec,
         "behaviours": list(report.get("behaviours", [])),
         **_event_summary(report),
     }
-    kept = [r for r in meta.get("event_evals", []) if isinstance(r, Mapping) and r.get("spec") != spec]
-    meta["event_evals"] = [*kept, entry]
-    write_meta(folder, meta)
-    write_card_section(folder / "card.md", "events", event_evals_markdown(meta["event_evals"]))
-    return folder
+    return _keep_record(
+        name,
+        version,
+        "event_evals",
+        "events",
+        entry,
+        lambda a, b: a.get("spec") == b.get("spec"),
+        event_evals_markdown,
+        root=root,
+    )
 
 
 def ap50_by_data(meta: Mapping[str, Any]) -> dict[str, float]:
