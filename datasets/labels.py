@@ -46,6 +46,8 @@ _VIDEO_FRAME = re.compile(
 )
 # a set that names frames <video><frame>_png (no separator): CarOne123_png, Img_25883_jpg
 _NUMBERED_FRAME = re.compile(r"^(?P<video>.*[A-Za-z_-])\d+(?:_(?:png|jpe?g|bmp|webp))?$", re.IGNORECASE)
+# a recording seen by several cameras, one video each: fall-01-cam0-rgb-, fall-01-cam1-rgb-
+_CAMERA_VIEW = re.compile(r"^(?P<recording>.+?)-cam\d+(?:[-_][A-Za-z0-9]+)*[-_]?$", re.IGNORECASE)
 
 
 class ProgressFn(Protocol):
@@ -76,7 +78,7 @@ def group_key(image: Path) -> str:
     return name[:cut] if cut > 0 else image.stem
 
 
-def video_key(image: Path, *, is_frame_numbered: bool = False) -> str:
+def video_key(image: Path, *, is_frame_numbered: bool = False, is_multi_camera: bool = False) -> str:
     """Name shared by every frame sampled from one video, else the image's :func:`group_key`.
 
     Roboflow names a frame of an uploaded video ``<video>_mp4-<frame>_jpg`` (then ``.rf.<hash>``).
@@ -84,7 +86,9 @@ def video_key(image: Path, *, is_frame_numbered: bool = False) -> str:
     ``is_frame_numbered`` (it would also join stills named ``img_1``, ``img_2`` ..., so it is
     asked for per set, never guessed). Neighbouring frames are near copies: a val split holding
     frames of a training video measures memory, so a split meant to measure the model keeps
-    each video on one side.
+    each video on one side. Sets that film one scene with several cameras name each view's
+    video ``<recording>-cam<k>-…`` (UR Fall: ``fall-01-cam0-rgb-``); with ``is_multi_camera``
+    the key is the recording, so a fall's views stay on one side too.
 
     Example:
         >>> video_key(Path("fire2_mp4-79_jpg.rf.82c481ab.jpg"))
@@ -93,10 +97,14 @@ def video_key(image: Path, *, is_frame_numbered: bool = False) -> str:
         'img_727_jpg'
         >>> video_key(Path("CarOne123_png.rf.5e1d.jpg"), is_frame_numbered=True)
         'CarOne'
+        >>> video_key(Path("fall-01-cam1-rgb-076_png.rf.9e2a.jpg"), is_frame_numbered=True, is_multi_camera=True)
+        'fall-01'
     """
     group = group_key(image)
     found = _VIDEO_FRAME.match(group) or (_NUMBERED_FRAME.match(group) if is_frame_numbered else None)
-    return found["video"] if found else group
+    video = found["video"] if found else group
+    view = _CAMERA_VIEW.match(video) if is_multi_camera else None
+    return view["recording"] if view else video
 
 
 class Severity(StrEnum):

@@ -102,8 +102,12 @@ FIRE_FREE_SOURCES: tuple[str, ...] = ("forklift_person", "pallet", "fall_hospita
 negatives. The smoking sets are not among them: a lighter's flame is fire, unlabelled there."""
 
 
-FRAME_NUMBERED_SOURCES: tuple[str, ...] = ("fire_continuous",)
+FRAME_NUMBERED_SOURCES: tuple[str, ...] = ("fire_continuous", "ur_fall")
 """Sources naming a video's frames ``<video><frame>_png`` (``CarOne123_png``): re-drawn by that video name."""
+
+MULTI_CAMERA_SOURCES: tuple[str, ...] = ("ur_fall",)
+"""Sources filming each scene with several cameras (``fall-01-cam0-rgb-``, ``fall-01-cam1-rgb-``): re-drawn
+by recording, both views on one side."""
 
 
 class AnjianNRecipe(BaseModel):
@@ -141,10 +145,11 @@ class AnjianNRecipe(BaseModel):
     resplit: dict[str, Annotated[float, Field(gt=0, le=0.5)]] = Field(
         default_factory=dict,
         description="Sources whose own train/val split is drawn again with this val share, each video "
-        "(``video_key``) on one side. The command line re-draws fire_smoke_cctv at 0.2 and fire_continuous "
-        "at 0.3 unless told otherwise: the first ships 47 val frames, every one from a video whose "
-        "neighbouring frames are in train (18 fire boxes, and a measure of memory); the second has frames "
-        "of 29 of its 39 training videos in val.",
+        "(``video_key``) on one side. The command line re-draws fire_smoke_cctv at 0.2, fire_continuous "
+        "at 0.3 and ur_fall at 0.2 (by recording, both cameras) unless told otherwise: the first ships 47 val "
+        "frames, every one from a video whose neighbouring frames are in train (18 fire boxes, and a measure "
+        "of memory); the second has frames of 29 of its 39 training videos in val; the third cuts 59 of its "
+        "70 recordings (both cameras of a fall or a daily activity) across train and val.",
     )
     patience: int = Field(6, ge=1, description="Stop after this many epochs without a better fitness.")
     augment: dict[str, float] = Field(
@@ -188,11 +193,13 @@ def _load_source(
         )
     dataset = load_yolo_set(data_yaml, name=name, progress=progress)
     if val_share is not None:
-        numbered = name in FRAME_NUMBERED_SOURCES
+        numbered, multi_camera = name in FRAME_NUMBERED_SOURCES, name in MULTI_CAMERA_SOURCES
         redrawn = split_by_group(
             dataset,
             {"train": 1 - val_share, "val": val_share},
-            key=lambda image: video_key(image.image, is_frame_numbered=numbered),
+            key=lambda image: video_key(
+                image.image, is_frame_numbered=numbered, is_multi_camera=multi_camera
+            ),
         )
         dataset.images = redrawn.images
     if every > 1:
@@ -425,10 +432,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--resplit",
         nargs="*",
-        default=["fire_smoke_cctv=0.2", "fire_continuous=0.3"],
+        default=["fire_smoke_cctv=0.2", "fire_continuous=0.3", "ur_fall=0.2"],
         metavar="SOURCE=SHARE",
         help="draw a source's val split again, whole videos on one side, SHARE of them in val "
-        "(default: fire_smoke_cctv=0.2 fire_continuous=0.3; give --resplit alone for none)",
+        "(default: fire_smoke_cctv=0.2 fire_continuous=0.3 ur_fall=0.2; give --resplit alone for none)",
     )
     parser.add_argument("--no-pseudo-labels", action="store_true", help="ablation: naive merge")
     parser.add_argument("--epochs", type=int, default=8)

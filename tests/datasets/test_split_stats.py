@@ -129,3 +129,19 @@ def test_frames_of_one_video_stay_on_one_side_when_split_by_video() -> None:
     assert max(len(s) for s in sides(by_frame).values()) == 2  # frame by frame, videos straddle
     assert max(len(s) for s in sides(by_video).values()) == 1
     assert {"train", "val"} == {im.split for im in by_video if "img_" in im.image.name}  # stills still split
+
+
+@pytest.mark.parametrize(
+    ("name", "recording"),
+    [
+        ("fall-01-cam0-rgb-003_png.rf.a3.jpg", "fall-01"),
+        ("fall-01-cam1-rgb-076_png.rf.9e.jpg", "fall-01"),  # the ceiling camera's view of the same fall
+        ("adl-12-cam0-rgb-241_png.rf.0c.jpg", "adl-12"),
+        ("CarOne123_png.rf.5e1d.jpg", "CarOne"),  # no camera named: the video
+    ],
+)
+def test_a_multi_camera_set_is_grouped_by_recording_when_said(name: str, recording: str) -> None:
+    assert video_key(Path(name), is_frame_numbered=True, is_multi_camera=True) == recording
+    assert (
+        video_key(Path("fall-01-cam1-rgb-076_png.rf.9e.jpg"), is_frame_numbered=True) == "fall-01-cam1-rgb-"
+    )

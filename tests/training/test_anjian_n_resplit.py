@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from anjian.datasets.labels import no_progress, video_key
@@ -67,3 +69,29 @@ def test_the_card_says_which_val_splits_were_drawn_again() -> None:
     assert _split_lines({"resplit": {}}) == ""
     line = _split_lines({"resplit": {"fire_smoke_cctv": 0.2}})
     assert "`fire_smoke_cctv` 20%" in line and "one side" in line
+
+
+def test_ur_fall_is_redrawn_by_recording_both_cameras_on_one_side(tmp_path: Path) -> None:
+    root = tmp_path / "ur_fall"
+    names = [
+        f"{kind}-{n:02d}-cam{cam}-rgb-{frame:03d}_png.rf.{n}{cam}{frame}"
+        for kind in ("adl", "fall")
+        for n in range(1, 11)
+        for cam in (0, 1)
+        for frame in (1, 2)
+    ]
+    for i, name in enumerate(names):
+        split = "val" if i % 4 == 0 else "train"  # the shipped split cuts through recordings
+        (root / "images" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / "images" / split / f"{name}.jpg"), np.full((8, 8, 3), i, np.uint8))
+        (root / "labels" / split / f"{name}.txt").write_text("1 0.5 0.5 0.2 0.4\n")
+    (root / "data.yaml").write_text(
+        "path: .\ntrain: images/train\nval: images/val\nnames: ['fall', 'person']\n"
+    )
+    redrawn = _load_source("ur_fall", root / "data.yaml", 1, no_progress, val_share=0.2)
+    sides: dict[str, set[str]] = {}
+    for item in redrawn.images:
+        sides.setdefault(item.image.name.split("-cam")[0], set()).add(item.split)
+    assert len(sides) == 20 and all(len(s) == 1 for s in sides.values())
+    assert sum(s == {"val"} for s in sides.values()) == 4  # 20% of the recordings
