@@ -81,7 +81,9 @@ def test_a_clip_comes_from_the_plant_in_parts_is_cached_and_served_after_the_pla
     assert again.status_code == 200 and again.content == CLIP  # from the hub's cache
     offline = client.get(f"/api/plants/{PLANT}/events/{bare.id}/clip", headers=headers)
     assert offline.status_code == 504
-    assert offline.json()["detail"].startswith(f"plant {PLANT} is not reachable")
+    # no responders, or, while the leaf link still carries the gone plant's interest, no answer in time
+    reasons = (f"plant {PLANT} is not reachable", f"plant {PLANT} did not answer within")
+    assert offline.json()["detail"].startswith(reasons), offline.json()
 
 
 def test_a_clip_over_the_hubs_limit_is_refused(
