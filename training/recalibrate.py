@@ -12,7 +12,7 @@ them and picks its threshold (:func:`~anjian.training.thresholds.calibrate_thres
 With ``register``, the thresholds are stamped into a copy of the model file, registered as
 a new version (not promoted: what runs does not change until ``anjian models promote``).
 The weights are the same, so the version's evaluations and cross-source figures carry over
-in its ``meta.json``; the new file's digest, the thresholds and where they came from
+in its ``meta.json`` (its ``eval-events`` records do not: alerts depend on the thresholds); the new file's digest, the thresholds and where they came from
 (``recalibrated_from``) are added, and the card gains an operating-thresholds section. A
 rejected int8 record carries over (same weights, same verdict); an accepted one does not,
 as its IR belongs to the other file (quantise the new version again).
@@ -52,8 +52,9 @@ __all__ = ["Recalibration", "recalibrate_version"]
 
 logger = logging.getLogger(__name__)
 
-_FILE_KEYS = ("name", "version", "created_at", "onnx_sha256", "onnx_bytes")
-"""Keys of a version's meta.json that describe its own file, not its weights."""
+_FILE_KEYS = ("name", "version", "created_at", "onnx_sha256", "onnx_bytes", "event_evals")
+"""Keys of a version's meta.json that describe its own file, not its weights (alerts on clips depend on
+the thresholds: run ``eval-events`` again)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,7 @@ def test_calibrated_thresholds_go_into_a_new_version_with_the_same_weights(tmp_p
     assert meta["onnx_sha256"] == file_sha256(new) != old_meta["onnx_sha256"]
     assert meta["val"] == old_meta["val"]  # the weights' records carry over
     assert meta["int8"]["status"] == "rejected"  # same weights, same verdict
+    assert "event_evals" in old_meta and "event_evals" not in meta  # alerts depend on the thresholds
     card = (new.parent / "card.md").read_text()
     assert card.startswith(
         "# anjian-n 101\n\nThe weights of anjian-n/1 with each class's operating threshold"
