@@ -237,7 +237,7 @@ def record_event_evaluation(
 ) -> Path:
     """Keep an ``eval-events`` report (its ``--json`` payload) with a registry version.
 
-    A newer run of the same spec replaces the older one.
+    A newer run of the same spec file (wherever it was named from) replaces the older one.
 
     Args:
         name: Model name.
@@ -257,6 +257,7 @@ def record_event_evaluation(
     entry = {
         "recorded_at": _now(),
         "spec": spec,
+        "spec_path": str(Path(spec).resolve()),
         "description": description,
         "model_spec": model_spec,
         "behaviours": list(report.get("behaviours", [])),
@@ -268,7 +269,7 @@ def record_event_evaluation(
         "event_evals",
         "events",
         entry,
-        lambda a, b: a.get("spec") == b.get("spec"),
+        lambda a, b: a.get("spec_path", a.get("spec")) == b["spec_path"],
         event_evals_markdown,
         root=root,
     )

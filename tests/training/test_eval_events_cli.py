@@ -94,6 +94,7 @@ def test_eval_events_scores_alerts_against_expected_incidents(tmp_path: Path) ->
         1,
     )
     assert kept["missed"] == ["fire.mp4 (smoking)"] and kept["false_alerts"] == ["fire.mp4 (open_flame)"]
+    assert kept["spec_path"] == str((tmp_path / "spec.yaml").resolve())
     card = (record_dir / "card.md").read_text()
     assert "## Real clips through the whole pipeline" in card
     assert "| open_flame | 1 | 2 | 1 | 0.500 | 1.000 |" in card
@@ -143,3 +144,21 @@ def test_eval_events_records_only_the_version_that_ran(tmp_path: Path) -> None:
     output = " ".join(result.output.split())
     assert "--model builtin:anjian-demo/1 is" in output and "not anjian-demo/2" in output, output
     assert not (tmp_path / "reg").exists()  # nothing replayed, nothing recorded
+
+
+def test_records_of_two_spec_files_of_one_name_are_both_kept(tmp_path: Path) -> None:
+    from anjian.training.eval_record import record_event_evaluation
+
+    report = {
+        "behaviours": [{"behaviour": "all", "expected": 0, "raised": 0, "true_positives": 0}],
+        "clips": [],
+    }
+    site = tmp_path / "site"
+    for folder in ("fire", "val", "fire"):  # the last one runs the first spec again: it replaces its record
+        (tmp_path / folder).mkdir(exist_ok=True)
+        spec = tmp_path / folder / "clips.yaml"
+        record_event_evaluation(
+            "anjian-demo", "1", report, spec=str(spec), model_spec="builtin:anjian-demo/1", root=site
+        )
+    kept = json.loads((site / "anjian-demo" / "1" / "meta.json").read_text())["event_evals"]
+    assert [Path(r["spec"]).parent.name for r in kept] == ["val", "fire"]
