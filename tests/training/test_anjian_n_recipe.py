@@ -82,11 +82,11 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(tmp_path: Pa
     train(naive)
     registry = tmp_path / "registry"
     onnx = finish(
-        work, version="3", registry=registry, is_quantizing=False
+        work, version="101", registry=registry, is_quantizing=False
     )  # int8: tests/training/test_quantize.py
     assert "## Ablation" not in (onnx.parent / "card.md").read_text()
     bytes_before = onnx.read_bytes()
-    assert finish(work, version="3", registry=registry, ablation_work=naive, is_updating=True) == onnx
+    assert finish(work, version="101", registry=registry, ablation_work=naive, is_updating=True) == onnx
     assert onnx.read_bytes() == bytes_before
 
     assert resolve_model_path("builtin:anjian-n", root=registry) == onnx
