@@ -98,10 +98,9 @@ class FallenPersonRule(BaseRule):
             w = people.xyxy[:, 2] - people.xyxy[:, 0]
             h = np.maximum(people.xyxy[:, 3] - people.xyxy[:, 1], 1e-6)
             lying = (w / h >= cfg.lying_aspect_ratio) if cfg.is_geometry else np.zeros(len(people), bool)
+            # a partial upright box inside a lying body is that body, not a second person
             bodies = np.concatenate([fallen.xyxy, people.xyxy[lying]])
-            if (
-                len(bodies) and not lying.all()
-            ):  # a partial box inside a lying body is that body, not a second one
+            if len(bodies) and not lying.all():
                 is_part = box_ios_batch(people.xyxy, bodies).max(axis=1) >= _PART_OF_BODY_IOS
                 keep = lying | ~is_part
                 people, lying, w, h = people.filter(keep), lying[keep], w[keep], h[keep]
