@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["box_ios_batch", "box_iou", "box_iou_batch"]
+__all__ = ["box_iou", "box_iou_batch"]
 
 
 def box_iou_batch(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
@@ -37,33 +37,6 @@ def box_iou_batch(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
     a = _as_boxes(a_xyxy, "a_xyxy")
     b = _as_boxes(b_xyxy, "b_xyxy")
     return _sv_box_iou_batch(a, b).astype(np.float64)
-
-
-def box_ios_batch(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
-    """Pairwise intersection over the smaller box's area: 1 where one box lies wholly inside the other.
-
-    What tells a part of an object's box (a detector's second, partial box on one body) from a
-    neighbour's: their IoU can be low while the part lies wholly inside.
-
-    Args:
-        a_xyxy: ``(n, 4)`` boxes, ``x1, y1, x2, y2``.
-        b_xyxy: ``(m, 4)`` boxes in the same unit.
-
-    Returns:
-        ``(n, m) float64``, 0 where the boxes do not meet or one has no area.
-
-    Raises:
-        ValueError: When either array is not ``(k, 4)``.
-
-    Example:
-        >>> box_ios_batch(np.array([[0, 0, 4, 2]]), np.array([[1, 0, 2, 2], [3, 1, 6, 4]])).round(3)
-        array([[1.   , 0.125]])
-    """
-    from supervision.detection.utils.iou_and_nms import box_iou_batch as _sv_box_iou_batch
-
-    a = _as_boxes(a_xyxy, "a_xyxy")
-    b = _as_boxes(b_xyxy, "b_xyxy")
-    return _sv_box_iou_batch(a, b, overlap_metric="IOS").astype(np.float64)
 
 
 def box_iou(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> float:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import av
@@ -221,17 +221,33 @@ def build_fire_clips(
         ValueError: The bounds are inconsistent.
         FileNotFoundError: ``root`` holds no image folders.
     """
+    return [
+        _encode(video, out_dir, fps=fps, size_wh=size_wh)
+        for video in _long_videos(root, min_frames=min_frames, max_frames=max_frames)
+    ]
+
+
+def _long_videos(root: Path, *, min_frames: int, max_frames: int) -> list[VideoFrames]:
+    """The videos of a frame set with at least ``min_frames`` frames, each cut to its first ``max_frames``.
+
+    Raises:
+        ValueError: The bounds are inconsistent.
+        FileNotFoundError: ``root`` holds no image folders.
+    """
     if not 2 <= min_frames <= max_frames:
         raise ValueError(f"expected 2 <= min_frames <= max_frames, got {min_frames} and {max_frames}")
-    clips = []
-    for video in group_video_frames(root):
-        if len(video.frames) < min_frames:
-            continue
-        frames = video.frames[:max_frames]
-        path = Path(out_dir) / f"{_file_name(video.video)}.mp4"
-        write_clip([p for _, p in frames], path, size_wh=size_wh, fps=fps)
-        clips.append(FrameClip(video.video, path, tuple(n for n, _ in frames), float(fps)))
-    return clips
+    return [
+        VideoFrames(v.video, v.frames[:max_frames])
+        for v in group_video_frames(root)
+        if len(v.frames) >= min_frames
+    ]
+
+
+def _encode(video: VideoFrames, out_dir: Path, *, fps: int, size_wh: tuple[int, int]) -> FrameClip:
+    """One video's frames as ``<out_dir>/<video>.mp4``."""
+    path = Path(out_dir) / f"{_file_name(video.video)}.mp4"
+    write_clip([p for _, p in video.frames], path, size_wh=size_wh, fps=fps)
+    return FrameClip(video.video, path, tuple(n for n, _ in video.frames), float(fps))
 
 
 def _labelled_classes(root: Path, image: Path, class_count: int) -> set[int]:
@@ -277,8 +293,6 @@ def build_people_clips(
         ValueError: The bounds are inconsistent, or the set has no ``fall_class``.
         FileNotFoundError: ``root`` holds no image folders or no ``data.yaml``.
     """
-    if not 2 <= min_frames <= max_frames:
-        raise ValueError(f"expected 2 <= min_frames <= max_frames, got {min_frames} and {max_frames}")
     data_yaml = Path(root) / "data.yaml"
     if not data_yaml.is_file():
         raise FileNotFoundError(f"no data.yaml in {root} (the set's class names)")
@@ -287,24 +301,14 @@ def build_people_clips(
         raise ValueError(f"{data_yaml}: no class {fall_class!r} (classes: {list(names)})")
     fall_id = names.index(fall_class)
     clips = []
-    for video in group_video_frames(root):
-        if len(video.frames) < min_frames:
-            continue
-        frames = video.frames[:max_frames]
-        step = float(np.median(np.diff([n for n, _ in frames])))
+    for video in _long_videos(root, min_frames=min_frames, max_frames=max_frames):
+        step = float(np.median(np.diff([n for n, _ in video.frames])))
         fps = max(1, round(source_fps / max(step, 1.0)))
-        path = Path(out_dir) / f"{_file_name(video.video)}.mp4"
-        write_clip([p for _, p in frames], path, size_wh=size_wh, fps=fps)
-        fallen = [i for i, (_, p) in enumerate(frames) if fall_id in _labelled_classes(root, p, len(names))]
-        clips.append(
-            FrameClip(
-                video.video,
-                path,
-                tuple(n for n, _ in frames),
-                float(fps),
-                fall_start_s=round(fallen[0] / fps, 2) if fallen else None,
-            )
-        )
+        clip = _encode(video, out_dir, fps=fps, size_wh=size_wh)
+        fallen = [
+            i for i, (_, p) in enumerate(video.frames) if fall_id in _labelled_classes(root, p, len(names))
+        ]
+        clips.append(replace(clip, fall_start_s=round(fallen[0] / fps, 2) if fallen else None))
     return clips
 
 

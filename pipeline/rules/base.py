@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from anjian.cameras.frame import Frame
-from anjian.models.boxes import box_iou
+from anjian.models.boxes import box_iou, box_iou_batch
 from anjian.models.detections import Detections
 from anjian.pipeline.config import RuleConfig
 from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel
@@ -224,28 +224,44 @@ class ObjectMatcher:
         self._next = 0
 
     def match(self, xyxy_norm: np.ndarray, tracker_ids: np.ndarray | None, now: float) -> list[str]:
-        """Key of each normalised box (a new key for a new object)."""
+        """Key of each normalised box (a new key for a new object).
+
+        A box keeps its track's object; the others take objects by overlap, the best-overlapping
+        pairs first, so a second box that grazes an object (a detector's partial box on a body)
+        cannot take it from the box that covers it, whatever order the boxes come in.
+        """
         self._objects = {k: v for k, v in self._objects.items() if now - v[1] <= self.forget_after_s}
-        keys: list[str] = []
+        found: list[str | None] = [None] * len(xyxy_norm)
         taken: set[str] = set()
+        for i in range(len(xyxy_norm)):
+            track = track_of(tracker_ids, i)
+            if track is not None:
+                found[i] = next(
+                    (k for k, v in self._objects.items() if v[2] == track and k not in taken), None
+                )
+                if found[i] is not None:
+                    taken.add(str(found[i]))
+        free = [i for i, key in enumerate(found) if key is None]
+        known = [k for k in self._objects if k not in taken]
+        if free and known:
+            overlaps = box_iou_batch(
+                np.asarray(xyxy_norm)[free], np.array([self._objects[k][0] for k in known])
+            )
+            pairs = np.argwhere(overlaps >= self.min_iou)
+            for row, col in sorted(pairs.tolist(), key=lambda p: -overlaps[p[0], p[1]]):
+                if found[free[row]] is None and known[col] not in taken:
+                    found[free[row]] = known[col]
+                    taken.add(known[col])
+        keys: list[str] = []
         for i, box in enumerate(xyxy_norm):
             track = track_of(tracker_ids, i)
-            key = None
-            if track is not None:
-                key = next((k for k, v in self._objects.items() if v[2] == track and k not in taken), None)
-            if key is None:
-                best = max(
-                    ((box_iou(box, v[0]), k) for k, v in self._objects.items() if k not in taken),
-                    default=(0.0, None),
-                )
-                key = best[1] if best[0] >= self.min_iou else None
+            key = found[i]
             if key is None:
                 key = f"obj{self._next}" if track is None else f"track{track}"
                 if key in self._objects:
                     key = f"{key}-{self._next}"
                 self._next += 1
             self._objects[key] = (box, now, track)
-            taken.add(key)
             keys.append(key)
         return keys
 

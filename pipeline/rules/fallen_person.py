@@ -7,7 +7,6 @@ from pydantic import Field
 
 from anjian.cameras.fields import Fraction
 from anjian.cameras.frame import Frame
-from anjian.models.boxes import box_ios_batch
 from anjian.models.detections import Detections
 from anjian.pipeline.config import Severity, WindowedConfig, WindowK
 from anjian.pipeline.event import Behaviour, RiskLevel
@@ -56,7 +55,6 @@ class FallenPersonConfig(WindowedConfig):
 
 
 _DUPLICATE_IOU = 0.5  # a person box overlapping a fallen box this much is the same body
-_PART_OF_BODY_IOS = 0.7  # an upright person box this much inside a lying or fallen box is a part of that body
 
 
 class FallenPersonRule(BaseRule):
@@ -69,10 +67,8 @@ class FallenPersonRule(BaseRule):
     starts). Lying must persist ``min_duration_s`` with ``k`` of every ``n`` frames,
     so a person bending to pick something up or a one-frame mis-detection does not
     raise. People lying in an exclusion zone (a bed, a bench) are ignored. One event
-    per person, kept through a track id switch by box overlap. A second, upright box the
-    detector puts on part of a lying body (the legs, the torso) is that body, not someone
-    standing: left alone, it would take the lying person's place in the matching and
-    restart the spell (seen on a real fall at the calibrated person threshold).
+    per person, kept through a track id switch by box overlap (the best-overlapping box
+    keeps the object: a second, partial box the detector puts on a lying body does not).
     """
 
     behaviour = Behaviour.FALLEN_PERSON
@@ -98,12 +94,6 @@ class FallenPersonRule(BaseRule):
             w = people.xyxy[:, 2] - people.xyxy[:, 0]
             h = np.maximum(people.xyxy[:, 3] - people.xyxy[:, 1], 1e-6)
             lying = (w / h >= cfg.lying_aspect_ratio) if cfg.is_geometry else np.zeros(len(people), bool)
-            # a partial upright box inside a lying body is that body, not a second person
-            bodies = np.concatenate([fallen.xyxy, people.xyxy[lying]])
-            if len(bodies) and not lying.all():
-                is_part = box_ios_batch(people.xyxy, bodies).max(axis=1) >= _PART_OF_BODY_IOS
-                keep = lying | ~is_part
-                people, lying, w, h = people.filter(keep), lying[keep], w[keep], h[keep]
             tracks = [track_of(people.tracker_id, i) for i in range(len(people))]
             self._upright_tracks.update(
                 t for t, up in zip(tracks, w / h < 1.0, strict=True) if t is not None and up

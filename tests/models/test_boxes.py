@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from anjian.datasets.boxes import iou_cxcywh
-from anjian.models.boxes import box_ios_batch, box_iou, box_iou_batch
+from anjian.models.boxes import box_iou, box_iou_batch
 
 _CASES = [
     ([0, 0, 2, 2], [0, 0, 2, 2], 1.0),
@@ -47,17 +47,6 @@ def test_box_iou_batch_of_an_empty_set_is_an_empty_matrix(n: int, m: int) -> Non
 def test_box_iou_batch_names_the_argument_of_the_wrong_shape() -> None:
     with pytest.raises(ValueError, match=r"b_xyxy: expected an \(n, 4\) array .* got shape \(2, 3\)"):
         box_iou_batch(np.zeros((1, 4)), np.zeros((2, 3)))
-
-
-def test_box_ios_is_the_share_of_the_smaller_box_inside_the_other() -> None:
-    a = np.array([[0, 0, 4, 2], [0, 0, 0, 0]], np.float32)
-    b = np.array([[1, 0, 2, 2], [3, 1, 6, 4], [10, 10, 12, 12]], np.float32)
-    expected = [[1.0, 1 / 8, 0.0], [0.0, 0.0, 0.0]]  # inside; 1 of the smaller's 8; apart; no area
-    np.testing.assert_allclose(box_ios_batch(a, b), expected, atol=1e-6)
-    np.testing.assert_allclose(box_ios_batch(b, a), np.transpose(expected), atol=1e-6)
-    assert box_ios_batch(np.zeros(0), b).shape == (0, 3)
-    with pytest.raises(ValueError, match="a_xyxy: expected an"):
-        box_ios_batch(np.zeros((1, 3)), b)
 
 
 def test_normalised_cxcywh_iou_agrees_with_the_xyxy_one() -> None:
