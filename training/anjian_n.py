@@ -410,7 +410,7 @@ def _run_step(args: argparse.Namespace, work: Path) -> None:
                 ablation_work=args.ablation_work,
                 is_updating=args.update,
                 is_promoting=not args.no_promote,
-                crosseval_json=args.crosseval,
+                crosseval_jsons=args.crosseval,
                 is_quantizing=not args.no_int8,
             )
         )
@@ -471,7 +471,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-promote", action="store_true", help="finish: register without promoting")
     parser.add_argument("--no-int8", action="store_true", help="finish: do not quantise the registered model")
     parser.add_argument(
-        "--crosseval", type=Path, default=None, help="finish: crosseval.json of a held-out run, for the card"
+        "--crosseval",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="finish: crosseval.json of each held-out arm of the recipe, for the card (default: W/crosseval.json)",
     )
     parser.add_argument(
         "--ablation-work", type=Path, default=None, help="finish: compare with this run (--no-pseudo-labels)"

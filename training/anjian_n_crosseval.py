@@ -38,7 +38,7 @@ from anjian.training.evaluate import EvalReport, ImageMatches, average_precision
 from anjian.training.export import export_onnx
 from anjian.training.train import read_epoch_metrics
 
-__all__ = ["crosseval", "crosseval_table", "whole_sources"]
+__all__ = ["crosseval", "crosseval_summary", "crosseval_table", "whole_sources"]
 
 logger = logging.getLogger(__name__)
 
@@ -288,6 +288,39 @@ def _image_figures(report: dict[str, Any], name: str) -> str:
     return f"{rate(row['found'], row['with'])} | {rate(row['false_alarms'], row['without'])}"
 
 
+def _fmt(value: float | None) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
+
+
+def crosseval_summary(arms: list[dict[str, Any]]) -> str:
+    """Markdown: one row per class and held-out source over every arm, classes together, the weakest source first.
+
+    This is the table a model is judged by: each figure comes from a run of the same recipe that never
+    saw that source, next to the model it replaces and (``person``) the COCO teacher as shipped.
+    """
+    rows: list[tuple[str, float, str]] = []
+    for arm in arms:
+        for source, report in arm["models"]["run"].items():
+            for c in report["classes"]:
+                if not c["instances"]:
+                    continue
+                name = c["name"]
+                teacher = _ap(arm, "teacher", source, name) if name == "person" else None
+                line = (
+                    f"| {name} | {source} | {c['instances']} | {_fmt(c['ap50'])} | "
+                    f"{_fmt(_ap(arm, 'baseline', source, name))} | {_fmt(teacher)} | "
+                    f"{_fmt(_image_ap(arm, 'run', source, name))} |"
+                )
+                ap = c["ap50"] if c["ap50"] is not None and not math.isnan(c["ap50"]) else -1.0
+                rows.append((name, ap, line))
+    baselines = sorted({str(arm["baseline"]) for arm in arms})
+    header = [
+        f"| class | held-out source | instances | AP50 | {' / '.join(baselines)} | COCO teacher | image AP |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    return "\n".join(header + [line for _, _, line in sorted(rows, key=lambda r: (r[0], r[1]))])
+
+
 def crosseval_table(result: dict[str, Any]) -> str:
     """Markdown: per held-out source and class, AP50 of the run, the baseline and the teacher (as shipped and at
     the run's input size; a dash in results scored before the second existed), the image AP
@@ -303,20 +336,17 @@ def crosseval_table(result: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
-    def fmt(v: float | None) -> str:
-        return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
-
     for source, report in result["models"]["run"].items():
         for c in report["classes"]:
             if not c["instances"]:
                 continue
             name = c["name"]
             lines.append(
-                f"| {source} | {name} | {c['images']} | {c['instances']} | {fmt(c['ap50'])} | "
-                f"{fmt(_ap(result, 'baseline', source, name))} | "
-                f"{fmt(_ap(result, 'teacher', source, name)) if name == 'person' else '–'} | "
-                f"{fmt(_ap(result, 'teacher_at_run_size', source, name)) if name == 'person' else '–'} | "
-                f"{fmt(_image_ap(result, 'run', source, name))} / {fmt(_image_ap(result, 'baseline', source, name))} | "
+                f"| {source} | {name} | {c['images']} | {c['instances']} | {_fmt(c['ap50'])} | "
+                f"{_fmt(_ap(result, 'baseline', source, name))} | "
+                f"{_fmt(_ap(result, 'teacher', source, name)) if name == 'person' else '–'} | "
+                f"{_fmt(_ap(result, 'teacher_at_run_size', source, name)) if name == 'person' else '–'} | "
+                f"{_fmt(_image_ap(result, 'run', source, name))} / {_fmt(_image_ap(result, 'baseline', source, name))} | "
                 f"{_image_figures(report, name)} |"
             )
     return "\n".join(lines)

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import tempfile
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from anjian.training.thresholds import (
     thresholds_of,
 )
 
-__all__ = ["MODEL_NAME", "evaluate_per_source", "finish"]
+__all__ = ["MODEL_NAME", "crosseval_arms", "evaluate_per_source", "finish"]
 
 logger = logging.getLogger(__name__)
 
@@ -129,20 +130,36 @@ def _ablation_section(meta: dict[str, Any]) -> str:
     )
 
 
-def _crosseval_section(meta: dict[str, Any]) -> str:
-    """Card section with the held-out run's cross-source table ('' when the recipe held nothing out)."""
-    result = meta.get("crosseval") or {}
-    if not result:
-        return ""
-    from anjian.training.anjian_n_crosseval import crosseval_table
+def crosseval_arms(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """The held-out arms' cross-source results in a version's meta (one dict in versions before arms were lists)."""
+    result = meta.get("crosseval") or []
+    return [result] if isinstance(result, dict) else list(result)
 
+
+def _crosseval_section(meta: dict[str, Any]) -> str:
+    """Card section with each held-out arm's cross-source table ('' when no arm held anything out).
+
+    One arm leaves out one side of each pair of sources (a fire set, a fall set, a smoking set, a
+    person set), the next the other side, so each class is scored on every source it has, each time
+    by a model of the same recipe that never saw that source. The summary first: one row per class
+    and held-out source, the figure a site with footage like that source can expect.
+    """
+    arms = crosseval_arms(meta)
+    if not arms:
+        return ""
+    from anjian.training.anjian_n_crosseval import crosseval_summary, crosseval_table
+
+    tables = "".join(
+        f"### Held out: {', '.join(f'`{s}`' for s in arm['holdout'])}\n\n" + crosseval_table(arm) + "\n\n"
+        for arm in arms
+    )
     return (
         "## Generalisation: sources never trained on\n"
-        f"The same recipe, trained with {', '.join(f'`{s}`' for s in result['holdout'])} held out, scored on every\n"
+        f"The same recipe, trained {len(arms)} time(s) more, each time with some sources held out, scored on every\n"
         "image of each held-out source (only the classes it labels), next to the model it replaces and the\n"
         "COCO teacher (as shipped, 640, and its recovered weights at this model's input size: the gap between\n"
         "the two is the input size's, the rest the training's). These figures, not the val splits above, say\n"
-        "how it does on a new site.\n\n" + crosseval_table(result) + "\n\n"
+        "how it does on a new site.\n\n" + crosseval_summary(arms) + "\n\n" + tables
     )
 
 
@@ -314,7 +331,7 @@ def finish(
     is_promoting: bool = True,
     ablation_work: Path | None = None,
     is_updating: bool = False,
-    crosseval_json: Path | None = None,
+    crosseval_jsons: Sequence[Path] = (),
     is_quantizing: bool = True,
     progress: ProgressFn = no_progress,
 ) -> Path:
@@ -330,8 +347,8 @@ def finish(
             and compared in the card.
         is_updating: Re-evaluate the registered ``version`` (its file unchanged) and rewrite
             its ``meta.json`` and ``card.md``, e.g. to add the ablation later.
-        crosseval_json: The cross-source figures of a held-out run of the same recipe
-            (``crosseval`` in another working folder) for the card; default ``work/crosseval.json``.
+        crosseval_jsons: The cross-source figures of the held-out arms of the same recipe
+            (``crosseval`` in other working folders) for the card; default ``work/crosseval.json`` if any.
         is_quantizing: Quantise the registered model to int8 (kept only if it passes the gate).
         progress: Wraps the evaluation loops.
     """
@@ -361,8 +378,9 @@ def finish(
     if not is_updating:
         stamp_thresholds(onnx, thresholds_of(choices))
         to_fp16(onnx, export_dir / "model-fp16.onnx")
-    crosseval_json = crosseval_json or work / "crosseval.json"
-    crosseval = json.loads(crosseval_json.read_text()) if crosseval_json.is_file() else {}
+    crosseval = _read_crosseval_arms(
+        crosseval_jsons or [work / "crosseval.json"], is_default=not crosseval_jsons
+    )
     filled = data.get("pseudo_labels", {}).get("filled_classes", {})
     pseudo = {source for source, classes in filled.items() if "person" in classes}
     real_person = [
@@ -423,6 +441,26 @@ def finish(
     if is_quantizing:
         _quantize(entry.onnx, data_yaml, progress)
     return entry.onnx
+
+
+def _read_crosseval_arms(paths: Sequence[Path], *, is_default: bool) -> list[dict[str, Any]]:
+    """Each held-out arm's ``crosseval.json``; a file named on the command line must exist and hold one."""
+    arms = []
+    for path in paths:
+        if not path.is_file():
+            if is_default:
+                continue
+            raise FileNotFoundError(f"--crosseval {path}: no such file (run 'crosseval' in that arm first)")
+        try:
+            arm = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"--crosseval {path}: not JSON ({exc})") from None
+        if not isinstance(arm, dict) or not {"holdout", "models", "imgsz", "baseline"} <= set(arm):
+            raise ValueError(
+                f"--crosseval {path}: not a crosseval.json (no holdout, models, imgsz, baseline)"
+            )
+        arms.append(arm)
+    return arms
 
 
 def _quantize(onnx: Path, data_yaml: Path, progress: ProgressFn) -> None:
