@@ -38,6 +38,15 @@ a flame filling the camera's view is one the model has never seen.
 every image (train and val) is written to ``W/holdout`` and ``crosseval`` scores the model
 there, next to the registered model and the COCO teacher. The recipe's variants are chosen
 by those cross-source figures; the shipped model then trains on every source.
+
+Every class the behaviours need has two sources (fire: ``fire_continuous`` / ``fire_smoke_cctv``;
+fallen_person: ``ur_fall`` / ``fall_hospital``; cigarette: ``smoking_photos`` / ``cigarette``;
+person: ``cctv_person`` / ``forklift_person`` and ``fall_hospital``), so two arms of the same recipe,
+each holding out one side of every pair, score each class on each of its sources::
+
+    prepare --work A --holdout fire_continuous ur_fall cctv_person smoking_photos ...
+    prepare --work B --holdout fire_smoke_cctv fall_hospital cigarette forklift_person ...
+    finish --work FULL --crosseval A/crosseval.json B/crosseval.json   # the card shows both
 """
 
 from __future__ import annotations
