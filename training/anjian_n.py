@@ -18,6 +18,9 @@ inside its own session, so a training started with ``setsid`` or from another te
 a fair share from everything else; ``echo 19 > /proc/self/autogroup`` in the script that starts it
 lowers the whole session (measured here: the pipeline bench lost 45% of its frames to a ``nice -n 19``
 training until its autogroup was niced too).
+Train one arm at a time: two trainings side by side on a 2-core machine each ran at ~3 s a batch where
+one alone runs at ~0.5 s (each torch takes every core; they fight), so a second arm waits its turn
+(``kill -STOP`` its process, ``kill -CONT`` when the first is done) rather than running beside it.
 
 ``prepare`` merges the training sources with ``datasets/maps/anjian.yaml``, lets the COCO
 teacher fill in the ``person`` boxes the cigarette, fire and pallet sets never label
