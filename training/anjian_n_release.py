@@ -346,7 +346,9 @@ def finish(
             (``prepare --no-pseudo-labels``); its model is scored on this run's val splits
             and compared in the card.
         is_updating: Re-evaluate the registered ``version`` (its file unchanged) and rewrite
-            its ``meta.json`` and ``card.md``, e.g. to add the ablation later.
+            its ``meta.json`` and ``card.md``, e.g. to add the ablation or a held-out arm later; what
+            this call does not measure again (int8 verdict, event evaluations, an ablation or
+            cross-source figures not given this time) is kept.
         crosseval_jsons: The cross-source figures of the held-out arms of the same recipe
             (``crosseval`` in other working folders) for the card; default ``work/crosseval.json`` if any.
         is_quantizing: Quantise the registered model to int8 (kept only if it passes the gate).
@@ -427,6 +429,7 @@ def finish(
     }
     if is_updating:  # same model file: only its metrics and card change
         previous = json.loads((registered.parent / "meta.json").read_text())
+        meta = _kept_records(previous, meta)
         meta.update(name=MODEL_NAME, version=version, created_at=previous["created_at"])
         (registered.parent / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
         (registered.parent / "card.md").write_text(_card(meta))
@@ -441,6 +444,17 @@ def finish(
     if is_quantizing:
         _quantize(entry.onnx, data_yaml, progress)
     return entry.onnx
+
+
+def _kept_records(previous: dict[str, Any], fresh: dict[str, Any]) -> dict[str, Any]:
+    """A version's new meta with the records an update did not measure again taken from its old one.
+
+    Records made by other commands on the same file (``int8``, ``event_evals``, comparisons) are not
+    ``finish``'s, and an ablation or cross-source arm not given this time is not a measurement that
+    it is gone: both stay.
+    """
+    kept = {k: v for k, v in previous.items() if k not in fresh or (v and not fresh[k])}
+    return {**fresh, **kept}
 
 
 def _read_crosseval_arms(paths: Sequence[Path], *, is_default: bool) -> list[dict[str, Any]]:

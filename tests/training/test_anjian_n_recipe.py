@@ -86,8 +86,16 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(tmp_path: Pa
     )  # int8: tests/training/test_quantize.py
     assert "## Ablation" not in (onnx.parent / "card.md").read_text()
     bytes_before = onnx.read_bytes()
+    # records other commands made on this file survive an update (eval-events, int8)
+    meta_path = onnx.parent / "meta.json"
+    recorded = {"spec": "clips.yaml", "clips": 3}
+    meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "event_evals": [recorded]}))
     assert finish(work, version="101", registry=registry, ablation_work=naive, is_updating=True) == onnx
     assert onnx.read_bytes() == bytes_before
+    assert json.loads(meta_path.read_text())["event_evals"] == [recorded]
+    # an update that does not give the ablation again keeps the one measured before
+    finish(work, version="101", registry=registry, is_updating=True)
+    assert set(json.loads(meta_path.read_text())["ablation"]) == set(SOURCES)
 
     assert resolve_model_path("builtin:anjian-n", root=registry) == onnx
     detector = OnnxDetector(onnx)
