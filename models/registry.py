@@ -67,6 +67,7 @@ __all__ = [
     "Promotion",
     "PromotionWatch",
     "builtin_model_names",
+    "card_sections",
     "default_registry",
     "list_versions",
     "promote",
@@ -355,6 +356,19 @@ def write_card_section(card: Path, section: str, markdown: str) -> None:
     else:
         text = text.rstrip("\n") + ("\n\n" if text else "") + block
     write_atomic(card, text)
+
+
+_SECTION = re.compile(r"<!-- anjian:([\w-]+):start -->\n(.*?)\n<!-- anjian:\1:end -->", re.DOTALL)
+
+
+def card_sections(card: Path) -> dict[str, str]:
+    """The marked sections of a model card (:func:`write_card_section`), by name, in card order.
+
+    A card rewritten from its ``meta.json`` (``finish --update``) puts them back: they were written by
+    other commands (int8, event evaluations, comparisons) or by hand (a release note).
+    """
+    text = card.read_text() if card.is_file() else ""
+    return {m.group(1): m.group(2) for m in _SECTION.finditer(text)}
 
 
 def _history(model_dir: Path) -> list[dict[str, Any]]:

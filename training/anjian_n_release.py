@@ -28,7 +28,7 @@ from anjian.datasets.yolo import load_yolo_set
 from anjian.models.config import DetectorConfig
 from anjian.models.int8_ir import file_sha256
 from anjian.models.loader import load_detector
-from anjian.models.registry import REGISTRY_DIR, promote, register_version
+from anjian.models.registry import REGISTRY_DIR, card_sections, promote, register_version, write_card_section
 from anjian.training.anjian_n import training_set
 from anjian.training.evaluate import EvalReport, evaluate_detector
 from anjian.training.export import export_onnx, to_fp16
@@ -155,7 +155,7 @@ def _crosseval_section(meta: dict[str, Any]) -> str:
     )
     return (
         "## Generalisation: sources never trained on\n"
-        f"The same recipe, trained {len(arms)} time(s) more, each time with some sources held out, scored on every\n"
+        "The same recipe, trained again with sources held out (one table per arm below), scored on every\n"
         "image of each held-out source (only the classes it labels), next to the model it replaces and the\n"
         "COCO teacher (as shipped, 640, and its recovered weights at this model's input size: the gap between\n"
         "the two is the input size's, the rest the training's). These figures, not the val splits above, say\n"
@@ -432,7 +432,10 @@ def finish(
         meta = _kept_records(previous, meta)
         meta.update(name=MODEL_NAME, version=version, created_at=previous["created_at"])
         (registered.parent / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        sections = card_sections(registered.parent / "card.md")
         (registered.parent / "card.md").write_text(_card(meta))
+        for section, markdown in sections.items():
+            write_card_section(registered.parent / "card.md", section, markdown)
         logger.info("updated the metrics and card of %s %s", MODEL_NAME, version)
         return registered
     entry = register_version(

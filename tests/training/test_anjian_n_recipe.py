@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from anjian.models.onnx_detector import OnnxDetector
-from anjian.models.registry import resolve_model_path
+from anjian.models.registry import card_sections, resolve_model_path, write_card_section
 from tests.support.real_data import copy_yolo_sample
 
 pytestmark = pytest.mark.slow
@@ -90,9 +90,11 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(tmp_path: Pa
     meta_path = onnx.parent / "meta.json"
     recorded = {"spec": "clips.yaml", "clips": 3}
     meta_path.write_text(json.dumps({**json.loads(meta_path.read_text()), "event_evals": [recorded]}))
+    write_card_section(onnx.parent / "card.md", "events", "## Events\n3 clips, all caught.")
     assert finish(work, version="101", registry=registry, ablation_work=naive, is_updating=True) == onnx
     assert onnx.read_bytes() == bytes_before
     assert json.loads(meta_path.read_text())["event_evals"] == [recorded]
+    assert card_sections(onnx.parent / "card.md") == {"events": "## Events\n3 clips, all caught."}
     # an update that does not give the ablation again keeps the one measured before
     finish(work, version="101", registry=registry, is_updating=True)
     assert set(json.loads(meta_path.read_text())["ablation"]) == set(SOURCES)
