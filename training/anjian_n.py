@@ -27,6 +27,8 @@ teacher fill in the ``person`` boxes the cigarette, fire and pallet sets never l
 (:mod:`anjian.training.complete_labels`; ``--no-pseudo-labels`` for the ablation), writes the merged
 YOLO set with one sub-folder per source (so each source's val split can be evaluated alone),
 and builds the COCO-initialised checkpoint (:mod:`anjian.training.finetune_init`).
+``--fill-smoke-from builtin:anjian-n/2`` then lets an anjian model fill the smoke ``fire_continuous``
+shows and never labels (:class:`TeacherFill`; COCO knows no smoke).
 
 ``negatives`` (optional, before ``train``) adds fire hard negatives: the training images that
 certainly show no fire (fire sources' frames without a fire box, and the sources in
@@ -62,6 +64,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from anjian.datasets.classmap import load_class_map
@@ -76,6 +79,7 @@ __all__ = [
     "FIRE_FREE_SOURCES",
     "SOURCES",
     "AnjianNRecipe",
+    "TeacherFill",
     "add_fire_negatives",
     "main",
     "prepare",
@@ -120,6 +124,24 @@ FRAME_NUMBERED_SOURCES: tuple[str, ...] = ("fire_continuous", "ur_fall")
 MULTI_CAMERA_SOURCES: tuple[str, ...] = ("ur_fall",)
 """Sources filming each scene with several cameras (``fall-01-cam0-rgb-``, ``fall-01-cam1-rgb-``): re-drawn
 by recording, both views on one side."""
+
+
+class TeacherFill(BaseModel):
+    """A second teacher filling a class some sources show and never label (after COCO's people).
+
+    ``fire_continuous`` labels fire only, yet its videos are full of smoke: trained as background,
+    that smoke pulled anjian-n 3's smoke scores down (its calibrated smoke threshold fell to 0.059
+    from anjian-n 2's 0.361; anjian-n 2 finds smoke at >= 0.5 on 13 of 200 of those frames).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    teacher: str = Field(description="The teacher: a model file or builtin:NAME/VERSION.")
+    classes: dict[str, str] = Field(description="The set's class to the teacher's class it is filled from.")
+    sources: tuple[str, ...] = Field(
+        min_length=1, description="The sources it fills: the footage it is trusted on."
+    )
+    min_confidence: float = Field(0.5, gt=0, lt=1, description="Teacher boxes scoring below are ignored.")
 
 
 class AnjianNRecipe(BaseModel):
@@ -168,6 +190,11 @@ class AnjianNRecipe(BaseModel):
         default_factory=lambda: {"hsv_h": 0.015, "hsv_s": 0.5, "hsv_v": 0.4, "scale": 0.5, "mosaic": 1.0},
         description="Ultralytics augmentation settings (colour jitter as CCTV white balance drifts, scale for "
         "small and frame-filling objects).",
+    )
+
+    teacher_fills: tuple[TeacherFill, ...] = Field(
+        (),
+        description="Further teachers, run after the COCO teacher, each filling its classes in its sources.",
     )
 
     cctv_degradation: float = Field(
@@ -235,6 +262,9 @@ def prepare(work: Path, recipe: AnjianNRecipe, *, progress: ProgressFn = no_prog
     unknown = sorted(set(recipe.resplit) - set(paths))
     if unknown:
         raise ValueError(f"resplit names {unknown}, not among the sources {sorted(paths)}")
+    unknown = sorted({s for fill in recipe.teacher_fills for s in fill.sources} - set(paths))
+    if unknown:
+        raise ValueError(f"a teacher fill names sources {unknown}, not among the sources {sorted(paths)}")
     class_map = load_class_map(CLASS_MAP)
     trained = [
         _load_source(
@@ -260,6 +290,21 @@ def prepare(work: Path, recipe: AnjianNRecipe, *, progress: ProgressFn = no_prog
         )
         data_yaml = completion.data_yaml
         pseudo = completion.report.to_dict() if completion.report else {}
+    for number, fill in enumerate(recipe.teacher_fills, start=1):
+        from anjian.training.complete_labels import complete_labels
+
+        trained_sources = [source for source in fill.sources if source not in recipe.holdout]
+        completion = complete_labels(
+            data_yaml,
+            work / f"data-fill{number}",
+            fill.teacher,
+            min_confidence=fill.min_confidence,
+            classes=fill.classes,
+            sources=trained_sources,
+            progress=progress,
+        )
+        data_yaml = completion.data_yaml
+        pseudo = (yaml.safe_load(data_yaml.read_text()) or {}).get("pseudo_labels", pseudo)
     if recipe.holdout:
         held = [_load_source(name, paths[name], 1, progress) for name in recipe.holdout]
         held_merged, _ = merge_sets(held, class_map, name="holdout", progress=progress)
@@ -388,6 +433,10 @@ def _run_step(args: argparse.Namespace, work: Path) -> None:
             lr0=args.lr0,
             augment={**AnjianNRecipe().augment, "mosaic": args.mosaic, "scale": args.scale},
             resplit=_parse_resplit(args.resplit),
+            teacher_fills=tuple(
+                TeacherFill(teacher=model, classes={"smoke": "smoke"}, sources=("fire_continuous",))
+                for model in args.fill_smoke_from
+            ),
         )
         print(prepare(work, recipe))
     elif args.step == "negatives":
@@ -450,6 +499,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(default: fire_smoke_cctv=0.2 fire_continuous=0.3 ur_fall=0.2; give --resplit alone for none)",
     )
     parser.add_argument("--no-pseudo-labels", action="store_true", help="ablation: naive merge")
+    parser.add_argument(
+        "--fill-smoke-from",
+        nargs="*",
+        default=[],
+        metavar="MODEL",
+        help="prepare: fill the smoke fire_continuous never labels with this model's confident smoke "
+        "(e.g. builtin:anjian-n/2), after the COCO teacher's people",
+    )
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--imgsz", type=int, default=320)
     parser.add_argument("--freeze", type=int, default=10)

@@ -223,14 +223,27 @@ def _split_lines(recipe: dict[str, Any]) -> str:
     )
 
 
+def _teacher_fill_lines(recipe: dict[str, Any]) -> str:
+    """Card lines on the further teachers that filled classes some sources never label ('' without any)."""
+    fills = recipe.get("teacher_fills") or []
+    lines = [
+        f"- `{fill['teacher']}` filled {', '.join(f'`{c}`' for c in fill['classes'])} in "
+        f"{', '.join(f'`{s}`' for s in fill['sources'])} (score ≥ {fill['min_confidence']}; *pseudo GT* below)."
+        for fill in fills
+    ]
+    return ("\nThen, for classes COCO does not know:\n" + "\n".join(lines) + "\n") if lines else ""
+
+
 def _card(meta: dict[str, Any]) -> str:
     """The markdown model card."""
     rows = []
     for source, report in meta["val"].items():
         for c in report["classes"]:
-            pseudo = (
-                " (pseudo GT)" if c["name"] == "person" and source in meta["pseudo_person_sources"] else ""
+            filled = meta.get("pseudo_classes", {}).get(source, [])
+            is_pseudo = c["name"] in filled or (
+                c["name"] == "person" and source in meta["pseudo_person_sources"]
             )
+            pseudo = " (pseudo GT)" if is_pseudo else ""
             rows.append(
                 f"| {source} | {c['name']}{pseudo} | {c['images']} | {c['instances']} | {_fmt(c['precision'])} | "
                 f"{_fmt(c['recall'])} | {_fmt(c['ap50'])} | {_fmt(c['ap50_95'])} |"
@@ -281,7 +294,7 @@ labelled persons in those sets (score ≥ {r["teacher_confidence"]}, not overlap
 box): {meta["pseudo_person_boxes"]} boxes. On those sets' val splits the `person` ground truth is
 therefore the teacher's (marked *pseudo GT* below); the real `person` figures are those on
 {real_person}.
-
+{_teacher_fill_lines(r)}
 ## Training recipe
 - Start: COCO YOLOv8n recovered from the int8 ONNX export (`training/coco_init.py`), new
   7-class head; `person` and `fallen_person` score rows start from COCO's `person`.
@@ -416,7 +429,10 @@ def finish(
         "recipe": recipe,
         "sources": data["sources"],
         "pseudo_person_sources": sorted(pseudo),
-        "pseudo_person_boxes": sum(a["boxes"] for a in data.get("pseudo_labels", {}).get("added", [])),
+        "pseudo_person_boxes": sum(
+            a["boxes"] for a in data.get("pseudo_labels", {}).get("added", []) if a["class"] == "person"
+        ),
+        "pseudo_classes": {s: list(c) for s, c in filled.items()},
         "val": {s: r.to_dict() for s, r in reports.items()},
         "teacher_person": {s: r.classes[0].ap50 for s, r in teacher.items()},
         "curve": [{k: v for k, v in e.items() if k == "epoch" or k in _CURVE_KEYS} for e in record["epochs"]],

@@ -13,6 +13,7 @@ teacher knows stay gaps, and are reported.
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,15 +66,23 @@ def complete_labels(
     teacher: Path | str,
     *,
     min_confidence: float = 0.5,
+    classes: Mapping[str, str] | None = None,
+    sources: Collection[str] | None = None,
     progress: ProgressFn = no_progress,
 ) -> LabelCompletion:
     """Fill a merged set's label gaps with a teacher's confident boxes; write the completed set.
 
+    Run it again on its own output with another teacher to fill what the first does not know
+    (anjian-n's smoke in the fire videos after COCO's people): the reports are merged.
+
     Args:
         data_yaml: The (merged) set's ``data.yaml``.
         out_dir: Where the completed copy goes (images are linked, not copied).
-        teacher: The teacher model (the COCO YOLOv8n ONNX, or any file ``load_detector`` takes).
+        teacher: The teacher model (the COCO YOLOv8n ONNX, or any model ``load_detector`` takes).
         min_confidence: Teacher boxes scoring below are not added.
+        classes: The set's class to the teacher's class it is filled from; ``None``: every gap
+            class the teacher has by name.
+        sources: Only these sources are filled; ``None``: every source with a gap.
         progress: Wraps the long loops.
 
     Returns:
@@ -84,31 +93,36 @@ def complete_labels(
         ModelError: The teacher cannot be loaded.
     """
     dataset = load_yolo_set(data_yaml, progress=progress)
-    gaps = label_gaps(dataset)
+    gaps = {
+        source: missing
+        for source, missing in label_gaps(dataset).items()
+        if sources is None or source in sources
+    }
     if not gaps:
         return LabelCompletion(data_yaml=Path(data_yaml))
     detector = load_detector(
         teacher, DetectorConfig(path=str(teacher), confidence_threshold=min_confidence, cpu_precision="fp32")
     )
     teacher_names = {name.lower(): name for name in detector.class_names.values()}
-    fillable = sorted({c for missing in gaps.values() for c in missing if c.lower() in teacher_names})
+    if classes is None:
+        classes = {
+            c: teacher_names[c.lower()] for m in gaps.values() for c in m if c.lower() in teacher_names
+        }
+    fillable = {c: t for c, t in sorted(classes.items()) if any(c in m for m in gaps.values())}
     if not fillable:
-        return LabelCompletion(data_yaml=Path(data_yaml), remaining_gaps=gaps)
+        return LabelCompletion(data_yaml=Path(data_yaml), remaining_gaps=label_gaps(dataset))
     completed, report = pseudo_label(
-        dataset,
-        detector,
-        {c: teacher_names[c.lower()] for c in fillable},
-        min_confidence=min_confidence,
-        progress=progress,
+        dataset, detector, fillable, min_confidence=min_confidence, sources=sources, progress=progress
     )
+    extra = _extra_keys(data_yaml)
     written = write_yolo_set(
         completed,
         out_dir,
         by_source=len(completed.labelled_classes) > 1,
         progress=progress,
         extra={
-            **_extra_keys(data_yaml),
-            "pseudo_labels": report.to_dict(),
+            **extra,
+            "pseudo_labels": _merged_reports(extra.get("pseudo_labels"), report.to_dict()),
             "completed_from": str(Path(data_yaml).resolve()),
         },
     )
@@ -117,6 +131,23 @@ def complete_labels(
     return LabelCompletion(
         data_yaml=written, filled=dict(report.filled_classes), remaining_gaps=remaining, report=report
     )
+
+
+def _merged_reports(earlier: dict[str, Any] | None, latest: dict[str, Any]) -> dict[str, Any]:
+    """The pseudo-label report of a set completed twice: boxes added by both, classes filled by either."""
+    if not earlier:
+        return latest
+    filled = {k: list(v) for k, v in earlier.get("filled_classes", {}).items()}
+    for source, names in latest["filled_classes"].items():
+        filled[source] = [*filled.get(source, []), *(n for n in names if n not in filled.get(source, []))]
+    seen = dict(earlier.get("images_seen", {}))
+    for source, n in latest["images_seen"].items():
+        seen[source] = max(seen.get(source, 0), n)
+    return {
+        "added": [*earlier.get("added", []), *latest["added"]],
+        "images_seen": seen,
+        "filled_classes": filled,
+    }
 
 
 def _extra_keys(data_yaml: Path) -> dict[str, Any]:

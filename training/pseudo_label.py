@@ -11,7 +11,7 @@ unless they overlap a box already there (a ``fallen_person`` is not also a ``per
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 
 import cv2
@@ -53,6 +53,7 @@ def pseudo_label(
     min_confidence: float = 0.5,
     block_iou: float = 0.3,
     batch_size: int = 8,
+    sources: Collection[str] | None = None,
     progress: ProgressFn = no_progress,
 ) -> tuple[DetectionSet, PseudoLabelReport]:
     """Add teacher boxes for classes a source does not label.
@@ -65,6 +66,8 @@ def pseudo_label(
         block_iou: A teacher box overlapping any existing box of the image by at least this
             much is not added (the object is labelled already, perhaps as another class).
         batch_size: Images per teacher call.
+        sources: Only these sources are filled (``None``: every source lacking a class); a
+            teacher trusted on one kind of footage (a smoke model on fire videos) fills only that.
         progress: Wraps the per-batch loop to show progress.
 
     Returns:
@@ -94,7 +97,7 @@ def pseudo_label(
     todo: list[int] = []
     for index, item in enumerate(dataset.images):
         labelled = dataset.labelled_classes.get(item.source, dataset.class_names)
-        if any(c not in labelled for c in class_sources):
+        if (sources is None or item.source in sources) and any(c not in labelled for c in class_sources):
             todo.append(index)
     images = list(dataset.images)
     batches = [todo[i : i + batch_size] for i in range(0, len(todo), batch_size)]
@@ -131,6 +134,8 @@ def pseudo_label(
             images[index] = item.replace(boxes=np.concatenate([item.boxes, added]).astype(np.float32))
     out.images = images
     for source, labelled in dataset.labelled_classes.items():
+        if sources is not None and source not in sources:
+            continue
         extra = tuple(c for c in class_sources if c not in labelled)
         if extra:
             report.filled_classes[source] = extra

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -29,11 +30,23 @@ def data_root(tmp_path: Path, coco_weights: Path) -> Path:
     return data_root
 
 
+def _toy_recipe(data_root: Path, **changes: object) -> Any:
+    """The recipe at toy size (1 epoch at 64 px), anjian-n 2 filling the fire videos' smoke after COCO's people."""
+    from anjian.training.anjian_n import AnjianNRecipe, TeacherFill
+
+    smoke = TeacherFill(
+        teacher="builtin:anjian-n/2", classes={"smoke": "smoke"}, sources=("fire_continuous",)
+    )
+    recipe = AnjianNRecipe(
+        data_root=data_root, epochs=1, imgsz=64, batch=4, workers=0, close_mosaic=0, teacher_fills=(smoke,)
+    )
+    return recipe.model_copy(update=changes)
+
+
 def test_recipe_prepares_trains_and_registers_a_model_with_its_card(tmp_path: Path, data_root: Path) -> None:
     from anjian.training.anjian_n import (
         FIRE_FREE_SOURCES,
         SOURCES,
-        AnjianNRecipe,
         add_fire_negatives,
         main,
         prepare,
@@ -43,7 +56,7 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(tmp_path: Pa
     from anjian.training.anjian_n_release import finish
 
     work = tmp_path / "work"
-    recipe = AnjianNRecipe(data_root=data_root, epochs=1, imgsz=64, batch=4, workers=0, close_mosaic=0)
+    recipe = _toy_recipe(data_root)
 
     data_yaml = prepare(work, recipe)
 
@@ -107,6 +120,12 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(tmp_path: Pa
     assert set(meta["teacher_person"]) == {"fall_hospital", "forklift_person"}
     card = (onnx.parent / "card.md").read_text()
     assert "CC BY 4.0" in card and "| cigarette | person (pseudo GT) |" in card and "AGPL-3.0" in card
+    assert (
+        "- `builtin:anjian-n/2` filled `smoke` in `fire_continuous` (score ≥ 0.5; *pseudo GT* below)." in card
+    )
+    assert meta["pseudo_classes"]["fire_continuous"] == ["person", "smoke"]
+    added = json.loads((work / "merge_report.json").read_text())["pseudo_labels"]["added"]
+    assert meta["pseudo_person_boxes"] == sum(a["boxes"] for a in added if a["class"] == "person")
     # what the optional steps added to the training set is on the card
     assert "- Augmentation (ultralytics): hsv_h 0.015, hsv_s 0.5, hsv_v 0.4, mosaic 1, scale 0.5." in card
     assert "- `fire_hard_negatives`: 4 hard-negative images" in card
@@ -120,24 +139,23 @@ def test_recipe_prepares_trains_and_registers_a_model_with_its_card(tmp_path: Pa
 
 
 def test_held_out_sources_stay_out_of_training_and_are_scored_whole(tmp_path: Path, data_root: Path) -> None:
-    from anjian.training.anjian_n import AnjianNRecipe, prepare, train, training_set
+    from anjian.training.anjian_n import prepare, train, training_set
     from anjian.training.anjian_n_crosseval import crosseval
 
     work = tmp_path / "work"
-    recipe = AnjianNRecipe(
-        data_root=data_root,
-        epochs=1,
-        imgsz=64,
-        batch=4,
-        workers=0,
-        close_mosaic=0,
-        holdout=("fall_hospital", "fire_smoke_cctv"),
-    )
+    recipe = _toy_recipe(data_root, holdout=("fall_hospital", "fire_smoke_cctv"))
 
     prepare(work, recipe)
 
     trained = yaml.safe_load(training_set(work).read_text())
     assert not {"fall_hospital", "fire_smoke_cctv"} & set(trained["labelled_classes"])
+    # the second teacher ran after the people: the fire videos' smoke is labelled, the people still are
+    assert training_set(work).parent.name == "data-fill1"
+    assert {"person", "fire", "smoke"} <= set(trained["labelled_classes"]["fire_continuous"])
+    assert "smoke" not in trained["labelled_classes"]["cigarette"]
+    bad_fill = recipe.teacher_fills[0].model_copy(update={"sources": ("no_such_set",)})
+    with pytest.raises(ValueError, match="teacher fill names sources"):
+        prepare(tmp_path / "bad-fill", recipe.model_copy(update={"teacher_fills": (bad_fill,)}))
     held = yaml.safe_load((work / "holdout" / "data.yaml").read_text())
     assert set(held["labelled_classes"]) == {"fall_hospital", "fire_smoke_cctv"}
     with pytest.raises(ValueError, match="not among the sources"):
