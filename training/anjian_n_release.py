@@ -367,6 +367,10 @@ def finish(
         is_quantizing: Quantise the registered model to int8 (kept only if it passes the gate).
         progress: Wraps the evaluation loops.
     """
+    # the held-out arms' files first: a wrong path fails now, not after the export and the evaluation
+    crosseval = _read_crosseval_arms(
+        crosseval_jsons or [work / "crosseval.json"], is_default=not crosseval_jsons
+    )
     recipe = json.loads((work / "recipe.json").read_text())
     run_dir = work / "runs" / MODEL_NAME
     record = json.loads((run_dir / "anjian_train.json").read_text())
@@ -393,9 +397,6 @@ def finish(
     if not is_updating:
         stamp_thresholds(onnx, thresholds_of(choices))
         to_fp16(onnx, export_dir / "model-fp16.onnx")
-    crosseval = _read_crosseval_arms(
-        crosseval_jsons or [work / "crosseval.json"], is_default=not crosseval_jsons
-    )
     filled = data.get("pseudo_labels", {}).get("filled_classes", {})
     pseudo = {source for source, classes in filled.items() if "person" in classes}
     real_person = [

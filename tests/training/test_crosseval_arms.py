@@ -91,3 +91,14 @@ def test_arm_files_are_checked_when_named(tmp_path: Path) -> None:
     other.write_text(json.dumps({"name": "anjian-n"}))
     with pytest.raises(ValueError, match="meta.json: not a crosseval.json"):
         _read_crosseval_arms([other], is_default=False)
+
+
+def test_finish_names_a_missing_arm_file_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from anjian.training.anjian_n import main
+
+    missing = tmp_path / "rev10" / "crosseval.json"
+    assert main(["finish", "--work", str(tmp_path / "work"), "--crosseval", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: finish: --crosseval {missing}: no such file" in err and "Traceback" not in err
