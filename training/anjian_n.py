@@ -276,11 +276,11 @@ def prepare(work: Path, recipe: AnjianNRecipe, *, progress: ProgressFn = no_prog
     merged, merge_report = merge_sets(trained, class_map, name="anjian-n", progress=progress)
     extra = {"sources": {n: o for n, o in recipe.origins().items() if n not in recipe.holdout}}
     raw_yaml = write_yolo_set(merged, work / "merged", by_source=True, progress=progress, extra=extra)
+    from anjian.training.complete_labels import complete_labels
+
     pseudo: dict[str, object] = {}
     data_yaml = raw_yaml
     if recipe.is_pseudo_labelled:
-        from anjian.training.complete_labels import complete_labels
-
         completion = complete_labels(
             raw_yaml,
             work / "data",
@@ -291,8 +291,6 @@ def prepare(work: Path, recipe: AnjianNRecipe, *, progress: ProgressFn = no_prog
         data_yaml = completion.data_yaml
         pseudo = completion.report.to_dict() if completion.report else {}
     for number, fill in enumerate(recipe.teacher_fills, start=1):
-        from anjian.training.complete_labels import complete_labels
-
         trained_sources = [source for source in fill.sources if source not in recipe.holdout]
         completion = complete_labels(
             data_yaml,

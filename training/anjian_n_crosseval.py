@@ -38,7 +38,7 @@ from anjian.training.evaluate import EvalReport, ImageMatches, average_precision
 from anjian.training.export import export_onnx
 from anjian.training.train import read_epoch_metrics
 
-__all__ = ["crosseval", "crosseval_summary", "crosseval_table", "whole_sources"]
+__all__ = ["crosseval", "crosseval_summary", "crosseval_table", "format_figure", "whole_sources"]
 
 logger = logging.getLogger(__name__)
 
@@ -288,7 +288,8 @@ def _image_figures(report: dict[str, Any], name: str) -> str:
     return f"{rate(row['found'], row['with'])} | {rate(row['false_alarms'], row['without'])}"
 
 
-def _fmt(value: float | None) -> str:
+def format_figure(value: float | None) -> str:
+    """A figure with three decimals, or a dash where there is none (``None`` or NaN)."""
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
@@ -307,9 +308,9 @@ def crosseval_summary(arms: list[dict[str, Any]]) -> str:
                 name = c["name"]
                 teacher = _ap(arm, "teacher", source, name) if name == "person" else None
                 line = (
-                    f"| {name} | {source} | {c['instances']} | {_fmt(c['ap50'])} | "
-                    f"{_fmt(_ap(arm, 'baseline', source, name))} | {_fmt(teacher)} | "
-                    f"{_fmt(_image_ap(arm, 'run', source, name))} |"
+                    f"| {name} | {source} | {c['instances']} | {format_figure(c['ap50'])} | "
+                    f"{format_figure(_ap(arm, 'baseline', source, name))} | {format_figure(teacher)} | "
+                    f"{format_figure(_image_ap(arm, 'run', source, name))} |"
                 )
                 ap = c["ap50"] if c["ap50"] is not None and not math.isnan(c["ap50"]) else -1.0
                 rows.append((name, ap, line))
@@ -342,11 +343,11 @@ def crosseval_table(result: dict[str, Any]) -> str:
                 continue
             name = c["name"]
             lines.append(
-                f"| {source} | {name} | {c['images']} | {c['instances']} | {_fmt(c['ap50'])} | "
-                f"{_fmt(_ap(result, 'baseline', source, name))} | "
-                f"{_fmt(_ap(result, 'teacher', source, name)) if name == 'person' else '–'} | "
-                f"{_fmt(_ap(result, 'teacher_at_run_size', source, name)) if name == 'person' else '–'} | "
-                f"{_fmt(_image_ap(result, 'run', source, name))} / {_fmt(_image_ap(result, 'baseline', source, name))} | "
+                f"| {source} | {name} | {c['images']} | {c['instances']} | {format_figure(c['ap50'])} | "
+                f"{format_figure(_ap(result, 'baseline', source, name))} | "
+                f"{format_figure(_ap(result, 'teacher', source, name)) if name == 'person' else '–'} | "
+                f"{format_figure(_ap(result, 'teacher_at_run_size', source, name)) if name == 'person' else '–'} | "
+                f"{format_figure(_image_ap(result, 'run', source, name))} / {format_figure(_image_ap(result, 'baseline', source, name))} | "
                 f"{_image_figures(report, name)} |"
             )
     return "\n".join(lines)

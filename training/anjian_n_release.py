@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import tempfile
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from anjian.models.int8_ir import file_sha256
 from anjian.models.loader import load_detector
 from anjian.models.registry import REGISTRY_DIR, card_sections, promote, register_version, write_card_section
 from anjian.training.anjian_n import training_set
+from anjian.training.anjian_n_crosseval import crosseval_summary, crosseval_table, format_figure
 from anjian.training.evaluate import EvalReport, evaluate_detector
 from anjian.training.export import export_onnx, to_fp16
 from anjian.training.thresholds import (
@@ -91,11 +91,6 @@ def _teacher_person(coco_onnx: Path, data_yaml: Path, sources: list[str]) -> dic
     }
 
 
-def _fmt(value: float | None) -> str:
-    """Three decimals, or a dash."""
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
-
-
 def _ablation_section(meta: dict[str, Any]) -> str:
     """Card section comparing AP50 with and without the teacher's person labels ('' without an ablation)."""
     if not meta.get("ablation"):
@@ -110,8 +105,8 @@ def _ablation_section(meta: dict[str, Any]) -> str:
                 if c["name"] == "person" and other.get("ap50") is not None and c["ap50"] is not None:
                     gaps.append((c["ap50"] - other["ap50"], source, other["ap50"], c["ap50"]))
                 rows.append(
-                    f"| {source} | {c['name']} | {_fmt(other.get('ap50'))} | {_fmt(c['ap50'])} | "
-                    f"{_fmt(other.get('recall'))} | {_fmt(c['recall'])} |"
+                    f"| {source} | {c['name']} | {format_figure(other.get('ap50'))} | {format_figure(c['ap50'])} | "
+                    f"{format_figure(other.get('recall'))} | {format_figure(c['recall'])} |"
                 )
     gap, source, naive_ap, with_ap = max(gaps) if gaps else (0.0, "", 0.0, 0.0)
     summary = (
@@ -147,8 +142,6 @@ def _crosseval_section(meta: dict[str, Any]) -> str:
     arms = crosseval_arms(meta)
     if not arms:
         return ""
-    from anjian.training.anjian_n_crosseval import crosseval_summary, crosseval_table
-
     tables = "".join(
         f"### Held out: {', '.join(f'`{s}`' for s in arm['holdout'])}\n\n" + crosseval_table(arm) + "\n\n"
         for arm in arms
@@ -245,16 +238,16 @@ def _card(meta: dict[str, Any]) -> str:
             )
             pseudo = " (pseudo GT)" if is_pseudo else ""
             rows.append(
-                f"| {source} | {c['name']}{pseudo} | {c['images']} | {c['instances']} | {_fmt(c['precision'])} | "
-                f"{_fmt(c['recall'])} | {_fmt(c['ap50'])} | {_fmt(c['ap50_95'])} |"
+                f"| {source} | {c['name']}{pseudo} | {c['images']} | {c['instances']} | {format_figure(c['precision'])} | "
+                f"{format_figure(c['recall'])} | {format_figure(c['ap50'])} | {format_figure(c['ap50_95'])} |"
             )
     teacher_rows = "\n".join(
-        f"| {s} | {_fmt(meta['teacher_person'][s])} | {_fmt(next((c['ap50'] for c in meta['val'][s]['classes'] if c['name'] == 'person'), None))} |"
+        f"| {s} | {format_figure(meta['teacher_person'][s])} | {format_figure(next((c['ap50'] for c in meta['val'][s]['classes'] if c['name'] == 'person'), None))} |"
         for s in meta["teacher_person"]
     )
     curve = "\n".join(
-        f"| {int(e['epoch'])} | {_fmt(e.get(_CURVE_KEYS[0]))} | {_fmt(e.get(_CURVE_KEYS[1]))} | "
-        f"{_fmt(e.get(_CURVE_KEYS[2]))} | {_fmt(e.get(_CURVE_KEYS[3]))} |"
+        f"| {int(e['epoch'])} | {format_figure(e.get(_CURVE_KEYS[0]))} | {format_figure(e.get(_CURVE_KEYS[1]))} | "
+        f"{format_figure(e.get(_CURVE_KEYS[2]))} | {format_figure(e.get(_CURVE_KEYS[3]))} |"
         for e in meta["curve"]
     )
     sources = "\n".join(
