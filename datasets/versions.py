@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from platformdirs import user_data_path
 
 from anjian.datasets.errors import DatasetError, DatasetFormatError
 from anjian.datasets.hashing import dataset_digest
@@ -101,12 +102,9 @@ class DatasetVersion:
 
 
 def default_versions_path() -> Path:
-    """The versions file: ``$ANJIAN_DATASET_VERSIONS``, else under ``$XDG_DATA_HOME`` (``~/.local/share``)."""
+    """The versions file: ``$ANJIAN_DATASET_VERSIONS``, else in the user's data folder (``$XDG_DATA_HOME/anjian``)."""
     configured = os.environ.get(VERSIONS_ENV)
-    if configured:
-        return Path(configured).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "anjian" / "dataset_versions.json"
+    return Path(configured).expanduser() if configured else user_data_path("anjian") / "dataset_versions.json"
 
 
 def load_versions(path: Path | None = None) -> list[DatasetVersion]:

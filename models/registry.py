@@ -55,6 +55,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from platformdirs import user_data_path
+
 from anjian.models.atomic import write_atomic
 from anjian.models.errors import ModelLoadError
 
@@ -101,10 +103,7 @@ _HISTORY = "history.jsonl"
 def default_registry() -> Path:
     """The site registry when nothing names one: ``$ANJIAN_REGISTRY``, else the user's data folder."""
     named = os.environ.get(REGISTRY_ENV)
-    if named:
-        return Path(named).expanduser()
-    data_home = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(data_home) / "anjian" / "registry"
+    return Path(named).expanduser() if named else user_data_path("anjian") / "registry"
 
 
 def site_registry(root: Path | None = None) -> Path:
