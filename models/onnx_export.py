@@ -21,7 +21,7 @@ from anjian.models.detector import FileDetector, host_images
 from anjian.models.errors import ModelLoadError
 from anjian.models.metadata import file_digest, floor_to_thresholds, parse_ultralytics_metadata
 from anjian.models.postprocess import detect_on_host
-from anjian.models.preprocess import LetterboxTransform
+from anjian.models.preprocess import LetterboxTransform, letterbox_shape
 
 __all__ = ["ExportDetector", "RawDetections", "fixed_batch_chunks", "open_session"]
 
@@ -89,6 +89,15 @@ class ExportDetector(FileDetector, ABC):
         )
         self.config = floor_to_thresholds(self.config, self.info)
         self._stride = self.info.stride if self._is_dynamic_hw and self.config.minimal_padding else None
+
+    def input_hw_for(self, resolution_wh: tuple[int, int]) -> tuple[int, int]:
+        """The model input ``(height, width)`` a frame of this size runs at.
+
+        The nominal input size for a static-shape model; for a dynamic-shape one only what
+        the scaled frame needs (a 16:9 frame: 384x640 of a 640x640 model). What a
+        benchmark of the model alone must feed to be compared with the pipeline.
+        """
+        return letterbox_shape([resolution_wh], self.info.input_hw, self._stride)
 
     def detect(self, images: Sequence[Any]) -> list[Detections]:
         """Detect objects in each BGR image.

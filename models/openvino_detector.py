@@ -184,22 +184,22 @@ class OpenVinoDetector(ExportDetector):
         return self._start(batch)()
 
     def _start(self, batch: np.ndarray) -> Callable[[], np.ndarray]:
-        """Start the batch, spread over idle infer requests (one chunk per stream); return what waits for it.
+        """Start the batch, spread over idle infer requests; return what waits for it.
 
-        A static-batch export is cut into chunks of its batch size; with more chunks than
-        streams they run in waves of one chunk per stream, all but the last waited for here.
+        A dynamic-batch model takes one chunk per stream. A static-batch export is cut into
+        chunks of its batch size, all started at once: OpenVINO queues the requests beyond
+        its streams and runs each as a stream frees, so no chunk waits for Python to collect
+        the one before it.
         """
         if self._fixed_batch is None:
             chunks = np.array_split(batch, min(self._streams, len(batch)))
         else:
             chunks = fixed_batch_chunks(batch, self._fixed_batch)
-        waves = [chunks[i : i + self._streams] for i in range(0, len(chunks), self._streams)]
-        done = [output for wave in waves[:-1] for output in self._start_wave(wave)()]
-        last = self._start_wave(waves[-1])
-        return lambda: np.concatenate([*done, *last()])[: len(batch)]
+        outputs = self._start_chunks(chunks)
+        return lambda: np.concatenate(outputs())[: len(batch)]
 
-    def _start_wave(self, chunks: list[np.ndarray]) -> Callable[[], list[np.ndarray]]:
-        """Start one chunk on each of ``len(chunks)`` idle requests; return what waits for their outputs."""
+    def _start_chunks(self, chunks: list[np.ndarray]) -> Callable[[], list[np.ndarray]]:
+        """Start each chunk on an idle request (a new one when none is idle); return what waits for their outputs."""
         requests = [
             self._idle_requests.pop() if self._idle_requests else self._compiled.create_infer_request()
             for _ in chunks

@@ -24,7 +24,8 @@ each camera analysed at ``analysis_fps`` (frames sampled in stream time):
   latency from capture to rule result, and frames dropped (newest frame wins);
 - **model limit** and **model limit fp32**: the model's own raw throughput on this CPU
   (OpenVINO compiled as anjian compiles it, batch 1, every infer request busy, random
-  input, no decoding, no video): no engine can analyse more frames per second.
+  input of the shape the pipeline feeds for the video's frames, no decoding): no engine
+  can analyse more frames per second.
 
 The report ends with ``ratio anjian / naive``, ``ratio anjian / ultralytics openvino`` and
 ``share of the model's limit`` (each anjian phase against the limit at its own precision).
@@ -279,8 +280,12 @@ def _ultralytics_openvino_export(model: Path, imgsz: list[int], work_dir: Path) 
     return str(folder)
 
 
-def _model_limit_phase(name: str, model: str, seconds: float) -> BenchPhase:
-    """Raw throughput of the model as anjian compiles it: batch 1, every infer request busy, no decoding."""
+def _model_limit_phase(name: str, model: str, video: str, seconds: float) -> BenchPhase:
+    """Raw throughput of the model as anjian compiles it: batch 1, every infer request busy, no decoding.
+
+    The input has the shape the pipeline feeds for ``video``'s frames (smaller than the
+    nominal size for a dynamic-shape model), so the share of the limit compares like with like.
+    """
     import numpy as np
     import openvino as ov
 
@@ -295,7 +300,8 @@ def _model_limit_phase(name: str, model: str, seconds: float) -> BenchPhase:
         raise TypeError(
             f"the model's limit is measured with OpenVINO; {model} loads as {type(detector).__name__}"
         )
-    height, width = detector.info.input_hw
+    video_h, video_w = _video_size(video)
+    height, width = detector.input_hw_for((video_w, video_h))
     compiled = detector.compiled_model
     jobs = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
     queue = ov.AsyncInferQueue(compiled, jobs)
@@ -310,7 +316,7 @@ def _model_limit_phase(name: str, model: str, seconds: float) -> BenchPhase:
         return done
 
     run_for(_WARMUP_S)
-    runtime = f"OpenVINO {detector.precision} raw, {jobs} requests"
+    runtime = f"OpenVINO {detector.precision} raw {width}x{height}, {jobs} requests"
     return _timed_phase(name, run_for, seconds, rss_before=_rss_mb(), cameras=1, runtime=runtime)
 
 
@@ -566,7 +572,7 @@ def run_pipeline_bench(
                 )
                 continue
             if name.startswith("model limit"):
-                results.append(_in_child(_model_limit_phase, name, str(engine_model), seconds))
+                results.append(_in_child(_model_limit_phase, name, str(engine_model), str(video), seconds))
                 continue
             is_real_time = "real time" in name
             results.append(

@@ -40,13 +40,18 @@ def test_fixed_batch_chunks_fill_the_last_chunk_with_blank_images(
     assert not joined[3:].any(), "the filling images are blank"
 
 
-def _brightness_detector(path: Path, batch: int | str) -> Path:
-    """An ONNX "detector" whose one box (centre 32,32, side 40*b) scores b, the image's mean brightness in 0..1."""
+def _brightness_detector(
+    path: Path, batch: int | str, hw: tuple[int | str, int | str] = (64, 64), imgsz: int = 64
+) -> Path:
+    """An ONNX "detector" whose one box (centre 32,32, side 40*b) scores b, the image's mean brightness in 0..1.
+
+    ``hw`` names the input's height and width (``"height", "width"``: a dynamic-shape export of nominal size ``imgsz``).
+    """
     from onnx import TensorProto, helper, numpy_helper
 
     pattern = np.zeros((1, 5, _ANCHORS), np.float32)
     pattern[0, :, 0] = [32.0, 32.0, 40.0, 40.0, 1.0]
-    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, 64, 64])
+    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, [batch, 3, *hw])
     output = helper.make_tensor_value_info("output0", TensorProto.FLOAT, [batch, 5, _ANCHORS])
     nodes = [
         helper.make_node("ReduceMean", ["images"], ["mean"], axes=[1, 2, 3], keepdims=1),
@@ -62,7 +67,7 @@ def _brightness_detector(path: Path, batch: int | str) -> Path:
     model.ir_version = 8
     for key, value in {
         "names": "{0: 'light'}",
-        "imgsz": "[64, 64]",
+        "imgsz": f"[{imgsz}, {imgsz}]",
         "stride": "32",
         "task": "detect",
     }.items():
@@ -108,3 +113,46 @@ def test_both_backends_detect_any_number_of_images_through_a_static_or_dynamic_e
 def test_both_backends_name_a_missing_file(tmp_path: Path, backend: type[ExportDetector]) -> None:
     with pytest.raises(ModelLoadError, match=r"model file not found: .*absent\.onnx"):
         backend(tmp_path / "absent.onnx", DetectorConfig(device="cpu"))
+
+
+@pytest.mark.parametrize("backend", _BACKENDS)
+def test_more_static_chunks_than_streams_all_run_and_two_batches_in_flight_keep_their_own(
+    tmp_path: Path, backend: type[ExportDetector]
+) -> None:
+    """A batch-1 export cut into five chunks (more than the CPU's streams), two batches started before either is read."""
+    from anjian.models.detector import start_detection
+
+    path = _brightness_detector(tmp_path / "bright1.onnx", 1)
+    detector = backend(path, DetectorConfig(device="cpu", cpu_precision="fp32", confidence_threshold=0.05))
+    first = [np.full((64, 64, 3), value, np.uint8) for value in (255, 0, 128, 64, 200)]
+    second = [np.full((64, 64, 3), value, np.uint8) for value in (30, 250, 0, 100)]
+    expected_first, expected_second = detector.detect(first), detector.detect(second)
+
+    running, queued = start_detection(detector, first), start_detection(detector, second)
+
+    for got, expected in ((queued.result(), expected_second), (running.result(), expected_first)):
+        assert [len(d) for d in got] == [len(d) for d in expected]
+        for a, b in zip(got, expected, strict=True):
+            np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-5)
+    assert [round(float(d.confidence[0]), 2) for d in expected_first if len(d)] == [1.0, 0.5, 0.25, 0.78]
+
+
+@pytest.mark.parametrize("backend", _BACKENDS)
+def test_a_frame_runs_at_the_nominal_size_or_at_what_a_dynamic_shape_needs(
+    tmp_path: Path, backend: type[ExportDetector]
+) -> None:
+    """What a benchmark of the model alone feeds to compare with the pipeline: 1280x720 at 640 is 384x640 when dynamic."""
+    config = DetectorConfig(device="cpu", cpu_precision="fp32")
+    static = backend(_brightness_detector(tmp_path / "static.onnx", "batch", (640, 640), 640), config)
+    dynamic = backend(
+        _brightness_detector(tmp_path / "dynamic.onnx", "batch", ("height", "width"), 640), config
+    )
+    padded = backend(
+        _brightness_detector(tmp_path / "padded.onnx", "batch", ("height", "width"), 640),
+        DetectorConfig(device="cpu", cpu_precision="fp32", minimal_padding=False),
+    )
+
+    assert static.input_hw_for((1280, 720)) == (640, 640)
+    assert dynamic.input_hw_for((1280, 720)) == (384, 640)
+    assert dynamic.input_hw_for((480, 640)) == (640, 480)
+    assert padded.input_hw_for((1280, 720)) == (640, 640)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from anjian.service.benchmarks.pipeline import BenchPhase, PipelineBenchReport, run_pipeline_bench
@@ -64,7 +66,9 @@ def test_the_peer_and_the_limit_run_on_this_cpu() -> None:
     assert limit.runtime.startswith("OpenVINO fp32 raw")
 
 
-def test_the_limit_of_a_second_stage_pair_is_its_primary_models(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_limit_of_a_second_stage_pair_is_its_primary_models(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """A version with a crop model loads as a pair; the raw throughput measured is the primary detector's."""
     from types import SimpleNamespace
 
@@ -77,5 +81,9 @@ def test_the_limit_of_a_second_stage_pair_is_its_primary_models(monkeypatch: pyt
     monkeypatch.setattr(
         "anjian.models.loader.load_detector", lambda *_a, **_k: SimpleNamespace(primary=primary)
     )
-    phase = pipeline._model_limit_phase("model limit fp32", "builtin:anjian-demo", 0.5)
-    assert phase.analysed_fps > 0 and phase.runtime.startswith("OpenVINO fp32 raw")
+    from anjian.datasets.synthetic import write_demo_video
+
+    video = write_demo_video(tmp_path / "clip.mp4", seconds=12, fps=1, size_wh=(640, 360))
+    phase = pipeline._model_limit_phase("model limit fp32", "builtin:anjian-demo", str(video), 0.5)
+    height, width = primary.info.input_hw  # a static-shape model: the whole input whatever the frame
+    assert phase.analysed_fps > 0 and phase.runtime.startswith(f"OpenVINO fp32 raw {width}x{height}")
