@@ -189,5 +189,5 @@ class NatsTopology:
         """Stop the plants, the link, then the hub."""
         for server in self.plants.values():
             server.stop()
-        self.link.cut()
+        self.link.close()
         self.hub.stop()

@@ -4,6 +4,11 @@ Killing either nats-server would also stop its JetStream; a real outage is the l
 between them going away while both keep running. ``TcpLink`` forwards one port to
 another and, on ``cut()``, closes every connection through it and refuses new ones
 until ``restore()``.
+
+The link holds its port from construction to ``close()``: while cut (and before the
+first ``restore()``) a bound socket that does not listen keeps it, so connections are
+refused and no other process (an outgoing connection given that ephemeral port, a
+parallel test's server) can take it in between.
 """
 
 from __future__ import annotations
@@ -11,11 +16,23 @@ from __future__ import annotations
 import socket
 import threading
 
-from anjian.service.benchmarks.ports import free_port
-
 __all__ = ["TcpLink"]
 
 _CHUNK = 65_536
+
+
+def _held_port(port: int) -> socket.socket:
+    """A socket bound to ``127.0.0.1:port`` (0: the OS picks), not listening: the port is ours, connections are refused."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(
+        socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+    )  # connections of an earlier listen may be in TIME_WAIT
+    try:
+        sock.bind(("127.0.0.1", port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 class TcpLink:
@@ -24,11 +41,15 @@ class TcpLink:
     Args:
         target_port: Where connections go.
         port: Where it listens; default a free port.
+
+    Raises:
+        OSError: ``port`` is taken.
     """
 
     def __init__(self, target_port: int, port: int | None = None) -> None:
         self.target_port = target_port
-        self.port = port or free_port()
+        self._held: socket.socket | None = _held_port(port or 0)
+        self.port = int(self._held.getsockname()[1])
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._listener: socket.socket | None = None
@@ -44,14 +65,15 @@ class TcpLink:
         with self._lock:
             if self._listener is not None:
                 return
-            listener = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
+            listener, self._held = self._held or _held_port(self.port), None
+            listener.listen()
             listener.settimeout(0.2)
             self._listener = listener
         self._thread = threading.Thread(target=self._accept, args=(listener,), name="tcp-link", daemon=True)
         self._thread.start()
 
     def cut(self) -> None:
-        """Close every connection through the link and stop accepting new ones."""
+        """Close every connection through the link and refuse new ones (the port stays held)."""
         with self._lock:
             listener, self._listener = self._listener, None
             sockets, self._sockets = self._sockets, set()
@@ -65,6 +87,20 @@ class TcpLink:
             sock.close()
         if self._thread is not None:
             self._thread.join(2.0)
+        if listener is not None:
+            with self._lock:
+                try:
+                    self._held = self._held or _held_port(self.port)
+                except OSError:
+                    self._held = None  # restore() binds again, or names the port it cannot have
+
+    def close(self) -> None:
+        """Cut the link and give its port back."""
+        self.cut()
+        with self._lock:
+            held, self._held = self._held, None
+        if held is not None:
+            held.close()
 
     def _accept(self, listener: socket.socket) -> None:
         while self._listener is listener:

@@ -31,7 +31,7 @@ def topology(tmp_path: Path) -> Iterator[NatsTopology]:
     yield topology
     for server in [*topology.plants.values(), topology.hub]:
         server.kill()
-    topology.link.cut()
+    topology.link.close()
 
 
 def plant_config(data_dir: Path, nats_url: str, **bus: object) -> AnjianConfig:
