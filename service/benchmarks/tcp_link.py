@@ -24,9 +24,8 @@ _CHUNK = 65_536
 def _held_port(port: int) -> socket.socket:
     """A socket bound to ``127.0.0.1:port`` (0: the OS picks), not listening: the port is ours, connections are refused."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(
-        socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
-    )  # connections of an earlier listen may be in TIME_WAIT
+    # SO_REUSEADDR: the connections of an earlier listen may still be in TIME_WAIT
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(("127.0.0.1", port))
     except OSError:
