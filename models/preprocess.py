@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-__all__ = ["PAD_VALUE", "LetterboxTransform", "letterbox", "letterbox_batch", "letterbox_shape"]
+__all__ = [
+    "PAD_VALUE",
+    "LetterboxTransform",
+    "letterbox",
+    "letterbox_batch",
+    "letterbox_shape",
+    "read_letterboxed",
+]
 
 PAD_VALUE = 114
 
@@ -122,3 +130,16 @@ def letterbox_batch(
     batch = np.empty((len(images), 3, batch_hw[0], batch_hw[1]), dtype=np.float32)
     np.multiply(canvas[..., ::-1].transpose(0, 3, 1, 2), np.float32(1.0 / 255.0), out=batch, casting="unsafe")
     return batch, transforms
+
+
+def read_letterboxed(path: Path, size_hw: tuple[int, int]) -> np.ndarray:
+    """An image file as a one-image model input batch, letterboxed as the pipeline does (calibration, QAT).
+
+    Raises:
+        ValueError: The file cannot be read as an image.
+    """
+    image = cv2.imread(str(path))
+    if image is None:
+        raise ValueError(f"{path}: not a readable image")
+    batch, _ = letterbox_batch([image], size_hw)
+    return batch

@@ -492,6 +492,7 @@ def _read_crosseval_arms(paths: Sequence[Path], *, is_default: bool) -> list[dic
 
 def _quantize(onnx: Path, data_yaml: Path, progress: ProgressFn) -> None:
     """int8 of the registered model, calibrated and judged per source of the merged set."""
+    from anjian.training.qat import QatRecipe
     from anjian.training.quantize import ValidationSource, quantize_registered, record_int8
 
     data = yaml.safe_load(Path(data_yaml).read_text())
@@ -507,6 +508,8 @@ def _quantize(onnx: Path, data_yaml: Path, progress: ProgressFn) -> None:
         if subset.in_split("val") and subset.in_split("train"):
             sources.append(ValidationSource(source, subset, ClassMap(classes=tuple(labelled))))
     with tempfile.TemporaryDirectory(prefix="anjian-int8-") as work:
-        outcome = quantize_registered(onnx, sources, work_dir=Path(work), progress=progress)
+        outcome = quantize_registered(
+            onnx, sources, work_dir=Path(work), qat=QatRecipe(Path(data_yaml)), progress=progress
+        )
         record = record_int8(onnx, outcome)
     logger.info("int8 of %s: %s", onnx.parent, record["status"])

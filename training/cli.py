@@ -18,6 +18,7 @@ from rich.table import Table
 from anjian.datasets.cli import dataset_app, fail, rich_progress
 from anjian.datasets.errors import DatasetError
 from anjian.models.errors import ModelError
+from anjian.training.qat import DEFAULT_QAT_EPOCHS, DEFAULT_QAT_LR
 
 if TYPE_CHECKING:
     from anjian.models.detector import Detector
@@ -696,6 +697,12 @@ def models_compare(
                 )
 
 
+_QAT_DATA_HELP = (
+    "YOLO data.yaml of the set the model was trained on: enables the quantisation-aware try (the int8 model "
+    "fine-tuned to match the float one on that set's train images)."
+)
+
+
 @models_app.command("quantize")
 def models_quantize(
     name: ModelNameArg,
@@ -737,10 +744,17 @@ def models_quantize(
     start_at: Annotated[
         str | None,
         typer.Option(
-            help="Skip the mixed-precision tries before this one (decode, head, accuracy-control), e.g. when "
-            "an earlier run rejected them."
+            help="Skip the mixed-precision tries before this one (decode, head, qat, accuracy-control), e.g. "
+            "when an earlier run rejected them."
         ),
     ] = None,
+    qat_data: Annotated[Path | None, typer.Option("--qat-data", help=_QAT_DATA_HELP)] = None,
+    qat_epochs: Annotated[
+        float, typer.Option(min=0.01, max=20.0, help="QAT: passes over the train split.")
+    ] = DEFAULT_QAT_EPOCHS,
+    qat_lr: Annotated[float, typer.Option(min=1e-8, max=1e-2, help="QAT: peak learning rate (Adam).")] = (
+        DEFAULT_QAT_LR
+    ),
     registry: RegistryOpt = None,
     site_config: SiteConfigOpt = None,
 ) -> None:
@@ -749,8 +763,12 @@ def models_quantize(
     The accepted model (OpenVINO IR) goes beside model.onnx and runs by default on CPUs; the table goes
     into meta.json and the card either way. Needs the train extra (nncf).
     """
+    from anjian.training.qat import QatRecipe
     from anjian.training.quantize import FLOAT_LADDER, quantize_and_record
 
+    if qat_data is not None and not qat_data.is_file():
+        raise fail(f"--qat-data {qat_data}: no such data.yaml")
+    qat = QatRecipe(qat_data, epochs=qat_epochs, lr=qat_lr) if qat_data is not None else None
     names = [scope.name for scope in FLOAT_LADDER]
     if start_at is not None and start_at not in names:
         raise fail(f"--start-at must be one of {names}, got {start_at!r}")
@@ -770,6 +788,7 @@ def models_quantize(
             max_class_drop=max_class_drop,
             max_cross_drop=max_cross_drop,
             ladder=ladder,
+            qat=qat,
             progress=rich_progress,
             report=_out.print,
         )

@@ -8,10 +8,12 @@ A step of registering a model (``anjian models quantize``, ``anjian export --reg
    letterboxed exactly as the pipeline does (:func:`calibration_images`).
 2. **Mixed precision**: the first try keeps only the detect head's decoding in float (DFL,
    anchor and box maths, the concat of pixel boxes with 0-1 scores: one int8 scale over both
-   would crush the scores); the next keeps the whole head; the last lets NNCF's accuracy
-   control return the most harmful int8 layers to fp32 until the worst source is within the
-   tolerance (:data:`FLOAT_LADDER`). The first rung that passes the gate wins. Full bias
-   correction throughout (1-3 AP50 points better than the fast one on anjian-n).
+   would crush the scores); the next keeps the whole head; the next, given the model's training
+   set, fine-tunes the model with its quantisers in place (quantisation-aware training,
+   :mod:`anjian.training.qat`); the last lets NNCF's accuracy control return the most harmful
+   int8 layers to fp32 until the worst source is within the tolerance (:data:`FLOAT_LADDER`).
+   The first rung that passes the gate wins. Full bias correction throughout (1-3 AP50 points
+   better than the fast one on anjian-n).
 3. **Gate**: the int8 IR runs through anjian's own detector on every val split, and on every
    image of the sources the model never trained on (``cross`` sources: they calibrate nothing),
    is scored by :func:`anjian.training.evaluate.evaluate_detector` like the fp32 file, and is
@@ -44,10 +46,11 @@ from anjian.datasets.labels import WHOLE_SPLIT, DetectionSet, ProgressFn, no_pro
 from anjian.models.config import DetectorConfig
 from anjian.models.int8_ir import INT8_BIN, INT8_KEY, INT8_XML, Int8Files, file_sha256
 from anjian.models.loader import load_openvino_candidate
-from anjian.models.preprocess import letterbox_batch
+from anjian.models.preprocess import read_letterboxed
 from anjian.models.registry import read_meta, write_card_section, write_meta
 from anjian.training.evaluate import EvalReport, evaluate_detector
 from anjian.training.int8_gate import DEFAULT_MAX_CROSS_DROP, DEFAULT_MAX_SOURCE_DROP, Int8Verdict, judge_int8
+from anjian.training.qat import QatRecipe, quantize_aware
 
 __all__ = [
     "FLOAT_LADDER",
@@ -84,12 +87,16 @@ class FloatScope:
         is_accuracy_controlled: Let NNCF's accuracy control (``quantize_with_accuracy_control``)
             return more layers to fp32, most harmful first (ranked by how far they move the
             outputs on the val images), until the worst source's AP50 is within the tolerance.
+        is_quantisation_aware: Fine-tune the model with its quantisers in place on its training
+            set (:mod:`anjian.training.qat`; ``patterns`` do not apply: the head's decoding stays
+            float); tried only when a training set is given.
     """
 
     name: str
     description: str
     patterns: tuple[str, ...]
     is_accuracy_controlled: bool = False
+    is_quantisation_aware: bool = False
 
     def resolved(self, head: int) -> list[str]:
         """The patterns with the head's module index filled in."""
@@ -106,6 +113,12 @@ FLOAT_LADDER: tuple[FloatScope, ...] = (
         "head",
         "the whole detect head (its box and class convolutions too)",
         (r"/model\.{head}/.*",),
+    ),
+    FloatScope(
+        "qat",
+        "the detect head's decoding; every other layer int8, fine-tuned with its quantisers on the training set",
+        (),
+        is_quantisation_aware=True,
     ),
     FloatScope(
         "accuracy-control",
@@ -165,11 +178,13 @@ class Int8Outcome:
         attempts: Every try, in ladder order (it stops at the first accepted one).
         calibration: How many calibration images, from which sets, with which seed.
         accepted_dir: Folder holding the accepted ``model.int8.xml``/``.bin`` (temporary), or ``None``.
+        qat: The quantisation-aware fine-tune's recipe when that try ran (``None`` otherwise).
     """
 
     attempts: list[Int8Attempt] = field(default_factory=list)
     calibration: dict[str, Any] = field(default_factory=dict)
     accepted_dir: Path | None = None
+    qat: dict[str, Any] | None = None
 
     @property
     def accepted(self) -> Int8Attempt | None:
@@ -271,11 +286,7 @@ def quantize_ir(
         raise ValueError("none of the calibration images can be read")
 
     def to_input(path: Path) -> Any:
-        image = cv2.imread(str(path))
-        if image is None:
-            raise ValueError(f"calibration image {path} became unreadable")
-        batch, _ = letterbox_batch([image], input_hw)
-        return batch
+        return read_letterboxed(path, input_hw)
 
     model = ov.Core().read_model(str(onnx))
     ignored = nncf.IgnoredScope(patterns=scope.resolved(_head_index(model)), validate=False)
@@ -372,6 +383,7 @@ def quantize_registered(
     max_class_drop: float | None = None,
     max_cross_drop: float = DEFAULT_MAX_CROSS_DROP,
     work_dir: Path | None = None,
+    qat: QatRecipe | None = None,
     progress: ProgressFn = no_progress,
     report: Callable[[str], None] = logger.info,
 ) -> Int8Outcome:
@@ -388,6 +400,8 @@ def quantize_registered(
         max_class_drop: Tolerance on each class's AP50 (``None``: not held).
         max_cross_drop: Tolerance on each cross source's mean AP50.
         work_dir: Where the tries' IRs are written (a temporary folder, left to the caller, when ``None``).
+        qat: The model's training set and fine-tune for the quantisation-aware try (``None``: that
+            try is skipped).
         progress: Wraps the evaluation loops.
         report: Called with one line per step (the CLI prints them).
 
@@ -401,8 +415,10 @@ def quantize_registered(
 
     if not sources:
         raise ValueError("quantising needs at least one labelled set (calibration and validation)")
-    if not ladder:
-        raise ValueError("the mixed-precision ladder is empty")
+    if not ladder or (all(scope.is_quantisation_aware for scope in ladder) and qat is None):
+        raise ValueError(
+            "the mixed-precision ladder is empty (or holds only the QAT try, without --qat-data)"
+        )
     images = calibration_images(sources, calibration_count, seed=seed)
     config = scoring_config(onnx)
     reference = load_openvino_candidate(onnx, config)
@@ -441,20 +457,24 @@ def quantize_registered(
         )
 
     for scope in ladder:
+        if scope.is_quantisation_aware and qat is None:
+            report(f"int8 try '{scope.name}': skipped (needs the model's training set: --qat-data)")
+            continue
         started = time.perf_counter()
         report(
             f"int8 try '{scope.name}': fp32 kept for {scope.description}; calibrating on {len(images)} images"
         )
-        xml = quantize_ir(
-            onnx,
-            images,
-            scope,
-            work / scope.name / INT8_XML,
-            input_hw=reference.info.input_hw,
-            validate=worst_source_change,
-            validation_images=judged_images,
-            max_drop=max_source_drop,
-        )
+        target, input_hw = work / scope.name / INT8_XML, reference.info.input_hw
+        if scope.is_quantisation_aware and qat is not None:
+            outcome.qat = qat.describe()
+            xml = quantize_aware(
+                onnx, images, qat, target, input_hw=input_hw, progress=progress, report=report
+            )
+        else:
+            xml = quantize_ir(
+                onnx, images, scope, target, input_hw=input_hw, validate=worst_source_change,
+                validation_images=judged_images, max_drop=max_source_drop,
+            )  # fmt: skip
         files = Int8Files(xml, xml.with_suffix(".bin"), {})
         candidate = load_openvino_candidate(onnx, config, int8=files)
         int8 = evaluate_sources(candidate, sources, progress=progress)
@@ -488,7 +508,7 @@ def _int8_record(onnx: Path, outcome: Int8Outcome) -> dict[str, Any]:
         "status": "accepted" if outcome.accepted else "rejected",
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "tool": f"nncf {nncf.__version__}, openvino {ov.get_version()}",
-        "method": "NNCF post-training quantisation (preset mixed), OpenVINO IR; fp32 layers per float_scope",
+        "method": _method(best.scope),
         "calibration": outcome.calibration,
         "float_scope": {"name": best.scope.name, "description": best.scope.description},
         "gate": best.verdict.to_dict(),
@@ -503,6 +523,8 @@ def _int8_record(onnx: Path, outcome: Int8Outcome) -> dict[str, Any]:
         ],
         "onnx_sha256": file_sha256(onnx),
     }
+    if outcome.qat is not None:
+        record["qat"] = outcome.qat
     if outcome.accepted and outcome.accepted_dir is not None:
         folder = onnx.parent
         record.update(
@@ -513,6 +535,16 @@ def _int8_record(onnx: Path, outcome: Int8Outcome) -> dict[str, Any]:
             bytes=(folder / INT8_XML).stat().st_size + (folder / INT8_BIN).stat().st_size,
         )
     return record
+
+
+def _method(scope: FloatScope) -> str:
+    """How the recorded try made its int8 model."""
+    if scope.is_quantisation_aware:
+        return (
+            "NNCF quantisation-aware training (torch, preset mixed: quantisers calibrated, then the model "
+            "fine-tuned with them on its training set), exported as an OpenVINO IR; decoding float"
+        )
+    return "NNCF post-training quantisation (preset mixed), OpenVINO IR; fp32 layers per float_scope"
 
 
 def _worst(drop: float) -> str:
@@ -549,10 +581,19 @@ def _card_section(record: Mapping[str, Any], verdict: Int8Verdict) -> str:
             f"`model.onnx`. Best try below: fp32 kept for {record['float_scope']['description']}.\n"
             + "".join(f"- {line}\n" for line in verdict.failures)
         )
+    qat = record.get("qat")
+    fine_tune = ""
+    if qat is not None and record["float_scope"]["name"] == "qat":
+        fine_tune = (
+            f"Quantisation-aware: after calibration the model was fine-tuned with its quantisers in place for "
+            f"{qat['epochs']:g} epoch(s) of `{Path(qat['data']).name}`'s train split (its training set; Adam, lr "
+            f"{qat['lr']:g} on a cosine, batch {qat['batch']}, batch-norm frozen, seed {qat['seed']}).\n"
+        )
     return (
         "## int8 (CPU)\n"
         f"{head.rstrip()}\n\n"
-        f"NNCF post-training quantisation ({record['tool']}), calibrated on {calibration['images']} train images\n"
+        f"{fine_tune}"
+        f"NNCF quantisation ({record['tool']}), calibrated on {calibration['images']} train images\n"
         f"drawn evenly from {', '.join(f'`{s}`' for s in calibration['sources'])} (seed {calibration['seed']}); "
         f"{judged}\nthrough anjian's detector, tolerance {tolerance} of AP50. "
         f"Tries: {tries}.\n\n" + verdict.markdown() + "\n"

@@ -62,6 +62,23 @@ def test_an_unknown_first_try_is_named(tmp_path: Path) -> None:
         app, ["models", "quantize", "anjian-n", "1", "--data", str(tmp_path / "d.yaml"), "--start-at", "stem"]
     )
     assert result.exit_code == 2
-    assert "--start-at must be one of ['decode', 'head', 'accuracy-control'], got 'stem'" in _text(
+    assert "--start-at must be one of ['decode', 'head', 'qat', 'accuracy-control'], got 'stem'" in _text(
         result.output
     )
+
+
+def test_a_missing_qat_training_set_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "t.yaml"
+    args = [
+        "models",
+        "quantize",
+        "anjian-n",
+        "1",
+        "--data",
+        str(tmp_path / "d.yaml"),
+        "--qat-data",
+        str(missing),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert f"--qat-data {missing}: no such data.yaml" in _text(result.output)
