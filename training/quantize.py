@@ -116,7 +116,8 @@ FLOAT_LADDER: tuple[FloatScope, ...] = (
     ),
     FloatScope(
         "qat",
-        "the detect head's decoding; every other layer int8, fine-tuned with its quantisers on the training set",
+        "the detect head's decoding and the first two convolutions; every other layer int8, fine-tuned with its "
+        "quantisers to match the float model on its training images",
         (),
         is_quantisation_aware=True,
     ),
