@@ -760,8 +760,8 @@ def models_quantize(
 ) -> None:
     """int8 for CPUs: NNCF quantisation, kept only if AP50 on every val split (and unseen source) holds.
 
-    The accepted model (OpenVINO IR) goes beside model.onnx and runs by default on CPUs; the table goes
-    into meta.json and the card either way. Needs the train extra (nncf).
+    The accepted model (OpenVINO IR) goes beside model.onnx and runs by default on CPUs without native
+    bf16; the table goes into meta.json and the card either way. Needs the train extra (nncf).
     """
     from anjian.training.qat import QatRecipe
     from anjian.training.quantize import FLOAT_LADDER, quantize_and_record
@@ -800,7 +800,8 @@ def models_quantize(
     _out.print(verdict.markdown())
     if record["status"] == "accepted":
         _out.print(
-            f"{name}/{version}: int8 accepted ({record['bytes'] / 1e6:.1f} MB); CPUs run it by default"
+            f"{name}/{version}: int8 accepted ({record['bytes'] / 1e6:.1f} MB); "
+            "CPUs without native bf16 run it by default"
         )
     else:
         raise fail(f"{name}/{version}: int8 rejected, CPUs keep fp32: " + "; ".join(verdict.failures))

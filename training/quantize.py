@@ -573,7 +573,8 @@ def _card_section(record: Mapping[str, Any], verdict: Int8Verdict) -> str:
     if record["status"] == "accepted":
         head = (
             f"`{INT8_XML}` + `{INT8_BIN}` ({record['bytes'] / 1e6:.1f} MB, OpenVINO IR): accepted, so the\n"
-            "pipeline runs it on CPUs by default (`model.cpu_precision: fp32` forces `model.onnx`).\n"
+            "pipeline runs it by default on CPUs without native bf16 (where bf16 is native it is the faster;\n"
+            "`model.cpu_precision` forces `int8`, `bf16` or `fp32`).\n"
             f"fp32 kept for {record['float_scope']['description']}."
         )
     else:

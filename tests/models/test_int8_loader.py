@@ -1,4 +1,4 @@
-"""The detector loader runs a version's accepted int8 IR on the CPU, fp32 when forced, and refuses bad IR files."""
+"""The detector loader runs a version's accepted int8 IR on CPUs without native bf16, fp32 when forced, and refuses bad IR files."""
 
 from __future__ import annotations
 
@@ -20,6 +20,13 @@ ov = pytest.importorskip("openvino")
 
 CPU = {"device": "cpu", "backend": "openvino"}
 FLOAT = "bf16" if cpu_has_native_bf16() else "fp32"  # what `auto` runs without an accepted int8 model
+INT8 = {"cpu_precision": "int8", **CPU}
+
+
+@pytest.fixture
+def without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loader sees an AVX2-only CPU (where an accepted int8 model is the fastest)."""
+    monkeypatch.setattr("anjian.models.loader.cpu_has_native_bf16", lambda: False)
 
 
 def _version(tmp_path: Path, *, status: str = "accepted") -> Path:
@@ -44,12 +51,27 @@ def _frame() -> np.ndarray:
     return rng.integers(0, 255, (240, 320, 3), dtype=np.uint8)
 
 
-def test_loader_runs_the_accepted_int8_model_by_default_on_the_cpu(tmp_path: Path) -> None:
+def test_loader_runs_the_accepted_int8_model_by_default_on_a_cpu_without_native_bf16(
+    tmp_path: Path, without_native_bf16: None
+) -> None:
     onnx = _version(tmp_path)
     detector = load_detector(onnx, DetectorConfig(**CPU))  # type: ignore[arg-type]
     assert detector.precision == "int8"  # type: ignore[attr-defined]
     assert detector.version.endswith("+int8")
     assert len(detector.detect([_frame()])) == 1
+
+
+def test_native_bf16_beats_int8_by_default_and_int8_can_be_forced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the CPU has native bf16, auto keeps the float file (bf16 there); int8 runs when asked for."""
+    onnx = _version(tmp_path)
+    monkeypatch.setattr("anjian.models.loader.cpu_has_native_bf16", lambda: True)
+    detector = load_detector(onnx, DetectorConfig(**CPU))  # type: ignore[arg-type]
+    assert detector.precision == FLOAT  # type: ignore[attr-defined]
+    assert not detector.version.endswith("+int8")
+    forced = load_detector(onnx, DetectorConfig(**INT8))  # type: ignore[arg-type]
+    assert forced.precision == "int8" and forced.version.endswith("+int8")  # type: ignore[attr-defined]
 
 
 def test_a_site_forces_fp32(tmp_path: Path) -> None:
@@ -85,7 +107,10 @@ def test_int8_on_onnx_runtime_is_refused(tmp_path: Path) -> None:
     )
 
 
-def test_damaged_weights_are_refused_with_the_file_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize("precision", ["int8", "auto"])
+def test_damaged_weights_are_refused_with_the_file_named(
+    tmp_path: Path, without_native_bf16: None, precision: str
+) -> None:
     onnx = _version(tmp_path)
     weights = onnx.parent / INT8_BIN
     data = bytearray(weights.read_bytes())
@@ -94,14 +119,14 @@ def test_damaged_weights_are_refused_with_the_file_named(tmp_path: Path) -> None
     with pytest.raises(
         ModelLoadError, match=r"model\.int8\.bin: sha256 .* is not the accepted .*damaged or replaced.*fp32"
     ):
-        load_detector(onnx, DetectorConfig(**CPU))  # type: ignore[arg-type]
+        load_detector(onnx, DetectorConfig(cpu_precision=precision, **CPU))  # type: ignore[arg-type]
 
 
 def test_missing_weights_are_refused(tmp_path: Path) -> None:
     onnx = _version(tmp_path)
     (onnx.parent / INT8_BIN).unlink()
     with pytest.raises(ModelLoadError, match=r"accepted int8 model, but model\.int8\.bin is missing"):
-        load_detector(onnx, DetectorConfig(**CPU))  # type: ignore[arg-type]
+        load_detector(onnx, DetectorConfig(**INT8))  # type: ignore[arg-type]
 
 
 def test_an_ir_openvino_cannot_read_is_refused(tmp_path: Path) -> None:
@@ -115,7 +140,7 @@ def test_an_ir_openvino_cannot_read_is_refused(tmp_path: Path) -> None:
     with pytest.raises(
         ModelLoadError, match=r"cannot read the int8 model .*model\.int8\.xml.*cpu_precision: fp32"
     ):
-        load_detector(onnx, DetectorConfig(**CPU))  # type: ignore[arg-type]
+        load_detector(onnx, DetectorConfig(**INT8))  # type: ignore[arg-type]
 
 
 def test_an_ir_of_another_model_is_refused(tmp_path: Path) -> None:
@@ -130,7 +155,7 @@ def test_an_ir_of_another_model_is_refused(tmp_path: Path) -> None:
     )
     (onnx.parent / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ModelLoadError, match=r"output shape .* does not fit the ONNX's"):
-        load_detector(onnx, DetectorConfig(**CPU))  # type: ignore[arg-type]
+        load_detector(onnx, DetectorConfig(**INT8))  # type: ignore[arg-type]
 
 
 def test_an_ir_made_from_another_onnx_is_refused(tmp_path: Path) -> None:

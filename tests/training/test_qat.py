@@ -110,7 +110,7 @@ def test_a_quantisation_aware_int8_model_is_judged_recorded_and_run(tmp_path: Pa
 
     onnx_path = folder / "model.onnx"
     assert accepted_int8(onnx_path) is not None
-    config = DetectorConfig(registry=registry, device="cpu", backend="openvino")
+    config = DetectorConfig(registry=registry, device="cpu", backend="openvino", cpu_precision="int8")
     int8 = load_detector("builtin:demo-q/1", config)
     fp32 = load_detector("builtin:demo-q/1", config.model_copy(update={"cpu_precision": "fp32"}))
     assert int8.precision == "int8"  # type: ignore[attr-defined]
