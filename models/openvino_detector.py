@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,25 @@ def openvino_available() -> bool:
     return True
 
 
+_ISA_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+"""oneDNN's instruction-set caps (OpenVINO's CPU plugin honours them), in the order oneDNN reads them."""
+
+_ISAS_WITHOUT_BF16 = frozenset(
+    {"SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI"}
+)
+"""oneDNN instruction-set caps below AVX512_CORE_BF16: no native bf16 kernels under them."""
+
+
 def _has_native_bf16(core: Any) -> bool:
-    """Whether OpenVINO reports native bf16 (AVX512-BF16 or AMX) on this CPU."""
+    """Whether OpenVINO reports native bf16 (AVX512-BF16 or AMX) on this CPU, and no ISA cap forbids it.
+
+    OpenVINO reads the capability from the processor, not from a ``ONEDNN_MAX_CPU_ISA`` cap set
+    to keep it off newer instructions (``AVX2`` on an AMX Xeon): under such a cap a bf16 model
+    fails to compile ("Supported primitive descriptors list is empty"), so the cap decides.
+    """
+    cap = next((os.environ[name] for name in _ISA_CAP_VARIABLES if os.environ.get(name)), "")
+    if cap.strip().upper() in _ISAS_WITHOUT_BF16:
+        return False
     return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 

@@ -165,3 +165,19 @@ def test_an_ir_made_from_another_onnx_is_refused(tmp_path: Path) -> None:
     (onnx.parent / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ModelLoadError, match="the model it was quantised from has changed"):
         accepted_int8(onnx)
+
+
+@pytest.mark.parametrize("cap", ["AVX2", "avx512_core_vnni"])
+def test_an_isa_cap_below_bf16_means_no_native_bf16(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cap: str
+) -> None:
+    """A site (or a bench emulating an AVX2 box) that caps oneDNN below AVX512-BF16 gets fp32, or its int8."""
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert not cpu_has_native_bf16()
+    onnx = _version(tmp_path)
+    assert load_detector(onnx, DetectorConfig(**CPU)).precision == "int8"  # type: ignore[arg-type, attr-defined]
+    plain = tmp_path / "plain.onnx"
+    shutil.copyfile(onnx, plain)
+    assert load_detector(plain, DetectorConfig(**CPU)).precision == "fp32"  # type: ignore[arg-type, attr-defined]
+    with pytest.raises(ModelLoadError, match="needs a CPU with native bf16"):
+        load_detector(plain, DetectorConfig(cpu_precision="bf16", **CPU))  # type: ignore[arg-type]
