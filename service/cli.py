@@ -628,6 +628,11 @@ def bench_pipeline(
     except (ValueError, ModelError) as exc:
         raise _fail(str(exc)) from None
     typer.echo(report.render())
+    if report.failures:
+        raise _fail(
+            f"{len(report.failures)} of {len(report.phases) + len(report.failures)} phases failed (above)",
+            code=1,
+        )
 
 
 @app.command()

@@ -44,7 +44,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -110,6 +110,8 @@ class PipelineBenchReport:
     analysis_fps: float
     seconds: float
     phases: list[BenchPhase]
+    failures: dict[str, str] = field(default_factory=dict)
+    """Phases that did not run to the end, with the reason (the rest of the report stands)."""
 
     def phase(self, name: str) -> BenchPhase | None:
         """The phase called ``name``, if it ran."""
@@ -153,6 +155,7 @@ class PipelineBenchReport:
                     f"share of the model's limit: {engine_name} {100 * engine.analysed_fps / limit.analysed_fps:.0f}% "
                     f"of {limit_name} ({engine.analysed_fps:.1f} of {limit.analysed_fps:.1f} frames/s, {limit.runtime})"
                 )
+        lines.extend(f"phase {name} failed: {reason}" for name, reason in self.failures.items())
         return "\n".join(lines)
 
 
@@ -530,7 +533,11 @@ def run_pipeline_bench(
         analysis_fps: Frames sampled per second and camera (stream time).
         seconds: Measured seconds per phase (after a warm-up).
         phases: Which phases to run.
-        progress: Called with a line before each phase.
+        progress: Called with a line before each phase (and after one that fails).
+
+    Returns:
+        The phases that ran; one that fails (its runtime cannot compile the model on this CPU,
+        say) is in ``failures`` with its reason, and the others still run.
 
     Raises:
         ValueError: ``cameras`` or ``seconds`` is not positive.
@@ -555,39 +562,25 @@ def run_pipeline_bench(
             say(f"exporting {model_path.name} to ONNX (dynamic shape) for anjian")
             engine_model = _in_child(_export_onnx, model_path, 640, folder)
         results: list[BenchPhase] = []
+        failures: dict[str, str] = {}
         for name in phases:
             say(f"phase {name!r}: {seconds:g} s after {_WARMUP_S:g} s warm-up")
-            if name in _PEERS:
+            try:
                 results.append(
-                    _in_child(
-                        _naive_phase,
+                    _run_phase(
                         name,
-                        str(model_path),
-                        str(video),
-                        cameras,
-                        analysis_fps,
-                        seconds,
-                        str(folder),
+                        model_path,
+                        engine_model,
+                        video,
+                        folder,
+                        cameras=cameras,
+                        analysis_fps=analysis_fps,
+                        seconds=seconds,
                     )
                 )
-                continue
-            if name.startswith("model limit"):
-                results.append(_in_child(_model_limit_phase, name, str(engine_model), str(video), seconds))
-                continue
-            is_real_time = "real time" in name
-            results.append(
-                _in_child(
-                    _anjian_phase,
-                    name,
-                    str(engine_model),
-                    str(video),
-                    cameras,
-                    analysis_fps,
-                    seconds,
-                    realtime=is_real_time,
-                    gated="motion" in name,
-                )
-            )
+            except Exception as exc:  # noqa: BLE001 - one phase's failure is reported; the others still run
+                failures[name] = _reason(exc)
+                say(f"phase {name!r} failed: {failures[name]}")
     return PipelineBenchReport(
         cameras=cameras,
         model=model,
@@ -595,4 +588,52 @@ def run_pipeline_bench(
         analysis_fps=analysis_fps,
         seconds=seconds,
         phases=results,
+        failures=failures,
     )
+
+
+def _run_phase(
+    name: str,
+    model_path: Path,
+    engine_model: Path,
+    video: Path,
+    folder: Path,
+    *,
+    cameras: int,
+    analysis_fps: float,
+    seconds: float,
+) -> BenchPhase:
+    """Run the phase called ``name`` in its own process."""
+    if name in _PEERS:
+        return cast(
+            BenchPhase,
+            _in_child(
+                _naive_phase, name, str(model_path), str(video), cameras, analysis_fps, seconds, str(folder)
+            ),
+        )
+    if name.startswith("model limit"):
+        return cast(BenchPhase, _in_child(_model_limit_phase, name, str(engine_model), str(video), seconds))
+    return cast(
+        BenchPhase,
+        _in_child(
+            _anjian_phase,
+            name,
+            str(engine_model),
+            str(video),
+            cameras,
+            analysis_fps,
+            seconds,
+            realtime="real time" in name,
+            gated="motion" in name,
+        ),
+    )
+
+
+def _reason(exc: BaseException) -> str:
+    """A failed phase's cause in one line: the exception's type and the last line of its message.
+
+    OpenVINO's and ONNX Runtime's messages start with where the check sits in their sources and
+    end with what went wrong ("Supported primitive descriptors list is empty for node ...").
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[-1] if lines else 'no message'}"

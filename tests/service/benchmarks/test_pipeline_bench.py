@@ -87,3 +87,51 @@ def test_the_limit_of_a_second_stage_pair_is_its_primary_models(
     phase = pipeline._model_limit_phase("model limit fp32", "builtin:anjian-demo", str(video), 0.5)
     height, width = primary.info.input_hw  # a static-shape model: the whole input whatever the frame
     assert phase.analysed_fps > 0 and phase.runtime.startswith(f"OpenVINO fp32 raw {width}x{height}")
+
+
+def test_a_phase_that_fails_is_reported_and_the_others_still_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runtime that cannot compile the model on this CPU costs its phase, not the run: the reason is printed."""
+    from anjian.service.benchmarks import pipeline
+
+    run_phase = pipeline._run_phase
+
+    def failing_peer(name: str, *args: object, **kwargs: object) -> BenchPhase:
+        if name == "ultralytics openvino":
+            raise RuntimeError(
+                "Exception from src/inference/src/cpp/core.cpp:117:\n"
+                "Supported primitive descriptors list is empty for node: /model.9/m/MaxPool type: Pooling\n\n"
+            )
+        return run_phase(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline, "_run_phase", failing_peer)
+    lines: list[str] = []
+    report = run_pipeline_bench(
+        cameras=1,
+        model="builtin:anjian-demo",
+        seconds=0.5,
+        phases=("ultralytics openvino", "model limit fp32"),
+        progress=lines.append,
+    )
+    assert [p.name for p in report.phases] == ["model limit fp32"] and report.phases[0].analysed_fps > 0
+    reason = "RuntimeError: Supported primitive descriptors list is empty for node: /model.9/m/MaxPool type: Pooling"
+    assert report.failures == {"ultralytics openvino": reason}
+    assert f"phase 'ultralytics openvino' failed: {reason}" in lines
+    assert f"phase ultralytics openvino failed: {reason}" in report.render().splitlines()
+
+
+def test_the_command_prints_what_ran_and_exits_non_zero_when_a_phase_failed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from typer.testing import CliRunner
+
+    from anjian.service.cli import app
+
+    report = PipelineBenchReport(
+        1, "m.onnx", "clip.mp4", 2.0, 5.0, [_phase("naive", 10.0)], failures={"anjian": "RuntimeError: boom"}
+    )
+    monkeypatch.setattr("anjian.service.benchmarks.pipeline.run_pipeline_bench", lambda **_k: report)
+    result = CliRunner().invoke(app, ["bench", "pipeline", "--phase", "naive", "--phase", "anjian"])
+    assert result.exit_code == 1
+    assert "phase anjian failed: RuntimeError: boom" in result.output
+    assert "1 of 2 phases failed" in result.output
+    assert "Traceback" not in result.output
