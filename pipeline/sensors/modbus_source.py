@@ -120,11 +120,16 @@ class ModbusSource:
         self._is_up = False
 
     def poll_once(self) -> bool:
-        """Read every sensor's register(s) once; False when the connection is lost (reconnect)."""
+        """Read every sensor's register(s) once; False when the connection is lost (reconnect).
+
+        The device counts as up only when at least one read answered: a wrong unit id, or a
+        gateway whose device is gone, answers every request with an error on a live connection.
+        """
+        answered = False
         for sensor_id, source in self._sensors:
             try:
                 value = self._read(source)
-            except ConnectionException as exc:
+            except (ConnectionException, ConnectionError) as exc:  # a reset or broken pipe too
                 self._is_up = False
                 logger.warning(
                     "Modbus %s (%s:%d): connection lost: %s",
@@ -139,12 +144,13 @@ class ModbusSource:
                     "read_error", sensor_id, f"device {self.device.id} register {source.address}: {exc}"
                 )
                 continue
+            answered = True
             now = self._clock()
-            self._consumer.offer(
+            self._consumer.offer(  # a NaN or infinite value (a transmitter's fault code) is refused there
                 Reading(sensor_id, value * source.scale + source.offset, at=now, received_at=now)
             )
         self.polls += 1
-        self._is_up = True
+        self._is_up = answered
         return True
 
     def _read(self, source: ModbusSensorSource) -> float:
@@ -163,14 +169,20 @@ class ModbusSource:
             if not self._client.connected and not self._connect():
                 continue
             connected_at = self._clock()
+            has_answered = False
             while not self._stop.is_set():
                 started = time.monotonic()
                 if not self.poll_once():
                     break
+                has_answered = has_answered or self._is_up
                 self._stop.wait(max(0.0, self.device.poll_interval_s - (time.monotonic() - started)))
             self._client.close()  # type: ignore[no-untyped-call]
             if self._clock() - connected_at >= self.device.reconnect.max_delay_s:
                 self._backoff.reset()
+            elif not has_answered and not self._stop.is_set():
+                # Accepted, then closed before any answer (a device whose connection slots are
+                # full does this): wait as after a refused connect, not at the poll rate.
+                self._stop.wait(self._backoff.next_delay())
 
     def _connect(self) -> bool:
         """Open the connection; on failure wait the next backoff delay and return False."""

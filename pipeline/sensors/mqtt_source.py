@@ -63,6 +63,8 @@ def parse_payload(payload: bytes, json_path: str | None) -> float:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ValueError(f"payload is not JSON ({exc.msg}): {text[:60]!r}") from exc
+        except RecursionError:
+            raise ValueError(f"payload's JSON nests too deep: {text[:60]!r}") from None
         for part in json_path.split("."):
             if isinstance(value, dict) and part in value:
                 value = value[part]
@@ -79,7 +81,7 @@ def _number(value: Any) -> float:
         raise ValueError(f"expected a number, got {type(value).__name__} {str(value)[:40]!r}")  # noqa: TRY004 - a bad payload, not a bad call
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):  # an int of 400 digits overflows a float
         raise ValueError(f"expected a number, got {str(value)[:40]!r}") from None
     if not math.isfinite(number):
         raise ValueError(f"expected a finite number, got {value!r}")
@@ -175,7 +177,7 @@ class MqttSource:
                     rc = self.client.loop(timeout=_LOOP_TIMEOUT_S)
                     if rc != mqtt.MQTT_ERR_SUCCESS:
                         raise ConnectionError(mqtt.error_string(rc))
-            except (OSError, ConnectionError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever ends a session, the reader reconnects
                 self._connected.clear()
                 if self._stop.is_set():
                     break
@@ -237,10 +239,16 @@ class MqttSource:
         if readers is None:
             self._consumer.bad_input("unknown_topic", message.topic, f"broker {self.broker.id}")
             return
+        if message.retain:
+            # Replayed by the broker on (re)subscribing: a value of unknown age, which would make a
+            # dead sensor look alive. Live messages reach an existing subscription unflagged.
+            for sensor_id, _path in readers:
+                self._consumer.bad_input("retained", sensor_id, f"topic {message.topic}: a retained message")
+            return
         for sensor_id, json_path in readers:
             try:
                 value = parse_payload(bytes(message.payload), json_path)
-            except ValueError as exc:
+            except Exception as exc:  # noqa: BLE001 - one message cannot stop the broker's reader
                 self._consumer.bad_input("not_numeric", sensor_id, f"topic {message.topic}: {exc}")
                 continue
             self._consumer.offer(Reading(sensor_id, value, at=now, received_at=now))

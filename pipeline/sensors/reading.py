@@ -11,12 +11,21 @@ never raised.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections import Counter
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["BadInput", "Reading", "ReadingConsumer", "ReadingSink"]
+__all__ = [
+    "MAX_AHEAD_S",
+    "MAX_READING_MAGNITUDE",
+    "BadInput",
+    "Reading",
+    "ReadingConsumer",
+    "ReadingSink",
+    "reading_problem",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +47,36 @@ class Reading:
     value: float
     at: float
     received_at: float
+
+
+MAX_AHEAD_S = 10.0
+"""How far a reading's time may lie after its arrival (two clocks a little apart). A later one is
+refused: a reading stamped a day ahead would make every true reading after it look out of order,
+and the sensor would go silent with no alarm and no fault."""
+
+MAX_READING_MAGNITUDE = 1e15
+"""Largest reading taken (as the event wire format's numbers): beyond it a rate or a peak overflows
+to infinity, which no database stores."""
+
+
+def reading_problem(reading: Reading) -> tuple[str, str] | None:
+    """Why ``reading`` cannot be taken, as ``(reason, detail)`` for ``BadInput``; ``None`` when it can.
+
+    Reasons: ``not_numeric`` (NaN, infinite or beyond ``MAX_READING_MAGNITUDE``: what a Modbus
+    transmitter sends as a fault code, or a scale gone wrong), ``future`` (measured more than
+    ``MAX_AHEAD_S`` after it arrived: the sender's clock is ahead).
+    """
+    if not math.isfinite(reading.value) or abs(reading.value) > MAX_READING_MAGNITUDE:
+        return (
+            "not_numeric",
+            f"value {reading.value!r} is not a finite number within +-{MAX_READING_MAGNITUDE:g}",
+        )
+    ahead_s = reading.at - reading.received_at
+    if ahead_s > MAX_AHEAD_S:
+        return "future", (
+            f"measured {ahead_s:.0f} s after it arrived (more than {MAX_AHEAD_S:g} s: is the sender's clock ahead?)"
+        )
+    return None
 
 
 class ReadingConsumer(Protocol):
@@ -63,7 +102,9 @@ class ReadingSink(Protocol):
 class BadInput:
     """Counts input that could not become a reading, by reason; logs the first of each reason and place.
 
-    Reasons in use: ``not_numeric`` (a payload or JSON field that is no number),
+    Reasons in use: ``not_numeric`` (a payload or JSON field that is no number, or no finite one),
+    ``future`` (a reading time ahead of its arrival), ``retained`` (an MQTT message the broker
+    replays on subscribing: of unknown age),
     ``unknown_topic`` (a message no sensor reads), ``unknown_sensor`` (a pushed reading
     for a sensor not configured), ``read_error`` (a Modbus request that failed),
     ``out_of_order`` (older than the sensor's last reading), ``queue_full``.

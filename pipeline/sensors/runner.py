@@ -38,7 +38,7 @@ from anjian.pipeline.sensors.config import (
 from anjian.pipeline.sensors.health import SensorHealth, sensor_state
 from anjian.pipeline.sensors.modbus_source import ModbusSource
 from anjian.pipeline.sensors.mqtt_source import MqttSource
-from anjian.pipeline.sensors.reading import BadInput, Reading, ReadingSink
+from anjian.pipeline.sensors.reading import MAX_AHEAD_S, BadInput, Reading, ReadingSink, reading_problem
 from anjian.pipeline.sensors.rules import SensorRules
 from anjian.pipeline.sink import EventSink
 
@@ -51,6 +51,10 @@ logger = logging.getLogger(__name__)
 
 SnapshotProvider = Callable[[str], bytes | None]
 """The latest JPEG of a camera, or ``None`` (``LiveView.frame(camera_id).jpeg``)."""
+
+_CLOCK_STEP_S = 2 * MAX_AHEAD_S
+"""This machine's clock this much before a sensor's last reading means it went back (a gateway's own
+times may run up to ``MAX_AHEAD_S`` ahead of it: not a step)."""
 
 _BATCH = 2000  # readings taken off the queue per pass at most
 
@@ -144,14 +148,14 @@ class SensorRunner:
         self.sensors = {a.config.id: a.config for a in assignments}
         self._workshops = {a.config.id: a.workshop_id for a in assignments}
         self._last_values: dict[str, float] = {}
-        self._rules = {
-            a.config.id: SensorRules(
-                a.config,
-                EventContext(
-                    site_id, a.workshop_id, a.config.id, "", language=language, journal=incident_journal
-                ),
-                started_at=now,
+        self._contexts = {
+            a.config.id: EventContext(
+                site_id, a.workshop_id, a.config.id, "", language=language, journal=incident_journal
             )
+            for a in assignments
+        }
+        self._rules = {
+            a.config.id: SensorRules(a.config, self._contexts[a.config.id], started_at=now)
             for a in assignments
         }
         linked = sorted({camera_id for a in assignments for camera_id in a.config.camera_ids})
@@ -238,9 +242,13 @@ class SensorRunner:
         return health
 
     def offer(self, reading: Reading) -> bool:
-        """Queue a reading for the rules; False (and counted) for an unknown sensor or a full queue."""
+        """Queue a reading for the rules; False (and counted) for an unknown sensor, a bad reading or a full queue."""
         if reading.sensor_id not in self._rules:
             self._bad.count("unknown_sensor", reading.sensor_id, "no sensor of the site has this id")
+            return False
+        problem = reading_problem(reading)
+        if problem is not None:
+            self._bad.count(problem[0], reading.sensor_id, problem[1])
             return False
         try:
             self._queue.put_nowait(reading)
@@ -315,9 +323,11 @@ class SensorRunner:
                     if first is not None:
                         self._evaluate([first, *self._take(_BATCH - 1)])
                     now = self._clock()
-                    if now >= next_tick:
+                    if now >= next_tick or next_tick - now > 2 * self._tick_s:  # the clock went back
                         next_tick = now + self._tick_s
-                        for rules in self._rules.values():
+                        for sensor_id, rules in list(self._rules.items()):
+                            if self._is_clock_step(rules, now):
+                                rules = self._restart_timeline(sensor_id, now)
                             self._publish(rules.tick(now))
             except Exception:
                 logger.exception("sensors: evaluating readings failed")
@@ -341,16 +351,47 @@ class SensorRunner:
         for reading in batch:
             rules = self._rules[reading.sensor_id]
             if rules.is_out_of_order(reading.at):
-                self._bad.count(
-                    "out_of_order", reading.sensor_id, f"reading at {reading.at} after a later one"
-                )
-                continue
+                if reading.at == reading.received_at and self._is_clock_step(rules, reading.at):
+                    rules = self._restart_timeline(reading.sensor_id, reading.at)  # stamped by our clock
+                else:
+                    self._bad.count(
+                        "out_of_order", reading.sensor_id, f"reading at {reading.at} after a later one"
+                    )
+                    continue
             kept.append(reading)
             self._last_values[reading.sensor_id] = reading.value
             self._publish(rules.observe(reading.value, reading.at))
         self._evaluated += len(kept)
         if self._readings is not None and kept:
             self._readings.add(kept)
+
+    @staticmethod
+    def _is_clock_step(rules: SensorRules, now: float) -> bool:
+        """True when ``now`` (this machine's clock) lies well before the sensor's last reading: the clock went back."""
+        last = rules.last_reading_at
+        return last is not None and last - now > _CLOCK_STEP_S
+
+    def _restart_timeline(self, sensor_id: str, now: float) -> SensorRules:
+        """After this machine's clock went back: end the sensor's incidents at its last reading, watch afresh from ``now``.
+
+        Without it, every reading stamped by the stepped-back clock would be older than the last
+        one and dropped as out of order, and ``now - last reading`` would stay negative, so the
+        sensor would read nothing and never go stale until the clock caught up (an hour's step:
+        an hour blind). A condition that still holds raises a new incident at once.
+        """
+        rules = self._rules[sensor_id]
+        last = rules.last_reading_at if rules.last_reading_at is not None else now
+        logger.warning(
+            "sensors: %s: this machine's clock went back %.0f s (now %.0f, last reading %.0f); "
+            "its open incidents end at the last reading and its watch starts again",
+            sensor_id,
+            last - now,
+            now,
+            last,
+        )
+        self._publish(rules.close(last))
+        self._rules[sensor_id] = SensorRules(rules.config, self._contexts[sensor_id], started_at=now)
+        return self._rules[sensor_id]
 
     def _publish(self, updates: list[IncidentUpdate]) -> None:
         for update in updates:

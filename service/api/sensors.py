@@ -19,12 +19,12 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from anjian.pipeline.sensors.config import SensorConfig
-from anjian.pipeline.sensors.reading import Reading
+from anjian.pipeline.sensors.reading import MAX_READING_MAGNITUDE, Reading, reading_problem
 from anjian.service.api.deps import AUTH_RESPONSES, Pipeline, Viewer
 from anjian.service.api.routing import GuardedRoute, IngestRoute
 from anjian.service.config import AnjianConfig
 from anjian.service.readings import ReadingStore
-from anjian.service.schemas import UtcTime
+from anjian.service.schemas import UtcTime, epoch_to_datetime
 
 __all__ = ["ingest_router", "router"]
 
@@ -103,7 +103,16 @@ class ReadingIn(_Model):
     """One reading pushed by a gateway."""
 
     sensor_id: str = Field(..., min_length=1, max_length=64)
-    value: Annotated[float, Strict(), Field(allow_inf_nan=False, description="In the sensor's unit.")]
+    value: Annotated[
+        float,
+        Strict(),
+        Field(
+            ge=-MAX_READING_MAGNITUDE,
+            le=MAX_READING_MAGNITUDE,
+            allow_inf_nan=False,
+            description="In the sensor's unit.",
+        ),
+    ]
     at: Annotated[float, Strict(), Field(ge=0, le=1e11, allow_inf_nan=False)] | None = Field(
         None, description="When it was measured, epoch seconds; default: when it arrived."
     )
@@ -162,6 +171,12 @@ def sensor_readings(
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"the site has no sensor {sensor_id!r}")
     end_s = _epoch(end) if end is not None else time.time()
     start_s = _epoch(start) if start is not None else end_s - _DEFAULT_WINDOW_S
+    try:  # the answer shows both in UTC: a time at the calendar's edge in its own zone may lie beyond it
+        epoch_to_datetime(start_s), epoch_to_datetime(end_s)
+    except (OverflowError, ValueError, OSError) as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"start or end out of range in UTC: {exc}"
+        ) from None
     if not 0 < end_s - start_s <= _MAX_WINDOW_S:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -208,6 +223,11 @@ def ingest_readings(request: Request, _token: Pipeline, body: ReadingBatchIn) ->
         reading = Reading(
             item.sensor_id, item.value, at=item.at if item.at is not None else now, received_at=now
         )
+        problem = reading_problem(reading)
+        if problem is not None:
+            runner.bad_input(problem[0], item.sensor_id, f"pushed to /ingest/readings: {problem[1]}")
+            refused.append(RefusedReading(index=index, sensor_id=item.sensor_id, reason=problem[1]))
+            continue
         if runner.offer(reading):
             accepted += 1
         else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,3 +131,45 @@ def test_the_trend_api_lists_sensors_and_refuses_a_bad_window(tmp_path: Path) ->
             "/ingest/readings", json={"readings": [{"sensor_id": "p-1", "value": 1.0}]}, headers=viewer
         )
         assert pushed.status_code == 403, "pushing readings takes a pipeline token"
+
+
+def test_pushed_readings_that_would_blind_the_sensor_are_refused_by_name(tmp_path: Path) -> None:
+    """A day-ahead time is refused by index (it would make every true reading after it look out of
+    order); a value past +-1e15 is a 422 (its rate of rise would overflow to infinity, which no database
+    stores); a trend window at the calendar's edge is a 422, not a 500."""
+    config = _sensor_site(tmp_path / "data")
+    app = create_app(config)
+    with TestClient(app) as client:
+        pipeline = bearer(app.state.store, Role.PIPELINE)
+        now = time.time()
+        pushed = client.post(
+            "/ingest/readings",
+            json={
+                "readings": [
+                    {"sensor_id": "p-1", "value": 1.0, "at": now + 86_400},
+                    {"sensor_id": "p-1", "value": 1.0},
+                ]
+            },
+            headers=pipeline,
+        )
+        assert pushed.status_code == 200, pushed.text
+        body = pushed.json()
+        assert body["accepted"] == 1 and [r["index"] for r in body["refused"]] == [0]
+        assert (
+            "after it arrived" in body["refused"][0]["reason"]
+            and "clock ahead" in body["refused"][0]["reason"]
+        )
+        assert app.state.sensors.stats().bad_input == {"future": 1}
+
+        huge = client.post(
+            "/ingest/readings", json={"readings": [{"sensor_id": "p-1", "value": -1.7e308}]}, headers=pipeline
+        )
+        assert huge.status_code == 422 and "value" in huge.text
+
+        viewer = bearer(app.state.store, Role.VIEWER)
+        for window in (
+            {"end": "9999-12-31T23:59:59-23:59"},
+            {"start": "0001-01-01T00:00:00+14:00", "end": "0001-01-02T00:00:00Z"},
+        ):
+            edge = client.get("/sensors/p-1/readings", params=window, headers=viewer)
+            assert edge.status_code == 422 and "out of range" in edge.text, edge.text

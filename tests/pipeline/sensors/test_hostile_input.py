@@ -1,0 +1,204 @@
+"""Sensor input that once stopped a reader or blinded a sensor: each is now refused by name, and the watch goes on.
+
+Real mosquitto and a real pymodbus server where a source is involved; the runner's clock is a stub
+where time itself is the input.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+from paho.mqtt import publish
+
+from anjian.pipeline.event import Behaviour
+from anjian.pipeline.sensors.config import SensorSourcesConfig
+from anjian.pipeline.sensors.mqtt_source import parse_payload
+from anjian.pipeline.sensors.reading import MAX_AHEAD_S, Reading, reading_problem
+from anjian.pipeline.sensors.runner import SensorAssignment, SensorRunner
+from anjian.pipeline.sink import ListSink
+from tests.pipeline.sensors.test_rules import make_sensor
+from tests.pipeline.sensors.test_sources import Readings
+from tests.support.sensors import ModbusTestServer, MosquittoBroker, mosquitto_available, words_of
+from tests.support.waiting import wait_for
+
+T0 = 1_800_000_000.0
+_FAST_RECONNECT = {"initial_delay_s": 0.1, "max_delay_s": 0.5, "probe_interval_s": 0}
+
+
+@pytest.mark.parametrize(
+    ("payload", "path", "message"),
+    [
+        (b'{"v": ' + b"9" * 400 + b"}", "v", "expected a number"),  # OverflowError in float()
+        (b"[" * 100_000 + b"]" * 100_000, "0", "nests too deep"),  # RecursionError in json.loads
+    ],
+    ids=["400-digit-int", "deep-nesting"],
+)
+def test_payloads_that_raised_past_the_reader_are_refused_as_bad_input(
+    payload: bytes, path: str, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_payload(payload, path)
+
+
+@pytest.mark.parametrize(
+    ("value", "at", "reason"),
+    [
+        (float("nan"), T0, "not_numeric"),
+        (float("inf"), T0, "not_numeric"),
+        (-1.7e308, T0, "not_numeric"),
+        (1.0, T0 + 86_400, "future"),
+    ],
+    ids=["nan", "inf", "huge", "a-day-ahead"],
+)
+def test_a_reading_that_would_blind_its_sensor_is_refused_by_name(
+    value: float, at: float, reason: str
+) -> None:
+    problem = reading_problem(Reading("nh3-1", value, at=at, received_at=T0))
+    assert problem is not None and problem[0] == reason
+    assert (
+        reading_problem(Reading("nh3-1", 1.0, at=T0 + MAX_AHEAD_S, received_at=T0)) is None
+    )  # clocks a little apart
+
+    runner = SensorRunner(
+        "plant",
+        [SensorAssignment("freezing-1", make_sensor())],
+        SensorSourcesConfig(),
+        ListSink(),
+        clock=lambda: T0,
+    )
+    assert not runner.offer(Reading("nh3-1", value, at=at, received_at=T0))
+    assert runner.stats().bad_input == {reason: 1}
+
+
+def test_a_clock_that_goes_back_restarts_the_sensors_watch_instead_of_blinding_it() -> None:
+    """An hour's step back: readings go on being taken, the open alarm ends at the last reading, a new one opens."""
+    now = [T0]
+    sink = ListSink()
+    runner = SensorRunner(
+        "plant",
+        [SensorAssignment("freezing-1", make_sensor(faults={"stale_after_s": 30}))],
+        SensorSourcesConfig(),
+        sink,
+        clock=lambda: now[0],
+        tick_s=0.05,
+    )
+
+    def reading(value: float) -> Reading:  # stamped by this machine's clock, as MQTT and Modbus readings are
+        return Reading("nh3-1", value, at=now[0], received_at=now[0])
+
+    runner.start()
+    try:
+        for _ in range(7):  # 200 ppm held 6 s: red
+            runner.offer(reading(200.0))
+            now[0] += 1
+        assert wait_for(lambda: runner.open_kinds("nh3-1") == ["threshold"], 10)
+        last = now[0] - 1
+        now[0] -= 3600  # NTP steps the clock back an hour
+        for _ in range(7):
+            runner.offer(reading(200.0))
+            now[0] += 1
+        assert wait_for(lambda: runner.stats().readings == 14, 10)  # none dropped as out of order
+        assert "out_of_order" not in runner.stats().bad_input
+        assert wait_for(lambda: runner.open_kinds("nh3-1") == ["threshold"], 10)
+        thresholds = [e for e in sink.events if e.behaviour is Behaviour.SENSOR_THRESHOLD]
+        assert len({e.id for e in thresholds}) == 2  # the first ended, a second opened on the new timeline
+        first = [e for e in thresholds if e.id == thresholds[0].id]
+        assert first[-1].ended_at == last
+
+        now[0] += 60  # silence on the new timeline: stale again, as it should be
+        assert wait_for(lambda: "stale" in runner.open_kinds("nh3-1"), 10)
+    finally:
+        runner.stop()
+
+
+@pytest.fixture
+def broker() -> Iterator[MosquittoBroker]:
+    if not mosquitto_available():
+        pytest.skip("Debian's mosquitto is not installed")
+    with MosquittoBroker() as running:
+        yield running
+
+
+def test_the_mqtt_reader_survives_hostile_payloads_and_ignores_retained_values(
+    broker: MosquittoBroker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A retained value of unknown age is not a reading; payloads that once killed the reader thread are counted."""
+    sources = {"mqtt": [{"id": "plant", "url": broker.url, "reconnect": _FAST_RECONNECT}]}
+    sensor = {
+        "id": "dust-1",
+        "source": {"kind": "mqtt", "broker": "plant", "topic": "plant/dust/1", "json_path": "v"},
+    }
+
+    def send(payload: bytes, *, retain: bool = False) -> None:
+        publish.single("plant/dust/1", payload, qos=1, retain=retain, hostname="127.0.0.1", port=broker.port)
+
+    send(b'{"v": 200}', retain=True)  # left by a sensor that has since died
+    readings = Readings()
+    runner = SensorRunner(
+        "plant",
+        [SensorAssignment("freezing-1", make_sensor(**sensor))],
+        SensorSourcesConfig.model_validate(sources),
+        ListSink(),
+        readings=readings,
+        tick_s=0.2,
+    )
+    caplog.set_level(logging.WARNING)
+    runner.start()
+    try:
+        source = runner.sources[0]
+        assert wait_for(lambda: source.is_connected, 20)
+        assert wait_for(lambda: runner.stats().bad_input.get("retained") == 1, 20)
+        send(b'{"v": ' + b"9" * 400 + b"}")
+        send(b"[" * 100_000 + b"]" * 100_000)
+        send(b'{"v": 3.5}')
+        assert wait_for(lambda: readings.values("dust-1") == [3.5], 20)  # the reader lived through both
+        assert runner.stats().bad_input == {"retained": 1, "not_numeric": 2}
+        assert source.is_connected
+    finally:
+        runner.stop()
+
+
+def test_modbus_nan_is_refused_and_a_device_that_answers_nothing_is_not_up() -> None:
+    """A transmitter's NaN fault code is no reading; a live connection whose every read fails is not 'connected'."""
+    with ModbusTestServer() as plc:
+        device = {
+            "id": "plc",
+            "host": "127.0.0.1",
+            "port": plc.port,
+            "poll_interval_s": 0.1,
+            "reconnect": _FAST_RECONNECT,
+        }
+        sensors = [
+            {
+                "id": "temp-1",
+                "source": {"kind": "modbus", "device": "plc", "address": 20, "data_type": "float32"},
+            },
+            {"id": "p-1", "source": {"kind": "modbus", "device": "plc", "address": 30}},
+        ]
+        plc.set_words("holding", 20, [0x7FC0, 0x0000])  # float32 NaN
+        plc.set_value("holding", 30, 7)
+        readings = Readings()
+        runner = SensorRunner(
+            "plant",
+            [SensorAssignment("freezing-1", make_sensor(**s)) for s in sensors],
+            SensorSourcesConfig.model_validate({"modbus": [device]}),
+            ListSink(),
+            readings=readings,
+            tick_s=0.2,
+        )
+        runner.start()
+        try:
+            source = runner.sources[0]
+            assert wait_for(lambda: 7.0 in readings.values("p-1"), 20)
+            assert wait_for(lambda: runner.stats().bad_input.get("not_numeric", 0) >= 2, 20)
+            assert readings.values("temp-1") == [] and source.is_connected
+            plc.set_words("holding", 20, words_of(-18.5, "float32"))
+            assert wait_for(lambda: -18.5 in readings.values("temp-1"), 20)
+
+            plc.fail("holding", 20)
+            plc.fail("holding", 30)
+            assert wait_for(lambda: not source.is_connected, 20)  # the connection is open; nothing answers
+        finally:
+            runner.stop()
