@@ -74,6 +74,25 @@ class SensorModel(BaseModel):
 # ----------------------------------------------------------------------------- connections
 
 
+def topic_filter_problem(topic: str) -> str | None:
+    """What makes ``topic`` no MQTT topic filter (MQTT 3.1.1, 4.7), or ``None`` when it is one.
+
+    A broker refuses the whole SUBSCRIBE of a bad filter, so every sensor on that broker, the
+    good ones too, would read nothing while the client reconnected for ever.
+    """
+    if not topic or len(topic.encode("utf-8")) > 512:
+        return "1 to 512 bytes"
+    if "\x00" in topic:
+        return "no NUL character"
+    levels = topic.split("/")
+    for index, level in enumerate(levels):
+        if "#" in level and (level != "#" or index != len(levels) - 1):
+            return "'#' only as the whole last level"
+        if "+" in level and level != "+":
+            return "'+' only as a whole level"
+    return None
+
+
 class MqttBrokerConfig(SensorModel):
     """One MQTT broker: one client connection, subscribed to the given topic filters."""
 
@@ -108,8 +127,9 @@ class MqttBrokerConfig(SensorModel):
     @classmethod
     def _filters(cls, filters: list[str]) -> list[str]:
         for topic in filters:
-            if not topic or "#" in topic[:-1] or len(topic) > 512:
-                raise ValueError(f"not a topic filter: {topic!r} ('#' may only end it)")
+            problem = topic_filter_problem(topic)
+            if problem is not None:
+                raise ValueError(f"not a topic filter: {topic!r} ({problem})")
         return filters
 
     @property
@@ -167,6 +187,8 @@ class MqttSensorSource(SensorModel):
     def _exact(cls, topic: str) -> str:
         if "+" in topic or "#" in topic:
             raise ValueError(f"a sensor reads one exact topic, got the filter {topic!r}")
+        if "\x00" in topic:
+            raise ValueError(f"a topic holds no NUL character, got {topic!r}")
         return topic
 
 
@@ -299,6 +321,42 @@ class SensorConfig(SensorModel):
         le=3600,
         description="How often an ongoing incident is re-published with its latest reading.",
     )
+
+    @model_validator(mode="after")
+    def _limits_within_range(self) -> SensorConfig:
+        """Every limit must be reachable, and let go of, by a reading ``faults.min``..``faults.max`` allows.
+
+        A reading beyond that range is a sensor fault and never reaches the limits: a red limit
+        above ``max`` could never raise, and a limit whose hysteresis reaches below ``min`` could
+        never let go (its alarm would stay open for ever).
+        """
+        thresholds, low, high = self.thresholds, self.faults.min, self.faults.max
+        if thresholds is None:
+            return self
+        band = thresholds.hysteresis
+        for colour, limit in thresholds.limits():
+            name = f"thresholds.{colour.value}"
+            if thresholds.direction == "high":
+                if high is not None and limit > high:
+                    raise ValueError(
+                        f"{name} ({limit:g}) is above faults.max ({high:g}): it could never be reached"
+                    )
+                if low is not None and limit - band <= low:
+                    raise ValueError(
+                        f"{name} ({limit:g}) minus thresholds.hysteresis ({band:g}) is not above faults.min "
+                        f"({low:g}): its alarm could never let go"
+                    )
+            else:
+                if low is not None and limit < low:
+                    raise ValueError(
+                        f"{name} ({limit:g}) is below faults.min ({low:g}): it could never be reached"
+                    )
+                if high is not None and limit + band >= high:
+                    raise ValueError(
+                        f"{name} ({limit:g}) plus thresholds.hysteresis ({band:g}) is not below faults.max "
+                        f"({high:g}): its alarm could never let go"
+                    )
+        return self
 
     @property
     def display_name(self) -> str:

@@ -7,13 +7,15 @@ where time itself is the input.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterator
 
 import pytest
 from paho.mqtt import publish
+from pydantic import ValidationError
 
 from anjian.pipeline.event import Behaviour
-from anjian.pipeline.sensors.config import SensorSourcesConfig
+from anjian.pipeline.sensors.config import MqttBrokerConfig, SensorSourcesConfig, topic_filter_problem
 from anjian.pipeline.sensors.mqtt_source import parse_payload
 from anjian.pipeline.sensors.reading import MAX_AHEAD_S, Reading, reading_problem
 from anjian.pipeline.sensors.runner import SensorAssignment, SensorRunner
@@ -202,3 +204,54 @@ def test_modbus_nan_is_refused_and_a_device_that_answers_nothing_is_not_up() -> 
             assert wait_for(lambda: not source.is_connected, 20)  # the connection is open; nothing answers
         finally:
             runner.stop()
+
+
+@pytest.mark.parametrize(
+    ("thresholds", "faults", "message"),
+    [
+        (
+            {"red": 150},
+            {"max": 100},
+            r"thresholds.red \(150\) is above faults.max \(100\): it could never be reached",
+        ),
+        (
+            {"yellow": 25, "red": 150, "hysteresis": 30},
+            {"min": 0},
+            r"thresholds.yellow \(25\) minus thresholds.hysteresis \(30\) is not above faults.min \(0\)",
+        ),
+        ({"direction": "low", "red": 5}, {"min": 10}, r"thresholds.red \(5\) is below faults.min \(10\)"),
+        (
+            {"direction": "low", "red": 18, "hysteresis": 3},
+            {"max": 20},
+            r"thresholds.red \(18\) plus thresholds.hysteresis \(3\) is not below faults.max \(20\)",
+        ),
+    ],
+    ids=["unreachable-high", "never-lets-go-high", "unreachable-low", "never-lets-go-low"],
+)
+def test_limits_the_fault_range_makes_useless_are_refused_by_name(
+    thresholds: dict[str, object], faults: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        make_sensor(thresholds=thresholds, faults=faults)
+    make_sensor(
+        thresholds={"yellow": 25, "red": 100, "hysteresis": 3}, faults={"min": 0, "max": 100}
+    )  # at the edge: fine
+
+
+@pytest.mark.parametrize(
+    ("topic", "problem"),
+    [
+        ("plant/a#", "'#' only as the whole last level"),
+        ("plant/#/x", "'#' only as the whole last level"),
+        ("a/+b", "'+' only as a whole level"),
+        ("plant/\x00", "no NUL character"),
+        ("", "1 to 512 bytes"),
+    ],
+)
+def test_a_topic_filter_the_broker_would_refuse_is_refused_in_the_config(topic: str, problem: str) -> None:
+    """A broker refuses the whole SUBSCRIBE: one bad filter would leave every sensor on it reading nothing."""
+    assert topic_filter_problem(topic) == problem
+    with pytest.raises(ValidationError, match=re.escape(problem)):
+        MqttBrokerConfig.model_validate({"id": "b", "url": "mqtt://127.0.0.1", "subscribe": [topic]})
+    for good in ("plant/#", "#", "+/nh3/+", "plant/nh3/1"):
+        assert topic_filter_problem(good) is None

@@ -159,7 +159,7 @@ def test_messages_follow_the_site_language() -> None:
 
 
 def test_closing_the_rules_ends_every_open_incident() -> None:
-    rules = make_rules(make_sensor(faults={"min": 0, "max": 100}))
+    rules = make_rules(make_sensor(faults={"min": 0, "max": 400}))
     feed(rules, [60.0] * 6 + [500.0])
     assert sorted(rules.open_kinds()) == ["out_of_range", "threshold"]
     closed = rules.close(T0 + 100)
