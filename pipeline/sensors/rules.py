@@ -36,6 +36,10 @@ __all__ = ["SensorRules"]
 
 _KEY = "reading"
 
+_RATE_WINDOW_POINTS = 1000
+"""Most points kept per rate-of-rise window: a sensor publishing 1,000 times a second would otherwise
+keep 3.6 million in an hour's window."""
+
 
 @dataclass(slots=True)
 class _Hold:
@@ -309,7 +313,8 @@ class SensorRules:
         if rate_config is None or self._rate_book is None:
             return None
         window = self._window
-        window.append((at, value))
+        if not window or at - window[-1][0] >= rate_config.window_s / _RATE_WINDOW_POINTS:
+            window.append((at, value))  # the rise is measured from the window's first point to this one
         while window and at - window[0][0] > rate_config.window_s:
             window.popleft()
         first_at, first_value = window[0]

@@ -15,12 +15,13 @@ from paho.mqtt import publish
 from pydantic import ValidationError
 
 from anjian.pipeline.event import Behaviour
+from anjian.pipeline.incidents import UpdateKind
 from anjian.pipeline.sensors.config import MqttBrokerConfig, SensorSourcesConfig, topic_filter_problem
 from anjian.pipeline.sensors.mqtt_source import parse_payload
 from anjian.pipeline.sensors.reading import MAX_AHEAD_S, Reading, reading_problem
 from anjian.pipeline.sensors.runner import SensorAssignment, SensorRunner
 from anjian.pipeline.sink import ListSink
-from tests.pipeline.sensors.test_rules import make_sensor
+from tests.pipeline.sensors.test_rules import make_rules, make_sensor
 from tests.pipeline.sensors.test_sources import Readings
 from tests.support.sensors import ModbusTestServer, MosquittoBroker, mosquitto_available, words_of
 from tests.support.waiting import wait_for
@@ -255,3 +256,16 @@ def test_a_topic_filter_the_broker_would_refuse_is_refused_in_the_config(topic: 
         MqttBrokerConfig.model_validate({"id": "b", "url": "mqtt://127.0.0.1", "subscribe": [topic]})
     for good in ("plant/#", "#", "+/nh3/+", "plant/nh3/1"):
         assert topic_filter_problem(good) is None
+
+
+def test_a_flood_of_readings_keeps_the_rate_window_bounded_and_the_rate_right() -> None:
+    """1,000 readings a second for two minutes: the window keeps about a thousand points, and a steady rise still raises."""
+    rules = make_rules(make_sensor(thresholds=None, rate_of_rise={"per_minute": 10, "window_s": 60}))
+    opened = []
+    for step in range(120_000):
+        at = T0 + step / 1000
+        opened += [
+            u for u in rules.observe(20.0 + (at - T0) * 0.5, at) if u.kind is UpdateKind.OPENED
+        ]  # 30 per minute
+    assert len(rules._window) <= 1001  # the bound is the point
+    assert len(opened) == 1 and opened[0].event.behaviour is Behaviour.SENSOR_RATE_OF_RISE
