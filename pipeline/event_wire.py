@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
@@ -70,6 +71,8 @@ __all__ = [
     "WorkshopId",
     "XyxyNorm",
     "ZoneId",
+    "jpeg_problem",
+    "mp4_problem",
 ]
 
 EVENT_WIRE_VERSION: Final = 1
@@ -117,8 +120,26 @@ _MAX_SNAPSHOT_B64_CHARS = 16_000_000
 _MAX_CLIP_B64_CHARS = 200_000_000
 
 
-def _base64_decoder(max_chars: int) -> PlainValidator:
-    """Decode a base64 string of at most ``max_chars`` characters to bytes; errors name what is wrong."""
+def jpeg_problem(data: bytes) -> str | None:
+    """Why ``data`` is not JPEG data (it must start with the SOI marker FF D8), or ``None`` when it is."""
+    if data.startswith(b"\xff\xd8"):
+        return None
+    return f"expected JPEG bytes (starting FF D8), got {data[:4]!r} ({len(data)} bytes)"
+
+
+def mp4_problem(data: bytes) -> str | None:
+    """Why ``data`` is not an ISO media file (an ``ftyp`` box at byte 4), or ``None`` when it is."""
+    if len(data) >= 12 and data[4:8] == b"ftyp":
+        return None
+    return f"expected MP4 bytes (an ftyp box at byte 4), got {data[:12]!r}"
+
+
+def _base64_decoder(max_chars: int, problem_of: Callable[[bytes], str | None]) -> PlainValidator:
+    """Decode a base64 string of at most ``max_chars`` characters to bytes that ``problem_of`` accepts.
+
+    Errors name what is wrong: evidence that is not what its field says would be
+    dropped when it is written, with only a log line to tell.
+    """
 
     def decode(value: object) -> bytes:
         if not isinstance(value, str):
@@ -126,9 +147,13 @@ def _base64_decoder(max_chars: int) -> PlainValidator:
         if len(value) > max_chars:
             raise PydanticKnownError("string_too_long", {"max_length": max_chars})
         try:
-            return base64.b64decode(value, validate=True)
+            data = base64.b64decode(value, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise PydanticCustomError("base64", "not base64: {reason}", {"reason": str(exc)}) from exc
+        problem = problem_of(data)
+        if problem is not None:
+            raise PydanticCustomError("evidence_format", "{problem}", {"problem": problem})
+        return data
 
     return PlainValidator(decode)
 
@@ -141,13 +166,13 @@ def _base64_text(data: bytes) -> str:
 _AS_BASE64 = PlainSerializer(_base64_text, return_type=str)
 _SnapshotJpeg = Annotated[
     bytes,
-    _base64_decoder(_MAX_SNAPSHOT_B64_CHARS),
+    _base64_decoder(_MAX_SNAPSHOT_B64_CHARS, jpeg_problem),
     _AS_BASE64,
     WithJsonSchema({"type": "string", "contentEncoding": "base64", "maxLength": _MAX_SNAPSHOT_B64_CHARS}),
 ]
 _ClipMp4 = Annotated[
     bytes,
-    _base64_decoder(_MAX_CLIP_B64_CHARS),
+    _base64_decoder(_MAX_CLIP_B64_CHARS, mp4_problem),
     _AS_BASE64,
     WithJsonSchema({"type": "string", "contentEncoding": "base64", "maxLength": _MAX_CLIP_B64_CHARS}),
 ]

@@ -31,6 +31,7 @@ from anjian.service.errors import ConfigError
 from anjian.service.lifecycle import check_event_kinds
 from anjian.service.node_config import NodesConfig, check_node_cameras
 from anjian.service.signing import SigningSecret
+from anjian.service.webhook_url import WebhookUrl
 
 __all__ = [
     "AnjianConfig",
@@ -95,9 +96,7 @@ class WebhookConfig(_ServiceModel):
     Filters narrow what is sent: an empty list means "all".
     """
 
-    url: str = Field(
-        ..., pattern=r"^https?://", max_length=2048, description="http(s) URL the events are POSTed to."
-    )
+    url: WebhookUrl = Field(..., description="http(s) URL the events are POSTed to.")
     secret: SigningSecret | None = Field(
         None,
         description=(

@@ -7,6 +7,7 @@ import re
 from pathlib import Path, PurePosixPath
 
 from anjian.models.atomic import write_atomic
+from anjian.pipeline.event_wire import jpeg_problem, mp4_problem
 from anjian.service.errors import EvidenceError, EvidenceNotFoundError, EvidencePathError
 
 __all__ = ["EvidenceStore"]
@@ -99,8 +100,9 @@ class EvidenceStore:
             ValueError: ``mp4`` is not an ISO media file (no ``ftyp`` box at byte 4).
             EvidenceError: The file cannot be written.
         """
-        if len(mp4) < 12 or mp4[4:8] != b"ftyp":
-            raise ValueError(f"expected MP4 bytes (an ftyp box at byte 4), got {mp4[:12]!r}")
+        problem = mp4_problem(mp4)
+        if problem is not None:
+            raise ValueError(problem)
         relpath = self.clip_relpath(camera_id, event_id)
         path = self.resolve(relpath)
         try:
@@ -147,8 +149,9 @@ class EvidenceStore:
             ValueError: ``jpeg`` is empty or is not JPEG data.
             EvidenceError: The file cannot be written (disk full, permissions).
         """
-        if not jpeg or not jpeg.startswith(b"\xff\xd8"):
-            raise ValueError(f"expected JPEG bytes (starting FF D8), got {jpeg[:4]!r} ({len(jpeg)} bytes)")
+        problem = jpeg_problem(jpeg)
+        if problem is not None:
+            raise ValueError(problem)
         relpath = self.snapshot_relpath(camera_id, event_id)
         path = self._evidence_root / camera_id / event_id / _SNAPSHOT_NAME  # checked ids: no resolve needed
         try:

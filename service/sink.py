@@ -23,7 +23,12 @@ the pipeline produces a few revisions a second, so even a minute of a locked
 database queues a few hundred, mostly without snapshots. The depth is exported
 (``anjian_ingest_backlog``) and logged when it crosses 1,000, 10,000 and
 100,000. A batch that fails to store is retried with backoff (its ``publish``
-revisions stay queued, in order). Revisions from ``submit`` get backpressure
+revisions stay queued, in order), except a revision that can never be stored as
+it is (the database refuses a value it holds, ``DataError``, or it changes its
+incident's camera or behaviour, ``RevisionRefusedError``): the batch is stored
+again one revision at a time, and that one is set aside (logged with its event id
+and the reason, counted in ``SinkStats.set_aside``) instead of blocking every later
+revision. Revisions from ``submit`` get backpressure
 instead: beyond ``max_backlog`` queued, ``submit`` raises ``IngestBusyError``
 (503 for the pipeline, whose disk spool sends it again later), and a failed
 batch fails their futures at once (the pipeline retries those too).
@@ -38,10 +43,12 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+from sqlalchemy.exc import DataError
+
 from anjian.cameras.backoff import backoff_delay_s
 from anjian.pipeline.counters import Counters
 from anjian.pipeline.event import Event
-from anjian.service.errors import IngestBusyError
+from anjian.service.errors import IngestBusyError, RevisionRefusedError
 from anjian.service.evidence import EvidenceStore
 from anjian.service.metrics import ServiceMetrics
 from anjian.service.store import EventStore, UpsertResult
@@ -64,6 +71,8 @@ class SinkStats:
         ignored: Stale or duplicate revisions the store ignored.
         failed: Revisions not stored: ingested ones whose batch failed (the
             pipeline sends them again), or queued ones left when ``stop`` gave up.
+        set_aside: Revisions that can never be stored as they are (the database refuses a value
+            they hold, or they change their incident's camera or behaviour): logged and dropped, not retried.
         snapshot_failures: Snapshots or clips that could not be written (the event was stored without).
         batches: Transactions written.
         retries: Failed batches of published revisions, retried.
@@ -73,6 +82,7 @@ class SinkStats:
     stored: int = 0
     ignored: int = 0
     failed: int = 0
+    set_aside: int = 0
     snapshot_failures: int = 0
     batches: int = 0
     retries: int = 0
@@ -84,6 +94,17 @@ class _Job:
 
     event: Event
     future: Future[UpsertResult] | None
+
+
+def _refusal(event: Event, exc: DataError) -> RevisionRefusedError:
+    """The ``RevisionRefusedError`` of a revision the database refused, with the database's reason."""
+    lines = [line.strip() for line in str(exc.orig).splitlines() if line.strip()]
+    reason = "; ".join(lines)[:500] or type(exc.orig).__name__
+    refusal = RevisionRefusedError(
+        event.id, event.revision, f"the database refuses a value it holds: {reason}"
+    )
+    refusal.__cause__ = exc
+    return refusal
 
 
 class StoreSink:
@@ -329,29 +350,75 @@ class StoreSink:
         self._counters.add(failed=len(left))
 
     def _write(self, batch: list[_Job]) -> bool:
-        """Store a batch; on failure fail its futures and put its published revisions back in front."""
+        """Store a batch; ``False`` when it must be retried (its published revisions are back in front).
+
+        A batch that fails because of one revision's content (``DataError``: a value the
+        database cannot hold, or a ``RevisionRefusedError``) is stored again one revision
+        at a time, so only that revision is set aside and the rest go on. Any other
+        failure (the database does not answer) keeps the whole batch for a retry.
+        """
         try:
             results = self._store_batch([job.event for job in batch])
-        except Exception as exc:
-            retried = [job for job in batch if job.future is None]
-            submitted = len(batch) - len(retried)
-            for job in batch:
-                if job.future is not None:
-                    job.future.set_exception(exc)
-            self._counters.add(failed=submitted, retries=1 if retried else 0)
-            logger.exception(
-                "event writer: cannot store %d revision(s) of %s; %d will be retried",
-                len(batch),
-                ", ".join(sorted({job.event.camera_id for job in batch})),
-                len(retried),
-            )
-            with self._cond:
-                self._jobs.extendleft(reversed(retried))
+        except (DataError, RevisionRefusedError) as exc:
+            if len(batch) > 1:
+                return self._write_each(batch)
+            self._set_aside(batch[0], exc)
+            return True
+        except Exception as exc:  # noqa: BLE001 - logged by _fail; the batch is retried
+            self._fail(batch, exc)
             return False
         for job, result in zip(batch, results, strict=True):
             if job.future is not None:
                 job.future.set_result(result)
         return True
+
+    def _write_each(self, batch: list[_Job]) -> bool:
+        """Store a batch one revision per transaction, setting aside those refused for their content."""
+        for index, job in enumerate(batch):
+            try:
+                (result,) = self._store_batch([job.event])
+            except (DataError, RevisionRefusedError) as exc:
+                self._set_aside(job, exc)
+                continue
+            except Exception as exc:  # noqa: BLE001 - logged by _fail; the rest is retried
+                self._fail(batch[index:], exc)
+                return False
+            if job.future is not None:
+                job.future.set_result(result)
+        return True
+
+    def _fail(self, jobs: list[_Job], exc: Exception) -> None:
+        """Fail the futures of ``jobs`` and put their published revisions back in front, in order."""
+        retried = [job for job in jobs if job.future is None]
+        submitted = len(jobs) - len(retried)
+        for job in jobs:
+            if job.future is not None:
+                job.future.set_exception(exc)
+        self._counters.add(failed=submitted, retries=1 if retried else 0)
+        logger.error(
+            "event writer: cannot store %d revision(s) of %s; %d will be retried",
+            len(jobs),
+            ", ".join(sorted({job.event.camera_id for job in jobs})),
+            len(retried),
+            exc_info=exc,
+        )
+        with self._cond:
+            self._jobs.extendleft(reversed(retried))
+
+    def _set_aside(self, job: _Job, exc: DataError | RevisionRefusedError) -> None:
+        """Give up on a revision that can never be stored: log why, count it, fail its future with a 422's reason."""
+        event = job.event
+        refusal = exc if isinstance(exc, RevisionRefusedError) else _refusal(event, exc)
+        self._counters.add(set_aside=1)
+        logger.error(
+            "%s: event writer sets aside revision %d of event %s, not retried: %s",
+            event.camera_id,
+            event.revision,
+            event.id,
+            refusal.reason,
+        )
+        if job.future is not None:
+            job.future.set_exception(refusal)
 
     def _store_batch(self, events: Sequence[Event]) -> list[UpsertResult]:
         """Snapshots, one transaction, clips and counters."""

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from anjian.pipeline.event import Behaviour, Event, RiskLevel
 from anjian.service.config import SlaConfig, StorageConfig
 from anjian.service.database import Database, sqlite_url
-from anjian.service.errors import DatabaseError, InvalidTransitionError
+from anjian.service.errors import DatabaseError, InvalidTransitionError, RevisionConflictError
 from anjian.service.lifecycle import (
     Action,
     AlertState,
@@ -42,6 +42,7 @@ from anjian.service.lifecycle import (
 from anjian.service.outbox import Outbox, active_subscriptions, enqueue
 from anjian.service.records import AuditEntry, StoredEvent, apply_event, audit_from_row, event_from_row
 from anjian.service.schemas import WebhookKind, WebhookPayload
+from anjian.service.storable_text import unstorable_reason
 from anjian.service.subscriptions import SubscriptionStore
 from anjian.service.tables import AuditRow, EventRow
 from anjian.service.tokens import TokenStore
@@ -110,9 +111,14 @@ def _decode_cursor(cursor: str) -> tuple[float, str]:
             or not isinstance(event_id, str)
         ):
             raise TypeError
-        return float(started_at), event_id
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed cursor {cursor[:40]!r}; pass next_cursor from a previous page") from exc
+    reason = unstorable_reason(event_id)
+    if reason is not None:
+        raise ValueError(
+            f"malformed cursor {cursor[:40]!r}: its event id {reason}; pass next_cursor from a previous page"
+        )
+    return float(started_at), event_id
 
 
 def _audit_row(
@@ -136,6 +142,18 @@ def _audit_row(
         assignee=assignee,
         note=note[:_MAX_NOTE_CHARS],
     )
+
+
+_IDENTITY_FIELDS = ("site_id", "workshop_id", "camera_id", "behaviour")
+"""What identifies an incident: no later revision may change it (its evidence is filed under the camera)."""
+
+
+def _check_identity(row: EventRow, ev: Event) -> None:
+    """Raise ``RevisionConflictError`` when ``ev`` gives the stored incident another site, workshop, camera or behaviour."""
+    for field in _IDENTITY_FIELDS:
+        stored, received = str(getattr(row, field)), str(getattr(ev, field))
+        if stored != received:
+            raise RevisionConflictError(ev.id, ev.revision, field, stored, received)
 
 
 def _append_audit(session: Session, audit: AuditRow) -> AuditEntry:
@@ -236,6 +254,7 @@ class EventStore:
         A new id is inserted (state raised, with a ``raise`` audit line). A known id
         is updated only when ``ev.revision`` is higher than the stored one; a stale
         or duplicate revision is ignored (and enqueues nothing), so re-sending is harmless.
+        A revision that gives a known id another site, workshop, camera or behaviour is refused.
 
         Args:
             ev: The revision; ``ev.snapshot_jpeg`` is not stored here (see ``EvidenceStore``).
@@ -243,6 +262,8 @@ class EventStore:
                 ``None`` keeps the stored one.
 
         Raises:
+            RevisionConflictError: The revision changes the stored incident's site, workshop,
+                camera or behaviour (nothing is stored).
             sqlalchemy.exc.SQLAlchemyError: The database failed.
         """
         return self.upsert_events([(ev, snapshot_path)])[0]
@@ -261,6 +282,8 @@ class EventStore:
             One result per item, in order.
 
         Raises:
+            RevisionConflictError: A revision changes its stored incident's site, workshop, camera
+                or behaviour (nothing was stored; the writer stores the others again without it).
             sqlalchemy.exc.SQLAlchemyError: The database failed (nothing was stored).
         """
         if not items:
@@ -297,6 +320,8 @@ class EventStore:
             subscriptions = active_subscriptions(session)
             for ev, snapshot_path in items:
                 row = rows.get(ev.id)
+                if row is not None:
+                    _check_identity(row, ev)
                 if row is not None and row.revision >= ev.revision:
                     logger.debug(
                         "%s: ignoring revision %d of event %s (stored: %d)",

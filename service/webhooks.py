@@ -21,7 +21,7 @@ Each POST carries the stored JSON body (``anjian.service.schemas.WebhookPayload`
 
 A 2xx response delivers the row; it is recorded at once (``anjian.service.claims.SuccessLog``),
 so a crash re-sends at most the POSTs in flight. A transport error
-(``httpx.HTTPError``) or any other status is retried after
+(``httpx.HTTPError``, or any other exception raised while sending) or any other status is retried after
 ``min(backoff_max_s, backoff_base_s * 2**(attempts-1))`` seconds (``anjian.cameras.backoff``) for as long as the
 subscription's ``retry_for_s`` (24 h by default) allows, and at most
 ``max_attempts`` times when it sets one; then the row becomes a dead letter (status
@@ -469,7 +469,12 @@ class WebhookDispatcher:
         return self._channels.send(subscription, delivery)
 
     def _post(self, subscription: Subscription, delivery: WebhookDelivery) -> SendOutcome:
-        """Send the delivery's body once; never raises for HTTP or network failures."""
+        """Send the delivery's body once; never raises: any failure to send is a failed attempt of this delivery.
+
+        Not only ``httpx.HTTPError``: a URL that slipped past validation (stored before
+        ``check_webhook_url`` existed) makes the resolver raise ``UnicodeError``, and
+        that must fail this delivery, not stop the dispatcher from sending the others.
+        """
         body = json.dumps(delivery.payload, ensure_ascii=False, separators=(",", ":")).encode()
         try:
             signatures = signature_headers(
@@ -488,7 +493,7 @@ class WebhookDispatcher:
             response = self._client.post(
                 subscription.url, content=body, headers=headers, timeout=subscription.timeout_s
             )
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        except Exception as exc:  # noqa: BLE001 - httpx.HTTPError, UnicodeError (IDNA), ...: a failed attempt
             return SendOutcome(status_code=None, error=f"{type(exc).__name__}: {exc}")
         if response.is_success:
             return SendOutcome(status_code=response.status_code, error=None)

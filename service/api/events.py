@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, status
 from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
 from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.pipeline.event_wire import ID_PATTERN
 from anjian.service.api.deps import (
     AUTH_RESPONSES,
     EvidenceDep,
@@ -33,11 +36,18 @@ __all__ = ["router"]
 
 logger = logging.getLogger(__name__)
 
+try:  # Starlette's own Range parser (private: where a later Starlette lacks it, FileResponse answers alone)
+    from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
+
+    _parse_range: Callable[[str, int], object] | None = FileResponse._parse_range_header
+except (ImportError, AttributeError):  # pragma: no cover - depends on the installed Starlette
+    _parse_range = None
+
 router = APIRouter(tags=["events"], responses=AUTH_RESPONSES, route_class=GuardedRoute)
 
-_EVENT_ID = PathParam(..., min_length=1, max_length=64, description="Event id.")
+_EVENT_ID = PathParam(..., min_length=1, max_length=64, pattern=ID_PATTERN, description="Event id.")
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No event has this id."}}
-_ID_FILTER = Query(min_length=1, max_length=64)
+_ID_FILTER = Query(min_length=1, max_length=64, pattern=ID_PATTERN)
 
 
 def _epoch(moment: datetime | None) -> float | None:
@@ -185,18 +195,49 @@ def get_snapshot(
     responses={
         200: {"content": {"video/mp4": {}}, "description": "The whole clip."},
         206: {"content": {"video/mp4": {}}, "description": "The requested byte range."},
+        400: {"description": "The Range header is malformed (problem details)."},
         404: {"description": "Unknown event, or the event has no clip."},
-        416: {"description": "The range lies outside the file."},
+        416: {"description": "The range lies outside the file (problem details)."},
     },
 )
 def get_clip(
-    store: StoreDep, evidence: EvidenceDep, _token: ViewerByCookie, event_id: Annotated[str, _EVENT_ID]
+    store: StoreDep,
+    evidence: EvidenceDep,
+    _token: ViewerByCookie,
+    event_id: Annotated[str, _EVENT_ID],
+    range_: Annotated[
+        str | None, Header(alias="range", max_length=200, description="`bytes=<start>-<end>`, optional.")
+    ] = None,
 ) -> FileResponse:
     """The clip the pipeline recorded around the event; ``Range: bytes=a-b`` answers 206 with that part."""
     stored = _require_event(store, event_id)
     relpath = stored.clip_path or evidence.clip_relpath(stored.camera_id, stored.id)
     path = _evidence_path_or_404(evidence, stored, relpath, "clip")
+    if range_ is not None:
+        _check_range(range_, os.stat(path).st_size)
     return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "no-cache"})
+
+
+def _check_range(range_: str, size: int) -> None:
+    """A 400 or 416 problem for a ``Range`` header ``FileResponse`` would refuse with a plain-text body.
+
+    It is checked with ``FileResponse``'s own parser, so what passes here is what it serves.
+    """
+    if _parse_range is None:
+        return
+    try:
+        _parse_range(range_, size)
+    except MalformedRangeHeader as exc:
+        raise ApiProblem(
+            status.HTTP_400_BAD_REQUEST,
+            f"Range header {range_!r}: {exc.content.removeprefix('Range header: ')}",
+        ) from exc
+    except RangeNotSatisfiable as exc:
+        raise ApiProblem(
+            status.HTTP_416_RANGE_NOT_SATISFIABLE,
+            f"Range header {range_!r}: the clip has {size} bytes; the range must start within them",
+            headers={"Content-Range": f"bytes */{size}"},
+        ) from exc
 
 
 class _Alert:

@@ -23,8 +23,9 @@ from anjian.service.api.models import HealthReportResult, IngestBatchIn, IngestB
 from anjian.service.api.routing import IngestRoute
 from anjian.service.camera_board import CameraHealthBoard
 from anjian.service.config import AnjianConfig
-from anjian.service.errors import IngestBusyError
+from anjian.service.errors import IngestBusyError, RevisionRefusedError
 from anjian.service.sink import StoreSink
+from anjian.service.store import UpsertResult
 
 __all__ = ["router", "unknown_source"]
 
@@ -38,7 +39,11 @@ router = APIRouter(tags=["ingest"], responses=AUTH_RESPONSES, route_class=Ingest
     response_model=IngestResult,
     summary="Store an event revision from a pipeline",
     responses={
-        422: {"description": "The event is malformed, or names a site or camera this service does not have."},
+        422: {
+            "description": "The event is malformed, names a site or camera this service does not have, "
+            "holds a value the database refuses, or gives a stored event another site, workshop, camera "
+            "or behaviour."
+        },
         503: {"description": "The database does not answer or the writer is full; send it again later."},
     },
 )
@@ -50,7 +55,9 @@ async def ingest_event(request: Request, _token: Pipeline, body: EventWire) -> I
     are committed together by the event writer (``anjian.service.sink``). Idempotent: a
     revision already stored (or older than the stored one) is acknowledged with
     ``is_applied: false`` and changes nothing, so a pipeline may resend whatever it
-    is unsure about.
+    is unsure about. A revision that can never be stored as it is answers 422 naming
+    why: a value the database refuses, or another site, workshop, camera or behaviour
+    than its stored event has (an incident keeps those).
     """
     event = _checked_event(request.app.state.config, body)
     return (await _store(request, [event]))[0]
@@ -63,7 +70,9 @@ async def ingest_event(request: Request, _token: Pipeline, body: EventWire) -> I
     responses={
         422: {
             "description": "One of the events is malformed or names a site or camera this service does not "
-            "have (named by its index); none of the batch is stored."
+            "have (named by its index; none of the batch is stored), or the store refuses it (a value the "
+            "database refuses, another site, workshop, camera or behaviour for a stored event; named by "
+            "its index, the others are stored)."
         },
         503: {
             "description": "The database does not answer or the writer is full; send the batch again later."
@@ -77,8 +86,11 @@ async def ingest_batch(request: Request, _token: Pipeline, body: IngestBatchIn) 
     revision: a pipeline with a backlog (after an outage, or many cameras) sends
     what it has queued. All or nothing at the door: one refused event refuses the
     batch (422 naming its index) before anything is stored, so the sender can send
-    the batch's revisions one by one and set only the bad one aside. Idempotent
-    like the single route; a 503 means "send the whole batch again".
+    the batch's revisions one by one and set only the bad one aside. A revision the
+    store refuses (see ``POST /ingest/events``) is also a 422 naming its index, but
+    the others are stored then, so sending them again is acknowledged with
+    ``is_applied: false``. Idempotent like the single route; a 503 means "send the
+    whole batch again".
     """
     config: AnjianConfig = request.app.state.config
     events = []
@@ -87,7 +99,7 @@ async def ingest_batch(request: Request, _token: Pipeline, body: IngestBatchIn) 
             events.append(_checked_event(config, item))
         except HTTPException as exc:
             raise HTTPException(exc.status_code, detail=f"events[{index}]: {exc.detail}") from exc
-    return IngestBatchResult(results=await _store(request, events))
+    return IngestBatchResult(results=await _store(request, events, is_batch=True))
 
 
 @router.post(
@@ -146,23 +158,44 @@ def _checked_event(config: AnjianConfig, body: EventWire) -> Event:
     return event
 
 
-async def _store(request: Request, events: list[Event]) -> list[IngestResult]:
-    """Hand revisions to the event writer and wait until they are committed (503 when it cannot)."""
+async def _store(request: Request, events: list[Event], *, is_batch: bool = False) -> list[IngestResult]:
+    """Hand revisions to the event writer and wait until they are committed.
+
+    Answers 422 naming the revision (``events[i]`` in a batch) that can never be stored
+    as it is (the others are stored), and 503 when the writer is full or the database
+    does not answer (send them again later).
+    """
     sink: StoreSink = request.app.state.sink  # not a dependency: a sync one costs a thread-pool hop
     try:
         futures = [sink.submit(event) for event in events]
-        results = [await asyncio.wrap_future(future) for future in futures]
     except IngestBusyError as exc:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc), headers={"Retry-After": "1"}
         ) from exc
-    except SQLAlchemyError as exc:
-        logger.error("%s: cannot store ingested event(s): %s", events[0].camera_id, exc)
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail="the database does not answer",
-            headers={"Retry-After": "5"},
-        ) from exc
+    outcomes = await asyncio.gather(*(asyncio.wrap_future(f) for f in futures), return_exceptions=True)
+    results: list[UpsertResult] = []
+    for index, (event, outcome) in enumerate(zip(events, outcomes, strict=True)):
+        if isinstance(outcome, RevisionRefusedError):
+            where = f"events[{index}]: " if is_batch else ""
+            logger.warning("%s: ingest refused event %s: %s", event.camera_id, event.id, outcome)
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"{where}{outcome}"
+            ) from outcome
+    for event, outcome in zip(events, outcomes, strict=True):
+        if isinstance(outcome, IngestBusyError):
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(outcome), headers={"Retry-After": "1"}
+            ) from outcome
+        if isinstance(outcome, SQLAlchemyError):
+            logger.error("%s: cannot store ingested event(s): %s", event.camera_id, outcome)
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                detail="the database does not answer",
+                headers={"Retry-After": "5"},
+            ) from outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        results.append(outcome)
     return [
         IngestResult(
             event_id=event.id,

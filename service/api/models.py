@@ -17,7 +17,9 @@ from anjian.service.delivery_policy import AttemptTimeoutS, MaxAttempts, RetryFo
 from anjian.service.records import DeliveryStatus, Subscription
 from anjian.service.schemas import UtcTime, WebhookKind
 from anjian.service.signing import SigningSecret
+from anjian.service.storable_text import StorableText
 from anjian.service.tokens import Role
+from anjian.service.webhook_url import WebhookUrl
 
 __all__ = [
     "AcknowledgeIn",
@@ -39,7 +41,7 @@ __all__ = [
 ]
 
 _Id = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
-_Note = Annotated[str, StringConstraints(max_length=4000)]
+_Note = Annotated[StorableText, StringConstraints(max_length=4000)]
 
 
 def _not_blank(value: str) -> str:
@@ -53,8 +55,10 @@ def _not_blank(value: str) -> str:
     return value
 
 
-_RequiredNote = Annotated[str, StringConstraints(min_length=1, max_length=4000), AfterValidator(_not_blank)]
-_Name = Annotated[str, StringConstraints(min_length=1, max_length=200), AfterValidator(_not_blank)]
+_RequiredNote = Annotated[
+    StorableText, StringConstraints(min_length=1, max_length=4000), AfterValidator(_not_blank)
+]
+_Name = Annotated[StorableText, StringConstraints(min_length=1, max_length=200), AfterValidator(_not_blank)]
 
 
 class _Model(BaseModel):
@@ -146,9 +150,7 @@ class IngestBatchResult(_Model):
 class SubscriptionIn(_Model):
     """A new webhook subscription; empty filter lists match everything."""
 
-    url: Annotated[str, StringConstraints(max_length=2048, pattern=r"^https?://[^\s/]+")] = Field(
-        ..., description="http(s) URL the announcements are POSTed to."
-    )
+    url: WebhookUrl = Field(..., description="http(s) URL the announcements are POSTed to.")
     secret: SigningSecret | None = Field(
         None,
         min_length=16,
@@ -158,7 +160,7 @@ class SubscriptionIn(_Model):
             "several separated by spaces while rotating."
         ),
     )
-    description: Annotated[str, StringConstraints(max_length=200)] = ""
+    description: Annotated[StorableText, StringConstraints(max_length=200)] = ""
     timeout_s: AttemptTimeoutS = 5.0
     retry_for_s: RetryForS = 86_400.0
     max_attempts: MaxAttempts = None

@@ -9,9 +9,10 @@ server a 300 MB body. ``GuardedRoute`` runs, before the body is touched:
 2. the body-size limit of the route (``server.limits``): 413 when
    ``Content-Length`` is over it, or as soon as a streamed body passes it.
 
-The body is then parsed as RFC 8259 JSON: ``NaN``, ``Infinity``, ``-Infinity``
-and unpaired surrogates (``"\\ud800"``) are refused with 422 instead of reaching
-the models, the database or the JSON encoder of the reply.
+The body is then parsed as RFC 8259 JSON: ``NaN``, ``Infinity``, ``-Infinity``,
+unpaired surrogates (``"\\ud800"``) and NUL characters (``"\\u0000"``, which
+PostgreSQL cannot store) are refused with 422 instead of reaching the models, the
+database or the JSON encoder of the reply.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fastapi.routing import APIRoute
 
 from anjian.service.api.auth import AUTH_SCOPE_KEY, Authenticator, AuthOutcome, Requirement
 from anjian.service.api.limits import check_declared_length, limit_body
+from anjian.service.storable_text import unstorable_reason
 
 __all__ = ["BodyLimits", "GuardedRoute", "IngestRoute", "find_requirement", "loads_strict_json"]
 
@@ -50,38 +52,33 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
 
 
-def _unpaired_surrogate_path(document: Any) -> str | None:
-    """The path of the first string (or member name) holding an unpaired surrogate, if any."""
+def _unstorable_string(document: Any) -> tuple[str, str] | None:
+    """The path of the first string (or member name) the database cannot store, and why; else ``None``."""
     stack: list[tuple[str, Any]] = [("body", document)]
     while stack:
         path, value = stack.pop()
         if isinstance(value, str):
-            if not value.isascii() and not _is_encodable(value):
-                return path
+            reason = unstorable_reason(value)
+            if reason is not None:
+                return path, reason
         elif isinstance(value, dict):
             for key, item in value.items():
-                if not key.isascii() and not _is_encodable(key):
-                    return f"{path} (a member name)"
+                reason = unstorable_reason(key)
+                if reason is not None:
+                    return f"{path} (a member name)", reason
                 stack.append((f"{path}.{key}", item))
         elif isinstance(value, list):
             stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
     return None
 
 
-def _is_encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def loads_strict_json(body: bytes) -> Any:
     """Parse ``body`` as RFC 8259 JSON.
 
     Raises:
-        json.JSONDecodeError: Not UTF-8, not JSON, or it holds ``NaN``/``Infinity`` or an
-            unpaired surrogate (FastAPI answers 422 with the reason).
+        json.JSONDecodeError: Not UTF-8, not JSON, or it holds ``NaN``/``Infinity`` or a string
+            the database cannot store (an unpaired surrogate or a NUL character,
+            ``anjian.service.storable_text``); FastAPI answers 422 with the reason.
     """
     try:
         text = body.decode("utf-8")
@@ -95,10 +92,11 @@ def loads_strict_json(body: bytes) -> Any:
         raise
     except ValueError as exc:
         raise json.JSONDecodeError(str(exc), text, 0) from None
-    path = _unpaired_surrogate_path(document)
-    if path is not None:
-        path = path.encode("utf-8", "backslashreplace").decode("utf-8")[:200]
-        raise json.JSONDecodeError(f"unpaired UTF-16 surrogate in {path}", text, 0)
+    found = _unstorable_string(document)
+    if found is not None:
+        path, reason = found
+        path = path.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")[:200]
+        raise json.JSONDecodeError(f"the string at {path} {reason}, which the database cannot store", text, 0)
     return document
 
 

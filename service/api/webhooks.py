@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi import Path as PathParam
 
+from anjian.pipeline.event_wire import ID_PATTERN
 from anjian.service.api.deps import AUTH_RESPONSES, Admin, StoreDep
 from anjian.service.api.models import DeliveryList, DeliveryOut, SubscriptionIn, SubscriptionOut
 from anjian.service.api.routing import GuardedRoute
@@ -98,7 +99,7 @@ def list_deliveries(
     status_: Annotated[
         DeliveryStatus | None, Query(alias="status", description="failed lists the dead letters.")
     ] = None,
-    event_id: Annotated[str | None, Query(min_length=1, max_length=64)] = None,
+    event_id: Annotated[str | None, Query(min_length=1, max_length=64, pattern=ID_PATTERN)] = None,
     after_id: Annotated[
         int, Query(ge=0, le=2**63 - 1, description="`next_after_id` of the previous page.")
     ] = 0,

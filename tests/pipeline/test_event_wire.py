@@ -99,7 +99,7 @@ def test_a_spooled_record_of_an_older_pipeline_still_reads() -> None:
     [
         {},
         {"ended_at": 1_700_000_009.25, "zone_id": None},
-        {"snapshot_jpeg": None, "clip_mp4": b"c", "track_id": 7},
+        {"snapshot_jpeg": None, "clip_mp4": b"\x00\x00\x00\x18ftypisom-clip", "track_id": 7},
     ],
     ids=["ongoing", "ended-no-zone", "clip-and-track"],
 )

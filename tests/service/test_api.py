@@ -215,6 +215,36 @@ def test_clip_is_served_whole_and_by_range(client: TestClient) -> None:
     assert client.get(f"/events/{event.id}/clip.mp4").content == MP4, "the session cookie serves media"
 
 
+@pytest.mark.parametrize(
+    ("range_", "status", "expected"),
+    [
+        ("bytes=abc", 400, "range must be requested"),
+        ("bytes=10-5", 400, "start must be less than end"),
+        ("pages=1-2", 400, "Only support bytes range"),
+        ("bytes=999999-", 416, "must start within them"),
+    ],
+    ids=["not-numbers", "backwards", "other-unit", "beyond-the-end"],
+)
+def test_a_bad_clip_range_is_a_problem_naming_the_header(
+    client: TestClient, range_: str, status: int, expected: str
+) -> None:
+    store = _store(client)
+    event = make_event()
+    store.upsert_event(event)
+    evidence = client.app.state.evidence  # type: ignore[attr-defined]
+    store.attach_clip(event.id, evidence.save_clip(event.camera_id, event.id, MP4))
+
+    response = client.get(
+        f"/events/{event.id}/clip.mp4", headers={**bearer(store, "viewer"), "Range": range_}
+    )
+
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "Range header" in response.json()["detail"] and expected in response.json()["detail"]
+    if status == 416:
+        assert response.headers["content-range"] == f"bytes */{len(MP4)}"
+
+
 def test_event_without_clip_answers_404(client: TestClient) -> None:
     event = make_event()
     _store(client).upsert_event(event)

@@ -75,7 +75,8 @@ CAM = ("site", "workshops", 0, "cameras", 0)
         ((*CAM, "behaviours", "open_flame", "k"), 9, r"k \(9\) must be <= n \(4\)"),
         ((*CAM, "behaviours", "open_flame", "severity"), "purple", r"severity: Input should be 'red'"),
         ((*CAM, "id"), "cam-2", r"camera id 'cam-2' appears twice"),
-        (("webhooks", 0, "url"), "ftp://x", r"webhooks\.0\.url: String should match"),
+        (("webhooks", 0, "url"), "ftp://x", r"webhooks\.0\.url: .*expected an http:// or https:// URL"),
+        (("webhooks", 0, "url"), "http://a..b/hook", r"webhooks\.0\.url: .*'a\.\.b' .*not a valid host"),
         (("site", "timezone"), "Mars/Olympus", r"site\.timezone: .*unknown time zone 'Mars/Olympus'"),
     ],
     ids=[
@@ -87,6 +88,7 @@ CAM = ("site", "workshops", 0, "cameras", 0)
         "bad-colour",
         "dup-camera",
         "bad-hook",
+        "bad-hook-host",
         "bad-time-zone",
     ],
 )

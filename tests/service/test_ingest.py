@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.exc import DataError
 
 from anjian.pipeline.event import Event
 from anjian.pipeline.event_json import event_to_json
@@ -132,3 +133,106 @@ def test_an_empty_or_missing_batch_is_refused(client: TestClient, events: list[A
     response = client.post("/ingest/batch", json={} if events is None else {"events": events})
 
     assert response.status_code == 422
+
+
+@pytest.fixture
+def two_camera_client(tmp_path: Path) -> Iterator[TestClient]:
+    app = create_app(make_config(tmp_path / "data", camera_ids=("cam-1", "cam-2")))
+    client = TestClient(app)
+    client.headers.update(bearer(app.state.store, "pipeline"))
+    yield client
+    app.state.sink.stop()
+    app.state.store.close()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("camera_id", "cam-2"), ("behaviour", "smoking")], ids=["camera", "behaviour"]
+)
+def test_a_revision_that_moves_its_incident_is_a_422_naming_the_field_and_both_values(
+    two_camera_client: TestClient, field: str, value: str
+) -> None:
+    client = two_camera_client
+    first = make_event()
+    assert client.post("/ingest/events", json=event_to_json(first)).status_code == 200
+    moved = {**event_to_json(first), "revision": 3, field: value}
+
+    response = client.post("/ingest/events", json=moved)
+
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert f"{field} is {value!r}" in detail and repr(str(getattr(first, field))) in detail
+    assert first.id in detail
+    store: EventStore = client.app.state.store  # type: ignore[attr-defined]
+    stored = store.get_event(first.id)
+    assert stored is not None and (stored.revision, stored.camera_id, stored.behaviour) == (
+        1,
+        "cam-1",
+        "open_flame",
+    )
+
+
+def test_a_batch_refuses_only_the_revision_that_moves_its_incident_naming_its_index(
+    two_camera_client: TestClient,
+) -> None:
+    client = two_camera_client
+    first, other = make_event(), make_event()
+    assert client.post("/ingest/events", json=event_to_json(first)).status_code == 200
+    moved = {**event_to_json(first), "revision": 2, "camera_id": "cam-2"}
+
+    response = client.post("/ingest/batch", json={"events": [event_to_json(other), moved]})
+
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith(f"events[1]: revision 2 of event {first.id!r} is refused")
+    store: EventStore = client.app.state.store  # type: ignore[attr-defined]
+    assert store.get_event(other.id) is not None, "the rest of the batch is stored"
+    resent = client.post("/ingest/events", json=event_to_json(other))
+    assert resent.status_code == 200 and resent.json()["is_applied"] is False
+
+
+def test_a_revision_the_database_refuses_is_a_422_naming_it_not_a_503(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A value the database cannot hold (PostgreSQL raises DataError, e.g. for a NUL) is no outage:
+    # a 503 made the pipeline send it again forever.
+    store: EventStore = client.app.state.store  # type: ignore[attr-defined]
+    upsert = store.upsert_events
+
+    def refusing(items: Sequence[tuple[Event, str | None]]) -> list[UpsertResult]:
+        if any(event.model_version == "refused" for event, _ in items):
+            raise DataError("INSERT INTO events …", {}, ValueError("value out of range for type real"))
+        return upsert(items)
+
+    monkeypatch.setattr(store, "upsert_events", refusing)
+    bad, good = make_event(model_version="refused"), make_event()
+
+    single = client.post("/ingest/events", json=event_to_json(bad))
+    batch = client.post("/ingest/batch", json={"events": [event_to_json(good), event_to_json(bad)]})
+
+    assert single.status_code == 422, single.text
+    assert bad.id in single.json()["detail"] and "value out of range" in single.json()["detail"]
+    assert batch.status_code == 422, batch.text
+    assert batch.json()["detail"].startswith(f"events[1]: revision 1 of event {bad.id!r} is refused")
+    assert store.get_event(good.id) is not None and store.get_event(bad.id) is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("snapshot_jpeg_b64", "aGVsbG8=", "expected JPEG bytes"),  # "hello"
+        ("snapshot_jpeg_b64", "", "expected JPEG bytes"),
+        ("clip_mp4_b64", "AAAAGG1vb3Zpc29t", "expected MP4 bytes"),  # a box, but no ftyp
+    ],
+    ids=["text-as-snapshot", "empty-snapshot", "clip-without-ftyp"],
+)
+def test_evidence_that_is_not_what_its_field_says_is_a_422_naming_the_field(
+    client: TestClient, field: str, value: str, expected: str
+) -> None:
+    event = make_event()
+
+    response = client.post("/ingest/events", json={**event_to_json(event), field: value})
+
+    assert response.status_code == 422, response.text
+    (error,) = response.json()["errors"]
+    assert error["loc"] == ["body", field] and expected in error["msg"]
+    store: EventStore = client.app.state.store  # type: ignore[attr-defined]
+    assert store.get_event(event.id) is None

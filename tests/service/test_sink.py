@@ -10,10 +10,10 @@ from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 
 from anjian.pipeline.event import Event
-from anjian.service.errors import IngestBusyError
+from anjian.service.errors import IngestBusyError, RevisionRefusedError
 from anjian.service.evidence import EvidenceStore
 from anjian.service.sink import StoreSink
 from anjian.service.store import EventStore, UpsertResult
@@ -151,6 +151,68 @@ def test_a_failed_batch_fails_ingest_at_once_and_retries_the_pipelines_revisions
     assert store.get_event(ingested.id) is None, "the pipeline's HTTP sink sends it again"
     assert store.get_event(published.id) is not None, "retried: events are never lost"
     assert (sink.stats().failed, sink.stats().retries) == (1, 1)
+
+
+@pytest.fixture
+def refusing_store(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[EventStore]:
+    """The store over SQLite or PostgreSQL; a NUL in a message is refused on both.
+
+    PostgreSQL refuses it itself (``DataError``); SQLite would store it, so there the
+    store raises the ``DataError`` PostgreSQL's driver does.
+    """
+    store = EventStore(database_url)
+    if database_url.startswith("sqlite"):
+        upsert = store.upsert_events
+
+        def refusing(items: Sequence[tuple[Event, str | None]]) -> list[UpsertResult]:
+            if any("\x00" in event.message for event, _ in items):
+                raise DataError(
+                    "INSERT INTO events …",
+                    {},
+                    ValueError("PostgreSQL text fields cannot contain NUL (0x00) bytes"),
+                )
+            return upsert(items)
+
+        monkeypatch.setattr(store, "upsert_events", refusing)
+    yield store
+    store.close()
+
+
+def test_a_revision_the_database_refuses_is_set_aside_and_the_writer_goes_on(
+    refusing_store: EventStore,
+    evidence: EvidenceStore,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = refusing_store
+    gated = GatedStore(store, monkeypatch)
+    sink = StoreSink(store, evidence, retry_base_s=0.01, retry_max_s=0.05)
+    blocker = gated.hold_first(sink)
+    # Queued while the first transaction is held: they are written as one batch.
+    published_bad, ingested_bad = make_event(message="fire\x00"), make_event(message="\x00")
+    published_good, ingested_good, later_good = make_event(), make_event(), make_event()
+    sink.publish(published_bad)
+    sink.publish(published_good)
+    refused = sink.submit(ingested_bad)
+    taken = sink.submit(ingested_good)
+    sink.publish(later_good)
+
+    gated.gate.set()
+
+    assert blocker.result(30).is_applied and taken.result(30).is_applied
+    with pytest.raises(RevisionRefusedError, match="NUL") as info:
+        refused.result(30)
+    assert info.value.event_id == ingested_bad.id
+    wait_until(lambda: store.get_event(later_good.id) is not None, 10)
+    assert sink.flush(30), "nothing is put back at the head of the queue"
+    sink.stop()
+    for event in (published_good, ingested_good, later_good):
+        assert store.get_event(event.id) is not None
+    assert store.get_event(published_bad.id) is None and store.get_event(ingested_bad.id) is None
+    stats = sink.stats()
+    assert (stats.set_aside, stats.stored) == (2, 4)
+    set_aside_lines = [r.getMessage() for r in caplog.records if "sets aside" in r.getMessage()]
+    assert any(published_bad.id in line and "NUL" in line for line in set_aside_lines)
 
 
 def test_a_batch_keeps_the_snapshot_of_the_newest_revision(

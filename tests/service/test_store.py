@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy import text
 
 from anjian.pipeline.event import Behaviour, EventBox, RiskLevel
 from anjian.service.config import SlaConfig, StorageConfig
+from anjian.service.errors import RevisionConflictError
 from anjian.service.lifecycle import AlertState
 from anjian.service.records import DeliveryStatus
 from anjian.service.store import EventStore
@@ -112,6 +114,35 @@ def test_stale_or_duplicate_revision_is_ignored_and_enqueues_nothing(
     assert result.deliveries_enqueued == 0
     assert (result.event.revision, result.event.confidence) == (2, 0.9)
     assert len(store.outbox.list(event_id=event.id)) == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("site_id", "site-2"),
+        ("workshop_id", "freezing-1"),
+        ("camera_id", "cam-2"),
+        ("behaviour", Behaviour.SMOKING),
+    ],
+)
+def test_a_revision_that_changes_what_identifies_its_incident_is_refused(
+    store: EventStore, field: str, value: object
+) -> None:
+    first = make_event()
+    store.upsert_event(first)
+    subscription = store.subscriptions.create(SubscriptionSpec(url="http://receiver.example/hook"))
+
+    with pytest.raises(RevisionConflictError, match=f"{field} is '{value}'") as info:
+        store.upsert_event(replace(first, revision=2, **{field: value}))
+
+    assert (info.value.field, info.value.stored, info.value.received) == (
+        field,
+        str(getattr(first, field)),
+        str(value),
+    )
+    stored = store.get_event(first.id)
+    assert stored is not None and (stored.revision, getattr(stored, field)) == (1, getattr(first, field))
+    assert [d for d in store.outbox.list() if d.subscription_id == subscription.id] == []
 
 
 def test_upsert_enqueues_one_pending_delivery_per_active_subscription(

@@ -36,3 +36,41 @@ def test_a_subscription_from_the_site_config_is_read_but_not_deleted(client: Tes
     assert client.get(f"/webhooks/subscriptions/{listed['id']}", headers=admin).json() == listed
     refused = client.delete(f"/webhooks/subscriptions/{listed['id']}", headers=admin)
     assert refused.status_code == 409 and "site config" in refused.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://a..b/hook", "not a valid host name"),
+        ("http://" + "a" * 64 + ".example/hook", "not a valid host name"),
+        ("http://:8080/hook", "has no host"),
+        ("http://receiver.example:70000/hook", "outside 1..65535"),
+        ("http://receiver.example/ho\u0000ok", "NUL"),
+    ],
+    ids=["empty-label", "label-too-long", "no-host", "port", "nul"],
+)
+def test_a_url_httpx_cannot_send_to_is_a_422_naming_the_url(
+    client: TestClient, url: str, reason: str
+) -> None:
+    admin = bearer(client.app.state.store, "admin")  # type: ignore[attr-defined]
+
+    response = client.post("/webhooks/subscriptions", json={"url": url}, headers=admin)
+
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    (error,) = response.json()["errors"]
+    assert error["loc"][-1] == "url" or error["loc"] == ["body"]
+    assert reason in response.json()["detail"]
+    assert len(client.get("/webhooks/subscriptions", headers=admin).json()) == 1, "only the config's"
+
+
+@pytest.mark.parametrize("field", ["description", "url"])
+def test_a_nul_in_a_subscription_is_a_422_not_a_database_error(client: TestClient, field: str) -> None:
+    admin = bearer(client.app.state.store, "admin")  # type: ignore[attr-defined]
+    body = {"url": "http://receiver.example/hook", "description": "ok"}
+    body[field] += "\u0000"
+
+    response = client.post("/webhooks/subscriptions", json=body, headers=admin)
+
+    assert response.status_code == 422, response.text
+    assert "NUL" in response.json()["detail"]

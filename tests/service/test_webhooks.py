@@ -201,6 +201,31 @@ def test_stop_returns_promptly_and_leaves_pending_rows(
         dispatcher.start()
 
 
+def test_a_url_the_resolver_refuses_fails_its_own_delivery_and_the_others_still_go_out(
+    receiver: Receiver, store: EventStore
+) -> None:
+    # Stored before URLs were checked: resolving "a..b" raises UnicodeError, no httpx.HTTPError.
+    bad = store.subscriptions.create(SubscriptionSpec(url="http://a..b/hook"))
+    good = store.subscriptions.create(SubscriptionSpec(url=receiver.url))
+    event = make_event()
+    store.upsert_event(event)
+    dispatcher = WebhookDispatcher(store, backoff_base_s=60.0, backoff_max_s=60.0)
+    try:
+        attempted = dispatcher.deliver_due()
+    finally:
+        dispatcher.stop()
+
+    assert attempted == 2
+    (request,) = receiver.wait_for_requests(1)
+    assert request.headers["x-anjian-event-id"] == event.id
+    by_subscription = {d.subscription_id: d for d in store.outbox.list()}
+    assert by_subscription[good.id].status is DeliveryStatus.DELIVERED
+    failed = by_subscription[bad.id]
+    assert (failed.status, failed.attempts) == (DeliveryStatus.PENDING, 1), "a failed attempt, retried"
+    assert failed.next_attempt_at is not None
+    assert failed.last_error is not None and failed.last_error.startswith("UnicodeError")
+
+
 # ------------------------------------------------ unit checks (MockTransport, fake clock)
 
 
