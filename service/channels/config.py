@@ -17,6 +17,7 @@ from anjian.cameras.fields import HostName, TcpPort
 from anjian.pipeline.event import Behaviour, RiskLevel
 from anjian.service.delivery_policy import AttemptTimeoutS, MaxAttempts, RetryForS
 from anjian.service.lifecycle import check_event_kinds
+from anjian.service.webhook_url import MAX_WEBHOOK_URL_CHARS, check_webhook_url
 
 __all__ = [
     "ROBOT_KINDS",
@@ -103,8 +104,12 @@ class RobotConfig(_FilteredChannel):
     @classmethod
     def _http_url(cls, url: SecretStr) -> SecretStr:
         value = url.get_secret_value()
-        if not value.startswith(("http://", "https://")) or len(value) > 2048:
+        if len(value) > MAX_WEBHOOK_URL_CHARS:
             raise ValueError("expected an http(s) URL of at most 2048 characters (the value is not shown)")
+        try:
+            check_webhook_url(value)
+        except ValueError as exc:  # the reason names the scheme, host or port, never the token in the query
+            raise ValueError(f"{exc} (the URL is not shown: it holds the robot's token)") from None
         return url
 
     @model_validator(mode="after")

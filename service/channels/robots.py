@@ -191,7 +191,7 @@ class RobotChannel:
                 headers={"Content-Type": "application/json; charset=utf-8"},
                 timeout=self._config.timeout_s,
             )
-        except (httpx.HTTPError, httpx.InvalidURL) as exc:  # the message may quote the URL: mask it
+        except Exception as exc:  # noqa: BLE001 - any failure is a failed attempt; the message may quote the URL: mask it
             return SendOutcome(status_code=None, error=self._scrub(f"{type(exc).__name__}: {exc}"))
         return self._judge(response)
 

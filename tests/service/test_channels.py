@@ -471,6 +471,16 @@ def test_channel_secrets_never_show_in_the_config_repr_or_its_errors() -> None:
     with pytest.raises(ValidationError) as caught:
         ChannelsConfig.model_validate({"robots": [{"name": "a", "kind": "dingtalk", "url": "ftp://TOKEN2"}]})
     assert "TOKEN2" not in "".join(e["msg"] for e in caught.value.errors())
+    # A URL the HTTP client cannot send to (an empty host label) is refused here, not at the first alert.
+    with pytest.raises(ValidationError, match="not a valid host name") as caught:
+        ChannelsConfig.model_validate(
+            {
+                "robots": [
+                    {"name": "a", "kind": "dingtalk", "url": "https://a..b/robot/send?access_token=TOKEN3"}
+                ]
+            }
+        )
+    assert "TOKEN3" not in "".join(e["msg"] for e in caught.value.errors())
 
 
 @pytest.mark.parametrize(
