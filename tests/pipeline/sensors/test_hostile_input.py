@@ -22,7 +22,7 @@ from anjian.pipeline.sensors.reading import MAX_AHEAD_S, Reading, reading_proble
 from anjian.pipeline.sensors.runner import SensorAssignment, SensorRunner
 from anjian.pipeline.sink import ListSink
 from tests.pipeline.sensors.test_rules import make_rules, make_sensor
-from tests.pipeline.sensors.test_sources import Readings
+from tests.pipeline.sensors.test_sources import Readings, fast_modbus_device
 from tests.support.sensors import ModbusTestServer, MosquittoBroker, mosquitto_available, words_of
 from tests.support.waiting import wait_for
 
@@ -166,13 +166,7 @@ def test_the_mqtt_reader_survives_hostile_payloads_and_ignores_retained_values(
 def test_modbus_nan_is_refused_and_a_device_that_answers_nothing_is_not_up() -> None:
     """A transmitter's NaN fault code is no reading; a live connection whose every read fails is not 'connected'."""
     with ModbusTestServer() as plc:
-        device = {
-            "id": "plc",
-            "host": "127.0.0.1",
-            "port": plc.port,
-            "poll_interval_s": 0.1,
-            "reconnect": _FAST_RECONNECT,
-        }
+        device = fast_modbus_device(plc.port)
         sensors = [
             {
                 "id": "temp-1",

@@ -26,6 +26,17 @@ needs_mosquitto = pytest.mark.skipif(not mosquitto_available(), reason="Debian's
 _FAST_RECONNECT = {"initial_delay_s": 0.1, "max_delay_s": 0.5, "probe_interval_s": 0}
 
 
+def fast_modbus_device(port: int) -> dict[str, Any]:
+    """A device ``plc`` on loopback polled every 0.1 s, reconnecting within half a second."""
+    return {
+        "id": "plc",
+        "host": "127.0.0.1",
+        "port": port,
+        "poll_interval_s": 0.1,
+        "reconnect": _FAST_RECONNECT,
+    }
+
+
 class Readings:
     """A ReadingSink that keeps what the runner stored."""
 
@@ -170,13 +181,7 @@ def test_mqtt_readings_arrive_bad_input_is_counted_and_the_client_reconnects_aft
 
 def test_modbus_registers_are_read_scaled_a_failing_register_is_counted_and_the_client_reconnects() -> None:
     with ModbusTestServer() as plc:
-        device = {
-            "id": "plc",
-            "host": "127.0.0.1",
-            "port": plc.port,
-            "poll_interval_s": 0.1,
-            "reconnect": _FAST_RECONNECT,
-        }
+        device = fast_modbus_device(plc.port)
         sensors = [
             {
                 "id": "level-1",
