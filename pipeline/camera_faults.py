@@ -21,7 +21,7 @@ from anjian.cameras.frame import Frame
 from anjian.cameras.health import CameraHealth, CameraState
 from anjian.cameras.url import mask_credentials
 from anjian.pipeline.event import Behaviour, RiskLevel
-from anjian.pipeline.incidents import EventContext, IncidentBook, IncidentUpdate
+from anjian.pipeline.incidents import CLOCK_STEP_S, EventContext, IncidentBook, IncidentUpdate
 from anjian.pipeline.messages import text
 
 __all__ = ["CameraFaultMonitor", "FaultKind", "ImageStats", "image_stats"]
@@ -169,6 +169,8 @@ class CameraFaultMonitor:
         Its sentence is the text ``message_key`` naming the camera, filled with ``message_values``.
         """
         message = text(message_key, self._language, camera=self.config.display_name, **message_values)
+        if since is not None and since - now > CLOCK_STEP_S:
+            since = now  # the clock went back: the fault is timed from here
         return self._book.observe(
             key,
             now=now,

@@ -101,11 +101,11 @@ class FrameRing:
 
     def add(self, frame: Frame) -> bool:
         """Buffer ``frame`` unless it comes too soon after the last one; return whether it was kept."""
+        if self._frames and frame.captured_at < self._frames[-1].captured_at:
+            self._frames.clear()  # time went backwards (a file restarted, the clock stepped): old frames no longer fit
+            self.memory_bytes = 0
         if self._frames and frame.captured_at - self._frames[-1].captured_at < self.min_interval_s * 0.9:
             return False
-        if self._frames and frame.captured_at < self._frames[-1].captured_at:
-            self._frames.clear()  # time went backwards (a file restarted): old frames no longer fit
-            self.memory_bytes = 0
         image = frame.host_image()
         h, w = image.shape[:2]
         if w > self.width_px:

@@ -218,6 +218,8 @@ class IncidentJournal:
         """Read the file left by the previous run, if any."""
         try:
             document = json.loads(self.path.read_text(encoding="utf-8"))
+            if not isinstance(document, dict):
+                raise ValueError(f"expected a JSON object, got {type(document).__name__}")  # noqa: TRY004 - a bad file
             entries = document["incidents"] if document.get("version") == _VERSION else []
             loaded = dict(_parse(entry) for entry in entries)
         except FileNotFoundError:

@@ -12,7 +12,7 @@ from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel, SensorF
 if TYPE_CHECKING:
     from anjian.pipeline.incident_journal import IncidentJournal
 
-__all__ = ["EventContext", "IncidentBook", "IncidentUpdate", "UpdateKind"]
+__all__ = ["CLOCK_STEP_S", "EventContext", "IncidentBook", "IncidentUpdate", "UpdateKind"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,11 @@ class IncidentUpdate:
     kind: UpdateKind
     event: Event
 
+
+CLOCK_STEP_S = 5.0
+"""A time this far before one already seen means the wall clock went back (an NTP step): frame times
+of one camera never run backwards otherwise. Durations measured across such a step would be
+negative, so a rule or book that sees one starts its timing again instead."""
 
 _RECENTLY_CLOSED = 64  # closed incidents that may still receive a late revision (their clip)
 
@@ -204,14 +209,19 @@ class IncidentBook:
             return None
         if sensor is not None:
             incident.event = replace(current, sensor=sensor)
-        if now - _seen_at(incident) >= self.clear_after_s:
+        if self._is_absent_long_enough(incident, now):
             return self._close(key, now)
         return None
+
+    def _is_absent_long_enough(self, incident: _Incident, now: float) -> bool:
+        """Absent ``clear_after_s`` or more, or the clock went back (its absence can no longer be timed: it ends now)."""
+        absent_s = now - _seen_at(incident)
+        return absent_s >= self.clear_after_s or absent_s < -CLOCK_STEP_S
 
     def in_cooldown(self, key: str, now: float) -> bool:
         """True while ``key`` closed less than ``cooldown_s`` ago."""
         closed_at = self._closed_at.get(key)
-        return closed_at is not None and now - closed_at < self.cooldown_s
+        return closed_at is not None and 0 <= now - closed_at < self.cooldown_s  # a clock gone back ends it
 
     def open_keys(self) -> list[str]:
         """Keys of the open incidents."""
@@ -232,7 +242,7 @@ class IncidentBook:
         return [
             self._close(key, now)
             for key, incident in list(self._open.items())
-            if key not in keep and now - _seen_at(incident) >= self.clear_after_s
+            if key not in keep and self._is_absent_long_enough(incident, now)
         ]
 
     def amend(self, event_id: str, **changes: object) -> Event | None:

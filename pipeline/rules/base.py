@@ -25,7 +25,7 @@ from anjian.models.boxes import box_iou, box_iou_batch
 from anjian.models.detections import Detections
 from anjian.pipeline.config import RuleConfig
 from anjian.pipeline.event import Behaviour, Event, EventBox, RiskLevel
-from anjian.pipeline.incidents import EventContext, IncidentBook, IncidentUpdate
+from anjian.pipeline.incidents import CLOCK_STEP_S, EventContext, IncidentBook, IncidentUpdate
 from anjian.pipeline.messages import text
 from anjian.pipeline.references import ZoneReference
 from anjian.pipeline.schedule import Schedule
@@ -184,8 +184,8 @@ class Confirmation:
 
     def update(self, now: float, is_hit: bool) -> bool:
         """Feed one frame's condition at ``now``; return whether it is confirmed."""
-        if self.last_hit is not None and now - self.last_hit > self.max_gap_s:
-            self.since = None
+        if self.last_hit is not None and not -CLOCK_STEP_S <= now - self.last_hit <= self.max_gap_s:
+            self.since = None  # a gap too long, or the clock went back: the spell is timed afresh
             self._window.clear()
         self._window.append(is_hit)
         if is_hit:

@@ -1,0 +1,92 @@
+"""The wall clock going back (an NTP step) must not silence alerts, hold incidents open or stop the evidence ring.
+
+Frame times are wall-clock capture times; before these fixes a step back made every duration
+negative: a closed incident's cooldown never ran out, an absent one never cleared, a rule's
+confirmation stayed pinned to its old start, and the clip buffer refused every new frame.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anjian.cameras.frame import Frame
+from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.pipeline.evidence import FrameRing
+from anjian.pipeline.incident_journal import IncidentJournal
+from anjian.pipeline.incidents import EventContext, IncidentBook, UpdateKind
+from anjian.pipeline.rules.base import Confirmation
+
+T0 = 1_700_000_000.0
+
+
+def _book(*, cooldown_s: float = 0.0) -> IncidentBook:
+    context = EventContext(site_id="site", workshop_id="ws", camera_id="cam-1", model_version="m@1")
+    return IncidentBook(
+        behaviour=Behaviour.OPEN_FLAME,
+        severity=RiskLevel.RED,
+        clear_after_s=10,
+        update_interval_s=5,
+        cooldown_s=cooldown_s,
+        context=context,
+    )
+
+
+def test_a_new_incident_is_raised_right_after_the_clock_goes_back() -> None:
+    flames = _book(cooldown_s=30)
+    assert flames.observe("fire", now=T0, is_confirmed=True, is_present=True) is not None
+    closed = flames.observe("fire", now=T0 + 15, is_confirmed=False, is_present=False)
+    assert closed is not None and closed.kind is UpdateKind.CLOSED
+    assert flames.in_cooldown("fire", T0 + 20)
+    assert not flames.in_cooldown("fire", T0 + 15 - 120)  # two minutes back: no cooldown for ever
+    reopened = flames.observe("fire", now=T0 + 15 - 120, is_confirmed=True, is_present=True)
+    assert reopened is not None and reopened.kind is UpdateKind.OPENED
+
+
+def test_an_absent_incident_ends_at_its_last_sighting_when_the_clock_goes_back() -> None:
+    flames = _book()
+    opened = flames.observe("fire", now=T0, is_confirmed=True, is_present=True)
+    assert opened is not None
+    flames.observe("fire", now=T0 + 4, is_confirmed=True, is_present=True)
+    closed = flames.observe("fire", now=T0 + 5 - 3600, is_confirmed=False, is_present=False)
+    assert closed is not None and closed.kind is UpdateKind.CLOSED
+    assert closed.event.ended_at == T0 + 4  # never before it started
+    swept = _book()
+    swept.observe("fire", now=T0, is_confirmed=True, is_present=True)
+    assert [u.kind for u in swept.sweep(T0 - 600)] == [UpdateKind.CLOSED]
+    assert _book().sweep(T0 - 2) == []  # a few seconds of jitter is no step
+
+
+def test_a_confirmation_is_timed_afresh_after_the_clock_goes_back() -> None:
+    spell = Confirmation(k=1, n=1, min_duration_s=3)
+    for second in range(4):
+        spell.update(T0 + second, is_hit=True)
+    assert spell.is_confirmed(T0 + 3)
+    spell.reset()
+    spell.update(T0 + 10, is_hit=True)
+    for second in range(4):  # an hour back: the old start would pin it unconfirmed for an hour
+        confirmed = spell.update(T0 - 3600 + second, is_hit=True)
+    assert confirmed
+
+
+def test_the_evidence_ring_keeps_buffering_after_the_clock_goes_back() -> None:
+    ring = FrameRing(max_fps=5, width_px=320, jpeg_quality=70, max_bytes=10_000_000)
+    image = np.zeros((360, 640, 3), np.uint8)
+    for i in range(10):
+        assert ring.add(Frame(camera_id="cam", image=image, captured_at=T0 + i, pts_s=float(i), index=i))
+    back = T0 - 600
+    assert ring.add(Frame(camera_id="cam", image=image, captured_at=back, pts_s=10.0, index=10))
+    assert len(ring) == 1 and ring.newest_at == back
+
+
+@pytest.mark.parametrize("content", ["null", "[]", '"x"', "3"])
+def test_a_journal_that_is_json_but_no_object_is_set_aside_not_a_crash(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "open_incidents.json"
+    path.write_text(content)
+    journal = IncidentJournal(path)
+    assert journal.pending() == []
+    assert path.with_suffix(".corrupt").read_text() == content
+    json.loads(content)  # valid JSON, just not the journal's shape
