@@ -267,8 +267,11 @@ class HttpEventSink:
                 event = self._queue.get(timeout=0.2)
             except queue.Empty:
                 continue
-            self._spool_one(event)
-            self._spool_queued()
+            try:
+                self._spool_one(event)
+                self._spool_queued()
+            except Exception:  # the spooler must outlive whatever one write raises (its OSErrors are counted there)
+                logger.exception("event sink: spooling failed")
             self._spooled.set()
 
     def _run(self) -> None:
@@ -276,15 +279,18 @@ class HttpEventSink:
         failures = 0
         while not self._stop.is_set():
             self._spooled.clear()
-            records = self._spool.peek_many(self._batch_size, _BATCH_MAX_BYTES)
-            if not records:
-                with self._idle:
-                    self._idle.notify_all()
-                self._spooled.wait(0.2)
-                continue
-            if self._deliver(records):
-                failures = 0
-                continue
+            try:
+                records = self._spool.peek_many(self._batch_size, _BATCH_MAX_BYTES)
+                if not records:
+                    with self._idle:
+                        self._idle.notify_all()
+                    self._spooled.wait(0.2)
+                    continue
+                if self._deliver(records):
+                    failures = 0
+                    continue
+            except Exception:  # a full disk, a read error on the spool: the sender must outlive it
+                logger.exception("event sink: sending from the spool failed; trying again after a pause")
             failures += 1
             self._stop.wait(backoff_delay_s(failures, base_s=self._backoff_base_s, max_s=self._backoff_max_s))
 
@@ -302,7 +308,7 @@ class HttpEventSink:
         try:
             wire = EventWire.from_event(event).model_dump(mode="json")
             self._spool.append(json.dumps(wire, separators=(",", ":")).encode())
-        except OSError:
+        except Exception:  # a full disk, or an event that cannot be serialised: lost, logged and counted
             self._counters.add(spool_errors=1)
             logger.exception(
                 "%s: cannot spool revision %d of event %s", event.camera_id, event.revision, event.id

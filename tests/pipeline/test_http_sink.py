@@ -329,3 +329,33 @@ def test_spooled_events_survive_kill_9_of_the_pipeline_process(
         server.stop()
 
     assert _stored_ids_in_arrival_order(app) == [f"crash-{i:02d}" for i in range(20)]
+
+
+def test_the_sender_outlives_a_disk_error_on_the_spool(tmp_path: Path) -> None:
+    """Moving a refused record aside fails once (a full disk): the sender logs it, pauses and carries on."""
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/ingest/batch":
+            return httpx.Response(404)  # one event per request
+        event_id = event_from_json(json.loads(request.content)).id
+        return httpx.Response(422 if event_id == "bad" else 200, json={"detail": "nope"})
+
+    sink = _sink("http://service.example", "anj_x", tmp_path / "spool", transport=httpx.MockTransport(handle))
+    reject = sink._spool.reject
+    failures = iter([OSError(28, "No space left on device")])
+
+    def full_disk_once(seq: int, reason: str) -> Path:
+        error = next(failures, None)
+        if error is not None:
+            raise error
+        return reject(seq, reason)
+
+    sink._spool.reject = full_disk_once  # type: ignore[method-assign]
+    sink.start()
+    try:
+        for event_id in ("bad", "good"):
+            sink.publish(make_event(id=event_id))
+        assert sink.flush(WAIT_S), "the sender died with the disk error"
+    finally:
+        sink.stop()
+    assert (sink.stats().rejected, sink.stats().delivered) == (1, 1)
