@@ -48,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 _LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt"})
 _MAX_CONSECUTIVE_DECODE_ERRORS = 50
+
+_OVERDUE_PERIODS = 3.0
+"""Sample periods of wall time a live camera may decode without a frame kept before one is kept anyway."""
 _UDP_BUFFER_BYTES = 4 * 1024 * 1024
 
 
@@ -104,8 +107,20 @@ class FrameSampler:
         self._period_s = 1.0 / fps
         self._next_due_s: float | None = None
 
-    def should_keep(self, pts_s: float) -> bool:
-        """Return True if the frame at ``pts_s`` is due; advances the schedule when it is."""
+    @property
+    def period_s(self) -> float:
+        """Stream seconds between kept frames."""
+        return self._period_s
+
+    def should_keep(self, pts_s: float, *, is_overdue: bool = False) -> bool:
+        """Return True if the frame at ``pts_s`` is due; advances the schedule when it is.
+
+        ``is_overdue``: the caller has waited too long (in wall time) for a due frame of a live
+        stream whose timestamps barely advance; keep this one and schedule from its pts.
+        """
+        if is_overdue:
+            self._next_due_s = pts_s + self._period_s
+            return True
         if self._next_due_s is None or pts_s + 1e-6 >= self._next_due_s:
             due = self._next_due_s
             # Stay on the grid unless we fell more than a period behind (a gap, a seek, a loop).
@@ -300,7 +315,7 @@ def decode_frames(
             last_pts_s: float | None = None
             consecutive_errors = 0
             play_start_wall = clock()
-            last_picture_at = time.monotonic()
+            last_picture_at = last_kept_at = time.monotonic()
             first_pts_s: float | None = None
             try:
                 for packet in container.demux(stream):
@@ -334,8 +349,14 @@ def decode_frames(
                         else:  # RTP often leaves the very first frame unstamped
                             pts_s = pts_offset_s if last_pts_s is None else last_pts_s + frame_period_s
                         last_pts_s = pts_s
-                        if not sampler.should_keep(pts_s):
+                        # A live camera whose timestamps barely advance (one tick a frame) would
+                        # never reach the next due pts: past a few periods of wall time, keep one.
+                        is_overdue = (
+                            is_live and time.monotonic() - last_kept_at > _OVERDUE_PERIODS * sampler.period_s
+                        )
+                        if not sampler.should_keep(pts_s, is_overdue=is_overdue):
                             continue
+                        last_kept_at = time.monotonic()
                         if first_pts_s is None:
                             first_pts_s = pts_s
                         if not is_live and config.realtime:
