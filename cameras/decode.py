@@ -196,6 +196,8 @@ def describe_open_error(
         reason = "server error (5xx)"
     elif is_live_url(url) and _host_is_unknown(url):
         config_reason = "unknown host (DNS cannot resolve it)"
+    elif code == errno.EINVAL and config.input_options:  # FFmpeg refused an option's value
+        config_reason = f"invalid argument: check input_options ({', '.join(sorted(config.input_options))})"
     else:
         reason = _masked_text(exc, url) or type(exc).__name__
     if config_reason is not None:
@@ -294,7 +296,8 @@ def decode_frames(
     sampler = FrameSampler(config.analysis_fps)
     index = start_index
     pts_offset_s = 0.0
-    wall_start = clock()
+    wall_start = play_start_wall = clock()
+    first_pts_s: float | None = None  # real-time pacing runs on across a looped file's passes
     while not stop.is_set():
         container, decoder = _open(config)
         try:
@@ -314,9 +317,8 @@ def decode_frames(
             frame_period_s = 1.0 / float(stream.average_rate) if stream.average_rate else 0.04
             last_pts_s: float | None = None
             consecutive_errors = 0
-            play_start_wall = clock()
             last_picture_at = last_kept_at = time.monotonic()
-            first_pts_s: float | None = None
+            pass_start_index = index
             try:
                 for packet in container.demux(stream):
                     if stop.is_set():
@@ -388,5 +390,8 @@ def decode_frames(
             raise StreamDisconnectedError(f"{masked}: stream ended (disconnected)")
         if not config.loop:
             return
+        if index == pass_start_index and last_pts_s is None:
+            # A whole pass without one picture: looping again at once would spin a core for ever.
+            raise DecodeError(f"{masked}: the file has no decodable picture")
         # Looping a file: continue the timeline one frame period after the last frame.
         pts_offset_s = (last_pts_s if last_pts_s is not None else pts_offset_s) + frame_period_s

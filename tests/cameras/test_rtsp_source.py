@@ -150,6 +150,28 @@ def test_refusals_are_clear_config_failures_retried_without_crash(
         assert RTSP_PASSWORD not in text and "wrong-pw" not in text
 
 
+def test_an_input_option_ffmpeg_refuses_is_a_config_failure_that_names_input_options(
+    rtsp_server: RtspTestServer,
+) -> None:
+    """A typo in an option's value (``rtsp_transport: tpc``) is the site's to fix, not a passing outage."""
+    source = VideoSource(
+        _camera(
+            "cam1",
+            rtsp_server.url("/cam1"),
+            input_options={"rtsp_transport": "tpc"},
+            reconnect={"initial_delay_s": 0.1, "max_delay_s": 0.3},
+        )
+    )
+    source.start()
+    try:
+        assert seconds_until(lambda: source.health().reconnects >= 1, 60) is not None
+        health = source.health()
+    finally:
+        source.stop()
+    assert health.state == CameraState.FAILED_CONFIG
+    assert "input_options (rtsp_transport)" in (health.last_error or ""), health.last_error
+
+
 @pytest.mark.parametrize("how", ["killed", "hung"], ids=["killed", "hung"])
 def test_one_dead_camera_of_eight_does_not_slow_the_other_seven(
     rtsp_server_factory: Callable[..., RtspTestServer], test_clip: Path, how: str

@@ -118,3 +118,27 @@ def test_stop_ends_the_reader_and_nothing_is_published_afterwards(test_clip: Pat
     assert source.health().frames_delivered == delivered
     assert source.health().state == CameraState.STOPPED
     assert source.is_finished
+
+
+def test_a_looped_file_without_one_decodable_picture_is_an_error_with_backoff(
+    tmp_path: Path, test_clip: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Header intact, picture data zeroed: each pass ends without a frame. It used to reopen at once, for ever."""
+    data = bytearray(test_clip.read_bytes())
+    mdat = data.index(b"mdat")
+    size = int.from_bytes(data[mdat - 4 : mdat], "big")
+    data[mdat + 4 : mdat - 4 + size] = bytes(size - 8)
+    blank = tmp_path / "blank.mp4"
+    blank.write_bytes(bytes(data))
+    retry = {"initial_delay_s": 0.05, "max_delay_s": 0.3, "jitter": 0.0}
+    source = VideoSource(_camera(blank, loop=True, reconnect=retry))
+    caplog.set_level(logging.DEBUG, logger="anjian.cameras.source")
+    source.start()
+    try:
+        assert wait_for(lambda: source.health().reconnects >= 3, 30), source.health()
+        health = source.health()
+    finally:
+        source.stop()
+    assert "no decodable picture" in (health.last_error or ""), health
+    assert health.frames_delivered == 0
+    assert re.findall(r"retrying in ([0-9.]+)s", caplog.text)  # each pass is followed by a backoff delay
