@@ -409,7 +409,7 @@ def report(
     ] = None,
 ) -> None:
     """A shift or daily report: alerts by behaviour, camera and hour, response times, false alarms, uptime, open items."""
-    from anjian.service.report import ReportPdfError, parse_report_time, write_report
+    from anjian.service.report import ReportOutputError, ReportPdfError, parse_report_time, write_report
 
     if fmt not in ("html", "pdf"):
         raise _fail(f"--format must be html or pdf, got {fmt!r}")
@@ -419,7 +419,7 @@ def report(
         since = parse_report_time(start, site.site.timezone) if start else until - 12 * 3600
         target = out or Path(f"report-{time.strftime('%Y%m%d-%H%M', time.localtime(since))}.{fmt}")
         written = write_report(site, since, until, target, fmt)  # type: ignore[arg-type]
-    except (ValueError, DatabaseError, ReportPdfError) as exc:
+    except (ValueError, DatabaseError, ReportPdfError, ReportOutputError) as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"wrote {written}")
 

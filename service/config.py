@@ -30,6 +30,7 @@ from anjian.service.delivery_policy import AttemptTimeoutS, MaxAttempts, RetryFo
 from anjian.service.errors import ConfigError
 from anjian.service.lifecycle import check_event_kinds
 from anjian.service.node_config import NodesConfig, check_node_cameras
+from anjian.service.one_line_text import OneLineText, check_one_line_names
 from anjian.service.signing import SigningSecret
 from anjian.service.webhook_url import WebhookUrl
 
@@ -63,19 +64,37 @@ class WorkshopConfig(_ServiceModel):
     """A workshop (a polishing hall, a freezing room, a duty room) and its cameras."""
 
     id: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    name: str = Field("", max_length=200, description="Shown in the control room.")
+    name: OneLineText = Field(
+        "", max_length=200, description="Shown in the control room and alert messages; one line."
+    )
     kind: Literal["polishing", "freezing", "other"] = Field("other", description="Kind of workshop.")
     cameras: list[CameraPipelineConfig] = Field(default_factory=list)
     sensors: list[SensorConfig] = Field(
         default_factory=list, description="Process sensors (gas, dust, temperature, level, pressure)."
     )
 
+    @model_validator(mode="after")
+    def _one_line_names(self) -> WorkshopConfig:
+        """Camera, zone and sensor names go into e-mail subjects and card titles: refuse line breaks."""
+        names: list[tuple[str, str]] = []
+        for i, camera in enumerate(self.cameras):
+            names.append((f"cameras[{i}].name (camera {camera.id!r})", camera.name))
+            names += [
+                (f"cameras[{i}].zones[{j}].name (zone {zone.id!r})", zone.name)
+                for j, zone in enumerate(camera.zones)
+            ]
+        names += [(f"sensors[{i}].name (sensor {s.id!r})", s.name) for i, s in enumerate(self.sensors)]
+        check_one_line_names(f"workshop {self.id!r}", names)
+        return self
+
 
 class SiteConfig(_ServiceModel):
     """One plant."""
 
     id: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    name: str = Field("", max_length=200, description="Shown in the control room.")
+    name: OneLineText = Field(
+        "", max_length=200, description="Shown in the control room and alert messages; one line."
+    )
     timezone: str = Field("UTC", description="IANA time zone of the site, for schedules.")
     language: Literal["en", "zh-CN"] = Field(
         "en",
@@ -140,6 +159,14 @@ class StorageConfig(_ServiceModel):
     )
     is_auto_migrate: bool = Field(
         True, description="Apply pending database migrations at start (else run `anjian db upgrade`)."
+    )
+    max_spool_mb: int = Field(
+        1024,
+        ge=1,
+        le=1024 * 1024,
+        description="A pipeline sending to a service (`anjian run --service-url`) keeps undelivered events in "
+        "`dir`/spool; past this size it keeps them without their snapshots and clips, so a service away for "
+        "days cannot fill the disk (the alerts themselves, ~2 kB each, are always kept).",
     )
 
 

@@ -547,6 +547,7 @@ class EventStore:
         states: Sequence[AlertState] = (),
         since: float | None = None,
         until: float | None = None,
+        ended_after: float | None = None,
         cursor: str | None = None,
         limit: int = 100,
     ) -> EventPage:
@@ -561,6 +562,7 @@ class EventStore:
             states: Only these lifecycle states.
             since: Only events started at or after this time, epoch seconds.
             until: Only events started before this time, epoch seconds.
+            ended_after: Only events not ended by this time (ongoing, or ended after it), epoch seconds.
             cursor: ``next_cursor`` of the previous page.
             limit: At most this many, 1 or more.
 
@@ -587,6 +589,8 @@ class EventStore:
             query = query.where(EventRow.started_at >= since)
         if until is not None:
             query = query.where(EventRow.started_at < until)
+        if ended_after is not None:
+            query = query.where(or_(EventRow.ended_at.is_(None), EventRow.ended_at > ended_after))
         if cursor is not None:
             after_started, after_id = _decode_cursor(cursor)
             query = query.where(

@@ -17,6 +17,7 @@ from anjian.cameras.fields import HostName, TcpPort
 from anjian.pipeline.event import Behaviour, RiskLevel
 from anjian.service.delivery_policy import AttemptTimeoutS, MaxAttempts, RetryForS
 from anjian.service.lifecycle import check_event_kinds
+from anjian.service.one_line_text import OneLineText
 from anjian.service.webhook_url import MAX_WEBHOOK_URL_CHARS, check_webhook_url
 
 __all__ = [
@@ -143,7 +144,9 @@ class EmailConfig(_FilteredChannel):
     )
     to: list[str] = Field(..., min_length=1, max_length=100, description="Recipient addresses.")
     is_snapshot_attached: bool = Field(True, description="Attach the snapshot JPEG (else only link to it).")
-    subject_prefix: str = Field("[安检 anjian]", max_length=64, description="Start of every subject line.")
+    subject_prefix: OneLineText = Field(
+        "[安检 anjian]", max_length=64, description="Start of every subject line (one line)."
+    )
 
     @field_validator("to")
     @classmethod

@@ -3,8 +3,10 @@
 The Message-ID is made from the delivery's idempotency key, the same on every retry,
 so a mail client shows a message sent twice (at-least-once delivery) as one. A server
 that refuses some recipients but takes the others has delivered (the refused ones are
-logged: retrying would send the others a copy); a refusal of all, a 4xx/5xx reply or a
-network failure is a failed attempt, retried by the outbox.
+logged: retrying would send the others a copy); so has one that accepted the DATA and then
+fails or refuses the QUIT. A refusal of all, a 4xx/5xx reply before that, a network failure
+or a message that cannot be composed (a header that would break) is a failed attempt,
+retried by the outbox.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = ["EmailChannel", "compose_email"]
 logger = logging.getLogger(__name__)
 
 _SMTP_OK = 250
+_SMTP_BYE = 221
 _HTML_COLOURS = {"red": "#D32F2F", "orange": "#EF6C00", "yellow": "#F9A825", "blue": "#1565C0"}
 
 
@@ -92,14 +95,14 @@ class EmailChannel:
         self._config = config
 
     def send(self, message: AlertMessage, snapshot: bytes | None) -> SendOutcome:
-        """Deliver the e-mail once; never raises for SMTP or network failures."""
+        """Deliver the e-mail once; never raises for a message that cannot be composed, SMTP or network failures."""
         config = self._config
-        mail = compose_email(config, message, snapshot if config.is_snapshot_attached else None)
         try:
-            with self._connect() as smtp:
-                if config.username is not None and config.password is not None:
-                    smtp.login(config.username, config.password.get_secret_value())
-                refused = smtp.send_message(mail, from_addr=config.sender, to_addrs=list(config.to))
+            mail = compose_email(config, message, snapshot if config.is_snapshot_attached else None)
+        except (ValueError, TypeError) as exc:  # a header that would break: this message fails, not the batch
+            return SendOutcome(None, f"the e-mail cannot be composed: {type(exc).__name__}: {exc}"[:300])
+        try:
+            refused = self._deliver(mail)
         except smtplib.SMTPResponseException as exc:
             reply = (
                 exc.smtp_error.decode(errors="replace")
@@ -119,6 +122,38 @@ class EmailChannel:
                 message.event_id,
             )
         return SendOutcome(_SMTP_OK, None)
+
+    def _deliver(self, mail: EmailMessage) -> dict[str, tuple[int, bytes]]:
+        """Log in and send ``mail`` in one session; the recipients the server refused.
+
+        Once the server has accepted the DATA the mail is its to deliver: the QUIT after
+        it may fail or answer other than 221, and that is only logged (counting the
+        attempt failed would send the mail again on every retry).
+        """
+        config = self._config
+        smtp = self._connect()
+        try:
+            if config.username is not None and config.password is not None:
+                smtp.login(config.username, config.password.get_secret_value())
+            refused = smtp.send_message(mail, from_addr=config.sender, to_addrs=list(config.to))
+        except BaseException:
+            smtp.close()
+            raise
+        self._quit(smtp)
+        return refused
+
+    def _quit(self, smtp: smtplib.SMTP) -> None:
+        """End an SMTP session whose mail was accepted, whatever the server answers to QUIT."""
+        try:
+            code, _ = smtp.docmd("QUIT")
+            if code != _SMTP_BYE:
+                logger.info(
+                    "e-mail channel %s: the server answered QUIT with %d (mail accepted)", self.name, code
+                )
+        except (smtplib.SMTPException, OSError) as exc:
+            logger.info("e-mail channel %s: QUIT failed after the mail was accepted: %s", self.name, exc)
+        finally:
+            smtp.close()
 
     def _connect(self) -> smtplib.SMTP:
         """An SMTP session, over TLS from the start or upgraded with STARTTLS as configured."""

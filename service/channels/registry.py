@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 import httpx
 from pydantic import ValidationError
 
+from anjian.cameras.url import mask_credentials
 from anjian.service.channels.address import channel_address, channel_name
 from anjian.service.channels.config import ChannelsConfig, EmailConfig, RobotConfig
 from anjian.service.channels.mailer import EmailChannel
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 __all__ = ["AlertChannels", "Channel"]
 
 logger = logging.getLogger(__name__)
+
+_ERROR_CHARS = 300
 
 
 class Channel(Protocol):
@@ -141,7 +144,11 @@ class AlertChannels:
         """Render a claimed delivery for its channel and send it once; never raises.
 
         A channel no longer in the config fails the attempt (the row is retried until its
-        window ends, so a config fixed in time still gets it).
+        window ends, so a config fixed in time still gets it). So does any error while the
+        message is built or sent: it is that delivery's failed attempt, recorded on its row
+        and retried or dead-lettered by its policy, and the dispatcher goes on with the
+        others (an exception here would leave the row unrecorded and claimed first again,
+        blocking its batch for ever).
         """
         name = channel_name(subscription.url)
         channel = None if name is None else self._channels.get(name)
@@ -153,7 +160,12 @@ class AlertChannels:
             return SendOutcome(
                 None, f"stored payload is not an event announcement: {exc.error_count()} error(s)"
             )
-        return channel.send(message, self._snapshot(message))
+        except Exception as exc:  # noqa: BLE001 - one message that cannot be built fails alone
+            return _unexpected(name, delivery, "building", exc)
+        try:
+            return channel.send(message, self._snapshot(message))
+        except Exception as exc:  # noqa: BLE001 - one message that cannot be sent fails alone
+            return _unexpected(name, delivery, "sending", exc)
 
     def close(self) -> None:
         """Close the robots' HTTP client."""
@@ -168,6 +180,20 @@ class AlertChannels:
         except EvidenceError as exc:
             logger.warning("snapshot of event %s cannot be attached: %s", message.event_id, exc)
             return None
+
+
+def _unexpected(name: str | None, delivery: WebhookDelivery, step: str, exc: Exception) -> SendOutcome:
+    """The failed attempt of a delivery whose message raised ``exc`` while ``step`` (masked: no traceback)."""
+    reason = mask_credentials(f"{type(exc).__name__}: {exc}")[:_ERROR_CHARS]
+    logger.warning(
+        "channel %s: %s the message of delivery %d (event %s) failed: %s",
+        name,
+        step,
+        delivery.id,
+        delivery.event_id,
+        reason,
+    )
+    return SendOutcome(None, f"{step} the message failed: {reason}")
 
 
 def _cameras(channel: RobotConfig | EmailConfig, site: SiteConfig) -> tuple[str, ...]:

@@ -1,15 +1,17 @@
-"""Bar charts as inline SVG: no plotting library, no fonts or scripts to fetch, the same in a browser and a PDF."""
+"""Bar charts as inline SVG: no plotting library, no scripts to fetch, the same in a browser and a PDF."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from html import escape
 
+from anjian.service.report.fonts import FONT_STACK
+
 __all__ = ["hbar_chart", "vbar_chart"]
 
 _BAR = "#1565c0"
 _TEXT = "#222"
-_FONT = 'font-family="Noto Sans CJK SC, Noto Sans, sans-serif" font-size="12"'
+_FONT = f"font-family='{FONT_STACK}' font-size='12'"  # the page's stack: an attribute beats CSS inheritance
 
 
 def hbar_chart(

@@ -5,23 +5,33 @@ how many alerts of which behaviour, on which camera, at which hour; how fast the
 acknowledged and settled against the SLA; which behaviours and cameras raise false
 alarms and why; how long each camera was down; and what is still open at hand-over.
 Everything here is read through the store's public API (events started in the window,
-their audit trails), so the report says what the audit trail says.
+their audit trails), so the report says what the audit trail says. What started before
+the window is carried over where it bears on it: a camera fault still going at the
+window's start counts as downtime from there, and an alert raised earlier and still
+open is open at hand-over (neither counts among the window's alerts).
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from anjian.pipeline.event import Behaviour
 from anjian.service.config import AnjianConfig
 from anjian.service.lifecycle import AlertState
 from anjian.service.records import AuditEntry, StoredEvent
-from anjian.service.store import EventStore
+from anjian.service.store import EventPage, EventStore
 
-__all__ = ["FALSE_ALARM_REASONS", "CameraUptime", "Percentiles", "ReportFigures", "build_figures"]
+__all__ = [
+    "FALSE_ALARM_REASONS",
+    "MAX_WINDOW_DAYS",
+    "CameraUptime",
+    "Percentiles",
+    "ReportFigures",
+    "build_figures",
+]
 
 FALSE_ALARM_REASONS = ("reflection", "person misread", "camera fault", "test", "other")
 """The reasons the dashboard offers; a free-text reason outside the list counts as ``other``."""
@@ -29,6 +39,9 @@ FALSE_ALARM_REASONS = ("reflection", "person misread", "camera fault", "test", "
 _SETTLING_ACTIONS = frozenset({"resolve", "false_alarm"})
 _OPEN_STATES = frozenset({AlertState.RAISED, AlertState.ACKNOWLEDGED, AlertState.DISPATCHED})
 _PAGE = 500
+MAX_WINDOW_DAYS = 366
+"""The longest report window: a year. The page has a bar per hour, so a typo in a year
+(``--from 0225-01-01``) would otherwise build gigabytes of HTML."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +80,9 @@ class ReportFigures:
         false_alarms_by_behaviour: (false alarms, alerts) per behaviour.
         false_alarms_by_camera: (false alarms, alerts) per camera.
         false_alarm_reasons: False alarms per reason (``FALSE_ALARM_REASONS``).
-        uptime: Per configured camera.
-        open_at_handover: Alerts still raised, acknowledged or dispatched, most urgent first.
+        uptime: Per configured camera (a fault going on since before the window counts from its start).
+        open_at_handover: Alerts still raised, acknowledged or dispatched (those raised before the window
+            too), most urgent first.
         escalated: Alerts escalated at least once for want of acknowledgement.
     """
 
@@ -89,15 +103,44 @@ class ReportFigures:
     escalated: int = 0
 
 
-def _events_in(store: EventStore, since: float, until: float) -> Iterator[StoredEvent]:
-    """Every event started in the window, page by page."""
+def _paged(fetch: Callable[[str | None], EventPage]) -> Iterator[StoredEvent]:
+    """Every event of a listing, page by page (``fetch`` takes the cursor)."""
     cursor: str | None = None
     while True:
-        page = store.list_events(since=since, until=until, cursor=cursor, limit=_PAGE)
+        page = fetch(cursor)
         yield from page.items
         if page.next_cursor is None:
             return
         cursor = page.next_cursor
+
+
+def _events_in(store: EventStore, since: float, until: float) -> Iterator[StoredEvent]:
+    """Every event started in the window, page by page."""
+    return _paged(lambda cursor: store.list_events(since=since, until=until, cursor=cursor, limit=_PAGE))
+
+
+def _carried_over(store: EventStore, since: float) -> Iterator[StoredEvent]:
+    """Events started before the window that bear on it: alerts still open, camera faults not ended by its start."""
+    seen: set[str] = set()
+    open_before = _paged(
+        lambda cursor: store.list_events(states=tuple(_OPEN_STATES), until=since, cursor=cursor, limit=_PAGE)
+    )
+    faults_into = _paged(
+        lambda cursor: store.list_events(
+            behaviours=(Behaviour.CAMERA_FAULT,), until=since, ended_after=since, cursor=cursor, limit=_PAGE
+        )
+    )
+    for listing in (open_before, faults_into):
+        for event in listing:
+            if event.id not in seen:
+                seen.add(event.id)
+                yield event
+
+
+def _down_s(fault: StoredEvent, since: float, until: float) -> float:
+    """How much of the window a camera fault covers (to the window's end while it is not over)."""
+    end = min(until, fault.ended_at if fault.ended_at is not None else until)
+    return max(0.0, end - max(since, fault.started_at))
 
 
 def _percentile(ordered: Sequence[float], q: float) -> float | None:
@@ -130,6 +173,9 @@ def _settled_at(trail: Sequence[AuditEntry]) -> tuple[float, str] | None:
 def build_figures(store: EventStore, config: AnjianConfig, since: float, until: float) -> ReportFigures:
     """Compute a report's figures for alerts started in ``[since, until)``.
 
+    Camera faults that started earlier and were still going at ``since`` count toward
+    downtime, and alerts raised earlier and still open are listed open at hand-over.
+
     Args:
         store: The event store (SQLite or PostgreSQL).
         config: The site: its cameras (for uptime) and SLA deadlines.
@@ -137,10 +183,16 @@ def build_figures(store: EventStore, config: AnjianConfig, since: float, until: 
         until: Window end, epoch seconds; after ``since``.
 
     Raises:
-        ValueError: The window is empty or reversed.
+        ValueError: The window is empty, reversed, or longer than ``MAX_WINDOW_DAYS``.
     """
     if not until > since:
         raise ValueError(f"the report window must end after it starts, got {since} .. {until}")
+    days = (until - since) / 86_400
+    if days > MAX_WINDOW_DAYS:
+        raise ValueError(
+            f"the report window is {days:,.0f} days long; at most {MAX_WINDOW_DAYS} are allowed "
+            "(is there a typo in a year of the start or end?)"
+        )
     hours = max(1, math.ceil((until - since) / 3600))
     by_behaviour: Counter[str] = Counter()
     by_camera: Counter[str] = Counter()
@@ -165,8 +217,7 @@ def build_figures(store: EventStore, config: AnjianConfig, since: float, until: 
         by_hour[min(hours - 1, int((event.started_at - since) // 3600))] += 1
         escalated += event.escalations > 0
         if event.behaviour is Behaviour.CAMERA_FAULT:
-            end = min(until, event.ended_at if event.ended_at is not None else until)
-            down[event.camera_id] += max(0.0, end - max(since, event.started_at))
+            down[event.camera_id] += _down_s(event, since, until)
         if event.acknowledged_at is not None:
             waited = max(0.0, event.acknowledged_at - event.created_at)
             ack_s.append(waited)
@@ -179,6 +230,11 @@ def build_figures(store: EventStore, config: AnjianConfig, since: float, until: 
             fa_behaviour[behaviour] += 1
             fa_camera[event.camera_id] += 1
             reasons[_reason_of(settled[1] if settled else "")] += 1
+        if event.state in _OPEN_STATES:
+            open_items.append(event)
+    for event in _carried_over(store, since):
+        if event.behaviour is Behaviour.CAMERA_FAULT:
+            down[event.camera_id] += _down_s(event, since, until)
         if event.state in _OPEN_STATES:
             open_items.append(event)
     window = until - since

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from anjian.service.config import AnjianConfig
 from anjian.service.report.charts import hbar_chart, vbar_chart
 from anjian.service.report.figures import Percentiles, ReportFigures
+from anjian.service.report.fonts import FONT_STACK, cjk_font_face_css
 
 __all__ = ["render_report_html"]
 
@@ -49,14 +50,14 @@ _REASONS = {
 }
 
 _STYLE = """
-body { font-family: "Noto Sans CJK SC", "Noto Sans", sans-serif; color: #222; margin: 24px; }
+body { font-family: FONT_STACK; color: #222; margin: 24px; }
 h1 { font-size: 20px; margin: 0 0 4px; } h2 { font-size: 15px; margin: 22px 0 6px; border-bottom: 1px solid #ccc; }
 .muted { color: #666; font-size: 12px; } table { border-collapse: collapse; font-size: 12px; }
 td, th { border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: left; } th { color: #555; font-weight: normal; }
 .tiles { display: flex; gap: 12px; flex-wrap: wrap; } .tile { border: 1px solid #ccc; border-radius: 4px; padding: 6px 12px; }
 .tile b { display: block; font-size: 20px; } .grid { display: grid; grid-template-columns: 1fr 1fr; gap: 8px 24px; }
 @media print { body { margin: 0; } h2 { break-after: avoid; } svg, table { break-inside: avoid; } }
-"""
+""".replace("FONT_STACK", FONT_STACK)
 
 
 def _minutes(seconds: float | None) -> str:
@@ -120,7 +121,7 @@ def render_report_html(figures: ReportFigures, config: AnjianConfig, *, title: s
         ("确认及时率 within SLA", _share(figures.acknowledge.within_sla)),
     ]
     return f"""<!doctype html>
-<html lang="zh-CN"><head><meta charset="utf-8"><title>{escape(heading)}</title><style>{_STYLE}</style></head>
+<html lang="zh-CN"><head><meta charset="utf-8"><title>{escape(heading)}</title><style>{cjk_font_face_css()}{_STYLE}</style></head>
 <body>
 <h1>{escape(heading)}</h1>
 <p class="muted">{local(figures.since)} – {local(figures.until)} ({escape(config.site.timezone)}) ·

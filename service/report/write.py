@@ -13,9 +13,13 @@ from anjian.service.report.page import render_report_html
 from anjian.service.report.pdf import html_to_pdf
 from anjian.service.store import EventStore
 
-__all__ = ["ReportFormat", "parse_report_time", "write_report"]
+__all__ = ["ReportFormat", "ReportOutputError", "parse_report_time", "write_report"]
 
 ReportFormat = Literal["html", "pdf"]
+
+
+class ReportOutputError(RuntimeError):
+    """The report file cannot be written where asked (the message names the path and why)."""
 
 
 def parse_report_time(text: str, time_zone: str) -> float:
@@ -39,17 +43,27 @@ def write_report(
     """Compute the site's report for ``[since, until)`` and write it to ``out`` as HTML or PDF.
 
     Raises:
-        ValueError: The window is empty or reversed.
+        ValueError: The window is empty, reversed or longer than a year.
         DatabaseError: The site's store holds no database (a mistyped ``storage.dir``) or cannot be read.
         ReportPdfError: ``pdf`` was asked for and no Chromium can print it.
+        ReportOutputError: ``out`` cannot be written (a folder on its path is a file, no permission ...).
     """
     store = EventStore.open_existing(config.storage, purpose="a report reads the alerts a site has stored")
     try:
         html = render_report_html(build_figures(store, config, since, until), config)
     finally:
         store.close()
-    if fmt == "pdf":
-        return html_to_pdf(html, out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html, encoding="utf-8")
+    try:
+        if fmt == "pdf":
+            return html_to_pdf(html, out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(html, encoding="utf-8")
+    except OSError as exc:
+        raise ReportOutputError(f"cannot write the report to {out}: {_reason(exc)}") from None
     return out
+
+
+def _reason(exc: OSError) -> str:
+    """Why writing failed, naming the path it failed on (``File exists: /etc/passwd``)."""
+    reason = exc.strerror or type(exc).__name__
+    return f"{reason}: {exc.filename}" if exc.filename else reason

@@ -332,6 +332,7 @@ class Smtp:
     cert: Path
     received: list[EmailMessage]
     fail_next: list[str]
+    quit_reply: str | None = None
 
 
 @pytest.fixture
@@ -339,7 +340,7 @@ def smtp(tmp_path: Path) -> Iterator[Smtp]:
     aiosmtpd = pytest.importorskip("aiosmtpd.controller")
     import ssl
 
-    from aiosmtpd.smtp import AuthResult, LoginPassword
+    from aiosmtpd.smtp import MISSING, AuthResult, LoginPassword
 
     cert, key = tmp_path / "smtp.pem", tmp_path / "smtp.key"
     subprocess.run(
@@ -360,6 +361,9 @@ def smtp(tmp_path: Path) -> Iterator[Smtp]:
             message["X-Test-Rcpt"] = ", ".join(envelope.rcpt_tos)
             state.received.append(message)
             return "250 OK"
+
+        async def handle_QUIT(self, server: object, session: object, envelope: object) -> object:
+            return state.quit_reply or MISSING  # MISSING: aiosmtpd's own "221 Bye"
 
     def authenticate(
         server: object, session: object, envelope: object, mechanism: str, data: Any
@@ -450,7 +454,124 @@ def test_a_wrong_smtp_password_fails_the_attempt_without_showing_it(
     assert "wrong-pw-123" not in (delivery.last_error or "") and smtp.received == []
 
 
+def _config_with_camera_name(tmp_path: Path, channels: dict[str, Any], name: str) -> AnjianConfig:
+    """``_config`` whose cam-1 is called ``name``, built past the site checks (as a config they miss would be)."""
+    site = _site()
+    workshop = site.workshops[0]
+    cameras = [workshop.cameras[0].model_copy(update={"name": name}), *workshop.cameras[1:]]
+    poisoned = WorkshopConfig.model_construct(**{**dict(workshop), "cameras": cameras})
+    return _config(tmp_path, channels).model_copy(
+        update={"site": site.model_copy(update={"workshops": [poisoned, *site.workshops[1:]]})}
+    )
+
+
+def test_an_email_that_cannot_be_composed_fails_alone_and_the_rest_of_its_batch_is_sent(
+    smtp: Smtp, rigs: list[Rig], tmp_path: Path, clock: FakeClock
+) -> None:
+    channels = _email_channel(smtp, is_snapshot_attached=False, max_attempts=2)
+    rig = _rig(rigs, _config_with_camera_name(tmp_path, channels, "东门\n1号"), clock)
+    poisoned = rig.raise_event(camera_id="cam-1", snapshot_jpeg=None)  # its Subject would hold a line break
+    fine = rig.raise_event(camera_id="cam-2", snapshot_jpeg=None)
+
+    assert rig.dispatcher.deliver_due() == 2
+    by_event = {d.event_id: d for d in rig.deliveries()}
+    assert by_event[fine].status is DeliveryStatus.DELIVERED
+    assert [m["X-Anjian-Event-Id"] for m in smtp.received] == [fine]
+    failed = by_event[poisoned]
+    assert failed.status is DeliveryStatus.PENDING and failed.attempts == 1
+    assert "cannot be composed" in (failed.last_error or "") and "linefeed" in (failed.last_error or "")
+
+    clock.now = failed.next_attempt_at or clock.now
+    assert rig.dispatcher.deliver_due() == 1
+    (dead,) = [d for d in rig.deliveries() if d.event_id == poisoned]
+    assert dead.status is DeliveryStatus.FAILED and dead.attempts == 2, "dead-lettered by its policy"
+    assert rig.dispatcher.deliver_due() == 0
+
+
+def test_any_error_while_sending_one_channel_message_is_its_failed_attempt(
+    smtp: Smtp, rigs: list[Rig], tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from anjian.service.channels import mailer
+
+    compose = mailer.compose_email
+
+    def compose_or_crash(config: Any, message: AlertMessage, snapshot: bytes | None) -> EmailMessage:
+        if message.camera_id == "cam-1":
+            raise RuntimeError("an unexpected bug")
+        return compose(config, message, snapshot)
+
+    monkeypatch.setattr(mailer, "compose_email", compose_or_crash)
+    rig = _rig(rigs, _config(tmp_path, _email_channel(smtp, is_snapshot_attached=False)), clock)
+    crashed = rig.raise_event(camera_id="cam-1", snapshot_jpeg=None)
+    fine = rig.raise_event(camera_id="cam-2", snapshot_jpeg=None)
+
+    assert rig.dispatcher.deliver_due() == 2
+    by_event = {d.event_id: d for d in rig.deliveries()}
+    assert by_event[fine].status is DeliveryStatus.DELIVERED and len(smtp.received) == 1
+    failed = by_event[crashed]
+    assert failed.status is DeliveryStatus.PENDING and failed.attempts == 1
+    assert failed.last_error == "sending the message failed: RuntimeError: an unexpected bug"
+
+
+def test_an_email_the_server_accepted_counts_delivered_whatever_it_answers_to_quit(
+    smtp: Smtp, rigs: list[Rig], tmp_path: Path, clock: FakeClock
+) -> None:
+    smtp.quit_reply = "500 5.5.1 unrecognised command"
+    rig = _rig(rigs, _config(tmp_path, _email_channel(smtp, is_snapshot_attached=False)), clock)
+    rig.raise_event()
+
+    assert rig.dispatcher.deliver_due() == 1
+    (delivery,) = rig.deliveries()
+    assert delivery.status is DeliveryStatus.DELIVERED and delivery.attempts == 1
+    clock.now += 3600
+    assert rig.dispatcher.deliver_due() == 0
+    assert len(smtp.received) == 1, "sent once: not again on a retry"
+
+
 # ------------------------------------------------------------------------------------------- config
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "field", "fault"),
+    [
+        ("site: {id: s, name: \"苏州\\n抛光厂\", workshops: [{id: w}]}", "site.name", "line feed (U+000A)"),
+        ("site: {id: s, workshops: [{id: w, name: \"车间\\r一\"}]}", "site.workshops.0.name", "carriage return"),
+        (
+            "site: {id: s, workshops: [{id: w, cameras: [{id: c1, url: \"rtsp://h/1\", name: \"东门\\n1号\"}]}]}",
+            "workshop 'w': cameras[0].name (camera 'c1') holds a line feed",
+            "line feed",
+        ),
+        (
+            ("site: {id: s, workshops: [{id: w, cameras: [{id: c1, url: \"rtsp://h/1\", zones: [{id: z, "
+            "name: \"出口\\u2028A\", polygon: [[0, 0], [1, 0], [1, 1]]}]}]}]}"),
+            "cameras[0].zones[0].name (zone 'z')",
+            "line separator (U+2028)",
+        ),
+        (
+            ("site: {id: s, workshops: [{id: w, sensors: [{id: nh3, name: \"氨气\\e[2J\", quantity: ammonia, "
+            "unit: ppm, source: {kind: http}}]}]}"),
+            "sensors[0].name (sensor 'nh3')",
+            "U+001B",
+        ),
+        (
+            ("site: {id: s, workshops: [{id: w}]}\nchannels: {email: [{name: m, host: h, sender: a@b.cn, "
+            "to: [c@d.cn], subject_prefix: \"[安监]\\nBcc: x@evil.cn\"}]}"),
+            "channels.email.0.subject_prefix",
+            "line feed",
+        ),
+    ],
+    ids=["site", "workshop", "camera", "zone", "sensor", "subject-prefix"],
+)  # fmt: skip
+def test_a_name_that_goes_into_an_email_subject_must_be_one_line(
+    tmp_path: Path, yaml_text: str, field: str, fault: str
+) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_text(yaml_text + "\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert field in message and fault in message and "one line" in message
+    assert "Traceback" not in message
 
 
 def test_channel_secrets_never_show_in_the_config_repr_or_its_errors() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,32 @@ def test_the_figures_count_time_and_judge_a_shift(
     assert [e.id for e in figures.open_at_handover] == [ids["drill"], ids["fault"]]
 
 
+def test_what_started_before_the_shift_and_lasts_into_it_is_carried_over(
+    store: EventStore, clock: FakeClock, tmp_path: Path
+) -> None:
+    config = _site(tmp_path)
+    fault, fire = Behaviour.CAMERA_FAULT, Behaviour.OPEN_FLAME
+    dark = _raise(store, clock, T0 - 60, camera_id="cam-2", behaviour=fault, severity=RiskLevel.ORANGE)
+    back = _raise(store, clock, T0 - 3_600, camera_id="cam-1", behaviour=fault, ended_at=T0 + 600)
+    over = _raise(store, clock, T0 - 7_200, camera_id="cam-1", behaviour=fault, ended_at=T0 - 3_600)
+    unseen = _raise(store, clock, T0 - 600, camera_id="cam-1", behaviour=fire, severity=RiskLevel.RED)
+    settled = _raise(store, clock, T0 - 900, camera_id="cam-1", behaviour=fire, severity=RiskLevel.RED)
+    store.transition(settled, "false_alarm", actor="op", note="test")
+    store.transition(over, "acknowledge", actor="op")
+    store.transition(over, "resolve", actor="op")
+
+    figures = build_figures(store, config, T0, T0 + 4 * 3600)
+
+    assert figures.total == 0, "carried over, not alerts of this shift"
+    assert [(u.camera_id, u.down_s, u.uptime) for u in figures.uptime] == [
+        ("cam-1", 600.0, pytest.approx(1 - 600 / 14_400)),
+        ("cam-2", 14_400.0, 0.0),
+    ]
+    open_ids = [e.id for e in figures.open_at_handover]
+    assert open_ids == [back, unseen, dark], "red before orange, oldest first; settled ones are not open"
+    assert settled not in open_ids and over not in open_ids
+
+
 def test_a_reversed_window_is_refused(store: EventStore, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="must end after it starts"):
         build_figures(store, _site(tmp_path), T0, T0)
@@ -140,6 +167,46 @@ def test_the_report_prints_to_pdf(store: EventStore, clock: FakeClock, tmp_path:
     pdf = html_to_pdf(html, tmp_path / "report.pdf")
 
     assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 10_000
+
+
+def test_the_page_declares_the_bundled_cjk_font_so_chinese_needs_no_system_font(
+    store: EventStore, tmp_path: Path
+) -> None:
+    from noto_cjk_sans_otc import FONT_PATH
+
+    html = render_report_html(build_figures(store, _site(tmp_path), T0, T0 + 3600), _site(tmp_path))
+
+    assert f'url("{Path(str(FONT_PATH)).resolve().as_uri()}")' in html
+    assert 'font-family: "Anjian Noto Sans CJK"' in html
+
+
+@pytest.mark.slow
+def test_the_pdf_embeds_noto_cjk_on_a_machine_without_cjk_fonts(
+    store: EventStore, clock: FakeClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if find_chromium() is None:
+        pytest.skip("Debian chromium is not installed (apt install chromium)")
+    latin_only = [
+        d
+        for d in ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype/liberation")
+        if Path(d).is_dir()
+    ]
+    fonts_conf = tmp_path / "fonts.conf"  # what `apt install chromium` alone brings: DejaVu, Liberation
+    fonts_conf.write_text(
+        '<?xml version="1.0"?><!DOCTYPE fontconfig SYSTEM "fonts.dtd"><fontconfig>'
+        + "".join(f"<dir>{d}</dir>" for d in latin_only)
+        + f"<cachedir>{tmp_path / 'fontcache'}</cachedir></fontconfig>",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("FONTCONFIG_FILE", str(fonts_conf))
+    config = _site(tmp_path)
+    _shift(store, clock)
+    html = render_report_html(build_figures(store, config, T0, T0 + 4 * 3600), config)
+
+    pdf = html_to_pdf(html, tmp_path / "report.pdf").read_bytes()
+
+    fonts = set(re.findall(rb"/FontName\s*/[A-Z]{6}\+([A-Za-z0-9-]+)", pdf))
+    assert any(name.startswith(b"NotoSansCJK") for name in fonts), fonts
 
 
 def _site_file(tmp_path: Path) -> Path:
@@ -191,3 +258,45 @@ def test_the_cli_writes_a_report_of_the_window_and_refuses_bad_input_clearly(tmp
     )
     assert bad.exit_code == 2 and "'yesterday' is not an ISO 8601 time" in bad.output
     assert reversed_window.exit_code == 2 and "must end after it starts" in reversed_window.output
+
+
+def test_the_cli_refuses_an_unwritable_out_path_and_a_window_over_a_year_clearly(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from anjian.service.cli import app
+
+    site = _site_file(tmp_path)
+    EventStore.from_config(_site(tmp_path).storage, clock=FakeClock()).close()
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    runner = CliRunner()
+    window = ["--from", "2027-01-15T16:00", "--to", "2027-01-15T20:00"]
+
+    unwritable = runner.invoke(
+        app, ["report", "--config", str(site), *window, "--out", str(a_file / "r.html")]
+    )
+    typo = runner.invoke(
+        app,
+        [
+            "report",
+            "--config",
+            str(site),
+            "--from",
+            "0227-01-15",
+            "--to",
+            "2027-01-15",
+            "--out",
+            str(tmp_path / "r.html"),
+        ],
+    )
+
+    assert unwritable.exit_code == 2 and "Traceback" not in unwritable.output
+    assert f"cannot write the report to {a_file / 'r.html'}: File exists: {a_file}" in unwritable.output
+    assert typo.exit_code == 2 and "657,437 days long; at most 366" in typo.output
+    assert not (tmp_path / "r.html").exists()
+
+
+def test_a_window_over_a_year_is_refused(store: EventStore, tmp_path: Path) -> None:
+    build_figures(store, _site(tmp_path), T0, T0 + 366 * 86_400)  # a leap year: fine
+    with pytest.raises(ValueError, match="367 days long; at most 366"):
+        build_figures(store, _site(tmp_path), T0, T0 + 367 * 86_400)
