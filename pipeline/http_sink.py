@@ -40,7 +40,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -61,6 +61,10 @@ _BATCH_PATH = "/ingest/batch"
 _HEALTH_PATH = "/ingest/health"
 _BATCH_MAX_BYTES = 8 * 1024 * 1024  # well under the service's 64 MiB ingest body limit
 _ERROR_BODY_CHARS = 300
+_MB = 1024 * 1024
+DEFAULT_MAX_SPOOL_BYTES = 1024 * _MB
+"""Spool size past which revisions are kept without their snapshot and clip (about a week of a busy
+site's alerts with pictures; the alerts themselves, ~2 kB each, are never dropped)."""
 _JSON = {"Content-Type": "application/json"}
 _NO_HEALTH_ROUTE = "the service has no /ingest/health route (an older anjian); camera health is not reported"
 
@@ -77,6 +81,8 @@ class HttpSinkStats:
         rejected: Events the service refused for good (moved to ``rejected/``).
         failed_attempts: POSTs that failed and will be retried.
         spool_errors: Events lost because the spool could not be written.
+        evidence_dropped: Events spooled without their snapshot and clip because the spool had
+            reached ``max_spool_bytes`` (the service was away long): the alert still goes.
     """
 
     published: int = 0
@@ -86,6 +92,7 @@ class HttpSinkStats:
     rejected: int = 0
     failed_attempts: int = 0
     spool_errors: int = 0
+    evidence_dropped: int = 0
 
 
 class HttpEventSink:
@@ -103,6 +110,9 @@ class HttpEventSink:
         backoff_max_s: Longest wait between POSTs while the service is away.
         is_fsync: Flush spool records to disk (turn off only in tests).
         batch_size: Most records per ``POST /ingest/batch`` (1: one request per record).
+        max_spool_bytes: Past this many bytes waiting in the spool, revisions are spooled without their
+            snapshot and clip (counted in ``evidence_dropped``): a service away for days must not fill the
+            disk the incident journal and the evidence share.
     """
 
     def __init__(
@@ -118,11 +128,14 @@ class HttpEventSink:
         backoff_max_s: float = 30.0,
         is_fsync: bool = True,
         batch_size: int = 50,
+        max_spool_bytes: int = DEFAULT_MAX_SPOOL_BYTES,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
         if not token:
             raise ValueError("a pipeline token is required")
+        if max_spool_bytes < 1:
+            raise ValueError(f"max_spool_bytes must be >= 1, got {max_spool_bytes}")
         if not 1 <= batch_size <= 200:
             raise ValueError(f"batch_size must be 1-200 (the service takes at most 200), got {batch_size}")
         if queue_size < 1 or timeout_s <= 0 or backoff_base_s <= 0 or backoff_max_s < backoff_base_s:
@@ -135,6 +148,8 @@ class HttpEventSink:
         self._health_url = base_url.rstrip("/") + _HEALTH_PATH
         self._health_problem: str | None = None  # the last report's failure, logged once until it changes
         self._batch_size = batch_size
+        self._max_spool_bytes = max_spool_bytes
+        self._is_spool_full = False
         self._spool = DiskSpool(spool_dir, is_fsync=is_fsync)
         self._queue: queue.Queue[Event] = queue.Queue(maxsize=queue_size)
         self._client = httpx.Client(
@@ -270,7 +285,9 @@ class HttpEventSink:
             try:
                 self._spool_one(event)
                 self._spool_queued()
-            except Exception:  # the spooler must outlive whatever one write raises (its OSErrors are counted there)
+            except (
+                Exception
+            ):  # the spooler must outlive whatever one write raises (its OSErrors are counted there)
                 logger.exception("event sink: spooling failed")
             self._spooled.set()
 
@@ -306,6 +323,20 @@ class HttpEventSink:
     def _spool_one(self, event: Event) -> None:
         """Serialise one event into the spool; a failing disk loses it (logged and counted)."""
         try:
+            is_full = self._spool.size_bytes >= self._max_spool_bytes
+            if is_full != self._is_spool_full:
+                self._is_spool_full = is_full
+                logger.log(
+                    logging.WARNING if is_full else logging.INFO,
+                    "event spool %s the %d MB cap: revisions are spooled %s their snapshots and clips",
+                    "reached" if is_full else "is back under",
+                    self._max_spool_bytes // _MB,
+                    "without" if is_full else "with",
+                )
+            if is_full and (event.snapshot_jpeg or event.clip_mp4):
+                # The service has been away long: keep the alerts coming, not a disk filling with pictures.
+                event = replace(event, snapshot_jpeg=None, clip_mp4=None)
+                self._counters.add(evidence_dropped=1)
             wire = EventWire.from_event(event).model_dump(mode="json")
             self._spool.append(json.dumps(wire, separators=(",", ":")).encode())
         except Exception:  # a full disk, or an event that cannot be serialised: lost, logged and counted

@@ -53,6 +53,7 @@ class DiskSpool:
         for leftover in self._dir.glob(f"{TEMPORARY_PREFIX}*"):
             leftover.unlink(missing_ok=True)  # a write interrupted by a crash: never counted
         self._seqs = sorted(int(m.group(1)) for p in self._dir.iterdir() if (m := _NAME.match(p.name)))
+        self._sizes = {seq: self._size_on_disk(seq) for seq in self._seqs}
         self._next_seq = (self._seqs[-1] + 1) if self._seqs else 1
         if self._seqs:
             logger.info("spool %s: %d record(s) left from before", self._dir, len(self._seqs))
@@ -66,6 +67,18 @@ class DiskSpool:
         with self._lock:
             return len(self._seqs)
 
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of the records waiting (``rejected/`` not counted)."""
+        with self._lock:
+            return sum(self._sizes.values())
+
+    def _size_on_disk(self, seq: int) -> int:
+        try:
+            return self._path(seq).stat().st_size
+        except FileNotFoundError:
+            return 0
+
     def append(self, data: bytes) -> int:
         """Write a record after the others; returns its sequence number.
 
@@ -77,6 +90,7 @@ class DiskSpool:
             write_atomic(self._path(seq), data, is_fsync=self._is_fsync)
             self._next_seq += 1
             self._seqs.append(seq)
+            self._sizes[seq] = len(data)
             return seq
 
     def peek(self) -> tuple[int, bytes] | None:
@@ -88,7 +102,7 @@ class DiskSpool:
                     return seq, self._path(seq).read_bytes()
                 except FileNotFoundError:
                     logger.warning("spool %s: record %d vanished; skipping it", self._dir, seq)
-                    self._seqs.pop(0)
+                    self._sizes.pop(self._seqs.pop(0), None)
             return None
 
     def peek_many(self, limit: int, max_bytes: int) -> list[tuple[int, bytes]]:
@@ -107,7 +121,7 @@ class DiskSpool:
                     data = self._path(seq).read_bytes()
                 except FileNotFoundError:
                     logger.warning("spool %s: record %d vanished; skipping it", self._dir, seq)
-                    self._seqs.pop(index)
+                    self._sizes.pop(self._seqs.pop(index), None)
                     continue
                 if records and size + len(data) > max_bytes:
                     break
@@ -120,6 +134,7 @@ class DiskSpool:
         """Delete a delivered record (no error if it is already gone)."""
         with self._lock:
             self._path(seq).unlink(missing_ok=True)
+            self._sizes.pop(seq, None)
             if seq in self._seqs:
                 self._seqs.remove(seq)
 
@@ -135,6 +150,7 @@ class DiskSpool:
             target = target_dir / self._path(seq).name
             os.replace(self._path(seq), target)
             (target_dir / f"{target.name}.reason.txt").write_text(reason, encoding="utf-8")
+            self._sizes.pop(seq, None)
             if seq in self._seqs:
                 self._seqs.remove(seq)
             return target

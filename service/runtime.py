@@ -309,7 +309,12 @@ def build_pipeline_runtime(
     from anjian.pipeline.http_sink import HttpEventSink
 
     camera_node = None if node is None else CameraNode.from_config(config, node)
-    sink = HttpEventSink(service_url, token, _node_dir(config, node) / _SPOOL_DIR)
+    sink = HttpEventSink(
+        service_url,
+        token,
+        _node_dir(config, node) / _SPOOL_DIR,
+        max_spool_bytes=config.storage.max_spool_mb * 1024 * 1024,
+    )
     runner = _runner(config, sink, node=node)
     return Runtime(
         config=config,
