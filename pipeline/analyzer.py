@@ -175,4 +175,6 @@ class CameraAnalyzer:
                 )
                 continue
             events.append(event)
+        for event_id in set(self._clip_owner) - self.clips.pending_ids():  # clips that failed: none will come
+            del self._clip_owner[event_id]
         return events

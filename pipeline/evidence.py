@@ -284,6 +284,10 @@ class ClipRecorder:
             self._prune()
         return done
 
+    def pending_ids(self) -> set[str]:
+        """Event ids whose clips are still to come."""
+        return {pending.event_id for pending in self._pending}
+
     def _finish(self, pending: _Pending, result: object, done: list[tuple[str, bytes]]) -> None:
         try:
             clip = result()  # type: ignore[operator]

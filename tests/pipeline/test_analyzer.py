@@ -146,3 +146,19 @@ def test_clips_can_be_turned_off() -> None:
     analyzer = _analyzer(evidence={"is_clip": False})
     events = [e for i in range(30) for e in analyzer.process(frame(T0 + i * 0.2, i, _image(i)), FIRE)]
     assert events and all(e.clip_mp4 is None for e in events) and analyzer.evidence_stats() is None
+
+
+def test_a_clip_that_fails_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each failed clip used to leave its incident's rule in the analyzer's table for good: a slow leak over months."""
+
+    def broken(_frames: object) -> bytes:
+        raise RuntimeError("encoder gone")
+
+    monkeypatch.setattr("anjian.pipeline.evidence.encode_clip", broken)
+    analyzer = _analyzer()
+    events = [e for i in range(3) for e in analyzer.process(frame(T0 + i * 0.2, i, _image(i)), FIRE)]
+    assert [e.revision for e in events] == [1]
+    analyzer.close(T0 + 1)
+    stats = analyzer.evidence_stats()
+    assert stats is not None and stats.clip_failures == 1
+    assert analyzer._clip_owner == {}  # the leak itself
