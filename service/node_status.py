@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from anjian.cameras.url import mask_url
 from anjian.service.bus.connection import BusConnection
 from anjian.service.bus.errors import BusUnavailableError
 from anjian.service.bus.leases import Lease, LeaseBucket
@@ -62,7 +63,7 @@ def read_node_status(config: AnjianConfig, *, timeout_s: float = 5.0) -> NodeSta
     try:
         if not bus.wait_connected(timeout_s):
             raise BusUnavailableError(
-                f"cannot reach the plant's NATS at {config.bus.url} within {timeout_s:g}s"
+                f"cannot reach the plant's NATS at {mask_url(config.bus.url)} within {timeout_s:g}s"
             )
         leases, alive = bus.call(read, timeout_s=timeout_s)
     finally:

@@ -7,13 +7,17 @@ link validate a value the same way.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Final
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from anjian.service.bus.subjects import BUS_ID_PATTERN
 
-__all__ = ["BusConfig", "BusId", "NatsUrl", "SigningKey"]
+__all__ = ["MAX_SNAPSHOT_BYTES", "BusConfig", "BusId", "NatsUrl", "SigningKey"]
+
+MAX_SNAPSHOT_BYTES: Final = 6_000_000
+"""The largest ``bus.max_snapshot_bytes``: base64 makes a snapshot a third larger (8,000,000 bytes),
+which with its event's JSON still fits the 8 MiB ``max_payload`` that ``anjian hub nats-config`` writes."""
 
 BusId = Annotated[str, Field(min_length=1, max_length=64, pattern=BUS_ID_PATTERN)]
 """A plant id or JetStream domain on the bus (one subject token: no dots)."""
@@ -58,8 +62,9 @@ class BusConfig(BaseModel):
     max_snapshot_bytes: int = Field(
         4_000_000,
         ge=0,
-        le=7_000_000,
-        description="Largest snapshot sent with an event (bigger ones stay on the plant); 0 sends none.",
+        description=f"Largest snapshot sent with an event (bigger ones stay on the plant); 0 sends none; at most "
+        f"{MAX_SNAPSHOT_BYTES}. An event whose message would still be over the nats-server's max_payload "
+        "(1 MiB unless configured) goes without its snapshot.",
     )
     signing_key: SigningKey | None = Field(
         None,
@@ -72,3 +77,15 @@ class BusConfig(BaseModel):
         le=3650,
         description="How long the plant's stream keeps messages: the longest hub outage it bridges.",
     )
+
+    @field_validator("max_snapshot_bytes")
+    @classmethod
+    def _check_max_snapshot_bytes(cls, value: int) -> int:
+        """A snapshot must fit one bus message (base64, inside its event's JSON)."""
+        if value > MAX_SNAPSHOT_BYTES:
+            raise ValueError(
+                f"must be at most {MAX_SNAPSHOT_BYTES} bytes, got {value}: a snapshot travels base64-encoded "
+                "(a third larger) inside its event, and the message must fit the nats-server's max_payload "
+                "(8 MiB as `anjian hub nats-config` writes it)"
+            )
+        return value

@@ -23,6 +23,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 
 from anjian.cameras.backoff import backoff_delay_s
+from anjian.cameras.url import mask_credentials, mask_url
 from anjian.service.bus.errors import BusUnavailableError
 
 __all__ = ["BusConnection"]
@@ -57,6 +58,7 @@ class BusConnection:
         connect_timeout_s: float = 2.0,
     ) -> None:
         self.url = url
+        self._shown_url = mask_url(url)  # in logs and errors: never a URL's credentials
         self.name = name
         self._reconnect_wait_s = reconnect_wait_s
         self._connect_timeout_s = connect_timeout_s
@@ -102,29 +104,39 @@ class BusConnection:
                 failures += 1
                 delay_s = backoff_delay_s(failures, base_s=self._reconnect_wait_s, max_s=10.0)
                 if failures == 1 or failures % 20 == 0:
-                    logger.warning("%s: cannot reach NATS at %s (%s); retrying", self.name, self.url, exc)
+                    logger.warning(
+                        "%s: cannot reach NATS at %s (%s); retrying",
+                        self.name,
+                        self._shown_url,
+                        mask_credentials(str(exc), url=self.url),
+                    )
                 await asyncio.sleep(delay_s)
                 continue
-            logger.info("%s: connected to NATS at %s", self.name, self.url)
+            logger.info("%s: connected to NATS at %s", self.name, self._shown_url)
             self._connected.set()
             return
 
     async def _on_error(self, exc: Exception) -> None:
-        logger.debug("%s: NATS client error: %s", self.name, exc)
+        logger.debug("%s: NATS client error: %s", self.name, mask_credentials(str(exc), url=self.url))
 
     async def _on_disconnected(self) -> None:
         if not self._is_stopped:
-            logger.warning("%s: disconnected from NATS at %s; reconnecting", self.name, self.url)
+            logger.warning("%s: disconnected from NATS at %s; reconnecting", self.name, self._shown_url)
 
     async def _on_reconnected(self) -> None:
-        logger.info("%s: reconnected to NATS at %s", self.name, self.url)
+        logger.info("%s: reconnected to NATS at %s", self.name, self._shown_url)
 
     def _require_client(self) -> Client:
         """The connected client, or ``BusUnavailableError``."""
         client = self._client
         if client is None or not client.is_connected:
-            raise BusUnavailableError(f"not connected to NATS at {self.url}")
+            raise BusUnavailableError(f"not connected to NATS at {self._shown_url}")
         return client
+
+    def max_payload(self) -> int | None:
+        """The largest message (bytes) the connected server takes, as it announced; ``None`` when not connected."""
+        client = self._client
+        return client.max_payload if client is not None and client.is_connected else None
 
     def client(self) -> Client:
         """The connected client, for core NATS (request/reply, subscriptions); use it on the loop only.
@@ -158,7 +170,9 @@ class BusConnection:
             return future.result(timeout_s)
         except FutureTimeoutError as exc:
             future.cancel()
-            raise BusUnavailableError(f"NATS at {self.url} did not answer within {timeout_s:g}s") from exc
+            raise BusUnavailableError(
+                f"NATS at {self._shown_url} did not answer within {timeout_s:g}s"
+            ) from exc
 
     def call_soon(self, callback: Callable[[], object]) -> None:
         """Run ``callback()`` on the loop soon (from any thread): e.g. set an ``asyncio.Event``."""

@@ -65,7 +65,10 @@ _Jpeg = Annotated[
 
 
 class _BusModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Every bus message: no unknown fields, and no NaN or infinite number (a time of ``Infinity``
+    would otherwise order after every later report for good)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class EventChange(_BusModel):
@@ -105,7 +108,7 @@ class SensorReport(_BusModel):
     state: SensorState
     is_source_connected: bool | None = None
     last_reading_at: float | None = None
-    last_value: float | None = Field(None, allow_inf_nan=False)
+    last_value: float | None = None
     open_kinds: list[str] = Field(default_factory=list, max_length=16)
 
 

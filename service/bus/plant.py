@@ -10,6 +10,13 @@ re-publish of the same id (a retry after a lost ack); the dispatcher's retries a
 letters cover a plant's nats-server that is down. The link to the hub is not on this
 path at all: the hub's stream sources the plant's when the link is up.
 
+A detection revision carries its snapshot (base64, inside the JSON) when the whole message
+fits the server's ``max_payload`` (what the server announced when the client connected);
+otherwise it goes without it (logged, counted in ``PlantBusStats.snapshots_left_out``): an
+event that never reaches the hub is worse than one without its picture, which stays on the
+plant. The message carries no mark of it (a hub that does not know a new field would refuse
+the event): the hub shows the event without a snapshot.
+
 In. A consumer on the plant's commands stream (sourced from the hub's) writes each
 supervisor's remark into the incident's audit trail (``anjian.service.bus.remarks``),
 then acks it. A core subscription answers the hub's requests for clips, which stay on the
@@ -22,6 +29,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 import nats.errors
@@ -30,6 +38,8 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
+from anjian.cameras.url import mask_credentials, mask_url
+from anjian.pipeline.counters import Counters
 from anjian.service.bus import subjects
 from anjian.service.bus.address import BUS_ADDRESS
 from anjian.service.bus.clips import ClipResponder
@@ -61,7 +71,7 @@ if TYPE_CHECKING:
     from anjian.service.api.deps import CameraHealthProvider
     from anjian.service.records import Subscription, WebhookDelivery
 
-__all__ = ["PlantBus"]
+__all__ = ["PlantBus", "PlantBusStats"]
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +81,14 @@ _FETCH_BATCH: Final = 64
 _RETRY_S: Final = 1.0
 _HOLD_BACK_S: Final = 2.0
 _CLIP_QUEUE: Final = "anjian-plant-clips"
+_HEADROOM: Final = 16 * 1024  # below max_payload: room for the headers (message id, signature)
+
+
+@dataclass(frozen=True, slots=True)
+class PlantBusStats:
+    """Counters since start: event announcements published without their snapshot (over the server's max_payload)."""
+
+    snapshots_left_out: int = 0
 
 
 class PlantBus:
@@ -111,8 +129,13 @@ class PlantBus:
         self._sensor_health = sensor_health
         self._clock = clock
         self.connection = BusConnection(config.url, name=f"anjian-plant-{self.plant_id}")
+        self._counters = Counters(PlantBusStats())
         self._is_ready = False  # the streams were ensured (only the loop thread reads and writes it)
         self._health: PeriodicThread | None = None
+
+    def stats(self) -> PlantBusStats:
+        """The counters as they are now."""
+        return self._counters.snapshot()
 
     def report_sensors(self, sensor_health: Callable[[], list[SensorHealth]]) -> None:
         """Report the sensors' health too (the sensor runner is built after the bus); call before ``start``."""
@@ -188,7 +211,7 @@ class PlantBus:
         if not self.connection.is_connected:
             return SendOutcome(
                 None,
-                f"the plant's NATS server at {self._config.url} is not reachable",
+                f"the plant's NATS server at {mask_url(self._config.url)} is not reachable",
                 retry_after_s=_HOLD_BACK_S,
                 is_attempted=False,
             )
@@ -201,18 +224,47 @@ class PlantBus:
                 payload=payload,
                 snapshot_jpeg=self._snapshot(payload) if delivery.kind in _DETECTION_KINDS else None,
             )
-            self._publish(
-                subjects.event_subject(self.plant_id),
-                change.model_dump_json().encode(),
-                f"{self.plant_id}:{delivery.idempotency_key}",
-            )
+            subject = subjects.event_subject(self.plant_id)
+            msg_id = f"{self.plant_id}:{delivery.idempotency_key}"
+            try:
+                self._publish(subject, self._fitting(change), msg_id)
+            except nats.errors.MaxPayloadError:  # a server with a lower max_payload since it was measured
+                if change.snapshot_jpeg is None:
+                    raise
+                self._publish(subject, self._without_snapshot(change, self.connection.max_payload()), msg_id)
         except ValidationError as exc:
             return SendOutcome(
                 None, f"the stored announcement is not a valid payload: {exc.error_count()} error(s)"
             )
         except Exception as exc:  # noqa: BLE001 - every failure is an attempt the dispatcher retries
-            return SendOutcome(None, f"NATS publish failed: {type(exc).__name__}: {exc}")
+            reason = mask_credentials(str(exc), url=self._config.url)
+            return SendOutcome(None, f"NATS publish failed: {type(exc).__name__}: {reason}")
         return SendOutcome(_STORED, None)
+
+    def _fitting(self, change: EventChange) -> bytes:
+        """The announcement's JSON; without its snapshot when it would not fit the server's ``max_payload``."""
+        data = change.model_dump_json().encode()
+        max_payload = self.connection.max_payload()
+        if change.snapshot_jpeg is None or max_payload is None or len(data) <= max_payload - _HEADROOM:
+            return data
+        return self._without_snapshot(change, max_payload, size=len(data))
+
+    def _without_snapshot(
+        self, change: EventChange, max_payload: int | None, *, size: int | None = None
+    ) -> bytes:
+        """The announcement's JSON without its snapshot (logged and counted: the snapshot stays on the plant)."""
+        event = change.payload.event
+        logger.warning(
+            "%s: snapshot of event %s (%d bytes; a %s-byte message) is over the NATS server's max_payload "
+            "(%s bytes); the event goes to the hub without it",
+            event.camera_id,
+            event.id,
+            len(change.snapshot_jpeg or b""),
+            "?" if size is None else size,
+            "?" if max_payload is None else max_payload,
+        )
+        self._counters.add(snapshots_left_out=1)
+        return change.model_copy(update={"snapshot_jpeg": None}).model_dump_json().encode()
 
     def _snapshot(self, payload: WebhookPayload) -> bytes | None:
         """The event's snapshot, when it has one no bigger than ``max_snapshot_bytes``."""

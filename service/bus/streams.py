@@ -8,6 +8,7 @@ that exists is updated to the wanted config (a new plant becomes a new source).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -27,7 +28,10 @@ from anjian.service.bus import subjects
 
 __all__ = ["PlantStreams", "SourcedPlant", "ensure_durable", "ensure_hub_streams", "ensure_plant_streams"]
 
+logger = logging.getLogger(__name__)
+
 _DAY_S = 86_400.0
+_UNLIMITED = -1  # JetStream's max_deliver for "redeliver for ever"
 _STREAM_NAME_IN_USE = 10058  # JetStream's error code: a stream of that name exists
 _DUPLICATE_WINDOW_S = 3_600.0  # longer than any outbox retry of one publish
 
@@ -149,18 +153,32 @@ async def ensure_hub_streams(
 
 
 async def ensure_durable(js: JetStreamContext, stream: str, durable: str, *, ack_wait_s: float) -> None:
-    """Create a durable pull consumer with explicit acks on ``stream`` (kept when it exists)."""
+    """Create a durable pull consumer with explicit acks on ``stream`` (kept when it exists).
+
+    The consumer has no ``max_deliver``: the server never drops a message however often it
+    came again (the consumers decide when to give one up). An existing consumer that caps
+    deliveries (made by hand, or by another tool) is updated to no cap.
+    """
+    config = ConsumerConfig(
+        durable_name=durable,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=ack_wait_s,
+        max_ack_pending=20_000,
+        max_deliver=_UNLIMITED,
+    )
     try:
-        await js.consumer_info(stream, durable)
+        info = await js.consumer_info(stream, durable)
     except NotFoundError:
-        await js.add_consumer(
+        await js.add_consumer(stream, config)
+        return
+    existing = info.config
+    if existing.max_deliver not in (None, 0, _UNLIMITED):
+        logger.warning(
+            "consumer %s on %s gave messages up after %d deliveries; updating it to no limit",
+            durable,
             stream,
-            ConsumerConfig(
-                durable_name=durable,
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=ack_wait_s,
-                max_ack_pending=20_000,
-                max_deliver=-1,
-            ),
+            existing.max_deliver,
         )
+        existing.max_deliver = _UNLIMITED
+        await js.add_consumer(stream, existing)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from anjian.cameras.url import mask_url
 from anjian.service.errors import ConfigError, DatabaseError
 from anjian.service.logs import setup_logging
 
@@ -83,7 +84,7 @@ def hub_serve(
     hub = _load(config)
     host, port = hub.server.host, hub.server.port
     typer.echo(
-        f"anjian hub: {len(hub.plants)} plant(s), NATS {hub.bus.url}, serving on http://{host}:{port}/"
+        f"anjian hub: {len(hub.plants)} plant(s), NATS {mask_url(hub.bus.url)}, serving on http://{host}:{port}/"
     )
     try:
         serve_hub(hub, host=host, port=port)

@@ -8,6 +8,15 @@ the same messages again after ``ack_wait_s`` and writes nothing twice. A message
 is not a plant message, or claims another plant than the stream it came from, is
 terminated (logged, never redelivered).
 
+Giving up. Only a message the hub itself cannot store while its database answers (a
+poison message) is given up, after ``max_deliveries`` such failures, counted here per
+stream sequence. A database that does not answer never gives a message up: the batch is
+held back (nak with a delay doubling from ``outage_retry_s`` up to ``outage_retry_max_s``)
+until it answers again, however long the outage. Neither those redeliveries nor the holds
+of unsigned messages count, so JetStream's own delivery count (``num_delivered``) is not
+used for it; the durable consumer has no ``max_deliver`` either (``ensure_durable``), so
+the server never drops a message on its own.
+
 Out. A remark is first stored in the hub's database, then published to the hub's
 commands stream (``anjian.hub.command.<plant>``, ``Nats-Msg-Id`` = the remark's id) and
 marked sent; each plant's commands stream sources its own subject. Remarks not yet taken
@@ -41,6 +50,7 @@ logger = logging.getLogger(__name__)
 
 _RETRY_S: Final = 1.0
 _OUTAGE_RETRY_S: Final = 2.0
+_OUTAGE_RETRY_MAX_S: Final = 60.0
 _UNSIGNED_RETRY_S: Final = 30.0
 _UNSIGNED_MAX_DELIVERIES: Final = 120  # x 30 s: an hour to fix a wrong key before such a message is given up
 _RELAY_INTERVAL_S: Final = 1.0
@@ -64,8 +74,14 @@ class HubBus:
     Args:
         config: The hub config (its NATS server, plants, batch size, ack wait).
         store: The hub's store.
-        max_deliveries: Tries of a message the database refuses before it is given up (terminated).
+        max_deliveries: Tries of a message the database refuses while it answers before the message
+            is given up (terminated); tries during an outage or unsigned holds do not count.
         unsigned_retry_s: How often a message not signed with its plant's key comes again.
+        outage_retry_s: First delay before messages come again while the database does not answer.
+        outage_retry_max_s: Longest such delay (it doubles through an outage up to this).
+
+    Raises:
+        ValueError: A count below 1 or a delay not above 0 (or a longest delay below the first).
     """
 
     def __init__(
@@ -75,13 +91,21 @@ class HubBus:
         *,
         max_deliveries: int = 20,
         unsigned_retry_s: float = _UNSIGNED_RETRY_S,
+        outage_retry_s: float = _OUTAGE_RETRY_S,
+        outage_retry_max_s: float = _OUTAGE_RETRY_MAX_S,
     ) -> None:
-        if max_deliveries < 1 or unsigned_retry_s <= 0:
+        if max_deliveries < 1 or unsigned_retry_s <= 0 or not 0 < outage_retry_s <= outage_retry_max_s:
             raise ValueError(
-                f"expected max_deliveries >= 1 and unsigned_retry_s > 0, got {max_deliveries}, {unsigned_retry_s}"
+                "expected max_deliveries >= 1, unsigned_retry_s > 0 and 0 < outage_retry_s <= outage_retry_max_s,"
+                f" got {max_deliveries}, {unsigned_retry_s}, {outage_retry_s}, {outage_retry_max_s}"
             )
         self._max_deliveries = max_deliveries
         self._unsigned_retry_s = unsigned_retry_s
+        self._outage_retry_s = outage_retry_s
+        self._outage_retry_max_s = outage_retry_max_s
+        self._outage_naks = 0  # batches held back since the database last answered (the delay grows)
+        # (stream, stream sequence): failures of that message while the database answered
+        self._failures: dict[tuple[str, int], int] = {}
         self._config = config
         self._store = store
         self._plants = {plant.id for plant in config.plants}
@@ -155,17 +179,32 @@ class HubBus:
             await loop.run_in_executor(None, self._store.apply, [parsed for _, parsed in good])
         except Exception as exc:  # noqa: BLE001 - an outage, or one message the database refuses
             if not await self._is_database_up():
-                logger.warning("hub: the database is down (%s); %d message(s) come again", exc, len(good))
+                delay_s = self._outage_delay_s()
+                logger.warning(
+                    "hub: the database is down (%s); %d message(s) come again in %.0fs",
+                    exc,
+                    len(good),
+                    delay_s,
+                )
                 for message, _ in good:
-                    await message.nak(delay=_OUTAGE_RETRY_S)
+                    await message.nak(delay=delay_s)
                 return
+            self._outage_naks = 0
             logger.warning("hub: cannot store a batch of %d message(s) (%s); one by one", len(good), exc)
             for message, parsed in good:
                 await self._store_alone(message, parsed)
             return
+        self._outage_naks = 0
         for message, _ in good:
+            self._failures.pop(_sequence(message), None)
             await message.ack()
         self._count(batches=1)
+
+    def _outage_delay_s(self) -> float:
+        """The delay of the next hold-back through a database outage: doubling, up to ``outage_retry_max_s``."""
+        exponent = min(self._outage_naks, 30)
+        self._outage_naks += 1
+        return min(self._outage_retry_s * 2.0**exponent, self._outage_retry_max_s)
 
     async def _is_database_up(self) -> bool:
         """Whether the database answers (a failed batch is then the fault of a message in it)."""
@@ -179,32 +218,40 @@ class HubBus:
         """Store one message in its own transaction: ack it, or nak it, or give up on it after many tries.
 
         So one message the database refuses (a poison message) does not hold back the ones
-        fetched with it; after ``max_deliveries`` tries it is terminated and logged with its
-        stream sequence (it stays in the hub's stream for an operator to look at). Only tries
-        while the database answers count: through an outage nothing is given up.
+        fetched with it; after ``max_deliveries`` failures it is terminated and logged with its
+        stream sequence (it stays in the hub's stream for an operator to look at). Only
+        failures while the database answers count (``_failures``, not JetStream's delivery
+        count, which also counts outage redeliveries and unsigned holds): through an outage
+        nothing is given up.
         """
         loop = asyncio.get_running_loop()
         try:
             await loop.run_in_executor(None, self._store.apply, [parsed])
         except Exception as exc:  # noqa: BLE001 - the message comes again, or is given up
             if not await self._is_database_up():
-                await message.nak(delay=_OUTAGE_RETRY_S)
+                await message.nak(delay=self._outage_delay_s())
                 return
-            deliveries = message.metadata.num_delivered or 1
-            if deliveries >= self._max_deliveries:
+            self._outage_naks = 0
+            sequence = _sequence(message)
+            failures = self._failures.get(sequence, 0) + 1
+            if failures >= self._max_deliveries:
+                self._failures.pop(sequence, None)
                 logger.error(
-                    "hub: giving up on message %d of %s (plant %s) after %d tries: %s",
-                    message.metadata.sequence.stream,
-                    message.metadata.stream,
+                    "hub: giving up on message %d of %s (plant %s) after %d failed tries: %s",
+                    sequence[1],
+                    sequence[0],
                     parsed.plant_id,
-                    deliveries,
+                    failures,
                     exc,
                 )
                 self._count(terminated=1)
                 await message.term()
             else:
+                self._failures[sequence] = failures
                 await message.nak(delay=_RETRY_S)
             return
+        self._outage_naks = 0
+        self._failures.pop(_sequence(message), None)
         await message.ack()
 
     def _parse(self, message: Msg) -> BusMessage | None:
@@ -213,7 +260,10 @@ class HubBus:
             parsed = parse_plant_message(message.data)
         except ValidationError as exc:
             logger.error(
-                "hub: dropping a malformed message on %s: %d error(s)", message.subject, exc.error_count()
+                "hub: dropping a malformed message on %s: %d error(s): %s",
+                message.subject,
+                exc.error_count(),
+                _reasons(exc),
             )
             return None
         tokens = message.subject.split(".")
@@ -287,3 +337,15 @@ class HubBus:
         if key is not None:
             headers[SIGNATURE_HEADER] = signature(key, data)
         await js.publish(subjects.command_subject(remark.plant_id), data, timeout=5.0, headers=headers)
+
+
+def _sequence(message: Msg) -> tuple[str, int]:
+    """The message's place in the hub's stream: (stream, stream sequence)."""
+    return message.metadata.stream, message.metadata.sequence.stream
+
+
+def _reasons(exc: ValidationError, most: int = 3) -> str:
+    """The first errors of a refused message, each as ``field: reason`` (never the values sent)."""
+    errors = exc.errors(include_input=False, include_url=False)
+    reasons = [f"{'.'.join(str(part) for part in e['loc']) or 'message'}: {e['msg']}" for e in errors[:most]]
+    return "; ".join(reasons) + ("; ..." if len(errors) > most else "")

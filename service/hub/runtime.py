@@ -6,6 +6,7 @@ import logging
 
 import uvicorn
 
+from anjian.cameras.url import mask_url
 from anjian.service.hub.api import create_hub_app
 from anjian.service.hub.clips import HubClips
 from anjian.service.hub.config import HubConfig
@@ -37,7 +38,7 @@ def serve_hub(config: HubConfig, *, host: str, port: int) -> None:
             is_bus_connected=lambda: bus.connection.is_connected,
         )
         bus.start()
-        logger.info("hub: %d plant(s), NATS at %s", len(config.plants), config.bus.url)
+        logger.info("hub: %d plant(s), NATS at %s", len(config.plants), mask_url(config.bus.url))
         uvicorn.run(app, host=host, port=port, log_config=None, access_log=False)
     finally:
         bus.stop()

@@ -9,9 +9,18 @@ is therefore idempotent and order-free:
 - an audit line is keyed per (plant, incident): ``a<plant audit id>`` for a lifecycle
   change, ``raise`` for the raise, ``r<remark id>`` for a supervisor's remark, and a key
   seen before is not written again;
-- a camera's health is replaced only by a later report;
-- a plant's sensors are replaced as a set by a later report (a sensor it no longer
+- a camera's health is replaced only by a report no older than the stored one;
+- a plant's sensors are replaced as a set by such a report (a sensor it no longer
   reports was removed from its site), an older report is ignored.
+
+Health reports are ordered by the plant's ``sent_at`` clamped to the hub's clock plus
+``_CLOCK_SKEW_S`` (that is ``reported_at``). The plant's own time orders its reports
+through redeliveries and a backlog applied late; the clamp keeps a plant clock running
+ahead (a report "from next year") from freezing that plant's health: such a report holds
+at most ``_CLOCK_SKEW_S`` of hub time. Not the stream sequence, which starts again at 1
+when the hub's stream is recreated (a server that lost its store), and would then ignore
+every report for good; not the hub's receive time alone, which would let a redelivered
+old report overwrite a newer one.
 
 ``apply`` takes a batch of messages and writes them in one transaction, so the consumer
 acks a batch only once it is durable.
@@ -49,6 +58,7 @@ OPEN_STATES: Final = ("raised", "acknowledged", "dispatched")
 _SETTLED_STATES: Final = frozenset({"resolved", "false_alarm"})
 _ACTION_REMARK: Final = "remark"
 _ACTION_PRESS: Final = "press_for_action"
+_CLOCK_SKEW_S: Final = 60.0  # how far ahead of the hub's clock a plant's report time is believed
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +137,7 @@ class HubStore:
                 audits += added
                 duplicates += not (is_written or added)
             for report in reports:
-                self._apply_health(session, report)
+                self._apply_health(session, report, reported_at=min(report.sent_at, now + _CLOCK_SKEW_S))
             self._touch_plants(session, messages, now)
         return ApplyResult(written, audits, duplicates, len(reports))
 
@@ -227,19 +237,24 @@ class HubStore:
         return is_written, added
 
     @staticmethod
-    def _apply_health(session: Session, report: HealthReport) -> None:
+    def _apply_health(session: Session, report: HealthReport, *, reported_at: float) -> None:
+        """Write each camera's health unless a later report is stored (``reported_at``: the clamped time).
+
+        A report as late as the stored one is written: reports clamped to the same hub time
+        (a backlog from a plant whose clock runs ahead) end in the last one's state.
+        """
         for camera in report.cameras:
             row = session.get(HubCameraRow, (report.plant_id, camera.camera_id))
             if row is None:
                 row = HubCameraRow(plant_id=report.plant_id, camera_id=camera.camera_id)
                 session.add(row)
-            elif row.reported_at >= report.sent_at:
+            elif row.reported_at > reported_at:
                 continue
-            _set_columns(row, camera, reported_at=report.sent_at)
-        HubStore._apply_sensors(session, report)
+            _set_columns(row, camera, reported_at=reported_at)
+        HubStore._apply_sensors(session, report, reported_at=reported_at)
 
     @staticmethod
-    def _apply_sensors(session: Session, report: HealthReport) -> None:
+    def _apply_sensors(session: Session, report: HealthReport, *, reported_at: float) -> None:
         """Replace the plant's sensors by the report's, unless what is stored came from a later report."""
         rows = {
             row.sensor_id: row
@@ -247,14 +262,14 @@ class HubStore:
                 select(HubSensorRow).where(HubSensorRow.plant_id == report.plant_id).with_for_update()
             )
         }
-        if any(row.reported_at >= report.sent_at for row in rows.values()):
+        if any(row.reported_at > reported_at for row in rows.values()):
             return
         for sensor in report.sensors:
             row = rows.pop(sensor.sensor_id, None)
             if row is None:
                 row = HubSensorRow(plant_id=report.plant_id, sensor_id=sensor.sensor_id)
                 session.add(row)
-            _set_columns(row, sensor, reported_at=report.sent_at)
+            _set_columns(row, sensor, reported_at=reported_at)
         for removed in rows.values():  # no longer on the plant's site
             session.delete(removed)
 

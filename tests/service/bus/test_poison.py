@@ -1,20 +1,57 @@
-"""A message the hub's database refuses does not hold back the others, and is given up after a few tries."""
+"""A message the hub's database refuses does not hold back the others, and is given up after a few tries.
+
+Only failures while the database answers count: an outage, or holds of unsigned messages, never
+bring a message closer to being given up, and the durable consumer has no delivery cap of its own.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
+import nats
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 
+from anjian.service.bus import subjects
 from anjian.service.bus.messages import BusMessage, EventChange
-from anjian.service.composition import ServiceParts
+from anjian.service.bus.streams import ensure_durable
+from anjian.service.composition import ServiceParts, build_service_parts
 from anjian.service.hub.consumer import HubBus
 from anjian.service.hub.store import ApplyResult, HubStore
 from tests.factories import make_event
-from tests.service.bus.conftest import PLANT, hub_config
-from tests.support.nats import NatsTopology
+from tests.service.bus.conftest import PLANT, hub_config, plant_config
+from tests.support.nats import NatsTopology, nats_server_available, start_jetstream_server
 from tests.support.waiting import wait_for
+
+KEY = "a-key-only-site-1-and-the-hub-hold"
+
+
+class _FlakyDatabase:
+    """Wraps a store's ``apply`` and ``ping``: down (both fail), then ``transient`` failures of ``apply`` alone."""
+
+    def __init__(self, store: HubStore, *, is_down: bool, transient: int) -> None:
+        self.is_down = is_down
+        self.transient = transient
+        self.refused = 0
+        self._apply, self._ping = store.apply, store.ping
+        store.apply = self.apply  # type: ignore[method-assign]
+        store.ping = self.ping  # type: ignore[method-assign]
+
+    def apply(self, messages: Sequence[BusMessage]) -> ApplyResult:
+        if self.is_down:
+            self.refused += 1
+            raise RuntimeError("connection refused")
+        if self.transient > 0:
+            self.transient -= 1
+            raise RuntimeError("deadlock detected (transient)")
+        return self._apply(messages)
+
+    def ping(self) -> None:
+        if self.is_down:
+            raise RuntimeError("connection refused")
+        self._ping()
 
 
 def test_a_poison_message_is_given_up_and_the_rest_of_its_batch_is_stored(
@@ -67,7 +104,7 @@ def test_through_a_database_outage_nothing_is_given_up(
 
     store.apply = apply  # type: ignore[method-assign]
     store.ping = ping  # type: ignore[method-assign]
-    bus = HubBus(config, store, max_deliveries=2)
+    bus = HubBus(config, store, max_deliveries=2, outage_retry_s=0.2, outage_retry_max_s=1.0)
     bus.start()
     try:
         events = [make_event() for _ in range(10)]
@@ -80,3 +117,106 @@ def test_through_a_database_outage_nothing_is_given_up(
     finally:
         bus.stop()
         store.close()
+
+
+def test_redeliveries_through_an_outage_do_not_count_towards_giving_a_message_up(
+    tmp_path: Path, topology: NatsTopology, plant: ServiceParts
+) -> None:
+    config = hub_config(tmp_path / "hub", topology.hub.url)
+    store = HubStore.from_config(config.storage)
+    # Down; once up, the batch and then the message alone fail once each.
+    database = _FlakyDatabase(store, is_down=True, transient=2)
+    bus = HubBus(config, store, max_deliveries=3, outage_retry_s=0.2, outage_retry_max_s=0.5)
+    bus.start()
+    try:
+        event = make_event()
+        plant.sink.publish(event)
+        assert wait_for(lambda: database.refused >= 6, 60)  # delivered twice max_deliveries while down
+        database.is_down = False
+        assert wait_for(lambda: store.get_event(PLANT, event.id) is not None, 60)
+        assert bus.stats().terminated == 0
+    finally:
+        bus.stop()
+        store.close()
+
+
+def test_holds_of_an_unsigned_message_do_not_count_towards_giving_it_up(
+    tmp_path: Path, topology: NatsTopology
+) -> None:
+    # A wrong key on the hub holds the plant's messages back; once fixed (a restart), one transient
+    # failure of the database must not give up a message JetStream has delivered many times.
+    plant = build_service_parts(plant_config(tmp_path / "plant", topology.plants[PLANT].url, signing_key=KEY))
+    wrong = hub_config(tmp_path / "hub", topology.hub.url, signing_key="not-the-key-the-plant-signs-with")
+    store = HubStore.from_config(wrong.storage)
+    bus = HubBus(wrong, store, unsigned_retry_s=0.2)
+    plant.start()
+    bus.start()
+    try:
+        event = make_event()
+        plant.sink.publish(event)
+        assert wait_for(lambda: bus.stats().unsigned >= 5, 60)
+        bus.stop()
+        right = hub_config(tmp_path / "hub", topology.hub.url, signing_key=KEY)
+        _FlakyDatabase(store, is_down=False, transient=2)
+        bus = HubBus(right, store, max_deliveries=3)
+        bus.start()
+        assert wait_for(lambda: store.get_event(PLANT, event.id) is not None, 60)
+        assert bus.stats().terminated == 0
+    finally:
+        bus.stop()
+        store.close()
+        plant.close()
+
+
+def test_a_durable_consumer_that_caps_deliveries_is_updated_to_no_cap(tmp_path: Path) -> None:
+    if not nats_server_available():
+        pytest.skip("nats-server is not installed (apt install nats-server)")
+    server = start_jetstream_server(tmp_path / "nats")
+
+    async def run() -> int:
+        client = await nats.connect(server.url)
+        try:
+            js = client.jetstream()
+            await js.add_stream(StreamConfig(name="S", subjects=["s.>"]))
+            await js.add_consumer(
+                "S", ConsumerConfig(durable_name="D", ack_policy=AckPolicy.EXPLICIT, max_deliver=5)
+            )
+            await ensure_durable(js, "S", "D", ack_wait_s=2.0)
+            info = await js.consumer_info("S", "D")
+            return int(info.config.max_deliver or 0)
+        finally:
+            await client.close()
+
+    try:
+        assert asyncio.run(run()) == -1
+    finally:
+        server.kill()
+
+
+def test_a_report_timed_at_infinity_is_dropped_with_its_reason_and_the_rest_is_stored(
+    topology: NatsTopology,
+    plant: ServiceParts,
+    hub: tuple[HubStore, HubBus],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A time of Infinity would order after every later report for good: it is bad input, dropped.
+    store, bus = hub
+    data = b'{"type":"health","plant_id":"site-1","sent_at":Infinity,"cameras":[]}'
+
+    async def publish() -> None:
+        client = await nats.connect(topology.plants[PLANT].url)
+        try:
+            await client.jetstream().publish(
+                subjects.health_subject(PLANT), data, headers={"Nats-Msg-Id": "inf"}
+            )
+        finally:
+            await client.close()
+
+    first, second = make_event(), make_event()
+    plant.sink.publish(first)  # the plant's stream exists once it has published
+    assert wait_for(lambda: store.get_event(PLANT, first.id) is not None, 60)
+    asyncio.run(publish())
+    plant.sink.publish(second)
+    assert wait_for(lambda: store.get_event(PLANT, second.id) is not None, 60)
+    assert wait_for(lambda: bus.stats().terminated == 1, 60)
+    assert "health.sent_at: Input should be a finite number" in caplog.text

@@ -88,6 +88,27 @@ def test_a_later_camera_report_wins_and_an_older_one_is_ignored(hub_store: HubSt
     assert summary.cameras_by_state == {"offline": 1}
 
 
+def test_a_report_from_a_plant_clock_running_ahead_holds_the_health_only_briefly(
+    hub_store: HubStore, clock: FakeClock
+) -> None:
+    # One report while the plant's clock was a year ahead; once set right, its true reports take over
+    # within the believed skew (a minute of hub time), for cameras and sensors alike.
+    def report(sent_at: float, camera: CameraState, sensor: SensorState) -> HealthReport:
+        cameras = [CameraReport(camera_id="cam-1", state=camera, since=0.0)]
+        return sensor_report("lab-3", sent_at, nh3_1=sensor).model_copy(update={"cameras": cameras})
+
+    year_s = 365 * 86_400.0
+    hub_store.apply([report(clock.now + year_s, CameraState.ONLINE, SensorState.OK)])
+    for _ in range(4):  # the clock set right: every 30 s the camera is offline, the sensor in fault
+        clock.now += 30.0
+        hub_store.apply([report(clock.now, CameraState.OFFLINE, SensorState.FAULT)])
+
+    (camera,) = hub_store.cameras(["lab-3"])
+    (sensor,) = hub_store.sensors(["lab-3"])
+    assert (camera.state, camera.reported_at) == ("offline", clock.now)
+    assert (sensor.state, sensor.reported_at) == ("fault", clock.now)
+
+
 def test_a_later_sensor_report_replaces_the_plants_sensors_and_an_older_one_is_ignored(
     hub_store: HubStore,
 ) -> None:
