@@ -13,7 +13,7 @@ import pytest
 
 from anjian.cameras.config import CameraConfig
 from anjian.cameras.frame import Frame
-from anjian.cameras.health import CameraState
+from anjian.cameras.health import CameraHealth, CameraState
 from anjian.cameras.source import VideoSource
 from tests.support.waiting import wait_for
 
@@ -72,20 +72,26 @@ def test_missing_file_fails_config_and_ends(tmp_path: Path) -> None:
     source.stop()
 
 
+def _health_after_three_retries(
+    path: Path, retry: dict[str, float], caplog: pytest.LogCaptureFixture
+) -> CameraHealth:
+    """Loop ``path`` (retrying per ``retry``, no jitter, delays logged) until it has reconnected three times."""
+    source = VideoSource(_camera(path, loop=True, reconnect=retry | {"jitter": 0.0}))
+    caplog.set_level(logging.DEBUG, logger="anjian.cameras.source")
+    source.start()
+    try:
+        assert wait_for(lambda: source.health().reconnects >= 3, 30), source.health()
+        return source.health()
+    finally:
+        source.stop()
+
+
 def test_config_failures_on_a_looping_source_are_retried_at_the_longest_delay(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     not_video = tmp_path / "not-a-video.mp4"
     not_video.write_text("text\n" * 200)
-    retry = {"initial_delay_s": 0.01, "max_delay_s": 0.3, "jitter": 0.0}
-    source = VideoSource(_camera(not_video, loop=True, reconnect=retry))
-    caplog.set_level(logging.DEBUG, logger="anjian.cameras.source")
-    source.start()
-    try:
-        assert wait_for(lambda: source.health().reconnects >= 3, 30), source.health()
-        health = source.health()
-    finally:
-        source.stop()
+    health = _health_after_three_retries(not_video, {"initial_delay_s": 0.01, "max_delay_s": 0.3}, caplog)
     assert health.state == CameraState.FAILED_CONFIG
     assert "not a playable video" in (health.last_error or "")
     # Every retry waits the cap (0.3 s), never the 0.01 s initial delay: the delays logged, not a clock.
@@ -130,15 +136,7 @@ def test_a_looped_file_without_one_decodable_picture_is_an_error_with_backoff(
     data[mdat + 4 : mdat - 4 + size] = bytes(size - 8)
     blank = tmp_path / "blank.mp4"
     blank.write_bytes(bytes(data))
-    retry = {"initial_delay_s": 0.05, "max_delay_s": 0.3, "jitter": 0.0}
-    source = VideoSource(_camera(blank, loop=True, reconnect=retry))
-    caplog.set_level(logging.DEBUG, logger="anjian.cameras.source")
-    source.start()
-    try:
-        assert wait_for(lambda: source.health().reconnects >= 3, 30), source.health()
-        health = source.health()
-    finally:
-        source.stop()
+    health = _health_after_three_retries(blank, {"initial_delay_s": 0.05, "max_delay_s": 0.3}, caplog)
     assert "no decodable picture" in (health.last_error or ""), health
     assert health.frames_delivered == 0
     assert re.findall(r"retrying in ([0-9.]+)s", caplog.text)  # each pass is followed by a backoff delay
