@@ -245,7 +245,7 @@ class RobotChannel:
             )
         else:
             code, text = answer.get("errcode"), answer.get("errmsg")
-        if code == 0:
+        if type(code) is int and code == 0:  # false or 0.0 is no vendor's success code
             return SendOutcome(status, None)
         error = (
             f"{self._config.kind} refused the message: code {code}, {self._scrub(str(text))[:_ERROR_CHARS]}"

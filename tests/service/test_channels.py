@@ -708,6 +708,21 @@ def test_a_robot_answer_quoting_its_url_is_recorded_without_the_token(tmp_path: 
     assert token not in outcome.error and "<feishu robot f>" in outcome.error
 
 
+@pytest.mark.parametrize("answer", [{"errcode": False}, {"errcode": 0.0}, {"errcode": "0"}, {}])
+def test_only_an_integer_zero_error_code_is_a_robots_success(
+    tmp_path: Path, answer: dict[str, object]
+) -> None:
+    config = RobotConfig(
+        name="w", kind="wecom", url=SecretStr("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k")
+    )
+    transport = httpx.MockTransport(lambda _request: httpx.Response(200, json=answer))
+    with httpx.Client(transport=transport) as client:
+        outcome = RobotChannel(config, client, clock=lambda: 1_800_000_000.0).send(
+            _sample_message(tmp_path), None
+        )
+    assert outcome.error is not None and "refused the message" in outcome.error
+
+
 def test_a_sensor_alert_card_names_the_sensor_and_gives_its_reading_not_a_confidence(tmp_path: Path) -> None:
     site = _site()
     sensor = SensorConfig.model_validate(
