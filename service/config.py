@@ -52,6 +52,17 @@ _YAML_KEY_LINE = re.compile(
 )
 _SECRET_KEYS = frozenset({"secret", "secrets", "password", "passwd", "pwd", "token", "api_key"})
 _HOOK_PATH = re.compile(r"(?P<prefix>/hook/)[^/?#\s'\"]+")  # a Feishu robot's token is its URL's last segment
+_SECRET_VALUE = re.compile(
+    r"(?P<prefix>[\"']?(?:"
+    + "|".join(sorted(_SECRET_KEYS))
+    + r")[\"']?\s*:\s*)(?:\"[^\"]*\"?|'[^']*'?|[^,}\]]*)",
+    re.IGNORECASE,
+)
+"""A secret key's value anywhere on a line (in a flow mapping too), quoted or plain, to the next , } or ]."""
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s\"']*(?:[ ][^/@\"']*)?@")
+"""A URL's user:password@ (a password holding a space included)."""
+_YAML_LINE_START = re.compile(r"^\s*(?:-\s*|(?:\"[^\"]*\"|'[^']*'|[A-Za-z_][A-Za-z0-9_-]*)\s*:|#|$|[\[{])")
+"""A line that starts a key, a list item, a comment or a flow collection (anything else may continue a quoted value)."""
 
 
 class _ServiceModel(BaseModel):
@@ -350,17 +361,25 @@ def _format_validation_error(path: Path, error: ValidationError) -> str:
 
 
 def _mask_yaml_line(line: str) -> str:
-    """A YAML line fit to echo: a URL value's credentials and a secret value masked."""
+    """A YAML line fit to echo: every secret value, URL credential and robot hook token on it masked.
+
+    A broken line may hold a whole flow mapping (``- {url: ..., secret: ...}``), so every
+    ``key: value`` on it is looked at, not only the first. A line that is neither a key nor a
+    list item may be the continuation of a quoted secret: it is not shown at all.
+    """
+    if not _YAML_LINE_START.match(line):
+        return "(a continuation line, not shown)"
     match = _YAML_KEY_LINE.match(line)
-    if match is None:
-        return mask_credentials(line)
-    key, value = match.group("key").lower(), match.group("value")
-    if key in _SECRET_KEYS:
-        return f"{match.group('prefix')}***"
-    if key.endswith("url"):
+    if match is not None and match.group("key").lower().endswith(
+        "url"
+    ):  # the whole value: a password may hold / or ': '
+        value = match.group("value")
         quote = value[: len(value) - len(value.lstrip("\"'"))]
-        value = quote + _HOOK_PATH.sub(r"\g<prefix>***", mask_url(value[len(quote) :]))
-    return mask_credentials(match.group("prefix") + value)
+        line = match.group("prefix") + quote + mask_url(value[len(quote) :])
+    line = _SECRET_VALUE.sub(lambda m: m.group("prefix") + "***", line)
+    line = _USERINFO.sub(r"\g<scheme>***:***@", line)  # a password with spaces or quotes too
+    line = _HOOK_PATH.sub(r"\g<prefix>***", line)
+    return mask_credentials(line)
 
 
 def _describe_yaml_error(path: Path, text: str, error: yaml.YAMLError) -> str:
@@ -385,29 +404,64 @@ def _describe_yaml_error(path: Path, text: str, error: yaml.YAMLError) -> str:
 
 
 def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
-    """Make file paths in the YAML relative to the YAML's own folder, as a reader expects."""
+    """Make file paths in the YAML relative to the YAML's own folder, as a reader expects.
+
+    Raises:
+        ConfigError: A path holds a NUL character (no file system takes one), naming its field.
+    """
+
+    def resolved(value: str, where: str) -> str:
+        if "\x00" in value:
+            raise ConfigError(f"{where}: holds a NUL character (U+0000), which no file path can")
+        return str((base / value).resolve())
+
     model = raw.get("model")
     if isinstance(model, dict) and isinstance(model.get("path"), str):
         model_path = model["path"]
         if not model_path.startswith("builtin:") and not os.path.isabs(model_path):
-            model["path"] = str((base / model_path).resolve())
+            model["path"] = resolved(model_path, "model.path")
     if isinstance(model, dict) and isinstance(model.get("registry"), str):
         registry = os.path.expanduser(model["registry"])
-        model["registry"] = registry if os.path.isabs(registry) else str((base / registry).resolve())
+        model["registry"] = registry if os.path.isabs(registry) else resolved(registry, "model.registry")
     storage = raw.get("storage")
     if (
         isinstance(storage, dict)
         and isinstance(storage.get("dir"), str)
         and not os.path.isabs(storage["dir"])
     ):
-        storage["dir"] = str((base / storage["dir"]).resolve())
+        storage["dir"] = resolved(storage["dir"], "storage.dir")
     site = raw.get("site")
-    for workshop in site.get("workshops", []) if isinstance(site, dict) else []:
-        for camera in workshop.get("cameras", []) if isinstance(workshop, dict) else []:
+    for w, workshop in enumerate(site.get("workshops", []) if isinstance(site, dict) else []):
+        for c, camera in enumerate(workshop.get("cameras", []) if isinstance(workshop, dict) else []):
             url = camera.get("url") if isinstance(camera, dict) else None
             if isinstance(url, str) and "://" not in url and not os.path.isabs(url):
-                camera["url"] = str((base / url).resolve())
+                camera["url"] = resolved(url, f"site.workshops.{w}.cameras.{c}.url")
     return raw
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML has no type hints
+    """PyYAML's safe loader, but a key given twice in one mapping is an error (PyYAML keeps the last).
+
+    A second ``cameras:`` under a workshop would otherwise drop the first list without a word.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, yaml.Node] = {}
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: PyYAML's own error follows
+                continue
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    f"while reading the mapping that starts at line {node.start_mark.line + 1}",
+                    first.start_mark,
+                    f"the key {key!r} is given twice (again at line {key_node.start_mark.line + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node
+        return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
 
 
 def load_config(path: str | Path) -> AnjianConfig:
@@ -429,8 +483,13 @@ def load_config(path: str | Path) -> AnjianConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the site config: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start : exc.start + 1]!r}); "
+            "save the file as UTF-8"
+        ) from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no tags build objects
     except yaml.YAMLError as exc:
         raise ConfigError(_describe_yaml_error(path, text, exc)) from None
     if not isinstance(raw, dict):

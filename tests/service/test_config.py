@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,55 @@ def test_validation_errors_never_quote_a_url_password(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"analysis_fps: Input should be a valid number") as info:
         load_config(_write(tmp_path, data))
     assert "W0rd" not in str(info.value) and info.value.__cause__ is None
+
+
+def test_a_file_that_is_not_utf8_is_named_with_the_byte(tmp_path: Path) -> None:
+    path = tmp_path / "site.yaml"
+    path.write_bytes(b"site:\n  id: s\xff1\n")
+    with pytest.raises(ConfigError, match=r"site\.yaml: not UTF-8 text \(byte 13 is b'\\xff'\)"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "field"),
+    [
+        ('model: {path: "\\0x.onnx"}\nsite: {id: s}\n', "model.path"),
+        ('storage: {dir: "\\0"}\nsite: {id: s}\n', "storage.dir"),
+        (
+            'site: {id: s, workshops: [{id: w, cameras: [{id: c1, url: "\\0x.mp4"}]}]}\n',
+            "site.workshops.0.cameras.0.url",
+        ),
+    ],
+    ids=["model", "storage", "camera"],
+)
+def test_a_nul_in_a_path_is_named_not_a_traceback(tmp_path: Path, yaml_text: str, field: str) -> None:
+    with pytest.raises(ConfigError, match=rf"{re.escape(field)}: holds a NUL character"):
+        load_config(_write(tmp_path, yaml_text))
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
+    with pytest.raises(
+        ConfigError, match=r"site\.yaml:3:3: .*the key 'id' is given twice \(again at line 3\)"
+    ):
+        load_config(_write(tmp_path, "site:\n  id: s1\n  id: s2\n"))
+
+
+@pytest.mark.parametrize(
+    ("broken", "secret"),
+    [
+        ('- {url: "https://u:pw1@h/x", secret: TOPSECRET1, kinds: [bogus}', "TOPSECRET1"),
+        (
+            "robots: [{name: f, kind: feishu, url: https://open.feishu.cn/open-apis/bot/v2/hook/HOOKTOKEN10",
+            "HOOKTOKEN10",
+        ),
+        ('- {id: c, url: "rtsp://admin:my pass@h/x"', "my pass"),
+        ('secret: "SECabc\n  TOPSECRET9": x: y', "TOPSECRET9"),
+    ],
+    ids=["flow-mapping-secret", "feishu-hook", "password-with-space", "continuation-line"],
+)
+def test_a_broken_line_is_echoed_with_every_secret_on_it_masked(
+    tmp_path: Path, broken: str, secret: str
+) -> None:
+    with pytest.raises(ConfigError, match="not valid YAML") as info:
+        load_config(_write(tmp_path, f"site:\n  id: s\nchannels:\n  {broken}\n"))
+    assert secret not in str(info.value) and "pw1" not in str(info.value)
