@@ -369,7 +369,9 @@ def tokens_list(config: ConfigOption) -> None:
 
 
 @tokens_app.command("revoke")
-def tokens_revoke(config: ConfigOption, token_id: Annotated[int, typer.Argument(help="Token id.")]) -> None:
+def tokens_revoke(
+    config: ConfigOption, token_id: Annotated[int, typer.Argument(help="Token id.", min=1, max=2**31 - 1)]
+) -> None:
     """Revoke an API token at once."""
     store = _open_store(_load(config))
     try:
@@ -680,7 +682,11 @@ def replay(
         ) from None
     try:
         detector = load_detector(model or loaded.model.path, loaded.model)
-        with events.open("w", encoding="utf-8") as out:
+        try:
+            out_file = events.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise _fail(f"--events {events}: cannot write it: {exc.strerror or exc}") from None
+        with out_file as out:
             report = replay_video(
                 video,
                 camera_config,

@@ -171,6 +171,27 @@ class StorageConfig(_ServiceModel):
     is_auto_migrate: bool = Field(
         True, description="Apply pending database migrations at start (else run `anjian db upgrade`)."
     )
+
+    @field_validator("database_url")
+    @classmethod
+    def _sqlalchemy_url(cls, url: str | None) -> str | None:
+        """A URL SQLAlchemy can parse, for a driver it knows; the message never shows the password."""
+        if url is None:
+            return url
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        try:
+            make_url(url).get_dialect()
+        except NoSuchModuleError:  # an ArgumentError too: caught first
+            scheme = url.split("://", 1)[0]
+            raise ValueError(f"no database driver {scheme!r} (postgresql+psycopg or sqlite)") from None
+        except ArgumentError:
+            raise ValueError(
+                "not a SQLAlchemy database URL (e.g. postgresql+psycopg://user:pw@host/db)"
+            ) from None
+        return url
+
     max_spool_mb: int = Field(
         1024,
         ge=1,

@@ -22,11 +22,14 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
+from anjian.cameras.url import mask_credentials
 from anjian.service.errors import DatabaseError
 
 __all__ = ["Database", "head_revision", "is_schema_current", "masked_url", "sqlite_url", "upgrade_database"]
@@ -66,6 +69,14 @@ def head_revision() -> str:
     return head
 
 
+def _is_known_revision(revision: str) -> bool:
+    """Whether ``revision`` is one of the migrations shipped with this anjian."""
+    try:
+        return ScriptDirectory.from_config(_alembic_config()).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
 def _current_revision(engine: Engine) -> str | None:
     """The revision stamped in the database, or ``None`` for an empty one."""
     with engine.connect() as conn:
@@ -75,6 +86,13 @@ def _current_revision(engine: Engine) -> str | None:
 def is_schema_current(engine: Engine) -> bool:
     """Whether the database is at the newest shipped migration."""
     return _current_revision(engine) == head_revision()
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    """The database's own reason in one line, credentials masked (SQLAlchemy appends SQL and a help link)."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
+    return mask_credentials(lines[0] if lines else type(cause).__name__)
 
 
 def upgrade_database(engine: Engine) -> str:
@@ -94,6 +112,11 @@ def upgrade_database(engine: Engine) -> str:
     current = _current_revision(engine)
     if current == head:
         return head
+    if current is not None and not _is_known_revision(current):
+        raise DatabaseError(
+            f"{masked_url(str(engine.url))} is at schema {current}, newer than this anjian knows (its newest is "
+            f"{head}): run the anjian that wrote it, or a newer one"
+        )
     if current is None and inspect(engine).has_table("events"):
         raise DatabaseError(
             f"{masked_url(str(engine.url))} holds anjian tables but no migration stamp: it was made by an "
@@ -128,6 +151,17 @@ class Database:
     ) -> None:
         if busy_timeout_s <= 0:
             raise ValueError(f"busy_timeout_s must be > 0, got {busy_timeout_s}")
+        try:
+            self._open(database_url, busy_timeout_s, is_auto_migrate=is_auto_migrate)
+        except (
+            SQLAlchemyError
+        ) as exc:  # a bad URL, an unknown driver, a server down, a file that is no database
+            raise DatabaseError(
+                f"{masked_url(database_url)}: cannot open the database: {_reason(exc)}"
+            ) from None
+
+    def _open(self, database_url: str, busy_timeout_s: float, *, is_auto_migrate: bool) -> None:
+        """Create the engine and bring the schema to the head (or check it is there)."""
         self._engine = self._make_engine(database_url, busy_timeout_s)
         self._read_sessions = sessionmaker(self._engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(

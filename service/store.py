@@ -197,8 +197,18 @@ class EventStore:
 
     @classmethod
     def from_config(cls, storage: StorageConfig, *, clock: Callable[[], float] = time.time) -> EventStore:
-        """Open the store the ``storage:`` section describes, creating the data folder if needed."""
-        storage.dir.mkdir(parents=True, exist_ok=True)
+        """Open the store the ``storage:`` section describes, creating the data folder if needed.
+
+        Raises:
+            DatabaseError: The data folder cannot be made (a file has its name, no permission), or
+                the database cannot be opened or migrated.
+        """
+        try:
+            storage.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DatabaseError(
+                f"storage.dir {storage.dir}: cannot make the data folder: {exc.strerror or exc}"
+            ) from None
         return cls(
             storage.database_url or sqlite_url(storage.dir),
             clock=clock,

@@ -167,3 +167,70 @@ def test_run_with_service_url_needs_a_token(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "needs a pipeline token" in result.output
+
+
+@pytest.mark.parametrize(
+    ("storage", "says"),
+    [
+        ({"database_url": "postgresql+psycopg://u:s3cret-pw@127.0.0.1:1/db"}, "cannot open the database"),
+        ({"database_url": "not a url"}, "storage.database_url: Value error, not a SQLAlchemy database URL"),
+        ({"database_url": "nosuchdriver://h/db"}, "no database driver 'nosuchdriver'"),
+    ],
+    ids=["server-down", "not-a-url", "unknown-driver"],
+)
+def test_database_problems_are_clear_errors_without_the_password(
+    tmp_path: Path, storage: dict[str, str], says: str
+) -> None:
+    path = _site(tmp_path, storage={"dir": str(tmp_path / "data"), **storage})
+    for command in (["db", "upgrade", "--config", str(path)], ["tokens", "list", "--config", str(path)]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 2, result.output
+        assert says in result.output and "s3cret-pw" not in result.output
+        assert (
+            "Traceback" not in result.output
+            and result.exception is None
+            or isinstance(result.exception, SystemExit)
+        )
+
+
+def test_a_data_folder_that_is_a_file_or_a_database_that_is_not_one_is_named(tmp_path: Path) -> None:
+    taken = tmp_path / "data"
+    taken.write_text("a file, not a folder")
+    result = runner.invoke(app, ["tokens", "list", "--config", str(_site(tmp_path))])
+    assert result.exit_code == 2 and "cannot make the data folder" in result.output, result.output
+    taken.unlink()
+    taken.mkdir()
+    (taken / "anjian.db").write_text("garbage " * 100)
+    result = runner.invoke(app, ["tokens", "list", "--config", str(_site(tmp_path))])
+    assert result.exit_code == 2 and "cannot open the database" in result.output, result.output
+
+
+def test_a_database_from_a_newer_anjian_says_so(tmp_path: Path) -> None:
+    path = _site(tmp_path)
+    assert runner.invoke(app, ["db", "upgrade", "--config", str(path)]).exit_code == 0
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "data" / "anjian.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = '0099'")
+    result = runner.invoke(app, ["db", "upgrade", "--config", str(path)])
+    assert result.exit_code == 2 and "is at schema 0099, newer than this anjian knows" in result.output
+
+
+def test_cli_arguments_out_of_range_are_usage_errors(tmp_path: Path) -> None:
+    path = _site(tmp_path)
+    revoke = runner.invoke(app, ["tokens", "revoke", "--config", str(path), "99999999999999999999"])
+    assert revoke.exit_code == 2 and "Traceback" not in revoke.output
+    replay = runner.invoke(
+        app,
+        [
+            "replay",
+            str(tmp_path / "clip.mp4"),
+            "--config",
+            str(path),
+            "--camera",
+            "c",
+            "--events",
+            str(tmp_path / "missing" / "e.jsonl"),
+        ],
+    )
+    assert replay.exit_code == 2
