@@ -25,11 +25,11 @@ from typing import Annotated
 
 from pydantic import AfterValidator
 
-__all__ = ["OneLineText", "check_one_line", "check_one_line_names", "one_line_fault"]
+__all__ = ["REFUSED_CATEGORIES", "OneLineText", "check_one_line", "check_one_line_names", "one_line_fault"]
 
-_REFUSED_CATEGORIES = frozenset(
-    {"Cc", "Cf", "Cs", "Zl", "Zp"}
-)  # controls, format (bidi), surrogates, separators
+REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+"""Unicode categories no one-line name may hold: controls, format (bidi overrides), surrogates, line and
+paragraph separators (token names too: ``anjian.service.tokens``)."""
 _CONTROL_NAMES = {"\n": "line feed", "\r": "carriage return", "\t": "tab", "\x00": "NUL character"}
 _WHY = "names and subject prefixes go into e-mail subject lines and robot card titles, which are one line"
 
@@ -43,7 +43,7 @@ def one_line_fault(text: str) -> str | None:
     if text.isprintable():  # the common case: no control, format or separator character (space is fine)
         return None
     for position, ch in enumerate(text):
-        if unicodedata.category(ch) in _REFUSED_CATEGORIES:
+        if unicodedata.category(ch) in REFUSED_CATEGORIES:
             label = _CONTROL_NAMES.get(ch) or unicodedata.name(ch, "").lower() or "control character"
             return f"holds a {label} (U+{ord(ch):04X}) at position {position}"
     return None

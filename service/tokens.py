@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from anjian.service.copying import copy_fields
 from anjian.service.database import Database
+from anjian.service.one_line_text import REFUSED_CATEGORIES
 from anjian.service.tables import ApiTokenRow, TokenColumns
 
 __all__ = [
@@ -50,7 +51,6 @@ ACCEPTED_CACHE_S = 5.0
 another process, e.g. ``anjian tokens revoke``, takes effect within this time; in this process at once)."""
 _ACCEPTED_CACHE_ENTRIES = 1024
 _MAX_NAME_CHARS = 200
-_UNPRINTABLE = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})  # controls, format (bidi overrides), separators
 
 _Row = TypeVar("_Row", bound=TokenColumns)
 
@@ -128,7 +128,7 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(
-        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in _UNPRINTABLE else ch
+        ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in REFUSED_CATEGORIES else ch
         for ch in text
     )
 
@@ -143,7 +143,7 @@ def check_token_name(name: str) -> str:
     if not 1 <= len(name) <= _MAX_NAME_CHARS:
         raise ValueError(f"a token name must be 1-{_MAX_NAME_CHARS} characters, got {len(name)}")
     for position, ch in enumerate(name):
-        if unicodedata.category(ch) in _UNPRINTABLE:
+        if unicodedata.category(ch) in REFUSED_CATEGORIES:
             raise ValueError(
                 f"a token name may not hold control or format characters: U+{ord(ch):04X} at position {position}"
             )
