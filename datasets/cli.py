@@ -130,7 +130,7 @@ def validate_command(
     except DatasetError as exc:
         raise fail(str(exc)) from None
     report = validate_set(dataset, is_decoding_images=not is_quick, progress=rich_progress)
-    table = Table(title=f"{report.set_name}: {report.images} images, {report.boxes} boxes")
+    table = Table(title=f"{escape(report.set_name)}: {report.images} images, {report.boxes} boxes")
     for column in ("severity", "issue", "count"):
         table.add_column(column)
     for (severity, kind), count in sorted(report.counts().items()):
@@ -138,11 +138,13 @@ def validate_command(
     _out.print(
         table
         if report.issues
-        else f"{report.set_name}: {report.images} images, {report.boxes} boxes, no issues"
+        else f"{escape(report.set_name)}: {report.images} images, {report.boxes} boxes, no issues"
     )
     order = {"error": 0, "warning": 1, "info": 2}
     for issue in sorted(report.issues, key=lambda i: order[i.severity.value])[:show]:
-        _out.print(f"  {issue.severity.value:7} {issue.kind.value:20} {issue.path}  {issue.detail}")
+        _out.print(
+            f"  {issue.severity.value:7} {issue.kind.value:20} {escape(str(issue.path))}  {escape(issue.detail)}"
+        )
     if json_out:
         json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
     if report.has_errors:
@@ -277,7 +279,7 @@ def label_import_command(
     splits = ", ".join(f"{s} {len(dataset.in_split(s))}" for s in dataset.splits)
     _out.print(
         f"{report.tool}: {report.images} images ({splits}), {report.boxes} boxes, classes "
-        f"{list(dataset.class_names)} -> {data_yaml}"
+        f"{escape(str(list(dataset.class_names)))} -> {escape(str(data_yaml))}"
     )
     if report.unlabelled:
         _out.print(
@@ -285,7 +287,9 @@ def label_import_command(
         )
     order = {"error": 0, "warning": 1, "info": 2}
     for issue in sorted(dataset.issues, key=lambda i: order[i.severity.value])[:show]:
-        _out.print(f"  {issue.severity.value:7} {issue.kind.value:18} {issue.path.name}  {issue.detail}")
+        _out.print(
+            f"  {issue.severity.value:7} {issue.kind.value:18} {escape(issue.path.name)}  {escape(issue.detail)}"
+        )
     if any(i.severity.value == "error" for i in dataset.issues):
         raise typer.Exit(1)
 

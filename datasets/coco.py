@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import numpy as np
 
@@ -33,6 +33,63 @@ def _read_json(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in ("images", "categories")):
         raise DatasetFormatError(f"{path}: a COCO file needs 'images' and 'categories' lists")
     return data
+
+
+def _entry_id(entry: object, section: str, index: int, path: Path) -> int:
+    """The integer ``id`` of ``data[section][index]``; DatasetFormatError naming the file, entry and field."""
+    where = f"{path}: {section}[{index}]"
+    if not isinstance(entry, dict):
+        raise DatasetFormatError(f"{where} must be an object, got {type(entry).__name__}")
+    value = entry.get("id")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise DatasetFormatError(f"{where}: 'id' must be an integer, got {value!r}")
+    return value
+
+
+def _entry_text(entry: dict[str, Any], key: str, where: str) -> str:
+    """The non-empty string ``entry[key]``, or a ``DatasetFormatError`` naming ``where`` and the key."""
+    value = entry.get(key)
+    if not isinstance(value, str) or not value:
+        raise DatasetFormatError(f"{where}: {key!r} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _categories(data: dict[str, Any], path: Path) -> list[tuple[int, str]]:
+    """``(id, name)`` of every category, in file order."""
+    categories = []
+    for index, entry in enumerate(data["categories"]):
+        cid = _entry_id(entry, "categories", index, path)
+        categories.append((cid, _entry_text(entry, "name", f"{path}: categories[{index}]")))
+    return categories
+
+
+def _images(data: dict[str, Any], path: Path) -> dict[int, dict[str, Any]]:
+    """Every image entry by its id."""
+    images = {}
+    for index, entry in enumerate(data["images"]):
+        image_id = _entry_id(entry, "images", index, path)
+        _entry_text(entry, "file_name", f"{path}: images[{index}]")
+        images[image_id] = entry
+    return images
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    """True for an int or float JSON value (not a bool, a string or null)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _box_numbers(bbox: object) -> list[float] | None:
+    """``bbox`` as its four numbers ``[x, y, w, h]``; None when it is not a list of four numbers."""
+    if not isinstance(bbox, list) or len(bbox) != 4:
+        return None
+    numbers = [float(v) for v in bbox if _is_number(v)]
+    return numbers if len(numbers) == 4 else None
+
+
+def _image_size(info: dict[str, Any]) -> tuple[float, float]:
+    """The image entry's ``(width, height)``; 0 for a side that is missing or not a number (reported per box)."""
+    width, height = info.get("width"), info.get("height")
+    return (float(width) if _is_number(width) else 0.0, float(height) if _is_number(height) else 0.0)
 
 
 def _describe(categories: list[tuple[int, str]], most: int = 12) -> str:
@@ -63,13 +120,14 @@ def load_coco_set(
         The set with its issues.
 
     Raises:
-        DatasetFormatError: An annotation file is unreadable, or the splits' categories differ.
+        DatasetFormatError: An annotation file is unreadable, a category or image entry lacks
+            an integer ``id`` (or its name / file name), or the splits' categories differ.
     """
     dataset: DetectionSet | None = None
     class_index: dict[int, int] = {}
     for split, (json_path, image_dir) in splits.items():
         data = _read_json(json_path)
-        categories = [(int(c["id"]), str(c["name"])) for c in data["categories"]]
+        categories = _categories(data, Path(json_path))
         if dataset is None:
             class_index = {cid: i for i, (cid, _) in enumerate(categories)}
             dataset = DetectionSet(name=name, class_names=tuple(n for _, n in categories))
@@ -78,16 +136,31 @@ def load_coco_set(
                 f"{json_path}: categories differ from the first split's {dataset.class_names}"
             )
         by_image: dict[int, list[dict[str, Any]]] = defaultdict(list)
-        images = {int(im["id"]): im for im in data["images"]}
-        for ann in data.get("annotations", []):
-            image_id = int(ann.get("image_id", -1))
-            if image_id not in images:
+        images = _images(data, Path(json_path))
+        annotations = data.get("annotations") or []
+        if not isinstance(annotations, list):
+            raise DatasetFormatError(
+                f"{json_path}: 'annotations' must be a list, got {type(annotations).__name__}"
+            )
+        for index, ann in enumerate(annotations):
+            if not isinstance(ann, dict):
+                dataset.issues.append(
+                    Issue(
+                        IssueKind.MALFORMED_LINE,
+                        Severity.ERROR,
+                        Path(json_path),
+                        f"annotations[{index}] is not an object: {ann!r:.80}",
+                    )
+                )
+                continue
+            image_id = ann.get("image_id")
+            if not isinstance(image_id, int) or isinstance(image_id, bool) or image_id not in images:
                 dataset.issues.append(
                     Issue(
                         IssueKind.MISSING_IMAGE,
                         Severity.ERROR,
                         Path(json_path),
-                        f"annotation {ann.get('id')} names image {image_id}, which the file does not list",
+                        f"annotation {ann.get('id')} names image {image_id!r}, which the file does not list",
                     )
                 )
                 continue
@@ -99,7 +172,7 @@ def load_coco_set(
                     Issue(IssueKind.MISSING_IMAGE, Severity.ERROR, path, "listed but not found")
                 )
                 continue
-            width, height = float(info.get("width", 0)), float(info.get("height", 0))
+            width, height = _image_size(info)
             rows = []
             for ann in by_image.get(image_id, []):
                 if ann.get("iscrowd"):
@@ -109,14 +182,15 @@ def load_coco_set(
                 except (TypeError, ValueError):
                     category = -1
                 bbox = ann.get("bbox")
-                if not isinstance(bbox, list) or len(bbox) != 4 or width <= 0 or height <= 0:
+                numbers = _box_numbers(bbox)
+                if numbers is None or width <= 0 or height <= 0:
                     dataset.issues.append(
                         Issue(
                             IssueKind.MALFORMED_LINE,
                             Severity.ERROR,
                             path,
                             f"annotation {ann.get('id')}: bbox "
-                            f"{bbox!r} or image size {width}x{height} unusable",
+                            f"{bbox!r:.80} or image size {info.get('width')!r}x{info.get('height')!r} unusable",
                         )
                     )
                     continue
@@ -131,7 +205,7 @@ def load_coco_set(
                         )
                     )
                     continue
-                x, y, w, h = (float(v) for v in bbox)
+                x, y, w, h = numbers
                 cls = class_index[category]
                 rows.append([cls, (x + w / 2) / width, (y + h / 2) / height, w / width, h / height])
             boxes, issues = clean_boxes(np.array(rows, np.float32).reshape(-1, 5), len(categories), path)

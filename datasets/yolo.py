@@ -111,7 +111,11 @@ def _split_images(root: Path, entry: Any, source: Path) -> list[Path]:
         if path.is_dir():
             images.extend(list_images(path))
         elif path.is_file() and path.suffix == ".txt":
-            for line in path.read_text().splitlines():
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                raise DatasetFormatError(f"{source}: cannot read the image list {path}: {exc}") from None
+            for line in lines:
                 if line.strip():
                     p = Path(line.strip())
                     images.append(p if p.is_absolute() else (path.parent / p))
@@ -182,8 +186,8 @@ def load_yolo_set(
     if data_yaml.is_dir():
         data_yaml = data_yaml / "data.yaml"
     try:
-        data = yaml.safe_load(data_yaml.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise DatasetFormatError(f"cannot read {data_yaml}: {exc}") from exc
     if not isinstance(data, dict):
         raise DatasetFormatError(f"{data_yaml}: expected a mapping with 'names' and split paths")

@@ -123,11 +123,12 @@ def _with_second_stage(path: Path, primary: Detector, config: DetectorConfig | N
     """``primary`` with the crop model its version's ``meta.json`` names (:mod:`anjian.models.second_stage`).
 
     Raises:
-        ModelLoadError: The entry is malformed, the crop model does not load or has a second
+        ModelLoadError: ``meta.json`` is unreadable or not a JSON object, the entry is
+            malformed, the crop model does not load or has a second
             stage itself, or the class names do not fit.
     """
     meta_path = path.parent / "meta.json"
-    raw = read_meta(path.parent).get("second_stage")
+    raw = read_meta(path.parent, strict=True).get("second_stage")
     if raw is None:
         return primary
     from anjian.models.second_stage import SecondStageDetector, parse_second_stage
@@ -139,7 +140,7 @@ def _with_second_stage(path: Path, primary: Detector, config: DetectorConfig | N
         if not stage.model.startswith("builtin:") and not crop_path.is_absolute():
             crop_path = path.parent / crop_path
         is_beside = crop_path.parent.resolve() == path.parent.resolve()  # the meta.json read above
-        if not is_beside and read_meta(crop_path.parent).get("second_stage") is not None:
+        if not is_beside and read_meta(crop_path.parent, strict=True).get("second_stage") is not None:
             raise ModelLoadError("it has a second stage itself; a crop model must be a plain detector")
         crop_model = _load_file(crop_path, config)
     except ModelError as exc:

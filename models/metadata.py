@@ -58,12 +58,24 @@ def file_digest(path: Path, length: int = 12) -> str:
 
 
 def _literal(value: str, key: str, source: str) -> object:
+    """``value`` as a Python literal; ModelMetadataError naming ``source`` and ``key`` when it is none."""
     try:
         return ast.literal_eval(value)
-    except (ValueError, SyntaxError) as exc:
+    except Exception as exc:  # noqa: BLE001 - literal_eval also raises TypeError ({[0]: 'a'}), MemoryError, RecursionError
         raise ModelMetadataError(
-            f"{source}: metadata key {key!r} is not a Python literal: {value!r}"
-        ) from exc
+            f"{source}: metadata key {key!r} is not a Python literal: {value[:200]!r} ({type(exc).__name__})"
+        ) from None
+
+
+def _input_hw(imgsz: object, source: str) -> tuple[int, int]:
+    """The ``imgsz`` metadata value as ``(height, width)``: one positive int, or a pair of them."""
+    sides = list(imgsz) if isinstance(imgsz, list | tuple) else [imgsz, imgsz]
+    pixels = [v for v in sides if isinstance(v, int) and not isinstance(v, bool) and v > 0]
+    if len(sides) != 2 or len(pixels) != 2:
+        raise ModelMetadataError(
+            f"{source}: metadata 'imgsz' must be a positive int or a [height, width] pair of them, got {imgsz!r}"
+        )
+    return (pixels[0], pixels[1])
 
 
 def parse_class_thresholds(raw: str, class_names: Mapping[int, str], *, source: str) -> dict[str, float]:
@@ -123,8 +135,8 @@ def parse_ultralytics_metadata(
         The model's facts.
 
     Raises:
-        ModelMetadataError: ``names`` is missing or malformed, no input size is known, or
-            ``anjian_thresholds`` is malformed.
+        ModelMetadataError: ``names`` is missing or malformed, ``imgsz`` is malformed, no
+            input size is known, or ``anjian_thresholds`` is malformed.
     """
     if "names" not in props:
         raise ModelMetadataError(
@@ -140,11 +152,7 @@ def parse_ultralytics_metadata(
         raise ModelMetadataError(f"{source}: metadata 'names' must map int ids to str names, got {names!r}")
     input_hw = fallback_hw
     if "imgsz" in props:
-        imgsz = _literal(props["imgsz"], "imgsz", source)
-        if isinstance(imgsz, int):
-            input_hw = (imgsz, imgsz)
-        elif isinstance(imgsz, list | tuple) and len(imgsz) == 2:
-            input_hw = (int(imgsz[0]), int(imgsz[1]))
+        input_hw = _input_hw(_literal(props["imgsz"], "imgsz", source), source)
     if input_hw is None:
         raise ModelMetadataError(
             f"{source}: input size unknown (no 'imgsz' metadata and a dynamic input shape)"
@@ -155,7 +163,9 @@ def parse_ultralytics_metadata(
     name = props.get("anjian_model") or Path(source).stem
     version = f"{name}@{digest}"
     stride_raw = props.get("stride", "32")
-    stride = int(stride_raw) if stride_raw.isdigit() else 32
+    # isascii: "²" is a digit to isdigit() but not to int()
+    is_stride = stride_raw.isascii() and stride_raw.isdigit() and int(stride_raw) > 0
+    stride = int(stride_raw) if is_stride else 32
     thresholds = (
         parse_class_thresholds(props[THRESHOLDS_KEY], names, source=source) if THRESHOLDS_KEY in props else {}
     )

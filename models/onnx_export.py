@@ -18,7 +18,7 @@ import onnxruntime as ort
 
 from anjian.models.detections import Detections
 from anjian.models.detector import FileDetector, host_images
-from anjian.models.errors import ModelLoadError
+from anjian.models.errors import ModelLoadError, ModelMetadataError
 from anjian.models.metadata import file_digest, floor_to_thresholds, parse_ultralytics_metadata
 from anjian.models.postprocess import detect_on_host
 from anjian.models.preprocess import LetterboxTransform, letterbox_shape
@@ -60,6 +60,34 @@ def fixed_batch_chunks(batch: np.ndarray, size: int) -> list[np.ndarray]:
     return chunks
 
 
+def _check_output(shape: Sequence[int | str | None] | None, class_names: dict[int, str], source: str) -> None:
+    """Refuse an output that is not ``(batch, 4 + classes, anchors)`` for ``class_names``.
+
+    A file whose names were edited, or an export with NMS embedded (``(1, 300, 6)``), would
+    otherwise load and label every box with the wrong class. Only a dimension the graph fixes
+    is checked: a dynamic one (a name, or None) is left to the first run, and so is an output
+    of unknown rank.
+
+    Raises:
+        ModelMetadataError: The output is not rank 3, or its fixed channel count is not ``4 + len(class_names)``.
+    """
+    if shape is None:
+        return
+    expected = 4 + len(class_names)
+    if len(shape) != 3:
+        raise ModelMetadataError(
+            f"{source}: output shape {list(shape)} is not (batch, {expected}, anchors); "
+            "anjian runs ultralytics detect exports without embedded NMS"
+        )
+    channels = shape[1]
+    if isinstance(channels, int) and channels != expected:
+        raise ModelMetadataError(
+            f"{source}: output has {channels} channels but metadata 'names' lists {len(class_names)} "
+            f"classes (expected 4 + {len(class_names)} = {expected}); the names do not fit this model, "
+            "or it is an export with NMS embedded"
+        )
+
+
 class ExportDetector(FileDetector, ABC):
     """A YOLO detector from an ultralytics ONNX export (NMS not embedded), whatever runtime runs it.
 
@@ -77,7 +105,8 @@ class ExportDetector(FileDetector, ABC):
         """Take the model's metadata and input shape from ``session``; floor the thresholds to its calibrated ones.
 
         Raises:
-            ModelMetadataError: It lacks class names or an input size, or is not a detector.
+            ModelMetadataError: It lacks class names or an input size, is not a detector, or
+                its output does not fit its class names (``_check_output``).
         """
         shape = session.get_inputs()[0].shape
         fixed_hw = (shape[2], shape[3]) if isinstance(shape[2], int) and isinstance(shape[3], int) else None
@@ -87,6 +116,7 @@ class ExportDetector(FileDetector, ABC):
         self.info = parse_ultralytics_metadata(
             props, source=self.path.name, fallback_hw=fixed_hw, digest=file_digest(self.path)
         )
+        _check_output(session.get_outputs()[0].shape, self.info.class_names, self.path.name)
         self.config = floor_to_thresholds(self.config, self.info)
         self._stride = self.info.stride if self._is_dynamic_hw and self.config.minimal_padding else None
 

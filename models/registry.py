@@ -276,14 +276,37 @@ def _scoped_pointers(model_dir: Path) -> dict[str, str]:
     return found
 
 
-def read_meta(folder: Path) -> dict[str, Any]:
-    """A version folder's ``meta.json`` as a dict, empty when missing or unreadable."""
+def read_meta(folder: Path, *, strict: bool = False) -> dict[str, Any]:
+    """A version folder's ``meta.json`` as a dict, empty when missing.
+
+    Listings read leniently (an unreadable file reads as empty, so one bad record does not
+    hide the others); what decides how a model runs (its second stage) reads ``strict``ly,
+    so a damaged record is an error rather than a model that quietly runs differently.
+
+    Args:
+        folder: The version folder.
+        strict: Raise on a file that exists but cannot be read, is not JSON, or is not an
+            object, instead of reading it as empty.
+
+    Raises:
+        ModelLoadError: Only when ``strict``: the file names what is wrong with it.
+    """
     path = folder / "meta.json"
-    try:
-        meta = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, json.JSONDecodeError):
+    if not path.is_file():
         return {}
-    return meta if isinstance(meta, dict) else {}
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        if strict:
+            raise ModelLoadError(f"{path}: cannot read the version's metadata: {exc}") from None
+        return {}
+    if not isinstance(meta, dict):
+        if strict:
+            raise ModelLoadError(
+                f"{path}: the version's metadata must be a JSON object, got {type(meta).__name__}"
+            )
+        return {}
+    return meta
 
 
 def list_versions(name: str, *, root: Path | None = None) -> list[ModelVersion]:

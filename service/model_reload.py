@@ -6,7 +6,10 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from anjian.models.config import DetectorConfig
+from anjian.models.detector import Detector
 from anjian.models.errors import ModelError
 from anjian.models.loader import load_detector
 from anjian.models.registry import PromotionWatch
@@ -17,12 +20,28 @@ __all__ = ["ModelReloader"]
 
 logger = logging.getLogger(__name__)
 
+_PROBE_FRAME_HW = (480, 640)
+"""Size of the blank frame a new model must detect on before it is swapped in: a common camera shape."""
+
+
+def _probe_detector(detector: Detector) -> str | None:
+    """Why ``detector`` cannot run one blank frame, or None when it can (one ``Detections`` back)."""
+    frame = np.zeros((*_PROBE_FRAME_HW, 3), np.uint8)
+    try:
+        results = detector.detect([frame])
+    except Exception as exc:  # noqa: BLE001 - any failure of a new model must keep the old one
+        return f"a test detection on a blank frame failed: {type(exc).__name__}: {str(exc).strip()[:300]}"
+    if len(results) != 1:
+        return f"a test detection on one blank frame gave {len(results)} results"
+    return None
+
 
 class ModelReloader:
     """Polls the model registry and swaps the runner's detector when a promotion lands.
 
-    A model that fails to load is logged and skipped: the pipeline keeps the model it
-    has, and no camera or frame is dropped either way (``PipelineRunner.swap_detector``).
+    A model that fails to load, or to detect on one blank frame before the swap, is logged
+    and skipped: the pipeline keeps the model it has, and no camera or frame is dropped
+    either way (``PipelineRunner.swap_detector``).
     Only ``builtin:`` specs can change; a plain file path is never reloaded.
 
     Example:
@@ -63,6 +82,11 @@ class ModelReloader:
         except ModelError as exc:
             self.failures += 1
             logger.error("promoted model %s cannot be loaded, keeping the current one: %s", path, exc)
+            return False
+        reason = _probe_detector(detector)
+        if reason is not None:
+            self.failures += 1
+            logger.error("promoted model %s cannot run, keeping the current one: %s", path, reason)
             return False
         self._runner.swap_detector(detector)
         self.swaps += 1

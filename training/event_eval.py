@@ -111,9 +111,9 @@ def load_event_spec(path: Path) -> EventEvalSpec:
         ValueError: The file is unreadable or invalid.
     """
     try:
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         spec = EventEvalSpec.model_validate(raw)
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ValueError(f"cannot read {path}: {exc}") from exc
     except ValidationError as exc:
         errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())

@@ -153,3 +153,17 @@ def test_an_error_shows_a_path_with_brackets_as_written(tmp_path: Path) -> None:
         result = runner.invoke(app, ["dataset", "stats", str(tmp_path / name)])
         assert result.exit_code == 2, result.output
         assert str(tmp_path / name) in result.output.replace("\n", "")
+
+
+def test_validate_shows_a_label_line_with_brackets_as_written(tmp_path: Path) -> None:
+    clean = copy_yolo_sample("pallet", tmp_path / "pallet", per_split=3)
+    bad_label = next((tmp_path / "pallet" / "labels" / "val").iterdir())
+    # As rich markup, "[/x]" raised a MarkupError and the detail "[nan, ...]" was dropped as a tag.
+    bad_label.write_text("0 [/x] 0.5 0.2 0.2\n0 nan 0.5 0.2 0.2\n")
+
+    result = runner.invoke(app, ["dataset", "validate", str(clean), "--show", "100"])
+
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    flat = "".join(result.output.split())
+    assert "[/x]" in flat and "[nan," in flat

@@ -89,3 +89,101 @@ def test_not_a_coco_file_raises(tmp_path: Path) -> None:
     (tmp_path / "x.json").write_text('{"images": 3}')
     with pytest.raises(DatasetFormatError, match="needs 'images' and 'categories'"):
         load_coco_set({"train": (tmp_path / "x.json", tmp_path)}, name="x")
+
+
+def _one_image_set(tmp_path: Path, image: dict[str, object], bbox: object) -> Path:
+    """A COCO file of one real 200x100 image with one box, the image entry and bbox as given."""
+    images_dir = tmp_path / "images"
+    images_dir.mkdir(exist_ok=True)
+    cv2.imwrite(str(images_dir / "a.jpg"), np.zeros((100, 200, 3), np.uint8))
+    data = {
+        "images": [{"id": 1, "file_name": "a.jpg", **image}],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 5, "bbox": bbox}],
+        "categories": [{"id": 5, "name": "fire"}],
+    }
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("image", "bbox", "detail"),
+    [
+        ({"width": None, "height": 100}, [10, 10, 50, 50], "image size Nonex100 unusable"),
+        ({"height": 100}, [10, 10, 50, 50], "image size Nonex100 unusable"),
+        ({"width": "200", "height": 100}, [10, 10, 50, 50], "image size '200'x100 unusable"),
+        ({"width": 200, "height": 100}, ["x", 1, 2, 3], "bbox ['x', 1, 2, 3]"),
+        ({"width": 200, "height": 100}, [None, 1, 2, 3], "bbox [None, 1, 2, 3]"),
+    ],
+    ids=["width-null", "width-missing", "width-a-string", "bbox-a-string", "bbox-null"],
+)
+def test_an_unusable_image_size_or_bbox_is_a_malformed_line_issue(
+    tmp_path: Path, image: dict[str, object], bbox: object, detail: str
+) -> None:
+    path = _one_image_set(tmp_path, image, bbox)
+    dataset = load_coco_set({"train": (path, tmp_path / "images")}, name="bad")
+    [issue] = dataset.issues
+    assert issue.kind is IssueKind.MALFORMED_LINE
+    assert detail in issue.detail
+    [item] = dataset.images
+    assert len(item.boxes) == 0
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        (
+            {"images": [], "categories": [{"name": "fire"}]},
+            r"x\.json: categories\[0\]: 'id' must be an integer, got None",
+        ),
+        (
+            {"images": [], "categories": [{"id": 1, "name": "fire"}, {"id": "2", "name": "smoke"}]},
+            r"x\.json: categories\[1\]: 'id' must be an integer, got '2'",
+        ),
+        (
+            {"images": [], "categories": [{"id": 1}]},
+            r"x\.json: categories\[0\]: 'name' must be a non-empty string",
+        ),
+        ({"images": [], "categories": ["fire"]}, r"x\.json: categories\[0\] must be an object, got str"),
+        (
+            {"images": [{"file_name": "a.jpg"}], "categories": [{"id": 1, "name": "fire"}]},
+            r"x\.json: images\[0\]: 'id' must be an integer, got None",
+        ),
+        (
+            {"images": [{"id": 1}], "categories": [{"id": 1, "name": "fire"}]},
+            r"x\.json: images\[0\]: 'file_name' must be a non-empty string",
+        ),
+        (
+            {"images": [], "categories": [], "annotations": {"id": 1}},
+            r"x\.json: 'annotations' must be a list, got dict",
+        ),
+    ],
+    ids=[
+        "category-without-id",
+        "category-id-a-string",
+        "category-without-name",
+        "category-not-an-object",
+        "image-without-id",
+        "image-without-file-name",
+        "annotations-not-a-list",
+    ],
+)
+def test_a_category_or_image_entry_without_its_fields_raises_naming_the_entry(
+    tmp_path: Path, data: dict[str, object], match: str
+) -> None:
+    (tmp_path / "x.json").write_text(json.dumps(data))
+    with pytest.raises(DatasetFormatError, match=match):
+        load_coco_set({"train": (tmp_path / "x.json", tmp_path)}, name="x")
+
+
+def test_an_annotation_that_is_not_an_object_or_names_no_integer_image_is_reported(tmp_path: Path) -> None:
+    path = _one_image_set(tmp_path, {"width": 200, "height": 100}, [10, 10, 50, 50])
+    data = json.loads(path.read_text())
+    data["annotations"] += ["junk", {"id": 3, "image_id": "1", "category_id": 5, "bbox": [1, 1, 2, 2]}]
+    path.write_text(json.dumps(data))
+    dataset = load_coco_set({"train": (path, tmp_path / "images")}, name="bad")
+    assert sorted(i.kind.value for i in dataset.issues) == sorted(
+        [IssueKind.MALFORMED_LINE.value, IssueKind.MISSING_IMAGE.value]
+    )
+    [item] = dataset.images
+    assert len(item.boxes) == 1

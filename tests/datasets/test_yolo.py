@@ -180,3 +180,21 @@ def test_centre_size_boxes_become_corners_in_pixels_or_normalised() -> None:
         cxcywh_to_xyxy(rows, (640, 480)), [[256, 144, 384, 336], [0, 384, 128, 480]], atol=1e-3
     )
     assert cxcywh_to_xyxy(np.zeros((0, 4))).shape == (0, 4)
+
+
+def test_a_data_yaml_that_is_not_utf8_raises_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "data.yaml").write_bytes(b"train: images\nnames: [pall\xe9t]\n")
+    with pytest.raises(
+        DatasetFormatError, match=r"cannot read .*data\.yaml: 'utf-8' codec can't decode byte 0xe9"
+    ):
+        load_yolo_set(tmp_path / "data.yaml")
+
+
+def test_an_image_list_that_is_not_utf8_raises_naming_the_list(tmp_path: Path) -> None:
+    (tmp_path / "list.txt").write_bytes(b"images/a.jpg\n\xff\n")
+    (tmp_path / "data.yaml").write_text("train: list.txt\nnames: [fire]\n")
+    with pytest.raises(
+        DatasetFormatError, match=r"data\.yaml: cannot read the image list .*list\.txt: 'utf-8' codec"
+    ):
+        load_yolo_set(tmp_path / "data.yaml")

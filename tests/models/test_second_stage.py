@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -251,4 +251,24 @@ def test_a_crop_model_with_its_own_second_stage_is_refused(tmp_path: Path) -> No
     _version(tmp_path, "crops", {"model": "builtin:main/1"})
     _version(tmp_path, "main", {"model": "builtin:crops/1"})
     with pytest.raises(ModelLoadError, match="has a second stage itself"):
+        load_detector("builtin:main/1", _config(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("damage", "match"),
+    [
+        (lambda text: text[: len(text) // 2], r"meta\.json: cannot read the version's metadata"),
+        (lambda text: "[1, 2]", r"meta\.json: the version's metadata must be a JSON object, got list"),
+    ],
+    ids=["truncated", "not-an-object"],
+)
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="the shipped anjian-n 1 is needed as a stand-in model")
+def test_a_damaged_meta_json_fails_to_load_rather_than_dropping_the_second_stage(
+    tmp_path: Path, damage: Callable[[str], str], match: str
+) -> None:
+    _version(tmp_path, "crops", None)
+    folder = _version(tmp_path, "main", {"model": "builtin:crops/1"})
+    meta = folder / "meta.json"
+    meta.write_text(damage(meta.read_text()))
+    with pytest.raises(ModelLoadError, match=match):
         load_detector("builtin:main/1", _config(tmp_path))

@@ -15,6 +15,7 @@ from anjian.pipeline.runner import CameraAssignment, PipelineRunner
 from anjian.pipeline.sink import ListSink
 from anjian.service.model_reload import ModelReloader
 from tests.support.clips import make_test_clip
+from tests.support.models import demo_model_named
 from tests.support.waiting import wait_for
 
 onnx = pytest.importorskip("onnx", reason="onnx (the train extra) re-labels the test model")
@@ -86,3 +87,52 @@ def test_a_broken_promoted_model_is_refused_and_the_old_one_kept(
     assert runner.detector.version == before
     history = (registry / "site-model" / "history.jsonl").read_text().splitlines()
     assert json.loads(history[-1])["version"] == "3"
+
+
+def _fails_when_run(path: Path) -> Path:
+    """A model that loads (names fit its declared ``(batch, 6, anchors)`` output) but cannot reshape a real image."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "height", "width"])
+    output = helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", 6, 2100])
+    shape = numpy_helper.from_array(np.array([-1, 6, 2100], np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["images", "shape"], ["output0"])], "g", [images], [output], [shape]
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    for key, value in {"names": "{0: 'fire', 1: 'smoke'}", "imgsz": "[64, 64]", "task": "detect"}.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(model, str(path))
+    return path
+
+
+def test_a_promoted_model_that_loads_but_cannot_detect_is_refused_and_the_old_one_kept(
+    tmp_path: Path, registry: Path, runner: PipelineRunner, caplog: pytest.LogCaptureFixture
+) -> None:
+    reloader = ModelReloader("builtin:site-model", DetectorConfig(), runner, root=registry)
+    before = runner.detector.version
+    unrunnable = _fails_when_run(tmp_path / "unrunnable.onnx")
+    register_version("site-model", unrunnable, {}, "# unrunnable\n", version="3", root=registry)
+    promote("site-model", "3", root=registry)
+
+    assert reloader.check_once() is False
+    assert reloader.failures == 1 and reloader.swaps == 0
+    assert runner.detector.version == before
+    assert "test detection on a blank frame failed" in caplog.text
+
+
+def test_a_promoted_model_whose_names_do_not_fit_its_output_is_refused(
+    tmp_path: Path, registry: Path, runner: PipelineRunner
+) -> None:
+    reloader = ModelReloader("builtin:site-model", DetectorConfig(), runner, root=registry)
+    before = runner.detector.version
+    renamed = demo_model_named(tmp_path / "renamed.onnx", "{0: 'person'}")
+    register_version("site-model", renamed, {}, "# renamed\n", version="3", root=registry)
+    promote("site-model", "3", root=registry)
+
+    assert reloader.check_once() is False
+    assert reloader.failures == 1
+    assert runner.detector.version == before

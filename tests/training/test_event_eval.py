@@ -248,3 +248,10 @@ def test_evaluate_events_names_the_clip_it_cannot_replay(tmp_path: Path) -> None
 
     with pytest.raises(ValueError, match=r"missing\.mp4: "):
         evaluate_events(plan, {"cam-1": _eval_camera()}, _FireEverywhere(), site_id="p", time_zone="UTC")
+
+
+def test_a_spec_that_is_not_utf8_raises_naming_the_file(tmp_path: Path) -> None:
+    spec = tmp_path / "clips.yaml"
+    spec.write_bytes(b"clips:\n  - video: caf\xe9.mp4\n    camera: c\n    expected: []\n")
+    with pytest.raises(ValueError, match=r"cannot read .*clips\.yaml: 'utf-8' codec can't decode byte 0xe9"):
+        load_event_spec(spec)
