@@ -201,13 +201,20 @@ def _version_dirs(model_dir: Path) -> list[Path]:
     if not model_dir.is_dir():
         return []
     found = [
-        p for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit() and (p / "model.onnx").is_file()
+        p for p in model_dir.iterdir() if p.is_dir() and _is_version(p.name) and (p / "model.onnx").is_file()
     ]
     return sorted(found, key=lambda p: int(p.name))
 
 
+def _is_version(text: str) -> bool:
+    """A version number as the registry writes it: ASCII digits (``"²".isdigit()`` is true, ``int`` refuses it)."""
+    return text.isascii() and text.isdigit()
+
+
 def _version_dir(name: str, version: str, root: Path | None) -> Path | None:
-    """The folder of a version (site layer first), ``None`` when no layer has it."""
+    """The folder of a version (site layer first), ``None`` when no layer has it (or it is no version number)."""
+    if not _is_version(version) or not _SCOPE.match(name):
+        return None
     for layer in _layers(root):
         folder = layer / name / version
         if (folder / "model.onnx").is_file():
@@ -398,7 +405,24 @@ def _history(model_dir: Path) -> list[dict[str, Any]]:
     path = model_dir / _HISTORY
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records: list[dict[str, Any]] = []
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelLoadError(f"{path}: cannot read the promotion history: {exc}") from None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError as exc:
+            raise ModelLoadError(
+                f"{path}:{number}: not a JSON record ({exc}); fix or remove the line"
+            ) from None
+        if not isinstance(record, dict):
+            raise ModelLoadError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+        records.append(record)
+    return records
 
 
 def _stack(model_dir: Path, scope: str | None) -> list[str]:
@@ -535,7 +559,7 @@ def register_version(
     shipped = [p.name for p in _version_dirs(SHIPPED_DIR / name)] if len(layers) > 1 else []
     start = SITE_VERSION_START if shipped else 1
     version = version or str(max([start - 1, *map(int, known)]) + 1)
-    if not version.isdigit():
+    if not _is_version(version):
         raise ValueError(f"versions are numbers, got {version!r}")
     if version in shipped:
         raise FileExistsError(

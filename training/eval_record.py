@@ -280,7 +280,12 @@ def ap50_by_data(meta: Mapping[str, Any]) -> dict[str, float]:
     found: dict[str, float] = {}
     released = meta.get("val")
     sources = released.items() if isinstance(released, Mapping) else ()
-    evals = ((r.get("data", "?"), r) for r in meta.get("evals", []) if isinstance(r, Mapping))
+    recorded = meta.get("evals")
+    evals = (
+        ((r.get("data", "?"), r) for r in recorded if isinstance(r, Mapping))
+        if isinstance(recorded, list)
+        else ()
+    )
     for data, record in [*sources, *evals]:
         value = record.get("map50") if isinstance(record, Mapping) else None
         if isinstance(value, int | float) and not math.isnan(value):

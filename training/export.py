@@ -115,17 +115,31 @@ def export_onnx(
         ``out``.
 
     Raises:
-        ValueError: ``imgsz`` is not a multiple of 32.
+        ValueError: ``imgsz`` is not a positive multiple of 32, or ``weights`` is no readable
+            ultralytics checkpoint (a folder, a text file, another program's ``.pt``).
     """
-    if imgsz % 32:
-        raise ValueError(f"imgsz must be a multiple of 32, got {imgsz}")
+    if imgsz < 32 or imgsz % 32:
+        raise ValueError(f"imgsz must be a positive multiple of 32, got {imgsz}")
+    if not Path(weights).is_file():
+        raise ValueError(
+            f"{weights}: no such weights file" + (" (it is a folder)" if Path(weights).is_dir() else "")
+        )
     offline_ultralytics()
     from ultralytics.models.yolo.model import YOLO
 
     with tempfile.TemporaryDirectory(prefix="anjian-export-") as tmp:
         local = Path(tmp) / "model.pt"
         local.write_bytes(Path(weights).read_bytes())  # ultralytics writes the export next to the weights
-        exported = YOLO(str(local), task="detect").export(
+        try:
+            model = YOLO(str(local), task="detect")
+        except Exception as exc:  # noqa: BLE001 - torch and ultralytics raise many kinds for a bad checkpoint
+            reason = next(
+                (line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__
+            )
+            raise ValueError(
+                f"{weights}: not a loadable ultralytics checkpoint ({type(exc).__name__}: {reason[:200]})"
+            ) from None
+        exported = model.export(
             format="onnx",
             imgsz=imgsz,
             opset=ONNX_OPSET,

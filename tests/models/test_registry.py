@@ -245,3 +245,29 @@ def test_watch_of_a_fixed_version_never_changes(registry: Path) -> None:
     watch = PromotionWatch("builtin:det/2", root=registry)
     promote("det", "1", root=registry)
     assert watch.poll() is None and watch.current.parent.name == "2"
+
+
+@pytest.mark.parametrize("version", ["../det/1", "²", "1 "])
+def test_a_version_that_is_no_version_number_is_never_promoted(registry: Path, version: str) -> None:
+    """'../det/1' named an existing folder and was written into the pointer; '²' passes str.isdigit()."""
+    with pytest.raises(ModelLoadError, match="has no version"):
+        promote("det", version, root=registry)
+    assert not (registry / "det" / "promoted").exists()
+    (registry / "det" / "²").mkdir()
+    (registry / "det" / "²" / "model.onnx").write_bytes(b"x")
+    assert [v.version for v in list_versions("det", root=registry)] == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("garbage", r"history\.jsonl:2: not a JSON record"),
+        ("[1, 2]", r"history\.jsonl:2: expected a JSON object"),
+    ],
+)
+def test_a_damaged_history_line_is_named_by_file_and_line(registry: Path, line: str, says: str) -> None:
+    promote("det", "2", root=registry)
+    with (registry / "det" / "history.jsonl").open("a") as history:
+        history.write(line + "\n")
+    with pytest.raises(ModelLoadError, match=says):
+        rollback("det", root=registry)
