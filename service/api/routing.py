@@ -30,7 +30,14 @@ from anjian.service.api.auth import AUTH_SCOPE_KEY, Authenticator, AuthOutcome, 
 from anjian.service.api.limits import check_declared_length, limit_body
 from anjian.service.storable_text import unstorable_reason
 
-__all__ = ["BodyLimits", "GuardedRoute", "IngestRoute", "find_requirement", "loads_strict_json"]
+__all__ = [
+    "BodyLimits",
+    "GuardedRoute",
+    "IngestRoute",
+    "body_limited_route",
+    "find_requirement",
+    "loads_strict_json",
+]
 
 
 class BodyLimits:
@@ -148,6 +155,29 @@ class GuardedRoute(APIRoute):
             return await handler(strict)
 
         return guarded
+
+
+def body_limited_route(max_bytes: int) -> type[APIRoute]:
+    """An ``APIRoute`` class that refuses a body over ``max_bytes`` as it arrives (413) and parses JSON strictly.
+
+    For an app whose own dependencies authenticate (the hub): FastAPI reads and parses a body
+    before any dependency runs, so without a limit an anonymous client could make it hold
+    hundreds of megabytes.
+    """
+
+    class BodyLimitedRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+            handler = super().get_route_handler()
+
+            async def limited(request: Request) -> Response:
+                check_declared_length(request.scope, max_bytes)
+                return await handler(
+                    _StrictJsonRequest(request.scope, limit_body(request.receive, max_bytes))
+                )
+
+            return limited
+
+    return BodyLimitedRoute
 
 
 class IngestRoute(GuardedRoute):

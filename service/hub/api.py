@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, status
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from anjian.pipeline.event_wire import ID_PATTERN
 from anjian.service.api.problems import install_problem_handlers
+from anjian.service.api.routing import body_limited_route
 from anjian.service.api.security import DEFAULT_CSP, SecurityHeadersMiddleware
 from anjian.service.bus.errors import (
     BusError,
@@ -51,6 +54,11 @@ from anjian.service.schemas import epoch_to_datetime
 __all__ = ["create_hub_app"]
 
 _DASHBOARD = Path(__file__).parent / "dashboard"
+_MAX_BODY_BYTES = 16 * 1024
+"""Largest request body (a remark: 4,000 characters at most), refused as it arrives, before the token is read."""
+
+PlantId = Annotated[str, PathParam(min_length=1, max_length=64, pattern=ID_PATTERN, description="Plant id.")]
+EventId = Annotated[str, PathParam(min_length=1, max_length=64, pattern=ID_PATTERN, description="Event id.")]
 _CLIP_ERRORS: tuple[tuple[type[Exception], int], ...] = (  # the first that matches, so subclasses first
     (ClipNotFoundError, status.HTTP_404_NOT_FOUND),
     (ClipTooBigError, status.HTTP_413_CONTENT_TOO_LARGE),
@@ -128,7 +136,7 @@ def create_hub_app(
     app.state.hub_store = store
     app.state.hub_plants = [(p.id, p.group) for p in config.plants]
 
-    api = APIRouter(prefix="/api")
+    api = APIRouter(prefix="/api", route_class=body_limited_route(_MAX_BODY_BYTES))
 
     @api.get("/me", response_model=MeOut)
     def me(who: Scope) -> MeOut:
@@ -163,7 +171,7 @@ def create_hub_app(
         return [HubEventOut.model_validate(e) for e in events]
 
     @api.get("/plants/{plant_id}/events/{event_id}", response_model=EventDetailOut)
-    def event_detail(who: Scope, plant_id: str, event_id: str) -> EventDetailOut:
+    def event_detail(who: Scope, plant_id: PlantId, event_id: EventId) -> EventDetailOut:
         """One incident with the plant's record of it and its audit trail (remarks included)."""
         who.require_plant(plant_id)
         event = store.get_event(plant_id, event_id)
@@ -182,7 +190,7 @@ def create_hub_app(
         response_class=Response,
         responses={200: {"content": {"image/jpeg": {}}}},
     )
-    def snapshot(who: Scope, plant_id: str, event_id: str) -> Response:
+    def snapshot(who: Scope, plant_id: PlantId, event_id: EventId) -> Response:
         """The incident's snapshot JPEG, as the plant sent it."""
         who.require_plant(plant_id)
         data = store.snapshot(plant_id, event_id)
@@ -202,7 +210,7 @@ def create_hub_app(
             504: {"description": "The plant did not answer: offline, or its link is down."},
         },
     )
-    def clip(who: Scope, plant_id: str, event_id: str) -> FileResponse:
+    def clip(who: Scope, plant_id: PlantId, event_id: EventId) -> FileResponse:
         """The incident's clip (MP4, range requests), fetched from its plant over the bus when first asked for."""
         who.require_plant(plant_id)
         if store.get_event(plant_id, event_id) is None:
@@ -221,7 +229,7 @@ def create_hub_app(
         response_model=RemarkOut,
         status_code=status.HTTP_202_ACCEPTED,
     )
-    def add_remark(who: Scope, plant_id: str, event_id: str, body: RemarkIn) -> RemarkOut:
+    def add_remark(who: Scope, plant_id: PlantId, event_id: EventId, body: RemarkIn) -> RemarkOut:
         """Add a remark (or press for action): stored here, then sent to the plant's audit trail by the bus."""
         who.require_plant(plant_id)
         if who.token.role is not HubRole.SUPERVISOR:

@@ -15,6 +15,7 @@ from anjian.pipeline.sensors.health import ALARM_KINDS
 from anjian.service.copying import copy_fields
 from anjian.service.hub.records import PlantSummary, SensorStatus
 from anjian.service.schemas import UtcTime
+from anjian.service.storable_text import StorableText
 
 __all__ = [
     "CameraOut",
@@ -169,7 +170,7 @@ class RemarkIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    note: str = Field(
+    note: StorableText = Field(
         ..., min_length=1, max_length=4000, description="What the supervisor says to the plant."
     )
     press_for_action: bool = Field(False, description="Press the plant to act on it now.")

@@ -149,8 +149,13 @@ def test_only_a_supervisor_in_scope_may_remark(hub: tuple[TestClient, HubStore, 
 
 @pytest.mark.parametrize(
     ("body", "status"),
-    [({"note": ""}, 422), ({"note": "x", "extra": 1}, 422), ({"press_for_action": True}, 422)],
-    ids=["empty-note", "unknown-field", "no-note"],
+    [
+        ({"note": ""}, 422),
+        ({"note": "x", "extra": 1}, 422),
+        ({"press_for_action": True}, 422),
+        ({"note": "a\u0000b"}, 422),  # PostgreSQL refuses NUL: a 500 there
+    ],
+    ids=["empty-note", "unknown-field", "no-note", "nul-in-note"],
 )
 def test_a_bad_remark_is_refused_with_a_problem(
     hub: tuple[TestClient, HubStore, dict[str, str]], body: dict[str, object], status: int
@@ -163,6 +168,29 @@ def test_a_bad_remark_is_refused_with_a_problem(
     )
     assert response.status_code == status
     assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("suffix", ["", "/snapshot", "/clip"])
+def test_an_event_id_that_is_no_id_is_a_problem_before_the_database(
+    hub: tuple[TestClient, HubStore, dict[str, str]], suffix: str
+) -> None:
+    """A NUL in a path id reached PostgreSQL and came back a 500."""
+    client, store, _events = hub
+    response = client.get(f"/api/plants/dust-1/events/a%00b{suffix}", headers=_bearer(store, "all"))
+    assert response.status_code == 422 and response.headers["content-type"] == "application/problem+json"
+
+
+def test_a_body_over_the_limit_is_refused_before_the_token_is_read(
+    hub: tuple[TestClient, HubStore, dict[str, str]],
+) -> None:
+    """An anonymous 200 MB body used to be read (and held) in full before the answer: memory for the taking."""
+    client, _store, events = hub
+    response = client.post(
+        f"/api/plants/dust-1/events/{events['dust-1']}/remarks",
+        content=b" " * (64 * 1024),
+        headers={"Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
 
 
 @pytest.mark.parametrize(

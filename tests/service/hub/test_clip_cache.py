@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from anjian.service.bus.errors import BusUnavailableError
+from anjian.service.bus.errors import BusUnavailableError, PlantUnreachableError
 from anjian.service.config import StorageConfig
 from anjian.service.hub.clips import HubClips
 from anjian.service.hub.config import HubConfig, HubSiteConfig, PlantConfig
+from tests.support.waiting import wait_for
 
 
 class FakeConnection:
@@ -71,3 +73,47 @@ def test_an_id_that_cannot_name_a_file_is_refused(tmp_path: Path, plant_id: str,
 def test_without_the_hubs_nats_connection_nothing_is_fetched(tmp_path: Path) -> None:
     with pytest.raises(BusUnavailableError, match="not connected to its nats-server"):
         _clips(tmp_path, FakeConnection(is_connected=False), cache_bytes=1000).path("lab-3", "e1")
+
+
+class SilentPlant(FakeConnection):
+    """A plant that never answers: each fetch blocks until released, then times out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def call(self, work: Any, *, timeout_s: float) -> bytes:
+        del work, timeout_s
+        self.fetches += 1
+        self.release.wait(30)
+        raise PlantUnreachableError("plant lab-3 did not answer")
+
+
+def test_requests_waiting_on_a_fetch_that_fails_get_its_answer_not_a_timeout_each(tmp_path: Path) -> None:
+    """Six viewers of a silent plant's clip waited one timeout each, in turn (3, 6, ... 18 s); now one fetch answers all."""
+    plant = SilentPlant()
+    clips = _clips(tmp_path, plant, cache_bytes=1_000_000)
+    errors: list[BaseException] = []
+
+    def view() -> None:
+        try:
+            clips.path("lab-3", "e1")
+        except PlantUnreachableError as exc:
+            errors.append(exc)
+
+    viewers = [threading.Thread(target=view) for _ in range(6)]
+    for viewer in viewers:
+        viewer.start()
+    assert wait_for(lambda: plant.fetches == 1, 10)
+    plant.release.set()
+    for viewer in viewers:
+        viewer.join(30)
+    assert len(errors) == 6 and plant.fetches == 1
+    assert clips._locks == {}  # nothing left behind per clip asked for (it grew by one a failure)
+
+
+def test_a_cached_clip_leaves_no_lock_behind(tmp_path: Path) -> None:
+    clips = _clips(tmp_path, FakeConnection(), cache_bytes=1_000_000)
+    for _ in range(3):
+        clips.path("lab-3", "e1")
+    assert clips._locks == {}
