@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -28,20 +27,17 @@ __all__ = ["HubClips"]
 _SUFFIX: Final = ".mp4"
 
 
-_FAILURE_MEMORY_S: Final = 5.0
-"""A failed fetch answers the requests that waited on it, and those of the next seconds, with its error:
-six viewers of a silent plant's clip waited 3, 6, ... 18 s (one timeout each, in turn) before."""
-
-_FAILURES_KEPT: Final = 256
-"""Failed fetches remembered before the stale ones are dropped."""
-
-
 @dataclass(slots=True)
 class _Flight:
-    """The fetch of one clip: its lock and how many requests hold or wait for it."""
+    """The fetch of one clip: its lock, how many requests hold or wait for it, and its failure.
+
+    Requests that waited on a fetch that failed get its error at once, instead of each
+    fetching again in turn (six viewers of a silent plant's clip waited 3, 6, ... 18 s).
+    """
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     waiters: int = 0
+    error: Exception | None = None
 
 
 class HubClips:
@@ -63,7 +59,6 @@ class HubClips:
             p.id: p.signing_key.get_secret_value() for p in config.plants if p.signing_key is not None
         }
         self._locks: dict[tuple[str, str], _Flight] = {}  # one fetch per clip at a time; dropped when idle
-        self._failures: dict[tuple[str, str], tuple[float, Exception]] = {}
         self._locks_lock = threading.Lock()
         self._evict_lock = threading.Lock()
 
@@ -98,44 +93,29 @@ class HubClips:
         path = self.cached(plant_id, event_id)
         key = (plant_id, event_id)
         with self._locks_lock:
-            self._raise_recent_failure(key)
-            entry = self._locks.setdefault(key, _Flight())
-            entry.waiters += 1
+            flight = self._locks.setdefault(key, _Flight())
+            flight.waiters += 1
         try:
-            with entry.lock:
+            with flight.lock:
                 if path.exists():
                     os.utime(path)  # recently served: evicted last
                     return path
-                with self._locks_lock:  # the fetch this request waited for failed: its answer, at once
-                    self._raise_recent_failure(key)
+                if flight.error is not None:  # the fetch this request waited for failed: its answer, at once
+                    raise flight.error
                 try:
                     clip = self._fetch(plant_id, event_id)
                 except Exception as exc:
-                    with self._locks_lock:
-                        self._remember_failure(key, exc)
+                    flight.error = exc
                     raise
                 path.parent.mkdir(parents=True, exist_ok=True)
                 write_atomic(path, clip, is_fsync=False)  # a cache: lost on a crash, fetched again
         finally:
             with self._locks_lock:
-                entry.waiters -= 1
-                if entry.waiters == 0:
-                    self._locks.pop(key, None)
+                flight.waiters -= 1
+                if flight.waiters == 0:
+                    self._locks.pop(key, None)  # the next request fetches afresh
         self._evict(keep=path)
         return path
-
-    def _raise_recent_failure(self, key: tuple[str, str]) -> None:
-        """Raise the error of this clip's fetch that failed less than ``_FAILURE_MEMORY_S`` ago (under ``_locks_lock``)."""
-        failed = self._failures.get(key)
-        if failed is not None and time.monotonic() - failed[0] < _FAILURE_MEMORY_S:
-            raise failed[1]
-
-    def _remember_failure(self, key: tuple[str, str], exc: Exception) -> None:
-        """Keep a failed fetch's error for the requests waiting on it (under ``_locks_lock``); forget stale ones."""
-        now = time.monotonic()
-        if len(self._failures) >= _FAILURES_KEPT:
-            self._failures = {k: v for k, v in self._failures.items() if now - v[0] < _FAILURE_MEMORY_S}
-        self._failures[key] = (now, exc)
 
     def _fetch(self, plant_id: str, event_id: str) -> bytes:
         if not self._connection.is_connected:
