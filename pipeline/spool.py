@@ -54,6 +54,7 @@ class DiskSpool:
             leftover.unlink(missing_ok=True)  # a write interrupted by a crash: never counted
         self._seqs = sorted(int(m.group(1)) for p in self._dir.iterdir() if (m := _NAME.match(p.name)))
         self._sizes = {seq: self._size_on_disk(seq) for seq in self._seqs}
+        self._bytes = sum(self._sizes.values())  # kept with _sizes: read for every event spooled
         self._next_seq = (self._seqs[-1] + 1) if self._seqs else 1
         if self._seqs:
             logger.info("spool %s: %d record(s) left from before", self._dir, len(self._seqs))
@@ -71,7 +72,11 @@ class DiskSpool:
     def size_bytes(self) -> int:
         """Bytes of the records waiting (``rejected/`` not counted)."""
         with self._lock:
-            return sum(self._sizes.values())
+            return self._bytes
+
+    def _forget_size(self, seq: int) -> None:
+        """Drop a record's size from the total (under ``_lock``)."""
+        self._bytes -= self._sizes.pop(seq, 0)
 
     def _size_on_disk(self, seq: int) -> int:
         try:
@@ -91,6 +96,7 @@ class DiskSpool:
             self._next_seq += 1
             self._seqs.append(seq)
             self._sizes[seq] = len(data)
+            self._bytes += len(data)
             return seq
 
     def peek(self) -> tuple[int, bytes] | None:
@@ -102,7 +108,7 @@ class DiskSpool:
                     return seq, self._path(seq).read_bytes()
                 except FileNotFoundError:
                     logger.warning("spool %s: record %d vanished; skipping it", self._dir, seq)
-                    self._sizes.pop(self._seqs.pop(0), None)
+                    self._forget_size(self._seqs.pop(0))
             return None
 
     def peek_many(self, limit: int, max_bytes: int) -> list[tuple[int, bytes]]:
@@ -121,7 +127,7 @@ class DiskSpool:
                     data = self._path(seq).read_bytes()
                 except FileNotFoundError:
                     logger.warning("spool %s: record %d vanished; skipping it", self._dir, seq)
-                    self._sizes.pop(self._seqs.pop(index), None)
+                    self._forget_size(self._seqs.pop(index))
                     continue
                 if records and size + len(data) > max_bytes:
                     break
@@ -134,7 +140,7 @@ class DiskSpool:
         """Delete a delivered record (no error if it is already gone)."""
         with self._lock:
             self._path(seq).unlink(missing_ok=True)
-            self._sizes.pop(seq, None)
+            self._forget_size(seq)
             if seq in self._seqs:
                 self._seqs.remove(seq)
 
@@ -150,7 +156,7 @@ class DiskSpool:
             target = target_dir / self._path(seq).name
             os.replace(self._path(seq), target)
             (target_dir / f"{target.name}.reason.txt").write_text(reason, encoding="utf-8")
-            self._sizes.pop(seq, None)
+            self._forget_size(seq)
             if seq in self._seqs:
                 self._seqs.remove(seq)
             return target

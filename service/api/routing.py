@@ -127,6 +127,12 @@ def find_requirement(dependant: Dependant) -> Requirement | None:
     return None
 
 
+def _limited(request: Request, max_bytes: int) -> Request:
+    """``request`` with its body refused past ``max_bytes`` (declared or as it arrives: 413) and strict JSON."""
+    check_declared_length(request.scope, max_bytes)
+    return _StrictJsonRequest(request.scope, limit_body(request.receive, max_bytes))
+
+
 class GuardedRoute(APIRoute):
     """An ``APIRoute`` that authenticates and limits the body before reading it, and parses JSON strictly.
 
@@ -149,10 +155,9 @@ class GuardedRoute(APIRoute):
                 token = await run_in_threadpool(authenticator.admit, request.scope, requirement)
                 request.scope[AUTH_SCOPE_KEY] = AuthOutcome(token)
             limits: BodyLimits = state.body_limits
-            max_bytes = limits.ingest_bytes if is_ingest else limits.default_bytes
-            check_declared_length(request.scope, max_bytes)
-            strict = _StrictJsonRequest(request.scope, limit_body(request.receive, max_bytes))
-            return await handler(strict)
+            return await handler(
+                _limited(request, limits.ingest_bytes if is_ingest else limits.default_bytes)
+            )
 
         return guarded
 
@@ -170,10 +175,7 @@ def body_limited_route(max_bytes: int) -> type[APIRoute]:
             handler = super().get_route_handler()
 
             async def limited(request: Request) -> Response:
-                check_declared_length(request.scope, max_bytes)
-                return await handler(
-                    _StrictJsonRequest(request.scope, limit_body(request.receive, max_bytes))
-                )
+                return await handler(_limited(request, max_bytes))
 
             return limited
 
