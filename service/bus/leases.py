@@ -42,6 +42,7 @@ __all__ = ["Lease", "LeaseBucket", "incident_bucket_name", "lease_bucket_name"]
 
 _STREAM_NAME_IN_USE = 10058  # JetStream's error code: a stream of that name exists (created meanwhile)
 _WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream's error codes: the key was written since that revision
+_CREATE_TRIES = 3  # a key that ages out between create's two round trips is asked for again
 _INCIDENTS_KEPT_S = 7 * 86_400.0  # a camera's open incidents outlive any outage of its nodes
 
 
@@ -177,12 +178,18 @@ class LeaseBucket:
 
     async def acquire(self, camera_id: str, node: str) -> Lease | None:
         """Take the lease of a camera no one holds; ``None`` when someone does (another node won the race)."""
-        now = self._clock()
-        try:
-            revision = await self._kv.create(_camera_key(camera_id), _value(node, now))
-        except KeyWrongLastSequenceError:
-            return None
-        return Lease(camera_id, node, revision, now)
+        for _ in range(_CREATE_TRIES):
+            now = self._clock()
+            try:
+                revision = await self._kv.create(_camera_key(camera_id), _value(node, now))
+            except KeyWrongLastSequenceError:
+                return None
+            except KeyNotFoundError:
+                # The client's create found the key held, then read it to tell a deleted key from a
+                # live one, and by then it had aged out on the server: it is free now, so ask again.
+                continue
+            return Lease(camera_id, node, revision, now)
+        return None
 
     async def renew(self, lease: Lease) -> Lease | None:
         """Extend a lease held since ``lease.revision``; ``None`` when it was lost (expired and taken, or released)."""

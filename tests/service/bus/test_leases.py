@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.js import JetStreamContext
@@ -17,7 +18,7 @@ from nats.js.errors import BucketNotFoundError
 from anjian.pipeline.incident_journal import JournalEntry
 from anjian.service.bus.connection import BusConnection
 from anjian.service.bus.errors import BusUnavailableError
-from anjian.service.bus.leases import Lease, LeaseBucket, lease_bucket_name
+from anjian.service.bus.leases import Lease, LeaseBucket, incident_bucket_name, lease_bucket_name
 from anjian.service.bus.subjects import plant_domain
 from anjian.service.node_config import NodeConfig, NodesConfig
 from anjian.service.nodes import CameraNode, plan_round, share_orphans
@@ -166,6 +167,38 @@ def test_an_unrenewed_lease_expires_on_the_server_and_another_node_can_take_it(b
     assert first is not None and second is None  # held
 
     assert wait_for(lambda: bus.call(lambda js: take(js, "line-b"), timeout_s=10) is not None, timeout_s=20)
+
+
+def test_a_lease_that_ages_out_while_it_is_being_taken_is_taken(bus: BusConnection) -> None:
+    """nats-py's create finds the key held, then reads it, and by then the server aged it out.
+
+    The read then raises ``KeyNotFoundError`` out of ``create`` (a loaded CI run hit it): the key is
+    free, so ``acquire`` asks again. The ageing out is made certain by purging the key's message
+    (no tombstone, as the server's max_age leaves none) just before the client's read.
+    """
+
+    async def take_while_it_ages_out(js: JetStreamContext) -> tuple[Lease | None, str | None]:
+        await LeaseBucket.ensure(js, "aging", ttl_s=TTL_S)
+        kv = await js.key_value(lease_bucket_name("aging"))
+        incidents = await js.key_value(incident_bucket_name("aging"))
+        await LeaseBucket(kv, incidents).acquire("cam-1", "line-a")
+        read = kv._get  # the read nats-py's create does after a refused first write
+
+        async def read_after_ageing_out(key: str, revision: int | None = None) -> Any:
+            kv._get = read  # type: ignore[method-assign]
+            await js.purge_stream(
+                f"KV_{lease_bucket_name('aging')}", subject=f"$KV.{lease_bucket_name('aging')}.{key}"
+            )
+            return await read(key, revision)
+
+        kv._get = read_after_ageing_out  # type: ignore[method-assign]
+        lease = await LeaseBucket(kv, incidents).acquire("cam-1", "line-b")
+        holder = json.loads((await kv.get("camera.cam-1")).value or b"{}").get("node")
+        return lease, holder
+
+    lease, holder = bus.call(take_while_it_ages_out, timeout_s=10)
+    assert lease is not None and lease.node == "line-b"
+    assert holder == "line-b"
 
 
 def test_a_changed_lease_ttl_is_applied_to_the_existing_bucket(bus: BusConnection) -> None:
