@@ -54,6 +54,11 @@ class PlantOut(_Out):
     )
     last_message_at: UtcTime | None = Field(..., description="When the plant was last heard from.")
     is_silent: bool = Field(..., description="Not heard from within hub.silent_after_s (or never).")
+    clock_offset_s: float | None = Field(
+        ...,
+        description="The hub's clock minus the plant's (seconds, on its newest health report; positive: the "
+        "plant's runs behind). Overdue is judged in the hub's time; null before the plant's first report.",
+    )
 
     @classmethod
     def from_summary(cls, summary: PlantSummary, *, now: float, silent_after_s: float) -> PlantOut:

@@ -100,6 +100,8 @@ class PlantSummary:
         cameras_by_state: The cameras per reported state.
         sensors_by_state: The sensors per reported state (ok, waiting, fault, offline).
         last_message_at: When the plant was last heard from, ``None`` if never.
+        clock_offset_s: The hub's clock minus the plant's, measured on its newest health report
+            (transit included, well under a second live); ``None`` before its first report.
     """
 
     plant_id: str
@@ -112,3 +114,4 @@ class PlantSummary:
     cameras_by_state: dict[str, int] = field(default_factory=dict)
     sensors_by_state: dict[str, int] = field(default_factory=dict)
     last_message_at: float | None = None
+    clock_offset_s: float | None = None

@@ -59,6 +59,21 @@ _SETTLED_STATES: Final = frozenset({"resolved", "false_alarm"})
 _ACTION_REMARK: Final = "remark"
 _ACTION_PRESS: Final = "press_for_action"
 _CLOCK_SKEW_S: Final = 60.0  # how far ahead of the hub's clock a plant's report time is believed
+_CLOCK_REMEASURE_S: Final = (
+    300.0  # an older report measures a plant's clock again after this (it was set back)
+)
+
+
+def _is_fresher_clock_reading(plant: HubPlantRow, sent_at: float, now: float) -> bool:
+    """Whether a health report sent at ``sent_at`` (plant time) should measure the plant's clock afresh.
+
+    The newest report by the plant's clock does: a backlog drained after an outage ends with
+    the freshest one, whose transit is short. A report older than the last measured one does
+    only ``_CLOCK_REMEASURE_S`` after that measurement: the plant's clock was set back.
+    """
+    if plant.clock_sent_at is None or plant.clock_measured_at is None or sent_at > plant.clock_sent_at:
+        return True
+    return now - plant.clock_measured_at > _CLOCK_REMEASURE_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,16 +290,27 @@ class HubStore:
 
     @staticmethod
     def _touch_plants(session: Session, messages: Sequence[BusMessage], now: float) -> None:
+        """Count each plant's messages, note when it was heard, and measure its clock on its newest report."""
         counts: dict[str, int] = defaultdict(int)
+        newest_report: dict[str, float] = {}
         for message in messages:
             counts[message.plant_id] += 1
+            if isinstance(message, HealthReport):
+                newest_report[message.plant_id] = max(
+                    newest_report.get(message.plant_id, 0.0), message.sent_at
+                )
         for plant_id, count in counts.items():
             row = session.get(HubPlantRow, plant_id)
             if row is None:
-                session.add(HubPlantRow(id=plant_id, last_message_at=now, messages=count))
-            else:
-                row.last_message_at = now
-                row.messages += count
+                row = HubPlantRow(id=plant_id, last_message_at=now, messages=0)
+                session.add(row)
+            row.last_message_at = now
+            row.messages += count
+            sent_at = newest_report.get(plant_id)
+            if sent_at is not None and _is_fresher_clock_reading(row, sent_at, now):
+                row.clock_offset_s = now - sent_at
+                row.clock_sent_at = sent_at
+                row.clock_measured_at = now
 
     # ------------------------------------------------------------ remarks
 
@@ -389,12 +415,19 @@ class HubStore:
                 .group_by(HubEventRow.plant_id, HubEventRow.severity)
             ):
                 open_by[plant_id][severity] = int(count)
+            plants_rows = {
+                row.id: row for row in session.scalars(select(HubPlantRow).where(HubPlantRow.id.in_(ids)))
+            }
             for plant_id, severity, created_at in session.execute(
                 select(HubEventRow.plant_id, HubEventRow.severity, HubEventRow.created_at).where(
                     HubEventRow.plant_id.in_(ids), HubEventRow.state == "raised"
                 )
             ):
-                if now - created_at > sla.deadline_s(severity):
+                plant = plants_rows.get(plant_id)
+                offset = (
+                    plant.clock_offset_s if plant is not None and plant.clock_offset_s is not None else 0.0
+                )
+                if now - (created_at + offset) > sla.deadline_s(severity):  # the raise in the hub's time
                     overdue[plant_id] += 1
             for plant_id, created_at, acknowledged_at, resolved_at in session.execute(
                 select(
@@ -423,10 +456,6 @@ class HubStore:
                 .group_by(HubSensorRow.plant_id, HubSensorRow.state)
             ):
                 sensors[plant_id][state] = int(count)
-            heard = {
-                row.id: row.last_message_at
-                for row in session.scalars(select(HubPlantRow).where(HubPlantRow.id.in_(ids)))
-            }
         return [
             PlantSummary(
                 plant_id=plant_id,
@@ -440,7 +469,8 @@ class HubStore:
                 resolve_median_s=statistics.median(resolve[plant_id]) if resolve[plant_id] else None,
                 cameras_by_state=dict(cameras[plant_id]),
                 sensors_by_state=dict(sensors[plant_id]),
-                last_message_at=heard.get(plant_id),
+                last_message_at=plants_rows[plant_id].last_message_at if plant_id in plants_rows else None,
+                clock_offset_s=plants_rows[plant_id].clock_offset_s if plant_id in plants_rows else None,
             )
             for plant_id, name, group in plants
         ]

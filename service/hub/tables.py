@@ -45,6 +45,15 @@ class HubPlantRow(HubBase):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     last_message_at: Mapped[float] = mapped_column(Float)
     messages: Mapped[int] = mapped_column(Integer)
+    clock_offset_s: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="hub time minus the plant's, from its newest health report; None: none yet"
+    )
+    clock_sent_at: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="the plant's sent_at of the health report that measured clock_offset_s"
+    )
+    clock_measured_at: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="hub time clock_offset_s was measured"
+    )
 
 
 class HubEventRow(HubBase):

@@ -21,6 +21,14 @@ function duration(seconds) {
   return `${(seconds / 3600).toFixed(1)} h`;
 }
 
+const CLOCK_NOTICE_S = 30;
+
+function clockNote(offset) {
+  // A plant clock off by more than the notice: its times on this page are its own, overdue is judged in the hub's.
+  if (offset === null || offset === undefined || Math.abs(offset) < CLOCK_NOTICE_S) return "";
+  return ` · clock ${duration(Math.abs(offset))} ${offset > 0 ? "behind" : "ahead"}`;
+}
+
 function when(iso) {
   return iso ? new Date(iso).toLocaleString() : "never";
 }
@@ -82,7 +90,10 @@ async function loadOverview() {
     row.append(el("td", duration(plant.acknowledge_median_s)), el("td", duration(plant.resolve_median_s)));
     const cameras = plant.cameras_by_state;
     const total = Object.values(cameras).reduce((a, b) => a + b, 0);
-    const heard = el("td", when(plant.last_message_at) + (plant.is_silent ? " (silent)" : ""), plant.is_silent ? "silent" : "");
+    const clock = clockNote(plant.clock_offset_s);
+    const heard = el("td", when(plant.last_message_at) + (plant.is_silent ? " (silent)" : "") + clock,
+      plant.is_silent ? "silent" : clock ? "unsound" : "");
+    heard.dataset.column = "heard";
     row.append(el("td", total ? `${cameras.online || 0} / ${total}` : "–"), sensorCell(plant.sensors_by_state), heard);
     row.addEventListener("click", () => selectPlant(plant.plant_id, plant.name));
     body.append(row);

@@ -74,6 +74,48 @@ def test_summary_counts_open_incidents_by_colour_overdue_ones_and_response_times
     assert summary.last_message_at is not None
 
 
+def test_overdue_is_judged_in_the_hubs_time_for_a_plant_whose_clock_runs_behind(
+    hub_store: HubStore, recorder: PlantRecorder, clock: FakeClock
+) -> None:
+    # The plant's clock is 10 min behind the hub's (no NTP on the factory network): its red incident,
+    # raised a moment ago, would look 10 min old, past its 5 min deadline, on the plant's timestamps.
+    sla = SlaConfig(red_s=300)
+    hub_now = clock.now
+    clock.now = hub_now - 600.0  # the plant's time
+    raised = recorder.raise_event(make_event(severity=RiskLevel.RED))
+    report = sensor_report("lab-3", clock.now + 1.0, nh3_1=SensorState.OK)
+    clock.now = hub_now + 1.0  # the hub's time as the messages arrive
+    hub_store.apply([raised, report])
+
+    (fresh,) = hub_store.summaries([("lab-3", "Lab 3", "")], sla, now=hub_now + 200)
+    (late,) = hub_store.summaries([("lab-3", "Lab 3", "")], sla, now=hub_now + 400)
+
+    assert fresh.clock_offset_s == pytest.approx(600.0)
+    assert (fresh.overdue, late.overdue) == (0, 1)
+
+
+def test_a_plants_clock_is_measured_on_its_newest_report_and_again_once_it_was_set_back(
+    hub_store: HubStore, clock: FakeClock
+) -> None:
+    def offset_after(sent_at: float) -> float | None:
+        hub_store.apply([sensor_report("lab-3", sent_at, nh3_1=SensorState.OK)])
+        (summary,) = hub_store.summaries([("lab-3", "Lab 3", "")], SlaConfig())
+        return summary.clock_offset_s
+
+    start = clock.now
+    assert offset_after(start - 120.0) == pytest.approx(120.0)  # two minutes behind
+    clock.now += 30.0
+    assert offset_after(start - 300.0) == pytest.approx(120.0)  # an older report (redelivered): not measured
+    clock.now += 30.0
+    assert offset_after(start - 60.0) == pytest.approx(120.0)  # the newest: measured
+    clock.now += 200.0
+    assert offset_after(start - 100.0) == pytest.approx(
+        120.0
+    )  # the plant's clock set back: not believed yet...
+    clock.now += 101.0
+    assert offset_after(clock.now - 500.0) == pytest.approx(500.0)  # ...once the last is 5 min old
+
+
 def test_a_later_camera_report_wins_and_an_older_one_is_ignored(hub_store: HubStore) -> None:
     def report(sent_at: float, state: CameraState) -> HealthReport:
         camera = CameraReport(camera_id="cam-1", state=state, since=sent_at - 5, fps=5.0)
