@@ -21,6 +21,7 @@ __all__ = [
     "ClipError",
     "ClipNotFoundError",
     "ClipTooBigError",
+    "PlantBusyError",
     "PlantUnreachableError",
 ]
 
@@ -35,6 +36,10 @@ class BusUnavailableError(BusError):
 
 class PlantUnreachableError(BusUnavailableError):
     """A plant did not answer a request in time: it is offline, or its link to the hub is down."""
+
+
+class PlantBusyError(BusUnavailableError):
+    """A plant is sending as many clips as the hub asks of it at once (its uplink also carries its alerts)."""
 
 
 class ClipError(BusError):

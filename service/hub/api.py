@@ -31,6 +31,7 @@ from anjian.service.bus.errors import (
     ClipError,
     ClipNotFoundError,
     ClipTooBigError,
+    PlantBusyError,
     PlantUnreachableError,
 )
 from anjian.service.hub.api_models import (
@@ -63,11 +64,13 @@ _CLIP_ERRORS: tuple[tuple[type[Exception], int], ...] = (  # the first that matc
     (ClipNotFoundError, status.HTTP_404_NOT_FOUND),
     (ClipTooBigError, status.HTTP_413_CONTENT_TOO_LARGE),
     (PlantUnreachableError, status.HTTP_504_GATEWAY_TIMEOUT),
+    (PlantBusyError, status.HTTP_503_SERVICE_UNAVAILABLE),
     (BusUnavailableError, status.HTTP_503_SERVICE_UNAVAILABLE),
     (ClipError, status.HTTP_502_BAD_GATEWAY),
     (BusError, status.HTTP_502_BAD_GATEWAY),
     (ValueError, status.HTTP_404_NOT_FOUND),  # an id that cannot name a clip
 )
+_CLIP_RETRY_AFTER_S = "10"  # seconds a request refused while its plant sends other clips waits to ask again
 _DASHBOARD_CSP = DEFAULT_CSP.replace(
     "media-src 'self'", "media-src 'self' blob:"
 )  # a fetched clip plays from a blob
@@ -206,7 +209,10 @@ def create_hub_app(
             404: {"description": "No such incident, or its plant has no clip of it."},
             413: {"description": "The clip is over hub.max_clip_bytes."},
             502: {"description": "The plant failed to send it, or sent bytes that do not check out."},
-            503: {"description": "The hub is not connected to its nats-server."},
+            503: {
+                "description": "The hub is not connected to its nats-server, or the plant is sending as many "
+                "clips as hub.clip_fetches_per_plant already (Retry-After)."
+            },
             504: {"description": "The plant did not answer: offline, or its link is down."},
         },
     )
@@ -221,7 +227,8 @@ def create_hub_app(
             path = clips.path(plant_id, event_id)
         except (BusError, ValueError) as exc:
             code = next(code for kind, code in _CLIP_ERRORS if isinstance(exc, kind))
-            raise HTTPException(code, str(exc)) from exc
+            headers = {"Retry-After": _CLIP_RETRY_AFTER_S} if isinstance(exc, PlantBusyError) else None
+            raise HTTPException(code, str(exc), headers=headers) from exc
         return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "private, max-age=300"})
 
     @api.post(

@@ -3,7 +3,9 @@
 ``HubClips.path`` answers with the cached file of an incident's clip, or fetches it
 (``anjian.service.bus.clips.fetch_clip``), writes it to ``{storage.dir}/clips/<plant>/<event>.mp4``
 atomically and evicts the least recently served clips beyond ``hub.clip_cache_bytes`` (the
-one just fetched always stays). Two requests for the same clip at once fetch it once.
+one just fetched always stays). Two requests for the same clip at once fetch it once, and at
+most ``hub.clip_fetches_per_plant`` clips come from one plant at a time: its uplink also
+carries its alerts.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Final
 from anjian.models.atomic import write_atomic
 from anjian.service.bus.clips import fetch_clip
 from anjian.service.bus.connection import BusConnection
-from anjian.service.bus.errors import BusUnavailableError
+from anjian.service.bus.errors import BusUnavailableError, PlantBusyError
 from anjian.service.bus.subjects import check_bus_id
 from anjian.service.hub.config import HubConfig
 
@@ -59,6 +61,9 @@ class HubClips:
             p.id: p.signing_key.get_secret_value() for p in config.plants if p.signing_key is not None
         }
         self._locks: dict[tuple[str, str], _Flight] = {}  # one fetch per clip at a time; dropped when idle
+        self._plant_turns = {  # at most clip_fetches_per_plant fetches from one plant at a time
+            p.id: threading.BoundedSemaphore(config.hub.clip_fetches_per_plant) for p in config.plants
+        }
         self._locks_lock = threading.Lock()
         self._evict_lock = threading.Lock()
 
@@ -118,8 +123,23 @@ class HubClips:
         return path
 
     def _fetch(self, plant_id: str, event_id: str) -> bytes:
+        """Fetch a clip from its plant when a turn of that plant's is free within ``hub.clip_timeout_s``."""
         if not self._connection.is_connected:
             raise BusUnavailableError("the hub is not connected to its nats-server; clips cannot be fetched")
+        turns = self._plant_turns.get(plant_id)
+        if turns is None:  # no such plant in the config: the plant would not answer either
+            return self._fetch_now(plant_id, event_id)
+        if not turns.acquire(timeout=self._config.clip_timeout_s):
+            raise PlantBusyError(
+                f"plant {plant_id!r} is sending {self._config.clip_fetches_per_plant} clips to the hub already; "
+                "try again shortly"
+            )
+        try:
+            return self._fetch_now(plant_id, event_id)
+        finally:
+            turns.release()
+
+    def _fetch_now(self, plant_id: str, event_id: str) -> bytes:
         config = self._config
         parts = math.ceil(config.max_clip_bytes / config.clip_part_bytes) + 1
 

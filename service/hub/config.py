@@ -91,6 +91,13 @@ class HubSiteConfig(_HubModel):
     clip_timeout_s: float = Field(
         15.0, gt=0, le=600, description="How long each part of a clip may take to come from its plant."
     )
+    clip_fetches_per_plant: int = Field(
+        2,
+        ge=1,
+        le=32,
+        description="Clips fetched from one plant at once (its uplink, often slow, also carries its alerts); "
+        "a request for another waits up to clip_timeout_s for its turn, then gets 503 with Retry-After.",
+    )
     clip_part_bytes: int = Field(
         512 * 1024,
         ge=4096,

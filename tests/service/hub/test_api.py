@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from anjian.pipeline.sensors.health import SensorState
+from anjian.service.bus.errors import PlantBusyError
 from anjian.service.config import StorageConfig
 from anjian.service.hub.api import create_hub_app
 from anjian.service.hub.config import HubConfig, PlantConfig
@@ -245,3 +246,29 @@ def test_readyz_says_whether_the_database_and_nats_are_up(
         assert response.json() == {"database": "ok", "nats": "connected" if connected else "disconnected"}
     finally:
         store.close()
+
+
+class BusyPlantClips:
+    """Stands for HubClips while the plant sends as many clips as the hub asks of it at once."""
+
+    def path(self, plant_id: str, event_id: str) -> Path:
+        raise PlantBusyError(f"plant {plant_id!r} is sending 2 clips to the hub already; try again shortly")
+
+
+def test_a_clip_of_a_plant_busy_sending_others_is_a_503_with_retry_after(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    config = HubConfig(storage=StorageConfig(dir=tmp_path / "hub"), plants=PLANTS[:1])
+    store = HubStore.from_config(config.storage, clock=clock)
+    recorder = PlantRecorder("dust-1", tmp_path / "dust-1.db", clock)
+    event = make_event()
+    store.apply([recorder.raise_event(event)])
+    recorder.store.close()
+    app = create_hub_app(config, store, clips=BusyPlantClips(), clock=clock)  # type: ignore[arg-type]
+    with TestClient(app) as client:
+        response = client.get(f"/api/plants/dust-1/events/{event.id}/clip", headers=_bearer(store, "all"))
+    store.close()
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "10"
+    assert "is sending 2 clips" in response.json()["detail"]

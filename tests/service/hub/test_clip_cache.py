@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from anjian.service.bus.errors import BusUnavailableError, PlantUnreachableError
+from anjian.service.bus.errors import BusUnavailableError, PlantBusyError, PlantUnreachableError
 from anjian.service.config import StorageConfig
 from anjian.service.hub.clips import HubClips
 from anjian.service.hub.config import HubConfig, HubSiteConfig, PlantConfig
@@ -117,3 +117,44 @@ def test_a_cached_clip_leaves_no_lock_behind(tmp_path: Path) -> None:
     for _ in range(3):
         clips.path("lab-3", "e1")
     assert clips._locks == {}
+
+
+class SlowPlant(FakeConnection):
+    """A plant on a slow uplink: each fetch holds until released."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.sending = 0
+
+    def call(self, work: Any, *, timeout_s: float) -> bytes:
+        self.sending += 1
+        self.release.wait(60)
+        return super().call(work, timeout_s=timeout_s)
+
+
+def test_at_most_clip_fetches_per_plant_clips_come_from_one_plant_at_a_time(tmp_path: Path) -> None:
+    plant = SlowPlant()
+    config = HubConfig(
+        hub=HubSiteConfig(clip_fetches_per_plant=2, clip_timeout_s=0.2),
+        storage=StorageConfig(dir=tmp_path),
+        plants=[PlantConfig(id="lab-3")],
+    )
+    clips = HubClips(config, plant)  # type: ignore[arg-type]
+    fetched: list[Path] = []
+    viewers = [
+        threading.Thread(target=lambda e=e: fetched.append(clips.path("lab-3", e))) for e in ("e1", "e2")
+    ]
+    for viewer in viewers:
+        viewer.start()
+    assert wait_for(lambda: plant.sending == 2, 10)
+
+    with pytest.raises(
+        PlantBusyError, match="'lab-3' is sending 2 clips"
+    ):  # a third waits its turn, then 503
+        clips.path("lab-3", "e3")
+    plant.release.set()
+    for viewer in viewers:
+        viewer.join(30)
+    assert len(fetched) == 2
+    assert clips.path("lab-3", "e3").exists()  # its turn came
