@@ -616,14 +616,22 @@ class EventStore:
         items = items[:limit]
         return EventPage(items=items, next_cursor=_encode_cursor(items[-1]) if has_more else None)
 
-    def changed_since(self, updated_at: float, *, limit: int = 500) -> list[StoredEvent]:
-        """Events changed at or after ``updated_at`` (epoch seconds), oldest change first: the live feed."""
-        query = (
-            select(EventRow)
-            .where(EventRow.updated_at >= updated_at)
-            .order_by(EventRow.updated_at, EventRow.id)
-            .limit(limit)
-        )
+    def changed_since(
+        self, updated_at: float, *, after_id: str | None = None, limit: int = 500
+    ) -> list[StoredEvent]:
+        """Events changed at or after ``updated_at`` (epoch seconds), oldest change first: the live feed.
+
+        A page of ``limit``; the next page starts after the last one's ``(updated_at, id)``
+        (``after_id``: events changed at ``updated_at`` itself come only after that id), so a
+        burst of more changes than a page within one instant is read whole, page by page.
+        """
+        since = EventRow.updated_at >= updated_at
+        if after_id is not None:
+            since = or_(
+                EventRow.updated_at > updated_at,
+                and_(EventRow.updated_at == updated_at, EventRow.id > after_id),
+            )
+        query = select(EventRow).where(since).order_by(EventRow.updated_at, EventRow.id).limit(limit)
         with self._db.read() as session:
             return [event_from_row(row) for row in session.scalars(query)]
 

@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from anjian.service.api.deps import AUTH_RESPONSES, StoreDep, ViewerByCookie
 from anjian.service.api.routing import GuardedRoute
+from anjian.service.records import StoredEvent
 from anjian.service.schemas import EventOut
 from anjian.service.store import EventStore
 
@@ -36,6 +37,19 @@ router = APIRouter(tags=["events"], responses=AUTH_RESPONSES, route_class=Guarde
 _POLL_S = 0.5
 _HEARTBEAT_S = 15.0
 _OVERLAP_S = 5.0  # look back this far each poll: commits land out of updated_at order
+_PAGE = 500  # events read at once; a poll reads every page (a replayed backlog changes thousands at once)
+
+
+async def _changes_since(store: EventStore, since: float) -> list[StoredEvent]:
+    """Every event changed at or after ``since``, read page by page (a burst can exceed a page)."""
+    changed: list[StoredEvent] = []
+    page = await run_in_threadpool(store.changed_since, since, limit=_PAGE)
+    while True:
+        changed.extend(page)
+        if len(page) < _PAGE:
+            return changed
+        last = page[-1]
+        page = await run_in_threadpool(store.changed_since, last.updated_at, after_id=last.id, limit=_PAGE)
 
 
 async def _feed(request: Request, store: EventStore) -> AsyncIterator[str]:
@@ -46,7 +60,7 @@ async def _feed(request: Request, store: EventStore) -> AsyncIterator[str]:
     yield "retry: 2000\n: connected\n\n"
     while not await request.is_disconnected():
         try:
-            changed = await run_in_threadpool(store.changed_since, watermark - _OVERLAP_S)
+            changed = await _changes_since(store, watermark - _OVERLAP_S)
         except SQLAlchemyError:
             logger.exception("live feed: the database does not answer")
             changed = []

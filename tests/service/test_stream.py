@@ -81,3 +81,37 @@ def test_live_feed_needs_a_bearer_token_or_a_genuine_session(
 
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_a_burst_of_more_changes_than_a_page_and_the_alert_after_it_all_arrive(
+    app: FastAPI, server: ServerThread
+) -> None:
+    """A replayed backlog stores hundreds of revisions within a second: the feed read the same first
+    500 on every poll and showed nothing after them again (its heartbeat kept the browser connected)."""
+    store = app.state.store
+    viewer = {"Authorization": f"Bearer {store.tokens.create('wall screen', 'viewer')[1]}"}
+    burst = [make_event(snapshot_jpeg=None) for _ in range(700)]
+    fire = make_event(camera_id="cam-2", snapshot_jpeg=None)
+
+    with (
+        httpx.Client(base_url=server.base_url, timeout=30) as client,
+        client.stream("GET", "/stream", headers=viewer) as response,
+    ):
+        lines = response.iter_lines()
+        assert next(lines) == "retry: 2000"
+        for start in range(0, len(burst), 256):  # the ingest writer's batches
+            store.upsert_events([(event, None) for event in burst[start : start + 256]])
+        store.upsert_event(fire)
+        seen: set[object] = set()
+        pings = 0
+        name = ""
+        for line in lines:  # until the alert after the burst, or three heartbeats (45 s) without it
+            pings += line.startswith(": ping")
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: ") and name == "event":
+                seen.add(json.loads(line.removeprefix("data: "))["id"])
+            if fire.id in seen or pings == 3:
+                break
+
+    assert seen == {event.id for event in burst} | {fire.id}
