@@ -69,10 +69,14 @@ def enqueue(
     change: AuditEntry | None,
     now: float,
     subscriptions: Sequence[Subscription] | None = None,
+    previous_severity: str | None = None,
 ) -> int:
     """Add one pending delivery per active subscription that wants ``kind`` for ``event``.
 
     A robot or e-mail channel (``channel:<name>?colours=...``) also filters on the event's colour.
+    A detection revision that brings an incident into a channel's colours for the first time
+    (yellow to red for a red-only channel) is that channel's ``event.created``: it never heard
+    of the incident, and by default it takes new alerts, not updates.
 
     Call it inside the transaction that stored the change, so both commit or neither does.
 
@@ -84,37 +88,61 @@ def enqueue(
         now: Epoch seconds.
         subscriptions: The active subscriptions, when the caller read them already
             (``active_subscriptions``) for many events in one transaction.
+        previous_severity: The incident's colour before this detection revision (``None``: new).
 
     Returns:
         How many deliveries were enqueued.
     """
     if subscriptions is None:
         subscriptions = active_subscriptions(session)
-    wanted = [s for s in subscriptions if s.matches(kind, event) and admits(s.url, event.severity.value)]
+    wanted = [
+        (subscription, announced)
+        for subscription in subscriptions
+        if (announced := _kind_for(subscription, kind, event, previous_severity)) is not None
+    ]
     if not wanted:
         return 0
-    payload = WebhookPayload.for_event(event, kind=kind, change=change).model_dump(mode="json")
+    payloads = {
+        announced: WebhookPayload.for_event(event, kind=announced, change=change).model_dump(mode="json")
+        for announced in {announced for _, announced in wanted}
+    }
     change_key = f"r{event.revision}" if change is None else f"a{change.id}"
-    for subscription in wanted:
+    for subscription, announced in wanted:
         session.add(
             DeliveryRow(
                 idempotency_key=idempotency_key(event.id, change_key, subscription.id),
                 subscription_id=subscription.id,
                 event_id=event.id,
                 revision=event.revision,
-                kind=kind,
+                kind=announced,
                 url=subscription.url,
                 status=DeliveryStatus.PENDING.value,
                 attempts=0,
                 next_attempt_at=now,
                 retry_until=now + subscription.retry_for_s,
-                payload=payload,
+                payload=payloads[announced],
                 created_at=now,
                 updated_at=now,
             )
         )
     session.info[_MADE_DUE] = True
     return len(wanted)
+
+
+def _kind_for(
+    subscription: Subscription, kind: WebhookKind, event: StoredEvent, previous_severity: str | None
+) -> WebhookKind | None:
+    """What ``subscription`` is told of ``event`` (``kind``, or its first news of it), ``None``: nothing."""
+    if not admits(subscription.url, event.severity.value):
+        return None
+    is_first_news = (
+        kind == "event.updated"
+        and previous_severity is not None
+        and not admits(subscription.url, previous_severity)
+    )
+    if is_first_news and subscription.matches("event.created", event):
+        return "event.created"
+    return kind if subscription.matches(kind, event) else None
 
 
 class Outbox:

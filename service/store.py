@@ -320,7 +320,9 @@ class EventStore:
         now = self._clock()
         ids = sorted({ev.id for ev, _ in items})
         results: list[UpsertResult] = []
-        applied: list[tuple[int, StoredEvent]] = []  # index in results, the event after that revision
+        applied: list[
+            tuple[int, StoredEvent, str | None]
+        ] = []  # index in results, the event after, its colour before
         audits: list[AuditRow] = []
         with self._db.write() as session:
             rows = {
@@ -354,6 +356,7 @@ class EventStore:
                         state_changed_at=now,
                     )
                     session.add(row)
+                previous_severity = None if is_new else row.severity
                 apply_event(row, ev)
                 if snapshot_path is not None:
                     row.snapshot_path = snapshot_path
@@ -366,11 +369,11 @@ class EventStore:
                         )
                     )
                 stored = event_from_row(row)
-                applied.append((len(results), stored))
+                applied.append((len(results), stored, previous_severity))
                 results.append(UpsertResult(stored, is_applied=True, deliveries_enqueued=0))
             session.flush()  # the new events first: their audit lines and deliveries point at them
             session.add_all(audits)
-            for index, event in applied:
+            for index, event, previous_severity in applied:
                 count = enqueue(
                     session,
                     event,
@@ -378,6 +381,7 @@ class EventStore:
                     change=None,
                     now=now,
                     subscriptions=subscriptions,
+                    previous_severity=previous_severity,
                 )
                 results[index] = UpsertResult(event=event, is_applied=True, deliveries_enqueued=count)
         return results

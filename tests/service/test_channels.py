@@ -13,7 +13,7 @@ import email.policy
 import json
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -288,6 +288,27 @@ def test_colour_workshop_and_kind_filters_choose_what_a_robot_hears(
     text = _message_text("feishu", robot.accepted[0].body)
     assert "吸烟 Smoking" in text and "抛光车间一 / cam-2" in text, "a camera without a name shows its id"
     assert "snapshot.jpg" not in text, "no snapshot, no snapshot link"
+
+
+@pytest.mark.parametrize("robot", ["wecom"], indirect=True)
+def test_an_incident_the_pipeline_raises_into_a_channels_colours_is_a_new_alert_there(
+    robot: RobotReceiver, rigs: list[Rig], tmp_path: Path, clock: FakeClock
+) -> None:
+    """A yellow incident was no news for a red-only channel; made red by a later revision it was an update
+    (not a default kind): the red group never heard of it."""
+    rig = _rig(rigs, _config(tmp_path, _robot_channel(robot, colours=["red"])), clock)
+    yellow = make_event(severity=RiskLevel.YELLOW, snapshot_jpeg=None)
+    rig.store.upsert_event(yellow)
+    rig.store.transition(yellow.id, Action.ACKNOWLEDGE, actor="op", note="watching it")
+    assert rig.deliveries() == []
+
+    rig.store.upsert_event(replace(yellow, revision=2, severity=RiskLevel.RED))
+    rig.store.upsert_event(replace(yellow, revision=3, severity=RiskLevel.RED))  # an update: no news
+
+    (delivery,) = rig.deliveries()
+    assert (delivery.kind, delivery.revision) == ("event.created", 2)
+    assert rig.dispatcher.deliver_due() == 1
+    assert "明火 Open flame" in _message_text("wecom", robot.accepted[0].body)
 
 
 @pytest.mark.parametrize("robot", ["dingtalk"], indirect=True)
