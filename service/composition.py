@@ -126,11 +126,11 @@ class ServiceParts:
 
 
 def _dispatcher(
-    clock: Callable[[], float], channels: AlertChannels, bus: PlantBus | None
+    clock: Callable[[], float], channels: AlertChannels, bus: PlantBus | None, keep_settled_s: float
 ) -> DispatcherFactory:
     """The default dispatcher factory: the site's webhook worker on ``clock``, robots, e-mail and bus included."""
     return lambda store, metrics: WebhookDispatcher(
-        store, clock=clock, metrics=metrics, channels=channels, bus=bus
+        store, clock=clock, metrics=metrics, channels=channels, bus=bus, keep_settled_s=keep_settled_s
     )
 
 
@@ -192,7 +192,9 @@ def build_service_parts(
         specs = channels.subscription_specs() + ([] if bus is None else [bus.subscription_spec()])
         store.subscriptions.sync_config(config.webhooks, channels=specs)
         metrics = ServiceMetrics(store, board)
-        dispatcher = (make_dispatcher or _dispatcher(clock, channels, bus))(store, metrics)
+        dispatcher = (
+            make_dispatcher or _dispatcher(clock, channels, bus, config.storage.keep_deliveries_days * 86_400)
+        )(store, metrics)
     except BaseException:
         if channels is not None:
             channels.close()

@@ -192,6 +192,14 @@ class StorageConfig(_ServiceModel):
             ) from None
         return url
 
+    keep_deliveries_days: float = Field(
+        30.0,
+        ge=1,
+        le=3650,
+        description="Webhook, robot and e-mail deliveries that were delivered or given up are deleted this long "
+        "after (each revision of an ongoing incident is one per subscription, ~1 kB: months of them filled the "
+        "database); pending ones are never deleted. Incidents and their audit trails are kept.",
+    )
     max_spool_mb: int = Field(
         1024,
         ge=1,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from anjian.service.channels.address import admits
@@ -304,10 +304,33 @@ class Outbox:
             row.updated_at = now
             return delivery_from_row(row)
 
+    def prune(self, *, settled_before: float, batch: int = 2000) -> int:
+        """Delete deliveries delivered or given up before ``settled_before`` (epoch s); returns how many.
+
+        Pending deliveries are never deleted. Deletes ``batch`` rows a transaction, so the
+        writers (ingest, the dispatcher) wait at most one short transaction for it.
+        """
+        settled = (DeliveryStatus.DELIVERED.value, DeliveryStatus.FAILED.value)
+        deleted = 0
+        while True:
+            with self._db.write() as session:
+                ids = session.scalars(
+                    select(DeliveryRow.id)
+                    .where(DeliveryRow.status.in_(settled), DeliveryRow.updated_at < settled_before)
+                    .limit(batch)
+                ).all()
+                if ids:
+                    session.execute(delete(DeliveryRow).where(DeliveryRow.id.in_(ids)))
+            deleted += len(ids)
+            if len(ids) < batch:
+                return deleted
+
     def redeliver(self, delivery_id: int, *, retry_for_s: float) -> WebhookDelivery:
-        """Queue a dead letter (or any delivery) again, due now, with a fresh retry window.
+        """Queue a dead letter (or any delivery) again, due now, with a fresh retry window and attempt count.
 
         The idempotency key stays the same, so a receiver that already has it can ignore it.
+        ``attempts`` counts again from 0: a subscription's ``max_attempts`` applies afresh
+        (it gave a redelivered row exactly one more try).
 
         Raises:
             KeyError: No delivery has this id.
@@ -316,6 +339,7 @@ class Outbox:
         with self._db.write() as session:
             row = self._row(session, delivery_id)
             row.status = DeliveryStatus.PENDING.value
+            row.attempts = 0
             row.next_attempt_at = now
             row.retry_until = now + retry_for_s
             row.delivered_at = None

@@ -148,6 +148,7 @@ class DeliveryRow(Base):
 
     __table_args__ = (
         Index("ix_deliveries_status_next", "status", "next_attempt_at"),
+        Index("ix_deliveries_status_updated", "status", "updated_at"),
         Index("ix_deliveries_event", "event_id"),
     )
 

@@ -48,6 +48,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 import httpx
+from sqlalchemy.exc import SQLAlchemyError
 
 from anjian.cameras.backoff import backoff_delay_s
 from anjian.service.bus.address import is_bus_address
@@ -56,6 +57,7 @@ from anjian.service.channels.outcome import SendOutcome
 from anjian.service.claims import Claim, LeaseKeeper, SuccessLog
 from anjian.service.metrics import ServiceMetrics
 from anjian.service.outbox import idempotency_key
+from anjian.service.periodic import PeriodicThread
 from anjian.service.records import Subscription, WebhookDelivery
 from anjian.service.signing import SIGNATURE_HEADER, sign_payload, signature_headers, verify_signature
 from anjian.service.store import EventStore
@@ -77,6 +79,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _LEASE_S = 6.0
+_PRUNE_INTERVAL_S = 3600.0  # how often settled deliveries past their keeping time are deleted
 _LOOP_FAULT_BACKOFF_S = 1.0
 _ERROR_BODY_CHARS = 200
 _FAILURE_LOG_INTERVAL_S = 60.0
@@ -191,6 +194,8 @@ class WebhookDispatcher:
             subscriptions go to; closed by ``stop``. ``None``: such deliveries fail (and are retried).
         bus: The plant's bus, which the delivery to ``bus:hub`` (the supervising hub) is published
             to; ``None``: such deliveries fail (and are retried). Its owner starts and stops it.
+        keep_settled_s: Deliveries delivered or given up are deleted this long after (every
+            hour, ``Outbox.prune``); ``None``: kept for ever.
 
     Example:
         >>> dispatcher = WebhookDispatcher(store)
@@ -214,6 +219,7 @@ class WebhookDispatcher:
         metrics: ServiceMetrics | None = None,
         channels: AlertChannels | None = None,
         bus: PlantBus | None = None,
+        keep_settled_s: float | None = None,
     ) -> None:
         if backoff_base_s < 0 or backoff_max_s < backoff_base_s:
             raise ValueError(
@@ -238,6 +244,17 @@ class WebhookDispatcher:
         self._channels = channels
         self._bus = bus
         self._leases = LeaseKeeper(store.outbox, clock=clock, lease_s=lease_s)
+        self._keep_settled_s = keep_settled_s
+        self._pruner = (
+            None
+            if keep_settled_s is None
+            else PeriodicThread(
+                self.prune_settled,
+                interval_s=_PRUNE_INTERVAL_S,
+                name="anjian-outbox-prune",
+                transient=(SQLAlchemyError,),
+            )
+        )
         self._successes = SuccessLog(store.outbox, clock=clock, metrics=metrics)
         self._failures = FailureLog(metrics=metrics)
         self._client = httpx.Client(
@@ -258,6 +275,19 @@ class WebhookDispatcher:
         """Whether a worker thread is alive."""
         return any(thread.is_alive() for thread in self._threads)
 
+    def prune_settled(self) -> int:
+        """Delete the deliveries settled more than ``keep_settled_s`` ago (none without it); returns how many."""
+        if self._keep_settled_s is None:
+            return 0
+        deleted = self._store.outbox.prune(settled_before=self._clock() - self._keep_settled_s)
+        if deleted:
+            logger.info(
+                "outbox: deleted %d delivery record(s) settled over %.0f days ago",
+                deleted,
+                self._keep_settled_s / 86_400,
+            )
+        return deleted
+
     def start(self) -> None:
         """Start the worker threads and the lease heartbeat; they first deliver whatever is already pending.
 
@@ -270,6 +300,8 @@ class WebhookDispatcher:
             if self._threads:
                 raise RuntimeError("WebhookDispatcher is already running")
             self._leases.start()
+            if self._pruner is not None:
+                self._pruner.start()
             for index in range(self._workers):
                 thread = threading.Thread(target=self._run, name=f"anjian-webhooks-{index}", daemon=True)
                 self._threads.append(thread)
@@ -293,6 +325,8 @@ class WebhookDispatcher:
             if thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
         self._leases.stop(max(0.0, deadline - time.monotonic()))
+        if self._pruner is not None:
+            self._pruner.stop()
         if self.is_running:
             logger.warning("webhook dispatcher did not stop within %.1fs", timeout_s)
             return
@@ -317,10 +351,11 @@ class WebhookDispatcher:
         """
         attempted = 0
         while not self._stop.is_set():
-            subscriptions = {s.id: s for s in self._store.subscriptions.list()}
             claim, batch = self._leases.claim(limit=self._claim_batch)
             if not batch:
                 break
+            # Read after the claim: a subscription created just before it has its rows in the batch.
+            subscriptions = {s.id: s for s in self._store.subscriptions.list()}
             try:
                 attempted += self._deliver_batch(claim, batch, subscriptions)
             finally:

@@ -441,7 +441,29 @@ def test_dead_letter_is_listed_and_redelivered_with_the_same_key(store: EventSto
         clock.now + 600,
     )
     assert again.idempotency_key == delivery.idempotency_key
+    assert again.attempts == 0  # a subscription's max_attempts applies afresh
     assert store.outbox.list(status=DeliveryStatus.FAILED) == []
+
+
+def test_settled_deliveries_past_their_keeping_time_are_pruned_and_pending_ones_never(
+    store: EventStore, clock: FakeClock
+) -> None:
+    store.subscriptions.create(SubscriptionSpec(url=HOOK))
+    for _ in range(5):
+        store.upsert_event(make_event())
+    old_delivered, old_failed, old_pending, new_delivered, new_failed = store.outbox.list()
+    store.outbox.mark_delivered({old_delivered.id: 200}, now=clock.now)
+    store.outbox.mark_attempt_failed(
+        old_failed.id, error="gone", status_code=None, retry_at=None, now=clock.now
+    )
+    clock.now += 40 * 86_400  # a pending delivery this old is still owed to its receiver
+    store.outbox.mark_delivered({new_delivered.id: 200}, now=clock.now)
+    store.outbox.mark_attempt_failed(
+        new_failed.id, error="gone", status_code=None, retry_at=None, now=clock.now
+    )
+
+    assert store.outbox.prune(settled_before=clock.now - 30 * 86_400, batch=1) == 2
+    assert [d.id for d in store.outbox.list()] == [old_pending.id, new_delivered.id, new_failed.id]
 
 
 def test_mark_unknown_delivery_raises_key_error(store: EventStore, clock: FakeClock) -> None:

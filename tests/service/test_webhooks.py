@@ -496,3 +496,18 @@ def test_verify_signature_rejects_malformed_headers(header: str) -> None:
 def test_idempotency_key_names_event_change_and_subscription() -> None:
     assert idempotency_key("abc", "r2", 7) == "abc:r2:7"
     assert idempotency_key("abc", "a15", 7) != idempotency_key("abc", "a15", 8)
+
+
+def test_the_dispatcher_prunes_deliveries_settled_longer_ago_than_it_keeps_them(
+    receiver: Receiver, store: EventStore, make_dispatcher: Callable[..., WebhookDispatcher]
+) -> None:
+    clock = FakeClock(1_800_000_000.0)
+    dispatcher = make_dispatcher([WebhookConfig(url=receiver.url)], clock=clock, keep_settled_s=30 * 86_400.0)
+    store.upsert_event(make_event())
+    assert dispatcher.deliver_due() == 1
+    assert dispatcher.prune_settled() == 0  # delivered just now
+
+    clock.now += 31 * 86_400
+    assert dispatcher.prune_settled() == 1
+    assert store.outbox.list() == []
+    assert make_dispatcher([WebhookConfig(url=receiver.url)]).prune_settled() == 0  # kept for ever by default
