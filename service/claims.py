@@ -86,6 +86,11 @@ class LeaseKeeper:
         with self._lock:
             return self._clock() >= claim.leased_until
 
+    def holds(self, claim: Claim, delivery_id: int) -> bool:
+        """Whether the claim still holds that row: its lease runs, and no renewal found the row taken."""
+        with self._lock:
+            return self._clock() < claim.leased_until and delivery_id in claim.delivery_ids
+
     def done(self, claim: Claim) -> None:
         """Stop renewing a claim (its rows are settled, rescheduled or released)."""
         with self._lock:
@@ -98,9 +103,12 @@ class LeaseKeeper:
         renewed = 0
         for claim in claims:
             until = self._clock() + self.lease_s
-            renewed += self._outbox.renew(claim.delivery_ids, leased_until=claim.leased_until, until=until)
-            with self._lock:
-                claim.leased_until = until
+            held = self._outbox.renew(claim.delivery_ids, leased_until=claim.leased_until, until=until)
+            renewed += len(held)
+            if held:  # rows settled or taken since are not the claim's any more; none renewed: it runs out
+                with self._lock:
+                    claim.delivery_ids = held
+                    claim.leased_until = until
         return renewed
 
     def start(self) -> None:

@@ -22,6 +22,7 @@ detection or ``a<audit id>`` for a lifecycle change.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -43,6 +44,8 @@ from anjian.service.schemas import WebhookKind, WebhookPayload
 from anjian.service.tables import DeliveryRow, SubscriptionRow
 
 __all__ = ["Outbox", "active_subscriptions", "enqueue", "idempotency_key"]
+
+logger = logging.getLogger(__name__)
 
 _MAX_ERROR_CHARS = 1000
 _MADE_DUE = "anjian.outbox.made_due"  # session.info flag: this transaction made a delivery due
@@ -185,19 +188,19 @@ class Outbox:
                 row.updated_at = now
             return claimed
 
-    def renew(self, delivery_ids: Iterable[int], *, leased_until: float, until: float) -> int:
+    def renew(self, delivery_ids: Iterable[int], *, leased_until: float, until: float) -> list[int]:
         """Extend the lease of claimed rows still held by that claim to ``until``.
 
         Only rows still pending with ``next_attempt_at == leased_until`` (the lease
         this claim set or last renewed) are touched: a row settled, rescheduled
-        after a failure or released since is left alone.
+        after a failure, released, or claimed by another worker since is left alone.
 
         Returns:
-            How many rows were renewed.
+            The ids of the rows renewed: the claim holds those alone now.
         """
         ids = list(delivery_ids)
         if not ids:
-            return 0
+            return []
         with self._db.write() as session:
             rows = session.scalars(
                 select(DeliveryRow).where(
@@ -208,7 +211,7 @@ class Outbox:
             ).all()
             for row in rows:
                 row.next_attempt_at = until
-            return len(rows)
+            return [row.id for row in rows]
 
     def mark_delivered(self, status_codes: Mapping[int, int], *, now: float) -> int:
         """Record successful POSTs, in one transaction: one more attempt each, status delivered.
@@ -255,15 +258,21 @@ class Outbox:
                 raise KeyError(f"no webhook delivery with id {missing}")  # rolls the transaction back
             return settled
 
-    def release(self, delivery_ids: Iterable[int], *, now: float) -> None:
-        """End the lease of claimed deliveries that were not attempted: due again at ``now``."""
+    def release(self, delivery_ids: Iterable[int], *, leased_until: float, now: float) -> None:
+        """End the lease of claimed deliveries that were not attempted: due again at ``now``.
+
+        Only rows the claim still holds (pending, ``next_attempt_at == leased_until``): a row
+        another worker claimed after this lease ran out is left to it.
+        """
         ids = list(delivery_ids)
         if not ids:
             return
         with self._db.write() as session:
             for row in session.scalars(
                 select(DeliveryRow).where(
-                    DeliveryRow.id.in_(ids), DeliveryRow.status == DeliveryStatus.PENDING.value
+                    DeliveryRow.id.in_(ids),
+                    DeliveryRow.status == DeliveryStatus.PENDING.value,
+                    DeliveryRow.next_attempt_at == leased_until,
                 )
             ):
                 row.next_attempt_at = now
@@ -281,6 +290,9 @@ class Outbox:
     ) -> WebhookDelivery:
         """Record a failed POST: pending again until ``retry_at``, or a dead letter when it is ``None``.
 
+        A row delivered meanwhile (by another worker, after this one's lease ran out) stays
+        delivered: the failure is not recorded on it.
+
         Args:
             delivery_id: The delivery.
             error: Why it failed (truncated to 1000 characters).
@@ -295,6 +307,12 @@ class Outbox:
         """
         with self._db.write() as session:
             row = self._row(session, delivery_id)
+            if row.status == DeliveryStatus.DELIVERED.value:
+                logger.info(
+                    "delivery %d was delivered by another worker meanwhile; its failure here is dropped",
+                    row.id,
+                )
+                return delivery_from_row(row)
             if is_counted:
                 row.attempts += 1
             row.last_error = error[:_MAX_ERROR_CHARS]

@@ -369,9 +369,13 @@ class WebhookDispatcher:
         for index, delivery in enumerate(batch):
             if self._stop.is_set() or self._leases.is_expired(claim):
                 # Stopping, or the lease ran out (renewal failed): hand the rest back rather than
-                # risk another worker sending them too.
-                self._store.outbox.release([d.id for d in batch[index:]], now=self._clock())
+                # risk another worker sending them too (rows another worker took since stay its own).
+                self._store.outbox.release(
+                    [d.id for d in batch[index:]], leased_until=claim.leased_until, now=self._clock()
+                )
                 return index
+            if not self._leases.holds(claim, delivery.id):  # a renewal found it taken by another worker
+                continue
             subscription = subscriptions.get(delivery.subscription_id)
             status_code = self._attempt(delivery, subscription)
             if status_code is not None and subscription is not None:

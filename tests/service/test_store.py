@@ -379,7 +379,7 @@ def test_claim_takes_the_oldest_due_batch_and_release_makes_the_rest_due(
     assert [d.event_id for d in first] == [e.id for e in events[:3]]
     assert [d.event_id for d in rest] == [e.id for e in events[3:]]
     assert store.outbox.claim_due(now=clock.now, lease_s=30.0, limit=3) == []
-    store.outbox.release([d.id for d in first[1:]], now=clock.now)
+    store.outbox.release([d.id for d in first[1:]], leased_until=clock.now + 30.0, now=clock.now)
     assert [d.id for d in store.outbox.claim_due(now=clock.now, lease_s=30.0, limit=9)] == [
         d.id for d in first[1:]
     ]

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from standardwebhooks import Webhook
 
 from anjian.cameras.backoff import backoff_delay_s
+from anjian.service.claims import LeaseKeeper
 from anjian.service.config import StorageConfig, WebhookConfig
 from anjian.service.evidence import EvidenceStore
 from anjian.service.metrics import ServiceMetrics
@@ -368,7 +369,7 @@ def test_renewal_leaves_rows_settled_or_rescheduled_since_the_claim_alone(
 
     renewed = store.outbox.renew([first.id, second.id, third.id], leased_until=now + 5.0, until=now + 11.0)
 
-    assert renewed == 1
+    assert renewed == [third.id]
     by_id = {d.id: d for d in store.outbox.list()}
     assert by_id[first.id].next_attempt_at is None
     assert by_id[second.id].next_attempt_at == now + 2.0
@@ -511,3 +512,50 @@ def test_the_dispatcher_prunes_deliveries_settled_longer_ago_than_it_keeps_them(
     assert dispatcher.prune_settled() == 1
     assert store.outbox.list() == []
     assert make_dispatcher([WebhookConfig(url=receiver.url)]).prune_settled() == 0  # kept for ever by default
+
+
+def test_a_worker_whose_lease_ran_out_leaves_the_rows_another_worker_took_alone(store: EventStore) -> None:
+    """A heartbeat that could not renew (database busy past the lease): another worker re-claims the rows.
+    The first one's late renewal, release and failure must not take them back or undo their delivery."""
+    clock = FakeClock(1_800_000_000.0)
+    store.subscriptions.create(SubscriptionSpec(url="http://receiver.example/hook", retry_for_s=3600))
+    for _ in range(2):
+        store.upsert_event(make_event(snapshot_jpeg=None))
+    first, second = (
+        LeaseKeeper(store.outbox, clock=clock, lease_s=6.0),
+        LeaseKeeper(store.outbox, clock=clock, lease_s=6.0),
+    )
+    lost, lost_rows = first.claim(limit=2)
+    clock.now += 7  # the first's lease ran out unrenewed
+    _taken, taken_rows = second.claim(limit=2)
+    assert [d.id for d in taken_rows] == [d.id for d in lost_rows]
+
+    assert first.renew_all() == 0 and first.is_expired(lost)  # its late renewal takes nothing back
+    store.outbox.release(lost.delivery_ids, leased_until=lost.leased_until, now=clock.now)
+    assert LeaseKeeper(store.outbox, clock=clock, lease_s=6.0).claim(limit=2)[1] == []  # still the second's
+    delivered = taken_rows[0]
+    store.outbox.mark_delivered({delivered.id: 200}, now=clock.now)
+    store.outbox.mark_attempt_failed(  # the first's POST of it timed out meanwhile
+        delivered.id, error="timeout", status_code=None, retry_at=clock.now + 2, now=clock.now
+    )
+    after = store.outbox.get(delivered.id)
+    assert after is not None and after.status is DeliveryStatus.DELIVERED and after.attempts == 1
+
+
+def test_a_renewal_keeps_the_rows_the_claim_still_holds_and_drops_one_another_worker_took(
+    store: EventStore,
+) -> None:
+    clock = FakeClock(1_800_000_000.0)
+    store.subscriptions.create(SubscriptionSpec(url="http://receiver.example/hook"))
+    for _ in range(3):
+        store.upsert_event(make_event(snapshot_jpeg=None))
+    keeper = LeaseKeeper(store.outbox, clock=clock, lease_s=6.0)
+    claim, (sent, taken, kept) = keeper.claim(limit=3)
+    store.outbox.mark_delivered({sent.id: 204}, now=clock.now)
+    clock.now += 7  # the lease ran out before the heartbeat came: another worker takes the next row
+    assert [d.id for d in store.outbox.claim_due(now=clock.now, lease_s=6.0, limit=1)] == [taken.id]
+
+    assert keeper.renew_all() == 1
+    assert not keeper.is_expired(claim)
+    assert not keeper.holds(claim, taken.id)  # the worker skips it: the other one sends it
+    assert keeper.holds(claim, kept.id)
