@@ -358,6 +358,8 @@ class EventStore:
                     session.add(row)
                 previous_severity = None if is_new else row.severity
                 apply_event(row, ev)
+                if is_new or RiskLevel(row.severity).rank > RiskLevel(previous_severity or row.severity).rank:
+                    row.severity_since = now  # the colour's SLA deadline runs from here
                 if snapshot_path is not None:
                     row.snapshot_path = snapshot_path
                 row.version += 1
@@ -472,8 +474,8 @@ class EventStore:
     def escalate_overdue(self, sla: SlaConfig, *, chunk: int = _ESCALATION_CHUNK) -> list[StoredEvent]:
         """Escalate every raised alert not acknowledged within its colour's deadline.
 
-        The deadline runs from when the alert was stored, or from its last
-        escalation. Escalating raises the colour one step (red stays red), adds an
+        The deadline runs from when the alert reached its current colour: when it was
+        stored, escalated, or raised to a higher colour by the pipeline. Escalating raises the colour one step (red stays red), adds an
         ``escalate`` audit line by ``system``, and announces ``event.escalated``. An
         alert is escalated at most ``sla.max_escalations`` times.
 
@@ -487,7 +489,7 @@ class EventStore:
         if chunk < 1:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
         now = self._clock()
-        since = func.coalesce(EventRow.escalated_at, EventRow.created_at)
+        since = func.coalesce(EventRow.severity_since, EventRow.escalated_at, EventRow.created_at)
         is_overdue = or_(
             *(
                 and_(EventRow.severity == level.value, since <= now - sla.deadline_s(level.value))
@@ -524,6 +526,7 @@ class EventStore:
         row.severity = escalated_severity(before).value
         row.escalations += 1
         row.escalated_at = now
+        row.severity_since = now
         row.version += 1
         row.updated_at = now
         session.flush()

@@ -65,6 +65,9 @@ class EventRow(Base):
     assignee: Mapped[str | None] = mapped_column(String(200), nullable=True)
     escalations: Mapped[int] = mapped_column(Integer)
     escalated_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    severity_since: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="when the current colour was reached (SLA deadlines run from it)"
+    )
     acknowledged_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     state_changed_at: Mapped[float] = mapped_column(Float)
     version: Mapped[int] = mapped_column(Integer)

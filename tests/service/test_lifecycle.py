@@ -241,6 +241,24 @@ def test_unacknowledged_alert_is_escalated_one_colour_per_deadline_and_renotifie
     assert escalations[1].payload["event"]["severity"] == "orange"
 
 
+def test_the_deadline_of_a_colour_the_pipeline_raised_runs_from_that_raise(
+    store: EventStore, clock: FakeClock
+) -> None:
+    """A blue alert raised to red 50 min after it was stored was escalated 15 s later as 'not acknowledged
+    within 300 s': the red deadline ran from the creation."""
+    sla = SlaConfig(blue_s=3600, red_s=300)
+    event = make_event(severity=RiskLevel.BLUE)
+    store.upsert_event(event)
+    clock.now += 3000
+    store.upsert_event(make_event(id=event.id, revision=2, severity=RiskLevel.RED))
+
+    clock.now += 299
+    assert store.escalate_overdue(sla) == []
+    clock.now += 1
+    (escalated,) = store.escalate_overdue(sla)
+    assert escalated.escalations == 1
+
+
 def test_acknowledged_alert_is_never_escalated_and_escalations_are_capped(
     store: EventStore, clock: FakeClock
 ) -> None:
