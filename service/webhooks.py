@@ -53,7 +53,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from anjian.cameras.backoff import backoff_delay_s
 from anjian.service.bus.address import is_bus_address
 from anjian.service.channels.address import is_channel_address
-from anjian.service.channels.outcome import SendOutcome
+from anjian.service.channels.outcome import SendOutcome, retry_after_header_s
 from anjian.service.claims import Claim, LeaseKeeper, SuccessLog
 from anjian.service.metrics import ServiceMetrics
 from anjian.service.outbox import idempotency_key
@@ -164,6 +164,16 @@ class FailureLog:
                     self._suppressed.pop(key, None)
         if failures:
             logger.info("webhook %s answers again after %d failed attempt(s)", url, failures)
+
+
+def _body_start(response: httpx.Response, limit: int = 4 * _ERROR_BODY_CHARS) -> bytes:
+    """The first ``limit`` bytes (about) of a streamed response's body; the rest is never read."""
+    start = b""
+    for chunk in response.iter_bytes():
+        start += chunk
+        if len(start) >= limit:
+            break
+    return start[:limit]
 
 
 class WebhookDispatcher:
@@ -529,15 +539,20 @@ class WebhookDispatcher:
             **signatures,
         }
         try:
-            response = self._client.post(
-                subscription.url, content=body, headers=headers, timeout=subscription.timeout_s
-            )
+            with self._client.stream(
+                "POST", subscription.url, content=body, headers=headers, timeout=subscription.timeout_s
+            ) as response:
+                if response.is_success:
+                    return SendOutcome(status_code=response.status_code, error=None)
+                start = _body_start(response)  # only what the record keeps: a receiver may answer megabytes
         except Exception as exc:  # noqa: BLE001 - httpx.HTTPError, UnicodeError (IDNA), ...: a failed attempt
             return SendOutcome(status_code=None, error=f"{type(exc).__name__}: {exc}")
-        if response.is_success:
-            return SendOutcome(status_code=response.status_code, error=None)
-        excerpt = response.text[:_ERROR_BODY_CHARS].strip()
+        excerpt = start.decode(response.encoding or "utf-8", errors="replace")[:_ERROR_BODY_CHARS].strip()
+        is_asked_to_wait = response.status_code in (429, 503)
         return SendOutcome(
             status_code=response.status_code,
             error=f"HTTP {response.status_code}" + (f": {excerpt}" if excerpt else ""),
+            retry_after_s=retry_after_header_s(response.headers, now=self._clock())
+            if is_asked_to_wait
+            else None,
         )

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import email.utils
+import math
+import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["SendOutcome"]
+__all__ = ["SendOutcome", "retry_after_header_s"]
+
+_MAX_RETRY_AFTER_S = 3600.0  # a receiver asking for longer is asked again after an hour
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,3 +34,25 @@ class SendOutcome:
     def is_success(self) -> bool:
         """Whether the receiver took the delivery."""
         return self.error is None and self.status_code is not None
+
+
+def retry_after_header_s(headers: Mapping[str, str], *, now: float | None = None) -> float | None:
+    """The seconds a ``Retry-After`` header asks to wait (delay-seconds or an HTTP date), 1 s to 1 h.
+
+    ``None`` without the header or when it is neither form (RFC 9110 section 10.2.3).
+    """
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        wait_s = float(value)
+    except ValueError:
+        try:
+            wait_s = email.utils.parsedate_to_datetime(value).timestamp() - (
+                time.time() if now is None else now
+            )
+        except (TypeError, ValueError, IndexError):
+            return None
+    if not math.isfinite(wait_s):
+        return None
+    return min(_MAX_RETRY_AFTER_S, max(1.0, wait_s))

@@ -35,7 +35,7 @@ import httpx
 from anjian.cameras.url import mask_credentials
 from anjian.service.channels.config import RobotConfig
 from anjian.service.channels.message import AlertMessage
-from anjian.service.channels.outcome import SendOutcome
+from anjian.service.channels.outcome import SendOutcome, retry_after_header_s
 from anjian.service.channels.spacing import MessageSpacing
 
 __all__ = [
@@ -256,8 +256,5 @@ class RobotChannel:
 
 
 def _retry_after(response: httpx.Response) -> float:
-    """The seconds a 429 asks to wait (``Retry-After`` in seconds), else a minute."""
-    try:
-        return min(3600.0, max(1.0, float(response.headers.get("Retry-After", _RATE_LIMIT_WAIT_S))))
-    except ValueError:
-        return _RATE_LIMIT_WAIT_S
+    """The seconds a 429 asks to wait (``Retry-After``), else a minute."""
+    return retry_after_header_s(response.headers) or _RATE_LIMIT_WAIT_S

@@ -559,3 +559,40 @@ def test_a_renewal_keeps_the_rows_the_claim_still_holds_and_drops_one_another_wo
     assert not keeper.is_expired(claim)
     assert not keeper.holds(claim, taken.id)  # the worker skips it: the other one sends it
     assert keeper.holds(claim, kept.id)
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "wait_s"),
+    [
+        (503, "120", 120.0),
+        (429, "Thu, 01 Jan 2027 00:10:00 GMT", 600.0),
+        (503, "soon", None),
+        (500, "120", None),
+    ],
+    ids=["seconds", "http-date", "unreadable", "not-asked"],
+)
+def test_a_receiver_asking_to_wait_is_retried_no_sooner(
+    tmp_path: Path, status: int, retry_after: str, wait_s: float | None
+) -> None:
+    clock = FakeClock(1_798_761_600.0)  # 2027-01-01 00:00:00 UTC
+    store = EventStore.from_config(StorageConfig(dir=tmp_path / "data"), clock=clock)
+    body = "x" * 5_000_000  # a receiver answering megabytes: only the start is read and kept
+
+    def busy(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, headers={"Retry-After": retry_after}, text=body)
+
+    store.subscriptions.create(SubscriptionSpec(url="http://receiver.example/hook"))
+    store.upsert_event(make_event(snapshot_jpeg=None))
+    dispatcher = WebhookDispatcher(
+        store, transport=httpx.MockTransport(busy), clock=clock, backoff_base_s=2.0
+    )
+    try:
+        dispatcher.deliver_due()
+        delivery = only_delivery(store)
+    finally:
+        dispatcher.stop()
+        store.close()
+
+    assert delivery.last_error == f"HTTP {status}: " + "x" * 200
+    assert delivery.next_attempt_at is not None
+    assert delivery.next_attempt_at - clock.now == (wait_s if wait_s is not None else 2.0)
