@@ -35,10 +35,11 @@ import datetime as dt
 import importlib
 import re
 from collections.abc import Mapping
+from itertools import combinations
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from anjian.cameras.fields import DurationOrZeroS, DurationS, FractionOrZero, GreyLevel
 from anjian.pipeline.event import RiskLevel
@@ -110,6 +111,7 @@ Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
 _ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_MIN_ZONE_AREA = 1e-6  # of the image: about two pixels of a 1080p frame; less is a line or a point
 
 
 class PipelineModel(BaseModel):
@@ -140,7 +142,9 @@ class BaseZoneConfig(PipelineModel):
     name: str = Field("", max_length=200, description="Shown in the control room.")
     kind: str = Field("generic", description="What the zone is for; rules pick the zones of their kind.")
     polygon: list[tuple[float, float]] = Field(
-        ..., description="At least 3 (x, y) vertices, each coordinate in [0, 1]."
+        ...,
+        description="At least 3 (x, y) vertices, each coordinate in [0, 1], in order around the zone's edge "
+        "(edges must not cross, and the zone must enclose an area).",
     )
     excludes: list[str] = Field(
         default_factory=list,
@@ -150,12 +154,17 @@ class BaseZoneConfig(PipelineModel):
 
     @field_validator("polygon")
     @classmethod
-    def _valid_polygon(cls, polygon: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    def _valid_polygon(
+        cls, polygon: list[tuple[float, float]], info: ValidationInfo
+    ) -> list[tuple[float, float]]:
         if len(polygon) < 3:
             raise ValueError(f"a polygon needs at least 3 points, got {len(polygon)}")
         for i, (x, y) in enumerate(polygon):
             if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
                 raise ValueError(f"point {i} ({x}, {y}) is outside [0, 1]; coordinates are normalised")
+        problem = _polygon_problem(polygon)
+        if problem is not None:  # a zone that silently covers half its area, or none, raises false alerts
+            raise ValueError(f"zone {info.data.get('id', '?')!r}: {problem}")
         return polygon
 
     @model_validator(mode="after")
@@ -165,6 +174,53 @@ class BaseZoneConfig(PipelineModel):
                 f"zone {self.id!r}: 'excludes' applies to kind 'exclusion' only, not {self.kind!r}"
             )
         return self
+
+
+def _polygon_problem(polygon: list[tuple[float, float]]) -> str | None:
+    """Why ``polygon`` cannot be a zone (its edges cross or touch, or it encloses no area), or ``None``."""
+    corners: list[int] = []  # indices of the corners, a corner repeated at once (a closing one) dropped
+    for i, point in enumerate(polygon):
+        if not corners or point != polygon[corners[-1]]:
+            corners.append(i)
+    if len(corners) > 1 and polygon[corners[-1]] == polygon[corners[0]]:
+        corners.pop()
+    m = len(corners)
+    edges = [(corners[e], corners[(e + 1) % m]) for e in range(m)]
+    for (a, (i, j)), (b, (k, n)) in combinations(enumerate(edges), 2):
+        if b - a not in (1, m - 1) and _segments_meet(polygon[i], polygon[j], polygon[k], polygon[n]):
+            return (
+                f"its edges cross (point {i} to {j} meets point {k} to {n}): list the points in order "
+                "around the zone's edge (e.g. clockwise), not row by row"
+            )
+    area = abs(sum(polygon[i][0] * polygon[j][1] - polygon[j][0] * polygon[i][1] for i, j in edges)) / 2
+    if area < _MIN_ZONE_AREA:
+        return f"it encloses no area ({area:.2g} of the image): its points lie on one line or one spot"
+    return None  # an edge turning back over the previous one touches another edge (or leaves no area)
+
+
+def _cross(o: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> float:
+    """z of (a - o) x (b - o): > 0 when o→a→b turns counter-clockwise, 0 when they are collinear."""
+    return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+
+def _on_segment(p: tuple[float, float], a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """True when ``p``, collinear with ``a``-``b``, lies within that segment's bounding box."""
+    return min(a[0], b[0]) <= p[0] <= max(a[0], b[0]) and min(a[1], b[1]) <= p[1] <= max(a[1], b[1])
+
+
+def _segments_meet(
+    a: tuple[float, float], b: tuple[float, float], c: tuple[float, float], d: tuple[float, float]
+) -> bool:
+    """True when segments ``a``-``b`` and ``c``-``d`` cross or touch."""
+    d1, d2, d3, d4 = _cross(c, d, a), _cross(c, d, b), _cross(a, b, c), _cross(a, b, d)
+    if ((d1 > 0 > d2) or (d1 < 0 < d2)) and ((d3 > 0 > d4) or (d3 < 0 < d4)):
+        return True
+    return (
+        (d1 == 0 and _on_segment(a, c, d))
+        or (d2 == 0 and _on_segment(b, c, d))
+        or (d3 == 0 and _on_segment(c, a, b))
+        or (d4 == 0 and _on_segment(d, a, b))
+    )
 
 
 class ScheduleWindowConfig(PipelineModel):

@@ -6,6 +6,10 @@ object for as long as ByteTrack keeps its track, ``-1`` for a detection not (yet
 part of a confirmed track. Frames are timestamped with their capture time, so the
 Kalman prediction and the lost-track budget work in seconds whatever the camera's
 analysis rate or the frames motion gating skipped.
+
+A box with a NaN or infinite coordinate (a detector fault) is dropped there, counted
+and logged, so that one bad box costs neither the tracker nor any rule the frame:
+every frame reaches the rules through ``update`` (the runner and ``anjian replay``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ UNTRACKED = -1
 
 _MIN_STEP_S = 1e-3
 _BACKWARDS_TOLERANCE_S = 1.0
+_DROP_LOG_INTERVAL_S = 300.0  # capture time between two logs of dropped non-finite boxes
 
 
 class CameraTracker:
@@ -60,6 +65,9 @@ class CameraTracker:
         self._next_id = 0  # one past the largest id handed out, offset included
         self._last_at: float | None = None
         self._tracker = self._new_tracker()
+        self.dropped_non_finite = 0
+        """Boxes dropped so far because a coordinate was NaN or infinite."""
+        self._drop_logged_at: float | None = None
 
     def _new_tracker(self) -> ByteTrackTracker:
         c = self.config
@@ -75,13 +83,20 @@ class CameraTracker:
     def update(self, detections: Detections, at: float) -> Detections:
         """Track one frame's detections.
 
+        Boxes with a non-finite coordinate are dropped first (tracking on or off): the
+        tracker and the rules' pixel maths cannot use them, and one of them must not
+        fail the whole frame. They are counted in ``dropped_non_finite`` and logged at
+        most once per ``_DROP_LOG_INTERVAL_S`` of capture time.
+
         Args:
             detections: The frame's detections (their ``tracker_id`` is ignored).
             at: The frame's capture time, seconds.
 
         Returns:
-            The same detections, same order, with ``tracker_id`` ``(n,) int64`` set.
+            The same detections, same order, less any non-finite box, with
+            ``tracker_id`` ``(n,) int64`` set.
         """
+        detections = self._finite(detections, at)
         if not self.config.enabled:
             return self._with_ids(detections, np.full(len(detections), UNTRACKED, np.int64))
         at = self._monotonic(at)
@@ -101,6 +116,24 @@ class CameraTracker:
             ids[np.asarray(tracked.data["index"], np.int64)] = shifted
             self._next_id = max(self._next_id, int(shifted.max()) + 1)
         return self._with_ids(detections, ids)
+
+    def _finite(self, detections: Detections, at: float) -> Detections:
+        """Drop the boxes with a NaN or infinite coordinate; count and (rate-limited) log them."""
+        is_finite = np.isfinite(detections.xyxy).all(axis=1)
+        dropped = len(detections) - int(is_finite.sum())
+        if dropped == 0:
+            return detections
+        self.dropped_non_finite += dropped
+        last = self._drop_logged_at
+        if last is None or not 0 <= at - last < _DROP_LOG_INTERVAL_S:
+            logger.warning(
+                "%s: dropped %d detection(s) with a non-finite box (%d so far); check the detector",
+                self.camera_id,
+                dropped,
+                self.dropped_non_finite,
+            )
+            self._drop_logged_at = at
+        return detections.filter(is_finite)
 
     def _monotonic(self, at: float) -> float:
         """Keep timestamps strictly increasing; restart the tracker if time went back (ids stay unique)."""

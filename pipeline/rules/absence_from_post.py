@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -25,7 +27,15 @@ from anjian.pipeline.rules.spec import BehaviourSpec
 from anjian.pipeline.schedule import Schedule
 from anjian.pipeline.zones import Zone
 
-__all__ = ["SPEC", "Absence", "AbsenceFromPostConfig", "AbsenceFromPostRule", "OutOfBounds", "PostConfig"]
+__all__ = [
+    "SPEC",
+    "Absence",
+    "AbsenceFromPostConfig",
+    "AbsenceFromPostRule",
+    "OutOfBounds",
+    "PostConfig",
+    "post_keys",
+]
 
 
 class PostConfig(PipelineModel):
@@ -69,7 +79,9 @@ class AbsenceFromPostConfig(RuleConfig):
     )
     update_interval_s: UpdateIntervalS = 60.0
     posts: list[PostConfig] = Field(
-        default_factory=list, description="Posts to watch; empty: every 'post' zone with min_people 1."
+        default_factory=list,
+        description="Posts to watch (a zone may have several, e.g. one per shift schedule); empty: every "
+        "'post' zone with min_people 1.",
     )
 
     def named_schedules(self) -> list[tuple[str, str | None]]:
@@ -86,30 +98,55 @@ class AbsenceFromPostConfig(RuleConfig):
 class OutOfBounds:
     """Hysteresis on a head count: out of bounds since when, and back in bounds since when.
 
-    The count must be back in bounds for ``restored_after_s`` before the spell ends, so
-    a person missed on one frame, or someone passing through, changes nothing.
+    A spell starts on the first frame out of bounds and lasts only while the over-count
+    dominates it. It ends once the count has been back in bounds for
+    ``restored_after_s`` without a break, so a person missed on one frame, or someone
+    passing through, changes nothing. It also ends as soon as the count has been in
+    bounds for longer, in total, than out of bounds since the spell began: a duplicate
+    box on one frame in ten never leaves ``restored_after_s`` clear, but it cannot keep
+    the spell alive either, so ``min_duration_s`` is only reached by an over-count seen
+    most of that time. Time is weighted, not frames: each count holds until the next
+    frame or tick, so ticks between frames do not tip the balance.
     """
 
     restored_after_s: float
     since: float | None = None
     restored_since: float | None = None
+    out_s: float = 0.0
+    """Time out of bounds since ``since``."""
+    in_s: float = 0.0
+    """Time back in bounds since ``since``."""
+    last_at: float | None = None
+    """When the count was last fed."""
+    was_out: bool = False
+    """Whether it was out of bounds then."""
 
     def update(self, now: float, is_out: bool) -> bool:
         """Feed whether the count is out of bounds at ``now``; return whether the spell goes on."""
+        if self.since is not None and self.last_at is not None:
+            held_s = max(0.0, now - self.last_at)  # the previous count held until now
+            if self.was_out:
+                self.out_s += held_s
+            else:
+                self.in_s += held_s
+        self.last_at, self.was_out = now, is_out
         if is_out:
             self.restored_since = None
             if self.since is None:
                 self.since = now
+                self.out_s = self.in_s = 0.0
         elif self.since is not None:
             if self.restored_since is None:
                 self.restored_since = now
-            if now - self.restored_since >= self.restored_after_s:
-                self.since = self.restored_since = None
+            if now - self.restored_since >= self.restored_after_s or self.in_s > self.out_s:
+                self.reset()
         return self.since is not None
 
     def reset(self) -> None:
         """End any spell (the post's schedule is off)."""
-        self.since = self.restored_since = None
+        self.since = self.restored_since = self.last_at = None
+        self.out_s = self.in_s = 0.0
+        self.was_out = False
 
 
 @dataclass(slots=True)
@@ -150,6 +187,8 @@ class Absence:
 
 @dataclass(slots=True)
 class _PostState:
+    key: str
+    """The post's incident key (see ``post_keys``)."""
     post: PostConfig
     zone: Zone
     schedule: Schedule | None
@@ -157,6 +196,22 @@ class _PostState:
     over: OutOfBounds
     count: int | None = None
     boxes: tuple[EventBox, ...] = field(default=())
+
+
+def post_keys(posts: Sequence[PostConfig]) -> list[str]:
+    """The incident key of each post: its zone id, or ``zone#index`` when posts share the zone.
+
+    A zone watched by one post keeps the plain zone id, the key earlier versions used,
+    so its incident still resumes after an upgrade (``IncidentJournal`` matches by key).
+    Posts sharing a zone (day and night staffing) need keys of their own; ``index`` is
+    the post's place in ``posts``, stable as long as the config is.
+
+    Example:
+        >>> post_keys([PostConfig(zone="desk"), PostConfig(zone="desk"), PostConfig(zone="gate")])
+        ['desk#0', 'desk#1', 'gate']
+    """
+    per_zone = Counter(post.zone for post in posts)
+    return [post.zone if per_zone[post.zone] == 1 else f"{post.zone}#{i}" for i, post in enumerate(posts)]
 
 
 class AbsenceFromPostRule(BaseRule):
@@ -167,7 +222,14 @@ class AbsenceFromPostRule(BaseRule):
     at the schedule's end an open incident ends. The incident ends once the post has
     been staffed again for ``restored_after_s``. The same machinery raises
     ``overcrowding`` (severity ``overcrowding_severity``) when a post with
-    ``max_people`` holds more people than that for ``min_duration_s``.
+    ``max_people`` holds more people than that for ``min_duration_s`` (the over-count
+    must dominate that time: see ``OutOfBounds``).
+
+    Each post has its own incidents (keyed by ``post_keys``) with the post's zone as
+    their ``zone_id``, so two posts on one zone (2 people by day, 1 at night) do not
+    end each other's incidents. A resumed incident (``IncidentJournal``) whose post is
+    no longer configured (a post removed, or its zone split into several posts) ends
+    as soon as the rule runs.
 
     ``tick`` advances time without frames: a motion-gated camera sends none while the
     room is still, so the last count stands. Call it only while the camera is alive
@@ -185,14 +247,16 @@ class AbsenceFromPostRule(BaseRule):
         posts = config.posts or [PostConfig(zone=z.id) for z in self.env.zones.of_kind("post")]
         self._posts = [
             _PostState(
+                key,
                 post,
                 self.env.zones.by_id[post.zone],
                 self.env.schedules[post.schedule] if post.schedule else self.schedule,
                 Absence(config.restored_after_s),
                 OutOfBounds(config.restored_after_s),
             )
-            for post in posts
+            for key, post in zip(post_keys(posts), posts, strict=True)
         ]
+        self._keys = frozenset(state.key for state in self._posts)
 
     def process(self, frame: Frame, detections: Detections) -> list[IncidentUpdate]:
         """Count people per post on one analysed frame; return the event revisions to publish."""
@@ -217,7 +281,7 @@ class AbsenceFromPostRule(BaseRule):
             if not is_on:
                 state.under.reset()
                 state.over.reset()
-            key = state.zone.id
+            key = state.key
             is_absent = is_on and state.under.update(
                 now, state.count >= post.min_people, is_raised=absence.is_open(key)
             )
@@ -231,6 +295,8 @@ class AbsenceFromPostRule(BaseRule):
                 update = self._observe(book, state, now, is_spell, since, need)
                 if update is not None:
                     updates.append(update)
+        for book in (absence, crowding):  # resumed incidents of a post no longer configured
+            updates += book.sweep(now, keep=self._keys)
         return updates
 
     def _observe(
@@ -256,7 +322,7 @@ class AbsenceFromPostRule(BaseRule):
             )
             boxes = state.boxes
         return book.observe(
-            state.zone.id,
+            state.key,
             now=now,
             is_confirmed=is_spell and duration >= self.config.min_duration_s,
             is_present=is_spell,

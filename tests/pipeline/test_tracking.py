@@ -12,8 +12,11 @@ import pytest
 from anjian.models.config import DetectorConfig
 from anjian.models.detections import Detections
 from anjian.models.loader import load_detector
+from anjian.pipeline.config import CameraPipelineConfig
 from anjian.pipeline.engine_config import TrackingConfig
+from anjian.pipeline.rules import build_rules
 from anjian.pipeline.tracking import UNTRACKED, CameraTracker
+from tests.pipeline.scripted import CONTEXT, NAMES, T0, frame
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data"
 COCO_INT8 = SHARED / "weights" / "coco_yolov8n_int8.onnx"
@@ -114,3 +117,50 @@ def test_person_crossing_a_real_clip_keeps_one_track_id() -> None:
     assert main_id != UNTRACKED
     assert count >= 0.9 * len(first_visit), Counter(first_visit)
     assert second_visit and Counter(second_visit).most_common(1)[0][0] not in (main_id, UNTRACKED)
+
+
+@pytest.mark.parametrize("is_tracking", [True, False], ids=["tracking", "tracking-off"])
+def test_non_finite_boxes_are_dropped_counted_and_logged_once(
+    is_tracking: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    tracker = CameraTracker(TrackingConfig(enabled=is_tracking), fps=5.0, camera_id="cam-7")
+    boxes = [(10, 10, 50, 90), (np.nan,) * 4, (100, 10, 140, 90), (0, 0, np.inf, np.inf)]
+    with caplog.at_level("WARNING", logger="anjian.pipeline.tracking"):
+        for i in range(5):
+            tracked = tracker.update(_detections(boxes), at=i * 0.2)
+    assert tracked.xyxy.tolist() == [[10, 10, 50, 90], [100, 10, 140, 90]]  # the finite ones, in order
+    assert tracked.tracker_id is not None and len(tracked.tracker_id) == 2
+    assert tracker.dropped_non_finite == 10
+    [record] = caplog.records
+    assert "cam-7" in record.getMessage() and "non-finite" in record.getMessage()
+
+
+def test_every_rule_gets_a_frame_holding_a_nan_box() -> None:
+    zones = [
+        {"id": "door", "kind": "exit", "polygon": [(0, 0), (0.4, 0), (0.4, 1), (0, 1)]},
+        {"id": "floor", "kind": "dust", "polygon": [(0.5, 0), (1, 0), (1, 0.4), (0.5, 0.4)]},
+        {"id": "desk", "kind": "post", "polygon": [(0.5, 0.5), (1, 0.5), (1, 1), (0.5, 1)]},
+    ]
+    behaviours = [
+        "open_flame",
+        "smoking",
+        "fallen_person",
+        "blocked_exit",
+        "uncleaned_dust",
+        "absence_from_post",
+    ]
+    camera = CameraPipelineConfig(id="cam", url="x.mp4", zones=zones, behaviours={b: {} for b in behaviours})
+    rules = build_rules(camera, CONTEXT)
+    tracker = CameraTracker(TrackingConfig(enabled=False), fps=1.0)
+    for class_id in NAMES:
+        bad = Detections(
+            xyxy=np.array([[np.nan] * 4, [20, 20, 60, 90]], np.float32),
+            confidence=np.full(2, 0.9, np.float32),
+            class_id=np.full(2, class_id, np.int32),
+            class_names=NAMES,
+        )
+        for i in range(3):
+            image = np.random.default_rng(i).integers(0, 255, (100, 200, 3), dtype=np.uint8)
+            tracked = tracker.update(bad, T0 + class_id * 10 + i)
+            for rule in rules:
+                rule.process(frame(T0 + class_id * 10 + i, i, image), tracked)  # raises on a NaN box

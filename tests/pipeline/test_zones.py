@@ -64,3 +64,36 @@ def test_exclusion_zones_apply_to_their_behaviours() -> None:
 def test_invalid_zones_are_rejected(zone: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         ZoneConfig(**zone)
+
+
+@pytest.mark.parametrize(
+    ("polygon", "message"),
+    [
+        ([(0.6, 0.5), (1.0, 0.5), (0.6, 1.0), (1.0, 1.0)], r"zone 'desk': its edges cross .*not row by row"),
+        ([(0.5, 0.5), (0.9, 0.9), (0.9, 0.5), (0.5, 0.9)], r"zone 'desk': its edges cross"),
+        ([(0, 0), (1, 0), (1, 1), (0.5, 0), (0, 1)], r"zone 'desk': its edges cross"),  # a corner on an edge
+        ([(0.5, 0.5), (0.5, 0.5), (0.6, 0.6)], r"zone 'desk': it encloses no area"),
+        ([(0.1, 0.1), (0.5, 0.5), (0.9, 0.9)], r"zone 'desk': it encloses no area"),
+    ],
+    ids=["corners-row-by-row", "bow-tie", "touching-itself", "repeated-point", "on-one-line"],
+)
+def test_self_crossing_or_flat_polygons_are_rejected_naming_the_zone(
+    polygon: list[tuple[float, float]], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        ZoneConfig(id="desk", kind="post", polygon=polygon)
+
+
+@pytest.mark.parametrize(
+    "polygon",
+    [
+        [(0.6, 0.5), (1.0, 0.5), (1.0, 1.0), (0.6, 1.0)],
+        [(0.6, 1.0), (1.0, 1.0), (1.0, 0.5), (0.6, 0.5)],
+        [(0.6, 0.5), (1.0, 0.5), (1.0, 1.0), (0.6, 1.0), (0.6, 0.5)],
+        [(0.6, 0.5), (0.8, 0.5), (1.0, 0.5), (1.0, 1.0), (0.6, 1.0)],
+        [(0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.5, 0.2), (0.0, 1.0)],
+    ],
+    ids=["clockwise", "anticlockwise", "closed-by-repeating-the-first", "point-mid-edge", "concave"],
+)
+def test_polygons_listed_around_their_edge_are_accepted(polygon: list[tuple[float, float]]) -> None:
+    assert ZoneConfig(id="desk", kind="post", polygon=polygon).polygon == polygon
