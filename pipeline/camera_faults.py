@@ -129,6 +129,8 @@ class CameraFaultMonitor:
         """
         if not self.config.faults.enabled or health.state == CameraState.STOPPED:
             return []
+        if health.state != CameraState.ONLINE:  # a black or still picture does not span an outage
+            self._previous = self._previous_at = self._unchanged_since = self._blank_since = None
         updates = [self._observe_offline(health, now)]
         if frame is not None:
             updates += self._observe_image(frame)

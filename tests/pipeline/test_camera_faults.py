@@ -118,6 +118,19 @@ def test_frozen_live_image_is_raised_and_resolved_when_the_picture_moves() -> No
     assert updates[0][1].event.started_at == 0.0
 
 
+def test_a_black_picture_before_an_outage_and_after_it_are_timed_apart() -> None:
+    """Black for 6 s, offline for an hour, black again: it was reported at once on the first black frame
+    back, started an hour before (a plant that is dark at night and drops its camera)."""
+    monitor = _monitor(black_after_s=10, offline_after_s=7200)
+    black = np.zeros((240, 320, 3), np.uint8)
+    steps = [(float(t), _ONLINE, _frame(black, float(t))) for t in range(6)]
+    steps += [(6.0 + t, _health(CameraState.OFFLINE, down_since=6.0), None) for t in range(0, 3600, 60)]
+    steps += [(3606.0 + t, _ONLINE, _frame(black, 3606.0 + t)) for t in range(12)]
+    updates = _updates(monitor, iter(steps))
+    assert [(now, u.kind) for now, u in updates] == [(3616.0, UpdateKind.OPENED)]
+    assert updates[0][1].event.started_at == 3606.0
+
+
 def test_live_sensor_noise_on_a_still_scene_is_not_frozen() -> None:
     monitor = _monitor(frozen_after_s=3)
     steps = [(float(t), _ONLINE, _frame(_scene(1, noise_seed=t), float(t))) for t in range(20)]
