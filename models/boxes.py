@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["box_iou", "box_iou_batch"]
+__all__ = ["box_ios_batch", "box_iou", "box_iou_batch"]
 
 
 def box_iou_batch(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
@@ -37,6 +37,30 @@ def box_iou_batch(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
     a = _as_boxes(a_xyxy, "a_xyxy")
     b = _as_boxes(b_xyxy, "b_xyxy")
     return _sv_box_iou_batch(a, b).astype(np.float64)
+
+
+def box_ios_batch(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> np.ndarray:
+    """Pairwise intersection over the smaller box's area: 1 where one box lies wholly inside the other.
+
+    For "is this box on that one" questions IoU answers badly when the sizes differ (a
+    "smoking" box on a person's upper body has a low IoU with the whole person).
+
+    Returns:
+        ``(n, m) float64``, 0 where the boxes do not meet or either has no area.
+
+    Raises:
+        ValueError: When either array is not ``(k, 4)``.
+
+    Example:
+        >>> box_ios_batch(np.array([[0, 0, 1, 1]]), np.array([[0, 0, 4, 4], [2, 2, 3, 3]])).round(3)
+        array([[1., 0.]])
+    """
+    from supervision.detection.utils.iou_and_nms import OverlapMetric
+    from supervision.detection.utils.iou_and_nms import box_iou_batch as _sv_box_iou_batch
+
+    a = _as_boxes(a_xyxy, "a_xyxy")
+    b = _as_boxes(b_xyxy, "b_xyxy")
+    return _sv_box_iou_batch(a, b, overlap_metric=OverlapMetric.IOS).astype(np.float64)
 
 
 def box_iou(a_xyxy: np.ndarray, b_xyxy: np.ndarray) -> float:

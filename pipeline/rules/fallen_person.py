@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from pydantic import Field
 
@@ -52,9 +54,36 @@ class FallenPersonConfig(WindowedConfig):
     match_iou: Fraction = Field(
         0.3, description="Box overlap that links a lying person across frames without a track id."
     )
+    border_margin_fraction: float = Field(
+        0.01,
+        ge=0,
+        le=0.2,
+        description="A person box whose top or bottom edge lies within this fraction of the frame height of "
+        "the frame's border is cut off by it (a worker close to the camera shows only head and shoulders): "
+        "its height is truncated, so its width / height says nothing about lying and the geometry check "
+        "skips it. The fallen class still counts.",
+    )
+    upright_memory_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="With is_upright_first: how long a track seen upright is remembered after it was last "
+        "seen; keep it above tracking.lost_track_s. A new track that appears on the last box of such a "
+        "track, lost within this time, takes over its history (the tracker gives a new id to a person who "
+        "drops out of sight as they fall).",
+    )
 
 
 _DUPLICATE_IOU = 0.5  # a person box overlapping a fallen box this much is the same body
+
+
+@dataclass(slots=True)
+class _TrackMemory:
+    """What ``is_upright_first`` keeps of one track: when and where it was last seen, and if ever upright."""
+
+    seen_at: float
+    xyxy: np.ndarray  # (4,) pixels
+    is_upright_first: bool
 
 
 class FallenPersonRule(BaseRule):
@@ -64,9 +93,13 @@ class FallenPersonRule(BaseRule):
     ``is_geometry``) a person box at least ``lying_aspect_ratio`` times wider than
     tall — optionally only for a track first seen upright (``is_upright_first``,
     which needs tracking; it rejects a sleeping worker already lying when the view
-    starts). Lying must persist ``min_duration_s`` with ``k`` of every ``n`` frames,
-    so a person bending to pick something up or a one-frame mis-detection does not
-    raise. People lying in an exclusion zone (a bed, a bench) are ignored. One event
+    starts). A person box touching the top or bottom border of the frame (within
+    ``border_margin_fraction``) is cut off by it: its height is truncated, so its
+    geometry does not count (head and shoulders of a worker close to the camera are
+    wider than tall), only the fallen class does. Lying must persist
+    ``min_duration_s`` with ``k`` of every ``n`` frames, so a person bending to pick
+    something up or a one-frame mis-detection does not raise. People lying in an
+    exclusion zone (a bed, a bench) are ignored. One event
     per person, kept through a track id switch by box overlap (the best-overlapping box
     keeps the object: a second, partial box the detector puts on a lying body does not).
     """
@@ -79,10 +112,12 @@ class FallenPersonRule(BaseRule):
         self._objects = PerObjectConfirmation(
             k=config.k, n=config.n, min_duration_s=config.min_duration_s, min_iou=config.match_iou
         )
-        self._upright_tracks: set[int] = set()
+        self._tracks: dict[int, _TrackMemory] = {}  # is_upright_first only; unseen tracks age out
         self._zones = [z for z in self.env.zones.zones if z.kind != "exclusion"]
 
-    def _candidates(self, detections: Detections) -> tuple[Detections, np.ndarray]:
+    def _candidates(
+        self, detections: Detections, now: float, height_px: int
+    ) -> tuple[Detections, np.ndarray]:
         cfg = self.config
         fallen = select(detections, cfg.fallen_classes, self.floors(cfg.fallen_classes))
         people = select(detections, cfg.person_classes, self.floors(cfg.person_classes))
@@ -93,23 +128,65 @@ class FallenPersonRule(BaseRule):
         if len(people):
             w = people.xyxy[:, 2] - people.xyxy[:, 0]
             h = np.maximum(people.xyxy[:, 3] - people.xyxy[:, 1], 1e-6)
-            lying = (w / h >= cfg.lying_aspect_ratio) if cfg.is_geometry else np.zeros(len(people), bool)
-            tracks = [track_of(people.tracker_id, i) for i in range(len(people))]
-            self._upright_tracks.update(
-                t for t, up in zip(tracks, w / h < 1.0, strict=True) if t is not None and up
+            margin_px = cfg.border_margin_fraction * height_px
+            is_cut_off = (people.xyxy[:, 1] <= margin_px) | (people.xyxy[:, 3] >= height_px - margin_px)
+            lying = (
+                (w / h >= cfg.lying_aspect_ratio) & ~is_cut_off
+                if cfg.is_geometry
+                else np.zeros(len(people), bool)
             )
             if cfg.is_upright_first:  # without a track there is no history: geometry alone does not count
-                lying &= np.array([t in self._upright_tracks for t in tracks], bool)
+                tracks = [track_of(people.tracker_id, i) for i in range(len(people))]
+                is_upright = w / h < 1.0  # a cut-off box taller than wide is taller still uncut
+                lying &= self._remember(now, tracks, people.xyxy, is_upright)
             hits = np.concatenate([hits, lying])
         return concat(fallen, people), hits
+
+    def _remember(
+        self, now: float, tracks: list[int | None], xyxy: np.ndarray, is_upright: np.ndarray
+    ) -> np.ndarray:
+        """Update the track memory with this frame's people; whether each was first seen upright.
+
+        Tracks unseen for ``upright_memory_s`` are forgotten, so the memory holds the
+        tracks of the last few seconds, not every track since start. A track new to the
+        memory takes over the history of a remembered track that is not seen on this
+        frame and whose last box it overlaps (the tracker gave a falling person a new id).
+        """
+        self._tracks = {
+            t: m for t, m in self._tracks.items() if now - m.seen_at <= self.config.upright_memory_s
+        }
+        out = np.zeros(len(tracks), bool)
+        for i, track in enumerate(tracks):
+            memory = self._tracks.get(track) if track is not None else None
+            if memory is not None:
+                memory.seen_at, memory.xyxy = now, xyxy[i]
+                memory.is_upright_first |= bool(is_upright[i])
+        for i, track in enumerate(tracks):
+            if track is None:
+                continue
+            memory = self._tracks.get(track)
+            if memory is None:
+                lost = {  # upright-first tracks not seen on this frame, by overlap with this box
+                    t: box_iou(m.xyxy, xyxy[i])
+                    for t, m in self._tracks.items()
+                    if m.is_upright_first and m.seen_at < now
+                }
+                heir = max(lost, key=lost.__getitem__) if lost and max(lost.values()) > 0 else None
+                memory = self._tracks[track] = _TrackMemory(
+                    now, xyxy[i], bool(is_upright[i]) or heir is not None
+                )
+                if heir is not None:
+                    del self._tracks[heir]  # one lost track hands its history to one new track
+            out[i] = memory.is_upright_first
+        return out
 
     def process(self, frame: Frame, detections: Detections) -> list[IncidentUpdate]:
         """Feed one analysed frame; return the event revisions to publish."""
         now = frame.captured_at
         if not self.is_active(now):
             detections = Detections.empty(detections.class_names)
-        candidates, hits = self._candidates(detections)
         wh = frame.resolution_wh
+        candidates, hits = self._candidates(detections, now, wh[1])
         points = self.env.zones.anchors_norm(candidates.xyxy, candidates.names(), wh)
         hits &= ~self.env.zones.excluded(points, self.behaviour.value)
 

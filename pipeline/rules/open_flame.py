@@ -6,7 +6,7 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from anjian.cameras.fields import FractionOrZero
 from anjian.cameras.frame import Frame
@@ -57,6 +57,15 @@ class OpenFlameConfig(WindowedConfig):
         "over.",
     )
     zones: list[str] = Field(default_factory=list, description="Only flames in these zones; empty: anywhere.")
+
+    @model_validator(mode="after")
+    def _window_holds_two_flames(self) -> OpenFlameConfig:
+        if self.is_temporal_check and self.n < 2:
+            raise ValueError(
+                f"is_temporal_check compares at least two flame frames, so the window must hold two: "
+                f"got n={self.n}; set n >= 2 or is_temporal_check: false"
+            )
+        return self
 
     def named_zones(self) -> list[tuple[str, list[str], str]]:
         """The zones flames are looked for in (any kind)."""
@@ -162,7 +171,9 @@ class OpenFlameRule(BaseRule):
     its mean brightness, and how many pixels inside the previous flame frame's box
     moved since (``moving_fraction``). Flame whose box keeps its size and brightness
     *and* whose pixels stay still across the window — a static orange lamp, a painted
-    sign, a steady reflection — is not a flame. The pixel measure is what a flame filling
+    sign, a steady reflection — is not a flame; one flame frame shows no change, so the
+    check needs at least two in the window whatever ``k`` is (``k: 1`` would otherwise
+    raise on a static lamp at once). The pixel measure is what a flame filling
     the view passes on: its box is clipped by the image border (the area cannot grow) and
     it is bright all over (the mean barely moves), but its tongues keep moving. Flames
     inside exclusion zones (a furnace mouth) are ignored. Detections count from the
@@ -219,7 +230,7 @@ class OpenFlameRule(BaseRule):
             if not any(self._samples):
                 self._patch = None  # no flame in the window: a later one is compared with nothing stale
         is_confirmed = self._confirm.update(now, is_present)
-        if self.config.is_temporal_check and self._confirm.hits >= 2 and not self._is_flickering():
+        if self.config.is_temporal_check and not self._is_flickering():
             is_confirmed = False
         confidence = float(flames.confidence.max()) if is_present else 0.0
         update = self.book.observe(
@@ -252,8 +263,10 @@ class OpenFlameRule(BaseRule):
         return moving
 
     def _is_flickering(self) -> bool:
-        """Whether the window's flame boxes vary in size or brightness, or their pixels move."""
+        """Whether the window's (two or more) flame boxes vary in size or brightness, or their pixels move."""
         hits = [s for s in self._samples if s is not None]
+        if len(hits) < 2:
+            return False  # one flame frame shows no change: not yet a flicker
         if flicker([s.area for s in hits], [s.brightness for s in hits]) >= self.config.min_variation:
             return True
         moving = [s.moving for s in hits if s.moving is not None]

@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from anjian.cameras.fields import Fraction
 from anjian.cameras.frame import Frame
+from anjian.models.boxes import box_ios_batch, box_iou_batch
 from anjian.models.detections import Detections
 from anjian.pipeline.config import WindowedConfig, WindowK, WindowN
 from anjian.pipeline.event import Behaviour
@@ -69,14 +70,31 @@ def upper_body_boxes(person_xyxy: np.ndarray, upper_fraction: float, margin_frac
     return out
 
 
+_SAME_BODY_IOU = 0.5  # a smoking box overlapping a person box this much is that person...
+_SAME_BODY_IOS = 0.7  # ...as is one lying mostly inside it (intersection over the smaller box)
+
+
+def _person_of(direct_xyxy: np.ndarray, person_xyxy: np.ndarray) -> np.ndarray:
+    """Index of the person each ``(n, 4)`` direct smoking box is on, or -1: the best-overlapping same body."""
+    if not len(direct_xyxy) or not len(person_xyxy):
+        return np.full(len(direct_xyxy), -1, np.intp)
+    iou = box_iou_batch(direct_xyxy, person_xyxy)
+    ios = box_ios_batch(direct_xyxy, person_xyxy)
+    same = (iou >= _SAME_BODY_IOU) | (ios >= _SAME_BODY_IOS)
+    best = np.argmax(np.where(same, iou + ios, -1.0), axis=1)
+    return np.where(same.any(axis=1), best, -1)
+
+
 class SmokingRule(BaseRule):
     """Raises ``smoking`` per person: a cigarette centred in the person's upper body in ``k`` of ``n`` frames.
 
     A cigarette far from any person (on a table, a false detection on a pen in the
     background) does not count; neither does a person far from any cigarette. A
     ``smoking_classes`` detection (a model trained on "person smoking") counts on its
-    own. People are followed by tracker id, or by box overlap without tracking, so
-    one smoker gives one event even through a track id switch. With
+    own; one on a person's box (IoU at least 0.5, or 70 % of the smaller box inside the
+    other) counts for that person, so a model that sees both the cigarette and "smoking" on one worker
+    raises one event, not two. People are followed by tracker id, or by box overlap
+    without tracking, so one smoker gives one event even through a track id switch. With
     ``is_no_smoking_zones_only`` only people standing in a ``no_smoking`` zone count.
     """
 
@@ -97,11 +115,17 @@ class SmokingRule(BaseRule):
         people = select(detections, cfg.person_classes, self.floors(cfg.person_classes))
         direct = select(detections, cfg.smoking_classes, self.floors(cfg.smoking_classes))
         cigarettes = select(detections, cfg.cigarette_classes, self.floors(cfg.cigarette_classes))
-        candidates = concat(people, direct)
+        on_person = _person_of(direct.xyxy, people.xyxy)
+        shown_on: dict[int, int] = {}  # candidate index -> direct smoking box index, shown with the person
+        for d, p in enumerate(on_person.tolist()):
+            if p >= 0:
+                shown_on.setdefault(p, d)
+        candidates = concat(people, direct.filter(on_person < 0))
         wh = frame.resolution_wh
         boxes = normalised(candidates, wh)
         hits = np.zeros(len(candidates), bool)
         hits[len(people) :] = True
+        hits[list(shown_on)] = True
         holders: dict[int, int] = {}  # candidate index -> cigarette index
         if len(cigarettes) and len(people):
             upper = upper_body_boxes(people.xyxy, cfg.upper_body_fraction, cfg.margin_fraction)
@@ -124,11 +148,17 @@ class SmokingRule(BaseRule):
         def evidence(state: ObjectState) -> ObjectEvidence:
             i = state.index
             shown = candidates.filter(np.arange(len(candidates)) == i)
-            confidence = float(candidates.confidence[i])
+            seen: list[float] = []  # confidence of each piece of evidence the person shows
             if i in holders:
                 c = holders[i]
                 shown = concat(shown, cigarettes.filter(np.arange(len(cigarettes)) == c))
-                confidence = min(confidence, float(cigarettes.confidence[c]))
+                seen.append(float(cigarettes.confidence[c]))
+            if i in shown_on:
+                d = shown_on[i]
+                shown = concat(shown, direct.filter(np.arange(len(direct)) == d))
+                seen.append(float(direct.confidence[d]))
+            confidence = float(candidates.confidence[i])
+            confidence = min(confidence, max(seen)) if seen else confidence
             return ObjectEvidence(
                 confidence=confidence,
                 boxes=boxes_of(shown, wh),

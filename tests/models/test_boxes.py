@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from anjian.datasets.boxes import iou_cxcywh
-from anjian.models.boxes import box_iou, box_iou_batch
+from anjian.models.boxes import box_ios_batch, box_iou, box_iou_batch
 
 _CASES = [
     ([0, 0, 2, 2], [0, 0, 2, 2], 1.0),
@@ -53,3 +53,13 @@ def test_normalised_cxcywh_iou_agrees_with_the_xyxy_one() -> None:
     xyxy = np.array([[0.1, 0.1, 0.5, 0.5], [0.3, 0.2, 0.9, 0.6], [0.0, 0.0, 1.0, 1.0]])
     cxcywh = np.concatenate([(xyxy[:, :2] + xyxy[:, 2:]) / 2, xyxy[:, 2:] - xyxy[:, :2]], axis=1)
     np.testing.assert_allclose(iou_cxcywh(cxcywh, cxcywh), box_iou_batch(xyxy, xyxy), atol=1e-6)
+
+
+def test_box_ios_batch_is_the_intersection_over_the_smaller_box() -> None:
+    a = np.array([[0, 0, 1, 1], [0, 0, 2, 2], [0, 0, 0, 0]], np.float32)
+    b = np.array([[0, 0, 4, 4], [1, 1, 3, 3], [5, 5, 6, 6]], np.float32)
+    np.testing.assert_allclose(
+        box_ios_batch(a, b),
+        [[1.0, 0.0, 0.0], [1.0, 0.25, 0.0], [0.0, 0.0, 0.0]],  # inside; a corner of two 2x2 boxes; no area: 0
+        atol=1e-6,
+    )

@@ -107,3 +107,51 @@ def test_incident_closes_when_the_person_gets_up_and_re_arms() -> None:
     lying, up = dets(LYING, is_tracked=True), dets(UPRIGHT, is_tracked=True)
     updates = run(_rule(), [lying] * 6 + [up] * 4 + [lying] * 6)
     assert kinds(updates) == [(5, "opened"), (8, "closed"), (15, "opened")]
+
+
+@pytest.mark.parametrize(
+    "box",
+    [(70, 60, 130, 100), (70, 0, 130, 40), (70, 59, 130, 99.5)],
+    ids=["bottom-edge", "top-edge", "within-the-margin"],
+)
+def test_a_person_cut_off_by_the_frame_edge_is_not_lying_by_geometry(
+    box: tuple[float, float, float, float],
+) -> None:
+    # head and shoulders of a worker close to the camera: 60 x 40 px, touching the border
+    cut_off = ("person", box)
+    assert run(_rule(), [dets(cut_off)] * 12) == []
+
+
+def test_a_fallen_class_box_at_the_frame_edge_still_raises() -> None:
+    at_edge = ("fallen_person", (70, 60, 130, 100))
+    assert kinds(run(_rule(), [dets(at_edge)] * 8)) == [(5, "opened")]
+
+
+def test_upright_first_memory_holds_only_recent_tracks() -> None:
+    passers_by = [dets(("person", (10, 10, 30, 90), 0.9, i), is_tracked=True) for i in range(100)]
+    rule = _rule(is_upright_first=True)
+    run(rule, passers_by)  # one upright passer-by a second, each a new track id
+    assert len(rule._tracks) <= 11  # the tracks of the last upright_memory_s (10 s), not all 100
+    rule = _rule()
+    run(rule, passers_by)
+    assert rule._tracks == {}  # nothing remembered when is_upright_first is off
+
+
+def test_upright_first_keeps_a_long_lying_spell_past_the_memory() -> None:
+    rule = _rule(is_upright_first=True, upright_memory_s=2)
+    updates = run(rule, [dets(UPRIGHT, is_tracked=True)] + [dets(LYING, is_tracked=True)] * 20)
+    assert kinds(updates) == [(6, "opened")]  # still lying 20 s on: the incident does not close
+
+
+def test_upright_first_follows_a_person_the_tracker_renumbers_mid_fall() -> None:
+    walking = [dets(("person", (40 + 3 * i, 10, 80 + 3 * i, 95), 0.9, 0), is_tracked=True) for i in range(15)]
+    unseen = [dets()] * 20  # 4 s at 5 fps, longer than the tracker keeps a lost track
+    lying = [dets(("person", (95, 62, 185, 98), 0.9, 1), is_tracked=True)] * 40  # a new id
+    updates = run(_rule(is_upright_first=True), walking + unseen + lying, fps=5.0)
+    assert kinds(updates) == [(60, "opened")]
+
+
+def test_upright_first_does_not_hand_a_lost_track_history_to_a_body_elsewhere() -> None:
+    walking = [dets(("person", (10, 10, 40, 95), 0.9, 0), is_tracked=True)] * 10
+    elsewhere = [dets(("person", (100, 62, 190, 98), 0.9, 1), is_tracked=True)] * 40  # no overlap
+    assert run(_rule(is_upright_first=True), walking + elsewhere, fps=5.0) == []

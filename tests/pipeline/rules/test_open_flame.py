@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
@@ -131,6 +132,25 @@ def test_temporal_check_can_be_turned_off() -> None:
     assert [u.kind for _, u in _run(rule, [FIRE] * 5, is_flickering=False)] == [UpdateKind.OPENED]
 
 
+@pytest.mark.parametrize(("k", "n"), [(1, 2), (1, 3), (1, 5)], ids=["k1-n2", "k1-n3", "k1-n5"])
+def test_static_orange_light_is_rejected_with_k_1(k: int, n: int) -> None:
+    rule = OpenFlameRule(OpenFlameConfig(k=k, n=n, update_interval_s=5), CONTEXT)
+    assert _run(rule, [FIRE] * 30, is_flickering=False) == []
+
+
+def test_k_1_raises_on_the_second_flickering_flame_frame() -> None:
+    rule = OpenFlameRule(OpenFlameConfig(k=1, n=3, update_interval_s=100), CONTEXT)
+    updates = _run(rule, [FIRE, NONE, FIRE, FIRE])
+    assert [(i, u.kind) for i, u in updates] == [(2, UpdateKind.OPENED)]
+    assert updates[0][1].event.started_at == 1000.0
+
+
+def test_temporal_check_needs_a_window_of_two_frames() -> None:
+    with pytest.raises(ValidationError, match="is_temporal_check compares at least two flame frames"):
+        OpenFlameConfig(k=1, n=1)
+    assert OpenFlameConfig(k=1, n=1, is_temporal_check=False).n == 1
+
+
 def test_flickering_brightness_alone_passes_the_temporal_check() -> None:
     rule = OpenFlameRule(OpenFlameConfig(k=3, n=5), CONTEXT)
     updates = []
@@ -170,7 +190,7 @@ def test_rule_is_quiet_outside_its_schedule() -> None:
 
 
 def test_close_ends_an_open_incident() -> None:
-    rule = OpenFlameRule(OpenFlameConfig(k=1, n=1), CONTEXT)
+    rule = OpenFlameRule(OpenFlameConfig(k=1, n=1, is_temporal_check=False), CONTEXT)
     _run(rule, [FIRE])
     [closed] = rule.close(2000.0)
     assert closed.kind is UpdateKind.CLOSED

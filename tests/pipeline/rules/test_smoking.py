@@ -8,7 +8,7 @@ from anjian.models.detections import Detections
 from anjian.pipeline.config import SmokingConfig
 from anjian.pipeline.event import Behaviour
 from anjian.pipeline.rules.smoking import SmokingRule
-from tests.pipeline.scripted import dets, environment, kinds, run
+from tests.pipeline.scripted import Obj, dets, environment, kinds, run
 
 PERSON = ("person", (100, 10, 140, 95), 0.9, 1)
 AT_MOUTH = ("cigarette", (118, 18, 124, 22), 0.6, 9)
@@ -103,3 +103,37 @@ def test_untracked_minus_one_ids_are_not_one_shared_track() -> None:
     updates = run(_rule(), [dets(*left, *right, is_tracked=True)] * 3)
     assert kinds(updates) == [(2, "opened"), (2, "opened")]
     assert {u.event.track_id for _, u in updates} == {None}
+
+
+def _direct_rule() -> SmokingRule:
+    return SmokingRule(
+        SmokingConfig(k=3, n=5, update_interval_s=1000, clear_after_s=3, smoking_classes=["smoke"]),
+        environment(),
+    )
+
+
+UPPER_BODY_SMOKING = ("smoke", (98, 8, 142, 60), 0.7, 3)  # a "person smoking" box on the upper body: IoU 0.54
+HEAD_AND_HAND = ("smoke", (104, 8, 136, 40), 0.7, 3)  # head and hand: IoU 0.28, 94 % inside the person
+
+
+def test_a_smoking_box_on_a_smoker_with_a_cigarette_is_one_event() -> None:
+    updates = run(_direct_rule(), [dets(PERSON, AT_MOUTH, UPPER_BODY_SMOKING, is_tracked=True)] * 6)
+    assert kinds(updates) == [(2, "opened")]
+    event = updates[0][1].event
+    assert [b.class_name for b in event.boxes] == ["person", "cigarette", "smoke"]
+    assert event.track_id == 1 and event.confidence == pytest.approx(0.7)  # the stronger evidence
+
+
+@pytest.mark.parametrize("smoking", [UPPER_BODY_SMOKING, HEAD_AND_HAND], ids=["upper-body", "head-and-hand"])
+def test_a_smoking_box_and_a_cigarette_on_alternate_frames_confirm_one_smoker(smoking: Obj) -> None:
+    script = [dets(PERSON, AT_MOUTH, is_tracked=True), dets(PERSON, smoking, is_tracked=True)] * 4
+    updates = run(_direct_rule(), script)
+    assert kinds(updates) == [(2, "opened")]
+    assert updates[0][1].event.track_id == 1
+
+
+def test_a_smoking_box_away_from_people_is_its_own_event() -> None:
+    elsewhere = ("smoke", (20, 10, 60, 60), 0.7, 3)
+    updates = run(_direct_rule(), [dets(PERSON, elsewhere, is_tracked=True)] * 4)
+    assert kinds(updates) == [(2, "opened")]
+    assert [b.class_name for b in updates[0][1].event.boxes] == ["smoke"]
