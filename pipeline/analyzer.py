@@ -19,6 +19,8 @@ thread-safe):
   not: absence from post and blocked exits keep counting while a motion-gated camera
   sends nothing, cleaning-window checks run, clips finish. Do not tick a camera that
   is offline (that is a camera fault, and an absence would be invented);
+- ``expire(now)`` instead, about once a second, for a camera that is down (offline,
+  stalled): incidents no frame keeps alive end at their last sighting, clips finish;
 - ``close(now)`` when the camera is removed or the pipeline stops.
 """
 
@@ -96,6 +98,15 @@ class CameraAnalyzer:
     def tick(self, now: float) -> list[Event]:
         """Advance time without a frame (see the module docstring); return the revisions to publish."""
         events = self._run(lambda rule: rule.tick(now), "tick", self._last_frame)
+        return events + self._finished_clips(now)
+
+    def expire(self, now: float) -> list[Event]:
+        """The camera sends no frames (it is down): end what nothing keeps alive (see the module docstring).
+
+        Without it a smoker, a flame or a fallen person seen before an outage would stay
+        open through it and end only with the first frame back, at the recovery's time.
+        """
+        events = self._run(lambda rule: rule.expire(now), "expire", self._last_frame)
         return events + self._finished_clips(now)
 
     def close(self, now: float) -> list[Event]:

@@ -15,9 +15,9 @@ At the next start each book ``claim``s the incidents of its camera and
 behaviour and carries on with them: same event id, next revision, the incident
 still open while the rule sees the condition, closed (``ended_at``) once it has
 been absent for the rule's ``clear_after_s`` counted from the restart. An
-incident about a tracked object (a smoker, a fallen person) is taken over by the
-first new incident of the same behaviour and zone, as track ids do not survive a
-restart. Incidents no book claims (the camera or the rule was removed while the
+incident about one object (a smoker, a fallen person, tracked or followed by box
+overlap) is taken over by the first new incident of the same behaviour and zone, as
+track ids and object keys do not survive a restart. Incidents no book claims (the camera or the rule was removed while the
 service was down) are closed by ``close_unclaimed``.
 
 A plant with several pipeline nodes moves a camera from one node to another: the node

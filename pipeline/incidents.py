@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -83,6 +84,9 @@ class IncidentBook:
     reports every published revision and close to it, and, once the journal is
     suspended (the pipeline stops), ``close_all`` keeps its incidents open.
 
+    Frames end an incident once they show it gone; when no frames come (the camera is
+    down or stalled), ``expire`` ends it at its last sighting.
+
     Example:
         >>> book = IncidentBook(behaviour=Behaviour.OPEN_FLAME, severity=RiskLevel.RED,
         ...                     clear_after_s=10, update_interval_s=5, context=context)
@@ -110,6 +114,8 @@ class IncidentBook:
         self._open: dict[str, _Incident] = {}
         self._closed_at: dict[str, float] = {}
         self._recently_closed: OrderedDict[str, Event] = OrderedDict()
+        self._fed_at: float | None = None  # time of the latest decision fed (observe, sweep)
+        self._close_listeners: list[Callable[[str], None]] = []
         journal = context.journal
         if journal is not None:
             for key, event in journal.claim(context.camera_id, behaviour).items():
@@ -136,6 +142,7 @@ class IncidentBook:
         track_id: int | None = None,
         severity: RiskLevel | None = None,
         sensor: SensorFacts | None = None,
+        is_followed: bool = False,
     ) -> IncidentUpdate | None:
         """Feed one frame's decision for ``key``; return the revision to publish, if any.
 
@@ -154,11 +161,15 @@ class IncidentBook:
                 sensor's limits); the incident takes the highest seen, published at once when it
                 rises. ``None``: the book's ``severity``.
             sensor: The reading behind a sensor incident (kept while absent, for the closing revision).
+            is_followed: ``key`` names an object followed across frames (``ObjectMatcher``), not
+                a zone: a resumed incident of the same zone is taken over even without track
+                ids (see ``_adopt``).
         """
         self._start_resumed_clocks(now)
+        self._fed_at = now
         incident = self._open.get(key)
         if incident is None and is_confirmed and not self.in_cooldown(key, now):
-            incident = self._adopt(key, zone_id=zone_id, track_id=track_id)
+            incident = self._adopt(key, zone_id=zone_id, track_id=track_id, is_followed=is_followed)
         if incident is None:
             if not is_confirmed or self.in_cooldown(key, now):
                 return None
@@ -239,11 +250,43 @@ class IncidentBook:
         observed again, so only a sweep can close its incident.
         """
         self._start_resumed_clocks(now)
+        self._fed_at = now
         return [
             self._close(key, now)
             for key, incident in list(self._open.items())
             if key not in keep and self._is_absent_long_enough(incident, now)
         ]
+
+    def expire(self, now: float) -> list[IncidentUpdate]:
+        """Close the incidents no frame can end: unseen ``clear_after_s``, and the book fed nothing for as long.
+
+        A rule closes its incidents from frames (``observe``, ``sweep``); while its camera
+        sends none (offline, stalled) nothing would, and an incident would stay open
+        through the outage, to close with the recovery's time. Each incident closed here
+        ends at its last sighting, the last time anything showed it. While decisions
+        still come (frames in flight behind the wall clock) nothing is closed here.
+
+        Args:
+            now: The wall clock, epoch seconds.
+        """
+        self._start_resumed_clocks(now)
+        if self._fed_at is not None and -CLOCK_STEP_S <= now - self._fed_at < self.clear_after_s:
+            return []
+        return [
+            self._close(key, now, ended_at=incident.event.last_seen_at)
+            for key, incident in list(self._open.items())
+            if self._is_absent_long_enough(incident, now)
+        ]
+
+    def notify_closed(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(key)`` whenever an incident closes, however it closes (once per listener).
+
+        A rule keeping per-key state (a confirmation) forgets it there, so that the next
+        incident of the key needs a fresh confirmation even when ``expire`` or
+        ``close_all`` ended the last one.
+        """
+        if listener not in self._close_listeners:
+            self._close_listeners.append(listener)
 
     def amend(self, event_id: str, **changes: object) -> Event | None:
         """Publish one more revision of an incident with ``changes`` (e.g. ``clip_mp4``), open or just closed.
@@ -272,18 +315,21 @@ class IncidentBook:
         after_s, level = self.escalation
         return level if now - started_at >= after_s and level.rank > severity.rank else severity
 
-    def _close(self, key: str, now: float) -> IncidentUpdate:
+    def _close(self, key: str, now: float, *, ended_at: float | None = None) -> IncidentUpdate:
+        """Close ``key``'s incident, ended at ``ended_at`` (default ``now``, never before its last sighting)."""
         current = self._open.pop(key).event
         if self.context.journal is not None:
             self.context.journal.forget(self.context.camera_id, self.behaviour, key)
         closed = replace(
             current,
             revision=current.revision + 1,
-            ended_at=max(now, current.last_seen_at),
+            ended_at=max(now if ended_at is None else ended_at, current.last_seen_at),
             snapshot_jpeg=None,
         )
         self._closed_at[key] = now
         self._remember_closed(closed)
+        for listener in self._close_listeners:
+            listener(key)
         return IncidentUpdate(UpdateKind.CLOSED, closed)
 
     def _remember_closed(self, event: Event) -> None:
@@ -317,20 +363,25 @@ class IncidentBook:
             if incident.is_resumed and incident.resumed_at is None:
                 incident.resumed_at = now
 
-    def _adopt(self, key: str, *, zone_id: str | None, track_id: int | None) -> _Incident | None:
-        """Move a resumed, not yet matched incident about a tracked object to ``key`` (its new track).
+    def _adopt(
+        self, key: str, *, zone_id: str | None, track_id: int | None, is_followed: bool = False
+    ) -> _Incident | None:
+        """Move a resumed, not yet matched incident about a followed object to ``key`` (its new key).
 
-        Track ids start again after a restart, so the smoker or fallen person of the
+        Track ids and object keys start again after a restart (object keys are unique per
+        run, so they never meet the old ones), so the smoker or fallen person of the
         previous run comes back under a new key: the first new incident of the same
-        zone takes the old one over instead of raising another.
+        zone takes the old one over instead of raising another. A book fed followed
+        objects (``is_followed``) holds nothing else, so its untracked incidents are
+        taken over too; otherwise only a tracked incident, by a tracked one.
         """
-        if track_id is None:
+        if track_id is None and not is_followed:
             return None
         for old_key, incident in list(self._open.items()):
             if (
                 incident.is_resumed
                 and not incident.is_matched
-                and incident.event.track_id is not None
+                and (is_followed or incident.event.track_id is not None)
                 and incident.event.zone_id == zone_id
             ):
                 del self._open[old_key]

@@ -52,7 +52,9 @@ __all__ = ["CameraAssignment", "PipelineRunner", "RunnerStats"]
 logger = logging.getLogger(__name__)
 
 _LATENCY_WINDOW = 2048  # latencies kept for the percentiles
-_TICK_INTERVAL_S = 1.0  # how often analyzers of live cameras are ticked, frames or not
+_TICK_INTERVAL_S = 1.0  # how often analyzers of live cameras are ticked (those of down cameras expired)
+_DOWN = frozenset({CameraState.STALLED, CameraState.OFFLINE, CameraState.FAILED_CONFIG})
+"""States of a camera whose analyzer is expired rather than ticked: it sends nothing, and may not for long."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -597,10 +599,12 @@ class PipelineRunner:
             self._publish(event)
 
     def _check_idle_cameras(self) -> None:
-        """Fault-check cameras that sent no frame lately, and tick the analyzers of live cameras.
+        """Fault-check cameras that sent no frame lately; tick live cameras' analyzers, expire down ones'.
 
-        Offline faults thus rise without frames, and time-based rules (absence from post)
-        keep counting while a motion-gated or slow camera sends nothing.
+        Offline faults thus rise without frames, time-based rules (absence from post)
+        keep counting while a motion-gated or slow camera sends nothing, and the
+        incidents of a camera that is down end at their last sighting instead of lasting
+        through the outage (``CameraAnalyzer.expire``).
         """
         monotonic = time.monotonic()
         now = self._clock()
@@ -613,12 +617,13 @@ class PipelineRunner:
             if worker.faults_checked_at <= monotonic - self._fault_check_interval_s:
                 worker.faults_checked_at = monotonic
                 events += [u.event for u in worker.monitor.observe(health, None, now)]
-            if health.state == CameraState.ONLINE and worker.ticked_at <= monotonic - _TICK_INTERVAL_S:
+            is_online = health.state == CameraState.ONLINE
+            if (is_online or health.state in _DOWN) and worker.ticked_at <= monotonic - _TICK_INTERVAL_S:
                 worker.ticked_at = monotonic
                 try:
-                    events += worker.analyzer.tick(now)
+                    events += worker.analyzer.tick(now) if is_online else worker.analyzer.expire(now)
                 except Exception:
-                    logger.exception("%s: analyzer tick failed", camera_id)
+                    logger.exception("%s: analyzer %s failed", camera_id, "tick" if is_online else "expire")
             for event in events:
                 self._publish(event)
 

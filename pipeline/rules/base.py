@@ -5,7 +5,7 @@ Shared pieces:
 - ``RuleEnvironment``: the camera-wide things a rule needs (event context, zones with
   their anchors, named schedules).
 - ``BaseRule``: one ``IncidentBook`` per event kind, the rule's schedule, ``tick``,
-  ``close`` and ``amend``.
+  ``expire``, ``close`` and ``amend``.
 - ``Confirmation``: k-of-n frames plus a minimum duration with tolerated gaps.
 - ``ObjectMatcher``: follows one object across frames by tracker id, falling back to
   box overlap when tracking is off or a track id switches.
@@ -13,6 +13,7 @@ Shared pieces:
 
 from __future__ import annotations
 
+import secrets
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -68,6 +69,10 @@ class Rule(Protocol):
 
     def tick(self, now: float) -> list[IncidentUpdate]:
         """Advance time without a frame (motion-gated camera); return revisions to publish."""
+        ...
+
+    def expire(self, now: float) -> list[IncidentUpdate]:
+        """The camera sends no frames (it is down): end the incidents nothing keeps alive."""
         ...
 
     def amend(self, event_id: str, **changes: object) -> Event | None:
@@ -155,9 +160,14 @@ def track_of(tracker_ids: np.ndarray | None, index: int) -> int | None:
 class Confirmation:
     """Decides when a per-frame condition is confirmed: ``k`` of the last ``n`` frames, for ``min_duration_s``.
 
-    The duration runs from the first to the latest hit of the current spell; a spell survives
-    misses (a flicker, a brief occlusion) as long as no gap between hits exceeds
-    ``max_gap_s``.
+    The duration runs from the first to the latest hit of the current spell. Without
+    ``max_gap_s`` a spell is a run of frames whose every window of ``n`` holds ``k`` hits:
+    it starts at the first hit of its first such window and ends as soon as the window
+    holds fewer, so a long flicker (one hit in four) never adds up to ``min_duration_s``
+    and three hits after it are timed from their own start. With ``max_gap_s`` a spell
+    also survives misses (a worker standing in front of a pallet) and ends only once a
+    clear spell lasts longer than that, timed from the last hit to a miss: two hits in a
+    row never end it, however long the frame interval.
 
     Example:
         >>> c = Confirmation(k=2, n=3)
@@ -173,27 +183,29 @@ class Confirmation:
         self.k, self.n = k, n
         self.min_duration_s = min_duration_s
         self.max_gap_s = max_gap_s
-        self._window: deque[bool] = deque(maxlen=n)
+        self._window: deque[tuple[float, bool]] = deque(maxlen=n)  # (time, hit) of the last n frames
         self.since: float | None = None
         self.last_hit: float | None = None
 
     @property
     def hits(self) -> int:
         """Hits in the current window."""
-        return sum(self._window)
+        return sum(hit for _, hit in self._window)
 
     def update(self, now: float, is_hit: bool) -> bool:
         """Feed one frame's condition at ``now``; return whether it is confirmed."""
-        if self.last_hit is not None and not -CLOCK_STEP_S <= now - self.last_hit <= self.max_gap_s:
-            self.since = None  # a gap too long, or the clock went back: the spell is timed afresh
-            self._window.clear()
-        self._window.append(is_hit)
+        if self._window and now - self._window[-1][0] < -CLOCK_STEP_S:
+            self._restart()  # the clock went back: the spell is timed afresh
+        elif not is_hit and self.last_hit is not None and now - self.last_hit > self.max_gap_s:
+            self._restart()  # clear for longer than max_gap_s: the spell is over
+        self._window.append((now, is_hit))
         if is_hit:
             self.last_hit = now
+        if self.hits >= self.k:
             if self.since is None:
-                self.since = now
-        elif self.hits == 0 and len(self._window) == self.n and self.max_gap_s == float("inf"):
-            self.since = None  # a whole window of misses ends the spell (gap-tolerant spells end by gap)
+                self.since = next(t for t, hit in self._window if hit)
+        elif self.max_gap_s == float("inf"):
+            self.since = None  # fewer than k of n: the run is broken (gap-tolerant spells end by gap)
         return self.is_confirmed(now)
 
     def is_confirmed(self, now: float) -> bool:
@@ -204,24 +216,37 @@ class Confirmation:
 
     def reset(self) -> None:
         """Forget everything (after an incident closes: the next one needs a fresh confirmation)."""
+        self._restart()
+        self.last_hit = None
+
+    def _restart(self) -> None:
+        """End the spell: the window and its start are forgotten."""
         self._window.clear()
         self.since = None
-        self.last_hit = None
 
 
 class ObjectMatcher:
     """Gives each object a stable key across frames: its tracker id, or box overlap when ids are absent or switch.
 
+    Keys carry a token of this matcher (``obj0@1f2e3d4c``, ``track7@1f2e3d4c``), so those of
+    another run (a restart, a rebuilt rule) never name the same object: an incident
+    resumed from the journal is reached only by zone (``IncidentBook._adopt``), never
+    by a new object that happens to get its old key.
+
     Args:
         min_iou: Overlap with an object's last box that makes a box the same object.
-        forget_after_s: Objects unseen this long are forgotten.
+        forget_after_s: Objects unseen this long are forgotten, unless ``is_held`` says
+            their key is still needed.
     """
 
     def __init__(self, *, min_iou: float = 0.3, forget_after_s: float = 30.0) -> None:
         self.min_iou = min_iou
         self.forget_after_s = forget_after_s
+        self.is_held: Callable[[str], bool] = lambda key: False
+        """Keys never forgotten while this holds (an open incident: the object may come back to it)."""
         self._objects: dict[str, tuple[np.ndarray, float, int | None]] = {}
         self._next = 0
+        self._run = secrets.token_hex(4)
 
     def match(self, xyxy_norm: np.ndarray, tracker_ids: np.ndarray | None, now: float) -> list[str]:
         """Key of each normalised box (a new key for a new object).
@@ -230,7 +255,9 @@ class ObjectMatcher:
         pairs first, so a second box that grazes an object (a detector's partial box on a body)
         cannot take it from the box that covers it, whatever order the boxes come in.
         """
-        self._objects = {k: v for k, v in self._objects.items() if now - v[1] <= self.forget_after_s}
+        self._objects = {
+            k: v for k, v in self._objects.items() if now - v[1] <= self.forget_after_s or self.is_held(k)
+        }
         found: list[str | None] = [None] * len(xyxy_norm)
         taken: set[str] = set()
         for i in range(len(xyxy_norm)):
@@ -257,7 +284,7 @@ class ObjectMatcher:
             track = track_of(tracker_ids, i)
             key = found[i]
             if key is None:
-                key = f"obj{self._next}" if track is None else f"track{track}"
+                key = f"obj{self._next}@{self._run}" if track is None else f"track{track}@{self._run}"
                 if key in self._objects:
                     key = f"{key}-{self._next}"
                 self._next += 1
@@ -333,16 +360,24 @@ class PerObjectConfirmation:
         """Forget ``key``'s confirmation (its incident closed)."""
         self._states.pop(key, None)
 
+    def attach(self, book: IncidentBook) -> None:
+        """Tie the objects to the book of their incidents (again: a no-op).
+
+        An object whose incident is open is never forgotten, however long it is unseen
+        (the incident may last up to ``clear_after_s``, and the same person coming back
+        must continue it, not raise a second one); its confirmation is forgotten when
+        the incident closes, however it closes (a frame, ``expire``, ``close_all``).
+        """
+        self.matcher.is_held = book.is_open
+        book.notify_closed(self.reset)
+
 
 def sweep_closed(
     book: IncidentBook, objects: PerObjectConfirmation, now: float, *, keep: set[str]
 ) -> list[IncidentUpdate]:
     """Close the book's stale incidents other than ``keep``, forgetting their objects' confirmations."""
-    before = set(book.open_keys())
-    updates = book.sweep(now, keep=keep)
-    for key in before - set(book.open_keys()):
-        objects.reset(key)
-    return updates
+    objects.attach(book)
+    return book.sweep(now, keep=keep)
 
 
 def observe_object(
@@ -362,7 +397,8 @@ def observe_object(
     object (``state.is_hit``); the incident starts with the object's spell and carries its
     track id.
     """
-    update = book.observe(
+    objects.attach(book)
+    return book.observe(
         state.key,
         now=now,
         is_confirmed=state.is_confirmed,
@@ -373,10 +409,8 @@ def observe_object(
         zone_id=zone_id,
         track_id=state.track_id,
         message=message,
+        is_followed=True,
     )
-    if update is not None and not book.is_open(state.key):
-        objects.reset(state.key)
-    return update
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,12 +443,16 @@ def observe_objects(
     For a rule with one incident per object (a smoker, a fallen person): ``states`` are
     what its ``PerObjectConfirmation.step`` returned for the frame, and ``evidence``
     says what each object shows; incidents of objects no longer followed end
-    (``sweep_closed``).
+    (``sweep_closed``). An object whose incident is open is timed (``state.since``) from
+    the incident's start, whatever its confirmation went through since.
     """
     updates: list[IncidentUpdate] = []
     seen: set[str] = set()
     for state in states:
         seen.add(state.key)
+        event = book.event_of(state.key)
+        if event is not None:
+            state = replace(state, since=event.started_at)
         shown = evidence(state)
         update = observe_object(
             book,
@@ -528,8 +566,31 @@ class BaseRule:
         return self.schedule is None or self.schedule.is_active(now)
 
     def tick(self, now: float) -> list[IncidentUpdate]:
-        """Default: nothing happens without a frame."""
-        return []
+        """Advance time without a frame; default: end what no frame keeps alive (``expire``)."""
+        return self.expire(now)
+
+    def expire(self, now: float) -> list[IncidentUpdate]:
+        """End the incidents nothing keeps alive: the camera sends no frames (it is down, or stalled).
+
+        Every book closes its incidents unseen for ``clear_after_s`` while fed nothing
+        for as long, each ended at its last sighting (``IncidentBook.expire``): a smoker,
+        a flame or a fallen person last seen before an outage is not reported ongoing
+        through it. The analyzer calls this about once a second for a camera that is
+        down; ``tick`` does by default. A rule with its own ``tick`` (absence from post,
+        uncleaned dust) decides from time and its last frame, not from sightings, and
+        keeps its incidents through an outage (nothing shows them gone either) unless
+        it overrides this too (blocked exit).
+
+        Args:
+            now: The wall clock, epoch seconds.
+        """
+        if type(self).tick is not BaseRule.tick:
+            return []
+        return self._expire_books(now)
+
+    def _expire_books(self, now: float) -> list[IncidentUpdate]:
+        """``IncidentBook.expire`` of every book."""
+        return [u for book in self.books.values() for u in book.expire(now)]
 
     def amend(self, event_id: str, **changes: object) -> Event | None:
         """One more revision of one of this rule's incidents (see ``IncidentBook.amend``)."""

@@ -74,7 +74,8 @@ class BlockedExitRule(BaseRule):
     standing in front of the pallet) does not restart the duration. The reference is
     learned automatically (see ``anjian.pipeline.references``) and reset with
     ``reset_reference``. ``tick`` keeps the duration running while a motion-gated
-    camera sends no frames (nothing moved, so the obstacle is still there).
+    camera sends no frames (nothing moved, so the obstacle is still there); while the
+    camera is down (``expire``) nothing shows an exit blocked, so each counts as clear.
     """
 
     behaviour = Behaviour.BLOCKED_EXIT
@@ -86,11 +87,12 @@ class BlockedExitRule(BaseRule):
             _ExitState(
                 zone,
                 ZoneReference(zone, config.reference),
-                Confirmation(min_duration_s=config.min_duration_s, max_gap_s=max(config.max_gap_s, 1e-9)),
+                Confirmation(min_duration_s=config.min_duration_s, max_gap_s=config.max_gap_s),
             )
             for zone in self.env.zones.of_kind("exit", config.zones)
         ]
         self.references = {s.zone.id: s.reference for s in self._exits}
+        self.book.notify_closed(self._forget)
 
     def process(self, frame: Frame, detections: Detections) -> list[IncidentUpdate]:
         """Feed one analysed frame; return the event revisions to publish."""
@@ -138,12 +140,24 @@ class BlockedExitRule(BaseRule):
         """No new frame: the scene is unchanged since the last one, so each exit keeps its last occupancy."""
         return [u for s in self._exits if s.has_frame and (u := self._observe(s, now))]
 
+    def expire(self, now: float) -> list[IncidentUpdate]:
+        """The camera sends nothing (it is down): each exit counts as clear until the next frame.
+
+        A blockage not yet raised thus survives an outage shorter than ``max_gap_s``, like
+        any clear spell, and is timed afresh after a longer one; an open incident ends at
+        its last sighting once unseen for ``clear_after_s`` (``IncidentBook.expire``).
+        """
+        for state in self._exits:
+            state.has_frame = False  # ticks feed no occupancy from before the outage
+            state.confirmation.update(now, False)
+        return self._expire_books(now)
+
     def _observe(self, state: _ExitState, now: float) -> IncidentUpdate | None:
         is_hit = self.is_active(now) and state.last_occupied >= self.config.min_occupied_fraction
         is_confirmed = state.confirmation.update(now, is_hit)
         since = state.confirmation.since
         blocked_s = 0.0 if since is None else now - since
-        update = self.book.observe(
+        return self.book.observe(
             state.zone.id,
             now=now,
             is_confirmed=is_confirmed,
@@ -156,9 +170,12 @@ class BlockedExitRule(BaseRule):
                 "exit.blocked", zone=state.zone.label, share=state.last_occupied, seconds=blocked_s
             ),
         )
-        if update is not None and not self.book.is_open(state.zone.id):
-            state.confirmation.reset()
-        return update
+
+    def _forget(self, zone_id: str) -> None:
+        """The exit's incident closed (a frame, ``expire``): the next one needs a fresh confirmation."""
+        for state in self._exits:
+            if state.zone.id == zone_id:
+                state.confirmation.reset()
 
 
 SPEC = BehaviourSpec(

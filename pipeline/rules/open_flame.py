@@ -191,6 +191,7 @@ class OpenFlameRule(BaseRule):
         self._samples: deque[_Sample | None] = deque(maxlen=config.n)
         self._patch: tuple[np.ndarray, np.ndarray] | None = None  # last flame box (normalised) and its pixels
         self._zones = self.env.zones.of_kind("", config.zones) if config.zones else []
+        self.book.notify_closed(lambda _key: self._forget())  # ended by expire too: the next needs confirming
 
     def _flames(self, frame: Frame, detections: Detections) -> tuple[Detections, str | None]:
         flames = select(detections, self.config.classes, self.floors(self.config.classes))

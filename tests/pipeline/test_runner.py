@@ -147,6 +147,7 @@ class _RecordingAnalyzer:
         self.class_thresholds = dict(class_thresholds or {})
         self.fed: list[Detections] = []
         self.ticks = 0
+        self.expiries = 0
         _RecordingAnalyzer.created.append(self)
 
     def process(self, frame: Frame, detections: Detections) -> list[Event]:
@@ -155,6 +156,10 @@ class _RecordingAnalyzer:
 
     def tick(self, now: float) -> list[Event]:
         self.ticks += 1
+        return []
+
+    def expire(self, now: float) -> list[Event]:
+        self.expiries += 1
         return []
 
     def set_model_version(self, version: str) -> None:
