@@ -70,6 +70,7 @@ _CLIP_ERRORS: tuple[tuple[type[Exception], int], ...] = (  # the first that matc
     (BusError, status.HTTP_502_BAD_GATEWAY),
     (ValueError, status.HTTP_404_NOT_FOUND),  # an id that cannot name a clip
 )
+_TOTAL_HEADER = "X-Total-Count"  # how many incidents a listing has without its limit
 _CLIP_RETRY_AFTER_S = "10"  # seconds a request refused while its plant sends other clips waits to ask again
 _DASHBOARD_CSP = DEFAULT_CSP.replace(
     "media-src 'self'", "media-src 'self' blob:"
@@ -155,6 +156,7 @@ def create_hub_app(
         now = clock()
         return OverviewOut(
             hub_name=config.hub.name,
+            timezone=config.hub.timezone,
             at=epoch_to_datetime(now),
             plants=[
                 PlantOut.from_summary(s, now=now, silent_after_s=config.hub.silent_after_s)
@@ -162,15 +164,39 @@ def create_hub_app(
             ],
         )
 
-    @api.get("/events", response_model=list[HubEventOut])
+    @api.get(
+        "/events",
+        response_model=list[HubEventOut],
+        responses={
+            200: {
+                "headers": {
+                    _TOTAL_HEADER: {
+                        "description": "How many incidents match without the limit.",
+                        "schema": {"type": "integer"},
+                    }
+                }
+            }
+        },
+    )
     def events(
         who: Scope,
+        response: Response,
         plant_id: Annotated[str | None, Query(max_length=64)] = None,
         is_open: Annotated[bool | None, Query(alias="open")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> list[HubEventOut]:
-        """Incidents of the plants the token sees (or of one of them), newest first."""
-        events = store.list_events(who.plants(plant_id), is_open=is_open, limit=limit)
+        """Incidents of the plants the token sees (or of one of them), newest first.
+
+        Open ones (``open=true``) come most urgent first instead: raised before acknowledged and
+        dispatched, then red to blue, then the oldest first. ``X-Total-Count`` says how many match,
+        so a list cut at ``limit`` can say so.
+        """
+        plants = who.plants(plant_id)
+        events = store.list_events(plants, is_open=is_open, limit=limit)
+        total = len(events)
+        if total == limit:  # perhaps cut: count them all (a list shorter than its limit is whole)
+            total = max(limit, store.count_listed(plants, is_open=is_open))
+        response.headers[_TOTAL_HEADER] = str(total)
         return [HubEventOut.model_validate(e) for e in events]
 
     @api.get("/plants/{plant_id}/events/{event_id}", response_model=EventDetailOut)

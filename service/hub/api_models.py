@@ -76,6 +76,9 @@ class OverviewOut(_Out):
     """Every plant the token sees."""
 
     hub_name: str
+    timezone: str | None = Field(
+        ..., description="hub.timezone: the IANA zone the view shows times in; null: each browser's own."
+    )
     at: UtcTime
     plants: list[PlantOut]
 

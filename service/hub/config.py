@@ -4,6 +4,7 @@ Example::
 
     hub:
       name: City emergency-management bureau
+      timezone: Asia/Shanghai
     bus:
       url: nats://127.0.0.1:4222
     storage:
@@ -23,9 +24,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from anjian.cameras.fields import DurationS
+from anjian.pipeline.config import check_time_zone
 from anjian.service.bus.config import BusId, NatsUrl, SigningKey
 from anjian.service.bus.subjects import plant_domain
 from anjian.service.config import ServerConfig, SlaConfig, StorageConfig
@@ -77,6 +87,11 @@ class HubSiteConfig(_HubModel):
     """The supervising office."""
 
     name: str = Field("anjian hub", max_length=200, description="Shown on the hub's view.")
+    timezone: str | None = Field(
+        None,
+        description="IANA time zone the hub's view shows times in (the supervising office's, e.g. "
+        "Asia/Shanghai); unset: each browser's own. The view names the zone either way.",
+    )
     silent_after_s: DurationS = Field(
         120.0,
         description="A plant not heard from for this long is shown silent (it reports its cameras' and "
@@ -110,6 +125,11 @@ class HubSiteConfig(_HubModel):
         description="Clips fetched are kept in {storage.dir}/clips up to this total; the least recently "
         "served go first. 0: keep none (each request fetches again).",
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_time_zone(cls, value: str | None) -> str | None:
+        return check_time_zone(value)
 
 
 class HubBusConfig(_HubModel):

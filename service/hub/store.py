@@ -38,9 +38,10 @@ from datetime import datetime
 from typing import Final, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import func, select, tuple_
+from sqlalchemy import ColumnElement, case, func, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from anjian.pipeline.event import RiskLevel
 from anjian.service.bus.messages import BusMessage, EventChange, HealthReport, SupervisorRemark
 from anjian.service.config import SlaConfig, StorageConfig
 from anjian.service.copying import copy_fields
@@ -56,6 +57,8 @@ _ReportedRow = TypeVar("_ReportedRow", HubCameraRow, HubSensorRow)
 
 OPEN_STATES: Final = ("raised", "acknowledged", "dispatched")
 _SETTLED_STATES: Final = frozenset({"resolved", "false_alarm"})
+_COLOUR_RANKS: Final = {level.value: RiskLevel.RED.rank - level.rank for level in RiskLevel}
+"""Order of the colours in a listing of open incidents: red 0 ... blue 3 (an unknown colour after them)."""
 _ACTION_REMARK: Final = "remark"
 _ACTION_PRESS: Final = "press_for_action"
 _CLOCK_SKEW_S: Final = 60.0  # how far ahead of the hub's clock a plant's report time is believed
@@ -478,17 +481,34 @@ class HubStore:
     def list_events(
         self, plant_ids: Iterable[str], *, is_open: bool | None = None, limit: int = 200
     ) -> list[HubEvent]:
-        """The incidents of these plants, newest first; only open (or only closed) ones when asked."""
+        """The incidents of these plants; only open (or only closed) ones when asked.
+
+        Open ones come most urgent first, as a supervisor works them: raised (nobody has taken it
+        on) before acknowledged and dispatched, then by colour (red first), then the oldest first,
+        so that a list cut at ``limit`` drops the least urgent rather than the longest overdue.
+        Otherwise newest first.
+        """
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
-        query = select(HubEventRow).where(HubEventRow.plant_id.in_(list(plant_ids)))
+        query = select(HubEventRow).where(*_listing(plant_ids, is_open))
         if is_open is True:
-            query = query.where(HubEventRow.state.in_(OPEN_STATES))
-        elif is_open is False:
-            query = query.where(HubEventRow.state.not_in(OPEN_STATES))
-        query = query.order_by(HubEventRow.started_at.desc(), HubEventRow.event_id).limit(limit)
+            query = query.order_by(
+                case((HubEventRow.state == "raised", 0), else_=1),
+                case(_COLOUR_RANKS, value=HubEventRow.severity, else_=len(_COLOUR_RANKS)),
+                HubEventRow.started_at,
+                HubEventRow.plant_id,
+                HubEventRow.event_id,
+            )
+        else:
+            query = query.order_by(HubEventRow.started_at.desc(), HubEventRow.event_id)
         with self._db.read() as session:
-            return [_event(row) for row in session.scalars(query)]
+            return [_event(row) for row in session.scalars(query.limit(limit))]
+
+    def count_listed(self, plant_ids: Iterable[str], *, is_open: bool | None = None) -> int:
+        """How many incidents ``list_events`` has to list without its limit (the "200 of N" of a cut list)."""
+        query = select(func.count()).select_from(HubEventRow).where(*_listing(plant_ids, is_open))
+        with self._db.read() as session:
+            return int(session.execute(query).scalar_one())
 
     def get_event(self, plant_id: str, event_id: str) -> HubEvent | None:
         """One incident, or ``None``."""
@@ -560,6 +580,16 @@ def _set_columns(row: HubCameraRow | HubSensorRow, report: BaseModel, **extra: o
     for name, value in {**report.model_dump(mode="json"), **extra}.items():
         if name in columns:
             setattr(row, name, value)
+
+
+def _listing(plant_ids: Iterable[str], is_open: bool | None) -> list[ColumnElement[bool]]:
+    """The conditions of an incident listing: these plants, only open (or only closed) ones when asked."""
+    conditions: list[ColumnElement[bool]] = [HubEventRow.plant_id.in_(list(plant_ids))]
+    if is_open is True:
+        conditions.append(HubEventRow.state.in_(OPEN_STATES))
+    elif is_open is False:
+        conditions.append(HubEventRow.state.not_in(OPEN_STATES))
+    return conditions
 
 
 def _event(row: HubEventRow) -> HubEvent:

@@ -1,11 +1,43 @@
 // The hub's view over every plant a token sees: a table of plants, a plant's open incidents,
 // cameras and sensors, an incident with its evidence and audit trail, and the supervisor's remark form.
 // Everything is built with textContent (no HTML from data); the token stays in sessionStorage.
+// Times are shown in hub.timezone when the hub has one, else in the browser's zone; the header names it.
 "use strict";
 
 const COLOURS = ["red", "orange", "yellow", "blue"];
 const REFRESH_MS = 5000;
-const state = { token: sessionStorage.getItem("anjian-hub-token") || "", me: null, plant: null, event: null };
+const LIST_LIMIT = 200; // open incidents listed per plant, the most urgent first
+const state = {
+  token: sessionStorage.getItem("anjian-hub-token") || "", me: null, plant: null, plantName: "", event: null,
+  timeZone: undefined, refreshing: null,
+};
+
+// The names the plant's control room shows for its codes (English, from service/dashboard/i18n.js);
+// a code without one (a newer plant's) is shown with spaces for underscores.
+const BEHAVIOURS = {
+  smoking: "Smoking", open_flame: "Open flame", blocked_exit: "Blocked exit", fallen_person: "Fallen person",
+  uncleaned_dust: "Uncleaned dust", absence_from_post: "Absence from post", camera_fault: "Camera fault",
+  sensor_threshold: "Sensor threshold", sensor_rate_of_rise: "Sensor rate of rise", sensor_fault: "Sensor fault",
+};
+const ACTIONS = {
+  acknowledge: "Acknowledge", dispatch: "Dispatch", resolve: "Resolve", false_alarm: "False alarm",
+  close: "Close", raise: "Raised", escalate: "Escalated", remark: "Remark from the supervising office",
+  press_for_action: "Pressed for action by the supervising office",
+};
+const readable = (code) => String(code).replaceAll("_", " ");
+const behaviourName = (code) => BEHAVIOURS[code] || readable(code);
+const actionName = (code) => ACTIONS[code] || readable(code);
+const stateName = readable; // raised, acknowledged, dispatched, resolved, false alarm
+
+// Each view draws only the answers of its latest load: on a slow plant link an answer for an earlier
+// selection (another plant, another incident) can arrive last, and would be drawn under the current one.
+const loads = { overview: 0, incidents: 0, detail: 0, clip: 0 };
+
+function startLoad(view) {
+  // Supersede the view's loads in flight; the returned check says whether this one is still the latest.
+  const ticket = ++loads[view];
+  return () => loads[view] === ticket;
+}
 
 function el(tag, text, className) {
   const node = document.createElement(tag);
@@ -30,7 +62,65 @@ function clockNote(offset) {
 }
 
 function when(iso) {
-  return iso ? new Date(iso).toLocaleString() : "never";
+  return iso ? new Date(iso).toLocaleString(undefined, { timeZone: state.timeZone }) : "never";
+}
+
+function useTimeZone(zone) {
+  // hub.timezone, or the browser's own (null, or a zone this browser does not know); named in the header.
+  let note = "";
+  try {
+    new Intl.DateTimeFormat(undefined, { timeZone: zone || undefined });
+    state.timeZone = zone || undefined;
+  } catch (_) {
+    state.timeZone = undefined;
+    note = ` (this browser does not know ${zone})`;
+  }
+  const shown = new Intl.DateTimeFormat(undefined, { timeZone: state.timeZone }).resolvedOptions().timeZone;
+  document.getElementById("zone").textContent = `times in ${shown}${note}`;
+}
+
+function showError(text) {
+  // In a role="alert" region, so that a screen reader announces it; cleared by the next success.
+  const box = document.getElementById("error");
+  if (box.textContent !== text) box.textContent = text;
+}
+
+function attempt(work, what) {
+  // Run a load started by the user or the timer: its failure is shown (not an unhandled rejection).
+  return work.then(() => showError(""), (error) => {
+    if (error.message !== "unauthorised") showError(`${what}: ${error.message}`); // else the sign-in form says
+  });
+}
+
+function openButton(text) {
+  // The keyboard's way into a clickable row: a native button (Tab, Enter, Space), whose click reaches the row.
+  const button = el("button", text, "open");
+  button.type = "button";
+  return button;
+}
+
+function markSelected(body, key, value) {
+  // The selected row: highlighted, and aria-current on its button for screen readers.
+  for (const row of body.rows) {
+    const isSelected = value !== null && row.dataset[key] === value;
+    row.classList.toggle("selected", isSelected);
+    const button = row.querySelector("button.open");
+    if (!button) continue;
+    if (isSelected) button.setAttribute("aria-current", "true");
+    else button.removeAttribute("aria-current");
+  }
+}
+
+function redraw(body, key, draw) {
+  // Rebuild a table's rows, keeping the keyboard focus on the same row's button across the refresh.
+  const focused = body.contains(document.activeElement) ? document.activeElement.closest("tr") : null;
+  const kept = focused ? focused.dataset[key] : undefined;
+  body.replaceChildren();
+  draw();
+  if (kept === undefined) return;
+  const again = [...body.rows].find((row) => row.dataset[key] === kept);
+  const button = again ? again.querySelector("button.open") : null;
+  if (button) button.focus();
 }
 
 async function api(path, options = {}) {
@@ -75,16 +165,24 @@ function colourCell(count, colour) {
 }
 
 async function loadOverview() {
+  const current = startLoad("overview");
   const overview = await (await api("/api/overview")).json();
+  if (!current()) return;
+  useTimeZone(overview.timezone);
   document.getElementById("hub-name").textContent = overview.hub_name;
-  document.getElementById("updated").textContent = `updated ${new Date(overview.at).toLocaleTimeString()}`;
+  document.getElementById("updated").textContent =
+    `updated ${new Date(overview.at).toLocaleTimeString(undefined, { timeZone: state.timeZone })}`;
   const body = document.querySelector("#plants tbody");
-  body.replaceChildren();
-  for (const plant of overview.plants) {
+  redraw(body, "plant", () => drawPlants(body, overview.plants));
+}
+
+function drawPlants(body, plants) {
+  for (const plant of plants) {
     const row = el("tr");
     row.dataset.plant = plant.plant_id;
-    if (plant.plant_id === state.plant) row.classList.add("selected");
-    row.append(el("td", plant.name), el("td", plant.group || "–"));
+    const name = el("td");
+    name.append(openButton(plant.name));
+    row.append(name, el("td", plant.group || "–"));
     for (const colour of COLOURS) row.append(colourCell(plant.open_by_colour[colour] || 0, colour));
     row.append(el("td", plant.overdue, plant.overdue ? "overdue" : ""));
     row.append(el("td", duration(plant.acknowledge_median_s)), el("td", duration(plant.resolve_median_s)));
@@ -95,9 +193,27 @@ async function loadOverview() {
       plant.is_silent ? "silent" : clock ? "unsound" : "");
     heard.dataset.column = "heard";
     row.append(el("td", total ? `${cameras.online || 0} / ${total}` : "–"), sensorCell(plant.sensors_by_state), heard);
-    row.addEventListener("click", () => selectPlant(plant.plant_id, plant.name));
+    row.addEventListener("click", () => attempt(selectPlant(plant.plant_id, plant.name), `Cannot open ${plant.name}`));
     body.append(row);
   }
+  markSelected(body, "plant", state.plant);
+}
+
+function drawIncidents(body, events) {
+  for (const event of events) {
+    const row = el("tr");
+    row.dataset.event = event.event_id;
+    const colour = el("td");
+    colour.append(el("span", event.severity, `badge ${event.severity}`));
+    const behaviour = el("td");
+    behaviour.append(openButton(behaviourName(event.behaviour)));
+    row.append(el("td", when(event.started_at)), el("td", event.camera_id), behaviour, colour,
+      el("td", stateName(event.state)), el("td", event.message));
+    row.addEventListener("click", () => attempt(selectEvent(event.plant_id, event.event_id), "Cannot open the incident"));
+    body.append(row);
+  }
+  const selected = state.event && state.event.plantId === state.plant ? state.event.eventId : null;
+  markSelected(body, "event", selected);
 }
 
 function sensorCell(sensors) {
@@ -120,31 +236,31 @@ function sensorText(sensor) {
 async function selectPlant(plantId, name) {
   state.plant = plantId;
   state.plantName = name;
+  markSelected(document.querySelector("#plants tbody"), "plant", plantId);
   document.getElementById("incidents").hidden = false;
-  document.getElementById("incidents-title").textContent = `Open incidents: ${name}`;
   await Promise.all([loadOverview(), loadIncidents()]);
 }
 
 async function loadIncidents() {
   if (!state.plant) return;
-  const plant = encodeURIComponent(state.plant);
-  const [events, cameras, sensors] = await Promise.all([
-    (await api(`/api/events?plant_id=${plant}&open=true`)).json(),
-    (await api(`/api/cameras?plant_id=${plant}`)).json(),
-    (await api(`/api/sensors?plant_id=${plant}`)).json(),
+  const current = startLoad("incidents");
+  const { plant: plantId, plantName } = state;
+  const plant = encodeURIComponent(plantId);
+  const answers = await Promise.all([
+    api(`/api/events?plant_id=${plant}&open=true&limit=${LIST_LIMIT}`),
+    api(`/api/cameras?plant_id=${plant}`),
+    api(`/api/sensors?plant_id=${plant}`),
   ]);
+  const [events, cameras, sensors] = await Promise.all(answers.map((answer) => answer.json()));
+  if (!current()) return;
+  const total = Number(answers[0].headers.get("X-Total-Count")) || events.length;
+  document.getElementById("incidents").dataset.plant = plantId;
+  document.getElementById("incidents-title").textContent = `Open incidents: ${plantName}`;
+  const cut = document.getElementById("events-cut");
+  cut.textContent = `Showing ${events.length} of ${total} open incidents, the most urgent first.`;
+  cut.hidden = total <= events.length;
   const body = document.querySelector("#events tbody");
-  body.replaceChildren();
-  for (const event of events) {
-    const row = el("tr");
-    row.dataset.event = event.event_id;
-    const colour = el("td");
-    colour.append(el("span", event.severity, `badge ${event.severity}`));
-    row.append(el("td", when(event.started_at)), el("td", event.camera_id), el("td", event.behaviour), colour,
-      el("td", event.state), el("td", event.message));
-    row.addEventListener("click", () => selectEvent(event.plant_id, event.event_id));
-    body.append(row);
-  }
+  redraw(body, "event", () => drawIncidents(body, events));
   document.getElementById("no-events").hidden = events.length > 0;
   const list = document.getElementById("cameras");
   list.replaceChildren();
@@ -167,6 +283,8 @@ async function loadIncidents() {
 
 async function selectEvent(plantId, eventId) {
   state.event = { plantId, eventId };
+  startLoad("clip"); // a clip still coming for the previous incident is not played under this one
+  markSelected(document.querySelector("#events tbody"), "event", eventId);
   const video = document.getElementById("clip");
   if (video.src.startsWith("blob:")) URL.revokeObjectURL(video.src);
   video.removeAttribute("src");
@@ -178,52 +296,62 @@ async function selectEvent(plantId, eventId) {
 async function loadClip() {
   // Clips stay on the plant: the hub fetches one over the bus when asked (504 while the plant is offline).
   if (!state.clipUrl) return;
+  const current = startLoad("clip");
   const status = document.getElementById("clip-status");
   const video = document.getElementById("clip");
   status.textContent = "Fetching the clip from the plant…";
   try {
     const blob = await (await api(state.clipUrl)).blob();
+    if (!current()) return;
     if (video.src.startsWith("blob:")) URL.revokeObjectURL(video.src);
     video.src = URL.createObjectURL(blob);
     video.hidden = false;
     status.textContent = `${(blob.size / 1e6).toFixed(1)} MB`;
   } catch (error) {
-    status.textContent = `No clip: ${error.message}`;
+    if (current()) status.textContent = `No clip: ${error.message}`;
   }
 }
 
 async function loadDetail() {
   if (!state.event) return;
+  const current = startLoad("detail");
   const { plantId, eventId } = state.event;
   const path = `/api/plants/${encodeURIComponent(plantId)}/events/${encodeURIComponent(eventId)}`;
   const detail = await (await api(path)).json();
+  if (!current()) return;
+  const snapshot = detail.snapshot_url ? await (await api(detail.snapshot_url)).blob() : null;
+  if (!current()) return;
+  // Drawn at once, with nothing awaited from here: the title, evidence and trail are of one incident.
   state.clipUrl = detail.clip_url;
   const section = document.getElementById("detail");
   section.hidden = false;
+  section.dataset.plant = plantId;
+  section.dataset.event = eventId;
   document.getElementById("detail-title").textContent =
-    `${detail.summary.behaviour} on ${detail.summary.camera_id} (${detail.summary.state})`;
+    `${behaviourName(detail.summary.behaviour)} on ${detail.summary.camera_id} (${stateName(detail.summary.state)})`;
   const facts = document.getElementById("facts");
   facts.replaceChildren();
   const rows = [
-    ["Plant", plantId], ["Colour", detail.summary.severity], ["State", detail.summary.state],
+    ["Plant", plantId], ["Colour", detail.summary.severity], ["State", stateName(detail.summary.state)],
     ["Started", when(detail.summary.started_at)], ["Acknowledged", when(detail.summary.acknowledged_at)],
     ["Resolved", when(detail.summary.resolved_at)], ["Message", detail.summary.message],
     ["Assignee", detail.event.assignee || "–"],
   ];
   for (const [name, value] of rows) facts.append(el("dt", name), el("dd", value));
   const image = document.getElementById("snapshot");
-  if (detail.snapshot_url) {
-    const blob = await (await api(detail.snapshot_url)).blob();
-    if (image.src.startsWith("blob:")) URL.revokeObjectURL(image.src);
-    image.src = URL.createObjectURL(blob);
+  if (image.src.startsWith("blob:")) URL.revokeObjectURL(image.src);
+  if (snapshot) {
+    image.src = URL.createObjectURL(snapshot);
     image.hidden = false;
   } else {
+    image.removeAttribute("src");
     image.hidden = true;
   }
   const audit = document.getElementById("audit");
   audit.replaceChildren();
   for (const line of detail.audit) {
-    const text = `${when(line.at)}: ${line.actor} ${line.action}` + (line.note ? `: ${line.note}` : "")
+    const text = `${when(line.at)} · ${line.actor} · ${actionName(line.action)}`
+      + (line.assignee ? ` → ${line.assignee}` : "") + (line.note ? ` · ${line.note}` : "")
       + (line.is_from_hub && !line.sent_at ? " (on its way to the plant)" : "");
     const item = el("li", text, line.is_from_hub ? "from-hub" : "");
     item.dataset.action = line.action;
@@ -253,14 +381,17 @@ async function sendRemark(event) {
   }
 }
 
-async function refresh() {
-  try {
-    await loadOverview();
-    await loadIncidents();
-    await loadDetail();
-  } catch (error) {
-    document.getElementById("updated").textContent = `not updated: ${error.message}`;
+function refresh() {
+  // One refresh at a time: on a slow plant link one can outlast the interval, and overlapping ones would
+  // pile up requests. A refresh asked for while one runs waits for that one.
+  if (!state.refreshing) {
+    state.refreshing = attempt((async () => {
+      await loadOverview();
+      await loadIncidents();
+      await loadDetail();
+    })(), "Not updated").finally(() => { state.refreshing = null; });
   }
+  return state.refreshing;
 }
 
 document.addEventListener("DOMContentLoaded", () => {

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from anjian.pipeline.event import RiskLevel
 from anjian.pipeline.sensors.health import SensorState
 from anjian.service.bus.errors import PlantBusyError
 from anjian.service.config import StorageConfig
 from anjian.service.hub.api import create_hub_app
-from anjian.service.hub.config import HubConfig, PlantConfig
+from anjian.service.hub.config import HubConfig, HubSiteConfig, PlantConfig
 from anjian.service.hub.store import HubStore
 from tests.factories import make_event
 from tests.service.conftest import FakeClock
@@ -272,3 +273,42 @@ def test_a_clip_of_a_plant_busy_sending_others_is_a_503_with_retry_after(
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "10"
     assert "is sending 2 clips" in response.json()["detail"]
+
+
+def test_a_plants_open_incidents_come_most_urgent_first_with_how_many_there_are(
+    hub: tuple[TestClient, HubStore, dict[str, str]], tmp_path: Path, clock: FakeClock
+) -> None:
+    client, store, events = hub
+    recorder = PlantRecorder("dust-1", tmp_path / "dust-1-more.db", clock)
+    newer = [
+        make_event(severity=RiskLevel.YELLOW, started_at=clock.now - age, last_seen_at=clock.now)
+        for age in (30, 20, 10)
+    ]
+    store.apply([recorder.raise_event(e) for e in newer])
+    recorder.store.close()
+    headers = _bearer(store, "all")
+
+    urgent = client.get("/api/events?plant_id=dust-1&open=true&limit=2", headers=headers)
+    newest = client.get("/api/events?plant_id=dust-1&limit=2", headers=headers)
+    whole = client.get("/api/events?plant_id=dust-2&open=true", headers=headers)
+
+    # the fixture's red incident is the oldest: first among the open ones, last among the newest
+    assert [e["event_id"] for e in urgent.json()] == [events["dust-1"], newer[0].id]
+    assert urgent.headers["X-Total-Count"] == "4"
+    assert [e["event_id"] for e in newest.json()] == [newer[2].id, newer[1].id]
+    assert newest.headers["X-Total-Count"] == "4"
+    assert [e["event_id"] for e in whole.json()] == [events["dust-2"]]
+    assert whole.headers["X-Total-Count"] == "1"
+
+
+def test_the_overview_names_the_zone_the_view_shows_times_in(tmp_path: Path, clock: FakeClock) -> None:
+    store = HubStore.from_config(StorageConfig(dir=tmp_path / "hub"), clock=clock)
+    headers = _bearer(store, "all")
+    zones = []
+    for hub_site in (HubSiteConfig(), HubSiteConfig(timezone="Asia/Shanghai")):
+        config = HubConfig(hub=hub_site, storage=StorageConfig(dir=tmp_path / "hub"), plants=PLANTS)
+        with TestClient(create_hub_app(config, store, clock=clock)) as client:
+            zones.append(client.get("/api/overview", headers=headers).json()["timezone"])
+    store.close()
+
+    assert zones == [None, "Asia/Shanghai"]  # none configured: each browser's own, which the view names

@@ -64,6 +64,14 @@ def test_a_hub_config_resolves_its_storage_dir_against_its_folder(tmp_path: Path
     assert config.plants[0].jetstream_domain == "plant-a"
 
 
+def test_a_hub_time_zone_is_an_iana_name_known_at_load_time(tmp_path: Path) -> None:
+    config = load_hub_config(_write(tmp_path, "hub:\n  timezone: Asia/Shanghai\nplants:\n  - id: a\n"))
+    assert config.hub.timezone == "Asia/Shanghai"
+    assert load_hub_config(_write(tmp_path, "plants:\n  - id: a\n")).hub.timezone is None
+    with pytest.raises(ConfigError, match=r"hub.timezone: Value error, unknown time zone 'China'"):
+        load_hub_config(_write(tmp_path, "hub:\n  timezone: China\nplants:\n  - id: a\n"))
+
+
 def test_a_site_whose_id_cannot_be_a_bus_id_needs_bus_plant_id(tmp_path: Path) -> None:
     config = make_config(tmp_path)
     site = config.site.model_copy(update={"id": "plant.one"})

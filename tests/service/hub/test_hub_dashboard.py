@@ -109,7 +109,7 @@ def test_supervisor_sees_every_plant_drills_down_and_presses_for_action(
     expect(faulty).to_have_attribute("data-state", "fault")
     expect(faulty).to_contain_text("open: stale")
     page.locator(f"#events tr[data-event='{fire.id}']").click()
-    expect(page.locator("#detail-title")).to_contain_text("open_flame on cam-1", timeout=TIMEOUT_MS)
+    expect(page.locator("#detail-title")).to_contain_text("Open flame on cam-1", timeout=TIMEOUT_MS)
     expect(page.locator("#snapshot")).to_have_js_property("naturalWidth", 320, timeout=TIMEOUT_MS)
     expect(page.locator("#audit li")).to_have_count(1)
     page.click("#load-clip")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from anjian.cameras.health import CameraState
-from anjian.pipeline.event import RiskLevel
+from anjian.pipeline.event import Event, RiskLevel
 from anjian.pipeline.sensors.health import SensorState
 from anjian.service.bus.messages import CameraReport, HealthReport
 from anjian.service.config import SlaConfig
@@ -202,3 +202,42 @@ def test_a_remark_on_an_unknown_incident_or_without_a_note_is_refused(
         hub_store.add_remark("lab-3", "nope", actor="bureau", note="x", is_press_for_action=False)
     with pytest.raises(ValueError, match="1-4000 characters"):
         hub_store.add_remark("lab-3", event.id, actor="bureau", note="   ", is_press_for_action=False)
+
+
+def test_open_incidents_are_listed_most_urgent_first_and_counted_past_the_limit(
+    hub_store: HubStore, recorder: PlantRecorder, clock: FakeClock
+) -> None:
+    def raised(severity: RiskLevel, age_s: float) -> Event:
+        started = clock.now - age_s
+        return make_event(severity=severity, started_at=started, last_seen_at=started + 1)
+
+    acknowledged_red = raised(RiskLevel.RED, 900)
+    acknowledged_orange = raised(RiskLevel.ORANGE, 950)
+    old_yellow = raised(RiskLevel.YELLOW, 800)
+    blue = raised(RiskLevel.BLUE, 700)
+    old_red = raised(RiskLevel.RED, 600)
+    new_red = raised(RiskLevel.RED, 10)
+    orange = raised(RiskLevel.ORANGE, 5)
+    settled = raised(RiskLevel.RED, 1000)
+    everything = (acknowledged_red, acknowledged_orange, old_yellow, blue, old_red, new_red, orange, settled)
+    messages = [recorder.raise_event(e) for e in everything]
+    messages += [recorder.act(e.id, "acknowledge") for e in (acknowledged_red, acknowledged_orange, settled)]
+    messages.append(recorder.act(settled.id, "resolve", note="cleared"))
+    hub_store.apply(messages)
+
+    urgent = hub_store.list_events(["lab-3"], is_open=True)
+    cut = hub_store.list_events(["lab-3"], is_open=True, limit=2)
+    newest = hub_store.list_events(["lab-3"])
+
+    # raised before taken on, then red to blue, then the longest waiting: a cut list keeps the most overdue
+    assert [e.event_id for e in urgent] == [
+        e.id for e in (old_red, new_red, orange, old_yellow, blue, acknowledged_red, acknowledged_orange)
+    ]
+    assert [e.event_id for e in cut] == [old_red.id, new_red.id]
+    assert hub_store.count_listed(["lab-3"], is_open=True) == 7
+    assert hub_store.count_listed(["lab-3"], is_open=False) == 1
+    assert hub_store.count_listed(["lab-3", "cold-1"]) == 8
+    # the other listings stay newest first
+    assert [e.event_id for e in newest] == [
+        e.id for e in sorted(everything, key=lambda e: e.started_at, reverse=True)
+    ]
