@@ -5,7 +5,8 @@ polls it; an unchanged frame costs a 304), ``/cameras/{id}/live.mjpeg`` pushes f
 they come (one screen watching one camera). Frames are drawn and encoded once per frame
 however many screens watch. Both accept the dashboard's session cookie, like snapshots.
 Only a process that reads cameras (``anjian run``) has a live view; ``anjian serve``
-answers 404 saying so.
+answers 404 saying so (``GET /site`` tells a screen which, in ``has_live_view``, so that
+it does not poll for nothing).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Operations: liveness (``/healthz``), readiness (``/readyz``), Prometheus (``/metrics``), camera health,
-and the site's directory (``/site``: the names the control room shows instead of ids).
+and the site's directory (``/site``: the names the control room shows instead of ids, the site's time
+zone, and whether this process has a live view to poll).
 
 ``/healthz`` tells an anonymous caller only that the process answers
 (``{"status": "ok"}``); with a viewer token it adds the version, the database,
@@ -167,10 +168,20 @@ class WorkshopOut(_DirectoryModel):
 
 
 class SiteOut(_DirectoryModel):
-    """The site's workshops, cameras and zones with the names the control room shows."""
+    """The site's workshops, cameras and zones with the names the control room shows, and how to show times.
+
+    ``timezone`` lets a screen show times as the site reads them (the captions burned into
+    frames and snapshots, the reports), whatever zone the screen's computer is set to.
+    """
 
     id: str
     name: str = Field(..., description="The site YAML's name, else the id.")
+    timezone: str = Field(..., description="IANA time zone of the site: show times in it.")
+    has_live_view: bool = Field(
+        ...,
+        description="Whether this process reads cameras and so serves `/cameras/{id}/live.jpg` "
+        "(`anjian run`); `anjian serve` answers 404 there.",
+    )
     workshops: list[WorkshopOut]
 
 
@@ -178,11 +189,14 @@ class SiteOut(_DirectoryModel):
     "/site", response_model=SiteOut, summary="Workshops, cameras and zones by name", responses=AUTH_RESPONSES
 )
 def site(request: Request, _token: Viewer) -> SiteOut:
-    """The site's directory from its YAML, so screens and reports show names where events carry ids."""
+    """The site's directory from its YAML, so screens and reports show names where events carry ids,
+    with the site's time zone and whether this process has a live view."""
     config = request.app.state.config.site
     return SiteOut(
         id=config.id,
         name=config.name or config.id,
+        timezone=config.timezone,
+        has_live_view=getattr(request.app.state, "live_view", None) is not None,
         workshops=[
             WorkshopOut(
                 id=workshop.id,

@@ -6,7 +6,9 @@ its token for a cookie (``POST /auth/session`` with ``Authorization: Bearer``):
 ``anjian_session`` (``anjian.service.api.session_cookie``), ``HttpOnly``,
 ``SameSite=Strict``, ``Path=/``, ``Secure`` over HTTPS. It is accepted only by
 the read-only routes a browser loads directly (snapshot, clip, ``/stream``), and
-only while its token is still valid: revoking the token ends its sessions.
+only while its token is still valid: revoking the token ends its sessions, and
+the live feed checks again every few seconds (``still_admitted``), so revoking a
+token or the expiry of the cookie also ends a feed that is open.
 
 Routes: ``POST /auth/session`` (a viewer, operator or admin token) sets the
 cookie and answers its expiry; ``DELETE /auth/session`` clears it.
@@ -23,11 +25,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from anjian.service.api.auth import SESSION_COOKIE, RoleRequirement
 from anjian.service.api.problems import problem_responses
 from anjian.service.api.routing import GuardedRoute
-from anjian.service.api.session_cookie import SessionSigner
+from anjian.service.api.session_cookie import SessionSigner, SessionVerdict
 from anjian.service.schemas import epoch_to_datetime
-from anjian.service.tokens import ApiToken, Role
+from anjian.service.tokens import ApiToken, Role, TokenStore
 
-__all__ = ["SessionOut", "router"]
+__all__ = ["SessionOut", "router", "still_admitted"]
 
 
 class SessionOut(BaseModel):
@@ -84,3 +86,23 @@ def close_session(request: Request) -> Response:
         SESSION_COOKIE, path="/", secure=request.url.scheme == "https", httponly=True, samesite="strict"
     )
     return response
+
+
+def still_admitted(request: Request, token_id: int) -> bool:
+    """Whether the caller of a long-running request (the live feed) would still be admitted now.
+
+    It came with the token ``token_id``: by its bearer header, or else by a session
+    cookie, as ``Authenticator.admit`` chose. The token must not be revoked, and a
+    cookie must not have expired since (a renewed cookie comes only with a new request).
+    Blocking (database): call it in the thread pool.
+
+    Raises:
+        SQLAlchemyError: The database does not answer (the caller decides whether to wait).
+    """
+    if request.headers.get("authorization") is None:
+        signer: SessionSigner = request.app.state.sessions
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if cookie is None or signer.check(cookie).verdict is not SessionVerdict.VALID:
+            return False
+    tokens: TokenStore = request.app.state.store.tokens
+    return tokens.get_active(token_id) is not None

@@ -2,6 +2,11 @@
 // Plain JavaScript served by the service itself: no build step, no CDN, works offline, no inline script
 // (the Content-Security-Policy allows only this file). API calls send the token as a bearer header;
 // <img>, <video> and EventSource cannot, so the page opens a session (an HttpOnly cookie) and renews it.
+//
+// The page stays open for weeks on a wall screen, and operators trust what it shows, so: every alert still
+// in hand is loaded however old (a page of recent settled ones besides), a list answer never overwrites a
+// newer revision from the live feed, everything is loaded again whenever the feed reconnects (what changed
+// while it was down), settled alerts beyond SETTLED_KEPT are forgotten, and times are the site's.
 "use strict";
 
 const TOKEN_KEY = "anjian.token";
@@ -16,19 +21,32 @@ const ACTION_PATHS = {
   acknowledge: "acknowledge", dispatch: "dispatch", resolve: "resolve", false_alarm: "false-alarm", close: "close",
 };
 const OPEN_STATES = ["raised", "acknowledged", "dispatched", "resolved", "false_alarm"];
+// Alerts still in someone's hands (the hazard may still be there): all of them are loaded and kept. The
+// others are settled (resolved, false alarm, closed): a page of the newest is loaded, the rest fetched on demand.
+const ACTIVE_STATES = ["raised", "acknowledged", "dispatched"];
+const ACTIVE_PAGE = 500;  // active alerts read per request, every page followed
+const RECENT_PAGE = 200;  // the newest events of the filters chosen, any state
+const SETTLED_KEPT = 1000;  // settled alerts kept in memory, those changed last (a page open for weeks)
+const LIVE_MISSING_MS = 30000;  // a camera without a live frame is asked again after this long
+const SESSION_RETRY_MAX_MS = 60000;
 
 const state = {
   token: "", events: new Map(), selected: null, source: null, cameraTimer: null, sessionTimer: null, streamRetry: null,
   order: [], isMuted: false, audio: null, announced: 0, role: "", cameras: null,
-  live: new Map(), liveTimer: null, linked: null,
+  live: new Map(), liveTimer: null, linked: null, liveMissing: new Map(), hasLiveView: false,
   names: { site: {}, workshop: {}, camera: {}, zone: {} },
+  timeZone: "", timeFormat: null,
+  sessionBackoff: 1000, renewing: null, isSessionFailing: false,
+  streamOpened: false, loadStarted: 0, loads: 0, detailSeq: 0, auditAnswers: 0,
 };
 const $ = (id) => document.getElementById(id);
 
-function showError(message) {
+// `kind` tags the message, so that what fixes its cause clears it and nothing else ("session").
+function showError(message, kind = "") {
   const box = $("error");
   box.textContent = message;
   box.hidden = !message;
+  box.dataset.kind = message ? kind : "";
 }
 
 // A link from a robot's card or an e-mail: /#event=<id> opens that alert.
@@ -67,9 +85,42 @@ async function openSession() {
   const session = await api("/auth/session", { method: "POST" });
   state.role = session.role;
   $("whoami").textContent = `${session.token_name} · ${session.role}`;
+  state.sessionBackoff = 1000;
+  state.isSessionFailing = false;
+  if ($("error").dataset.kind === "session") showError("");
+  scheduleRenewal(session.ttl_s * 500);
+}
+
+function scheduleRenewal(delayMs) {
   clearTimeout(state.sessionTimer);
-  state.sessionTimer = setTimeout(
-    () => openSession().catch((error) => showError(t("e_session", { error: error.message }))), session.ttl_s * 500);
+  state.sessionTimer = setTimeout(() => renewSession().catch(() => { /* shown; tried again */ }), delayMs);
+}
+
+// Renew the session now (one request however many ask at once). A failure is shown and tried again with a
+// growing delay until a renewal succeeds: a lapsed cookie would silently break snapshots and live frames.
+// A refused token is not tried again (it was revoked: the live feed ends and says so).
+function renewSession() {
+  if (!state.renewing) {
+    state.renewing = openSession().catch((error) => {
+      state.isSessionFailing = true;
+      if (error.status === 401 || error.status === 403) {
+        clearTimeout(state.sessionTimer);
+        showError(t("e_refused"));
+        throw error;
+      }
+      state.sessionBackoff = Math.min(SESSION_RETRY_MAX_MS, state.sessionBackoff * 2);
+      scheduleRenewal(state.sessionBackoff);
+      showError(t("e_session", { error: error.message }), "session");
+      throw error;
+    }).finally(() => { state.renewing = null; });
+  }
+  return state.renewing;
+}
+
+// Media refused (the cookie lapsed: the computer slept, say): renew now, unless a renewal is already being
+// tried again on its own schedule.
+function renewForMedia() {
+  if (!state.isSessionFailing) renewSession().catch(() => { /* shown; tried again */ });
 }
 
 // The names the site YAML gives (shown in the control room), else the id.
@@ -89,12 +140,45 @@ async function loadSite() {
   const sensors = await api("/sensors").catch(() => ({ items: [] }));
   for (const sensor of sensors.items) names.camera[sensor.id] = sensor.name;
   state.names = names;
+  state.hasLiveView = Boolean(site.has_live_view);
+  setTimeZone(site.timezone);
+}
+
+// Times as the site reads them (its zone, as on frames, snapshots and reports), whatever zone this computer
+// is set to; one form in every language: 2023-11-15 06:13:20. The header names the zone once.
+function setTimeZone(zone) {
+  const options = {
+    year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit",
+    hourCycle: "h23",
+  };
+  try {
+    state.timeFormat = new Intl.DateTimeFormat("en-US", { ...options, timeZone: zone || undefined });
+    state.timeZone = zone || "";
+  } catch (_) {  // a zone this browser does not know: UTC, and the header says so
+    state.timeFormat = new Intl.DateTimeFormat("en-US", { ...options, timeZone: "UTC" });
+    state.timeZone = "UTC";
+  }
+  renderTimeZone();
+}
+
+function renderTimeZone() {
+  const box = $("site-zone");
+  if (!state.timeZone) { box.textContent = ""; return; }
+  let offset = "";
+  try {
+    const parts = new Intl.DateTimeFormat("en-US", { timeZone: state.timeZone, timeZoneName: "shortOffset" })
+      .formatToParts(new Date());
+    offset = (parts.find((part) => part.type === "timeZoneName") || {}).value || "";
+  } catch (_) { /* an older browser: the zone's name alone */ }
+  box.textContent = t("times_in", { zone: offset ? `${state.timeZone} (${offset})` : state.timeZone });
 }
 
 function fmtTime(iso) {
   if (!iso) return "—";
-  const d = new Date(iso);
-  return d.toLocaleString(undefined, { hour12: false });
+  if (!state.timeFormat) setTimeZone("");  // before GET /site answers: this computer's zone
+  const part = {};
+  for (const { type, value } of state.timeFormat.formatToParts(new Date(iso))) part[type] = value;
+  return `${part.year}-${part.month}-${part.day} ${part.hour}:${part.minute}:${part.second}`;
 }
 
 function filters() {
@@ -122,6 +206,8 @@ function renderFeed(freshId) {
   const rows = anjianQueue.rows(visible);
   state.order = rows.map((row) => row.event.id);
   const feed = $("feed");
+  // Redrawing replaces the rows: a keyboard user's focus goes to the same row (or the selected one) again.
+  const focused = feed.contains(document.activeElement) ? document.activeElement.dataset.id : null;
   feed.replaceChildren(...rows.map(({ event, count, members }) => {
     const row = document.createElement("li");
     const isSelected = members.includes(state.selected);
@@ -129,6 +215,9 @@ function renderFeed(freshId) {
       + `${members.includes(freshId) ? " fresh" : ""}${anjianQueue.needsPerson(event) ? " unacked" : ""}`;
     row.dataset.id = event.id;
     row.dataset.count = String(count);
+    row.tabIndex = 0;
+    row.setAttribute("role", "option");
+    row.setAttribute("aria-selected", String(isSelected));
     row.innerHTML = `
       <span class="badge ${event.severity}"></span>
       <span class="what"></span>
@@ -145,10 +234,24 @@ function renderFeed(freshId) {
     row.children[4].textContent = `${nameOf("workshop", event.workshop_id)} · ${nameOf("camera", event.camera_id)}`;
     row.children[5].textContent = fmtTime(event.started_at);
     row.addEventListener("click", () => select(event.id));
+    row.addEventListener("keydown", (e) => {
+      if (e.key !== "Enter" && e.key !== " ") return;
+      e.preventDefault();  // Space would scroll the list
+      select(event.id);
+    });
     return row;
   }));
+  if (focused) focusRow(rows.some((row) => row.event.id === focused) ? focused : state.selected, true);
   $("feed-empty").hidden = rows.length > 0;
   renderCounters();
+}
+
+// Focus the row that shows `id` (its fold's row when it is folded into another); a redrawing leaves the
+// list scrolled where the operator put it.
+function focusRow(id, preventScroll = false) {
+  const row = [...$("feed").children].find((li) => li.dataset.id === id)
+    || [...$("feed").children].find((li) => li.classList.contains("selected"));
+  if (row) row.focus({ preventScroll });
 }
 
 // Unacknowledged alerts per colour in the header and their total in the tab title, whatever the filters.
@@ -160,9 +263,15 @@ function renderCounters() {
   document.title = counts.total ? `(${counts.total}) ${t("title")}` : t("title");
 }
 
-// A new red or orange alert: a tone and a desktop notification, unless the operator muted them.
-function announce(event) {
-  if (state.isMuted || !anjianQueue.isUrgent(event)) return;
+// A new red or orange alert (or one escalated to red or orange): said to a screen reader, and a tone and a
+// desktop notification unless the operator muted them.
+function announce(event, isEscalation = false) {
+  if (!anjianQueue.isUrgent(event)) return;
+  const where = `${nameOf("workshop", event.workshop_id)} · ${nameOf("camera", event.camera_id)}`;
+  $("announcer").textContent = t(isEscalation ? "announce_escalated" : "announce_new", {
+    colour: t(event.severity), behaviour: behaviourLabel(event.behaviour), where,
+  });
+  if (state.isMuted) return;
   state.announced += 1;
   document.body.dataset.announced = String(state.announced);
   try {
@@ -203,6 +312,7 @@ function onKey(e) {
     const step = key === "j" || key === "arrowdown" ? 1 : -1;
     select(order[at < 0 ? 0 : Math.min(order.length - 1, Math.max(0, at + step))]);
     e.preventDefault();
+    if ($("feed").contains(document.activeElement)) focusRow(state.selected);  // focus follows the selection
   } else if (key === "m") {
     setMuted(!state.isMuted);
   } else if (KEY_ACTIONS[key] && state.selected) {
@@ -220,10 +330,12 @@ function fact(dl, term, value) {
 }
 
 async function renderDetail() {
+  const seq = ++state.detailSeq;  // answers for an earlier drawing (another alert, an older revision) are dropped
   const event = state.events.get(state.selected);
   const pane = $("detail");
   if (!event) { pane.hidden = true; return; }
   pane.hidden = false;
+  if (pane.dataset.id !== event.id) $("audit").replaceChildren();  // never another alert's trail under this one
   pane.dataset.id = event.id;
   $("detail-severity").className = `badge ${event.severity}`;
   $("detail-severity").textContent = t(event.severity);
@@ -257,7 +369,7 @@ async function renderDetail() {
   const video = $("detail-clip");
   if (event.snapshot_url) {
     const src = `${event.snapshot_url}?v=${event.version}`;
-    if (img.dataset.src !== src) { img.src = src; img.dataset.src = src; }
+    if (img.dataset.src !== src) { img.src = src; img.dataset.src = src; img.dataset.retried = ""; }
     img.hidden = false;
   } else { img.hidden = true; img.removeAttribute("src"); img.dataset.src = ""; }
   if (event.clip_url) {
@@ -276,6 +388,8 @@ async function renderDetail() {
   $("false-reason").disabled = !mayAct || !event.allowed_actions.includes("false_alarm");
   try {
     const trail = await api(`/events/${encodeURIComponent(event.id)}/audit`);
+    $("audit").dataset.answers = String(++state.auditAnswers);  // every answer, drawn or dropped
+    if (seq !== state.detailSeq) return;
     $("audit").replaceChildren(...trail.map((entry) => {
       const tr = document.createElement("tr");
       for (const text of [fmtTime(entry.at), entry.actor, label(`a_${entry.action}`, entry.action) + (entry.assignee ? ` → ${entry.assignee}` : ""),
@@ -286,7 +400,9 @@ async function renderDetail() {
       }
       return tr;
     }));
-  } catch (error) { showError(t("e_audit", { error: error.message })); }
+  } catch (error) {
+    if (seq === state.detailSeq) showError(t("e_audit", { error: error.message }));
+  }
 }
 
 // The trend of a sensor alert's readings, from ten minutes before it to two after it ended (or now), as an
@@ -379,21 +495,95 @@ function upsert(event, isFresh = false) {
   if (known && known.version > event.version) return;
   state.events.set(event.id, event);
   if (isFresh && !known) announce(event);
+  else if (isFresh && known && event.escalations > known.escalations) announce(event, true);
+  evict();
   renderFeed(isFresh && !known ? event.id : null);
   if (event.id === state.selected) renderDetail();
 }
 
-async function loadEvents() {
-  const params = new URLSearchParams({ limit: "200" });
+// A listed event, unless the live feed brought the same or a newer revision meanwhile. True when it is new here.
+function merge(event) {
+  const known = state.events.get(event.id);
+  if (known && known.version >= event.version) return false;
+  state.events.set(event.id, event);
+  return !known;
+}
+
+// Forget the settled alerts changed longest ago beyond SETTLED_KEPT (never one in hand, nor the selected one):
+// every live message redraws the queue from memory, and the page stays open for weeks.
+function evict() {
+  const settled = [...state.events.values()]
+    .filter((event) => !ACTIVE_STATES.includes(event.state) && event.id !== state.selected);
+  if (settled.length <= SETTLED_KEPT + SETTLED_KEPT / 10) return;  // trim in steps, not at every message
+  settled.sort((a, b) => Date.parse(b.updated_at) - Date.parse(a.updated_at));
+  for (const event of settled.slice(SETTLED_KEPT)) state.events.delete(event.id);
+}
+
+// Every alert in hand, however old, page after page; then any shown as in hand that the list no longer has
+// (it was settled meanwhile, e.g. while the live feed was down), fetched one by one. Returns the new ones.
+async function loadActive() {
+  const listed = new Set();
+  const fresh = [];
+  let cursor = null;
+  do {
+    const params = new URLSearchParams({ limit: String(ACTIVE_PAGE) });
+    ACTIVE_STATES.forEach((s) => params.append("state", s));
+    if (cursor) params.set("cursor", cursor);
+    const page = await api(`/events?${params}`);
+    for (const event of page.items) {
+      listed.add(event.id);
+      if (merge(event)) fresh.push(event);
+    }
+    cursor = page.next_cursor;
+  } while (cursor);
+  const gone = [...state.events.values()].filter((e) => ACTIVE_STATES.includes(e.state) && !listed.has(e.id));
+  for (const event of gone) {
+    try {
+      merge(await api(`/events/${encodeURIComponent(event.id)}`));
+    } catch (error) {
+      if (error.status !== 404) throw error;
+      state.events.delete(event.id);
+    }
+  }
+  return fresh;
+}
+
+// The newest events of the filters chosen, any state. Returns the new ones.
+async function loadRecent() {
+  const params = new URLSearchParams({ limit: String(RECENT_PAGE) });
   const f = filters();
   if (f.severity) params.append("severity", f.severity);
   if (f.behaviour) params.append("behaviour", f.behaviour);
   if (f.state === "open") OPEN_STATES.forEach((s) => params.append("state", s));
   else if (f.state) params.append("state", f.state);
   const page = await api(`/events?${params}`);
-  for (const event of page.items) state.events.set(event.id, event);
+  return page.items.filter(merge);
+}
+
+// Load the queue: everything in hand and the recent page (`all`), or the recent page alone (a filter changed).
+// After a reconnect, alerts raised while the feed was down are announced (the most urgent few).
+async function loadEvents({ all = true, announceNew = false } = {}) {
+  const fresh = all ? [...await loadActive(), ...await loadRecent()] : await loadRecent();
+  evict();
   renderFeed();
   renderDetail();
+  $("feed").dataset.loads = String(++state.loads);  // a list answer was taken in (tests wait on it)
+  if (announceNew) fresh.filter(anjianQueue.isUrgent).sort(anjianQueue.compare).slice(0, 3).forEach((e) => announce(e));
+}
+
+// A link to /#event=<id>: open that alert. An unknown or deleted one says so and the page goes on; the link
+// leaves the address bar either way, so that reloading the page does not repeat it.
+async function openLinked() {
+  const linked = state.linked;
+  if (!linked) return;
+  state.linked = null;
+  history.replaceState(null, "", window.location.pathname + window.location.search);
+  try {
+    if (!state.events.has(linked)) merge(await api(`/events/${encodeURIComponent(linked)}`));
+    select(linked);
+  } catch (error) {
+    showError(error.status === 404 ? t("e_link_missing") : t("e_link", { error: error.message }));
+  }
 }
 
 function setLive(isOn, key) {
@@ -407,17 +597,33 @@ function connectStream() {
   clearTimeout(state.streamRetry);
   const source = new EventSource("/stream");  // authenticated by the session cookie
   state.source = source;
-  source.onopen = () => setLive(true, "live");
+  source.onopen = () => {
+    setLive(true, "live");
+    // Open again (the browser reconnected, or a new session), or the first load took longer than the feed
+    // looks back (5 s): load everything again, for what changed meanwhile.
+    const isLate = !state.streamOpened && performance.now() - state.loadStarted > 3000;
+    if (state.streamOpened || isLate) {
+      loadEvents({ announceNew: true }).catch((error) => showError(t("e_load", { error: error.message })));
+    }
+    state.streamOpened = true;
+  };
   source.onerror = () => {
     setLive(false, "reconnecting");
     if (source.readyState !== EventSource.CLOSED) return;  // the browser retries by itself
-    // Refused (session expired or token revoked): open a new session, then reconnect.
-    state.streamRetry = setTimeout(() => openSession().then(connectStream).catch((error) => {
-      setLive(false, "offline");
-      showError(error.status === 401 ? t("e_refused") : t("e_live", { error: error.message }));
-    }), 3000);
+    restartStream(3000);
   };
   source.addEventListener("event", (message) => upsert(JSON.parse(message.data), true));
+}
+
+// Refused (session expired or token revoked): open a new session, then reconnect; tried again with a growing
+// delay while the service does not answer, not once the token is refused.
+function restartStream(delayMs) {
+  clearTimeout(state.streamRetry);
+  state.streamRetry = setTimeout(() => renewSession().then(connectStream).catch((error) => {
+    setLive(false, "offline");
+    showError(error.status === 401 ? t("e_refused") : t("e_live", { error: error.message }));
+    if (error.status !== 401 && error.status !== 403) restartStream(Math.min(SESSION_RETRY_MAX_MS, delayMs * 2));
+  }), delayMs);
 }
 
 async function loadCameras() {
@@ -453,20 +659,27 @@ function renderCameras() {
     thumb.dataset.camera = camera.camera_id;
     const known = state.live.get(camera.camera_id);
     if (known) thumb.src = known.url;
+    thumb.hidden = !state.hasLiveView;
     card.append(thumb, name, info);
-    if (camera.last_error && camera.state !== "online") card.title = camera.last_error;
+    if (camera.state === "stale") card.title = t("stale_since", { since: fmtTime(camera.since) });
+    else if (camera.last_error && camera.state !== "online") card.title = camera.last_error;
     return card;
   }));
 }
 
 // Live frames: each camera's latest analysed frame, fetched when it changed (ETag) and shown on the
-// wall and beside the selected alert's evidence.
+// wall and beside the selected alert's evidence. Only where the service reads cameras (GET /site says);
+// a camera without a frame (one another node reads) is asked again after LIVE_MISSING_MS.
 async function refreshLive(cameraId) {
   const known = state.live.get(cameraId);
   const response = await fetch(`/cameras/${encodeURIComponent(cameraId)}/live.jpg`, {
     cache: "no-cache", headers: known ? { "If-None-Match": known.etag } : {},
   });
-  if (response.status === 404) return null;
+  if (response.status === 404) {
+    state.liveMissing.set(cameraId, Date.now() + LIVE_MISSING_MS);
+    return null;
+  }
+  if (response.status === 401) renewForMedia();
   if (response.status === 304 || !response.ok) return known || null;
   const etag = response.headers.get("ETag") || "";
   if (known && known.etag === etag) return known;
@@ -481,11 +694,12 @@ async function refreshLive(cameraId) {
 const viewedCamera = (event) => (event && event.sensor && event.sensor.camera_ids.length ? event.sensor.camera_ids[0] : event && event.camera_id);
 
 async function refreshWall() {
-  if (document.hidden || !state.cameras) return;
+  if (document.hidden || !state.cameras || !state.hasLiveView) return;
   const selected = state.events.get(state.selected);
   const wanted = new Set(state.cameras.map((c) => c.camera_id));
   if (selected) wanted.add(viewedCamera(selected));
   for (const cameraId of wanted) {
+    if ((state.liveMissing.get(cameraId) || 0) > Date.now()) continue;
     const frame = await refreshLive(cameraId).catch(() => null);
     if (!frame) continue;  // no frame yet (or this process reads no cameras: /cameras is empty then)
     for (const img of document.querySelectorAll(`img.thumb[data-camera="${CSS.escape(cameraId)}"]`)) {
@@ -509,13 +723,9 @@ async function connect() {
   try {
     await openSession();
     await loadSite();
+    state.streamOpened = false;
+    state.loadStarted = performance.now();
     await loadEvents();
-    if (state.linked) {
-      const linked = state.linked;
-      state.linked = null;
-      if (!state.events.has(linked)) upsert(await api(`/events/${encodeURIComponent(linked)}`));
-      select(linked);
-    }
     showError("");
   } catch (error) {
     setLive(false, "offline");
@@ -523,12 +733,13 @@ async function connect() {
     showError(refused[error.status] ? t(refused[error.status]) : t("e_load", { error: error.message }));
     return;
   }
+  await openLinked();
   connectStream();
   loadCameras().then(refreshWall);
   clearInterval(state.cameraTimer);
   state.cameraTimer = setInterval(loadCameras, 5000);
   clearInterval(state.liveTimer);
-  state.liveTimer = setInterval(() => refreshWall().catch(() => {}), 1500);
+  if (state.hasLiveView) state.liveTimer = setInterval(() => refreshWall().catch(() => {}), 1500);
 }
 
 // A new language: the static text, then everything drawn from data.
@@ -538,6 +749,7 @@ function relabel(lang) {
   renderFeed();
   renderDetail();
   renderCameras();
+  renderTimeZone();
 }
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -552,8 +764,17 @@ document.addEventListener("DOMContentLoaded", () => {
     connect();
   });
   for (const id of ["filter-severity", "filter-state", "filter-behaviour"]) {
-    $(id).addEventListener("change", () => { renderFeed(); loadEvents().catch((e) => showError(e.message)); });
+    $(id).addEventListener("change", () => { renderFeed(); loadEvents({ all: false }).catch((e) => showError(e.message)); });
   }
+  // A snapshot refused (the cookie lapsed while the page slept, say): renew the session and ask once more.
+  $("detail-snapshot").addEventListener("error", () => {
+    const img = $("detail-snapshot");
+    const src = img.dataset.src;
+    if (!src || img.dataset.retried === src) return;
+    img.dataset.retried = src;
+    if (state.isSessionFailing) return;
+    renewSession().then(() => { if (img.dataset.src === src) img.src = `${src}&retry=1`; }).catch(() => {});
+  });
   $("filter-camera").addEventListener("input", () => renderFeed());
   for (const button of document.querySelectorAll(".buttons button")) {
     button.addEventListener("click", () => act(button.dataset.action));

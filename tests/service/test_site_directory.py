@@ -51,6 +51,8 @@ def test_the_site_directory_gives_names_falls_back_to_ids_and_hides_urls(tmp_pat
     assert response.json() == {
         "id": "plant-7",
         "name": "冷库二厂",
+        "timezone": "UTC",
+        "has_live_view": False,
         "workshops": [
             {
                 "id": "freezing-1",

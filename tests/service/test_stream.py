@@ -1,8 +1,12 @@
-"""The live feed over a real server: changes arrive as Server-Sent Events; browsers use the session cookie."""
+"""The live feed over a real server: changes arrive as Server-Sent Events; browsers use the session cookie.
+
+A reconnecting client resumes where it left off, and a feed ends once its token is revoked or its session expires.
+"""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +15,7 @@ import pytest
 from fastapi import FastAPI
 
 from anjian.pipeline.event_json import event_to_json
+from anjian.service.api import stream as stream_module
 from anjian.service.app import create_app
 from tests.factories import make_event
 from tests.service.conftest import make_config
@@ -115,3 +120,133 @@ def test_a_burst_of_more_changes_than_a_page_and_the_alert_after_it_all_arrive(
                 break
 
     assert seen == {event.id for event in burst} | {fire.id}
+
+
+def _lines_until(lines: Iterator[str], wanted: str, *, max_pings: int) -> tuple[list[str], list[str], bool]:
+    """The ids and event ids of the messages read until one names ``wanted`` (or ``max_pings`` heartbeats),
+    and whether the stream ended first."""
+    ids: list[str] = []
+    seen: list[str] = []
+    pings = 0
+    name = ""
+    for line in lines:
+        pings += line.startswith(": ping")
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("id: "):
+            ids.append(line.removeprefix("id: "))
+        elif line.startswith("data: ") and name == "event":
+            seen.append(str(json.loads(line.removeprefix("data: "))["id"]))
+        if wanted in seen or pings >= max_pings:
+            return ids, seen, False
+    return ids, seen, True
+
+
+@pytest.fixture
+def quick_feed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Heartbeats and credential checks every fraction of a second, and no look-back: a change made
+    before a connection opened reaches it only by a resume."""
+    monkeypatch.setattr(stream_module, "_HEARTBEAT_S", 0.2)
+    monkeypatch.setattr(stream_module, "_RECHECK_S", 0.1)
+    monkeypatch.setattr(stream_module, "_OVERLAP_S", 0.0)
+
+
+@pytest.mark.usefixtures("quick_feed")
+def test_a_reconnecting_client_gets_the_changes_made_while_it_was_away(
+    app: FastAPI, server: ServerThread
+) -> None:
+    """``EventSource`` reconnects with ``Last-Event-ID``: what changed in between was lost for good when
+    the gap was longer than the feed's look-back (a restart, a network drop)."""
+    store = app.state.store
+    viewer = {"Authorization": f"Bearer {store.tokens.create('wall screen', 'viewer')[1]}"}
+    heard = make_event(snapshot_jpeg=None)
+    missed = make_event(camera_id="cam-2", snapshot_jpeg=None)
+
+    with httpx.Client(base_url=server.base_url, timeout=15) as client:
+        with client.stream("GET", "/stream", headers=viewer) as response:
+            lines = response.iter_lines()
+            store.upsert_event(heard)
+            ids, _, _ = _lines_until(lines, heard.id, max_pings=50)
+        assert ids == [f"{heard.id}:1"]
+        store.upsert_event(missed)  # while the client is away
+        resumed = {**viewer, "Last-Event-ID": ids[-1]}
+        with client.stream("GET", "/stream", headers=resumed) as response:
+            _, seen, _ = _lines_until(response.iter_lines(), missed.id, max_pings=10)
+
+    assert seen == [missed.id], "the missed change is replayed; the revision the client has is not sent again"
+
+
+@pytest.mark.usefixtures("quick_feed")
+def test_a_client_whose_last_event_changed_since_resumes_from_the_time_it_passes(
+    app: FastAPI, server: ServerThread
+) -> None:
+    store = app.state.store
+    viewer = {"Authorization": f"Bearer {store.tokens.create('wall screen', 'viewer')[1]}"}
+    heard = make_event(snapshot_jpeg=None)
+    store.upsert_event(heard)
+    away_since = time.time()
+    store.transition(heard.id, "acknowledge", actor="night shift")  # version 2: its id no longer says when
+    missed = make_event(camera_id="cam-2", snapshot_jpeg=None)
+    store.upsert_event(missed)
+
+    with httpx.Client(base_url=server.base_url, timeout=15) as client:
+        stale = {**viewer, "Last-Event-ID": f"{heard.id}:1"}
+        with client.stream("GET", "/stream", headers=stale) as response:
+            _, without_since, _ = _lines_until(response.iter_lines(), missed.id, max_pings=5)
+        with client.stream("GET", "/stream", headers=stale, params={"since": away_since}) as response:
+            _, with_since, _ = _lines_until(response.iter_lines(), missed.id, max_pings=10)
+
+    assert without_since == [], "from now on: the client must reload (the dashboard does)"
+    assert set(with_since) == {heard.id, missed.id}
+
+
+@pytest.mark.usefixtures("quick_feed")
+@pytest.mark.parametrize("by_cookie", [True, False], ids=["session-cookie", "bearer"])
+def test_revoking_the_token_ends_its_open_live_feed(
+    app: FastAPI, server: ServerThread, by_cookie: bool
+) -> None:
+    """A revoked screen (a lost laptop, a former employee) kept receiving every alert over the open feed."""
+    store = app.state.store
+    token, secret = store.tokens.create("wall screen", "viewer")
+    bearer = {"Authorization": f"Bearer {secret}"}
+    before = make_event(snapshot_jpeg=None)
+
+    with httpx.Client(base_url=server.base_url, timeout=15) as client:
+        if by_cookie:
+            client.post("/auth/session", headers=bearer).raise_for_status()
+        with client.stream("GET", "/stream", headers={} if by_cookie else bearer) as response:
+            assert response.status_code == 200
+            lines = response.iter_lines()
+            store.upsert_event(before)
+            _, seen, _ = _lines_until(lines, before.id, max_pings=50)
+            assert seen == [before.id], (
+                "the feed checks its caller again and goes on while the token is valid"
+            )
+            store.tokens.revoke(token.id)
+            _, _, has_ended = _lines_until(lines, "-", max_pings=50)
+        again = client.get("/stream", headers={} if by_cookie else bearer)
+
+    assert has_ended, "the feed ended once its token was revoked"
+    assert again.status_code == 401
+
+
+@pytest.mark.usefixtures("quick_feed")
+def test_the_live_feed_ends_when_its_session_expires(
+    app: FastAPI, server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = app.state.store
+    viewer = {"Authorization": f"Bearer {store.tokens.create('wall screen', 'viewer')[1]}"}
+
+    with httpx.Client(base_url=server.base_url, timeout=15) as client:
+        client.post("/auth/session", headers=viewer).raise_for_status()
+        with client.stream("GET", "/stream") as response:
+            assert response.status_code == 200
+            lines = response.iter_lines()
+            assert next(lines) == "retry: 2000"
+            later = time.time() + app.state.sessions.ttl_s + 1
+            monkeypatch.setattr(app.state.sessions, "_clock", lambda: later)
+            _, _, has_ended = _lines_until(lines, "-", max_pings=50)
+
+    assert has_ended, (
+        "the cookie the feed was opened with has expired: the browser reconnects with its renewed one"
+    )

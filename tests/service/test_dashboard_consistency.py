@@ -1,0 +1,278 @@
+"""The control room shows what the store holds, whatever the network does (headless Chromium, Playwright).
+
+Operators trust every alert on screen, on a page left open for weeks: every alert in hand is
+loaded however many newer events there are, what changed while the live feed was down shows
+once it reconnects, a slow answer never draws over a newer state (a list under the live feed,
+another alert's audit trail under the selected one), a stale ``#event=`` link does not keep the
+page offline, and a failed session renewal is tried again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.pipeline.event_json import event_to_json
+from anjian.service.api import stream as stream_module
+from anjian.service.app import create_app
+from anjian.service.composition import ServiceParts, build_service_parts
+from tests.factories import make_event, make_jpeg
+from tests.service import test_dashboard
+from tests.service.conftest import make_config
+from tests.service.server import ServerThread
+from tests.service.test_dashboard import TIMEOUT_MS
+
+pytestmark = pytest.mark.slow
+
+browser = test_dashboard.browser  # the same fixture: Debian's chromium under Playwright
+
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture
+def expect() -> Any:
+    return pytest.importorskip("playwright.sync_api").expect
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> Iterator[ServiceParts]:
+    """A service reading no cameras, whose parts outlive a server restart (the test owns them)."""
+    config = make_config(tmp_path / "data", camera_ids=("cam-1", "cam-2"))
+    parts = build_service_parts(config, camera_health=list)
+    parts.start()
+    yield parts
+    parts.close()
+
+
+def _serve(parts: ServiceParts, tmp_path: Path, port: int | None = None) -> ServerThread:
+    app = create_app(make_config(tmp_path / "data", camera_ids=("cam-1", "cam-2")), parts)
+    return ServerThread(app, port=port).start()
+
+
+def _operator(parts: ServiceParts) -> str:
+    return parts.store.tokens.create("duty officer", "operator")[1]
+
+
+def _pump_until(page: Any, predicate: Callable[[], bool]) -> None:
+    """Let Playwright dispatch the page's events (route handlers) until ``predicate`` holds."""
+    deadline = time.monotonic() + TIMEOUT_MS / 1000
+    while not predicate():
+        assert time.monotonic() < deadline, "the page did not make the request in time"
+        page.wait_for_timeout(50)
+
+
+def test_changes_made_while_the_live_feed_was_down_show_once_it_reconnects(
+    tmp_path: Path, browser: Any, expect: Any, parts: ServiceParts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service restart or a network drop longer than the feed's look-back lost the changes made
+    meanwhile: an alert acknowledged elsewhere still showed raised, a new red one never appeared."""
+    monkeypatch.setattr(stream_module, "_OVERLAP_S", 0.0)  # the feed alone replays nothing from the gap
+    store = parts.store
+    operator = _operator(parts)
+    handled = make_event(severity=RiskLevel.ORANGE, snapshot_jpeg=None)
+    store.upsert_event(handled)
+    server = _serve(parts, tmp_path)
+    page = browser.new_page()
+    try:
+        page.goto(f"{server.base_url}/#token={operator}")
+        expect(page.locator("#live-status")).to_have_text("live", timeout=TIMEOUT_MS)
+        expect(page.locator(f".event-row[data-id='{handled.id}'] .state")).to_have_text("raised")
+        expect(page.locator("#count-orange")).to_have_text("1")
+
+        server.stop()
+        expect(page.locator("#live-status")).not_to_have_text("live", timeout=TIMEOUT_MS)
+        store.transition(handled.id, "acknowledge", actor="other operator")
+        fire = make_event(camera_id="cam-2", snapshot_jpeg=None)
+        store.upsert_event(fire)
+        server = _serve(parts, tmp_path, port=server.port)
+
+        expect(page.locator(f".event-row[data-id='{fire.id}']")).to_have_count(1, timeout=TIMEOUT_MS)
+        expect(page.locator(f".event-row[data-id='{handled.id}'] .state")).to_have_text(
+            "acknowledged", timeout=TIMEOUT_MS
+        )
+        expect(page.locator("#count-red")).to_have_text("1")
+        expect(page.locator("#count-orange")).to_have_text("0")
+        expect(page.locator("#live-status")).to_have_text("live")
+    finally:
+        page.close()
+        server.stop()
+
+
+def test_every_raised_alert_is_loaded_and_counted_however_many_newer_events_there_are(
+    tmp_path: Path, browser: Any, expect: Any, parts: ServiceParts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the 200 newest events of any state were loaded: an older raised red alert was neither
+    shown nor counted."""
+    monkeypatch.setattr(stream_module, "_OVERLAP_S", 0.0)  # the live feed brings none of them
+    store = parts.store
+    operator = _operator(parts)
+    old_red = make_event(camera_id="cam-2", started_at=T0, last_seen_at=T0 + 1, snapshot_jpeg=None)
+    store.upsert_event(old_red)
+    newer = [
+        make_event(
+            behaviour=Behaviour.SMOKING,
+            severity=RiskLevel.YELLOW,
+            started_at=T0 + 100 + i,
+            last_seen_at=T0 + 101 + i,
+            snapshot_jpeg=None,
+        )
+        for i in range(600)  # more than a page of the active load
+    ]
+    store.upsert_events([(event, None) for event in newer])
+    settled = make_event(camera_id="cam-2", started_at=T0 + 1000, last_seen_at=T0 + 1001, snapshot_jpeg=None)
+    store.upsert_event(settled)
+    store.transition(settled.id, "false_alarm", actor="night shift", note="reflection")
+    server = _serve(parts, tmp_path)
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    try:
+        page.goto(f"{server.base_url}/#token={operator}")
+        expect(page.locator(f".event-row[data-id='{old_red.id}']")).to_have_count(1, timeout=TIMEOUT_MS)
+        expect(page.locator("#count-red")).to_have_text("1")
+        expect(page.locator("#count-yellow")).to_have_text("600")
+        expect(page.locator(f".event-row[data-id='{settled.id}']")).to_have_count(1)  # the recent page
+    finally:
+        page.close()
+        server.stop()
+
+
+def test_an_older_list_answer_does_not_overwrite_what_the_live_feed_brought(
+    tmp_path: Path, browser: Any, expect: Any, parts: ServiceParts
+) -> None:
+    store = parts.store
+    operator = _operator(parts)
+    fire = make_event(snapshot_jpeg=None)  # an open flame
+    store.upsert_event(fire)
+    server = _serve(parts, tmp_path)
+    page = browser.new_page()
+    held: list[Any] = []
+    try:
+        page.goto(f"{server.base_url}/#token={operator}")
+        expect(page.locator("#live-status")).to_have_text("live", timeout=TIMEOUT_MS)
+        state = page.locator(f".event-row[data-id='{fire.id}'] .state")
+        expect(state).to_have_text("raised", timeout=TIMEOUT_MS)
+        page.route(
+            lambda url: "/events?" in url and "behaviour=open_flame" in url, lambda route: held.append(route)
+        )
+        page.select_option("#filter-behaviour", "open_flame")
+        _pump_until(page, lambda: bool(held))
+        answer = held[0].fetch()  # the list as it is now: raised
+        httpx.post(
+            f"{server.base_url}/events/{fire.id}/acknowledge",
+            json={"note": ""},
+            headers={"Authorization": f"Bearer {operator}"},
+        ).raise_for_status()
+        expect(state).to_have_text("acknowledged", timeout=TIMEOUT_MS)  # from the live feed
+        loads = int(page.get_attribute("#feed", "data-loads") or "0")
+        held[0].fulfill(response=answer)
+        expect(page.locator("#feed")).to_have_attribute("data-loads", str(loads + 1), timeout=TIMEOUT_MS)
+        expect(state).to_have_text("acknowledged")
+        expect(page.locator("#count-red")).to_have_text("0")
+    finally:
+        page.close()
+        server.stop()
+
+
+def test_a_late_audit_trail_of_the_previous_alert_is_not_drawn_under_the_selected_one(
+    tmp_path: Path, browser: Any, expect: Any, parts: ServiceParts
+) -> None:
+    store = parts.store
+    operator = _operator(parts)
+    first = make_event(severity=RiskLevel.ORANGE, snapshot_jpeg=None)
+    second = make_event(camera_id="cam-2", snapshot_jpeg=None)
+    store.upsert_event(first)
+    store.upsert_event(second)
+    store.transition(first.id, "acknowledge", actor="night shift", note="NOTE-OF-FIRST")
+    server = _serve(parts, tmp_path)
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    held: list[Any] = []
+    try:
+        page.goto(f"{server.base_url}/#token={operator}")
+        expect(page.locator("#live-status")).to_have_text("live", timeout=TIMEOUT_MS)
+        page.route(f"**/events/{first.id}/audit", lambda route: held.append(route))
+        page.locator(f".event-row[data-id='{first.id}']").click(timeout=TIMEOUT_MS)
+        _pump_until(page, lambda: bool(held))
+        page.locator(f".event-row[data-id='{second.id}']").click(timeout=TIMEOUT_MS)
+        expect(page.locator("#detail")).to_have_attribute("data-id", second.id, timeout=TIMEOUT_MS)
+        expect(page.locator("#audit tr")).to_have_count(1, timeout=TIMEOUT_MS)  # the second's raising
+        answers = int(page.get_attribute("#audit", "data-answers") or "0")
+        held[0].continue_()
+        expect(page.locator("#audit")).to_have_attribute("data-answers", str(answers + 1), timeout=TIMEOUT_MS)
+        expect(page.locator("#audit tr")).to_have_count(1)
+        expect(page.locator("#audit")).not_to_contain_text("NOTE-OF-FIRST")
+        expect(page.locator("#detail")).to_have_attribute("data-id", second.id)
+    finally:
+        page.close()
+        server.stop()
+
+
+def test_a_link_to_an_unknown_alert_says_so_and_the_page_goes_live(
+    tmp_path: Path, browser: Any, expect: Any, parts: ServiceParts
+) -> None:
+    """A stale ``#event=`` link aborted the start: no live feed, and reloading repeated it."""
+    store = parts.store
+    operator = _operator(parts)
+    server = _serve(parts, tmp_path)
+    page = browser.new_page()
+    try:
+        page.goto(f"{server.base_url}/#token={operator}")  # the token is kept in the browser
+        expect(page.locator("#live-status")).to_have_text("live", timeout=TIMEOUT_MS)
+        page.goto("about:blank")
+        page.goto(f"{server.base_url}/#event={make_event().id}")  # never stored
+        expect(page.locator("#error")).to_have_text("The linked alert was not found.", timeout=TIMEOUT_MS)
+        expect(page.locator("#live-status")).to_have_text("live", timeout=TIMEOUT_MS)
+        expect(page).to_have_url(f"{server.base_url}/")  # reloading does not repeat it
+        fire = make_event(snapshot_jpeg=None)
+        store.upsert_event(fire)
+        expect(page.locator(f".event-row[data-id='{fire.id}']")).to_have_count(1, timeout=TIMEOUT_MS)
+    finally:
+        page.close()
+        server.stop()
+
+
+def test_a_failed_session_renewal_is_tried_again(
+    tmp_path: Path, browser: Any, expect: Any, parts: ServiceParts
+) -> None:
+    """One failed renewal was never retried: the cookie lapsed and media broke while the page said live."""
+    store = parts.store
+    operator = _operator(parts)
+    server = _serve(parts, tmp_path)
+    page = browser.new_page()
+    renewals: list[int] = []
+
+    def on_session(route: Any) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+            return
+        renewals.append(0)
+        if len(renewals) == 2:  # the first renewal fails
+            route.fulfill(
+                status=503,
+                content_type="application/problem+json",
+                body='{"title": "Service Unavailable", "status": 503, "detail": "busy"}',
+            )
+            return
+        answer = route.fetch()
+        route.fulfill(response=answer, json={**answer.json(), "ttl_s": 2.0})  # renewed every second
+
+    page.route("**/auth/session", on_session)
+    try:
+        page.goto(f"{server.base_url}/#token={operator}")
+        expect(page.locator("#live-status")).to_have_text("live", timeout=TIMEOUT_MS)
+        _pump_until(page, lambda: len(renewals) >= 4)
+        expect(page.locator("#error")).to_be_hidden(timeout=TIMEOUT_MS)  # the renewal error is cleared
+        fire = make_event(snapshot_jpeg=make_jpeg(320, 180))
+        pipeline = {"Authorization": f"Bearer {store.tokens.create('pipeline', 'pipeline')[1]}"}
+        httpx.post(
+            f"{server.base_url}/ingest/events", json=event_to_json(fire), headers=pipeline
+        ).raise_for_status()
+        page.locator(f".event-row[data-id='{fire.id}']").click(timeout=TIMEOUT_MS)
+        expect(page.locator("#detail-snapshot")).to_have_js_property("naturalWidth", 320, timeout=TIMEOUT_MS)
+    finally:
+        page.close()
+        server.stop()
