@@ -45,10 +45,12 @@ standard library so the runtime can use it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
 import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -57,7 +59,7 @@ from typing import Any
 
 from platformdirs import user_data_path
 
-from anjian.models.atomic import write_atomic
+from anjian.models.atomic import TEMPORARY_PREFIX, write_atomic
 from anjian.models.errors import ModelLoadError
 
 __all__ = [
@@ -98,6 +100,7 @@ SITE_VERSION_START = 101
 
 _SCOPE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _HISTORY = "history.jsonl"
+_REGISTER_TRIES = 100  # numbers tried when registrations at once take the next one first
 
 
 def default_registry() -> Path:
@@ -474,11 +477,13 @@ def promote(
     if already == version:
         return Promotion(name, scope, version, previous, is_changed=False)
     model_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(pointer, version + "\n")
+    # History first: a crash before the pointer's rename leaves a promotion recorded but not in
+    # force, which rollback recognises; the other order lost it, and a rollback skipped a version.
     _append_history(
         model_dir,
         {"action": "promote", "scope": scope, "version": version, "previous": previous, "note": note},
     )
+    write_atomic(pointer, version + "\n")
     return Promotion(name, scope, version, previous, is_changed=True)
 
 
@@ -501,6 +506,9 @@ def rollback(name: str, *, scope: str | None = None, root: Path | None = None) -
     label = f"{name}{'@' + scope if scope else ''}"
     stack = _stack(model_dir, scope)
     current = promoted_version(name, scope=scope, root=root)
+    if current in stack:
+        while stack[-1] != current:
+            stack.pop()  # a promotion recorded but never put in force (the process died in between)
     if not stack:
         raise ModelLoadError(f"{label}: no earlier promoted version to roll back to (nothing promoted here)")
     stack.pop()
@@ -558,6 +566,7 @@ def register_version(
     known = _all_versions(name, root)
     shipped = [p.name for p in _version_dirs(SHIPPED_DIR / name)] if len(layers) > 1 else []
     start = SITE_VERSION_START if shipped else 1
+    is_numbered = version is None
     version = version or str(max([start - 1, *map(int, known)]) + 1)
     if not _is_version(version):
         raise ValueError(f"versions are numbers, got {version!r}")
@@ -565,16 +574,46 @@ def register_version(
         raise FileExistsError(
             f"{name} {version} is a shipped version; the site's versions of {name} start at {SITE_VERSION_START}"
         )
-    target = layers[0] / name / version
-    if (target / "model.onnx").exists():
-        raise FileExistsError(f"{target} holds a model already")
-    target.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(onnx_path, target / "model.onnx")
-    full = {"name": name, "version": version, "created_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    full.update(meta)
-    (target / "meta.json").write_text(json.dumps(full, indent=2, default=str) + "\n")
-    (target / "card.md").write_text(card_md)
-    return ModelVersion(name, version, target, full, version == promoted_version(name, root=root))
+    model_dir = layers[0] / name
+    if (model_dir / version / "model.onnx").exists():
+        raise FileExistsError(f"{model_dir / version} holds a model already")
+    model_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=TEMPORARY_PREFIX, dir=model_dir))  # not a version: no digits only
+    try:
+        shutil.copyfile(onnx_path, staging / "model.onnx")
+        _fsync(staging / "model.onnx")
+        (staging / "card.md").write_text(card_md)
+        for _ in range(_REGISTER_TRIES):
+            full = {
+                "name": name,
+                "version": version,
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+            full.update(meta)
+            (staging / "meta.json").write_text(json.dumps(full, indent=2, default=str) + "\n")
+            _fsync(staging / "meta.json")
+            target = model_dir / version
+            try:
+                # All at once or not at all: a crash mid-copy left a truncated model.onnx that could be
+                # listed and promoted, and two analysts registering at once both got the same number.
+                os.rename(staging, target)
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY) or not is_numbered:
+                    if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise FileExistsError(f"{target} holds a model already") from None
+                    raise
+                version = str(int(version) + 1)  # taken meanwhile by another registration: the next
+                continue
+            return ModelVersion(name, version, target, full, version == promoted_version(name, root=root))
+        raise FileExistsError(f"{name}: no free version number after {_REGISTER_TRIES} tries")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a written file to disk (before the rename that makes it visible)."""
+    with path.open("rb") as fh:
+        os.fsync(fh.fileno())
 
 
 def resolve_model_path(spec: str, *, root: Path | None = None) -> Path:

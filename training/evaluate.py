@@ -75,16 +75,17 @@ def match_predictions(
     iou = box_iou_batch(pred_xyxy, gt_xyxy) * (pred_class[:, None] == gt_class[None, :])
     for k, threshold in enumerate(thresholds):
         i, j = np.nonzero(iou >= threshold)
-        if not len(i):
-            continue
         order = np.argsort(-iou[i, j], kind="stable")
-        i, j = i[order], j[order]
-        _, first_gt = np.unique(j, return_index=True)
-        i, j = i[np.sort(first_gt)], j[np.sort(first_gt)]
-        order = np.argsort(-iou[i, j], kind="stable")
-        i = i[order]
-        _, first_pred = np.unique(i, return_index=True)
-        tp[i[first_pred], k] = True
+        used_pred: set[int] = set()
+        used_gt: set[int] = set()
+        for pred, gt in zip(i[order].tolist(), j[order].tolist(), strict=True):
+            # Greedy by decreasing IoU, each box once: a prediction that is the best candidate of two
+            # ground truths takes one, and the other stays free for the next prediction that fits it.
+            if pred in used_pred or gt in used_gt:
+                continue
+            used_pred.add(pred)
+            used_gt.add(gt)
+            tp[pred, k] = True
     return tp
 
 

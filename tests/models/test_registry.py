@@ -185,6 +185,45 @@ def test_register_writes_meta_card_and_refuses_to_overwrite(registry: Path, tmp_
         register_version("det", tmp_path / "m1.onnx", {}, "", version="3", root=registry)
 
 
+def test_a_registration_that_dies_mid_copy_leaves_no_version(
+    registry: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def copy_half_then_die(source: Path, target: Path) -> None:
+        Path(target).write_bytes(Path(source).read_bytes()[:3])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("anjian.models.registry.shutil.copyfile", copy_half_then_die)
+    with pytest.raises(OSError, match="No space left"):
+        register_version("det", _model(tmp_path, "model 4"), {}, "# det 4\n", root=registry)
+
+    assert [v.version for v in list_versions("det", root=registry)] == ["1", "2", "3"]
+    assert sorted(p.name for p in (registry / "det").iterdir()) == ["1", "2", "3"]  # nothing half-made left
+
+
+def test_a_number_taken_by_another_registration_meanwhile_goes_to_the_next(
+    registry: Path, tmp_path: Path
+) -> None:
+    taken = registry / "det" / "4"
+    taken.mkdir()
+    (taken / "meta.json").write_text("{}")  # another analyst's registration, its model still being copied
+
+    version = register_version("det", _model(tmp_path, "model 5"), {}, "# det 5\n", root=registry)
+
+    assert version.version == "5" and version.meta["version"] == "5"
+    assert (taken / "meta.json").read_text() == "{}"  # theirs, untouched
+    assert resolve_model_path("builtin:det/5", root=registry).read_bytes() == b"model 5"
+
+
+def test_a_promotion_recorded_but_never_put_in_force_is_not_rolled_back_to(registry: Path) -> None:
+    for version in ("1", "2", "3"):
+        promote("det", version, root=registry)
+    history = registry / "det" / "history.jsonl"
+    with history.open("a") as fh:  # promote 1 again: the process died after the record, before the pointer
+        fh.write(json.dumps({"action": "promote", "scope": None, "version": "1", "previous": "3"}) + "\n")
+
+    assert rollback("det", root=registry) == "2"  # what served before 3
+
+
 def test_the_default_site_registry_comes_from_the_environment(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -113,6 +113,15 @@ def test_matching_uses_each_ground_truth_once() -> None:
     assert tp[:, 0].tolist() == [True, False]
 
 
+def test_a_prediction_best_for_two_ground_truths_leaves_the_other_to_the_next_prediction() -> None:
+    """Two people side by side: A overlaps both (0.82, 0.67), B only the second (0.54). Taking the best
+    prediction per ground truth first gave A both, matched one and left B and the second person unmatched."""
+    gt = np.array([[0, 0, 10, 10], [3, 0, 13, 10]], np.float32)
+    preds = np.array([[1, 0, 11, 10], [6, 0, 16, 10]], np.float32)
+    tp = match_predictions(preds, np.zeros(2, np.int64), gt, np.zeros(2, np.int64), np.array([0.5]))
+    assert tp[:, 0].tolist() == [True, True]
+
+
 def test_average_precision_without_predictions_or_ground_truth() -> None:
     ap, p, r, _ = average_precision(np.zeros((0, 10), bool), np.zeros(0), 3)
     assert ap.tolist() == [0.0] * 10 and (p, r) == (0.0, 0.0)
