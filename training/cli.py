@@ -139,7 +139,7 @@ def train_command(
     A new run never replaces an old one of the same --name unless --overwrite says so.
     """
     from anjian.training.finetune_init import DEFAULT_COCO_ONNX
-    from anjian.training.train import TrainConfig, prepare_new_run, train_detector
+    from anjian.training.train import TrainConfig, check_training_set, prepare_new_run, train_detector
 
     extra: dict[str, float | int | str | bool] = {}
     if freeze:
@@ -155,6 +155,7 @@ def train_command(
                 raise FileNotFoundError(
                     f"--model coco starts from the int8 COCO YOLOv8n, but {coco} does not exist: pass --coco PATH"
                 )
+            check_training_set(data)  # before the teacher's pass: a set without val images cannot train
             data = _complete_labels(data, project / name / "data", coco, teacher, teacher_confidence)
         if model == "coco" and not resume:
             import yaml
@@ -180,6 +181,8 @@ def train_command(
         run = train_detector(config, resume=resume)
     except (FileNotFoundError, ValueError, OSError, DatasetError, ModelError) as exc:
         raise fail(str(exc)) from None
+    if run.note:
+        _err.print(run.note, style="yellow", markup=False)
     _out.print(f"weights: {run.best} (last: {run.last}); record: {run.record}")
 
 

@@ -13,11 +13,22 @@ A spec file lists clips and the incidents each holds (``anjian eval-events SPEC`
         expected: []
 
 :func:`evaluate_events` replays each clip through the full pipeline (the site camera's
-zones and rules, the site's detector) and hands the raised events (first revision of
-each incident, its start relative to the clip) to :func:`score_clip`. An
-alert matches an expected incident of the same behaviour when it starts within
-``[start_s - tolerance_s, end_s + tolerance_s]``; each incident matches at most one
-alert. Time to alert is the alert's start minus the incident's ``start_s``.
+zones and rules, the site's detector) and hands the raised alerts to :func:`score_clip`.
+An alert is the first revision of an incident, timed by when it was raised: the capture time
+of the frame that confirmed it (revision 1's ``last_seen_at``), in seconds into the clip. The
+incident's ``started_at`` is backdated to where its confirmation began (a rule's
+``min_duration_s``, k of n frames), so it says nothing of how fast the alert came; it is
+reported beside the alert (``started_s``), never matched on.
+
+An alert matches an expected incident of the same behaviour when it was raised within
+``[start_s - tolerance_s, end_s + tolerance_s]``: an alert raised after the incident ended
+(plus the tolerance) came too late to count, as :func:`clip_hints` assumes. Each incident
+matches at most one alert and each alert at most one incident, as many pairs as possible:
+alerts in the order they were raised each take, of the unmatched incidents whose window
+holds them, the one whose window closes first (then the one that started first). That is a
+maximum matching, and the order the spec lists incidents in cannot change it. Time to alert
+is the time the alert was raised minus the incident's ``start_s`` (0 for an alert raised
+within the early tolerance).
 
 A rule with a ``min_duration_s`` cannot raise before the condition has lasted that long:
 :func:`clip_hints` names each incident a clip (or its ``until_s``) holds too briefly to be
@@ -132,11 +143,15 @@ class RaisedEvent:
 
     Attributes:
         behaviour: Its behaviour.
-        start_s: Its start, seconds into the clip.
+        alert_s: When it was raised, seconds into the clip: the capture time of the frame
+            that confirmed it (revision 1's ``last_seen_at``). Matching and time to alert use it.
+        started_s: When the condition it reports began, seconds into the clip (the event's
+            ``started_at``, backdated over its confirmation); ``None`` when unknown. Reported only.
     """
 
     behaviour: str
-    start_s: float
+    alert_s: float
+    started_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +160,7 @@ class IncidentResult:
 
     Attributes:
         incident: The expected incident.
-        alert_s: Start of the matching alert, seconds into the clip; ``None`` when missed.
+        alert_s: When the matching alert was raised, seconds into the clip; ``None`` when missed.
     """
 
     incident: ExpectedEvent
@@ -153,7 +168,7 @@ class IncidentResult:
 
     @property
     def time_to_alert_s(self) -> float | None:
-        """Alert start minus incident start (0 for an alert within the early tolerance)."""
+        """When the alert was raised minus the incident's start (0 within the early tolerance)."""
         return None if self.alert_s is None else max(0.0, self.alert_s - self.incident.start_s)
 
 
@@ -172,7 +187,7 @@ class ClipScore:
         false_positives: Behaviours of alerts matching no incident.
         missed: Behaviours of incidents no alert matched.
         clip_s: Seconds replayed.
-        alerts: Every alert raised, in order of start.
+        alerts: Every alert raised, in the order raised.
         alert_matches: For each alert, whether it matched an incident.
         incidents: Every expected incident with its matching alert.
         hints: Why incidents could not be alerted (see :func:`clip_hints`).
@@ -190,17 +205,22 @@ class ClipScore:
 
     @property
     def first_alert_s(self) -> float | None:
-        """Start of the clip's first alert, ``None`` when it raised none."""
-        return self.alerts[0].start_s if self.alerts else None
+        """When the clip's first alert was raised, ``None`` when it raised none."""
+        return self.alerts[0].alert_s if self.alerts else None
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready form: alerts, first alert, each incident's time to alert, hints."""
+        """JSON-ready form: alerts (raised and condition start), first alert, each incident's time to alert, hints."""
         return {
             "video": self.video,
             "clip_s": _rounded(self.clip_s),
             "first_alert_s": _rounded(self.first_alert_s),
             "alerts": [
-                {"behaviour": a.behaviour, "start_s": _rounded(a.start_s), "matched": is_matched}
+                {
+                    "behaviour": a.behaviour,
+                    "alert_s": _rounded(a.alert_s),
+                    "started_s": _rounded(a.started_s),
+                    "matched": is_matched,
+                }
                 for a, is_matched in zip(self.alerts, self.alert_matches, strict=True)
             ],
             "incidents": [
@@ -225,29 +245,41 @@ def score_clip(
     tolerance_s: float,
     clip_s: float,
 ) -> ClipScore:
-    """Match raised alerts to expected incidents (see the module docstring)."""
-    alerts = sorted(raised, key=lambda a: a.start_s)
+    """Match raised alerts to expected incidents one to one, as many as possible (see the module docstring).
+
+    Points (alerts, in the order raised) against intervals (the incidents' windows): giving
+    each alert the open window that closes first never costs a later alert its match, so
+    the pairs are a maximum matching whatever order ``expected`` lists the incidents in.
+    """
+    alerts = sorted(
+        raised, key=lambda a: (a.alert_s, a.behaviour, math.inf if a.started_s is None else a.started_s)
+    )
     score = ClipScore(video=video, clip_s=clip_s, alerts=alerts)
+    windows = [
+        (e.start_s - tolerance_s, (e.end_s if e.end_s is not None else clip_s) + tolerance_s)
+        for e in expected
+    ]
+    closing_first = sorted(range(len(expected)), key=lambda i: (windows[i][1], expected[i].start_s))
     used = [False] * len(expected)
     alert_at: list[float | None] = [None] * len(expected)
     for alert in alerts:
-        match = None
-        for i, incident in enumerate(expected):
-            end = incident.end_s if incident.end_s is not None else clip_s
-            if (
-                not used[i]
-                and incident.behaviour == alert.behaviour
-                and incident.start_s - tolerance_s <= alert.start_s <= end + tolerance_s
-            ):
-                match = i
-                break
+        match = next(
+            (
+                i
+                for i in closing_first
+                if not used[i]
+                and expected[i].behaviour == alert.behaviour
+                and windows[i][0] <= alert.alert_s <= windows[i][1]
+            ),
+            None,
+        )
         score.alert_matches.append(match is not None)
         if match is None:
             score.false_positives.append(alert.behaviour)
         else:
             used[match] = True
-            alert_at[match] = alert.start_s
-            score.true_positives.append((alert.behaviour, max(0.0, alert.start_s - expected[match].start_s)))
+            alert_at[match] = alert.alert_s
+            score.true_positives.append((alert.behaviour, max(0.0, alert.alert_s - expected[match].start_s)))
     score.missed = [e.behaviour for e, u in zip(expected, used, strict=True) if not u]
     score.incidents = [IncidentResult(e, at) for e, at in zip(expected, alert_at, strict=True)]
     return score
@@ -318,7 +350,9 @@ def evaluate_events(
     """Replay every clip of ``plan`` through the full pipeline and score its alerts.
 
     Each clip plays as its camera, from time 0, up to its ``until_s``; an alert is the
-    first revision of an incident. Each score carries :func:`clip_hints`.
+    first revision of an incident, timed by when it was raised (its ``last_seen_at``, the
+    confirming frame), with the incident's backdated ``started_at`` kept beside it. Each
+    score carries :func:`clip_hints`.
 
     Args:
         plan: The clips and the incidents each holds (:func:`load_event_spec`).
@@ -354,8 +388,8 @@ def evaluate_events(
         raised: list[RaisedEvent] = []
 
         def on_event(event: Event, sink: list[RaisedEvent] = raised) -> None:
-            if event.revision == 1:
-                sink.append(RaisedEvent(event.behaviour.value, event.started_at))
+            if event.revision == 1:  # published on the frame that confirmed it: that frame's time
+                sink.append(RaisedEvent(event.behaviour.value, event.last_seen_at, event.started_at))
 
         try:
             report = replay_video(

@@ -63,6 +63,66 @@ def test_incident_without_end_lasts_to_the_end_of_the_clip() -> None:
     assert score.true_positives == [("fallen_person", 45.0)]
 
 
+def test_time_to_alert_and_matching_use_when_the_alert_was_raised_not_the_backdated_start() -> None:
+    """A rule backdates its incident to where confirmation began: that start made every time to alert 0."""
+    raised = RaisedEvent("open_flame", 11.6, started_s=10.0)
+    score = score_clip("a.mp4", [_exp("open_flame", 10, 20)], [raised], tolerance_s=2, clip_s=60)
+    assert score.true_positives == [("open_flame", pytest.approx(1.6))]
+    assert score.to_dict()["alerts"] == [
+        {"behaviour": "open_flame", "alert_s": 11.6, "started_s": 10.0, "matched": True}
+    ]
+
+    late = RaisedEvent(
+        "open_flame", 25.0, started_s=12.0
+    )  # the condition began inside, the alert came too late
+    score = score_clip("a.mp4", [_exp("open_flame", 10, 20)], [late], tolerance_s=2, clip_s=60)
+    assert score.false_positives == ["open_flame"] and score.missed == ["open_flame"]
+
+
+def test_matching_does_not_depend_on_the_order_incidents_are_listed_in() -> None:
+    """First-fit in spec order gave a long incident the alert a short one needed: TP 1 or 2 by listing."""
+    whole_clip, short = _exp("smoking", 0), _exp("smoking", 10, 12)
+    alerts = [RaisedEvent("smoking", 11.0), RaisedEvent("smoking", 30.0)]
+    for expected in ([whole_clip, short], [short, whole_clip]):
+        score = score_clip("a.mp4", expected, alerts, tolerance_s=2, clip_s=40)
+        assert (len(score.true_positives), score.false_positives, score.missed) == (2, [], [])
+        by_start = {r.incident.start_s: r.alert_s for r in score.incidents}
+        assert by_start == {0: 30.0, 10: 11.0}
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_every_listing_of_the_incidents_scores_alike(seed: int) -> None:
+    """Random overlapping incidents and alerts: the counts are the same for every order of the spec."""
+    import itertools
+
+    rng = np.random.default_rng(seed)
+    behaviours = ["smoking", "smoking", "open_flame"]  # mostly one behaviour: incidents compete for alerts
+    expected = []
+    for _ in range(4):
+        start = float(rng.integers(0, 30))
+        end = None if rng.random() < 0.25 else start + float(rng.integers(0, 15))
+        expected.append(_exp(str(rng.choice(behaviours)), start, end))
+    alerts = [RaisedEvent(str(rng.choice(behaviours)), float(rng.integers(0, 50))) for _ in range(5)]
+
+    def fits(alert: RaisedEvent, incident: ExpectedEvent) -> bool:
+        end = 50 if incident.end_s is None else incident.end_s
+        return alert.behaviour == incident.behaviour and incident.start_s - 1 <= alert.alert_s <= end + 1
+
+    def most_pairs(todo: Sequence[RaisedEvent], free: frozenset[int]) -> int:
+        if not todo:
+            return 0
+        head, rest = todo[0], todo[1:]
+        taken = [1 + most_pairs(rest, free - {i}) for i in free if fits(head, expected[i])]
+        return max([most_pairs(rest, free), *taken])
+
+    best = most_pairs(alerts, frozenset(range(len(expected))))
+    counts = set()
+    for order in itertools.permutations(expected):
+        score = score_clip("a.mp4", order, alerts, tolerance_s=1, clip_s=50)
+        counts.add((len(score.true_positives), len(score.false_positives), len(score.missed)))
+    assert counts == {(best, len(alerts) - best, len(expected) - best)}
+
+
 def test_summary_per_behaviour_and_overall() -> None:
     clips = [
         score_clip(
@@ -112,8 +172,8 @@ def test_clip_report_carries_alerts_first_alert_and_time_to_alert_per_incident()
     report = score.to_dict()
     assert report["first_alert_s"] == 3.0 and report["clip_s"] == 40
     assert report["alerts"] == [
-        {"behaviour": "open_flame", "start_s": 3.0, "matched": False},
-        {"behaviour": "open_flame", "start_s": 12.5, "matched": True},
+        {"behaviour": "open_flame", "alert_s": 3.0, "started_s": None, "matched": False},
+        {"behaviour": "open_flame", "alert_s": 12.5, "started_s": None, "matched": True},
     ]
     assert report["incidents"] == [
         {"behaviour": "open_flame", "start_s": 10, "end_s": 20, "alert_s": 12.5, "time_to_alert_s": 2.5},
@@ -178,7 +238,7 @@ class _FireEverywhere:
         ]
 
 
-def _eval_camera() -> EvalCamera:
+def _eval_camera(**flame: object) -> EvalCamera:
     camera = CameraPipelineConfig.model_validate(
         {
             "id": "cam-1",
@@ -191,6 +251,7 @@ def _eval_camera() -> EvalCamera:
                     "k": 3,
                     "n": 5,
                     "is_temporal_check": False,  # the scripted box does not flicker
+                    **flame,
                 }
             },
         }
@@ -230,6 +291,26 @@ def test_evaluate_events_replays_each_clip_as_its_camera_and_scores_its_alerts(t
     assert first.hints == []
     assert second.missed == ["smoking"] and second.clip_s <= 2.0 + 0.2
     assert any("does not run the smoking rule" in hint for hint in second.hints)
+
+
+def test_evaluate_events_times_an_alert_by_the_frame_that_raised_it(tmp_path: Path) -> None:
+    """Fire from the first frame, confirmed after 1.5 s: the alert comes at 1.5 s or later, not at 0."""
+    write_demo_video(tmp_path / "fire.mp4", seconds=12, fps=10, size_wh=(160, 90))
+    plan = _plan(
+        tmp_path,
+        "tolerance_s: 1\nclips:\n"
+        "  - {video: fire.mp4, camera: cam-1, until_s: 3, expected: [{behaviour: open_flame, start_s: 0}]}\n",
+    )
+
+    [score] = evaluate_events(
+        plan, {"cam-1": _eval_camera(min_duration_s=1.5)}, _FireEverywhere(), site_id="p", time_zone="UTC"
+    )
+
+    [alert] = score.alerts
+    assert alert.started_s is not None and alert.started_s <= 0.2  # the incident is backdated to its start
+    assert 1.5 <= alert.alert_s <= 2.0
+    assert score.true_positives == [("open_flame", alert.alert_s)]
+    assert score.incidents[0].time_to_alert_s == alert.alert_s and score.first_alert_s == alert.alert_s
 
 
 def test_evaluate_events_names_every_unknown_camera_before_replaying_anything(tmp_path: Path) -> None:
