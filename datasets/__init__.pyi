@@ -3,7 +3,7 @@
 from .checks import ValidationReport, validate_set
 from .classmap import ClassMap, OverlapPolicy, load_class_map
 from .coco import load_coco_set
-from .errors import ClassMapError, DatasetError, DatasetFormatError
+from .errors import ClassMapError, DatasetError, DatasetFormatError, DatasetWriteError
 from .harvest import HarvestBox, HarvestItem, HarvestReport, Verdict, write_harvest
 from .hashing import dataset_digest
 from .labels import DetectionSet, Issue, IssueKind, LabelledImage, Severity, group_key, video_key
@@ -18,6 +18,7 @@ __all__ = [
     "ClassStats",
     "DatasetError",
     "DatasetFormatError",
+    "DatasetWriteError",
     "DetectionSet",
     "HarvestBox",
     "HarvestItem",

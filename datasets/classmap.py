@@ -7,7 +7,7 @@ A class map is a YAML file::
     map:                      # for every set; null drops the class
       Fire: fire
       default: null
-    sets:                     # per-set entries override ``map``
+    sets:                     # per-set entries override ``map``; keys are classes of that set
       fall_hospital:
         patient: person
         fall: fallen_person
@@ -16,11 +16,15 @@ A class map is a YAML file::
       iou: 0.7
       priority: [fallen_person, person]
 
-A source name equal to a target class maps to itself unless the map says otherwise.
+A source name equal to a target class maps to itself unless the map says otherwise. Applied to
+sets, a map whose names fit none of them where that silently drops a class is refused
+(:meth:`ClassMap.check_names`): a class is dropped on purpose with ``null``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from difflib import get_close_matches
 from pathlib import Path
 from typing import Literal
 
@@ -95,6 +99,68 @@ class ClassMap(_Strict):
         if self.unmapped == "error":
             raise ClassMapError(f"set {set_name!r}: class {source_class!r} is not in the class map")
         return None
+
+    def check_names(self, sets: Mapping[str, Sequence[str]]) -> None:
+        """Refuse a map whose names do not fit the sets it is applied to, where that loses a class.
+
+        A class map is often shared (``datasets/maps/anjian.yaml`` covers every public set), so
+        entries for sets or classes not being merged now are normal. What is refused:
+
+        * a ``sets.<set>`` entry of a set being merged naming a class that set does not have;
+        * a class dropped only because the map does not name it (``unmapped: drop``) while the map
+          has entries that fit nothing being merged: most likely the class or set name is
+          misspelt there (``Wooden-Palet``), and a whole class would be dropped without a word.
+
+        A deliberate drop says so: ``<class>: null`` (in ``map`` or the set's entry).
+
+        Args:
+            sets: Name to class names of each set the map is applied to.
+
+        Raises:
+            ClassMapError: A name does not fit; the message lists the known names.
+        """
+        for set_name, table in self.sets.items():
+            if set_name in sets:
+                unknown = sorted(k for k in table if k not in sets[set_name])
+                if unknown:
+                    raise ClassMapError(
+                        f"class map sets.{set_name} names {unknown}, which are not classes of set "
+                        f"{set_name!r} (its classes: {list(sets[set_name])})"
+                    )
+        if self.unmapped != "drop":
+            return  # an unnamed class is refused by target_of
+        known = {c for classes in sets.values() for c in classes}
+        unused_keys = sorted(k for k in self.map if k not in known)
+        unused_sets = sorted(k for k in self.sets if k not in sets)
+        dropped = [
+            (set_name, c)
+            for set_name, classes in sets.items()
+            for c in classes
+            if c not in self.sets.get(set_name, {}) and c not in self.map and c not in self.classes
+        ]
+        if not dropped or not (unused_keys or unused_sets):
+            return
+        hints = []
+        for _, c in dropped:
+            close = get_close_matches(c, unused_keys, n=1, cutoff=0.6)
+            if close:
+                hints.append(f"map key {close[0]!r} for class {c!r}")
+        for set_name in sets:
+            close = get_close_matches(set_name, unused_sets, n=1, cutoff=0.6)
+            if set_name not in self.sets and close:
+                hints.append(f"sets key {close[0]!r} for set {set_name!r}")
+        unused = ([f"map keys {unused_keys}"] if unused_keys else []) + (
+            [f"sets {unused_sets}"] if unused_sets else []
+        )
+        raise ClassMapError(
+            "the class map does not name "
+            + ", ".join(f"{c!r} of set {s!r}" for s, c in dropped[:10])
+            + (f" (and {len(dropped) - 10} more)" if len(dropped) > 10 else "")
+            + f", so it would be dropped (unmapped: drop), while its {' and '.join(unused)} fit nothing "
+            f"being mapped (sets {sorted(sets)}, classes {sorted(known)})"
+            + (f"; misspelt: {', '.join(hints)}?" if hints else "")
+            + ". Correct the name, or map the class to null to drop it on purpose"
+        )
 
     def id_table(self, set_name: str, source_classes: tuple[str, ...]) -> list[int | None]:
         """Source class id to target class id (``None``: dropped) for one set."""

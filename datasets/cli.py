@@ -25,9 +25,9 @@ from anjian.datasets.labels import DetectionSet
 from anjian.datasets.merge import merge_sets
 from anjian.datasets.split import split_by_group
 from anjian.datasets.stats import class_stats
-from anjian.datasets.yolo import LinkMode, load_yolo_set, write_yolo_set
+from anjian.datasets.yolo import LinkMode, load_yolo_set, plan_yolo_set, write_yolo_set
 
-__all__ = ["dataset_app", "fail", "load_any", "rich_progress"]
+__all__ = ["check_out", "dataset_app", "fail", "link_mode", "load_any", "rich_progress", "write_set"]
 
 T = TypeVar("T")
 
@@ -72,10 +72,73 @@ def load_any(
     return load_yolo_set(source, name=name, progress=rich_progress)
 
 
+def check_out(out: Path, *, overwrite: bool) -> None:
+    """Refuse an ``--out`` that already holds files, unless ``--overwrite`` asks to replace the set there.
+
+    Writing a set removes the one written there before (a file left from an earlier split would
+    sit in both train and val). Without ``--overwrite`` a folder holding anything is refused, so
+    nothing is replaced by mistake; with it, only a folder holding a set (its ``data.yaml``, or
+    the ``images/`` and ``labels/`` of a write that stopped) is cleared, never any other folder.
+    """
+    if out.exists() and not out.is_dir():
+        raise fail(f"--out {out} is a file, not a folder")
+    entries = {entry.name for entry in out.iterdir()} if out.is_dir() else set()
+    if not entries:
+        return
+    if not overwrite:
+        raise fail(
+            f"--out {out} is not empty: pass --overwrite to replace the set written there "
+            "(everything in the folder is removed first), or choose another folder"
+        )
+    if "data.yaml" not in entries and not entries <= {"images", "labels"}:
+        raise fail(
+            f"--out {out} holds no data.yaml, so no set written before: --overwrite clears only a set's "
+            f"folder, and this one holds {sorted(entries)[:5]}; choose an empty or new folder"
+        )
+
+
+def link_mode(link: str) -> LinkMode:
+    """The ``--link`` option checked; a clean error for another value."""
+    if link not in ("symlink", "hardlink", "copy"):
+        raise fail(f"--link must be symlink, hardlink or copy, got {link!r}")
+    return link  # type: ignore[return-value]
+
+
+def write_set(dataset: DetectionSet, out: Path, *, link: LinkMode, by_source: bool = False) -> Path:
+    """Write ``dataset`` to ``out`` as a YOLO set, saying what was replaced or renamed; a clean error otherwise."""
+    try:
+        placements = plan_yolo_set(dataset, by_source=by_source)
+        earlier = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+        data_yaml = write_yolo_set(dataset, out, link=link, by_source=by_source, progress=rich_progress)
+    except (DatasetError, OSError) as exc:
+        raise fail(str(exc)) from None
+    if earlier:
+        _out.print(
+            f"[yellow]replaced the set written before in {escape(str(out))} "
+            f"({escape(', '.join(earlier[:6]))}{', …' if len(earlier) > 6 else ''} removed first)[/yellow]"
+        )
+    renamed = [p for p in placements if p.is_renamed]
+    if renamed:
+        shown = ", ".join(f"{escape(str(p.item.image))} -> {escape(p.image.name)}" for p in renamed[:3])
+        _out.print(
+            f"[yellow]{len(renamed)} image(s) share a file name with another of their split: written with "
+            f"their folder's name in front ({shown}{', …' if len(renamed) > 3 else ''})[/yellow]"
+        )
+    return data_yaml
+
+
 SourceArg = Annotated[Path, typer.Argument(help="A YOLO data.yaml (or its folder), or a COCO JSON file.")]
 ImagesOpt = Annotated[Path | None, typer.Option(help="COCO only: folder of the images.")]
 SplitOpt = Annotated[str, typer.Option(help="COCO only: split the JSON file holds.")]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the result as JSON here.")]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace the set already in --out (everything in that folder is removed first). Without it, "
+        "a non-empty --out is refused.",
+    ),
+]
 
 
 @dataset_app.command("import")
@@ -86,20 +149,20 @@ def import_command(
     split: SplitOpt = "train",
     name: Annotated[str | None, typer.Option(help="Name of the set (default: folder or file name).")] = None,
     link: Annotated[str, typer.Option(help="symlink, hardlink or copy the images.")] = "copy",
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Read a YOLO or COCO-JSON set, repair what can be repaired, and write a clean YOLO set.
 
     Exits 1 when the source had errors (the set is written without what they dropped, and the
     first errors are listed), so that a script notices.
     """
-    if link not in ("symlink", "hardlink", "copy"):
-        raise fail(f"--link must be symlink, hardlink or copy, got {link!r}")
+    mode = link_mode(link)
+    check_out(out, overwrite=overwrite)
     try:
         dataset = load_any(source, name=name, images=images, split=split)
     except DatasetError as exc:
         raise fail(str(exc)) from None
-    link_mode: LinkMode = link  # type: ignore[assignment]
-    data_yaml = write_yolo_set(dataset, out, link=link_mode, progress=rich_progress)
+    data_yaml = write_set(dataset, out, link=mode)
     errors = [i for i in dataset.issues if i.severity.value == "error"]
     _out.print(
         f"{dataset.name}: {len(dataset)} images, {dataset.box_count()} boxes, {len(dataset.class_names)} classes "
@@ -161,15 +224,18 @@ def merge_command(
     link: Annotated[str, typer.Option(help="symlink, hardlink or copy the images.")] = "symlink",
     by_source: Annotated[bool, typer.Option(help="One sub-folder per source in each split.")] = True,
     json_out: JsonOpt = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Map several sets onto one taxonomy through a class map and write them as one set."""
+    mode = link_mode(link)
+    check_out(out, overwrite=overwrite)
     try:
         mapping = load_class_map(class_map)
         sets = [load_yolo_set(s, progress=rich_progress) for s in sources]
         merged, report = merge_sets(sets, mapping, progress=rich_progress)
     except (DatasetError, ValueError) as exc:
         raise fail(str(exc)) from None
-    data_yaml = write_yolo_set(merged, out, link=link, by_source=by_source, progress=rich_progress)  # type: ignore[arg-type]
+    data_yaml = write_set(merged, out, link=mode, by_source=by_source)
     table = Table(title=f"merged into {list(mapping.classes)}")
     for column in ("set", "class", "->", "boxes", "kept"):
         table.add_column(column)
@@ -182,6 +248,13 @@ def merge_command(
         missing = [c for c in mapping.classes if c not in labelled]
         if missing:
             _out.print(f"  {name} never labels {missing}: those objects are unlabelled there, not background")
+    for dataset in sets:
+        read = sum(r.boxes for r in report.rows if r.set_name == dataset.name)
+        if read and not sum(r.kept for r in report.rows if r.set_name == dataset.name):
+            _out.print(
+                f"[yellow]  {escape(dataset.name)}: none of its {read} boxes was kept (every class dropped): "
+                "check the class map[/yellow]"
+            )
     _out.print(f"-> {data_yaml}")
     if json_out:
         json_out.write_text(json.dumps(report.to_dict(), indent=2) + "\n")
@@ -195,8 +268,15 @@ def split_command(
     test: Annotated[float, typer.Option(help="Share of groups for test.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Changes the assignment; same seed, same split.")] = 0,
     link: Annotated[str, typer.Option(help="symlink, hardlink or copy the images.")] = "symlink",
+    overwrite: OverwriteOpt = False,
 ) -> None:
-    """Re-split a set by group: augmented copies (same name before `.rf.`) stay on one side."""
+    """Re-split a set by group: augmented copies (same name before `.rf.`) stay on one side.
+
+    Refuses (exit 2, nothing written) when a split asked for would get no image: too few groups
+    for the share; try a larger share or another --seed.
+    """
+    mode = link_mode(link)
+    check_out(out, overwrite=overwrite)
     fractions = {"train": 1.0 - val - test, "val": val}
     if test:
         fractions["test"] = test
@@ -205,10 +285,19 @@ def split_command(
         resplit = split_by_group(dataset, fractions, seed=seed)
     except (DatasetError, ValueError) as exc:
         raise fail(str(exc)) from None
-    # a merged set keeps one sub-folder per source, so each source's val can still be evaluated alone
-    by_source = len(resplit.labelled_classes) > 1
-    data_yaml = write_yolo_set(resplit, out, link=link, by_source=by_source, progress=rich_progress)  # type: ignore[arg-type]
     groups = {s: len({im.group for im in resplit.in_split(s)}) for s in resplit.splits}
+    empty = [s for s in fractions if s not in groups]
+    if empty:
+        all_groups = len({f"{im.source}/{im.group}" for im in resplit})
+        raise fail(
+            f"{source}: the split would leave {', '.join(empty)} without images ({len(resplit)} images in "
+            f"{all_groups} group(s), shares {', '.join(f'{s} {f:.2f}' for s, f in fractions.items())}); "
+            "nothing written: use a larger share or another --seed"
+        )
+    # a merged set (its images' sources recorded, not the set's own name) keeps one sub-folder per
+    # source, so each source's val can still be evaluated alone and what it labels is kept
+    by_source = len(resplit.labelled_classes) > 1 or any(im.source != dataset.name for im in dataset)
+    data_yaml = write_set(resplit, out, link=mode, by_source=by_source)
     sizes = ", ".join(f"{s}: {len(resplit.in_split(s))} images in {groups[s]} groups" for s in resplit.splits)
     _out.print(f"{sizes} -> {data_yaml}")
 
@@ -265,17 +354,19 @@ def label_import_command(
     ] = "train",
     name: Annotated[str, typer.Option(help="Name of the set.")] = "corrected",
     show: Annotated[int, typer.Option(help="Issues to list (the counts cover all).")] = 20,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Corrected labels from CVAT or Label Studio into a clean YOLO set; exit 1 if labels were dropped."""
     from anjian.datasets.labelling import read_corrections
 
+    check_out(out, overwrite=overwrite)
     try:
         dataset, report = read_corrections(
             export_file, labelling_dir=labelling, images_dir=images, split=split, name=name
         )
-        data_yaml = write_yolo_set(dataset, out, link="copy", progress=rich_progress)
     except (DatasetError, OSError, ValueError) as exc:
         raise fail(str(exc)) from None
+    data_yaml = write_set(dataset, out, link="copy")
     splits = ", ".join(f"{s} {len(dataset.in_split(s))}" for s in dataset.splits)
     _out.print(
         f"{report.tool}: {report.images} images ({splits}), {report.boxes} boxes, classes "

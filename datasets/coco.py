@@ -107,8 +107,11 @@ def load_coco_set(
     """Read one COCO annotation file per split.
 
     Boxes (``[x, y, w, h]`` pixels) are normalised by each image's ``width``/``height``;
-    crowd annotations are skipped; annotations naming an unknown image or category are
-    reported. Category ids need not be contiguous: classes are numbered in the order of
+    annotations naming an unknown image or category are reported. A crowd annotation
+    (``iscrowd``: one region over many objects, without a box each) cannot be kept: YOLO has no
+    ignore regions. It is left out with a ``crowd_region`` warning per image (how many, which
+    annotations), because the objects in it then read as background: trained on, and scored
+    (hits there count as false alarms, where COCOeval ignores them). Category ids need not be contiguous: classes are numbered in the order of
     the first split's ``categories``; later splits must name the same categories.
 
     Args:
@@ -174,6 +177,19 @@ def load_coco_set(
                 continue
             width, height = _image_size(info)
             rows = []
+            crowds = [ann for ann in by_image.get(image_id, []) if ann.get("iscrowd")]
+            if crowds:
+                dataset.issues.append(
+                    Issue(
+                        IssueKind.CROWD_REGION,
+                        Severity.WARNING,
+                        path,
+                        f"{len(crowds)} crowd region(s) (iscrowd, annotation {', '.join(str(a.get('id')) for a in crowds[:5])}"
+                        f"{', …' if len(crowds) > 5 else ''}) left out: YOLO has no ignore regions, so the objects in "
+                        "them count as background here (in training, and hits on them as false alarms in eval); "
+                        "leave the image out or box them one by one",
+                    )
+                )
             for ann in by_image.get(image_id, []):
                 if ann.get("iscrowd"):
                     continue

@@ -4,7 +4,8 @@ Hierarchy::
 
     DatasetError
     ├── DatasetFormatError   a set's description (data.yaml, COCO JSON) cannot be read at all
-    └── ClassMapError        a class map is malformed or does not fit the sets it is applied to
+    ├── ClassMapError        a class map is malformed or does not fit the sets it is applied to
+    └── DatasetWriteError    a set cannot be written where asked (checked before any file is written)
 
 Problems *inside* a readable set (a bad label line, a missing image) are not raised: they
 are collected as :class:`anjian.datasets.labels.Issue` records, so one bad file never stops an import.
@@ -12,7 +13,7 @@ are collected as :class:`anjian.datasets.labels.Issue` records, so one bad file 
 
 from __future__ import annotations
 
-__all__ = ["ClassMapError", "DatasetError", "DatasetFormatError"]
+__all__ = ["ClassMapError", "DatasetError", "DatasetFormatError", "DatasetWriteError"]
 
 
 class DatasetError(Exception):
@@ -25,3 +26,9 @@ class DatasetFormatError(DatasetError):
 
 class ClassMapError(DatasetError):
     """The class map is invalid or names classes that do not exist."""
+
+
+class DatasetWriteError(DatasetError, ValueError):
+    """A set cannot be written as asked: two images would share a file name, or the output folder
+    holds the images being written. Raised before anything is written; also a ``ValueError``, which
+    the writer raised for a name collision before."""

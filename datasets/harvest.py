@@ -17,6 +17,7 @@ objects (people) before training on it. This module reads nothing from the servi
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -25,9 +26,13 @@ from pathlib import Path
 
 import yaml
 
+from anjian.datasets.errors import DatasetFormatError
 from anjian.datasets.labels import ProgressFn, no_progress
+from anjian.datasets.yolo import read_class_names
 
 __all__ = ["HarvestBox", "HarvestItem", "HarvestReport", "Verdict", "write_harvest"]
+
+logger = logging.getLogger(__name__)
 
 
 class Verdict(StrEnum):
@@ -87,11 +92,14 @@ class HarvestReport:
         hard_negatives: Images written as hard negatives.
         to_label: Images written to label.
         skipped: Event ids whose snapshot is missing.
+        renumbered: Label files of earlier runs whose class ids were rewritten to the current
+            class list (the detector's classes changed since).
     """
 
     hard_negatives: int
     to_label: int
     skipped: tuple[str, ...]
+    renumbered: int = 0
 
 
 def _yolo_row(box: HarvestBox, class_names: Sequence[str]) -> str | None:
@@ -104,6 +112,72 @@ def _yolo_row(box: HarvestBox, class_names: Sequence[str]) -> str | None:
     return f"{class_names.index(box.class_name)} {(x1 + x2) / 2:.6f} {(y1 + y2) / 2:.6f} {x2 - x1:.6f} {y2 - y1:.6f}\n"
 
 
+_FOLDERS = ("hard_negatives", "to_label")
+
+
+def _earlier_names(out_dir: Path) -> dict[str, tuple[str, ...]]:
+    """The class list each folder's ``data.yaml`` gave its label files in an earlier run.
+
+    Raises:
+        ValueError: A ``data.yaml`` there cannot be read.
+    """
+    earlier: dict[str, tuple[str, ...]] = {}
+    for folder in _FOLDERS:
+        data_yaml = out_dir / folder / "data.yaml"
+        if not data_yaml.is_file():
+            continue
+        try:
+            data = yaml.safe_load(data_yaml.read_text(encoding="utf-8"))
+            earlier[folder] = read_class_names(data if isinstance(data, dict) else {}, data_yaml)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, DatasetFormatError) as exc:
+            raise ValueError(
+                f"cannot read {data_yaml} (the class list of the labels harvested before): {exc}"
+            ) from None
+    return earlier
+
+
+def _renumbered(label: Path, old: Sequence[str], new: Sequence[str]) -> str:
+    """A label file's text with its class ids moved from the class list ``old`` to ``new``.
+
+    Raises:
+        ValueError: A line's class id is not one of ``old``.
+    """
+    try:
+        text = label.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {label} (harvested before) to renumber its classes: {exc}") from None
+    lines = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        first, rest = (line.split(maxsplit=1) + [""])[:2]
+        if not first.isdigit() or int(first) >= len(old):
+            raise ValueError(
+                f"{label}: line {number}: class id {first!r} is not one of the {len(old)} classes {list(old)} "
+                f"its data.yaml names, so it cannot be renumbered to the detector's classes {list(new)}; "
+                "fix or remove the line, or harvest into another --out"
+            )
+        lines.append(f"{new.index(old[int(first)])} {rest}\n")
+    return "".join(lines)
+
+
+def _renumber_earlier(
+    out_dir: Path, earlier: dict[str, tuple[str, ...]], names: Sequence[str], written: set[Path]
+) -> dict[Path, str]:
+    """New text of every earlier label file whose class ids change from its folder's old class list to ``names``."""
+    rewrites: dict[Path, str] = {}
+    for folder, old in earlier.items():
+        if tuple(old) == tuple(names):
+            continue
+        labels = out_dir / folder / "labels"
+        for label in sorted(labels.glob("*.txt")) if labels.is_dir() else []:
+            if label not in written:
+                text = _renumbered(label, old, names)
+                if text != label.read_text(encoding="utf-8"):
+                    rewrites[label] = text
+    return rewrites
+
+
 def write_harvest(
     items: Sequence[HarvestItem],
     out_dir: Path,
@@ -113,7 +187,10 @@ def write_harvest(
 ) -> HarvestReport:
     """Write judged alerts as two YOLO folders and a manifest (see the module docstring).
 
-    Running it again adds new events and rewrites the ones already there.
+    Running it again adds new events and rewrites the ones already there. When the class
+    list changed since (another detector, or alerts of other classes), the label files of
+    earlier runs are renumbered to it, and a class of theirs the new list lacks is kept,
+    appended to it: ``data.yaml`` names one class list, and every label file follows it.
 
     Args:
         items: The judged alerts.
@@ -123,8 +200,25 @@ def write_harvest(
 
     Returns:
         Counts of what was written.
+
+    Raises:
+        ValueError: An earlier run's ``data.yaml`` or label file cannot be read as its class list
+            says (checked before anything is written).
     """
     out_dir = Path(out_dir)
+    earlier = _earlier_names(out_dir)
+    names = list(class_names)
+    names += [n for old in earlier.values() for n in old if n not in names]
+    names = list(dict.fromkeys(names))
+    written = {
+        out_dir
+        / ("hard_negatives" if item.verdict is Verdict.FALSE_ALARM else "to_label")
+        / "labels"
+        / f"{item.event_id}.txt"
+        for item in items
+        if item.image.is_file()
+    }
+    rewrites = _renumber_earlier(out_dir, earlier, names, written)
     counts = {Verdict.FALSE_ALARM: 0, Verdict.CONFIRMED: 0}
     skipped: list[str] = []
     manifest: dict[str, dict[str, object]] = {}
@@ -150,11 +244,19 @@ def write_harvest(
         record = asdict(item)
         record.update(verdict=item.verdict.value, image=str(image_dst.relative_to(out_dir)))
         manifest[item.event_id] = record
-    for name in ("hard_negatives", "to_label"):
+    for label, text in rewrites.items():
+        label.write_text(text)
+    if rewrites:
+        logger.info(
+            "renumbered %d earlier label file(s) in %s to the classes %s", len(rewrites), out_dir, names
+        )
+    for name in _FOLDERS:
         if (out_dir / name).is_dir():
-            data = {"train": "images", "val": "images", "nc": len(class_names), "names": list(class_names)}
+            data = {"train": "images", "val": "images", "nc": len(names), "names": names}
             (out_dir / name / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     if manifest:
         out_dir.mkdir(parents=True, exist_ok=True)
         manifest_path.write_text("".join(json.dumps(r, default=str) + "\n" for r in manifest.values()))
-    return HarvestReport(counts[Verdict.FALSE_ALARM], counts[Verdict.CONFIRMED], tuple(skipped))
+    return HarvestReport(
+        counts[Verdict.FALSE_ALARM], counts[Verdict.CONFIRMED], tuple(skipped), renumbered=len(rewrites)
+    )

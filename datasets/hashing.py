@@ -7,8 +7,8 @@ from pathlib import Path
 
 import yaml
 
-from anjian.datasets.labels import ProgressFn, list_images, no_progress
-from anjian.datasets.yolo import dataset_root, label_path_for
+from anjian.datasets.labels import ProgressFn, no_progress
+from anjian.datasets.yolo import dataset_root, entry_images, label_path_for
 
 __all__ = ["dataset_digest"]
 
@@ -16,8 +16,11 @@ __all__ = ["dataset_digest"]
 def dataset_digest(data_yaml: Path, *, progress: ProgressFn = no_progress) -> str:
     """SHA-256 over a YOLO set's class names and, per split, every image's bytes and label text.
 
-    Paths enter only relative to their split folder, so a moved or re-linked copy of the
-    same data has the same digest, and any relabelled box or swapped image changes it.
+    A split's images are found as :func:`anjian.datasets.yolo.load_yolo_set` finds them: under a
+    folder (through symlinked sub-folders), or the lines of a ``.txt`` list. Paths enter only
+    as named there (relative to their split folder, or as the list writes them), so a moved or
+    re-linked copy of the same data has the same digest, and any relabelled box or swapped
+    image changes it.
 
     Args:
         data_yaml: The set's ``data.yaml``.
@@ -36,12 +39,14 @@ def dataset_digest(data_yaml: Path, *, progress: ProgressFn = no_progress) -> st
             continue
         entries = data[split] if isinstance(data[split], list) else [data[split]]
         for entry in entries:
-            folder = root / str(entry)
-            images = list_images(folder) if folder.is_dir() else []
+            path = root / str(entry)
+            is_listed = path.is_dir() or (path.is_file() and path.suffix == ".txt")
+            images = entry_images(path, data_yaml) if is_listed else []
             digest.update(f"\n[{split}:{entry}]".encode())
-            for image in progress(images, f"hash {split}", len(images)):
-                digest.update(str(image.relative_to(folder)).encode())
-                digest.update(hashlib.sha256(image.read_bytes()).digest())
+            for image, name in progress(images, f"hash {split}", len(images)):
+                digest.update(name.encode())
+                # a listed image may be missing (a folder's images exist): it is part of the content
+                digest.update(hashlib.sha256(image.read_bytes()).digest() if image.is_file() else b"-")
                 label = label_path_for(image)
                 digest.update(label.read_bytes() if label.is_file() else b"-")
     return f"sha256:{digest.hexdigest()}"

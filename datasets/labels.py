@@ -9,6 +9,7 @@ exceptions, so an analyst sees every problem of a set at once.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -140,6 +141,10 @@ class IssueKind(StrEnum):
     """Augmented copies of one photo sit in different splits."""
     CONVERTED_SHAPE = "converted_shape"
     """A labelling tool's shape stored as an axis-aligned box (rotated box, polygon) or left out."""
+    MISPLACED_LABEL_FILE = "misplaced_label_file"
+    """A label file beside its image instead of under ``labels/``: not read (YOLO looks in ``labels/``)."""
+    CROWD_REGION = "crowd_region"
+    """A COCO crowd annotation (``iscrowd``) left out: the objects in it read as background."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,8 +265,31 @@ class DetectionSet:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Image files under ``folder`` (recursively), sorted."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    """Image files under ``folder`` (recursively, through symlinked sub-folders), sorted.
+
+    Ultralytics finds a split's images with a recursive glob, which enters a symlinked
+    sub-folder (``images/train/siteA -> /data/siteA/images/train``): every tool here must see
+    the same images, or a set is validated, counted and hashed without images it trains on. A
+    link back to a folder being walked (a loop) is not entered again. Paths are kept as walked
+    (not resolved), so each image's label file is found where ultralytics looks for it.
+    """
+    found: list[Path] = []
+    ancestors: dict[str, frozenset[str]] = {str(folder): frozenset({os.path.realpath(folder)})}
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        above = ancestors.pop(dirpath, frozenset())
+        kept = []
+        for name in sorted(dirnames):
+            child = os.path.join(dirpath, name)
+            real = os.path.realpath(child)
+            if real not in above:  # a link to a folder on the way down: a loop
+                kept.append(name)
+                ancestors[child] = above | {real}
+        dirnames[:] = kept
+        for name in filenames:
+            path = Path(dirpath, name)
+            if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
+                found.append(path)
+    return sorted(found)
 
 
 def empty_boxes() -> np.ndarray:

@@ -126,11 +126,13 @@ def merge_sets(
 
     Raises:
         ValueError: Two sets share a name.
-        ClassMapError: A class is unmapped and the map's ``unmapped`` is ``error``.
+        ClassMapError: A class is unmapped and the map's ``unmapped`` is ``error``, or the map's
+            names do not fit the sets where that would drop a class (:meth:`ClassMap.check_names`).
     """
     names = [s.name for s in sets]
     if len(set(names)) != len(names):
         raise ValueError(f"sets to merge need distinct names, got {names}")
+    class_map.check_names({s.name: s.class_names for s in sets})
     merged = DetectionSet(name=name, class_names=class_map.classes)
     report = MergeReport()
     for dataset in sets:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,7 +19,7 @@ import numpy as np
 import yaml
 
 from anjian.datasets.boxes import clean_boxes
-from anjian.datasets.errors import DatasetFormatError
+from anjian.datasets.errors import DatasetFormatError, DatasetWriteError
 from anjian.datasets.labels import (
     DetectionSet,
     Issue,
@@ -33,10 +34,14 @@ from anjian.datasets.labels import (
 
 __all__ = [
     "LinkMode",
+    "YoloPlacement",
+    "clear_yolo_set",
     "dataset_root",
     "empty_source_folders",
+    "entry_images",
     "label_path_for",
     "load_yolo_set",
+    "plan_yolo_set",
     "read_class_names",
     "read_label_file",
     "source_split_yaml",
@@ -101,27 +106,36 @@ def dataset_root(data: dict[str, Any], data_yaml: Path) -> Path:
     return root if root.is_absolute() else data_yaml.parent / root
 
 
+def entry_images(path: Path, source: Path) -> list[tuple[Path, str]]:
+    """Images of one split path (a folder or a ``.txt`` list), each with the name it has there.
+
+    The name is the image's path relative to the folder, or the list's line as written: what
+    :func:`anjian.datasets.hashing.dataset_digest` hashes, so a moved copy hashes the same.
+
+    Raises:
+        DatasetFormatError: The path is neither a folder nor a ``.txt`` list, or the list is unreadable.
+    """
+    if path.is_dir():
+        return [(image, str(image.relative_to(path))) for image in list_images(path)]
+    if path.is_file() and path.suffix == ".txt":
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DatasetFormatError(f"{source}: cannot read the image list {path}: {exc}") from None
+        listed = [Path(line.strip()) for line in lines if line.strip()]
+        return [(p if p.is_absolute() else path.parent / p, str(p)) for p in listed]
+    raise DatasetFormatError(f"{source}: split path {path} is neither a folder nor a .txt list")
+
+
+def _split_paths(root: Path, entry: Any) -> list[Path]:
+    """The paths of one split's entry in ``data.yaml`` (a path or a list of them), resolved from ``root``."""
+    paths = [Path(str(item)) for item in (entry if isinstance(entry, list) else [entry])]
+    return [path if path.is_absolute() else root / path for path in paths]
+
+
 def _split_images(root: Path, entry: Any, source: Path) -> list[Path]:
     """Images of one split entry: a folder, a list file, or a list of those."""
-    entries = entry if isinstance(entry, list) else [entry]
-    images: list[Path] = []
-    for item in entries:
-        path = Path(str(item))
-        path = path if path.is_absolute() else root / path
-        if path.is_dir():
-            images.extend(list_images(path))
-        elif path.is_file() and path.suffix == ".txt":
-            try:
-                lines = path.read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise DatasetFormatError(f"{source}: cannot read the image list {path}: {exc}") from None
-            for line in lines:
-                if line.strip():
-                    p = Path(line.strip())
-                    images.append(p if p.is_absolute() else (path.parent / p))
-        else:
-            raise DatasetFormatError(f"{source}: split path {path} is neither a folder nor a .txt list")
-    return images
+    return [image for path in _split_paths(root, entry) for image, _ in entry_images(path, source)]
 
 
 def read_label_file(path: Path, class_count: int) -> tuple[np.ndarray, list[Issue]]:
@@ -192,6 +206,7 @@ def load_yolo_set(
     if not isinstance(data, dict):
         raise DatasetFormatError(f"{data_yaml}: expected a mapping with 'names' and split paths")
     class_names = read_class_names(data, data_yaml)
+    _check_class_count(data, class_names, data_yaml)
     root = dataset_root(data, data_yaml)
     set_name = name or data_yaml.parent.name
     dataset = DetectionSet(name=set_name, class_names=class_names)
@@ -199,12 +214,13 @@ def load_yolo_set(
     if not split_entries:
         raise DatasetFormatError(f"{data_yaml}: no train/val/test split paths")
     recorded = _recorded_labelled_classes(data, class_names, data_yaml)
+    only_source = _only_partial_source(recorded, class_names)
     seen_labels: set[Path] = set()
     label_dirs: set[Path] = set()
     for split, entry in split_entries.items():
         images = _split_images(root, entry, data_yaml)
         for image in progress(images, f"{set_name}/{split}", len(images)):
-            source = _recorded_source(image, recorded) or set_name
+            source = _recorded_source(image, recorded) or only_source or set_name
             label = label_path_for(image)
             label_dirs.add(label.parent)
             if label.is_file():
@@ -213,14 +229,7 @@ def load_yolo_set(
                 dataset.issues.extend(issues)
             else:
                 boxes = empty_boxes()
-                dataset.issues.append(
-                    Issue(
-                        IssueKind.MISSING_LABEL_FILE,
-                        Severity.INFO,
-                        image,
-                        "no label file: a background image",
-                    )
-                )
+                dataset.issues.append(_missing_label_issue(image, label))
             dataset.images.append(LabelledImage(image=image, split=split, boxes=boxes, source=source))
     for folder in sorted(label_dirs):
         if folder.is_dir():
@@ -234,6 +243,38 @@ def load_yolo_set(
         set_name: class_names
     }
     return dataset
+
+
+def _check_class_count(data: dict[str, Any], class_names: tuple[str, ...], data_yaml: Path) -> None:
+    """Refuse an ``nc`` that is not the number of ``names``: ultralytics refuses to train on it, and
+    which of the two is wrong (a name missing, or ``nc`` stale) only the analyst knows."""
+    if "nc" not in data:
+        return
+    nc = data["nc"]
+    if isinstance(nc, bool) or not isinstance(nc, int) or nc != len(class_names):
+        raise DatasetFormatError(
+            f"{data_yaml}: 'nc: {nc}' does not match the {len(class_names)} class name(s) in 'names' "
+            f"{list(class_names)}: correct one of them (or drop 'nc')"
+        )
+
+
+def _missing_label_issue(image: Path, label: Path) -> Issue:
+    """The issue of an image without a label file: a background image, unless its labels sit beside it.
+
+    A ``<stem>.txt`` next to an image under ``images/`` is a label file in the wrong place:
+    ultralytics (and this reader) looks in the parallel ``labels/`` folder, so the whole set
+    would train as background.
+    """
+    beside = image.with_suffix(".txt")
+    if beside != label and beside.is_file():
+        return Issue(
+            IssueKind.MISPLACED_LABEL_FILE,
+            Severity.ERROR,
+            beside,
+            f"a label file beside its image is not read: YOLO reads {label}; move the label files "
+            "from images/ to the parallel labels/ folder",
+        )
+    return Issue(IssueKind.MISSING_LABEL_FILE, Severity.INFO, image, "no label file: a background image")
 
 
 def _recorded_labelled_classes(
@@ -256,6 +297,20 @@ def _recorded_labelled_classes(
             )
         recorded[str(source)] = tuple(c for c in class_names if c in {str(n) for n in names})
     return recorded
+
+
+def _only_partial_source(recorded: dict[str, tuple[str, ...]], class_names: tuple[str, ...]) -> str | None:
+    """The one source a ``data.yaml`` records, when that source leaves some classes unlabelled.
+
+    Such a set is that source: an image neither in a source folder nor prefixed with a source
+    belongs to it. (``dataset split`` wrote a one-source merged set flat and unprefixed before
+    ``write_yolo_set`` marked it, and reading those files as the output folder's own, every
+    class labelled, lost the record that the source never labels some classes.)
+    """
+    if len(recorded) != 1:
+        return None
+    source, labelled = next(iter(recorded.items()))
+    return source if set(labelled) != set(class_names) else None
 
 
 def _recorded_source(image: Path, recorded: dict[str, tuple[str, ...]]) -> str | None:
@@ -294,6 +349,137 @@ def _format_rows(boxes: np.ndarray) -> str:
     return "".join(f"{int(b[0])} {b[1]:.6f} {b[2]:.6f} {b[3]:.6f} {b[4]:.6f}\n" for b in boxes)
 
 
+@dataclass(frozen=True, slots=True)
+class YoloPlacement:
+    """Where one image of a set goes when the set is written.
+
+    Attributes:
+        item: The image.
+        image: Its file in the written set, relative to the set's folder (``images/<split>/...``).
+        label: Its label file there (``labels/<split>/...``).
+        is_renamed: Its name was prefixed with the folder it came from, because another image of
+            the same split had the same name.
+    """
+
+    item: LabelledImage
+    image: Path
+    label: Path
+    is_renamed: bool = False
+
+
+def _folder_tags(images: list[Path]) -> list[str] | None:
+    """For images of one name, the fewest trailing folder names that tell them apart (``train``,
+    ``cam1``, ``siteA-cam1``); ``None`` when their folders are the same."""
+    folders = [[part for part in image.parent.parts if part != image.anchor] for image in images]
+    for depth in range(1, max(len(f) for f in folders) + 1):
+        tags = ["-".join(f[-depth:]) for f in folders]
+        if len(set(tags)) == len(tags):
+            return tags
+    return None
+
+
+def plan_yolo_set(dataset: DetectionSet, *, by_source: bool = False) -> list[YoloPlacement]:
+    """Where :func:`write_yolo_set` puts each image and label file; nothing is written.
+
+    Files go to ``images/<split>/[<source>/]<name>`` and ``labels/<split>/[<source>/]<stem>.txt``.
+    Written flat (no source folders), a file name is prefixed ``<source>__`` when the set holds
+    several sources, or a source that labels only some classes: reading the set back then restores
+    each image's source, and with it the classes that source never labels. Images of one split
+    that would share a label file (``train/cam1/f1.jpg`` and ``train/cam2/f1.jpg`` flattened, or
+    ``train/a.jpg`` and ``val/a.jpg`` split into one side) are prefixed with the folder names that
+    tell them apart (``cam1-f1.jpg``).
+
+    Raises:
+        DatasetWriteError: Two images would still share a file (the same file listed twice, or
+            ``a.jpg`` and ``a.png`` in one folder, which share ``a.txt`` in YOLO too).
+    """
+    sources = {im.source for im in dataset.images}
+    is_partial = any(
+        set(dataset.labelled_classes.get(s, dataset.class_names)) != set(dataset.class_names) for s in sources
+    )
+    is_marked = not by_source and (len(sources) > 1 or (is_partial and sources != {""}))
+
+    def place(item: LabelledImage, tag: str = "") -> YoloPlacement:
+        sub = Path(item.split) / item.source if by_source and item.source else Path(item.split)
+        mark = f"{item.source}{_SOURCE_MARK}" if item.source else ""
+        base = item.image.stem
+        is_prefixed = bool(mark) and base.startswith(mark)  # read from a set written flat earlier
+        if is_prefixed:
+            base = base[len(mark) :]
+        base = f"{tag}-{base}" if tag else base
+        stem = f"{mark}{base}" if is_prefixed or (is_marked and mark) else base
+        return YoloPlacement(
+            item,
+            Path("images") / sub / f"{stem}{item.image.suffix.lower()}",
+            Path("labels") / sub / f"{stem}.txt",
+            is_renamed=bool(tag),
+        )
+
+    placements = [place(item) for item in dataset.images]
+    by_label: dict[Path, list[int]] = {}
+    for index, placement in enumerate(placements):
+        by_label.setdefault(placement.label, []).append(index)
+    for indices in by_label.values():
+        if len(indices) < 2:
+            continue
+        tags = _folder_tags([dataset.images[i].image for i in indices])
+        if tags is None:
+            continue  # the same folder: refused below
+        for index, tag in zip(indices, tags, strict=True):
+            placements[index] = place(dataset.images[index], tag)
+    clashes: dict[Path, list[Path]] = {}
+    for placement in placements:
+        clashes.setdefault(placement.label, []).append(placement.item.image)
+    clashing = {label: images for label, images in clashes.items() if len(images) > 1}
+    if clashing:
+        shown = "; ".join(
+            f"{label}: {[str(i) for i in images]}" for label, images in list(clashing.items())[:5]
+        )
+        raise DatasetWriteError(
+            f"{len(clashing)} label file(s) would each be written for several images (nothing was "
+            f"written): {shown}. Rename or remove one image of each"
+        )
+    return placements
+
+
+def _refuse_source_inside(dataset: DetectionSet, out_dir: Path) -> None:
+    """Refuse to write a set into a folder holding its images: clearing the folder first would delete them."""
+    folders = {Path(os.path.abspath(out_dir)), out_dir.resolve()}
+    for item in dataset.images:
+        for image in {Path(os.path.abspath(item.image)), item.image.resolve()}:
+            if any(image.is_relative_to(folder) for folder in folders):
+                raise DatasetWriteError(
+                    f"{out_dir} holds the images being written ({item.image}): writing there would "
+                    "delete them first; write the set to another folder"
+                )
+
+
+def clear_yolo_set(out_dir: Path) -> int:
+    """Remove the set written in ``out_dir`` before: everything in it when it holds a ``data.yaml``
+    (the set's own reports and per-source yamls included), else its ``images/`` and ``labels/``
+    (a write that stopped half way).
+
+    Symlinks are removed, never followed (a linked image's original stays).
+
+    Returns:
+        The number of files (and links) removed.
+    """
+    if not out_dir.is_dir():
+        return 0
+    is_set = (out_dir / "data.yaml").is_file()
+    removed = 0
+    for entry in sorted(out_dir.iterdir()):
+        if not is_set and entry.name not in ("images", "labels"):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            removed += sum(len(files) for _, _, files in os.walk(entry))
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+            removed += 1
+    return removed
+
+
 def write_yolo_set(
     dataset: DetectionSet,
     out_dir: Path,
@@ -305,13 +491,19 @@ def write_yolo_set(
 ) -> Path:
     """Write a set as a YOLO folder that ultralytics can train on.
 
-    Images are linked (or copied) as ``images/<split>/[<source>/]<name>`` and labels written
-    as ``labels/<split>/[<source>/]<stem>.txt``; file names are prefixed with the source
-    set's name when sets were merged, so equal names from two sets never collide.
+    Images are linked (or copied) and labels written where :func:`plan_yolo_set` says:
+    ``images/<split>/[<source>/]<name>`` and ``labels/<split>/[<source>/]<stem>.txt``; file
+    names are prefixed with the source set's name when sets were merged, so equal names from
+    two sets never collide, and a set's record of what each source labels survives a re-read.
+
+    A set written earlier in ``out_dir`` is removed first (:func:`clear_yolo_set`): ultralytics
+    trains on every file under ``images/<split>``, so an old file left there (another split's
+    image) would be trained on, or leak into val. Callers that must not replace a folder by
+    accident check it first (the CLI refuses a non-empty ``--out`` without ``--overwrite``).
 
     Args:
         dataset: The set to write.
-        out_dir: Folder to write into (created; existing label files are replaced).
+        out_dir: Folder to write into (created; a set written there before is removed first).
         link: How images get there: ``symlink`` (default, no copies), ``hardlink`` or ``copy``.
         by_source: Put each source set in its own sub-folder of every split, so one source's
             val images can be evaluated alone (``images/val/<source>``).
@@ -320,25 +512,23 @@ def write_yolo_set(
 
     Returns:
         Path of the written ``data.yaml`` (no ``path:`` key: splits resolve from its folder).
+
+    Raises:
+        DatasetWriteError: Two images would share a file, or ``out_dir`` holds the images being
+            written; raised before anything is written or removed.
     """
     out_dir = Path(out_dir)
+    placements = plan_yolo_set(dataset, by_source=by_source)
+    _refuse_source_inside(dataset, out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    multi_source = len({im.source for im in dataset.images}) > 1
-    used: set[Path] = set()
-    for item in progress(dataset.images, f"write {out_dir.name}", len(dataset.images)):
-        sub = Path(item.split) / item.source if by_source and item.source else Path(item.split)
-        is_prefixed = (
-            multi_source and not by_source and not item.image.stem.startswith(item.source + _SOURCE_MARK)
-        )
-        stem = f"{item.source}{_SOURCE_MARK}{item.image.stem}" if is_prefixed else item.image.stem
-        image_dst = out_dir / "images" / sub / f"{stem}{item.image.suffix.lower()}"
-        if image_dst in used:
-            raise ValueError(f"two images would both be written to {image_dst}")
-        used.add(image_dst)
-        _place(item.image, image_dst, link)
-        label_dst = out_dir / "labels" / sub / f"{stem}.txt"
+    removed = clear_yolo_set(out_dir)
+    if removed:
+        logger.info("removed %d file(s) of the set written earlier in %s", removed, out_dir)
+    for placement in progress(placements, f"write {out_dir.name}", len(placements)):
+        _place(placement.item.image, out_dir / placement.image, link)
+        label_dst = out_dir / placement.label
         label_dst.parent.mkdir(parents=True, exist_ok=True)
-        label_dst.write_text(_format_rows(item.boxes))
+        label_dst.write_text(_format_rows(placement.item.boxes))
     data: dict[str, Any] = {s: f"images/{s}" for s in dataset.splits}
     data.update(nc=len(dataset.class_names), names=list(dataset.class_names))
     if dataset.labelled_classes:

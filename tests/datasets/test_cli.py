@@ -167,3 +167,161 @@ def test_validate_shows_a_label_line_with_brackets_as_written(tmp_path: Path) ->
     assert result.exception is None or isinstance(result.exception, SystemExit)
     flat = "".join(result.output.split())
     assert "[/x]" in flat and "[nan," in flat
+
+
+def _grey_set(root: Path, images: dict[str, int], *, names: str = "[fire]", extra: str = "") -> Path:
+    """A YOLO set of small grey JPEGs at ``images/<relative path>`` (value: grey level), each labelled with one box."""
+    import cv2
+    import numpy as np
+
+    for relative, grey in images.items():
+        image = root / "images" / relative
+        image.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(image), np.full((24, 32, 3), grey, np.uint8))
+        label = (root / "labels" / relative).with_suffix(".txt")
+        label.parent.mkdir(parents=True, exist_ok=True)
+        label.write_text("0 0.5 0.5 0.2 0.2\n")
+    splits = sorted({relative.split("/")[0] for relative in images})
+    (root / "data.yaml").write_text(
+        "".join(f"{s}: images/{s}\n" for s in splits) + f"names: {names}\n{extra}"
+    )
+    return root / "data.yaml"
+
+
+def _files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+
+
+def test_splitting_again_into_the_same_out_is_refused_unless_overwrite_replaces_the_set(
+    tmp_path: Path,
+) -> None:
+    source = copy_yolo_sample("pallet", tmp_path / "pallet", per_split=12)
+    out = tmp_path / "resplit"
+    args = ["dataset", "split", str(source), "--out", str(out), "--val", "0.3"]
+    first = runner.invoke(app, [*args, "--seed", "1"])
+    assert first.exit_code == 0, first.output
+    before = _files(out / "images" / "val")
+
+    refused = runner.invoke(app, [*args, "--seed", "2"])
+    assert refused.exit_code == 2 and "--overwrite" in refused.output, refused.output
+    assert _files(out / "images" / "val") == before  # untouched
+
+    second = runner.invoke(app, [*args, "--seed", "2", "--overwrite"])
+    assert second.exit_code == 0, second.output
+    assert "replaced the set written before" in " ".join(second.output.split())
+    train, val = _files(out / "images" / "train"), _files(out / "images" / "val")
+    assert len(train) + len(val) == 24 and not set(train) & set(val)  # the seed-1 split's files are gone
+    assert len(_files(out / "labels" / "train")) == len(train)
+
+
+def test_a_set_is_never_written_over_the_folder_it_is_read_from(tmp_path: Path) -> None:
+    source = _grey_set(tmp_path / "s", {"train/a.jpg": 40, "train/b.jpg": 80, "val/c.jpg": 120})
+
+    result = runner.invoke(
+        app, ["dataset", "split", str(source), "--out", str(tmp_path / "s"), "--val", "0.5", "--overwrite"]
+    )
+
+    assert result.exit_code == 2 and "holds the images being written" in " ".join(result.output.split())
+    assert _files(tmp_path / "s" / "images" / "train") == ["a.jpg", "b.jpg"]
+
+
+def test_equal_file_names_in_two_splits_or_folders_are_written_apart_not_a_traceback(tmp_path: Path) -> None:
+    from anjian.datasets.split import split_by_group
+
+    # two different photos named img1 (one group when re-split: same side, same folder)
+    dup = _grey_set(tmp_path / "dup", {"train/img1.jpg": 40, "val/img1.jpg": 200, "train/other.jpg": 120})
+    seed = next(
+        s
+        for s in range(100)
+        if len(split_by_group(load_yolo_set(dup), {"train": 0.5, "val": 0.5}, seed=s).splits) == 2
+    )
+    split = runner.invoke(
+        app, ["dataset", "split", str(dup), "--out", str(tmp_path / "s"), "--val", "0.5", "--seed", str(seed)]
+    )
+    assert split.exit_code == 0, split.output
+    assert "2 image(s) share a file name" in " ".join(split.output.split())
+    written = load_yolo_set(tmp_path / "s" / "data.yaml")
+    assert sorted(im.image.name for im in written) == ["other.jpg", "train-img1.jpg", "val-img1.jpg"]
+
+    nested = _grey_set(tmp_path / "n", {"train/cam1/frame_0001.jpg": 40, "train/cam2/frame_0001.jpg": 200})
+    imported = runner.invoke(app, ["dataset", "import", str(nested), "--out", str(tmp_path / "i")])
+    assert imported.exit_code == 0, imported.output
+    assert _files(tmp_path / "i" / "images" / "train") == ["cam1-frame_0001.jpg", "cam2-frame_0001.jpg"]
+
+
+def test_images_that_would_share_one_label_file_are_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    source = _grey_set(tmp_path / "s", {"train/a.jpg": 40, "train/a.png": 200})  # both label a.txt
+
+    result = runner.invoke(app, ["dataset", "import", str(source), "--out", str(tmp_path / "o")])
+
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)  # a clean error, no traceback
+    assert "labels/train/a.txt" in "".join(result.output.split())
+    assert not (tmp_path / "o" / "images").exists()
+
+
+def test_split_refuses_when_a_split_asked_for_would_get_no_image(tmp_path: Path) -> None:
+    from anjian.datasets.split import split_by_group
+
+    source = _grey_set(tmp_path / "s", {"train/a.jpg": 40, "train/b.jpg": 80})
+    dataset = load_yolo_set(source)
+    seed = next(
+        s
+        for s in range(100)
+        if not split_by_group(dataset, {"train": 0.85, "val": 0.15}, seed=s).in_split("val")
+    )
+
+    result = runner.invoke(
+        app,
+        ["dataset", "split", str(source), "--out", str(tmp_path / "o"), "--val", "0.15", "--seed", str(seed)],
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "without images" in " ".join(result.output.split()) and not (tmp_path / "o").exists()
+
+
+def test_split_and_flat_merge_of_a_one_source_merged_set_keep_what_it_never_labels(tmp_path: Path) -> None:
+    cigarette = copy_yolo_sample("cigarette", tmp_path / "cigarette", per_split=4)
+    (tmp_path / "map.yaml").write_text("classes: [person, cigarette]\n")
+    merge = ["dataset", "merge", str(cigarette), "--class-map", str(tmp_path / "map.yaml")]
+    assert runner.invoke(app, [*merge, "--out", str(tmp_path / "m")]).exit_code == 0
+    split = runner.invoke(
+        app, ["dataset", "split", str(tmp_path / "m"), "--out", str(tmp_path / "s"), "--val", "0.5"]
+    )
+    flat = runner.invoke(app, [*merge, "--out", str(tmp_path / "flat"), "--no-by-source"])
+    assert split.exit_code == 0 and flat.exit_code == 0, split.output + flat.output
+
+    for written in ("m", "s", "flat"):
+        again = load_yolo_set(tmp_path / written / "data.yaml")
+        assert again.labelled_classes == {"cigarette": ("cigarette",)}, (
+            written
+        )  # person: a gap for the teacher
+        assert {im.source for im in again} == {"cigarette"}
+
+
+def test_a_one_source_set_split_flat_before_the_fix_still_reads_as_that_source(tmp_path: Path) -> None:
+    # what `dataset split` wrote for a one-source merged set: files flat, unprefixed; the yaml keeps the record
+    written = _grey_set(
+        tmp_path / "cig_split",
+        {"train/a.jpg": 40, "val/b.jpg": 80},
+        names="[person, cigarette]",
+        extra="labelled_classes: {cigarette: [cigarette]}\n",
+    )
+
+    again = load_yolo_set(written)
+
+    assert again.labelled_classes == {"cigarette": ("cigarette",)}
+
+
+def test_overwrite_never_clears_a_folder_that_holds_no_set(tmp_path: Path) -> None:
+    source = _grey_set(tmp_path / "s", {"train/a.jpg": 40, "val/b.jpg": 80})
+    home = tmp_path / "home"
+    (home / "images").mkdir(parents=True)
+    (home / "thesis.tex").write_text("kept")
+
+    result = runner.invoke(app, ["dataset", "import", str(source), "--out", str(home), "--overwrite"])
+
+    assert result.exit_code == 2 and "holds no data.yaml" in " ".join(result.output.split())
+    assert sorted(p.name for p in home.iterdir()) == ["images", "thesis.tex"]

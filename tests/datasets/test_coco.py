@@ -76,7 +76,13 @@ def test_broken_coco_annotations_are_reported(tmp_path: Path) -> None:
 
     kinds = sorted(i.kind.value for i in dataset.issues)
     assert kinds == sorted(
-        [IssueKind.UNKNOWN_CLASS, IssueKind.MALFORMED_LINE, IssueKind.MISSING_IMAGE, IssueKind.MISSING_IMAGE]
+        [
+            IssueKind.UNKNOWN_CLASS,
+            IssueKind.MALFORMED_LINE,
+            IssueKind.MISSING_IMAGE,
+            IssueKind.MISSING_IMAGE,
+            IssueKind.CROWD_REGION,  # annotation 4: left out, no longer silently
+        ]
     )
     [item] = dataset.images
     np.testing.assert_allclose(item.boxes, [[0, 35 / 200, 35 / 100, 50 / 200, 50 / 100]], atol=1e-6)
@@ -187,3 +193,30 @@ def test_an_annotation_that_is_not_an_object_or_names_no_integer_image_is_report
     )
     [item] = dataset.images
     assert len(item.boxes) == 1
+
+
+def test_crowd_regions_left_out_are_reported_with_their_count(tmp_path: Path) -> None:
+    images_dir = tmp_path / "images"
+    images_dir.mkdir()
+    for name in ("t0.jpg", "t1.jpg"):
+        cv2.imwrite(str(images_dir / name), np.zeros((100, 200, 3), np.uint8))
+    data = {
+        "images": [
+            {"id": 1, "file_name": "t0.jpg", "width": 200, "height": 100},
+            {"id": 2, "file_name": "t1.jpg", "width": 200, "height": 100},
+        ],
+        "annotations": [
+            {"id": 7, "image_id": 1, "category_id": 1, "bbox": [0, 0, 100, 100], "iscrowd": 1},
+            {"id": 8, "image_id": 1, "category_id": 1, "bbox": [100, 0, 100, 100], "iscrowd": 1},
+            {"id": 9, "image_id": 2, "category_id": 1, "bbox": [10, 10, 50, 50], "iscrowd": 0},
+        ],
+        "categories": [{"id": 1, "name": "person"}],
+    }
+    (tmp_path / "a.json").write_text(json.dumps(data))
+
+    dataset = load_coco_set({"train": (tmp_path / "a.json", images_dir)}, name="crowd")
+
+    [crowd] = [i for i in dataset.issues if i.kind is IssueKind.CROWD_REGION]
+    assert crowd.path.name == "t0.jpg" and crowd.severity.value == "warning"
+    assert crowd.detail.startswith("2 crowd region(s) (iscrowd, annotation 7, 8) left out")
+    assert dataset.box_count() == 1

@@ -52,3 +52,41 @@ def test_harvesting_again_adds_without_duplicating(tmp_path: Path) -> None:
 
     lines = (out / "manifest.jsonl").read_text().splitlines()
     assert sorted(json.loads(line)["event_id"] for line in lines) == ["e1", "e2"]
+
+
+def test_harvesting_again_after_the_classes_changed_renumbers_the_earlier_labels(tmp_path: Path) -> None:
+    out = tmp_path / "harvest"
+    first = _item(tmp_path, "ev1", Verdict.CONFIRMED)  # a fire box (and sparks, not a class)
+    write_harvest([first], out, ["person", "fire"])
+    second = _item(tmp_path, "ev2", Verdict.CONFIRMED)
+
+    report = write_harvest([second], out, ["person", "smoke"])  # a model without fire: kept, appended
+
+    assert report.renumbered == 1
+    to_label = load_yolo_set(out / "to_label" / "data.yaml")
+    assert to_label.class_names == ("person", "smoke", "fire")
+    found = {
+        im.image.name: [to_label.class_names[c] for c in im.class_ids] for im in to_label.in_split("train")
+    }
+    assert found == {"ev1.jpg": ["fire"], "ev2.jpg": []}
+
+    write_harvest([second], out, ["person", "smoke", "fire"])
+    again = load_yolo_set(out / "to_label" / "data.yaml")
+    assert {
+        im.image.name: [again.class_names[c] for c in im.class_ids] for im in again.in_split("train")
+    } == {
+        "ev1.jpg": ["fire"],
+        "ev2.jpg": ["fire"],
+    }
+
+
+def test_an_earlier_label_its_class_list_cannot_read_is_refused_before_writing(tmp_path: Path) -> None:
+    import pytest
+
+    out = tmp_path / "harvest"
+    write_harvest([_item(tmp_path, "ev1", Verdict.CONFIRMED)], out, ["fire"])
+    (out / "to_label" / "labels" / "ev1.txt").write_text("3 0.5 0.5 0.1 0.1\n")  # edited by hand, wrongly
+
+    with pytest.raises(ValueError, match=r"ev1\.txt: line 1: class id '3' is not one of the 1 classes"):
+        write_harvest([_item(tmp_path, "ev2", Verdict.CONFIRMED)], out, ["smoke", "fire"])
+    assert not (out / "to_label" / "images" / "ev2.jpg").exists()

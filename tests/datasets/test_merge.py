@@ -136,3 +136,67 @@ def test_shipped_anjian_map_covers_every_public_set_class() -> None:
         ("fire_smoke_cctv", "Fire"): "fire",
     }
     assert {k: mapping.target_of(*k) for k in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (
+            "classes: [pallet]\nmap: {Wooden-Palet: pallet}\n",
+            r"map keys \['Wooden-Palet'\].*misspelt: map key 'Wooden-Palet' for class 'Wooden-Pallet'\?",
+        ),
+        (
+            "classes: [pallet]\nsets: {palet: {Wooden-Pallet: pallet}}\n",
+            r"sets \['palet'\].*'palet' for set 'pallet'",
+        ),
+    ],
+    ids=["misspelt-class-key", "misspelt-set-name"],
+)
+def test_a_misspelt_class_map_name_is_refused_not_a_silently_dropped_class(
+    tmp_path: Path, text: str, match: str
+) -> None:
+    path = tmp_path / "map.yaml"
+    path.write_text(text)
+    pallet = _set("pallet", ("Wooden-Pallet",), [[0, 0.5, 0.5, 0.2, 0.2]])
+
+    with pytest.raises(ClassMapError, match=match) as raised:
+        merge_sets([pallet], load_class_map(path))
+
+    assert "'Wooden-Pallet' of set 'pallet'" in str(raised.value) and "null" in str(raised.value)
+
+
+def test_a_per_set_entry_naming_a_class_the_set_lacks_is_refused_listing_its_classes() -> None:
+    mapping = ClassMap(classes=("pallet",), sets={"pallet": {"Wooden-Palet": "pallet"}})
+    with pytest.raises(ClassMapError, match=r"sets\.pallet names \['Wooden-Palet'\].*\['Wooden-Pallet'\]"):
+        merge_sets([_set("pallet", ("Wooden-Pallet",), [])], mapping)
+
+
+def test_deliberate_drops_and_entries_for_other_sets_are_still_accepted() -> None:
+    pallet = _set("pallet", ("Wooden-Pallet", "box"), [[0, 0.5, 0.5, 0.2, 0.2], [1, 0.1, 0.1, 0.1, 0.1]])
+    # a shared map: entries for sets and classes not merged now, and 'box' dropped on purpose
+    mapping = ClassMap(
+        classes=("pallet", "fire"),
+        map={"Fire": "fire", "Wooden-Pallet": "pallet", "box": None},
+        sets={"fire_smoke_cctv": {"default": None}},
+    )
+    merged, report = merge_sets([pallet], mapping)
+    assert merged.box_count() == 1 and {r.source_class: r.target for r in report.rows}["box"] is None
+
+    # a class left unnamed with every map entry in use: dropped by `unmapped: drop`, as documented
+    unnamed, _ = merge_sets([pallet], ClassMap(classes=("pallet",), map={"Wooden-Pallet": "pallet"}))
+    assert unnamed.box_count() == 1
+
+
+def test_merge_on_the_cli_refuses_a_misspelt_map_before_writing(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from anjian.service.cli import app
+
+    sample = copy_yolo_sample("pallet", tmp_path / "pallet", per_split=2)
+    (tmp_path / "typo.yaml").write_text("classes: [pallet]\nmap: {Wooden-Palet: pallet}\n")
+    args = ["dataset", "merge", str(sample), "--class-map", str(tmp_path / "typo.yaml")]
+
+    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")])
+
+    assert result.exit_code == 2, result.output
+    assert "Wooden-Palet" in result.output and not (tmp_path / "out").exists()

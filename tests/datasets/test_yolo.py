@@ -198,3 +198,76 @@ def test_an_image_list_that_is_not_utf8_raises_naming_the_list(tmp_path: Path) -
         DatasetFormatError, match=r"data\.yaml: cannot read the image list .*list\.txt: 'utf-8' codec"
     ):
         load_yolo_set(tmp_path / "data.yaml")
+
+
+def test_symlinked_sub_folders_are_read_as_ultralytics_reads_them_and_a_loop_is_entered_once(
+    tmp_path: Path,
+) -> None:
+    from anjian.datasets.hashing import dataset_digest
+
+    data_yaml = _tiny_set(tmp_path / "set", {"b1": "0 0.5 0.5 0.2 0.2\n"})
+    site = _tiny_set(tmp_path / "siteA", {"a1": "1 0.5 0.5 0.2 0.2\n", "a2": "1 0.3 0.3 0.1 0.1\n"})
+    for kind in ("images", "labels"):
+        (tmp_path / "set" / kind / "train" / "siteA").symlink_to(site.parent / kind / "train")
+    (tmp_path / "set" / "images" / "train" / "loop").symlink_to(tmp_path / "set" / "images")
+
+    dataset = load_yolo_set(data_yaml)
+
+    assert sorted(im.image.name for im in dataset) == ["a1.jpg", "a2.jpg", "b1.jpg"]
+    assert dataset.box_count() == 3 and not [i for i in dataset.issues if i.severity is Severity.ERROR]
+    before = dataset_digest(data_yaml)
+    (tmp_path / "siteA" / "labels" / "train" / "a1.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    assert dataset_digest(data_yaml) != before  # a relabelled image behind the link changes the digest
+
+
+def test_label_files_beside_the_images_are_an_error_naming_the_layout(tmp_path: Path) -> None:
+    data_yaml = _tiny_set(tmp_path, {"a": "0 0.5 0.5 0.2 0.2\n"})
+    label = tmp_path / "labels" / "train" / "a.txt"
+    label.rename(tmp_path / "images" / "train" / "a.txt")
+
+    report = validate_set(load_yolo_set(data_yaml))
+
+    [misplaced] = [i for i in report.issues if i.kind is IssueKind.MISPLACED_LABEL_FILE]
+    assert misplaced.severity is Severity.ERROR and misplaced.path.name == "a.txt"
+    assert "labels/" in misplaced.detail and report.has_errors
+
+
+def test_an_nc_that_disagrees_with_names_is_refused(tmp_path: Path) -> None:
+    data_yaml = _tiny_set(tmp_path, {"a": "0 0.5 0.5 0.2 0.2\n"}, names=("Wooden-Pallet",))
+    data_yaml.write_text(data_yaml.read_text() + "nc: 2\n")
+    with pytest.raises(DatasetFormatError, match=r"'nc: 2' does not match the 1 class name\(s\)"):
+        load_yolo_set(data_yaml)
+    data_yaml.write_text(data_yaml.read_text().replace("nc: 2", "nc: 1"))
+    assert len(load_yolo_set(data_yaml)) == 1
+
+
+def test_writing_a_set_again_replaces_the_earlier_one(tmp_path: Path) -> None:
+    dataset = load_yolo_set(
+        _tiny_set(tmp_path / "s", {"a": "0 0.5 0.5 0.2 0.2\n", "b": "1 0.5 0.5 0.2 0.2\n"})
+    )
+    write_yolo_set(dataset, tmp_path / "out")
+    (tmp_path / "out" / "hard_negatives.json").write_text("{}")  # a report about the earlier set
+
+    moved = [im.replace(split="val") if im.image.stem == "a" else im for im in dataset]
+    data_yaml = write_yolo_set(
+        type(dataset)(dataset.name, dataset.class_names, moved, labelled_classes=dataset.labelled_classes),
+        tmp_path / "out",
+    )
+
+    again = load_yolo_set(data_yaml)
+    assert sorted((im.split, im.image.name) for im in again) == [("train", "b.jpg"), ("val", "a.jpg")]
+    assert not (tmp_path / "out" / "labels" / "train" / "a.txt").exists()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["data.yaml", "images", "labels"]
+    assert (tmp_path / "s" / "images" / "train" / "a.jpg").is_file()  # the linked original stays
+
+
+def test_a_folder_without_a_set_keeps_its_other_files_when_a_set_is_written_there(tmp_path: Path) -> None:
+    dataset = load_yolo_set(_tiny_set(tmp_path / "s", {"a": "0 0.5 0.5 0.2 0.2\n"}))
+    stale = tmp_path / "out" / "images" / "train" / "old.jpg"  # a write that stopped half way
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"x")
+    (tmp_path / "out" / "notes.md").write_text("kept")
+
+    write_yolo_set(dataset, tmp_path / "out")
+
+    assert not stale.exists() and (tmp_path / "out" / "notes.md").read_text() == "kept"
