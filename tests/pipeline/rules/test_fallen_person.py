@@ -119,12 +119,12 @@ def test_a_person_cut_off_by_the_frame_edge_is_not_lying_by_geometry(
 ) -> None:
     # head and shoulders of a worker close to the camera: 60 x 40 px, touching the border
     cut_off = ("person", box)
-    assert run(_rule(), [dets(cut_off)] * 12) == []
+    assert run(_rule(border_margin_fraction=0.01), [dets(cut_off)] * 12) == []
 
 
 def test_a_fallen_class_box_at_the_frame_edge_still_raises() -> None:
     at_edge = ("fallen_person", (70, 60, 130, 100))
-    assert kinds(run(_rule(), [dets(at_edge)] * 8)) == [(5, "opened")]
+    assert kinds(run(_rule(border_margin_fraction=0.01), [dets(at_edge)] * 8)) == [(5, "opened")]
 
 
 def test_upright_first_memory_holds_only_recent_tracks() -> None:
