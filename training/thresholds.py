@@ -315,7 +315,9 @@ def load_thresholds_json(path: Path) -> dict[str, float]:
         raise ValueError(f"cannot read thresholds from {path}: {exc}") from None
     if isinstance(raw, dict) and isinstance(raw.get("thresholds"), dict):
         raw = {
-            name: (entry["threshold"] if isinstance(entry, dict) else entry)
+            name: (
+                entry.get("threshold") if isinstance(entry, dict) else entry
+            )  # a missing one: refused below
             for name, entry in raw["thresholds"].items()
         }
     if not isinstance(raw, dict) or not raw:

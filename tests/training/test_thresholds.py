@@ -228,8 +228,13 @@ def test_eval_json_carries_each_class_s_calibrated_threshold(tmp_path: Path) -> 
     assert load_thresholds_json(out) == {"person": person["threshold"]}  # what `export --thresholds` stamps
 
 
-def test_export_refuses_a_thresholds_file_it_cannot_read(tmp_path: Path) -> None:
-    (tmp_path / "t.json").write_text('{"fire": "high"}')
+@pytest.mark.parametrize(
+    "content",
+    ['{"fire": "high"}', '{"thresholds": {"fire": {"score": 0.3}}}'],
+    ids=["not-a-number", "eval-entry-without-threshold"],
+)
+def test_export_refuses_a_thresholds_file_it_cannot_read(tmp_path: Path, content: str) -> None:
+    (tmp_path / "t.json").write_text(content)
     args = ["export", str(tmp_path / "best.pt"), "--out", str(tmp_path / "out"), "--thresholds"]
     result = CliRunner().invoke(app, [*args, str(tmp_path / "t.json")], env={"COLUMNS": "200"})
     assert result.exit_code == 2 and "threshold of 'fire' must be a number" in result.output
