@@ -34,27 +34,33 @@ _ZONE_COLOURS = {  # BGR, by zone kind
 }
 _LABEL_BACKGROUND = (24, 24, 24)
 _PAD = 3
-_fonts = threading.local()  # a FontFace per thread: cameras render in their own threads
+_font_lock = threading.Lock()  # one FontFace for the process (~35 MB each): text is drawn under this lock
+_font_face: list[cv2.FontFace | None] = []  # loaded on first use: [face], or [None] for Hershey
 
 
 def _font() -> cv2.FontFace | None:
-    """Noto Sans CJK for this thread, or ``None`` (Hershey) when the font package is missing."""
-    if not hasattr(_fonts, "face"):
-        try:
-            from noto_cjk_sans_otc import FONT_PATH
-        except ImportError:
-            logger.warning("noto-cjk-sans-otc is not installed: evidence text falls back to ASCII")
-            _fonts.face = None
-        else:
-            if hasattr(cv2, "FontFace"):  # OpenCV 5 draws TrueType; 4.x has Hershey only
-                _fonts.face = cv2.FontFace(str(FONT_PATH))
-            else:
-                logger.warning(
-                    "OpenCV %s draws no TrueType text: evidence text falls back to ASCII", cv2.__version__
-                )
-                _fonts.face = None
-    face: cv2.FontFace | None = _fonts.face
-    return face
+    """Noto Sans CJK, loaded once for the process, or ``None`` (Hershey) when the font package is missing.
+
+    One face, not one per thread: a wall of live frames drawn from the web server's thread
+    pool loaded a 35 MB face in each thread (24 cameras: 83 MB to 928 MB). Use it under
+    ``_font_lock``.
+    """
+    with _font_lock:
+        if not _font_face:
+            _font_face.append(_load_font())
+        return _font_face[0]
+
+
+def _load_font() -> cv2.FontFace | None:
+    try:
+        from noto_cjk_sans_otc import FONT_PATH
+    except ImportError:
+        logger.warning("noto-cjk-sans-otc is not installed: evidence text falls back to ASCII")
+        return None
+    if not hasattr(cv2, "FontFace"):  # OpenCV 5 draws TrueType; 4.x has Hershey only
+        logger.warning("OpenCV %s draws no TrueType text: evidence text falls back to ASCII", cv2.__version__)
+        return None
+    return cv2.FontFace(str(FONT_PATH))
 
 
 def _label(
@@ -74,7 +80,8 @@ def _label(
     h, w = canvas.shape[:2]
     face = _font()
     if face is not None:
-        _, _, text_w, text_h = cv2.getTextSize((w, h), text, (0, size_px), face, size_px)
+        with _font_lock:
+            _, _, text_w, text_h = cv2.getTextSize((w, h), text, (0, size_px), face, size_px)
     else:
         scale = size_px / 30
         (text_w, text_h), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
@@ -84,7 +91,8 @@ def _label(
     y1 = min(max(0, top_left[1]), max(0, h - box_h))
     cv2.rectangle(canvas, (x1, y1), (x1 + box_w, y1 + box_h), _LABEL_BACKGROUND, cv2.FILLED)
     if face is not None:
-        cv2.putText(canvas, text, (x1 + _PAD, y1 + _PAD + round(size_px * 0.88)), colour, face, size_px)
+        with _font_lock:
+            cv2.putText(canvas, text, (x1 + _PAD, y1 + _PAD + round(size_px * 0.88)), colour, face, size_px)
     else:
         cv2.putText(
             canvas,
