@@ -703,17 +703,24 @@ class PromotionWatch:
     def poll(self) -> Path | None:
         """The newly promoted model file if the resolution changed since the last poll, else ``None``.
 
-        A promotion pointing at a missing file is ignored until it resolves.
+        A promotion pointing at a missing file is ignored until it resolves. The file becomes
+        ``current`` only once the caller ``accept``s it (it loaded and runs): one that failed
+        to load is still what the spec resolves to, for the caller to try again.
         """
         stamp = self._signature()
         if stamp == self._stamp:
             return None
         self._stamp = stamp
+        path = self.resolved()
+        return None if path is None or path == self.current else path
+
+    def resolved(self) -> Path | None:
+        """What the spec resolves to now, ``None`` when it does not (a pointer to a missing file)."""
         try:
-            path = resolve_model_path(self.spec, root=self._root)
+            return resolve_model_path(self.spec, root=self._root)
         except ModelLoadError:
             return None
-        if path == self.current:
-            return None
+
+    def accept(self, path: Path) -> None:
+        """Record ``path`` as the model in use (after it was loaded and swapped in)."""
         self.current = path
-        return path

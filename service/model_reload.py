@@ -4,10 +4,13 @@ site's ``builtin:NAME`` resolves to, the running pipeline swaps to it between tw
 from __future__ import annotations
 
 import logging
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from anjian.cameras.backoff import backoff_delay_s
 from anjian.models.config import DetectorConfig
 from anjian.models.detector import Detector
 from anjian.models.errors import ModelError
@@ -19,6 +22,8 @@ from anjian.service.periodic import PeriodicThread
 __all__ = ["ModelReloader"]
 
 logger = logging.getLogger(__name__)
+
+_RETRY_MAX_S = 600.0  # longest wait between two tries of a promoted model that failed
 
 _PROBE_FRAME_HW = (480, 640)
 """Size of the blank frame a new model must detect on before it is swapped in: a common camera shape."""
@@ -34,6 +39,14 @@ def _probe_detector(detector: Detector) -> str | None:
     if len(results) != 1:
         return f"a test detection on one blank frame gave {len(results)} results"
     return None
+
+
+@dataclass(slots=True)
+class _Retry:
+    """A promoted model that failed: how many tries so far and when to try again (monotonic s)."""
+
+    tries: int
+    at: float
 
 
 class ModelReloader:
@@ -69,26 +82,49 @@ class ModelReloader:
         self._config = config
         self._runner = runner
         self._ticker = PeriodicThread(self.check_once, interval_s=interval_s, name="anjian-model-reload")
+        self._interval_s = interval_s
+        self._retry: _Retry | None = None
         self.swaps = 0
         self.failures = 0
 
+    def _failed(self, path: Path, why: str) -> None:
+        """Count a failed try of ``path`` and schedule the next (doubling waits)."""
+        self.failures += 1
+        tries = self._retry.tries + 1 if self._retry is not None else 1
+        wait_s = backoff_delay_s(tries, base_s=self._interval_s, max_s=_RETRY_MAX_S)
+        self._retry = _Retry(tries, time.monotonic() + wait_s)
+        logger.error("promoted model %s %s (tried again in %.0f s)", path, why, wait_s)
+
     def check_once(self) -> bool:
-        """Swap to the newly promoted model if there is one; True when a swap was requested."""
+        """Swap to the newly promoted model if there is one; True when a swap was requested.
+
+        A promoted model that fails to load or run (a transient I/O error, a GPU still full
+        of the old model) is tried again after a doubling wait (the poll interval, up to
+        ``_RETRY_MAX_S``) for as long as it stays promoted: the registry must not say one
+        model is in force while the pipeline runs another until a restart.
+        """
         path = self._watch.poll()
+        if path is not None:  # a new promotion: tried at once
+            self._retry = None
+        elif self._retry is not None and time.monotonic() >= self._retry.at:
+            path = self._watch.resolved()
+            if path is None or path == self._watch.current:  # promoted away meanwhile
+                self._retry = None
+                return False
         if path is None:
             return False
         try:
             detector = load_detector(path, self._config)
         except ModelError as exc:
-            self.failures += 1
-            logger.error("promoted model %s cannot be loaded, keeping the current one: %s", path, exc)
+            self._failed(path, f"cannot be loaded, keeping the current one: {exc}")
             return False
         reason = _probe_detector(detector)
         if reason is not None:
-            self.failures += 1
-            logger.error("promoted model %s cannot run, keeping the current one: %s", path, reason)
+            self._failed(path, f"cannot run, keeping the current one: {reason}")
             return False
         self._runner.swap_detector(detector)
+        self._watch.accept(path)
+        self._retry = None
         self.swaps += 1
         logger.info(
             "promoted model %s: pipeline switching to %s (calibrated thresholds: %s)",

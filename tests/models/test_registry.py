@@ -265,6 +265,8 @@ def test_watch_reports_each_promotion_once(registry: Path) -> None:
     promote("det", "1", root=registry)
     assert watch.poll() == registry / "det" / "1" / "model.onnx"
     assert watch.poll() is None
+    assert watch.current.parent.name == "3"  # until the caller has it running
+    watch.accept(registry / "det" / "1" / "model.onnx")
 
     rollback("det", root=registry)
     assert watch.poll() == registry / "det" / "3" / "model.onnx"

@@ -89,6 +89,35 @@ def test_a_broken_promoted_model_is_refused_and_the_old_one_kept(
     assert json.loads(history[-1])["version"] == "3"
 
 
+def test_a_promoted_model_that_failed_to_load_once_is_tried_again(
+    registry: Path, runner: PipelineRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A transient failure (a GPU still full of the old model) marked the new model as in use: later polls
+    and promoting it again did nothing while the registry said it was in force."""
+    from anjian.models.errors import ModelLoadError
+    from anjian.service import model_reload
+
+    real_load = model_reload.load_detector
+    calls: list[Path] = []
+
+    def load_failing_once(path: Path, config: DetectorConfig) -> object:
+        calls.append(path)
+        if len(calls) == 1:
+            raise ModelLoadError("CUDA failure 2: out of memory")
+        return real_load(path, config)
+
+    monkeypatch.setattr(model_reload, "load_detector", load_failing_once)
+    reloader = ModelReloader("builtin:site-model", DetectorConfig(), runner, root=registry, interval_s=0.01)
+    before = runner.detector.version
+    promote("site-model", "2", root=registry)
+
+    assert reloader.check_once() is False and reloader.failures == 1
+    assert wait_for(reloader.check_once)  # tried again after its wait
+    assert wait_for(lambda: runner.detector.version != before)
+    assert reloader.check_once() is False  # in use now: nothing more to try
+    assert len(calls) == 2
+
+
 def _fails_when_run(path: Path) -> Path:
     """A model that loads (names fit its declared ``(batch, 6, anchors)`` output) but cannot reshape a real image."""
     import numpy as np
