@@ -4,7 +4,7 @@ Each record is one file ``{seq:012d}.rec`` in the spool folder, written atomical
 (temporary file, flush, fsync, rename), so a crash leaves whole records or none.
 Records come back oldest first; ``remove`` deletes one once it has been delivered.
 A record the receiver rejects for good can be moved to ``rejected/`` for a person
-to look at. Thread-safe within one process; one process per folder.
+to look at (``<UTC time>Z-<seq>.rec`` with its ``.reason.txt``; the newest 1,000 are kept). Thread-safe within one process; one process per folder.
 
 Example:
     >>> spool = DiskSpool(Path("data/spool"))
@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import threading
+import time
 from pathlib import Path
 
 from anjian.models.atomic import TEMPORARY_PREFIX, write_atomic
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(\d{12})\.rec$")
 _REJECTED_DIR = "rejected"
+_MAX_REJECTED = 1000  # refused records kept for a person to look at; older ones go
 
 
 class DiskSpool:
@@ -153,13 +155,25 @@ class DiskSpool:
         with self._lock:
             target_dir = self._dir / _REJECTED_DIR
             target_dir.mkdir(exist_ok=True)
-            target = target_dir / self._path(seq).name
+            # Stamped: sequence numbers start again at 1 with an empty spool after a restart, and a
+            # record refused then replaced one refused before (kept for a person to look at).
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"{time.time() % 1:.6f}"[1:]
+            target = target_dir / f"{stamp}Z-{self._path(seq).name}"
             os.replace(self._path(seq), target)
             (target_dir / f"{target.name}.reason.txt").write_text(reason, encoding="utf-8")
             self._forget_size(seq)
             if seq in self._seqs:
                 self._seqs.remove(seq)
+            self._prune_rejected(target_dir)
             return target
+
+    @staticmethod
+    def _prune_rejected(target_dir: Path) -> None:
+        """Keep the newest ``_MAX_REJECTED`` refused records (and their reasons): the folder never fills a disk."""
+        records = sorted(target_dir.glob("*.rec"))  # the stamp first: oldest first
+        for old in records[: max(0, len(records) - _MAX_REJECTED)]:
+            old.unlink(missing_ok=True)
+            old.with_name(f"{old.name}.reason.txt").unlink(missing_ok=True)
 
     def _path(self, seq: int) -> Path:
         return self._dir / f"{seq:012d}.rec"

@@ -103,6 +103,27 @@ def test_spool_keeps_order_across_reopening_and_drops_half_written_files(tmp_pat
     assert not (tmp_path / "spool" / ".tmp-crashed").exists()
 
 
+def test_records_refused_before_and_after_a_restart_are_both_kept_and_the_oldest_go_past_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sequence numbers start again at 1 with an empty spool: a record refused after a restart replaced
+    rejected/000000000001.rec, an earlier refused alert kept for a person to look at."""
+    first = DiskSpool(tmp_path / "spool", is_fsync=False)
+    first.reject(first.append(b'{"id": "first"}'), "HTTP 422: bad box")
+    again = DiskSpool(tmp_path / "spool", is_fsync=False)  # a restart, the spool empty
+    again.reject(again.append(b'{"id": "second"}'), "HTTP 413: too large")
+
+    kept = sorted((tmp_path / "spool" / "rejected").glob("*.rec"))
+    assert [path.read_bytes() for path in kept] == [b'{"id": "first"}', b'{"id": "second"}']
+    assert kept[0].with_name(kept[0].name + ".reason.txt").read_text() == "HTTP 422: bad box"
+
+    monkeypatch.setattr("anjian.pipeline.spool._MAX_REJECTED", 2)
+    again.reject(again.append(b'{"id": "third"}'), "HTTP 422")
+    kept = sorted((tmp_path / "spool" / "rejected").glob("*.rec"))
+    assert [path.read_bytes() for path in kept] == [b'{"id": "second"}', b'{"id": "third"}']
+    assert len(list((tmp_path / "spool" / "rejected").glob("*.reason.txt"))) == 2
+
+
 # ----------------------------------------------------------------------- unit checks
 
 
