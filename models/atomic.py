@@ -12,17 +12,41 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["TEMPORARY_PREFIX", "write_atomic"]
+__all__ = ["TEMPORARY_PREFIX", "created_mode", "write_atomic"]
 
 TEMPORARY_PREFIX = ".tmp-"
 """How the temporary sibling's name starts: a folder's reader skips these, a restart may delete them."""
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it (``/proc`` on Linux; elsewhere set and restored)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def created_mode(*, is_dir: bool = False) -> int:
+    """The mode ``open``/``mkdir`` would give a new file or folder under the process's umask.
+
+    ``tempfile`` creates owner-only files and folders (0600, 0700); a file put in place from
+    one must get the ordinary mode, or a service running as another user than the analyst who
+    promoted a model cannot read the registry.
+    """
+    return (0o777 if is_dir else 0o666) & ~_umask()
 
 
 def write_atomic(path: Path, data: bytes | str, *, is_fsync: bool = True) -> None:
     """Write ``data`` to a temporary sibling of ``path``, then rename it over ``path``.
 
     The temporary file is ``{TEMPORARY_PREFIX}<random>{path.suffix}`` in ``path``'s folder (the
-    same file system, so the rename is atomic); it is removed again when the write fails.
+    same file system, so the rename is atomic); it is removed again when the write fails. The
+    file keeps the mode of the one it replaces, or gets the umask's (``created_mode``).
 
     Args:
         path: The file to create or replace; its folder must exist.
@@ -40,6 +64,11 @@ def write_atomic(path: Path, data: bytes | str, *, is_fsync: bool = True) -> Non
     payload = data.encode("utf-8") if isinstance(data, str) else data
     fd, tmp_name = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=path.suffix, dir=path.parent)
     try:
+        try:
+            mode = path.stat().st_mode & 0o7777
+        except FileNotFoundError:
+            mode = created_mode()
+        os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as tmp:
             tmp.write(payload)
             if is_fsync:

@@ -59,7 +59,7 @@ from typing import Any
 
 from platformdirs import user_data_path
 
-from anjian.models.atomic import TEMPORARY_PREFIX, write_atomic
+from anjian.models.atomic import TEMPORARY_PREFIX, created_mode, write_atomic
 from anjian.models.errors import ModelLoadError
 
 __all__ = [
@@ -579,6 +579,7 @@ def register_version(
         raise FileExistsError(f"{model_dir / version} holds a model already")
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=TEMPORARY_PREFIX, dir=model_dir))  # not a version: no digits only
+    os.chmod(staging, created_mode(is_dir=True))  # mkdtemp's 0700 would hide the version from the service
     try:
         shutil.copyfile(onnx_path, staging / "model.onnx")
         _fsync(staging / "model.onnx")
