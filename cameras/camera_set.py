@@ -172,23 +172,48 @@ class CameraSet:
         Returns:
             True if a reader was started, stopped or restarted.
         """
+        is_changed, old = self.replace(config)
+        if old is not None:
+            self.retire(old)
+        return is_changed
+
+    def replace(self, config: CameraConfig) -> tuple[bool, VideoSource | None]:
+        """``update`` without the wait: apply ``config`` and hand back the reader it took out, still running.
+
+        Stopping a reader waits up to ``stop_timeout_s`` for its thread, and one stuck
+        connecting to a camera (the usual reason to fix its URL) costs all of it. A caller
+        holding a lock of its own (the pipeline runner, whose lock every camera's analysis
+        needs) swaps the reader under it and ``retire``s the old one once it has let go.
+        The old reader's frames are never taken again: it is out of the set.
+
+        Returns:
+            Whether a reader was started, stopped or restarted, and the reader taken out
+            (to ``retire``), or ``None``.
+        """
         if not config.enabled:
-            return self.remove(config.id)
+            with self._lock:
+                removed = self._sources.pop(config.id, None)
+            if removed is not None:
+                logger.info("%s: camera removed", config.id)
+            return removed is not None, removed
         with self._lock:
             old = self._sources.get(config.id)
             if old is None:
                 self.add(config)
-                return True
+                return True, None
             if not source_settings_differ(old.config, config):
                 old.config = config
-                return False
+                return False, None
             new = self._factory(config, self.new_frame)
             self._sources[config.id] = new  # keeps its place in the order
             if self._is_started:
                 new.start()
-        old.stop(self._stop_timeout_s)
         logger.info("%s: camera restarted with a new config (%s)", config.id, config.masked_url)
-        return True
+        return True, old
+
+    def retire(self, source: VideoSource) -> None:
+        """Stop a reader ``replace`` took out of the set (waits up to ``stop_timeout_s`` for its thread)."""
+        source.stop(self._stop_timeout_s)
 
     def apply(self, configs: Sequence[CameraConfig]) -> CameraSetChange:
         """Make the set match ``configs`` (a reloaded site config), touching only what changed.

@@ -17,11 +17,16 @@ thread-safe):
   set when tracking is on, ``None`` otherwise);
 - ``tick(now)`` about once a second per *live* camera with the wall clock, frames or
   not: absence from post and blocked exits keep counting while a motion-gated camera
-  sends nothing, cleaning-window checks run, clips finish. Do not tick a camera that
-  is offline (that is a camera fault, and an absence would be invented);
+  sends nothing, cleaning-window checks run, clips finish (``clip_grace_s`` after
+  their end, as frames captured before it may still be on their way to the rules).
+  Do not tick a camera that is offline (that is a camera fault, and an absence would
+  be invented);
 - ``expire(now)`` instead, about once a second, for a camera that is down (offline,
   stalled): incidents no frame keeps alive end at their last sighting, clips finish;
-- ``close(now)`` when the camera is removed or the pipeline stops.
+- ``close(now)`` when the camera is removed or the pipeline stops (or
+  ``close_incidents`` then ``finish_clips``, to encode the last clips outside a lock);
+- ``set_camera(camera)`` when only the camera's source, engine or evidence settings
+  changed: the rules and their open incidents carry on.
 """
 
 from __future__ import annotations
@@ -55,6 +60,10 @@ class CameraAnalyzer:
             cameras); inline in ``process``/``tick`` otherwise.
         class_thresholds: The model's calibrated score per class (``Detector.class_thresholds``);
             rules whose ``min_confidence`` is unset use them.
+        clip_grace_s: How long after a clip's end ``tick`` waits for frames captured
+            before that end which are still being analysed (the runner's bound on its
+            capture → rules latency). A frame captured after the end finishes the clip at
+            once. 0 where frames are fed before the time passes them (replay).
 
     Example:
         >>> analyzer = CameraAnalyzer(camera_config, context)
@@ -71,10 +80,13 @@ class CameraAnalyzer:
         *,
         clip_executor: Executor | None = None,
         class_thresholds: Mapping[str, float] | None = None,
+        clip_grace_s: float = 0.0,
     ) -> None:
         self.camera = camera
         self.context = context
+        self.clip_grace_s = clip_grace_s
         self.rules: list[BaseRule] = build_rules(camera, context, class_thresholds)
+        self._clip_executor = clip_executor
         self.clips = (
             ClipRecorder(camera.evidence, camera.id, executor=clip_executor)
             if camera.evidence.is_clip
@@ -96,9 +108,14 @@ class CameraAnalyzer:
         return events + self._finished_clips(frame.captured_at)
 
     def tick(self, now: float) -> list[Event]:
-        """Advance time without a frame (see the module docstring); return the revisions to publish."""
+        """Advance time without a frame (see the module docstring); return the revisions to publish.
+
+        A clip is cut only ``clip_grace_s`` after its end: at ``now`` the frames captured
+        just before the end may still be batched, on the model or queued for the rules,
+        and cutting earlier would lose the clip's last seconds.
+        """
         events = self._run(lambda rule: rule.tick(now), "tick", self._last_frame)
-        return events + self._finished_clips(now)
+        return events + self._finished_clips(now - self.clip_grace_s)
 
     def expire(self, now: float) -> list[Event]:
         """The camera sends no frames (it is down): end what nothing keeps alive (see the module docstring).
@@ -111,8 +128,35 @@ class CameraAnalyzer:
 
     def close(self, now: float) -> list[Event]:
         """Close every open incident and finish pending clips with the frames buffered so far."""
-        events = [update.event for rule in self.rules for update in rule.close(now)]
-        return events + self._finished_clips(now, is_final=True)
+        return self.close_incidents(now) + self.finish_clips(now)
+
+    def close_incidents(self, now: float) -> list[Event]:
+        """Close every open incident (quick: the incidents' pending clips wait for ``finish_clips``)."""
+        return [update.event for rule in self.rules for update in rule.close(now)]
+
+    def finish_clips(self, now: float) -> list[Event]:
+        """Encode every pending clip with the frames buffered so far, waiting for it (seconds of H.264)."""
+        return self._finished_clips(now, is_final=True)
+
+    def set_camera(self, camera: CameraPipelineConfig) -> None:
+        """Take the camera's new config when its rules stay: same zones, anchors, schedules, behaviours.
+
+        The rules and their open incidents carry on (a reload that only turns on motion
+        gating or changes the clip length must not end an ongoing alert and raise it
+        again). New clip settings apply to the clips requested from now on; a clip
+        already requested is still delivered, even when clips were turned off.
+        """
+        self.camera = camera
+        if self.clips is not None:
+            self.clips.reconfigure(camera.evidence)
+            self._drop_clips_if_off()
+        elif camera.evidence.is_clip:
+            self.clips = ClipRecorder(camera.evidence, camera.id, executor=self._clip_executor)
+
+    def _drop_clips_if_off(self) -> None:
+        """Forget the clip buffer once clips are turned off and no clip is still to come."""
+        if self.clips is not None and not self.camera.evidence.is_clip and not self.clips.pending_ids():
+            self.clips = None
 
     def set_model_version(self, version: str) -> None:
         """Stamp the events raised or updated from now on with a new model version (after a swap)."""
@@ -154,7 +198,7 @@ class CameraAnalyzer:
         event = update.event
         if update.kind != UpdateKind.OPENED:
             return event
-        if self.clips is not None:
+        if self.clips is not None and self.camera.evidence.is_clip:
             self.clips.request(event.id, confirmed_at=event.last_seen_at)
             self._clip_owner[event.id] = rule
         if frame is None:
@@ -188,4 +232,5 @@ class CameraAnalyzer:
             events.append(event)
         for event_id in set(self._clip_owner) - self.clips.pending_ids():  # clips that failed: none will come
             del self._clip_owner[event_id]
+        self._drop_clips_if_off()
         return events

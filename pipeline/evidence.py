@@ -11,6 +11,8 @@ A clip covers ``clip_pre_s`` before to ``clip_post_s`` after the confirmation of
 incident: the recorder keeps a pending request until the stream (or the clock) has
 passed the end, then encodes the buffered frames with their own timestamps
 (variable frame rate, so a motion-gated or slow camera still plays at real speed).
+When time goes back (an NTP step), the clips still waiting are cut at once from the
+frames buffered before the step, which the ring then forgets.
 Encoding runs inline, or on an ``Executor`` given by the caller so the frame path
 never waits for it.
 """
@@ -88,13 +90,18 @@ class FrameRing:
     """
 
     def __init__(self, *, max_fps: float, width_px: int, jpeg_quality: int, max_bytes: int) -> None:
+        self._frames: deque[BufferedFrame] = deque()
+        self.memory_bytes = 0
+        self.frames_evicted_for_memory = 0
+        self.configure(max_fps=max_fps, width_px=width_px, jpeg_quality=jpeg_quality, max_bytes=max_bytes)
+
+    def configure(self, *, max_fps: float, width_px: int, jpeg_quality: int, max_bytes: int) -> None:
+        """Apply new settings to the frames buffered from now on; the buffered ones stay, within ``max_bytes``."""
         self.min_interval_s = 1.0 / max_fps
         self.width_px = width_px
         self.jpeg_quality = jpeg_quality
         self.max_bytes = max_bytes
-        self._frames: deque[BufferedFrame] = deque()
-        self.memory_bytes = 0
-        self.frames_evicted_for_memory = 0
+        self._evict_for_memory()
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -119,10 +126,13 @@ class FrameRing:
         item = BufferedFrame(frame.captured_at, encoded.tobytes())
         self._frames.append(item)
         self.memory_bytes += len(item.jpeg)
+        self._evict_for_memory()
+        return True
+
+    def _evict_for_memory(self) -> None:
         while self.memory_bytes > self.max_bytes and len(self._frames) > 1:
             self.memory_bytes -= len(self._frames.popleft().jpeg)
             self.frames_evicted_for_memory += 1
-        return True
 
     def drop_before(self, t: float) -> None:
         """Forget frames captured before ``t``."""
@@ -238,10 +248,50 @@ class ClipRecorder:
         self.clips_written = 0
         self.clip_failures = 0
 
+    def reconfigure(self, config: EvidenceConfig) -> None:
+        """Apply a camera's new clip settings (a config reload) without losing what is buffered or pending.
+
+        Clips requested from now on get the new length; a clip already requested keeps
+        the window it was promised, and the frames buffered so far stay in the ring.
+        """
+        self.config = config
+        self.ring.configure(
+            max_fps=config.clip_fps,
+            width_px=config.clip_width_px,
+            jpeg_quality=config.jpeg_quality,
+            max_bytes=int(config.max_buffer_mb * 1024 * 1024),
+        )
+        self._prune()
+
     def add_frame(self, frame: Frame) -> None:
-        """Buffer an analysed frame and forget frames no clip can need any more."""
+        """Buffer an analysed frame and forget frames no clip can need any more.
+
+        A frame captured before the newest buffered one means time went back (an NTP
+        step, a file restarted): the ring forgets every frame it holds, so the clips
+        still waiting for their end are cut now from the frames buffered so far. Waiting
+        would cut them, the step's length later, from frames of an unrelated scene.
+        """
+        newest_at = self.ring.newest_at
+        if newest_at is not None and frame.captured_at < newest_at:
+            self._cut_waiting(step_s=newest_at - frame.captured_at)
         self.ring.add(frame)
         self._prune()
+
+    def _cut_waiting(self, *, step_s: float) -> None:
+        """Cut every clip still waiting for its end now, from the frames buffered so far."""
+        still: list[_Pending] = []
+        for pending in self._pending:
+            if pending.future is None:
+                logger.warning(
+                    "%s: time went back %.1f s: the clip of %s is cut short, from the frames buffered",
+                    self.camera_id,
+                    step_s,
+                    pending.event_id,
+                )
+                if not self._cut(pending, is_inline=False):
+                    continue
+            still.append(pending)
+        self._pending = still
 
     def _prune(self) -> None:
         """Forget frames older than ``clip_pre_s`` before the newest, unless a pending clip needs them."""
@@ -259,22 +309,18 @@ class ClipRecorder:
         )
 
     def poll(self, now: float, *, is_final: bool = False) -> list[tuple[str, bytes]]:
-        """Return ``(event_id, mp4)`` of the clips finished by ``now`` (all of them with ``is_final``)."""
+        """Return ``(event_id, mp4)`` of the clips finished by ``now`` (all of them with ``is_final``).
+
+        ``now`` must be a time by which every frame the clips need was added: the
+        capture time of the newest analysed frame, or a clock minus the longest a
+        frame can still be on its way.
+        """
         done: list[tuple[str, bytes]] = []
         still: list[_Pending] = []
         for pending in self._pending:
-            if pending.future is None and (now >= pending.end or is_final):
-                frames = self.ring.between(pending.start, pending.end)
-                if not frames:
-                    logger.warning(
-                        "%s: no buffered frame for the clip of %s", self.camera_id, pending.event_id
-                    )
-                    self.clip_failures += 1
-                    continue
-                if self.executor is None or is_final:
-                    self._finish(pending, lambda f=frames: encode_clip(f), done)
-                    continue
-                pending.future = self.executor.submit(encode_clip, frames)
+            is_due = pending.future is None and (now >= pending.end or is_final)
+            if is_due and not self._cut(pending, is_inline=is_final):
+                continue
             if pending.future is not None and (pending.future.done() or is_final):
                 self._finish(pending, pending.future.result, done)
                 continue
@@ -283,6 +329,24 @@ class ClipRecorder:
             self._pending = still
             self._prune()
         return done
+
+    def _cut(self, pending: _Pending, *, is_inline: bool) -> bool:
+        """Start encoding the clip's buffered frames (at once when inline); False when it has none."""
+        frames = self.ring.between(pending.start, pending.end)
+        if not frames:
+            logger.warning("%s: no buffered frame for the clip of %s", self.camera_id, pending.event_id)
+            self.clip_failures += 1
+            return False
+        if self.executor is not None and not is_inline:
+            pending.future = self.executor.submit(encode_clip, frames)
+            return True
+        future: Future[bytes] = Future()
+        try:
+            future.set_result(encode_clip(frames))
+        except Exception as exc:  # noqa: BLE001 - held for _finish to report, as an executor's would be
+            future.set_exception(exc)
+        pending.future = future
+        return True
 
     def pending_ids(self) -> set[str]:
         """Event ids whose clips are still to come."""

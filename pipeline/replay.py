@@ -3,9 +3,10 @@
 Decode (sampled at the camera's ``analysis_fps``) → detector (in batches) → tracker
 → the camera's ``CameraAnalyzer`` (rules, snapshots, clips) → one JSON line per event
 revision. Time comes from the video: a frame's ``captured_at`` is ``start_at`` plus
-its presentation time, so rules, durations and clip windows behave as they would
-live, only faster. Schedules see ``start_at`` as the wall-clock time of the first
-frame (by default the file's ``creation_time`` tag, else the epoch).
+its presentation time since the file's first frame (a file's timestamps need not
+start at 0), so rules, durations and clip windows behave as they would live, only
+faster. Schedules see ``start_at`` as the wall-clock time of the first frame (by
+default the file's ``creation_time`` tag, else the epoch).
 
 Every frame is analysed (no motion gating) and ``tick`` runs once per second of
 video between frames, as the runner does for live cameras.
@@ -25,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -87,6 +88,21 @@ def video_start_time(path: Path) -> float:
         return dt.datetime.fromisoformat(tag).timestamp()
     except ValueError:
         return 0.0
+
+
+def _timed_from_first_frame(frames: Iterator[Frame], begin: float) -> Iterator[Frame]:
+    """The frames, their ``captured_at`` ``begin`` plus their presentation time since the first frame.
+
+    ``decode_frames`` times a file's frame at its raw pts, which need not start at 0:
+    an MPEG-TS export often starts at 1.4 s, an NVR segment hours into the recording,
+    an MP4 with an edit list below 0. Left so, every time (schedules, ``until_s``,
+    the ``video_*_s`` of the lines) would be shifted by the first frame's pts.
+    """
+    shift: float | None = None
+    for frame in frames:
+        if shift is None:
+            shift = frame.captured_at - begin
+        yield replace(frame, captured_at=frame.captured_at - shift) if shift else frame
 
 
 def _batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
@@ -162,7 +178,9 @@ def replay_video(
     frames = 0
     last_at: float | None = None
     next_tick: float | None = None
-    stream = decode_frames(source, stop=threading.Event(), clock=lambda: begin)
+    stream = _timed_from_first_frame(
+        decode_frames(source, stop=threading.Event(), clock=lambda: begin), begin
+    )
     if until_s is not None:
         stream = itertools.takewhile(lambda f: f.captured_at - begin <= until_s, stream)
     for batch in _batches(stream, batch_size):

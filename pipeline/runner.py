@@ -53,6 +53,9 @@ logger = logging.getLogger(__name__)
 
 _LATENCY_WINDOW = 2048  # latencies kept for the percentiles
 _TICK_INTERVAL_S = 1.0  # how often analyzers of live cameras are ticked (those of down cameras expired)
+_CLIP_INFERENCE_GRACE_S = 2.0
+"""Beyond ``max_frame_age_s``, how long a frame batched just before it went stale may still take to reach the
+rules (the batch ahead of it on the model, then its own): a tick cuts a clip only this much after its end."""
 _DOWN = frozenset({CameraState.STALLED, CameraState.OFFLINE, CameraState.FAILED_CONFIG})
 """States of a camera whose analyzer is expired rather than ticked: it sends nothing, and may not for long."""
 
@@ -104,7 +107,9 @@ class _CameraWorker:
     monitor: CameraFaultMonitor
     tracker: CameraTracker
     gate: MotionGate
-    rules_model: Detector  # whose version and thresholds the analyzer has (the analysis thread's view)
+    # The runner's detector generation whose version and thresholds the analyzer has (the analysis
+    # thread's view): a number, not the Detector, so that a camera sending nothing holds no old model.
+    rules_generation: int
     last_detections: Detections | None = None  # the inference thread's: reused on motion-gated frames
     faults_checked_at: float = field(default=float("-inf"))
     ticked_at: float = field(default=float("-inf"))
@@ -115,6 +120,7 @@ class _SubmittedBatch:
     """A batch whose inference was started: its frames, which of them the model runs on, and the run."""
 
     detector: Detector
+    generation: int  # the runner's detector generation ``detector`` is
     frames: list[tuple[_CameraWorker, Frame, bool]]  # (camera, frame, inferred)
     pending: PendingDetections | None
     started: float
@@ -125,6 +131,7 @@ class _InferredBatch:
     """A batch on its way from the inference thread to the rules: each frame with the detections it gets."""
 
     detector: Detector
+    generation: int
     frames: list[tuple[_CameraWorker, Frame, Detections]]
 
 
@@ -137,12 +144,16 @@ def _engine(camera: CameraPipelineConfig) -> EngineConfig:
     return engine if isinstance(engine, EngineConfig) else EngineConfig()
 
 
-def _analysis_settings(camera: CameraPipelineConfig) -> dict[str, object]:
-    """The fields a camera's rules depend on (all but the source's own, which the reader handles)."""
+_NON_RULE_FIELDS = frozenset({"engine", "evidence"})
+"""Pipeline fields the rules do not depend on: tracking and motion gating (the worker's), clips (the analyzer's)."""
+
+
+def _rule_settings(camera: CameraPipelineConfig) -> dict[str, object]:
+    """The fields a camera's rules depend on: zones, anchors, schedules, behaviours (not the source's own)."""
     return {
         name: getattr(camera, name)
         for name in type(camera).model_fields
-        if name not in CameraConfig.model_fields
+        if name not in CameraConfig.model_fields and name not in _NON_RULE_FIELDS
     }
 
 
@@ -217,6 +228,7 @@ class PipelineRunner:
             max_age_s=max_frame_age_s,
         )
         self._clip_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clips")
+        self._clip_grace_s = max_frame_age_s + _CLIP_INFERENCE_GRACE_S
         self._lock = threading.RLock()  # held while a batch is analysed and while cameras change
         self._workers: dict[str, _CameraWorker] = {}
         self._pending_detector: Detector | None = None
@@ -229,7 +241,7 @@ class PipelineRunner:
         self.frames_inferred = 0
         self.events_published = 0
         self._inference_s = 0.0
-        self._detector_swaps = 0
+        self._detector_swaps = 0  # also the detector's generation: batches and rules compare it
         self._latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
         for assignment in assignments:
             self.add_camera(assignment)
@@ -283,30 +295,40 @@ class PipelineRunner:
         """Apply a camera's new settings, touching only what changed and no other camera.
 
         The reader restarts only when how the stream is read changed; the rules are
-        rebuilt (open incidents closed) only when zones, behaviours or the workshop
-        changed; tracking and motion gating restart when their settings or the
-        analysis rate changed. A disabled camera is removed, an unknown one added.
+        rebuilt (open incidents closed) only when zones, anchors, schedules, behaviours
+        or the workshop changed; tracking and motion gating restart when their settings
+        or the analysis rate changed; new clip settings apply to the next clips. A
+        disabled camera is removed, an unknown one added.
+
+        Every camera's analysis needs the runner's lock, so only the swaps happen under
+        it: the old reader is stopped (up to a second for one stuck connecting) and the
+        old rules' pending clips encoded after it is let go.
         """
         camera = assignment.camera
         if not camera.enabled:
             self.remove_camera(camera.id)
             return
         closed: list[Event] = []
+        retired: CameraAnalyzer | None = None
         with self._lock:
             old = self._workers.get(camera.id)
             if old is None:
                 self.add_camera(assignment)
                 return
-            self._cameras.update(camera)
+            _, old_reader = self._cameras.replace(camera)
             previous = old.assignment.camera
             now = self._clock()
-            if assignment.workshop_id != old.assignment.workshop_id or _analysis_settings(
+            if assignment.workshop_id != old.assignment.workshop_id or _rule_settings(
                 previous
-            ) != _analysis_settings(camera):
-                closed += old.analyzer.close(now)
+            ) != _rule_settings(camera):
+                # Closed before the new rules exist: with a journal, they must not take these incidents over.
+                closed += old.analyzer.close_incidents(now)
+                retired = old.analyzer
                 old.analyzer = self._new_analyzer(camera, self._context(assignment))
-                old.rules_model = self.detector
+                old.rules_generation = self._detector_swaps
                 old.last_detections = None
+            elif camera != previous:
+                old.analyzer.set_camera(camera)  # source, engine or evidence: the incidents carry on
             if camera.faults != previous.faults or assignment.workshop_id != old.assignment.workshop_id:
                 closed += [u.event for u in old.monitor.close(now)]
                 old.monitor = CameraFaultMonitor(camera, self._context(assignment))
@@ -318,6 +340,11 @@ class PipelineRunner:
             old.assignment = assignment
         for event in closed:
             self._publish(event)
+        if old_reader is not None:
+            self._cameras.retire(old_reader)
+        if retired is not None:
+            for event in retired.finish_clips(now):  # nothing else reaches the retired rules now
+                self._publish(event)
 
     def reset_reference(self, camera_id: str, zone_id: str) -> bool:
         """Forget the learned clear/clean view of a zone (relearned the next time it is seen clear).
@@ -439,7 +466,7 @@ class PipelineRunner:
             monitor=CameraFaultMonitor(camera, context),
             tracker=CameraTracker(engine.tracking, fps=camera.analysis_fps, camera_id=camera.id),
             gate=MotionGate(engine.motion_gate),
-            rules_model=self.detector,
+            rules_generation=self._detector_swaps,
         )
 
     def _new_analyzer(self, camera: CameraPipelineConfig, context: EventContext) -> CameraAnalyzer:
@@ -448,6 +475,7 @@ class PipelineRunner:
             context,
             clip_executor=self._clip_executor,
             class_thresholds=self.detector.class_thresholds,
+            clip_grace_s=self._clip_grace_s,
         )
 
     def _close_worker(self, worker: _CameraWorker) -> None:
@@ -468,14 +496,15 @@ class PipelineRunner:
                 worker.last_detections = None
                 worker.gate.reset()
                 if not (_is_alive(self._infer_thread) and _is_alive(self._thread)):
-                    self._use_rules_model(worker, detector)  # no batch in flight: the rules follow now
+                    # no batch in flight: the rules follow now
+                    self._use_rules_model(worker, detector, self._detector_swaps)
         logger.info("pipeline: detector swapped to %s", detector.version)
 
     @staticmethod
-    def _use_rules_model(worker: _CameraWorker, detector: Detector) -> None:
+    def _use_rules_model(worker: _CameraWorker, detector: Detector, generation: int) -> None:
         """Give the camera's rules the version and score thresholds of the model whose detections they get."""
-        if worker.rules_model is not detector:
-            worker.rules_model = detector
+        if worker.rules_generation != generation:
+            worker.rules_generation = generation
             worker.analyzer.set_model_version(detector.version)
             worker.analyzer.set_class_thresholds(detector.class_thresholds)
 
@@ -522,7 +551,7 @@ class PipelineRunner:
         """Start the detector on the batch's frames that motion gating lets through."""
         self._apply_pending_detector()
         with self._lock:
-            detector = self.detector
+            detector, generation = self.detector, self._detector_swaps
             frames = [
                 (
                     w,
@@ -535,7 +564,7 @@ class PipelineRunner:
         images = [f.image for _, f, inferred in frames if inferred]
         started = time.perf_counter()
         return _SubmittedBatch(
-            detector, frames, start_detection(detector, images) if images else None, started
+            detector, generation, frames, start_detection(detector, images) if images else None, started
         )
 
     def _collect(self, submitted: _SubmittedBatch) -> _InferredBatch:
@@ -556,7 +585,7 @@ class PipelineRunner:
                     worker.last_detections = dets
                 if dets is not None:
                     frames.append((worker, frame, dets))
-        return _InferredBatch(submitted.detector, frames)
+        return _InferredBatch(submitted.detector, submitted.generation, frames)
 
     def _analysis_loop(self) -> None:
         """Track, apply the rules and publish each inferred batch in order; check idle cameras between them."""
@@ -565,13 +594,13 @@ class PipelineRunner:
                 try:
                     inferred = self._inferred.get(timeout=self._fault_check_interval_s)
                 except queue.Empty:
-                    inferred = _InferredBatch(self.detector, [])
+                    inferred = _InferredBatch(self.detector, self._detector_swaps, [])
                 if inferred is None:
                     break
                 with self._lock:
                     for worker, frame, detections in inferred.frames:
                         if self._workers.get(worker.assignment.camera.id) is worker:  # not removed meanwhile
-                            self._use_rules_model(worker, inferred.detector)
+                            self._use_rules_model(worker, inferred.detector, inferred.generation)
                             self._analyse_frame(worker, frame, detections)
                     self._check_idle_cameras()
             except Exception:

@@ -120,6 +120,28 @@ def test_update_with_disabled_config_removes_the_camera() -> None:
     assert "a" not in cameras
 
 
+def test_replace_swaps_the_reader_at_once_and_hands_back_the_old_one_to_stop_later() -> None:
+    """update() joined the old reader inside the caller's lock (the runner's): up to a second per camera."""
+    cameras = _fake_set()
+    cameras.start()
+    old = cameras.add(_camera("a", "rtsp://h/a"))
+    cameras.add(_camera("b", "rtsp://h/b"))
+
+    assert cameras.replace(_camera("a", "rtsp://h/a", name="Hall A")) == (False, None)  # keeps its reader
+    is_restarted, taken_out = cameras.replace(_camera("a", "rtsp://h/a2"))
+
+    assert is_restarted and taken_out is old and not getattr(old, "stopped", False)  # not stopped yet
+    new = cameras.get("a")
+    assert new is not old and new is not None and getattr(new, "started", False)
+    assert cameras.ids() == ["a", "b"]
+    cameras.retire(old)
+    assert getattr(old, "stopped", False)
+    is_removed, disabled = cameras.replace(_camera("b", "rtsp://h/b", enabled=False))
+    assert (
+        is_removed and disabled is not None and "b" not in cameras and not getattr(disabled, "stopped", False)
+    )
+
+
 @pytest.mark.parametrize(
     ("change", "differs"),
     [

@@ -162,3 +162,71 @@ def test_a_clip_that_fails_leaves_nothing_behind(monkeypatch: pytest.MonkeyPatch
     stats = analyzer.evidence_stats()
     assert stats is not None and stats.clip_failures == 1
     assert analyzer._clip_owner == {}  # the leak itself
+
+
+def _steady_flame_analyzer(**options: object) -> CameraAnalyzer:
+    """The site camera whose flame incident stays open through a few seconds without frames."""
+    data = yaml.safe_load(SITE_CAMERA)
+    data["behaviours"]["open_flame"]["clear_after_s"] = 30
+    return CameraAnalyzer(CameraPipelineConfig.model_validate(data), CONTEXT, **options)  # type: ignore[arg-type]
+
+
+def _clip_frames(event: Event) -> int:
+    with av.open(io.BytesIO(event.clip_mp4 or b"")) as container:
+        return len(list(container.decode(video=0)))
+
+
+def test_a_tick_waits_for_frames_still_on_their_way_before_cutting_a_clip() -> None:
+    """The runner's once-a-second tick cut a clip by the wall clock while the frames captured just before its
+    end were still batched or on the model: they reached the ring after the cut, and the clip lost its tail."""
+    analyzer = _steady_flame_analyzer(clip_grace_s=3.0)
+    events = [e for i in range(6) for e in analyzer.process(frame(T0 + i * 0.2, i, _image(i)), FIRE)]
+    assert [e.revision for e in events if e.behaviour is Behaviour.OPEN_FLAME] == [1]  # clip: 0 to 2.2 s
+
+    assert not any(e.clip_mp4 for e in analyzer.tick(T0 + 2.5))  # the frames of 1.2-2.2 s are on their way
+    late = [(i, e) for i in range(6, 12) for e in analyzer.process(frame(T0 + i * 0.2, i, _image(i)), FIRE)]
+
+    [(i, clip)] = [(i, e) for i, e in late if e.clip_mp4 is not None]
+    assert i == 11 and _clip_frames(clip) == 12  # cut by the frame at the window's end: 0..2.2 s at 5 fps
+
+
+def test_a_tick_cuts_the_clip_of_a_camera_gone_quiet_once_the_grace_is_over() -> None:
+    analyzer = _steady_flame_analyzer(clip_grace_s=3.0)
+    for i in range(6):
+        analyzer.process(frame(T0 + i * 0.2, i, _image(i)), FIRE)
+    assert not any(e.clip_mp4 for e in analyzer.tick(T0 + 5.1))  # the end, 2.2 s, plus 3 s of grace
+    [clip] = [e for e in analyzer.tick(T0 + 5.3) if e.clip_mp4 is not None]
+    assert _clip_frames(clip) == 6  # what came: 0..1.0 s
+
+
+def test_new_clip_settings_keep_the_incident_and_the_clip_already_promised() -> None:
+    """A reload that changed only the evidence settings rebuilt the rules: the ongoing incident ended and was
+    raised again under a new id. Now the rules carry on and the new settings apply to the next clips."""
+    analyzer = _steady_flame_analyzer()
+    events = [(i, e) for i in range(3) for e in analyzer.process(frame(T0 + i * 0.2, i, _image(i)), FIRE)]
+    rules = analyzer.rules
+    data = yaml.safe_load(SITE_CAMERA)
+    data["evidence"] = {"clip_pre_s": 1, "clip_post_s": 5, "clip_fps": 5, "clip_width_px": 160}
+    analyzer.set_camera(CameraPipelineConfig.model_validate(data))
+    events += [
+        (i, e) for i in range(3, 20) for e in analyzer.process(frame(T0 + i * 0.2, i, _image(i)), FIRE)
+    ]
+
+    assert analyzer.rules is rules and {e.id for _, e in events} == {events[0][1].id}
+    assert not any(e.ended_at is not None for _, e in events)
+    assert [i for i, e in events if e.clip_mp4 is not None] == [11]  # its window, 0 to 2.2 s, as promised
+    assert analyzer.clips is not None and analyzer.clips.config.clip_post_s == 5
+
+
+def test_clips_turned_off_while_one_is_pending_still_deliver_it_then_free_the_buffer() -> None:
+    analyzer = _steady_flame_analyzer()
+    events = [(i, e) for i in range(3) for e in analyzer.process(frame(T0 + i * 0.2, i, _image(i)), FIRE)]
+    data = yaml.safe_load(SITE_CAMERA) | {"evidence": {"is_clip": False}}
+    analyzer.set_camera(CameraPipelineConfig.model_validate(data))
+    assert analyzer.evidence_stats() is not None  # the promised clip still needs the buffer
+    events += [
+        (i, e) for i in range(3, 20) for e in analyzer.process(frame(T0 + i * 0.2, i, _image(i)), FIRE)
+    ]
+
+    assert [i for i, e in events if e.clip_mp4 is not None] == [11]
+    assert analyzer.evidence_stats() is None  # no buffer kept once the last clip went out

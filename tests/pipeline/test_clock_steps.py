@@ -8,14 +8,18 @@ confirmation stayed pinned to its old start, and the clip buffer refused every n
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from anjian.cameras.frame import Frame
+from anjian.pipeline import evidence
+from anjian.pipeline.config import EvidenceConfig
 from anjian.pipeline.event import Behaviour, RiskLevel
-from anjian.pipeline.evidence import FrameRing
+from anjian.pipeline.evidence import BufferedFrame, ClipRecorder, FrameRing
 from anjian.pipeline.incident_journal import IncidentJournal
 from anjian.pipeline.incidents import EventContext, IncidentBook, UpdateKind
 from anjian.pipeline.rules.base import Confirmation
@@ -80,6 +84,39 @@ def test_the_evidence_ring_keeps_buffering_after_the_clock_goes_back() -> None:
     back = T0 - 600
     assert ring.add(Frame(camera_id="cam", image=image, captured_at=back, pts_s=10.0, index=10))
     assert len(ring) == 1 and ring.newest_at == back
+
+
+@pytest.mark.parametrize("is_background", [False, True], ids=["inline", "executor"])
+def test_a_clip_waiting_for_its_end_is_cut_from_its_own_frames_when_the_clock_goes_back(
+    is_background: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ring forgot the incident's frames at the step, but the clip waited the step's length for its end,
+    then was cut from frames of an unrelated scene and attached to the old incident."""
+    encoded: list[list[float]] = []
+    encode = evidence.encode_clip
+
+    def recording_encode(frames: Sequence[BufferedFrame]) -> bytes:
+        encoded.append([f.captured_at for f in frames])
+        return encode(frames)
+
+    monkeypatch.setattr(evidence, "encode_clip", recording_encode)
+    config = EvidenceConfig(clip_pre_s=2, clip_post_s=2, clip_fps=5, clip_width_px=160)
+    image = np.zeros((90, 160, 3), np.uint8)
+    with ThreadPoolExecutor(1) as executor:
+        recorder = ClipRecorder(config, "cam", executor=executor if is_background else None)
+        for i in range(16):  # 0..3 s; the clip of an incident confirmed at 2 s runs to 4 s
+            recorder.add_frame(
+                Frame(camera_id="cam", image=image, captured_at=T0 + i / 5, pts_s=i / 5, index=i)
+            )
+            if i == 10:
+                recorder.request("smoker", confirmed_at=T0 + 2)
+        back = T0 + 3.2 - 3600
+        recorder.add_frame(Frame(camera_id="cam", image=image, captured_at=back, pts_s=3.2, index=16))
+    clips = recorder.poll(back)  # the executor finished its work when the with block closed
+
+    assert [event_id for event_id, _ in clips] == ["smoker"]
+    assert encoded == [[T0 + i / 5 for i in range(16)]]  # 0..3 s: the frames before the step, none after
+    assert recorder.stats().pending_clips == 0 and len(recorder.ring) == 1
 
 
 @pytest.mark.parametrize("content", ["null", "[]", '"x"', "3"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 from pathlib import Path
 from typing import ClassVar
 
@@ -188,6 +189,27 @@ def test_floor_zone_that_darkens_raises_uncleaned_dust_then_resolves(tmp_path: P
     assert "station 3 floor" in opened["message"] and opened["confidence"] >= 0.3
     [ended] = [line for line in lines if line["video_ended_s"] is not None]
     assert 45 <= ended["video_ended_s"] <= 52
+
+
+def test_replay_times_a_file_from_its_first_frame_whatever_its_first_timestamp(tmp_path: Path) -> None:
+    """Frames were timed by the file's raw pts: an NVR segment whose pts start an hour in was shifted by an
+    hour (schedules, the lines' video_*_s), and until_s, measured from start_at, kept no frame at all."""
+    video = tmp_path / "segment.ts"
+    with av.open(str(video), "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        for i in range(30):  # 3 s at 10 fps, cut an hour into the recording
+            picture = av.VideoFrame.from_ndarray(np.full((96, 160, 3), i * 8, np.uint8), format="bgr24")
+            picture.pts, picture.time_base = 36_000 + i, Fraction(1, 10)
+            container.mux(stream.encode(picture))
+        container.mux(stream.encode(None))
+    camera = CameraPipelineConfig(id="nvr", url="rtsp://unused/x", analysis_fps=10)
+
+    whole = replay_video(video, camera, _BlindDetector(), io.StringIO(), start_at=1000.0)  # type: ignore[arg-type]
+    cut = replay_video(video, camera, _BlindDetector(), io.StringIO(), start_at=1000.0, until_s=2.0)  # type: ignore[arg-type]
+
+    assert whole.frames == 30 and whole.video_s == pytest.approx(2.9, abs=0.01)
+    assert cut.frames == 21 and cut.video_s == pytest.approx(2.0, abs=0.01)
 
 
 # ------------------------------------------------------------------------ the CLI

@@ -168,8 +168,17 @@ class _RecordingAnalyzer:
     def set_class_thresholds(self, thresholds: dict[str, float]) -> None:
         self.class_thresholds = dict(thresholds)
 
+    def set_camera(self, camera: CameraPipelineConfig) -> None:
+        self.camera = camera
+
     def close(self, now: float) -> list[Event]:
+        return self.close_incidents(now) + self.finish_clips(now)
+
+    def close_incidents(self, now: float) -> list[Event]:
         return [make_event(camera_id=self.camera.id, ended_at=now, started_at=now - 1, last_seen_at=now)]
+
+    def finish_clips(self, now: float) -> list[Event]:
+        return []
 
 
 @pytest.fixture

@@ -1,0 +1,232 @@
+"""Hot changes of a running pipeline (a camera reload, a detector swap) with real analyzers.
+
+- A reload swaps a camera's reader and rules under the runner's lock, which every camera's
+  analysis needs: stopping the old reader (up to a second for one stuck connecting) and
+  encoding the old rules' last clips must happen after it is let go, or every camera stalls.
+- Only a change of zones, anchors, schedules, behaviours or workshop rebuilds the rules: turning
+  on motion gating or changing the clip length must not end an ongoing alert and raise it again.
+- After a detector swap no camera keeps the old model alive, not even one that sends nothing.
+
+The stuck parts block on events the test releases, so nothing here is timed by the wall clock.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import weakref
+from typing import Any, ClassVar
+
+import numpy as np
+import pytest
+
+from anjian.cameras.config import CameraConfig
+from anjian.models.detections import Detections
+from anjian.pipeline import evidence
+from anjian.pipeline.analyzer import CameraAnalyzer
+from anjian.pipeline.config import CameraPipelineConfig
+from anjian.pipeline.runner import CameraAssignment, PipelineRunner
+from anjian.pipeline.sink import ListSink
+from tests.support.pushed_camera import PushedCamera, PushedCameras, pushed_runner
+from tests.support.waiting import wait_for
+
+_GREY = np.full((96, 160, 3), 100, np.uint8)
+_SMOKER_ONLY = {"smoking": {"k": 1, "n": 1, "clear_after_s": 600, "update_interval_s": 600}}
+
+
+class _SmokerDetector:
+    """A person with a cigarette at the mouth in every image."""
+
+    class_names: ClassVar[dict[int, str]] = {0: "person", 1: "cigarette"}
+
+    def __init__(self, version: str = "fake@1") -> None:
+        self.version = version
+        self.class_thresholds: dict[str, float] = {}
+
+    def detect(self, images: list[np.ndarray]) -> list[Detections]:
+        boxes = np.array([[40, 10, 120, 90], [70, 20, 80, 28]], np.float32)
+        return [
+            Detections(boxes, np.array([0.9, 0.9], np.float32), np.array([0, 1], np.int32), self.class_names)
+            for _ in images
+        ]
+
+
+def _camera(camera_id: str, **fields: Any) -> CameraPipelineConfig:
+    settings: dict[str, Any] = {"id": camera_id, "url": f"rtsp://cam/{camera_id}", "behaviours": _SMOKER_ONLY}
+    return CameraPipelineConfig.model_validate(settings | fields)
+
+
+class _StuckOnStop(PushedCamera):
+    """A reader stuck inside FFmpeg (connecting to a host that never answers): ``stop`` waits for ``release``."""
+
+    def __init__(self, config: CameraConfig, condition: threading.Condition) -> None:
+        super().__init__(config, condition)
+        self.stopping = threading.Event()
+        self.release = threading.Event()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self.stopping.set()
+        assert self.release.wait(30), "the test never released the stuck reader"
+        super().stop(timeout_s)
+
+
+class _FirstReaderStuck(PushedCameras):
+    """Opens camera ``stuck_id``'s first reader as one stuck on stop; every other reader is a plain pushed one."""
+
+    def __init__(self, stuck_id: str) -> None:
+        super().__init__()
+        self.stuck_id = stuck_id
+        self.stuck: _StuckOnStop | None = None
+
+    def open(self, config: CameraConfig, condition: threading.Condition) -> PushedCamera:
+        if config.id == self.stuck_id and self.stuck is None:
+            self.stuck = self[config.id] = _StuckOnStop(config, condition)
+            return self.stuck
+        return super().open(config, condition)
+
+
+def _analysed_while(
+    runner: PipelineRunner, sources: PushedCameras, camera_id: str, reload: threading.Thread
+) -> bool:
+    """Push a frame to ``camera_id`` and say whether it was analysed while ``reload`` is still running."""
+    before = runner.stats().frames_analysed
+    sources[camera_id].push(_GREY)
+    return wait_for(lambda: runner.stats().frames_analysed > before, timeout_s=10) and reload.is_alive()
+
+
+def test_a_reader_slow_to_stop_does_not_hold_back_the_other_cameras() -> None:
+    """update_camera stopped the old reader under the runner's lock: a second per fixed URL with no analysis at all."""
+    sources = _FirstReaderStuck("a")
+    runner = PipelineRunner(
+        "site",
+        [CameraAssignment("ws", _camera("a")), CameraAssignment("ws", _camera("live"))],
+        _SmokerDetector(),  # type: ignore[arg-type]
+        ListSink(),
+        source_factory=sources.open,  # type: ignore[arg-type]
+        batch_deadline_s=0.0,
+        fault_check_interval_s=0.05,
+    )
+    runner.start()
+    stuck = sources.stuck
+    assert stuck is not None
+    fixed = CameraAssignment("ws", _camera("a", url="rtsp://cam/a-fixed"))
+    reload = threading.Thread(target=runner.update_camera, args=(fixed,), daemon=True)
+    try:
+        reload.start()
+        assert stuck.stopping.wait(20)
+
+        assert _analysed_while(runner, sources, "live", reload)
+        assert sources["a"] is not stuck and sources["a"].starts == 1  # the new reader already runs
+    finally:
+        stuck.release.set()
+        reload.join(30)
+        runner.stop()
+    assert not reload.is_alive()
+
+
+def test_the_old_rules_last_clip_is_encoded_without_holding_back_the_other_cameras(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A zone edit closed the old rules and encoded their pending clips inline, under the runner's lock."""
+    encode, encoding, release = evidence.encode_clip, threading.Event(), threading.Event()
+
+    def held_encode(frames: Any) -> bytes:
+        encoding.set()
+        assert release.wait(30), "the test never released the encoder"
+        return encode(frames)
+
+    monkeypatch.setattr(evidence, "encode_clip", held_encode)
+    long_clip = {"clip_pre_s": 1, "clip_post_s": 120}
+    sink = ListSink()
+    runner, sources = pushed_runner(
+        "site", "ws", [_camera("a", evidence=long_clip), _camera("live")], _SmokerDetector(), sink
+    )
+    runner.start()
+    zone = {"id": "z", "polygon": [(0, 0), (1, 0), (1, 1)]}
+    edited = CameraAssignment("ws", _camera("a", evidence=long_clip, zones=[zone]))
+    reload = threading.Thread(target=runner.update_camera, args=(edited,), daemon=True)
+    try:
+        sources["a"].push(_GREY)
+        assert wait_for(lambda: any(e.camera_id == "a" and e.revision == 1 for e in sink.events))
+        reload.start()
+        assert encoding.wait(20)
+
+        assert _analysed_while(runner, sources, "live", reload)
+    finally:
+        release.set()
+        reload.join(30)
+        runner.stop()
+    assert not reload.is_alive()
+    [clip] = [e for e in sink.events if e.camera_id == "a" and e.clip_mp4 is not None]
+    ended = [e for e in sink.events if e.id == clip.id and e.ended_at is not None]
+    assert ended and ended[0].revision < clip.revision  # the end went out first, the clip after it
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"engine": {"motion_gate": {"enabled": True}}},
+        {"evidence": {"clip_pre_s": 1, "clip_post_s": 4}},
+        {"evidence": {"is_clip": False}},
+        {"url": "rtsp://cam/a-moved", "name": "Line 2 east"},
+    ],
+    ids=["motion-gating-on", "clip-length", "clips-off", "source"],
+)
+def test_a_reload_that_leaves_the_rules_alone_keeps_the_open_incident(change: dict[str, Any]) -> None:
+    """An engine or evidence change closed the camera's incidents and raised them again: a second alert."""
+    sink = ListSink()
+    runner, sources = pushed_runner("site", "ws", [_camera("a")], _SmokerDetector(), sink)
+    runner.start()
+    try:
+        sources["a"].push(_GREY)
+        assert wait_for(lambda: any(e.revision == 1 for e in sink.events))
+        runner.update_camera(CameraAssignment("ws", _camera("a", **change)))
+        analysed = runner.stats().frames_analysed
+        for i in range(3):
+            sources["a"].push(_GREY)
+            assert wait_for(lambda i=i: runner.stats().frames_analysed > analysed + i)
+
+        assert not any(e.ended_at is not None for e in sink.events)
+    finally:
+        runner.stop()
+    assert len({e.id for e in sink.events if e.behaviour == "smoking"}) == 1
+
+
+def test_a_camera_that_sends_nothing_does_not_keep_the_old_detector_alive() -> None:
+    """Each camera kept the Detector its rules last saw: an offline one held a swapped-out model for weeks."""
+    old = _SmokerDetector("old@1")
+    freed = weakref.ref(old)
+    runner, sources = pushed_runner("site", "ws", [_camera("live"), _camera("offline")], old, ListSink())
+    del old
+    runner.start()
+    try:
+        sources["live"].push(_GREY)
+        assert wait_for(lambda: runner.stats().frames_analysed >= 1)
+        runner.swap_detector(_SmokerDetector("new@2"))  # type: ignore[arg-type]
+
+        def old_is_freed() -> bool:
+            sources["live"].push(_GREY)  # the batches in flight move on to the new detector
+            gc.collect()
+            return freed() is None
+
+        assert wait_for(old_is_freed, timeout_s=10)
+        assert runner.detector.version == "new@2" and runner.stats().detector_swaps == 1
+    finally:
+        runner.stop()
+
+
+def test_the_runner_gives_clips_a_grace_beyond_the_longest_a_frame_can_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The runner's tick cut clips by the wall clock alone: frames captured before a clip's end but still
+    batched or on the model reached the ring after the cut (the analyzer's own tests show the cut itself)."""
+    graces: list[float] = []
+
+    class _Spy(CameraAnalyzer):
+        def __init__(self, *args: Any, clip_grace_s: float = 0.0, **options: Any) -> None:
+            graces.append(clip_grace_s)
+            super().__init__(*args, clip_grace_s=clip_grace_s, **options)
+
+    monkeypatch.setattr("anjian.pipeline.runner.CameraAnalyzer", _Spy)
+    pushed_runner("site", "ws", [_camera("a")], _SmokerDetector(), ListSink(), max_frame_age_s=1.5)
+    assert len(graces) == 1 and graces[0] > 1.5
