@@ -114,13 +114,28 @@ def _load(path: Path) -> AnjianConfig:
 
 @config_app.command("check")
 def config_check(file: Annotated[Path, typer.Argument(help="Site YAML file.")]) -> None:
-    """Validate a site YAML; print each error with its field path and exit non-zero if any."""
+    """Validate a site YAML; print each error with its field path and exit non-zero if any.
+
+    Also warns (exit 0) when this install lacks the driver of its storage.database_url (PostgreSQL:
+    the postgres extra), which `serve` and `run` need and a pipeline-only node does not.
+    """
     config = _load(file)
     cameras = config.cameras()
     typer.echo(
         f"{file}: OK — site {config.site.id!r}, {len(config.site.workshops)} workshop(s), "
         f"{len(cameras)} camera(s), model {config.model.path}, {len(config.webhooks)} webhook(s)"
     )
+    if config.storage.database_url is not None:  # valid, yet `serve` and `run` here cannot open it
+        from anjian.service.database import check_driver
+
+        try:
+            check_driver(config.storage.database_url)
+        except DatabaseError as exc:
+            typer.secho(
+                f"warning: {exc}; a pipeline node sending to --service-url does not need it",
+                fg=typer.colors.YELLOW,
+                err=True,
+            )
 
 
 @config_app.command("schema")

@@ -32,13 +32,22 @@ from sqlalchemy.pool import StaticPool
 from anjian.cameras.url import mask_credentials
 from anjian.service.errors import DatabaseError
 
-__all__ = ["Database", "head_revision", "is_schema_current", "masked_url", "sqlite_url", "upgrade_database"]
+__all__ = [
+    "Database",
+    "check_driver",
+    "head_revision",
+    "is_schema_current",
+    "masked_url",
+    "sqlite_url",
+    "upgrade_database",
+]
 
 logger = logging.getLogger(__name__)
 
 _WRITE_OPTION = "anjian_write"
 _SQLITE_POOL = 16
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+_POSTGRES_EXTRA = "the postgres extra: pip install -e '.[postgres]'"
 
 
 def sqlite_url(directory: Path | str) -> str:
@@ -52,6 +61,29 @@ def masked_url(database_url: str) -> str:
         return make_url(database_url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparsable URL is shown as nothing rather than leaked
         return "<unparsable database URL>"
+
+
+def _missing_driver(database_url: str, exc: ModuleNotFoundError) -> DatabaseError:
+    """The error for a URL whose DBAPI driver is not installed: which driver, and the extra that brings it."""
+    driver = exc.name or str(exc)
+    how = _POSTGRES_EXTRA if driver.startswith("psycopg") else f"install the {driver} module"
+    return DatabaseError(
+        f"{masked_url(database_url)}: cannot open the database: its driver {driver} is not installed ({how})"
+    )
+
+
+def check_driver(database_url: str) -> None:
+    """Check that this install has the driver ``database_url`` needs (cheap: imports it, connects nowhere).
+
+    Raises:
+        DatabaseError: The driver is not installed (for PostgreSQL: the ``postgres`` extra).
+    """
+    try:
+        make_url(database_url).get_dialect().import_dbapi()
+    except ModuleNotFoundError as exc:
+        raise _missing_driver(database_url, exc) from None
+    except Exception:  # noqa: BLE001 - anything else about the URL is for opening it to say
+        return
 
 
 def _alembic_config() -> AlembicConfig:
@@ -143,7 +175,8 @@ class Database:
             database that is not at the head revision.
 
     Raises:
-        DatabaseError: The schema is behind and ``is_auto_migrate`` is off, or migrating failed.
+        DatabaseError: The URL's driver is not installed (PostgreSQL: the ``postgres`` extra), the
+            schema is behind and ``is_auto_migrate`` is off, or migrating failed.
     """
 
     def __init__(
@@ -221,7 +254,10 @@ class Database:
     def _make_engine(database_url: str, busy_timeout_s: float) -> Engine:
         """Create the engine; on SQLite: WAL, busy timeout, foreign keys, explicit BEGINs."""
         if not database_url.startswith("sqlite"):
-            return create_engine(database_url, pool_pre_ping=True)
+            try:
+                return create_engine(database_url, pool_pre_ping=True)
+            except ModuleNotFoundError as exc:  # the dialect imports its driver here (psycopg)
+                raise _missing_driver(database_url, exc) from None
         is_memory = database_url in {"sqlite://", "sqlite:///:memory:"} or "mode=memory" in database_url
         engine = create_engine(
             database_url,

@@ -261,7 +261,15 @@ def prepare(work: Path, recipe: AnjianNRecipe, *, progress: ProgressFn = no_prog
         raise ValueError(f"--holdout names {unknown}, not among the sources {sorted(paths)}")
     unknown = sorted(set(recipe.resplit) - set(paths))
     if unknown:
-        raise ValueError(f"resplit names {unknown}, not among the sources {sorted(paths)}")
+        staged = [name for name in unknown if name in EXTRA_SOURCES and recipe.extra_root is None]
+        hint = (  # the default --resplit names ur_fall, which only --extra-root brings
+            f"; {', '.join(staged)} is read from --extra-root: pass --extra-root DIR (e.g. {DEFAULT_EXTRA_ROOT}, "
+            "staged by ../shared/data/extra/stage.py), or a --resplit without it (e.g. --resplit "
+            "fire_smoke_cctv=0.2 fire_continuous=0.3)"
+            if staged
+            else ""
+        )
+        raise ValueError(f"resplit names {unknown}, not among the sources {sorted(paths)}{hint}")
     unknown = sorted({s for fill in recipe.teacher_fills for s in fill.sources} - set(paths))
     if unknown:
         raise ValueError(f"a teacher fill names sources {unknown}, not among the sources {sorted(paths)}")

@@ -6,6 +6,7 @@ torch nor ultralytics: each command imports what it needs when it runs.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from pathlib import Path
@@ -63,6 +64,27 @@ def _site_registry(registry: Path | None, site_config: Path | None) -> Path | No
         return registry_of_site_config(site_config)
     except ValueError as exc:
         raise fail(str(exc)) from None
+
+
+_TRAIN_EXTRA_INSTALL = "pip install -e '.[train]'"
+"""How to install the ``train`` extra (torch, ultralytics, onnx, nncf, matplotlib), as every message says it."""
+
+
+def _require_train_extra(what: str, *modules: str) -> None:
+    """Refuse, before any work, what needs modules of the ``train`` extra this install lacks.
+
+    The one message of every analyst command that needs the extra (``train``, ``export``, ``eval`` of a
+    ``.pt``, ``eval --report``, ``models calibrate --register``, ``models quantize``): what needs it, what
+    is missing, how to install it; exit 2, never a traceback.
+
+    Raises:
+        typer.Exit: A module is not installed.
+    """
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise fail(
+            f"{what} needs the train extra ({', '.join(missing)} not installed): {_TRAIN_EXTRA_INSTALL}"
+        )
 
 
 def _num(value: float | None) -> str:
@@ -138,6 +160,7 @@ def train_command(
 
     A new run never replaces an old one of the same --name unless --overwrite says so.
     """
+    _require_train_extra("anjian train", "torch", "ultralytics", "onnx")
     from anjian.training.finetune_init import DEFAULT_COCO_ONNX
     from anjian.training.train import TrainConfig, check_training_set, prepare_new_run, train_detector
 
@@ -264,11 +287,11 @@ def eval_command(
     """Per-class precision, recall, AP50 and AP50-95 of a model on a labelled split."""
     from anjian.datasets.classmap import load_class_map
     from anjian.datasets.cli import load_any
-    from anjian.models.config import DetectorConfig
-    from anjian.models.loader import load_detector
     from anjian.training.eval_record import check_recorded_model, parse_version_ref, record_evaluation
     from anjian.training.evaluate import evaluate_detector
 
+    if model.lower().endswith(".pt"):
+        _require_train_extra("anjian eval of a .pt model", "torch", "ultralytics")
     root = _site_registry(registry, site_config)
     try:
         target = parse_version_ref(record) if record else None
@@ -276,9 +299,7 @@ def eval_command(
             check_recorded_model(model, *target, root=root)
         dataset = load_any(data, images=images, split=split)
         mapping = load_class_map(class_map) if class_map else None
-        detector = load_detector(
-            model, DetectorConfig(path=model, confidence_threshold=confidence, device="cpu", registry=root)
-        )
+        detector = _load_scoring_detector(model, confidence, root)
         collector = _report_collector(report_dir)
         report = evaluate_detector(
             detector, dataset, split=split, class_map=mapping, progress=rich_progress, on_image=collector
@@ -286,7 +307,7 @@ def eval_command(
     except (DatasetError, ModelError, ValueError, ModuleNotFoundError) as exc:
         raise fail(str(exc)) from None
     report.extra.update(_eval_conditions(model, detector, data, split, class_map, confidence))
-    report.extra["thresholds"] = _calibrated_thresholds(report)
+    report.extra["thresholds"] = _calibrated_thresholds(report, json_out)
     table = Table(title=f"{report.model} on {report.data}: {report.images} images, {report.seconds:.0f} s")
     for column in ("class", "data classes", "scored on", "images", "instances", "P", "R", "AP50", "AP50-95"):
         table.add_column(column)
@@ -328,16 +349,25 @@ def eval_command(
         _out.print(f"report: {index}")
 
 
-def _calibrated_thresholds(report: EvalReport) -> dict[str, dict[str, object]]:
+def _calibrated_thresholds(report: EvalReport, json_out: Path | None) -> dict[str, dict[str, object]]:
     """Each class's operating threshold from this evaluation's PR curves; printed, and kept in the JSON."""
+    from rich.markup import escape
+
     from anjian.training.thresholds import calibrate_thresholds
 
     choices = calibrate_thresholds([report])
     if choices:
+        how = (
+            f"stamp them with `anjian export ... --thresholds {json_out}`"
+            if json_out is not None
+            else "add --json FILE to keep them for `anjian export ... --thresholds FILE`"
+        )
         _out.print(
-            "calibrated thresholds (F2 for fire, smoke, fallen_person; F1 otherwise): "
-            + ", ".join(f"{n} {c.threshold:.3f}" for n, c in choices.items())
-            + " (stamp them with `anjian export ... --thresholds THIS.json`)"
+            escape(
+                "calibrated thresholds (F2 for fire, smoke, fallen_person; F1 otherwise): "
+                + ", ".join(f"{n} {c.threshold:.3f}" for n, c in choices.items())
+                + f" ({how})"
+            )
         )
     return {name: choice.to_dict() for name, choice in choices.items()}
 
@@ -347,16 +377,15 @@ def _report_collector(report_dir: Path | None) -> MatchCollector | None:
     if report_dir is None:
         return None
     from anjian.training.report import MatchCollector
-    from anjian.training.report.charts import require_matplotlib
 
-    require_matplotlib()
+    _require_train_extra("anjian eval --report", "matplotlib")
     return MatchCollector()
 
 
 def _eval_conditions(
     model: str, detector: object, data: Path, split: str, class_map: Path | None, confidence: float
 ) -> dict[str, object]:
-    """What an eval's figures depend on, for its JSON: model, input size, threshold, data digest."""
+    """What an eval's figures depend on, for its JSON: model, input size, precision, threshold, data digest."""
     from anjian.datasets.hashing import dataset_digest
 
     info = getattr(detector, "info", None)
@@ -364,6 +393,7 @@ def _eval_conditions(
     return {
         "model_spec": model,
         "imgsz": list(info.input_hw) if info is not None else None,
+        "cpu_precision": str(getattr(detector, "precision", "fp32")),  # _load_scoring_detector: fp32
         "confidence_threshold": confidence,
         "split": split,
         "class_map": str(class_map) if class_map else None,
@@ -417,11 +447,14 @@ def export_command(
     ] = None,
 ) -> None:
     """Export weights to ONNX (fp32, dynamic batch; fp16; TensorRT on a GPU), optionally register (and quantise) them."""
+    if quantize_data and not register:
+        raise fail("--quantize-data quantises the registered version: add --register")
+    _require_train_extra(
+        "anjian export", "torch", "ultralytics", "onnx", *(("nncf",) if quantize_data else ())
+    )
     from anjian.training.export import export_onnx, export_tensorrt, to_fp16
     from anjian.training.thresholds import load_thresholds_json
 
-    if quantize_data and not register:
-        raise fail("--quantize-data quantises the registered version: add --register")
     try:
         calibrated = load_thresholds_json(thresholds) if thresholds is not None else None
         onnx = export_onnx(
@@ -570,15 +603,19 @@ def models_rollback(
 def _load_scoring_detector(spec: str, confidence: float, registry: Path | None) -> Detector:
     """The detector ``eval`` and ``compare`` score: low confidence floor, CPU, fp32, resolved in ``registry``.
 
-    fp32 even where the version has an accepted int8 model: versions are compared on their own
-    file; the int8 model's figures are in its ``int8`` record.
+    fp32 even where the version has an accepted int8 model or the CPU computes bf16 (what
+    ``model.cpu_precision: auto`` would run): versions are compared on their own file, and a
+    figure or calibrated threshold does not depend on the CPU that measured it; the int8 model's
+    figures are in its ``int8`` record. A second stage's crop model resolves in ``registry`` too.
     """
     from anjian.models.config import DetectorConfig
     from anjian.models.loader import load_detector
     from anjian.models.registry import resolve_model_path
 
     path = str(resolve_model_path(spec, root=registry))
-    config = DetectorConfig(path=path, confidence_threshold=confidence, device="cpu", cpu_precision="fp32")
+    config = DetectorConfig(
+        path=path, confidence_threshold=confidence, device="cpu", cpu_precision="fp32", registry=registry
+    )
     return load_detector(path, config)
 
 
@@ -766,6 +803,9 @@ def models_quantize(
     The accepted model (OpenVINO IR) goes beside model.onnx and runs by default on CPUs without native
     bf16; the table goes into meta.json and the card either way. Needs the train extra (nncf).
     """
+    _require_train_extra(
+        "anjian models quantize", "nncf", *(("torch", "ultralytics", "onnx") if qat_data is not None else ())
+    )
     from anjian.training.qat import QatRecipe
     from anjian.training.quantize import FLOAT_LADDER, quantize_and_record
 
@@ -848,6 +888,8 @@ def models_calibrate(
     The rules default to the thresholds stored in the model file; a model without them runs the rules'
     hand-set scores. With --register the calibrated copy becomes a new version beside the old one.
     """
+    if register:  # before the scoring: the new version's file is written with onnx
+        _require_train_extra("anjian models calibrate --register", "onnx")
     from anjian.training.recalibrate import recalibrate_version
 
     try:

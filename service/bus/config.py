@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import Annotated, Final
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic_core import PydanticCustomError
 
 from anjian.service.bus.subjects import BUS_ID_PATTERN
 
-__all__ = ["MAX_SNAPSHOT_BYTES", "BusConfig", "BusId", "NatsUrl", "SigningKey"]
+__all__ = ["MAX_SNAPSHOT_BYTES", "BusConfig", "BusId", "NatsUrl", "SecretKey", "SigningKey"]
 
 MAX_SNAPSHOT_BYTES: Final = 6_000_000
 """The largest ``bus.max_snapshot_bytes``: base64 makes a snapshot a third larger (8,000,000 bytes),
@@ -25,7 +26,36 @@ BusId = Annotated[str, Field(min_length=1, max_length=64, pattern=BUS_ID_PATTERN
 NatsUrl = Annotated[str, Field(pattern=r"^(nats|tls)://[^\s]+$")]
 """A NATS client URL, ``nats://host:port`` (or ``tls://``)."""
 
-SigningKey = Annotated[SecretStr, Field(min_length=16, max_length=200)]
+_KEY_CHARS: Final = (16, 200)
+
+
+def _key_length(value: object) -> object:
+    """A key or password of 16-200 characters, said in characters (pydantic's own message counts "items")."""
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if isinstance(text, str):
+        low, high = _KEY_CHARS
+        if len(text) < low:
+            raise PydanticCustomError(
+                "too_short",
+                "must be at least {min_length} characters, got {actual_length} (make one with `openssl rand "
+                "-hex 16`)",
+                {"min_length": low, "actual_length": len(text)},
+            )
+        if len(text) > high:
+            raise PydanticCustomError(
+                "too_long",
+                "must be at most {max_length} characters, got {actual_length}",
+                {"max_length": high, "actual_length": len(text)},
+            )
+    return value
+
+
+SecretKey = Annotated[
+    SecretStr, Field(min_length=_KEY_CHARS[0], max_length=_KEY_CHARS[1]), BeforeValidator(_key_length)
+]
+"""A shared secret of 16-200 characters (a signing key, a leaf password); too short or long is said in characters."""
+
+SigningKey = SecretKey
 """The key a plant and the hub sign their messages with (``anjian.service.bus.signing``)."""
 
 

@@ -28,7 +28,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -36,7 +35,7 @@ from pydantic import (
 
 from anjian.cameras.fields import DurationS
 from anjian.pipeline.config import check_time_zone
-from anjian.service.bus.config import BusId, NatsUrl, SigningKey
+from anjian.service.bus.config import BusId, NatsUrl, SecretKey, SigningKey
 from anjian.service.bus.subjects import plant_domain
 from anjian.service.config import ServerConfig, SlaConfig, StorageConfig
 from anjian.service.errors import ConfigError
@@ -63,10 +62,8 @@ class PlantConfig(_HubModel):
         None, description="JetStream domain of the plant's leaf node; default plant-<id>."
     )
 
-    leaf_password: SecretStr | None = Field(
+    leaf_password: SecretKey | None = Field(
         None,
-        min_length=16,
-        max_length=200,
         description="The password this plant's leaf node presents to the hub's nats-server (user: the plant "
         "id); set for every plant or none (`anjian hub nats-config --config` writes them).",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -234,3 +235,62 @@ def test_cli_arguments_out_of_range_are_usage_errors(tmp_path: Path) -> None:
         ],
     )
     assert replay.exit_code == 2
+
+
+_POSTGRES_URL = "postgresql+psycopg://u:s3cret-pw@127.0.0.1:1/db"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["db", "upgrade"], ["tokens", "list"], ["tokens", "create", "--role", "viewer"]],
+    ids=["db-upgrade", "tokens-list", "tokens-create"],
+)
+def test_postgresql_without_psycopg_names_the_postgres_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # the base install: no postgres extra
+    path = _site(tmp_path, storage={"dir": str(tmp_path / "data"), "database_url": _POSTGRES_URL})
+
+    result = runner.invoke(app, [*command, "--config", str(path)])
+
+    assert result.exit_code == 2, result.output
+    assert "driver psycopg is not installed" in result.output
+    assert "pip install -e '.[postgres]'" in result.output and "s3cret-pw" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_hub_commands_on_postgresql_without_psycopg_name_the_postgres_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    hub = tmp_path / "hub.yaml"
+    hub.write_text(
+        yaml.safe_dump(
+            {
+                "storage": {"dir": str(tmp_path / "hub"), "database_url": _POSTGRES_URL},
+                "plants": [{"id": "a"}],
+            }
+        )
+    )
+
+    result = runner.invoke(
+        app, ["hub", "tokens", "create", "-c", str(hub), "--name", "bureau", "--scope", "all"]
+    )
+
+    assert result.exit_code == 2, result.output
+    assert "pip install -e '.[postgres]'" in result.output and "s3cret-pw" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_config_check_warns_when_this_install_lacks_the_database_driver(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _site(tmp_path, storage={"dir": str(tmp_path / "data"), "database_url": _POSTGRES_URL})
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+
+    result = runner.invoke(app, ["config", "check", str(path)])
+
+    assert result.exit_code == 0, result.output  # the file is valid; a pipeline-only node needs no driver
+    assert "OK" in result.output
+    assert "warning" in result.output and "pip install -e '.[postgres]'" in result.output
+    assert "s3cret-pw" not in result.output

@@ -95,3 +95,15 @@ def test_ur_fall_is_redrawn_by_recording_both_cameras_on_one_side(tmp_path: Path
         sides.setdefault(item.image.name.split("-cam")[0], set()).add(item.split)
     assert len(sides) == 20 and all(len(s) == 1 for s in sides.values())
     assert sum(s == {"val"} for s in sides.values()) == 4  # 20% of the recordings
+
+
+def test_the_default_resplit_without_extra_root_says_to_pass_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The default --resplit names ur_fall, an --extra-root set: the error says so and how to go on."""
+    code = main(["prepare", "--work", str(tmp_path / "w"), "--data-root", str(tmp_path)])
+    assert code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "resplit names ['ur_fall']" in err
+    assert "ur_fall is read from --extra-root: pass --extra-root DIR" in err
+    assert "or a --resplit without it" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         ),
         (
             "plants:\n  - id: a\n    leaf_password: short\n",
-            "leaf_password: Value should have at least 16 items",
+            "leaf_password: must be at least 16 characters, got 5",
         ),
     ],
     ids=[
@@ -160,7 +161,7 @@ def test_a_hub_leaf_url_with_credentials_in_it_is_refused() -> None:
 
 
 def test_a_short_signing_key_is_refused_at_the_plant_and_at_the_hub(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="signing_key: Value should have at least 16 items"):
+    with pytest.raises(ConfigError, match="signing_key: must be at least 16 characters"):
         load_hub_config(_write(tmp_path, "plants:\n  - id: a\n    signing_key: short\n"))
     raw = make_config(tmp_path).model_dump() | {"bus": {"signing_key": "short"}}
     with pytest.raises(ValidationError, match="bus.signing_key"):
@@ -184,3 +185,36 @@ def test_tokens_revoke_names_an_unknown_id_and_revokes_a_known_one(tmp_path: Pat
     assert runner.invoke(app, ["hub", "tokens", "list", "-c", str(path)]).output.endswith(
         "\tbureau revoked\n"
     )
+
+
+def test_a_placeholder_key_is_refused_in_characters_with_how_to_make_one(tmp_path: Path) -> None:
+    text = 'plants:\n  - {id: a, leaf_password: "<random>", signing_key: "<random>"}\n'
+    with pytest.raises(ConfigError) as raised:
+        load_hub_config(_write(tmp_path, text))
+    message = str(raised.value)
+    for field in ("leaf_password", "signing_key"):
+        assert (
+            f"plants.0.{field}: must be at least 16 characters, got 8 (make one with `openssl rand -hex 16`)"
+            in (message)
+        )
+    assert "items" not in message
+    with pytest.raises(ConfigError, match="plants.0.signing_key: must be at most 200 characters, got 201"):
+        load_hub_config(_write(tmp_path, f"plants:\n  - {{id: a, signing_key: {'k' * 201}}}\n"))
+    raw = make_config(tmp_path).model_dump() | {"bus": {"signing_key": "short"}}
+    with pytest.raises(ValidationError, match="must be at least 16 characters, got 5"):
+        AnjianConfig.model_validate(raw)
+
+
+def test_the_readme_hub_yaml_makes_a_valid_hub_config_with_random_keys(tmp_path: Path) -> None:
+    """The README's hub.yaml once held "<random>" keys, refused as too short; its shell now makes them."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl makes the README's keys")
+    readme = (Path(__file__).parents[3] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("cat > hub.yaml <<YAML")
+    script = readme[start : readme.index("\nYAML\n", start) + len("\nYAML\n")]
+    subprocess.run(["bash", "-c", script], cwd=tmp_path, check=True, timeout=30)
+
+    hub = load_hub_config(tmp_path / "hub.yaml")
+
+    secrets = [s.get_secret_value() for p in hub.plants for s in (p.leaf_password, p.signing_key) if s]
+    assert len(secrets) == 4 == len(set(secrets)) and all(len(s) == 32 for s in secrets)
