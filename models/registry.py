@@ -665,7 +665,7 @@ class PromotionWatch:
     Example:
         >>> watch = PromotionWatch("builtin:anjian-n")
         >>> path = watch.poll()          # None while nothing changed
-        >>> if path: runner.swap_detector(OnnxDetector(path, config))
+        >>> if path: runner.swap_detector(OnnxDetector(path, config)); watch.accept(path)
     """
 
     def __init__(self, spec: str, *, root: Path | None = None) -> None:

@@ -70,6 +70,7 @@ def test_promotion_and_rollback_reach_a_running_pipeline(tmp_path: Path) -> None
             if path is not None:
                 loaded.append(_Counted(OnnxDetector(path)))
                 runner.swap_detector(loaded[-1])
+                watch.accept(path)  # in use now (ModelReloader accepts only a model that loaded)
 
     poller = threading.Thread(target=reload_loop, daemon=True)
     runner.start()
