@@ -60,7 +60,7 @@ class YoloDetector(FileDetector):
             from ultralytics import YOLO  # type: ignore[attr-defined]
         except ImportError:
             raise ModelLoadError(
-                f"{self.path.name}: .pt models need ultralytics (pip install 'anjian[train]'); "
+                f"{self.path.name}: .pt models need ultralytics, from the train extra (pip install -e '.[train]'); "
                 "export to ONNX for the runtime"
             ) from None
         try:

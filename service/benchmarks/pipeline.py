@@ -179,7 +179,13 @@ def _naive_phase(
     """
     os.environ.setdefault("YOLO_OFFLINE", "1")
     import cv2
-    from ultralytics import YOLO  # type: ignore[attr-defined]
+
+    try:
+        from ultralytics import YOLO  # type: ignore[attr-defined]
+    except ImportError:
+        raise RuntimeError(
+            f"the {name} phase runs ultralytics, from the train extra: pip install -e '.[train]'"
+        ) from None
 
     from anjian.models.config import DetectorConfig
     from anjian.models.loader import load_detector

@@ -135,3 +135,15 @@ def test_the_command_prints_what_ran_and_exits_non_zero_when_a_phase_failed(
     assert "phase anjian failed: RuntimeError: boom" in result.output
     assert "1 of 2 phases failed" in result.output
     assert "Traceback" not in result.output
+
+
+def test_the_naive_phase_on_a_base_install_names_the_train_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from anjian.service.benchmarks import pipeline as bench
+
+    monkeypatch.setitem(sys.modules, "ultralytics", None)  # the base install: no ultralytics
+    with pytest.raises(RuntimeError, match=r"naive phase runs ultralytics, from the train extra"):
+        bench._naive_phase("naive", "model.onnx", "clip.mp4", 1, 2.0, 1.0, str(tmp_path))
