@@ -51,6 +51,7 @@ __all__ = [
     "WebhookKind",
     "WebhookPayload",
     "clip_url",
+    "datetime_to_epoch",
     "epoch_to_datetime",
     "snapshot_url",
 ]
@@ -83,6 +84,13 @@ class _SchemaModel(BaseModel):
 def epoch_to_datetime(epoch_s: float) -> datetime:
     """Convert epoch seconds to an aware UTC datetime."""
     return datetime.fromtimestamp(epoch_s, tz=UTC)
+
+
+def datetime_to_epoch(moment: datetime) -> float:
+    """Epoch seconds of a time given to the API (a query parameter); a time without a zone is taken as UTC."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
 
 
 def _from_epoch(value: object) -> object:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, status
@@ -29,7 +29,7 @@ from anjian.service.api.routing import GuardedRoute
 from anjian.service.errors import EvidenceError, EvidenceNotFoundError, InvalidTransitionError
 from anjian.service.lifecycle import Action, AlertState
 from anjian.service.records import StoredEvent
-from anjian.service.schemas import AuditOut, EventList, EventOut
+from anjian.service.schemas import AuditOut, EventList, EventOut, datetime_to_epoch
 from anjian.service.store import EventStore
 
 __all__ = ["router"]
@@ -48,15 +48,6 @@ router = APIRouter(tags=["events"], responses=AUTH_RESPONSES, route_class=Guarde
 _EVENT_ID = PathParam(..., min_length=1, max_length=64, pattern=ID_PATTERN, description="Event id.")
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No event has this id."}}
 _ID_FILTER = Query(min_length=1, max_length=64, pattern=ID_PATTERN)
-
-
-def _epoch(moment: datetime | None) -> float | None:
-    """Epoch seconds of a query time; a time without a zone is taken as UTC."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
 
 
 def _require_event(store: EventStore, event_id: str) -> StoredEvent:
@@ -92,7 +83,8 @@ def list_events(
 ) -> EventList:
     """Events matching every given filter, ordered by ``started_at``, newest first, a page at a time."""
     try:
-        since_s, until_s = _epoch(since), _epoch(until)
+        since_s = None if since is None else datetime_to_epoch(since)
+        until_s = None if until is None else datetime_to_epoch(until)
     except (OverflowError, ValueError, OSError) as exc:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"time out of range: {exc}"

@@ -12,7 +12,7 @@ counted (``unknown_sensor``), never an error for the rest of the batch.
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
@@ -24,7 +24,7 @@ from anjian.service.api.deps import AUTH_RESPONSES, Pipeline, Viewer
 from anjian.service.api.routing import GuardedRoute, IngestRoute
 from anjian.service.config import AnjianConfig
 from anjian.service.readings import ReadingStore
-from anjian.service.schemas import UtcTime, epoch_to_datetime
+from anjian.service.schemas import UtcTime, datetime_to_epoch, epoch_to_datetime
 
 __all__ = ["ingest_router", "router"]
 
@@ -169,8 +169,8 @@ def sensor_readings(
     sensor = _sensors(request.app.state.config).get(sensor_id)
     if sensor is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"the site has no sensor {sensor_id!r}")
-    end_s = _epoch(end) if end is not None else time.time()
-    start_s = _epoch(start) if start is not None else end_s - _DEFAULT_WINDOW_S
+    end_s = datetime_to_epoch(end) if end is not None else time.time()
+    start_s = datetime_to_epoch(start) if start is not None else end_s - _DEFAULT_WINDOW_S
     try:  # the answer shows both in UTC: a time at the calendar's edge in its own zone may lie beyond it
         epoch_to_datetime(start_s), epoch_to_datetime(end_s)
     except (OverflowError, ValueError, OSError) as exc:
@@ -235,10 +235,3 @@ def ingest_readings(request: Request, _token: Pipeline, body: ReadingBatchIn) ->
                 RefusedReading(index=index, sensor_id=item.sensor_id, reason="the reading queue is full")
             )
     return ReadingBatchResult(accepted=accepted, refused=refused)
-
-
-def _epoch(moment: datetime) -> float:
-    """Epoch seconds of a query time; a time without a zone is taken as UTC."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()

@@ -34,10 +34,10 @@ import logging
 import re
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request, status
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import SQLAlchemyError
@@ -47,7 +47,7 @@ from anjian.service.api.deps import AUTH_RESPONSES, StoreDep, ViewerByCookie
 from anjian.service.api.routing import GuardedRoute
 from anjian.service.api.sessions import still_admitted
 from anjian.service.records import StoredEvent
-from anjian.service.schemas import EventOut
+from anjian.service.schemas import EventOut, datetime_to_epoch
 from anjian.service.store import EventStore
 
 __all__ = ["router"]
@@ -136,20 +136,6 @@ async def _feed(
         await asyncio.sleep(_POLL_S)
 
 
-def _epoch(moment: datetime | None) -> float | None:
-    """Epoch seconds of a query time; a time without a zone is taken as UTC."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    try:
-        return moment.timestamp()
-    except (OverflowError, ValueError, OSError) as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"since is out of range: {exc}"
-        ) from exc
-
-
 @router.get(
     "/stream",
     response_class=StreamingResponse,
@@ -178,7 +164,7 @@ async def stream(
     ] = None,
 ) -> StreamingResponse:
     """Server-Sent Events, one per change of any event from now on; reconnect with ``Last-Event-ID`` to resume."""
-    since_s = _epoch(since)
+    since_s = None if since is None else datetime_to_epoch(since)
     now = time.time()
     heard = await run_in_threadpool(_last_heard, store, last_event_id)
     start = heard.updated_at if heard is not None else since_s if since_s is not None else now

@@ -15,6 +15,19 @@ from tests.support.real_data import copy_yolo_sample, require_shared_data
 CLASS_MAP = Path(__file__).resolve().parents[2] / "datasets" / "maps" / "anjian.yaml"
 
 
+def _pallet_eval(pallet: Path) -> list[str]:
+    """``anjian eval`` of the promoted model on the shared pallet set, through the shipped class map."""
+    return [
+        "eval",
+        "--model",
+        "builtin:anjian-n/2",
+        "--data",
+        str(pallet / "data.yaml"),
+        "--class-map",
+        str(CLASS_MAP),
+    ]
+
+
 def test_eval_json_records_the_conditions_of_its_figures(tmp_path: Path) -> None:
     weights = require_shared_data("weights", "coco_yolov8n_int8.onnx")
     data = copy_yolo_sample("forklift_person", tmp_path / "fp", per_split=6)
@@ -53,15 +66,7 @@ def test_eval_scores_through_the_loader_compare_and_calibrate_use_and_says_fp32(
 
     monkeypatch.setattr(training_cli, "_load_scoring_detector", spy)
     out = tmp_path / "eval.json"
-    args = [
-        "eval",
-        "--model",
-        "builtin:anjian-n/2",
-        "--data",
-        str(pallet / "data.yaml"),
-        "--class-map",
-        str(CLASS_MAP),
-    ]
+    args = _pallet_eval(pallet)
     result = CliRunner().invoke(
         app, [*args, "--registry", str(tmp_path / "site"), "--json", str(out)], env={"COLUMNS": "200"}
     )
@@ -76,15 +81,7 @@ def test_eval_names_its_own_json_for_export_thresholds(
 ) -> None:
     pallet = require_shared_data("pallet")
     monkeypatch.chdir(tmp_path)
-    args = [
-        "eval",
-        "--model",
-        "builtin:anjian-n/2",
-        "--data",
-        str(pallet / "data.yaml"),
-        "--class-map",
-        str(CLASS_MAP),
-    ]
+    args = _pallet_eval(pallet)
 
     with_json = CliRunner().invoke(app, [*args, "--json", "eval.json"], env={"COLUMNS": "200"})
     without = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
