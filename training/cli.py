@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from anjian.datasets.cli import dataset_app, fail, rich_progress
@@ -309,7 +310,19 @@ def eval_command(
     report.extra.update(_eval_conditions(model, detector, data, split, class_map, confidence))
     report.extra["thresholds"] = _calibrated_thresholds(report, json_out)
     table = Table(title=f"{report.model} on {report.data}: {report.images} images, {report.seconds:.0f} s")
-    for column in ("class", "data classes", "scored on", "images", "instances", "P", "R", "AP50", "AP50-95"):
+    columns = (
+        "class",
+        "data classes",
+        "scored on",
+        "images",
+        "instances",
+        "P",
+        "R",
+        "AP50",
+        "AP50-95",
+        "false alarms",
+    )
+    for column in columns:
         table.add_column(column)
     for c in report.classes:
         table.add_row(
@@ -322,9 +335,16 @@ def eval_command(
             _num(c.recall),
             _num(c.ap50),
             _num(c.ap50_95),
+            f"{c.false_alarms} at >= {c.alarm_confidence:.2f}",
         )
-    table.add_row("all", "", "", "", "", "", "", _num(report.map50), _num(report.map50_95))
+    table.add_row("all", "", "", "", "", "", "", _num(report.map50), _num(report.map50_95), "")
     _out.print(table)
+    if report.unreadable_images:
+        _out.print(
+            f"[red]{len(report.unreadable_images)} unreadable image(s); their boxes count as missed:[/red] "
+            + ", ".join(escape(name) for name in report.unreadable_images[:5])
+            + (" ..." if len(report.unreadable_images) > 5 else "")
+        )
     if report.ignored_data_classes:
         _out.print(f"ignored data classes (no model class): {list(report.ignored_data_classes)}")
     if json_out:
@@ -351,7 +371,6 @@ def eval_command(
 
 def _calibrated_thresholds(report: EvalReport, json_out: Path | None) -> dict[str, dict[str, object]]:
     """Each class's operating threshold from this evaluation's PR curves; printed, and kept in the JSON."""
-    from rich.markup import escape
 
     from anjian.training.thresholds import calibrate_thresholds
 
@@ -629,7 +648,6 @@ def _delta_cell(value: float) -> str:
 
 def _print_comparison(comparison: Comparison) -> None:
     """One table per data set: each class's AP50, AP50-95, P and R for A and B, and A - B."""
-    from rich.markup import escape
 
     from anjian.training.compare import METRICS
 

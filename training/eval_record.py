@@ -97,8 +97,10 @@ def evals_markdown(evals: Sequence[Mapping[str, Any]]) -> str:
     for record in evals:
         classes = ", ".join(
             f"{c.get('name')} {_fmt(c.get('ap50'))}"
+            if c.get("instances")
+            else f"{c.get('name')} no boxes, {c.get('false_alarms')} false alarm(s)"
             for c in record.get("classes", [])
-            if isinstance(c, Mapping) and c.get("instances")
+            if isinstance(c, Mapping) and (c.get("instances") or c.get("false_alarms"))
         )
         lines.append(
             f"| {record.get('data', '?')} | {record.get('images', '?')} | {_fmt(record.get('map50'))} | "

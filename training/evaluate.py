@@ -22,11 +22,13 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from anjian.datasets.boxes import cxcywh_to_xyxy
 from anjian.datasets.classmap import ClassMap
 from anjian.datasets.labels import DetectionSet, ProgressFn, no_progress
 from anjian.datasets.merge import merge_sets
 from anjian.models.boxes import box_iou_batch
 from anjian.models.detector import Detector
+from anjian.pipeline.config import RuleConfig
 from anjian.training.thresholds import ScoredPredictions
 
 __all__ = [
@@ -142,6 +144,11 @@ class ClassResult:
         images_scored: Images the class was scored on: those whose source labels it. A
             prediction of the class on any other image is neither right nor wrong, and ignored.
         sources: The sources those images come from.
+        false_alarms: Predictions at or above ``alarm_confidence`` that match no ground truth at
+            IoU 0.5: what the class would raise where nothing is. The one figure that speaks for a
+            class with no ground truth in the split (its P, R and AP are undefined).
+        alarm_confidence: The score a detection of the class needs in the pipeline: the model's
+            calibrated threshold, else the rules' default.
         predictions: Every scored prediction of the class (score, true positive at IoU
             0.5) and its ground-truth count: the PR curve ``anjian.training.thresholds``
             calibrates the operating threshold from. Not part of ``to_dict``.
@@ -158,6 +165,8 @@ class ClassResult:
     confidence: float
     images_scored: int = 0
     sources: tuple[str, ...] = ()
+    false_alarms: int = 0
+    alarm_confidence: float = math.nan
     predictions: ScoredPredictions | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, object]:
@@ -178,6 +187,8 @@ class ClassResult:
             "confidence": clean(self.confidence),
             "images_scored": self.images_scored,
             "sources": list(self.sources),
+            "false_alarms": self.false_alarms,
+            "alarm_confidence": clean(self.alarm_confidence),
         }
 
 
@@ -193,6 +204,8 @@ class EvalReport:
         ignored_data_classes: Data classes that map onto no model class.
         ignored_model_classes: Model classes no data class maps onto (their boxes are not scored).
         seconds: Wall time.
+        unreadable_images: Images of the split that could not be read: their ground truth counts
+            as missed (the pipeline would find nothing on them either), so no box leaves the figures.
     """
 
     model: str
@@ -202,6 +215,7 @@ class EvalReport:
     ignored_data_classes: tuple[str, ...] = ()
     ignored_model_classes: tuple[str, ...] = ()
     seconds: float = 0.0
+    unreadable_images: tuple[str, ...] = ()
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -228,6 +242,7 @@ class EvalReport:
             "ignored_data_classes": list(self.ignored_data_classes),
             "ignored_model_classes": list(self.ignored_model_classes),
             "seconds": round(self.seconds, 1),
+            "unreadable_images": list(self.unreadable_images),
             **self.extra,
         }
 
@@ -316,6 +331,7 @@ def evaluate_detector(
     batch_size: int = 8,
     progress: ProgressFn = no_progress,
     on_image: Callable[[ImageMatches], None] | None = None,
+    alarm_thresholds: Mapping[str, float] | None = None,
 ) -> EvalReport:
     """Run a detector over one split and score it per class.
 
@@ -334,6 +350,8 @@ def evaluate_detector(
         batch_size: Images per ``detect`` call.
         progress: Wraps the per-batch loop.
         on_image: Called with each image's :class:`ImageMatches` (for the HTML report).
+        alarm_thresholds: Score per model class name at which a detection raises in the
+            pipeline, for the false-alarm count; default the detector's calibrated thresholds.
 
     Returns:
         The per-class report.
@@ -342,6 +360,7 @@ def evaluate_detector(
         ValueError: The split is empty or no data class maps onto a model class.
     """
     started = time.perf_counter()
+    thresholds = detector.class_thresholds if alarm_thresholds is None else alarm_thresholds
     items = dataset.in_split(split)
     if not items:
         raise ValueError(f"{dataset.name} has no images in split {split!r} (splits: {dataset.splits})")
@@ -369,39 +388,32 @@ def evaluate_detector(
     tps: list[np.ndarray] = []
     confs: list[np.ndarray] = []
     classes: list[np.ndarray] = []
+    unreadable: list[str] = []
     batches = [items[i : i + batch_size] for i in range(0, len(items), batch_size)]
     for batch in progress(batches, f"eval {dataset.name}/{split}", len(batches)):
         pictures = [cv2.imread(str(item.image)) for item in batch]
         readable = [(item, p) for item, p in zip(batch, pictures, strict=True) if p is not None]
-        if len(readable) < len(batch):
-            logger.warning("%d unreadable image(s) skipped", len(batch) - len(readable))
+        for item, picture in zip(batch, pictures, strict=True):
+            if picture is None:
+                unreadable.append(str(item.image))
         results = detector.detect([p for _, p in readable]) if readable else []
-        for (item, picture), dets in zip(readable, results, strict=True):
-            h, w = picture.shape[:2]
+        detections = {id(item): dets for (item, _), dets in zip(readable, results, strict=True)}
+        for item, picture in zip(batch, pictures, strict=True):
             scored = scope.get(item.source, tuple(evaluated))
             for c in scored:
                 scored_images[c] += 1
                 scored_sources[c].add(item.source)
-            keep_gt = np.array([table.get(int(c), -1) in scored for c in item.class_ids], bool)
-            gt = item.boxes[keep_gt]
+            gt = item.boxes[np.array([table.get(int(c), -1) in scored for c in item.class_ids], bool)]
             gt_class = np.array([table[int(c)] for c in gt[:, 0]], np.int64)
-            gt_xyxy = (
-                np.stack(
-                    [
-                        (gt[:, 1] - gt[:, 3] / 2) * w,
-                        (gt[:, 2] - gt[:, 4] / 2) * h,
-                        (gt[:, 1] + gt[:, 3] / 2) * w,
-                        (gt[:, 2] + gt[:, 4] / 2) * h,
-                    ],
-                    axis=1,
-                )
-                if len(gt)
-                else np.zeros((0, 4))
-            )
             for c in set(gt_class.tolist()):
                 images_with[c] += 1
             for c in gt_class.tolist():
                 n_gt[c] += 1
+            if picture is None:
+                continue  # its ground truth stays in n_gt, missed: nothing was found on it
+            h, w = picture.shape[:2]
+            gt_xyxy = cxcywh_to_xyxy(gt[:, 1:5], (w, h)).astype(np.float64)
+            dets = detections[id(item)]
             keep = np.isin(dets.class_id, scored)
             pred_class = dets.class_id[keep].astype(np.int64)
             tps.append(match_predictions(dets.xyxy[keep], pred_class, gt_xyxy, gt_class))
@@ -422,6 +434,14 @@ def evaluate_detector(
                         tps[-1],
                     )
                 )
+    if unreadable:
+        logger.warning(
+            "%d unreadable image(s) in %s/%s: their ground truth counts as missed (first: %s)",
+            len(unreadable),
+            dataset.name,
+            split,
+            unreadable[0],
+        )
     tp = np.concatenate(tps) if tps else np.zeros((0, len(IOU_THRESHOLDS)), bool)
     conf = np.concatenate(confs) if confs else np.zeros(0)
     cls = np.concatenate(classes) if classes else np.zeros(0, np.int64)
@@ -432,6 +452,8 @@ def evaluate_detector(
             continue
         mine = cls == c
         ap, p, r, best_conf = average_precision(tp[mine], conf[mine], n_gt[c])
+        alarm_confidence = thresholds.get(model_names[c], RuleConfig.default_min_confidence)
+        false_alarms = int(np.count_nonzero((conf[mine] >= alarm_confidence) & ~tp[mine][:, 0]))
         rows.append(
             ClassResult(
                 name=model_names[c],
@@ -447,6 +469,8 @@ def evaluate_detector(
                 confidence=best_conf,
                 images_scored=scored_images[c],
                 sources=tuple(sorted(scored_sources[c])),
+                false_alarms=false_alarms,
+                alarm_confidence=alarm_confidence,
                 predictions=ScoredPredictions(conf[mine], tp[mine][:, 0], n_gt[c]),
             )
         )
@@ -461,4 +485,5 @@ def evaluate_detector(
             n for i, n in sorted(model_names.items()) if i not in evaluated or i in unscored
         ),
         seconds=time.perf_counter() - started,
+        unreadable_images=tuple(unreadable),
     )

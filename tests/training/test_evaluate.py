@@ -23,9 +23,13 @@ class _ScriptedDetector:
     version = "scripted@1"
 
     def __init__(
-        self, names: dict[int, str], boxes: dict[str, list[tuple[float, float, float, float, float, int]]]
+        self,
+        names: dict[int, str],
+        boxes: dict[str, list[tuple[float, float, float, float, float, int]]],
+        thresholds: dict[str, float] | None = None,
     ):
         self.class_names = names
+        self.class_thresholds = thresholds or {}
         self._boxes = boxes
         self.calls: list[int] = []
 
@@ -98,6 +102,42 @@ def test_data_classes_map_onto_model_classes_and_the_rest_is_ignored(tmp_path: P
     assert rows["smoke"].instances == 0 and np.isnan(rows["smoke"].ap50)  # a box but no ground truth
     assert report.ignored_data_classes == ("default",) and report.ignored_model_classes == ("person",)
     assert report.map50 == 1.0  # the mean skips classes without ground truth
+
+
+def test_false_alarms_count_unmatched_boxes_at_the_pipeline_threshold_even_without_ground_truth(
+    tmp_path: Path,
+) -> None:
+    """A class scored on a split with no box of it showed NaN only: its false alarms were nowhere."""
+    data = _dataset(tmp_path, {1: [[0, 0.3, 0.5, 0.2, 0.4]], 2: []}, ("fire", "smoke"))
+    boxes = {
+        "1": [(40, 30, 80, 70, 0.9, 0), (0, 0, 20, 20, 0.6, 0), (0, 0, 20, 20, 0.2, 0)],
+        "2": [(10, 10, 50, 50, 0.7, 1), (60, 10, 90, 50, 0.5, 1), (100, 10, 150, 50, 0.3, 1)],
+    }
+    detector = _ScriptedDetector({0: "fire", 1: "smoke"}, boxes, thresholds={"smoke": 0.4})
+
+    rows = {c.name: c for c in evaluate_detector(detector, data).classes}
+
+    # fire: the matched box is no alarm; 0.6 is one, 0.2 is below the rules' default (0.35)
+    assert (rows["fire"].false_alarms, rows["fire"].alarm_confidence) == (1, 0.35)
+    # smoke: no ground truth anywhere, so P, R and AP say nothing; two boxes at or above its calibrated 0.4
+    assert rows["smoke"].instances == 0 and np.isnan(rows["smoke"].ap50)
+    assert (rows["smoke"].false_alarms, rows["smoke"].alarm_confidence) == (2, 0.4)
+    assert rows["smoke"].to_dict()["false_alarms"] == 2
+
+
+def test_an_unreadable_image_keeps_its_ground_truth_as_missed_and_is_named(tmp_path: Path) -> None:
+    """An unreadable image was skipped with a log line: its boxes left the count and recall rose."""
+    data = _dataset(tmp_path, {1: [[0, 0.3, 0.5, 0.2, 0.4]], 2: [[0, 0.7, 0.5, 0.2, 0.4]]}, ("fire",))
+    (tmp_path / "2.png").write_bytes(b"not a png")
+    exact = {"1": [(40, 30, 80, 70, 0.9, 0)]}
+
+    report = evaluate_detector(_ScriptedDetector({0: "fire"}, exact), data)
+
+    [fire] = report.classes
+    assert (fire.instances, fire.images, fire.images_scored, fire.recall) == (2, 2, 2, 0.5)
+    assert fire.ap50 == pytest.approx(0.5, abs=0.01)
+    assert report.unreadable_images == (str(tmp_path / "2.png"),)
+    assert report.to_dict()["unreadable_images"] == [str(tmp_path / "2.png")]
 
 
 def test_nothing_in_common_is_an_error(tmp_path: Path) -> None:

@@ -156,3 +156,23 @@ def test_eval_record_refuses_another_model(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "nothing recorded" in _text(result.output)
     bad = runner.invoke(app, [*args, "--record", "flame", "--registry", str(registry)])
     assert bad.exit_code == 2 and "NAME/VERSION" in _text(bad.output)
+
+
+def test_the_cards_evaluations_name_false_alarms_of_a_class_without_boxes() -> None:
+    """A class with no box in the set left the card's row: its false alarms showed nowhere."""
+    from anjian.training.eval_record import evals_markdown
+
+    record = {
+        "data": "fire/val",
+        "images": 10,
+        "map50": 0.8,
+        "map50_95": 0.5,
+        "classes": [
+            {"name": "fire", "instances": 12, "ap50": 0.8, "false_alarms": 1},
+            {"name": "smoke", "instances": 0, "ap50": None, "false_alarms": 3},
+            {"name": "person", "instances": 0, "ap50": None, "false_alarms": 0},
+        ],
+        "model": "m@1",
+    }
+    [row] = [line for line in evals_markdown([record]).splitlines() if line.startswith("| fire/val")]
+    assert "fire 0.800, smoke no boxes, 3 false alarm(s) |" in row and "person" not in row
