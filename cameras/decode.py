@@ -268,7 +268,8 @@ def decode_frames(
 
     Files honour ``realtime`` (pace at the file's rate) and ``loop``; timestamps keep
     increasing across loops. For live streams ``captured_at`` is the wall clock at
-    decode; for files played faster than real time it is the start time plus pts.
+    decode; for files played faster than real time it is the start time plus the
+    presentation time since the first kept frame (whatever the file's first pts).
 
     Args:
         config: The camera.
@@ -365,7 +366,12 @@ def decode_frames(
                             delay = (pts_s - first_pts_s) - (clock() - play_start_wall)
                             if delay > 0 and stop.wait(delay):
                                 return
-                        captured_at = clock() if (is_live or config.realtime) else wall_start + pts_s
+                        # A file faster than real time: its start time plus the time since its first
+                        # kept frame. Raw pts need not start at 0 (an MPEG-TS export often starts at
+                        # 1.4 s, an NVR segment hours into the recording, an edit list below 0).
+                        captured_at = (
+                            clock() if (is_live or config.realtime) else wall_start + (pts_s - first_pts_s)
+                        )
                         yield Frame(
                             camera_id=config.id,
                             image=_to_image(av_frame),

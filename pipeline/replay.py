@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -88,21 +88,6 @@ def video_start_time(path: Path) -> float:
         return dt.datetime.fromisoformat(tag).timestamp()
     except ValueError:
         return 0.0
-
-
-def _timed_from_first_frame(frames: Iterator[Frame], begin: float) -> Iterator[Frame]:
-    """The frames, their ``captured_at`` ``begin`` plus their presentation time since the first frame.
-
-    ``decode_frames`` times a file's frame at its raw pts, which need not start at 0:
-    an MPEG-TS export often starts at 1.4 s, an NVR segment hours into the recording,
-    an MP4 with an edit list below 0. Left so, every time (schedules, ``until_s``,
-    the ``video_*_s`` of the lines) would be shifted by the first frame's pts.
-    """
-    shift: float | None = None
-    for frame in frames:
-        if shift is None:
-            shift = frame.captured_at - begin
-        yield replace(frame, captured_at=frame.captured_at - shift) if shift else frame
 
 
 def _batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
@@ -178,9 +163,7 @@ def replay_video(
     frames = 0
     last_at: float | None = None
     next_tick: float | None = None
-    stream = _timed_from_first_frame(
-        decode_frames(source, stop=threading.Event(), clock=lambda: begin), begin
-    )
+    stream: Iterator[Frame] = decode_frames(source, stop=threading.Event(), clock=lambda: begin)
     if until_s is not None:
         stream = itertools.takewhile(lambda f: f.captured_at - begin <= until_s, stream)
     for batch in _batches(stream, batch_size):

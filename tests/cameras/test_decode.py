@@ -5,8 +5,11 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from fractions import Fraction
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 from anjian.cameras.config import CameraConfig
@@ -48,6 +51,25 @@ def test_looping_file_keeps_timestamps_increasing_across_the_loop(one_second_cli
     steps = [b.pts_s - a.pts_s for a, b in itertools.pairwise(frames)]
     assert min(steps) > 0.15 and max(steps) < 0.25, steps
     assert [f.index for f in frames] == list(range(16))
+
+
+def test_a_file_is_timed_from_its_first_frame_whatever_its_first_timestamp(tmp_path: Path) -> None:
+    """A file played faster than real time was stamped start + raw pts: an NVR segment whose pts start an
+    hour in reached the rules an hour in the future (only replay corrected it)."""
+    video = tmp_path / "segment.ts"
+    with av.open(str(video), "w", format="mpegts") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        for i in range(10):
+            picture = av.VideoFrame.from_ndarray(np.full((96, 160, 3), i * 8, np.uint8), format="bgr24")
+            picture.pts, picture.time_base = 36_000 + i, Fraction(1, 10)
+            container.mux(stream.encode(picture))
+        container.mux(stream.encode(None))
+
+    frames = list(decode_frames(_camera(video, analysis_fps=5), stop=threading.Event(), clock=lambda: 1000.0))
+
+    assert frames[0].pts_s == pytest.approx(3600.0, abs=0.01)  # the stream's own time is kept
+    assert [round(f.captured_at, 2) for f in frames] == [1000.0 + 0.2 * i for i in range(5)]
 
 
 def test_realtime_file_is_paced_at_its_own_rate(one_second_clip: Path) -> None:
