@@ -115,6 +115,8 @@ class CameraAnalyzer:
         and cutting earlier would lose the clip's last seconds.
         """
         events = self._run(lambda rule: rule.tick(now), "tick", self._last_frame)
+        if self.clips is not None:
+            self.clips.observe_clock(now)
         return events + self._finished_clips(now - self.clip_grace_s)
 
     def expire(self, now: float) -> list[Event]:
@@ -124,6 +126,8 @@ class CameraAnalyzer:
         open through it and end only with the first frame back, at the recovery's time.
         """
         events = self._run(lambda rule: rule.expire(now), "expire", self._last_frame)
+        if self.clips is not None:
+            self.clips.observe_clock(now)
         return events + self._finished_clips(now)
 
     def close(self, now: float) -> list[Event]:

@@ -12,7 +12,9 @@ incident: the recorder keeps a pending request until the stream (or the clock) h
 passed the end, then encodes the buffered frames with their own timestamps
 (variable frame rate, so a motion-gated or slow camera still plays at real speed).
 When time goes back (an NTP step), the clips still waiting are cut at once from the
-frames buffered before the step, which the ring then forgets.
+frames buffered before the step, which the ring then forgets. The step is seen on the
+next frame, or, for a camera that sends none (down, or quiet behind the motion gate), on
+the next clock tick (``observe_clock``).
 Encoding runs inline, or on an ``Executor`` given by the caller so the frame path
 never waits for it.
 """
@@ -41,6 +43,8 @@ __all__ = ["BufferedFrame", "ClipRecorder", "EvidenceStats", "FrameRing", "encod
 logger = logging.getLogger(__name__)
 
 _TIME_BASE = Fraction(1, 1000)  # clip timestamps in milliseconds
+_CLOCK_STEP_S = 1.0
+"""A tick's clock this far behind the previous tick's is a step back, not jitter."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -245,6 +249,7 @@ class ClipRecorder:
             max_bytes=int(config.max_buffer_mb * 1024 * 1024),
         )
         self._pending: list[_Pending] = []
+        self._clock_at: float | None = None
         self.clips_written = 0
         self.clip_failures = 0
 
@@ -276,6 +281,17 @@ class ClipRecorder:
             self._cut_waiting(step_s=newest_at - frame.captured_at)
         self.ring.add(frame)
         self._prune()
+
+    def observe_clock(self, now: float) -> None:
+        """Note the clock of a tick; one that went back (an NTP step) cuts the waiting clips now.
+
+        A camera that sends no frame after the step would otherwise keep its clips waiting
+        until the clock caught up with their end: the step's length, an hour for a
+        timezone slip. Ticks come from one clock in order, so any step back is a step.
+        """
+        if self._clock_at is not None and now < self._clock_at - _CLOCK_STEP_S:
+            self._cut_waiting(step_s=self._clock_at - now)
+        self._clock_at = now
 
     def _cut_waiting(self, *, step_s: float) -> None:
         """Cut every clip still waiting for its end now, from the frames buffered so far."""

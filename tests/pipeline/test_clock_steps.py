@@ -119,6 +119,25 @@ def test_a_clip_waiting_for_its_end_is_cut_from_its_own_frames_when_the_clock_go
     assert recorder.stats().pending_clips == 0 and len(recorder.ring) == 1
 
 
+def test_a_camera_silent_after_the_clock_goes_back_gets_its_clip_on_the_next_tick() -> None:
+    """Only a frame showed the step: a camera that sent none after it (down, or quiet behind the motion
+    gate) kept its clip waiting until the clock caught up with the clip's end, an hour for an hour's step."""
+    config = EvidenceConfig(clip_pre_s=2, clip_post_s=2, clip_fps=5, clip_width_px=160)
+    image = np.zeros((90, 160, 3), np.uint8)
+    recorder = ClipRecorder(config, "cam")
+    for i in range(16):  # 0..3 s; the clip of an incident confirmed at 2 s runs to 4 s
+        recorder.add_frame(Frame(camera_id="cam", image=image, captured_at=T0 + i / 5, pts_s=i / 5, index=i))
+    recorder.request("smoker", confirmed_at=T0 + 2)
+    recorder.observe_clock(T0 + 3.0)
+    recorder.observe_clock(T0 + 3.5)  # a tick later on the same clock: nothing is due yet
+    assert recorder.poll(T0 + 3.5) == [] and recorder.pending_ids() == {"smoker"}
+
+    recorder.observe_clock(T0 + 4.0 - 3600)  # the clock stepped back an hour; no frame came
+
+    [(event_id, mp4)] = recorder.poll(T0 + 4.0 - 3600)
+    assert event_id == "smoker" and mp4[4:8] == b"ftyp" and recorder.pending_ids() == set()
+
+
 @pytest.mark.parametrize("content", ["null", "[]", '"x"', "3"])
 def test_a_journal_that_is_json_but_no_object_is_set_aside_not_a_crash(tmp_path: Path, content: str) -> None:
     path = tmp_path / "open_incidents.json"
