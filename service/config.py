@@ -61,6 +61,8 @@ _SECRET_VALUE = re.compile(
 """A secret key's value anywhere on a line (in a flow mapping too), quoted or plain, to the next , } or ]."""
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s\"']*(?:[ ][^/@\"']*)?@")
 """A URL's user:password@ (a password holding a space included)."""
+_TEMPLATE_PLACEHOLDER = re.compile(r"\{(?:video:[^{}]*|storage)\}")
+"""What the demo template (``service/demo/site.yaml``) leaves for ``anjian demo`` to fill in."""
 _YAML_LINE_START = re.compile(r"^\s*(?:-\s*|(?:\"[^\"]*\"|'[^']*'|[A-Za-z_][A-Za-z0-9_-]*)\s*:|#|$|[\[{])")
 """A line that starts a key, a list item, a comment or a flow collection (anything else may continue a quoted value)."""
 
@@ -432,6 +434,26 @@ def _describe_yaml_error(path: Path, text: str, error: yaml.YAMLError) -> str:
     return "\n".join([where, *(f"    {_mask_yaml_line(lines[i]).strip()}" for i in echoed)])
 
 
+def _unfilled_placeholders(node: object, where: str = "") -> list[str]:
+    """``field.path holds '{video:cam-1}'`` for each demo-template placeholder left in a parsed site YAML.
+
+    A site started from a copy of the demo template otherwise passed ``config check`` and ran
+    with cameras reading a file named ``{video:cam-1}`` and the store in a folder ``{storage}``.
+    """
+    if isinstance(node, str):  # only the placeholder is quoted: the rest may be a URL's credentials
+        found = _TEMPLATE_PLACEHOLDER.search(node)
+        return [f"{where or 'the file'} holds {found.group(0)!r}"] if found else []
+    if isinstance(node, dict):
+        items: list[tuple[str, object]] = [(str(k), v) for k, v in node.items()]
+    elif isinstance(node, list):
+        items = [(str(i), v) for i, v in enumerate(node)]
+    else:
+        return []
+    return [
+        found for key, value in items for found in _unfilled_placeholders(value, f"{where}.{key}".lstrip("."))
+    ]
+
+
 def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     """Make file paths in the YAML relative to the YAML's own folder, as a reader expects.
 
@@ -523,6 +545,12 @@ def load_config(path: str | Path) -> AnjianConfig:
         raise ConfigError(_describe_yaml_error(path, text, exc)) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    unfilled = _unfilled_placeholders(raw)
+    if unfilled:
+        raise ConfigError(
+            f"{path}: {'; '.join(unfilled)}: the demo template's placeholders are filled in only by "
+            "`anjian demo`; put each camera's rtsp:// URL (or video file) and the data folder there"
+        )
     raw = _resolve_relative_paths(raw, path.resolve().parent)
     try:
         return AnjianConfig.model_validate(raw)

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+import anjian.service
 from anjian.service.cli import app
 from tests.support.fixtures import RTSP_PASSWORD
 from tests.support.receiver import unused_port
@@ -37,6 +38,20 @@ def test_config_check_accepts_a_valid_file(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "OK" in result.output and "1 camera(s)" in result.output
     assert "pw-123" not in result.output
+
+
+def test_config_check_refuses_a_copy_of_the_demo_template_naming_each_placeholder(tmp_path: Path) -> None:
+    """A site started from the demo template passed the check and ran cameras on a file named {video:...}."""
+    template = Path(anjian.service.__file__).parent / "demo" / "site.yaml"
+    path = tmp_path / "site.yaml"
+    path.write_text(template.read_text(encoding="utf-8"), encoding="utf-8")
+
+    result = runner.invoke(app, ["config", "check", str(path)])
+
+    assert result.exit_code != 0
+    assert "site.workshops.0.cameras.0.url holds '{video:polishing-1-cam-1}'" in result.output
+    assert "storage.dir holds '{storage}'" in result.output and "anjian demo" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_config_check_rejects_an_invalid_file_naming_the_field(tmp_path: Path) -> None:

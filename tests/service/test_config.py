@@ -121,7 +121,8 @@ def test_real_sites_default_to_the_real_model(tmp_path: Path) -> None:
 
 def test_demo_site_template_is_valid(tmp_path: Path) -> None:
     template = (Path(__file__).parents[2] / "service" / "demo" / "site.yaml").read_text()
-    path = _write(tmp_path, template.replace("{video}", "demo.mp4").replace("{storage}", "data"))
+    filled = re.sub(r"\{video:[^}]*\}", "demo.mp4", template).replace("{storage}", "data")
+    path = _write(tmp_path, filled)
     config = load_config(path)
     assert config.model.path == "builtin:anjian-demo"
 
