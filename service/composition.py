@@ -186,6 +186,7 @@ def build_service_parts(
                 store=store,
                 evidence=evidence,
                 camera_health=board,
+                camera_names={camera.id: camera.display_name for _, camera in config.cameras()},
                 clock=clock,
             )
         )

@@ -87,6 +87,7 @@ class CameraReport(_BusModel):
     """One camera's health as the plant last saw it."""
 
     camera_id: str = Field(..., pattern=_ID, max_length=64)
+    name: str | None = Field(None, max_length=200, description="The site config's name of the camera.")
     state: CameraState
     since: float = Field(..., ge=0)
     fps: float = Field(0.0, ge=0)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
@@ -100,6 +100,8 @@ class PlantBus:
         store: The plant's event store (remarks go into its audit trails).
         evidence: Where the snapshots sent with detection revisions are read.
         camera_health: The cameras' health, reported every ``config.health_interval_s``; ``None``: none.
+        camera_names: Each camera's name in the site config, reported with its health (the hub shows
+            the names the control room knows, not ids).
         sensor_health: The sensors' health (``SensorRunner.health``), reported with the cameras';
             ``None``: none (``report_sensors`` may name it later).
         clock: Epoch seconds.
@@ -116,6 +118,7 @@ class PlantBus:
         store: EventStore,
         evidence: EvidenceStore,
         camera_health: CameraHealthProvider | None = None,
+        camera_names: Mapping[str, str] | None = None,
         sensor_health: Callable[[], list[SensorHealth]] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -126,6 +129,7 @@ class PlantBus:
         self._store = store
         self._evidence = evidence
         self._camera_health = camera_health
+        self._camera_names = dict(camera_names or {})
         self._sensor_health = sensor_health
         self._clock = clock
         self.connection = BusConnection(config.url, name=f"anjian-plant-{self.plant_id}")
@@ -302,6 +306,7 @@ class PlantBus:
             cameras=[
                 CameraReport(
                     camera_id=h.camera_id,
+                    name=self._camera_names.get(h.camera_id),
                     state=h.state,
                     since=h.since,
                     fps=h.fps,

@@ -133,6 +133,9 @@ class CameraOut(_Out):
 
     plant_id: str
     camera_id: str
+    name: str | None = Field(
+        ..., description="The plant's name of the camera; null from a plant older than it."
+    )
     state: str
     since: UtcTime
     fps: float

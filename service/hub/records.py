@@ -62,6 +62,7 @@ class CameraStatus:
 
     plant_id: str
     camera_id: str
+    name: str | None
     state: str
     since: float
     fps: float

@@ -122,6 +122,7 @@ class HubCameraRow(HubBase):
 
     plant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     camera_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200), nullable=True)
     state: Mapped[str] = mapped_column(String(16))
     since: Mapped[float] = mapped_column(Float)
     fps: Mapped[float] = mapped_column(Float)

@@ -9,7 +9,7 @@ const REFRESH_MS = 5000;
 const LIST_LIMIT = 200; // open incidents listed per plant, the most urgent first
 const state = {
   token: sessionStorage.getItem("anjian-hub-token") || "", me: null, plant: null, plantName: "", event: null,
-  timeZone: undefined, refreshing: null,
+  timeZone: undefined, refreshing: null, cameraNames: { plant: null, names: {} },
 };
 
 // The names the plant's control room shows for its codes (English, from service/dashboard/i18n.js);
@@ -28,6 +28,18 @@ const readable = (code) => String(code).replaceAll("_", " ");
 const behaviourName = (code) => BEHAVIOURS[code] || readable(code);
 const actionName = (code) => ACTIONS[code] || readable(code);
 const stateName = readable; // raised, acknowledged, dispatched, resolved, false alarm
+
+// A camera as the plant's control room calls it (a plant older than names reports none: its id).
+function cameraName(plantId, cameraId) {
+  const name = state.cameraNames.plant === plantId ? state.cameraNames.names[cameraId] : null;
+  return name || cameraId;
+}
+
+// The name with the id, where the two differ.
+function cameraLabel(plantId, cameraId) {
+  const name = cameraName(plantId, cameraId);
+  return name !== cameraId ? `${name} (${cameraId})` : cameraId;
+}
 
 // Each view draws only the answers of its latest load: on a slow plant link an answer for an earlier
 // selection (another plant, another incident) can arrive last, and would be drawn under the current one.
@@ -207,7 +219,7 @@ function drawIncidents(body, events) {
     colour.append(el("span", event.severity, `badge ${event.severity}`));
     const behaviour = el("td");
     behaviour.append(openButton(behaviourName(event.behaviour)));
-    row.append(el("td", when(event.started_at)), el("td", event.camera_id), behaviour, colour,
+    row.append(el("td", when(event.started_at)), el("td", cameraLabel(event.plant_id, event.camera_id)), behaviour, colour,
       el("td", stateName(event.state)), el("td", event.message));
     row.addEventListener("click", () => attempt(selectEvent(event.plant_id, event.event_id), "Cannot open the incident"));
     body.append(row);
@@ -253,6 +265,7 @@ async function loadIncidents() {
   ]);
   const [events, cameras, sensors] = await Promise.all(answers.map((answer) => answer.json()));
   if (!current()) return;
+  state.cameraNames = { plant: plantId, names: Object.fromEntries(cameras.map((c) => [c.camera_id, c.name])) };
   const total = Number(answers[0].headers.get("X-Total-Count")) || events.length;
   document.getElementById("incidents").dataset.plant = plantId;
   document.getElementById("incidents-title").textContent = `Open incidents: ${plantName}`;
@@ -265,7 +278,7 @@ async function loadIncidents() {
   const list = document.getElementById("cameras");
   list.replaceChildren();
   for (const camera of cameras) {
-    const item = el("li", `${camera.camera_id}: ${camera.state}`);
+    const item = el("li", `${cameraLabel(plantId, camera.camera_id)}: ${camera.state}`);
     item.dataset.camera = camera.camera_id;
     list.append(item);
   }
@@ -328,11 +341,11 @@ async function loadDetail() {
   section.dataset.plant = plantId;
   section.dataset.event = eventId;
   document.getElementById("detail-title").textContent =
-    `${behaviourName(detail.summary.behaviour)} on ${detail.summary.camera_id} (${stateName(detail.summary.state)})`;
+    `${behaviourName(detail.summary.behaviour)} on ${cameraName(plantId, detail.summary.camera_id)} (${stateName(detail.summary.state)})`;
   const facts = document.getElementById("facts");
   facts.replaceChildren();
   const rows = [
-    ["Plant", plantId], ["Colour", detail.summary.severity], ["State", stateName(detail.summary.state)],
+    ["Plant", plantId], ["Camera", cameraLabel(plantId, detail.summary.camera_id)], ["Colour", detail.summary.severity], ["State", stateName(detail.summary.state)],
     ["Started", when(detail.summary.started_at)], ["Acknowledged", when(detail.summary.acknowledged_at)],
     ["Resolved", when(detail.summary.resolved_at)], ["Message", detail.summary.message],
     ["Assignee", detail.event.assignee || "–"],

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 from anjian.cameras.health import CameraHealth, CameraState
+from anjian.pipeline.config import CameraPipelineConfig
 from anjian.pipeline.sensors.reading import Reading
 from anjian.service.bus.remarks import ACTION_PRESS
 from anjian.service.composition import ServiceParts, build_service_parts
@@ -70,6 +71,9 @@ def test_camera_health_reaches_the_hub_and_a_later_report_replaces_it(
     store, _bus = hub
     cameras = [CameraHealth(camera_id="cam-1", state=CameraState.ONLINE, since=1_700_000_000.0, fps=5.0)]
     config = plant_config(tmp_path / "plant", topology.plants[PLANT].url, health_interval_s=0.2)
+    named = CameraPipelineConfig(id="cam-1", name="东门出口", url="rtsp://127.0.0.1:9/cam-1")
+    site = SiteConfig(id=config.site.id, workshops=[WorkshopConfig(id="polishing-1", cameras=[named])])
+    config = config.model_copy(update={"site": site})
     parts = build_service_parts(config, camera_health=lambda: cameras)
     parts.start()
     try:
@@ -81,7 +85,7 @@ def test_camera_health_reaches_the_hub_and_a_later_report_replaces_it(
     finally:
         parts.close()
     (camera,) = store.cameras([PLANT])
-    assert camera.reconnects == 2
+    assert camera.reconnects == 2 and camera.name == "东门出口"  # the hub shows the control room's name
 
 
 def test_sensor_health_reaches_the_hub_with_the_last_reading(

@@ -17,7 +17,9 @@ from typing import Any
 
 import pytest
 
+from anjian.cameras.health import CameraState
 from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.service.bus.messages import CameraReport, HealthReport
 from anjian.service.config import StorageConfig
 from anjian.service.hub.api import create_hub_app
 from anjian.service.hub.config import HubConfig, HubSiteConfig, PlantConfig
@@ -105,6 +107,11 @@ def hub_view(tmp_path: Path) -> Iterator[HubView]:
     c = make_event(started_at=STARTED + 4, last_seen_at=STARTED + 5, message="Ammonia room")
     store.apply([lab.raise_event(a), lab.raise_event(b), cold.raise_event(c)])
     store.apply([lab.act(a.id, "acknowledge", note="NOTE-OF-A")])
+    cameras = [  # cam-1 named by the plant; cam-2 as a plant older than names reports it
+        CameraReport(camera_id="cam-1", name="东门出口", state=CameraState.ONLINE, since=STARTED),
+        CameraReport(camera_id="cam-2", state=CameraState.ONLINE, since=STARTED),
+    ]
+    store.apply([HealthReport(plant_id="lab-3", sent_at=STARTED + 30, cameras=cameras)])
     cold.store.close()
     _info, token = store.tokens.create("city bureau", "supervisor", "all")
     server = ServerThread(create_hub_app(config, store)).start()
@@ -262,6 +269,27 @@ def test_times_are_shown_in_the_hubs_zone_which_the_header_names(
     expect(started).to_have_text("15/11/2023, 06:13:20", timeout=TIMEOUT_MS)
 
 
+def test_cameras_carry_the_plants_names_in_the_incidents_the_detail_and_the_camera_list(
+    hub_view: HubView,
+    browser: Any,  # noqa: F811
+) -> None:
+    """The hub showed bare camera ids ("cam-17") where the plant's control room says where it is."""
+    expect = pytest.importorskip("playwright.sync_api").expect
+    page = hub_view.open(browser)
+
+    page.locator("#plants tr[data-plant='lab-3']").click()
+
+    named = page.locator(f"#events tr[data-event='{hub_view.a}'] td").nth(1)
+    expect(named).to_have_text("东门出口 (cam-1)", timeout=TIMEOUT_MS)
+    expect(page.locator(f"#events tr[data-event='{hub_view.b}'] td").nth(1)).to_have_text("cam-2")
+    expect(page.locator("#cameras li[data-camera='cam-1']")).to_have_text("东门出口 (cam-1): online")
+    page.locator(f"#events tr[data-event='{hub_view.a}']").click()
+    expect(page.locator("#detail-title")).to_have_text(
+        "Open flame on 东门出口 (acknowledged)", timeout=TIMEOUT_MS
+    )
+    expect(page.locator("#facts")).to_contain_text("Camera东门出口 (cam-1)")
+
+
 def test_a_keyboard_reaches_plants_incidents_and_the_remark_form_and_errors_are_announced(
     hub_view: HubView,
     browser: Any,  # noqa: F811
@@ -290,7 +318,7 @@ def test_a_keyboard_reaches_plants_incidents_and_the_remark_form_and_errors_are_
     _tab_to(page, f"#events tr[data-event='{hub_view.a}'] button")
     page.keyboard.press(" ")
     expect(page.locator("#detail-title")).to_have_text(
-        "Open flame on cam-1 (acknowledged)", timeout=TIMEOUT_MS
+        "Open flame on 东门出口 (acknowledged)", timeout=TIMEOUT_MS
     )
     _tab_to(page, "#remark-note")
 
