@@ -15,6 +15,7 @@ from anjian.models.loader import load_detector
 from anjian.pipeline.config import CameraPipelineConfig
 from anjian.pipeline.engine_config import TrackingConfig
 from anjian.pipeline.rules import build_rules
+from anjian.pipeline.rules.registry import REGISTRY
 from anjian.pipeline.tracking import UNTRACKED, CameraTracker
 from tests.pipeline.scripted import CONTEXT, NAMES, T0, frame
 
@@ -141,14 +142,7 @@ def test_every_rule_gets_a_frame_holding_a_nan_box() -> None:
         {"id": "floor", "kind": "dust", "polygon": [(0.5, 0), (1, 0), (1, 0.4), (0.5, 0.4)]},
         {"id": "desk", "kind": "post", "polygon": [(0.5, 0.5), (1, 0.5), (1, 1), (0.5, 1)]},
     ]
-    behaviours = [
-        "open_flame",
-        "smoking",
-        "fallen_person",
-        "blocked_exit",
-        "uncleaned_dust",
-        "absence_from_post",
-    ]
+    behaviours = [spec.key for spec in REGISTRY.specs]  # every shipped rule, a new one too
     camera = CameraPipelineConfig(id="cam", url="x.mp4", zones=zones, behaviours={b: {} for b in behaviours})
     rules = build_rules(camera, CONTEXT)
     tracker = CameraTracker(TrackingConfig(enabled=False), fps=1.0)
