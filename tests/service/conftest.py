@@ -1,9 +1,11 @@
-"""Fixtures of the service tests: a fake clock, the store over SQLite and over a real PostgreSQL, tokens."""
+"""Fixtures of the service tests: a fake clock, the store over SQLite and over a real PostgreSQL, tokens,
+and Debian's headless Chromium under Playwright for the dashboards."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -14,6 +16,29 @@ from anjian.service.store import EventStore
 from anjian.service.tokens import Role
 from tests.service.postgres import PostgresCluster, postgres_bin_dir
 from tests.support.receiver import unused_port
+
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium under Playwright (skips where either is missing)."""
+    if not CHROMIUM.is_file():
+        pytest.skip("Debian chromium is not installed (apt install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def expect() -> Any:
+    """Playwright's ``expect`` (skips without Playwright)."""
+    return pytest.importorskip("playwright.sync_api").expect
 
 
 class FakeClock:

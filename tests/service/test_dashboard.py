@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,22 +28,7 @@ from tests.service.server import ServerThread
 
 pytestmark = pytest.mark.slow
 
-CHROMIUM = Path("/usr/bin/chromium")
 TIMEOUT_MS = 20_000
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    if not CHROMIUM.is_file():
-        pytest.skip("Debian chromium is not installed (apt install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-background-networking", "--disable-gpu"],
-        )
-        yield browser
-        browser.close()
 
 
 def _watch(page: Any) -> tuple[list[str], list[str]]:

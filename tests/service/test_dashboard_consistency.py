@@ -23,21 +23,14 @@ from anjian.service.api import stream as stream_module
 from anjian.service.app import create_app
 from anjian.service.composition import ServiceParts, build_service_parts
 from tests.factories import make_event, make_jpeg
-from tests.service import test_dashboard
 from tests.service.conftest import make_config
 from tests.service.server import ServerThread
 from tests.service.test_dashboard import TIMEOUT_MS
 
 pytestmark = pytest.mark.slow
 
-browser = test_dashboard.browser  # the same fixture: Debian's chromium under Playwright
 
 T0 = 1_700_000_000.0
-
-
-@pytest.fixture
-def expect() -> Any:
-    return pytest.importorskip("playwright.sync_api").expect
 
 
 @pytest.fixture

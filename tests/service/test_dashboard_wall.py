@@ -23,19 +23,11 @@ from anjian.service.app import create_app
 from anjian.service.composition import build_service_parts
 from anjian.service.config import AnjianConfig, SlaConfig
 from tests.factories import make_event
-from tests.service import test_dashboard
 from tests.service.conftest import make_config
 from tests.service.server import ServerThread
 from tests.service.test_dashboard import TIMEOUT_MS
 
 pytestmark = pytest.mark.slow
-
-browser = test_dashboard.browser  # the same fixture: Debian's chromium under Playwright
-
-
-@pytest.fixture
-def expect() -> Any:
-    return pytest.importorskip("playwright.sync_api").expect
 
 
 def _shanghai_site(data_dir: Path) -> AnjianConfig:

@@ -15,15 +15,12 @@ from anjian.pipeline.live import LiveView
 from anjian.service.app import create_app
 from anjian.service.composition import build_service_parts
 from anjian.service.config import AnjianConfig
-from tests.service import test_dashboard
 from tests.service.conftest import make_config
 from tests.service.server import ServerThread
 from tests.service.test_dashboard import TIMEOUT_MS, _keep_screenshot, _watch
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
-
-browser = test_dashboard.browser  # the dashboard tests' headless Chromium
 
 
 def _site(data_dir: Path) -> AnjianConfig:

@@ -32,7 +32,6 @@ from tests.factories import make_event, make_jpeg
 from tests.service.bus.conftest import PLANT, plant, plant_config, topology  # noqa: F401 - fixtures
 from tests.service.hub.conftest import sensor_report
 from tests.service.server import ServerThread
-from tests.service.test_dashboard import browser  # noqa: F401 - fixture
 from tests.support.nats import NatsTopology
 from tests.support.waiting import wait_for
 
@@ -74,9 +73,9 @@ def test_supervisor_sees_every_plant_drills_down_and_presses_for_action(
     topology: NatsTopology,  # noqa: F811
     plant: ServiceParts,  # noqa: F811
     hub_server: tuple[ServerThread, HubStore],
-    browser: Any,  # noqa: F811
+    browser: Any,
+    expect: Any,
 ) -> None:
-    expect = pytest.importorskip("playwright.sync_api").expect
     server, store = hub_server
     clip = b"\x00\x00\x00\x18ftypisom" + bytes(1_500_000)  # stays on the plant until asked for
     fire = make_event(
@@ -147,9 +146,9 @@ def test_supervisor_sees_every_plant_drills_down_and_presses_for_action(
 def test_a_plant_token_sees_its_plant_alone_and_cannot_remark(
     plant: ServiceParts,  # noqa: F811
     hub_server: tuple[ServerThread, HubStore],
-    browser: Any,  # noqa: F811
+    browser: Any,
+    expect: Any,
 ) -> None:
-    expect = pytest.importorskip("playwright.sync_api").expect
     server, store = hub_server
     event = make_event()
     plant.sink.publish(event)
@@ -168,9 +167,9 @@ def test_a_plant_token_sees_its_plant_alone_and_cannot_remark(
 
 def test_a_wrong_token_is_refused_on_the_sign_in_form(
     hub_server: tuple[ServerThread, HubStore],
-    browser: Any,  # noqa: F811
+    browser: Any,
+    expect: Any,
 ) -> None:
-    expect = pytest.importorskip("playwright.sync_api").expect
     server, _store = hub_server
     page = browser.new_page()
     _sign_in(page, server.base_url, "anjhub_not-a-token")

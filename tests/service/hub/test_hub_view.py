@@ -28,7 +28,6 @@ from tests.factories import make_event, make_jpeg
 from tests.service.conftest import FakeClock
 from tests.service.hub.conftest import PlantRecorder
 from tests.service.server import ServerThread
-from tests.service.test_dashboard import browser  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.slow
 
@@ -169,9 +168,9 @@ def _release(page: Any, held: Held, *parts: str) -> None:
 
 def test_a_late_answer_for_the_previous_incident_or_plant_is_not_drawn_under_the_selected_one(
     hub_view: HubView,
-    browser: Any,  # noqa: F811
+    browser: Any,
+    expect: Any,
 ) -> None:
-    expect = pytest.importorskip("playwright.sync_api").expect
     page = hub_view.open(browser)
     page.locator("#plants tr[data-plant='lab-3']").click()
     expect(page.locator("#events tbody tr")).to_have_count(2, timeout=TIMEOUT_MS)
@@ -206,7 +205,7 @@ def test_a_late_answer_for_the_previous_incident_or_plant_is_not_drawn_under_the
 
 def test_a_refresh_is_not_started_while_the_previous_one_runs(
     hub_view: HubView,
-    browser: Any,  # noqa: F811
+    browser: Any,
 ) -> None:
     page = hub_view.open(browser)
     overviews = "() => window.__fetched.filter((url) => url.endsWith('/api/overview')).length"
@@ -224,9 +223,9 @@ def test_a_refresh_is_not_started_while_the_previous_one_runs(
 
 def test_a_plant_with_more_open_incidents_than_listed_says_so_and_lists_the_most_urgent(
     hub_view: HubView,
-    browser: Any,  # noqa: F811
+    browser: Any,
+    expect: Any,
 ) -> None:
-    expect = pytest.importorskip("playwright.sync_api").expect
     lab = hub_view.lab
     oldest = make_event(started_at=STARTED - 3000, last_seen_at=STARTED - 2999, snapshot_jpeg=None)
     flood = [
@@ -257,9 +256,9 @@ def test_a_plant_with_more_open_incidents_than_listed_says_so_and_lists_the_most
 
 def test_times_are_shown_in_the_hubs_zone_which_the_header_names(
     hub_view: HubView,
-    browser: Any,  # noqa: F811
+    browser: Any,
+    expect: Any,
 ) -> None:
-    expect = pytest.importorskip("playwright.sync_api").expect
     page = hub_view.open(browser)  # the browser runs in UTC
 
     page.locator("#plants tr[data-plant='lab-3']").click()
@@ -271,10 +270,10 @@ def test_times_are_shown_in_the_hubs_zone_which_the_header_names(
 
 def test_cameras_carry_the_plants_names_in_the_incidents_the_detail_and_the_camera_list(
     hub_view: HubView,
-    browser: Any,  # noqa: F811
+    browser: Any,
+    expect: Any,
 ) -> None:
     """The hub showed bare camera ids ("cam-17") where the plant's control room says where it is."""
-    expect = pytest.importorskip("playwright.sync_api").expect
     page = hub_view.open(browser)
 
     page.locator("#plants tr[data-plant='lab-3']").click()
@@ -292,9 +291,9 @@ def test_cameras_carry_the_plants_names_in_the_incidents_the_detail_and_the_came
 
 def test_a_keyboard_reaches_plants_incidents_and_the_remark_form_and_errors_are_announced(
     hub_view: HubView,
-    browser: Any,  # noqa: F811
+    browser: Any,
+    expect: Any,
 ) -> None:
-    expect = pytest.importorskip("playwright.sync_api").expect
     page = hub_view.open(browser)
     page.route(
         f"**/api/plants/lab-3/events/{hub_view.b}",
