@@ -18,7 +18,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from anjian.pipeline.live import LiveView
 from anjian.pipeline.tracking import CameraTracker
 
-__all__ = ["CameraAssignment", "PipelineRunner", "RunnerStats"]
+__all__ = ["CameraAssignment", "PipelineRunner", "RunnerStats", "measured_clip_grace_s"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,9 @@ _LATENCY_WINDOW = 2048  # latencies kept for the percentiles
 _TICK_INTERVAL_S = 1.0  # how often analyzers of live cameras are ticked (those of down cameras expired)
 _CLIP_INFERENCE_GRACE_S = 2.0
 """Beyond ``max_frame_age_s``, how long a frame batched just before it went stale may still take to reach the
-rules (the batch ahead of it on the model, then its own): a tick cuts a clip only this much after its end."""
+rules (the batch ahead of it on the model, then its own): the clip grace until frames have been measured."""
+_CLIP_GRACE_MARGIN_S = 1.0
+"""Added to the slowest recent frame's way from capture to the rules: the measured clip grace."""
 _DOWN = frozenset({CameraState.STALLED, CameraState.OFFLINE, CameraState.FAILED_CONFIG})
 """States of a camera whose analyzer is expired rather than ticked: it sends nothing, and may not for long."""
 
@@ -228,7 +230,7 @@ class PipelineRunner:
             max_age_s=max_frame_age_s,
         )
         self._clip_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clips")
-        self._clip_grace_s = max_frame_age_s + _CLIP_INFERENCE_GRACE_S
+        self._unmeasured_clip_grace_s = max_frame_age_s + _CLIP_INFERENCE_GRACE_S
         self._lock = threading.RLock()  # held while a batch is analysed and while cameras change
         self._workers: dict[str, _CameraWorker] = {}
         self._pending_detector: Detector | None = None
@@ -475,7 +477,7 @@ class PipelineRunner:
             context,
             clip_executor=self._clip_executor,
             class_thresholds=self.detector.class_thresholds,
-            clip_grace_s=self._clip_grace_s,
+            clip_grace_s=self._clip_grace_s(),
         )
 
     def _close_worker(self, worker: _CameraWorker) -> None:
@@ -637,7 +639,9 @@ class PipelineRunner:
         """
         monotonic = time.monotonic()
         now = self._clock()
+        clip_grace_s = self._clip_grace_s()
         for camera_id, worker in self._workers.items():
+            worker.analyzer.clip_grace_s = clip_grace_s
             source = self._cameras.get(camera_id)
             if source is None:
                 continue
@@ -656,6 +660,10 @@ class PipelineRunner:
             for event in events:
                 self._publish(event)
 
+    def _clip_grace_s(self) -> float:
+        """How long after a clip's end a tick waits for its last frames (see ``measured_clip_grace_s``)."""
+        return measured_clip_grace_s(self._latencies, self._unmeasured_clip_grace_s)
+
     def _publish(self, event: Event) -> None:
         state = "ended" if event.ended_at is not None else ("raised" if event.revision == 1 else "updated")
         logger.info(
@@ -671,3 +679,25 @@ class PipelineRunner:
             self.events_published += 1
         except Exception:
             logger.exception("%s: event sink failed for %s", event.camera_id, event.id)
+
+
+def measured_clip_grace_s(latencies: Iterable[float], unmeasured_s: float) -> float:
+    """How long after a clip's end to wait for frames captured before it: measured, not guessed.
+
+    A frame reaches the rules its latency (queue, batch, model) after its capture; a clip cut
+    sooner than the slowest recent latency after its end loses its last frames, one cut much
+    later reaches the control room late. So: the slowest recent latency plus a margin, at most
+    three times ``unmeasured_s`` (a clock step is no latency), and ``unmeasured_s`` (the
+    static bound) until a frame has been measured. Negative latencies (a file decoded faster
+    than real time runs ahead of the clock) say nothing and are skipped.
+
+    Example:
+        >>> measured_clip_grace_s([0.2, 0.4, 0.3], unmeasured_s=4.0)
+        1.4
+        >>> measured_clip_grace_s([], unmeasured_s=4.0)
+        4.0
+    """
+    slowest = max((latency for latency in latencies if latency >= 0), default=None)
+    if slowest is None:
+        return unmeasured_s
+    return round(min(slowest + _CLIP_GRACE_MARGIN_S, 3 * unmeasured_s), 3)

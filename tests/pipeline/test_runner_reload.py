@@ -25,7 +25,7 @@ from anjian.models.detections import Detections
 from anjian.pipeline import evidence
 from anjian.pipeline.analyzer import CameraAnalyzer
 from anjian.pipeline.config import CameraPipelineConfig
-from anjian.pipeline.runner import CameraAssignment, PipelineRunner
+from anjian.pipeline.runner import CameraAssignment, PipelineRunner, measured_clip_grace_s
 from anjian.pipeline.sink import ListSink
 from tests.support.pushed_camera import PushedCamera, PushedCameras, pushed_runner
 from tests.support.waiting import wait_for
@@ -230,3 +230,39 @@ def test_the_runner_gives_clips_a_grace_beyond_the_longest_a_frame_can_wait(
     monkeypatch.setattr("anjian.pipeline.runner.CameraAnalyzer", _Spy)
     pushed_runner("site", "ws", [_camera("a")], _SmokerDetector(), ListSink(), max_frame_age_s=1.5)
     assert len(graces) == 1 and graces[0] > 1.5
+
+
+def test_the_clip_grace_is_the_slowest_measured_latency_plus_a_margin() -> None:
+    """The grace was a guess (max_frame_age_s + 2 s): every clip waited 4 s past its end, and a slower
+    model than the guess lost the clip's last frames."""
+    assert measured_clip_grace_s([], unmeasured_s=4.0) == 4.0  # nothing measured yet: the static bound
+    assert measured_clip_grace_s([0.2, 0.6, 0.3], unmeasured_s=4.0) == 1.6
+    assert measured_clip_grace_s([6.5], unmeasured_s=4.0) == 7.5  # a model slower than the guess
+    assert measured_clip_grace_s([3600.0], unmeasured_s=4.0) == 12.0  # a clock step is no latency
+    assert measured_clip_grace_s([-30.0, 0.4], unmeasured_s=4.0) == 1.4  # a file ahead of the clock
+
+
+def test_the_runner_ticks_clips_with_the_grace_its_frames_measured(monkeypatch: pytest.MonkeyPatch) -> None:
+    analyzers: list[CameraAnalyzer] = []
+
+    class _Spy(CameraAnalyzer):
+        def __init__(self, *args: Any, **options: Any) -> None:
+            super().__init__(*args, **options)
+            analyzers.append(self)
+
+    monkeypatch.setattr("anjian.pipeline.runner.CameraAnalyzer", _Spy)
+    runner, sources = pushed_runner(
+        "site", "ws", [_camera("a")], _SmokerDetector(), ListSink(), max_frame_age_s=30
+    )
+    assert [analyzer.clip_grace_s for analyzer in analyzers] == [32.0]  # before any frame: the static bound
+    runner.start()
+    try:
+
+        def measured() -> bool:
+            sources["a"].push(_GREY)
+            return analyzers[0].clip_grace_s < 32.0
+
+        assert wait_for(measured, timeout_s=20)
+        assert analyzers[0].clip_grace_s >= 1.0  # the margin over a latency >= 0
+    finally:
+        runner.stop()
