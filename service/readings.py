@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from anjian.pipeline.sensors.config import ReadingHistoryConfig
 from anjian.pipeline.sensors.reading import Reading
@@ -154,7 +155,13 @@ class ReadingStore:
         now = self._clock() if now is None else now
         bucket_s = self.config.bucket_s
         with self._db.write() as session:
-            session.execute(delete(ReadingRow).where(ReadingRow.at < now - self.config.keep_for_s))
+            horizon = now - self.config.keep_for_s
+            for size in _bucket_sizes(
+                session
+            ):  # by (bucket_s, at): a bare "at <" scanned every row under the lock
+                session.execute(
+                    delete(ReadingRow).where(ReadingRow.bucket_s == size, ReadingRow.at < horizon)
+                )
             oldest = session.scalar(select(func.min(ReadingRow.at)).where(ReadingRow.bucket_s == 0))
             if oldest is None:
                 return 0
@@ -168,7 +175,8 @@ class ReadingStore:
             if not raw:
                 return 0
             buckets = _bucketed(((r.sensor_id, r.at, r.value) for r in raw), bucket_s)
-            session.execute(insert(ReadingRow), buckets)
+            buckets = _merged_with_stored(session, buckets, bucket_s)
+            session.execute(insert(ReadingRow), [bucket.row(bucket_s) for bucket in buckets])
             session.execute(delete(ReadingRow).where(ReadingRow.bucket_s == 0, ReadingRow.at < cut))
         logger.info(
             "readings: %d raw reading(s) before %.0f kept as %d bucket(s)", len(raw), cut, len(buckets)
@@ -195,31 +203,82 @@ class ReadingStore:
         return _merged(points, start, span)
 
 
-def _bucketed(rows: Iterable[tuple[str, float, float]], bucket_s: int) -> list[dict[str, object]]:
-    """One bucket row per (sensor, bucket) of raw ``(sensor_id, at, value)``."""
-    sums: dict[tuple[str, int], list[float]] = {}
-    for sensor_id, at, value in rows:
-        key = (sensor_id, math.floor(at / bucket_s))
-        acc = sums.get(key)
-        if acc is None:
-            sums[key] = [value, value, value, 1.0]
-        else:
-            acc[0] += value
-            acc[1] = min(acc[1], value)
-            acc[2] = max(acc[2], value)
-            acc[3] += 1
-    return [
-        {
-            "sensor_id": sensor_id,
-            "at": (index + 0.5) * bucket_s,
-            "value": total / count,
-            "min": low,
-            "max": high,
-            "count": int(count),
+def _bucket_sizes(session: Session) -> list[int]:
+    """The ``bucket_s`` values stored (0, raw, among them), each found by one index seek.
+
+    SQLite reads ``DISTINCT bucket_s`` by scanning the whole index; ``MIN(...) WHERE bucket_s >
+    last`` steps through the few distinct values instead.
+    """
+    sizes: list[int] = []
+    size = session.scalar(select(func.min(ReadingRow.bucket_s)))
+    while size is not None:
+        sizes.append(size)
+        size = session.scalar(select(func.min(ReadingRow.bucket_s)).where(ReadingRow.bucket_s > size))
+    return sizes
+
+
+@dataclass(slots=True)
+class _Bucket:
+    """The readings of one sensor over one span: their sum, min, max and count."""
+
+    sensor_id: str
+    at: float
+    total: float
+    low: float
+    high: float
+    count: int
+
+    def add(self, other: _Bucket) -> None:
+        """Fold ``other`` (the same sensor and span) into this one."""
+        self.total += other.total
+        self.low = min(self.low, other.low)
+        self.high = max(self.high, other.high)
+        self.count += other.count
+
+    def row(self, bucket_s: int) -> dict[str, object]:
+        """The bucket as a ``sensor_readings`` row."""
+        return {
+            "sensor_id": self.sensor_id,
+            "at": self.at,
+            "value": self.total / self.count,
+            "min": self.low,
+            "max": self.high,
+            "count": self.count,
             "bucket_s": bucket_s,
         }
-        for (sensor_id, index), (total, low, high, count) in sums.items()
-    ]
+
+
+def _merged_with_stored(session: Session, buckets: list[_Bucket], bucket_s: int) -> list[_Bucket]:
+    """``buckets`` with any bucket already stored for the same sensor and span folded in (and that row deleted).
+
+    A reading that arrives after its span was downsampled (late, or the first after a
+    restart) would otherwise become a second bucket of the same span: a spike on the chart.
+    """
+    spans = {bucket.at for bucket in buckets}
+    stored = session.scalars(
+        select(ReadingRow).where(ReadingRow.bucket_s == bucket_s, ReadingRow.at.in_(spans))
+    ).all()
+    by_key = {(bucket.sensor_id, bucket.at): bucket for bucket in buckets}
+    for row in stored:
+        bucket = by_key.get((row.sensor_id, row.at))
+        if bucket is not None:
+            bucket.add(_Bucket(row.sensor_id, row.at, row.value * row.count, row.min, row.max, row.count))
+            session.delete(row)
+    return buckets
+
+
+def _bucketed(rows: Iterable[tuple[str, float, float]], bucket_s: int) -> list[_Bucket]:
+    """One bucket per (sensor, span of ``bucket_s``) of raw ``(sensor_id, at, value)``."""
+    buckets: dict[tuple[str, int], _Bucket] = {}
+    for sensor_id, at, value in rows:
+        index = math.floor(at / bucket_s)
+        reading = _Bucket(sensor_id, (index + 0.5) * bucket_s, value, value, value, 1)
+        bucket = buckets.get((sensor_id, index))
+        if bucket is None:
+            buckets[(sensor_id, index)] = reading
+        else:
+            bucket.add(reading)
+    return list(buckets.values())
 
 
 def _merged(points: Sequence[TrendPoint], start: float, span: float) -> list[TrendPoint]:

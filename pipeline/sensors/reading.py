@@ -19,6 +19,7 @@ from typing import Protocol
 
 __all__ = [
     "MAX_AHEAD_S",
+    "MAX_BEHIND_S",
     "MAX_READING_MAGNITUDE",
     "BadInput",
     "Reading",
@@ -54,6 +55,11 @@ MAX_AHEAD_S = 10.0
 refused: a reading stamped a day ahead would make every true reading after it look out of order,
 and the sensor would go silent with no alarm and no fault."""
 
+MAX_BEHIND_S = 86_400.0
+"""How far a reading's time may lie before its arrival: a day of a gateway's store-and-forward. An older
+one is refused: a gateway whose clock was reset (to 2000, after a power cut) would otherwise date its
+alarms decades back; refused, its sensors go stale, which names the problem."""
+
 MAX_READING_MAGNITUDE = 1e15
 """Largest reading taken (as the event wire format's numbers): beyond it a rate or a peak overflows
 to infinity, which no database stores."""
@@ -64,7 +70,8 @@ def reading_problem(reading: Reading) -> tuple[str, str] | None:
 
     Reasons: ``not_numeric`` (NaN, infinite or beyond ``MAX_READING_MAGNITUDE``: what a Modbus
     transmitter sends as a fault code, or a scale gone wrong), ``future`` (measured more than
-    ``MAX_AHEAD_S`` after it arrived: the sender's clock is ahead).
+    ``MAX_AHEAD_S`` after it arrived: the sender's clock is ahead), ``past`` (measured more than
+    ``MAX_BEHIND_S`` before it arrived: the sender's clock is behind or was reset).
     """
     if not math.isfinite(reading.value) or abs(reading.value) > MAX_READING_MAGNITUDE:
         return (
@@ -75,6 +82,12 @@ def reading_problem(reading: Reading) -> tuple[str, str] | None:
     if ahead_s > MAX_AHEAD_S:
         return "future", (
             f"measured {ahead_s:.0f} s after it arrived (more than {MAX_AHEAD_S:g} s: is the sender's clock ahead?)"
+        )
+    behind_s = reading.received_at - reading.at
+    if behind_s > MAX_BEHIND_S:
+        return "past", (
+            f"measured {behind_s:.0f} s before it arrived (more than {MAX_BEHIND_S:g} s: is the sender's clock "
+            "behind, or was it reset?)"
         )
     return None
 
@@ -103,7 +116,9 @@ class BadInput:
     """Counts input that could not become a reading, by reason; logs the first of each reason and place.
 
     Reasons in use: ``not_numeric`` (a payload or JSON field that is no number, or no finite one),
-    ``future`` (a reading time ahead of its arrival), ``retained`` (an MQTT message the broker
+    ``future`` (a reading time ahead of its arrival), ``past`` (a reading time more than a day
+    before its arrival), ``repeated`` (a second reading with the time of the sensor's last one:
+    a sender retrying), ``retained`` (an MQTT message the broker
     replays on subscribing: of unknown age),
     ``unknown_topic`` (a message no sensor reads), ``unknown_sensor`` (a pushed reading
     for a sensor not configured), ``read_error`` (a Modbus request that failed),

@@ -4,22 +4,32 @@
 revisions to publish, through three ``IncidentBook``s keyed by sensor (one incident
 per sensor and kind, updated while it lasts, ended on recovery):
 
-* ``sensor_threshold``: a colour *holds* once the reading has stayed at or beyond
-  its limit (``direction: high``: ``>=``, ``low``: ``<=``) for ``min_duration_s``,
-  and lets go only once the reading is ``hysteresis`` units back inside; a reading
-  that dips into that band keeps the clock running, so a value wavering at a limit
-  raises one incident. The incident takes the highest colour held (published at
-  once when it rises, never lowered while it lasts) and ends ``clear_after_s``
-  after no colour holds. It carries the latest value, the peak and the limit of its
-  colour (``SensorFacts``).
-* ``sensor_rate_of_rise``: the rise per minute over the last ``window_s`` (from the
-  oldest reading of the window, at least half a window old) at or above
-  ``per_minute``; value and peak in units per minute.
+* ``sensor_threshold``: a colour *holds* once the reading has been at or beyond
+  its limit (``direction: high``: ``>=``, ``low``: ``<=``) for ``min_duration_s`` and
+  still is, and lets go only once the reading is ``hysteresis`` units back inside; a
+  reading that dips into that band keeps the clock running, so a value wavering at a
+  limit raises one incident, while one spike followed by readings in the band raises
+  none. A sensor that reports only on change holds ``min_duration_s`` after the
+  crossing, at a tick, not at its next message. The incident takes the highest colour
+  held (published at once when it rises, never lowered while it lasts) and ends
+  ``clear_after_s`` after no colour holds or times (a colour timing again keeps an
+  open incident, one resumed after a restart included). It carries the latest value,
+  the peak and the limit of its colour (``SensorFacts``).
+* ``sensor_rate_of_rise``: the rise per minute over the last ``window_s`` at or above
+  ``per_minute``, measured from the value the sensor held when the window began (its
+  last reading before it, for a sensor that reports rarely or on change; at least half
+  a window of history); value and peak in units per minute.
 * ``sensor_fault``, one incident per fault kind: ``stale`` (no reading for
-  ``stale_after_s``, found by ``tick``), ``flatline`` (not moved more than
+  ``stale_after_s`` of this machine's clock since one arrived, found by ``tick``: a
+  sender's clock running behind is no silence; one resumed after a restart lasts until
+  a reading comes), ``flatline`` (not moved more than
   ``flatline_tolerance`` for ``flatline_after_s``), ``out_of_range`` (outside the
   physical ``min``/``max``; such a reading is not used for limits or rate: a broken
   transmitter reading 65535 is a fault, not a red gas alarm).
+
+Limits, rate and the other faults run on the readings' own times (``at``); ``tick`` maps
+this machine's clock onto them (the last reading's time plus what has passed since it
+arrived), so a sender's clock a few minutes off neither ends nor confirms anything early.
 """
 
 from __future__ import annotations
@@ -69,10 +79,14 @@ class _Thresholds:
                 hold.since = at
             elif is_back:
                 hold.since, hold.is_held = None, False
-            if hold.since is not None and at - hold.since >= self.config.min_duration_s:
-                hold.is_held = True
+            if is_beyond and hold.since is not None and at - hold.since >= self.config.min_duration_s:
+                hold.is_held = True  # still beyond once the time is up: a lone spike never holds
         held = [hold for hold in self.holds if hold.is_held]
         return held[-1] if held else None
+
+    def is_timing(self) -> bool:
+        """True while a colour is beyond its limit and not yet held (its ``min_duration_s`` is running)."""
+        return any(hold.since is not None and not hold.is_held for hold in self.holds)
 
     def first_beyond_at(self) -> float | None:
         """When the reading first went beyond the lowest limit still timing or held."""
@@ -126,13 +140,17 @@ class SensorRules:
         self._fault_book = book(Behaviour.SENSOR_FAULT, faults.severity, faults.clear_after_s)
         self._window: deque[tuple[float, float]] = deque()
         self._last_at = started_at
+        self._last_received_at = started_at
+        self._last_value: float | None = None  # the latest reading within the physical range
         self._has_reading = False
         self._peak: dict[str, float] = {}
         self._peak_hold: _Hold | None = None
         self._flat_value: float | None = None
         self._flat_since: float | None = None
-        self._is_threshold_clear = True
-        self._is_rate_clear = True
+        # Whether the latest reading said "back to normal": none has yet, so a tick never ends an
+        # incident resumed after a restart before a reading says so.
+        self._is_threshold_clear = False
+        self._is_rate_clear = False
 
     @property
     def last_reading_at(self) -> float | None:
@@ -143,18 +161,26 @@ class SensorRules:
         """True when a reading at ``at`` would come before the latest one."""
         return self._has_reading and at < self._last_at
 
-    def observe(self, value: float, at: float) -> list[IncidentUpdate]:
+    def is_repeat(self, at: float) -> bool:
+        """True when a reading at ``at`` has the latest one's time (a sender retrying what it sent)."""
+        return self._has_reading and at == self._last_at
+
+    def observe(self, value: float, at: float, *, received_at: float | None = None) -> list[IncidentUpdate]:
         """Feed one reading (in time order); return the revisions to publish.
 
         Args:
             value: The reading, in the sensor's unit.
-            at: When it was measured, epoch seconds.
+            at: When it was measured, epoch seconds (the sender's clock).
+            received_at: When it arrived, by this machine's clock (default ``at``): ``stale``
+                and ``tick`` measure from here.
         """
-        self._last_at, self._has_reading = at, True
-        updates = [self._observe_stale(at)]
+        received = at if received_at is None else received_at
+        self._last_at, self._last_received_at, self._has_reading = at, received, True
+        updates = [self._observe_stale(received)]
         faults = self.config.faults
         low, high = faults.min, faults.max
         is_out = (low is not None and value < low) or (high is not None and value > high)
+        self._last_value = None if is_out else value
         if faults.enabled:
             updates.append(self._observe_out_of_range(value, at, is_out=is_out))
         if not is_out:
@@ -172,13 +198,28 @@ class SensorRules:
         limit stays open (and the sensor goes stale).
         """
         updates = [self._observe_stale(now)]
-        for book, is_clear in (
-            (self._threshold_book, self._is_threshold_clear),
-            (self._rate_book, self._is_rate_clear),
-        ):
+        at = self._reading_time(now)
+        books = [(self._rate_book, self._is_rate_clear)]
+        is_timing = self._thresholds is not None and self._thresholds.is_timing()
+        if is_timing and self._last_value is not None and not self._is_silent(now):
+            # The latest reading still stands: a colour times on from it (senders that report on change).
+            updates.append(self._observe_threshold(self._last_value, at))
+        else:
+            books.append((self._threshold_book, self._is_threshold_clear))
+        for book, is_clear in books:
             if book is not None and is_clear and book.is_open(_KEY):
-                updates.append(book.observe(_KEY, now=now, is_confirmed=False, is_present=False))
+                updates.append(book.observe(_KEY, now=at, is_confirmed=False, is_present=False))
         return [update for update in updates if update is not None]
+
+    def _reading_time(self, now: float) -> float:
+        """This machine's ``now`` on the readings' clock: the latest reading's time plus what has passed since it arrived."""
+        if not self._has_reading:
+            return now
+        return self._last_at + max(0.0, now - self._last_received_at)
+
+    def _is_silent(self, now: float) -> bool:
+        """True once no reading has arrived for ``stale_after_s`` (whether or not faults are reported)."""
+        return now - self._last_received_at >= self.config.faults.stale_after_s
 
     def close(self, now: float) -> list[IncidentUpdate]:
         """End every open incident of the sensor (the sensor is removed or the runner stops)."""
@@ -212,12 +253,15 @@ class SensorRules:
         *,
         now: float,
         is_on: bool,
+        is_present: bool | None = None,
         key: str | None = None,
         started_at: float | None = None,
         severity: RiskLevel | None = None,
         **message_values: object,
     ) -> IncidentUpdate | None:
         """Feed ``book``'s incident one decision of the ``kind`` rule: on (confirmed and present) or not.
+
+        ``is_present`` (default ``is_on``) keeps an open incident alive without confirming it.
 
         ``reading`` is the value, peak and limit the event carries (``SensorFacts``);
         the sentence is the text ``sensor.{kind}``, filled with them, the sensor's
@@ -240,7 +284,7 @@ class SensorRules:
             kind if key is None else key,
             now=now,
             is_confirmed=is_on,
-            is_present=is_on,
+            is_present=is_on if is_present is None else is_present,
             confidence=1.0,
             started_at=started_at,
             severity=severity,
@@ -293,9 +337,12 @@ class SensorRules:
         direction = self._thresholds.config.direction
         peak = self._worst(direction, value, is_open=is_open, is_higher_worse=direction == "high", book=book)
         hold = self._peak_hold
-        self._is_threshold_clear = held is None
+        # An open incident whose reading is beyond a limit again (timing, not yet held: a re-crossing,
+        # or the first readings after a restart) is not over.
+        is_timing = is_open and self._thresholds.first_beyond_at() is not None
+        self._is_threshold_clear = held is None and not is_timing
         if hold is None:
-            return book.observe(_KEY, now=at, is_confirmed=False, is_present=False)
+            return book.observe(_KEY, now=at, is_confirmed=False, is_present=is_timing)
         return self._report(
             book,
             direction,
@@ -303,6 +350,7 @@ class SensorRules:
             key=_KEY,
             now=at,
             is_on=held is not None,
+            is_present=held is not None or is_timing,
             started_at=self._thresholds.first_beyond_at(),
             severity=held.colour if held is not None else None,
             colour=text(f"colour.{hold.colour.value}", self._language),
@@ -315,11 +363,12 @@ class SensorRules:
         window = self._window
         if not window or at - window[-1][0] >= rate_config.window_s / _RATE_WINDOW_POINTS:
             window.append((at, value))  # the rise is measured from the window's first point to this one
-        while window and at - window[0][0] > rate_config.window_s:
-            window.popleft()
+        while len(window) > 1 and at - window[1][0] >= rate_config.window_s:
+            window.popleft()  # keeps the latest point at or before the window's start: the value held then
         first_at, first_value = window[0]
         if at - first_at < rate_config.window_s / 2:
             return None  # not enough history yet
+        first_at = max(first_at, at - rate_config.window_s)
         per_minute = (value - first_value) / (at - first_at) * 60.0
         is_rising = per_minute >= rate_config.per_minute
         self._is_rate_clear = not is_rising
@@ -383,9 +432,11 @@ class SensorRules:
         faults = self.config.faults
         if not faults.enabled:
             return None
-        silent_s = now - self._last_at
-        is_stale = silent_s >= faults.stale_after_s
-        if not is_stale and not self._fault_book.is_open("stale"):
+        silent_s = now - self._last_received_at
+        is_open = self._fault_book.is_open("stale")
+        # Resumed after a restart: stale until a reading comes, not ``clear_after_s`` after the start.
+        is_stale = silent_s >= faults.stale_after_s or (is_open and not self._has_reading)
+        if not is_stale and not is_open:
             return None
         return self._report(
             self._fault_book,
@@ -393,6 +444,6 @@ class SensorRules:
             (None, None, None),
             now=now,
             is_on=is_stale,
-            started_at=self._last_at,
+            started_at=self._last_received_at,
             seconds=silent_s,
         )

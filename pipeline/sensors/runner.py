@@ -350,6 +350,9 @@ class SensorRunner:
         kept: list[Reading] = []
         for reading in batch:
             rules = self._rules[reading.sensor_id]
+            if rules.is_repeat(reading.at):
+                self._bad.count("repeated", reading.sensor_id, f"a second reading at {reading.at}")
+                continue
             if rules.is_out_of_order(reading.at):
                 if reading.at == reading.received_at and self._is_clock_step(rules, reading.at):
                     rules = self._restart_timeline(reading.sensor_id, reading.at)  # stamped by our clock
@@ -360,7 +363,7 @@ class SensorRunner:
                     continue
             kept.append(reading)
             self._last_values[reading.sensor_id] = reading.value
-            self._publish(rules.observe(reading.value, reading.at))
+            self._publish(rules.observe(reading.value, reading.at, received_at=reading.received_at))
         self._evaluated += len(kept)
         if self._readings is not None and kept:
             self._readings.add(kept)

@@ -52,8 +52,9 @@ def test_payloads_that_raised_past_the_reader_are_refused_as_bad_input(
         (float("inf"), T0, "not_numeric"),
         (-1.7e308, T0, "not_numeric"),
         (1.0, T0 + 86_400, "future"),
+        (1.0, 946_684_800.0, "past"),
     ],
-    ids=["nan", "inf", "huge", "a-day-ahead"],
+    ids=["nan", "inf", "huge", "a-day-ahead", "a-gateway-clock-reset-to-2000"],
 )
 def test_a_reading_that_would_blind_its_sensor_is_refused_by_name(
     value: float, at: float, reason: str
@@ -263,3 +264,22 @@ def test_a_flood_of_readings_keeps_the_rate_window_bounded_and_the_rate_right() 
         ]  # 30 per minute
     assert len(rules._window) <= 1001  # the bound is the point
     assert len(opened) == 1 and opened[0].event.behaviour is Behaviour.SENSOR_RATE_OF_RISE
+
+
+def test_a_sender_retrying_its_last_reading_is_counted_once() -> None:
+    """A gateway retrying a POST stored its last reading twice (history) and fed the rules twice."""
+    runner = SensorRunner(
+        "plant",
+        [SensorAssignment("freezing-1", make_sensor())],
+        SensorSourcesConfig(),
+        ListSink(),
+        clock=lambda: T0,
+    )
+    runner.start()
+    try:
+        for _ in range(2):
+            assert runner.offer(Reading("nh3-1", 12.5, at=T0 - 1, received_at=T0))
+        assert wait_for(lambda: runner.stats().bad_input == {"repeated": 1}, 10)
+        assert runner.stats().readings == 1
+    finally:
+        runner.stop()

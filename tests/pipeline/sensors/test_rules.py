@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
 from anjian.pipeline.event import Behaviour, Event, RiskLevel
+from anjian.pipeline.incident_journal import IncidentJournal
 from anjian.pipeline.incidents import EventContext, IncidentUpdate, UpdateKind
 from anjian.pipeline.sensors.config import SensorConfig, ThresholdsConfig
 from anjian.pipeline.sensors.rules import SensorRules
@@ -194,3 +196,112 @@ def test_an_incident_ends_after_a_normal_reading_without_waiting_for_the_next_on
     assert [(u.kind, u.event.behaviour) for u in rules.tick(T0 + 36.5)] == [
         (UpdateKind.CLOSED, Behaviour.SENSOR_THRESHOLD)
     ]
+
+
+def test_a_sender_reporting_on_change_raises_min_duration_after_the_crossing_not_at_its_next_message() -> (
+    None
+):
+    """The hold completed only when a next reading came: a red ammonia jump from an on-change gateway was
+    raised at its heartbeat, minutes late."""
+    rules = make_rules(make_sensor(faults={"stale_after_s": 600}))
+    assert of(rules.observe(200.0, T0), Behaviour.SENSOR_THRESHOLD) == []  # red, timing 5 s
+    assert rules.tick(T0 + 4) == []
+    [opened] = of(rules.tick(T0 + 5), Behaviour.SENSOR_THRESHOLD)
+    assert opened.kind is UpdateKind.OPENED and opened.event.severity is RiskLevel.RED
+    assert opened.event.started_at == T0
+    assert rules.tick(T0 + 100) == []  # held and silent: nothing new to say until a reading
+
+
+def test_a_lone_spike_then_readings_inside_the_band_raise_nothing() -> None:
+    """One reading at the limit and then readings in the hysteresis band raised yellow once min_duration_s
+    had passed: the minimum duration counted a single spike."""
+    rules = make_rules(make_sensor())
+    updates = feed(rules, [20.0, 25.0] + [23.0] * 20)  # yellow 25, hysteresis 3: 23 is in the band
+    updates += rules.tick(T0 + 30)
+    assert of(updates, Behaviour.SENSOR_THRESHOLD) == []
+
+
+def test_a_sender_whose_clock_runs_behind_is_not_stale() -> None:
+    """Staleness took the sender's time against this machine's: a gateway 5 minutes behind opened a stale
+    fault at every tick and closed it at every reading, 120 alerts in 20 minutes."""
+    rules = make_rules(make_sensor(faults={"stale_after_s": 60}))
+    behind_s = 300.0
+    updates: list[IncidentUpdate] = []
+    for second in range(1200):
+        now = T0 + second
+        if second % 10 == 0:
+            updates += rules.observe(10.0, now - behind_s, received_at=now)
+        updates += rules.tick(now)
+    assert of(updates, Behaviour.SENSOR_FAULT) == []
+    assert rules.open_kinds() == []
+
+
+def test_a_fast_rise_after_sparse_readings_is_measured_from_the_value_held_before_it() -> None:
+    """Every point older than the window was dropped, the last value before the rise too: 0 to 120 ppm in
+    20 s after two-minute heartbeats left too little history and raised nothing."""
+    rules = make_rules(make_sensor(thresholds=None, rate_of_rise={"per_minute": 20, "window_s": 60}))
+    updates = feed(rules, [0.0, 0.0, 0.0, 0.0], step_s=120)  # heartbeats every two minutes
+    rise_at = T0 + 3 * 120
+    for second, value in ((10, 40.0), (20, 120.0)):
+        updates += rules.observe(value, rise_at + second)
+    rate = of(updates, Behaviour.SENSOR_RATE_OF_RISE)
+    assert [u.kind for u in rate] == [UpdateKind.OPENED]
+    assert rate[0].event.sensor is not None and rate[0].event.sensor.value == pytest.approx(
+        40.0
+    )  # 40 ppm a minute
+
+
+@pytest.mark.parametrize(
+    ("min_duration_s", "period_s"),
+    [(5, 30), (30, 1)],
+    ids=["reports-less-often-than-clear-after", "min-duration-past-clear-after"],
+)
+def test_an_alarm_open_at_a_restart_stays_one_alert_while_the_gas_stays_high(
+    tmp_path: Path, min_duration_s: float, period_s: int
+) -> None:
+    """The first tick after a restart counted the resumed alarm absent (no reading yet, or a hold still
+    re-forming), so it ended 10 s in and a second alarm was raised for the same gas."""
+    config = make_sensor(
+        thresholds={"red": 150, "min_duration_s": min_duration_s, "clear_after_s": 10},
+        faults={"stale_after_s": 120},
+    )
+
+    def run(start: float) -> list[IncidentUpdate]:
+        journal = IncidentJournal(tmp_path / "journal.json")
+        context = EventContext("plant", "freezing-1", config.id, "", journal=journal)
+        rules = SensorRules(config, context, started_at=start)
+        updates: list[IncidentUpdate] = []
+        for second in range(1, 121):
+            if second % period_s == 0:
+                updates += rules.observe(200.0, start + second)
+            updates += rules.tick(start + second)
+        journal.suspend()  # the service stops: the journal keeps what is open
+        return updates
+
+    before = of(run(T0), Behaviour.SENSOR_THRESHOLD)
+    after = of(run(T0 + 125), Behaviour.SENSOR_THRESHOLD)  # restarted 5 s later; the gas still at 200 ppm
+
+    assert len({u.event.id for u in before + after}) == 1
+    assert not [u for u in after if u.kind is UpdateKind.CLOSED]
+
+
+def test_a_stale_fault_open_at_a_restart_lasts_until_a_reading_comes(tmp_path: Path) -> None:
+    config = make_sensor(faults={"stale_after_s": 30})
+
+    def rules_with(journal: IncidentJournal, start: float) -> SensorRules:
+        return SensorRules(
+            config, EventContext("plant", "freezing-1", config.id, "", journal=journal), started_at=start
+        )
+
+    first_journal = IncidentJournal(tmp_path / "journal.json")
+    first = rules_with(first_journal, T0)
+    assert [u.kind for u in of(first.tick(T0 + 30), Behaviour.SENSOR_FAULT)] == [UpdateKind.OPENED]
+    first_journal.suspend()
+
+    second = rules_with(IncidentJournal(tmp_path / "journal.json"), T0 + 40)
+    quiet = [u for second_ in range(41, 100) for u in second.tick(T0 + second_)]
+    assert not [u for u in of(quiet, Behaviour.SENSOR_FAULT) if u.kind is UpdateKind.CLOSED]
+    assert second.open_kinds() == ["stale"]
+    second.observe(10.0, T0 + 100)
+    closed = [u for s in range(101, 200) for u in second.tick(T0 + s) if u.kind is UpdateKind.CLOSED]
+    assert [u.event.behaviour for u in closed] == [Behaviour.SENSOR_FAULT]
