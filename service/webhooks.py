@@ -26,7 +26,11 @@ so a crash re-sends at most the POSTs in flight. A transport error
 subscription's ``retry_for_s`` (24 h by default) allows, and at most
 ``max_attempts`` times when it sets one; then the row becomes a dead letter (status
 failed), which ``Outbox.redeliver`` queues again. Every attempt records its status
-code and error on the row. A receiver that stays down is logged once a minute
+code and error on the row (of a non-2xx answer, ``HTTP <status>`` and the start of its
+body, one printable line of 80 characters at most: the receiver's reason, not its page).
+POSTs connect only to addresses a webhook may go to (``anjian.service.webhook_url``):
+a target that resolves to a link-local, cloud metadata or unspecified address fails
+with ``ConnectError`` saying so. A receiver that stays down is logged once a minute
 (``FailureLog``), not once per attempt; ``/metrics`` counts every failed attempt.
 
 A subscription whose target is a channel address (``channel:<name>``: a DingTalk, WeCom
@@ -61,6 +65,8 @@ from anjian.service.periodic import PeriodicThread
 from anjian.service.records import Subscription, WebhookDelivery
 from anjian.service.signing import SIGNATURE_HEADER, sign_payload, signature_headers, verify_signature
 from anjian.service.store import EventStore
+from anjian.service.tokens import printable
+from anjian.service.webhook_url import checked_transport
 
 if TYPE_CHECKING:
     from anjian.service.bus.plant import PlantBus
@@ -81,7 +87,7 @@ logger = logging.getLogger(__name__)
 _LEASE_S = 6.0
 _PRUNE_INTERVAL_S = 3600.0  # how often settled deliveries past their keeping time are deleted
 _LOOP_FAULT_BACKOFF_S = 1.0
-_ERROR_BODY_CHARS = 200
+_ERROR_BODY_CHARS = 80  # of a non-2xx answer, kept in last_error: the receiver's reason, not its page
 _FAILURE_LOG_INTERVAL_S = 60.0
 
 
@@ -176,6 +182,11 @@ def _body_start(response: httpx.Response, limit: int = 4 * _ERROR_BODY_CHARS) ->
     return start[:limit]
 
 
+def _excerpt(text: str) -> str:
+    """The start of a receiver's error text as one short printable line (``_ERROR_BODY_CHARS`` at most)."""
+    return printable(" ".join(text[: 2 * _ERROR_BODY_CHARS].split()))[:_ERROR_BODY_CHARS]
+
+
 class WebhookDispatcher:
     """The worker threads that POST pending webhook deliveries from the store's outbox.
 
@@ -186,7 +197,8 @@ class WebhookDispatcher:
 
     Args:
         store: Where the outbox and the subscriptions live.
-        transport: httpx transport; inject ``httpx.MockTransport`` in unit tests.
+        transport: httpx transport; inject ``httpx.MockTransport`` in unit tests. Default:
+            ``checked_transport``, which refuses to connect where ``address_fault`` says no.
         clock: Returns epoch seconds; stamps attempts, leases and signatures.
         backoff_base_s: Delay after the first failed attempt, doubled after each.
         backoff_max_s: Longest delay between attempts.
@@ -267,11 +279,13 @@ class WebhookDispatcher:
         )
         self._successes = SuccessLog(store.outbox, clock=clock, metrics=metrics)
         self._failures = FailureLog(metrics=metrics)
+        limits = httpx.Limits(max_connections=workers * 2, max_keepalive_connections=workers * 2)
         self._client = httpx.Client(
-            transport=transport,
+            # Connect-time address check: no link-local, metadata or unspecified target, whatever its name resolves to.
+            transport=transport if transport is not None else checked_transport(limits=limits),
             follow_redirects=False,
             headers={"User-Agent": f"anjian/{_anjian_version()}"},
-            limits=httpx.Limits(max_connections=workers * 2, max_keepalive_connections=workers * 2),
+            limits=limits,
         )
         self._wake = threading.Condition()
         self._wake_count = 0
@@ -547,7 +561,7 @@ class WebhookDispatcher:
                 start = _body_start(response)  # only what the record keeps: a receiver may answer megabytes
         except Exception as exc:  # noqa: BLE001 - httpx.HTTPError, UnicodeError (IDNA), ...: a failed attempt
             return SendOutcome(status_code=None, error=f"{type(exc).__name__}: {exc}")
-        excerpt = start.decode(response.encoding or "utf-8", errors="replace")[:_ERROR_BODY_CHARS].strip()
+        excerpt = _excerpt(start.decode(response.encoding or "utf-8", errors="replace"))
         is_asked_to_wait = response.status_code in (429, 503)
         return SendOutcome(
             status_code=response.status_code,

@@ -11,6 +11,10 @@ client address spends one failed attempt (``FailedAuthLimiter``); while an
 address has none left → 429 with ``Retry-After``, without checking; a role too
 weak → 403; the database down → 503. Tokens that recently succeeded and genuine
 session cookies are checked even then, so callers that succeed are unaffected.
+
+Routes that take the session cookie ignore an ``Authorization`` header of another
+scheme than ``Bearer`` (a reverse proxy's HTTP Basic, which browsers then send with
+every request) and look at the cookie; a ``Bearer`` token is checked as anywhere.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ __all__ = [
     "OptionalRoleRequirement",
     "Requirement",
     "RoleRequirement",
+    "bearer_secret",
 ]
 
 logger = logging.getLogger(__name__)
@@ -69,7 +74,8 @@ class Requirement:
     Attributes:
         required: The least role (admin grants operator grants viewer; pipeline is apart).
         is_optional: Anonymous callers (and too-weak roles) are let in as ``None``.
-        is_cookie_allowed: The dashboard session cookie is accepted besides the bearer token.
+        is_cookie_allowed: The dashboard session cookie is accepted besides the bearer token, and
+            an ``Authorization`` header of another scheme than ``Bearer`` is ignored (not refused).
     """
 
     is_optional = False
@@ -144,12 +150,25 @@ def _client_address(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
-def _bearer_secret(headers: Headers) -> str | None:
-    """The token of ``Authorization: Bearer <token>``; 401 for another scheme."""
+def bearer_secret(headers: Headers, *, is_other_scheme_ignored: bool = False) -> str | None:
+    """The token of ``Authorization: Bearer <token>``, or ``None`` when the request sends none.
+
+    Args:
+        headers: The request's headers.
+        is_other_scheme_ignored: Treat an ``Authorization`` header of another scheme as absent.
+            Routes that take the session cookie do: behind a reverse proxy with HTTP Basic
+            auth, browsers send ``Authorization: Basic`` with every ``<img>`` and ``EventSource``
+            request, next to the cookie.
+
+    Raises:
+        ApiProblem: 401 for another scheme (unless ignored) or a ``Bearer`` header without a token.
+    """
     value = headers.get("authorization")
     if value is None:
         return None
     scheme, _, secret = value.strip().partition(" ")
+    if scheme.lower() != "bearer" and is_other_scheme_ignored:
+        return None
     if scheme.lower() != "bearer" or not secret.strip():
         raise _unauthorized("send the API token as Authorization: Bearer <token>")
     return secret.strip()
@@ -196,7 +215,7 @@ class Authenticator:
         """
         headers = Headers(scope=scope)
         client = _client_address(scope)
-        secret = _bearer_secret(headers)
+        secret = bearer_secret(headers, is_other_scheme_ignored=requirement.is_cookie_allowed)
         session = _session_cookie(headers) if secret is None and requirement.is_cookie_allowed else None
         if secret is None and session is None:
             if requirement.is_optional:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import logging
 import os
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 _KEY_FILE = "session.key"
 _KEY_BYTES = 32
+_MAC_HEX = re.compile(r"[0-9a-f]{64}")  # what ``_mac`` makes: SHA-256 as lowercase hex
 
 
 class SessionVerdict(StrEnum):
@@ -105,9 +107,15 @@ class SessionSigner:
         return f"{payload}.{self._mac(payload)}", float(expires_at)
 
     def check(self, value: str) -> SessionCheck:
-        """Whether ``value`` is a session this service issued, and still current."""
+        """Whether ``value`` is a session this service issued, and still current.
+
+        Anything but ``<digits>.<digits>.<64 lowercase hex>`` with the right MAC is ``FORGED``
+        (counted as a failed attempt), whatever bytes the client put in the cookie.
+        """
         parts = value.split(".")
         if len(value) > 200 or len(parts) != 3 or not all(p.isascii() and p.isdigit() for p in parts[:2]):
+            return SessionCheck(SessionVerdict.FORGED)
+        if not _MAC_HEX.fullmatch(parts[2]):  # compare_digest raises TypeError on non-ASCII text: a 500
             return SessionCheck(SessionVerdict.FORGED)
         if not hmac.compare_digest(self._mac(f"{parts[0]}.{parts[1]}"), parts[2]):
             return SessionCheck(SessionVerdict.FORGED)

@@ -22,7 +22,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from anjian.service.api.auth import SESSION_COOKIE, RoleRequirement
+from anjian.service.api.auth import SESSION_COOKIE, RoleRequirement, bearer_secret
 from anjian.service.api.problems import problem_responses
 from anjian.service.api.routing import GuardedRoute
 from anjian.service.api.session_cookie import SessionSigner, SessionVerdict
@@ -92,14 +92,15 @@ def still_admitted(request: Request, token_id: int) -> bool:
     """Whether the caller of a long-running request (the live feed) would still be admitted now.
 
     It came with the token ``token_id``: by its bearer header, or else by a session
-    cookie, as ``Authenticator.admit`` chose. The token must not be revoked, and a
-    cookie must not have expired since (a renewed cookie comes only with a new request).
+    cookie, as ``Authenticator.admit`` chose (an ``Authorization`` header of another
+    scheme does not count). The token must not be revoked, and a cookie must not have
+    expired since (a renewed cookie comes only with a new request).
     Blocking (database): call it in the thread pool.
 
     Raises:
         SQLAlchemyError: The database does not answer (the caller decides whether to wait).
     """
-    if request.headers.get("authorization") is None:
+    if bearer_secret(request.headers, is_other_scheme_ignored=True) is None:  # admitted by the cookie
         signer: SessionSigner = request.app.state.sessions
         cookie = request.cookies.get(SESSION_COOKIE)
         if cookie is None or signer.check(cookie).verdict is not SessionVerdict.VALID:

@@ -82,8 +82,8 @@ def _last_heard(store: EventStore, last_event_id: str | None) -> StoredEvent | N
     if not last_event_id:
         return None
     event_id, _, version = last_event_id.strip().rpartition(":")
-    if len(event_id) > 64 or not _EVENT_ID.match(event_id) or not version.isdigit():
-        return None
+    if len(event_id) > 64 or not _EVENT_ID.match(event_id) or not (version.isascii() and version.isdigit()):
+        return None  # "²".isdigit() holds too, and int() refuses it
     try:
         stored = store.get_event(event_id)
     except SQLAlchemyError:

@@ -97,6 +97,29 @@ def test_forged_session_cookies_count_as_failed_attempts(app: FastAPI) -> None:
     assert codes == [401] * 5 + [429] * 2
 
 
+def test_a_session_cookie_with_non_ascii_bytes_in_its_mac_is_a_counted_forgery(app: FastAPI) -> None:
+    """``hmac.compare_digest`` raises ``TypeError`` on non-ASCII text: such a cookie was a 500, uncounted.
+    (Servers pass a header's obs-text bytes through as latin-1.)"""
+    client = _client(app)
+    forged = {"Cookie": b"anjian_session=1.9999999999.\xe9\xe9"}
+
+    responses = [client.get("/stream", headers=forged) for _ in range(6)]
+
+    assert [r.status_code for r in responses] == [401] * 5 + [429]
+    assert "session cookie is not valid" in responses[0].json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "mac",
+    ["\xe9" * 64, "٣" * 64, "A" * 64, "a" * 63, "a" * 65, ""],
+    ids=["latin-1", "arabic-digits", "uppercase", "short", "long", "empty"],
+)
+def test_a_session_mac_that_is_not_64_lowercase_hex_is_forged(tmp_path: Path, mac: str) -> None:
+    signer = SessionSigner(tmp_path, ttl_s=60, clock=FakeClock(1_000.0))
+
+    assert signer.check(f"7.1060.{mac}").verdict is SessionVerdict.FORGED
+
+
 def test_running_out_of_attempts_is_logged_once(app: FastAPI, caplog: pytest.LogCaptureFixture) -> None:
     client = _client(app, "10.0.0.70")
     with caplog.at_level(logging.WARNING, logger="anjian.service.api.auth"):
@@ -130,6 +153,27 @@ def test_a_session_cookie_serves_media_only_and_carries_no_token(app: FastAPI) -
     assert client.get("/events").status_code == 401, "API routes still need the bearer token"
     assert client.delete("/auth/session").status_code == 204
     assert client.get(f"/events/{event.id}/snapshot.jpg").status_code == 401
+
+
+def test_a_session_cookie_serves_next_to_a_reverse_proxys_basic_auth(app: FastAPI) -> None:
+    """Behind a reverse proxy with HTTP Basic auth, browsers send ``Authorization: Basic`` with every
+    ``<img>`` and ``EventSource`` request: every snapshot, clip and live feed was refused 401."""
+    store = app.state.store
+    event = make_event()
+    app.state.sink.publish(event)
+    client = _client(app, "10.0.0.71")
+    client.post("/auth/session", headers=bearer(store, "viewer")).raise_for_status()  # before the guesses
+    proxy_basic = {"Authorization": "Basic dXNlcjpwYXNz"}
+    snapshot = f"/events/{event.id}/snapshot.jpg"
+
+    assert client.get(snapshot, headers=proxy_basic).status_code == 200, "the cookie serves"
+    assert client.get("/events", headers=proxy_basic).status_code == 401, "bearer-only routes still refuse it"
+    wrong = [client.get(snapshot, headers={"Authorization": f"Bearer {WRONG}"}).status_code for _ in range(6)]
+    assert wrong == [401] * 5 + [429], "a wrong bearer token is refused and counted, cookie or not"
+    client.cookies.clear()
+    without_cookie = client.get(snapshot, headers=proxy_basic)
+    assert without_cookie.status_code == 401
+    assert "an API token is required" in without_cookie.json()["detail"]
 
 
 def test_revoking_a_token_ends_its_sessions(app: FastAPI) -> None:

@@ -176,6 +176,27 @@ def test_a_reconnecting_client_gets_the_changes_made_while_it_was_away(
     assert seen == [missed.id], "the missed change is replayed; the revision the client has is not sent again"
 
 
+@pytest.mark.parametrize(
+    "version",
+    [b"\xb2", b"\xd9\xa3", b"", b"-1", b"1x"],
+    ids=["superscript-two", "arabic-three", "empty", "negative", "junk"],
+)
+def test_a_malformed_last_event_id_is_ignored_rather_than_a_500(
+    app: FastAPI, server: ServerThread, version: bytes
+) -> None:
+    """``"²".isdigit()`` holds and ``int("²")`` raises: such an id (a real event's, at version ``²``) was a 500."""
+    store = app.state.store
+    viewer = {"Authorization": f"Bearer {store.tokens.create('wall screen', 'viewer')[1]}"}
+    heard = make_event(snapshot_jpeg=None)
+    store.upsert_event(heard)
+
+    with httpx.Client(base_url=server.base_url, timeout=15) as client:
+        last_event_id = heard.id.encode() + b":" + version  # bytes as a client may send them
+        with client.stream("GET", "/stream", headers={**viewer, "Last-Event-ID": last_event_id}) as response:
+            assert response.status_code == 200
+            assert next(response.iter_lines()) == "retry: 2000"
+
+
 @pytest.mark.usefixtures("quick_feed")
 def test_a_client_whose_last_event_changed_since_resumes_from_the_time_it_passes(
     app: FastAPI, server: ServerThread

@@ -230,6 +230,32 @@ def test_a_url_the_resolver_refuses_fails_its_own_delivery_and_the_others_still_
 # ------------------------------------------------ unit checks (MockTransport, fake clock)
 
 
+def test_a_receivers_error_page_is_kept_as_one_short_printable_line(tmp_path: Path) -> None:
+    """The first 200 characters of any non-2xx page went into ``last_error`` (``GET /webhooks/deliveries``)
+    and the log: an admin could read the error pages of services only the plant host reaches."""
+    store = EventStore.from_config(StorageConfig(dir=tmp_path / "data"))
+    page = "<html>\n  <title>500</title>\x1b[2J\n" + "internal-only page: db_password=hunter2 " * 10
+
+    def internal(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(500, text=page)
+
+    store.subscriptions.create(SubscriptionSpec(url="http://receiver.example/hook"))
+    store.upsert_event(make_event(snapshot_jpeg=None))
+    dispatcher = WebhookDispatcher(store, transport=httpx.MockTransport(internal), backoff_base_s=60.0)
+    try:
+        dispatcher.deliver_due()
+        delivery = only_delivery(store)
+    finally:
+        dispatcher.stop()
+        store.close()
+
+    assert delivery.last_status_code == 500
+    assert delivery.last_error is not None
+    excerpt = delivery.last_error.removeprefix("HTTP 500: ")
+    assert excerpt.startswith("<html> <title>500</title>\\x1b[2J internal-only page:")
+    assert len(excerpt) == 80 and excerpt.isprintable()
+
+
 def test_failed_attempts_back_off_exponentially_by_the_clock(tmp_path: Path) -> None:
     clock = FakeClock()
     store = EventStore.from_config(StorageConfig(dir=tmp_path / "data"), clock=clock)
@@ -593,6 +619,6 @@ def test_a_receiver_asking_to_wait_is_retried_no_sooner(
         dispatcher.stop()
         store.close()
 
-    assert delivery.last_error == f"HTTP {status}: " + "x" * 200
+    assert delivery.last_error == f"HTTP {status}: " + "x" * 80
     assert delivery.next_attempt_at is not None
     assert delivery.next_attempt_at - clock.now == (wait_s if wait_s is not None else 2.0)
