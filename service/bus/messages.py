@@ -15,15 +15,31 @@ Hub to plant (the hub's commands stream, sourced into the plant's):
 Hub to plant, core request/reply (``anjian.service.bus.clips``):
 
 - ``ClipRequest``: a part of an incident's clip; the plant answers with the bytes.
+
+Every time is epoch seconds between 0 and ``MAX_EPOCH_S`` (the year 5138): a report "from the
+year 31 million" is refused where it is read, rather than stored and failing every response
+that shows it. The models refuse unknown fields, so a typo in the code that builds a message
+fails at once; the hub reads a plant's message with ``parse_plant_message``, which leaves out
+the fields it does not know instead (a plant upgraded before its hub may send more), and says
+which.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from typing import Annotated, Literal
+import json
+from typing import Annotated, Final, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator, TypeAdapter
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    TypeAdapter,
+    ValidationError,
+)
 from pydantic_core import PydanticCustomError
 
 from anjian.cameras.health import CameraState
@@ -32,6 +48,7 @@ from anjian.service.schemas import WebhookPayload
 
 __all__ = [
     "BUS_SCHEMA_VERSION",
+    "MAX_EPOCH_S",
     "BusMessage",
     "CameraReport",
     "ClipRequest",
@@ -44,6 +61,13 @@ __all__ = [
 
 BUS_SCHEMA_VERSION: Literal[1] = 1
 _ID = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
+MAX_EPOCH_S: Final = 1e11
+"""The latest time a message may carry, epoch seconds: the year 5138, past any real clock and well inside
+what a date can hold (the API shows every time as one)."""
+_EXTRA_FORBIDDEN: Final = "extra_forbidden"  # pydantic's error type of an unknown field
+
+_EpochS = Annotated[float, Field(ge=0, le=MAX_EPOCH_S)]
+"""A time in a message: epoch seconds, from 1970 to ``MAX_EPOCH_S``."""
 
 
 def _decode_b64(value: object) -> bytes:
@@ -65,8 +89,8 @@ _Jpeg = Annotated[
 
 
 class _BusModel(BaseModel):
-    """Every bus message: no unknown fields, and no NaN or infinite number (a time of ``Infinity``
-    would otherwise order after every later report for good)."""
+    """Every bus message: no unknown fields (``parse_plant_message`` leaves them out instead), and no
+    NaN or infinite number (a time of ``Infinity`` would otherwise order after every later report for good)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
@@ -78,7 +102,7 @@ class EventChange(_BusModel):
     schema_version: Literal[1] = BUS_SCHEMA_VERSION
     plant_id: str = Field(..., pattern=_ID, max_length=64)
     key: str = Field(..., min_length=1, max_length=200, description="The outbox idempotency key.")
-    sent_at: float = Field(..., ge=0, description="When the plant published it, epoch seconds.")
+    sent_at: _EpochS = Field(..., description="When the plant published it, epoch seconds.")
     payload: WebhookPayload
     snapshot_jpeg: _Jpeg | None = Field(None, description="The event's snapshot (detection revisions).")
 
@@ -89,11 +113,11 @@ class CameraReport(_BusModel):
     camera_id: str = Field(..., pattern=_ID, max_length=64)
     name: str | None = Field(None, max_length=200, description="The site config's name of the camera.")
     state: CameraState
-    since: float = Field(..., ge=0)
+    since: _EpochS
     fps: float = Field(0.0, ge=0)
     reconnects: int = Field(0, ge=0)
     last_error: str | None = Field(None, max_length=1000)
-    last_frame_at: float | None = None
+    last_frame_at: _EpochS | None = None
 
 
 class SensorReport(_BusModel):
@@ -108,7 +132,7 @@ class SensorReport(_BusModel):
     )
     state: SensorState
     is_source_connected: bool | None = None
-    last_reading_at: float | None = None
+    last_reading_at: _EpochS | None = None
     last_value: float | None = None
     open_kinds: list[str] = Field(default_factory=list, max_length=16)
 
@@ -119,7 +143,7 @@ class HealthReport(_BusModel):
     type: Literal["health"] = "health"
     schema_version: Literal[1] = BUS_SCHEMA_VERSION
     plant_id: str = Field(..., pattern=_ID, max_length=64)
-    sent_at: float = Field(..., ge=0)
+    sent_at: _EpochS
     cameras: list[CameraReport] = Field(default_factory=list, max_length=10_000)
     sensors: list[SensorReport] = Field(default_factory=list, max_length=10_000)
 
@@ -135,7 +159,7 @@ class SupervisorRemark(_BusModel):
     actor: str = Field(..., min_length=1, max_length=200, description="The supervisor (hub token name).")
     note: str = Field(..., min_length=1, max_length=4000)
     is_press_for_action: bool = False
-    at: float = Field(..., ge=0, description="When the supervisor wrote it, epoch seconds.")
+    at: _EpochS = Field(..., description="When the supervisor wrote it, epoch seconds.")
 
 
 class ClipRequest(_BusModel):
@@ -155,10 +179,58 @@ BusMessage = EventChange | HealthReport
 _PLANT_MESSAGE: TypeAdapter[BusMessage] = TypeAdapter(Annotated[BusMessage, Field(discriminator="type")])
 
 
-def parse_plant_message(data: bytes) -> BusMessage:
-    """The plant message in ``data`` (JSON), told apart by its ``type``.
+def parse_plant_message(data: bytes) -> tuple[BusMessage, tuple[str, ...]]:
+    """The plant message in ``data`` (JSON), told apart by its ``type``, leaving out fields this version lacks.
+
+    A plant upgraded before its hub may send fields the hub does not know yet: they are
+    left out (the hub stores what it knows) rather than the message refused and lost.
+    Every other error refuses the message.
+
+    Returns:
+        The message, and the dotted paths of the fields left out (``payload.event.shift``;
+        empty for a message of this version).
 
     Raises:
-        pydantic.ValidationError: Not a plant message, naming the fields that are wrong.
+        ValueError: Not a plant message (a ``pydantic.ValidationError`` naming the fields that
+            are wrong), or a time that no date can hold.
     """
-    return _PLANT_MESSAGE.validate_json(data)
+    try:
+        return _validate_leaving_out_unknown(data)
+    except OverflowError as exc:  # a time in the plant's record (``UtcTime``) past what a date holds
+        raise ValueError(f"a time out of range: {exc}") from exc
+
+
+def _validate_leaving_out_unknown(data: bytes) -> tuple[BusMessage, tuple[str, ...]]:
+    """``parse_plant_message`` but for times out of range (``OverflowError``)."""
+    try:
+        return _PLANT_MESSAGE.validate_json(data), ()
+    except ValidationError as exc:
+        # each error's place starts with the message's ``type`` (the union's tag), then the field's path
+        unknown = [
+            error["loc"][1:]
+            for error in exc.errors(include_input=False, include_url=False)
+            if error["type"] == _EXTRA_FORBIDDEN
+        ]
+        document = json.loads(data) if unknown else None
+        if document is None or not all(_drop_field(document, path) for path in unknown):
+            raise
+    return (
+        _PLANT_MESSAGE.validate_json(json.dumps(document)),  # still refused for any other error
+        tuple(".".join(str(part) for part in path) for path in unknown),
+    )
+
+
+def _drop_field(document: object, path: tuple[str | int, ...]) -> bool:
+    """Delete the field at ``path`` (keys and list indexes) from parsed JSON; whether it was there."""
+    *parents, name = path or ("",)
+    node = document
+    for part in parents:
+        is_key = isinstance(node, dict) and isinstance(part, str) and part in node
+        is_index = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if not (is_key or is_index):
+            return False
+        node = node[part]  # type: ignore[index]
+    if not (isinstance(node, dict) and isinstance(name, str) and name in node):
+        return False
+    del node[name]
+    return True

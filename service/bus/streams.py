@@ -1,9 +1,17 @@
 """Creating (or updating) the JetStream streams and consumers of a plant and of the hub, idempotently.
 
 Each side creates only what lives on its own server: a plant its events and commands
-streams, the hub its events stream (sourcing every configured plant) and its commands
-stream. ``ensure_*`` may run at every start and after a server lost its store: a stream
+streams, the hub its events stream (sourcing every configured plant), its commands
+stream and its stream of messages set aside as not signed by their plant (``HUB_UNSIGNED``).
+``ensure_*`` may run at every start and after a server lost its store: a stream
 that exists is updated to the wanted config (a new plant becomes a new source).
+
+The hub's events stream keeps each message ``retention_days`` and holds ``max_bytes`` at most,
+the oldest going first: normally messages the hub has stored already (the stream is only the
+way in; snapshots would otherwise fill the disk long before the days are up). Only a hub
+service stopped while more than ``max_bytes`` comes in loses the oldest messages it had not
+stored. The streams keep the limits retention they were created with: nats-server 2.9 cannot
+change a stream's retention policy by an update (an interest-based one would be a new stream).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
+    DiscardPolicy,
     ExternalStream,
     StorageType,
     StreamConfig,
@@ -26,7 +35,15 @@ from nats.js.errors import BadRequestError, NotFoundError
 
 from anjian.service.bus import subjects
 
-__all__ = ["PlantStreams", "SourcedPlant", "ensure_durable", "ensure_hub_streams", "ensure_plant_streams"]
+__all__ = [
+    "HUB_UNSIGNED_STREAM",
+    "PlantStreams",
+    "SourcedPlant",
+    "ensure_durable",
+    "ensure_hub_streams",
+    "ensure_plant_streams",
+    "unsigned_subject",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +51,15 @@ _DAY_S = 86_400.0
 _UNLIMITED = -1  # JetStream's max_deliver for "redeliver for ever"
 _STREAM_NAME_IN_USE = 10058  # JetStream's error code: a stream of that name exists
 _DUPLICATE_WINDOW_S = 3_600.0  # longer than any outbox retry of one publish
+_UNSIGNED_SHARE = 10  # the set-aside stream holds at most this fraction of the events stream's bytes
+
+HUB_UNSIGNED_STREAM = "HUB_UNSIGNED"
+"""The hub's stream of plant messages set aside because their plant's key did not sign them."""
+
+
+def unsigned_subject(plant_id: str | None = None) -> str:
+    """Where the hub sets aside a plant's unsigned messages (``None``: every plant's, the stream's subject)."""
+    return f"anjian.hub.unsigned.{'*' if plant_id is None else plant_id}"
 
 
 @dataclass(frozen=True)
@@ -112,15 +138,22 @@ async def ensure_plant_streams(
 
 
 async def ensure_hub_streams(
-    js: JetStreamContext, plants: Iterable[SourcedPlant], *, retention_days: float
+    js: JetStreamContext, plants: Iterable[SourcedPlant], *, retention_days: float, max_bytes: int
 ) -> None:
-    """Create the hub's events stream sourcing every plant's, and its commands stream.
+    """Create the hub's events stream sourcing every plant's, its commands stream and its set-aside stream.
 
     Args:
         js: JetStream of the hub's own server.
         plants: The plants to source (the stream's sources become exactly these).
         retention_days: How long the hub's streams keep messages.
+        max_bytes: The most the events stream holds (the oldest messages go first); the
+            set-aside stream holds a tenth of it.
+
+    Raises:
+        ValueError: ``max_bytes`` is below 1.
     """
+    if max_bytes < 1:
+        raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
     sources = [
         StreamSource(
             name=subjects.plant_events_stream(plant.plant_id),
@@ -135,6 +168,8 @@ async def ensure_hub_streams(
             description="every plant's events, sourced from the plants' leaf nodes",
             storage=StorageType.FILE,
             max_age=retention_days * _DAY_S,
+            max_bytes=max_bytes,
+            discard=DiscardPolicy.OLD,
             duplicate_window=_DUPLICATE_WINDOW_S,
             sources=sources,
         ),
@@ -147,6 +182,20 @@ async def ensure_hub_streams(
             subjects=[subjects.command_subject()],
             storage=StorageType.FILE,
             max_age=retention_days * _DAY_S,
+            duplicate_window=_DUPLICATE_WINDOW_S,
+        ),
+    )
+    await _put_stream(
+        js,
+        StreamConfig(
+            name=HUB_UNSIGNED_STREAM,
+            description="plant messages not signed with their plant's key, set aside until a hub that has the "
+            "right key starts",
+            subjects=[unsigned_subject()],
+            storage=StorageType.FILE,
+            max_age=retention_days * _DAY_S,
+            max_bytes=max(max_bytes // _UNSIGNED_SHARE, 1),
+            discard=DiscardPolicy.OLD,
             duplicate_window=_DUPLICATE_WINDOW_S,
         ),
     )

@@ -5,7 +5,9 @@ Every ``/api`` route needs ``Authorization: Bearer <hub token>``; the token's sc
 another plant answers 404, as if it did not exist. Adding a remark needs the supervisor role.
 An incident's clip is fetched from its plant over the bus when first asked for
 (``anjian.service.hub.clips``): 504 when the plant does not answer, 404 when it has none,
-413 when it is over ``hub.max_clip_bytes``.
+413 when it is over ``hub.max_clip_bytes``, 503 with Retry-After when the plant or the hub is
+sending as many clips as it may already. The fetch runs in a thread of its own, never in the
+thread pool the other routes share.
 Errors are RFC 9457 problem details, and every response carries the service's security headers.
 """
 
@@ -18,6 +20,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response, status
 from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -46,7 +49,7 @@ from anjian.service.hub.api_models import (
     RemarkOut,
     SensorOut,
 )
-from anjian.service.hub.clips import HubClips
+from anjian.service.hub.clips import HubBusyError, HubClips
 from anjian.service.hub.config import HubConfig
 from anjian.service.hub.store import HubStore
 from anjian.service.hub.tokens import HubRole, HubToken
@@ -71,7 +74,7 @@ _CLIP_ERRORS: tuple[tuple[type[Exception], int], ...] = (  # the first that matc
     (ValueError, status.HTTP_404_NOT_FOUND),  # an id that cannot name a clip
 )
 _TOTAL_HEADER = "X-Total-Count"  # how many incidents a listing has without its limit
-_CLIP_RETRY_AFTER_S = "10"  # seconds a request refused while its plant sends other clips waits to ask again
+_CLIP_RETRY_AFTER_S = "10"  # seconds a request refused while its plant (or the hub) sends other clips waits
 _DASHBOARD_CSP = DEFAULT_CSP.replace(
     "media-src 'self'", "media-src 'self' blob:"
 )  # a fetched clip plays from a blob
@@ -237,23 +240,29 @@ def create_hub_app(
             502: {"description": "The plant failed to send it, or sent bytes that do not check out."},
             503: {
                 "description": "The hub is not connected to its nats-server, or the plant is sending as many "
-                "clips as hub.clip_fetches_per_plant already (Retry-After)."
+                "clips as hub.clip_fetches_per_plant already, or the hub is fetching as many as "
+                "hub.max_clip_fetches (Retry-After)."
             },
             504: {"description": "The plant did not answer: offline, or its link is down."},
         },
     )
-    def clip(who: Scope, plant_id: PlantId, event_id: EventId) -> FileResponse:
-        """The incident's clip (MP4, range requests), fetched from its plant over the bus when first asked for."""
+    async def clip(who: Scope, plant_id: PlantId, event_id: EventId) -> FileResponse:
+        """The incident's clip (MP4, range requests), fetched from its plant over the bus when first asked for.
+
+        Async: the fetch (minutes over a slow uplink) holds a thread of ``HubClips`` of its own,
+        never one of the pool the other routes share.
+        """
         who.require_plant(plant_id)
-        if store.get_event(plant_id, event_id) is None:
+        if await run_in_threadpool(store.get_event, plant_id, event_id) is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no event {event_id!r} of plant {plant_id!r}")
         if clips is None:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "this hub fetches no clips (no bus)")
         try:
-            path = clips.path(plant_id, event_id)
+            path = await clips.serve(plant_id, event_id)
         except (BusError, ValueError) as exc:
             code = next(code for kind, code in _CLIP_ERRORS if isinstance(exc, kind))
-            headers = {"Retry-After": _CLIP_RETRY_AFTER_S} if isinstance(exc, PlantBusyError) else None
+            is_busy = isinstance(exc, (PlantBusyError, HubBusyError))
+            headers = {"Retry-After": _CLIP_RETRY_AFTER_S} if is_busy else None
             raise HTTPException(code, str(exc), headers=headers) from exc
         return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "private, max-age=300"})
 

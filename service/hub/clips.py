@@ -6,13 +6,20 @@ atomically and evicts the least recently served clips beyond ``hub.clip_cache_by
 one just fetched always stays). Two requests for the same clip at once fetch it once, and at
 most ``hub.clip_fetches_per_plant`` clips come from one plant at a time: its uplink also
 carries its alerts.
+
+The API awaits ``HubClips.serve``: a cached clip at once, otherwise ``path`` in a thread of its
+own, at most ``hub.max_clip_fetches`` at a time (one more is refused with ``HubBusyError``). A
+fetch over a slow uplink takes minutes; in the API's shared thread pool (40 threads) 40 of them
+froze every other request, ``/readyz`` included.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -24,9 +31,13 @@ from anjian.service.bus.errors import BusUnavailableError, PlantBusyError
 from anjian.service.bus.subjects import check_bus_id
 from anjian.service.hub.config import HubConfig
 
-__all__ = ["HubClips"]
+__all__ = ["HubBusyError", "HubClips"]
 
 _SUFFIX: Final = ".mp4"
+
+
+class HubBusyError(BusUnavailableError):
+    """The hub is fetching as many clips as ``hub.max_clip_fetches`` already, from all its plants."""
 
 
 @dataclass(slots=True)
@@ -66,6 +77,7 @@ class HubClips:
         }
         self._locks_lock = threading.Lock()
         self._evict_lock = threading.Lock()
+        self._fetch_slots = threading.BoundedSemaphore(config.hub.max_clip_fetches)  # hub-wide, for serve
 
     def cached(self, plant_id: str, event_id: str) -> Path:
         """Where the clip of an incident is (or would be) cached.
@@ -83,6 +95,50 @@ class HubClips:
         ):
             raise ValueError(f"event id {event_id!r} cannot name a clip")
         return self._dir / plant_id / f"{event_id}{_SUFFIX}"
+
+    async def serve(self, plant_id: str, event_id: str) -> Path:
+        """``path`` for an event loop: the cached clip at once, or fetched in a thread of its own.
+
+        The thread is none of the pool the API's other routes share, so a slow plant holds up none of
+        them. It counts against ``hub.max_clip_fetches`` until ``path`` returns (waiting for its plant's
+        turn included), even when the request that asked is gone.
+
+        Raises:
+            HubBusyError: ``hub.max_clip_fetches`` requests are fetching clips already (try again shortly).
+            Exception: What ``path`` raises.
+        """
+        path = self.cached(plant_id, event_id)
+        try:
+            os.utime(path)  # cached (written whole, atomically): recently served, evicted last
+        except FileNotFoundError:
+            pass
+        else:
+            return path
+        if not self._fetch_slots.acquire(blocking=False):
+            raise HubBusyError(
+                f"the hub is fetching {self._config.max_clip_fetches} clips already (hub.max_clip_fetches); "
+                "try again shortly"
+            )
+        done: Future[Path] = Future()
+        done.add_done_callback(lambda _: self._fetch_slots.release())
+        fetcher = threading.Thread(
+            target=self._path_into, args=(done, plant_id, event_id), name=f"hub-clip-{plant_id}", daemon=True
+        )
+        try:
+            fetcher.start()
+        except RuntimeError:  # no thread to be had: its slot back
+            done.cancel()
+            raise
+        return await asyncio.wrap_future(done)
+
+    def _path_into(self, done: Future[Path], plant_id: str, event_id: str) -> None:
+        """Settle ``done`` with ``path``'s answer (a fetcher thread's work)."""
+        if not done.set_running_or_notify_cancel():
+            return
+        try:
+            done.set_result(self.path(plant_id, event_id))
+        except Exception as exc:  # noqa: BLE001 - handed to the request that awaits it
+            done.set_exception(exc)
 
     def path(self, plant_id: str, event_id: str) -> Path:
         """The cached clip of an incident, fetched from its plant first when not cached.

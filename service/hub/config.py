@@ -70,8 +70,9 @@ class PlantConfig(_HubModel):
 
     signing_key: SigningKey | None = Field(
         None,
-        description="The key this plant signs its messages with (its bus.signing_key); the hub drops "
-        "a message of this plant without a valid signature, and signs its remarks to it.",
+        description="The key this plant signs its messages with (its bus.signing_key); the hub sets a message "
+        "of this plant without a valid signature aside (stream HUB_UNSIGNED, bus.retention_days; a hub started "
+        "with the right key stores it), and signs its remarks to it.",
     )
 
     @property
@@ -110,6 +111,13 @@ class HubSiteConfig(_HubModel):
         description="Clips fetched from one plant at once (its uplink, often slow, also carries its alerts); "
         "a request for another waits up to clip_timeout_s for its turn, then gets 503 with Retry-After.",
     )
+    max_clip_fetches: int = Field(
+        16,
+        ge=1,
+        le=256,
+        description="Requests fetching clips (or waiting for their plant's turn) at once, from all plants, each "
+        "in a thread of the hub's own, never one of the API's; one more gets 503 with Retry-After at once.",
+    )
     clip_part_bytes: int = Field(
         512 * 1024,
         ge=4096,
@@ -122,11 +130,34 @@ class HubSiteConfig(_HubModel):
         description="Clips fetched are kept in {storage.dir}/clips up to this total; the least recently "
         "served go first. 0: keep none (each request fetches again).",
     )
+    response_window_days: float = Field(
+        30.0,
+        gt=0,
+        le=3650,
+        description="The median times to acknowledge and to resolve are over the incidents raised in the last "
+        "this many days (at most each plant's latest 1,000), so the overview costs the same after years.",
+    )
+    keep_closed_days: float = Field(
+        90.0,
+        ge=1,
+        le=36500,
+        description="Incidents resolved, false alarms and closed ones, with their snapshots and audit trails, are "
+        "deleted this long after the hub last heard of them (checked every hour); open ones are never deleted.",
+    )
 
     @field_validator("timezone")
     @classmethod
     def _known_time_zone(cls, value: str | None) -> str | None:
         return check_time_zone(value)
+
+    @model_validator(mode="after")
+    def _window_within_keeping(self) -> HubSiteConfig:
+        if self.response_window_days > self.keep_closed_days:
+            raise ValueError(
+                f"response_window_days ({self.response_window_days:g}) is longer than keep_closed_days "
+                f"({self.keep_closed_days:g}): the incidents it would cover are deleted before"
+            )
+        return self
 
 
 class HubBusConfig(_HubModel):
@@ -142,6 +173,15 @@ class HubBusConfig(_HubModel):
         le=3650,
         description="How long the hub's streams keep messages: the longest stop of the hub service they "
         "bridge (what it stored is in its database; the stream is only the way in).",
+    )
+    max_stream_bytes: int = Field(
+        20_000_000_000,
+        ge=100_000_000,
+        le=10**15,
+        description="The most the hub's events stream holds on the nats-server's disk (snapshots included); "
+        "past it the oldest messages go first, normally ones the hub has stored. A hub service stopped "
+        "while more than this comes in loses the oldest it had not stored. Messages set aside as unsigned "
+        "get a tenth of it.",
     )
 
 

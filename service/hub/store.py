@@ -9,9 +9,9 @@ is therefore idempotent and order-free:
 - an audit line is keyed per (plant, incident): ``a<plant audit id>`` for a lifecycle
   change, ``raise`` for the raise, ``r<remark id>`` for a supervisor's remark, and a key
   seen before is not written again;
-- a camera's health is replaced only by a report no older than the stored one;
-- a plant's sensors are replaced as a set by such a report (a sensor it no longer
-  reports was removed from its site), an older report is ignored.
+- a plant's cameras and its sensors are each replaced as a set by a health report no
+  older than the one they came from (a camera or sensor it no longer reports was removed
+  from its site); an older report is ignored whole.
 
 Health reports are ordered by the plant's ``sent_at`` clamped to the hub's clock plus
 ``_CLOCK_SKEW_S`` (that is ``reported_at``). The plant's own time orders its reports
@@ -24,6 +24,11 @@ old report overwrite a newer one.
 
 ``apply`` takes a batch of messages and writes them in one transaction, so the consumer
 acks a batch only once it is durable.
+
+Reads stay as cheap after years as after a day: the median response times cover the
+incidents raised in the last ``response_window_s`` (each plant's latest
+``_MEDIAN_SAMPLE`` at most), and ``prune_closed`` deletes incidents settled long ago, with
+their snapshots and audit trails (the hub runs it every hour, ``hub.keep_closed_days``).
 """
 
 from __future__ import annotations
@@ -38,11 +43,18 @@ from datetime import datetime
 from typing import Final, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import ColumnElement, case, func, select, tuple_
+from sqlalchemy import ColumnElement, case, delete, func, select, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from anjian.pipeline.event import RiskLevel
-from anjian.service.bus.messages import BusMessage, EventChange, HealthReport, SupervisorRemark
+from anjian.service.bus.messages import (
+    BusMessage,
+    CameraReport,
+    EventChange,
+    HealthReport,
+    SensorReport,
+    SupervisorRemark,
+)
 from anjian.service.config import SlaConfig, StorageConfig
 from anjian.service.copying import copy_fields
 from anjian.service.database import Database, sqlite_url
@@ -65,6 +77,8 @@ _CLOCK_SKEW_S: Final = 60.0  # how far ahead of the hub's clock a plant's report
 _CLOCK_REMEASURE_S: Final = (
     300.0  # an older report measures a plant's clock again after this (it was set back)
 )
+_DAY_S: Final = 86_400.0
+_MEDIAN_SAMPLE: Final = 1_000  # a plant's latest incidents in the window its medians are taken over, at most
 
 
 def _is_fresher_clock_reading(plant: HubPlantRow, sent_at: float, now: float) -> bool:
@@ -106,19 +120,41 @@ class HubStore:
     Args:
         database: A ``Database`` or a SQLAlchemy URL (PostgreSQL in production).
         clock: Epoch seconds.
+        response_window_s: The medians of a plant's summary cover the incidents raised this
+            long before (its latest ``_MEDIAN_SAMPLE`` at most).
+
+    Raises:
+        ValueError: ``response_window_s`` is not above 0.
     """
 
-    def __init__(self, database: Database | str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        database: Database | str,
+        *,
+        clock: Callable[[], float] = time.time,
+        response_window_s: float = 30 * _DAY_S,
+    ) -> None:
+        if not response_window_s > 0:
+            raise ValueError(f"response_window_s must be > 0, got {response_window_s}")
         self._db = database if isinstance(database, Database) else Database(database)
         upgrade_hub_database(self._db.engine)
         self._clock = clock
+        self._response_window_s = response_window_s
         self.tokens = HubTokens(self._db, clock=clock)
 
     @classmethod
-    def from_config(cls, storage: StorageConfig, *, clock: Callable[[], float] = time.time) -> HubStore:
+    def from_config(
+        cls,
+        storage: StorageConfig,
+        *,
+        clock: Callable[[], float] = time.time,
+        response_window_s: float = 30 * _DAY_S,
+    ) -> HubStore:
         """The store the hub's ``storage:`` section names (SQLite in ``dir`` when no ``database_url``)."""
         storage.dir.mkdir(parents=True, exist_ok=True)
-        return cls(storage.database_url or sqlite_url(storage.dir), clock=clock)
+        return cls(
+            storage.database_url or sqlite_url(storage.dir), clock=clock, response_window_s=response_window_s
+        )
 
     @property
     def database(self) -> Database:
@@ -154,9 +190,10 @@ class HubStore:
                 written += is_written
                 audits += added
                 duplicates += not (is_written or added)
+            plants = self._touch_plants(session, messages, now)
             for report in reports:
-                self._apply_health(session, report, reported_at=min(report.sent_at, now + _CLOCK_SKEW_S))
-            self._touch_plants(session, messages, now)
+                reported_at = min(report.sent_at, now + _CLOCK_SKEW_S)
+                self._apply_health(session, plants[report.plant_id], report, reported_at=reported_at)
         return ApplyResult(written, audits, duplicates, len(reports))
 
     @staticmethod
@@ -255,45 +292,49 @@ class HubStore:
         return is_written, added
 
     @staticmethod
-    def _apply_health(session: Session, report: HealthReport, *, reported_at: float) -> None:
-        """Write each camera's health unless a later report is stored (``reported_at``: the clamped time).
+    def _apply_health(
+        session: Session, plant: HubPlantRow, report: HealthReport, *, reported_at: float
+    ) -> None:
+        """Replace the plant's cameras and sensors by the report's, unless they came from a later report.
 
-        A report as late as the stored one is written: reports clamped to the same hub time
-        (a backlog from a plant whose clock runs ahead) end in the last one's state.
+        ``reported_at`` is the report's clamped time. A report as late as the stored one is
+        written: reports clamped to the same hub time (a backlog from a plant whose clock runs
+        ahead) end in the last one's state. The plant row remembers the time of the report
+        applied, so an older one is ignored even after a report that listed nothing.
         """
-        for camera in report.cameras:
-            row = session.get(HubCameraRow, (report.plant_id, camera.camera_id))
-            if row is None:
-                row = HubCameraRow(plant_id=report.plant_id, camera_id=camera.camera_id)
-                session.add(row)
-            elif row.reported_at > reported_at:
-                continue
-            _set_columns(row, camera, reported_at=reported_at)
-        HubStore._apply_sensors(session, report, reported_at=reported_at)
-
-    @staticmethod
-    def _apply_sensors(session: Session, report: HealthReport, *, reported_at: float) -> None:
-        """Replace the plant's sensors by the report's, unless what is stored came from a later report."""
-        rows = {
-            row.sensor_id: row
-            for row in session.scalars(
-                select(HubSensorRow).where(HubSensorRow.plant_id == report.plant_id).with_for_update()
-            )
-        }
-        if any(row.reported_at > reported_at for row in rows.values()):
+        cameras = _reported_rows(session, HubCameraRow, HubCameraRow.camera_id, report.plant_id)
+        sensors = _reported_rows(session, HubSensorRow, HubSensorRow.sensor_id, report.plant_id)
+        stored = [camera.reported_at for camera in cameras.values()]
+        stored += [sensor.reported_at for sensor in sensors.values()]
+        if max(stored, default=0.0) > reported_at or (plant.health_reported_at or 0.0) > reported_at:
             return
-        for sensor in report.sensors:
-            row = rows.pop(sensor.sensor_id, None)
-            if row is None:
-                row = HubSensorRow(plant_id=report.plant_id, sensor_id=sensor.sensor_id)
-                session.add(row)
-            _set_columns(row, sensor, reported_at=reported_at)
-        for removed in rows.values():  # no longer on the plant's site
-            session.delete(removed)
+        _replace_reported(
+            session,
+            HubCameraRow,
+            HubCameraRow.camera_id,
+            report.plant_id,
+            cameras,
+            report.cameras,
+            reported_at,
+        )
+        _replace_reported(
+            session,
+            HubSensorRow,
+            HubSensorRow.sensor_id,
+            report.plant_id,
+            sensors,
+            report.sensors,
+            reported_at,
+        )
+        plant.health_reported_at = reported_at
 
     @staticmethod
-    def _touch_plants(session: Session, messages: Sequence[BusMessage], now: float) -> None:
-        """Count each plant's messages, note when it was heard, and measure its clock on its newest report."""
+    def _touch_plants(session: Session, messages: Sequence[BusMessage], now: float) -> dict[str, HubPlantRow]:
+        """Count each plant's messages, note when it was heard, and measure its clock on its newest report.
+
+        Returns:
+            The row of each plant in ``messages``, by id.
+        """
         counts: dict[str, int] = defaultdict(int)
         newest_report: dict[str, float] = {}
         for message in messages:
@@ -302,11 +343,13 @@ class HubStore:
                 newest_report[message.plant_id] = max(
                     newest_report.get(message.plant_id, 0.0), message.sent_at
                 )
+        rows: dict[str, HubPlantRow] = {}
         for plant_id, count in counts.items():
-            row = session.get(HubPlantRow, plant_id)
+            row = session.get(HubPlantRow, plant_id, with_for_update=True)
             if row is None:
                 row = HubPlantRow(id=plant_id, last_message_at=now, messages=0)
                 session.add(row)
+            rows[plant_id] = row
             row.last_message_at = now
             row.messages += count
             sent_at = newest_report.get(plant_id)
@@ -314,6 +357,7 @@ class HubStore:
                 row.clock_offset_s = now - sent_at
                 row.clock_sent_at = sent_at
                 row.clock_measured_at = now
+        return rows
 
     # ------------------------------------------------------------ remarks
 
@@ -391,12 +435,60 @@ class HubStore:
             if row is not None and row.sent_at is None:
                 row.sent_at = self._clock()
 
+    # ---------------------------------------------------------- retention
+
+    def prune_closed(self, *, closed_before: float, batch: int = 500) -> int:
+        """Delete incidents no longer open that the hub last heard of before ``closed_before`` (epoch s).
+
+        Their snapshots (stored in the row) and audit trails, remarks included, go with them.
+        Open incidents (raised, acknowledged, dispatched) are never deleted, however old. A plant
+        that later announces a deleted incident again (a late close) brings it back as a new row.
+        Deletes ``batch`` incidents a transaction, so the consumer's writes wait at most one
+        short transaction for it.
+
+        Returns:
+            How many incidents were deleted.
+
+        Raises:
+            ValueError: ``batch`` is below 1.
+            sqlalchemy.exc.SQLAlchemyError: The database failed (what was deleted before stays deleted).
+        """
+        if batch < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        deleted = 0
+        while True:
+            with self._db.write() as session:
+                keys = session.execute(
+                    select(HubEventRow.plant_id, HubEventRow.event_id)
+                    .where(HubEventRow.received_at < closed_before, HubEventRow.state.not_in(OPEN_STATES))
+                    .limit(batch)
+                ).all()
+                if keys:
+                    pairs = [tuple(key) for key in keys]
+                    session.execute(
+                        delete(HubAuditRow).where(
+                            tuple_(HubAuditRow.plant_id, HubAuditRow.event_id).in_(pairs)
+                        )
+                    )
+                    session.execute(
+                        delete(HubEventRow).where(
+                            tuple_(HubEventRow.plant_id, HubEventRow.event_id).in_(pairs)
+                        )
+                    )
+            deleted += len(keys)
+            if len(keys) < batch:
+                return deleted
+
     # -------------------------------------------------------------- reads
 
     def summaries(
         self, plants: Sequence[tuple[str, str, str]], sla: SlaConfig, *, now: float | None = None
     ) -> list[PlantSummary]:
         """One summary per plant (id, name, group), in the order given.
+
+        The median response times cover the incidents each plant raised in the last
+        ``response_window_s`` (by its clock, set right by its measured offset), its latest
+        ``_MEDIAN_SAMPLE`` at most.
 
         Args:
             plants: The plants to summarise (the caller's scope).
@@ -432,21 +524,25 @@ class HubStore:
                 )
                 if now - (created_at + offset) > sla.deadline_s(severity):  # the raise in the hub's time
                     overdue[plant_id] += 1
-            for plant_id, created_at, acknowledged_at, resolved_at in session.execute(
-                select(
-                    HubEventRow.plant_id,
-                    HubEventRow.created_at,
-                    HubEventRow.acknowledged_at,
-                    HubEventRow.resolved_at,
-                ).where(
-                    HubEventRow.plant_id.in_(ids),
-                    (HubEventRow.acknowledged_at.is_not(None)) | (HubEventRow.resolved_at.is_not(None)),
+            for plant_id in ids:  # each its latest incidents in the window: bounded however much is stored
+                plant = plants_rows.get(plant_id)
+                offset = (
+                    plant.clock_offset_s if plant is not None and plant.clock_offset_s is not None else 0.0
                 )
-            ):
-                if acknowledged_at is not None:
-                    acknowledge[plant_id].append(max(0.0, acknowledged_at - created_at))
-                if resolved_at is not None:
-                    resolve[plant_id].append(max(0.0, resolved_at - created_at))
+                for created_at, acknowledged_at, resolved_at in session.execute(
+                    select(HubEventRow.created_at, HubEventRow.acknowledged_at, HubEventRow.resolved_at)
+                    .where(
+                        HubEventRow.plant_id == plant_id,
+                        HubEventRow.created_at >= now - offset - self._response_window_s,  # plant time
+                        (HubEventRow.acknowledged_at.is_not(None)) | (HubEventRow.resolved_at.is_not(None)),
+                    )
+                    .order_by(HubEventRow.created_at.desc())
+                    .limit(_MEDIAN_SAMPLE)
+                ):
+                    if acknowledged_at is not None:
+                        acknowledge[plant_id].append(max(0.0, acknowledged_at - created_at))
+                    if resolved_at is not None:
+                        resolve[plant_id].append(max(0.0, resolved_at - created_at))
             for plant_id, state, count in session.execute(
                 select(HubCameraRow.plant_id, HubCameraRow.state, func.count())
                 .where(HubCameraRow.plant_id.in_(ids))
@@ -580,6 +676,35 @@ def _set_columns(row: HubCameraRow | HubSensorRow, report: BaseModel, **extra: o
     for name, value in {**report.model_dump(mode="json"), **extra}.items():
         if name in columns:
             setattr(row, name, value)
+
+
+def _reported_rows(
+    session: Session, table: type[_ReportedRow], key: InstrumentedAttribute[str], plant_id: str
+) -> dict[str, _ReportedRow]:
+    """A plant's rows of a health table by camera or sensor id (``key``), locked for the transaction."""
+    query = select(table).where(table.plant_id == plant_id).with_for_update()
+    return {getattr(row, key.key): row for row in session.scalars(query)}
+
+
+def _replace_reported(
+    session: Session,
+    table: type[_ReportedRow],
+    key: InstrumentedAttribute[str],
+    plant_id: str,
+    rows: dict[str, _ReportedRow],
+    reports: Sequence[CameraReport] | Sequence[SensorReport],
+    reported_at: float,
+) -> None:
+    """Replace a plant's ``rows`` of a health table (by ``key``) by ``reports``; a row none names is deleted."""
+    for report in reports:
+        report_id = getattr(report, key.key)
+        row = rows.pop(report_id, None)
+        if row is None:
+            row = table(plant_id=plant_id, **{key.key: report_id})
+            session.add(row)
+        _set_columns(row, report, reported_at=reported_at)
+    for removed in rows.values():  # no longer on the plant's site
+        session.delete(removed)
 
 
 def _listing(plant_ids: Iterable[str], is_open: bool | None) -> list[ColumnElement[bool]]:

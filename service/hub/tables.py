@@ -54,6 +54,11 @@ class HubPlantRow(HubBase):
     clock_measured_at: Mapped[float | None] = mapped_column(
         Float, nullable=True, doc="hub time clock_offset_s was measured"
     )
+    health_reported_at: Mapped[float | None] = mapped_column(
+        Float,
+        nullable=True,
+        doc="the reported_at of the health report its cameras and sensors are from; None: none yet",
+    )
 
 
 class HubEventRow(HubBase):
@@ -86,6 +91,9 @@ class HubEventRow(HubBase):
     __table_args__ = (
         Index("ix_hub_events_plant_state", "plant_id", "state"),
         Index("ix_hub_events_started", "started_at"),
+        # the response-time window, read from the index alone
+        Index("ix_hub_events_response", "plant_id", "created_at", "acknowledged_at", "resolved_at"),
+        Index("ix_hub_events_received", "received_at"),  # deleting closed incidents by age
     )
 
 

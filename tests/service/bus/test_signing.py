@@ -1,4 +1,4 @@
-"""With a signing key per plant, no one else can speak for a plant: forged events are held back (then given up), forged remarks dropped."""
+"""With a signing key per plant, no one else can speak for a plant: forged events are set aside, forged remarks dropped."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from anjian.service.bus import subjects
 from anjian.service.bus.messages import EventChange, SupervisorRemark
 from anjian.service.bus.remarks import ACTION_REMARK
 from anjian.service.bus.signing import is_signed_by, signature
+from anjian.service.bus.streams import HUB_UNSIGNED_STREAM
 from anjian.service.composition import ServiceParts, build_service_parts
+from anjian.service.hub.config import HubBusConfig
 from anjian.service.hub.consumer import HubBus
 from anjian.service.hub.store import HubStore
 from anjian.service.schemas import WebhookPayload
@@ -71,7 +73,7 @@ def _publish_unsigned(url: str, subject: str, data: bytes, msg_id: str) -> None:
     asyncio.run(publish())
 
 
-def test_an_unsigned_event_in_the_plants_stream_is_held_back_and_signed_ones_are_stored(
+def test_an_unsigned_event_in_the_plants_stream_is_set_aside_and_signed_ones_are_stored(
     signed: tuple[ServiceParts, HubStore, HubBus], topology: NatsTopology
 ) -> None:
     plant, store, bus = signed
@@ -89,7 +91,7 @@ def test_an_unsigned_event_in_the_plants_stream_is_held_back_and_signed_ones_are
         change.model_dump_json().encode(),
         "forged:1",
     )
-    assert wait_for(lambda: bus.stats().unsigned == 1, 60)  # held back (a wrong key loses nothing) ...
+    assert wait_for(lambda: bus.stats().unsigned == 1, 60)  # set aside (a wrong key loses nothing) ...
     assert store.get_event(PLANT, forged_event.id) is None  # ... and not stored
 
 
@@ -114,27 +116,76 @@ def test_a_remark_not_signed_with_the_plants_key_is_dropped(
     assert remarks() == ["genuine"]  # the forged one came first, and was dropped
 
 
-def test_events_held_back_under_a_wrong_hub_key_are_stored_once_the_key_is_fixed(
+def test_events_set_aside_under_a_wrong_hub_key_are_stored_once_the_key_is_fixed(
     tmp_path: Path, topology: NatsTopology
 ) -> None:
     wrong = hub_config(tmp_path / "hub", topology.hub.url, signing_key="not-the-key-site-1-signs-with")
     store = HubStore.from_config(wrong.storage)
     parts = build_service_parts(plant_config(tmp_path / "plant", topology.plants[PLANT].url, signing_key=KEY))
-    bus = HubBus(wrong, store, unsigned_retry_s=0.5)
+    bus = HubBus(wrong, store)
     bus.start()
     parts.start()
     try:
         events = [make_event() for _ in range(5)]
         for event in events:
             parts.sink.publish(event)
-        assert wait_for(lambda: bus.stats().unsigned >= 10, 60)  # held back and offered again
+        assert wait_for(lambda: bus.stats().unsigned >= 5, 60)  # set aside
         assert store.count_events(PLANT) == 0
         bus.stop()
 
         bus = HubBus(hub_config(tmp_path / "hub", topology.hub.url, signing_key=KEY), store)
         bus.start()
-        assert wait_for(lambda: store.count_events(PLANT) == 5, 60)
+        assert wait_for(lambda: store.count_events(PLANT) == 5, 60)  # the hub with the right key stores them
+        assert bus.stats().released >= 5
     finally:
         parts.close()
         bus.stop()
         store.close()
+
+
+def test_unsigned_messages_are_set_aside_and_never_wait_in_the_live_consumer(
+    signed: tuple[ServiceParts, HubStore, HubBus], topology: NatsTopology
+) -> None:
+    # Held back in the live consumer, 20,000 of them (its max_ack_pending) stopped the hub taking anything
+    # from any plant: they are copied to HUB_UNSIGNED and acked instead.
+    plant, store, bus = signed
+    _stored_at_the_hub(plant, store)  # the plant's stream exists once it has published
+    for index in range(50):
+        _publish_unsigned(
+            topology.plants[PLANT].url, subjects.event_subject(PLANT), b'{"type":"event"}', f"junk:{index}"
+        )
+    assert wait_for(lambda: bus.stats().unsigned == 50, 60)
+    _stored_at_the_hub(plant, store)  # the plant's signed events still come through
+
+    async def counts() -> tuple[int, int]:
+        client = await nats.connect(topology.hub.url)
+        try:
+            js = client.jetstream()
+            consumer = await js.consumer_info(subjects.HUB_EVENTS_STREAM, subjects.HUB_CONSUMER)
+            set_aside = await js.stream_info(HUB_UNSIGNED_STREAM)
+            return consumer.num_ack_pending, set_aside.state.messages
+        finally:
+            await client.close()
+
+    assert asyncio.run(counts()) == (0, 50)
+    assert store.count_events(PLANT) == 2
+
+
+def test_the_hubs_events_stream_holds_at_most_max_stream_bytes(
+    signed: tuple[ServiceParts, HubStore, HubBus], topology: NatsTopology
+) -> None:
+    plant, store, _bus = signed
+    _stored_at_the_hub(plant, store)  # the hub has set up its streams
+
+    async def limits() -> tuple[int | None, int | None]:
+        client = await nats.connect(topology.hub.url)
+        try:
+            js = client.jetstream()
+            events = await js.stream_info(subjects.HUB_EVENTS_STREAM)
+            set_aside = await js.stream_info(HUB_UNSIGNED_STREAM)
+            return events.config.max_bytes, set_aside.config.max_bytes
+        finally:
+            await client.close()
+
+    default = HubBusConfig().max_stream_bytes
+    assert asyncio.run(limits()) == (default, default // 10)

@@ -252,7 +252,7 @@ def test_readyz_says_whether_the_database_and_nats_are_up(
 class BusyPlantClips:
     """Stands for HubClips while the plant sends as many clips as the hub asks of it at once."""
 
-    def path(self, plant_id: str, event_id: str) -> Path:
+    async def serve(self, plant_id: str, event_id: str) -> Path:
         raise PlantBusyError(f"plant {plant_id!r} is sending 2 clips to the hub already; try again shortly")
 
 

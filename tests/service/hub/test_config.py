@@ -41,6 +41,14 @@ def _write(tmp_path: Path, text: str) -> Path:
             "plants:\n  - id: a\n    leaf_password: short\n",
             "leaf_password: must be at least 16 characters, got 5",
         ),
+        (
+            "hub: {response_window_days: 120}\nplants:\n  - id: a\n",
+            "response_window_days \\(120\\) is longer than keep_closed_days \\(90\\)",
+        ),
+        (
+            "bus: {max_stream_bytes: 1000}\nplants:\n  - id: a\n",
+            "bus.max_stream_bytes: Input should be greater",
+        ),
     ],
     ids=[
         "no-plants",
@@ -51,6 +59,8 @@ def _write(tmp_path: Path, text: str) -> Path:
         "not-yaml",
         "some-passwords",
         "short-password",
+        "window-past-keeping",
+        "tiny-stream",
     ],
 )
 def test_a_bad_hub_config_names_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:

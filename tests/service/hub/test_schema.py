@@ -1,11 +1,21 @@
-"""The hub's migrations build exactly its ORM tables, on SQLite and PostgreSQL, beside the service's schema."""
+"""The hub's migrations build exactly its ORM tables, on SQLite and PostgreSQL, beside the service's schema,
+and set right what older versions stored."""
 
 from __future__ import annotations
 
-from alembic.autogenerate import compare_metadata
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from pathlib import Path
 
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, inspect, text
+
+import anjian.service.hub.schema
+from anjian.service.config import StorageConfig
+from anjian.service.hub.api import create_hub_app
+from anjian.service.hub.config import HubConfig, PlantConfig
 from anjian.service.hub.schema import hub_head_revision, upgrade_hub_database
 from anjian.service.hub.store import HubStore
 from anjian.service.hub.tables import HubBase
@@ -33,3 +43,47 @@ def test_hub_migrations_build_exactly_the_hub_tables(database_url: str) -> None:
         assert upgrade_hub_database(engine) == hub_head_revision()  # at the head: nothing to do
     finally:
         store.close()
+
+
+def test_reported_times_no_date_can_hold_are_set_right_by_the_upgrade(
+    database_url: str, tmp_path: Path
+) -> None:
+    # Stored before the bus bounded its times, since=1e15 made /api/cameras answer 500 for every token.
+    config = AlembicConfig()
+    config.set_main_option(
+        "script_location", str(Path(anjian.service.hub.schema.__file__).parent / "migrations")
+    )
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "h0004")
+            conn.execute(
+                text(
+                    "INSERT INTO hub_cameras (plant_id, camera_id, name, state, since, fps, reconnects, "
+                    "last_error, reported_at) VALUES ('lab-9', 'cam-x', NULL, 'online', 1e15, 5.0, 0, NULL, 1.8e9)"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO hub_sensors (plant_id, sensor_id, workshop_id, quantity, unit, source, state, "
+                    "is_source_connected, last_reading_at, last_value, open_kinds, reported_at) VALUES ('lab-9', "
+                    "'nh3-1', 'w', 'ammonia', 'ppm', 'http', 'ok', NULL, 1e15, 1.0, '[]', 1.8e9)"
+                )
+            )
+    finally:
+        engine.dispose()
+
+    store = HubStore(database_url)
+    try:
+        hub = HubConfig(storage=StorageConfig(dir=tmp_path), plants=[PlantConfig(id="lab-9")])
+        _info, secret = store.tokens.create("bureau", "viewer", "all")
+        headers = {"Authorization": f"Bearer {secret}"}
+        with TestClient(create_hub_app(hub, store)) as client:
+            cameras = client.get("/api/cameras", headers=headers)
+            sensors = client.get("/api/sensors", headers=headers)
+    finally:
+        store.close()
+    assert (cameras.status_code, sensors.status_code) == (200, 200)
+    assert cameras.json()[0]["since"] == cameras.json()[0]["reported_at"]  # its report's time instead
+    assert sensors.json()[0]["last_reading_at"] is None

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from anjian.cameras.health import CameraState
 from anjian.pipeline.event import Event, RiskLevel
 from anjian.pipeline.sensors.health import SensorState
-from anjian.service.bus.messages import CameraReport, HealthReport
+from anjian.service.bus.messages import CameraReport, HealthReport, parse_plant_message
 from anjian.service.config import SlaConfig
+from anjian.service.hub.runtime import prune_closed_incidents
 from anjian.service.hub.store import HubStore
 from tests.factories import make_event
 from tests.service.conftest import FakeClock
@@ -241,3 +244,111 @@ def test_open_incidents_are_listed_most_urgent_first_and_counted_past_the_limit(
     assert [e.event_id for e in newest] == [
         e.id for e in sorted(everything, key=lambda e: e.started_at, reverse=True)
     ]
+
+
+def test_a_camera_the_plant_no_longer_reports_is_removed_and_an_older_report_does_not_bring_it_back(
+    hub_store: HubStore,
+) -> None:
+    def report(sent_at: float, *camera_ids: str) -> HealthReport:
+        cameras = [CameraReport(camera_id=c, state=CameraState.ONLINE, since=sent_at - 5) for c in camera_ids]
+        return HealthReport(plant_id="lab-3", sent_at=sent_at, cameras=cameras)
+
+    hub_store.apply([report(100.0, "cam-1", "cam-2")])
+    hub_store.apply([report(130.0, "cam-1")])  # cam-2 left the site
+    hub_store.apply([report(115.0, "cam-1", "cam-2")])  # late: ignored
+    assert [c.camera_id for c in hub_store.cameras(["lab-3"])] == ["cam-1"]
+    (summary,) = hub_store.summaries([("lab-3", "Lab 3", "")], SlaConfig())
+    assert summary.cameras_by_state == {"online": 1}
+
+    hub_store.apply([report(160.0)])  # every camera removed
+    hub_store.apply([report(145.0, "cam-1")])  # late, though nothing is left to compare it with
+    assert hub_store.cameras(["lab-3"]) == []
+
+
+def test_response_times_cover_only_the_incidents_raised_within_the_window(
+    database_url: str, recorder: PlantRecorder, clock: FakeClock
+) -> None:
+    # Over every incident ever stored, the overview read the hub's whole history every 5 s.
+    store = HubStore(database_url, clock=clock, response_window_s=86_400.0)
+    try:
+        old, recent = make_event(), make_event()
+        messages = [recorder.raise_event(old)]
+        clock.now += 600
+        messages.append(recorder.act(old.id, "acknowledge"))
+        clock.now += 2 * 86_400
+        messages.append(recorder.raise_event(recent))
+        clock.now += 60
+        messages.append(recorder.act(recent.id, "acknowledge"))
+        store.apply(messages)
+
+        (summary,) = store.summaries([("lab-3", "Lab 3", "")], SlaConfig())
+    finally:
+        store.close()
+    assert summary.acknowledge_median_s == 60  # the one two days old (600 s) is outside the day
+
+
+def test_response_times_cover_each_plants_latest_incidents_at_most(
+    hub_store: HubStore, recorder: PlantRecorder, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("anjian.service.hub.store._MEDIAN_SAMPLE", 2)
+    messages = []
+    for wait_s in (900, 30, 60):  # raised one after the other, each acknowledged after wait_s
+        event = make_event()
+        messages.append(recorder.raise_event(event))
+        clock.now += wait_s
+        messages.append(recorder.act(event.id, "acknowledge"))
+    hub_store.apply(messages)
+
+    (summary,) = hub_store.summaries([("lab-3", "Lab 3", "")], SlaConfig())
+    assert summary.acknowledge_median_s == 45  # the latest two
+
+
+def test_settled_incidents_past_their_keeping_are_deleted_with_their_trail_and_open_ones_kept(
+    hub_store: HubStore, recorder: PlantRecorder, clock: FakeClock
+) -> None:
+    settled, still_open, recent = make_event(), make_event(), make_event()
+    messages = [recorder.raise_event(settled), recorder.raise_event(still_open)]
+    messages += [
+        recorder.act(settled.id, "false_alarm", note="reflection"),
+        recorder.act(settled.id, "close"),
+    ]
+    hub_store.apply(messages)
+    hub_store.add_remark("lab-3", settled.id, actor="bureau", note="why?", is_press_for_action=False)
+    clock.now += 100 * 86_400
+    hub_store.apply([recorder.raise_event(recent), recorder.act(recent.id, "false_alarm", note="test")])
+
+    assert hub_store.prune_closed(closed_before=clock.now - 90 * 86_400, batch=1) == 1
+
+    assert hub_store.get_event("lab-3", settled.id) is None
+    assert hub_store.audit_trail("lab-3", settled.id) == []  # the remark went with it
+    assert hub_store.snapshot("lab-3", settled.id) is None
+    assert hub_store.get_event("lab-3", still_open.id) is not None  # open: kept however old
+    assert hub_store.get_event("lab-3", recent.id) is not None  # settled lately: kept
+    assert (hub_store.count_events("lab-3"), hub_store.count_audit("lab-3")) == (2, 3)
+
+
+def test_the_hourly_clean_up_deletes_what_was_settled_before_keep_closed_days(
+    hub_store: HubStore, recorder: PlantRecorder, clock: FakeClock
+) -> None:
+    event = make_event()
+    hub_store.apply([recorder.raise_event(event), recorder.act(event.id, "false_alarm", note="test")])
+
+    assert prune_closed_incidents(hub_store, 90.0, now=clock.now + 89 * 86_400) == 0
+    assert prune_closed_incidents(hub_store, 90.0, now=clock.now + 91 * 86_400) == 1
+    assert hub_store.count_events("lab-3") == 0
+
+
+def test_an_event_with_a_field_this_hub_does_not_know_is_stored_without_it(
+    hub_store: HubStore, recorder: PlantRecorder
+) -> None:
+    # A plant upgraded before its hub: its events were refused ("Extra inputs are not permitted").
+    event = make_event()
+    data = json.loads(recorder.raise_event(event).model_dump_json())
+    data["payload"]["event"]["shift"] = "night"
+    message, unknown = parse_plant_message(json.dumps(data).encode())
+
+    hub_store.apply([message])
+
+    stored = hub_store.get_event("lab-3", event.id)
+    assert stored is not None and "shift" not in stored.event
+    assert unknown == ("payload.event.shift",)
