@@ -20,7 +20,8 @@ class _CamerasModel(BaseModel):
 
 class ReconnectConfig(_CamerasModel):
     """Exponential backoff between reconnect attempts, cut short when the camera's port comes back;
-    retries go on forever."""
+    retries go on forever. A camera that refuses the credentials is asked again on a schedule of its
+    own, far slower, so that a wrong password does not get its account locked."""
 
     initial_delay_s: float = Field(1.0, gt=0, le=60, description="Delay before the first reconnect.")
     max_delay_s: float = Field(30.0, gt=0, le=3600, description="Cap on the delay between attempts.")
@@ -33,12 +34,34 @@ class ReconnectConfig(_CamerasModel):
         description="While a camera is down, check this often whether its TCP port answers (a bare connect, "
         "no request) and open it as soon as a port seen closed answers again; 0: wait the plain backoff.",
     )
+    credentials_initial_delay_s: float = Field(
+        300.0,
+        gt=0,
+        le=86400,
+        description="Cameras only: after the camera refuses the credentials (401 Unauthorized, 403 Forbidden), "
+        "wait this long before logging in again, growing by multiplier with each further refusal up to "
+        "credentials_max_delay_s; its port is not checked meanwhile. Cameras lock out a client address (Hikvision) "
+        "or the account itself, for every client including the NVR (Dahua), after a few failed logins, so a wrong "
+        "password must not be retried at the reconnect pace. A password corrected in the site config is tried at "
+        "once on /cameras/reload; one corrected on the camera, at the next attempt.",
+    )
+    credentials_max_delay_s: float = Field(
+        3600.0,
+        gt=0,
+        le=86400,
+        description="Cameras only: cap on the delay between logins that the camera keeps refusing.",
+    )
 
     @model_validator(mode="after")
     def _max_not_below_initial(self) -> ReconnectConfig:
         if self.max_delay_s < self.initial_delay_s:
             raise ValueError(
                 f"max_delay_s ({self.max_delay_s}) must be >= initial_delay_s ({self.initial_delay_s})"
+            )
+        if self.credentials_max_delay_s < self.credentials_initial_delay_s:
+            raise ValueError(
+                f"credentials_max_delay_s ({self.credentials_max_delay_s}) must be >= "
+                f"credentials_initial_delay_s ({self.credentials_initial_delay_s})"
             )
         return self
 

@@ -5,6 +5,9 @@ Sources: ``rtsp://`` (TCP by default, UDP on request), ``rtsps://``, ``http(s):/
 replay and tests) and V4L2 capture devices (``/dev/videoN``). Every frame is decoded
 (H.264/H.265 need their references) unless ``keyframes_only`` is set, but only the
 frames the sampler keeps are converted to BGR, which is where the CPU goes.
+
+A refused login is a ``StreamCredentialsError``, told apart from the other refusals that
+need a config change because retrying it has a cost of its own: cameras lock accounts.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from anjian.cameras.config import CameraConfig
 from anjian.cameras.errors import (
     DecodeError,
     StreamConfigError,
+    StreamCredentialsError,
     StreamDisconnectedError,
     StreamOpenError,
     StreamStalledError,
@@ -155,8 +159,9 @@ def describe_open_error(
     """Turn a PyAV/OS open error into a credential-free ``StreamOpenError`` naming the cause.
 
     Refusals that need a config change (wrong credentials, path or host name, a file that
-    is not a video) become ``StreamConfigError``; nothing answering at the port (refused,
-    no route) ``StreamUnreachableError``; the rest (timed out, server errors) are transient.
+    is not a video) become ``StreamConfigError`` (``StreamCredentialsError`` for refused
+    credentials); nothing answering at the port (refused, no route)
+    ``StreamUnreachableError``; the rest (timed out, server errors) are transient.
     ``waited_s``, how long the open took, tells a hung server apart from one that sent
     something that is not a video: FFmpeg reports both as invalid data, the first only
     after its I/O timeout.
@@ -165,13 +170,14 @@ def describe_open_error(
     io_timeout_s = min(config.open_timeout_s, config.stall_timeout_s)
     is_timed_out = waited_s is not None and waited_s >= 0.9 * io_timeout_s
     code = getattr(exc, "errno", None)
+    credentials_reason: str | None = None
     config_reason: str | None = None
     unreachable_reason: str | None = None
     reason = ""
     if isinstance(exc, av.error.HTTPUnauthorizedError):
-        config_reason = "credentials refused (401 Unauthorized)"
+        credentials_reason = "credentials refused (401 Unauthorized)"
     elif isinstance(exc, av.error.HTTPForbiddenError):
-        config_reason = "access forbidden (403 Forbidden)"
+        credentials_reason = "access forbidden (403 Forbidden)"
     elif isinstance(exc, av.error.HTTPNotFoundError):
         config_reason = "stream path not found (404 Not Found)"
     elif isinstance(exc, av.error.HTTPBadRequestError):
@@ -200,6 +206,8 @@ def describe_open_error(
         config_reason = f"invalid argument: check input_options ({', '.join(sorted(config.input_options))})"
     else:
         reason = _masked_text(exc, url) or type(exc).__name__
+    if credentials_reason is not None:
+        return StreamCredentialsError(f"cannot open {config.masked_url}: {credentials_reason}")
     if config_reason is not None:
         return StreamConfigError(f"cannot open {config.masked_url}: {config_reason}")
     if unreachable_reason is not None:
@@ -254,6 +262,26 @@ def _to_image(av_frame: av.VideoFrame) -> Any:
     return av_frame.to_ndarray(format="bgr24")
 
 
+def _check_picture_came(
+    config: CameraConfig, *, last_picture_at: float, unanswered_keyframe_at: float | None
+) -> None:
+    """Raise ``StreamStalledError`` when a live stream's packets have given no picture for too long.
+
+    Decoding every frame, that is ``stall_timeout_s`` since the last picture. Decoding only
+    keyframes, packets between keyframes give none by design, however long the keyframe
+    interval: only a keyframe left without a picture for ``stall_timeout_s`` is a stall.
+    """
+    stall_timeout_s = config.stall_timeout_s
+    now = time.monotonic()
+    if config.keyframes_only:
+        if unanswered_keyframe_at is not None and now - unanswered_keyframe_at > stall_timeout_s:
+            raise StreamStalledError(
+                f"{config.masked_url}: keyframes but no picture for {stall_timeout_s:g}s"
+            )
+    elif now - last_picture_at > stall_timeout_s:
+        raise StreamStalledError(f"{config.masked_url}: packets but no picture for {stall_timeout_s:g}s")
+
+
 def decode_frames(
     config: CameraConfig,
     *,
@@ -263,6 +291,7 @@ def decode_frames(
     on_decoded: Callable[[], None] | None = None,
     on_decode_error: Callable[[str], None] | None = None,
     on_open: Callable[[str], None] | None = None,
+    on_packet: Callable[[], None] | None = None,
 ) -> Iterator[Frame]:
     """Yield frames of one connection to ``config``'s stream, sampled at ``analysis_fps``.
 
@@ -270,6 +299,12 @@ def decode_frames(
     increasing across loops. For live streams ``captured_at`` is the wall clock at
     decode; for files played faster than real time it is the start time plus the
     presentation time since the first kept frame (whatever the file's first pts).
+
+    With ``keyframes_only`` the packets between two keyframes decode to nothing by
+    design, and a camera may send a keyframe only every 10 s or more (smart codecs): a live
+    stream then counts as stalled when a keyframe brought no picture within
+    ``stall_timeout_s``, not when no picture came for that long. A stream whose packets
+    stop still stalls after ``stall_timeout_s`` (FFmpeg's I/O timeout).
 
     Args:
         config: The camera.
@@ -279,15 +314,19 @@ def decode_frames(
         on_decoded: Called for every decoded frame, kept or not (for counters).
         on_decode_error: Called with a message for each packet that failed to decode.
         on_open: Called with the decoder in use (``"cpu"`` or ``"cuda"``) once open.
+        on_packet: Called for each video packet read while only keyframes are decoded
+            (``keyframes_only``): between keyframes, packets are the sign that the stream flows.
 
     Yields:
         Sampled frames in decode order.
 
     Raises:
-        StreamConfigError: The stream refuses what is configured (credentials, path,
-            host name, not a video, no video stream in it).
+        StreamCredentialsError: The stream refuses the credentials (401, 403).
+        StreamConfigError: The stream refuses what is configured (path, host name,
+            not a video, no video stream in it).
         StreamOpenError: The URL could not be opened for a transient reason.
-        StreamStalledError: No data, or no decodable picture, within ``stall_timeout_s``.
+        StreamStalledError: No data, or no decodable picture (from a keyframe, with
+            ``keyframes_only``), within ``stall_timeout_s``.
         StreamDisconnectedError: A live stream ended or its connection broke.
         DecodeError: Too many consecutive decode errors, or undecodable data mid-stream.
     """
@@ -319,11 +358,17 @@ def decode_frames(
             last_pts_s: float | None = None
             consecutive_errors = 0
             last_picture_at = last_kept_at = time.monotonic()
+            unanswered_keyframe_at: float | None = None  # keyframes_only: a keyframe came, no picture yet
             pass_start_index = index
             try:
                 for packet in container.demux(stream):
                     if stop.is_set():
                         return
+                    if config.keyframes_only and packet.size:
+                        if on_packet is not None:
+                            on_packet()
+                        if packet.is_keyframe and unanswered_keyframe_at is None:
+                            unanswered_keyframe_at = time.monotonic()
                     try:
                         decoded = packet.decode()
                         consecutive_errors = 0
@@ -337,12 +382,15 @@ def decode_frames(
                             ) from None
                         decoded = []
                     if not decoded:
-                        if is_live and time.monotonic() - last_picture_at > config.stall_timeout_s:
-                            raise StreamStalledError(
-                                f"{masked}: packets but no picture for {config.stall_timeout_s:g}s"
+                        if is_live:
+                            _check_picture_came(
+                                config,
+                                last_picture_at=last_picture_at,
+                                unanswered_keyframe_at=unanswered_keyframe_at,
                             )
                         continue
                     last_picture_at = time.monotonic()
+                    unanswered_keyframe_at = None
                     for av_frame in decoded:
                         if on_decoded is not None:
                             on_decoded()

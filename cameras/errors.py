@@ -6,7 +6,8 @@ Hierarchy::
     ├── StreamOpenError          the URL could not be opened (network down, refused, timed out)
     │   ├── StreamUnreachableError  nothing answers at its host and port (refused, no route)
     │   └── StreamConfigError    it answered, but refuses what is configured (host name, path,
-    │                            credentials, not a video): needs a config change on one side
+    │       │                    credentials, not a video): needs a config change on one side
+    │       └── StreamCredentialsError  it refused the credentials (401, 403): retried far less often
     ├── StreamDisconnectedError  an open live stream ended or its connection broke
     ├── StreamStalledError       no frame arrived within the stall timeout
     └── DecodeError              the stream opened but its packets could not be decoded
@@ -18,6 +19,7 @@ __all__ = [
     "CameraError",
     "DecodeError",
     "StreamConfigError",
+    "StreamCredentialsError",
     "StreamDisconnectedError",
     "StreamOpenError",
     "StreamStalledError",
@@ -44,8 +46,18 @@ class StreamConfigError(StreamOpenError):
     """The stream refuses the configured request: unknown host, wrong path, refused credentials,
     not a video.
 
-    Sources still retry (a camera may be fixed on its side), but at the longest backoff,
-    and report ``failed_config``.
+    Sources still retry (a camera may be fixed on its side), but at the longest backoff
+    (refused credentials far less often: ``StreamCredentialsError``), and report ``failed_config``.
+    """
+
+
+class StreamCredentialsError(StreamConfigError):
+    """The camera refused the credentials: 401 Unauthorized or 403 Forbidden.
+
+    A ``StreamConfigError`` like the other refusals (reported ``failed_config``), but every
+    retry is one more failed login, and cameras lock the client's address (Hikvision) or
+    the account itself, for every client (Dahua), after a few: sources retry it far less
+    often (``ReconnectConfig.credentials_initial_delay_s``).
     """
 
 

@@ -12,7 +12,13 @@ from collections.abc import Callable
 from anjian.cameras.backoff import ReconnectWait
 from anjian.cameras.config import CameraConfig
 from anjian.cameras.decode import decode_frames, is_live_url
-from anjian.cameras.errors import CameraError, StreamConfigError, StreamStalledError, StreamUnreachableError
+from anjian.cameras.errors import (
+    CameraError,
+    StreamConfigError,
+    StreamCredentialsError,
+    StreamStalledError,
+    StreamUnreachableError,
+)
 from anjian.cameras.frame import Frame
 from anjian.cameras.health import CameraHealth, CameraState, HealthTracker
 from anjian.cameras.reachability import port_probe
@@ -21,6 +27,9 @@ from anjian.cameras.url import mask_credentials
 __all__ = ["VideoSource"]
 
 logger = logging.getLogger(__name__)
+
+_PREVIOUS_READER_POLL_S = 0.1
+"""How often a restarted reader checks whether the reader stopped before it has left FFmpeg."""
 
 
 class VideoSource:
@@ -31,10 +40,17 @@ class VideoSource:
     stalls and decode failures lead to reconnects with exponential backoff and
     jitter, forever, until ``stop()``; between attempts the camera's TCP port is
     checked about once a second, and a camera whose port comes back is reopened at
-    once (``ReconnectWait``). Refusals that need a config change (wrong
-    credentials, path or host, not a video) are retried too, at the longest delay,
-    and reported as ``failed_config``. A file that is not looped ends the source
-    when it ends (or fails to open).
+    once (``ReconnectWait``). The backoff grows only while connections deliver
+    nothing: one that delivered frames for ``stall_timeout_s`` starts it over, a
+    shorter one steps it down. Refusals that need a config change (path or host, not
+    a video) are retried too, at the longest delay, and reported as ``failed_config``;
+    refused credentials likewise, but at their own, far longer delays (5 min growing to
+    1 h by default), since every retry is a failed login that may lock the account. A
+    file that is not looped ends the source when it ends (or fails to open).
+
+    ``start()`` after ``stop()`` resumes reading even while the stopped reader is still
+    inside FFmpeg: a new reader takes over once the old one has left, so the camera is
+    never read by two at once.
 
     Example:
         >>> source = VideoSource(camera_config)
@@ -72,8 +88,11 @@ class VideoSource:
         self._is_finished = False
         self._is_live = is_live_url(config.url.get_secret_value())
         # Liveness of the current connection (monotonic seconds), for the stall watchdog.
-        self._last_decoded_at = 0.0
+        self._last_alive_at = 0.0
         self._flowing_at: float | None = None
+        # Monotonic seconds of the current connection's first and last published frames.
+        self._first_published_at: float | None = None
+        self._last_published_at = 0.0
 
     @property
     def camera_id(self) -> str:
@@ -88,9 +107,10 @@ class VideoSource:
     def health(self) -> CameraHealth:
         """Current health snapshot of this camera.
 
-        Also the stall watchdog: a live camera that has decoded no frame for
-        ``stall_timeout_s`` is reported ``stalled`` (since its last frame) at once, even
-        while its reader still waits inside FFmpeg for the socket timeout to fire.
+        Also the stall watchdog: a live camera that has decoded no frame (with
+        ``keyframes_only``: read no packet) for ``stall_timeout_s`` is reported ``stalled``
+        (since then) at once, even while its reader still waits inside FFmpeg for the
+        socket timeout to fire.
         """
         health = self._health.snapshot()
         if health.state == CameraState.ONLINE and self._is_live:
@@ -105,12 +125,23 @@ class VideoSource:
         return health
 
     def start(self) -> None:
-        """Start the reader thread (idempotent)."""
-        if self._thread is not None and self._thread.is_alive():
+        """Start the reader thread (idempotent while it runs).
+
+        After ``stop()`` the old reader may still be inside FFmpeg (an open can block for
+        ``open_timeout_s``, longer than ``stop`` waits). The new reader gets a stop event
+        of its own, so the old one still ends, and opens the camera only once the old one
+        has gone: never two connections, nor two readers publishing, at once.
+        """
+        previous = self._thread
+        if previous is not None and previous.is_alive() and not self._stop.is_set():
             return
-        self._stop.clear()
+        stop = self._stop = threading.Event()
         self._is_finished = False
-        self._thread = threading.Thread(target=self._run, name=f"camera-{self.config.id}", daemon=True)
+        if self._health.snapshot().state == CameraState.STOPPED:
+            self._health.set_state(CameraState.CONNECTING, self._clock())
+        self._thread = threading.Thread(
+            target=self._run, args=(stop, previous), name=f"camera-{self.config.id}", daemon=True
+        )
         self._thread.start()
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -120,6 +151,7 @@ class VideoSource:
         nothing more once asked to stop, so callers may replace it at once.
         """
         self._stop.set()
+        self._is_finished = True
         with self._new_frame:
             self._new_frame.notify_all()
         if self._thread is not None:
@@ -127,7 +159,6 @@ class VideoSource:
             if self._thread.is_alive():
                 logger.debug("%s: reader still inside FFmpeg; it will exit on its own", self.config.id)
         self._health.set_state(CameraState.STOPPED, self._clock())
-        self._is_finished = True
 
     def take_latest(self) -> Frame | None:
         """Return the newest frame not taken yet, or ``None`` if there is none."""
@@ -151,9 +182,9 @@ class VideoSource:
                     return None
                 self._new_frame.wait(remaining)
 
-    def _publish(self, frame: Frame) -> None:
+    def _publish(self, frame: Frame, stop: threading.Event) -> None:
         with self._new_frame:
-            if self._stop.is_set():
+            if stop.is_set():
                 return
             previous = self._latest
             if previous is not None and previous.index > self._taken_index:
@@ -164,19 +195,24 @@ class VideoSource:
 
     def _on_open(self, decoder: str) -> None:
         self._health.set_decoder(decoder)
-        self._last_decoded_at = self._flowing_at = time.monotonic()
+        self._last_alive_at = self._flowing_at = time.monotonic()
 
     def _on_decoded(self) -> None:
-        """Count a decoded frame; it proves the stream flows only if it came within the stall timeout.
+        """Count a decoded frame, a sign of life."""
+        self._health.count(decoded=1)
+        self._on_alive()
+
+    def _on_alive(self) -> None:
+        """A frame (or, decoding keyframes only, a packet) arrived; it proves the stream flows only if it
+        came within the stall timeout of the previous one.
 
         When a stream hangs, FFmpeg's first I/O timeout flushes the frame its parser held
         back; that lone late frame must not reset the watchdog or bring the camera online.
         """
         now = time.monotonic()
-        if now - self._last_decoded_at <= self.config.stall_timeout_s:
+        if now - self._last_alive_at <= self.config.stall_timeout_s:
             self._flowing_at = now
-        self._last_decoded_at = now
-        self._health.count(decoded=1)
+        self._last_alive_at = now
 
     def _silent_s(self) -> float:
         """Seconds since frames last flowed on this connection (0 before it opened)."""
@@ -187,51 +223,67 @@ class VideoSource:
         with self._new_frame:
             return self._latest.index + 1 if self._latest is not None else 0
 
-    def _read_once(self, start_index: int) -> int:
+    def _read_once(self, start_index: int, stop: threading.Event) -> int:
         """Run one connection until it ends; return the next frame index. Raises ``CameraError``."""
         index = start_index
+        self._first_published_at = None
         for frame in decode_frames(
             self.config,
-            stop=self._stop,
+            stop=stop,
             clock=self._clock,
             start_index=index,
             on_decoded=self._on_decoded,
             on_decode_error=lambda _message: self._health.count(decode_errors=1),
             on_open=self._on_open,
+            on_packet=self._on_alive,
         ):
-            if self._stop.is_set():
+            if stop.is_set():
                 break
             is_flowing = not self._is_live or self._silent_s() <= self.config.stall_timeout_s
             if self._health.snapshot().state != CameraState.ONLINE and is_flowing:
                 self._health.set_state(CameraState.ONLINE, self._clock())
                 logger.info("%s: online (%s)", self.config.id, self.config.masked_url)
             index = frame.index + 1
-            self._publish(frame)
+            self._publish(frame, stop)
+            self._last_published_at = time.monotonic()
+            if self._first_published_at is None:
+                self._first_published_at = self._last_published_at
         return index
 
-    def _run(self) -> None:
+    def _delivered_s(self) -> float:
+        """Seconds from the first to the last frame the last connection published (0 for none or one)."""
+        first = self._first_published_at
+        return 0.0 if first is None else self._last_published_at - first
+
+    def _run(self, stop: threading.Event, previous: threading.Thread | None) -> None:
+        """Read the camera until ``stop`` is set (this reader's own event), after ``previous`` has ended."""
+        while previous is not None and previous.is_alive() and not stop.is_set():
+            previous.join(_PREVIOUS_READER_POLL_S)  # a stopped reader still inside FFmpeg: one at a time
         config = self.config
         url = config.url.get_secret_value()
         retry = ReconnectWait(
             config.reconnect,
             self._rng,
             probe=port_probe(url, timeout_s=min(1.0, config.open_timeout_s)),
-            sleep=self._stop.wait,
+            sleep=stop.wait,
+            healthy_after_s=config.stall_timeout_s,
         )
         is_file = not is_live_url(url)
-        index = 0
+        index = self._next_index()  # a restarted reader numbers on, so its frames are taken
         last_problem: tuple[CameraState, str] | None = None
-        while not self._stop.is_set():
-            connected_at, index_before = time.monotonic(), index
-            state, error = CameraState.OFFLINE, ""
+        while not stop.is_set():
+            index_before = index
+            state, error, is_credentials_refused = CameraState.OFFLINE, "", False
             try:
-                index = self._read_once(index)
-                if is_file and not self._stop.is_set():
+                index = self._read_once(index, stop)
+                if is_file and not stop.is_set():
                     logger.info("%s: end of file", config.id)
                     self._health.set_state(CameraState.STOPPED, self._clock())
                     break
             except StreamStalledError as exc:
                 state, error = CameraState.STALLED, str(exc)
+            except StreamCredentialsError as exc:
+                state, error, is_credentials_refused = CameraState.FAILED_CONFIG, str(exc), True
             except StreamConfigError as exc:
                 state, error = CameraState.FAILED_CONFIG, str(exc)
             except StreamUnreachableError as exc:
@@ -245,7 +297,7 @@ class VideoSource:
                 logger.debug(
                     "%s: %s", config.id, mask_credentials("".join(traceback.format_exception(exc)), url=url)
                 )
-            if self._stop.is_set():
+            if stop.is_set():
                 break
             if is_file and not config.loop and state == CameraState.FAILED_CONFIG:
                 self._health.set_state(state, self._clock(), error)
@@ -255,8 +307,11 @@ class VideoSource:
             index = max(index, self._next_index())
             if index != index_before:
                 last_problem = None  # it was online in between: report the next problem again
-                retry.connected(time.monotonic() - connected_at)
-            delay = retry.next_delay(is_config_error=state == CameraState.FAILED_CONFIG)
+                retry.connected(self._delivered_s())
+            delay = retry.next_delay(
+                is_config_error=state == CameraState.FAILED_CONFIG,
+                is_credentials_refused=is_credentials_refused,
+            )
             self._health.set_state(state, self._clock(), error)
             self._health.count(reconnects=1)
             if (state, error) != last_problem:
@@ -266,6 +321,7 @@ class VideoSource:
                 logger.debug("%s: %s: %s; retrying in %.1fs", config.id, state, error, delay)
             if retry.wait(delay):
                 break
-        self._is_finished = True
+        if not stop.is_set():  # it ended on its own; a stopped one leaves the flag to stop() and start()
+            self._is_finished = True
         with self._new_frame:
             self._new_frame.notify_all()

@@ -1,8 +1,10 @@
-"""Reconnect delays grow exponentially, stay capped and jittered, start over after a reset, and are
-cut short when a closed port answers again, without hammering a camera that stays down (fake time)."""
+"""Reconnect delays grow exponentially, stay capped and jittered, start over after a connection that
+worked, and are cut short when a closed port answers again, without hammering a camera that stays down
+or refuses its credentials (fake time)."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable
 
@@ -177,3 +179,90 @@ def test_wait_reports_a_stop_at_once() -> None:
         ReconnectConfig(), random.Random(0), probe=lambda: False, sleep=lambda s: stops.append(s) or True
     )
     assert wait.wait(30) is True and stops == [1.0]
+
+
+def test_reconnect_config_rejects_a_credentials_cap_below_its_initial_delay() -> None:
+    with pytest.raises(ValueError, match="credentials_max_delay_s"):
+        ReconnectConfig(credentials_initial_delay_s=600, credentials_max_delay_s=300)
+
+
+def test_refused_credentials_are_retried_minutes_then_an_hour_apart_without_probing_the_port() -> None:
+    """Each retry is a failed login, and cameras lock the account after a few: not one every max_delay_s."""
+    fake = _FakeTime([(0.0, 1e9)])  # the port answers: it is the camera that says no
+    config = ReconnectConfig(jitter=0)
+    wait = ReconnectWait(
+        config, random.Random(0), probe=fake.port_answers, sleep=fake.sleep, clock=fake.clock
+    )
+    logins = []
+    while fake.now < 24 * 3600:
+        logins.append(fake.now)
+        wait.wait(wait.next_delay(is_config_error=True, is_credentials_refused=True))
+    gaps_s = [later - earlier for earlier, later in itertools.pairwise(logins)]
+    assert gaps_s[:6] == [300, 600, 1200, 2400, 3600, 3600]  # 5 min doubling to the 1 h cap
+    assert len(logins) <= 5 + 24  # a day: not the ~2,900 a 30 s cap gives
+    assert fake.probes == 0  # no connect a second to a port known to answer
+
+
+def test_other_failures_keep_their_pace_and_probing_after_refused_credentials() -> None:
+    fake = _FakeTime()  # the port does not answer
+    config = ReconnectConfig(initial_delay_s=1, max_delay_s=8, jitter=0)
+    wait = ReconnectWait(
+        config, random.Random(0), probe=fake.port_answers, sleep=fake.sleep, clock=fake.clock
+    )
+    assert wait.next_delay(is_config_error=True, is_credentials_refused=True) == 300
+    assert wait.next_delay(is_config_error=True) == 8  # a wrong path still waits the cap
+    assert wait.next_delay(is_config_error=False) == 1  # an outage, the ordinary backoff
+    wait.wait(1)
+    assert fake.probes == 1
+
+
+def test_a_connection_that_worked_starts_the_credentials_schedule_over() -> None:
+    config = ReconnectConfig(jitter=0)
+    wait = ReconnectWait(config, random.Random(0), probe=None, sleep=lambda _s: False)
+    refused = [wait.next_delay(is_config_error=True, is_credentials_refused=True) for _ in range(3)]
+    wait.connected(delivered_s=60)
+    assert refused == [300, 600, 1200]
+    assert wait.next_delay(is_config_error=True, is_credentials_refused=True) == 300
+
+
+def test_a_camera_whose_connections_work_for_a_while_then_drop_is_reopened_at_the_short_delay() -> None:
+    """Frames for the healthy period (a reader's stall timeout) show it works: it must not sit at the cap."""
+    config = ReconnectConfig(jitter=0)  # 1 s doubling to 30 s
+    wait = ReconnectWait(config, random.Random(0), probe=None, sleep=lambda _s: False, healthy_after_s=10)
+    for _ in range(5):  # a long outage first: the backoff reaches the cap
+        wait.next_delay(is_config_error=False)
+    delays = []
+    for _ in range(20):  # then it streams fine for 20 s and drops, over and over
+        wait.connected(delivered_s=20)
+        delays.append(wait.next_delay(is_config_error=False))
+    assert delays == [1] * 20
+
+
+def test_brief_connections_step_the_backoff_down_and_silent_ones_grow_it() -> None:
+    config = ReconnectConfig(initial_delay_s=1, max_delay_s=32, jitter=0)
+    wait = ReconnectWait(config, random.Random(0), probe=None, sleep=lambda _s: False, healthy_after_s=10)
+    grown = [wait.next_delay(is_config_error=False) for _ in range(8)]  # connections that deliver nothing
+    stepped = []
+    for _ in range(6):  # each delivers frames for 2 s only
+        wait.connected(delivered_s=2)
+        stepped.append(wait.next_delay(is_config_error=False))
+    assert grown == [1, 2, 4, 8, 16, 32, 32, 32]
+    assert stepped == [16, 8, 4, 2, 1, 1]
+
+
+def test_the_healthy_period_is_never_longer_than_the_cap() -> None:
+    """A stall timeout above max_delay_s must not make resetting harder than it was."""
+    config = ReconnectConfig(initial_delay_s=1, max_delay_s=4, jitter=0)
+    wait = ReconnectWait(config, random.Random(0), probe=None, sleep=lambda _s: False, healthy_after_s=60)
+    for _ in range(5):
+        wait.next_delay(is_config_error=False)
+    wait.connected(delivered_s=4)
+    assert wait.next_delay(is_config_error=False) == 1
+
+
+def test_backoff_steps_down_from_the_cap_at_once_however_long_it_sat_there() -> None:
+    backoff = Backoff(ReconnectConfig(initial_delay_s=1, max_delay_s=8, jitter=0), random.Random(0))
+    for _ in range(100):
+        backoff.next_delay()
+    backoff.step_down()
+    assert [backoff.next_delay() for _ in range(3)] == [4, 8, 8]

@@ -14,7 +14,7 @@ import pytest
 
 from anjian.cameras.config import CameraConfig
 from anjian.cameras.decode import decode_frames, input_format, open_options
-from anjian.cameras.errors import StreamConfigError, StreamOpenError
+from anjian.cameras.errors import StreamConfigError, StreamCredentialsError, StreamOpenError
 from tests.support.clips import make_test_clip
 from tests.support.fixtures import RTSP_PASSWORD
 from tests.support.rtsp import RtspTestServer
@@ -178,6 +178,26 @@ def test_a_hung_camera_is_a_transient_timeout_not_a_config_error(rtsp_server: Rt
         rtsp_server.resume()
     assert not isinstance(raised.value, StreamConfigError)  # retried at the normal pace, reported offline
     assert RTSP_PASSWORD not in str(raised.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("mount", "password", "is_credentials_error", "reason"),
+    [
+        ("/cam1", "wrong-pw", True, "credentials refused"),
+        ("/no-such-camera", RTSP_PASSWORD, False, "stream path not found"),
+    ],
+    ids=["wrong-password-401", "wrong-path-404"],
+)
+def test_refused_credentials_are_told_apart_from_the_other_refusals(
+    rtsp_server: RtspTestServer, mount: str, password: str, is_credentials_error: bool, reason: str
+) -> None:
+    """A retried 401 is one more failed login (cameras lock accounts); a retried 404 costs nothing."""
+    camera = _camera(rtsp_server.url(mount).replace(RTSP_PASSWORD, password), open_timeout_s=5)
+    with pytest.raises(StreamConfigError, match=reason) as raised:
+        next(decode_frames(camera, stop=threading.Event()))
+    assert isinstance(raised.value, StreamCredentialsError) is is_credentials_error
+    assert password not in str(raised.value)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""Camera readers against a real RTSP server: served rate, stalls, refusals, one dead among eight."""
+"""Camera readers against a real RTSP server: served rate, stalls, long keyframe intervals, refusals, one dead
+among eight."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from anjian.cameras.camera_set import CameraSet
 from anjian.cameras.config import CameraConfig
 from anjian.cameras.health import CameraState
 from anjian.cameras.source import VideoSource
+from tests.support.clips import make_test_clip
 from tests.support.fixtures import RTSP_PASSWORD, RTSP_USER, TEST_CLIP_FPS
 from tests.support.rtsp import RtspTestServer
 from tests.support.waiting import seconds_until, wait_for
@@ -59,8 +61,11 @@ def test_reader_delivers_frames_at_the_served_rate(rtsp_server: RtspTestServer, 
     assert frames[0].resolution_wh == (320, 240)
 
 
-def test_hung_server_is_reported_stalled_and_comes_back_when_it_resumes(rtsp_server: RtspTestServer) -> None:
-    camera = _camera("cam1", rtsp_server.url("/cam1"))
+@pytest.mark.parametrize("keyframes_only", [False, True], ids=["every-frame", "keyframes-only"])
+def test_hung_server_is_reported_stalled_and_comes_back_when_it_resumes(
+    rtsp_server: RtspTestServer, keyframes_only: bool
+) -> None:
+    camera = _camera("cam1", rtsp_server.url("/cam1"), keyframes_only=keyframes_only)
     source = VideoSource(camera)
     source.start()
     try:
@@ -76,6 +81,34 @@ def test_hung_server_is_reported_stalled_and_comes_back_when_it_resumes(rtsp_ser
     finally:
         rtsp_server.resume()
         source.stop()
+
+
+def test_keyframes_only_stays_online_when_keyframes_are_further_apart_than_the_stall_timeout(
+    rtsp_server_factory: Callable[..., RtspTestServer], tmp_path: Path
+) -> None:
+    """Between keyframes nothing decodes, by design, but packets flow: it used to be reopened every keyframe."""
+    clip = make_test_clip(tmp_path / "gop-5s.mp4", seconds=10, fps=10, keyframe_interval_s=5.0)
+    server = rtsp_server_factory({"/cam1": clip})
+    camera = _camera("cam1", server.url("/cam1"), keyframes_only=True, stall_timeout_s=2.5, open_timeout_s=10)
+    source = VideoSource(camera)
+    states_seen: set[CameraState] = set()
+
+    def delivered(count: int) -> bool:
+        health = source.health()
+        states_seen.add(health.state)
+        return health.frames_delivered >= count
+
+    source.start()
+    try:
+        assert wait_for(lambda: delivered(3), 60), source.health()  # three keyframes: two 5 s gaps
+        health = source.health()
+    finally:
+        source.stop()
+    assert health.reconnects == 0, health
+    assert health.state == CameraState.ONLINE and CameraState.STALLED not in states_seen, (
+        health,
+        states_seen,
+    )
 
 
 def test_camera_is_back_soon_after_its_server_not_at_the_end_of_a_long_backoff(
@@ -134,9 +167,9 @@ def test_password_with_slashes_and_ats_reaches_the_camera_as_written(
 def test_refusals_are_clear_config_failures_retried_without_crash(
     rtsp_server: RtspTestServer, make_url: Callable[[RtspTestServer], str], reason: str
 ) -> None:
-    source = VideoSource(
-        _camera("cam1", make_url(rtsp_server), reconnect={"initial_delay_s": 0.1, "max_delay_s": 0.3})
-    )
+    fast_retry = {"initial_delay_s": 0.1, "max_delay_s": 0.3}
+    fast_login_retry = {"credentials_initial_delay_s": 0.1, "credentials_max_delay_s": 0.3}
+    source = VideoSource(_camera("cam1", make_url(rtsp_server), reconnect=fast_retry | fast_login_retry))
     source.start()
     try:
         assert seconds_until(lambda: source.health().reconnects >= 2, 60) is not None

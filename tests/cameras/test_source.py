@@ -1,4 +1,4 @@
-"""A camera reader keeps only the newest frame, counts drops, ends files and retries failures."""
+"""A camera reader keeps only the newest frame, counts drops, ends files, retries failures and restarts."""
 
 from __future__ import annotations
 
@@ -7,17 +7,24 @@ import re
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from anjian.cameras.config import CameraConfig
+from anjian.cameras.decode import StreamCredentialsError
+from anjian.cameras.errors import StreamDisconnectedError
 from anjian.cameras.frame import Frame
 from anjian.cameras.health import CameraHealth, CameraState
 from anjian.cameras.source import VideoSource
 from tests.support.waiting import wait_for
 
 _FAST_RETRY = {"initial_delay_s": 0.05, "max_delay_s": 0.2, "jitter": 0.0}
+_LIVE_URL = "rtsp://admin:pw@127.0.0.1:9/stream1"  # never opened: decode_frames is scripted
+
+FakeDecode = Callable[..., Iterator[Frame]]
 
 
 def _camera(url: str | Path, **overrides: object) -> CameraConfig:
@@ -140,3 +147,158 @@ def test_a_looped_file_without_one_decodable_picture_is_an_error_with_backoff(
     assert "no decodable picture" in (health.last_error or ""), health
     assert health.frames_delivered == 0
     assert re.findall(r"retrying in ([0-9.]+)s", caplog.text)  # each pass is followed by a backoff delay
+
+
+def _frame(index: int) -> Frame:
+    return Frame(
+        camera_id="cam1",
+        image=np.zeros((2, 2, 3), np.uint8),
+        captured_at=time.time(),
+        pts_s=index / 10,
+        index=index,
+    )
+
+
+def _script_decode(monkeypatch: pytest.MonkeyPatch, fake: FakeDecode) -> None:
+    """Make every reader's connection run ``fake`` (called as ``decode_frames``) instead of FFmpeg."""
+    monkeypatch.setattr("anjian.cameras.source.decode_frames", fake)
+
+
+def _logged_delays(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return re.findall(r"retrying in ([0-9.]+)s", caplog.text)
+
+
+def test_refused_credentials_are_retried_on_their_own_growing_schedule(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every retry is a failed login, which locks camera accounts: not at the 0.05 s cap of other refusals."""
+
+    def refuses_login(config: CameraConfig, **_: object) -> Iterator[Frame]:
+        raise StreamCredentialsError(
+            f"cannot open {config.masked_url}: credentials refused (401 Unauthorized)"
+        )
+        yield  # a generator, as decode_frames is
+
+    _script_decode(monkeypatch, refuses_login)
+    retry = _FAST_RETRY | {
+        "credentials_initial_delay_s": 0.1,
+        "credentials_max_delay_s": 0.4,
+        "probe_interval_s": 0,
+    }
+    source = VideoSource(_camera(_LIVE_URL, reconnect=retry))
+    caplog.set_level(logging.DEBUG, logger="anjian.cameras.source")
+    source.start()
+    try:
+        assert wait_for(lambda: source.health().reconnects >= 4, 30), source.health()
+    finally:
+        source.stop()
+    assert "401" in (source.health().last_error or "")
+    assert _logged_delays(caplog)[:4] == ["0.1", "0.2", "0.4", "0.4"]
+
+
+def test_a_camera_that_streams_for_a_while_then_drops_is_reopened_at_the_initial_delay(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Frames for stall_timeout_s show the camera works: its backoff starts over rather than growing to the cap."""
+
+    def streams_then_drops(
+        config: CameraConfig,
+        *,
+        stop: threading.Event,
+        start_index: int,
+        on_open: Callable[[str], None],
+        on_decoded: Callable[[], None],
+        **_: object,
+    ) -> Iterator[Frame]:
+        on_open("cpu")
+        on_decoded()
+        yield _frame(start_index)
+        first_published_by = time.monotonic()  # the reader publishes a frame before it asks for the next
+        index = start_index + 1
+        while time.monotonic() - first_published_by < 0.3:  # frames for longer than the 0.25 s stall timeout
+            stop.wait(0.02)
+            on_decoded()
+            yield _frame(index)
+            index += 1
+        raise StreamDisconnectedError(f"{config.masked_url}: connection lost")
+
+    _script_decode(monkeypatch, streams_then_drops)
+    retry = {"initial_delay_s": 0.1, "max_delay_s": 1.6, "jitter": 0.0, "probe_interval_s": 0}
+    source = VideoSource(_camera(_LIVE_URL, stall_timeout_s=0.25, reconnect=retry))
+    caplog.set_level(logging.DEBUG, logger="anjian.cameras.source")
+    source.start()
+    try:
+        assert wait_for(lambda: source.health().reconnects >= 5, 60), source.health()
+    finally:
+        source.stop()
+    assert _logged_delays(caplog)[:5] == ["0.1"] * 5  # not 0.1, 0.2, 0.4, 0.8, 1.6
+
+
+def test_start_right_after_stop_resumes_once_the_old_reader_has_left_ffmpeg(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """stop() gives up waiting while an open still blocks inside FFmpeg; start() must read the camera again."""
+    opening = threading.Event()
+    open_may_end = threading.Event()
+    first_open_ended = threading.Event()
+    overlaps: list[bool] = []
+
+    def blocks_in_open_once(
+        config: CameraConfig,
+        *,
+        stop: threading.Event,
+        start_index: int,
+        on_open: Callable[[str], None],
+        on_decoded: Callable[[], None],
+        **_: object,
+    ) -> Iterator[Frame]:
+        if not opening.is_set():
+            opening.set()
+            open_may_end.wait(30)  # av.open does not look at the stop event
+            first_open_ended.set()
+            return
+        overlaps.append(not first_open_ended.is_set())
+        on_open("cpu")
+        index = start_index
+        while not stop.wait(0.01):
+            on_decoded()
+            yield _frame(index)
+            index += 1
+
+    _script_decode(monkeypatch, blocks_in_open_once)
+    source = VideoSource(_camera(_LIVE_URL, reconnect=_FAST_RETRY | {"probe_interval_s": 0}))
+    source.start()
+    try:
+        assert opening.wait(30)
+        source.stop(timeout_s=0.05)
+        source.start()
+        open_may_end.set()
+        assert source.wait_frame(timeout_s=30) is not None, source.health()
+        assert source.health().state == CameraState.ONLINE
+    finally:
+        open_may_end.set()
+        source.stop(timeout_s=30)
+    assert overlaps == [False]  # the new reader opened once, after the old one had left
+
+
+def test_a_restarted_reader_numbers_its_frames_on_so_they_are_taken(monkeypatch: pytest.MonkeyPatch) -> None:
+    def ten_frames_then_waits(
+        config: CameraConfig, *, stop: threading.Event, start_index: int, **_: object
+    ) -> Iterator[Frame]:
+        for index in range(start_index, start_index + 10):
+            yield _frame(index)
+        stop.wait()
+
+    _script_decode(monkeypatch, ten_frames_then_waits)
+    source = VideoSource(_camera(_LIVE_URL))
+    source.start()
+    try:
+        assert wait_for(lambda: source.health().frames_delivered == 10, 30)
+        first = source.take_latest()
+        source.stop(timeout_s=30)
+        source.start()
+        second = source.wait_frame(timeout_s=30)
+    finally:
+        source.stop(timeout_s=30)
+    assert first is not None and first.index == 9
+    assert second is not None and second.index == 19  # frames 0-9 again would never be taken
