@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 from typer.core import TyperGroup
@@ -434,7 +436,10 @@ def report(
     try:
         until = parse_report_time(end, site.site.timezone) if end else time.time()
         since = parse_report_time(start, site.site.timezone) if start else until - 12 * 3600
-        target = out or Path(f"report-{time.strftime('%Y%m%d-%H%M', time.localtime(since))}.{fmt}")
+        local_start = datetime.fromtimestamp(
+            since, ZoneInfo(site.site.timezone)
+        )  # the site's, not this host's
+        target = out or Path(f"report-{local_start:%Y%m%d-%H%M}.{fmt}")
         written = write_report(site, since, until, target, fmt)  # type: ignore[arg-type]
     except (ValueError, DatabaseError, ReportPdfError, ReportOutputError) as exc:
         raise _fail(str(exc)) from None

@@ -565,6 +565,7 @@ class EventStore:
         since: float | None = None,
         until: float | None = None,
         ended_after: float | None = None,
+        updated_after: float | None = None,
         cursor: str | None = None,
         limit: int = 100,
     ) -> EventPage:
@@ -580,6 +581,7 @@ class EventStore:
             since: Only events started at or after this time, epoch seconds.
             until: Only events started before this time, epoch seconds.
             ended_after: Only events not ended by this time (ongoing, or ended after it), epoch seconds.
+            updated_after: Only events the service changed after this time (any change), epoch seconds.
             cursor: ``next_cursor`` of the previous page.
             limit: At most this many, 1 or more.
 
@@ -608,6 +610,8 @@ class EventStore:
             query = query.where(EventRow.started_at < until)
         if ended_after is not None:
             query = query.where(or_(EventRow.ended_at.is_(None), EventRow.ended_at > ended_after))
+        if updated_after is not None:
+            query = query.where(EventRow.updated_at > updated_after)
         if cursor is not None:
             after_started, after_id = _decode_cursor(cursor)
             query = query.where(

@@ -7,8 +7,12 @@ alarms and why; how long each camera was down; and what is still open at hand-ov
 Everything here is read through the store's public API (events started in the window,
 their audit trails), so the report says what the audit trail says. What started before
 the window is carried over where it bears on it: a camera fault still going at the
-window's start counts as downtime from there, and an alert raised earlier and still
-open is open at hand-over (neither counts among the window's alerts).
+window's start counts as downtime from there, and an alert raised earlier and open at
+the window's end is open at hand-over (neither counts among the window's alerts).
+
+"Open at hand-over" is the state at the window's end, read from the audit trail of
+each alert changed since: a report written the next morning, or a past shift's run
+again, lists what the outgoing shift handed over, not what is still open today.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from anjian.pipeline.event import Behaviour
 from anjian.service.config import AnjianConfig
@@ -119,18 +123,28 @@ def _events_in(store: EventStore, since: float, until: float) -> Iterator[Stored
     return _paged(lambda cursor: store.list_events(since=since, until=until, cursor=cursor, limit=_PAGE))
 
 
-def _carried_over(store: EventStore, since: float) -> Iterator[StoredEvent]:
-    """Events started before the window that bear on it: alerts still open, camera faults not ended by its start."""
+def _carried_over(store: EventStore, since: float, until: float) -> Iterator[StoredEvent]:
+    """Events started before the window that bear on it: alerts still open or settled only after its end,
+    camera faults not ended by its start."""
     seen: set[str] = set()
     open_before = _paged(
         lambda cursor: store.list_events(states=tuple(_OPEN_STATES), until=since, cursor=cursor, limit=_PAGE)
+    )
+    settled_after = _paged(
+        lambda cursor: store.list_events(
+            states=tuple(set(AlertState) - _OPEN_STATES),
+            until=since,
+            updated_after=until,  # a superset, by its index: _as_at reads the state at ``until``
+            cursor=cursor,
+            limit=_PAGE,
+        )
     )
     faults_into = _paged(
         lambda cursor: store.list_events(
             behaviours=(Behaviour.CAMERA_FAULT,), until=since, ended_after=since, cursor=cursor, limit=_PAGE
         )
     )
-    for listing in (open_before, faults_into):
+    for listing in (open_before, settled_after, faults_into):
         for event in listing:
             if event.id not in seen:
                 seen.add(event.id)
@@ -160,6 +174,20 @@ def _reason_of(note: str) -> str:
     """The listed reason a false-alarm note starts with (``"reflection: sun on the drum"``), else ``other``."""
     head = note.split(":", 1)[0].strip().lower()
     return head if head in FALSE_ALARM_REASONS else "other"
+
+
+def _as_at(store: EventStore, event: StoredEvent, until: float) -> StoredEvent | None:
+    """``event`` with its state and colour at ``until``, when it was open then; ``None`` when it was not.
+
+    An alert whose state has not changed since ``until`` is as it is now; one changed
+    later is read back from its audit trail (its last line at or before ``until``).
+    """
+    if event.state_changed_at <= until:
+        return event if event.state in _OPEN_STATES else None
+    before = [entry for entry in store.audit_trail(event.id) if entry.at <= until]
+    if not before or before[-1].to_state not in _OPEN_STATES:
+        return None  # stored after the window's end, or already settled by then
+    return replace(event, state=before[-1].to_state, severity=before[-1].severity)
 
 
 def _settled_at(trail: Sequence[AuditEntry]) -> tuple[float, str] | None:
@@ -230,13 +258,15 @@ def build_figures(store: EventStore, config: AnjianConfig, since: float, until: 
             fa_behaviour[behaviour] += 1
             fa_camera[event.camera_id] += 1
             reasons[_reason_of(settled[1] if settled else "")] += 1
-        if event.state in _OPEN_STATES:
-            open_items.append(event)
-    for event in _carried_over(store, since):
+        handed_over = _as_at(store, event, until)
+        if handed_over is not None:
+            open_items.append(handed_over)
+    for event in _carried_over(store, since, until):
         if event.behaviour is Behaviour.CAMERA_FAULT:
             down[event.camera_id] += _down_s(event, since, until)
-        if event.state in _OPEN_STATES:
-            open_items.append(event)
+        handed_over = _as_at(store, event, until)
+        if handed_over is not None:
+            open_items.append(handed_over)
     window = until - since
     uptime = [
         CameraUptime(camera.id, down[camera.id], max(0.0, 1.0 - down[camera.id] / window))

@@ -137,6 +137,27 @@ def test_what_started_before_the_shift_and_lasts_into_it_is_carried_over(
     assert settled not in open_ids and over not in open_ids
 
 
+def test_open_at_hand_over_is_the_state_at_the_windows_end_when_the_report_is_written_later(
+    store: EventStore, clock: FakeClock, tmp_path: Path
+) -> None:
+    """A report written the next morning listed today's state: an alert open at hand-over and settled by
+    the night shift was missing, and the count said the shift handed over nothing."""
+    config = _site(tmp_path)
+    end = T0 + 4 * 3600
+    during = _raise(store, clock, T0 + 600, camera_id="cam-1", severity=RiskLevel.RED)
+    before = _raise(store, clock, T0 - 600, camera_id="cam-2", behaviour=Behaviour.SMOKING)
+    clock.now = T0 + 900
+    store.transition(during, "acknowledge", actor="day shift")
+    clock.now = end + 5_400  # the night shift settles both after the hand-over
+    store.transition(during, "resolve", actor="night shift")
+    store.transition(before, "false_alarm", actor="night shift", note="test")
+
+    figures = build_figures(store, config, T0, end)  # written the next morning
+
+    handed = {e.id: e.state.value for e in figures.open_at_handover}
+    assert handed == {during: "acknowledged", before: "raised"}  # as they stood at the hand-over
+
+
 def test_a_reversed_window_is_refused(store: EventStore, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="must end after it starts"):
         build_figures(store, _site(tmp_path), T0, T0)
@@ -300,3 +321,24 @@ def test_a_window_over_a_year_is_refused(store: EventStore, tmp_path: Path) -> N
     build_figures(store, _site(tmp_path), T0, T0 + 366 * 86_400)  # a leap year: fine
     with pytest.raises(ValueError, match="367 days long; at most 366"):
         build_figures(store, _site(tmp_path), T0, T0 + 367 * 86_400)
+
+
+def test_the_default_report_file_is_named_in_the_sites_time_zone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default name took this host's zone: on a UTC server (as here and in CI) a 16:00 Shanghai shift
+    was report-...-0800."""
+    from typer.testing import CliRunner
+
+    from anjian.service.cli import app
+
+    site = _site_file(tmp_path)
+    EventStore.from_config(_site(tmp_path).storage, clock=FakeClock()).close()
+    monkeypatch.chdir(tmp_path)
+
+    done = CliRunner().invoke(
+        app, ["report", "--config", str(site), "--from", "2027-01-15T16:00", "--to", "2027-01-15T20:00"]
+    )
+
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "report-20270115-1600.html").is_file()
