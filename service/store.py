@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, and_, func, or_, select
+from sqlalchemy import Engine, and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -55,6 +55,8 @@ ACTOR_PIPELINE = "pipeline"
 ACTOR_SYSTEM = "system"
 _MAX_NOTE_CHARS = 4000
 _ESCALATION_CHUNK = 200
+_CLOCK_STEP_S = 1.0
+"""A raised alert's colour reached this far after the escalator's now means the clock went back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,6 +492,21 @@ class EventStore:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
         now = self._clock()
         since = func.coalesce(EventRow.severity_since, EventRow.escalated_at, EventRow.created_at)
+        with self._db.write() as session:
+            # The clock went back (NTP, a clock set to local time read as UTC): a deadline from a
+            # time still ahead would wait the step's length too. It runs from now instead.
+            stepped = session.execute(
+                update(EventRow)
+                .where(EventRow.state == AlertState.RAISED.value, since > now + _CLOCK_STEP_S)
+                .values(severity_since=now)
+            ).rowcount
+        if stepped:
+            logger.warning(
+                "escalation: %d raised alert(s) reached their colour after now (%.0f): the clock went back; "
+                "their SLA deadlines run from now",
+                stepped,
+                now,
+            )
         is_overdue = or_(
             *(
                 and_(EventRow.severity == level.value, since <= now - sla.deadline_s(level.value))

@@ -259,6 +259,22 @@ def test_the_deadline_of_a_colour_the_pipeline_raised_runs_from_that_raise(
     assert escalated.escalations == 1
 
 
+def test_after_the_clock_goes_back_the_deadline_runs_from_the_step_not_from_a_time_still_ahead(
+    store: EventStore, clock: FakeClock
+) -> None:
+    """A red alert raised just before the clock was set back 8 h escalated 8 h 05 min later, not 5 min."""
+    sla = SlaConfig(red_s=300)
+    store.upsert_event(make_event(severity=RiskLevel.RED))
+    clock.now -= 8 * 3600  # NTP corrects a clock that ran on local time read as UTC
+
+    assert store.escalate_overdue(sla) == []
+    clock.now += 299
+    assert store.escalate_overdue(sla) == []
+    clock.now += 1
+    (escalated,) = store.escalate_overdue(sla)
+    assert escalated.escalations == 1
+
+
 def test_acknowledged_alert_is_never_escalated_and_escalations_are_capped(
     store: EventStore, clock: FakeClock
 ) -> None:
