@@ -136,7 +136,8 @@ class ServiceMetrics:
         self.deliveries = Counter(
             "anjian_webhook_deliveries",
             "Webhook, robot and e-mail delivery attempts by result: delivered, retry (failed, will retry), "
-            "dead_letter (gave up), deferred (held back to keep a robot under its rate; not an attempt).",
+            "dead_letter (gave up), deferred (held back without an attempt: a robot at its rate or in a "
+            "vendor's rate-limit wait, or a receiver that gave no answer to another delivery).",
             ["result"],
             registry=self.registry,
         )

@@ -299,8 +299,9 @@ class Outbox:
             status_code: HTTP status received, or ``None`` when no response came.
             retry_at: Epoch seconds of the next attempt; ``None`` gives up.
             now: Current epoch seconds.
-            is_counted: Whether a POST was actually made (``False`` when giving up
-                without sending, e.g. the subscription was deactivated).
+            is_counted: Whether the attempt counts toward ``max_attempts`` (``False`` when
+                giving up without sending, e.g. the subscription was deactivated, or for a
+                robot's rate-limit refusal: a POST the vendor refused only for its rate).
 
         Raises:
             KeyError: No delivery has this id.

@@ -495,11 +495,12 @@ class EventStore:
         with self._db.write() as session:
             # The clock went back (NTP, a clock set to local time read as UTC): a deadline from a
             # time still ahead would wait the step's length too. It runs from now instead.
-            stepped = session.execute(
+            result = session.execute(
                 update(EventRow)
                 .where(EventRow.state == AlertState.RAISED.value, since > now + _CLOCK_STEP_S)
                 .values(severity_since=now)
-            ).rowcount
+            )
+            stepped = int(result.rowcount)  # type: ignore[attr-defined]
         if stepped:
             logger.warning(
                 "escalation: %d raised alert(s) reached their colour after now (%.0f): the clock went back; "

@@ -28,6 +28,12 @@ subscription's ``retry_for_s`` (24 h by default) allows, and at most
 failed), which ``Outbox.redeliver`` queues again. Every attempt records its status
 code and error on the row (of a non-2xx answer, ``HTTP <status>`` and the start of its
 body, one printable line of 80 characters at most: the receiver's reason, not its page).
+A receiver that gives no answer (it cannot be reached, or times out) is not tried again, by
+any worker, before that row's retry: its other rows are held back until then, uncounted (no
+attempt was made), rather than each waiting its timeout; the row tried first probes it again.
+A worker sends a batch's subscriptions in parallel (``parallel_subscriptions``), each
+subscription's rows in claim order, so a receiver that hangs delays only its own rows: a burst
+claimed by one worker is not sent one row after another behind it.
 POSTs connect only to addresses a webhook may go to (``anjian.service.webhook_url``):
 a target that resolves to a link-local, cloud metadata or unspecified address fails
 with ``ConnectError`` saying so. A receiver that stays down is logged once a minute
@@ -37,8 +43,9 @@ A subscription whose target is a channel address (``channel:<name>``: a DingTalk
 or Feishu robot, or an e-mail list; ``anjian.service.channels``) goes through the same
 rows, claims, retries and dead letters; the dispatcher hands it to ``AlertChannels.send``
 instead of POSTing the JSON. A robot's refusal in an HTTP 200 (``errcode``/``code`` not 0)
-is a failed attempt; a rate limit waits at least as long as the vendor asks, and a
-message held back to keep a robot under its rate is not counted as an attempt.
+is a failed attempt. A robot's rate-limit answer holds the whole robot as long as the vendor
+asks (DingTalk: ten minutes) and is not counted toward ``max_attempts``; neither is a message
+held back to keep a robot under its rate or out of its mute.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
@@ -89,6 +97,7 @@ _PRUNE_INTERVAL_S = 3600.0  # how often settled deliveries past their keeping ti
 _LOOP_FAULT_BACKOFF_S = 1.0
 _ERROR_BODY_CHARS = 80  # of a non-2xx answer, kept in last_error: the receiver's reason, not its page
 _FAILURE_LOG_INTERVAL_S = 60.0
+_HELD_ERROR_CHARS = 200  # of the error that held a row back, quoted on it
 
 
 def _anjian_version() -> str:
@@ -192,8 +201,11 @@ class WebhookDispatcher:
 
     A worker claims a batch of due rows with a short lease (``lease_s``), which a
     heartbeat thread renews while the batch is worked on (``anjian.service.claims``), and
-    records each success at once. With several workers, announcements of one event
-    may arrive out of order: receivers order by ``event.version``.
+    records each success at once. It sends the batch's subscriptions in parallel, each
+    one's rows in claim order; after a row got no answer (``SendOutcome.is_unreachable``),
+    that subscription's other rows wait, uncounted, until the row's retry.
+    With several workers, announcements of one event may arrive out of order: receivers
+    order by ``event.version``.
 
     Args:
         store: Where the outbox and the subscriptions live.
@@ -208,6 +220,8 @@ class WebhookDispatcher:
         workers: Worker threads (concurrent POSTs).
         claim_batch: Deliveries a worker claims at once (fewer serialised database
             writes under a burst).
+        parallel_subscriptions: Subscriptions a worker sends one batch to at once (threads),
+            so one that hangs holds up no other.
         lease_s: How long a claim hides its rows from other workers and processes;
             renewed every third of it while the batch is worked on. It is also about
             how long rows claimed by a crashed process wait before they are sent again.
@@ -237,6 +251,7 @@ class WebhookDispatcher:
         idle_poll_s: float = 5.0,
         workers: int = 4,
         claim_batch: int = 64,
+        parallel_subscriptions: int = 8,
         lease_s: float = _LEASE_S,
         metrics: ServiceMetrics | None = None,
         channels: AlertChannels | None = None,
@@ -253,9 +268,12 @@ class WebhookDispatcher:
             raise ValueError(f"workers must be in 1..64, got {workers}")
         if not 1 <= claim_batch <= 256:
             raise ValueError(f"claim_batch must be in 1..256, got {claim_batch}")
+        if not 1 <= parallel_subscriptions <= 64:
+            raise ValueError(f"parallel_subscriptions must be in 1..64, got {parallel_subscriptions}")
         if lease_s <= 0:
             raise ValueError(f"lease_s must be > 0, got {lease_s}")
         self._claim_batch = claim_batch
+        self._parallel_subscriptions = parallel_subscriptions
         self._idle_poll_s = idle_poll_s
         self._store = store
         self._clock = clock
@@ -279,7 +297,8 @@ class WebhookDispatcher:
         )
         self._successes = SuccessLog(store.outbox, clock=clock, metrics=metrics)
         self._failures = FailureLog(metrics=metrics)
-        limits = httpx.Limits(max_connections=workers * 2, max_keepalive_connections=workers * 2)
+        connections = workers * parallel_subscriptions  # POSTs in flight at most
+        limits = httpx.Limits(max_connections=connections, max_keepalive_connections=workers * 2)
         self._client = httpx.Client(
             # Connect-time address check: no link-local, metadata or unspecified target, whatever its name resolves to.
             transport=transport if transport is not None else checked_transport(limits=limits),
@@ -292,6 +311,8 @@ class WebhookDispatcher:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._silent: dict[int, tuple[float, str]] = {}  # subscription id -> (tried again at, why): no answer
+        self._silent_lock = threading.Lock()
         store.outbox.add_due_listener(self.wake)
 
     @property
@@ -365,10 +386,12 @@ class WebhookDispatcher:
             self._wake.notify_all()
 
     def deliver_due(self) -> int:
-        """Attempt every delivery due now, in the calling thread; the worker loop calls this.
+        """Attempt every delivery due now, from the calling thread; the worker loop calls this.
 
-        Useful in tests with a fake clock. A failed delivery is attempted again in
-        the same call only if its backoff has already elapsed by the clock.
+        A batch with rows of several subscriptions is sent from up to ``parallel_subscriptions``
+        threads, one per subscription; the call returns when the batches are settled. Useful
+        in tests with a fake clock. A failed delivery is attempted again in the same call only
+        if its backoff has already elapsed by the clock.
 
         Returns:
             How many deliveries were attempted.
@@ -389,23 +412,66 @@ class WebhookDispatcher:
     def _deliver_batch(
         self, claim: Claim, batch: list[WebhookDelivery], subscriptions: dict[int, Subscription]
     ) -> int:
-        """POST a claimed batch in order; hand the rest back when stopping or when the lease was lost."""
-        for index, delivery in enumerate(batch):
+        """Send a claimed batch: each subscription's rows in order, several subscriptions at once."""
+        rows_of: dict[int, list[WebhookDelivery]] = {}
+        for delivery in batch:
+            rows_of.setdefault(delivery.subscription_id, []).append(delivery)
+        if len(rows_of) == 1:
+            return self._deliver_rows(claim, batch, subscriptions.get(batch[0].subscription_id))
+        threads = min(len(rows_of), self._parallel_subscriptions)
+        with ThreadPoolExecutor(
+            threads, thread_name_prefix=f"{threading.current_thread().name}-send"
+        ) as pool:
+            sent = [
+                pool.submit(self._deliver_rows, claim, rows, subscriptions.get(subscription_id))
+                for subscription_id, rows in rows_of.items()
+            ]
+            return sum(future.result() for future in sent)
+
+    def _deliver_rows(
+        self, claim: Claim, rows: list[WebhookDelivery], subscription: Subscription | None
+    ) -> int:
+        """Send one subscription's rows of a batch in order; hand the rest back if stopping or the lease was lost.
+
+        While the subscription is silent (a row got no answer, and its retry is not yet due)
+        a row is held back without a try: it would wait its timeout for the same silence.
+        """
+        is_active = subscription is not None and subscription.is_active
+        for index, delivery in enumerate(rows):
             if self._stop.is_set() or self._leases.is_expired(claim):
                 # Stopping, or the lease ran out (renewal failed): hand the rest back rather than
                 # risk another worker sending them too (rows another worker took since stay its own).
                 self._store.outbox.release(
-                    [d.id for d in batch[index:]], leased_until=claim.leased_until, now=self._clock()
+                    [d.id for d in rows[index:]], leased_until=claim.leased_until, now=self._clock()
                 )
                 return index
             if not self._leases.holds(claim, delivery.id):  # a renewal found it taken by another worker
                 continue
-            subscription = subscriptions.get(delivery.subscription_id)
-            status_code = self._attempt(delivery, subscription)
-            if status_code is not None and subscription is not None:
-                self._successes.record(delivery, status_code)
-                self._failures.succeeded(subscription.id, subscription.url)
-        return len(batch)
+            silent = self._silence(delivery.subscription_id) if is_active else None
+            if silent is not None:
+                self._hold_back(delivery, *silent)
+                continue
+            self._attempt(delivery, subscription)
+        return len(rows)
+
+    def _silence(self, subscription_id: int) -> tuple[float, str] | None:
+        """Until when, and why, a subscription that gave no answer is not tried; ``None`` when it may be."""
+        with self._silent_lock:
+            silent = self._silent.get(subscription_id)
+            if silent is not None and silent[0] <= self._clock():
+                del self._silent[subscription_id]  # its retry is due: the next row probes it
+                return None
+            return silent
+
+    def _fell_silent(self, subscription_id: int, until: float, why: str) -> None:
+        """Hold back the subscription's rows until ``until``: it gave no answer (``why``)."""
+        with self._silent_lock:
+            self._silent[subscription_id] = (until, why[:_HELD_ERROR_CHARS])
+
+    def _answered(self, subscription_id: int) -> None:
+        """The subscription answered: its rows go again."""
+        with self._silent_lock:
+            self._silent.pop(subscription_id, None)
 
     def _run(self) -> None:
         """Worker loop: deliver what is due, then sleep until the next row is due or ``wake()``."""
@@ -430,8 +496,8 @@ class WebhookDispatcher:
         with self._wake:
             self._wake.wait_for(lambda: self._wake_count != seen or self._stop.is_set(), wait_s)
 
-    def _attempt(self, delivery: WebhookDelivery, subscription: Subscription | None) -> int | None:
-        """POST one claimed delivery; record a failure on its row, return the status code of a success."""
+    def _attempt(self, delivery: WebhookDelivery, subscription: Subscription | None) -> None:
+        """Send one claimed delivery and record how it went (on its row, in the log and the metrics)."""
         now = self._clock()
         if subscription is None or not subscription.is_active:
             logger.warning(
@@ -449,21 +515,33 @@ class WebhookDispatcher:
                 is_counted=False,
             )
             self._count("dead_letter")
-            return None
+            return
         outcome = self._send(subscription, delivery)
         now = self._clock()
         if outcome.is_success and outcome.status_code is not None:
-            return outcome.status_code
+            self._successes.record(delivery, outcome.status_code)
+            self._failures.succeeded(subscription.id, subscription.url)
+            self._answered(subscription.id)
+            return
         if not outcome.is_attempted:
             self._defer(delivery, outcome, now)
-            return None
+            return
+        if outcome.is_rate_limited:
+            self._answered(subscription.id)
+            self._rate_limited(delivery, subscription, outcome, now)
+            return
         attempts = delivery.attempts + 1
         delay_s = backoff_delay_s(attempts, base_s=self._backoff_base_s, max_s=self._backoff_max_s)
-        retry_at: float | None = now + max(delay_s, outcome.retry_after_s or 0.0)
+        wait_s = max(delay_s, outcome.retry_after_s or 0.0)
+        retry_at: float | None = now + wait_s
         is_capped = subscription.max_attempts is not None and attempts >= subscription.max_attempts
         if is_capped or (retry_at is not None and retry_at > delivery.retry_until):
             retry_at = None
         error = outcome.error or "unknown error"
+        if outcome.is_unreachable:
+            self._fell_silent(subscription.id, now + wait_s, f"no answer to delivery {delivery.id} ({error})")
+        else:
+            self._answered(subscription.id)
         self._store.outbox.mark_attempt_failed(
             delivery.id, error=error, status_code=outcome.status_code, retry_at=retry_at, now=now
         )
@@ -492,7 +570,6 @@ class WebhookDispatcher:
                 error,
                 retry_at - now,
             )
-        return None
 
     def _count(self, result: str) -> None:
         """Count one settled attempt."""
@@ -502,22 +579,74 @@ class WebhookDispatcher:
     def _defer(self, delivery: WebhookDelivery, outcome: SendOutcome, now: float) -> None:
         """Hold back a delivery that was not sent (a robot at its rate): due again later, no attempt counted."""
         retry_at = now + (outcome.retry_after_s or self._backoff_base_s)
+        self._postpone(
+            delivery, error=outcome.error or "held back", status_code=None, retry_at=retry_at, now=now
+        )
+
+    def _hold_back(self, delivery: WebhookDelivery, until: float, reason: str) -> None:
+        """Hold back a row, untried and uncounted, until the retry of another that its receiver left unanswered."""
+        self._postpone(
+            delivery, error=f"held back: {reason}", status_code=None, retry_at=until, now=self._clock()
+        )
+
+    def _rate_limited(
+        self, delivery: WebhookDelivery, subscription: Subscription, outcome: SendOutcome, now: float
+    ) -> None:
+        """A receiver refused a delivery for its rate: due again when it asked, the refusal not counted."""
+        retry_at = now + (outcome.retry_after_s or self._backoff_base_s)
+        error = outcome.error or "rate limited"
+        if not self._postpone(
+            delivery, error=error, status_code=outcome.status_code, retry_at=retry_at, now=now
+        ):
+            self._failures.failed(
+                subscription.id,
+                logging.ERROR,
+                "giving up on %s of event %s to %s: its retry window ends before the rate limit does: %s",
+                delivery.kind,
+                delivery.event_id,
+                delivery.url,
+                error,
+            )
+            return
+        self._failures.failed(
+            subscription.id,
+            logging.WARNING,
+            "%s of event %s to %s was refused for the receiver's rate (not counted as an attempt): %s; "
+            "retry in %.0fs",
+            delivery.kind,
+            delivery.event_id,
+            delivery.url,
+            error,
+            retry_at - now,
+        )
+
+    def _postpone(
+        self, delivery: WebhookDelivery, *, error: str, status_code: int | None, retry_at: float, now: float
+    ) -> bool:
+        """Make a row due again at ``retry_at`` without counting an attempt (a dead letter past its window).
+
+        Returns:
+            Whether the row is still pending.
+        """
+        is_kept = retry_at <= delivery.retry_until
         self._store.outbox.mark_attempt_failed(
             delivery.id,
-            error=outcome.error or "held back",
-            status_code=None,
-            retry_at=retry_at if retry_at <= delivery.retry_until else None,
+            error=error,
+            status_code=status_code,
+            retry_at=retry_at if is_kept else None,
             now=now,
             is_counted=False,
         )
-        self._count("deferred" if retry_at <= delivery.retry_until else "dead_letter")
+        self._count("deferred" if is_kept else "dead_letter")
         logger.debug(
-            "%s of event %s to %s held back %.1fs",
+            "%s of event %s to %s held back %.1fs: %s",
             delivery.kind,
             delivery.event_id,
             delivery.url,
             retry_at - now,
+            error,
         )
+        return is_kept
 
     def _send(self, subscription: Subscription, delivery: WebhookDelivery) -> SendOutcome:
         """Send the delivery once: to the hub's bus, its robot or e-mail channel, else POST it to the webhook."""
@@ -559,7 +688,9 @@ class WebhookDispatcher:
                 if response.is_success:
                     return SendOutcome(status_code=response.status_code, error=None)
                 start = _body_start(response)  # only what the record keeps: a receiver may answer megabytes
-        except Exception as exc:  # noqa: BLE001 - httpx.HTTPError, UnicodeError (IDNA), ...: a failed attempt
+        except httpx.TransportError as exc:  # no answer (connect, timeout): its other rows wait with it
+            return SendOutcome(status_code=None, error=f"{type(exc).__name__}: {exc}", is_unreachable=True)
+        except Exception as exc:  # noqa: BLE001 - UnicodeError (IDNA), ...: a failed attempt
             return SendOutcome(status_code=None, error=f"{type(exc).__name__}: {exc}")
         excerpt = _excerpt(start.decode(response.encoding or "utf-8", errors="replace"))
         is_asked_to_wait = response.status_code in (429, 503)

@@ -37,6 +37,7 @@ _DEFAULT_PER_MINUTE: dict[str, int] = {
     "wecom": 20,
     "feishu": 100,
 }  # the vendors' documented caps
+_PER_SECOND: dict[str, int] = {"feishu": 5}  # Feishu custom robots also refuse more than 5 a second
 
 
 class _ChannelModel(BaseModel):
@@ -98,7 +99,7 @@ class RobotConfig(_FilteredChannel):
         ge=1,
         le=1000,
         description="Messages a minute at most, spaced by anjian; default the vendor's cap (DingTalk and "
-        "WeCom 20, Feishu 100).",
+        "WeCom 20, Feishu 100; Feishu also 5 a second, always).",
     )
 
     @field_validator("url")
@@ -124,6 +125,11 @@ class RobotConfig(_FilteredChannel):
         """Messages a minute this robot may send."""
         return self.max_per_minute or _DEFAULT_PER_MINUTE[self.kind]
 
+    @property
+    def per_second(self) -> int | None:
+        """Messages a second this robot may send (the vendor's cap), ``None``: no cap of its own."""
+        return _PER_SECOND.get(self.kind)
+
 
 class EmailConfig(_FilteredChannel):
     """E-mail through an SMTP server, to a list of addresses (HTML and text, the snapshot attached)."""
@@ -145,7 +151,7 @@ class EmailConfig(_FilteredChannel):
     to: list[str] = Field(..., min_length=1, max_length=100, description="Recipient addresses.")
     is_snapshot_attached: bool = Field(True, description="Attach the snapshot JPEG (else only link to it).")
     subject_prefix: OneLineText = Field(
-        "[安检 anjian]", max_length=64, description="Start of every subject line (one line)."
+        "[安监 anjian]", max_length=64, description="Start of every subject line (one line)."
     )
 
     @field_validator("to")

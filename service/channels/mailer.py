@@ -6,11 +6,17 @@ that refuses some recipients but takes the others has delivered (the refused one
 logged: retrying would send the others a copy); so has one that accepted the DATA and then
 fails or refuses the QUIT. A refusal of all, a 4xx/5xx reply before that, a network failure
 or a message that cannot be composed (a header that would break) is a failed attempt,
-retried by the outbox.
+retried by the outbox. A server that cannot be reached, hangs up or does not answer in time
+(``SendOutcome.is_unreachable``) holds the list's other e-mails of the batch back with it.
+
+A username or password with non-ASCII characters logs in with AUTH PLAIN in UTF-8 (RFC 4616):
+smtplib encodes its AUTH as ASCII and would fail every e-mail. ASCII ones log in as smtplib
+chooses (CRAM-MD5, PLAIN or LOGIN, as the server offers).
 """
 
 from __future__ import annotations
 
+import base64
 import html
 import logging
 import smtplib
@@ -29,6 +35,7 @@ logger = logging.getLogger(__name__)
 
 _SMTP_OK = 250
 _SMTP_BYE = 221
+_SMTP_AUTH_OK = (235, 503)  # 503: already authenticated, which smtplib's login takes as success too
 _HTML_COLOURS = {"red": "#D32F2F", "orange": "#EF6C00", "yellow": "#F9A825", "blue": "#1565C0"}
 
 
@@ -83,6 +90,29 @@ def compose_email(config: EmailConfig, message: AlertMessage, snapshot: bytes | 
     return mail
 
 
+def _login(smtp: smtplib.SMTP, username: str, password: str) -> None:
+    """Log in as smtplib does, or, for credentials beyond ASCII, with AUTH PLAIN in UTF-8 (RFC 4616).
+
+    Raises:
+        smtplib.SMTPAuthenticationError: The server refused the credentials.
+        smtplib.SMTPNotSupportedError: The server offers no AUTH, or no PLAIN for non-ASCII credentials.
+    """
+    if username.isascii() and password.isascii():
+        smtp.login(username, password)
+        return
+    smtp.ehlo_or_helo_if_needed()
+    if not smtp.has_extn("auth"):
+        raise smtplib.SMTPNotSupportedError("SMTP AUTH extension not supported by server.")
+    if "PLAIN" not in smtp.esmtp_features["auth"].upper().split():
+        raise smtplib.SMTPNotSupportedError(
+            "the server offers no AUTH PLAIN, which a username or password with non-ASCII characters needs"
+        )
+    token = base64.b64encode(f"\0{username}\0{password}".encode()).decode("ascii")
+    code, reply = smtp.docmd("AUTH", f"PLAIN {token}")
+    if code not in _SMTP_AUTH_OK:
+        raise smtplib.SMTPAuthenticationError(code, reply)
+
+
 class EmailChannel:
     """Sends alert messages as e-mail through one SMTP server.
 
@@ -109,11 +139,20 @@ class EmailChannel:
                 if isinstance(exc.smtp_error, bytes)
                 else str(exc.smtp_error)
             )
-            return SendOutcome(exc.smtp_code, f"SMTP {exc.smtp_code}: {mask_credentials(reply)[:200]}")
+            return SendOutcome(
+                exc.smtp_code,
+                f"SMTP {exc.smtp_code}: {mask_credentials(reply)[:200]}",
+                is_unreachable=isinstance(exc, smtplib.SMTPConnectError),  # refused its greeting: busy, down
+            )
         except smtplib.SMTPRecipientsRefused as exc:
             return SendOutcome(None, f"SMTP refused every recipient: {sorted(exc.recipients)}")
         except (smtplib.SMTPException, OSError) as exc:  # ssl.SSLError and timeouts are OSErrors
-            return SendOutcome(None, f"{type(exc).__name__}: {mask_credentials(str(exc))[:200]}")
+            return SendOutcome(
+                None,
+                f"{type(exc).__name__}: {mask_credentials(str(exc))[:200]}",
+                # No answer: refused, timed out (a hung server's silence reads as a disconnect), no TLS.
+                is_unreachable=isinstance(exc, smtplib.SMTPServerDisconnected | OSError),
+            )
         if refused:
             logger.warning(
                 "e-mail channel %s: the server refused %s for event %s",
@@ -134,7 +173,7 @@ class EmailChannel:
         smtp = self._connect()
         try:
             if config.username is not None and config.password is not None:
-                smtp.login(config.username, config.password.get_secret_value())
+                _login(smtp, config.username, config.password.get_secret_value())
             refused = smtp.send_message(mail, from_addr=config.sender, to_addrs=list(config.to))
         except BaseException:
             smtp.close()

@@ -23,12 +23,19 @@ class SendOutcome:
         retry_after_s: The receiver asked to wait this long (a rate limit), else ``None``.
         is_attempted: ``False`` when nothing was sent (held back to keep a robot's rate):
             the try is not counted and comes back after ``retry_after_s``.
+        is_rate_limited: The receiver refused it for its rate (a robot's rate-limit code, HTTP 429):
+            not counted toward ``max_attempts``, it comes back after ``retry_after_s``.
+        is_unreachable: No answer came: the receiver could not be reached or did not answer in
+            time (connect failure, timeout). Its other messages would wait their timeout each for
+            the same: the dispatcher holds them back until this one's retry.
     """
 
     status_code: int | None
     error: str | None
     retry_after_s: float | None = None
     is_attempted: bool = True
+    is_rate_limited: bool = False
+    is_unreachable: bool = False
 
     @property
     def is_success(self) -> bool:

@@ -32,6 +32,7 @@ from anjian.service.copying import copy_fields
 from anjian.service.errors import EvidenceError
 from anjian.service.evidence import EvidenceStore
 from anjian.service.subscriptions import SubscriptionSpec
+from anjian.service.webhook_url import checked_transport
 
 if TYPE_CHECKING:
     from anjian.service.config import AnjianConfig, SiteConfig
@@ -42,6 +43,8 @@ __all__ = ["AlertChannels", "Channel"]
 logger = logging.getLogger(__name__)
 
 _ERROR_CHARS = 300
+# The robots' connections: each robot is one subscription, and the dispatcher sends to several at once.
+_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=16)
 
 
 class Channel(Protocol):
@@ -69,7 +72,10 @@ class AlertChannels:
         config: The ``channels:`` section.
         site: The ``site:`` section (names, time zone, workshops' cameras).
         evidence: Where snapshots are read for e-mail attachments; ``None``: none attached.
-        transport: httpx transport of the robots' client (tests may inject one).
+        transport: httpx transport of the robots' client (tests may inject one). Default:
+            ``checked_transport``, which connects only where a webhook may go (no link-local,
+            cloud metadata or unspecified address, whatever the robot's host name resolves to);
+            httpx's own, which honours it, where the environment names an HTTP proxy.
         clock: Epoch seconds, for the robots' signature timestamps.
         spacing_clock: Monotonic seconds, for keeping robots under their rate.
 
@@ -91,7 +97,11 @@ class AlertChannels:
         self._builder = MessageBuilder(site, config.public_url)
         self._evidence = evidence
         self._client = httpx.Client(
-            transport=transport, follow_redirects=False, headers={"User-Agent": _user_agent()}
+            # Connect-time address check, as for webhooks (none behind a proxy: the proxy connects).
+            transport=transport if transport is not None else checked_transport(limits=_LIMITS),
+            follow_redirects=False,
+            headers={"User-Agent": _user_agent()},
+            limits=_LIMITS,
         )
         self._channels: dict[str, Channel] = {}
         for robot in config.robots:
@@ -99,7 +109,7 @@ class AlertChannels:
                 robot,
                 self._client,
                 clock=clock,
-                spacing=MessageSpacing(robot.per_minute, clock=spacing_clock),
+                spacing=MessageSpacing(robot.per_minute, per_second=robot.per_second, clock=spacing_clock),
             )
         for email in config.email:
             self._channels[email.name] = EmailChannel(email)

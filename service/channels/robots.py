@@ -9,7 +9,7 @@ attempt, retried by the outbox like a webhook's 5xx.
   msg=timestamp + "\\n" + secret)) are added to the query. The message is an
   ``actionCard`` (markdown with a coloured title and one button to the alert), or
   ``markdown`` without a public URL. Answer ``{"errcode": 0}``; 130101 (more than 20
-  a minute) is a rate limit.
+  a minute) is a rate limit, and the robot is muted for ten minutes.
 - **WeCom** (``https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=…``): no signature,
   the key is the credential. ``markdown`` (at most 4096 bytes; colours ``warning``,
   ``comment``, ``info``). Answer ``{"errcode": 0}``; 45009 is a rate limit (20 a minute).
@@ -17,7 +17,17 @@ attempt, retried by the outbox like a webhook's 5xx.
   body carries ``timestamp`` (seconds, as a string) and ``sign`` = base64(HMAC-SHA256(
   key=timestamp + "\\n" + secret, msg=empty)). An ``interactive`` card with a coloured
   header and a button. Answer ``{"code": 0}`` (older robots: ``{"StatusCode": 0}``);
-  11232 is a rate limit.
+  11232 is a rate limit (100 a minute, 5 a second).
+
+A rate-limit answer (those codes, or HTTP 429) holds the whole robot, not only that message:
+its ``MessageSpacing`` sends nothing until the vendor's wait is over (DingTalk ten minutes,
+else a minute or the ``Retry-After``), so its other queued messages wait instead of posting
+into the mute, and the refused message is not counted toward ``max_attempts``.
+
+Operator notes, names from the site YAML and the title go into the vendors' markdown
+(Feishu ``lark_md``) with their markup characters in full-width form (``<`` as ``＜``,
+``[`` as ``［``, ``*`` as ``＊`` ...) and on one line (``markdown_text``): a note cannot
+mention everyone (``<at id=all></at>``, ``<@user>``), add a link, or forge a line of the card.
 """
 
 from __future__ import annotations
@@ -44,6 +54,7 @@ __all__ = [
     "dingtalk_sign",
     "feishu_body",
     "feishu_sign",
+    "markdown_text",
     "wecom_body",
 ]
 
@@ -52,7 +63,26 @@ _RATE_LIMIT_CODES: dict[str, frozenset[int]] = {
     "wecom": frozenset({45009}),
     "feishu": frozenset({11232}),
 }
-_RATE_LIMIT_WAIT_S = 60.0
+_RATE_LIMIT_WAIT_S: dict[str, float] = {
+    "dingtalk": 600.0,  # "限流10分钟": muted for ten minutes after more than 20 a minute
+    "wecom": 60.0,
+    "feishu": 60.0,
+}
+_HTTP_429_WAIT_S = 60.0  # without a Retry-After
+_MARKUP = str.maketrans(
+    {
+        "<": "＜",
+        ">": "＞",
+        "[": "［",
+        "]": "］",
+        "*": "＊",
+        "_": "＿",
+        "`": "｀",
+        "~": "～",
+        "&": "＆",
+        "\\": "＼",
+    }
+)  # each vendor's markup (tags, mentions, links, emphasis, entities), as full-width characters no markdown reads
 _WECOM_MAX_BYTES = 4096
 _ERROR_CHARS = 200
 _DINGTALK_COLOURS = {"red": "#D32F2F", "orange": "#EF6C00", "yellow": "#F9A825", "blue": "#1565C0"}
@@ -72,15 +102,26 @@ def feishu_sign(secret: str, timestamp_s: int) -> str:
     return base64.b64encode(digest).decode()
 
 
+def markdown_text(text: str) -> str:
+    """``text`` as robot markdown shows it as written: one line, its markup characters full-width.
+
+    Example:
+        >>> markdown_text("<at id=all></at> [见](https://x.cn)\\n**急**")
+        '＜at id=all＞＜/at＞ ［见］(https://x.cn) ＊＊急＊＊'
+    """
+    return " ".join(text.translate(_MARKUP).splitlines())
+
+
 def _markdown_lines(message: AlertMessage, *, bold: str = "**") -> list[str]:
-    """``**label**: value`` lines of the message's fields."""
-    return [f"{bold}{label}{bold}: {value}" for label, value in message.fields]
+    """``**label**: value`` lines of the message's fields (values shown as written: ``markdown_text``)."""
+    return [f"{bold}{label}{bold}: {markdown_text(value)}" for label, value in message.fields]
 
 
 def dingtalk_body(message: AlertMessage) -> dict[str, Any]:
     """The DingTalk robot message: an action card with one button to the alert, else markdown."""
     colour = _DINGTALK_COLOURS.get(message.colour, "#000000")
-    text = "\n\n".join([f"### <font color={colour}>{message.title}</font>", *_markdown_lines(message)])
+    heading = f"### <font color={colour}>{markdown_text(message.title)}</font>"
+    text = "\n\n".join([heading, *_markdown_lines(message)])
     if message.alert_url is None:
         return {"msgtype": "markdown", "markdown": {"title": message.title, "text": text}}
     if message.snapshot_url is not None:
@@ -101,7 +142,7 @@ def wecom_body(message: AlertMessage) -> dict[str, Any]:
     """The WeCom robot message: markdown with a coloured title, at most 4096 bytes."""
     colour = _WECOM_COLOURS.get(message.colour, "comment")
     lines = [
-        f'## <font color="{colour}">{message.title}</font>',
+        f'## <font color="{colour}">{markdown_text(message.title)}</font>',
         *(f"> {line}" for line in _markdown_lines(message)),
     ]
     links = []
@@ -154,7 +195,8 @@ class RobotChannel:
         config: The robot's section of the site YAML.
         client: The HTTP client (shared by the channels).
         clock: Epoch seconds, for the signatures' timestamps.
-        spacing: The robot's rate keeper; default ``config.per_minute`` a minute.
+        spacing: The robot's rate keeper; default ``config.per_minute`` a minute and
+            ``config.per_second`` a second.
     """
 
     def __init__(
@@ -169,7 +211,7 @@ class RobotChannel:
         self._config = config
         self._client = client
         self._clock = clock
-        self._spacing = spacing or MessageSpacing(config.per_minute)
+        self._spacing = spacing or MessageSpacing(config.per_minute, per_second=config.per_second)
 
     def send(self, message: AlertMessage, snapshot: bytes | None) -> SendOutcome:
         """POST the message once (``snapshot`` is unused: robots link to it); never raises for network failures."""
@@ -178,7 +220,7 @@ class RobotChannel:
         if wait_s > 0:
             return SendOutcome(
                 status_code=None,
-                error=f"held back: {self._config.kind} robot at {self._config.per_minute} messages a minute",
+                error=self._held_back_reason(),
                 retry_after_s=wait_s,
                 is_attempted=False,
             )
@@ -191,9 +233,27 @@ class RobotChannel:
                 headers={"Content-Type": "application/json; charset=utf-8"},
                 timeout=self._config.timeout_s,
             )
+        except httpx.TransportError as exc:  # no answer (connect, timeout): its other messages wait too
+            error = self._scrub(f"{type(exc).__name__}: {exc}")
+            return SendOutcome(status_code=None, error=error, is_unreachable=True)
         except Exception as exc:  # noqa: BLE001 - any failure is a failed attempt; the message may quote the URL: mask it
             return SendOutcome(status_code=None, error=self._scrub(f"{type(exc).__name__}: {exc}"))
-        return self._judge(response)
+        outcome = self._judge(response)
+        if outcome.is_rate_limited and outcome.retry_after_s is not None:
+            self._spacing.hold(outcome.retry_after_s)  # the whole robot waits, not only this message
+        return outcome
+
+    def _held_back_reason(self) -> str:
+        """Why a message was not sent now: the vendor's rate-limit answer, or anjian's own spacing."""
+        kind = self._config.kind
+        held_s = self._spacing.held_s()
+        if held_s > 0:
+            return f"held back: the {kind} robot answered with its rate limit; nothing goes for {held_s:.0f}s"
+        per_second = self._config.per_second
+        rate = f"{self._config.per_minute} messages a minute" + (
+            f" and {per_second} a second" if per_second is not None else ""
+        )
+        return f"held back: {kind} robot at {rate}"
 
     def _request(self, message: AlertMessage) -> tuple[str, dict[str, Any]]:
         """The URL to POST to (signed for DingTalk) and the JSON body (signed for Feishu)."""
@@ -229,7 +289,9 @@ class RobotChannel:
         status = response.status_code
         excerpt = self._scrub(response.text[:_ERROR_CHARS].strip())
         if status == 429:
-            return SendOutcome(status, f"HTTP 429: {excerpt}", retry_after_s=_retry_after(response))
+            return SendOutcome(
+                status, f"HTTP 429: {excerpt}", retry_after_s=_retry_after(response), is_rate_limited=True
+            )
         if not response.is_success:
             return SendOutcome(status, f"HTTP {status}" + (f": {excerpt}" if excerpt else ""))
         try:
@@ -251,10 +313,11 @@ class RobotChannel:
             f"{self._config.kind} refused the message: code {code}, {self._scrub(str(text))[:_ERROR_CHARS]}"
         )
         if isinstance(code, int) and code in _RATE_LIMIT_CODES[self._config.kind]:
-            return SendOutcome(status, error, retry_after_s=_RATE_LIMIT_WAIT_S)
+            wait_s = _RATE_LIMIT_WAIT_S[self._config.kind]
+            return SendOutcome(status, error, retry_after_s=wait_s, is_rate_limited=True)
         return SendOutcome(status, error)
 
 
 def _retry_after(response: httpx.Response) -> float:
     """The seconds a 429 asks to wait (``Retry-After``), else a minute."""
-    return retry_after_header_s(response.headers) or _RATE_LIMIT_WAIT_S
+    return retry_after_header_s(response.headers) or _HTTP_429_WAIT_S

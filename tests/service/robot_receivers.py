@@ -30,6 +30,11 @@ from urllib.parse import parse_qs, urlsplit
 __all__ = ["Accepted", "RobotReceiver"]
 
 _HOUR_S = 3600.0
+_RATE_LIMITED: dict[str, dict[str, Any]] = {
+    "dingtalk": {"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"},
+    "wecom": {"errcode": 45009, "errmsg": "api freq out of limit"},
+    "feishu": {"code": 11232, "msg": "frequency limited psm[lark.oapi.app_platform_runtime]appID[1]"},
+}
 
 
 @dataclass
@@ -46,6 +51,8 @@ class RobotReceiver:
 
     ``scripted`` answers come first, one per request whose signature is good: each a JSON
     object to answer instead of accepting (e.g. ``{"errcode": -1, "errmsg": "系统繁忙"}``).
+    Until ``clock()`` reaches ``muted_until`` every such request gets the vendor's rate-limit
+    answer (DingTalk mutes a robot for ten minutes) and is kept in ``muted``.
     """
 
     kind: str
@@ -54,6 +61,8 @@ class RobotReceiver:
     scripted: list[dict[str, Any]] = field(default_factory=list)
     accepted: list[Accepted] = field(default_factory=list)
     refused: list[dict[str, Any]] = field(default_factory=list)
+    muted_until: float = float("-inf")
+    muted: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -111,6 +120,9 @@ class RobotReceiver:
         with self._lock:
             if self.scripted:
                 return self.scripted.pop(0)
+            if self.clock() < self.muted_until:
+                self.muted.append(body)
+                return _RATE_LIMITED[self.kind]
             self.accepted.append(Accepted(body=body, query=query))
         return (
             {"code": 0, "msg": "success", "data": {}}

@@ -11,7 +11,9 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import socket
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
@@ -31,9 +33,11 @@ from anjian.service.channels import (
     AlertMessage,
     ChannelsConfig,
     MessageBuilder,
+    MessageSpacing,
     RobotChannel,
     RobotConfig,
 )
+from anjian.service.channels.robots import dingtalk_body, feishu_body, wecom_body
 from anjian.service.composition import build_service_parts
 from anjian.service.config import (
     AnjianConfig,
@@ -114,6 +118,13 @@ class Rig:
             path = self.evidence.save_snapshot(event.camera_id, event.id, event.snapshot_jpeg)
         self.store.upsert_event(event, snapshot_path=path)
         return event.id
+
+
+@pytest.fixture
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No HTTP proxy in the environment: connections are made (and checked) here."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture
@@ -248,28 +259,89 @@ def test_a_wrong_credential_is_refused_and_retried_until_the_fixed_config_delive
 
 
 @pytest.mark.parametrize("robot", ["dingtalk"], indirect=True)
-def test_a_robots_rate_limit_answer_waits_a_minute_and_its_own_spacing_holds_messages_back(
+def test_a_robots_own_spacing_holds_messages_back_without_spending_attempts(
     robot: RobotReceiver, rigs: list[Rig], tmp_path: Path, clock: FakeClock
 ) -> None:
     rig = _rig(rigs, _config(tmp_path, _robot_channel(robot, max_per_minute=2)), clock)
-    robot.scripted.append({"errcode": 130101, "errmsg": "send too fast, exceed 20 times per minute"})
     ids = [rig.raise_event() for _ in range(3)]
 
     assert rig.dispatcher.deliver_due() == 3
     by_event = {d.event_id: d for d in rig.deliveries()}
-    limited, second, held = (by_event[i] for i in ids)
-    assert limited.attempts == 1 and (limited.next_attempt_at or 0) - clock.now >= 60, (
-        "the vendor asked to wait"
-    )
-    assert second.status is DeliveryStatus.DELIVERED
+    first, second, held = (by_event[i] for i in ids)
+    assert first.status is DeliveryStatus.DELIVERED and second.status is DeliveryStatus.DELIVERED
     assert held.attempts == 0 and held.status is DeliveryStatus.PENDING, "held back: no attempt spent"
-    assert "held back" in (held.last_error or "")
+    assert held.last_error == "held back: dingtalk robot at 2 messages a minute"
     assert rig.metrics.deliveries.labels(result="deferred")._value.get() == 1
 
     clock.now += 61
-    assert rig.dispatcher.deliver_due() == 2
+    assert rig.dispatcher.deliver_due() == 1
     assert {d.status for d in rig.deliveries()} == {DeliveryStatus.DELIVERED}
     assert len(robot.accepted) == 3
+
+
+_VENDOR_WAIT_S = {"dingtalk": 600.0, "wecom": 60.0, "feishu": 60.0}
+
+
+@ROBOTS
+def test_a_rate_limit_answer_holds_the_whole_robot_and_spends_no_attempt(
+    robot: RobotReceiver, rigs: list[Rig], tmp_path: Path, clock: FakeClock
+) -> None:
+    """DingTalk mutes a robot for ten minutes after 130101. Its queued cards posted into the mute, one
+    counted attempt each, every minute: with ``max_attempts`` every one became a dead letter."""
+    wait_s = _VENDOR_WAIT_S[robot.kind]
+    rig = _rig(rigs, _config(tmp_path, _robot_channel(robot, max_attempts=1)), clock)
+    start = clock.now
+    robot.muted_until = start + wait_s  # another sender on the robot went over its rate
+    for _ in range(5):
+        rig.raise_event(snapshot_jpeg=None)
+
+    while clock.now < start + wait_s:  # the dispatcher looks every ten seconds through the mute
+        rig.dispatcher.deliver_due()
+        clock.now += 10
+    assert len(robot.muted) == 1, "one card met the mute; the others waited it out"
+    for delivery in rig.deliveries():
+        assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 0)
+        assert delivery.next_attempt_at == start + wait_s
+    muted = rig.deliveries()[0]
+    assert muted.last_status_code == 200 and "refused the message" in (muted.last_error or "")
+    assert "rate limit" in (rig.deliveries()[1].last_error or "")
+
+    clock.now = start + wait_s
+    assert rig.dispatcher.deliver_due() == 5
+    assert {(d.status, d.attempts) for d in rig.deliveries()} == {(DeliveryStatus.DELIVERED, 1)}
+    assert len(robot.accepted) == 5
+
+
+@pytest.mark.parametrize("robot", ["feishu"], indirect=True)
+def test_a_feishu_robot_gets_at_most_five_messages_a_second(
+    robot: RobotReceiver, rigs: list[Rig], tmp_path: Path, clock: FakeClock
+) -> None:
+    rig = _rig(rigs, _config(tmp_path, _robot_channel(robot)), clock)
+    for _ in range(7):
+        rig.raise_event(snapshot_jpeg=None)
+
+    assert rig.dispatcher.deliver_due() == 7
+    assert len(robot.accepted) == 5, "Feishu refuses a sixth message within the second"
+    held = [d for d in rig.deliveries() if d.status is DeliveryStatus.PENDING]
+    assert [(d.attempts, d.last_error) for d in held] == [
+        (0, "held back: feishu robot at 100 messages a minute and 5 a second")
+    ] * 2
+    clock.now += 1
+    assert rig.dispatcher.deliver_due() == 2
+    assert len(robot.accepted) == 7
+
+
+def test_message_spacing_holds_every_message_while_the_vendor_asks_to_wait() -> None:
+    clock = FakeClock(100.0)
+    spacing = MessageSpacing(20, clock=clock)
+    assert spacing.reserve() == 0.0
+    spacing.hold(600.0)
+    spacing.hold(60.0)  # a shorter wait never cuts the longer one short
+    assert spacing.reserve() == 600.0 and spacing.held_s() == 600.0
+    clock.now += 599.5
+    assert spacing.reserve() == 0.5
+    clock.now += 0.5
+    assert spacing.held_s() == 0.0 and spacing.reserve() == 0.0
 
 
 @pytest.mark.parametrize("robot", ["feishu"], indirect=True)
@@ -354,6 +426,8 @@ class Smtp:
     received: list[EmailMessage]
     fail_next: list[str]
     quit_reply: str | None = None
+    login: bytes = b"anjian"
+    password: bytes = b"s3cret-pw"
 
 
 @pytest.fixture
@@ -389,7 +463,7 @@ def smtp(tmp_path: Path) -> Iterator[Smtp]:
     def authenticate(
         server: object, session: object, envelope: object, mechanism: str, data: Any
     ) -> AuthResult:
-        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (b"anjian", b"s3cret-pw")
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (state.login, state.password)
         return AuthResult(success=ok, handled=False)  # not handled: the server answers 535 itself
 
     controller = aiosmtpd.Controller(
@@ -435,7 +509,7 @@ def test_an_email_refused_by_the_server_is_retried_and_lands_once_with_text_html
 
     (mail,) = smtp.received
     assert mail["X-Test-Rcpt"] == "duty@plant.example.cn, safety@plant.example.cn"
-    assert "明火 Open flame" in str(mail["Subject"]) and str(mail["Subject"]).startswith("[安检 anjian]")
+    assert "明火 Open flame" in str(mail["Subject"]) and str(mail["Subject"]).startswith("[安监 anjian]")
     key = rig.deliveries()[0].idempotency_key
     assert mail["Message-ID"] == f"<{key.replace(':', '.')}@plant.example.cn>"
     text = mail.get_body(preferencelist=("plain",))
@@ -547,6 +621,151 @@ def test_an_email_the_server_accepted_counts_delivered_whatever_it_answers_to_qu
     clock.now += 3600
     assert rig.dispatcher.deliver_due() == 0
     assert len(smtp.received) == 1, "sent once: not again on a retry"
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [("anjian", "安全pw2026"), ("安监值班", "s3cret-pw")],
+    ids=["password", "username"],
+)
+def test_an_smtp_login_beyond_ascii_is_sent_as_utf8_and_the_email_lands(
+    smtp: Smtp, rigs: list[Rig], tmp_path: Path, clock: FakeClock, username: str, password: str
+) -> None:
+    """smtplib encodes AUTH as ASCII: a Chinese password failed every e-mail for 24 h (UnicodeEncodeError)."""
+    smtp.login, smtp.password = username.encode(), password.encode()
+    channel = _email_channel(smtp, username=username, password=password, is_snapshot_attached=False)
+    rig = _rig(rigs, _config(tmp_path, channel), clock)
+    rig.raise_event()
+
+    assert rig.dispatcher.deliver_due() == 1
+    (delivery,) = rig.deliveries()
+    assert (delivery.status, delivery.last_error) == (DeliveryStatus.DELIVERED, None)
+    assert len(smtp.received) == 1
+
+
+def test_a_wrong_password_beyond_ascii_is_refused_by_the_server_not_by_an_encoding_error(
+    smtp: Smtp, rigs: list[Rig], tmp_path: Path, clock: FakeClock
+) -> None:
+    rig = _rig(rigs, _config(tmp_path, _email_channel(smtp, password="错误pw-1")), clock)
+    rig.raise_event()
+    rig.dispatcher.deliver_due()
+    (delivery,) = rig.deliveries()
+    assert delivery.status is DeliveryStatus.PENDING and delivery.last_status_code == 535
+    assert "错误pw-1" not in (delivery.last_error or "") and smtp.received == []
+
+
+@dataclass
+class SilentServer:
+    """A port on loopback that takes connections and never says a word (a black-holed or stuck relay)."""
+
+    port: int
+    taken: list[socket.socket]
+
+
+@pytest.fixture
+def silent_server() -> Iterator[SilentServer]:
+    server = socket.create_server(("127.0.0.1", 0))
+    silent = SilentServer(port=server.getsockname()[1], taken=[])
+
+    def take() -> None:
+        while True:
+            try:
+                silent.taken.append(server.accept()[0])
+            except OSError:  # closed: the test is over
+                return
+
+    thread = threading.Thread(target=take, daemon=True)
+    thread.start()
+    yield silent
+    server.close()
+    thread.join(5)
+    for connection in silent.taken:
+        connection.close()
+
+
+def test_an_smtp_server_that_never_answers_costs_one_timeout_not_one_per_email(
+    silent_server: SilentServer, rigs: list[Rig], tmp_path: Path, clock: FakeClock
+) -> None:
+    """A hung relay made each e-mail of a burst wait its timeout (10 s) in turn, and every robot card behind them."""
+    office = {"name": "office", "host": "127.0.0.1", "port": silent_server.port, "security": "none",
+              "sender": "anjian@plant.example.cn", "to": ["duty@plant.example.cn"], "timeout_s": 0.5}  # fmt: skip
+    rig = _rig(rigs, _config(tmp_path, {"email": [office]}), clock)
+    for _ in range(3):
+        rig.raise_event(snapshot_jpeg=None)
+
+    assert rig.dispatcher.deliver_due() == 3
+    tried, *held = rig.deliveries()
+    assert (tried.status, tried.attempts) == (DeliveryStatus.PENDING, 1)
+    assert "timed out" in (tried.last_error or "")
+    for delivery in held:
+        assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 0), "not tried, not counted"
+        assert delivery.next_attempt_at == tried.next_attempt_at
+        assert (delivery.last_error or "").startswith(f"held back: no answer to delivery {tried.id} (")
+    assert wait_for(lambda: len(silent_server.taken) == 1)
+    assert len(silent_server.taken) == 1
+
+
+_HOSTILE = "<at id=all></at> [点我](https://evil.example.cn) *急* _斜_ ~~删~~ `码` &#60;\n### 假标题\r\n**级别 Level**: 蓝色"
+_SHOWN = (
+    "＜at id=all＞＜/at＞ ［点我］(https://evil.example.cn) ＊急＊ ＿斜＿ ～～删～～ ｀码｀ ＆#60; ### 假标题"
+    " ＊＊级别 Level＊＊: 蓝色"
+)
+
+
+@pytest.mark.parametrize("kind", ["dingtalk", "wecom", "feishu"])
+def test_notes_and_names_cannot_ping_link_or_forge_a_line_of_a_robot_card(tmp_path: Path, kind: str) -> None:
+    """A resolve note with <at id=all></at> pinged the whole Feishu group; [x](url) put a link in the chat."""
+    sample = _sample_message(tmp_path)
+    message = replace(
+        sample,
+        title=f"【红色】明火 Open flame · {_HOSTILE}",
+        fields=(("备注 Note", _HOSTILE), ("地点 Place", "苏州 / <font color=red>东门</font>")),
+    )
+    body = {"dingtalk": dingtalk_body, "wecom": wecom_body, "feishu": feishu_body}[kind](message)
+    markdown = {
+        "dingtalk": lambda: body["actionCard"]["text"],
+        "wecom": lambda: body["markdown"]["content"],
+        "feishu": lambda: body["card"]["elements"][0]["text"]["content"],
+    }[kind]()
+
+    assert f"**备注 Note**: {_SHOWN}" in markdown
+    assert "**地点 Place**: 苏州 / ＜font color=red＞东门＜/font＞" in markdown
+    for markup in (
+        "<at",
+        "](https://evil",
+        "*急*",
+        "_斜_",
+        "~~删~~",
+        "`码`",
+        "&#60;",
+        "\n### 假标题",
+        "\n**级别",
+    ):
+        assert markup not in markdown, markup
+    assert markdown.count("\n") == {"dingtalk": 2 * 2, "wecom": 3, "feishu": 1}[kind], "one line per field"
+    if kind == "feishu":  # a plain_text header shows the title as written
+        assert body["card"]["header"]["title"] == {"tag": "plain_text", "content": message.title}
+
+
+@pytest.mark.usefixtures("no_proxy")
+def test_a_robot_is_not_connected_to_at_a_link_local_address(
+    rigs: list[Rig], tmp_path: Path, clock: FakeClock
+) -> None:
+    """The robots' client skipped the connect-time check that webhooks have (a name resolving to 169.254.x)."""
+    url = "http://169.254.169.254/robot/send?access_token=abcdef123456"
+    robot = RobotConfig.model_construct(name="leaders", kind="dingtalk", url=SecretStr(url), timeout_s=1.0)
+    config = _config(tmp_path, {})
+    config = config.model_copy(
+        update={"channels": ChannelsConfig.model_construct(public_url=PUBLIC_URL, robots=[robot], email=[])}
+    )  # as a host name resolving there would be: the URL checks at load time see only the name
+    rig = _rig(rigs, config, clock)
+    rig.raise_event(snapshot_jpeg=None)
+
+    assert rig.dispatcher.deliver_due() == 1
+    (delivery,) = rig.deliveries()
+    assert (delivery.last_error or "").startswith(
+        "ConnectError: refused to connect to 169.254.169.254: it is a link-local address"
+    )
 
 
 # ------------------------------------------------------------------------------------------- config

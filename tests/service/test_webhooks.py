@@ -34,6 +34,7 @@ from anjian.service.webhooks import (
 from tests.factories import make_event
 from tests.service.conftest import FakeClock
 from tests.support.receiver import Receiver, unused_port, wait_until
+from tests.support.waiting import wait_for
 
 SECRET = "s3cret-for-tests"
 WAIT_S = 5.0
@@ -400,6 +401,86 @@ def test_renewal_leaves_rows_settled_or_rescheduled_since_the_claim_alone(
     assert by_id[first.id].next_attempt_at is None
     assert by_id[second.id].next_attempt_at == now + 2.0
     assert by_id[third.id].next_attempt_at == now + 11.0
+
+
+def test_a_receiver_that_does_not_answer_is_probed_with_one_delivery_and_the_others_wait_uncounted(
+    tmp_path: Path,
+) -> None:
+    """Each row of a burst to a hung receiver waited its timeout in turn (and spent an attempt on it)."""
+    clock = FakeClock()
+    store = EventStore.from_config(StorageConfig(dir=tmp_path / "data"), clock=clock)
+    tried: list[str] = []
+    answering = threading.Event()
+
+    def hung_until_told(request: httpx.Request) -> httpx.Response:
+        tried.append(request.headers["Idempotency-Key"])
+        if not answering.is_set():
+            raise httpx.ReadTimeout("timed out", request=request)
+        return httpx.Response(204)
+
+    store.subscriptions.create(SubscriptionSpec(url="http://hung.example/hook", max_attempts=3))
+    store.upsert_events([(make_event(snapshot_jpeg=None), None) for _ in range(5)])
+    dispatcher = WebhookDispatcher(
+        store, transport=httpx.MockTransport(hung_until_told), clock=clock, backoff_base_s=2.0
+    )
+    try:
+        assert dispatcher.deliver_due() == 5
+        first, *others = store.outbox.list()
+        assert tried == [first.idempotency_key], "one timeout, not five in a row"
+        assert (first.attempts, first.next_attempt_at) == (1, clock.now + 2.0)
+        for delivery in others:
+            assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 0), "held: no attempt"
+            assert delivery.next_attempt_at == first.next_attempt_at
+            assert (
+                delivery.last_error == f"held back: no answer to delivery {first.id} (ReadTimeout: timed out)"
+            )
+        store.upsert_event(make_event(snapshot_jpeg=None))  # a later batch: no try before the probe's retry
+        assert dispatcher.deliver_due() == 1
+        assert len(tried) == 1 and store.outbox.list()[-1].next_attempt_at == first.next_attempt_at
+
+        answering.set()
+        clock.now += 2.0
+        assert dispatcher.deliver_due() == 6
+    finally:
+        dispatcher.stop()
+        store.close()
+
+    delivered = store.outbox.list()
+    assert tried[1:] == [d.idempotency_key for d in delivered], "the probe first, then the rest in order"
+    assert [(d.status, d.attempts) for d in delivered] == [(DeliveryStatus.DELIVERED, 2)] + [
+        (DeliveryStatus.DELIVERED, 1)
+    ] * 5
+
+
+def test_a_receiver_that_hangs_holds_up_no_other_subscription_of_its_batch(tmp_path: Path) -> None:
+    """One worker claimed the whole burst and POSTed it in turn: every other receiver's rows waited
+    behind the hung one's timeout (a robot's 8 cards arrived at 0, 3, 6 ... 21 s)."""
+    store = EventStore.from_config(StorageConfig(dir=tmp_path / "data"))
+    answer_hung = threading.Event()
+    fast: list[str] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "hung.example":
+            answer_hung.wait(60)  # accepts, and says nothing until the test lets it
+        else:
+            fast.append(request.headers["Idempotency-Key"])
+        return httpx.Response(204)
+
+    store.subscriptions.create(SubscriptionSpec(url="http://hung.example/hook", timeout_s=60))
+    store.subscriptions.create(SubscriptionSpec(url="http://fast.example/hook"))
+    store.upsert_events([(make_event(snapshot_jpeg=None), None) for _ in range(4)])  # one burst, interleaved
+    dispatcher = WebhookDispatcher(store, transport=httpx.MockTransport(handle), workers=1, lease_s=120.0)
+    sender = threading.Thread(target=dispatcher.deliver_due)
+    sender.start()
+    try:
+        assert wait_for(lambda: len(fast) == 4), "the other receiver's rows went while the hung one held"
+    finally:
+        answer_hung.set()
+        sender.join(60)
+        dispatcher.stop()
+        store.close()
+
+    assert store.outbox.count(DeliveryStatus.DELIVERED) == 8
 
 
 def test_delivery_to_a_deactivated_subscription_is_a_dead_letter_without_sending(tmp_path: Path) -> None:
