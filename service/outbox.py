@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from anjian.pipeline.event import RiskLevel
 from anjian.service.channels.address import admits
 from anjian.service.database import Database
 from anjian.service.records import (
@@ -135,7 +136,11 @@ def enqueue(
 def _kind_for(
     subscription: Subscription, kind: WebhookKind, event: StoredEvent, previous_severity: str | None
 ) -> WebhookKind | None:
-    """What ``subscription`` is told of ``event`` (``kind``, or its first news of it), ``None``: nothing."""
+    """What ``subscription`` is told of ``event`` (``kind``, or its first news of it), ``None``: nothing.
+
+    An update that raised the alert's colour also goes to a subscription that takes
+    ``event.escalated`` but not ``event.updated``: the alert got worse, which it asked to hear.
+    """
     if not admits(subscription.url, event.severity.value):
         return None
     is_first_news = (
@@ -145,7 +150,16 @@ def _kind_for(
     )
     if is_first_news and subscription.matches("event.created", event):
         return "event.created"
-    return kind if subscription.matches(kind, event) else None
+    if subscription.matches(kind, event):
+        return kind
+    # A colour the pipeline raised (yellow to red) is news to a channel that hears escalations
+    # even when it does not take updates (a robot's default): it knew the alert as yellow.
+    is_colour_raise = (
+        kind == "event.updated"
+        and previous_severity is not None
+        and RiskLevel(previous_severity).rank < event.severity.rank
+    )
+    return kind if is_colour_raise and subscription.matches("event.escalated", event) else None
 
 
 class Outbox:

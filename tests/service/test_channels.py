@@ -383,6 +383,25 @@ def test_an_incident_the_pipeline_raises_into_a_channels_colours_is_a_new_alert_
     assert "明火 Open flame" in _message_text("wecom", robot.accepted[0].body)
 
 
+@pytest.mark.parametrize("robot", ["wecom"], indirect=True)
+def test_a_channel_that_heard_the_yellow_alert_hears_the_pipeline_raise_it_to_red(
+    robot: RobotReceiver, rigs: list[Rig], tmp_path: Path, clock: FakeClock
+) -> None:
+    """A robot on the default filters (every colour; created and escalated) got the yellow card; made red by
+    a later revision it was an update, not a default kind, and the group still thought it was yellow."""
+    rig = _rig(rigs, _config(tmp_path, _robot_channel(robot)), clock)
+    yellow = make_event(severity=RiskLevel.YELLOW, snapshot_jpeg=None)
+    rig.store.upsert_event(yellow)
+    rig.store.transition(yellow.id, Action.ACKNOWLEDGE, actor="op", note="watching it")  # no escalation follows
+
+    rig.store.upsert_event(replace(yellow, revision=2, severity=RiskLevel.RED))
+    rig.store.upsert_event(replace(yellow, revision=3, severity=RiskLevel.RED))  # an update: no news
+
+    assert [(d.kind, d.revision) for d in rig.deliveries()] == [("event.created", 1), ("event.updated", 2)]
+    assert rig.dispatcher.deliver_due() == 2
+    assert "红色" in _message_text("wecom", robot.accepted[-1].body)
+
+
 @pytest.mark.parametrize("robot", ["dingtalk"], indirect=True)
 def test_changing_a_channels_colours_keeps_its_subscription_and_pending_messages(
     robot: RobotReceiver, rigs: list[Rig], tmp_path: Path, clock: FakeClock
