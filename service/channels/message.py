@@ -17,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from anjian.pipeline.event_wire import SensorFactsWire
+from anjian.service.behaviour_names import behaviour_names
 from anjian.service.config import SiteConfig
 from anjian.service.schemas import WebhookPayload
 
@@ -25,19 +26,6 @@ __all__ = ["SOURCE", "AlertMessage", "MessageBuilder", "bilingual"]
 SOURCE = "安监 anjian"
 """Every message carries it: a robot's custom keyword (自定义关键词) of 安监 or anjian always matches."""
 
-_BEHAVIOURS: dict[str, tuple[str, str]] = {
-    "smoking": ("吸烟", "Smoking"),
-    "open_flame": ("明火", "Open flame"),
-    "blocked_exit": ("安全出口堵塞", "Blocked exit"),
-    "fallen_person": ("人员倒地", "Fallen person"),
-    "uncleaned_dust": ("粉尘未清理", "Uncleaned dust"),
-    "absence_from_post": ("脱岗", "Absence from post"),
-    "overcrowding": ("人员聚集", "Overcrowding"),
-    "camera_fault": ("摄像头故障", "Camera fault"),
-    "sensor_threshold": ("传感器超限", "Sensor threshold"),
-    "sensor_rate_of_rise": ("传感器快速上升", "Sensor rate of rise"),
-    "sensor_fault": ("传感器故障", "Sensor fault"),
-}
 _COLOURS: dict[str, tuple[str, str]] = {
     "red": ("红色", "red"),
     "orange": ("橙色", "orange"),
@@ -135,7 +123,7 @@ class MessageBuilder:
         """
         announced = WebhookPayload.model_validate(payload)
         event = announced.event
-        behaviour_zh, behaviour_en = _BEHAVIOURS.get(str(event.behaviour), (str(event.behaviour),) * 2)
+        behaviour_zh, behaviour_en = behaviour_names(str(event.behaviour))
         camera = self._cameras.get(event.camera_id, event.camera_id)
         parts = [self._site_name, self._workshops.get(event.workshop_id, event.workshop_id), camera]
         if event.zone_id:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from html import escape
 from zoneinfo import ZoneInfo
 
+from anjian.service.behaviour_names import bilingual_behaviour
 from anjian.service.config import AnjianConfig
 from anjian.service.report.charts import hbar_chart, vbar_chart
 from anjian.service.report.figures import Percentiles, ReportFigures
@@ -18,18 +19,6 @@ from anjian.service.report.fonts import FONT_STACK, cjk_font_face_css
 
 __all__ = ["render_report_html"]
 
-BEHAVIOUR_NAMES = {
-    "smoking": "吸烟 Smoking",
-    "open_flame": "明火 Open flame",
-    "blocked_exit": "安全出口堵塞 Blocked exit",
-    "fallen_person": "人员倒地 Fallen person",
-    "uncleaned_dust": "粉尘未清理 Uncleaned dust",
-    "absence_from_post": "脱岗 Absence from post",
-    "camera_fault": "摄像头故障 Camera fault",
-    "sensor_threshold": "传感器超限 Sensor threshold",
-    "sensor_rate_of_rise": "传感器快速上升 Sensor rate of rise",
-    "sensor_fault": "传感器故障 Sensor fault",
-}
 _COLOURS = {
     "red": ("红色 red", "#d32f2f"),
     "orange": ("橙色 orange", "#ef6c00"),
@@ -97,14 +86,14 @@ def render_report_html(figures: ReportFigures, config: AnjianConfig, *, title: s
     colour_rows = [(_COLOURS[c][0], float(n)) for c, n in figures.by_colour.items()]
     colour_fill = [_COLOURS[c][1] for c in figures.by_colour]
     fa_behaviour = [
-        (BEHAVIOUR_NAMES.get(b, b), round(100.0 * fa / n, 1))
+        (bilingual_behaviour(b), round(100.0 * fa / n, 1))
         for b, (fa, n) in figures.false_alarms_by_behaviour.items()
     ]
     fa_camera = [
         (cameras.get(c, c), round(100.0 * fa / n, 1)) for c, (fa, n) in figures.false_alarms_by_camera.items()
     ]
     open_rows = "".join(
-        f"<tr><td>{escape(_COLOURS[e.severity.value][0])}</td><td>{escape(BEHAVIOUR_NAMES.get(e.behaviour.value, e.behaviour.value))}</td>"
+        f"<tr><td>{escape(_COLOURS[e.severity.value][0])}</td><td>{escape(bilingual_behaviour(e.behaviour.value))}</td>"
         f"<td>{escape(workshops.get(e.workshop_id, e.workshop_id))} · {escape(cameras.get(e.camera_id, e.camera_id))}</td>"
         f"<td>{escape(_STATES.get(e.state.value, e.state.value))}</td><td>{local(e.started_at)}</td>"
         f"<td>{escape(e.assignee or '')}</td></tr>"
@@ -133,7 +122,7 @@ def render_report_html(figures: ReportFigures, config: AnjianConfig, *, title: s
 
 <div class="grid">
 <div><h2>按行为 By behaviour</h2>
-{hbar_chart([(BEHAVIOUR_NAMES.get(b, b), float(n)) for b, n in figures.by_behaviour.items()])}</div>
+{hbar_chart([(bilingual_behaviour(b), float(n)) for b, n in figures.by_behaviour.items()])}</div>
 <div><h2>按等级 By colour (as detected)</h2>{hbar_chart(colour_rows, colours=colour_fill)}</div>
 <div><h2>按摄像头 By camera</h2>
 {hbar_chart([(cameras.get(c, c), float(n)) for c, n in figures.by_camera.items()])}</div>
