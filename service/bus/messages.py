@@ -7,6 +7,8 @@ Plant to hub (the plant's events stream):
   for detection revisions; its ``key`` is the outbox row's idempotency key, also its ``Nats-Msg-Id``.
 - ``HealthReport``: the health of the plant's cameras and sensors, every ``bus.health_interval_s``
   (``sensors`` empty from a plant without sensors, or one older than them).
+- ``RemarkReceipt``: the plant's word that a supervisor's remark reached it (written into the
+  incident's audit trail, or not: the plant has no such incident).
 
 Hub to plant (the hub's commands stream, sourced into the plant's):
 
@@ -19,9 +21,9 @@ Hub to plant, core request/reply (``anjian.service.bus.clips``):
 Every time is epoch seconds between 0 and ``MAX_EPOCH_S`` (the year 5138): a report "from the
 year 31 million" is refused where it is read, rather than stored and failing every response
 that shows it. The models refuse unknown fields, so a typo in the code that builds a message
-fails at once; the hub reads a plant's message with ``parse_plant_message``, which leaves out
-the fields it does not know instead (a plant upgraded before its hub may send more), and says
-which.
+fails at once; the hub reads a plant's message with ``parse_plant_message`` and a plant reads a
+remark with ``parse_hub_remark``, which leave out the fields they do not know instead (the other
+side, upgraded first, may send more), and say which.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Annotated, Final, Literal
+from typing import Annotated, Final, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -54,8 +56,10 @@ __all__ = [
     "ClipRequest",
     "EventChange",
     "HealthReport",
+    "RemarkReceipt",
     "SensorReport",
     "SupervisorRemark",
+    "parse_hub_remark",
     "parse_plant_message",
 ]
 
@@ -65,6 +69,9 @@ MAX_EPOCH_S: Final = 1e11
 """The latest time a message may carry, epoch seconds: the year 5138, past any real clock and well inside
 what a date can hold (the API shows every time as one)."""
 _EXTRA_FORBIDDEN: Final = "extra_forbidden"  # pydantic's error type of an unknown field
+_REMARK_ID = r"^[0-9a-f]{32}$"
+
+_Parsed = TypeVar("_Parsed")
 
 _EpochS = Annotated[float, Field(ge=0, le=MAX_EPOCH_S)]
 """A time in a message: epoch seconds, from 1970 to ``MAX_EPOCH_S``."""
@@ -153,13 +160,29 @@ class SupervisorRemark(_BusModel):
 
     type: Literal["remark"] = "remark"
     schema_version: Literal[1] = BUS_SCHEMA_VERSION
-    id: str = Field(..., pattern=r"^[0-9a-f]{32}$", description="Unique id (hex uuid): the Nats-Msg-Id.")
+    id: str = Field(..., pattern=_REMARK_ID, description="Unique id (hex uuid): the Nats-Msg-Id.")
     plant_id: str = Field(..., pattern=_ID, max_length=64)
     event_id: str = Field(..., pattern=_ID, max_length=64)
     actor: str = Field(..., min_length=1, max_length=200, description="The supervisor (hub token name).")
     note: str = Field(..., min_length=1, max_length=4000)
     is_press_for_action: bool = False
     at: _EpochS = Field(..., description="When the supervisor wrote it, epoch seconds.")
+
+
+class RemarkReceipt(_BusModel):
+    """A plant's word that a supervisor's remark reached it.
+
+    ``recorded``: it is in the incident's audit trail (written now, or there already: the remark
+    came again). ``no_such_event``: the plant has no such incident (deleted there by its retention).
+    """
+
+    type: Literal["remark_receipt"] = "remark_receipt"
+    schema_version: Literal[1] = BUS_SCHEMA_VERSION
+    plant_id: str = Field(..., pattern=_ID, max_length=64)
+    event_id: str = Field(..., pattern=_ID, max_length=64)
+    remark_id: str = Field(..., pattern=_REMARK_ID, description="The remark's id.")
+    outcome: Literal["recorded", "no_such_event"]
+    sent_at: _EpochS = Field(..., description="When the plant published it, epoch seconds.")
 
 
 class ClipRequest(_BusModel):
@@ -173,10 +196,11 @@ class ClipRequest(_BusModel):
     length: int = Field(..., ge=1, le=64 * 1024 * 1024)
 
 
-BusMessage = EventChange | HealthReport
+BusMessage = EventChange | HealthReport | RemarkReceipt
 """What a plant sends the hub."""
 
 _PLANT_MESSAGE: TypeAdapter[BusMessage] = TypeAdapter(Annotated[BusMessage, Field(discriminator="type")])
+_HUB_REMARK: TypeAdapter[SupervisorRemark] = TypeAdapter(SupervisorRemark)
 
 
 def parse_plant_message(data: bytes) -> tuple[BusMessage, tuple[str, ...]]:
@@ -195,19 +219,40 @@ def parse_plant_message(data: bytes) -> tuple[BusMessage, tuple[str, ...]]:
             are wrong), or a time that no date can hold.
     """
     try:
-        return _validate_leaving_out_unknown(data)
+        # each error's place starts with the message's ``type`` (the union's tag), then the field's path
+        return _validate_leaving_out_unknown(_PLANT_MESSAGE, data, tag_parts=1)
     except OverflowError as exc:  # a time in the plant's record (``UtcTime``) past what a date holds
         raise ValueError(f"a time out of range: {exc}") from exc
 
 
-def _validate_leaving_out_unknown(data: bytes) -> tuple[BusMessage, tuple[str, ...]]:
-    """``parse_plant_message`` but for times out of range (``OverflowError``)."""
+def parse_hub_remark(data: bytes) -> tuple[SupervisorRemark, tuple[str, ...]]:
+    """The hub's remark in ``data`` (JSON), leaving out fields this version lacks.
+
+    A hub upgraded before its plants may send fields the plant does not know yet: they are
+    left out (the plant records what it knows) rather than the remark refused and lost.
+    Every other error refuses the remark.
+
+    Returns:
+        The remark, and the names of the fields left out (empty for a remark of this version).
+
+    Raises:
+        ValueError: Not a remark (a ``pydantic.ValidationError`` naming the fields that are wrong).
+    """
+    return _validate_leaving_out_unknown(_HUB_REMARK, data, tag_parts=0)
+
+
+def _validate_leaving_out_unknown(
+    adapter: TypeAdapter[_Parsed], data: bytes, *, tag_parts: int
+) -> tuple[_Parsed, tuple[str, ...]]:
+    """``data`` validated by ``adapter`` without the fields it does not know, and their paths.
+
+    ``tag_parts``: how many leading parts of an error's place name the union's member, not a field.
+    """
     try:
-        return _PLANT_MESSAGE.validate_json(data), ()
+        return adapter.validate_json(data), ()
     except ValidationError as exc:
-        # each error's place starts with the message's ``type`` (the union's tag), then the field's path
         unknown = [
-            error["loc"][1:]
+            error["loc"][tag_parts:]
             for error in exc.errors(include_input=False, include_url=False)
             if error["type"] == _EXTRA_FORBIDDEN
         ]
@@ -215,7 +260,7 @@ def _validate_leaving_out_unknown(data: bytes) -> tuple[BusMessage, tuple[str, .
         if document is None or not all(_drop_field(document, path) for path in unknown):
             raise
     return (
-        _PLANT_MESSAGE.validate_json(json.dumps(document)),  # still refused for any other error
+        adapter.validate_json(json.dumps(document)),  # still refused for any other error
         tuple(".".join(str(part) for part in path) for path in unknown),
     )
 

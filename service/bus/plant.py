@@ -5,10 +5,13 @@ change's own transaction (``anjian.service.outbox``). A plant with a ``bus:`` se
 one more subscription, ``bus:hub``, so each event revision and lifecycle change gets a
 row; the webhook dispatcher claims it like any other and hands it to ``PlantBus.send``,
 which publishes it to the plant's own JetStream (``PLANT_<id>_EVENTS``, on the plant's
-disk) with ``Nats-Msg-Id: <plant>:<outbox idempotency key>``. JetStream drops a
-re-publish of the same id (a retry after a lost ack); the dispatcher's retries and dead
-letters cover a plant's nats-server that is down. The link to the hub is not on this
-path at all: the hub's stream sources the plant's when the link is up.
+disk) with ``Nats-Msg-Id: <plant>:<outbox idempotency key>:<digest of its payload>``.
+JetStream drops a re-publish of the same id (a retry after a lost ack). The digest keeps
+a different change that got the same key apart: a plant database restored from a backup
+hands out its audit ids again, and its new changes were dropped as the old ones' retries.
+The dispatcher's retries and dead letters cover a plant's nats-server that is down. The
+link to the hub is not on this path at all: the hub's stream sources the plant's when the
+link is up.
 
 A detection revision carries its snapshot (base64, inside the JSON) when the whole message
 fits the server's ``max_payload`` (what the server announced when the client connected);
@@ -19,18 +22,23 @@ the event): the hub shows the event without a snapshot.
 
 In. A consumer on the plant's commands stream (sourced from the hub's) writes each
 supervisor's remark into the incident's audit trail (``anjian.service.bus.remarks``),
-then acks it. A core subscription answers the hub's requests for clips, which stay on the
-plant until asked for (``anjian.service.bus.clips``).
+publishes a ``RemarkReceipt`` (the hub shows the remark delivered), then acks it; a receipt
+that cannot be published yet brings the remark again (it is written once). Fields of a
+remark this plant does not know (a hub upgraded first) are left out and logged once. A core
+subscription answers the hub's requests for clips, which stay on the plant until asked for
+(``anjian.service.bus.clips``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import nats.errors
 from nats.aio.msg import Msg
@@ -51,8 +59,9 @@ from anjian.service.bus.messages import (
     CameraReport,
     EventChange,
     HealthReport,
+    RemarkReceipt,
     SensorReport,
-    SupervisorRemark,
+    parse_hub_remark,
 )
 from anjian.service.bus.remarks import record_remark
 from anjian.service.bus.signing import SIGNATURE_HEADER, is_signed_by, signature
@@ -82,6 +91,8 @@ _RETRY_S: Final = 1.0
 _HOLD_BACK_S: Final = 2.0
 _CLIP_QUEUE: Final = "anjian-plant-clips"
 _HEADROOM: Final = 16 * 1024  # below max_payload: room for the headers (message id, signature)
+_DIGEST_HEX: Final = 16  # hex digits of a payload's SHA-256 in its message id
+_MOST_UNKNOWN_FIELDS: Final = 50  # unknown fields of the hub's remarks logged (once each) at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +147,7 @@ class PlantBus:
         self._counters = Counters(PlantBusStats())
         self._is_ready = False  # the streams were ensured (only the loop thread reads and writes it)
         self._health: PeriodicThread | None = None
+        self._unknown_fields: set[str] = set()  # fields of the hub's remarks logged as unknown
 
     def stats(self) -> PlantBusStats:
         """The counters as they are now."""
@@ -187,20 +199,23 @@ class PlantBus:
 
     def _publish(self, subject: str, data: bytes, msg_id: str) -> None:
         """Publish to the plant's JetStream (signed, with a key) and wait for it to be stored."""
-        timeout_s = self._config.publish_timeout_s
+
+        async def publish(js: JetStreamContext) -> None:
+            await self._publish_on(js, subject, data, msg_id)
+
+        self.connection.call(publish, timeout_s=self._config.publish_timeout_s + 1.0)
+
+    async def _publish_on(self, js: JetStreamContext, subject: str, data: bytes, msg_id: str) -> None:
+        """``_publish`` on the loop: publish (signed, with a key) and wait for it to be stored."""
         headers = {"Nats-Msg-Id": msg_id}
         if self._config.signing_key is not None:
             headers[SIGNATURE_HEADER] = signature(self._config.signing_key.get_secret_value(), data)
-
-        async def publish(js: JetStreamContext) -> None:
-            await self._ensure(js)
-            try:
-                await js.publish(subject, data, timeout=timeout_s, headers=headers)
-            except (NotFoundError, nats.errors.NoRespondersError):
-                self._is_ready = False  # the stream is gone (a wiped server): create it on the next try
-                raise
-
-        self.connection.call(publish, timeout_s=timeout_s + 1.0)
+        await self._ensure(js)
+        try:
+            await js.publish(subject, data, timeout=self._config.publish_timeout_s, headers=headers)
+        except (NotFoundError, nats.errors.NoRespondersError):
+            self._is_ready = False  # the stream is gone (a wiped server): create it on the next try
+            raise
 
     def send(self, subscription: Subscription, delivery: WebhookDelivery) -> SendOutcome:
         """Publish one claimed outbox delivery to the plant's JetStream; never raises.
@@ -229,7 +244,7 @@ class PlantBus:
                 snapshot_jpeg=self._snapshot(payload) if delivery.kind in _DETECTION_KINDS else None,
             )
             subject = subjects.event_subject(self.plant_id)
-            msg_id = f"{self.plant_id}:{delivery.idempotency_key}"
+            msg_id = f"{self.plant_id}:{delivery.idempotency_key}:{_digest(delivery.payload)}"
             try:
                 self._publish(subject, self._fitting(change), msg_id)
             except nats.errors.MaxPayloadError:  # a server with a lower max_payload since it was measured
@@ -376,9 +391,13 @@ class PlantBus:
         )
 
     async def _apply_remark(self, message: Msg) -> None:
-        """Write one remark into the audit trail and ack it; a malformed or unknown one is dropped (term)."""
+        """Write one remark into the audit trail, tell the hub, and ack it; a malformed one is dropped (term).
+
+        The receipt says ``recorded`` (also for a remark there already: it came again) or
+        ``no_such_event``; one that cannot be published yet brings the remark again.
+        """
         try:
-            remark = SupervisorRemark.model_validate_json(message.data)
+            remark, unknown = parse_hub_remark(message.data)
         except ValidationError as exc:
             logger.error("plant %s: dropping a malformed remark: %s", self.plant_id, exc)
             await message.term()
@@ -394,15 +413,59 @@ class PlantBus:
             logger.error("plant %s: dropping a remark addressed to %s", self.plant_id, remark.plant_id)
             await message.term()
             return
+        self._log_unknown_fields(unknown)
         loop = asyncio.get_running_loop()
+        outcome: Literal["recorded", "no_such_event"] = "recorded"
         try:
             await loop.run_in_executor(None, lambda: record_remark(self._store, remark, now=self._clock()))
         except KeyError:
             logger.error("plant %s: remark on unknown event %s dropped", self.plant_id, remark.event_id)
-            await message.term()
-            return
+            outcome = "no_such_event"
         except Exception as exc:  # noqa: BLE001 - a busy database: the remark comes again
             logger.warning("plant %s: cannot record remark %s yet: %s", self.plant_id, remark.id, exc)
             await message.nak(delay=_RETRY_S)
             return
+        receipt = RemarkReceipt(
+            plant_id=self.plant_id,
+            event_id=remark.event_id,
+            remark_id=remark.id,
+            outcome=outcome,
+            sent_at=self._clock(),
+        )
+        try:
+            await self._publish_on(
+                self.connection.jetstream(),
+                subjects.receipt_subject(self.plant_id),
+                receipt.model_dump_json().encode(),
+                f"{self.plant_id}:receipt:{remark.id}",
+            )
+        except Exception as exc:  # noqa: BLE001 - the plant's JetStream is in trouble: the remark comes again
+            logger.warning(
+                "plant %s: cannot confirm remark %s to the hub yet: %s: %s",
+                self.plant_id,
+                remark.id,
+                type(exc).__name__,
+                exc,
+            )
+            await message.nak(delay=_RETRY_S)
+            return
         await message.ack()
+
+    def _log_unknown_fields(self, unknown: tuple[str, ...]) -> None:
+        """Log the fields of a remark this plant does not know, once each (a hub upgraded before it)."""
+        room = max(0, _MOST_UNKNOWN_FIELDS - len(self._unknown_fields))
+        new = [name for name in unknown if name not in self._unknown_fields][:room]
+        if new:
+            self._unknown_fields.update(new)
+            logger.warning(
+                "plant %s: the hub sends remark field(s) this plant does not know (%s): recorded without them; "
+                "upgrade the plant to keep them",
+                self.plant_id,
+                ", ".join(new),
+            )
+
+
+def _digest(payload: Mapping[str, Any]) -> str:
+    """The first hex digits of the SHA-256 of a stored payload's JSON (keys sorted): the same for every retry."""
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:_DIGEST_HEX]

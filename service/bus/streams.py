@@ -6,7 +6,9 @@ stream and its stream of messages set aside as not signed by their plant (``HUB_
 ``ensure_*`` may run at every start and after a server lost its store: a stream
 that exists is updated to the wanted config (a new plant becomes a new source).
 
-The hub's events stream keeps each message ``retention_days`` and holds ``max_bytes`` at most,
+The hub's commands stream keeps each remark ``remark_retention_days`` (a plant may be shut
+down for weeks; the hub publishes a remark its plant has not confirmed again before then). The
+hub's events stream keeps each message ``retention_days`` and holds ``max_bytes`` at most,
 the oldest going first: normally messages the hub has stored already (the stream is only the
 way in; snapshots would otherwise fill the disk long before the days are up). Only a hub
 service stopped while more than ``max_bytes`` comes in loses the oldest messages it had not
@@ -36,13 +38,11 @@ from nats.js.errors import BadRequestError, NotFoundError
 from anjian.service.bus import subjects
 
 __all__ = [
-    "HUB_UNSIGNED_STREAM",
     "PlantStreams",
     "SourcedPlant",
     "ensure_durable",
     "ensure_hub_streams",
     "ensure_plant_streams",
-    "unsigned_subject",
 ]
 
 logger = logging.getLogger(__name__)
@@ -52,14 +52,6 @@ _UNLIMITED = -1  # JetStream's max_deliver for "redeliver for ever"
 _STREAM_NAME_IN_USE = 10058  # JetStream's error code: a stream of that name exists
 _DUPLICATE_WINDOW_S = 3_600.0  # longer than any outbox retry of one publish
 _UNSIGNED_SHARE = 10  # the set-aside stream holds at most this fraction of the events stream's bytes
-
-HUB_UNSIGNED_STREAM = "HUB_UNSIGNED"
-"""The hub's stream of plant messages set aside because their plant's key did not sign them."""
-
-
-def unsigned_subject(plant_id: str | None = None) -> str:
-    """Where the hub sets aside a plant's unsigned messages (``None``: every plant's, the stream's subject)."""
-    return f"anjian.hub.unsigned.{'*' if plant_id is None else plant_id}"
 
 
 @dataclass(frozen=True)
@@ -138,22 +130,30 @@ async def ensure_plant_streams(
 
 
 async def ensure_hub_streams(
-    js: JetStreamContext, plants: Iterable[SourcedPlant], *, retention_days: float, max_bytes: int
+    js: JetStreamContext,
+    plants: Iterable[SourcedPlant],
+    *,
+    retention_days: float,
+    max_bytes: int,
+    remark_retention_days: float | None = None,
 ) -> None:
     """Create the hub's events stream sourcing every plant's, its commands stream and its set-aside stream.
 
     Args:
         js: JetStream of the hub's own server.
         plants: The plants to source (the stream's sources become exactly these).
-        retention_days: How long the hub's streams keep messages.
+        retention_days: How long the hub's events and set-aside streams keep messages.
         max_bytes: The most the events stream holds (the oldest messages go first); the
             set-aside stream holds a tenth of it.
+        remark_retention_days: How long the commands stream keeps a remark for a plant that is
+            offline (remarks are small); ``None``: ``retention_days``.
 
     Raises:
         ValueError: ``max_bytes`` is below 1.
     """
     if max_bytes < 1:
         raise ValueError(f"max_bytes must be >= 1, got {max_bytes}")
+    commands_days = retention_days if remark_retention_days is None else remark_retention_days
     sources = [
         StreamSource(
             name=subjects.plant_events_stream(plant.plant_id),
@@ -181,17 +181,17 @@ async def ensure_hub_streams(
             description="supervisors' remarks to the plants; each plant sources its own",
             subjects=[subjects.command_subject()],
             storage=StorageType.FILE,
-            max_age=retention_days * _DAY_S,
+            max_age=commands_days * _DAY_S,
             duplicate_window=_DUPLICATE_WINDOW_S,
         ),
     )
     await _put_stream(
         js,
         StreamConfig(
-            name=HUB_UNSIGNED_STREAM,
+            name=subjects.HUB_UNSIGNED_STREAM,
             description="plant messages not signed with their plant's key, set aside until a hub that has the "
             "right key starts",
-            subjects=[unsigned_subject()],
+            subjects=[subjects.unsigned_subject()],
             storage=StorageType.FILE,
             max_age=retention_days * _DAY_S,
             max_bytes=max(max_bytes // _UNSIGNED_SHARE, 1),

@@ -7,6 +7,10 @@ Topology (one hub, many plants)::
            (on the plant's disk while the link is down)  ───sourced───▶    (sources every plant's stream)
       stream PLANT_<id>_COMMANDS ◀───sourced (filter anjian.hub.command.<id>)── stream HUB_COMMANDS
 
+The plant confirms each remark it received (``anjian.plant.<id>.receipt``, in its events stream).
+The hub sets aside a plant's message its key did not sign in ``HUB_UNSIGNED``
+(``anjian.hub.unsigned.<id>``, on the hub's server only).
+
 Clips travel on demand, outside JetStream: the hub sends a core NATS request on
 ``anjian.clip.<id>`` (not under any stream's subjects) and the plant answers it.
 
@@ -26,6 +30,7 @@ __all__ = [
     "HUB_COMMANDS_STREAM",
     "HUB_CONSUMER",
     "HUB_EVENTS_STREAM",
+    "HUB_UNSIGNED_STREAM",
     "PLANT_COMMANDS_CONSUMER",
     "api_prefix",
     "check_bus_id",
@@ -37,6 +42,8 @@ __all__ = [
     "plant_domain",
     "plant_events_stream",
     "plant_subjects",
+    "receipt_subject",
+    "unsigned_subject",
 ]
 
 BUS_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
@@ -44,9 +51,12 @@ BUS_ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
 
 HUB_EVENTS_STREAM: Final = "HUB_EVENTS"
 HUB_COMMANDS_STREAM: Final = "HUB_COMMANDS"
+HUB_UNSIGNED_STREAM: Final = "HUB_UNSIGNED"
+"""The hub's stream of plant messages set aside because their plant's key did not sign them."""
 HUB_CONSUMER: Final = "anjian-hub"
 PLANT_COMMANDS_CONSUMER: Final = "anjian-plant"
 _COMMAND_PREFIX: Final = "anjian.hub.command"
+_UNSIGNED_PREFIX: Final = "anjian.hub.unsigned"
 
 
 def check_bus_id(kind: str, value: str) -> str:
@@ -93,6 +103,16 @@ def event_subject(plant_id: str) -> str:
 def health_subject(plant_id: str) -> str:
     """Camera health reports of a plant."""
     return f"anjian.plant.{plant_id}.health"
+
+
+def receipt_subject(plant_id: str) -> str:
+    """A plant's word that it received a supervisor's remark."""
+    return f"anjian.plant.{plant_id}.receipt"
+
+
+def unsigned_subject(plant_id: str | None = None) -> str:
+    """Where the hub sets aside a plant's unsigned messages (``None``: every plant's, the stream's subject)."""
+    return f"{_UNSIGNED_PREFIX}.{'*' if plant_id is None else plant_id}"
 
 
 def command_subject(plant_id: str | None = None) -> str:

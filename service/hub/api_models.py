@@ -7,7 +7,7 @@ are ``UtcTime``, so a record's epoch seconds become UTC datetimes on the way.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -111,7 +111,19 @@ class HubAuditOut(_Out):
     assignee: str | None
     note: str
     is_from_hub: bool
-    sent_at: UtcTime | None = Field(..., description="Remarks: when the bus took it; null while pending.")
+    sent_at: UtcTime | None = Field(
+        ...,
+        description="Remarks: when the bus last took it; null while pending (sent again until confirmed).",
+    )
+    delivered_at: UtcTime | None = Field(
+        None,
+        description="Remarks: when the plant confirmed it; null until then (plants older than the hub never do).",
+    )
+    delivery: Literal["recorded", "no_such_event"] | None = Field(
+        None,
+        description="Remarks: recorded (in the incident's audit trail at the plant) or no_such_event (the plant "
+        "has no such incident); null until the plant confirms it.",
+    )
 
 
 class EventDetailOut(_Out):

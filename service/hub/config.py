@@ -171,8 +171,18 @@ class HubBusConfig(_HubModel):
         14.0,
         gt=0,
         le=3650,
-        description="How long the hub's streams keep messages: the longest stop of the hub service they "
-        "bridge (what it stored is in its database; the stream is only the way in).",
+        description="How long the hub's events stream (and its set-aside one) keeps messages: the longest stop "
+        "of the hub service it bridges (what it stored is in its database; the stream is only the way in). "
+        "Remarks to the plants: remark_retention_days.",
+    )
+    remark_retention_days: float = Field(
+        30.0,
+        ge=1,
+        le=3650,
+        description="How long the hub's commands stream keeps a supervisor's remark for a plant that is offline "
+        "(remarks are small). A remark its plant has not confirmed is published again every half of this, so "
+        "a plant shut down for longer still gets it when it returns (plants older than the hub never confirm: "
+        "theirs are published again the same way, and written once).",
     )
     max_stream_bytes: int = Field(
         20_000_000_000,

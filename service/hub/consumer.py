@@ -3,22 +3,25 @@
 In. A durable pull consumer (``anjian-hub``, explicit acks) reads the hub's events stream,
 which sources every configured plant's stream over the leaf connections. It takes up to
 ``bus.fetch_batch`` messages, writes them in one transaction (``HubStore.apply``,
-idempotent), and only then acks them. A hub killed between the write and the ack gets
-the same messages again after ``ack_wait_s`` and writes nothing twice. A message that
-is not a plant message, or claims another plant than the stream it came from, is
-terminated (logged, never redelivered). Fields the hub does not know (a plant upgraded
-before it) are left out and logged once; the rest of the message is stored.
+idempotent, with the time each reached the stream: JetStream's timestamp, the same on a
+redelivery, which orders a plant's health reports), and only then acks them. A hub killed
+between the write and the ack gets the same messages again after ``ack_wait_s`` and writes
+nothing twice. A message that is not a plant message, or claims another plant than the
+stream it came from, is terminated (logged, never redelivered). Fields the hub does not know
+(a plant upgraded before it) are left out and logged once; the rest of the message is
+stored.
 
-Unsigned. A message of a plant with a ``signing_key`` that the key did not sign (a wrong
-key in either config, or another leaf node speaking for the plant: they share one account)
-is set aside: copied to the hub's ``HUB_UNSIGNED`` stream (``anjian.hub.unsigned.<plant>``,
-kept ``bus.retention_days``, a tenth of ``bus.max_stream_bytes`` at most), acked, logged
-and counted (``HubBusStats.unsigned``). It never waits in the live consumer, whose 20,000
-unacked messages at most would otherwise fill with them and hold back every plant. At each
-start the hub looks through the set-aside messages once and stores those its plants' keys
-sign now (a hub restarted with its key for the plant corrected: nothing lost), deleting
-them from that stream; the others stay until they expire. Messages a plant signed with a
-mistyped key of its own are stored only by a hub given that same key.
+Unsigned. A message of a plant with a ``signing_key`` that the key did not sign (a wrong key
+in either config, or another leaf node speaking for the plant: they share one account) is
+set aside: copied to the hub's ``HUB_UNSIGNED`` stream (``anjian.hub.unsigned.<plant>``,
+kept ``bus.retention_days``, a tenth of ``bus.max_stream_bytes`` at most, with the time it
+reached the events stream), acked, logged and counted (``HubBusStats.unsigned``). It never
+waits in the live consumer, whose 20,000 unacked messages at most would otherwise fill with
+them and hold back every plant. At each start the hub looks through the set-aside messages
+once and stores those its plants' keys sign now (a hub restarted with its key for the plant
+corrected: nothing lost), deleting them from that stream; the others stay until they expire.
+Messages a plant signed with a mistyped key of its own are stored only by a hub given that
+same key.
 
 Giving up. Only a message the hub itself cannot store while its database answers (a
 poison message) is given up, after ``max_deliveries`` such failures, counted here per
@@ -30,15 +33,20 @@ has no ``max_deliver`` either (``ensure_durable``), so the server never drops a 
 its own.
 
 Out. A remark is first stored in the hub's database, then published to the hub's
-commands stream (``anjian.hub.command.<plant>``, ``Nats-Msg-Id`` = the remark's id) and
-marked sent; each plant's commands stream sources its own subject. Remarks not yet taken
-by the bus (the hub's nats-server was down) are published again every second.
+commands stream (``anjian.hub.command.<plant>``, ``Nats-Msg-Id`` = the remark's id, kept
+``bus.remark_retention_days``) and marked sent; each plant's commands stream sources its own
+subject. Remarks not yet taken by the bus (the hub's nats-server was down) are published
+again every second, and those their plant has not confirmed (its ``RemarkReceipt`` marks
+them delivered) every half of ``bus.remark_retention_days``, so a plant offline longer than
+the stream keeps them still gets them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -55,12 +63,8 @@ from anjian.service.bus.connection import BusConnection
 from anjian.service.bus.consuming import run_pull_consumer
 from anjian.service.bus.messages import BusMessage, SupervisorRemark, parse_plant_message
 from anjian.service.bus.signing import SIGNATURE_HEADER, is_signed_by, signature
-from anjian.service.bus.streams import (
-    HUB_UNSIGNED_STREAM,
-    SourcedPlant,
-    ensure_hub_streams,
-    unsigned_subject,
-)
+from anjian.service.bus.streams import SourcedPlant, ensure_hub_streams
+from anjian.service.bus.subjects import HUB_UNSIGNED_STREAM, unsigned_subject
 from anjian.service.hub.config import HubConfig
 from anjian.service.hub.store import HubStore
 
@@ -74,10 +78,12 @@ _OUTAGE_RETRY_MAX_S: Final = 60.0
 _RELAY_INTERVAL_S: Final = 1.0
 _UNSIGNED_LOG_INTERVAL_S: Final = 60.0  # a plant's unsigned messages are logged at the first, then this often
 _SUBJECT_HEADER: Final = "Anjian-Subject"  # a set-aside message's subject in the plant's stream
+_STORED_AT_HEADER: Final = "Anjian-Stored-At"  # when a set-aside message reached the events stream (epoch s)
 _PUBLISH_TIMEOUT_S: Final = 5.0
 _RELEASE_FETCH_WAIT_S: Final = 1.0
 _RELEASE_CONSUMER_IDLE_S: Final = 60.0  # the server deletes the look-through consumer after this idle
 _MOST_UNKNOWN_FIELDS: Final = 50  # per plant, unknown fields logged (once each) at most
+_DAY_S: Final = 86_400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +182,11 @@ class HubBus:
 
         async def setup(js: JetStreamContext) -> None:
             await ensure_hub_streams(
-                js, plants, retention_days=bus.retention_days, max_bytes=bus.max_stream_bytes
+                js,
+                plants,
+                retention_days=bus.retention_days,
+                max_bytes=bus.max_stream_bytes,
+                remark_retention_days=bus.remark_retention_days,
             )
             self._is_set_up = True
 
@@ -208,7 +218,7 @@ class HubBus:
         if not good:
             return
         try:
-            await self._apply([parsed for _, parsed in good])
+            await self._apply([parsed for _, parsed in good], [_stored_at(message) for message, _ in good])
         except Exception as exc:  # noqa: BLE001 - an outage, or one message the database refuses
             if not await self._is_database_up():
                 delay_s = self._outage_delay_s()
@@ -232,10 +242,12 @@ class HubBus:
             await message.ack()
         self._count(batches=1)
 
-    async def _apply(self, messages: list[BusMessage]) -> None:
-        """Write messages in one transaction (``HubStore.apply``) in a worker thread, one write at a time."""
+    async def _apply(self, messages: list[BusMessage], stored_at: list[float]) -> None:
+        """Write messages (with when each reached the stream) in one transaction (``HubStore.apply``) in a
+        worker thread, one write at a time."""
+        apply = functools.partial(self._store.apply, messages, stored_at=stored_at)
         async with self._writing:
-            await asyncio.get_running_loop().run_in_executor(None, self._store.apply, messages)
+            await asyncio.get_running_loop().run_in_executor(None, apply)
 
     def _outage_delay_s(self) -> float:
         """The delay of the next hold-back through a database outage: doubling, up to ``outage_retry_max_s``."""
@@ -262,7 +274,7 @@ class HubBus:
         nothing is given up.
         """
         try:
-            await self._apply([parsed])
+            await self._apply([parsed], [_stored_at(message)])
         except Exception as exc:  # noqa: BLE001 - the message comes again, or is given up
             if not await self._is_database_up():
                 await message.nak(delay=self._outage_delay_s())
@@ -334,7 +346,11 @@ class HubBus:
         """
         plant_id = _subject_plant(message.subject) or "unknown"  # a plant's: only those have keys
         stream, sequence = _sequence(message)
-        headers = {_SUBJECT_HEADER: message.subject, "Nats-Msg-Id": f"{stream}:{sequence}"}
+        headers = {
+            _SUBJECT_HEADER: message.subject,
+            _STORED_AT_HEADER: repr(_stored_at(message)),
+            "Nats-Msg-Id": f"{stream}:{sequence}",
+        }
         signed = (message.headers or {}).get(SIGNATURE_HEADER)
         if signed is not None:  # only the signature: other headers could set conditions on the publish
             headers[SIGNATURE_HEADER] = signed
@@ -438,7 +454,7 @@ class HubBus:
                 except TimeoutError:  # nothing more
                     break
                 is_done = messages[-1].metadata.num_pending == 0
-                signed: dict[int, BusMessage] = {}
+                signed: dict[int, tuple[BusMessage, float]] = {}
                 for message in messages:
                     subject = (message.headers or {}).get(_SUBJECT_HEADER, "")
                     plant_id = _subject_plant(subject)
@@ -454,7 +470,7 @@ class HubBus:
                         self._count(terminated=1)
                         await js.delete_msg(HUB_UNSIGNED_STREAM, sequence)
                     else:
-                        signed[sequence] = parsed
+                        signed[sequence] = (parsed, _set_aside_stored_at(message))
                 written = await self._store_released(signed)
                 left += len(signed) - len(written)
                 stored += len(written)
@@ -465,8 +481,9 @@ class HubBus:
             await subscription.unsubscribe()
         return stored, left
 
-    async def _store_released(self, messages: dict[int, BusMessage]) -> list[int]:
-        """Store set-aside messages (by their sequence there): in one transaction, else one by one.
+    async def _store_released(self, messages: dict[int, tuple[BusMessage, float]]) -> list[int]:
+        """Store set-aside messages (by their sequence there, with when each reached the events stream):
+        in one transaction, else one by one.
 
         Returns:
             The sequences of those stored; one the database refuses while it answers is left out.
@@ -477,16 +494,18 @@ class HubBus:
         if not messages:
             return []
         try:
-            await self._apply(list(messages.values()))
+            await self._apply([m for m, _ in messages.values()], [at for _, at in messages.values()])
             return list(messages)
         except Exception:
             if not await self._is_database_up():
                 raise
         return [
-            sequence for sequence, message in messages.items() if await self._store_released_alone(message)
+            sequence
+            for sequence, (message, stored_at) in messages.items()
+            if await self._store_released_alone(message, stored_at)
         ]
 
-    async def _store_released_alone(self, message: BusMessage) -> bool:
+    async def _store_released_alone(self, message: BusMessage, stored_at: float) -> bool:
         """Store one set-aside message, tried ``max_deliveries`` times while the database answers; whether stored.
 
         Raises:
@@ -494,7 +513,7 @@ class HubBus:
         """
         for tries in range(1, self._max_deliveries + 1):
             try:
-                await self._apply([message])
+                await self._apply([message], [stored_at])
                 return True
             except Exception as exc:
                 if not await self._is_database_up():
@@ -513,8 +532,12 @@ class HubBus:
     # ---------------------------------------------------------------- out
 
     async def _relay_remarks(self) -> None:
-        """Publish the remarks the bus has not taken yet: when one is added, and every second."""
+        """Publish the remarks the bus has not taken yet: when one is added, and every second; those their
+        plant has not confirmed again every half of ``bus.remark_retention_days``."""
         loop = asyncio.get_running_loop()
+        due = functools.partial(
+            self._store.unsent_remarks, resend_after_s=self._config.bus.remark_retention_days * _DAY_S / 2
+        )
         while True:
             try:
                 await asyncio.wait_for(self._remarks_due.wait(), _RELAY_INTERVAL_S)
@@ -524,7 +547,7 @@ class HubBus:
             if not self.connection.is_connected:
                 continue
             try:
-                remarks = await loop.run_in_executor(None, self._store.unsent_remarks)
+                remarks = await loop.run_in_executor(None, due)
                 for remark in remarks:
                     await self._publish_remark(remark)
                     await loop.run_in_executor(None, self._store.mark_sent, remark)
@@ -553,6 +576,25 @@ def _subject_plant(subject: str) -> str | None:
 def _sequence(message: Msg) -> tuple[str, int]:
     """The message's place in the hub's stream: (stream, stream sequence)."""
     return message.metadata.stream, message.metadata.sequence.stream
+
+
+def _stored_at(message: Msg) -> float:
+    """When the message reached the hub's stream: JetStream's timestamp (the hub server's clock), epoch seconds."""
+    return message.metadata.timestamp.timestamp()
+
+
+def _set_aside_stored_at(message: Msg) -> float:
+    """When a set-aside message reached the events stream (its header), at the latest when it was set aside.
+
+    The header is not signed (any leaf node may publish there): a time after the set-aside
+    one, or none, is not believed.
+    """
+    set_aside_at = _stored_at(message)
+    try:
+        stored_at = float((message.headers or {})[_STORED_AT_HEADER])
+    except (KeyError, ValueError):  # set aside by a hub before this version
+        return set_aside_at
+    return min(stored_at, set_aside_at) if math.isfinite(stored_at) else set_aside_at
 
 
 def _reasons(exc: ValueError, most: int = 3) -> str:

@@ -39,7 +39,11 @@ class HubEvent:
 
 @dataclass(frozen=True, slots=True)
 class HubAuditEntry:
-    """One audit line: the plant's (``is_from_hub`` false) or a supervisor's remark."""
+    """One audit line: the plant's (``is_from_hub`` false) or a supervisor's remark.
+
+    A remark's ``sent_at`` is when the bus last took it, ``delivered_at`` when its plant confirmed
+    it, ``delivery`` the plant's word (``recorded`` or ``no_such_event``).
+    """
 
     id: int
     plant_id: str
@@ -54,6 +58,8 @@ class HubAuditEntry:
     note: str
     is_from_hub: bool
     sent_at: float | None
+    delivered_at: float | None
+    delivery: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@
 - ``hub_audit``: their audit trails as the plants wrote them, plus the supervisors' remarks;
 - ``hub_cameras``: each plant's cameras' last reported health;
 - ``hub_sensors``: each plant's sensors' last reported health;
-- ``hub_plants``: when each plant was last heard from;
+- ``hub_plants``: when each plant was last heard from, its clock, and its epoch;
 - ``hub_tokens``: the hub's tokens, each limited to all plants, a group, or one plant.
 
 Its own Alembic migrations build them (``service/hub/migrations``, version table
@@ -59,6 +59,22 @@ class HubPlantRow(HubBase):
         nullable=True,
         doc="the reported_at of the health report its cameras and sensors are from; None: none yet",
     )
+    health_stored_at: Mapped[float | None] = mapped_column(
+        Float,
+        nullable=True,
+        doc="hub time the health report its cameras and sensors are from reached the hub's stream; None: none "
+        "since this column was added",
+    )
+    epoch: Mapped[int] = mapped_column(
+        Integer,
+        server_default="0",
+        doc="how many times the plant was seen to hand out its audit ids again (a database restored from a backup)",
+    )
+    epoch_at: Mapped[float | None] = mapped_column(
+        Float,
+        nullable=True,
+        doc="hub stream time from which the plant's messages belong to epoch; None: always",
+    )
 
 
 class HubEventRow(HubBase):
@@ -87,6 +103,15 @@ class HubEventRow(HubBase):
     snapshot_bytes: Mapped[int] = mapped_column(Integer, default=0, doc="size of the snapshot, 0: none")
     sent_at: Mapped[float] = mapped_column(Float)
     received_at: Mapped[float] = mapped_column(Float)
+    raised_by_at: Mapped[float | None] = mapped_column(
+        Float,
+        nullable=True,
+        doc="hub time by which it was raised at the latest: over its messages, the earliest created_at + "
+        "(reached the hub's stream - sent_at)",
+    )
+    epoch: Mapped[int] = mapped_column(
+        Integer, server_default="0", doc="the plant's epoch (hub_plants.epoch) of the record stored"
+    )
 
     __table_args__ = (
         Index("ix_hub_events_plant_state", "plant_id", "state"),
@@ -105,7 +130,10 @@ class HubAuditRow(HubBase):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     plant_id: Mapped[str] = mapped_column(String(64))
     event_id: Mapped[str] = mapped_column(String(64))
-    key: Mapped[str] = mapped_column(String(64), doc="a<plant audit id>, raise, or r<remark id>")
+    key: Mapped[str] = mapped_column(
+        String(64),
+        doc="a<plant audit id> (a<id>.<digest> for another change that got an id taken), raise, or r<remark id>",
+    )
     at: Mapped[float] = mapped_column(Float)
     actor: Mapped[str] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(32))
@@ -115,11 +143,26 @@ class HubAuditRow(HubBase):
     assignee: Mapped[str | None] = mapped_column(String(200), nullable=True)
     note: Mapped[str] = mapped_column(Text)
     is_from_hub: Mapped[bool] = mapped_column(Boolean)
-    sent_at: Mapped[float | None] = mapped_column(Float, nullable=True, doc="remarks: when the bus took it")
+    sent_at: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="remarks: when the bus last took it"
+    )
+    delivered_at: Mapped[float | None] = mapped_column(
+        Float, nullable=True, doc="remarks: when the plant's receipt came; None: none yet"
+    )
+    delivery: Mapped[str | None] = mapped_column(
+        String(16), nullable=True, doc="remarks: the receipt's outcome, recorded or no_such_event"
+    )
+    plant_audit_id: Mapped[int | None] = mapped_column(
+        Integer, nullable=True, doc="the plant's audit id of a lifecycle change; None: a raise or a remark"
+    )
+    epoch: Mapped[int] = mapped_column(
+        Integer, server_default="0", doc="the plant's epoch (hub_plants.epoch) the line came in"
+    )
 
     __table_args__ = (
         UniqueConstraint("plant_id", "event_id", "key", name="uq_hub_audit_key"),
         Index("ix_hub_audit_event", "plant_id", "event_id", "at"),
+        Index("ix_hub_audit_plant_line", "plant_id", "plant_audit_id"),  # an audit id handed out again
     )
 
 

@@ -392,7 +392,9 @@ def test_a_channel_that_heard_the_yellow_alert_hears_the_pipeline_raise_it_to_re
     rig = _rig(rigs, _config(tmp_path, _robot_channel(robot)), clock)
     yellow = make_event(severity=RiskLevel.YELLOW, snapshot_jpeg=None)
     rig.store.upsert_event(yellow)
-    rig.store.transition(yellow.id, Action.ACKNOWLEDGE, actor="op", note="watching it")  # no escalation follows
+    rig.store.transition(
+        yellow.id, Action.ACKNOWLEDGE, actor="op", note="watching it"
+    )  # no escalation follows
 
     rig.store.upsert_event(replace(yellow, revision=2, severity=RiskLevel.RED))
     rig.store.upsert_event(replace(yellow, revision=3, severity=RiskLevel.RED))  # an update: no news

@@ -73,6 +73,13 @@ function clockNote(offset) {
   return ` · clock ${duration(Math.abs(offset))} ${offset > 0 ? "behind" : "ahead"}`;
 }
 
+function remarkDelivery(line) {
+  if (!line.sent_at) return " (on its way to the plant)";
+  if (line.delivery === "no_such_event") return " (not delivered: the plant has no such incident)";
+  if (!line.delivered_at) return " (sent; the plant has not confirmed it yet)";
+  return ` (at the plant ${when(line.delivered_at)})`;
+}
+
 function when(iso) {
   return iso ? new Date(iso).toLocaleString(undefined, { timeZone: state.timeZone }) : "never";
 }
@@ -365,7 +372,7 @@ async function loadDetail() {
   for (const line of detail.audit) {
     const text = `${when(line.at)} · ${line.actor} · ${actionName(line.action)}`
       + (line.assignee ? ` → ${line.assignee}` : "") + (line.note ? ` · ${line.note}` : "")
-      + (line.is_from_hub && !line.sent_at ? " (on its way to the plant)" : "");
+      + (line.is_from_hub ? remarkDelivery(line) : "");
     const item = el("li", text, line.is_from_hub ? "from-hub" : "");
     item.dataset.action = line.action;
     audit.append(item);

@@ -7,6 +7,7 @@ waits are deadlines.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -182,3 +183,56 @@ def test_events_raised_while_the_plants_own_nats_server_is_down_flow_when_it_ret
     server.start()
     assert wait_for(lambda: store.count_events(PLANT) == 200, DELIVERY_TIMEOUT_S)
     _assert_once(store, events)
+
+
+def _copy_database(source: Path, target: Path) -> None:
+    """Copy the plant's SQLite database (with its WAL files) from one data folder to another, replacing it."""
+    target.mkdir(parents=True, exist_ok=True)
+    for old in target.glob("anjian.db*"):
+        old.unlink()
+    for path in source.glob("anjian.db*"):
+        shutil.copy(path, target / path.name)
+
+
+def test_a_plant_restored_from_a_backup_gets_its_later_changes_to_the_hub(
+    tmp_path: Path, topology: NatsTopology, hub: tuple[HubStore, HubBus]
+) -> None:
+    # The restored database hands out the same audit ids, so the same outbox keys: the plant's JetStream
+    # dropped its new changes as retries of the old ones, and the hub kept the old state for good.
+    store, _bus = hub
+    config = plant_config(tmp_path / "plant", topology.plants[PLANT].url)
+    parts = build_service_parts(config)
+    parts.start()
+    try:
+        (event,) = _raise(parts, 1)
+        assert wait_for(lambda: store.get_event(PLANT, event.id) is not None, DELIVERY_TIMEOUT_S)
+    finally:
+        parts.close()
+    _copy_database(tmp_path / "plant", tmp_path / "backup")  # the nightly backup
+
+    parts = build_service_parts(config)
+    parts.start()
+    try:
+        parts.store.transition(event.id, "acknowledge", actor="duty officer")
+        parts.store.transition(event.id, "dispatch", actor="duty officer", assignee="Wang")
+        assert wait_for(lambda: _state(store, event.id) == "dispatched", DELIVERY_TIMEOUT_S)
+    finally:
+        parts.close()
+    _copy_database(tmp_path / "backup", tmp_path / "plant")  # the disk died: restored from the backup
+
+    parts = build_service_parts(config)
+    parts.start()
+    try:
+        parts.store.transition(event.id, "false_alarm", actor="duty officer", note="reflection")
+        parts.store.transition(event.id, "close", actor="duty officer")
+        assert wait_for(lambda: _state(store, event.id) == "closed", DELIVERY_TIMEOUT_S)
+    finally:
+        parts.close()
+    actions = [line.action for line in store.audit_trail(PLANT, event.id)]
+    assert sorted(actions) == sorted(["raise", "acknowledge", "dispatch", "false_alarm", "close"])
+
+
+def _state(store: HubStore, event_id: str) -> str | None:
+    """The incident's state at the hub, or ``None`` before it has it."""
+    event = store.get_event(PLANT, event_id)
+    return None if event is None else event.state

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
+import uuid
 from pathlib import Path
+
+import nats
+import pytest
+from nats.js.errors import NotFoundError
 
 from anjian.cameras.health import CameraHealth, CameraState
 from anjian.pipeline.config import CameraPipelineConfig
 from anjian.pipeline.sensors.reading import Reading
+from anjian.service.bus import subjects
+from anjian.service.bus.messages import SupervisorRemark
 from anjian.service.bus.remarks import ACTION_PRESS
 from anjian.service.composition import ServiceParts, build_service_parts
 from anjian.service.config import SiteConfig, WorkshopConfig
+from anjian.service.hub.config import HubBusConfig
 from anjian.service.hub.consumer import HubBus
 from anjian.service.hub.store import HubStore
 from tests.factories import make_event
 from tests.pipeline.sensors.test_rules import make_sensor
 from tests.service.bus.conftest import PLANT, plant_config
 from tests.service.conftest import FakeClock
+from tests.service.hub.conftest import PlantRecorder
 from tests.support.nats import NatsTopology
 from tests.support.waiting import wait_for
 
@@ -63,6 +74,99 @@ def test_a_supervisors_press_for_action_lands_in_the_plants_audit_trail_once(
     hub_trail = store.audit_trail(PLANT, event.id)
     assert [(line.action, line.is_from_hub) for line in hub_trail] == [("raise", False), (ACTION_PRESS, True)]
     assert [line.actor for line in plant.store.audit_trail(event.id)] == ["pipeline", "hub:bureau"]
+
+
+def test_a_remark_shows_delivered_once_the_plant_confirms_it_and_one_the_plant_cannot_take_says_why(
+    plant: ServiceParts, hub: tuple[HubStore, HubBus], tmp_path: Path, clock: FakeClock
+) -> None:
+    # The hub showed a remark sent once its own stream took it, though a plant offline longer than the
+    # stream kept it never got it; now only the plant's receipt marks it delivered.
+    store, bus = hub
+    event = make_event()
+    plant.sink.publish(event)
+    assert wait_for(lambda: store.count_events(PLANT) == 1, 30)
+    elsewhere = PlantRecorder(PLANT, tmp_path / "other.db", clock)  # an incident this plant does not have
+    try:
+        unknown = make_event()
+        store.apply([elsewhere.raise_event(unknown)])
+    finally:
+        elsewhere.store.close()
+
+    store.add_remark(PLANT, event.id, actor="bureau", note="Send someone now", is_press_for_action=True)
+    store.add_remark(PLANT, unknown.id, actor="bureau", note="And this one?", is_press_for_action=False)
+    bus.remark_added()
+
+    def delivery(event_id: str) -> tuple[bool, str | None]:
+        (line,) = [line for line in store.audit_trail(PLANT, event_id) if line.is_from_hub]
+        return line.delivered_at is not None, line.delivery
+
+    assert wait_for(lambda: delivery(event.id) == (True, "recorded"), 30)
+    assert wait_for(lambda: delivery(unknown.id) == (True, "no_such_event"), 30)
+    assert [line.note for line in plant.store.audit_trail(event.id)][-1] == "Send someone now"
+
+
+def test_a_remark_with_a_field_this_plant_does_not_know_is_recorded_without_it(
+    plant: ServiceParts,
+    hub: tuple[HubStore, HubBus],
+    topology: NatsTopology,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A hub upgraded before its plants adds a remark field: the plant dropped such a remark as malformed.
+    store, _bus = hub
+    event = make_event()
+    plant.sink.publish(event)
+    assert wait_for(lambda: store.count_events(PLANT) == 1, 30)
+    remark = SupervisorRemark(
+        id=uuid.uuid4().hex,
+        plant_id=PLANT,
+        event_id=event.id,
+        actor="bureau",
+        note="Look again",
+        at=time.time(),
+    )
+    data = json.dumps({**json.loads(remark.model_dump_json()), "urgency": "high"}).encode()
+
+    async def publish() -> None:
+        client = await nats.connect(topology.hub.url)
+        try:
+            await client.jetstream().publish(
+                subjects.command_subject(PLANT), data, headers={"Nats-Msg-Id": remark.id}
+            )
+        finally:
+            await client.close()
+
+    asyncio.run(publish())
+
+    assert wait_for(lambda: "Look again" in [line.note for line in plant.store.audit_trail(event.id)], 30)
+    assert "remark field(s) this plant does not know (urgency)" in caplog.text
+
+
+def test_the_hubs_commands_stream_keeps_remarks_remark_retention_days(
+    hub: tuple[HubStore, HubBus], topology: NatsTopology
+) -> None:
+    async def max_age_s() -> float | None:
+        client = await nats.connect(topology.hub.url)
+        try:
+            return (await client.jetstream().stream_info(subjects.HUB_COMMANDS_STREAM)).config.max_age
+        finally:
+            await client.close()
+
+    assert wait_for(lambda: _stream_exists(topology.hub.url, subjects.HUB_COMMANDS_STREAM), 30)
+    assert asyncio.run(max_age_s()) == HubBusConfig().remark_retention_days * 86_400
+
+
+def _stream_exists(url: str, stream: str) -> bool:
+    async def exists() -> bool:
+        client = await nats.connect(url)
+        try:
+            await client.jetstream().stream_info(stream)
+        except NotFoundError:
+            return False
+        finally:
+            await client.close()
+        return True
+
+    return asyncio.run(exists())
 
 
 def test_camera_health_reaches_the_hub_and_a_later_report_replaces_it(

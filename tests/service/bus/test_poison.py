@@ -43,14 +43,16 @@ class _FlakyDatabase:
         store.apply = self.apply  # type: ignore[method-assign]
         store.ping = self.ping  # type: ignore[method-assign]
 
-    def apply(self, messages: Sequence[BusMessage]) -> ApplyResult:
+    def apply(
+        self, messages: Sequence[BusMessage], *, stored_at: Sequence[float] | None = None
+    ) -> ApplyResult:
         if self.is_down:
             self.refused += 1
             raise RuntimeError("connection refused")
         if self.transient > 0:
             self.transient -= 1
             raise RuntimeError("deadlock detected (transient)")
-        return self._apply(messages)
+        return self._apply(messages, stored_at=stored_at)
 
     def ping(self) -> None:
         if self.is_down:
@@ -66,10 +68,12 @@ def test_a_poison_message_is_given_up_and_the_rest_of_its_batch_is_stored(
     store = HubStore.from_config(config.storage)
     real_apply = store.apply
 
-    def refusing_apply(messages: Sequence[BusMessage]) -> ApplyResult:
+    def refusing_apply(
+        messages: Sequence[BusMessage], *, stored_at: Sequence[float] | None = None
+    ) -> ApplyResult:
         if any(isinstance(m, EventChange) and m.payload.event.id == poison.id for m in messages):
             raise RuntimeError("value too long for type character varying(64)")
-        return real_apply(messages)
+        return real_apply(messages, stored_at=stored_at)
 
     store.apply = refusing_apply  # type: ignore[method-assign]
     bus = HubBus(config, store, max_deliveries=3)
@@ -95,11 +99,11 @@ def test_through_a_database_outage_nothing_is_given_up(
     real_apply, real_ping = store.apply, store.ping
     outage = {"is_down": True, "refused": 0}
 
-    def apply(messages: Sequence[BusMessage]) -> ApplyResult:
+    def apply(messages: Sequence[BusMessage], *, stored_at: Sequence[float] | None = None) -> ApplyResult:
         if outage["is_down"]:
             outage["refused"] += 1
             raise RuntimeError("connection refused")
-        return real_apply(messages)
+        return real_apply(messages, stored_at=stored_at)
 
     def ping() -> None:
         if outage["is_down"]:

@@ -49,6 +49,10 @@ def _write(tmp_path: Path, text: str) -> Path:
             "bus: {max_stream_bytes: 1000}\nplants:\n  - id: a\n",
             "bus.max_stream_bytes: Input should be greater",
         ),
+        (
+            "bus: {remark_retention_days: 0.5}\nplants:\n  - id: a\n",
+            "bus.remark_retention_days: Input should be greater than or equal to 1",
+        ),
     ],
     ids=[
         "no-plants",
@@ -61,6 +65,7 @@ def _write(tmp_path: Path, text: str) -> Path:
         "short-password",
         "window-past-keeping",
         "tiny-stream",
+        "remark-retention-under-a-day",
     ],
 )
 def test_a_bad_hub_config_names_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:

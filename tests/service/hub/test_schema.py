@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, inspect, text
+from sqlalchemy import create_engine, inspect, select, text
 
 import anjian.service.hub.schema
 from anjian.service.config import StorageConfig
@@ -18,7 +18,8 @@ from anjian.service.hub.api import create_hub_app
 from anjian.service.hub.config import HubConfig, PlantConfig
 from anjian.service.hub.schema import hub_head_revision, upgrade_hub_database
 from anjian.service.hub.store import HubStore
-from anjian.service.hub.tables import HubBase
+from anjian.service.hub.tables import HubAuditRow, HubBase, HubEventRow
+from tests.service.conftest import FakeClock
 
 
 def _hub_tables_only(name: str | None, kind: str, _parent: object) -> bool:
@@ -87,3 +88,48 @@ def test_reported_times_no_date_can_hold_are_set_right_by_the_upgrade(
     assert (cameras.status_code, sensors.status_code) == (200, 200)
     assert cameras.json()[0]["since"] == cameras.json()[0]["reported_at"]  # its report's time instead
     assert sensors.json()[0]["last_reading_at"] is None
+
+
+def test_the_upgrade_keys_each_plant_line_by_its_audit_id_and_bounds_each_raise_by_its_message(
+    database_url: str, clock: FakeClock
+) -> None:
+    # Lines stored before: a plant audit id handed out again (a restored plant) must find them, and an
+    # incident raised before a plant's clock was set back must still be overdue in time.
+    config = AlembicConfig()
+    config.set_main_option(
+        "script_location", str(Path(anjian.service.hub.schema.__file__).parent / "migrations")
+    )
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "h0005")
+            conn.execute(
+                text(
+                    "INSERT INTO hub_events (plant_id, event_id, version, revision, workshop_id, camera_id, "
+                    "behaviour, severity, state, started_at, created_at, message, event, snapshot_bytes, "
+                    "sent_at, received_at) VALUES ('lab-3', 'e-1', 2, 1, 'w', 'cam-1', 'open_flame', 'red', "
+                    "'raised', 1000.0, 1000.0, 'fire', '{}', 0, 1010.0, 1012.5)"
+                )
+            )
+            for key, is_from_hub in (("raise", False), ("a17", False), ("r" + "0" * 32, True)):
+                conn.execute(
+                    text(
+                        "INSERT INTO hub_audit (plant_id, event_id, key, at, actor, action, note, is_from_hub) "
+                        "VALUES ('lab-3', 'e-1', :key, 1000.0, 'someone', 'acknowledge', '', :is_from_hub)"
+                    ).bindparams(key=key, is_from_hub=is_from_hub)
+                )
+    finally:
+        engine.dispose()
+
+    store = HubStore(database_url, clock=clock)
+    try:
+        with store.database.read() as session:
+            lines = {row.key: (row.plant_audit_id, row.epoch) for row in session.scalars(select(HubAuditRow))}
+            row = session.get(HubEventRow, ("lab-3", "e-1"))
+            assert row is not None
+            raised = (row.raised_by_at, row.epoch)
+    finally:
+        store.close()
+    assert lines == {"raise": (None, 0), "a17": (17, 0), "r" + "0" * 32: (None, 0)}
+    assert raised == (1002.5, 0)  # created_at + (received_at - sent_at)

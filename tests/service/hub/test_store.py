@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
 from anjian.cameras.health import CameraState
 from anjian.pipeline.event import Event, RiskLevel
 from anjian.pipeline.sensors.health import SensorState
-from anjian.service.bus.messages import CameraReport, HealthReport, parse_plant_message
+from anjian.service.bus.messages import CameraReport, HealthReport, RemarkReceipt, parse_plant_message
 from anjian.service.config import SlaConfig
 from anjian.service.hub.runtime import prune_closed_incidents
 from anjian.service.hub.store import HubStore
@@ -97,26 +99,84 @@ def test_overdue_is_judged_in_the_hubs_time_for_a_plant_whose_clock_runs_behind(
     assert (fresh.overdue, late.overdue) == (0, 1)
 
 
-def test_a_plants_clock_is_measured_on_its_newest_report_and_again_once_it_was_set_back(
+def test_a_plants_clock_is_measured_on_its_latest_report_at_once_when_set_back_and_not_by_a_redelivery(
     hub_store: HubStore, clock: FakeClock
 ) -> None:
-    def offset_after(sent_at: float) -> float | None:
-        hub_store.apply([sensor_report("lab-3", sent_at, nh3_1=SensorState.OK)])
+    def offset_after(sent_at: float, *, stored_at: float | None = None) -> float | None:
+        times = None if stored_at is None else [stored_at]
+        hub_store.apply([sensor_report("lab-3", sent_at, nh3_1=SensorState.OK)], stored_at=times)
         (summary,) = hub_store.summaries([("lab-3", "Lab 3", "")], SlaConfig())
         return summary.clock_offset_s
 
     start = clock.now
     assert offset_after(start - 120.0) == pytest.approx(120.0)  # two minutes behind
     clock.now += 30.0
-    assert offset_after(start - 300.0) == pytest.approx(120.0)  # an older report (redelivered): not measured
+    # an older report that reached the hub's stream before the last one (redelivered): not measured
+    assert offset_after(start - 300.0, stored_at=start - 1.0) == pytest.approx(120.0)
     clock.now += 30.0
-    assert offset_after(start - 60.0) == pytest.approx(120.0)  # the newest: measured
-    clock.now += 200.0
-    assert offset_after(start - 100.0) == pytest.approx(
-        120.0
-    )  # the plant's clock set back: not believed yet...
-    clock.now += 101.0
-    assert offset_after(clock.now - 500.0) == pytest.approx(500.0)  # ...once the last is 5 min old
+    assert offset_after(clock.now - 60.0) == pytest.approx(60.0)  # the latest: measured
+    clock.now += 30.0
+    assert offset_after(clock.now - 86_400.0) == pytest.approx(86_400.0)  # set back a day: measured at once
+
+
+def test_a_plant_whose_clock_was_set_back_keeps_its_health_current_and_its_overdue_incidents_counted(
+    hub_store: HubStore, recorder: PlantRecorder, clock: FakeClock
+) -> None:
+    # A factory PC without NTP reboots a day behind: its reports were ignored as "older" than the stored
+    # ones (cameras online, sensors ok for a day), and its red incident raised before was not overdue.
+    def report(plant_time: float, camera: CameraState, sensor: SensorState) -> HealthReport:
+        cameras = [CameraReport(camera_id="cam-1", state=camera, since=plant_time)]
+        return sensor_report("lab-3", plant_time, nh3_1=sensor).model_copy(update={"cameras": cameras})
+
+    red = make_event(severity=RiskLevel.RED)
+    hub_store.apply([recorder.raise_event(red), report(clock.now, CameraState.ONLINE, SensorState.OK)])
+    plant_time = clock.now - 86_400.0
+    for _ in range(20):  # ten minutes of reports every 30 s: the camera lost, the sensor broker down
+        clock.now += 30.0
+        plant_time += 30.0
+        hub_store.apply([report(plant_time, CameraState.OFFLINE, SensorState.OFFLINE)])
+
+    assert [(c.camera_id, c.state) for c in hub_store.cameras(["lab-3"])] == [("cam-1", "offline")]
+    assert [(s.sensor_id, s.state) for s in hub_store.sensors(["lab-3"])] == [("nh3-1", "offline")]
+    (summary,) = hub_store.summaries([("lab-3", "Lab 3", "")], SlaConfig(red_s=300))
+    assert summary.clock_offset_s == pytest.approx(86_400.0)
+    assert summary.overdue == 1  # raised ten minutes ago and not acknowledged: past its 300 s
+
+
+def test_a_report_that_reached_the_hubs_stream_before_the_applied_one_is_ignored_though_applied_later(
+    hub_store: HubStore, clock: FakeClock
+) -> None:
+    # A report redelivered after a newer one was stored (a batch held back, a hub restarted before acking)
+    # keeps the stream time it had: it never overwrites the newer health, whatever the plant's clock says.
+    def report(sent_at: float, state: CameraState) -> HealthReport:
+        return HealthReport(
+            plant_id="lab-3",
+            sent_at=sent_at,
+            cameras=[CameraReport(camera_id="cam-1", state=state, since=0.0)],
+        )
+
+    first_at = clock.now
+    clock.now += 30.0
+    hub_store.apply([report(clock.now - 86_400.0, CameraState.OFFLINE)], stored_at=[clock.now])
+    clock.now += 30.0
+    hub_store.apply([report(first_at, CameraState.ONLINE)], stored_at=[first_at])
+
+    assert [c.state for c in hub_store.cameras(["lab-3"])] == ["offline"]
+
+
+def test_an_incident_of_a_backlog_drained_after_an_outage_is_overdue_from_its_raise(
+    hub_store: HubStore, recorder: PlantRecorder, clock: FakeClock
+) -> None:
+    # Raised while the link was down for an hour: its message measures the hour of transit as well as the
+    # plant's clock; the plant's offset, measured afresh by the report after it, puts the raise right.
+    sla = SlaConfig(red_s=300)
+    hub_store.apply([sensor_report("lab-3", clock.now, nh3_1=SensorState.OK)])
+    raised = recorder.raise_event(make_event(severity=RiskLevel.RED))
+    clock.now += 3_600.0
+    hub_store.apply([raised, sensor_report("lab-3", clock.now, nh3_1=SensorState.OK)])
+
+    (summary,) = hub_store.summaries([("lab-3", "Lab 3", "")], sla)
+    assert summary.overdue == 1
 
 
 def test_a_later_camera_report_wins_and_an_older_one_is_ignored(hub_store: HubStore) -> None:
@@ -194,6 +254,36 @@ def test_a_remark_waits_as_unsent_until_the_bus_takes_it(
     assert hub_store.unsent_remarks() == []
     (_, line) = hub_store.audit_trail("lab-3", event.id)
     assert (line.action, line.is_from_hub, line.sent_at is not None) == ("press_for_action", True, True)
+
+
+def test_a_remark_is_delivered_once_its_plant_confirms_it_and_sent_again_until_then(
+    hub_store: HubStore, recorder: PlantRecorder, clock: FakeClock
+) -> None:
+    # The hub showed a remark "sent" once its own stream took it, though a plant offline for longer than
+    # the stream keeps it never got it.
+    event = make_event()
+    hub_store.apply([recorder.raise_event(event)])
+    remark = hub_store.add_remark(
+        "lab-3", event.id, actor="bureau", note="Act now", is_press_for_action=False
+    )
+    hub_store.mark_sent(remark)
+    day_s = 86_400.0
+
+    clock.now += 14 * day_s
+    assert hub_store.unsent_remarks(resend_after_s=15 * day_s) == []
+    clock.now += 2 * day_s
+    assert hub_store.unsent_remarks(resend_after_s=15 * day_s) == [remark]  # unconfirmed: due again
+    hub_store.mark_sent(remark)
+    assert hub_store.unsent_remarks(resend_after_s=15 * day_s) == []
+
+    receipt = RemarkReceipt(
+        plant_id="lab-3", event_id=event.id, remark_id=remark.id, outcome="recorded", sent_at=clock.now
+    )
+    result = hub_store.apply([receipt, receipt])
+    (_, line) = hub_store.audit_trail("lab-3", event.id)
+    assert (result.receipts, line.delivered_at, line.delivery) == (1, clock.now, "recorded")
+    clock.now += 30 * day_s
+    assert hub_store.unsent_remarks(resend_after_s=15 * day_s) == []  # confirmed: never again
 
 
 def test_a_remark_on_an_unknown_incident_or_without_a_note_is_refused(
@@ -352,3 +442,92 @@ def test_an_event_with_a_field_this_hub_does_not_know_is_stored_without_it(
     stored = hub_store.get_event("lab-3", event.id)
     assert stored is not None and "shift" not in stored.event
     assert unknown == ("payload.event.shift",)
+
+
+def _restored(recorder: PlantRecorder, backup: Path) -> PlantRecorder:
+    """The plant's database restored from ``backup`` (its disk died), with a recorder on it."""
+    recorder.store.close()
+    path = backup.parent / "plant.db"
+    shutil.copy(backup, path)
+    return PlantRecorder(recorder.plant_id, path, recorder.clock)
+
+
+def test_changes_of_a_plant_restored_from_a_backup_replace_the_ones_it_went_back_from(
+    hub_store: HubStore, tmp_path: Path, clock: FakeClock
+) -> None:
+    # The restored database hands out the same versions and audit ids again: a false alarm and a close
+    # after the restore were taken for the earlier acknowledge and dispatch, and the hub showed the
+    # incident dispatched (open, later overdue) for good.
+    recorder = PlantRecorder("lab-3", tmp_path / "plant.db", clock)
+    event = make_event()
+    hub_store.apply([recorder.raise_event(event)])
+    recorder.store.close()
+    shutil.copy(tmp_path / "plant.db", tmp_path / "backup.db")  # the nightly backup
+    recorder = PlantRecorder("lab-3", tmp_path / "plant.db", clock)
+    clock.now += 60
+    acknowledged = recorder.act(event.id, "acknowledge")
+    clock.now += 60
+    dispatched = recorder.act(event.id, "dispatch", assignee="Wang", note="check it")
+    hub_store.apply([acknowledged, dispatched], stored_at=[clock.now, clock.now])
+    before_restore = clock.now
+
+    recorder = _restored(recorder, tmp_path / "backup.db")
+    try:
+        clock.now += 600
+        false_alarm = recorder.act(event.id, "false_alarm", note="reflection")
+        clock.now += 60
+        closed = recorder.act(event.id, "close")
+        assert false_alarm.payload.change is not None and acknowledged.payload.change is not None
+        assert false_alarm.payload.change.id == acknowledged.payload.change.id  # handed out again
+        result = hub_store.apply([false_alarm, closed])
+        # the old history's dispatch, redelivered: it reached the stream before the restore
+        hub_store.apply([dispatched], stored_at=[before_restore])
+    finally:
+        recorder.store.close()
+
+    stored = hub_store.get_event("lab-3", event.id)
+    assert stored is not None and stored.state == "closed"
+    assert (result.events_written, result.audit_written) == (2, 2)
+    trail = [(line.action, line.note) for line in hub_store.audit_trail("lab-3", event.id)]
+    assert trail[0] == ("raise", event.message)
+    assert sorted(trail[1:]) == sorted(
+        [("acknowledge", ""), ("dispatch", "check it"), ("false_alarm", "reflection"), ("close", "")]
+    )
+    (summary,) = hub_store.summaries([("lab-3", "Lab 3", "")], SlaConfig())
+    assert summary.open_by_colour == {}
+
+
+def test_a_restored_plants_change_replaces_an_incident_it_sent_more_versions_of_before(
+    hub_store: HubStore, tmp_path: Path, clock: FakeClock
+) -> None:
+    # Before the crash the plant took the incident further (three changes) than it does after (one): the
+    # audit id it hands out again belongs to another incident at the hub, which shows the plant went back.
+    recorder = PlantRecorder("lab-3", tmp_path / "plant.db", clock)
+    first, second = make_event(), make_event()
+    hub_store.apply([recorder.raise_event(first), recorder.raise_event(second)])
+    recorder.store.close()
+    shutil.copy(tmp_path / "plant.db", tmp_path / "backup.db")
+    recorder = PlantRecorder("lab-3", tmp_path / "plant.db", clock)
+    old = [
+        recorder.act(first.id, "acknowledge"),
+        recorder.act(second.id, "acknowledge"),
+        recorder.act(second.id, "dispatch", assignee="Wang"),
+    ]
+    hub_store.apply(old)
+    recorder = _restored(recorder, tmp_path / "backup.db")
+    try:
+        clock.now += 600
+        new = recorder.act(second.id, "false_alarm", note="steam")  # gets the id first's acknowledge had
+        # and the old acknowledge of the first, sent again: a change the hub holds as it is, not news
+        hub_store.apply([new, old[0]])
+    finally:
+        recorder.store.close()
+
+    second_now = hub_store.get_event("lab-3", second.id)
+    assert second_now is not None and second_now.state == "false_alarm"
+    assert second_now.version < old[-1].payload.event.version
+    first_now = hub_store.get_event("lab-3", first.id)
+    assert first_now is not None and (first_now.state, first_now.version) == (
+        "acknowledged",
+        old[0].payload.event.version,
+    )
