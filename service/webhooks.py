@@ -7,37 +7,21 @@ until the earliest row is due or until ``wake()`` is called, which the outbox do
 after every commit that made a delivery due (``Outbox.add_due_listener``), so an
 announcement goes out within milliseconds, and a restart delivers whatever was pending.
 
-Each POST carries the stored JSON body (``anjian.service.schemas.WebhookPayload``) and:
+The dispatcher claims, schedules and routes; its parts do the rest:
 
-- ``Content-Type: application/json``
-- ``webhook-id: <idempotency key>``, ``webhook-timestamp: <unix seconds>`` and, with
-  a secret, ``webhook-signature: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">``
-  (Standard Webhooks: receivers verify and deduplicate with the standard libraries;
-  see ``anjian.service.signing`` for secrets and rotation)
-- ``Idempotency-Key: <event id>:<change>:<subscription id>`` (the same on every retry)
-- ``X-Anjian-Event-Id: <event id>``, ``X-Anjian-Event-Kind: event.created | …``
-- ``X-Anjian-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`` with
-  a secret (anjian's own scheme, kept for existing receivers: ``verify_signature``).
+- ``anjian.service.webhook_poster``: the POST itself, its headers and signatures
+  (``webhook-id``, ``webhook-signature``, ``Idempotency-Key``, ``X-Anjian-Signature``: ``verify_signature``),
+  and what a failed one keeps (``HTTP <status>`` and the start of the receiver's reason, ``Retry-After``).
+- ``anjian.service.delivery_attempts``: how an attempt is settled on its row: delivered, retried with
+  backoff within the subscription's ``retry_for_s`` and ``max_attempts``, held back uncounted, or a
+  dead letter (status failed), which ``Outbox.redeliver`` queues again.
+- ``anjian.service.receiver_health``: a receiver that gives no answer is not tried again, by any worker,
+  before that row's retry (``SilentReceivers``); one that stays down is logged once a minute (``FailureLog``),
+  not once per attempt; ``/metrics`` counts every failed attempt.
 
-A 2xx response delivers the row; it is recorded at once (``anjian.service.claims.SuccessLog``),
-so a crash re-sends at most the POSTs in flight. A transport error
-(``httpx.HTTPError``, or any other exception raised while sending) or any other status is retried after
-``min(backoff_max_s, backoff_base_s * 2**(attempts-1))`` seconds (``anjian.cameras.backoff``) for as long as the
-subscription's ``retry_for_s`` (24 h by default) allows, and at most
-``max_attempts`` times when it sets one; then the row becomes a dead letter (status
-failed), which ``Outbox.redeliver`` queues again. Every attempt records its status
-code and error on the row (of a non-2xx answer, ``HTTP <status>`` and the start of its
-body, one printable line of 80 characters at most: the receiver's reason, not its page).
-A receiver that gives no answer (it cannot be reached, or times out) is not tried again, by
-any worker, before that row's retry: its other rows are held back until then, uncounted (no
-attempt was made), rather than each waiting its timeout; the row tried first probes it again.
 A worker sends a batch's subscriptions in parallel (``parallel_subscriptions``), each
 subscription's rows in claim order, so a receiver that hangs delays only its own rows: a burst
 claimed by one worker is not sent one row after another behind it.
-POSTs connect only to addresses a webhook may go to (``anjian.service.webhook_url``):
-a target that resolves to a link-local, cloud metadata or unspecified address fails
-with ``ConnectError`` saying so. A receiver that stays down is logged once a minute
-(``FailureLog``), not once per attempt; ``/metrics`` counts every failed attempt.
 
 A subscription whose target is a channel address (``channel:<name>``: a DingTalk, WeCom
 or Feishu robot, or an e-mail list; ``anjian.service.channels``) goes through the same
@@ -45,36 +29,35 @@ rows, claims, retries and dead letters; the dispatcher hands it to ``AlertChanne
 instead of POSTing the JSON. A robot's refusal in an HTTP 200 (``errcode``/``code`` not 0)
 is a failed attempt. A robot's rate-limit answer holds the whole robot as long as the vendor
 asks (DingTalk: ten minutes) and is not counted toward ``max_attempts``; neither is a message
-held back to keep a robot under its rate or out of its mute.
+held back to keep a robot under its rate or out of its mute. The delivery to ``bus:hub``
+is published to the plant's bus (``anjian.service.bus``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 import httpx
 from sqlalchemy.exc import SQLAlchemyError
 
-from anjian.cameras.backoff import backoff_delay_s
 from anjian.service.bus.address import is_bus_address
 from anjian.service.channels.address import is_channel_address
-from anjian.service.channels.outcome import SendOutcome, retry_after_header_s
+from anjian.service.channels.outcome import SendOutcome
 from anjian.service.claims import Claim, LeaseKeeper, SuccessLog
+from anjian.service.delivery_attempts import AttemptRecorder
 from anjian.service.metrics import ServiceMetrics
 from anjian.service.outbox import idempotency_key
 from anjian.service.periodic import PeriodicThread
+from anjian.service.receiver_health import FailureLog, SilentReceivers
 from anjian.service.records import Subscription, WebhookDelivery
 from anjian.service.signing import SIGNATURE_HEADER, sign_payload, signature_headers, verify_signature
 from anjian.service.store import EventStore
-from anjian.service.tokens import printable
-from anjian.service.webhook_url import checked_transport
+from anjian.service.webhook_poster import WebhookPoster
 
 if TYPE_CHECKING:
     from anjian.service.bus.plant import PlantBus
@@ -95,105 +78,6 @@ logger = logging.getLogger(__name__)
 _LEASE_S = 6.0
 _PRUNE_INTERVAL_S = 3600.0  # how often settled deliveries past their keeping time are deleted
 _LOOP_FAULT_BACKOFF_S = 1.0
-_ERROR_BODY_CHARS = 80  # of a non-2xx answer, kept in last_error: the receiver's reason, not its page
-_FAILURE_LOG_INTERVAL_S = 60.0
-_HELD_ERROR_CHARS = 200  # of the error that held a row back, quoted on it
-
-
-def _anjian_version() -> str:
-    """The installed anjian version, or ``"0"`` when running from a bare checkout."""
-    try:
-        return version("anjian")
-    except PackageNotFoundError:
-        return "0"
-
-
-class FailureLog:
-    """Logs failed webhook attempts at most once per ``interval_s`` per subscription; counts every one.
-
-    A receiver that is down fails every attempt of every delivery: one WARNING per
-    attempt would bury the rest of the log. The first failure after a quiet spell is
-    logged at once; later ones within ``interval_s`` only count, and the next line
-    says how many were left out. A success after failures is logged (INFO). Dead
-    letters (ERROR) are rate-limited the same way, separately.
-
-    Args:
-        interval_s: Shortest time between two lines of one subscription and kind.
-        clock: Monotonic seconds.
-        metrics: Counts every failed attempt by subscription, and the lines left out.
-    """
-
-    def __init__(
-        self,
-        *,
-        interval_s: float = _FAILURE_LOG_INTERVAL_S,
-        clock: Callable[[], float] = time.monotonic,
-        metrics: ServiceMetrics | None = None,
-    ) -> None:
-        self._interval_s = interval_s
-        self._clock = clock
-        self._metrics = metrics
-        self._lock = threading.Lock()
-        self._last_logged: dict[tuple[int, int], float] = {}
-        self._suppressed: dict[tuple[int, int], int] = {}
-        self._failing: dict[int, int] = {}  # subscription id -> failed attempts since its last success
-
-    def failed(self, subscription_id: int, level: int, message: str, *args: object) -> bool:
-        """Count a failed attempt and log it (``logger.log(level, message, *args)``) unless rate-limited.
-
-        Returns:
-            Whether the line was logged.
-        """
-        key = (subscription_id, level)
-        now = self._clock()
-        with self._lock:
-            self._failing[subscription_id] = self._failing.get(subscription_id, 0) + 1
-            last = self._last_logged.get(key)
-            if last is not None and now - last < self._interval_s:
-                self._suppressed[key] = self._suppressed.get(key, 0) + 1
-                suppressed = -1
-            else:
-                self._last_logged[key] = now
-                suppressed = self._suppressed.pop(key, 0)
-        if self._metrics is not None:
-            self._metrics.webhook_failures.labels(subscription_id=str(subscription_id)).inc()
-            if suppressed < 0:
-                self._metrics.webhook_log_suppressed.inc()
-        if suppressed < 0:
-            return False
-        if suppressed:
-            message += " (%d similar line(s) of this webhook left out in the last %.0fs)"
-            args = (*args, suppressed, self._interval_s)
-        elif last is None:
-            message += " (further failures of this webhook: at most one line a minute)"
-        logger.log(level, message, *args)
-        return True
-
-    def succeeded(self, subscription_id: int, url: str) -> None:
-        """A 2xx from this subscription: say so once if it had been failing."""
-        with self._lock:
-            failures = self._failing.pop(subscription_id, 0)
-            if failures:
-                for key in [k for k in self._last_logged if k[0] == subscription_id]:
-                    self._last_logged.pop(key, None)
-                    self._suppressed.pop(key, None)
-        if failures:
-            logger.info("webhook %s answers again after %d failed attempt(s)", url, failures)
-
-
-def _body_start(response: httpx.Response, limit: int = 4 * _ERROR_BODY_CHARS) -> bytes:
-    """The first ``limit`` bytes (about) of a streamed response's body; the rest is never read."""
-    start = b""
-    for chunk in response.iter_bytes():
-        start += chunk
-        if len(start) >= limit:
-            break
-    return start[:limit]
-
-
-def _excerpt(text: str) -> str:
-    """The start of a receiver's error text as one short printable line (``_ERROR_BODY_CHARS`` at most)."""
-    return printable(" ".join(text[: 2 * _ERROR_BODY_CHARS].split()))[:_ERROR_BODY_CHARS]
 
 
 class WebhookDispatcher:
@@ -277,10 +161,7 @@ class WebhookDispatcher:
         self._idle_poll_s = idle_poll_s
         self._store = store
         self._clock = clock
-        self._backoff_base_s = backoff_base_s
-        self._backoff_max_s = backoff_max_s
         self._workers = workers
-        self._metrics = metrics
         self._channels = channels
         self._bus = bus
         self._leases = LeaseKeeper(store.outbox, clock=clock, lease_s=lease_s)
@@ -295,24 +176,25 @@ class WebhookDispatcher:
                 transient=(SQLAlchemyError,),
             )
         )
-        self._successes = SuccessLog(store.outbox, clock=clock, metrics=metrics)
-        self._failures = FailureLog(metrics=metrics)
+        self._silent = SilentReceivers(clock=clock)
+        self._attempts = AttemptRecorder(
+            store.outbox,
+            clock=clock,
+            backoff_base_s=backoff_base_s,
+            backoff_max_s=backoff_max_s,
+            successes=SuccessLog(store.outbox, clock=clock, metrics=metrics),
+            failures=FailureLog(metrics=metrics),
+            silent=self._silent,
+            metrics=metrics,
+        )
         connections = workers * parallel_subscriptions  # POSTs in flight at most
         limits = httpx.Limits(max_connections=connections, max_keepalive_connections=workers * 2)
-        self._client = httpx.Client(
-            # Connect-time address check: no link-local, metadata or unspecified target, whatever its name resolves to.
-            transport=transport if transport is not None else checked_transport(limits=limits),
-            follow_redirects=False,
-            headers={"User-Agent": f"anjian/{_anjian_version()}"},
-            limits=limits,
-        )
+        self._poster = WebhookPoster(transport=transport, clock=clock, limits=limits)
         self._wake = threading.Condition()
         self._wake_count = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self._silent: dict[int, tuple[float, str]] = {}  # subscription id -> (tried again at, why): no answer
-        self._silent_lock = threading.Lock()
         store.outbox.add_due_listener(self.wake)
 
     @property
@@ -375,7 +257,7 @@ class WebhookDispatcher:
         if self.is_running:
             logger.warning("webhook dispatcher did not stop within %.1fs", timeout_s)
             return
-        self._client.close()
+        self._poster.close()
         if self._channels is not None:
             self._channels.close()
 
@@ -447,31 +329,12 @@ class WebhookDispatcher:
                 return index
             if not self._leases.holds(claim, delivery.id):  # a renewal found it taken by another worker
                 continue
-            silent = self._silence(delivery.subscription_id) if is_active else None
+            silent = self._silent.silence(delivery.subscription_id) if is_active else None
             if silent is not None:
-                self._hold_back(delivery, *silent)
+                self._attempts.hold_back(delivery, *silent)
                 continue
             self._attempt(delivery, subscription)
         return len(rows)
-
-    def _silence(self, subscription_id: int) -> tuple[float, str] | None:
-        """Until when, and why, a subscription that gave no answer is not tried; ``None`` when it may be."""
-        with self._silent_lock:
-            silent = self._silent.get(subscription_id)
-            if silent is not None and silent[0] <= self._clock():
-                del self._silent[subscription_id]  # its retry is due: the next row probes it
-                return None
-            return silent
-
-    def _fell_silent(self, subscription_id: int, until: float, why: str) -> None:
-        """Hold back the subscription's rows until ``until``: it gave no answer (``why``)."""
-        with self._silent_lock:
-            self._silent[subscription_id] = (until, why[:_HELD_ERROR_CHARS])
-
-    def _answered(self, subscription_id: int) -> None:
-        """The subscription answered: its rows go again."""
-        with self._silent_lock:
-            self._silent.pop(subscription_id, None)
 
     def _run(self) -> None:
         """Worker loop: deliver what is due, then sleep until the next row is due or ``wake()``."""
@@ -500,153 +363,10 @@ class WebhookDispatcher:
         """Send one claimed delivery and record how it went (on its row, in the log and the metrics)."""
         now = self._clock()
         if subscription is None or not subscription.is_active:
-            logger.warning(
-                "webhook subscription %d (%s) is no longer active; dropping delivery %d",
-                delivery.subscription_id,
-                delivery.url,
-                delivery.id,
-            )
-            self._store.outbox.mark_attempt_failed(
-                delivery.id,
-                error="the webhook subscription is no longer active",
-                status_code=None,
-                retry_at=None,
-                now=now,
-                is_counted=False,
-            )
-            self._count("dead_letter")
+            self._attempts.dropped(delivery, now)
             return
         outcome = self._send(subscription, delivery)
-        now = self._clock()
-        if outcome.is_success and outcome.status_code is not None:
-            self._successes.record(delivery, outcome.status_code)
-            self._failures.succeeded(subscription.id, subscription.url)
-            self._answered(subscription.id)
-            return
-        if not outcome.is_attempted:
-            self._defer(delivery, outcome, now)
-            return
-        if outcome.is_rate_limited:
-            self._answered(subscription.id)
-            self._rate_limited(delivery, subscription, outcome, now)
-            return
-        attempts = delivery.attempts + 1
-        delay_s = backoff_delay_s(attempts, base_s=self._backoff_base_s, max_s=self._backoff_max_s)
-        wait_s = max(delay_s, outcome.retry_after_s or 0.0)
-        retry_at: float | None = now + wait_s
-        is_capped = subscription.max_attempts is not None and attempts >= subscription.max_attempts
-        if is_capped or (retry_at is not None and retry_at > delivery.retry_until):
-            retry_at = None
-        error = outcome.error or "unknown error"
-        if outcome.is_unreachable:
-            self._fell_silent(subscription.id, now + wait_s, f"no answer to delivery {delivery.id} ({error})")
-        else:
-            self._answered(subscription.id)
-        self._store.outbox.mark_attempt_failed(
-            delivery.id, error=error, status_code=outcome.status_code, retry_at=retry_at, now=now
-        )
-        if retry_at is None:
-            self._count("dead_letter")
-            self._failures.failed(
-                subscription.id,
-                logging.ERROR,
-                "giving up on %s of event %s to %s after %d attempt(s): %s",
-                delivery.kind,
-                delivery.event_id,
-                delivery.url,
-                attempts,
-                error,
-            )
-        else:
-            self._count("retry")
-            self._failures.failed(
-                subscription.id,
-                logging.WARNING,
-                "%s of event %s to %s failed (attempt %d): %s; retry in %.1fs",
-                delivery.kind,
-                delivery.event_id,
-                delivery.url,
-                attempts,
-                error,
-                retry_at - now,
-            )
-
-    def _count(self, result: str) -> None:
-        """Count one settled attempt."""
-        if self._metrics is not None:
-            self._metrics.deliveries.labels(result=result).inc()
-
-    def _defer(self, delivery: WebhookDelivery, outcome: SendOutcome, now: float) -> None:
-        """Hold back a delivery that was not sent (a robot at its rate): due again later, no attempt counted."""
-        retry_at = now + (outcome.retry_after_s or self._backoff_base_s)
-        self._postpone(
-            delivery, error=outcome.error or "held back", status_code=None, retry_at=retry_at, now=now
-        )
-
-    def _hold_back(self, delivery: WebhookDelivery, until: float, reason: str) -> None:
-        """Hold back a row, untried and uncounted, until the retry of another that its receiver left unanswered."""
-        self._postpone(
-            delivery, error=f"held back: {reason}", status_code=None, retry_at=until, now=self._clock()
-        )
-
-    def _rate_limited(
-        self, delivery: WebhookDelivery, subscription: Subscription, outcome: SendOutcome, now: float
-    ) -> None:
-        """A receiver refused a delivery for its rate: due again when it asked, the refusal not counted."""
-        retry_at = now + (outcome.retry_after_s or self._backoff_base_s)
-        error = outcome.error or "rate limited"
-        if not self._postpone(
-            delivery, error=error, status_code=outcome.status_code, retry_at=retry_at, now=now
-        ):
-            self._failures.failed(
-                subscription.id,
-                logging.ERROR,
-                "giving up on %s of event %s to %s: its retry window ends before the rate limit does: %s",
-                delivery.kind,
-                delivery.event_id,
-                delivery.url,
-                error,
-            )
-            return
-        self._failures.failed(
-            subscription.id,
-            logging.WARNING,
-            "%s of event %s to %s was refused for the receiver's rate (not counted as an attempt): %s; "
-            "retry in %.0fs",
-            delivery.kind,
-            delivery.event_id,
-            delivery.url,
-            error,
-            retry_at - now,
-        )
-
-    def _postpone(
-        self, delivery: WebhookDelivery, *, error: str, status_code: int | None, retry_at: float, now: float
-    ) -> bool:
-        """Make a row due again at ``retry_at`` without counting an attempt (a dead letter past its window).
-
-        Returns:
-            Whether the row is still pending.
-        """
-        is_kept = retry_at <= delivery.retry_until
-        self._store.outbox.mark_attempt_failed(
-            delivery.id,
-            error=error,
-            status_code=status_code,
-            retry_at=retry_at if is_kept else None,
-            now=now,
-            is_counted=False,
-        )
-        self._count("deferred" if is_kept else "dead_letter")
-        logger.debug(
-            "%s of event %s to %s held back %.1fs: %s",
-            delivery.kind,
-            delivery.event_id,
-            delivery.url,
-            retry_at - now,
-            error,
-        )
-        return is_kept
+        self._attempts.record(delivery, subscription, outcome, now=self._clock())
 
     def _send(self, subscription: Subscription, delivery: WebhookDelivery) -> SendOutcome:
         """Send the delivery once: to the hub's bus, its robot or e-mail channel, else POST it to the webhook."""
@@ -655,49 +375,7 @@ class WebhookDispatcher:
                 return SendOutcome(None, "no bus is configured in this process")
             return self._bus.send(subscription, delivery)
         if not is_channel_address(subscription.url):
-            return self._post(subscription, delivery)
+            return self._poster.post(subscription, delivery)
         if self._channels is None:
             return SendOutcome(None, "no alert channels are configured in this process")
         return self._channels.send(subscription, delivery)
-
-    def _post(self, subscription: Subscription, delivery: WebhookDelivery) -> SendOutcome:
-        """Send the delivery's body once; never raises: any failure to send is a failed attempt of this delivery.
-
-        Not only ``httpx.HTTPError``: a URL that slipped past validation (stored before
-        ``check_webhook_url`` existed) makes the resolver raise ``UnicodeError``, and
-        that must fail this delivery, not stop the dispatcher from sending the others.
-        """
-        body = json.dumps(delivery.payload, ensure_ascii=False, separators=(",", ":")).encode()
-        try:
-            signatures = signature_headers(
-                subscription.secret, delivery.idempotency_key, body, int(self._clock())
-            )
-        except ValueError as exc:  # a secret stored before it was checked; the message never shows it
-            return SendOutcome(status_code=None, error=f"cannot sign: {exc}")
-        headers = {
-            "Content-Type": "application/json",
-            "X-Anjian-Event-Id": delivery.event_id,
-            "X-Anjian-Event-Kind": delivery.kind,
-            "Idempotency-Key": delivery.idempotency_key,
-            **signatures,
-        }
-        try:
-            with self._client.stream(
-                "POST", subscription.url, content=body, headers=headers, timeout=subscription.timeout_s
-            ) as response:
-                if response.is_success:
-                    return SendOutcome(status_code=response.status_code, error=None)
-                start = _body_start(response)  # only what the record keeps: a receiver may answer megabytes
-        except httpx.TransportError as exc:  # no answer (connect, timeout): its other rows wait with it
-            return SendOutcome(status_code=None, error=f"{type(exc).__name__}: {exc}", is_unreachable=True)
-        except Exception as exc:  # noqa: BLE001 - UnicodeError (IDNA), ...: a failed attempt
-            return SendOutcome(status_code=None, error=f"{type(exc).__name__}: {exc}")
-        excerpt = _excerpt(start.decode(response.encoding or "utf-8", errors="replace"))
-        is_asked_to_wait = response.status_code in (429, 503)
-        return SendOutcome(
-            status_code=response.status_code,
-            error=f"HTTP {response.status_code}" + (f": {excerpt}" if excerpt else ""),
-            retry_after_s=retry_after_header_s(response.headers, now=self._clock())
-            if is_asked_to_wait
-            else None,
-        )
