@@ -380,7 +380,7 @@ def test_response_times_cover_only_the_incidents_raised_within_the_window(
 def test_response_times_cover_each_plants_latest_incidents_at_most(
     hub_store: HubStore, recorder: PlantRecorder, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("anjian.service.hub.store._MEDIAN_SAMPLE", 2)
+    monkeypatch.setattr("anjian.service.hub.summary._MEDIAN_SAMPLE", 2)
     messages = []
     for wait_s in (900, 30, 60):  # raised one after the other, each acknowledged after wait_s
         event = make_event()
