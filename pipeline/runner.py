@@ -639,9 +639,10 @@ class PipelineRunner:
         """
         monotonic = time.monotonic()
         now = self._clock()
-        clip_grace_s = self._clip_grace_s()
+        clip_grace_s: float | None = (
+            None  # measured once, and only when a camera ticks (this runs after every batch)
+        )
         for camera_id, worker in self._workers.items():
-            worker.analyzer.clip_grace_s = clip_grace_s
             source = self._cameras.get(camera_id)
             if source is None:
                 continue
@@ -653,6 +654,9 @@ class PipelineRunner:
             is_online = health.state == CameraState.ONLINE
             if (is_online or health.state in _DOWN) and worker.ticked_at <= monotonic - _TICK_INTERVAL_S:
                 worker.ticked_at = monotonic
+                if clip_grace_s is None:
+                    clip_grace_s = self._clip_grace_s()
+                worker.analyzer.clip_grace_s = clip_grace_s
                 try:
                     events += worker.analyzer.tick(now) if is_online else worker.analyzer.expire(now)
                 except Exception:

@@ -492,22 +492,6 @@ class EventStore:
             raise ValueError(f"chunk must be >= 1, got {chunk}")
         now = self._clock()
         since = func.coalesce(EventRow.severity_since, EventRow.escalated_at, EventRow.created_at)
-        with self._db.write() as session:
-            # The clock went back (NTP, a clock set to local time read as UTC): a deadline from a
-            # time still ahead would wait the step's length too. It runs from now instead.
-            result = session.execute(
-                update(EventRow)
-                .where(EventRow.state == AlertState.RAISED.value, since > now + _CLOCK_STEP_S)
-                .values(severity_since=now)
-            )
-            stepped = int(result.rowcount)  # type: ignore[attr-defined]
-        if stepped:
-            logger.warning(
-                "escalation: %d raised alert(s) reached their colour after now (%.0f): the clock went back; "
-                "their SLA deadlines run from now",
-                stepped,
-                now,
-            )
         is_overdue = or_(
             *(
                 and_(EventRow.severity == level.value, since <= now - sla.deadline_s(level.value))
@@ -525,13 +509,30 @@ class EventStore:
             .limit(chunk)
             .with_for_update()
         )
+        # The clock went back (NTP, a clock set to local time read as UTC): a deadline from a time still
+        # ahead would wait the step's length too. It runs from now instead (in the first transaction).
+        restart_ahead = (
+            update(EventRow)
+            .where(EventRow.state == AlertState.RAISED.value, since > now + _CLOCK_STEP_S)
+            .values(severity_since=now)
+        )
         escalated: list[StoredEvent] = []
+        stepped: int | None = None
         while True:
             with self._db.write() as session:
+                if stepped is None:
+                    stepped = int(session.execute(restart_ahead).rowcount)  # type: ignore[attr-defined]
                 rows = session.scalars(query).all()
                 escalated += [self._escalate(session, row, sla, now) for row in rows]
             if len(rows) < chunk:
                 break
+        if stepped:
+            logger.warning(
+                "escalation: %d raised alert(s) reached their colour after now (%.0f): the clock went back; "
+                "their SLA deadlines run from now",
+                stepped,
+                now,
+            )
         for event in escalated:
             logger.warning("%s: escalated event %s to %s", event.camera_id, event.id, event.severity)
         return escalated

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 from pathlib import Path
+
+import nats
 
 from anjian.service.benchmarks.nats_servers import NatsServer, NatsTopology, nats_server_available
 from anjian.service.benchmarks.ports import free_port
@@ -13,6 +16,7 @@ __all__ = [
     "NatsTopology",
     "assert_nats_server_accepts",
     "nats_server_available",
+    "publish_raw",
     "start_jetstream_server",
 ]
 
@@ -34,3 +38,17 @@ def assert_nats_server_accepts(folder: Path, name: str, text: str) -> None:
         ["nats-server", "-t", "-c", str(path)], capture_output=True, text=True, check=False
     )
     assert check.returncode == 0, check.stderr
+
+
+def publish_raw(url: str, subject: str, data: bytes, msg_id: str) -> None:
+    """Publish ``data`` on a JetStream ``subject`` as it stands: no signature, no model of this anjian
+    (what a stranger on the bus, or a plant of another version, would send)."""
+
+    async def publish() -> None:
+        client = await nats.connect(url)
+        try:
+            await client.jetstream().publish(subject, data, headers={"Nats-Msg-Id": msg_id})
+        finally:
+            await client.close()
+
+    asyncio.run(publish())

@@ -28,7 +28,7 @@ from tests.pipeline.sensors.test_rules import make_sensor
 from tests.service.bus.conftest import PLANT, plant_config
 from tests.service.conftest import FakeClock
 from tests.service.hub.conftest import PlantRecorder
-from tests.support.nats import NatsTopology
+from tests.support.nats import NatsTopology, publish_raw
 from tests.support.waiting import wait_for
 
 
@@ -126,16 +126,7 @@ def test_a_remark_with_a_field_this_plant_does_not_know_is_recorded_without_it(
     )
     data = json.dumps({**json.loads(remark.model_dump_json()), "urgency": "high"}).encode()
 
-    async def publish() -> None:
-        client = await nats.connect(topology.hub.url)
-        try:
-            await client.jetstream().publish(
-                subjects.command_subject(PLANT), data, headers={"Nats-Msg-Id": remark.id}
-            )
-        finally:
-            await client.close()
-
-    asyncio.run(publish())
+    publish_raw(topology.hub.url, subjects.command_subject(PLANT), data, remark.id)
 
     assert wait_for(lambda: "Look again" in [line.note for line in plant.store.audit_trail(event.id)], 30)
     assert "remark field(s) this plant does not know (urgency)" in caplog.text

@@ -26,7 +26,7 @@ from tests.factories import make_event
 from tests.service.bus.conftest import PLANT, hub_config, plant_config
 from tests.service.conftest import FakeClock
 from tests.service.hub.conftest import PlantRecorder
-from tests.support.nats import NatsTopology, nats_server_available, start_jetstream_server
+from tests.support.nats import NatsTopology, nats_server_available, publish_raw, start_jetstream_server
 from tests.support.waiting import wait_for
 
 KEY = "a-key-only-site-1-and-the-hub-hold"
@@ -211,36 +211,14 @@ def test_a_report_timed_at_infinity_is_dropped_with_its_reason_and_the_rest_is_s
     store, bus = hub
     data = b'{"type":"health","plant_id":"site-1","sent_at":Infinity,"cameras":[]}'
 
-    async def publish() -> None:
-        client = await nats.connect(topology.plants[PLANT].url)
-        try:
-            await client.jetstream().publish(
-                subjects.health_subject(PLANT), data, headers={"Nats-Msg-Id": "inf"}
-            )
-        finally:
-            await client.close()
-
     first, second = make_event(), make_event()
     plant.sink.publish(first)  # the plant's stream exists once it has published
     assert wait_for(lambda: store.get_event(PLANT, first.id) is not None, 60)
-    asyncio.run(publish())
+    publish_raw(topology.plants[PLANT].url, subjects.health_subject(PLANT), data, "inf")
     plant.sink.publish(second)
     assert wait_for(lambda: store.get_event(PLANT, second.id) is not None, 60)
     assert wait_for(lambda: bus.stats().terminated == 1, 60)
     assert "health.sent_at: Input should be a finite number" in caplog.text
-
-
-def _publish_raw(url: str, subject: str, data: bytes, msg_id: str) -> None:
-    """Publish ``data`` on a plant's ``subject`` as it stands (a message no model of this anjian would write)."""
-
-    async def publish() -> None:
-        client = await nats.connect(url)
-        try:
-            await client.jetstream().publish(subject, data, headers={"Nats-Msg-Id": msg_id})
-        finally:
-            await client.close()
-
-    asyncio.run(publish())
 
 
 def test_an_event_from_a_plant_newer_than_the_hub_is_stored_without_the_fields_it_does_not_know(
@@ -262,7 +240,7 @@ def test_an_event_from_a_plant_newer_than_the_hub_is_stored_without_the_fields_i
     plant.sink.publish(first)  # the plant's stream exists once it has published
     assert wait_for(lambda: store.get_event(PLANT, first.id) is not None, 60)
 
-    _publish_raw(
+    publish_raw(
         topology.plants[PLANT].url, subjects.event_subject(PLANT), json.dumps(message).encode(), "newer"
     )
 
@@ -290,10 +268,8 @@ def test_a_report_timed_past_any_clock_is_dropped_and_the_next_one_is_stored(
         ).encode()
 
     now = time.time()
-    _publish_raw(topology.plants[PLANT].url, subjects.health_subject(PLANT), report(now, 1e15), "far")
-    _publish_raw(
-        topology.plants[PLANT].url, subjects.health_subject(PLANT), report(now + 1, now - 60), "near"
-    )
+    publish_raw(topology.plants[PLANT].url, subjects.health_subject(PLANT), report(now, 1e15), "far")
+    publish_raw(topology.plants[PLANT].url, subjects.health_subject(PLANT), report(now + 1, now - 60), "near")
 
     assert wait_for(lambda: bus.stats().terminated == 1, 60)
     assert wait_for(lambda: [c.since for c in store.cameras([PLANT])] == [now - 60], 60)

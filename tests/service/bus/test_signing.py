@@ -23,7 +23,7 @@ from anjian.service.hub.store import HubStore
 from anjian.service.schemas import WebhookPayload
 from tests.factories import make_event
 from tests.service.bus.conftest import PLANT, hub_config, plant_config
-from tests.support.nats import NatsTopology
+from tests.support.nats import NatsTopology, publish_raw
 from tests.support.waiting import wait_for
 
 KEY = "a-key-only-site-1-and-the-hub-hold"
@@ -60,19 +60,6 @@ def _stored_at_the_hub(plant: ServiceParts, store: HubStore) -> Event:
     return event
 
 
-def _publish_unsigned(url: str, subject: str, data: bytes, msg_id: str) -> None:
-    """Publish ``data`` on ``subject`` with no signature, as a stranger on the bus would."""
-
-    async def publish() -> None:
-        client = await nats.connect(url)
-        try:
-            await client.jetstream().publish(subject, data, headers={"Nats-Msg-Id": msg_id})
-        finally:
-            await client.close()
-
-    asyncio.run(publish())
-
-
 def test_an_unsigned_event_in_the_plants_stream_is_set_aside_and_signed_ones_are_stored(
     signed: tuple[ServiceParts, HubStore, HubBus], topology: NatsTopology
 ) -> None:
@@ -85,7 +72,7 @@ def test_an_unsigned_event_in_the_plants_stream_is_set_aside_and_signed_ones_are
     payload = payload.model_copy(update={"event": payload.event.model_copy(update={"id": forged_event.id})})
     change = EventChange(plant_id=PLANT, key="forged:1", sent_at=0.0, payload=payload)
     # Another plant publishing on site-1's subject: it lands in site-1's stream, unsigned.
-    _publish_unsigned(
+    publish_raw(
         topology.plants[PLANT].url,
         subjects.event_subject(PLANT),
         change.model_dump_json().encode(),
@@ -103,7 +90,7 @@ def test_a_remark_not_signed_with_the_plants_key_is_dropped(
     forged = SupervisorRemark(
         id=uuid.uuid4().hex, plant_id=PLANT, event_id=event.id, actor="bureau", note="forged", at=1.0
     )
-    _publish_unsigned(
+    publish_raw(
         topology.hub.url, subjects.command_subject(PLANT), forged.model_dump_json().encode(), forged.id
     )
     store.add_remark(PLANT, event.id, actor="bureau", note="genuine", is_press_for_action=False)
@@ -151,7 +138,7 @@ def test_unsigned_messages_are_set_aside_and_never_wait_in_the_live_consumer(
     plant, store, bus = signed
     _stored_at_the_hub(plant, store)  # the plant's stream exists once it has published
     for index in range(50):
-        _publish_unsigned(
+        publish_raw(
             topology.plants[PLANT].url, subjects.event_subject(PLANT), b'{"type":"event"}', f"junk:{index}"
         )
     assert wait_for(lambda: bus.stats().unsigned == 50, 60)

@@ -10,7 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy import TextClause, create_engine, inspect, select, text
 
 import anjian.service.hub.schema
 from anjian.service.config import StorageConfig
@@ -24,6 +24,23 @@ from tests.service.conftest import FakeClock
 
 def _hub_tables_only(name: str | None, kind: str, _parent: object) -> bool:
     return kind != "table" or ((name or "").startswith("hub_") and name != "hub_alembic_version")
+
+
+def _stored_at_revision(database_url: str, revision: str, *rows: TextClause) -> None:
+    """Migrate a fresh database to ``revision`` and store ``rows`` there, as an older hub left them."""
+    config = AlembicConfig()
+    config.set_main_option(
+        "script_location", str(Path(anjian.service.hub.schema.__file__).parent / "migrations")
+    )
+    engine = create_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, revision)
+            for row in rows:
+                conn.execute(row)
+    finally:
+        engine.dispose()
 
 
 def test_hub_migrations_build_exactly_the_hub_tables(database_url: str) -> None:
@@ -50,30 +67,19 @@ def test_reported_times_no_date_can_hold_are_set_right_by_the_upgrade(
     database_url: str, tmp_path: Path
 ) -> None:
     # Stored before the bus bounded its times, since=1e15 made /api/cameras answer 500 for every token.
-    config = AlembicConfig()
-    config.set_main_option(
-        "script_location", str(Path(anjian.service.hub.schema.__file__).parent / "migrations")
+    _stored_at_revision(
+        database_url,
+        "h0004",
+        text(
+            "INSERT INTO hub_cameras (plant_id, camera_id, name, state, since, fps, reconnects, "
+            "last_error, reported_at) VALUES ('lab-9', 'cam-x', NULL, 'online', 1e15, 5.0, 0, NULL, 1.8e9)"
+        ),
+        text(
+            "INSERT INTO hub_sensors (plant_id, sensor_id, workshop_id, quantity, unit, source, state, "
+            "is_source_connected, last_reading_at, last_value, open_kinds, reported_at) VALUES ('lab-9', "
+            "'nh3-1', 'w', 'ammonia', 'ppm', 'http', 'ok', NULL, 1e15, 1.0, '[]', 1.8e9)"
+        ),
     )
-    engine = create_engine(database_url)
-    try:
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "h0004")
-            conn.execute(
-                text(
-                    "INSERT INTO hub_cameras (plant_id, camera_id, name, state, since, fps, reconnects, "
-                    "last_error, reported_at) VALUES ('lab-9', 'cam-x', NULL, 'online', 1e15, 5.0, 0, NULL, 1.8e9)"
-                )
-            )
-            conn.execute(
-                text(
-                    "INSERT INTO hub_sensors (plant_id, sensor_id, workshop_id, quantity, unit, source, state, "
-                    "is_source_connected, last_reading_at, last_value, open_kinds, reported_at) VALUES ('lab-9', "
-                    "'nh3-1', 'w', 'ammonia', 'ppm', 'http', 'ok', NULL, 1e15, 1.0, '[]', 1.8e9)"
-                )
-            )
-    finally:
-        engine.dispose()
 
     store = HubStore(database_url)
     try:
@@ -95,32 +101,24 @@ def test_the_upgrade_keys_each_plant_line_by_its_audit_id_and_bounds_each_raise_
 ) -> None:
     # Lines stored before: a plant audit id handed out again (a restored plant) must find them, and an
     # incident raised before a plant's clock was set back must still be overdue in time.
-    config = AlembicConfig()
-    config.set_main_option(
-        "script_location", str(Path(anjian.service.hub.schema.__file__).parent / "migrations")
+    audit_lines = [
+        text(
+            "INSERT INTO hub_audit (plant_id, event_id, key, at, actor, action, note, is_from_hub) "
+            "VALUES ('lab-3', 'e-1', :key, 1000.0, 'someone', 'acknowledge', '', :is_from_hub)"
+        ).bindparams(key=key, is_from_hub=is_from_hub)
+        for key, is_from_hub in (("raise", False), ("a17", False), ("r" + "0" * 32, True))
+    ]
+    _stored_at_revision(
+        database_url,
+        "h0005",
+        text(
+            "INSERT INTO hub_events (plant_id, event_id, version, revision, workshop_id, camera_id, "
+            "behaviour, severity, state, started_at, created_at, message, event, snapshot_bytes, "
+            "sent_at, received_at) VALUES ('lab-3', 'e-1', 2, 1, 'w', 'cam-1', 'open_flame', 'red', "
+            "'raised', 1000.0, 1000.0, 'fire', '{}', 0, 1010.0, 1012.5)"
+        ),
+        *audit_lines,
     )
-    engine = create_engine(database_url)
-    try:
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "h0005")
-            conn.execute(
-                text(
-                    "INSERT INTO hub_events (plant_id, event_id, version, revision, workshop_id, camera_id, "
-                    "behaviour, severity, state, started_at, created_at, message, event, snapshot_bytes, "
-                    "sent_at, received_at) VALUES ('lab-3', 'e-1', 2, 1, 'w', 'cam-1', 'open_flame', 'red', "
-                    "'raised', 1000.0, 1000.0, 'fire', '{}', 0, 1010.0, 1012.5)"
-                )
-            )
-            for key, is_from_hub in (("raise", False), ("a17", False), ("r" + "0" * 32, True)):
-                conn.execute(
-                    text(
-                        "INSERT INTO hub_audit (plant_id, event_id, key, at, actor, action, note, is_from_hub) "
-                        "VALUES ('lab-3', 'e-1', :key, 1000.0, 'someone', 'acknowledge', '', :is_from_hub)"
-                    ).bindparams(key=key, is_from_hub=is_from_hub)
-                )
-    finally:
-        engine.dispose()
 
     store = HubStore(database_url, clock=clock)
     try:
