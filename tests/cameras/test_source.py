@@ -8,6 +8,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +24,6 @@ from tests.support.waiting import wait_for
 
 _FAST_RETRY = {"initial_delay_s": 0.05, "max_delay_s": 0.2, "jitter": 0.0}
 _LIVE_URL = "rtsp://admin:pw@127.0.0.1:9/stream1"  # never opened: decode_frames is scripted
-
-FakeDecode = Callable[..., Iterator[Frame]]
 
 
 def _camera(url: str | Path, **overrides: object) -> CameraConfig:
@@ -159,13 +158,50 @@ def _frame(index: int) -> Frame:
     )
 
 
-def _script_decode(monkeypatch: pytest.MonkeyPatch, fake: FakeDecode) -> None:
-    """Make every reader's connection run ``fake`` (called as ``decode_frames``) instead of FFmpeg."""
-    monkeypatch.setattr("anjian.cameras.source.decode_frames", fake)
+@dataclass(frozen=True)
+class _Connection:
+    """One connection a reader opens: what it passes ``decode_frames`` that the fakes below use."""
+
+    config: CameraConfig
+    stop: threading.Event
+    start_index: int
+    on_open: Callable[[str], None]
+    on_decoded: Callable[[], None]
+
+
+def _script_decode(monkeypatch: pytest.MonkeyPatch, fake: Callable[[_Connection], Iterator[Frame]]) -> None:
+    """Make every reader's connection run ``fake`` (a generator, as ``decode_frames`` is) instead of FFmpeg."""
+
+    def decode_frames(
+        config: CameraConfig,
+        *,
+        stop: threading.Event,
+        start_index: int,
+        on_open: Callable[[str], None],
+        on_decoded: Callable[[], None],
+        **_: object,
+    ) -> Iterator[Frame]:
+        return fake(_Connection(config, stop, start_index, on_open, on_decoded))
+
+    monkeypatch.setattr("anjian.cameras.source.decode_frames", decode_frames)
 
 
 def _logged_delays(caplog: pytest.LogCaptureFixture) -> list[str]:
     return re.findall(r"retrying in ([0-9.]+)s", caplog.text)
+
+
+def _run_until_reconnected(
+    camera: CameraConfig, caplog: pytest.LogCaptureFixture, reconnects: int, timeout_s: float
+) -> tuple[CameraHealth, list[str]]:
+    """Read ``camera`` until it has reconnected ``reconnects`` times; its health once stopped, the delays logged."""
+    source = VideoSource(camera)
+    caplog.set_level(logging.DEBUG, logger="anjian.cameras.source")
+    source.start()
+    try:
+        assert wait_for(lambda: source.health().reconnects >= reconnects, timeout_s), source.health()
+    finally:
+        source.stop()
+    return source.health(), _logged_delays(caplog)
 
 
 def test_refused_credentials_are_retried_on_their_own_growing_schedule(
@@ -173,9 +209,9 @@ def test_refused_credentials_are_retried_on_their_own_growing_schedule(
 ) -> None:
     """Every retry is a failed login, which locks camera accounts: not at the 0.05 s cap of other refusals."""
 
-    def refuses_login(config: CameraConfig, **_: object) -> Iterator[Frame]:
+    def refuses_login(connection: _Connection) -> Iterator[Frame]:
         raise StreamCredentialsError(
-            f"cannot open {config.masked_url}: credentials refused (401 Unauthorized)"
+            f"cannot open {connection.config.masked_url}: credentials refused (401 Unauthorized)"
         )
         yield  # a generator, as decode_frames is
 
@@ -185,15 +221,11 @@ def test_refused_credentials_are_retried_on_their_own_growing_schedule(
         "credentials_max_delay_s": 0.4,
         "probe_interval_s": 0,
     }
-    source = VideoSource(_camera(_LIVE_URL, reconnect=retry))
-    caplog.set_level(logging.DEBUG, logger="anjian.cameras.source")
-    source.start()
-    try:
-        assert wait_for(lambda: source.health().reconnects >= 4, 30), source.health()
-    finally:
-        source.stop()
-    assert "401" in (source.health().last_error or "")
-    assert _logged_delays(caplog)[:4] == ["0.1", "0.2", "0.4", "0.4"]
+    health, delays = _run_until_reconnected(
+        _camera(_LIVE_URL, reconnect=retry), caplog, reconnects=4, timeout_s=30
+    )
+    assert "401" in (health.last_error or "")
+    assert delays[:4] == ["0.1", "0.2", "0.4", "0.4"]
 
 
 def test_a_camera_that_streams_for_a_while_then_drops_is_reopened_at_the_initial_delay(
@@ -201,37 +233,25 @@ def test_a_camera_that_streams_for_a_while_then_drops_is_reopened_at_the_initial
 ) -> None:
     """Frames for stall_timeout_s show the camera works: its backoff starts over rather than growing to the cap."""
 
-    def streams_then_drops(
-        config: CameraConfig,
-        *,
-        stop: threading.Event,
-        start_index: int,
-        on_open: Callable[[str], None],
-        on_decoded: Callable[[], None],
-        **_: object,
-    ) -> Iterator[Frame]:
-        on_open("cpu")
-        on_decoded()
-        yield _frame(start_index)
+    def streams_then_drops(connection: _Connection) -> Iterator[Frame]:
+        connection.on_open("cpu")
+        connection.on_decoded()
+        yield _frame(connection.start_index)
         first_published_by = time.monotonic()  # the reader publishes a frame before it asks for the next
-        index = start_index + 1
+        index = connection.start_index + 1
         while time.monotonic() - first_published_by < 0.3:  # frames for longer than the 0.25 s stall timeout
-            stop.wait(0.02)
-            on_decoded()
+            connection.stop.wait(0.02)
+            connection.on_decoded()
             yield _frame(index)
             index += 1
-        raise StreamDisconnectedError(f"{config.masked_url}: connection lost")
+        raise StreamDisconnectedError(f"{connection.config.masked_url}: connection lost")
 
     _script_decode(monkeypatch, streams_then_drops)
     retry = {"initial_delay_s": 0.1, "max_delay_s": 1.6, "jitter": 0.0, "probe_interval_s": 0}
-    source = VideoSource(_camera(_LIVE_URL, stall_timeout_s=0.25, reconnect=retry))
-    caplog.set_level(logging.DEBUG, logger="anjian.cameras.source")
-    source.start()
-    try:
-        assert wait_for(lambda: source.health().reconnects >= 5, 60), source.health()
-    finally:
-        source.stop()
-    assert _logged_delays(caplog)[:5] == ["0.1"] * 5  # not 0.1, 0.2, 0.4, 0.8, 1.6
+    _, delays = _run_until_reconnected(
+        _camera(_LIVE_URL, stall_timeout_s=0.25, reconnect=retry), caplog, reconnects=5, timeout_s=60
+    )
+    assert delays[:5] == ["0.1"] * 5  # not 0.1, 0.2, 0.4, 0.8, 1.6
 
 
 def test_start_right_after_stop_resumes_once_the_old_reader_has_left_ffmpeg(
@@ -243,25 +263,17 @@ def test_start_right_after_stop_resumes_once_the_old_reader_has_left_ffmpeg(
     first_open_ended = threading.Event()
     overlaps: list[bool] = []
 
-    def blocks_in_open_once(
-        config: CameraConfig,
-        *,
-        stop: threading.Event,
-        start_index: int,
-        on_open: Callable[[str], None],
-        on_decoded: Callable[[], None],
-        **_: object,
-    ) -> Iterator[Frame]:
+    def blocks_in_open_once(connection: _Connection) -> Iterator[Frame]:
         if not opening.is_set():
             opening.set()
             open_may_end.wait(30)  # av.open does not look at the stop event
             first_open_ended.set()
             return
         overlaps.append(not first_open_ended.is_set())
-        on_open("cpu")
-        index = start_index
-        while not stop.wait(0.01):
-            on_decoded()
+        connection.on_open("cpu")
+        index = connection.start_index
+        while not connection.stop.wait(0.01):
+            connection.on_decoded()
             yield _frame(index)
             index += 1
 
@@ -282,12 +294,10 @@ def test_start_right_after_stop_resumes_once_the_old_reader_has_left_ffmpeg(
 
 
 def test_a_restarted_reader_numbers_its_frames_on_so_they_are_taken(monkeypatch: pytest.MonkeyPatch) -> None:
-    def ten_frames_then_waits(
-        config: CameraConfig, *, stop: threading.Event, start_index: int, **_: object
-    ) -> Iterator[Frame]:
-        for index in range(start_index, start_index + 10):
+    def ten_frames_then_waits(connection: _Connection) -> Iterator[Frame]:
+        for index in range(connection.start_index, connection.start_index + 10):
             yield _frame(index)
-        stop.wait()
+        connection.stop.wait()
 
     _script_decode(monkeypatch, ten_frames_then_waits)
     source = VideoSource(_camera(_LIVE_URL))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,8 +21,8 @@ from anjian.pipeline.event_json import event_to_json
 from anjian.service.api import stream as stream_module
 from anjian.service.app import create_app
 from anjian.service.composition import ServiceParts, build_service_parts
+from anjian.service.config import AnjianConfig
 from tests.factories import make_event, make_jpeg
-from tests.service.conftest import make_config
 from tests.service.server import ServerThread
 from tests.service.test_dashboard import TIMEOUT_MS
 
@@ -32,23 +31,52 @@ pytestmark = pytest.mark.slow
 
 T0 = 1_700_000_000.0
 
+OpenDashboard = Callable[..., tuple[ServerThread, Any]]
+"""``open_dashboard(**page_options)``: a server over the test's ``parts`` and a browser page, not yet loaded."""
+
 
 @pytest.fixture
-def parts(tmp_path: Path) -> Iterator[ServiceParts]:
-    """A service reading no cameras, whose parts outlive a server restart (the test owns them)."""
-    config = make_config(tmp_path / "data", camera_ids=("cam-1", "cam-2"))
+def parts(config: AnjianConfig) -> Iterator[ServiceParts]:
+    """The parts of a service over ``config`` (cam-1, cam-2, never read), owned by the test: they outlive a
+    server restart."""
     parts = build_service_parts(config, camera_health=list)
     parts.start()
     yield parts
     parts.close()
 
 
-def _serve(parts: ServiceParts, tmp_path: Path, port: int | None = None) -> ServerThread:
-    app = create_app(make_config(tmp_path / "data", camera_ids=("cam-1", "cam-2")), parts)
-    return ServerThread(app, port=port).start()
+@pytest.fixture
+def serve(parts: ServiceParts, config: AnjianConfig) -> Iterator[Callable[..., ServerThread]]:
+    """``serve(port=None)`` starts a server over ``parts`` (``port``: where a stopped one was); all stop after."""
+    servers: list[ServerThread] = []
+
+    def start(port: int | None = None) -> ServerThread:
+        servers.append(ServerThread(create_app(config, parts), port=port).start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
-def _operator(parts: ServiceParts) -> str:
+@pytest.fixture
+def open_dashboard(serve: Callable[..., ServerThread], browser: Any) -> Iterator[OpenDashboard]:
+    """Starts a server and opens a page (``browser.new_page`` options); pages close before the servers stop."""
+    pages: list[Any] = []
+
+    def open_(**page_options: Any) -> tuple[ServerThread, Any]:
+        server = serve()
+        pages.append(browser.new_page(**page_options))
+        return server, pages[-1]
+
+    yield open_
+    for page in pages:
+        page.close()
+
+
+@pytest.fixture
+def operator(parts: ServiceParts) -> str:
+    """An operator's token."""
     return parts.store.tokens.create("duty officer", "operator")[1]
 
 
@@ -61,50 +89,52 @@ def _pump_until(page: Any, predicate: Callable[[], bool]) -> None:
 
 
 def test_changes_made_while_the_live_feed_was_down_show_once_it_reconnects(
-    tmp_path: Path, browser: Any, expect: Any, parts: ServiceParts, monkeypatch: pytest.MonkeyPatch
+    serve: Callable[..., ServerThread],
+    open_dashboard: OpenDashboard,
+    expect: Any,
+    parts: ServiceParts,
+    operator: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A service restart or a network drop longer than the feed's look-back lost the changes made
     meanwhile: an alert acknowledged elsewhere still showed raised, a new red one never appeared."""
     monkeypatch.setattr(stream_module, "_OVERLAP_S", 0.0)  # the feed alone replays nothing from the gap
     store = parts.store
-    operator = _operator(parts)
     handled = make_event(severity=RiskLevel.ORANGE, snapshot_jpeg=None)
     store.upsert_event(handled)
-    server = _serve(parts, tmp_path)
-    page = browser.new_page()
-    try:
-        page.goto(f"{server.base_url}/#token={operator}")
-        expect(page.locator("#live-status")).to_have_text("live", timeout=TIMEOUT_MS)
-        expect(page.locator(f".event-row[data-id='{handled.id}'] .state")).to_have_text("raised")
-        expect(page.locator("#count-orange")).to_have_text("1")
+    server, page = open_dashboard()
+    page.goto(f"{server.base_url}/#token={operator}")
+    expect(page.locator("#live-status")).to_have_text("live", timeout=TIMEOUT_MS)
+    expect(page.locator(f".event-row[data-id='{handled.id}'] .state")).to_have_text("raised")
+    expect(page.locator("#count-orange")).to_have_text("1")
 
-        server.stop()
-        expect(page.locator("#live-status")).not_to_have_text("live", timeout=TIMEOUT_MS)
-        store.transition(handled.id, "acknowledge", actor="other operator")
-        fire = make_event(camera_id="cam-2", snapshot_jpeg=None)
-        store.upsert_event(fire)
-        server = _serve(parts, tmp_path, port=server.port)
+    server.stop()
+    expect(page.locator("#live-status")).not_to_have_text("live", timeout=TIMEOUT_MS)
+    store.transition(handled.id, "acknowledge", actor="other operator")
+    fire = make_event(camera_id="cam-2", snapshot_jpeg=None)
+    store.upsert_event(fire)
+    server = serve(port=server.port)  # the page reconnects to the same address
 
-        expect(page.locator(f".event-row[data-id='{fire.id}']")).to_have_count(1, timeout=TIMEOUT_MS)
-        expect(page.locator(f".event-row[data-id='{handled.id}'] .state")).to_have_text(
-            "acknowledged", timeout=TIMEOUT_MS
-        )
-        expect(page.locator("#count-red")).to_have_text("1")
-        expect(page.locator("#count-orange")).to_have_text("0")
-        expect(page.locator("#live-status")).to_have_text("live")
-    finally:
-        page.close()
-        server.stop()
+    expect(page.locator(f".event-row[data-id='{fire.id}']")).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(page.locator(f".event-row[data-id='{handled.id}'] .state")).to_have_text(
+        "acknowledged", timeout=TIMEOUT_MS
+    )
+    expect(page.locator("#count-red")).to_have_text("1")
+    expect(page.locator("#count-orange")).to_have_text("0")
+    expect(page.locator("#live-status")).to_have_text("live")
 
 
 def test_every_raised_alert_is_loaded_and_counted_however_many_newer_events_there_are(
-    tmp_path: Path, browser: Any, expect: Any, parts: ServiceParts, monkeypatch: pytest.MonkeyPatch
+    open_dashboard: OpenDashboard,
+    expect: Any,
+    parts: ServiceParts,
+    operator: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Only the 200 newest events of any state were loaded: an older raised red alert was neither
     shown nor counted."""
     monkeypatch.setattr(stream_module, "_OVERLAP_S", 0.0)  # the live feed brings none of them
     store = parts.store
-    operator = _operator(parts)
     old_red = make_event(camera_id="cam-2", started_at=T0, last_seen_at=T0 + 1, snapshot_jpeg=None)
     store.upsert_event(old_red)
     newer = [
@@ -121,121 +151,96 @@ def test_every_raised_alert_is_loaded_and_counted_however_many_newer_events_ther
     settled = make_event(camera_id="cam-2", started_at=T0 + 1000, last_seen_at=T0 + 1001, snapshot_jpeg=None)
     store.upsert_event(settled)
     store.transition(settled.id, "false_alarm", actor="night shift", note="reflection")
-    server = _serve(parts, tmp_path)
-    page = browser.new_page(viewport={"width": 1440, "height": 900})
-    try:
-        page.goto(f"{server.base_url}/#token={operator}")
-        expect(page.locator(f".event-row[data-id='{old_red.id}']")).to_have_count(1, timeout=TIMEOUT_MS)
-        expect(page.locator("#count-red")).to_have_text("1")
-        expect(page.locator("#count-yellow")).to_have_text("600")
-        expect(page.locator(f".event-row[data-id='{settled.id}']")).to_have_count(1)  # the recent page
-    finally:
-        page.close()
-        server.stop()
+    server, page = open_dashboard(viewport={"width": 1440, "height": 900})
+    page.goto(f"{server.base_url}/#token={operator}")
+    expect(page.locator(f".event-row[data-id='{old_red.id}']")).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(page.locator("#count-red")).to_have_text("1")
+    expect(page.locator("#count-yellow")).to_have_text("600")
+    expect(page.locator(f".event-row[data-id='{settled.id}']")).to_have_count(1)  # the recent page
 
 
 def test_an_older_list_answer_does_not_overwrite_what_the_live_feed_brought(
-    tmp_path: Path, browser: Any, expect: Any, parts: ServiceParts
+    open_dashboard: OpenDashboard, expect: Any, parts: ServiceParts, operator: str
 ) -> None:
     store = parts.store
-    operator = _operator(parts)
     fire = make_event(snapshot_jpeg=None)  # an open flame
     store.upsert_event(fire)
-    server = _serve(parts, tmp_path)
-    page = browser.new_page()
+    server, page = open_dashboard()
     held: list[Any] = []
-    try:
-        page.goto(f"{server.base_url}/#token={operator}")
-        expect(page.locator("#live-status")).to_have_text("live", timeout=TIMEOUT_MS)
-        state = page.locator(f".event-row[data-id='{fire.id}'] .state")
-        expect(state).to_have_text("raised", timeout=TIMEOUT_MS)
-        page.route(
-            lambda url: "/events?" in url and "behaviour=open_flame" in url, lambda route: held.append(route)
-        )
-        page.select_option("#filter-behaviour", "open_flame")
-        _pump_until(page, lambda: bool(held))
-        answer = held[0].fetch()  # the list as it is now: raised
-        httpx.post(
-            f"{server.base_url}/events/{fire.id}/acknowledge",
-            json={"note": ""},
-            headers={"Authorization": f"Bearer {operator}"},
-        ).raise_for_status()
-        expect(state).to_have_text("acknowledged", timeout=TIMEOUT_MS)  # from the live feed
-        loads = int(page.get_attribute("#feed", "data-loads") or "0")
-        held[0].fulfill(response=answer)
-        expect(page.locator("#feed")).to_have_attribute("data-loads", str(loads + 1), timeout=TIMEOUT_MS)
-        expect(state).to_have_text("acknowledged")
-        expect(page.locator("#count-red")).to_have_text("0")
-    finally:
-        page.close()
-        server.stop()
+    page.goto(f"{server.base_url}/#token={operator}")
+    expect(page.locator("#live-status")).to_have_text("live", timeout=TIMEOUT_MS)
+    state = page.locator(f".event-row[data-id='{fire.id}'] .state")
+    expect(state).to_have_text("raised", timeout=TIMEOUT_MS)
+    page.route(
+        lambda url: "/events?" in url and "behaviour=open_flame" in url, lambda route: held.append(route)
+    )
+    page.select_option("#filter-behaviour", "open_flame")
+    _pump_until(page, lambda: bool(held))
+    answer = held[0].fetch()  # the list as it is now: raised
+    httpx.post(
+        f"{server.base_url}/events/{fire.id}/acknowledge",
+        json={"note": ""},
+        headers={"Authorization": f"Bearer {operator}"},
+    ).raise_for_status()
+    expect(state).to_have_text("acknowledged", timeout=TIMEOUT_MS)  # from the live feed
+    loads = int(page.get_attribute("#feed", "data-loads") or "0")
+    held[0].fulfill(response=answer)
+    expect(page.locator("#feed")).to_have_attribute("data-loads", str(loads + 1), timeout=TIMEOUT_MS)
+    expect(state).to_have_text("acknowledged")
+    expect(page.locator("#count-red")).to_have_text("0")
 
 
 def test_a_late_audit_trail_of_the_previous_alert_is_not_drawn_under_the_selected_one(
-    tmp_path: Path, browser: Any, expect: Any, parts: ServiceParts
+    open_dashboard: OpenDashboard, expect: Any, parts: ServiceParts, operator: str
 ) -> None:
     store = parts.store
-    operator = _operator(parts)
     first = make_event(severity=RiskLevel.ORANGE, snapshot_jpeg=None)
     second = make_event(camera_id="cam-2", snapshot_jpeg=None)
     store.upsert_event(first)
     store.upsert_event(second)
     store.transition(first.id, "acknowledge", actor="night shift", note="NOTE-OF-FIRST")
-    server = _serve(parts, tmp_path)
-    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    server, page = open_dashboard(viewport={"width": 1440, "height": 900})
     held: list[Any] = []
-    try:
-        page.goto(f"{server.base_url}/#token={operator}")
-        expect(page.locator("#live-status")).to_have_text("live", timeout=TIMEOUT_MS)
-        page.route(f"**/events/{first.id}/audit", lambda route: held.append(route))
-        page.locator(f".event-row[data-id='{first.id}']").click(timeout=TIMEOUT_MS)
-        _pump_until(page, lambda: bool(held))
-        page.locator(f".event-row[data-id='{second.id}']").click(timeout=TIMEOUT_MS)
-        expect(page.locator("#detail")).to_have_attribute("data-id", second.id, timeout=TIMEOUT_MS)
-        expect(page.locator("#audit tr")).to_have_count(1, timeout=TIMEOUT_MS)  # the second's raising
-        answers = int(page.get_attribute("#audit", "data-answers") or "0")
-        held[0].continue_()
-        expect(page.locator("#audit")).to_have_attribute("data-answers", str(answers + 1), timeout=TIMEOUT_MS)
-        expect(page.locator("#audit tr")).to_have_count(1)
-        expect(page.locator("#audit")).not_to_contain_text("NOTE-OF-FIRST")
-        expect(page.locator("#detail")).to_have_attribute("data-id", second.id)
-    finally:
-        page.close()
-        server.stop()
+    page.goto(f"{server.base_url}/#token={operator}")
+    expect(page.locator("#live-status")).to_have_text("live", timeout=TIMEOUT_MS)
+    page.route(f"**/events/{first.id}/audit", lambda route: held.append(route))
+    page.locator(f".event-row[data-id='{first.id}']").click(timeout=TIMEOUT_MS)
+    _pump_until(page, lambda: bool(held))
+    page.locator(f".event-row[data-id='{second.id}']").click(timeout=TIMEOUT_MS)
+    expect(page.locator("#detail")).to_have_attribute("data-id", second.id, timeout=TIMEOUT_MS)
+    expect(page.locator("#audit tr")).to_have_count(1, timeout=TIMEOUT_MS)  # the second's raising
+    answers = int(page.get_attribute("#audit", "data-answers") or "0")
+    held[0].continue_()
+    expect(page.locator("#audit")).to_have_attribute("data-answers", str(answers + 1), timeout=TIMEOUT_MS)
+    expect(page.locator("#audit tr")).to_have_count(1)
+    expect(page.locator("#audit")).not_to_contain_text("NOTE-OF-FIRST")
+    expect(page.locator("#detail")).to_have_attribute("data-id", second.id)
 
 
 def test_a_link_to_an_unknown_alert_says_so_and_the_page_goes_live(
-    tmp_path: Path, browser: Any, expect: Any, parts: ServiceParts
+    open_dashboard: OpenDashboard, expect: Any, parts: ServiceParts, operator: str
 ) -> None:
     """A stale ``#event=`` link aborted the start: no live feed, and reloading repeated it."""
     store = parts.store
-    operator = _operator(parts)
-    server = _serve(parts, tmp_path)
-    page = browser.new_page()
-    try:
-        page.goto(f"{server.base_url}/#token={operator}")  # the token is kept in the browser
-        expect(page.locator("#live-status")).to_have_text("live", timeout=TIMEOUT_MS)
-        page.goto("about:blank")
-        page.goto(f"{server.base_url}/#event={make_event().id}")  # never stored
-        expect(page.locator("#error")).to_have_text("The linked alert was not found.", timeout=TIMEOUT_MS)
-        expect(page.locator("#live-status")).to_have_text("live", timeout=TIMEOUT_MS)
-        expect(page).to_have_url(f"{server.base_url}/")  # reloading does not repeat it
-        fire = make_event(snapshot_jpeg=None)
-        store.upsert_event(fire)
-        expect(page.locator(f".event-row[data-id='{fire.id}']")).to_have_count(1, timeout=TIMEOUT_MS)
-    finally:
-        page.close()
-        server.stop()
+    server, page = open_dashboard()
+    page.goto(f"{server.base_url}/#token={operator}")  # the token is kept in the browser
+    expect(page.locator("#live-status")).to_have_text("live", timeout=TIMEOUT_MS)
+    page.goto("about:blank")
+    page.goto(f"{server.base_url}/#event={make_event().id}")  # never stored
+    expect(page.locator("#error")).to_have_text("The linked alert was not found.", timeout=TIMEOUT_MS)
+    expect(page.locator("#live-status")).to_have_text("live", timeout=TIMEOUT_MS)
+    expect(page).to_have_url(f"{server.base_url}/")  # reloading does not repeat it
+    fire = make_event(snapshot_jpeg=None)
+    store.upsert_event(fire)
+    expect(page.locator(f".event-row[data-id='{fire.id}']")).to_have_count(1, timeout=TIMEOUT_MS)
 
 
 def test_a_failed_session_renewal_is_tried_again(
-    tmp_path: Path, browser: Any, expect: Any, parts: ServiceParts
+    open_dashboard: OpenDashboard, expect: Any, parts: ServiceParts, operator: str
 ) -> None:
     """One failed renewal was never retried: the cookie lapsed and media broke while the page said live."""
     store = parts.store
-    operator = _operator(parts)
-    server = _serve(parts, tmp_path)
-    page = browser.new_page()
+    server, page = open_dashboard()
     renewals: list[int] = []
 
     def on_session(route: Any) -> None:
@@ -254,18 +259,14 @@ def test_a_failed_session_renewal_is_tried_again(
         route.fulfill(response=answer, json={**answer.json(), "ttl_s": 2.0})  # renewed every second
 
     page.route("**/auth/session", on_session)
-    try:
-        page.goto(f"{server.base_url}/#token={operator}")
-        expect(page.locator("#live-status")).to_have_text("live", timeout=TIMEOUT_MS)
-        _pump_until(page, lambda: len(renewals) >= 4)
-        expect(page.locator("#error")).to_be_hidden(timeout=TIMEOUT_MS)  # the renewal error is cleared
-        fire = make_event(snapshot_jpeg=make_jpeg(320, 180))
-        pipeline = {"Authorization": f"Bearer {store.tokens.create('pipeline', 'pipeline')[1]}"}
-        httpx.post(
-            f"{server.base_url}/ingest/events", json=event_to_json(fire), headers=pipeline
-        ).raise_for_status()
-        page.locator(f".event-row[data-id='{fire.id}']").click(timeout=TIMEOUT_MS)
-        expect(page.locator("#detail-snapshot")).to_have_js_property("naturalWidth", 320, timeout=TIMEOUT_MS)
-    finally:
-        page.close()
-        server.stop()
+    page.goto(f"{server.base_url}/#token={operator}")
+    expect(page.locator("#live-status")).to_have_text("live", timeout=TIMEOUT_MS)
+    _pump_until(page, lambda: len(renewals) >= 4)
+    expect(page.locator("#error")).to_be_hidden(timeout=TIMEOUT_MS)  # the renewal error is cleared
+    fire = make_event(snapshot_jpeg=make_jpeg(320, 180))
+    pipeline = {"Authorization": f"Bearer {store.tokens.create('pipeline', 'pipeline')[1]}"}
+    httpx.post(
+        f"{server.base_url}/ingest/events", json=event_to_json(fire), headers=pipeline
+    ).raise_for_status()
+    page.locator(f".event-row[data-id='{fire.id}']").click(timeout=TIMEOUT_MS)
+    expect(page.locator("#detail-snapshot")).to_have_js_property("naturalWidth", 320, timeout=TIMEOUT_MS)

@@ -18,7 +18,7 @@ from anjian.service.node_config import NodeConfig, NodesConfig
 from anjian.service.node_status import format_node_status, read_node_status
 from anjian.service.nodes import CameraNode
 from tests.service.conftest import make_config
-from tests.support.nats import NatsServer, nats_server_available, start_jetstream_server
+from tests.support.nats import NatsServer, running_jetstream_server
 from tests.support.receiver import unused_port
 from tests.support.waiting import wait_for
 
@@ -34,11 +34,8 @@ NODES = NodesConfig(
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[NatsServer]:
-    if not nats_server_available():
-        pytest.skip("nats-server is not installed (apt install nats-server)")
-    nats = start_jetstream_server(tmp_path / "nats")
-    yield nats
-    nats.kill()
+    with running_jetstream_server(tmp_path / "nats") as nats:
+        yield nats
 
 
 def _config(tmp_path: Path, nats_url: str) -> AnjianConfig:

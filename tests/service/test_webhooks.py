@@ -45,6 +45,16 @@ def only_delivery(store: EventStore) -> WebhookDelivery:
     return delivery
 
 
+def deliver_one_event(
+    store: EventStore, dispatcher: WebhookDispatcher, until: DeliveryStatus
+) -> WebhookDelivery:
+    """Store a new event and start ``dispatcher``: the event's one delivery, once its status is ``until``."""
+    store.upsert_event(make_event())
+    dispatcher.start()
+    wait_until(lambda: only_delivery(store).status is until)
+    return only_delivery(store)
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[EventStore]:
     store = EventStore.from_config(StorageConfig(dir=tmp_path / "data"))
@@ -122,13 +132,10 @@ def test_receiver_failing_twice_gets_event_on_third_attempt(
 ) -> None:
     receiver.statuses = [500, 500]
     dispatcher = make_dispatcher([WebhookConfig(url=receiver.url, max_attempts=5)])
-    store.upsert_event(make_event())
 
-    dispatcher.start()
+    delivery = deliver_one_event(store, dispatcher, until=DeliveryStatus.DELIVERED)
 
     requests = receiver.wait_for_requests(3)
-    wait_until(lambda: only_delivery(store).status is DeliveryStatus.DELIVERED)
-    delivery = only_delivery(store)
     assert (delivery.attempts, delivery.last_status_code, delivery.last_error) == (3, 200, None)
     assert len({r.body for r in requests}) == 1, "every retry sends the same body"
     assert len({r.headers["idempotency-key"] for r in requests}) == 1
@@ -140,12 +147,9 @@ def test_unreachable_url_fails_after_max_attempts_with_last_error(
 ) -> None:
     url = f"http://127.0.0.1:{unused_port()}/hook"
     dispatcher = make_dispatcher([WebhookConfig(url=url, max_attempts=3, timeout_s=2)])
-    store.upsert_event(make_event())
 
-    dispatcher.start()
+    delivery = deliver_one_event(store, dispatcher, until=DeliveryStatus.FAILED)
 
-    wait_until(lambda: only_delivery(store).status is DeliveryStatus.FAILED)
-    delivery = only_delivery(store)
     assert delivery.attempts == 3
     assert delivery.last_status_code is None
     assert delivery.last_error is not None and delivery.last_error.startswith("ConnectError")
@@ -157,12 +161,9 @@ def test_receiver_answering_500_until_max_attempts_records_status_and_body(
 ) -> None:
     receiver.statuses = [503, 503]
     dispatcher = make_dispatcher([WebhookConfig(url=receiver.url, max_attempts=2)])
-    store.upsert_event(make_event())
 
-    dispatcher.start()
+    delivery = deliver_one_event(store, dispatcher, until=DeliveryStatus.FAILED)
 
-    wait_until(lambda: only_delivery(store).status is DeliveryStatus.FAILED)
-    delivery = only_delivery(store)
     assert (delivery.attempts, delivery.last_status_code) == (2, 503)
     assert delivery.last_error == "HTTP 503: receiver says no"
 

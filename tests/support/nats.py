@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import nats
+import pytest
 
 from anjian.service.benchmarks.nats_servers import NatsServer, NatsTopology, nats_server_available
 from anjian.service.benchmarks.ports import free_port
@@ -17,6 +20,7 @@ __all__ = [
     "assert_nats_server_accepts",
     "nats_server_available",
     "publish_raw",
+    "running_jetstream_server",
     "start_jetstream_server",
 ]
 
@@ -28,6 +32,18 @@ def start_jetstream_server(folder: Path) -> NatsServer:
     server = NatsServer(folder, config, port)
     server.start()
     return server
+
+
+@contextmanager
+def running_jetstream_server(folder: Path) -> Iterator[NatsServer]:
+    """``start_jetstream_server``, killed on leaving; skips the test where nats-server is not installed."""
+    if not nats_server_available():
+        pytest.skip("nats-server is not installed (apt install nats-server)")
+    server = start_jetstream_server(folder)
+    try:
+        yield server
+    finally:
+        server.kill()
 
 
 def assert_nats_server_accepts(folder: Path, name: str, text: str) -> None:

@@ -41,6 +41,28 @@ def _sample_set(tmp_path: Path, out: Path) -> tuple[Path, tuple[str, ...]]:
     return write_yolo_set(merged, out, by_source=True), merged.class_names
 
 
+def _sample_run(
+    tmp_path: Path, coco_weights: Path, folder: Path, project: Path, **overrides: object
+) -> TrainConfig:
+    """A tiny run ``site`` in ``project`` from the COCO weights, on ``_sample_set`` (its set and init in ``folder``)."""
+    from anjian.training.finetune_init import build_finetune_checkpoint
+
+    data, names = _sample_set(tmp_path, folder / "data")
+    init = build_finetune_checkpoint(coco_weights, names, folder / "init.pt")
+    return tiny_train_config(data, init, project, "site", **overrides)
+
+
+def _train_until_interrupted(config: TrainConfig, at_epoch: int) -> None:
+    """Train ``config`` and stop it as Ctrl-C would once ultralytics reports epoch ``at_epoch`` ended."""
+
+    def stop(epoch: int) -> None:
+        if epoch == at_epoch:
+            raise _Interrupted
+
+    with pytest.raises(_Interrupted):
+        train_detector(config, on_epoch_end=stop)
+
+
 def _empty_val_set(root: Path) -> Path:
     """A set with two train images and an empty val folder (what a split of too few groups writes)."""
     for split, stems in (("train", ("a", "b")), ("val", ())):
@@ -58,21 +80,11 @@ def test_resume_of_a_moved_run_trains_in_the_folder_it_is_given(
     tmp_path: Path, coco_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A run copied off a GPU machine or renamed: ultralytics kept training in the old path (recreating it)."""
-    from anjian.training.finetune_init import build_finetune_checkpoint
-
     monkeypatch.chdir(tmp_path)
     old = tmp_path / "gpu-box" / "runs" / "site"
     # the set lies inside the run folder, as the teacher-completed copy `anjian train` writes does
-    data, names = _sample_set(tmp_path, old / "data")
-    init = build_finetune_checkpoint(coco_weights, names, old / "init.pt")
-    config = tiny_train_config(data, init, old.parent, "site", close_mosaic=0)
-
-    def stop_after_first(epoch: int) -> None:
-        if epoch == 1:
-            raise _Interrupted
-
-    with pytest.raises(_Interrupted):
-        train_detector(config, on_epoch_end=stop_after_first)
+    config = _sample_run(tmp_path, coco_weights, old, old.parent, close_mosaic=0)
+    _train_until_interrupted(config, at_epoch=1)  # stopped after the first epoch
     new = tmp_path / "analyst" / "runs" / "site-copy"
     new.parent.mkdir(parents=True)
     shutil.move(old, new)
@@ -99,19 +111,11 @@ def test_resume_of_a_run_stopped_in_its_final_validation_says_it_finished_and_st
     tmp_path: Path, coco_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ultralytics strips last.pt before its closing validation: resuming it started a new 100-epoch run on coco8."""
-    from anjian.training.finetune_init import build_finetune_checkpoint
-
     monkeypatch.chdir(tmp_path)
-    data, names = _sample_set(tmp_path, tmp_path / "data")
-    init = build_finetune_checkpoint(coco_weights, names, tmp_path / "init.pt")
-    config = tiny_train_config(data, init, tmp_path / "runs", "site", epochs=1, close_mosaic=0)
-
-    def stop_in_final_validation(epoch: int) -> None:
-        if epoch == 2:  # ultralytics' validation of best.pt after the last epoch reports as epoch epochs + 1
-            raise _Interrupted
-
-    with pytest.raises(_Interrupted):
-        train_detector(config, on_epoch_end=stop_in_final_validation)
+    config = _sample_run(tmp_path, coco_weights, tmp_path, tmp_path / "runs", epochs=1, close_mosaic=0)
+    # stopped in its final validation: ultralytics' validation of best.pt after the last epoch
+    # reports as epoch epochs + 1
+    _train_until_interrupted(config, at_epoch=2)
     record_path = tmp_path / "runs" / "site" / "anjian_train.json"
     assert not json.loads(record_path.read_text())["is_finished"]
     last_pt = (tmp_path / "runs" / "site" / "weights" / "last.pt").read_bytes()
@@ -136,13 +140,10 @@ def test_a_set_ultralytics_refuses_is_named_and_the_failed_start_does_not_hold_t
     tmp_path: Path, coco_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """ultralytics wraps what its own dataset check finds in a RuntimeError: a traceback, and the name was taken."""
-    from anjian.training.finetune_init import build_finetune_checkpoint
     from anjian.training.ultralytics_env import offline_ultralytics
 
     monkeypatch.chdir(tmp_path)
-    data, names = _sample_set(tmp_path, tmp_path / "data")
-    init = build_finetune_checkpoint(coco_weights, names, tmp_path / "init.pt")
-    config = tiny_train_config(data, init, tmp_path / "runs", "site")
+    config = _sample_run(tmp_path, coco_weights, tmp_path, tmp_path / "runs")
     offline_ultralytics()
     from ultralytics.engine import trainer
 

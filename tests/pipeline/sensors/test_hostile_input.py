@@ -30,6 +30,17 @@ T0 = 1_800_000_000.0
 _FAST_RECONNECT = {"initial_delay_s": 0.1, "max_delay_s": 0.5, "probe_interval_s": 0}
 
 
+def _runner_at_t0() -> SensorRunner:
+    """A runner of ``make_sensor``'s sensor, reading no source, whose clock stands at ``T0``."""
+    return SensorRunner(
+        "plant",
+        [SensorAssignment("freezing-1", make_sensor())],
+        SensorSourcesConfig(),
+        ListSink(),
+        clock=lambda: T0,
+    )
+
+
 @pytest.mark.parametrize(
     ("payload", "path", "message"),
     [
@@ -65,13 +76,7 @@ def test_a_reading_that_would_blind_its_sensor_is_refused_by_name(
         reading_problem(Reading("nh3-1", 1.0, at=T0 + MAX_AHEAD_S, received_at=T0)) is None
     )  # clocks a little apart
 
-    runner = SensorRunner(
-        "plant",
-        [SensorAssignment("freezing-1", make_sensor())],
-        SensorSourcesConfig(),
-        ListSink(),
-        clock=lambda: T0,
-    )
+    runner = _runner_at_t0()
     assert not runner.offer(Reading("nh3-1", value, at=at, received_at=T0))
     assert runner.stats().bad_input == {reason: 1}
 
@@ -268,13 +273,7 @@ def test_a_flood_of_readings_keeps_the_rate_window_bounded_and_the_rate_right() 
 
 def test_a_sender_retrying_its_last_reading_is_counted_once() -> None:
     """A gateway retrying a POST stored its last reading twice (history) and fed the rules twice."""
-    runner = SensorRunner(
-        "plant",
-        [SensorAssignment("freezing-1", make_sensor())],
-        SensorSourcesConfig(),
-        ListSink(),
-        clock=lambda: T0,
-    )
+    runner = _runner_at_t0()
     runner.start()
     try:
         for _ in range(2):

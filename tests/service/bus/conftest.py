@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from anjian.pipeline.event import Event
 from anjian.service.bus.config import BusConfig
 from anjian.service.composition import ServiceParts, build_service_parts
 from anjian.service.config import AnjianConfig, StorageConfig
 from anjian.service.hub.config import HubBusConfig, HubConfig, PlantConfig
 from anjian.service.hub.consumer import HubBus
 from anjian.service.hub.store import HubStore
+from tests.factories import make_event
 from tests.service.conftest import make_config
 from tests.support.nats import NatsTopology, nats_server_available
+from tests.support.waiting import wait_for
 
 PLANT = "site-1"  # make_config's site id: the plant id on the bus
 
@@ -70,6 +73,14 @@ def hub(tmp_path: Path, topology: NatsTopology, database_url: str) -> Iterator[t
     yield store, bus
     bus.stop()
     store.close()
+
+
+def stored_at_the_hub(plant: ServiceParts, store: HubStore) -> Event:
+    """An event the plant publishes, once the hub has stored it."""
+    event = make_event()
+    plant.sink.publish(event)
+    assert wait_for(lambda: store.get_event(PLANT, event.id) is not None, 60)
+    return event
 
 
 @contextmanager

@@ -27,7 +27,7 @@ from anjian.service.bus.clips import (
 from anjian.service.bus.errors import ClipError, ClipNotFoundError, ClipTooBigError
 from anjian.service.bus.messages import ClipRequest
 from anjian.service.bus.signing import SIGNATURE_HEADER, is_signed_by, signature
-from tests.support.nats import NatsServer, nats_server_available, start_jetstream_server
+from tests.support.nats import NatsServer, running_jetstream_server
 
 KEY = "a-key-only-lab-3-and-the-hub-hold"
 PLANT = "lab-3"
@@ -65,11 +65,8 @@ class _Evidence:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[NatsServer]:
     """One nats-server: the account the plants' leaf nodes and the hub share."""
-    if not nats_server_available():
-        pytest.skip("nats-server is not installed (apt install nats-server)")
-    server = start_jetstream_server(tmp_path / "nats")
-    yield server
-    server.kill()
+    with running_jetstream_server(tmp_path / "nats") as server:
+        yield server
 
 
 @pytest.fixture

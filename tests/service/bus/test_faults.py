@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from anjian.pipeline.event import Event
 from anjian.service.benchmarks.hub_process import HubProcess, write_hub_config
 from anjian.service.bus.remarks import ACTION_REMARK
 from anjian.service.composition import ServiceParts, build_service_parts
+from anjian.service.config import AnjianConfig
 from anjian.service.hub.consumer import HubBus
 from anjian.service.hub.store import HubStore
 from anjian.service.records import DeliveryStatus
@@ -39,6 +41,17 @@ def _raise(parts: ServiceParts, count: int, *, over_s: float = 0.0) -> list[Even
         if pause_s:
             time.sleep(pause_s)
     return events
+
+
+@contextmanager
+def _running_plant(config: AnjianConfig) -> Iterator[ServiceParts]:
+    """The plant's service parts over ``config``, started, then closed (closing stores what is queued)."""
+    parts = build_service_parts(config)
+    parts.start()
+    try:
+        yield parts
+    finally:
+        parts.close()
 
 
 def _all_published(parts: ServiceParts) -> bool:
@@ -147,19 +160,14 @@ def test_a_plant_service_restarted_mid_stream_resumes_publishing(
 ) -> None:
     store, _bus = hub
     config = plant_config(tmp_path / "plant", topology.plants[PLANT].url)
-    parts = build_service_parts(config)
-    parts.start()
-    before = _raise(parts, 500)
-    parts.close()  # stores what is queued; announcements not yet published stay in the outbox
+    with _running_plant(config) as parts:
+        before = _raise(parts, 500)
+    # closed: what was queued is stored; announcements not yet published stay in the outbox
 
-    parts = build_service_parts(config)
-    parts.start()
-    try:
+    with _running_plant(config) as parts:
         after = _raise(parts, 10)
         assert wait_for(lambda: store.count_events(PLANT) == 510, DELIVERY_TIMEOUT_S)
         _assert_once(store, before + after)
-    finally:
-        parts.close()
 
 
 def test_events_raised_while_the_plants_own_nats_server_is_down_flow_when_it_returns(
@@ -201,33 +209,21 @@ def test_a_plant_restored_from_a_backup_gets_its_later_changes_to_the_hub(
     # dropped its new changes as retries of the old ones, and the hub kept the old state for good.
     store, _bus = hub
     config = plant_config(tmp_path / "plant", topology.plants[PLANT].url)
-    parts = build_service_parts(config)
-    parts.start()
-    try:
+    with _running_plant(config) as parts:
         (event,) = _raise(parts, 1)
         assert wait_for(lambda: store.get_event(PLANT, event.id) is not None, DELIVERY_TIMEOUT_S)
-    finally:
-        parts.close()
     _copy_database(tmp_path / "plant", tmp_path / "backup")  # the nightly backup
 
-    parts = build_service_parts(config)
-    parts.start()
-    try:
+    with _running_plant(config) as parts:
         parts.store.transition(event.id, "acknowledge", actor="duty officer")
         parts.store.transition(event.id, "dispatch", actor="duty officer", assignee="Wang")
         assert wait_for(lambda: _state(store, event.id) == "dispatched", DELIVERY_TIMEOUT_S)
-    finally:
-        parts.close()
     _copy_database(tmp_path / "backup", tmp_path / "plant")  # the disk died: restored from the backup
 
-    parts = build_service_parts(config)
-    parts.start()
-    try:
+    with _running_plant(config) as parts:
         parts.store.transition(event.id, "false_alarm", actor="duty officer", note="reflection")
         parts.store.transition(event.id, "close", actor="duty officer")
         assert wait_for(lambda: _state(store, event.id) == "closed", DELIVERY_TIMEOUT_S)
-    finally:
-        parts.close()
     actions = [line.action for line in store.audit_trail(PLANT, event.id)]
     assert sorted(actions) == sorted(["raise", "acknowledge", "dispatch", "false_alarm", "close"])
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
@@ -23,10 +24,10 @@ from anjian.service.composition import ServiceParts, build_service_parts
 from anjian.service.hub.consumer import HubBus
 from anjian.service.hub.store import ApplyResult, HubStore
 from tests.factories import make_event
-from tests.service.bus.conftest import PLANT, hub_config, plant_config
+from tests.service.bus.conftest import PLANT, hub_config, plant_config, stored_at_the_hub
 from tests.service.conftest import FakeClock
 from tests.service.hub.conftest import PlantRecorder
-from tests.support.nats import NatsTopology, nats_server_available, publish_raw, start_jetstream_server
+from tests.support.nats import NatsTopology, publish_raw, running_jetstream_server
 from tests.support.waiting import wait_for
 
 KEY = "a-key-only-site-1-and-the-hub-hold"
@@ -60,12 +61,40 @@ class _FlakyDatabase:
         self._ping()
 
 
+@pytest.fixture
+def hub_store(tmp_path: Path, topology: NatsTopology) -> Iterator[HubStore]:
+    """The hub's store (SQLite), closed after the test."""
+    store = HubStore.from_config(hub_config(tmp_path / "hub", topology.hub.url).storage)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def start_hub_bus(
+    tmp_path: Path, topology: NatsTopology, hub_store: HubStore
+) -> Iterator[Callable[..., HubBus]]:
+    """``start_hub_bus(signing_key=None, **options)``: a started hub bus over ``hub_store``; all stop after."""
+    buses: list[HubBus] = []
+
+    def start(*, signing_key: str | None = None, **options: Any) -> HubBus:
+        config = hub_config(tmp_path / "hub", topology.hub.url, signing_key=signing_key)
+        buses.append(HubBus(config, hub_store, **options))
+        buses[-1].start()
+        return buses[-1]
+
+    yield start
+    for bus in buses:
+        bus.stop()  # safe to call twice
+
+
 def test_a_poison_message_is_given_up_and_the_rest_of_its_batch_is_stored(
-    tmp_path: Path, topology: NatsTopology, plant: ServiceParts, caplog: pytest.LogCaptureFixture
+    plant: ServiceParts,
+    hub_store: HubStore,
+    start_hub_bus: Callable[..., HubBus],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     poison = make_event()
-    config = hub_config(tmp_path / "hub", topology.hub.url)
-    store = HubStore.from_config(config.storage)
+    store = hub_store
     real_apply = store.apply
 
     def refusing_apply(
@@ -76,26 +105,20 @@ def test_a_poison_message_is_given_up_and_the_rest_of_its_batch_is_stored(
         return real_apply(messages, stored_at=stored_at)
 
     store.apply = refusing_apply  # type: ignore[method-assign]
-    bus = HubBus(config, store, max_deliveries=3)
-    bus.start()
-    try:
-        good = [make_event() for _ in range(4)]
-        for event in [good[0], good[1], poison, good[2], good[3]]:
-            plant.sink.publish(event)
-        assert wait_for(lambda: store.count_events(PLANT) == 4, 60)
-        assert wait_for(lambda: bus.stats().terminated == 1, 60)
-        assert store.get_event(PLANT, poison.id) is None
-        assert "giving up on message" in caplog.text
-    finally:
-        bus.stop()
-        store.close()
+    bus = start_hub_bus(max_deliveries=3)
+    good = [make_event() for _ in range(4)]
+    for event in [good[0], good[1], poison, good[2], good[3]]:
+        plant.sink.publish(event)
+    assert wait_for(lambda: store.count_events(PLANT) == 4, 60)
+    assert wait_for(lambda: bus.stats().terminated == 1, 60)
+    assert store.get_event(PLANT, poison.id) is None
+    assert "giving up on message" in caplog.text
 
 
 def test_through_a_database_outage_nothing_is_given_up(
-    tmp_path: Path, topology: NatsTopology, plant: ServiceParts
+    plant: ServiceParts, hub_store: HubStore, start_hub_bus: Callable[..., HubBus]
 ) -> None:
-    config = hub_config(tmp_path / "hub", topology.hub.url)
-    store = HubStore.from_config(config.storage)
+    store = hub_store
     real_apply, real_ping = store.apply, store.ping
     outage = {"is_down": True, "refused": 0}
 
@@ -112,77 +135,56 @@ def test_through_a_database_outage_nothing_is_given_up(
 
     store.apply = apply  # type: ignore[method-assign]
     store.ping = ping  # type: ignore[method-assign]
-    bus = HubBus(config, store, max_deliveries=2, outage_retry_s=0.2, outage_retry_max_s=1.0)
-    bus.start()
-    try:
-        events = [make_event() for _ in range(10)]
-        for event in events:
-            plant.sink.publish(event)
-        assert wait_for(lambda: outage["refused"] >= 5, 60)  # refused again and again, past max_deliveries
-        outage["is_down"] = False
-        assert wait_for(lambda: store.count_events(PLANT) == 10, 60)
-        assert bus.stats().terminated == 0
-    finally:
-        bus.stop()
-        store.close()
+    bus = start_hub_bus(max_deliveries=2, outage_retry_s=0.2, outage_retry_max_s=1.0)
+    events = [make_event() for _ in range(10)]
+    for event in events:
+        plant.sink.publish(event)
+    assert wait_for(lambda: outage["refused"] >= 5, 60)  # refused again and again, past max_deliveries
+    outage["is_down"] = False
+    assert wait_for(lambda: store.count_events(PLANT) == 10, 60)
+    assert bus.stats().terminated == 0
 
 
 def test_redeliveries_through_an_outage_do_not_count_towards_giving_a_message_up(
-    tmp_path: Path, topology: NatsTopology, plant: ServiceParts
+    plant: ServiceParts, hub_store: HubStore, start_hub_bus: Callable[..., HubBus]
 ) -> None:
-    config = hub_config(tmp_path / "hub", topology.hub.url)
-    store = HubStore.from_config(config.storage)
+    store = hub_store
     # Down; once up, the batch and then the message alone fail once each.
     database = _FlakyDatabase(store, is_down=True, transient=2)
-    bus = HubBus(config, store, max_deliveries=3, outage_retry_s=0.2, outage_retry_max_s=0.5)
-    bus.start()
-    try:
-        event = make_event()
-        plant.sink.publish(event)
-        assert wait_for(lambda: database.refused >= 6, 60)  # delivered twice max_deliveries while down
-        database.is_down = False
-        assert wait_for(lambda: store.get_event(PLANT, event.id) is not None, 60)
-        assert bus.stats().terminated == 0
-    finally:
-        bus.stop()
-        store.close()
+    bus = start_hub_bus(max_deliveries=3, outage_retry_s=0.2, outage_retry_max_s=0.5)
+    event = make_event()
+    plant.sink.publish(event)
+    assert wait_for(lambda: database.refused >= 6, 60)  # delivered twice max_deliveries while down
+    database.is_down = False
+    assert wait_for(lambda: store.get_event(PLANT, event.id) is not None, 60)
+    assert bus.stats().terminated == 0
 
 
 def test_a_message_set_aside_as_unsigned_survives_a_database_failure_once_the_key_is_fixed(
-    tmp_path: Path, topology: NatsTopology
+    tmp_path: Path, topology: NatsTopology, hub_store: HubStore, start_hub_bus: Callable[..., HubBus]
 ) -> None:
     # A wrong key on the hub sets the plant's messages aside; once fixed (a restart), a transient
     # failure of the database while they are stored loses none of them.
+    store = hub_store
     plant = build_service_parts(plant_config(tmp_path / "plant", topology.plants[PLANT].url, signing_key=KEY))
-    wrong = hub_config(tmp_path / "hub", topology.hub.url, signing_key="not-the-key-the-plant-signs-with")
-    store = HubStore.from_config(wrong.storage)
-    bus = HubBus(wrong, store)
     plant.start()
-    bus.start()
     try:
+        bus = start_hub_bus(signing_key="not-the-key-the-plant-signs-with")  # the wrong key
         event = make_event()
         plant.sink.publish(event)
         assert wait_for(lambda: bus.stats().unsigned >= 1, 60)
         bus.stop()
-        right = hub_config(tmp_path / "hub", topology.hub.url, signing_key=KEY)
         _FlakyDatabase(store, is_down=False, transient=2)
-        bus = HubBus(right, store, max_deliveries=3)
-        bus.start()
+        bus = start_hub_bus(signing_key=KEY, max_deliveries=3)  # the right key
         assert wait_for(lambda: store.get_event(PLANT, event.id) is not None, 60)
         assert bus.stats().terminated == 0
     finally:
-        bus.stop()
-        store.close()
         plant.close()
 
 
 def test_a_durable_consumer_that_caps_deliveries_is_updated_to_no_cap(tmp_path: Path) -> None:
-    if not nats_server_available():
-        pytest.skip("nats-server is not installed (apt install nats-server)")
-    server = start_jetstream_server(tmp_path / "nats")
-
-    async def run() -> int:
-        client = await nats.connect(server.url)
+    async def run(url: str) -> int:
+        client = await nats.connect(url)
         try:
             js = client.jetstream()
             await js.add_stream(StreamConfig(name="S", subjects=["s.>"]))
@@ -195,10 +197,8 @@ def test_a_durable_consumer_that_caps_deliveries_is_updated_to_no_cap(tmp_path: 
         finally:
             await client.close()
 
-    try:
-        assert asyncio.run(run()) == -1
-    finally:
-        server.kill()
+    with running_jetstream_server(tmp_path / "nats") as server:
+        assert asyncio.run(run(server.url)) == -1
 
 
 def test_a_report_timed_at_infinity_is_dropped_with_its_reason_and_the_rest_is_stored(
@@ -211,9 +211,8 @@ def test_a_report_timed_at_infinity_is_dropped_with_its_reason_and_the_rest_is_s
     store, bus = hub
     data = b'{"type":"health","plant_id":"site-1","sent_at":Infinity,"cameras":[]}'
 
-    first, second = make_event(), make_event()
-    plant.sink.publish(first)  # the plant's stream exists once it has published
-    assert wait_for(lambda: store.get_event(PLANT, first.id) is not None, 60)
+    stored_at_the_hub(plant, store)  # the plant's stream exists once it has published
+    second = make_event()
     publish_raw(topology.plants[PLANT].url, subjects.health_subject(PLANT), data, "inf")
     plant.sink.publish(second)
     assert wait_for(lambda: store.get_event(PLANT, second.id) is not None, 60)
@@ -236,9 +235,7 @@ def test_an_event_from_a_plant_newer_than_the_hub_is_stored_without_the_fields_i
     recorder.store.close()
     message["payload"]["event"]["shift"] = "night"
     message["priority"] = 2
-    first = make_event()
-    plant.sink.publish(first)  # the plant's stream exists once it has published
-    assert wait_for(lambda: store.get_event(PLANT, first.id) is not None, 60)
+    stored_at_the_hub(plant, store)  # the plant's stream exists once it has published
 
     publish_raw(
         topology.plants[PLANT].url, subjects.event_subject(PLANT), json.dumps(message).encode(), "newer"
@@ -257,9 +254,7 @@ def test_a_report_timed_past_any_clock_is_dropped_and_the_next_one_is_stored(
 ) -> None:
     # Stored, since=1e15 made /api/cameras answer 500 for every token that sees the plant.
     store, bus = hub
-    first = make_event()
-    plant.sink.publish(first)  # the plant's stream exists once it has published
-    assert wait_for(lambda: store.get_event(PLANT, first.id) is not None, 60)
+    stored_at_the_hub(plant, store)  # the plant's stream exists once it has published
 
     def report(sent_at: float, since: float) -> bytes:
         camera = {"camera_id": "cam-1", "state": "online", "since": since}

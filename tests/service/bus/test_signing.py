@@ -10,7 +10,6 @@ from pathlib import Path
 import nats
 import pytest
 
-from anjian.pipeline.event import Event
 from anjian.service.bus import subjects
 from anjian.service.bus.messages import EventChange, SupervisorRemark
 from anjian.service.bus.remarks import ACTION_REMARK
@@ -22,7 +21,7 @@ from anjian.service.hub.consumer import HubBus
 from anjian.service.hub.store import HubStore
 from anjian.service.schemas import WebhookPayload
 from tests.factories import make_event
-from tests.service.bus.conftest import PLANT, hub_config, plant_config
+from tests.service.bus.conftest import PLANT, hub_config, plant_config, stored_at_the_hub
 from tests.support.nats import NatsTopology, publish_raw
 from tests.support.waiting import wait_for
 
@@ -52,19 +51,11 @@ def signed(tmp_path: Path, topology: NatsTopology) -> Iterator[tuple[ServicePart
     store.close()
 
 
-def _stored_at_the_hub(plant: ServiceParts, store: HubStore) -> Event:
-    """An event the plant publishes (signed), once the hub has stored it."""
-    event = make_event()
-    plant.sink.publish(event)
-    assert wait_for(lambda: store.get_event(PLANT, event.id) is not None, 60)
-    return event
-
-
 def test_an_unsigned_event_in_the_plants_stream_is_set_aside_and_signed_ones_are_stored(
     signed: tuple[ServiceParts, HubStore, HubBus], topology: NatsTopology
 ) -> None:
     plant, store, bus = signed
-    stored = plant.store.get_event(_stored_at_the_hub(plant, store).id)
+    stored = plant.store.get_event(stored_at_the_hub(plant, store).id)
     assert stored is not None
 
     forged_event = make_event()
@@ -86,7 +77,7 @@ def test_a_remark_not_signed_with_the_plants_key_is_dropped(
     signed: tuple[ServiceParts, HubStore, HubBus], topology: NatsTopology
 ) -> None:
     plant, store, bus = signed
-    event = _stored_at_the_hub(plant, store)
+    event = stored_at_the_hub(plant, store)
     forged = SupervisorRemark(
         id=uuid.uuid4().hex, plant_id=PLANT, event_id=event.id, actor="bureau", note="forged", at=1.0
     )
@@ -136,13 +127,13 @@ def test_unsigned_messages_are_set_aside_and_never_wait_in_the_live_consumer(
     # Held back in the live consumer, 20,000 of them (its max_ack_pending) stopped the hub taking anything
     # from any plant: they are copied to HUB_UNSIGNED and acked instead.
     plant, store, bus = signed
-    _stored_at_the_hub(plant, store)  # the plant's stream exists once it has published
+    stored_at_the_hub(plant, store)  # the plant's stream exists once it has published
     for index in range(50):
         publish_raw(
             topology.plants[PLANT].url, subjects.event_subject(PLANT), b'{"type":"event"}', f"junk:{index}"
         )
     assert wait_for(lambda: bus.stats().unsigned == 50, 60)
-    _stored_at_the_hub(plant, store)  # the plant's signed events still come through
+    stored_at_the_hub(plant, store)  # the plant's signed events still come through
 
     async def counts() -> tuple[int, int]:
         client = await nats.connect(topology.hub.url)
@@ -162,7 +153,7 @@ def test_the_hubs_events_stream_holds_at_most_max_stream_bytes(
     signed: tuple[ServiceParts, HubStore, HubBus], topology: NatsTopology
 ) -> None:
     plant, store, _bus = signed
-    _stored_at_the_hub(plant, store)  # the hub has set up its streams
+    stored_at_the_hub(plant, store)  # the hub has set up its streams
 
     async def limits() -> tuple[int | None, int | None]:
         client = await nats.connect(topology.hub.url)
