@@ -1,7 +1,10 @@
 """What each behaviour is called in Chinese and in English, for the messages and reports people read.
 
-One table for the robots' cards, e-mails and the shift report (the dashboards carry their own
-in ``i18n.js``); a code missing here (a newer plant's) is shown as it is.
+The one table of these names: the robots' cards, e-mails and the shift report read it here, and the
+two dashboards (the control room's ``i18n.js`` and behaviour filter, the hub's ``hub.js``) read it
+from ``behaviours.js``, a script the service makes from it (``anjian.service.api.dashboard``), so a
+behaviour named here shows by its name everywhere; a code missing here (a newer plant's) is shown
+as it is.
 """
 
 from __future__ import annotations

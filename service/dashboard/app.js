@@ -742,6 +742,17 @@ async function connect() {
   if (state.hasLiveView) state.liveTimer = setInterval(() => refreshWall().catch(() => {}), 1500);
 }
 
+// The behaviour filter offers every behaviour the service names, in its table's order, after "all".
+function fillBehaviourFilter() {
+  const select = $("filter-behaviour");
+  for (const code of anjianI18n.behaviours) {
+    const option = document.createElement("option");
+    option.value = code;
+    option.dataset.i18n = `b_${code}`;  // named in the page's language by anjianI18n.apply
+    select.append(option);
+  }
+}
+
 // A new language: the static text, then everything drawn from data.
 function relabel(lang) {
   anjianI18n.setLang(lang);
@@ -754,6 +765,7 @@ function relabel(lang) {
 
 document.addEventListener("DOMContentLoaded", () => {
   state.linked = readEventLink();
+  fillBehaviourFilter();
   anjianI18n.apply();
   $("language").value = anjianI18n.lang;
   $("language").addEventListener("change", () => relabel($("language").value));

@@ -1,6 +1,7 @@
 // anjian control room: Chinese (zh-CN) and English. Chinese by default where the browser asks for it;
 // the operator's choice is kept. Static text carries data-i18n (text), data-i18n-placeholder,
 // data-i18n-title and data-i18n-aria keys; scripts call anjianI18n.t(key, {name: value}).
+// anjianI18n.behaviours lists the behaviour codes the service names, in its table's order.
 "use strict";
 
 window.anjianI18n = (() => {
@@ -115,18 +116,13 @@ window.anjianI18n = (() => {
     a_escalate: ["Escalated", "升级"],
     a_remark: ["Remark from the supervising office", "监管部门批注"],
     a_press_for_action: ["Pressed for action by the supervising office", "监管部门督办"],
-    b_smoking: ["Smoking", "吸烟"],
-    b_open_flame: ["Open flame", "明火"],
-    b_blocked_exit: ["Blocked exit", "安全出口堵塞"],
-    b_fallen_person: ["Fallen person", "人员倒地"],
-    b_uncleaned_dust: ["Uncleaned dust", "粉尘未清理"],
-    b_absence_from_post: ["Absence from post", "脱岗"],
-    b_camera_fault: ["Camera fault", "摄像头故障"],
-    b_sensor_threshold: ["Sensor threshold", "传感器超限"],
-    b_sensor_rate_of_rise: ["Sensor rate of rise", "传感器快速上升"],
-    b_sensor_fault: ["Sensor fault", "传感器故障"],
   };
   const LANGS = ["en", "zh-CN"];
+  // The behaviours' names (b_<code> keys) come from the service's one table (behaviours.js, loaded before
+  // this file, made from service/behaviour_names.py), in its order; a code it does not name shows as it is.
+  const NAMED = window.anjianBehaviours || [];
+  for (const b of NAMED) TEXTS[`b_${b.code}`] = LANGS.map((l) => b[l]);
+  const BEHAVIOURS = NAMED.map((b) => b.code);
 
   function preferred() {
     const kept = localStorage.getItem(LANG_KEY);
@@ -162,5 +158,5 @@ window.anjianI18n = (() => {
     apply();
   }
 
-  return { t, has, apply, setLang, get lang() { return lang; }, languages: LANGS };
+  return { t, has, apply, setLang, get lang() { return lang; }, languages: LANGS, behaviours: BEHAVIOURS };
 })();

@@ -9,6 +9,8 @@ An incident's clip is fetched from its plant over the bus when first asked for
 sending as many clips as it may already. The fetch runs in a thread of its own, never in the
 thread pool the other routes share.
 Errors are RFC 9457 problem details, and every response carries the service's security headers.
+The page's files are served from ``/static/``, its behaviours' names (``/static/behaviours.js``) made
+from the plants' one table (``anjian.service.behaviour_names``), as the control room's are.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from anjian.pipeline.event_wire import ID_PATTERN
+from anjian.service.api.dashboard import BEHAVIOURS_SCRIPT, behaviours_script_response
 from anjian.service.api.problems import install_problem_handlers
 from anjian.service.api.routing import body_limited_route
 from anjian.service.api.security import DEFAULT_CSP, SecurityHeadersMiddleware
@@ -329,6 +332,11 @@ def create_hub_app(
             _DASHBOARD / "index.html",
             headers={"Cache-Control": "no-cache", "Content-Security-Policy": _DASHBOARD_CSP},
         )
+
+    @app.get(f"/static/{BEHAVIOURS_SCRIPT}", include_in_schema=False)
+    def behaviours(request: Request) -> Response:
+        """The behaviours' names for ``hub.js``, made from the service's one table (before the static mount)."""
+        return behaviours_script_response(request)
 
     app.mount("/static", StaticFiles(directory=_DASHBOARD), name="static")
     return app

@@ -34,6 +34,7 @@ REQUIRED: dict[tuple[str, str], Role | None] = {
     ("GET", "/docs/assets"): None,
     ("GET", "/redoc"): None,
     ("GET", "/dashboard"): None,
+    ("GET", "/dashboard/behaviours.js"): None,
     ("POST", "/auth/session"): Role.VIEWER,
     ("DELETE", "/auth/session"): None,
     ("GET", "/events"): Role.VIEWER,

@@ -12,20 +12,17 @@ const state = {
   timeZone: undefined, refreshing: null, cameraNames: { plant: null, names: {} },
 };
 
-// The names the plant's control room shows for its codes (English, from service/dashboard/i18n.js);
+// The names the plant's control room shows for its codes (English; the hub has no language switch), from
+// behaviours.js, which the hub makes from service/behaviour_names.py and loads before this file;
 // a code without one (a newer plant's) is shown with spaces for underscores.
-const BEHAVIOURS = {
-  smoking: "Smoking", open_flame: "Open flame", blocked_exit: "Blocked exit", fallen_person: "Fallen person",
-  uncleaned_dust: "Uncleaned dust", absence_from_post: "Absence from post", camera_fault: "Camera fault",
-  sensor_threshold: "Sensor threshold", sensor_rate_of_rise: "Sensor rate of rise", sensor_fault: "Sensor fault",
-};
+const BEHAVIOURS = new Map((window.anjianBehaviours || []).map((b) => [b.code, b.en]));
 const ACTIONS = {
   acknowledge: "Acknowledge", dispatch: "Dispatch", resolve: "Resolve", false_alarm: "False alarm",
   close: "Close", raise: "Raised", escalate: "Escalated", remark: "Remark from the supervising office",
   press_for_action: "Pressed for action by the supervising office",
 };
 const readable = (code) => String(code).replaceAll("_", " ");
-const behaviourName = (code) => BEHAVIOURS[code] || readable(code);
+const behaviourName = (code) => BEHAVIOURS.get(code) || readable(code);
 const actionName = (code) => ACTIONS[code] || readable(code);
 const stateName = readable; // raised, acknowledged, dispatched, resolved, false alarm
 

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from anjian.pipeline.event import RiskLevel
 from anjian.pipeline.sensors.health import SensorState
+from anjian.service.api.dashboard import behaviours_script
 from anjian.service.bus.errors import PlantBusyError
 from anjian.service.config import StorageConfig
 from anjian.service.hub.api import create_hub_app
@@ -312,3 +313,17 @@ def test_the_overview_names_the_zone_the_view_shows_times_in(tmp_path: Path, clo
     store.close()
 
     assert zones == [None, "Asia/Shanghai"]  # none configured: each browser's own, which the view names
+
+
+def test_the_page_reads_the_behaviours_names_the_service_makes_from_its_table(
+    hub: tuple[TestClient, HubStore, dict[str, str]],
+) -> None:
+    client, _store, _events = hub
+
+    script = client.get("/static/behaviours.js")
+    unchanged = client.get("/static/behaviours.js", headers={"If-None-Match": script.headers["etag"]})
+
+    assert script.status_code == 200, "served without a token, like the page's other files"
+    assert script.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert script.text == behaviours_script()
+    assert unchanged.status_code == 304

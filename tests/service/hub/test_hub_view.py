@@ -289,6 +289,33 @@ def test_cameras_carry_the_plants_names_in_the_incidents_the_detail_and_the_came
     expect(page.locator("#facts")).to_contain_text("Camera东门出口 (cam-1)")
 
 
+def test_behaviours_are_named_from_the_services_table_in_the_incidents_and_the_detail(
+    hub_view: HubView,
+    browser: Any,
+    expect: Any,
+) -> None:
+    """The hub kept its own copy of the names, without overcrowding: it showed the bare code."""
+    crowd = make_event(
+        behaviour=Behaviour.OVERCROWDING,
+        severity=RiskLevel.YELLOW,
+        started_at=STARTED + 6,
+        last_seen_at=STARTED + 7,
+        snapshot_jpeg=None,
+    )
+    hub_view.store.apply([hub_view.lab.raise_event(crowd)])
+    page = hub_view.open(browser)
+
+    page.locator("#plants tr[data-plant='lab-3']").click()
+
+    behaviour = page.locator(f"#events tr[data-event='{crowd.id}'] td").nth(2)
+    expect(behaviour).to_have_text("Overcrowding", timeout=TIMEOUT_MS)
+    expect(page.locator(f"#events tr[data-event='{hub_view.b}'] td").nth(2)).to_have_text("Smoking")
+    behaviour.locator("button").click()
+    expect(page.locator("#detail-title")).to_have_text(
+        "Overcrowding on 东门出口 (raised)", timeout=TIMEOUT_MS
+    )
+
+
 def test_a_keyboard_reaches_plants_incidents_and_the_remark_form_and_errors_are_announced(
     hub_view: HubView,
     browser: Any,
