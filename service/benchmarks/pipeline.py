@@ -197,7 +197,7 @@ def _naive_phase(
     weights = (
         _ultralytics_openvino_export(Path(model), imgsz, Path(work_dir))
         if is_openvino
-        else _with_fixed_batch(Path(model))
+        else _with_fixed_batch(Path(model), Path(work_dir))
     )
     yolo = YOLO(weights, task="detect")
     captures = [cv2.VideoCapture(video) for _ in range(cameras)]
@@ -278,7 +278,7 @@ def _ultralytics_openvino_export(model: Path, imgsz: list[int], work_dir: Path) 
     import openvino as ov
     import yaml
 
-    fixed = _with_fixed_batch(model)
+    fixed = _with_fixed_batch(model, work_dir)
     folder = Path(tempfile.mkdtemp(prefix="peer-", dir=work_dir)) / f"{model.stem}_openvino_model"
     folder.mkdir(parents=True)
     ov.save_model(ov.Core().read_model(fixed), str(folder / f"{model.stem}.xml"), compress_to_fp16=False)
@@ -329,7 +329,7 @@ def _model_limit_phase(name: str, model: str, video: str, seconds: float) -> Ben
     return _timed_phase(name, run_for, seconds, rss_before=_rss_mb(), cameras=1, runtime=runtime)
 
 
-def _with_fixed_batch(path: Path) -> str:
+def _with_fixed_batch(path: Path, work_dir: Path) -> str:
     """An ONNX file with a fixed H x W but a dynamic batch, saved with batch 1 (same weights).
 
     ultralytics takes a dynamic batch for a dynamic shape and letterboxes to a smaller
@@ -345,7 +345,7 @@ def _with_fixed_batch(path: Path) -> str:
         return str(path)
     for value in (*model.graph.input, *model.graph.output):
         value.type.tensor_type.shape.dim[0].dim_value = 1
-    fixed = Path(tempfile.mkdtemp(prefix="anjian-naive-")) / path.name
+    fixed = Path(tempfile.mkdtemp(prefix="naive-", dir=work_dir)) / path.name  # goes with the bench's folder
     onnx.save(model, str(fixed))
     return str(fixed)
 

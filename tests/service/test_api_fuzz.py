@@ -7,7 +7,10 @@ example count per operation is bounded to keep the run near a minute on 2 cores.
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +25,11 @@ from tests.service.conftest import make_config
 
 pytestmark = pytest.mark.slow
 
-_CONFIG = make_config(Path(tempfile.mkdtemp(prefix="anjian-fuzz-")) / "data")
+# Schemathesis reads the schema when the module is collected, so the service is built then; its folder goes
+# when the run ends (collected but deselected too: it was left in /tmp by every run).
+_FOLDER = Path(tempfile.mkdtemp(prefix="anjian-fuzz-"))
+atexit.register(shutil.rmtree, _FOLDER, ignore_errors=True)
+_CONFIG = make_config(_FOLDER / "data")
 # Parts passed in are not started and stopped by the app's lifespan, which Schemathesis runs per call.
 _PARTS = build_service_parts(
     _CONFIG, make_dispatcher=lambda store, metrics: WebhookDispatcher(store, workers=1, metrics=metrics)
@@ -32,6 +39,14 @@ _PARTS.dispatcher.start()  # so /readyz may answer 200
 _APP = create_app(_CONFIG, _PARTS)
 _STORE.upsert_event(make_event(id="evt-1"))
 _ADMIN = _STORE.tokens.create("fuzzer", "admin")[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _stop_the_service() -> Iterator[None]:
+    """Stops the dispatcher and closes the store after the module's tests."""
+    yield
+    _PARTS.close()
+
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", _APP).exclude(
     path="/stream"

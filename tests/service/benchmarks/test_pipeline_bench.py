@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -50,9 +51,14 @@ def test_report_without_the_peers_or_limits_prints_no_ratio() -> None:
 
 
 @pytest.mark.slow
-def test_the_peer_and_the_limit_run_on_this_cpu() -> None:
-    """ultralytics through its OpenVINO export of the same model, and the model's raw throughput: both measured."""
+def test_the_peer_and_the_limit_run_on_this_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ultralytics through its OpenVINO export of the same model, and the model's raw throughput: both measured;
+    the batch-1 copy of the model the peers run goes with the run (one was left in /tmp by every run)."""
     pytest.importorskip("ultralytics")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))  # the phases' processes too
+    monkeypatch.setattr(tempfile, "tempdir", None)  # read TMPDIR again
     report = run_pipeline_bench(
         cameras=1,
         model="builtin:anjian-demo",
@@ -64,6 +70,7 @@ def test_the_peer_and_the_limit_run_on_this_cpu() -> None:
     assert peer.runtime == "ultralytics openvino fp32"
     assert limit.name == "model limit fp32" and limit.analysed_fps > 0
     assert limit.runtime.startswith("OpenVINO fp32 raw")
+    assert list(temp.rglob("*.onnx")) == []  # (torch and ONNX Runtime keep caches of their own there)
 
 
 def test_the_limit_of_a_second_stage_pair_is_its_primary_models(
