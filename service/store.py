@@ -258,6 +258,10 @@ class EventStore:
         """Run a trivial query; raises ``sqlalchemy.exc.SQLAlchemyError`` when the database is unusable."""
         self._db.ping()
 
+    def now(self) -> float:
+        """The time (epoch seconds) this store stamps changes with: what readers of ``updated_at`` compare to."""
+        return self._clock()
+
     # ------------------------------------------------------------ detections
 
     def upsert_event(self, ev: Event, *, snapshot_path: str | None = None) -> UpsertResult:

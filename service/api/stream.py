@@ -13,7 +13,10 @@ back 5 s: commits land out of ``updated_at`` order). A reconnecting ``EventSourc
 sends the id of the last message it got as ``Last-Event-ID``; while that event is
 still at that version, its ``updated_at`` is when the client last heard, and the feed
 replays every change since then (minus the same 5 s), so nothing changed while the
-connection was down is lost. An id whose event has changed since no longer says when
+connection was down is lost. The feed never looks for changes later than the store's
+clock: when that clock steps back (NTP correcting a clock that ran ahead), what is
+stored next is stamped before what was sent, and a feed that kept its place blinded
+the control room until the clock caught up. An id whose event has changed since no longer says when
 that was (the store keeps no past revisions): the feed then starts at ``since``
 (ISO-8601 or epoch seconds, a time the client passes) when given, else from now, and
 the client must reload what it shows (``GET /events``; the dashboard reloads after
@@ -100,7 +103,7 @@ async def _feed(
     sent: dict[str, tuple[int, float]] = {}  # event id -> (version sent, its updated_at)
     if heard is not None:  # the client has this revision already
         sent[heard.id] = (heard.version, heard.updated_at)
-    last_beat = last_check = time.monotonic()
+    last_beat = last_check = last_look = time.monotonic()
     yield "retry: 2000\n: connected\n\n"
     while not await request.is_disconnected():
         if time.monotonic() - last_check >= _RECHECK_S:
@@ -115,6 +118,14 @@ async def _feed(
                     "live feed: token %d was revoked or its session expired; ending its feed", token_id
                 )
                 return
+        now = store.now()
+        if now < watermark - _OVERLAP_S:  # the clock stepped back: new changes are stamped before the last
+            logger.warning(
+                "live feed: the clock went back %.0f s; looking for changes from the new time",
+                watermark - now,
+            )
+            watermark = now - (time.monotonic() - last_look)  # it stepped after the last look: all since then
+        last_look = time.monotonic()
         try:
             changed = await _changes_since(store, watermark - _OVERLAP_S)
         except SQLAlchemyError:
@@ -127,7 +138,8 @@ async def _feed(
             data = EventOut.from_stored(event).model_dump_json()
             yield f"event: event\nid: {event.id}:{event.version}\ndata: {data}\n\n"
         if changed:
-            watermark = max(watermark, max(e.updated_at for e in changed))
+            # never past the clock: changes stamped ahead of it (before a step back) are read again, not sent again
+            watermark = max(watermark, min(now, max(e.updated_at for e in changed)))
             horizon = watermark - 2 * _OVERLAP_S
             sent = {k: v for k, v in sent.items() if v[1] >= horizon}
         if time.monotonic() - last_beat >= _HEARTBEAT_S:
@@ -165,7 +177,7 @@ async def stream(
 ) -> StreamingResponse:
     """Server-Sent Events, one per change of any event from now on; reconnect with ``Last-Event-ID`` to resume."""
     since_s = None if since is None else datetime_to_epoch(since)
-    now = time.time()
+    now = store.now()
     heard = await run_in_threadpool(_last_heard, store, last_event_id)
     start = heard.updated_at if heard is not None else since_s if since_s is not None else now
     start = min(now, max(start, now - _MAX_REPLAY_S))

@@ -271,3 +271,31 @@ def test_the_live_feed_ends_when_its_session_expires(
     assert has_ended, (
         "the cookie the feed was opened with has expired: the browser reconnects with its renewed one"
     )
+
+
+@pytest.mark.usefixtures("quick_feed")
+def test_changes_after_the_clock_steps_back_still_arrive(
+    app: FastAPI, server: ServerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NTP stepping back a clock that ran ahead: what was stored next was stamped before what the feed had
+    sent, and the open feed showed nothing new (no alert, no tone) until the clock caught up."""
+    store = app.state.store
+    viewer = {"Authorization": f"Bearer {store.tokens.create('wall screen', 'viewer')[1]}"}
+    before = make_event(snapshot_jpeg=None)
+    after = make_event(camera_id="cam-2", snapshot_jpeg=None)
+
+    with (
+        httpx.Client(base_url=server.base_url, timeout=15) as client,
+        client.stream("GET", "/stream", headers=viewer) as response,
+    ):
+        lines = response.iter_lines()
+        store.upsert_event(before)
+        _, seen, _ = _lines_until(lines, before.id, max_pings=50)
+        assert seen == [before.id]
+        monkeypatch.setattr(
+            store, "_clock", lambda: time.time() - 120.0
+        )  # the store stamps 2 minutes earlier
+        store.upsert_event(after)
+        _, seen, _ = _lines_until(lines, after.id, max_pings=50)
+
+    assert seen == [after.id], "the change after the step arrives; the one before it is not sent again"
