@@ -61,6 +61,7 @@ _BATCH_PATH = "/ingest/batch"
 _HEALTH_PATH = "/ingest/health"
 _BATCH_MAX_BYTES = 8 * 1024 * 1024  # well under the service's 64 MiB ingest body limit
 _ERROR_BODY_CHARS = 300
+_FAILURE_LOG_INTERVAL_S = 60.0  # a failure that goes on is logged again this often, with the attempts between
 _MB = 1024 * 1024
 DEFAULT_MAX_SPOOL_BYTES = 1024 * _MB
 """Spool size past which revisions are kept without their snapshot and clip (about a week of a busy
@@ -147,6 +148,9 @@ class HttpEventSink:
         self._batch_url = base_url.rstrip("/") + _BATCH_PATH
         self._health_url = base_url.rstrip("/") + _HEALTH_PATH
         self._health_problem: str | None = None  # the last report's failure, logged once until it changes
+        self._failure: str | None = None  # the kind of the last logged ingest failure; None: delivering
+        self._failure_logged_at = 0.0  # monotonic
+        self._unlogged_failures = 0  # failed attempts since the last line
         self._batch_size = batch_size
         self._max_spool_bytes = max_spool_bytes
         self._is_spool_full = False
@@ -360,13 +364,33 @@ class HttpEventSink:
         try:
             return self._client.post(url, content=body, headers=_JSON)
         except httpx.HTTPError as exc:
-            self._failed(f"service unreachable at {url}: {exc}; {len(self._spool)} event(s) spooled")
+            self._failed("unreachable", f"service unreachable at {url}: {exc}")
             return None
 
-    def _failed(self, why: str) -> None:
-        """Count a failed attempt (the records stay spooled and are retried after a backoff)."""
+    def _failed(self, kind: str, why: str) -> None:
+        """Count a failed attempt (the records stay spooled and are retried after a backoff).
+
+        Logged when its kind differs from the last one logged, else once a minute with the number
+        of attempts in between: a service away for days wrote a line every backoff (2,880 a day).
+        """
         self._counters.add(failed_attempts=1)
-        logger.warning("ingest: %s", why)
+        now = time.monotonic()
+        if kind == self._failure and now - self._failure_logged_at < _FAILURE_LOG_INTERVAL_S:
+            self._unlogged_failures += 1
+            return
+        between = (
+            f" ({self._unlogged_failures} failed attempt(s) since the last line)"
+            if self._unlogged_failures
+            else ""
+        )
+        logger.warning("ingest: %s; %d event(s) spooled%s", why, len(self._spool), between)
+        self._failure, self._failure_logged_at, self._unlogged_failures = kind, now, 0
+
+    def _delivering(self) -> None:
+        """Log, once, that the service takes events again after failed attempts."""
+        if self._failure is not None:
+            logger.info("ingest: the service takes events again; %d event(s) spooled", len(self._spool))
+            self._failure, self._unlogged_failures = None, 0
 
     def _send_batch(self, records: list[tuple[int, bytes]]) -> bool | None:
         """POST records as one batch: ``True`` delivered, ``False`` retry later, ``None`` send them one by one."""
@@ -379,6 +403,7 @@ class HttpEventSink:
             for seq, _ in records:
                 self._spool.remove(seq)
             self._counters.add(delivered=len(records))
+            self._delivering()
             return True
         excerpt = response.text[:_ERROR_BODY_CHARS]
         if response.status_code in (httpx.codes.NOT_FOUND, httpx.codes.METHOD_NOT_ALLOWED):
@@ -394,7 +419,9 @@ class HttpEventSink:
                 excerpt,
             )
             return None
-        self._failed(f"HTTP {response.status_code} from {self._batch_url}: {excerpt}")
+        self._failed(
+            f"HTTP {response.status_code}", f"HTTP {response.status_code} from {self._batch_url}: {excerpt}"
+        )
         return False
 
     def _send(self, seq: int, data: bytes) -> bool:
@@ -405,6 +432,7 @@ class HttpEventSink:
         if response.is_success:
             self._spool.remove(seq)
             self._counters.add(delivered=1)
+            self._delivering()
             return True
         excerpt = response.text[:_ERROR_BODY_CHARS]
         if response.status_code in (httpx.codes.UNPROCESSABLE_ENTITY, httpx.codes.REQUEST_ENTITY_TOO_LARGE):
@@ -412,5 +440,7 @@ class HttpEventSink:
             self._counters.add(rejected=1)
             logger.error("ingest: the service refused a spooled event (%s); moved to %s", excerpt, where)
             return True
-        self._failed(f"HTTP {response.status_code} from {self._url}: {excerpt}")
+        self._failed(
+            f"HTTP {response.status_code}", f"HTTP {response.status_code} from {self._url}: {excerpt}"
+        )
         return False

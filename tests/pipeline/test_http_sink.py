@@ -7,6 +7,7 @@ it stored; unit checks use ``httpx.MockTransport``.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -283,27 +284,34 @@ def test_events_reach_the_service_and_duplicates_are_ignored(
 
 @pytest.mark.slow
 def test_events_published_while_the_service_is_down_arrive_in_order_once_it_is_back(
-    app: FastAPI, token: str, tmp_path: Path
+    app: FastAPI, token: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The outage is logged once, not at every attempt (a line every backoff: 2,880 a day), and its end once."""
     port = unused_port()
     sink = _sink(f"http://127.0.0.1:{port}", token, tmp_path / "spool")
     sink.start()
     ids = [f"outage-{i:02d}" for i in range(30)]
     try:
-        for event_id in ids:
-            sink.publish(make_event(id=event_id))
-        wait_until(lambda: sink.stats().spooled == 30 and sink.stats().failed_attempts >= 2, WAIT_S)
-        assert len(sink.spool) == 30
+        with caplog.at_level(logging.INFO, logger="anjian.pipeline.http_sink"):
+            for event_id in ids:
+                sink.publish(make_event(id=event_id))
+            wait_until(lambda: sink.stats().spooled == 30 and sink.stats().failed_attempts >= 5, WAIT_S)
+            assert len(sink.spool) == 30
+            failures = [r for r in caplog.records if "service unreachable" in r.getMessage()]
+            assert len(failures) == 1 and failures[0].levelno == logging.WARNING
 
-        server = ServerThread(app, port=port).start()
-        try:
-            assert sink.flush(WAIT_S)
-        finally:
-            server.stop()
+            server = ServerThread(app, port=port).start()
+            try:
+                assert sink.flush(WAIT_S)
+            finally:
+                server.stop()
     finally:
         sink.stop()
 
     assert _stored_ids_in_arrival_order(app) == ids
+    assert [r.getMessage() for r in caplog.records if "takes events again" in r.getMessage()] == [
+        "ingest: the service takes events again; 0 event(s) spooled"
+    ]
 
 
 @pytest.mark.slow
