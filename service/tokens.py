@@ -160,13 +160,23 @@ class TokenStore:
 
     Args:
         database: The shared database.
-        clock: Returns epoch seconds.
+        clock: Returns epoch seconds (creation, last use).
+        monotonic: Returns seconds that never step; how long an accepted token is trusted from memory
+            (on the wall clock, a step back of an hour kept a token revoked by another process working
+            for that hour).
     """
 
-    def __init__(self, database: Database, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._db = database
         self._clock = clock
-        self._accepted: dict[str, tuple[ApiToken, float]] = {}  # digest -> (token, trusted until)
+        self._monotonic = monotonic
+        self._accepted: dict[str, tuple[ApiToken, float]] = {}  # digest -> (token, trusted until: monotonic)
         self._accepted_lock = threading.Lock()
 
     def create(self, name: str, role: Role | str) -> tuple[ApiToken, str]:
@@ -204,10 +214,10 @@ class TokenStore:
         if not token.startswith(_PREFIX) or len(token) > 200:
             return None
         digest = hash_token(token)
-        now = self._clock()
+        now, ticks = self._clock(), self._monotonic()
         with self._accepted_lock:
             cached = self._accepted.get(digest)
-        if cached is not None and now < cached[1]:
+        if cached is not None and ticks < cached[1]:
             return cached[0]
         with self._db.read() as session:
             row = find_live_token(session, ApiTokenRow, digest)
@@ -226,7 +236,7 @@ class TokenStore:
         with self._accepted_lock:
             if len(self._accepted) >= _ACCEPTED_CACHE_ENTRIES:
                 self._accepted.clear()
-            self._accepted[digest] = (found, now + ACCEPTED_CACHE_S)
+            self._accepted[digest] = (found, ticks + ACCEPTED_CACHE_S)
         return found
 
     def _forget(self, digest: str | None = None, *, token_id: int | None = None) -> None:

@@ -28,7 +28,8 @@ class _Clock:
 def test_revocation_by_another_process_takes_effect_within_the_cache_time(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'anjian.db'}"
     clock = _Clock()
-    service, cli = TokenStore(Database(url), clock=clock), TokenStore(Database(url), clock=clock)
+    service = TokenStore(Database(url), clock=clock, monotonic=clock)
+    cli = TokenStore(Database(url), clock=clock, monotonic=clock)
     info, secret = cli.create("pipeline-1", Role.PIPELINE)
     assert service.authenticate(secret) == info
 
@@ -37,6 +38,23 @@ def test_revocation_by_another_process_takes_effect_within_the_cache_time(tmp_pa
     clock.now += ACCEPTED_CACHE_S / 2
     assert service.authenticate(secret) is not None  # still trusted from memory
     clock.now += ACCEPTED_CACHE_S
+    assert service.authenticate(secret) is None
+
+
+def test_a_wall_clock_stepped_back_does_not_keep_a_revoked_token_trusted(tmp_path: Path) -> None:
+    """The trust was kept until a wall-clock time: after NTP stepped the clock back an hour, a token
+    revoked with ``anjian tokens revoke`` kept working for that hour."""
+    url = f"sqlite:///{tmp_path / 'anjian.db'}"
+    wall, ticks = _Clock(), _Clock()
+    service = TokenStore(Database(url), clock=wall, monotonic=ticks)
+    cli = TokenStore(Database(url), clock=wall)
+    info, secret = cli.create("pipeline-1", Role.PIPELINE)
+    assert service.authenticate(secret) == info
+
+    wall.now -= 3600.0
+    cli.revoke(info.id)
+    ticks.now += ACCEPTED_CACHE_S * 1.5
+
     assert service.authenticate(secret) is None
 
 
