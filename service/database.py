@@ -3,8 +3,9 @@
 SQLite is the default (a file in the data folder); PostgreSQL is chosen by URL
 (``postgresql+psycopg://user:password@host/db``, with the ``anjian[postgres]``
 extra installed). On SQLite the database runs in WAL mode (readers never block the
-writer), write transactions start with ``BEGIN IMMEDIATE`` (so they queue on the
-busy timeout instead of failing on a lock upgrade), and foreign keys are enforced.
+writer; the WAL file is cut back to 16 MiB after a checkpoint), write transactions
+start with ``BEGIN IMMEDIATE`` (so they queue on the busy timeout instead of failing
+on a lock upgrade), and foreign keys are enforced.
 
 The schema is built and changed only by the Alembic migrations shipped in
 ``service/migrations`` (run by ``upgrade_database``, at start or by ``anjian db upgrade``).
@@ -46,6 +47,11 @@ logger = logging.getLogger(__name__)
 
 _WRITE_OPTION = "anjian_write"
 _SQLITE_POOL = 16
+# The WAL is rewound, not shrunk, after a checkpoint: without a limit its file keeps the size of
+# the largest transaction ever written (67 MB after one big sensor compaction). 16 MiB is four
+# times what it reaches between two auto-checkpoints (1,000 pages of 4 KiB), so ordinary writes
+# never truncate and regrow it, and a burst's extra space is given back at the next rewind.
+_WAL_SIZE_LIMIT_BYTES = 16 * 1024 * 1024
 _MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _POSTGRES_EXTRA = "the postgres extra: pip install -e '.[postgres]'"
 
@@ -252,7 +258,7 @@ class Database:
 
     @staticmethod
     def _make_engine(database_url: str, busy_timeout_s: float) -> Engine:
-        """Create the engine; on SQLite: WAL, busy timeout, foreign keys, explicit BEGINs."""
+        """Create the engine; on SQLite: WAL (size limited), busy timeout, foreign keys, explicit BEGINs."""
         if not database_url.startswith("sqlite"):
             try:
                 return create_engine(database_url, pool_pre_ping=True)
@@ -278,6 +284,7 @@ class Database:
                 if not is_memory:
                     cursor.execute("PRAGMA journal_mode=WAL")
                     cursor.execute("PRAGMA synchronous=NORMAL")
+                    cursor.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT_BYTES}")
                 cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
                 cursor.execute("PRAGMA foreign_keys=ON")
             finally:

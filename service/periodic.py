@@ -19,12 +19,14 @@ class PeriodicThread:
     """Calls ``tick()`` every ``interval_s`` in a daemon thread, from ``start`` until ``stop``.
 
     A tick that raises is logged and the next one runs on time: a locked database or a
-    bad file must not end a worker the service relies on. The first tick runs one
-    interval after ``start``. It starts once; a stopped thread cannot be started again.
+    bad file must not end a worker the service relies on. The first tick runs
+    ``first_after_s`` after ``start`` (one interval unless given). It starts once; a
+    stopped thread cannot be started again.
 
     Args:
         tick: The work of one round; its return value is ignored.
         interval_s: Seconds between the end of one tick and the start of the next.
+        first_after_s: Seconds from ``start`` to the first tick; ``interval_s`` when ``None``.
         name: The thread's name, also used in the log lines.
         transient: Exceptions that are expected now and then (a busy database): logged as
             a one-line warning instead of with a traceback.
@@ -41,11 +43,15 @@ class PeriodicThread:
         interval_s: float,
         name: str,
         transient: tuple[type[Exception], ...] = (),
+        first_after_s: float | None = None,
     ) -> None:
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        if first_after_s is not None and first_after_s < 0:
+            raise ValueError(f"first_after_s must be >= 0, got {first_after_s}")
         self._tick = tick
         self.interval_s = interval_s
+        self.first_after_s = interval_s if first_after_s is None else first_after_s
         self.name = name
         self._transient = transient
         self._stop = threading.Event()
@@ -74,8 +80,10 @@ class PeriodicThread:
             self._thread.join(timeout_s)
 
     def _run(self) -> None:
-        """Loop: wait an interval, tick; a failed tick is logged and the next one runs on time."""
-        while not self._stop.wait(self.interval_s):
+        """Loop: wait (``first_after_s``, then ``interval_s``) and tick; a failed tick is logged."""
+        wait_s = self.first_after_s
+        while not self._stop.wait(wait_s):
+            wait_s = self.interval_s
             try:
                 self._tick()
             except self._transient as exc:

@@ -3,10 +3,21 @@
 ``ReadingStore`` is the ``ReadingSink`` of the sensor runner: ``add`` queues and
 returns; a writer thread inserts what is queued every ``flush_interval_s`` in one
 transaction (1,000 sensors at 1 Hz is one insert of 1,000 rows a second). Every
-``compact_interval_s`` it downsamples raw rows older than ``raw_for_s`` into
-``bucket_s`` buckets (whole buckets only, so a bucket is never split between two
-rows) and deletes rows older than ``keep_for_s``. Storage per sensor is thus
-bounded: ``raw_for_s`` of raw readings plus ``keep_for_s / bucket_s`` buckets.
+``compact_interval_s`` (the first pass soon after start) it downsamples raw rows
+older than ``raw_for_s`` into ``bucket_s`` buckets (whole buckets only, so a bucket
+is never split between two rows) and deletes rows older than ``keep_for_s``.
+Storage per sensor is thus bounded: ``raw_for_s`` of raw readings plus
+``keep_for_s / bucket_s`` buckets.
+
+Compaction shares the database's one write lock (SQLite) with new alerts and
+operators' acknowledgements, and after an outage its backlog is hours of readings
+(3.6 M rows an hour at 1,000 sensors). So a pass is many short transactions, each of
+at most ``_TRANSACTION_ROWS`` rows within one bucket: the database sums them
+(``GROUP BY sensor_id``), so Python holds one row per sensor, never the readings. A
+bucket split between transactions is merged with the row the first part stored,
+as is a reading that arrives after its bucket was folded. Between transactions the
+pass pauses as long as the last one held the lock, so a writer polling on SQLite's
+busy timeout gets in.
 
 ``trend`` answers the trend API: the points of one sensor over a window, raw and
 bucketed rows merged, re-bucketed to at most ``max_points``.
@@ -14,15 +25,17 @@ bucketed rows merged, re-bucketed to at most ``max_points``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import CursorResult, Table, bindparam, delete, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -37,7 +50,9 @@ __all__ = ["ReadingStore", "TrendPoint"]
 logger = logging.getLogger(__name__)
 
 _MAX_QUEUED = 200_000  # readings waiting for the writer before new ones are dropped (and counted)
-_COMPACT_SPAN_BUCKETS = 60  # buckets of raw readings downsampled per compaction pass at most
+_TRANSACTION_ROWS = 20_000  # rows one compaction transaction folds or deletes at most (~0.1 s of write lock)
+_MAX_PAUSE_S = 1.0  # longest pause between two compaction transactions
+_FIRST_COMPACT_AFTER_S = 30.0  # the first pass after start: a restart's backlog is taken soon, in small steps
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +94,7 @@ class ReadingStore:
         self.config = config
         self._clock = clock
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self._queue: deque[Reading] = deque()
         self.dropped = 0
         self.written = 0
@@ -91,6 +107,7 @@ class ReadingStore:
         self._compactor = PeriodicThread(
             self.compact,
             interval_s=config.compact_interval_s,
+            first_after_s=min(_FIRST_COMPACT_AFTER_S, config.compact_interval_s),
             name="anjian-readings-compact",
             transient=(SQLAlchemyError,),
         )
@@ -109,7 +126,8 @@ class ReadingStore:
         self._compactor.start()
 
     def stop(self) -> None:
-        """Stop both threads and write what is still queued."""
+        """Stop both threads (a compaction pass ends after its current transaction); write what is queued."""
+        self._stopping.set()
         self._writer.stop()
         self._compactor.stop()
         try:
@@ -149,39 +167,92 @@ class ReadingStore:
     def compact(self, now: float | None = None) -> int:
         """Downsample raw readings older than ``raw_for_s`` (whole buckets) and delete those past ``keep_for_s``.
 
+        Runs as many short write transactions as the backlog needs (see the module
+        docstring), pausing between them; ends early, between two of them, once
+        ``stop`` is called.
+
+        Args:
+            now: Epoch seconds to compact as of; the store's clock when ``None``.
+
         Returns:
             Raw rows folded into buckets by this pass.
         """
         now = self._clock() if now is None else now
+        horizon = now - self.config.keep_for_s
+        with self._db.read() as session:
+            sizes = _bucket_sizes(session)
+        for size in sizes:
+            while self._transaction(functools.partial(_delete_expired, bucket_s=size, horizon=horizon)):
+                pass
         bucket_s = self.config.bucket_s
+        cut = math.floor((now - self.config.raw_for_s) / bucket_s) * bucket_s
+        folded = transactions = 0
+        while span := self._transaction(functools.partial(self._fold_span, cut=cut)):
+            folded += span
+            transactions += 1
+        if folded:
+            logger.info(
+                "readings: %d raw reading(s) before %.0f folded into buckets in %d transaction(s)",
+                folded,
+                cut,
+                transactions,
+            )
+        return folded
+
+    def _transaction(self, work: Callable[[Session], int]) -> int:
+        """Run ``work`` in one write transaction, then pause as long as it took; its rows (0: none, stopping).
+
+        The pause leaves the lock free half the time, so another writer sleeping in
+        SQLite's busy handler (up to 100 ms a poll) finds it free instead of losing every
+        race to the next transaction.
+        """
+        if self._stopping.is_set():
+            return 0
+        started = time.monotonic()
         with self._db.write() as session:
-            horizon = now - self.config.keep_for_s
-            for size in _bucket_sizes(
-                session
-            ):  # by (bucket_s, at): a bare "at <" scanned every row under the lock
-                session.execute(
-                    delete(ReadingRow).where(ReadingRow.bucket_s == size, ReadingRow.at < horizon)
-                )
-            oldest = session.scalar(select(func.min(ReadingRow.at)).where(ReadingRow.bucket_s == 0))
-            if oldest is None:
-                return 0
-            cut = math.floor((now - self.config.raw_for_s) / bucket_s) * bucket_s
-            cut = min(cut, (math.floor(oldest / bucket_s) + _COMPACT_SPAN_BUCKETS) * bucket_s)
-            raw = session.execute(
-                select(ReadingRow.sensor_id, ReadingRow.at, ReadingRow.value).where(
-                    ReadingRow.bucket_s == 0, ReadingRow.at < cut
-                )
-            ).all()
-            if not raw:
-                return 0
-            buckets = _bucketed(((r.sensor_id, r.at, r.value) for r in raw), bucket_s)
-            buckets = _merged_with_stored(session, buckets, bucket_s)
-            session.execute(insert(ReadingRow), [bucket.row(bucket_s) for bucket in buckets])
-            session.execute(delete(ReadingRow).where(ReadingRow.bucket_s == 0, ReadingRow.at < cut))
-        logger.info(
-            "readings: %d raw reading(s) before %.0f kept as %d bucket(s)", len(raw), cut, len(buckets)
-        )
-        return len(raw)
+            if not self._db.is_sqlite:  # PostgreSQL: see _fold_span
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            rows = work(session)
+        if rows:
+            self._stopping.wait(min(time.monotonic() - started, _MAX_PAUSE_S))
+        return rows
+
+    def _fold_span(self, session: Session, *, cut: float) -> int:
+        """Fold the oldest raw readings before ``cut`` (one bucket, ``_TRANSACTION_ROWS`` at most); how many.
+
+        The readings are summed per sensor by the database, merged with any bucket row
+        already stored for the same sensor and bucket (the first part of a bucket split
+        between transactions, or a reading that arrived late), and deleted. On
+        PostgreSQL the transaction is REPEATABLE READ, so a reading committed meanwhile
+        is neither summed nor deleted, but folded by the next span.
+        """
+        bucket_s = self.config.bucket_s
+        oldest = session.scalar(select(func.min(ReadingRow.at)).where(ReadingRow.bucket_s == 0))
+        if oldest is None or oldest >= cut:
+            return 0
+        index = math.floor(oldest / bucket_s)
+        end = _span_end(session, 0, oldest, min(cut, (index + 1) * bucket_s))
+        raw = (ReadingRow.bucket_s == 0, ReadingRow.at < end)
+        sums = session.execute(
+            select(
+                ReadingRow.sensor_id,
+                func.sum(ReadingRow.value),
+                func.min(ReadingRow.value),
+                func.max(ReadingRow.value),
+                func.count(),
+            )
+            .where(*raw)
+            .group_by(ReadingRow.sensor_id)
+        ).all()
+        at = (index + 0.5) * bucket_s
+        buckets = [
+            _Bucket(sensor_id, at, total, low, high, count) for sensor_id, total, low, high, count in sums
+        ]
+        folded = sum(bucket.count for bucket in buckets)
+        _merge_stored(session, buckets, bucket_s)
+        session.execute(insert(ReadingRow), [bucket.row(bucket_s) for bucket in buckets])
+        session.execute(delete(ReadingRow).where(*raw).execution_options(synchronize_session=False))
+        return folded
 
     def trend(self, sensor_id: str, start: float, end: float, *, max_points: int = 1000) -> list[TrendPoint]:
         """The points of ``sensor_id`` between ``start`` and ``end`` (epoch seconds), at most ``max_points``.
@@ -217,6 +288,44 @@ def _bucket_sizes(session: Session) -> list[int]:
     return sizes
 
 
+def _span_end(session: Session, bucket_s: int, oldest: float, end: float) -> float:
+    """Where a span of ``bucket_s`` rows from ``oldest`` (their first) towards ``end`` stops.
+
+    ``end``, or earlier so that at most ``_TRANSACTION_ROWS`` rows lie before it (found by
+    one walk of the ``(bucket_s, at)`` index); more only when more than that share the
+    instant ``oldest``, which must still make progress.
+    """
+    nth = session.scalar(
+        select(ReadingRow.at)
+        .where(ReadingRow.bucket_s == bucket_s, ReadingRow.at < end)
+        .order_by(ReadingRow.at)
+        .offset(_TRANSACTION_ROWS)
+        .limit(1)
+    )
+    if nth is None:
+        return end
+    return nth if nth > oldest else math.nextafter(oldest, math.inf)
+
+
+def _delete_expired(session: Session, *, bucket_s: int, horizon: float) -> int:
+    """Delete the oldest rows of ``bucket_s`` before ``horizon``, ``_TRANSACTION_ROWS`` at most; how many.
+
+    By ``(bucket_s, at)``: a bare ``at <`` scanned every row under the lock.
+    """
+    oldest = session.scalar(
+        select(func.min(ReadingRow.at)).where(ReadingRow.bucket_s == bucket_s, ReadingRow.at < horizon)
+    )
+    if oldest is None:
+        return 0
+    end = _span_end(session, bucket_s, oldest, horizon)
+    result = session.execute(
+        delete(ReadingRow)
+        .where(ReadingRow.bucket_s == bucket_s, ReadingRow.at < end)
+        .execution_options(synchronize_session=False)
+    )
+    return cast(CursorResult[Any], result).rowcount
+
+
 @dataclass(slots=True)
 class _Bucket:
     """The readings of one sensor over one span: their sum, min, max and count."""
@@ -248,37 +357,36 @@ class _Bucket:
         }
 
 
-def _merged_with_stored(session: Session, buckets: list[_Bucket], bucket_s: int) -> list[_Bucket]:
-    """``buckets`` with any bucket already stored for the same sensor and span folded in (and that row deleted).
+def _merge_stored(session: Session, buckets: list[_Bucket], bucket_s: int) -> None:
+    """Fold into ``buckets`` any row already stored for the same sensor and span, and delete that row.
 
     A reading that arrives after its span was downsampled (late, or the first after a
-    restart) would otherwise become a second bucket of the same span: a spike on the chart.
+    restart), or the rest of a bucket split between transactions, would otherwise
+    become a second row of the same span: a spike on the chart.
     """
-    spans = {bucket.at for bucket in buckets}
-    stored = session.scalars(
-        select(ReadingRow).where(ReadingRow.bucket_s == bucket_s, ReadingRow.at.in_(spans))
-    ).all()
     by_key = {(bucket.sensor_id, bucket.at): bucket for bucket in buckets}
-    for row in stored:
-        bucket = by_key.get((row.sensor_id, row.at))
+    if not by_key:
+        return
+    stored = session.execute(
+        select(
+            ReadingRow.id,
+            ReadingRow.sensor_id,
+            ReadingRow.at,
+            ReadingRow.value,
+            ReadingRow.min,
+            ReadingRow.max,
+            ReadingRow.count,
+        ).where(ReadingRow.bucket_s == bucket_s, ReadingRow.at.in_({bucket.at for bucket in buckets}))
+    ).all()
+    merged: list[dict[str, object]] = []
+    for row_id, sensor_id, at, value, low, high, count in stored:
+        bucket = by_key.get((sensor_id, at))
         if bucket is not None:
-            bucket.add(_Bucket(row.sensor_id, row.at, row.value * row.count, row.min, row.max, row.count))
-            session.delete(row)
-    return buckets
-
-
-def _bucketed(rows: Iterable[tuple[str, float, float]], bucket_s: int) -> list[_Bucket]:
-    """One bucket per (sensor, span of ``bucket_s``) of raw ``(sensor_id, at, value)``."""
-    buckets: dict[tuple[str, int], _Bucket] = {}
-    for sensor_id, at, value in rows:
-        index = math.floor(at / bucket_s)
-        reading = _Bucket(sensor_id, (index + 0.5) * bucket_s, value, value, value, 1)
-        bucket = buckets.get((sensor_id, index))
-        if bucket is None:
-            buckets[(sensor_id, index)] = reading
-        else:
-            bucket.add(reading)
-    return list(buckets.values())
+            bucket.add(_Bucket(sensor_id, at, value * count, low, high, count))
+            merged.append({"row_id": row_id})
+    if merged:
+        table = cast(Table, ReadingRow.__table__)  # Core: an executemany of DELETE by id
+        session.execute(table.delete().where(table.c.id == bindparam("row_id")), merged)
 
 
 def _merged(points: Sequence[TrendPoint], start: float, span: float) -> list[TrendPoint]:

@@ -68,3 +68,17 @@ def test_it_starts_once_and_stops_twice_quietly() -> None:
 def test_it_refuses_an_interval_that_is_not_positive() -> None:
     with pytest.raises(ValueError, match="interval_s must be > 0, got 0"):
         PeriodicThread(lambda: None, interval_s=0, name="x")
+
+
+def test_the_first_tick_can_come_before_the_first_interval() -> None:
+    """The readings compactor takes a restart's backlog soon after start, not one 5-minute interval later."""
+    tick = _Flaky({})
+    ticker = PeriodicThread(tick, interval_s=3600, first_after_s=0, name="anjian-soon")
+    ticker.start()
+    try:
+        assert wait_for(lambda: tick.ticks >= 1), "the first tick comes after first_after_s"
+        assert not wait_for(lambda: tick.ticks >= 2, timeout_s=0.1), "the next ones one interval apart"
+    finally:
+        ticker.stop()
+    with pytest.raises(ValueError, match="first_after_s must be >= 0, got -1"):
+        PeriodicThread(lambda: None, interval_s=1, first_after_s=-1, name="x")
