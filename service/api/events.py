@@ -205,9 +205,17 @@ def get_clip(
     stored = _require_event(store, event_id)
     relpath = stored.clip_path or evidence.clip_relpath(stored.camera_id, stored.id)
     path = _evidence_path_or_404(evidence, stored, relpath, "clip")
+    try:  # once: evidence retention may delete the file after the check above (it answered a 500)
+        found = os.stat(path)
+    except FileNotFoundError:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND, detail=f"the clip file of event {stored.id!r} is missing"
+        ) from None
     if range_ is not None:
-        _check_range(range_, os.stat(path).st_size)
-    return FileResponse(path, media_type="video/mp4", headers={"Cache-Control": "no-cache"})
+        _check_range(range_, found.st_size)
+    return FileResponse(
+        path, stat_result=found, media_type="video/mp4", headers={"Cache-Control": "no-cache"}
+    )
 
 
 def _check_range(range_: str, size: int) -> None:

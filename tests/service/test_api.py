@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from anjian.pipeline.event_json import event_to_json
+from anjian.service.api import events as events_module
 from anjian.service.app import create_app
 from anjian.service.composition import build_service_parts
 from anjian.service.config import AnjianConfig, ServerConfig
@@ -254,6 +255,33 @@ def test_event_without_clip_answers_404(client: TestClient) -> None:
     assert response.status_code == 404
 
 
+@pytest.mark.parametrize("range_", [None, "bytes=0-9"], ids=["whole", "range"])
+def test_a_clip_deleted_just_after_it_was_found_answers_404_not_500(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, range_: str | None
+) -> None:
+    """Evidence retention deletes clips: one gone between the route's check and its reading was a 500."""
+    store = _store(client)
+    event = make_event()
+    store.upsert_event(event)
+    evidence = client.app.state.evidence  # type: ignore[attr-defined]
+    relpath = evidence.save_clip(event.camera_id, event.id, MP4)
+    store.attach_clip(event.id, relpath)
+    path = evidence.resolve(relpath)
+    found = events_module._evidence_path_or_404
+
+    def found_then_deleted(*args: object) -> str:
+        located = found(*args)  # type: ignore[arg-type]
+        path.unlink()
+        return located
+
+    monkeypatch.setattr(events_module, "_evidence_path_or_404", found_then_deleted)
+    headers = bearer(store, "viewer") | ({"Range": range_} if range_ else {})
+
+    response = client.get(f"/events/{event.id}/clip.mp4", headers=headers)
+
+    assert response.status_code == 404 and "missing" in response.json()["detail"]
+
+
 def test_admin_manages_subscriptions_and_redelivers_dead_letters(client: TestClient) -> None:
     store = _store(client)
     admin = bearer(store, "admin")
@@ -347,7 +375,13 @@ def test_readyz_reports_each_check(config: AnjianConfig) -> None:
         app.state.store.close()
 
     assert not_started.status_code == 503
-    assert not_started.json()["checks"] == {"database": True, "schema": True, "dispatcher": False}
+    assert not_started.json()["checks"] == {
+        "database": True,
+        "schema": True,
+        "dispatcher": False,
+        "disk_space": True,
+    }
+    assert not_started.json()["problems"] == ["the webhook dispatcher is not running"]
     assert ready.status_code == 200 and ready.json()["is_ready"] is True
 
 
