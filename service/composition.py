@@ -4,7 +4,8 @@ The recipe, in order (``build_service_parts``):
 
 1. the event store (opened, migrated when ``storage.is_auto_migrate``), the site's
    webhooks synchronised into its subscriptions table;
-2. the evidence folder (snapshots and clips under ``storage.dir``);
+2. the evidence folder (snapshots and clips under ``storage.dir``), the watch on its file
+   system's free space (``StorageSpace``) and the evidence retention (``EvidenceRetention``);
 3. the plant's camera health (``CameraHealthBoard``: this process's cameras and those pipeline
    nodes elsewhere report) and the Prometheus metrics, reading the store and that health;
 4. the webhook dispatcher, delivering the store's outbox (webhooks, robots and e-mail, and with a
@@ -14,7 +15,7 @@ The recipe, in order (``build_service_parts``):
 7. the sensors' reading history (``ReadingStore``) and, when the site has sensors, their
    runner (``anjian.service.sensors``), publishing to the same event writer.
 
-``ServiceParts.start()`` starts the workers (dispatcher, escalator, writer);
+``ServiceParts.start()`` starts the workers (dispatcher, escalator, writer, evidence retention);
 ``close()`` stops them in reverse order, so the writer stores what is queued while the
 dispatcher and the store are still there, and closes the store last.
 
@@ -25,6 +26,7 @@ hands them to ``create_app`` and starts and closes them around the camera pipeli
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,10 +37,12 @@ from anjian.service.camera_board import CameraHealthBoard
 from anjian.service.channels import AlertChannels
 from anjian.service.escalation import Escalator
 from anjian.service.evidence import EvidenceStore
+from anjian.service.evidence_retention import EvidenceRetention
 from anjian.service.metrics import ServiceMetrics
 from anjian.service.readings import ReadingStore
 from anjian.service.sensors import SensorCollector, build_sensor_runner
 from anjian.service.sink import StoreSink
+from anjian.service.storage_space import DiskUsage, StorageSpace
 from anjian.service.store import EventStore
 from anjian.service.webhooks import WebhookDispatcher
 
@@ -75,6 +79,8 @@ class ServiceParts:
             the dispatcher publishes the ``bus:hub`` deliveries through it.
         readings: The sensors' reading history.
         sensors: The sensor runner, ``None`` when the site has no sensors.
+        retention: Deletes the evidence of settled alerts by ``storage.keep_evidence_days`` and
+            ``max_evidence_gb``, and the leftovers of interrupted evidence writes (hourly).
     """
 
     store: EventStore
@@ -89,9 +95,10 @@ class ServiceParts:
     bus: PlantBus | None = None
     readings: ReadingStore | None = None
     sensors: SensorRunner | None = None
+    retention: EvidenceRetention | None = None
 
     def start(self) -> None:
-        """Start the bus (when configured), the webhook dispatcher, the escalator and the event writer.
+        """Start the bus (when configured), the dispatcher, the escalator, the event writer and the evidence retention.
 
         Raises:
             RuntimeError: The parts were started or closed before (they start once).
@@ -101,6 +108,8 @@ class ServiceParts:
         self.dispatcher.start()
         self.escalator.start()
         self.sink.start()
+        if self.retention is not None:
+            self.retention.start()
         if self.readings is not None:
             self.readings.start()
         if self.sensors is not None:
@@ -115,6 +124,8 @@ class ServiceParts:
             self.sensors.stop()  # their open incidents end, through the writer
         if self.readings is not None:
             self.readings.stop()
+        if self.retention is not None:
+            self.retention.stop()
         self.sink.stop()
         self.escalator.stop()
         self.dispatcher.stop()
@@ -142,6 +153,7 @@ def build_service_parts(
     live_view: LiveView | None = None,
     clock: Callable[[], float] = time.time,
     make_dispatcher: DispatcherFactory | None = None,
+    disk_usage: DiskUsage = shutil.disk_usage,
 ) -> ServiceParts:
     """Build the alert service's parts from the site config, once, in start-up order (not started).
 
@@ -153,6 +165,8 @@ def build_service_parts(
         live_view: The runner's live view (``anjian run``); ``None`` for a service that reads no cameras.
         clock: Time source of the store, the dispatcher and the camera reports' age, epoch seconds.
         make_dispatcher: Builds the webhook dispatcher; default the site's, on ``clock``.
+        disk_usage: Reads the storage folder's file system ``(total, used, free)`` for ``/readyz``
+            and ``/metrics`` (``shutil.disk_usage``; tests inject a full disk).
 
     Returns:
         The parts; the caller starts them (``start()``) and closes them (``close()``).
@@ -192,7 +206,10 @@ def build_service_parts(
         )
         specs = channels.subscription_specs() + ([] if bus is None else [bus.subscription_spec()])
         store.subscriptions.sync_config(config.webhooks, channels=specs)
-        metrics = ServiceMetrics(store, board)
+        space = StorageSpace(
+            config.storage.dir, min_free_bytes=config.storage.min_free_mb * 1024 * 1024, disk_usage=disk_usage
+        )
+        metrics = ServiceMetrics(store, board, storage_space=space)
         dispatcher = (
             make_dispatcher or _dispatcher(clock, channels, bus, config.storage.keep_deliveries_days * 86_400)
         )(store, metrics)
@@ -203,6 +220,17 @@ def build_service_parts(
         raise
     escalator = Escalator(store, config.sla, metrics=metrics)
     sink = StoreSink(store, evidence, metrics=metrics)
+    max_evidence_gb = config.storage.max_evidence_gb
+    keep_evidence_days = config.storage.keep_evidence_days
+    retention = EvidenceRetention(
+        store.database,
+        evidence,
+        keep_s=None if keep_evidence_days is None else keep_evidence_days * 86_400,
+        max_bytes=None if max_evidence_gb is None else int(max_evidence_gb * 1024**3),
+        clock=clock,
+        metrics=metrics,
+        space=space,
+    )
     readings = ReadingStore(store.database, config.sensor_history, clock=clock)
     sensors = build_sensor_runner(config, sink, readings, live_view=live_view, clock=clock)
     if sensors is not None:
@@ -222,4 +250,5 @@ def build_service_parts(
         bus,
         readings,
         sensors,
+        retention,
     )

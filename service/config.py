@@ -202,6 +202,32 @@ class StorageConfig(_ServiceModel):
         "after (each revision of an ongoing incident is one per subscription, ~1 kB: months of them filled the "
         "database); pending ones are never deleted. Incidents and their audit trails are kept.",
     )
+    keep_evidence_days: float | None = Field(
+        90.0,
+        ge=1,
+        le=36_500,
+        description="The snapshot and clip of an alert that is settled (resolved, false alarm or closed) are "
+        "deleted once the alert has not changed for this long (no revision, action or escalation), oldest "
+        "first, checked every hour; the alert then shows no snapshot or clip. Evidence of an alert still open "
+        "is never deleted, however old. Incidents and their audit trails are kept (`anjian dataset harvest` "
+        "needs the snapshots: harvest before they go). null: evidence is kept for ever.",
+    )
+    max_evidence_gb: float | None = Field(
+        None,
+        gt=0,
+        le=1_000_000,
+        description="Past this many GB of snapshots and clips, the evidence of the settled alerts that changed "
+        "longest ago is deleted (checked every hour) until it fits, whatever `keep_evidence_days` says; evidence "
+        "of open alerts is never deleted. null: no cap.",
+    )
+    min_free_mb: int = Field(
+        500,
+        ge=0,
+        le=100 * 1024 * 1024,
+        description="With less free space than this on the file system of `dir`, `/readyz` answers 503 and "
+        "says why (logged once when it changes): below it the database soon cannot store alerts. "
+        "`anjian_storage_free_bytes` in `/metrics` shows the free space. 0: no check.",
+    )
     max_spool_mb: int = Field(
         1024,
         ge=1,

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from anjian.models.atomic import write_atomic
+from anjian.models.atomic import TEMPORARY_PREFIX, write_atomic
 from anjian.pipeline.event_wire import jpeg_problem, mp4_problem
 from anjian.service.errors import EvidenceError, EvidenceNotFoundError, EvidencePathError
 
-__all__ = ["EvidenceStore"]
+__all__ = ["EvidenceCensus", "EvidenceStore"]
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +22,23 @@ _SNAPSHOT_NAME = "snapshot.jpg"
 _CLIP_NAME = "clip.mp4"
 # The id pattern of the site config (cameras, zones), which event ids (hex uuids) also match.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceCensus:
+    """What ``EvidenceStore.census`` found in the evidence folder.
+
+    Attributes:
+        total_bytes: Size of the evidence files kept (the temporaries it removed not included).
+        files: Number of evidence files kept.
+        removed_temporaries: Temporary files a crash left (``.tmp-*``) that it deleted.
+        removed_bytes: Their size.
+    """
+
+    total_bytes: int
+    files: int
+    removed_temporaries: int
+    removed_bytes: int
 
 
 def _check_id(kind: str, value: str) -> str:
@@ -61,6 +81,11 @@ class EvidenceStore:
     def root(self) -> Path:
         """The absolute data folder that relative evidence paths are resolved against."""
         return self._root
+
+    @property
+    def evidence_root(self) -> Path:
+        """The absolute evidence folder, ``{root}/evidence``, which every evidence path stays inside."""
+        return self._evidence_root
 
     @staticmethod
     def snapshot_relpath(camera_id: str, event_id: str) -> str:
@@ -181,3 +206,109 @@ class EvidenceStore:
             raise EvidenceNotFoundError(f"evidence file {relpath} does not exist") from exc
         except OSError as exc:
             raise EvidenceError(f"cannot read evidence file {relpath}: {exc}") from exc
+
+    def delete_event(self, camera_id: str, event_id: str, relpaths: Iterable[str | None] = ()) -> int:
+        """Delete an event's evidence: the files its row records, its folder's snapshot, clip and crash leftovers.
+
+        What evidence retention calls for a settled alert. The event's folder is removed
+        too once empty; a file of another name in it is left alone (with its folder). A
+        recorded path that is already gone, or that leaves the evidence folder (it is
+        never followed), deletes nothing.
+
+        Args:
+            camera_id: Camera of the event.
+            event_id: The event.
+            relpaths: The paths its row records (``snapshot_path``, ``clip_path``), ``None`` for none.
+
+        Returns:
+            Bytes freed.
+
+        Raises:
+            OSError: A file exists but cannot be deleted (permissions, I/O error); what was
+                deleted before it stays deleted.
+        """
+        paths: list[Path] = []
+        for relpath in relpaths:
+            if relpath is None:
+                continue
+            try:
+                paths.append(self.resolve(relpath))
+            except EvidencePathError as exc:
+                logger.warning("%s: evidence of event %s not deleted: %s", camera_id, event_id, exc)
+        folder: Path | None = None
+        try:
+            folder = self._evidence_root / _check_id("camera_id", camera_id) / _check_id("event_id", event_id)
+        except EvidencePathError as exc:
+            logger.warning(
+                "%s: the evidence folder of event %s is not looked at: %s", camera_id, event_id, exc
+            )
+        if folder is not None:
+            paths += [folder / _SNAPSHOT_NAME, folder / _CLIP_NAME]
+            try:
+                paths += [p for p in folder.iterdir() if p.name.startswith(TEMPORARY_PREFIX)]
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+        freed = sum(_unlink(path) for path in dict.fromkeys(paths))
+        if folder is not None:
+            try:
+                folder.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError as exc:  # not empty (a file of another name), or a folder that cannot go
+                logger.debug("%s: evidence folder of event %s kept: %s", camera_id, event_id, exc)
+        return freed
+
+    def census(self, *, stale_before: float) -> EvidenceCensus:
+        """Sum the size of the evidence files, deleting the temporary files a crash left on the way.
+
+        A write in progress (``write_atomic``) has a ``.tmp-*`` file in the event's folder
+        until it renames it; after a ``kill -9`` or a power cut that file stays. Only
+        those last modified before ``stale_before`` are deleted, so a write in progress
+        (which modifies its file as it goes) is never touched.
+
+        Args:
+            stale_before: Epoch seconds; temporaries modified earlier are deleted.
+
+        Returns:
+            The size and count of the files kept and of the temporaries deleted. A file or
+            folder that vanishes or cannot be read meanwhile is skipped.
+        """
+        total = files = removed = removed_bytes = 0
+        pending = [self._evidence_root]
+        while pending:
+            try:
+                entries = list(os.scandir(pending.pop()))
+            except OSError:
+                continue  # gone meanwhile, or unreadable
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(Path(entry.path))
+                        continue
+                    if not entry.is_file(follow_symlinks=False):
+                        continue
+                    info = entry.stat(follow_symlinks=False)
+                    if entry.name.startswith(TEMPORARY_PREFIX) and info.st_mtime < stale_before:
+                        os.unlink(entry.path)
+                        removed += 1
+                        removed_bytes += info.st_size
+                        logger.debug("evidence: deleted %s, left by an interrupted write", entry.path)
+                        continue
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    logger.warning("evidence: cannot look at %s: %s", entry.path, exc)
+                    continue
+                total += info.st_size
+                files += 1
+        return EvidenceCensus(total, files, removed, removed_bytes)
+
+
+def _unlink(path: Path) -> int:
+    """Delete one file; returns its size, 0 when it is not there. Other ``OSError`` propagate."""
+    try:
+        size = path.stat().st_size
+        path.unlink()
+    except FileNotFoundError:
+        return 0
+    return size

@@ -13,7 +13,8 @@ Metric names: ``anjian_events``, ``anjian_ingested_revisions_total``,
 ``anjian_webhook_deliveries_total``, ``anjian_webhook_delivery_latency_seconds``,
 ``anjian_webhook_failed_attempts_total``, ``anjian_webhook_failure_log_suppressed_total``,
 ``anjian_webhook_outbox``, ``anjian_camera_fps``, ``anjian_camera_up``,
-``anjian_camera_state``.
+``anjian_camera_state``, ``anjian_storage_free_bytes``, ``anjian_storage_size_bytes``,
+``anjian_evidence_bytes``, ``anjian_evidence_deleted_total``, ``anjian_evidence_write_failures_total``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from anjian.cameras.health import CameraHealth, CameraState
 from anjian.service.records import DeliveryStatus
 
 if TYPE_CHECKING:
+    from anjian.service.storage_space import StorageSpace
     from anjian.service.store import EventStore
 
 __all__ = ["CONTENT_TYPE", "ServiceMetrics"]
@@ -98,18 +100,47 @@ class _StateCollector(Collector):
         yield states
 
 
+class _StorageCollector(Collector):
+    """Gauges of the storage folder's file system, read at scrape time (left out when it cannot be read)."""
+
+    def __init__(self, space: StorageSpace) -> None:
+        self._space = space
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the free and total bytes of the file system holding ``storage.dir``."""
+        reading = self._space.read()
+        if reading.free_bytes is None or reading.total_bytes is None:
+            return
+        yield GaugeMetricFamily(
+            "anjian_storage_free_bytes",
+            "Bytes free on the file system of storage.dir (database and evidence); below "
+            "storage.min_free_mb /readyz answers 503.",
+            value=reading.free_bytes,
+        )
+        yield GaugeMetricFamily(
+            "anjian_storage_size_bytes", "Size of the file system of storage.dir.", value=reading.total_bytes
+        )
+
+
 class ServiceMetrics:
     """The service's Prometheus registry and the counters the service's parts update.
 
     Args:
         store: Read at scrape time for the state gauges.
         camera_health: Reports camera health, when this process reads cameras.
+        storage_space: The storage folder's free space, read at scrape time; ``/readyz`` checks
+            the same object (``storage_space``), so its threshold is logged once, by whichever asks first.
     """
 
     def __init__(
-        self, store: EventStore, camera_health: Callable[[], Sequence[CameraHealth]] | None = None
+        self,
+        store: EventStore,
+        camera_health: Callable[[], Sequence[CameraHealth]] | None = None,
+        *,
+        storage_space: StorageSpace | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.storage_space = storage_space
         self.ingested = Counter(
             "anjian_ingested_revisions",
             "Event revisions received, by behaviour, colour and result (applied or duplicate).",
@@ -158,7 +189,28 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS_S,
             registry=self.registry,
         )
+        self.evidence_bytes = Gauge(
+            "anjian_evidence_bytes",
+            "Bytes of snapshots and clips under storage.dir, as of the last evidence retention pass (hourly).",
+            registry=self.registry,
+        )
+        self.evidence_deleted = Counter(
+            "anjian_evidence_deleted",
+            "Settled alerts whose snapshot and clip were deleted, by reason: age (storage.keep_evidence_days) "
+            "or size (storage.max_evidence_gb).",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.evidence_write_failures = Counter(
+            "anjian_evidence_write_failures",
+            "Event revisions stored without the snapshot or clip they brought (it could not be written: disk "
+            "full, permissions), by kind (snapshot or clip).",
+            ["kind"],
+            registry=self.registry,
+        )
         self.registry.register(_StateCollector(store, camera_health))
+        if storage_space is not None:
+            self.registry.register(_StorageCollector(storage_space))
 
     def render(self) -> bytes:
         """The registry in Prometheus text format."""

@@ -32,23 +32,34 @@ revision. Revisions from ``submit`` get backpressure
 instead: beyond ``max_backlog`` queued, ``submit`` raises ``IngestBusyError``
 (503 for the pipeline, whose disk spool sends it again later), and a failed
 batch fails their futures at once (the pipeline retries those too).
+
+A full disk. A snapshot that cannot be written (no space, permissions) does not hold
+its revision back: the revision is stored without it in the same transaction, so the
+alert still goes out (the text needs ~2 kB of the database, a snapshot 100 kB of the
+disk). When the transaction fails too (SQLite cannot commit on a full disk), the batch
+is retried with its snapshots' bytes, so the retry that succeeds once space is freed
+stores them as well. Only a revision *stored* without its snapshot or clip is counted
+(``snapshot_failures``, once however many retries it took) and logged, one line per
+batch. A failed batch is logged with its traceback once, then on one line at most once
+a minute while the failures go on, and once more when storing works again.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, SQLAlchemyError
 
 from anjian.cameras.backoff import backoff_delay_s
 from anjian.pipeline.counters import Counters
 from anjian.pipeline.event import Event
-from anjian.service.errors import IngestBusyError, RevisionRefusedError
+from anjian.service.errors import EvidenceError, IngestBusyError, RevisionRefusedError
 from anjian.service.evidence import EvidenceStore
 from anjian.service.metrics import ServiceMetrics
 from anjian.service.store import EventStore, UpsertResult
@@ -58,6 +69,8 @@ __all__ = ["SinkStats", "StoreSink"]
 logger = logging.getLogger(__name__)
 
 _BACKLOG_WARNINGS = (1_000, 10_000, 100_000)
+_FAILURE_LOG_EVERY_S = 60.0  # while batches keep failing, one log line per this long
+_IDS_LOGGED = 3
 _NEW, _RUNNING, _STOPPING, _STOPPED = "new", "running", "stopping", "stopped"
 
 
@@ -73,7 +86,9 @@ class SinkStats:
             pipeline sends them again), or queued ones left when ``stop`` gave up.
         set_aside: Revisions that can never be stored as they are (the database refuses a value
             they hold, or they change their incident's camera or behaviour): logged and dropped, not retried.
-        snapshot_failures: Snapshots or clips that could not be written (the event was stored without).
+        snapshot_failures: Snapshots and clips that could not be written (disk full, permissions), their
+            revisions stored without them; counted once, when the revision is stored, however often its
+            batch was retried.
         batches: Transactions written.
         retries: Failed batches of published revisions, retried.
     """
@@ -94,6 +109,23 @@ class _Job:
 
     event: Event
     future: Future[UpsertResult] | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshots:
+    """The snapshots of a batch: per revision the path written (``None``: keep the stored one), and the failures."""
+
+    paths: list[str | None]
+    failed: list[Event]
+    first_error: Exception | None
+
+
+def _describe(exc: BaseException) -> str:
+    """One line saying what failed: the exception's type, its first line and its notes (at most ~300 characters)."""
+    text = str(exc).strip().splitlines()
+    line = f"{type(exc).__name__}: {text[0] if text else ''}"[:240]
+    notes = [note for note in getattr(exc, "__notes__", ()) if isinstance(note, str)]
+    return "; ".join([line, *notes])[:400]
 
 
 def _refusal(event: Event, exc: DataError) -> RevisionRefusedError:
@@ -168,6 +200,9 @@ class StoreSink:
         self._thread: threading.Thread | None = None
         self._warned_backlog = 0
         self._counters = Counters(SinkStats())
+        self._failed_attempts = 0  # failed batches in a row (the writer thread's)
+        self._failing_since = 0.0  # monotonic time of the first of them
+        self._failure_logged_at = 0.0
 
     # ------------------------------------------------------------- public
 
@@ -322,7 +357,6 @@ class StoreSink:
 
     def _run(self) -> None:
         """Writer loop: take what is queued, store it in one transaction, repeat until stopped and empty."""
-        failures = 0
         while not self._abort.is_set():
             with self._cond:
                 self._cond.wait_for(lambda: bool(self._jobs) or self._state != _RUNNING)
@@ -337,9 +371,12 @@ class StoreSink:
                 self._cond.notify_all()
                 backlog = len(self._jobs)
             self._watch_backlog(backlog)
-            failures = 0 if is_stored else failures + 1
-            if failures:
-                delay_s = backoff_delay_s(failures, base_s=self._retry_base_s, max_s=self._retry_max_s)
+            if is_stored:
+                self._recovered()
+            else:
+                delay_s = backoff_delay_s(
+                    self._failed_attempts, base_s=self._retry_base_s, max_s=self._retry_max_s
+                )
                 self._abort.wait(delay_s)
         with self._cond:
             left = list(self._jobs)
@@ -395,15 +432,42 @@ class StoreSink:
             if job.future is not None:
                 job.future.set_exception(exc)
         self._counters.add(failed=submitted, retries=1 if retried else 0)
-        logger.error(
-            "event writer: cannot store %d revision(s) of %s; %d will be retried",
-            len(jobs),
-            ", ".join(sorted({job.event.camera_id for job in jobs})),
-            len(retried),
-            exc_info=exc,
-        )
+        self._log_failure(jobs, len(retried), exc)
         with self._cond:
             self._jobs.extendleft(reversed(retried))
+
+    def _log_failure(self, jobs: list[_Job], retried: int, exc: Exception) -> None:
+        """Log a failed batch: the first of a run with its traceback, then one line at most once a minute."""
+        now = time.monotonic()
+        self._failed_attempts += 1
+        is_first = self._failed_attempts == 1
+        if is_first:
+            self._failing_since = now
+        elif now - self._failure_logged_at < _FAILURE_LOG_EVERY_S:
+            return
+        self._failure_logged_at = now
+        logger.error(
+            "event writer: cannot store %d revision(s) of %s (%s); %d will be retried%s",
+            len(jobs),
+            ", ".join(sorted({job.event.camera_id for job in jobs})),
+            _describe(exc),
+            retried,
+            ""
+            if is_first
+            else f" ({self._failed_attempts} failed attempts for {now - self._failing_since:.0f}s)",
+            exc_info=exc if is_first else None,
+        )
+
+    def _recovered(self) -> None:
+        """After a run of failed batches, log once that storing works again."""
+        if not self._failed_attempts:
+            return
+        logger.info(
+            "event writer: storing again after %d failed attempt(s) over %.0fs",
+            self._failed_attempts,
+            time.monotonic() - self._failing_since,
+        )
+        self._failed_attempts = 0
 
     def _set_aside(self, job: _Job, exc: DataError | RevisionRefusedError) -> None:
         """Give up on a revision that can never be stored: log why, count it, fail its future with a 422's reason."""
@@ -421,10 +485,26 @@ class StoreSink:
             job.future.set_exception(refusal)
 
     def _store_batch(self, events: Sequence[Event]) -> list[UpsertResult]:
-        """Snapshots, one transaction, clips and counters."""
-        paths = self._save_snapshots(events)
-        results = self._store.upsert_events(list(zip(events, paths, strict=True)))
+        """Snapshots, one transaction, clips and counters.
+
+        A snapshot that could not be written leaves its revision to be stored without it;
+        should the transaction fail as well, the caller retries the revisions, snapshots
+        included, and nothing is counted yet.
+        """
+        snapshots = self._save_snapshots(events)
+        try:
+            results = self._store.upsert_events(list(zip(events, snapshots.paths, strict=True)))
+        except Exception as exc:
+            if snapshots.failed:
+                exc.add_note(
+                    f"{len(snapshots.failed)} snapshot(s) not written either: {snapshots.first_error}"
+                )
+            raise
+        if snapshots.failed:
+            self._stored_without("snapshot", snapshots.failed, snapshots.first_error)
         applied = 0
+        clips_failed: list[Event] = []
+        clip_error: Exception | None = None
         for event, result in zip(events, results, strict=True):
             if self._metrics is not None:
                 self._metrics.ingested.labels(
@@ -434,22 +514,28 @@ class StoreSink:
                 ).inc()
             if result.is_applied:
                 applied += 1
-                self._save_clip(event)
+                error = self._save_clip(event)
+                if error is not None:
+                    clips_failed.append(event)
+                    clip_error = clip_error or error
+        if clips_failed:
+            self._stored_without("clip", clips_failed, clip_error)
         if self._metrics is not None:
             self._metrics.ingest_batch_size.observe(len(events))
         self._counters.add(stored=applied, ignored=len(events) - applied, batches=1)
         return results
 
-    def _save_snapshots(self, events: Sequence[Event]) -> list[str | None]:
+    def _save_snapshots(self, events: Sequence[Event]) -> _Snapshots:
         """Write the snapshot each revision brings, in parallel, unless a newer revision is stored or queued.
 
         Returns:
-            Per revision, the snapshot's relative path, or ``None`` to keep the stored one.
+            Per revision, the snapshot's relative path, or ``None`` to keep the stored one;
+            and the revisions whose snapshot could not be written, with the first error.
         """
         paths: list[str | None] = [None] * len(events)
         carrying = [i for i, event in enumerate(events) if event.snapshot_jpeg is not None]
         if not carrying:
-            return paths
+            return _Snapshots(paths, [], None)
         newest = self._store.stored_revisions(events[i].id for i in carrying)
         chosen: dict[str, int] = {}  # event id -> index of the revision whose snapshot is written
         for i in carrying:
@@ -462,33 +548,54 @@ class StoreSink:
         ]
         if len(jobs) == 1:  # one revision (``store_event``, a trickle): no hand-off to the pool
             i, event, jpeg = jobs[0]
-            paths[i] = self._save_snapshot(event, jpeg)
-            return paths
-        futures = {i: self._io.submit(self._save_snapshot, event, jpeg) for i, event, jpeg in jobs}
-        for i, future in futures.items():
-            paths[i] = future.result()
-        return paths
+            outcomes = {i: self._save_snapshot(event, jpeg)}
+        else:
+            futures = {i: self._io.submit(self._save_snapshot, event, jpeg) for i, event, jpeg in jobs}
+            outcomes = {i: future.result() for i, future in futures.items()}
+        failed: list[Event] = []
+        first_error: Exception | None = None
+        for i, outcome in outcomes.items():
+            if isinstance(outcome, Exception):
+                failed.append(events[i])
+                first_error = first_error or outcome
+            else:
+                paths[i] = outcome
+        return _Snapshots(paths, failed, first_error)
 
-    def _save_snapshot(self, event: Event, jpeg: bytes) -> str | None:
-        """Write one snapshot; ``None`` (stored without) when it cannot be written."""
+    def _save_snapshot(self, event: Event, jpeg: bytes) -> str | Exception:
+        """Write one snapshot; its relative path, or what prevented it (the caller logs it with the batch's)."""
         try:
             return self._evidence.save_snapshot(event.camera_id, event.id, jpeg)
-        except Exception:
-            self._counters.add(snapshot_failures=1)
-            logger.exception(
-                "%s: cannot save the snapshot of event %s; storing it without one", event.camera_id, event.id
-            )
-            return None
+        except Exception as exc:  # noqa: BLE001 - returned: logged once per batch by the caller
+            return exc
 
-    def _save_clip(self, event: Event) -> None:
-        """Write the clip a revision brings and link it to the event; a failure keeps the event."""
+    def _save_clip(self, event: Event) -> Exception | None:
+        """Write the clip a revision brings and link it to the event; what prevented it, if anything."""
         if event.clip_mp4 is None:
-            return
+            return None
         try:
             path = self._evidence.save_clip(event.camera_id, event.id, event.clip_mp4)
             self._store.attach_clip(event.id, path)
-        except Exception:
-            self._counters.add(snapshot_failures=1)
-            logger.exception(
-                "%s: cannot save the clip of event %s; the event keeps no clip", event.camera_id, event.id
-            )
+        except Exception as exc:  # noqa: BLE001 - returned: logged once per batch by the caller
+            return exc
+        return None
+
+    def _stored_without(self, kind: str, events: list[Event], error: Exception | None) -> None:
+        """Count and log, on one line, the revisions of a batch stored without their snapshot or clip."""
+        self._counters.add(snapshot_failures=len(events))
+        if self._metrics is not None:
+            self._metrics.evidence_write_failures.labels(kind=kind).inc(len(events))
+        ids = ", ".join(event.id for event in events[:_IDS_LOGGED]) + (
+            ", …" if len(events) > _IDS_LOGGED else ""
+        )
+        # disk full, permissions, bytes that are no JPEG/MP4, a database that cannot take the clip's path
+        is_expected = isinstance(error, EvidenceError | ValueError | SQLAlchemyError)
+        logger.warning(
+            "event writer: stored %d revision(s) of %s without their %s (event %s): %s",
+            len(events),
+            ", ".join(sorted({event.camera_id for event in events})),
+            kind,
+            ids,
+            error,
+            exc_info=None if is_expected else error,
+        )

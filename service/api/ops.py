@@ -5,7 +5,8 @@ zone, and whether this process has a live view to poll).
 ``/healthz`` tells an anonymous caller only that the process answers
 (``{"status": "ok"}``); with a viewer token it adds the version, the database,
 the webhook worker and each camera's state and last error. ``/readyz`` answers
-booleans only.
+one boolean per check and, when one fails, what to do about it (no secrets: a
+count of megabytes free, "run anjian db upgrade").
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from anjian.service.metrics import CONTENT_TYPE
 from anjian.service.records import DeliveryStatus
 from anjian.service.schemas import CameraHealthOut, HealthOut
 
-__all__ = ["SiteOut", "anjian_version", "router"]
+__all__ = ["ReadinessOut", "SiteOut", "anjian_version", "router"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,12 @@ def healthz(
     response: Response,
     token: OptionalViewer,
 ) -> HealthOut | LivenessOut:
-    """Anonymous: 200 ``{"status": "ok"}``. With a viewer token: the details, 503 ``degraded`` when the database fails."""
+    """Anonymous: 200 ``{"status": "ok"}``. With a viewer token: the details, 503 ``degraded`` when the database fails.
+
+    Liveness only: a full disk does not fail it. What watches liveness restarts the process,
+    which frees no space and would lose the alerts the event writer holds in memory until the
+    database takes them again; ``/readyz`` and ``anjian_storage_free_bytes`` report the disk.
+    """
     if token is None:
         return LivenessOut()
     pending: int | None = None
@@ -89,29 +95,58 @@ def healthz(
     )
 
 
+class ReadinessOut(ReadyOut):
+    """Whether the service can take traffic, and what to do about each check that fails."""
+
+    problems: list[str] = Field(
+        default_factory=list,
+        description="One line per failing check, saying why (e.g. how much disk space is left).",
+    )
+
+
 @router.get(
     "/readyz",
-    response_model=ReadyOut,
+    response_model=ReadinessOut,
     summary="Readiness",
-    responses={503: {"description": "Not ready; `checks` says what fails.", "model": ReadyOut}},
+    responses={
+        503: {"description": "Not ready; `checks` says what fails, `problems` why.", "model": ReadinessOut}
+    },
 )
-def readyz(store: StoreDep, dispatcher: DispatcherDep, response: Response) -> ReadyOut:
-    """200 when the database answers at the schema this anjian needs and webhooks are being sent, else 503."""
+def readyz(
+    store: StoreDep, dispatcher: DispatcherDep, metrics: MetricsDep, response: Response
+) -> ReadinessOut:
+    """200 when the database answers at the schema this anjian needs, webhooks are being sent and the
+    storage folder's file system has ``storage.min_free_mb`` free (``disk_space``); else 503 with the reasons.
+
+    The free space is a check of its own because a full disk stops SQLite from committing
+    (no alert is stored) while the database still answers ``SELECT 1``.
+    """
     checks = {
         "database": False,
         "schema": False,
         "dispatcher": dispatcher is not None and dispatcher.is_running,
     }
+    problems: list[str] = []
     try:
         store.ping()
         checks["database"] = True
         checks["schema"] = is_schema_current(store.engine)
     except (SQLAlchemyError, DatabaseError):
         logger.exception("readiness check failed")
+        problems.append("the database does not answer (see the service log)")
+    if checks["database"] and not checks["schema"]:
+        problems.append("the database schema is behind this anjian: run `anjian db upgrade`")
+    if not checks["dispatcher"]:
+        problems.append("the webhook dispatcher is not running")
+    if metrics.storage_space is not None:
+        reading = metrics.storage_space.read()  # logs when it crosses the threshold
+        checks["disk_space"] = not reading.is_low
+        if reading.problem is not None:
+            problems.append(reading.problem)
     is_ready = all(checks.values())
     if not is_ready:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return ReadyOut(is_ready=is_ready, checks=checks)
+    return ReadinessOut(is_ready=is_ready, checks=checks, problems=problems)
 
 
 @router.get(

@@ -227,3 +227,34 @@ def test_a_broken_line_is_echoed_with_every_secret_on_it_masked(
     with pytest.raises(ConfigError, match="not valid YAML") as info:
         load_config(_write(tmp_path, f"site:\n  id: s\nchannels:\n  {broken}\n"))
     assert secret not in str(info.value) and "pw1" not in str(info.value)
+
+
+def test_storage_keeps_evidence_90_days_and_500_mb_free_by_default_and_null_keeps_it_for_ever(
+    tmp_path: Path,
+) -> None:
+    default = load_config(_write(tmp_path, VALID)).storage
+    forever = load_config(
+        _write(tmp_path, {**VALID, "storage": {"keep_evidence_days": None, "max_evidence_gb": 20}})
+    ).storage
+
+    assert (default.keep_evidence_days, default.max_evidence_gb, default.min_free_mb) == (90, None, 500)
+    assert (forever.keep_evidence_days, forever.max_evidence_gb) == (None, 20)
+
+
+@pytest.mark.parametrize(
+    ("storage", "expected"),
+    [
+        (
+            {"keep_evidence_days": 0.5},
+            r"storage\.keep_evidence_days: Input should be greater than or equal to 1",
+        ),
+        ({"max_evidence_gb": 0}, r"storage\.max_evidence_gb: Input should be greater than 0"),
+        ({"min_free_mb": -1}, r"storage\.min_free_mb: Input should be greater than or equal to 0"),
+    ],
+    ids=["keep-under-a-day", "no-cap-of-zero", "negative-free"],
+)
+def test_storage_retention_and_free_space_settings_are_bounded(
+    tmp_path: Path, storage: dict[str, object], expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load_config(_write(tmp_path, {**VALID, "storage": storage}))

@@ -3,6 +3,7 @@ and neither is lost when the database is locked or fails."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -19,6 +20,8 @@ from anjian.service.sink import StoreSink
 from anjian.service.store import EventStore, UpsertResult
 from tests.factories import make_event, make_jpeg
 from tests.support.receiver import wait_until
+
+MP4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(range(256)) * 8
 
 
 @pytest.fixture
@@ -272,3 +275,93 @@ def test_an_ingest_whose_client_hung_up_is_still_stored_and_the_writer_goes_on(
     sink.stop()
 
     assert store.get_event(abandoned.id) is not None
+
+
+def test_evidence_that_cannot_be_written_leaves_its_alerts_stored_without_it_and_one_line_per_batch(
+    store: EventStore,
+    evidence: EvidenceStore,
+    gated: GatedStore,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    sink = StoreSink(store, evidence)
+    blocker = gated.hold_first(sink)
+    (tmp_path / "evidence" / "cam-2").write_bytes(b"")  # not a folder: no cam-2 evidence can be written
+    events = [make_event(camera_id="cam-2", clip_mp4=MP4) for _ in range(5)]
+
+    with caplog.at_level(logging.INFO, logger="anjian.service.sink"):
+        for event in events:
+            sink.publish(event)
+        gated.gate.set()
+        blocker.result(30)
+        assert sink.flush(30)
+    sink.stop()
+
+    assert gated.batches == [1, 5]
+    for event in events:
+        stored = store.get_event(event.id)
+        assert stored is not None and (stored.snapshot_path, stored.clip_path) == (None, None)
+    assert sink.stats().snapshot_failures == 10, "5 snapshots and 5 clips, each counted once"
+    lines = [record for record in caplog.records if record.name == "anjian.service.sink"]
+    assert [record.getMessage().split(" (event ")[0] for record in lines] == [
+        "event writer: stored 5 revision(s) of cam-2 without their snapshot",
+        "event writer: stored 5 revision(s) of cam-2 without their clip",
+    ]
+    assert all(record.exc_info is None for record in lines), "no traceback for a disk that refuses"
+
+
+def test_a_batch_failing_on_a_full_disk_is_logged_once_and_keeps_its_snapshots_for_the_retry_that_stores_it(
+    store: EventStore,
+    evidence: EvidenceStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The disk is full: neither the snapshots nor the transaction can be written, attempt after attempt."""
+    full = tmp_path / "evidence"
+    full.write_bytes(b"")  # no evidence can be written until it goes
+    upsert = store.upsert_events
+    calls: list[int] = []
+    gate = threading.Event()
+
+    def full_disk(items: Sequence[tuple[Event, str | None]]) -> list[UpsertResult]:
+        calls.append(len(items))
+        if len(calls) == 1:
+            gate.wait(30)  # the others queue meanwhile, to be written as one batch
+        elif len(calls) <= 4:
+            if len(calls) == 4:
+                full.unlink()  # space is freed while the third attempt fails
+            raise OperationalError(
+                "INSERT INTO events …", {}, sqlite3.OperationalError("database or disk is full")
+            )
+        return upsert(items)
+
+    monkeypatch.setattr(store, "upsert_events", full_disk)
+    sink = StoreSink(store, evidence, retry_base_s=0.01, retry_max_s=0.02)
+    events = [make_event() for _ in range(4)]
+    with caplog.at_level(logging.INFO, logger="anjian.service.sink"):
+        sink.publish(make_event(snapshot_jpeg=None))
+        wait_until(lambda: calls == [1])
+        for event in events:
+            sink.publish(event)
+        gate.set()
+        assert sink.flush(30)
+    sink.stop()
+
+    assert calls == [1, 4, 4, 4, 4]
+    for event in events:
+        stored = store.get_event(event.id)
+        assert stored is not None and stored.snapshot_path is not None, "the retry that stored it wrote it"
+        assert evidence.read(stored.snapshot_path) == event.snapshot_jpeg
+    stats = sink.stats()
+    assert (stats.retries, stats.snapshot_failures) == (3, 0), "no revision was stored without its snapshot"
+    lines = [record for record in caplog.records if record.name == "anjian.service.sink"]
+    errors = [record for record in lines if record.levelno == logging.ERROR]
+    assert 1 <= len(errors) <= 3, "at most one line per failed batch, none per snapshot"
+    assert [bool(record.exc_info) for record in errors] == [True] + [False] * (len(errors) - 1), (
+        "the traceback once, for the first failure"
+    )
+    assert "database or disk is full" in errors[0].getMessage()
+    assert "4 snapshot(s) not written either" in errors[0].getMessage()
+    assert not any(record.levelno == logging.WARNING for record in lines)
+    assert any("storing again after 3 failed attempt(s)" in record.getMessage() for record in lines)
