@@ -8,6 +8,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from anjian.pipeline.event import Event
 from anjian.pipeline.event_json import event_to_json
 from anjian.service.api import events as events_module
 from anjian.service.app import create_app
@@ -187,13 +188,20 @@ def test_events_filter_by_state_and_page_with_cursor_over_http(client: TestClien
     assert client.get("/events", params={"cursor": "garbage!"}, headers=operator).status_code == 422
 
 
-def test_clip_is_served_whole_and_by_range(client: TestClient) -> None:
+def _event_with_clip(client: TestClient) -> tuple[Event, Path]:
+    """An event stored with ``MP4`` as its clip, and the clip's file."""
     store = _store(client)
     event = make_event()
     store.upsert_event(event)
     evidence = client.app.state.evidence  # type: ignore[attr-defined]
     relpath = evidence.save_clip(event.camera_id, event.id, MP4)
     store.attach_clip(event.id, relpath)
+    return event, evidence.resolve(relpath)
+
+
+def test_clip_is_served_whole_and_by_range(client: TestClient) -> None:
+    store = _store(client)
+    event, _ = _event_with_clip(client)
     viewer = bearer(store, "viewer")
 
     whole = client.get(f"/events/{event.id}/clip.mp4", headers=viewer)
@@ -230,10 +238,7 @@ def test_a_bad_clip_range_is_a_problem_naming_the_header(
     client: TestClient, range_: str, status: int, expected: str
 ) -> None:
     store = _store(client)
-    event = make_event()
-    store.upsert_event(event)
-    evidence = client.app.state.evidence  # type: ignore[attr-defined]
-    store.attach_clip(event.id, evidence.save_clip(event.camera_id, event.id, MP4))
+    event, _ = _event_with_clip(client)
 
     response = client.get(
         f"/events/{event.id}/clip.mp4", headers={**bearer(store, "viewer"), "Range": range_}
@@ -261,12 +266,7 @@ def test_a_clip_deleted_just_after_it_was_found_answers_404_not_500(
 ) -> None:
     """Evidence retention deletes clips: one gone between the route's check and its reading was a 500."""
     store = _store(client)
-    event = make_event()
-    store.upsert_event(event)
-    evidence = client.app.state.evidence  # type: ignore[attr-defined]
-    relpath = evidence.save_clip(event.camera_id, event.id, MP4)
-    store.attach_clip(event.id, relpath)
-    path = evidence.resolve(relpath)
+    event, path = _event_with_clip(client)
     found = events_module._evidence_path_or_404
 
     def found_then_deleted(*args: object) -> str:
