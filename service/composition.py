@@ -79,8 +79,9 @@ class ServiceParts:
             the dispatcher publishes the ``bus:hub`` deliveries through it.
         readings: The sensors' reading history.
         sensors: The sensor runner, ``None`` when the site has no sensors.
-        retention: Deletes the evidence of settled alerts by ``storage.keep_evidence_days`` and
-            ``max_evidence_gb``, and the leftovers of interrupted evidence writes (hourly).
+        retention: Deletes the evidence of settled alerts when the disk runs low
+            (``storage.reclaim_below_mb``), by ``keep_evidence_days`` and ``max_evidence_gb`` when
+            set, and the leftovers of interrupted evidence writes (hourly).
     """
 
     store: EventStore
@@ -222,11 +223,15 @@ def build_service_parts(
     sink = StoreSink(store, evidence, metrics=metrics)
     max_evidence_gb = config.storage.max_evidence_gb
     keep_evidence_days = config.storage.keep_evidence_days
+    reclaim_below_mb = config.storage.reclaim_below_mb
     retention = EvidenceRetention(
         store.database,
         evidence,
         keep_s=None if keep_evidence_days is None else keep_evidence_days * 86_400,
         max_bytes=None if max_evidence_gb is None else int(max_evidence_gb * 1024**3),
+        reclaim_below_bytes=(2 * config.storage.min_free_mb if reclaim_below_mb is None else reclaim_below_mb)
+        * 1024
+        * 1024,
         clock=clock,
         metrics=metrics,
         space=space,

@@ -203,18 +203,20 @@ class StorageConfig(_ServiceModel):
         "database); pending ones are never deleted. Incidents and their audit trails are kept.",
     )
     keep_evidence_days: float | None = Field(
-        90.0,
+        None,
         ge=1,
         le=36_500,
         description="The snapshot and clip of an alert that is settled (resolved, false alarm or closed) are "
         "deleted once the alert has not changed for this long (no revision, action or escalation), oldest "
-        "first, checked every hour; the alert then shows no snapshot or clip. Evidence of an alert still open "
-        "is never deleted, however old. Incidents and their audit trails are kept (`anjian dataset harvest` "
-        "needs the snapshots: harvest before they go). null: evidence is kept for ever.",
+        "first, checked every hour; the alert then shows no snapshot or clip. Age is counted to the clock, but "
+        "never past one day after the newest change stored, so a clock far ahead deletes nothing early. "
+        "Evidence of an alert still open is never deleted, however old. Incidents and their audit trails are "
+        "kept (`anjian dataset harvest` needs the snapshots: harvest before they go). null (the default): no "
+        "deletion by age; evidence goes only when the disk needs the space (`reclaim_below_mb`).",
     )
     max_evidence_gb: float | None = Field(
         None,
-        gt=0,
+        ge=0.001,  # 1 MB: a smaller cap rounds to 0 bytes
         le=1_000_000,
         description="Past this many GB of snapshots and clips, the evidence of the settled alerts that changed "
         "longest ago is deleted (checked every hour) until it fits, whatever `keep_evidence_days` says; evidence "
@@ -227,6 +229,16 @@ class StorageConfig(_ServiceModel):
         description="With less free space than this on the file system of `dir`, `/readyz` answers 503 and "
         "says why (logged once when it changes): below it the database soon cannot store alerts. "
         "`anjian_storage_free_bytes` in `/metrics` shows the free space. 0: no check.",
+    )
+    reclaim_below_mb: int | None = Field(
+        None,
+        ge=0,
+        le=100 * 1024 * 1024,
+        description="With less free space than this on the file system of `dir` (the reading `/readyz` uses), "
+        "the evidence of the settled alerts that changed longest ago is deleted, oldest first (checked every "
+        "hour), until this much is free again, like a video recorder overwriting its oldest footage; evidence of "
+        "open alerts is never deleted. This is the only deletion by default. null (the default): twice "
+        "`min_free_mb` (1000 MB), so space is freed before `/readyz` fails; 0: never.",
     )
     max_spool_mb: int = Field(
         1024,

@@ -196,8 +196,8 @@ class ServiceMetrics:
         )
         self.evidence_deleted = Counter(
             "anjian_evidence_deleted",
-            "Settled alerts whose snapshot and clip were deleted, by reason: age (storage.keep_evidence_days) "
-            "or size (storage.max_evidence_gb).",
+            "Settled alerts whose snapshot and clip were deleted, by reason: age (storage.keep_evidence_days), "
+            "size (storage.max_evidence_gb) or space (free space below storage.reclaim_below_mb).",
             ["reason"],
             registry=self.registry,
         )

@@ -99,8 +99,8 @@ class StorageSpace:
                 problem = (
                     f"{free / _MB:.0f} MB free on the file system of storage.dir, {where} "
                     f"storage.min_free_mb ({self.min_free_bytes / _MB:.0f} MB): alerts will soon fail to be "
-                    "stored. Free space there, or settle old alerts so that storage.keep_evidence_days and "
-                    "max_evidence_gb can delete their evidence"
+                    "stored. Free space there, or settle old alerts so that their evidence can be deleted "
+                    "(storage.reclaim_below_mb, keep_evidence_days, max_evidence_gb)"
                 )
             reading = SpaceReading(free, total, self.min_free_bytes, problem)
         self._log_change(reading)

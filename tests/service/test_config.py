@@ -229,16 +229,20 @@ def test_a_broken_line_is_echoed_with_every_secret_on_it_masked(
     assert secret not in str(info.value) and "pw1" not in str(info.value)
 
 
-def test_storage_keeps_evidence_90_days_and_500_mb_free_by_default_and_null_keeps_it_for_ever(
+def test_storage_deletes_evidence_only_when_the_disk_needs_it_by_default_and_age_is_opt_in(
     tmp_path: Path,
 ) -> None:
     default = load_config(_write(tmp_path, VALID)).storage
-    forever = load_config(
-        _write(tmp_path, {**VALID, "storage": {"keep_evidence_days": None, "max_evidence_gb": 20}})
+    chosen = load_config(
+        _write(
+            tmp_path,
+            {**VALID, "storage": {"keep_evidence_days": 90, "max_evidence_gb": 20, "reclaim_below_mb": 0}},
+        )
     ).storage
 
-    assert (default.keep_evidence_days, default.max_evidence_gb, default.min_free_mb) == (90, None, 500)
-    assert (forever.keep_evidence_days, forever.max_evidence_gb) == (None, 20)
+    assert (default.keep_evidence_days, default.max_evidence_gb) == (None, None), "no age or size deletion"
+    assert (default.min_free_mb, default.reclaim_below_mb) == (500, None), "reclaimed below 2 x min_free_mb"
+    assert (chosen.keep_evidence_days, chosen.max_evidence_gb, chosen.reclaim_below_mb) == (90, 20, 0)
 
 
 @pytest.mark.parametrize(
@@ -248,10 +252,24 @@ def test_storage_keeps_evidence_90_days_and_500_mb_free_by_default_and_null_keep
             {"keep_evidence_days": 0.5},
             r"storage\.keep_evidence_days: Input should be greater than or equal to 1",
         ),
-        ({"max_evidence_gb": 0}, r"storage\.max_evidence_gb: Input should be greater than 0"),
+        (
+            {"max_evidence_gb": 0},
+            r"storage\.max_evidence_gb: Input should be greater than or equal to 0\.001",
+        ),
+        (
+            {"max_evidence_gb": 1e-10},
+            r"storage\.max_evidence_gb: Input should be greater than or equal to 0\.001",
+        ),
         ({"min_free_mb": -1}, r"storage\.min_free_mb: Input should be greater than or equal to 0"),
+        ({"reclaim_below_mb": -1}, r"storage\.reclaim_below_mb: Input should be greater than or equal to 0"),
     ],
-    ids=["keep-under-a-day", "no-cap-of-zero", "negative-free"],
+    ids=[
+        "keep-under-a-day",
+        "no-cap-of-zero",
+        "a-cap-that-rounds-to-zero-bytes",
+        "negative-free",
+        "negative-reclaim",
+    ],
 )
 def test_storage_retention_and_free_space_settings_are_bounded(
     tmp_path: Path, storage: dict[str, object], expected: str
