@@ -77,6 +77,9 @@ logger = logging.getLogger(__name__)
 
 _LEASE_S = 6.0
 _PRUNE_INTERVAL_S = 3600.0  # how often settled deliveries past their keeping time are deleted
+_FIRST_PRUNE_AFTER_S = (
+    60.0  # the first time after start: a service restarted more often than hourly prunes too
+)
 _LOOP_FAULT_BACKOFF_S = 1.0
 
 
@@ -172,6 +175,7 @@ class WebhookDispatcher:
             else PeriodicThread(
                 self.prune_settled,
                 interval_s=_PRUNE_INTERVAL_S,
+                first_after_s=_FIRST_PRUNE_AFTER_S,
                 name="anjian-outbox-prune",
                 transient=(SQLAlchemyError,),
             )

@@ -23,6 +23,9 @@ logger = logging.getLogger(__name__)
 
 _DAY_S: Final = 86_400.0
 _PRUNE_INTERVAL_S: Final = 3600.0  # how often incidents closed longer than hub.keep_closed_days are deleted
+_FIRST_PRUNE_AFTER_S: Final = (
+    60.0  # the first time after start: a hub restarted more often than hourly prunes too
+)
 
 
 def prune_closed_incidents(store: HubStore, keep_closed_days: float, *, now: float | None = None) -> int:
@@ -55,6 +58,7 @@ def serve_hub(config: HubConfig, *, host: str, port: int) -> None:
     pruner = PeriodicThread(
         lambda: prune_closed_incidents(store, config.hub.keep_closed_days),
         interval_s=_PRUNE_INTERVAL_S,
+        first_after_s=_FIRST_PRUNE_AFTER_S,
         name="anjian-hub-prune",
         transient=(SQLAlchemyError,),
     )

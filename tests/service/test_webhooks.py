@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from standardwebhooks import Webhook
 
 from anjian.cameras.backoff import backoff_delay_s
+from anjian.service import webhooks as webhooks_module
 from anjian.service.claims import LeaseKeeper
 from anjian.service.config import StorageConfig, WebhookConfig
 from anjian.service.evidence import EvidenceStore
@@ -620,6 +621,25 @@ def test_the_dispatcher_prunes_deliveries_settled_longer_ago_than_it_keeps_them(
     assert dispatcher.prune_settled() == 1
     assert store.outbox.list() == []
     assert make_dispatcher([WebhookConfig(url=receiver.url)]).prune_settled() == 0  # kept for ever by default
+
+
+def test_the_first_prune_comes_soon_after_start(
+    receiver: Receiver,
+    store: EventStore,
+    make_dispatcher: Callable[..., WebhookDispatcher],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first prune came an hour after start: a service restarted more often never pruned its outbox."""
+    monkeypatch.setattr(webhooks_module, "_FIRST_PRUNE_AFTER_S", 0.05)  # a minute in the service
+    clock = FakeClock(1_800_000_000.0)
+    dispatcher = make_dispatcher([WebhookConfig(url=receiver.url)], clock=clock, keep_settled_s=30 * 86_400.0)
+    store.upsert_event(make_event())
+    assert dispatcher.deliver_due() == 1
+    clock.now += 31 * 86_400
+
+    dispatcher.start()
+
+    wait_until(lambda: store.outbox.list() == [], 10.0)
 
 
 def test_a_worker_whose_lease_ran_out_leaves_the_rows_another_worker_took_alone(store: EventStore) -> None:
