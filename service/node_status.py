@@ -76,7 +76,7 @@ def read_node_status(config: AnjianConfig, *, timeout_s: float = 5.0) -> NodeSta
 
 
 def format_node_status(status: NodeStatus, clock: Callable[[], float] = time.time) -> str:
-    """One line per node (alive or not), then one per camera: where it runs and when its lease was renewed."""
+    """One line per node (alive or not), then one per camera: where it runs, when its lease was renewed, by which process."""
     lines = [f"node {name}: {'alive' if name in status.alive else 'not alive'}" for name in status.nodes]
     now = clock()
     for placement in status.cameras:
@@ -85,6 +85,7 @@ def format_node_status(status: NodeStatus, clock: Callable[[], float] = time.tim
             where = "not running (no lease)"
         else:
             moved = "" if lease.node == placement.preferred else f", away from {placement.preferred}"
-            where = f"on {lease.node}{moved} (renewed {max(0.0, now - lease.renewed_at):.0f}s ago)"
+            instance = f", instance {lease.instance[:8]}" if lease.instance else ""
+            where = f"on {lease.node}{moved} (renewed {max(0.0, now - lease.renewed_at):.0f}s ago{instance})"
         lines.append(f"camera {placement.camera_id}: {where}")
     return "\n".join(lines)

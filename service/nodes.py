@@ -4,13 +4,23 @@ Every ``renew_interval_s`` a node (``CameraNode``) plays one round against the p
 lease bucket (``anjian.service.bus.leases``):
 
 1. it announces itself and reads every camera's lease and which nodes are alive;
-2. it renews the leases it holds (compare-and-set on the revision it holds);
+2. it renews the leases it holds (compare-and-set on the revision it wrote last); a lease of
+   its node that another process wrote since (a second process started under the same node
+   name) is lost: the camera is stopped, with a warning;
 3. it hands back a camera it holds for a preferred node that is alive again:
    it stops the camera first, then releases the lease, so the two never both run it;
 4. it takes a free camera (never leased, released, or expired because its node died)
    when it is the camera's preferred node, or when the preferred node is not alive and
    the camera falls to it in the even share of such cameras among the live nodes;
    ``create`` fails for all but one of the nodes that try, so one node wins.
+
+Each process has its own instance id, written in its leases. A lease of its node that a
+process does not hold yet (one left by the process it replaces after a quick restart) is
+taken over by compare-and-set on the revision read, once per camera: of two processes
+under one node name, the one that took a camera over keeps it and the other stops it.
+A camera new to the process starts with the open incidents saved for it, read from the
+bucket first; when they cannot be read the lease is kept and the camera started at a
+later round.
 
 A node stops a camera whose lease it has not renewed for ``lease_ttl_s -
 renew_interval_s`` (counted from when it sent the last write that succeeded, on its own
@@ -34,8 +44,9 @@ import json
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -198,13 +209,15 @@ class CameraNode:
         nodes.node(name)  # KeyError naming the nodes that exist
         wanted = set(camera_ids)
         self.name = name
+        self.instance = uuid.uuid4().hex  # this process: two processes run under one name apart
         self._nodes = nodes
         self._plant_id = plant_id
         self._preferred = {c: n for c, n in nodes.preferred_nodes().items() if c in wanted}
         self._clock = clock
         self._bus = BusConnection(bus_url, name=f"anjian-node-{name}")
         self._bucket: LeaseBucket | None = None
-        self._held: dict[str, Lease] = {}
+        self._held: dict[str, Lease] = {}  # as this process last wrote them
+        self._ever_held: set[str] = set()  # cameras this process ran: never taken over from another again
         self._written_at: dict[str, float] = {}  # monotonic time the write now holding each lease was sent
         self._saved: dict[str, bytes] = {}  # the open incidents last saved for each camera held
         self._handing_back: dict[
@@ -304,6 +317,8 @@ class CameraNode:
             self._stop_camera(camera_id, "its lease was lost")
         for lease in plan.hand_back:  # stopped, its incidents saved, then released: never run twice
             camera_id = lease.camera_id
+            if camera_id in running and not self._still_held(lease):
+                continue  # another process of this node holds it now: it hands it back
             if camera_id in running:
                 self._forget(camera_id)
                 incidents = self._stop_camera(camera_id, f"handed back to node {self._preferred[camera_id]}")
@@ -317,24 +332,47 @@ class CameraNode:
                     )
                 )
                 del self._handing_back[camera_id]
-            self._on_bucket(partial(LeaseBucket.release, lease=lease))
+            if lease.instance == self.instance:  # another process's lease is left to it (or to expire)
+                self._on_bucket(partial(LeaseBucket.release, lease=lease))
         for lease in plan.renew:
-            renewed = self._on_bucket(partial(LeaseBucket.renew, lease=lease))
-            if renewed is None:
-                self._forget(lease.camera_id)
-                self._stop_camera(lease.camera_id, "its lease was lost")
-            else:
-                # new here after a quick restart (its own journal has the incidents), or after a failed hand-back
-                self._hold(renewed, sent, _load(self._handing_back.pop(lease.camera_id, b"[]")))
+            camera_id = lease.camera_id
+            with self._lock:
+                held = self._held.get(camera_id)
+            if held is not None:
+                if not self._still_held(lease):
+                    continue
+                renewed = self._on_bucket(partial(LeaseBucket.renew, lease=held))
+                if renewed is None:
+                    self._forget(camera_id)
+                    self._stop_camera(camera_id, "its lease was lost")
+                else:
+                    self._hold(renewed, sent, [])
+                continue
+            if lease.instance != self.instance:
+                if camera_id in self._ever_held:
+                    continue  # it lost the camera to that process: it does not take it back
+                logger.warning(
+                    "node %s: instance %s takes over camera %s from instance %s of the same node "
+                    "(a quick restart; or a second process runs with this node name, which then stops it)",
+                    self.name,
+                    self.instance,
+                    camera_id,
+                    lease.instance or "(none)",
+                )
+            # after a quick restart, a failed hand-back, or a take-over whose start failed (on a later round)
+            taken = self._on_bucket(partial(LeaseBucket.renew, lease=replace(lease, instance=self.instance)))
+            if taken is not None:
+                self._start_held(taken, sent)
         for camera_id in plan.acquire:
             acquire_sent = self._clock()
-            taken = self._on_bucket(partial(LeaseBucket.acquire, camera_id=camera_id, node=self.name))
+            taken = self._on_bucket(
+                partial(LeaseBucket.acquire, camera_id=camera_id, node=self.name, instance=self.instance)
+            )
             if taken is not None:
                 owner = self._preferred[camera_id]
                 why = "its preferred node" if owner == self.name else f"node {owner} is not alive"
                 logger.info("node %s: took camera %s (%s)", self.name, camera_id, why)
-                saved = self._on_bucket(partial(LeaseBucket.load_incidents, camera_ids=[camera_id]))
-                self._hold(taken, acquire_sent, _load(saved.get(camera_id, b"[]")))
+                self._start_held(taken, acquire_sent)
         self._save_incidents()
         if not self._is_settled and self._host is not None:
             with self._lock:
@@ -370,6 +408,56 @@ class CameraNode:
             raise BusError("the lease bucket is not open yet")
         return self._bus.call(lambda _js: work(bucket), timeout_s=self._call_timeout_s())
 
+    def _still_held(self, lease: Lease) -> bool:
+        """Whether the bucket's ``lease`` of a camera this process holds is the one it wrote last.
+
+        When not, another process wrote it (one started under this node's name): the camera is
+        lost, stopped here, and this process does not take it back.
+        """
+        with self._lock:
+            held = self._held.get(lease.camera_id)
+        if held is None or (lease.revision, lease.instance) == (held.revision, held.instance):
+            return held is not None
+        logger.warning(
+            "node %s: camera %s was taken over by instance %s of the same node (this is instance %s, "
+            "which wrote revision %d; the bucket has %d): two processes run as node %s; this one stops it",
+            self.name,
+            lease.camera_id,
+            lease.instance or "(none)",
+            self.instance,
+            held.revision,
+            lease.revision,
+            self.name,
+        )
+        self._forget(lease.camera_id)
+        self._stop_camera(lease.camera_id, "another process of its node took its lease")
+        return False
+
+    def _start_held(self, lease: Lease, sent: float) -> None:
+        """Start the camera of a lease new to this process, with the open incidents saved for it.
+
+        A hand-back whose save failed has its own newer copy. When the saved incidents
+        cannot be read the camera is not started: the lease is kept (this process's
+        instance is in it) and the next round tries again.
+        """
+        camera_id = lease.camera_id
+        if camera_id in self._handing_back:
+            incidents = _load(self._handing_back.pop(camera_id))
+        else:
+            try:
+                saved = self._on_bucket(partial(LeaseBucket.load_incidents, camera_ids=[camera_id]))
+            except (BusError, NatsError, OSError, TimeoutError) as exc:
+                logger.warning(
+                    "node %s: camera %s not started: its open incidents could not be read (%s); "
+                    "next round tries again",
+                    self.name,
+                    camera_id,
+                    exc,
+                )
+                return
+            incidents = _load(saved.get(camera_id, b"[]"))
+        self._hold(lease, sent, incidents)
+
     def _hold(self, lease: Lease, sent: float, incidents: list[JournalEntry]) -> None:
         """Record a lease written at ``sent``; start its camera, with ``incidents``, when it is new to this node."""
         with self._lock:
@@ -377,6 +465,7 @@ class CameraNode:
             self._held[lease.camera_id] = lease
             self._written_at[lease.camera_id] = sent
         if is_new:
+            self._ever_held.add(lease.camera_id)
             self._saved[lease.camera_id] = _dump(incidents)
             if self._host is not None:
                 self._host.start_camera(lease.camera_id, incidents)

@@ -2,7 +2,9 @@
 
 One bucket per plant (``anjian_leases_<plant id>``), history 1, whose TTL is the lease's:
 
-- ``camera.<camera id>`` holds the lease of a camera: the node running it and when it
+- ``camera.<camera id>`` holds the lease of a camera: the node running it, the process
+  (``instance``: a random id per process, so two processes started under one node name
+  tell their leases apart; a lease written before it existed has none) and when it
   renewed (JSON). A node takes a free camera with ``create`` (which fails when the key
   exists) and renews with ``update(last=revision)`` (which fails when someone else wrote
   the key since): compare-and-set, so two live nodes never both hold a camera.
@@ -82,12 +84,16 @@ async def _open_bucket(js: JetStreamContext, name: str, *, description: str, ttl
 
 @dataclass(frozen=True, slots=True)
 class Lease:
-    """A camera's lease as stored: who holds it, since which bucket revision, renewed when (epoch s)."""
+    """A camera's lease as stored: who holds it, since which bucket revision, renewed when (epoch s).
+
+    ``instance`` is the process of ``node`` that wrote it (empty: a lease written without one).
+    """
 
     camera_id: str
     node: str
     revision: int
     renewed_at: float
+    instance: str = ""
 
 
 def _camera_key(camera_id: str) -> str:
@@ -98,8 +104,11 @@ def _node_key(node: str) -> str:
     return f"node.{node}"
 
 
-def _value(node: str, renewed_at: float) -> bytes:
-    return json.dumps({"node": node, "renewed_at": round(renewed_at, 3)}).encode()
+def _value(node: str, renewed_at: float, instance: str = "") -> bytes:
+    value: dict[str, str | float] = {"node": node, "renewed_at": round(renewed_at, 3)}
+    if instance:
+        value["instance"] = instance
+    return json.dumps(value).encode()
 
 
 class LeaseBucket:
@@ -154,7 +163,13 @@ class LeaseBucket:
             if entry.value is None or entry.revision is None:
                 continue
             data = json.loads(entry.value)
-            found[camera_id] = Lease(camera_id, str(data["node"]), entry.revision, float(data["renewed_at"]))
+            found[camera_id] = Lease(
+                camera_id,
+                str(data["node"]),
+                entry.revision,
+                float(data["renewed_at"]),
+                str(data.get("instance", "")),  # none in a lease written before instances existed
+            )
         return found
 
     async def alive_nodes(self, names: Iterable[str]) -> set[str]:
@@ -176,31 +191,38 @@ class LeaseBucket:
         """Say ``node`` is gone (a graceful stop), so no one waits for it to take its cameras."""
         await self._kv.delete(_node_key(node))
 
-    async def acquire(self, camera_id: str, node: str) -> Lease | None:
-        """Take the lease of a camera no one holds; ``None`` when someone does (another node won the race)."""
+    async def acquire(self, camera_id: str, node: str, instance: str = "") -> Lease | None:
+        """Take the lease of a camera no one holds, for ``node``'s process ``instance``.
+
+        Returns ``None`` when someone holds it (another node won the race).
+        """
         for _ in range(_CREATE_TRIES):
             now = self._clock()
             try:
-                revision = await self._kv.create(_camera_key(camera_id), _value(node, now))
+                revision = await self._kv.create(_camera_key(camera_id), _value(node, now, instance))
             except KeyWrongLastSequenceError:
                 return None
             except KeyNotFoundError:
                 # The client's create found the key held, then read it to tell a deleted key from a
                 # live one, and by then it had aged out on the server: it is free now, so ask again.
                 continue
-            return Lease(camera_id, node, revision, now)
+            return Lease(camera_id, node, revision, now, instance)
         return None
 
     async def renew(self, lease: Lease) -> Lease | None:
-        """Extend a lease held since ``lease.revision``; ``None`` when it was lost (expired and taken, or released)."""
+        """Extend a lease held since ``lease.revision``; ``None`` when it was lost (expired and taken, or released).
+
+        It is written with ``lease.instance``: a process takes over the lease another process of
+        its node wrote at that revision by passing the lease with its own instance.
+        """
         now = self._clock()
         try:
             revision = await self._kv.update(
-                _camera_key(lease.camera_id), _value(lease.node, now), last=lease.revision
+                _camera_key(lease.camera_id), _value(lease.node, now, lease.instance), last=lease.revision
             )
         except KeyWrongLastSequenceError:
             return None
-        return Lease(lease.camera_id, lease.node, revision, now)
+        return Lease(lease.camera_id, lease.node, revision, now, lease.instance)
 
     async def release(self, lease: Lease) -> bool:
         """Give a lease up (it must still be ``lease.revision``); whether it was still held."""

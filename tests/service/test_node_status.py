@@ -61,6 +61,7 @@ def test_status_shows_live_nodes_and_a_camera_running_away_from_its_dead_preferr
     assert "node line-a: alive" in text and "node line-b: not alive" in text
     assert "camera cam-1: on line-a (renewed" in text
     assert "camera cam-3: on line-a, away from line-b (renewed" in text
+    assert f"ago, instance {line_a.instance[:8]})" in text  # which process of the node holds it
     after_stop = format_node_status(read_node_status(config))
     assert "node line-a: not alive" in after_stop and "camera cam-1: not running (no lease)" in after_stop
 

@@ -6,7 +6,7 @@ import asyncio
 import json
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -310,6 +310,83 @@ def test_a_hand_back_whose_save_failed_still_hands_the_incidents_over(
             assert wait_for(lambda: line_a.held() == ["cam-1", "cam-2"] and "cam-1" in cameras.running)
             assert failures == ["cam-1"]
             assert ("line-a", "cam-1", fire) in cameras.received
+
+
+def _leases(bus: BusConnection, plant: str) -> dict[str, Lease]:
+    async def read(js: JetStreamContext) -> dict[str, Lease]:
+        return await (await LeaseBucket.ensure(js, plant, ttl_s=TTL_S)).leases(CAMERAS)
+
+    return bus.call(read, timeout_s=10)
+
+
+def test_of_two_processes_under_one_node_name_one_runs_each_camera(
+    server: NatsServer, bus: BusConnection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A frozen process and its replacement (or a double start): the replacement takes over, the other stops."""
+    old_cameras, new_cameras = Cameras(), Cameras()
+    old, new = _node("line-a", server, "twice"), _node("line-a", server, "twice")
+    with _running(old_cameras, old):  # alone in the plant: it runs every camera
+        assert wait_for(lambda: old.held() == CAMERAS and len(old_cameras.running) == 3)
+        with caplog.at_level("WARNING"), _running(new_cameras, new):
+            assert wait_for(lambda: new.held() == CAMERAS and old.held() == [])
+            renewals: set[int] = set()
+
+            def renewed_thrice_more() -> bool:
+                renewals.add(_leases(bus, "twice")["cam-1"].revision)
+                return len(renewals) > 3
+
+            assert wait_for(renewed_thrice_more)  # rounds of both processes since: it stays so
+            assert old.held() == [] and old_cameras.running == {}
+            assert sorted(new_cameras.running) == CAMERAS
+            assert {lease.instance for lease in _leases(bus, "twice").values()} == {new.instance}
+    assert old.instance != new.instance
+    assert any(
+        old.instance in record.getMessage() and new.instance in record.getMessage()
+        for record in caplog.records
+    ), "the process that stops says which two instances run the node"
+
+
+def test_a_lease_written_without_an_instance_is_read_as_another_process(bus: BusConnection) -> None:
+    async def scenario(js: JetStreamContext) -> Lease:
+        bucket = await LeaseBucket.ensure(js, "upgrade", ttl_s=TTL_S)
+        kv = await js.key_value(lease_bucket_name("upgrade"))
+        await kv.put("camera.cam-1", json.dumps({"node": "line-a", "renewed_at": 1.0}).encode())
+        return (await bucket.leases(["cam-1"]))["cam-1"]
+
+    lease = bus.call(scenario, timeout_s=10)
+    assert (lease.node, lease.instance) == ("line-a", "")
+
+
+def test_a_take_over_whose_incidents_could_not_be_read_starts_the_camera_with_them_later(
+    server: NatsServer, bus: BusConnection, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cameras = Cameras()
+    fire = [{"camera_id": "cam-1", "event": {"id": "fire-1"}}]
+    cameras.incidents["cam-1"] = fire
+    line_a = _node("line-a", server, "unread")
+    with _running(cameras, line_a):
+        assert wait_for(lambda: line_a.held() == CAMERAS and _saved_incidents(bus, "unread", "cam-1") == fire)
+        line_a.stop(release=False)  # as if it died: its leases are left to expire
+        real_load = LeaseBucket.load_incidents
+        failures: list[str] = []
+
+        async def load_failing_once(bucket: LeaseBucket, camera_ids: Iterable[str]) -> dict[str, bytes]:
+            ids = list(camera_ids)
+            if ids == ["cam-1"] and not failures:  # the take-over's read, not the first round's settle
+                failures.append("cam-1")
+                raise BusUnavailableError("NATS did not answer")
+            return await real_load(bucket, ids)
+
+        monkeypatch.setattr(LeaseBucket, "load_incidents", load_failing_once)
+        line_b = _node("line-b", server, "unread")
+        with _running(cameras, line_b):
+            assert wait_for(lambda: line_b.held() == CAMERAS and len(cameras.running) == 3)
+            assert failures == ["cam-1"]
+            started = [incidents for node, camera, incidents in cameras.received if node == "line-b"]
+            assert len(started) == 3  # each camera once
+            assert [i for n, c, i in cameras.received if (n, c) == ("line-b", "cam-1")] == [fire], (
+                "started a round after its read failed, with the fire: not raised again as a new one"
+            )
 
 
 def _saved_incidents(bus: BusConnection, plant: str, camera_id: str) -> list[JournalEntry]:
