@@ -55,7 +55,11 @@ def read_node_status(config: AnjianConfig, *, timeout_s: float = 5.0) -> NodeSta
     names = [node.name for node in nodes.members]
 
     async def read(js: JetStreamContext) -> tuple[dict[str, Lease], set[str]]:
-        bucket = await LeaseBucket.ensure(js, plant_id, ttl_s=nodes.lease_ttl_s)
+        bucket = await LeaseBucket.existing(
+            js, plant_id
+        )  # read only: never re-times the running nodes' leases
+        if bucket is None:  # no node has run yet
+            return {}, set()
         return await bucket.leases(preferred), await bucket.alive_nodes(names)
 
     bus = BusConnection(config.bus.url, name="anjian-nodes-status")

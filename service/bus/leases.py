@@ -152,6 +152,26 @@ class LeaseBucket:
         )
         return cls(leases, incidents)
 
+    @classmethod
+    async def existing(cls, js: JetStreamContext, plant_id: str) -> LeaseBucket | None:
+        """Open the plant's buckets as they are, to read them: nothing created, no setting changed.
+
+        ``ensure`` sets the leases' TTL to the caller's ``lease_ttl_s``: a reader with an older
+        site YAML (``anjian nodes``) re-timed the running nodes' leases.
+
+        Returns:
+            The buckets, or ``None`` when no node has created them yet.
+
+        Raises:
+            nats.errors.Error: The server refused or did not answer.
+        """
+        try:
+            leases = await js.key_value(lease_bucket_name(plant_id))
+            incidents = await js.key_value(incident_bucket_name(plant_id))
+        except BucketNotFoundError:
+            return None
+        return cls(leases, incidents)
+
     async def leases(self, camera_ids: Iterable[str]) -> dict[str, Lease]:
         """The live leases of these cameras (a camera without one is missing)."""
         found: dict[str, Lease] = {}

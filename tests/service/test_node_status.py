@@ -7,11 +7,15 @@ from pathlib import Path
 
 import pytest
 import yaml
+from nats.js import JetStreamContext
+from nats.js.errors import BucketNotFoundError
 from typer.testing import CliRunner
 
 from anjian.service.benchmarks.nodes import IdleCameras
 from anjian.service.bus.config import BusConfig
+from anjian.service.bus.connection import BusConnection
 from anjian.service.bus.errors import BusUnavailableError
+from anjian.service.bus.leases import lease_bucket_name
 from anjian.service.cli import app
 from anjian.service.config import AnjianConfig
 from anjian.service.node_config import NodeConfig, NodesConfig
@@ -64,6 +68,44 @@ def test_status_shows_live_nodes_and_a_camera_running_away_from_its_dead_preferr
     assert f"ago, instance {line_a.instance[:8]})" in text  # which process of the node holds it
     after_stop = format_node_status(read_node_status(config))
     assert "node line-a: not alive" in after_stop and "camera cam-1: not running (no lease)" in after_stop
+
+
+def _lease_ttl_s(server: NatsServer, plant_id: str) -> float | None:
+    """The lease bucket's TTL as the server has it (``None``: no bucket)."""
+
+    async def read(js: JetStreamContext) -> float | None:
+        try:
+            kv = await js.key_value(lease_bucket_name(plant_id))
+        except BucketNotFoundError:
+            return None
+        return (await kv.status()).ttl
+
+    bus = BusConnection(server.url, name="ttl-check")
+    bus.start()
+    try:
+        assert bus.wait_connected(10)
+        return bus.call(read, timeout_s=10)
+    finally:
+        bus.stop()
+
+
+def test_status_reads_the_leases_without_changing_the_bucket(tmp_path: Path, server: NatsServer) -> None:
+    """``anjian nodes`` with an older site YAML (another lease_ttl_s) re-timed the running nodes' leases."""
+    config = _config(tmp_path, server.url)
+    other_ttl = config.model_copy(update={"nodes": NODES.model_copy(update={"lease_ttl_s": 30.0})})
+    assert format_node_status(read_node_status(other_ttl)).count("not running (no lease)") == 3
+    assert _lease_ttl_s(server, config.site.id) is None, "reading created no bucket"
+    line_a = CameraNode.from_config(config, "line-a")
+    line_a.start(IdleCameras())
+    try:
+        assert wait_for(lambda: line_a.held() == ["cam-1", "cam-2", "cam-3"])
+
+        text = format_node_status(read_node_status(other_ttl))
+    finally:
+        line_a.stop()
+
+    assert "camera cam-1: on line-a (renewed" in text
+    assert _lease_ttl_s(server, config.site.id) == pytest.approx(NODES.lease_ttl_s)
 
 
 def test_status_of_an_unreachable_bus_or_a_site_without_nodes_says_so(tmp_path: Path) -> None:
