@@ -813,6 +813,13 @@ def models_quantize(
     qat_lr: Annotated[float, typer.Option(min=1e-8, max=1e-2, help="QAT: peak learning rate (Adam).")] = (
         DEFAULT_QAT_LR
     ),
+    qat_balance_sources: Annotated[
+        bool,
+        typer.Option(
+            "--qat-balance-sources",
+            help="QAT: repeat the train images of each source smaller than the mean (a folder per source).",
+        ),
+    ] = False,
     registry: RegistryOpt = None,
     site_config: SiteConfigOpt = None,
 ) -> None:
@@ -829,7 +836,11 @@ def models_quantize(
 
     if qat_data is not None and not qat_data.is_file():
         raise fail(f"--qat-data {qat_data}: no such data.yaml")
-    qat = QatRecipe(qat_data, epochs=qat_epochs, lr=qat_lr) if qat_data is not None else None
+    qat = (
+        QatRecipe(qat_data, epochs=qat_epochs, lr=qat_lr, is_source_balanced=qat_balance_sources)
+        if qat_data is not None
+        else None
+    )
     names = [scope.name for scope in FLOAT_LADDER]
     if start_at is not None and start_at not in names:
         raise fail(f"--start-at must be one of {names}, got {start_at!r}")

@@ -37,7 +37,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from anjian.datasets.labels import ProgressFn, no_progress
+from anjian.datasets.labels import ProgressFn, list_images, no_progress
 from anjian.models.preprocess import read_letterboxed
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "DEFAULT_QAT_LR",
     "FLOAT_PATTERNS",
     "QatRecipe",
+    "balanced_train_list",
     "distillation_loss",
     "quantize_aware",
     "recover_onnx_model",
@@ -90,6 +91,11 @@ class QatRecipe:
         lr: Peak learning rate (Adam), decayed to zero along a cosine.
         batch: Images per step.
         seed: Seeds the data order and augmentation.
+        is_source_balanced: Repeat the train images of each source with fewer than the mean
+            source's count (whole copies, :func:`balanced_train_list`), so that a small source
+            (pallet: 7% of anjian-n's images) weighs in the fine-tune about as much as the others
+            instead of being fitted least. Needs the merged set's layout, one folder per source
+            under the train split.
     """
 
     data: Path
@@ -97,6 +103,7 @@ class QatRecipe:
     lr: float = DEFAULT_QAT_LR
     batch: int = 16
     seed: int = 0
+    is_source_balanced: bool = False
 
     def __post_init__(self) -> None:
         if not self.epochs > 0:
@@ -114,6 +121,7 @@ class QatRecipe:
             "lr": self.lr,
             "batch": self.batch,
             "seed": self.seed,
+            "is_source_balanced": self.is_source_balanced,
         }
 
 
@@ -292,7 +300,13 @@ def _fine_tune(
         }
     )
     data = check_det_dataset(str(recipe.data))
-    dataset: Any = build_yolo_dataset(cfg, data["train"], recipe.batch, data, mode="train", stride=32)
+    with tempfile.TemporaryDirectory(prefix="anjian-qat-") as scratch:
+        train: Any = data["train"]
+        if recipe.is_source_balanced:
+            repeats = balanced_train_list(Path(str(train)), Path(scratch) / "train.txt")
+            logger.info("QAT source-balanced: each source's train images repeated %s", repeats)
+            train = str(Path(scratch) / "train.txt")
+        dataset: Any = build_yolo_dataset(cfg, train, recipe.batch, data, mode="train", stride=32)
     if len(dataset) == 0:
         raise ValueError(f"QAT training set {recipe.data}: no train images")
     loader = build_dataloader(dataset, recipe.batch, 0, shuffle=True, pin_memory=False, device="cpu")
@@ -321,6 +335,40 @@ def _fine_tune(
         schedule.step()
     model.eval()
     return steps
+
+
+def balanced_train_list(train_dir: Path, out: Path) -> dict[str, int]:
+    """Write ``out``, a YOLO image list of ``train_dir`` in which each small source repeats whole.
+
+    A source is a folder under ``train_dir`` (the merged set's layout); one with fewer images than
+    the mean source is listed ``round(mean / count)`` times, the others once, so every source weighs
+    about as much per epoch. Images right under ``train_dir`` are listed once.
+
+    Returns:
+        The repeats per source (``""`` for images outside any source folder).
+
+    Raises:
+        ValueError: ``train_dir`` is not a folder or holds no image.
+    """
+    if not train_dir.is_dir():
+        raise ValueError(f"QAT source balance needs the train split as a folder, got {train_dir}")
+    by_source: dict[str, list[Path]] = {}
+    for image in list_images(train_dir):
+        relative = image.relative_to(train_dir)
+        by_source.setdefault(relative.parts[0] if len(relative.parts) > 1 else "", []).append(image)
+    if not by_source:
+        raise ValueError(f"QAT source balance: no images under {train_dir}")
+    sources = [images for name, images in by_source.items() if name]
+    mean = sum(map(len, sources)) / len(sources) if sources else 0.0
+    repeats = {name: max(1, round(mean / len(images))) if name else 1 for name, images in by_source.items()}
+    lines = [
+        str(image)
+        for name, images in sorted(by_source.items())
+        for _ in range(repeats[name])
+        for image in images
+    ]
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return dict(sorted(repeats.items()))
 
 
 def distillation_loss(student: dict[str, Any], teacher: dict[str, Any]) -> Any:

@@ -586,10 +586,16 @@ def _card_section(record: Mapping[str, Any], verdict: Int8Verdict) -> str:
     qat = record.get("qat")
     fine_tune = ""
     if qat is not None and record["float_scope"]["name"] == "qat":
+        balance = (
+            ", each source below the mean source's image count repeated to about the mean"
+            if qat.get("is_source_balanced")
+            else ""
+        )
         fine_tune = (
             f"Quantisation-aware: after calibration the model was fine-tuned with its quantisers in place for "
-            f"{qat['epochs']:g} epoch(s) of `{Path(qat['data']).name}`'s train split (its training set; Adam, lr "
-            f"{qat['lr']:g} on a cosine, batch {qat['batch']}, batch-norm frozen, seed {qat['seed']}).\n"
+            f"{qat['epochs']:g} epoch(s) of `{Path(qat['data']).name}`'s train split (its training set"
+            f"{balance}; Adam, lr {qat['lr']:g} on a cosine, batch {qat['batch']}, batch-norm frozen, seed "
+            f"{qat['seed']}).\n"
         )
     return (
         "## int8 (CPU)\n"
