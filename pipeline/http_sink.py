@@ -50,6 +50,7 @@ from anjian.pipeline.counters import Counters
 from anjian.pipeline.event import Event
 from anjian.pipeline.event_wire import EventWire
 from anjian.pipeline.health_wire import HealthReportWire
+from anjian.pipeline.log_throttle import LogThrottle
 from anjian.pipeline.spool import DiskSpool
 
 __all__ = ["HttpEventSink", "HttpSinkStats"]
@@ -149,8 +150,7 @@ class HttpEventSink:
         self._health_url = base_url.rstrip("/") + _HEALTH_PATH
         self._health_problem: str | None = None  # the last report's failure, logged once until it changes
         self._failure: str | None = None  # the kind of the last logged ingest failure; None: delivering
-        self._failure_logged_at = 0.0  # monotonic
-        self._unlogged_failures = 0  # failed attempts since the last line
+        self._failure_log = LogThrottle(_FAILURE_LOG_INTERVAL_S)
         self._batch_size = batch_size
         self._max_spool_bytes = max_spool_bytes
         self._is_spool_full = False
@@ -374,23 +374,21 @@ class HttpEventSink:
         of attempts in between: a service away for days wrote a line every backoff (2,880 a day).
         """
         self._counters.add(failed_attempts=1)
-        now = time.monotonic()
-        if kind == self._failure and now - self._failure_logged_at < _FAILURE_LOG_INTERVAL_S:
-            self._unlogged_failures += 1
+        admitted = self._failure_log.admit(is_news=kind != self._failure)
+        if admitted is None:
             return
         between = (
-            f" ({self._unlogged_failures} failed attempt(s) since the last line)"
-            if self._unlogged_failures
-            else ""
+            f" ({admitted.held_back} failed attempt(s) since the last line)" if admitted.held_back else ""
         )
         logger.warning("ingest: %s; %d event(s) spooled%s", why, len(self._spool), between)
-        self._failure, self._failure_logged_at, self._unlogged_failures = kind, now, 0
+        self._failure = kind
 
     def _delivering(self) -> None:
         """Log, once, that the service takes events again after failed attempts."""
         if self._failure is not None:
             logger.info("ingest: the service takes events again; %d event(s) spooled", len(self._spool))
-            self._failure, self._unlogged_failures = None, 0
+            self._failure = None
+            self._failure_log.forget()
 
     def _send_batch(self, records: list[tuple[int, bytes]]) -> bool | None:
         """POST records as one batch: ``True`` delivered, ``False`` retry later, ``None`` send them one by one."""

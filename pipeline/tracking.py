@@ -23,6 +23,7 @@ from trackers import ByteTrackTracker
 
 from anjian.models.detections import Detections
 from anjian.pipeline.engine_config import TrackingConfig
+from anjian.pipeline.log_throttle import LogThrottle
 
 __all__ = ["UNTRACKED", "CameraTracker"]
 
@@ -67,7 +68,7 @@ class CameraTracker:
         self._tracker = self._new_tracker()
         self.dropped_non_finite = 0
         """Boxes dropped so far because a coordinate was NaN or infinite."""
-        self._drop_logged_at: float | None = None
+        self._drop_log = LogThrottle(_DROP_LOG_INTERVAL_S)
 
     def _new_tracker(self) -> ByteTrackTracker:
         c = self.config
@@ -124,15 +125,13 @@ class CameraTracker:
         if dropped == 0:
             return detections
         self.dropped_non_finite += dropped
-        last = self._drop_logged_at
-        if last is None or not 0 <= at - last < _DROP_LOG_INTERVAL_S:
+        if self._drop_log.admit(now=at) is not None:
             logger.warning(
                 "%s: dropped %d detection(s) with a non-finite box (%d so far); check the detector",
                 self.camera_id,
                 dropped,
                 self.dropped_non_finite,
             )
-            self._drop_logged_at = at
         return detections.filter(is_finite)
 
     def _monotonic(self, at: float) -> float:

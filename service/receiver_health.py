@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from anjian.pipeline.log_throttle import LogThrottle
 from anjian.service.metrics import ServiceMetrics
 
 __all__ = ["FailureLog", "SilentReceivers"]
@@ -47,12 +48,9 @@ class FailureLog:
         clock: Callable[[], float] = time.monotonic,
         metrics: ServiceMetrics | None = None,
     ) -> None:
-        self._interval_s = interval_s
-        self._clock = clock
+        self._throttle = LogThrottle(interval_s, clock=clock)
         self._metrics = metrics
         self._lock = threading.Lock()
-        self._last_logged: dict[tuple[int, int], float] = {}
-        self._suppressed: dict[tuple[int, int], int] = {}
         self._failing: dict[int, int] = {}  # subscription id -> failed attempts since its last success
 
     def failed(self, subscription_id: int, level: int, message: str, *args: object) -> bool:
@@ -61,27 +59,19 @@ class FailureLog:
         Returns:
             Whether the line was logged.
         """
-        key = (subscription_id, level)
-        now = self._clock()
         with self._lock:
             self._failing[subscription_id] = self._failing.get(subscription_id, 0) + 1
-            last = self._last_logged.get(key)
-            if last is not None and now - last < self._interval_s:
-                self._suppressed[key] = self._suppressed.get(key, 0) + 1
-                suppressed = -1
-            else:
-                self._last_logged[key] = now
-                suppressed = self._suppressed.pop(key, 0)
+        admitted = self._throttle.admit((subscription_id, level))
         if self._metrics is not None:
             self._metrics.webhook_failures.labels(subscription_id=str(subscription_id)).inc()
-            if suppressed < 0:
+            if admitted is None:
                 self._metrics.webhook_log_suppressed.inc()
-        if suppressed < 0:
+        if admitted is None:
             return False
-        if suppressed:
+        if admitted.held_back:
             message += " (%d similar line(s) of this webhook left out in the last %.0fs)"
-            args = (*args, suppressed, self._interval_s)
-        elif last is None:
+            args = (*args, admitted.held_back, self._throttle.interval_s)
+        elif admitted.is_first:
             message += " (further failures of this webhook: at most one line a minute)"
         logger.log(level, message, *args)
         return True
@@ -90,11 +80,8 @@ class FailureLog:
         """A 2xx from this subscription: say so once if it had been failing."""
         with self._lock:
             failures = self._failing.pop(subscription_id, 0)
-            if failures:
-                for key in [k for k in self._last_logged if k[0] == subscription_id]:
-                    self._last_logged.pop(key, None)
-                    self._suppressed.pop(key, None)
         if failures:
+            self._throttle.forget_where(lambda key: isinstance(key, tuple) and key[0] == subscription_id)
             logger.info("webhook %s answers again after %d failed attempt(s)", url, failures)
 
 

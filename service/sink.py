@@ -59,6 +59,7 @@ from sqlalchemy.exc import DataError, SQLAlchemyError
 from anjian.cameras.backoff import backoff_delay_s
 from anjian.pipeline.counters import Counters
 from anjian.pipeline.event import Event
+from anjian.pipeline.log_throttle import LogThrottle
 from anjian.service.errors import EvidenceError, IngestBusyError, RevisionRefusedError
 from anjian.service.evidence import EvidenceStore
 from anjian.service.metrics import ServiceMetrics
@@ -202,7 +203,7 @@ class StoreSink:
         self._counters = Counters(SinkStats())
         self._failed_attempts = 0  # failed batches in a row (the writer thread's)
         self._failing_since = 0.0  # monotonic time of the first of them
-        self._failure_logged_at = 0.0
+        self._failure_log = LogThrottle(_FAILURE_LOG_EVERY_S)
 
     # ------------------------------------------------------------- public
 
@@ -443,9 +444,9 @@ class StoreSink:
         is_first = self._failed_attempts == 1
         if is_first:
             self._failing_since = now
-        elif now - self._failure_logged_at < _FAILURE_LOG_EVERY_S:
+            self._failure_log.forget()
+        if self._failure_log.admit(now=now) is None:
             return
-        self._failure_logged_at = now
         logger.error(
             "event writer: cannot store %d revision(s) of %s (%s); %d will be retried%s",
             len(jobs),

@@ -47,7 +47,6 @@ import asyncio
 import functools
 import logging
 import math
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Final
@@ -58,6 +57,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from pydantic import ValidationError
 
 from anjian.pipeline.counters import Counters
+from anjian.pipeline.log_throttle import LogThrottle
 from anjian.service.bus import subjects
 from anjian.service.bus.connection import BusConnection
 from anjian.service.bus.consuming import run_pull_consumer
@@ -144,7 +144,7 @@ class HubBus:
         }
         self.connection = BusConnection(config.bus.url, name="anjian-hub")
         self._unsigned: dict[str, int] = defaultdict(int)  # plant: messages set aside since start
-        self._unsigned_logged_at: dict[str, float] = {}  # plant: when its unsigned ones were last logged
+        self._unsigned_log = LogThrottle(_UNSIGNED_LOG_INTERVAL_S)  # a line per plant
         self._unknown_fields: dict[str, set[str]] = defaultdict(set)  # plant: unknown fields logged
         self._is_set_up = False  # the hub's streams exist (the look through set-aside messages waits)
         self._writing = asyncio.Lock()  # one write at a time: the live consumer's, or the look-through's
@@ -371,12 +371,7 @@ class HubBus:
         await message.ack()
         self._count(unsigned=1)
         self._unsigned[plant_id] += 1
-        now = time.monotonic()
-        if (
-            now - self._unsigned_logged_at.get(plant_id, -_UNSIGNED_LOG_INTERVAL_S)
-            >= _UNSIGNED_LOG_INTERVAL_S
-        ):
-            self._unsigned_logged_at[plant_id] = now
+        if self._unsigned_log.admit(plant_id) is not None:
             logger.error(
                 "hub: %d message(s) on %s since start not signed with plant %s's signing_key, set aside in %s "
                 "(kept %g days; a hub started with the key that signed them stores them)",
