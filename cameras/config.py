@@ -141,6 +141,14 @@ class CameraConfig(_CamerasModel):
         description="Decode keyframes only (skip_frame NONKEY): a fraction of the CPU, for cameras whose "
         "behaviours need one frame every second or two. The analysed rate is then at most the keyframe rate.",
     )
+    max_keyframe_interval_s: float = Field(
+        60.0,
+        gt=0,
+        le=3600,
+        description="With keyframes_only: packets flowing without a picture for this long count as a stall, "
+        "named as such (a camera that sends no keyframe, or one a minute, was shown online while nothing was "
+        "analysed). The camera's keyframe interval (GOP) must be shorter, or keyframes_only off.",
+    )
     skip_unused_frames: bool = Field(
         True,
         description="Skip decoding the frames no other frame refers to (B-frames: skip_frame NONREF) when "

@@ -268,8 +268,10 @@ def _check_picture_came(
     """Raise ``StreamStalledError`` when a live stream's packets have given no picture for too long.
 
     Decoding every frame, that is ``stall_timeout_s`` since the last picture. Decoding only
-    keyframes, packets between keyframes give none by design, however long the keyframe
-    interval: only a keyframe left without a picture for ``stall_timeout_s`` is a stall.
+    keyframes, packets between keyframes give none by design: a keyframe left without a
+    picture for ``stall_timeout_s`` is a stall, and so is no picture for
+    ``max_keyframe_interval_s`` (a camera that sends no keyframe at all, intra refresh for
+    one, would otherwise stay online with nothing analysed, for good).
     """
     stall_timeout_s = config.stall_timeout_s
     now = time.monotonic()
@@ -277,6 +279,11 @@ def _check_picture_came(
         if unanswered_keyframe_at is not None and now - unanswered_keyframe_at > stall_timeout_s:
             raise StreamStalledError(
                 f"{config.masked_url}: keyframes but no picture for {stall_timeout_s:g}s"
+            )
+        if now - last_picture_at > config.max_keyframe_interval_s:
+            raise StreamStalledError(
+                f"{config.masked_url}: packets but no keyframe for {config.max_keyframe_interval_s:g}s with "
+                "keyframes_only: set the camera's keyframe interval (GOP) shorter, or keyframes_only: false"
             )
     elif now - last_picture_at > stall_timeout_s:
         raise StreamStalledError(f"{config.masked_url}: packets but no picture for {stall_timeout_s:g}s")

@@ -111,6 +111,33 @@ def test_keyframes_only_stays_online_when_keyframes_are_further_apart_than_the_s
     )
 
 
+def test_keyframes_only_without_a_keyframe_for_too_long_is_a_stall_that_says_so(
+    rtsp_server_factory: Callable[..., RtspTestServer], tmp_path: Path
+) -> None:
+    """Packets flowing, no keyframe: the camera was shown online, fps 0, with nothing analysed, for good."""
+    clip = make_test_clip(tmp_path / "gop-20s.mp4", seconds=20, fps=10, keyframe_interval_s=20.0)
+    server = rtsp_server_factory({"/cam1": clip})
+    camera = _camera(
+        "cam1",
+        server.url("/cam1"),
+        keyframes_only=True,
+        stall_timeout_s=2.5,
+        open_timeout_s=10,
+        max_keyframe_interval_s=4,
+    )
+    source = VideoSource(camera)
+    source.start()
+    try:
+        # Another stall may come first (the stand-in camera's first seconds): the one that names it must come.
+        assert wait_for(
+            lambda: "no keyframe for 4s with keyframes_only" in (source.health().last_error or ""), 60
+        ), source.health()
+        health = source.health()
+    finally:
+        source.stop()
+    assert health.state == CameraState.STALLED, health
+
+
 def test_camera_is_back_soon_after_its_server_not_at_the_end_of_a_long_backoff(
     rtsp_server: RtspTestServer,
 ) -> None:
