@@ -36,6 +36,18 @@ camera adopts them into its journal before adding it, so its rules carry the sam
 incidents on (same event id, next revision) instead of raising them again. After its
 first round a node ends the incidents left in its own journal for cameras it no longer
 runs, except those another node carries on.
+
+A node that stops a camera without saving its incidents first (its lease was lost or
+taken over, could not be renewed, or ran out while NATS was away) keeps that newest copy
+("unsaved") until a later round settles it: when it takes the camera again it carries
+its own copy on, unless another node wrote the camera's incidents since its last save
+(then that node's copy is newer); when another process holds the camera now, it ends
+the incidents that process does not carry on (those it did not find saved), as
+``settle`` does, so that each gets an end instead of staying open forever. It does not
+save them for that process: a node reads a camera's incidents once, when it starts it,
+and the new holder may have started it already. A node stopping without saving its
+cameras' incidents (NATS away) leaves them in its journal, for its next start to carry
+on or end.
 """
 
 from __future__ import annotations
@@ -98,6 +110,24 @@ class CameraHost(Protocol):
         """
         ...
 
+    def end_incidents(self, camera_id: str, incidents: list[JournalEntry], carried_on: set[str]) -> None:
+        """End the open incidents of a camera stopped here and run by another node now, but those it carries on.
+
+        Args:
+            camera_id: The camera (no longer run by this node).
+            incidents: Its open incidents, as ``stop_camera`` returned them.
+            carried_on: Ids of the incidents the other node carries on: forgotten here, not ended.
+        """
+        ...
+
+    def keep_incidents(self, camera_id: str, incidents: list[JournalEntry]) -> None:
+        """Keep the open incidents of a camera stopped here for the node's next start, as a restart keeps them.
+
+        That start carries them on when it runs the camera again, and ends them (``settle``)
+        when another node runs it without them.
+        """
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class LeasePlan:
@@ -107,6 +137,19 @@ class LeasePlan:
     hand_back: list[Lease] = field(default_factory=list)
     lost: list[str] = field(default_factory=list)
     acquire: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Unsaved:
+    """The open incidents of a camera this process stopped, newer than the copy in the bucket.
+
+    ``incidents`` is what the camera's journal held when it stopped; ``saved`` is what this
+    process last saved for it (JSON, as ``_dump`` writes them): the copy the camera's next
+    node starts with, unless that node finds another one written since.
+    """
+
+    incidents: bytes
+    saved: bytes
 
 
 def plan_round(
@@ -219,10 +262,8 @@ class CameraNode:
         self._held: dict[str, Lease] = {}  # as this process last wrote them
         self._ever_held: set[str] = set()  # cameras this process ran: never taken over from another again
         self._written_at: dict[str, float] = {}  # monotonic time the write now holding each lease was sent
-        self._saved: dict[str, bytes] = {}  # the open incidents last saved for each camera held
-        self._handing_back: dict[
-            str, bytes
-        ] = {}  # incidents of cameras stopped for their preferred node, not yet saved
+        self._saved: dict[str, bytes] = {}  # the open incidents in the bucket for each camera held
+        self._unsaved: dict[str, _Unsaved] = {}  # cameras stopped whose newest incidents are not settled yet
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -265,10 +306,15 @@ class CameraNode:
     def stop(self, *, release: bool = True) -> None:
         """Stop playing rounds and stop the cameras held; safe to call twice.
 
+        The open incidents not saved for the cameras' next nodes (NATS away, ``release``
+        false, or cameras stopped earlier and not settled yet) stay in the node's journal
+        (``keep_incidents``): its next start carries them on or ends them.
+
         Args:
-            release: Release their leases and withdraw, so that other nodes take the
-                cameras at their next round. ``False`` leaves the leases to expire, as a
-                crash does (the node gets them back if it returns within ``lease_ttl_s``).
+            release: Save their open incidents, release their leases and withdraw, so that
+                other nodes take the cameras at their next round. ``False`` leaves the
+                leases to expire, as a crash does (the node gets them back if it returns
+                within ``lease_ttl_s``).
         """
         self._stop.set()
         if self._thread is not None:
@@ -276,11 +322,27 @@ class CameraNode:
         with self._lock:
             held, self._held = list(self._held.values()), {}
         incidents = {lease.camera_id: self._stop_camera(lease.camera_id, "the node stops") for lease in held}
+        is_saved = False
         if release and self._bucket is not None and self._bus.is_connected:
             try:
                 self._on_bucket(partial(_release_all, leases=held, node=self.name, incidents=incidents))
+                is_saved = True
             except Exception as exc:  # noqa: BLE001 - the leases then age out
                 logger.warning("node %s: leases not released (%s); they expire on their own", self.name, exc)
+        if not is_saved:
+            for camera_id, entries in incidents.items():
+                self._unsaved[camera_id] = _Unsaved(_dump(entries), self._saved.get(camera_id, _dump([])))
+        unsaved, self._unsaved = self._unsaved, {}
+        for camera_id, kept in unsaved.items():
+            entries = _load(kept.incidents)
+            if entries and self._host is not None:
+                logger.info(
+                    "node %s: keeps %d open incident(s) of camera %s for its next start (not saved)",
+                    self.name,
+                    len(entries),
+                    camera_id,
+                )
+                self._host.keep_incidents(camera_id, entries)
         self._bus.stop()
 
     def _call_timeout_s(self) -> float:
@@ -312,26 +374,24 @@ class CameraNode:
         with self._lock:
             running = list(self._held)
         plan = plan_round(self.name, self._preferred, leases, alive, running)
-        for camera_id in plan.lost:  # its new node carries on with the incidents last saved
-            self._forget(camera_id)
-            self._stop_camera(camera_id, "its lease was lost")
+        for camera_id in plan.lost:  # its newest incidents are settled below, or when it takes it again
+            self._give_up(camera_id, "its lease was lost")
         for lease in plan.hand_back:  # stopped, its incidents saved, then released: never run twice
             camera_id = lease.camera_id
             if camera_id in running and not self._still_held(lease):
                 continue  # another process of this node holds it now: it hands it back
             if camera_id in running:
-                self._forget(camera_id)
-                incidents = self._stop_camera(camera_id, f"handed back to node {self._preferred[camera_id]}")
-                self._handing_back[camera_id] = _dump(incidents)
-            if camera_id in self._handing_back:  # kept until saved: a failed round retries the save
+                self._give_up(camera_id, f"handed back to node {self._preferred[camera_id]}")
+            if camera_id in self._unsaved:  # kept until saved: a failed round retries the save
+                # The lease is still this process's: no other node started the camera since.
                 self._on_bucket(
                     partial(
                         LeaseBucket.save_incidents,
                         camera_id=camera_id,
-                        incidents=self._handing_back[camera_id],
+                        incidents=self._unsaved[camera_id].incidents,
                     )
                 )
-                del self._handing_back[camera_id]
+                del self._unsaved[camera_id]
             if lease.instance == self.instance:  # another process's lease is left to it (or to expire)
                 self._on_bucket(partial(LeaseBucket.release, lease=lease))
         for lease in plan.renew:
@@ -343,8 +403,7 @@ class CameraNode:
                     continue
                 renewed = self._on_bucket(partial(LeaseBucket.renew, lease=held))
                 if renewed is None:
-                    self._forget(camera_id)
-                    self._stop_camera(camera_id, "its lease was lost")
+                    self._give_up(camera_id, "its lease was lost")
                 else:
                     self._hold(renewed, sent, [])
                 continue
@@ -373,12 +432,13 @@ class CameraNode:
                 why = "its preferred node" if owner == self.name else f"node {owner} is not alive"
                 logger.info("node %s: took camera %s (%s)", self.name, camera_id, why)
                 self._start_held(taken, acquire_sent)
+        self._end_unsaved(leases)
         self._save_incidents()
         if not self._is_settled and self._host is not None:
             with self._lock:
                 others = [c for c in self._preferred if c not in self._held]
             saved = self._on_bucket(partial(LeaseBucket.load_incidents, camera_ids=others))
-            self._host.settle({str(entry["event"]["id"]) for data in saved.values() for entry in _load(data)})
+            self._host.settle({event_id for data in saved.values() for event_id in _ids(data)})
             self._is_settled = True
         return plan
 
@@ -391,6 +451,49 @@ class CameraNode:
             if self._saved.get(camera_id) != data:
                 self._on_bucket(partial(LeaseBucket.save_incidents, camera_id=camera_id, incidents=data))
                 self._saved[camera_id] = data
+
+    def _end_unsaved(self, leases: dict[str, Lease]) -> None:
+        """Settle the unsaved incidents of the cameras another process holds now (``leases``, read this round).
+
+        That process started the camera, or will, with the incidents found in the bucket;
+        of this process's newer copy it carries on only those: the others are ended here
+        (``_end_not_carried_on``). A camera that is free is left for a later round: this
+        process may take it again and carry its own copy on.
+        """
+        others = [
+            camera_id
+            for camera_id in self._unsaved
+            if (lease := leases.get(camera_id)) is not None
+            and (lease.node, lease.instance) != (self.name, self.instance)
+        ]
+        if not others:
+            return
+        saved = self._on_bucket(partial(LeaseBucket.load_incidents, camera_ids=others))
+        for camera_id in others:
+            self._end_not_carried_on(camera_id, self._unsaved.pop(camera_id), saved.get(camera_id))
+
+    def _end_not_carried_on(self, camera_id: str, unsaved: _Unsaved, saved: bytes | None) -> None:
+        """End those of ``unsaved``'s incidents that no node carries on.
+
+        Another node carries on what it found in the bucket when it started the camera:
+        this process's last save (``unsaved.saved``), or ``saved`` (read now) when a node
+        wrote it since. An incident in neither was opened here after the last save: it was
+        published, yet no node has it.
+        """
+        incidents = _load(unsaved.incidents)
+        carried_on = _ids(unsaved.saved) | _ids(saved or _dump([]))
+        ended = [event_id for event_id in _ids(unsaved.incidents) if event_id not in carried_on]
+        if not ended or self._host is None:
+            return
+        logger.warning(
+            "node %s: camera %s runs elsewhere without %d incident(s) opened here since its last save "
+            "(%s): ends them",
+            self.name,
+            camera_id,
+            len(ended),
+            ", ".join(sorted(ended)),
+        )
+        self._host.end_incidents(camera_id, incidents, carried_on)
 
     async def _read_bucket(self, js: JetStreamContext) -> tuple[dict[str, Lease], set[str]]:
         """Announce this node; the cameras' leases and the live nodes."""
@@ -429,44 +532,59 @@ class CameraNode:
             lease.revision,
             self.name,
         )
-        self._forget(lease.camera_id)
-        self._stop_camera(lease.camera_id, "another process of its node took its lease")
+        self._give_up(lease.camera_id, "another process of its node took its lease")
         return False
 
     def _start_held(self, lease: Lease, sent: float) -> None:
         """Start the camera of a lease new to this process, with the open incidents saved for it.
 
-        A hand-back whose save failed has its own newer copy. When the saved incidents
-        cannot be read the camera is not started: the lease is kept (this process's
-        instance is in it) and the next round tries again.
+        A camera this process stopped without saving its newest incidents (``_unsaved``:
+        a hand-back whose save failed, a lease lost or fenced) starts with that copy of
+        its own when the bucket still holds what it last saved (or nothing, or that very
+        copy): no node wrote the camera's incidents since, so its copy is the newest. When
+        another node wrote them since, that node's copy is the newest: the camera starts
+        with it, and the incidents of its own copy that this node did not carry on are
+        ended. When the saved incidents cannot be read the camera is not started: the
+        lease is kept (this process's instance is in it) and the next round tries again.
         """
         camera_id = lease.camera_id
-        if camera_id in self._handing_back:
-            incidents = _load(self._handing_back.pop(camera_id))
-        else:
-            try:
-                saved = self._on_bucket(partial(LeaseBucket.load_incidents, camera_ids=[camera_id]))
-            except (BusError, NatsError, OSError, TimeoutError) as exc:
-                logger.warning(
-                    "node %s: camera %s not started: its open incidents could not be read (%s); "
-                    "next round tries again",
-                    self.name,
-                    camera_id,
-                    exc,
-                )
-                return
-            incidents = _load(saved.get(camera_id, b"[]"))
-        self._hold(lease, sent, incidents)
+        try:
+            found = self._on_bucket(partial(LeaseBucket.load_incidents, camera_ids=[camera_id]))
+        except (BusError, NatsError, OSError, TimeoutError) as exc:
+            logger.warning(
+                "node %s: camera %s not started: its open incidents could not be read (%s); "
+                "next round tries again",
+                self.name,
+                camera_id,
+                exc,
+            )
+            return
+        saved = found.get(camera_id)
+        incidents = _load(saved or _dump([]))
+        unsaved = self._unsaved.pop(camera_id, None)
+        if unsaved is not None:
+            own = _load(unsaved.incidents)
+            if saved is None or incidents in (_load(unsaved.saved), own):
+                incidents = own
+            else:
+                self._end_not_carried_on(camera_id, unsaved, saved)
+        self._hold(lease, sent, incidents, saved=saved or _dump([]))
 
-    def _hold(self, lease: Lease, sent: float, incidents: list[JournalEntry]) -> None:
-        """Record a lease written at ``sent``; start its camera, with ``incidents``, when it is new to this node."""
+    def _hold(
+        self, lease: Lease, sent: float, incidents: list[JournalEntry], *, saved: bytes | None = None
+    ) -> None:
+        """Record a lease written at ``sent``; start its camera, with ``incidents``, when it is new to this node.
+
+        ``saved`` is what the bucket holds for the camera (default: ``incidents``): when it
+        differs, the next round saves the camera's incidents.
+        """
         with self._lock:
             is_new = lease.camera_id not in self._held
             self._held[lease.camera_id] = lease
             self._written_at[lease.camera_id] = sent
         if is_new:
             self._ever_held.add(lease.camera_id)
-            self._saved[lease.camera_id] = _dump(incidents)
+            self._saved[lease.camera_id] = _dump(incidents) if saved is None else saved
             if self._host is not None:
                 self._host.start_camera(lease.camera_id, incidents)
 
@@ -481,6 +599,18 @@ class CameraNode:
         logger.info("node %s: stops camera %s (%s)", self.name, camera_id, why)
         return [] if self._host is None else self._host.stop_camera(camera_id)
 
+    def _give_up(self, camera_id: str, why: str) -> None:
+        """Stop a camera this process no longer holds (or hands back); its incidents are kept until settled.
+
+        The bucket holds them as last saved, up to a round old (older after a partition):
+        the newer copy is kept (``_unsaved``) until it is saved (a hand-back), carried on
+        (``_start_held``) or ended (``_end_unsaved``), never dropped.
+        """
+        saved = self._saved.get(camera_id, _dump([]))
+        self._forget(camera_id)
+        incidents = self._stop_camera(camera_id, why)
+        self._unsaved[camera_id] = _Unsaved(_dump(incidents), saved)
+
     def _fence(self) -> None:
         """Stop the cameras whose lease may expire before this node can renew it."""
         deadline_s = self._nodes.lease_ttl_s - self._nodes.renew_interval_s
@@ -488,8 +618,7 @@ class CameraNode:
         with self._lock:
             stale = [c for c, sent in self._written_at.items() if now - sent > deadline_s]
         for camera_id in stale:
-            self._forget(camera_id)
-            self._stop_camera(camera_id, "its lease could not be renewed in time")
+            self._give_up(camera_id, "its lease could not be renewed in time")
 
 
 async def _release_all(
@@ -504,6 +633,11 @@ async def _release_all(
 
 def _dump(incidents: list[JournalEntry]) -> bytes:
     return json.dumps(incidents, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _ids(data: bytes) -> set[str]:
+    """The event ids of saved incidents."""
+    return {str(entry["event"]["id"]) for entry in _load(data)}
 
 
 def _load(data: bytes) -> list[JournalEntry]:
@@ -578,3 +712,34 @@ class RunnerCameras:
             return
         for event in journal.close_unclaimed(self._clock(), carried_on=continued):
             self._runner.sink.publish(event)
+
+    def end_incidents(self, camera_id: str, incidents: list[JournalEntry], carried_on: set[str]) -> None:
+        """End a stopped camera's ``incidents`` that another node does not carry on (next revision, ``ended_at`` now).
+
+        They are taken back into the journal and closed as ``settle`` closes them: those in
+        ``carried_on`` are forgotten, the others published ended.
+        """
+        journal = self._runner.incident_journal
+        if journal is None:
+            return
+        try:
+            journal.adopt(camera_id, incidents)
+        except ValueError as exc:
+            logger.warning("%s; they cannot be ended", exc)
+            return
+        for event in journal.close_unclaimed(self._clock(), camera_id=camera_id, carried_on=carried_on):
+            self._runner.sink.publish(event)
+
+    def keep_incidents(self, camera_id: str, incidents: list[JournalEntry]) -> None:
+        """Keep a stopped camera's ``incidents`` in the journal's file, as a stopping pipeline keeps its own.
+
+        The next start loads them: its books carry them on when the node runs the camera
+        again, and ``settle`` ends those no other node carries on.
+        """
+        journal = self._runner.incident_journal
+        if journal is None:
+            return
+        try:
+            journal.adopt(camera_id, incidents)
+        except ValueError as exc:
+            logger.warning("%s; they are not kept", exc)

@@ -61,6 +61,12 @@ class IdleCameras:
     def settle(self, continued: set[str]) -> None:
         """Nothing to end."""
 
+    def end_incidents(self, camera_id: str, incidents: list[JournalEntry], carried_on: set[str]) -> None:
+        """Nothing to end."""
+
+    def keep_incidents(self, camera_id: str, incidents: list[JournalEntry]) -> None:
+        """Nothing to keep."""
+
 
 def _nodes(cameras: int, lease_ttl_s: float, renew_interval_s: float) -> NodesConfig:
     """Two nodes, ``victim`` and ``survivor``, each preferring half of ``cameras``."""

@@ -71,6 +71,10 @@ class Cameras:
         self.settled: dict[str, set[str]] = {}
         self.incidents: dict[str, list[JournalEntry]] = {}  # open on each camera, whichever node runs it
         self.received: list[tuple[str, str, list[JournalEntry]]] = []  # node, camera, incidents carried on
+        self.ended: list[tuple[str, str, str]] = []  # node, camera, event id: ended by a node that stopped it
+        self.kept: list[
+            tuple[str, str, list[JournalEntry]]
+        ] = []  # node, camera, incidents kept for its restart
         self._lock = threading.Lock()
 
     def host(self, node: str) -> NodeCameras:
@@ -108,6 +112,18 @@ class NodeCameras:
 
     def settle(self, continued: set[str]) -> None:
         self._cameras.settled[self._node] = continued
+
+    def end_incidents(self, camera_id: str, incidents: list[JournalEntry], carried_on: set[str]) -> None:
+        with self._cameras._lock:
+            self._cameras.ended.extend(
+                (self._node, camera_id, str(entry["event"]["id"]))
+                for entry in incidents
+                if str(entry["event"]["id"]) not in carried_on
+            )
+
+    def keep_incidents(self, camera_id: str, incidents: list[JournalEntry]) -> None:
+        with self._cameras._lock:
+            self._cameras.kept.append((self._node, camera_id, incidents))
 
 
 def _node(name: str, server: NatsServer, plant: str) -> CameraNode:
