@@ -71,7 +71,7 @@ from anjian.service.bus.leases import Lease, LeaseBucket
 if TYPE_CHECKING:
     from nats.js import JetStreamContext
 
-    from anjian.pipeline.incident_journal import JournalEntry
+    from anjian.pipeline.incident_journal import IncidentJournal, JournalEntry
     from anjian.pipeline.runner import CameraAssignment, PipelineRunner
     from anjian.service.config import AnjianConfig
     from anjian.service.node_config import NodesConfig
@@ -719,13 +719,8 @@ class RunnerCameras:
         They are taken back into the journal and closed as ``settle`` closes them: those in
         ``carried_on`` are forgotten, the others published ended.
         """
-        journal = self._runner.incident_journal
+        journal = self._adopted(camera_id, incidents, "they cannot be ended")
         if journal is None:
-            return
-        try:
-            journal.adopt(camera_id, incidents)
-        except ValueError as exc:
-            logger.warning("%s; they cannot be ended", exc)
             return
         for event in journal.close_unclaimed(self._clock(), camera_id=camera_id, carried_on=carried_on):
             self._runner.sink.publish(event)
@@ -736,10 +731,18 @@ class RunnerCameras:
         The next start loads them: its books carry them on when the node runs the camera
         again, and ``settle`` ends those no other node carries on.
         """
+        self._adopted(camera_id, incidents, "they are not kept")
+
+    def _adopted(
+        self, camera_id: str, incidents: list[JournalEntry], otherwise: str
+    ) -> IncidentJournal | None:
+        """The runner's journal with ``incidents`` taken back into it; ``None`` (logged) without one or when refused."""
         journal = self._runner.incident_journal
         if journal is None:
-            return
+            return None
         try:
             journal.adopt(camera_id, incidents)
         except ValueError as exc:
-            logger.warning("%s; they are not kept", exc)
+            logger.warning("%s; %s", exc, otherwise)
+            return None
+        return journal

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -151,64 +153,83 @@ def _saved_ids(server: NatsServer, plant: str, camera_id: str) -> list[str] | No
     return _ids(json.loads(saved[camera_id])) if camera_id in saved else None
 
 
+@dataclass
+class _Pair:
+    """line-a (pausable) and line-b on one plant, each with its journal, running their preferred cameras."""
+
+    line_a: CameraNode
+    line_b: CameraNode
+    journal_a: NodeJournal
+    journal_b: NodeJournal
+    pause: Pause
+
+
+@contextmanager
+def _paused_pair(server: NatsServer, plant: str) -> Iterator[_Pair]:
+    """line-a and line-b started and holding their preferred cameras; line-a paused by the test, both stopped after."""
+    pair = _Pair(
+        _node("line-a", server, plant), _node("line-b", server, plant), NodeJournal(), NodeJournal(), None
+    )  # type: ignore[arg-type]
+    pair.pause = Pause(pair.line_a)
+    pair.line_a.start(pair.journal_a)
+    pair.line_b.start(pair.journal_b)
+    try:
+        assert wait_for(
+            lambda: pair.line_a.held() == ["cam-1", "cam-2"] and pair.line_b.held() == ["cam-3"], 30
+        )
+        yield pair
+    finally:
+        pair.pause.resume()
+        pair.line_a.stop()
+        pair.line_b.stop()
+
+
 def test_a_paused_node_ends_the_incident_it_opened_on_a_camera_another_node_took_meanwhile(
     server: NatsServer,
 ) -> None:
-    line_a, line_b = _node("line-a", server, "paused"), _node("line-b", server, "paused")
-    journal_a, journal_b = NodeJournal(), NodeJournal()
-    pause = Pause(line_a)
-    line_a.start(journal_a)
-    line_b.start(journal_b)
-    try:
-        assert wait_for(lambda: line_a.held() == ["cam-1", "cam-2"] and line_b.held() == ["cam-3"], 30)
-        pause.pause()
-        journal_a.raise_incident("cam-1", "fire-A")  # published; not saved: line-a plays no round
-        assert wait_for(lambda: "cam-1" in journal_b.running(), 30), (
+    with _paused_pair(server, "paused") as pair:
+        pair.pause.pause()
+        pair.journal_a.raise_incident("cam-1", "fire-A")  # published; not saved: line-a plays no round
+        assert wait_for(lambda: "cam-1" in pair.journal_b.running(), 30), (
             "line-a's lease aged out: line-b took cam-1"
         )
-        assert journal_b.starts_of("cam-1") == [[]], "line-b started cam-1 without fire-A: it never saw it"
+        assert pair.journal_b.starts_of("cam-1") == [[]], (
+            "line-b started cam-1 without fire-A: it never saw it"
+        )
 
-        pause.resume()  # line-a finds cam-1 is line-b's, then gets it back (its preferred node)
+        pair.pause.resume()  # line-a finds cam-1 is line-b's, then gets it back (its preferred node)
 
-        assert wait_for(lambda: journal_a.ended == [("cam-1", "fire-A")], 30), "fire-A is ended, not dropped"
-        assert wait_for(lambda: line_a.held() == ["cam-1", "cam-2"] and "cam-1" in journal_a.running(), 30)
-        starts = journal_a.starts_of("cam-1") + journal_b.starts_of("cam-1")
+        assert wait_for(lambda: pair.journal_a.ended == [("cam-1", "fire-A")], 30), (
+            "fire-A is ended, not dropped"
+        )
+        assert wait_for(
+            lambda: pair.line_a.held() == ["cam-1", "cam-2"] and "cam-1" in pair.journal_a.running(), 30
+        )
+        starts = pair.journal_a.starts_of("cam-1") + pair.journal_b.starts_of("cam-1")
         assert all("fire-A" not in ids for ids in starts), "an ended incident is never carried on again"
-        assert journal_a.ended == [("cam-1", "fire-A")] and journal_b.ended == []
-    finally:
-        pause.resume()
-        line_a.stop()
-        line_b.stop()
+        assert pair.journal_a.ended == [("cam-1", "fire-A")] and pair.journal_b.ended == []
 
 
 def test_a_paused_node_taking_its_camera_back_carries_on_the_newer_copy_of_the_node_that_ran_it_meanwhile(
     server: NatsServer,
 ) -> None:
-    line_a, line_b = _node("line-a", server, "newer"), _node("line-b", server, "newer")
-    journal_a, journal_b = NodeJournal(), NodeJournal()
-    pause = Pause(line_a)
-    line_a.start(journal_a)
-    line_b.start(journal_b)
-    try:
-        assert wait_for(lambda: line_a.held() == ["cam-1", "cam-2"] and line_b.held() == ["cam-3"], 30)
-        pause.pause()
-        journal_a.raise_incident("cam-1", "fire-A")  # published; not saved: line-a plays no round
-        assert wait_for(lambda: "cam-1" in journal_b.running(), 30)
-        journal_b.raise_incident("cam-1", "fire-B")  # line-b never saw fire-A: it raises the fire itself
+    with _paused_pair(server, "newer") as pair:
+        pair.pause.pause()
+        pair.journal_a.raise_incident("cam-1", "fire-A")  # published; not saved: line-a plays no round
+        assert wait_for(lambda: "cam-1" in pair.journal_b.running(), 30)
+        pair.journal_b.raise_incident("cam-1", "fire-B")  # line-b never saw fire-A: it raises the fire itself
         assert wait_for(lambda: _saved_ids(server, "newer", "cam-1") == ["fire-B"], 30)
-        line_b.stop()  # saves fire-B and releases cam-1: line-a will take it back, not be handed it
+        pair.line_b.stop()  # saves fire-B and releases cam-1: line-a will take it back, not be handed it
 
-        pause.resume()
+        pair.pause.resume()
 
-        assert wait_for(lambda: len(journal_a.starts_of("cam-1")) == 2, 30), (
+        assert wait_for(lambda: len(pair.journal_a.starts_of("cam-1")) == 2, 30), (
             "line-a stopped it, then took it back"
         )
-        assert journal_a.starts_of("cam-1") == [[], ["fire-B"]], "line-b's copy is the newer: fire-B goes on"
-        assert journal_a.ended == [("cam-1", "fire-A")], "fire-A is carried on by no node: ended"
-    finally:
-        pause.resume()
-        line_a.stop()
-        line_b.stop()
+        assert pair.journal_a.starts_of("cam-1") == [[], ["fire-B"]], (
+            "line-b's copy is the newer: fire-B goes on"
+        )
+        assert pair.journal_a.ended == [("cam-1", "fire-A")], "fire-A is carried on by no node: ended"
 
 
 def test_a_node_cut_off_from_nats_takes_its_camera_back_with_the_incident_it_opened_meanwhile(
