@@ -4,11 +4,17 @@ The only place detectors are built. On the CPU with OpenVINO it also picks the p
 (``model.cpu_precision: auto``): bf16 where the CPU computes it natively (faster there than
 int8, and lossless), else the version's accepted int8 IR (:mod:`anjian.models.int8_ir`), else
 fp32. A site forces ``fp32``, ``bf16`` or ``int8`` (which requires an accepted IR).
+
+:func:`probe_detector` is the one test a loaded model passes before it serves: a detection on a
+blank frame (a graph can load and still fail on every frame, e.g. an input size its metadata
+misstates).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+import numpy as np
 
 from anjian.models.config import DetectorConfig
 from anjian.models.detector import Detector
@@ -18,7 +24,10 @@ from anjian.models.onnx_detector import OnnxDetector
 from anjian.models.openvino_detector import OpenVinoDetector, cpu_has_native_bf16, openvino_available
 from anjian.models.registry import read_meta, resolve_model_path
 
-__all__ = ["load_detector", "load_openvino_candidate"]
+__all__ = ["PROBE_FRAME_HW", "load_detector", "load_openvino_candidate", "probe_detector"]
+
+PROBE_FRAME_HW = (480, 640)
+"""Size of the blank frame :func:`probe_detector` detects on: a common camera shape."""
 
 
 def _wants_openvino(config: DetectorConfig) -> bool:
@@ -89,6 +98,25 @@ def load_detector(spec: str | Path, config: DetectorConfig | None = None) -> Det
     """
     path = resolve_model_path(str(spec), root=config.registry if config else None)
     return _with_second_stage(path, _load_file(path, config), config)
+
+
+def probe_detector(detector: Detector) -> str | None:
+    """Why ``detector`` cannot run one blank frame, ``None`` when it can (one ``Detections`` back).
+
+    What a model must pass before it serves: before ``anjian models promote`` writes the pointer,
+    and before a running pipeline swaps to a newly promoted model.
+
+    Returns:
+        ``None``, or one line saying what failed (the runtime's message, cut to 300 characters).
+    """
+    frame = np.zeros((*PROBE_FRAME_HW, 3), np.uint8)
+    try:
+        results = detector.detect([frame])
+    except Exception as exc:  # noqa: BLE001 - any failure of a model on a plain frame disqualifies it
+        return f"a test detection on a blank frame failed: {type(exc).__name__}: {str(exc).strip()[:300]}"
+    if len(results) != 1:
+        return f"a test detection on one blank frame gave {len(results)} results"
+    return None
 
 
 def load_openvino_candidate(

@@ -24,12 +24,25 @@ from anjian.pipeline.event import Behaviour, RiskLevel
 from anjian.pipeline.incidents import CLOCK_STEP_S, EventContext, IncidentBook, IncidentUpdate
 from anjian.pipeline.messages import text
 
-__all__ = ["CameraFaultMonitor", "FaultKind", "ImageStats", "image_stats"]
+__all__ = ["AnalysisFailure", "CameraFaultMonitor", "FaultKind", "ImageStats", "image_stats"]
 
 _THUMB_WIDTH = 160  # analysed pixels per row: enough to see a change, cheap at 1080p
 
 FaultKind = str
-"""Incident key of a camera fault: ``"offline"``, ``"frozen"`` or ``"black"``."""
+"""Incident key of a camera fault: ``"offline"``, ``"frozen"``, ``"black"`` or ``"not_analysed"``."""
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisFailure:
+    """The pipeline's detector has failed on every batch since ``since``: no camera's frames are analysed.
+
+    Attributes:
+        since: Wall clock, epoch seconds, of the first failure of the run.
+        reason: The latest failure, one line.
+    """
+
+    since: float
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +90,9 @@ class CameraFaultMonitor:
     * ``black``: the image has been black (mean grey at most ``black_max_luma``) or
       uniform (grey std at most ``uniform_max_std``: lens covered) for ``black_after_s``.
       A black or uniform image is not reported as frozen as well.
+    * ``not_analysed``: the camera delivers video but the pipeline's detector has failed on
+      every batch for ``offline_after_s`` (a model that loads but cannot run): the camera
+      looked healthy while nothing was analysed and no alert could rise.
 
     Call ``observe`` for the camera on every pass of the analysis loop, with the frame
     just analysed or ``None`` (at least about once a second, so offline is noticed
@@ -116,13 +132,21 @@ class CameraFaultMonitor:
         """True while a fault of ``kind`` (``offline``, ``frozen``, ``black``) is open."""
         return self._book.is_open(kind)
 
-    def observe(self, health: CameraHealth, frame: Frame | None, now: float) -> list[IncidentUpdate]:
+    def observe(
+        self,
+        health: CameraHealth,
+        frame: Frame | None,
+        now: float,
+        *,
+        analysis_failure: AnalysisFailure | None = None,
+    ) -> list[IncidentUpdate]:
         """Feed the camera's current health and, if one was analysed, its frame.
 
         Args:
             health: The camera's health snapshot.
             frame: The frame analysed on this pass, or ``None``.
             now: Wall clock, epoch seconds.
+            analysis_failure: The pipeline's detector failing, if it is.
 
         Returns:
             Event revisions to publish (raised, updated or resolved faults), possibly none.
@@ -131,7 +155,10 @@ class CameraFaultMonitor:
             return []
         if health.state != CameraState.ONLINE:  # a black or still picture does not span an outage
             self._previous = self._previous_at = self._unchanged_since = self._blank_since = None
-        updates = [self._observe_offline(health, now)]
+        updates = [
+            self._observe_offline(health, now),
+            self._observe_not_analysed(health, analysis_failure, now),
+        ]
         if frame is not None:
             updates += self._observe_image(frame)
         return [u for u in updates if u is not None]
@@ -153,6 +180,21 @@ class CameraFaultMonitor:
             after_s=self.config.faults.offline_after_s,
             state=health.state,
             reason=reason,
+        )
+
+    def _observe_not_analysed(
+        self, health: CameraHealth, failure: AnalysisFailure | None, now: float
+    ) -> IncidentUpdate | None:
+        """A camera online while the detector fails (an offline camera has its own fault)."""
+        is_present = failure is not None and health.state == CameraState.ONLINE
+        return self._observe_fault(
+            "not_analysed",
+            "camera.not_analysed",
+            now=now,
+            is_present=is_present,
+            since=failure.since if failure is not None else None,
+            after_s=self.config.faults.offline_after_s,
+            reason=mask_credentials(failure.reason) if failure is not None else "",
         )
 
     def _observe_fault(

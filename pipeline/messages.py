@@ -93,6 +93,10 @@ _TEXTS: Final[dict[str, tuple[str, str]]] = {
         "Camera {camera} image is frozen (no pixel change)",
         "摄像头 {camera} 画面冻结（像素无变化）",
     ),
+    "camera.not_analysed": (
+        "Camera {camera} delivers video but is not analysed: the detector fails ({reason})",
+        "摄像头 {camera} 有视频但未被分析：检测模型运行失败（{reason}）",
+    ),
 }
 
 

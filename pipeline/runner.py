@@ -34,12 +34,13 @@ from anjian.models.detections import Detections
 from anjian.models.detector import Detector, PendingDetections, start_detection
 from anjian.pipeline.analyzer import CameraAnalyzer
 from anjian.pipeline.batcher import BatcherStats, FrameBatcher, PendingFrame
-from anjian.pipeline.camera_faults import CameraFaultMonitor
+from anjian.pipeline.camera_faults import AnalysisFailure, CameraFaultMonitor
 from anjian.pipeline.config import CameraPipelineConfig
 from anjian.pipeline.engine_config import EngineConfig
 from anjian.pipeline.event import Event
 from anjian.pipeline.incident_journal import IncidentJournal
 from anjian.pipeline.incidents import EventContext
+from anjian.pipeline.log_throttle import LogThrottle
 from anjian.pipeline.motion import MotionGate
 from anjian.pipeline.sink import EventSink
 
@@ -58,6 +59,8 @@ _CLIP_INFERENCE_GRACE_S = 2.0
 rules (the batch ahead of it on the model, then its own): the clip grace until frames have been measured."""
 _CLIP_GRACE_MARGIN_S = 1.0
 """Added to the slowest recent frame's way from capture to the rules: the measured clip grace."""
+_INFERENCE_FAILURE_LOG_S = 60.0  # a failing inference step is logged at first, then this often
+_FAILURE_REASON_CHARS = 300  # of a failed step's error, in the log and the cameras' not_analysed fault
 _DOWN = frozenset({CameraState.STALLED, CameraState.OFFLINE, CameraState.FAILED_CONFIG})
 """States of a camera whose analyzer is expired rather than ticked: it sends nothing, and may not for long."""
 
@@ -245,6 +248,9 @@ class PipelineRunner:
         self._inference_s = 0.0
         self._detector_swaps = 0  # also the detector's generation: batches and rules compare it
         self._latencies: collections.deque[float] = collections.deque(maxlen=_LATENCY_WINDOW)
+        # Set by the inference thread while every batch fails (read by the analysis thread's fault checks).
+        self.analysis_failure: AnalysisFailure | None = None
+        self._inference_failure_log = LogThrottle(_INFERENCE_FAILURE_LOG_S)
         for assignment in assignments:
             self.add_camera(assignment)
 
@@ -530,15 +536,49 @@ class PipelineRunner:
                         break
                 submitted = self._submit(batch) if batch else None
                 if in_flight is not None:
-                    self._hand_over(self._collect(in_flight))
+                    collected = self._collect(in_flight)
+                    self._inference_works()
+                    self._hand_over(collected)
                 in_flight = submitted
-            except Exception:
+            except Exception as exc:  # noqa: BLE001 - logged, counted and raised as a camera fault; the loop goes on
                 in_flight = None
-                logger.exception("pipeline: inference step failed; continuing")
+                self._inference_failed(exc)
                 self._stop.wait(0.5)
         if in_flight is not None and not self._stop.is_set():
             self._hand_over(self._collect(in_flight))
         self._hand_over(None)
+
+    def _inference_failed(self, exc: Exception) -> None:
+        """Record a failed inference step: its cameras' frames are not analysed.
+
+        The first failure of a run is logged with its traceback, later ones once a minute
+        with their count; ``analysis_failure`` lets each online camera raise a
+        ``not_analysed`` fault (a model that loads but cannot run left every camera
+        "online" with nothing analysed and two tracebacks a second, for good).
+        """
+        reason = f"{type(exc).__name__}: {str(exc).strip()}"[:_FAILURE_REASON_CHARS]
+        failure = self.analysis_failure
+        self.analysis_failure = AnalysisFailure(self._clock() if failure is None else failure.since, reason)
+        admitted = self._inference_failure_log.admit()
+        if admitted is None:
+            return
+        if admitted.is_first:
+            logger.exception("pipeline: inference step failed; no frame is analysed until it works")
+        else:
+            logger.error(
+                "pipeline: inference still failing (%d more failed step(s) since the last line): %s",
+                admitted.held_back,
+                reason,
+            )
+
+    def _inference_works(self) -> None:
+        """After failed inference steps, say once that a batch was inferred again."""
+        failure = self.analysis_failure
+        if failure is None:
+            return
+        self.analysis_failure = None
+        self._inference_failure_log.forget()
+        logger.info("pipeline: inference works again after %.0f s of failures", self._clock() - failure.since)
 
     def _hand_over(self, inferred: _InferredBatch | None) -> None:
         """Queue a batch for the rules, waiting while the previous one is still queued (unless stopping)."""
@@ -624,7 +664,12 @@ class PipelineRunner:
         self._latencies.append(now - frame.captured_at)
         source = self._cameras.get(camera_id)
         if source is not None:
-            events += [u.event for u in worker.monitor.observe(source.health(), frame, now)]
+            events += [
+                u.event
+                for u in worker.monitor.observe(
+                    source.health(), frame, now, analysis_failure=self.analysis_failure
+                )
+            ]
             worker.faults_checked_at = time.monotonic()
         for event in events:
             self._publish(event)
@@ -650,7 +695,10 @@ class PipelineRunner:
             events: list[Event] = []
             if worker.faults_checked_at <= monotonic - self._fault_check_interval_s:
                 worker.faults_checked_at = monotonic
-                events += [u.event for u in worker.monitor.observe(health, None, now)]
+                events += [
+                    u.event
+                    for u in worker.monitor.observe(health, None, now, analysis_failure=self.analysis_failure)
+                ]
             is_online = health.state == CameraState.ONLINE
             if (is_online or health.state in _DOWN) and worker.ticked_at <= monotonic - _TICK_INTERVAL_S:
                 worker.ticked_at = monotonic

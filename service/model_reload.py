@@ -8,13 +8,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from anjian.cameras.backoff import backoff_delay_s
 from anjian.models.config import DetectorConfig
-from anjian.models.detector import Detector
 from anjian.models.errors import ModelError
-from anjian.models.loader import load_detector
+from anjian.models.loader import load_detector, probe_detector
 from anjian.models.registry import PromotionWatch
 from anjian.pipeline.runner import PipelineRunner
 from anjian.service.periodic import PeriodicThread
@@ -24,21 +21,6 @@ __all__ = ["ModelReloader"]
 logger = logging.getLogger(__name__)
 
 _RETRY_MAX_S = 600.0  # longest wait between two tries of a promoted model that failed
-
-_PROBE_FRAME_HW = (480, 640)
-"""Size of the blank frame a new model must detect on before it is swapped in: a common camera shape."""
-
-
-def _probe_detector(detector: Detector) -> str | None:
-    """Why ``detector`` cannot run one blank frame, or None when it can (one ``Detections`` back)."""
-    frame = np.zeros((*_PROBE_FRAME_HW, 3), np.uint8)
-    try:
-        results = detector.detect([frame])
-    except Exception as exc:  # noqa: BLE001 - any failure of a new model must keep the old one
-        return f"a test detection on a blank frame failed: {type(exc).__name__}: {str(exc).strip()[:300]}"
-    if len(results) != 1:
-        return f"a test detection on one blank frame gave {len(results)} results"
-    return None
 
 
 @dataclass(slots=True)
@@ -70,15 +52,20 @@ class ModelReloader:
         *,
         interval_s: float = 5.0,
         root: Path | None = None,
+        watch: PromotionWatch | None = None,
     ) -> None:
-        """Watch ``spec`` from its current resolution on.
+        """Watch ``spec`` from its current resolution on, or from ``watch``'s baseline.
+
+        Args:
+            watch: A watch made before the runner's model was loaded (its baseline is what was
+                resolved then: a promotion landing during the load is its first change).
 
         Raises:
             ModelLoadError: ``spec`` does not resolve now.
         """
         if interval_s <= 0:
             raise ValueError(f"interval_s must be > 0, got {interval_s}")
-        self._watch = PromotionWatch(spec, root=root)
+        self._watch = watch if watch is not None else PromotionWatch(spec, root=root)
         self._config = config
         self._runner = runner
         self._ticker = PeriodicThread(self.check_once, interval_s=interval_s, name="anjian-model-reload")
@@ -118,7 +105,7 @@ class ModelReloader:
         except ModelError as exc:
             self._failed(path, f"cannot be loaded, keeping the current one: {exc}")
             return False
-        reason = _probe_detector(detector)
+        reason = probe_detector(detector)
         if reason is not None:
             self._failed(path, f"cannot run, keeping the current one: {reason}")
             return False

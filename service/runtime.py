@@ -38,6 +38,7 @@ from anjian.service.nodes import CameraNode, RunnerCameras
 if TYPE_CHECKING:  # the pipeline's modules (tracking, SciPy, ONNX Runtime, PyAV) load only where it runs
     from fastapi import FastAPI
 
+    from anjian.models.registry import PromotionWatch
     from anjian.pipeline.http_sink import HttpEventSink
     from anjian.pipeline.live import LiveView
     from anjian.pipeline.runner import PipelineRunner
@@ -132,6 +133,7 @@ class Runtime:
         if pending is None:
             return
         try:
+            watch = _promotion_watch(self.config)  # before the load: a promotion landing during it is seen
             runner, control = pending()
         except Exception as exc:  # noqa: BLE001 - reported to the CLI, which stops the process with it
             logger.error("the camera pipeline cannot start: %s", exc)
@@ -144,7 +146,7 @@ class Runtime:
             self.runner, self.control = runner, control
             if self.app is not None:
                 self.app.state.pipeline_control = control
-            self.model_reloader = _model_reloader(self.config, runner)
+            self.model_reloader = _model_reloader(self.config, runner, watch)
             runner.start()
             self._start_node(runner)
             if self.model_reloader is not None:
@@ -169,13 +171,28 @@ class Runtime:
             self.parts.close()  # the event writer first stores what the pipeline and ingest queued
 
 
-def _model_reloader(config: AnjianConfig, runner: PipelineRunner | None) -> ModelReloader | None:
-    """A reloader following promotions of the site's ``builtin:`` model (none for a file path)."""
-    if runner is None or not config.model.path.startswith("builtin:"):
+def _promotion_watch(config: AnjianConfig) -> PromotionWatch | None:
+    """A watch on what the site's ``builtin:`` model resolves to (none for a file path).
+
+    Made before the model loads, so that a promotion landing while it loads is the watch's
+    first change: made after, it was the baseline, and never applied until a restart.
+    """
+    if not config.model.path.startswith("builtin:"):
+        return None
+    from anjian.models.registry import PromotionWatch
+
+    return PromotionWatch(config.model.path, root=config.model.registry)
+
+
+def _model_reloader(
+    config: AnjianConfig, runner: PipelineRunner | None, watch: PromotionWatch | None
+) -> ModelReloader | None:
+    """A reloader following ``watch`` (promotions of the site's ``builtin:`` model) for ``runner``."""
+    if runner is None or watch is None:
         return None
     from anjian.service.model_reload import ModelReloader
 
-    return ModelReloader(config.model.path, config.model, runner, root=config.model.registry)
+    return ModelReloader(config.model.path, config.model, runner, watch=watch)
 
 
 def _node_dir(config: AnjianConfig, node: str | None) -> Path:
@@ -188,17 +205,23 @@ def _runner(
 ) -> PipelineRunner:
     """The camera pipeline of the site, publishing to ``sink``.
 
+    Its model must detect on one blank frame first (as a hot-reloaded one must): one that
+    loads but cannot run raises ``ModelLoadError`` naming why.
     Its open incidents outlive a restart (``{storage.dir}/open_incidents.json``): stopping
     leaves them open and this runner carries on with those of the previous run; those
     whose camera or rule is gone are ended here. A ``node``'s runner starts with no
     cameras (its ``CameraNode`` adds those it leases) and ends the others' incidents
     after its first lease round instead.
     """
-    from anjian.models.loader import load_detector
+    from anjian.models.errors import ModelLoadError
+    from anjian.models.loader import load_detector, probe_detector
     from anjian.pipeline.incident_journal import IncidentJournal
     from anjian.pipeline.runner import CameraAssignment, PipelineRunner
 
     detector = load_detector(config.model.path, config.model)
+    reason = probe_detector(detector)
+    if reason is not None:  # started, it would analyse nothing while every camera looked online
+        raise ModelLoadError(f"model {config.model.path} loads but cannot run: {reason}")
     assignments = (
         [] if node is not None else [CameraAssignment(w.id, camera) for w, camera in config.cameras()]
     )
@@ -274,8 +297,10 @@ def build_runtime(
         holder.append(built)
         return built, RunnerControl(built, config_path) if config_path is not None else None
 
+    watch = None
     if with_pipeline and not is_pipeline_deferred:
         try:
+            watch = _promotion_watch(config)
             runner, control = build_pipeline()
         except BaseException:
             parts.close()
@@ -286,7 +311,7 @@ def build_runtime(
         app=create_app(config, parts, pipeline_control=control),
         runner=runner,
         control=control,
-        model_reloader=_model_reloader(config, runner),
+        model_reloader=_model_reloader(config, runner, watch),
         pending_pipeline=build_pipeline if with_pipeline and is_pipeline_deferred else None,
         node=camera_node,
     )
@@ -315,6 +340,7 @@ def build_pipeline_runtime(
         _node_dir(config, node) / _SPOOL_DIR,
         max_spool_bytes=config.storage.max_spool_mb * 1024 * 1024,
     )
+    watch = _promotion_watch(config)
     runner = _runner(config, sink, node=node)
     return Runtime(
         config=config,
@@ -322,7 +348,7 @@ def build_pipeline_runtime(
         app=None,
         runner=runner,
         http_sink=sink,
-        model_reloader=_model_reloader(config, runner),
+        model_reloader=_model_reloader(config, runner, watch),
         node=camera_node,
         health_reporter=HealthReporter(
             sink, runner.health, node=node, interval_s=health_interval_s(config, node)

@@ -18,7 +18,7 @@ from anjian.cameras.config import CameraConfig
 from anjian.cameras.frame import Frame
 from anjian.cameras.health import CameraHealth, CameraState
 from anjian.cameras.source import VideoSource
-from anjian.pipeline.camera_faults import CameraFaultMonitor, image_stats
+from anjian.pipeline.camera_faults import AnalysisFailure, CameraFaultMonitor, image_stats
 from anjian.pipeline.event import Behaviour, Event, RiskLevel
 from anjian.pipeline.incidents import EventContext, UpdateKind
 from anjian.pipeline.sink import ListSink
@@ -323,3 +323,24 @@ def test_credentials_never_leak_into_logs_errors_health_events_or_api(
     for secret in (RTSP_PASSWORD, wrong_password, quote(wrong_password, safe="")):
         leaks = [text for text in texts if secret in text]
         assert not leaks, leaks[:3]
+
+
+def test_a_failing_detector_raises_not_analysed_on_an_online_camera_only() -> None:
+    """An offline camera has its offline fault; one that delivers video but is not analysed needs its own."""
+    failure = AnalysisFailure(since=100.0, reason="RuntimeError: Got: 640 Expected: 320")
+    online, offline = _monitor(offline_after_s=5), _monitor(offline_after_s=5)
+    down = _health(CameraState.OFFLINE, down_since=100.0)
+    online_updates = [
+        u for s in range(10) for u in online.observe(_ONLINE, None, 100.0 + s, analysis_failure=failure)
+    ]
+    offline_updates = [
+        u for s in range(10) for u in offline.observe(down, None, 100.0 + s, analysis_failure=failure)
+    ]
+
+    assert [u.kind for u in online_updates][:1] == [UpdateKind.OPENED] and online.is_open("not_analysed")
+    assert "not analysed" in online_updates[0].event.message and "640" in online_updates[0].event.message
+    assert offline.is_open("offline") and not offline.is_open("not_analysed")
+    assert offline_updates and all("no video" in u.event.message for u in offline_updates)
+    assert online.observe(_ONLINE, None, 200.0) and not online.is_open(
+        "not_analysed"
+    )  # works again: resolved

@@ -368,3 +368,54 @@ def test_detector_swap_takes_effect_between_batches(engine: Any) -> None:
     assert [a.class_thresholds for a in _RecordingAnalyzer.created] == [
         {"person": 0.6}
     ]  # the rules' defaults
+
+
+class _FailingDetector(_CountingDetector):
+    """Raises on every batch (a model that loads but cannot run) until ``works`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.works = threading.Event()
+        self.failures = 0
+
+    def detect(self, images: list[np.ndarray]) -> list[Detections]:
+        if not self.works.is_set():
+            self.failures += 1
+            raise RuntimeError("Got: 640 Expected: 320")
+        return super().detect(images)
+
+
+def test_a_detector_that_fails_every_batch_raises_a_not_analysed_fault_logs_once_and_recovers(
+    engine: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The cameras stayed online with nothing analysed, and two tracebacks a second went to the log, for good."""
+    faults = CameraFaultConfig(offline_after_s=0.3, clear_after_s=0.3)
+    detector, sink = _FailingDetector(), ListSink()
+    runner, sources = engine([_scripted("a", faults=faults)], detector, sink)
+    runner.start()
+
+    def fault_events() -> list[Event]:
+        return [e for e in sink.events if e.camera_id == "a" and e.behaviour == "camera_fault"]
+
+    def pushed_until(condition: Callable[[], bool]) -> bool:
+        def push_and_check() -> bool:
+            sources["a"].push(_GREY)
+            return condition()
+
+        return wait_for(push_and_check, 60)
+
+    with caplog.at_level("INFO", logger="anjian.pipeline.runner"):
+        assert pushed_until(lambda: bool(fault_events()) and detector.failures >= 5), detector.failures
+        raised = fault_events()[0]
+        assert "not analysed" in raised.message and "Got: 640 Expected: 320" in raised.message, raised.message
+        assert runner.analysis_failure is not None and runner.stats().frames_analysed == 0
+
+        detector.works.set()
+        assert pushed_until(lambda: any(e.ended_at is not None for e in fault_events())), fault_events()
+
+    assert runner.analysis_failure is None
+    failure_lines = [r for r in caplog.records if "inference" in r.getMessage() and r.levelname == "ERROR"]
+    assert len(failure_lines) == 1 and failure_lines[0].exc_info is not None, [
+        r.getMessage() for r in failure_lines
+    ]
+    assert any("inference works again" in r.getMessage() for r in caplog.records)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from anjian.models.config import DetectorConfig
-from anjian.models.registry import promote, register_version, resolve_model_path, rollback
+from anjian.models.registry import PromotionWatch, promote, register_version, resolve_model_path, rollback
 from anjian.pipeline.config import CameraPipelineConfig
 from anjian.pipeline.runner import CameraAssignment, PipelineRunner
 from anjian.pipeline.sink import ListSink
@@ -70,6 +70,25 @@ def test_promote_and_rollback_swap_the_running_detector(registry: Path, runner: 
     assert reloader.check_once() is True
     assert wait_for(lambda: runner.detector.version == first)
     assert reloader.swaps == 2 and reloader.failures == 0
+
+
+def test_a_promotion_landing_while_the_model_loads_is_applied(tmp_path: Path, registry: Path) -> None:
+    """The reloader's baseline was resolved after the load: a promotion during it was never applied."""
+    from anjian.models.loader import load_detector
+
+    watch = PromotionWatch("builtin:site-model", root=registry)  # made before the load, as the runtime does
+    detector = load_detector(resolve_model_path("builtin:site-model", root=registry), DetectorConfig())
+    promote("site-model", "2", root=registry)  # lands while the pipeline is being built
+    clip = make_test_clip(tmp_path / "clip.mp4", seconds=2, fps=10, size_wh=(160, 120))
+    camera = CameraPipelineConfig(id="cam", url=str(clip), analysis_fps=5, loop=True)
+    runner = PipelineRunner("site", [CameraAssignment("ws", camera)], detector, ListSink())
+    reloader = ModelReloader("builtin:site-model", DetectorConfig(), runner, watch=watch)
+    runner.start()
+    try:
+        assert reloader.check_once() is True
+        assert wait_for(lambda: runner.detector.version != detector.version)
+    finally:
+        runner.stop()
 
 
 def test_a_broken_promoted_model_is_refused_and_the_old_one_kept(

@@ -20,6 +20,7 @@ from anjian.service.config import AnjianConfig
 from anjian.service.lazy_cli import source_help
 from anjian.service.runtime import build_runtime
 from tests.service.conftest import bearer
+from tests.service.test_model_reload import _fails_when_run
 from tests.support.waiting import wait_for
 
 _PIPELINE_ONLY = ("supervision", "scipy", "trackers", "onnxruntime", "openvino", "av", "cv2")
@@ -124,6 +125,26 @@ def test_a_pipeline_that_cannot_load_is_reported_and_the_service_keeps_answering
         assert wait_for(lambda: bool(errors), timeout_s=60)
         assert "broken.onnx" in str(errors[0]) and runtime.runner is None
         assert runtime.app is not None and TestClient(runtime.app).get("/readyz").status_code == 200
+    finally:
+        runtime.stop()
+
+
+def test_a_model_that_loads_but_cannot_run_is_refused_at_start_naming_why(
+    tmp_path: Path, test_clip: Path
+) -> None:
+    """Started, it analysed nothing while the camera looked online, and logged two tracebacks a second."""
+    model = _fails_when_run(tmp_path / "unrunnable.onnx")
+    runtime = build_runtime(
+        _site(tmp_path, test_clip, str(model)), with_pipeline=True, is_pipeline_deferred=True
+    )
+    errors: list[Exception] = []
+    runtime.on_pipeline_error = errors.append
+    runtime.start()
+    runtime.start_pipeline_loading()
+    try:
+        assert wait_for(lambda: bool(errors), timeout_s=60)
+        assert "loads but cannot run" in str(errors[0]) and "blank frame" in str(errors[0]), errors
+        assert runtime.runner is None
     finally:
         runtime.stop()
 
