@@ -330,6 +330,19 @@ class RuleConfig(PipelineModel):
         must have or "" for any)``; the camera checks each id exists and is of that kind."""
         return []
 
+    def detector_classes(self) -> set[str]:
+        """The detector classes this rule's settings name (every ``classes`` or ``*_classes`` list field).
+
+        A model that does not detect one of them never gives the rule those detections: the
+        pipeline warns at start and refuses a hot swap to a model that drops one.
+        """
+        named: set[str] = set()
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if (name == "classes" or name.endswith("_classes")) and isinstance(value, list):
+                named.update(item for item in value if isinstance(item, str))
+        return named
+
 
 class WindowedConfig(RuleConfig):
     """A rule confirmed over ``k`` of the last ``n`` analysed frames and, optionally, a minimum duration."""

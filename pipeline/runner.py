@@ -260,6 +260,11 @@ class PipelineRunner:
         """Ids of the cameras being analysed, in the order they were added."""
         return self._cameras.ids()
 
+    def camera_configs(self) -> list[CameraPipelineConfig]:
+        """The settings of the cameras being analysed (their rules' included)."""
+        with self._lock:
+            return [worker.assignment.camera for worker in self._workers.values()]
+
     def add_camera(self, assignment: CameraAssignment) -> bool:
         """Start analysing a camera (at once if the runner is running).
 

@@ -10,17 +10,53 @@ from pathlib import Path
 
 from anjian.cameras.backoff import backoff_delay_s
 from anjian.models.config import DetectorConfig
+from anjian.models.detector import Detector
 from anjian.models.errors import ModelError
 from anjian.models.loader import load_detector, probe_detector
 from anjian.models.registry import PromotionWatch
+from anjian.pipeline.rules.registry import classes_not_detected
 from anjian.pipeline.runner import PipelineRunner
 from anjian.service.periodic import PeriodicThread
 
-__all__ = ["ModelReloader"]
+__all__ = ["ModelReloader", "classes_lost", "warn_classes_not_detected"]
 
 logger = logging.getLogger(__name__)
 
 _RETRY_MAX_S = 600.0  # longest wait between two tries of a promoted model that failed
+
+
+def classes_lost(runner: PipelineRunner, new: Detector) -> str | None:
+    """What the running cameras' rules would lose with ``new``: classes they name that it does not
+    detect while the running model does (a retrain that renamed ``fire``); ``None`` when nothing."""
+    lost = classes_not_detected(runner.camera_configs(), new.class_names.values())
+    kept = classes_not_detected(runner.camera_configs(), runner.detector.class_names.values())
+    lost = {key: cameras for key, cameras in lost.items() if key not in kept}
+    if not lost:
+        return None
+    return (
+        "; ".join(
+            f"{behaviour} on {', '.join(cameras)} names class '{name}'"
+            for (behaviour, name), cameras in lost.items()
+        )
+        + f": the running model detects it, this one does not (its classes: {', '.join(new.class_names.values())})"
+    )
+
+
+def warn_classes_not_detected(runner: PipelineRunner) -> None:
+    """Log, at start, each class the cameras' enabled rules name that the model does not detect."""
+    detector = runner.detector
+    for (behaviour, name), cameras in classes_not_detected(
+        runner.camera_configs(), detector.class_names.values()
+    ).items():
+        logger.warning(
+            "%s on camera(s) %s names class '%s', which model %s does not detect (its classes: %s): "
+            "the rule never sees it",
+            behaviour,
+            ", ".join(cameras),
+            name,
+            detector.version,
+            ", ".join(detector.class_names.values()),
+        )
 
 
 @dataclass(slots=True)
@@ -108,6 +144,14 @@ class ModelReloader:
         reason = probe_detector(detector)
         if reason is not None:
             self._failed(path, f"cannot run, keeping the current one: {reason}")
+            return False
+        lost = classes_lost(self._runner, detector)
+        if lost is not None:
+            self._failed(
+                path,
+                f"would blind rules, keeping the current one: {lost} (rename the classes in the rules' settings "
+                "first, or promote a model that detects them)",
+            )
             return False
         self._runner.swap_detector(detector)
         self._watch.accept(path)

@@ -217,6 +217,7 @@ def _runner(
     from anjian.models.loader import load_detector, probe_detector
     from anjian.pipeline.incident_journal import IncidentJournal
     from anjian.pipeline.runner import CameraAssignment, PipelineRunner
+    from anjian.service.model_reload import warn_classes_not_detected
 
     detector = load_detector(config.model.path, config.model)
     reason = probe_detector(detector)
@@ -236,6 +237,7 @@ def _runner(
         incident_journal=journal,
         live_view=live_view,
     )
+    warn_classes_not_detected(runner)
     if node is not None:
         return runner  # RunnerCameras.settle() ends what the node does not take
     for event in journal.close_unclaimed(time.time()):

@@ -9,7 +9,7 @@ behaviour needs (see ``anjian.pipeline.camera_config.camera_config_model``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -41,6 +41,7 @@ __all__ = [
     "BehaviourRegistry",
     "build_environment",
     "build_rules",
+    "classes_not_detected",
 ]
 
 COMMON_ZONE_KINDS = ("generic", "exclusion")
@@ -158,6 +159,24 @@ def build_environment(
         schedules={name: Schedule(cfg, context.time_zone) for name, cfg in camera.schedules.items()},
         class_thresholds=dict(class_thresholds or {}),
     )
+
+
+def classes_not_detected(
+    cameras: Iterable[CameraPipelineConfig], class_names: Iterable[str]
+) -> dict[tuple[str, str], list[str]]:
+    """Classes the enabled rules of ``cameras`` name that a model with ``class_names`` does not detect.
+
+    Returns:
+        ``(behaviour key, class) -> camera ids``, sorted: each rule never sees those detections.
+    """
+    detected = set(class_names)
+    missing: dict[tuple[str, str], list[str]] = {}
+    for camera in cameras:
+        for spec, config in camera.behaviours.configured():
+            if config.enabled:
+                for name in sorted(config.detector_classes() - detected):
+                    missing.setdefault((spec.key, name), []).append(camera.id)
+    return dict(sorted(missing.items()))
 
 
 def build_rules(

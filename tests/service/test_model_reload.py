@@ -184,3 +184,75 @@ def test_a_promoted_model_whose_names_do_not_fit_its_output_is_refused(
     assert reloader.check_once() is False
     assert reloader.failures == 1
     assert runner.detector.version == before
+
+
+def _renamed(source: Path, out: Path, names: str) -> Path:
+    """The shipped demo model with other class names (same count): a retrain that renamed a class."""
+    model = onnx.load(str(source))
+    for entry in model.metadata_props:
+        if entry.key == "names":
+            entry.value = names
+    onnx.save(model, str(out))
+    return out
+
+
+def test_a_promoted_model_that_drops_a_class_the_rules_use_is_refused_and_one_that_keeps_them_swaps(
+    tmp_path: Path, registry: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model with 'fire' renamed 'flame' was swapped in silently: open flame could never rise again."""
+    from anjian.models.loader import load_detector
+
+    clip = make_test_clip(tmp_path / "clip.mp4", seconds=2, fps=10, size_wh=(160, 120))
+    camera = CameraPipelineConfig.model_validate(
+        {"id": "cam", "url": str(clip), "analysis_fps": 5, "loop": True, "behaviours": {"open_flame": {}}}
+    )
+    detector = load_detector(resolve_model_path("builtin:site-model", root=registry), DetectorConfig())
+    runner = PipelineRunner("site", [CameraAssignment("ws", camera)], detector, ListSink())
+    reloader = ModelReloader("builtin:site-model", DetectorConfig(), runner, root=registry)
+    shipped = resolve_model_path("builtin:anjian-demo")
+    flame = "{0: 'flame', 1: 'smoke', 2: 'person', 3: 'fallen_person', 4: 'cigarette', 5: 'pallet'}"
+    no_pallet = "{0: 'fire', 1: 'smoke', 2: 'person', 3: 'fallen_person', 4: 'cigarette', 5: 'crate'}"
+    register_version(
+        "site-model", _renamed(shipped, tmp_path / "f.onnx", flame), {}, "# f\n", version="3", root=registry
+    )
+    register_version(
+        "site-model",
+        _renamed(shipped, tmp_path / "p.onnx", no_pallet),
+        {},
+        "# p\n",
+        version="4",
+        root=registry,
+    )
+    runner.start()
+    try:
+        promote("site-model", "3", root=registry)
+        assert reloader.check_once() is False and runner.detector is detector
+        assert (
+            "open_flame on cam names class 'fire'" in caplog.text and "keeping the current one" in caplog.text
+        )
+
+        promote("site-model", "4", root=registry)  # 'pallet' gone, but no enabled rule of cam names it
+        assert reloader.check_once() is True
+        assert wait_for(lambda: runner.detector is not detector)
+    finally:
+        runner.stop()
+
+
+def test_at_start_each_class_the_rules_name_that_the_model_does_not_detect_is_warned_about(
+    tmp_path: Path, registry: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from anjian.models.loader import load_detector
+    from anjian.service.model_reload import warn_classes_not_detected
+
+    camera = CameraPipelineConfig.model_validate(
+        {"id": "cam", "url": "rtsp://127.0.0.1:9/cam", "behaviours": {"uncleaned_dust": {}, "open_flame": {}}}
+    )
+    detector = load_detector(resolve_model_path("builtin:site-model", root=registry), DetectorConfig())
+    runner = PipelineRunner("site", [CameraAssignment("ws", camera)], detector, ListSink())
+
+    warn_classes_not_detected(runner)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "uncleaned_dust on camera(s) cam names class 'dust'" in warnings[0], (
+        warnings
+    )

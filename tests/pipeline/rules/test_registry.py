@@ -27,6 +27,7 @@ from anjian.pipeline.incidents import EventContext, IncidentUpdate
 from anjian.pipeline.rules import REGISTRY, BehaviourRegistry, BehaviourSpec, build_rules
 from anjian.pipeline.rules.base import BaseRule, RuleEnvironment, boxes_of, select
 from anjian.pipeline.rules.open_flame import OpenFlameRule
+from anjian.pipeline.rules.registry import classes_not_detected
 from tests.pipeline.scripted import CONTEXT, dets, kinds, run
 
 
@@ -233,3 +234,21 @@ def test_every_rule_bounds_its_timing_fields_alike(spec: BehaviourSpec[Any]) -> 
     properties = spec.config.model_json_schema()["properties"]
     for field in ("clear_after_s", "update_interval_s"):
         assert (properties[field]["exclusiveMinimum"], properties[field]["maximum"]) == (0, 86_400), field
+
+
+def test_the_classes_enabled_rules_name_that_a_model_does_not_detect_are_listed_per_rule_and_class() -> None:
+    """A model without 'fire' leaves open_flame blind: nothing said so (a retrain that renamed the class)."""
+    fire_and_smoke = CameraPipelineConfig.model_validate(
+        {"id": "cam-1", "url": "rtsp://h/1", "behaviours": {"open_flame": {"classes": ["fire", "smoke"]}}}
+    )
+    fire_off = CameraPipelineConfig.model_validate(
+        {"id": "cam-2", "url": "rtsp://h/2", "behaviours": {"open_flame": {"enabled": False}}}
+    )
+    smoking = CameraPipelineConfig.model_validate(
+        {"id": "cam-3", "url": "rtsp://h/3", "behaviours": {"smoking": {}, "open_flame": {}}}
+    )
+
+    missing = classes_not_detected([fire_and_smoke, fire_off, smoking], ["flame", "smoke", "person"])
+
+    assert missing == {("open_flame", "fire"): ["cam-1", "cam-3"], ("smoking", "cigarette"): ["cam-3"]}
+    assert classes_not_detected([fire_and_smoke, smoking], ["fire", "smoke", "person", "cigarette"]) == {}
