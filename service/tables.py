@@ -80,6 +80,11 @@ class EventRow(Base):
         Index("ix_events_behaviour_started", "behaviour", "started_at"),
         Index("ix_events_state_created", "state", "created_at"),
         Index("ix_events_updated_at", "updated_at"),
+        # the listing's order (newest started_at first, then id) within one state or one site
+        Index("ix_events_state_started", "state", "started_at", "id"),
+        Index("ix_events_site_started", "site_id", "started_at", "id"),
+        # /metrics counts events per (behaviour, severity, state) from this index alone
+        Index("ix_events_behaviour_severity_state", "behaviour", "severity", "state"),
     )
 
 

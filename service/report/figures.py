@@ -9,6 +9,8 @@ their audit trails), so the report says what the audit trail says. What started 
 the window is carried over where it bears on it: a camera fault still going at the
 window's start counts as downtime from there, and an alert raised earlier and open at
 the window's end is open at hand-over (neither counts among the window's alerts).
+Events are read a page at a time, and the audit lines a page needs in one query with
+it: a year's report is a few hundred queries, not one per alert.
 
 "Open at hand-over" is the state at the window's end, read from the audit trail of
 each alert changed since: a report written the next morning, or a past shift's run
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
 from anjian.pipeline.event import Behaviour
@@ -107,25 +109,25 @@ class ReportFigures:
     escalated: int = 0
 
 
-def _paged(fetch: Callable[[str | None], EventPage]) -> Iterator[StoredEvent]:
-    """Every event of a listing, page by page (``fetch`` takes the cursor)."""
+def _paged(fetch: Callable[[str | None], EventPage]) -> Iterator[list[StoredEvent]]:
+    """Every page of a listing (``fetch`` takes the cursor)."""
     cursor: str | None = None
     while True:
         page = fetch(cursor)
-        yield from page.items
+        yield page.items
         if page.next_cursor is None:
             return
         cursor = page.next_cursor
 
 
-def _events_in(store: EventStore, since: float, until: float) -> Iterator[StoredEvent]:
+def _events_in(store: EventStore, since: float, until: float) -> Iterator[list[StoredEvent]]:
     """Every event started in the window, page by page."""
     return _paged(lambda cursor: store.list_events(since=since, until=until, cursor=cursor, limit=_PAGE))
 
 
-def _carried_over(store: EventStore, since: float, until: float) -> Iterator[StoredEvent]:
-    """Events started before the window that bear on it: alerts still open or settled only after its end,
-    camera faults not ended by its start."""
+def _carried_over(store: EventStore, since: float, until: float) -> Iterator[list[StoredEvent]]:
+    """Events started before the window that bear on it, page by page: alerts still open or settled only
+    after its end, camera faults not ended by its start."""
     seen: set[str] = set()
     open_before = _paged(
         lambda cursor: store.list_events(states=tuple(_OPEN_STATES), until=since, cursor=cursor, limit=_PAGE)
@@ -145,10 +147,10 @@ def _carried_over(store: EventStore, since: float, until: float) -> Iterator[Sto
         )
     )
     for listing in (open_before, settled_after, faults_into):
-        for event in listing:
-            if event.id not in seen:
-                seen.add(event.id)
-                yield event
+        for page in listing:
+            fresh = [event for event in page if event.id not in seen]
+            seen.update(event.id for event in fresh)
+            yield fresh
 
 
 def _down_s(fault: StoredEvent, since: float, until: float) -> float:
@@ -176,18 +178,41 @@ def _reason_of(note: str) -> str:
     return head if head in FALSE_ALARM_REASONS else "other"
 
 
-def _as_at(store: EventStore, event: StoredEvent, until: float) -> StoredEvent | None:
+def _is_changed_after(event: StoredEvent, until: float) -> bool:
+    """Whether ``_as_at`` needs the alert's audit trail: its state changed after ``until``."""
+    return event.state_changed_at > until
+
+
+def _as_at(event: StoredEvent, trail: Sequence[AuditEntry], until: float) -> StoredEvent | None:
     """``event`` with its state and colour at ``until``, when it was open then; ``None`` when it was not.
 
     An alert whose state has not changed since ``until`` is as it is now; one changed
     later is read back from its audit trail (its last line at or before ``until``).
     """
-    if event.state_changed_at <= until:
+    if not _is_changed_after(event, until):
         return event if event.state in _OPEN_STATES else None
-    before = [entry for entry in store.audit_trail(event.id) if entry.at <= until]
+    before = [entry for entry in trail if entry.at <= until]
     if not before or before[-1].to_state not in _OPEN_STATES:
         return None  # stored after the window's end, or already settled by then
     return replace(event, state=before[-1].to_state, severity=before[-1].severity)
+
+
+def _with_trails(
+    store: EventStore, pages: Iterable[list[StoredEvent]], until: float, *, is_settled_needed: bool
+) -> Iterator[tuple[StoredEvent, list[AuditEntry]]]:
+    """Each event of ``pages`` with the audit trail the report needs of it (empty where none is), one query a page.
+
+    The trail is read for alerts changed after ``until`` (``_as_at``) and, when
+    ``is_settled_needed``, for settled ones (how and when they were settled).
+    """
+    for page in pages:
+        trails = store.audit_trails(
+            event.id
+            for event in page
+            if _is_changed_after(event, until) or (is_settled_needed and event.state not in _OPEN_STATES)
+        )
+        for event in page:
+            yield event, trails.get(event.id, [])
 
 
 def _settled_at(trail: Sequence[AuditEntry]) -> tuple[float, str] | None:
@@ -236,7 +261,7 @@ def build_figures(store: EventStore, config: AnjianConfig, since: float, until: 
     open_items: list[StoredEvent] = []
     escalated = 0
     total = 0
-    for event in _events_in(store, since, until):
+    for event, trail in _with_trails(store, _events_in(store, since, until), until, is_settled_needed=True):
         total += 1
         behaviour = event.behaviour.value
         by_behaviour[behaviour] += 1
@@ -250,21 +275,23 @@ def build_figures(store: EventStore, config: AnjianConfig, since: float, until: 
             waited = max(0.0, event.acknowledged_at - event.created_at)
             ack_s.append(waited)
             ack_within.append(waited <= config.sla.deadline_s(event.detected_severity.value))
-        trail = store.audit_trail(event.id) if event.state not in _OPEN_STATES else []
-        settled = _settled_at(trail)
+        settling = trail if event.state not in _OPEN_STATES else []
+        settled = _settled_at(settling)
         if settled is not None:
             settle_s.append(max(0.0, settled[0] - event.created_at))
-        if any(entry.action == "false_alarm" for entry in trail):
+        if any(entry.action == "false_alarm" for entry in settling):
             fa_behaviour[behaviour] += 1
             fa_camera[event.camera_id] += 1
             reasons[_reason_of(settled[1] if settled else "")] += 1
-        handed_over = _as_at(store, event, until)
+        handed_over = _as_at(event, trail, until)
         if handed_over is not None:
             open_items.append(handed_over)
-    for event in _carried_over(store, since, until):
+    for event, trail in _with_trails(
+        store, _carried_over(store, since, until), until, is_settled_needed=False
+    ):
         if event.behaviour is Behaviour.CAMERA_FAULT:
             down[event.camera_id] += _down_s(event, since, until)
-        handed_over = _as_at(store, event, until)
+        handed_over = _as_at(event, trail, until)
         if handed_over is not None:
             open_items.append(handed_over)
     window = until - since
