@@ -20,6 +20,22 @@ is sent again one record at a time, so only the bad record is set aside.
 The service deduplicates by event id and revision, so a record sent twice (the
 process died after the POST and before removing it) is harmless.
 
+The spool is bounded (``max_spool_bytes``, ``storage.max_spool_mb``: bytes as the disk
+holds them, the folder's entries included; ``rejected/`` keeps at most a quarter of it
+again). Once it holds half of it, revisions are spooled without their snapshot and clip
+(``evidence_dropped``): the alerts outlast the pictures. At the bound, the oldest waiting
+revisions are dropped to make room for the new one (``evicted``; an ERROR names the cap and
+how to raise it, then one line a minute with the count). Why the oldest, not the newest: the
+service has then been away for a day or more (1 GiB is ~250,000 revisions without pictures,
+each taking a 4 KiB block), and each revision carries its whole alert (the service keeps the
+highest), so an incident that still goes on keeps its newer revisions: what goes is its first
+picture and the revisions of incidents that ended long ago. Refusing new revisions instead
+would lose every incident that starts from then on (a fire now) and the end of every one
+that goes on, for the rest of the outage: the control room must see what happens now when the
+link comes back. A disk that refuses writes loses each revision that comes (``spool_errors``),
+logged with its traceback once, then once a minute with the count, and once when writing works
+again.
+
 ``report_health`` POSTs the pipeline's camera health (``HealthReportWire``) to
 ``POST {base_url}/ingest/health`` through the same client, once: a report that does not
 get through is not retried, the next one replaces it (the caller sends one every few
@@ -65,8 +81,13 @@ _ERROR_BODY_CHARS = 300
 _FAILURE_LOG_INTERVAL_S = 60.0  # a failure that goes on is logged again this often, with the attempts between
 _MB = 1024 * 1024
 DEFAULT_MAX_SPOOL_BYTES = 1024 * _MB
-"""Spool size past which revisions are kept without their snapshot and clip (about a week of a busy
-site's alerts with pictures; the alerts themselves, ~2 kB each, are never dropped)."""
+"""Most bytes the spool takes on disk: past half of it revisions are kept without their snapshot and clip,
+at it the oldest are dropped (with pictures about a week of a busy site's alerts; then ~250,000 more
+revisions, each taking a 4 KiB block)."""
+_EVIDENCE_SHARE = 0.5  # share of max_spool_bytes the spool may hold before revisions go without pictures
+_REJECTED_SHARE = 0.25  # rejected/ keeps at most this share of max_spool_bytes again
+_MIN_REJECTED_BYTES = _MB
+_CAP_SETTING = "storage.max_spool_mb"
 _JSON = {"Content-Type": "application/json"}
 _NO_HEALTH_ROUTE = "the service has no /ingest/health route (an older anjian); camera health is not reported"
 
@@ -83,8 +104,10 @@ class HttpSinkStats:
         rejected: Events the service refused for good (moved to ``rejected/``).
         failed_attempts: POSTs that failed and will be retried.
         spool_errors: Events lost because the spool could not be written.
-        evidence_dropped: Events spooled without their snapshot and clip because the spool had
-            reached ``max_spool_bytes`` (the service was away long): the alert still goes.
+        evidence_dropped: Events spooled without their snapshot and clip because the spool held
+            half of ``max_spool_bytes`` (the service was away long): the alert still goes.
+        evicted: Spooled revisions dropped, oldest first, to keep the spool within
+            ``max_spool_bytes``: lost.
     """
 
     published: int = 0
@@ -95,6 +118,7 @@ class HttpSinkStats:
     failed_attempts: int = 0
     spool_errors: int = 0
     evidence_dropped: int = 0
+    evicted: int = 0
 
 
 class HttpEventSink:
@@ -112,9 +136,10 @@ class HttpEventSink:
         backoff_max_s: Longest wait between POSTs while the service is away.
         is_fsync: Flush spool records to disk (turn off only in tests).
         batch_size: Most records per ``POST /ingest/batch`` (1: one request per record).
-        max_spool_bytes: Past this many bytes waiting in the spool, revisions are spooled without their
-            snapshot and clip (counted in ``evidence_dropped``): a service away for days must not fill the
-            disk the incident journal and the evidence share.
+        max_spool_bytes: Most bytes the spool takes on disk (``rejected/`` a quarter of it again): past
+            half of it revisions are spooled without their snapshot and clip (``evidence_dropped``), at it
+            the oldest are dropped (``evicted``): a service away for days must not fill the disk the
+            incident journal and the evidence share.
     """
 
     def __init__(
@@ -153,8 +178,20 @@ class HttpEventSink:
         self._failure_log = LogThrottle(_FAILURE_LOG_INTERVAL_S)
         self._batch_size = batch_size
         self._max_spool_bytes = max_spool_bytes
+        self._max_evidence_bytes = int(max_spool_bytes * _EVIDENCE_SHARE)
         self._is_spool_full = False
-        self._spool = DiskSpool(spool_dir, is_fsync=is_fsync)
+        self._spool_log = LogThrottle(_FAILURE_LOG_INTERVAL_S)  # revisions lost: disk refused, or evicted
+        self._lost_since_write = 0  # revisions the disk refused since the last one written
+        self._spool = DiskSpool(
+            spool_dir,
+            is_fsync=is_fsync,
+            max_bytes=max_spool_bytes,
+            max_rejected_bytes=max(_MIN_REJECTED_BYTES, int(max_spool_bytes * _REJECTED_SHARE)),
+        )
+        self._evicted_seen = (
+            0  # the spool's count last read; one opened under a lower cap dropped some already
+        )
+        self._evicted_logged = 0  # evicted when the last line about it was logged
         self._queue: queue.Queue[Event] = queue.Queue(maxsize=queue_size)
         self._client = httpx.Client(
             transport=transport, timeout=timeout_s, headers={"Authorization": f"Bearer {token}"}
@@ -325,31 +362,87 @@ class HttpEventSink:
             self._spool_one(event)
 
     def _spool_one(self, event: Event) -> None:
-        """Serialise one event into the spool; a failing disk loses it (logged and counted)."""
+        """Serialise one event into the spool; a failing disk loses it (counted, logged once a minute)."""
         try:
-            is_full = self._spool.size_bytes >= self._max_spool_bytes
-            if is_full != self._is_spool_full:
-                self._is_spool_full = is_full
-                logger.log(
-                    logging.WARNING if is_full else logging.INFO,
-                    "event spool %s the %d MB cap: revisions are spooled %s their snapshots and clips",
-                    "reached" if is_full else "is back under",
-                    self._max_spool_bytes // _MB,
-                    "without" if is_full else "with",
-                )
-            if is_full and (event.snapshot_jpeg or event.clip_mp4):
-                # The service has been away long: keep the alerts coming, not a disk filling with pictures.
-                event = replace(event, snapshot_jpeg=None, clip_mp4=None)
-                self._counters.add(evidence_dropped=1)
-            wire = EventWire.from_event(event).model_dump(mode="json")
-            self._spool.append(json.dumps(wire, separators=(",", ":")).encode())
-        except Exception:  # a full disk, or an event that cannot be serialised: lost, logged and counted
+            data = _encode(event)
+            if event.snapshot_jpeg or event.clip_mp4:
+                is_full = self._spool.size_bytes + len(data) > self._max_evidence_bytes
+                if is_full != self._is_spool_full:
+                    self._is_spool_full = is_full
+                    logger.log(
+                        logging.WARNING if is_full else logging.INFO,
+                        "event spool %s: %s half its %.1f MB cap (%s): revisions are spooled %s their snapshots "
+                        "and clips",
+                        self._spool.directory,
+                        "reached" if is_full else "back under",
+                        self._max_spool_bytes / _MB,
+                        _CAP_SETTING,
+                        "without" if is_full else "with",
+                    )
+                if is_full:
+                    # The service has been away long: keep the alerts coming, not a disk filling with pictures.
+                    data = _encode(replace(event, snapshot_jpeg=None, clip_mp4=None))
+                    self._counters.add(evidence_dropped=1)
+            self._spool.append(data)
+        except Exception as exc:  # noqa: BLE001 - a full disk, an event that cannot be serialised: lost, counted
             self._counters.add(spool_errors=1)
-            logger.exception(
-                "%s: cannot spool revision %d of event %s", event.camera_id, event.revision, event.id
-            )
+            self._spool_failed(event, exc)
             return
         self._counters.add(spooled=1)
+        if self._lost_since_write:
+            logger.info(
+                "event spool: writing again; %d revision(s) were lost meanwhile", self._lost_since_write
+            )
+            self._lost_since_write = 0
+            self._spool_log.forget("write")
+        self._note_evicted()
+
+    def _spool_failed(self, event: Event, error: Exception) -> None:
+        """Log a revision the spool could not take: the first with its traceback, then once a minute with the count."""
+        self._lost_since_write += 1
+        admitted = self._spool_log.admit("write")
+        if admitted is None:
+            return
+        if admitted.is_first:
+            logger.error(
+                "%s: cannot spool revision %d of event %s; it is lost (a full or read-only disk loses "
+                "every revision until it takes writes again)",
+                event.camera_id,
+                event.revision,
+                event.id,
+                exc_info=error,
+            )
+        else:
+            logger.error(
+                "event spool %s: still cannot write; %d revision(s) lost since the last line, %d since "
+                "writing stopped (last: %s)",
+                self._spool.directory,
+                admitted.held_back + 1,
+                self._lost_since_write,
+                error,
+            )
+
+    def _note_evicted(self) -> None:
+        """Count and log (once a minute) revisions the spool dropped to stay within its cap."""
+        evicted = self._spool.evicted
+        dropped, self._evicted_seen = evicted - self._evicted_seen, evicted
+        if dropped <= 0:
+            return
+        self._counters.add(evicted=dropped)
+        if self._spool_log.admit("evicted") is None:
+            return
+        total = self.stats().evicted
+        logger.error(
+            "event spool %s is at its %.1f MB cap (%s): %d of the oldest undelivered revisions dropped to keep "
+            "the newest (%d in all); the service has been away long: bring it back, or raise %s",
+            self._spool.directory,
+            self._max_spool_bytes / _MB,
+            _CAP_SETTING,
+            total - self._evicted_logged,
+            total,
+            _CAP_SETTING,
+        )
+        self._evicted_logged = total
 
     def _deliver(self, records: list[tuple[int, bytes]]) -> bool:
         """Deliver the oldest records, as one batch where it can; ``True`` when all left the spool."""
@@ -436,9 +529,18 @@ class HttpEventSink:
         if response.status_code in (httpx.codes.UNPROCESSABLE_ENTITY, httpx.codes.REQUEST_ENTITY_TOO_LARGE):
             where = self._spool.reject(seq, f"HTTP {response.status_code}: {excerpt}")
             self._counters.add(rejected=1)
-            logger.error("ingest: the service refused a spooled event (%s); moved to %s", excerpt, where)
+            logger.error(
+                "ingest: the service refused a spooled event (%s); %s",
+                excerpt,
+                "it had been dropped from the full spool" if where is None else f"moved to {where}",
+            )
             return True
         self._failed(
             f"HTTP {response.status_code}", f"HTTP {response.status_code} from {self._url}: {excerpt}"
         )
         return False
+
+
+def _encode(event: Event) -> bytes:
+    """The spool record of one revision: its wire form as compact JSON."""
+    return json.dumps(EventWire.from_event(event).model_dump(mode="json"), separators=(",", ":")).encode()

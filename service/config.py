@@ -245,8 +245,10 @@ class StorageConfig(_ServiceModel):
         ge=1,
         le=1024 * 1024,
         description="A pipeline sending to a service (`anjian run --service-url`) keeps undelivered events in "
-        "`dir`/spool; past this size it keeps them without their snapshots and clips, so a service away for "
-        "days cannot fill the disk (the alerts themselves, ~2 kB each, are always kept).",
+        "`dir`/spool, taking at most this much disk (refused ones in spool/rejected a quarter of it again); "
+        "past half of it events are kept without their snapshots and clips, and at it the oldest undelivered "
+        "are dropped to keep the newest (logged as an ERROR), so a service away for days cannot fill the disk. "
+        "An event without pictures takes one 4 KiB block: 1024 MB is ~250,000 revisions after the pictures.",
     )
 
 
