@@ -76,6 +76,14 @@ def list_events(
     until: Annotated[
         datetime | None, Query(description="Events started before this time (ISO-8601 or epoch s).")
     ] = None,
+    updated_after: Annotated[
+        datetime | None,
+        Query(
+            description="Events the service changed after this time (ISO-8601 or epoch s): a new revision, a "
+            "lifecycle action or an escalation. A client that was away (the dashboard after its live feed "
+            "reconnects) asks for what changed since it last heard, page by page, instead of everything."
+        ),
+    ] = None,
     cursor: Annotated[
         str | None, Query(max_length=300, description="`next_cursor` of the previous page.")
     ] = None,
@@ -85,6 +93,7 @@ def list_events(
     try:
         since_s = None if since is None else datetime_to_epoch(since)
         until_s = None if until is None else datetime_to_epoch(until)
+        updated_after_s = None if updated_after is None else datetime_to_epoch(updated_after)
     except (OverflowError, ValueError, OSError) as exc:
         raise HTTPException(
             status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"time out of range: {exc}"
@@ -103,6 +112,7 @@ def list_events(
             states=state or (),
             since=since_s,
             until=until_s,
+            updated_after=updated_after_s,
             cursor=cursor,
             limit=limit,
         )

@@ -5,8 +5,10 @@
 //
 // The page stays open for weeks on a wall screen, and operators trust what it shows, so: every alert still
 // in hand is loaded however old (a page of recent settled ones besides), a list answer never overwrites a
-// newer revision from the live feed, everything is loaded again whenever the feed reconnects (what changed
-// while it was down), settled alerts beyond SETTLED_KEPT are forgotten, and times are the site's.
+// newer revision from the live feed, whenever the feed reconnects what changed while it was down is asked
+// for (page by page, after a random wait), settled alerts beyond SETTLED_KEPT are forgotten, and times are
+// the site's. Bursts (an escalation round, a bulk close, a replay) must not freeze it: live messages are
+// taken in as they come but drawn together, and a drawing touches only the rows that changed.
 "use strict";
 
 const TOKEN_KEY = "anjian.token";
@@ -27,6 +29,11 @@ const ACTIVE_STATES = ["raised", "acknowledged", "dispatched"];
 const ACTIVE_PAGE = 500;  // active alerts read per request, every page followed
 const RECENT_PAGE = 200;  // the newest events of the filters chosen, any state
 const SETTLED_KEPT = 1000;  // settled alerts kept in memory, those changed last (a page open for weeks)
+const CHANGED_PAGE = 500;  // events changed while the feed was down, read per request, every page followed
+const LIVE_REDRAW_MS = 200;  // live messages are drawn together, at most this often
+const RELOAD_JITTER_MS = 3000;  // after a reconnect, wait up to this long (at random): a plant's screens ask apart
+const RELOAD_OVERLAP_MS = 300000;  // ask from this long before the newest change heard: commits land out of
+// updated_at order, and a service clock may be set back a little
 const LIVE_MISSING_MS = 30000;  // a camera without a live frame is asked again after this long
 const SESSION_RETRY_MAX_MS = 60000;
 
@@ -38,7 +45,11 @@ const state = {
   timeZone: "", timeFormat: null,
   sessionBackoff: 1000, renewing: null, isSessionFailing: false,
   streamOpened: false, loadStarted: 0, loads: 0, detailSeq: 0, auditAnswers: 0,
+  drawn: new Map(), rowsEpoch: 0, fresh: new Set(), redrawTimer: null, isDetailStale: false, draws: 0,
+  heardUpTo: 0, missedSince: null, reloadTimer: null,
 };
+// What each drawn row shows (see drawRow): a row is written again only when this changes.
+const rowKeys = new WeakMap();
 const $ = (id) => document.getElementById(id);
 
 // `kind` tags the message, so that what fixes its cause clears it and nothing else ("session").
@@ -158,6 +169,7 @@ function setTimeZone(zone) {
     state.timeFormat = new Intl.DateTimeFormat("en-US", { ...options, timeZone: "UTC" });
     state.timeZone = "UTC";
   }
+  state.rowsEpoch += 1;  // every row's names and times are written again
   renderTimeZone();
 }
 
@@ -200,57 +212,102 @@ function matches(event, f) {
 }
 
 
-function renderFeed(freshId) {
+// Draw the queue from memory. Each alert's row is kept and written again only when what it shows changed,
+// and rows are moved only where the order changed: thousands of alerts redraw without building thousands of
+// rows. Alerts the live feed brought since the last drawing flash ("fresh").
+function renderFeed() {
   const f = filters();
   const visible = [...state.events.values()].filter((e) => matches(e, f));
   const rows = anjianQueue.rows(visible);
   state.order = rows.map((row) => row.event.id);
   const feed = $("feed");
-  // Redrawing replaces the rows: a keyboard user's focus goes to the same row (or the selected one) again.
+  // A row moved or taken out loses the focus: a keyboard user's focus goes to the same row (or the selected one).
   const focused = feed.contains(document.activeElement) ? document.activeElement.dataset.id : null;
-  feed.replaceChildren(...rows.map(({ event, count, members }) => {
-    const row = document.createElement("li");
-    const isSelected = members.includes(state.selected);
-    row.className = `event-row sev-${event.severity}${isSelected ? " selected" : ""}`
-      + `${members.includes(freshId) ? " fresh" : ""}${anjianQueue.needsPerson(event) ? " unacked" : ""}`;
-    row.dataset.id = event.id;
-    row.dataset.count = String(count);
-    row.tabIndex = 0;
-    row.setAttribute("role", "option");
-    row.setAttribute("aria-selected", String(isSelected));
-    row.innerHTML = `
-      <span class="badge ${event.severity}"></span>
-      <span class="what"></span>
-      <span class="state state-pill ${event.state}"></span>
-      <span class="repeat"></span>
-      <span class="where"></span>
-      <span class="when"></span>`;
-    row.children[0].textContent = t(event.severity) + (event.escalations ? ` ▲${event.escalations}` : "");
-    row.children[1].textContent = behaviourLabel(event.behaviour);
-    row.children[2].textContent = stateLabel(event.state);
-    const going = anjianQueue.isOngoing(event) ? "ongoing" : "ended";
-    row.children[3].textContent = `${count > 1 ? `×${count} · ` : ""}${t(going)}`;
-    row.children[3].className = `repeat ${going}`;
-    row.children[4].textContent = `${nameOf("workshop", event.workshop_id)} · ${nameOf("camera", event.camera_id)}`;
-    row.children[5].textContent = fmtTime(event.started_at);
-    row.addEventListener("click", () => select(event.id));
-    row.addEventListener("keydown", (e) => {
-      if (e.key !== "Enter" && e.key !== " ") return;
-      e.preventDefault();  // Space would scroll the list
-      select(event.id);
-    });
-    return row;
-  }));
-  if (focused) focusRow(rows.some((row) => row.event.id === focused) ? focused : state.selected, true);
+  const place = new Map(state.order.map((id, i) => [id, i]));
+  const drawn = new Map();
+  let next = feed.firstElementChild;  // rows before it are in place
+  rows.forEach((row, i) => {
+    const li = drawRow(row);
+    drawn.set(row.event.id, li);
+    while (next !== li) {
+      const at = next ? place.get(next.dataset.id) : undefined;
+      // `next` is in the way: gone from the queue, or moved further down (taken out, put back when reached)
+      if (next && (at === undefined || (li.parentNode === feed && at !== i + 1))) {
+        const away = next;
+        next = next.nextElementSibling;
+        away.remove();
+        continue;
+      }
+      feed.insertBefore(li, next);  // a new row, or one moved up
+      return;
+    }
+    next = next.nextElementSibling;
+  });
+  while (next) {
+    const away = next;
+    next = next.nextElementSibling;
+    away.remove();
+  }
+  state.drawn = drawn;
+  state.fresh.clear();
+  if (focused) focusRow(place.has(focused) ? focused : state.selected, true);
   $("feed-empty").hidden = rows.length > 0;
+  feed.dataset.draws = String(++state.draws);  // drawings of the queue (tests count them)
   renderCounters();
+}
+
+// The row of one fold of the queue: the one drawn before for the same alert, written again only where what
+// it shows changed (the alert's revision, its count, the selection, the language, names or zone).
+function drawRow({ event, count, members }) {
+  const isSelected = members.includes(state.selected);
+  const isFresh = state.fresh.size > 0 && members.some((id) => state.fresh.has(id));
+  const key = `${state.rowsEpoch}|${event.version}|${event.state}|${count}|${isSelected}|${isFresh}`;
+  let row = state.drawn.get(event.id);
+  if (row && rowKeys.get(row) === key) return row;
+  if (!row) row = newRow(event.id);
+  rowKeys.set(row, key);
+  row.className = `event-row sev-${event.severity}${isSelected ? " selected" : ""}`
+    + `${isFresh ? " fresh" : ""}${anjianQueue.needsPerson(event) ? " unacked" : ""}`;
+  row.dataset.count = String(count);
+  row.setAttribute("aria-selected", String(isSelected));
+  row.children[0].className = `badge ${event.severity}`;
+  row.children[0].textContent = t(event.severity) + (event.escalations ? ` ▲${event.escalations}` : "");
+  row.children[1].textContent = behaviourLabel(event.behaviour);
+  row.children[2].className = `state state-pill ${event.state}`;
+  row.children[2].textContent = stateLabel(event.state);
+  const going = anjianQueue.isOngoing(event) ? "ongoing" : "ended";
+  row.children[3].textContent = `${count > 1 ? `×${count} · ` : ""}${t(going)}`;
+  row.children[3].className = `repeat ${going}`;
+  row.children[4].textContent = `${nameOf("workshop", event.workshop_id)} · ${nameOf("camera", event.camera_id)}`;
+  row.children[5].textContent = fmtTime(event.started_at);
+  return row;
+}
+
+function newRow(id) {
+  const row = document.createElement("li");
+  row.dataset.id = id;
+  row.tabIndex = 0;
+  row.setAttribute("role", "option");
+  row.innerHTML = `
+    <span class="badge"></span>
+    <span class="what"></span>
+    <span class="state state-pill"></span>
+    <span class="repeat"></span>
+    <span class="where"></span>
+    <span class="when"></span>`;
+  row.addEventListener("click", () => select(id));
+  row.addEventListener("keydown", (e) => {
+    if (e.key !== "Enter" && e.key !== " ") return;
+    e.preventDefault();  // Space would scroll the list
+    select(id);
+  });
+  return row;
 }
 
 // Focus the row that shows `id` (its fold's row when it is folded into another); a redrawing leaves the
 // list scrolled where the operator put it.
 function focusRow(id, preventScroll = false) {
-  const row = [...$("feed").children].find((li) => li.dataset.id === id)
-    || [...$("feed").children].find((li) => li.classList.contains("selected"));
+  const row = state.drawn.get(id) || $("feed").querySelector(".event-row.selected");
   if (row) row.focus({ preventScroll });
 }
 
@@ -490,15 +547,42 @@ async function act(action) {
   }
 }
 
-function upsert(event, isFresh = false) {
+// The answer to the operator's action: drawn at once.
+function upsert(event) {
   const known = state.events.get(event.id);
   if (known && known.version > event.version) return;
   state.events.set(event.id, event);
-  if (isFresh && !known) announce(event);
-  else if (isFresh && known && event.escalations > known.escalations) announce(event, true);
   evict();
-  renderFeed(isFresh && !known ? event.id : null);
+  renderFeed();
   if (event.id === state.selected) renderDetail();
+}
+
+// A live message. Taken in at once, so that a list answer never overwrites it and each new or escalated
+// alert is announced as it comes (a tone each), and drawn with the rest of its burst at the next redraw:
+// an escalation round or a bulk close is thousands of messages, and drawing each froze the page for minutes.
+function receive(event) {
+  hear(event);
+  const known = state.events.get(event.id);
+  if (known && known.version > event.version) return;
+  state.events.set(event.id, event);
+  if (!known) {
+    state.fresh.add(event.id);
+    announce(event);
+  } else if (event.escalations > known.escalations) announce(event, true);
+  if (event.id === state.selected) state.isDetailStale = true;
+  if (state.redrawTimer === null) state.redrawTimer = setTimeout(redraw, LIVE_REDRAW_MS);
+}
+
+// Draw what the live feed brought since the last redraw, once for all of it.
+function redraw() {
+  clearTimeout(state.redrawTimer);
+  state.redrawTimer = null;
+  evict();
+  renderFeed();
+  if (state.isDetailStale) {
+    state.isDetailStale = false;
+    renderDetail();
+  }
 }
 
 // A listed event, unless the live feed brought the same or a newer revision meanwhile. True when it is new here.
@@ -510,17 +594,19 @@ function merge(event) {
 }
 
 // Forget the settled alerts changed longest ago beyond SETTLED_KEPT (never one in hand, nor the selected one):
-// every live message redraws the queue from memory, and the page stays open for weeks.
+// every redraw draws the queue from memory, and the page stays open for weeks.
 function evict() {
   const settled = [...state.events.values()]
     .filter((event) => !ACTIVE_STATES.includes(event.state) && event.id !== state.selected);
-  if (settled.length <= SETTLED_KEPT + SETTLED_KEPT / 10) return;  // trim in steps, not at every message
-  settled.sort((a, b) => Date.parse(b.updated_at) - Date.parse(a.updated_at));
+  if (settled.length <= SETTLED_KEPT + SETTLED_KEPT / 10) return;  // trim in steps, not at every redraw
+  const updated = (event) => anjianQueue.millis(event, "updated_at");
+  settled.sort((a, b) => updated(b) - updated(a));
   for (const event of settled.slice(SETTLED_KEPT)) state.events.delete(event.id);
 }
 
 // Every alert in hand, however old, page after page; then any shown as in hand that the list no longer has
-// (it was settled meanwhile, e.g. while the live feed was down), fetched one by one. Returns the new ones.
+// (settled meanwhile): those changed since, asked for together (none is gone unless the service lost it).
+// Returns the new ones.
 async function loadActive() {
   const listed = new Set();
   const fresh = [];
@@ -532,20 +618,44 @@ async function loadActive() {
     const page = await api(`/events?${params}`);
     for (const event of page.items) {
       listed.add(event.id);
+      hear(event);
       if (merge(event)) fresh.push(event);
     }
     cursor = page.next_cursor;
   } while (cursor);
   const gone = [...state.events.values()].filter((e) => ACTIVE_STATES.includes(e.state) && !listed.has(e.id));
-  for (const event of gone) {
-    try {
-      merge(await api(`/events/${encodeURIComponent(event.id)}`));
-    } catch (error) {
-      if (error.status !== 404) throw error;
-      state.events.delete(event.id);
-    }
+  if (gone.length) {
+    const oldest = gone.reduce((at, e) => Math.min(at, anjianQueue.millis(e, "updated_at")), Infinity);
+    fresh.push(...await loadChanged(oldest));
+    for (const event of gone) if (state.events.get(event.id) === event) state.events.delete(event.id);
   }
   return fresh;
+}
+
+// Every event changed after `sinceMs` (less RELOAD_OVERLAP_MS), page after page: what the live feed did not
+// bring while it was down (raised, acted on, escalated, settled meanwhile). Returns the new ones.
+async function loadChanged(sinceMs) {
+  const fresh = [];
+  const after = new Date(Math.max(0, sinceMs - RELOAD_OVERLAP_MS)).toISOString();
+  let cursor = null;
+  do {
+    const params = new URLSearchParams({ limit: String(CHANGED_PAGE), updated_after: after });
+    if (cursor) params.set("cursor", cursor);
+    const page = await api(`/events?${params}`);
+    for (const event of page.items) {
+      hear(event);
+      if (merge(event)) fresh.push(event);
+    }
+    cursor = page.next_cursor;
+  } while (cursor);
+  return fresh;
+}
+
+// A change the page heard of from the live feed, or from a list of everything in hand or of everything changed
+// (not from a list of some events, nor from an action's answer): after a reconnect, changes before the newest
+// one heard (less RELOAD_OVERLAP_MS) need not be asked for.
+function hear(event) {
+  state.heardUpTo = Math.max(state.heardUpTo, anjianQueue.millis(event, "updated_at"));
 }
 
 // The newest events of the filters chosen, any state. Returns the new ones.
@@ -560,10 +670,13 @@ async function loadRecent() {
   return page.items.filter(merge);
 }
 
-// Load the queue: everything in hand and the recent page (`all`), or the recent page alone (a filter changed).
-// After a reconnect, alerts raised while the feed was down are announced (the most urgent few).
-async function loadEvents({ all = true, announceNew = false } = {}) {
-  const fresh = all ? [...await loadActive(), ...await loadRecent()] : await loadRecent();
+// Load the queue: what changed after `changedSince` (ms; after a reconnect), else everything in hand and the
+// recent page (`all`), or the recent page alone (a filter changed). After a reconnect, alerts raised while the
+// feed was down are announced (the most urgent few).
+async function loadEvents({ all = true, changedSince = 0, announceNew = false } = {}) {
+  let fresh;
+  if (changedSince) fresh = await loadChanged(changedSince);
+  else fresh = all ? [...await loadActive(), ...await loadRecent()] : await loadRecent();
   evict();
   renderFeed();
   renderDetail();
@@ -600,11 +713,9 @@ function connectStream() {
   source.onopen = () => {
     setLive(true, "live");
     // Open again (the browser reconnected, or a new session), or the first load took longer than the feed
-    // looks back (5 s): load everything again, for what changed meanwhile.
+    // looks back (5 s): ask for what changed meanwhile.
     const isLate = !state.streamOpened && performance.now() - state.loadStarted > 3000;
-    if (state.streamOpened || isLate) {
-      loadEvents({ announceNew: true }).catch((error) => showError(t("e_load", { error: error.message })));
-    }
+    if (state.streamOpened || isLate) reloadMissed(isLate ? 0 : RELOAD_JITTER_MS);
     state.streamOpened = true;
   };
   source.onerror = () => {
@@ -612,7 +723,22 @@ function connectStream() {
     if (source.readyState !== EventSource.CLOSED) return;  // the browser retries by itself
     restartStream(3000);
   };
-  source.addEventListener("event", (message) => upsert(JSON.parse(message.data), true));
+  source.addEventListener("event", (message) => receive(JSON.parse(message.data)));
+}
+
+// Ask for what changed since the newest change heard before this connection opened (what it brings is not
+// counted: it may not replay the whole gap), after a random wait up to `jitterMs`, so that a plant's wall
+// screens do not all ask at once when the service comes back. A reload that fails is asked for again from
+// the same point at the next reconnect.
+function reloadMissed(jitterMs) {
+  if (state.missedSince === null) state.missedSince = state.heardUpTo;
+  const since = state.missedSince;
+  clearTimeout(state.reloadTimer);
+  state.reloadTimer = setTimeout(() => {
+    loadEvents({ changedSince: since, announceNew: true })
+      .then(() => { if (state.missedSince === since) state.missedSince = null; })
+      .catch((error) => showError(t("e_load", { error: error.message })));
+  }, Math.random() * jitterMs);
 }
 
 // Refused (session expired or token revoked): open a new session, then reconnect; tried again with a growing
@@ -757,6 +883,7 @@ function fillBehaviourFilter() {
 function relabel(lang) {
   anjianI18n.setLang(lang);
   $("language").value = anjianI18n.lang;
+  state.rowsEpoch += 1;
   renderFeed();
   renderDetail();
   renderCameras();
@@ -773,6 +900,8 @@ document.addEventListener("DOMContentLoaded", () => {
     e.preventDefault();
     localStorage.setItem(TOKEN_KEY, $("token-input").value.trim());
     state.events.clear();
+    state.heardUpTo = 0;
+    state.missedSince = null;
     connect();
   });
   for (const id of ["filter-severity", "filter-state", "filter-behaviour"]) {

@@ -9,9 +9,11 @@ page offline, and a failed session renewal is tried again.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -122,6 +124,52 @@ def test_changes_made_while_the_live_feed_was_down_show_once_it_reconnects(
     expect(page.locator("#count-red")).to_have_text("1")
     expect(page.locator("#count-orange")).to_have_text("0")
     expect(page.locator("#live-status")).to_have_text("live")
+
+
+def test_a_reconnecting_page_asks_the_list_what_changed_not_each_alert_in_turn(
+    serve: Callable[..., ServerThread],
+    open_dashboard: OpenDashboard,
+    expect: Any,
+    parts: ServiceParts,
+    operator: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each alert settled while the feed was down was fetched with its own ``GET /events/{id}``, one after
+    another (1,000 settled: 1,000 requests and 8 s per screen), after reloading every alert in hand."""
+    monkeypatch.setattr(stream_module, "_OVERLAP_S", 0.0)  # the feed alone replays nothing from the gap
+    store = parts.store
+    handled = [
+        make_event(camera_id=f"line-{i}", started_at=T0 + i, last_seen_at=T0 + i + 1, snapshot_jpeg=None)
+        for i in range(40)
+    ]
+    store.upsert_events([(event, None) for event in handled])
+    for event in handled:
+        store.transition(event.id, "acknowledge", actor="night shift")
+    server, page = open_dashboard()
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{server.base_url}/#token={operator}")
+    expect(page.locator("#live-status")).to_have_text("live", timeout=TIMEOUT_MS)
+    states = page.locator(".event-row .state")
+    expect(states.filter(has_text="acknowledged")).to_have_count(40, timeout=TIMEOUT_MS)
+
+    server.stop()
+    expect(page.locator("#live-status")).not_to_have_text("live", timeout=TIMEOUT_MS)
+    for event in handled:
+        store.transition(event.id, "resolve", actor="other operator", note="dealt with")
+    fire = make_event(camera_id="cam-2", snapshot_jpeg=None)
+    store.upsert_event(fire)
+    requested.clear()
+    server = serve(port=server.port)
+
+    expect(page.locator(f".event-row[data-id='{fire.id}']")).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(states.filter(has_text="resolved")).to_have_count(40, timeout=TIMEOUT_MS)
+    expect(states.filter(has_text="acknowledged")).to_have_count(0)
+    one_by_one = [url for url in requested if re.search(r"/events/[^/?]+$", urlsplit(url).path)]
+    lists = [url for url in requested if urlsplit(url).path == "/events"]
+    assert one_by_one == []
+    assert 1 <= len(lists) <= 2, lists  # one page per reconnect (the browser may reconnect twice)
+    assert all("updated_after=" in url for url in lists), "only what changed, not every alert in hand again"
 
 
 def test_every_raised_alert_is_loaded_and_counted_however_many_newer_events_there_are(
