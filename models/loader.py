@@ -107,13 +107,15 @@ def probe_detector(detector: Detector) -> str | None:
     and before a running pipeline swaps to a newly promoted model.
 
     Returns:
-        ``None``, or one line saying what failed (the runtime's message, cut to 300 characters).
+        ``None``, or one line saying what failed (the runtime's message on one line, cut to 300
+        characters).
     """
     frame = np.zeros((*PROBE_FRAME_HW, 3), np.uint8)
     try:
         results = detector.detect([frame])
     except Exception as exc:  # noqa: BLE001 - any failure of a model on a plain frame disqualifies it
-        return f"a test detection on a blank frame failed: {type(exc).__name__}: {str(exc).strip()[:300]}"
+        why = " ".join(str(exc).split())[:300]  # one line: OpenVINO's messages span several
+        return f"a test detection on a blank frame failed: {type(exc).__name__}: {why}"
     if len(results) != 1:
         return f"a test detection on one blank frame gave {len(results)} results"
     return None

@@ -88,6 +88,24 @@ def _check_output(shape: Sequence[int | str | None] | None, class_names: dict[in
         )
 
 
+def _check_input_hw(metadata_hw: tuple[int, int], graph_hw: tuple[int, int] | None, source: str) -> None:
+    """Refuse ``imgsz`` metadata that a static graph input contradicts.
+
+    Frames would be letterboxed to the metadata's size and every inference would fail on the
+    graph's, with the runtime's message (OpenVINO's is internals cut before the point).
+
+    Raises:
+        ModelMetadataError: The graph's input height and width are fixed and differ from the metadata's.
+    """
+    if graph_hw is None or tuple(graph_hw) == tuple(metadata_hw):
+        return
+    raise ModelMetadataError(
+        f"{source}: imgsz metadata {metadata_hw[0]}x{metadata_hw[1]} but the graph's input is "
+        f"{graph_hw[0]}x{graph_hw[1]}: the file's metadata does not describe this graph (re-export it, "
+        "or correct its 'imgsz')"
+    )
+
+
 class ExportDetector(FileDetector, ABC):
     """A YOLO detector from an ultralytics ONNX export (NMS not embedded), whatever runtime runs it.
 
@@ -105,8 +123,9 @@ class ExportDetector(FileDetector, ABC):
         """Take the model's metadata and input shape from ``session``; floor the thresholds to its calibrated ones.
 
         Raises:
-            ModelMetadataError: It lacks class names or an input size, is not a detector, or
-                its output does not fit its class names (``_check_output``).
+            ModelMetadataError: It lacks class names or an input size, is not a detector, its
+                ``imgsz`` metadata differs from a static graph input, or its output does not
+                fit its class names (``_check_output``).
         """
         shape = session.get_inputs()[0].shape
         fixed_hw = (shape[2], shape[3]) if isinstance(shape[2], int) and isinstance(shape[3], int) else None
@@ -116,6 +135,7 @@ class ExportDetector(FileDetector, ABC):
         self.info = parse_ultralytics_metadata(
             props, source=self.path.name, fallback_hw=fixed_hw, digest=file_digest(self.path)
         )
+        _check_input_hw(self.info.input_hw, fixed_hw, self.path.name)
         _check_output(session.get_outputs()[0].shape, self.info.class_names, self.path.name)
         self.config = floor_to_thresholds(self.config, self.info)
         self._stride = self.info.stride if self._is_dynamic_hw and self.config.minimal_padding else None

@@ -41,17 +41,26 @@ served before the site's first promotion (the shipped version, or the model's ow
 for a scope). A running pipeline polls :class:`PromotionWatch` (a few ``stat`` calls per
 poll) and swaps its detector when the resolution changes. This module imports only the
 standard library so the runtime can use it.
+
+**Integrity.** A pointer naming a version whose folder is gone (deleted by hand) is an error
+wherever it is read, never a silent fall-back to another version. Promotions and rollbacks of
+a model hold ``<model dir>/.lock`` (``flock``) from reading what is in force to writing the
+pointer, so two at once are applied one after the other and each reports what it replaced.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,10 +79,13 @@ __all__ = [
     "ModelVersion",
     "Promotion",
     "PromotionWatch",
+    "Rollback",
     "builtin_model_names",
     "card_sections",
+    "dangling_pointers",
     "default_registry",
     "list_versions",
+    "named_version",
     "promote",
     "promoted_version",
     "read_meta",
@@ -81,6 +93,7 @@ __all__ = [
     "resolve_model_path",
     "rollback",
     "site_registry",
+    "undo_promotion",
     "version_record_dir",
     "write_card_section",
     "write_meta",
@@ -101,6 +114,10 @@ SITE_VERSION_START = 101
 _SCOPE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _HISTORY = "history.jsonl"
 _REGISTER_TRIES = 100  # numbers tried when registrations at once take the next one first
+_LOCK = ".lock"  # in a model's folder: held while a promotion or rollback reads and writes its pointers
+_STALE_STAGING_S = 3600.0  # a staging folder this old belongs to a registration that died
+
+logger = logging.getLogger(__name__)
 
 
 def default_registry() -> Path:
@@ -180,6 +197,23 @@ class Promotion:
     is_changed: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Rollback:
+    """What :func:`undo_promotion` did.
+
+    Attributes:
+        name: Model name.
+        scope: The scope rolled back, ``None`` for the model itself.
+        version: What ``builtin:NAME[@SCOPE]`` serves now (``"(none)"``: nothing).
+        previous: What it served before the rollback.
+    """
+
+    name: str
+    scope: str | None
+    version: str
+    previous: str | None
+
+
 def builtin_model_names(root: Path | None = None) -> list[str]:
     """Names of the models in the site registry and the shipped one."""
     names: set[str] = set()
@@ -257,21 +291,67 @@ def _shipped_default(name: str, root: Path | None) -> str | None:
     return versions[-1].name if versions else None
 
 
-def promoted_version(name: str, *, scope: str | None = None, root: Path | None = None) -> str | None:
-    """The version ``builtin:NAME[@SCOPE]`` resolves to, ``None`` when nothing is promoted.
-
-    The site's scope pointer wins, then the site's model pointer, then the shipped one.
-
-    Raises:
-        ValueError: The scope name is invalid.
-    """
+def _named(name: str, scope: str | None, root: Path | None) -> tuple[str | None, Path | None]:
+    """The version the pointers name for ``builtin:NAME[@SCOPE]`` and the site pointer naming it
+    (``None`` for the shipped default), whether or not the version still exists."""
     model_dir = _layers(root)[0] / name
     pointers = ([_pointer(model_dir, scope)] if scope else []) + [_pointer(model_dir, None)]
     for pointer in pointers:
         version = _read_pointer(pointer)
-        if version and _version_dir(name, version, root) is not None:
-            return version
-    return _shipped_default(name, root)
+        if version:
+            return version, pointer
+    return _shipped_default(name, root), None
+
+
+def named_version(name: str, *, scope: str | None = None, root: Path | None = None) -> str | None:
+    """The version the pointers of ``builtin:NAME[@SCOPE]`` name, even one whose folder is gone.
+
+    What a promotion replaces, or a rollback undoes: unlike :func:`promoted_version` it does
+    not refuse a dangling pointer, since promoting another version is how one repairs it.
+
+    Raises:
+        ValueError: The scope name is invalid.
+    """
+    return _named(name, scope, root)[0]
+
+
+def _missing_version_message(name: str, scope: str | None, version: str, pointer: Path) -> str:
+    """What to say about a pointer naming a version that no layer has."""
+    label = f"{name}@{scope}" if scope and pointer.name != "promoted" else name
+    return (
+        f"promoted version {version} of {label} is missing (folder deleted?): promote another or "
+        f"restore it (pointer {pointer})"
+    )
+
+
+def promoted_version(name: str, *, scope: str | None = None, root: Path | None = None) -> str | None:
+    """The version ``builtin:NAME[@SCOPE]`` resolves to, ``None`` when nothing is promoted.
+
+    The site's scope pointer wins, then the site's model pointer, then the shipped one. A pointer
+    naming a version whose folder is gone is an error, not a fall-back to the next pointer or
+    the shipped version: a model deleted by hand must not be replaced by another one silently.
+
+    Raises:
+        ModelLoadError: The pointer in force names a version that no layer has.
+        ValueError: The scope name is invalid.
+    """
+    version, pointer = _named(name, scope, root)
+    if version is not None and pointer is not None and _version_dir(name, version, root) is None:
+        raise ModelLoadError(_missing_version_message(name, scope, version, pointer))
+    return version
+
+
+def dangling_pointers(name: str, *, root: Path | None = None) -> dict[str | None, str]:
+    """The site's pointers of a model naming a version no layer has: scope (``None``: the model's) to version.
+
+    For listings, which show every version and must say which promotion points nowhere.
+    """
+    model_dir = _layers(root)[0] / name
+    pointers: dict[str | None, str] = {scope: v for scope, v in _scoped_pointers(model_dir).items()}
+    model_pointer = _read_pointer(_pointer(model_dir, None))
+    if model_pointer:
+        pointers[None] = model_pointer
+    return {s: v for s, v in pointers.items() if _version_dir(name, v, root) is None}
 
 
 def _scoped_pointers(model_dir: Path) -> dict[str, str]:
@@ -328,7 +408,7 @@ def list_versions(name: str, *, root: Path | None = None) -> list[ModelVersion]:
     layers = _layers(root)
     if not any((layer / name).is_dir() for layer in layers):
         raise ModelLoadError(f"no model {name!r}; {_known_models(root)}")
-    promoted = promoted_version(name, root=root)
+    promoted = named_version(name, root=root)  # a dangling pointer marks no version (dangling_pointers)
     scoped = _scoped_pointers(layers[0] / name)
     folders = {p.name: p for layer in reversed(layers) for p in _version_dirs(layer / name)}  # site wins
     out = []
@@ -450,13 +530,34 @@ def _append_history(model_dir: Path, record: dict[str, Any]) -> None:
         fh.write(json.dumps(stamped) + "\n")
 
 
+@contextmanager
+def _locked(model_dir: Path) -> Iterator[None]:
+    """Hold the model folder's exclusive lock (``.lock``, ``flock``): one promotion or rollback at a time.
+
+    The lock goes with the open file, so a process that dies holding it releases it.
+
+    Raises:
+        OSError: The folder or its lock file cannot be created (an unwritable registry).
+    """
+    model_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(model_dir / _LOCK, os.O_RDONLY | os.O_CREAT, created_mode())  # flock needs no write access
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def promote(
     name: str, version: str, *, scope: str | None = None, root: Path | None = None, note: str = ""
 ) -> Promotion:
     """Make ``version`` the one ``builtin:NAME[@SCOPE]`` resolves to; running pipelines pick it up.
 
     The pointer goes into the site registry; ``version`` may be a site or a shipped one.
-    Promoting what is promoted already writes nothing.
+    Promoting what is promoted already writes nothing. This checks only that the version has
+    a model file; whether it loads and runs is the caller's check (``anjian models promote``).
+    Reading what is in force, recording the promotion and writing the pointer happen under the
+    model's lock, so concurrent promotions are applied in turn and each ``previous`` is exact.
 
     Returns:
         What changed.
@@ -464,6 +565,7 @@ def promote(
     Raises:
         ModelLoadError: No layer has the version.
         ValueError: The scope name is invalid.
+        OSError: The site registry cannot be written.
     """
     model_dir = _layers(root)[0] / name
     pointer = _pointer(model_dir, scope)
@@ -472,40 +574,68 @@ def promote(
             f"{name} has no version {version!r} with a model.onnx; "
             f"versions: {_all_versions(name, root) or 'none'}"
         )
-    previous = promoted_version(name, scope=scope, root=root)
-    already = _read_pointer(pointer) if scope else previous
-    if already == version:
-        return Promotion(name, scope, version, previous, is_changed=False)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    # History first: a crash before the pointer's rename leaves a promotion recorded but not in
-    # force, which rollback recognises; the other order lost it, and a rollback skipped a version.
-    _append_history(
-        model_dir,
-        {"action": "promote", "scope": scope, "version": version, "previous": previous, "note": note},
-    )
-    write_atomic(pointer, version + "\n")
+    with _locked(model_dir):
+        previous = named_version(name, scope=scope, root=root)
+        already = _read_pointer(pointer) if scope else previous
+        if already == version:
+            return Promotion(name, scope, version, previous, is_changed=False)
+        # History first: a crash before the pointer's rename leaves a promotion recorded but not in
+        # force, which rollback recognises; the other order lost it, and a rollback skipped a version.
+        _append_history(
+            model_dir,
+            {"action": "promote", "scope": scope, "version": version, "previous": previous, "note": note},
+        )
+        write_atomic(pointer, version + "\n")
     return Promotion(name, scope, version, previous, is_changed=True)
 
 
 def rollback(name: str, *, scope: str | None = None, root: Path | None = None) -> str:
-    """Undo the scope's last promotion: serve again what was promoted before it.
-
-    Walks back through the history (A→B→C, rollback: B, rollback: A). Undoing the site's
-    first promotion removes its pointer, so the shipped version (for a scope: the model's
-    promoted version) serves again.
-
-    Returns:
-        The version now served.
+    """Undo the scope's last promotion and return the version now served (:func:`undo_promotion`).
 
     Raises:
         ModelLoadError: There is no earlier promotion to go back to, or its model is gone.
         ValueError: The scope name is invalid.
+        OSError: The site registry cannot be written.
+    """
+    return undo_promotion(name, scope=scope, root=root).version
+
+
+def undo_promotion(name: str, *, scope: str | None = None, root: Path | None = None) -> Rollback:
+    """Undo the scope's last promotion: serve again what was promoted before it.
+
+    Walks back through the history (A→B→C, rollback: B, rollback: A). Undoing the site's
+    first promotion removes its pointer, so the shipped version (for a scope: the model's
+    promoted version) serves again. Runs under the model's lock, like :func:`promote`; a
+    pointer naming a deleted version is rolled back like any other.
+
+    Returns:
+        The version now served and the one it replaced.
+
+    Raises:
+        ModelLoadError: There is no earlier promotion to go back to, or its model is gone.
+        ValueError: The scope name is invalid.
+        OSError: The site registry cannot be written.
     """
     model_dir = _layers(root)[0] / name
     pointer = _pointer(model_dir, scope)
-    label = f"{name}{'@' + scope if scope else ''}"
+    if not (
+        model_dir / _HISTORY
+    ).is_file():  # nothing was ever promoted here: no folder or lock made to say so
+        raise ModelLoadError(f"{_label(name, scope)}: no earlier promoted version to roll back to")
+    with _locked(model_dir):
+        return _undo_locked(name, scope, root, model_dir, pointer)
+
+
+def _label(name: str, scope: str | None) -> str:
+    """``NAME`` or ``NAME@SCOPE``."""
+    return f"{name}{'@' + scope if scope else ''}"
+
+
+def _undo_locked(name: str, scope: str | None, root: Path | None, model_dir: Path, pointer: Path) -> Rollback:
+    """:func:`undo_promotion`'s work, with the model's lock held."""
+    label = _label(name, scope)
     stack = _stack(model_dir, scope)
-    current = promoted_version(name, scope=scope, root=root)
+    current = named_version(name, scope=scope, root=root)
     if current in stack:
         while stack[-1] != current:
             stack.pop()  # a promotion recorded but never put in force (the process died in between)
@@ -518,18 +648,18 @@ def rollback(name: str, *, scope: str | None = None, root: Path | None = None) -
             raise ModelLoadError(f"{label}: cannot roll back to {stack[-1]}: its model.onnx is gone")
         write_atomic(pointer, stack[-1] + "\n")
     else:
-        fallback = promoted_version(name, root=root) if scope else _shipped_default(name, root)
+        fallback = named_version(name, root=root) if scope else _shipped_default(name, root)
         if fallback is None or (len(_layers(root)) == 1 and not scope):
             raise ModelLoadError(f"{label}: no earlier promoted version to roll back to")
         target = None
         pointer.unlink(missing_ok=True)
-    now = promoted_version(name, scope=scope, root=root) or "(none)"
+    now = named_version(name, scope=scope, root=root) or "(none)"
     note = f"rollback from {current} to {now}" + ("" if target else " (the site's promotion undone)")
     _append_history(
         model_dir,
         {"action": "rollback", "scope": scope, "version": target, "previous": current, "note": note},
     )
-    return now
+    return Rollback(name, scope, now, current)
 
 
 def register_version(
@@ -558,9 +688,13 @@ def register_version(
     Returns:
         The registered version.
 
+    A registration killed before its rename leaves its staging folder behind (a model's size);
+    each registration removes those older than an hour from the model's folder.
+
     Raises:
         FileExistsError: The version exists already, in this registry or shipped.
         ValueError: ``version`` is not made of digits.
+        OSError: The site registry cannot be written.
     """
     layers = _layers(root)
     known = _all_versions(name, root)
@@ -578,6 +712,7 @@ def register_version(
     if (model_dir / version / "model.onnx").exists():
         raise FileExistsError(f"{model_dir / version} holds a model already")
     model_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale_staging(model_dir)
     staging = Path(tempfile.mkdtemp(prefix=TEMPORARY_PREFIX, dir=model_dir))  # not a version: no digits only
     os.chmod(staging, created_mode(is_dir=True))  # mkdtemp's 0700 would hide the version from the service
     try:
@@ -605,10 +740,31 @@ def register_version(
                     raise
                 version = str(int(version) + 1)  # taken meanwhile by another registration: the next
                 continue
-            return ModelVersion(name, version, target, full, version == promoted_version(name, root=root))
+            return ModelVersion(name, version, target, full, version == named_version(name, root=root))
         raise FileExistsError(f"{name}: no free version number after {_REGISTER_TRIES} tries")
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _remove_stale_staging(model_dir: Path, *, max_age_s: float = _STALE_STAGING_S) -> None:
+    """Delete the ``.tmp-*`` leftovers (staging folders, pointer temporaries) of writers that died.
+
+    Only those untouched for ``max_age_s``: a registration under way writes into its folder
+    within seconds. A leftover that cannot be removed is logged and left.
+    """
+    cutoff = time.time() - max_age_s
+    for path in model_dir.glob(f"{TEMPORARY_PREFIX}*"):
+        try:
+            if path.lstat().st_mtime >= cutoff:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        except OSError as exc:
+            logger.warning("cannot remove the leftover %s of an interrupted write: %s", path, exc)
+            continue
+        logger.info("removed %s, left by a registration or promotion that was interrupted", path)
 
 
 def _fsync(path: Path) -> None:
@@ -704,16 +860,24 @@ class PromotionWatch:
     def poll(self) -> Path | None:
         """The newly promoted model file if the resolution changed since the last poll, else ``None``.
 
-        A promotion pointing at a missing file is ignored until it resolves. The file becomes
-        ``current`` only once the caller ``accept``s it (it loaded and runs): one that failed
-        to load is still what the spec resolves to, for the caller to try again.
+        A promotion pointing at a missing file (a version folder deleted by hand) is logged as
+        an error once per change and ignored until it resolves: the caller keeps the model it
+        runs. The file becomes ``current`` only once the caller ``accept``s it (it loaded and
+        runs): one that failed to load is still what the spec resolves to, for the caller to try
+        again.
         """
         stamp = self._signature()
         if stamp == self._stamp:
             return None
         self._stamp = stamp
-        path = self.resolved()
-        return None if path is None or path == self.current else path
+        try:
+            path = resolve_model_path(self.spec, root=self._root)
+        except ModelLoadError as exc:
+            logger.error(
+                "%s no longer resolves, keeping the model in use (%s): %s", self.spec, self.current, exc
+            )
+            return None
+        return None if path == self.current else path
 
     def resolved(self) -> Path | None:
         """What the spec resolves to now, ``None`` when it does not (a pointer to a missing file)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -23,6 +24,7 @@ from anjian.models.errors import ModelError
 from anjian.training.qat import DEFAULT_QAT_EPOCHS, DEFAULT_QAT_LR
 
 if TYPE_CHECKING:
+    from anjian.models.config import DetectorConfig
     from anjian.models.detector import Detector
     from anjian.training.compare import Comparison
     from anjian.training.evaluate import EvalReport
@@ -53,6 +55,36 @@ SiteConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="Site YAML: use the registry its model.registry names."),
 ]
+AllowLabelErrorsOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-label-errors",
+        help="Score a split whose label files have errors (unknown class ids, malformed lines: their boxes are "
+        "lost, so those objects count as background) instead of refusing it; the errors are printed as a warning.",
+    ),
+]
+
+
+def _warn_label_errors(summaries: list[str] | tuple[str, ...]) -> None:
+    """Print each scored split's label-error summary (``--allow-label-errors``) as a warning on stderr."""
+    for summary in summaries:
+        _err.print(f"[yellow]warning: scored with label errors: {escape(summary)}[/yellow]")
+
+
+def _registry_write_error(exc: OSError, registry: Path | None) -> typer.Exit:
+    """The one-line refusal of a registry that cannot be written (read-only disk, a path under a file, ...).
+
+    An error about a file outside the registry (a command that also reads data) is named as such.
+    """
+    from anjian.models.registry import site_registry
+
+    root = site_registry(registry)
+    why = exc.strerror or str(exc)
+    failed = Path(os.fsdecode(exc.filename)) if isinstance(exc.filename, str | bytes) else None
+    if failed is not None and not failed.is_relative_to(root):
+        return fail(f"{failed}: {why}")
+    where = f" ({failed})" if failed is not None and failed != root else ""
+    return fail(f"cannot write the registry {root}: {why}{where}")
 
 
 def _site_registry(registry: Path | None, site_config: Path | None) -> Path | None:
@@ -284,12 +316,18 @@ def eval_command(
     ] = None,
     registry: RegistryOpt = None,
     site_config: SiteConfigOpt = None,
+    allow_label_errors: AllowLabelErrorsOpt = False,
 ) -> None:
-    """Per-class precision, recall, AP50 and AP50-95 of a model on a labelled split."""
+    """Per-class precision, recall, AP50 and AP50-95 of a model on a labelled split.
+
+    A split whose label files have errors (see `anjian dataset validate`) is refused unless
+    --allow-label-errors.
+    """
     from anjian.datasets.classmap import load_class_map
     from anjian.datasets.cli import load_any
     from anjian.training.eval_record import check_recorded_model, parse_version_ref, record_evaluation
     from anjian.training.evaluate import evaluate_detector
+    from anjian.training.label_errors import check_label_errors
 
     if model.lower().endswith(".pt"):
         _require_train_extra("anjian eval of a .pt model", "torch", "ultralytics")
@@ -299,6 +337,7 @@ def eval_command(
         if target is not None:
             check_recorded_model(model, *target, root=root)
         dataset = load_any(data, images=images, split=split)
+        label_errors = check_label_errors(dataset, split, is_allowed=allow_label_errors, data=data)
         mapping = load_class_map(class_map) if class_map else None
         detector = _load_scoring_detector(model, confidence, root)
         collector = _report_collector(report_dir)
@@ -307,6 +346,7 @@ def eval_command(
         )
     except (DatasetError, ModelError, ValueError, ModuleNotFoundError) as exc:
         raise fail(str(exc)) from None
+    _warn_label_errors([label_errors] if label_errors else [])
     report.extra.update(_eval_conditions(model, detector, data, split, class_map, confidence))
     report.extra["thresholds"] = _calibrated_thresholds(report, json_out)
     table = Table(title=f"{report.model} on {report.data}: {report.images} images, {report.seconds:.0f} s")
@@ -509,6 +549,8 @@ def export_command(
             entry = register_version(name, onnx, meta, card, root=_site_registry(registry, site_config))
         except (FileExistsError, ValueError) as exc:
             raise fail(str(exc)) from None
+        except OSError as exc:
+            raise _registry_write_error(exc, _site_registry(registry, site_config)) from None
         _out.print(
             f"registered {name} version {entry.version} in {entry.directory}; not served until "
             f"`anjian models promote {name} {entry.version}`"
@@ -538,7 +580,7 @@ def models_list(
     pinned to a version. mAP50 is the version's own figure, else the mean over the sets it was
     evaluated on (the release's validation splits and every `anjian eval --record`).
     """
-    from anjian.models.registry import builtin_model_names, list_versions, site_registry
+    from anjian.models.registry import builtin_model_names, dangling_pointers, list_versions, site_registry
     from anjian.training.eval_record import ap50_by_data
 
     root = _site_registry(registry, site_config)
@@ -546,8 +588,10 @@ def models_list(
     table = Table(title=f"site registry {site_registry(root)}, then the models shipped with anjian")
     for column in _LIST_COLUMNS:
         table.add_column(column)
+    dangling: list[str] = []
     try:
         for model in names:
+            dangling += _list_dangling(table, model, dangling_pointers(model, root=root))
             for v in list_versions(model, root=root):
                 by_data = ap50_by_data(v.meta)
                 map50 = v.meta.get("map50")
@@ -567,6 +611,62 @@ def models_list(
     except ModelError as exc:
         raise fail(str(exc)) from None
     _out.print(table)
+    for line in dangling:
+        _err.print(f"[red]{escape(line)}[/red]")
+
+
+def _list_dangling(table: Table, model: str, pointers: dict[str | None, str]) -> list[str]:
+    """A "!" row per pointer of ``model`` naming a missing version; the lines that explain them."""
+    lines = []
+    for scope, version in sorted(pointers.items(), key=lambda item: item[0] or ""):
+        spec = f"builtin:{model}{'@' + scope if scope else ''}"
+        table.add_row("!", model, version, "missing", "–", "–", "–", scope or "", "")
+        lines.append(
+            f"{spec}: promoted version {version} of {model} is missing (folder deleted?): running pipelines "
+            "keep their model and a restart fails; promote another or restore it"
+        )
+    return lines
+
+
+def _site_detector_config(site_config: Path | None, registry: Path | None) -> DetectorConfig:
+    """How the site runs its detector (its ``model:`` section; the defaults without --config), in ``registry``.
+
+    Raises:
+        typer.Exit: The site config cannot be read or its ``model:`` section is invalid.
+    """
+    import yaml
+    from pydantic import ValidationError
+
+    from anjian.models.config import DetectorConfig
+
+    if site_config is None:
+        return DetectorConfig(registry=registry)
+    try:
+        raw = yaml.safe_load(site_config.read_text(encoding="utf-8"))
+        section = raw.get("model") if isinstance(raw, dict) else None
+        config = DetectorConfig.model_validate(section or {})
+    except (OSError, yaml.YAMLError) as exc:
+        raise fail(f"{site_config}: cannot read the site config: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"model.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise fail(f"{site_config}: {problems}") from None
+    return config.model_copy(update={"registry": registry})
+
+
+def _serving_problem(name: str, version: str, config: DetectorConfig) -> str | None:
+    """Why ``NAME/VERSION`` cannot serve with ``config`` (it does not load, or fails a test detection), else ``None``.
+
+    The checks a running pipeline makes before it swaps to a promoted model, and the loader a restart
+    uses: a version refused here would be refused there, or take the service down at its next start.
+    """
+    from anjian.models.loader import load_detector, probe_detector
+
+    try:
+        detector = load_detector(f"builtin:{name}/{version}", config)
+    except ModelError as exc:
+        return str(exc)
+    problem = probe_detector(detector)
+    return f"it loads but cannot run: {problem}" if problem else None
 
 
 @models_app.command("promote")
@@ -576,19 +676,39 @@ def models_promote(
     scope: Annotated[str | None, typer.Option(help="Only for builtin:NAME@SCOPE (a site or camera).")] = None,
     registry: RegistryOpt = None,
     site_config: SiteConfigOpt = None,
+    is_forced: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Promote even a version that does not load or fails its test detection (with a warning): "
+            "running pipelines keep their model, and a restart fails.",
+        ),
+    ] = False,
 ) -> None:
     """Serve VERSION as builtin:NAME; running pipelines swap to it at their next check.
 
     VERSION may be the site's or a shipped one. Promoting the promoted version changes nothing.
+    The version is loaded first (with the --config site's model settings) and must detect on a
+    blank frame: a broken one is refused unless --force.
     """
-    from anjian.models.registry import promote
+    from anjian.models.registry import promote, resolve_model_path
 
     registry = _site_registry(registry, site_config)
     label = f"{name}{'@' + scope if scope else ''}"
+    config = _site_detector_config(site_config, registry)
     try:
+        resolve_model_path(f"builtin:{name}/{version}", root=registry)  # no such version: the registry's word
+        problem = _serving_problem(name, version, config)
+        if problem is not None and not is_forced:
+            raise fail(f"{name}/{version} cannot serve, not promoted: {problem} (--force promotes it anyway)")
+        if problem is not None:
+            warning = f"{name}/{version} cannot serve, promoted anyway (--force): {problem}"
+            _err.print(f"[yellow]warning: {escape(warning)}[/yellow]")
         promotion = promote(name, version, scope=scope, root=registry)
     except (ModelError, ValueError) as exc:
         raise fail(str(exc)) from None
+    except OSError as exc:
+        raise _registry_write_error(exc, registry) from None
     previous = promotion.previous
     if not promotion.is_changed:
         _out.print(f"{label}: version {version} is promoted already; nothing changed")
@@ -608,15 +728,18 @@ def models_rollback(
     site_config: SiteConfigOpt = None,
 ) -> None:
     """Undo the last promotion: A, B, C promoted in turn roll back to B, then to A, then to the shipped version."""
-    from anjian.models.registry import promoted_version, rollback
+    from anjian.models.registry import undo_promotion
 
     registry = _site_registry(registry, site_config)
     try:
-        before = promoted_version(name, scope=scope, root=registry)
-        version = rollback(name, scope=scope, root=registry)
+        undone = undo_promotion(name, scope=scope, root=registry)
     except (ModelError, ValueError) as exc:
         raise fail(str(exc)) from None
-    _out.print(f"{name}{'@' + scope if scope else ''}: rolled back to {version} (from {before})")
+    except OSError as exc:
+        raise _registry_write_error(exc, registry) from None
+    _out.print(
+        f"{name}{'@' + scope if scope else ''}: rolled back to {undone.version} (from {undone.previous})"
+    )
 
 
 def _load_scoring_detector(spec: str, confidence: float, registry: Path | None) -> Detector:
@@ -714,11 +837,17 @@ def models_compare(
     ] = True,
     registry: RegistryOpt = None,
     site_config: SiteConfigOpt = None,
+    allow_label_errors: AllowLabelErrorsOpt = False,
 ) -> None:
-    """Side by side before promoting: per-class AP50, AP50-95, P and R of A and B on each set, and A - B."""
+    """Side by side before promoting: per-class AP50, AP50-95, P and R of A and B on each set, and A - B.
+
+    A split whose label files have errors (see `anjian dataset validate`) is refused unless
+    --allow-label-errors.
+    """
     from anjian.datasets.classmap import load_class_map
     from anjian.training.compare import ModelRef, compare_models, load_compared_data
     from anjian.training.comparison_record import record_comparison, registry_version_of
+    from anjian.training.label_errors import check_label_errors
 
     registry = _site_registry(registry, site_config)
     found = [registry_version_of(spec, root=registry) for spec in (model_a, model_b)]
@@ -732,6 +861,9 @@ def models_compare(
             ref = ModelRef(spec, detector.version, where[0] if where else None, where[1] if where else None)
             sides.append((ref, detector))
         sets = [load_compared_data(path, progress=rich_progress) for path in data]
+        found_errors = [
+            check_label_errors(s.dataset, split, is_allowed=allow_label_errors, data=s.path) for s in sets
+        ]
         comparison, _ = compare_models(
             sides[0],
             sides[1],
@@ -743,6 +875,7 @@ def models_compare(
         )
     except (DatasetError, ModelError, ValueError) as exc:
         raise fail(str(exc)) from None
+    _warn_label_errors([summary for summary in found_errors if summary])
     _print_comparison(comparison)
     if json_out:
         json_out.write_text(json.dumps(comparison.to_dict(), indent=2) + "\n")
@@ -911,11 +1044,14 @@ def models_calibrate(
     ] = None,
     registry: RegistryOpt = None,
     site_config: SiteConfigOpt = None,
+    allow_label_errors: AllowLabelErrorsOpt = False,
 ) -> None:
     """Each class's operating threshold from the PR curves of labelled val splits (F2 for fire, smoke, falls).
 
     The rules default to the thresholds stored in the model file; a model without them runs the rules'
     hand-set scores. With --register the calibrated copy becomes a new version beside the old one.
+    A val split whose label files have errors (see `anjian dataset validate`) is refused unless
+    --allow-label-errors.
     """
     if register:  # before the scoring: the new version's file is written with onnx
         _require_train_extra("anjian models calibrate --register", "onnx")
@@ -931,9 +1067,13 @@ def models_calibrate(
             register=register,
             new_version=new_version,
             progress=rich_progress,
+            allow_label_errors=allow_label_errors,
         )
     except (DatasetError, ModelError, ValueError, FileExistsError) as exc:
         raise fail(str(exc)) from None
+    except OSError as exc:
+        raise _registry_write_error(exc, _site_registry(registry, site_config)) from None
+    _warn_label_errors(result.label_errors)
     table = Table(title=f"{result.model}: thresholds from the val splits of {', '.join(result.sources)}")
     for column in ("class", "before", "threshold", "beta", "precision", "recall", "instances"):
         table.add_column(column)

@@ -39,7 +39,8 @@ from anjian.models.registry import (
     resolve_model_path,
     write_card_section,
 )
-from anjian.training.quantize import evaluate_sources, load_sources, scoring_config
+from anjian.training.label_errors import check_label_errors
+from anjian.training.quantize import ValidationSource, evaluate_sources, load_sources, scoring_config
 from anjian.training.thresholds import (
     ThresholdChoice,
     calibrate_thresholds,
@@ -67,6 +68,8 @@ class Recalibration:
         choices: Each class's new threshold with its precision and recall there.
         previous: The thresholds the version carried (empty: none, the rules' defaults).
         registered: The new version, when one was registered.
+        label_errors: One summary per scored split with label errors, scored anyway
+            (``allow_label_errors``): the thresholds rest on ground truth that lost boxes.
     """
 
     model: str
@@ -74,6 +77,24 @@ class Recalibration:
     choices: dict[str, ThresholdChoice]
     previous: dict[str, float]
     registered: ModelVersion | None = None
+    label_errors: tuple[str, ...] = ()
+
+
+def _label_errors(
+    sources: Sequence[ValidationSource], data: Sequence[Path], *, is_allowed: bool
+) -> tuple[str, ...]:
+    """The label-error summaries of the splits about to be scored; refuses them unless ``is_allowed``.
+
+    Raises:
+        LabelErrorsError: A scored split has label errors and they are not allowed.
+    """
+    found = []
+    for source, path in zip(sources, data, strict=False):
+        dataset, split = source.judged
+        summary = check_label_errors(dataset, split, is_allowed=is_allowed, data=path)
+        if summary is not None:
+            found.append(summary)
+    return tuple(found)
 
 
 def _new_meta(old: dict[str, Any], stamped: Path, calibration: dict[str, Any]) -> dict[str, Any]:
@@ -118,6 +139,7 @@ def recalibrate_version(
     register: bool = False,
     new_version: str | None = None,
     progress: ProgressFn = no_progress,
+    allow_label_errors: bool = False,
 ) -> Recalibration:
     """Calibrate a registered version's per-class thresholds on labelled sets; optionally register the result.
 
@@ -130,6 +152,8 @@ def recalibrate_version(
         register: Register the calibrated copy as a new version (not promoted).
         new_version: Its number (default: the next free one).
         progress: Called as images are scored.
+        allow_label_errors: Score val splits with label errors anyway (unknown class ids,
+            malformed lines: their objects count as background); listed in ``label_errors``.
 
     Returns:
         The thresholds chosen and, with ``register``, the new version.
@@ -137,11 +161,13 @@ def recalibrate_version(
     Raises:
         ModelLoadError: No such version, or its file cannot be read.
         DatasetError: A set or the class map cannot be read.
+        LabelErrorsError: A val split has label errors and ``allow_label_errors`` is off.
         ValueError: No set given, two sets share a name, or no class has a true positive on them.
         FileExistsError: ``new_version`` exists already.
     """
     onnx = resolve_model_path(f"builtin:{name}/{version}", root=root)
     sources = load_sources(data, class_map)
+    label_errors = _label_errors(sources, data, is_allowed=allow_label_errors)
     detector = load_detector(str(onnx), scoring_config(onnx))
     reports = evaluate_sources(detector, sources, progress=progress)
     choices = calibrate_thresholds(reports.values())
@@ -156,6 +182,7 @@ def recalibrate_version(
         sources=tuple(s.name for s in sources),
         choices=choices,
         previous=dict(detector.class_thresholds),
+        label_errors=label_errors,
     )
     if not register:
         return result

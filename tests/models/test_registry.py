@@ -22,23 +22,7 @@ from anjian.models.registry import (
     version_record_dir,
     write_card_section,
 )
-
-
-def _model(tmp_path: Path, text: str) -> Path:
-    """A stand-in model file with distinct bytes."""
-    path = tmp_path / f"{text.replace(' ', '-')}.onnx"
-    path.write_bytes(text.encode())
-    return path
-
-
-@pytest.fixture
-def registry(tmp_path: Path) -> Path:
-    """A site registry with model 'det' (not shipped) versions 1, 2 and 3, nothing promoted."""
-    root = tmp_path / "registry"
-    for version in ("1", "2", "3"):
-        meta = {"map50": 0.1 * int(version), "data_hash": "sha256:abc"}
-        register_version("det", _model(tmp_path, f"model {version}"), meta, f"# det {version}\n", root=root)
-    return root
+from tests.models.conftest import stand_in_model
 
 
 def _served(spec: str, root: Path) -> str:
@@ -52,7 +36,7 @@ def test_registering_never_puts_a_version_live(registry: Path) -> None:
         resolve_model_path("builtin:det", root=registry)
     assert resolve_model_path("builtin:det/1", root=registry).read_bytes() == b"model 1"
     promote("det", "2", root=registry)
-    register_version("det", _model(registry.parent, "model 4"), {}, "# det 4\n", root=registry)
+    register_version("det", stand_in_model(registry.parent, "model 4"), {}, "# det 4\n", root=registry)
     assert _served("builtin:det", registry) == "2"
 
 
@@ -61,21 +45,21 @@ def test_a_site_version_of_a_shipped_model_does_not_replace_the_shipped_one(tmp_
     shipped = resolve_model_path("builtin:anjian-n", root=site)
     assert shipped.is_relative_to(SHIPPED_DIR)
 
-    entry = register_version("anjian-n", _model(tmp_path, "site model"), {}, "# site\n", root=site)
+    entry = register_version("anjian-n", stand_in_model(tmp_path, "site model"), {}, "# site\n", root=site)
 
     assert entry.version == str(SITE_VERSION_START) and entry.directory.is_relative_to(site)
     assert resolve_model_path("builtin:anjian-n", root=site) == shipped  # not live before a promote
     assert not (SHIPPED_DIR / "anjian-n" / entry.version).exists()  # shipped files untouched
-    second = register_version("anjian-n", _model(tmp_path, "site model 2"), {}, "", root=site)
+    second = register_version("anjian-n", stand_in_model(tmp_path, "site model 2"), {}, "", root=site)
     assert second.version == str(SITE_VERSION_START + 1)
     with pytest.raises(FileExistsError, match="shipped version"):
-        register_version("anjian-n", _model(tmp_path, "clash"), {}, "", version="1", root=site)
+        register_version("anjian-n", stand_in_model(tmp_path, "clash"), {}, "", version="1", root=site)
 
 
 def test_a_site_promotion_may_name_a_shipped_version(tmp_path: Path) -> None:
     site = tmp_path / "site"
     shipped = resolve_model_path("builtin:anjian-n", root=site)
-    entry = register_version("anjian-n", _model(tmp_path, "site model"), {}, "# site\n", root=site)
+    entry = register_version("anjian-n", stand_in_model(tmp_path, "site model"), {}, "# site\n", root=site)
     promote("anjian-n", entry.version, root=site)
     assert resolve_model_path("builtin:anjian-n", root=site) == entry.onnx
     promote("anjian-n", shipped.parent.name, scope="line-2", root=site)
@@ -118,7 +102,7 @@ def test_promoting_again_after_a_rollback_pushes_on_the_stack(registry: Path) ->
 def test_rolling_back_the_sites_first_promotion_serves_the_shipped_version(tmp_path: Path) -> None:
     site = tmp_path / "site"
     shipped = resolve_model_path("builtin:anjian-n", root=site)
-    entry = register_version("anjian-n", _model(tmp_path, "site model"), {}, "", root=site)
+    entry = register_version("anjian-n", stand_in_model(tmp_path, "site model"), {}, "", root=site)
     promote("anjian-n", entry.version, root=site)
 
     assert rollback("anjian-n", root=site) == shipped.parent.name
@@ -194,7 +178,7 @@ def test_a_registration_that_dies_mid_copy_leaves_no_version(
 
     monkeypatch.setattr("anjian.models.registry.shutil.copyfile", copy_half_then_die)
     with pytest.raises(OSError, match="No space left"):
-        register_version("det", _model(tmp_path, "model 4"), {}, "# det 4\n", root=registry)
+        register_version("det", stand_in_model(tmp_path, "model 4"), {}, "# det 4\n", root=registry)
 
     assert [v.version for v in list_versions("det", root=registry)] == ["1", "2", "3"]
     assert sorted(p.name for p in (registry / "det").iterdir()) == ["1", "2", "3"]  # nothing half-made left
@@ -207,7 +191,7 @@ def test_a_number_taken_by_another_registration_meanwhile_goes_to_the_next(
     taken.mkdir()
     (taken / "meta.json").write_text("{}")  # another analyst's registration, its model still being copied
 
-    version = register_version("det", _model(tmp_path, "model 5"), {}, "# det 5\n", root=registry)
+    version = register_version("det", stand_in_model(tmp_path, "model 5"), {}, "# det 5\n", root=registry)
 
     assert version.version == "5" and version.meta["version"] == "5"
     assert (taken / "meta.json").read_text() == "{}"  # theirs, untouched
@@ -229,7 +213,7 @@ def test_the_default_site_registry_comes_from_the_environment(
 ) -> None:
     monkeypatch.setenv("ANJIAN_REGISTRY", str(tmp_path / "from-env"))
     assert default_registry() == tmp_path / "from-env"
-    entry = register_version("det", _model(tmp_path, "env model"), {}, "")
+    entry = register_version("det", stand_in_model(tmp_path, "env model"), {}, "")
     assert entry.directory == tmp_path / "from-env" / "det" / "1"
     monkeypatch.delenv("ANJIAN_REGISTRY")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
@@ -276,7 +260,7 @@ def test_watch_sees_the_sites_first_promotion_over_a_shipped_model(tmp_path: Pat
     site = tmp_path / "site"  # not created yet: the site has never registered anything
     watch = PromotionWatch("builtin:anjian-n", root=site)
     assert watch.current.is_relative_to(SHIPPED_DIR)
-    entry = register_version("anjian-n", _model(tmp_path, "site model"), {}, "", root=site)
+    entry = register_version("anjian-n", stand_in_model(tmp_path, "site model"), {}, "", root=site)
     assert watch.poll() is None  # registered, not promoted
     promote("anjian-n", entry.version, root=site)
     assert watch.poll() == entry.onnx

@@ -15,7 +15,7 @@ from anjian.pipeline.runner import CameraAssignment, PipelineRunner
 from anjian.pipeline.sink import ListSink
 from anjian.service.model_reload import ModelReloader
 from tests.support.clips import make_test_clip
-from tests.support.models import demo_model_named
+from tests.support.models import demo_model_named, unrunnable_model
 from tests.support.waiting import wait_for
 
 onnx = pytest.importorskip("onnx", reason="onnx (the train extra) re-labels the test model")
@@ -137,32 +137,12 @@ def test_a_promoted_model_that_failed_to_load_once_is_tried_again(
     assert len(calls) == 2
 
 
-def _fails_when_run(path: Path) -> Path:
-    """A model that loads (names fit its declared ``(batch, 6, anchors)`` output) but cannot reshape a real image."""
-    import numpy as np
-    from onnx import TensorProto, helper, numpy_helper
-
-    images = helper.make_tensor_value_info("images", TensorProto.FLOAT, ["batch", 3, "height", "width"])
-    output = helper.make_tensor_value_info("output0", TensorProto.FLOAT, ["batch", 6, 2100])
-    shape = numpy_helper.from_array(np.array([-1, 6, 2100], np.int64), "shape")
-    graph = helper.make_graph(
-        [helper.make_node("Reshape", ["images", "shape"], ["output0"])], "g", [images], [output], [shape]
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    for key, value in {"names": "{0: 'fire', 1: 'smoke'}", "imgsz": "[64, 64]", "task": "detect"}.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    onnx.save(model, str(path))
-    return path
-
-
 def test_a_promoted_model_that_loads_but_cannot_detect_is_refused_and_the_old_one_kept(
     tmp_path: Path, registry: Path, runner: PipelineRunner, caplog: pytest.LogCaptureFixture
 ) -> None:
     reloader = ModelReloader("builtin:site-model", DetectorConfig(), runner, root=registry)
     before = runner.detector.version
-    unrunnable = _fails_when_run(tmp_path / "unrunnable.onnx")
+    unrunnable = unrunnable_model(tmp_path / "unrunnable.onnx")
     register_version("site-model", unrunnable, {}, "# unrunnable\n", version="3", root=registry)
     promote("site-model", "3", root=registry)
 
@@ -186,16 +166,6 @@ def test_a_promoted_model_whose_names_do_not_fit_its_output_is_refused(
     assert runner.detector.version == before
 
 
-def _renamed(source: Path, out: Path, names: str) -> Path:
-    """The shipped demo model with other class names (same count): a retrain that renamed a class."""
-    model = onnx.load(str(source))
-    for entry in model.metadata_props:
-        if entry.key == "names":
-            entry.value = names
-    onnx.save(model, str(out))
-    return out
-
-
 def test_a_promoted_model_that_drops_a_class_the_rules_use_is_refused_and_one_that_keeps_them_swaps(
     tmp_path: Path, registry: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -209,15 +179,14 @@ def test_a_promoted_model_that_drops_a_class_the_rules_use_is_refused_and_one_th
     detector = load_detector(resolve_model_path("builtin:site-model", root=registry), DetectorConfig())
     runner = PipelineRunner("site", [CameraAssignment("ws", camera)], detector, ListSink())
     reloader = ModelReloader("builtin:site-model", DetectorConfig(), runner, root=registry)
-    shipped = resolve_model_path("builtin:anjian-demo")
     flame = "{0: 'flame', 1: 'smoke', 2: 'person', 3: 'fallen_person', 4: 'cigarette', 5: 'pallet'}"
     no_pallet = "{0: 'fire', 1: 'smoke', 2: 'person', 3: 'fallen_person', 4: 'cigarette', 5: 'crate'}"
     register_version(
-        "site-model", _renamed(shipped, tmp_path / "f.onnx", flame), {}, "# f\n", version="3", root=registry
+        "site-model", demo_model_named(tmp_path / "f.onnx", flame), {}, "# f\n", version="3", root=registry
     )
     register_version(
         "site-model",
-        _renamed(shipped, tmp_path / "p.onnx", no_pallet),
+        demo_model_named(tmp_path / "p.onnx", no_pallet),
         {},
         "# p\n",
         version="4",

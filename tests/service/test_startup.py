@@ -20,7 +20,7 @@ from anjian.service.config import AnjianConfig
 from anjian.service.lazy_cli import source_help
 from anjian.service.runtime import build_runtime
 from tests.service.conftest import bearer
-from tests.service.test_model_reload import _fails_when_run
+from tests.support.models import unrunnable_model
 from tests.support.waiting import wait_for
 
 _PIPELINE_ONLY = ("supervision", "scipy", "trackers", "onnxruntime", "openvino", "av", "cv2")
@@ -133,7 +133,7 @@ def test_a_model_that_loads_but_cannot_run_is_refused_at_start_naming_why(
     tmp_path: Path, test_clip: Path
 ) -> None:
     """Started, it analysed nothing while the camera looked online, and logged two tracebacks a second."""
-    model = _fails_when_run(tmp_path / "unrunnable.onnx")
+    model = unrunnable_model(tmp_path / "unrunnable.onnx")
     runtime = build_runtime(
         _site(tmp_path, test_clip, str(model)), with_pipeline=True, is_pipeline_deferred=True
     )

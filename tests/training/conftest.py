@@ -30,3 +30,18 @@ def tiny_train_config(data: Path, init: Path, project: Path, name: str, **overri
 
     settings: dict[str, Any] = {"epochs": 2, "imgsz": 64, "batch": 2, "workers": 0, **overrides}
     return TrainConfig(data=data, model=str(init), project=project, name=name, **settings)
+
+
+@pytest.fixture
+def wide_error_consoles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Error and warning consoles that never wrap: a one-line message must print as one line.
+
+    (Consoles follow COLUMNS when they print, but one left fixed by an earlier test would wrap.)
+    """
+    from rich.console import Console
+
+    from anjian.datasets import cli as datasets_cli
+    from anjian.training import cli as training_cli
+
+    for module in (datasets_cli, training_cli):
+        monkeypatch.setattr(module, "_err", Console(stderr=True, width=10_000))

@@ -162,8 +162,7 @@ def test_compare_cli_scores_both_models_on_two_sets_records_and_promote_shows_it
 
 
 def test_promote_without_a_comparison_says_how_to_make_one(tmp_path: Path) -> None:
-    model = tmp_path / "m.onnx"
-    model.write_bytes(b"x")
+    model = resolve_model_path("builtin:anjian-demo")  # a real model: promote loads and tries it first
     registry = tmp_path / "registry"
     _version(registry, "det", model)
     _version(registry, "det", model)

@@ -21,11 +21,13 @@ def _text(output: str) -> str:
 
 @pytest.fixture
 def registry(tmp_path: Path) -> Path:
-    """A site registry with model 'det' versions 1 and 2, nothing promoted."""
+    """A site registry with model 'det' versions 1 and 2 (the demo model's two versions), nothing promoted.
+
+    Real models: a promotion loads the version and runs a test detection first.
+    """
     root = tmp_path / "registry"
     for version, map50 in (("1", 0.41), ("2", 0.57)):
-        source = tmp_path / f"{version}.onnx"
-        source.write_bytes(version.encode())
+        source = resolve_model_path(f"builtin:anjian-demo/{version}")
         register_version(
             "det", source, {"map50": map50, "data_hash": "sha256:feedbeef"}, "# card\n", root=root
         )
