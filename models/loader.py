@@ -12,6 +12,7 @@ misstates).
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,9 +23,16 @@ from anjian.models.errors import ModelError, ModelLoadError
 from anjian.models.int8_ir import Int8Files, accepted_int8
 from anjian.models.onnx_detector import OnnxDetector
 from anjian.models.openvino_detector import OpenVinoDetector, cpu_has_native_bf16, openvino_available
-from anjian.models.registry import read_meta, resolve_model_path
+from anjian.models.registry import earlier_promotions, read_meta, resolve_model_path
 
-__all__ = ["PROBE_FRAME_HW", "load_detector", "load_openvino_candidate", "probe_detector"]
+__all__ = [
+    "PROBE_FRAME_HW",
+    "ServingModel",
+    "load_detector",
+    "load_openvino_candidate",
+    "load_serving",
+    "probe_detector",
+]
 
 PROBE_FRAME_HW = (480, 640)
 """Size of the blank frame :func:`probe_detector` detects on: a common camera shape."""
@@ -119,6 +127,59 @@ def probe_detector(detector: Detector) -> str | None:
     if len(results) != 1:
         return f"a test detection on one blank frame gave {len(results)} results"
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class ServingModel:
+    """The detector a site serves, and where it came from.
+
+    Attributes:
+        detector: Loaded, and it ran one blank frame.
+        path: The model file it was loaded from.
+        passed_over: Why the promoted version does not serve, when an earlier promotion does.
+    """
+
+    detector: Detector
+    path: Path
+    passed_over: str | None = None
+
+
+def load_serving(spec: str, config: DetectorConfig) -> ServingModel:
+    """The detector to serve for ``spec``: the one it names if it loads and runs (:func:`probe_detector`),
+    else, for a promoted ``builtin:NAME[@SCOPE]``, the newest earlier promotion that does.
+
+    A plant left alone must keep watching its cameras when its promoted model's file is damaged
+    on disk (or a promotion was forced past its check): an earlier version that serves beats no
+    analysis, and an ``anjian run`` that stops with the alert service in it.
+
+    Raises:
+        ModelError: Neither the named model nor any earlier promotion serves (the named one's error).
+    """
+    try:
+        return _served(resolve_model_path(spec, root=config.registry), config)
+    except ModelError as exc:
+        body = spec.removeprefix("builtin:")
+        if not spec.startswith("builtin:") or "/" in body:
+            raise
+        name, _, scope = body.partition("@")
+        for version in earlier_promotions(name, scope=scope or None, root=config.registry):
+            try:
+                serving = _served(
+                    resolve_model_path(f"builtin:{name}/{version}", root=config.registry), config
+                )
+            except ModelError:
+                continue
+            return replace(serving, passed_over=str(exc))
+        raise
+
+
+def _served(path: Path, config: DetectorConfig) -> ServingModel:
+    """``path`` loaded and probed; ``ModelLoadError`` naming why it cannot run."""
+    detector = load_detector(path, config)
+    reason = probe_detector(detector)
+    if reason is not None:
+        raise ModelLoadError(f"model {path} loads but cannot run: {reason}")
+    return ServingModel(detector, path)
 
 
 def load_openvino_candidate(

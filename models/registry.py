@@ -84,6 +84,7 @@ __all__ = [
     "card_sections",
     "dangling_pointers",
     "default_registry",
+    "earlier_promotions",
     "list_versions",
     "named_version",
     "promote",
@@ -520,6 +521,29 @@ def _stack(model_dir: Path, scope: str | None) -> list[str]:
         elif record.get("version"):
             stack.append(str(record["version"]))
     return stack
+
+
+def earlier_promotions(name: str, *, scope: str | None = None, root: Path | None = None) -> list[str]:
+    """The versions successive rollbacks would serve again, newest first, those whose folder is there.
+
+    What a site may serve when its promoted version cannot (a model file damaged on disk, a
+    promotion forced past its check): the promotions before it in the history, then what
+    serves with no promotion at all (the shipped version; for a scope, the model's).
+    """
+    model_dir = _layers(root)[0] / name
+    stack = _stack(model_dir, scope)
+    current = named_version(name, scope=scope, root=root)
+    if current in stack:
+        while stack[-1] != current:
+            stack.pop()  # recorded but never put in force
+        stack.pop()
+    fallback = named_version(name, root=root) if scope else _shipped_default(name, root)
+    earlier = [*reversed(stack), *([fallback] if fallback is not None else [])]
+    seen: list[str] = []
+    for version in earlier:
+        if version != current and version not in seen and _version_dir(name, version, root) is not None:
+            seen.append(version)
+    return seen
 
 
 def _append_history(model_dir: Path, record: dict[str, Any]) -> None:

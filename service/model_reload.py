@@ -118,6 +118,17 @@ class ModelReloader:
         self._retry = _Retry(tries, time.monotonic() + wait_s)
         logger.error("promoted model %s %s (tried again in %.0f s)", path, why, wait_s)
 
+    def serving_earlier(self, path: Path, why: str) -> None:
+        """The runner serves ``path``, an earlier promotion, because the promoted model cannot (``why``).
+
+        The promoted one is tried again after the doubling wait (a transient failure, a GPU
+        still full), and swapped in once it serves; a new promotion is tried at once.
+        """
+        promoted = self._watch.resolved()
+        self._watch.accept(path)
+        if promoted is not None and promoted != path:
+            self._failed(promoted, f"cannot serve at start, running {path} meanwhile: {why}")
+
     def check_once(self) -> bool:
         """Swap to the newly promoted model if there is one; True when a swap was requested.
 

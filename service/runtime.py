@@ -38,6 +38,7 @@ from anjian.service.nodes import CameraNode, RunnerCameras
 if TYPE_CHECKING:  # the pipeline's modules (tracking, SciPy, ONNX Runtime, PyAV) load only where it runs
     from fastapi import FastAPI
 
+    from anjian.models.loader import ServingModel
     from anjian.models.registry import PromotionWatch
     from anjian.pipeline.http_sink import HttpEventSink
     from anjian.pipeline.live import LiveView
@@ -84,7 +85,7 @@ class Runtime:
     http_sink: HttpEventSink | None = None
     control: RunnerControl | None = None
     model_reloader: ModelReloader | None = None
-    pending_pipeline: Callable[[], tuple[PipelineRunner, RunnerControl | None]] | None = None
+    pending_pipeline: Callable[[], tuple[PipelineRunner, RunnerControl | None, ServingModel]] | None = None
     on_pipeline_error: Callable[[Exception], None] | None = None
     node: CameraNode | None = None
     health_reporter: HealthReporter | None = None
@@ -134,7 +135,7 @@ class Runtime:
             return
         try:
             watch = _promotion_watch(self.config)  # before the load: a promotion landing during it is seen
-            runner, control = pending()
+            runner, control, serving = pending()
         except Exception as exc:  # noqa: BLE001 - reported to the CLI, which stops the process with it
             logger.error("the camera pipeline cannot start: %s", exc)
             if self.on_pipeline_error is not None:
@@ -146,7 +147,7 @@ class Runtime:
             self.runner, self.control = runner, control
             if self.app is not None:
                 self.app.state.pipeline_control = control
-            self.model_reloader = _model_reloader(self.config, runner, watch)
+            self.model_reloader = _model_reloader(self.config, runner, watch, serving)
             runner.start()
             self._start_node(runner)
             if self.model_reloader is not None:
@@ -185,14 +186,24 @@ def _promotion_watch(config: AnjianConfig) -> PromotionWatch | None:
 
 
 def _model_reloader(
-    config: AnjianConfig, runner: PipelineRunner | None, watch: PromotionWatch | None
+    config: AnjianConfig,
+    runner: PipelineRunner | None,
+    watch: PromotionWatch | None,
+    serving: ServingModel | None,
 ) -> ModelReloader | None:
-    """A reloader following ``watch`` (promotions of the site's ``builtin:`` model) for ``runner``."""
+    """A reloader following ``watch`` (promotions of the site's ``builtin:`` model) for ``runner``.
+
+    When an earlier promotion serves (``serving.passed_over``), the promoted one is tried
+    again after the reloader's doubling wait, as after a failed hot swap.
+    """
     if runner is None or watch is None:
         return None
     from anjian.service.model_reload import ModelReloader
 
-    return ModelReloader(config.model.path, config.model, runner, watch=watch)
+    reloader = ModelReloader(config.model.path, config.model, runner, watch=watch)
+    if serving is not None and serving.passed_over is not None:
+        reloader.serving_earlier(serving.path, serving.passed_over)
+    return reloader
 
 
 def _node_dir(config: AnjianConfig, node: str | None) -> Path:
@@ -202,27 +213,32 @@ def _node_dir(config: AnjianConfig, node: str | None) -> Path:
 
 def _runner(
     config: AnjianConfig, sink: EventSink, live_view: LiveView | None = None, node: str | None = None
-) -> PipelineRunner:
-    """The camera pipeline of the site, publishing to ``sink``.
+) -> tuple[PipelineRunner, ServingModel]:
+    """The camera pipeline of the site, publishing to ``sink``, and the model it serves.
 
-    Its model must detect on one blank frame first (as a hot-reloaded one must): one that
-    loads but cannot run raises ``ModelLoadError`` naming why.
+    Its model must detect on one blank frame first (as a hot-reloaded one must); when the
+    promoted version cannot, the newest earlier promotion that can serves, loudly
+    (``load_serving``); when none can, ``ModelError`` names why.
     Its open incidents outlive a restart (``{storage.dir}/open_incidents.json``): stopping
     leaves them open and this runner carries on with those of the previous run; those
     whose camera or rule is gone are ended here. A ``node``'s runner starts with no
     cameras (its ``CameraNode`` adds those it leases) and ends the others' incidents
     after its first lease round instead.
     """
-    from anjian.models.errors import ModelLoadError
-    from anjian.models.loader import load_detector, probe_detector
+    from anjian.models.loader import load_serving
     from anjian.pipeline.incident_journal import IncidentJournal
     from anjian.pipeline.runner import CameraAssignment, PipelineRunner
     from anjian.service.model_reload import warn_classes_not_detected
 
-    detector = load_detector(config.model.path, config.model)
-    reason = probe_detector(detector)
-    if reason is not None:  # started, it would analyse nothing while every camera looked online
-        raise ModelLoadError(f"model {config.model.path} loads but cannot run: {reason}")
+    serving = load_serving(config.model.path, config.model)
+    if serving.passed_over is not None:
+        logger.error(
+            "the promoted model cannot serve (%s): the cameras run %s, promoted before it, until one that serves "
+            "is promoted (`anjian models rollback` makes it official); the promoted one is tried again meanwhile",
+            serving.passed_over,
+            serving.path,
+        )
+    detector = serving.detector
     assignments = (
         [] if node is not None else [CameraAssignment(w.id, camera) for w, camera in config.cameras()]
     )
@@ -239,10 +255,10 @@ def _runner(
     )
     warn_classes_not_detected(runner)
     if node is not None:
-        return runner  # RunnerCameras.settle() ends what the node does not take
+        return runner, serving  # RunnerCameras.settle() ends what the node does not take
     for event in journal.close_unclaimed(time.time()):
         sink.publish(event)
-    return runner
+    return runner, serving
 
 
 def _live_view(config: AnjianConfig) -> LiveView:
@@ -294,16 +310,17 @@ def build_runtime(
     runner: PipelineRunner | None = None
     control: RunnerControl | None = None
 
-    def build_pipeline() -> tuple[PipelineRunner, RunnerControl | None]:
-        built = _runner(config, parts.sink, live_view, node)
+    def build_pipeline() -> tuple[PipelineRunner, RunnerControl | None, ServingModel]:
+        built, serving = _runner(config, parts.sink, live_view, node)
         holder.append(built)
-        return built, RunnerControl(built, config_path) if config_path is not None else None
+        return built, RunnerControl(built, config_path) if config_path is not None else None, serving
 
     watch = None
+    serving: ServingModel | None = None
     if with_pipeline and not is_pipeline_deferred:
         try:
             watch = _promotion_watch(config)
-            runner, control = build_pipeline()
+            runner, control, serving = build_pipeline()
         except BaseException:
             parts.close()
             raise
@@ -313,7 +330,7 @@ def build_runtime(
         app=create_app(config, parts, pipeline_control=control),
         runner=runner,
         control=control,
-        model_reloader=_model_reloader(config, runner, watch),
+        model_reloader=_model_reloader(config, runner, watch, serving),
         pending_pipeline=build_pipeline if with_pipeline and is_pipeline_deferred else None,
         node=camera_node,
     )
@@ -343,14 +360,14 @@ def build_pipeline_runtime(
         max_spool_bytes=config.storage.max_spool_mb * 1024 * 1024,
     )
     watch = _promotion_watch(config)
-    runner = _runner(config, sink, node=node)
+    runner, serving = _runner(config, sink, node=node)
     return Runtime(
         config=config,
         parts=None,
         app=None,
         runner=runner,
         http_sink=sink,
-        model_reloader=_model_reloader(config, runner, watch),
+        model_reloader=_model_reloader(config, runner, watch, serving),
         node=camera_node,
         health_reporter=HealthReporter(
             sink, runner.health, node=node, interval_s=health_interval_s(config, node)

@@ -17,6 +17,7 @@ from anjian.models.errors import ModelLoadError
 from anjian.models.registry import (
     PromotionWatch,
     dangling_pointers,
+    earlier_promotions,
     list_versions,
     promote,
     promoted_version,
@@ -174,3 +175,13 @@ def test_registering_removes_staging_folders_left_by_a_registration_that_died(
     assert not stale.exists()
     assert (fresh / "model.onnx").is_file()
     assert sorted(p.name for p in model_dir.iterdir() if p.is_dir()) == [".tmp-busy5678", "1", "2", "3", "4"]
+
+
+def test_earlier_promotions_are_what_rollbacks_would_serve_newest_first_and_only_those_still_there(
+    registry: Path,
+) -> None:
+    for version in ("1", "2", "3"):
+        promote("det", version, root=registry)
+    assert earlier_promotions("det", root=registry) == ["2", "1"]
+    shutil.rmtree(registry / "det" / "2")
+    assert earlier_promotions("det", root=registry) == ["1"]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from anjian.models.config import DetectorConfig
+from anjian.models.errors import ModelError
 from anjian.models.registry import PromotionWatch, promote, register_version, resolve_model_path, rollback
 from anjian.pipeline.config import CameraPipelineConfig
 from anjian.pipeline.runner import CameraAssignment, PipelineRunner
@@ -225,3 +226,36 @@ def test_at_start_each_class_the_rules_name_that_the_model_does_not_detect_is_wa
     assert len(warnings) == 1 and "uncleaned_dust on camera(s) cam names class 'dust'" in warnings[0], (
         warnings
     )
+
+
+def test_a_promoted_model_that_cannot_serve_at_start_gives_way_to_the_one_promoted_before_it(
+    tmp_path: Path, registry: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """anjian run stopped, the alert service with it, when the promoted model's file was damaged on disk."""
+    from anjian.models.loader import load_serving
+
+    register_version(
+        "site-model", unrunnable_model(tmp_path / "u.onnx"), {}, "# u\n", version="3", root=registry
+    )
+    promote("site-model", "3", root=registry)  # forced past its check, or damaged since
+    config = DetectorConfig(registry=registry)
+    watch = PromotionWatch("builtin:site-model", root=registry)
+
+    serving = load_serving("builtin:site-model", config)
+
+    assert serving.path.parent.name == "1" and "cannot run" in (serving.passed_over or "")
+    clip = make_test_clip(tmp_path / "clip.mp4", seconds=2, fps=10, size_wh=(160, 120))
+    camera = CameraPipelineConfig(id="cam", url=str(clip), analysis_fps=5, loop=True)
+    runner = PipelineRunner("site", [CameraAssignment("ws", camera)], serving.detector, ListSink())
+    reloader = ModelReloader("builtin:site-model", config, runner, watch=watch)
+    reloader.serving_earlier(serving.path, serving.passed_over or "")
+    assert reloader.failures == 1 and "cannot serve at start" in caplog.text
+    runner.start()
+    try:
+        promote("site-model", "2", root=registry)  # one that serves: swapped in at once
+        assert reloader.check_once() is True
+        assert wait_for(lambda: runner.detector is not serving.detector)
+    finally:
+        runner.stop()
+    with pytest.raises(ModelError, match="cannot run"):
+        load_serving(str(tmp_path / "u.onnx"), config)  # a file, not a promotion: nothing earlier to serve
