@@ -263,6 +263,7 @@ class CameraNode:
         self._ever_held: set[str] = set()  # cameras this process ran: never taken over from another again
         self._written_at: dict[str, float] = {}  # monotonic time the write now holding each lease was sent
         self._saved: dict[str, bytes] = {}  # the open incidents in the bucket for each camera held
+        self._bucket_ttl_s: float | None = None  # the leases' TTL the server applies, read each round
         self._unsaved: dict[str, _Unsaved] = {}  # cameras stopped whose newest incidents are not settled yet
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -500,6 +501,7 @@ class CameraNode:
         if self._bucket is None:
             self._bucket = await LeaseBucket.ensure(js, self._plant_id, ttl_s=self._nodes.lease_ttl_s)
         await self._bucket.announce(self.name)
+        self._bucket_ttl_s = await self._bucket.ttl_s()
         leases = await self._bucket.leases(self._preferred)
         alive = await self._bucket.alive_nodes(node.name for node in self._nodes.members)
         return leases, alive
@@ -612,8 +614,17 @@ class CameraNode:
         self._unsaved[camera_id] = _Unsaved(_dump(incidents), saved)
 
     def _fence(self) -> None:
-        """Stop the cameras whose lease may expire before this node can renew it."""
-        deadline_s = self._nodes.lease_ttl_s - self._nodes.renew_interval_s
+        """Stop the cameras whose lease may expire before this node can renew it.
+
+        The lease lasts the bucket's TTL as the server applies it, read each round: another
+        node started with a shorter ``lease_ttl_s`` (a rolling change of the site YAML) sets
+        it for every node, and fencing by this node's own longer one kept its cameras running
+        past the real expiry while another node took them.
+        """
+        ttl_s = self._nodes.lease_ttl_s
+        if self._bucket_ttl_s is not None and self._bucket_ttl_s > 0:
+            ttl_s = min(ttl_s, self._bucket_ttl_s)
+        deadline_s = ttl_s - self._nodes.renew_interval_s
         now = self._clock()
         with self._lock:
             stale = [c for c, sent in self._written_at.items() if now - sent > deadline_s]

@@ -172,6 +172,12 @@ class LeaseBucket:
             return None
         return cls(leases, incidents)
 
+    async def ttl_s(self) -> float | None:
+        """The leases' TTL the server applies now (another node, started with another ``lease_ttl_s``, may
+        have set it); ``None`` when the bucket has none."""
+        status = await self._kv.status()
+        return status.ttl
+
     async def leases(self, camera_ids: Iterable[str]) -> dict[str, Lease]:
         """The live leases of these cameras (a camera without one is missing)."""
         found: dict[str, Lease] = {}

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from nats.js import JetStreamContext
@@ -27,10 +27,12 @@ from anjian.service.bus.connection import BusConnection
 from anjian.service.bus.leases import LeaseBucket
 from anjian.service.nodes import CameraNode, LeasePlan, RunnerCameras
 from tests.factories import make_event
-from tests.service.bus.test_leases import CAMERAS, TTL_S, _node, _start_server
+from tests.service.bus.test_leases import CAMERAS, NODES, TTL_S, _node, _start_server
 from tests.service.conftest import make_config
 from tests.support.nats import NatsServer
 from tests.support.waiting import wait_for
+
+T = TypeVar("T")
 
 
 def _fire(camera_id: str, event_id: str) -> JournalEntry:
@@ -136,21 +138,26 @@ def server(tmp_path: Path) -> Iterator[NatsServer]:
     nats.kill()
 
 
-def _saved_ids(server: NatsServer, plant: str, camera_id: str) -> list[str] | None:
-    """The ids of the camera's incidents saved in the bucket (``None``: none saved, or NATS not answering)."""
+def _bucket_call(server: NatsServer, work: Callable[[JetStreamContext], Awaitable[T]]) -> T | None:
+    """``work(js)`` on a connection of the test's own (``None``: NATS not answering)."""
     bus = BusConnection(server.url, name="handover-check")
     bus.start()
     try:
         if not bus.wait_connected(10):
             return None
-
-        async def load(js: JetStreamContext) -> dict[str, bytes]:
-            return await (await LeaseBucket.ensure(js, plant, ttl_s=TTL_S)).load_incidents([camera_id])
-
-        saved = bus.call(load, timeout_s=10)
+        return bus.call(work, timeout_s=10)
     finally:
         bus.stop()
-    return _ids(json.loads(saved[camera_id])) if camera_id in saved else None
+
+
+def _saved_ids(server: NatsServer, plant: str, camera_id: str) -> list[str] | None:
+    """The ids of the camera's incidents saved in the bucket (``None``: none saved, or NATS not answering)."""
+
+    async def load(js: JetStreamContext) -> dict[str, bytes]:
+        return await (await LeaseBucket.ensure(js, plant, ttl_s=TTL_S)).load_incidents([camera_id])
+
+    saved = _bucket_call(server, load)
+    return _ids(json.loads(saved[camera_id])) if saved is not None and camera_id in saved else None
 
 
 @dataclass
@@ -323,3 +330,28 @@ def test_runner_cameras_keep_incidents_for_the_next_start_of_the_pipeline(tmp_pa
 
     assert sink.events == []
     assert [(e.id, e.revision) for e in IncidentJournal(path).pending()] == [(fire.id, 3)]
+
+
+def test_a_node_fences_by_the_lease_ttl_the_server_applies_when_another_node_set_it_shorter(
+    server: NatsServer,
+) -> None:
+    """A node started with a longer lease_ttl_s kept its cameras past the real expiry when cut off."""
+    long_lived = NODES.model_copy(update={"lease_ttl_s": 30.0})
+    now = [1_000.0]
+    line_a = CameraNode(
+        "line-a", long_lived, plant_id="retimed", bus_url=server.url, camera_ids=CAMERAS, clock=lambda: now[0]
+    )
+    journal = NodeJournal()
+    line_a.start(journal)
+    try:
+        assert wait_for(lambda: line_a.held() == CAMERAS, 30)
+        assert (
+            _saved_ids(server, "retimed", "cam-1") is None
+        )  # ensure(ttl_s=TTL_S): another node's shorter TTL
+        assert wait_for(lambda: line_a._bucket_ttl_s == pytest.approx(TTL_S), 30), "read back each round"
+        server.kill()
+        now[0] += TTL_S  # past the bucket's 3 s less a renew interval; far from this node's own 30 s
+
+        assert wait_for(lambda: journal.running() == set(), 30), "fenced by the TTL the server applies"
+    finally:
+        line_a.stop()
