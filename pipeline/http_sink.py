@@ -89,6 +89,9 @@ _REJECTED_SHARE = 0.25  # rejected/ keeps at most this share of max_spool_bytes 
 _MIN_REJECTED_BYTES = _MB
 _CAP_SETTING = "storage.max_spool_mb"
 _JSON = {"Content-Type": "application/json"}
+_HEALTH_ROUTE_RETRY_S = (
+    300.0  # a service without /ingest/health is asked again this often (it may be upgraded)
+)
 _NO_HEALTH_ROUTE = "the service has no /ingest/health route (an older anjian); camera health is not reported"
 
 
@@ -174,6 +177,7 @@ class HttpEventSink:
         self._batch_url = base_url.rstrip("/") + _BATCH_PATH
         self._health_url = base_url.rstrip("/") + _HEALTH_PATH
         self._health_problem: str | None = None  # the last report's failure, logged once until it changes
+        self._health_route_retry_at = 0.0  # monotonic: when a service without /ingest/health is asked again
         self._failure: str | None = None  # the kind of the last logged ingest failure; None: delivering
         self._failure_log = LogThrottle(_FAILURE_LOG_INTERVAL_S)
         self._batch_size = batch_size
@@ -270,8 +274,8 @@ class HttpEventSink:
         Returns:
             ``True`` when the service took the report.
         """
-        if self._health_problem == _NO_HEALTH_ROUTE:
-            return False
+        if self._health_problem == _NO_HEALTH_ROUTE and time.monotonic() < self._health_route_retry_at:
+            return False  # an older service: asked again now and then (it may have been upgraded since)
         body = report.model_dump_json().encode()
         try:
             response = self._client.post(self._health_url, content=body, headers=_JSON)
@@ -280,6 +284,7 @@ class HttpEventSink:
             return False
         if response.status_code == httpx.codes.NOT_FOUND:
             self._health_failed(_NO_HEALTH_ROUTE)
+            self._health_route_retry_at = time.monotonic() + _HEALTH_ROUTE_RETRY_S
             return False
         if not response.is_success:
             excerpt = response.text[:_ERROR_BODY_CHARS]

@@ -220,7 +220,9 @@ class IncidentJournal:
             document = json.loads(self.path.read_text(encoding="utf-8"))
             if not isinstance(document, dict):
                 raise ValueError(f"expected a JSON object, got {type(document).__name__}")  # noqa: TRY004 - a bad file
-            entries = document["incidents"] if document.get("version") == _VERSION else []
+            if document.get("version") != _VERSION:  # written by another anjian: not read as this one's
+                raise ValueError(f"format version {document.get('version')!r}, this anjian reads {_VERSION}")
+            entries = document["incidents"]
             loaded = dict(_parse(entry) for entry in entries)
         except FileNotFoundError:
             return

@@ -411,6 +411,34 @@ def db_upgrade(config: ConfigOption) -> None:
     typer.echo(f"{url}: at schema {head_revision()}")
 
 
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[
+        str,
+        typer.Argument(
+            help="The older schema, e.g. 0005 (`anjian db upgrade` of the older anjian prints its own)."
+        ),
+    ],
+    config: ConfigOption,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Drop what the newer schema added (columns, indexes).")
+    ] = False,
+) -> None:
+    """Take the site's database back to an older schema, for the older anjian it goes back to after an upgrade."""
+    from anjian.service.database import downgrade_database, masked_url
+
+    if not yes:
+        raise _fail(f"going back to schema {revision} drops what the newer migrations added: pass --yes")
+    store = _open_store(_load(config))
+    try:
+        previous = downgrade_database(store.engine, revision)
+    except DatabaseError as exc:
+        raise _fail(str(exc)) from None
+    finally:
+        store.close()
+    typer.echo(f"{masked_url(str(store.engine.url))}: schema {previous} -> {revision}")
+
+
 @app.command()
 def report(
     config: ConfigOption,

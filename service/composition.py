@@ -201,7 +201,7 @@ def build_service_parts(
                 store=store,
                 evidence=evidence,
                 camera_health=board,
-                camera_names={camera.id: camera.display_name for _, camera in config.cameras()},
+                camera_names={camera.id: camera.name for _, camera in config.cameras() if camera.name},
                 clock=clock,
             )
         )

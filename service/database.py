@@ -161,14 +161,95 @@ def upgrade_database(engine: Engine) -> str:
             "anjian before 0.2; move it aside and start again"
         )
     logger.info("migrating the database from %s to %s", current or "empty", head)
-    config = _alembic_config()
-    try:
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.upgrade(config, "head")
-    except Exception as exc:
-        raise DatabaseError(f"migrating {masked_url(str(engine.url))} to {head} failed: {exc}") from exc
+    migrate_database(engine, "head")
     return head
+
+
+def downgrade_database(engine: Engine, revision: str) -> str:
+    """Take the database back to ``revision``, an older shipped schema, for the older anjian that knows it.
+
+    The way back after an upgrade (an older anjian refuses a schema newer than it knows):
+    what the newer migrations added (columns, indexes) is dropped, the rest is kept.
+
+    Returns:
+        The revision it was at before.
+
+    Raises:
+        DatabaseError: ``revision`` is not a shipped migration, or not older than the current one.
+    """
+    current = _current_revision(engine)
+    if not _is_known_revision(revision):
+        raise DatabaseError(
+            f"no schema revision {revision!r} ships with this anjian (its newest is {head_revision()})"
+        )
+    if current is None or not _is_below(revision, current):
+        raise DatabaseError(f"{masked_url(str(engine.url))} is at schema {current}: {revision} is not older")
+    logger.info("migrating the database down from %s to %s", current, revision)
+    migrate_database(engine, revision)
+    return current
+
+
+def migrate_database(engine: Engine, revision: str) -> None:
+    """Migrate to ``revision`` (up, or down for a revision below the current one), in one transaction.
+
+    On SQLite, foreign keys are off while it runs: Alembic alters a SQLite table by copying it
+    and dropping the old one, and with foreign keys on that drop deletes every row that refers
+    to it (``ON DELETE CASCADE``): a migration touching ``events`` emptied every audit trail and
+    webhook delivery, without an error. Before committing, ``PRAGMA foreign_key_check`` must
+    find no row left dangling, or nothing is committed.
+
+    Raises:
+        DatabaseError: A migration failed, or left rows referring to nothing (rolled back).
+    """
+    config = _alembic_config()
+    is_sqlite = engine.dialect.name == "sqlite"
+    target = masked_url(str(engine.url))
+    try:
+        with engine.connect() as conn:
+            if is_sqlite:  # before the transaction: inside one the pragma is ignored
+                _pragma(conn, "PRAGMA foreign_keys=OFF")
+            try:
+                with conn.begin():
+                    config.attributes["connection"] = conn
+                    current = MigrationContext.configure(conn).get_current_revision()
+                    if revision != "head" and current is not None and _is_below(revision, current):
+                        command.downgrade(config, revision)
+                    else:
+                        command.upgrade(config, revision)
+                    dangling = (
+                        conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() if is_sqlite else []
+                    )
+                    if dangling:
+                        raise DatabaseError(
+                            f"migrating {target} to {revision} would leave {len(dangling)} row(s) referring to "
+                            f"nothing (first: table {dangling[0][0]}, row {dangling[0][1]}): nothing was changed"
+                        )
+            finally:
+                if is_sqlite:
+                    _pragma(conn, "PRAGMA foreign_keys=ON")
+    except DatabaseError:
+        raise
+    except Exception as exc:
+        raise DatabaseError(f"migrating {target} to {revision} failed: {exc}") from exc
+
+
+def _pragma(conn: Any, statement: str) -> None:
+    """Run a SQLite pragma on the connection outside any transaction (the driver is in autocommit)."""
+    cursor = conn.connection.driver_connection.cursor()
+    try:
+        cursor.execute(statement)
+    finally:
+        cursor.close()
+
+
+def _is_below(revision: str, current: str) -> bool:
+    """Whether ``revision`` comes before ``current`` in the shipped migrations."""
+    script = ScriptDirectory.from_config(_alembic_config())
+    return any(
+        step.revision == revision
+        for step in script.iterate_revisions(current, "base")
+        if step.revision != current
+    )
 
 
 class Database:

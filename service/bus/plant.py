@@ -336,9 +336,12 @@ class PlantBus:
                 for h in (self._sensor_health() if self._sensor_health is not None else [])
             ],
         )
+        # A camera without a name goes without the field: a hub older than it refuses unknown fields, and
+        # dropped every health report of an upgraded plant (its cameras all went stale there).
+        unnamed = {i: {"name"} for i, camera in enumerate(report.cameras) if camera.name is None}
         self._publish(
             subjects.health_subject(self.plant_id),
-            report.model_dump_json().encode(),
+            report.model_dump_json(exclude={"cameras": unnamed} if unnamed else None).encode(),
             f"{self.plant_id}:h{now!r}",
         )
 

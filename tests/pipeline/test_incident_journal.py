@@ -197,3 +197,17 @@ def test_adopting_incidents_of_another_camera_is_refused(tmp_path: Path) -> None
         IncidentJournal(tmp_path / "b.json").adopt("cam-2", journal.export("cam-1"))
     with pytest.raises(ValueError, match="cam-2: cannot adopt the open incidents handed over"):
         IncidentJournal(tmp_path / "b.json").adopt("cam-2", [{"camera_id": "cam-2"}])
+
+
+def test_a_journal_of_another_format_version_is_set_aside_not_dropped_unsaid(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Written by another anjian (a downgrade, a newer one's file): it was ignored silently, then overwritten."""
+    path = tmp_path / "open_incidents.json"
+    path.write_text(json.dumps({"version": 99, "incidents": [{"camera_id": "cam-1"}]}))
+
+    journal = IncidentJournal(path)
+
+    assert journal.pending() == []
+    assert json.loads((tmp_path / "open_incidents.corrupt").read_text())["version"] == 99
+    assert "format version 99" in caplog.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -309,3 +310,22 @@ def test_config_check_warns_when_this_install_lacks_the_database_driver(
     assert "OK" in result.output
     assert "warning" in result.output and "pip install -e '.[postgres]'" in result.output
     assert "s3cret-pw" not in result.output
+
+
+def test_db_downgrade_takes_the_schema_back_for_an_older_anjian_and_refuses_without_yes(
+    tmp_path: Path,
+) -> None:
+    from anjian.service.database import head_revision
+
+    site = str(_site(tmp_path))
+    assert runner.invoke(app, ["db", "upgrade", "--config", site]).exit_code == 0
+
+    refused = runner.invoke(app, ["db", "downgrade", "0004", "--config", site])
+    unknown = runner.invoke(app, ["db", "downgrade", "9999", "--config", site, "--yes"])
+    done = runner.invoke(app, ["db", "downgrade", "0004", "--config", site, "--yes"])
+
+    assert refused.exit_code == 2 and "pass --yes" in refused.output
+    assert unknown.exit_code == 2 and "no schema revision '9999'" in unknown.output
+    assert done.exit_code == 0 and f"schema {head_revision()} -> 0004" in done.output, done.output
+    with sqlite3.connect(tmp_path / "data" / "anjian.db") as conn:
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0004",)]

@@ -158,3 +158,24 @@ def test_the_http_sink_stops_reporting_to_a_service_without_the_route(tmp_path: 
     assert [sink.report_health(report) for _ in range(3)] == [False, False, False]
     assert calls == ["/ingest/health"]
     sink.stop()
+
+
+def test_the_http_sink_asks_a_service_without_the_route_again_later_and_reports_once_it_has_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pipeline upgraded before its service never reported camera health again, until its restart."""
+    from anjian.pipeline import http_sink
+
+    monkeypatch.setattr(http_sink, "_HEALTH_ROUTE_RETRY_S", 0.0)  # ask again at once: the service is upgraded
+    answers = [404, 200]
+
+    def upgraded_service(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(answers.pop(0), json={})
+
+    sink = HttpEventSink(
+        "http://service.test", "token", tmp_path / "spool", transport=httpx.MockTransport(upgraded_service)
+    )
+    report = HealthReportWire.from_health([], node=None, interval_s=5.0)
+
+    assert [sink.report_health(report) for _ in range(2)] == [False, True]
+    sink.stop()

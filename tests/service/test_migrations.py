@@ -11,7 +11,13 @@ from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 
-from anjian.service.database import Database, head_revision, is_schema_current, upgrade_database
+from anjian.service.database import (
+    Database,
+    head_revision,
+    is_schema_current,
+    migrate_database,
+    upgrade_database,
+)
 from anjian.service.errors import DatabaseError
 from anjian.service.store import EventStore
 from anjian.service.tables import Base
@@ -104,3 +110,28 @@ def test_an_event_stored_before_track_id_existed_survives_the_upgrade_without_on
 
     assert old is not None and old.track_id is None and old.behaviour == "smoking"
     assert new is not None and new.track_id == 2**40 + 9
+
+
+def test_migrating_down_and_up_keeps_every_audit_line_of_a_populated_database(database_url: str) -> None:
+    """Alembic copies a SQLite table to alter it; with foreign keys on, dropping the old events table deleted
+    every audit line and webhook delivery (ON DELETE CASCADE), silently: 0005's downgrade copies events."""
+    store = EventStore(database_url)
+    try:
+        for i in range(3):
+            event = make_event(id=f"e-{i}")
+            store.upsert_event(event)
+            store.transition(event.id, "acknowledge", actor="operator")
+    finally:
+        store.close()
+    database = Database(database_url)
+    try:
+        with database.engine.connect() as conn:
+            before = conn.execute(text("SELECT COUNT(*) FROM event_audit")).scalar_one()
+        migrate_database(database.engine, "0004")  # 0006 and 0005 undone: events copied on SQLite
+        migrate_database(database.engine, "head")
+        with database.engine.connect() as conn:
+            after = conn.execute(text("SELECT COUNT(*) FROM event_audit")).scalar_one()
+            events = conn.execute(text("SELECT COUNT(*) FROM events")).scalar_one()
+    finally:
+        database.close()
+    assert before >= 3 and (events, after) == (3, before)

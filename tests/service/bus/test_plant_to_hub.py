@@ -230,3 +230,29 @@ def test_a_pipeline_nodes_cameras_reach_the_hub_through_the_plant_service_and_go
         assert wait_for(lambda: [c.state for c in store.cameras([PLANT])] == ["stale"], 30)
     finally:
         parts.close()
+
+
+def test_a_camera_without_a_name_is_reported_without_the_field_an_older_hub_would_refuse(
+    tmp_path: Path,
+) -> None:
+    """A hub older than CameraReport.name refuses unknown fields: it dropped every report of an upgraded plant."""
+    cameras = [
+        CameraHealth(camera_id="cam-1", state=CameraState.ONLINE, since=1_700_000_000.0),
+        CameraHealth(camera_id="cam-2", state=CameraState.ONLINE, since=1_700_000_000.0),
+    ]
+    config = plant_config(tmp_path / "plant", "nats://127.0.0.1:9")
+    named = CameraPipelineConfig(id="cam-2", name="东门出口", url="rtsp://127.0.0.1:9/cam-2")
+    unnamed = CameraPipelineConfig(id="cam-1", url="rtsp://127.0.0.1:9/cam-1")
+    site = SiteConfig(
+        id=config.site.id, workshops=[WorkshopConfig(id="polishing-1", cameras=[unnamed, named])]
+    )
+    parts = build_service_parts(config.model_copy(update={"site": site}), camera_health=lambda: cameras)
+    published: list[bytes] = []
+    try:
+        assert parts.bus is not None
+        parts.bus._publish = lambda subject, data, key: published.append(data)  # type: ignore[method-assign]
+        parts.bus.report_health()
+    finally:
+        parts.close()
+    (report,) = [json.loads(data) for data in published]
+    assert [("name" in c, c.get("name")) for c in report["cameras"]] == [(False, None), (True, "东门出口")]
