@@ -101,7 +101,14 @@ def test_a_quantisation_aware_int8_model_is_judged_recorded_and_run(tmp_path: Pa
     )
     folder = registry / "demo-q" / "1"
     assert record["status"] == "accepted" and record["float_scope"]["name"] == "qat"
-    assert record["qat"] == {"data": str(training_set), "epochs": 1.0, "lr": 1e-5, "batch": 8, "seed": 0}
+    assert record["qat"] == {
+        "data": str(training_set),
+        "epochs": 1.0,
+        "lr": 1e-5,
+        "batch": 8,
+        "seed": 0,
+        "is_source_balanced": False,
+    }
     assert "quantisation-aware" in record["method"]
     assert any(line.startswith("QAT: 2 steps of 8 images") for line in lines)
     card = (folder / "card.md").read_text()

@@ -200,7 +200,8 @@ def test_a_paused_node_ends_the_incident_it_opened_on_a_camera_another_node_took
         assert wait_for(lambda: "cam-1" in pair.journal_b.running(), 30), (
             "line-a's lease aged out: line-b took cam-1"
         )
-        assert pair.journal_b.starts_of("cam-1") == [[]], (
+        starts_b = pair.journal_b.starts_of("cam-1")  # more than one where a loaded box fenced it meanwhile
+        assert starts_b and all(ids == [] for ids in starts_b), (
             "line-b started cam-1 without fire-A: it never saw it"
         )
 
