@@ -848,20 +848,23 @@ class PromotionWatch:
         >>> if path: runner.swap_detector(OnnxDetector(path, config)); watch.accept(path)
     """
 
-    def __init__(self, spec: str, *, root: Path | None = None) -> None:
+    def __init__(self, spec: str, *, root: Path | None = None, is_strict: bool = True) -> None:
         """Start watching; the current resolution is the baseline.
 
         Args:
             spec: The model spec (see :func:`resolve_model_path`).
             root: Site registry folder (:func:`site_registry`), fixed for the watch's life.
+            is_strict: Refuse a spec that does not resolve now; otherwise the baseline is
+                nothing (``current`` ``None``) until the caller ``accept``s what it runs (a site
+                whose promoted version's folder was deleted runs an earlier promotion meanwhile).
 
         Raises:
-            ModelLoadError: The spec does not resolve now.
+            ModelLoadError: The spec does not resolve now (``is_strict``).
         """
         self.spec = spec
         self._root = site_registry(root)
         self._stamp = self._signature()
-        self.current: Path = resolve_model_path(spec, root=self._root)
+        self.current: Path | None = resolve_model_path(spec, root=self._root) if is_strict else self.resolved()
 
     def _signature(self) -> tuple[Any, ...]:
         """Stat of the pointer files and model folders of each layer: changes when a promotion lands."""

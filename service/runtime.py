@@ -182,7 +182,8 @@ def _promotion_watch(config: AnjianConfig) -> PromotionWatch | None:
         return None
     from anjian.models.registry import PromotionWatch
 
-    return PromotionWatch(config.model.path, root=config.model.registry)
+    # not strict: a promoted version whose folder is gone must not stop the start (load_serving falls back)
+    return PromotionWatch(config.model.path, root=config.model.registry, is_strict=False)
 
 
 def _model_reloader(

@@ -259,3 +259,23 @@ def test_a_promoted_model_that_cannot_serve_at_start_gives_way_to_the_one_promot
         runner.stop()
     with pytest.raises(ModelError, match="cannot run"):
         load_serving(str(tmp_path / "u.onnx"), config)  # a file, not a promotion: nothing earlier to serve
+
+
+def test_a_promoted_version_whose_folder_was_deleted_gives_way_at_start_and_the_watch_starts_from_nothing(
+    registry: Path,
+) -> None:
+    """The watch, made before the load, refused the dangling pointer: anjian run stopped, the fallback unused."""
+    import shutil
+
+    from anjian.models.loader import load_serving
+
+    promote("site-model", "2", root=registry)
+    shutil.rmtree(registry / "site-model" / "2")
+
+    watch = PromotionWatch("builtin:site-model", root=registry, is_strict=False)
+    serving = load_serving("builtin:site-model", DetectorConfig(registry=registry))
+
+    assert watch.current is None
+    assert serving.path.parent.name == "1" and "missing" in (serving.passed_over or "")
+    with pytest.raises(ModelError, match="missing"):
+        PromotionWatch("builtin:site-model", root=registry)
