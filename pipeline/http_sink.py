@@ -34,7 +34,9 @@ would lose every incident that starts from then on (a fire now) and the end of e
 that goes on, for the rest of the outage: the control room must see what happens now when the
 link comes back. A disk that refuses writes loses each revision that comes (``spool_errors``),
 logged with its traceback once, then once a minute with the count, and once when writing works
-again.
+again. A revision that alone takes more than the whole cap cannot be spooled at all (``too_large``,
+not ``spool_errors``: the disk is fine): an ERROR names it, its size and the setting, then one
+line a minute with the count.
 
 ``report_health`` POSTs the pipeline's camera health (``HealthReportWire``) to
 ``POST {base_url}/ingest/health`` through the same client, once: a report that does not
@@ -67,7 +69,7 @@ from anjian.pipeline.event import Event
 from anjian.pipeline.event_wire import EventWire
 from anjian.pipeline.health_wire import HealthReportWire
 from anjian.pipeline.log_throttle import LogThrottle
-from anjian.pipeline.spool import DiskSpool
+from anjian.pipeline.spool import DiskSpool, RecordTooLargeError
 
 __all__ = ["HttpEventSink", "HttpSinkStats"]
 
@@ -106,11 +108,13 @@ class HttpSinkStats:
         delivered: Events the service accepted (including duplicates it ignored).
         rejected: Events the service refused for good (moved to ``rejected/``).
         failed_attempts: POSTs that failed and will be retried.
-        spool_errors: Events lost because the spool could not be written.
+        spool_errors: Events lost because the spool could not be written (a full or read-only disk).
         evidence_dropped: Events spooled without their snapshot and clip because the spool held
             half of ``max_spool_bytes`` (the service was away long): the alert still goes.
         evicted: Spooled revisions dropped, oldest first, to keep the spool within
-            ``max_spool_bytes``: lost.
+            ``max_spool_bytes``: lost. Those being sent are passed over (they arrive).
+        too_large: Events lost because one alone takes more than ``max_spool_bytes``
+            (``storage.max_spool_mb``) without its pictures; not in ``spool_errors``: the disk is fine.
     """
 
     published: int = 0
@@ -122,6 +126,7 @@ class HttpSinkStats:
     spool_errors: int = 0
     evidence_dropped: int = 0
     evicted: int = 0
+    too_large: int = 0
 
 
 class HttpEventSink:
@@ -317,7 +322,7 @@ class HttpEventSink:
     def _in_memory(self) -> int:
         """Events published but not yet on disk (queued, or in the spooler's hands)."""
         stats = self.stats()
-        return stats.published - stats.dropped - stats.spooled - stats.spool_errors
+        return stats.published - stats.dropped - stats.spooled - stats.spool_errors - stats.too_large
 
     # ---------------------------------------------------------------- sender
 
@@ -388,7 +393,12 @@ class HttpEventSink:
                     # The service has been away long: keep the alerts coming, not a disk filling with pictures.
                     data = _encode(replace(event, snapshot_jpeg=None, clip_mp4=None))
                     self._counters.add(evidence_dropped=1)
-            self._spool.append(data)
+            try:
+                self._spool.append(data)
+            except RecordTooLargeError:  # not the disk: it neither stops nor starts "writing"
+                self._counters.add(too_large=1)
+                self._too_large(event, len(data))
+                return
         except Exception as exc:  # noqa: BLE001 - a full disk, an event that cannot be serialised: lost, counted
             self._counters.add(spool_errors=1)
             self._spool_failed(event, exc)
@@ -426,6 +436,24 @@ class HttpEventSink:
                 self._lost_since_write,
                 error,
             )
+
+    def _too_large(self, event: Event, size: int) -> None:
+        """Log a revision larger than the whole spool cap: the first at once, then once a minute with the count."""
+        admitted = self._spool_log.admit("too large")
+        if admitted is None:
+            return
+        logger.error(
+            "%s: revision %d of event %s takes %d bytes, more than the whole %.2f MB spool cap (%s); it is "
+            "lost%s. Raise %s",
+            event.camera_id,
+            event.revision,
+            event.id,
+            size,
+            self._max_spool_bytes / _MB,
+            _CAP_SETTING,
+            f" ({admitted.held_back} more too large since the last line)" if admitted.held_back else "",
+            _CAP_SETTING,
+        )
 
     def _note_evicted(self) -> None:
         """Count and log (once a minute) revisions the spool dropped to stay within its cap."""

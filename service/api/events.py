@@ -58,8 +58,28 @@ def _require_event(store: EventStore, event_id: str) -> StoredEvent:
     return stored
 
 
-@router.get("/events", response_model=EventList, summary="List events, newest first")
+_NOW_HEADER = "X-Anjian-Now"
+
+
+@router.get(
+    "/events",
+    response_model=EventList,
+    summary="List events, newest first",
+    responses={
+        200: {
+            "headers": {
+                _NOW_HEADER: {
+                    "description": "The service's clock when it answered (epoch seconds): a client that was "
+                    "away compares it with the newest change it heard (a clock set back stamps later changes "
+                    "earlier).",
+                    "schema": {"type": "string"},
+                }
+            }
+        }
+    },
+)
 def list_events(
+    response: Response,
     store: StoreDep,
     _token: Viewer,
     site_id: Annotated[str | None, _ID_FILTER] = None,
@@ -90,6 +110,7 @@ def list_events(
     limit: Annotated[int, Query(ge=1, le=1000, description="Most items to return.")] = 100,
 ) -> EventList:
     """Events matching every given filter, ordered by ``started_at``, newest first, a page at a time."""
+    response.headers[_NOW_HEADER] = f"{store.now():.3f}"  # read before the listing: never later than it
     try:
         since_s = None if since is None else datetime_to_epoch(since)
         until_s = None if until is None else datetime_to_epoch(until)

@@ -336,14 +336,30 @@ async def _feed(
         sent: dict[str, tuple[int, float]] = {}
         if heard is not None:
             sent[heard.id] = (heard.version, heard.updated_at)
-        try:
-            async for page in _changes_since(store, start - _OVERLAP_S, sent):
-                for change in page.changes:
-                    sent[change.event_id] = (change.version, change.updated_at)
-                if page.changes:
-                    yield "".join(change.message for change in page.changes)
-        except SQLAlchemyError:
-            logger.exception("live feed: the database does not answer; the replay is cut short")
+        # A replay the database cuts short is tried again here until it gets through (after 0.5 s,
+        # doubling to 5 s; ``sent`` skips what went out), not left to a reconnect: a client reconnecting
+        # while the database is still away could not have its Last-Event-ID looked up (``_last_heard``)
+        # and would resume from now, losing the gap. Cut short for good, it was never sent at all.
+        # Meanwhile the fan-out queues the live changes (too far behind, the feed ends as always).
+        failures = 0
+        while True:
+            try:
+                async for page in _changes_since(store, start - _OVERLAP_S, sent):
+                    for change in page.changes:
+                        sent[change.event_id] = (change.version, change.updated_at)
+                    if page.changes:
+                        yield "".join(change.message for change in page.changes)
+                break
+            except SQLAlchemyError:
+                failures += 1
+                if failures == 1:
+                    logger.exception("live feed: the database does not answer; the replay is tried again")
+            if await request.is_disconnected() or subscriber.is_behind:
+                return
+            yield ": replay waits for the database\n\n"  # a comment: keeps proxies from closing an idle link
+            await asyncio.sleep(min(_POLL_S * 2 ** min(failures - 1, 4), _RECHECK_S))
+        if failures:
+            logger.info("live feed: the replay got through after %d failed attempt(s)", failures)
         last_beat = last_check = time.monotonic()
         while not await request.is_disconnected():
             if time.monotonic() - last_check >= _RECHECK_S:

@@ -34,6 +34,7 @@ const LIVE_REDRAW_MS = 200;  // live messages are drawn together, at most this o
 const RELOAD_JITTER_MS = 3000;  // after a reconnect, wait up to this long (at random): a plant's screens ask apart
 const RELOAD_OVERLAP_MS = 300000;  // ask from this long before the newest change heard: commits land out of
 // updated_at order, and a service clock may be set back a little
+const CLOCK_SLACK_MS = 5000;  // an answer's own delay: a mark no further ahead of the service's clock is not taken down
 const LIVE_MISSING_MS = 30000;  // a camera without a live frame is asked again after this long
 const SESSION_RETRY_MAX_MS = 60000;
 
@@ -46,7 +47,7 @@ const state = {
   sessionBackoff: 1000, renewing: null, isSessionFailing: false,
   streamOpened: false, loadStarted: 0, loads: 0, detailSeq: 0, auditAnswers: 0,
   drawn: new Map(), rowsEpoch: 0, fresh: new Set(), redrawTimer: null, isDetailStale: false, draws: 0,
-  heardUpTo: 0, missedSince: null, reloadTimer: null,
+  heardUpTo: 0, missedSince: null, missedAt: null, lostAt: null, reloadTimer: null, serviceClock: null,
 };
 // What each drawn row shows (see drawRow): a row is written again only when this changes.
 const rowKeys = new WeakMap();
@@ -78,6 +79,8 @@ function readToken() {
 async function api(path, options = {}) {
   const headers = { Authorization: `Bearer ${state.token}`, ...(options.body ? { "Content-Type": "application/json" } : {}) };
   const response = await fetch(path, { ...options, headers });
+  const serviceNow = Number(response.headers.get("X-Anjian-Now"));  // a list answer's: the service's clock
+  if (serviceNow > 0) state.serviceClock = { ms: serviceNow * 1000, at: performance.now() };
   if (!response.ok) {
     let detail = response.statusText;
     try {
@@ -634,11 +637,16 @@ async function loadActive() {
 
 // Every event changed after `sinceMs` (less RELOAD_OVERLAP_MS), page after page: what the live feed did not
 // bring while it was down (raised, acted on, escalated, settled meanwhile). Returns the new ones.
-async function loadChanged(sinceMs) {
+// `syncedAt` (performance.now() when the page was last in step with the service, if known): a mark later
+// than the service's clock was then is taken down to it. A service clock that ran ahead and was set back
+// stamps what changes next before the changes heard, and asking from the mark missed every one of them.
+async function loadChanged(sinceMs, syncedAt = null) {
   const fresh = [];
-  const after = new Date(Math.max(0, sinceMs - RELOAD_OVERLAP_MS)).toISOString();
+  let fromMs = sinceMs;
+  let isChecked = syncedAt === null;
   let cursor = null;
-  do {
+  for (;;) {
+    const after = new Date(Math.max(0, fromMs - RELOAD_OVERLAP_MS)).toISOString();
     const params = new URLSearchParams({ limit: String(CHANGED_PAGE), updated_after: after });
     if (cursor) params.set("cursor", cursor);
     const page = await api(`/events?${params}`);
@@ -647,8 +655,24 @@ async function loadChanged(sinceMs) {
       if (merge(event)) fresh.push(event);
     }
     cursor = page.next_cursor;
-  } while (cursor);
-  return fresh;
+    if (!isChecked) {  // the first answer tells the service's clock
+      isChecked = true;
+      const thenMs = serviceTimeAt(syncedAt);
+      if (thenMs !== null && thenMs < fromMs - CLOCK_SLACK_MS) {
+        fromMs = thenMs;  // ask again from there, from the first page
+        cursor = null;
+        continue;
+      }
+    }
+    if (!cursor) return fresh;
+  }
+}
+
+// The service's clock at `at` (performance.now()), from the last list answer's X-Anjian-Now (null: none yet).
+// Never later than it was: the answer's own delay is counted as time passed.
+function serviceTimeAt(at) {
+  const clock = state.serviceClock;
+  return clock === null ? null : clock.ms - (clock.at - at);
 }
 
 // A change the page heard of from the live feed, or from a list of everything in hand or of everything changed
@@ -673,9 +697,9 @@ async function loadRecent() {
 // Load the queue: what changed after `changedSince` (ms; after a reconnect), else everything in hand and the
 // recent page (`all`), or the recent page alone (a filter changed). After a reconnect, alerts raised while the
 // feed was down are announced (the most urgent few).
-async function loadEvents({ all = true, changedSince = 0, announceNew = false } = {}) {
+async function loadEvents({ all = true, changedSince = 0, syncedAt = null, announceNew = false } = {}) {
   let fresh;
-  if (changedSince) fresh = await loadChanged(changedSince);
+  if (changedSince) fresh = await loadChanged(changedSince, syncedAt);
   else fresh = all ? [...await loadActive(), ...await loadRecent()] : await loadRecent();
   evict();
   renderFeed();
@@ -719,6 +743,7 @@ function connectStream() {
     state.streamOpened = true;
   };
   source.onerror = () => {
+    if (state.lostAt === null) state.lostAt = performance.now();  // in step with the service until now
     setLive(false, "reconnecting");
     if (source.readyState !== EventSource.CLOSED) return;  // the browser retries by itself
     restartStream(3000);
@@ -727,15 +752,21 @@ function connectStream() {
 }
 
 // Ask for what changed since the newest change heard before this connection opened (what it brings is not
-// counted: it may not replay the whole gap), after a random wait up to `jitterMs`, so that a plant's wall
+// counted: it may not replay the whole gap), or since the service's clock when the feed was lost where the
+// mark is later (the clock was set back), after a random wait up to `jitterMs`, so that a plant's wall
 // screens do not all ask at once when the service comes back. A reload that fails is asked for again from
 // the same point at the next reconnect.
 function reloadMissed(jitterMs) {
-  if (state.missedSince === null) state.missedSince = state.heardUpTo;
+  if (state.missedSince === null) {
+    state.missedSince = state.heardUpTo;
+    state.missedAt = state.lostAt ?? state.loadStarted;  // never lost: the first load was slow
+  }
+  state.lostAt = null;
   const since = state.missedSince;
+  const syncedAt = state.missedAt;
   clearTimeout(state.reloadTimer);
   state.reloadTimer = setTimeout(() => {
-    loadEvents({ changedSince: since, announceNew: true })
+    loadEvents({ changedSince: since, syncedAt, announceNew: true })
       .then(() => { if (state.missedSince === since) state.missedSince = null; })
       .catch((error) => showError(t("e_load", { error: error.message })));
   }, Math.random() * jitterMs);
@@ -850,6 +881,7 @@ async function connect() {
     await openSession();
     await loadSite();
     state.streamOpened = false;
+    state.lostAt = null;
     state.loadStarted = performance.now();
     await loadEvents();
     showError("");
@@ -902,6 +934,7 @@ document.addEventListener("DOMContentLoaded", () => {
     state.events.clear();
     state.heardUpTo = 0;
     state.missedSince = null;
+    state.lostAt = null;
     connect();
   });
   for (const id of ["filter-severity", "filter-state", "filter-behaviour"]) {

@@ -6,6 +6,7 @@ A reconnecting client resumes where it left off, and a feed ends once its token 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy.exc import OperationalError
 
 from anjian.pipeline.event_json import event_to_json
 from anjian.service.api import stream as stream_module
@@ -174,6 +176,42 @@ def test_a_reconnecting_client_gets_the_changes_made_while_it_was_away(
             _, seen, _ = _lines_until(response.iter_lines(), missed.id, max_pings=10)
 
     assert seen == [missed.id], "the missed change is replayed; the revision the client has is not sent again"
+
+
+@pytest.mark.usefixtures("quick_feed")
+def test_a_replay_the_database_cuts_short_is_tried_again_on_the_same_connection(
+    app: FastAPI, server: ServerThread, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The replay ran once: a database error cut it short for good and the gap was never sent on that
+    connection (only the dashboard's own reload covered it; s19 diff review, finding 2)."""
+    store = app.state.store
+    viewer = {"Authorization": f"Bearer {store.tokens.create('wall screen', 'viewer')[1]}"}
+    heard = make_event(snapshot_jpeg=None)
+    missed = make_event(camera_id="cam-2", snapshot_jpeg=None)
+    store.upsert_event(heard)
+    store.upsert_event(missed)  # while the client is away
+    heard_at = store.get_event(heard.id).updated_at
+    changed_since = store.changed_since
+    failures = [2]  # the replay's first two reads fail (the poller reads from later on)
+
+    def flaky(since: float, **kwargs: object) -> object:
+        if since <= heard_at and failures[0] > 0:
+            failures[0] -= 1
+            raise OperationalError("SELECT", {}, Exception("database is locked"))
+        return changed_since(since, **kwargs)
+
+    monkeypatch.setattr(store, "changed_since", flaky)
+    with (
+        caplog.at_level(logging.INFO, logger="anjian.service.api.stream"),
+        httpx.Client(base_url=server.base_url, timeout=15) as client,
+    ):
+        resumed = {**viewer, "Last-Event-ID": f"{heard.id}:1"}
+        with client.stream("GET", "/stream", headers=resumed) as response:
+            _, seen, has_ended = _lines_until(response.iter_lines(), missed.id, max_pings=10)
+
+    assert (seen, has_ended) == ([missed.id], False), "the missed change comes once the database answers"
+    assert failures == [0], "the replay met the errors"
+    assert any("the replay got through after 2 failed attempt(s)" in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.parametrize(
