@@ -45,6 +45,8 @@ logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^(\d{12})\.rec$")
 _REJECTED_DIR = "rejected"
+_REJECTED_MARK = "r"  # refused records are named r<number>-<stamp>Z-<seq>.rec
+_REJECTED_NAME = re.compile(rf"^{_REJECTED_MARK}(\d+)-")
 _MAX_REJECTED = 1000  # refused records kept for a person to look at; older ones go
 _MAX_REJECTED_BYTES = 256 * 1024 * 1024  # and the bytes they take (a 413 is a record too big: the biggest)
 
@@ -98,6 +100,7 @@ class DiskSpool:
         self._dir_bytes = _allocated_bytes(self._dir)
         self._block_bytes = max(512, self._dir.stat().st_blksize)
         self._evicted = 0
+        self._rejected_count: int | None = None  # the largest number in rejected/, once read
         # the seqs the last peek_many handed out (the batch being sent): eviction passes over them
         self._in_flight: set[int] = set()
         self._next_seq = (self._seqs[-1] + 1) if self._seqs else 1
@@ -278,10 +281,16 @@ class DiskSpool:
         with self._lock:
             target_dir = self._dir / _REJECTED_DIR
             target_dir.mkdir(exist_ok=True)
-            # Stamped: sequence numbers start again at 1 with an empty spool after a restart, and a
-            # record refused then replaced one refused before (kept for a person to look at).
-            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"{time.time() % 1:.6f}"[1:]
-            target = target_dir / f"{stamp}Z-{self._path(seq).name}"
+            # Numbered in the order refused, then stamped for a person: sequence numbers start again at 1
+            # with an empty spool after a restart (a record refused then replaced one refused before), and
+            # the wall clock alone did not order them (read twice, a second rolling over between the reads
+            # put a record before older ones, and pruning kept the oldest).
+            now = time.time()
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f".{int(now % 1 * 1_000_000):06d}"
+            target = (
+                target_dir
+                / f"{_REJECTED_MARK}{self._next_rejected(target_dir):010d}-{stamp}Z-{self._path(seq).name}"
+            )
             try:
                 os.replace(self._path(seq), target)
             except FileNotFoundError:
@@ -292,12 +301,23 @@ class DiskSpool:
             self._prune_rejected(target_dir)
             return target
 
+    def _next_rejected(self, target_dir: Path) -> int:
+        """The number of the next refused record: one past the largest in ``rejected/`` (read once)."""
+        if self._rejected_count is None:
+            numbers = [
+                int(m.group(1)) for p in target_dir.glob("*.rec") if (m := _REJECTED_NAME.match(p.name))
+            ]
+            self._rejected_count = max(numbers, default=0)
+        self._rejected_count += 1
+        return self._rejected_count
+
     def _prune_rejected(self, target_dir: Path) -> None:
         """Keep the newest refused records (and their reasons) within ``_MAX_REJECTED`` and ``max_rejected_bytes``.
 
         Oldest go first; the newest (refused just now) always stays. The folder never fills a disk.
         """
-        records = sorted(target_dir.glob("*.rec"))  # the stamp first: oldest first
+        # oldest first: by number (older names without one, stamp first, sort before: digits before the mark)
+        records = sorted(target_dir.glob("*.rec"))
         sizes = [
             _allocated_bytes(path, missing=0) + _allocated_bytes(_reason_path(path), missing=0)
             for path in records

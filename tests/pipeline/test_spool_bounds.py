@@ -311,3 +311,27 @@ def test_a_revision_larger_than_the_whole_cap_is_counted_and_named_not_taken_for
     assert f"revision 3 of event {huge[2].id}" in messages[1]
     assert "(1 more too large since the last line)" in messages[1]
     assert all(r.exc_info is None for r in caplog.records)
+
+
+def test_rejected_keeps_the_records_refused_last_whatever_the_wall_clock_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Named by the wall clock alone, a clock step back (or a second rolling over between two reads of it)
+    ordered a newer record before older ones, and pruning kept the oldest."""
+    from anjian.pipeline import spool as spool_module
+
+    clock = iter(
+        1_800_000_000.0 - 10.0 * i for i in range(100)
+    )  # every refusal stamped earlier than the one before
+    monkeypatch.setattr(spool_module.time, "time", lambda: next(clock))
+    spool = DiskSpool(tmp_path / "spool", is_fsync=False, max_rejected_bytes=3 * 8192)
+    for i in range(6):
+        spool.reject(spool.append(bytes(4000) + f"{i:02d}".encode()), "HTTP 413")
+
+    kept = sorted((tmp_path / "spool" / "rejected").glob("*.rec"))
+    assert kept and [p.read_bytes()[-2:] for p in kept] == [
+        f"{i:02d}".encode() for i in range(6 - len(kept), 6)
+    ]
+    reopened = DiskSpool(tmp_path / "spool", is_fsync=False, max_rejected_bytes=3 * 8192)
+    newest = reopened.reject(reopened.append(bytes(4000) + b"99"), "HTTP 413")
+    assert newest is not None and newest == max((tmp_path / "spool" / "rejected").glob("*.rec"))
