@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from anjian.service.benchmarks.startup import StartupFigure, format_startup_repo
 from anjian.service.cli import app
 from anjian.service.config import AnjianConfig
 from anjian.service.lazy_cli import source_help
-from anjian.service.runtime import build_runtime
+from anjian.service.runtime import Runtime, build_runtime
 from tests.service.conftest import bearer
 from tests.support.models import unrunnable_model
 from tests.support.waiting import wait_for
@@ -109,11 +111,11 @@ def test_the_api_answers_while_the_pipeline_is_still_loading(tmp_path: Path, tes
         runtime.stop()
 
 
-def test_a_pipeline_that_cannot_load_is_reported_and_the_service_keeps_answering(
-    tmp_path: Path, test_clip: Path
-) -> None:
-    model = tmp_path / "broken.onnx"
-    model.write_bytes(b"not an onnx model")
+@contextmanager
+def _started_without_its_pipeline(
+    tmp_path: Path, test_clip: Path, model: Path
+) -> Iterator[tuple[Runtime, Exception]]:
+    """A runtime over ``model`` started with its pipeline loading behind it, once the load has failed: its error."""
     runtime = build_runtime(
         _site(tmp_path, test_clip, str(model)), with_pipeline=True, is_pipeline_deferred=True
     )
@@ -123,10 +125,19 @@ def test_a_pipeline_that_cannot_load_is_reported_and_the_service_keeps_answering
     runtime.start_pipeline_loading()
     try:
         assert wait_for(lambda: bool(errors), timeout_s=60)
-        assert "broken.onnx" in str(errors[0]) and runtime.runner is None
-        assert runtime.app is not None and TestClient(runtime.app).get("/readyz").status_code == 200
+        yield runtime, errors[0]
     finally:
         runtime.stop()
+
+
+def test_a_pipeline_that_cannot_load_is_reported_and_the_service_keeps_answering(
+    tmp_path: Path, test_clip: Path
+) -> None:
+    model = tmp_path / "broken.onnx"
+    model.write_bytes(b"not an onnx model")
+    with _started_without_its_pipeline(tmp_path, test_clip, model) as (runtime, error):
+        assert "broken.onnx" in str(error) and runtime.runner is None
+        assert runtime.app is not None and TestClient(runtime.app).get("/readyz").status_code == 200
 
 
 def test_a_model_that_loads_but_cannot_run_is_refused_at_start_naming_why(
@@ -134,19 +145,9 @@ def test_a_model_that_loads_but_cannot_run_is_refused_at_start_naming_why(
 ) -> None:
     """Started, it analysed nothing while the camera looked online, and logged two tracebacks a second."""
     model = unrunnable_model(tmp_path / "unrunnable.onnx")
-    runtime = build_runtime(
-        _site(tmp_path, test_clip, str(model)), with_pipeline=True, is_pipeline_deferred=True
-    )
-    errors: list[Exception] = []
-    runtime.on_pipeline_error = errors.append
-    runtime.start()
-    runtime.start_pipeline_loading()
-    try:
-        assert wait_for(lambda: bool(errors), timeout_s=60)
-        assert "loads but cannot run" in str(errors[0]) and "blank frame" in str(errors[0]), errors
+    with _started_without_its_pipeline(tmp_path, test_clip, model) as (runtime, error):
+        assert "loads but cannot run" in str(error) and "blank frame" in str(error), error
         assert runtime.runner is None
-    finally:
-        runtime.stop()
 
 
 def test_stop_while_the_pipeline_loads_never_starts_it(tmp_path: Path, test_clip: Path) -> None:
