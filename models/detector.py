@@ -79,10 +79,19 @@ class FileDetector:
 
 
 class PendingDetections:
-    """Detections being computed: ``result()`` waits for them (once; later calls return the same list)."""
+    """Detections being computed: ``result()`` waits for them (once; later calls return the same list).
 
-    def __init__(self, finish: Callable[[], list[Detections]]) -> None:
+    Args:
+        finish: Waits for the model and returns the detections.
+        is_ready: Whether the model has finished (``result()`` would not wait for it); a
+            backend that cannot tell counts as finished, so a caller never waits on it for nothing.
+    """
+
+    def __init__(
+        self, finish: Callable[[], list[Detections]], *, is_ready: Callable[[], bool] | None = None
+    ) -> None:
         self._finish: Callable[[], list[Detections]] | None = finish
+        self._is_ready = is_ready
         self._result: list[Detections] = []
 
     @classmethod
@@ -92,6 +101,10 @@ class PendingDetections:
         pending.result()
         return pending
 
+    def is_ready(self) -> bool:
+        """Whether the model is done with these images (``result()`` then only decodes its output)."""
+        return self._finish is None or self._is_ready is None or self._is_ready()
+
     def result(self) -> list[Detections]:
         """One ``Detections`` per image submitted, in order."""
         if self._finish is not None:
@@ -100,17 +113,23 @@ class PendingDetections:
         return self._result
 
 
-def start_detection(detector: Detector, images: Sequence[Any]) -> PendingDetections:
+def start_detection(
+    detector: Detector, images: Sequence[Any], *, on_ready: Callable[[], None] | None = None
+) -> PendingDetections:
     """Start detecting objects in ``images`` and return at once where the backend can, else detect now.
 
     A backend that runs batches concurrently (OpenVINO's infer requests) offers
     ``detect_async``: the caller then prepares the next batch while the model works on
     this one, and the model is never left idle between batches. Any other detector
     answers synchronously, so every ``Detector`` can be used this way.
+
+    ``on_ready`` is called (from the backend's thread) once the model is done with a batch
+    started asynchronously, so a caller waiting for something else can stop waiting
+    and collect it; a synchronous answer is ready on return and never calls it.
     """
     detect_async = getattr(detector, "detect_async", None)
     if detect_async is not None:
-        pending: PendingDetections = detect_async(images)
+        pending: PendingDetections = detect_async(images, on_ready=on_ready)
         return pending
     return PendingDetections.done(detector.detect(images))
 

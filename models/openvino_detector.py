@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -187,21 +188,27 @@ class OpenVinoDetector(ExportDetector):
         # Two batches' worth: one running on the streams, the next queued behind it.
         self._idle_requests = [compiled.create_infer_request() for _ in range(2 * self._streams)]
 
-    def detect_async(self, images: Sequence[Any]) -> PendingDetections:
-        """Letterbox the images and start the model on them; ``result()`` waits, decodes and maps the boxes back."""
+    def detect_async(
+        self, images: Sequence[Any], *, on_ready: Callable[[], None] | None = None
+    ) -> PendingDetections:
+        """Letterbox the images and start the model on them; ``result()`` waits, decodes and maps the boxes back.
+
+        ``on_ready`` is called from OpenVINO's thread once every request of the batch is done.
+        """
         if not images:
             return PendingDetections.done([])
         batch, transforms = letterbox_batch(host_images(images), self.info.input_hw, stride=self._stride)
-        outputs = self._start(batch)
+        started = self._start(batch, on_ready)
         return PendingDetections(
-            lambda: self._in_image_pixels(decode_outputs(outputs(), transforms, self.config), images)
+            lambda: self._in_image_pixels(decode_outputs(started.wait(), transforms, self.config), images),
+            is_ready=started.is_done,
         )
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         """Spread the batch over the infer requests and wait; ``(b, 4 + classes, anchors)`` back."""
-        return self._start(batch)()
+        return self._start(batch).wait()
 
-    def _start(self, batch: np.ndarray) -> Callable[[], np.ndarray]:
+    def _start(self, batch: np.ndarray, on_ready: Callable[[], None] | None = None) -> _StartedBatch:
         """Start the batch, spread over idle infer requests; return what waits for it.
 
         A dynamic-batch model takes one chunk per stream. A static-batch export is cut into
@@ -213,27 +220,65 @@ class OpenVinoDetector(ExportDetector):
             chunks = np.array_split(batch, min(self._streams, len(batch)))
         else:
             chunks = fixed_batch_chunks(batch, self._fixed_batch)
-        outputs = self._start_chunks(chunks)
-        return lambda: np.concatenate(outputs())[: len(batch)]
-
-    def _start_chunks(self, chunks: list[np.ndarray]) -> Callable[[], list[np.ndarray]]:
-        """Start each chunk on an idle request (a new one when none is idle); return what waits for their outputs."""
         requests = [
             self._idle_requests.pop() if self._idle_requests else self._compiled.create_infer_request()
             for _ in chunks
         ]
+        chunks = [np.ascontiguousarray(chunk) for chunk in chunks]
+        started = _StartedBatch(requests, chunks, len(batch), on_ready, self._idle_requests)
         for request, chunk in zip(requests, chunks, strict=True):
-            request.start_async({0: np.ascontiguousarray(chunk)})
+            request.set_callback(started.request_done, None)
+            # zero-copy: the request reads the chunk itself, which the started batch keeps alive
+            request.start_async({0: chunk}, share_inputs=True)
+        return started
 
-        def wait() -> list[np.ndarray]:
-            outputs = []
-            for request in requests:
-                request.wait()
-                outputs.append(np.array(request.get_output_tensor(0).data))
-            self._idle_requests.extend(requests)
-            return outputs
 
-        return wait
+class _StartedBatch:
+    """A batch running on infer requests: whether they are done, and their joined output once they are.
+
+    Each request's completion callback counts down; the last one calls ``on_ready``.
+    ``wait()`` gives the requests back to ``idle`` for the next batch. The input chunks are
+    kept until then: the requests read them in place.
+    """
+
+    def __init__(
+        self,
+        requests: list[Any],
+        chunks: list[np.ndarray],
+        size: int,
+        on_ready: Callable[[], None] | None,
+        idle: list[Any],
+    ) -> None:
+        self._requests = requests
+        self._chunks: list[np.ndarray] | None = chunks
+        self._size = size
+        self._on_ready = on_ready
+        self._idle = idle
+        self._running = len(requests)
+        self._lock = threading.Lock()
+
+    def request_done(self, _userdata: object) -> None:
+        """OpenVINO's completion callback of one request (success or failure)."""
+        with self._lock:
+            self._running -= 1
+            is_last = self._running == 0
+        if is_last and self._on_ready is not None:
+            self._on_ready()
+
+    def is_done(self) -> bool:
+        """Whether every request has finished."""
+        with self._lock:
+            return self._running == 0
+
+    def wait(self) -> np.ndarray:
+        """Wait for every request; ``(b, 4 + classes, anchors)``, the chunks' outputs joined (padding cut)."""
+        outputs = []
+        for request in self._requests:
+            request.wait()
+            outputs.append(np.array(request.get_output_tensor(0).data))
+        self._chunks = None
+        self._idle.extend(self._requests)
+        return np.concatenate(outputs)[: self._size]
 
 
 def _read_int8(core: Any, int8: Int8Files, session: Any) -> Any:

@@ -864,7 +864,9 @@ class PromotionWatch:
         self.spec = spec
         self._root = site_registry(root)
         self._stamp = self._signature()
-        self.current: Path | None = resolve_model_path(spec, root=self._root) if is_strict else self.resolved()
+        self.current: Path | None = (
+            resolve_model_path(spec, root=self._root) if is_strict else self.resolved()
+        )
 
     def _signature(self) -> tuple[Any, ...]:
         """Stat of the pointer files and model folders of each layer: changes when a promotion lands."""

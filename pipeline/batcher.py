@@ -136,7 +136,11 @@ class FrameBatcher:
         return self._stats
 
     def next_batch(
-        self, sources: Callable[[], Sequence[FrameSource]], timeout_s: float
+        self,
+        sources: Callable[[], Sequence[FrameSource]],
+        timeout_s: float,
+        *,
+        until: Callable[[], bool] | None = None,
     ) -> list[PendingFrame]:
         """Wait up to ``timeout_s`` for frames; return a batch (empty if none came).
 
@@ -144,6 +148,10 @@ class FrameBatcher:
             sources: Returns the current cameras (called on every look, so cameras
                 added or removed meanwhile are seen).
             timeout_s: Longest wait for a first frame.
+            until: Stop waiting once this is true (checked on every wake-up: call ``wake()``
+                when it may have become so): with a batch on the model, the next one is
+                gathered while the model works, and the wait ends when the model is done,
+                with what has come by then, so its result is not held back.
 
         Returns:
             Up to ``max_batch`` frames, at most one per camera, longest-waiting cameras first.
@@ -153,7 +161,7 @@ class FrameBatcher:
             while True:
                 ready = self._gather(sources())
                 now = self._monotonic()
-                if ready or now >= give_up_at:
+                if ready or now >= give_up_at or (until is not None and until()):
                     break
                 self._new_frame.wait(give_up_at - now)
             if not ready:
@@ -161,11 +169,16 @@ class FrameBatcher:
             flush_at = now + self.deadline_s
             while ready < min(self.max_batch, ready + len(self._cameras_without_frame(sources()))):
                 now = self._monotonic()
-                if now >= flush_at:
+                if now >= flush_at or (until is not None and until()):
                     break
                 self._new_frame.wait(flush_at - now)
                 ready = self._gather(sources(), only_missing=True)
             return self._take()
+
+    def wake(self) -> None:
+        """Wake a ``next_batch`` waiting for frames, so it checks its ``until`` again (any thread)."""
+        with self._new_frame:
+            self._new_frame.notify_all()
 
     def forget(self, camera_id: str) -> None:
         """Drop a removed camera's pending frame."""

@@ -130,6 +130,10 @@ class _SubmittedBatch:
     pending: PendingDetections | None
     started: float
 
+    def is_ready(self) -> bool:
+        """Whether the model is done with this batch (or never ran on it)."""
+        return self.pending is None or self.pending.is_ready()
+
 
 @dataclass(frozen=True, slots=True)
 class _InferredBatch:
@@ -524,15 +528,19 @@ class PipelineRunner:
     def _infer_loop(self) -> None:
         """Take batches, infer them, hand them to the analysis thread; ``None`` to it once the sources end.
 
-        While a batch is on the model, the next one is taken and started behind it if its
-        frames are already there (a loaded pipeline: the model never waits for Python);
-        if none are, the running batch is collected at once (a light load adds no latency).
+        While a batch is on the model, the next one is gathered and started behind it as its
+        frames come (a loaded pipeline: the model always has the next batch queued and never
+        waits for Python to collect, decode and letterbox); the running batch is collected
+        as soon as the model is done with it, with or without a next one (a light load adds
+        no latency).
         """
         in_flight: _SubmittedBatch | None = None
         while not self._stop.is_set():
             try:
                 batch = self._batcher.next_batch(
-                    self._cameras.sources, timeout_s=0.0 if in_flight else self._fault_check_interval_s
+                    self._cameras.sources,
+                    timeout_s=self._fault_check_interval_s,
+                    until=in_flight.is_ready if in_flight is not None else None,
                 )
                 if not batch and in_flight is None and self.is_finished:
                     # Sources flag "finished" after publishing their last frame: one more sweep.
@@ -611,7 +619,11 @@ class PipelineRunner:
         images = [f.image for _, f, inferred in frames if inferred]
         started = time.perf_counter()
         return _SubmittedBatch(
-            detector, generation, frames, start_detection(detector, images) if images else None, started
+            detector,
+            generation,
+            frames,
+            start_detection(detector, images, on_ready=self._batcher.wake) if images else None,
+            started,
         )
 
     def _collect(self, submitted: _SubmittedBatch) -> _InferredBatch:

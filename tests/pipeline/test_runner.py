@@ -117,7 +117,9 @@ class _HeldDetector(_CountingDetector):
         self.second_frame_ready = threading.Event()
         self.release = threading.Event()
 
-    def detect_async(self, images: list[np.ndarray]) -> PendingDetections:
+    def detect_async(
+        self, images: list[np.ndarray], on_ready: Callable[[], None] | None = None
+    ) -> PendingDetections:
         self.started += 1
         if self.started == 1:
             assert self.second_frame_ready.wait(10)
@@ -128,6 +130,35 @@ class _HeldDetector(_CountingDetector):
             return detections
 
         return PendingDetections(finish)
+
+
+class _RunningDetector(_CountingDetector):
+    """Starts batches without waiting and says when the model is done: ``finish()`` ends every batch started."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = 0
+        self._done = threading.Event()
+        self._on_ready: list[Callable[[], None]] = []
+
+    def detect_async(
+        self, images: list[np.ndarray], on_ready: Callable[[], None] | None = None
+    ) -> PendingDetections:
+        self.started += 1
+        detections = self.detect(images)
+        if on_ready is not None:
+            self._on_ready.append(on_ready)
+
+        def finish() -> list[Detections]:
+            assert self._done.wait(10)
+            return detections
+
+        return PendingDetections(finish, is_ready=self._done.is_set)
+
+    def finish(self) -> None:
+        self._done.set()
+        for on_ready in self._on_ready:
+            on_ready()
 
 
 class _RecordingAnalyzer:
@@ -346,6 +377,22 @@ def test_the_next_batch_is_started_while_the_model_works_on_the_last(engine: Any
     assert wait_for(lambda: runner.stats().frames_analysed == 2)
     [analyzer] = _RecordingAnalyzer.created
     assert len(analyzer.fed) == 2 and runner.stats().frames_inferred == 2
+
+
+def test_frames_that_come_while_the_model_works_are_started_behind_it_not_after_it(engine: Any) -> None:
+    """The loop collected a running batch as soon as no next frame was there: a frame that came a moment
+    later waited for the whole batch, and the model idled while Python collected and prepared."""
+    detector = _RunningDetector()
+    runner, sources = engine([_scripted("a")], detector, ListSink())
+    runner.start()
+    sources["a"].push(_GREY)
+    assert wait_for(lambda: detector.started == 1)
+    sources["a"].push(_GREY)  # comes after the first batch was started, while the model works on it
+
+    assert wait_for(lambda: detector.started == 2)  # started before the first batch was done
+    assert runner.stats().frames_analysed == 0
+    detector.finish()
+    assert wait_for(lambda: runner.stats().frames_analysed == 2)
 
 
 def test_detector_swap_takes_effect_between_batches(engine: Any) -> None:
