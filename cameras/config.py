@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from anjian.cameras.fields import DurationS, GreyLevelOrZero
+from anjian.cameras.fields import DurationS, FractionOrZero, GreyLevelOrZero, ShortDurationS
 from anjian.cameras.url import mask_url, remember_secret, split_url
 
 __all__ = ["CameraConfig", "CameraFaultConfig", "ReconnectConfig"]
@@ -24,9 +24,9 @@ class ReconnectConfig(_CamerasModel):
     own, far slower, so that a wrong password does not get its account locked."""
 
     initial_delay_s: float = Field(1.0, gt=0, le=60, description="Delay before the first reconnect.")
-    max_delay_s: float = Field(30.0, gt=0, le=3600, description="Cap on the delay between attempts.")
+    max_delay_s: ShortDurationS = Field(30.0, description="Cap on the delay between attempts.")
     multiplier: float = Field(2.0, ge=1.0, le=10.0, description="Growth of the delay per failed attempt.")
-    jitter: float = Field(0.2, ge=0.0, le=1.0, description="Random +- fraction applied to each delay.")
+    jitter: FractionOrZero = Field(0.2, description="Random +- fraction applied to each delay.")
     probe_interval_s: float = Field(
         1.0,
         ge=0,
@@ -34,10 +34,8 @@ class ReconnectConfig(_CamerasModel):
         description="While a camera is down, check this often whether its TCP port answers (a bare connect, "
         "no request) and open it as soon as a port seen closed answers again; 0: wait the plain backoff.",
     )
-    credentials_initial_delay_s: float = Field(
+    credentials_initial_delay_s: DurationS = Field(
         300.0,
-        gt=0,
-        le=86400,
         description="Cameras only: after the camera refuses the credentials (401 Unauthorized, 403 Forbidden), "
         "wait this long before logging in again, growing by multiplier with each further refusal up to "
         "credentials_max_delay_s; its port is not checked meanwhile. Cameras lock out a client address (Hikvision) "
@@ -45,11 +43,8 @@ class ReconnectConfig(_CamerasModel):
         "password must not be retried at the reconnect pace. A password corrected in the site config is tried at "
         "once on /cameras/reload; one corrected on the camera, at the next attempt.",
     )
-    credentials_max_delay_s: float = Field(
-        3600.0,
-        gt=0,
-        le=86400,
-        description="Cameras only: cap on the delay between logins that the camera keeps refusing.",
+    credentials_max_delay_s: DurationS = Field(
+        3600.0, description="Cameras only: cap on the delay between logins that the camera keeps refusing."
     )
 
     @model_validator(mode="after")
@@ -99,8 +94,8 @@ class CameraFaultConfig(_CamerasModel):
         3.0,
         description="Grey-level standard deviation at or below which the image counts as uniform (covered).",
     )
-    clear_after_s: float = Field(
-        10.0, gt=0, le=3600, description="A fault ends once the camera has been fine for this long."
+    clear_after_s: ShortDurationS = Field(
+        10.0, description="A fault ends once the camera has been fine for this long."
     )
     update_interval_s: DurationS = Field(60.0, description="Re-publish an ongoing fault at most this often.")
     severity: Literal["red", "orange", "yellow", "blue"] = Field(
@@ -141,10 +136,8 @@ class CameraConfig(_CamerasModel):
         description="Decode keyframes only (skip_frame NONKEY): a fraction of the CPU, for cameras whose "
         "behaviours need one frame every second or two. The analysed rate is then at most the keyframe rate.",
     )
-    max_keyframe_interval_s: float = Field(
+    max_keyframe_interval_s: ShortDurationS = Field(
         60.0,
-        gt=0,
-        le=3600,
         description="With keyframes_only: packets flowing without a picture for this long count as a stall, "
         "named as such (a camera that sends no keyframe, or one a minute, was shown online while nothing was "
         "analysed). The camera's keyframe interval (GOP) must be shorter, or keyframes_only off.",
@@ -156,12 +149,14 @@ class CameraConfig(_CamerasModel):
         "are most of the decoding CPU of streams that have them (files, some encoders); an analysed frame may "
         "then come up to one frame later. Streams without B-frames (most IP cameras) decode as before.",
     )
-    decode_threads: int = Field(
-        2,
+    decode_threads: int | None = Field(
+        None,
         ge=0,
         le=16,
-        description="FFmpeg decoder threads for this camera (0: one per core). Few per camera scale best "
-        "across many cameras; each frame thread adds one frame of latency.",
+        description="FFmpeg decoder threads for this camera (0: one per core). Unset: one up to 1080p, two above "
+        "it. One thread decodes a frame with the least CPU (each frame thread costs about a quarter more CPU "
+        "and adds a frame of latency) and, across many cameras, all cores work anyway; a 4K stream may need "
+        "more than one core to decode in real time.",
     )
     decode_device: Literal["cpu", "cuda"] = Field(
         "cpu",

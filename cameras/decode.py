@@ -42,6 +42,7 @@ from anjian.cameras.url import ffmpeg_url, mask_credentials, split_url, url_sche
 __all__ = [
     "FrameSampler",
     "decode_frames",
+    "decoder_threads",
     "describe_open_error",
     "input_format",
     "is_live_url",
@@ -56,6 +57,8 @@ _MAX_CONSECUTIVE_DECODE_ERRORS = 50
 _OVERDUE_PERIODS = 3.0
 """Sample periods of wall time a live camera may decode without a frame kept before one is kept anyway."""
 _UDP_BUFFER_BYTES = 4 * 1024 * 1024
+_ONE_THREAD_MAX_PIXELS = 1920 * 1088
+"""Largest stream decoded on one thread by default (1080p, coded height padded to 16)."""
 
 
 def is_live_url(url: str) -> bool:
@@ -255,6 +258,18 @@ def _samples_at_most_half(config: CameraConfig, stream: av.VideoStream) -> bool:
     return config.skip_unused_frames and bool(rate) and 2 * config.analysis_fps <= float(rate or 0)
 
 
+def decoder_threads(config: CameraConfig, width: int, height: int) -> int:
+    """FFmpeg decoder threads for a ``width`` x ``height`` stream: the camera's ``decode_threads``, else by size.
+
+    Unset: one thread up to 1080p (the least CPU per frame; frame threads each add CPU and a
+    frame of latency), two above (a 4K stream may outrun one core), two when the size is not
+    known before decoding.
+    """
+    if config.decode_threads is not None:
+        return config.decode_threads
+    return 1 if 0 < width * height <= _ONE_THREAD_MAX_PIXELS else 2
+
+
 def _to_image(av_frame: av.VideoFrame) -> Any:
     """BGR pixels of a decoded frame: a numpy array, or a CUDA tensor for an NVDEC frame."""
     if av_frame.format.name == "cuda":
@@ -353,7 +368,7 @@ def decode_frames(
             stream = container.streams.video[0]
             context = stream.codec_context
             context.thread_type = "AUTO"
-            context.thread_count = config.decode_threads
+            context.thread_count = decoder_threads(config, context.width, context.height)
             if config.keyframes_only:
                 context.skip_frame = "NONKEY"
             elif _samples_at_most_half(config, stream):

@@ -24,6 +24,8 @@ __all__ = [
     "GreyLevelOrZero",
     "HostName",
     "Score",
+    "ShortDurationOrZeroS",
+    "ShortDurationS",
     "TcpPort",
 ]
 
@@ -32,6 +34,12 @@ DurationS = Annotated[float, Field(gt=0, le=86_400)]
 
 DurationOrZeroS = Annotated[float, Field(ge=0, le=86_400)]
 """Seconds, from 0 (none) to a day."""
+
+ShortDurationS = Annotated[float, Field(gt=0, le=3600)]
+"""Seconds, more than 0 and at most an hour (a wait, timeout or interval of a live loop)."""
+
+ShortDurationOrZeroS = Annotated[float, Field(ge=0, le=3600)]
+"""Seconds, from 0 (none) to an hour."""
 
 Fraction = Annotated[float, Field(gt=0, le=1)]
 """A share of something (pixels, a box, an overlap): more than 0, at most 1."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from anjian.cameras.fields import Fraction, GreyLevel, Score
+from anjian.cameras.fields import Fraction, GreyLevel, Score, ShortDurationS
 
 __all__ = ["EngineConfig", "MotionGateConfig", "TrackingConfig"]
 
@@ -57,9 +57,7 @@ class MotionGateConfig(_EngineModel):
     min_changed_fraction: Fraction = Field(
         0.002, description="Share of changed pixels (of a ~160 px wide thumbnail) that is motion."
     )
-    max_skip_s: float = Field(
-        5.0, gt=0, le=3600, description="Infer at least this often even on a still scene."
-    )
+    max_skip_s: ShortDurationS = Field(5.0, description="Infer at least this often even on a still scene.")
 
 
 class EngineConfig(_EngineModel):

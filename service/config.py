@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from anjian.cameras.fields import TcpPort
+from anjian.cameras.fields import ShortDurationS, TcpPort
 from anjian.cameras.url import mask_credentials, mask_url
 from anjian.models.config import DetectorConfig
 from anjian.pipeline.config import CameraPipelineConfig, check_time_zone
@@ -303,9 +303,7 @@ class SlaConfig(_ServiceModel):
     max_escalations: int = Field(
         3, ge=0, le=100, description="Escalations per alert at most (a red alert is re-notified, not raised)."
     )
-    check_interval_s: float = Field(
-        15.0, gt=0, le=3600, description="How often overdue alerts are looked for."
-    )
+    check_interval_s: ShortDurationS = Field(15.0, description="How often overdue alerts are looked for.")
 
     def deadline_s(self, severity: str) -> float:
         """The acknowledge deadline of a severity (``"red"`` … ``"blue"``)."""

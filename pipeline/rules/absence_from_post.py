@@ -10,6 +10,7 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field, model_validator
 
+from anjian.cameras.fields import ShortDurationOrZeroS
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
 from anjian.pipeline.config import (
@@ -67,10 +68,8 @@ class AbsenceFromPostConfig(RuleConfig):
     person_classes: list[str] = Field(["person"], min_length=1, description="Classes counted as people.")
     default_min_confidence: ClassVar[float] = 0.4
     min_duration_s: MinDurationS = Field(300.0, description="Out of bounds this long before raising.")
-    restored_after_s: float = Field(
+    restored_after_s: ShortDurationOrZeroS = Field(
         3.0,
-        ge=0,
-        le=3600,
         description="The count must be back in bounds this long to end an incident or restart the timer "
         "(a person missed on one frame, or a passer-by, changes nothing).",
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field
 
-from anjian.cameras.fields import Fraction
+from anjian.cameras.fields import Fraction, ShortDurationOrZeroS
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
 from anjian.pipeline.config import ClearAfterS, MinDurationS, ReferenceConfig, RuleConfig, UpdateIntervalS
@@ -34,8 +34,8 @@ class BlockedExitConfig(RuleConfig):
         0.3, description="Fraction of the zone covered by obstacles that counts as blocked."
     )
     min_duration_s: MinDurationS = Field(120.0, description="Blocked this long before raising.")
-    max_gap_s: float = Field(
-        10.0, ge=0, le=3600, description="A clear spell shorter than this does not restart the duration."
+    max_gap_s: ShortDurationOrZeroS = Field(
+        10.0, description="A clear spell shorter than this does not restart the duration."
     )
     is_reference: bool = Field(
         True, description="Also compare the zone with its learned 'clear' image (finds unknown objects)."

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import Field
 
-from anjian.cameras.fields import Fraction
+from anjian.cameras.fields import Fraction, ShortDurationOrZeroS
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
 from anjian.pipeline.config import Severity, WindowedConfig, WindowK
@@ -37,7 +37,7 @@ class FallenPersonConfig(WindowedConfig):
 
     severity: Severity = RiskLevel.RED
     k: WindowK = Field(3, description="Lying frames needed in the window.")
-    min_duration_s: float = Field(5.0, ge=0, le=3600, description="Lying must last this long.")
+    min_duration_s: ShortDurationOrZeroS = Field(5.0, description="Lying must last this long.")
     fallen_classes: list[str] = Field(["fallen_person"], description="Classes that mean a person lying down.")
     person_classes: list[str] = Field(
         ["person"], description="Upright-person classes, for the geometry check."

@@ -33,7 +33,7 @@ from pydantic import (
     model_validator,
 )
 
-from anjian.cameras.fields import DurationS
+from anjian.cameras.fields import DurationS, ShortDurationS
 from anjian.pipeline.config import check_time_zone
 from anjian.service.bus.config import BusId, NatsUrl, SecretKey, SigningKey
 from anjian.service.bus.subjects import plant_domain
@@ -166,7 +166,7 @@ class HubBusConfig(_HubModel):
     url: NatsUrl = Field("nats://127.0.0.1:4222", description="The hub's own nats-server.")
     domain: BusId = Field("hub", description="The hub's JetStream domain (the plants' bus.hub_domain).")
     fetch_batch: int = Field(256, ge=1, le=5000, description="Messages taken per database transaction.")
-    ack_wait_s: float = Field(30.0, gt=0, le=3600, description="Redelivery delay of a message not acked.")
+    ack_wait_s: ShortDurationS = Field(30.0, description="Redelivery delay of a message not acked.")
     retention_days: float = Field(
         14.0,
         gt=0,

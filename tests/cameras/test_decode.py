@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from anjian.cameras.config import CameraConfig
-from anjian.cameras.decode import decode_frames, input_format, open_options
+from anjian.cameras.decode import decode_frames, decoder_threads, input_format, open_options
 from anjian.cameras.errors import StreamConfigError, StreamCredentialsError, StreamOpenError
 from tests.support.clips import make_test_clip
 from tests.support.fixtures import RTSP_PASSWORD
@@ -236,3 +236,22 @@ def test_open_options_per_source_kind(overrides: dict[str, object], expected: di
 )
 def test_input_format(url: str, configured: str | None, expected: str | None) -> None:
     assert input_format(CameraConfig(id="c", url=url, input_format=configured)) == expected
+
+
+@pytest.mark.parametrize(
+    ("decode_threads", "size_wh", "expected"),
+    [
+        (None, (1920, 1080), 1),
+        (None, (768, 432), 1),
+        (None, (3840, 2160), 2),
+        (None, (0, 0), 2),
+        (4, (640, 360), 4),
+        (0, (3840, 2160), 0),
+    ],
+    ids=["1080p-one", "small-one", "4k-two", "unknown-size-two", "set-wins", "zero-one-per-core"],
+)
+def test_decoder_threads_default_to_one_up_to_1080p_and_follow_the_camera_when_set(
+    decode_threads: int | None, size_wh: tuple[int, int], expected: int
+) -> None:
+    camera = _camera("rtsp://cam.example/stream", decode_threads=decode_threads)
+    assert decoder_threads(camera, *size_wh) == expected
