@@ -60,7 +60,8 @@ AllowLabelErrorsOpt = Annotated[
     typer.Option(
         "--allow-label-errors",
         help="Score a split whose label files have errors (unknown class ids, malformed lines: their boxes are "
-        "lost, so those objects count as background) instead of refusing it; the errors are printed as a warning.",
+        "lost, so those objects count as background; `anjian dataset validate` lists them) instead of refusing "
+        "it; the errors are printed as a warning.",
     ),
 ]
 
@@ -318,11 +319,7 @@ def eval_command(
     site_config: SiteConfigOpt = None,
     allow_label_errors: AllowLabelErrorsOpt = False,
 ) -> None:
-    """Per-class precision, recall, AP50 and AP50-95 of a model on a labelled split.
-
-    A split whose label files have errors (see `anjian dataset validate`) is refused unless
-    --allow-label-errors.
-    """
+    """Per-class precision, recall, AP50 and AP50-95 of a model on a labelled split."""
     from anjian.datasets.classmap import load_class_map
     from anjian.datasets.cli import load_any
     from anjian.training.eval_record import check_recorded_model, parse_version_ref, record_evaluation
@@ -839,11 +836,7 @@ def models_compare(
     site_config: SiteConfigOpt = None,
     allow_label_errors: AllowLabelErrorsOpt = False,
 ) -> None:
-    """Side by side before promoting: per-class AP50, AP50-95, P and R of A and B on each set, and A - B.
-
-    A split whose label files have errors (see `anjian dataset validate`) is refused unless
-    --allow-label-errors.
-    """
+    """Side by side before promoting: per-class AP50, AP50-95, P and R of A and B on each set, and A - B."""
     from anjian.datasets.classmap import load_class_map
     from anjian.training.compare import ModelRef, compare_models, load_compared_data
     from anjian.training.comparison_record import record_comparison, registry_version_of
@@ -1050,8 +1043,6 @@ def models_calibrate(
 
     The rules default to the thresholds stored in the model file; a model without them runs the rules'
     hand-set scores. With --register the calibrated copy becomes a new version beside the old one.
-    A val split whose label files have errors (see `anjian dataset validate`) is refused unless
-    --allow-label-errors.
     """
     if register:  # before the scoring: the new version's file is written with onnx
         _require_train_extra("anjian models calibrate --register", "onnx")

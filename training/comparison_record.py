@@ -11,20 +11,14 @@ shows: the candidate against the version it replaces.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from anjian.models.errors import ModelError
-from anjian.models.registry import (
-    list_versions,
-    read_meta,
-    resolve_model_path,
-    version_record_dir,
-    write_card_section,
-    write_meta,
-)
+from anjian.models.registry import list_versions, resolve_model_path
 from anjian.training.compare import Comparison, Scores
+from anjian.training.eval_record import keep_record
 
 __all__ = [
     "comparison_for_promotion",
@@ -123,32 +117,33 @@ def record_comparison(name: str, version: str, comparison: Comparison, *, root: 
     Raises:
         ModelLoadError: The version does not exist.
     """
-    folder = version_record_dir(name, version, root=root)
-    meta = read_meta(folder)
-    kept = [r for r in meta.get("comparisons", []) if not _same_pair(r, comparison)]
-    meta["comparisons"] = [*kept, comparison.to_dict()]
-    write_meta(folder, meta)
-    stored = []
-    for record in meta["comparisons"]:
+    return keep_record(
+        name,
+        version,
+        "comparisons",
+        "comparisons",
+        comparison.to_dict(),
+        lambda old: _same_pair(old, comparison),
+        lambda records: comparison_markdown(_read_comparisons(records)),
+        root=root,
+    )
+
+
+def _read_comparisons(records: Iterable[Any]) -> list[Comparison]:
+    """The stored records that read back as comparisons, in order (a malformed one is skipped)."""
+    comparisons = []
+    for record in records:
         try:
-            stored.append(Comparison.from_dict(record))
+            comparisons.append(Comparison.from_dict(record))
         except ValueError:
             continue
-    write_card_section(folder / "card.md", "comparisons", comparison_markdown(stored))
-    return folder
+    return comparisons
 
 
 def find_comparison(meta: Mapping[str, Any], name: str, version: str) -> Comparison | None:
     """The latest stored comparison against registry version ``version`` of ``name``, if any."""
-    found = None
-    for record in meta.get("comparisons", []):
-        try:
-            comparison = Comparison.from_dict(record)
-        except ValueError:
-            continue
-        if comparison.b.is_version(name, version):
-            found = comparison
-    return found
+    found = [c for c in _read_comparisons(meta.get("comparisons", [])) if c.b.is_version(name, version)]
+    return found[-1] if found else None
 
 
 def comparison_for_promotion(

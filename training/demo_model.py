@@ -214,20 +214,7 @@ Created {meta.created_at.isoformat(timespec="seconds")}.
 
 
 def train_demo_model(
-    out_dir: Path,
-    *,
-    images: int = 1000,
-    epochs: int = 35,
-    imgsz: int = 320,
-    seed: int = 0,
-    batch: int = 16,
-    width_multiple: float = 0.125,
-    depth_multiple: float = 0.33,
-    render_size_wh: tuple[int, int] = (480, 270),
-    workers: int = 0,
-    version: str = "1",
-    work_dir: Path | None = None,
-    init_from: Path | None = None,
+    out_dir: Path, recipe: DemoRecipe, *, version: str = "1", work_dir: Path | None = None
 ) -> Path:
     """Render a synthetic set, train the demo detector (from scratch or an earlier one) and export it.
 
@@ -236,17 +223,7 @@ def train_demo_model(
 
     Args:
         out_dir: Registry folder to write into (created if missing).
-        images: Synthetic images to render, train and val together.
-        epochs: Training epochs.
-        imgsz: Square network input size in pixels; a multiple of 32.
-        seed: Seeds the synthetic set and the training run.
-        batch: Training batch size.
-        width_multiple: YOLOv8 width multiple; 0.125 is half the 'n' scale.
-        depth_multiple: YOLOv8 depth multiple.
-        render_size_wh: Size the synthetic images are rendered at.
-        workers: Dataloader worker processes.
-        init_from: A checkpoint (.pt) of the same classes, or the ONNX export of an earlier demo model
-            of the same scale, to start from.
+        recipe: What to render and how to train (``DemoRecipe()``: the shipped model's recipe).
         version: Registry version, stored in the metadata as ``anjian-demo-<version>``.
         work_dir: Folder for the dataset and ultralytics run; a temporary one (deleted
             afterwards) when ``None``.
@@ -255,22 +232,13 @@ def train_demo_model(
         Path of the exported ``model.onnx``.
 
     Raises:
-        ValueError: If ``imgsz`` is not a multiple of 32 or another argument is out of range.
+        ValueError: If ``recipe.imgsz`` is not a multiple of 32.
+
+    Example:
+        >>> train_demo_model(Path("models/registry/anjian-demo/3"), DemoRecipe(epochs=20), version="3")
     """
-    if imgsz % 32:
-        raise ValueError(f"imgsz must be a multiple of 32, got {imgsz}")
-    recipe = DemoRecipe(
-        images=images,
-        epochs=epochs,
-        imgsz=imgsz,
-        batch=batch,
-        seed=seed,
-        width_multiple=width_multiple,
-        depth_multiple=depth_multiple,
-        render_size_wh=render_size_wh,
-        workers=workers,
-        init_from=None if init_from is None else str(init_from),
-    )
+    if recipe.imgsz % 32:
+        raise ValueError(f"imgsz must be a multiple of 32, got {recipe.imgsz}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if work_dir is not None:
@@ -402,41 +370,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         The process exit code.
     """
     parser = argparse.ArgumentParser(
-        prog="python -m anjian.training.demo_model", description=__doc__.splitlines()[0]
+        prog="python -m anjian.training.demo_model",
+        description=__doc__.splitlines()[0],
+        argument_default=argparse.SUPPRESS,  # a recipe setting not given keeps DemoRecipe's default
     )
     parser.add_argument(
         "--out", type=Path, required=True, help="registry folder, e.g. models/registry/anjian-demo/1"
     )
-    parser.add_argument("--images", type=int, default=1000)
-    parser.add_argument("--epochs", type=int, default=35)
-    parser.add_argument("--imgsz", type=int, default=320)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--width", type=float, default=0.125, help="YOLOv8 width multiple")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument("--images", type=int)
+    parser.add_argument("--epochs", type=int)
+    parser.add_argument("--imgsz", type=int)
+    parser.add_argument("--batch", type=int)
+    parser.add_argument("--width", type=float, dest="width_multiple", help="YOLOv8 width multiple")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--workers", type=int)
     parser.add_argument("--version", default=None, help="registry version; defaults to the name of --out")
     parser.add_argument("--work-dir", type=Path, default=None, help="keep the dataset and runs here")
     parser.add_argument(
         "--init-from",
-        type=Path,
-        default=None,
+        type=lambda text: str(Path(text)),
         help="start from a checkpoint (.pt, same classes) or an earlier demo model's ONNX (same scale)",
     )
-    args = parser.parse_args(argv)
+    args = vars(parser.parse_args(argv))
+    out, version, work_dir = args.pop("out"), args.pop("version"), args.pop("work_dir")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    path = train_demo_model(
-        args.out,
-        images=args.images,
-        epochs=args.epochs,
-        imgsz=args.imgsz,
-        seed=args.seed,
-        batch=args.batch,
-        width_multiple=args.width,
-        workers=args.workers,
-        version=args.version or args.out.name,
-        work_dir=args.work_dir,
-        init_from=args.init_from,
-    )
+    path = train_demo_model(out, DemoRecipe(**args), version=version or out.name, work_dir=work_dir)
     print(path)
     return 0
 

@@ -8,6 +8,8 @@ report to :func:`record_event_evaluation` (``event_evals``, the card's ``events`
 each behaviour's figures on the clips, and which clips missed or alerted falsely). For a
 shipped version both go to the site registry
 (:func:`anjian.models.registry.version_record_dir`); the shipped files stay as released.
+:func:`keep_record` is how every such record is kept (comparisons too, see
+:mod:`anjian.training.comparison_record`).
 
 :func:`ap50_by_data` reads back the AP50 per evaluated set (the release's per-source ``val``
 figures and every recorded evaluation): ``models list`` shows them and their mean.
@@ -35,6 +37,7 @@ __all__ = [
     "check_recorded_model",
     "evals_markdown",
     "event_evals_markdown",
+    "keep_record",
     "parse_version_ref",
     "record_evaluation",
     "record_event_evaluation",
@@ -115,23 +118,40 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _keep_record(
+def keep_record(
     name: str,
     version: str,
     key: str,
     section: str,
     entry: dict[str, Any],
-    is_same: Callable[[Mapping[str, Any], Mapping[str, Any]], bool],
-    render: Callable[[Sequence[Mapping[str, Any]]], str],
+    is_replaced: Callable[[Any], bool],
+    render: Callable[[Sequence[Any]], str],
     *,
     root: Path | None,
 ) -> Path:
-    """Add ``entry`` to the list ``key`` of a version's meta.json (replacing a record it ``is_same`` as),
-    then rewrite the card's ``section`` from the list."""
+    """Add ``entry`` to the list ``key`` of a registry version's ``meta.json``, then rewrite the card's ``section``.
+
+    The one way evaluations, event evaluations and comparisons are kept with a version.
+
+    Args:
+        name: Model name.
+        version: Its version.
+        key: The list in ``meta.json`` (``evals``, ``event_evals``, ``comparisons``).
+        section: The card section rewritten from the list.
+        entry: The new record, JSON-ready; it goes last.
+        is_replaced: Whether a stored record of the list gives way to ``entry`` (dropped).
+        render: The section's markdown from the whole list.
+        root: Site registry folder (:func:`anjian.models.registry.site_registry`).
+
+    Returns:
+        The folder written (the site registry's record folder for a shipped version).
+
+    Raises:
+        ModelLoadError: The version does not exist.
+    """
     folder = version_record_dir(name, version, root=root)
     meta = read_meta(folder)
-    kept = [r for r in meta.get(key, []) if isinstance(r, Mapping) and not is_same(r, entry)]
-    meta[key] = [*kept, entry]
+    meta[key] = [*(r for r in meta.get(key, []) if not is_replaced(r)), entry]
     write_meta(folder, meta)
     write_card_section(folder / "card.md", section, render(meta[key]))
     return folder
@@ -155,7 +175,16 @@ def record_evaluation(
         ModelLoadError: The version does not exist.
     """
     entry = {"recorded_at": _now(), **report}
-    return _keep_record(name, version, "evals", "evals", entry, _same_evaluation, evals_markdown, root=root)
+    return keep_record(
+        name,
+        version,
+        "evals",
+        "evals",
+        entry,
+        lambda old: not isinstance(old, Mapping) or _same_evaluation(old, entry),
+        evals_markdown,
+        root=root,
+    )
 
 
 def _event_summary(report: Mapping[str, Any]) -> dict[str, Any]:
@@ -265,13 +294,15 @@ def record_event_evaluation(
         "behaviours": list(report.get("behaviours", [])),
         **_event_summary(report),
     }
-    return _keep_record(
+    return keep_record(
         name,
         version,
         "event_evals",
         "events",
         entry,
-        lambda a, b: a.get("spec_path", a.get("spec")) == b["spec_path"],
+        lambda old: (
+            not isinstance(old, Mapping) or old.get("spec_path", old.get("spec")) == entry["spec_path"]
+        ),
         event_evals_markdown,
         root=root,
     )

@@ -13,7 +13,8 @@ pytest.importorskip("ultralytics")
 onnxruntime = pytest.importorskip("onnxruntime")
 
 from anjian.datasets.synthetic import CLASS_NAMES
-from anjian.training.demo_model import DemoModelMeta, train_demo_model
+from anjian.training import demo_model
+from anjian.training.demo_model import DemoModelMeta, DemoRecipe, train_demo_model
 
 
 @pytest.fixture
@@ -29,17 +30,9 @@ def offline_ultralytics(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.usefixtures("offline_ultralytics")
 def test_tiny_training_run_exports_labelled_onnx(tmp_path: Path) -> None:
     out = tmp_path / "registry" / "anjian-demo" / "7"
+    recipe = DemoRecipe(images=16, epochs=1, imgsz=64, batch=8, render_size_wh=(128, 72))
 
-    onnx_path = train_demo_model(
-        out,
-        images=16,
-        epochs=1,
-        imgsz=64,
-        batch=8,
-        render_size_wh=(128, 72),
-        version="7",
-        work_dir=tmp_path / "work",
-    )
+    onnx_path = train_demo_model(out, recipe, version="7", work_dir=tmp_path / "work")
 
     assert onnx_path == out / "model.onnx"
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
@@ -63,3 +56,27 @@ def test_tiny_training_run_exports_labelled_onnx(tmp_path: Path) -> None:
     card = (out / "card.md").read_text()
     assert "not for real sites" in card
     assert "mAP50" in card
+
+
+def test_main_trains_the_recipe_its_flags_name_with_the_other_settings_left_at_their_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[Path, DemoRecipe, str, Path | None]] = []
+
+    def fake_train(out: Path, recipe: DemoRecipe, *, version: str, work_dir: Path | None) -> Path:
+        calls.append((out, recipe, version, work_dir))
+        return out / "model.onnx"
+
+    monkeypatch.setattr(demo_model, "train_demo_model", fake_train)
+    out = tmp_path / "anjian-demo" / "4"
+
+    assert (
+        demo_model.main(["--out", str(out), "--epochs", "3", "--width", "0.25", "--init-from", "a/b.onnx"])
+        == 0
+    )
+    assert demo_model.main(["--out", str(out), "--version", "9", "--work-dir", str(tmp_path)]) == 0
+
+    assert calls == [
+        (out, DemoRecipe(epochs=3, width_multiple=0.25, init_from="a/b.onnx"), "4", None),
+        (out, DemoRecipe(), "9", tmp_path),
+    ]
