@@ -1,9 +1,10 @@
 """Fixtures of the service tests: a fake clock, the store over SQLite and over a real PostgreSQL, tokens,
-and Debian's headless Chromium under Playwright for the dashboards."""
+a service's parts with real servers over them, and Debian's headless Chromium under Playwright for the
+dashboards."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,12 @@ import pytest
 from fastapi import FastAPI
 
 from anjian.pipeline.config import CameraPipelineConfig
+from anjian.service.composition import ServiceParts, build_service_parts
 from anjian.service.config import AnjianConfig, SiteConfig, StorageConfig, WebhookConfig, WorkshopConfig
 from anjian.service.store import EventStore
 from anjian.service.tokens import Role
 from tests.service.postgres import PostgresCluster, postgres_bin_dir
+from tests.service.server import ServerThread
 from tests.support.receiver import unused_port
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -57,9 +60,11 @@ def make_config(
     *,
     database_url: str | None = None,
     camera_ids: Sequence[str] = ("cam-1", "cam-2"),
+    timezone: str = "UTC",
     **overrides: object,
 ) -> AnjianConfig:
-    """A one-workshop site storing in ``data_dir`` (or ``database_url``), with these cameras (never opened).
+    """A one-workshop site in ``timezone`` storing in ``data_dir`` (or ``database_url``), with these cameras
+    (never opened).
 
     Ingest takes events of the site's cameras only: ``make_event`` uses ``cam-1``.
     """
@@ -67,7 +72,9 @@ def make_config(
         CameraPipelineConfig(id=camera_id, url=f"rtsp://127.0.0.1:9/{camera_id}") for camera_id in camera_ids
     ]
     return AnjianConfig(
-        site=SiteConfig(id="site-1", workshops=[WorkshopConfig(id="polishing-1", cameras=cameras)]),
+        site=SiteConfig(
+            id="site-1", timezone=timezone, workshops=[WorkshopConfig(id="polishing-1", cameras=cameras)]
+        ),
         storage=StorageConfig(dir=data_dir, database_url=database_url),
         webhooks=webhooks or [],
         **overrides,  # type: ignore[arg-type]
@@ -93,6 +100,40 @@ def app(config: AnjianConfig) -> Iterator[FastAPI]:
     app = create_app(config)
     yield app
     app.state.store.close()
+
+
+@pytest.fixture
+def server(app: FastAPI) -> Iterator[ServerThread]:
+    """A real server over ``app`` on loopback, stopped after the test."""
+    server = ServerThread(app).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def parts(config: AnjianConfig) -> Iterator[ServiceParts]:
+    """The parts of a service over ``config`` reading no camera, started and owned by the test: they outlive
+    a server restart. A module overrides it for another clock or camera health."""
+    parts = build_service_parts(config, camera_health=list)
+    parts.start()
+    yield parts
+    parts.close()
+
+
+@pytest.fixture
+def serve(parts: ServiceParts, config: AnjianConfig) -> Iterator[Callable[..., ServerThread]]:
+    """``serve(port=None)`` starts a server over ``parts`` (``port``: where a stopped one was); all stop after."""
+    from anjian.service.app import create_app
+
+    servers: list[ServerThread] = []
+
+    def start(port: int | None = None) -> ServerThread:
+        servers.append(ServerThread(create_app(config, parts), port=port).start())
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

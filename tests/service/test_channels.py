@@ -13,7 +13,6 @@ import email.policy
 import json
 import socket
 import subprocess
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from email.message import EmailMessage
@@ -59,6 +58,7 @@ from tests.factories import make_event, make_jpeg
 from tests.service.conftest import FakeClock
 from tests.service.robot_receivers import RobotReceiver
 from tests.support.receiver import unused_port
+from tests.support.threads import in_background
 from tests.support.waiting import wait_for
 
 PUBLIC_URL = "https://anjian.plant.example.cn"
@@ -692,11 +692,8 @@ def silent_server() -> Iterator[SilentServer]:
             except OSError:  # closed: the test is over
                 return
 
-    thread = threading.Thread(target=take, daemon=True)
-    thread.start()
-    yield silent
-    server.close()
-    thread.join(5)
+    with in_background(take, stop=server.close):
+        yield silent
     for connection in silent.taken:
         connection.close()
 

@@ -14,15 +14,14 @@ Nothing here times the page (the suite runs on a loaded machine): the drawings a
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
 
-from anjian.pipeline.event import Behaviour, RiskLevel
-from anjian.service.app import create_app
-from anjian.service.composition import ServiceParts, build_service_parts
-from anjian.service.config import AnjianConfig, SlaConfig
+from anjian.pipeline.event import Behaviour, Event, RiskLevel
+from anjian.service.composition import ServiceParts
+from anjian.service.config import SlaConfig
 from tests.factories import make_event
 from tests.service.server import ServerThread
 from tests.service.test_dashboard import TIMEOUT_MS
@@ -52,18 +51,9 @@ _COUNT_DRAWINGS = """() => {
 
 
 @pytest.fixture
-def parts(config: AnjianConfig) -> Iterator[ServiceParts]:
-    """The parts of a service over ``config`` (the conftest's site), owned by the test."""
-    parts = build_service_parts(config, camera_health=list)
-    parts.start()
-    yield parts
-    parts.close()
-
-
-@pytest.fixture
-def page(parts: ServiceParts, config: AnjianConfig, browser: Any) -> Iterator[Any]:
+def page(parts: ServiceParts, serve: Callable[..., ServerThread], browser: Any) -> Iterator[Any]:
     """The dashboard of a server over ``parts``, loaded with an operator's token and live."""
-    server = ServerThread(create_app(config, parts)).start()
+    server = serve()
     operator = parts.store.tokens.create("duty officer", "operator")[1]
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     page.goto(f"{server.base_url}/#token={operator}")
@@ -72,7 +62,24 @@ def page(parts: ServiceParts, config: AnjianConfig, browser: Any) -> Iterator[An
     )
     yield page
     page.close()
-    server.stop()
+
+
+def _alerts(
+    count: int, started_at: float, severities: Sequence[RiskLevel], *, camera: str = "line", **fields: Any
+) -> list[Event]:
+    """``count`` alerts without snapshots on cameras ``{camera}-{i}``, each seen for a second, started a second
+    apart from ``started_at``, their severities taken from ``severities`` in turn."""
+    return [
+        make_event(
+            camera_id=f"{camera}-{i}",
+            severity=severities[i % len(severities)],
+            started_at=started_at + i,
+            last_seen_at=started_at + i + 1,
+            snapshot_jpeg=None,
+            **fields,
+        )
+        for i in range(count)
+    ]
 
 
 def _counted(page: Any) -> tuple[int, int, int]:
@@ -94,32 +101,13 @@ def test_a_burst_of_new_and_escalated_alerts_is_drawn_together_with_a_tone_for_e
     parts: ServiceParts, page: Any, expect: Any
 ) -> None:
     store = parts.store
-    waiting = [
-        make_event(
-            camera_id=f"yard-{i}",
-            behaviour=Behaviour.SMOKING,
-            severity=RiskLevel.YELLOW,
-            started_at=T0 + i,
-            last_seen_at=T0 + i + 1,
-            snapshot_jpeg=None,
-        )
-        for i in range(20)
-    ]
+    waiting = _alerts(20, T0, [RiskLevel.YELLOW], camera="yard", behaviour=Behaviour.SMOKING)
     store.upsert_events([(event, None) for event in waiting])
     expect(page.locator(".event-row")).to_have_count(20, timeout=TIMEOUT_MS)
     page.evaluate(_COUNT_DRAWINGS)
 
     # One transaction: the feed sends BURST messages at once, as after an escalation round or a replay.
-    burst = [
-        make_event(
-            camera_id=f"line-{i}",
-            severity=RiskLevel.ORANGE,
-            started_at=T0 + 100 + i,
-            last_seen_at=T0 + 101 + i,
-            snapshot_jpeg=None,
-        )
-        for i in range(BURST)
-    ]
+    burst = _alerts(BURST, T0 + 100, [RiskLevel.ORANGE])
     store.upsert_events([(event, None) for event in burst])
     expect(page.locator("#count-orange")).to_have_text(str(BURST), timeout=TIMEOUT_MS)
     changes, built, tones = _counted(page)
@@ -144,16 +132,7 @@ def test_rows_patched_through_mixed_changes_match_a_fresh_drawing(
     """Rows moved down (acknowledged), further down (resolved), folded, new: the queue drawn by patching
     the rows of the previous drawing is the one a reload draws."""
     store = parts.store
-    raised = [
-        make_event(
-            camera_id=f"line-{i}",
-            severity=(RiskLevel.RED, RiskLevel.ORANGE, RiskLevel.YELLOW)[i % 3],
-            started_at=T0 + i,
-            last_seen_at=T0 + i + 1,
-            snapshot_jpeg=None,
-        )
-        for i in range(60)
-    ]
+    raised = _alerts(60, T0, [RiskLevel.RED, RiskLevel.ORANGE, RiskLevel.YELLOW])
     store.upsert_events([(event, None) for event in raised])
     expect(page.locator(".event-row")).to_have_count(60, timeout=TIMEOUT_MS)
     page.evaluate(_COUNT_DRAWINGS)

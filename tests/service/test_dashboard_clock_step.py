@@ -18,13 +18,13 @@ import pytest
 
 from anjian.pipeline.event import RiskLevel
 from anjian.service.api import stream as stream_module
-from anjian.service.app import create_app
 from anjian.service.composition import ServiceParts, build_service_parts
 from anjian.service.config import AnjianConfig
 from tests.factories import make_event
 from tests.service.conftest import FakeClock
 from tests.service.server import ServerThread
 from tests.service.test_dashboard import TIMEOUT_MS
+from tests.service.test_dashboard_consistency import expect_the_changes_made_away
 
 pytestmark = pytest.mark.slow
 
@@ -44,20 +44,6 @@ def parts(config: AnjianConfig, clock: FakeClock) -> Iterator[ServiceParts]:
     parts.start()
     yield parts
     parts.close()
-
-
-@pytest.fixture
-def serve(parts: ServiceParts, config: AnjianConfig) -> Iterator[Callable[..., ServerThread]]:
-    """``serve(port=None)`` starts a server over ``parts`` (``port``: where a stopped one was); all stop after."""
-    servers: list[ServerThread] = []
-
-    def start(port: int | None = None) -> ServerThread:
-        servers.append(ServerThread(create_app(config, parts), port=port).start())
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 @pytest.fixture
@@ -110,10 +96,4 @@ def test_changes_made_while_away_show_after_the_service_clock_was_set_back(
     clock.now = T0 + 20
     server = serve(port=server.port)  # the page reconnects to the same address
 
-    expect(page.locator(f".event-row[data-id='{fire.id}']")).to_have_count(1, timeout=TIMEOUT_MS)
-    expect(page.locator(f".event-row[data-id='{handled.id}'] .state")).to_have_text(
-        "acknowledged", timeout=TIMEOUT_MS
-    )
-    expect(page.locator("#count-red")).to_have_text("1")
-    expect(page.locator("#count-orange")).to_have_text("0")
-    expect(page.locator("#live-status")).to_have_text("live")
+    expect_the_changes_made_away(page, expect, acknowledged=handled, raised=fire)

@@ -12,18 +12,17 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from anjian.pipeline.event import Behaviour, RiskLevel
+from anjian.pipeline.event import Behaviour, Event, RiskLevel
 from anjian.pipeline.event_json import event_to_json
 from anjian.service.api import stream as stream_module
-from anjian.service.app import create_app
-from anjian.service.composition import ServiceParts, build_service_parts
-from anjian.service.config import AnjianConfig
+from anjian.service.composition import ServiceParts
 from tests.factories import make_event, make_jpeg
 from tests.service.server import ServerThread
 from tests.service.test_dashboard import TIMEOUT_MS
@@ -36,29 +35,8 @@ T0 = 1_700_000_000.0
 OpenDashboard = Callable[..., tuple[ServerThread, Any]]
 """``open_dashboard(**page_options)``: a server over the test's ``parts`` and a browser page, not yet loaded."""
 
-
-@pytest.fixture
-def parts(config: AnjianConfig) -> Iterator[ServiceParts]:
-    """The parts of a service over ``config`` (cam-1, cam-2, never read), owned by the test: they outlive a
-    server restart."""
-    parts = build_service_parts(config, camera_health=list)
-    parts.start()
-    yield parts
-    parts.close()
-
-
-@pytest.fixture
-def serve(parts: ServiceParts, config: AnjianConfig) -> Iterator[Callable[..., ServerThread]]:
-    """``serve(port=None)`` starts a server over ``parts`` (``port``: where a stopped one was); all stop after."""
-    servers: list[ServerThread] = []
-
-    def start(port: int | None = None) -> ServerThread:
-        servers.append(ServerThread(create_app(config, parts), port=port).start())
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.stop()
+FeedDown = Callable[[ServerThread, Any], AbstractContextManager[None]]
+"""``feed_down(server, page)``: the fixture's context manager."""
 
 
 @pytest.fixture
@@ -77,9 +55,38 @@ def open_dashboard(serve: Callable[..., ServerThread], browser: Any) -> Iterator
 
 
 @pytest.fixture
+def feed_down(serve: Callable[..., ServerThread], expect: Any, monkeypatch: pytest.MonkeyPatch) -> FeedDown:
+    """``with feed_down(server, page):`` stops ``server`` and waits until ``page`` has lost the live feed; after
+    the block, a server over the same parts serves at the same address, and the page reconnects. The feed
+    looks back over nothing, so what changed meanwhile can come only from the list the page asks for."""
+    monkeypatch.setattr(stream_module, "_OVERLAP_S", 0.0)
+
+    @contextmanager
+    def down(server: ServerThread, page: Any) -> Iterator[None]:
+        server.stop()
+        expect(page.locator("#live-status")).not_to_have_text("live", timeout=TIMEOUT_MS)
+        yield
+        serve(port=server.port)
+
+    return down
+
+
+@pytest.fixture
 def operator(parts: ServiceParts) -> str:
     """An operator's token."""
     return parts.store.tokens.create("duty officer", "operator")[1]
+
+
+def expect_the_changes_made_away(page: Any, expect: Any, *, acknowledged: Event, raised: Event) -> None:
+    """The reconnected ``page`` is live and shows what changed while it was away: the orange alert
+    ``acknowledged`` elsewhere, and the red alert ``raised``, the only one open."""
+    expect(page.locator(f".event-row[data-id='{raised.id}']")).to_have_count(1, timeout=TIMEOUT_MS)
+    expect(page.locator(f".event-row[data-id='{acknowledged.id}'] .state")).to_have_text(
+        "acknowledged", timeout=TIMEOUT_MS
+    )
+    expect(page.locator("#count-red")).to_have_text("1")
+    expect(page.locator("#count-orange")).to_have_text("0")
+    expect(page.locator("#live-status")).to_have_text("live")
 
 
 def _pump_until(page: Any, predicate: Callable[[], bool]) -> None:
@@ -91,16 +98,10 @@ def _pump_until(page: Any, predicate: Callable[[], bool]) -> None:
 
 
 def test_changes_made_while_the_live_feed_was_down_show_once_it_reconnects(
-    serve: Callable[..., ServerThread],
-    open_dashboard: OpenDashboard,
-    expect: Any,
-    parts: ServiceParts,
-    operator: str,
-    monkeypatch: pytest.MonkeyPatch,
+    open_dashboard: OpenDashboard, feed_down: FeedDown, expect: Any, parts: ServiceParts, operator: str
 ) -> None:
     """A service restart or a network drop longer than the feed's look-back lost the changes made
     meanwhile: an alert acknowledged elsewhere still showed raised, a new red one never appeared."""
-    monkeypatch.setattr(stream_module, "_OVERLAP_S", 0.0)  # the feed alone replays nothing from the gap
     store = parts.store
     handled = make_event(severity=RiskLevel.ORANGE, snapshot_jpeg=None)
     store.upsert_event(handled)
@@ -110,33 +111,19 @@ def test_changes_made_while_the_live_feed_was_down_show_once_it_reconnects(
     expect(page.locator(f".event-row[data-id='{handled.id}'] .state")).to_have_text("raised")
     expect(page.locator("#count-orange")).to_have_text("1")
 
-    server.stop()
-    expect(page.locator("#live-status")).not_to_have_text("live", timeout=TIMEOUT_MS)
-    store.transition(handled.id, "acknowledge", actor="other operator")
-    fire = make_event(camera_id="cam-2", snapshot_jpeg=None)
-    store.upsert_event(fire)
-    server = serve(port=server.port)  # the page reconnects to the same address
+    with feed_down(server, page):
+        store.transition(handled.id, "acknowledge", actor="other operator")
+        fire = make_event(camera_id="cam-2", snapshot_jpeg=None)
+        store.upsert_event(fire)
 
-    expect(page.locator(f".event-row[data-id='{fire.id}']")).to_have_count(1, timeout=TIMEOUT_MS)
-    expect(page.locator(f".event-row[data-id='{handled.id}'] .state")).to_have_text(
-        "acknowledged", timeout=TIMEOUT_MS
-    )
-    expect(page.locator("#count-red")).to_have_text("1")
-    expect(page.locator("#count-orange")).to_have_text("0")
-    expect(page.locator("#live-status")).to_have_text("live")
+    expect_the_changes_made_away(page, expect, acknowledged=handled, raised=fire)
 
 
 def test_a_reconnecting_page_asks_the_list_what_changed_not_each_alert_in_turn(
-    serve: Callable[..., ServerThread],
-    open_dashboard: OpenDashboard,
-    expect: Any,
-    parts: ServiceParts,
-    operator: str,
-    monkeypatch: pytest.MonkeyPatch,
+    open_dashboard: OpenDashboard, feed_down: FeedDown, expect: Any, parts: ServiceParts, operator: str
 ) -> None:
     """Each alert settled while the feed was down was fetched with its own ``GET /events/{id}``, one after
     another (1,000 settled: 1,000 requests and 8 s per screen), after reloading every alert in hand."""
-    monkeypatch.setattr(stream_module, "_OVERLAP_S", 0.0)  # the feed alone replays nothing from the gap
     store = parts.store
     handled = [
         make_event(camera_id=f"line-{i}", started_at=T0 + i, last_seen_at=T0 + i + 1, snapshot_jpeg=None)
@@ -153,14 +140,12 @@ def test_a_reconnecting_page_asks_the_list_what_changed_not_each_alert_in_turn(
     states = page.locator(".event-row .state")
     expect(states.filter(has_text="acknowledged")).to_have_count(40, timeout=TIMEOUT_MS)
 
-    server.stop()
-    expect(page.locator("#live-status")).not_to_have_text("live", timeout=TIMEOUT_MS)
-    for event in handled:
-        store.transition(event.id, "resolve", actor="other operator", note="dealt with")
-    fire = make_event(camera_id="cam-2", snapshot_jpeg=None)
-    store.upsert_event(fire)
-    requested.clear()
-    server = serve(port=server.port)
+    with feed_down(server, page):
+        for event in handled:
+            store.transition(event.id, "resolve", actor="other operator", note="dealt with")
+        fire = make_event(camera_id="cam-2", snapshot_jpeg=None)
+        store.upsert_event(fire)
+        requested.clear()
 
     expect(page.locator(f".event-row[data-id='{fire.id}']")).to_have_count(1, timeout=TIMEOUT_MS)
     expect(states.filter(has_text="resolved")).to_have_count(40, timeout=TIMEOUT_MS)

@@ -21,7 +21,7 @@ from anjian.cameras.health import CameraHealth, CameraState
 from anjian.pipeline.event import RiskLevel
 from anjian.service.app import create_app
 from anjian.service.composition import build_service_parts
-from anjian.service.config import AnjianConfig, SlaConfig
+from anjian.service.config import SlaConfig
 from tests.factories import make_event
 from tests.service.conftest import make_config
 from tests.service.server import ServerThread
@@ -30,33 +30,12 @@ from tests.service.test_dashboard import TIMEOUT_MS
 pytestmark = pytest.mark.slow
 
 
-def _shanghai_site(data_dir: Path) -> AnjianConfig:
-    return AnjianConfig.model_validate(
-        {
-            "site": {
-                "id": "site-1",
-                "timezone": "Asia/Shanghai",
-                "workshops": [
-                    {
-                        "id": "polishing-1",
-                        "cameras": [
-                            {"id": "cam-1", "url": "rtsp://127.0.0.1:9/cam-1"},
-                            {"id": "cam-2", "url": "rtsp://127.0.0.1:9/cam-2"},
-                        ],
-                    }
-                ],
-            },
-            "storage": {"dir": str(data_dir)},
-        }
-    )
-
-
 def test_times_are_the_sites_whatever_zone_the_screen_is_set_to(
     tmp_path: Path, browser: Any, expect: Any
 ) -> None:
     """A control-room PC on UTC showed 2023-11-14 22:13:20 for an alert the site saw at 06:13:20 the
     next day, and the camera tooltip a third form, in English and UTC."""
-    config = _shanghai_site(tmp_path / "data")
+    config = make_config(tmp_path / "data", timezone="Asia/Shanghai")
     parts = build_service_parts(config, camera_health=list)
     cam_2 = CameraHealth(camera_id="cam-2", state=CameraState.ONLINE, since=1_700_000_000.0, fps=5.0)
     parts.camera_health.record("node-b", 0.001, [cam_2])  # a node elsewhere, silent since

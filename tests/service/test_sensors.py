@@ -27,6 +27,7 @@ from anjian.service.tokens import Role
 from tests.service.conftest import bearer, make_config
 from tests.support.receiver import Receiver
 from tests.support.sensors import ModbusTestServer, MosquittoBroker, mosquitto_available
+from tests.support.threads import in_background
 from tests.support.waiting import wait_for
 
 pytestmark = [
@@ -125,11 +126,8 @@ def live() -> Iterator[LiveView]:
             if stop.wait(0.2):
                 return
 
-    thread = threading.Thread(target=feed, daemon=True)
-    thread.start()
-    yield view
-    stop.set()
-    thread.join(5)
+    with in_background(feed, stop=stop.set):
+        yield view
 
 
 class Site:

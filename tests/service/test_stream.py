@@ -9,7 +9,6 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -18,22 +17,8 @@ from sqlalchemy.exc import OperationalError
 
 from anjian.pipeline.event_json import event_to_json
 from anjian.service.api import stream as stream_module
-from anjian.service.app import create_app
 from tests.factories import make_event
-from tests.service.conftest import make_config
 from tests.service.server import ServerThread
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> FastAPI:
-    return create_app(make_config(tmp_path / "data"))
-
-
-@pytest.fixture
-def server(app: FastAPI) -> Iterator[ServerThread]:
-    server = ServerThread(app).start()
-    yield server
-    server.stop()
 
 
 def _messages(lines: Iterator[str]) -> Iterator[dict[str, object]]:

@@ -14,7 +14,6 @@ import logging
 import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any, cast
 
 import httpx
@@ -23,29 +22,15 @@ from fastapi import FastAPI
 
 from anjian.service.api import stream as stream_module
 from anjian.service.api.stream import LiveFeed
-from anjian.service.app import create_app
 from anjian.service.records import StoredEvent
 from anjian.service.schemas import EventOut
 from anjian.service.store import EventStore
 from tests.factories import make_event
-from tests.service.conftest import make_config
 from tests.service.server import ServerThread
 from tests.support.receiver import wait_until
 
 SCREENS = 6
 BURST = 60
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> FastAPI:
-    return create_app(make_config(tmp_path / "data"))
-
-
-@pytest.fixture
-def server(app: FastAPI) -> Iterator[ServerThread]:
-    server = ServerThread(app).start()
-    yield server
-    server.stop()
 
 
 class _Counted:

@@ -8,6 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -46,14 +47,20 @@ def only_delivery(store: EventStore) -> WebhookDelivery:
     return delivery
 
 
-def deliver_one_event(
-    store: EventStore, dispatcher: WebhookDispatcher, until: DeliveryStatus
+def deliver_once_and_close(
+    store: EventStore, receiver: Callable[[httpx.Request], httpx.Response], **options: Any
 ) -> WebhookDelivery:
-    """Store a new event and start ``dispatcher``: the event's one delivery, once its status is ``until``."""
-    store.upsert_event(make_event())
-    dispatcher.start()
-    wait_until(lambda: only_delivery(store).status is until)
-    return only_delivery(store)
+    """Store one event (no snapshot) for a subscription that ``receiver`` answers (``httpx.MockTransport``)
+    and run one ``deliver_due`` round of a dispatcher with ``options``; closes ``store``. The delivery."""
+    store.subscriptions.create(SubscriptionSpec(url="http://receiver.example/hook"))
+    store.upsert_event(make_event(snapshot_jpeg=None))
+    dispatcher = WebhookDispatcher(store, transport=httpx.MockTransport(receiver), **options)
+    try:
+        dispatcher.deliver_due()
+        return only_delivery(store)
+    finally:
+        dispatcher.stop()
+        store.close()
 
 
 @pytest.fixture
@@ -83,6 +90,27 @@ def make_dispatcher(store: EventStore) -> Iterator[Callable[..., WebhookDispatch
     yield make
     for dispatcher in created:
         dispatcher.stop()
+
+
+DeliverOneEvent = Callable[..., WebhookDelivery]
+"""``deliver_one_event(webhook, *, until)``: the fixture's function."""
+
+
+@pytest.fixture
+def deliver_one_event(
+    store: EventStore, make_dispatcher: Callable[..., WebhookDispatcher]
+) -> DeliverOneEvent:
+    """Subscribes ``webhook``, stores a new event and starts a dispatcher (fast backoff): the event's one
+    delivery, once its status is ``until``."""
+
+    def deliver(webhook: WebhookConfig, *, until: DeliveryStatus) -> WebhookDelivery:
+        dispatcher = make_dispatcher([webhook])
+        store.upsert_event(make_event())
+        dispatcher.start()
+        wait_until(lambda: only_delivery(store).status is until)
+        return only_delivery(store)
+
+    return deliver
 
 
 # ------------------------------------------------------------ real HTTP receiver
@@ -129,12 +157,13 @@ def test_published_event_arrives_promptly_as_signed_json(
 
 
 def test_receiver_failing_twice_gets_event_on_third_attempt(
-    receiver: Receiver, store: EventStore, make_dispatcher: Callable[..., WebhookDispatcher]
+    receiver: Receiver, deliver_one_event: DeliverOneEvent
 ) -> None:
     receiver.statuses = [500, 500]
-    dispatcher = make_dispatcher([WebhookConfig(url=receiver.url, max_attempts=5)])
 
-    delivery = deliver_one_event(store, dispatcher, until=DeliveryStatus.DELIVERED)
+    delivery = deliver_one_event(
+        WebhookConfig(url=receiver.url, max_attempts=5), until=DeliveryStatus.DELIVERED
+    )
 
     requests = receiver.wait_for_requests(3)
     assert (delivery.attempts, delivery.last_status_code, delivery.last_error) == (3, 200, None)
@@ -143,13 +172,12 @@ def test_receiver_failing_twice_gets_event_on_third_attempt(
     assert SIGNATURE_HEADER.lower() not in requests[0].headers, "no secret, no signature"
 
 
-def test_unreachable_url_fails_after_max_attempts_with_last_error(
-    store: EventStore, make_dispatcher: Callable[..., WebhookDispatcher]
-) -> None:
+def test_unreachable_url_fails_after_max_attempts_with_last_error(deliver_one_event: DeliverOneEvent) -> None:
     url = f"http://127.0.0.1:{unused_port()}/hook"
-    dispatcher = make_dispatcher([WebhookConfig(url=url, max_attempts=3, timeout_s=2)])
 
-    delivery = deliver_one_event(store, dispatcher, until=DeliveryStatus.FAILED)
+    delivery = deliver_one_event(
+        WebhookConfig(url=url, max_attempts=3, timeout_s=2), until=DeliveryStatus.FAILED
+    )
 
     assert delivery.attempts == 3
     assert delivery.last_status_code is None
@@ -158,12 +186,11 @@ def test_unreachable_url_fails_after_max_attempts_with_last_error(
 
 
 def test_receiver_answering_500_until_max_attempts_records_status_and_body(
-    receiver: Receiver, store: EventStore, make_dispatcher: Callable[..., WebhookDispatcher]
+    receiver: Receiver, deliver_one_event: DeliverOneEvent
 ) -> None:
     receiver.statuses = [503, 503]
-    dispatcher = make_dispatcher([WebhookConfig(url=receiver.url, max_attempts=2)])
 
-    delivery = deliver_one_event(store, dispatcher, until=DeliveryStatus.FAILED)
+    delivery = deliver_one_event(WebhookConfig(url=receiver.url, max_attempts=2), until=DeliveryStatus.FAILED)
 
     assert (delivery.attempts, delivery.last_status_code) == (2, 503)
     assert delivery.last_error == "HTTP 503: receiver says no"
@@ -242,15 +269,7 @@ def test_a_receivers_error_page_is_kept_as_one_short_printable_line(tmp_path: Pa
     def internal(request: httpx.Request) -> httpx.Response:
         return httpx.Response(500, text=page)
 
-    store.subscriptions.create(SubscriptionSpec(url="http://receiver.example/hook"))
-    store.upsert_event(make_event(snapshot_jpeg=None))
-    dispatcher = WebhookDispatcher(store, transport=httpx.MockTransport(internal), backoff_base_s=60.0)
-    try:
-        dispatcher.deliver_due()
-        delivery = only_delivery(store)
-    finally:
-        dispatcher.stop()
-        store.close()
+    delivery = deliver_once_and_close(store, internal, backoff_base_s=60.0)
 
     assert delivery.last_status_code == 500
     assert delivery.last_error is not None
@@ -709,17 +728,7 @@ def test_a_receiver_asking_to_wait_is_retried_no_sooner(
     def busy(request: httpx.Request) -> httpx.Response:
         return httpx.Response(status, headers={"Retry-After": retry_after}, text=body)
 
-    store.subscriptions.create(SubscriptionSpec(url="http://receiver.example/hook"))
-    store.upsert_event(make_event(snapshot_jpeg=None))
-    dispatcher = WebhookDispatcher(
-        store, transport=httpx.MockTransport(busy), clock=clock, backoff_base_s=2.0
-    )
-    try:
-        dispatcher.deliver_due()
-        delivery = only_delivery(store)
-    finally:
-        dispatcher.stop()
-        store.close()
+    delivery = deliver_once_and_close(store, busy, clock=clock, backoff_base_s=2.0)
 
     assert delivery.last_error == f"HTTP {status}: " + "x" * 80
     assert delivery.next_attempt_at is not None

@@ -1,10 +1,12 @@
-"""Fixtures of the bus tests: real nats-servers (a hub and a plant leaf node), a plant service and a hub."""
+"""Fixtures of the bus tests: real nats-servers (a hub and a plant leaf node), a plant service (signing or
+not) and a hub."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +23,8 @@ from tests.support.nats import NatsTopology, nats_server_available
 from tests.support.waiting import wait_for
 
 PLANT = "site-1"  # make_config's site id: the plant id on the bus
+SIGNING_KEY = "a-key-only-site-1-and-the-hub-hold"
+"""The plant's signing key in the tests that sign."""
 
 
 @pytest.fixture
@@ -55,12 +59,63 @@ def hub_config(
 
 
 @pytest.fixture
-def plant(tmp_path: Path, topology: NatsTopology) -> Iterator[ServiceParts]:
-    """The plant's service parts, started, publishing to its leaf node."""
-    parts = build_service_parts(plant_config(tmp_path / "plant", topology.plants[PLANT].url))
+def plant_site(tmp_path: Path, topology: NatsTopology) -> AnjianConfig:
+    """The plant's config: the tests' site storing in ``tmp_path / "plant"``, publishing to its leaf node."""
+    return plant_config(tmp_path / "plant", topology.plants[PLANT].url)
+
+
+@pytest.fixture
+def plant(plant_site: AnjianConfig) -> Iterator[ServiceParts]:
+    """The plant's service parts over ``plant_site``, started, publishing to its leaf node."""
+    parts = build_service_parts(plant_site)
     parts.start()
     yield parts
     parts.close()
+
+
+@pytest.fixture
+def signed_plant(tmp_path: Path, topology: NatsTopology) -> Iterator[ServiceParts]:
+    """The plant's service parts signing with ``SIGNING_KEY``, started, publishing to its leaf node."""
+    parts = build_service_parts(
+        plant_config(tmp_path / "plant", topology.plants[PLANT].url, signing_key=SIGNING_KEY)
+    )
+    parts.start()
+    yield parts
+    parts.close()
+
+
+@pytest.fixture
+def hub_store(tmp_path: Path, topology: NatsTopology) -> Iterator[HubStore]:
+    """The hub's store (SQLite), closed after the test."""
+    store = HubStore.from_config(hub_config(tmp_path / "hub", topology.hub.url).storage)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def start_hub_bus(
+    tmp_path: Path, topology: NatsTopology, hub_store: HubStore
+) -> Iterator[Callable[..., HubBus]]:
+    """``start_hub_bus(signing_key=None, **options)``: a started hub bus over ``hub_store``; all stop after."""
+    buses: list[HubBus] = []
+
+    def start(*, signing_key: str | None = None, **options: Any) -> HubBus:
+        config = hub_config(tmp_path / "hub", topology.hub.url, signing_key=signing_key)
+        buses.append(HubBus(config, hub_store, **options))
+        buses[-1].start()
+        return buses[-1]
+
+    yield start
+    for bus in buses:
+        bus.stop()  # safe to call twice
+
+
+@pytest.fixture
+def signed(
+    hub_store: HubStore, start_hub_bus: Callable[..., HubBus], signed_plant: ServiceParts
+) -> tuple[ServiceParts, HubStore, HubBus]:
+    """The plant and a hub sharing ``SIGNING_KEY``, started."""
+    return signed_plant, hub_store, start_hub_bus(signing_key=SIGNING_KEY)
 
 
 @pytest.fixture

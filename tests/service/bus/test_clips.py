@@ -17,8 +17,7 @@ from anjian.service.hub.config import HubConfig, HubSiteConfig
 from anjian.service.hub.consumer import HubBus
 from anjian.service.hub.store import HubStore
 from tests.factories import make_event
-from tests.service.bus.conftest import PLANT, hub_config
-from tests.service.bus.test_signing import KEY, signed  # noqa: F401 - fixture
+from tests.service.bus.conftest import PLANT, SIGNING_KEY, hub_config
 from tests.support.nats import NatsTopology
 from tests.support.waiting import wait_for
 
@@ -103,12 +102,12 @@ def test_a_clip_over_the_hubs_limit_is_refused(
 def test_with_signing_keys_only_the_hub_holding_the_plants_key_gets_its_clips(
     tmp_path: Path,
     topology: NatsTopology,
-    signed: tuple[ServiceParts, HubStore, HubBus],  # noqa: F811
+    signed: tuple[ServiceParts, HubStore, HubBus],
 ) -> None:
     plant, store, bus = signed
     event = _published_with_clip(plant, store, CLIP[:300_000])
     path = f"/api/plants/{PLANT}/events/{event.id}/clip"
-    keyed = hub_config(tmp_path / "hub", topology.hub.url, signing_key=KEY)
+    keyed = hub_config(tmp_path / "hub", topology.hub.url, signing_key=SIGNING_KEY)
     keyless = hub_config(tmp_path / "hub", topology.hub.url)
 
     for config, cache, status in ((keyless, "a", 502), (keyed, "b", 200)):

@@ -24,7 +24,7 @@ from anjian.service.hub.consumer import HubBus
 from anjian.service.hub.store import HubStore
 from anjian.service.records import DeliveryStatus
 from tests.factories import make_event
-from tests.service.bus.conftest import PLANT, plant_config
+from tests.service.bus.conftest import PLANT
 from tests.support.nats import NatsTopology
 from tests.support.receiver import unused_port
 from tests.support.waiting import wait_for
@@ -156,15 +156,14 @@ def test_a_hub_killed_mid_stream_and_restarted_loses_nothing_and_repeats_nothing
 
 
 def test_a_plant_service_restarted_mid_stream_resumes_publishing(
-    tmp_path: Path, topology: NatsTopology, hub: tuple[HubStore, HubBus]
+    hub: tuple[HubStore, HubBus], plant_site: AnjianConfig
 ) -> None:
     store, _bus = hub
-    config = plant_config(tmp_path / "plant", topology.plants[PLANT].url)
-    with _running_plant(config) as parts:
+    with _running_plant(plant_site) as parts:
         before = _raise(parts, 500)
     # closed: what was queued is stored; announcements not yet published stay in the outbox
 
-    with _running_plant(config) as parts:
+    with _running_plant(plant_site) as parts:
         after = _raise(parts, 10)
         assert wait_for(lambda: store.count_events(PLANT) == 510, DELIVERY_TIMEOUT_S)
         _assert_once(store, before + after)
@@ -203,24 +202,23 @@ def _copy_database(source: Path, target: Path) -> None:
 
 
 def test_a_plant_restored_from_a_backup_gets_its_later_changes_to_the_hub(
-    tmp_path: Path, topology: NatsTopology, hub: tuple[HubStore, HubBus]
+    tmp_path: Path, hub: tuple[HubStore, HubBus], plant_site: AnjianConfig
 ) -> None:
     # The restored database hands out the same audit ids, so the same outbox keys: the plant's JetStream
     # dropped its new changes as retries of the old ones, and the hub kept the old state for good.
     store, _bus = hub
-    config = plant_config(tmp_path / "plant", topology.plants[PLANT].url)
-    with _running_plant(config) as parts:
+    with _running_plant(plant_site) as parts:
         (event,) = _raise(parts, 1)
         assert wait_for(lambda: store.get_event(PLANT, event.id) is not None, DELIVERY_TIMEOUT_S)
     _copy_database(tmp_path / "plant", tmp_path / "backup")  # the nightly backup
 
-    with _running_plant(config) as parts:
+    with _running_plant(plant_site) as parts:
         parts.store.transition(event.id, "acknowledge", actor="duty officer")
         parts.store.transition(event.id, "dispatch", actor="duty officer", assignee="Wang")
         assert wait_for(lambda: _state(store, event.id) == "dispatched", DELIVERY_TIMEOUT_S)
     _copy_database(tmp_path / "backup", tmp_path / "plant")  # the disk died: restored from the backup
 
-    with _running_plant(config) as parts:
+    with _running_plant(plant_site) as parts:
         parts.store.transition(event.id, "false_alarm", actor="duty officer", note="reflection")
         parts.store.transition(event.id, "close", actor="duty officer")
         assert wait_for(lambda: _state(store, event.id) == "closed", DELIVERY_TIMEOUT_S)

@@ -173,7 +173,8 @@ class _Pair:
 
 @contextmanager
 def _paused_pair(server: NatsServer, plant: str) -> Iterator[_Pair]:
-    """line-a and line-b started and holding their preferred cameras; line-a paused by the test, both stopped after."""
+    """line-a and line-b started and holding their preferred cameras; then line-a raises fire-A on cam-1 and is
+    paused before it saves it, until line-b has taken cam-1. Both stopped after."""
     pair = _Pair(
         _node("line-a", server, plant), _node("line-b", server, plant), NodeJournal(), NodeJournal(), None
     )  # type: ignore[arg-type]
@@ -183,6 +184,11 @@ def _paused_pair(server: NatsServer, plant: str) -> Iterator[_Pair]:
     try:
         assert wait_for(
             lambda: pair.line_a.held() == ["cam-1", "cam-2"] and pair.line_b.held() == ["cam-3"], 30
+        )
+        pair.pause.pause()
+        pair.journal_a.raise_incident("cam-1", "fire-A")  # published; not saved: line-a plays no round
+        assert wait_for(lambda: "cam-1" in pair.journal_b.running(), 30), (
+            "line-a's lease aged out: line-b took cam-1"
         )
         yield pair
     finally:
@@ -195,11 +201,6 @@ def test_a_paused_node_ends_the_incident_it_opened_on_a_camera_another_node_took
     server: NatsServer,
 ) -> None:
     with _paused_pair(server, "paused") as pair:
-        pair.pause.pause()
-        pair.journal_a.raise_incident("cam-1", "fire-A")  # published; not saved: line-a plays no round
-        assert wait_for(lambda: "cam-1" in pair.journal_b.running(), 30), (
-            "line-a's lease aged out: line-b took cam-1"
-        )
         starts_b = pair.journal_b.starts_of("cam-1")  # more than one where a loaded box fenced it meanwhile
         assert starts_b and all(ids == [] for ids in starts_b), (
             "line-b started cam-1 without fire-A: it never saw it"
@@ -222,9 +223,6 @@ def test_a_paused_node_taking_its_camera_back_carries_on_the_newer_copy_of_the_n
     server: NatsServer,
 ) -> None:
     with _paused_pair(server, "newer") as pair:
-        pair.pause.pause()
-        pair.journal_a.raise_incident("cam-1", "fire-A")  # published; not saved: line-a plays no round
-        assert wait_for(lambda: "cam-1" in pair.journal_b.running(), 30)
         pair.journal_b.raise_incident("cam-1", "fire-B")  # line-b never saw fire-A: it raises the fire itself
         assert wait_for(lambda: _saved_ids(server, "newer", "cam-1") == ["fire-B"], 30)
         pair.line_b.stop()  # saves fire-B and releases cam-1: line-a will take it back, not be handed it
@@ -240,16 +238,27 @@ def test_a_paused_node_taking_its_camera_back_carries_on_the_newer_copy_of_the_n
         assert pair.journal_a.ended == [("cam-1", "fire-A")], "fire-A is carried on by no node: ended"
 
 
-def test_a_node_cut_off_from_nats_takes_its_camera_back_with_the_incident_it_opened_meanwhile(
-    server: NatsServer,
-) -> None:
-    line_a = _node("line-a", server, "fenced")
+def _cut_off_raising_fire_a(server: NatsServer, plant: str) -> tuple[CameraNode, NodeJournal]:
+    """line-a started and holding its cameras, then cut off from NATS (``server`` killed) as it raises fire-A
+    on cam-1; the caller stops it."""
+    line_a = _node("line-a", server, plant)
     journal = NodeJournal()
     line_a.start(journal)
     try:
         assert wait_for(lambda: line_a.held() == CAMERAS, 30)
         server.kill()
         journal.raise_incident("cam-1", "fire-A")  # published; no save can reach the bucket now
+    except BaseException:
+        line_a.stop()
+        raise
+    return line_a, journal
+
+
+def test_a_node_cut_off_from_nats_takes_its_camera_back_with_the_incident_it_opened_meanwhile(
+    server: NatsServer,
+) -> None:
+    line_a, journal = _cut_off_raising_fire_a(server, "fenced")
+    try:
         assert wait_for(lambda: journal.running() == set(), 30), "fenced before its leases expire"
         assert ("cam-1", ["fire-A"]) in journal.stopped
 
@@ -268,15 +277,8 @@ def test_a_node_cut_off_from_nats_takes_its_camera_back_with_the_incident_it_ope
 
 
 def test_a_node_stopping_while_nats_is_away_keeps_the_incidents_it_could_not_save(server: NatsServer) -> None:
-    line_a = _node("line-a", server, "stopped")
-    journal = NodeJournal()
-    line_a.start(journal)
-    try:
-        assert wait_for(lambda: line_a.held() == CAMERAS, 30)
-        server.kill()
-        journal.raise_incident("cam-1", "fire-A")
-    finally:
-        line_a.stop()
+    line_a, journal = _cut_off_raising_fire_a(server, "stopped")
+    line_a.stop()
 
     assert journal.running() == set()
     assert ("cam-1", ["fire-A"]) in journal.kept, (

@@ -7,11 +7,11 @@ given up, and the durable consumer has no delivery cap of its own.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import nats
 import pytest
@@ -20,17 +20,15 @@ from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from anjian.service.bus import subjects
 from anjian.service.bus.messages import BusMessage, EventChange
 from anjian.service.bus.streams import ensure_durable
-from anjian.service.composition import ServiceParts, build_service_parts
+from anjian.service.composition import ServiceParts
 from anjian.service.hub.consumer import HubBus
 from anjian.service.hub.store import ApplyResult, HubStore
 from tests.factories import make_event
-from tests.service.bus.conftest import PLANT, hub_config, plant_config, stored_at_the_hub
+from tests.service.bus.conftest import PLANT, SIGNING_KEY, stored_at_the_hub
 from tests.service.conftest import FakeClock
 from tests.service.hub.conftest import PlantRecorder
 from tests.support.nats import NatsTopology, publish_raw, running_jetstream_server
 from tests.support.waiting import wait_for
-
-KEY = "a-key-only-site-1-and-the-hub-hold"
 
 
 class _FlakyDatabase:
@@ -61,30 +59,16 @@ class _FlakyDatabase:
         self._ping()
 
 
-@pytest.fixture
-def hub_store(tmp_path: Path, topology: NatsTopology) -> Iterator[HubStore]:
-    """The hub's store (SQLite), closed after the test."""
-    store = HubStore.from_config(hub_config(tmp_path / "hub", topology.hub.url).storage)
-    yield store
-    store.close()
+PublishRaw = Callable[[str, bytes, str], None]
+"""``publish(subject, data, msg_id)``: ``publish_raw`` on the plant's leaf node."""
 
 
 @pytest.fixture
-def start_hub_bus(
-    tmp_path: Path, topology: NatsTopology, hub_store: HubStore
-) -> Iterator[Callable[..., HubBus]]:
-    """``start_hub_bus(signing_key=None, **options)``: a started hub bus over ``hub_store``; all stop after."""
-    buses: list[HubBus] = []
-
-    def start(*, signing_key: str | None = None, **options: Any) -> HubBus:
-        config = hub_config(tmp_path / "hub", topology.hub.url, signing_key=signing_key)
-        buses.append(HubBus(config, hub_store, **options))
-        buses[-1].start()
-        return buses[-1]
-
-    yield start
-    for bus in buses:
-        bus.stop()  # safe to call twice
+def publish(topology: NatsTopology, plant: ServiceParts, hub: tuple[HubStore, HubBus]) -> PublishRaw:
+    """Publishes raw messages on the plant's leaf node as ``publish_raw``; the plant's stream exists, the
+    hub having stored an event the plant published."""
+    stored_at_the_hub(plant, hub[0])
+    return functools.partial(publish_raw, topology.plants[PLANT].url)
 
 
 def test_a_poison_message_is_given_up_and_the_rest_of_its_batch_is_stored(
@@ -161,25 +145,20 @@ def test_redeliveries_through_an_outage_do_not_count_towards_giving_a_message_up
 
 
 def test_a_message_set_aside_as_unsigned_survives_a_database_failure_once_the_key_is_fixed(
-    tmp_path: Path, topology: NatsTopology, hub_store: HubStore, start_hub_bus: Callable[..., HubBus]
+    hub_store: HubStore, start_hub_bus: Callable[..., HubBus], signed_plant: ServiceParts
 ) -> None:
     # A wrong key on the hub sets the plant's messages aside; once fixed (a restart), a transient
     # failure of the database while they are stored loses none of them.
     store = hub_store
-    plant = build_service_parts(plant_config(tmp_path / "plant", topology.plants[PLANT].url, signing_key=KEY))
-    plant.start()
-    try:
-        bus = start_hub_bus(signing_key="not-the-key-the-plant-signs-with")  # the wrong key
-        event = make_event()
-        plant.sink.publish(event)
-        assert wait_for(lambda: bus.stats().unsigned >= 1, 60)
-        bus.stop()
-        _FlakyDatabase(store, is_down=False, transient=2)
-        bus = start_hub_bus(signing_key=KEY, max_deliveries=3)  # the right key
-        assert wait_for(lambda: store.get_event(PLANT, event.id) is not None, 60)
-        assert bus.stats().terminated == 0
-    finally:
-        plant.close()
+    bus = start_hub_bus(signing_key="not-the-key-the-plant-signs-with")  # the wrong key
+    event = make_event()
+    signed_plant.sink.publish(event)
+    assert wait_for(lambda: bus.stats().unsigned >= 1, 60)
+    bus.stop()
+    _FlakyDatabase(store, is_down=False, transient=2)
+    bus = start_hub_bus(signing_key=SIGNING_KEY, max_deliveries=3)  # the right key
+    assert wait_for(lambda: store.get_event(PLANT, event.id) is not None, 60)
+    assert bus.stats().terminated == 0
 
 
 def test_a_durable_consumer_that_caps_deliveries_is_updated_to_no_cap(tmp_path: Path) -> None:
@@ -202,18 +181,14 @@ def test_a_durable_consumer_that_caps_deliveries_is_updated_to_no_cap(tmp_path: 
 
 
 def test_a_report_timed_at_infinity_is_dropped_with_its_reason_and_the_rest_is_stored(
-    topology: NatsTopology,
-    plant: ServiceParts,
-    hub: tuple[HubStore, HubBus],
-    caplog: pytest.LogCaptureFixture,
+    plant: ServiceParts, hub: tuple[HubStore, HubBus], publish: PublishRaw, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A time of Infinity would order after every later report for good: it is bad input, dropped.
     store, bus = hub
     data = b'{"type":"health","plant_id":"site-1","sent_at":Infinity,"cameras":[]}'
 
-    stored_at_the_hub(plant, store)  # the plant's stream exists once it has published
     second = make_event()
-    publish_raw(topology.plants[PLANT].url, subjects.health_subject(PLANT), data, "inf")
+    publish(subjects.health_subject(PLANT), data, "inf")
     plant.sink.publish(second)
     assert wait_for(lambda: store.get_event(PLANT, second.id) is not None, 60)
     assert wait_for(lambda: bus.stats().terminated == 1, 60)
@@ -221,11 +196,7 @@ def test_a_report_timed_at_infinity_is_dropped_with_its_reason_and_the_rest_is_s
 
 
 def test_an_event_from_a_plant_newer_than_the_hub_is_stored_without_the_fields_it_does_not_know(
-    tmp_path: Path,
-    topology: NatsTopology,
-    plant: ServiceParts,
-    hub: tuple[HubStore, HubBus],
-    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path, hub: tuple[HubStore, HubBus], publish: PublishRaw, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A plant upgraded before the hub: its messages were terminated for good ("Extra inputs are not permitted").
     store, bus = hub
@@ -235,11 +206,8 @@ def test_an_event_from_a_plant_newer_than_the_hub_is_stored_without_the_fields_i
     recorder.store.close()
     message["payload"]["event"]["shift"] = "night"
     message["priority"] = 2
-    stored_at_the_hub(plant, store)  # the plant's stream exists once it has published
 
-    publish_raw(
-        topology.plants[PLANT].url, subjects.event_subject(PLANT), json.dumps(message).encode(), "newer"
-    )
+    publish(subjects.event_subject(PLANT), json.dumps(message).encode(), "newer")
 
     assert wait_for(lambda: store.get_event(PLANT, newer.id) is not None, 60)
     assert bus.stats().terminated == 0
@@ -247,14 +215,10 @@ def test_an_event_from_a_plant_newer_than_the_hub_is_stored_without_the_fields_i
 
 
 def test_a_report_timed_past_any_clock_is_dropped_and_the_next_one_is_stored(
-    topology: NatsTopology,
-    plant: ServiceParts,
-    hub: tuple[HubStore, HubBus],
-    caplog: pytest.LogCaptureFixture,
+    hub: tuple[HubStore, HubBus], publish: PublishRaw, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Stored, since=1e15 made /api/cameras answer 500 for every token that sees the plant.
     store, bus = hub
-    stored_at_the_hub(plant, store)  # the plant's stream exists once it has published
 
     def report(sent_at: float, since: float) -> bytes:
         camera = {"camera_id": "cam-1", "state": "online", "since": since}
@@ -263,8 +227,8 @@ def test_a_report_timed_past_any_clock_is_dropped_and_the_next_one_is_stored(
         ).encode()
 
     now = time.time()
-    publish_raw(topology.plants[PLANT].url, subjects.health_subject(PLANT), report(now, 1e15), "far")
-    publish_raw(topology.plants[PLANT].url, subjects.health_subject(PLANT), report(now + 1, now - 60), "near")
+    publish(subjects.health_subject(PLANT), report(now, 1e15), "far")
+    publish(subjects.health_subject(PLANT), report(now + 1, now - 60), "near")
 
     assert wait_for(lambda: bus.stats().terminated == 1, 60)
     assert wait_for(lambda: [c.since for c in store.cameras([PLANT])] == [now - 60], 60)

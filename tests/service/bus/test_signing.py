@@ -4,51 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import nats
-import pytest
 
 from anjian.service.bus import subjects
 from anjian.service.bus.messages import EventChange, SupervisorRemark
 from anjian.service.bus.remarks import ACTION_REMARK
 from anjian.service.bus.signing import is_signed_by, signature
 from anjian.service.bus.subjects import HUB_UNSIGNED_STREAM
-from anjian.service.composition import ServiceParts, build_service_parts
+from anjian.service.composition import ServiceParts
 from anjian.service.hub.config import HubBusConfig
 from anjian.service.hub.consumer import HubBus
 from anjian.service.hub.store import HubStore
 from anjian.service.schemas import WebhookPayload
 from tests.factories import make_event
-from tests.service.bus.conftest import PLANT, hub_config, plant_config, stored_at_the_hub
+from tests.service.bus.conftest import PLANT, SIGNING_KEY, stored_at_the_hub
 from tests.support.nats import NatsTopology, publish_raw
 from tests.support.waiting import wait_for
 
-KEY = "a-key-only-site-1-and-the-hub-hold"
-
 
 def test_a_signature_verifies_only_with_its_key_and_its_body() -> None:
-    headers = {"Anjian-Signature": signature(KEY, b"body")}
-    assert is_signed_by(KEY, b"body", headers)
-    assert not is_signed_by(KEY, b"other body", headers)
+    headers = {"Anjian-Signature": signature(SIGNING_KEY, b"body")}
+    assert is_signed_by(SIGNING_KEY, b"body", headers)
+    assert not is_signed_by(SIGNING_KEY, b"other body", headers)
     assert not is_signed_by("another-key-of-16+chars", b"body", headers)
-    assert not is_signed_by(KEY, b"body", None)
-
-
-@pytest.fixture
-def signed(tmp_path: Path, topology: NatsTopology) -> Iterator[tuple[ServiceParts, HubStore, HubBus]]:
-    """The plant and the hub sharing ``KEY``, started."""
-    config = hub_config(tmp_path / "hub", topology.hub.url, signing_key=KEY)
-    store = HubStore.from_config(config.storage)
-    bus = HubBus(config, store)
-    parts = build_service_parts(plant_config(tmp_path / "plant", topology.plants[PLANT].url, signing_key=KEY))
-    bus.start()
-    parts.start()
-    yield parts, store, bus
-    parts.close()
-    bus.stop()
-    store.close()
+    assert not is_signed_by(SIGNING_KEY, b"body", None)
 
 
 def test_an_unsigned_event_in_the_plants_stream_is_set_aside_and_signed_ones_are_stored(
@@ -95,30 +76,20 @@ def test_a_remark_not_signed_with_the_plants_key_is_dropped(
 
 
 def test_events_set_aside_under_a_wrong_hub_key_are_stored_once_the_key_is_fixed(
-    tmp_path: Path, topology: NatsTopology
+    hub_store: HubStore, start_hub_bus: Callable[..., HubBus], signed_plant: ServiceParts
 ) -> None:
-    wrong = hub_config(tmp_path / "hub", topology.hub.url, signing_key="not-the-key-site-1-signs-with")
-    store = HubStore.from_config(wrong.storage)
-    parts = build_service_parts(plant_config(tmp_path / "plant", topology.plants[PLANT].url, signing_key=KEY))
-    bus = HubBus(wrong, store)
-    bus.start()
-    parts.start()
-    try:
-        events = [make_event() for _ in range(5)]
-        for event in events:
-            parts.sink.publish(event)
-        assert wait_for(lambda: bus.stats().unsigned >= 5, 60)  # set aside
-        assert store.count_events(PLANT) == 0
-        bus.stop()
+    store = hub_store
+    bus = start_hub_bus(signing_key="not-the-key-site-1-signs-with")
+    events = [make_event() for _ in range(5)]
+    for event in events:
+        signed_plant.sink.publish(event)
+    assert wait_for(lambda: bus.stats().unsigned >= 5, 60)  # set aside
+    assert store.count_events(PLANT) == 0
+    bus.stop()
 
-        bus = HubBus(hub_config(tmp_path / "hub", topology.hub.url, signing_key=KEY), store)
-        bus.start()
-        assert wait_for(lambda: store.count_events(PLANT) == 5, 60)  # the hub with the right key stores them
-        assert wait_for(lambda: bus.stats().released >= 5, 10)  # counted once the batch is committed
-    finally:
-        parts.close()
-        bus.stop()
-        store.close()
+    bus = start_hub_bus(signing_key=SIGNING_KEY)
+    assert wait_for(lambda: store.count_events(PLANT) == 5, 60)  # the hub with the right key stores them
+    assert wait_for(lambda: bus.stats().released >= 5, 10)  # counted once the batch is committed
 
 
 def test_unsigned_messages_are_set_aside_and_never_wait_in_the_live_consumer(

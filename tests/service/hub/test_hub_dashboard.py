@@ -22,14 +22,14 @@ from anjian.pipeline.sensors.health import SensorState
 from anjian.service.app import create_app
 from anjian.service.bus.remarks import ACTION_PRESS
 from anjian.service.composition import ServiceParts
-from anjian.service.config import StorageConfig
+from anjian.service.config import AnjianConfig, StorageConfig
 from anjian.service.hub.api import create_hub_app
 from anjian.service.hub.clips import HubClips
 from anjian.service.hub.config import HubBusConfig, HubConfig, PlantConfig
 from anjian.service.hub.consumer import HubBus
 from anjian.service.hub.store import HubStore
 from tests.factories import make_event, make_jpeg
-from tests.service.bus.conftest import PLANT, plant, plant_config, topology  # noqa: F401 - fixtures
+from tests.service.bus.conftest import PLANT, plant, plant_site, topology  # noqa: F401 - fixtures
 from tests.service.hub.conftest import sensor_report
 from tests.service.server import ServerThread
 from tests.support.nats import NatsTopology
@@ -69,8 +69,7 @@ def _sign_in(page: Any, base_url: str, token: str) -> None:
 
 
 def test_supervisor_sees_every_plant_drills_down_and_presses_for_action(
-    tmp_path: Path,
-    topology: NatsTopology,  # noqa: F811
+    plant_site: AnjianConfig,  # noqa: F811
     plant: ServiceParts,  # noqa: F811
     hub_server: tuple[ServerThread, HubStore],
     browser: Any,
@@ -124,8 +123,7 @@ def test_supervisor_sees_every_plant_drills_down_and_presses_for_action(
         return any(line.action == ACTION_PRESS for line in plant.store.audit_trail(fire.id))
 
     assert wait_for(pressed, 60)  # it reached the plant's control room through the bus
-    config = plant_config(tmp_path / "plant", topology.plants[PLANT].url)  # the plant fixture's
-    plant_server = ServerThread(create_app(config, plant)).start()
+    plant_server = ServerThread(create_app(plant_site, plant)).start()
     try:
         operator = plant.store.tokens.create("duty officer", "operator")[1]
         control_room = browser.new_page()

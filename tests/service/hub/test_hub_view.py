@@ -65,8 +65,9 @@ class HubView:
     b: str
     c: str
 
-    def open(self, chromium: Any) -> Any:
-        """A page (a browser in UTC) signed in as the supervisor, the plants shown, its clock paused."""
+    def open(self, chromium: Any, plant: str | None = None) -> Any:
+        """A page (a browser in UTC) signed in as the supervisor, the plants shown (and ``plant``'s incidents
+        asked for, its row clicked), its clock paused."""
         expect = pytest.importorskip("playwright.sync_api").expect
         context = chromium.new_context(timezone_id="UTC", locale="en-GB")
         context.add_init_script(READS)
@@ -77,6 +78,8 @@ class HubView:
         page.fill("#token", self.token)
         page.click("#signin button[type=submit]")
         expect(page.locator("#plants tbody tr")).to_have_count(2, timeout=TIMEOUT_MS)
+        if plant is not None:
+            page.locator(f"#plants tr[data-plant='{plant}']").click()
         return page
 
 
@@ -171,8 +174,7 @@ def test_a_late_answer_for_the_previous_incident_or_plant_is_not_drawn_under_the
     browser: Any,
     expect: Any,
 ) -> None:
-    page = hub_view.open(browser)
-    page.locator("#plants tr[data-plant='lab-3']").click()
+    page = hub_view.open(browser, "lab-3")
     expect(page.locator("#events tbody tr")).to_have_count(2, timeout=TIMEOUT_MS)
 
     held = Held(page, f"/events/{hub_view.a}/snapshot")
@@ -238,9 +240,7 @@ def test_a_plant_with_more_open_incidents_than_listed_says_so_and_lists_the_most
         for i in range(205)
     ]
     hub_view.store.apply([lab.raise_event(e) for e in (oldest, *flood)])
-    page = hub_view.open(browser)
-
-    page.locator("#plants tr[data-plant='lab-3']").click()
+    page = hub_view.open(browser, "lab-3")
 
     expect(page.locator("#events tbody tr")).to_have_count(200, timeout=TIMEOUT_MS)
     expect(page.locator("#events-cut")).to_have_text(
@@ -259,9 +259,7 @@ def test_times_are_shown_in_the_hubs_zone_which_the_header_names(
     browser: Any,
     expect: Any,
 ) -> None:
-    page = hub_view.open(browser)  # the browser runs in UTC
-
-    page.locator("#plants tr[data-plant='lab-3']").click()
+    page = hub_view.open(browser, "lab-3")  # the browser runs in UTC
 
     expect(page.locator("#zone")).to_have_text("times in Asia/Shanghai")
     started = page.locator(f"#events tr[data-event='{hub_view.a}'] td").first
@@ -274,9 +272,7 @@ def test_cameras_carry_the_plants_names_in_the_incidents_the_detail_and_the_came
     expect: Any,
 ) -> None:
     """The hub showed bare camera ids ("cam-17") where the plant's control room says where it is."""
-    page = hub_view.open(browser)
-
-    page.locator("#plants tr[data-plant='lab-3']").click()
+    page = hub_view.open(browser, "lab-3")
 
     named = page.locator(f"#events tr[data-event='{hub_view.a}'] td").nth(1)
     expect(named).to_have_text("东门出口 (cam-1)", timeout=TIMEOUT_MS)
@@ -303,9 +299,7 @@ def test_behaviours_are_named_from_the_services_table_in_the_incidents_and_the_d
         snapshot_jpeg=None,
     )
     hub_view.store.apply([hub_view.lab.raise_event(crowd)])
-    page = hub_view.open(browser)
-
-    page.locator("#plants tr[data-plant='lab-3']").click()
+    page = hub_view.open(browser, "lab-3")
 
     behaviour = page.locator(f"#events tr[data-event='{crowd.id}'] td").nth(2)
     expect(behaviour).to_have_text("Overcrowding", timeout=TIMEOUT_MS)
