@@ -113,23 +113,17 @@ class PendingDetections:
         return self._result
 
 
-def start_detection(
-    detector: Detector, images: Sequence[Any], *, on_ready: Callable[[], None] | None = None
-) -> PendingDetections:
+def start_detection(detector: Detector, images: Sequence[Any]) -> PendingDetections:
     """Start detecting objects in ``images`` and return at once where the backend can, else detect now.
 
     A backend that runs batches concurrently (OpenVINO's infer requests) offers
     ``detect_async``: the caller then prepares the next batch while the model works on
     this one, and the model is never left idle between batches. Any other detector
     answers synchronously, so every ``Detector`` can be used this way.
-
-    ``on_ready`` is called (from the backend's thread) once the model is done with a batch
-    started asynchronously, so a caller waiting for something else can stop waiting
-    and collect it; a synchronous answer is ready on return and never calls it.
     """
     detect_async = getattr(detector, "detect_async", None)
     if detect_async is not None:
-        pending: PendingDetections = detect_async(images, on_ready=on_ready)
+        pending: PendingDetections = detect_async(images)
         return pending
     return PendingDetections.done(detector.detect(images))
 

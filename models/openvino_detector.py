@@ -19,8 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,17 +187,12 @@ class OpenVinoDetector(ExportDetector):
         # Two batches' worth: one running on the streams, the next queued behind it.
         self._idle_requests = [compiled.create_infer_request() for _ in range(2 * self._streams)]
 
-    def detect_async(
-        self, images: Sequence[Any], *, on_ready: Callable[[], None] | None = None
-    ) -> PendingDetections:
-        """Letterbox the images and start the model on them; ``result()`` waits, decodes and maps the boxes back.
-
-        ``on_ready`` is called from OpenVINO's thread once every request of the batch is done.
-        """
+    def detect_async(self, images: Sequence[Any]) -> PendingDetections:
+        """Letterbox the images and start the model on them; ``result()`` waits, decodes and maps the boxes back."""
         if not images:
             return PendingDetections.done([])
         batch, transforms = letterbox_batch(host_images(images), self.info.input_hw, stride=self._stride)
-        started = self._start(batch, on_ready)
+        started = self._start(batch)
         return PendingDetections(
             lambda: self._in_image_pixels(decode_outputs(started.wait(), transforms, self.config), images),
             is_ready=started.is_done,
@@ -208,7 +202,7 @@ class OpenVinoDetector(ExportDetector):
         """Spread the batch over the infer requests and wait; ``(b, 4 + classes, anchors)`` back."""
         return self._start(batch).wait()
 
-    def _start(self, batch: np.ndarray, on_ready: Callable[[], None] | None = None) -> _StartedBatch:
+    def _start(self, batch: np.ndarray) -> _StartedBatch:
         """Start the batch, spread over idle infer requests; return what waits for it.
 
         A dynamic-batch model takes one chunk per stream. A static-batch export is cut into
@@ -225,50 +219,29 @@ class OpenVinoDetector(ExportDetector):
             for _ in chunks
         ]
         chunks = [np.ascontiguousarray(chunk) for chunk in chunks]
-        started = _StartedBatch(requests, chunks, len(batch), on_ready, self._idle_requests)
         for request, chunk in zip(requests, chunks, strict=True):
-            request.set_callback(started.request_done, None)
             # zero-copy: the request reads the chunk itself, which the started batch keeps alive
             request.start_async({0: chunk}, share_inputs=True)
-        return started
+        return _StartedBatch(requests, chunks, len(batch), self._idle_requests)
 
 
 class _StartedBatch:
     """A batch running on infer requests: whether they are done, and their joined output once they are.
 
-    Each request's completion callback counts down; the last one calls ``on_ready``.
     ``wait()`` gives the requests back to ``idle`` for the next batch. The input chunks are
-    kept until then: the requests read them in place.
+    kept until then: the requests read them in place. No Python completion callback is set:
+    one still pending when the interpreter exits aborts the process ("exception not rethrown").
     """
 
-    def __init__(
-        self,
-        requests: list[Any],
-        chunks: list[np.ndarray],
-        size: int,
-        on_ready: Callable[[], None] | None,
-        idle: list[Any],
-    ) -> None:
+    def __init__(self, requests: list[Any], chunks: list[np.ndarray], size: int, idle: list[Any]) -> None:
         self._requests = requests
         self._chunks: list[np.ndarray] | None = chunks
         self._size = size
-        self._on_ready = on_ready
         self._idle = idle
-        self._running = len(requests)
-        self._lock = threading.Lock()
-
-    def request_done(self, _userdata: object) -> None:
-        """OpenVINO's completion callback of one request (success or failure)."""
-        with self._lock:
-            self._running -= 1
-            is_last = self._running == 0
-        if is_last and self._on_ready is not None:
-            self._on_ready()
 
     def is_done(self) -> bool:
-        """Whether every request has finished."""
-        with self._lock:
-            return self._running == 0
+        """Whether every request has finished (asks without waiting)."""
+        return all(request.wait_for(0) for request in self._requests)
 
     def wait(self) -> np.ndarray:
         """Wait for every request; ``(b, 4 + classes, anchors)``, the chunks' outputs joined (padding cut)."""

@@ -27,6 +27,9 @@ from anjian.cameras.frame import Frame
 
 __all__ = ["BatcherStats", "FrameBatcher", "FrameSource", "PendingFrame"]
 
+_UNTIL_POLL_S = 0.002
+"""How often a wait with an ``until`` asks it: a batch done on the model waits at most this long to be collected."""
+
 
 class FrameSource(Protocol):
     """What the batcher needs of a camera (``cameras.VideoSource`` is one)."""
@@ -124,6 +127,7 @@ class FrameBatcher:
         self.max_batch = max_batch
         self.deadline_s = deadline_s
         self.max_age_s = max_age_s
+        self.until_poll_s = _UNTIL_POLL_S
         self._new_frame = new_frame
         self._monotonic = monotonic
         self._slots: dict[str, _Slot] = {}
@@ -148,10 +152,10 @@ class FrameBatcher:
             sources: Returns the current cameras (called on every look, so cameras
                 added or removed meanwhile are seen).
             timeout_s: Longest wait for a first frame.
-            until: Stop waiting once this is true (checked on every wake-up: call ``wake()``
-                when it may have become so): with a batch on the model, the next one is
-                gathered while the model works, and the wait ends when the model is done,
-                with what has come by then, so its result is not held back.
+            until: Stop waiting once this is true (asked on every new frame and every
+                ``until_poll_s``): with a batch on the model, the next one is gathered while
+                the model works, and the wait ends when the model is done, with what has
+                come by then, so its result is not held back.
 
         Returns:
             Up to ``max_batch`` frames, at most one per camera, longest-waiting cameras first.
@@ -163,7 +167,7 @@ class FrameBatcher:
                 now = self._monotonic()
                 if ready or now >= give_up_at or (until is not None and until()):
                     break
-                self._new_frame.wait(give_up_at - now)
+                self._new_frame.wait(self._wait_s(give_up_at - now, until))
             if not ready:
                 return []
             flush_at = now + self.deadline_s
@@ -171,14 +175,13 @@ class FrameBatcher:
                 now = self._monotonic()
                 if now >= flush_at or (until is not None and until()):
                     break
-                self._new_frame.wait(flush_at - now)
+                self._new_frame.wait(self._wait_s(flush_at - now, until))
                 ready = self._gather(sources(), only_missing=True)
             return self._take()
 
-    def wake(self) -> None:
-        """Wake a ``next_batch`` waiting for frames, so it checks its ``until`` again (any thread)."""
-        with self._new_frame:
-            self._new_frame.notify_all()
+    def _wait_s(self, left_s: float, until: Callable[[], bool] | None) -> float:
+        """How long to sleep before looking again: what is left, or less when ``until`` must be asked meanwhile."""
+        return left_s if until is None else min(left_s, self.until_poll_s)
 
     def forget(self, camera_id: str) -> None:
         """Drop a removed camera's pending frame."""

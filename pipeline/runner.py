@@ -622,7 +622,7 @@ class PipelineRunner:
             detector,
             generation,
             frames,
-            start_detection(detector, images, on_ready=self._batcher.wake) if images else None,
+            start_detection(detector, images) if images else None,
             started,
         )
 

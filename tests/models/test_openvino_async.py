@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import av
 import numpy as np
 import pytest
@@ -58,3 +62,23 @@ def test_an_empty_batch_is_done_at_once() -> None:
         "builtin:anjian-demo/1", DetectorConfig(backend="openvino", cpu_precision="fp32", device="cpu")
     )
     assert start_detection(detector, []).result() == []
+
+
+def test_a_process_exiting_with_a_batch_still_on_the_model_exits_cleanly(tmp_path: Path) -> None:
+    """A completion callback into Python still pending at exit aborted the process ("exception not rethrown")."""
+    script = tmp_path / "exit_in_flight.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from anjian.models.config import DetectorConfig\n"
+        "from anjian.models.detector import start_detection\n"
+        "from anjian.models.loader import load_detector\n"
+        "config = DetectorConfig(backend='openvino', cpu_precision='fp32', device='cpu')\n"
+        "detector = load_detector('builtin:anjian-demo/1', config)\n"
+        "pending = start_detection(detector, [np.zeros((360, 640, 3), np.uint8)] * 4)\n"
+        "print('leaving with the batch in flight', flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert "leaving with the batch in flight" in done.stdout, done.stderr
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -114,25 +114,24 @@ def test_no_frame_returns_an_empty_batch_after_the_timeout() -> None:
     assert batcher.next_batch(lambda: _sources(2, condition), timeout_s=0.01) == []
 
 
-def test_a_wait_ends_when_until_turns_true_and_the_batcher_is_woken() -> None:
+def test_a_wait_for_frames_ends_when_until_turns_true() -> None:
     """The inference loop gathers the next batch while the model runs; the model finishing ends the wait."""
     (camera,), batcher = _cameras(1, max_batch=8, deadline_s=0.0)
     model_done = threading.Event()
-    finish = threading.Timer(0.05, lambda: (model_done.set(), batcher.wake()))
-    finish.start()
+    threading.Timer(0.05, model_done.set).start()
 
     started = time.monotonic()
     batch = batcher.next_batch(lambda: [camera], timeout_s=30.0, until=model_done.is_set)
 
     assert batch == []
-    assert time.monotonic() - started < 10.0  # ended by the wake-up, not by the 30 s timeout
+    assert time.monotonic() - started < 10.0  # ended by until, not by the 30 s timeout
 
 
 def test_a_partial_batch_is_flushed_when_until_turns_true_before_the_deadline() -> None:
     (first, second), batcher = _cameras(2, max_batch=8, deadline_s=30.0)
     first.publish()
     model_done = threading.Event()
-    threading.Timer(0.05, lambda: (model_done.set(), batcher.wake())).start()
+    threading.Timer(0.05, model_done.set).start()
 
     started = time.monotonic()
     batch = batcher.next_batch(lambda: [first, second], timeout_s=30.0, until=model_done.is_set)

@@ -117,9 +117,7 @@ class _HeldDetector(_CountingDetector):
         self.second_frame_ready = threading.Event()
         self.release = threading.Event()
 
-    def detect_async(
-        self, images: list[np.ndarray], on_ready: Callable[[], None] | None = None
-    ) -> PendingDetections:
+    def detect_async(self, images: list[np.ndarray]) -> PendingDetections:
         self.started += 1
         if self.started == 1:
             assert self.second_frame_ready.wait(10)
@@ -139,15 +137,10 @@ class _RunningDetector(_CountingDetector):
         super().__init__()
         self.started = 0
         self._done = threading.Event()
-        self._on_ready: list[Callable[[], None]] = []
 
-    def detect_async(
-        self, images: list[np.ndarray], on_ready: Callable[[], None] | None = None
-    ) -> PendingDetections:
+    def detect_async(self, images: list[np.ndarray]) -> PendingDetections:
         self.started += 1
         detections = self.detect(images)
-        if on_ready is not None:
-            self._on_ready.append(on_ready)
 
         def finish() -> list[Detections]:
             assert self._done.wait(10)
@@ -157,8 +150,6 @@ class _RunningDetector(_CountingDetector):
 
     def finish(self) -> None:
         self._done.set()
-        for on_ready in self._on_ready:
-            on_ready()
 
 
 class _RecordingAnalyzer:
