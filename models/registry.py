@@ -36,9 +36,11 @@ model with nothing promoted and nothing shipped does not resolve (the error says
 promote).
 
 **History.** Each scope's promotions form a stack, replayed from ``history.jsonl``:
-``promote`` pushes, ``rollback`` pops, so A→B→C rolls back to B, then to A, then to what
-served before the site's first promotion (the shipped version, or the model's own pointer
-for a scope). A running pipeline polls :class:`PromotionWatch` (a few ``stat`` calls per
+``promote`` pushes, ``rollback`` pops back to the version it names, so A→B→C rolls back to B,
+then to A, then to what served before the site's first promotion (the shipped version, or the
+model's own pointer for a scope). Both record themselves before they write the pointer: whatever
+is in force was recorded first, and a record whose pointer never landed (a crash, a full disk)
+is recognised as not in force (a rollback tried again finishes it). A running pipeline polls :class:`PromotionWatch` (a few ``stat`` calls per
 poll) and swaps its detector when the resolution changes. This module imports only the
 standard library so the runtime can use it.
 
@@ -509,18 +511,48 @@ def _history(model_dir: Path) -> list[dict[str, Any]]:
     return records
 
 
-def _stack(model_dir: Path, scope: str | None) -> list[str]:
-    """The scope's promotions still in force, oldest first: promotes push, rollbacks pop."""
+def _scope_records(model_dir: Path, scope: str | None) -> list[dict[str, Any]]:
+    """The history's records of one scope (``None``: the model's own), oldest first."""
+    return [record for record in _history(model_dir) if record.get("scope") == scope]
+
+
+def _stack(records: list[dict[str, Any]]) -> list[str]:
+    """The promotions still in force after a scope's ``records``, oldest first.
+
+    A promote pushes; a rollback pops back to the version it names (a rollback past promotions
+    recorded but never in force pops those too; one recorded again after its pointer failed pops
+    nothing more), or empties the stack when it names none (the site's promotion undone).
+    """
     stack: list[str] = []
-    for record in _history(model_dir):
-        if record.get("scope") != scope:
+    for record in records:
+        if record.get("action", "promote") != "rollback":
+            if record.get("version"):
+                stack.append(str(record["version"]))
             continue
-        if record.get("action", "promote") == "rollback":
-            if stack:
+        target = record.get("version")
+        if target is None:
+            stack.clear()
+        elif str(target) in stack:
+            while stack[-1] != str(target):
                 stack.pop()
-        elif record.get("version"):
-            stack.append(str(record["version"]))
+        elif stack:
+            stack.pop()  # names a version the promotions do not: a history edited by hand
     return stack
+
+
+def _unapplied_rollback(records: list[dict[str, Any]], pointer: Path) -> dict[str, Any] | None:
+    """The scope's last record when it is a rollback whose pointer never landed, else ``None``.
+
+    That is: ``pointer`` (the scope's own, not what it falls back to) still names the version the
+    rollback went back from.
+    """
+    if not records or records[-1].get("action") != "rollback":
+        return None
+    last = records[-1]
+    named = _read_pointer(pointer)
+    return (
+        last if named is not None and last.get("previous") == named and last.get("version") != named else None
+    )
 
 
 def earlier_promotions(name: str, *, scope: str | None = None, root: Path | None = None) -> list[str]:
@@ -531,7 +563,7 @@ def earlier_promotions(name: str, *, scope: str | None = None, root: Path | None
     serves with no promotion at all (the shipped version; for a scope, the model's).
     """
     model_dir = _layers(root)[0] / name
-    stack = _stack(model_dir, scope)
+    stack = _stack(_scope_records(model_dir, scope))
     current = named_version(name, scope=scope, root=root)
     if current in stack:
         while stack[-1] != current:
@@ -658,31 +690,46 @@ def _label(name: str, scope: str | None) -> str:
 def _undo_locked(name: str, scope: str | None, root: Path | None, model_dir: Path, pointer: Path) -> Rollback:
     """:func:`undo_promotion`'s work, with the model's lock held."""
     label = _label(name, scope)
-    stack = _stack(model_dir, scope)
+    records = _scope_records(model_dir, scope)
+    stack = _stack(records)
     current = named_version(name, scope=scope, root=root)
-    if current in stack:
-        while stack[-1] != current:
-            stack.pop()  # a promotion recorded but never put in force (the process died in between)
-    if not stack:
-        raise ModelLoadError(f"{label}: no earlier promoted version to roll back to (nothing promoted here)")
-    stack.pop()
-    if stack:
-        target: str | None = stack[-1]
-        if _version_dir(name, stack[-1], root) is None:
-            raise ModelLoadError(f"{label}: cannot roll back to {stack[-1]}: its model.onnx is gone")
-        write_atomic(pointer, stack[-1] + "\n")
+    unapplied = _unapplied_rollback(records, pointer)
+    if unapplied is not None:
+        # Recorded, but its pointer never landed (the process died, the disk was full): the replayed
+        # stack already ends where it goes, so this finishes it rather than going back one more.
+        target: str | None = None if unapplied.get("version") is None else str(unapplied["version"])
+    else:
+        if current in stack:
+            while stack[-1] != current:
+                stack.pop()  # a promotion recorded but never put in force (the process died in between)
+        if not stack:
+            raise ModelLoadError(
+                f"{label}: no earlier promoted version to roll back to (nothing promoted here)"
+            )
+        stack.pop()
+        while stack and stack[-1] == current:
+            stack.pop()  # a promotion recorded again after its pointer failed: never back to itself
+        target = stack[-1] if stack else None
+    if target is not None:
+        if _version_dir(name, target, root) is None:
+            raise ModelLoadError(f"{label}: cannot roll back to {target}: its model.onnx is gone")
+        now = target
     else:
         fallback = named_version(name, root=root) if scope else _shipped_default(name, root)
         if fallback is None or (len(_layers(root)) == 1 and not scope):
             raise ModelLoadError(f"{label}: no earlier promoted version to roll back to")
-        target = None
-        pointer.unlink(missing_ok=True)
-    now = named_version(name, scope=scope, root=root) or "(none)"
+        now = fallback  # what the pointers name once this scope's pointer is gone
     note = f"rollback from {current} to {now}" + ("" if target else " (the site's promotion undone)")
+    # History first, as in promote: a failure before the pointer (a full disk) leaves a rollback recorded
+    # but not in force, which the next rollback finishes; the other order left one in force, unrecorded.
     _append_history(
         model_dir,
         {"action": "rollback", "scope": scope, "version": target, "previous": current, "note": note},
     )
+    if target is not None:
+        write_atomic(pointer, target + "\n")
+    else:
+        pointer.unlink(missing_ok=True)
     return Rollback(name, scope, now, current)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from anjian.models.registry import (
     SITE_VERSION_START,
     PromotionWatch,
     default_registry,
+    earlier_promotions,
     list_versions,
     promote,
     promoted_version,
@@ -206,6 +208,61 @@ def test_a_promotion_recorded_but_never_put_in_force_is_not_rolled_back_to(regis
         fh.write(json.dumps({"action": "promote", "scope": None, "version": "1", "previous": "3"}) + "\n")
 
     assert rollback("det", root=registry) == "2"  # what served before 3
+
+
+def _disk_full(*args: object, **kwargs: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def _history_of(registry: Path) -> list[tuple[str, str | None]]:
+    lines = (registry / "det" / "history.jsonl").read_text().splitlines()
+    return [(record["action"], record["version"]) for record in map(json.loads, lines)]
+
+
+def test_a_rollback_that_cannot_record_itself_leaves_the_promoted_version_in_force(
+    registry: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pointer was written first: with the disk full, a rollback was in force that the history lacked."""
+    for version in ("1", "2", "3"):
+        promote("det", version, root=registry)
+    with monkeypatch.context() as patched:
+        patched.setattr("anjian.models.registry._append_history", _disk_full)
+        with pytest.raises(OSError, match="No space left"):
+            rollback("det", root=registry)
+
+    assert _served("builtin:det", registry) == "3"
+    assert _history_of(registry) == [("promote", "1"), ("promote", "2"), ("promote", "3")]
+    assert rollback("det", root=registry) == "2"
+
+
+def test_a_rollback_recorded_but_never_put_in_force_is_finished_by_the_next(
+    registry: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for version in ("1", "2", "3"):
+        promote("det", version, root=registry)
+    with monkeypatch.context() as patched:
+        patched.setattr("anjian.models.registry.write_atomic", _disk_full)
+        with pytest.raises(OSError, match="No space left"):
+            rollback("det", root=registry)
+    assert _served("builtin:det", registry) == "3" and _history_of(registry)[-1] == ("rollback", "2")
+    assert earlier_promotions("det", root=registry) == ["2", "1"]
+
+    assert rollback("det", root=registry) == "2"  # finishes the recorded one, not back to 1
+    assert rollback("det", root=registry) == "1"
+
+
+def test_a_promotion_recorded_twice_after_its_pointer_failed_is_rolled_back_past(
+    registry: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    promote("det", "1", root=registry)
+    promote("det", "2", root=registry)
+    with monkeypatch.context() as patched:
+        patched.setattr("anjian.models.registry.write_atomic", _disk_full)
+        with pytest.raises(OSError, match="No space left"):
+            promote("det", "3", root=registry)
+    promote("det", "3", root=registry)  # tried again once there was room
+
+    assert rollback("det", root=registry) == "2"  # not "back" to 3 itself
 
 
 def test_the_default_site_registry_comes_from_the_environment(
