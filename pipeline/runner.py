@@ -115,6 +115,9 @@ class _CameraWorker:
     # The runner's detector generation whose version and thresholds the analyzer has (the analysis
     # thread's view): a number, not the Detector, so that a camera sending nothing holds no old model.
     rules_generation: int
+    # The detector generation whose detections the tracker follows (the analysis thread's view;
+    # ``None``: none yet): another model's detections start afresh, tracks never cross a swap.
+    tracked_generation: int | None = None
     last_detections: Detections | None = None  # the inference thread's: reused on motion-gated frames
     faults_checked_at: float = field(default=float("-inf"))
     ticked_at: float = field(default=float("-inf"))
@@ -350,9 +353,8 @@ class PipelineRunner:
                 closed += [u.event for u in old.monitor.close(now)]
                 old.monitor = CameraFaultMonitor(camera, self._context(assignment))
             if _engine(camera) != _engine(previous) or camera.analysis_fps != previous.analysis_fps:
-                old.tracker = CameraTracker(
-                    _engine(camera).tracking, fps=camera.analysis_fps, camera_id=camera.id
-                )
+                # the incidents carry on: the tracks restart under ids never handed out on this camera
+                old.tracker.reconfigure(_engine(camera).tracking, fps=camera.analysis_fps)
                 old.gate = MotionGate(_engine(camera).motion_gate)
             old.assignment = assignment
         for event in closed:
@@ -519,7 +521,16 @@ class PipelineRunner:
 
     @staticmethod
     def _use_rules_model(worker: _CameraWorker, detector: Detector, generation: int) -> None:
-        """Give the camera's rules the version and score thresholds of the model whose detections they get."""
+        """Give the camera's rules the version and score thresholds of the model whose detections they get.
+
+        The camera's tracker restarts with the first detections of another model (new track
+        ids, never reused): that model may order or name its classes differently, and a track
+        born as one class must not continue as another. The rules follow their objects across
+        by box overlap, as across a track id switch, so an open incident carries on.
+        """
+        if worker.tracked_generation not in (None, generation):
+            worker.tracker.restart()
+        worker.tracked_generation = generation
         if worker.rules_generation != generation:
             worker.rules_generation = generation
             worker.analyzer.set_model_version(detector.version)

@@ -42,7 +42,8 @@ class CameraTracker:
 
     Track ids are unique per camera for the tracker's lifetime, also across a
     restart of the underlying tracker (when capture time jumps backwards: a file
-    looping or a camera clock reset).
+    looping or a camera clock reset; or ``restart()``, when another model's detections
+    follow).
 
     Example:
         >>> tracker = CameraTracker(TrackingConfig(), fps=5.0, camera_id="cam-1")
@@ -134,13 +135,28 @@ class CameraTracker:
             )
         return detections.filter(is_finite)
 
+    def restart(self) -> None:
+        """End every track: the next frame's objects start new ones, under ids never handed out before.
+
+        For detections that no longer continue the previous ones (another model: its classes
+        may be ordered or named differently, its boxes drawn differently). A rule that follows
+        an object keyed by track id finds it again by box overlap, as after an id switch.
+        """
+        self._id_offset = self._next_id
+        self._tracker = self._new_tracker()
+
+    def reconfigure(self, config: TrackingConfig, *, fps: float) -> None:
+        """Track with other settings from the next frame: every track ends (``restart()``), ids keep counting."""
+        self.config = config
+        self._fps = fps
+        self.restart()
+
     def _monotonic(self, at: float) -> float:
         """Keep timestamps strictly increasing; restart the tracker if time went back (ids stay unique)."""
         last = self._last_at
         if last is not None and at < last - _BACKWARDS_TOLERANCE_S:
             logger.info("%s: capture time went back %.1fs; tracks restart", self.camera_id, last - at)
-            self._id_offset = self._next_id
-            self._tracker = self._new_tracker()
+            self.restart()
         elif last is not None and at <= last:
             at = last + _MIN_STEP_S
         self._last_at = at

@@ -6,6 +6,8 @@
 - Only a change of zones, anchors, schedules, behaviours or workshop rebuilds the rules: turning
   on motion gating or changing the clip length must not end an ongoing alert and raise it again.
 - After a detector swap no camera keeps the old model alive, not even one that sends nothing.
+- A detector swap restarts each camera's tracks with the new model's first detections (its classes
+  may be ordered differently): no track crosses the swap, and an open incident carries on.
 
 The stuck parts block on events the test releases, so nothing here is timed by the wall clock.
 """
@@ -45,10 +47,33 @@ class _SmokerDetector:
 
     def detect(self, images: list[np.ndarray]) -> list[Detections]:
         boxes = np.array([[40, 10, 120, 90], [70, 20, 80, 28]], np.float32)
+        names = {name: class_id for class_id, name in self.class_names.items()}
+        classes = np.array([names["person"], names["cigarette"]], np.int32)
         return [
-            Detections(boxes, np.array([0.9, 0.9], np.float32), np.array([0, 1], np.int32), self.class_names)
-            for _ in images
+            Detections(boxes, np.array([0.9, 0.9], np.float32), classes, self.class_names) for _ in images
         ]
+
+
+class _ReorderedSmokerDetector(_SmokerDetector):
+    """The same scene from a retrained model that numbers its classes the other way round."""
+
+    class_names: ClassVar[dict[int, str]] = {0: "cigarette", 1: "person"}
+
+
+class _TrackRecorder:
+    """A live view that keeps each analysed frame's (class name, track id) pairs."""
+
+    def __init__(self) -> None:
+        self.frames: list[list[tuple[str, int]]] = []
+
+    def update(self, frame: Any, tracked: Detections, zones: Any) -> None:
+        assert tracked.tracker_id is not None
+        self.frames.append(
+            [(tracked.class_names[int(c)], int(t)) for c, t in zip(tracked.class_id, tracked.tracker_id)]
+        )
+
+    def forget(self, camera_id: str) -> None:
+        pass
 
 
 def _camera(camera_id: str, **fields: Any) -> CameraPipelineConfig:
@@ -266,3 +291,33 @@ def test_the_runner_ticks_clips_with_the_grace_its_frames_measured(monkeypatch: 
         assert analyzers[0].clip_grace_s >= 1.0  # the margin over a latency >= 0
     finally:
         runner.stop()
+
+
+def test_a_detector_swap_restarts_the_tracks_and_the_open_incident_carries_on() -> None:
+    """The trackers outlived a swap: a track born as a person went on as the new model's class 0, a cigarette."""
+    sink, recorder = ListSink(), _TrackRecorder()
+    runner, sources = pushed_runner(
+        "site", "ws", [_camera("a")], _SmokerDetector("old@1"), sink, live_view=recorder
+    )
+    runner.start()
+    try:
+
+        def analysed(count: int) -> None:
+            for _ in range(count):
+                before = runner.stats().frames_analysed
+                sources["a"].push(_GREY)
+                assert wait_for(lambda before=before: runner.stats().frames_analysed > before)
+
+        analysed(4)
+        assert wait_for(lambda: any(e.revision == 1 for e in sink.events))
+        swapped_at = len(recorder.frames)
+        runner.swap_detector(_ReorderedSmokerDetector("new@2"))  # type: ignore[arg-type]
+        analysed(4)
+        assert not any(e.ended_at is not None for e in sink.events)
+    finally:
+        runner.stop()
+    before = {(name, track) for frame in recorder.frames[:swapped_at] for name, track in frame if track >= 0}
+    after = {(name, track) for frame in recorder.frames[swapped_at:] for name, track in frame if track >= 0}
+    assert {name for name, _ in after} == {"person", "cigarette"}  # the new model's tracks got ids
+    assert {track for _, track in before}.isdisjoint(track for _, track in after)  # none crossed, none reused
+    assert len({e.id for e in sink.events if e.behaviour == "smoking"}) == 1

@@ -75,6 +75,30 @@ def test_time_going_back_restarts_tracks_without_reusing_ids() -> None:
     assert after - {UNTRACKED}
 
 
+def test_restart_ends_every_track_and_never_reuses_an_id() -> None:
+    tracker = CameraTracker(TrackingConfig(), fps=5.0)
+    box = [(0, 0, 50, 50)]
+    before = {int(tracker.update(_detections(box), at=i * 0.2).tracker_id[0]) for i in range(5)}
+    tracker.restart()
+    after = [int(tracker.update(_detections(box), at=1.0 + i * 0.2).tracker_id[0]) for i in range(5)]
+    assert after[0] == UNTRACKED  # the same box, but a new track: confirmed afresh
+    assert (before - {UNTRACKED}).isdisjoint(after) and set(after) - {UNTRACKED}
+
+
+def test_new_settings_restart_the_tracks_under_ids_never_handed_out_before() -> None:
+    """A camera's engine or rate changed in the site config built a new tracker whose ids began at 0 again,
+    while the camera's incidents carried on: a new object could take the id of one an incident follows."""
+    tracker = CameraTracker(TrackingConfig(), fps=5.0)
+    box = [(0, 0, 50, 50)]
+    before = {int(tracker.update(_detections(box), at=i * 0.2).tracker_id[0]) for i in range(5)}
+
+    tracker.reconfigure(TrackingConfig(lost_track_s=9.0), fps=2.0)
+    after = [int(tracker.update(_detections(box), at=1.0 + i * 0.5).tracker_id[0]) for i in range(5)]
+
+    assert tracker.config.lost_track_s == 9.0
+    assert (before - {UNTRACKED}).isdisjoint(after) and set(after) - {UNTRACKED}
+
+
 def test_disabled_tracking_marks_everything_untracked() -> None:
     tracker = CameraTracker(TrackingConfig(enabled=False), fps=5.0)
     tracked = tracker.update(_detections([(0, 0, 10, 10)] * 2), at=0.0)
