@@ -274,7 +274,15 @@ class ReadingStore:
         (mean and time weighted by count, min of mins, max of maxes). The database merges
         them (``GROUP BY`` the span), so at most ``max_points + 1`` rows are read into
         Python whatever the window holds (90 days of a 1 Hz sensor read 214k rows, 73 MB).
+        A window that ends before it starts holds no point; one of no length (``end == start``)
+        holding more than ``max_points`` readings at that instant gives their one merged point
+        (a zero span divided by nothing on SQLite and raised "division by zero" on PostgreSQL).
+
+        Raises:
+            ValueError: ``max_points`` is below 1.
         """
+        if max_points < 1:
+            raise ValueError(f"max_points must be >= 1, got {max_points}")
         window = (ReadingRow.sensor_id == sensor_id, ReadingRow.at >= start, ReadingRow.at <= end)
         columns = (ReadingRow.at, ReadingRow.value, ReadingRow.min, ReadingRow.max, ReadingRow.count)
         with self._db.read() as session:
@@ -283,19 +291,18 @@ class ReadingStore:
             ).all()
             if len(rows) <= max_points:
                 return [TrendPoint(at, value, low, high, count) for at, value, low, high, count in rows]
-            span = _span_index(start, (end - start) / max_points, is_sqlite=self._db.is_sqlite)
-            merged = session.execute(
-                select(
-                    func.sum(ReadingRow.at * ReadingRow.count),
-                    func.sum(ReadingRow.value * ReadingRow.count),
-                    func.min(ReadingRow.min),
-                    func.max(ReadingRow.max),
-                    func.sum(ReadingRow.count),
-                )
-                .where(*window)
-                .group_by(span)
-                .order_by(func.min(ReadingRow.at))
-            ).all()
+            merging = select(
+                func.sum(ReadingRow.at * ReadingRow.count),
+                func.sum(ReadingRow.value * ReadingRow.count),
+                func.min(ReadingRow.min),
+                func.max(ReadingRow.max),
+                func.sum(ReadingRow.count),
+            ).where(*window)
+            span_s = (end - start) / max_points
+            if span_s > 0:  # else every row is at the instant ``start == end``: one group, no division
+                span = _span_index(start, span_s, is_sqlite=self._db.is_sqlite)
+                merging = merging.group_by(span).order_by(func.min(ReadingRow.at))
+            merged = session.execute(merging).all()
         return [
             TrendPoint(at_total / count, value_total / count, low, high, int(count))
             for at_total, value_total, low, high, count in merged

@@ -137,22 +137,30 @@ class Runtime:
             watch = _promotion_watch(self.config)  # before the load: a promotion landing during it is seen
             runner, control, serving = pending()
         except Exception as exc:  # noqa: BLE001 - reported to the CLI, which stops the process with it
-            logger.error("the camera pipeline cannot start: %s", exc)
-            if self.on_pipeline_error is not None:
-                self.on_pipeline_error(exc)
+            self._pipeline_failed(exc)
             return
-        with self._pipeline_lock:
-            if self._is_stopping:
-                return
-            self.runner, self.control = runner, control
-            if self.app is not None:
-                self.app.state.pipeline_control = control
-            self.model_reloader = _model_reloader(self.config, runner, watch, serving)
-            runner.start()
-            self._start_node(runner)
-            if self.model_reloader is not None:
-                self.model_reloader.start()
+        try:
+            with self._pipeline_lock:
+                if self._is_stopping:
+                    return
+                self.runner, self.control = runner, control
+                if self.app is not None:
+                    self.app.state.pipeline_control = control
+                self.model_reloader = _model_reloader(self.config, runner, watch, serving)
+                runner.start()
+                self._start_node(runner)
+                if self.model_reloader is not None:
+                    self.model_reloader.start()
+        except Exception as exc:  # noqa: BLE001 - as above: never an unreported error in the loader thread
+            self._pipeline_failed(exc)
+            return
         logger.info("camera pipeline started: %d camera(s)", len(runner.camera_ids()))
+
+    def _pipeline_failed(self, exc: Exception) -> None:
+        """Log why the pending pipeline cannot start and hand the error to ``on_pipeline_error``."""
+        logger.error("the camera pipeline cannot start: %s", exc)
+        if self.on_pipeline_error is not None:
+            self.on_pipeline_error(exc)
 
     def stop(self) -> None:
         """Stop the pipeline (its open incidents stay open for the next start), then close the service's parts."""
@@ -195,15 +203,26 @@ def _model_reloader(
     """A reloader following ``watch`` (promotions of the site's ``builtin:`` model) for ``runner``.
 
     When an earlier promotion serves (``serving.passed_over``), the promoted one is tried
-    again after the reloader's doubling wait, as after a failed hot swap.
+    again after the reloader's doubling wait, as after a failed hot swap. A reloader that
+    cannot be made (the registry unreadable since the load) is an ERROR line and no
+    reloader: the cameras run on the model they loaded, promotions apply at the next start.
     """
     if runner is None or watch is None:
         return None
     from anjian.service.model_reload import ModelReloader
 
-    reloader = ModelReloader(config.model.path, config.model, runner, watch=watch)
-    if serving is not None and serving.passed_over is not None:
-        reloader.serving_earlier(serving.path, serving.passed_over)
+    try:
+        reloader = ModelReloader(config.model.path, config.model, runner, watch=watch)
+        if serving is not None and serving.passed_over is not None:
+            reloader.serving_earlier(serving.path, serving.passed_over)
+    except Exception as exc:  # noqa: BLE001 - the pipeline runs on; promotions wait for a restart, said so
+        logger.error(
+            "%s: promotions are not followed until a restart, the cameras keep %s: %s",
+            config.model.path,
+            serving.path if serving is not None else runner.detector.version,
+            exc,
+        )
+        return None
     return reloader
 
 

@@ -129,3 +129,18 @@ def test_a_window_one_reading_over_max_points_is_merged(store: EventStore, clock
 
     assert len(points) <= 3660 and sum(p.count for p in points) == 7200
     assert readings.trend("nh3-1", NOW + 1, NOW + 2) == []
+
+
+def test_a_window_of_no_length_merges_the_readings_of_that_instant_into_one_point(
+    store: EventStore, clock: FakeClock
+) -> None:
+    """Its span was zero: SQLite divided to NULL, PostgreSQL raised "division by zero" (a 500)."""
+    clock.now = NOW
+    readings = ReadingStore(store.database, ReadingHistoryConfig(), clock=clock)
+    readings.add([Reading("nh3-1", float(i), NOW, NOW) for i in range(20)])
+    readings.flush()
+
+    assert readings.trend("nh3-1", NOW, NOW, max_points=10) == [TrendPoint(NOW, 9.5, 0.0, 19.0, 20)]
+    assert readings.trend("nh3-1", NOW, NOW - 1, max_points=10) == []  # ends before it starts: nothing
+    with pytest.raises(ValueError, match="max_points must be >= 1, got 0"):
+        readings.trend("nh3-1", NOW - 1, NOW, max_points=0)
