@@ -48,12 +48,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, cast
 
-from fastapi import APIRouter, FastAPI, Header, Query, Request
+from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from anjian.pipeline.event_wire import ID_PATTERN
+from anjian.pipeline.log_throttle import LogThrottle
 from anjian.service.api.deps import AUTH_RESPONSES, StoreDep, ViewerByCookie
 from anjian.service.api.routing import GuardedRoute
 from anjian.service.api.sessions import still_admitted
@@ -72,6 +73,7 @@ _PAGE = 500  # events read at once; a poll reads every page (a replayed backlog 
 _RECHECK_S = 5.0  # how often the caller's token (and session) are checked again
 _MAX_REPLAY_S = 3600.0  # the furthest back a resumed connection replays
 _BEHIND_MAX = 10_000  # changes waiting for one connection before it is dropped (a burst of 5,000 fits)
+_FAILURE_LOG_S = 60.0  # a poll failure that goes on is logged again this often, with the polls between
 _EVENT_ID = re.compile(ID_PATTERN)
 
 
@@ -160,6 +162,19 @@ class LiveFeed:
     and its feed ends: the browser reconnects with ``Last-Event-ID``, is replayed what it
     missed from the store, and the dashboard reloads after every reconnect.
 
+    The poller outlives a failing poll (logged once a minute while it goes on, with the count
+    between). Should it end anyway (a ``BaseException``), every feed still open is ended too:
+    a screen left connected without a poller got heartbeats and nothing else, and the next
+    connection's fresh poller started from its own time, past the gap that screen had missed.
+    Ended, the screens reconnect and are replayed their gap; the next connection starts a
+    new poller.
+
+    One event loop serves the feed at a time (uvicorn runs one). A connection on another loop
+    while the first still feeds connections is refused (:meth:`serves_another_loop`): one poller
+    cannot feed another loop's queues, and starting over there silently stopped feeding the
+    first loop's screens. Once the first loop has no connection left (or has ended), the next
+    loop takes over (the app served again).
+
     Args:
         store: The event store whose ``changed_since`` is polled.
     """
@@ -171,7 +186,11 @@ class LiveFeed:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sent: dict[str, tuple[int, float]] = {}  # event id -> (version sent, its updated_at)
         self._watermark = 0.0
+        self._last_look = time.monotonic()  # when the poller last looked at the store
         self._is_closed = False
+        self._failure_log = LogThrottle(_FAILURE_LOG_S)
+        self._failing_with: type[Exception] | None = None  # what the last poll failed with; None: it worked
+        self._failed_polls = 0  # polls in a row that failed
         self.polls = 0  # looks at the store so far (one change query per page of changes each)
 
     @property
@@ -189,14 +208,33 @@ class LiveFeed:
         """Whether the poller runs (only while a connection is open)."""
         return self._task is not None and not self._task.done()
 
+    def serves_another_loop(self) -> bool:
+        """Whether another event loop than the running one still feeds connections (see the class)."""
+        loop = self._loop
+        if loop is None or loop is asyncio.get_running_loop() or loop.is_closed() or not loop.is_running():
+            return False  # (a loop stopped or closed serves no one: what it held is gone)
+        return bool(self._subscribers) or self.is_polling
+
     def subscribe(self, opened_at: float) -> _Subscriber:
         """Feed one more connection (the poller starts with the first); call from the event loop.
 
-        ``opened_at``: the store's time when the request came. A poller started now reads from
-        then on: a change stamped after it and committed while the connection read its
-        replay is not lost.
+        Args:
+            opened_at: The store's time when the request came. A poller started now reads from
+                then on: a change stamped after it and committed while the connection read its
+                replay is not lost.
+
+        Returns:
+            The connection's place in the fan-out; pass it to :meth:`unsubscribe` when it ends.
+
+        Raises:
+            RuntimeError: Another event loop still feeds connections (:meth:`serves_another_loop`).
         """
         loop = asyncio.get_running_loop()
+        if self.serves_another_loop():
+            raise RuntimeError(
+                "the live feed serves connections on another event loop; one process serves it on one loop "
+                "(two servers of one app each need their own app)"
+            )
         if self._loop is not loop:  # a new event loop (the app served again): what the old one held is gone
             self._loop, self._task = loop, None
             self._subscribers.clear()
@@ -206,7 +244,9 @@ class LiveFeed:
             self._is_closed = False
             self._sent.clear()
             self._watermark = min(self._store.now(), opened_at)
+            self._last_look = time.monotonic()
             self._task = loop.create_task(self._poll(), name="anjian-live-feed")
+            self._task.add_done_callback(_retrieve_outcome)
         return subscriber
 
     def unsubscribe(self, subscriber: _Subscriber) -> None:
@@ -226,40 +266,88 @@ class LiveFeed:
                 await task
 
     async def _poll(self) -> None:
-        """Poll the store while anyone listens; each revision read is sent once, to every connection."""
-        last_look = time.monotonic()
-        while self._subscribers and not self._is_closed:
-            now = self._store.now()
-            if (
-                now < self._watermark - _OVERLAP_S
-            ):  # the clock stepped back: new changes are stamped before the last
-                logger.warning(
-                    "live feed: the clock went back %.0f s; looking for changes from the new time",
-                    self._watermark - now,
-                )
-                self._watermark = now - (
-                    time.monotonic() - last_look
-                )  # it stepped after the last look: all since
-            last_look = time.monotonic()
-            self.polls += 1
-            newest: float | None = None
-            try:
-                async for page in _changes_since(self._store, self._watermark - _OVERLAP_S, self._sent):
-                    for change in page.changes:
-                        self._sent[change.event_id] = (change.version, change.updated_at)
-                    self._fan_out(page.changes)
-                    if page.newest_at is not None:
-                        newest = page.newest_at if newest is None else max(newest, page.newest_at)
-            except SQLAlchemyError:
-                logger.exception("live feed: the database does not answer")
-            except Exception:  # the poller must outlive one bad poll, or every screen goes quiet
-                logger.exception("live feed: a poll failed; polling on")
+        """Poll the store while anyone listens; if the poller ends any other way than by :meth:`close`, end every feed."""
+        me = asyncio.current_task()
+        try:
+            while self._task is me and self._subscribers and not self._is_closed:
+                try:
+                    await self._poll_once()
+                except Exception as error:  # noqa: BLE001 - the poller outlives a bad poll, or every screen goes quiet
+                    self._poll_failed(error)
+                else:
+                    self._poll_worked()
+                await asyncio.sleep(_POLL_S)
+        except BaseException as error:
+            if not isinstance(error, asyncio.CancelledError):
+                logger.critical("live feed: the poller stopped; ending every open feed", exc_info=error)
+            raise
+        finally:
+            self._poller_ended()
+
+    async def _poll_once(self) -> None:
+        """One look at the store: hand every revision not sent yet to every connection, and move the watermark."""
+        now = self._store.now()
+        # the clock stepped back: new changes are stamped before the last
+        if now < self._watermark - _OVERLAP_S:
+            logger.warning(
+                "live feed: the clock went back %.0f s; looking for changes from the new time",
+                self._watermark - now,
+            )
+            # it stepped after the last look: all since
+            self._watermark = now - (time.monotonic() - self._last_look)
+        self._last_look = time.monotonic()
+        self.polls += 1
+        newest: float | None = None
+        try:
+            async for page in _changes_since(self._store, self._watermark - _OVERLAP_S, self._sent):
+                self._fan_out(page.changes)
+                for change in page.changes:  # marked once handed out: a failure before then sends them again
+                    self._sent[change.event_id] = (change.version, change.updated_at)
+                if page.newest_at is not None:
+                    newest = page.newest_at if newest is None else max(newest, page.newest_at)
+        finally:  # the pages read before a failure count (a later page failing every poll does not hold them up)
             if newest is not None:
                 # never past the clock: changes stamped ahead of it (before a step back) are read again, not sent again
                 self._watermark = max(self._watermark, min(now, newest))
                 horizon = self.horizon
                 self._sent = {k: v for k, v in self._sent.items() if v[1] >= horizon}
-            await asyncio.sleep(_POLL_S)
+
+    def _poll_failed(self, error: Exception) -> None:
+        """Log a failed poll: the first at once, then once per ``_FAILURE_LOG_S`` with the count between."""
+        self._failed_polls += 1
+        is_news = type(error) is not self._failing_with  # it fails differently: said at once
+        self._failing_with = type(error)
+        admitted = self._failure_log.admit(is_news=is_news)
+        if admitted is None:
+            return
+        why = "the database does not answer" if isinstance(error, SQLAlchemyError) else "a poll failed"
+        between = f" ({admitted.held_back} failed poll(s) since the last line)" if admitted.held_back else ""
+        logger.error("live feed: %s; polling on%s", why, between, exc_info=error)
+
+    def _poll_worked(self) -> None:
+        """Say when polls work again after failing."""
+        if self._failing_with is None:
+            return
+        logger.info("live feed: polls work again after %d failed poll(s)", self._failed_polls)
+        self._failing_with, self._failed_polls = None, 0
+        self._failure_log.forget()
+
+    def _poller_ended(self) -> None:
+        """The poller task ends: every feed still open is ended (it reconnects and is replayed its gap)."""
+        if self._task is not asyncio.current_task():
+            return  # stopped by :meth:`close` (which ended every feed), or no longer the poller
+        self._task = None  # the next connection starts a new poller
+        left = list(self._subscribers)
+        if not left:
+            return  # the last connection left, or :meth:`close` ended them all
+        self._subscribers.clear()
+        for subscriber in left:
+            subscriber.is_behind = True  # its feed ends at its next look
+        logger.error(
+            "live feed: the poller stopped with %d feed(s) open; ending them (the browsers reconnect and "
+            "are replayed what they missed)",
+            len(left),
+        )
 
     def _fan_out(self, changes: list[_Change]) -> None:
         """Queue the changes for every connection; one that has ``_BEHIND_MAX`` waiting already is dropped."""
@@ -277,6 +365,12 @@ class LiveFeed:
                     "and the dashboard reloads)",
                     _BEHIND_MAX,
                 )
+
+
+def _retrieve_outcome(task: asyncio.Task[None]) -> None:
+    """Take a finished poller's exception (logged already), so asyncio does not log it again."""
+    if not task.cancelled():
+        task.exception()
 
 
 def _live_feed(app: FastAPI) -> LiveFeed:
@@ -410,7 +504,12 @@ async def _next_messages(
     response_class=StreamingResponse,
     response_model=None,
     summary="Live feed of event changes (Server-Sent Events)",
-    responses={200: {"content": {"text/event-stream": {}}, "description": "One message per change."}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "One message per change."},
+        503: {
+            "description": "Another event loop of this process serves the live feed (two servers, one app)."
+        },
+    },
 )
 async def stream(
     request: Request,
@@ -433,13 +532,19 @@ async def stream(
     ] = None,
 ) -> StreamingResponse:
     """Server-Sent Events, one per change of any event from now on; reconnect with ``Last-Event-ID`` to resume."""
+    feed = _live_feed(request.app)
+    if feed.serves_another_loop():
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail="the live feed is served on another event loop of this process; serve each app on one loop",
+        )
     since_s = None if since is None else datetime_to_epoch(since)
     now = store.now()
     heard = await run_in_threadpool(_last_heard, store, last_event_id)
     start = heard.updated_at if heard is not None else since_s if since_s is not None else now
     start = min(now, max(start, now - _MAX_REPLAY_S))
     return StreamingResponse(
-        _feed(request, _live_feed(request.app), store, token.id, now, start, heard),
+        _feed(request, feed, store, token.id, now, start, heard),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
