@@ -18,6 +18,8 @@ __all__ = [
 ]
 
 PAD_VALUE = 114
+_TO_UNIT = np.float32(1.0 / 255.0)
+_PAD_INPUT = np.float32(PAD_VALUE) * _TO_UNIT  # the grey pad as the model sees it
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,24 +113,30 @@ def letterbox_batch(
         The batch and, per image, the transform mapping model boxes back to its pixels.
     """
     batch_hw = letterbox_shape([(im.shape[1], im.shape[0]) for im in images], size_hw, stride)
-    canvas = np.full((len(images), batch_hw[0], batch_hw[1], 3), PAD_VALUE, dtype=np.uint8)
+    height, width = batch_hw
+    batch = np.empty((len(images), 3, height, width), dtype=np.float32)
     transforms: list[LetterboxTransform] = []
     for i, image in enumerate(images):
         h, w = image.shape[:2]
         scale = min(size_hw[0] / h, size_hw[1] / w)
-        new_w, new_h = min(round(w * scale), batch_hw[1]), min(round(h * scale), batch_hw[0])
-        left = round((batch_hw[1] - new_w) / 2 - 0.1)
-        top = round((batch_hw[0] - new_h) / 2 - 0.1)
+        new_w, new_h = min(round(w * scale), width), min(round(h * scale), height)
+        left = round((width - new_w) / 2 - 0.1)
+        top = round((height - new_h) / 2 - 0.1)
         resized = (
             image
             if (new_w, new_h) == (w, h)
             else cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
         )
-        canvas[i, top : top + new_h, left : left + new_w] = resized
+        # Written once, straight into the model input: the pad bands, then the picture
+        # (BGR -> RGB, HWC -> CHW, scaled to [0, 1]) - no intermediate uint8 canvas to fill and copy.
+        out = batch[i]
+        out[:, :top] = _PAD_INPUT
+        out[:, top + new_h :] = _PAD_INPUT
+        out[:, top : top + new_h, :left] = _PAD_INPUT
+        out[:, top : top + new_h, left + new_w :] = _PAD_INPUT
+        picture = out[:, top : top + new_h, left : left + new_w]
+        np.multiply(resized[..., ::-1].transpose(2, 0, 1), _TO_UNIT, out=picture, casting="unsafe")
         transforms.append(LetterboxTransform(scale=scale, pad_xy=(float(left), float(top))))
-    # One vectorised pass for the whole batch: BGR -> RGB, NHWC -> NCHW, scale to [0, 1].
-    batch = np.empty((len(images), 3, batch_hw[0], batch_hw[1]), dtype=np.float32)
-    np.multiply(canvas[..., ::-1].transpose(0, 3, 1, 2), np.float32(1.0 / 255.0), out=batch, casting="unsafe")
     return batch, transforms
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from anjian.cameras.config import CameraConfig
@@ -27,6 +28,7 @@ from anjian.pipeline.messages import text
 __all__ = ["AnalysisFailure", "CameraFaultMonitor", "FaultKind", "ImageStats", "image_stats"]
 
 _THUMB_WIDTH = 160  # analysed pixels per row: enough to see a change, cheap at 1080p
+_GREY_WEIGHTS_BGR = np.array([[0.114, 0.587, 0.299]], np.float32)  # luma (BT.601) of a B, G, R pixel
 
 FaultKind = str
 """Incident key of a camera fault: ``"offline"``, ``"frozen"``, ``"black"`` or ``"not_analysed"``."""
@@ -75,9 +77,10 @@ def image_stats(frame: Frame) -> ImageStats:
     small = frame.image[::step, ::step]
     if not isinstance(small, np.ndarray):  # a GPU tensor: bring back only the subsample
         small = small.cpu().numpy()
-    bgr = small.astype(np.float32)
-    grey = 0.114 * bgr[..., 0] + 0.587 * bgr[..., 1] + 0.299 * bgr[..., 2]
-    return ImageStats(grey=grey, mean=float(grey.mean()), std=float(grey.std()))
+    # contiguous first: OpenCV's weighted channel sum and mean/std take a third of numpy's time on a strided view
+    grey = cv2.transform(np.ascontiguousarray(small).astype(np.float32), _GREY_WEIGHTS_BGR)
+    mean, std = cv2.meanStdDev(grey)
+    return ImageStats(grey=grey, mean=float(mean[0, 0]), std=float(std[0, 0]))
 
 
 class CameraFaultMonitor:

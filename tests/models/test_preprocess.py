@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -32,6 +33,27 @@ def test_letterbox_pads_grey_and_batch_is_rgb_unit_range() -> None:
     assert batch.shape == (1, 3, 64, 64) and batch.dtype == np.float32
     assert batch[0, 2, 32, 32] == pytest.approx(1.0)  # blue lands in the last RGB channel
     assert batch[0, 0, 32, 32] == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("stride", [None, 32], ids=["static", "dynamic-stride-32"])
+def test_a_batch_of_mixed_sizes_is_each_image_letterboxed_as_alone_and_padded_grey(
+    stride: int | None,
+) -> None:
+    """The batch is written straight into the model input: every pixel must be the picture's or the pad's."""
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(432, 768), (480, 640), (200, 90)]]
+
+    batch, transforms = letterbox_batch(images, (320, 320), stride=stride)
+
+    height, width = batch.shape[2:]
+    for image, plane, transform in zip(images, batch, transforms, strict=True):
+        expected = np.full((height, width, 3), PAD_VALUE, np.uint8)
+        h, w = image.shape[:2]
+        new_w, new_h = min(round(w * transform.scale), width), min(round(h * transform.scale), height)
+        left, top = int(transform.pad_xy[0]), int(transform.pad_xy[1])
+        expected[top : top + new_h, left : left + new_w] = cv2.resize(image, (new_w, new_h))
+        as_input = expected[..., ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0
+        np.testing.assert_allclose(plane, as_input, atol=1e-6)
 
 
 def test_nms_is_class_aware() -> None:

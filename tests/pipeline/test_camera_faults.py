@@ -182,6 +182,20 @@ def test_image_stats_work_on_tensor_frames() -> None:
     assert from_tensor.grey.shape == from_numpy.grey.shape == (120, 160)
 
 
+def test_image_stats_are_the_luma_of_a_strided_subsample_in_full_precision() -> None:
+    """Grey levels keep their fractions: a quiet live scene's noise of a level or less must not round to "frozen"."""
+    image = np.random.default_rng(7).integers(0, 256, (432, 768, 3), dtype=np.uint8)
+    small = image[::4, ::4].astype(np.float64)
+    expected = 0.114 * small[..., 0] + 0.587 * small[..., 1] + 0.299 * small[..., 2]
+
+    stats = image_stats(_frame(image, 0.0))
+
+    assert stats.grey.shape == (108, 192)
+    np.testing.assert_allclose(stats.grey, expected, atol=1e-3)
+    assert stats.mean == pytest.approx(expected.mean(), abs=1e-3)
+    assert stats.std == pytest.approx(expected.std(), abs=1e-3)
+
+
 class _FaultLoop:
     """What the runner does per camera: take the newest frame, feed the monitor, publish updates."""
 
