@@ -439,6 +439,11 @@ async def _feed(
         while True:
             try:
                 async for page in _changes_since(store, start - _OVERLAP_S, sent):
+                    if (
+                        failures
+                    ):  # said as its first page comes (one always does), before the client may leave
+                        logger.info("live feed: the replay got through after %d failed attempt(s)", failures)
+                        failures = 0
                     for change in page.changes:
                         sent[change.event_id] = (change.version, change.updated_at)
                     if page.changes:
@@ -452,8 +457,6 @@ async def _feed(
                 return
             yield ": replay waits for the database\n\n"  # a comment: keeps proxies from closing an idle link
             await asyncio.sleep(min(_POLL_S * 2 ** min(failures - 1, 4), _RECHECK_S))
-        if failures:
-            logger.info("live feed: the replay got through after %d failed attempt(s)", failures)
         last_beat = last_check = time.monotonic()
         while not await request.is_disconnected():
             if time.monotonic() - last_check >= _RECHECK_S:
