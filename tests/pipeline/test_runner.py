@@ -274,6 +274,30 @@ def test_rules_receive_tracked_detections(engine: Any) -> None:
     assert len(ids) == 5 and ids[0] == -1 and len(set(ids[1:])) == 1 and ids[1] >= 0
 
 
+def test_a_new_analysis_rate_restarts_the_tracks_without_reusing_an_id_and_keeps_the_rules(
+    engine: Any,
+) -> None:
+    """A new tracker was built for the camera and its ids began at 0 again, while the camera's incidents carried on."""
+    runner, sources = engine([_scripted("a")], _CountingDetector(), ListSink())
+    runner.start()
+
+    def track_ids(frames: int) -> list[int]:
+        [analyzer] = _RecordingAnalyzer.created
+        start = len(analyzer.fed)
+        for i in range(frames):
+            sources["a"].push(_GREY)
+            assert wait_for(lambda i=i: len(analyzer.fed) >= start + i + 1)
+        return [int(d.tracker_id[0]) for d in analyzer.fed[start:] if d.tracker_id is not None]
+
+    before = track_ids(5)
+    runner.update_camera(CameraAssignment("ws", _scripted("a", analysis_fps=4)))
+    after = track_ids(5)
+
+    assert len(_RecordingAnalyzer.created) == 1  # the same rules: their incidents carry on
+    assert set(after) - {-1}, after  # tracked again
+    assert (set(before) - {-1}).isdisjoint(after), (before, after)
+
+
 def test_the_live_view_gets_every_analysed_frame_and_forgets_a_removed_camera(engine: Any) -> None:
     live = LiveView()
     zone = ZoneConfig(id="z", polygon=[(0.0, 0.0), (1.0, 0.0), (1.0, 1.0)])
