@@ -127,7 +127,6 @@ class FrameBatcher:
         self.max_batch = max_batch
         self.deadline_s = deadline_s
         self.max_age_s = max_age_s
-        self.until_poll_s = _UNTIL_POLL_S
         self._new_frame = new_frame
         self._monotonic = monotonic
         self._slots: dict[str, _Slot] = {}
@@ -153,7 +152,7 @@ class FrameBatcher:
                 added or removed meanwhile are seen).
             timeout_s: Longest wait for a first frame.
             until: Stop waiting once this is true (asked on every new frame and every
-                ``until_poll_s``): with a batch on the model, the next one is gathered while
+                ``_UNTIL_POLL_S``): with a batch on the model, the next one is gathered while
                 the model works, and the wait ends when the model is done, with what has
                 come by then, so its result is not held back.
 
@@ -179,9 +178,10 @@ class FrameBatcher:
                 ready = self._gather(sources(), only_missing=True)
             return self._take()
 
-    def _wait_s(self, left_s: float, until: Callable[[], bool] | None) -> float:
+    @staticmethod
+    def _wait_s(left_s: float, until: Callable[[], bool] | None) -> float:
         """How long to sleep before looking again: what is left, or less when ``until`` must be asked meanwhile."""
-        return left_s if until is None else min(left_s, self.until_poll_s)
+        return left_s if until is None else min(left_s, _UNTIL_POLL_S)
 
     def forget(self, camera_id: str) -> None:
         """Drop a removed camera's pending frame."""

@@ -630,11 +630,7 @@ class PipelineRunner:
         images = [f.image for _, f, inferred in frames if inferred]
         started = time.perf_counter()
         return _SubmittedBatch(
-            detector,
-            generation,
-            frames,
-            start_detection(detector, images) if images else None,
-            started,
+            detector, generation, frames, start_detection(detector, images) if images else None, started
         )
 
     def _collect(self, submitted: _SubmittedBatch) -> _InferredBatch:
