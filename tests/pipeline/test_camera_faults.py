@@ -240,6 +240,12 @@ def _live_camera(camera_id: str, url: str, **faults: object) -> CameraConfig:
     )
 
 
+def _all_ended(events: list[Event]) -> bool:
+    """Whether every fault published so far has its end published too (the last revision is the newest)."""
+    newest = {event.id: event for event in events}
+    return all(event.ended_at is not None for event in newest.values())
+
+
 def _watch(camera: CameraConfig) -> _FaultLoop:
     context = EventContext(site_id="site-1", workshop_id="hall-a", camera_id=camera.id, model_version="m1")
     return _FaultLoop(VideoSource(camera), CameraFaultMonitor(camera, context))
@@ -251,8 +257,12 @@ def test_killed_camera_raises_a_fault_and_recovers_it_without_manual_action(
 ) -> None:
     with _watch(_live_camera("cam1", rtsp_server.url("/cam1"))) as loop:
         assert seconds_until(lambda: loop.source.health().state == CameraState.ONLINE, 60) is not None
-        # Connecting may itself outlast the 1 s threshold: let that fault resolve first.
-        assert seconds_until(lambda: not loop.monitor.is_open("offline"), 60) is not None
+        # Connecting may itself outlast the 1 s threshold: let that fault resolve first, and its end be
+        # published (the monitor closes it a moment before the loop hands the update to the sink).
+        assert (
+            seconds_until(lambda: not loop.monitor.is_open("offline") and _all_ended(loop.events()), 60)
+            is not None
+        )
         known = len(loop.events())
         rtsp_server.kill()
         assert seconds_until(lambda: len(loop.events()) > known, 60) is not None, loop.source.health()
