@@ -34,6 +34,7 @@ __all__ = [
     "Int8Files",
     "accepted_int8",
     "file_sha256",
+    "int8_file_fields",
     "int8_record",
 ]
 
@@ -69,6 +70,18 @@ class Int8Files:
     xml: Path
     bin: Path
     record: dict[str, Any]
+
+
+def int8_file_fields(folder: Path) -> dict[str, Any]:
+    """The ``int8`` record's description of the IR in ``folder``: file names, SHA-256 digests and size."""
+    xml, weights = Path(folder) / INT8_XML, Path(folder) / INT8_BIN
+    return {
+        "xml": INT8_XML,
+        "bin": INT8_BIN,
+        "xml_sha256": file_sha256(xml),
+        "bin_sha256": file_sha256(weights),
+        "bytes": xml.stat().st_size + weights.stat().st_size,
+    }
 
 
 def int8_record(onnx: Path) -> dict[str, Any] | None:

@@ -89,6 +89,7 @@ __all__ = [
     "earlier_promotions",
     "list_versions",
     "named_version",
+    "next_version",
     "promote",
     "promoted_version",
     "read_meta",
@@ -733,6 +734,17 @@ def _undo_locked(name: str, scope: str | None, root: Path | None, model_dir: Pat
     return Rollback(name, scope, now, current)
 
 
+def next_version(name: str, *, root: Path | None = None) -> str:
+    """The number :func:`register_version` gives the model's next version in the site registry.
+
+    One past the highest known version; a site registry beside shipped versions counts from
+    ``SITE_VERSION_START``. A file naming its own version (ONNX metadata) is stamped with it first.
+    """
+    shipped = _version_dirs(SHIPPED_DIR / name) if len(_layers(root)) > 1 else []
+    start = SITE_VERSION_START if shipped else 1
+    return str(max([start - 1, *map(int, _all_versions(name, root))]) + 1)
+
+
 def register_version(
     name: str,
     onnx_path: Path,
@@ -768,11 +780,9 @@ def register_version(
         OSError: The site registry cannot be written.
     """
     layers = _layers(root)
-    known = _all_versions(name, root)
     shipped = [p.name for p in _version_dirs(SHIPPED_DIR / name)] if len(layers) > 1 else []
-    start = SITE_VERSION_START if shipped else 1
     is_numbered = version is None
-    version = version or str(max([start - 1, *map(int, known)]) + 1)
+    version = version or next_version(name, root=root)
     if not _is_version(version):
         raise ValueError(f"versions are numbers, got {version!r}")
     if version in shipped:

@@ -51,6 +51,14 @@ ModelNameArg = Annotated[str, typer.Argument(help="Model name.")]
 ClassMapOpt = Annotated[
     Path | None, typer.Option("--class-map", help="Maps the data's class names onto the model's.")
 ]
+CrossDataOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--cross-data",
+        help="YOLO data.yaml of a source the model never trained on: every image is scored, none calibrates "
+        "(int8 tolerance: --max-cross-drop, or the one the int8 model was accepted with); repeat it.",
+    ),
+]
 SiteConfigOpt = Annotated[
     Path | None,
     typer.Option("--config", "-c", help="Site YAML: use the registry its model.registry names."),
@@ -900,14 +908,7 @@ def models_quantize(
         ),
     ],
     class_map: ClassMapOpt = None,
-    cross_data: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--cross-data",
-            help="YOLO data.yaml of a source the model never trained on: every image judges, none "
-            "calibrates, tolerance --max-cross-drop; repeat it.",
-        ),
-    ] = None,
+    cross_data: CrossDataOpt = None,
     calibration_images: Annotated[
         int, typer.Option(min=1, max=10000, help="Calibration images in all, drawn evenly from the sets.")
     ] = 300,
@@ -1003,6 +1004,53 @@ def models_quantize(
         )
     else:
         raise fail(f"{name}/{version}: int8 rejected, CPUs keep fp32: " + "; ".join(verdict.failures))
+
+
+@models_app.command("free-input")
+def models_free_input(
+    name: ModelNameArg,
+    version: Annotated[
+        str, typer.Argument(help="Version whose weights to register again with the input size free.")
+    ],
+    data: Annotated[
+        list[Path],
+        typer.Option(
+            "--data",
+            help="YOLO data.yaml whose val split scores the freed model (and judges its int8 again); repeat it, "
+            "one per source.",
+        ),
+    ],
+    class_map: ClassMapOpt = None,
+    cross_data: CrossDataOpt = None,
+    registry: RegistryOpt = None,
+    site_config: SiteConfigOpt = None,
+) -> None:
+    """Register a version again with its input size free: 16:9 cameras run at 320x192, not the padded square.
+
+    Same weights; the fp32 model is scored at both shapes, an accepted int8 model is judged again.
+    The new version is not promoted. Needs the train extra (onnx).
+    """
+    _require_train_extra("anjian models free-input", "onnx")
+    from anjian.models.registry import resolve_model_path
+    from anjian.training.free_input import FreeInputError
+    from anjian.training.free_input_version import register_free_input_version
+    from anjian.training.quantize import load_sources
+
+    root = _site_registry(registry, site_config)
+    try:
+        resolve_model_path(
+            f"builtin:{name}/{version}", root=root
+        )  # an unknown version before reading any data
+        sources = load_sources(data, class_map, cross_data=cross_data or ())
+        registered = register_free_input_version(name, version, sources, root=root, report=_out.print)
+    except (DatasetError, ModelError, FreeInputError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    except OSError as exc:
+        raise _registry_write_error(exc, root) from None
+    _out.print(
+        f"{name}/{registered.version}: {name}/{version} with its input size free, registered (not promoted); "
+        f"its card: {registered.directory / 'card.md'}"
+    )
 
 
 @models_app.command("calibrate")

@@ -36,8 +36,14 @@ def stamp_onnx(
     version: str,
     description: str,
     thresholds: Mapping[str, float] | None = None,
+    free_input: bool = True,
 ) -> Path:
-    """Fix the input size (batch stays dynamic), add anjian's metadata, check and save.
+    """Declare the input size (free, or fixed at the square), add anjian's metadata, check and save.
+
+    ultralytics' dynamic export computes the detect head's anchors from the feature maps' shapes,
+    so the graph runs at any multiple of the stride: left free, the detector pads each batch only
+    to what its frames need (a 16:9 camera at 320x192, not 320x320; ``minimal_padding``). The
+    ``imgsz`` metadata keeps the size the model was trained at, the letterbox's scale.
 
     Args:
         src: An ultralytics ONNX export.
@@ -47,6 +53,7 @@ def stamp_onnx(
         version: Registry version (``version`` metadata becomes ``<name>-<version>``).
         description: One line saying what the model is for.
         thresholds: Calibrated operating score per class name (``anjian_thresholds``).
+        free_input: Leave the input's height and width free (named axes); ``False`` pins the square.
 
     Returns:
         ``dst``.
@@ -63,12 +70,16 @@ def stamp_onnx(
     props = {p.key: p.value for p in model.metadata_props}
     nc = len(ast.literal_eval(props["names"])) if "names" in props else None
     dims = model.graph.input[0].type.tensor_type.shape.dim
-    dims[2].dim_value = imgsz
-    dims[3].dim_value = imgsz
     out_dims = model.graph.output[0].type.tensor_type.shape.dim
     if nc is not None:
         out_dims[1].dim_value = 4 + nc
-    out_dims[2].dim_value = sum((imgsz // s) ** 2 for s in (8, 16, 32))
+    if free_input:
+        for dim, axis in ((dims[2], "height"), (dims[3], "width"), (out_dims[2], "anchors")):
+            dim.dim_param = axis  # replaces a size: the two share one field
+    else:
+        dims[2].dim_value = imgsz
+        dims[3].dim_value = imgsz
+        out_dims[2].dim_value = sum((imgsz // s) ** 2 for s in (8, 16, 32))
     props["ultralytics_version"] = props.get("ultralytics_version") or props.get("version", "")
     props["version"] = f"{name}-{version}"
     props["anjian_model"] = name
@@ -100,7 +111,7 @@ def export_onnx(
     description: str = "",
     thresholds: Mapping[str, float] | None = None,
 ) -> Path:
-    """Export ultralytics weights to an fp32 ONNX file with a dynamic batch axis.
+    """Export ultralytics weights to an fp32 ONNX file with a dynamic batch axis and a free input size.
 
     Args:
         weights: An ultralytics ``.pt`` checkpoint.

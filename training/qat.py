@@ -28,6 +28,7 @@ import itertools
 import logging
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ import numpy as np
 
 from anjian.datasets.labels import ProgressFn, list_images, no_progress
 from anjian.models.preprocess import read_letterboxed
+from anjian.training.free_input import free_ir_input, has_free_input
 
 __all__ = [
     "DEFAULT_QAT_EPOCHS",
@@ -234,7 +236,7 @@ def quantize_aware(
         images: Calibration images (BGR files), letterboxed as the pipeline does.
         recipe: The fine-tune.
         out_xml: Where to write the IR (``.bin`` beside it).
-        input_hw: The model's input size.
+        input_hw: The model's input size (the largest, where its input size is free).
         progress: Wraps the fine-tune's steps.
         report: Called with a line per step.
 
@@ -271,7 +273,14 @@ def quantize_aware(
         )
         steps = _fine_tune(quantized, recover_onnx_model(onnx), recipe, input_hw, progress)
     report(f"QAT: {steps} steps of {recipe.batch} images at lr {recipe.lr:g} on {recipe.data}'s train split")
-    return _export_ir(quantized, out_xml, input_hw, to_input(readable[0]), report)
+    xml = _export_ir(quantized, out_xml, input_hw, to_input(readable[0]), report)
+    if has_free_input(onnx):  # the IR takes what the registered file takes
+        with tempfile.TemporaryDirectory(prefix="qat-fixed-", dir=out_xml.parent) as fixed:
+            shutil.move(xml, Path(fixed) / xml.name)
+            shutil.move(xml.with_suffix(".bin"), Path(fixed) / xml.with_suffix(".bin").name)
+            free_ir_input(Path(fixed) / xml.name, xml, input_hw=input_hw)
+        report("QAT: the IR's anchor grid follows its input's shape, like the registered file's")
+    return xml
 
 
 def _fine_tune(

@@ -44,7 +44,7 @@ import cv2
 from anjian.datasets.classmap import ClassMap
 from anjian.datasets.labels import WHOLE_SPLIT, DetectionSet, ProgressFn, no_progress
 from anjian.models.config import DetectorConfig
-from anjian.models.int8_ir import INT8_BIN, INT8_KEY, INT8_XML, Int8Files, file_sha256
+from anjian.models.int8_ir import INT8_BIN, INT8_KEY, INT8_XML, Int8Files, file_sha256, int8_file_fields
 from anjian.models.loader import load_openvino_candidate
 from anjian.models.preprocess import read_letterboxed
 from anjian.models.registry import read_meta, write_card_section, write_meta
@@ -60,6 +60,7 @@ __all__ = [
     "ValidationSource",
     "calibration_images",
     "evaluate_sources",
+    "int8_card_section",
     "load_sources",
     "quantize_and_record",
     "quantize_ir",
@@ -527,14 +528,7 @@ def _int8_record(onnx: Path, outcome: Int8Outcome) -> dict[str, Any]:
     if outcome.qat is not None:
         record["qat"] = outcome.qat
     if outcome.accepted and outcome.accepted_dir is not None:
-        folder = onnx.parent
-        record.update(
-            xml=INT8_XML,
-            bin=INT8_BIN,
-            xml_sha256=file_sha256(folder / INT8_XML),
-            bin_sha256=file_sha256(folder / INT8_BIN),
-            bytes=(folder / INT8_XML).stat().st_size + (folder / INT8_BIN).stat().st_size,
-        )
+        record.update(int8_file_fields(onnx.parent))
     return record
 
 
@@ -553,8 +547,8 @@ def _worst(drop: float) -> str:
     return f"worst source {-drop * 100:+.1f} points"
 
 
-def _card_section(record: Mapping[str, Any], verdict: Int8Verdict) -> str:
-    """The model card's int8 section."""
+def int8_card_section(record: Mapping[str, Any], verdict: Int8Verdict) -> str:
+    """The model card's int8 section (also written for a version derived with its input freed)."""
     calibration = record["calibration"]
     tolerance = f"{verdict.max_source_drop * 100:.1f} point"
     if verdict.max_class_drop is not None:
@@ -636,7 +630,7 @@ def record_int8(onnx: Path, outcome: Int8Outcome) -> dict[str, Any]:
         record["attempts"] = kept + record["attempts"]
     meta[INT8_KEY] = record
     write_meta(folder, meta)
-    write_card_section(folder / "card.md", "int8", _card_section(record, outcome.best.verdict))
+    write_card_section(folder / "card.md", "int8", int8_card_section(record, outcome.best.verdict))
     return record
 
 

@@ -194,6 +194,8 @@ def _naive_phase(
     imgsz = list(reference.info.input_hw)  # the model's own input size
     del reference
     is_openvino = name == "ultralytics openvino"
+    if is_openvino:
+        _compile_fp32_without_native_bf16()
     weights = (
         _ultralytics_openvino_export(Path(model), imgsz, Path(work_dir))
         if is_openvino
@@ -258,6 +260,32 @@ def _timed_phase(
         rss_per_camera_mb=(rss - rss_before) / cameras,
         runtime=runtime,
     )
+
+
+def _compile_fp32_without_native_bf16() -> None:
+    """Make this process's OpenVINO compile in fp32 where the CPU has no native bf16, as an AVX2-only CPU does.
+
+    Under an instruction-set cap (``ONEDNN_MAX_CPU_ISA=AVX2`` on an AMX Xeon, how AVX2 boxes are
+    measured here) OpenVINO still picks bf16 from the processor's flags, and ultralytics' compile
+    fails ("Supported primitive descriptors list is empty"); anjian's own detector sets the hint.
+    Only the peer's phase process calls this; a hint ultralytics sets itself wins.
+    """
+    from anjian.models.openvino_detector import cpu_has_native_bf16
+
+    if cpu_has_native_bf16():
+        return
+    import openvino as ov
+
+    compile_model = ov.Core.compile_model
+
+    def compile_fp32(
+        self: Any, model: Any, device_name: Any = None, config: Any = None, **kwargs: Any
+    ) -> Any:
+        return compile_model(
+            self, model, device_name, {"INFERENCE_PRECISION_HINT": "f32", **(config or {})}, **kwargs
+        )
+
+    ov.Core.compile_model = compile_fp32
 
 
 def _ultralytics_openvino_export(model: Path, imgsz: list[int], work_dir: Path) -> str:

@@ -81,7 +81,8 @@ def test_the_qat_try_alone_needs_the_training_set(tmp_path: Path) -> None:
 def test_a_quantisation_aware_int8_model_is_judged_recorded_and_run(tmp_path: Path) -> None:
     """Fine-tuned a few steps on a real sample, the int8 IR passes a loose gate, is recorded as QAT and runs on CPUs."""
     registry = tmp_path / "registry"
-    register_version("demo-q", resolve_model_path("builtin:anjian-n/1"), {}, "# demo-q 1\n", root=registry)
+    # a file with its input size free: the IR must take what it takes
+    register_version("demo-q", resolve_model_path("builtin:anjian-n/5"), {}, "# demo-q 1\n", root=registry)
     data = copy_yolo_sample("fire_smoke_cctv", tmp_path / "fire_smoke_cctv", per_split=16)
     class_map = tmp_path / "map.yaml"
     class_map.write_text(f"classes: {ANJIAN_CLASSES}\nmap: {{Fire: fire, default: null}}\n")
@@ -125,3 +126,8 @@ def test_a_quantisation_aware_int8_model_is_judged_recorded_and_run(tmp_path: Pa
     [a], [b] = int8.detect([image]), fp32.detect([image])
     assert len(a) > 0 and abs(len(a) - len(b)) <= max(2, len(b) // 3)
     assert np.isfinite(a.confidence).all() and a.confidence.max() <= 1.0
+    assert "QAT: the IR's anchor grid follows its input's shape, like the registered file's" in lines
+    wide = image[: image.shape[0] * 9 // 16]  # a 16:9 band of the picture: 320x192 in, no square padding
+    assert int8.input_hw_for((wide.shape[1], wide.shape[0])) == (192, 320)  # type: ignore[attr-defined]
+    [c], [d] = int8.detect([wide]), fp32.detect([wide])
+    assert abs(len(c) - len(d)) <= max(2, len(d) // 3)

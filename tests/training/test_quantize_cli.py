@@ -1,9 +1,10 @@
-"""``anjian models quantize`` and ``anjian export --quantize-data``: what they refuse, and why, before any work."""
+"""``anjian models quantize`` (and ``free-input``) and ``anjian export --quantize-data``: what they refuse, and why, before any work."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from anjian.service.cli import app
@@ -27,12 +28,13 @@ def test_a_shipped_version_is_not_quantised_into_a_site_registry(tmp_path: Path)
     assert not (tmp_path / "site").exists()
 
 
-def test_an_unknown_version_is_named(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["quantize", "free-input"])
+def test_an_unknown_version_is_named_before_any_data_is_read(tmp_path: Path, command: str) -> None:
     result = runner.invoke(
         app,
         [
             "models",
-            "quantize",
+            command,
             "anjian-n",
             "77",
             "--data",

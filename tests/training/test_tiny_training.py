@@ -84,6 +84,11 @@ def test_tiny_real_training_resumes_exports_and_loads_in_the_onnx_backend(
     assert image is not None
     first, second = detector.detect([image, image[:, ::-1].copy()])  # one batch of two: dynamic batch axis
     assert len(first) > 0 and len(second) > 0  # the COCO start still proposes boxes after one epoch
+    # the input size is free: a 4:1 strip runs at 32x64, not padded to the 64x64 square
+    strip = cv2.resize(image, (256, 64))
+    assert detector.input_hw_for((256, 64)) == (32, 64)
+    [on_strip] = detector.detect([strip])
+    assert on_strip.xyxy.size == 0 or (on_strip.xyxy[:, [1, 3]].max() <= 64 + 1e-3)
     half = to_fp16(onnx, tmp_path / "export" / "model-fp16.onnx")
     half_detector = OnnxDetector(
         half, DetectorConfig(path=str(half), confidence_threshold=0.001, device="cpu")
