@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from anjian.models.preprocess import letterbox_shape
+
 __all__ = [
     "DETECT_STRIDES",
     "FreeInputError",
@@ -31,6 +33,7 @@ __all__ = [
     "free_ir_input",
     "free_onnx_input",
     "has_free_input",
+    "wide_input_hw",
 ]
 
 DETECT_STRIDES: tuple[int, ...] = (8, 16, 32)
@@ -67,10 +70,13 @@ def has_free_input(onnx: Path) -> bool:
     return not (dims[2].dim_value or dims[3].dim_value)
 
 
-def _rect_hw(input_hw: tuple[int, int], stride: int) -> tuple[int, int]:
-    """The shape a 16:9 frame is letterboxed to: the full width, the height to its stride multiple."""
-    height = -(-round(input_hw[1] * 9 / 16) // stride) * stride
-    return min(height, input_hw[0]), input_hw[1]
+_WIDE_WH = (1920, 1080)
+"""A 16:9 frame: the shape the freed files are tried at (what most CCTV streams send)."""
+
+
+def wide_input_hw(input_hw: tuple[int, int], stride: int = max(DETECT_STRIDES)) -> tuple[int, int]:
+    """The input a freed model gets for a 16:9 frame (320x320 → 192x320), as the detector letterboxes it."""
+    return letterbox_shape([_WIDE_WH], input_hw, stride)
 
 
 def free_onnx_input(src: Path, dst: Path, *, input_hw: tuple[int, int], stride: int = 32) -> Path:
@@ -101,7 +107,7 @@ def free_onnx_input(src: Path, dst: Path, *, input_hw: tuple[int, int], stride: 
     name = after.get_inputs()[0].name
     if not np.allclose(before.run(None, {name: square})[0], after.run(None, {name: square})[0], atol=1e-4):
         raise FreeInputError(f"{dst}: the freed model's outputs at {input_hw} differ from {src}'s")
-    rect_hw = _rect_hw(input_hw, stride)
+    rect_hw = wide_input_hw(input_hw, stride)
     try:
         out = after.run(None, {name: square[:, :, : rect_hw[0], : rect_hw[1]].copy()})[0]
     except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises untyped errors
@@ -193,7 +199,7 @@ def free_ir_input(
     after = core.compile_model(core.read_model(str(dst_xml)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     if not np.array_equal(before(square)[0], after(square)[0]):
         raise FreeInputError(f"{dst_xml}: the freed IR's outputs at {input_hw} differ from {src_xml}'s")
-    rect_hw = _rect_hw(input_hw, max(strides))
+    rect_hw = wide_input_hw(input_hw, max(strides))
     out = after(square[:, :, : rect_hw[0], : rect_hw[1]].copy())[0]
     if out.shape[2] != anchor_grid(rect_hw, strides)[1].size:
         raise FreeInputError(f"{dst_xml}: {out.shape[2]} anchors at {rect_hw}")

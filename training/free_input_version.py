@@ -18,6 +18,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,8 +42,8 @@ from anjian.models.registry import (
     write_meta,
 )
 from anjian.training.evaluate import EvalReport
-from anjian.training.free_input import free_ir_input, free_onnx_input
-from anjian.training.int8_gate import DEFAULT_MAX_CROSS_DROP, DEFAULT_MAX_SOURCE_DROP, judge_int8
+from anjian.training.free_input import free_ir_input, free_onnx_input, wide_input_hw
+from anjian.training.int8_gate import DEFAULT_MAX_CROSS_DROP, DEFAULT_MAX_SOURCE_DROP, Int8Verdict, judge_int8
 from anjian.training.quantize import ValidationSource, evaluate_sources, int8_card_section, scoring_config
 
 __all__ = ["register_free_input_version"]
@@ -101,6 +102,86 @@ def _card(card: str, *, name: str, source_version: str, version: str, input_hw: 
     return head + body.rstrip() + "\n"
 
 
+@dataclass(frozen=True, slots=True)
+class _Scores:
+    """Each source scored at the square (the version before) and at the free shapes; the int8 gate's verdict."""
+
+    square: dict[str, EvalReport]
+    free_fp32: dict[str, EvalReport]
+    free_int8: dict[str, EvalReport]
+    verdict: Int8Verdict | None
+
+
+def _score(
+    onnx: Path,
+    freed: Path,
+    freed_int8: Int8Files | None,
+    accepted: Int8Files | None,
+    sources: Sequence[ValidationSource],
+    report: Callable[[str], None],
+) -> _Scores:
+    """Score both shapes in fp32 and judge the freed int8 model with the tolerances it was accepted with."""
+    from anjian.models.loader import load_detector, load_openvino_candidate
+
+    config = scoring_config(onnx)
+    report("scoring the version at the square (fp32)")
+    square = evaluate_sources(load_detector(onnx, config), sources)
+    report("scoring the freed model at the shapes its images need (fp32)")
+    free_fp32 = evaluate_sources(load_openvino_candidate(freed, config), sources)
+    if freed_int8 is None or accepted is None:
+        return _Scores(square, free_fp32, {}, None)
+    report("scoring the freed int8 model")
+    free_int8 = evaluate_sources(load_openvino_candidate(freed, config, int8=freed_int8), sources)
+    gate = accepted.record.get("gate") or {}
+    verdict = judge_int8(
+        free_fp32,
+        free_int8,
+        max_source_drop=gate.get("max_source_drop", DEFAULT_MAX_SOURCE_DROP),
+        max_class_drop=gate.get("max_class_drop"),
+        cross_sources=[s.name for s in sources if s.is_cross_source],
+        max_cross_drop=gate.get("max_cross_drop", DEFAULT_MAX_CROSS_DROP),
+    )
+    report(f"int8 gate at the free shapes: {'accepted' if verdict.is_accepted else 'rejected'}")
+    return _Scores(square, free_fp32, free_int8, verdict)
+
+
+def _section(name: str, version: str, input_hw: tuple[int, int], scores: _Scores) -> str:
+    """The card's "Input size" section: what was freed, what it saves on a 16:9 frame, the accuracy table."""
+    wide_h, wide_w = wide_input_hw(input_hw)
+    saved = 1 - wide_h * wide_w / (input_hw[0] * input_hw[1])
+    return (
+        "## Input size\n"
+        f"`model.onnx`{' and the int8 IR' if scores.free_int8 else ''} take any input of a multiple of 32 up to "
+        f"{input_hw[0]}x{input_hw[1]} (derived from {name}/{version} by `anjian models free-input`: the input's "
+        "height and width left free, the int8 IR's anchor grid computed from the input's shape; at the square "
+        "both give the version before's outputs, the int8 IR bit for bit). A 16:9 camera runs at "
+        f"{wide_w}x{wide_h}, {saved:.0%} fewer pixels. Mean AP50 per source, each image at the shape anjian "
+        "feeds it:\n\n" + _accuracy_table(scores.square, scores.free_fp32, scores.free_int8) + "\n"
+    )
+
+
+def _meta(meta: Mapping[str, Any], freed: Path, version: str, scores: _Scores) -> dict[str, Any]:
+    """The version before's metadata for the new version: its own file, the free-input record, no int8 yet."""
+    new_meta = {k: v for k, v in meta.items() if k not in ("name", "version", "created_at", INT8_KEY)}
+    new_meta.update(
+        onnx_sha256=file_sha256(freed),
+        onnx_bytes=freed.stat().st_size,
+        free_input={
+            "from": version,
+            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "map50": {
+                source: {
+                    "fp32_square": round(square.map50, 4),
+                    "fp32_free": round(scores.free_fp32[source].map50, 4),
+                    **({"int8_free": round(scores.free_int8[source].map50, 4)} if scores.free_int8 else {}),
+                }
+                for source, square in scores.square.items()
+            },
+        },
+    )
+    return new_meta
+
+
 def register_free_input_version(
     name: str,
     version: str,
@@ -127,90 +208,45 @@ def register_free_input_version(
         ValueError: No sources.
         OSError: The registry cannot be written.
     """
-    from anjian.models.loader import load_detector, load_openvino_candidate
+    from anjian.models.loader import load_openvino_candidate
 
     if not sources:
         raise ValueError(
             "give the labelled sets to score the freed model on (--data data.yaml, one per source)"
         )
     onnx = resolve_model_path(f"builtin:{name}/{version}", root=root)
-    folder = onnx.parent
-    meta = read_meta(folder, strict=True)
-    int8 = accepted_int8(onnx)
-    config = scoring_config(onnx)
-    input_hw = load_openvino_candidate(onnx, config).info.input_hw
+    meta = read_meta(onnx.parent, strict=True)
+    accepted = accepted_int8(onnx)
+    input_hw = load_openvino_candidate(onnx, scoring_config(onnx)).info.input_hw
     new_version = next_version(name, root=root)
-    cross = [s.name for s in sources if s.is_cross_source]
     with tempfile.TemporaryDirectory(prefix="anjian-free-input-") as work:
         freed = free_onnx_input(onnx, Path(work) / "model.onnx", input_hw=input_hw)
         _stamp_version(freed, name, new_version)
         freed_int8 = None
-        if int8 is not None:
-            xml = free_ir_input(int8.xml, Path(work) / INT8_XML, input_hw=input_hw)
+        if accepted is not None:
+            xml = free_ir_input(accepted.xml, Path(work) / INT8_XML, input_hw=input_hw)
             freed_int8 = Int8Files(xml, xml.with_suffix(".bin"), {})
-        report(f"scoring {name}/{version} at {input_hw[0]}x{input_hw[1]} (fp32)")
-        square = evaluate_sources(load_detector(onnx, config), sources)
-        report("scoring the freed model at the shapes its images need (fp32)")
-        free_fp32 = evaluate_sources(load_openvino_candidate(freed, config), sources)
-        free_int8: dict[str, EvalReport] = {}
-        verdict = None
-        if freed_int8 is not None:
-            report("scoring the freed int8 model")
-            free_int8 = evaluate_sources(load_openvino_candidate(freed, config, int8=freed_int8), sources)
-            gate = (int8.record.get("gate") or {}) if int8 else {}
-            verdict = judge_int8(
-                free_fp32,
-                free_int8,
-                max_source_drop=gate.get("max_source_drop", DEFAULT_MAX_SOURCE_DROP),
-                max_class_drop=gate.get("max_class_drop"),
-                cross_sources=cross,
-                max_cross_drop=gate.get("max_cross_drop", DEFAULT_MAX_CROSS_DROP),
-            )
-            report(f"int8 gate at the free shapes: {'accepted' if verdict.is_accepted else 'rejected'}")
-        table = _accuracy_table(square, free_fp32, free_int8)
-        section = (
-            "## Input size\n"
-            f"`model.onnx`{' and the int8 IR' if freed_int8 else ''} take any input of a multiple of 32 up to "
-            f"{input_hw[0]}x{input_hw[1]} (derived from {name}/{version} by `anjian models free-input`: the "
-            "input's height and width left free, the int8 IR's anchor grid computed from the input's shape; "
-            "both give the version before's outputs at the square bit for bit). A 16:9 camera runs at "
-            f"{input_hw[1]}x{-(-round(input_hw[1] * 9 / 16) // 32) * 32}, about 40% fewer pixels. Mean AP50 per source, "
-            "each image at the shape anjian feeds it:\n\n" + table + "\n"
-        )
-        new_meta = {k: v for k, v in meta.items() if k not in ("name", "version", "created_at", INT8_KEY)}
-        new_meta.update(
-            onnx_sha256=file_sha256(freed),
-            onnx_bytes=freed.stat().st_size,
-            free_input={
-                "from": version,
-                "at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "map50": {
-                    s: {
-                        "fp32_square": round(square[s].map50, 4),
-                        "fp32_free": round(free_fp32[s].map50, 4),
-                        **({"int8_free": round(free_int8[s].map50, 4)} if free_int8 else {}),
-                    }
-                    for s in square
-                },
-            },
-        )
-        card = (folder / "card.md").read_text(encoding="utf-8") if (folder / "card.md").is_file() else ""
+        scores = _score(onnx, freed, freed_int8, accepted, sources, report)
+        card_path = onnx.parent / "card.md"
+        card = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
         registered = register_version(
             name,
             freed,
-            new_meta,
+            _meta(meta, freed, version, scores),
             _card(card, name=name, source_version=version, version=new_version, input_hw=input_hw),
             version=new_version,
             root=root,
         )
-        write_card_section(registered.directory / "card.md", "input-size", section)
-        if freed_int8 is not None and verdict is not None and int8 is not None:
-            _record_int8(registered.directory, freed_int8, int8.record, verdict)
+        write_card_section(
+            registered.directory / "card.md", "input-size", _section(name, version, input_hw, scores)
+        )
+        if freed_int8 is not None and accepted is not None and scores.verdict is not None:
+            _record_int8(registered.directory, freed_int8, accepted.record, scores.verdict)
     report(f"registered {name}/{registered.version} (not promoted)")
     return registered
 
 
-def _record_int8(folder: Path, freed: Int8Files, accepted: Mapping[str, Any], verdict: Any) -> None:
+def _record_int8(folder: Path, freed: Int8Files, accepted: Mapping[str, Any], verdict: Int8Verdict) -> None:
     """Copy the freed IR into the new version (if it passed) and record the gate's verdict and the card section."""
     if verdict.is_accepted:
         for source, name in (
