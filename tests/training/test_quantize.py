@@ -35,9 +35,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def site(tmp_path: Path) -> tuple[Path, Path, Path]:
-    """A site registry with anjian-n 1 as demo-q/1, a sample of a real set, the class map onto its classes."""
+    """A site registry with anjian-n 5 (input size free, as exports are) as demo-q/1, a real sample, a class map."""
     registry = tmp_path / "registry"
-    register_version("demo-q", resolve_model_path("builtin:anjian-n/1"), {}, "# demo-q 1\n", root=registry)
+    register_version("demo-q", resolve_model_path("builtin:anjian-n/5"), {}, "# demo-q 1\n", root=registry)
     data = copy_yolo_sample("fire_smoke_cctv", tmp_path / "fire_smoke_cctv", per_split=16)
     class_map = tmp_path / "map.yaml"
     class_map.write_text(
@@ -126,6 +126,11 @@ def test_an_accepted_int8_model_is_registered_and_run_by_default(
     image = cv2.imread(str(next((data.parent / "images" / "val").iterdir())))
     [a], [b] = int8.detect([image]), fp32.detect([image])
     assert len(a) > 0 and abs(len(a) - len(b)) <= max(2, len(b) // 3)
+    # quantised from a free ONNX, the IR's input is free too: a 16:9 band runs at 320x192
+    wide = image[: image.shape[0] * 9 // 16]
+    assert int8.input_hw_for((wide.shape[1], wide.shape[0])) == (192, 320)  # type: ignore[attr-defined]
+    [c], [d] = int8.detect([wide]), fp32.detect([wide])
+    assert abs(len(c) - len(d)) <= max(2, len(d) // 3)
 
 
 def test_calibration_draws_evenly_from_each_source(tmp_path: Path) -> None:
