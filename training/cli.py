@@ -474,6 +474,15 @@ def export_command(
     name: Annotated[str, typer.Option(help="Model name stamped into the file (events carry it).")] = "custom",
     version: Annotated[str, typer.Option(help="Version stamped into the file.")] = "0",
     half: Annotated[bool, typer.Option("--half/--no-half", help="Also write an fp16 ONNX.")] = True,
+    free_input: Annotated[
+        bool,
+        typer.Option(
+            "--free-input",
+            help="Leave the input size free: each batch padded only to what its frames need (16:9 at 320x192 "
+            "for 320); check the classes on non-square data first (anjian-n 2's fallen_person lost 7 AP50 points "
+            "on 4:3 frames).",
+        ),
+    ] = False,
     tensorrt: Annotated[
         bool, typer.Option(help="Also build a TensorRT engine (needs an NVIDIA GPU).")
     ] = False,
@@ -522,7 +531,13 @@ def export_command(
     try:
         calibrated = load_thresholds_json(thresholds) if thresholds is not None else None
         onnx = export_onnx(
-            weights, out / "model.onnx", imgsz=imgsz, name=name, version=version, thresholds=calibrated
+            weights,
+            out / "model.onnx",
+            imgsz=imgsz,
+            name=name,
+            version=version,
+            thresholds=calibrated,
+            free_input=free_input,
         )
     except (FileNotFoundError, ValueError, ModelError) as exc:
         raise fail(str(exc)) from None
@@ -1028,6 +1043,7 @@ def models_free_input(
     """Register a version again with its input size free: 16:9 cameras run at 320x192, not the padded square.
 
     Same weights; the fp32 model is scored at both shapes, an accepted int8 model is judged again.
+    Square images run at the square either way: give non-square sets (--cross-data) to see what changes.
     The new version is not promoted. Needs the train extra (onnx).
     """
     _require_train_extra("anjian models free-input", "onnx")

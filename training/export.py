@@ -36,14 +36,17 @@ def stamp_onnx(
     version: str,
     description: str,
     thresholds: Mapping[str, float] | None = None,
-    free_input: bool = True,
+    free_input: bool = False,
 ) -> Path:
-    """Declare the input size (free, or fixed at the square), add anjian's metadata, check and save.
+    """Declare the input size (fixed at the square, or free), add anjian's metadata, check and save.
 
     ultralytics' dynamic export computes the detect head's anchors from the feature maps' shapes,
     so the graph runs at any multiple of the stride: left free, the detector pads each batch only
     to what its frames need (a 16:9 camera at 320x192, not 320x320; ``minimal_padding``). The
-    ``imgsz`` metadata keeps the size the model was trained at, the letterbox's scale.
+    ``imgsz`` metadata keeps the size the model was trained at, the letterbox's scale. Pinned by
+    default: a model trained on square mosaics may score a class worse with less padding
+    (anjian-n 2's ``fallen_person`` lost 7 AP50 points on 4:3 UR Fall frames), so freeing it is a
+    choice made on non-square data (``anjian models free-input``).
 
     Args:
         src: An ultralytics ONNX export.
@@ -53,7 +56,7 @@ def stamp_onnx(
         version: Registry version (``version`` metadata becomes ``<name>-<version>``).
         description: One line saying what the model is for.
         thresholds: Calibrated operating score per class name (``anjian_thresholds``).
-        free_input: Leave the input's height and width free (named axes); ``False`` pins the square.
+        free_input: Leave the input's height and width free (named axes) instead of pinning the square.
 
     Returns:
         ``dst``.
@@ -110,8 +113,9 @@ def export_onnx(
     version: str = "0",
     description: str = "",
     thresholds: Mapping[str, float] | None = None,
+    free_input: bool = False,
 ) -> Path:
-    """Export ultralytics weights to an fp32 ONNX file with a dynamic batch axis and a free input size.
+    """Export ultralytics weights to an fp32 ONNX file with a dynamic batch axis (and a free input size if asked).
 
     Args:
         weights: An ultralytics ``.pt`` checkpoint.
@@ -121,6 +125,7 @@ def export_onnx(
         version: Version stamped into the metadata.
         description: One line stamped into the metadata.
         thresholds: Calibrated operating score per class name, stamped into the metadata.
+        free_input: Leave the input's height and width free (see :func:`stamp_onnx`).
 
     Returns:
         ``out``.
@@ -169,6 +174,7 @@ def export_onnx(
             version=version,
             description=description or f"{name} detector",
             thresholds=thresholds,
+            free_input=free_input,
         )
 
 

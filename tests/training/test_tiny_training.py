@@ -76,7 +76,9 @@ def test_tiny_real_training_resumes_exports_and_loads_in_the_onnx_backend(
     assert [s["resumed"] for s in record["sessions"]] == [False, True]
     assert run.best.is_file()
 
-    onnx = export_onnx(run.best, tmp_path / "export" / "model.onnx", imgsz=64, name="tiny", version="1")
+    onnx = export_onnx(
+        run.best, tmp_path / "export" / "model.onnx", imgsz=64, name="tiny", version="1", free_input=True
+    )
     detector = OnnxDetector(onnx, DetectorConfig(path=str(onnx), confidence_threshold=0.001, device="cpu"))
     assert list(detector.class_names.values()) == list(merged.class_names)
     assert detector.info.input_hw == (64, 64) and detector.version.startswith("tiny@")
@@ -84,7 +86,7 @@ def test_tiny_real_training_resumes_exports_and_loads_in_the_onnx_backend(
     assert image is not None
     first, second = detector.detect([image, image[:, ::-1].copy()])  # one batch of two: dynamic batch axis
     assert len(first) > 0 and len(second) > 0  # the COCO start still proposes boxes after one epoch
-    # the input size is free: a 4:1 strip runs at 32x64, not padded to the 64x64 square
+    # exported with the input size free: a 4:1 strip runs at 32x64, not padded to the 64x64 square
     strip = cv2.resize(image, (256, 64))
     assert detector.input_hw_for((256, 64)) == (32, 64)
     [on_strip] = detector.detect([strip])
