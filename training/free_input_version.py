@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from anjian.models.int8_ir import (
     INT8_BIN,
     INT8_KEY,
@@ -67,19 +69,40 @@ def _stamp_version(onnx: Path, name: str, version: str) -> None:
     onnx_lib.save(model, str(onnx))
 
 
+_ASPECT_SAMPLE = 24
+"""Images read per source to tell its shape (headers would do; OpenCV reads whole images, so a sample)."""
+
+
+def _median_aspect(source: ValidationSource) -> float | None:
+    """Median width / height of a sample of the images a source is scored on; ``None`` when none can be read."""
+    import cv2
+
+    dataset, split = source.judged
+    items = dataset.in_split(split)
+    step = max(1, len(items) // _ASPECT_SAMPLE)
+    shapes = [cv2.imread(str(item.image), cv2.IMREAD_REDUCED_GRAYSCALE_4) for item in items[::step]]
+    ratios = [shape.shape[1] / shape.shape[0] for shape in shapes if shape is not None]
+    return float(np.median(ratios)) if ratios else None
+
+
 def _accuracy_table(
-    square: Mapping[str, EvalReport], free_fp32: Mapping[str, EvalReport], free_int8: Mapping[str, EvalReport]
+    square: Mapping[str, EvalReport],
+    free_fp32: Mapping[str, EvalReport],
+    free_int8: Mapping[str, EvalReport],
+    aspects: Mapping[str, float | None],
 ) -> str:
-    """Markdown: each source's mean AP50 at the square and at the free shapes."""
+    """Markdown: each source's image shape (median width / height) and mean AP50 at the square and at the free shapes."""
     rows = [
-        "| source | images | fp32 square | fp32 free | change |" + (" int8 free |" if free_int8 else ""),
-        "|---|---:|---:|---:|---:|" + ("---:|" if free_int8 else ""),
+        "| source | images | w/h | fp32 square | fp32 free | change |"
+        + (" int8 free |" if free_int8 else ""),
+        "|---|---:|---:|---:|---:|---:|" + ("---:|" if free_int8 else ""),
     ]
     for source, report in square.items():
         free = free_fp32[source]
+        aspect = aspects.get(source)
         row = (
-            f"| {source} | {report.images} | {report.map50:.3f} | {free.map50:.3f} | "
-            f"{(free.map50 - report.map50) * 100:+.1f} |"
+            f"| {source} | {report.images} | {'?' if aspect is None else f'{aspect:.2f}'} | {report.map50:.3f} | "
+            f"{free.map50:.3f} | {(free.map50 - report.map50) * 100:+.1f} |"
         )
         if free_int8:
             row += f" {free_int8[source].map50:.3f} |"
@@ -115,6 +138,12 @@ class _Scores:
     free_fp32: dict[str, EvalReport]
     free_int8: dict[str, EvalReport]
     verdict: Int8Verdict | None
+    aspects: dict[str, float | None]
+
+    @property
+    def is_all_square(self) -> bool:
+        """Every source's images are square (within 5%): they ran at the square both times, the table shows nothing."""
+        return all(aspect is not None and abs(aspect - 1.0) <= 0.05 for aspect in self.aspects.values())
 
 
 def _score(
@@ -129,12 +158,13 @@ def _score(
     from anjian.models.loader import load_detector, load_openvino_candidate
 
     config = scoring_config(onnx)
+    aspects = {s.name: _median_aspect(s) for s in sources}
     report("scoring the version at the square (fp32)")
     square = evaluate_sources(load_detector(onnx, config), sources)
     report("scoring the freed model at the shapes its images need (fp32)")
     free_fp32 = evaluate_sources(load_openvino_candidate(freed, config), sources)
     if freed_int8 is None or accepted is None:
-        return _Scores(square, free_fp32, {}, None)
+        return _Scores(square, free_fp32, {}, None, aspects)
     report("scoring the freed int8 model")
     free_int8 = evaluate_sources(load_openvino_candidate(freed, config, int8=freed_int8), sources)
     gate = accepted.record.get("gate") or {}
@@ -147,7 +177,13 @@ def _score(
         max_cross_drop=gate.get("max_cross_drop", DEFAULT_MAX_CROSS_DROP),
     )
     report(f"int8 gate at the free shapes: {'accepted' if verdict.is_accepted else 'rejected'}")
-    return _Scores(square, free_fp32, free_int8, verdict)
+    return _Scores(square, free_fp32, free_int8, verdict, aspects)
+
+
+_ALL_SQUARE = (
+    "Every scored image is square: at the square and free alike they ran at the square, so these figures say "
+    "nothing of 16:9 or 4:3 cameras; score it on a non-square set (--cross-data) before serving it"
+)
 
 
 def _section(name: str, version: str, input_hw: tuple[int, int], scores: _Scores) -> str:
@@ -162,7 +198,10 @@ def _section(name: str, version: str, input_hw: tuple[int, int], scores: _Scores
         "both give the version before's outputs, the int8 IR bit for bit). A 16:9 camera runs at "
         f"{wide_w}x{wide_h}, {saved:.0%} fewer pixels. Mean AP50 per source, each image at the shape anjian "
         "feeds it (square images run at the square either way: only non-square sources show what freeing "
-        "changes):\n\n" + _accuracy_table(scores.square, scores.free_fp32, scores.free_int8) + "\n"
+        "changes):\n\n"
+        + _accuracy_table(scores.square, scores.free_fp32, scores.free_int8, scores.aspects)
+        + "\n"
+        + (f"\n**{_ALL_SQUARE}**\n" if scores.is_all_square else "")
     )
 
 
@@ -233,6 +272,8 @@ def register_free_input_version(
             xml = free_ir_input(accepted.xml, Path(work) / INT8_XML, input_hw=input_hw)
             freed_int8 = Int8Files(xml, xml.with_suffix(".bin"), {})
         scores = _score(onnx, freed, freed_int8, accepted, sources, report)
+        if scores.is_all_square:
+            report(f"warning: {_ALL_SQUARE}")
         card_path = onnx.parent / "card.md"
         card = card_path.read_text(encoding="utf-8") if card_path.is_file() else ""
         registered = register_version(

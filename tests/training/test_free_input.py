@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,20 @@ def test_the_shipped_free_version_runs_16_9_frames_at_320x192_and_finds_what_the
     assert matched >= 0.95 * found, (matched, found)
 
 
+def _stretched_to_16_9(data_yaml: Path, out: Path) -> Path:
+    """The sample's images stretched to 16:9 (YOLO labels are normalised: they hold), as a set of its own."""
+    import cv2
+
+    for image in (data_yaml.parent / "images").rglob("*.jpg"):
+        target = out / image.relative_to(data_yaml.parent)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        picture = cv2.imread(str(image))
+        cv2.imwrite(str(target), cv2.resize(picture, (picture.shape[1] * 16 // 9, picture.shape[1])))
+    shutil.copytree(data_yaml.parent / "labels", out / "labels")
+    (out / "data.yaml").write_text(data_yaml.read_text())
+    return out / "data.yaml"
+
+
 def test_models_free_input_registers_a_scored_site_version_with_the_input_free(tmp_path: Path) -> None:
     import onnx
 
@@ -137,26 +152,34 @@ def test_models_free_input_registers_a_scored_site_version_with_the_input_free(t
     from anjian.service.cli import app
 
     data = copy_yolo_sample("forklift_person", tmp_path / "forklift_person", per_split=6)
+    wide = _stretched_to_16_9(data, tmp_path / "wide")
     site = tmp_path / "site"
 
     result = CliRunner().invoke(
-        app, ["models", "free-input", "anjian-n", "2", "--data", str(data), "--registry", str(site)]
+        app,
+        ["models", "free-input", "anjian-n", "2", "--data", str(data), "--cross-data", str(wide)]
+        + ["--registry", str(site)],
     )
 
     assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
     version = str(SITE_VERSION_START)
     folder = site / "anjian-n" / version
-    assert f"anjian-n/{version}: anjian-n/2 with its input size free" in " ".join(result.output.split())
+    assert f"anjian-n/{version}: anjian-n/2 with its input size free" in output
+    assert "Every scored image is square" not in output
     model = onnx.load(str(folder / "model.onnx"))
     assert {p.key: p.value for p in model.metadata_props}["version"] == f"anjian-n-{version}"
     meta = json.loads((folder / "meta.json").read_text())
-    assert meta["free_input"]["from"] == "2" and set(meta["free_input"]["map50"]) == {"forklift_person"}
+    assert meta["free_input"]["from"] == "2" and set(meta["free_input"]["map50"]) == {
+        "forklift_person",
+        "wide",
+    }
+    # the square sample ran at the square both times; the 16:9 one at 320x192 once
+    square_run = meta["free_input"]["map50"]["forklift_person"]
+    assert square_run["fp32_square"] == square_run["fp32_free"]
     card = (folder / "card.md").read_text()
-    assert (
-        card.startswith(f"# anjian-n {version}\n")
-        and "## Input size" in card
-        and "| forklift_person | 6 |" in card
-    )
+    assert card.startswith(f"# anjian-n {version}\n") and "## Input size" in card
+    assert "| forklift_person | 6 | 1.00 |" in card and "| wide | 12 | 1.78 |" in card
     # the int8 model keeps "accepted" only with its files, judged at the free shapes
     record = meta["int8"]
     assert record["onnx_sha256"] != json.loads((_SQUARE / "meta.json").read_text())["int8"]["onnx_sha256"]
@@ -165,3 +188,18 @@ def test_models_free_input_registers_a_scored_site_version_with_the_input_free(t
         f"builtin:anjian-n/{version}", DetectorConfig(registry=str(site), cpu_precision="fp32")
     )
     assert detector.input_hw_for((1920, 1080)) == (192, 320)
+
+
+def test_models_free_input_warns_when_every_scored_image_is_square(tmp_path: Path) -> None:
+    from anjian.service.cli import app
+
+    data = copy_yolo_sample("forklift_person", tmp_path / "forklift_person", per_split=3)
+    result = CliRunner().invoke(
+        app,
+        ["models", "free-input", "anjian-n", "2", "--data", str(data), "--registry", str(tmp_path / "site")],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "warning: Every scored image is square" in " ".join(result.output.split())
+    card = (tmp_path / "site" / "anjian-n" / str(SITE_VERSION_START) / "card.md").read_text()
+    assert "**Every scored image is square" in card
