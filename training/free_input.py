@@ -136,7 +136,7 @@ def _constant_with(model: Any, values: np.ndarray) -> Any:
     if len(found) != 1:
         raise FreeInputError(
             f"expected one constant holding the detect head's {values.shape} grid, found {len(found)}: "
-            "not a YOLOv8 detect head exported at a fixed size"
+            "its input is free already, or it is not a YOLOv8 detect head exported at that size"
         )
     return found[0]
 
