@@ -1054,9 +1054,8 @@ def models_free_input(
 
     root = _site_registry(registry, site_config)
     try:
-        resolve_model_path(
-            f"builtin:{name}/{version}", root=root
-        )  # an unknown version before reading any data
+        # an unknown version is named before any data is read
+        resolve_model_path(f"builtin:{name}/{version}", root=root)
         sources = load_sources(data, class_map, cross_data=cross_data or ())
         registered = register_free_input_version(name, version, sources, root=root, report=_out.print)
     except (DatasetError, ModelError, FreeInputError, ValueError) as exc:

@@ -17,14 +17,27 @@ import logging
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from anjian.training.ultralytics_env import offline_ultralytics
 
-__all__ = ["ONNX_OPSET", "export_onnx", "export_tensorrt", "stamp_onnx", "to_fp16"]
+__all__ = ["ONNX_OPSET", "export_onnx", "export_tensorrt", "free_input_dims", "stamp_onnx", "to_fp16"]
 
 logger = logging.getLogger(__name__)
 
 ONNX_OPSET = 17
+
+
+def free_input_dims(model: Any) -> None:
+    """Declare an ONNX model's input height and width, and its output's anchor axis, free (named axes).
+
+    Only the declaration changes: the graph must compute its anchors from its input's shape
+    (ultralytics' dynamic export does) to run at other sizes.
+    """
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    out_dims = model.graph.output[0].type.tensor_type.shape.dim
+    for dim, axis in ((dims[2], "height"), (dims[3], "width"), (out_dims[2], "anchors")):
+        dim.dim_param = axis  # replaces a size: the two share one field
 
 
 def stamp_onnx(
@@ -77,8 +90,7 @@ def stamp_onnx(
     if nc is not None:
         out_dims[1].dim_value = 4 + nc
     if free_input:
-        for dim, axis in ((dims[2], "height"), (dims[3], "width"), (out_dims[2], "anchors")):
-            dim.dim_param = axis  # replaces a size: the two share one field
+        free_input_dims(model)
     else:
         dims[2].dim_value = imgsz
         dims[3].dim_value = imgsz

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from anjian.models.preprocess import letterbox_shape
+from anjian.training.export import free_input_dims
 
 __all__ = [
     "DETECT_STRIDES",
@@ -90,13 +91,7 @@ def free_onnx_input(src: Path, dst: Path, *, input_hw: tuple[int, int], stride: 
     import onnxruntime as ort
 
     model = onnx.load(str(src))
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    for axis, name in ((2, "height"), (3, "width")):
-        dims[axis].ClearField("dim_value")
-        dims[axis].dim_param = name
-    out_dims = model.graph.output[0].type.tensor_type.shape.dim
-    out_dims[2].ClearField("dim_value")
-    out_dims[2].dim_param = "anchors"
+    free_input_dims(model)
     onnx.checker.check_model(model)
     dst.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(dst))
