@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -214,6 +216,14 @@ def _disk_full(*args: object, **kwargs: object) -> None:
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
+@contextmanager
+def _disk_full_in(monkeypatch: pytest.MonkeyPatch, name: str) -> Iterator[None]:
+    """``anjian.models.registry.<name>`` fails as on a full disk; the block must raise that error."""
+    with monkeypatch.context() as patched, pytest.raises(OSError, match="No space left"):
+        patched.setattr(f"anjian.models.registry.{name}", _disk_full)
+        yield
+
+
 def _history_of(registry: Path) -> list[tuple[str, str | None]]:
     lines = (registry / "det" / "history.jsonl").read_text().splitlines()
     return [(record["action"], record["version"]) for record in map(json.loads, lines)]
@@ -225,10 +235,8 @@ def test_a_rollback_that_cannot_record_itself_leaves_the_promoted_version_in_for
     """The pointer was written first: with the disk full, a rollback was in force that the history lacked."""
     for version in ("1", "2", "3"):
         promote("det", version, root=registry)
-    with monkeypatch.context() as patched:
-        patched.setattr("anjian.models.registry._append_history", _disk_full)
-        with pytest.raises(OSError, match="No space left"):
-            rollback("det", root=registry)
+    with _disk_full_in(monkeypatch, "_append_history"):
+        rollback("det", root=registry)
 
     assert _served("builtin:det", registry) == "3"
     assert _history_of(registry) == [("promote", "1"), ("promote", "2"), ("promote", "3")]
@@ -240,10 +248,8 @@ def test_a_rollback_recorded_but_never_put_in_force_is_finished_by_the_next(
 ) -> None:
     for version in ("1", "2", "3"):
         promote("det", version, root=registry)
-    with monkeypatch.context() as patched:
-        patched.setattr("anjian.models.registry.write_atomic", _disk_full)
-        with pytest.raises(OSError, match="No space left"):
-            rollback("det", root=registry)
+    with _disk_full_in(monkeypatch, "write_atomic"):
+        rollback("det", root=registry)
     assert _served("builtin:det", registry) == "3" and _history_of(registry)[-1] == ("rollback", "2")
     assert earlier_promotions("det", root=registry) == ["2", "1"]
 
@@ -256,10 +262,8 @@ def test_a_promotion_recorded_twice_after_its_pointer_failed_is_rolled_back_past
 ) -> None:
     promote("det", "1", root=registry)
     promote("det", "2", root=registry)
-    with monkeypatch.context() as patched:
-        patched.setattr("anjian.models.registry.write_atomic", _disk_full)
-        with pytest.raises(OSError, match="No space left"):
-            promote("det", "3", root=registry)
+    with _disk_full_in(monkeypatch, "write_atomic"):
+        promote("det", "3", root=registry)
     promote("det", "3", root=registry)  # tried again once there was room
 
     assert rollback("det", root=registry) == "2"  # not "back" to 3 itself
