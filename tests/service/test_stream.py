@@ -15,9 +15,12 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy.exc import OperationalError
 
+from anjian.pipeline.event import Event
 from anjian.pipeline.event_json import event_to_json
 from anjian.service.api import stream as stream_module
+from anjian.service.store import EventStore
 from tests.factories import make_event
+from tests.service.conftest import bearer
 from tests.service.server import ServerThread
 
 
@@ -31,9 +34,16 @@ def _messages(lines: Iterator[str]) -> Iterator[dict[str, object]]:
             yield json.loads(line.removeprefix("data: "))
 
 
-def test_new_and_acknowledged_event_arrive_on_the_live_feed(app: FastAPI, server: ServerThread) -> None:
+@pytest.fixture
+def viewer(app: FastAPI) -> dict[str, str]:
+    """Headers carrying a wall screen's viewer token."""
+    return bearer(app.state.store, "viewer", "wall screen")
+
+
+def test_new_and_acknowledged_event_arrive_on_the_live_feed(
+    app: FastAPI, server: ServerThread, viewer: dict[str, str]
+) -> None:
     store = app.state.store
-    viewer = {"Authorization": f"Bearer {store.tokens.create('wall screen', 'viewer')[1]}"}
     pipeline = {"Authorization": f"Bearer {store.tokens.create('p', 'pipeline')[1]}"}
     operator = {"Authorization": f"Bearer {store.tokens.create('o', 'operator')[1]}"}
     event = make_event()
@@ -76,12 +86,11 @@ def test_live_feed_needs_a_bearer_token_or_a_genuine_session(
 
 
 def test_a_burst_of_more_changes_than_a_page_and_the_alert_after_it_all_arrive(
-    app: FastAPI, server: ServerThread
+    app: FastAPI, server: ServerThread, viewer: dict[str, str]
 ) -> None:
     """A replayed backlog stores hundreds of revisions within a second: the feed read the same first
     500 on every poll and showed nothing after them again (its heartbeat kept the browser connected)."""
     store = app.state.store
-    viewer = {"Authorization": f"Bearer {store.tokens.create('wall screen', 'viewer')[1]}"}
     burst = [make_event(snapshot_jpeg=None) for _ in range(700)]
     fire = make_event(camera_id="cam-2", snapshot_jpeg=None)
 
@@ -138,39 +147,54 @@ def quick_feed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(stream_module, "_OVERLAP_S", 0.0)
 
 
+def _hear(lines: Iterator[str], store: EventStore, event: Event) -> str:
+    """Store ``event`` and read the open feed until it arrives: the id of its message, to resume from."""
+    store.upsert_event(event)
+    ids, _, _ = _lines_until(lines, event.id, max_pings=50)
+    assert ids == [f"{event.id}:1"]
+    return ids[-1]
+
+
+def _resume(
+    client: httpx.Client, headers: dict[str, str], last_event_id: str, wanted: str
+) -> tuple[list[str], bool]:
+    """Reconnect after ``last_event_id``: the event ids sent until ``wanted`` (or ten heartbeats), and whether
+    the feed ended first."""
+    with client.stream("GET", "/stream", headers={**headers, "Last-Event-ID": last_event_id}) as response:
+        _, seen, has_ended = _lines_until(response.iter_lines(), wanted, max_pings=10)
+    return seen, has_ended
+
+
 @pytest.mark.usefixtures("quick_feed")
 def test_a_reconnecting_client_gets_the_changes_made_while_it_was_away(
-    app: FastAPI, server: ServerThread
+    app: FastAPI, server: ServerThread, viewer: dict[str, str]
 ) -> None:
     """``EventSource`` reconnects with ``Last-Event-ID``: what changed in between was lost for good when
     the gap was longer than the feed's look-back (a restart, a network drop)."""
     store = app.state.store
-    viewer = {"Authorization": f"Bearer {store.tokens.create('wall screen', 'viewer')[1]}"}
     heard = make_event(snapshot_jpeg=None)
     missed = make_event(camera_id="cam-2", snapshot_jpeg=None)
 
     with httpx.Client(base_url=server.base_url, timeout=15) as client:
         with client.stream("GET", "/stream", headers=viewer) as response:
-            lines = response.iter_lines()
-            store.upsert_event(heard)
-            ids, _, _ = _lines_until(lines, heard.id, max_pings=50)
-        assert ids == [f"{heard.id}:1"]
+            last_event_id = _hear(response.iter_lines(), store, heard)
         store.upsert_event(missed)  # while the client is away
-        resumed = {**viewer, "Last-Event-ID": ids[-1]}
-        with client.stream("GET", "/stream", headers=resumed) as response:
-            _, seen, _ = _lines_until(response.iter_lines(), missed.id, max_pings=10)
+        seen, _ = _resume(client, viewer, last_event_id, missed.id)
 
     assert seen == [missed.id], "the missed change is replayed; the revision the client has is not sent again"
 
 
 @pytest.mark.usefixtures("quick_feed")
 def test_a_replay_the_database_cuts_short_is_tried_again_on_the_same_connection(
-    app: FastAPI, server: ServerThread, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    app: FastAPI,
+    server: ServerThread,
+    viewer: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The replay ran once: a database error cut it short for good and the gap was never sent on that
     connection (only the dashboard's own reload covered it; s19 diff review, finding 2)."""
     store = app.state.store
-    viewer = {"Authorization": f"Bearer {store.tokens.create('wall screen', 'viewer')[1]}"}
     heard = make_event(snapshot_jpeg=None)
     missed = make_event(camera_id="cam-2", snapshot_jpeg=None)
     store.upsert_event(heard)
@@ -190,9 +214,7 @@ def test_a_replay_the_database_cuts_short_is_tried_again_on_the_same_connection(
         caplog.at_level(logging.INFO, logger="anjian.service.api.stream"),
         httpx.Client(base_url=server.base_url, timeout=15) as client,
     ):
-        resumed = {**viewer, "Last-Event-ID": f"{heard.id}:1"}
-        with client.stream("GET", "/stream", headers=resumed) as response:
-            _, seen, has_ended = _lines_until(response.iter_lines(), missed.id, max_pings=10)
+        seen, has_ended = _resume(client, viewer, f"{heard.id}:1", missed.id)
 
     assert (seen, has_ended) == ([missed.id], False), "the missed change comes once the database answers"
     assert failures == [0], "the replay met the errors"
@@ -206,11 +228,10 @@ def test_a_replay_the_database_cuts_short_is_tried_again_on_the_same_connection(
     ids=["superscript-two", "arabic-three", "empty", "negative", "junk"],
 )
 def test_a_malformed_last_event_id_is_ignored_rather_than_a_500(
-    app: FastAPI, server: ServerThread, version: bytes
+    app: FastAPI, server: ServerThread, viewer: dict[str, str], version: bytes
 ) -> None:
     """``"²".isdigit()`` holds and ``int("²")`` raises: such an id (a real event's, at version ``²``) was a 500."""
     store = app.state.store
-    viewer = {"Authorization": f"Bearer {store.tokens.create('wall screen', 'viewer')[1]}"}
     heard = make_event(snapshot_jpeg=None)
     store.upsert_event(heard)
 
@@ -223,10 +244,9 @@ def test_a_malformed_last_event_id_is_ignored_rather_than_a_500(
 
 @pytest.mark.usefixtures("quick_feed")
 def test_a_client_whose_last_event_changed_since_resumes_from_the_time_it_passes(
-    app: FastAPI, server: ServerThread
+    app: FastAPI, server: ServerThread, viewer: dict[str, str]
 ) -> None:
     store = app.state.store
-    viewer = {"Authorization": f"Bearer {store.tokens.create('wall screen', 'viewer')[1]}"}
     heard = make_event(snapshot_jpeg=None)
     store.upsert_event(heard)
     away_since = time.time()
@@ -253,13 +273,13 @@ def test_revoking_the_token_ends_its_open_live_feed(
     """A revoked screen (a lost laptop, a former employee) kept receiving every alert over the open feed."""
     store = app.state.store
     token, secret = store.tokens.create("wall screen", "viewer")
-    bearer = {"Authorization": f"Bearer {secret}"}
+    token_headers = {"Authorization": f"Bearer {secret}"}
     before = make_event(snapshot_jpeg=None)
 
     with httpx.Client(base_url=server.base_url, timeout=15) as client:
         if by_cookie:
-            client.post("/auth/session", headers=bearer).raise_for_status()
-        with client.stream("GET", "/stream", headers={} if by_cookie else bearer) as response:
+            client.post("/auth/session", headers=token_headers).raise_for_status()
+        with client.stream("GET", "/stream", headers={} if by_cookie else token_headers) as response:
             assert response.status_code == 200
             lines = response.iter_lines()
             store.upsert_event(before)
@@ -269,7 +289,7 @@ def test_revoking_the_token_ends_its_open_live_feed(
             )
             store.tokens.revoke(token.id)
             _, _, has_ended = _lines_until(lines, "-", max_pings=50)
-        again = client.get("/stream", headers={} if by_cookie else bearer)
+        again = client.get("/stream", headers={} if by_cookie else token_headers)
 
     assert has_ended, "the feed ended once its token was revoked"
     assert again.status_code == 401
@@ -277,11 +297,8 @@ def test_revoking_the_token_ends_its_open_live_feed(
 
 @pytest.mark.usefixtures("quick_feed")
 def test_the_live_feed_ends_when_its_session_expires(
-    app: FastAPI, server: ServerThread, monkeypatch: pytest.MonkeyPatch
+    app: FastAPI, server: ServerThread, viewer: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = app.state.store
-    viewer = {"Authorization": f"Bearer {store.tokens.create('wall screen', 'viewer')[1]}"}
-
     with httpx.Client(base_url=server.base_url, timeout=15) as client:
         client.post("/auth/session", headers=viewer).raise_for_status()
         with client.stream("GET", "/stream") as response:
@@ -299,12 +316,11 @@ def test_the_live_feed_ends_when_its_session_expires(
 
 @pytest.mark.usefixtures("quick_feed")
 def test_changes_after_the_clock_steps_back_still_arrive(
-    app: FastAPI, server: ServerThread, monkeypatch: pytest.MonkeyPatch
+    app: FastAPI, server: ServerThread, viewer: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """NTP stepping back a clock that ran ahead: what was stored next was stamped before what the feed had
     sent, and the open feed showed nothing new (no alert, no tone) until the clock caught up."""
     store = app.state.store
-    viewer = {"Authorization": f"Bearer {store.tokens.create('wall screen', 'viewer')[1]}"}
     before = make_event(snapshot_jpeg=None)
     after = make_event(camera_id="cam-2", snapshot_jpeg=None)
 

@@ -26,8 +26,9 @@ from anjian.service.api.stream import LiveFeed
 from anjian.service.records import StoredEvent
 from anjian.service.store import EventStore
 from tests.factories import make_event
+from tests.service.conftest import bearer
 from tests.service.server import ServerThread
-from tests.service.test_stream import _lines_until, quick_feed  # noqa: F401 - a fixture used by name
+from tests.service.test_stream import _hear, _lines_until, _resume, quick_feed  # noqa: F401 - a fixture used by name
 
 _WAIT_S = 5.0
 
@@ -193,7 +194,7 @@ def test_a_screen_whose_poller_stopped_reconnects_and_is_replayed_what_it_missed
     app: FastAPI, server: ServerThread, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store: EventStore = app.state.store
-    viewer = {"Authorization": f"Bearer {store.tokens.create('wall screen', 'viewer')[1]}"}
+    viewer = bearer(store, "viewer", "wall screen")
     heard = make_event(snapshot_jpeg=None)
     missed = make_event(camera_id="cam-2", snapshot_jpeg=None)
     changed_since = store.changed_since
@@ -208,16 +209,12 @@ def test_a_screen_whose_poller_stopped_reconnects_and_is_replayed_what_it_missed
     with httpx.Client(base_url=server.base_url, timeout=15) as client:
         with client.stream("GET", "/stream", headers=viewer) as response:
             lines = response.iter_lines()
-            store.upsert_event(heard)
-            ids, _, _ = _lines_until(lines, heard.id, max_pings=50)
-            assert ids == [f"{heard.id}:1"]
+            last_event_id = _hear(lines, store, heard)
             monkeypatch.setattr(store, "changed_since", fatal_once)  # the poller is the one reader now
             _, seen, has_ended = _lines_until(lines, "-", max_pings=50)
         assert (seen, has_ended, failures) == ([], True, [0]), "the feed ends with its poller"
         store.upsert_event(missed)
-        resumed = {**viewer, "Last-Event-ID": ids[-1]}
-        with client.stream("GET", "/stream", headers=resumed) as response:
-            _, seen, _ = _lines_until(response.iter_lines(), missed.id, max_pings=10)
+        seen, _ = _resume(client, viewer, last_event_id, missed.id)
 
     assert seen == [missed.id]
 
@@ -271,7 +268,7 @@ def test_a_second_server_of_one_app_refuses_the_live_feed_while_the_first_serves
     app: FastAPI, server: ServerThread
 ) -> None:
     store: EventStore = app.state.store
-    viewer = {"Authorization": f"Bearer {store.tokens.create('wall screen', 'viewer')[1]}"}
+    viewer = bearer(store, "viewer", "wall screen")
     event = make_event(snapshot_jpeg=None)
     second = _second_server(app)
     second.start()
