@@ -202,14 +202,20 @@ def test_a_number_taken_by_another_registration_meanwhile_goes_to_the_next(
     assert resolve_model_path("builtin:det/5", root=registry).read_bytes() == b"model 5"
 
 
-def test_a_promotion_recorded_but_never_put_in_force_is_not_rolled_back_to(registry: Path) -> None:
+@pytest.fixture
+def promoted(registry: Path) -> Path:
+    """The registry with det's versions 1, 2 and 3 promoted in turn: 3 in force, 2 and then 1 before it."""
     for version in ("1", "2", "3"):
         promote("det", version, root=registry)
-    history = registry / "det" / "history.jsonl"
+    return registry
+
+
+def test_a_promotion_recorded_but_never_put_in_force_is_not_rolled_back_to(promoted: Path) -> None:
+    history = promoted / "det" / "history.jsonl"
     with history.open("a") as fh:  # promote 1 again: the process died after the record, before the pointer
         fh.write(json.dumps({"action": "promote", "scope": None, "version": "1", "previous": "3"}) + "\n")
 
-    assert rollback("det", root=registry) == "2"  # what served before 3
+    assert rollback("det", root=promoted) == "2"  # what served before 3
 
 
 def _disk_full(*args: object, **kwargs: object) -> None:
@@ -230,31 +236,27 @@ def _history_of(registry: Path) -> list[tuple[str, str | None]]:
 
 
 def test_a_rollback_that_cannot_record_itself_leaves_the_promoted_version_in_force(
-    registry: Path, monkeypatch: pytest.MonkeyPatch
+    promoted: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The pointer was written first: with the disk full, a rollback was in force that the history lacked."""
-    for version in ("1", "2", "3"):
-        promote("det", version, root=registry)
     with _disk_full_in(monkeypatch, "_append_history"):
-        rollback("det", root=registry)
+        rollback("det", root=promoted)
 
-    assert _served("builtin:det", registry) == "3"
-    assert _history_of(registry) == [("promote", "1"), ("promote", "2"), ("promote", "3")]
-    assert rollback("det", root=registry) == "2"
+    assert _served("builtin:det", promoted) == "3"
+    assert _history_of(promoted) == [("promote", "1"), ("promote", "2"), ("promote", "3")]
+    assert rollback("det", root=promoted) == "2"
 
 
 def test_a_rollback_recorded_but_never_put_in_force_is_finished_by_the_next(
-    registry: Path, monkeypatch: pytest.MonkeyPatch
+    promoted: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for version in ("1", "2", "3"):
-        promote("det", version, root=registry)
     with _disk_full_in(monkeypatch, "write_atomic"):
-        rollback("det", root=registry)
-    assert _served("builtin:det", registry) == "3" and _history_of(registry)[-1] == ("rollback", "2")
-    assert earlier_promotions("det", root=registry) == ["2", "1"]
+        rollback("det", root=promoted)
+    assert _served("builtin:det", promoted) == "3" and _history_of(promoted)[-1] == ("rollback", "2")
+    assert earlier_promotions("det", root=promoted) == ["2", "1"]
 
-    assert rollback("det", root=registry) == "2"  # finishes the recorded one, not back to 1
-    assert rollback("det", root=registry) == "1"
+    assert rollback("det", root=promoted) == "2"  # finishes the recorded one, not back to 1
+    assert rollback("det", root=promoted) == "1"
 
 
 def test_a_promotion_recorded_twice_after_its_pointer_failed_is_rolled_back_past(
