@@ -62,22 +62,10 @@ class CameraHealthWire(BaseModel):
     @classmethod
     def from_health(cls, health: CameraHealth) -> CameraHealthWire:
         """The wire form of a reader's snapshot (trusted: built without validation; the error cut to fit)."""
-        error = health.last_error
-        return cls.model_construct(
-            camera_id=health.camera_id,
-            state=health.state,
-            since=health.since,
-            fps=health.fps,
-            frames_decoded=health.frames_decoded,
-            frames_delivered=health.frames_delivered,
-            frames_dropped=health.frames_dropped,
-            decode_errors=health.decode_errors,
-            reconnects=health.reconnects,
-            last_error=None if error is None else error[:1000],
-            last_frame_at=health.last_frame_at,
-            down_since=health.down_since,
-            decoder=health.decoder,
-        )
+        fields = {name: getattr(health, name) for name in cls.model_fields}
+        if health.last_error is not None:
+            fields["last_error"] = health.last_error[:1000]
+        return cls.model_construct(**fields)
 
     def to_health(self, node: str | None = None) -> CameraHealth:
         """The snapshot, marked as read by ``node``."""

@@ -217,6 +217,22 @@ class AnjianNRecipe(BaseModel):
         return {name: {**SOURCES, **EXTRA_SOURCES}[name] for name in self.sources()}
 
 
+_TRAIN_CONFIG_FIELDS = frozenset(
+    {
+        "epochs",
+        "imgsz",
+        "batch",
+        "workers",
+        "seed",
+        "close_mosaic",
+        "patience",
+        "fraction",
+        "cctv_degradation",
+    }
+)
+"""The recipe's settings that ``TrainConfig`` takes as they are, under the same name."""
+
+
 def _load_source(
     name: str, data_yaml: Path, every: int, progress: ProgressFn, *, val_share: float | None = None
 ) -> DetectionSet:
@@ -346,16 +362,8 @@ def train(work: Path, *, resume: bool = False) -> Path:
         model=str(work / "init.pt"),
         project=work / "runs",
         name="anjian-n",
-        epochs=recipe.epochs,
-        imgsz=recipe.imgsz,
-        batch=recipe.batch,
-        workers=recipe.workers,
-        seed=recipe.seed,
-        close_mosaic=recipe.close_mosaic,
-        patience=recipe.patience,
         cache=True,
-        fraction=recipe.fraction,
-        cctv_degradation=recipe.cctv_degradation,
+        **recipe.model_dump(include=_TRAIN_CONFIG_FIELDS),
         extra={
             "freeze": recipe.freeze,
             "lr0": recipe.lr0,

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -102,6 +102,12 @@ class TrainConfig(BaseModel):
     def run_dir(self) -> Path:
         """Folder of this run."""
         return self.project / self.name
+
+
+_TRAINER_ARGS: Final = frozenset(
+    {"epochs", "imgsz", "batch", "workers", "seed", "patience", "close_mosaic", "fraction", "name"}
+)
+"""The fields of ``TrainConfig`` that ultralytics' ``YOLO.train`` takes as they are, under the same name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -550,17 +556,9 @@ def _fit(model: Any, config: TrainConfig, *, resume: bool, trainer_args: dict[st
     else:
         model.train(
             data=str(config.data.resolve()),
-            epochs=config.epochs,
-            imgsz=config.imgsz,
-            batch=config.batch,
-            workers=config.workers,
-            seed=config.seed,
-            patience=config.patience,
-            close_mosaic=config.close_mosaic,
             cache="ram" if config.cache else False,
-            fraction=config.fraction,
             project=str(config.project.resolve()),
-            name=config.name,
+            **config.model_dump(include=_TRAINER_ARGS),
             exist_ok=True,
             deterministic=True,
             verbose=True,
