@@ -62,7 +62,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Final
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -217,19 +217,17 @@ class AnjianNRecipe(BaseModel):
         return {name: {**SOURCES, **EXTRA_SOURCES}[name] for name in self.sources()}
 
 
-_TRAIN_CONFIG_FIELDS = frozenset(
-    {
-        "epochs",
-        "imgsz",
-        "batch",
-        "workers",
-        "seed",
-        "close_mosaic",
-        "patience",
-        "fraction",
-        "cctv_degradation",
-    }
-)
+_TRAIN_CONFIG_FIELDS: Final[set[str]] = {
+    "epochs",
+    "imgsz",
+    "batch",
+    "workers",
+    "seed",
+    "close_mosaic",
+    "patience",
+    "fraction",
+    "cctv_degradation",
+}
 """The recipe's settings that ``TrainConfig`` takes as they are, under the same name."""
 
 

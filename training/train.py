@@ -104,9 +104,17 @@ class TrainConfig(BaseModel):
         return self.project / self.name
 
 
-_TRAINER_ARGS: Final = frozenset(
-    {"epochs", "imgsz", "batch", "workers", "seed", "patience", "close_mosaic", "fraction", "name"}
-)
+_TRAINER_ARGS: Final[set[str]] = {
+    "epochs",
+    "imgsz",
+    "batch",
+    "workers",
+    "seed",
+    "patience",
+    "close_mosaic",
+    "fraction",
+    "name",
+}
 """The fields of ``TrainConfig`` that ultralytics' ``YOLO.train`` takes as they are, under the same name."""
 
 
