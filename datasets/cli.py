@@ -1,4 +1,4 @@
-"""``anjian dataset ...``: import, validate, merge, split and count labelled sets.
+"""``anjian dataset ...``: import, validate, merge, split, reshape and count labelled sets.
 
 The commands are mounted on the ``anjian`` CLI by ``service/cli.py``; they use only
 ``datasets`` (no torch). Progress bars go to stderr, tables and JSON to stdout.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -23,6 +24,7 @@ from anjian.datasets.coco import load_coco_set
 from anjian.datasets.errors import DatasetError
 from anjian.datasets.labels import DetectionSet
 from anjian.datasets.merge import merge_sets
+from anjian.datasets.reshape import reshape_set
 from anjian.datasets.split import split_by_group
 from anjian.datasets.stats import class_stats
 from anjian.datasets.yolo import LinkMode, load_yolo_set, plan_yolo_set, write_yolo_set
@@ -300,6 +302,62 @@ def split_command(
     data_yaml = write_set(resplit, out, link=mode, by_source=by_source)
     sizes = ", ".join(f"{s}: {len(resplit.in_split(s))} images in {groups[s]} groups" for s in resplit.splits)
     _out.print(f"{sizes} -> {data_yaml}")
+
+
+@dataset_app.command("reshape")
+def reshape_command(
+    source: Annotated[Path, typer.Argument(help="A YOLO data.yaml (or its folder).")],
+    out: Annotated[Path, typer.Option(help="Folder to write the reshaped YOLO set into.")],
+    aspect: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Window shape, width:height; repeat it for several, used in turn. [default: 16:9, 4:3]"
+        ),
+    ] = None,
+    split: Annotated[
+        list[str] | None, typer.Option(help="Split to reshape; repeat it for several (default: val).")
+    ] = None,
+    min_visible: Annotated[
+        float,
+        typer.Option(
+            help="Share of a box's area that must stay in the window; boxes cut further are left out."
+        ),
+    ] = 0.5,
+    seed: Annotated[int, typer.Option(help="Draws the windows' offsets; same seed, same windows.")] = 0,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Cut each image of a split to a camera's aspect (16:9, 4:3), boxes clipped: a non-square copy to score on.
+
+    Square val splits (most public sets are exported as squares) run at the square whether a model's input
+    is free or not, so they cannot show what a free input does on CCTV frames: score on this copy instead
+    (`anjian eval --data OUT/data.yaml`, `anjian models free-input --cross-data OUT/data.yaml`).
+    """
+    aspects, splits = aspect or ["16:9", "4:3"], split or ["val"]
+    check_out(out, overwrite=overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        dataset = load_yolo_set(source, progress=rich_progress)
+        with tempfile.TemporaryDirectory(prefix=".reshape-", dir=out.parent) as crops:
+            reshaped, report = reshape_set(
+                dataset,
+                aspects,
+                Path(crops),
+                splits=splits,
+                min_visible=min_visible,
+                seed=seed,
+                progress=rich_progress,
+            )
+            by_source = len(reshaped.labelled_classes) > 1 or any(im.source != dataset.name for im in dataset)
+            data_yaml = write_set(reshaped, out, link="copy", by_source=by_source)
+    except (DatasetError, ValueError) as exc:
+        raise fail(str(exc)) from None
+    for path in report.unreadable:
+        _err.print(f"[yellow]{escape(str(path))}: not readable as an image, left out[/yellow]")
+    shapes = ", ".join(f"{n} at {a}" for a, n in report.images.items())
+    _out.print(
+        f"{shapes}; {report.boxes_kept} boxes kept, {report.boxes_dropped} cut below {min_visible:.0%} "
+        f"of their area left out -> {data_yaml}"
+    )
 
 
 @dataset_app.command("stats")

@@ -182,7 +182,8 @@ def _score(
 
 _ALL_SQUARE = (
     "Every scored image is square: at the square and free alike they ran at the square, so these figures say "
-    "nothing of 16:9 or 4:3 cameras; score it on a non-square set (--cross-data) before serving it"
+    "nothing of 16:9 or 4:3 cameras; score it on a non-square set (--cross-data; `anjian dataset reshape` cuts "
+    "a square val split to 16:9 and 4:3) before serving it"
 )
 
 
