@@ -902,7 +902,7 @@ class PromotionWatch:
     Example:
         >>> watch = PromotionWatch("builtin:anjian-n")
         >>> path = watch.poll()          # None while nothing changed
-        >>> if path: runner.swap_detector(OnnxDetector(path, config)); watch.accept(path)
+        >>> if path: runner.swap_detector(load_detector(path, config)); watch.accept(path)
     """
 
     def __init__(self, spec: str, *, root: Path | None = None, is_strict: bool = True) -> None:
