@@ -333,6 +333,12 @@ def reshape_command(
     (`anjian eval --data OUT/data.yaml`, `anjian models free-input --cross-data OUT/data.yaml`).
     """
     aspects, splits = aspect or ["16:9", "4:3"], split or ["val"]
+    source_dir = (source.parent if source.suffix.lower() in (".yaml", ".yml") else source).resolve()
+    target = out.resolve()
+    if target == source_dir or source_dir in target.parents or target in source_dir.parents:
+        raise fail(
+            f"--out {out} and the set {source} hold one another: write the reshaped copy to another folder"
+        )
     check_out(out, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:

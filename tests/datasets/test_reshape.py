@@ -172,3 +172,16 @@ def test_cli_names_a_malformed_aspect(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "aspect '16x9': expected width:height" in result.output
     assert not (tmp_path / "o" / "data.yaml").exists()
+
+
+@pytest.mark.parametrize("where", ["itself", "inside", "around"])
+def test_cli_refuses_an_out_folder_that_holds_or_is_held_by_the_set(tmp_path: Path, where: str) -> None:
+    pallet = copy_yolo_sample("pallet", tmp_path / "sets" / "pallet", per_split=2)
+    out = {"itself": pallet.parent, "inside": pallet.parent / "wide", "around": tmp_path / "sets"}[where]
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+
+    result = runner.invoke(app, ["dataset", "reshape", str(pallet), "--out", str(out), "--overwrite"])
+
+    assert result.exit_code == 2
+    assert "hold one another" in result.output
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
