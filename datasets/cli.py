@@ -129,6 +129,12 @@ def write_set(dataset: DetectionSet, out: Path, *, link: LinkMode, by_source: bo
     return data_yaml
 
 
+def _keeps_sources(written: DetectionSet, read: DetectionSet) -> bool:
+    """Whether ``written`` (made from ``read``) is a merged set: one sub-folder per source keeps each source's val
+    scorable alone and what it labels (its images' sources recorded, not the set's own name)."""
+    return len(written.labelled_classes) > 1 or any(im.source != read.name for im in read)
+
+
 SourceArg = Annotated[Path, typer.Argument(help="A YOLO data.yaml (or its folder), or a COCO JSON file.")]
 ImagesOpt = Annotated[Path | None, typer.Option(help="COCO only: folder of the images.")]
 SplitOpt = Annotated[str, typer.Option(help="COCO only: split the JSON file holds.")]
@@ -296,9 +302,7 @@ def split_command(
             f"{all_groups} group(s), shares {', '.join(f'{s} {f:.2f}' for s, f in fractions.items())}); "
             "nothing written: use a larger share or another --seed"
         )
-    # a merged set (its images' sources recorded, not the set's own name) keeps one sub-folder per
-    # source, so each source's val can still be evaluated alone and what it labels is kept
-    by_source = len(resplit.labelled_classes) > 1 or any(im.source != dataset.name for im in dataset)
+    by_source = _keeps_sources(resplit, dataset)
     data_yaml = write_set(resplit, out, link=mode, by_source=by_source)
     sizes = ", ".join(f"{s}: {len(resplit.in_split(s))} images in {groups[s]} groups" for s in resplit.splits)
     _out.print(f"{sizes} -> {data_yaml}")
@@ -311,7 +315,7 @@ def reshape_command(
     aspect: Annotated[
         list[str] | None,
         typer.Option(
-            help="Window shape, width:height; repeat it for several, used in turn. [default: 16:9, 4:3]"
+            help="Window shape, width:height; repeat it for several, used in turn (default: 16:9 and 4:3)."
         ),
     ] = None,
     split: Annotated[
@@ -353,7 +357,7 @@ def reshape_command(
                 seed=seed,
                 progress=rich_progress,
             )
-            by_source = len(reshaped.labelled_classes) > 1 or any(im.source != dataset.name for im in dataset)
+            by_source = _keeps_sources(reshaped, dataset)
             data_yaml = write_set(reshaped, out, link="copy", by_source=by_source)
     except (DatasetError, ValueError) as exc:
         raise fail(str(exc)) from None
