@@ -23,8 +23,8 @@ each camera analysed at ``analysis_fps`` (frames sampled in stream time):
 - **anjian real time**: the real ``VideoSource`` with files paced like live cameras:
   latency from capture to rule result, and frames dropped (newest frame wins);
 - **model limit** and **model limit fp32**: the model's own raw throughput on this CPU
-  (OpenVINO compiled as anjian compiles it, batch 1, every infer request busy, random
-  input of the shape the pipeline feeds for the video's frames, no decoding): no engine
+  (OpenVINO compiled as anjian compiles it, batch 1, every infer request busy, the model
+  input the pipeline feeds for a random frame of the video's size, no decoding): no engine
   can analyse more frames per second.
 
 The report ends with ``ratio anjian / naive``, ``ratio anjian / ultralytics openvino`` and
@@ -338,11 +338,12 @@ def _model_limit_phase(name: str, model: str, video: str, seconds: float) -> Ben
             f"the model's limit is measured with OpenVINO; {model} loads as {type(detector).__name__}"
         )
     video_h, video_w = _video_size(video)
+    frame = np.random.default_rng(0).integers(0, 256, (video_h, video_w, 3), dtype=np.uint8)
+    image = detector.model_input([frame])  # what the pipeline feeds for one of the video's frames
     height, width = detector.input_hw_for((video_w, video_h))
     compiled = detector.compiled_model
     jobs = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
     queue = ov.AsyncInferQueue(compiled, jobs)
-    image = np.random.default_rng(0).random((1, 3, height, width), dtype=np.float32)
 
     def run_for(duration_s: float) -> int:
         done, until = 0, time.monotonic() + duration_s

@@ -58,6 +58,8 @@ def test_loader_runs_the_accepted_int8_model_by_default_on_a_cpu_without_native_
     detector = load_detector(onnx, DetectorConfig(**CPU))  # type: ignore[arg-type]
     assert detector.precision == "int8"  # type: ignore[attr-defined]
     assert detector.version.endswith("+int8")
+    # fed the float input it was accepted with, not the bytes the float models take
+    assert detector.model_input([_frame()]).dtype == np.float32  # type: ignore[attr-defined]
     assert len(detector.detect([_frame()])) == 1
 
 

@@ -82,3 +82,26 @@ def test_a_process_exiting_with_a_batch_still_on_the_model_exits_cleanly(tmp_pat
     )
     assert "leaving with the batch in flight" in done.stdout, done.stderr
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_float_model_takes_the_frames_bytes_and_finds_what_the_float_input_finds(
+    frames: list[np.ndarray],
+) -> None:
+    """In-graph preprocessing (bytes in) gives the detections of the numpy conversion (floats in)."""
+    import openvino as ov
+
+    config = DetectorConfig(backend="openvino", cpu_precision="fp32", device="cpu", confidence_threshold=0.01)
+    detector = load_detector("builtin:anjian-demo/1", config)
+    batch = detector.model_input(frames[4:7])  # type: ignore[attr-defined]
+    assert batch.dtype == np.uint8 and batch.shape[0] == 3 and batch.shape[3] == 3  # (b, H, W, BGR)
+    with_bytes = detector.detect(frames)
+    assert sum(len(d) for d in with_bytes) > 0, "the frames should hold detections"
+
+    core = ov.Core()
+    floats = core.compile_model(
+        core.read_model(str(detector.path)), "CPU", {"INFERENCE_PRECISION_HINT": "f32"}
+    )
+    detector.use_compiled(floats)  # type: ignore[attr-defined]
+    assert detector.model_input(frames[:1]).dtype == np.float32  # type: ignore[attr-defined]
+    _same(detector.detect(frames), with_bytes)
+    _same(start_detection(detector, frames).result(), with_bytes)

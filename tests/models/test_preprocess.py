@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from anjian.models.postprocess import decode_yolo_output, nms_per_class
-from anjian.models.preprocess import PAD_VALUE, letterbox, letterbox_batch
+from anjian.models.preprocess import PAD_VALUE, letterbox, letterbox_batch, letterbox_pixel_batch
 
 
 @pytest.mark.parametrize("size_wh", [(640, 360), (360, 640), (320, 320), (1920, 1080)], ids=str)
@@ -74,3 +74,18 @@ def test_decode_yolo_output_thresholds_and_converts_boxes() -> None:
     np.testing.assert_allclose(xyxy, [[40, 45, 60, 55]])
     assert conf.tolist() == pytest.approx([0.9])
     assert cls.tolist() == [1]
+
+
+@pytest.mark.parametrize("stride", [None, 32], ids=["static", "dynamic-stride-32"])
+def test_the_byte_batch_is_the_float_batch_before_its_conversion(stride: int | None) -> None:
+    """What OpenVINO converts in-graph: the same picture and pad, BGR bytes, channels last."""
+    rng = np.random.default_rng(5)
+    images = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in [(432, 768), (200, 90)]]
+
+    floats, float_transforms = letterbox_batch(images, (320, 320), stride=stride)
+    pixels, pixel_transforms = letterbox_pixel_batch(images, (320, 320), stride=stride)
+
+    assert pixels.dtype == np.uint8 and pixels.shape == (2, *floats.shape[2:], 3)
+    assert pixel_transforms == float_transforms
+    np.testing.assert_allclose(pixels[..., ::-1].transpose(0, 3, 1, 2) / np.float32(255), floats, atol=1e-6)
+    assert (pixels[1, :, 0] == PAD_VALUE).all()  # the tall image is padded left and right
