@@ -28,7 +28,9 @@ each camera analysed at ``analysis_fps`` (frames sampled in stream time):
   can analyse more frames per second.
 
 The report ends with ``ratio anjian / naive``, ``ratio anjian / ultralytics openvino`` and
-``share of the model's limit`` (each anjian phase against the limit at its own precision).
+``share of the model's limit`` (each anjian phase against the limit at its own precision),
+with the CPU time per analysed frame of each side: the difference is what a frame costs
+besides the model's arithmetic.
 
 ultralytics (the ``train`` extra) is imported by the naive phase only. A ``.pt``
 model is exported once to a dynamic-shape ONNX file for anjian; an ``.onnx`` model
@@ -99,6 +101,11 @@ class BenchPhase:
     mean_batch: float = 1.0
     runtime: str = ""
 
+    @property
+    def cpu_ms_per_frame(self) -> float | None:
+        """CPU time per analysed frame, ms (all cores together); None when nothing was analysed."""
+        return 10 * self.cpu_percent / self.analysed_fps if self.analysed_fps > 0 else None
+
 
 @dataclass(frozen=True, slots=True)
 class PipelineBenchReport:
@@ -155,6 +162,13 @@ class PipelineBenchReport:
                     f"share of the model's limit: {engine_name} {100 * engine.analysed_fps / limit.analysed_fps:.0f}% "
                     f"of {limit_name} ({engine.analysed_fps:.1f} of {limit.analysed_fps:.1f} frames/s, {limit.runtime})"
                 )
+                engine_ms, limit_ms = engine.cpu_ms_per_frame, limit.cpu_ms_per_frame
+                if engine_ms is not None and limit_ms is not None:
+                    # where the rest of the limit goes: what a frame costs besides the model's arithmetic
+                    lines.append(
+                        f"CPU per analysed frame: {engine_name} {engine_ms:.1f} ms, {limit_name} {limit_ms:.1f} ms: "
+                        f"{engine_ms - limit_ms:.1f} ms besides the model (decoding, evidence, tracking, rules)"
+                    )
         lines.extend(f"phase {name} failed: {reason}" for name, reason in self.failures.items())
         return "\n".join(lines)
 

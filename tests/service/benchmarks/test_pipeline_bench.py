@@ -43,6 +43,11 @@ def test_report_gives_both_ratios_and_the_share_of_the_limit_at_equal_precision(
         line.startswith("share of the model's limit: anjian fp32 75% of model limit fp32") for line in lines
     )
     assert not any("real time /" in line for line in lines)  # paced phases are not throughput
+    # 180% CPU: 40 ms a frame at 45 frames/s, 36 ms at the limit's 50
+    assert (
+        "CPU per analysed frame: anjian 40.0 ms, model limit 36.0 ms: 4.0 ms besides the model "
+        "(decoding, evidence, tracking, rules)"
+    ) in lines
 
 
 def test_report_without_the_peers_or_limits_prints_no_ratio() -> None:
