@@ -47,7 +47,9 @@ class MotionGateConfig(_EngineModel):
     """Skip inference on frames where nothing moved since the last inferred frame.
 
     A skipped frame still reaches the tracker and the rules, with the detections of
-    the last inferred frame: the scene is unchanged, so they still hold.
+    the last inferred frame: the scene is unchanged, so they still hold. By default only
+    an empty scene is skipped (``skip_occupied``): a quiet camera at night costs little,
+    a still person is still sampled on every frame.
     """
 
     enabled: bool = Field(False, description="Gate inference on motion (saves compute on quiet cameras).")
@@ -58,6 +60,14 @@ class MotionGateConfig(_EngineModel):
         0.002, description="Share of changed pixels (of a ~160 px wide thumbnail) that is motion."
     )
     max_skip_s: ShortDurationS = Field(5.0, description="Infer at least this often even on a still scene.")
+    skip_occupied: bool = Field(
+        False,
+        description=(
+            "Also skip still frames when the last inferred one found something, reusing its detections. "
+            "Off: only an empty still scene is skipped. A detector's scores on a still person vary from "
+            "frame to frame and the rules vote over those samples: frozen on one, a fall can go unreported."
+        ),
+    )
 
 
 class EngineConfig(_EngineModel):

@@ -8,8 +8,10 @@ start at 0), so rules, durations and clip windows behave as they would live, onl
 faster. Schedules see ``start_at`` as the wall-clock time of the first frame (by
 default the file's ``creation_time`` tag, else the epoch).
 
-Every frame is analysed (no motion gating) and ``tick`` runs once per second of
-video between frames, as the runner does for live cameras.
+Every sampled frame is analysed, and ``tick`` runs once per second of video between
+frames, as the runner does for live cameras. The camera's motion gate
+(``engine.motion_gate``) decides, as in the runner, which frames the detector runs on: a
+frame it skips reaches the tracker and the rules with the last inferred frame's detections.
 
 Each JSON line is the event's wire form (``anjian.pipeline.event_wire.EventWire``)
 without the embedded snapshot unless asked, plus ``video_started_s``,
@@ -34,12 +36,14 @@ import av
 
 from anjian.cameras.decode import decode_frames
 from anjian.cameras.frame import Frame
+from anjian.models.detections import Detections
 from anjian.models.detector import Detector
 from anjian.pipeline.analyzer import CameraAnalyzer
 from anjian.pipeline.config import CameraPipelineConfig
 from anjian.pipeline.event import Event
 from anjian.pipeline.event_wire import EventWire
 from anjian.pipeline.incidents import EventContext
+from anjian.pipeline.motion import MotionGate, is_occupied
 from anjian.pipeline.tracking import CameraTracker
 
 __all__ = ["ReplayReport", "replay_video", "video_start_time"]
@@ -59,6 +63,7 @@ class ReplayReport:
         wall_s: Seconds the replay took.
         events: Event revisions written.
         incidents: Distinct incidents (event ids).
+        frames_inferred: Frames the detector ran on (fewer than ``frames`` behind a motion gate).
     """
 
     frames: int
@@ -66,6 +71,7 @@ class ReplayReport:
     wall_s: float
     events: int
     incidents: int
+    frames_inferred: int
 
     @property
     def speed(self) -> float:
@@ -166,9 +172,22 @@ def replay_video(
     stream: Iterator[Frame] = decode_frames(source, stop=threading.Event(), clock=lambda: begin)
     if until_s is not None:
         stream = itertools.takewhile(lambda f: f.captured_at - begin <= until_s, stream)
+    gate = MotionGate(camera.engine.motion_gate)
+    last_detections: Detections | None = None
+    frames_inferred = 0
     for batch in _batches(stream, batch_size):
-        detections = detector.detect([frame.host_image() for frame in batch])
-        for frame, dets in zip(batch, detections, strict=True):
+        is_inferred = [
+            gate.should_infer(frame.image, frame.captured_at, is_occupied=is_occupied(last_detections))
+            for frame in batch
+        ]
+        is_inferred[0] = is_inferred[0] or last_detections is None  # nothing to reuse yet
+        images = [frame.host_image() for frame, infer in zip(batch, is_inferred, strict=True) if infer]
+        inferred = iter(detector.detect(images))
+        frames_inferred += len(images)
+        for frame, infer in zip(batch, is_inferred, strict=True):
+            if infer or last_detections is None:
+                last_detections = next(inferred)
+            dets = last_detections
             if next_tick is not None:
                 while next_tick < frame.captured_at:
                     emit(analyzer.tick(next_tick))
@@ -186,6 +205,7 @@ def replay_video(
         wall_s=time.monotonic() - started,
         events=len(written),
         incidents=len({e.id for e in written}),
+        frames_inferred=frames_inferred,
     )
 
 

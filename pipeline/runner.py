@@ -41,7 +41,7 @@ from anjian.pipeline.event import Event
 from anjian.pipeline.incident_journal import IncidentJournal
 from anjian.pipeline.incidents import EventContext
 from anjian.pipeline.log_throttle import LogThrottle
-from anjian.pipeline.motion import MotionGate
+from anjian.pipeline.motion import MotionGate, is_occupied
 from anjian.pipeline.sink import EventSink
 
 if TYPE_CHECKING:
@@ -622,7 +622,10 @@ class PipelineRunner:
                 (
                     w,
                     p.frame,
-                    w.gate.should_infer(p.frame.image, p.frame.captured_at) or w.last_detections is None,
+                    w.gate.should_infer(
+                        p.frame.image, p.frame.captured_at, is_occupied=is_occupied(w.last_detections)
+                    )
+                    or w.last_detections is None,
                 )
                 for p in batch
                 if (w := self._workers.get(p.frame.camera_id)) is not None

@@ -749,8 +749,11 @@ def replay(
             )
     except (ModelError, CameraError, ValueError) as exc:
         raise _fail(str(exc)) from None
+    gated = (
+        f" ({report.frames_inferred} inferred, motion gate)" if report.frames_inferred < report.frames else ""
+    )
     typer.echo(
-        f"{video}: {report.frames} frames, {report.video_s:.1f} s of video in {report.wall_s:.1f} s "
+        f"{video}: {report.frames} frames{gated}, {report.video_s:.1f} s of video in {report.wall_s:.1f} s "
         f"({report.speed:.1f}x); {report.incidents} incident(s), {report.events} event revision(s) -> {events}"
     )
 

@@ -18,8 +18,9 @@ each camera analysed at ``analysis_fps`` (frames sampled in stream time):
 - **anjian fp32**: the same with OpenVINO held to fp32 (``anjian`` as shipped runs the
   version's accepted int8 model, else bf16 where the CPU has native bf16);
 - **anjian onnxruntime** (on request): the same with ONNX Runtime;
-- **anjian + motion gate**: the same with motion gating on (frames whose inference
-  was skipped still reach the tracker and rules: analysed, not inferred);
+- **anjian + motion gate**: the same with motion gating on, as a site enables it (still
+  frames of an empty scene skip the model and still reach the tracker and rules:
+  analysed, not inferred; a scene with something in it is inferred on every frame);
 - **anjian real time**: the real ``VideoSource`` with files paced like live cameras:
   latency from capture to rule result, and frames dropped (newest frame wins);
 - **model limit** and **model limit fp32**: the model's own raw throughput on this CPU

@@ -1,11 +1,12 @@
-"""Motion gating: still frames skip inference (counted), motion and the forced period do not."""
+"""Motion gating: still empty frames skip inference (counted); motion, the forced period and an occupied scene do not."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from anjian.models.detections import Detections
 from anjian.pipeline.engine_config import MotionGateConfig
-from anjian.pipeline.motion import MotionGate
+from anjian.pipeline.motion import MotionGate, is_occupied
 
 
 def _scene(box_x: int | None = None, *, noise_seed: int | None = None) -> np.ndarray:
@@ -55,3 +56,37 @@ def test_reset_forces_the_next_inference() -> None:
     assert not gate.should_infer(_scene(), at=0.5)
     gate.reset()
     assert gate.should_infer(_scene(), at=1.0)
+
+
+def _person() -> Detections:
+    return Detections(
+        xyxy=np.array([[100, 150, 160, 300]], np.float32),
+        confidence=np.array([0.6], np.float32),
+        class_id=np.array([0]),
+        class_names={0: "person"},
+    )
+
+
+def test_a_still_scene_with_something_in_it_is_inferred_on_every_frame() -> None:
+    """The rules vote over the detector's samples of a still person: none is frozen and reused."""
+    gate = MotionGate(MotionGateConfig(enabled=True, max_skip_s=5.0))
+    decisions = [
+        gate.should_infer(_scene(100, noise_seed=i), at=i * 0.5, is_occupied=True) for i in range(10)
+    ]
+    assert all(decisions)
+    assert gate.stats.occupied == 9 and gate.stats.frames_skipped == 0  # the first had no reference
+
+
+def test_skip_occupied_skips_a_still_scene_whatever_it_holds() -> None:
+    gate = MotionGate(MotionGateConfig(enabled=True, max_skip_s=5.0, skip_occupied=True))
+    decisions = [
+        gate.should_infer(_scene(100, noise_seed=i), at=i * 0.5, is_occupied=True) for i in range(10)
+    ]
+    assert [i for i, d in enumerate(decisions) if d] == [0]
+    assert gate.stats.occupied == 0
+
+
+def test_occupied_means_the_reused_detections_hold_something() -> None:
+    assert is_occupied(_person())
+    assert not is_occupied(Detections.empty({0: "person"}))
+    assert not is_occupied(None)  # nothing inferred yet

@@ -145,6 +145,77 @@ def test_object_left_in_an_exit_passage_raises_blocked_exit(tmp_path: Path) -> N
     assert 30 <= ended["video_ended_s"] <= 36
 
 
+class _CountingBlindDetector(_BlindDetector):
+    def __init__(self) -> None:
+        self.images = 0
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        self.images += len(images)
+        return super().detect(images)
+
+
+def test_a_motion_gated_camera_replays_as_the_runner_runs_it(tmp_path: Path) -> None:
+    """The camera's motion gate holds in a replay: still empty frames skip the detector, the rules see them all."""
+
+    def pallet(t: float, image: np.ndarray) -> None:
+        if 10 <= t < 30:
+            image[70:165, 200:300] = (40, 90, 160)
+
+    video = _write_video(tmp_path / "blocked.mp4", 40, pallet)
+    gated_camera = {**EXIT_CAMERA, "engine": {"motion_gate": {"enabled": True, "max_skip_s": 5.0}}}
+    detector = _CountingBlindDetector()
+    out = io.StringIO()
+    report = replay_video(
+        video,
+        CameraPipelineConfig.model_validate(gated_camera),
+        detector,
+        out,
+        start_at=0.0,  # type: ignore[arg-type]
+    )
+
+    assert report.frames == 80  # 40 s at the camera's 2 analysed fps
+    # the first frame, the pallet arriving and leaving, and one every 5 s of a still scene
+    assert detector.images == report.frames_inferred and 8 <= report.frames_inferred <= 12
+    gated = [json.loads(line) for line in out.getvalue().splitlines()]
+    ungated = _replay(video, EXIT_CAMERA, _BlindDetector())
+    assert [(e["behaviour"], e["revision"], e["video_started_s"]) for e in gated] == [
+        (e["behaviour"], e["revision"], e["video_started_s"]) for e in ungated
+    ]
+
+
+FALL_VIDEO = SHARED / "videos" / "fall_home_1.mp4"
+
+
+@pytest.mark.skipif(not FALL_VIDEO.is_file(), reason="needs /work/shared/data/videos/fall_home_1.mp4")
+def test_a_gated_camera_still_samples_a_person_lying_still(tmp_path: Path) -> None:
+    """A fallen person lies still: the gate infers every frame of an occupied scene, so the fall is reported.
+
+    Reusing one frame's detections (``skip_occupied``) froze the detector's flip between ``person``
+    and ``fallen_person`` on one sample, and the rule never confirmed on this clip.
+    """
+    from anjian.models.loader import load_detector
+
+    detector = load_detector("builtin:anjian-n")
+    camera = {
+        "id": "fall-cam",
+        "url": "unused.mp4",
+        "analysis_fps": 5,
+        "behaviours": {"fallen_person": {"min_duration_s": 1.0}},
+    }
+    gated = {**camera, "engine": {"motion_gate": {"enabled": True}}}
+    out = io.StringIO()
+    report = replay_video(FALL_VIDEO, CameraPipelineConfig.model_validate(gated), detector, out, start_at=0.0)
+
+    assert report.frames_inferred == report.frames  # someone is in every frame
+    events = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [e["behaviour"] for e in _opened(events)] == ["fallen_person"]
+
+    def when(lines: list[dict]) -> list[tuple[str, float, float]]:
+        return [(e["behaviour"], e["video_started_s"], e["video_last_seen_s"]) for e in _opened(lines)]
+
+    assert when(events) == when(_replay(FALL_VIDEO, camera, detector))  # as with the gate off
+
+
 def test_object_passing_through_an_exit_raises_nothing(tmp_path: Path) -> None:
     def trolley(t: float, image: np.ndarray) -> None:
         if 10 <= t < 40:

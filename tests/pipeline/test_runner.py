@@ -313,9 +313,17 @@ def test_the_live_view_gets_every_analysed_frame_and_forgets_a_removed_camera(en
     assert live.frame("a") is None
 
 
-def test_motion_gating_skips_inference_on_still_frames_but_feeds_the_rules(engine: Any) -> None:
-    gated = _scripted("a", engine=EngineConfig(motion_gate=MotionGateConfig(enabled=True, max_skip_s=600)))
-    detector = _CountingDetector()
+@pytest.mark.parametrize(
+    ("skip_occupied", "skipped"),
+    [(True, 9), (False, 0)],
+    ids=["skip-occupied: only its first frame inferred", "default: the person in view keeps it inferred"],
+)
+def test_motion_gating_skips_inference_on_still_frames_but_feeds_the_rules(
+    engine: Any, skip_occupied: bool, skipped: int
+) -> None:
+    gate = MotionGateConfig(enabled=True, max_skip_s=600, skip_occupied=skip_occupied)
+    gated = _scripted("a", engine=EngineConfig(motion_gate=gate))
+    detector = _CountingDetector()  # a person in every frame
     runner, sources = engine([gated, _scripted("b")], detector, ListSink())
     runner.start()
     for i in range(10):
@@ -324,8 +332,8 @@ def test_motion_gating_skips_inference_on_still_frames_but_feeds_the_rules(engin
         assert wait_for(lambda i=i: runner.stats().frames_analysed >= 2 * (i + 1))
 
     stats = runner.stats()
-    assert stats.frames_skipped_motion == 9  # camera a: only its first frame was inferred
-    assert stats.frames_inferred == detector.images == 11
+    assert stats.frames_skipped_motion == skipped  # camera a's still frames
+    assert stats.frames_inferred == detector.images == 20 - skipped
     assert [len(a.fed) for a in _RecordingAnalyzer.created] == [10, 10]
 
 
