@@ -68,8 +68,9 @@ class DetectorConfig(BaseModel):
     )
     minimal_padding: bool = Field(
         True,
-        description="Dynamic-shape models only: pad each batch to the stride multiple its frames need "
-        "(384x640 for 16:9 at 640) rather than the full square; fewer pixels, same scale.",
+        description="Dynamic-shape models only: pad each batch to what its frames need plus one stride of "
+        "grey on each side they do not fill (448x640 for 16:9 at 640, 256x320 at 320) rather than the full "
+        "square; fewer pixels, same scale, the square's accuracy.",
     )
 
 

@@ -144,7 +144,7 @@ class ExportDetector(FileDetector, ABC):
         """The model input ``(height, width)`` a frame of this size runs at.
 
         The nominal input size for a static-shape model; for a dynamic-shape one only what
-        the scaled frame needs (a 16:9 frame: 384x640 of a 640x640 model). What a
+        the scaled frame needs (a 16:9 frame: 448x640 of a 640x640 model). What a
         benchmark of the model alone must feed to be compared with the pipeline.
         """
         return letterbox_shape([resolution_wh], self.info.input_hw, self._stride)

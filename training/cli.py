@@ -478,9 +478,8 @@ def export_command(
         bool,
         typer.Option(
             "--free-input",
-            help="Leave the input size free: each batch padded only to what its frames need (16:9 at 320x192 "
-            "for 320); check the classes on non-square data first (anjian-n 2's fallen_person lost 7 AP50 points "
-            "on 4:3 frames).",
+            help="Leave the input size free: each batch padded only to what its frames need (16:9 at 320x256 "
+            "for 320, a band of grey kept each side); check the classes on non-square data first.",
         ),
     ] = False,
     tensorrt: Annotated[
@@ -1040,7 +1039,7 @@ def models_free_input(
     registry: RegistryOpt = None,
     site_config: SiteConfigOpt = None,
 ) -> None:
-    """Register a version again with its input size free: 16:9 cameras run at 320x192, not the padded square.
+    """Register a version again with its input size free: 16:9 cameras run at 320x256, not the padded square.
 
     Same weights; the fp32 model is scored at both shapes, an accepted int8 model is judged again.
     Square images run at the square either way: give non-square sets (--cross-data) to see what changes.

@@ -55,7 +55,7 @@ def stamp_onnx(
 
     ultralytics' dynamic export computes the detect head's anchors from the feature maps' shapes,
     so the graph runs at any multiple of the stride: left free, the detector pads each batch only
-    to what its frames need (a 16:9 camera at 320x192, not 320x320; ``minimal_padding``). The
+    to what its frames need (a 16:9 camera at 320x256, not 320x320; ``minimal_padding``). The
     ``imgsz`` metadata keeps the size the model was trained at, the letterbox's scale. Pinned by
     default: a model trained on square mosaics may score a class worse with less padding
     (anjian-n 2's ``fallen_person`` lost 7 AP50 points on 4:3 UR Fall frames), so freeing it is a

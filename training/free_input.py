@@ -1,10 +1,11 @@
-"""Set a model's input size free, so a 16:9 camera runs at 320x192 instead of the padded 320x320 square.
+"""Set a model's input size free, so a 16:9 camera runs at 320x256 instead of the padded 320x320 square.
 
 anjian's export pins the input of its ONNX files to the training square (:func:`stamp_onnx`), and
 the int8 IR exported from torch bakes the detect head's anchor grid for that square into two
 constants. A CCTV frame letterboxed into the square is 44% grey padding that the model computes
-like picture. With the input free, the detector pads each batch only to the stride multiple its
-frames need (``minimal_padding``): the same scale, the same weights, a third fewer pixels.
+like picture. With the input free, the detector pads each batch only to what its frames need
+plus one stride of grey on each side they do not fill (``minimal_padding``, ``letterbox_shape``):
+the same scale, the same weights, the square's accuracy, a fifth fewer pixels for 16:9.
 
 - :func:`free_onnx_input` clears the input's height and width (ultralytics' dynamic export
   computes its anchors from the feature maps' shapes, so the graph runs at any stride multiple);
@@ -76,7 +77,7 @@ _WIDE_WH = (1920, 1080)
 
 
 def wide_input_hw(input_hw: tuple[int, int], stride: int = max(DETECT_STRIDES)) -> tuple[int, int]:
-    """The input a freed model gets for a 16:9 frame (320x320 → 192x320), as the detector letterboxes it."""
+    """The input a freed model gets for a 16:9 frame (320x320 → 256x320), as the detector letterboxes it."""
     return letterbox_shape([_WIDE_WH], input_hw, stride)
 
 

@@ -2,16 +2,16 @@
 
 ``anjian models free-input NAME VERSION --data ...`` takes a registered version whose files pin
 the training square (:mod:`anjian.training.free_input`) and registers the same weights with the
-input free, so the pipeline pads each batch only to what its frames need (a 16:9 camera: 320x192
+input free, so the pipeline pads each batch only to what its frames need (a 16:9 camera: 320x256
 instead of 320x320). Nothing is assumed to carry over: the fp32 model is scored on every source
 at the square (the version it comes from) and at the free shapes, and an accepted int8 model is
 freed too and put through the int8 gate again at the free shapes, with the tolerances it was
 accepted with. It keeps its "accepted" only if it passes; the card gets both tables.
 
 Square images run at the square either way: only non-square sources (``--cross-data``: CCTV frames,
-4:3 recordings) show what freeing changes. anjian-n 5 (version 2 freed) found people as well or
-better on 16:9 CCTV and lost 7 AP50 points of ``fallen_person`` on 4:3 frames, which is why it is
-registered and not promoted.
+4:3 recordings) show what freeing changes. Padded only to the stride multiple, anjian-n 5 (version
+2 freed) lost 7 AP50 points of ``fallen_person`` on 4:3 frames; with one stride of grey kept on each
+side the frames do not fill (``letterbox_shape``), it scores what version 2 scores at the square.
 
 The new version is registered, not promoted: ``anjian models promote`` puts it in service.
 """

@@ -1,4 +1,4 @@
-"""A model's input size set free: the same outputs at the square, 16:9 frames at 320x192, refusals by name."""
+"""A model's input size set free: the same outputs at the square, 16:9 frames at 320x256, refusals by name."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def test_an_onnx_whose_graph_fixes_its_size_is_refused_by_name(tmp_path: Path) -
     model.ir_version = 8
     onnx.save(model, str(tmp_path / "fixed.onnx"))
 
-    with pytest.raises(FreeInputError, match="cannot run at 192x320: its graph fixes the input size"):
+    with pytest.raises(FreeInputError, match="cannot run at 256x320: its graph fixes the input size"):
         free_onnx_input(tmp_path / "fixed.onnx", tmp_path / "out.onnx", input_hw=(320, 320))
 
 
@@ -100,7 +100,7 @@ def test_a_fixed_int8_ir_beside_a_free_onnx_is_refused_when_loaded() -> None:
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp32"])
-def test_the_shipped_free_version_runs_16_9_frames_at_320x192_and_finds_what_the_square_one_does(
+def test_the_shipped_free_version_runs_16_9_frames_at_320x256_and_finds_what_the_square_one_does(
     precision: str,
 ) -> None:
     import av
@@ -116,7 +116,7 @@ def test_the_shipped_free_version_runs_16_9_frames_at_320x192_and_finds_what_the
             f.to_ndarray(format="bgr24") for i, f in zip(range(200), container.decode(video=0)) if i % 5 == 0
         ]
 
-    assert free.input_hw_for((768, 432)) == (192, 320) and square.input_hw_for((768, 432)) == (320, 320)
+    assert free.input_hw_for((768, 432)) == (256, 320) and square.input_hw_for((768, 432)) == (320, 320)
     found = matched = 0
     for start in range(0, len(frames), 4):
         for a, b in zip(
@@ -174,7 +174,7 @@ def test_models_free_input_registers_a_scored_site_version_with_the_input_free(t
         "forklift_person",
         "wide",
     }
-    # the square sample ran at the square both times; the 16:9 one at 320x192 once
+    # the square sample ran at the square both times; the 16:9 one at 320x256 once
     square_run = meta["free_input"]["map50"]["forklift_person"]
     assert square_run["fp32_square"] == square_run["fp32_free"]
     card = (folder / "card.md").read_text()
@@ -187,7 +187,7 @@ def test_models_free_input_registers_a_scored_site_version_with_the_input_free(t
     detector = load_detector(
         f"builtin:anjian-n/{version}", DetectorConfig(registry=str(site), cpu_precision="fp32")
     )
-    assert detector.input_hw_for((1920, 1080)) == (192, 320)
+    assert detector.input_hw_for((1920, 1080)) == (256, 320)
 
 
 def test_models_free_input_warns_when_every_scored_image_is_square(tmp_path: Path) -> None:

@@ -127,7 +127,7 @@ def test_a_quantisation_aware_int8_model_is_judged_recorded_and_run(tmp_path: Pa
     assert len(a) > 0 and abs(len(a) - len(b)) <= max(2, len(b) // 3)
     assert np.isfinite(a.confidence).all() and a.confidence.max() <= 1.0
     assert "QAT: the IR's anchor grid follows its input's shape, like the registered file's" in lines
-    wide = image[: image.shape[0] * 9 // 16]  # a 16:9 band of the picture: 320x192 in, no square padding
-    assert int8.input_hw_for((wide.shape[1], wide.shape[0])) == (192, 320)  # type: ignore[attr-defined]
+    wide = image[: image.shape[0] * 9 // 16]  # a 16:9 band of the picture: 320x256 in, not the square
+    assert int8.input_hw_for((wide.shape[1], wide.shape[0])) == (256, 320)  # type: ignore[attr-defined]
     [c], [d] = int8.detect([wide]), fp32.detect([wide])
     assert abs(len(c) - len(d)) <= max(2, len(d) // 3)
