@@ -69,7 +69,7 @@ class MotionGate:
 
     Example:
         >>> gate = MotionGate(MotionGateConfig(enabled=True))
-        >>> if gate.should_infer(frame.image, frame.captured_at, is_occupied=len(last) > 0): ...
+        >>> if gate.should_infer(frame.image, frame.captured_at, is_occupied=is_occupied(last_detections)): ...
     """
 
     def __init__(self, config: MotionGateConfig) -> None:

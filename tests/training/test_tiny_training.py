@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from anjian.datasets.classmap import ClassMap, load_class_map
@@ -86,11 +87,15 @@ def test_tiny_real_training_resumes_exports_and_loads_in_the_onnx_backend(
     assert image is not None
     first, second = detector.detect([image, image[:, ::-1].copy()])  # one batch of two: dynamic batch axis
     assert len(first) > 0 and len(second) > 0  # the COCO start still proposes boxes after one epoch
-    # exported with the input size free: a 4:1 strip runs at 32x64, not padded to the 64x64 square
+    # exported with the input size free: the graph runs a 4:1 strip at 32x64 (the detector pads a strip for a
+    # 64-px model to the square: one stride-32 cell of grey on each side already fills it)
     strip = cv2.resize(image, (256, 64))
-    assert detector.input_hw_for((256, 64)) == (32, 64)
+    assert detector.input_hw_for((256, 64)) == (64, 64)
     [on_strip] = detector.detect([strip])
     assert on_strip.xyxy.size == 0 or (on_strip.xyxy[:, [1, 3]].max() <= 64 + 1e-3)
+    session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    [out] = session.run(None, {session.get_inputs()[0].name: np.zeros((1, 3, 32, 64), np.float32)})
+    assert out.shape[2] == 4 * 8 + 2 * 4 + 1 * 2  # the three strides' anchors at 32x64
     half = to_fp16(onnx, tmp_path / "export" / "model-fp16.onnx")
     half_detector = OnnxDetector(
         half, DetectorConfig(path=str(half), confidence_threshold=0.001, device="cpu")
