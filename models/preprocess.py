@@ -96,7 +96,7 @@ def letterbox_shape(
     points (pallet 0.705 -> 0.646, forklift_person's people 0.560 -> 0.512) and UR Fall's
     4:3 falls 0.270 -> 0.202. With one stride-32 cell of grey on each side every figure
     equals the square's to the third decimal, and detections on 16:9 CCTV frames stay within
-    about 0.01 of score and 3 px (``/root/anjian-train/fid``, session 23).
+    about 0.01 of score and 3 px (anjian-n 5's card, its status section).
     """
     if stride is None:
         return size_hw
@@ -150,7 +150,7 @@ def letterbox_batch(
     Args:
         images: ``(h, w, 3) uint8`` BGR images, any sizes.
         size_hw: The model's nominal input ``(height, width)``; every image is scaled to fit it.
-        stride: For dynamic-shape models, pad only to this multiple (see ``letterbox_shape``).
+        stride: For dynamic-shape models, pad only to what the images need (see ``letterbox_shape``).
 
     Returns:
         The batch and, per image, the transform mapping model boxes back to its pixels.
