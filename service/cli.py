@@ -823,7 +823,14 @@ def eval_events(
     loaded = _load(config)
 
     def report_clip(score: ClipScore) -> None:
-        typer.echo(f"{score.video}: {len(score.alerts)} alert(s) in {score.clip_s:.0f} s of video", err=True)
+        gated = (
+            f" ({score.frames_inferred} of {score.frames} frames inferred, motion gate)"
+            if score.frames_inferred < score.frames
+            else ""
+        )
+        typer.echo(
+            f"{score.video}: {len(score.alerts)} alert(s) in {score.clip_s:.0f} s of video{gated}", err=True
+        )
         for hint in score.hints:
             typer.secho(f"  hint: {hint}", fg=typer.colors.YELLOW, err=True)
 

@@ -191,6 +191,8 @@ class ClipScore:
         alert_matches: For each alert, whether it matched an incident.
         incidents: Every expected incident with its matching alert.
         hints: Why incidents could not be alerted (see :func:`clip_hints`).
+        frames: Frames analysed.
+        frames_inferred: Frames the detector ran on (fewer behind the camera's motion gate).
     """
 
     video: str
@@ -202,6 +204,8 @@ class ClipScore:
     alert_matches: list[bool] = field(default_factory=list)
     incidents: list[IncidentResult] = field(default_factory=list)
     hints: list[str] = field(default_factory=list)
+    frames: int = 0
+    frames_inferred: int = 0
 
     @property
     def first_alert_s(self) -> float | None:
@@ -209,7 +213,7 @@ class ClipScore:
         return self.alerts[0].alert_s if self.alerts else None
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready form: alerts (raised and condition start), first alert, each incident's time to alert, hints."""
+        """JSON-ready form: alerts (raised and condition start), first alert, each incident's time to alert, hints, frames."""
         return {
             "video": self.video,
             "clip_s": _rounded(self.clip_s),
@@ -234,6 +238,8 @@ class ClipScore:
                 for r in self.incidents
             ],
             "hints": list(self.hints),
+            "frames": self.frames,
+            "frames_inferred": self.frames_inferred,
         }
 
 
@@ -409,6 +415,7 @@ def evaluate_events(
         score = score_clip(
             str(clip.video), clip.expected, raised, tolerance_s=plan.tolerance_s, clip_s=report.video_s
         )
+        score.frames, score.frames_inferred = report.frames, report.frames_inferred
         score.hints = clip_hints(
             clip,
             clip_s=report.video_s,

@@ -6,12 +6,14 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
 from anjian.datasets.synthetic import write_demo_video
 from anjian.models.detections import Detections
 from anjian.pipeline.camera_config import CameraPipelineConfig
+from anjian.pipeline.engine_config import EngineConfig, MotionGateConfig
 from anjian.training.event_eval import (
     EvalCamera,
     EventEvalSpec,
@@ -291,6 +293,38 @@ def test_evaluate_events_replays_each_clip_as_its_camera_and_scores_its_alerts(t
     assert first.hints == []
     assert second.missed == ["smoking"] and second.clip_s <= 2.0 + 0.2
     assert any("does not run the smoking rule" in hint for hint in second.hints)
+    assert first.frames_inferred == first.frames >= 15  # 3 s at 5 fps, no motion gate
+    assert first.to_dict()["frames"] == first.frames
+
+
+def test_evaluate_events_counts_the_frames_a_gated_camera_left_to_the_detector(tmp_path: Path) -> None:
+    """The camera's motion gate holds in the evaluation: an empty still clip is inferred on its first frame and forced ones."""
+
+    class _SeesNothing(_FireEverywhere):
+        def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+            return [Detections.empty({0: "fire"}) for _ in images]
+
+    still = tmp_path / "still.mp4"
+    with av.open(str(still), "w") as container:
+        stream = container.add_stream("libx264", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 160, 90, "yuv420p"
+        for _ in range(40):  # 8 s of one grey picture
+            frame = av.VideoFrame.from_ndarray(np.full((90, 160, 3), 120, np.uint8), format="bgr24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    plan = _plan(tmp_path, "clips:\n  - {video: still.mp4, camera: cam-1, expected: []}\n")
+    camera = _eval_camera()
+    gated = EvalCamera(
+        camera.workshop_id,
+        camera.config.model_copy(update={"engine": EngineConfig(motion_gate=MotionGateConfig(enabled=True))}),
+    )
+
+    [score] = evaluate_events(plan, {"cam-1": gated}, _SeesNothing(), site_id="p", time_zone="UTC")
+
+    assert (
+        score.frames >= 35 and score.frames_inferred <= 3
+    )  # the first frame, then one each max_skip_s (5 s)
+    assert score.to_dict()["frames_inferred"] == score.frames_inferred
 
 
 def test_evaluate_events_times_an_alert_by_the_frame_that_raised_it(tmp_path: Path) -> None:
