@@ -20,8 +20,8 @@ from anjian.models.detections import Detections
 from anjian.models.detector import FileDetector, host_images
 from anjian.models.errors import ModelLoadError, ModelMetadataError
 from anjian.models.metadata import file_digest, floor_to_thresholds, parse_ultralytics_metadata
-from anjian.models.postprocess import detect_on_host
-from anjian.models.preprocess import LetterboxTransform, letterbox_shape
+from anjian.models.postprocess import decode_outputs
+from anjian.models.preprocess import LetterboxTransform, letterbox_batch, letterbox_shape
 
 __all__ = ["ExportDetector", "RawDetections", "fixed_batch_chunks", "open_session"]
 
@@ -175,7 +175,15 @@ class ExportDetector(FileDetector, ABC):
 
     def _detect_raw(self, images: Sequence[Any]) -> list[RawDetections]:
         """Letterbox on the CPU, ``_infer``, decode: each image's boxes in model-input pixels."""
-        return detect_on_host(host_images(images), self.info, self._stride, self.config, self._infer)
+        batch, transforms = self._letterbox(host_images(images))
+        return decode_outputs(self._infer(batch), transforms, self.config)
+
+    def _letterbox(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[LetterboxTransform]]:
+        """The model input for ``images`` and each one's transform: ``letterbox_batch``'s floats.
+
+        A backend whose model converts the frames itself feeds something else (OpenVINO: bytes).
+        """
+        return letterbox_batch(images, self.info.input_hw, stride=self._stride)
 
     @abstractmethod
     def _infer(self, batch: np.ndarray) -> np.ndarray:

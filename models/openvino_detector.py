@@ -37,7 +37,7 @@ from anjian.models.config import DetectorConfig
 from anjian.models.detector import PendingDetections, host_images
 from anjian.models.errors import ModelLoadError
 from anjian.models.int8_ir import Int8Files
-from anjian.models.onnx_export import ExportDetector, RawDetections, fixed_batch_chunks, open_session
+from anjian.models.onnx_export import ExportDetector, fixed_batch_chunks, open_session
 from anjian.models.postprocess import decode_outputs
 from anjian.models.preprocess import LetterboxTransform, letterbox_batch, letterbox_pixel_batch
 
@@ -212,11 +212,6 @@ class OpenVinoDetector(ExportDetector):
             lambda: self._in_image_pixels(decode_outputs(started.wait(), transforms, self.config), images),
             is_ready=started.is_done,
         )
-
-    def _detect_raw(self, images: Sequence[Any]) -> list[RawDetections]:
-        """Letterbox as the compiled model takes it, infer, decode: each image's boxes in model-input pixels."""
-        batch, transforms = self._letterbox(host_images(images))
-        return decode_outputs(self._infer(batch), transforms, self.config)
 
     def model_input(self, images: Sequence[Any]) -> np.ndarray:
         """The batch the compiled model is fed for ``images``: what a benchmark of the model alone must feed."""

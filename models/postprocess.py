@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import cv2
 import numpy as np
 
 from anjian.models.config import DetectorConfig
-from anjian.models.metadata import ModelInfo
-from anjian.models.preprocess import LetterboxTransform, letterbox_batch
+from anjian.models.preprocess import LetterboxTransform
 
-__all__ = ["decode_outputs", "decode_yolo_output", "detect_on_host", "nms_per_class"]
+__all__ = ["decode_outputs", "decode_yolo_output", "nms_per_class"]
 
 
 def nms_per_class(
@@ -70,29 +67,6 @@ def decode_yolo_output(
     xyxy[:, 2:] = cxcywh[:, :2] + cxcywh[:, 2:] / 2
     keep = nms_per_class(xyxy, scores, class_ids, iou_threshold, max_detections)
     return xyxy[keep], scores[keep], class_ids[keep]
-
-
-def detect_on_host(
-    images: list[np.ndarray],
-    info: ModelInfo,
-    stride: int | None,
-    config: DetectorConfig,
-    infer: Callable[[np.ndarray], np.ndarray],
-) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, LetterboxTransform]]:
-    """Letterbox a batch on the CPU, run ``infer`` on it, decode each image's output.
-
-    Args:
-        images: ``(h, w, 3) uint8`` BGR images.
-        info: The model's input size.
-        stride: Pad only to this multiple (dynamic-shape models), else to the full input.
-        config: Thresholds.
-        infer: Runs the model: ``(b, 3, H, W) float32`` in, ``(b, 4 + nc, anchors)`` out.
-
-    Returns:
-        Per image: boxes, scores and classes in model-input pixels, and the letterbox transform.
-    """
-    batch, transforms = letterbox_batch(images, info.input_hw, stride=stride)
-    return decode_outputs(infer(batch), transforms, config)
 
 
 def decode_outputs(
