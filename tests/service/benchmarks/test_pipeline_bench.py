@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from anjian.service.benchmarks.pipeline import BenchPhase, PipelineBenchReport, run_pipeline_bench
+from anjian.service.benchmarks.pipeline import (
+    BenchPhase,
+    PipelineBenchReport,
+    decoder_cpu_s,
+    run_pipeline_bench,
+)
 
 
 def _phase(name: str, fps: float, runtime: str = "") -> BenchPhase:
@@ -48,6 +56,55 @@ def test_report_gives_both_ratios_and_the_share_of_the_limit_at_equal_precision(
         "CPU per analysed frame: anjian 40.0 ms, model limit 36.0 ms: 4.0 ms besides the model "
         "(decoding, evidence, tracking, rules)"
     ) in lines
+
+
+def test_the_cpu_line_splits_off_the_decoding_where_it_was_measured() -> None:
+    limit = _phase("model limit", 50.0)
+    report = PipelineBenchReport(
+        4,
+        "m.onnx",
+        "clip.mp4",
+        2.0,
+        20.0,
+        [dataclasses.replace(_phase("anjian", 45.0), decode_cpu_percent=9.0), limit],
+    )
+    # 9% of a core at 45 frames/s: 2.0 ms a frame of the 4.0 besides the model
+    assert (
+        "CPU per analysed frame: anjian 40.0 ms, model limit 36.0 ms: 4.0 ms besides the model: decoding 2.0 ms "
+        "(to BGR pixels), the rest 2.0 ms (letterbox, evidence, tracking, rules)"
+    ) in report.render().splitlines()
+
+
+def _burn_cpu(seconds: float) -> None:
+    """Spin until this thread has used ``seconds`` of CPU (its own clock: a busy machine only makes it slower)."""
+    clock = time.pthread_getcpuclockid(threading.get_ident())
+    until = time.clock_gettime(clock) + seconds
+    while time.clock_gettime(clock) < until:
+        pass
+
+
+def test_decoder_cpu_counts_the_camera_threads_alone() -> None:
+    worked, release = threading.Barrier(3), threading.Event()
+
+    def work_then_wait() -> None:
+        _burn_cpu(0.05)
+        worked.wait(60)
+        release.wait(60)
+
+    decoder = threading.Thread(target=work_then_wait, name="camera-cam-1", daemon=True)
+    other = threading.Thread(target=work_then_wait, name="pipeline", daemon=True)
+    decoder.start()
+    other.start()
+    try:
+        worked.wait(60)  # both threads have used their 50 ms of CPU
+        clocks = decoder_cpu_s()
+    finally:
+        release.set()
+        decoder.join()
+        other.join()
+    assert decoder.ident is not None and clocks[decoder.ident] >= 0.05
+    assert other.ident not in clocks
+    assert decoder.ident not in decoder_cpu_s()  # an ended thread has no clock to read
 
 
 def test_report_without_the_peers_or_limits_prints_no_ratio() -> None:
