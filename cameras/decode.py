@@ -2,9 +2,11 @@
 
 Sources: ``rtsp://`` (TCP by default, UDP on request), ``rtsps://``, ``http(s)://``
 (progressive or HLS), ``rtmp(s)://``, local files (looping and real-time pacing, for
-replay and tests) and V4L2 capture devices (``/dev/videoN``). Every frame is decoded
-(H.264/H.265 need their references) unless ``keyframes_only`` is set, but only the
-frames the sampler keeps are converted to BGR, which is where the CPU goes.
+replay and tests) and V4L2 capture devices (``/dev/videoN``). Every frame the sampled
+ones need is decoded (H.264/H.265 need their references; ``skip_unused_frames`` leaves
+out B-frames and, with ``cameras.gop``, the end of each GOP after its last sampled
+frame; ``keyframes_only`` decodes keyframes alone), and only the frames the sampler
+keeps are converted to BGR.
 
 A refused login is a ``StreamCredentialsError``, told apart from the other refusals that
 need a config change because retrying it has a cost of its own: cameras lock accounts.
@@ -38,6 +40,7 @@ from anjian.cameras.errors import (
     StreamUnreachableError,
 )
 from anjian.cameras.frame import Frame
+from anjian.cameras.gop import GopTailSkipper, is_idr_packet, nal_length_size
 from anjian.cameras.url import ffmpeg_url, mask_credentials, split_url, url_scheme
 
 __all__ = [
@@ -119,6 +122,11 @@ class FrameSampler:
     def period_s(self) -> float:
         """Stream seconds between kept frames."""
         return self._period_s
+
+    @property
+    def next_due_s(self) -> float | None:
+        """Stream time from which the next frame is kept; None before the first."""
+        return self._next_due_s
 
     def should_keep(self, pts_s: float, *, is_overdue: bool = False) -> bool:
         """Return True if the frame at ``pts_s`` is due; advances the schedule when it is.
@@ -259,6 +267,16 @@ def _samples_at_most_half(config: CameraConfig, stream: av.VideoStream) -> bool:
     return config.skip_unused_frames and bool(rate) and 2 * config.analysis_fps <= float(rate or 0)
 
 
+def _gop_tail_skipper(config: CameraConfig, stream: av.VideoStream, decoder: str) -> GopTailSkipper | None:
+    """A skipper of GOP ends no sample needs, where that is safe to try: CPU-decoded H.264/H.265 sampled at
+    most every other frame, with ``skip_unused_frames`` on; None elsewhere."""
+    if config.keyframes_only or decoder != "cpu" or not _samples_at_most_half(config, stream):
+        return None
+    if stream.codec_context.name not in ("h264", "hevc") or not stream.average_rate:
+        return None
+    return GopTailSkipper(1.0 / float(stream.average_rate))
+
+
 def decoder_threads(config: CameraConfig, width: int, height: int) -> int:
     """FFmpeg decoder threads for a ``width`` x ``height`` stream: the camera's ``decode_threads``, else by size.
 
@@ -383,6 +401,9 @@ def decode_frames(
                 on_open(decoder)
             time_base = stream.time_base or Fraction(1, 90000)
             frame_period_s = 1.0 / float(stream.average_rate) if stream.average_rate else 0.04
+            skipper = _gop_tail_skipper(config, stream, decoder)
+            codec_name = context.name
+            length_size = nal_length_size(codec_name, context.extradata)
             last_pts_s: float | None = None
             consecutive_errors = 0
             last_picture_at = last_kept_at = time.monotonic()
@@ -397,6 +418,24 @@ def decode_frames(
                             on_packet()
                         if packet.is_keyframe and unanswered_keyframe_at is None:
                             unanswered_keyframe_at = time.monotonic()
+                    if skipper is not None and packet.size:
+                        raw_packet_pts = packet.pts if packet.pts is not None else packet.dts
+                        packet_pts_s = (
+                            None
+                            if raw_packet_pts is None
+                            else float(raw_packet_pts * time_base) + pts_offset_s
+                        )
+                        if packet.is_keyframe:
+                            is_idr = is_idr_packet(bytes(packet), codec_name, length_size)
+                            skipper.keyframe(packet_pts_s, is_idr=is_idr)
+                        elif skipper.should_skip(sampler.next_due_s):
+                            if packet_pts_s is not None:  # a looped file's next pass starts after it
+                                last_pts_s = max(packet_pts_s, last_pts_s or packet_pts_s)
+                            if is_live:  # the end of a GOP left undecoded is still no picture
+                                _check_picture_came(
+                                    config, last_picture_at=last_picture_at, unanswered_keyframe_at=None
+                                )
+                            continue
                     try:
                         decoded = packet.decode()
                         consecutive_errors = 0

@@ -1,0 +1,185 @@
+"""GOP ends left undecoded: the sampled frames stay bit-identical, fewer frames are decoded, and only where safe."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from anjian.cameras import decode
+from anjian.cameras.config import CameraConfig
+from anjian.cameras.decode import decode_frames
+from anjian.cameras.gop import GopTailSkipper, is_idr_packet, nal_length_size
+
+FPS = 10
+
+
+def _write_clip(
+    path: Path, *, codec: str = "libx264", gop: int = 10, b_frames: int = 0, seconds: int = 6, **x264: str
+) -> Path:
+    """A 160x96 clip of a moving gradient and noise, a keyframe every ``gop`` frames, as IP cameras send.
+
+    ``x264``: more encoder settings (x264's, or x265's for ``codec="libx265"``).
+    """
+    rng = np.random.default_rng(0)
+    with av.open(str(path), "w") as container:
+        settings = {"keyint": gop, "min-keyint": gop, "scenecut": 0, "bframes": b_frames, **x264}
+        if codec == "libx265":
+            settings["log-level"] = "error"
+        params = ":".join(f"{key}={value}" for key, value in settings.items())
+        options = {"g": str(gop), "bf": str(b_frames), "preset": "ultrafast", "crf": "30"}
+        options["x264-params" if codec == "libx264" else "x265-params"] = params
+        stream = container.add_stream(codec, rate=FPS, options=options)
+        stream.width, stream.height, stream.pix_fmt = 160, 96, "yuv420p"
+        x = np.arange(160, dtype=np.int64)[None, :, None]
+        for i in range(seconds * FPS):
+            image = np.broadcast_to((x + 3 * i) % 256, (96, 160, 3)).astype(np.uint8)
+            image[20:40, (5 * i) % 140 : (5 * i) % 140 + 20] = rng.integers(
+                0, 255, (20, 20, 3), dtype=np.uint8
+            )
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="bgr24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def _samples(path: Path, count: int, *, skipping: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[list, int]:
+    """The first ``count`` sampled frames (pts, pixel digest) of a looped file at 2 fps, and the frames decoded."""
+    with monkeypatch.context() as patch:
+        if not skipping:
+            patch.setattr(decode, "_gop_tail_skipper", lambda *args: None)
+        config = CameraConfig(id="cam", url=str(path), analysis_fps=2.0, loop=True, realtime=False)
+        decoded = [0]
+        out = []
+        for frame in decode_frames(
+            config, stop=threading.Event(), on_decoded=lambda: decoded.__setitem__(0, decoded[0] + 1)
+        ):
+            out.append((round(frame.pts_s, 6), hashlib.sha1(frame.image.tobytes()).hexdigest()))
+            if len(out) == count:
+                break
+    return out, decoded[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "codec", "container_suffix", "gop", "is_skipping_expected"),
+    [
+        ("H.264 in MP4 (length-prefixed), closed GOP", "libx264", "mp4", 10, True),
+        ("H.264 in MPEG-TS (start codes), closed GOP", "libx264", "ts", 10, True),
+        ("H.265 in MP4", "libx265", "mp4", 10, True),
+        ("a keyframe every 2 s", "libx264", "mp4", 20, True),
+    ],
+)
+def test_the_sampled_frames_are_the_same_and_fewer_frames_are_decoded(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    name: str,
+    codec: str,
+    container_suffix: str,
+    gop: int,
+    is_skipping_expected: bool,
+) -> None:
+    closed = {"open-gop": "0"} if codec == "libx265" else {}  # x265 starts its GOPs on CRA frames unless told
+    clip = _write_clip(tmp_path / f"clip.{container_suffix}", codec=codec, gop=gop, **closed)
+    count = 30  # 15 s: past the 6 s file's end twice, so the looped passes are compared too
+    skipped, decoded_with = _samples(clip, count, skipping=True, monkeypatch=monkeypatch)
+    full, decoded_without = _samples(clip, count, skipping=False, monkeypatch=monkeypatch)
+    assert skipped == full, name
+    assert [pts for pts, _ in full] == sorted({pts for pts, _ in full})  # time runs on across the loops
+    assert (decoded_with < decoded_without) is is_skipping_expected, (decoded_with, decoded_without)
+
+
+def test_an_open_gop_stream_is_decoded_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frames after an open GOP's keyframe (here HEVC's CRA, x265's default) may refer to frames before it.
+
+    The same clip with closed GOPs is skipped (the H.265 case above): only the keyframe kind differs.
+    """
+    clip = _write_clip(tmp_path / "open.mp4", codec="libx265", gop=10)
+    skipped, decoded_with = _samples(clip, 20, skipping=True, monkeypatch=monkeypatch)
+    full, decoded_without = _samples(clip, 20, skipping=False, monkeypatch=monkeypatch)
+    assert skipped == full
+    assert decoded_with == decoded_without
+
+
+def test_keyframes_of_closed_and_open_gops_are_told_apart(tmp_path: Path) -> None:
+    for clip, expect_idr_after_the_first in (
+        (_write_clip(tmp_path / "closed.ts", gop=10), True),
+        (_write_clip(tmp_path / "closed.mp4", gop=10), True),
+        (_write_clip(tmp_path / "closed.mkv", codec="libx265", gop=10, **{"open-gop": "0"}), True),
+        (_write_clip(tmp_path / "cra.mkv", codec="libx265", gop=10), False),  # x265's default: open GOPs
+        (_write_clip(tmp_path / "open.mp4", gop=10, b_frames=2, **{"open-gop": "1", "bframes": "2"}), False),
+    ):
+        with av.open(str(clip)) as container:
+            stream = container.streams.video[0]
+            context = stream.codec_context
+            length_size = nal_length_size(context.name, context.extradata)
+            assert (length_size is None) is (clip.suffix == ".ts"), clip.name
+            keys = [
+                is_idr_packet(bytes(packet), context.name, length_size)
+                for packet in container.demux(stream)
+                if packet.size and packet.is_keyframe
+            ]
+        assert keys[0], clip.name  # the stream starts on an IDR
+        assert len(keys) >= 3 and all(key is expect_idr_after_the_first for key in keys[1:]), (
+            clip.name,
+            keys,
+        )
+
+
+def test_the_skipper_predicts_only_from_three_evenly_spaced_idr_keyframes() -> None:
+    skipper = GopTailSkipper(0.1)
+    skipper.keyframe(0.0, is_idr=True)
+    skipper.keyframe(1.0, is_idr=True)
+    assert skipper.next_keyframe_s is None
+    assert not skipper.should_skip(1.5)
+    skipper.keyframe(2.0, is_idr=True)
+    assert skipper.next_keyframe_s == pytest.approx(3.0)
+    assert not skipper.should_skip(2.5)  # a sample is still due before the keyframe
+    assert not skipper.should_skip(2.9)  # ... one frame before it
+    assert skipper.should_skip(2.96)  # the keyframe serves the next sample
+    assert skipper.should_skip(2.5)  # once begun, until the keyframe: none after could decode
+    assert skipper.skipped == 2
+    skipper.keyframe(3.0, is_idr=True)
+    assert not skipper.should_skip(3.5)
+
+
+@pytest.mark.parametrize(
+    ("keyframes", "why"),
+    [
+        ([(0.0, True), (1.0, True), (2.5, True)], "an irregular interval"),
+        ([(0.0, True), (1.0, True), (2.0, False)], "an open GOP's keyframe"),
+        ([(0.0, True), (1.0, True), (None, True)], "an unstamped keyframe"),
+        ([(5.0, True), (6.0, True), (7.0, True), (1.0, True)], "time going back (a loop, a reset camera)"),
+        ([(0.0, True), (1.0, True), (2.0, True), (3.5, True)], "a keyframe later than predicted"),
+    ],
+)
+def test_the_skipper_stops_predicting_on(keyframes: list[tuple[float | None, bool]], why: str) -> None:
+    skipper = GopTailSkipper(0.1)
+    for pts_s, is_idr in keyframes:
+        skipper.keyframe(pts_s, is_idr=is_idr)
+    assert skipper.next_keyframe_s is None, why
+    assert not skipper.should_skip(1e9), why
+
+
+def test_only_cpu_decoding_sampled_at_most_every_other_frame_skips(tmp_path: Path) -> None:
+    clip = _write_clip(tmp_path / "clip.mp4", gop=10)
+    with av.open(str(clip)) as container:
+        stream = container.streams.video[0]
+        sparse = CameraConfig(id="c", url=str(clip), analysis_fps=2.0)
+        assert decode._gop_tail_skipper(sparse, stream, "cpu") is not None
+        assert decode._gop_tail_skipper(sparse, stream, "cuda") is None
+        assert (
+            decode._gop_tail_skipper(sparse.model_copy(update={"analysis_fps": 6.0}), stream, "cpu") is None
+        )
+        assert (
+            decode._gop_tail_skipper(sparse.model_copy(update={"skip_unused_frames": False}), stream, "cpu")
+            is None
+        )
+        assert (
+            decode._gop_tail_skipper(sparse.model_copy(update={"keyframes_only": True}), stream, "cpu")
+            is None
+        )
