@@ -40,7 +40,7 @@ from anjian.cameras.errors import (
     StreamUnreachableError,
 )
 from anjian.cameras.frame import Frame
-from anjian.cameras.gop import GopTailSkipper, is_idr_packet, nal_length_size
+from anjian.cameras.gop import GopTailSkipper, nal_length_size
 from anjian.cameras.url import ffmpeg_url, mask_credentials, split_url, url_scheme
 
 __all__ = [
@@ -272,9 +272,11 @@ def _gop_tail_skipper(config: CameraConfig, stream: av.VideoStream, decoder: str
     most every other frame, with ``skip_unused_frames`` on; None elsewhere."""
     if config.keyframes_only or decoder != "cpu" or not _samples_at_most_half(config, stream):
         return None
-    if stream.codec_context.name not in ("h264", "hevc") or not stream.average_rate:
+    context = stream.codec_context
+    if context.name not in ("h264", "hevc") or not stream.average_rate:
         return None
-    return GopTailSkipper(1.0 / float(stream.average_rate))
+    length_size = nal_length_size(context.name, context.extradata)
+    return GopTailSkipper(1.0 / float(stream.average_rate), codec_name=context.name, length_size=length_size)
 
 
 def decoder_threads(config: CameraConfig, width: int, height: int) -> int:
@@ -402,8 +404,6 @@ def decode_frames(
             time_base = stream.time_base or Fraction(1, 90000)
             frame_period_s = 1.0 / float(stream.average_rate) if stream.average_rate else 0.04
             skipper = _gop_tail_skipper(config, stream, decoder)
-            codec_name = context.name
-            length_size = nal_length_size(codec_name, context.extradata)
             last_pts_s: float | None = None
             consecutive_errors = 0
             last_picture_at = last_kept_at = time.monotonic()
@@ -426,8 +426,7 @@ def decode_frames(
                             else float(raw_packet_pts * time_base) + pts_offset_s
                         )
                         if packet.is_keyframe:
-                            is_idr = is_idr_packet(bytes(packet), codec_name, length_size)
-                            skipper.keyframe(packet_pts_s, is_idr=is_idr)
+                            skipper.keyframe_packet(packet_pts_s, bytes(packet))
                         elif skipper.should_skip(sampler.next_due_s):
                             if packet_pts_s is not None:  # a looped file's next pass starts after it
                                 last_pts_s = max(packet_pts_s, last_pts_s or packet_pts_s)

@@ -84,13 +84,19 @@ class GopTailSkipper:
 
     Args:
         frame_period_s: The stream's frame period; half of it is the tolerance on keyframe times.
+        codec_name: ``h264`` or ``hevc``: how its keyframe packets are read.
+        length_size: The stream's NAL length prefix (``nal_length_size``), None for start codes.
 
     Attributes:
         skipped: Packets left undecoded so far.
     """
 
-    def __init__(self, frame_period_s: float) -> None:
+    def __init__(
+        self, frame_period_s: float, *, codec_name: str = "h264", length_size: int | None = None
+    ) -> None:
         self._tolerance_s = frame_period_s / 2
+        self._codec_name = codec_name
+        self._length_size = length_size
         self._keyframes: deque[float] = deque(maxlen=_KEYFRAMES_FOR_A_PREDICTION)
         self._is_skipping = False
         self.skipped = 0
@@ -119,6 +125,10 @@ class GopTailSkipper:
             self._keyframes.clear()
         if pts_s is not None and is_idr:
             self._keyframes.append(pts_s)
+
+    def keyframe_packet(self, pts_s: float | None, data: bytes) -> None:
+        """A keyframe packet came: ``keyframe`` with whether its bytes hold an IDR picture."""
+        self.keyframe(pts_s, is_idr=is_idr_packet(data, self._codec_name, self._length_size))
 
     def should_skip(self, next_due_s: float | None) -> bool:
         """For a packet that is not a keyframe: True to leave it undecoded.
