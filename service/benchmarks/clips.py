@@ -1,4 +1,4 @@
-"""Write small synthetic H.264 MP4 clips with PyAV: the stand-in camera footage of benchmarks and tests.
+"""Write small synthetic H.264 (or H.265) clips with PyAV: the stand-in camera footage of benchmarks and tests.
 
 Benchmarks and tests need real encoded video (to exercise the real PyAV decode path
 and to feed the RTSP server in :mod:`anjian.service.benchmarks.rtsp`) without files
@@ -17,10 +17,11 @@ from typing import Literal
 import av
 import numpy as np
 
-__all__ = ["ClipEncoding", "ClipPattern", "write_synthetic_clip"]
+__all__ = ["ClipCodec", "ClipEncoding", "ClipPattern", "write_synthetic_clip"]
 
 ClipPattern = Literal["moving-box", "static", "black"]
 ClipEncoding = Literal["fast", "camera"]
+ClipCodec = Literal["h264", "hevc"]
 
 _PATTERNS: tuple[str, ...] = ("moving-box", "static", "black")
 _ENCODINGS: dict[str, dict[str, str]] = {
@@ -44,8 +45,10 @@ def write_synthetic_clip(
     keyframe_interval_s: float = 1.0,
     encoding: ClipEncoding = "fast",
     b_frames: int = 0,
+    codec: ClipCodec = "h264",
+    open_gop: bool = False,
 ) -> Path:
-    """Write a small H.264 (yuv420p) MP4 clip made of synthetic frames.
+    """Write a small H.264 or H.265 (yuv420p) clip made of synthetic frames; the suffix names the container.
 
     Every clip has a keyframe each ``keyframe_interval_s`` (never more often: no
     scene-cut keyframes) and, unless ``b_frames`` asks for them, no B-frames, like most
@@ -69,6 +72,9 @@ def write_synthetic_clip(
             ``"camera"`` (veryfast, CRF 23: what decoding a camera costs).
         b_frames: Most B-frames between two reference frames (0-4), as files exported by
             editors have; needs the ``camera`` encoding (``fast`` tunes for zero latency).
+        codec: ``h264`` (libx264) or ``hevc`` (libx265; the encodings' presets alike).
+        open_gop: Keyframes that let later frames refer to frames before them (x264: recovery
+            points, with B-frames; x265: CRA frames) instead of IDR frames.
 
     Returns:
         The path written, as a ``Path``.
@@ -96,6 +102,8 @@ def write_synthetic_clip(
         raise ValueError(f"encoding must be one of {tuple(_ENCODINGS)}, got {encoding!r}")
     if not 0 <= b_frames <= 4 or (b_frames and encoding != "camera"):
         raise ValueError(f"b_frames must be 0-4, and 0 unless encoding='camera', got {b_frames!r}")
+    if codec not in ("h264", "hevc"):
+        raise ValueError(f"codec must be 'h264' or 'hevc', got {codec!r}")
 
     out_path = Path(path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,10 +117,11 @@ def write_synthetic_clip(
         else None
     )
 
+    encoder = _encoder_name() if codec == "h264" else "libx265"
     with av.open(str(out_path), mode="w") as container:
-        stream = container.add_stream(_encoder_name(), rate=fps)
+        stream = container.add_stream(encoder, rate=fps)
         if not isinstance(stream, av.VideoStream):
-            raise TypeError(f"expected a video stream from {_encoder_name()}, got {type(stream).__name__}")
+            raise TypeError(f"expected a video stream from {encoder}, got {type(stream).__name__}")
         stream.width = width
         stream.height = height
         stream.pix_fmt = "yuv420p"
@@ -120,6 +129,12 @@ def write_synthetic_clip(
         stream.max_b_frames = b_frames
         if stream.codec_context.name == "libx264":
             stream.options = {**_ENCODINGS[encoding], "keyint_min": str(gop), "sc_threshold": "0"}
+            if open_gop:
+                stream.options = {**stream.options, "x264-params": "open-gop=1"}
+        elif stream.codec_context.name == "libx265":
+            x265 = f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={b_frames}:open-gop={int(open_gop)}"
+            preset = {key: value for key, value in _ENCODINGS[encoding].items() if key != "tune"}
+            stream.options = {**preset, "x265-params": f"{x265}:log-level=error"}
         for index in range(n_frames):
             image = _frame(pattern, background, index, n_frames)
             if noise is not None:

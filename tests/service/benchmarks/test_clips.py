@@ -49,8 +49,9 @@ def test_sensor_noise_makes_a_static_scene_change_from_frame_to_frame(tmp_path: 
         ({"encoding": "lossless"}, "encoding"),
         ({"pattern": "stripes"}, "pattern"),
         ({"size_wh": (15, 16)}, "size_wh"),
+        ({"codec": "vp9"}, "codec"),
     ],
-    ids=["noise", "keyframes", "encoding", "pattern", "odd-size"],
+    ids=["noise", "keyframes", "encoding", "pattern", "odd-size", "codec"],
 )
 def test_bad_arguments_are_refused_by_name(tmp_path: Path, kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
