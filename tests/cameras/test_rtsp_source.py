@@ -3,6 +3,7 @@ among eight."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -270,3 +271,29 @@ def test_one_dead_camera_of_eight_does_not_slow_the_other_seven(
     finally:
         cameras.stop()
     assert after["cam8"].state in (CameraState.OFFLINE, CameraState.STALLED)
+
+
+def test_a_live_camera_sampled_at_2_fps_leaves_the_ends_of_its_gops_undecoded(
+    rtsp_server_factory: Callable[..., RtspTestServer], tmp_path: Path
+) -> None:
+    """IDR keyframes every second at 10 fps, 2 analysed fps: once three keyframes have come, the frames after a
+    GOP's last sample go undecoded, and the camera delivers its samples on time, online, without a stall."""
+    clip = make_test_clip(tmp_path / "gop-1s.mp4", seconds=30, fps=10, keyframe_interval_s=1.0)
+    server = rtsp_server_factory({"/cam1": clip})
+    source = VideoSource(
+        _camera("cam1", server.url("/cam1"), analysis_fps=2, stall_timeout_s=5, open_timeout_s=10)
+    )
+    source.start()
+    try:
+        frames = []
+        while len(frames) < 24 and (frame := source.wait_frame(timeout_s=30)) is not None:
+            frames.append(frame)
+        health = source.health()
+    finally:
+        source.stop()
+    assert len(frames) == 24, health
+    assert health.state == CameraState.ONLINE and health.reconnects == 0, health
+    gaps = [b.pts_s - a.pts_s for a, b in itertools.pairwise(frames)]
+    assert all(gap == pytest.approx(0.5, abs=0.11) for gap in gaps), gaps  # every sample, none late
+    # Decoding every frame: 5 a sample. The ends left out: 3 (the frames after the half-second sample).
+    assert health.frames_decoded < 4.5 * health.frames_delivered, health
