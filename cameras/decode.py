@@ -19,7 +19,7 @@ import logging
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from typing import Any
 
@@ -137,29 +137,18 @@ class FrameSampler:
         if is_overdue:
             self._next_due_s = pts_s + self._period_s
             return True
-        is_kept, self._next_due_s = self._step(self._next_due_s, pts_s)
-        return is_kept
-
-    def due_after(self, pts_values: Iterable[float]) -> float | None:
-        """When the next frame will be due once frames at ``pts_values`` (ascending) have come; nothing changes.
-
-        What a decoder still holds (frames fed, not yet out) will move the schedule this far.
-        """
-        due = self._next_due_s
-        for pts_s in pts_values:
-            due = self._step(due, pts_s)[1]
-        return due
-
-    def _step(self, due: float | None, pts_s: float) -> tuple[bool, float | None]:
-        """Whether a frame at ``pts_s`` is kept when the next is due at ``due``, and when the one after is due."""
-        if due is None or pts_s + 1e-6 >= due:
+        if self._next_due_s is None or pts_s + 1e-6 >= self._next_due_s:
+            due = self._next_due_s
             # Stay on the grid unless we fell more than a period behind (a gap, a seek, a loop).
             if due is None or pts_s - due > self._period_s or pts_s < due - self._period_s:
-                return True, pts_s + self._period_s
-            return True, due + self._period_s
-        if pts_s < due - 2 * self._period_s:  # time went backwards: resync
-            return True, pts_s + self._period_s
-        return False, due
+                self._next_due_s = pts_s + self._period_s
+            else:
+                self._next_due_s = due + self._period_s
+            return True
+        if pts_s < self._next_due_s - 2 * self._period_s:  # time went backwards: resync
+            self._next_due_s = pts_s + self._period_s
+            return True
+        return False
 
 
 def _host_is_unknown(url: str) -> bool:
@@ -416,7 +405,6 @@ def decode_frames(
             frame_period_s = 1.0 / float(stream.average_rate) if stream.average_rate else 0.04
             skipper = _gop_tail_skipper(config, stream, decoder)
             last_pts_s: float | None = None
-            skipped_pts_s: float | None = None  # the last packet left undecoded (an end of a GOP)
             consecutive_errors = 0
             last_picture_at = last_kept_at = time.monotonic()
             unanswered_keyframe_at: float | None = None  # keyframes_only: a keyframe came, no picture yet
@@ -437,14 +425,11 @@ def decode_frames(
                             if raw_packet_pts is None
                             else float(raw_packet_pts * time_base) + pts_offset_s
                         )
-                        if skipper.leaves_out(
-                            packet_pts_s,
-                            bytes(packet),
-                            is_keyframe=packet.is_keyframe,
-                            due_after=sampler.due_after,
-                        ):
+                        if packet.is_keyframe:
+                            skipper.keyframe_packet(packet_pts_s, bytes(packet))
+                        elif skipper.should_skip(sampler.next_due_s):
                             if packet_pts_s is not None:  # a looped file's next pass starts after it
-                                skipped_pts_s = max(packet_pts_s, skipped_pts_s or packet_pts_s)
+                                last_pts_s = max(packet_pts_s, last_pts_s or packet_pts_s)
                             if is_live:  # the end of a GOP left undecoded is still no picture
                                 _check_picture_came(
                                     config, last_picture_at=last_picture_at, unanswered_keyframe_at=None
@@ -481,8 +466,6 @@ def decode_frames(
                         else:  # RTP often leaves the very first frame unstamped
                             pts_s = pts_offset_s if last_pts_s is None else last_pts_s + frame_period_s
                         last_pts_s = pts_s
-                        if skipper is not None:
-                            skipper.output(pts_s)
                         # A live camera whose timestamps barely advance (one tick a frame) would
                         # never reach the next due pts: past a few periods of wall time, keep one.
                         is_overdue = (
@@ -531,5 +514,4 @@ def decode_frames(
             # A whole pass without one picture: looping again at once would spin a core for ever.
             raise DecodeError(f"{masked}: the file has no decodable picture")
         # Looping a file: continue the timeline one frame period after the last frame.
-        pass_end_s = max((t for t in (last_pts_s, skipped_pts_s) if t is not None), default=None)
-        pts_offset_s = (pass_end_s if pass_end_s is not None else pts_offset_s) + frame_period_s
+        pts_offset_s = (last_pts_s if last_pts_s is not None else pts_offset_s) + frame_period_s

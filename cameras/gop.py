@@ -15,30 +15,16 @@ that keyframe, and an irregular interval (a "smart" codec stretching its GOP on 
 scene) stops the skipping until three regular keyframes have come again. Only IDR
 keyframes count: an open GOP's keyframe (H.264 recovery point, HEVC CRA) lets frames
 after it refer to frames before it.
-
-With B-frames the decoder holds the reference pictures it was fed until the frames
-between them have come (NONREF discards the B-frames nothing refers to), so the sampler's
-schedule is judged as it will be once those are out (``FrameSampler.due_after``): on
-the pipeline bench's footage (B-frames, a keyframe a second) 2.06 frames decoded per
-sample become 1.53. A stream whose B-frames are themselves references (x264's B-pyramid)
-feeds pictures earlier than those held; there only the sampler's own schedule counts.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections import deque
-from collections.abc import Callable, Sequence
 
-__all__ = ["GopTailSkipper", "is_idr_packet", "is_reference_packet", "nal_length_size"]
+__all__ = ["GopTailSkipper", "is_idr_packet", "nal_length_size"]
 
 _H264_IDR = 5
-_H264_SLICES = (1, 2, 5)  # non-IDR slice, slice data partition A, IDR slice
 _HEVC_IDR = (19, 20)  # IDR_W_RADL, IDR_N_LP
-_HEVC_LAST_NON_REF = (
-    14  # TRAIL_N 0, TSA_N 2, STSA_N 4, RADL_N 6, RASL_N 8, reserved 10-14: even, non-reference
-)
-_HEVC_FIRST_NON_VCL = 32
 _KEYFRAMES_FOR_A_PREDICTION = 3
 
 
@@ -77,22 +63,6 @@ def _nal_headers(data: bytes, length_size: int | None) -> list[int]:
     return headers
 
 
-def is_reference_packet(data: bytes, codec_name: str, length_size: int | None) -> bool:
-    """Whether a packet holds a picture other pictures may refer to: one the decoder outputs under NONREF.
-
-    H.264: a slice with a non-zero ``nal_ref_idc``; H.265: a slice of any type but the sub-layer
-    non-reference ones (the even types below 16), as FFmpeg tells them apart. False when it cannot tell.
-    """
-    for header in _nal_headers(data, length_size):
-        if codec_name == "h264" and header & 0x1F in _H264_SLICES and (header >> 5) & 0x03:
-            return True
-        if codec_name == "hevc":
-            nal_type = (header >> 1) & 0x3F
-            if nal_type < _HEVC_FIRST_NON_VCL and not (nal_type <= _HEVC_LAST_NON_REF and nal_type % 2 == 0):
-                return True
-    return False
-
-
 def is_idr_packet(data: bytes, codec_name: str, length_size: int | None) -> bool:
     """Whether a packet holds an IDR picture: a keyframe that closes its GOP (nothing after it refers before it).
 
@@ -110,11 +80,11 @@ def is_idr_packet(data: bytes, codec_name: str, length_size: int | None) -> bool
 
 
 class GopTailSkipper:
-    """Decides, packet by packet, whether a packet may go undecoded (see the module's docstring).
+    """Decides, packet by packet, whether a non-key packet may go undecoded (see the module's docstring).
 
     Args:
         frame_period_s: The stream's frame period; half of it is the tolerance on keyframe times.
-        codec_name: ``h264`` or ``hevc``: how its packets are read.
+        codec_name: ``h264`` or ``hevc``: how its keyframe packets are read.
         length_size: The stream's NAL length prefix (``nal_length_size``), None for start codes.
 
     Attributes:
@@ -128,9 +98,6 @@ class GopTailSkipper:
         self._codec_name = codec_name
         self._length_size = length_size
         self._keyframes: deque[float] = deque(maxlen=_KEYFRAMES_FOR_A_PREDICTION)
-        self._pending: list[float] = []  # reference pictures fed to the decoder, not out yet (ascending)
-        self._last_reference_s: float | None = None
-        self._has_reordered_references = False
         self._is_skipping = False
         self.skipped = 0
 
@@ -145,59 +112,8 @@ class GopTailSkipper:
             return None
         return last + interval
 
-    def leaves_out(
-        self,
-        pts_s: float | None,
-        data: bytes,
-        *,
-        is_keyframe: bool,
-        due_after: Callable[[Sequence[float]], float | None],
-    ) -> bool:
-        """Whether to leave a packet undecoded; call it for every packet with data, in decode order.
-
-        Args:
-            pts_s: The packet's presentation time (stream seconds), None when unstamped.
-            data: Its bytes.
-            is_keyframe: The container flags it as a keyframe (a keyframe is always decoded).
-            due_after: ``FrameSampler.due_after``: when the next frame will be due once frames at
-                the given times have come out of the decoder.
-        """
-        is_reference = is_keyframe or is_reference_packet(data, self._codec_name, self._length_size)
-        if is_reference and pts_s is not None:
-            # A reference picture earlier than one already fed: B-frames that others refer to.
-            # Such a picture, fed later, comes out before those the decoder holds, so what it
-            # holds no longer tells the schedule; only the sampler's own next due time does.
-            if self._last_reference_s is not None and pts_s < self._last_reference_s - 1e-6:
-                self._has_reordered_references = True
-            self._last_reference_s = pts_s
-        if is_keyframe:
-            self._keyframe(pts_s, is_idr=is_idr_packet(data, self._codec_name, self._length_size))
-        elif self._is_skipping or self._begins_skipping(due_after):
-            self.skipped += 1
-            return True
-        if is_reference and pts_s is not None:
-            bisect.insort(self._pending, pts_s)
-        return False
-
-    def output(self, pts_s: float) -> None:
-        """The decoder gave out the frame at ``pts_s``: it, and anything before it, is no longer pending."""
-        del self._pending[: bisect.bisect_right(self._pending, pts_s + 1e-6)]
-
-    def _begins_skipping(self, due_after: Callable[[Sequence[float]], float | None]) -> bool:
-        """Whether no frame before the predicted keyframe is needed any more (the rest of the GOP then goes)."""
-        predicted = self.next_keyframe_s
-        if predicted is None:
-            return False
-        # The frames the decoder holds come out first and move the schedule on (the B-frames'
-        # anchors); the next sample is then served by the keyframe or a later frame.
-        due = due_after(() if self._has_reordered_references else self._pending)
-        if due is None or due < predicted - self._tolerance_s:
-            return False
-        self._is_skipping = True
-        return True
-
-    def _keyframe(self, pts_s: float | None, *, is_idr: bool) -> None:
-        """A keyframe packet: the skipping ends; an IDR one counts towards the next prediction.
+    def keyframe(self, pts_s: float | None, *, is_idr: bool) -> None:
+        """A keyframe packet came (it is decoded): the skipping ends; an IDR one counts towards the next prediction.
 
         One that is late, not an IDR, unstamped or earlier than the last (a loop, a camera's
         clock reset) starts the count of regular keyframes again.
@@ -209,3 +125,23 @@ class GopTailSkipper:
             self._keyframes.clear()
         if pts_s is not None and is_idr:
             self._keyframes.append(pts_s)
+
+    def keyframe_packet(self, pts_s: float | None, data: bytes) -> None:
+        """A keyframe packet came: ``keyframe`` with whether its bytes hold an IDR picture."""
+        self.keyframe(pts_s, is_idr=is_idr_packet(data, self._codec_name, self._length_size))
+
+    def should_skip(self, next_due_s: float | None) -> bool:
+        """For a packet that is not a keyframe: True to leave it undecoded.
+
+        Args:
+            next_due_s: When the sampler's next frame is due (stream seconds), None before the first.
+        """
+        if not self._is_skipping:
+            predicted = self.next_keyframe_s
+            # Every frame before the predicted keyframe is earlier than the next sample, which
+            # the keyframe (or a later frame) will serve: none of them is needed any more.
+            if predicted is None or next_due_s is None or next_due_s < predicted - self._tolerance_s:
+                return False
+            self._is_skipping = True
+        self.skipped += 1
+        return True

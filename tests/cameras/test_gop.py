@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,11 +12,10 @@ import pytest
 
 from anjian.cameras import decode
 from anjian.cameras.config import CameraConfig
-from anjian.cameras.decode import FrameSampler, decode_frames
+from anjian.cameras.decode import decode_frames
 from anjian.cameras.gop import GopTailSkipper, is_idr_packet, nal_length_size
 from anjian.service.benchmarks.clips import ClipCodec
 from tests.support.clips import make_test_clip
-from tests.support.real_data import require_shared_data
 
 FPS = 10
 
@@ -74,29 +72,6 @@ def test_the_sampled_frames_are_the_same_and_fewer_frames_are_decoded(
     assert decoded_with < decoded_without, (name, decoded_with, decoded_without)
 
 
-def test_real_footage_with_b_frames_decodes_a_quarter_fewer_frames_for_the_same_samples(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """``people_one_by_one.mp4`` (the pipeline bench's footage): 10 fps, two B-frames nothing refers to between
-    its P-frames, a keyframe a second. The anchors the decoder holds serve the half-second sample."""
-    video = require_shared_data("videos", "people_one_by_one.mp4")
-    skipped, decoded_with = _samples(video, 40, skipping=True, monkeypatch=monkeypatch)
-    full, decoded_without = _samples(video, 40, skipping=False, monkeypatch=monkeypatch)
-    assert skipped == full
-    assert decoded_with < 0.8 * decoded_without, (decoded_with, decoded_without)
-
-
-def test_b_frames_that_are_references_keep_the_sampled_frames_the_same(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """x264's B-pyramid: a B-frame others refer to comes after a later P-frame and before it in time."""
-    clip = _write_clip(tmp_path / "pyramid.mp4", encoding="camera", b_frames=2)
-    skipped, decoded_with = _samples(clip, 30, skipping=True, monkeypatch=monkeypatch)
-    full, decoded_without = _samples(clip, 30, skipping=False, monkeypatch=monkeypatch)
-    assert skipped == full
-    assert decoded_with <= decoded_without
-
-
 def test_an_open_gop_stream_is_decoded_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Frames after an open GOP's keyframe (HEVC's CRA here) may refer to frames before it: nothing is left out.
 
@@ -134,85 +109,39 @@ def test_keyframes_of_closed_and_open_gops_are_told_apart(tmp_path: Path) -> Non
         )
 
 
-# One-NAL H.264 packets with start codes: IDR slice (nal_ref_idc 3), reference slice (2), non-reference slice (0).
-IDR, REFERENCE, NON_REFERENCE = b"\x00\x00\x01\x65", b"\x00\x00\x01\x41", b"\x00\x00\x01\x01"
-
-
-def _due(next_due_s: float | None) -> Callable[[Sequence[float]], float | None]:
-    """``FrameSampler.due_after`` of a sampler at 2 fps whose next frame is due at ``next_due_s``."""
-    sampler = FrameSampler(2.0)
-    sampler._next_due_s = next_due_s
-    return sampler.due_after
-
-
-def _keyframes(skipper: GopTailSkipper, *keyframes: tuple[float | None, bytes]) -> None:
-    for pts_s, data in keyframes:
-        assert not skipper.leaves_out(pts_s, data, is_keyframe=True, due_after=_due(None))
-        if pts_s is not None:
-            skipper.output(pts_s)
-
-
 def test_the_skipper_predicts_only_from_three_evenly_spaced_idr_keyframes() -> None:
-    skipper = GopTailSkipper(0.1, length_size=None)
-    _keyframes(skipper, (0.0, IDR), (1.0, IDR))
+    skipper = GopTailSkipper(0.1)
+    skipper.keyframe(0.0, is_idr=True)
+    skipper.keyframe(1.0, is_idr=True)
     assert skipper.next_keyframe_s is None
-    assert not skipper.leaves_out(1.6, REFERENCE, is_keyframe=False, due_after=_due(2.0))
-    skipper.output(1.6)
-    _keyframes(skipper, (2.0, IDR))
+    assert not skipper.should_skip(1.5)
+    skipper.keyframe(2.0, is_idr=True)
     assert skipper.next_keyframe_s == pytest.approx(3.0)
-    assert not skipper.leaves_out(2.1, REFERENCE, is_keyframe=False, due_after=_due(2.5))  # a sample is due
-    skipper.output(2.1)
-    assert not skipper.leaves_out(
-        2.9, REFERENCE, is_keyframe=False, due_after=_due(2.9)
-    )  # ... one frame before
-    skipper.output(2.9)
-    assert skipper.leaves_out(
-        2.91, REFERENCE, is_keyframe=False, due_after=_due(3.0)
-    )  # the keyframe serves it
-    assert skipper.leaves_out(2.92, REFERENCE, is_keyframe=False, due_after=_due(2.5))  # then all until it
+    assert not skipper.should_skip(2.5)  # a sample is still due before the keyframe
+    assert not skipper.should_skip(2.9)  # ... one frame before it
+    assert skipper.should_skip(2.96)  # the keyframe serves the next sample
+    assert skipper.should_skip(2.5)  # once begun, until the keyframe: none after could decode
     assert skipper.skipped == 2
-    _keyframes(skipper, (3.0, IDR))
-    assert not skipper.leaves_out(3.1, REFERENCE, is_keyframe=False, due_after=_due(3.5))
-
-
-def test_the_frames_the_decoder_holds_move_the_schedule_when_only_non_reference_b_frames_reorder() -> None:
-    """B-frames nothing refers to are never output (NONREF): the anchors fed before them come out first."""
-    skipper = GopTailSkipper(0.1, length_size=None)
-    _keyframes(skipper, (0.0, IDR), (1.0, IDR), (2.0, IDR))
-    assert not skipper.leaves_out(2.3, REFERENCE, is_keyframe=False, due_after=_due(2.5))
-    assert not skipper.leaves_out(2.6, REFERENCE, is_keyframe=False, due_after=_due(2.5))  # will serve 2.5
-    # The decoder holds 2.3 and 2.6 (to put 2.4 and 2.5 between them); once out, the next sample
-    # is due at 3.0, the keyframe's: from here on nothing is needed, the B-frames between included.
-    assert skipper.leaves_out(2.4, NON_REFERENCE, is_keyframe=False, due_after=_due(2.5))
-    assert skipper.leaves_out(2.9, REFERENCE, is_keyframe=False, due_after=_due(2.5))
-
-
-def test_a_reference_b_frame_makes_the_skipper_judge_by_the_sampler_alone() -> None:
-    """A reference picture earlier than one fed before it comes out first: what the decoder holds says nothing."""
-    skipper = GopTailSkipper(0.1, length_size=None)
-    _keyframes(skipper, (0.0, IDR), (1.0, IDR), (2.0, IDR))
-    assert not skipper.leaves_out(2.7, REFERENCE, is_keyframe=False, due_after=_due(2.5))
-    assert not skipper.leaves_out(2.5, REFERENCE, is_keyframe=False, due_after=_due(2.5))  # the 2.5 sample
-    assert not skipper.leaves_out(2.9, REFERENCE, is_keyframe=False, due_after=_due(2.5))  # 2.5 not out yet
-    skipper.output(2.5)
-    assert skipper.leaves_out(2.95, REFERENCE, is_keyframe=False, due_after=_due(3.0))
+    skipper.keyframe(3.0, is_idr=True)
+    assert not skipper.should_skip(3.5)
 
 
 @pytest.mark.parametrize(
     ("keyframes", "why"),
     [
-        ([(0.0, IDR), (1.0, IDR), (2.5, IDR)], "an irregular interval"),
-        ([(0.0, IDR), (1.0, IDR), (2.0, REFERENCE)], "an open GOP's keyframe"),
-        ([(0.0, IDR), (1.0, IDR), (None, IDR)], "an unstamped keyframe"),
-        ([(5.0, IDR), (6.0, IDR), (7.0, IDR), (1.0, IDR)], "time going back (a loop, a reset camera)"),
-        ([(0.0, IDR), (1.0, IDR), (2.0, IDR), (3.5, IDR)], "a keyframe later than predicted"),
+        ([(0.0, True), (1.0, True), (2.5, True)], "an irregular interval"),
+        ([(0.0, True), (1.0, True), (2.0, False)], "an open GOP's keyframe"),
+        ([(0.0, True), (1.0, True), (None, True)], "an unstamped keyframe"),
+        ([(5.0, True), (6.0, True), (7.0, True), (1.0, True)], "time going back (a loop, a reset camera)"),
+        ([(0.0, True), (1.0, True), (2.0, True), (3.5, True)], "a keyframe later than predicted"),
     ],
 )
-def test_the_skipper_stops_predicting_on(keyframes: list[tuple[float | None, bytes]], why: str) -> None:
-    skipper = GopTailSkipper(0.1, length_size=None)
-    _keyframes(skipper, *keyframes)
+def test_the_skipper_stops_predicting_on(keyframes: list[tuple[float | None, bool]], why: str) -> None:
+    skipper = GopTailSkipper(0.1)
+    for pts_s, is_idr in keyframes:
+        skipper.keyframe(pts_s, is_idr=is_idr)
     assert skipper.next_keyframe_s is None, why
-    assert not skipper.leaves_out(1e8, REFERENCE, is_keyframe=False, due_after=_due(1e9)), why
+    assert not skipper.should_skip(1e9), why
 
 
 def test_only_cpu_decoding_sampled_at_most_every_other_frame_skips(tmp_path: Path) -> None:
