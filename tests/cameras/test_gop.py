@@ -72,6 +72,15 @@ def test_the_sampled_frames_are_the_same_and_fewer_frames_are_decoded(
     assert decoded_with < decoded_without, (name, decoded_with, decoded_without)
 
 
+def test_b_frames_keep_the_sampled_frames_the_same(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """x264's B-pyramid: a B-frame others refer to comes after a later P-frame and before it in time."""
+    clip = _write_clip(tmp_path / "pyramid.mp4", encoding="camera", b_frames=2)
+    skipped, decoded_with = _samples(clip, 30, skipping=True, monkeypatch=monkeypatch)
+    full, decoded_without = _samples(clip, 30, skipping=False, monkeypatch=monkeypatch)
+    assert skipped == full
+    assert decoded_with <= decoded_without
+
+
 def test_an_open_gop_stream_is_decoded_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Frames after an open GOP's keyframe (HEVC's CRA here) may refer to frames before it: nothing is left out.
 
