@@ -148,8 +148,8 @@ class CameraConfig(_CamerasModel):
         "stream's frame rate: those no other frame refers to (B-frames: skip_frame NONREF; an analysed frame may "
         "then come up to one frame later), and, on H.264/H.265 with evenly spaced IDR keyframes (most IP "
         "cameras), the end of each GOP after its last analysed frame (a quarter to a half of the decoding at "
-        "2 fps with a keyframe every 1-2 s; the analysed frames stay the same, one due before a keyframe that "
-        "comes later than the last three predicted waits for it).",
+        "2 fps with a keyframe every 1-2 s; the analysed frames stay the same: held back until the keyframe, "
+        "and decoded after all when it comes later than the last three predicted).",
     )
     decode_threads: int | None = Field(
         None,

@@ -267,7 +267,9 @@ def _samples_at_most_half(config: CameraConfig, stream: av.VideoStream) -> bool:
     return config.skip_unused_frames and bool(rate) and 2 * config.analysis_fps <= float(rate or 0)
 
 
-def _gop_tail_skipper(config: CameraConfig, stream: av.VideoStream, decoder: str) -> GopTailSkipper | None:
+def _gop_tail_skipper(
+    config: CameraConfig, stream: av.VideoStream, decoder: str
+) -> GopTailSkipper[av.Packet[Any]] | None:
     """A skipper of GOP ends no sample needs, where that is safe to try: CPU-decoded H.264/H.265 sampled at
     most every other frame, with ``skip_unused_frames`` on; None elsewhere."""
     if config.keyframes_only or decoder != "cpu" or not _samples_at_most_half(config, stream):
@@ -277,6 +279,26 @@ def _gop_tail_skipper(config: CameraConfig, stream: av.VideoStream, decoder: str
         return None
     length_size = nal_length_size(context.name, context.extradata)
     return GopTailSkipper(1.0 / float(stream.average_rate), codec_name=context.name, length_size=length_size)
+
+
+def _routed(
+    packets: Iterator[av.Packet[Any]],
+    skipper: GopTailSkipper[av.Packet[Any]] | None,
+    sampler: FrameSampler,
+    time_base: Fraction,
+    pts_offset_s: float,
+) -> Iterator[av.Packet[Any]]:
+    """The packets to decode, in order: all of them, or what ``skipper`` does not hold back.
+
+    Lazy: the sampler's next due time is read after the frames of the packet before were taken.
+    """
+    for packet in packets:
+        if skipper is None or not packet.size:  # a flush packet (size 0) always goes through
+            yield packet
+            continue
+        raw_pts = packet.pts if packet.pts is not None else packet.dts
+        pts_s = None if raw_pts is None else float(raw_pts * time_base) + pts_offset_s
+        yield from skipper.route(packet, pts_s, next_due_s=sampler.next_due_s)
 
 
 def decoder_threads(config: CameraConfig, width: int, height: int) -> int:
@@ -295,11 +317,12 @@ def _to_image(av_frame: av.VideoFrame, reformatter: VideoReformatter) -> Any:
     """BGR pixels of a decoded frame: a numpy array, or a CUDA tensor for an NVDEC frame.
 
     ``reformatter`` is the stream's own: it keeps its swscale context from frame to frame,
-    where ``VideoFrame.to_ndarray`` builds one a call (0.46 against 0.19 ms a 768x432 frame).
+    where ``VideoFrame.to_ndarray`` builds one a call (0.46 against 0.19 ms a 768x432 frame); one
+    thread, on the decoding thread (else a pool per camera, of the size of the core count).
     """
     if av_frame.format.name == "cuda":
         return gpu.hw_frame_to_bgr_tensor(av_frame)
-    return reformatter.reformat(av_frame, format="bgr24").to_ndarray()
+    return reformatter.reformat(av_frame, format="bgr24", threads=1).to_ndarray()
 
 
 def _check_picture_came(
@@ -410,7 +433,7 @@ def decode_frames(
             unanswered_keyframe_at: float | None = None  # keyframes_only: a keyframe came, no picture yet
             pass_start_index = index
             try:
-                for packet in container.demux(stream):
+                for packet in _routed(container.demux(stream), skipper, sampler, time_base, pts_offset_s):
                     if stop.is_set():
                         return
                     if config.keyframes_only and packet.size:
@@ -418,23 +441,6 @@ def decode_frames(
                             on_packet()
                         if packet.is_keyframe and unanswered_keyframe_at is None:
                             unanswered_keyframe_at = time.monotonic()
-                    if skipper is not None and packet.size:
-                        raw_packet_pts = packet.pts if packet.pts is not None else packet.dts
-                        packet_pts_s = (
-                            None
-                            if raw_packet_pts is None
-                            else float(raw_packet_pts * time_base) + pts_offset_s
-                        )
-                        if packet.is_keyframe:
-                            skipper.keyframe_packet(packet_pts_s, bytes(packet))
-                        elif skipper.should_skip(sampler.next_due_s):
-                            if packet_pts_s is not None:  # a looped file's next pass starts after it
-                                last_pts_s = max(packet_pts_s, last_pts_s or packet_pts_s)
-                            if is_live:  # the end of a GOP left undecoded is still no picture
-                                _check_picture_came(
-                                    config, last_picture_at=last_picture_at, unanswered_keyframe_at=None
-                                )
-                            continue
                     try:
                         decoded = packet.decode()
                         consecutive_errors = 0
@@ -514,4 +520,8 @@ def decode_frames(
             # A whole pass without one picture: looping again at once would spin a core for ever.
             raise DecodeError(f"{masked}: the file has no decodable picture")
         # Looping a file: continue the timeline one frame period after the last frame.
-        pts_offset_s = (last_pts_s if last_pts_s is not None else pts_offset_s) + frame_period_s
+        pass_end_s = max(
+            (t for t in (last_pts_s, skipper.last_pts_s if skipper is not None else None) if t is not None),
+            default=None,
+        )  # a GOP end left undecoded, or a frame a frame-threaded decoder gave out last, may be the latest
+        pts_offset_s = (pass_end_s if pass_end_s is not None else pts_offset_s) + frame_period_s

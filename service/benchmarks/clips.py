@@ -11,6 +11,7 @@ decoding, streaming and motion matter.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -47,6 +48,7 @@ def write_synthetic_clip(
     b_frames: int = 0,
     codec: ClipCodec = "h264",
     open_gop: bool = False,
+    keyframes_at: Sequence[int] | None = None,
 ) -> Path:
     """Write a small H.264 or H.265 (yuv420p) clip made of synthetic frames; the suffix names the container.
 
@@ -75,6 +77,8 @@ def write_synthetic_clip(
         codec: ``h264`` (libx264) or ``hevc`` (libx265; the encodings' presets alike).
         open_gop: Keyframes that let later frames refer to frames before them (x264: recovery
             points, with B-frames; x265: CRA frames) instead of IDR frames.
+        keyframes_at: The indices of the frames that are (IDR) keyframes, instead of one every
+            ``keyframe_interval_s``: an irregular GOP, as a "smart" codec stretches it (H.264).
 
     Returns:
         The path written, as a ``Path``.
@@ -104,11 +108,14 @@ def write_synthetic_clip(
         raise ValueError(f"b_frames must be 0-4, and 0 unless encoding='camera', got {b_frames!r}")
     if codec not in ("h264", "hevc"):
         raise ValueError(f"codec must be 'h264' or 'hevc', got {codec!r}")
+    if keyframes_at is not None and (codec != "h264" or not keyframes_at or min(keyframes_at) != 0):
+        raise ValueError(f"keyframes_at must start with frame 0, and only for h264, got {keyframes_at!r}")
 
     out_path = Path(path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     n_frames = max(1, round(seconds * fps))
-    gop = max(1, round(keyframe_interval_s * fps))
+    gop = max(1, round(keyframe_interval_s * fps)) if keyframes_at is None else n_frames + 1
+    forced = set(keyframes_at or ())
     rng = np.random.default_rng(seed)
     background = _background(width, height, rng)
     noise = (
@@ -131,6 +138,8 @@ def write_synthetic_clip(
             stream.options = {**_ENCODINGS[encoding], "keyint_min": str(gop), "sc_threshold": "0"}
             if open_gop:
                 stream.options = {**stream.options, "x264-params": "open-gop=1"}
+            if forced:
+                stream.options = {**stream.options, "forced-idr": "1"}
         elif stream.codec_context.name == "libx265":
             x265 = f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes={b_frames}:open-gop={int(open_gop)}"
             preset = {key: value for key, value in _ENCODINGS[encoding].items() if key != "tune"}
@@ -140,6 +149,8 @@ def write_synthetic_clip(
             if noise is not None:
                 image = (image + noise[index % _NOISE_FRAMES]).clip(0, 255).astype(np.uint8)
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            if index in forced:
+                frame.pict_type = av.video.frame.PictureType.I
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode(None):

@@ -206,24 +206,32 @@ _DECODER_THREAD_PREFIXES = ("camera-", "pull-")
 """Names of the threads that decode a camera: ``VideoSource``'s (real time) and ``_PullFileSource``'s."""
 
 
-def decoder_cpu_s() -> dict[int, float]:
-    """CPU seconds of each live camera-decoding thread of this process, by thread ident.
+def decoder_cpu_s() -> dict[tuple[int, int], float]:
+    """CPU seconds of each live camera-decoding thread of this process, by (ident, native id).
 
     Read from each thread's own CPU clock (``pthread_getcpuclockid``), so the bench can say how
-    much of a frame's cost is decoding; empty where the platform has no per-thread clocks.
+    much of a frame's cost is decoding; empty where the platform has no per-thread clocks. FFmpeg's
+    own frame threads (``decode_threads`` above 1: by default streams above 1080p) are not these
+    threads and not counted; the bench's footage decodes on one thread.
     """
-    clocks: dict[int, float] = {}
+    clocks: dict[tuple[int, int], float] = {}
     for thread in threading.enumerate():
-        if thread.ident is None or not thread.name.startswith(_DECODER_THREAD_PREFIXES):
+        if thread.ident is None or thread.native_id is None:
+            continue
+        if not thread.name.startswith(_DECODER_THREAD_PREFIXES):
             continue
         try:
-            clocks[thread.ident] = time.clock_gettime(time.pthread_getcpuclockid(thread.ident))
+            clocks[(thread.ident, thread.native_id)] = time.clock_gettime(
+                time.pthread_getcpuclockid(thread.ident)
+            )
         except (AttributeError, OSError):  # no per-thread clocks here, or the thread just ended
             continue
     return clocks
 
 
-def _decode_cpu_percent(before: dict[int, float], after: dict[int, float], wall_s: float) -> float | None:
+def _decode_cpu_percent(
+    before: dict[tuple[int, int], float], after: dict[tuple[int, int], float], wall_s: float
+) -> float | None:
     """The decoding threads' CPU over ``wall_s``, % of one core: the threads alive at both readings."""
     common = before.keys() & after.keys()
     if not common or wall_s <= 0:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,14 @@ def _write_clip(path: Path, *, codec: ClipCodec = "h264", gop_s: float = 1.0, **
     )
 
 
-def _samples(path: Path, count: int, *, skipping: bool, monkeypatch: pytest.MonkeyPatch) -> tuple[list, int]:
+def _samples(
+    path: Path, count: int, *, skipping: bool, monkeypatch: pytest.MonkeyPatch, **camera: Any
+) -> tuple[list[tuple[float, str]], int]:
     """The first ``count`` sampled frames (pts, pixel digest) of a looped file at 2 fps, and the frames decoded."""
     with monkeypatch.context() as patch:
         if not skipping:
             patch.setattr(decode, "_gop_tail_skipper", lambda *args: None)
-        config = CameraConfig(id="cam", url=str(path), analysis_fps=2.0, loop=True, realtime=False)
+        config = CameraConfig(id="cam", url=str(path), analysis_fps=2.0, loop=True, realtime=False, **camera)
         decoded = [0]
         out = []
         for frame in decode_frames(
@@ -118,39 +121,121 @@ def test_keyframes_of_closed_and_open_gops_are_told_apart(tmp_path: Path) -> Non
         )
 
 
-def test_the_skipper_predicts_only_from_three_evenly_spaced_idr_keyframes() -> None:
+# One-NAL H.264 packets with start codes: an IDR slice, a non-IDR slice, a sequence parameter set.
+IDR, SLICE, SPS = b"\x00\x00\x01\x65", b"\x00\x00\x01\x41", b"\x00\x00\x01\x67"
+
+
+@dataclass
+class _Packet:
+    data: bytes
+    is_keyframe: bool = False
+
+    def __bytes__(self) -> bytes:
+        return self.data
+
+
+def _regular_gops(skipper: GopTailSkipper, gops: int = 3) -> None:
+    """``gops`` IDR keyframes a second apart at 10 fps, nine slices between (none held: no sample due yet)."""
+    for second in range(gops):
+        assert skipper.route(_Packet(IDR, True), float(second), next_due_s=None)
+        if second < gops - 1:
+            for frame in range(1, 10):
+                assert skipper.route(_Packet(SLICE), second + frame / 10, next_due_s=None)
+
+
+def test_a_gop_end_is_held_and_dropped_at_the_predicted_idr_keyframe() -> None:
     skipper = GopTailSkipper(0.1)
-    skipper.keyframe(0.0, is_idr=True)
-    skipper.keyframe(1.0, is_idr=True)
-    assert skipper.next_keyframe_s is None
-    assert not skipper.should_skip(1.5)
-    skipper.keyframe(2.0, is_idr=True)
+    _regular_gops(skipper)
     assert skipper.next_keyframe_s == pytest.approx(3.0)
-    assert not skipper.should_skip(2.5)  # a sample is still due before the keyframe
-    assert not skipper.should_skip(2.9)  # ... one frame before it
-    assert skipper.should_skip(2.96)  # the keyframe serves the next sample
-    assert skipper.should_skip(2.5)  # once begun, until the keyframe: none after could decode
-    assert skipper.skipped == 2
-    skipper.keyframe(3.0, is_idr=True)
-    assert not skipper.should_skip(3.5)
+    for pts_s in (2.1, 2.2, 2.3, 2.4, 2.5):
+        assert skipper.route(
+            _Packet(SLICE), pts_s, next_due_s=2.5
+        )  # a sample is still due before the keyframe
+    assert skipper.route(_Packet(SPS), None, next_due_s=3.0)  # no picture in it: never held
+    for pts_s in (2.6, 2.7, 2.8, 2.9):
+        assert (
+            skipper.route(_Packet(SLICE), pts_s, next_due_s=3.0) == []
+        )  # the keyframe serves the next sample
+    keyframe = _Packet(IDR, True)
+    assert skipper.route(keyframe, 3.0, next_due_s=3.0) == [keyframe]
+    assert skipper.skipped == 4
+    assert skipper.next_keyframe_s == pytest.approx(4.0)  # and the next GOP is judged the same way
+    assert skipper.last_pts_s == pytest.approx(3.0)
+
+
+def test_a_late_keyframe_decodes_what_was_held_in_order_and_predicts_afresh() -> None:
+    """A "smart" codec stretches its GOP on a still scene: nothing held is lost, the sample due comes a bit late."""
+    skipper = GopTailSkipper(0.1)
+    _regular_gops(skipper)
+    held = [_Packet(SLICE) for _ in range(4)]
+    for packet, pts_s in zip(held, (2.6, 2.7, 2.8, 2.9), strict=True):
+        assert skipper.route(packet, pts_s, next_due_s=3.0) == []
+    on_time = _Packet(SLICE)
+    assert skipper.route(on_time, 3.0, next_due_s=3.0) == []  # where the keyframe should be: still waiting
+    late = _Packet(SLICE)
+    assert skipper.route(late, 3.1, next_due_s=3.0) == [*held, on_time, late]
+    assert skipper.next_keyframe_s is None and skipper.skipped == 0
+    assert skipper.route(_Packet(SLICE), 3.2, next_due_s=3.5)  # decoded as they come again
+
+
+def test_a_keyframe_that_is_not_an_idr_decodes_what_was_held_first() -> None:
+    """Frames after an open GOP's keyframe may refer to frames before it."""
+    skipper = GopTailSkipper(0.1)
+    _regular_gops(skipper)
+    held = _Packet(SLICE)
+    assert skipper.route(held, 2.9, next_due_s=3.0) == []
+    recovery_point = _Packet(SLICE, True)
+    assert skipper.route(recovery_point, 3.0, next_due_s=3.0) == [held, recovery_point]
+    assert skipper.next_keyframe_s is None
 
 
 @pytest.mark.parametrize(
     ("keyframes", "why"),
     [
-        ([(0.0, True), (1.0, True), (2.5, True)], "an irregular interval"),
-        ([(0.0, True), (1.0, True), (2.0, False)], "an open GOP's keyframe"),
-        ([(0.0, True), (1.0, True), (None, True)], "an unstamped keyframe"),
-        ([(5.0, True), (6.0, True), (7.0, True), (1.0, True)], "time going back (a loop, a reset camera)"),
-        ([(0.0, True), (1.0, True), (2.0, True), (3.5, True)], "a keyframe later than predicted"),
+        ([(0.0, IDR), (1.0, IDR), (2.5, IDR)], "an irregular interval"),
+        ([(0.0, IDR), (1.0, IDR), (2.0, SLICE)], "an open GOP's keyframe"),
+        ([(0.0, IDR), (1.0, IDR), (None, IDR)], "an unstamped keyframe"),
+        ([(5.0, IDR), (6.0, IDR), (7.0, IDR), (1.0, IDR)], "time going back (a loop, a reset camera)"),
+        ([(0.0, IDR), (1.0, IDR), (2.0, IDR), (3.5, IDR)], "a keyframe later than predicted"),
+        ([(0.0, IDR), (0.01, IDR), (0.02, IDR)], "timestamps that barely advance (a tick a frame)"),
     ],
 )
-def test_the_skipper_stops_predicting_on(keyframes: list[tuple[float | None, bool]], why: str) -> None:
+def test_the_skipper_predicts_nothing_after(keyframes: list[tuple[float | None, bytes]], why: str) -> None:
     skipper = GopTailSkipper(0.1)
-    for pts_s, is_idr in keyframes:
-        skipper.keyframe(pts_s, is_idr=is_idr)
+    for pts_s, data in keyframes:
+        assert skipper.route(_Packet(data, True), pts_s, next_due_s=None), why
+        for _ in range(9):  # nine frames between, whatever the timestamps say
+            skipper.route(_Packet(SLICE), None, next_due_s=None)
     assert skipper.next_keyframe_s is None, why
-    assert not skipper.should_skip(1e9), why
+    assert skipper.route(_Packet(SLICE), 1e8, next_due_s=1e9), why
+
+
+def test_a_stretched_gop_keeps_the_sampled_frames_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keyframes a second apart, then one 4 s later: the held end of the long GOP is decoded after all."""
+    clip = make_test_clip(
+        tmp_path / "stretched.mp4",
+        seconds=10,
+        fps=FPS,
+        size_wh=(160, 96),
+        sensor_noise=8,
+        keyframes_at=[0, 10, 20, 30, 70, 80, 90],
+    )
+    skipped, decoded_with = _samples(clip, 30, skipping=True, monkeypatch=monkeypatch)
+    full, decoded_without = _samples(clip, 30, skipping=False, monkeypatch=monkeypatch)
+    assert skipped == full
+    assert decoded_with < decoded_without
+
+
+def test_frame_threaded_decoding_keeps_a_looped_files_timeline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame-threaded decoder gives its last frame out at the end-of-file flush, after the GOP end left out."""
+    clip = _write_clip(tmp_path / "clip.mp4")
+    skipped, _ = _samples(clip, 30, skipping=True, monkeypatch=monkeypatch, decode_threads=2)
+    full, _ = _samples(clip, 30, skipping=False, monkeypatch=monkeypatch, decode_threads=2)
+    assert skipped == full
 
 
 def test_only_cpu_decoding_sampled_at_most_every_other_frame_skips(tmp_path: Path) -> None:
