@@ -25,6 +25,10 @@ __all__ = ["NATS_SERVER", "NatsServer", "NatsTopology", "nats_server_available"]
 
 NATS_SERVER = "nats-server"
 _START_TIMEOUT_S = 20.0
+_MAX_FILE_STORE_BYTES = 10**12
+"""JetStream's file storage in the test and bench topologies: 1 TB, whatever the disk has free. nats-server's
+default is what the disk has free when it starts, and the hub's events stream reserves its max_bytes (20 GB by
+default) at creation: on a disk with less free the hub's tests failed ("insufficient storage resources")."""
 
 
 def nats_server_available() -> bool:
@@ -148,6 +152,7 @@ class NatsTopology:
                 leaf_users=self.leaf_passwords,
                 store_dir=self.root / "hub" / "jetstream",
                 domain=self.hub_domain,
+                max_file_store_bytes=_MAX_FILE_STORE_BYTES,
             ),
             port,
         )
@@ -161,6 +166,7 @@ class NatsTopology:
             store_dir=self.root / f"plant-{plant_id}" / "jetstream",
             domain=plant_domain(plant_id),
             leaf_password=leaf_password,
+            max_file_store_bytes=_MAX_FILE_STORE_BYTES,
         )
 
     def add_plant(self, plant_id: str, *, leaf_password: str | None = None) -> NatsServer:

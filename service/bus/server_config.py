@@ -125,12 +125,22 @@ class LeafTls:
         return f"tls {{ {', '.join(fields)} }}"
 
 
-def _common(name: str, listen: str, store_dir: Path, domain: str, monitor: str | None) -> list[str]:
+def _common(
+    name: str,
+    listen: str,
+    store_dir: Path,
+    domain: str,
+    monitor: str | None,
+    max_file_store_bytes: int | None,
+) -> list[str]:
+    store = f"store_dir: {json.dumps(str(store_dir))}, domain: {json.dumps(domain)}"
+    if max_file_store_bytes is not None:
+        store += f", max_file_store: {int(max_file_store_bytes)}"
     lines = [
         f"server_name: {json.dumps(name)}",
         f"listen: {json.dumps(_check_listen('listen', listen))}",
         f"max_payload: {_MAX_PAYLOAD_BYTES}",
-        f"jetstream {{ store_dir: {json.dumps(str(store_dir))}, domain: {json.dumps(domain)} }}",
+        f"jetstream {{ {store} }}",
     ]
     if monitor is not None:
         lines.append(f"http: {json.dumps(_check_listen('monitor', monitor))}")
@@ -148,6 +158,7 @@ def hub_server_config(
     leaf_advertise: str | None = None,
     leaf_users: Mapping[str, str] | None = None,
     tls: LeafTls | None = None,
+    max_file_store_bytes: int | None = None,
 ) -> str:
     """The hub's nats-server config: JetStream in ``domain``, accepting the plants' leaf connections.
 
@@ -158,6 +169,8 @@ def hub_server_config(
         domain: The hub's JetStream domain (the plants' ``bus.hub_domain``).
         name: The server's name.
         monitor: ``host:port`` of the HTTP monitoring endpoint, or ``None``.
+        max_file_store_bytes: JetStream's file storage limit; None: nats-server's default (up to
+            1 TB, as much as the disk has free when it starts).
         leaf_advertise: ``host:port`` the plants reach the leaf port at, when it is not
             ``leaf_listen`` (NAT, VPN, a proxy); the plants reconnect to what the hub advertises.
         leaf_users: Plant id to the password its leaf node must present; ``None`` or empty:
@@ -170,7 +183,7 @@ def hub_server_config(
             ``tls`` has no certificate.
     """
     check_bus_id("domain", domain)
-    lines = _common(name, listen, store_dir, domain, monitor)
+    lines = _common(name, listen, store_dir, domain, monitor, max_file_store_bytes)
     leaf = f"listen: {json.dumps(_check_listen('leaf_listen', leaf_listen))}"
     if leaf_advertise is not None:
         # The plants learn this address from the hub and reconnect to it, so behind NAT, a VPN
@@ -200,6 +213,7 @@ def plant_server_config(
     monitor: str | None = None,
     leaf_password: str | None = None,
     tls: LeafTls | None = None,
+    max_file_store_bytes: int | None = None,
 ) -> str:
     """A plant's nats-server config: a leaf node of the hub with JetStream in its own domain.
 
@@ -210,6 +224,8 @@ def plant_server_config(
         store_dir: Where the plant's JetStream keeps its streams (the outage buffer).
         domain: The plant's JetStream domain; default ``plant-<plant_id>``.
         monitor: ``host:port`` of the HTTP monitoring endpoint, or ``None``.
+        max_file_store_bytes: JetStream's file storage limit; None: nats-server's default (up to
+            1 TB, as much as the disk has free when it starts).
         leaf_password: The password the hub gave this plant (its leaf user is the plant id).
         tls: The CA that signed the hub's certificate (and this plant's certificate and key,
             when the hub requires them); ``None``: plain text (a VPN only).
@@ -225,7 +241,7 @@ def plant_server_config(
     if leaf_password is not None:
         secret = quote(_check_password(leaf_password), safe="")
         hub_leaf_url = f"{match['scheme']}://{plant_id}:{secret}@{match['address']}"
-    lines = _common(f"anjian-plant-{plant_id}", listen, store_dir, domain, monitor)
+    lines = _common(f"anjian-plant-{plant_id}", listen, store_dir, domain, monitor, max_file_store_bytes)
     remote = f"url: {json.dumps(hub_leaf_url)}"
     if tls is not None:
         if tls.ca_file is None:
