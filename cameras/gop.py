@@ -16,13 +16,11 @@ comes they are dropped. When the stream passes the predicted time without a keyf
 all, in order, and the prediction starts again from three regular keyframes: no sample
 is lost, the one due is only late by the catching up. Only IDR keyframes count: an open
 GOP's keyframe (H.264 recovery point, HEVC CRA) lets frames after it refer to frames
-before it. Packets without a picture (parameter sets, SEI) are never held.
+before it. Packets without a picture (parameter sets, SEI) are never dropped.
 
 With B-frames the decoder holds back the anchors it was fed until the frames between
-them come, so the end of a GOP is judged late there and little is left out: on the
-pipeline bench's footage nothing. (Judging it on the anchors held, with a detector for
-B-frames that are references, left out a quarter of that footage's frames but its
-P-frames are cheap and the bench did not move: tried and reverted.)
+them come, so the end of a GOP is judged late there and little is left out (on the
+pipeline bench's footage nothing).
 """
 
 from __future__ import annotations
@@ -37,9 +35,8 @@ _H264_FIRST_NON_VCL = 6  # 1-5: slices; 6 on: SEI, parameter sets, delimiters, .
 _HEVC_IDR = (19, 20)  # IDR_W_RADL, IDR_N_LP
 _HEVC_FIRST_NON_VCL = 32
 _KEYFRAMES_FOR_A_PREDICTION = 3
-_MAX_HELD_PACKETS = (
-    600  # a GOP end of 24 s at 25 fps: past it, decode (a bound on memory, never reached in practice)
-)
+# A GOP end of 24 s at 25 fps: past it, decode (a bound on memory, never reached in practice).
+_MAX_HELD_PACKETS = 600
 
 
 class _Packet(Protocol):
@@ -149,7 +146,7 @@ class GopTailSkipper(Generic[PacketT]):
         self._keyframes: deque[float] = deque(maxlen=_KEYFRAMES_FOR_A_PREDICTION)
         self._packets_between: deque[int] = deque(maxlen=_KEYFRAMES_FOR_A_PREDICTION - 1)
         self._packets_since_keyframe = 0
-        self._held: list[PacketT] = []
+        self._held: list[tuple[PacketT, bool]] = []  # held back, in order, and whether it holds a picture
         self.skipped = 0
         self.last_pts_s: float | None = None
 
@@ -190,7 +187,10 @@ class GopTailSkipper(Generic[PacketT]):
             is_idr = is_idr_packet(bytes(packet), self._codec_name, self._length_size)
             packets = [packet]
             if self._held and is_idr and is_on_time:
-                self.skipped += len(self._held)  # the keyframe serves the next sample; nothing refers back
+                # The keyframe serves the next sample and nothing refers back past it; parameter
+                # sets and SEI held in between still go to the decoder, the keyframe may need them.
+                packets = [held for held, has_picture in self._held if not has_picture] + [packet]
+                self.skipped += len(self._held) - (len(packets) - 1)
                 self._held = []
             elif self._held:
                 packets = self._catch_up(packet)
@@ -199,27 +199,24 @@ class GopTailSkipper(Generic[PacketT]):
         has_picture = _has_picture(bytes(packet), self._codec_name, self._length_size)
         self._packets_since_keyframe += has_picture  # frames, for the keyframes' spacing
         if self._held:
-            return (
-                self._hold(packet)
-                if is_on_time and len(self._held) < _MAX_HELD_PACKETS
-                else self._catch_up(packet)
-            )
+            is_waiting = (is_on_time or not has_picture) and len(self._held) < _MAX_HELD_PACKETS
+            return self._hold(packet, has_picture=has_picture) if is_waiting else self._catch_up(packet)
         # Every frame before the predicted keyframe is earlier than the next sample, which the
         # keyframe (or a later frame) will serve: none of them is needed any more.
         if predicted is None or next_due_s is None or next_due_s < predicted - self._tolerance_s:
             return [packet]
         if not has_picture:
             return [packet]  # parameter sets or SEI: cheap, and the pictures after them may need them
-        return self._hold(packet)
+        return self._hold(packet, has_picture=True)
 
-    def _hold(self, packet: PacketT) -> list[PacketT]:
-        """Keep ``packet`` back; nothing to decode now."""
-        self._held.append(packet)
+    def _hold(self, packet: PacketT, *, has_picture: bool) -> list[PacketT]:
+        """Keep ``packet`` back, in order; nothing to decode now."""
+        self._held.append((packet, has_picture))
         return []
 
     def _catch_up(self, packet: PacketT) -> list[PacketT]:
         """The keyframe did not come when predicted: decode what was held, then ``packet``; predict afresh."""
-        packets, self._held = [*self._held, packet], []
+        packets, self._held = [*(held for held, _ in self._held), packet], []
         self._keyframes.clear()
         self._packets_between.clear()
         return packets

@@ -156,8 +156,10 @@ def test_a_gop_end_is_held_and_dropped_at_the_predicted_idr_keyframe() -> None:
         assert (
             skipper.route(_Packet(SLICE), pts_s, next_due_s=3.0) == []
         )  # the keyframe serves the next sample
+    parameter_sets = _Packet(SPS)  # sent on its own before the keyframe, while the end is held
+    assert skipper.route(parameter_sets, None, next_due_s=3.0) == []
     keyframe = _Packet(IDR, True)
-    assert skipper.route(keyframe, 3.0, next_due_s=3.0) == [keyframe]
+    assert skipper.route(keyframe, 3.0, next_due_s=3.0) == [parameter_sets, keyframe]
     assert skipper.skipped == 4
     assert skipper.next_keyframe_s == pytest.approx(4.0)  # and the next GOP is judged the same way
     assert skipper.last_pts_s == pytest.approx(3.0)
