@@ -11,8 +11,6 @@ from alembic import op
 
 revision = "h0002"
 down_revision = "h0001"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -11,8 +11,6 @@ from alembic import op
 
 revision = "h0003"
 down_revision = "h0002"
-branch_labels = None
-depends_on = None
 
 _COLUMNS = ("clock_offset_s", "clock_sent_at", "clock_measured_at")
 

@@ -11,8 +11,6 @@ from alembic import op
 
 revision = "h0004"
 down_revision = "h0003"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:

@@ -12,8 +12,6 @@ from alembic import op
 
 revision = "h0005"
 down_revision = "h0004"
-branch_labels = None
-depends_on = None
 
 _MAX_EPOCH_S = 1e11  # anjian.service.bus.messages.MAX_EPOCH_S when this was written
 

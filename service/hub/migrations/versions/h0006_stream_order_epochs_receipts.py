@@ -12,8 +12,6 @@ from alembic import op
 
 revision = "h0006"
 down_revision = "h0005"
-branch_labels = None
-depends_on = None
 
 
 def upgrade() -> None:
