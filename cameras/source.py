@@ -104,6 +104,11 @@ class VideoSource:
         """True once a non-looping file has been read to its end (or the source stopped)."""
         return self._is_finished
 
+    @property
+    def keeps_every_frame(self) -> bool:
+        """False: the reader runs on whether its frames are taken or not, and the newest wins."""
+        return False
+
     def health(self) -> CameraHealth:
         """Current health snapshot of this camera.
 

@@ -43,6 +43,13 @@ class FrameSource(Protocol):
         """The newest frame not taken yet, or ``None``."""
         ...
 
+    @property
+    def keeps_every_frame(self) -> bool:
+        """True for a source that decodes its next frame only once the last was taken (a file read as fast as
+        the engine takes it): its frame waiting in the batcher is never replaced by a newer one, which would
+        throw away a decoded frame where a live camera's newest simply wins."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class PendingFrame:
@@ -205,7 +212,7 @@ class FrameBatcher:
             camera_id = source.camera_id
             present.add(camera_id)
             slot = self._slots.get(camera_id)
-            if only_missing and slot is not None:
+            if slot is not None and (only_missing or source.keeps_every_frame):
                 continue
             frame = source.take_latest()
             if frame is not None:

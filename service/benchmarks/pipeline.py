@@ -487,6 +487,10 @@ class _PullFileSource:
     def health(self) -> Any:
         return self._health.snapshot()
 
+    @property
+    def keeps_every_frame(self) -> bool:
+        return True
+
     def take_latest(self) -> Any:
         with self._condition:
             frame, self._latest = self._latest, None

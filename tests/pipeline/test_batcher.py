@@ -19,11 +19,14 @@ _IMAGE = np.zeros((8, 8, 3), np.uint8)
 class _FakeSource:
     """A camera that holds at most one frame, like ``VideoSource``."""
 
-    def __init__(self, camera_id: str, condition: threading.Condition) -> None:
+    def __init__(
+        self, camera_id: str, condition: threading.Condition, *, keeps_every_frame: bool = False
+    ) -> None:
         self._id = camera_id
         self._condition = condition
         self._latest: Frame | None = None
         self._index = 0
+        self._keeps_every_frame = keeps_every_frame
 
     @property
     def camera_id(self) -> str:
@@ -41,6 +44,14 @@ class _FakeSource:
         with self._condition:
             frame, self._latest = self._latest, None
             return frame
+
+    @property
+    def keeps_every_frame(self) -> bool:
+        return self._keeps_every_frame
+
+    @property
+    def has_frame(self) -> bool:
+        return self._latest is not None
 
 
 class _FakeClock:
@@ -163,6 +174,29 @@ def test_overload_serves_every_camera_in_turn() -> None:
     assert served == {f"cam-{i}": 4 for i in range(5)}
     # Frames that waited were replaced by newer ones of the same camera, never queued.
     assert batcher.stats().frames_superseded > 0
+
+
+def test_a_source_that_keeps_every_frame_is_served_in_order_and_never_superseded() -> None:
+    condition = threading.Condition()
+    batcher = FrameBatcher(condition, max_batch=2, deadline_s=0.0, max_age_s=60.0)
+    sources = [_FakeSource(f"cam-{i}", condition, keeps_every_frame=True) for i in range(5)]
+    analysed: dict[str, list[int]] = {s.camera_id: [] for s in sources}
+    for _ in range(10):
+        # Like a file read as fast as the engine takes it: the next frame once the last was taken.
+        for source in sources:
+            if not source.has_frame:
+                source.publish()
+        batch = batcher.next_batch(lambda: sources, timeout_s=0.0)
+        assert len(batch) == 2
+        for pending in batch:
+            analysed[pending.frame.camera_id].append(pending.frame.index)
+
+    # Every decoded frame is analysed, none thrown away, and the cameras still take turns.
+    assert batcher.stats().frames_superseded == 0
+    assert {camera: frames == list(range(len(frames))) for camera, frames in analysed.items()} == {
+        f"cam-{i}": True for i in range(5)
+    }
+    assert sorted(len(frames) for frames in analysed.values()) == [4, 4, 4, 4, 4]
 
 
 def test_frame_waiting_too_long_is_dropped_as_stale() -> None:

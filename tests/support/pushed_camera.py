@@ -68,6 +68,10 @@ class PushedCamera:
             frame, self._latest = self._latest, None
             return frame
 
+    @property
+    def keeps_every_frame(self) -> bool:
+        return False
+
 
 class PushedCameras(dict[str, PushedCamera]):
     """The cameras a runner opened, by id: pass ``open`` as the runner's ``source_factory``."""
