@@ -21,6 +21,7 @@ from rich.table import Table
 
 from anjian.datasets.classmap import load_class_map
 from anjian.datasets.coco import load_coco_set
+from anjian.datasets.command_line import fail, failing_on
 from anjian.datasets.errors import DatasetError
 from anjian.datasets.labels import DetectionSet
 from anjian.datasets.merge import merge_sets
@@ -29,7 +30,7 @@ from anjian.datasets.split import split_by_group
 from anjian.datasets.stats import class_stats
 from anjian.datasets.yolo import LinkMode, load_yolo_set, plan_yolo_set, write_yolo_set
 
-__all__ = ["check_out", "dataset_app", "fail", "link_mode", "load_any", "rich_progress", "write_set"]
+__all__ = ["check_out", "dataset_app", "link_mode", "load_any", "rich_progress", "write_set"]
 
 T = TypeVar("T")
 
@@ -48,13 +49,6 @@ def rich_progress(items: Iterable[T], description: str, total: int) -> Iterator[
         for item in items:
             yield item
             progress.advance(task)
-
-
-def fail(message: str) -> typer.Exit:
-    """Print an error in red on stderr, as written (a path holding ``[bold]`` or ``[/x]`` is not read as
-    markup), and return the exit to raise."""
-    _err.print(f"[red]{escape(message)}[/red]")
-    return typer.Exit(2)
 
 
 def load_any(
@@ -108,12 +102,10 @@ def link_mode(link: str) -> LinkMode:
 
 def write_set(dataset: DetectionSet, out: Path, *, link: LinkMode, by_source: bool = False) -> Path:
     """Write ``dataset`` to ``out`` as a YOLO set, saying what was replaced or renamed; a clean error otherwise."""
-    try:
+    with failing_on(DatasetError, OSError):
         placements = plan_yolo_set(dataset, by_source=by_source)
         earlier = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
         data_yaml = write_yolo_set(dataset, out, link=link, by_source=by_source, progress=rich_progress)
-    except (DatasetError, OSError) as exc:
-        raise fail(str(exc)) from None
     if earlier:
         _out.print(
             f"[yellow]replaced the set written before in {escape(str(out))} "
@@ -166,10 +158,8 @@ def import_command(
     """
     mode = link_mode(link)
     check_out(out, overwrite=overwrite)
-    try:
+    with failing_on(DatasetError):
         dataset = load_any(source, name=name, images=images, split=split)
-    except DatasetError as exc:
-        raise fail(str(exc)) from None
     data_yaml = write_set(dataset, out, link=mode)
     errors = [i for i in dataset.issues if i.severity.value == "error"]
     _out.print(
@@ -196,10 +186,8 @@ def validate_command(
     """Report missing images, bad boxes, unknown classes, duplicates, empty files; exit 1 on errors."""
     from anjian.datasets.checks import validate_set  # OpenCV: loaded by the command, not by `anjian --help`
 
-    try:
+    with failing_on(DatasetError):
         dataset = load_any(source, images=images, split=split)
-    except DatasetError as exc:
-        raise fail(str(exc)) from None
     report = validate_set(dataset, is_decoding_images=not is_quick, progress=rich_progress)
     table = Table(title=f"{escape(report.set_name)}: {report.images} images, {report.boxes} boxes")
     for column in ("severity", "issue", "count"):
@@ -237,12 +225,10 @@ def merge_command(
     """Map several sets onto one taxonomy through a class map and write them as one set."""
     mode = link_mode(link)
     check_out(out, overwrite=overwrite)
-    try:
+    with failing_on(DatasetError, ValueError):
         mapping = load_class_map(class_map)
         sets = [load_yolo_set(s, progress=rich_progress) for s in sources]
         merged, report = merge_sets(sets, mapping, progress=rich_progress)
-    except (DatasetError, ValueError) as exc:
-        raise fail(str(exc)) from None
     data_yaml = write_set(merged, out, link=mode, by_source=by_source)
     table = Table(title=f"merged into {list(mapping.classes)}")
     for column in ("set", "class", "->", "boxes", "kept"):
@@ -288,11 +274,9 @@ def split_command(
     fractions = {"train": 1.0 - val - test, "val": val}
     if test:
         fractions["test"] = test
-    try:
+    with failing_on(DatasetError, ValueError):
         dataset = load_yolo_set(source, progress=rich_progress)
         resplit = split_by_group(dataset, fractions, seed=seed)
-    except (DatasetError, ValueError) as exc:
-        raise fail(str(exc)) from None
     groups = {s: len({im.group for im in resplit.in_split(s)}) for s in resplit.splits}
     empty = [s for s in fractions if s not in groups]
     if empty:
@@ -345,7 +329,7 @@ def reshape_command(
         )
     check_out(out, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    try:
+    with failing_on(DatasetError, ValueError):
         dataset = load_yolo_set(source, progress=rich_progress)
         with tempfile.TemporaryDirectory(prefix=".reshape-", dir=out.parent) as crops:
             reshaped, report = reshape_set(
@@ -359,8 +343,6 @@ def reshape_command(
             )
             by_source = _keeps_sources(reshaped, dataset)
             data_yaml = write_set(reshaped, out, link="copy", by_source=by_source)
-    except (DatasetError, ValueError) as exc:
-        raise fail(str(exc)) from None
     for path in report.unreadable:
         _err.print(f"[yellow]{escape(str(path))}: not readable as an image, left out[/yellow]")
     shapes = ", ".join(f"{n} at {a}" for a, n in report.images.items())
@@ -375,10 +357,8 @@ def stats_command(
     source: SourceArg, images: ImagesOpt = None, split: SplitOpt = "train", json_out: JsonOpt = None
 ) -> None:
     """Boxes and images per class and split, median box size, share of tiny boxes."""
-    try:
+    with failing_on(DatasetError):
         dataset = load_any(source, images=images, split=split)
-    except DatasetError as exc:
-        raise fail(str(exc)) from None
     rows, totals = class_stats(dataset)
     table = Table(
         title=f"{dataset.name}: "
@@ -428,12 +408,10 @@ def label_import_command(
     from anjian.datasets.labelling import read_corrections
 
     check_out(out, overwrite=overwrite)
-    try:
+    with failing_on(DatasetError, OSError, ValueError):
         dataset, report = read_corrections(
             export_file, labelling_dir=labelling, images_dir=images, split=split, name=name
         )
-    except (DatasetError, OSError, ValueError) as exc:
-        raise fail(str(exc)) from None
     data_yaml = write_set(dataset, out, link="copy")
     splits = ", ".join(f"{s} {len(dataset.in_split(s))}" for s in dataset.splits)
     _out.print(
@@ -480,10 +458,8 @@ def version_create_command(
     """Record NAME for the set's current content; training records and model cards then cite it."""
     from anjian.datasets.versions import create_version, default_versions_path
 
-    try:
+    with failing_on(DatasetError, ValueError):
         version, is_new = create_version(name, data, path=versions_file, note=note, progress=rich_progress)
-    except (DatasetError, ValueError) as exc:
-        raise fail(str(exc)) from None
     where = versions_file or default_versions_path()
     if not is_new:
         _out.print(f"{name} already names this content ({version.data_hash[:19]}…); nothing changed")
@@ -497,10 +473,8 @@ def version_list_command(versions_file: VersionsFileOpt = None, json_out: JsonOp
     """Every named version: name, time, digest, images per split, sources, note."""
     from anjian.datasets.versions import default_versions_path, load_versions
 
-    try:
+    with failing_on(DatasetError):
         versions = load_versions(versions_file)
-    except DatasetError as exc:
-        raise fail(str(exc)) from None
     if not versions:
         _out.print(f"no dataset versions in {versions_file or default_versions_path()}")
         return

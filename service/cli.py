@@ -23,6 +23,7 @@ import typer
 from typer.core import TyperGroup
 
 from anjian.cameras.errors import CameraError
+from anjian.datasets.command_line import fail, failing_on
 from anjian.models.errors import ModelError
 from anjian.service.errors import ConfigError, DatabaseError
 from anjian.service.hub.cli import bench_hub, hub_app
@@ -95,11 +96,6 @@ LogLevel = Annotated[str, typer.Option("--log-level", help="DEBUG, INFO, WARNING
 JsonLogs = Annotated[bool, typer.Option("--json-logs", help="One JSON object per log line.")]
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.secho(message, fg=typer.colors.RED, err=True)
-    return typer.Exit(code)
-
-
 def _progress(line: str) -> None:
     """A benchmark's progress line, indented on stderr (stdout keeps only the report)."""
     typer.echo(f"  {line}", err=True)
@@ -108,10 +104,8 @@ def _progress(line: str) -> None:
 def _load(path: Path) -> AnjianConfig:
     from anjian.service.config import load_config
 
-    try:
+    with failing_on(ConfigError):
         return load_config(path)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
 
 
 @config_app.command("check")
@@ -172,21 +166,19 @@ def camera_probe(
         )
     except ValidationError as exc:  # its text would quote the URL: name the fields only
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        raise _fail(mask_credentials(f"cannot probe: {problems}", url=url)) from None
+        raise fail(mask_credentials(f"cannot probe: {problems}", url=url)) from None
     stop = threading.Event()
     started = time.monotonic()
     seen = 0
     size = (0, 0)
-    try:
+    with failing_on(CameraError):
         for frame in decode_frames(camera, stop=stop):
             seen += 1
             size = frame.resolution_wh
             if seen >= frames:
                 break
-    except CameraError as exc:
-        raise _fail(str(exc)) from None
     if seen == 0:
-        raise _fail(f"{camera.masked_url}: opened, but no frame arrived")
+        raise fail(f"{camera.masked_url}: opened, but no frame arrived")
     elapsed = time.monotonic() - started
     typer.echo(f"{camera.masked_url}: OK — {size[0]}x{size[1]}, {seen} frame(s) in {elapsed:.2f}s")
 
@@ -203,19 +195,17 @@ def _serve(
     from anjian.service.runtime import build_runtime, server_port
     from anjian.service.serve import serve_runtime
 
-    try:
+    with failing_on(ModelError, ValueError, DatabaseError):
         port = server_port(config)
         runtime = build_runtime(
             config, with_pipeline=with_pipeline, config_path=config_path, is_pipeline_deferred=True, node=node
         )
-    except (ModelError, ValueError, DatabaseError) as exc:
-        raise _fail(str(exc)) from None
     host = config.server.host
     typer.echo(f"anjian: serving on http://{host}:{port}/  (dashboard: http://{host}:{port}/{banner})")
     error = serve_runtime(runtime, host=host, port=port)
     if error is not None:
         known = isinstance(error, ModelError | ValueError | CameraError)
-        raise _fail(
+        raise fail(
             str(error) if known else f"the camera pipeline cannot start: {type(error).__name__}: {error}"
         )
 
@@ -225,10 +215,8 @@ def _run_pipeline_only(config: AnjianConfig, service_url: str, token: str, node:
     from anjian.service.runtime import build_pipeline_runtime
     from anjian.service.serve import run_until_signalled
 
-    try:
+    with failing_on(ModelError, ValueError):
         runtime = build_pipeline_runtime(config, service_url=service_url, token=token, node=node)
-    except (ModelError, ValueError) as exc:
-        raise _fail(str(exc)) from None
     spool = config.storage.dir / ("spool" if node is None else f"nodes/{node}/spool")
     typer.echo(f"anjian: pipeline sending events to {service_url} (spool: {spool})")
     run_until_signalled(runtime)
@@ -273,12 +261,12 @@ def run(
     loaded = _load(config)
     if node is None and loaded.nodes is not None:
         names = [member.name for member in loaded.nodes.members]
-        raise _fail(f"{config}: the site runs several pipeline nodes {names}; choose one with --node NAME")
+        raise fail(f"{config}: the site runs several pipeline nodes {names}; choose one with --node NAME")
     if service_url is None:
         _serve(loaded, with_pipeline=True, config_path=config, node=node)
         return
     if not token:
-        raise _fail("--service-url needs a pipeline token: --token or ANJIAN_PIPELINE_TOKEN")
+        raise fail("--service-url needs a pipeline token: --token or ANJIAN_PIPELINE_TOKEN")
     _run_pipeline_only(loaded, service_url, token, node)
 
 
@@ -292,10 +280,8 @@ def nodes(
     from anjian.service.node_status import format_node_status, read_node_status
 
     loaded = _load(config)
-    try:
+    with failing_on(ValueError, BusUnavailableError):
         status = read_node_status(loaded, timeout_s=timeout_s)
-    except (ValueError, BusUnavailableError) as exc:
-        raise _fail(str(exc)) from None
     typer.echo(format_node_status(status))
 
 
@@ -304,10 +290,8 @@ def _open_store(config: AnjianConfig) -> EventStore:
     ``storage.is_auto_migrate`` says (as ``anjian db upgrade`` does)."""
     from anjian.service.store import EventStore
 
-    try:
+    with failing_on(DatabaseError):
         return EventStore.from_config(config.storage.model_copy(update={"is_auto_migrate": True}))
-    except DatabaseError as exc:
-        raise _fail(str(exc)) from None
 
 
 @app.command()
@@ -335,10 +319,8 @@ def demo(
     typer.echo(f"anjian demo: operator token (reads and works alerts): {secret}")
     from anjian.service.runtime import server_port
 
-    try:
+    with failing_on(ValueError):
         port = server_port(config)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
     host = config.server.host
     typer.echo(f"anjian demo: e.g. curl -H 'Authorization: Bearer {secret}' http://{host}:{port}/events")
     _serve(config, with_pipeline=True, config_path=site, banner=f"#token={secret}")
@@ -356,11 +338,9 @@ def tokens_create(
     try:
         role_value = Role(role)
     except ValueError:
-        raise _fail(f"unknown role {role!r}; expected one of {[r.value for r in Role]}") from None
-    try:
+        raise fail(f"unknown role {role!r}; expected one of {[r.value for r in Role]}") from None
+    with failing_on(ValueError):
         token_name = check_token_name(name or f"{role_value.value} token")
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
     store = _open_store(_load(config))
     try:
         info, secret = store.tokens.create(token_name, role_value)
@@ -396,7 +376,7 @@ def tokens_revoke(
     finally:
         store.close()
     if revoked is None:
-        raise _fail(f"no token {token_id}")
+        raise fail(f"no token {token_id}")
     typer.echo(f"revoked token {token_id} ({revoked.name!r})")
 
 
@@ -428,12 +408,12 @@ def db_downgrade(
     from anjian.service.database import downgrade_database, masked_url
 
     if not yes:
-        raise _fail(f"going back to schema {revision} drops what the newer migrations added: pass --yes")
+        raise fail(f"going back to schema {revision} drops what the newer migrations added: pass --yes")
     store = _open_store(_load(config))
     try:
         previous = downgrade_database(store.engine, revision)
     except DatabaseError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         store.close()
     typer.echo(f"{masked_url(str(store.engine.url))}: schema {previous} -> {revision}")
@@ -459,9 +439,9 @@ def report(
     from anjian.service.report import ReportOutputError, ReportPdfError, parse_report_time, write_report
 
     if fmt not in ("html", "pdf"):
-        raise _fail(f"--format must be html or pdf, got {fmt!r}")
+        raise fail(f"--format must be html or pdf, got {fmt!r}")
     site = _load(config)
-    try:
+    with failing_on(ValueError, DatabaseError, ReportPdfError, ReportOutputError):
         until = parse_report_time(end, site.site.timezone) if end else time.time()
         since = parse_report_time(start, site.site.timezone) if start else until - 12 * 3600
         local_start = datetime.fromtimestamp(
@@ -469,8 +449,6 @@ def report(
         )  # the site's, not this host's
         target = out or Path(f"report-{local_start:%Y%m%d-%H%M}.{fmt}")
         written = write_report(site, since, until, target, fmt)  # type: ignore[arg-type]
-    except (ValueError, DatabaseError, ReportPdfError, ReportOutputError) as exc:
-        raise _fail(str(exc)) from None
     typer.echo(f"wrote {written}")
 
 
@@ -544,7 +522,7 @@ def bench_decode(
     """Decode + sample cost per camera and per core, next to ffmpeg -f null and cv2.VideoCapture."""
     from anjian.service.benchmarks.decode import format_decode_table, run_decode_bench
 
-    try:
+    with failing_on(ValueError, FileNotFoundError):
         rows = run_decode_bench(
             directory,
             resolutions=resolutions,
@@ -554,8 +532,6 @@ def bench_decode(
             repeats=repeats,
             progress=_progress,
         )
-    except (ValueError, FileNotFoundError) as exc:
-        raise _fail(str(exc)) from None
     typer.echo(format_decode_table(rows, analysis_fps=analysis_fps))
 
 
@@ -577,12 +553,10 @@ def bench_reconnect(
     )
 
     setup_logging("ERROR")
-    try:
+    with failing_on(RuntimeError):
         rounds_measured = run_reconnect_bench(rounds=rounds, down_s=down_s, progress=_progress)
         stall = run_stall_bench()
         dead = run_dead_camera_bench(cameras=cameras, progress=_progress) if cameras >= 2 else None
-    except RuntimeError as exc:
-        raise _fail(str(exc)) from None
     typer.echo(format_reconnect_report(rounds_measured, dead, stall))
 
 
@@ -597,7 +571,7 @@ def bench_nodes(
     from anjian.service.benchmarks.nodes import format_takeover_report, run_takeover_bench
 
     setup_logging("ERROR")
-    try:
+    with failing_on(RuntimeError, ValueError):
         figures = run_takeover_bench(
             rounds=rounds,
             cameras=cameras,
@@ -605,8 +579,6 @@ def bench_nodes(
             renew_interval_s=renew_interval_s,
             progress=_progress,
         )
-    except (RuntimeError, ValueError) as exc:
-        raise _fail(str(exc)) from None
     typer.echo(format_takeover_report(figures, lease_ttl_s=lease_ttl_s, renew_interval_s=renew_interval_s))
 
 
@@ -617,10 +589,8 @@ def bench_startup(
     """Seconds from spawn to `anjian --help` done, to `anjian serve`/`run` answering /readyz, to a camera online."""
     from anjian.service.benchmarks.startup import format_startup_report, run_startup_bench
 
-    try:
+    with failing_on(RuntimeError):
         figures = run_startup_bench(runs=runs, progress=_progress)
-    except RuntimeError as exc:
-        raise _fail(str(exc)) from None
     typer.echo(format_startup_report(figures))
 
 
@@ -633,10 +603,8 @@ def bench_sensors(
     """Sensors at 1 Hz over a real Mosquitto broker into the sensor rules and the store: CPU, RSS, reading-to-alert latency."""
     from anjian.service.benchmarks.sensors import run_sensor_bench
 
-    try:
+    with failing_on(RuntimeError):
         report = run_sensor_bench(sensors=sensors, seconds=seconds, crossings_per_s=crossings)
-    except RuntimeError as exc:
-        raise _fail(str(exc)) from None
     typer.echo(report.render())
 
 
@@ -665,7 +633,7 @@ def bench_pipeline(
     from anjian.service.benchmarks.pipeline import DEFAULT_PHASES, run_pipeline_bench
 
     setup_logging("WARNING")
-    try:
+    with failing_on(ValueError, ModelError):
         report = run_pipeline_bench(
             cameras=cameras,
             model=model,
@@ -675,11 +643,9 @@ def bench_pipeline(
             phases=tuple(phases or DEFAULT_PHASES),
             progress=_progress,
         )
-    except (ValueError, ModelError) as exc:
-        raise _fail(str(exc)) from None
     typer.echo(report.render())
     if report.failures:
-        raise _fail(
+        raise fail(
             f"{len(report.failures)} of {len(report.phases) + len(report.failures)} phases failed (above)",
             code=1,
         )
@@ -720,20 +686,20 @@ def replay(
     loaded = _load(config)
     found = [(w, c) for w, c in loaded.cameras() if c.id == camera]
     if not found:
-        raise _fail(f"no camera {camera!r} in {config}; cameras: {[c.id for _, c in loaded.cameras()]}")
+        raise fail(f"no camera {camera!r} in {config}; cameras: {[c.id for _, c in loaded.cameras()]}")
     workshop, camera_config = found[0]
     try:
         first = None if start_at is None else dt.datetime.fromisoformat(start_at)
     except ValueError:
-        raise _fail(
+        raise fail(
             f"--start-at: expected an ISO 8601 time such as 2024-03-04T08:00:00+08:00, got {start_at!r}"
         ) from None
-    try:
+    with failing_on(ModelError, CameraError, ValueError):
         detector = load_detector(model or loaded.model.path, loaded.model)
         try:
             out_file = events.open("w", encoding="utf-8")
         except OSError as exc:
-            raise _fail(f"--events {events}: cannot write it: {exc.strerror or exc}") from None
+            raise fail(f"--events {events}: cannot write it: {exc.strerror or exc}") from None
         with out_file as out:
             report = replay_video(
                 video,
@@ -747,8 +713,6 @@ def replay(
                 evidence_dir=evidence_dir,
                 until_s=until_s,
             )
-    except (ModelError, CameraError, ValueError) as exc:
-        raise _fail(str(exc)) from None
     gated = (
         f" ({report.frames_inferred} inferred, motion gate)" if report.frames_inferred < report.frames else ""
     )
@@ -775,7 +739,7 @@ def dataset_harvest(
             loaded, out, camera_id=camera, since_days=since_days, limit=limit, progress=rich_progress
         )
     except (DatabaseError, ValueError) as exc:
-        raise _fail(f"{config}: {exc}") from None
+        raise fail(f"{config}: {exc}") from None
     typer.echo(
         f"{report.hard_negatives} hard negative(s), {report.to_label} image(s) to label -> {out}"
         + (f"; {len(report.skipped)} alert(s) without a snapshot file skipped" if report.skipped else "")
@@ -836,14 +800,12 @@ def eval_events(
 
     model_spec = model or loaded.model.path
     root = registry or loaded.model.registry
-    try:
+    with failing_on(ValueError, ModelError):
         target = parse_version_ref(record) if record else None
         if target is not None:
             check_recorded_model(model_spec, *target, root=root)
         plan = load_event_spec(spec)
         detector = load_detector(model_spec, loaded.model)
-    except (ValueError, ModelError) as exc:
-        raise _fail(str(exc)) from None
     try:
         scores = evaluate_events(
             plan,
@@ -854,7 +816,7 @@ def eval_events(
             on_clip=report_clip,
         )
     except ValueError as exc:
-        raise _fail(f"{spec}: {exc}") from None
+        raise fail(f"{spec}: {exc}") from None
     rows = summarize(scores)
     typer.echo(render_table(rows))
     payload = {"behaviours": [r.to_dict() for r in rows], "clips": [c.to_dict() for c in scores]}

@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from anjian.datasets.cli import dataset_app, fail, rich_progress
+from anjian.datasets.cli import dataset_app, rich_progress
+from anjian.datasets.command_line import fail, failing_on
 from anjian.datasets.errors import DatasetError
 from anjian.models.errors import ModelError
 from anjian.training.qat import DEFAULT_QAT_EPOCHS, DEFAULT_QAT_LR
@@ -102,10 +103,8 @@ def _site_registry(registry: Path | None, site_config: Path | None) -> Path | No
         return registry
     from anjian.models.config import registry_of_site_config
 
-    try:
+    with failing_on(ValueError):
         return registry_of_site_config(site_config)
-    except ValueError as exc:
-        raise fail(str(exc)) from None
 
 
 _TRAIN_EXTRA_INSTALL = "pip install -e '.[train]'"
@@ -213,7 +212,7 @@ def train_command(
         extra["lr0"] = lr0
     start = model
     coco = coco or DEFAULT_COCO_ONNX
-    try:
+    with failing_on(FileNotFoundError, ValueError, OSError, DatasetError, ModelError):
         if not resume:
             prepare_new_run(project / name, overwrite=overwrite)
             if model == "coco" and not coco.is_file():
@@ -244,8 +243,6 @@ def train_command(
             extra=extra,
         )
         run = train_detector(config, resume=resume)
-    except (FileNotFoundError, ValueError, OSError, DatasetError, ModelError) as exc:
-        raise fail(str(exc)) from None
     if run.note:
         _err.print(run.note, style="yellow", markup=False)
     _out.print(f"weights: {run.best} (last: {run.last}); record: {run.record}")
@@ -337,7 +334,7 @@ def eval_command(
     if model.lower().endswith(".pt"):
         _require_train_extra("anjian eval of a .pt model", "torch", "ultralytics")
     root = _site_registry(registry, site_config)
-    try:
+    with failing_on(DatasetError, ModelError, ValueError, ModuleNotFoundError):
         target = parse_version_ref(record) if record else None
         if target is not None:
             check_recorded_model(model, *target, root=root)
@@ -349,8 +346,6 @@ def eval_command(
         report = evaluate_detector(
             detector, dataset, split=split, class_map=mapping, progress=rich_progress, on_image=collector
         )
-    except (DatasetError, ModelError, ValueError, ModuleNotFoundError) as exc:
-        raise fail(str(exc)) from None
     _warn_label_errors([label_errors] if label_errors else [])
     report.extra.update(_eval_conditions(model, detector, data, split, class_map, confidence))
     report.extra["thresholds"] = _calibrated_thresholds(report, json_out)
@@ -527,7 +522,7 @@ def export_command(
     from anjian.training.export import export_onnx, export_tensorrt, to_fp16
     from anjian.training.thresholds import load_thresholds_json
 
-    try:
+    with failing_on(FileNotFoundError, ValueError, ModelError):
         calibrated = load_thresholds_json(thresholds) if thresholds is not None else None
         onnx = export_onnx(
             weights,
@@ -538,8 +533,6 @@ def export_command(
             thresholds=calibrated,
             free_input=free_input,
         )
-    except (FileNotFoundError, ValueError, ModelError) as exc:
-        raise fail(str(exc)) from None
     if calibrated:
         _out.print(f"thresholds: {calibrated}")
     _out.print(f"fp32: {onnx} ({onnx.stat().st_size / 1e6:.1f} MB)")
@@ -608,7 +601,7 @@ def models_list(
     for column in _LIST_COLUMNS:
         table.add_column(column)
     dangling: list[str] = []
-    try:
+    with failing_on(ModelError):
         for model in names:
             dangling += _list_dangling(table, model, dangling_pointers(model, root=root))
             for v in list_versions(model, root=root):
@@ -627,8 +620,6 @@ def models_list(
                     ", ".join(v.scopes),
                     str(v.meta.get("data_hash") or "")[:19],
                 )
-    except ModelError as exc:
-        raise fail(str(exc)) from None
     _out.print(table)
     for line in dangling:
         _err.print(f"[red]{escape(line)}[/red]")
@@ -868,7 +859,7 @@ def models_compare(
     found = [registry_version_of(spec, root=registry) for spec in (model_a, model_b)]
     if found[0] is not None and found[1] is not None and found[0][:2] == found[1][:2]:
         raise fail(f"A and B are the same registry version ({found[0][0]}/{found[0][1]})")
-    try:
+    with failing_on(DatasetError, ModelError, ValueError):
         mapping = load_class_map(class_map) if class_map else None
         sides = []
         for spec, where in zip((model_a, model_b), found, strict=True):
@@ -888,8 +879,6 @@ def models_compare(
             progress=rich_progress,
             settings={"confidence": confidence, "class_map": str(class_map) if class_map else None},
         )
-    except (DatasetError, ModelError, ValueError) as exc:
-        raise fail(str(exc)) from None
     _warn_label_errors([summary for summary in found_errors if summary])
     _print_comparison(comparison)
     if json_out:
@@ -987,7 +976,7 @@ def models_quantize(
         raise fail(f"--start-at must be one of {names}, got {start_at!r}")
     ladder = FLOAT_LADDER[names.index(start_at) if start_at else 0 :]
     root = _site_registry(registry, site_config)
-    try:
+    with failing_on(DatasetError, ModelError, ValueError, PermissionError):
         record = quantize_and_record(
             name,
             version,
@@ -1005,8 +994,6 @@ def models_quantize(
             progress=rich_progress,
             report=_out.print,
         )
-    except (DatasetError, ModelError, ValueError, PermissionError) as exc:
-        raise fail(str(exc)) from None
     from anjian.training.int8_gate import Int8Verdict
 
     verdict = Int8Verdict.from_dict(record["gate"])
@@ -1201,7 +1188,7 @@ def dataset_fire_clips(
     """Real fire clips from consecutive frames of each video, and an eval-events spec (fire, people, falls)."""
     from anjian.training.fire_clips import build_fire_clips, build_people_clips, write_eval_set
 
-    try:
+    with failing_on(FileNotFoundError, ValueError):
         clips = build_fire_clips(
             frames, out, min_frames=min_frames, max_frames=max_frames, fps=fps, size_wh=(size, size)
         )
@@ -1216,8 +1203,6 @@ def dataset_fire_clips(
             if people_frames is not None
             else []
         )
-    except (FileNotFoundError, ValueError) as exc:
-        raise fail(str(exc)) from None
     if not clips:
         raise fail(f"no video in {frames} has {min_frames} frames or more")
     site, spec = write_eval_set(clips, out, videos_dir=videos, people_clips=people, fps=fps)
@@ -1266,7 +1251,7 @@ def dataset_label_export(
     from anjian.datasets.yolo import load_yolo_set
     from anjian.training.prelabel import predict_label_boxes
 
-    try:
+    with failing_on(DatasetError, ModelError, ValueError, OSError):
         dataset = load_yolo_set(source, progress=rich_progress)
         predictions = None
         class_names: tuple[str, ...] = dataset.class_names
@@ -1294,8 +1279,6 @@ def dataset_label_export(
             task_name=dataset.name,
             progress=rich_progress,
         )
-    except (DatasetError, ModelError, ValueError, OSError) as exc:
-        raise fail(str(exc)) from None
     boxes = sum(len(t.boxes) for t in tasks)
     _out.print(
         f"{len(tasks)} images, {boxes} pre-labels ({version or 'the set’s own labels'}) -> {out}: "

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from anjian.cameras.url import mask_url
+from anjian.datasets.command_line import fail, failing_on
 from anjian.service.errors import ConfigError, DatabaseError
 from anjian.service.logs import setup_logging
 
@@ -35,27 +36,18 @@ hub_app.add_typer(hub_tokens_app, name="tokens")
 HubConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Hub YAML file.")]
 
 
-def _fail(message: str) -> typer.Exit:
-    typer.secho(message, fg=typer.colors.RED, err=True)
-    return typer.Exit(2)
-
-
 def _load(path: Path) -> HubConfig:
     from anjian.service.hub.config import load_hub_config
 
-    try:
+    with failing_on(ConfigError):
         return load_hub_config(path)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
 
 
 def _open(config: HubConfig) -> HubStore:
     from anjian.service.hub.store import HubStore
 
-    try:
+    with failing_on(DatabaseError):
         return HubStore.from_config(config.storage)
-    except DatabaseError as exc:
-        raise _fail(str(exc)) from None
 
 
 @contextmanager
@@ -65,9 +57,9 @@ def _tokens(config: HubConfig) -> Iterator[HubTokens]:
     try:
         yield store.tokens
     except KeyError as exc:
-        raise _fail(str(exc.args[0])) from None
+        raise fail(str(exc.args[0])) from None
     except ValueError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     finally:
         store.close()
 
@@ -86,10 +78,8 @@ def hub_serve(
     typer.echo(
         f"anjian hub: {len(hub.plants)} plant(s), NATS {mask_url(hub.bus.url)}, serving on http://{host}:{port}/"
     )
-    try:
+    with failing_on(DatabaseError):
         serve_hub(hub, host=host, port=port)
-    except DatabaseError as exc:
-        raise _fail(str(exc)) from None
 
 
 @hub_tokens_app.command("create")
@@ -103,9 +93,9 @@ def hub_tokens_create(
     hub = _load(config)
     kind, _, value = scope.partition(":")
     if kind == "plant" and hub.plant(value) is None:
-        raise _fail(f"no plant {value!r} in {config}; plants: {[p.id for p in hub.plants]}")
+        raise fail(f"no plant {value!r} in {config}; plants: {[p.id for p in hub.plants]}")
     if kind == "group" and value not in hub.groups:
-        raise _fail(f"no group {value!r} in {config}; groups: {hub.groups}")
+        raise fail(f"no group {value!r} in {config}; groups: {hub.groups}")
     with _tokens(hub) as tokens:
         info, secret = tokens.create(name, role, scope)
     typer.secho(
@@ -181,7 +171,7 @@ def hub_nats_config(
     """
     from anjian.service.bus.server_config import LeafTls, hub_server_config, plant_server_config
 
-    try:
+    with failing_on(ValueError):
         has_tls = any(path is not None for path in (tls_cert, tls_key, tls_ca))
         tls = LeafTls(cert_file=tls_cert, key_file=tls_key, ca_file=tls_ca) if has_tls else None
         if plant is None:
@@ -210,8 +200,6 @@ def hub_nats_config(
                 leaf_password=password,
                 tls=tls,
             )
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
     typer.echo(text, nl=False)
 
 
@@ -240,14 +228,14 @@ def bench_hub(
 
     setup_logging("WARNING")
     if not nats_server_available():
-        raise _fail("nats-server is not installed (apt install nats-server)")
+        raise fail("nats-server is not installed (apt install nats-server)")
     model = HubLoadModel(
         plants=target_plants,
         cameras_per_plant=cameras_per_plant,
         incidents_per_camera_hour=incidents_per_camera_hour,
         messages_per_incident=messages_per_incident,
     )
-    try:
+    with failing_on(ValueError, TimeoutError, RuntimeError):
         report = run_hub_bench(
             plants=plants,
             events=events,
@@ -256,6 +244,4 @@ def bench_hub(
             database_url=database_url,
             model=model,
         )
-    except (ValueError, TimeoutError, RuntimeError) as exc:
-        raise _fail(str(exc)) from None
     typer.echo(report.render())

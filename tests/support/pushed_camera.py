@@ -31,6 +31,8 @@ class PushedCamera:
         condition: The runner's frame condition, notified at each push.
     """
 
+    keeps_every_frame = False  # like a live camera: a newer push replaces a frame still waiting for its batch
+
     def __init__(self, config: CameraConfig, condition: threading.Condition) -> None:
         self.config = config
         self._condition = condition
@@ -67,10 +69,6 @@ class PushedCamera:
         with self._condition:
             frame, self._latest = self._latest, None
             return frame
-
-    @property
-    def keeps_every_frame(self) -> bool:
-        return False
 
 
 class PushedCameras(dict[str, PushedCamera]):
