@@ -85,8 +85,17 @@ def registry_of_site_config(path: Path) -> Path | None:
     """
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path}: cannot read the site config: {exc}") from None
+    except yaml.YAMLError as exc:  # PyYAML's own text quotes the line, which may hold a camera's password
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        why = getattr(exc, "problem", None) or "not valid YAML"
+        raise ValueError(
+            f"{path}: not valid YAML{where}: {why} (`anjian config check` shows the line)"
+        ) from None
+    except RecursionError:
+        raise ValueError(f"{path}: lists or mappings nested too deep to read (hundreds of levels)") from None
     section = raw.get("model") if isinstance(raw, dict) else None
     try:
         config = DetectorConfig.model_validate(section or {})

@@ -44,6 +44,7 @@ __all__ = [
     "WebhookConfig",
     "WorkshopConfig",
     "load_config",
+    "read_yaml_mapping",
 ]
 
 
@@ -492,6 +493,12 @@ def _unfilled_placeholders(node: object, where: str = "") -> list[str]:
     ]
 
 
+def _list_in(node: object, key: str) -> list[Any]:
+    """``node[key]`` when ``node`` is a mapping holding a list there, else none (the schema names what is wrong)."""
+    value = node.get(key) if isinstance(node, dict) else None
+    return value if isinstance(value, list) else []
+
+
 def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     """Make file paths in the YAML relative to the YAML's own folder, as a reader expects.
 
@@ -520,8 +527,8 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     ):
         storage["dir"] = resolved(storage["dir"], "storage.dir")
     site = raw.get("site")
-    for w, workshop in enumerate(site.get("workshops", []) if isinstance(site, dict) else []):
-        for c, camera in enumerate(workshop.get("cameras", []) if isinstance(workshop, dict) else []):
+    for w, workshop in enumerate(_list_in(site, "workshops")):
+        for c, camera in enumerate(_list_in(workshop, "cameras")):
             url = camera.get("url") if isinstance(camera, dict) else None
             if isinstance(url, str) and "://" not in url and not os.path.isabs(url):
                 camera["url"] = resolved(url, f"site.workshops.{w}.cameras.{c}.url")
@@ -553,6 +560,37 @@ class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML has no 
         return super().construct_mapping(node, deep=deep)  # type: ignore[no-any-return]
 
 
+def read_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
+    """The mapping a YAML config file holds (``what``: "site config", "hub config"), read as a person wrote it.
+
+    UTF-8 only; a key given twice in one mapping is refused (PyYAML would keep the last, dropping
+    the first without a word); a broken line is echoed with its secrets masked; lists or
+    mappings nested too deep to read are refused rather than ending in a ``RecursionError``.
+
+    Raises:
+        ConfigError: The file cannot be read, is not UTF-8 or not YAML, or holds no mapping; the
+            message starts with the file's path.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the {what}: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start : exc.start + 1]!r}); "
+            "save the file as UTF-8"
+        ) from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no tags build objects
+    except yaml.YAMLError as exc:
+        raise ConfigError(_describe_yaml_error(path, text, exc)) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: lists or mappings nested too deep to read (hundreds of levels)") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw
+
+
 def load_config(path: str | Path) -> AnjianConfig:
     """Read and validate a site YAML.
 
@@ -568,21 +606,7 @@ def load_config(path: str | Path) -> AnjianConfig:
             message names the file, each field path and what was expected.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the site config: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            f"{path}: not UTF-8 text (byte {exc.start} is {exc.object[exc.start : exc.start + 1]!r}); "
-            "save the file as UTF-8"
-        ) from None
-    try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no tags build objects
-    except yaml.YAMLError as exc:
-        raise ConfigError(_describe_yaml_error(path, text, exc)) from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    raw = read_yaml_mapping(path, "site config")
     unfilled = _unfilled_placeholders(raw)
     if unfilled:
         raise ConfigError(

@@ -126,6 +126,10 @@ def load_event_spec(path: Path) -> EventEvalSpec:
         spec = EventEvalSpec.model_validate(raw)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ValueError(f"cannot read {path}: {exc}") from exc
+    except RecursionError:
+        raise ValueError(
+            f"cannot read {path}: lists or mappings nested too deep (hundreds of levels)"
+        ) from None
     except ValidationError as exc:
         errors = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ValueError(f"{path}: {errors}") from None

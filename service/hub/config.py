@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -37,7 +36,7 @@ from anjian.cameras.fields import DurationS, ShortDurationS
 from anjian.pipeline.config import check_time_zone
 from anjian.service.bus.config import BusId, NatsUrl, SecretKey, SigningKey
 from anjian.service.bus.subjects import plant_domain
-from anjian.service.config import ServerConfig, SlaConfig, StorageConfig
+from anjian.service.config import ServerConfig, SlaConfig, StorageConfig, read_yaml_mapping
 from anjian.service.errors import ConfigError
 
 __all__ = ["HubBusConfig", "HubConfig", "HubSiteConfig", "PlantConfig", "load_hub_config"]
@@ -244,14 +243,7 @@ def load_hub_config(path: str | Path) -> HubConfig:
         ConfigError: The file is missing, is not YAML or breaks the schema; each error with its field path.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read the hub config: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    raw = read_yaml_mapping(path, "hub config")
     storage = raw.get("storage")
     if (
         isinstance(storage, dict)

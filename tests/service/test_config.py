@@ -201,6 +201,26 @@ def test_a_nul_in_a_path_is_named_not_a_traceback(tmp_path: Path, yaml_text: str
         load_config(_write(tmp_path, yaml_text))
 
 
+@pytest.mark.parametrize(
+    ("yaml_text", "message"),
+    [
+        ("site: {id: s, workshops: 5}\n", r"site\.workshops: Input should be a valid list"),
+        (
+            "site: {id: s, workshops: [{id: w, cameras: 7}]}\n",
+            r"site\.workshops\.0\.cameras: Input should be a valid list",
+        ),
+        ("site: " + "[" * 3000 + "]" * 3000 + "\n", r"site\.yaml: lists or mappings nested too deep to read"),
+    ],
+    ids=["workshops-a-number", "cameras-a-number", "nested-3000-deep"],
+)
+def test_a_shape_the_paths_step_cannot_walk_is_named_not_a_traceback(
+    tmp_path: Path, yaml_text: str, message: str
+) -> None:
+    """Found by test_config_fuzz.py: a TypeError and a RecursionError before the schema could name the field."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(_write(tmp_path, yaml_text))
+
+
 def test_a_key_given_twice_is_refused_with_both_lines(tmp_path: Path) -> None:
     with pytest.raises(
         ConfigError, match=r"site\.yaml:3:3: .*the key 'id' is given twice \(again at line 3\)"

@@ -199,3 +199,10 @@ def test_the_command_adds_people_clips(tmp_path: Path, frames_root: Path) -> Non
     (root / "data.yaml").write_text('names: ["person"]\n')
     failed = CliRunner().invoke(app, [*args, "--people-min-frames", "20"])
     assert failed.exit_code == 2 and "no class 'fall'" in failed.output
+
+
+def test_a_clip_spec_nested_too_deep_is_refused_by_name(tmp_path: Path) -> None:
+    spec = tmp_path / "clips.yaml"
+    spec.write_text("clips: " + "[" * 3000 + "]" * 3000 + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"clips\.yaml: lists or mappings nested too deep"):
+        load_event_spec(spec)

@@ -24,6 +24,29 @@ def _write(tmp_path: Path, text: str) -> Path:
     return path
 
 
+def test_a_broken_line_of_the_hub_yaml_is_echoed_with_its_leaf_password_masked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"hub\.yaml:2:\d+: not valid YAML") as info:
+        load_hub_config(_write(tmp_path, "plants: [\n  leaf_password: s3cret-leaf-pass:x: y\n"))
+    assert "leaf_password: ***" in str(info.value)
+    assert "s3cret" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"plants:\n  - id: a\xff\n", r"hub\.yaml: not UTF-8 text \(byte 17 is b'\\xff'\)"),
+        (b"plants:\n  - id: a\n    id: b\n", r"the key 'id' is given twice"),
+        (b"plants: " + b"[" * 3000 + b"]" * 3000, r"hub\.yaml: lists or mappings nested too deep to read"),
+    ],
+    ids=["not-utf8", "key-twice", "nested-3000-deep"],
+)
+def test_the_hub_yaml_is_read_as_the_site_yaml_is(tmp_path: Path, data: bytes, message: str) -> None:
+    path = tmp_path / "hub.yaml"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError, match=message):
+        load_hub_config(path)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
