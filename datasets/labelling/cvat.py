@@ -131,11 +131,17 @@ def _read_box(element: ElementTree.Element, image_name: str) -> tuple[LabelBox, 
     return LabelBox(label, (x1, y1, x2, y2)), None
 
 
+def _point(pair: str) -> tuple[float, float]:
+    """One ``x,y`` of a polygon's ``points``."""
+    values = pair.split(",")
+    if len(values) != 2:
+        raise ValueError(f"a polygon point {pair!r} is not x,y")
+    return float(values[0]), float(values[1])
+
+
 def _read_polygon(element: ElementTree.Element, image_name: str) -> tuple[LabelBox, str]:
     """A ``<polygon>`` as its bounding box, with a note."""
-    points = [
-        tuple(float(v) for v in pair.split(",")) for pair in element.attrib["points"].split(";") if pair
-    ]
+    points = [_point(pair) for pair in element.attrib["points"].split(";") if pair]
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     label = element.attrib.get("label", "")
     note = f"{image_name}: a {label} polygon read as its bounding box"

@@ -218,13 +218,17 @@ def read_label_studio(path: Path) -> tuple[list[ToolImage], list[str]]:
         )
     images: list[ToolImage] = []
     unlabelled: list[str] = []
-    for task in tasks:
-        annotation = _chosen_annotation(task.get("annotations") or task.get("completions") or [])
-        if annotation is None:
-            unlabelled.append(_image_name(task.get("data", {})))
-            continue
+    for number, task in enumerate(tasks):
         try:
+            annotation = _chosen_annotation(task.get("annotations") or task.get("completions") or [])
+            if annotation is None:
+                unlabelled.append(_image_name(task.get("data", {})))
+                continue
             images.append(_task_image(task, annotation))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise DatasetFormatError(f"{path}: task {task.get('id')} has a malformed result: {exc}") from exc
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            # a value of another kind than Label Studio writes (a list where a mapping goes, text for a number)
+            raise DatasetFormatError(
+                f"{path}: task {task.get('id', f'#{number + 1}')!s} is not as Label Studio exports it "
+                f"({type(exc).__name__}: {exc}); export the project again"
+            ) from exc
     return images, unlabelled

@@ -17,6 +17,7 @@ original split and source (:mod:`anjian.datasets.labelling.corrections`).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,12 @@ class LabelBox:
     label: str
     xyxy: tuple[float, float, float, float]
     score: float | None = None
+
+    def __post_init__(self) -> None:
+        if not all(math.isfinite(v) for v in self.xyxy):  # a NaN would reach the YOLO label files as "nan"
+            raise ValueError(
+                f"a {self.label} box at {self.xyxy} has a coordinate that is not a finite number"
+            )
 
 
 @dataclass(frozen=True, slots=True)

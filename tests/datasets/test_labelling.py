@@ -12,7 +12,9 @@ whose ``result`` items are ``rectanglelabels`` in percent of ``original_width`` 
 from __future__ import annotations
 
 import json
+import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -313,6 +315,51 @@ def test_label_studio_export_takes_the_latest_annotation_and_leaves_unreviewed_t
     assert smoke == pytest.approx([2, 0.45, 0.5, 0.1, 0.2], abs=1e-5)
     assert rows[names[1]].shape == (0, 5)
     assert [i.kind for i in dataset.issues] == [IssueKind.CONVERTED_SHAPE]
+
+
+@pytest.mark.parametrize(
+    ("change", "task"),
+    [
+        (lambda tasks: tasks[0].update(annotations=[{"result": 5}]), "1"),
+        (lambda tasks: tasks[0]["annotations"][1]["result"][0].update(value=[1, 2]), "1"),
+        (lambda tasks: tasks[0]["annotations"][1]["result"][0].update(type=["rectanglelabels"]), "1"),
+        (lambda tasks: tasks[1].update(data=[f"/data/upload/{tasks[1]['id']}.jpg"]), "2"),
+        (lambda tasks: tasks[2].pop("id") and tasks[2].update(data=7, annotations=[]), "#3"),
+    ],
+    ids=["result-a-number", "value-a-list", "type-a-list", "data-a-list", "data-a-number-no-id"],
+)
+def test_a_label_studio_export_with_a_value_of_another_kind_names_the_task(
+    tmp_path: Path, change: Callable[[list[dict[str, Any]]], None], task: str
+) -> None:
+    """Found by test_import_fuzz.py: these ended in an AttributeError or TypeError."""
+    tasks = _ls_export(["a.jpg", "b.jpg", "c.jpg"])
+    change(tasks)
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(tasks))
+    with pytest.raises(
+        DatasetFormatError, match=rf"export\.json: task {re.escape(task)} is not as Label Studio"
+    ):
+        read_label_studio(export)
+
+
+@pytest.mark.parametrize(
+    ("shape", "message"),
+    [
+        ('<polygon label="fire" points="1,2;3"/>', "a polygon point '3' is not x,y"),
+        ('<polygon label="fire" points="nan,nan;1,1"/>', "a fire box at .* not a finite number"),
+        ('<box label="fire" xtl="inf" ytl="1" xbr="2" ybr="3"/>', "a fire box at .* not a finite number"),
+    ],
+    ids=["point-without-y", "nan-polygon", "infinite-box"],
+)
+def test_a_cvat_shape_that_is_no_box_names_its_image(tmp_path: Path, shape: str, message: str) -> None:
+    """Found by test_import_fuzz.py: an IndexError, and NaN boxes that reached the label files."""
+    export = tmp_path / "annotations.xml"
+    export.write_text(
+        f'<annotations><version>1.1</version><image id="0" name="a.jpg" width="60" height="40">{shape}</image>'
+        "</annotations>"
+    )
+    with pytest.raises(DatasetFormatError, match=rf"image 'a\.jpg' has a malformed shape: {message}"):
+        read_cvat(export)
 
 
 def test_exports_that_are_not_the_tools_formats_are_refused_clearly(tmp_path: Path) -> None:
