@@ -115,9 +115,15 @@ def entry_images(path: Path, source: Path) -> list[tuple[Path, str]]:
     Raises:
         DatasetFormatError: The path is neither a folder nor a ``.txt`` list, or the list is unreadable.
     """
-    if path.is_dir():
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError as exc:  # a name too long for the file system, a loop of links
+        raise DatasetFormatError(
+            f"{source}: split path {path} cannot be looked at: {exc.strerror or exc}"
+        ) from None
+    if is_dir:
         return [(image, str(image.relative_to(path))) for image in list_images(path)]
-    if path.is_file() and path.suffix == ".txt":
+    if is_file and path.suffix == ".txt":
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as exc:

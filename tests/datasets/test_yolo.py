@@ -126,8 +126,9 @@ def test_validate_finds_unreadable_and_duplicate_images_and_groups_across_splits
         ("names: [a]\ntrain: nowhere\n", "neither a folder"),
         ("names: {0: a, 2: b}\ntrain: images\n", "0..n-1"),
         (": : :\n", "cannot read"),
+        ("names: [a]\ntrain: " + "x" * 300 + "\n", "cannot be looked at: File name too long"),
     ],
-    ids=["no-names", "no-splits", "missing-split", "gappy-ids", "not-yaml"],
+    ids=["no-names", "no-splits", "missing-split", "gappy-ids", "not-yaml", "name-too-long"],
 )
 def test_unreadable_description_raises_format_error(tmp_path: Path, yaml_text: str, match: str) -> None:
     (tmp_path / "images").mkdir()
