@@ -23,6 +23,7 @@ camera over carries on with them instead of raising them again.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -44,6 +45,8 @@ __all__ = ["Lease", "LeaseBucket", "incident_bucket_name", "lease_bucket_name"]
 
 _STREAM_NAME_IN_USE = 10058  # JetStream's error code: a stream of that name exists (created meanwhile)
 _WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream's error codes: the key was written since that revision
+logger = logging.getLogger(__name__)
+
 _CREATE_TRIES = 3  # a key that ages out between create's two round trips is asked for again
 _INCIDENTS_KEPT_S = 7 * 86_400.0  # a camera's open incidents outlive any outage of its nodes
 
@@ -127,6 +130,7 @@ class LeaseBucket:
 
     def __init__(self, kv: KeyValue, incidents: KeyValue, *, clock: Callable[[], float] = time.time) -> None:
         self._kv = kv
+        self._unreadable_warned: set[tuple[str, int]] = set()
         self._incidents = incidents
         self._clock = clock
 
@@ -188,15 +192,35 @@ class LeaseBucket:
                 continue
             if entry.value is None or entry.revision is None:
                 continue
-            data = json.loads(entry.value)
-            found[camera_id] = Lease(
-                camera_id,
-                str(data["node"]),
-                entry.revision,
-                float(data["renewed_at"]),
-                str(data.get("instance", "")),  # none in a lease written before instances existed
-            )
+            try:
+                data = json.loads(entry.value)
+                found[camera_id] = Lease(
+                    camera_id,
+                    str(data["node"]),
+                    entry.revision,
+                    float(data["renewed_at"]),
+                    str(data.get("instance", "")),  # none in a lease written before instances existed
+                )
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                # Held by someone this process cannot read (damaged, or another format): left out, the
+                # camera is not taken (``acquire`` finds the key held) until the writer renews it in a
+                # form this reads or it ages out; one unreadable camera must not fail every round.
+                self._warn_unreadable(camera_id, entry.revision, exc)
         return found
+
+    def _warn_unreadable(self, camera_id: str, revision: int, exc: Exception) -> None:
+        """Log an unreadable lease once per revision (rounds come every few seconds)."""
+        if (camera_id, revision) in self._unreadable_warned:
+            return
+        self._unreadable_warned.add((camera_id, revision))
+        logger.warning(
+            "the lease of camera %s (revision %d) is unreadable (%s: %s); no node takes it until it is "
+            "renewed readably or ages out",
+            camera_id,
+            revision,
+            type(exc).__name__,
+            exc,
+        )
 
     async def alive_nodes(self, names: Iterable[str]) -> set[str]:
         """Which of these nodes announced themselves within the lease TTL."""

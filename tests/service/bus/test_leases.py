@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shutil
 import threading
 from collections.abc import Iterable, Iterator
@@ -168,6 +169,30 @@ def test_a_lease_renews_with_its_revision_and_a_stale_revision_loses(bus: BusCon
     assert renewed is not None and stale is None and not released_stale
     assert list(leases) == ["cam-1"] and leases["cam-1"].node == "line-a"
     assert leases["cam-1"].revision == renewed.revision
+
+
+def test_an_unreadable_lease_is_left_out_held_and_the_other_cameras_still_read(
+    bus: BusConnection, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A damaged value (or one in a format this version cannot read) once failed every node's round."""
+
+    async def scenario(js: JetStreamContext) -> tuple[dict[str, Lease], Lease | None, dict[str, Lease]]:
+        bucket = await LeaseBucket.ensure(js, "unreadable", ttl_s=TTL_S)
+        assert await bucket.acquire("cam-2", "line-a") is not None
+        raw = await js.key_value(lease_bucket_name("unreadable"))
+        await raw.put("camera.cam-1", b"not json")
+        first = await bucket.leases(["cam-1", "cam-2"])
+        taken = await bucket.acquire("cam-1", "line-b")
+        await raw.put("camera.cam-1", b'{"node": "line-c"}')  # no renewed_at
+        return first, taken, await bucket.leases(["cam-1", "cam-2"])
+
+    with caplog.at_level(logging.WARNING, logger="anjian.service.bus.leases"):
+        first, taken, second = bus.call(scenario, timeout_s=10)
+
+    assert list(first) == ["cam-2"] and list(second) == ["cam-2"]
+    assert taken is None  # held by whoever wrote it: no second node runs the camera
+    warnings = [r.getMessage() for r in caplog.records if "cam-1" in r.getMessage()]
+    assert len(warnings) == 2 and all("unreadable" in w for w in warnings)  # once per revision
 
 
 def test_an_unrenewed_lease_expires_on_the_server_and_another_node_can_take_it(bus: BusConnection) -> None:
