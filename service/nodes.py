@@ -647,8 +647,16 @@ def _dump(incidents: list[JournalEntry]) -> bytes:
 
 
 def _ids(data: bytes) -> set[str]:
-    """The event ids of saved incidents."""
-    return {str(entry["event"]["id"]) for entry in _load(data)}
+    """The event ids of saved incidents; an entry of another shape (a damaged value) has none.
+
+    Adopting such an entry fails by name when its camera starts (``IncidentJournal.adopt``);
+    here it must not fail the whole round, which would stop every camera of the node.
+    """
+    return {
+        str(entry["event"]["id"])
+        for entry in _load(data)
+        if isinstance(entry, dict) and isinstance(entry.get("event"), dict) and "id" in entry["event"]
+    }
 
 
 def _load(data: bytes) -> list[JournalEntry]:

@@ -22,7 +22,7 @@ from anjian.service.bus.errors import BusUnavailableError
 from anjian.service.bus.leases import Lease, LeaseBucket, incident_bucket_name, lease_bucket_name
 from anjian.service.bus.subjects import plant_domain
 from anjian.service.node_config import NodeConfig, NodesConfig
-from anjian.service.nodes import CameraNode, plan_round, share_orphans
+from anjian.service.nodes import CameraNode, _ids, plan_round, share_orphans
 from tests.service.bus.conftest import PLANT
 from tests.support.nats import NatsServer, NatsTopology, nats_server_available, start_jetstream_server
 from tests.support.waiting import wait_for
@@ -193,6 +193,21 @@ def test_an_unreadable_lease_is_left_out_held_and_the_other_cameras_still_read(
     assert taken is None  # held by whoever wrote it: no second node runs the camera
     warnings = [r.getMessage() for r in caplog.records if "cam-1" in r.getMessage()]
     assert len(warnings) == 2 and all("unreadable" in w for w in warnings)  # once per revision
+
+
+@pytest.mark.parametrize(
+    ("saved", "ids"),
+    [
+        (b'[{"event": {"id": "e-1"}}, 1, {"event": 5}, {"event": {}}, [], null]', {"e-1"}),
+        (b'{"event": {"id": "e-1"}}', set()),
+        (b"not json", set()),
+    ],
+    ids=["entries-of-other-shapes", "not-a-list", "not-json"],
+)
+def test_saved_incidents_of_another_shape_give_no_id_rather_than_fail_the_round(
+    saved: bytes, ids: set[str]
+) -> None:
+    assert _ids(saved) == ids
 
 
 def test_an_unrenewed_lease_expires_on_the_server_and_another_node_can_take_it(bus: BusConnection) -> None:
