@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import typer
 
-__all__ = ["fail", "failing_on"]
+__all__ = ["fail", "failing_on", "output_folder"]
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -34,3 +35,18 @@ def failing_on(*errors: type[Exception]) -> Iterator[None]:
         yield
     except errors as exc:
         raise fail(str(exc)) from None
+
+
+def output_folder(path: Path, option: str = "--dir") -> Path:
+    """``path`` as a folder the command writes into, created if need be; ``fail`` naming ``option`` otherwise.
+
+    A file given where a folder goes (or a folder that cannot be made) otherwise surfaced as
+    ``NotADirectoryError``/``FileExistsError`` tracebacks from deep inside the command.
+    """
+    if path.exists() and not path.is_dir():
+        raise fail(f"{option} {path} is a file; give a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise fail(f"{option} {path}: cannot create the folder: {exc.strerror or exc}") from None
+    return path

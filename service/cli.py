@@ -23,7 +23,7 @@ import typer
 from typer.core import TyperGroup
 
 from anjian.cameras.errors import CameraError
-from anjian.datasets.command_line import fail, failing_on
+from anjian.datasets.command_line import fail, failing_on, output_folder
 from anjian.models.errors import ModelError
 from anjian.service.errors import ConfigError, DatabaseError
 from anjian.service.hub.cli import bench_hub, hub_app
@@ -306,7 +306,7 @@ def demo(
 
     setup_logging(log_level)
     typer.echo(f"anjian demo: preparing the demo plant in {directory} (the footage is generated once)")
-    site = prepare_demo_site(directory)
+    site = prepare_demo_site(output_folder(directory))
     config = _load(site)
     store = _open_store(config)
     try:
@@ -524,7 +524,7 @@ def bench_decode(
 
     with failing_on(ValueError, FileNotFoundError):
         rows = run_decode_bench(
-            directory,
+            output_folder(directory),
             resolutions=resolutions,
             seconds=seconds,
             fps=fps,

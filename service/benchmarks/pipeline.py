@@ -277,10 +277,14 @@ def _naive_phase(
     counts = [0] * cameras
 
     def sampled_frame(i: int) -> Any:
+        is_rewound = False
         while True:
             ok, frame = captures[i].read()
             if not ok:  # end of file: loop it
+                if is_rewound:  # not even the first frame: it would spin here for good
+                    raise RuntimeError(f"cv2.VideoCapture reads no frame of {video}")
                 captures[i].set(cv2.CAP_PROP_POS_FRAMES, 0)
+                is_rewound = True
                 continue
             counts[i] += 1
             if counts[i] % step == 0:
@@ -666,6 +670,8 @@ def run_pipeline_bench(
             from anjian.datasets.synthetic import write_demo_video
 
             video = write_demo_video(folder / "demo.mp4", seconds=30, fps=10, size_wh=(640, 360))
+        else:
+            _check_video(video)
         model_path = resolve_model_path(model)
         engine_model = model_path
         if model_path.suffix == ".pt":
@@ -700,6 +706,27 @@ def run_pipeline_bench(
         phases=results,
         failures=failures,
     )
+
+
+def _check_video(video: Path) -> None:
+    """Refuse footage no phase could read, before any phase spends minutes on it.
+
+    Raises:
+        ValueError: ``video`` is missing, not a file, or holds no decodable video frame.
+    """
+    import av
+
+    if not video.is_file():
+        raise ValueError(
+            f"--video {video}: {'a folder' if video.is_dir() else 'no such file'}; give a video file"
+        )
+    try:
+        with av.open(str(video)) as container:
+            if not container.streams.video:
+                raise ValueError(f"--video {video}: holds no video stream")
+            next(container.decode(container.streams.video[0]))
+    except (av.error.FFmpegError, StopIteration) as exc:
+        raise ValueError(f"--video {video}: not a readable video ({exc or 'no frame'})") from None
 
 
 def _run_phase(

@@ -329,3 +329,14 @@ def test_db_downgrade_takes_the_schema_back_for_an_older_anjian_and_refuses_with
     assert done.exit_code == 0 and f"schema {head_revision()} -> 0004" in done.output, done.output
     with sqlite3.connect(tmp_path / "data" / "anjian.db") as conn:
         assert conn.execute("SELECT version_num FROM alembic_version").fetchall() == [("0004",)]
+
+
+@pytest.mark.parametrize("command", [["demo"], ["bench", "decode"]], ids=["demo", "bench-decode"])
+def test_a_file_given_as_the_output_folder_is_named_not_a_traceback(
+    tmp_path: Path, command: list[str]
+) -> None:
+    a_file = tmp_path / "site.yaml"
+    a_file.write_text("site: {id: s}\n")
+    result = runner.invoke(app, [*command, "--dir", str(a_file)])
+    assert result.exit_code == 2
+    assert f"--dir {a_file} is a file; give a folder" in result.output and "Traceback" not in result.output

@@ -216,3 +216,32 @@ def test_the_naive_phase_on_a_base_install_names_the_train_extra(
     monkeypatch.setitem(sys.modules, "ultralytics", None)  # the base install: no ultralytics
     with pytest.raises(RuntimeError, match=r"naive phase runs ultralytics, from the train extra"):
         bench._naive_phase("naive", "model.onnx", "clip.mp4", 1, 2.0, 1.0, str(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("video", "message"),
+    [
+        ("missing.mp4", "no such file; give a video file"),
+        (".", "a folder; give a video file"),
+        ("notes.txt", "not a readable video"),
+    ],
+    ids=["missing", "a-folder", "not-a-video"],
+)
+def test_footage_no_phase_could_read_is_refused_before_any_phase_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, video: str, message: str
+) -> None:
+    """A missing file once left the naive loop rewinding a capture that reads nothing, for good."""
+    from typer.testing import CliRunner
+
+    from anjian.service.benchmarks import pipeline as bench
+    from anjian.service.cli import app
+
+    (tmp_path / "notes.txt").write_text("not a video\n")
+    ran: list[str] = []
+    monkeypatch.setattr(bench, "_run_phase", lambda name, *_a, **_k: ran.append(name))
+    result = CliRunner().invoke(
+        app, ["bench", "pipeline", "--video", str(tmp_path / video), "--seconds", "1"]
+    )
+
+    assert result.exit_code == 2 and ran == []
+    assert message in result.output and "Traceback" not in result.output
