@@ -68,6 +68,20 @@ def _parse(entry: JournalEntry) -> tuple[_Key, Event]:
     return key, event_from_json(entry["event"])
 
 
+def _parse_entries(entries: list[Any]) -> tuple[dict[_Key, Event], list[str]]:
+    """The readable entries by key, and what is wrong with each of the others (``entry 3: ...``)."""
+    loaded: dict[_Key, Event] = {}
+    problems: list[str] = []
+    for index, entry in enumerate(entries):
+        try:
+            key, event = _parse(entry)
+        except (KeyError, TypeError, ValueError) as exc:
+            problems.append(f"entry {index}: {type(exc).__name__}: {exc}")
+            continue
+        loaded[key] = event
+    return loaded, problems
+
+
 class IncidentJournal:
     """The open incidents of one pipeline, on disk; thread-safe.
 
@@ -223,7 +237,8 @@ class IncidentJournal:
             if document.get("version") != _VERSION:  # written by another anjian: not read as this one's
                 raise ValueError(f"format version {document.get('version')!r}, this anjian reads {_VERSION}")
             entries = document["incidents"]
-            loaded = dict(_parse(entry) for entry in entries)
+            if not isinstance(entries, list):
+                raise TypeError(f"'incidents' must be a list, got {type(entries).__name__}")
         except FileNotFoundError:
             return
         except (OSError, ValueError, KeyError, TypeError) as exc:
@@ -234,6 +249,21 @@ class IncidentJournal:
             except OSError:
                 logger.exception("cannot set %s aside", self.path)
             return
+        loaded, problems = _parse_entries(entries)
+        if problems:  # the others are open incidents this plant accepted: carried on, not dropped with them
+            aside = self.path.with_suffix(".corrupt")
+            logger.warning(
+                "%s: %d of %d open incident(s) unreadable (%s); carrying on with the rest, the file kept as %s",
+                self.path,
+                len(problems),
+                len(entries),
+                "; ".join(problems[:3]),
+                aside,
+            )
+            try:
+                aside.write_bytes(self.path.read_bytes())
+            except OSError:
+                logger.exception("cannot keep a copy of %s", self.path)
         self._pending = dict(loaded)
         self._open = dict(loaded)
 

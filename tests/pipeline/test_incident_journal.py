@@ -139,6 +139,30 @@ def test_an_unreadable_journal_is_set_aside(tmp_path: Path) -> None:
     assert (tmp_path / "open_incidents.corrupt").read_text() == "{not json"
 
 
+def test_one_damaged_incident_does_not_cost_the_others_their_place_after_a_restart(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The whole file was set aside for one bad entry: every open alert ended and was raised anew."""
+    path = tmp_path / "open_incidents.json"
+    first_run = IncidentJournal(path)
+    fire = book(first_run).observe("fire", now=T0, is_confirmed=True, is_present=True)
+    smoke = book(first_run, Behaviour.SMOKING).observe(
+        "cigarette", now=T0, is_confirmed=True, is_present=True
+    )
+    assert fire is not None and smoke is not None
+    first_run.suspend()
+    document = json.loads(path.read_text())
+    damaged = next(e for e in document["incidents"] if e["behaviour"] == "smoking")
+    damaged["event"]["boxes"] = "not a list"
+    path.write_text(json.dumps(document))
+
+    second_run = IncidentJournal(path)
+
+    assert [event.id for event in second_run.pending()] == [fire.event.id]
+    assert json.loads((tmp_path / "open_incidents.corrupt").read_text()) == document  # kept to look at
+    assert "1 of 2 open incident(s) unreadable (entry" in caplog.text
+
+
 def test_a_camera_handed_to_another_node_carries_its_open_incident_on_there(tmp_path: Path) -> None:
     giving, taking = IncidentJournal(tmp_path / "a.json"), IncidentJournal(tmp_path / "b.json")
     flames = book(giving)
