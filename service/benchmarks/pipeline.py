@@ -623,9 +623,29 @@ def _video_size(video: str) -> tuple[int, int]:
 
 
 def _in_child(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run one phase in a fresh process (spawned: nothing inherited)."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    """Run one phase in a fresh process (spawned: nothing inherited) that ends with the bench.
+
+    A bench killed outright (a timeout's SIGKILL) would otherwise leave its phase running on
+    the cores for its full length, or for good in a loop that waits on input.
+    """
+    with ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_end_with_parent,
+        initargs=(os.getpid(),),
+    ) as pool:
         return pool.submit(function, *args, **kwargs).result()
+
+
+def _end_with_parent(parent_pid: int) -> None:
+    """In a phase's process: exit once ``parent_pid`` is gone (this process is handed to another parent)."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 def run_pipeline_bench(

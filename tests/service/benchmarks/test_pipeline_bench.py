@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -16,6 +19,7 @@ from anjian.service.benchmarks.pipeline import (
     decoder_cpu_s,
     run_pipeline_bench,
 )
+from tests.support.waiting import wait_for
 
 
 def _phase(name: str, fps: float, runtime: str = "") -> BenchPhase:
@@ -245,3 +249,36 @@ def test_footage_no_phase_could_read_is_refused_before_any_phase_runs(
 
     assert result.exit_code == 2 and ran == []
     assert message in result.output and "Traceback" not in result.output
+
+
+def write_pid_and_wait(path: str) -> None:
+    """A phase that never ends on its own (run in the bench's child process)."""
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+def test_a_phase_process_ends_when_the_bench_is_killed_outright(tmp_path: Path) -> None:
+    """A SIGKILLed bench left its phases spinning on the cores (one for 16 minutes, reading a missing video)."""
+    pid_file = tmp_path / "child.pid"
+    script = (
+        "from anjian.service.benchmarks.pipeline import _in_child\n"
+        "from tests.service.benchmarks.test_pipeline_bench import write_pid_and_wait\n"
+        f"_in_child(write_pid_and_wait, {str(pid_file)!r})\n"
+    )
+    bench = subprocess.Popen([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[3])
+    try:
+        assert wait_for(pid_file.exists, timeout_s=60)
+        child = int(pid_file.read_text())
+        bench.kill()
+        bench.wait(10)
+        assert wait_for(lambda: not _is_running(child), timeout_s=20)
+    finally:
+        bench.kill()
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
