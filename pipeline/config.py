@@ -126,7 +126,7 @@ def check_time_zone(name: str | None) -> str | None:
         return None
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file name
         raise ValueError(
             f"unknown time zone {name!r}; expected an IANA name such as 'Asia/Shanghai'"
         ) from None

@@ -79,6 +79,7 @@ CAM = ("site", "workshops", 0, "cameras", 0)
         (("webhooks", 0, "url"), "ftp://x", r"webhooks\.0\.url: .*expected an http:// or https:// URL"),
         (("webhooks", 0, "url"), "http://a..b/hook", r"webhooks\.0\.url: .*'a\.\.b' .*not a valid host"),
         (("site", "timezone"), "Mars/Olympus", r"site\.timezone: .*unknown time zone 'Mars/Olympus'"),
+        (("site", "timezone"), "Asia/" + "x" * 300, r"site\.timezone: .*unknown time zone 'Asia/xxx"),
     ],
     ids=[
         "typo",
@@ -91,6 +92,7 @@ CAM = ("site", "workshops", 0, "cameras", 0)
         "bad-hook",
         "bad-hook-host",
         "bad-time-zone",
+        "time-zone-too-long-for-a-file-name",
     ],
 )
 def test_invalid_config_names_field_and_problem(

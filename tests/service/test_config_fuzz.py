@@ -48,7 +48,8 @@ def _plain(value: Any) -> Any:
 
 
 def _full_site() -> dict[str, Any]:
-    """The sensors test's site with a zone, a webhook and the storage folder, every default written out."""
+    """The sensors test's site with a zone, a webhook, robots and e-mail, two nodes on a bus and the storage
+    folder, every default written out."""
     site = copy.deepcopy(SITE)
     camera = site["site"]["workshops"][0]["cameras"][0]
     camera["zones"] = [{"id": "exit-1", "kind": "exit", "polygon": [[0, 0], [1, 0], [1, 1]]}]
@@ -56,6 +57,42 @@ def _full_site() -> dict[str, Any]:
         {"url": "https://hooks.example.com/anjian", "secret": "whsec_c2VjcmV0c2VjcmV0c2VjcmV0"}
     ]
     site["storage"] = {"dir": str(_FOLDER / "data")}
+    site["site"]["workshops"][0]["cameras"].append({"id": "cam-2", "url": "rtsp://u:p@10.0.0.6/stream1"})
+    site["channels"] = {
+        "public_url": "https://anjian.plant.example.cn",
+        "robots": [
+            {
+                "name": "leaders",
+                "kind": "dingtalk",
+                "url": "https://oapi.dingtalk.com/robot/send?access_token=abc123",
+                "secret": "SECabcdefabcdef",
+                "colours": ["red", "orange"],
+                "workshop_ids": ["freezing-1"],
+            },
+            {
+                "name": "duty",
+                "kind": "feishu",
+                "url": "https://open.feishu.cn/open-apis/bot/v2/hook/abc",
+                "kinds": ["event.created", "event.resolved"],
+            },
+        ],
+        "email": [
+            {
+                "name": "office",
+                "host": "smtp.example.cn",
+                "port": 587,
+                "security": "starttls",
+                "username": "anjian",
+                "password": "mail-pass",
+                "sender": "anjian@example.cn",
+                "to": ["duty@example.cn"],
+            }
+        ],
+    }
+    site["bus"] = {"url": "nats://10.0.0.2:4222"}
+    site["nodes"] = {
+        "members": [{"name": "line-a", "cameras": ["cam-1"]}, {"name": "line-b", "cameras": ["cam-2"]}]
+    }
     document = _plain(AnjianConfig.model_validate(site).model_dump(mode="python"))
     AnjianConfig.model_validate(document)  # the dump reads back as it is
     return dict(document)
