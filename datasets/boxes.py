@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from anjian.datasets.labels import Issue, IssueKind, Severity
 
@@ -43,7 +44,7 @@ def cxcywh_to_xyxy(cxcywh: np.ndarray, wh: tuple[int, int] = (1, 1)) -> np.ndarr
     return scaled
 
 
-def clean_boxes(raw: np.ndarray, class_count: int, path: Path) -> tuple[np.ndarray, list[Issue]]:
+def clean_boxes(raw: ArrayLike, class_count: int, path: Path) -> tuple[np.ndarray, list[Issue]]:
     """Drop or repair invalid boxes of one image and say what was done.
 
     Unknown class ids and boxes without area are dropped (errors); boxes reaching out of
@@ -59,7 +60,8 @@ def clean_boxes(raw: np.ndarray, class_count: int, path: Path) -> tuple[np.ndarr
         The clean ``(k, 5) float32`` boxes and the issues found.
     """
     issues: list[Issue] = []
-    boxes = np.asarray(raw, np.float32).reshape(-1, 5)
+    with np.errstate(over="ignore"):  # a value past float32 becomes infinite, and its box is dropped below
+        boxes = np.asarray(raw, np.float32).reshape(-1, 5)
     if not len(boxes):
         return boxes, issues
     cls = boxes[:, 0]
@@ -74,8 +76,9 @@ def clean_boxes(raw: np.ndarray, class_count: int, path: Path) -> tuple[np.ndarr
             )
         )
     boxes = boxes[~bad_class]
-    x1, y1 = boxes[:, 1] - boxes[:, 3] / 2, boxes[:, 2] - boxes[:, 4] / 2
-    x2, y2 = boxes[:, 1] + boxes[:, 3] / 2, boxes[:, 2] + boxes[:, 4] / 2
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN and infinite rows are dropped by name below
+        x1, y1 = boxes[:, 1] - boxes[:, 3] / 2, boxes[:, 2] - boxes[:, 4] / 2
+        x2, y2 = boxes[:, 1] + boxes[:, 3] / 2, boxes[:, 2] + boxes[:, 4] / 2
     outside = (x1 < -_TOLERANCE) | (y1 < -_TOLERANCE) | (x2 > 1 + _TOLERANCE) | (y2 > 1 + _TOLERANCE)
     x1, y1, x2, y2 = (np.clip(v, 0.0, 1.0) for v in (x1, y1, x2, y2))
     no_area = ((x2 - x1) <= 0) | ((y2 - y1) <= 0) | ~np.isfinite(boxes).all(axis=1)

@@ -7,8 +7,6 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, TypeGuard
 
-import numpy as np
-
 from anjian.datasets.boxes import clean_boxes
 from anjian.datasets.errors import DatasetFormatError
 from anjian.datasets.labels import (
@@ -224,7 +222,7 @@ def load_coco_set(
                 x, y, w, h = numbers
                 cls = class_index[category]
                 rows.append([cls, (x + w / 2) / width, (y + h / 2) / height, w / width, h / height])
-            boxes, issues = clean_boxes(np.array(rows, np.float32).reshape(-1, 5), len(categories), path)
+            boxes, issues = clean_boxes(rows, len(categories), path)
             dataset.issues.extend(issues)
             dataset.images.append(LabelledImage(image=path, split=split, boxes=boxes, source=name))
     if dataset is None:

@@ -178,7 +178,7 @@ def read_label_file(path: Path, class_count: int) -> tuple[np.ndarray, list[Issu
             )
     if not rows and not issues:
         issues.append(Issue(IssueKind.EMPTY_LABEL_FILE, Severity.INFO, path, "no boxes: a background image"))
-    boxes, box_issues = clean_boxes(np.array(rows, np.float32).reshape(-1, 5), class_count, path)
+    boxes, box_issues = clean_boxes(rows, class_count, path)
     return boxes, issues + box_issues
 
 
