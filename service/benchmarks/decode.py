@@ -19,6 +19,7 @@ file four ways and records CPU time (all threads) and wall time:
 
 from __future__ import annotations
 
+import math
 import resource
 import shutil
 import subprocess
@@ -211,9 +212,21 @@ def run_decode_bench(
         One row per (resolution, method).
 
     Raises:
-        ValueError: If a resolution is unknown.
+        ValueError: A resolution is unknown, or a length, rate or count is not a positive number.
         FileNotFoundError: If the ffmpeg CLI is missing.
     """
+    if not (
+        math.isfinite(seconds)
+        and seconds > 0
+        and fps > 0
+        and math.isfinite(analysis_fps)
+        and analysis_fps > 0
+    ):
+        raise ValueError(
+            f"seconds, fps and analysis_fps must be positive numbers, got {seconds}, {fps}, {analysis_fps}"
+        )
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
     unknown = [r for r in resolutions if r not in RESOLUTIONS]
     if unknown:
         raise ValueError(f"unknown resolutions {unknown}; expected some of {sorted(RESOLUTIONS)}")

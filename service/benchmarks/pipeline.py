@@ -40,6 +40,7 @@ is used by both sides as it is.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import tempfile
@@ -674,10 +675,13 @@ def run_pipeline_bench(
         say) is in ``failures`` with its reason, and the others still run.
 
     Raises:
-        ValueError: ``cameras`` or ``seconds`` is not positive.
+        ValueError: ``cameras``, ``seconds`` or ``analysis_fps`` is not a positive number, or the footage cannot
+            be read.
     """
-    if cameras < 1 or seconds <= 0:
+    if cameras < 1 or not (math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"cameras must be >= 1 and seconds > 0, got {cameras} and {seconds}")
+    if not (math.isfinite(analysis_fps) and analysis_fps > 0):
+        raise ValueError(f"analysis_fps must be a positive number, got {analysis_fps}")
     unknown = [p for p in phases if p not in _KNOWN_PHASES]
     if unknown:
         raise ValueError(f"unknown phase(s) {unknown}; known: {list(_KNOWN_PHASES)}")

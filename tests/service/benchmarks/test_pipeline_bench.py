@@ -284,3 +284,28 @@ def _is_running(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["pipeline", "--seconds", "nan"], "seconds > 0, got 4 and nan"),
+        (["pipeline", "--analysis-fps", "0"], "analysis_fps must be a positive number, got 0.0"),
+        (["decode", "--seconds", "inf"], "must be positive numbers, got inf"),
+        (["decode", "--repeats", "0"], "repeats must be >= 1, got 0"),
+    ],
+    ids=["pipeline-seconds-nan", "pipeline-fps-zero", "decode-seconds-inf", "decode-no-repeat"],
+)
+def test_a_bench_length_or_rate_that_is_no_positive_number_is_named(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    """NaN passed the `> 0` checks: every phase then failed, or a clip of NaN seconds was asked of FFmpeg."""
+    from typer.testing import CliRunner
+
+    from anjian.service.cli import app
+
+    extra = ["--dir", str(tmp_path)] if args[0] == "decode" else []
+    result = CliRunner().invoke(app, ["bench", *args, *extra])
+
+    assert result.exit_code == 2
+    assert message in result.output and "Traceback" not in result.output
