@@ -750,7 +750,7 @@ def _check_video(video: Path) -> None:
                 raise ValueError(f"--video {video}: holds no video stream")
             next(container.decode(container.streams.video[0]))
     except (av.error.FFmpegError, StopIteration) as exc:
-        raise ValueError(f"--video {video}: not a readable video ({exc or 'no frame'})") from None
+        raise ValueError(f"--video {video}: not a readable video ({str(exc) or 'no frame'})") from None
 
 
 def _run_phase(

@@ -43,10 +43,10 @@ from anjian.service.bus.subjects import check_bus_id
 
 __all__ = ["Lease", "LeaseBucket", "incident_bucket_name", "lease_bucket_name"]
 
-_STREAM_NAME_IN_USE = 10058  # JetStream's error code: a stream of that name exists (created meanwhile)
-_WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream's error codes: the key was written since that revision
 logger = logging.getLogger(__name__)
 
+_STREAM_NAME_IN_USE = 10058  # JetStream's error code: a stream of that name exists (created meanwhile)
+_WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream's error codes: the key was written since that revision
 _CREATE_TRIES = 3  # a key that ages out between create's two round trips is asked for again
 _INCIDENTS_KEPT_S = 7 * 86_400.0  # a camera's open incidents outlive any outage of its nodes
 
@@ -130,7 +130,9 @@ class LeaseBucket:
 
     def __init__(self, kv: KeyValue, incidents: KeyValue, *, clock: Callable[[], float] = time.time) -> None:
         self._kv = kv
-        self._unreadable_warned: set[tuple[str, int]] = set()
+        self._unreadable_warned: dict[
+            str, int
+        ] = {}  # camera id -> the revision last warned of (one per camera)
         self._incidents = incidents
         self._clock = clock
 
@@ -210,9 +212,9 @@ class LeaseBucket:
 
     def _warn_unreadable(self, camera_id: str, revision: int, exc: Exception) -> None:
         """Log an unreadable lease once per revision (rounds come every few seconds)."""
-        if (camera_id, revision) in self._unreadable_warned:
+        if self._unreadable_warned.get(camera_id) == revision:
             return
-        self._unreadable_warned.add((camera_id, revision))
+        self._unreadable_warned[camera_id] = revision
         logger.warning(
             "the lease of camera %s (revision %d) is unreadable (%s: %s); no node takes it until it is "
             "renewed readably or ages out",
