@@ -628,6 +628,13 @@ def bench_pipeline(
             "(default: all but onnxruntime).",
         ),
     ] = None,
+    cpu: Annotated[
+        str,
+        typer.Option(
+            help="Run every phase as this CPU: native, avx2 (no AVX-512, AMX or AVX-VNNI, as most edge boxes) "
+            "or avx2_vnni; CPUID is masked in the phases' processes (Linux, a CPU with CPUID faulting, a C compiler).",
+        ),
+    ] = "native",
 ) -> None:
     """Analysed frames/s, latency, CPU, RSS per camera: anjian vs naive, ultralytics+OpenVINO, the model's limit."""
     from anjian.service.benchmarks.pipeline import DEFAULT_PHASES, run_pipeline_bench
@@ -641,6 +648,7 @@ def bench_pipeline(
             analysis_fps=analysis_fps,
             seconds=seconds,
             phases=tuple(phases or DEFAULT_PHASES),
+            cpu=cpu,
             progress=_progress,
         )
     typer.echo(report.render())

@@ -33,6 +33,11 @@ The report ends with ``ratio anjian / naive``, ``ratio anjian / ultralytics open
 with the CPU time per analysed frame of each side: the difference is what a frame costs
 besides the model's arithmetic.
 
+``cpu="avx2"`` (``--cpu avx2``) runs every phase as on an AVX2-only CPU, most plants' edge boxes:
+CPUID is masked in the phases' processes (:mod:`anjian.service.benchmarks.cpu_mask`), so ONNX Runtime,
+OpenVINO, numpy, OpenCV and FFmpeg all run their AVX2 code, not only oneDNN as under
+``ONEDNN_MAX_CPU_ISA``.
+
 ultralytics (the ``train`` extra) is imported by the naive phase only. A ``.pt``
 model is exported once to a dynamic-shape ONNX file for anjian; an ``.onnx`` model
 is used by both sides as it is.
@@ -52,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+from anjian.service.benchmarks.cpu_mask import build_cpu_mask, masked_children
 from anjian.service.benchmarks.processes import process_rss_bytes
 
 __all__ = ["DEFAULT_PHASES", "BenchPhase", "PipelineBenchReport", "decoder_cpu_s", "run_pipeline_bench"]
@@ -131,6 +137,8 @@ class PipelineBenchReport:
     phases: list[BenchPhase]
     failures: dict[str, str] = field(default_factory=dict)
     """Phases that did not run to the end, with the reason (the rest of the report stands)."""
+    cpu: str = "native"
+    """The CPU the phases ran as: ``native``, or a CPUID-masked level (``cpu_mask.CpuMask.description``)."""
 
     def phase(self, name: str) -> BenchPhase | None:
         """The phase called ``name``, if it ran."""
@@ -146,6 +154,7 @@ class PipelineBenchReport:
             (
                 f"anjian bench pipeline: {self.cameras} cameras x {Path(self.video).name}, model {self.model}, "
                 f"{self.analysis_fps:g} analysed fps per camera, {self.seconds:g} s per phase"
+                + ("" if self.cpu == "native" else f", CPU as {self.cpu}")
             ),
             (
                 f"{'phase':<24}{'analysed/s':>11}{'inferred/s':>11}{'CPU %':>7}{'RSS MB':>8}{'MB/cam':>8}"
@@ -657,6 +666,7 @@ def run_pipeline_bench(
     analysis_fps: float = 2.0,
     seconds: float = 20.0,
     phases: tuple[str, ...] = DEFAULT_PHASES,
+    cpu: str = "native",
     progress: Callable[[str], None] | None = None,
 ) -> PipelineBenchReport:
     """Measure the phases and return the report (see the module docstring).
@@ -668,6 +678,8 @@ def run_pipeline_bench(
         analysis_fps: Frames sampled per second and camera (stream time).
         seconds: Measured seconds per phase (after a warm-up).
         phases: Which phases to run.
+        cpu: Run every phase as this CPU (a key of ``cpu_mask.CPU_LEVELS``): ``avx2`` masks CPUID in
+            the phases' processes so that every library runs its AVX2 code, as on most edge boxes.
         progress: Called with a line before each phase (and after one that fails).
 
     Returns:
@@ -675,8 +687,8 @@ def run_pipeline_bench(
         say) is in ``failures`` with its reason, and the others still run.
 
     Raises:
-        ValueError: ``cameras``, ``seconds`` or ``analysis_fps`` is not a positive number, or the footage cannot
-            be read.
+        ValueError: ``cameras``, ``seconds`` or ``analysis_fps`` is not a positive number, the footage cannot
+            be read, or this machine cannot run as ``cpu`` (``cpu_mask.build_cpu_mask`` says why).
     """
     if cameras < 1 or not (math.isfinite(seconds) and seconds > 0):
         raise ValueError(f"cameras must be >= 1 and seconds > 0, got {cameras} and {seconds}")
@@ -690,6 +702,7 @@ def run_pipeline_bench(
     say = progress or (lambda _line: None)
     with tempfile.TemporaryDirectory(prefix="anjian-bench-") as tmp:
         folder = Path(tmp)
+        mask = build_cpu_mask(cpu, folder)
         if video is None:
             from anjian.datasets.synthetic import write_demo_video
 
@@ -706,8 +719,8 @@ def run_pipeline_bench(
         for name in phases:
             say(f"phase {name!r}: {seconds:g} s after {_WARMUP_S:g} s warm-up")
             try:
-                results.append(
-                    _run_phase(
+                with masked_children(mask):
+                    phase = _run_phase(
                         name,
                         model_path,
                         engine_model,
@@ -717,7 +730,7 @@ def run_pipeline_bench(
                         analysis_fps=analysis_fps,
                         seconds=seconds,
                     )
-                )
+                results.append(phase)
             except Exception as exc:  # noqa: BLE001 - one phase's failure is reported; the others still run
                 failures[name] = _reason(exc)
                 say(f"phase {name!r} failed: {failures[name]}")
@@ -729,6 +742,7 @@ def run_pipeline_bench(
         seconds=seconds,
         phases=results,
         failures=failures,
+        cpu="native" if mask is None else mask.description,
     )
 
 
