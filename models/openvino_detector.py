@@ -217,6 +217,15 @@ class OpenVinoDetector(ExportDetector):
         """The batch the compiled model is fed for ``images``: what a benchmark of the model alone must feed."""
         return self._letterbox(host_images(images))[0]
 
+    def request_chunk(self, batch_size: int) -> int:
+        """Images each infer request takes when a batch of ``batch_size`` is started (the largest chunk).
+
+        A benchmark of the model alone feeds requests this many images at a time, as the engine does.
+        """
+        if self._fixed_batch is not None:
+            return self._fixed_batch
+        return -(-max(1, batch_size) // min(self._streams, max(1, batch_size)))
+
     def _letterbox(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[LetterboxTransform]]:
         """The model input for ``images``: their bytes, or ``letterbox_batch``'s floats for a model that takes floats."""
         letterbox = letterbox_pixel_batch if self._takes_pixels else letterbox_batch

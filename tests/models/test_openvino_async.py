@@ -105,3 +105,20 @@ def test_a_float_model_takes_the_frames_bytes_and_finds_what_the_float_input_fin
     assert detector.model_input(frames[:1]).dtype == np.float32  # type: ignore[attr-defined]
     _same(detector.detect(frames), with_bytes)
     _same(start_detection(detector, frames).result(), with_bytes)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 4, 8])
+def test_request_chunk_is_the_largest_chunk_a_started_batch_gives_a_request(
+    frames: list[np.ndarray], batch_size: int
+) -> None:
+    """The bench's model limit feeds each request this many images: what the engine's batches give one."""
+    from anjian.models.openvino_detector import OpenVinoDetector
+
+    detector = load_detector("builtin:anjian-demo", DetectorConfig(backend="openvino", cpu_precision="fp32"))
+    assert isinstance(detector, OpenVinoDetector)
+    started = detector._start(detector.model_input(frames[:1] * batch_size))
+    chunks = started._chunks
+    assert chunks is not None
+    assert detector.request_chunk(batch_size) == max(len(chunk) for chunk in chunks)
+    assert sum(len(chunk) for chunk in chunks) == batch_size
+    started.wait()

@@ -157,9 +157,11 @@ def test_the_limit_of_a_second_stage_pair_is_its_primary_models(
     from anjian.datasets.synthetic import write_demo_video
 
     video = write_demo_video(tmp_path / "clip.mp4", seconds=12, fps=1, size_wh=(640, 360))
-    phase = pipeline._model_limit_phase("model limit fp32", "builtin:anjian-demo", str(video), 0.5)
+    phase = pipeline._model_limit_phase("model limit fp32", "builtin:anjian-demo", str(video), 4, 0.5)
     height, width = primary.info.input_hw  # a static-shape model: the whole input whatever the frame
     assert phase.analysed_fps > 0 and phase.runtime.startswith(f"OpenVINO fp32 raw {width}x{height}")
+    # each request takes what the engine's batch of 4 (one frame per camera) gives it
+    assert phase.runtime.endswith(f"requests of {primary.request_chunk(4)}")
 
 
 def test_a_phase_that_fails_is_reported_and_the_others_still_run(monkeypatch: pytest.MonkeyPatch) -> None:
