@@ -311,3 +311,29 @@ def test_a_bench_length_or_rate_that_is_no_positive_number_is_named(
 
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_the_real_time_phase_starts_its_cameras_spread_over_one_analysis_period(tmp_path: Path) -> None:
+    """Live cameras are not in phase: each real camera starts a 1/cameras of a period after the one before."""
+    from anjian.cameras.source import VideoSource
+    from anjian.datasets.synthetic import write_demo_video
+    from anjian.pipeline.config import CameraPipelineConfig
+    from anjian.service.benchmarks import pipeline
+
+    video = write_demo_video(tmp_path / "clip.mp4", seconds=12, fps=5, size_wh=(160, 96))
+    factory = pipeline._out_of_phase_cameras(4, 2.0)  # 0.5 s period over 4 cameras: 0.125 s apart
+    condition = threading.Condition()
+    sources = [
+        factory(CameraPipelineConfig(id=f"cam-{i}", url=str(video), realtime=True, loop=True), condition)
+        for i in range(4)
+    ]
+    assert all(isinstance(source, VideoSource) and not source.keeps_every_frame for source in sources)
+    started = time.monotonic()
+    for source in sources:
+        source.start()
+    try:
+        assert time.monotonic() - started >= 4 * 0.125  # a lower bound: a busy CPU only adds to it
+        assert wait_for(lambda: all(source.take_latest() is not None for source in sources), timeout_s=30)
+    finally:
+        for source in sources:
+            source.stop()
