@@ -88,6 +88,7 @@ def test_a_real_segmentation_fault_still_ends_a_masked_child(tmp_path: Path) -> 
     with masked_children(mask):
         crashed = subprocess.run(
             [sys.executable, "-c", "import ctypes; ctypes.string_at(8)"],
+            cwd=tmp_path,  # a core file, where the limits allow one, lands there
             capture_output=True,
             timeout=60,
             check=False,
