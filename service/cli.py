@@ -612,7 +612,7 @@ def bench_sensors(
 def bench_pipeline(
     cameras: Annotated[int, typer.Option(help="Cameras, each reading its own copy of the video.")] = 4,
     model: Annotated[str, typer.Option(help=".pt, .onnx or builtin:NAME (the naive loop runs it too).")] = (
-        "builtin:anjian-demo"
+        "builtin:anjian-n"
     ),
     video: Annotated[
         Path | None, typer.Option(help="Footage (default: a synthetic 30 s 640x360 clip).")
