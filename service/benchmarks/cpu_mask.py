@@ -127,18 +127,29 @@ def build_cpu_mask(level: str, work_dir: Path, *, cpuinfo: Path = Path("/proc/cp
         raise ValueError(f"--cpu {level}: this CPU has no AVX2 to keep ({cpuinfo} lists no 'avx2' flag)")
     library = work_dir / "anjian_cpu_mask.so"
     source = resources.files("anjian.service.benchmarks").joinpath("cpu_mask.c")
+    compiler = _compiler()
     with resources.as_file(source) as source_path:
-        built = subprocess.run(
-            [_compiler(), "-O2", "-shared", "-fPIC", "-o", str(library), str(source_path)],
-            capture_output=True,
-            text=True,
-            check=False,
+        built = _run(
+            [compiler, "-O2", "-shared", "-fPIC", "-o", str(library), str(source_path)],
+            failure=f"--cpu {level}: {compiler} could not build the CPUID mask",
         )
     if built.returncode != 0:
         raise ValueError(f"--cpu {level}: the CPUID mask did not compile: {built.stderr.strip()[-400:]}")
     mask = CpuMask(level, library)
     _check_probe(mask)
     return mask
+
+
+def _run(command: list[str], *, failure: str) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` for its output (two minutes at most).
+
+    Raises:
+        ValueError: ``failure`` and why: the program is missing or not runnable, or it hung.
+    """
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ValueError(f"{failure}: {exc}") from None
 
 
 def _check_probe(mask: CpuMask) -> None:
@@ -148,20 +159,22 @@ def _check_probe(mask: CpuMask) -> None:
         ValueError: The child failed, was not masked, or numpy in it still sees AVX-512.
     """
     with masked_children(mask):
-        probe = subprocess.run(
+        probe = _run(
             [sys.executable, "-c", _PROBE, str(mask.library)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
+            failure=f"--cpu {mask.level}: a process under the CPUID mask did not run",
         )
     if probe.returncode != 0:
         raise ValueError(
             f"--cpu {mask.level}: a process under the CPUID mask failed ({probe.returncode}): "
             f"{probe.stderr.strip()[-400:]}"
         )
-    seen = json.loads(probe.stdout)
-    numpy_sees = seen["numpy"]
+    try:  # the last line: a library may print before it
+        seen = json.loads(probe.stdout.strip().splitlines()[-1])
+        numpy_sees = dict(seen["numpy"])
+    except (ValueError, IndexError, KeyError, TypeError):
+        raise ValueError(
+            f"--cpu {mask.level}: the probe under the CPUID mask said {probe.stdout.strip()[-200:]!r}"
+        ) from None
     if not seen["armed"] or numpy_sees.get("AVX512F") or not numpy_sees.get("AVX2"):
         raise ValueError(
             f"--cpu {mask.level}: the CPUID mask did not take in a child process (armed: {bool(seen['armed'])}, "

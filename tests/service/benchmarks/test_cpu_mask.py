@@ -165,3 +165,35 @@ def test_the_report_names_the_cpu_its_phases_ran_as() -> None:
     )
     native = PipelineBenchReport(4, "m.onnx", "clip.mp4", 2.0, 20.0, [])
     assert "CPU as" not in native.render()
+
+
+@pytest.mark.skipif(
+    sys.platform != "linux" or platform.machine() != "x86_64",
+    reason="the CPU checks are made on Linux x86-64",
+)
+def test_a_missing_or_failing_compiler_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from anjian.service.benchmarks import cpu_mask
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx avx2 cpuid_fault\n")
+    monkeypatch.setattr(cpu_mask.shutil, "which", lambda _name: None)
+    with pytest.raises(ValueError, match=r"needs a C compiler \(cc or gcc\)"):
+        build_cpu_mask("avx2", tmp_path, cpuinfo=cpuinfo)
+    monkeypatch.setattr(cpu_mask, "_compiler", lambda: "false")  # runs, builds nothing, exits 1
+    with pytest.raises(ValueError, match=r"the CPUID mask did not compile"):
+        build_cpu_mask("avx2", tmp_path, cpuinfo=cpuinfo)
+    monkeypatch.setattr(cpu_mask, "_compiler", lambda: str(tmp_path / "no-such-cc"))
+    with pytest.raises(ValueError, match=r"could not build the CPUID mask"):
+        build_cpu_mask("avx2", tmp_path, cpuinfo=cpuinfo)
+
+
+@needs_cpuid_faulting
+def test_a_probe_that_does_not_answer_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from anjian.service.benchmarks import cpu_mask
+
+    monkeypatch.setattr(cpu_mask, "_PROBE", "print('a warning on stdout')")
+    with pytest.raises(ValueError, match=r"the probe under the CPUID mask said 'a warning on stdout'"):
+        build_cpu_mask("avx2", tmp_path)
+    monkeypatch.setattr(cpu_mask, "_PROBE", "import sys; sys.exit('no numpy here')")
+    with pytest.raises(ValueError, match=r"a process under the CPUID mask failed \(1\): no numpy here"):
+        build_cpu_mask("avx2", tmp_path)
