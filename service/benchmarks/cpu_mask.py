@@ -33,12 +33,16 @@ __all__ = ["CPU_LEVELS", "CpuMask", "build_cpu_mask", "masked_children"]
 
 CPU_LEVELS: dict[str, str] = {
     "native": "the CPU as it is",
-    "avx2": "AVX2 and FMA only: no AVX-512, AMX or AVX-VNNI (Intel Haswell to Comet Lake, AMD Zen 1-3)",
+    "avx2": "AVX2 and FMA: no AVX-512, AMX, AVX-VNNI, GFNI or VAES (Intel Haswell to Comet Lake, AMD Zen 1-3)",
     "avx2_vnni": "AVX2 with AVX-VNNI int8 dot products, no AVX-512 or AMX (Intel Alder Lake and later Core)",
 }
 """The CPUs a bench can run as (``--cpu``), with what each keeps."""
 
 _LEVEL_VARIABLE = "ANJIAN_CPU_LEVEL"
+_GLIBC_WITHOUT_AVX512 = "glibc.cpu.hwcaps=" + ",".join(
+    f"-AVX512{name}" for name in ("F", "CD", "BW", "DQ", "ER", "PF", "VL")
+)
+"""glibc picks its string functions and library folders before any preload runs: its own switch holds them back."""
 _PROBE = """
 import ctypes, json, sys
 try:
@@ -126,11 +130,15 @@ def build_cpu_mask(level: str, work_dir: Path, *, cpuinfo: Path = Path("/proc/cp
     if "avx2" not in flags:
         raise ValueError(f"--cpu {level}: this CPU has no AVX2 to keep ({cpuinfo} lists no 'avx2' flag)")
     library = work_dir / "anjian_cpu_mask.so"
+    if any(mark in str(library) for mark in (" ", ":", "\t", "\n")):
+        raise ValueError(
+            f"--cpu {level}: LD_PRELOAD cannot name {library} (a space or colon in the path): set TMPDIR"
+        )
     source = resources.files("anjian.service.benchmarks").joinpath("cpu_mask.c")
     compiler = _compiler()
     with resources.as_file(source) as source_path:
         built = _run(
-            [compiler, "-O2", "-shared", "-fPIC", "-o", str(library), str(source_path)],
+            [compiler, "-O2", "-shared", "-fPIC", "-o", str(library), str(source_path), "-ldl"],
             failure=f"--cpu {level}: {compiler} could not build the CPUID mask",
         )
     if built.returncode != 0:
@@ -170,14 +178,14 @@ def _check_probe(mask: CpuMask) -> None:
         )
     try:  # the last line: a library may print before it
         seen = json.loads(probe.stdout.strip().splitlines()[-1])
-        numpy_sees = dict(seen["numpy"])
+        numpy_sees, is_armed = dict(seen["numpy"]), bool(seen["armed"])
     except (ValueError, IndexError, KeyError, TypeError):
         raise ValueError(
             f"--cpu {mask.level}: the probe under the CPUID mask said {probe.stdout.strip()[-200:]!r}"
         ) from None
-    if not seen["armed"] or numpy_sees.get("AVX512F") or not numpy_sees.get("AVX2"):
+    if not is_armed or numpy_sees.get("AVX512F") or not numpy_sees.get("AVX2"):
         raise ValueError(
-            f"--cpu {mask.level}: the CPUID mask did not take in a child process (armed: {bool(seen['armed'])}, "
+            f"--cpu {mask.level}: the CPUID mask did not take in a child process (armed: {is_armed}, "
             f"numpy there sees AVX2 {numpy_sees.get('AVX2')}, AVX512F {numpy_sees.get('AVX512F')})"
         )
 
@@ -186,18 +194,18 @@ def _check_probe(mask: CpuMask) -> None:
 def masked_children(mask: CpuMask | None) -> Iterator[None]:
     """Within the block, processes started from this one (spawned or exec'ed) run as ``mask``'s CPU.
 
-    This process itself is not masked (the preload acts when a program starts). Python's fault
-    handler is kept off in the children: it would take the SIGSEGV that CPUID faulting raises.
+    This process itself is not masked (the preload acts when a program starts). glibc's tunables
+    hold its own AVX-512 string functions back in the children too.
     """
     if mask is None:
         yield
         return
-    names = ("LD_PRELOAD", _LEVEL_VARIABLE, "PYTHONFAULTHANDLER")
+    names = ("LD_PRELOAD", _LEVEL_VARIABLE, "GLIBC_TUNABLES")
     saved = {name: os.environ.get(name) for name in names}
     preloads = [str(mask.library), *os.environ.get("LD_PRELOAD", "").split()]
     os.environ["LD_PRELOAD"] = " ".join(preloads)
     os.environ[_LEVEL_VARIABLE] = mask.level
-    os.environ.pop("PYTHONFAULTHANDLER", None)
+    os.environ["GLIBC_TUNABLES"] = ":".join(filter(None, (saved["GLIBC_TUNABLES"], _GLIBC_WITHOUT_AVX512)))
     try:
         yield
     finally:

@@ -46,6 +46,7 @@ print(json.dumps({
     "avx512f": numpy_sees["AVX512F"], "avx2": numpy_sees["AVX2"],
     "avx_vnni": bool(shim.anjian_cpuid(7, 1, 0) >> 4 & 1),
     "amx_tile": bool(shim.anjian_cpuid(7, 0, 3) >> 24 & 1),
+    "gfni": bool(shim.anjian_cpuid(7, 0, 2) >> 8 & 1),
     "openvino": ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"),
 }))
 """
@@ -75,6 +76,7 @@ def test_a_child_under_the_mask_sees_no_avx512_or_amx_and_openvino_no_bf16(
     assert seen["avx512f"] is False and seen["amx_tile"] is False
     # avx2_vnni keeps AVX-VNNI where the CPU has it (Alder Lake and later Core), avx2 never shows it
     assert seen["avx_vnni"] == (level == "avx2_vnni" and "avx_vnni" in _FLAGS)
+    assert seen["gfni"] == (level == "avx2_vnni" and "gfni" in _FLAGS)  # absent from Haswell to Comet Lake
     assert "BF16" not in seen["openvino"]  # type: ignore[operator]
     assert "FP32" in seen["openvino"]  # type: ignore[operator]
     # outside the block the children see the CPU as it is again
@@ -82,18 +84,65 @@ def test_a_child_under_the_mask_sees_no_avx512_or_amx_and_openvino_no_bf16(
     assert unmasked["avx512f"] == ("avx512f" in _FLAGS)
 
 
-@needs_cpuid_faulting
-def test_a_real_segmentation_fault_still_ends_a_masked_child(tmp_path: Path) -> None:
-    mask = build_cpu_mask("avx2", tmp_path)
+def _run_masked(mask: CpuMask, code: str, *options: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     with masked_children(mask):
-        crashed = subprocess.run(
-            [sys.executable, "-c", "import ctypes; ctypes.string_at(8)"],
-            cwd=tmp_path,  # a core file, where the limits allow one, lands there
+        return subprocess.run(
+            [sys.executable, *options, "-c", code],
+            cwd=cwd,  # a core file, where the limits allow one, lands there
             capture_output=True,
-            timeout=60,
+            text=True,
+            timeout=120,
             check=False,
         )
-    assert crashed.returncode == -signal.SIGSEGV
+
+
+@needs_cpuid_faulting
+@pytest.mark.parametrize(
+    "crash",
+    ["import ctypes; ctypes.string_at(8)", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"],
+    ids=["a-fault", "a-sent-signal"],
+)
+def test_a_real_segmentation_fault_still_ends_a_masked_child(crash: str, tmp_path: Path) -> None:
+    mask = build_cpu_mask("avx2", tmp_path)
+    assert mask is not None
+    assert _run_masked(mask, crash, cwd=tmp_path).returncode == -signal.SIGSEGV
+    # with Python's fault handler on (-X dev turns it on too) it still reports the crash, then ends
+    reported = _run_masked(mask, crash, "-X", "faulthandler", cwd=tmp_path)
+    assert reported.returncode == -signal.SIGSEGV
+    assert "Fatal Python error: Segmentation fault" in reported.stderr
+
+
+@needs_cpuid_faulting
+@pytest.mark.parametrize("options", [("-X", "faulthandler"), ("-X", "dev")], ids=["faulthandler", "dev-mode"])
+def test_a_child_with_its_own_segv_handler_keeps_the_mask(options: tuple[str, ...], tmp_path: Path) -> None:
+    """multiprocessing gives the phases the parent's -X options: a handler installed after the preload's."""
+    mask = build_cpu_mask("avx2", tmp_path)
+    assert mask is not None
+    code = (
+        "import ctypes, sys; from numpy._core._multiarray_umath import __cpu_features__ as f; "
+        f"shim = ctypes.CDLL({str(mask.library)!r}); print(f['AVX512F'], shim.anjian_cpuid(7, 0, 1) >> 16 & 1)"
+    )
+    seen = _run_masked(mask, code, *options, cwd=tmp_path)
+    assert seen.returncode == 0, seen.stderr
+    assert seen.stdout.split() == ["False", "0"]
+
+
+@needs_cpuid_faulting
+def test_a_thread_that_blocks_every_signal_still_gets_masked_answers(tmp_path: Path) -> None:
+    """A blocked SIGSEGV from a fault makes the kernel kill the process: the mask keeps it unblocked."""
+    mask = build_cpu_mask("avx2", tmp_path)
+    assert mask is not None
+    code = (
+        "import ctypes, signal, threading; "
+        f"shim = ctypes.CDLL({str(mask.library)!r}); seen = []\n"
+        "def worker():\n"
+        "    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())\n"
+        "    seen.append(shim.anjian_cpuid(7, 0, 1) >> 16 & 1)\n"
+        "thread = threading.Thread(target=worker); thread.start(); thread.join(); print(seen)"
+    )
+    seen = _run_masked(mask, code, cwd=tmp_path)
+    assert seen.returncode == 0, seen.stderr
+    assert seen.stdout.strip() == "[0]"
 
 
 def test_native_needs_no_mask_and_leaves_the_environment_alone(tmp_path: Path) -> None:
@@ -125,18 +174,18 @@ def test_a_cpu_that_cannot_fault_cpuid_is_refused_by_name(tmp_path: Path) -> Non
 
 
 def test_the_environment_is_restored_after_the_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LD_PRELOAD", "/opt/other.so")
-    monkeypatch.setenv("PYTHONFAULTHANDLER", "1")
-    monkeypatch.delenv("ANJIAN_CPU_LEVEL", raising=False)
-    mask = CpuMask("avx2", tmp_path / "anjian_cpu_mask.so")
     import os
 
+    monkeypatch.setenv("LD_PRELOAD", "/opt/other.so")
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.check=3")
+    monkeypatch.delenv("ANJIAN_CPU_LEVEL", raising=False)
+    mask = CpuMask("avx2", tmp_path / "anjian_cpu_mask.so")
     with masked_children(mask):
         assert os.environ["LD_PRELOAD"] == f"{mask.library} /opt/other.so"
         assert os.environ["ANJIAN_CPU_LEVEL"] == "avx2"
-        assert "PYTHONFAULTHANDLER" not in os.environ
+        assert os.environ["GLIBC_TUNABLES"].startswith("glibc.malloc.check=3:glibc.cpu.hwcaps=-AVX512F,")
     assert os.environ["LD_PRELOAD"] == "/opt/other.so"
-    assert os.environ["PYTHONFAULTHANDLER"] == "1"
+    assert os.environ["GLIBC_TUNABLES"] == "glibc.malloc.check=3"
     assert "ANJIAN_CPU_LEVEL" not in os.environ
 
 
@@ -160,7 +209,8 @@ def test_the_report_names_the_cpu_its_phases_ran_as() -> None:
         report.render()
         .splitlines()[0]
         .endswith(
-            ", CPU as avx2 (CPUID masked: AVX2 and FMA only: no AVX-512, AMX or AVX-VNNI (Intel Haswell to Comet Lake, AMD Zen 1-3))"
+            ", CPU as avx2 (CPUID masked: AVX2 and FMA: no AVX-512, AMX, AVX-VNNI, GFNI or VAES "
+            "(Intel Haswell to Comet Lake, AMD Zen 1-3))"
         )
     )
     native = PipelineBenchReport(4, "m.onnx", "clip.mp4", 2.0, 20.0, [])
