@@ -168,7 +168,19 @@ def load_coco_set(
             by_image[image_id].append(ann)
         for image_id, info in progress(list(images.items()), f"{name}/{split}", len(images)):
             path = Path(image_dir) / str(info["file_name"])
-            if not path.is_file():
+            try:
+                is_there = path.is_file()
+            except OSError as exc:  # a name too long for the file system, a loop of links
+                dataset.issues.append(
+                    Issue(
+                        IssueKind.MISSING_IMAGE,
+                        Severity.ERROR,
+                        path,
+                        f"listed but cannot be looked up: {exc.strerror}",
+                    )
+                )
+                continue
+            if not is_there:
                 dataset.issues.append(
                     Issue(IssueKind.MISSING_IMAGE, Severity.ERROR, path, "listed but not found")
                 )

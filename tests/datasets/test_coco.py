@@ -220,3 +220,26 @@ def test_crowd_regions_left_out_are_reported_with_their_count(tmp_path: Path) ->
     assert crowd.path.name == "t0.jpg" and crowd.severity.value == "warning"
     assert crowd.detail.startswith("2 crowd region(s) (iscrowd, annotation 7, 8) left out")
     assert dataset.box_count() == 1
+
+
+def test_an_image_name_too_long_for_the_file_system_is_a_missing_image_issue(tmp_path: Path) -> None:
+    """The import fuzz test's find: a 300-character file_name ended in OSError (ENAMETOOLONG)."""
+    images_dir = tmp_path / "images"
+    images_dir.mkdir()
+    cv2.imwrite(str(images_dir / "a.jpg"), np.zeros((100, 200, 3), np.uint8))
+    data = {
+        "images": [
+            {"id": 1, "file_name": "a.jpg", "width": 200, "height": 100},
+            {"id": 2, "file_name": "x" * 300 + ".jpg", "width": 200, "height": 100},
+        ],
+        "annotations": [{"id": 1, "image_id": 1, "category_id": 5, "bbox": [10, 10, 50, 50]}],
+        "categories": [{"id": 5, "name": "fire"}],
+    }
+    (tmp_path / "a.json").write_text(json.dumps(data))
+
+    dataset = load_coco_set({"train": (tmp_path / "a.json", images_dir)}, name="long")
+
+    assert len(dataset.images) == 1
+    [issue] = dataset.issues
+    assert issue.kind is IssueKind.MISSING_IMAGE
+    assert issue.detail == "listed but cannot be looked up: File name too long"
