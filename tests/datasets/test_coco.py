@@ -52,10 +52,16 @@ def test_real_forklift_sample_as_coco_gives_the_yolo_boxes(tmp_path: Path) -> No
     assert not dataset.issues
 
 
-def test_broken_coco_annotations_are_reported(tmp_path: Path) -> None:
+def _images_with_a_jpg(tmp_path: Path) -> Path:
+    """An ``images`` folder holding one black 200x100 ``a.jpg``."""
     images_dir = tmp_path / "images"
     images_dir.mkdir()
     cv2.imwrite(str(images_dir / "a.jpg"), np.zeros((100, 200, 3), np.uint8))
+    return images_dir
+
+
+def test_broken_coco_annotations_are_reported(tmp_path: Path) -> None:
+    images_dir = _images_with_a_jpg(tmp_path)
     data = {
         "images": [
             {"id": 1, "file_name": "a.jpg", "width": 200, "height": 100},
@@ -224,9 +230,7 @@ def test_crowd_regions_left_out_are_reported_with_their_count(tmp_path: Path) ->
 
 def test_an_image_name_too_long_for_the_file_system_is_a_missing_image_issue(tmp_path: Path) -> None:
     """The import fuzz test's find: a 300-character file_name ended in OSError (ENAMETOOLONG)."""
-    images_dir = tmp_path / "images"
-    images_dir.mkdir()
-    cv2.imwrite(str(images_dir / "a.jpg"), np.zeros((100, 200, 3), np.uint8))
+    images_dir = _images_with_a_jpg(tmp_path)
     data = {
         "images": [
             {"id": 1, "file_name": "a.jpg", "width": 200, "height": 100},
