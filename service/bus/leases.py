@@ -130,9 +130,8 @@ class LeaseBucket:
 
     def __init__(self, kv: KeyValue, incidents: KeyValue, *, clock: Callable[[], float] = time.time) -> None:
         self._kv = kv
-        self._unreadable_warned: dict[
-            str, int
-        ] = {}  # camera id -> the revision last warned of (one per camera)
+        # camera id -> the revision of its lease last warned of unreadable (one entry per camera)
+        self._unreadable_warned: dict[str, int] = {}
         self._incidents = incidents
         self._clock = clock
 

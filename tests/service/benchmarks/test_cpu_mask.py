@@ -12,22 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from anjian.service.benchmarks.cpu_mask import CpuMask, build_cpu_mask, masked_children
+from anjian.service.benchmarks.cpu_mask import CpuMask, _cpu_flags, build_cpu_mask, masked_children
 
-_CPUINFO = Path("/proc/cpuinfo")
-
-
-def _flags() -> set[str]:
-    try:
-        text = _CPUINFO.read_text()
-    except OSError:
-        return set()
-    return next(
-        (set(line.split(":", 1)[1].split()) for line in text.splitlines() if line.startswith("flags")), set()
-    )
-
-
-_FLAGS = _flags()
+_FLAGS = _cpu_flags(Path("/proc/cpuinfo"))  # what the mask itself reads
 needs_cpuid_faulting = pytest.mark.skipif(
     sys.platform != "linux"
     or platform.machine() != "x86_64"
