@@ -17,6 +17,11 @@ Each JSON line is the event's wire form (``anjian.pipeline.event_wire.EventWire`
 without the embedded snapshot unless asked, plus ``video_started_s``,
 ``video_last_seen_s``, ``video_ended_s`` (seconds into the video) and, with an
 evidence folder, ``snapshot_file`` / ``clip_file``.
+
+A damaged file is said, not hidden: one that yields no frame is refused, and the report
+names a file that ends before the duration its header declares (a recording cut short, a
+copy broken off) and packets that did not decode, so that a replay's "no incident" is
+never the silence of a broken file.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import IO, Any
 import av
 
 from anjian.cameras.decode import decode_frames
+from anjian.cameras.errors import DecodeError
 from anjian.cameras.frame import Frame
 from anjian.models.detections import Detections
 from anjian.models.detector import Detector
@@ -46,7 +52,10 @@ from anjian.pipeline.incidents import EventContext
 from anjian.pipeline.motion import MotionGate, is_occupied
 from anjian.pipeline.tracking import CameraTracker
 
-__all__ = ["ReplayReport", "replay_video", "video_start_time"]
+__all__ = ["ReplayReport", "VideoHeader", "read_video_header", "replay_video"]
+
+_CUT_SHORT_SLACK_S = 1.0
+"""Seconds a replay may stop before the declared end (beyond two analysis periods) and still count as whole."""
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +73,9 @@ class ReplayReport:
         events: Event revisions written.
         incidents: Distinct incidents (event ids).
         frames_inferred: Frames the detector ran on (fewer than ``frames`` behind a motion gate).
+        declared_s: Seconds of video the file's header declares (None: it declares none).
+        is_cut_short: The file ended well before the declared duration (or ``until_s``).
+        decode_errors: Packets that could not be decoded (their frames are missing).
     """
 
     frames: int
@@ -72,22 +84,72 @@ class ReplayReport:
     events: int
     incidents: int
     frames_inferred: int
+    declared_s: float | None = None
+    is_cut_short: bool = False
+    decode_errors: int = 0
 
     @property
     def speed(self) -> float:
         """Video seconds replayed per wall-clock second."""
         return self.video_s / self.wall_s if self.wall_s > 0 else float("inf")
 
+    def damage(self, video: Path) -> list[str]:
+        """What of ``video`` the replay could not see, one sentence each (empty for a whole file).
 
-def video_start_time(path: Path) -> float:
-    """The file's ``creation_time`` tag as epoch seconds, or 0.0 when it has none."""
+        Callers print these beside the figures: events missing after a cut, or around
+        packets that did not decode, are otherwise indistinguishable from a quiet scene.
+        """
+        found = []
+        if self.is_cut_short and self.declared_s is not None:
+            found.append(
+                f"{video.name} ends at {self.video_s:.1f} s of the {self.declared_s:.1f} s its header declares: "
+                "the file is cut short, and what happened after is not in these events"
+            )
+        if self.decode_errors:
+            found.append(
+                f"{video.name}: {self.decode_errors} packet(s) could not be decoded (a damaged file): "
+                "the frames around them are missing"
+            )
+        return found
+
+
+@dataclass(frozen=True, slots=True)
+class VideoHeader:
+    """What a video file's header says of it.
+
+    Attributes:
+        creation_time: The ``creation_time`` tag as epoch seconds, or 0.0 when it has none.
+        declared_s: The video stream's declared duration in seconds, or None when the
+            header gives none (raw H.264 or MJPEG, Matroska). An MPEG-TS file's is read
+            from its first and last timestamps, so a cut one declares only what it holds.
+    """
+
+    creation_time: float
+    declared_s: float | None
+
+
+def read_video_header(path: Path) -> VideoHeader:
+    """Read ``path``'s creation time and declared duration; a file that does not open declares neither.
+
+    The replay opens the file again to decode it, and that open names what is wrong with
+    an unreadable file.
+    """
     try:
         with av.open(str(path)) as container:
-            tag = container.metadata.get("creation_time") or container.streams.video[0].metadata.get(
-                "creation_time"
+            stream = container.streams.video[0]
+            tag = container.metadata.get("creation_time") or stream.metadata.get("creation_time")
+            declared = (
+                float(stream.duration * stream.time_base)
+                if stream.duration is not None and stream.time_base is not None
+                else None
             )
     except (av.error.FFmpegError, IndexError):
-        return 0.0
+        return VideoHeader(0.0, None)
+    return VideoHeader(_epoch_of(tag), declared if declared is not None and declared > 0 else None)
+
+
+def _epoch_of(tag: str | None) -> float:
+    """An ISO 8601 ``creation_time`` tag as epoch seconds; 0.0 when absent or unreadable."""
     if not tag:
         return 0.0
     try:
@@ -145,9 +207,10 @@ def replay_video(
         What the replay did.
 
     Raises:
-        cameras.errors.CameraError: The video cannot be opened or decoded.
+        cameras.errors.CameraError: The video cannot be opened or decoded, or yields no frame.
     """
-    begin = start_at if start_at is not None else video_start_time(video)
+    header = read_video_header(video)
+    begin = start_at if start_at is not None else header.creation_time
     source = CameraPipelineConfig.model_validate(
         {**camera.model_dump(), "url": str(video), "realtime": False, "loop": False}
     )
@@ -169,7 +232,10 @@ def replay_video(
     frames = 0
     last_at: float | None = None
     next_tick: float | None = None
-    stream: Iterator[Frame] = decode_frames(source, stop=threading.Event(), clock=lambda: begin)
+    decode_errors: list[str] = []
+    stream: Iterator[Frame] = decode_frames(
+        source, stop=threading.Event(), clock=lambda: begin, on_decode_error=decode_errors.append
+    )
     if until_s is not None:
         stream = itertools.takewhile(lambda f: f.captured_at - begin <= until_s, stream)
     gate = MotionGate(camera.engine.motion_gate)
@@ -196,16 +262,31 @@ def replay_video(
             frames += 1
             last_at = frame.captured_at
             next_tick = frame.captured_at + _TICK_S
-    end = last_at if last_at is not None else begin
-    emit(analyzer.close(end))
+    if last_at is None:
+        declared = (
+            "" if header.declared_s is None else f" of the {header.declared_s:.1f} s its header declares"
+        )
+        raise DecodeError(
+            f"cannot replay {video}: not one frame could be decoded{declared} "
+            "(the file is cut short before its first picture, or holds none)"
+        )
+    emit(analyzer.close(last_at))
     out.flush()
+    video_s = last_at - begin
+    expected_s = (
+        header.declared_s if until_s is None or header.declared_s is None else min(until_s, header.declared_s)
+    )
+    slack_s = _CUT_SHORT_SLACK_S + 2.0 / camera.analysis_fps
     return ReplayReport(
         frames=frames,
-        video_s=end - begin,
+        video_s=video_s,
         wall_s=time.monotonic() - started,
         events=len(written),
         incidents=len({e.id for e in written}),
         frames_inferred=frames_inferred,
+        declared_s=header.declared_s,
+        is_cut_short=expected_s is not None and video_s + slack_s < expected_s,
+        decode_errors=len(decode_errors),
     )
 
 

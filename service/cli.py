@@ -728,6 +728,8 @@ def replay(
         f"{video}: {report.frames} frames{gated}, {report.video_s:.1f} s of video in {report.wall_s:.1f} s "
         f"({report.speed:.1f}x); {report.incidents} incident(s), {report.events} event revision(s) -> {events}"
     )
+    for damage in report.damage(video):
+        typer.secho(f"warning: {damage}", fg=typer.colors.YELLOW, err=True)
 
 
 def dataset_harvest(

@@ -194,7 +194,8 @@ class ClipScore:
         alerts: Every alert raised, in the order raised.
         alert_matches: For each alert, whether it matched an incident.
         incidents: Every expected incident with its matching alert.
-        hints: Why incidents could not be alerted (see :func:`clip_hints`).
+        hints: Why incidents could not be alerted: the damage a replay found in the file
+            (``ReplayReport.damage``), then :func:`clip_hints`.
         frames: Frames analysed.
         frames_inferred: Frames the detector ran on (fewer behind the camera's motion gate).
     """
@@ -426,6 +427,7 @@ def evaluate_events(
             tolerance_s=plan.tolerance_s,
             min_duration_s=_min_durations(camera.config),
         )
+        score.hints[:0] = report.damage(clip.video)
         scores.append(score)
         if on_clip is not None:
             on_clip(score)

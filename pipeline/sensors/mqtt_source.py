@@ -65,10 +65,12 @@ def parse_payload(payload: bytes, json_path: str | None) -> float:
             raise ValueError(f"payload is not JSON ({exc.msg}): {text[:60]!r}") from exc
         except RecursionError:
             raise ValueError(f"payload's JSON nests too deep: {text[:60]!r}") from None
+        except ValueError:  # Python's cap on int digits (4300), met inside json.loads
+            raise ValueError(f"payload's JSON holds a number too long to read: {text[:60]!r}") from None
         for part in json_path.split("."):
             if isinstance(value, dict) and part in value:
                 value = value[part]
-            elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            elif isinstance(value, list) and part.isascii() and part.isdigit() and int(part) < len(value):
                 value = value[int(part)]
             else:
                 raise ValueError(f"payload has no {json_path!r} (stopped at {part!r}): {text[:60]!r}")
@@ -84,7 +86,7 @@ def _number(value: Any) -> float:
     except (ValueError, OverflowError):  # an int of 400 digits overflows a float
         raise ValueError(f"expected a number, got {str(value)[:40]!r}") from None
     if not math.isfinite(number):
-        raise ValueError(f"expected a finite number, got {value!r}")
+        raise ValueError(f"expected a finite number, got {str(value)[:40]!r}")
     return number
 
 

@@ -23,9 +23,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from anjian.cameras.errors import DecodeError
 from anjian.models.detections import Detections
 from anjian.pipeline.config import CameraPipelineConfig
-from anjian.pipeline.replay import replay_video
+from anjian.pipeline.replay import read_video_header, replay_video
 
 SHARED = Path("/work/shared/data")
 PEOPLE_VIDEO = SHARED / "videos" / "people_one_by_one.mp4"
@@ -44,11 +45,17 @@ class _BlindDetector:
         return [Detections.empty(self.class_names) for _ in images]
 
 
-def _write_video(path: Path, seconds: float, draw: Callable[[float, np.ndarray], None], fps: int = 5) -> Path:
+def _write_video(
+    path: Path,
+    seconds: float,
+    draw: Callable[[float, np.ndarray], None],
+    fps: int = 5,
+    options: dict[str, str] | None = None,
+) -> Path:
     """Encode ``seconds`` of 320x180 H.264: a textured floor, then ``draw(t, image)`` on each frame."""
     rng = np.random.default_rng(3)
     floor = np.repeat(np.repeat(rng.integers(90, 170, (18, 32, 3), dtype=np.uint8), 10, 0), 10, 1)
-    with av.open(str(path), "w") as container:
+    with av.open(str(path), "w", options=options or {}) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = 320, 180, "yuv420p"
         for i in range(int(seconds * fps)):
@@ -281,6 +288,47 @@ def test_replay_times_a_file_from_its_first_frame_whatever_its_first_timestamp(t
 
     assert whole.frames == 30 and whole.video_s == pytest.approx(2.9, abs=0.01)
     assert cut.frames == 21 and cut.video_s == pytest.approx(2.0, abs=0.01)
+
+
+def _noise(t: float, image: np.ndarray) -> None:
+    """A frame unlike the last (noise costs the encoder bytes, so a cut lands mid-video)."""
+    image[:] = np.random.default_rng(int(t * 100)).integers(0, 255, image.shape, dtype=np.uint8)
+
+
+def _cut(video: Path, fraction: float) -> Path:
+    """A copy of ``video`` broken off after ``fraction`` of its bytes, as a copy or a recording cut short."""
+    data = video.read_bytes()
+    cut = video.with_name(f"cut-{video.name}")
+    cut.write_bytes(data[: int(len(data) * fraction)])
+    return cut
+
+
+def test_a_file_cut_short_is_said_and_a_whole_one_is_not(tmp_path: Path) -> None:
+    """A replay of a broken-off file said only how much it read: "no incident" after the cut looked like a quiet scene."""
+    whole = _write_video(tmp_path / "noise.mp4", 12, _noise, options={"movflags": "faststart"})
+    camera = CameraPipelineConfig(id="cam", url="rtsp://unused/x", analysis_fps=5)
+
+    complete = replay_video(whole, camera, _BlindDetector(), io.StringIO(), start_at=0.0)  # type: ignore[arg-type]
+    early = replay_video(whole, camera, _BlindDetector(), io.StringIO(), start_at=0.0, until_s=5.0)  # type: ignore[arg-type]
+    broken = replay_video(_cut(whole, 0.5), camera, _BlindDetector(), io.StringIO(), start_at=0.0)  # type: ignore[arg-type]
+
+    assert complete.declared_s == pytest.approx(12.0, abs=0.3)
+    assert not complete.is_cut_short and complete.damage(whole) == []
+    assert not early.is_cut_short  # stopping at until_s is asked for, not damage
+    assert broken.is_cut_short and broken.declared_s == complete.declared_s
+    assert 2.0 < broken.video_s < 10.0
+    [cut_short, *_] = broken.damage(whole)
+    assert f"ends at {broken.video_s:.1f} s of the 12.0 s its header declares" in cut_short
+
+
+def test_a_file_broken_off_before_its_first_picture_is_refused_by_name(tmp_path: Path) -> None:
+    whole = _write_video(tmp_path / "noise.mp4", 4, _noise, options={"movflags": "faststart"})
+    camera = CameraPipelineConfig(id="cam", url="rtsp://unused/x", analysis_fps=5)
+    header_only = _cut(whole, 0.01)
+    assert read_video_header(header_only).declared_s == pytest.approx(4.0, abs=0.3)
+
+    with pytest.raises(DecodeError, match=r"cut-noise\.mp4: not one frame could be decoded of the 4\.0 s"):
+        replay_video(header_only, camera, _BlindDetector(), io.StringIO(), start_at=0.0)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------ the CLI

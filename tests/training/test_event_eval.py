@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -295,6 +296,32 @@ def test_evaluate_events_replays_each_clip_as_its_camera_and_scores_its_alerts(t
     assert any("does not run the smoking rule" in hint for hint in second.hints)
     assert first.frames_inferred == first.frames >= 15  # 3 s at 5 fps, no motion gate
     assert first.to_dict()["frames"] == first.frames
+
+
+def test_a_clip_cut_short_is_the_first_hint_of_its_score(tmp_path: Path) -> None:
+    """Incidents after the cut of a broken-off clip counted as missed with no word why."""
+    written = write_demo_video(tmp_path / "written.mp4", seconds=12, fps=10, size_wh=(160, 90))
+    whole = tmp_path / "fire.mp4"
+    subprocess.run(  # the header first, as cameras and NVRs write it, so that a cut copy still opens
+        ["ffmpeg", "-v", "error", "-i", str(written), "-c", "copy", "-movflags", "faststart", str(whole)],
+        check=True,
+    )
+    data = whole.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    plan = _plan(
+        tmp_path,
+        "clips:\n"
+        "  - {video: fire.mp4, camera: cam-1, expected: [{behaviour: open_flame, start_s: 5}]}\n"
+        "  - {video: cut.mp4, camera: cam-1, expected: [{behaviour: open_flame, start_s: 5}]}\n",
+    )
+
+    whole_score, cut_score = evaluate_events(
+        plan, {"cam-1": _eval_camera()}, _FireEverywhere(), site_id="plant", time_zone="UTC"
+    )
+
+    assert whole_score.hints == []
+    assert "cut.mp4 ends at" in cut_score.hints[0] and "cut short" in cut_score.hints[0]
+    assert cut_score.to_dict()["hints"] == cut_score.hints
 
 
 def test_evaluate_events_counts_the_frames_a_gated_camera_left_to_the_detector(tmp_path: Path) -> None:

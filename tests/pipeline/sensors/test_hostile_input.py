@@ -6,11 +6,15 @@ where time itself is the input.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import re
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from paho.mqtt import publish
 from pydantic import ValidationError
 
@@ -46,14 +50,53 @@ def _runner_at_t0() -> SensorRunner:
     [
         (b'{"v": ' + b"9" * 400 + b"}", "v", "expected a number"),  # OverflowError in float()
         (b"[" * 100_000 + b"]" * 100_000, "0", "nests too deep"),  # RecursionError in json.loads
+        (b'{"v": ' + b"1" * 5000 + b"}", "v", "number too long to read"),  # int digit cap in json.loads
+        (b"[1]", "0\u00b2", "has no"),  # a superscript two is a digit to isdigit(), not to int()
     ],
-    ids=["400-digit-int", "deep-nesting"],
+    ids=["400-digit-int", "deep-nesting", "5000-digit-int", "superscript-index"],
 )
 def test_payloads_that_raised_past_the_reader_are_refused_as_bad_input(
     payload: bytes, path: str, message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
         parse_payload(payload, path)
+
+
+def test_a_refused_payload_is_quoted_short_in_its_message() -> None:
+    with pytest.raises(ValueError, match="expected a finite number") as refused:
+        parse_payload(b"1" * 5000, None)  # a float of 5000 digits is inf
+    assert len(str(refused.value)) < 120
+
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=4),
+    max_leaves=12,
+)
+_PAYLOADS = st.one_of(
+    st.binary(max_size=120),
+    st.text(max_size=40).map(str.encode),
+    _JSON_VALUES.map(lambda value: json.dumps(value).encode()),
+)
+_PATHS = st.one_of(
+    st.none(),
+    st.text(max_size=12),
+    st.lists(st.sampled_from(["v", "0", "1", "data", "-1", "", "\u00b2"]), min_size=1, max_size=3).map(
+        ".".join
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
+@given(payload=_PAYLOADS, path=_PATHS)
+def test_any_payload_gives_a_finite_number_or_a_short_named_refusal(payload: bytes, path: str | None) -> None:
+    try:
+        value = parse_payload(payload, path)
+    except ValueError as refused:
+        assert 0 < len(str(refused)) < 200
+    else:
+        assert isinstance(value, float)
+        assert math.isfinite(value)
 
 
 @pytest.mark.parametrize(
