@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from anjian.cameras.fields import DurationS, FractionOrZero, GreyLevelOrZero, ShortDurationS
-from anjian.cameras.url import mask_url, remember_secret, split_url
+from anjian.cameras.url import camera_url_problem, mask_url, remember_secret, split_url
 
 __all__ = ["CameraConfig", "CameraFaultConfig", "ReconnectConfig"]
 
@@ -187,6 +187,17 @@ class CameraConfig(_CamerasModel):
         if not value.get_secret_value().strip():
             raise ValueError("url must not be empty")
         return value
+
+    @model_validator(mode="after")
+    def _url_is_a_camera(self) -> CameraConfig:
+        """A URL FFmpeg would refuse at run time, or read as one of its own protocols, is refused here.
+
+        With ``input_format`` set the URL is that format's own (a lavfi graph, a dshow device), not checked.
+        """
+        problem = None if self.input_format is not None else camera_url_problem(self.url.get_secret_value())
+        if problem is not None:
+            raise ValueError(f"url {self.masked_url!r}: {problem}")
+        return self
 
     def model_post_init(self, context: object, /) -> None:
         """Remember the URL's password, so that error texts quoting it on its own are masked too."""

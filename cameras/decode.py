@@ -41,7 +41,7 @@ from anjian.cameras.errors import (
 )
 from anjian.cameras.frame import Frame
 from anjian.cameras.gop import GopTailSkipper, nal_length_size
-from anjian.cameras.url import ffmpeg_url, mask_credentials, split_url, url_scheme
+from anjian.cameras.url import CAMERA_SCHEMES, ffmpeg_url, mask_credentials, split_url, url_scheme
 
 __all__ = [
     "FrameSampler",
@@ -55,7 +55,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_LIVE_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt"})
 _MAX_CONSECUTIVE_DECODE_ERRORS = 50
 
 _OVERDUE_PERIODS = 3.0
@@ -67,7 +66,7 @@ _ONE_THREAD_MAX_PIXELS = 1920 * 1088
 
 def is_live_url(url: str) -> bool:
     """True for network streams and capture devices; False for local files."""
-    return url_scheme(url) in _LIVE_SCHEMES or url.startswith("/dev/video")
+    return url_scheme(url) in CAMERA_SCHEMES or url.startswith("/dev/video")
 
 
 def input_format(config: CameraConfig) -> str | None:

@@ -26,7 +26,9 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 __all__ = [
+    "CAMERA_SCHEMES",
     "UrlParts",
+    "camera_url_problem",
     "ffmpeg_url",
     "mask_credentials",
     "mask_url",
@@ -34,6 +36,9 @@ __all__ = [
     "split_url",
     "url_scheme",
 ]
+
+CAMERA_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt"})
+"""Schemes of the network streams a camera URL may name (a file path or ``file://`` besides)."""
 
 MASK = "***"
 _MASKED_USERINFO = f"{MASK}:{MASK}@"
@@ -43,6 +48,8 @@ _MAX_SECRETS = 4096
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _SCHEME_AT_START = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
 _HOST_PORT = re.compile(r"^(?P<host>\[[^\]]*\]|[^:/?#\[\]]*)(?::(?P<port>\d{1,5}))?")
+_LISTENING_SCHEMES = frozenset({"udp", "srt", "tcp"})
+_PROTOCOL_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:(?!//)")
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
 _SECRET_QUERY = re.compile(
     r"(?P<key>[?&;](?:pwd|pass|password|passwd|passphrase|secret|token|access_token|auth|key|api_key|apikey|sig|signature)=)"
@@ -134,6 +141,68 @@ def split_url(url: str) -> UrlParts:
     if port_text is not None and port is None:  # not a port after all: keep it in the rest
         end = len(host)
     return UrlParts(scheme, user, password, host, port, body[end:])
+
+
+def camera_url_problem(url: str) -> str | None:
+    """What is wrong with ``url`` as a camera's stream or file, or None when FFmpeg may be handed it.
+
+    Caught when the site config is read, not when the plant starts: a port past 65535 or an
+    unclosed IPv6 bracket only made FFmpeg answer "Invalid argument" at run time, and a
+    ``name:`` prefix without ``//`` (``concat:``, ``subfile:``, ``pipe:``) makes FFmpeg open
+    one of its own protocols instead of a camera or a file. The sentence never quotes the
+    userinfo, so it is safe to show.
+
+    Args:
+        url: The configured URL or path.
+
+    Returns:
+        One sentence naming the problem, or None.
+
+    Example:
+        >>> camera_url_problem("rtsp://10.0.0.5:99999/live")
+        'port 99999 is out of range (1-65535)'
+    """
+    text = url.strip()
+    scheme_match = None if _looks_like_path(text) else _SCHEME_AT_START.match(text)
+    if scheme_match is None:
+        if not _looks_like_path(text) and _PROTOCOL_PREFIX.match(text):
+            return (
+                "a word and a colon without // is read by FFmpeg as one of its protocols (concat:, subfile:, "
+                "pipe: ...), not a camera: write a stream as rtsp://host/path, a file as a path (./name)"
+            )
+        return None
+    scheme = url_scheme(text)
+    if scheme == "file":
+        return None
+    if scheme not in CAMERA_SCHEMES:
+        return f"{scheme}:// is not a camera stream; expected {', '.join(sorted(CAMERA_SCHEMES))}, or a file path"
+    body = text[scheme_match.end() :]
+    after_userinfo = body[_userinfo_end(body) + 1 :]  # the whole body when there is no userinfo (-1)
+    host_and_port = re.split(r"[/?#]", after_userinfo, maxsplit=1)[0]
+    if host_and_port.startswith("[") and "]" not in host_and_port:
+        return f"the IPv6 host {host_and_port!r} lacks its closing ]"
+    host, port_text = _split_host_port(host_and_port)
+    if not host and not (scheme in _LISTENING_SCHEMES and port_text):  # udp://:1234 listens on every address
+        return f"{scheme}:// names no host"
+    if any(char.isspace() for char in host):
+        return f"the host {host!r} holds a space"
+    if not port_text:  # none, or an empty one after the colon: the scheme's default port
+        return None
+    if not (port_text.isascii() and port_text.isdigit()):
+        return f"port {port_text!r} is not a number"
+    if not 1 <= int(port_text) <= 65535:
+        return f"port {port_text} is out of range (1-65535)"
+    return None
+
+
+def _split_host_port(host_and_port: str) -> tuple[str, str | None]:
+    """``host[:port]`` (an IPv6 host in brackets) into the host and the port's text (None: no port)."""
+    if host_and_port.startswith("["):
+        end = host_and_port.index("]") + 1
+        rest = host_and_port[end:]
+        return host_and_port[:end], (rest[1:] if rest.startswith(":") else None)
+    host, has_port, port = host_and_port.rpartition(":")
+    return (host, port) if has_port else (host_and_port, None)
 
 
 def _userinfo_end(body: str) -> int:

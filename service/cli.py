@@ -165,7 +165,9 @@ def camera_probe(
             realtime=False,
         )
     except ValidationError as exc:  # its text would quote the URL: name the fields only
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}" if e["loc"] else e["msg"] for e in exc.errors()
+        )
         raise fail(mask_credentials(f"cannot probe: {problems}", url=url)) from None
     stop = threading.Event()
     started = time.monotonic()

@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from anjian.cameras.fields import ShortDurationS, TcpPort
-from anjian.cameras.url import mask_credentials, mask_url
+from anjian.cameras.url import camera_url_problem, mask_credentials, mask_url
 from anjian.models.config import DetectorConfig
 from anjian.pipeline.config import CameraPipelineConfig, check_time_zone
 from anjian.pipeline.event import Behaviour
@@ -530,7 +530,13 @@ def _resolve_relative_paths(raw: dict[str, Any], base: Path) -> dict[str, Any]:
     for w, workshop in enumerate(_list_in(site, "workshops")):
         for c, camera in enumerate(_list_in(workshop, "cameras")):
             url = camera.get("url") if isinstance(camera, dict) else None
-            if isinstance(url, str) and "://" not in url and not os.path.isabs(url):
+            # a "name:..." URL is no path: it is left for the camera's own check to name
+            if (
+                isinstance(url, str)
+                and "://" not in url
+                and not os.path.isabs(url)
+                and camera_url_problem(url) is None
+            ):
                 camera["url"] = resolved(url, f"site.workshops.{w}.cameras.{c}.url")
     return raw
 

@@ -1,12 +1,21 @@
-"""Credentials in camera URLs never survive masking, whatever characters the password holds."""
+"""Camera URLs: credentials never survive masking, whatever the password holds; a URL FFmpeg would misread is refused."""
 
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from anjian.cameras.config import CameraConfig
 from anjian.cameras.health import CameraState, HealthTracker
-from anjian.cameras.url import ffmpeg_url, mask_credentials, mask_url, remember_secret, split_url, url_scheme
+from anjian.cameras.url import (
+    camera_url_problem,
+    ffmpeg_url,
+    mask_credentials,
+    mask_url,
+    remember_secret,
+    split_url,
+    url_scheme,
+)
 
 MASK_CASES = [
     ("rtsp://admin:secret@10.0.0.5:554/stream1", "rtsp://***:***@10.0.0.5:554/stream1", "secret"),
@@ -166,3 +175,61 @@ def test_camera_config_repr_and_dump_hide_password() -> None:
 )
 def test_url_scheme(url: str, scheme: str) -> None:
     assert url_scheme(url) == scheme
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "rtsp://10.0.0.5:554/Streaming/Channels/101",
+        "rtsp://admin:p@ss/w:rd@10.0.0.5/live",  # the password as it is
+        "rtsp://[fe80::1]:554/x",
+        "rtsp://host:/x",  # an empty port: the scheme's default
+        "http://nvr.local/hls/cam1.m3u8",
+        "udp://:1234",  # listens on every address
+        "srt://:9000?mode=listener",
+        "file:///var/clips/a.mp4",
+        "/var/clips/a.mp4",
+        "./a:b.mp4",  # a colon in a file name, written as a path
+        "clip.mp4",
+        "/dev/video0",
+        "C:\\clips\\a.mp4",
+    ],
+)
+def test_camera_urls_and_paths_ffmpeg_reads_as_such_pass(url: str) -> None:
+    assert camera_url_problem(url) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("rtsp://10.0.0.5:99999/live", "port 99999 is out of range"),
+        ("rtsp://10.0.0.5:0/live", "port 0 is out of range"),
+        ("rtsp://10.0.0.5:55x/live", "port '55x' is not a number"),
+        ("rtsp://[::1/live", "lacks its closing ]"),
+        ("rtsp://", "names no host"),
+        ("rtsp://admin:pw@/live", "names no host"),
+        ("rtsp://cam 1/live", "holds a space"),
+        ("ftp://nvr/clip.mp4", "ftp:// is not a camera stream"),
+        ("concat:/etc/passwd|/etc/hosts", "read by FFmpeg as one of its protocols"),
+        ("subfile:,start,0,end,10,:/etc/shadow", "read by FFmpeg as one of its protocols"),
+        ("pipe:0", "read by FFmpeg as one of its protocols"),
+        ("admin:pw@10.0.0.5/live", "write a stream as rtsp://host/path"),  # the scheme left out
+    ],
+)
+def test_a_url_ffmpeg_would_refuse_or_misread_is_named(url: str, problem: str) -> None:
+    """These passed `anjian config check` and failed when the plant started ("Invalid argument"), or
+    opened one of FFmpeg's own protocols (a local file read through concat:) instead of a camera."""
+    found = camera_url_problem(url)
+    assert found is not None and problem in found
+
+
+def test_a_refused_camera_url_is_named_in_the_config_error_without_its_password() -> None:
+    with pytest.raises(ValidationError) as refused:
+        CameraConfig(id="gate", url="rtsp://admin:Secr3t!@10.0.0.5:99999/live")
+    message = str(refused.value)
+    assert "port 99999 is out of range" in message and "Secr3t" not in message
+
+
+def test_a_url_of_a_named_input_format_is_that_formats_own() -> None:
+    camera = CameraConfig(id="test", url="testsrc=size=320x240:rate=5", input_format="lavfi")
+    assert camera.input_format == "lavfi"

@@ -111,6 +111,16 @@ def test_probe_of_an_invalid_url_names_the_problem_without_the_password() -> Non
     assert "W0rd" not in result.output
 
 
+def test_probe_of_an_ffmpeg_protocol_is_refused_before_ffmpeg_opens_it() -> None:
+    """``concat:/etc/passwd|...`` made FFmpeg read local files; a port past 65535 said only "Invalid argument"."""
+    protocol = runner.invoke(app, ["camera", "probe", "concat:/etc/passwd|/etc/hosts"])
+    port = runner.invoke(app, ["camera", "probe", "rtsp://admin:pa/ssW0rd@h:70000/x"])
+    assert protocol.exit_code == port.exit_code == 2
+    assert protocol.output.startswith("cannot probe: Value error, url 'concat:")
+    assert "read by FFmpeg as one of its protocols" in protocol.output
+    assert "port 70000 is out of range" in port.output and "W0rd" not in port.output
+
+
 def test_config_check_of_a_broken_url_line_never_prints_the_password(tmp_path: Path) -> None:
     path = _site(tmp_path)
     path.write_text(path.read_text().replace("rtsp://admin:pw-123@", "'rtsp://admin:pa/ss@W0rd@"))

@@ -80,6 +80,12 @@ CAM = ("site", "workshops", 0, "cameras", 0)
         (("webhooks", 0, "url"), "http://a..b/hook", r"webhooks\.0\.url: .*'a\.\.b' .*not a valid host"),
         (("site", "timezone"), "Mars/Olympus", r"site\.timezone: .*unknown time zone 'Mars/Olympus'"),
         (("site", "timezone"), "Asia/" + "x" * 300, r"site\.timezone: .*unknown time zone 'Asia/xxx"),
+        (
+            (*CAM, "url"),
+            "rtsp://admin:pw@10.0.0.5:65536/s",
+            r"cameras\.0: .*url 'rtsp://\*\*\*:\*\*\*@.*port 65536",
+        ),
+        ((*CAM, "url"), "admin:pw@10.0.0.5/stream1", r"cameras\.0: .*write a stream as rtsp://host/path"),
     ],
     ids=[
         "typo",
@@ -93,6 +99,8 @@ CAM = ("site", "workshops", 0, "cameras", 0)
         "bad-hook-host",
         "bad-time-zone",
         "time-zone-too-long-for-a-file-name",
+        "camera-port-out-of-range",
+        "camera-url-without-its-scheme",  # was resolved as a relative file path and failed at start
     ],
 )
 def test_invalid_config_names_field_and_problem(

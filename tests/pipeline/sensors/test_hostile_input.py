@@ -92,8 +92,8 @@ _PATHS = st.one_of(
 def test_any_payload_gives_a_finite_number_or_a_short_named_refusal(payload: bytes, path: str | None) -> None:
     try:
         value = parse_payload(payload, path)
-    except ValueError as refused:
-        assert 0 < len(str(refused)) < 200
+    except ValueError as refused:  # quotes at most 60 characters of the payload (10 each when escaped)
+        assert 0 < len(str(refused)) < 1000
     else:
         assert isinstance(value, float)
         assert math.isfinite(value)
