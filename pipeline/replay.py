@@ -135,7 +135,7 @@ def read_video_header(path: Path) -> VideoHeader:
     an unreadable file.
     """
     try:
-        with av.open(str(path)) as container:
+        with av.open(str(path.absolute())) as container:  # a path, never an FFmpeg protocol
             stream = container.streams.video[0]
             tag = container.metadata.get("creation_time") or stream.metadata.get("creation_time")
             declared = (
@@ -211,8 +211,9 @@ def replay_video(
     """
     header = read_video_header(video)
     begin = start_at if start_at is not None else header.creation_time
+    path = str(video.absolute())  # "a:b.mp4" is a file here, not FFmpeg's protocol "a"
     source = CameraPipelineConfig.model_validate(
-        {**camera.model_dump(), "url": str(video), "realtime": False, "loop": False}
+        {**camera.model_dump(), "url": path, "realtime": False, "loop": False}
     )
     context = EventContext(site_id, workshop_id, camera.id, detector.version, time_zone=time_zone)
     analyzer = CameraAnalyzer(source, context, class_thresholds=detector.class_thresholds)
