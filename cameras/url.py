@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
@@ -32,6 +32,7 @@ __all__ = [
     "ffmpeg_url",
     "mask_credentials",
     "mask_url",
+    "network_url_problem",
     "remember_secret",
     "split_url",
     "url_scheme",
@@ -163,26 +164,57 @@ def camera_url_problem(url: str) -> str | None:
         'port 99999 is out of range (1-65535)'
     """
     text = url.strip()
-    scheme_match = None if _looks_like_path(text) else _SCHEME_AT_START.match(text)
-    if scheme_match is None:
-        if not _looks_like_path(text) and _PROTOCOL_PREFIX.match(text):
+    if _looks_like_path(text):
+        return None
+    if _SCHEME_AT_START.match(text) is None:
+        if _PROTOCOL_PREFIX.match(text):
             return (
                 "a word and a colon without // is read by FFmpeg as one of its protocols (concat:, subfile:, "
                 "pipe: ...), not a camera: write a stream as rtsp://host/path, a file as a path (./name)"
             )
         return None
-    scheme = url_scheme(text)
-    if scheme == "file":
+    if url_scheme(text) == "file":
         return None
-    if scheme not in CAMERA_SCHEMES:
-        return f"{scheme}:// is not a camera stream; expected {', '.join(sorted(CAMERA_SCHEMES))}, or a file path"
-    body = text[scheme_match.end() :]
+    return network_url_problem(
+        text, CAMERA_SCHEMES, what="a camera stream (nor a file path)", listening_schemes=_LISTENING_SCHEMES
+    )
+
+
+def network_url_problem(
+    url: str, schemes: Collection[str], *, what: str, listening_schemes: Collection[str] = ()
+) -> str | None:
+    """What is wrong with ``url`` as ``scheme://[user:password@]host[:port][/rest]``, or None.
+
+    One check for every URL the site and hub YAML name (cameras, MQTT brokers, NATS
+    servers): a scheme among ``schemes``, a host (a ``listening_schemes`` URL may name only
+    ``:port``, to listen on every address) without spaces, an IPv6 bracket closed, a port in
+    1-65535. A port typed with a digit too many was read as its first five digits and a
+    path (``broker:188300`` as port 18830) or refused only when connecting. The sentence
+    never quotes the userinfo.
+
+    Args:
+        url: The URL.
+        schemes: The schemes it may have (lower case).
+        what: What such a URL names, for the sentence ("an MQTT broker").
+        listening_schemes: Schemes whose URL may leave out the host.
+
+    Returns:
+        One sentence naming the problem, or None.
+    """
+    text = url.strip()
+    match = _SCHEME_AT_START.match(text)
+    if match is None:
+        return f"expected {what} as {' or '.join(f'{s}://' for s in sorted(schemes))}host[:port]"
+    scheme = match.group("scheme").lower()
+    if scheme not in schemes:
+        return f"{scheme}:// is not {what}; expected {', '.join(f'{s}://' for s in sorted(schemes))}"
+    body = text[match.end() :]
     after_userinfo = body[_userinfo_end(body) + 1 :]  # the whole body when there is no userinfo (-1)
     host_and_port = re.split(r"[/?#]", after_userinfo, maxsplit=1)[0]
     if host_and_port.startswith("[") and "]" not in host_and_port:
         return f"the IPv6 host {host_and_port!r} lacks its closing ]"
     host, port_text = _split_host_port(host_and_port)
-    if not host and not (scheme in _LISTENING_SCHEMES and port_text):  # udp://:1234 listens on every address
+    if not host and not (scheme in listening_schemes and port_text):  # udp://:1234 listens on every address
         return f"{scheme}:// names no host"
     if any(char.isspace() for char in host):
         return f"the host {host!r} holds a space"

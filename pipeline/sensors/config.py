@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 
 from anjian.cameras.config import ReconnectConfig
 from anjian.cameras.fields import DurationOrZeroS, DurationS, HostName, TcpPort
-from anjian.cameras.url import mask_url, remember_secret, split_url
+from anjian.cameras.url import mask_url, network_url_problem, remember_secret, split_url
 from anjian.pipeline.event import RiskLevel
 
 __all__ = [
@@ -115,12 +115,11 @@ class MqttBrokerConfig(SensorModel):
     @field_validator("url")
     @classmethod
     def _mqtt_url(cls, value: SecretStr) -> SecretStr:
-        parts = split_url(value.get_secret_value())
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.host:
-            raise ValueError(
-                f"expected mqtt://[user:password@]host[:port], got {mask_url(value.get_secret_value())}"
-            )
-        remember_secret(parts.password)
+        url = value.get_secret_value()
+        problem = network_url_problem(url, ("mqtt", "mqtts"), what="an MQTT broker")
+        if problem is not None:
+            raise ValueError(f"expected mqtt://[user:password@]host[:port], got {mask_url(url)}: {problem}")
+        remember_secret(split_url(url).password)
         return value
 
     @field_validator("subscribe")

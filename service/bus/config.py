@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Final
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 from pydantic_core import PydanticCustomError
 
+from anjian.cameras.url import mask_url, network_url_problem
 from anjian.service.bus.subjects import BUS_ID_PATTERN
 
 __all__ = ["MAX_SNAPSHOT_BYTES", "BusConfig", "BusId", "NatsUrl", "SecretKey", "SigningKey"]
@@ -23,8 +24,17 @@ which with its event's JSON still fits the 8 MiB ``max_payload`` that ``anjian h
 BusId = Annotated[str, Field(min_length=1, max_length=64, pattern=BUS_ID_PATTERN)]
 """A plant id or JetStream domain on the bus (one subject token: no dots)."""
 
-NatsUrl = Annotated[str, Field(pattern=r"^(nats|tls)://[^\s]+$")]
-"""A NATS client URL, ``nats://host:port`` (or ``tls://``)."""
+
+def _nats_url(url: str) -> str:
+    """``url`` unchanged when it is ``nats://host[:port]`` or ``tls://``; else the problem, the URL masked."""
+    problem = network_url_problem(url, ("nats", "tls"), what="a NATS server")
+    if problem is not None:
+        raise ValueError(f"{mask_url(url)!r}: {problem}")
+    return url
+
+
+NatsUrl = Annotated[str, Field(max_length=2048), AfterValidator(_nats_url)]
+"""A NATS client URL, ``nats://host:port`` (or ``tls://``): a port out of range or a host with a space is refused."""
 
 _KEY_CHARS: Final = (16, 200)
 

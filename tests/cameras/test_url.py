@@ -12,6 +12,7 @@ from anjian.cameras.url import (
     ffmpeg_url,
     mask_credentials,
     mask_url,
+    network_url_problem,
     remember_secret,
     split_url,
     url_scheme,
@@ -233,3 +234,13 @@ def test_a_refused_camera_url_is_named_in_the_config_error_without_its_password(
 def test_a_url_of_a_named_input_format_is_that_formats_own() -> None:
     camera = CameraConfig(id="test", url="testsrc=size=320x240:rate=5", input_format="lavfi")
     assert camera.input_format == "lavfi"
+
+
+def test_a_network_url_names_its_kind_and_the_schemes_it_may_have() -> None:
+    assert network_url_problem("nats://10.0.0.2:4222", ("nats", "tls"), what="a NATS server") is None
+    assert network_url_problem("10.0.0.2:4222", ("nats", "tls"), what="a NATS server") == (
+        "expected a NATS server as nats:// or tls://host[:port]"
+    )
+    assert network_url_problem("http://x", ("mqtt",), what="an MQTT broker") == (
+        "http:// is not an MQTT broker; expected mqtt://"
+    )

@@ -107,6 +107,19 @@ def test_an_mqtt_url_that_is_not_one_is_refused_with_its_password_masked() -> No
     assert "http://***:***@host" in message and "hunter22" not in message
 
 
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("mqtt://broker:188300", "port 188300 is out of range"),  # was read as port 18830 and a path "0"
+        ("mqtt://plant broker", "the host 'plant broker' holds a space"),
+        ("mqtt://[fd00::5", "lacks its closing ]"),
+    ],
+)
+def test_an_mqtt_url_a_client_would_misread_is_refused_by_name(url: str, problem: str) -> None:
+    with pytest.raises(ValidationError, match=problem):
+        MqttBrokerConfig.model_validate({"id": "b", "url": url})
+
+
 @pytest.fixture
 def broker() -> Iterator[MosquittoBroker]:
     if not mosquitto_available():

@@ -76,6 +76,10 @@ def test_the_hub_yaml_is_read_as_the_site_yaml_is(tmp_path: Path, data: bytes, m
             "bus: {remark_retention_days: 0.5}\nplants:\n  - id: a\n",
             "bus.remark_retention_days: Input should be greater than or equal to 1",
         ),
+        (
+            "bus: {url: 'nats://127.0.0.1:422200'}\nplants:\n  - id: a\n",  # a digit too many: refused only when connecting
+            "bus.url: .*port 422200 is out of range",
+        ),
     ],
     ids=[
         "no-plants",
@@ -89,6 +93,7 @@ def test_the_hub_yaml_is_read_as_the_site_yaml_is(tmp_path: Path, data: bytes, m
         "window-past-keeping",
         "tiny-stream",
         "remark-retention-under-a-day",
+        "nats-port-out-of-range",
     ],
 )
 def test_a_bad_hub_config_names_what_is_wrong(tmp_path: Path, text: str, message: str) -> None:
@@ -204,6 +209,15 @@ def test_a_short_signing_key_is_refused_at_the_plant_and_at_the_hub(tmp_path: Pa
     raw = make_config(tmp_path).model_dump() | {"bus": {"signing_key": "short"}}
     with pytest.raises(ValidationError, match="bus.signing_key"):
         AnjianConfig.model_validate(raw)
+
+
+def test_a_plants_nats_url_with_a_space_in_its_host_is_refused_with_its_password_masked(
+    tmp_path: Path,
+) -> None:
+    raw = make_config(tmp_path).model_dump() | {"bus": {"url": "nats://plant:Pa55word@nats host:4222"}}
+    with pytest.raises(ValidationError, match="the host 'nats host' holds a space") as refused:
+        AnjianConfig.model_validate(raw)
+    assert "Pa55word" not in str(refused.value.errors()[0]["msg"])
 
 
 def test_tokens_revoke_names_an_unknown_id_and_revokes_a_known_one(tmp_path: Path) -> None:
