@@ -30,6 +30,7 @@ __all__ = [
     "UrlParts",
     "camera_url_problem",
     "ffmpeg_url",
+    "host_port_problem",
     "mask_credentials",
     "mask_url",
     "network_url_problem",
@@ -211,11 +212,25 @@ def network_url_problem(
     body = text[match.end() :]
     after_userinfo = body[_userinfo_end(body) + 1 :]  # the whole body when there is no userinfo (-1)
     host_and_port = re.split(r"[/?#]", after_userinfo, maxsplit=1)[0]
+    return host_port_problem(host_and_port, may_omit_host=scheme in listening_schemes, scheme=scheme)
+
+
+def host_port_problem(host_and_port: str, *, may_omit_host: bool = False, scheme: str = "") -> str | None:
+    """What is wrong with ``host[:port]`` (an IPv6 host in brackets), or None.
+
+    Args:
+        host_and_port: The authority of a URL without its userinfo, or a ``listen`` address.
+        may_omit_host: ``:port`` alone is fine (a listener on every address).
+        scheme: Named in the "no host" sentence.
+
+    Returns:
+        One sentence naming the problem, or None.
+    """
     if host_and_port.startswith("[") and "]" not in host_and_port:
         return f"the IPv6 host {host_and_port!r} lacks its closing ]"
     host, port_text = _split_host_port(host_and_port)
-    if not host and not (scheme in listening_schemes and port_text):  # udp://:1234 listens on every address
-        return f"{scheme}:// names no host"
+    if not host and not (may_omit_host and port_text):  # udp://:1234 listens on every address
+        return f"{scheme}:// names no host" if scheme else "no host"
     if any(char.isspace() for char in host):
         return f"the host {host!r} holds a space"
     if not port_text:  # none, or an empty one after the colon: the scheme's default port

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from anjian.cameras.url import host_port_problem, network_url_problem
 from anjian.service.bus.subjects import check_bus_id, plant_domain
 
 __all__ = ["LeafTls", "hub_server_config", "plant_server_config"]
@@ -45,8 +46,9 @@ _HOST_PORT = re.compile(r"^[A-Za-z0-9_.:\[\]-]+:\d{1,5}$")
 
 
 def _check_listen(kind: str, value: str) -> str:
-    if not _HOST_PORT.fullmatch(value):
-        raise ValueError(f"{kind} must be host:port, got {value!r}")
+    problem = host_port_problem(value) if _HOST_PORT.fullmatch(value) else "not host:port"
+    if problem is not None:
+        raise ValueError(f"{kind} must be host:port, got {value!r} ({problem})")
     return value
 
 
@@ -236,8 +238,16 @@ def plant_server_config(
     check_bus_id("plant id", plant_id)
     domain = check_bus_id("domain", domain or plant_domain(plant_id))
     match = re.fullmatch(r"(?P<scheme>nats-leaf|tls)://(?P<address>[^\s\"@/]+)", hub_leaf_url)
-    if match is None:
-        raise ValueError(f"hub_leaf_url must be nats-leaf://host:port (no credentials), got {hub_leaf_url!r}")
+    problem = (
+        ""
+        if match is None
+        else network_url_problem(hub_leaf_url, ("nats-leaf", "tls"), what="a leaf address")
+    )
+    if match is None or problem:
+        raise ValueError(
+            f"hub_leaf_url must be nats-leaf://host:port (no credentials), got {hub_leaf_url!r}"
+            + (f": {problem}" if problem else "")
+        )
     if leaf_password is not None:
         secret = quote(_check_password(leaf_password), safe="")
         hub_leaf_url = f"{match['scheme']}://{plant_id}:{secret}@{match['address']}"

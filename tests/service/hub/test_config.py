@@ -147,6 +147,33 @@ def test_a_plant_nats_config_without_the_hubs_address_is_refused() -> None:
     assert "needs --hub-leaf-url" in result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "problem"),
+    [
+        (
+            ["--leaf-listen", "0.0.0.0:74220"],
+            "leaf_listen must be host:port, got '0.0.0.0:74220' (port 74220 is out",
+        ),
+        (
+            ["--plant", "lab-3", "--hub-leaf-url", "nats-leaf://hub.example:74220"],
+            "port 74220 is out of range",
+        ),
+        (
+            ["--plant", "lab-3", "--hub-leaf-url", "nats-leaf://hub.example:7422", "--listen", "[::1:4222"],
+            "lacks its",
+        ),
+    ],
+    ids=["hub-leaf-port", "plant-hub-port", "plant-listen-bracket"],
+)
+def test_nats_config_names_an_address_nats_server_would_refuse(args: list[str], problem: str) -> None:
+    """nats-server refused these configs only when started, at the plant, with its own words."""
+    result = CliRunner().invoke(
+        app, ["hub", "nats-config", "--store-dir", "js", *args], env={"COLUMNS": "400"}
+    )
+    assert result.exit_code == 2
+    assert problem in result.output
+
+
 def test_tokens_create_refuses_an_unknown_group_and_prints_a_scoped_token(tmp_path: Path) -> None:
     path = _write(tmp_path, "storage:\n  dir: data\nplants:\n  - id: a\n    group: dust\n")
     runner = CliRunner()
