@@ -98,13 +98,22 @@ def _registry_write_error(exc: OSError, registry: Path | None) -> typer.Exit:
 
 
 def _site_registry(registry: Path | None, site_config: Path | None) -> Path | None:
-    """The site registry to act on: --registry, else the site config's, else ``None`` (the default)."""
-    if registry is not None or site_config is None:
-        return registry
-    from anjian.models.config import registry_of_site_config
+    """The site registry to act on: --registry, else the site config's, else ``None`` (the default).
 
-    with failing_on(ValueError):
-        return registry_of_site_config(site_config)
+    A path that is a file is refused: listed, it read as an empty registry without a word.
+    """
+    from anjian.models.registry import site_registry
+
+    root = registry
+    if registry is None and site_config is not None:
+        from anjian.models.config import registry_of_site_config
+
+        with failing_on(ValueError):
+            root = registry_of_site_config(site_config)
+    folder = site_registry(root)
+    if folder.exists() and not folder.is_dir():
+        raise fail(f"the model registry {folder} is a file, not a folder")
+    return root
 
 
 _TRAIN_EXTRA_INSTALL = "pip install -e '.[train]'"

@@ -81,6 +81,14 @@ def test_errors_are_clean(tmp_path: Path) -> None:
     assert runner.invoke(app, ["models", "list", "nope", *reg]).exit_code == 2
 
 
+def test_a_registry_that_is_a_file_is_refused_not_listed_as_empty(tmp_path: Path) -> None:
+    mistaken = tmp_path / "model.onnx"  # the model's path given where the registry goes
+    mistaken.write_bytes(b"onnx")
+    result = runner.invoke(app, ["models", "list", "--registry", str(mistaken)])
+    assert result.exit_code == 2
+    assert "is a file, not a folder" in _text(result.output)
+
+
 def test_the_site_config_names_the_registry(tmp_path: Path, registry: Path) -> None:
     site = tmp_path / "conf" / "site.yaml"
     site.parent.mkdir()
