@@ -64,6 +64,7 @@ from pathlib import Path
 import httpx
 
 from anjian.cameras.backoff import backoff_delay_s
+from anjian.cameras.url import mask_url, network_url_problem
 from anjian.pipeline.counters import Counters
 from anjian.pipeline.event import Event
 from anjian.pipeline.event_wire import EventWire
@@ -165,8 +166,11 @@ class HttpEventSink:
         batch_size: int = 50,
         max_spool_bytes: int = DEFAULT_MAX_SPOOL_BYTES,
     ) -> None:
-        if not base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+        problem = network_url_problem(base_url, ("http", "https"), what="the alert service")
+        if (
+            problem is not None
+        ):  # a port past 65535 or a host with a space spooled every event, unsent, for good
+            raise ValueError(f"base_url must be an http(s) URL, got {mask_url(base_url)!r}: {problem}")
         if not token:
             raise ValueError("a pipeline token is required")
         if max_spool_bytes < 1:
