@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from anjian.cameras.fields import HostName, TcpPort
+from anjian.cameras.url import network_url_problem
 from anjian.pipeline.event import Behaviour, RiskLevel
 from anjian.service.delivery_policy import AttemptTimeoutS, MaxAttempts, RetryForS
 from anjian.service.lifecycle import check_event_kinds
@@ -185,6 +186,15 @@ class ChannelsConfig(_ChannelModel):
     )
     robots: list[RobotConfig] = Field(default_factory=list, description="DingTalk, WeCom and Feishu robots.")
     email: list[EmailConfig] = Field(default_factory=list, description="E-mail recipients' lists.")
+
+    @field_validator("public_url")
+    @classmethod
+    def _reachable_address(cls, url: str | None) -> str | None:
+        """A port past 65535 would have put a dead link into every message."""
+        problem = None if url is None else network_url_problem(url, ("http", "https"), what="a web address")
+        if problem is not None:
+            raise ValueError(problem)
+        return url
 
     @model_validator(mode="after")
     def _unique_names(self) -> ChannelsConfig:

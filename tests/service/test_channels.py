@@ -880,9 +880,10 @@ def test_channel_secrets_never_show_in_the_config_repr_or_its_errors() -> None:
                         "username": "u", "password": "p"}]},
             "in clear",
         ),
+        ({"public_url": "https://anjian.plant.cn:84430"}, "port 84430 is out of range"),  # a dead link in each message
     ],
     ids=["wecom-secret", "unknown-vendor", "colour", "kind", "typo", "rate", "duplicate", "address", "login",
-         "clear-password"],
+         "clear-password", "public-url-port"],
 )  # fmt: skip
 def test_bad_channel_config_is_refused_with_what_is_wrong(channels: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
