@@ -185,14 +185,19 @@ class StorageConfig(_ServiceModel):
         from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
         try:
-            make_url(url).get_dialect()
+            parsed = make_url(url)
+            parsed.get_dialect()
         except NoSuchModuleError:  # an ArgumentError too: caught first
             scheme = url.split("://", 1)[0]
             raise ValueError(f"no database driver {scheme!r} (postgresql+psycopg or sqlite)") from None
-        except ArgumentError:
+        except (ArgumentError, ValueError):  # ValueError: a port that is no number
             raise ValueError(
                 "not a SQLAlchemy database URL (e.g. postgresql+psycopg://user:pw@host/db)"
             ) from None
+        if (
+            parsed.port is not None and not 1 <= parsed.port <= 65535
+        ):  # else refused only when the service starts
+            raise ValueError(f"port {parsed.port} is out of range (1-65535)")
         return url
 
     keep_deliveries_days: float = Field(

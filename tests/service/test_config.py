@@ -86,6 +86,16 @@ CAM = ("site", "workshops", 0, "cameras", 0)
             r"cameras\.0: .*url 'rtsp://\*\*\*:\*\*\*@.*port 65536",
         ),
         ((*CAM, "url"), "admin:pw@10.0.0.5/stream1", r"cameras\.0: .*write a stream as rtsp://host/path"),
+        (
+            ("storage",),
+            {"database_url": "postgresql+psycopg://u:pw@db:543200/a"},
+            r"database_url: .*port 543200 is out",
+        ),
+        (
+            ("storage",),
+            {"database_url": "postgresql+psycopg://u:pw@db:5432x/a"},
+            r"database_url: .*not a SQLAlchemy",
+        ),
     ],
     ids=[
         "typo",
@@ -101,6 +111,8 @@ CAM = ("site", "workshops", 0, "cameras", 0)
         "time-zone-too-long-for-a-file-name",
         "camera-port-out-of-range",
         "camera-url-without-its-scheme",  # was resolved as a relative file path and failed at start
+        "database-port-out-of-range",  # was refused only when the service started
+        "database-port-no-number",  # was Python's "invalid literal for int()"
     ],
 )
 def test_invalid_config_names_field_and_problem(
