@@ -33,7 +33,7 @@ def _nats_url(url: str) -> str:
     return url
 
 
-NatsUrl = Annotated[str, Field(max_length=2048), AfterValidator(_nats_url)]
+NatsUrl = Annotated[str, Field(max_length=2048, pattern=r"^(nats|tls)://[^\s]+$"), AfterValidator(_nats_url)]
 """A NATS client URL, ``nats://host:port`` (or ``tls://``): a port out of range or a host with a space is refused."""
 
 _KEY_CHARS: Final = (16, 200)
