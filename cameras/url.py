@@ -151,8 +151,8 @@ def camera_url_problem(url: str) -> str | None:
     Caught when the site config is read, not when the plant starts: a port past 65535 or an
     unclosed IPv6 bracket only made FFmpeg answer "Invalid argument" at run time, and a
     ``name:`` prefix without ``//`` (``concat:``, ``subfile:``, ``pipe:``) makes FFmpeg open
-    one of its own protocols instead of a camera or a file. The sentence never quotes the
-    userinfo, so it is safe to show.
+    one of its own protocols instead of a camera or a file. The sentence quotes no part of the
+    URL (a password the parse took for a host or port would show): callers show it masked.
 
     Args:
         url: The configured URL or path.
@@ -162,7 +162,7 @@ def camera_url_problem(url: str) -> str | None:
 
     Example:
         >>> camera_url_problem("rtsp://10.0.0.5:99999/live")
-        'port 99999 is out of range (1-65535)'
+        'the port is out of range (1-65535)'
     """
     text = url.strip()
     if _looks_like_path(text):
@@ -191,7 +191,7 @@ def network_url_problem(
     ``:port``, to listen on every address) without spaces, an IPv6 bracket closed, a port in
     1-65535. A port typed with a digit too many was read as its first five digits and a
     path (``broker:188300`` as port 18830) or refused only when connecting. The sentence
-    never quotes the userinfo.
+    quotes no part of the URL; callers show the URL masked beside it.
 
     Args:
         url: The URL.
@@ -212,7 +212,10 @@ def network_url_problem(
     body = text[match.end() :]
     after_userinfo = body[_userinfo_end(body) + 1 :]  # the whole body when there is no userinfo (-1)
     host_and_port = re.split(r"[/?#]", after_userinfo, maxsplit=1)[0]
-    return host_port_problem(host_and_port, may_omit_host=scheme in listening_schemes, scheme=scheme)
+    problem = host_port_problem(host_and_port, may_omit_host=scheme in listening_schemes, scheme=scheme)
+    if problem is not None and "@" in after_userinfo:  # the userinfo ended early: a ?...= in the password
+        problem += "; a password holding ? and = is written percent-encoded (%3F, %3D)"
+    return problem
 
 
 def host_port_problem(host_and_port: str, *, may_omit_host: bool = False, scheme: str = "") -> str | None:
@@ -227,18 +230,18 @@ def host_port_problem(host_and_port: str, *, may_omit_host: bool = False, scheme
         One sentence naming the problem, or None.
     """
     if host_and_port.startswith("[") and "]" not in host_and_port:
-        return f"the IPv6 host {host_and_port!r} lacks its closing ]"
+        return "an IPv6 host lacks its closing ]"
     host, port_text = _split_host_port(host_and_port)
     if not host and not (may_omit_host and port_text):  # udp://:1234 listens on every address
         return f"{scheme}:// names no host" if scheme else "no host"
     if any(char.isspace() for char in host):
-        return f"the host {host!r} holds a space"
+        return "the host holds a space"
     if not port_text:  # none, or an empty one after the colon: the scheme's default port
         return None
     if not (port_text.isascii() and port_text.isdigit()):
-        return f"port {port_text!r} is not a number"
+        return "the port is not a number"
     if not 1 <= int(port_text) <= 65535:
-        return f"port {port_text} is out of range (1-65535)"
+        return "the port is out of range (1-65535)"
     return None
 
 

@@ -197,7 +197,7 @@ class StorageConfig(_ServiceModel):
         if (
             parsed.port is not None and not 1 <= parsed.port <= 65535
         ):  # else refused only when the service starts
-            raise ValueError(f"port {parsed.port} is out of range (1-65535)")
+            raise ValueError("the port is out of range (1-65535)")
         return url
 
     keep_deliveries_days: float = Field(

@@ -193,7 +193,7 @@ class ChannelsConfig(_ChannelModel):
         """A port past 65535 would have put a dead link into every message."""
         problem = None if url is None else network_url_problem(url, ("http", "https"), what="a web address")
         if problem is not None:
-            raise ValueError(problem)
+            raise ValueError(f"{url!r}: {problem}")
         return url
 
     @model_validator(mode="after")

@@ -203,9 +203,13 @@ def test_camera_urls_and_paths_ffmpeg_reads_as_such_pass(url: str) -> None:
 @pytest.mark.parametrize(
     ("url", "problem"),
     [
-        ("rtsp://10.0.0.5:99999/live", "port 99999 is out of range"),
-        ("rtsp://10.0.0.5:0/live", "port 0 is out of range"),
-        ("rtsp://10.0.0.5:55x/live", "port '55x' is not a number"),
+        ("rtsp://10.0.0.5:99999/live", "the port is out of range"),
+        ("rtsp://10.0.0.5:0/live", "the port is out of range"),
+        ("rtsp://10.0.0.5:55x/live", "the port is not a number"),
+        (
+            "rtsp://admin:p?w=1@10.0.0.5/live",
+            "percent-encoded (%3F, %3D)",
+        ),  # the password's ?...= ends it early
         ("rtsp://[::1/live", "lacks its closing ]"),
         ("rtsp://", "names no host"),
         ("rtsp://admin:pw@/live", "names no host"),
@@ -228,7 +232,15 @@ def test_a_refused_camera_url_is_named_in_the_config_error_without_its_password(
     with pytest.raises(ValidationError) as refused:
         CameraConfig(id="gate", url="rtsp://admin:Secr3t!@10.0.0.5:99999/live")
     message = str(refused.value)
-    assert "port 99999 is out of range" in message and "Secr3t" not in message
+    assert "99999/live': the port is out of range" in message and "Secr3t" not in message
+
+
+def test_a_password_the_parse_took_for_a_port_is_never_quoted() -> None:
+    """A ``?`` then ``=`` in a raw password ends the userinfo early, so the password reads as host and port."""
+    with pytest.raises(ValidationError) as refused:
+        CameraConfig(id="gate", url="rtsp://admin:9182736?x=1@10.0.0.5/live")
+    message = str(refused.value.errors()[0]["msg"])
+    assert "percent-encoded" in message and "9182736" not in message
 
 
 def test_a_url_of_a_named_input_format_is_that_formats_own() -> None:

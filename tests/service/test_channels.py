@@ -880,7 +880,7 @@ def test_channel_secrets_never_show_in_the_config_repr_or_its_errors() -> None:
                         "username": "u", "password": "p"}]},
             "in clear",
         ),
-        ({"public_url": "https://anjian.plant.cn:84430"}, "port 84430 is out of range"),  # a dead link in each message
+        ({"public_url": "https://anjian.plant.cn:84430"}, ":84430': the port is out of range"),  # a dead link in each message
     ],
     ids=["wecom-secret", "unknown-vendor", "colour", "kind", "typo", "rate", "duplicate", "address", "login",
          "clear-password", "public-url-port"],

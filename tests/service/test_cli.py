@@ -118,7 +118,7 @@ def test_probe_of_an_ffmpeg_protocol_is_refused_before_ffmpeg_opens_it() -> None
     assert protocol.exit_code == port.exit_code == 2
     assert protocol.output.startswith("cannot probe: Value error, url 'concat:")
     assert "read by FFmpeg as one of its protocols" in protocol.output
-    assert "port 70000 is out of range" in port.output and "W0rd" not in port.output
+    assert "70000/x': the port is out of range" in port.output and "W0rd" not in port.output
 
 
 def test_config_check_of_a_broken_url_line_never_prints_the_password(tmp_path: Path) -> None:

@@ -110,8 +110,11 @@ def test_an_mqtt_url_that_is_not_one_is_refused_with_its_password_masked() -> No
 @pytest.mark.parametrize(
     ("url", "problem"),
     [
-        ("mqtt://broker:188300", "port 188300 is out of range"),  # was read as port 18830 and a path "0"
-        ("mqtt://plant broker", "the host 'plant broker' holds a space"),
+        (
+            "mqtt://broker:188300",
+            "broker:188300: the port is out of range",
+        ),  # was read as port 18830 and a path "0"
+        ("mqtt://plant broker", "plant broker: the host holds a space"),
         ("mqtt://[fd00::5", "lacks its closing ]"),
     ],
 )
