@@ -207,6 +207,15 @@ class ModbusSensorSource(SensorModel):
     scale: float = Field(1.0, allow_inf_nan=False, description="Multiplies the raw value.")
     offset: float = Field(0.0, allow_inf_nan=False, description="Added after scaling.")
 
+    @model_validator(mode="after")
+    def _readable(self) -> ModbusSensorSource:
+        """Refuse what would read nothing, or read a constant, for as long as the plant runs."""
+        if self.data_type in ("int32", "uint32", "float32") and self.address == 65535:
+            raise ValueError(f"a {self.data_type} reads two registers, and address 65535 is the last one")
+        if self.scale == 0:
+            raise ValueError("scale 0 makes every reading the offset, whatever the device reads")
+        return self
+
 
 class HttpSensorSource(SensorModel):
     """A sensor whose gateway POSTs readings to ``/ingest/readings`` (a pipeline token)."""

@@ -20,7 +20,12 @@ from pydantic import ValidationError
 
 from anjian.pipeline.event import Behaviour
 from anjian.pipeline.incidents import UpdateKind
-from anjian.pipeline.sensors.config import MqttBrokerConfig, SensorSourcesConfig, topic_filter_problem
+from anjian.pipeline.sensors.config import (
+    ModbusSensorSource,
+    MqttBrokerConfig,
+    SensorSourcesConfig,
+    topic_filter_problem,
+)
 from anjian.pipeline.sensors.mqtt_source import parse_payload
 from anjian.pipeline.sensors.reading import MAX_AHEAD_S, Reading, reading_problem
 from anjian.pipeline.sensors.runner import SensorAssignment, SensorRunner
@@ -280,6 +285,28 @@ def test_limits_the_fault_range_makes_useless_are_refused_by_name(
     make_sensor(
         thresholds={"yellow": 25, "red": 100, "hysteresis": 3}, faults={"min": 0, "max": 100}
     )  # at the edge: fine
+
+
+@pytest.mark.parametrize(
+    ("source", "problem"),
+    [
+        (
+            {"address": 65535, "data_type": "float32"},
+            "a float32 reads two registers, and address 65535 is the last",
+        ),
+        ({"address": 10, "scale": 0}, "scale 0 makes every reading the offset"),
+    ],
+    ids=["past-the-last-register", "zero-scale"],
+)
+def test_a_modbus_source_that_could_never_read_the_device_is_refused(
+    source: dict[str, object], problem: str
+) -> None:
+    """Both passed the config check; the first failed every poll, the second read a constant for good."""
+    with pytest.raises(ValidationError, match=problem):
+        ModbusSensorSource.model_validate({"device": "plc", **source})
+    ModbusSensorSource.model_validate(
+        {"device": "plc", "address": 65535, "data_type": "uint16", "scale": -0.1}
+    )
 
 
 @pytest.mark.parametrize(
