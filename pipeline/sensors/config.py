@@ -181,6 +181,14 @@ class MqttSensorSource(SensorModel):
         "number itself (plain text like 12.5).",
     )
 
+    @field_validator("json_path")
+    @classmethod
+    def _path_parts(cls, path: str | None) -> str | None:
+        """An empty part ("data..nh3", "", a trailing dot) matched no payload: every reading was refused."""
+        if path is not None and "" in path.split("."):
+            raise ValueError(f"json_path {path!r} has an empty part; leave json_path out for a plain number")
+        return path
+
     @field_validator("topic")
     @classmethod
     def _exact(cls, topic: str) -> str:

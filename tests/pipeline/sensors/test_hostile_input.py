@@ -23,6 +23,7 @@ from anjian.pipeline.incidents import UpdateKind
 from anjian.pipeline.sensors.config import (
     ModbusSensorSource,
     MqttBrokerConfig,
+    MqttSensorSource,
     SensorSourcesConfig,
     topic_filter_problem,
 )
@@ -307,6 +308,14 @@ def test_a_modbus_source_that_could_never_read_the_device_is_refused(
     ModbusSensorSource.model_validate(
         {"device": "plc", "address": 65535, "data_type": "uint16", "scale": -0.1}
     )
+
+
+@pytest.mark.parametrize("path", ["data..nh3", "", "data.nh3."])
+def test_a_json_path_with_an_empty_part_is_refused(path: str) -> None:
+    """It matched no payload: every reading of the sensor was refused as bad input."""
+    with pytest.raises(ValidationError, match="has an empty part"):
+        MqttSensorSource.model_validate({"broker": "b", "topic": "plant/nh3", "json_path": path})
+    MqttSensorSource.model_validate({"broker": "b", "topic": "plant/nh3", "json_path": "data.values.0"})
 
 
 @pytest.mark.parametrize(
