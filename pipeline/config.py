@@ -227,7 +227,9 @@ class ScheduleWindowConfig(PipelineModel):
     """One recurring window, e.g. weekdays 08:00-18:00; an end at or before the start crosses midnight."""
 
     days: list[Weekday] = Field(
-        default_factory=lambda: list(WEEKDAYS), description="Days the window starts on."
+        default_factory=lambda: list(WEEKDAYS),
+        min_length=1,  # an empty list passed and made the window, and a schedule of it, never active
+        description="Days the window starts on.",
     )
     start: str = Field("00:00", description="Local start time, HH:MM.")
     end: str = Field("24:00", description="Local end time, HH:MM (24:00 = midnight at the end of the day).")

@@ -95,8 +95,9 @@ def test_ends_between_lists_window_ends_in_order() -> None:
             ),
             "no schedule 'nope'",
         ),
+        (lambda: ScheduleWindowConfig(days=[]), "at least 1 item"),  # was a window never active
     ],
-    ids=["short-hour", "hour-25", "unknown-zone", "unknown-schedule-name"],
+    ids=["short-hour", "hour-25", "unknown-zone", "unknown-schedule-name", "no-days"],
 )
 def test_invalid_schedules_are_rejected(build: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
