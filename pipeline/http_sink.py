@@ -166,10 +166,9 @@ class HttpEventSink:
         batch_size: int = 50,
         max_spool_bytes: int = DEFAULT_MAX_SPOOL_BYTES,
     ) -> None:
+        # a port past 65535 or a host with a space spooled every event, unsent, for good
         problem = network_url_problem(base_url, ("http", "https"), what="the alert service")
-        if (
-            problem is not None
-        ):  # a port past 65535 or a host with a space spooled every event, unsent, for good
+        if problem is not None:
             raise ValueError(f"base_url must be an http(s) URL, got {mask_url(base_url)!r}: {problem}")
         if not token:
             raise ValueError("a pipeline token is required")

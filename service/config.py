@@ -194,9 +194,7 @@ class StorageConfig(_ServiceModel):
             raise ValueError(
                 "not a SQLAlchemy database URL (e.g. postgresql+psycopg://user:pw@host/db)"
             ) from None
-        if (
-            parsed.port is not None and not 1 <= parsed.port <= 65535
-        ):  # else refused only when the service starts
+        if parsed.port is not None and not 1 <= parsed.port <= 65535:  # else refused only at start
             raise ValueError("the port is out of range (1-65535)")
         return url
 
