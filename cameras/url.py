@@ -1,4 +1,5 @@
-"""Camera URLs: split them robustly, mask their credentials, and hand FFmpeg a form it parses.
+"""Camera URLs: split them robustly, mask their credentials, and hand FFmpeg a form it parses; and the one
+check of every network address the configs name (cameras, MQTT brokers, NATS servers, the alert service).
 
 Camera passwords hold any character, ``/``, ``@``, ``:``, ``?``, ``#`` and ``%``
 included, and operators paste them into URLs as they are. RFC 3986 would end the
@@ -15,6 +16,11 @@ Every place a URL or an error text can surface masks it with ``mask_url`` (one U
 or ``mask_credentials`` (free text: each ``scheme://…`` in it, password-like query
 parameters, and every password a ``CameraConfig`` was built with). ``ffmpeg_url``
 percent-encodes the userinfo, which FFmpeg decodes before authenticating.
+
+``camera_url_problem``, ``network_url_problem`` and ``host_port_problem`` say in one sentence what a
+client would refuse or misread (a port past 65535, a host with a space, an unclosed IPv6 bracket, a
+``name:`` FFmpeg takes for one of its protocols), so that a config is refused when it is read, not
+when the plant starts. Their sentences quote no part of the URL: callers show it masked beside them.
 """
 
 from __future__ import annotations
