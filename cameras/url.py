@@ -45,7 +45,9 @@ __all__ = [
     "url_scheme",
 ]
 
-CAMERA_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt"})
+CAMERA_SCHEMES = frozenset(
+    {"rtsp", "rtsps", "rtmp", "rtmps", "rtmpt", "rtmpts", "http", "https", "udp", "tcp", "srt", "rtp", "rist"}
+)
 """Schemes of the network streams a camera URL may name (a file path or ``file://`` besides)."""
 
 MASK = "***"
@@ -56,8 +58,42 @@ _MAX_SECRETS = 4096
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 _SCHEME_AT_START = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
 _HOST_PORT = re.compile(r"^(?P<host>\[[^\]]*\]|[^:/?#\[\]]*)(?::(?P<port>\d{1,5}))?")
-_LISTENING_SCHEMES = frozenset({"udp", "srt", "tcp"})
-_PROTOCOL_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:(?!//)")
+_LISTENING_SCHEMES = frozenset({"udp", "srt", "tcp", "rtp", "rist"})
+_FFMPEG_PROTOCOL_NAME = re.compile(r"^[A-Za-z0-9+.-]+")  # FFmpeg's URL_SCHEME_CHARS
+_FFMPEG_PROTOCOLS = frozenset(
+    {
+        *CAMERA_SCHEMES,
+        *("amqp", "android_content", "async", "bluray", "cache", "concat", "concatf", "crypto", "data", "fd"),
+        *(
+            "ffrtmpcrypt",
+            "ffrtmphttp",
+            "ftp",
+            "gopher",
+            "gophers",
+            "hls",
+            "httpproxy",
+            "icecast",
+            "ipfs",
+            "ipns",
+        ),
+        *(
+            "librtmp",
+            "md5",
+            "mmsh",
+            "mmst",
+            "pipe",
+            "prompeg",
+            "rtmpe",
+            "rtmpte",
+            "sctp",
+            "sftp",
+            "smb",
+            "srtp",
+        ),
+        *("subfile", "tee", "tls", "udplite", "unix", "zmq"),
+    }
+)
+"""FFmpeg's input protocols (``ffmpeg -protocols``, FFmpeg 4-7), ``file`` aside."""
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
 _SECRET_QUERY = re.compile(
     r"(?P<key>[?&;](?:pwd|pass|password|passwd|passphrase|secret|token|access_token|auth|key|api_key|apikey|sig|signature)=)"
@@ -174,10 +210,18 @@ def camera_url_problem(url: str) -> str | None:
     if _looks_like_path(text):
         return None
     if _SCHEME_AT_START.match(text) is None:
-        if _PROTOCOL_PREFIX.match(text):
+        protocol = _ffmpeg_protocol_prefix(text)
+        if protocol in CAMERA_SCHEMES:
+            return f"{protocol}: wants // before the host: {protocol}://host/path"
+        if protocol is not None:
             return (
-                "a word and a colon without // is read by FFmpeg as one of its protocols (concat:, subfile:, "
-                "pipe: ...), not a camera: write a stream as rtsp://host/path, a file as a path (./name)"
+                f"FFmpeg reads {protocol!r} before the first ':' as its {protocol} protocol, not a camera or a "
+                "file: write a stream as rtsp://host/path, a file as a path (./name)"
+            )
+        parts = split_url(text)
+        if parts.has_authority and parts.password is not None:
+            return (
+                "user:password@host without its scheme: write rtsp://user:password@host/path (or http://...)"
             )
         return None
     if url_scheme(text) == "file":
@@ -185,6 +229,21 @@ def camera_url_problem(url: str) -> str | None:
     return network_url_problem(
         text, CAMERA_SCHEMES, what="a camera stream (nor a file path)", listening_schemes=_LISTENING_SCHEMES
     )
+
+
+def _ffmpeg_protocol_prefix(text: str) -> str | None:
+    """The FFmpeg protocol ``text`` (without ``//``) would be opened with, as FFmpeg finds it; None: a file.
+
+    FFmpeg takes the leading run of letters, digits, ``+-.`` as a protocol name when a ``:`` follows,
+    or a ``,`` with a ``:`` later (``subfile,,start,0,end,0,,:/etc/passwd``), and the name is one of
+    its protocols; anything else (``recording-2024-01-01T10:00:00.mp4``) is a file name.
+    """
+    match = _FFMPEG_PROTOCOL_NAME.match(text)
+    if match is None:
+        return None
+    name, rest = match.group(0).lower(), text[match.end() :]
+    is_prefix = rest.startswith(":") or (rest.startswith(",") and ":" in rest)
+    return name if is_prefix and name in _FFMPEG_PROTOCOLS else None
 
 
 def network_url_problem(
@@ -246,7 +305,7 @@ def host_port_problem(host_and_port: str, *, may_omit_host: bool = False, scheme
         return None
     if not (port_text.isascii() and port_text.isdigit()):
         return "the port is not a number"
-    if not 1 <= int(port_text) <= 65535:
+    if len(port_text) > 5 or not 1 <= int(port_text) <= 65535:  # 5,000 digits: past int()'s own limit
         return "the port is out of range (1-65535)"
     return None
 

@@ -20,8 +20,10 @@ evidence folder, ``snapshot_file`` / ``clip_file``.
 
 A damaged file is said, not hidden: one that yields no frame is refused, and the report
 names a file that ends before the duration its header declares (a recording cut short, a
-copy broken off) and packets that did not decode, so that a replay's "no incident" is
-never the silence of a broken file.
+copy broken off; measured from the stream's start, so a file that starts mid-GOP is whole;
+not told with ``keyframes_only``, whose last keyframe may stand a GOP before the end) and
+packets that did not decode, so that a replay's "no incident" is never the silence of a
+broken file.
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ class ReplayReport:
         incidents: Distinct incidents (event ids).
         frames_inferred: Frames the detector ran on (fewer than ``frames`` behind a motion gate).
         declared_s: Seconds of video the file's header declares (None: it declares none).
+        ended_at_s: Where in the file the last analysed frame stands, seconds from the stream's
+            start (``video_s`` counts from the first analysed frame, which a file that starts
+            mid-GOP shows seconds in).
         is_cut_short: The file ended well before the declared duration (or ``until_s``).
         decode_errors: Packets that could not be decoded (their frames are missing).
     """
@@ -85,6 +90,7 @@ class ReplayReport:
     incidents: int
     frames_inferred: int
     declared_s: float | None = None
+    ended_at_s: float = 0.0
     is_cut_short: bool = False
     decode_errors: int = 0
 
@@ -102,7 +108,7 @@ class ReplayReport:
         found = []
         if self.is_cut_short and self.declared_s is not None:
             found.append(
-                f"{video.name} ends at {self.video_s:.1f} s of the {self.declared_s:.1f} s its header declares: "
+                f"{video.name} ends at {self.ended_at_s:.1f} s of the {self.declared_s:.1f} s its header declares: "
                 "the file is cut short, and what happened after is not in these events"
             )
         if self.decode_errors:
@@ -122,10 +128,13 @@ class VideoHeader:
         declared_s: The video stream's declared duration in seconds, or None when the
             header gives none (raw H.264 or MJPEG, Matroska). An MPEG-TS file's is read
             from its first and last timestamps, so a cut one declares only what it holds.
+        start_s: The video stream's first timestamp in seconds (0.0 when it gives none):
+            where in the file a frame stands is its ``pts_s`` minus this.
     """
 
     creation_time: float
     declared_s: float | None
+    start_s: float = 0.0
 
 
 def read_video_header(path: Path) -> VideoHeader:
@@ -138,14 +147,16 @@ def read_video_header(path: Path) -> VideoHeader:
         with av.open(str(path.absolute())) as container:  # a path, never an FFmpeg protocol
             stream = container.streams.video[0]
             tag = container.metadata.get("creation_time") or stream.metadata.get("creation_time")
+            base = stream.time_base
             declared = (
-                float(stream.duration * stream.time_base)
-                if stream.duration is not None and stream.time_base is not None
-                else None
+                float(stream.duration * base) if stream.duration is not None and base is not None else None
+            )
+            start = (
+                float(stream.start_time * base) if stream.start_time is not None and base is not None else 0.0
             )
     except (av.error.FFmpegError, IndexError):
         return VideoHeader(0.0, None)
-    return VideoHeader(_epoch_of(tag), declared if declared is not None and declared > 0 else None)
+    return VideoHeader(_epoch_of(tag), declared if declared is not None and declared > 0 else None, start)
 
 
 def _epoch_of(tag: str | None) -> float:
@@ -232,6 +243,7 @@ def replay_video(
     started = time.monotonic()
     frames = 0
     last_at: float | None = None
+    first_pts_s = last_pts_s = 0.0
     next_tick: float | None = None
     decode_errors: list[str] = []
     stream: Iterator[Frame] = decode_frames(
@@ -261,7 +273,8 @@ def replay_video(
                     next_tick += _TICK_S
             emit(analyzer.process(frame, tracker.update(dets, frame.captured_at)))
             frames += 1
-            last_at = frame.captured_at
+            first_pts_s = frame.pts_s if last_at is None else first_pts_s
+            last_at, last_pts_s = frame.captured_at, frame.pts_s
             next_tick = frame.captured_at + _TICK_S
     if last_at is None:
         declared = (
@@ -274,9 +287,12 @@ def replay_video(
     emit(analyzer.close(last_at))
     out.flush()
     video_s = last_at - begin
-    expected_s = (
-        header.declared_s if until_s is None or header.declared_s is None else min(until_s, header.declared_s)
-    )
+    ended_at_s = last_pts_s - header.start_s
+    expected_s = header.declared_s
+    if expected_s is not None and until_s is not None:  # until_s counts from the first analysed frame
+        expected_s = min(expected_s, first_pts_s - header.start_s + until_s)
+    if camera.keyframes_only:  # the last keyframe may stand a whole GOP before the end: nothing to tell
+        expected_s = None
     slack_s = _CUT_SHORT_SLACK_S + 2.0 / camera.analysis_fps
     return ReplayReport(
         frames=frames,
@@ -286,7 +302,8 @@ def replay_video(
         incidents=len({e.id for e in written}),
         frames_inferred=frames_inferred,
         declared_s=header.declared_s,
-        is_cut_short=expected_s is not None and video_s + slack_s < expected_s,
+        ended_at_s=ended_at_s,
+        is_cut_short=expected_s is not None and ended_at_s + slack_s < expected_s,
         decode_errors=len(decode_errors),
     )
 

@@ -111,7 +111,11 @@ def _site_registry(registry: Path | None, site_config: Path | None) -> Path | No
         with failing_on(ValueError):
             root = registry_of_site_config(site_config)
     folder = site_registry(root)
-    if folder.exists() and not folder.is_dir():
+    try:
+        is_file = folder.exists() and not folder.is_dir()
+    except OSError as exc:  # a folder above it that may not be read
+        raise fail(f"the model registry {folder}: {exc.strerror or exc}") from None
+    if is_file:
         raise fail(f"the model registry {folder} is a file, not a folder")
     return root
 

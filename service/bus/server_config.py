@@ -42,11 +42,11 @@ from anjian.service.bus.subjects import check_bus_id, plant_domain
 __all__ = ["LeafTls", "hub_server_config", "plant_server_config"]
 
 _MAX_PAYLOAD_BYTES = 8 * 1024 * 1024  # a snapshot (up to bus.max_snapshot_bytes) travels inside its event
-_HOST_PORT = re.compile(r"^[A-Za-z0-9_.:\[\]-]+:\d{1,5}$")
+_LISTEN_ADDRESS = re.compile(r"^[A-Za-z0-9_.:\[\]-]+:\d{1,5}$")
 
 
 def _check_listen(kind: str, value: str) -> str:
-    problem = host_port_problem(value) if _HOST_PORT.fullmatch(value) else "not host:port"
+    problem = host_port_problem(value) if _LISTEN_ADDRESS.fullmatch(value) else "not host:port"
     if problem is not None:
         raise ValueError(f"{kind} must be host:port, got {value!r} ({problem})")
     return value

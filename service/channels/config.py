@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from anjian.cameras.fields import HostName, TcpPort
-from anjian.cameras.url import network_url_problem
+from anjian.cameras.url import mask_url, network_url_problem
 from anjian.pipeline.event import Behaviour, RiskLevel
 from anjian.service.delivery_policy import AttemptTimeoutS, MaxAttempts, RetryForS
 from anjian.service.lifecycle import check_event_kinds
@@ -191,9 +191,11 @@ class ChannelsConfig(_ChannelModel):
     @classmethod
     def _reachable_address(cls, url: str | None) -> str | None:
         """A port past 65535 would have put a dead link into every message."""
-        problem = None if url is None else network_url_problem(url, ("http", "https"), what="a web address")
+        if url is None:
+            return url
+        problem = network_url_problem(url, ("http", "https"), what="a web address")
         if problem is not None:
-            raise ValueError(f"{url!r}: {problem}")
+            raise ValueError(f"{mask_url(url)!r}: {problem}")
         return url
 
     @model_validator(mode="after")

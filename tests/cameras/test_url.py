@@ -191,6 +191,10 @@ def test_url_scheme(url: str, scheme: str) -> None:
         "file:///var/clips/a.mp4",
         "/var/clips/a.mp4",
         "./a:b.mp4",  # a colon in a file name, written as a path
+        "recording-2024-01-01T10:00:00.mp4",  # an NVR export's name: no FFmpeg protocol before the colon
+        "file:clip.mp4",  # FFmpeg's own file protocol
+        "rtp://239.0.0.1:5004",  # an encoder's multicast
+        "cam@2024.mp4",
         "clip.mp4",
         "/dev/video0",
         "C:\\clips\\a.mp4",
@@ -215,10 +219,13 @@ def test_camera_urls_and_paths_ffmpeg_reads_as_such_pass(url: str) -> None:
         ("rtsp://admin:pw@/live", "names no host"),
         ("rtsp://cam 1/live", "holds a space"),
         ("ftp://nvr/clip.mp4", "ftp:// is not a camera stream"),
-        ("concat:/etc/passwd|/etc/hosts", "read by FFmpeg as one of its protocols"),
-        ("subfile:,start,0,end,10,:/etc/shadow", "read by FFmpeg as one of its protocols"),
-        ("pipe:0", "read by FFmpeg as one of its protocols"),
-        ("admin:pw@10.0.0.5/live", "write a stream as rtsp://host/path"),  # the scheme left out
+        ("concat:/etc/passwd|/etc/hosts", "as its concat protocol, not a camera or a file"),
+        ("subfile,,start,0,end,10,,:/etc/shadow", "as its subfile protocol"),  # FFmpeg's own syntax
+        ("pipe:0", "as its pipe protocol"),
+        ("data:video/mp4;base64,AAAA", "as its data protocol"),
+        ("rtsp:/10.0.0.5/live", "rtsp: wants // before the host"),
+        ("admin:pw@10.0.0.5/live", "without its scheme: write rtsp://user:password@host/path"),
+        ("rtsp://10.0.0.5:" + "9" * 5000 + "/live", "the port is out of range"),  # past int()'s digit limit
     ],
 )
 def test_a_url_ffmpeg_would_refuse_or_misread_is_named(url: str, problem: str) -> None:

@@ -27,6 +27,7 @@ from anjian.cameras.errors import DecodeError
 from anjian.models.detections import Detections
 from anjian.pipeline.config import CameraPipelineConfig
 from anjian.pipeline.replay import read_video_header, replay_video
+from tests.support.clips import header_first_copy
 
 SHARED = Path("/work/shared/data")
 PEOPLE_VIDEO = SHARED / "videos" / "people_one_by_one.mp4"
@@ -51,12 +52,14 @@ def _write_video(
     draw: Callable[[float, np.ndarray], None],
     fps: int = 5,
     options: dict[str, str] | None = None,
+    gop: int | None = None,
 ) -> Path:
     """Encode ``seconds`` of 320x180 H.264: a textured floor, then ``draw(t, image)`` on each frame."""
     rng = np.random.default_rng(3)
     floor = np.repeat(np.repeat(rng.integers(90, 170, (18, 32, 3), dtype=np.uint8), 10, 0), 10, 1)
+    every = {} if gop is None else {"g": str(gop), "keyint_min": str(gop), "sc_threshold": "0"}
     with av.open(str(path), "w", options=options or {}) as container:
-        stream = container.add_stream("libx264", rate=fps)
+        stream = container.add_stream("libx264", rate=fps, options=every)
         stream.width, stream.height, stream.pix_fmt = 320, 180, "yuv420p"
         for i in range(int(seconds * fps)):
             image = floor.copy()
@@ -329,6 +332,25 @@ def test_a_file_broken_off_before_its_first_picture_is_refused_by_name(tmp_path:
 
     with pytest.raises(DecodeError, match=r"cut-noise\.mp4: not one frame could be decoded of the 4\.0 s"):
         replay_video(header_only, camera, _BlindDetector(), io.StringIO(), start_at=0.0)  # type: ignore[arg-type]
+
+
+def test_a_whole_file_starting_mid_gop_or_read_by_keyframes_is_not_said_to_be_cut(tmp_path: Path) -> None:
+    """Both read as cut short when the replay's span, not the last frame's place in the file, met the header."""
+    whole = _write_video(tmp_path / "gop.mp4", 12, _noise, fps=10, options={"movflags": "faststart"}, gop=40)
+    late = header_first_copy(
+        whole, tmp_path / "late.mp4", dropped_packets=8
+    )  # first picture: next keyframe, 4 s in
+    camera = CameraPipelineConfig(id="cam", url="rtsp://unused/x", analysis_fps=5)
+    keyframes = CameraPipelineConfig(id="cam", url="rtsp://unused/x", analysis_fps=5, keyframes_only=True)
+
+    from_mid_gop = replay_video(late, camera, _BlindDetector(), io.StringIO(), start_at=0.0)  # type: ignore[arg-type]
+    by_keyframes = replay_video(whole, keyframes, _BlindDetector(), io.StringIO(), start_at=0.0)  # type: ignore[arg-type]
+    cut = replay_video(_cut(late, 0.5), camera, _BlindDetector(), io.StringIO(), start_at=0.0)  # type: ignore[arg-type]
+
+    assert from_mid_gop.video_s < 9.0 and from_mid_gop.ended_at_s > 10.5, "the span is short, the file whole"
+    assert not from_mid_gop.is_cut_short and from_mid_gop.damage(late) == []
+    assert by_keyframes.video_s <= 8.0 + 0.01 and not by_keyframes.is_cut_short
+    assert cut.is_cut_short and f"ends at {cut.ended_at_s:.1f} s" in cut.damage(late)[0]
 
 
 # ------------------------------------------------------------------------ the CLI

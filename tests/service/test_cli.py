@@ -117,7 +117,7 @@ def test_probe_of_an_ffmpeg_protocol_is_refused_before_ffmpeg_opens_it() -> None
     port = runner.invoke(app, ["camera", "probe", "rtsp://admin:pa/ssW0rd@h:70000/x"])
     assert protocol.exit_code == port.exit_code == 2
     assert protocol.output.startswith("cannot probe: Value error, url 'concat:")
-    assert "read by FFmpeg as one of its protocols" in protocol.output
+    assert "as its concat protocol, not a camera or a file" in protocol.output
     assert "70000/x': the port is out of range" in port.output and "W0rd" not in port.output
 
 

@@ -54,6 +54,13 @@ def test_valid_config_loads_with_relative_paths_resolved(tmp_path: Path) -> None
     assert "pw" not in repr(config)
 
 
+def test_a_relative_file_name_with_a_colon_is_resolved_as_a_file(tmp_path: Path) -> None:
+    """An NVR export's name is no FFmpeg protocol: it resolves against the YAML's folder like any file."""
+    data = _mutated(("site", "workshops", 0, "cameras", 1, "url"), "recording-2024-01-01T10:00:00.mp4")
+    camera = load_config(_write(tmp_path, data)).cameras()[1][1]
+    assert camera.url.get_secret_value() == str(tmp_path / "recording-2024-01-01T10:00:00.mp4")
+
+
 def _mutated(path: tuple[object, ...], value: object) -> dict[str, object]:
     data = yaml.safe_load(yaml.safe_dump(VALID))
     node = data
@@ -85,7 +92,7 @@ CAM = ("site", "workshops", 0, "cameras", 0)
             "rtsp://admin:pw@10.0.0.5:65536/s",
             r"cameras\.0: .*url 'rtsp://\*\*\*:\*\*\*@10\.0\.0\.5:65536/s': the port is out of range",
         ),
-        ((*CAM, "url"), "admin:pw@10.0.0.5/stream1", r"cameras\.0: .*write a stream as rtsp://host/path"),
+        ((*CAM, "url"), "admin:pw@10.0.0.5/stream1", r"cameras\.0: .*without its scheme: write rtsp://"),
         (
             ("storage",),
             {"database_url": "postgresql+psycopg://u:pw@db:543200/a"},

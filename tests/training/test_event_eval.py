@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from anjian.training.event_eval import (
     score_clip,
     summarize,
 )
+from tests.support.clips import header_first_copy
 
 
 def _exp(behaviour: str, start: float, end: float | None = None) -> ExpectedEvent:
@@ -301,11 +301,7 @@ def test_evaluate_events_replays_each_clip_as_its_camera_and_scores_its_alerts(t
 def test_a_clip_cut_short_is_the_first_hint_of_its_score(tmp_path: Path) -> None:
     """Incidents after the cut of a broken-off clip counted as missed with no word why."""
     written = write_demo_video(tmp_path / "written.mp4", seconds=12, fps=10, size_wh=(160, 90))
-    whole = tmp_path / "fire.mp4"
-    subprocess.run(  # the header first, as cameras and NVRs write it, so that a cut copy still opens
-        ["ffmpeg", "-v", "error", "-i", str(written), "-c", "copy", "-movflags", "faststart", str(whole)],
-        check=True,
-    )
+    whole = header_first_copy(written, tmp_path / "fire.mp4")  # as cameras write it: a cut copy still opens
     data = whole.read_bytes()
     (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
     plan = _plan(
