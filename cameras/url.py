@@ -60,39 +60,12 @@ _SCHEME_AT_START = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://")
 _HOST_PORT = re.compile(r"^(?P<host>\[[^\]]*\]|[^:/?#\[\]]*)(?::(?P<port>\d{1,5}))?")
 _LISTENING_SCHEMES = frozenset({"udp", "srt", "tcp", "rtp", "rist"})
 _FFMPEG_PROTOCOL_NAME = re.compile(r"^[A-Za-z0-9+.-]+")  # FFmpeg's URL_SCHEME_CHARS
-_FFMPEG_PROTOCOLS = frozenset(
-    {
-        *CAMERA_SCHEMES,
-        *("amqp", "android_content", "async", "bluray", "cache", "concat", "concatf", "crypto", "data", "fd"),
-        *(
-            "ffrtmpcrypt",
-            "ffrtmphttp",
-            "ftp",
-            "gopher",
-            "gophers",
-            "hls",
-            "httpproxy",
-            "icecast",
-            "ipfs",
-            "ipns",
-        ),
-        *(
-            "librtmp",
-            "md5",
-            "mmsh",
-            "mmst",
-            "pipe",
-            "prompeg",
-            "rtmpe",
-            "rtmpte",
-            "sctp",
-            "sftp",
-            "smb",
-            "srtp",
-        ),
-        *("subfile", "tee", "tls", "udplite", "unix", "zmq"),
-    }
+_OTHER_FFMPEG_PROTOCOLS = (
+    "amqp android_content async bluray cache concat concatf crypto data fd ffrtmpcrypt ffrtmphttp ftp gopher "
+    "gophers hls httpproxy icecast ipfs ipns librtmp md5 mmsh mmst pipe prompeg rtmpe rtmpte sctp sftp smb srtp "
+    "subfile tee tls udplite unix zmq"
 )
+_FFMPEG_PROTOCOLS = CAMERA_SCHEMES | frozenset(_OTHER_FFMPEG_PROTOCOLS.split())
 """FFmpeg's input protocols (``ffmpeg -protocols``, FFmpeg 4-7), ``file`` aside."""
 _URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S*")
 _SECRET_QUERY = re.compile(
@@ -227,7 +200,7 @@ def camera_url_problem(url: str) -> str | None:
     if url_scheme(text) == "file":
         return None
     return network_url_problem(
-        text, CAMERA_SCHEMES, what="a camera stream (nor a file path)", listening_schemes=_LISTENING_SCHEMES
+        url, CAMERA_SCHEMES, what="a camera stream (nor a file path)", listening_schemes=_LISTENING_SCHEMES
     )
 
 
@@ -252,9 +225,9 @@ def network_url_problem(
     """What is wrong with ``url`` as ``scheme://[user:password@]host[:port][/rest]``, or None.
 
     One check for every URL the site and hub YAML name (cameras, MQTT brokers, NATS
-    servers): a scheme among ``schemes``, a host (a ``listening_schemes`` URL may name only
-    ``:port``, to listen on every address) without spaces, an IPv6 bracket closed, a port in
-    1-65535. A port typed with a digit too many was read as its first five digits and a
+    servers): no white space at either end, a scheme among ``schemes``, a host (a
+    ``listening_schemes`` URL may name only ``:port``, to listen on every address) without
+    spaces, an IPv6 bracket closed, a port in 1-65535. A port typed with a digit too many was read as its first five digits and a
     path (``broker:188300`` as port 18830) or refused only when connecting. The sentence
     quotes no part of the URL; callers show the URL masked beside it.
 
@@ -267,14 +240,15 @@ def network_url_problem(
     Returns:
         One sentence naming the problem, or None.
     """
-    text = url.strip()
-    match = _SCHEME_AT_START.match(text)
+    if url != url.strip():  # the check would pass what the client then reads with the blank
+        return "the URL starts or ends with white space"
+    match = _SCHEME_AT_START.match(url)
     if match is None:
         return f"expected {what} as {' or '.join(f'{s}://' for s in sorted(schemes))}host[:port]"
     scheme = match.group("scheme").lower()
     if scheme not in schemes:
         return f"{scheme}:// is not {what}; expected {', '.join(f'{s}://' for s in sorted(schemes))}"
-    body = text[match.end() :]
+    body = url[match.end() :]
     after_userinfo = body[_userinfo_end(body) + 1 :]  # the whole body when there is no userinfo (-1)
     host_and_port = re.split(r"[/?#]", after_userinfo, maxsplit=1)[0]
     problem = host_port_problem(host_and_port, may_omit_host=scheme in listening_schemes, scheme=scheme)

@@ -273,7 +273,8 @@ def replay_video(
                     next_tick += _TICK_S
             emit(analyzer.process(frame, tracker.update(dets, frame.captured_at)))
             frames += 1
-            first_pts_s = frame.pts_s if last_at is None else first_pts_s
+            if last_at is None:
+                first_pts_s = frame.pts_s
             last_at, last_pts_s = frame.captured_at, frame.pts_s
             next_tick = frame.captured_at + _TICK_S
     if last_at is None:

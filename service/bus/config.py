@@ -28,8 +28,6 @@ BusId = Annotated[str, Field(min_length=1, max_length=64, pattern=BUS_ID_PATTERN
 def _nats_url(url: str) -> str:
     """``url`` unchanged when it is ``nats://host[:port]`` or ``tls://``; else the problem, the URL masked."""
     problem = network_url_problem(url, ("nats", "tls"), what="a NATS server")
-    if problem is None and any(char.isspace() for char in url):
-        problem = "a NATS URL holds no white space"
     if problem is not None:
         raise ValueError(f"{mask_url(url)!r}: {problem}")
     return url

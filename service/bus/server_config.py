@@ -238,16 +238,12 @@ def plant_server_config(
     check_bus_id("plant id", plant_id)
     domain = check_bus_id("domain", domain or plant_domain(plant_id))
     match = re.fullmatch(r"(?P<scheme>nats-leaf|tls)://(?P<address>[^\s\"@/]+)", hub_leaf_url)
-    problem = (
-        ""
-        if match is None
-        else network_url_problem(hub_leaf_url, ("nats-leaf", "tls"), what="a leaf address")
-    )
-    if match is None or problem:
-        raise ValueError(
-            f"hub_leaf_url must be nats-leaf://host:port (no credentials), got {hub_leaf_url!r}"
-            + (f": {problem}" if problem else "")
-        )
+    refused = f"hub_leaf_url must be nats-leaf://host:port (no credentials), got {hub_leaf_url!r}"
+    if match is None:
+        raise ValueError(refused)
+    problem = network_url_problem(hub_leaf_url, ("nats-leaf", "tls"), what="a leaf address")
+    if problem is not None:
+        raise ValueError(f"{refused}: {problem}")
     if leaf_password is not None:
         secret = quote(_check_password(leaf_password), safe="")
         hub_leaf_url = f"{match['scheme']}://{plant_id}:{secret}@{match['address']}"

@@ -218,6 +218,7 @@ def test_camera_urls_and_paths_ffmpeg_reads_as_such_pass(url: str) -> None:
         ("rtsp://", "names no host"),
         ("rtsp://admin:pw@/live", "names no host"),
         ("rtsp://cam 1/live", "holds a space"),
+        ("rtsp://10.0.0.5/live ", "starts or ends with white space"),  # the check stripped it, FFmpeg would not
         ("ftp://nvr/clip.mp4", "ftp:// is not a camera stream"),
         ("concat:/etc/passwd|/etc/hosts", "as its concat protocol, not a camera or a file"),
         ("subfile,,start,0,end,10,,:/etc/shadow", "as its subfile protocol"),  # FFmpeg's own syntax

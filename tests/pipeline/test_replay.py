@@ -27,7 +27,7 @@ from anjian.cameras.errors import DecodeError
 from anjian.models.detections import Detections
 from anjian.pipeline.config import CameraPipelineConfig
 from anjian.pipeline.replay import read_video_header, replay_video
-from tests.support.clips import header_first_copy
+from tests.support.clips import broken_off_copy, header_first_copy
 
 SHARED = Path("/work/shared/data")
 PEOPLE_VIDEO = SHARED / "videos" / "people_one_by_one.mp4"
@@ -298,14 +298,6 @@ def _noise(t: float, image: np.ndarray) -> None:
     image[:] = np.random.default_rng(int(t * 100)).integers(0, 255, image.shape, dtype=np.uint8)
 
 
-def _cut(video: Path, fraction: float) -> Path:
-    """A copy of ``video`` broken off after ``fraction`` of its bytes, as a copy or a recording cut short."""
-    data = video.read_bytes()
-    cut = video.with_name(f"cut-{video.name}")
-    cut.write_bytes(data[: int(len(data) * fraction)])
-    return cut
-
-
 def test_a_file_cut_short_is_said_and_a_whole_one_is_not(tmp_path: Path) -> None:
     """A replay of a broken-off file said only how much it read: "no incident" after the cut looked like a quiet scene."""
     whole = _write_video(tmp_path / "noise.mp4", 12, _noise, options={"movflags": "faststart"})
@@ -313,7 +305,7 @@ def test_a_file_cut_short_is_said_and_a_whole_one_is_not(tmp_path: Path) -> None
 
     complete = replay_video(whole, camera, _BlindDetector(), io.StringIO(), start_at=0.0)  # type: ignore[arg-type]
     early = replay_video(whole, camera, _BlindDetector(), io.StringIO(), start_at=0.0, until_s=5.0)  # type: ignore[arg-type]
-    broken = replay_video(_cut(whole, 0.5), camera, _BlindDetector(), io.StringIO(), start_at=0.0)  # type: ignore[arg-type]
+    broken = replay_video(broken_off_copy(whole, 0.5), camera, _BlindDetector(), io.StringIO(), start_at=0.0)  # type: ignore[arg-type]
 
     assert complete.declared_s == pytest.approx(12.0, abs=0.3)
     assert not complete.is_cut_short and complete.damage(whole) == []
@@ -327,14 +319,16 @@ def test_a_file_cut_short_is_said_and_a_whole_one_is_not(tmp_path: Path) -> None
 def test_a_file_broken_off_before_its_first_picture_is_refused_by_name(tmp_path: Path) -> None:
     whole = _write_video(tmp_path / "noise.mp4", 4, _noise, options={"movflags": "faststart"})
     camera = CameraPipelineConfig(id="cam", url="rtsp://unused/x", analysis_fps=5)
-    header_only = _cut(whole, 0.01)
+    header_only = broken_off_copy(whole, 0.01)
     assert read_video_header(header_only).declared_s == pytest.approx(4.0, abs=0.3)
 
     with pytest.raises(DecodeError, match=r"cut-noise\.mp4: not one frame could be decoded of the 4\.0 s"):
         replay_video(header_only, camera, _BlindDetector(), io.StringIO(), start_at=0.0)  # type: ignore[arg-type]
 
 
-def test_a_whole_file_starting_mid_gop_or_read_by_keyframes_is_not_said_to_be_cut(tmp_path: Path) -> None:
+def test_a_whole_file_starting_mid_gop_or_read_by_keyframes_is_not_said_to_bebroken_off_copy(
+    tmp_path: Path,
+) -> None:
     """Both read as cut short when the replay's span, not the last frame's place in the file, met the header."""
     whole = _write_video(tmp_path / "gop.mp4", 12, _noise, fps=10, options={"movflags": "faststart"}, gop=40)
     late = header_first_copy(
@@ -345,7 +339,7 @@ def test_a_whole_file_starting_mid_gop_or_read_by_keyframes_is_not_said_to_be_cu
 
     from_mid_gop = replay_video(late, camera, _BlindDetector(), io.StringIO(), start_at=0.0)  # type: ignore[arg-type]
     by_keyframes = replay_video(whole, keyframes, _BlindDetector(), io.StringIO(), start_at=0.0)  # type: ignore[arg-type]
-    cut = replay_video(_cut(late, 0.5), camera, _BlindDetector(), io.StringIO(), start_at=0.0)  # type: ignore[arg-type]
+    cut = replay_video(broken_off_copy(late, 0.5), camera, _BlindDetector(), io.StringIO(), start_at=0.0)  # type: ignore[arg-type]
 
     assert from_mid_gop.video_s < 9.0 and from_mid_gop.ended_at_s > 10.5, "the span is short, the file whole"
     assert not from_mid_gop.is_cut_short and from_mid_gop.damage(late) == []

@@ -10,7 +10,7 @@ import av
 from anjian.service.benchmarks.clips import ClipPattern
 from anjian.service.benchmarks.clips import write_synthetic_clip as make_test_clip
 
-__all__ = ["ClipPattern", "header_first_copy", "make_test_clip"]
+__all__ = ["ClipPattern", "broken_off_copy", "header_first_copy", "make_test_clip"]
 
 
 def header_first_copy(video: Path, out: Path, *, dropped_packets: int = 0) -> Path:
@@ -23,3 +23,11 @@ def header_first_copy(video: Path, out: Path, *, dropped_packets: int = 0) -> Pa
                 packet.stream = stream
                 copy.mux(packet)
     return out
+
+
+def broken_off_copy(video: Path, fraction: float) -> Path:
+    """A copy of ``video`` beside it (``cut-<name>``) holding its first ``fraction`` of bytes: a recording cut short."""
+    data = video.read_bytes()
+    cut = video.with_name(f"cut-{video.name}")
+    cut.write_bytes(data[: int(len(data) * fraction)])
+    return cut

@@ -24,7 +24,7 @@ from anjian.training.event_eval import (
     score_clip,
     summarize,
 )
-from tests.support.clips import header_first_copy
+from tests.support.clips import broken_off_copy, header_first_copy
 
 
 def _exp(behaviour: str, start: float, end: float | None = None) -> ExpectedEvent:
@@ -302,13 +302,12 @@ def test_a_clip_cut_short_is_the_first_hint_of_its_score(tmp_path: Path) -> None
     """Incidents after the cut of a broken-off clip counted as missed with no word why."""
     written = write_demo_video(tmp_path / "written.mp4", seconds=12, fps=10, size_wh=(160, 90))
     whole = header_first_copy(written, tmp_path / "fire.mp4")  # as cameras write it: a cut copy still opens
-    data = whole.read_bytes()
-    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    broken_off_copy(whole, 0.5)
     plan = _plan(
         tmp_path,
         "clips:\n"
         "  - {video: fire.mp4, camera: cam-1, expected: [{behaviour: open_flame, start_s: 5}]}\n"
-        "  - {video: cut.mp4, camera: cam-1, expected: [{behaviour: open_flame, start_s: 5}]}\n",
+        "  - {video: cut-fire.mp4, camera: cam-1, expected: [{behaviour: open_flame, start_s: 5}]}\n",
     )
 
     whole_score, cut_score = evaluate_events(
@@ -316,7 +315,7 @@ def test_a_clip_cut_short_is_the_first_hint_of_its_score(tmp_path: Path) -> None
     )
 
     assert whole_score.hints == []
-    assert "cut.mp4 ends at" in cut_score.hints[0] and "cut short" in cut_score.hints[0]
+    assert "cut-fire.mp4 ends at" in cut_score.hints[0] and "cut short" in cut_score.hints[0]
     assert cut_score.to_dict()["hints"] == cut_score.hints
 
 
